@@ -1,0 +1,3 @@
+module github.com/flashpath/flashpath
+
+go 1.26.0
