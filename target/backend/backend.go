@@ -1,0 +1,79 @@
+// Package backend implements the storage behind NVMe namespaces: what the
+// target core reads and writes when a host sends Read, Write, Flush, Write
+// Zeroes and Dataset Management commands. It is the user-space counterpart of
+// the Linux target's io-cmd-bdev.c and io-cmd-file.c.
+//
+// Four kinds exist:
+//
+//	mem    anonymous memory (MAP_NORESERVE), lost on exit       NewMem
+//	null   reads return zeros, writes are dropped               NewNull
+//	file   a regular file, O_DIRECT where the filesystem allows  OpenFile
+//	block  a block device, opened like a file                   OpenFile
+//
+// Parse turns a command-line spec such as "mem:1GiB" or "file:/srv/ns1:64GiB"
+// into a Backend; ParseSize parses the sizes it uses. NewFaulty wraps any
+// Backend with injectable failures for tests of the core.
+//
+// Errors are plain Go errors: the sentinels below, or errors that wrap the
+// syscall errno (os.NewSyscallError, *os.PathError), so that errors.Is(err,
+// unix.EIO) and similar work. The core maps them to NVMe status codes.
+package backend
+
+import "errors"
+
+// Backend is the storage behind one NVMe namespace. All offsets and lengths are in bytes
+// and are multiples of BlockSize(). Methods are called concurrently from many queues;
+// they must not allocate on ReadAt/WriteAt (hot path).
+type Backend interface {
+	Size() int64    // capacity in bytes
+	BlockSize() int // logical block size: 512 or 4096
+	ReadAt(p []byte, off int64) error
+	// WriteAt writes p at off. fua: the data is durable on stable media when it returns (NVMe Force Unit Access).
+	WriteAt(p []byte, off int64, fua bool) error
+	Flush() error                   // NVMe Flush: everything acknowledged so far is durable
+	WriteZeroes(off, n int64) error // reads of the range return zeros afterwards
+	Discard(off, n int64) error     // DSM deallocate; reads return zeros afterwards (we report DLFEAT=zeros)
+	VolatileWriteCache() bool       // true when acknowledged writes can be lost on power loss until Flush (VWC in Identify Controller)
+	Kind() string                   // "mem", "null", "file", "block"
+	Close() error
+}
+
+// Sentinel errors. The I/O methods return them unwrapped, so that the hot
+// path does not allocate and the core can compare with errors.Is.
+var (
+	// ErrOutOfRange: the I/O reaches past Size(), or the offset is negative.
+	// NVMe: LBA Out of Range.
+	ErrOutOfRange = errors.New("backend: I/O beyond the end of the namespace")
+	// ErrUnaligned: an offset or length is not a multiple of BlockSize().
+	// The core should never send such an I/O; NVMe: Invalid Field in Command.
+	ErrUnaligned = errors.New("backend: offset or length not a multiple of the block size")
+	// ErrReadOnly: a write to a backend opened read-only. NVMe: Namespace is Write Protected.
+	ErrReadOnly = errors.New("backend: namespace is read-only")
+	// ErrClosed: the backend was used after Close.
+	ErrClosed = errors.New("backend: use of closed backend")
+	// ErrNotSupported: the backend kind does not exist on this platform.
+	ErrNotSupported = errors.New("backend: not supported on this platform")
+)
+
+// Kind names returned by Backend.Kind.
+const (
+	KindMem   = "mem"
+	KindNull  = "null"
+	KindFile  = "file"
+	KindBlock = "block"
+)
+
+// checkIO validates an I/O of n bytes at off against a backend of the given
+// size and block size. It does not allocate.
+func checkIO(off, n, size int64, bs int) error {
+	if off < 0 || n < 0 || off > size || n > size-off {
+		return ErrOutOfRange
+	}
+	if (off|n)&int64(bs-1) != 0 {
+		return ErrUnaligned
+	}
+	return nil
+}
+
+// validBlockSize reports whether bs is a logical block size we serve.
+func validBlockSize(bs int) bool { return bs == 512 || bs == 4096 }
