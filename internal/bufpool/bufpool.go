@@ -1,0 +1,168 @@
+// Package bufpool hands out page-aligned data buffers by size class without
+// allocating on the I/O path.
+//
+// Buffers are carved from large anonymous mappings (slabs) that never move
+// and are never returned to the Go heap, so a transport can register every
+// slab once with a NIC (an RDMA memory region) or a GPU (pinned host memory)
+// through OnSlab and then hand buffers to the hardware with no copy.
+package bufpool
+
+import (
+	"fmt"
+	"math/bits"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Buffer size classes run from MinSize to MaxSize in powers of two.
+const (
+	MinSize  = 4 << 10
+	MaxSize  = 1 << 20
+	slabSize = 4 << 20
+	classes  = 9 // 4K .. 1M
+)
+
+// Buf is one pooled buffer. B has the length asked for; its capacity is the
+// size class. A Buf must be returned with Put exactly once.
+type Buf struct {
+	B     []byte
+	full  []byte
+	class int8
+	slab  int32
+	off   int32
+}
+
+// Slab is one registered region: every Buf lies inside exactly one.
+type Slab struct {
+	Index int
+	Mem   []byte
+}
+
+// Pool is a set of free lists, one per size class. It is safe for
+// concurrent use.
+type Pool struct {
+	mu      sync.Mutex
+	free    [classes][]*Buf // guarded by mu
+	slabs   []Slab          // guarded by mu
+	onSlab  []func(Slab) error
+	maxMem  int64
+	usedMem int64 // guarded by mu
+}
+
+// New returns a pool that maps at most maxMem bytes in total (0: no limit).
+func New(maxMem int64) *Pool { return &Pool{maxMem: maxMem} }
+
+// OnSlab registers a hook called for every slab, those mapped already and
+// those to come (an RDMA transport registers each as a memory region).
+func (p *Pool) OnSlab(f func(Slab) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.slabs {
+		if err := f(s); err != nil {
+			return err
+		}
+	}
+	p.onSlab = append(p.onSlab, f)
+	return nil
+}
+
+// Slabs returns the slabs mapped so far.
+func (p *Pool) Slabs() []Slab {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Slab(nil), p.slabs...)
+}
+
+func classOf(n int) int {
+	if n <= MinSize {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - bits.Len(uint(MinSize-1))
+}
+
+// Get returns a buffer of length n (1 <= n <= MaxSize), page aligned.
+func (p *Pool) Get(n int) (*Buf, error) {
+	if n <= 0 || n > MaxSize {
+		return nil, fmt.Errorf("bufpool: size %d outside 1..%d", n, MaxSize)
+	}
+	c := classOf(n)
+	p.mu.Lock()
+	fl := p.free[c]
+	if len(fl) == 0 {
+		if err := p.grow(c); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		fl = p.free[c]
+	}
+	b := fl[len(fl)-1]
+	p.free[c] = fl[:len(fl)-1]
+	p.mu.Unlock()
+	b.B = b.full[:n]
+	return b, nil
+}
+
+// Put returns a buffer to the pool.
+func (p *Pool) Put(b *Buf) {
+	if b == nil {
+		return
+	}
+	b.B = nil
+	p.mu.Lock()
+	p.free[b.class] = append(p.free[b.class], b)
+	p.mu.Unlock()
+}
+
+// SlabOf returns the index of the slab holding b and b's offset in it, so
+// that a registered-memory user can name the buffer by (region, offset).
+func (b *Buf) SlabOf() (slab int, offset int) { return int(b.slab), int(b.off) }
+
+// grow maps one slab for class c. Called with mu held.
+func (p *Pool) grow(c int) error {
+	size := MinSize << c
+	if p.maxMem > 0 && p.usedMem+slabSize > p.maxMem {
+		return fmt.Errorf("bufpool: memory limit %d bytes reached (raise the pool limit)", p.maxMem)
+	}
+	mem, err := unix.Mmap(-1, 0, slabSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("bufpool: map %d-byte slab: %w", slabSize, err)
+	}
+	s := Slab{Index: len(p.slabs), Mem: mem}
+	for _, f := range p.onSlab {
+		if err := f(s); err != nil {
+			unix.Munmap(mem)
+			return fmt.Errorf("bufpool: register slab: %w", err)
+		}
+	}
+	p.slabs = append(p.slabs, s)
+	p.usedMem += slabSize
+	n := slabSize / size
+	bufs := make([]Buf, n)
+	if cap(p.free[c])-len(p.free[c]) < n {
+		grown := make([]*Buf, len(p.free[c]), len(p.free[c])+n*2)
+		copy(grown, p.free[c])
+		p.free[c] = grown
+	}
+	for i := range bufs {
+		bufs[i] = Buf{full: mem[i*size : (i+1)*size : (i+1)*size], class: int8(c), slab: int32(s.Index), off: int32(i * size)}
+		p.free[c] = append(p.free[c], &bufs[i])
+	}
+	return nil
+}
+
+// Close unmaps every slab. Buffers still held become invalid.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first error
+	for _, s := range p.slabs {
+		if err := unix.Munmap(s.Mem); err != nil && first == nil {
+			first = err
+		}
+	}
+	p.slabs = nil
+	p.free = [classes][]*Buf{}
+	p.usedMem = 0
+	return first
+}
