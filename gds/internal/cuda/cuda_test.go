@@ -1,0 +1,187 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/flashpath/flashpath/gds/internal/cudatest"
+)
+
+func TestMain(m *testing.M) {
+	cleanup, err := cudatest.Setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+func TestBatchLayout(t *testing.T) {
+	p, e := cLayout()
+	if p != unsafe.Sizeof(ioParams{}) || p != 64 {
+		t.Fatalf("CUfileIOParams_t: C %d, Go %d, want 64", p, unsafe.Sizeof(ioParams{}))
+	}
+	if e != unsafe.Sizeof(ioEvent{}) || e != 24 {
+		t.Fatalf("CUfileIOEvents_t: C %d, Go %d, want 24", e, unsafe.Sizeof(ioEvent{}))
+	}
+}
+
+func TestMissingLibraryIsNotSupported(t *testing.T) {
+	// A separate process state is needed for Init's once; check the loader
+	// message path through cuFile instead, which has its own once.
+	err := checkFile("cuFileDriverOpen", fileErrFor(FilePlatformNotSupported))
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("%v does not wrap ErrNotSupported", err)
+	}
+	if err := (&Error{Op: "cuInit", Result: ErrorNoDevice}); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("%v does not wrap ErrNotSupported", err)
+	}
+}
+
+func TestDriverBasics(t *testing.T) {
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := DeviceCount()
+	if err != nil || n != 1 {
+		t.Fatalf("DeviceCount = %d, %v", n, err)
+	}
+	d, err := GetDevice(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GetDevice(3); err == nil {
+		t.Fatal("GetDevice(3) succeeded on a one-device fake")
+	}
+	name, _ := d.Name()
+	bus, _ := d.PCIBusID()
+	mem, _ := d.TotalMem()
+	if name != "Fake GPU" || bus != "0000:3B:00.0" || mem != 80<<30 {
+		t.Fatalf("device: %q %q %d", name, bus, mem)
+	}
+	ctx, err := d.PrimaryCtxRetain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.PrimaryCtxRelease()
+	if err := ctx.SetCurrent(); err != nil {
+		t.Fatal(err)
+	}
+	live := FakeLive()
+	p, err := MemAlloc(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := MemHostAlloc(1<<20, MemHostAllocPortable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := StreamCreate(StreamNonBlocking)
+	e, _ := EventCreate(EventDisableTiming)
+	hb := unsafe.Slice((*byte)(h), 1<<20)
+	for i := range hb {
+		hb[i] = byte(i)
+	}
+	if err := CopyHtoDAsyncRecord(p, h, 1<<20, s, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Synchronize(); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, 1<<20)
+	if err := MemcpyDtoH(unsafe.Pointer(&out[0]), p, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for i := range out {
+		if out[i] != byte(i) {
+			t.Fatalf("byte %d = %d", i, out[i])
+		}
+	}
+	e.Destroy()
+	s.Destroy()
+	MemFreeHost(h)
+	MemFree(p)
+	if FakeLive() != live {
+		t.Fatalf("fake leaks: %d live, want %d", FakeLive(), live)
+	}
+}
+
+func TestCuFile(t *testing.T) {
+	if err := FileDriverOpen(); err != nil {
+		t.Fatal(err)
+	}
+	defer FileDriverClose()
+	props, err := FileDriverProperties()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if props.NVFSMajor != 0 || props.ControlFlags&ControlAllowCompatMode == 0 {
+		t.Fatalf("props: %+v", props)
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	data := make([]byte, 3*4096+100)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	os.WriteFile(path, data, 0o644)
+	f, _ := os.Open(path)
+	defer f.Close()
+	h, err := FileHandleRegister(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Deregister()
+	dev, _ := MemAlloc(int64(len(data)))
+	defer MemFree(dev)
+	n, err := FileRead(h, dev, int64(len(data)), 0, 0)
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("FileRead = %d, %v", n, err)
+	}
+	if got := readDev(t, dev, len(data)); string(got) != string(data) {
+		t.Fatal("FileRead data mismatch")
+	}
+	if !HasBatchIO() {
+		t.Fatal("fake exports the batch API")
+	}
+	b, err := NewBatch(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	MemsetD8(dev, 0, int64(len(data)))
+	ios := []BatchIO{
+		{Handle: h, Opcode: BatchRead, Base: dev, DevOff: 0, Off: 0, Size: 4096, Cookie: 1},
+		{Handle: h, Opcode: BatchRead, Base: dev, DevOff: 4096, Off: 4096, Size: int64(len(data)) - 4096, Cookie: 2},
+	}
+	if err := b.Submit(ios); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := b.Status(2, time.Second, nil)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("Status = %v, %v", evs, err)
+	}
+	for _, e := range evs {
+		if e.Status != StatusComplete || e.Ret != ios[e.Cookie-1].Size {
+			t.Fatalf("event %+v", e)
+		}
+	}
+	if got := readDev(t, dev, len(data)); string(got) != string(data) {
+		t.Fatal("batch data mismatch")
+	}
+}
+
+func readDev(t *testing.T, p DevicePtr, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if err := MemcpyDtoH(unsafe.Pointer(&b[0]), p, int64(n)); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,5 @@
+package cuda
+
+import "syscall"
+
+func errnoErr(n int) error { return syscall.Errno(n) }

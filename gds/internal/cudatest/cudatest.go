@@ -1,0 +1,49 @@
+// Package cudatest builds the fake libcuda and libcufile of
+// gds/internal/cuda/testdata and points the loader at them, so tests of the
+// GPU data path run on machines without a GPU.
+package cudatest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+)
+
+// Build compiles the fakes into dir and returns their paths.
+func Build(dir string) (libcuda, libcufile string, err error) {
+	_, self, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(self), "..", "cuda", "testdata")
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	libcuda = filepath.Join(dir, "libfakecuda.so")
+	libcufile = filepath.Join(dir, "libfakecufile.so")
+	for _, b := range [][2]string{{"fakecuda.c", libcuda}, {"fakecufile.c", libcufile}} {
+		out, err := exec.Command(cc, "-shared", "-fPIC", "-O1", "-o", b[1], filepath.Join(src, b[0]), "-lpthread").CombinedOutput()
+		if err != nil {
+			return "", "", fmt.Errorf("build %s: %v\n%s", b[0], err, out)
+		}
+	}
+	return libcuda, libcufile, nil
+}
+
+// Setup builds the fakes into a new temporary directory and sets
+// FLASHPATH_LIBCUDA and FLASHPATH_LIBCUFILE. Call it from TestMain, before
+// anything loads the driver; cleanup removes the directory.
+func Setup() (cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "flashpath-fakecuda-")
+	if err != nil {
+		return nil, err
+	}
+	cuda, cufile, err := Build(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	os.Setenv("FLASHPATH_LIBCUDA", cuda)
+	os.Setenv("FLASHPATH_LIBCUFILE", cufile)
+	return func() { os.RemoveAll(dir) }, nil
+}
