@@ -243,10 +243,10 @@ type DSMRange struct {
 
 // DecodeDSMRange decodes range i of a DSM payload.
 func DecodeDSMRange(b []byte, i int) (DSMRange, error) {
-	off := i * DSMRangeSize
-	if i < 0 || off+DSMRangeSize > len(b) {
+	if i < 0 || i >= len(b)/DSMRangeSize {
 		return DSMRange{}, fmt.Errorf("DSM range %d beyond %d-byte payload", i, len(b))
 	}
+	off := i * DSMRangeSize
 	return DSMRange{Attributes: le.Uint32(b[off:]), NLB: le.Uint32(b[off+4:]), SLBA: le.Uint64(b[off+8:])}, nil
 }
 

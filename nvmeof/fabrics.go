@@ -59,8 +59,8 @@ func (d *ConnectData) Encode(b []byte) error {
 	if len(b) < ConnectDataSize {
 		return fmt.Errorf("connect data: buffer %d bytes, need %d", len(b), ConnectDataSize)
 	}
-	if len(d.SubNQN) > 255 || len(d.HostNQN) > 255 {
-		return errors.New("connect data: NQN longer than 255 bytes")
+	if len(d.SubNQN) > NQNMaxLen || len(d.HostNQN) > NQNMaxLen {
+		return fmt.Errorf("connect data: NQN longer than %d bytes", NQNMaxLen)
 	}
 	clear(b[:ConnectDataSize])
 	copy(b[0:16], d.HostID[:])

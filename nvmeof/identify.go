@@ -254,7 +254,7 @@ type LBAFormat struct {
 type IdentifyNamespace struct {
 	NSZE, NCAP, NUSE uint64
 	NSFEAT           uint8
-	NLBAF            uint8 // 0-based
+	NLBAF            uint8 // 0-based, up to 63; LBAF holds the first 16
 	FLBAS            uint8
 	DLFEAT           uint8
 	NMIC             uint8
@@ -323,17 +323,23 @@ func DecodeIdentifyNamespace(b []byte) (IdentifyNamespace, error) {
 		o := 128 + 4*i
 		ns.LBAF[i] = LBAFormat{MS: le.Uint16(b[o:]), LBADS: b[o+2], RP: b[o+3] & 3}
 	}
-	if ns.NLBAF > 15 {
-		return ns, fmt.Errorf("identify namespace: NLBAF %d exceeds 15", ns.NLBAF)
+	if ns.NLBAF > 63 {
+		return ns, fmt.Errorf("identify namespace: NLBAF %d exceeds 63", ns.NLBAF)
 	}
 	return ns, nil
 }
 
+// FormatIndex is the index of the formatted LBA format: FLBAS bits 3:0,
+// with bits 6:5 as the upper two bits (NVM Command Set 1.0 Figure 97).
+func (ns *IdentifyNamespace) FormatIndex() int {
+	return int(ns.FLBAS&0xF) | int(ns.FLBAS&0x60)>>1
+}
+
 // BlockSize returns the data size of the formatted LBA format, or 0 when the
-// structure names an invalid one.
+// structure names an invalid one or one beyond the 16 that LBAF holds.
 func (ns *IdentifyNamespace) BlockSize() int {
-	f := int(ns.FLBAS & 0xF)
-	if f > int(ns.NLBAF) || ns.LBAF[f].LBADS < 9 || ns.LBAF[f].LBADS > 16 {
+	f := ns.FormatIndex()
+	if f > int(ns.NLBAF) || f >= len(ns.LBAF) || ns.LBAF[f].LBADS < 9 || ns.LBAF[f].LBADS > 16 {
 		return 0
 	}
 	return 1 << ns.LBAF[f].LBADS

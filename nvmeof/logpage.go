@@ -27,9 +27,11 @@ func (c *SQE) LSP() uint8 { return c[41] & 0x7F }
 // RAE is Retain Asynchronous Event.
 func (c *SQE) RAE() bool { return c[41]&0x80 != 0 }
 
-// LogNumDwords is the number of dwords to return (NUMDU:NUMDL + 1).
+// LogNumDwords is the number of dwords to return (NUMDU:NUMDL + 1):
+// NUMDL is CDW10 bits 31:16, NUMDU is CDW11 bits 15:0 (NVMe Base 2.0
+// Figures 197-198). The largest NUMD, 0xFFFFFFFF, wraps to 0.
 func (c *SQE) LogNumDwords() uint32 {
-	return (uint32(le.Uint16(c[46:]))<<16 | uint32(le.Uint16(c[42:]))) + 1
+	return (uint32(le.Uint16(c[44:]))<<16 | uint32(le.Uint16(c[42:]))) + 1
 }
 
 // LogOffset is the log page offset in bytes.
@@ -42,9 +44,9 @@ func (c *SQE) SetGetLogPage(lid uint8, nsid uint32, n uint32, offset uint64) {
 	numd := n/4 - 1
 	c[40] = lid
 	c[41] = 0
-	le.PutUint16(c[42:], uint16(numd))
-	le.PutUint16(c[44:], 0)
-	le.PutUint16(c[46:], uint16(numd>>16))
+	le.PutUint16(c[42:], uint16(numd))     // NUMDL
+	le.PutUint16(c[44:], uint16(numd>>16)) // NUMDU
+	le.PutUint16(c[46:], 0)                // LSI
 	le.PutUint64(c[48:], offset)
 }
 

@@ -55,7 +55,8 @@ const (
 	R2THLen        = 24
 	TermReqHLen    = 24
 	DigestSize     = 4
-	// TermReqMaxData is the most of the offending PDU header a TermReq carries.
+	// TermReqMaxData is the most of the offending PDU header a TermReq
+	// carries: a TermReq is at most 152 bytes long in all (§3.6.2.4).
 	TermReqMaxData = 128
 	// MaxHLen is the largest HLEN of any PDU.
 	MaxHLen = 128
@@ -188,7 +189,7 @@ func (h Header) Check(hdgst, ddgst bool, maxPLen uint32) (Layout, error) {
 	if term {
 		// Term requests carry the offending header right after theirs, with no digests.
 		l.DataOff, l.DataLen = hlen, h.PLen-hlen
-		if l.DataLen > TermReqMaxData+DigestSize {
+		if l.DataLen > TermReqMaxData {
 			return Layout{}, fatal(FESInvalidHeader, 4, "TermReq: PLEN %d too long", h.PLen)
 		}
 		return l, nil
@@ -290,8 +291,8 @@ func DecodeICResp(b []byte) (ICResp, error) {
 	if r.PFV != 0 {
 		return r, fmt.Errorf("ICResp: PDU format version %d, only 0 is supported", r.PFV)
 	}
-	if r.MaxData < 4096 {
-		return r, fmt.Errorf("ICResp: MAXH2CDATA %d below the 4096 minimum", r.MaxData)
+	if r.MaxData < 4096 || r.MaxData%4 != 0 {
+		return r, fmt.Errorf("ICResp: MAXH2CDATA %d is not a multiple of 4 of at least 4096", r.MaxData)
 	}
 	if r.CPDA > 31 {
 		return r, fmt.Errorf("ICResp: CPDA %d exceeds 31", r.CPDA)
