@@ -1,0 +1,221 @@
+package initiator
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Default ports (NVMe/TCP 1.0 §7.4.9.1): I/O controllers listen on 4420,
+// discovery controllers on 8009.
+const (
+	DefaultPort          = "4420"
+	DefaultDiscoveryPort = "8009"
+)
+
+// Options are the host settings shared by Discover and Connect.
+type Options struct {
+	// HostNQN identifies this host; empty: /etc/nvme/hostnqn, or one
+	// generated from the machine's identity as nvme-cli does
+	// (nqn.2014-08.org.nvmexpress:uuid:<uuid>), stable across runs.
+	HostNQN string
+	// HostID is the 128-bit host identifier; zero: /etc/nvme/hostid, or
+	// the UUID of HostNQN.
+	HostID [16]byte
+	// HeaderDigest and DataDigest ask for CRC32C digests (ICReq).
+	HeaderDigest bool
+	DataDigest   bool
+	// ConnectTimeout bounds dialing and initializing each connection
+	// (default 10 s).
+	ConnectTimeout time.Duration
+	// AdminTimeout bounds each admin command (default 60 s, as Linux).
+	AdminTimeout time.Duration
+	// Logger receives connection events (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Config configures Connect.
+type Config struct {
+	// Addr of the controller: "127.0.0.1:4420" or "tcp://127.0.0.1:4420".
+	Addr string
+	// SubNQN is the NVM subsystem to connect to.
+	SubNQN string
+	Options
+	// IOQueues is the number of I/O queues (default min(NumCPU, 4)); the
+	// controller may grant fewer.
+	IOQueues int
+	// QueueDepth is the commands in flight per I/O queue (default 128,
+	// at most CAP.MQES).
+	QueueDepth int
+	// KATO is the keep-alive timeout (default 5 s; negative disables
+	// keep-alive). Keep Alive commands are sent every KATO/2.
+	KATO time.Duration
+	// IOTimeout fails a queue whose command stays unanswered this long
+	// (default 30 s).
+	IOTimeout time.Duration
+	// Events, when set, receives asynchronous events; it must not block.
+	// Otherwise they are available from Controller.Events.
+	Events func(Event)
+}
+
+func (o *Options) setDefaults() error {
+	if o.HostNQN == "" {
+		nqn, err := DefaultHostNQN()
+		if err != nil {
+			return err
+		}
+		o.HostNQN = nqn
+	}
+	if len(o.HostNQN) > 223 {
+		return fmt.Errorf("HostNQN: %d bytes, longer than 223", len(o.HostNQN))
+	}
+	if o.HostID == [16]byte{} {
+		o.HostID = defaultHostID(o.HostNQN)
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.AdminTimeout <= 0 {
+		o.AdminTimeout = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.SubNQN == "" {
+		return fmt.Errorf("SubNQN: empty; name the subsystem to connect to (flashpath discover lists them)")
+	}
+	if len(c.SubNQN) > 223 {
+		return fmt.Errorf("SubNQN: %d bytes, longer than 223", len(c.SubNQN))
+	}
+	if err := c.Options.setDefaults(); err != nil {
+		return err
+	}
+	if c.IOQueues <= 0 {
+		c.IOQueues = min(runtime.NumCPU(), 4)
+	}
+	if c.IOQueues > 0xFFFE {
+		return fmt.Errorf("IOQueues: %d, more than 65534", c.IOQueues)
+	}
+	if c.QueueDepth <= 0 {
+		c.QueueDepth = 128
+	}
+	if c.QueueDepth > 0xFFFF {
+		return fmt.Errorf("QueueDepth: %d, more than 65535", c.QueueDepth)
+	}
+	if c.KATO == 0 {
+		c.KATO = 5 * time.Second
+	}
+	if c.IOTimeout <= 0 {
+		c.IOTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+// ParseAddr accepts "host:port", "tcp://host:port" or a bare host (then
+// defaultPort) and returns "host:port".
+func ParseAddr(addr, defaultPort string) (string, error) {
+	a := addr
+	if i := strings.Index(a, "://"); i >= 0 {
+		if scheme := a[:i]; scheme != "tcp" {
+			return "", fmt.Errorf("address %q: transport %q not supported, use tcp://HOST:PORT", addr, scheme)
+		}
+		a = a[i+3:]
+	}
+	a = strings.TrimSuffix(a, "/")
+	if a == "" {
+		return "", fmt.Errorf("address %q: no host", addr)
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		if strings.Count(a, ":") > 1 && !strings.HasPrefix(a, "[") {
+			a = "[" + a + "]"
+		}
+		a = net.JoinHostPort(strings.Trim(a, "[]"), defaultPort)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return "", fmt.Errorf("address %q: %w", addr, err)
+		}
+	}
+	return a, nil
+}
+
+// DefaultHostNQN returns the host NQN nvme-cli would use: the contents of
+// /etc/nvme/hostnqn, or nqn.2014-08.org.nvmexpress:uuid:<uuid> with a UUID
+// derived from the machine identity (DMI product UUID or machine-id), so
+// that it is the same on every run.
+func DefaultHostNQN() (string, error) {
+	if b, err := os.ReadFile("/etc/nvme/hostnqn"); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	}
+	for _, p := range []string{"/sys/class/dmi/id/product_uuid", "/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(p); err == nil {
+			if s := strings.TrimSpace(string(b)); s != "" {
+				return "nqn.2014-08.org.nvmexpress:uuid:" + nameUUID(s), nil
+			}
+		}
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("generate a host NQN: no machine identity found (%w); set HostNQN", err)
+	}
+	return "nqn.2014-08.org.nvmexpress:uuid:" + nameUUID(h), nil
+}
+
+// nameUUID returns s itself when it is a UUID, else a name-based UUID
+// (RFC 9562 version 5) of s.
+func nameUUID(s string) string {
+	if u, ok := parseUUID(s); ok {
+		return formatUUID(u)
+	}
+	sum := sha1.Sum([]byte("flashpath-host:" + s))
+	var u [16]byte
+	copy(u[:], sum[:16])
+	u[6] = u[6]&0x0F | 0x50
+	u[8] = u[8]&0x3F | 0x80
+	return formatUUID(u)
+}
+
+func parseUUID(s string) ([16]byte, bool) {
+	var u [16]byte
+	h := strings.ReplaceAll(s, "-", "")
+	if len(h) != 32 {
+		return u, false
+	}
+	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
+		return u, false
+	}
+	return u, true
+}
+
+func formatUUID(u [16]byte) string {
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// defaultHostID: /etc/nvme/hostid, the UUID inside a uuid-style NQN, or
+// a UUID derived from the NQN.
+func defaultHostID(nqn string) [16]byte {
+	if b, err := os.ReadFile("/etc/nvme/hostid"); err == nil {
+		if u, ok := parseUUID(string(bytes.TrimSpace(b))); ok {
+			return u
+		}
+	}
+	if i := strings.LastIndex(nqn, ":uuid:"); i >= 0 {
+		if u, ok := parseUUID(nqn[i+6:]); ok {
+			return u
+		}
+	}
+	u, _ := parseUUID(nameUUID(nqn))
+	return u
+}

@@ -1,0 +1,635 @@
+package initiator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// adminDepth is the admin queue size (Linux NVME_AQ_DEPTH): the Connect
+// SQSIZE is adminDepth-1, so adminDepth-1 commands may be in flight.
+const adminDepth = 32
+
+// maxTransferCap bounds one command's data when MDTS sets no limit.
+const maxTransferCap = 8 << 20
+
+// Controller is a connected NVMe-oF controller: an admin queue and I/O
+// queues over NVMe/TCP.
+type Controller struct {
+	cfg    Config
+	addr   string
+	log    *slog.Logger
+	admin  *Queue
+	io     []*Queue
+	cntlID uint16
+	cap    nvmeof.CAP
+	vs     uint32
+	id     nvmeof.IdentifyController
+	rr     atomic.Uint32
+
+	events chan Event
+	stop   context.CancelFunc
+	wg     sync.WaitGroup // keep-alive and event goroutines
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Event is an asynchronous event reported by the controller
+// (NVMe Base 2.0 §5.2).
+type Event struct {
+	Type uint8 // 0 error, 1 SMART/health, 2 notice, 6 I/O command set specific, 7 vendor
+	Info uint8 // nvmeof.AENoticeNSAttrChanged for a namespace change
+	LID  uint8 // log page to read to clear the event
+	// ChangedNamespaces lists the NSIDs of a namespace attribute notice,
+	// read from the Changed Namespace List log.
+	ChangedNamespaces []uint32
+	// Err is set when reading the log page failed.
+	Err error
+}
+
+// Connect connects to an NVM subsystem over NVMe/TCP: a TCP connection per
+// queue, ICReq/ICResp, Fabrics Connect of the admin queue, the admin
+// bring-up of the Linux host (CAP, VS, CC.EN, CSTS.RDY, Identify
+// Controller, Number of Queues, asynchronous events) and Fabrics Connect of
+// each I/O queue.
+func Connect(ctx context.Context, cfg Config) (*Controller, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	addr, err := ParseAddr(cfg.Addr, DefaultPort)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	c := &Controller{cfg: cfg, addr: addr, events: make(chan Event, 16)}
+	c.log = cfg.Logger.With("ctrl", addr, "subsys", cfg.SubNQN)
+	var kato uint32
+	if cfg.KATO > 0 {
+		kato = uint32(cfg.KATO / time.Millisecond)
+	}
+	if err := c.connectAdmin(ctx, cfg.SubNQN, kato); err != nil {
+		return nil, err
+	}
+	if err := c.setup(ctx); err != nil {
+		c.teardown(context.Background(), false)
+		return nil, err
+	}
+	return c, nil
+}
+
+// connectAdmin dials the admin queue and sends Fabrics Connect.
+func (c *Controller) connectAdmin(ctx context.Context, subnqn string, kato uint32) error {
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	q, err := dialQueue(dctx, queueParams{
+		addr: c.addr, qid: 0, depth: adminDepth - 1,
+		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
+		timeout: c.cfg.AdminTimeout, log: c.log,
+	})
+	if err != nil {
+		return err
+	}
+	c.admin = q
+	cntlID, err := c.fabricsConnect(dctx, q, subnqn, nvmeof.CntlIDDynamic, adminDepth-1, kato)
+	if err != nil {
+		q.close()
+		return err
+	}
+	c.cntlID = cntlID
+	return nil
+}
+
+// fabricsConnect sends the Connect command (NVMe-oF 1.1 §3.3) on q.
+func (c *Controller) fabricsConnect(ctx context.Context, q *Queue, subnqn string, cntlID, sqsize uint16, kato uint32) (uint16, error) {
+	var sqe nvmeof.SQE
+	sqe.SetConnect(q.qid, sqsize, kato)
+	data := make([]byte, nvmeof.ConnectDataSize)
+	cd := nvmeof.ConnectData{HostID: c.cfg.HostID, CntlID: cntlID, SubNQN: subnqn, HostNQN: c.cfg.HostNQN}
+	if err := cd.Encode(data); err != nil {
+		return 0, err
+	}
+	r, err := q.exec(ctx, "connect", &sqe, data, true)
+	if err != nil {
+		var st nvmeof.Status
+		var dw0 uint32
+		if r != nil {
+			st, dw0 = r.Status, r.DW0
+		}
+		return 0, connectError(c.addr, q.qid, subnqn, c.cfg.HostNQN, st, dw0, err)
+	}
+	return uint16(r.DW0), nil
+}
+
+// connectError explains a failed Connect and what to do about it.
+func connectError(addr string, qid uint16, subnqn, hostnqn string, st nvmeof.Status, dw0 uint32, err error) error {
+	var se *nvmeof.StatusError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("connect queue %d to %s: %w", qid, addr, err)
+	}
+	var hint string
+	switch st.Code() {
+	case nvmeof.StatusConnectInvalidHost:
+		hint = fmt.Sprintf("host %s is not allowed on subsystem %s: add it to the subsystem's allowed hosts on the target", hostnqn, subnqn)
+	case nvmeof.StatusConnectInvalidParam:
+		where := "command"
+		if dw0&(1<<16) != 0 {
+			where = "data"
+		}
+		hint = fmt.Sprintf("the controller rejected the parameter at byte %d of the connect %s", uint16(dw0), where)
+		if dw0&(1<<16) != 0 && uint16(dw0) == nvmeof.ConnectDataOffSubNQN {
+			hint = fmt.Sprintf("subsystem %s does not exist on %s: check the NQN with `flashpath discover`", subnqn, addr)
+		}
+	case nvmeof.StatusConnectCtrlBusy:
+		hint = "the controller is busy: retry later"
+	case nvmeof.StatusConnectRestartDisc:
+		hint = "the subsystem moved: run discovery again"
+	case nvmeof.StatusConnectIncompatible:
+		hint = "the controller does not support this connect format"
+	default:
+		hint = "the controller refused the connection"
+	}
+	return fmt.Errorf("connect queue %d to %s (subsystem %s): %w: %s", qid, addr, subnqn, err, hint)
+}
+
+// setup is the admin bring-up after the admin queue is connected.
+func (c *Controller) setup(ctx context.Context) error {
+	if err := c.enable(ctx); err != nil {
+		return err
+	}
+	id, err := c.IdentifyController(ctx)
+	if err != nil {
+		return err
+	}
+	c.id = id
+	if id.CntrlType == nvmeof.CtrlTypeDiscovery {
+		return fmt.Errorf("connect %s: %s is a discovery controller: use Discover", c.addr, c.cfg.SubNQN)
+	}
+	maxXfer := id.MaxTransfer()
+	if maxXfer == 0 || maxXfer > maxTransferCap {
+		maxXfer = maxTransferCap
+	}
+	icd := 0
+	if id.IOCCSZ*16 > nvmeof.SQESize {
+		icd = int(id.IOCCSZ*16 - nvmeof.SQESize)
+	}
+	c.admin.setLimits(0, maxXfer)
+
+	// Number of Queues (NVMe Base 2.0 §5.27.1.5): both counts 0-based.
+	want := uint32(c.cfg.IOQueues - 1)
+	dw0, err := c.SetFeature(ctx, nvmeof.FeatNumQueues, want|want<<16)
+	if err != nil {
+		return fmt.Errorf("connect %s: set number of queues: %w", c.addr, err)
+	}
+	nq := int(min(dw0&0xFFFF, dw0>>16)) + 1
+	nq = min(nq, c.cfg.IOQueues)
+
+	depth := c.cfg.QueueDepth
+	if mqes := int(c.cap.MQES()); depth > mqes {
+		// A queue of MQES+1 entries holds MQES commands.
+		depth = mqes
+	}
+	if id.MaxCmd > 0 && depth > int(id.MaxCmd) {
+		depth = int(id.MaxCmd)
+	}
+	if depth < 1 {
+		return fmt.Errorf("connect %s: CAP.MQES %d allows no I/O commands", c.addr, c.cap.MQES())
+	}
+
+	c.startBackground()
+	if id.OAES&nvmeof.OAESNamespaceAttr != 0 {
+		if _, err := c.SetFeature(ctx, nvmeof.FeatAsyncEvent, nvmeof.OAESNamespaceAttr); err != nil {
+			c.log.Warn("enable namespace attribute notices", "err", err)
+		} else if err := c.postAER(); err != nil {
+			return err
+		}
+	}
+
+	for i := 1; i <= nq; i++ {
+		q, err := c.connectIO(ctx, uint16(i), depth, icd, maxXfer)
+		if err != nil {
+			return err
+		}
+		c.io = append(c.io, q)
+	}
+	c.log.Debug("connected", "cntlid", c.cntlID, "queues", len(c.io), "depth", depth, "icd", icd, "maxxfer", maxXfer)
+	return nil
+}
+
+func (c *Controller) connectIO(ctx context.Context, qid uint16, depth, icd, maxXfer int) (*Queue, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	q, err := dialQueue(dctx, queueParams{
+		addr: c.addr, qid: qid, depth: depth,
+		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
+		timeout: c.cfg.IOTimeout, log: c.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect queue %d: %w", qid, err)
+	}
+	// SQSIZE is 0-based: depth+1 entries hold depth commands.
+	if _, err := c.fabricsConnect(dctx, q, c.cfg.SubNQN, c.cntlID, uint16(depth), 0); err != nil {
+		q.close()
+		return nil, err
+	}
+	q.setLimits(icd, maxXfer)
+	return q, nil
+}
+
+// enable reads CAP and VS, sets CC.EN and waits for CSTS.RDY within CAP.TO
+// (NVMe Base 2.0 §3.5.1, Linux nvme_enable_ctrl).
+func (c *Controller) enable(ctx context.Context) error {
+	capv, err := c.PropertyGet(ctx, nvmeof.PropCAP, true)
+	if err != nil {
+		return fmt.Errorf("connect %s: read CAP: %w", c.addr, err)
+	}
+	c.cap = nvmeof.CAP(capv)
+	vs, err := c.PropertyGet(ctx, nvmeof.PropVS, false)
+	if err != nil {
+		return fmt.Errorf("connect %s: read VS: %w", c.addr, err)
+	}
+	c.vs = uint32(vs)
+	if err := c.PropertySet(ctx, nvmeof.PropCC, false, uint64(nvmeof.CCValue(true))); err != nil {
+		return fmt.Errorf("connect %s: enable controller (CC.EN): %w", c.addr, err)
+	}
+	timeout := time.Duration(int(c.cap.Timeout())+1) * 500 * time.Millisecond
+	err = c.waitCSTS(ctx, timeout, func(csts uint32) bool { return csts&nvmeof.CSTSReady != 0 })
+	if err != nil {
+		return fmt.Errorf("connect %s: wait for CSTS.RDY: %w", c.addr, err)
+	}
+	return nil
+}
+
+// waitCSTS polls CSTS until done says so, for at most timeout, backing off
+// from 1 ms like the Linux host's nvme_wait_ready.
+func (c *Controller) waitCSTS(ctx context.Context, timeout time.Duration, done func(uint32) bool) error {
+	deadline := time.Now().Add(timeout)
+	delay := time.Millisecond
+	for {
+		v, err := c.PropertyGet(ctx, nvmeof.PropCSTS, false)
+		if err != nil {
+			return err
+		}
+		csts := uint32(v)
+		if csts&nvmeof.CSTSFatal != 0 {
+			return errors.New("controller fatal status (CSTS.CFS) set")
+		}
+		if done(csts) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v (CAP.TO); CSTS %#x", timeout, csts)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*2, 50*time.Millisecond)
+	}
+}
+
+func (c *Controller) adminCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.AdminTimeout)
+}
+
+// PropertyGet reads a controller property (NVMe-oF 1.1 §3.4): the value
+// is in DW0, and DW1 for 8-byte properties, of the completion.
+func (c *Controller) PropertyGet(ctx context.Context, offset uint32, size8 bool) (uint64, error) {
+	ctx, cancel := c.adminCtx(ctx)
+	defer cancel()
+	var sqe nvmeof.SQE
+	sqe.SetPropertyGet(offset, size8)
+	r, err := c.admin.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
+	if err != nil {
+		return 0, err
+	}
+	if !size8 {
+		return uint64(r.DW0), nil
+	}
+	return uint64(r.dw1)<<32 | uint64(r.DW0), nil
+}
+
+// PropertySet writes a controller property (NVMe-oF 1.1 §3.5).
+func (c *Controller) PropertySet(ctx context.Context, offset uint32, size8 bool, value uint64) error {
+	ctx, cancel := c.adminCtx(ctx)
+	defer cancel()
+	var sqe nvmeof.SQE
+	sqe.SetPropertySet(offset, size8, value)
+	_, err := c.admin.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
+	return err
+}
+
+// Admin runs an admin command built by the caller, with buf as its data
+// (out: host to controller), and returns the completion's DW0.
+func (c *Controller) Admin(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
+	ctx, cancel := c.adminCtx(ctx)
+	defer cancel()
+	r, err := c.admin.exec(ctx, name, sqe, buf, out)
+	if r == nil {
+		return 0, err
+	}
+	return r.DW0, err
+}
+
+// IdentifyController returns the Identify Controller data structure.
+func (c *Controller) IdentifyController(ctx context.Context) (nvmeof.IdentifyController, error) {
+	b := make([]byte, nvmeof.IdentifySize)
+	var sqe nvmeof.SQE
+	sqe.SetIdentify(nvmeof.CNSController, 0)
+	if _, err := c.Admin(ctx, "identify controller", &sqe, b, false); err != nil {
+		return nvmeof.IdentifyController{}, err
+	}
+	return nvmeof.DecodeIdentifyController(b)
+}
+
+// Identify returns the Identify Controller data read when connecting.
+func (c *Controller) Identify() nvmeof.IdentifyController { return c.id }
+
+// CAP returns the Controller Capabilities read when connecting.
+func (c *Controller) CAP() nvmeof.CAP { return c.cap }
+
+// Version returns the VS property read when connecting.
+func (c *Controller) Version() uint32 { return c.vs }
+
+// CntlID returns the controller ID assigned by Connect.
+func (c *Controller) CntlID() uint16 { return c.cntlID }
+
+// Queues returns the I/O queues.
+func (c *Controller) Queues() []*Queue { return c.io }
+
+// ActiveNamespaces returns the active NSIDs (Identify CNS 02h), following
+// the list past 1024 entries.
+func (c *Controller) ActiveNamespaces(ctx context.Context) ([]uint32, error) {
+	var all []uint32
+	after := uint32(0)
+	for {
+		b := make([]byte, nvmeof.IdentifySize)
+		var sqe nvmeof.SQE
+		sqe.SetIdentify(nvmeof.CNSActiveNSList, after)
+		if _, err := c.Admin(ctx, "identify active namespace list", &sqe, b, false); err != nil {
+			return nil, err
+		}
+		ids, err := nvmeof.DecodeNSList(b)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ids...)
+		if len(ids) < nvmeof.IdentifySize/4 {
+			return all, nil
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
+// IdentifyNamespace returns the Identify Namespace data structure of nsid.
+func (c *Controller) IdentifyNamespace(ctx context.Context, nsid uint32) (nvmeof.IdentifyNamespace, error) {
+	b := make([]byte, nvmeof.IdentifySize)
+	var sqe nvmeof.SQE
+	sqe.SetIdentify(nvmeof.CNSNamespace, nsid)
+	if _, err := c.Admin(ctx, "identify namespace", &sqe, b, false); err != nil {
+		return nvmeof.IdentifyNamespace{}, err
+	}
+	return nvmeof.DecodeIdentifyNamespace(b)
+}
+
+// NamespaceDescriptors returns the namespace identification descriptors of nsid.
+func (c *Controller) NamespaceDescriptors(ctx context.Context, nsid uint32) ([]nvmeof.NSDescriptor, error) {
+	b := make([]byte, nvmeof.IdentifySize)
+	var sqe nvmeof.SQE
+	sqe.SetIdentify(nvmeof.CNSNSDescList, nsid)
+	if _, err := c.Admin(ctx, "identify namespace descriptors", &sqe, b, false); err != nil {
+		return nil, err
+	}
+	return nvmeof.DecodeNSDescList(b)
+}
+
+// GetLogPage reads len(buf) bytes (a multiple of 4) of log page lid at offset.
+func (c *Controller) GetLogPage(ctx context.Context, lid uint8, nsid uint32, buf []byte, offset uint64) error {
+	return getLogPage(ctx, c.Admin, lid, nsid, buf, offset)
+}
+
+type adminFunc func(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error)
+
+func getLogPage(ctx context.Context, admin adminFunc, lid uint8, nsid uint32, buf []byte, offset uint64) error {
+	if len(buf) == 0 || len(buf)%4 != 0 {
+		return fmt.Errorf("get log page %#x: length %d is not a positive multiple of 4", lid, len(buf))
+	}
+	var sqe nvmeof.SQE
+	sqe.SetGetLogPage(lid, nsid, uint32(len(buf)), offset)
+	_, err := admin(ctx, fmt.Sprintf("get log page %#x", lid), &sqe, buf, false)
+	return err
+}
+
+// ErrorLog returns the entries of the Error Information log (ELPE+1 of them).
+func (c *Controller) ErrorLog(ctx context.Context) ([]nvmeof.ErrorLogEntry, error) {
+	n := int(c.id.ELPE) + 1
+	b := make([]byte, n*nvmeof.ErrorLogEntrySize)
+	if err := c.GetLogPage(ctx, nvmeof.LogError, 0, b, 0); err != nil {
+		return nil, err
+	}
+	out := make([]nvmeof.ErrorLogEntry, 0, n)
+	for i := range n {
+		e, err := nvmeof.DecodeErrorLogEntry(b[i*nvmeof.ErrorLogEntrySize:])
+		if err != nil {
+			return nil, err
+		}
+		if e.ErrorCount != 0 {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// SMARTLog returns the SMART / Health Information log for the controller.
+func (c *Controller) SMARTLog(ctx context.Context) (nvmeof.SMARTLog, error) {
+	b := make([]byte, nvmeof.SMARTLogSize)
+	if err := c.GetLogPage(ctx, nvmeof.LogSMART, 0xFFFFFFFF, b, 0); err != nil {
+		return nvmeof.SMARTLog{}, err
+	}
+	return nvmeof.DecodeSMARTLog(b)
+}
+
+// FirmwareSlotLog returns the active slot and the slot revisions.
+func (c *Controller) FirmwareSlotLog(ctx context.Context) (uint8, [7]string, error) {
+	b := make([]byte, nvmeof.FirmwareSlotLogSize)
+	if err := c.GetLogPage(ctx, nvmeof.LogFirmwareSlot, 0, b, 0); err != nil {
+		return 0, [7]string{}, err
+	}
+	return nvmeof.DecodeFirmwareSlotLog(b)
+}
+
+// CommandEffects returns the Commands Supported and Effects log.
+func (c *Controller) CommandEffects(ctx context.Context) (admin, io [256]uint32, err error) {
+	b := make([]byte, nvmeof.CommandEffectsLogSize)
+	if err := c.GetLogPage(ctx, nvmeof.LogCommandEffects, 0, b, 0); err != nil {
+		return admin, io, err
+	}
+	return nvmeof.DecodeCommandEffects(b)
+}
+
+// ChangedNamespaces reads (and so clears) the Changed Namespace List log.
+func (c *Controller) ChangedNamespaces(ctx context.Context) ([]uint32, error) {
+	b := make([]byte, nvmeof.ChangedNSListSize)
+	if err := c.GetLogPage(ctx, nvmeof.LogChangedNSList, 0, b, 0); err != nil {
+		return nil, err
+	}
+	return nvmeof.DecodeNSList(b)
+}
+
+// GetFeature returns DW0 of Get Features for fid (current value).
+func (c *Controller) GetFeature(ctx context.Context, fid uint8, cdw11 uint32) (uint32, error) {
+	var sqe nvmeof.SQE
+	sqe.GetFeatures(fid)
+	sqe.SetCDW(11, cdw11)
+	return c.Admin(ctx, fmt.Sprintf("get features %#x", fid), &sqe, nil, false)
+}
+
+// SetFeature sets feature fid to cdw11 and returns DW0 of the completion.
+func (c *Controller) SetFeature(ctx context.Context, fid uint8, cdw11 uint32) (uint32, error) {
+	var sqe nvmeof.SQE
+	sqe.SetFeatures(fid, cdw11)
+	return c.Admin(ctx, fmt.Sprintf("set features %#x", fid), &sqe, nil, false)
+}
+
+// Events returns the channel of asynchronous events, used when
+// Config.Events is nil. Events are dropped when it is full; it is closed by
+// Close.
+func (c *Controller) Events() <-chan Event { return c.events }
+
+// startBackground starts the keep-alive goroutine.
+func (c *Controller) startBackground() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stop = cancel
+	if c.cfg.KATO <= 0 {
+		return
+	}
+	c.wg.Add(1)
+	go c.keepAlive(ctx, c.cfg.KATO/2)
+}
+
+// keepAlive sends Keep Alive every period (KATO/2, as Linux since 5.x).
+func (c *Controller) keepAlive(ctx context.Context, period time.Duration) {
+	defer c.wg.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var sqe nvmeof.SQE
+	sqe.SetOpcode(nvmeof.AdminKeepAlive)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		kctx, cancel := context.WithTimeout(ctx, c.cfg.KATO)
+		_, err := c.Admin(kctx, "keep alive", &sqe, nil, false)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("keep alive failed", "err", err)
+			if c.admin.Err() != nil {
+				return
+			}
+		}
+	}
+}
+
+// postAER posts an Asynchronous Event Request; its completion is handled
+// on a goroutine of its own, which reads the log page and posts again.
+func (c *Controller) postAER() error {
+	done := make(chan *Request, 1)
+	r := &Request{raw: true, noTimeout: true, Done: done}
+	r.sqe.SetOpcode(nvmeof.AdminAsyncEvent)
+	if err := c.admin.Submit(r); err != nil {
+		return fmt.Errorf("post asynchronous event request: %w", err)
+	}
+	c.wg.Add(1)
+	go c.aerLoop(r, done)
+	return nil
+}
+
+func (c *Controller) aerLoop(r *Request, done chan *Request) {
+	defer c.wg.Done()
+	for range done {
+		if r.Err != nil || !r.Status.OK() {
+			// Connection closed or the controller aborted the AER on shutdown.
+			return
+		}
+		ev := Event{Type: uint8(r.DW0 & 7), Info: uint8(r.DW0 >> 8), LID: uint8(r.DW0 >> 16)}
+		if ev.Type == nvmeof.AEReasonNotice && ev.Info == nvmeof.AENoticeNSAttrChanged {
+			ctx, cancel := c.adminCtx(context.Background())
+			ev.ChangedNamespaces, ev.Err = c.ChangedNamespaces(ctx)
+			cancel()
+		} else if ev.LID != 0 {
+			// Read the log page to clear the event.
+			ctx, cancel := c.adminCtx(context.Background())
+			b := make([]byte, 512)
+			ev.Err = c.GetLogPage(ctx, ev.LID, 0xFFFFFFFF, b, 0)
+			cancel()
+		}
+		c.log.Info("asynchronous event", "type", ev.Type, "info", ev.Info, "lid", ev.LID, "nsids", ev.ChangedNamespaces)
+		if c.cfg.Events != nil {
+			c.cfg.Events(ev)
+		} else {
+			select {
+			case c.events <- ev:
+			default:
+				c.log.Warn("asynchronous event dropped: Events channel full")
+			}
+		}
+		if err := c.admin.Submit(r); err != nil {
+			return
+		}
+	}
+}
+
+// Close shuts the controller down: Property Set CC.SHN (normal shutdown),
+// wait for CSTS.SHST complete (bounded), then close every connection.
+func (c *Controller) Close() error {
+	return c.CloseContext(context.Background())
+}
+
+// CloseContext is Close bounded by ctx.
+func (c *Controller) CloseContext(ctx context.Context) error {
+	c.closeOnce.Do(func() { c.closeErr = c.teardown(ctx, true) })
+	return c.closeErr
+}
+
+func (c *Controller) teardown(ctx context.Context, shutdown bool) error {
+	var err error
+	if shutdown && c.admin.Err() == nil {
+		err = shutdownCtrl(ctx, c)
+	}
+	if c.stop != nil {
+		c.stop()
+	}
+	for _, q := range c.io {
+		q.close()
+	}
+	c.admin.close()
+	c.wg.Wait()
+	close(c.events)
+	return err
+}
+
+// shutdownCtrl writes CC.SHN normal and waits for CSTS.SHST complete for
+// at most 5 s (Linux shutdown_timeout).
+func shutdownCtrl(ctx context.Context, c *Controller) error {
+	cc := nvmeof.CCValue(true)&^nvmeof.CCShnMask | nvmeof.CCShnNormal
+	if err := c.PropertySet(ctx, nvmeof.PropCC, false, uint64(cc)); err != nil {
+		return fmt.Errorf("shut down controller: %w", err)
+	}
+	err := c.waitCSTS(ctx, 5*time.Second, func(csts uint32) bool {
+		return csts&nvmeof.CSTSShstMask == nvmeof.CSTSShstComplete
+	})
+	if err != nil {
+		return fmt.Errorf("shut down controller: wait for CSTS.SHST: %w", err)
+	}
+	return nil
+}

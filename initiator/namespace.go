@@ -1,0 +1,214 @@
+package initiator
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// Namespace is the blocking I/O interface to one namespace. Its methods
+// may be called from many goroutines; commands are spread over the I/O
+// queues, and I/Os larger than the maximum transfer size are split.
+type Namespace struct {
+	c         *Controller
+	id        uint32
+	info      nvmeof.IdentifyNamespace
+	blockSize int
+	size      int64
+	maxXfer   int
+}
+
+// Namespace identifies nsid and returns its blocking I/O interface.
+func (c *Controller) Namespace(ctx context.Context, nsid uint32) (*Namespace, error) {
+	if len(c.io) == 0 {
+		return nil, fmt.Errorf("namespace %d: the controller has no I/O queues", nsid)
+	}
+	info, err := c.IdentifyNamespace(ctx, nsid)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %d: %w", nsid, err)
+	}
+	bs := info.BlockSize()
+	if bs == 0 || info.NSZE == 0 {
+		return nil, fmt.Errorf("namespace %d: not active on %s (size %d, block size %d): check the NSID with `flashpath io identify`", nsid, c.cfg.SubNQN, info.NSZE, bs)
+	}
+	maxXfer := c.io[0].MaxTransfer()
+	// NLB is 16 bits: at most 65536 blocks per command.
+	maxXfer = min(maxXfer, bs<<16)
+	maxXfer -= maxXfer % bs
+	return &Namespace{c: c, id: nsid, info: info, blockSize: bs, size: int64(info.NSZE) * int64(bs), maxXfer: maxXfer}, nil
+}
+
+// ID returns the NSID.
+func (n *Namespace) ID() uint32 { return n.id }
+
+// BlockSize returns the logical block size in bytes.
+func (n *Namespace) BlockSize() int { return n.blockSize }
+
+// Size returns the capacity in bytes.
+func (n *Namespace) Size() int64 { return n.size }
+
+// Info returns the Identify Namespace data.
+func (n *Namespace) Info() nvmeof.IdentifyNamespace { return n.info }
+
+// MaxTransfer returns the most bytes one command moves.
+func (n *Namespace) MaxTransfer() int { return n.maxXfer }
+
+var donePool = sync.Pool{New: func() any { return make(chan *Request, 64) }}
+
+// queue picks the next I/O queue, round robin.
+func (n *Namespace) queue() *Queue {
+	qs := n.c.io
+	return qs[int(n.c.rr.Add(1))%len(qs)]
+}
+
+func (n *Namespace) check(op string, off int64, length int) error {
+	bs := int64(n.blockSize)
+	if off < 0 || off%bs != 0 || int64(length)%bs != 0 {
+		return fmt.Errorf("%s at %d, %d bytes: offset and length must be multiples of the %d-byte block size", op, off, length, bs)
+	}
+	if off+int64(length) > n.size {
+		return fmt.Errorf("%s at %d, %d bytes: beyond the end of the %d-byte namespace", op, off, length, n.size)
+	}
+	return nil
+}
+
+// do splits [off, off+length) into commands of at most maxXfer bytes,
+// submits them all and waits for every one.
+func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool) error {
+	if err := n.check(op.String(), off, length); err != nil {
+		return err
+	}
+	if length == 0 {
+		return nil
+	}
+	chunk := n.maxXfer
+	if op == OpWriteZeroes {
+		chunk = n.blockSize << 16
+	}
+	count := (length + chunk - 1) / chunk
+	done := donePool.Get().(chan *Request)
+	if cap(done) < count {
+		done = make(chan *Request, count)
+	}
+	reqs := make([]Request, count)
+	submitted := 0
+	var firstErr error
+	for i := range count {
+		s := i * chunk
+		e := min(s+chunk, length)
+		r := &reqs[i]
+		*r = Request{Op: op, NSID: n.id, SLBA: uint64(off+int64(s)) / uint64(n.blockSize),
+			NLB: uint32((e - s) / n.blockSize), FUA: fua, Deallocate: dealloc, Done: done}
+		if p != nil {
+			r.Buf = p[s:e]
+		}
+		if err := n.queue().Submit(r); err != nil {
+			firstErr = fmt.Errorf("%s at %d: %w", op, off+int64(s), err)
+			break
+		}
+		submitted++
+	}
+	for range submitted {
+		r := <-done
+		if err := r.Error(); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("%s at %d: %w", op, int64(r.SLBA)*int64(n.blockSize), err)
+		}
+	}
+	if cap(done) == 64 {
+		donePool.Put(done)
+	}
+	return firstErr
+}
+
+// ReadAt reads len(p) bytes at off; both must be multiples of the block size.
+func (n *Namespace) ReadAt(p []byte, off int64) (int, error) {
+	if err := n.do(OpRead, p, off, len(p), false, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAt writes p at off; both must be multiples of the block size.
+func (n *Namespace) WriteAt(p []byte, off int64) (int, error) {
+	if err := n.do(OpWrite, p, off, len(p), false, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAtFUA writes p at off with Force Unit Access.
+func (n *Namespace) WriteAtFUA(p []byte, off int64) (int, error) {
+	if err := n.do(OpWrite, p, off, len(p), true, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Compare compares p with the data at off. A mismatch is a
+// *nvmeof.StatusError with nvmeof.StatusCompareFailure.
+func (n *Namespace) Compare(p []byte, off int64) error {
+	return n.do(OpCompare, p, off, len(p), false, false)
+}
+
+// WriteZeroes zeroes length bytes at off.
+func (n *Namespace) WriteZeroes(off int64, length int64) error {
+	if length > int64(int(^uint(0)>>1)) {
+		return fmt.Errorf("write zeroes: length %d too large", length)
+	}
+	return n.do(OpWriteZeroes, nil, off, int(length), false, false)
+}
+
+// Flush makes every completed write durable.
+func (n *Namespace) Flush() error {
+	done := make(chan *Request, 1)
+	r := &Request{Op: OpFlush, NSID: n.id, Done: done}
+	if err := n.queue().Submit(r); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	<-done
+	if err := r.Error(); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+// Deallocate deallocates (trims) length bytes at off with Dataset
+// Management; the namespace reads back zeros when DLFEAT says so.
+func (n *Namespace) Deallocate(off int64, length int64) error {
+	if err := n.check("deallocate", off, 0); err != nil {
+		return err
+	}
+	bs := int64(n.blockSize)
+	if length%bs != 0 || off+length > n.size {
+		return fmt.Errorf("deallocate at %d, %d bytes: length must be a multiple of the %d-byte block size within the namespace", off, length, bs)
+	}
+	blocks := length / bs
+	const maxRange = 1<<32 - 1
+	nr := int((blocks + maxRange - 1) / maxRange)
+	if nr == 0 {
+		return nil
+	}
+	if nr > 256 {
+		return fmt.Errorf("deallocate %d bytes: more than 256 ranges", length)
+	}
+	buf := make([]byte, nr*nvmeof.DSMRangeSize)
+	slba := uint64(off / bs)
+	for i := range nr {
+		cnt := min(blocks, maxRange)
+		nvmeof.EncodeDSMRange(buf, i, nvmeof.DSMRange{NLB: uint32(cnt), SLBA: slba})
+		slba += uint64(cnt)
+		blocks -= cnt
+	}
+	done := make(chan *Request, 1)
+	r := &Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true, Done: done}
+	if err := n.queue().Submit(r); err != nil {
+		return fmt.Errorf("deallocate: %w", err)
+	}
+	<-done
+	if err := r.Error(); err != nil {
+		return fmt.Errorf("deallocate at %d: %w", off, err)
+	}
+	return nil
+}
