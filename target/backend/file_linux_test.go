@@ -160,9 +160,10 @@ func TestFileUnalignedBuffer(t *testing.T) {
 			t.Fatalf("%d bytes through the bounce path read back different", n)
 		}
 	}
-	// After warm-up the bounce path does not allocate either.
+	// After warm-up the bounce path does not allocate either (sync.Pool
+	// drops items at random under the race detector).
 	p := alignedBuf(4097, 4096)[1:]
-	if a := testing.AllocsPerRun(50, func() { _ = f.WriteAt(p, 0, false); _ = f.ReadAt(p, 0) }); a > 0.1 {
+	if a := testing.AllocsPerRun(50, func() { _ = f.WriteAt(p, 0, false); _ = f.ReadAt(p, 0) }); a > 0.1 && !raceEnabled {
 		t.Errorf("bounce path allocates %v times per write+read", a)
 	}
 }
