@@ -1,0 +1,385 @@
+package target
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// Controller is one host's controller on a subsystem (dynamic controller
+// model): an admin queue, I/O queues, and the state behind them.
+type Controller struct {
+	t       *Target
+	subsys  *Subsystem
+	id      uint16
+	hostNQN string
+	hostID  [16]byte
+	log     *slog.Logger
+	created time.Time
+
+	vwcOff atomic.Bool // the host disabled the volatile write cache: every write is FUA
+
+	mu         sync.Mutex
+	cc, csts   uint32                // guarded by mu
+	queues     map[uint16]*Queue     // guarded by mu
+	maxIOQ     int                   // guarded by mu: I/O queues granted by Number of Queues
+	kato       time.Duration         // guarded by mu
+	kaTimer    *time.Timer           // guarded by mu
+	aers       []*Request            // guarded by mu: outstanding Asynchronous Event Requests
+	aenCfg     uint32                // guarded by mu: Asynchronous Event Configuration
+	aenMasked  bool                  // guarded by mu: a notice was sent; masked until its log is read
+	aenPending bool                  // guarded by mu: a notice waits for an AER
+	changedNS  []uint32              // guarded by mu
+	errLog     []nvmeof.ErrorLogEntry // guarded by mu, newest last
+	errCount   uint64                // guarded by mu
+	dead       bool                  // guarded by mu
+
+	deleteOnce sync.Once
+}
+
+// AERLimit is the number of outstanding Asynchronous Event Requests (AERL+1).
+const AERLimit = 4
+
+const errLogEntries = 64
+
+func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, kato time.Duration) (*Controller, error) {
+	c := &Controller{
+		t: t, subsys: s, hostNQN: d.HostNQN, hostID: d.HostID,
+		queues: map[uint16]*Queue{}, maxIOQ: t.opts.MaxQueues, kato: kato,
+		created: t.opts.Now(),
+	}
+	if s.discovery {
+		c.maxIOQ = 0
+	}
+	id, err := t.allocCntlID(c)
+	if err != nil {
+		return nil, err
+	}
+	c.id = id
+	c.log = t.log.With("subsys", s.cfg.NQN, "ctrl", id, "host", d.HostNQN)
+	c.queues[0] = admin
+	s.mu.Lock()
+	s.ctrls[c] = struct{}{}
+	s.mu.Unlock()
+	if kato > 0 {
+		c.kaTimer = time.AfterFunc(kato, c.keepAliveExpired)
+	}
+	c.log.Info("controller created", "kato", kato)
+	return c, nil
+}
+
+// ID is the controller ID.
+func (c *Controller) ID() uint16 { return c.id }
+
+// HostNQN is the NQN of the host that created the controller.
+func (c *Controller) HostNQN() string { return c.hostNQN }
+
+func (c *Controller) addQueue(q *Queue, qid uint16) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.dead:
+		return fmt.Errorf("controller %d is being deleted", c.id)
+	case c.csts&nvmeof.CSTSReady == 0:
+		return fmt.Errorf("controller %d is not enabled (CC.EN=0)", c.id)
+	case int(qid) > c.maxIOQ:
+		return fmt.Errorf("QID %d beyond the %d I/O queues granted", qid, c.maxIOQ)
+	case c.queues[qid] != nil:
+		return fmt.Errorf("QID %d already connected", qid)
+	}
+	c.queues[qid] = q
+	return nil
+}
+
+func (c *Controller) removeQueue(q *Queue) {
+	c.mu.Lock()
+	if c.queues[q.id] == q {
+		delete(c.queues, q.id)
+	}
+	c.mu.Unlock()
+}
+
+func (c *Controller) keepAliveExpired() {
+	c.t.Stats.KeepAliveExpired.Add(1)
+	c.log.Warn("keep-alive timeout expired: deleting controller", "kato", c.kato)
+	c.fatal(fmt.Errorf("keep-alive timeout (%v) expired", c.kato))
+}
+
+// fatal deletes the controller: it leaves the target and the subsystem,
+// and every queue's connection is closed.
+func (c *Controller) fatal(reason error) {
+	c.deleteOnce.Do(func() {
+		c.mu.Lock()
+		c.dead = true
+		c.csts |= nvmeof.CSTSFatal
+		if c.kaTimer != nil {
+			c.kaTimer.Stop()
+		}
+		queues := make([]*Queue, 0, len(c.queues))
+		for _, q := range c.queues {
+			queues = append(queues, q)
+		}
+		c.aers = nil
+		c.mu.Unlock()
+		c.subsys.mu.Lock()
+		delete(c.subsys.ctrls, c)
+		c.subsys.mu.Unlock()
+		c.t.freeCntlID(c.id)
+		c.log.Info("controller deleted", "reason", reason.Error())
+		for _, q := range queues {
+			q.tr.Close(reason)
+		}
+	})
+}
+
+func (c *Controller) property(r *Request) nvmeof.Status {
+	off := r.Cmd.PropOffset()
+	size8 := r.Cmd.PropAttrib() == 1
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r.Cmd.FCType() == nvmeof.FabricsPropertyGet {
+		var v uint64
+		switch off {
+		case nvmeof.PropCAP:
+			v = uint64(nvmeof.MakeCAP(uint16(c.t.opts.MaxQueueDepth-1), 15))
+		case nvmeof.PropVS:
+			v = nvmeof.VS2_0
+		case nvmeof.PropCC:
+			v = uint64(c.cc)
+		case nvmeof.PropCSTS:
+			v = uint64(c.csts)
+		default:
+			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+		}
+		if off == nvmeof.PropCAP && !size8 {
+			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+		}
+		r.Rsp.SetDW0(uint32(v))
+		r.Rsp.SetDW1(uint32(v >> 32))
+		return nvmeof.StatusSuccess
+	}
+	if off != nvmeof.PropCC || size8 {
+		return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+	}
+	v := uint32(r.Cmd.PropValue())
+	old := c.cc
+	c.cc = v
+	switch {
+	case v&nvmeof.CCEnable != 0 && old&nvmeof.CCEnable == 0:
+		c.csts = nvmeof.CSTSReady
+	case v&nvmeof.CCEnable == 0 && old&nvmeof.CCEnable != 0:
+		c.csts &^= nvmeof.CSTSReady | nvmeof.CSTSShstMask
+	}
+	if v&nvmeof.CCShnMask != 0 && old&nvmeof.CCShnMask == 0 {
+		// Shutdown: everything acknowledged must be durable before we say so.
+		for _, ns := range c.subsys.Namespaces() {
+			if err := ns.Backend.Flush(); err != nil {
+				c.log.Error("flush on shutdown failed", "nsid", ns.ID, "err", err)
+			}
+		}
+		c.csts = c.csts&^nvmeof.CSTSShstMask | nvmeof.CSTSShstComplete
+	}
+	return nvmeof.StatusSuccess
+}
+
+// execAdmin runs an admin command; held reports an AER kept for later.
+func (c *Controller) execAdmin(q *Queue, r *Request) (st nvmeof.Status, held bool) {
+	op := r.Cmd.Opcode()
+	if c.subsys.discovery {
+		switch op {
+		case nvmeof.AdminIdentify, nvmeof.AdminGetLogPage, nvmeof.AdminKeepAlive,
+			nvmeof.AdminAsyncEvent, nvmeof.AdminGetFeatures, nvmeof.AdminSetFeatures:
+		default:
+			return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR, false
+		}
+	}
+	c.mu.Lock()
+	enabled := c.csts&nvmeof.CSTSReady != 0
+	c.mu.Unlock()
+	if !enabled && op != nvmeof.AdminKeepAlive {
+		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR, false
+	}
+	switch op {
+	case nvmeof.AdminIdentify:
+		return c.identify(q, r), false
+	case nvmeof.AdminGetLogPage:
+		return c.getLogPage(q, r), false
+	case nvmeof.AdminSetFeatures:
+		return c.setFeatures(r), false
+	case nvmeof.AdminGetFeatures:
+		return c.getFeatures(r), false
+	case nvmeof.AdminKeepAlive:
+		c.mu.Lock()
+		if c.kaTimer != nil && !c.dead {
+			c.kaTimer.Reset(c.kato)
+		}
+		c.mu.Unlock()
+		return nvmeof.StatusSuccess, false
+	case nvmeof.AdminAsyncEvent:
+		return c.asyncEventRequest(r)
+	case nvmeof.AdminAbort:
+		r.Rsp.SetDW0(1) // command not aborted
+		return nvmeof.StatusSuccess, false
+	}
+	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR, false
+}
+
+func (c *Controller) setFeatures(r *Request) nvmeof.Status {
+	v := r.Cmd.CDW(11)
+	if r.Cmd.FeatureSave() {
+		return nvmeof.StatusFeatureNotSaveable | nvmeof.StatusDNR
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch r.Cmd.FID() {
+	case nvmeof.FeatNumQueues:
+		if c.subsys.discovery {
+			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+		}
+		nsq, ncq := v&0xFFFF, v>>16
+		if nsq == 0xFFFF || ncq == 0xFFFF {
+			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+		}
+		n := min(int(nsq), int(ncq), c.t.opts.MaxQueues-1) + 1
+		c.maxIOQ = n
+		r.Rsp.SetDW0(uint32(n-1) | uint32(n-1)<<16)
+	case nvmeof.FeatKeepAlive:
+		c.kato = time.Duration(v) * time.Millisecond
+		switch {
+		case c.kato == 0 && c.kaTimer != nil:
+			c.kaTimer.Stop()
+			c.kaTimer = nil
+		case c.kato > 0 && c.kaTimer != nil:
+			c.kaTimer.Reset(c.kato)
+		case c.kato > 0:
+			c.kaTimer = time.AfterFunc(c.kato, c.keepAliveExpired)
+		}
+	case nvmeof.FeatAsyncEvent:
+		c.aenCfg = v
+	case nvmeof.FeatVolatileWC:
+		c.vwcOff.Store(v&1 == 0)
+	case nvmeof.FeatArbitration, nvmeof.FeatPowerMgmt, nvmeof.FeatTempThreshold,
+		nvmeof.FeatErrorRecovery, nvmeof.FeatIRQCoalesce, nvmeof.FeatWriteAtomicity:
+		// Accepted and ignored: they have no meaning for a fabrics target.
+	case nvmeof.FeatHostID:
+		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR // fabrics: set at Connect
+	default:
+		return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+	}
+	return nvmeof.StatusSuccess
+}
+
+func (c *Controller) getFeatures(r *Request) nvmeof.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var v uint32
+	switch r.Cmd.FID() {
+	case nvmeof.FeatNumQueues:
+		v = uint32(c.maxIOQ-1) | uint32(c.maxIOQ-1)<<16
+	case nvmeof.FeatKeepAlive:
+		v = uint32(c.kato / time.Millisecond)
+	case nvmeof.FeatAsyncEvent:
+		v = c.aenCfg
+	case nvmeof.FeatVolatileWC:
+		if c.hasVWC() && !c.vwcOff.Load() {
+			v = 1
+		}
+	case nvmeof.FeatArbitration, nvmeof.FeatPowerMgmt, nvmeof.FeatErrorRecovery,
+		nvmeof.FeatIRQCoalesce, nvmeof.FeatWriteAtomicity:
+		v = 0
+	case nvmeof.FeatTempThreshold:
+		v = 0x157 // 343 K, a typical over-temperature threshold
+	case nvmeof.FeatHostID:
+		if len(r.Data) < 16 {
+			return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+		}
+		copy(r.Data, c.hostID[:])
+	default:
+		return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+	}
+	r.Rsp.SetDW0(v)
+	return nvmeof.StatusSuccess
+}
+
+// hasVWC reports whether any namespace has a volatile write cache.
+func (c *Controller) hasVWC() bool {
+	for _, ns := range c.subsys.Namespaces() {
+		if ns.Backend.VolatileWriteCache() {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Controller) asyncEventRequest(r *Request) (nvmeof.Status, bool) {
+	c.mu.Lock()
+	if len(c.aers) >= AERLimit {
+		c.mu.Unlock()
+		return nvmeof.StatusAERLimitExceeded | nvmeof.StatusDNR, false
+	}
+	if c.aenPending && !c.aenMasked {
+		c.aenPending = false
+		c.aenMasked = true
+		c.mu.Unlock()
+		r.Rsp.SetDW0(nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList))
+		return nvmeof.StatusSuccess, false
+	}
+	c.aers = append(c.aers, r)
+	c.mu.Unlock()
+	return 0, true
+}
+
+// namespaceChanged records a namespace change and raises the notice.
+func (c *Controller) namespaceChanged(nsid uint32) {
+	c.mu.Lock()
+	if c.dead {
+		c.mu.Unlock()
+		return
+	}
+	if !slices.Contains(c.changedNS, nsid) && len(c.changedNS) <= nvmeof.ChangedNSListSize/4 {
+		c.changedNS = append(c.changedNS, nsid)
+	}
+	if c.aenCfg&nvmeof.OAESNamespaceAttr == 0 || c.aenMasked {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.aers) == 0 {
+		c.aenPending = true
+		c.mu.Unlock()
+		return
+	}
+	r := c.aers[0]
+	c.aers = c.aers[1:]
+	c.aenMasked = true
+	c.mu.Unlock()
+	r.Rsp.SetDW0(nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList))
+	r.SetStatus(nvmeof.StatusSuccess)
+	r.Deferred = true
+	r.queue.tr.Complete(r)
+}
+
+func (c *Controller) recordError(qid uint16, r *Request, st nvmeof.Status) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errCount++
+	e := nvmeof.ErrorLogEntry{
+		ErrorCount: c.errCount, SQID: qid, CID: r.Cmd.CID(), Status: st,
+		ParamLoc: 0xFFFF, NSID: r.Cmd.NSID(), TrType: nvmeof.TrTypeTCP,
+	}
+	switch r.Cmd.Opcode() {
+	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare, nvmeof.NVMWriteZeroes:
+		if qid != 0 {
+			e.LBA = r.Cmd.SLBA()
+		}
+	}
+	if len(c.errLog) == errLogEntries {
+		copy(c.errLog, c.errLog[1:])
+		c.errLog = c.errLog[:errLogEntries-1]
+	}
+	c.errLog = append(c.errLog, e)
+}

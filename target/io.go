@@ -1,0 +1,166 @@
+package target
+
+import (
+	"bytes"
+	"errors"
+	"syscall"
+
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target/backend"
+)
+
+// StatusWriteProtected is Namespace is Write Protected (generic status 20h).
+const StatusWriteProtected nvmeof.Status = 0x20
+
+// execIO runs an NVM command set command. It does not allocate.
+func (q *Queue) execIO(r *Request) nvmeof.Status {
+	c := q.ctrl
+	nsid := r.Cmd.NSID()
+	op := r.Cmd.Opcode()
+	if op == nvmeof.NVMFlush && nsid == 0xFFFFFFFF {
+		for _, ns := range c.subsys.ns.Load().byID {
+			if err := ns.Backend.Flush(); err != nil {
+				return ns.status(err, true)
+			}
+		}
+		return nvmeof.StatusSuccess
+	}
+	ns := c.subsys.ns.Load().get(nsid)
+	if ns == nil {
+		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
+	}
+	switch op {
+	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare:
+		off, n, st := ns.rangeOf(r)
+		if !st.OK() {
+			return st
+		}
+		if len(r.Data) != int(n) {
+			return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+		}
+		switch op {
+		case nvmeof.NVMRead:
+			if err := ns.Backend.ReadAt(r.Data, off); err != nil {
+				return ns.status(err, false)
+			}
+			ns.stats.reads.Add(1)
+			ns.stats.bytesRead.Add(uint64(n))
+		case nvmeof.NVMWrite:
+			fua := r.Cmd.FUA() || c.vwcOff.Load()
+			if err := ns.Backend.WriteAt(r.Data, off, fua); err != nil {
+				return ns.status(err, true)
+			}
+			ns.stats.writes.Add(1)
+			ns.stats.bytesWritten.Add(uint64(n))
+		case nvmeof.NVMCompare:
+			return q.compare(ns, r.Data, off)
+		}
+		return nvmeof.StatusSuccess
+	case nvmeof.NVMFlush:
+		if err := ns.Backend.Flush(); err != nil {
+			return ns.status(err, true)
+		}
+		return nvmeof.StatusSuccess
+	case nvmeof.NVMWriteZeroes:
+		off, n, st := ns.rangeOf(r)
+		if !st.OK() {
+			return st
+		}
+		var err error
+		if r.Cmd.CDW(12)&nvmeof.CDW12Deac != 0 {
+			err = ns.Backend.Discard(off, n)
+		} else {
+			err = ns.Backend.WriteZeroes(off, n)
+		}
+		if err == nil && (r.Cmd.FUA() || c.vwcOff.Load()) {
+			err = ns.Backend.Flush()
+		}
+		if err != nil {
+			return ns.status(err, true)
+		}
+		ns.stats.writes.Add(1)
+		return nvmeof.StatusSuccess
+	case nvmeof.NVMDSM:
+		return ns.dsm(r)
+	}
+	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR
+}
+
+// rangeOf returns the byte range of an LBA-addressed command.
+func (ns *Namespace) rangeOf(r *Request) (off, n int64, st nvmeof.Status) {
+	slba := r.Cmd.SLBA()
+	nlb := uint64(r.Cmd.NLB()) + 1
+	if slba >= ns.nblocks || nlb > ns.nblocks-slba {
+		return 0, 0, nvmeof.StatusLBAOutOfRange | nvmeof.StatusDNR
+	}
+	return int64(slba << ns.blkShift), int64(nlb << ns.blkShift), nvmeof.StatusSuccess
+}
+
+func (ns *Namespace) dsm(r *Request) nvmeof.Status {
+	nr := int(r.Cmd.CDW(10)&0xFF) + 1
+	if len(r.Data) < nr*nvmeof.DSMRangeSize {
+		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+	}
+	if r.Cmd.CDW(11)&nvmeof.DSMAttrDeallocate == 0 {
+		return nvmeof.StatusSuccess // integral read/write hints only
+	}
+	// Check every range before acting on any.
+	for i := 0; i < nr; i++ {
+		rg, _ := nvmeof.DecodeDSMRange(r.Data, i)
+		if rg.SLBA >= ns.nblocks || uint64(rg.NLB) > ns.nblocks-rg.SLBA {
+			return nvmeof.StatusLBAOutOfRange | nvmeof.StatusDNR
+		}
+	}
+	for i := 0; i < nr; i++ {
+		rg, _ := nvmeof.DecodeDSMRange(r.Data, i)
+		if rg.NLB == 0 {
+			continue
+		}
+		if err := ns.Backend.Discard(int64(rg.SLBA<<ns.blkShift), int64(uint64(rg.NLB)<<ns.blkShift)); err != nil {
+			return ns.status(err, true)
+		}
+	}
+	return nvmeof.StatusSuccess
+}
+
+func (q *Queue) compare(ns *Namespace, want []byte, off int64) nvmeof.Status {
+	buf, err := q.t.pool.Get(len(want))
+	if err != nil {
+		return nvmeof.StatusInternalError
+	}
+	defer q.t.pool.Put(buf)
+	if err := ns.Backend.ReadAt(buf.B, off); err != nil {
+		return ns.status(err, false)
+	}
+	ns.stats.reads.Add(1)
+	if !bytes.Equal(buf.B, want) {
+		return nvmeof.StatusCompareFailure
+	}
+	return nvmeof.StatusSuccess
+}
+
+// status maps a backend error to an NVMe status: the one place where Go
+// errors become NVMe statuses (like the kernel's errno_to_nvme_status).
+func (ns *Namespace) status(err error, write bool) nvmeof.Status {
+	ns.stats.errors.Add(1)
+	switch {
+	case errors.Is(err, backend.ErrOutOfRange):
+		return nvmeof.StatusLBAOutOfRange | nvmeof.StatusDNR
+	case errors.Is(err, backend.ErrUnaligned):
+		return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+	case errors.Is(err, backend.ErrReadOnly), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EPERM):
+		return StatusWriteProtected | nvmeof.StatusDNR
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return nvmeof.StatusCapacityExceeded | nvmeof.StatusDNR
+	case errors.Is(err, backend.ErrClosed):
+		return nvmeof.StatusNamespaceNotReady
+	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EINVAL):
+		return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+	case errors.Is(err, syscall.EIO), errors.Is(err, syscall.ENODATA), errors.Is(err, syscall.EBADMSG):
+		if write {
+			return nvmeof.StatusWriteFault
+		}
+		return nvmeof.StatusUnrecoveredRead
+	}
+	return nvmeof.StatusInternalError
+}

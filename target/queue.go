@@ -1,0 +1,201 @@
+package target
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// Queue is the core's half of a queue pair. A transport creates one per
+// connection with NewQueue and calls Execute from the goroutine that owns
+// the connection.
+type Queue struct {
+	t     *Target
+	tr    QueueTransport
+	local netip.Addr
+	log   *slog.Logger
+
+	// Set by Connect; read-only afterwards.
+	id             uint16
+	size           int
+	ctrl           *Controller
+	connected      bool
+	sqFlowDisabled bool
+
+	sqhd uint16 // owned by the queue's goroutine
+}
+
+// NewQueue returns a queue for a new connection. local is the address the
+// host reached (for the discovery log of wildcard listeners).
+func (t *Target) NewQueue(tr QueueTransport, local netip.Addr) *Queue {
+	return &Queue{t: t, tr: tr, local: local, log: t.log}
+}
+
+// ID is the queue ID (0 for the admin queue); valid after Connect.
+func (q *Queue) ID() uint16 { return q.id }
+
+// Size is the number of entries the host asked for at Connect (0 before).
+func (q *Queue) Size() int { return q.size }
+
+// Connected reports whether the queue completed Connect.
+func (q *Queue) Connected() bool { return q.connected }
+
+// SQFlowControlDisabled reports whether the host disabled SQ flow control
+// at Connect, which lets a transport skip response capsules after
+// successful reads (NVMe/TCP C2HData SUCCESS flag).
+func (q *Queue) SQFlowControlDisabled() bool { return q.sqFlowDisabled }
+
+// InlineDataSize returns the in-capsule data the queue accepts.
+func (q *Queue) InlineDataSize(ioInline int) int {
+	if q.id == 0 {
+		return AdminInlineData
+	}
+	return ioInline
+}
+
+// Controller returns the controller the queue belongs to, or nil before Connect.
+func (q *Queue) Controller() *Controller { return q.ctrl }
+
+// Closed tells the core the transport connection is gone. Losing the admin
+// queue deletes the controller (and closes its other queues).
+func (q *Queue) Closed() {
+	c := q.ctrl
+	if c == nil {
+		return
+	}
+	if q.id == 0 {
+		c.fatal(errors.New("admin queue connection closed"))
+		return
+	}
+	c.removeQueue(q)
+}
+
+// Execute runs a command. The transport must have received all of a
+// host-to-controller command's data into r.Data. Completion comes through
+// the transport's Complete, usually before Execute returns.
+func (q *Queue) Execute(r *Request) {
+	r.queue = q
+	r.Rsp.Reset()
+	r.Rsp.SetCID(r.Cmd.CID())
+	r.Rsp.SetSQID(q.id)
+	if q.size > 0 {
+		q.sqhd++
+		if int(q.sqhd) >= q.size {
+			q.sqhd = 0
+		}
+	}
+	r.Rsp.SetSQHD(q.sqhd)
+	var st nvmeof.Status
+	switch {
+	case r.Cmd.Opcode() == nvmeof.OpFabrics:
+		st = q.execFabrics(r)
+	case !q.connected:
+		st = nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
+	case q.id == 0:
+		var held bool
+		st, held = q.ctrl.execAdmin(q, r)
+		if held {
+			return // an Asynchronous Event Request, completed later
+		}
+	default:
+		st = q.execIO(r)
+	}
+	r.SetStatus(st)
+	if !st.OK() && q.ctrl != nil {
+		q.ctrl.recordError(q.id, r, st)
+	}
+	q.tr.Complete(r)
+}
+
+func (q *Queue) execFabrics(r *Request) nvmeof.Status {
+	switch r.Cmd.FCType() {
+	case nvmeof.FabricsConnect:
+		return q.connect(r)
+	case nvmeof.FabricsPropertyGet, nvmeof.FabricsPropertySet:
+		if !q.connected || q.id != 0 {
+			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+		}
+		return q.ctrl.property(r)
+	case nvmeof.FabricsDisconnect:
+		if !q.connected {
+			return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
+		}
+		// The transport closes the connection after sending the response.
+		return nvmeof.StatusSuccess
+	}
+	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR
+}
+
+func (q *Queue) connect(r *Request) nvmeof.Status {
+	t := q.t
+	fail := func(st nvmeof.Status, inData bool, off uint16, format string, args ...any) nvmeof.Status {
+		t.Stats.ConnectErrors.Add(1)
+		if st.Code() == nvmeof.StatusConnectInvalidParam.Code() || st.Code() == nvmeof.StatusConnectInvalidHost.Code() {
+			r.Rsp.SetDW0(nvmeof.ConnectInvalidParam(inData, off))
+		}
+		q.log.Warn("connect refused", "reason", fmt.Sprintf(format, args...), "status", st.String())
+		return st | nvmeof.StatusDNR
+	}
+	if q.connected {
+		return fail(nvmeof.StatusCommandSequenceError, false, 0, "queue already connected")
+	}
+	if r.Cmd.RecFmt() != 0 {
+		return fail(nvmeof.StatusConnectIncompatible, false, 40, "record format %d", r.Cmd.RecFmt())
+	}
+	if len(r.Data) < nvmeof.ConnectDataSize {
+		return fail(nvmeof.StatusDataSGLLengthInvalid, false, 0, "connect data %d bytes", len(r.Data))
+	}
+	d, err := nvmeof.DecodeConnectData(r.Data)
+	if err != nil {
+		return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffSubNQN, "%v", err)
+	}
+	qid, sqsize := r.Cmd.QID(), r.Cmd.SQSize()
+	log := q.log.With("subsys", d.SubNQN, "host", d.HostNQN, "qid", qid)
+	q.log = log
+	s := t.Subsystem(d.SubNQN)
+	if s == nil {
+		return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffSubNQN, "subsystem %q not found", d.SubNQN)
+	}
+	if !s.hostAllowed(d.HostNQN) {
+		return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffHostNQN, "host %q not allowed on %s", d.HostNQN, d.SubNQN)
+	}
+	if sqsize == 0 || int(sqsize) >= t.opts.MaxQueueDepth {
+		return fail(nvmeof.StatusConnectInvalidParam, false, 44, "SQSIZE %d outside 1..%d", sqsize, t.opts.MaxQueueDepth-1)
+	}
+	if qid == 0 {
+		if d.CntlID != nvmeof.CntlIDDynamic {
+			return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffCntlID, "CNTLID %#x: only the dynamic controller model (0xFFFF) is supported", d.CntlID)
+		}
+		c, err := newController(t, s, q, d, time.Duration(r.Cmd.KATO())*time.Millisecond)
+		if err != nil {
+			return fail(nvmeof.StatusConnectCtrlBusy, false, 0, "%v", err)
+		}
+		q.ctrl = c
+		q.log = log.With("ctrl", c.id)
+	} else {
+		c := t.controller(d.CntlID)
+		if c == nil || c.subsys != s || c.hostNQN != d.HostNQN || c.hostID != d.HostID {
+			return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffCntlID, "no controller %d of this host on %s", d.CntlID, d.SubNQN)
+		}
+		if err := c.addQueue(q, qid); err != nil {
+			return fail(nvmeof.StatusConnectInvalidParam, false, 42, "%v", err)
+		}
+		q.ctrl = c
+		q.log = log.With("ctrl", c.id)
+	}
+	q.id = qid
+	q.size = int(sqsize) + 1
+	q.sqhd = 0
+	q.sqFlowDisabled = r.Cmd.CAttr()&(1<<2) != 0
+	q.connected = true
+	r.Rsp.SetSQID(qid)
+	r.Rsp.SetSQHD(0)
+	r.Rsp.SetDW0(uint32(q.ctrl.id))
+	t.Stats.Connects.Add(1)
+	q.log.Info("queue connected", "sqsize", q.size)
+	return nvmeof.StatusSuccess
+}

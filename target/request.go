@@ -1,0 +1,58 @@
+package target
+
+import (
+	"github.com/flashpath/flashpath/internal/bufpool"
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// Request is one command in flight on a queue. Transports preallocate one
+// per queue slot and reuse it; the core fills Rsp and hands it back through
+// QueueTransport.Complete.
+type Request struct {
+	Cmd nvmeof.SQE
+	Rsp nvmeof.CQE
+	// Data is the command's data: for host-to-controller commands it holds
+	// what the host sent when Execute is called; for controller-to-host
+	// commands the core fills it. Its length is the SGL length.
+	Data []byte
+	// Buf is the pooled buffer behind Data, owned by the transport.
+	Buf *bufpool.Buf
+	// Slot is the transport's index for this request.
+	Slot int
+	// Transport-private state for the data phases.
+	TTag     uint16
+	Received uint32
+	Pending  bool
+	// Deferred is set by the core when it completes a request after Execute
+	// returned (an Asynchronous Event), from another goroutine: the
+	// transport must then send the response itself rather than batch it.
+	Deferred bool
+
+	queue *Queue
+}
+
+// Dir is a command's data direction.
+type Dir uint8
+
+// Data directions (NVMe Base 2.0 §4.2: opcode bits 1:0; fabrics commands by FCTYPE bits 1:0).
+const (
+	DirNone Dir = 0
+	DirH2C  Dir = 1 // host to controller (write)
+	DirC2H  Dir = 2 // controller to host (read)
+	DirBidi Dir = 3
+)
+
+// Direction returns the data direction of the command.
+func (r *Request) Direction() Dir {
+	op := r.Cmd.Opcode()
+	if op == nvmeof.OpFabrics {
+		return Dir(r.Cmd.FCType() & 3)
+	}
+	return Dir(op & 3)
+}
+
+// SetStatus sets the completion status.
+func (r *Request) SetStatus(s nvmeof.Status) { r.Rsp.SetStatus(s) }
+
+// Status returns the completion status.
+func (r *Request) Status() nvmeof.Status { return r.Rsp.Status() }

@@ -1,0 +1,527 @@
+package target
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashpath/flashpath/internal/bufpool"
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target/backend"
+)
+
+// Options configure a Target.
+type Options struct {
+	Logger *slog.Logger
+	// FirmwareRev is reported in Identify Controller and the firmware slot
+	// log (at most 8 characters).
+	FirmwareRev string
+	// MaxQueues is the most I/O queues a controller may have (default 64).
+	MaxQueues int
+	// MaxQueueDepth is the most entries per queue, reported in CAP.MQES (default 1024).
+	MaxQueueDepth int
+	// BufferMemory caps the data buffer pool in bytes (default 1 GiB).
+	BufferMemory int64
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Target is an NVMe-oF target: a set of subsystems, the discovery
+// subsystem, and the controllers hosts have created. It is safe for
+// concurrent use.
+type Target struct {
+	opts  Options
+	log   *slog.Logger
+	pool  *bufpool.Pool
+	start time.Time
+
+	mu      sync.Mutex
+	subsys  map[string]*Subsystem // guarded by mu
+	ports   []PortInfo            // guarded by mu
+	ctrls   map[uint16]*Controller
+	nextCtl uint16
+	closed  bool
+
+	discGen atomic.Uint64 // discovery log generation counter
+	disc    *Subsystem
+	Stats   Stats
+}
+
+// Stats are counters kept off the hot structures, read by metrics.
+type Stats struct {
+	Connects      atomic.Uint64
+	ConnectErrors atomic.Uint64
+	KeepAliveExpired atomic.Uint64
+	ProtocolErrors   atomic.Uint64
+}
+
+// New returns a target with only the discovery subsystem.
+func New(opts Options) *Target {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.FirmwareRev == "" {
+		opts.FirmwareRev = "0.1"
+	}
+	if opts.MaxQueues <= 0 {
+		opts.MaxQueues = 64
+	}
+	if opts.MaxQueueDepth <= 0 || opts.MaxQueueDepth > 65536 {
+		opts.MaxQueueDepth = 1024
+	}
+	if opts.BufferMemory <= 0 {
+		opts.BufferMemory = 1 << 30
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	t := &Target{
+		opts:    opts,
+		log:     opts.Logger,
+		pool:    bufpool.New(opts.BufferMemory),
+		start:   opts.Now(),
+		subsys:  map[string]*Subsystem{},
+		ctrls:   map[uint16]*Controller{},
+		nextCtl: 1,
+	}
+	t.disc = newSubsystem(t, SubsystemConfig{NQN: nvmeof.DiscoveryNQN, AllowAnyHost: true})
+	t.disc.discovery = true
+	t.discGen.Store(1)
+	return t
+}
+
+// Pool is the target's data buffer pool; transports take request buffers
+// from it (and an RDMA transport registers its slabs).
+func (t *Target) Pool() *bufpool.Pool { return t.pool }
+
+// Logger returns the target's logger.
+func (t *Target) Logger() *slog.Logger { return t.log }
+
+// SubsystemConfig configures a subsystem.
+type SubsystemConfig struct {
+	NQN          string
+	Serial       string // 20 ASCII characters at most; default derived from the NQN
+	Model        string // 40 characters at most; default "flashpath"
+	AllowAnyHost bool
+	AllowedHosts []string
+}
+
+// Subsystem is an NVM subsystem: namespaces and the hosts allowed to use them.
+type Subsystem struct {
+	t         *Target
+	cfg       SubsystemConfig
+	discovery bool
+
+	mu     sync.Mutex
+	ns     atomic.Pointer[nsTable]
+	ctrls  map[*Controller]struct{} // guarded by mu
+	hosts  map[string]bool          // guarded by mu
+	anyHost bool                    // guarded by mu
+}
+
+// nsTable is an immutable snapshot of a subsystem's namespaces, replaced
+// whole on change, so the I/O path looks up a namespace without a lock.
+type nsTable struct {
+	byID map[uint32]*Namespace
+	ids  []uint32 // ascending
+}
+
+func (tb *nsTable) get(id uint32) *Namespace {
+	if tb == nil {
+		return nil
+	}
+	return tb.byID[id]
+}
+
+func newSubsystem(t *Target, cfg SubsystemConfig) *Subsystem {
+	s := &Subsystem{t: t, cfg: cfg, ctrls: map[*Controller]struct{}{}, hosts: map[string]bool{}, anyHost: cfg.AllowAnyHost}
+	for _, h := range cfg.AllowedHosts {
+		s.hosts[h] = true
+	}
+	s.ns.Store(&nsTable{byID: map[uint32]*Namespace{}})
+	return s
+}
+
+// ValidateNQN checks an NVMe Qualified Name (NVMe Base 2.0 §4.5).
+func ValidateNQN(nqn string) error {
+	switch {
+	case nqn == "":
+		return errors.New("NQN is empty")
+	case len(nqn) > nvmeof.NQNMaxLen:
+		return fmt.Errorf("NQN %q is %d bytes, longer than %d", nqn, len(nqn), nvmeof.NQNMaxLen)
+	case !strings.HasPrefix(nqn, "nqn."):
+		return fmt.Errorf("NQN %q must start with \"nqn.\" (e.g. nqn.2026-11.io.flashpath:demo)", nqn)
+	}
+	return nil
+}
+
+// AddSubsystem creates a subsystem.
+func (t *Target) AddSubsystem(cfg SubsystemConfig) (*Subsystem, error) {
+	if err := ValidateNQN(cfg.NQN); err != nil {
+		return nil, fmt.Errorf("add subsystem: %w", err)
+	}
+	if cfg.NQN == nvmeof.DiscoveryNQN {
+		return nil, fmt.Errorf("add subsystem: %s is the discovery subsystem's NQN", cfg.NQN)
+	}
+	if len(cfg.Serial) > 20 {
+		return nil, fmt.Errorf("add subsystem %s: serial %q longer than 20 characters", cfg.NQN, cfg.Serial)
+	}
+	if len(cfg.Model) > 40 {
+		return nil, fmt.Errorf("add subsystem %s: model %q longer than 40 characters", cfg.NQN, cfg.Model)
+	}
+	if cfg.Serial == "" {
+		sum := sha256.Sum256([]byte(cfg.NQN))
+		cfg.Serial = fmt.Sprintf("%x", sum[:10])
+	}
+	if cfg.Model == "" {
+		cfg.Model = "flashpath"
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.subsys[cfg.NQN]; ok {
+		return nil, fmt.Errorf("add subsystem: %s already exists", cfg.NQN)
+	}
+	s := newSubsystem(t, cfg)
+	t.subsys[cfg.NQN] = s
+	t.discGen.Add(1)
+	return s, nil
+}
+
+// Subsystem returns the subsystem with the given NQN, or nil.
+func (t *Target) Subsystem(nqn string) *Subsystem {
+	if nqn == nvmeof.DiscoveryNQN {
+		return t.disc
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.subsys[nqn]
+}
+
+// Subsystems returns the NVM subsystems, sorted by NQN.
+func (t *Target) Subsystems() []*Subsystem {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*Subsystem, 0, len(t.subsys))
+	for _, s := range t.subsys {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *Subsystem) int { return strings.Compare(a.cfg.NQN, b.cfg.NQN) })
+	return out
+}
+
+// RemoveSubsystem deletes a subsystem and every controller connected to it.
+func (t *Target) RemoveSubsystem(nqn string) error {
+	t.mu.Lock()
+	s, ok := t.subsys[nqn]
+	delete(t.subsys, nqn)
+	t.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("remove subsystem: %s does not exist", nqn)
+	}
+	t.discGen.Add(1)
+	for _, c := range s.controllers() {
+		c.fatal(errors.New("subsystem removed"))
+	}
+	return s.closeNamespaces()
+}
+
+// AddPort records a listener for the discovery log page; transports call
+// it when they start listening. It returns the port ID.
+func (t *Target) AddPort(p PortInfo) uint16 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.ID = uint16(len(t.ports) + 1)
+	t.ports = append(t.ports, p)
+	t.discGen.Add(1)
+	return p.ID
+}
+
+// RemovePort forgets a listener.
+func (t *Target) RemovePort(id uint16) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ports = slices.DeleteFunc(t.ports, func(p PortInfo) bool { return p.ID == id })
+	t.discGen.Add(1)
+}
+
+// Ports returns the listeners.
+func (t *Target) Ports() []PortInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.ports)
+}
+
+// Close deletes every controller and closes every namespace backend.
+// Transports are closed by their owners first.
+func (t *Target) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	ctrls := make([]*Controller, 0, len(t.ctrls))
+	for _, c := range t.ctrls {
+		ctrls = append(ctrls, c)
+	}
+	subs := make([]*Subsystem, 0, len(t.subsys))
+	for _, s := range t.subsys {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+	for _, c := range ctrls {
+		c.fatal(errors.New("target shutting down"))
+	}
+	var errs []error
+	for _, s := range subs {
+		errs = append(errs, s.closeNamespaces())
+	}
+	return errors.Join(errs...)
+}
+
+// NQN returns the subsystem's NQN.
+func (s *Subsystem) NQN() string { return s.cfg.NQN }
+
+// Config returns the subsystem's configuration.
+func (s *Subsystem) Config() SubsystemConfig { return s.cfg }
+
+// AllowHost adds a host NQN to the allow list.
+func (s *Subsystem) AllowHost(hostNQN string) {
+	s.mu.Lock()
+	s.hosts[hostNQN] = true
+	s.mu.Unlock()
+	s.t.discGen.Add(1)
+}
+
+// hostAllowed reports whether a host may connect.
+func (s *Subsystem) hostAllowed(hostNQN string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.anyHost || s.hosts[hostNQN]
+}
+
+func (s *Subsystem) controllers() []*Controller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Controller, 0, len(s.ctrls))
+	for c := range s.ctrls {
+		out = append(out, c)
+	}
+	return out
+}
+
+// NamespaceConfig configures a namespace.
+type NamespaceConfig struct {
+	NSID    uint32 // 1..MaxNSID; 0 picks the lowest free
+	Backend backend.Backend
+	// UUID and NGUID identify the namespace to hosts; when zero they are
+	// derived from the subsystem NQN and NSID, so they stay the same across
+	// restarts.
+	UUID  [16]byte
+	NGUID [16]byte
+}
+
+// MaxNSID is the largest namespace ID (Identify Controller NN).
+const MaxNSID = 1024
+
+// Namespace is one namespace of a subsystem.
+type Namespace struct {
+	ID       uint32
+	Backend  backend.Backend
+	UUID     [16]byte
+	NGUID    [16]byte
+	EUI64    [8]byte
+	blkShift uint8
+	nblocks  uint64
+	stats    nsStats
+}
+
+type nsStats struct {
+	reads, writes           atomic.Uint64
+	bytesRead, bytesWritten atomic.Uint64
+	errors                  atomic.Uint64
+}
+
+// AddNamespace attaches a backend as a namespace and notifies connected
+// controllers (Asynchronous Event, Changed Namespace List).
+func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("add namespace: no backend")
+	}
+	bs := cfg.Backend.BlockSize()
+	if bs != 512 && bs != 4096 {
+		return nil, fmt.Errorf("add namespace: block size %d, want 512 or 4096", bs)
+	}
+	s.mu.Lock()
+	old := s.ns.Load()
+	id := cfg.NSID
+	if id == 0 {
+		for id = 1; old.byID[id] != nil; id++ {
+		}
+	}
+	if id > MaxNSID {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("add namespace: NSID %d outside 1..%d", id, MaxNSID)
+	}
+	if old.byID[id] != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("add namespace: NSID %d already exists in %s", id, s.cfg.NQN)
+	}
+	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", s.cfg.NQN, id))
+	if ns.UUID == ([16]byte{}) {
+		copy(ns.UUID[:], sum[:16])
+		ns.UUID[6] = ns.UUID[6]&0x0f | 0x50 // version 5 style, name based
+		ns.UUID[8] = ns.UUID[8]&0x3f | 0x80
+	}
+	if ns.NGUID == ([16]byte{}) {
+		copy(ns.NGUID[:], sum[16:32])
+	}
+	copy(ns.EUI64[:], sum[8:16])
+	for ns.blkShift = 9; 1<<ns.blkShift < bs; ns.blkShift++ {
+	}
+	ns.nblocks = uint64(cfg.Backend.Size()) >> ns.blkShift
+	next := &nsTable{byID: make(map[uint32]*Namespace, len(old.byID)+1)}
+	for k, v := range old.byID {
+		next.byID[k] = v
+	}
+	next.byID[id] = ns
+	next.ids = append(slices.Clone(old.ids), id)
+	slices.Sort(next.ids)
+	s.ns.Store(next)
+	ctrls := make([]*Controller, 0, len(s.ctrls))
+	for c := range s.ctrls {
+		ctrls = append(ctrls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range ctrls {
+		c.namespaceChanged(id)
+	}
+	return ns, nil
+}
+
+// RemoveNamespace detaches a namespace, notifies controllers and closes its backend.
+func (s *Subsystem) RemoveNamespace(id uint32) error {
+	s.mu.Lock()
+	old := s.ns.Load()
+	ns := old.byID[id]
+	if ns == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("remove namespace: NSID %d does not exist in %s", id, s.cfg.NQN)
+	}
+	next := &nsTable{byID: make(map[uint32]*Namespace, len(old.byID))}
+	for k, v := range old.byID {
+		if k != id {
+			next.byID[k] = v
+		}
+	}
+	next.ids = slices.DeleteFunc(slices.Clone(old.ids), func(x uint32) bool { return x == id })
+	s.ns.Store(next)
+	ctrls := make([]*Controller, 0, len(s.ctrls))
+	for c := range s.ctrls {
+		ctrls = append(ctrls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range ctrls {
+		c.namespaceChanged(id)
+	}
+	// In-flight I/O holds its own reference through the old table; a file
+	// backend's Close waits for nothing, so flush what was acknowledged first.
+	ferr := ns.Backend.Flush()
+	return errors.Join(ferr, ns.Backend.Close())
+}
+
+// Namespace returns a namespace by ID, or nil.
+func (s *Subsystem) Namespace(id uint32) *Namespace { return s.ns.Load().get(id) }
+
+// Namespaces returns the namespaces in NSID order.
+func (s *Subsystem) Namespaces() []*Namespace {
+	tb := s.ns.Load()
+	out := make([]*Namespace, 0, len(tb.ids))
+	for _, id := range tb.ids {
+		out = append(out, tb.byID[id])
+	}
+	return out
+}
+
+func (s *Subsystem) closeNamespaces() error {
+	var errs []error
+	for _, ns := range s.Namespaces() {
+		errs = append(errs, ns.Backend.Flush(), ns.Backend.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// allocCntlID reserves a controller ID (1..0xFFEF).
+func (t *Target) allocCntlID(c *Controller) (uint16, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, errors.New("target is shutting down")
+	}
+	for i := 0; i < 0xFFEF; i++ {
+		id := t.nextCtl
+		t.nextCtl++
+		if t.nextCtl > 0xFFEF {
+			t.nextCtl = 1
+		}
+		if _, used := t.ctrls[id]; !used {
+			t.ctrls[id] = c
+			return id, nil
+		}
+	}
+	return 0, errors.New("no free controller IDs")
+}
+
+func (t *Target) controller(id uint16) *Controller {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ctrls[id]
+}
+
+func (t *Target) freeCntlID(id uint16) {
+	t.mu.Lock()
+	delete(t.ctrls, id)
+	t.mu.Unlock()
+}
+
+// Controllers returns the number of live controllers.
+func (t *Target) Controllers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ctrls)
+}
+
+// discoveryEntries builds the discovery log for a host that reached the
+// target at local (used where a port listens on an unspecified address).
+func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.DiscoveryEntry {
+	var out []nvmeof.DiscoveryEntry
+	ports := t.Ports()
+	for _, s := range t.Subsystems() {
+		if !s.hostAllowed(hostNQN) {
+			continue
+		}
+		for _, p := range ports {
+			addr := p.Addr.Addr()
+			if addr.IsUnspecified() && local.IsValid() {
+				addr = local
+			}
+			out = append(out, nvmeof.DiscoveryEntry{
+				TrType:  p.TrType,
+				AdrFam:  nvmeof.AdrFamFor(addr),
+				SubType: nvmeof.SubTypeNVM,
+				TReq:    nvmeof.TReqSecureChannelNotRequired,
+				PortID:  p.ID,
+				CntlID:  nvmeof.CntlIDDynamic,
+				ASQSZ:   32,
+				TrSvcID: fmt.Sprint(p.Addr.Port()),
+				SubNQN:  s.cfg.NQN,
+				TrAddr:  addr.Unmap().String(),
+			})
+		}
+	}
+	return out
+}

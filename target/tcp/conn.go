@@ -1,0 +1,579 @@
+package tcp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
+)
+
+const (
+	bufSize = 64 << 10
+	// Data at least this large is sent with writev straight from the request
+	// buffer instead of through the buffered writer.
+	directWrite = 16 << 10
+	// Slots beyond the queue size, for the moment between a response being
+	// sent and its slot being freed.
+	slotSlack = target.AERLimit + 16
+)
+
+var _ target.QueueTransport = (*conn)(nil)
+
+// conn is one NVMe/TCP connection: one queue pair.
+type conn struct {
+	l   *Listener
+	nc  net.Conn
+	br  *bufio.Reader
+	q   *target.Queue
+	log *slog.Logger
+
+	hdgst, ddgst bool
+	hpda         uint8
+	inline       int
+	maxPLen      uint32
+
+	rhdr [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
+	pad  [128]byte                               // padding sink, recv goroutine only
+
+	slotMu sync.Mutex
+	slots  []target.Request // grown once, at Connect, by the recv goroutine
+	free   []int            // guarded by slotMu
+
+	sendMu   sync.Mutex
+	bw       *bufio.Writer                 // guarded by sendMu
+	shdr     [64]byte                      // guarded by sendMu
+	sdig     [nvmeof.DigestSize]byte       // guarded by sendMu
+	vec      [3][]byte                     // guarded by sendMu
+	bufs     net.Buffers                   // guarded by sendMu
+	sendErr  error                         // guarded by sendMu
+	shutdown bool                          // guarded by sendMu
+
+	closeOnce sync.Once
+	closing   atomic.Bool
+}
+
+func newConn(l *Listener, nc net.Conn) *conn {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	c := &conn{
+		l: l, nc: nc,
+		br:  bufio.NewReaderSize(nc, bufSize),
+		bw:  bufio.NewWriterSize(nc, bufSize),
+		log: l.log.With("peer", nc.RemoteAddr().String()),
+	}
+	var local netip.Addr
+	if ap, err := netip.ParseAddrPort(nc.LocalAddr().String()); err == nil {
+		local = ap.Addr().Unmap()
+	}
+	c.q = l.t.NewQueue(c, local)
+	c.inline = target.AdminInlineData
+	// The largest PDU: a header, digests, alignment padding, and data.
+	c.maxPLen = uint32(max(l.opts.MaxH2CData, target.AdminInlineData, target.InCapsuleData) + 256)
+	c.slots = make([]target.Request, 1)
+	c.free = []int{0}
+	return c
+}
+
+// Close is called by the core (controller deleted, keep-alive expired) and
+// by the listener's shutdown. It never blocks on the connection's goroutine.
+func (c *conn) Close(reason error) {
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.log.Info("closing connection", "reason", reason.Error())
+		c.nc.Close()
+	})
+}
+
+// serve runs the connection until it fails or is closed.
+func (c *conn) serve() {
+	err := c.run()
+	c.Close(errOrEOF(err))
+	c.q.Closed()
+	c.sendMu.Lock()
+	c.shutdown = true
+	c.sendMu.Unlock()
+	c.slotMu.Lock()
+	for i := range c.slots {
+		if b := c.slots[i].Buf; b != nil {
+			c.l.t.Pool().Put(b)
+			c.slots[i].Buf = nil
+		}
+	}
+	c.slotMu.Unlock()
+}
+
+func errOrEOF(err error) error {
+	if err == nil {
+		return io.EOF
+	}
+	return err
+}
+
+func (c *conn) run() error {
+	if err := c.initConnection(); err != nil {
+		return c.fail(err)
+	}
+	for {
+		if err := c.flushIfIdle(); err != nil {
+			return err
+		}
+		if err := c.readPDU(); err != nil {
+			return c.fail(err)
+		}
+	}
+}
+
+// fail turns a protocol error into a C2HTermReq and a log line; plain I/O
+// errors (the host went away) end the connection quietly.
+func (c *conn) fail(err error) error {
+	var fe *nvmeof.FatalError
+	if errors.As(err, &fe) {
+		c.l.ProtocolErrors.Add(1)
+		c.l.t.Stats.ProtocolErrors.Add(1)
+		c.log.Warn("protocol error: terminating connection", "fes", fe.FES, "err", fe.Msg)
+		c.sendMu.Lock()
+		n := nvmeof.EncodeTermReq(c.shdr[:], nvmeof.PDUC2HTermReq, nvmeof.TermReq{FES: fe.FES, FEI: fe.FEI}, nil)
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.bw.Write(c.shdr[:n])
+		c.bw.Flush()
+		c.sendMu.Unlock()
+		return err
+	}
+	var de errDataDigest
+	if errors.As(err, &de) {
+		// Like the Linux target: data the host sent is corrupt, so nothing on
+		// this connection can be trusted any more; close it.
+		c.l.ProtocolErrors.Add(1)
+		c.l.t.Stats.ProtocolErrors.Add(1)
+		c.log.Warn("data digest error: closing connection", "err", err)
+		return err
+	}
+	if !c.closing.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.log.Info("connection ended", "err", err)
+	}
+	return err
+}
+
+func (c *conn) flushIfIdle() error {
+	if c.br.Buffered() >= nvmeof.CHSize {
+		return nil // more commands are waiting: batch their responses
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if c.sendErr != nil {
+		return c.sendErr
+	}
+	if c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			c.sendErr = err
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *conn) initConnection() error {
+	c.nc.SetReadDeadline(time.Now().Add(c.l.opts.ICTimeout))
+	b := c.rhdr[:nvmeof.ICReqSize]
+	if _, err := io.ReadFull(c.br, b); err != nil {
+		return fmt.Errorf("read ICReq: %w", err)
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	req, err := nvmeof.DecodeICReq(b)
+	if err != nil {
+		return err
+	}
+	c.hdgst = req.Digest&nvmeof.DigestHeader != 0
+	c.ddgst = req.Digest&nvmeof.DigestData != 0
+	c.hpda = req.HPDA
+	resp := nvmeof.ICResp{Digest: req.Digest, MaxData: uint32(c.l.opts.MaxH2CData)}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	var out [nvmeof.ICRespSize]byte
+	resp.Encode(out[:])
+	if _, err := c.bw.Write(out[:]); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// readPDU reads and dispatches one PDU.
+func (c *conn) readPDU() error {
+	ch := c.rhdr[:nvmeof.CHSize]
+	if _, err := io.ReadFull(c.br, ch); err != nil {
+		return err
+	}
+	h, _ := nvmeof.ParseHeader(ch)
+	lay, err := h.Check(c.hdgst, c.ddgst, c.maxPLen)
+	if err != nil {
+		return err
+	}
+	hlen := int(h.HLen)
+	if lay.HDigest {
+		hlen += nvmeof.DigestSize
+	}
+	if _, err := io.ReadFull(c.br, c.rhdr[nvmeof.CHSize:hlen]); err != nil {
+		return err
+	}
+	if lay.HDigest {
+		want := nvmeof.GetDigest(c.rhdr[h.HLen:])
+		if got := nvmeof.Digest(c.rhdr[:h.HLen]); got != want {
+			return &nvmeof.FatalError{FES: nvmeof.FESHeaderDigest, Msg: fmt.Sprintf("header digest %#x, computed %#x", want, got)}
+		}
+	}
+	switch h.Type {
+	case nvmeof.PDUCapsuleCmd:
+		return c.handleCapsule(h, lay, hlen)
+	case nvmeof.PDUH2CData:
+		return c.handleH2CData(h, lay, hlen)
+	case nvmeof.PDUH2CTermReq:
+		t, _ := nvmeof.DecodeTermReq(c.rhdr[:])
+		c.log.Warn("host terminated the connection", "fes", t.FES, "fei", t.FEI)
+		return io.EOF
+	}
+	return &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, Msg: fmt.Sprintf("unexpected PDU type %#x from a host", h.Type)}
+}
+
+// skipPad discards the bytes between the header and PDO.
+func (c *conn) skipPad(hlen int, lay nvmeof.Layout) error {
+	n := int(lay.DataOff) - hlen
+	if n <= 0 {
+		return nil
+	}
+	_, err := io.ReadFull(c.br, c.pad[:n])
+	return err
+}
+
+// readData reads a PDU's data into dst (len(dst) == lay.DataLen) and checks its digest.
+func (c *conn) readData(dst []byte, lay nvmeof.Layout) error {
+	if _, err := io.ReadFull(c.br, dst); err != nil {
+		return err
+	}
+	if !lay.DDigest {
+		return nil
+	}
+	var d [nvmeof.DigestSize]byte
+	if _, err := io.ReadFull(c.br, d[:]); err != nil {
+		return err
+	}
+	if want, got := nvmeof.GetDigest(d[:]), nvmeof.Digest(dst); want != got {
+		return errDataDigest{want, got}
+	}
+	return nil
+}
+
+type errDataDigest struct{ want, got uint32 }
+
+func (e errDataDigest) Error() string {
+	return fmt.Sprintf("data digest %#x, computed %#x", e.want, e.got)
+}
+
+func (c *conn) allocSlot() (*target.Request, error) {
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	if len(c.free) == 0 {
+		return nil, &nvmeof.FatalError{FES: nvmeof.FESSequenceError, Msg: fmt.Sprintf("more than %d commands outstanding", len(c.slots))}
+	}
+	i := c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
+	r := &c.slots[i]
+	r.Slot = i
+	return r, nil
+}
+
+func (c *conn) releaseSlot(r *target.Request) {
+	if r.Buf != nil {
+		c.l.t.Pool().Put(r.Buf)
+		r.Buf = nil
+	}
+	r.Data = nil
+	r.Pending = false
+	c.slotMu.Lock()
+	c.free = append(c.free, r.Slot)
+	c.slotMu.Unlock()
+}
+
+// growSlots sizes the slot table once the queue size is known. Only the
+// recv goroutine calls it, right after Connect, with no command in flight.
+func (c *conn) growSlots() {
+	n := c.q.Size() + slotSlack
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	if len(c.slots) >= n || len(c.free) != len(c.slots) {
+		return
+	}
+	c.slots = make([]target.Request, n)
+	c.free = make([]int, 0, n)
+	for i := n - 1; i >= 0; i-- {
+		c.free = append(c.free, i)
+	}
+	if c.q.ID() != 0 {
+		c.inline = target.InCapsuleData
+	}
+}
+
+func (c *conn) getBuf(r *target.Request, n int) error {
+	b, err := c.l.t.Pool().Get(n)
+	if err != nil {
+		return err
+	}
+	r.Buf = b
+	r.Data = b.B
+	return nil
+}
+
+func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error {
+	r, err := c.allocSlot()
+	if err != nil {
+		return err
+	}
+	copy(r.Cmd[:], c.rhdr[nvmeof.CHSize:nvmeof.CapsuleCmdHLen])
+	r.Deferred, r.Received, r.Pending = false, 0, false
+	sgl := r.Cmd.SGL()
+	dlen := sgl.Length()
+	dir := r.Direction()
+
+	if lay.DataLen > 0 {
+		// In-capsule data.
+		if int(lay.DataLen) > c.inline {
+			return &nvmeof.FatalError{FES: nvmeof.FESDataLimitExceeded, FEI: 4, Msg: fmt.Sprintf("%d bytes of in-capsule data, limit %d", lay.DataLen, c.inline)}
+		}
+		if err := c.skipPad(hlen, lay); err != nil {
+			return err
+		}
+		if err := c.getBuf(r, int(lay.DataLen)); err != nil {
+			return err
+		}
+		if err := c.readData(r.Data, lay); err != nil {
+			return err
+		}
+		off := sgl.Address()
+		switch {
+		case sgl.ID() != nvmeof.SGLInCapsule || dir != target.DirH2C:
+			return c.completeError(r, nvmeof.StatusSGLTypeInvalid|nvmeof.StatusDNR)
+		case off > uint64(lay.DataLen) || uint64(dlen) > uint64(lay.DataLen)-off:
+			return c.completeError(r, nvmeof.StatusSGLOffsetInvalid|nvmeof.StatusDNR)
+		}
+		r.Data = r.Data[off : off+uint64(dlen)]
+		return c.execute(r)
+	}
+	if dlen == 0 || dir == target.DirNone {
+		return c.execute(r)
+	}
+	switch {
+	case sgl.ID() != nvmeof.SGLTransport:
+		return c.completeError(r, nvmeof.StatusSGLTypeInvalid|nvmeof.StatusDNR)
+	case dlen > target.MaxTransfer:
+		return c.completeError(r, nvmeof.StatusDataSGLLengthInvalid|nvmeof.StatusDNR)
+	case dir == target.DirBidi:
+		return c.completeError(r, nvmeof.StatusInvalidField|nvmeof.StatusDNR)
+	}
+	if err := c.getBuf(r, int(dlen)); err != nil {
+		c.log.Error("no data buffer", "err", err)
+		return c.completeError(r, nvmeof.StatusInternalError)
+	}
+	if dir == target.DirC2H {
+		return c.execute(r)
+	}
+	// Host to controller beyond the capsule: ask for it with one R2T.
+	r.Pending = true
+	r.TTag = uint16(r.Slot)
+	return c.sendR2T(r, 0, dlen)
+}
+
+func (c *conn) handleH2CData(h nvmeof.Header, lay nvmeof.Layout, hlen int) error {
+	d, _ := nvmeof.DecodeDataPDU(c.rhdr[:])
+	if int(d.TTag) >= len(c.slots) {
+		return &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, FEI: 10, Msg: fmt.Sprintf("H2CData for unknown transfer tag %d", d.TTag)}
+	}
+	r := &c.slots[d.TTag]
+	switch {
+	case !r.Pending || r.Cmd.CID() != d.CCCID:
+		return &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, FEI: 8, Msg: fmt.Sprintf("H2CData for command %d, tag %d, that awaits no data", d.CCCID, d.TTag)}
+	case d.Length != lay.DataLen || d.Length == 0:
+		return &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, FEI: 16, Msg: fmt.Sprintf("H2CData DATAL %d but PDU carries %d", d.Length, lay.DataLen)}
+	case d.Length > uint32(c.l.opts.MaxH2CData):
+		return &nvmeof.FatalError{FES: nvmeof.FESDataLimitExceeded, FEI: 16, Msg: fmt.Sprintf("H2CData of %d bytes exceeds MAXH2CDATA %d", d.Length, c.l.opts.MaxH2CData)}
+	case d.Offset != r.Received || uint64(d.Offset)+uint64(d.Length) > uint64(len(r.Data)):
+		return &nvmeof.FatalError{FES: nvmeof.FESDataOutOfRange, FEI: 12, Msg: fmt.Sprintf("H2CData at %d+%d, expected offset %d of %d", d.Offset, d.Length, r.Received, len(r.Data))}
+	}
+	if err := c.skipPad(hlen, lay); err != nil {
+		return err
+	}
+	if err := c.readData(r.Data[d.Offset:d.Offset+d.Length], lay); err != nil {
+		return err
+	}
+	r.Received += d.Length
+	if r.Received < uint32(len(r.Data)) {
+		return nil
+	}
+	r.Pending = false
+	return c.execute(r)
+}
+
+func (c *conn) execute(r *target.Request) error {
+	wasConnected := c.q.Connected()
+	c.q.Execute(r)
+	if !wasConnected && c.q.Connected() {
+		c.growSlots()
+	}
+	return nil
+}
+
+// completeError completes a command the transport itself rejects.
+func (c *conn) completeError(r *target.Request, st nvmeof.Status) error {
+	r.Rsp.Reset()
+	r.Rsp.SetCID(r.Cmd.CID())
+	r.Rsp.SetSQID(c.q.ID())
+	r.SetStatus(st)
+	if r.Buf != nil {
+		c.l.t.Pool().Put(r.Buf)
+		r.Buf, r.Data = nil, nil
+	}
+	c.Complete(r)
+	return nil
+}
+
+func (c *conn) sendR2T(r *target.Request, off, n uint32) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	b := c.putHeader(nvmeof.PDUR2T, 0, nvmeof.R2THLen, 0, 0)
+	d := nvmeof.DataPDU{CCCID: r.Cmd.CID(), TTag: r.TTag, Offset: off, Length: n}
+	d.Encode(b)
+	c.writeHeader(b, nvmeof.R2THLen)
+	// The host answers an R2T only once it has it: send now.
+	return c.flushLocked()
+}
+
+// putHeader starts a PDU header in shdr and returns it.
+func (c *conn) putHeader(typ, flags uint8, hlen int, pdo uint32, plen uint32) []byte {
+	if c.hdgst {
+		flags |= nvmeof.FlagHDGST
+	}
+	if plen == 0 {
+		plen = uint32(hlen)
+		if c.hdgst {
+			plen += nvmeof.DigestSize
+		}
+	}
+	b := c.shdr[:hlen]
+	clear(b)
+	nvmeof.PutHeader(b, nvmeof.Header{Type: typ, Flags: flags, HLen: uint8(hlen), PDO: uint8(pdo), PLen: plen})
+	return b
+}
+
+// writeHeader appends a finished header and its digest to the writer.
+func (c *conn) writeHeader(b []byte, hlen int) {
+	c.bw.Write(b[:hlen])
+	if c.hdgst {
+		nvmeof.PutDigest(c.sdig[:], nvmeof.Digest(b[:hlen]))
+		c.bw.Write(c.sdig[:])
+	}
+}
+
+func (c *conn) flushLocked() error {
+	if c.sendErr != nil {
+		return c.sendErr
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.sendErr = err
+	}
+	return c.sendErr
+}
+
+// Complete sends a command's data and response and frees its slot.
+func (c *conn) Complete(r *target.Request) {
+	c.sendMu.Lock()
+	if !c.shutdown && c.sendErr == nil {
+		c.sendLocked(r)
+		if r.Deferred {
+			c.flushLocked()
+		}
+	}
+	c.sendMu.Unlock()
+	disconnect := r.Cmd.Opcode() == nvmeof.OpFabrics && r.Cmd.FCType() == nvmeof.FabricsDisconnect && r.Status().OK()
+	c.releaseSlot(r)
+	if disconnect {
+		c.sendMu.Lock()
+		c.flushLocked()
+		c.sendMu.Unlock()
+		c.Close(errors.New("host disconnected"))
+	}
+}
+
+func (c *conn) sendLocked(r *target.Request) {
+	st := r.Status()
+	sendRsp := true
+	if st.OK() && r.Direction() == target.DirC2H && len(r.Data) > 0 {
+		flags := uint8(nvmeof.FlagDataLast)
+		if c.q.SQFlowControlDisabled() {
+			flags |= nvmeof.FlagDataSuccess
+			sendRsp = false
+		}
+		c.sendC2HData(r, flags)
+	}
+	if !sendRsp {
+		return
+	}
+	b := c.putHeader(nvmeof.PDUCapsuleRsp, 0, nvmeof.CapsuleRspHLen, 0, 0)
+	copy(b[nvmeof.CHSize:], r.Rsp[:])
+	c.writeHeader(b, nvmeof.CapsuleRspHLen)
+}
+
+func (c *conn) sendC2HData(r *target.Request, flags uint8) {
+	n := uint32(len(r.Data))
+	pdo := nvmeof.PadTo(nvmeof.DataHLen, c.hdgst, c.hpda)
+	plen := pdo + n
+	if c.ddgst {
+		flags |= nvmeof.FlagDDGST
+		plen += nvmeof.DigestSize
+	}
+	b := c.putHeader(nvmeof.PDUC2HData, flags, nvmeof.DataHLen, pdo, plen)
+	d := nvmeof.DataPDU{CCCID: r.Cmd.CID(), Offset: 0, Length: n}
+	d.Encode(b)
+	c.writeHeader(b, nvmeof.DataHLen)
+	hend := uint32(nvmeof.DataHLen)
+	if c.hdgst {
+		hend += nvmeof.DigestSize
+	}
+	if pad := pdo - hend; pad > 0 {
+		var zero [128]byte
+		c.bw.Write(zero[:pad])
+	}
+	if c.ddgst {
+		nvmeof.PutDigest(c.sdig[:], nvmeof.Digest(r.Data))
+	}
+	if n < directWrite {
+		c.bw.Write(r.Data)
+		if c.ddgst {
+			c.bw.Write(c.sdig[:])
+		}
+		return
+	}
+	// Large data: flush the headers and hand the buffer to the kernel with writev.
+	if err := c.bw.Flush(); err != nil {
+		c.sendErr = err
+		return
+	}
+	c.vec[0] = r.Data
+	nv := 1
+	if c.ddgst {
+		c.vec[1] = c.sdig[:]
+		nv = 2
+	}
+	c.bufs = c.vec[:nv]
+	if _, err := c.bufs.WriteTo(c.nc); err != nil {
+		c.sendErr = err
+	}
+	c.vec = [3][]byte{}
+}

@@ -1,0 +1,161 @@
+// Package tcp is the NVMe/TCP transport of the flashpath target
+// (NVMe/TCP Transport Specification 1.0): it accepts connections, runs the
+// ICReq/ICResp exchange with optional header and data digests, and moves
+// command capsules, in-capsule data, R2T/H2CData and C2HData PDUs between
+// the socket and the target core.
+//
+// Each connection is one queue pair, served by one goroutine that owns its
+// receive side and executes commands inline; responses are batched in a
+// buffered writer and flushed when no more input is waiting. Malformed PDUs
+// end that connection with a C2HTermReq and a log line; others keep going.
+//
+//	tgt := target.New(target.Options{})
+//	ln, err := tcp.Listen(tgt, "127.0.0.1:4420", tcp.Options{})
+//	...
+//	ln.Shutdown(ctx)
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
+)
+
+// Options configure the transport.
+type Options struct {
+	// MaxH2CData is the most data the host may send in one H2CData PDU
+	// (MAXH2CDATA, at least 4096; default 128 KiB).
+	MaxH2CData int
+	// ICTimeout bounds the wait for the host's ICReq (default 10 s).
+	ICTimeout time.Duration
+	Logger    *slog.Logger
+}
+
+// Listener is an NVMe/TCP port of a target.
+type Listener struct {
+	t    *target.Target
+	ln   net.Listener
+	opts Options
+	log  *slog.Logger
+	port uint16
+
+	mu     sync.Mutex
+	conns  map[*conn]struct{} // guarded by mu
+	closed bool               // guarded by mu
+	wg     sync.WaitGroup
+
+	// Counters read by metrics.
+	Accepted       atomic.Uint64
+	ProtocolErrors atomic.Uint64
+}
+
+// Listen starts serving NVMe/TCP on addr ("127.0.0.1:4420", ":4420").
+func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
+	if opts.MaxH2CData == 0 {
+		opts.MaxH2CData = 128 << 10
+	}
+	if opts.MaxH2CData < 4096 || opts.MaxH2CData > target.MaxTransfer {
+		return nil, fmt.Errorf("nvme/tcp: MaxH2CData %d outside 4096..%d", opts.MaxH2CData, target.MaxTransfer)
+	}
+	if opts.ICTimeout == 0 {
+		opts.ICTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = t.Logger()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("nvme/tcp: listen on %s: %w", addr, err)
+	}
+	ap, err := netip.ParseAddrPort(ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("nvme/tcp: listener address %s: %w", ln.Addr(), err)
+	}
+	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String()), conns: map[*conn]struct{}{}}
+	l.port = t.AddPort(target.PortInfo{
+		TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
+		InlineDataSize: target.InCapsuleData, MaxH2CData: opts.MaxH2CData,
+	})
+	l.wg.Add(1)
+	go l.accept()
+	l.log.Info("listening")
+	return l, nil
+}
+
+// Addr is the address the listener is bound to.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *Listener) accept() {
+	defer l.wg.Done()
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				l.log.Error("accept failed", "err", err)
+			}
+			return
+		}
+		l.Accepted.Add(1)
+		c := newConn(l, nc)
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			c.serve()
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, closes every connection and waits for their
+// goroutines.
+func (l *Listener) Close() error {
+	return l.Shutdown(context.Background())
+}
+
+// Shutdown stops accepting and closes every connection, waiting for the
+// connection goroutines until ctx is done.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	err := l.ln.Close()
+	for c := range l.conns {
+		c.Close(errors.New("listener shutting down"))
+	}
+	l.mu.Unlock()
+	l.t.RemovePort(l.port)
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}

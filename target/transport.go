@@ -1,0 +1,36 @@
+package target
+
+import "net/netip"
+
+// QueueTransport is what the core asks of a transport for one queue pair,
+// in the manner of the kernel's struct nvmet_fabrics_ops.
+type QueueTransport interface {
+	// Complete sends the response (and, for a successful read-direction
+	// command, its data) for r and releases r. It may be called from any
+	// goroutine, at most once per Execute.
+	Complete(r *Request)
+	// Close tears down the queue's connection: the controller was deleted
+	// or its keep-alive timer expired. It must not block on the queue's own
+	// goroutine.
+	Close(reason error)
+}
+
+// PortInfo describes a listener for the discovery log page.
+type PortInfo struct {
+	ID      uint16
+	TrType  uint8 // nvmeof.TrTypeTCP, TrTypeRDMA
+	Addr    netip.AddrPort
+	InlineDataSize int // in-capsule data the transport accepts on I/O queues
+	MaxH2CData     int
+}
+
+// Transport limits the core reports in Identify Controller.
+const (
+	// MaxTransferShift is MDTS: 2^8 pages of 4 KiB = 1 MiB per command.
+	MaxTransferShift = 8
+	// MaxTransfer is the largest data transfer of one command.
+	MaxTransfer = 4096 << MaxTransferShift
+	// AdminInlineData is the in-capsule data accepted on admin queues (the
+	// Linux host assumes 8 KiB before it has read IOCCSZ).
+	AdminInlineData = 8192
+)
