@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"math"
+	"math/bits"
+	"math/rand/v2"
+)
+
+// rng is a PCG generator held by value in the worker: no allocation, no
+// locking, reproducible from a seed (fio's randrepeat).
+type rng struct{ pcg rand.PCG }
+
+func newRNG(seed uint64) rng { return rng{pcg: *rand.NewPCG(seed, seed^0xda3e39cb94b95bdb)} }
+
+func (r *rng) Uint64() uint64 { return r.pcg.Uint64() }
+
+// Uint64N returns a value in [0, n) by Lemire's multiply-shift (the bias
+// is below 2^-40 for any block count a device has).
+func (r *rng) Uint64N(n uint64) uint64 {
+	hi, _ := bits.Mul64(r.pcg.Uint64(), n)
+	return hi
+}
+
+func (r *rng) Float64() float64 { return float64(r.pcg.Uint64()>>11) / (1 << 53) }
+
+// permutation visits every block in [0, n) exactly once per pass in a
+// scrambled order, with no memory: fio's random map without the bitmap.
+// It walks a counter through a keyed bijection on [0, 2^k) and cycle-walks
+// values >= n back into range.
+type permutation struct {
+	n, mask, key uint64
+	shift        uint
+	i            uint64
+}
+
+func newPermutation(n uint64, key uint64) permutation {
+	k := uint(bits.Len64(n - 1))
+	if n <= 1 {
+		k = 1
+	}
+	return permutation{n: n, mask: 1<<k - 1, key: key, shift: max(k/2, 1)}
+}
+
+func (p *permutation) mix(x uint64) uint64 {
+	// Each step is a bijection modulo 2^k: xor with a constant, multiply by
+	// an odd constant, xor with a right shift of itself.
+	x = (x ^ p.key) & p.mask
+	x = (x * 0x9e3779b97f4a7c15) & p.mask
+	x ^= x >> p.shift
+	x = (x * 0xbf58476d1ce4e5b9) & p.mask
+	x ^= x >> p.shift
+	return x
+}
+
+// next returns the next block and whether a pass ended with it.
+func (p *permutation) next() (block uint64, wrapped bool) {
+	y := p.mix(p.i)
+	for y >= p.n {
+		y = p.mix(y)
+	}
+	p.i++
+	if p.i == p.n {
+		p.i = 0
+		p.key = p.key*6364136223846793005 + 1442695040888963407
+		return y, true
+	}
+	return y, false
+}
+
+// zipf draws block numbers with a Zipf distribution of parameter theta
+// (Gray et al., "Quickly generating billion-record synthetic databases",
+// the generator fio and YCSB use), then scatters the hot blocks over the
+// device as fio does, so that popularity is not also locality.
+type zipf struct {
+	n                        uint64
+	theta, alpha, zetan, eta float64
+	half                     float64
+}
+
+const zipfExactLimit = 1 << 22
+
+func newZipf(n uint64, theta float64) zipf {
+	zeta := func(m uint64) float64 {
+		s := 0.0
+		for i := uint64(1); i <= m; i++ {
+			s += 1 / math.Pow(float64(i), theta)
+		}
+		return s
+	}
+	var zetan float64
+	if n <= zipfExactLimit {
+		zetan = zeta(n)
+	} else {
+		// Exact up to the limit, then the integral of x^-theta.
+		m := float64(zipfExactLimit)
+		zetan = zeta(zipfExactLimit) + (math.Pow(float64(n), 1-theta)-math.Pow(m, 1-theta))/(1-theta)
+	}
+	zeta2 := 1 + math.Pow(0.5, theta)
+	return zipf{
+		n: n, theta: theta, zetan: zetan,
+		alpha: 1 / (1 - theta),
+		eta:   (1 - math.Pow(2/float64(n), 1-theta)) / (1 - zeta2/zetan),
+		half:  math.Pow(0.5, theta),
+	}
+}
+
+func (z *zipf) next(r *rng) uint64 {
+	u := r.Float64()
+	uz := u * z.zetan
+	var v uint64
+	switch {
+	case uz < 1:
+		v = 0
+	case uz < 1+z.half:
+		v = 1
+	default:
+		v = uint64(float64(z.n) * math.Pow(z.eta*u-z.eta+1, z.alpha))
+	}
+	// Scatter: rank v goes to a fixed pseudo-random block.
+	h := (v + 1) * 0x9e3779b97f4a7c15
+	h ^= h >> 29
+	hi, _ := bits.Mul64(h, z.n)
+	return hi
+}

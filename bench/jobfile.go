@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// ParseJobFile reads a fio job file. Each returned section carries the
+// options of the [global] sections above it followed by its own, which is
+// fio's inheritance: a [global] section applies to the jobs after it.
+// Lines starting with ';' or '#' are comments; ${VAR} expands from the
+// environment, as in fio.
+func ParseJobFile(r io.Reader, name string) ([]Section, error) {
+	var (
+		global   []Option
+		sections []Section
+		cur      *Section
+		inGlobal bool
+	)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || t[0] == ';' || t[0] == '#' {
+			continue
+		}
+		if t[0] == '[' {
+			end := strings.IndexByte(t, ']')
+			if end < 0 {
+				return nil, fmt.Errorf("%s:%d: unterminated section header %q", name, line, t)
+			}
+			sec := strings.TrimSpace(t[1:end])
+			if sec == "" {
+				return nil, fmt.Errorf("%s:%d: empty section name", name, line)
+			}
+			inGlobal = sec == "global"
+			if inGlobal {
+				cur = nil
+				continue
+			}
+			sections = append(sections, Section{Name: sec, Options: append([]Option(nil), global...)})
+			cur = &sections[len(sections)-1]
+			continue
+		}
+		if strings.HasPrefix(t, "include ") {
+			return nil, fmt.Errorf("%s:%d: include is not supported", name, line)
+		}
+		k, v, _ := strings.Cut(t, "=")
+		k = strings.TrimSpace(k)
+		v, err := expandEnv(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		o := Option{Name: k, Value: v}
+		switch {
+		case inGlobal:
+			global = append(global, o)
+		case cur != nil:
+			cur.Options = append(cur.Options, o)
+		default:
+			return nil, fmt.Errorf("%s:%d: option %s outside of a section", name, line, k)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(sections) == 0 {
+		return nil, fmt.Errorf("%s: no job sections", name)
+	}
+	return sections, nil
+}
+
+// expandEnv replaces ${VAR} with the environment value (fio's syntax;
+// a bare $ is left alone, because fio does not expand it either).
+func expandEnv(s string) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", fmt.Errorf("unterminated ${ in %q", s)
+		}
+		b.WriteString(s[:i])
+		b.WriteString(os.Getenv(s[i+2 : i+end]))
+		s = s[i+end+1:]
+	}
+}

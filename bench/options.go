@@ -1,0 +1,628 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Direction indexes per-direction statistics, as fio's DDIR_READ/WRITE.
+type Direction int
+
+const (
+	DirRead Direction = iota
+	DirWrite
+	numDirs
+)
+
+func (d Direction) String() string {
+	if d == DirWrite {
+		return "write"
+	}
+	return "read"
+}
+
+// RW is fio's rw= pattern.
+type RW struct {
+	Read, Write bool // which directions the job issues
+	Random      bool
+}
+
+func parseRW(v string) (RW, error) {
+	// fio allows an ":<nr>" sequence modifier; we do not.
+	switch v {
+	case "read":
+		return RW{Read: true}, nil
+	case "write":
+		return RW{Write: true}, nil
+	case "randread":
+		return RW{Read: true, Random: true}, nil
+	case "randwrite":
+		return RW{Write: true, Random: true}, nil
+	case "rw", "readwrite":
+		return RW{Read: true, Write: true}, nil
+	case "randrw":
+		return RW{Read: true, Write: true, Random: true}, nil
+	}
+	return RW{}, fmt.Errorf("unknown pattern %q (want read, write, randread, randwrite, rw, readwrite or randrw)", v)
+}
+
+func (rw RW) String() string {
+	s := ""
+	switch {
+	case rw.Read && rw.Write:
+		s = "rw"
+	case rw.Write:
+		s = "write"
+	default:
+		s = "read"
+	}
+	if rw.Random {
+		if s == "rw" {
+			return "randrw"
+		}
+		return "rand" + s
+	}
+	return s
+}
+
+// Distribution is fio's random_distribution.
+type Distribution struct {
+	Zipf  bool
+	Theta float64 // zipf theta, > 0 and != 1
+}
+
+// Job is one fio job after [global] inheritance and sweep expansion: plain
+// values, validated, fio's units already applied.
+type Job struct {
+	Name      string
+	GroupID   int // reporting group (a sweep point or a stonewall)
+	RW        RW
+	BS        [numDirs]int // block size per direction (fio bs=read,write)
+	IODepth   int
+	NumJobs   int
+	Size      int64 // bytes of the file region used; 0: the engine's size
+	IOSize    int64 // bytes to transfer per job; 0: Size
+	Offset    int64
+	Runtime   time.Duration
+	RampTime  time.Duration
+	TimeBased bool
+	RWMixRead int // percent of reads in mixed workloads
+
+	Direct      bool
+	Filename    string
+	Directory   string
+	IOEngine    string
+	NoRandomMap bool
+	RandRepeat  bool
+	RandSeed    uint64
+	Dist        Distribution
+
+	Verify      string // "" or "crc32c"
+	DoVerify    bool
+	BatchSubmit int // iodepth_batch_submit; 0: all free slots at once
+	Stonewall   bool
+	NewGroup    bool
+	GroupReport bool
+
+	// EngineOptions are options declared by the engine (fio's
+	// engine-specific options, e.g. fixedbufs for io_uring), by name.
+	EngineOptions map[string]string
+
+	// Options are the options as given, for "job options" in JSON output.
+	Options [][2]string
+
+	// Swept are the list-valued options that produced this job, with the
+	// value it got ("iodepth=32"); empty when the job is not a sweep point.
+	Swept []Option
+}
+
+// DefaultJob returns a job with fio's defaults.
+func DefaultJob() Job {
+	return Job{
+		RW:         RW{Read: true},
+		BS:         [numDirs]int{4096, 4096},
+		IODepth:    1,
+		NumJobs:    1,
+		RWMixRead:  50,
+		IOEngine:   "psync",
+		RandRepeat: true,
+		DoVerify:   true,
+	}
+}
+
+// Option is one name=value pair as written in a job file or on the
+// command line (value "" for a bare boolean like time_based).
+type Option struct {
+	Name, Value string
+}
+
+// optionSpec describes one option the core understands.
+type optionSpec struct {
+	name  string
+	help  string
+	bool_ bool // may be given without a value
+	sweep bool // accepts a comma-separated list: one job per value
+	set   func(j *Job, v string) error
+}
+
+var optionSpecs = []optionSpec{
+	{name: "name", help: "job name", set: func(j *Job, v string) error { j.Name = v; return nil }},
+	{name: "description", help: "free text, ignored", set: func(*Job, string) error { return nil }},
+	{name: "rw", help: "read|write|randread|randwrite|rw|randrw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
+	{name: "readwrite", help: "alias of rw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
+	{name: "bs", help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
+	{name: "blocksize", help: "alias of bs", set: setBS},
+	{name: "iodepth", help: "I/Os in flight per job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.IODepth }, 1, 65536)},
+	{name: "numjobs", help: "clones of the job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.NumJobs }, 1, 4096)},
+	{name: "size", help: "bytes of the file to use (1g)", set: sizeSetter(func(j *Job) *int64 { return &j.Size })},
+	{name: "io_size", help: "bytes to transfer (default size)", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
+	{name: "io_limit", help: "alias of io_size", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
+	{name: "offset", help: "start offset in the file", set: sizeSetter(func(j *Job) *int64 { return &j.Offset })},
+	{name: "runtime", help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
+	{name: "timeout", help: "alias of runtime", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
+	{name: "ramp_time", help: "run this long before recording", set: timeSetter(func(j *Job) *time.Duration { return &j.RampTime })},
+	{name: "time_based", help: "run for runtime even when size is done", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.TimeBased })},
+	{name: "rwmixread", help: "percent reads in rw/randrw", set: func(j *Job, v string) error {
+		return intSetter(func(j *Job) *int { return &j.RWMixRead }, 0, 100)(j, v)
+	}},
+	{name: "rwmixwrite", help: "percent writes in rw/randrw", set: func(j *Job, v string) error {
+		n, err := parseInt(v, 0, 100)
+		j.RWMixRead = 100 - n
+		return err
+	}},
+	{name: "direct", help: "O_DIRECT (1) or buffered (0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Direct })},
+	{name: "buffered", help: "inverse of direct", bool_: true, set: func(j *Job, v string) error {
+		var b bool
+		err := boolSetter(func(*Job) *bool { return &b })(j, v)
+		j.Direct = !b
+		return err
+	}},
+	{name: "filename", help: "file, block device or tcp://HOST:PORT/NQN/NSID", set: func(j *Job, v string) error { j.Filename = v; return nil }},
+	{name: "directory", help: "directory for generated file names", set: func(j *Job, v string) error { j.Directory = v; return nil }},
+	{name: "ioengine", help: "engine: " + "see --enghelp", set: func(j *Job, v string) error { j.IOEngine = v; return nil }},
+	{name: "norandommap", help: "random offsets may repeat within a pass", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NoRandomMap })},
+	{name: "randrepeat", help: "same random sequence every run (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RandRepeat })},
+	{name: "randseed", help: "seed of the random generators", set: func(j *Job, v string) error {
+		n, err := strconv.ParseUint(v, 0, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", v)
+		}
+		j.RandSeed = n
+		return nil
+	}},
+	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
+	{name: "verify", help: "crc32c (or 0/none): checksummed blocks", set: func(j *Job, v string) error {
+		switch v {
+		case "0", "none", "":
+			j.Verify = ""
+		case "crc32c", "crc32c-intel":
+			j.Verify = "crc32c"
+		default:
+			return fmt.Errorf("unsupported verify %q (want crc32c)", v)
+		}
+		return nil
+	}},
+	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
+	{name: "iodepth_batch_submit", help: "I/Os per submission (default: all free)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "iodepth_batch", help: "alias of iodepth_batch_submit", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
+	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
+	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},
+	{name: "group_reporting", help: "report groups, not jobs", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.GroupReport })},
+	// Accepted for compatibility: they describe how fio itself runs and
+	// have no meaning here (jobs are always threads).
+	{name: "thread", help: "accepted; jobs are always threads", bool_: true, set: func(*Job, string) error { return nil }},
+}
+
+// OptionHelp is one option name with its help text, for the CLI.
+type OptionHelp struct {
+	Name, Help string
+	Bool       bool
+}
+
+// Options lists the job options the core understands, then those of every
+// registered engine, in name order.
+func Options() []OptionHelp {
+	var out []OptionHelp
+	for _, s := range optionSpecs {
+		out = append(out, OptionHelp{Name: s.name, Help: s.help, Bool: s.bool_})
+	}
+	seen := map[string]bool{}
+	for _, e := range engines() {
+		for _, o := range e.options {
+			if !seen[o] {
+				seen[o] = true
+				out = append(out, OptionHelp{Name: o, Help: "engine option (" + e.name + ")"})
+			}
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+func findSpec(name string) *optionSpec {
+	for i := range optionSpecs {
+		if optionSpecs[i].name == name {
+			return &optionSpecs[i]
+		}
+	}
+	return nil
+}
+
+// ErrUnknownOption is wrapped by errors for options neither the core nor
+// the job's engine knows.
+var ErrUnknownOption = errors.New("unknown option")
+
+// apply sets one option on j. Engine options are collected and checked
+// against the engine once the engine is known (see validate).
+func (j *Job) apply(o Option) error {
+	name := strings.TrimSpace(o.Name)
+	v := strings.TrimSpace(o.Value)
+	s := findSpec(name)
+	if s == nil {
+		if j.EngineOptions == nil {
+			j.EngineOptions = map[string]string{}
+		}
+		j.EngineOptions[name] = v
+		j.Options = append(j.Options, [2]string{name, v})
+		return nil
+	}
+	if v == "" && !s.bool_ && name != "description" {
+		return fmt.Errorf("option %s: needs a value", name)
+	}
+	if err := s.set(j, v); err != nil {
+		return fmt.Errorf("option %s: %w", name, err)
+	}
+	j.Options = append(j.Options, [2]string{name, v})
+	return nil
+}
+
+func setBS(j *Job, v string) error {
+	parts := strings.Split(v, ",")
+	if len(parts) > 3 {
+		return fmt.Errorf("want bs or read,write[,trim], got %q", v)
+	}
+	var sizes []int
+	for _, p := range parts {
+		if p == "" {
+			sizes = append(sizes, -1) // keep: fio's "bs=,8k"
+			continue
+		}
+		n, err := ParseSize(p)
+		if err != nil {
+			return err
+		}
+		if n <= 0 || n > 1<<30 {
+			return fmt.Errorf("block size %q out of range", p)
+		}
+		sizes = append(sizes, int(n))
+	}
+	if len(sizes) == 1 {
+		j.BS = [numDirs]int{sizes[0], sizes[0]}
+		return nil
+	}
+	if sizes[0] > 0 {
+		j.BS[DirRead] = sizes[0]
+	}
+	if sizes[1] > 0 {
+		j.BS[DirWrite] = sizes[1]
+	}
+	return nil
+}
+
+func setDistribution(j *Job, v string) error {
+	kind, arg, _ := strings.Cut(v, ":")
+	switch kind {
+	case "random":
+		j.Dist = Distribution{}
+		return nil
+	case "zipf":
+		theta, err := strconv.ParseFloat(arg, 64)
+		if err != nil || theta <= 0 || theta == 1 || math.IsInf(theta, 0) || math.IsNaN(theta) {
+			return fmt.Errorf("zipf needs a theta > 0 and != 1, got %q", arg)
+		}
+		j.Dist = Distribution{Zipf: true, Theta: theta}
+		return nil
+	}
+	return fmt.Errorf("unsupported distribution %q (want random or zipf:THETA)", v)
+}
+
+func intSetter(field func(*Job) *int, lo, hi int) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		n, err := parseInt(v, lo, hi)
+		if err != nil {
+			return err
+		}
+		*field(j) = n
+		return nil
+	}
+}
+
+func parseInt(v string, lo, hi int) (int, error) {
+	n, err := ParseSize(v) // fio ints take the same suffixes
+	if err != nil {
+		return 0, err
+	}
+	if n < int64(lo) || n > int64(hi) {
+		return 0, fmt.Errorf("%s out of range [%d, %d]", v, lo, hi)
+	}
+	return int(n), nil
+}
+
+func sizeSetter(field func(*Job) *int64) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		*field(j) = n
+		return nil
+	}
+}
+
+func timeSetter(field func(*Job) *time.Duration) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		d, err := ParseTime(v)
+		if err != nil {
+			return err
+		}
+		*field(j) = d
+		return nil
+	}
+}
+
+func boolSetter(field func(*Job) *bool) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		switch strings.ToLower(v) {
+		case "", "1", "true", "yes", "on":
+			*field(j) = true
+		case "0", "false", "no", "off":
+			*field(j) = false
+		default:
+			return fmt.Errorf("not a boolean: %q", v)
+		}
+		return nil
+	}
+}
+
+// ParseSize parses a fio integer with size suffix. As in fio (kb_base=1024,
+// the default), k/m/g/t/p and kb/mb/... are powers of 1024, while the
+// explicit IEC spellings kib/mib/... are powers of 1000; a 0x prefix is hex.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "" {
+		return 0, errors.New("empty size")
+	}
+	if strings.HasPrefix(t, "0x") {
+		n, err := strconv.ParseInt(t[2:], 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad hex number %q", s)
+		}
+		return n, nil
+	}
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, suf := t[:i], t[i:]
+	if num == "" {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	var base, mult float64 = 1024, 1
+	switch {
+	case strings.HasSuffix(suf, "ib"):
+		base = 1000
+		suf = strings.TrimSuffix(suf, "ib")
+	case strings.HasSuffix(suf, "b") && len(suf) > 1:
+		suf = strings.TrimSuffix(suf, "b")
+	}
+	switch suf {
+	case "", "b":
+	case "k":
+		mult = base
+	case "m":
+		mult = base * base
+	case "g":
+		mult = math.Pow(base, 3)
+	case "t":
+		mult = math.Pow(base, 4)
+	case "p":
+		mult = math.Pow(base, 5)
+	case "%":
+		return 0, fmt.Errorf("percentage sizes are not supported: %q", s)
+	default:
+		return 0, fmt.Errorf("bad size suffix in %q", s)
+	}
+	if !strings.Contains(num, ".") {
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad size %q", s)
+		}
+		if mult > 1 && float64(n)*mult > math.MaxInt64 {
+			return 0, fmt.Errorf("size %q overflows", s)
+		}
+		return n * int64(mult), nil
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return int64(f * mult), nil
+}
+
+// ParseTime parses a fio time value: seconds unless suffixed with
+// us/usec, ms/msec, s/sec, m/min, h/hour or d/day.
+func ParseTime(s string) (time.Duration, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("bad time %q", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad time %q", s)
+	}
+	var unit time.Duration
+	switch t[i:] {
+	case "", "s", "sec":
+		unit = time.Second
+	case "us", "usec":
+		unit = time.Microsecond
+	case "ms", "msec":
+		unit = time.Millisecond
+	case "m", "min":
+		unit = time.Minute
+	case "h", "hour":
+		unit = time.Hour
+	case "d", "day":
+		unit = 24 * time.Hour
+	default:
+		return 0, fmt.Errorf("bad time suffix in %q", s)
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// Section is one [section] of a job file, or the command line's options.
+type Section struct {
+	Name    string
+	Options []Option
+}
+
+// BuildJobs applies fio's inheritance to sections: every job starts from
+// the defaults plus global (and the [global] sections above it, in file
+// order), then its own options, then overrides (command-line flags). List
+// values of sweepable options expand into one job per combination, each a
+// reporting group of its own that runs after the previous one.
+func BuildJobs(global []Option, sections []Section, overrides []Option) ([]*Job, error) {
+	var jobs []*Job
+	group := 0
+	for _, sec := range sections {
+		opts := slices.Concat(global, sec.Options, overrides)
+		expanded, err := expandSweeps(opts)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", sec.Name, err)
+		}
+		for k, eo := range expanded {
+			j := DefaultJob()
+			j.Name = sec.Name
+			j.Swept = eo.swept
+			for _, o := range eo.opts {
+				if err := j.apply(o); err != nil {
+					return nil, fmt.Errorf("job %s: %w", sec.Name, err)
+				}
+			}
+			if err := j.validate(); err != nil {
+				return nil, fmt.Errorf("job %s: %w", j.Name, err)
+			}
+			if len(jobs) > 0 && (j.Stonewall || j.NewGroup || len(expanded) > 1 || k > 0) {
+				group++
+			}
+			j.GroupID = group
+			if len(expanded) > 1 {
+				j.Stonewall = true
+			}
+			jobs = append(jobs, &j)
+		}
+	}
+	if len(jobs) == 0 {
+		return nil, errors.New("no jobs defined")
+	}
+	return jobs, nil
+}
+
+type sweepPoint struct {
+	opts, swept []Option
+}
+
+// expandSweeps returns one option list per combination of list values.
+func expandSweeps(opts []Option) ([]sweepPoint, error) {
+	out := []sweepPoint{{}}
+	for _, o := range opts {
+		s := findSpec(strings.TrimSpace(o.Name))
+		if s == nil || !s.sweep || !strings.Contains(o.Value, ",") {
+			for i := range out {
+				out[i].opts = append(out[i].opts, o)
+			}
+			continue
+		}
+		var vals []string
+		for _, v := range strings.Split(o.Value, ",") {
+			if v = strings.TrimSpace(v); v == "" {
+				return nil, fmt.Errorf("option %s: empty value in list %q", o.Name, o.Value)
+			}
+			vals = append(vals, v)
+		}
+		var next []sweepPoint
+		for _, p := range out {
+			for _, v := range vals {
+				// A later list for the same option replaces the earlier one.
+				swept := slices.DeleteFunc(slices.Clone(p.swept), func(s Option) bool { return s.Name == o.Name })
+				next = append(next, sweepPoint{
+					opts:  append(slices.Clone(p.opts), Option{o.Name, v}),
+					swept: append(swept, Option{o.Name, v}),
+				})
+			}
+		}
+		out = next
+	}
+	return out, nil
+}
+
+func (j *Job) validate() error {
+	if j.Name == "" {
+		j.Name = "job"
+	}
+	info, ok := lookupEngine(j.IOEngine)
+	if !ok {
+		return fmt.Errorf("option ioengine: unknown engine %q (have %s)", j.IOEngine, strings.Join(EngineNames(), ", "))
+	}
+	for name := range j.EngineOptions {
+		if !slices.Contains(info.options, name) {
+			return fmt.Errorf("%w %q (not a job option, nor an option of engine %s)", ErrUnknownOption, name, j.IOEngine)
+		}
+	}
+	if j.Verify != "" {
+		if j.RW.Read && j.RW.Write {
+			return errors.New("option verify: mixed read/write workloads cannot verify; use write or randwrite")
+		}
+	}
+	if j.Runtime == 0 && j.TimeBased {
+		return errors.New("option time_based: needs runtime")
+	}
+	for d := range numDirs {
+		if j.Direct && j.BS[d]%512 != 0 {
+			return fmt.Errorf("option bs: %d is not a multiple of 512, required by direct=1", j.BS[d])
+		}
+	}
+	if j.Dist.Zipf && !j.RW.Random {
+		return errors.New("option random_distribution: zipf needs a random rw pattern")
+	}
+	return nil
+}
+
+// maxBS is the largest block size the job issues.
+func (j *Job) maxBS() int {
+	m := 0
+	for d := range numDirs {
+		if j.issues(Direction(d)) {
+			m = max(m, j.BS[d])
+		}
+	}
+	return m
+}
+
+func (j *Job) issues(d Direction) bool {
+	if d == DirRead {
+		return j.RW.Read || (j.Verify != "" && j.DoVerify)
+	}
+	return j.RW.Write
+}

@@ -1,0 +1,272 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is one invocation of the benchmark.
+type Config struct {
+	Jobs []*Job
+
+	// Progress, when non-nil, receives a live status line once a second
+	// (fio's ETA line); pass nil when the output is not a terminal.
+	Progress io.Writer
+
+	// TargetPID, when non-zero, is a process (the NVMe-oF target under
+	// test) whose CPU time is measured over each group.
+	TargetPID int
+}
+
+// JobResult is one job clone's outcome, or a group's sum with group_reporting.
+type JobResult struct {
+	Job      *Job
+	Clone    int
+	Clones   int // jobs summed in this result
+	Filename string
+	Dir      [numDirs]DirStats
+	Runtime  time.Duration // recording time: after ramp_time, until the last completion
+
+	Usr, Sys  time.Duration // CPU time of the job's thread
+	DepthHist [depthLevels]uint64
+	Err       error
+}
+
+// GroupResult is one reporting group: its jobs ran concurrently.
+type GroupResult struct {
+	ID   int
+	Jobs []*JobResult
+
+	Elapsed          time.Duration
+	ProcUsr, ProcSys time.Duration // whole bench process over the group
+	ProcCtx          uint64
+	TargetUsr        time.Duration // TargetPID over the group
+	TargetSys        time.Duration
+	TargetErr        error
+}
+
+// Bytes moved by the group, both directions.
+func (g *GroupResult) Bytes() uint64 {
+	var b uint64
+	for _, j := range g.Jobs {
+		b += j.Dir[DirRead].Bytes + j.Dir[DirWrite].Bytes
+	}
+	return b
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	Start  time.Time
+	Groups []*GroupResult
+	// Sweep is set when the jobs came from list-valued options: the text
+	// report then ends with one table row per group.
+	Sweep bool
+}
+
+// Run executes the jobs, group after group; the jobs (and clones) of one
+// group run concurrently. A failing job does not stop the others; the
+// returned error joins every job's error, and the report is complete.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if len(cfg.Jobs) == 0 {
+		return nil, errors.New("no jobs")
+	}
+	rep := &Report{Start: time.Now()}
+	var errs []error
+	for start := 0; start < len(cfg.Jobs); {
+		end := start + 1
+		for end < len(cfg.Jobs) && cfg.Jobs[end].GroupID == cfg.Jobs[start].GroupID {
+			end++
+		}
+		if len(cfg.Jobs[start].Swept) > 0 {
+			rep.Sweep = true
+		}
+		g, gerrs := runGroup(ctx, cfg, cfg.Jobs[start:end])
+		rep.Groups = append(rep.Groups, g)
+		errs = append(errs, gerrs...)
+		start = end
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func runGroup(ctx context.Context, cfg Config, jobs []*Job) (*GroupResult, []error) {
+	g := &GroupResult{ID: jobs[0].GroupID}
+	var stop atomic.Bool
+	var workers []*worker
+	var errs []error
+	for _, j := range jobs {
+		for c := range j.NumJobs {
+			w := &worker{job: j, index: c, stop: &stop}
+			workers = append(workers, w)
+		}
+	}
+	results := make([]*JobResult, len(workers))
+	for i, w := range workers {
+		results[i] = &JobResult{Job: w.job, Clone: w.index, Clones: 1, Filename: filename(w.job, w.index)}
+	}
+
+	// Open every engine first so that setup time (file layout, connects)
+	// does not count, then start all clones together.
+	setupErr := make([]error, len(workers))
+	for i, w := range workers {
+		if err := w.setup(results[i].Filename); err != nil {
+			setupErr[i] = err
+		}
+	}
+
+	tu0, ts0, terr := time.Duration(0), time.Duration(0), error(nil)
+	if cfg.TargetPID != 0 {
+		tu0, ts0, terr = pidCPU(cfg.TargetPID)
+	}
+	pu0, ps0, pc0 := processCPU()
+	t0 := time.Now()
+
+	var wg sync.WaitGroup
+	runErr := make([]error, len(workers))
+	for i, w := range workers {
+		if setupErr[i] != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runErr[i] = w.run()
+		}()
+	}
+	done := make(chan struct{})
+	var pwg sync.WaitGroup
+	pwg.Add(1)
+	go func() {
+		defer pwg.Done()
+		select {
+		case <-ctx.Done():
+			stop.Store(true)
+		case <-done:
+		}
+	}()
+	if cfg.Progress != nil {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			progress(cfg.Progress, workers, t0, done)
+		}()
+	}
+	wg.Wait()
+	close(done)
+	pwg.Wait()
+
+	g.Elapsed = time.Since(t0)
+	pu1, ps1, pc1 := processCPU()
+	g.ProcUsr, g.ProcSys, g.ProcCtx = pu1-pu0, ps1-ps0, pc1-pc0
+	if cfg.TargetPID != 0 {
+		tu1, ts1, err := pidCPU(cfg.TargetPID)
+		g.TargetUsr, g.TargetSys, g.TargetErr = tu1-tu0, ts1-ts0, errors.Join(terr, err)
+	}
+
+	for i, w := range workers {
+		r := results[i]
+		r.Dir = w.stats
+		r.Runtime = time.Duration(w.recEnd - w.recStart)
+		r.Usr, r.Sys = w.usr, w.sys
+		r.DepthHist = w.depthHist
+		r.Err = errors.Join(setupErr[i], runErr[i])
+		if cerr := w.close(); cerr != nil {
+			r.Err = errors.Join(r.Err, fmt.Errorf("close: %w", cerr))
+		}
+		if r.Err != nil {
+			errs = append(errs, fmt.Errorf("job %s (%d): %w", w.job.Name, w.index, r.Err))
+		}
+		g.Jobs = append(g.Jobs, r)
+	}
+	return g, errs
+}
+
+// filename resolves the job's target: filename=, or fio's generated name
+// "jobname.clone.0" in directory= (the current directory by default).
+func filename(j *Job, clone int) string {
+	if j.Filename != "" {
+		return j.Filename
+	}
+	dir := j.Directory
+	if dir == "" {
+		dir = "."
+	}
+	return filepath.Join(dir, j.Name+"."+strconv.Itoa(clone)+".0")
+}
+
+// Grouped sums the jobs of g into one result, as fio's group_reporting.
+func (g *GroupResult) Grouped() *JobResult {
+	if len(g.Jobs) == 0 {
+		return &JobResult{}
+	}
+	first := g.Jobs[0]
+	out := &JobResult{Job: first.Job, Filename: first.Filename}
+	for _, r := range g.Jobs {
+		out.Clones += r.Clones
+		for d := range numDirs {
+			out.Dir[d].merge(&r.Dir[d])
+		}
+		out.Runtime = max(out.Runtime, r.Runtime)
+		out.Usr += r.Usr
+		out.Sys += r.Sys
+		for i, c := range r.DepthHist {
+			out.DepthHist[i] += c
+		}
+		out.Err = errors.Join(out.Err, r.Err)
+	}
+	return out
+}
+
+func progress(w io.Writer, workers []*worker, t0 time.Time, done <-chan struct{}) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var lastIOs, lastBytes [numDirs]uint64
+	last := t0
+	var planned time.Duration
+	for _, wk := range workers {
+		planned = max(planned, wk.job.RampTime+wk.job.Runtime)
+	}
+	for {
+		select {
+		case <-done:
+			fmt.Fprint(w, "\r\033[K")
+			return
+		case now := <-tick.C:
+			var ios, bytes [numDirs]uint64
+			for _, wk := range workers {
+				for d := range numDirs {
+					ios[d] += wk.live[d].ios.Load()
+					bytes[d] += wk.live[d].bytes.Load()
+				}
+			}
+			secs := now.Sub(last).Seconds()
+			var line string
+			elapsed := now.Sub(t0)
+			pct, eta := "", ""
+			if planned > 0 {
+				pct = fmt.Sprintf("[%.1f%%]", min(100, 100*elapsed.Seconds()/planned.Seconds()))
+				rem := max(planned-elapsed, 0).Round(time.Second)
+				eta = fmt.Sprintf("[eta %02dm:%02ds]", int(rem.Minutes()), int(rem.Seconds())%60)
+			}
+			bw := func(d Direction) string {
+				return formatBytes(float64(bytes[d]-lastBytes[d])/secs) + "/s"
+			}
+			iops := func(d Direction) string {
+				return formatCount(float64(ios[d]-lastIOs[d]) / secs)
+			}
+			line = fmt.Sprintf("Jobs: %d: %s[r=%s,w=%s][r=%s,w=%s IOPS]%s",
+				len(workers), pct, bw(DirRead), bw(DirWrite), iops(DirRead), iops(DirWrite), eta)
+			fmt.Fprintf(w, "\r\033[K%s", line)
+			lastIOs, lastBytes, last = ios, bytes, now
+		}
+	}
+}

@@ -1,0 +1,494 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// runStat keeps min/max/mean/stddev without buckets (fio's slat).
+type runStat struct {
+	n, min, max uint64
+	sum, sumSq  float64
+}
+
+func (s *runStat) add(v uint64) {
+	if s.n == 0 || v < s.min {
+		s.min = v
+	}
+	s.max = max(s.max, v)
+	s.n++
+	f := float64(v)
+	s.sum += f
+	s.sumSq += f * f
+}
+
+func (s *runStat) merge(o *runStat) {
+	if o.n == 0 {
+		return
+	}
+	if s.n == 0 || o.min < s.min {
+		s.min = o.min
+	}
+	s.max = max(s.max, o.max)
+	s.n += o.n
+	s.sum += o.sum
+	s.sumSq += o.sumSq
+}
+
+// DirStats are one direction's results.
+type DirStats struct {
+	Clat, Lat   Histogram // completion latency (after Commit), total latency
+	slat        runStat   // Queue to end of Commit
+	IOs, Bytes  uint64
+	Short       uint64
+	BWSamples   []float64 // KiB/s per 500 ms interval, as fio's bw log
+	IOPSSamples []float64
+}
+
+func (d *DirStats) merge(o *DirStats) {
+	d.Clat.Merge(&o.Clat)
+	d.Lat.Merge(&o.Lat)
+	d.slat.merge(&o.slat)
+	d.IOs += o.IOs
+	d.Bytes += o.Bytes
+	d.Short += o.Short
+	d.BWSamples = sumSamples(d.BWSamples, o.BWSamples)
+	d.IOPSSamples = sumSamples(d.IOPSSamples, o.IOPSSamples)
+}
+
+func sumSamples(a, b []float64) []float64 {
+	if len(a) < len(b) {
+		a, b = b, a
+	}
+	out := append([]float64(nil), a...)
+	for i, v := range b {
+		out[i] += v
+	}
+	return out
+}
+
+// depthLevels are fio's iodepth_level buckets: 1, 2, 4, 8, 16, 32, >=64.
+const depthLevels = 7
+
+const sampleInterval = 500 * time.Millisecond
+
+// worker runs one job clone: the slots, the engine and the statistics.
+type worker struct {
+	job    *Job
+	index  int
+	eng    Engine
+	access BufferAccess
+
+	slots   []IO
+	free    []*IO
+	staged  []*IO
+	events  []*IO
+	scratch [][]byte // verify staging for engines without host buffers
+	depth   int
+
+	base                time.Time
+	size                int64
+	ioSize, issuedBytes int64
+	nblocks             [numDirs]uint64
+	seqNext             [numDirs]uint64
+	perm                [numDirs]permutation
+	zipf                [numDirs]zipf
+	rnd                 rng
+	seed, seq           uint64
+
+	written   []uint64 // verify: blocks (of the write bs) written
+	verifying bool
+	vnext     uint64
+	verr      *VerifyError
+	ioErr     error
+
+	stats     [numDirs]DirStats
+	inflight  int
+	depthHist [depthLevels]uint64
+
+	rampEnd, end     int64 // ns since base; end 0: no time limit
+	timeUp           bool
+	recording        bool
+	recStart, recEnd int64
+
+	lastSample int64
+	lastIOs    [numDirs]uint64
+	lastBytes  [numDirs]uint64
+
+	live [numDirs]struct{ ios, bytes atomic.Uint64 }
+	stop *atomic.Bool
+
+	usr, sys time.Duration
+}
+
+func (w *worker) now() int64 { return int64(time.Since(w.base)) }
+
+// setup opens the engine and preallocates everything the loop uses.
+func (w *worker) setup(filename string) error {
+	j := w.job
+	w.depth = j.IODepth
+	cfg := &EngineConfig{Job: j, JobIndex: w.index, Filename: filename, IODepth: w.depth, Options: j.EngineOptions}
+	eng, err := openEngine(cfg)
+	if err != nil {
+		return err
+	}
+	w.eng = eng
+	if dl, ok := eng.(DepthLimiter); ok && dl.MaxIODepth() < w.depth {
+		w.depth = dl.MaxIODepth()
+	}
+	w.access, _ = eng.(BufferAccess)
+
+	w.size = j.Size
+	if w.size == 0 {
+		w.size = eng.Size() - j.Offset
+		if w.size <= 0 {
+			return errors.New("option size: not given, and the engine cannot tell the target's size")
+		}
+	}
+	w.ioSize = j.IOSize
+	if w.ioSize == 0 {
+		w.ioSize = w.size
+	}
+	w.seed = 0x5eed ^ j.RandSeed
+	if !j.RandRepeat {
+		w.seed = uint64(time.Now().UnixNano())
+	}
+	w.seed += uint64(w.index) * 0x9e3779b97f4a7c15
+	w.rnd = newRNG(w.seed)
+	for d := range numDirs {
+		if !j.issues(Direction(d)) {
+			continue
+		}
+		n := uint64(w.size / int64(j.BS[d]))
+		if n == 0 {
+			return fmt.Errorf("option size: %d bytes hold no %s block of %d bytes", w.size, Direction(d), j.BS[d])
+		}
+		w.nblocks[d] = n
+		w.perm[d] = newPermutation(n, w.seed+uint64(d))
+		if j.Dist.Zipf {
+			w.zipf[d] = newZipf(n, j.Dist.Theta)
+		}
+	}
+	if j.Verify != "" && j.RW.Write {
+		w.written = make([]uint64, (w.nblocks[DirWrite]+63)/64)
+	}
+
+	bufs, err := eng.Buffers(w.depth, j.maxBS())
+	if err != nil {
+		return fmt.Errorf("allocate %d buffers of %d bytes: %w", w.depth, j.maxBS(), err)
+	}
+	if len(bufs) < w.depth {
+		return fmt.Errorf("engine %s returned %d buffers, want %d", j.IOEngine, len(bufs), w.depth)
+	}
+	w.slots = make([]IO, w.depth)
+	w.free = make([]*IO, 0, w.depth)
+	w.staged = make([]*IO, 0, w.depth)
+	w.events = make([]*IO, 0, w.depth)
+	for i := range w.slots {
+		w.slots[i] = IO{Index: i, Buf: &bufs[i]}
+		w.free = append(w.free, &w.slots[w.depth-1-i])
+	}
+	if j.Verify != "" {
+		for i := range bufs[:w.depth] {
+			if bufs[i].Bytes == nil {
+				if w.access == nil {
+					return fmt.Errorf("option verify: engine %s buffers are not host memory and it cannot copy them", j.IOEngine)
+				}
+				if w.scratch == nil {
+					w.scratch = make([][]byte, w.depth)
+				}
+				w.scratch[i] = make([]byte, j.maxBS())
+			}
+		}
+	}
+	return nil
+}
+
+// run is the I/O loop: fill free slots, commit, reap at least one, repeat.
+func (w *worker) run() error {
+	runtime.LockOSThread() // thread CPU time is then the job's (getrusage RUSAGE_THREAD)
+	defer runtime.UnlockOSThread()
+	u0, s0 := threadCPU()
+	defer func() {
+		u1, s1 := threadCPU()
+		w.usr, w.sys = u1-u0, s1-s0
+	}()
+
+	j := w.job
+	w.base = time.Now()
+	w.rampEnd = int64(j.RampTime)
+	if j.Runtime > 0 {
+		w.end = w.rampEnd + int64(j.Runtime)
+	}
+	w.recording = j.RampTime == 0
+	issuing := true
+	batch := j.BatchSubmit
+	if batch <= 0 {
+		batch = w.depth
+	}
+	for {
+		if issuing && len(w.free) > 0 {
+			n := 0
+			for len(w.free) > 0 && n < batch {
+				io := w.free[len(w.free)-1]
+				if !w.next(io) {
+					issuing = false
+					break
+				}
+				w.free = w.free[:len(w.free)-1]
+				io.issued = w.now()
+				if err := w.eng.Queue(io); err != nil {
+					w.stop.Store(true)
+					return w.drain(fmt.Errorf("queue: %w", err))
+				}
+				w.staged = append(w.staged, io)
+				n++
+			}
+			if n > 0 {
+				w.inflight += n
+				w.depthHist[depthLevel(w.inflight)] += uint64(n)
+				if err := w.eng.Commit(); err != nil {
+					return w.drain(fmt.Errorf("commit: %w", err))
+				}
+				t := w.now()
+				for _, io := range w.staged {
+					io.submitted = t
+				}
+				w.staged = w.staged[:0]
+			}
+		}
+		if w.inflight == 0 {
+			if w.ioErr != nil || w.verr != nil {
+				return w.failure()
+			}
+			if w.written != nil && j.DoVerify && !w.verifying {
+				// All writes are done: read every written block back.
+				w.verifying = true
+				issuing = true
+				continue
+			}
+			w.recEnd = w.now()
+			return nil
+		}
+		evs, err := w.eng.GetEvents(1, w.events[:0])
+		if err != nil {
+			return w.drain(fmt.Errorf("getevents: %w", err))
+		}
+		t := w.now()
+		for _, io := range evs {
+			w.complete(io, t)
+		}
+		w.inflight -= len(evs)
+		if w.ioErr != nil || w.verr != nil {
+			issuing = false
+		}
+		w.tick(t)
+	}
+}
+
+// tick runs once per reap: ramp, deadline, samples, progress counters.
+func (w *worker) tick(t int64) {
+	if !w.recording && t >= w.rampEnd {
+		w.recording = true
+		w.recStart = t
+		w.lastSample = t
+		w.stats = [numDirs]DirStats{}
+		w.depthHist = [depthLevels]uint64{}
+	}
+	if w.end > 0 && t >= w.end && !w.verifying {
+		w.timeUp = true
+	}
+	if w.recording && t-w.lastSample >= int64(sampleInterval) {
+		secs := float64(t-w.lastSample) / 1e9
+		for d := range numDirs {
+			st := &w.stats[d]
+			if w.nblocks[d] == 0 {
+				continue
+			}
+			st.BWSamples = append(st.BWSamples, float64(st.Bytes-w.lastBytes[d])/1024/secs)
+			st.IOPSSamples = append(st.IOPSSamples, float64(st.IOs-w.lastIOs[d])/secs)
+			w.lastBytes[d], w.lastIOs[d] = st.Bytes, st.IOs
+		}
+		w.lastSample = t
+	}
+	for d := range numDirs {
+		w.live[d].ios.Store(w.stats[d].IOs)
+		w.live[d].bytes.Store(w.stats[d].Bytes)
+	}
+}
+
+func depthLevel(n int) int {
+	if n >= 64 {
+		return depthLevels - 1
+	}
+	return bits.Len(uint(n)) - 1
+}
+
+// next prepares io for the next I/O, or reports that there is none.
+func (w *worker) next(io *IO) bool {
+	j := w.job
+	io.Res, io.Err = 0, nil
+	if w.verifying {
+		return w.nextVerify(io)
+	}
+	if w.timeUp || w.stop.Load() {
+		return false
+	}
+	if !j.TimeBased && w.issuedBytes >= w.ioSize {
+		return false
+	}
+	d := DirRead
+	switch {
+	case j.RW.Read && j.RW.Write:
+		if w.rnd.Uint64N(100) >= uint64(j.RWMixRead) {
+			d = DirWrite
+		}
+	case j.RW.Write:
+		d = DirWrite
+	}
+	var blk uint64
+	switch {
+	case !j.RW.Random:
+		blk = w.seqNext[d]
+		if w.seqNext[d]++; w.seqNext[d] == w.nblocks[d] {
+			w.seqNext[d] = 0
+		}
+	case j.Dist.Zipf:
+		blk = w.zipf[d].next(&w.rnd)
+	case j.NoRandomMap:
+		blk = w.rnd.Uint64N(w.nblocks[d])
+	default:
+		blk, _ = w.perm[d].next()
+	}
+	bs := j.BS[d]
+	io.Offset = j.Offset + int64(blk)*int64(bs)
+	io.Len = bs
+	w.issuedBytes += int64(bs)
+	if d == DirWrite {
+		io.Op = OpWrite
+		if w.written != nil {
+			w.seq++
+			w.fill(io)
+		}
+	} else {
+		io.Op = OpRead
+	}
+	return true
+}
+
+func (w *worker) nextVerify(io *IO) bool {
+	if w.verr != nil || w.ioErr != nil || w.stop.Load() {
+		return false
+	}
+	n := w.nblocks[DirWrite]
+	for w.vnext < n {
+		word := w.written[w.vnext/64] >> (w.vnext % 64)
+		if word == 0 {
+			w.vnext = (w.vnext/64 + 1) * 64
+			continue
+		}
+		w.vnext += uint64(bits.TrailingZeros64(word))
+		break
+	}
+	if w.vnext >= n {
+		return false
+	}
+	bs := w.job.BS[DirWrite]
+	io.Op = OpRead
+	io.Offset = w.job.Offset + int64(w.vnext)*int64(bs)
+	io.Len = bs
+	w.vnext++
+	return true
+}
+
+func (w *worker) fill(io *IO) {
+	b := io.Buf.Bytes
+	if b == nil {
+		b = w.scratch[io.Index]
+	}
+	fillVerify(b[:io.Len], io.Offset, w.seed, w.seq)
+	if io.Buf.Bytes == nil {
+		if err := w.access.CopyToBuffer(io.Buf, b[:io.Len]); err != nil && w.ioErr == nil {
+			w.ioErr = fmt.Errorf("copy verify pattern to buffer: %w", err)
+		}
+	}
+}
+
+func (w *worker) complete(io *IO, t int64) {
+	d := DirRead
+	if io.Op == OpWrite {
+		d = DirWrite
+	}
+	w.free = append(w.free, io)
+	if io.Err != nil || io.Res != io.Len {
+		if w.ioErr == nil {
+			err := io.Err
+			if err == nil {
+				err = fmt.Errorf("short %s: %d of %d bytes", d, io.Res, io.Len)
+			}
+			w.ioErr = fmt.Errorf("%s at offset %d, length %d: %w", d, io.Offset, io.Len, err)
+		}
+		return
+	}
+	if w.recording {
+		st := &w.stats[d]
+		st.Clat.Record(uint64(t - io.submitted))
+		st.Lat.Record(uint64(t - io.issued))
+		st.slat.add(uint64(io.submitted - io.issued))
+		st.IOs++
+		st.Bytes += uint64(io.Res)
+	}
+	if w.job.Verify == "" {
+		return
+	}
+	if d == DirWrite {
+		if w.written != nil {
+			blk := uint64(io.Offset-w.job.Offset) / uint64(io.Len)
+			w.written[blk/64] |= 1 << (blk % 64)
+		}
+		return
+	}
+	b := io.Buf.Bytes
+	if b == nil {
+		b = w.scratch[io.Index]
+		if err := w.access.CopyFromBuffer(b[:io.Len], io.Buf); err != nil {
+			w.ioErr = fmt.Errorf("copy read buffer for verify: %w", err)
+			return
+		}
+	}
+	if verr := checkVerify(b[:io.Len], io.Offset); verr != nil && (w.verr == nil || verr.Offset < w.verr.Offset) {
+		w.verr = verr
+	}
+}
+
+// drain reaps what is in flight after a failure, then returns err.
+func (w *worker) drain(err error) error {
+	for w.inflight > 0 {
+		evs, gerr := w.eng.GetEvents(1, w.events[:0])
+		if gerr != nil {
+			break
+		}
+		w.inflight -= len(evs)
+	}
+	w.recEnd = w.now()
+	return err
+}
+
+func (w *worker) failure() error {
+	w.recEnd = w.now()
+	if w.verr != nil {
+		return w.verr
+	}
+	return w.ioErr
+}
+
+func (w *worker) close() error {
+	if w.eng == nil {
+		return nil
+	}
+	return w.eng.Close()
+}
