@@ -258,7 +258,9 @@ func StreamCreate(flags uint) (Stream, error) {
 func (s Stream) Destroy() error { return check("cuStreamDestroy", C.fp_cuStreamDestroy(s.p)) }
 
 // Synchronize is cuStreamSynchronize.
-func (s Stream) Synchronize() error { return check("cuStreamSynchronize", C.fp_cuStreamSynchronize(s.p)) }
+func (s Stream) Synchronize() error {
+	return check("cuStreamSynchronize", C.fp_cuStreamSynchronize(s.p))
+}
 
 // Event is a CUevent.
 type Event struct{ p C.CUevent }

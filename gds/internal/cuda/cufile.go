@@ -187,7 +187,7 @@ func ioResult(op string, n C.ssize_t) (int64, error) {
 		return int64(n), nil
 	}
 	if n > -5000 {
-		return 0, fmt.Errorf("%s: %w", op, os.NewSyscallError(op, errnoErr(int(-n))))
+		return 0, os.NewSyscallError(op, errnoErr(int(-n)))
 	}
 	return 0, &FileError{Op: op, Code: int(-n)}
 }

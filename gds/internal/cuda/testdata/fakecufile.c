@@ -4,6 +4,8 @@
 // FAKECUFILE_EIO_AT=OFF fails reads that cover file offset OFF with -EIO.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,11 +64,23 @@ CUfileError_t cuFileHandleRegister(void **fh, CUfileDescr_t *d) {
 	if (d->type != 1)
 		return fail(5030);
 	struct handle *h = malloc(sizeof *h);
-	h->fd = d->handle.fd;
+	// Like compat mode, do the I/O through a buffered fd: "device" memory
+	// here is unaligned host memory, which O_DIRECT refuses.
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/fd/%d", d->handle.fd);
+	int fl = fcntl(d->handle.fd, F_GETFL);
+	h->fd = open(path, (fl & O_ACCMODE) | O_CLOEXEC);
+	if (h->fd < 0) {
+		free(h);
+		return fail(5030);
+	}
 	*fh = h;
 	return ok();
 }
-void cuFileHandleDeregister(void *fh) { free(fh); }
+void cuFileHandleDeregister(void *fh) {
+	close(((struct handle *)fh)->fd);
+	free(fh);
+}
 CUfileError_t cuFileBufRegister(const void *p, size_t n, int f) { (void)p; (void)n; (void)f; return ok(); }
 CUfileError_t cuFileBufDeregister(const void *p) { (void)p; return ok(); }
 

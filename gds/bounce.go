@@ -1,0 +1,238 @@
+package gds
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"unsafe"
+
+	"github.com/flashpath/flashpath/gds/internal/cuda"
+	"golang.org/x/sys/unix"
+)
+
+// fileIO is what the bounce path needs from a file: positional reads and
+// writes. The real one is an fd; tests inject short reads and EIO.
+type fileIO interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+}
+
+// fdIO does pread/pwrite on an fd without the os.File wrappers (no
+// allocation, EINTR retried).
+type fdIO int
+
+func (f fdIO) ReadAt(p []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pread(int(f), p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+func (f fdIO) WriteAt(p []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pwrite(int(f), p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+// bounce is flashpath's own path to GPU memory: workers read the file into
+// pinned staging buffers (O_DIRECT or buffered) and copy them to the GPU
+// with cuMemcpyHtoDAsync on their own stream, each with depth buffers in
+// flight, so reads overlap copies. Writes run the other way.
+//
+//	file ──pread──▶ pinned[w][k] ──HtoDAsync(stream w)──▶ GPU
+type bounce struct {
+	*engine
+	dev     *Device
+	io      fileIO
+	depth   int // staging buffers per worker
+	staging []*HostBuffer
+}
+
+var _ Transfer = (*bounce)(nil)
+
+func newBounce(dev *Device, f fileIO, direct bool, workers, depth int, chunkSize int64) (*bounce, error) {
+	depth = max(1, min(depth, 16))
+	align := int64(1)
+	if direct {
+		align = 4096
+		chunkSize = (chunkSize + align - 1) / align * align
+	}
+	b := &bounce{engine: newEngine(workers*depth*4, chunkSize, align, workers), dev: dev, io: f, depth: depth}
+	var err error
+	if b.staging, err = dev.getStaging(workers*depth, chunkSize); err != nil {
+		return nil, err
+	}
+	type res struct {
+		s   cuda.Stream
+		evs []cuda.Event
+	}
+	rs := make([]res, workers)
+	err = dev.Do(func() error {
+		for w := range rs {
+			s, err := cuda.StreamCreate(cuda.StreamNonBlocking)
+			if err != nil {
+				return err
+			}
+			rs[w].s = s
+			for range depth {
+				ev, err := cuda.EventCreate(cuda.EventDisableTiming | cuda.EventBlockingSync)
+				if err != nil {
+					return err
+				}
+				rs[w].evs = append(rs[w].evs, ev)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		dev.Do(func() error {
+			for _, r := range rs {
+				for _, ev := range r.evs {
+					ev.Destroy()
+				}
+				if r.s != (cuda.Stream{}) {
+					r.s.Destroy()
+				}
+			}
+			return nil
+		})
+		dev.putStaging(b.staging)
+		return nil, fmt.Errorf("create streams: %w", err)
+	}
+	b.start(workers, func(w int) { b.work(w, rs[w].s, rs[w].evs) })
+	return b, nil
+}
+
+func (b *bounce) Close() error {
+	b.stop()
+	b.dev.putStaging(b.staging)
+	b.staging = nil
+	return nil
+}
+
+// work is one worker: its thread holds the context, its stream and its
+// depth staging buffers, reused round robin; a buffer is reused only after
+// the copy that read it has completed.
+func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
+	if err := b.dev.bind(); err != nil {
+		for c := range b.chunks {
+			b.finish(c, err)
+		}
+		return
+	}
+	defer runtime.UnlockOSThread()
+	defer func() {
+		for _, ev := range evs {
+			ev.Destroy()
+		}
+		s.Destroy()
+	}()
+	bufs := b.staging[w*b.depth : (w+1)*b.depth]
+	var inflight [16]chunk // chunk whose copy uses bufs[k]
+	var busy [16]bool
+	k := 0
+	drain := func(k int) {
+		if busy[k] {
+			busy[k] = false
+			b.finish(inflight[k], evs[k].Synchronize())
+		}
+	}
+	for {
+		var c chunk
+		var ok bool
+		select {
+		case c, ok = <-b.chunks:
+		default:
+			// Nothing queued: complete what is in flight before blocking.
+			for i := range b.depth {
+				drain(i)
+			}
+			c, ok = <-b.chunks
+		}
+		if !ok {
+			for i := range b.depth {
+				drain(i)
+			}
+			return
+		}
+		if c.n == 0 {
+			b.finish(c, nil)
+			continue
+		}
+		drain(k)
+		buf := bufs[k]
+		var err error
+		if c.op == OpRead {
+			err = b.read(buf.b[:c.readLen], c)
+			if err == nil {
+				err = cuda.CopyHtoDAsyncRecord(cuda.DevicePtr(c.dev), unsafe.Pointer(&buf.b[c.skip]), c.n, s, evs[k])
+			}
+			if err != nil {
+				b.finish(c, err)
+				continue
+			}
+			inflight[k], busy[k] = c, true
+			k = (k + 1) % b.depth
+			continue
+		}
+		// Write: the copy must land before the pwrite reads the buffer.
+		err = cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(c.dev), c.n, s, evs[k])
+		if err == nil {
+			err = evs[k].Synchronize()
+		}
+		if err == nil {
+			err = b.write(buf.b[:c.n], c.fileOff+c.skip)
+		}
+		b.finish(c, err)
+	}
+}
+
+// read fills p from c.fileOff until the wanted bytes [skip, skip+n) are in:
+// short reads continue, EOF before them is io.ErrUnexpectedEOF.
+func (b *bounce) read(p []byte, c chunk) error {
+	need := c.skip + c.n
+	got := int64(0)
+	for got < need {
+		n, err := b.io.ReadAt(p[got:], c.fileOff+got)
+		got += int64(n)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read %d bytes at %d: %w", len(p)-int(got), c.fileOff+got, err)
+		}
+		// O_DIRECT reads come back short only at the end of the file.
+		if n == 0 || (b.align > 1 && got < need && int64(n)%512 != 0) {
+			if got < need {
+				return fmt.Errorf("read at %d: file ends %d bytes short: %w", c.fileOff+got, need-got, io.ErrUnexpectedEOF)
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func (b *bounce) write(p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := b.io.WriteAt(p, off)
+		if err != nil {
+			return fmt.Errorf("write %d bytes at %d: %w", len(p), off, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("write at %d: %w", off, io.ErrShortWrite)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}

@@ -1,0 +1,290 @@
+package gds
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Path is a way from files to GPU memory.
+type Path string
+
+const (
+	PathAuto   Path = "auto"   // choose per file (see Open)
+	PathCuFile Path = "cufile" // GPUDirect Storage through libcufile
+	PathBounce Path = "bounce" // flashpath's pinned-buffer pipeline
+	PathRDMA   Path = "rdma"   // NVMe-oF straight into GPU memory (not yet)
+)
+
+// ParsePath validates a --gpu-path value.
+func ParsePath(s string) (Path, error) {
+	switch p := Path(s); p {
+	case PathAuto, PathCuFile, PathBounce:
+		return p, nil
+	case PathRDMA:
+		return "", fmt.Errorf("gpu path %q: not implemented yet: %w", s, ErrNotSupported)
+	case "":
+		return PathAuto, nil
+	}
+	return "", fmt.Errorf("gpu path %q: want auto, cufile or bounce", s)
+}
+
+// Direct says whether the bounce path opens files with O_DIRECT.
+type Direct string
+
+const (
+	DirectAuto Direct = "auto" // O_DIRECT unless the file is in the page cache
+	DirectOn   Direct = "on"
+	DirectOff  Direct = "off"
+)
+
+// Options tune a transfer; zero values take the defaults.
+type Options struct {
+	Path    Path   // auto, cufile or bounce
+	Direct  Direct // bounce only: O_DIRECT or buffered reads
+	Workers int    // reader threads (default: CPUs, at most 16)
+	Depth   int    // staging buffers per worker in flight (default 2)
+	Chunk   int64  // bytes per read and copy (default 16 MiB)
+	// CachedThreshold is the fraction of the file's pages resident in the
+	// page cache from which reads go buffered (default 0.5).
+	CachedThreshold float64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Path == "" {
+		o.Path = PathAuto
+	}
+	if o.Direct == "" {
+		o.Direct = DirectAuto
+	}
+	if o.Workers <= 0 {
+		o.Workers = min(max(runtime.NumCPU(), 2), 16)
+	}
+	if o.Depth <= 0 {
+		o.Depth = 2
+	}
+	if o.Chunk <= 0 {
+		o.Chunk = 16 << 20
+	}
+	if o.CachedThreshold <= 0 {
+		o.CachedThreshold = 0.5
+	}
+	return o
+}
+
+// File is a file open for transfers to or from one GPU through the path
+// chosen for it; it implements Transfer.
+type File struct {
+	Transfer
+	f      *os.File
+	size   int64
+	path   Path
+	direct bool
+	reason string
+	cached float64
+}
+
+// Path is the path that runs this file's transfers.
+func (f *File) Path() Path { return f.path }
+
+// DirectIO reports whether reads bypass the page cache (O_DIRECT or GDS).
+func (f *File) DirectIO() bool { return f.direct }
+
+// Reason says why the path was chosen, in words.
+func (f *File) Reason() string { return f.reason }
+
+// Cached is the fraction of the file's pages found in the page cache at open.
+func (f *File) Cached() float64 { return f.cached }
+
+// Size is the file's size at open.
+func (f *File) Size() int64 { return f.size }
+
+// Close stops the transfer and closes the file.
+func (f *File) Close() error {
+	err := f.Transfer.Close()
+	if cerr := f.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Read reads into GPU memory: it runs reqs (their Op is set to OpRead) and
+// returns the first error.
+func (f *File) Read(ctx context.Context, reqs []Request) error {
+	for i := range reqs {
+		reqs[i].Op = OpRead
+	}
+	return Run(ctx, f, reqs)
+}
+
+// Write writes from GPU memory: it runs reqs (their Op is set to OpWrite).
+func (f *File) Write(ctx context.Context, reqs []Request) error {
+	for i := range reqs {
+		reqs[i].Op = OpWrite
+	}
+	return Run(ctx, f, reqs)
+}
+
+// RegisterBuffer registers b with cuFile when the file uses the cufile path
+// (a no-op on the bounce path).
+func (f *File) RegisterBuffer(b *Buffer) error {
+	if t, ok := f.Transfer.(*cufileT); ok {
+		return t.RegisterBuffer(b)
+	}
+	return nil
+}
+
+// Open opens name for reads into d's memory. With PathAuto it picks:
+//   - bounce, buffered, when most of the file is in the page cache (a
+//     checkpoint just written): reading memory beats any drive path;
+//   - cufile when cuFile runs true GDS (nvidia-fs);
+//   - bounce with O_DIRECT otherwise (cuFile absent, or in compat mode,
+//     which the bounce pipeline outruns).
+func (d *Device) Open(name string, o Options) (*File, error) {
+	return d.open(name, o, false)
+}
+
+// Create creates (or truncates) name for writes from d's memory: cufile
+// when cuFile runs true GDS, else bounce with buffered writes.
+func (d *Device) Create(name string, o Options) (*File, error) {
+	return d.open(name, o, true)
+}
+
+func (d *Device) open(name string, o Options, write bool) (*File, error) {
+	o = o.withDefaults()
+	if o.Path == PathRDMA {
+		return nil, fmt.Errorf("gpu path rdma: not implemented yet: %w", ErrNotSupported)
+	}
+	flags := os.O_RDONLY
+	if write {
+		flags = os.O_RDWR | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(name, flags, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	file := &File{f: f, size: st.Size()}
+	if !write {
+		file.cached, _ = Residency(f, file.size)
+	}
+
+	path, reason := o.Path, ""
+	if path == PathAuto {
+		cf := ProbeCuFile()
+		switch {
+		case !write && file.size > 0 && file.cached >= o.CachedThreshold:
+			path, reason = PathBounce, fmt.Sprintf("%.0f%% of the file is in the page cache: buffered bounce reads it from memory", 100*file.cached)
+		case cf.TrueGDS:
+			path, reason = PathCuFile, "cuFile "+cf.Reason
+		case !cf.Available:
+			path, reason = PathBounce, "cuFile unavailable ("+cf.Reason+")"
+		default:
+			path, reason = PathBounce, "cuFile in "+cf.Reason+"; the bounce pipeline is faster"
+		}
+	} else {
+		reason = "requested with --gpu-path " + string(path)
+	}
+
+	switch path {
+	case PathCuFile:
+		dfd, derr := reopenDirect(name, write)
+		fd := int(f.Fd())
+		if derr == nil {
+			f.Close()
+			f = os.NewFile(uintptr(dfd), name)
+			file.f, fd, file.direct = f, dfd, true
+		} else {
+			reason += "; O_DIRECT refused (" + derr.Error() + "), cuFile gets a buffered fd"
+		}
+		t, err := newCuFile(d, fd, o.Workers, o.Chunk)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		file.Transfer, file.path, file.reason = t, PathCuFile, reason
+		return file, nil
+	case PathBounce:
+		direct := false
+		if !write {
+			switch o.Direct {
+			case DirectOn:
+				direct = true
+			case DirectAuto:
+				direct = file.cached < o.CachedThreshold
+			}
+		}
+		if direct {
+			dfd, derr := reopenDirect(name, false)
+			if derr != nil {
+				if o.Direct == DirectOn {
+					f.Close()
+					return nil, fmt.Errorf("open %s with O_DIRECT: %w", name, derr)
+				}
+				direct = false
+				reason += "; O_DIRECT refused (" + derr.Error() + "), buffered reads"
+			} else {
+				f.Close()
+				f = os.NewFile(uintptr(dfd), name)
+				file.f = f
+			}
+		}
+		if direct {
+			reason += "; O_DIRECT reads"
+		} else if !write {
+			reason += "; buffered reads"
+		}
+		t, err := newBounce(d, fdIO(f.Fd()), direct, o.Workers, o.Depth, o.Chunk)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		file.Transfer, file.path, file.direct, file.reason = t, PathBounce, direct, reason
+		return file, nil
+	}
+	f.Close()
+	return nil, fmt.Errorf("gpu path %q: want auto, cufile or bounce", path)
+}
+
+func reopenDirect(name string, write bool) (int, error) {
+	flags := unix.O_RDONLY
+	if write {
+		flags = unix.O_RDWR
+	}
+	fd, err := unix.Open(name, flags|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("open", err)
+	}
+	return fd, nil
+}
+
+// Residency returns the fraction of the first size bytes of f resident in
+// the page cache (mmap + mincore).
+func Residency(f *os.File, size int64) (float64, error) {
+	if size <= 0 {
+		return 0, nil
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0, os.NewSyscallError("mmap", err)
+	}
+	defer unix.Munmap(m)
+	page := int64(os.Getpagesize())
+	vec := make([]byte, (size+page-1)/page)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		return 0, os.NewSyscallError("mincore", e)
+	}
+	in := 0
+	for _, v := range vec {
+		in += int(v & 1)
+	}
+	return float64(in) / float64(len(vec)), nil
+}
