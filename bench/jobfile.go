@@ -97,3 +97,36 @@ func expandEnv(s string) (string, error) {
 		s = s[i+end+1:]
 	}
 }
+
+// LoadJobs builds the jobs of one invocation: the sections of the job
+// files, in order, with overrides (command-line options) applied to every
+// job last. Without files the overrides alone define one job, named by
+// name= or "job", as with fio's command line.
+func LoadJobs(paths []string, overrides []Option) ([]*Job, error) {
+	var sections []Section
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		s, err := ParseJobFile(f, p)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		sections = append(sections, s...)
+	}
+	if len(sections) == 0 {
+		name := "job"
+		for _, o := range overrides {
+			if o.Name == "name" {
+				name = o.Value
+			}
+		}
+		sections = []Section{{Name: name}}
+	}
+	return BuildJobs(nil, sections, overrides)
+}
+
+// IsTerminal reports whether fd is a terminal (for the live progress line).
+func IsTerminal(fd uintptr) bool { return isTerminal(fd) }

@@ -557,7 +557,7 @@ func writeSweepTable(b *strings.Builder, r *Report) {
 		"job", "rw", "bs", "iodepth", "numjobs", "IOPS", "BW", "lat avg", "p50", "p99", "p99.9", "CPU-s/GB", "tgt CPU-s/GB")
 	for _, row := range r.Rows() {
 		fmt.Fprintf(b, "%-12s %-9s %6s %7d %7d %10s %12s %10s %10s %10s %10s %9.3f %9.3f",
-			row.Name, row.RW, formatBytes(float64(row.BS)), row.IODepth, row.NumJobs, formatCount(row.IOPS), formatBytes(row.BW)+"/s",
+			row.Name, row.RW, formatBS(row.BS), row.IODepth, row.NumJobs, formatCount(row.IOPS), formatBytes(row.BW)+"/s",
 			fmtDur(row.AvgLat), fmtDur(row.P50), fmtDur(row.P99), fmtDur(row.P999), row.CPUPerGB, row.TargetCPUPerGB)
 		if row.Err != nil {
 			fmt.Fprintf(b, "  error: %v", row.Err)
@@ -612,4 +612,15 @@ func formatCount(v float64) string {
 		return fmt.Sprintf("%.0fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// formatBS prints a block size the way job files write it (4k, 128k, 1m).
+func formatBS(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + "m"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + "k"
+	}
+	return strconv.Itoa(n)
 }

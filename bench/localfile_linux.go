@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// localFile is the target of the local engines: a regular file (created
+// and laid out on demand, as fio does) or a block device.
+type localFile struct {
+	f    *os.File
+	fd   int
+	size int64
+}
+
+// openLocal opens cfg.Filename for the job: O_DIRECT with direct=1,
+// writable when the job writes. A regular file shorter than offset+size is
+// extended by writing it out, so that reads hit real blocks, not holes.
+func openLocal(cfg *EngineConfig) (*localFile, error) {
+	j := cfg.Job
+	name := cfg.Filename
+	need := j.Offset + j.Size
+	st, err := os.Stat(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if j.Size == 0 {
+			return nil, fmt.Errorf("%s does not exist and size= is not given", name)
+		}
+		if err := layout(name, 0, need); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	case st.Mode().IsRegular() && st.Size() < need:
+		if err := layout(name, st.Size(), need); err != nil {
+			return nil, err
+		}
+	}
+
+	flags := os.O_RDONLY
+	if j.RW.Write {
+		flags = os.O_RDWR
+	}
+	if j.Direct {
+		flags |= unix.O_DIRECT
+	}
+	f, err := os.OpenFile(name, flags, 0)
+	if err != nil {
+		if j.Direct && errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("open %s with O_DIRECT: %w (the file system does not support direct I/O, e.g. tmpfs; use direct=0)", name, err)
+		}
+		return nil, err
+	}
+	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &localFile{f: f, fd: int(f.Fd()), size: size}, nil
+}
+
+// layout writes [from, to) of a regular file with non-zero data.
+func layout(name string, from, to int64) error {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*131 + 7)
+	}
+	for off := from; off < to; {
+		n := int64(len(buf))
+		n = min(n, to-off)
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("lay out %s: %w", name, err)
+		}
+		off += n
+	}
+	return f.Sync()
+}
+
+func (l *localFile) Close() error { return l.f.Close() }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/flashpath/flashpath/bench"
+)
+
+func init() { register(newBenchCmd) }
+
+// benchFlags are the flags that are not fio job options.
+type benchFlags struct {
+	outputFormat string
+	output       string
+	eta          string
+	targetPID    int
+	tcpLoopback  time.Duration
+	enghelp      bool
+}
+
+func newBenchCmd() *cobra.Command {
+	var bf benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench [jobfile...]",
+		Short: "Measure a storage path like fio: job files or fio options as flags",
+		Long: `bench runs fio jobs (job files with [global] and job sections, or the same
+options as flags) through flashpath's engines: psync and io_uring on local
+files and block devices, null for the benchmark itself, and the network and
+GPU engines built in. Flags override every job of the files.
+
+List values of iodepth and numjobs sweep: one job per value, one table.`,
+		Example: `  flashpath bench --name=rr --rw=randread --bs=4k --iodepth=32 --size=1g \
+      --ioengine=io_uring --direct=1 --filename=/dev/nvme0n1 --runtime=10s --time_based
+  flashpath bench job.fio --output-format=json
+  flashpath bench --ioengine=null --rw=randread --iodepth=1,8,32,128 --numjobs=1,2 --runtime=2s --time_based`,
+		Args: cobra.ArbitraryArgs,
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, or both comma-separated")
+	fl.StringVar(&bf.output, "output", "", "write the report to this file instead of stdout")
+	fl.StringVar(&bf.eta, "eta", "auto", "live progress line: auto (on a terminal), always, never")
+	fl.IntVar(&bf.targetPID, "target-pid", 0, "also measure the CPU time of this process (the target under test)")
+	fl.DurationVar(&bf.tcpLoopback, "tcp-loopback", 0, "first measure a plain TCP socket copy over 127.0.0.1 for this long")
+	fl.BoolVar(&bf.enghelp, "enghelp", false, "list the engines and exit")
+	jobFlags := map[string]bool{}
+	for _, o := range bench.Options() {
+		fl.String(o.Name, "", o.Help)
+		if o.Bool {
+			fl.Lookup(o.Name).NoOptDefVal = "1"
+		}
+		jobFlags[o.Name] = true
+	}
+
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		out := cmd.OutOrStdout()
+		if bf.enghelp {
+			fmt.Fprintln(out, strings.Join(bench.EngineNames(), "\n"))
+			return nil
+		}
+		var overrides []bench.Option
+		fl.Visit(func(f *pflag.Flag) {
+			if jobFlags[f.Name] {
+				overrides = append(overrides, bench.Option{Name: f.Name, Value: f.Value.String()})
+			}
+		})
+		if len(args) == 0 && len(overrides) == 0 && bf.tcpLoopback == 0 {
+			return cmd.Help()
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+		defer stop()
+		return runBench(ctx, out, args, overrides, bf)
+	}
+	return cmd
+}
+
+func runBench(ctx context.Context, out io.Writer, files []string, overrides []bench.Option, bf benchFlags) error {
+	if bf.output != "" {
+		f, err := os.Create(bf.output)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = f
+	}
+	if bf.tcpLoopback > 0 {
+		bps, err := bench.TCPLoopback(ctx, bf.tcpLoopback)
+		if err != nil {
+			return fmt.Errorf("tcp loopback: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "TCP loopback (Go socket copy, 1 connection): %s\n", bench.FormatRate(bps))
+		if len(files) == 0 && len(overrides) == 0 {
+			return nil
+		}
+	}
+	jobs, err := bench.LoadJobs(files, overrides)
+	if err != nil {
+		return err
+	}
+	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID}
+	switch bf.eta {
+	case "always":
+		cfg.Progress = os.Stderr
+	case "auto":
+		if bench.IsTerminal(os.Stderr.Fd()) {
+			cfg.Progress = os.Stderr
+		}
+	case "never":
+	default:
+		return fmt.Errorf("flag --eta: want auto, always or never, got %q", bf.eta)
+	}
+	rep, runErr := bench.Run(ctx, cfg)
+	if rep == nil {
+		return runErr
+	}
+	for _, f := range strings.Split(bf.outputFormat, ",") {
+		var err error
+		switch strings.TrimSpace(f) {
+		case "normal":
+			err = rep.WriteText(out)
+		case "json", "json+":
+			err = rep.WriteJSON(out)
+		default:
+			return fmt.Errorf("flag --output-format: want normal or json, got %q", f)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return runErr
+}
