@@ -525,3 +525,19 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 	}
 	return out
 }
+
+// NamespaceStats is a snapshot of a namespace's counters.
+type NamespaceStats struct {
+	Reads, Writes           uint64
+	BytesRead, BytesWritten uint64
+	Errors                  uint64
+}
+
+// Stats returns the namespace's counters.
+func (ns *Namespace) Stats() NamespaceStats {
+	return NamespaceStats{
+		Reads: ns.stats.reads.Load(), Writes: ns.stats.writes.Load(),
+		BytesRead: ns.stats.bytesRead.Load(), BytesWritten: ns.stats.bytesWritten.Load(),
+		Errors: ns.stats.errors.Load(),
+	}
+}

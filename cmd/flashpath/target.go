@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flashpath/flashpath/target/server"
+)
+
+func init() { register(newTargetCmd) }
+
+type targetFlags struct {
+	config     string
+	listen     []string
+	nqn        string
+	namespaces []string
+	allowHosts []string
+	metrics    string
+	logLevel   string
+	logFormat  string
+}
+
+func newTargetCmd() *cobra.Command {
+	var f targetFlags
+	cmd := &cobra.Command{
+		Use:   "target",
+		Short: "Run the NVMe-oF target in the foreground until SIGTERM/SIGINT",
+		Long: `Run the NVMe-oF target until SIGTERM or SIGINT.
+
+With no flags it serves one 1 GiB memory namespace under
+` + server.DefaultNQN + ` on 127.0.0.1:4420, open to any host.
+Configure it with a YAML/JSON file (--config) or the quick flags.`,
+		Example: `  flashpath target
+  flashpath target --listen tcp://0.0.0.0:4420 --nqn nqn.2026-11.io.example:ssd \
+      --namespace file:/srv/ns1.img:64GiB --namespace null:1TiB
+  flashpath target --config /etc/flashpath/target.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.toConfig(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(f.logLevel, f.logFormat)
+			if err != nil {
+				return err
+			}
+			return runTarget(cmd, cfg, log)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "YAML or JSON configuration file (listeners, subsystems, namespaces, allowed hosts)")
+	fl.StringArrayVar(&f.listen, "listen", nil, "listener address, repeatable (default "+server.DefaultListen+")")
+	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
+	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
+	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9420")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
+	quick := cmd.Flags().Changed("listen") || cmd.Flags().Changed("nqn") ||
+		cmd.Flags().Changed("namespace") || cmd.Flags().Changed("allow-host")
+	if f.config != "" {
+		if quick {
+			return nil, fmt.Errorf("--config cannot be combined with --listen, --nqn, --namespace or --allow-host: put them in the file")
+		}
+		cfg, err := server.Load(f.config)
+		if err != nil {
+			return nil, err
+		}
+		if f.metrics != "" {
+			cfg.Metrics = f.metrics
+		}
+		return cfg, nil
+	}
+	cfg := server.Default()
+	if len(f.listen) > 0 {
+		cfg.Listeners = f.listen
+	}
+	ss := &cfg.Subsystems[0]
+	ss.NQN = f.nqn
+	ss.AllowedHosts = f.allowHosts
+	if len(f.namespaces) > 0 {
+		ss.Namespaces = nil
+		for i, spec := range f.namespaces {
+			ss.Namespaces = append(ss.Namespaces, server.NamespaceConfig{NSID: uint32(i + 1), Backend: spec})
+		}
+	}
+	cfg.Metrics = f.metrics
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.Start(cfg, server.Options{Logger: log, FirmwareRev: firmwareRev()})
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, ln := range srv.Listeners {
+		host, port := splitHostPort(ln.Addr().String())
+		for _, ss := range cfg.Subsystems {
+			fmt.Fprintf(out, "serving %s on nvme/tcp %s:%s\n", ss.NQN, host, port)
+			fmt.Fprintf(out, "  connect:  nvme connect -t tcp -a %s -s %s -n %s\n", host, port, ss.NQN)
+			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-tcp --filename tcp://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", host, port, ss.NQN)
+		}
+	}
+	if err := server.Notify("READY=1"); err != nil {
+		log.Warn("sd_notify failed", "err", err)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	server.Notify("STOPPING=1")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func splitHostPort(a string) (string, string) {
+	i := strings.LastIndex(a, ":")
+	if i < 0 {
+		return a, ""
+	}
+	return strings.Trim(a[:i], "[]"), a[i+1:]
+}
+
+// firmwareRev is the version as the 8-character firmware revision.
+func firmwareRev() string {
+	v := strings.TrimPrefix(version, "v")
+	if len(v) > 8 {
+		v = v[:8]
+	}
+	return v
+}

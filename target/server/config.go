@@ -1,0 +1,191 @@
+// Package server runs a flashpath target as a daemon: it turns a Config
+// (from a YAML/JSON file or the CLI's quick flags) into a target with its
+// subsystems, namespaces and listeners, serves Prometheus metrics, tells
+// systemd when it is ready (sd_notify) and shuts down cleanly.
+package server
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/flashpath/flashpath/target"
+)
+
+// DefaultNQN is the subsystem the demo target serves.
+const DefaultNQN = "nqn.2026-11.io.flashpath:demo"
+
+// DefaultListen is where the demo target listens.
+const DefaultListen = "tcp://127.0.0.1:4420"
+
+// Config is a target's whole configuration.
+type Config struct {
+	// Listeners are transport addresses: "tcp://127.0.0.1:4420", "tcp://[::]:4420".
+	Listeners []string `json:"listeners"`
+	// Subsystems to export.
+	Subsystems []SubsystemConfig `json:"subsystems"`
+	// Metrics is the address of the Prometheus /metrics endpoint ("" = off).
+	Metrics string `json:"metrics,omitempty"`
+	// MaxH2CData is the NVMe/TCP MAXH2CDATA in bytes (default 128 KiB).
+	MaxH2CData int `json:"max_h2c_data,omitempty"`
+}
+
+// SubsystemConfig is one subsystem in a Config.
+type SubsystemConfig struct {
+	NQN          string            `json:"nqn"`
+	Serial       string            `json:"serial,omitempty"`
+	Model        string            `json:"model,omitempty"`
+	AllowAnyHost *bool             `json:"allow_any_host,omitempty"` // default: true when allowed_hosts is empty
+	AllowedHosts []string          `json:"allowed_hosts,omitempty"`
+	Namespaces   []NamespaceConfig `json:"namespaces"`
+}
+
+// NamespaceConfig is one namespace in a Config.
+type NamespaceConfig struct {
+	NSID uint32 `json:"nsid,omitempty"`
+	// Backend: "mem:1GiB", "null:1TiB", "file:/path[:size]", "/dev/nvme0n1".
+	Backend string `json:"backend"`
+	// UUID and NGUID override the identifiers derived from NQN and NSID.
+	UUID  string `json:"uuid,omitempty"`
+	NGUID string `json:"nguid,omitempty"`
+}
+
+// Load reads a YAML or JSON configuration file. Unknown fields are errors.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML or JSON (JSON is YAML) and validates the result.
+func Parse(b []byte) (*Config, error) {
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Default is the demo configuration: one 1 GiB memory namespace on
+// 127.0.0.1:4420, open to any host.
+func Default() *Config {
+	return &Config{
+		Listeners:  []string{DefaultListen},
+		Subsystems: []SubsystemConfig{{NQN: DefaultNQN, Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:1GiB"}}}},
+	}
+}
+
+// Validate checks the configuration and names the offending field.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Listeners) == 0 {
+		errs = append(errs, errors.New("listeners: at least one is needed, e.g. tcp://127.0.0.1:4420"))
+	}
+	for i, l := range c.Listeners {
+		if _, _, err := ParseListener(l); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
+		}
+	}
+	if len(c.Subsystems) == 0 {
+		errs = append(errs, errors.New("subsystems: at least one is needed"))
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Subsystems {
+		if err := target.ValidateNQN(s.NQN); err != nil {
+			errs = append(errs, fmt.Errorf("subsystems[%d].nqn: %w", i, err))
+		}
+		if seen[s.NQN] {
+			errs = append(errs, fmt.Errorf("subsystems[%d].nqn: %s appears twice", i, s.NQN))
+		}
+		seen[s.NQN] = true
+		if s.AllowAnyHost != nil && *s.AllowAnyHost && len(s.AllowedHosts) > 0 {
+			errs = append(errs, fmt.Errorf("subsystems[%d]: allow_any_host is true but allowed_hosts is set: choose one", i))
+		}
+		for j, h := range s.AllowedHosts {
+			if err := target.ValidateNQN(h); err != nil {
+				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %w", i, j, err))
+			}
+		}
+		ids := map[uint32]bool{}
+		for j, ns := range s.Namespaces {
+			if ns.Backend == "" {
+				errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].backend: empty (e.g. mem:1GiB, file:/srv/ns1:64GiB)", i, j))
+			}
+			if ns.NSID > target.MaxNSID {
+				errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].nsid: %d outside 1..%d", i, j, ns.NSID, target.MaxNSID))
+			}
+			if ns.NSID != 0 && ids[ns.NSID] {
+				errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].nsid: %d appears twice", i, j, ns.NSID))
+			}
+			ids[ns.NSID] = true
+			if ns.UUID != "" {
+				if _, err := parseHex16(ns.UUID); err != nil {
+					errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].uuid: %w", i, j, err))
+				}
+			}
+			if ns.NGUID != "" {
+				if _, err := parseHex16(ns.NGUID); err != nil {
+					errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].nguid: %w", i, j, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParseListener splits "tcp://host:port" into its transport and address.
+// A bare "host:port" means TCP; a missing port means 4420.
+func ParseListener(s string) (trtype, addr string, err error) {
+	if !strings.Contains(s, "://") {
+		s = "tcp://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", "", fmt.Errorf("listener %q: %w", s, err)
+	}
+	if u.Scheme != "tcp" {
+		return "", "", fmt.Errorf("listener %q: transport %q is not supported yet (use tcp://HOST:PORT)", s, u.Scheme)
+	}
+	if u.Host == "" || u.Path != "" {
+		return "", "", fmt.Errorf("listener %q: want tcp://HOST:PORT", s)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = strings.TrimSuffix(host, ":") + ":4420"
+	}
+	return u.Scheme, host, nil
+}
+
+func parseHex16(s string) ([16]byte, error) {
+	var out [16]byte
+	h := strings.ReplaceAll(s, "-", "")
+	if len(h) != 32 {
+		return out, fmt.Errorf("%q: want 32 hex digits (dashes allowed)", s)
+	}
+	if _, err := hex.Decode(out[:], []byte(h)); err != nil {
+		return out, fmt.Errorf("%q: not hexadecimal", s)
+	}
+	return out, nil
+}

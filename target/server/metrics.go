@@ -1,0 +1,63 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector exposes the target's plain counters to Prometheus at scrape time.
+type collector struct {
+	s *Server
+
+	controllers, connects, connectErrors, kaExpired, protoErrors, accepted *prometheus.Desc
+	nsOps, nsBytes, nsErrors, nsSize                                        *prometheus.Desc
+}
+
+func newCollector(s *Server) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("flashpath_target_"+name, help, labels, nil)
+	}
+	return &collector{
+		s:             s,
+		controllers:   d("controllers", "Live controllers."),
+		connects:      d("connects_total", "Successful Connect commands (admin and I/O queues)."),
+		connectErrors: d("connect_errors_total", "Refused Connect commands."),
+		kaExpired:     d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
+		protoErrors:   d("protocol_errors_total", "Connections terminated for transport protocol errors."),
+		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener"),
+		nsOps:         d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
+		nsBytes:       d("namespace_bytes_total", "Bytes moved.", "subsys", "nsid", "op"),
+		nsErrors:      d("namespace_errors_total", "I/O commands failed by the backend.", "subsys", "nsid"),
+		nsSize:        d("namespace_size_bytes", "Namespace capacity.", "subsys", "nsid"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	t := c.s.Target
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(c.controllers, prometheus.GaugeValue, float64(t.Controllers()))
+	counter(c.connects, t.Stats.Connects.Load())
+	counter(c.connectErrors, t.Stats.ConnectErrors.Load())
+	counter(c.kaExpired, t.Stats.KeepAliveExpired.Load())
+	counter(c.protoErrors, t.Stats.ProtocolErrors.Load())
+	for _, ln := range c.s.Listeners {
+		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String())
+	}
+	for _, ss := range t.Subsystems() {
+		for _, ns := range ss.Namespaces() {
+			id := fmt.Sprint(ns.ID)
+			st := ns.Stats()
+			counter(c.nsOps, st.Reads, ss.NQN(), id, "read")
+			counter(c.nsOps, st.Writes, ss.NQN(), id, "write")
+			counter(c.nsBytes, st.BytesRead, ss.NQN(), id, "read")
+			counter(c.nsBytes, st.BytesWritten, ss.NQN(), id, "write")
+			counter(c.nsErrors, st.Errors, ss.NQN(), id)
+			ch <- prometheus.MustNewConstMetric(c.nsSize, prometheus.GaugeValue, float64(ns.Backend.Size()), ss.NQN(), id)
+		}
+	}
+}

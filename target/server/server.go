@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+	"github.com/flashpath/flashpath/target/tcp"
+)
+
+// Server is a running target: the core, its listeners and the metrics endpoint.
+type Server struct {
+	Target    *target.Target
+	Listeners []*tcp.Listener
+	metrics   *http.Server
+	metricsLn net.Listener
+	log       *slog.Logger
+}
+
+// Options for Start.
+type Options struct {
+	Logger      *slog.Logger
+	FirmwareRev string
+}
+
+// Start builds the target from cfg and starts listening. On error,
+// everything started so far is closed again.
+func Start(cfg *Config, opts Options) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{log: opts.Logger}
+	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev})
+	defer func() {
+		if err != nil {
+			s.Shutdown(context.Background())
+		}
+	}()
+	for i, sc := range cfg.Subsystems {
+		anyHost := len(sc.AllowedHosts) == 0
+		if sc.AllowAnyHost != nil {
+			anyHost = *sc.AllowAnyHost
+		}
+		ss, err := s.Target.AddSubsystem(target.SubsystemConfig{
+			NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model,
+			AllowAnyHost: anyHost, AllowedHosts: sc.AllowedHosts,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("subsystems[%d]: %w", i, err)
+		}
+		for j, nc := range sc.Namespaces {
+			be, err := backend.Parse(nc.Backend)
+			if err != nil {
+				return nil, fmt.Errorf("subsystems[%d].namespaces[%d].backend: %w", i, j, err)
+			}
+			nsc := target.NamespaceConfig{NSID: nc.NSID, Backend: be}
+			if nc.UUID != "" {
+				nsc.UUID, _ = parseHex16(nc.UUID)
+			}
+			if nc.NGUID != "" {
+				nsc.NGUID, _ = parseHex16(nc.NGUID)
+			}
+			ns, err := ss.AddNamespace(nsc)
+			if err != nil {
+				be.Close()
+				return nil, fmt.Errorf("subsystems[%d].namespaces[%d]: %w", i, j, err)
+			}
+			s.log.Info("namespace added", "subsys", sc.NQN, "nsid", ns.ID, "backend", nc.Backend,
+				"kind", be.Kind(), "size", be.Size(), "block_size", be.BlockSize(), "volatile_write_cache", be.VolatileWriteCache())
+		}
+	}
+	for i, l := range cfg.Listeners {
+		_, addr, _ := ParseListener(l)
+		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
+		}
+		s.Listeners = append(s.Listeners, ln)
+	}
+	if cfg.Metrics != "" {
+		if err := s.serveMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) serveMetrics(addr string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(newCollector(s))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.metricsLn = ln
+	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go s.metrics.Serve(ln)
+	s.log.Info("metrics endpoint", "addr", "http://"+ln.Addr().String()+"/metrics")
+	return nil
+}
+
+// MetricsAddr returns the metrics endpoint's address, or nil.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+// Shutdown stops the listeners (closing every connection), flushes and
+// closes every namespace, and stops the metrics endpoint.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, ln := range s.Listeners {
+		errs = append(errs, ln.Shutdown(ctx))
+	}
+	if s.Target != nil {
+		errs = append(errs, s.Target.Close())
+	}
+	if s.metrics != nil {
+		errs = append(errs, s.metrics.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Notify sends a state line to systemd when NOTIFY_SOCKET is set (sd_notify
+// protocol); it does nothing otherwise.
+func Notify(state string) error {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("sd_notify: %w", err)
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(state))
+	return err
+}
