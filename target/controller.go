@@ -25,19 +25,19 @@ type Controller struct {
 	vwcOff atomic.Bool // the host disabled the volatile write cache: every write is FUA
 
 	mu         sync.Mutex
-	cc, csts   uint32                // guarded by mu
-	queues     map[uint16]*Queue     // guarded by mu
-	maxIOQ     int                   // guarded by mu: I/O queues granted by Number of Queues
-	kato       time.Duration         // guarded by mu
-	kaTimer    *time.Timer           // guarded by mu
-	aers       []*Request            // guarded by mu: outstanding Asynchronous Event Requests
-	aenCfg     uint32                // guarded by mu: Asynchronous Event Configuration
-	aenMasked  bool                  // guarded by mu: a notice was sent; masked until its log is read
-	aenPending bool                  // guarded by mu: a notice waits for an AER
-	changedNS  []uint32              // guarded by mu
+	cc, csts   uint32                 // guarded by mu
+	queues     map[uint16]*Queue      // guarded by mu
+	maxIOQ     int                    // guarded by mu: I/O queues granted by Number of Queues
+	kato       time.Duration          // guarded by mu
+	kaTimer    *time.Timer            // guarded by mu
+	aers       []*Request             // guarded by mu: outstanding Asynchronous Event Requests
+	aenCfg     uint32                 // guarded by mu: Asynchronous Event Configuration
+	aenMasked  bool                   // guarded by mu: a notice was sent; masked until its log is read
+	aenPending bool                   // guarded by mu: a notice waits for an AER
+	changedNS  []uint32               // guarded by mu
 	errLog     []nvmeof.ErrorLogEntry // guarded by mu, newest last
-	errCount   uint64                // guarded by mu
-	dead       bool                  // guarded by mu
+	errCount   uint64                 // guarded by mu
+	dead       bool                   // guarded by mu
 
 	deleteOnce sync.Once
 }

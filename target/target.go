@@ -56,8 +56,8 @@ type Target struct {
 
 // Stats are counters kept off the hot structures, read by metrics.
 type Stats struct {
-	Connects      atomic.Uint64
-	ConnectErrors atomic.Uint64
+	Connects         atomic.Uint64
+	ConnectErrors    atomic.Uint64
 	KeepAliveExpired atomic.Uint64
 	ProtocolErrors   atomic.Uint64
 }
@@ -119,11 +119,11 @@ type Subsystem struct {
 	cfg       SubsystemConfig
 	discovery bool
 
-	mu     sync.Mutex
-	ns     atomic.Pointer[nsTable]
-	ctrls  map[*Controller]struct{} // guarded by mu
-	hosts  map[string]bool          // guarded by mu
-	anyHost bool                    // guarded by mu
+	mu      sync.Mutex
+	ns      atomic.Pointer[nsTable]
+	ctrls   map[*Controller]struct{} // guarded by mu
+	hosts   map[string]bool          // guarded by mu
+	anyHost bool                     // guarded by mu
 }
 
 // nsTable is an immutable snapshot of a subsystem's namespaces, replaced

@@ -17,9 +17,9 @@ type QueueTransport interface {
 
 // PortInfo describes a listener for the discovery log page.
 type PortInfo struct {
-	ID      uint16
-	TrType  uint8 // nvmeof.TrTypeTCP, TrTypeRDMA
-	Addr    netip.AddrPort
+	ID             uint16
+	TrType         uint8 // nvmeof.TrTypeTCP, TrTypeRDMA
+	Addr           netip.AddrPort
 	InlineDataSize int // in-capsule data the transport accepts on I/O queues
 	MaxH2CData     int
 }

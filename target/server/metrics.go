@@ -11,7 +11,7 @@ type collector struct {
 	s *Server
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, accepted *prometheus.Desc
-	nsOps, nsBytes, nsErrors, nsSize                                        *prometheus.Desc
+	nsOps, nsBytes, nsErrors, nsSize                                       *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {

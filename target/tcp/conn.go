@@ -42,20 +42,20 @@ type conn struct {
 	maxPLen      uint32
 
 	rhdr [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
-	pad  [128]byte                               // padding sink, recv goroutine only
+	pad  [128]byte                                // padding sink, recv goroutine only
 
 	slotMu sync.Mutex
 	slots  []target.Request // grown once, at Connect, by the recv goroutine
 	free   []int            // guarded by slotMu
 
 	sendMu   sync.Mutex
-	bw       *bufio.Writer                 // guarded by sendMu
-	shdr     [64]byte                      // guarded by sendMu
-	sdig     [nvmeof.DigestSize]byte       // guarded by sendMu
-	vec      [3][]byte                     // guarded by sendMu
-	bufs     net.Buffers                   // guarded by sendMu
-	sendErr  error                         // guarded by sendMu
-	shutdown bool                          // guarded by sendMu
+	bw       *bufio.Writer           // guarded by sendMu
+	shdr     [64]byte                // guarded by sendMu
+	sdig     [nvmeof.DigestSize]byte // guarded by sendMu
+	vec      [3][]byte               // guarded by sendMu
+	bufs     net.Buffers             // guarded by sendMu
+	sendErr  error                   // guarded by sendMu
+	shutdown bool                    // guarded by sendMu
 
 	closeOnce sync.Once
 	closing   atomic.Bool
