@@ -1,0 +1,50 @@
+# flashpath — see README.md. `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -X main.version=$(VERSION)
+export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
+FUZZTIME   ?= 2s
+APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux
+
+.PHONY: all build deps test vet unit fuzz demo bench clean
+
+all: build
+
+# Installs the apt packages the build and tests need, only when missing.
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "Go 1.26 is needed: https://go.dev/dl/ (or set GO=/path/to/go)"; exit 1; }
+
+build: deps
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/flashpath ./cmd/flashpath
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Runs every native fuzz test for FUZZTIME (the seed corpora also run in `unit`).
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+test: deps vet unit fuzz
+
+demo: build
+	scripts/demo.sh
+
+bench: build
+	bench/run-suite.sh
+
+clean:
+	rm -rf $(BIN)
+
+-include mk/*.mk
