@@ -1,0 +1,102 @@
+package bench
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func TestHistogramBucketsAreContiguous(t *testing.T) {
+	prevLo := uint64(0)
+	for i := 1; i < histBuckets; i++ {
+		lo, w := histRange(i)
+		plo, pw := histRange(i - 1)
+		if lo != plo+pw || lo <= prevLo && i > 1 {
+			t.Fatalf("bucket %d starts at %d, previous [%d,+%d)", i, lo, plo, pw)
+		}
+		if histIndex(lo) != i || histIndex(lo+w-1) != i {
+			t.Fatalf("bucket %d [%d,+%d) maps back to %d/%d", i, lo, w, histIndex(lo), histIndex(lo+w-1))
+		}
+		prevLo = lo
+	}
+}
+
+func TestHistogramPercentilesWithinOnePercent(t *testing.T) {
+	var h Histogram
+	r := rand.New(rand.NewPCG(1, 2))
+	vals := make([]uint64, 100000)
+	for i := range vals {
+		vals[i] = uint64(math.Exp(r.NormFloat64()*1.5+10)) + 1 // log-normal, like latencies
+		h.Record(vals[i])
+	}
+	slices.Sort(vals)
+	for _, p := range DefaultPercentiles {
+		exact := vals[int(math.Ceil(p/100*float64(len(vals))))-1]
+		got := h.Percentile(p)
+		if rel := math.Abs(float64(got)-float64(exact)) / float64(exact); rel > 0.01 {
+			t.Errorf("p%v = %d, exact %d (%.2f%% off)", p, got, exact, 100*rel)
+		}
+	}
+	if h.Min() != vals[0] || h.Max() != vals[len(vals)-1] || h.Count() != uint64(len(vals)) {
+		t.Errorf("min/max/count %d/%d/%d", h.Min(), h.Max(), h.Count())
+	}
+	var sum float64
+	for _, v := range vals {
+		sum += float64(v)
+	}
+	if math.Abs(h.Mean()-sum/float64(len(vals))) > 1e-6*h.Mean() {
+		t.Errorf("mean %v, want %v", h.Mean(), sum/float64(len(vals)))
+	}
+	var m Histogram
+	m.Merge(&h)
+	m.Merge(&h)
+	if m.Count() != 2*h.Count() || m.Percentile(50) != h.Percentile(50) {
+		t.Errorf("merge: count %d, p50 %d vs %d", m.Count(), m.Percentile(50), h.Percentile(50))
+	}
+}
+
+func TestHistogramRecordDoesNotAllocate(t *testing.T) {
+	h := new(Histogram)
+	if a := testing.AllocsPerRun(1000, func() { h.Record(12345) }); a != 0 {
+		t.Fatalf("%v allocs", a)
+	}
+}
+
+func TestPermutationVisitsEveryBlockOnce(t *testing.T) {
+	for _, n := range []uint64{1, 2, 3, 7, 64, 1000, 4097} {
+		p := newPermutation(n, 42)
+		seen := make([]bool, n)
+		for i := uint64(0); i < n; i++ {
+			b, wrapped := p.next()
+			if b >= n || seen[b] {
+				t.Fatalf("n=%d: block %d out of range or repeated at step %d", n, b, i)
+			}
+			seen[b] = true
+			if wrapped != (i == n-1) {
+				t.Fatalf("n=%d: wrapped=%v at step %d", n, wrapped, i)
+			}
+		}
+	}
+}
+
+func TestZipfIsSkewed(t *testing.T) {
+	z := newZipf(10000, 1.2)
+	r := newRNG(1)
+	counts := map[uint64]int{}
+	for range 100000 {
+		b := z.next(&r)
+		if b >= 10000 {
+			t.Fatalf("block %d out of range", b)
+		}
+		counts[b]++
+	}
+	top := 0
+	for _, c := range counts {
+		top = max(top, c)
+	}
+	// With theta 1.2 the hottest block takes far more than the uniform 10.
+	if top < 1000 || len(counts) < 100 {
+		t.Fatalf("hottest block %d hits, %d distinct blocks", top, len(counts))
+	}
+}

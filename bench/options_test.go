@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSizeFioUnits(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"4096", 4096},
+		{"4k", 4096},
+		{"4K", 4096},
+		{"4kb", 4096}, // fio: a trailing b changes nothing
+		{"4KiB", 4000}, // fio (kb_base=1024): the IEC spelling means base 10
+		{"128k", 128 << 10},
+		{"1m", 1 << 20},
+		{"1g", 1 << 30},
+		{"2t", 2 << 40},
+		{"1.5m", 3 << 19},
+		{"0x1000", 4096},
+	}
+	for _, tc := range tests {
+		got, err := ParseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "k", "4x", "10%", "-1"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestParseTimeFioUnits(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"10", 10 * time.Second}, // fio: seconds without a suffix
+		{"10s", 10 * time.Second},
+		{"2m", 2 * time.Minute}, // m is minutes for times, not milli
+		{"1h", time.Hour},
+		{"500ms", 500 * time.Millisecond},
+		{"250msec", 250 * time.Millisecond},
+		{"100us", 100 * time.Microsecond},
+		{"1d", 24 * time.Hour},
+	}
+	for _, tc := range tests {
+		got, err := ParseTime(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "s", "10y", "1.5s"} {
+		if _, err := ParseTime(bad); err == nil {
+			t.Errorf("ParseTime(%q) succeeded", bad)
+		}
+	}
+}
+
+func opts(kv ...string) []Option {
+	var o []Option
+	for _, s := range kv {
+		k, v, _ := strings.Cut(s, "=")
+		o = append(o, Option{k, v})
+	}
+	return o
+}
+
+func TestOptionSemantics(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  []Option
+		check func(j *Job) bool
+	}{
+		{"defaults like fio", nil, func(j *Job) bool {
+			return j.RW == RW{Read: true} && j.BS[DirRead] == 4096 && j.IODepth == 1 && j.NumJobs == 1 &&
+				j.IOEngine == "psync" && j.RandRepeat && j.RWMixRead == 50 && !j.Direct && j.DoVerify
+		}},
+		{"randread", opts("rw=randread"), func(j *Job) bool { return j.RW == RW{Read: true, Random: true} }},
+		{"readwrite alias", opts("readwrite=randrw"), func(j *Job) bool { return j.RW == RW{true, true, true} }},
+		{"bs read,write", opts("bs=4k,64k"), func(j *Job) bool { return j.BS == [numDirs]int{4096, 65536} }},
+		{"bs only write", opts("bs=,8k"), func(j *Job) bool { return j.BS == [numDirs]int{4096, 8192} }},
+		{"blocksize alias", opts("blocksize=1m"), func(j *Job) bool { return j.BS == [numDirs]int{1 << 20, 1 << 20} }},
+		{"bare bool", opts("time_based", "runtime=10"), func(j *Job) bool { return j.TimeBased && j.Runtime == 10*time.Second }},
+		{"bool zero", opts("randrepeat=0"), func(j *Job) bool { return !j.RandRepeat }},
+		{"direct", opts("direct=1"), func(j *Job) bool { return j.Direct }},
+		{"buffered=0 is direct", opts("buffered=0"), func(j *Job) bool { return j.Direct }},
+		{"rwmixwrite", opts("rw=randrw", "rwmixwrite=30"), func(j *Job) bool { return j.RWMixRead == 70 }},
+		{"size offset", opts("size=1g", "offset=1m"), func(j *Job) bool { return j.Size == 1<<30 && j.Offset == 1<<20 }},
+		{"zipf", opts("rw=randread", "random_distribution=zipf:1.2"), func(j *Job) bool { return j.Dist == Distribution{true, 1.2} }},
+		{"verify", opts("rw=write", "verify=crc32c", "do_verify=0"), func(j *Job) bool { return j.Verify == "crc32c" && !j.DoVerify }},
+		{"engine option", opts("ioengine=io_uring", "fixedbufs=0"), func(j *Job) bool { return j.EngineOptions["fixedbufs"] == "0" }},
+		{"later wins", opts("iodepth=4", "iodepth=8"), func(j *Job) bool { return j.IODepth == 8 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			jobs, err := BuildJobs(nil, []Section{{Name: "j", Options: tc.opts}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(jobs[0]) {
+				t.Fatalf("job %+v", *jobs[0])
+			}
+		})
+	}
+}
+
+func TestOptionErrorsNameTheOption(t *testing.T) {
+	tests := []struct {
+		opts []Option
+		want string
+	}{
+		{opts("rw=randomread"), "option rw"},
+		{opts("bs=4q"), "option bs"},
+		{opts("iodepth=0"), "option iodepth"},
+		{opts("runtime=ten"), "option runtime"},
+		{opts("random_distribution=zipf:1"), "option random_distribution"},
+		{opts("verify=md5"), "option verify"},
+		{opts("ioengine=libaio"), "option ioengine"},
+		{opts("frobnicate=1"), `"frobnicate"`},
+		{opts("ioengine=null", "fixedbufs=1"), `"fixedbufs"`}, // io_uring's option, not null's
+		{opts("time_based"), "option time_based"},
+		{opts("direct=1", "bs=1000"), "option bs"},
+		{opts("rw=randrw", "verify=crc32c"), "option verify"},
+		{opts("iodepth"), "option iodepth"},
+	}
+	for _, tc := range tests {
+		_, err := BuildJobs(nil, []Section{{Name: "j", Options: tc.opts}}, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.opts, err, tc.want)
+		}
+	}
+	_, err := BuildJobs(nil, []Section{{Name: "j", Options: opts("nosuch=1")}}, nil)
+	if !errors.Is(err, ErrUnknownOption) {
+		t.Errorf("unknown option error %v does not wrap ErrUnknownOption", err)
+	}
+}
+
+func TestSweepExpandsToOneGroupPerPoint(t *testing.T) {
+	jobs, err := LoadJobs(nil, opts("ioengine=null", "iodepth=1,8,32,128", "numjobs=1,2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 8 {
+		t.Fatalf("%d jobs, want 4 iodepths x 2 numjobs", len(jobs))
+	}
+	seen := map[[2]int]bool{}
+	for i, j := range jobs {
+		if j.GroupID != i {
+			t.Errorf("job %d in group %d, want its own group", i, j.GroupID)
+		}
+		if len(j.Swept) != 2 {
+			t.Errorf("job %d swept %v", i, j.Swept)
+		}
+		seen[[2]int{j.IODepth, j.NumJobs}] = true
+	}
+	for _, qd := range []int{1, 8, 32, 128} {
+		for _, nj := range []int{1, 2} {
+			if !seen[[2]int{qd, nj}] {
+				t.Errorf("missing iodepth=%d numjobs=%d", qd, nj)
+			}
+		}
+	}
+	// bs keeps fio's read,write meaning and does not sweep.
+	jobs, err = LoadJobs(nil, opts("ioengine=null", "bs=4k,8k"))
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("bs=4k,8k: %d jobs, %v", len(jobs), err)
+	}
+}

@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// keyPaths flattens a JSON document into paths like jobs[].read.clat_ns.N,
+// with the JSON type of each leaf.
+func keyPaths(v any, prefix string, out map[string]string) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			keyPaths(e, p, out)
+		}
+	case []any:
+		for _, e := range x {
+			keyPaths(e, prefix+"[]", out)
+		}
+	case float64:
+		out[prefix] = "number"
+	case string:
+		out[prefix] = "string"
+	case bool:
+		out[prefix] = "bool"
+	default:
+		out[prefix] = "null"
+	}
+}
+
+// TestJSONHasFioFields checks our JSON against the field names and types
+// of fio 3's --output-format=json (testdata/fio-3-fields.json, a one-job
+// fio document with zeroed values): every fio field must be present with
+// the same type, so tools that read fio's JSON read ours.
+func TestJSONHasFioFields(t *testing.T) {
+	golden, err := os.ReadFile("testdata/fio-3-fields.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g any
+	if err := json.Unmarshal(golden, &g); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	keyPaths(g, "", want)
+
+	jobs := mustJobs(t, opts("ioengine=null", "rw=randrw", "size=4m", "iodepth=4")...)
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var ours any
+	if err := json.Unmarshal(buf.Bytes(), &ours); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, buf.Bytes())
+	}
+	got := map[string]string{}
+	keyPaths(ours, "", got)
+	var missing []string
+	for p, typ := range want {
+		if p == "jobs[].job options.name" {
+			continue // job options echo what was given
+		}
+		if got[p] != typ {
+			missing = append(missing, p+" ("+typ+", got "+got[p]+")")
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("fio fields missing or mistyped:\n%s", strings.Join(missing, "\n"))
+	}
+
+	// And the values mean what fio means.
+	var doc struct {
+		Jobs []struct {
+			Read struct {
+				IOBytes  uint64  `json:"io_bytes"`
+				TotalIOs uint64  `json:"total_ios"`
+				IOPS     float64 `json:"iops"`
+				BW       uint64  `json:"bw"`
+				BWBytes  uint64  `json:"bw_bytes"`
+				LatNs    struct {
+					N          uint64            `json:"N"`
+					Percentile map[string]uint64 `json:"percentile"`
+				} `json:"lat_ns"`
+			} `json:"read"`
+			Write struct {
+				TotalIOs uint64 `json:"total_ios"`
+			} `json:"write"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	r := doc.Jobs[0].Read
+	if r.TotalIOs+doc.Jobs[0].Write.TotalIOs != 1024 || r.IOBytes != r.TotalIOs*4096 || r.LatNs.N != r.TotalIOs {
+		t.Errorf("counts: %+v", doc.Jobs[0])
+	}
+	if r.BW != r.BWBytes/1024 {
+		t.Errorf("bw %d is not bw_bytes/1024 (%d)", r.BW, r.BWBytes)
+	}
+	if _, ok := r.LatNs.Percentile["99.990000"]; !ok {
+		t.Errorf("percentile keys: %v", r.LatNs.Percentile)
+	}
+}
+
+func TestTextReportLooksLikeFio(t *testing.T) {
+	jobs := mustJobs(t, opts("ioengine=null", "rw=randread", "size=4m", "iodepth=8")...)
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	for _, want := range []string{"(groupid=0, jobs=1): err= 0", "read: IOPS=", "clat percentiles", "99.99th=[", "cpu          : usr=", "IO depths    :", "Run status group 0 (all jobs):", "READ: bw=", "io=4096KiB"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
