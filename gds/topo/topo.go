@@ -1,0 +1,351 @@
+// Package topo finds the GPUs, RDMA NICs and NVMe drives of a machine and,
+// for each GPU, the NIC and drive closest to it on PCIe, from the device
+// paths in sysfs. It reports what it found, also when it found nothing.
+//
+// Distances, best first (nvidia-smi topo calls them PIX/PXB, PHB, NODE, SYS):
+//
+//	same switch        the devices share a PCIe bridge below the root port
+//	same root complex  they share only the host bridge (pciDDDD:BB)
+//	same NUMA node     different host bridges of one socket
+//	across sockets     peer-to-peer DMA crosses the inter-socket link:
+//	                   GPUDirect RDMA and Storage lose bandwidth there
+package topo
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Distance is the PCIe distance between two devices.
+type Distance int
+
+const (
+	SameSwitch Distance = iota
+	SameRootComplex
+	SameNUMA
+	CrossSocket
+	Unknown
+)
+
+func (d Distance) String() string {
+	switch d {
+	case SameSwitch:
+		return "same PCIe switch"
+	case SameRootComplex:
+		return "same root complex"
+	case SameNUMA:
+		return "same NUMA node"
+	case CrossSocket:
+		return "across sockets"
+	}
+	return "unknown"
+}
+
+// MarshalText makes Distance a string in JSON.
+func (d Distance) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Link names the closest device of a kind and how far it is.
+type Link struct {
+	Name     string   `json:"name"`
+	PCIAddr  string   `json:"pci_addr"`
+	Distance Distance `json:"distance"`
+}
+
+// GPU is one NVIDIA GPU.
+type GPU struct {
+	Index       int      `json:"index"`
+	Name        string   `json:"name"`
+	PCIAddr     string   `json:"pci_addr"`
+	NUMANode    int      `json:"numa_node"`
+	MemoryBytes uint64   `json:"memory_bytes"`
+	ClosestNIC  *Link    `json:"closest_nic,omitempty"`
+	ClosestNVMe *Link    `json:"closest_nvme,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
+	sysPath     string
+}
+
+// NetDev is a network interface of an RDMA device.
+type NetDev struct {
+	Name  string `json:"name"`
+	State string `json:"state,omitempty"`
+	MTU   int    `json:"mtu,omitempty"`
+	MAC   string `json:"mac,omitempty"`
+}
+
+// NIC is an RDMA device (/sys/class/infiniband).
+type NIC struct {
+	Name     string   `json:"name"`
+	PCIAddr  string   `json:"pci_addr"`
+	NUMANode int      `json:"numa_node"`
+	NetDevs  []NetDev `json:"netdevs"`
+	sysPath  string
+}
+
+// NVMe is an NVMe controller (/sys/class/nvme).
+type NVMe struct {
+	Name       string   `json:"name"`
+	Transport  string   `json:"transport"` // pcie, tcp, rdma, fc, loop
+	Model      string   `json:"model,omitempty"`
+	Serial     string   `json:"serial,omitempty"`
+	PCIAddr    string   `json:"pci_addr,omitempty"` // pcie only
+	Address    string   `json:"address,omitempty"`  // fabrics: traddr=...
+	NUMANode   int      `json:"numa_node"`
+	Namespaces []string `json:"namespaces"`
+	sysPath    string
+}
+
+// Report is what Discover found.
+type Report struct {
+	GPUs  []GPU    `json:"gpus"`
+	NICs  []NIC    `json:"rdma_devices"`
+	NVMe  []NVMe   `json:"nvme"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// GPUInfo is what a GPU lister returns.
+type GPUInfo struct {
+	Index       int
+	Name        string
+	PCIAddr     string
+	MemoryBytes uint64
+}
+
+// Config says where to look.
+type Config struct {
+	// SysRoot is the sysfs mount ("/sys"); tests use a fake tree.
+	SysRoot string
+	// ListGPUs lists GPUs (default: NVML, then a sysfs scan for NVIDIA
+	// display controllers).
+	ListGPUs func() ([]GPUInfo, error)
+	// NetDevs lists the net devices of an RDMA device (default: rdmamap and
+	// netlink on the real /sys, the device's net/ directory otherwise).
+	NetDevs func(rdmaDev string) []NetDev
+}
+
+// Discover builds the report.
+func Discover(c Config) (*Report, error) {
+	if c.SysRoot == "" {
+		c.SysRoot = "/sys"
+	}
+	r := &Report{}
+	gpus, err := c.gpus(r)
+	if err != nil {
+		r.Notes = append(r.Notes, "GPUs: "+err.Error())
+	}
+	for _, g := range gpus {
+		gpu := GPU{Index: g.Index, Name: g.Name, PCIAddr: strings.ToLower(g.PCIAddr), MemoryBytes: g.MemoryBytes}
+		gpu.sysPath, gpu.NUMANode = c.pciDev(gpu.PCIAddr)
+		r.GPUs = append(r.GPUs, gpu)
+	}
+	r.NICs = c.nics()
+	r.NVMe = c.nvmes()
+	if len(r.GPUs) == 0 {
+		r.Notes = append(r.Notes, "no NVIDIA GPU found")
+	}
+	if len(r.NICs) == 0 {
+		r.Notes = append(r.Notes, "no RDMA device found (/sys/class/infiniband)")
+	}
+	if len(r.NVMe) == 0 {
+		r.Notes = append(r.Notes, "no NVMe controller found (/sys/class/nvme)")
+	}
+	for i := range r.GPUs {
+		g := &r.GPUs[i]
+		if g.sysPath == "" {
+			g.Warnings = append(g.Warnings, "PCIe path of "+g.PCIAddr+" not found in sysfs: distances unknown")
+			continue
+		}
+		for _, n := range r.NICs {
+			d := c.distance(g.sysPath, n.sysPath, g.NUMANode, n.NUMANode)
+			if g.ClosestNIC == nil || d < g.ClosestNIC.Distance {
+				g.ClosestNIC = &Link{Name: n.Name, PCIAddr: n.PCIAddr, Distance: d}
+			}
+		}
+		for _, n := range r.NVMe {
+			if n.sysPath == "" {
+				continue // fabrics: reached through a NIC
+			}
+			d := c.distance(g.sysPath, n.sysPath, g.NUMANode, n.NUMANode)
+			if g.ClosestNVMe == nil || d < g.ClosestNVMe.Distance {
+				g.ClosestNVMe = &Link{Name: n.Name, PCIAddr: n.PCIAddr, Distance: d}
+			}
+		}
+		for _, l := range []*Link{g.ClosestNIC, g.ClosestNVMe} {
+			if l != nil && l.Distance == CrossSocket {
+				g.Warnings = append(g.Warnings, fmt.Sprintf("GPU %d and %s (%s) sit on different sockets: GPU-direct transfers cross the inter-socket link", g.Index, l.Name, l.PCIAddr))
+			}
+		}
+	}
+	return r, nil
+}
+
+func (c *Config) gpus(r *Report) ([]GPUInfo, error) {
+	if c.ListGPUs != nil {
+		return c.ListGPUs()
+	}
+	if c.SysRoot == "/sys" {
+		g, err := nvmlGPUs()
+		if err == nil {
+			return g, nil
+		}
+		r.Notes = append(r.Notes, "NVML: "+err.Error()+"; scanning sysfs for NVIDIA devices")
+	}
+	return c.sysfsGPUs()
+}
+
+// sysfsGPUs finds NVIDIA (vendor 0x10de) display and 3D controllers.
+func (c *Config) sysfsGPUs() ([]GPUInfo, error) {
+	dir := filepath.Join(c.SysRoot, "bus", "pci", "devices")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []GPUInfo
+	for _, e := range ents {
+		if readTrim(filepath.Join(dir, e.Name(), "vendor")) != "0x10de" {
+			continue
+		}
+		if !strings.HasPrefix(readTrim(filepath.Join(dir, e.Name(), "class")), "0x03") {
+			continue
+		}
+		out = append(out, GPUInfo{Index: len(out), Name: "NVIDIA device " + readTrim(filepath.Join(dir, e.Name(), "device")), PCIAddr: e.Name()})
+	}
+	return out, nil
+}
+
+// pciDev resolves a PCI address to its sysfs device path and NUMA node.
+func (c *Config) pciDev(addr string) (string, int) {
+	p, err := filepath.EvalSymlinks(filepath.Join(c.SysRoot, "bus", "pci", "devices", addr))
+	if err != nil {
+		return "", -1
+	}
+	return p, numa(p)
+}
+
+func numa(devPath string) int {
+	n, err := strconv.Atoi(readTrim(filepath.Join(devPath, "numa_node")))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func readTrim(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// pciChain returns the PCI components of a sysfs device path:
+// ["pci0000:00", "0000:00:01.0", "0000:01:00.0", ...].
+func (c *Config) pciChain(p string) []string {
+	root, _ := filepath.EvalSymlinks(filepath.Join(c.SysRoot, "devices"))
+	if root == "" {
+		root = filepath.Join(c.SysRoot, "devices")
+	}
+	rel, err := filepath.Rel(root, p)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return nil
+	}
+	parts := strings.Split(rel, string(filepath.Separator))
+	var out []string
+	for _, s := range parts {
+		if strings.HasPrefix(s, "pci") || isBDF(s) {
+			out = append(out, s)
+		} else {
+			break
+		}
+	}
+	return out
+}
+
+func isBDF(s string) bool {
+	// dddd:bb:dd.f
+	return len(s) == 12 && s[4] == ':' && s[7] == ':' && s[10] == '.'
+}
+
+// distance classifies two sysfs device paths.
+func (c *Config) distance(a, b string, numaA, numaB int) Distance {
+	ca, cb := c.pciChain(a), c.pciChain(b)
+	if len(ca) == 0 || len(cb) == 0 {
+		return Unknown
+	}
+	common := 0
+	for common < len(ca) && common < len(cb) && ca[common] == cb[common] {
+		common++
+	}
+	switch {
+	case common >= 2:
+		return SameSwitch
+	case common == 1:
+		return SameRootComplex
+	case numaA == numaB:
+		return SameNUMA // also when neither knows its node: one socket
+	}
+	return CrossSocket
+}
+
+func (c *Config) nics() []NIC {
+	var names []string
+	if c.SysRoot == "/sys" {
+		names = rdmaDevices()
+	} else if ents, err := os.ReadDir(filepath.Join(c.SysRoot, "class", "infiniband")); err == nil {
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var out []NIC
+	for _, n := range names {
+		nic := NIC{Name: n, NUMANode: -1}
+		if p, err := filepath.EvalSymlinks(filepath.Join(c.SysRoot, "class", "infiniband", n, "device")); err == nil {
+			nic.sysPath, nic.PCIAddr, nic.NUMANode = p, filepath.Base(p), numa(p)
+		}
+		if c.NetDevs != nil {
+			nic.NetDevs = c.NetDevs(n)
+		} else if c.SysRoot == "/sys" {
+			nic.NetDevs = netDevsOf(n)
+		} else if ents, err := os.ReadDir(filepath.Join(c.SysRoot, "class", "infiniband", n, "device", "net")); err == nil {
+			for _, e := range ents {
+				nic.NetDevs = append(nic.NetDevs, NetDev{Name: e.Name()})
+			}
+		}
+		out = append(out, nic)
+	}
+	return out
+}
+
+func (c *Config) nvmes() []NVMe {
+	dir := filepath.Join(c.SysRoot, "class", "nvme")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []NVMe
+	for _, e := range ents {
+		base := filepath.Join(dir, e.Name())
+		n := NVMe{Name: e.Name(), NUMANode: -1, Transport: readTrim(filepath.Join(base, "transport")),
+			Model: readTrim(filepath.Join(base, "model")), Serial: readTrim(filepath.Join(base, "serial"))}
+		if n.Transport == "pcie" {
+			if p, err := filepath.EvalSymlinks(filepath.Join(base, "device")); err == nil {
+				n.sysPath, n.PCIAddr, n.NUMANode = p, filepath.Base(p), numa(p)
+			}
+		} else {
+			n.Address = readTrim(filepath.Join(base, "address"))
+		}
+		if subs, err := os.ReadDir(base); err == nil {
+			for _, s := range subs {
+				if strings.HasPrefix(s.Name(), "nvme") && strings.Contains(s.Name(), "n") && s.Name() != e.Name() {
+					n.Namespaces = append(n.Namespaces, s.Name())
+				}
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
