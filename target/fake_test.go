@@ -252,3 +252,5 @@ func dsmSQE(nsid uint32, ranges []nvmeof.DSMRange) (nvmeof.SQE, []byte) {
 }
 
 func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
