@@ -272,7 +272,7 @@ func discoveryLog(t *testing.T, tgt *Target, host string) nvmeof.DiscoveryLog {
 
 func TestDiscoveryLog(t *testing.T) {
 	tgt := newTestTarget(t)
-	addSubsys(t, tgt, testNQN)          // any host
+	addSubsys(t, tgt, testNQN)         // any host
 	addSubsys(t, tgt, otherNQN, hostA) // hostA only
 	p1 := tgt.AddPort(PortInfo{TrType: nvmeof.TrTypeTCP, Addr: mustAddrPort("127.0.0.1:4420")})
 	p2 := tgt.AddPort(PortInfo{TrType: nvmeof.TrTypeTCP, Addr: mustAddrPort("[::]:4421")})
