@@ -1,0 +1,203 @@
+// Package nvmetcp is the bench engine "nvme-tcp": flashpath's user-space
+// NVMe/TCP host (package initiator) driven asynchronously, one controller
+// and one I/O queue per job, addressed as
+//
+//	--filename tcp://HOST:PORT/NQN/NSID   e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1
+//
+// Engine options: hdr_digest=1, data_digest=1, hostnqn=NQN.
+package nvmetcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flashpath/flashpath/bench"
+	"github.com/flashpath/flashpath/initiator"
+)
+
+func init() {
+	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn")
+}
+
+// Target is a parsed nvme-tcp filename.
+type Target struct {
+	Addr string
+	NQN  string
+	NSID uint32
+}
+
+// ParseFilename parses tcp://HOST:PORT/NQN/NSID.
+func ParseFilename(s string) (Target, error) {
+	const want = "want tcp://HOST:PORT/NQN/NSID, e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1"
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "tcp" || u.Host == "" {
+		return Target{}, fmt.Errorf("nvme-tcp filename %q: %s", s, want)
+	}
+	path := strings.Trim(u.Path, "/")
+	i := strings.LastIndex(path, "/")
+	if i <= 0 {
+		return Target{}, fmt.Errorf("nvme-tcp filename %q: %s", s, want)
+	}
+	nsid, err := strconv.ParseUint(path[i+1:], 10, 32)
+	if err != nil || nsid == 0 {
+		return Target{}, fmt.Errorf("nvme-tcp filename %q: NSID %q is not a positive number; %s", s, path[i+1:], want)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":" + initiator.DefaultPort
+	}
+	return Target{Addr: host, NQN: path[:i], NSID: uint32(nsid)}, nil
+}
+
+type engine struct {
+	ctrl   *initiator.Controller
+	q      *initiator.Queue
+	nsid   uint32
+	shift  uint
+	size   int64
+	mem    *bench.HostMemory
+	reqs   []initiator.Request
+	staged []*bench.IO
+	done   chan *initiator.Request
+	ios    []*bench.IO // by slot index
+}
+
+func boolOpt(opts map[string]string, k string) (bool, error) {
+	v, ok := opts[k]
+	if !ok {
+		return false, nil
+	}
+	switch v {
+	case "", "1", "true":
+		return true, nil
+	case "0", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("option %s=%q: want 0 or 1", k, v)
+}
+
+func open(cfg *bench.EngineConfig) (bench.Engine, error) {
+	t, err := ParseFilename(cfg.Filename)
+	if err != nil {
+		return nil, err
+	}
+	hd, err := boolOpt(cfg.Options, "hdr_digest")
+	if err != nil {
+		return nil, err
+	}
+	dd, err := boolOpt(cfg.Options, "data_digest")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctrl, err := initiator.Connect(ctx, initiator.Config{
+		Addr: t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
+		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"]},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ns, err := ctrl.Namespace(ctx, t.NSID)
+	if err != nil {
+		ctrl.Close()
+		return nil, err
+	}
+	qs := ctrl.Queues()
+	if len(qs) == 0 {
+		ctrl.Close()
+		return nil, errors.New("controller granted no I/O queue")
+	}
+	e := &engine{ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size()}
+	for bs := ns.BlockSize(); bs > 1; bs >>= 1 {
+		e.shift++
+	}
+	depth := max(cfg.IODepth, 1)
+	e.reqs = make([]initiator.Request, depth)
+	e.ios = make([]*bench.IO, depth)
+	e.done = make(chan *initiator.Request, depth)
+	e.staged = make([]*bench.IO, 0, depth)
+	for i := range e.reqs {
+		e.reqs[i].Done = e.done
+		e.reqs[i].NSID = t.NSID
+		e.reqs[i].Tag = uint64(i)
+	}
+	return e, nil
+}
+
+func (e *engine) Size() int64 { return e.size }
+
+func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) {
+	m, err := bench.AllocHost(n, size)
+	if err != nil {
+		return nil, err
+	}
+	e.mem = m
+	return m.Bufs, nil
+}
+
+func (e *engine) Queue(io *bench.IO) error {
+	bs := int64(1) << e.shift
+	if io.Offset%bs != 0 || int64(io.Len)%bs != 0 || io.Len == 0 {
+		return fmt.Errorf("nvme-tcp: I/O at %d of %d bytes is not a multiple of the %d-byte block size", io.Offset, io.Len, bs)
+	}
+	r := &e.reqs[io.Index]
+	r.Op = initiator.OpRead
+	if io.Op == bench.OpWrite {
+		r.Op = initiator.OpWrite
+	}
+	r.SLBA = uint64(io.Offset) >> e.shift
+	r.NLB = uint32(io.Len >> e.shift)
+	r.Buf = io.Buf.Bytes[:io.Len]
+	e.ios[io.Index] = io
+	e.staged = append(e.staged, io)
+	return nil
+}
+
+func (e *engine) Commit() error {
+	for _, io := range e.staged {
+		if err := e.q.Submit(&e.reqs[io.Index]); err != nil {
+			e.staged = e.staged[:0]
+			return err
+		}
+	}
+	e.staged = e.staged[:0]
+	return nil
+}
+
+func (e *engine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
+	io := e.ios[r.Tag]
+	io.Res, io.Err = io.Len, nil
+	if err := r.Error(); err != nil {
+		io.Res, io.Err = 0, err
+	}
+	return append(events, io)
+}
+
+func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, error) {
+	got := 0
+	for got < minEvents && len(events) < cap(events) {
+		events = e.reap(<-e.done, events)
+		got++
+	}
+	for len(events) < cap(events) {
+		select {
+		case r := <-e.done:
+			events = e.reap(r, events)
+		default:
+			return events, nil
+		}
+	}
+	return events, nil
+}
+
+func (e *engine) Close() error {
+	err := e.ctrl.Close()
+	return errors.Join(err, e.mem.Close())
+}
+
