@@ -200,4 +200,3 @@ func (e *engine) Close() error {
 	err := e.ctrl.Close()
 	return errors.Join(err, e.mem.Close())
 }
-
