@@ -15,7 +15,7 @@ func TestParseSizeFioUnits(t *testing.T) {
 		{"4096", 4096},
 		{"4k", 4096},
 		{"4K", 4096},
-		{"4kb", 4096}, // fio: a trailing b changes nothing
+		{"4kb", 4096},  // fio: a trailing b changes nothing
 		{"4KiB", 4000}, // fio (kb_base=1024): the IEC spelling means base 10
 		{"128k", 128 << 10},
 		{"1m", 1 << 20},

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 )
 
@@ -512,6 +513,15 @@ func writeGroupText(b *strings.Builder, g *GroupResult) {
 	b.WriteString("\n\n")
 }
 
+// WriteTable writes one summary row per group (the sweep table), for
+// suites of stonewalled jobs.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	writeSweepTable(&b, r)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // SweepRow is one line of the sweep table.
 type SweepRow struct {
 	Name, RW, Engine       string
@@ -553,17 +563,18 @@ func (r *Report) Rows() []SweepRow {
 }
 
 func writeSweepTable(b *strings.Builder, r *Report) {
-	fmt.Fprintf(b, "%-12s %-9s %6s %7s %7s %10s %12s %10s %10s %10s %10s %9s %9s\n",
-		"job", "rw", "bs", "iodepth", "numjobs", "IOPS", "BW", "lat avg", "p50", "p99", "p99.9", "CPU-s/GB", "tgt CPU-s/GB")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "job\trw\tbs\tiodepth\tnumjobs\tIOPS\tBW\tlat avg\tp50\tp99\tp99.9\tCPU-s/GB\ttarget CPU-s/GB\t")
 	for _, row := range r.Rows() {
-		fmt.Fprintf(b, "%-12s %-9s %6s %7d %7d %10s %12s %10s %10s %10s %10s %9.3f %9.3f",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%.3f\t",
 			row.Name, row.RW, formatBS(row.BS), row.IODepth, row.NumJobs, formatCount(row.IOPS), formatBytes(row.BW)+"/s",
 			fmtDur(row.AvgLat), fmtDur(row.P50), fmtDur(row.P99), fmtDur(row.P999), row.CPUPerGB, row.TargetCPUPerGB)
 		if row.Err != nil {
-			fmt.Fprintf(b, "  error: %v", row.Err)
+			fmt.Fprintf(tw, "  error: %v", row.Err)
 		}
-		b.WriteString("\n")
+		fmt.Fprintln(tw)
 	}
+	tw.Flush()
 }
 
 func fmtDur(d time.Duration) string {

@@ -21,6 +21,7 @@ func init() { register(newBenchCmd) }
 type benchFlags struct {
 	outputFormat string
 	output       string
+	jsonOutput   string
 	eta          string
 	targetPID    int
 	tcpLoopback  time.Duration
@@ -45,7 +46,8 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, or both comma-separated")
+	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json or table (one row per group), comma-separated")
+	fl.StringVar(&bf.jsonOutput, "json-output", "", "also write the JSON report to this file")
 	fl.StringVar(&bf.output, "output", "", "write the report to this file instead of stdout")
 	fl.StringVar(&bf.eta, "eta", "auto", "live progress line: auto (on a terminal), always, never")
 	fl.IntVar(&bf.targetPID, "target-pid", 0, "also measure the CPU time of this process (the target under test)")
@@ -121,6 +123,19 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 	if rep == nil {
 		return runErr
 	}
+	if bf.jsonOutput != "" {
+		f, err := os.Create(bf.jsonOutput)
+		if err != nil {
+			return err
+		}
+		err = rep.WriteJSON(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
 	for _, f := range strings.Split(bf.outputFormat, ",") {
 		var err error
 		switch strings.TrimSpace(f) {
@@ -128,8 +143,10 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 			err = rep.WriteText(out)
 		case "json", "json+":
 			err = rep.WriteJSON(out)
+		case "table":
+			err = rep.WriteTable(out)
 		default:
-			return fmt.Errorf("flag --output-format: want normal or json, got %q", f)
+			return fmt.Errorf("flag --output-format: want normal, json or table, got %q", f)
 		}
 		if err != nil {
 			return err

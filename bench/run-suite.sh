@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# run-suite.sh: the `make bench` suite.
+#
+# Starts a flashpath target with a memory namespace on 127.0.0.1 (pinned to
+# CPU 0 with taskset where available), then runs flashpath's bench pinned
+# to CPU 1: 4K randread QD1, 4K randread QD32, 4K randwrite QD32 and 128K
+# seqread QD32, one queue each, RUNTIME each. Prints a table, writes the
+# fio-format JSON to bench/results/ (git-ignored), and prints a raw TCP
+# loopback figure (a plain Go socket copy) measured in the same run.
+#
+# Environment: FLASHPATH (binary; built into bin/ if unset), RUNTIME (10s),
+# PORT (4420), ENGINE (nvme-tcp), TARGET_CPU (0), BENCH_CPU (1),
+# LOOPBACK (5s), RESULTS (bench/results).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+RUNTIME=${RUNTIME:-10s}
+PORT=${PORT:-4420}
+ENGINE=${ENGINE:-nvme-tcp}
+TARGET_CPU=${TARGET_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+LOOPBACK=${LOOPBACK:-5s}
+RESULTS=${RESULTS:-bench/results}
+NQN=nqn.2026-11.io.flashpath:bench
+
+if [[ -z "${FLASHPATH:-}" ]]; then
+	FLASHPATH=bin/flashpath
+	go build -o "$FLASHPATH" ./cmd/flashpath
+fi
+
+# Pin with taskset where it works here (taskset execs the command, so $!
+# below is the target's own PID, whose CPU time the bench reads).
+PIN_TARGET=() PIN_BENCH=()
+if command -v taskset >/dev/null && taskset -c "$TARGET_CPU" true 2>/dev/null &&
+	taskset -c "$BENCH_CPU" true 2>/dev/null; then
+	PIN_TARGET=(taskset -c "$TARGET_CPU")
+	PIN_BENCH=(taskset -c "$BENCH_CPU")
+fi
+
+if ! "$FLASHPATH" bench --enghelp | grep -qx "$ENGINE"; then
+	echo "run-suite: engine $ENGINE is not built into $FLASHPATH (have: $("$FLASHPATH" bench --enghelp | tr '\n' ' '))" >&2
+	echo "run-suite: running the suite against the null engine: this measures the bench alone" >&2
+	ENGINE=null
+fi
+
+TARGET_PID=
+cleanup() {
+	if [[ -n "$TARGET_PID" ]]; then
+		kill "$TARGET_PID" 2>/dev/null || true
+		wait "$TARGET_PID" 2>/dev/null || true
+	fi
+	rm -f "${JOBFILE:-}"
+}
+trap cleanup EXIT
+
+if [[ "$ENGINE" != null ]]; then
+	"${PIN_TARGET[@]}" "$FLASHPATH" target --listen "tcp://127.0.0.1:$PORT" --nqn "$NQN" \
+		--namespace mem:1GiB --log-level warn >&2 &
+	TARGET_PID=$!
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+		if ! kill -0 "$TARGET_PID" 2>/dev/null; then echo "run-suite: target exited" >&2; exit 1; fi
+		sleep 0.1
+	done
+fi
+
+JOBFILE=$(mktemp --suffix=.fio)
+cat >"$JOBFILE" <<JOBS
+[global]
+ioengine=$ENGINE
+filename=tcp://127.0.0.1:$PORT/$NQN/1
+size=1g
+runtime=$RUNTIME
+time_based
+numjobs=1
+group_reporting
+
+[randread-4k-qd1]
+rw=randread
+bs=4k
+iodepth=1
+stonewall
+
+[randread-4k-qd32]
+rw=randread
+bs=4k
+iodepth=32
+stonewall
+
+[randwrite-4k-qd32]
+rw=randwrite
+bs=4k
+iodepth=32
+stonewall
+
+[seqread-128k-qd32]
+rw=read
+bs=128k
+iodepth=32
+stonewall
+JOBS
+
+mkdir -p "$RESULTS"
+stamp=$(date +%Y%m%d-%H%M%S)
+json="$RESULTS/suite-$stamp-$ENGINE.json"
+target_args=()
+[[ -n "$TARGET_PID" ]] && target_args=(--target-pid "$TARGET_PID")
+
+"${PIN_BENCH[@]}" "$FLASHPATH" bench "$JOBFILE" --eta=never --output-format=table \
+	--json-output "$json" "${target_args[@]}"
+"${PIN_BENCH[@]}" "$FLASHPATH" bench --tcp-loopback "$LOOPBACK" 2>&1
+echo "JSON: $json"
