@@ -50,7 +50,7 @@ const errLogEntries = 64
 func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, kato time.Duration) (*Controller, error) {
 	c := &Controller{
 		t: t, subsys: s, hostNQN: d.HostNQN, hostID: d.HostID,
-		queues: map[uint16]*Queue{}, maxIOQ: t.opts.MaxQueues, kato: kato,
+		queues: map[uint16]*Queue{0: admin}, maxIOQ: t.opts.MaxQueues, kato: kato,
 		created: t.opts.Now(),
 	}
 	if s.discovery {
@@ -60,14 +60,16 @@ func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, 
 	if err != nil {
 		return nil, err
 	}
-	c.id = id
 	c.log = t.log.With("subsys", s.cfg.NQN, "ctrl", id, "host", d.HostNQN)
-	c.queues[0] = admin
 	s.mu.Lock()
 	s.ctrls[c] = struct{}{}
 	s.mu.Unlock()
 	if kato > 0 {
+		// Under mu: the timer's fatal reads kaTimer under mu, and a short
+		// KATO may fire before this assignment would otherwise be seen.
+		c.mu.Lock()
 		c.kaTimer = time.AfterFunc(kato, c.keepAliveExpired)
+		c.mu.Unlock()
 	}
 	c.log.Info("controller created", "kato", kato)
 	return c, nil
@@ -105,9 +107,12 @@ func (c *Controller) removeQueue(q *Queue) {
 }
 
 func (c *Controller) keepAliveExpired() {
+	c.mu.Lock()
+	kato := c.kato
+	c.mu.Unlock()
 	c.t.Stats.KeepAliveExpired.Add(1)
-	c.log.Warn("keep-alive timeout expired: deleting controller", "kato", c.kato)
-	c.fatal(fmt.Errorf("keep-alive timeout (%v) expired", c.kato))
+	c.log.Warn("keep-alive timeout expired: deleting controller", "kato", kato)
+	c.fatal(fmt.Errorf("keep-alive timeout (%v) expired", kato))
 }
 
 // fatal deletes the controller: it leaves the target and the subsystem,

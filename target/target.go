@@ -469,6 +469,7 @@ func (t *Target) allocCntlID(c *Controller) (uint16, error) {
 			t.nextCtl = 1
 		}
 		if _, used := t.ctrls[id]; !used {
+			c.id = id // before c is visible to I/O queue Connects
 			t.ctrls[id] = c
 			return id, nil
 		}
