@@ -42,7 +42,6 @@ type conn struct {
 	maxPLen      uint32
 
 	rhdr [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
-	pad  [128]byte                                // padding sink, recv goroutine only
 
 	slotMu sync.Mutex
 	slots  []target.Request // grown once, at Connect, by the recv goroutine
@@ -250,7 +249,11 @@ func (c *conn) skipPad(hlen int, lay nvmeof.Layout) error {
 	if n <= 0 {
 		return nil
 	}
-	_, err := io.ReadFull(c.br, c.pad[:n])
+	// PDO may lie up to 255-hlen bytes past the header: more than pad holds.
+	_, err := c.br.Discard(n)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
 	return err
 }
 
