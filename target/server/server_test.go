@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flashpath/flashpath/initiator"
+)
+
+func TestParseConfig(t *testing.T) {
+	good := `
+listeners: [tcp://127.0.0.1:4420]
+metrics: 127.0.0.1:9420
+subsystems:
+  - nqn: nqn.2026-11.io.example:a
+    allowed_hosts: [nqn.2014-08.org.nvmexpress:uuid:1]
+    namespaces:
+      - {nsid: 1, backend: "mem:1GiB", uuid: 6b0f3a2e-5d1c-4e8f-9a7b-1c2d3e4f5a6b}
+      - {backend: "null:1TiB"}
+`
+	cfg, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" {
+		t.Fatalf("parsed %+v", cfg)
+	}
+	// The same in JSON.
+	if _, err := Parse([]byte(`{"listeners":["tcp://127.0.0.1:4420"],"subsystems":[{"nqn":"nqn.2026-11.io.example:a","namespaces":[{"backend":"mem:1MiB"}]}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct{ cfg, want string }{
+		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]
+bogus: 1`, `unknown field "bogus"`},
+		{`subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "listeners: at least one"},
+		{`listeners: [rdma://1.2.3.4:4420]
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "listeners[0]"},
+		{`listeners: [tcp://x:1]
+subsystems: [{nqn: iqn.wrong, namespaces: [{backend: mem:1M}]}]`, "subsystems[0].nqn"},
+		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, namespaces: [{nsid: 1, backend: mem:1M}, {nsid: 1, backend: mem:1M}]}]`, "subsystems[0].namespaces[1].nsid"},
+		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, namespaces: [{backend: ""}]}]`, "subsystems[0].namespaces[0].backend"},
+		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M, uuid: xyz}]}]`, "subsystems[0].namespaces[0].uuid"},
+		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, allow_any_host: true, allowed_hosts: [nqn.h], namespaces: [{backend: mem:1M}]}]`, "choose one"},
+	}
+	for _, b := range bad {
+		_, err := Parse([]byte(b.cfg))
+		if err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", b.cfg, err, b.want)
+		}
+	}
+}
+
+func TestParseListener(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://127.0.0.1:4420": "127.0.0.1:4420",
+		"127.0.0.1:4421":       "127.0.0.1:4421",
+		"tcp://[::1]:4420":     "[::1]:4420",
+		"tcp://localhost":      "localhost:4420",
+	} {
+		_, got, err := ParseListener(in)
+		if err != nil || got != want {
+			t.Errorf("ParseListener(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestStartServeMetricsShutdown(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &Config{
+		Listeners: []string{"tcp://127.0.0.1:0"},
+		Metrics:   "127.0.0.1:0",
+		Subsystems: []SubsystemConfig{{
+			NQN:        "nqn.2026-11.io.flashpath:test",
+			Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:16MiB"}, {NSID: 2, Backend: "file:" + filepath.Join(dir, "ns2.img") + ":8MiB"}},
+		}},
+	}
+	srv, err := Start(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ctrl, err := initiator.Connect(ctx, initiator.Config{Addr: srv.Listeners[0].Addr().String(), SubNQN: cfg.Subsystems[0].NQN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := ctrl.Namespace(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	copy(buf, "flashpath")
+	if _, err := ns.WriteAt(buf, 8192); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`flashpath_target_controllers 1`,
+		`flashpath_target_namespace_bytes_total{nsid="2",op="write",subsys="nqn.2026-11.io.flashpath:test"} 4096`,
+		`flashpath_target_namespace_size_bytes{nsid="1",subsys="nqn.2026-11.io.flashpath:test"} 1.6777216e+07`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	ctrl.Close()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Shutdown flushed and closed the file namespace: the data is in the file.
+	b, err := os.ReadFile(filepath.Join(dir, "ns2.img"))
+	if err != nil || !strings.HasPrefix(string(b[8192:]), "flashpath") {
+		t.Fatalf("file namespace after shutdown: %v", err)
+	}
+}
+
+func TestStartFailsCleanly(t *testing.T) {
+	cfg := &Config{
+		Listeners:  []string{"tcp://127.0.0.1:0"},
+		Subsystems: []SubsystemConfig{{NQN: "nqn.2026-11.io.flashpath:t", Namespaces: []NamespaceConfig{{Backend: "mem:lots"}}}},
+	}
+	if _, err := Start(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "subsystems[0].namespaces[0].backend") {
+		t.Fatalf("Start = %v, want an error naming the backend field", err)
+	}
+}
+
+func TestNotify(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	if err := Notify("READY=1"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	if err := Notify("READY=1"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("got %q, %v", buf[:n], err)
+	}
+}
