@@ -13,13 +13,13 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/flashpath/flashpath/gds/gdstest"
 	"github.com/flashpath/flashpath/gds/internal/cuda"
-	"github.com/flashpath/flashpath/gds/internal/cudatest"
 	"github.com/flashpath/flashpath/gds/safetensors"
 )
 
 func TestMain(m *testing.M) {
-	cleanup, err := cudatest.Setup()
+	cleanup, err := gdstest.Setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

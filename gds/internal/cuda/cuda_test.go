@@ -9,11 +9,11 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/flashpath/flashpath/gds/internal/cudatest"
+	"github.com/flashpath/flashpath/gds/gdstest"
 )
 
 func TestMain(m *testing.M) {
-	cleanup, err := cudatest.Setup()
+	cleanup, err := gdstest.Setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,7 +1,7 @@
-// Package cudatest builds the fake libcuda and libcufile of
+// Package gdstest builds the fake libcuda and libcufile of
 // gds/internal/cuda/testdata and points the loader at them, so tests of the
 // GPU data path run on machines without a GPU.
-package cudatest
+package gdstest
 
 import (
 	"fmt"
@@ -14,7 +14,7 @@ import (
 // Build compiles the fakes into dir and returns their paths.
 func Build(dir string) (libcuda, libcufile string, err error) {
 	_, self, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(self), "..", "cuda", "testdata")
+	src := filepath.Join(filepath.Dir(self), "..", "internal", "cuda", "testdata")
 	cc := os.Getenv("CC")
 	if cc == "" {
 		cc = "cc"
