@@ -109,4 +109,6 @@ func TestLoadCommand(t *testing.T) {
 	}
 }
 
-func isMalformed(err error) bool { return strings.Contains(err.Error(), "malformed safetensors header") }
+func isMalformed(err error) bool {
+	return strings.Contains(err.Error(), "malformed safetensors header")
+}
