@@ -29,7 +29,7 @@ func (c *Controller) identifyController() nvmeof.IdentifyController {
 		AERL:      AERLimit - 1,
 		ACL:       3,
 		FRMW:      1<<1 | 1, // one slot, read-only
-		LPA:       nvmeof.LPACommandEffects | nvmeof.LPAExtendedData,
+		LPA:       nvmeof.LPASmartPerNS | nvmeof.LPACommandEffects | nvmeof.LPAExtendedData,
 		ELPE:      errLogEntries - 1,
 		KAS:       10, // 100 ms units: 1 s granularity
 		SQES:      0x66,

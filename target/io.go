@@ -134,7 +134,7 @@ func (q *Queue) compare(ns *Namespace, want []byte, off int64) nvmeof.Status {
 	}
 	ns.stats.reads.Add(1)
 	if !bytes.Equal(buf.B, want) {
-		return nvmeof.StatusCompareFailure
+		return nvmeof.StatusCompareFailure | nvmeof.StatusDNR
 	}
 	return nvmeof.StatusSuccess
 }

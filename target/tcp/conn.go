@@ -41,7 +41,8 @@ type conn struct {
 	inline       int
 	maxPLen      uint32
 
-	rhdr [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
+	rhdr    [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
+	rhdrLen int                                      // bytes of rhdr read for the current PDU
 
 	slotMu sync.Mutex
 	slots  []target.Request // grown once, at Connect, by the recv goroutine
@@ -141,9 +142,11 @@ func (c *conn) fail(err error) error {
 		c.l.t.Stats.ProtocolErrors.Add(1)
 		c.log.Warn("protocol error: terminating connection", "fes", fe.FES, "err", fe.Msg)
 		c.sendMu.Lock()
-		n := nvmeof.EncodeTermReq(c.shdr[:], nvmeof.PDUC2HTermReq, nvmeof.TermReq{FES: fe.FES, FEI: fe.FEI}, nil)
+		// The TermReq carries the offending PDU header (§3.6.2.9).
+		var term [nvmeof.TermReqHLen + nvmeof.TermReqMaxData]byte
+		n := nvmeof.EncodeTermReq(term[:], nvmeof.PDUC2HTermReq, nvmeof.TermReq{FES: fe.FES, FEI: fe.FEI}, c.rhdr[:c.rhdrLen])
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.bw.Write(c.shdr[:n])
+		c.bw.Write(term[:n])
 		c.bw.Flush()
 		c.sendMu.Unlock()
 		return err
@@ -164,8 +167,15 @@ func (c *conn) fail(err error) error {
 }
 
 func (c *conn) flushIfIdle() error {
-	if c.br.Buffered() >= nvmeof.CHSize {
-		return nil // more commands are waiting: batch their responses
+	if n := c.br.Buffered(); n >= nvmeof.CHSize {
+		// A whole PDU is waiting: handle it first and batch the responses.
+		// Only a whole one: a host may wait for responses before it sends
+		// the rest of a PDU.
+		if ch, err := c.br.Peek(nvmeof.CHSize); err == nil {
+			if h, _ := nvmeof.ParseHeader(ch); uint64(h.PLen) <= uint64(n) {
+				return nil
+			}
+		}
 	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
@@ -187,6 +197,7 @@ func (c *conn) initConnection() error {
 	if _, err := io.ReadFull(c.br, b); err != nil {
 		return fmt.Errorf("read ICReq: %w", err)
 	}
+	c.rhdrLen = nvmeof.ICReqSize
 	c.nc.SetReadDeadline(time.Time{})
 	req, err := nvmeof.DecodeICReq(b)
 	if err != nil {
@@ -209,9 +220,11 @@ func (c *conn) initConnection() error {
 // readPDU reads and dispatches one PDU.
 func (c *conn) readPDU() error {
 	ch := c.rhdr[:nvmeof.CHSize]
+	c.rhdrLen = 0
 	if _, err := io.ReadFull(c.br, ch); err != nil {
 		return err
 	}
+	c.rhdrLen = nvmeof.CHSize
 	h, _ := nvmeof.ParseHeader(ch)
 	lay, err := h.Check(c.hdgst, c.ddgst, c.maxPLen)
 	if err != nil {
@@ -224,6 +237,7 @@ func (c *conn) readPDU() error {
 	if _, err := io.ReadFull(c.br, c.rhdr[nvmeof.CHSize:hlen]); err != nil {
 		return err
 	}
+	c.rhdrLen = int(h.HLen)
 	if lay.HDigest {
 		want := nvmeof.GetDigest(c.rhdr[h.HLen:])
 		if got := nvmeof.Digest(c.rhdr[:h.HLen]); got != want {
