@@ -57,7 +57,7 @@ var nvfsProc = "/proc/driver/nvidia-fs"
 // ProbeCuFile opens the cuFile driver, reads its properties and closes it.
 // cuFile honours the user's CUFILE_ENV_PATH_JSON; flashpath does not touch it.
 func ProbeCuFile() CuFileStatus {
-	st := CuFileStatus{Library: cuda.LibCuFilePath(), Config: os.Getenv("CUFILE_ENV_PATH_JSON")}
+	st := CuFileStatus{Library: cuda.LibCuFilePath(), Config: cuda.Getenv("CUFILE_ENV_PATH_JSON")}
 	if st.Config == "" {
 		st.Config = "/etc/cufile.json"
 	}

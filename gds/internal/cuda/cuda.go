@@ -85,7 +85,7 @@ var (
 
 // LibCUDAPath is the library Init opens: $FLASHPATH_LIBCUDA or libcuda.so.1.
 func LibCUDAPath() string {
-	if p := os.Getenv("FLASHPATH_LIBCUDA"); p != "" {
+	if p := getenv("FLASHPATH_LIBCUDA"); p != "" {
 		return p
 	}
 	return DefaultLibCUDA
@@ -324,3 +324,17 @@ func has(sym string) bool {
 // FakeLive returns the number of live allocations, streams and events in the
 // test fake (testdata/fakecuda.c), or -1 with a real driver.
 func FakeLive() int64 { return int64(C.fp_fake_live()) }
+
+// getenv reads the C environment: in a c-shared library loaded by Python,
+// variables set after process start are visible there, not in os.Getenv.
+func getenv(name string) string {
+	cs := C.CString(name)
+	defer C.free(unsafe.Pointer(cs))
+	if v := C.getenv(cs); v != nil {
+		return C.GoString(v)
+	}
+	return os.Getenv(name)
+}
+
+// Getenv reads the C environment (see getenv).
+func Getenv(name string) string { return getenv(name) }

@@ -67,7 +67,7 @@ var (
 
 // LibCuFilePath is the library OpenCuFile loads: $FLASHPATH_LIBCUFILE or libcufile.so.0.
 func LibCuFilePath() string {
-	if p := os.Getenv("FLASHPATH_LIBCUFILE"); p != "" {
+	if p := getenv("FLASHPATH_LIBCUFILE"); p != "" {
 		return p
 	}
 	return DefaultLibCuFile

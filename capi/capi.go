@@ -1,0 +1,152 @@
+// Command capi is flashpath's C ABI, built as a shared library:
+//
+//	go build -buildmode=c-shared -o libflashpath.so ./capi
+//
+// Every function returns a JSON document allocated with malloc; the caller
+// frees it with fp_free. On failure the document is {"error": "..."}.
+//
+//	char *fp_load(const char *path, int gpu, const char *gpu_path);
+//	    → {"handle": H, "path": "bounce", "reason": "...", "gbps": 21.3,
+//	       "bytes": N, "tensors": [{"name", "dtype", "shape", "ptr", "size"}]}
+//	char *fp_close(long long handle);      frees the GPU memory of a load
+//	char *fp_save(const char *path, int gpu, const char *gpu_path,
+//	              const char *tensors_json); [{"name","dtype","shape","ptr"}]
+//	void fp_free(char *doc);
+//
+// Device pointers live in the GPU's primary context, shared with PyTorch and
+// CuPy in the same process; capi/example.py wraps them as torch tensors.
+package main
+
+/*
+#include <stdlib.h>
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/flashpath/flashpath/gds"
+)
+
+var (
+	mu      sync.Mutex
+	devices = map[int]*gds.Device{}       // open GPUs, kept for their staging buffers; guarded by mu
+	loads   = map[int64]*gds.Checkpoint{} // guarded by mu
+	next    int64                         // guarded by mu
+)
+
+func device(gpu int) (*gds.Device, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if d, ok := devices[gpu]; ok {
+		return d, nil
+	}
+	d, err := gds.OpenDevice(gpu)
+	if err != nil {
+		return nil, err
+	}
+	devices[gpu] = d
+	return d, nil
+}
+
+func doc(v any) *C.char {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	return C.CString(string(b))
+}
+
+func fail(err error) *C.char { return doc(map[string]string{"error": err.Error()}) }
+
+type tensorJSON struct {
+	Name  string  `json:"name"`
+	DType string  `json:"dtype"`
+	Shape []int64 `json:"shape"`
+	Ptr   uint64  `json:"ptr"`
+	Size  int64   `json:"size"`
+}
+
+//export fp_load
+func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
+	p, err := gds.ParsePath(C.GoString(gpuPath))
+	if err != nil {
+		return fail(err)
+	}
+	d, err := device(int(gpu))
+	if err != nil {
+		return fail(err)
+	}
+	c, err := d.LoadSafetensors(context.Background(), C.GoString(path), gds.Options{Path: p})
+	if err != nil {
+		return fail(err)
+	}
+	mu.Lock()
+	next++
+	h := next
+	loads[h] = c
+	mu.Unlock()
+	out := struct {
+		Handle  int64        `json:"handle"`
+		Path    gds.Path     `json:"path"`
+		Reason  string       `json:"reason"`
+		Bytes   int64        `json:"bytes"`
+		GBps    float64      `json:"gbps"`
+		LoadS   float64      `json:"load_s"`
+		SetupS  float64      `json:"setup_s"`
+		Tensors []tensorJSON `json:"tensors"`
+	}{Handle: h, Path: c.Path, Reason: c.Reason, Bytes: c.Bytes, GBps: c.GBps(), LoadS: c.Transfer.Seconds(), SetupS: c.Setup.Seconds()}
+	for _, t := range c.Tensors {
+		out.Tensors = append(out.Tensors, tensorJSON{Name: t.Name, DType: string(t.DType), Shape: t.Shape, Ptr: uint64(t.Ptr), Size: t.Size})
+	}
+	return doc(out)
+}
+
+//export fp_close
+func fp_close(handle C.longlong) *C.char {
+	mu.Lock()
+	c, ok := loads[int64(handle)]
+	delete(loads, int64(handle))
+	mu.Unlock()
+	if !ok {
+		return fail(fmt.Errorf("no load with handle %d", int64(handle)))
+	}
+	if err := c.Close(); err != nil {
+		return fail(err)
+	}
+	return doc(map[string]bool{"ok": true})
+}
+
+//export fp_save
+func fp_save(path *C.char, gpu C.int, gpuPath *C.char, tensors *C.char) *C.char {
+	p, err := gds.ParsePath(C.GoString(gpuPath))
+	if err != nil {
+		return fail(err)
+	}
+	var ts []tensorJSON
+	if err := json.Unmarshal([]byte(C.GoString(tensors)), &ts); err != nil {
+		return fail(fmt.Errorf("tensors JSON: %w", err))
+	}
+	d, err := device(int(gpu))
+	if err != nil {
+		return fail(err)
+	}
+	save := make([]gds.SaveTensor, len(ts))
+	for i, t := range ts {
+		save[i] = gds.SaveTensor{Name: t.Name, DType: safetensorsDType(t.DType), Shape: t.Shape, Ptr: gds.DevicePtr(t.Ptr)}
+	}
+	st, err := d.SaveSafetensors(context.Background(), C.GoString(path), save, nil, gds.Options{Path: p})
+	if err != nil {
+		return fail(err)
+	}
+	return doc(map[string]any{"path": st.Path, "reason": st.Reason, "bytes": st.Bytes, "seconds": st.Elapsed.Seconds()})
+}
+
+//export fp_free
+func fp_free(p *C.char) { C.free(unsafe.Pointer(p)) }
+
+func main() {}
