@@ -8,7 +8,7 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 FUZZTIME   ?= 2s
 APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux
 
-.PHONY: all build deps test vet unit fuzz demo bench clean
+.PHONY: all build deps test vet unit fuzz interop demo bench clean
 
 all: build
 
@@ -36,7 +36,15 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-test: deps vet unit fuzz
+# Linux interop in the lab VM (../shared/lab): the kernel NVMe/TCP host and
+# nvme-cli against flashpath's target. Skipped, with a note, where there is no lab.
+LAB ?= ../shared/lab
+interop: build
+	@if [ ! -x $(LAB)/vm-run ]; then echo "interop: no lab at $(LAB): skipped"; exit 0; fi; \
+	$(LAB)/setup >/tmp/flashpath-lab-setup.log 2>&1 || { tail -n 30 /tmp/flashpath-lab-setup.log; exit 1; }; \
+	for t in test/lab/*.sh; do echo "== interop $$t"; LAB_TIMEOUT=900 $(LAB)/vm-run $$t || exit 1; done
+
+test: deps vet unit fuzz interop
 
 demo: build
 	scripts/demo.sh
