@@ -117,7 +117,7 @@ type cufileT struct {
 var _ Transfer = (*cufileT)(nil)
 
 func newCuFile(dev *Device, fd int, workers int, chunkSize int64) (*cufileT, error) {
-	if err := openCuFile(); err != nil {
+	if err := dev.Do(openCuFile); err != nil {
 		return nil, err
 	}
 	var h cuda.FileHandle

@@ -179,7 +179,8 @@ func (d *Device) open(name string, o Options, write bool) (*File, error) {
 
 	path, reason := o.Path, ""
 	if path == PathAuto {
-		cf := ProbeCuFile()
+		var cf CuFileStatus
+		d.Do(func() error { cf = ProbeCuFile(); return nil }) // with the context current
 		switch {
 		case !write && file.size > 0 && file.cached >= o.CachedThreshold:
 			path, reason = PathBounce, fmt.Sprintf("%.0f%% of the file is in the page cache: buffered bounce reads it from memory", 100*file.cached)

@@ -1,0 +1,21 @@
+# GPU data path: build here (Go, cgo; no CUDA needed), check on a GPU machine
+# (bash and python3 only). The top Makefile includes mk/*.mk.
+
+GPU_CGO_CFLAGS ?= -Wno-deprecated-declarations
+
+.PHONY: gpu-build gpu-check gpu-test
+
+# bin/flashpath and bin/libflashpath.so: all that scripts/gpu-check.sh needs
+# besides the repository's scripts/ and capi/example.py. Carry bin/.
+gpu-build:
+	mkdir -p bin
+	CGO_ENABLED=1 CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go build -trimpath -o bin/flashpath ./cmd/flashpath
+	CGO_ENABLED=1 CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go build -trimpath -buildmode=c-shared -o bin/libflashpath.so ./capi
+
+# Runs on the GPU machine; does not rebuild (no Go there).
+gpu-check:
+	bash scripts/gpu-check.sh
+
+# The GPU tests against the fake libcuda/libcufile (no GPU needed).
+gpu-test:
+	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go test -race ./gds/... ./cmd/flashpath/

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# GPU check for flashpath's GPU data path. Runs on a GPU machine with only
+# bash, python3 (torch, safetensors; cupy, kvikio and nvidia-cufile where
+# installed) and the binaries `make gpu-build` put in bin/: bin/flashpath and
+# bin/libflashpath.so. No Go toolchain needed.
+#
+# It writes a safetensors checkpoint of $FP_GIB GiB (default 8) of bf16
+# tensors, loads it into GPU memory through each available path, verifies
+# every byte, and prints GB/s and CPU-seconds per GB beside baselines
+# measured in the same run. Log and JSON summary go to $OUT when set.
+#
+# Environment: FP_GIB, FP_DIR (scratch dir, default /tmp/flashpath-gpu-check),
+# FP_KEEP=1 keeps the checkpoint, FLASHPATH_LIBCUFILE, CUFILE_ENV_PATH_JSON.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUTDIR=${OUT:-$ROOT/bin/gpu-check}
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/gpu-check.log
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+START=$(date +%s)
+GIB=${FP_GIB:-8}
+DIR=${FP_DIR:-/tmp/flashpath-gpu-check}
+RES=$DIR/results
+mkdir -p "$DIR" "$RES"
+rm -f "$RES"/*.json
+PY=${PYTHON:-python3}
+BENCH="$ROOT/scripts/gpu/bench.py"
+FP=$ROOT/bin/flashpath
+CAPI=$ROOT/bin/libflashpath.so
+CKPT=$DIR/ckpt.safetensors
+
+say() { printf '\n== %s  [t+%ss]\n' "$*" "$(( $(date +%s) - START ))" >&2; }
+
+# step NAME TIMEOUT CMD...: run with a timeout; never abort the script.
+step() {
+	local name=$1 t=$2
+	shift 2
+	say "$name"
+	timeout -k 10 "$t" "$@"
+	local rc=$?
+	case $rc in
+	0) ;;
+	124 | 137) echo "!! $name: timed out after ${t}s" >&2 ;;
+	*) echo "!! $name: exit status $rc" >&2 ;;
+	esac
+	return $rc
+}
+
+say "environment"
+echo "host: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+if command -v nvidia-smi >/dev/null; then
+	nvidia-smi --query-gpu=index,name,driver_version,pci.bus_id,memory.total,pcie.link.gen.max,pcie.link.width.max --format=csv,noheader || true
+else
+	echo "nvidia-smi: not found"
+fi
+$PY -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' || echo "torch: not importable"
+$PY -c 'import safetensors; print("safetensors", safetensors.__version__)' || echo "safetensors: not importable"
+$PY -c 'import cupy; print("cupy", cupy.__version__)' 2>/dev/null || echo "cupy: not installed"
+$PY -c 'import kvikio; print("kvikio", kvikio.__version__)' 2>/dev/null || echo "kvikio: not installed (cuFile baseline = flashpath --gpu-path cufile over NVIDIA libcufile)"
+
+# libcufile: from the nvidia-cufile wheel unless given.
+if [ -z "${FLASHPATH_LIBCUFILE:-}" ]; then
+	CUFILE_DIR=$($PY -c 'import nvidia.cufile, os; print(os.path.join(list(nvidia.cufile.__path__)[0], "lib"))' 2>/dev/null || true)
+	if [ -n "$CUFILE_DIR" ] && [ -e "$CUFILE_DIR/libcufile.so.0" ]; then
+		export FLASHPATH_LIBCUFILE=$CUFILE_DIR/libcufile.so.0
+		export LD_LIBRARY_PATH=$CUFILE_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	elif ldconfig -p 2>/dev/null | grep -q libcufile.so.0; then
+		export FLASHPATH_LIBCUFILE=libcufile.so.0
+	fi
+fi
+echo "libcufile: ${FLASHPATH_LIBCUFILE:-not found (cufile path will be skipped)}"
+if [ -e /proc/driver/nvidia-fs ]; then
+	echo "nvidia-fs: loaded ($(cat /proc/driver/nvidia-fs/version 2>/dev/null | head -1)): cuFile can run true GDS"
+else
+	echo "nvidia-fs: not loaded: cuFile runs in compat mode"
+fi
+# cuFile honours the user's config; without one, allow compat mode and keep its log here.
+if [ -z "${CUFILE_ENV_PATH_JSON:-}" ] && [ ! -e /etc/cufile.json ]; then
+	cat >"$DIR/cufile.json" <<JSON
+{ "logging": { "dir": "$DIR", "level": "ERROR" },
+  "properties": { "allow_compat_mode": true, "max_direct_io_size_kb": 16384 } }
+JSON
+	export CUFILE_ENV_PATH_JSON=$DIR/cufile.json
+fi
+echo "cufile.json: ${CUFILE_ENV_PATH_JSON:-/etc/cufile.json}"
+df -h "$DIR" | tail -1
+
+missing=0
+for f in "$FP" "$CAPI"; do
+	[ -e "$f" ] || { echo "!! $f missing: run 'make gpu-build' where Go is and carry bin/"; missing=1; }
+done
+if [ -x "$FP" ]; then
+	step "flashpath topo" 60 "$FP" topo
+fi
+
+# Fit the checkpoint (and its .pt copy) on the disk.
+avail_gib=$(df -Pk "$DIR" | awk 'NR==2 {print int($4/1048576)}')
+if [ "$avail_gib" -lt $((GIB * 2 + 4)) ]; then
+	GIB=$(((avail_gib - 4) / 2))
+	echo "!! only ${avail_gib} GiB free in $DIR: checkpoint reduced to ${GIB} GiB"
+fi
+
+step "write a ${GIB} GiB bf16 safetensors checkpoint and a .pt copy" 240 $PY "$BENCH" make-ckpt "$CKPT" "$GIB" || echo "!! no checkpoint: later steps will fail"
+
+step "baseline: pinned host-to-device copy (torch)" 60 $PY "$BENCH" h2d --out "$RES/10-h2d.json"
+
+fp_load() { # key name timeout flashpath-load-args...
+	local key=$1 name=$2 t=$3
+	shift 3
+	[ -x "$FP" ] || { echo "!! skipped $name: no bin/flashpath"; return; }
+	if step "$name" "$t" "$FP" load "$CKPT" --gpu 0 --verify -o json "$@" >"$RES/$key.raw"; then
+		cat "$RES/$key.raw"
+		$PY "$BENCH" from-flashpath "$RES/$key.raw" --name "$name" --out "$RES/$key.json" >/dev/null
+	else
+		cat "$RES/$key.raw"
+		# a failed --verify still reports
+		$PY "$BENCH" from-flashpath "$RES/$key.raw" --name "$name" --out "$RES/$key.json" >/dev/null 2>&1 ||
+			echo "{\"name\": \"$name\", \"error\": \"failed, see log\"}" >"$RES/$key.json"
+	fi
+}
+
+$PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
+fp_load 20-bounce-cached "flashpath bounce, buffered (file in page cache)" 120 --gpu-path bounce --direct off
+$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
+fp_load 21-bounce-direct "flashpath bounce, O_DIRECT (from the drive)" 180 --gpu-path bounce --direct on
+if [ -n "${FLASHPATH_LIBCUFILE:-}" ]; then
+	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
+	fp_load 22-cufile "flashpath cufile (NVIDIA libcufile)" 240 --gpu-path cufile
+	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
+	step "baseline: kvikio cuFile read (if installed)" 240 $PY "$BENCH" kvikio "$CKPT" --out "$RES/24-kvikio.json"
+else
+	echo "!! skipped cufile: no libcufile"
+fi
+$PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
+fp_load 23-auto "flashpath load, auto path (file in page cache)" 120 --gpu-path auto
+
+$PY "$BENCH" warm-cache "$CKPT" "$CKPT.pt" 2>/dev/null
+step "baseline: safetensors.torch.load_file(device=cuda)" 240 $PY "$BENCH" st-load "$CKPT" --out "$RES/30-safetensors.json"
+step "baseline: torch.load(map_location=cuda)" 240 $PY "$BENCH" torch-load "$CKPT.pt" --out "$RES/31-torch-load.json"
+if [ -e "$CAPI" ]; then
+	step "ctypes example: capi/example.py through bin/libflashpath.so, verified" 300 $PY "$BENCH" capi "$CKPT" --lib "$CAPI" --out "$RES/40-capi.json"
+fi
+
+say "summary (${GIB} GiB checkpoint; GB/s = 10^9 bytes/s of tensor data; flashpath rows time the transfer, setup apart)"
+$PY "$BENCH" summarize "$RES" --summary "$OUTDIR/gpu-check.json" || echo "!! summarize failed"
+cp "$RES"/*.raw "$OUTDIR/" 2>/dev/null || true
+[ -n "${FP_KEEP:-}" ] || rm -f "$CKPT" "$CKPT.pt"
+echo
+echo "log: $LOG"
+echo "summary: $OUTDIR/gpu-check.json"
+echo "total: $(( $(date +%s) - START ))s"
+exit $missing
