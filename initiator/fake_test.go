@@ -1,0 +1,570 @@
+package initiator
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// fakeTarget is a small NVMe/TCP controller for transcript-style tests of
+// the host: one goroutine per connection, a memory namespace, and knobs
+// for the transport parameters the host must honour. It checks what the
+// host sends (digests, PDO alignment, R2T discipline) and records
+// violations in errs.
+type fakeTarget struct {
+	t        testing.TB
+	ln       net.Listener
+	subnqn   string
+	hosts    []string // allowed host NQNs; empty: any
+	cpda     uint8
+	maxH2C   uint32
+	ioccsz   uint32
+	mdts     uint8
+	r2tChunk uint32 // bytes per R2T (0: the whole transfer)
+	c2hChunk uint32 // bytes per C2HData (0: the whole transfer)
+	success  bool   // use the SUCCESS flag instead of a response capsule
+	bs       int
+	data     []byte
+	genctr   uint64
+
+	mu     sync.Mutex
+	errs   []string // guarded by mu
+	cntlID uint16   // guarded by mu
+	aer    []aerPending // guarded by mu: posted AERs
+	events int          // guarded by mu: events waiting for an AER
+	wg     sync.WaitGroup
+	conns  []net.Conn // guarded by mu
+}
+
+type aerPending struct {
+	fc  *fakeConn
+	cid uint16
+}
+
+func newFakeTarget(t testing.TB, mut func(*fakeTarget)) *fakeTarget {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeTarget{
+		t: t, ln: ln, subnqn: "nqn.2024-01.io.flashpath:fake",
+		maxH2C: 16384, ioccsz: (8192 + 64) / 16, mdts: 8, bs: 512,
+		data: make([]byte, 4<<20), genctr: 1,
+	}
+	if mut != nil {
+		mut(f)
+	}
+	f.wg.Add(1)
+	go f.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, e := range f.errs {
+			t.Errorf("fake target saw a host protocol violation: %s", e)
+		}
+	})
+	return f
+}
+
+func (f *fakeTarget) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeTarget) violation(format string, args ...any) {
+	f.mu.Lock()
+	f.errs = append(f.errs, fmt.Sprintf(format, args...))
+	f.mu.Unlock()
+}
+
+func (f *fakeTarget) serve() {
+	defer f.wg.Done()
+	for {
+		nc, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		f.conns = append(f.conns, nc)
+		f.mu.Unlock()
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer nc.Close()
+			fc := &fakeConn{f: f, nc: nc, br: bufio.NewReader(nc), pending: map[uint16]*fakeWrite{}}
+			if err := fc.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				f.violation("%v", err)
+			}
+		}()
+	}
+}
+
+type fakeConn struct {
+	f         *fakeTarget
+	nc        net.Conn
+	br        *bufio.Reader
+	wmu       sync.Mutex
+	hd, dd    bool
+	qid       uint16
+	discovery bool
+	cc, csts  uint32
+	pending   map[uint16]*fakeWrite
+}
+
+type fakeWrite struct {
+	sqe   nvmeof.SQE
+	buf   []byte
+	got   uint32 // bytes received
+	asked uint32 // bytes solicited
+	ttag  uint16
+}
+
+func (c *fakeConn) run() error {
+	var ic [nvmeof.ICReqSize]byte
+	if _, err := io.ReadFull(c.br, ic[:]); err != nil {
+		return err
+	}
+	req, err := nvmeof.DecodeICReq(ic[:])
+	if err != nil {
+		return fmt.Errorf("ICReq: %w", err)
+	}
+	c.hd, c.dd = req.Digest&nvmeof.DigestHeader != 0, req.Digest&nvmeof.DigestData != 0
+	resp := nvmeof.ICResp{CPDA: c.f.cpda, Digest: req.Digest, MaxData: c.f.maxH2C}
+	resp.Encode(ic[:])
+	if _, err := c.nc.Write(ic[:]); err != nil {
+		return err
+	}
+	for {
+		if err := c.pdu(); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *fakeConn) dlen() uint32 {
+	if c.dd {
+		return 4
+	}
+	return 0
+}
+
+func (c *fakeConn) hlen(h uint32) uint32 {
+	if c.hd {
+		return h + 4
+	}
+	return h
+}
+
+// pdu reads and handles one PDU from the host.
+func (c *fakeConn) pdu() error {
+	var chb [nvmeof.CHSize]byte
+	if _, err := io.ReadFull(c.br, chb[:]); err != nil {
+		return err
+	}
+	h, _ := nvmeof.ParseHeader(chb[:])
+	lay, err := h.Check(c.hd, c.dd, 1<<24)
+	if err != nil {
+		return fmt.Errorf("host PDU: %w", err)
+	}
+	rest := make([]byte, h.PLen-nvmeof.CHSize)
+	if _, err := io.ReadFull(c.br, rest); err != nil {
+		return err
+	}
+	pdu := append(chb[:], rest...)
+	if lay.HDigest && nvmeof.Digest(pdu[:h.HLen]) != nvmeof.GetDigest(pdu[h.HLen:]) {
+		return fmt.Errorf("host PDU type %#x: bad header digest", h.Type)
+	}
+	var data []byte
+	if lay.DataLen > 0 {
+		if want := nvmeof.PadTo(uint32(h.HLen), c.hd, c.f.cpda); lay.DataOff != want {
+			return fmt.Errorf("host PDU type %#x: PDO %d, CPDA %d wants %d", h.Type, lay.DataOff, c.f.cpda, want)
+		}
+		data = pdu[lay.DataOff : lay.DataOff+lay.DataLen]
+		if lay.DDigest && nvmeof.Digest(data) != nvmeof.GetDigest(pdu[lay.DataOff+lay.DataLen:]) {
+			return fmt.Errorf("host PDU type %#x: bad data digest", h.Type)
+		}
+	}
+	switch h.Type {
+	case nvmeof.PDUCapsuleCmd:
+		var sqe nvmeof.SQE
+		copy(sqe[:], pdu[nvmeof.CHSize:])
+		return c.command(&sqe, data)
+	case nvmeof.PDUH2CData:
+		dp, _ := nvmeof.DecodeDataPDU(pdu)
+		w := c.pending[dp.CCCID]
+		if w == nil || dp.TTag != w.ttag {
+			return fmt.Errorf("H2CData for cid %d ttag %d not solicited", dp.CCCID, dp.TTag)
+		}
+		if dp.Offset != w.got || dp.Length != uint32(len(data)) || w.got+dp.Length > w.asked {
+			return fmt.Errorf("H2CData cid %d offset %d length %d: received %d, solicited %d", dp.CCCID, dp.Offset, dp.Length, w.got, w.asked)
+		}
+		if dp.Length > c.f.maxH2C {
+			return fmt.Errorf("H2CData of %d bytes exceeds MAXH2CDATA %d", dp.Length, c.f.maxH2C)
+		}
+		copy(w.buf[dp.Offset:], data)
+		w.got += dp.Length
+		last := h.Flags&nvmeof.FlagDataLast != 0
+		if last != (w.got == w.asked) {
+			return fmt.Errorf("H2CData cid %d: LAST_PDU %v after %d of %d solicited bytes", dp.CCCID, last, w.got, w.asked)
+		}
+		if w.got < w.asked {
+			return nil
+		}
+		if w.got < uint32(len(w.buf)) {
+			return c.solicit(dp.CCCID, w)
+		}
+		delete(c.pending, dp.CCCID)
+		return c.execIO(&w.sqe, w.buf)
+	case nvmeof.PDUH2CTermReq:
+		return fmt.Errorf("host sent H2CTermReq: % x", pdu)
+	}
+	return fmt.Errorf("unexpected host PDU type %#x", h.Type)
+}
+
+func (c *fakeConn) solicit(cid uint16, w *fakeWrite) error {
+	n := uint32(len(w.buf)) - w.asked
+	if c.f.r2tChunk > 0 {
+		n = min(n, c.f.r2tChunk)
+	}
+	w.ttag++
+	b := make([]byte, c.hlen(nvmeof.R2THLen))
+	nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUR2T, HLen: nvmeof.R2THLen, PLen: uint32(len(b))})
+	dp := nvmeof.DataPDU{CCCID: cid, TTag: w.ttag, Offset: w.asked, Length: n}
+	dp.Encode(b)
+	w.asked += n
+	return c.send(b, nil, true)
+}
+
+// send writes a PDU header (digest filled in here) and data (+digest).
+func (c *fakeConn) send(hdr, data []byte, flagsDone bool) error {
+	hl := int(hdr[2])
+	if c.hd {
+		hdr[1] |= nvmeof.FlagHDGST
+		nvmeof.PutDigest(hdr[hl:], nvmeof.Digest(hdr[:hl]))
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	out := append([]byte(nil), hdr...)
+	out = append(out, data...)
+	if len(data) > 0 && c.dd {
+		out = binary.LittleEndian.AppendUint32(out, nvmeof.Digest(data))
+	}
+	_, err := c.nc.Write(out)
+	return err
+}
+
+func (c *fakeConn) respond(cid uint16, st nvmeof.Status, dw0, dw1 uint32) error {
+	b := make([]byte, c.hlen(nvmeof.CapsuleRspHLen))
+	nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUCapsuleRsp, HLen: nvmeof.CapsuleRspHLen, PLen: uint32(len(b))})
+	cqe := nvmeof.CQEView(b[nvmeof.CHSize:])
+	cqe.SetCID(cid)
+	cqe.SetDW0(dw0)
+	cqe.SetDW1(dw1)
+	cqe.SetSQID(c.qid)
+	cqe.SetStatus(st)
+	return c.send(b, nil, true)
+}
+
+// sendData sends buf in C2HData PDUs, then the response.
+func (c *fakeConn) sendData(cid uint16, buf []byte) error {
+	chunk := uint32(len(buf))
+	if c.f.c2hChunk > 0 {
+		chunk = c.f.c2hChunk
+	}
+	for off := uint32(0); off < uint32(len(buf)); off += chunk {
+		n := min(chunk, uint32(len(buf))-off)
+		hl := c.hlen(nvmeof.DataHLen)
+		b := make([]byte, hl)
+		flags := uint8(0)
+		last := off+n == uint32(len(buf))
+		if last {
+			flags |= nvmeof.FlagDataLast
+			if c.f.success {
+				flags |= nvmeof.FlagDataSuccess
+			}
+		}
+		if c.dd {
+			flags |= nvmeof.FlagDDGST
+		}
+		nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUC2HData, Flags: flags, HLen: nvmeof.DataHLen, PDO: uint8(hl), PLen: hl + n + c.dlen()})
+		dp := nvmeof.DataPDU{CCCID: cid, Offset: off, Length: n}
+		dp.Encode(b)
+		if err := c.send(b, buf[off:off+n], true); err != nil {
+			return err
+		}
+	}
+	if c.f.success {
+		return nil
+	}
+	return c.respond(cid, 0, 0, 0)
+}
+
+func (c *fakeConn) command(sqe *nvmeof.SQE, data []byte) error {
+	cid := sqe.CID()
+	if sqe.PSDT() != nvmeof.PSDTSGLMptrBuf {
+		return fmt.Errorf("cid %d: PSDT %d, want SGL", cid, sqe.PSDT())
+	}
+	sgl := sqe.SGL()
+	if len(data) > 0 && (sgl.ID() != nvmeof.SGLInCapsule || sgl.Length() != uint32(len(data))) {
+		return fmt.Errorf("cid %d: in-capsule data of %d bytes with SGL %#x length %d", cid, len(data), sgl.ID(), sgl.Length())
+	}
+	if len(data) == 0 && sgl.Length() > 0 && sgl.ID() != nvmeof.SGLTransport {
+		return fmt.Errorf("cid %d: SGL %#x for transport data", cid, sgl.ID())
+	}
+	if sqe.Opcode() == nvmeof.OpFabrics {
+		return c.fabrics(sqe, data)
+	}
+	if c.qid == 0 {
+		return c.adminCmd(sqe, data)
+	}
+	switch sqe.Opcode() {
+	case nvmeof.NVMWrite, nvmeof.NVMCompare, nvmeof.NVMDSM:
+		if len(data) > 0 {
+			if len(data) > int(c.f.ioccsz*16-64) {
+				return fmt.Errorf("cid %d: %d bytes in capsule exceed IOCCSZ", cid, len(data))
+			}
+			return c.execIO(sqe, data)
+		}
+		w := &fakeWrite{sqe: *sqe, buf: make([]byte, sgl.Length())}
+		c.pending[cid] = w
+		return c.solicit(cid, w)
+	}
+	return c.execIO(sqe, nil)
+}
+
+func (c *fakeConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
+	cid := sqe.CID()
+	switch sqe.FCType() {
+	case nvmeof.FabricsConnect:
+		cd, err := nvmeof.DecodeConnectData(data)
+		if err != nil {
+			return err
+		}
+		c.qid = sqe.QID()
+		c.discovery = cd.SubNQN == nvmeof.DiscoveryNQN
+		if !c.discovery && cd.SubNQN != c.f.subnqn {
+			return c.respond(cid, nvmeof.StatusConnectInvalidParam, nvmeof.ConnectInvalidParam(true, nvmeof.ConnectDataOffSubNQN), 0)
+		}
+		if len(c.f.hosts) > 0 && !c.discovery {
+			ok := false
+			for _, h := range c.f.hosts {
+				ok = ok || h == cd.HostNQN
+			}
+			if !ok {
+				return c.respond(cid, nvmeof.StatusConnectInvalidHost|nvmeof.StatusDNR, 0, 0)
+			}
+		}
+		c.f.mu.Lock()
+		defer c.f.mu.Unlock()
+		if c.qid == 0 {
+			if cd.CntlID != nvmeof.CntlIDDynamic {
+				return fmt.Errorf("admin connect with cntlid %#x", cd.CntlID)
+			}
+			c.f.cntlID++
+			return c.respond(cid, 0, uint32(c.f.cntlID), 0)
+		}
+		if cd.CntlID != c.f.cntlID {
+			return fmt.Errorf("I/O queue %d connect with cntlid %d, admin got %d", c.qid, cd.CntlID, c.f.cntlID)
+		}
+		return c.respond(cid, 0, uint32(cd.CntlID), 0)
+	case nvmeof.FabricsPropertyGet:
+		var v uint64
+		switch sqe.PropOffset() {
+		case nvmeof.PropCAP:
+			v = uint64(nvmeof.MakeCAP(1023, 2))
+		case nvmeof.PropVS:
+			v = nvmeof.VS1_4
+		case nvmeof.PropCC:
+			v = uint64(c.cc)
+		case nvmeof.PropCSTS:
+			v = uint64(c.csts)
+		}
+		return c.respond(cid, 0, uint32(v), uint32(v>>32))
+	case nvmeof.FabricsPropertySet:
+		if sqe.PropOffset() == nvmeof.PropCC {
+			c.cc = uint32(sqe.PropValue())
+			c.csts = 0
+			if c.cc&nvmeof.CCEnable != 0 {
+				c.csts |= nvmeof.CSTSReady
+			}
+			if c.cc&nvmeof.CCShnMask != 0 {
+				c.csts |= nvmeof.CSTSShstComplete
+			}
+		}
+		return c.respond(cid, 0, 0, 0)
+	}
+	return c.respond(cid, nvmeof.StatusInvalidOpcode, 0, 0)
+}
+
+func (c *fakeConn) adminCmd(sqe *nvmeof.SQE, data []byte) error {
+	cid := sqe.CID()
+	b := make([]byte, nvmeof.IdentifySize)
+	switch sqe.Opcode() {
+	case nvmeof.AdminIdentify:
+		switch sqe.CNS() {
+		case nvmeof.CNSController:
+			id := nvmeof.IdentifyController{Model: "fake", Serial: "1", Firmware: "1.0", MDTS: c.f.mdts,
+				CntlID: c.f.cntlID, Version: nvmeof.VS1_4, OAES: nvmeof.OAESNamespaceAttr, CntrlType: nvmeof.CtrlTypeIO,
+				KAS: 1, NN: 1, SQES: 0x66, CQES: 0x44, ONCS: nvmeof.ONCSCompare | nvmeof.ONCSDSM | nvmeof.ONCSWriteZeroes,
+				SGLS: nvmeof.SGLSSupported, SubNQN: c.f.subnqn, IOCCSZ: c.f.ioccsz, IORCSZ: 1, AERL: 3}
+			if c.discovery {
+				id.CntrlType = nvmeof.CtrlTypeDiscovery
+				id.SubNQN = nvmeof.DiscoveryNQN
+			}
+			id.Encode(b)
+		case nvmeof.CNSNamespace:
+			if sqe.NSID() != 1 {
+				return c.respond(cid, nvmeof.StatusInvalidNamespace|nvmeof.StatusDNR, 0, 0)
+			}
+			lbads := uint8(9)
+			if c.f.bs == 4096 {
+				lbads = 12
+			}
+			n := uint64(len(c.f.data) / c.f.bs)
+			ns := nvmeof.IdentifyNamespace{NSZE: n, NCAP: n, NUSE: n, DLFEAT: nvmeof.DLFEATZeroes}
+			ns.LBAF[0].LBADS = lbads
+			ns.Encode(b)
+		case nvmeof.CNSActiveNSList:
+			nvmeof.EncodeNSList(b, []uint32{1}, sqe.NSID())
+		case nvmeof.CNSNSDescList:
+			nvmeof.EncodeNSDescList(b, []nvmeof.NSDescriptor{{Type: nvmeof.NIDTUUID, ID: bytes.Repeat([]byte{7}, 16)}})
+		default:
+			return c.respond(cid, nvmeof.StatusInvalidField|nvmeof.StatusDNR, 0, 0)
+		}
+		return c.sendData(cid, b)
+	case nvmeof.AdminSetFeatures:
+		if sqe.FID() == nvmeof.FeatNumQueues {
+			return c.respond(cid, 0, 7|7<<16, 0)
+		}
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.AdminGetFeatures:
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.AdminKeepAlive:
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.AdminAsyncEvent:
+		c.f.mu.Lock()
+		c.f.aer = append(c.f.aer, aerPending{c, cid})
+		c.f.mu.Unlock()
+		c.f.fireAER()
+		return nil
+	case nvmeof.AdminGetLogPage:
+		n := sqe.LogNumDwords() * 4
+		off := sqe.LogOffset()
+		var page []byte
+		switch sqe.LID() {
+		case nvmeof.LogDiscovery:
+			entries := []nvmeof.DiscoveryEntry{{TrType: nvmeof.TrTypeTCP, AdrFam: nvmeof.AdrFamIPv4, SubType: nvmeof.SubTypeNVM,
+				TReq: nvmeof.TReqSecureChannelNotRequired, PortID: 1, CntlID: 0xFFFF, ASQSZ: 32,
+				TrSvcID: "4420", TrAddr: "127.0.0.1", SubNQN: c.f.subnqn}}
+			page = make([]byte, nvmeof.DiscoveryLogSize(len(entries)))
+			nvmeof.EncodeDiscoveryLog(page, c.f.genctr, entries)
+		case nvmeof.LogChangedNSList:
+			page = make([]byte, nvmeof.ChangedNSListSize)
+			nvmeof.EncodeChangedNSList(page, []uint32{1})
+		default:
+			page = make([]byte, 4096)
+		}
+		out := make([]byte, n)
+		if off < uint64(len(page)) {
+			copy(out, page[off:])
+		}
+		return c.sendData(cid, out)
+	}
+	return c.respond(cid, nvmeof.StatusInvalidOpcode|nvmeof.StatusDNR, 0, 0)
+}
+
+func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
+	cid := sqe.CID()
+	f := c.f
+	bs := uint64(f.bs)
+	off := sqe.SLBA() * bs
+	n := (uint64(sqe.NLB()) + 1) * bs
+	inRange := off+n <= uint64(len(f.data))
+	sglLen := uint64(sqe.SGL().Length())
+	switch sqe.Opcode() {
+	case nvmeof.NVMRead:
+		if !inRange {
+			return c.respond(cid, nvmeof.StatusLBAOutOfRange|nvmeof.StatusDNR, 0, 0)
+		}
+		if sglLen != n {
+			return c.respond(cid, nvmeof.StatusDataSGLLengthInvalid|nvmeof.StatusDNR, 0, 0)
+		}
+		f.mu.Lock()
+		buf := bytes.Clone(f.data[off : off+n])
+		f.mu.Unlock()
+		return c.sendData(cid, buf)
+	case nvmeof.NVMWrite, nvmeof.NVMCompare:
+		if !inRange || uint64(len(data)) != n {
+			return c.respond(cid, nvmeof.StatusLBAOutOfRange|nvmeof.StatusDNR, 0, 0)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if sqe.Opcode() == nvmeof.NVMCompare {
+			if !bytes.Equal(f.data[off:off+n], data) {
+				return c.respond(cid, nvmeof.StatusCompareFailure|nvmeof.StatusDNR, 0, 0)
+			}
+			return c.respond(cid, 0, 0, 0)
+		}
+		copy(f.data[off:], data)
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.NVMWriteZeroes:
+		if !inRange {
+			return c.respond(cid, nvmeof.StatusLBAOutOfRange|nvmeof.StatusDNR, 0, 0)
+		}
+		f.mu.Lock()
+		clear(f.data[off : off+n])
+		f.mu.Unlock()
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.NVMDSM:
+		for i := 0; i < int(sqe.CDW(10)&0xFF)+1; i++ {
+			r, err := nvmeof.DecodeDSMRange(data, i)
+			if err != nil {
+				return err
+			}
+			o, l := r.SLBA*bs, uint64(r.NLB)*bs
+			if o+l > uint64(len(f.data)) {
+				return c.respond(cid, nvmeof.StatusLBAOutOfRange|nvmeof.StatusDNR, 0, 0)
+			}
+			f.mu.Lock()
+			clear(f.data[o : o+l])
+			f.mu.Unlock()
+		}
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.NVMFlush:
+		return c.respond(cid, 0, 0, 0)
+	}
+	return c.respond(cid, nvmeof.StatusInvalidOpcode|nvmeof.StatusDNR, 0, 0)
+}
+
+// nsChanged queues a namespace attribute notice for the next AER.
+func (f *fakeTarget) nsChanged() {
+	f.mu.Lock()
+	f.events++
+	f.mu.Unlock()
+	f.fireAER()
+}
+
+// fireAER completes posted AERs while events wait.
+func (f *fakeTarget) fireAER() {
+	f.mu.Lock()
+	n := min(f.events, len(f.aer))
+	aers := f.aer[:n]
+	f.aer = f.aer[n:]
+	f.events -= n
+	f.mu.Unlock()
+	for _, a := range aers {
+		a.fc.respond(a.cid, 0, nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList), 0)
+	}
+}
