@@ -36,8 +36,8 @@ type fakeTarget struct {
 	genctr   uint64
 
 	mu     sync.Mutex
-	errs   []string // guarded by mu
-	cntlID uint16   // guarded by mu
+	errs   []string     // guarded by mu
+	cntlID uint16       // guarded by mu
 	aer    []aerPending // guarded by mu: posted AERs
 	events int          // guarded by mu: events waiting for an AER
 	wg     sync.WaitGroup
