@@ -141,7 +141,7 @@ func TestDiscoverFake(t *testing.T) {
 }
 
 func testDiscover(t *testing.T, tt testTarget) {
-	log, err := Discover(context.Background(), "tcp://"+tt.disc, Options{})
+	log, err := Discover(context.Background(), "tcp://"+tt.disc, Options{HostNQN: testHost})
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
 	}

@@ -1,0 +1,124 @@
+package initiator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+	"github.com/flashpath/flashpath/target/tcp"
+)
+
+const (
+	realNQN  = "nqn.2026-11.io.flashpath:initiator-test"
+	testHost = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"
+)
+
+// startTarget runs the flashpath target in process on 127.0.0.1:0 with a
+// mem namespace of size bytes, allowing testHost only.
+func startTarget(t testing.TB, size int64, maxH2C int) testTarget {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	tgt := target.New(target.Options{Logger: log})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := backend.NewMem(size, 512)
+	if errors.Is(err, backend.ErrNotSupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{Logger: log, MaxH2CData: maxH2C})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		tgt.Close()
+	})
+	a := ln.Addr().String()
+	return testTarget{addr: a, disc: a, subnqn: realNQN, nsid: 1}
+}
+
+func TestDiscoverTarget(t *testing.T) {
+	testDiscover(t, startTarget(t, 16<<20, 0))
+}
+
+func TestReadWriteTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		hdgst, ddgst bool
+	}{{"plain", false, false}, {"digests", true, true}, {"header-digest", true, false}, {"data-digest", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// MAXH2CDATA 16 KiB: writes beyond it take several H2CData PDUs.
+			tt := startTarget(t, 16<<20, 16<<10)
+			c := connect(t, tt, func(c *Config) { c.HeaderDigest, c.DataDigest = tc.hdgst, tc.ddgst })
+			if len(c.Queues()) != 4 {
+				t.Fatalf("%d I/O queues, want 4", len(c.Queues()))
+			}
+			readWriteRandom(t, openNS(t, c, tt.nsid), 2)
+		})
+	}
+}
+
+func TestCommandsTarget(t *testing.T) {
+	testCommands(t, startTarget(t, 16<<20, 0))
+}
+
+func TestAsyncTarget(t *testing.T) {
+	testAsync(t, startTarget(t, 16<<20, 0))
+}
+
+func TestConnectInvalidHostTarget(t *testing.T) {
+	tt := startTarget(t, 1<<20, 0)
+	_, err := Connect(context.Background(), Config{Addr: tt.addr, SubNQN: tt.subnqn,
+		Options: Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:99999999-0000-4000-8000-000000000001", Logger: slog.New(slog.DiscardHandler)}})
+	var se *nvmeof.StatusError
+	if !errors.As(err, &se) || se.Status.Code() != nvmeof.StatusConnectInvalidHost {
+		t.Fatalf("Connect: %v, want a *nvmeof.StatusError with connect invalid host", err)
+	}
+	if !strings.Contains(err.Error(), "allowed hosts") {
+		t.Errorf("error %q does not say what to do", err)
+	}
+}
+
+func TestAdminTarget(t *testing.T) {
+	tt := startTarget(t, 16<<20, 0)
+	c := connect(t, tt, nil)
+	ctx := context.Background()
+	ids, err := c.ActiveNamespaces(ctx)
+	if err != nil || len(ids) != 1 || ids[0] != 1 {
+		t.Fatalf("ActiveNamespaces: %v, %v", ids, err)
+	}
+	if _, err := c.NamespaceDescriptors(ctx, 1); err != nil {
+		t.Errorf("NamespaceDescriptors: %v", err)
+	}
+	if _, err := c.SMARTLog(ctx); err != nil {
+		t.Errorf("SMARTLog: %v", err)
+	}
+	if _, err := c.ErrorLog(ctx); err != nil {
+		t.Errorf("ErrorLog: %v", err)
+	}
+	if _, _, err := c.FirmwareSlotLog(ctx); err != nil {
+		t.Errorf("FirmwareSlotLog: %v", err)
+	}
+	if _, _, err := c.CommandEffects(ctx); err != nil {
+		t.Errorf("CommandEffects: %v", err)
+	}
+	if _, err := c.GetFeature(ctx, nvmeof.FeatKeepAlive, 0); err != nil {
+		t.Errorf("GetFeature keep alive: %v", err)
+	}
+	if c.Identify().SubNQN != tt.subnqn {
+		t.Errorf("Identify SUBNQN %q, want %q", c.Identify().SubNQN, tt.subnqn)
+	}
+}
