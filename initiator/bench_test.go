@@ -1,0 +1,95 @@
+package initiator
+
+import (
+	"testing"
+	"time"
+)
+
+// benchQueue connects to an in-process target and returns one I/O queue.
+func benchQueue(b *testing.B) (*Queue, *Namespace) {
+	tt := startTarget(b, 256<<20, 0)
+	c := connect(b, tt, func(c *Config) { c.IOQueues, c.QueueDepth = 1, 128 })
+	return c.Queues()[0], openNS(b, c, tt.nsid)
+}
+
+// runAsync keeps qd reads of size bytes in flight on q for b.N completions.
+func runAsync(b *testing.B, q *Queue, ns *Namespace, size, qd int) {
+	bs := ns.BlockSize()
+	span := int(ns.Size()) / size
+	done := make(chan *Request, qd)
+	reqs := make([]Request, qd)
+	for i := range reqs {
+		reqs[i] = Request{Op: OpRead, NSID: ns.ID(), NLB: uint32(size / bs), Buf: make([]byte, size), Done: done}
+	}
+	next := 0
+	submit := func(r *Request) {
+		r.SLBA = uint64(next%span) * uint64(size/bs)
+		next += 7
+		if err := q.Submit(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	inflight := 0
+	for i := range min(qd, b.N) {
+		submit(&reqs[i])
+		inflight++
+	}
+	for n := 0; n < b.N; n++ {
+		r := <-done
+		inflight--
+		if r.Err != nil || !r.Status.OK() {
+			b.Fatal(r.Error())
+		}
+		if n+inflight < b.N {
+			submit(r)
+			inflight++
+		}
+	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(b.N)/el, "IOPS")
+	b.ReportMetric(float64(b.N)*float64(size)/el/1e9, "GB/s")
+}
+
+func BenchmarkAsyncRead4KQD32(b *testing.B) {
+	q, ns := benchQueue(b)
+	runAsync(b, q, ns, 4096, 32)
+}
+
+func BenchmarkAsyncRead128KQD32(b *testing.B) {
+	q, ns := benchQueue(b)
+	runAsync(b, q, ns, 128<<10, 32)
+}
+
+// TestSubmitZeroAlloc asserts that the async path allocates nothing per
+// I/O: reads (C2HData), in-capsule writes and R2T-solicited writes. The
+// count covers the whole process, the in-process target included.
+func TestSubmitZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	tt := startTarget(t, 16<<20, 16<<10)
+	c := connect(t, tt, func(c *Config) { c.IOQueues = 1 })
+	ns := openNS(t, c, tt.nsid)
+	q := c.Queues()[0]
+	done := make(chan *Request, 1)
+	for _, tc := range []struct {
+		op   Op
+		size int
+	}{{OpRead, 4096}, {OpRead, 128 << 10}, {OpWrite, 4096}, {OpWrite, 128 << 10}} {
+		r := &Request{Op: tc.op, NSID: ns.ID(), SLBA: 8, NLB: uint32(tc.size / ns.BlockSize()), Buf: make([]byte, tc.size), Done: done}
+		allocs := testing.AllocsPerRun(200, func() {
+			if err := q.Submit(r); err != nil {
+				t.Fatal(err)
+			}
+			if err := (<-done).Error(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%v of %d bytes: %v allocations per I/O, want 0", tc.op, tc.size, allocs)
+		}
+	}
+}
