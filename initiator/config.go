@@ -219,3 +219,12 @@ func defaultHostID(nqn string) [16]byte {
 	u, _ := parseUUID(nameUUID(nqn))
 	return u
 }
+
+// ParseHostID parses a host identifier written as a UUID.
+func ParseHostID(s string) ([16]byte, error) {
+	u, ok := parseUUID(strings.TrimSpace(s))
+	if !ok {
+		return u, fmt.Errorf("host ID %q is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", s)
+	}
+	return u, nil
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+func init() { register(newDiscoverCmd) }
+
+type hostFlags struct {
+	hostNQN string
+	hostID  string
+	hdgst   bool
+	ddgst   bool
+}
+
+func (h *hostFlags) add(cmd *cobra.Command) {
+	fl := cmd.PersistentFlags()
+	fl.StringVar(&h.hostNQN, "hostnqn", "", "host NQN (default: /etc/nvme/hostnqn or one derived from the machine ID)")
+	fl.StringVar(&h.hostID, "hostid", "", "host identifier UUID (default: /etc/nvme/hostid or the UUID of the host NQN)")
+	fl.BoolVar(&h.hdgst, "hdr-digest", false, "enable NVMe/TCP header digests")
+	fl.BoolVar(&h.ddgst, "data-digest", false, "enable NVMe/TCP data digests")
+}
+
+func (h *hostFlags) options() (initiator.Options, error) {
+	o := initiator.Options{HostNQN: h.hostNQN, HeaderDigest: h.hdgst, DataDigest: h.ddgst,
+		Logger: slog.New(slog.DiscardHandler)}
+	if h.hostID != "" {
+		id, err := initiator.ParseHostID(h.hostID)
+		if err != nil {
+			return o, fmt.Errorf("--hostid: %w", err)
+		}
+		o.HostID = id
+	}
+	return o, nil
+}
+
+func newDiscoverCmd() *cobra.Command {
+	var h hostFlags
+	var output string
+	cmd := &cobra.Command{
+		Use:   "discover tcp://HOST[:PORT]",
+		Short: "Read the discovery log of an NVMe/TCP discovery controller (like nvme discover)",
+		Example: `  flashpath discover tcp://127.0.0.1:4420
+  flashpath discover tcp://10.0.0.5:8009 --output json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "normal" && output != "json" {
+				return fmt.Errorf("--output %q: want normal or json", output)
+			}
+			opts, err := h.options()
+			if err != nil {
+				return err
+			}
+			log, err := initiator.Discover(cmd.Context(), args[0], opts)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printDiscoveryJSON(cmd.OutOrStdout(), log)
+			}
+			printDiscovery(cmd.OutOrStdout(), log)
+			return nil
+		},
+	}
+	h.add(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "normal", "output format: normal or json")
+	return cmd
+}
+
+// Names as nvme-cli prints them (nvme-print.c).
+func trtypeName(t uint8) string {
+	switch t {
+	case nvmeof.TrTypeRDMA:
+		return "rdma"
+	case nvmeof.TrTypeFC:
+		return "fc"
+	case nvmeof.TrTypeTCP:
+		return "tcp"
+	case nvmeof.TrTypeLoop:
+		return "loop"
+	}
+	return "unrecognized"
+}
+
+func adrfamName(a uint8) string {
+	switch a {
+	case nvmeof.AdrFamIPv4:
+		return "ipv4"
+	case nvmeof.AdrFamIPv6:
+		return "ipv6"
+	case 3:
+		return "infiniband"
+	case 4:
+		return "fibre-channel"
+	case 254:
+		return "intra-host"
+	}
+	return "unrecognized"
+}
+
+func subtypeName(s uint8) string {
+	switch s {
+	case nvmeof.SubTypeReferral:
+		return "discovery subsystem referral"
+	case nvmeof.SubTypeNVM:
+		return "nvme subsystem"
+	case nvmeof.SubTypeDiscovery:
+		return "current discovery subsystem"
+	}
+	return "unrecognized"
+}
+
+func treqName(t uint8) string {
+	var s string
+	switch t & 3 {
+	case 0:
+		s = "not specified"
+	case 1:
+		s = "required"
+	case 2:
+		s = "not required"
+	default:
+		s = "reserved"
+	}
+	if t&4 != 0 {
+		s += ", sq flow control disable supported"
+	}
+	return s
+}
+
+func eflagsName(f uint16) string {
+	var parts []string
+	if f&1 != 0 {
+		parts = append(parts, "duplicate discovery information")
+	}
+	if f&2 != 0 {
+		parts = append(parts, "explicit discovery connections")
+	}
+	if f&4 != 0 {
+		parts = append(parts, "no cdc connectivity")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sectypeName(s uint8) string {
+	switch s {
+	case 0:
+		return "none"
+	case 1:
+		return "tls"
+	case 2:
+		return "tls13"
+	}
+	return "unrecognized"
+}
+
+func printDiscovery(w io.Writer, log nvmeof.DiscoveryLog) {
+	fmt.Fprintf(w, "\nDiscovery Log Number of Records %d, Generation counter %d\n", log.NumRec, log.GenCtr)
+	for i, e := range log.Entries {
+		fmt.Fprintf(w, "=====Discovery Log Entry %d======\n", i)
+		fmt.Fprintf(w, "trtype:  %s\n", trtypeName(e.TrType))
+		fmt.Fprintf(w, "adrfam:  %s\n", adrfamName(e.AdrFam))
+		fmt.Fprintf(w, "subtype: %s\n", subtypeName(e.SubType))
+		fmt.Fprintf(w, "treq:    %s\n", treqName(e.TReq))
+		fmt.Fprintf(w, "portid:  %d\n", e.PortID)
+		fmt.Fprintf(w, "trsvcid: %s\n", e.TrSvcID)
+		fmt.Fprintf(w, "subnqn:  %s\n", e.SubNQN)
+		fmt.Fprintf(w, "traddr:  %s\n", e.TrAddr)
+		fmt.Fprintf(w, "eflags:  %s\n", eflagsName(e.EFlags))
+		if e.TrType == nvmeof.TrTypeTCP {
+			fmt.Fprintf(w, "sectype: %s\n", sectypeName(e.SecType))
+		}
+	}
+}
+
+type discoveryRecordJSON struct {
+	TrType  string `json:"trtype"`
+	AdrFam  string `json:"adrfam"`
+	SubType string `json:"subtype"`
+	TReq    string `json:"treq"`
+	PortID  uint16 `json:"portid"`
+	TrSvcID string `json:"trsvcid"`
+	SubNQN  string `json:"subnqn"`
+	TrAddr  string `json:"traddr"`
+	EFlags  string `json:"eflags"`
+	SecType string `json:"sectype,omitempty"`
+}
+
+func printDiscoveryJSON(w io.Writer, log nvmeof.DiscoveryLog) error {
+	out := struct {
+		GenCtr  uint64                `json:"genctr"`
+		Records []discoveryRecordJSON `json:"records"`
+	}{GenCtr: log.GenCtr, Records: []discoveryRecordJSON{}}
+	for _, e := range log.Entries {
+		r := discoveryRecordJSON{TrType: trtypeName(e.TrType), AdrFam: adrfamName(e.AdrFam), SubType: subtypeName(e.SubType),
+			TReq: treqName(e.TReq), PortID: e.PortID, TrSvcID: e.TrSvcID, SubNQN: e.SubNQN, TrAddr: e.TrAddr,
+			EFlags: eflagsName(e.EFlags)}
+		if e.TrType == nvmeof.TrTypeTCP {
+			r.SecType = sectypeName(e.SecType)
+		}
+		out.Records = append(out.Records, r)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+	"github.com/flashpath/flashpath/target/tcp"
+)
+
+const ioTestNQN = "nqn.2026-11.io.flashpath:cli-io"
+
+// startIOTarget serves a 4 MiB mem namespace on 127.0.0.1:0, open to any host.
+func startIOTarget(t *testing.T) string {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	tgt := target.New(target.Options{Logger: log})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: ioTestNQN, AllowAnyHost: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := backend.NewMem(4<<20, 512)
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		tgt.Close()
+	})
+	return "tcp://" + ln.Addr().String()
+}
+
+func runCLI(t *testing.T, stdin []byte, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(bytes.NewReader(stdin))
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestDiscoverCmd(t *testing.T) {
+	addr := startIOTarget(t)
+	out, err := runCLI(t, nil, "discover", addr)
+	if err != nil {
+		t.Fatalf("discover: %v\n%s", err, out)
+	}
+	for _, want := range []string{"trtype:  tcp", "adrfam:  ipv4", "subtype: nvme subsystem", "subnqn:  " + ioTestNQN, "traddr:  127.0.0.1", "sectype: none"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("discover output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runCLI(t, nil, "discover", addr, "--output", "json")
+	if err != nil {
+		t.Fatalf("discover --output json: %v", err)
+	}
+	var log struct {
+		Records []struct {
+			SubNQN string `json:"subnqn"`
+			TrType string `json:"trtype"`
+		} `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(out), &log); err != nil {
+		t.Fatalf("discover json: %v\n%s", err, out)
+	}
+	found := false
+	for _, r := range log.Records {
+		found = found || (r.SubNQN == ioTestNQN && r.TrType == "tcp")
+	}
+	if !found {
+		t.Errorf("json records %+v lack %s", log.Records, ioTestNQN)
+	}
+}
+
+func TestIOCmd(t *testing.T) {
+	addr := startIOTarget(t)
+	base := []string{"io", "--addr", addr, "--nqn", ioTestNQN}
+
+	out, err := runCLI(t, nil, append(base, "identify", "--output", "json")...)
+	if err != nil {
+		t.Fatalf("identify: %v\n%s", err, out)
+	}
+	var id struct {
+		BlockSize int   `json:"block_size"`
+		SizeBytes int64 `json:"size_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &id); err != nil || id.BlockSize != 512 || id.SizeBytes != 4<<20 {
+		t.Fatalf("identify json: %+v %v\n%s", id, err, out)
+	}
+
+	data := bytes.Repeat([]byte("flashpath!"), 300) // 3000 bytes: not whole blocks
+	if _, err := runCLI(t, data, append(base, "write", "--offset", "4096")...); err == nil || !strings.Contains(err.Error(), "--pad") {
+		t.Fatalf("write of 3000 bytes: %v, want a block size error naming --pad", err)
+	}
+	in := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(in, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, nil, append(base, "write", "--offset", "4096", "--in", in, "--pad")...); err != nil {
+		t.Fatalf("write --pad: %v\n%s", err, out)
+	}
+	// Unaligned offset and length: the command reads whole blocks and cuts.
+	out, err = runCLI(t, nil, append(base, "read", "--offset", "4100", "--length", "2990")...)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if out != string(data[4:2994]) {
+		t.Errorf("read back %q..., want %q...", out[:20], data[4:24])
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	if out, err := runCLI(t, nil, append(base, "read", "--offset", "4096", "--length", "3584", "--out", dst)...); err != nil {
+		t.Fatalf("read --out: %v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(dst)
+	want := append(bytes.Clone(data), make([]byte, 3584-3000)...)
+	if !bytes.Equal(got, want) {
+		t.Errorf("read --out wrote %d bytes that differ from the padded input", len(got))
+	}
+}
+
+func TestIOCmdErrors(t *testing.T) {
+	if _, err := runCLI(t, nil, "io", "--nqn", "x", "identify"); err == nil || !strings.Contains(err.Error(), "--addr") {
+		t.Errorf("io without --addr: %v", err)
+	}
+	if _, err := runCLI(t, nil, "discover", "rdma://1.2.3.4"); err == nil || !strings.Contains(err.Error(), "tcp://") {
+		t.Errorf("discover rdma://: %v", err)
+	}
+}
