@@ -31,6 +31,7 @@ type fakeTarget struct {
 	r2tChunk uint32 // bytes per R2T (0: the whole transfer)
 	c2hChunk uint32 // bytes per C2HData (0: the whole transfer)
 	success  bool   // use the SUCCESS flag instead of a response capsule
+	badDDGST bool   // corrupt the data digest of C2HData PDUs
 	bs       int
 	data     []byte
 	genctr   uint64
@@ -259,7 +260,11 @@ func (c *fakeConn) send(hdr, data []byte, flagsDone bool) error {
 	out := append([]byte(nil), hdr...)
 	out = append(out, data...)
 	if len(data) > 0 && c.dd {
-		out = binary.LittleEndian.AppendUint32(out, nvmeof.Digest(data))
+		d := nvmeof.Digest(data)
+		if c.f.badDDGST && hdr[0] == nvmeof.PDUC2HData {
+			d = ^d
+		}
+		out = binary.LittleEndian.AppendUint32(out, d)
 	}
 	_, err := c.nc.Write(out)
 	return err

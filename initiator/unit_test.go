@@ -1,0 +1,52 @@
+package initiator
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestParseAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:4420":       "127.0.0.1:4420",
+		"tcp://127.0.0.1:4420": "127.0.0.1:4420",
+		"tcp://10.0.0.1":       "10.0.0.1:4420",
+		"tcp://[::1]:4421/":    "[::1]:4421",
+		"::1":                  "[::1]:4420",
+	} {
+		if got, err := ParseAddr(in, DefaultPort); err != nil || got != want {
+			t.Errorf("ParseAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "tcp://", "rdma://1.2.3.4:4420"} {
+		if _, err := ParseAddr(bad, DefaultPort); err == nil {
+			t.Errorf("ParseAddr(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestDefaultHostNQNStable(t *testing.T) {
+	a, err := DefaultHostNQN()
+	if err != nil {
+		t.Skip(err)
+	}
+	b, _ := DefaultHostNQN()
+	if a != b || !strings.HasPrefix(a, "nqn.") {
+		t.Fatalf("DefaultHostNQN: %q then %q", a, b)
+	}
+	if id := defaultHostID(a); id == [16]byte{} {
+		t.Fatalf("host ID of %q is zero", a)
+	}
+}
+
+// TestBadDataDigest: a C2HData with a wrong data digest fails the
+// connection, and the read reports the error.
+func TestBadDataDigestFake(t *testing.T) {
+	tt := startFake(t, func(f *fakeTarget) { f.badDDGST = true })
+	cfg := Config{Addr: tt.addr, SubNQN: tt.subnqn, IOQueues: 1, Options: Options{DataDigest: true}}
+	// Identify Controller already travels in a C2HData PDU: connecting fails.
+	_, err := Connect(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "data digest") {
+		t.Fatalf("Connect with corrupted data digests: %v, want a data digest error", err)
+	}
+}
