@@ -16,7 +16,11 @@ tgt=$!
 # Wait (at most 10 s) for the target to say it serves.
 for _ in $(seq 100); do
 	grep -q '^serving' "$log" && break
-	kill -0 $tgt 2>/dev/null || { cat "$log"; echo "demo: the target exited"; exit 1; }
+	kill -0 $tgt 2>/dev/null || {
+		cat "$log"
+		echo "demo: the target exited (if port $PORT is taken: PORT=4421 make demo)"
+		exit 1
+	}
 	sleep 0.1
 done
 grep -q '^serving' "$log" || { cat "$log"; echo "demo: the target did not start within 10 s"; exit 1; }
