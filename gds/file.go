@@ -179,17 +179,22 @@ func (d *Device) open(name string, o Options, write bool) (*File, error) {
 
 	path, reason := o.Path, ""
 	if path == PathAuto {
-		var cf CuFileStatus
-		d.Do(func() error { cf = ProbeCuFile(); return nil }) // with the context current
-		switch {
-		case !write && file.size > 0 && file.cached >= o.CachedThreshold:
+		if !write && file.size > 0 && file.cached >= o.CachedThreshold {
+			// No cuFile probe: opening its driver costs more than the read.
 			path, reason = PathBounce, fmt.Sprintf("%.0f%% of the file is in the page cache: buffered bounce reads it from memory", 100*file.cached)
-		case cf.TrueGDS:
-			path, reason = PathCuFile, "cuFile "+cf.Reason
-		case !cf.Available:
-			path, reason = PathBounce, "cuFile unavailable ("+cf.Reason+")"
-		default:
-			path, reason = PathBounce, "cuFile in "+cf.Reason+"; the bounce pipeline is faster"
+		} else {
+			var cf CuFileStatus
+			d.Do(func() error { cf = ProbeCuFile(); return nil }) // with the context current
+			switch {
+			case cf.TrueGDS:
+				path, reason = PathCuFile, "cuFile "+cf.Reason
+			case !cf.Available:
+				path, reason = PathBounce, "cuFile unavailable ("+cf.Reason+")"
+			case !cf.Usable:
+				path, reason = PathBounce, "cuFile "+cf.Reason
+			default:
+				path, reason = PathBounce, "cuFile in "+cf.Reason+"; the bounce pipeline is faster"
+			}
 		}
 	} else {
 		reason = "requested with --gpu-path " + string(path)

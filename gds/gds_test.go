@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -322,8 +323,10 @@ func TestPathSelection(t *testing.T) {
 		if tc.nvfs {
 			os.Setenv("FAKECUFILE_NVFS", "1")
 		}
+		resetProbe()
 		f, err := d.Open(path, tc.o)
 		os.Unsetenv("FAKECUFILE_NVFS")
+		resetProbe()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,4 +410,61 @@ func TestDMABufExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Close(fd)
+}
+
+// TestCuFileCompatOff mirrors a machine without nvidia-fs whose cufile.json
+// sets allow_compat_mode false: auto must not pick cuFile, and an explicit
+// cufile load must fail with the error's name and a hint that says what to
+// change.
+func TestCuFileCompatOff(t *testing.T) {
+	d := openDev(t)
+	path, _, _ := writeCheckpoint(t, t.TempDir())
+	t.Setenv("FAKECUFILE_NO_COMPAT", "1")
+	resetProbe()
+	defer resetProbe()
+	st := ProbeCuFile()
+	if !st.Available || st.Usable || st.CompatAllowed || st.Hint == "" {
+		t.Fatalf("probe: %+v", st)
+	}
+	f, err := d.Open(path, Options{CachedThreshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Path() != PathBounce || !strings.Contains(f.Reason(), "compat mode is off") {
+		t.Errorf("auto: path %s (%s)", f.Path(), f.Reason())
+	}
+	f.Close()
+	_, err = d.Open(path, Options{Path: PathCuFile})
+	if err == nil {
+		t.Fatal("cufile with compat mode off and no nvidia-fs: opened")
+	}
+	for _, want := range []string{"CU_FILE_HANDLE_NOT_REGISTERED", `"allow_compat_mode": true`, "--gpu-path bounce"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if !errors.Is(err, ErrNotSupported) {
+		t.Errorf("error %v does not wrap ErrNotSupported", err)
+	}
+}
+
+func TestConfigAllowCompat(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ body, want string }{
+		{`{ // comment "x"
+  "logging": {"dir": "/var/log//x"}, /* block
+  */ "properties": { "allow_compat_mode": false, // trailing
+  "max_direct_io_size_kb": 16384 } }`, "false"},
+		{`{"properties": {"allow_compat_mode": true}}`, "true"},
+		{`{"properties": {}}`, "unset"},
+	} {
+		name := filepath.Join(dir, "cufile.json")
+		os.WriteFile(name, []byte(tc.body), 0o644)
+		if got := configAllowCompat(name); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
+		}
+	}
+	if got := configAllowCompat(filepath.Join(dir, "none.json")); !strings.HasPrefix(got, "unset") {
+		t.Errorf("missing file: %q", got)
+	}
 }

@@ -185,3 +185,33 @@ func readDev(t *testing.T, p DevicePtr, n int) []byte {
 	}
 	return b
 }
+
+func TestFileErrorNames(t *testing.T) {
+	err := checkFile("cuFileHandleRegister", fileErrFor(FileHandleNotRegistered))
+	want := "cuFileHandleRegister: CU_FILE_HANDLE_NOT_REGISTERED: file descriptor is not registered"
+	if err == nil || err.Error() != want {
+		t.Fatalf("error = %v, want %q", err, want)
+	}
+	for code, name := range map[int]string{
+		5001: "CU_FILE_DRIVER_NOT_INITIALIZED", 5007: "CU_FILE_PLATFORM_NOT_SUPPORTED", 5008: "CU_FILE_IO_NOT_SUPPORTED",
+		5026: "CU_FILE_DRIVER_ALREADY_OPEN", 5034: "CU_FILE_IO_DISABLED", 5050: "CU_FILE_IO_MAX_ERROR",
+	} {
+		if got, _ := FileErrorName(code); got != name {
+			t.Errorf("FileErrorName(%d) = %s, want %s", code, got, name)
+		}
+	}
+	if got, text := FileErrorName(5021); got != "CUfileOpError 5021" || text != "unknown cufile error" {
+		t.Errorf("FileErrorName(5021) = %s, %s", got, text)
+	}
+	for code, notSupported := range map[int]bool{
+		FileDriverNotInitialized: true, FilePlatformNotSupported: true, FileIONotSupported: true,
+		FileHandleNotRegistered: true, 5026: false, 5030: false,
+	} {
+		if got := errors.Is(checkFile("op", fileErrFor(code)), ErrNotSupported); got != notSupported {
+			t.Errorf("code %d: Is(ErrNotSupported) = %v", code, got)
+		}
+	}
+	if _, err := ioResult("cuFileRead", -5008); err == nil || err.Error() != "cuFileRead: CU_FILE_IO_NOT_SUPPORTED: GPUDirect Storage not supported on current file" {
+		t.Errorf("ioResult(-5008) = %v", err)
+	}
+}

@@ -1,6 +1,9 @@
 // A fake libcufile.so.0 for tests: "device pointers" are host addresses
 // (see fakecuda.c), reads and writes are pread/pwrite. By default it reports
-// compat mode (no nvidia-fs); FAKECUFILE_NVFS=1 reports true GDS, and
+// compat mode (no nvidia-fs); FAKECUFILE_NVFS=1 reports true GDS,
+// FAKECUFILE_NO_COMPAT=1 reports compat mode disallowed (allow_compat_mode
+// false) and, without FAKECUFILE_NVFS, refuses file handles with
+// CU_FILE_HANDLE_NOT_REGISTERED as libcufile does, and
 // FAKECUFILE_EIO_AT=OFF fails reads that cover file offset OFF with -EIO.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,7 +58,8 @@ CUfileError_t cuFileDriverGetProperties(CUfileDrvProps_t *p) {
 		p->nvfs.minor_version = 26;
 	}
 	p->nvfs.max_direct_io_size = 16384;
-	p->nvfs.dcontrolflags = 1 << 1; // allow compat mode
+	if (!getenv("FAKECUFILE_NO_COMPAT"))
+		p->nvfs.dcontrolflags = 1 << 1; // allow compat mode
 	p->fflags = 1 << 1;             // batch I/O
 	p->max_batch_io_size = 128;
 	return ok();
@@ -63,6 +67,8 @@ CUfileError_t cuFileDriverGetProperties(CUfileDrvProps_t *p) {
 CUfileError_t cuFileHandleRegister(void **fh, CUfileDescr_t *d) {
 	if (d->type != 1)
 		return fail(5030);
+	if (getenv("FAKECUFILE_NO_COMPAT") && !getenv("FAKECUFILE_NVFS"))
+		return fail(5027); // CU_FILE_HANDLE_NOT_REGISTERED
 	struct handle *h = malloc(sizeof *h);
 	// Like compat mode, do the I/O through a buffered fd: "device" memory
 	// here is unaligned host memory, which O_DIRECT refuses.
