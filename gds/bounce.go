@@ -54,6 +54,9 @@ func (f fdIO) WriteAt(p []byte, off int64) (int, error) {
 // flight, so reads overlap copies. Writes run the other way.
 //
 //	file ──pread──▶ pinned[w][k] ──HtoDAsync(stream w)──▶ GPU
+//
+// The staging buffers come from the Device's pool: the first transfer
+// allocates them (in parallel), later ones reuse them.
 type bounce struct {
 	*engine
 	dev     *Device
@@ -64,8 +67,11 @@ type bounce struct {
 
 var _ Transfer = (*bounce)(nil)
 
+// maxDepth bounds the staging buffers per worker.
+const maxDepth = 8
+
 func newBounce(dev *Device, f fileIO, direct bool, workers, depth int, chunkSize int64) (*bounce, error) {
-	depth = max(1, min(depth, 16))
+	depth = max(1, min(depth, maxDepth))
 	align := int64(1)
 	if direct {
 		align = 4096
@@ -125,8 +131,10 @@ func (b *bounce) Close() error {
 }
 
 // work is one worker: its thread holds the context, its stream and its
-// depth staging buffers, reused round robin; a buffer is reused only after
-// the copy that read it has completed.
+// depth staging buffers, refilled round robin; a buffer is refilled only
+// after the copy that read it has completed. Each read chunk costs one cgo
+// crossing: queue its copy, record its event, and wait for the event of
+// the buffer to refill next (cuEventQuery first: usually long done).
 func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 	if err := b.dev.bind(); err != nil {
 		for c := range b.chunks {
@@ -142,13 +150,18 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 		s.Destroy()
 	}()
 	bufs := b.staging[w*b.depth : (w+1)*b.depth]
-	var inflight [16]chunk // chunk whose copy uses bufs[k]
-	var busy [16]bool
+	var inflight [maxDepth]chunk // chunk whose copy uses bufs[k]
+	var busy [maxDepth]bool
 	k := 0
 	drain := func(k int) {
 		if busy[k] {
 			busy[k] = false
-			b.finish(inflight[k], evs[k].Synchronize())
+			b.finish(inflight[k], evs[k].Wait())
+		}
+	}
+	drainAll := func() {
+		for i := range b.depth {
+			drain((k + i) % b.depth) // oldest first
 		}
 	}
 	for {
@@ -158,39 +171,44 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 		case c, ok = <-b.chunks:
 		default:
 			// Nothing queued: complete what is in flight before blocking.
-			for i := range b.depth {
-				drain(i)
-			}
+			drainAll()
 			c, ok = <-b.chunks
 		}
 		if !ok {
-			for i := range b.depth {
-				drain(i)
-			}
+			drainAll()
 			return
 		}
 		if c.n == 0 {
 			b.finish(c, nil)
 			continue
 		}
-		drain(k)
+		drain(k) // normally done already by the previous chunk's crossing
 		buf := bufs[k]
-		var err error
 		if c.op == OpRead {
-			err = b.read(buf.b[:c.readLen], c)
-			if err == nil {
-				err = cuda.CopyHtoDAsyncRecord(cuda.DevicePtr(c.dev), unsafe.Pointer(&buf.b[c.skip]), c.n, s, evs[k])
+			if err := b.read(buf.b[:c.readLen], c); err != nil {
+				b.finish(c, err)
+				continue
+			}
+			next := (k + 1) % b.depth
+			var wait *cuda.Event
+			if busy[next] && next != k {
+				wait = &evs[next]
+			}
+			err, werr := cuda.CopyHtoDAsyncRecordWait(cuda.DevicePtr(c.dev), unsafe.Pointer(&buf.b[c.skip]), c.n, s, evs[k], wait)
+			if wait != nil {
+				busy[next] = false
+				b.finish(inflight[next], werr)
 			}
 			if err != nil {
 				b.finish(c, err)
 				continue
 			}
 			inflight[k], busy[k] = c, true
-			k = (k + 1) % b.depth
+			k = next
 			continue
 		}
 		// Write: the copy must land before the pwrite reads the buffer.
-		err = cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(c.dev), c.n, s, evs[k])
+		err := cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(c.dev), c.n, s, evs[k])
 		if err == nil {
 			err = evs[k].Synchronize()
 		}

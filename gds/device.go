@@ -1,6 +1,7 @@
 package gds
 
 import (
+	"cmp"
 	"fmt"
 	"runtime"
 	"sync"
@@ -255,23 +256,61 @@ func (h *HostBuffer) Close() error {
 	return h.dev.Do(func() error { return cuda.MemFreeHost(p) })
 }
 
-// getStaging returns n pinned buffers of size bytes, reusing freed ones.
+// getStaging returns n pinned buffers of size bytes, reusing freed ones and
+// allocating the rest in parallel (cuMemHostAlloc zeroes and pins its pages:
+// tens of milliseconds per hundred MiB, spread over several threads).
 func (d *Device) getStaging(n int, size int64) ([]*HostBuffer, error) {
 	d.mu.Lock()
 	free := d.staging[size]
 	k := min(n, len(free))
-	out := append([]*HostBuffer(nil), free[len(free)-k:]...)
+	out := append(make([]*HostBuffer, 0, n), free[len(free)-k:]...)
 	d.staging[size] = free[:len(free)-k]
 	d.mu.Unlock()
-	for len(out) < n {
-		h, err := d.AllocHost(size)
-		if err != nil {
-			d.putStaging(out)
-			return nil, err
+	missing := n - len(out)
+	if missing == 0 {
+		return out, nil
+	}
+	fresh := make([]*HostBuffer, missing)
+	errs := make([]error, missing)
+	var wg sync.WaitGroup
+	par := min(missing, max(runtime.NumCPU()/2, 1), 8)
+	next := make(chan int, missing)
+	for i := range missing {
+		next <- i
+	}
+	close(next)
+	for range par {
+		wg.Go(func() {
+			for i := range next {
+				fresh[i], errs[i] = d.AllocHost(size)
+			}
+		})
+	}
+	wg.Wait()
+	var first error
+	for i, h := range fresh {
+		if errs[i] != nil {
+			first = cmp.Or(first, errs[i])
+			continue
 		}
 		out = append(out, h)
 	}
+	if first != nil {
+		d.putStaging(out)
+		return nil, first
+	}
 	return out, nil
+}
+
+// StagingBytes is the pinned staging memory the device holds for reuse.
+func (d *Device) StagingBytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n int64
+	for size, l := range d.staging {
+		n += size * int64(len(l))
+	}
+	return n
 }
 
 func (d *Device) putStaging(bufs []*HostBuffer) {

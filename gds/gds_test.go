@@ -121,34 +121,36 @@ func TestBounceReads(t *testing.T) {
 	data := randBytes(5*4096*3+1234, 1)
 	for _, direct := range []bool{false, true} {
 		for _, maxRead := range []int{0, 1000} {
-			t.Run(fmt.Sprintf("direct=%v/short=%d", direct, maxRead), func(t *testing.T) {
-				src := &memIO{data: data, maxRead: maxRead, eioAt: -1}
-				if direct && maxRead > 0 {
-					src.maxRead = 4096 // O_DIRECT short reads come in whole blocks
-				}
-				b, err := newBounce(d, src, direct, 3, 2, 3*4096)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer b.Close()
-				buf, err := d.Alloc(int64(len(data)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer buf.Close()
-				reqs := []Request{
-					{Off: 0, Len: 100, Dev: buf.Ptr()},
-					{Off: 100, Len: 4096*5 - 7, Dev: buf.Ptr() + 100},
-					{Off: 4096*5 + 93, Len: 0, Dev: buf.Ptr()},
-					{Off: 4096*5 - 7 + 100, Len: int64(len(data)) - (4096*5 - 7 + 100), Dev: buf.Ptr() + 4096*5 - 7 + 100},
-				}
-				if err := Run(context.Background(), b, reqs); err != nil {
-					t.Fatal(err)
-				}
-				if got := readBack(t, buf, 0, int64(len(data))); !bytes.Equal(got, data) {
-					t.Fatal("GPU memory differs from the file")
-				}
-			})
+			for _, depth := range []int{1, 2, 4} {
+				t.Run(fmt.Sprintf("direct=%v/short=%d/depth=%d", direct, maxRead, depth), func(t *testing.T) {
+					src := &memIO{data: data, maxRead: maxRead, eioAt: -1}
+					if direct && maxRead > 0 {
+						src.maxRead = 4096 // O_DIRECT short reads come in whole blocks
+					}
+					b, err := newBounce(d, src, direct, 3, depth, 3*4096)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer b.Close()
+					buf, err := d.Alloc(int64(len(data)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer buf.Close()
+					reqs := []Request{
+						{Off: 0, Len: 100, Dev: buf.Ptr()},
+						{Off: 100, Len: 4096*5 - 7, Dev: buf.Ptr() + 100},
+						{Off: 4096*5 + 93, Len: 0, Dev: buf.Ptr()},
+						{Off: 4096*5 - 7 + 100, Len: int64(len(data)) - (4096*5 - 7 + 100), Dev: buf.Ptr() + 4096*5 - 7 + 100},
+					}
+					if err := Run(context.Background(), b, reqs); err != nil {
+						t.Fatal(err)
+					}
+					if got := readBack(t, buf, 0, int64(len(data))); !bytes.Equal(got, data) {
+						t.Fatal("GPU memory differs from the file")
+					}
+				})
+			}
 		}
 	}
 }
@@ -467,4 +469,35 @@ func TestConfigAllowCompat(t *testing.T) {
 	if got := configAllowCompat(filepath.Join(dir, "none.json")); !strings.HasPrefix(got, "unset") {
 		t.Errorf("missing file: %q", got)
 	}
+}
+
+// TestStagingReused: a Device's second load reuses the pinned staging
+// buffers of its first (pinning memory is the slow part of setup).
+func TestStagingReused(t *testing.T) {
+	d := openDev(t)
+	path, _, data := writeCheckpoint(t, t.TempDir())
+	o := Options{Path: PathBounce, Direct: DirectOff, Workers: 3, Depth: 2, Chunk: 8192}
+	c, err := d.LoadSafetensors(context.Background(), path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got, want := d.StagingBytes(), int64(3*2*8192); got != want {
+		t.Fatalf("staging pool after one load: %d bytes, want %d", got, want)
+	}
+	n0 := live.Load()
+	c, err = d.LoadSafetensors(context.Background(), path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := live.Load(); n != n0+1 {
+		t.Errorf("second load: %d live GPU resources, want %d (its buffer only)", n, n0+1)
+	}
+	if got := readBack(t, c.Buffer, 0, c.Bytes); !bytes.Equal(got, data) {
+		t.Fatal("GPU memory differs from the file")
+	}
+	if c.SetupHeader <= 0 || c.SetupAlloc <= 0 || c.SetupOpen <= 0 || c.SetupHeader+c.SetupAlloc+c.SetupOpen != c.Setup {
+		t.Errorf("setup parts %v + %v + %v != %v", c.SetupHeader, c.SetupAlloc, c.SetupOpen, c.Setup)
+	}
+	c.Close()
 }

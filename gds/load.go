@@ -35,6 +35,10 @@ type Checkpoint struct {
 	Bytes    int64
 	Setup    time.Duration // header, allocation, open (staging buffers, streams)
 	Transfer time.Duration // the reads into GPU memory
+	// Parts of Setup: reading the header, the one device allocation, and
+	// opening the file for the path (cuFile probe or registration, pinned
+	// staging buffers on a Device's first load, streams).
+	SetupHeader, SetupAlloc, SetupOpen time.Duration
 }
 
 // GBps is the transfer rate in GB/s (10^9 bytes).
@@ -75,9 +79,11 @@ func (d *Device) LoadSafetensors(ctx context.Context, name string, o Options) (*
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	c := &Checkpoint{File: name, Metadata: h.Metadata, Bytes: h.DataSize}
+	c.SetupHeader = time.Since(t0)
 	if c.Buffer, err = d.Alloc(max(h.DataSize, 1)); err != nil {
 		return nil, err
 	}
+	c.SetupAlloc = time.Since(t0) - c.SetupHeader
 	for _, t := range h.Tensors {
 		c.Tensors = append(c.Tensors, Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape,
 			Ptr: c.Buffer.Ptr() + DevicePtr(t.Begin), Size: t.Size(), Off: h.DataOffset + t.Begin})
@@ -93,6 +99,7 @@ func (d *Device) LoadSafetensors(ctx context.Context, name string, o Options) (*
 		file.RegisterBuffer(c.Buffer) // best effort: unregistered buffers work too
 	}
 	c.Setup = time.Since(t0)
+	c.SetupOpen = c.Setup - c.SetupHeader - c.SetupAlloc
 	t1 := time.Now()
 	if h.DataSize > 0 {
 		err = file.Read(ctx, []Request{{Off: h.DataOffset, Len: h.DataSize, Dev: c.Buffer.Ptr()}})

@@ -291,6 +291,23 @@ func CopyHtoDAsyncRecord(dst DevicePtr, src unsafe.Pointer, n int64, s Stream, e
 	return check("cuMemcpyHtoDAsync", C.fp_h2d_async_record(C.CUdeviceptr(dst), src, C.size_t(n), s.p, e.p))
 }
 
+// CopyHtoDAsyncRecordWait queues cuMemcpyHtoDAsync_v2 on s, records e after
+// it, and then, if wait is not nil, waits for *wait (cuEventQuery, then
+// cuEventSynchronize): one cgo crossing per chunk of a pipeline that refills
+// the buffer behind wait next. waitErr is wait's result.
+func CopyHtoDAsyncRecordWait(dst DevicePtr, src unsafe.Pointer, n int64, s Stream, e Event, wait *Event) (err, waitErr error) {
+	var w C.CUevent
+	if wait != nil {
+		w = wait.p
+	}
+	var wr C.CUresult
+	r := C.fp_h2d_record_wait(C.CUdeviceptr(dst), src, C.size_t(n), s.p, e.p, w, &wr)
+	return check("cuMemcpyHtoDAsync", r), check("cuEventSynchronize", wr)
+}
+
+// Wait completes e: cuEventQuery, then cuEventSynchronize if not yet done.
+func (e Event) Wait() error { return check("cuEventSynchronize", C.fp_event_wait(e.p)) }
+
 // CopyDtoHAsyncRecord queues cuMemcpyDtoHAsync_v2 on s and records e after it.
 func CopyDtoHAsyncRecord(dst unsafe.Pointer, src DevicePtr, n int64, s Stream, e Event) error {
 	return check("cuMemcpyDtoHAsync", C.fp_d2h_async_record(dst, C.CUdeviceptr(src), C.size_t(n), s.p, e.p))

@@ -30,6 +30,7 @@
 	X(cuEventDestroy, "cuEventDestroy_v2", 1, CUresult, (CUevent a), (a))                                   \
 	X(cuEventRecord, "cuEventRecord", 1, CUresult, (CUevent a, CUstream b), (a, b))                         \
 	X(cuEventSynchronize, "cuEventSynchronize", 1, CUresult, (CUevent a), (a))                              \
+	X(cuEventQuery, "cuEventQuery", 1, CUresult, (CUevent a), (a))                                          \
 	X(cuMemcpyHtoD, "cuMemcpyHtoD_v2", 1, CUresult, (CUdeviceptr a, const void *b, size_t c), (a, b, c))    \
 	X(cuMemcpyDtoH, "cuMemcpyDtoH_v2", 1, CUresult, (void *a, CUdeviceptr b, size_t c), (a, b, c))          \
 	X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", 1, CUresult,                                                \
@@ -142,6 +143,28 @@ CUresult fp_h2d_async_record(CUdeviceptr dst, const void *src, size_t n, CUstrea
 		return r;
 	return p_cuEventRecord(ev, s);
 }
+
+// fp_wait completes an event: a query first, which costs no sleep when the
+// copy is done, then a (blocking-sync) wait.
+static CUresult fp_wait(CUevent ev) {
+	CUresult r = p_cuEventQuery(ev);
+	if (r != FP_CUDA_ERROR_NOT_READY)
+		return r;
+	return p_cuEventSynchronize(ev);
+}
+
+CUresult fp_h2d_record_wait(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev, CUevent wait,
+                            CUresult *wait_res) {
+	*wait_res = 0;
+	CUresult r = p_cuMemcpyHtoDAsync(dst, src, n, s);
+	if (r == 0)
+		r = p_cuEventRecord(ev, s);
+	if (wait)
+		*wait_res = fp_wait(wait);
+	return r;
+}
+
+CUresult fp_event_wait(CUevent ev) { return fp_wait(ev); }
 
 CUresult fp_d2h_async_record(void *dst, CUdeviceptr src, size_t n, CUstream s, CUevent ev) {
 	CUresult r = p_cuMemcpyDtoHAsync(dst, src, n, s);

@@ -19,6 +19,7 @@ typedef struct CUevent_st *CUevent;
 
 #define FP_CUDA_ERROR_NOT_SUPPORTED 801
 #define FP_CUDA_ERROR_NOT_FOUND 500
+#define FP_CUDA_ERROR_NOT_READY 600
 
 // cufile.h: CUfileError_t is returned by value.
 typedef struct {
@@ -112,6 +113,13 @@ const char *fp_cuGetErrorName(CUresult r);
 // One crossing per chunk: queue the copy on the stream, then record ev.
 CUresult fp_h2d_async_record(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev);
 CUresult fp_d2h_async_record(void *dst, CUdeviceptr src, size_t n, CUstream s, CUevent ev);
+// One crossing per chunk of the bounce pipeline: queue the copy of one
+// staging buffer and record ev after it, then wait for wait (the event of
+// the buffer to refill next; NULL for none), its result in *wait_res.
+CUresult fp_h2d_record_wait(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev, CUevent wait,
+                            CUresult *wait_res);
+// cuEventQuery, then cuEventSynchronize if the event is not complete yet.
+CUresult fp_event_wait(CUevent ev);
 
 fp_CUfileError_t fp_cuFileDriverOpen(void);
 fp_CUfileError_t fp_cuFileDriverClose(void);

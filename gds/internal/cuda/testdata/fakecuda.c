@@ -159,6 +159,12 @@ CUresult cuEventRecord(struct ev *e, struct stream *s) {
 	pthread_mutex_unlock(&mu);
 	return 0;
 }
+CUresult cuEventQuery(struct ev *e) {
+	pthread_mutex_lock(&mu);
+	int pending = e->pending;
+	pthread_mutex_unlock(&mu);
+	return pending ? 600 : 0; // CUDA_ERROR_NOT_READY: deferred copies run on synchronize
+}
 CUresult cuEventSynchronize(struct ev *e) {
 	pthread_mutex_lock(&mu);
 	if (e->pending && e->s)
