@@ -109,6 +109,12 @@ func (c *Controller) connectAdmin(ctx context.Context, subnqn string, kato uint3
 func (c *Controller) fabricsConnect(ctx context.Context, q *Queue, subnqn string, cntlID, sqsize uint16, kato uint32) (uint16, error) {
 	var sqe nvmeof.SQE
 	sqe.SetConnect(q.qid, sqsize, kato)
+	if q.qid != 0 {
+		// This host never waits on SQ head pointers (it keeps at most
+		// sqsize commands in flight), so let the controller skip the
+		// response capsule after a successful read's data.
+		sqe.SetCAttr(nvmeof.CAttrDisableSQFlow)
+	}
 	data := make([]byte, nvmeof.ConnectDataSize)
 	cd := nvmeof.ConnectData{HostID: c.cfg.HostID, CntlID: cntlID, SubNQN: subnqn, HostNQN: c.cfg.HostNQN}
 	if err := cd.Encode(data); err != nil {

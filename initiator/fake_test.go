@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/flashpath/flashpath/nvmeof"
@@ -104,8 +105,9 @@ func (f *fakeTarget) serve() {
 		go func() {
 			defer f.wg.Done()
 			defer nc.Close()
+			// A host that fails the connection resets it: that is no violation.
 			fc := &fakeConn{f: f, nc: nc, br: bufio.NewReader(nc), pending: map[uint16]*fakeWrite{}}
-			if err := fc.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if err := fc.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 				f.violation("%v", err)
 			}
 		}()

@@ -232,6 +232,44 @@ func (q *Queue) Submit(r *Request) error {
 	return q.send(cid, r)
 }
 
+// SubmitBatch submits several requests and sends them with one flush (one
+// write system call where they fit the send buffer), as a benchmark or a
+// pipeline does when it refills its queue after reaping completions. It
+// blocks while all slots are busy, like Submit. On an error, the requests
+// before the failing one were submitted and will be delivered; the rest
+// were not.
+func (q *Queue) SubmitBatch(rs []*Request) error {
+	// Holding a waiter keeps each send from flushing; the last one out flushes.
+	q.waiting.Add(1)
+	var err error
+	for _, r := range rs {
+		if len(q.free) == 0 {
+			// About to wait for a slot: what is buffered must go out first,
+			// or the completions that free slots might never come.
+			q.wmu.Lock()
+			if !q.closed {
+				q.bw.Flush()
+			}
+			q.wmu.Unlock()
+		}
+		if err = q.Submit(r); err != nil {
+			break
+		}
+	}
+	if q.waiting.Add(-1) == 0 {
+		q.wmu.Lock()
+		if !q.closed {
+			if ferr := q.bw.Flush(); ferr != nil {
+				q.wmu.Unlock()
+				q.fail(fmt.Errorf("queue %d: send commands: %w", q.qid, ferr))
+				return err
+			}
+		}
+		q.wmu.Unlock()
+	}
+	return err
+}
+
 // inline reports whether r's data goes in the command capsule.
 func (q *Queue) inline(r *Request) bool {
 	if !r.out || len(r.Buf) == 0 {

@@ -26,6 +26,14 @@ func (c *SQE) SQSize() uint16 { return le.Uint16(c[44:]) }
 // CAttr is the Connect attributes byte.
 func (c *SQE) CAttr() uint8 { return c[46] }
 
+// CAttrDisableSQFlow in the Connect attributes asks the controller to stop
+// reporting SQ head pointers (SQ flow control disabled, NVMe-oF 1.1 §3.3),
+// which lets an NVMe/TCP controller skip the response after a read's data.
+const CAttrDisableSQFlow = 1 << 2
+
+// SetCAttr sets the Connect attributes byte.
+func (c *SQE) SetCAttr(v uint8) { c[46] = v }
+
 // KATO is the Connect keep-alive timeout in milliseconds.
 func (c *SQE) KATO() uint32 { return le.Uint32(c[48:]) }
 

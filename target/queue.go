@@ -190,7 +190,7 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	q.id = qid
 	q.size = int(sqsize) + 1
 	q.sqhd = 0
-	q.sqFlowDisabled = r.Cmd.CAttr()&(1<<2) != 0
+	q.sqFlowDisabled = r.Cmd.CAttr()&nvmeof.CAttrDisableSQFlow != 0
 	q.connected = true
 	r.Rsp.SetSQID(qid)
 	r.Rsp.SetSQHD(0)

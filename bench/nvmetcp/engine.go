@@ -63,6 +63,7 @@ type engine struct {
 	mem    *bench.HostMemory
 	reqs   []initiator.Request
 	staged []*bench.IO
+	batch  []*initiator.Request
 	done   chan *initiator.Request
 	ios    []*bench.IO // by slot index
 }
@@ -122,6 +123,7 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	e.ios = make([]*bench.IO, depth)
 	e.done = make(chan *initiator.Request, depth)
 	e.staged = make([]*bench.IO, 0, depth)
+	e.batch = make([]*initiator.Request, 0, depth)
 	for i := range e.reqs {
 		e.reqs[i].Done = e.done
 		e.reqs[i].NSID = t.NSID
@@ -160,14 +162,12 @@ func (e *engine) Queue(io *bench.IO) error {
 }
 
 func (e *engine) Commit() error {
+	e.batch = e.batch[:0]
 	for _, io := range e.staged {
-		if err := e.q.Submit(&e.reqs[io.Index]); err != nil {
-			e.staged = e.staged[:0]
-			return err
-		}
+		e.batch = append(e.batch, &e.reqs[io.Index])
 	}
 	e.staged = e.staged[:0]
-	return nil
+	return e.q.SubmitBatch(e.batch)
 }
 
 func (e *engine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {

@@ -49,13 +49,15 @@ type conn struct {
 	free   []int            // guarded by slotMu
 
 	sendMu   sync.Mutex
-	bw       *bufio.Writer           // guarded by sendMu
-	shdr     [64]byte                // guarded by sendMu
-	sdig     [nvmeof.DigestSize]byte // guarded by sendMu
-	vec      [3][]byte               // guarded by sendMu
-	bufs     net.Buffers             // guarded by sendMu
-	sendErr  error                   // guarded by sendMu
-	shutdown bool                    // guarded by sendMu
+	bw       *bufio.Writer                                   // guarded by sendMu
+	shdr     [64]byte                                        // guarded by sendMu
+	sdig     [nvmeof.DigestSize]byte                         // guarded by sendMu
+	vec      [4][]byte                                       // guarded by sendMu
+	dhdr     [nvmeof.DataHLen + nvmeof.DigestSize + 128]byte // guarded by sendMu: C2HData header and padding
+	rsp      [nvmeof.CapsuleRspHLen + nvmeof.DigestSize]byte // guarded by sendMu
+	bufs     net.Buffers                                     // guarded by sendMu
+	sendErr  error                                           // guarded by sendMu
+	shutdown bool                                            // guarded by sendMu
 
 	closeOnce sync.Once
 	closing   atomic.Bool
@@ -529,68 +531,95 @@ func (c *conn) Complete(r *target.Request) {
 }
 
 func (c *conn) sendLocked(r *target.Request) {
-	st := r.Status()
-	sendRsp := true
-	if st.OK() && r.Direction() == target.DirC2H && len(r.Data) > 0 {
-		flags := uint8(nvmeof.FlagDataLast)
-		if c.q.SQFlowControlDisabled() {
-			flags |= nvmeof.FlagDataSuccess
-			sendRsp = false
-		}
-		c.sendC2HData(r, flags)
-	}
-	if !sendRsp {
+	if !r.Status().OK() || r.Direction() != target.DirC2H || len(r.Data) == 0 {
+		n := c.encodeRsp(r, c.rsp[:])
+		c.bw.Write(c.rsp[:n])
 		return
 	}
-	b := c.putHeader(nvmeof.PDUCapsuleRsp, 0, nvmeof.CapsuleRspHLen, 0, 0)
-	copy(b[nvmeof.CHSize:], r.Rsp[:])
-	c.writeHeader(b, nvmeof.CapsuleRspHLen)
-}
-
-func (c *conn) sendC2HData(r *target.Request, flags uint8) {
-	n := uint32(len(r.Data))
-	pdo := nvmeof.PadTo(nvmeof.DataHLen, c.hdgst, c.hpda)
-	plen := pdo + n
-	if c.ddgst {
-		flags |= nvmeof.FlagDDGST
-		plen += nvmeof.DigestSize
-	}
-	b := c.putHeader(nvmeof.PDUC2HData, flags, nvmeof.DataHLen, pdo, plen)
-	d := nvmeof.DataPDU{CCCID: r.Cmd.CID(), Offset: 0, Length: n}
-	d.Encode(b)
-	c.writeHeader(b, nvmeof.DataHLen)
-	hend := uint32(nvmeof.DataHLen)
-	if c.hdgst {
-		hend += nvmeof.DigestSize
-	}
-	if pad := pdo - hend; pad > 0 {
-		var zero [128]byte
-		c.bw.Write(zero[:pad])
-	}
+	// C2HData; with SQ flow control disabled its SUCCESS flag stands in for
+	// the response capsule (NVMe/TCP §3.6.2.8).
+	success := c.q.SQFlowControlDisabled()
+	h := c.encodeC2HHeader(r, success)
 	if c.ddgst {
 		nvmeof.PutDigest(c.sdig[:], nvmeof.Digest(r.Data))
 	}
-	if n < directWrite {
+	nrsp := 0
+	if !success {
+		nrsp = c.encodeRsp(r, c.rsp[:])
+	}
+	if len(r.Data) < directWrite {
+		c.bw.Write(c.dhdr[:h])
 		c.bw.Write(r.Data)
 		if c.ddgst {
 			c.bw.Write(c.sdig[:])
 		}
+		c.bw.Write(c.rsp[:nrsp])
 		return
 	}
-	// Large data: flush the headers and hand the buffer to the kernel with writev.
-	if err := c.bw.Flush(); err != nil {
-		c.sendErr = err
-		return
+	// Large data: hand header, data, digest and response to the kernel in
+	// one writev, straight from the request buffer.
+	if c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			c.sendErr = err
+			return
+		}
 	}
-	c.vec[0] = r.Data
-	nv := 1
+	c.vec[0], c.vec[1] = c.dhdr[:h], r.Data
+	nv := 2
 	if c.ddgst {
-		c.vec[1] = c.sdig[:]
-		nv = 2
+		c.vec[nv] = c.sdig[:]
+		nv++
+	}
+	if nrsp > 0 {
+		c.vec[nv] = c.rsp[:nrsp]
+		nv++
 	}
 	c.bufs = c.vec[:nv]
 	if _, err := c.bufs.WriteTo(c.nc); err != nil {
 		c.sendErr = err
 	}
-	c.vec = [3][]byte{}
+	c.vec = [4][]byte{}
+}
+
+// encodeRsp writes a response capsule PDU for r into b and returns its length.
+func (c *conn) encodeRsp(r *target.Request, b []byte) int {
+	h := nvmeof.Header{Type: nvmeof.PDUCapsuleRsp, HLen: nvmeof.CapsuleRspHLen, PLen: nvmeof.CapsuleRspHLen}
+	if c.hdgst {
+		h.Flags |= nvmeof.FlagHDGST
+		h.PLen += nvmeof.DigestSize
+	}
+	nvmeof.PutHeader(b, h)
+	copy(b[nvmeof.CHSize:], r.Rsp[:])
+	if c.hdgst {
+		nvmeof.PutDigest(b[nvmeof.CapsuleRspHLen:], nvmeof.Digest(b[:nvmeof.CapsuleRspHLen]))
+	}
+	return int(h.PLen)
+}
+
+// encodeC2HHeader writes the header (with its digest and padding up to
+// PDO) of a C2HData PDU carrying all of r's data into dhdr, and returns
+// its length.
+func (c *conn) encodeC2HHeader(r *target.Request, success bool) int {
+	n := uint32(len(r.Data))
+	pdo := nvmeof.PadTo(nvmeof.DataHLen, c.hdgst, c.hpda)
+	h := nvmeof.Header{Type: nvmeof.PDUC2HData, Flags: nvmeof.FlagDataLast, HLen: nvmeof.DataHLen, PDO: uint8(pdo), PLen: pdo + n}
+	if success {
+		h.Flags |= nvmeof.FlagDataSuccess
+	}
+	if c.hdgst {
+		h.Flags |= nvmeof.FlagHDGST
+	}
+	if c.ddgst {
+		h.Flags |= nvmeof.FlagDDGST
+		h.PLen += nvmeof.DigestSize
+	}
+	b := c.dhdr[:pdo]
+	clear(b)
+	nvmeof.PutHeader(b, h)
+	d := nvmeof.DataPDU{CCCID: r.Cmd.CID(), Length: n}
+	d.Encode(b)
+	if c.hdgst {
+		nvmeof.PutDigest(b[nvmeof.DataHLen:], nvmeof.Digest(b[:nvmeof.DataHLen]))
+	}
+	return int(pdo)
 }
