@@ -122,3 +122,46 @@ func TestAdminTarget(t *testing.T) {
 		t.Errorf("Identify SUBNQN %q, want %q", c.Identify().SubNQN, tt.subnqn)
 	}
 }
+
+// TestSubmitBatch writes and reads back more requests than the queue holds
+// in flight through SubmitBatch, which must flush what it buffered before
+// it waits for a slot.
+func TestSubmitBatch(t *testing.T) {
+	tt := startTarget(t, 8<<20, 0)
+	c := connect(t, tt, func(cfg *Config) { cfg.IOQueues = 1; cfg.QueueDepth = 8 })
+	ns := openNS(t, c, tt.nsid)
+	q := c.Queues()[0]
+	const n = 40 // five times the depth
+	bs := ns.BlockSize()
+	done := make(chan *Request, n)
+	reqs := make([]Request, n)
+	batch := make([]*Request, n)
+	for _, op := range []Op{OpWrite, OpRead} {
+		for i := range reqs {
+			buf := make([]byte, 2*bs)
+			if op == OpWrite {
+				for j := range buf {
+					buf[j] = byte(i*7 + j)
+				}
+			}
+			reqs[i] = Request{Op: op, NSID: tt.nsid, SLBA: uint64(2 * i), NLB: 2, Buf: buf, Done: done, Tag: uint64(i)}
+			batch[i] = &reqs[i]
+		}
+		if err := q.SubmitBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			r := <-done
+			if err := r.Error(); err != nil {
+				t.Fatalf("%v %d: %v", r.Op, r.Tag, err)
+			}
+			if r.Op == OpRead {
+				for j, b := range r.Buf {
+					if want := byte(int(r.Tag)*7 + j); b != want {
+						t.Fatalf("request %d byte %d: %#x, want %#x", r.Tag, j, b, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package nvmetcp
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/flashpath/flashpath/bench"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+	"github.com/flashpath/flashpath/target/tcp"
+)
+
+const nqn = "nqn.2026-11.io.flashpath:bench"
+
+// startTarget serves a 16 MiB memory namespace on 127.0.0.1 and returns
+// the nvme-tcp filename of its namespace 1.
+func startTarget(t *testing.T) string {
+	t.Helper()
+	tgt := target.New(target.Options{})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := backend.NewMem(16<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); tgt.Close() })
+	return "tcp://" + ln.Addr().String() + "/" + nqn + "/1"
+}
+
+func run(t *testing.T, kv ...string) *bench.JobResult {
+	t.Helper()
+	var o []bench.Option
+	for _, s := range kv {
+		k, v, _ := strings.Cut(s, "=")
+		o = append(o, bench.Option{Name: k, Value: v})
+	}
+	jobs, err := bench.BuildJobs(nil, []bench.Section{{Name: "nvme-tcp", Options: o}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := bench.Run(context.Background(), bench.Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Groups[0].Jobs[0]
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	return r
+}
+
+// TestEngineVerifiedWriteThenRead writes the namespace through the engine
+// with per-block checksums, reads it back verified, then reads randomly at
+// depth 32 with digests on.
+func TestEngineVerifiedWriteThenRead(t *testing.T) {
+	dev := startTarget(t)
+	base := []string{"ioengine=nvme-tcp", "filename=" + dev, "size=4m"}
+	r := run(t, append(base, "rw=randwrite", "bs=16k", "iodepth=16", "verify=crc32c")...)
+	if w := r.Dir[bench.DirWrite]; w.IOs != 256 || w.Bytes != 4<<20 {
+		t.Fatalf("writes: %d I/Os, %d bytes; want 256, 4 MiB", w.IOs, w.Bytes)
+	}
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 256 {
+		t.Fatalf("verify read %d blocks, want 256", rd.IOs)
+	}
+	r = run(t, append(base, "rw=randread", "bs=4k", "iodepth=32", "io_size=2m", "norandommap", "hdr_digest=1", "data_digest=1")...)
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 512 || rd.Bytes != 2<<20 {
+		t.Fatalf("reads: %d I/Os, %d bytes; want 512, 2 MiB", rd.IOs, rd.Bytes)
+	}
+	// 128 KiB writes cross the in-capsule limit and go through R2T.
+	r = run(t, append(base, "rw=write", "bs=128k", "iodepth=8", "verify=crc32c")...)
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 32 {
+		t.Fatalf("verify read %d blocks, want 32", rd.IOs)
+	}
+}
+
+func TestParseFilename(t *testing.T) {
+	got, err := ParseFilename("tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1")
+	if err != nil || got != (Target{Addr: "127.0.0.1:4420", NQN: "nqn.2026-11.io.flashpath:demo", NSID: 1}) {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if got, err := ParseFilename("tcp://10.0.0.1/nqn.a:b/7"); err != nil || got.Addr != "10.0.0.1:4420" || got.NSID != 7 {
+		t.Fatalf("default port: got %+v, %v", got, err)
+	}
+	for _, bad := range []string{"/dev/nvme0n1", "tcp://h:1/nqn.a", "tcp://h:1/nqn.a/0", "tcp://h:1/nqn.a/x", "rdma://h:1/nqn.a/1"} {
+		if _, err := ParseFilename(bad); err == nil {
+			t.Errorf("ParseFilename(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestEngineRefusesUnknownSubsystem(t *testing.T) {
+	dev := startTarget(t)
+	jobs, err := bench.BuildJobs(nil, []bench.Section{{Name: "x", Options: []bench.Option{
+		{Name: "ioengine", Value: "nvme-tcp"}, {Name: "filename", Value: strings.Replace(dev, nqn, "nqn.2026-11.io.flashpath:nope", 1)},
+		{Name: "rw", Value: "read"}, {Name: "size", Value: "1m"},
+	}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := bench.Run(context.Background(), bench.Config{Jobs: jobs})
+	if err == nil && rep.Groups[0].Jobs[0].Err == nil {
+		t.Fatal("bench against an unknown subsystem succeeded")
+	}
+}
