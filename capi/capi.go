@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/flashpath/flashpath/gds"
@@ -34,7 +35,7 @@ import (
 
 var (
 	mu      sync.Mutex
-	devices = map[int]*gds.Device{}       // open GPUs, kept for their staging buffers; guarded by mu
+	devices = map[int]*gds.Device{}       // open GPUs, kept for the process: primary context and pinned staging reused by every load; guarded by mu
 	loads   = map[int64]*gds.Checkpoint{} // guarded by mu
 	next    int64                         // guarded by mu
 )
@@ -77,10 +78,12 @@ func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	if err != nil {
 		return fail(err)
 	}
+	t0 := time.Now()
 	d, err := device(int(gpu))
 	if err != nil {
 		return fail(err)
 	}
+	openS := time.Since(t0)
 	c, err := d.LoadSafetensors(context.Background(), C.GoString(path), gds.Options{Path: p})
 	if err != nil {
 		return fail(err)
@@ -91,15 +94,22 @@ func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	loads[h] = c
 	mu.Unlock()
 	out := struct {
-		Handle  int64        `json:"handle"`
-		Path    gds.Path     `json:"path"`
-		Reason  string       `json:"reason"`
-		Bytes   int64        `json:"bytes"`
-		GBps    float64      `json:"gbps"`
-		LoadS   float64      `json:"load_s"`
-		SetupS  float64      `json:"setup_s"`
-		Tensors []tensorJSON `json:"tensors"`
-	}{Handle: h, Path: c.Path, Reason: c.Reason, Bytes: c.Bytes, GBps: c.GBps(), LoadS: c.Transfer.Seconds(), SetupS: c.Setup.Seconds()}
+		Handle       int64        `json:"handle"`
+		Path         gds.Path     `json:"path"`
+		Reason       string       `json:"reason"`
+		Bytes        int64        `json:"bytes"`
+		GBps         float64      `json:"gbps"`
+		LoadS        float64      `json:"load_s"`
+		SetupS       float64      `json:"setup_s"`
+		SetupHeaderS float64      `json:"setup_header_s"`
+		SetupAllocS  float64      `json:"setup_alloc_s"`
+		SetupOpenS   float64      `json:"setup_open_s"`
+		OpenDeviceS  float64      `json:"open_device_s"` // cuInit and the primary context: first call in the process only
+		StagingMiB   float64      `json:"staging_mib"`   // pinned staging kept for the next load
+		Tensors      []tensorJSON `json:"tensors"`
+	}{Handle: h, Path: c.Path, Reason: c.Reason, Bytes: c.Bytes, GBps: c.GBps(), LoadS: c.Transfer.Seconds(), SetupS: c.Setup.Seconds(),
+		SetupHeaderS: c.SetupHeader.Seconds(), SetupAllocS: c.SetupAlloc.Seconds(), SetupOpenS: c.SetupOpen.Seconds(),
+		OpenDeviceS: openS.Seconds(), StagingMiB: float64(d.StagingBytes()) / (1 << 20)}
 	for _, t := range c.Tensors {
 		out.Tensors = append(out.Tensors, tensorJSON{Name: t.Name, DType: string(t.DType), Shape: t.Shape, Ptr: uint64(t.Ptr), Size: t.Size})
 	}

@@ -68,6 +68,9 @@ const (
 // DefaultWorkers is the number of reader threads: the CPU count, from 2 to 16.
 func DefaultWorkers() int { return min(max(runtime.NumCPU(), 2), 16) }
 
+// WithDefaults fills in the zero fields.
+func (o Options) WithDefaults() Options { return o.withDefaults() }
+
 func (o Options) withDefaults() Options {
 	if o.Path == "" {
 		o.Path = PathAuto

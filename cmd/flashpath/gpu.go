@@ -97,7 +97,11 @@ func printTopo(w io.Writer, r *topo.Report, cf gds.CuFileStatus) {
 		}
 		fmt.Fprintf(w, "  %-8s %-5s %s  numa %d  %s  namespaces %v\n", n.Name, n.Transport, where, n.NUMANode, n.Model, n.Namespaces)
 	}
-	fmt.Fprintf(w, "cuFile: available=%v true_gds=%v nvidia-fs=%v (%s)\n", cf.Available, cf.TrueGDS, cf.NVFSLoaded, cf.Reason)
+	fmt.Fprintf(w, "cuFile: available=%v usable=%v true_gds=%v nvidia-fs=%v allow_compat_mode=%s in %s (%s)\n",
+		cf.Available, cf.Usable, cf.TrueGDS, cf.NVFSLoaded, cf.ConfigCompat, cf.Config, cf.Reason)
+	if cf.Hint != "" {
+		fmt.Fprintf(w, "cuFile hint: %s\n", cf.Hint)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
@@ -112,6 +116,7 @@ type loadConfig struct {
 	Workers  int
 	Depth    int
 	ChunkMiB int
+	Repeat   int // loads in one process: the first is cold, the last warm
 	Verify   bool
 	Output   string
 }
@@ -132,6 +137,9 @@ func (c loadConfig) options() (gds.Options, error) {
 	if c.Workers < 0 || c.Depth < 0 || c.ChunkMiB < 0 {
 		return gds.Options{}, fmt.Errorf("--workers, --depth and --chunk-mib must be >= 0")
 	}
+	if c.Repeat < 0 {
+		return gds.Options{}, fmt.Errorf("--repeat %d: must be >= 0", c.Repeat)
+	}
 	if err := validOutput(c.Output); err != nil {
 		return gds.Options{}, err
 	}
@@ -148,16 +156,44 @@ type loadResult struct {
 	Cached    float64           `json:"page_cache_fraction"`
 	Tensors   int               `json:"tensors"`
 	Bytes     int64             `json:"bytes"`
-	InitS     float64           `json:"init_s"`  // driver and context
-	SetupS    float64           `json:"setup_s"` // header, allocation, staging
-	LoadS     float64           `json:"load_s"`  // the transfer
-	GBps      float64           `json:"gbps"`
-	TotalS    float64           `json:"total_s"` // setup + load
-	CPUS      float64           `json:"cpu_s"`   // user+system CPU during setup + load
-	CPUSPerGB float64           `json:"cpu_s_per_gb"`
+	Workers   int               `json:"workers"`
+	Depth     int               `json:"depth"`
+	ChunkMiB  float64           `json:"chunk_mib"`
+	InitS     float64           `json:"init_s"` // driver and context
+	loadRun                     // the first (cold) load
+	Warm      *loadRun          `json:"warm,omitempty"` // the last of --repeat loads in this process
+	Runs      int               `json:"runs"`
 	Verified  *bool             `json:"verified,omitempty"`
 	Checks    []gds.TensorCheck `json:"checks,omitempty"`
 	VerifyErr string            `json:"verify_error,omitempty"`
+}
+
+// loadRun is one load's timing.
+type loadRun struct {
+	SetupS       float64 `json:"setup_s"`        // header + alloc + open
+	SetupHeaderS float64 `json:"setup_header_s"` // read and parse the header
+	SetupAllocS  float64 `json:"setup_alloc_s"`  // the device allocation
+	SetupOpenS   float64 `json:"setup_open_s"`   // path choice, staging buffers, streams
+	StagingMiB   float64 `json:"staging_mib"`    // pinned staging the device holds after the load
+	LoadS        float64 `json:"load_s"`         // the transfer
+	GBps         float64 `json:"gbps"`           // bytes / load_s
+	TotalS       float64 `json:"total_s"`        // setup + load
+	TotalGBps    float64 `json:"total_gbps"`     // bytes / total_s
+	CPUS         float64 `json:"cpu_s"`          // user+system CPU during setup + load
+	CPUSPerGB    float64 `json:"cpu_s_per_gb"`
+}
+
+func newLoadRun(dev *gds.Device, c *gds.Checkpoint, cpu float64) loadRun {
+	r := loadRun{SetupS: c.Setup.Seconds(), SetupHeaderS: c.SetupHeader.Seconds(), SetupAllocS: c.SetupAlloc.Seconds(),
+		SetupOpenS: c.SetupOpen.Seconds(), StagingMiB: float64(dev.StagingBytes()) / (1 << 20),
+		LoadS: c.Transfer.Seconds(), GBps: c.GBps(), TotalS: (c.Setup + c.Transfer).Seconds(), CPUS: cpu}
+	if r.TotalS > 0 {
+		r.TotalGBps = float64(c.Bytes) / r.TotalS / 1e9
+	}
+	if c.Bytes > 0 {
+		r.CPUSPerGB = cpu / (float64(c.Bytes) / 1e9)
+	}
+	return r
 }
 
 func cpuSeconds() float64 {
@@ -185,9 +221,10 @@ func newLoadCmd() *cobra.Command {
 	f.IntVar(&cfg.GPU, "gpu", 0, "GPU ordinal")
 	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
-	f.IntVar(&cfg.Workers, "workers", 0, "reader threads (0: CPUs, at most 16)")
-	f.IntVar(&cfg.Depth, "depth", 0, "staging buffers in flight per reader (0: 2)")
-	f.IntVar(&cfg.ChunkMiB, "chunk-mib", 0, "MiB per read and copy (0: 16)")
+	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 16, here %d)", gds.DefaultWorkers()))
+	f.IntVar(&cfg.Depth, "depth", 0, fmt.Sprintf("staging buffers in flight per reader (0: %d)", gds.DefaultDepth))
+	f.IntVar(&cfg.ChunkMiB, "chunk-mib", 0, fmt.Sprintf("MiB per read and copy (0: %d)", gds.DefaultChunk>>20))
+	f.IntVar(&cfg.Repeat, "repeat", 1, "load this many times in one process and report the first (cold) and last (warm) load")
 	f.BoolVar(&cfg.Verify, "verify", false, "copy every tensor back and compare its CRC-32 with the file's")
 	f.StringVarP(&cfg.Output, "output", "o", "text", "output format: text or json")
 	return cmd
@@ -204,19 +241,29 @@ func runLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Options) er
 	}
 	defer dev.Close()
 	init := time.Since(t0)
-	cpu0 := cpuSeconds()
-	c, err := dev.LoadSafetensors(ctx, cfg.File, o)
-	if err != nil {
-		return err
+	r := loadResult{File: cfg.File, GPU: cfg.GPU, InitS: init.Seconds(), Runs: max(cfg.Repeat, 1)}
+	var c *gds.Checkpoint
+	for i := range r.Runs {
+		if c != nil {
+			c.Close()
+		}
+		cpu0 := cpuSeconds()
+		c, err = dev.LoadSafetensors(ctx, cfg.File, o)
+		if err != nil {
+			return err
+		}
+		run := newLoadRun(dev, c, cpuSeconds()-cpu0)
+		if i == 0 {
+			r.loadRun = run
+			r.Path, r.Reason, r.Direct, r.Cached = c.Path, c.Reason, c.Direct, c.Cached
+			r.Tensors, r.Bytes = len(c.Tensors), c.Bytes
+		} else if i == r.Runs-1 {
+			r.Warm = &run
+		}
 	}
 	defer c.Close()
-	cpu := cpuSeconds() - cpu0
-	r := loadResult{File: cfg.File, GPU: cfg.GPU, Path: c.Path, Reason: c.Reason, Direct: c.Direct, Cached: c.Cached,
-		Tensors: len(c.Tensors), Bytes: c.Bytes, InitS: init.Seconds(), SetupS: c.Setup.Seconds(), LoadS: c.Transfer.Seconds(),
-		GBps: c.GBps(), TotalS: (c.Setup + c.Transfer).Seconds(), CPUS: cpu}
-	if c.Bytes > 0 {
-		r.CPUSPerGB = cpu / (float64(c.Bytes) / 1e9)
-	}
+	eff := o.WithDefaults()
+	r.Workers, r.Depth, r.ChunkMiB = eff.Workers, eff.Depth, float64(eff.Chunk)/(1<<20)
 	var verr error
 	if cfg.Verify {
 		checks, err := c.Verify(max(o.Workers, 8))
@@ -237,8 +284,13 @@ func runLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Options) er
 	}
 	fmt.Fprintf(w, "loaded %s: %d tensors, %.2f GB into GPU %d\n", r.File, r.Tensors, float64(r.Bytes)/1e9, r.GPU)
 	fmt.Fprintf(w, "path:     %s (%s)\n", r.Path, r.Reason)
-	fmt.Fprintf(w, "rate:     %.2f GB/s  (transfer %.3f s, setup %.3f s, driver init %.3f s)\n", r.GBps, r.LoadS, r.SetupS, r.InitS)
+	fmt.Fprintf(w, "rate:     %.2f GB/s  (transfer %.3f s, setup %.3f s = header %.3f + alloc %.3f + open %.3f, driver init %.3f s)\n",
+		r.GBps, r.LoadS, r.SetupS, r.SetupHeaderS, r.SetupAllocS, r.SetupOpenS, r.InitS)
 	fmt.Fprintf(w, "cpu:      %.3f s, %.3f s/GB\n", r.CPUS, r.CPUSPerGB)
+	if r.Warm != nil {
+		fmt.Fprintf(w, "warm:     %.2f GB/s transfer, %.2f GB/s with setup (setup %.3f s), load %d of %d in this process\n",
+			r.Warm.GBps, r.Warm.TotalGBps, r.Warm.SetupS, r.Runs, r.Runs)
+	}
 	if r.Verified != nil {
 		if *r.Verified {
 			fmt.Fprintf(w, "verify:   OK, %d tensors match the file (CRC-32)\n", r.Tensors)

@@ -99,7 +99,19 @@ func TestLoadCommand(t *testing.T) {
 			t.Fatalf("%s: %+v", p, r)
 		}
 	}
-	if out, err := run(t, "load", path, "--verify"); err != nil || !strings.Contains(out, "verify:   OK") {
+	out, err := run(t, "load", path, "--gpu-path", "bounce", "--repeat", "3", "--verify", "-o", "json", "--workers", "2", "--depth", "2", "--chunk-mib", "1")
+	if err != nil {
+		t.Fatalf("--repeat: %v\n%s", err, out)
+	}
+	var r loadResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Runs != 3 || r.Warm == nil || r.Warm.TotalGBps <= 0 || r.TotalGBps <= 0 || r.StagingMiB != 4 || r.Workers != 2 ||
+		r.Verified == nil || !*r.Verified {
+		t.Fatalf("--repeat 3: %s", out)
+	}
+	if out, err := run(t, "load", path, "--verify", "--repeat", "2"); err != nil || !strings.Contains(out, "verify:   OK") || !strings.Contains(out, "warm:") {
 		t.Fatalf("text output: %v\n%s", err, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.safetensors")
