@@ -10,7 +10,8 @@
 # measured in the same run. Log and JSON summary go to $OUT when set.
 #
 # Environment: FP_GIB, FP_DIR (scratch dir, default /tmp/flashpath-gpu-check),
-# FP_KEEP=1 keeps the checkpoint, FLASHPATH_LIBCUFILE, CUFILE_ENV_PATH_JSON.
+# FP_KEEP=1 keeps the checkpoint, FLASHPATH_LIBCUFILE, CUFILE_ENV_PATH_JSON,
+# FP_SWEEP (workers:depth:chunkMiB shapes for the bounce sweep; "" skips it).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -84,7 +85,19 @@ if [ -z "${CUFILE_ENV_PATH_JSON:-}" ] && [ ! -e /etc/cufile.json ]; then
 JSON
 	export CUFILE_ENV_PATH_JSON=$DIR/cufile.json
 fi
-echo "cufile.json: ${CUFILE_ENV_PATH_JSON:-/etc/cufile.json}"
+CUFILE_CFG=${CUFILE_ENV_PATH_JSON:-/etc/cufile.json}
+echo "cufile.json: $CUFILE_CFG"
+$PY "$BENCH" cufile-config "$CUFILE_CFG" || true
+# The cuFile baseline runs in compat mode where nvidia-fs is absent: that
+# needs allow_compat_mode, which a site config may turn off. Give the cufile
+# runs a copy of the config that allows it (everything else unchanged).
+CUFILE_RUN_CFG=$CUFILE_CFG
+if [ -e "$CUFILE_CFG" ] && [ ! -e /proc/driver/nvidia-fs ]; then
+	if $PY "$BENCH" cufile-config "$CUFILE_CFG" --compat-out "$DIR/cufile-compat.json" >/dev/null; then
+		CUFILE_RUN_CFG=$DIR/cufile-compat.json
+		echo "cufile runs: CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG (a copy of $CUFILE_CFG with \"allow_compat_mode\": true: nvidia-fs is not loaded)"
+	fi
+fi
 df -h "$DIR" | tail -1
 
 missing=0
@@ -122,28 +135,33 @@ fp_load() { # key name timeout flashpath-load-args...
 }
 
 $PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
-fp_load 20-bounce-cached "flashpath bounce, buffered (file in page cache)" 120 --gpu-path bounce --direct off
+fp_load 20-bounce-cached "flashpath bounce, buffered (file in page cache)" 120 --gpu-path bounce --direct off --repeat 3
+SHAPES=${FP_SWEEP-16:3:4 16:2:8 16:3:2 16:4:1 16:2:16 8:3:4 12:3:4 16:6:4}
+if [ -n "$SHAPES" ] && [ -x "$FP" ]; then
+	step "flashpath bounce sweep (workers:depth:chunkMiB, page cache, 2 loads per process)" 150 \
+		$PY "$BENCH" sweep "$CKPT" --fp "$FP" --shapes "$SHAPES" --out "$RES/25-sweep.json"
+fi
 $PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
 fp_load 21-bounce-direct "flashpath bounce, O_DIRECT (from the drive)" 180 --gpu-path bounce --direct on
 if [ -n "${FLASHPATH_LIBCUFILE:-}" ]; then
 	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
-	fp_load 22-cufile "flashpath cufile (NVIDIA libcufile)" 240 --gpu-path cufile
+	CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG fp_load 22-cufile "flashpath cufile (NVIDIA libcufile)" 240 --gpu-path cufile
 	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
-	step "baseline: kvikio cuFile read (if installed)" 240 $PY "$BENCH" kvikio "$CKPT" --out "$RES/24-kvikio.json"
+	CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG step "baseline: kvikio cuFile read (if installed)" 240 $PY "$BENCH" kvikio "$CKPT" --out "$RES/24-kvikio.json"
 else
 	echo "!! skipped cufile: no libcufile"
 fi
 $PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
-fp_load 23-auto "flashpath load, auto path (file in page cache)" 120 --gpu-path auto
+fp_load 23-auto "flashpath load, auto path (file in page cache)" 120 --gpu-path auto --repeat 2
 
 $PY "$BENCH" warm-cache "$CKPT" "$CKPT.pt" 2>/dev/null
-step "baseline: safetensors.torch.load_file(device=cuda)" 240 $PY "$BENCH" st-load "$CKPT" --out "$RES/30-safetensors.json"
+step "baseline: safetensors.torch.load_file(device=cuda), 2 loads in a warm process" 240 $PY "$BENCH" st-load "$CKPT" --out "$RES/30-safetensors.json"
 step "baseline: torch.load(map_location=cuda)" 240 $PY "$BENCH" torch-load "$CKPT.pt" --out "$RES/31-torch-load.json"
 if [ -e "$CAPI" ]; then
-	step "ctypes example: capi/example.py through bin/libflashpath.so, verified" 300 $PY "$BENCH" capi "$CKPT" --lib "$CAPI" --out "$RES/40-capi.json"
+	step "ctypes example: capi/example.py through bin/libflashpath.so, 2 loads in one torch process, verified" 300 $PY "$BENCH" capi "$CKPT" --lib "$CAPI" --out "$RES/40-capi.json"
 fi
 
-say "summary (${GIB} GiB checkpoint; GB/s = 10^9 bytes/s of tensor data; flashpath rows time the transfer, setup apart)"
+say "summary (${GIB} GiB checkpoint; GB/s = 10^9 bytes/s of tensor data)"
 $PY "$BENCH" summarize "$RES" --summary "$OUTDIR/gpu-check.json" || echo "!! summarize failed"
 cp "$RES"/*.raw "$OUTDIR/" 2>/dev/null || true
 [ -n "${FP_KEEP:-}" ] || rm -f "$CKPT" "$CKPT.pt"
