@@ -196,6 +196,10 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	r.Rsp.SetSQHD(0)
 	r.Rsp.SetDW0(uint32(q.ctrl.id))
 	t.Stats.Connects.Add(1)
-	q.log.Info("queue connected", "sqsize", q.size)
+	if qid == 0 {
+		q.log.Info("admin queue connected", "sqsize", q.size, "kato", time.Duration(r.Cmd.KATO())*time.Millisecond)
+	} else {
+		q.log.Debug("I/O queue connected", "sqsize", q.size, "sq_flow_control", !q.sqFlowDisabled)
+	}
 	return nvmeof.StatusSuccess
 }
