@@ -296,6 +296,20 @@ func (s *Subsystem) AllowHost(hostNQN string) {
 	s.t.discGen.Add(1)
 }
 
+// SetHosts replaces the host access list (any host, or only those listed).
+// It applies to new connections; controllers already connected stay, as
+// with the Linux nvmet target.
+func (s *Subsystem) SetHosts(anyHost bool, hosts []string) {
+	s.mu.Lock()
+	s.anyHost = anyHost
+	s.hosts = make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		s.hosts[h] = true
+	}
+	s.mu.Unlock()
+	s.t.discGen.Add(1)
+}
+
 // hostAllowed reports whether a host may connect.
 func (s *Subsystem) hostAllowed(hostNQN string) bool {
 	s.mu.Lock()

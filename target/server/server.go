@@ -8,13 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flashpath/flashpath/target"
-	"github.com/flashpath/flashpath/target/backend"
 	"github.com/flashpath/flashpath/target/tcp"
 )
 
@@ -25,6 +25,9 @@ type Server struct {
 	metrics   *http.Server
 	metricsLn net.Listener
 	log       *slog.Logger
+
+	reloadMu sync.Mutex
+	applied  *Config // the configuration running, NSIDs resolved; guarded by reloadMu
 }
 
 // Options for Start.
@@ -49,39 +52,23 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			s.Shutdown(context.Background())
 		}
 	}()
-	for i, sc := range cfg.Subsystems {
-		anyHost := len(sc.AllowedHosts) == 0
-		if sc.AllowAnyHost != nil {
-			anyHost = *sc.AllowAnyHost
-		}
-		ss, err := s.Target.AddSubsystem(target.SubsystemConfig{
-			NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model,
-			AllowAnyHost: anyHost, AllowedHosts: sc.AllowedHosts,
-		})
+	applied := resolveNSIDs(cfg)
+	for i, sc := range applied.Subsystems {
+		ss, err := s.Target.AddSubsystem(subsystemConfig(sc))
 		if err != nil {
 			return nil, fmt.Errorf("subsystems[%d]: %w", i, err)
 		}
 		for j, nc := range sc.Namespaces {
-			be, err := backend.Parse(nc.Backend)
+			tc, err := openNamespace(nc)
 			if err != nil {
 				return nil, fmt.Errorf("subsystems[%d].namespaces[%d].backend: %w", i, j, err)
 			}
-			nsc := target.NamespaceConfig{NSID: nc.NSID, Backend: be}
-			if nc.UUID != "" {
-				nsc.UUID, _ = parseHex16(nc.UUID)
-			}
-			if nc.NGUID != "" {
-				nsc.NGUID, _ = parseHex16(nc.NGUID)
-			}
-			ns, err := ss.AddNamespace(nsc)
-			if err != nil {
-				be.Close()
+			if err := s.attach(ss, nc, tc); err != nil {
 				return nil, fmt.Errorf("subsystems[%d].namespaces[%d]: %w", i, j, err)
 			}
-			s.log.Info("namespace added", "subsys", sc.NQN, "nsid", ns.ID, "backend", nc.Backend,
-				"kind", be.Kind(), "size", be.Size(), "block_size", be.BlockSize(), "volatile_write_cache", be.VolatileWriteCache())
 		}
 	}
+	s.applied = applied
 	for i, l := range cfg.Listeners {
 		_, addr, _ := ParseListener(l)
 		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, Logger: opts.Logger})

@@ -1,0 +1,256 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+)
+
+// Reload applies a new configuration to the running target by difference
+// with the one running: subsystems, namespaces and allowed hosts are added,
+// removed or changed; everything else stays as it is, and connected hosts
+// are told about namespace changes (Asynchronous Event, Changed Namespace
+// List). A namespace whose backend, UUID or NGUID changed is removed and
+// added again under the same NSID. Changes to the listeners, the metrics
+// address, MaxH2CData or a subsystem's serial or model need a restart: they
+// are logged and ignored.
+//
+// The backends of new namespaces are opened first: if one fails to open,
+// nothing changes. A failure after that (a replaced namespace whose new
+// backend does not open) leaves the rest applied and is returned.
+func (s *Server) Reload(cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	next := resolveNSIDs(cfg)
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	cur := s.applied
+
+	if !slices.Equal(cur.Listeners, next.Listeners) {
+		s.log.Warn("reload: listeners changed: restart to apply", "running", cur.Listeners, "config", next.Listeners)
+		next.Listeners = cur.Listeners
+	}
+	if cur.Metrics != next.Metrics {
+		s.log.Warn("reload: metrics address changed: restart to apply", "running", cur.Metrics, "config", next.Metrics)
+		next.Metrics = cur.Metrics
+	}
+	if cur.MaxH2CData != next.MaxH2CData {
+		s.log.Warn("reload: max_h2c_data changed: restart to apply", "running", cur.MaxH2CData, "config", next.MaxH2CData)
+		next.MaxH2CData = cur.MaxH2CData
+	}
+
+	curSubs := map[string]*SubsystemConfig{}
+	for i := range cur.Subsystems {
+		curSubs[cur.Subsystems[i].NQN] = &cur.Subsystems[i]
+	}
+
+	// Open the backends of namespaces with new NSIDs before changing
+	// anything. Replaced namespaces open after the old backend closed (a
+	// block device is opened exclusively).
+	type nsKey struct {
+		nqn  string
+		nsid uint32
+	}
+	opened := map[nsKey]target.NamespaceConfig{}
+	for _, sc := range next.Subsystems {
+		old := curSubs[sc.NQN]
+		for _, nc := range sc.Namespaces {
+			if old != nil && findNS(old, nc.NSID) != nil {
+				continue
+			}
+			tc, err := openNamespace(nc)
+			if err != nil {
+				for _, tc := range opened {
+					tc.Backend.Close()
+				}
+				return fmt.Errorf("reload: subsystem %s namespace %d: %w", sc.NQN, nc.NSID, err)
+			}
+			opened[nsKey{sc.NQN, nc.NSID}] = tc
+		}
+	}
+
+	var errs []error
+	failed := map[nsKey]bool{}
+	for _, old := range cur.Subsystems {
+		if findSubsys(next, old.NQN) != nil {
+			continue
+		}
+		if err := s.Target.RemoveSubsystem(old.NQN); err != nil {
+			errs = append(errs, err)
+		}
+		s.log.Info("reload: subsystem removed", "subsys", old.NQN)
+	}
+	for i := range next.Subsystems {
+		sc := &next.Subsystems[i]
+		old := curSubs[sc.NQN]
+		if old == nil {
+			ss, err := s.Target.AddSubsystem(subsystemConfig(*sc))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reload: %w", err))
+				for _, nc := range sc.Namespaces {
+					opened[nsKey{sc.NQN, nc.NSID}].Backend.Close()
+				}
+				sc.NQN = "" // dropped below
+				continue
+			}
+			s.log.Info("reload: subsystem added", "subsys", sc.NQN)
+			for _, nc := range sc.Namespaces {
+				if err := s.attach(ss, nc, opened[nsKey{sc.NQN, nc.NSID}]); err != nil {
+					errs = append(errs, fmt.Errorf("reload: subsystem %s: %w", sc.NQN, err))
+					failed[nsKey{sc.NQN, nc.NSID}] = true
+				}
+			}
+			continue
+		}
+		ss := s.Target.Subsystem(sc.NQN)
+		if sc.Serial != old.Serial || sc.Model != old.Model {
+			s.log.Warn("reload: serial or model changed: restart to apply", "subsys", sc.NQN)
+			sc.Serial, sc.Model = old.Serial, old.Model
+		}
+		oldAny, oldHosts := hostsOf(*old)
+		newAny, newHosts := hostsOf(*sc)
+		if oldAny != newAny || !slices.Equal(oldHosts, newHosts) {
+			ss.SetHosts(newAny, newHosts)
+			s.log.Info("reload: allowed hosts changed", "subsys", sc.NQN, "allow_any_host", newAny, "allowed_hosts", newHosts)
+		}
+		for _, o := range old.Namespaces {
+			n := findNS(sc, o.NSID)
+			if n != nil && *n == o {
+				continue
+			}
+			if err := ss.RemoveNamespace(o.NSID); err != nil {
+				errs = append(errs, fmt.Errorf("reload: %w", err))
+			}
+			if n == nil {
+				s.log.Info("reload: namespace removed", "subsys", sc.NQN, "nsid", o.NSID, "backend", o.Backend)
+				continue
+			}
+			s.log.Info("reload: namespace replaced", "subsys", sc.NQN, "nsid", o.NSID, "old_backend", o.Backend, "backend", n.Backend)
+			tc, err := openNamespace(*n)
+			if err == nil {
+				err = s.attach(ss, *n, tc)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reload: subsystem %s namespace %d: %w", sc.NQN, n.NSID, err))
+				failed[nsKey{sc.NQN, n.NSID}] = true
+			}
+		}
+		for _, nc := range sc.Namespaces {
+			tc, ok := opened[nsKey{sc.NQN, nc.NSID}]
+			if !ok {
+				continue
+			}
+			if err := s.attach(ss, nc, tc); err != nil {
+				errs = append(errs, fmt.Errorf("reload: subsystem %s: %w", sc.NQN, err))
+				failed[nsKey{sc.NQN, nc.NSID}] = true
+			}
+		}
+	}
+	// Record what runs now, so the next reload compares with it.
+	next.Subsystems = slices.DeleteFunc(next.Subsystems, func(sc SubsystemConfig) bool { return sc.NQN == "" })
+	for i := range next.Subsystems {
+		sc := &next.Subsystems[i]
+		sc.Namespaces = slices.DeleteFunc(sc.Namespaces, func(nc NamespaceConfig) bool { return failed[nsKey{sc.NQN, nc.NSID}] })
+	}
+	s.applied = next
+	return errors.Join(errs...)
+}
+
+// subsystemConfig turns a subsystem's configuration into the core's.
+func subsystemConfig(sc SubsystemConfig) target.SubsystemConfig {
+	anyHost, hosts := hostsOf(sc)
+	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts}
+}
+
+// hostsOf returns whether any host may connect and the sorted allow list.
+func hostsOf(sc SubsystemConfig) (bool, []string) {
+	anyHost := len(sc.AllowedHosts) == 0
+	if sc.AllowAnyHost != nil {
+		anyHost = *sc.AllowAnyHost
+	}
+	hosts := slices.Clone(sc.AllowedHosts)
+	slices.Sort(hosts)
+	return anyHost, slices.Compact(hosts)
+}
+
+// openNamespace opens a namespace's backend.
+func openNamespace(nc NamespaceConfig) (target.NamespaceConfig, error) {
+	be, err := backend.Parse(nc.Backend)
+	if err != nil {
+		return target.NamespaceConfig{}, err
+	}
+	tc := target.NamespaceConfig{NSID: nc.NSID, Backend: be}
+	if nc.UUID != "" {
+		tc.UUID, _ = parseHex16(nc.UUID) // validated
+	}
+	if nc.NGUID != "" {
+		tc.NGUID, _ = parseHex16(nc.NGUID)
+	}
+	return tc, nil
+}
+
+// attach adds an opened namespace to a subsystem, closing the backend if
+// that fails.
+func (s *Server) attach(ss *target.Subsystem, nc NamespaceConfig, tc target.NamespaceConfig) error {
+	ns, err := ss.AddNamespace(tc)
+	if err != nil {
+		tc.Backend.Close()
+		return err
+	}
+	be := tc.Backend
+	s.log.Info("namespace added", "subsys", ss.NQN(), "nsid", ns.ID, "backend", nc.Backend,
+		"kind", be.Kind(), "size", be.Size(), "block_size", be.BlockSize(), "volatile_write_cache", be.VolatileWriteCache())
+	return nil
+}
+
+// resolveNSIDs returns a deep copy of cfg in which every namespace has its
+// NSID: those left 0 get the lowest IDs no other namespace of the subsystem
+// names, in order. Reload matches namespaces by NSID.
+func resolveNSIDs(cfg *Config) *Config {
+	out := *cfg
+	out.Listeners = slices.Clone(cfg.Listeners)
+	out.Subsystems = slices.Clone(cfg.Subsystems)
+	for i := range out.Subsystems {
+		sc := &out.Subsystems[i]
+		sc.AllowedHosts = slices.Clone(sc.AllowedHosts)
+		sc.Namespaces = slices.Clone(sc.Namespaces)
+		used := map[uint32]bool{}
+		for _, nc := range sc.Namespaces {
+			used[nc.NSID] = true
+		}
+		next := uint32(1)
+		for j := range sc.Namespaces {
+			if sc.Namespaces[j].NSID != 0 {
+				continue
+			}
+			for used[next] {
+				next++
+			}
+			sc.Namespaces[j].NSID = next
+			used[next] = true
+		}
+	}
+	return &out
+}
+
+func findSubsys(cfg *Config, nqn string) *SubsystemConfig {
+	for i := range cfg.Subsystems {
+		if cfg.Subsystems[i].NQN == nqn {
+			return &cfg.Subsystems[i]
+		}
+	}
+	return nil
+}
+
+func findNS(sc *SubsystemConfig, nsid uint32) *NamespaceConfig {
+	for i := range sc.Namespaces {
+		if sc.Namespaces[i].NSID == nsid {
+			return &sc.Namespaces[i]
+		}
+	}
+	return nil
+}
