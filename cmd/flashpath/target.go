@@ -33,7 +33,9 @@ func newTargetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "target",
 		Short: "Run the NVMe-oF target in the foreground until SIGTERM/SIGINT",
-		Long: `Run the NVMe-oF target until SIGTERM or SIGINT.
+		Long: `Run the NVMe-oF target until SIGTERM or SIGINT. On SIGHUP it re-reads
+--config and applies the changes to subsystems, namespaces and allowed
+hosts without dropping connections (listeners need a restart).
 
 With no flags it serves one 1 GiB memory namespace under
 ` + server.DefaultNQN + ` on 127.0.0.1:4420, open to any host.
@@ -52,7 +54,11 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 			if err != nil {
 				return err
 			}
-			return runTarget(cmd, cfg, log)
+			var reload func() (*server.Config, error)
+			if f.config != "" {
+				reload = func() (*server.Config, error) { return f.toConfig(cmd) }
+			}
+			return runTarget(cmd, cfg, log, reload)
 		},
 	}
 	fl := cmd.Flags()
@@ -118,7 +124,9 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger) error {
+// runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
+// reload returns (nil: no configuration file to re-read).
+func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload func() (*server.Config, error)) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv, err := server.Start(cfg, server.Options{Logger: log, FirmwareRev: firmwareRev()})
@@ -137,7 +145,16 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger) error {
 	if err := server.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			reloadTarget(srv, log, reload)
+		}
+	}
 	log.Info("shutting down")
 	server.Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -147,6 +164,23 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+func reloadTarget(srv *server.Server, log *slog.Logger, reload func() (*server.Config, error)) {
+	if reload == nil {
+		log.Warn("SIGHUP: no --config to re-read: ignored")
+		return
+	}
+	log.Info("SIGHUP: reloading the configuration")
+	cfg, err := reload()
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		log.Error("reload failed", "err", err)
+		return
+	}
+	log.Info("reload done")
 }
 
 func splitHostPort(a string) (string, string) {
