@@ -95,7 +95,7 @@ CUFILE_RUN_CFG=$CUFILE_CFG
 if [ -e "$CUFILE_CFG" ] && [ ! -e /proc/driver/nvidia-fs ]; then
 	if $PY "$BENCH" cufile-config "$CUFILE_CFG" --compat-out "$DIR/cufile-compat.json" >/dev/null; then
 		CUFILE_RUN_CFG=$DIR/cufile-compat.json
-		echo "cufile runs: CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG (a copy of $CUFILE_CFG with \"allow_compat_mode\": true: nvidia-fs is not loaded)"
+		echo "cufile runs: CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG (a copy of $CUFILE_CFG with \"allow_compat_mode\" and \"force_compat_mode\" true, CUFILE_FORCE_COMPAT_MODE=true: nvidia-fs is not loaded)"
 	fi
 fi
 df -h "$DIR" | tail -1
@@ -136,7 +136,7 @@ fp_load() { # key name timeout flashpath-load-args...
 
 $PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
 fp_load 20-bounce-cached "flashpath bounce, buffered (file in page cache)" 120 --gpu-path bounce --direct off --repeat 3
-SHAPES=${FP_SWEEP-16:3:4 16:2:8 16:3:2 16:4:1 16:2:16 8:3:4 12:3:4 16:6:4}
+SHAPES=${FP_SWEEP-12:3:4 12:3:2 12:4:4 10:3:4 14:3:4 16:3:2 8:4:4 12:2:8}
 if [ -n "$SHAPES" ] && [ -x "$FP" ]; then
 	step "flashpath bounce sweep (workers:depth:chunkMiB, page cache, 2 loads per process)" 150 \
 		$PY "$BENCH" sweep "$CKPT" --fp "$FP" --shapes "$SHAPES" --out "$RES/25-sweep.json"
@@ -145,9 +145,12 @@ $PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
 fp_load 21-bounce-direct "flashpath bounce, O_DIRECT (from the drive)" 180 --gpu-path bounce --direct on
 if [ -n "${FLASHPATH_LIBCUFILE:-}" ]; then
 	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
-	CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG fp_load 22-cufile "flashpath cufile (NVIDIA libcufile)" 240 --gpu-path cufile
+	CUFILE_FORCE_COMPAT_MODE=true CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG fp_load 22-cufile "flashpath cufile (NVIDIA libcufile)" 240 --gpu-path cufile
+	for l in "$DIR"/cufile*.log ./cufile*.log; do
+		[ -e "$l" ] && { echo "-- $l (tail)"; tail -n 15 "$l"; }
+	done
 	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
-	CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG step "baseline: kvikio cuFile read (if installed)" 240 $PY "$BENCH" kvikio "$CKPT" --out "$RES/24-kvikio.json"
+	CUFILE_FORCE_COMPAT_MODE=true CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG step "baseline: kvikio cuFile read (if installed)" 240 $PY "$BENCH" kvikio "$CKPT" --out "$RES/24-kvikio.json"
 else
 	echo "!! skipped cufile: no libcufile"
 fi

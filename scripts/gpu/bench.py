@@ -327,10 +327,14 @@ def cufile_config(a):
             print(f"  {sect}: {json.dumps(cfg[sect])[:300]}")
     if a.compat_out:
         cfg.setdefault("properties", {})["allow_compat_mode"] = True
+        # Without nvidia-fs, registering a file on a drive GDS cannot reach
+        # may still be refused unless compat mode is forced (cuFile 1.9+).
+        cfg["properties"]["force_compat_mode"] = True
         cfg.setdefault("logging", {})["dir"] = os.path.dirname(os.path.abspath(a.compat_out))
+        cfg["logging"]["level"] = "INFO"
         with open(a.compat_out, "w") as f:
             json.dump(cfg, f, indent=1)
-        print(f"derived {a.compat_out}: {a.path} with allow_compat_mode true")
+        print(f"derived {a.compat_out}: {a.path} with allow_compat_mode and force_compat_mode true")
 
 
 def main():
