@@ -63,6 +63,9 @@ type bounce struct {
 	io      fileIO
 	depth   int // staging buffers per worker
 	staging []*HostBuffer
+	reader  Reader        // ReaderURing or ReaderPread: what the workers read with
+	rings   []*ringReader // one per worker with ReaderURing
+	why     string        // why io_uring was not used, when it was wanted
 }
 
 var _ Transfer = (*bounce)(nil)
@@ -70,17 +73,37 @@ var _ Transfer = (*bounce)(nil)
 // maxDepth bounds the staging buffers per worker.
 const maxDepth = 8
 
-func newBounce(dev *Device, f fileIO, direct bool, workers, depth int, chunkSize int64) (*bounce, error) {
+// newBounce starts the pipeline. With ReaderAuto, O_DIRECT reads of an fd
+// go through io_uring when the kernel allows it and everything else through
+// pread workers; ReaderURing insists (the error wraps ErrNotSupported).
+func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int, chunkSize int64) (*bounce, error) {
 	depth = max(1, min(depth, maxDepth))
 	align := int64(1)
 	if direct {
 		align = 4096
 		chunkSize = (chunkSize + align - 1) / align * align
 	}
-	b := &bounce{engine: newEngine(workers*depth*4, chunkSize, align, workers), dev: dev, io: f, depth: depth}
+	b := &bounce{engine: newEngine(workers*depth*4, chunkSize, align, workers), dev: dev, io: f, depth: depth, reader: ReaderPread}
 	var err error
 	if b.staging, err = dev.getStaging(workers*depth, chunkSize); err != nil {
 		return nil, err
+	}
+	if rd == ReaderURing || (rd == ReaderAuto || rd == "") && direct {
+		fd, ok := f.(fdIO)
+		if ok {
+			b.rings, err = newRingReaders(int(fd), b.staging, workers, depth)
+		} else {
+			err = fmt.Errorf("io_uring reader: the file is not an fd: %w", ErrNotSupported)
+		}
+		switch {
+		case err == nil:
+			b.reader = ReaderURing
+		case rd == ReaderURing:
+			dev.putStaging(b.staging)
+			return nil, err
+		default:
+			b.why = err.Error()
+		}
 	}
 	type res struct {
 		s   cuda.Stream
@@ -116,15 +139,22 @@ func newBounce(dev *Device, f fileIO, direct bool, workers, depth int, chunkSize
 			}
 			return nil
 		})
+		closeRings(b.rings)
 		dev.putStaging(b.staging)
 		return nil, fmt.Errorf("create streams: %w", err)
 	}
-	b.start(workers, func(w int) { b.work(w, rs[w].s, rs[w].evs) })
+	if b.rings != nil {
+		b.start(workers, func(w int) { b.workRing(w, rs[w].s, rs[w].evs, b.rings[w]) })
+	} else {
+		b.start(workers, func(w int) { b.work(w, rs[w].s, rs[w].evs) })
+	}
 	return b, nil
 }
 
 func (b *bounce) Close() error {
 	b.stop()
+	closeRings(b.rings) // after the workers: in-flight reads end with the ring
+	b.rings = nil
 	b.dev.putStaging(b.staging)
 	b.staging = nil
 	return nil
@@ -207,16 +237,21 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 			k = next
 			continue
 		}
-		// Write: the copy must land before the pwrite reads the buffer.
-		err := cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(c.dev), c.n, s, evs[k])
-		if err == nil {
-			err = evs[k].Synchronize()
-		}
-		if err == nil {
-			err = b.write(buf.b[:c.n], c.fileOff+c.skip)
-		}
-		b.finish(c, err)
+		b.finish(c, b.writeChunk(buf, s, evs[k], c))
 	}
+}
+
+// writeChunk copies c from the GPU into buf and writes it: the copy must
+// land before the pwrite reads the buffer.
+func (b *bounce) writeChunk(buf *HostBuffer, s cuda.Stream, ev cuda.Event, c chunk) error {
+	err := cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(c.dev), c.n, s, ev)
+	if err == nil {
+		err = ev.Synchronize()
+	}
+	if err == nil {
+		err = b.write(buf.b[:c.n], c.fileOff+c.skip)
+	}
+	return err
 }
 
 // read fills p from c.fileOff until the wanted bytes [skip, skip+n) are in:

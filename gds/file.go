@@ -45,7 +45,8 @@ const (
 // Options tune a transfer; zero values take the defaults.
 type Options struct {
 	Path    Path   // auto, cufile or bounce
-	Direct  Direct // bounce only: O_DIRECT or buffered reads
+	Direct  Direct // bounce only: O_DIRECT or buffered reads (writes: O_DIRECT only with DirectOn)
+	Reader  Reader // bounce only: io_uring or pread workers (default: io_uring for O_DIRECT reads)
 	Workers int    // reader threads (default DefaultWorkers())
 	Depth   int    // staging buffers per worker in flight (default DefaultDepth)
 	Chunk   int64  // bytes per read and copy (default DefaultChunk)
@@ -79,6 +80,9 @@ func (o Options) withDefaults() Options {
 	if o.Direct == "" {
 		o.Direct = DirectAuto
 	}
+	if o.Reader == "" {
+		o.Reader = ReaderAuto
+	}
 	if o.Workers <= 0 {
 		o.Workers = DefaultWorkers()
 	}
@@ -102,6 +106,7 @@ type File struct {
 	size   int64
 	path   Path
 	direct bool
+	reader Reader
 	reason string
 	cached float64
 }
@@ -111,6 +116,10 @@ func (f *File) Path() Path { return f.path }
 
 // DirectIO reports whether reads bypass the page cache (O_DIRECT or GDS).
 func (f *File) DirectIO() bool { return f.direct }
+
+// Reader is what reads the file into the bounce pipeline's staging buffers
+// (io_uring or pread); empty on the cufile path.
+func (f *File) Reader() Reader { return f.reader }
 
 // Reason says why the path was chosen, in words.
 func (f *File) Reason() string { return f.reason }
@@ -163,25 +172,30 @@ func (f *File) RegisterBuffer(b *Buffer) error {
 //   - bounce with O_DIRECT otherwise (cuFile absent, or in compat mode,
 //     which the bounce pipeline outruns).
 func (d *Device) Open(name string, o Options) (*File, error) {
-	return d.open(name, o, false)
+	return d.OpenFile(name, os.O_RDONLY, o)
 }
 
 // Create creates (or truncates) name for writes from d's memory: cufile
-// when cuFile runs true GDS, else bounce with buffered writes.
+// when cuFile runs true GDS, else bounce with buffered writes (O_DIRECT
+// with DirectOn).
 func (d *Device) Create(name string, o Options) (*File, error) {
-	return d.open(name, o, true)
+	return d.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, o)
 }
 
-func (d *Device) open(name string, o Options, write bool) (*File, error) {
+// OpenFile is the generalized open, flag as in os.OpenFile: a writable file
+// (O_WRONLY or O_RDWR, which reads too) picks its path as Create does,
+// a read-only one as Open does. A benchmark writes and reads an existing
+// file with O_RDWR, without O_TRUNC.
+func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 	o = o.withDefaults()
 	if o.Path == PathRDMA {
 		return nil, fmt.Errorf("gpu path rdma: not implemented yet: %w", ErrNotSupported)
 	}
-	flags := os.O_RDONLY
-	if write {
-		flags = os.O_RDWR | os.O_CREATE | os.O_TRUNC
+	write := flag&(os.O_WRONLY|os.O_RDWR) != 0
+	if flag&os.O_WRONLY != 0 {
+		flag = flag&^os.O_WRONLY | os.O_RDWR // the O_DIRECT reopen and cuFile want both
 	}
-	f, err := os.OpenFile(name, flags, 0o644)
+	f, err := os.OpenFile(name, flag, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -237,17 +251,12 @@ func (d *Device) open(name string, o Options, write bool) (*File, error) {
 		file.Transfer, file.path, file.reason = t, PathCuFile, reason
 		return file, nil
 	case PathBounce:
-		direct := false
-		if !write {
-			switch o.Direct {
-			case DirectOn:
-				direct = true
-			case DirectAuto:
-				direct = file.cached < o.CachedThreshold
-			}
+		direct := o.Direct == DirectOn
+		if !write && o.Direct == DirectAuto {
+			direct = file.cached < o.CachedThreshold
 		}
 		if direct {
-			dfd, derr := reopenDirect(name, false)
+			dfd, derr := reopenDirect(name, write)
 			if derr != nil {
 				if o.Direct == DirectOn {
 					f.Close()
@@ -261,17 +270,26 @@ func (d *Device) open(name string, o Options, write bool) (*File, error) {
 				file.f = f
 			}
 		}
-		if direct {
+		switch {
+		case direct && write:
+			reason += "; O_DIRECT"
+		case direct:
 			reason += "; O_DIRECT reads"
-		} else if !write {
+		case !write:
 			reason += "; buffered reads"
 		}
-		t, err := newBounce(d, fdIO(f.Fd()), direct, o.Workers, o.Depth, o.Chunk)
+		t, err := newBounce(d, fdIO(f.Fd()), direct, o.Reader, o.Workers, o.Depth, o.Chunk)
 		if err != nil {
 			f.Close()
 			return nil, err
 		}
-		file.Transfer, file.path, file.direct, file.reason = t, PathBounce, direct, reason
+		switch {
+		case t.reader == ReaderURing:
+			reason += " through io_uring"
+		case t.why != "":
+			reason += " through pread (" + t.why + ")"
+		}
+		file.Transfer, file.path, file.direct, file.reader, file.reason = t, PathBounce, direct, t.reader, reason
 		return file, nil
 	}
 	f.Close()

@@ -127,7 +127,7 @@ func TestBounceReads(t *testing.T) {
 					if direct && maxRead > 0 {
 						src.maxRead = 4096 // O_DIRECT short reads come in whole blocks
 					}
-					b, err := newBounce(d, src, direct, 3, depth, 3*4096)
+					b, err := newBounce(d, src, direct, ReaderAuto, 3, depth, 3*4096)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -164,7 +164,7 @@ func TestBounceErrors(t *testing.T) {
 	}
 	defer buf.Close()
 	run := func(src *memIO, direct bool, reqs []Request) error {
-		b, err := newBounce(d, src, direct, 2, 2, 8192)
+		b, err := newBounce(d, src, direct, ReaderAuto, 2, 2, 8192)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestBounceErrors(t *testing.T) {
 	}
 	// EIO in the middle fails the request that covers it, not the others.
 	src := &memIO{data: data, eioAt: 5*4096 + 3}
-	b, _ := newBounce(d, src, true, 2, 2, 8192)
+	b, _ := newBounce(d, src, true, ReaderAuto, 2, 2, 8192)
 	b.Submit([]Request{{Off: 0, Len: 4096, Dev: buf.Ptr(), Tag: 1}, {Off: 4096, Len: int64(len(data)) - 4096, Dev: buf.Ptr() + 4096, Tag: 2}})
 	comps := make([]Completion, 2)
 	n, err := b.Reap(context.Background(), 2, comps)
@@ -208,7 +208,7 @@ func TestBounceErrors(t *testing.T) {
 
 func TestQueueFullAndClosed(t *testing.T) {
 	d := openDev(t)
-	b, err := newBounce(d, &memIO{data: make([]byte, 100), eioAt: -1}, false, 1, 1, 4096)
+	b, err := newBounce(d, &memIO{data: make([]byte, 100), eioAt: -1}, false, ReaderAuto, 1, 1, 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestBounceWrites(t *testing.T) {
 	defer buf.Close()
 	buf.CopyFromHost(data, 0)
 	dst := &memIO{eioAt: -1}
-	b, err := newBounce(d, dst, false, 2, 2, 8192)
+	b, err := newBounce(d, dst, false, ReaderAuto, 2, 2, 8192)
 	if err != nil {
 		t.Fatal(err)
 	}
