@@ -31,6 +31,7 @@ type Checkpoint struct {
 	Path     Path    // the path that ran
 	Reason   string  // why
 	Direct   bool    // page cache bypassed
+	Reader   Reader  // bounce path: io_uring or pread; empty on cufile
 	Cached   float64 // page cache residency at open
 	Bytes    int64
 	Setup    time.Duration // header, allocation, open (staging buffers, streams)
@@ -94,7 +95,7 @@ func (d *Device) LoadSafetensors(ctx context.Context, name string, o Options) (*
 		return nil, err
 	}
 	defer file.Close()
-	c.Path, c.Reason, c.Direct, c.Cached = file.Path(), file.Reason(), file.DirectIO(), file.Cached()
+	c.Path, c.Reason, c.Direct, c.Cached, c.Reader = file.Path(), file.Reason(), file.DirectIO(), file.Cached(), file.Reader()
 	if file.Path() == PathCuFile && file.DirectIO() {
 		file.RegisterBuffer(c.Buffer) // best effort: unregistered buffers work too
 	}

@@ -113,6 +113,7 @@ type loadConfig struct {
 	GPU      int
 	Path     string // auto, cufile, bounce
 	Direct   string // auto, on, off
+	Reader   string // auto, io_uring, pread
 	Workers  int
 	Depth    int
 	ChunkMiB int
@@ -131,6 +132,10 @@ func (c loadConfig) options() (gds.Options, error) {
 	default:
 		return gds.Options{}, fmt.Errorf("--direct %q: want auto, on or off", c.Direct)
 	}
+	rd, err := gds.ParseReader(c.Reader)
+	if err != nil {
+		return gds.Options{}, fmt.Errorf("--reader: %w", err)
+	}
 	if c.GPU < 0 {
 		return gds.Options{}, fmt.Errorf("--gpu %d: must be >= 0", c.GPU)
 	}
@@ -143,7 +148,7 @@ func (c loadConfig) options() (gds.Options, error) {
 	if err := validOutput(c.Output); err != nil {
 		return gds.Options{}, err
 	}
-	return gds.Options{Path: p, Direct: gds.Direct(c.Direct), Workers: c.Workers, Depth: c.Depth, Chunk: int64(c.ChunkMiB) << 20}, nil
+	return gds.Options{Path: p, Direct: gds.Direct(c.Direct), Reader: rd, Workers: c.Workers, Depth: c.Depth, Chunk: int64(c.ChunkMiB) << 20}, nil
 }
 
 // loadResult is what `flashpath load` reports.
@@ -153,6 +158,7 @@ type loadResult struct {
 	Path      gds.Path          `json:"path"`
 	Reason    string            `json:"reason"`
 	Direct    bool              `json:"direct_io"`
+	Reader    gds.Reader        `json:"reader,omitempty"` // bounce: io_uring or pread
 	Cached    float64           `json:"page_cache_fraction"`
 	Tensors   int               `json:"tensors"`
 	Bytes     int64             `json:"bytes"`
@@ -221,6 +227,7 @@ func newLoadCmd() *cobra.Command {
 	f.IntVar(&cfg.GPU, "gpu", 0, "GPU ordinal")
 	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
+	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring or pread")
 	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 16, here %d)", gds.DefaultWorkers()))
 	f.IntVar(&cfg.Depth, "depth", 0, fmt.Sprintf("staging buffers in flight per reader (0: %d)", gds.DefaultDepth))
 	f.IntVar(&cfg.ChunkMiB, "chunk-mib", 0, fmt.Sprintf("MiB per read and copy (0: %d)", gds.DefaultChunk>>20))
@@ -255,7 +262,7 @@ func runLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Options) er
 		run := newLoadRun(dev, c, cpuSeconds()-cpu0)
 		if i == 0 {
 			r.loadRun = run
-			r.Path, r.Reason, r.Direct, r.Cached = c.Path, c.Reason, c.Direct, c.Cached
+			r.Path, r.Reason, r.Direct, r.Cached, r.Reader = c.Path, c.Reason, c.Direct, c.Cached, c.Reader
 			r.Tensors, r.Bytes = len(c.Tensors), c.Bytes
 		} else if i == r.Runs-1 {
 			r.Warm = &run
@@ -284,6 +291,9 @@ func runLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Options) er
 	}
 	fmt.Fprintf(w, "loaded %s: %d tensors, %.2f GB into GPU %d\n", r.File, r.Tensors, float64(r.Bytes)/1e9, r.GPU)
 	fmt.Fprintf(w, "path:     %s (%s)\n", r.Path, r.Reason)
+	if r.Reader != "" {
+		fmt.Fprintf(w, "reader:   %s\n", r.Reader)
+	}
 	fmt.Fprintf(w, "rate:     %.2f GB/s  (transfer %.3f s, setup %.3f s = header %.3f + alloc %.3f + open %.3f, driver init %.3f s)\n",
 		r.GBps, r.LoadS, r.SetupS, r.SetupHeaderS, r.SetupAllocS, r.SetupOpenS, r.InitS)
 	fmt.Fprintf(w, "cpu:      %.3f s, %.3f s/GB\n", r.CPUS, r.CPUSPerGB)

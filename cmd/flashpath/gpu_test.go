@@ -111,6 +111,28 @@ func TestLoadCommand(t *testing.T) {
 		r.Verified == nil || !*r.Verified {
 		t.Fatalf("--repeat 3: %s", out)
 	}
+	// The JSON says which reader ran: pread for buffered reads, io_uring
+	// for O_DIRECT ones where the kernel and file system allow both.
+	for _, tc := range []struct{ direct, want string }{{"off", "pread"}, {"on", "io_uring"}} {
+		out, err := run(t, "load", path, "--gpu-path", "bounce", "--direct", tc.direct, "--verify", "-o", "json", "--chunk-mib", "1")
+		if err != nil && tc.direct == "on" {
+			t.Logf("--direct on: %v (O_DIRECT refused here)", err)
+			continue
+		}
+		var r loadResult
+		if err != nil || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("--direct %s: %v\n%s", tc.direct, err, out)
+		}
+		if string(r.Reader) != tc.want && !(tc.want == "io_uring" && r.Reader == "pread" && strings.Contains(r.Reason, "io_uring")) {
+			t.Errorf("--direct %s: reader %q (%s), want %s", tc.direct, r.Reader, r.Reason, tc.want)
+		}
+		if r.Verified == nil || !*r.Verified {
+			t.Errorf("--direct %s: not verified: %s", tc.direct, out)
+		}
+	}
+	if _, err := run(t, "load", path, "--reader", "aio"); err == nil || !strings.Contains(err.Error(), "--reader") {
+		t.Errorf("--reader aio: err = %v", err)
+	}
 	if out, err := run(t, "load", path, "--verify", "--repeat", "2"); err != nil || !strings.Contains(out, "verify:   OK") || !strings.Contains(out, "warm:") {
 		t.Fatalf("text output: %v\n%s", err, out)
 	}
