@@ -245,8 +245,12 @@ const (
 	SubTypeDiscovery = 3 // this discovery controller
 )
 
-// Transport requirements (TREQ).
-const TReqSecureChannelNotRequired = 2
+// Transport requirements (TREQ), secure channel bits (NVMe-oF 1.1 §5.3).
+const (
+	TReqSecureChannelNotSpecified = 0
+	TReqSecureChannelRequired     = 1
+	TReqSecureChannelNotRequired  = 2
+)
 
 // DiscoveryEntry is one Discovery Log Page Entry.
 type DiscoveryEntry struct {

@@ -301,6 +301,12 @@ func TestDiscoveryLog(t *testing.T) {
 		if e.TrType != nvmeof.TrTypeTCP || e.TrAddr != "127.0.0.1" || e.TrSvcID != "4420" || e.CntlID != nvmeof.CntlIDDynamic || e.SubType != nvmeof.SubTypeNVM {
 			t.Errorf("entry %+v", e)
 		}
+		// nvme-cli 2.3 (libnvme 1.3) connect-all turns a secure channel
+		// "not required" on TCP into the tls option, which Linux 6.1
+		// refuses: report "not specified", as nvmet does without TLS.
+		if e.TReq != nvmeof.TReqSecureChannelNotSpecified {
+			t.Errorf("entry TREQ %#x, want not specified (0)", e.TReq)
+		}
 		// A wildcard listener reports the address the host reached.
 		if e := m[key{nqn, p2}]; e.TrAddr != "127.0.0.1" || e.TrSvcID != "4421" {
 			t.Errorf("wildcard entry %+v: want the local address 127.0.0.1", e)

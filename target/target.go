@@ -528,7 +528,11 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 				TrType:  p.TrType,
 				AdrFam:  nvmeof.AdrFamFor(addr),
 				SubType: nvmeof.SubTypeNVM,
-				TReq:    nvmeof.TReqSecureChannelNotRequired,
+				// Not specified, as Linux nvmet on a port without TLS:
+				// libnvme 1.x (nvme-cli 2.x connect-all) reads "required"
+				// or "not required" on TCP as TLS support, and kernels
+				// without TLS refuse the connect.
+				TReq:    nvmeof.TReqSecureChannelNotSpecified,
 				PortID:  p.ID,
 				CntlID:  nvmeof.CntlIDDynamic,
 				ASQSZ:   32,
