@@ -58,3 +58,46 @@ func TestBenchCmdSweepTable(t *testing.T) {
 		t.Fatalf("want header + 2 rows:\n%s", out)
 	}
 }
+
+// TestBenchCmdGPUEngines runs the gpu and cufile engines from flags (their
+// engine options are flags too) against the fake CUDA driver: a verified
+// write and a random read of a checkpoint-sized file in miniature.
+func TestBenchCmdGPUEngines(t *testing.T) {
+	fakeGPU(t)
+	out, err := runBenchCmd(t, "--enghelp")
+	if err != nil || !strings.Contains(out, "cufile\n") || !strings.Contains(out, "gpu\n") {
+		t.Fatalf("--enghelp: %v\n%s", err, out)
+	}
+	name := t.TempDir() + "/ckpt"
+	for _, args := range [][]string{
+		{"--ioengine=gpu", "--gpu=0", "--rw=write", "--verify=crc32c", "--gpu_path=bounce"},
+		{"--ioengine=gpu", "--gpu=0", "--rw=randread", "--gpu_threads=2"},
+		{"--ioengine=cufile", "--rw=read"},
+	} {
+		out, err := runBenchCmd(t, append(args, "--name=g", "--filename="+name, "--bs=64k", "--iodepth=4", "--size=1m",
+			"--output-format=json", "--eta=never")...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		var doc struct {
+			Jobs []struct {
+				Read struct {
+					TotalIOs uint64 `json:"total_ios"`
+				} `json:"read"`
+				Write struct {
+					TotalIOs uint64 `json:"total_ios"`
+				} `json:"write"`
+			} `json:"jobs"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if len(doc.Jobs) != 1 || doc.Jobs[0].Read.TotalIOs != 16 {
+			t.Fatalf("%v: want 16 reads (verify or read): %s", args, out)
+		}
+	}
+	if _, err := runBenchCmd(t, "--ioengine=cufile", "--gpu_path=bounce", "--filename="+name, "--size=1m"); err == nil ||
+		!strings.Contains(err.Error(), "gpu_path") {
+		t.Fatalf("cufile --gpu_path: err = %v", err)
+	}
+}

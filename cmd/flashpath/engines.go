@@ -3,4 +3,5 @@ package main
 // Bench engines that live outside package bench register themselves when imported.
 import (
 	_ "github.com/flashpath/flashpath/bench/nvmetcp"
+	_ "github.com/flashpath/flashpath/gds/benchengine"
 )

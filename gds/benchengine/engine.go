@@ -1,0 +1,296 @@
+// Package benchengine is the bench engines "cufile" and "gpu": fio jobs
+// whose I/O buffers are GPU memory, moved by package gds, like NVIDIA's
+// gdsio but with fio's options (rw, bs, iodepth, numjobs, size, offset,
+// verify, runtime, ...):
+//
+//	flashpath bench --ioengine=gpu --gpu=0 --filename=/data/ckpt --rw=read --bs=16m --iodepth=8 --size=8g --direct=1
+//
+// cufile forces GPUDirect Storage through libcufile (true GDS or cuFile's
+// compat mode); gpu picks as gds.Device.Open does (cuFile when it runs true
+// GDS, else flashpath's bounce pipeline), or as gpu_path says.
+//
+// Engine options:
+//
+//	gpu=N            GPU ordinal (default 0)
+//	gpu_path=P       gpu only: auto, cufile or bounce (default auto)
+//	gpu_threads=N    threads of the transfer under each job (default gds.DefaultWorkers)
+//	gpu_reader=R     bounce only: auto, io_uring or pread (default auto)
+//
+// fio's direct=1 opens the file O_DIRECT; with it bs and offset must be
+// multiples of 4096. gdsio's threads are fio's numjobs: each job opens its
+// own transfer. iodepth is the number of requests submitted to the
+// transfer (gds.Transfer.Submit) before reaping (gds.Transfer.Reap); each
+// request is cut into the transfer's chunks, which its threads move in
+// parallel.
+package benchengine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+
+	"github.com/flashpath/flashpath/bench"
+	"github.com/flashpath/flashpath/gds"
+)
+
+func init() {
+	bench.RegisterEngine("cufile", func(cfg *bench.EngineConfig) (bench.Engine, error) {
+		return Open(cfg, gds.PathCuFile)
+	}, "gpu", "gpu_threads")
+	bench.RegisterEngine("gpu", func(cfg *bench.EngineConfig) (bench.Engine, error) {
+		p, err := gds.ParsePath(cfg.Options["gpu_path"])
+		if err != nil {
+			return nil, fmt.Errorf("option gpu_path: %w", notSupported(err))
+		}
+		return Open(cfg, p)
+	}, "gpu", "gpu_path", "gpu_threads", "gpu_reader")
+}
+
+// Engine moves a job's I/O between a file and GPU memory through one
+// gds.File. Its buffers are one device allocation carved into iodepth
+// slices; Buffer.Bytes is nil and Buffer.Addr the device address.
+type Engine struct {
+	dev    *gds.Device
+	file   *gds.File
+	size   int64
+	mem    *gds.Buffer
+	stride int
+
+	staged []gds.Request
+	comps  []gds.Completion
+	ios    []*bench.IO // by slot index
+	ctx    context.Context
+}
+
+var (
+	_ bench.Engine       = (*Engine)(nil)
+	_ bench.BufferAccess = (*Engine)(nil)
+	_ bench.DepthLimiter = (*Engine)(nil)
+)
+
+// notSupported makes a gds.ErrNotSupported error also a
+// bench.ErrNotSupported one, on which bench's callers and tests skip.
+func notSupported(err error) error {
+	if errors.Is(err, gds.ErrNotSupported) && !errors.Is(err, bench.ErrNotSupported) {
+		return fmt.Errorf("%w: %w", bench.ErrNotSupported, err)
+	}
+	return err
+}
+
+func intOpt(opts map[string]string, name string, def int) (int, error) {
+	v, ok := opts[name]
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("option %s=%q: want a number >= 0", name, v)
+	}
+	return n, nil
+}
+
+// Open opens the engine for one job with path (auto, cufile or bounce).
+// An error wraps bench.ErrNotSupported (and gds.ErrNotSupported) when the
+// machine lacks the NVIDIA driver, the GPU or cuFile.
+func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
+	j := cfg.Job
+	gpu, err := intOpt(cfg.Options, "gpu", 0)
+	if err != nil {
+		return nil, err
+	}
+	threads, err := intOpt(cfg.Options, "gpu_threads", 0)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := gds.ParseReader(cfg.Options["gpu_reader"])
+	if err != nil {
+		return nil, fmt.Errorf("option gpu_reader: %w", err)
+	}
+	if j.Direct {
+		// O_DIRECT writes from the staging buffers (and GDS) need whole
+		// blocks; reads could round, but one rule is clearer.
+		if j.Offset%4096 != 0 {
+			return nil, fmt.Errorf("option offset: %d is not a multiple of 4096, required by direct=1 on the GPU engines", j.Offset)
+		}
+		for _, bs := range j.BS {
+			if bs%4096 != 0 {
+				return nil, fmt.Errorf("option bs: %d is not a multiple of 4096, required by direct=1 on the GPU engines (direct=0 takes any size)", bs)
+			}
+		}
+	}
+	size, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := gds.OpenDevice(gpu)
+	if err != nil {
+		return nil, notSupported(fmt.Errorf("GPU %d: %w", gpu, err))
+	}
+	o := gds.Options{Path: path, Direct: gds.DirectOff, Reader: rd, Workers: threads}
+	if j.Direct {
+		// Measure the drive: O_DIRECT whatever the page cache holds, and
+		// with auto, cuFile where it runs true GDS.
+		o.Direct, o.CachedThreshold = gds.DirectOn, 2
+	}
+	flag := os.O_RDONLY
+	if j.RW.Write {
+		flag = os.O_RDWR
+	}
+	f, err := dev.OpenFile(cfg.Filename, flag, o)
+	if err != nil {
+		dev.Close()
+		return nil, notSupported(err)
+	}
+	slog.Info("gpu bench engine", "subsys", "bench", "engine", j.IOEngine, "job", j.Name, "clone", cfg.JobIndex,
+		"gpu", gpu, "path", f.Path(), "reader", f.Reader(), "direct", f.DirectIO(), "reason", f.Reason())
+	depth := max(cfg.IODepth, 1)
+	return &Engine{dev: dev, file: f, size: size, ctx: context.Background(),
+		staged: make([]gds.Request, 0, depth), comps: make([]gds.Completion, depth), ios: make([]*bench.IO, depth)}, nil
+}
+
+// prepare creates or extends a regular file to offset+size with data, as
+// fio lays out its files (reads then hit real blocks, not holes), and
+// returns the target's size.
+func prepare(cfg *bench.EngineConfig) (int64, error) {
+	j := cfg.Job
+	need := j.Offset + j.Size
+	name := cfg.Filename
+	st, err := os.Stat(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if j.Size == 0 {
+			return 0, fmt.Errorf("%s does not exist and size= is not given", name)
+		}
+		err = layout(name, 0, need)
+	case err != nil:
+	case st.Mode().IsRegular() && st.Size() < need:
+		err = layout(name, st.Size(), need)
+	}
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Seek(0, io.SeekEnd) // also right for block devices
+}
+
+func layout(name string, from, to int64) error {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*131 + 7)
+	}
+	for off := from; off < to; {
+		n := min(int64(len(buf)), to-off)
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("lay out %s: %w", name, err)
+		}
+		off += n
+	}
+	return f.Sync()
+}
+
+// Path is the path that runs the job's transfers, Reason why.
+func (e *Engine) Path() gds.Path { return e.file.Path() }
+
+// Reason says why the path was chosen.
+func (e *Engine) Reason() string { return e.file.Reason() }
+
+// Size is the file's (or block device's) size.
+func (e *Engine) Size() int64 { return e.size }
+
+// MaxIODepth is the transfer's queue depth.
+func (e *Engine) MaxIODepth() int { return e.file.QueueDepth() }
+
+// Buffers allocates n slices of size bytes of device memory, 4 KiB apart,
+// registered with cuFile on the cufile path.
+func (e *Engine) Buffers(n, size int) ([]bench.Buffer, error) {
+	if e.mem != nil {
+		return nil, errors.New("gpu engine: Buffers called twice")
+	}
+	e.stride = (size + 4095) &^ 4095
+	m, err := e.dev.Alloc(int64(n) * int64(e.stride))
+	if err != nil {
+		return nil, notSupported(err)
+	}
+	e.mem = m
+	if e.file.Path() == gds.PathCuFile {
+		e.file.RegisterBuffer(m) // best effort: unregistered buffers work too
+	}
+	bufs := make([]bench.Buffer, n)
+	for i := range bufs {
+		bufs[i] = bench.Buffer{Addr: uintptr(m.Ptr()) + uintptr(i*e.stride), Len: size, Index: i}
+	}
+	return bufs, nil
+}
+
+func (e *Engine) Queue(io *bench.IO) error {
+	op := gds.OpRead
+	if io.Op == bench.OpWrite {
+		op = gds.OpWrite
+	}
+	e.ios[io.Index] = io
+	e.staged = append(e.staged, gds.Request{Op: op, Off: io.Offset, Len: int64(io.Len), Dev: gds.DevicePtr(io.Buf.Addr), Tag: uint64(io.Index)})
+	return nil
+}
+
+// Commit submits the staged requests as one batch.
+func (e *Engine) Commit() error {
+	if len(e.staged) == 0 {
+		return nil
+	}
+	err := e.file.Submit(e.staged)
+	e.staged = e.staged[:0]
+	return err
+}
+
+// GetEvents reaps at least minEv completions.
+func (e *Engine) GetEvents(minEv int, events []*bench.IO) ([]*bench.IO, error) {
+	room := min(cap(events)-len(events), len(e.comps))
+	n, err := e.file.Reap(e.ctx, min(minEv, room), e.comps[:room])
+	for _, c := range e.comps[:n] {
+		io := e.ios[c.Tag]
+		io.Res, io.Err = int(c.N), c.Err
+		events = append(events, io)
+	}
+	return events, err
+}
+
+func (e *Engine) offset(b *bench.Buffer) int64 { return int64(b.Addr - uintptr(e.mem.Ptr())) }
+
+// CopyToBuffer copies host into GPU buffer b (verify patterns).
+func (e *Engine) CopyToBuffer(b *bench.Buffer, host []byte) error {
+	return e.mem.CopyFromHost(host, e.offset(b))
+}
+
+// CopyFromBuffer copies GPU buffer b into host (verify checks).
+func (e *Engine) CopyFromBuffer(host []byte, b *bench.Buffer) error {
+	return e.mem.CopyToHost(host, e.offset(b))
+}
+
+// Close waits for in-flight I/O, closes the file, frees the buffers and
+// releases the GPU.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.file != nil {
+		errs = append(errs, e.file.Close())
+	}
+	if e.mem != nil {
+		errs = append(errs, e.mem.Close())
+	}
+	if e.dev != nil {
+		errs = append(errs, e.dev.Close())
+	}
+	return errors.Join(errs...)
+}
