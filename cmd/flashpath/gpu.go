@@ -228,7 +228,7 @@ func newLoadCmd() *cobra.Command {
 	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
 	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring or pread")
-	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 16, here %d)", gds.DefaultWorkers()))
+	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 12, here %d)", gds.DefaultWorkers()))
 	f.IntVar(&cfg.Depth, "depth", 0, fmt.Sprintf("staging buffers in flight per reader (0: %d)", gds.DefaultDepth))
 	f.IntVar(&cfg.ChunkMiB, "chunk-mib", 0, fmt.Sprintf("MiB per read and copy (0: %d)", gds.DefaultChunk>>20))
 	f.IntVar(&cfg.Repeat, "repeat", 1, "load this many times in one process and report the first (cold) and last (warm) load")
