@@ -262,10 +262,14 @@ func TestNoDriver(t *testing.T) {
 }
 
 // TestNoAllocPerIO: Queue, Commit and GetEvents allocate nothing, nor do
-// the transfer's threads per request (the bounce pipeline with its
-// io_uring reader; the pread reader's cuda.CopyHtoDAsyncRecordWait still
-// allocates its wait result, once per chunk).
+// the transfer's threads per request, with either bounce reader.
 func TestNoAllocPerIO(t *testing.T) {
+	for _, reader := range []string{"io_uring", "pread"} {
+		t.Run(reader, func(t *testing.T) { testNoAllocPerIO(t, reader) })
+	}
+}
+
+func testNoAllocPerIO(t *testing.T, reader string) {
 	dir := t.TempDir()
 	directOK(t, dir)
 	name := filepath.Join(dir, "f")
@@ -275,7 +279,7 @@ func TestNoAllocPerIO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(&bench.EngineConfig{Job: jobs[0], Filename: name, IODepth: 4, Options: map[string]string{"gpu_threads": "2", "gpu_reader": "io_uring"}}, gds.PathBounce)
+	e, err := Open(&bench.EngineConfig{Job: jobs[0], Filename: name, IODepth: 4, Options: map[string]string{"gpu_threads": "2", "gpu_reader": reader}}, gds.PathBounce)
 	if errors.Is(err, bench.ErrNotSupported) {
 		t.Skip(err)
 	}

@@ -300,9 +300,8 @@ func CopyHtoDAsyncRecordWait(dst DevicePtr, src unsafe.Pointer, n int64, s Strea
 	if wait != nil {
 		w = wait.p
 	}
-	var wr C.CUresult
-	r := C.fp_h2d_record_wait(C.CUdeviceptr(dst), src, C.size_t(n), s.p, e.p, w, &wr)
-	return check("cuMemcpyHtoDAsync", r), check("cuEventSynchronize", wr)
+	v := uint64(C.fp_h2d_record_wait(C.CUdeviceptr(dst), src, C.size_t(n), s.p, e.p, w))
+	return check("cuMemcpyHtoDAsync", C.CUresult(uint32(v))), check("cuEventSynchronize", C.CUresult(uint32(v>>32)))
 }
 
 // Wait completes e: cuEventQuery, then cuEventSynchronize if not yet done.

@@ -153,15 +153,17 @@ static CUresult fp_wait(CUevent ev) {
 	return p_cuEventSynchronize(ev);
 }
 
-CUresult fp_h2d_record_wait(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev, CUevent wait,
-                            CUresult *wait_res) {
-	*wait_res = 0;
+// Both results in one value (copy/record in the low 32 bits, the wait in the
+// high 32), so the Go side passes no pointer and allocates nothing.
+unsigned long long fp_h2d_record_wait(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev,
+                                      CUevent wait) {
+	CUresult wr = 0;
 	CUresult r = p_cuMemcpyHtoDAsync(dst, src, n, s);
 	if (r == 0)
 		r = p_cuEventRecord(ev, s);
 	if (wait)
-		*wait_res = fp_wait(wait);
-	return r;
+		wr = fp_wait(wait);
+	return (unsigned long long)(unsigned int)r | (unsigned long long)(unsigned int)wr << 32;
 }
 
 CUresult fp_event_wait(CUevent ev) { return fp_wait(ev); }

@@ -116,8 +116,8 @@ CUresult fp_d2h_async_record(void *dst, CUdeviceptr src, size_t n, CUstream s, C
 // One crossing per chunk of the bounce pipeline: queue the copy of one
 // staging buffer and record ev after it, then wait for wait (the event of
 // the buffer to refill next; NULL for none), its result in *wait_res.
-CUresult fp_h2d_record_wait(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev, CUevent wait,
-                            CUresult *wait_res);
+unsigned long long fp_h2d_record_wait(CUdeviceptr dst, const void *src, size_t n, CUstream s, CUevent ev,
+                                      CUevent wait);
 // cuEventQuery, then cuEventSynchronize if the event is not complete yet.
 CUresult fp_event_wait(CUevent ev);
 
