@@ -142,7 +142,9 @@ if [ -n "$SHAPES" ] && [ -x "$FP" ]; then
 		$PY "$BENCH" sweep "$CKPT" --fp "$FP" --shapes "$SHAPES" --out "$RES/25-sweep.json"
 fi
 $PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
-fp_load 21-bounce-direct "flashpath bounce, O_DIRECT (from the drive)" 180 --gpu-path bounce --direct on
+fp_load 21-bounce-direct "flashpath bounce, O_DIRECT (from the drive), io_uring reader" 180 --gpu-path bounce --direct on --reader io_uring
+$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
+fp_load 21b-bounce-direct-pread "flashpath bounce, O_DIRECT (from the drive), pread reader" 180 --gpu-path bounce --direct on --reader pread
 if [ -n "${FLASHPATH_LIBCUFILE:-}" ]; then
 	$PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
 	CUFILE_FORCE_COMPAT_MODE=true CUFILE_ENV_PATH_JSON=$CUFILE_RUN_CFG fp_load 22-cufile "flashpath cufile (NVIDIA libcufile)" 240 --gpu-path cufile
@@ -156,6 +158,16 @@ else
 fi
 $PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
 fp_load 23-auto "flashpath load, auto path (file in page cache)" 120 --gpu-path auto --repeat 2
+
+# The bench's GPU engine, gdsio-like: reads of the cached checkpoint and
+# writes of a new file (checkpoint save), 16 MiB transfers, 8 in flight.
+if [ -x "$FP" ]; then
+	step "flashpath bench --ioengine=gpu, 16m reads, QD8 (page cache)" 120 "$FP" bench --name=gpu-read --ioengine=gpu --gpu=0 \
+		--filename="$CKPT" --rw=read --bs=16m --iodepth=8 --size=2g --direct=0 | grep -E "read:|READ:|cpu" || true
+	step "flashpath bench --ioengine=gpu, 16m writes, QD8 (save)" 120 "$FP" bench --name=gpu-write --ioengine=gpu --gpu=0 \
+		--filename="$DIR/bench-write" --rw=write --bs=16m --iodepth=8 --size=2g --direct=0 | grep -E "write:|WRITE:|cpu" || true
+	rm -f "$DIR/bench-write"
+fi
 
 $PY "$BENCH" warm-cache "$CKPT" "$CKPT.pt" 2>/dev/null
 step "baseline: safetensors.torch.load_file(device=cuda), 2 loads in a warm process" 240 $PY "$BENCH" st-load "$CKPT" --out "$RES/30-safetensors.json"
