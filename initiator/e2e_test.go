@@ -351,8 +351,10 @@ func TestAsyncEventFake(t *testing.T) {
 	}
 }
 
-func TestAdminFake(t *testing.T) {
-	tt := startFake(t, nil)
+// testAdmin reads every log page and feature the host offers, on a fresh
+// controller of tt, and returns the controller.
+func testAdmin(t *testing.T, tt testTarget) *Controller {
+	t.Helper()
 	c := connect(t, tt, nil)
 	ctx := context.Background()
 	ids, err := c.ActiveNamespaces(ctx)
@@ -380,6 +382,13 @@ func TestAdminFake(t *testing.T) {
 	if c.Identify().SubNQN != tt.subnqn {
 		t.Errorf("Identify SUBNQN %q, want %q", c.Identify().SubNQN, tt.subnqn)
 	}
+	return c
+}
+
+func TestAdminFake(t *testing.T) {
+	tt := startFake(t, nil)
+	c := testAdmin(t, tt)
+	ctx := context.Background()
 	if _, err := c.Namespace(ctx, 99); !errors.Is(err, &nvmeof.StatusError{Status: nvmeof.StatusInvalidNamespace}) {
 		t.Errorf("Namespace(99): %v, want invalid namespace", err)
 	}

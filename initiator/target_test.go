@@ -93,34 +93,7 @@ func TestConnectInvalidHostTarget(t *testing.T) {
 }
 
 func TestAdminTarget(t *testing.T) {
-	tt := startTarget(t, 16<<20, 0)
-	c := connect(t, tt, nil)
-	ctx := context.Background()
-	ids, err := c.ActiveNamespaces(ctx)
-	if err != nil || len(ids) != 1 || ids[0] != 1 {
-		t.Fatalf("ActiveNamespaces: %v, %v", ids, err)
-	}
-	if _, err := c.NamespaceDescriptors(ctx, 1); err != nil {
-		t.Errorf("NamespaceDescriptors: %v", err)
-	}
-	if _, err := c.SMARTLog(ctx); err != nil {
-		t.Errorf("SMARTLog: %v", err)
-	}
-	if _, err := c.ErrorLog(ctx); err != nil {
-		t.Errorf("ErrorLog: %v", err)
-	}
-	if _, _, err := c.FirmwareSlotLog(ctx); err != nil {
-		t.Errorf("FirmwareSlotLog: %v", err)
-	}
-	if _, _, err := c.CommandEffects(ctx); err != nil {
-		t.Errorf("CommandEffects: %v", err)
-	}
-	if _, err := c.GetFeature(ctx, nvmeof.FeatKeepAlive, 0); err != nil {
-		t.Errorf("GetFeature keep alive: %v", err)
-	}
-	if c.Identify().SubNQN != tt.subnqn {
-		t.Errorf("Identify SUBNQN %q, want %q", c.Identify().SubNQN, tt.subnqn)
-	}
+	testAdmin(t, startTarget(t, 16<<20, 0))
 }
 
 // TestSubmitBatch writes and reads back more requests than the queue holds
