@@ -20,14 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	cleanup, err := gdstest.Setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	gdstest.Main(m)
 }
 
 func openDev(t *testing.T) *Device {

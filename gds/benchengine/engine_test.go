@@ -3,7 +3,6 @@ package benchengine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,14 +23,7 @@ func TestMain(m *testing.M) {
 		os.Setenv("FLASHPATH_LIBCUDA", "/nonexistent/libcuda.so.1")
 		os.Exit(m.Run())
 	}
-	cleanup, err := gdstest.Setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	gdstest.Main(m)
 }
 
 // run runs one job and returns its result, or the error that stopped it.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"testing"
 )
 
 // Build compiles the fakes into dir and returns their paths.
@@ -46,4 +47,17 @@ func Setup() (cleanup func(), err error) {
 	os.Setenv("FLASHPATH_LIBCUDA", cuda)
 	os.Setenv("FLASHPATH_LIBCUFILE", cufile)
 	return func() { os.RemoveAll(dir) }, nil
+}
+
+// Main is a TestMain body: it sets the fakes up, runs the tests, removes
+// the fakes and exits with the tests' status.
+func Main(m *testing.M) {
+	cleanup, err := Setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }

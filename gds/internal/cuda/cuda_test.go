@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,14 +12,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	cleanup, err := gdstest.Setup()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	gdstest.Main(m)
 }
 
 func TestBatchLayout(t *testing.T) {
