@@ -1,0 +1,191 @@
+# test/lab/lib.sh — helpers for the interop scripts in test/lab (not a test:
+# `make interop` runs test/lab/*.sh only). Source it in the guest after
+# guest-lib.sh:
+#   . "$LAB_DIR/guest-lib.sh"; . "$LAB_CWD/test/lab/lib.sh"
+# Every wait is bounded; every failure exits through lab_fail.
+
+FP=${FP:-$LAB_CWD/bin/flashpath}
+FP_PORT=4420
+FP_WORK=/tmp/fp # guest tmpfs: survives target restarts, not the VM
+# The guest's own host identity (/etc/nvme/hostnqn, hostid), on the allow
+# lists; FP_HOST2 is a second host for allow-list checks. Distinct NQNs need
+# distinct host IDs: the kernel refuses one host ID under two NQNs.
+FP_HOSTID=0f1e2d3c-4b5a-4697-8879-aabbccddee01
+FP_HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:$FP_HOSTID
+FP_HOST2ID=0f1e2d3c-4b5a-4697-8879-aabbccddee02
+FP_HOST2NQN=nqn.2014-08.org.nvmexpress:uuid:$FP_HOST2ID
+FP_TGT= # pid of the running flashpath target
+FP_TGT_LOG=
+FP_TGT_N=0
+FP_DMESG_MARK=0
+FP_T0=$SECONDS
+
+# fp_init — load the host driver, write the host identity, start the clock.
+fp_init() {
+	modprobe nvme-tcp || lab_fail "modprobe nvme-tcp"
+	mkdir -p /etc/nvme "$FP_WORK"
+	echo "$FP_HOSTNQN" >/etc/nvme/hostnqn
+	echo "$FP_HOSTID" >/etc/nvme/hostid
+	[ -x "$FP" ] || lab_fail "$FP missing: go build -o bin/flashpath ./cmd/flashpath"
+	FP_DMESG_MARK=$(dmesg | wc -l)
+	trap fp_cleanup EXIT
+}
+
+# fp_step TEXT — lab_step with the seconds since fp_init.
+fp_step() { lab_step "[$((SECONDS - FP_T0))s] $*"; }
+
+# fp_cleanup — disconnect every controller, stop the target, show the logs
+# on failure. The EXIT trap of fp_init.
+fp_cleanup() {
+	local rc=$?
+	set +e
+	timeout 30 nvme disconnect-all >/dev/null 2>&1
+	fp_target_stop TERM >/dev/null 2>&1
+	if [ "$rc" != 0 ]; then
+		[ -n "$FP_TGT_LOG" ] && { echo "--- target log (tail)"; tail -n 40 "$FP_TGT_LOG"; }
+		echo "--- dmesg (tail)"; dmesg | tail -n 40
+	fi
+	echo "(${0##*/}: $((SECONDS - FP_T0)) s in the guest, exit $rc)"
+	exit "$rc"
+}
+
+# fp_target_start CONFIG — start the target on CONFIG and wait until it serves.
+fp_target_start() {
+	FP_TGT_N=$((FP_TGT_N + 1))
+	FP_TGT_LOG=$FP_WORK/target.$FP_TGT_N.log
+	"$FP" target --config "$1" --log-level debug >"$FP_TGT_LOG" 2>&1 &
+	FP_TGT=$!
+	local t=200
+	until grep -q '^serving' "$FP_TGT_LOG"; do
+		kill -0 "$FP_TGT" 2>/dev/null || { cat "$FP_TGT_LOG"; lab_fail "target exited at start"; }
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "target did not start in 20 s"
+		sleep 0.1
+	done
+}
+
+# fp_target_stop [SIGNAL] — stop the target (default TERM) and reap it
+# within 20 s (then KILL).
+fp_target_stop() {
+	[ -n "$FP_TGT" ] || return 0
+	kill -"${1:-TERM}" "$FP_TGT" 2>/dev/null || true
+	local t=200
+	while kill -0 "$FP_TGT" 2>/dev/null && [ $t -gt 0 ]; do sleep 0.1; t=$((t - 1)); done
+	kill -KILL "$FP_TGT" 2>/dev/null || true
+	wait "$FP_TGT" 2>/dev/null || true # its status: 0 after TERM, 137 after KILL
+	FP_TGT=
+}
+
+# fp_target_reload — SIGHUP, and wait for the target to report the result.
+fp_target_reload() {
+	local n t=100
+	n=$(grep -c 'msg="reload \(done\|failed\)"' "$FP_TGT_LOG" || true)
+	kill -HUP "$FP_TGT"
+	until [ "$(grep -c 'msg="reload \(done\|failed\)"' "$FP_TGT_LOG")" -gt "$n" ]; do
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "no reload result in the target log"
+		sleep 0.1
+	done
+	grep 'reload' "$FP_TGT_LOG" | tail -n 4
+	! grep -q 'msg="reload failed"' <(tail -n 3 "$FP_TGT_LOG") || lab_fail "reload failed"
+}
+
+# fp_subsys_dir NQN — print the /sys/class/nvme-subsystem folder of NQN.
+fp_subsys_dir() {
+	local s
+	for s in /sys/class/nvme-subsystem/*; do
+		[ "$(cat "$s/subsysnqn" 2>/dev/null)" = "$1" ] && { echo "$s"; return 0; }
+	done
+	return 1
+}
+
+# fp_ctrl NQN — print the first controller (nvmeN) connected to NQN.
+fp_ctrl() {
+	local s c
+	s=$(fp_subsys_dir "$1") || return 1
+	for c in "$s"/nvme*; do
+		c=${c##*/}
+		[[ $c =~ ^nvme[0-9]+$ ]] && { echo "$c"; return 0; }
+	done
+	return 1
+}
+
+# fp_ns NQN NSID [TIMEOUT_S] — wait for and print /dev/nvmeXnNSID of NQN.
+fp_ns() {
+	local t=$(( ${3:-20} * 10 )) s d
+	while [ $t -gt 0 ]; do
+		if s=$(fp_subsys_dir "$1"); then
+			for d in "$s"/nvme*n"$2"; do
+				[ -e "$d" ] && [ -b "/dev/${d##*/}" ] && { echo "/dev/${d##*/}"; return 0; }
+			done
+		fi
+		sleep 0.1; t=$((t - 1))
+	done
+	return 1
+}
+
+# fp_ns_gone DEV [TIMEOUT_S] — wait until block device DEV is gone.
+fp_ns_gone() {
+	local t=$(( ${2:-20} * 10 ))
+	while [ -e "/sys/block/${1##*/}" ] && [ $t -gt 0 ]; do sleep 0.1; t=$((t - 1)); done
+	[ ! -e "/sys/block/${1##*/}" ]
+}
+
+# fp_wait_state CTRL REGEX TIMEOUT_S — wait until the controller's state
+# matches REGEX (live, connecting, resetting, deleting ...); prints it.
+fp_wait_state() {
+	local t=$(( $3 * 10 )) st
+	while [ $t -gt 0 ]; do
+		st=$(cat "/sys/class/nvme/$1/state" 2>/dev/null)
+		[[ $st =~ ^($2)$ ]] && { echo "$st"; return 0; }
+		sleep 0.1; t=$((t - 1))
+	done
+	echo "${st:-gone}"
+	return 1
+}
+
+# fp_connect ARGS... — nvme connect to 127.0.0.1:FP_PORT, bounded.
+fp_connect() { timeout 60 nvme connect -t tcp -a 127.0.0.1 -s "$FP_PORT" "$@"; }
+
+# fp_disconnect NQN — disconnect and wait for the controllers to go.
+fp_disconnect() {
+	timeout 60 nvme disconnect -n "$1" >/dev/null || lab_fail "nvme disconnect -n $1"
+	local t=100
+	while fp_subsys_dir "$1" >/dev/null && [ $t -gt 0 ]; do sleep 0.1; t=$((t - 1)); done
+	! fp_subsys_dir "$1" >/dev/null || lab_fail "$1 still connected after disconnect"
+}
+
+# fp_dmesg_mark — later fp_dmesg_new shows only what follows.
+fp_dmesg_mark() { FP_DMESG_MARK=$(dmesg | wc -l); }
+fp_dmesg_new() { dmesg | tail -n +"$((FP_DMESG_MARK + 1))"; }
+
+# fp_dmesg_clean WHAT [ALLOWED_REGEX] — fail if the kernel logged warnings,
+# oopses or NVMe errors since the mark (lines matching ALLOWED_REGEX are
+# expected ones).
+fp_dmesg_clean() {
+	local bad
+	bad=$(fp_dmesg_new | grep -iE 'WARNING|BUG|Call Trace|nvme.*(error|fail|warn|timeout|invalid|reset)' |
+		grep -vE "${2:-^$}" || true)
+	[ -z "$bad" ] || { echo "$bad"; lab_fail "kernel complained during $1"; }
+}
+
+# fp_read DEV OFF LEN — print LEN bytes at OFF with O_DIRECT (4 KiB units).
+fp_read() { dd if="$1" bs=4096 skip=$(($2 / 4096)) count=$(($3 / 4096)) iflag=direct status=none; }
+
+# fp_write DEV OFF FILE — write FILE at OFF with O_DIRECT (4 KiB units).
+fp_write() { dd if="$3" of="$1" bs=4096 seek=$(($2 / 4096)) oflag=direct conv=notrunc status=none; }
+
+# fp_is_zero DEV OFF LEN — the range reads back as zeros.
+fp_is_zero() { cmp -s <(fp_read "$1" "$2" "$3") <(head -c "$3" /dev/zero); }
+
+# fp_jobs NAME PROGRAM ARGS... — run fio or `flashpath bench` (PROGRAM)
+# bounded, with JSON output; print one line per job (IOPS, MiB/s, error)
+# and fail on any error.
+fp_jobs() {
+	local name=$1 out=$FP_WORK/jobs-$1.json
+	shift
+	if ! timeout 600 "$@" --output-format=json --output="$out"; then
+		tail -n 30 "$out" 2>/dev/null
+		lab_fail "$name failed"
+	fi
+	jq -r --arg p "${1##*/}" '.jobs[] | "  \($p) \(.jobname): read \(.read.iops|floor) IOPS \(.read.bw_bytes/104857.6|floor/10) MiB/s, write \(.write.iops|floor) IOPS \(.write.bw_bytes/104857.6|floor/10) MiB/s, error \(.error)"' "$out"
+	[ "$(jq '[.jobs[].error] | add' "$out")" = 0 ] || lab_fail "$name: job errors"
+}
