@@ -43,6 +43,7 @@ fuzz:
 LAB ?= ../shared/lab
 interop: build
 	@if [ ! -x $(LAB)/vm-run ]; then echo "interop: no lab at $(LAB): skipped"; exit 0; fi; \
+	scripts/lab-xfsprogs.sh; \
 	$(LAB)/setup >/tmp/flashpath-lab-setup.log 2>&1 || { tail -n 30 /tmp/flashpath-lab-setup.log; exit 1; }; \
 	for t in test/lab/*.sh; do \
 		case $$t in */lib.sh) continue ;; esac; \

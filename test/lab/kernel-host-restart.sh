@@ -11,8 +11,16 @@ set -euo pipefail
 . "$LAB_CWD/test/lab/lib.sh"
 
 NQN=nqn.2026-11.io.flashpath:restart
-IDLE=${FP_IDLE:-45}
+IDLE=${FP_IDLE:-120} # the issue: the host survives 2 minutes idle
 MNT=/mnt/fp
+# xfsprogs is not in the lab image: `make interop` unpacks Debian's into
+# bin/lab-xfs (scripts/lab-xfsprogs.sh); the guest shares the host's glibc.
+if [ -x "$LAB_CWD/bin/lab-xfs/sbin/mkfs.xfs" ]; then
+	x=$LAB_CWD/bin/lab-xfs
+	export PATH=$x/sbin:$x/usr/sbin:$PATH
+	export LD_LIBRARY_PATH=$x/lib/x86_64-linux-gnu:$x/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	modprobe xfs 2>/dev/null || true
+fi
 CONNECT=(-n "$NQN" --ctrl-loss-tmo 120 --reconnect-delay 2 --keep-alive-tmo 5 --nr-io-queues 2)
 
 fp_init
@@ -22,7 +30,7 @@ listeners: [tcp://127.0.0.1:$FP_PORT]
 subsystems:
   - nqn: $NQN
     namespaces:
-      - {nsid: 1, backend: "file:$FP_WORK/ns1.img:192MiB"}
+      - {nsid: 1, backend: "file:$FP_WORK/ns1.img:320MiB"}
 EOF
 
 # ids — the identity a host keys on: serial, UUID, NGUID, EUI-64.
