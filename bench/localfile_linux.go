@@ -30,13 +30,13 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 		if j.Size == 0 {
 			return nil, fmt.Errorf("%s does not exist and size= is not given", name)
 		}
-		if err := layout(name, 0, need); err != nil {
+		if err := LayoutFile(name, 0, need); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, err
 	case st.Mode().IsRegular() && st.Size() < need:
-		if err := layout(name, st.Size(), need); err != nil {
+		if err := LayoutFile(name, st.Size(), need); err != nil {
 			return nil, err
 		}
 	}
@@ -61,28 +61,6 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 		return nil, err
 	}
 	return &localFile{f: f, fd: int(f.Fd()), size: size}, nil
-}
-
-// layout writes [from, to) of a regular file with non-zero data.
-func layout(name string, from, to int64) error {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*131 + 7)
-	}
-	for off := from; off < to; {
-		n := int64(len(buf))
-		n = min(n, to-off)
-		if _, err := f.WriteAt(buf[:n], off); err != nil {
-			return fmt.Errorf("lay out %s: %w", name, err)
-		}
-		off += n
-	}
-	return f.Sync()
 }
 
 func (l *localFile) Close() error { return l.f.Close() }

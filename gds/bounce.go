@@ -160,25 +160,38 @@ func (b *bounce) Close() error {
 	return nil
 }
 
+// bindWorker makes the device's context current on this worker's locked
+// thread; if it cannot, every chunk fails with the reason and the worker
+// must return.
+func (b *bounce) bindWorker() bool {
+	if err := b.dev.bind(); err != nil {
+		for c := range b.chunks {
+			b.finish(c, err)
+		}
+		return false
+	}
+	return true
+}
+
+// releaseWorker frees a worker's stream and events and unlocks its thread.
+func releaseWorker(s cuda.Stream, evs []cuda.Event) {
+	for _, ev := range evs {
+		ev.Destroy()
+	}
+	s.Destroy()
+	runtime.UnlockOSThread()
+}
+
 // work is one worker: its thread holds the context, its stream and its
 // depth staging buffers, refilled round robin; a buffer is refilled only
 // after the copy that read it has completed. Each read chunk costs one cgo
 // crossing: queue its copy, record its event, and wait for the event of
 // the buffer to refill next (cuEventQuery first: usually long done).
 func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
-	if err := b.dev.bind(); err != nil {
-		for c := range b.chunks {
-			b.finish(c, err)
-		}
+	if !b.bindWorker() {
 		return
 	}
-	defer runtime.UnlockOSThread()
-	defer func() {
-		for _, ev := range evs {
-			ev.Destroy()
-		}
-		s.Destroy()
-	}()
+	defer releaseWorker(s, evs)
 	bufs := b.staging[w*b.depth : (w+1)*b.depth]
 	var inflight [maxDepth]chunk // chunk whose copy uses bufs[k]
 	var busy [maxDepth]bool

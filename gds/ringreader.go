@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -124,19 +123,10 @@ type ringSlot struct {
 //
 //	file ──READ_FIXED (depth in flight)──▶ pinned[w][k] ──HtoDAsync──▶ GPU
 func (b *bounce) workRing(w int, s cuda.Stream, evs []cuda.Event, r *ringReader) {
-	if err := b.dev.bind(); err != nil {
-		for c := range b.chunks {
-			b.finish(c, err)
-		}
+	if !b.bindWorker() {
 		return
 	}
-	defer runtime.UnlockOSThread()
-	defer func() {
-		for _, ev := range evs {
-			ev.Destroy()
-		}
-		s.Destroy()
-	}()
+	defer releaseWorker(s, evs)
 	bufs := b.staging[w*b.depth : (w+1)*b.depth]
 	depth := b.depth
 	var st [maxDepth]ringSlot

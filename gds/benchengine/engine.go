@@ -165,10 +165,10 @@ func prepare(cfg *bench.EngineConfig) (int64, error) {
 		if j.Size == 0 {
 			return 0, fmt.Errorf("%s does not exist and size= is not given", name)
 		}
-		err = layout(name, 0, need)
+		err = bench.LayoutFile(name, 0, need)
 	case err != nil:
 	case st.Mode().IsRegular() && st.Size() < need:
-		err = layout(name, st.Size(), need)
+		err = bench.LayoutFile(name, st.Size(), need)
 	}
 	if err != nil {
 		return 0, err
@@ -179,26 +179,6 @@ func prepare(cfg *bench.EngineConfig) (int64, error) {
 	}
 	defer f.Close()
 	return f.Seek(0, io.SeekEnd) // also right for block devices
-}
-
-func layout(name string, from, to int64) error {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*131 + 7)
-	}
-	for off := from; off < to; {
-		n := min(int64(len(buf)), to-off)
-		if _, err := f.WriteAt(buf[:n], off); err != nil {
-			return fmt.Errorf("lay out %s: %w", name, err)
-		}
-		off += n
-	}
-	return f.Sync()
 }
 
 // Path is the path that runs the job's transfers, Reason why.
