@@ -78,7 +78,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		local = ap.Addr().Unmap()
 	}
 	c.q = l.t.NewQueue(c, local)
-	c.inline = target.AdminInlineData
+	c.inline = c.q.InlineDataSize(target.InCapsuleData)
 	// The largest PDU: a header, digests, alignment padding, and data.
 	c.maxPLen = uint32(max(l.opts.MaxH2CData, target.AdminInlineData, target.InCapsuleData) + 256)
 	c.slots = make([]target.Request, 1)
@@ -140,8 +140,7 @@ func (c *conn) run() error {
 func (c *conn) fail(err error) error {
 	var fe *nvmeof.FatalError
 	if errors.As(err, &fe) {
-		c.l.ProtocolErrors.Add(1)
-		c.l.t.Stats.ProtocolErrors.Add(1)
+		c.countProtocolError()
 		c.log.Warn("protocol error: terminating connection", "fes", fe.FES, "err", fe.Msg)
 		c.sendMu.Lock()
 		// The TermReq carries the offending PDU header (§3.6.2.9).
@@ -157,8 +156,7 @@ func (c *conn) fail(err error) error {
 	if errors.As(err, &de) {
 		// Like the Linux target: data the host sent is corrupt, so nothing on
 		// this connection can be trusted any more; close it.
-		c.l.ProtocolErrors.Add(1)
-		c.l.t.Stats.ProtocolErrors.Add(1)
+		c.countProtocolError()
 		c.log.Warn("data digest error: closing connection", "err", err)
 		return err
 	}
@@ -166,6 +164,13 @@ func (c *conn) fail(err error) error {
 		c.log.Info("connection ended", "err", err)
 	}
 	return err
+}
+
+// countProtocolError counts a connection ended for a protocol error, on the
+// listener and on the target.
+func (c *conn) countProtocolError() {
+	c.l.ProtocolErrors.Add(1)
+	c.l.t.Stats.ProtocolErrors.Add(1)
 }
 
 func (c *conn) flushIfIdle() error {
@@ -336,9 +341,7 @@ func (c *conn) growSlots() {
 	for i := n - 1; i >= 0; i-- {
 		c.free = append(c.free, i)
 	}
-	if c.q.ID() != 0 {
-		c.inline = target.InCapsuleData
-	}
+	c.inline = c.q.InlineDataSize(target.InCapsuleData)
 }
 
 func (c *conn) getBuf(r *target.Request, n int) error {
