@@ -1,14 +1,17 @@
 package gds
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flashpath/flashpath/gds/internal/cuda"
 	"golang.org/x/sys/unix"
@@ -232,8 +235,35 @@ func refusalHint(err error, fd int) string {
 				" here (it supports ext4 and xfs on local NVMe or NVMe-oF, and some parallel filesystems)")
 		}
 	}
+	if fe.Code == cuda.FileHandleNotRegistered || fe.Code == cuda.FileInternalError {
+		if h := udevHint(fd); h != "" {
+			hints = append(hints, h)
+		}
+	}
 	hints = append(hints, "--gpu-path bounce reads it without cuFile")
 	return " (" + strings.Join(hints, "; ") + ")"
+}
+
+// udevDataDir is udev's device database.
+var udevDataDir = "/run/udev/data"
+
+// udevHint explains a refusal that comes from udev: cuFile (compat mode
+// too) reads the filesystem's block device properties (ID_FS_USAGE) from
+// udev's database, which containers and small VMs often lack.
+func udevHint(fd int) string {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return ""
+	}
+	id := fmt.Sprintf("b%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	db := filepath.Join(udevDataDir, id)
+	b, err := os.ReadFile(db)
+	if err == nil && (bytes.HasPrefix(b, []byte("E:ID_FS_USAGE=")) || bytes.Contains(b, []byte("\nE:ID_FS_USAGE="))) {
+		return ""
+	}
+	return "cuFile looks the file's block device up in udev and " + db + " has no ID_FS_USAGE" +
+		" (no udev database: a container or VM without udevd): give it the host's /run/udev (read-only bind mount)" +
+		" or run udevd and 'udevadm trigger --subsystem-match=block'"
 }
 
 // fsType names the filesystem of fd from its statfs magic.
@@ -252,13 +282,51 @@ func fsType(fd int) string {
 	return fmt.Sprintf("filesystem 0x%x", s.Type)
 }
 
+// CuFileIO is how the cufile path issues its I/O.
+type CuFileIO string
+
+const (
+	// CuFileIOAuto uses the batch API with true GDS where libcufile has
+	// it, cuFileRead/cuFileWrite threads otherwise.
+	CuFileIOAuto CuFileIO = "auto"
+	// CuFileIOBatch submits many chunks per cuFileBatchIOSubmit from a few
+	// threads: the drive sees a deep queue without a thread per I/O.
+	CuFileIOBatch CuFileIO = "batch"
+	// CuFileIOSync calls cuFileRead/cuFileWrite from worker threads.
+	CuFileIOSync CuFileIO = "sync"
+)
+
+// ParseCuFileIO validates a --cufile-io value ("" is auto).
+func ParseCuFileIO(s string) (CuFileIO, error) {
+	switch m := CuFileIO(s); m {
+	case CuFileIOAuto, CuFileIOBatch, CuFileIOSync:
+		return m, nil
+	case "":
+		return CuFileIOAuto, nil
+	}
+	return "", fmt.Errorf("cufile io %q: want auto, batch or sync", s)
+}
+
+// Batch shape of the cufile path: a few threads, each with one cuFile
+// batch of up to batchEntries chunks in flight.
+const (
+	batchWorkers = 4
+	batchEntries = 32
+	// batchStall is how long a batch may go without a completion before
+	// its chunks fail.
+	batchStall = 2 * time.Minute
+)
+
 // cufileT is the cuFile path: workers call cuFileRead/cuFileWrite on a
-// registered handle, straight into GPU memory (or, in compat mode, through
-// cuFile's own bounce buffers).
+// registered handle, or submit chunks in batches (cuFileBatchIOSubmit),
+// straight into GPU memory (or, in compat mode, through cuFile's own bounce
+// buffers).
 type cufileT struct {
 	*engine
-	dev    *Device
-	handle cuda.FileHandle
+	dev     *Device
+	handle  cuda.FileHandle
+	batches []*cuda.Batch // one per worker in batch mode
+	how     string        // how the I/O is issued, for File.Reason
 
 	mu   sync.Mutex
 	regs []*Buffer // registered with cuFileBufRegister; guarded by mu
@@ -266,7 +334,7 @@ type cufileT struct {
 
 var _ Transfer = (*cufileT)(nil)
 
-func newCuFile(dev *Device, fd int, workers int, chunkSize int64) (*cufileT, error) {
+func newCuFile(dev *Device, fd int, o Options) (*cufileT, error) {
 	if err := dev.Do(openCuFile); err != nil {
 		return nil, err
 	}
@@ -277,9 +345,84 @@ func newCuFile(dev *Device, fd int, workers int, chunkSize int64) (*cufileT, err
 		closeCuFile()
 		return nil, fmt.Errorf("register file with cuFile: %w%s", err, hint)
 	}
-	t := &cufileT{engine: newEngine(workers*8, chunkSize, 1, workers), dev: dev, handle: h}
-	t.start(workers, t.work)
+	var st CuFileStatus
+	dev.Do(func() error { st = ProbeCuFile(); return nil })
+	mode := "compat mode"
+	if st.TrueGDS {
+		mode = "true GDS"
+	}
+	batches, why, err := setUpBatches(dev, o.CuFileIO, st)
+	if err != nil {
+		dev.Do(func() error { h.Deregister(); return nil })
+		closeCuFile()
+		return nil, err
+	}
+	var t *cufileT
+	if batches != nil {
+		n := len(batches) * batchEntries
+		t = &cufileT{engine: newEngine(n, o.Chunk, 1, len(batches)), dev: dev, handle: h, batches: batches}
+		t.chunks = make(chan chunk, n) // a worker gathers a whole batch at once
+		t.how = fmt.Sprintf("cuFile %s, batch API, %d threads x %d entries", mode, len(batches), batches[0].Cap())
+		t.start(len(batches), t.workBatch)
+		return t, nil
+	}
+	t = &cufileT{engine: newEngine(o.Workers*8, o.Chunk, 1, o.Workers), dev: dev, handle: h}
+	t.how = fmt.Sprintf("cuFile %s, cuFileRead/cuFileWrite from %d threads", mode, o.Workers)
+	if why != "" {
+		t.how += " (" + why + ")"
+	}
+	t.start(o.Workers, t.work)
 	return t, nil
+}
+
+// setUpBatches returns one cuFile batch per batch worker when mode asks
+// for them (or, with auto, when cuFile runs true GDS and has the batch
+// API), else nil and why not where batches were an option.
+func setUpBatches(dev *Device, mode CuFileIO, st CuFileStatus) ([]*cuda.Batch, string, error) {
+	if mode == CuFileIOSync {
+		return nil, "", nil
+	}
+	why := ""
+	switch {
+	case !cuda.HasBatchIO():
+		why = "the batch API is missing in " + cuda.LibCuFilePath()
+	case mode == CuFileIOAuto && !st.TrueGDS:
+		why = "no batch API in compat mode: --cufile-io batch tries it"
+	}
+	if why != "" {
+		if mode == CuFileIOBatch {
+			return nil, "", fmt.Errorf("cuFile batch I/O: %s: %w (--cufile-io sync works without it)", why, ErrNotSupported)
+		}
+		return nil, why, nil
+	}
+	entries := batchEntries
+	if st.Props != nil && st.Props.MaxBatchIOSize > 0 {
+		entries = min(entries, int(st.Props.MaxBatchIOSize))
+	}
+	var bs []*cuda.Batch
+	err := dev.Do(func() error {
+		for range batchWorkers {
+			b, err := cuda.NewBatch(entries)
+			if err != nil {
+				return err
+			}
+			bs = append(bs, b)
+		}
+		return nil
+	})
+	if err != nil {
+		dev.Do(func() error {
+			for _, b := range bs {
+				b.Close()
+			}
+			return nil
+		})
+		if mode == CuFileIOBatch {
+			return nil, "", fmt.Errorf("cuFile batch I/O: %w (--cufile-io sync works without it)", err)
+		}
+		return nil, "batch set-up failed: " + err.Error(), nil
+	}
+	return bs, "", nil
 }
 
 // RegisterBuffer registers b with cuFileBufRegister so reads into it skip
@@ -306,11 +449,20 @@ func (t *cufileT) base(p DevicePtr) (DevicePtr, int64) {
 	return p, 0
 }
 
-func (t *cufileT) work(int) {
+// bindOrFail binds the worker's thread to the device's context; if it
+// cannot, every chunk fails with the reason and the worker must return.
+func (t *cufileT) bindOrFail() bool {
 	if err := t.dev.bind(); err != nil {
 		for c := range t.chunks {
 			t.finish(c, err)
 		}
+		return false
+	}
+	return true
+}
+
+func (t *cufileT) work(int) {
+	if !t.bindOrFail() {
 		return
 	}
 	defer runtime.UnlockOSThread()
@@ -320,25 +472,142 @@ func (t *cufileT) work(int) {
 			continue
 		}
 		base, off := t.base(c.dev)
-		off0 := c.fileOff + c.skip
-		var err error
-		for done := int64(0); done < c.n; {
-			var n int64
-			if c.op == OpRead {
-				n, err = cuda.FileRead(t.handle, cuda.DevicePtr(base), c.n-done, off0+done, off+done)
-			} else {
-				n, err = cuda.FileWrite(t.handle, cuda.DevicePtr(base), c.n-done, off0+done, off+done)
-			}
-			if err == nil && n == 0 {
-				err = fmt.Errorf("cuFile at %d: file ends %d bytes short", off0+done, c.n-done)
-			}
-			if err != nil {
-				break
-			}
-			done += n
-		}
-		t.finish(c, err)
+		t.finish(c, t.syncIO(c, base, off, 0))
 	}
+}
+
+// syncIO moves chunk c's bytes from done on with cuFileRead/cuFileWrite;
+// short transfers continue, a transfer of nothing is the file's end.
+func (t *cufileT) syncIO(c chunk, base DevicePtr, off, done int64) error {
+	off0 := c.fileOff + c.skip
+	for done < c.n {
+		var n int64
+		var err error
+		if c.op == OpRead {
+			n, err = cuda.FileRead(t.handle, cuda.DevicePtr(base), c.n-done, off0+done, off+done)
+		} else {
+			n, err = cuda.FileWrite(t.handle, cuda.DevicePtr(base), c.n-done, off0+done, off+done)
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("cuFile at %d: file ends %d bytes short", off0+done, c.n-done)
+		}
+		done += n
+	}
+	return nil
+}
+
+// workBatch is a batch worker: it takes the chunks waiting (up to its
+// batch's size) in one go, submits them with one call and reaps them all
+// before the next batch. An entry that moved fewer bytes than asked
+// finishes with synchronous calls.
+func (t *cufileT) workBatch(w int) {
+	if !t.bindOrFail() {
+		return
+	}
+	defer runtime.UnlockOSThread()
+	b := t.batches[w]
+	entries := b.Cap()
+	cs := make([]chunk, 0, entries)
+	ios := make([]cuda.BatchIO, 0, entries)
+	evs := make([]cuda.BatchEvent, 0, entries)
+	inflight := make([]bool, entries)
+	for {
+		c, ok := <-t.chunks
+		if !ok {
+			return
+		}
+		cs = append(cs[:0], c)
+	gather:
+		for len(cs) < entries {
+			select {
+			case c, ok := <-t.chunks:
+				if !ok {
+					break gather
+				}
+				cs = append(cs, c)
+			default:
+				break gather
+			}
+		}
+		ios = ios[:0]
+		for i, c := range cs {
+			if c.n == 0 {
+				t.finish(c, nil)
+				continue
+			}
+			op := cuda.BatchRead
+			if c.op == OpWrite {
+				op = cuda.BatchWrite
+			}
+			base, off := t.base(c.dev)
+			ios = append(ios, cuda.BatchIO{Handle: t.handle, Opcode: op, Base: cuda.DevicePtr(base), DevOff: off,
+				Off: c.fileOff + c.skip, Size: c.n, Cookie: uint64(i)})
+		}
+		if len(ios) == 0 {
+			continue
+		}
+		if evs, ok = t.runBatch(b, cs, ios, evs, inflight); !ok {
+			// Not reused, not destroyed (entries may still be in flight):
+			// this worker goes on with synchronous calls.
+			t.batches[w] = nil
+			t.work(w)
+			return
+		}
+	}
+}
+
+// runBatch submits ios (cookies index cs) and finishes every chunk. It
+// reports false when the batch is beyond use: a failed status call, or no
+// completion for batchStall (its entries cannot be told apart then).
+func (t *cufileT) runBatch(b *cuda.Batch, cs []chunk, ios []cuda.BatchIO, evs []cuda.BatchEvent, inflight []bool) ([]cuda.BatchEvent, bool) {
+	if err := b.Submit(ios); err != nil {
+		for _, io := range ios {
+			t.finish(cs[io.Cookie], err)
+		}
+		return evs, true
+	}
+	for _, io := range ios {
+		inflight[io.Cookie] = true
+	}
+	left := len(ios)
+	last := time.Now()
+	for left > 0 {
+		var err error
+		evs, err = b.Status(left, time.Second, evs[:0])
+		if err == nil && len(evs) == 0 && time.Since(last) > batchStall {
+			err = fmt.Errorf("cuFile batch: no completion in %v with %d entries in flight", batchStall, left)
+		}
+		if err != nil {
+			for i := range cs {
+				if inflight[i] {
+					inflight[i] = false
+					t.finish(cs[i], err)
+				}
+			}
+			return evs, false
+		}
+		if len(evs) > 0 {
+			last = time.Now()
+		}
+		for _, e := range evs {
+			if e.Cookie >= uint64(len(cs)) || !inflight[e.Cookie] {
+				continue // not one of ours: cuFile gave back a cookie it was not given
+			}
+			inflight[e.Cookie] = false
+			c := cs[e.Cookie]
+			n, err := e.Result()
+			if err == nil && n < c.n {
+				base, off := t.base(c.dev)
+				err = t.syncIO(c, base, off, n)
+			}
+			t.finish(c, err)
+			left--
+		}
+	}
+	return evs, true
 }
 
 func (t *cufileT) Close() error {
@@ -348,6 +617,11 @@ func (t *cufileT) Close() error {
 	t.regs = nil
 	t.mu.Unlock()
 	t.dev.Do(func() error {
+		for _, b := range t.batches {
+			if b != nil {
+				b.Close()
+			}
+		}
 		for _, b := range regs {
 			cuda.FileBufDeregister(cuda.DevicePtr(b.ptr))
 		}

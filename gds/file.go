@@ -44,12 +44,14 @@ const (
 
 // Options tune a transfer; zero values take the defaults.
 type Options struct {
-	Path    Path   // auto, cufile or bounce
-	Direct  Direct // bounce only: O_DIRECT or buffered reads (writes: O_DIRECT only with DirectOn)
-	Reader  Reader // bounce only: io_uring or pread workers (default: io_uring for O_DIRECT reads)
-	Workers int    // reader threads (default DefaultWorkers())
-	Depth   int    // staging buffers per worker in flight (default DefaultDepth)
-	Chunk   int64  // bytes per read and copy (default DefaultChunk)
+	Path   Path   // auto, cufile or bounce
+	Direct Direct // bounce only: O_DIRECT or buffered reads (writes: O_DIRECT only with DirectOn)
+	Reader Reader // bounce only: io_uring or pread workers (default: io_uring for O_DIRECT reads)
+	// CuFileIO is how the cufile path issues I/O: batch API or threads.
+	CuFileIO CuFileIO
+	Workers  int   // reader threads (default DefaultWorkers())
+	Depth    int   // staging buffers per worker in flight (default DefaultDepth)
+	Chunk    int64 // bytes per read and copy (default DefaultChunk)
 	// CachedThreshold is the fraction of the file's pages resident in the
 	// page cache from which reads go buffered (default 0.5).
 	CachedThreshold float64
@@ -82,6 +84,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Reader == "" {
 		o.Reader = ReaderAuto
+	}
+	if o.CuFileIO == "" {
+		o.CuFileIO = CuFileIOAuto
 	}
 	if o.Workers <= 0 {
 		o.Workers = DefaultWorkers()
@@ -234,21 +239,28 @@ func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 
 	switch path {
 	case PathCuFile:
-		dfd, derr := reopenDirect(name, write)
 		fd := int(f.Fd())
-		if derr == nil {
+		dfd, derr := -1, error(nil)
+		if o.Direct == DirectOff && o.Path == PathCuFile {
+			// Asked for: cuFile in compat mode reads a buffered fd through
+			// the page cache (true GDS wants O_DIRECT).
+			reason += "; buffered fd (--direct off)"
+		} else {
+			dfd, derr = reopenDirect(name, write)
+		}
+		if dfd >= 0 {
 			f.Close()
 			f = os.NewFile(uintptr(dfd), name)
 			file.f, fd, file.direct = f, dfd, true
-		} else {
+		} else if derr != nil {
 			reason += "; O_DIRECT refused (" + derr.Error() + "), cuFile gets a buffered fd"
 		}
-		t, err := newCuFile(d, fd, o.Workers, o.Chunk)
+		t, err := newCuFile(d, fd, o)
 		if err != nil {
 			f.Close()
 			return nil, err
 		}
-		file.Transfer, file.path, file.reason = t, PathCuFile, reason
+		file.Transfer, file.path, file.reason = t, PathCuFile, reason+"; "+t.how
 		return file, nil
 	case PathBounce:
 		direct := o.Direct == DirectOn

@@ -17,6 +17,7 @@ import (
 	"github.com/flashpath/flashpath/gds/gdstest"
 	"github.com/flashpath/flashpath/gds/internal/cuda"
 	"github.com/flashpath/flashpath/gds/safetensors"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -493,4 +494,96 @@ func TestStagingReused(t *testing.T) {
 		t.Errorf("setup parts %v + %v + %v != %v", c.SetupHeader, c.SetupAlloc, c.SetupOpen, c.Setup)
 	}
 	c.Close()
+}
+
+// TestCuFileBatch covers the cufile path's batch mode: chosen with true GDS,
+// not in compat mode; forced, it moves the bytes (also when entries come
+// back short) and reports EIO; refused by libcufile, auto falls back to
+// threads and a forced batch says what to do.
+func TestCuFileBatch(t *testing.T) {
+	d := openDev(t)
+	path, _, data := writeCheckpoint(t, t.TempDir())
+	uncached := Options{Path: PathAuto, CachedThreshold: 2, Chunk: 4096}
+	load := func(env []string, o Options) (*Checkpoint, error) {
+		for _, e := range env {
+			k, v, _ := strings.Cut(e, "=")
+			os.Setenv(k, v)
+		}
+		resetProbe()
+		defer func() {
+			for _, e := range env {
+				k, _, _ := strings.Cut(e, "=")
+				os.Unsetenv(k)
+			}
+			resetProbe()
+		}()
+		return d.LoadSafetensors(context.Background(), path, o)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		o    Options
+		how  string // in the reason
+	}{
+		{"auto-gds", []string{"FAKECUFILE_NVFS=1"}, uncached, "cuFile true GDS, batch API, 4 threads x 32 entries"},
+		{"auto-compat", nil, Options{Path: PathCuFile, Chunk: 4096}, "cuFile compat mode, cuFileRead/cuFileWrite from"},
+		{"forced", nil, Options{Path: PathCuFile, CuFileIO: CuFileIOBatch, Chunk: 4096}, "batch API, 4 threads"},
+		{"short", []string{"FAKECUFILE_BATCH_SHORT=1"}, Options{Path: PathCuFile, CuFileIO: CuFileIOBatch, Chunk: 4096}, "batch API, 4 threads"},
+		{"sync", []string{"FAKECUFILE_NVFS=1"}, Options{Path: PathCuFile, CuFileIO: CuFileIOSync, Chunk: 4096}, "cuFileRead/cuFileWrite from"},
+		{"buffered", nil, Options{Path: PathCuFile, Direct: DirectOff, Chunk: 4096}, "buffered fd (--direct off)"},
+		{"refused", []string{"FAKECUFILE_NVFS=1", "FAKECUFILE_BATCH_NOCOMPAT=1"}, uncached, "batch set-up failed: cuFileBatchIOSetUp: CU_FILE_BATCH_NOCOMPAT_ERROR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := load(tc.env, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if c.Path != PathCuFile || !strings.Contains(c.Reason, tc.how) || c.Direct == (tc.o.Direct == DirectOff) {
+				t.Fatalf("path %s, direct %v, reason %q: want cufile and %q", c.Path, c.Direct, c.Reason, tc.how)
+			}
+			if got := readBack(t, c.Buffer, 0, c.Bytes); !bytes.Equal(got, data) {
+				t.Fatal("GPU memory differs from the file")
+			}
+		})
+	}
+	forced := Options{Path: PathCuFile, CuFileIO: CuFileIOBatch, Chunk: 4096}
+	_, err := load([]string{"FAKECUFILE_BATCH_NOCOMPAT=1"}, forced)
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "CU_FILE_BATCH_NOCOMPAT_ERROR") ||
+		!strings.Contains(err.Error(), "--cufile-io sync") {
+		t.Errorf("batch refused by libcufile: err = %v", err)
+	}
+	_, err = load([]string{"FAKECUFILE_EIO_AT=5000"}, forced)
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("EIO in a batch: err = %v", err)
+	}
+	if _, err := ParseCuFileIO("nope"); err == nil {
+		t.Error("ParseCuFileIO(nope) succeeded")
+	}
+}
+
+// TestCuFileUdevHint: where cuFile refuses a file whose block device udev
+// does not know (containers, small VMs), the error says so and what to do.
+func TestCuFileUdevHint(t *testing.T) {
+	d := openDev(t)
+	path, _, _ := writeCheckpoint(t, t.TempDir())
+	db := t.TempDir()
+	old := udevDataDir
+	udevDataDir = db
+	defer func() { udevDataDir = old }()
+	t.Setenv("FAKECUFILE_REFUSE", "5027")
+	_, err := d.Open(path, Options{Path: PathCuFile})
+	if err == nil || !strings.Contains(err.Error(), "has no ID_FS_USAGE") || !strings.Contains(err.Error(), "/run/udev") {
+		t.Fatalf("no udev data: err = %v", err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	entry := filepath.Join(db, fmt.Sprintf("b%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	os.WriteFile(entry, []byte("I:123\nE:ID_FS_TYPE=ext4\nE:ID_FS_USAGE=filesystem\n"), 0o644)
+	_, err = d.Open(path, Options{Path: PathCuFile})
+	if err == nil || strings.Contains(err.Error(), "ID_FS_USAGE") || !strings.Contains(err.Error(), "--gpu-path bounce") {
+		t.Fatalf("udev knows the device: err = %v", err)
+	}
 }

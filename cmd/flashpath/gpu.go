@@ -114,6 +114,7 @@ type loadConfig struct {
 	Path     string // auto, cufile, bounce
 	Direct   string // auto, on, off
 	Reader   string // auto, io_uring, pread
+	CuFileIO string // auto, batch, sync
 	Workers  int
 	Depth    int
 	ChunkMiB int
@@ -136,6 +137,10 @@ func (c loadConfig) options() (gds.Options, error) {
 	if err != nil {
 		return gds.Options{}, fmt.Errorf("--reader: %w", err)
 	}
+	cio, err := gds.ParseCuFileIO(c.CuFileIO)
+	if err != nil {
+		return gds.Options{}, fmt.Errorf("--cufile-io: %w", err)
+	}
 	if c.GPU < 0 {
 		return gds.Options{}, fmt.Errorf("--gpu %d: must be >= 0", c.GPU)
 	}
@@ -148,7 +153,7 @@ func (c loadConfig) options() (gds.Options, error) {
 	if err := validOutput(c.Output); err != nil {
 		return gds.Options{}, err
 	}
-	return gds.Options{Path: p, Direct: gds.Direct(c.Direct), Reader: rd, Workers: c.Workers, Depth: c.Depth, Chunk: int64(c.ChunkMiB) << 20}, nil
+	return gds.Options{Path: p, Direct: gds.Direct(c.Direct), Reader: rd, CuFileIO: cio, Workers: c.Workers, Depth: c.Depth, Chunk: int64(c.ChunkMiB) << 20}, nil
 }
 
 // loadResult is what `flashpath load` reports.
@@ -228,6 +233,7 @@ func newLoadCmd() *cobra.Command {
 	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
 	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring or pread")
+	f.StringVar(&cfg.CuFileIO, "cufile-io", "auto", "cufile path: auto (batch API with true GDS), batch (cuFileBatchIOSubmit) or sync (cuFileRead threads)")
 	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 12, here %d)", gds.DefaultWorkers()))
 	f.IntVar(&cfg.Depth, "depth", 0, fmt.Sprintf("staging buffers in flight per reader (0: %d)", gds.DefaultDepth))
 	f.IntVar(&cfg.ChunkMiB, "chunk-mib", 0, fmt.Sprintf("MiB per read and copy (0: %d)", gds.DefaultChunk>>20))

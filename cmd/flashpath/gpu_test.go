@@ -133,6 +133,13 @@ func TestLoadCommand(t *testing.T) {
 	if _, err := run(t, "load", path, "--reader", "aio"); err == nil || !strings.Contains(err.Error(), "--reader") {
 		t.Errorf("--reader aio: err = %v", err)
 	}
+	if _, err := run(t, "load", path, "--cufile-io", "turbo"); err == nil || !strings.Contains(err.Error(), "--cufile-io") {
+		t.Errorf("--cufile-io turbo: err = %v", err)
+	}
+	out, err = run(t, "load", path, "--gpu-path", "cufile", "--cufile-io", "batch", "--verify", "-o", "json")
+	if err != nil || !strings.Contains(out, "batch API, 4 threads") || !strings.Contains(out, `"verified": true`) {
+		t.Errorf("--cufile-io batch: %v\n%s", err, out)
+	}
 	if out, err := run(t, "load", path, "--verify", "--repeat", "2"); err != nil || !strings.Contains(out, "verify:   OK") || !strings.Contains(out, "warm:") {
 		t.Fatalf("text output: %v\n%s", err, out)
 	}

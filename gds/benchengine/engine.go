@@ -15,6 +15,8 @@
 //	gpu_path=P       gpu only: auto, cufile or bounce (default auto)
 //	gpu_threads=N    threads of the transfer under each job (default gds.DefaultWorkers)
 //	gpu_reader=R     bounce only: auto, io_uring or pread (default auto)
+//	cufile_io=M      cufile path: auto, batch or sync (default auto: the
+//	                 batch API with true GDS, cuFileRead threads otherwise)
 //
 // fio's direct=1 opens the file O_DIRECT; with it bs and offset must be
 // multiples of 4096. gdsio's threads are fio's numjobs: each job opens its
@@ -40,14 +42,14 @@ import (
 func init() {
 	bench.RegisterEngine("cufile", func(cfg *bench.EngineConfig) (bench.Engine, error) {
 		return Open(cfg, gds.PathCuFile)
-	}, "gpu", "gpu_threads")
+	}, "gpu", "gpu_threads", "cufile_io")
 	bench.RegisterEngine("gpu", func(cfg *bench.EngineConfig) (bench.Engine, error) {
 		p, err := gds.ParsePath(cfg.Options["gpu_path"])
 		if err != nil {
 			return nil, fmt.Errorf("option gpu_path: %w", notSupported(err))
 		}
 		return Open(cfg, p)
-	}, "gpu", "gpu_path", "gpu_threads", "gpu_reader")
+	}, "gpu", "gpu_path", "gpu_threads", "gpu_reader", "cufile_io")
 }
 
 // Engine moves a job's I/O between a file and GPU memory through one
@@ -110,6 +112,10 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("option gpu_reader: %w", err)
 	}
+	cio, err := gds.ParseCuFileIO(cfg.Options["cufile_io"])
+	if err != nil {
+		return nil, fmt.Errorf("option cufile_io: %w", err)
+	}
 	if j.Direct {
 		// O_DIRECT writes from the staging buffers (and GDS) need whole
 		// blocks; reads could round, but one rule is clearer.
@@ -130,7 +136,10 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	if err != nil {
 		return nil, notSupported(fmt.Errorf("GPU %d: %w", gpu, err))
 	}
-	o := gds.Options{Path: path, Direct: gds.DirectOff, Reader: rd, Workers: threads}
+	o := gds.Options{Path: path, Direct: gds.DirectOff, Reader: rd, CuFileIO: cio, Workers: threads}
+	if path == gds.PathCuFile {
+		o.Direct = gds.DirectAuto // cuFile bypasses the page cache, like gdsio, whatever direct= says
+	}
 	if j.Direct {
 		// Measure the drive: O_DIRECT whatever the page cache holds, and
 		// with auto, cuFile where it runs true GDS.

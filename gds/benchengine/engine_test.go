@@ -185,6 +185,11 @@ func TestOddSizes(t *testing.T) {
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 100 {
 		t.Fatalf("bs=1000 randread: %d reads, want 100", rd.IOs)
 	}
+	// The cuFile batch API, verified against what the gpu engine wrote.
+	r = mustRun(t, "ioengine=cufile", "cufile_io=batch", "filename="+name, "size=100000", "bs=1000", "iodepth=8", "rw=randread", "verify=crc32c")
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 100 {
+		t.Fatalf("cufile_io=batch randread: %d reads, want 100", rd.IOs)
+	}
 	for _, tc := range [][]string{
 		{"bs=6144", "offset=0"},
 		{"bs=8192", "offset=512"},
@@ -204,6 +209,7 @@ func TestOptions(t *testing.T) {
 		{"gpu_path=warp", "gpu path"},
 		{"gpu_reader=aio", "gpu_reader"},
 		{"gpu_threads=-1", "gpu_threads"},
+		{"cufile_io=turbo", "cufile_io"},
 	} {
 		_, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=read", tc.opt)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

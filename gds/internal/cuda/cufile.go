@@ -37,6 +37,7 @@ const (
 	FileInvalidFileOpenFlag    = 5019 // CU_FILE_INVALID_FILE_OPEN_FLAG
 	FileDIONotSet              = 5020 // CU_FILE_DIO_NOT_SET
 	FileHandleNotRegistered    = 5027 // CU_FILE_HANDLE_NOT_REGISTERED
+	FileInternalError          = 5030 // CU_FILE_INTERNAL_ERROR
 	FileNVFSSetupError         = 5033 // CU_FILE_NVFS_SETUP_ERROR
 	FileIODisabled             = 5034 // CU_FILE_IO_DISABLED
 	FileBatchNoCompat          = 5049 // CU_FILE_BATCH_NOCOMPAT_ERROR
@@ -321,6 +322,24 @@ type BatchEvent struct {
 	Ret    int64 // bytes, or a negative error
 }
 
+// Result is the entry's outcome: bytes moved, or why it failed.
+func (e BatchEvent) Result() (int64, error) {
+	switch e.Status {
+	case StatusComplete:
+		return ioResult("cuFileBatchIO", C.ssize_t(e.Ret))
+	case StatusFailed:
+		if e.Ret < 0 {
+			return ioResult("cuFileBatchIO", C.ssize_t(e.Ret))
+		}
+		return 0, fmt.Errorf("cuFileBatchIO: entry failed")
+	case StatusCanceled:
+		return 0, fmt.Errorf("cuFileBatchIO: entry canceled")
+	case StatusTimeout:
+		return 0, fmt.Errorf("cuFileBatchIO: entry timed out")
+	}
+	return 0, fmt.Errorf("cuFileBatchIO: entry ended with status 0x%x", e.Status)
+}
+
 // ioParams mirrors CUfileIOParams_t on LP64 (size asserted in tests).
 type ioParams struct {
 	mode   int32
@@ -368,6 +387,9 @@ func NewBatch(max int) (*Batch, error) {
 	b.events = unsafe.Slice((*ioEvent)(b.cmem[1]), max)
 	return b, nil
 }
+
+// Cap is the most entries one Submit takes.
+func (b *Batch) Cap() int { return len(b.params) }
 
 // Submit is cuFileBatchIOSubmit: one crossing for the whole batch.
 func (b *Batch) Submit(ios []BatchIO) error {

@@ -5,6 +5,11 @@
 // false) and, without FAKECUFILE_NVFS, refuses file handles with
 // CU_FILE_HANDLE_NOT_REGISTERED as libcufile does, and
 // FAKECUFILE_EIO_AT=OFF fails reads that cover file offset OFF with -EIO.
+// FAKECUFILE_REFUSE=CODE refuses file handles with that CUfileOpError
+// (libcufile refuses with 5027 where udev does not know the volume).
+// Batch API: FAKECUFILE_BATCH_NOCOMPAT=1 refuses cuFileBatchIOSetUp with
+// CU_FILE_BATCH_NOCOMPAT_ERROR; FAKECUFILE_BATCH_SHORT=1 completes each
+// entry with half its bytes.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +74,8 @@ CUfileError_t cuFileHandleRegister(void **fh, CUfileDescr_t *d) {
 		return fail(5030);
 	if (getenv("FAKECUFILE_NO_COMPAT") && !getenv("FAKECUFILE_NVFS"))
 		return fail(5027); // CU_FILE_HANDLE_NOT_REGISTERED
+	if (getenv("FAKECUFILE_REFUSE"))
+		return fail(atoi(getenv("FAKECUFILE_REFUSE")));
 	struct handle *h = malloc(sizeof *h);
 	// Like compat mode, do the I/O through a buffered fd: "device" memory
 	// here is unaligned host memory, which O_DIRECT refuses.
@@ -111,6 +118,8 @@ ssize_t cuFileRead(void *fh, void *b, size_t n, off_t off, off_t doff) { return 
 ssize_t cuFileWrite(void *fh, const void *b, size_t n, off_t off, off_t doff) { return rw(1, fh, (void *)b, n, off, doff); }
 
 CUfileError_t cuFileBatchIOSetUp(void **b, unsigned nr) {
+	if (getenv("FAKECUFILE_BATCH_NOCOMPAT"))
+		return fail(5049); // CU_FILE_BATCH_NOCOMPAT_ERROR
 	struct batch *x = calloc(1, sizeof *x);
 	x->cap = nr;
 	x->ev = calloc(nr, sizeof(CUfileIOEvents_t));
@@ -123,7 +132,10 @@ CUfileError_t cuFileBatchIOSubmit(void *b, unsigned nr, CUfileIOParams_t *p, uns
 	if (x->n + nr > x->cap)
 		return fail(5029);
 	for (unsigned i = 0; i < nr; i++) {
-		ssize_t r = rw(p[i].opcode, p[i].fh, p[i].u.batch.devPtr_base, p[i].u.batch.size, p[i].u.batch.file_offset,
+		size_t n = p[i].u.batch.size;
+		if (getenv("FAKECUFILE_BATCH_SHORT") && n > 1)
+			n /= 2; // complete half: the caller must move the rest
+		ssize_t r = rw(p[i].opcode, p[i].fh, p[i].u.batch.devPtr_base, n, p[i].u.batch.file_offset,
 		               p[i].u.batch.devPtr_offset);
 		CUfileIOEvents_t *e = &x->ev[x->n++];
 		e->cookie = p[i].cookie;
