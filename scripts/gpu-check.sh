@@ -164,6 +164,10 @@ if [ -n "$SHAPES" ] && [ -x "$FP" ]; then
 	step "flashpath bounce sweep (workers:depth:chunkMiB, page cache, 2 loads per process)" 150 \
 		$PY "$BENCH" sweep "$CKPT" --fp "$FP" --shapes "$SHAPES" --out "$RES/25-sweep.json"
 fi
+# A probe for the last stretch of PCIe from the page cache: DMA out of the
+# page cache itself (mmap + cuMemHostRegister), no CPU copy; not a path yet.
+step "probe: mmap + cuMemHostRegister(read-only) of the cached checkpoint, DMA from the page cache" 120 \
+	$PY "$BENCH" mmap-h2d "$CKPT" --out "$RES/26-mmap-probe.json"
 $PY "$BENCH" drop-cache "$CKPT" 2>/dev/null
 fp_load 21-bounce-direct "flashpath bounce, O_DIRECT (from the drive), io_uring reader" 180 --gpu-path bounce --direct on --reader io_uring
 $PY "$BENCH" drop-cache "$CKPT" 2>/dev/null

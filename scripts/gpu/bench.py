@@ -230,6 +230,10 @@ def summarize(a):
     sw = get("25-sweep")
     if h2d and sw:
         info.append(f"best bounce shape (sweep, warm transfer): {sw:.2f} GB/s = {sw / h2d:.2f}x pinned H2D, {by['25-sweep'].get('note', '')}")
+    mp = get("26-mmap-probe")
+    if h2d and mp:
+        verdict = "faster than the bounce copy: worth a path" if bc_warm and mp > bc_warm else "no faster than the bounce copy"
+        info.append(f"probe: DMA straight from the page cache (mmap + cuMemHostRegister) {mp:.2f} GB/s = {mp / h2d:.2f}x pinned H2D, {verdict}")
     # cuFile against the bounce pipeline on the same bytes: from the page
     # cache (warm transfers, both buffered) and from the drive (cold cache).
     cf_cached = get("22c-cufile-cached", "warm_gbps") or get("22c-cufile-cached")
@@ -356,6 +360,111 @@ def cufile_config(a):
         print(f"derived {a.compat_out}: {a.path} with allow_compat_mode and force_compat_mode true")
 
 
+def mmap_h2d(a):
+    """Probe for a zero-copy page-cache path (not a flashpath path yet):
+    mmap the cached file, pin windows of it with cuMemHostRegister
+    (READ_ONLY) and DMA them to the GPU straight out of the page cache, with
+    no CPU copy. Measures registration alone, the copy alone, and a pipeline
+    in which each of --threads threads registers, copies and unregisters its
+    windows; the best pipeline is the row, verified by sampled windows."""
+    import ctypes, threading, torch
+    torch.zeros(1, device="cuda")
+    cu = ctypes.CDLL("libcuda.so.1")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    cu.cuMemHostRegister_v2.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
+    cu.cuMemHostUnregister.argtypes = [ctypes.c_void_p]
+    cu.cuMemcpyHtoDAsync_v2.argtypes = [ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    cu.cuStreamSynchronize.argtypes = [ctypes.c_void_p]
+    cu.cuCtxSetCurrent.argtypes = [ctypes.c_void_p]
+
+    def check(r, what):
+        if r != 0:
+            name = ctypes.c_char_p()
+            cu.cuGetErrorName(r, ctypes.byref(name))
+            raise RuntimeError(f"{what}: {name.value.decode() if name.value else r}")
+
+    ctx = ctypes.c_void_p()
+    check(cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), 0), "cuDevicePrimaryCtxRetain")
+    size = os.path.getsize(a.path)
+    fd = os.open(a.path, os.O_RDONLY)
+    base = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+    if base is None or base == ctypes.c_void_p(-1).value:
+        sys.exit(f"mmap: errno {ctypes.get_errno()}")
+    READ_ONLY = 0x08  # CU_MEMHOSTREGISTER_READ_ONLY
+    dst = torch.empty(size, dtype=torch.uint8, device="cuda")
+    win = a.window_mib << 20
+    wins = [(o, min(win, size - o)) for o in range(0, size, win)]
+    notes, best = [], None
+    try:
+        check(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+        s = torch.cuda.Stream()
+        c0, t0 = cpu(), time.perf_counter()
+        for o, n in wins:
+            check(cu.cuMemHostRegister_v2(base + o, n, READ_ONLY), "cuMemHostRegister")
+        reg = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        for o, n in wins:
+            check(cu.cuMemcpyHtoDAsync_v2(dst.data_ptr() + o, base + o, n, s.cuda_stream), "cuMemcpyHtoDAsync")
+        check(cu.cuStreamSynchronize(s.cuda_stream), "cuStreamSynchronize")
+        cp = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        for o, n in wins:
+            check(cu.cuMemHostUnregister(base + o), "cuMemHostUnregister")
+        unreg = time.perf_counter() - t2
+        notes.append(f"1 thread, {a.window_mib} MiB windows: register {size / reg / 1e9:.1f} GB/s, "
+                     f"copy from registered page cache {size / cp / 1e9:.1f} GB/s, unregister {size / unreg / 1e9:.1f} GB/s")
+        print(notes[-1], flush=True)
+        for nt in (int(x) for x in a.threads.split()):
+            errs = []
+
+            def worker(k):
+                try:
+                    check(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
+                    st = torch.cuda.Stream()
+                    for o, n in wins[k::nt]:
+                        check(cu.cuMemHostRegister_v2(base + o, n, READ_ONLY), "cuMemHostRegister")
+                        check(cu.cuMemcpyHtoDAsync_v2(dst.data_ptr() + o, base + o, n, st.cuda_stream), "cuMemcpyHtoDAsync")
+                        check(cu.cuStreamSynchronize(st.cuda_stream), "cuStreamSynchronize")
+                        check(cu.cuMemHostUnregister(base + o), "cuMemHostUnregister")
+                except Exception as e:
+                    errs.append(str(e))
+
+            dst.zero_()
+            torch.cuda.synchronize()
+            c1, t3 = cpu(), time.perf_counter()
+            ths = [threading.Thread(target=worker, args=(k,)) for k in range(nt)]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join()
+            dt, dc = time.perf_counter() - t3, cpu() - c1
+            if errs:
+                notes.append(f"{nt} threads: {errs[0]}")
+            else:
+                notes.append(f"{nt} threads register+copy+unregister: {size / dt / 1e9:.1f} GB/s, {dc / (size / 1e9):.3f} CPU s/GB")
+                if best is None or dt < best[1]:
+                    best = (nt, dt, dc)
+            print(notes[-1], flush=True)
+        ok = None
+        if best:
+            # Sampled check: the first, a middle and the last window against the file.
+            ok = True
+            for o, n in (wins[0], wins[len(wins) // 2], wins[-1]):
+                ok &= dst[o:o + n].cpu().numpy().tobytes() == os.pread(fd, n, o)
+    finally:
+        libc.munmap(base, size)
+        os.close(fd)
+        cu.cuDevicePrimaryCtxRelease(0)
+    if not best:
+        emit(a.out, "probe: mmap + cuMemHostRegister, DMA from page cache", size, 0, 0, note="; ".join(notes), error=notes[-1] if notes else "failed")
+        return
+    emit(a.out, "probe: mmap + cuMemHostRegister, DMA from page cache", size, best[1], best[2], verified=ok,
+         note=f"best {best[0]} threads x {a.window_mib} MiB windows (sampled check); " + "; ".join(notes))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -371,10 +480,12 @@ def main():
     s = sub.add_parser("summarize"); s.add_argument("dir"); s.add_argument("--summary", required=True)
     s = sub.add_parser("sweep"); s.add_argument("path"); s.add_argument("--fp", required=True); s.add_argument("--shapes", required=True); s.add_argument("--out", required=True)
     s = sub.add_parser("cufile-config"); s.add_argument("path"); s.add_argument("--compat-out")
+    s = sub.add_parser("mmap-h2d"); s.add_argument("path"); s.add_argument("--out", required=True)
+    s.add_argument("--threads", default="2 4 8 12"); s.add_argument("--window-mib", type=int, default=64)
     a = p.parse_args()
     {"make-ckpt": make_ckpt, "drop-cache": drop_cache, "warm-cache": warm_cache, "h2d": h2d, "st-load": st_load,
      "torch-load": torch_load, "capi": capi, "kvikio": kvikio_read, "from-flashpath": from_flashpath,
-     "summarize": summarize, "sweep": sweep, "cufile-config": cufile_config}[a.cmd](a)
+     "summarize": summarize, "sweep": sweep, "cufile-config": cufile_config, "mmap-h2d": mmap_h2d}[a.cmd](a)
 
 
 if __name__ == "__main__":
