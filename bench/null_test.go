@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"testing"
@@ -28,5 +29,87 @@ func TestNullEngineRandRead(t *testing.T) {
 	}
 	if testing.Verbose() {
 		rep.WriteText(os.Stdout)
+	}
+}
+
+// batchEngine is the null engine recording how the core submits: I/Os per
+// Commit and the most I/Os in flight.
+type batchEngine struct {
+	nullEngine
+	staged, inflight, maxInflight int
+	commits                       []int
+}
+
+var lastBatchEngine *batchEngine
+
+func init() {
+	RegisterEngine("test-batch", func(cfg *EngineConfig) (Engine, error) {
+		e := &batchEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}}
+		lastBatchEngine = e
+		return e, nil
+	})
+}
+
+func (e *batchEngine) Queue(io *IO) error { e.staged++; return e.nullEngine.Queue(io) }
+
+func (e *batchEngine) Commit() error {
+	e.commits = append(e.commits, e.staged)
+	e.inflight += e.staged
+	e.maxInflight = max(e.maxInflight, e.inflight)
+	e.staged = 0
+	return nil
+}
+
+func (e *batchEngine) GetEvents(min int, events []*IO) ([]*IO, error) {
+	n := len(events)
+	events, err := e.nullEngine.GetEvents(min, events)
+	e.inflight -= len(events) - n
+	return events, err
+}
+
+// TestIODepthBatchSubmit: as in fio, iodepth_batch_submit defaults to 1
+// (one Commit per I/O) and the queue still fills to iodepth; 0 means
+// iodepth; N commits at most N at a time.
+func TestIODepthBatchSubmit(t *testing.T) {
+	for _, tc := range []struct {
+		batch    string // "" = default
+		maxBatch int
+	}{{"", 1}, {"0", 16}, {"4", 4}} {
+		opts := []Option{{"ioengine", "test-batch"}, {"rw", "randread"}, {"bs", "4k"}, {"iodepth", "16"}, {"size", "4m"}}
+		if tc.batch != "" {
+			opts = append(opts, Option{"iodepth_batch_submit", tc.batch})
+		}
+		if _, err := Run(context.Background(), Config{Jobs: mustJobs(t, opts...)}); err != nil {
+			t.Fatal(err)
+		}
+		e := lastBatchEngine
+		most := 0
+		for _, n := range e.commits {
+			most = max(most, n)
+		}
+		if most != tc.maxBatch || e.maxInflight != 16 {
+			t.Errorf("iodepth_batch_submit=%q: largest commit %d (want %d), most in flight %d (want 16)",
+				tc.batch, most, tc.maxBatch, e.maxInflight)
+		}
+	}
+}
+
+// TestSyncEngineDepthNote: a synchronous engine caps iodepth at 1 and the
+// run says so, as fio does.
+func TestSyncEngineDepthNote(t *testing.T) {
+	name := t.TempDir() + "/f"
+	jobs := mustJobs(t, Option{"ioengine", "psync"}, Option{"filename", name}, Option{"rw", "read"},
+		Option{"iodepth", "8"}, Option{"size", "64k"})
+	var notes bytes.Buffer
+	rep, err := Run(context.Background(), Config{Jobs: jobs, Notes: &notes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "note: t: iodepth=8 with the synchronous engine psync: queue depth capped at 1\n"
+	if notes.String() != want {
+		t.Errorf("notes %q, want %q", notes.String(), want)
+	}
+	if h := rep.Groups[0].Jobs[0].DepthHist; h[0] == 0 || h[1]+h[2]+h[3] != 0 {
+		t.Errorf("depth histogram %v: want every I/O at depth 1", h)
 	}
 }

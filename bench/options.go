@@ -105,7 +105,7 @@ type Job struct {
 
 	Verify      string // "" or "crc32c"
 	DoVerify    bool
-	BatchSubmit int // iodepth_batch_submit; 0: all free slots at once
+	BatchSubmit int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
 	Stonewall   bool
 	NewGroup    bool
 	GroupReport bool
@@ -125,14 +125,15 @@ type Job struct {
 // DefaultJob returns a job with fio's defaults.
 func DefaultJob() Job {
 	return Job{
-		RW:         RW{Read: true},
-		BS:         [numDirs]int{4096, 4096},
-		IODepth:    1,
-		NumJobs:    1,
-		RWMixRead:  50,
-		IOEngine:   "psync",
-		RandRepeat: true,
-		DoVerify:   true,
+		RW:          RW{Read: true},
+		BS:          [numDirs]int{4096, 4096},
+		IODepth:     1,
+		BatchSubmit: 1,
+		NumJobs:     1,
+		RWMixRead:   50,
+		IOEngine:    "psync",
+		RandRepeat:  true,
+		DoVerify:    true,
 	}
 }
 
@@ -209,7 +210,7 @@ var optionSpecs = []optionSpec{
 		return nil
 	}},
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
-	{name: "iodepth_batch_submit", help: "I/Os per submission (default: all free)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "iodepth_batch_submit", help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch", help: "alias of iodepth_batch_submit", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},

@@ -74,6 +74,8 @@ runtime=$RUNTIME
 time_based
 numjobs=1
 group_reporting
+# Submit every free slot in one call (fio's default is one I/O per call).
+iodepth_batch_submit=0
 
 [randread-4k-qd1]
 rw=randread

@@ -20,6 +20,10 @@ type Config struct {
 	// (fio's ETA line); pass nil when the output is not a terminal.
 	Progress io.Writer
 
+	// Notes, when non-nil, receives fio's notes on how a job will run
+	// (an iodepth capped by a synchronous engine), one line each.
+	Notes io.Writer
+
 	// TargetPID, when non-zero, is a process (the NVMe-oF target under
 	// test) whose CPU time is measured over each group.
 	TargetPID int
@@ -120,6 +124,9 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job) (*GroupResult, []err
 	for i, w := range workers {
 		if err := w.setup(results[i].Filename); err != nil {
 			setupErr[i] = err
+		} else if cfg.Notes != nil && w.index == 0 && w.depth < w.job.IODepth {
+			fmt.Fprintf(cfg.Notes, "note: %s: iodepth=%d with the synchronous engine %s: queue depth capped at %d\n",
+				w.job.Name, w.job.IODepth, w.job.IOEngine, w.depth)
 		}
 	}
 

@@ -231,7 +231,9 @@ func (w *worker) run() error {
 		batch = w.depth
 	}
 	for {
-		if issuing && len(w.free) > 0 {
+		// Fill the queue to iodepth, committing every batch I/Os
+		// (iodepth_batch_submit), before waiting for completions.
+		for issuing && len(w.free) > 0 {
 			n := 0
 			for len(w.free) > 0 && n < batch {
 				io := w.free[len(w.free)-1]

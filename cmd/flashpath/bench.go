@@ -107,7 +107,7 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 	if err != nil {
 		return err
 	}
-	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID}
+	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID, Notes: os.Stderr}
 	switch bf.eta {
 	case "always":
 		cfg.Progress = os.Stderr
