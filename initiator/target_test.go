@@ -35,6 +35,13 @@ func startTarget(t testing.TB, size int64, maxH2C int) testTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startTargetWith(t, tgt, ss, be, maxH2C)
+}
+
+// startTargetWith serves be as namespace 1 of ss on 127.0.0.1:0.
+func startTargetWith(t testing.TB, tgt *target.Target, ss *target.Subsystem, be backend.Backend, maxH2C int) testTarget {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +84,43 @@ func TestCommandsTarget(t *testing.T) {
 
 func TestAsyncTarget(t *testing.T) {
 	testAsync(t, startTarget(t, 16<<20, 0))
+}
+
+// TestFileTarget runs the random read/write and 64-in-flight tests on a
+// file namespace: through io_uring (O_DIRECT and buffered) and with the
+// synchronous path.
+func TestFileTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts backend.FileOptions
+	}{
+		{"io_uring", backend.FileOptions{}},
+		{"io_uring-buffered", backend.FileOptions{Buffered: true}},
+		{"sync", backend.FileOptions{SyncIO: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Size = 16 << 20
+			be, err := backend.OpenFile(t.TempDir()+"/ns.img", tc.opts)
+			if errors.Is(err, backend.ErrNotSupported) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := be; tc.opts.SyncIO == f.AsyncIO() {
+				t.Fatalf("AsyncIO = %v with %+v", f.AsyncIO(), tc.opts)
+			}
+			tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
+			ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt := startTargetWith(t, tgt, ss, be, 16<<10)
+			c := connect(t, tt, nil)
+			readWriteRandom(t, openNS(t, c, tt.nsid), 2)
+			testAsync(t, tt)
+		})
+	}
 }
 
 func TestConnectInvalidHostTarget(t *testing.T) {

@@ -12,8 +12,50 @@ import (
 // StatusWriteProtected is Namespace is Write Protected (generic status 20h).
 const StatusWriteProtected nvmeof.Status = 0x20
 
-// execIO runs an NVM command set command. It does not allocate.
-func (q *Queue) execIO(r *Request) nvmeof.Status {
+// execIO runs an NVM command set command. It does not allocate. held
+// means a read or write was started on an asynchronous backend: the
+// request completes later, through IODone.
+func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
+	ns, async := q.startAsync(r)
+	if async {
+		return nvmeof.StatusSuccess, true
+	}
+	return q.execSync(r, ns), false
+}
+
+// startAsync starts a read or write on a namespace whose backend runs I/O
+// asynchronously, and reports whether it did; it returns the namespace it
+// looked up (nil where the command names none that exists, or is not a
+// read or write).
+func (q *Queue) startAsync(r *Request) (*Namespace, bool) {
+	op := r.Cmd.Opcode()
+	if op != nvmeof.NVMRead && op != nvmeof.NVMWrite {
+		return nil, false
+	}
+	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
+	if ns == nil || ns.async == nil {
+		return ns, false
+	}
+	off, n, st := ns.rangeOf(r)
+	if !st.OK() || len(r.Data) != int(n) {
+		return ns, false // the synchronous path reports it
+	}
+	r.ns, r.ioWrite = ns, op == nvmeof.NVMWrite
+	var ok bool
+	if op == nvmeof.NVMRead {
+		ok = ns.async.ReadAsync(r.Data, off, r)
+	} else {
+		ok = ns.async.WriteAsync(r.Data, off, r.Cmd.FUA() || q.ctrl.vwcOff.Load(), r)
+	}
+	if !ok {
+		r.ns = nil
+	}
+	return ns, ok
+}
+
+// execSync runs an NVM command set command on the queue's goroutine; ns,
+// when not nil, is the namespace the command names, already looked up.
+func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
 	c := q.ctrl
 	nsid := r.Cmd.NSID()
 	op := r.Cmd.Opcode()
@@ -25,7 +67,9 @@ func (q *Queue) execIO(r *Request) nvmeof.Status {
 		}
 		return nvmeof.StatusSuccess
 	}
-	ns := c.subsys.ns.Load().get(nsid)
+	if ns == nil {
+		ns = c.subsys.ns.Load().get(nsid)
+	}
 	if ns == nil {
 		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
 	}

@@ -102,8 +102,17 @@ func (q *Queue) Execute(r *Request) {
 			return // an Asynchronous Event Request, completed later
 		}
 	default:
-		st = q.execIO(r)
+		var held bool
+		st, held = q.execIO(r)
+		if held {
+			return // a read or write in flight on the backend: IODone completes it
+		}
 	}
+	q.finish(r, st)
+}
+
+// finish sets r's status, logs an error and hands r back to the transport.
+func (q *Queue) finish(r *Request, st nvmeof.Status) {
 	r.SetStatus(st)
 	if !st.OK() && q.ctrl != nil {
 		q.ctrl.recordError(q.id, r, st)

@@ -28,7 +28,30 @@ type Request struct {
 	// transport must then send the response itself rather than batch it.
 	Deferred bool
 
-	queue *Queue
+	queue   *Queue
+	ns      *Namespace // of a read or write in flight on an async backend
+	ioWrite bool
+}
+
+// IODone completes a read or write that the namespace's backend ran
+// asynchronously (backend.Completer); it is called from the backend's
+// completion goroutine.
+func (r *Request) IODone(err error) {
+	q, ns := r.queue, r.ns
+	r.ns = nil
+	st := nvmeof.StatusSuccess
+	switch {
+	case err != nil:
+		st = ns.status(err, r.ioWrite)
+	case r.ioWrite:
+		ns.stats.writes.Add(1)
+		ns.stats.bytesWritten.Add(uint64(len(r.Data)))
+	default:
+		ns.stats.reads.Add(1)
+		ns.stats.bytesRead.Add(uint64(len(r.Data)))
+	}
+	r.Deferred = true
+	q.finish(r, st)
 }
 
 // Dir is a command's data direction.

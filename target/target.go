@@ -351,6 +351,7 @@ type Namespace struct {
 	blkShift uint8
 	nblocks  uint64
 	stats    nsStats
+	async    backend.Async // Backend, where it runs I/O asynchronously
 }
 
 type nsStats struct {
@@ -385,6 +386,7 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 		return nil, fmt.Errorf("add namespace: NSID %d already exists in %s", id, s.cfg.NQN)
 	}
 	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID}
+	ns.async, _ = cfg.Backend.(backend.Async)
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", s.cfg.NQN, id))
 	if ns.UUID == ([16]byte{}) {
 		copy(ns.UUID[:], sum[:16])

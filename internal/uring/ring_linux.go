@@ -30,6 +30,7 @@ const (
 	unregisterBuffers = 1
 	registerFiles     = 2
 	unregisterFiles   = 3
+	registerEventFd   = 4
 )
 
 // sqringOffsets is struct io_sqring_offsets, 40 bytes.
@@ -239,6 +240,18 @@ func (r *Ring) PrepWrite(fd int32, buf []byte, off uint64, userData uint64) erro
 	return nil
 }
 
+// PrepWriteFlags queues a write of buf at off with pwritev2 flags
+// (RWF_DSYNC makes it durable before it completes: NVMe FUA).
+func (r *Ring) PrepWriteFlags(fd int32, buf []byte, off uint64, rwFlags uint32, userData uint64) error {
+	s := r.NextSQE()
+	if s == nil {
+		return ErrSQFull
+	}
+	s.prepRW(OpWrite, fd, bufAddr(buf), uint32(len(buf)), off, userData)
+	s.OpFlags = rwFlags
+	return nil
+}
+
 // PrepReadFixed queues a read into buf, which must lie inside registered
 // buffer bufIndex.
 func (r *Ring) PrepReadFixed(fd int32, buf []byte, off uint64, bufIndex uint16, userData uint64) error {
@@ -375,6 +388,19 @@ func (r *Ring) WaitCQE() error {
 	}
 }
 
+// WaitCompletion blocks until at least one completion is available. It
+// submits nothing and touches no submission state, so one goroutine may
+// wait and reap while others prepare and submit (under their own lock).
+func (r *Ring) WaitCompletion() error {
+	for r.cqHead.Load() == r.cqTail.Load() {
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 0, 1, enterGetEvents, 0, 0)
+		if errno != 0 && errno != unix.EINTR {
+			return os.NewSyscallError("io_uring_enter", errno)
+		}
+	}
+	return nil
+}
+
 // Ready is the number of completions waiting to be reaped.
 func (r *Ring) Ready() int { return int(r.cqTail.Load() - r.cqHead.Load()) }
 
@@ -445,6 +471,18 @@ func (r *Ring) UnregisterFiles() error {
 		return fmt.Errorf("unregister files: %w", err)
 	}
 	r.nfiles = 0
+	return nil
+}
+
+// RegisterEventFd has the kernel signal the eventfd efd whenever it posts
+// a completion (IORING_REGISTER_EVENTFD): a goroutine can then wait for
+// completions in Go's netpoller, reading efd, instead of in a blocking
+// io_uring_enter that holds its thread and scheduler slot.
+func (r *Ring) RegisterEventFd(efd int) error {
+	fd := int32(efd)
+	if err := r.register(registerEventFd, unsafe.Pointer(&fd), 1); err != nil {
+		return fmt.Errorf("register eventfd: %w", err)
+	}
 	return nil
 }
 

@@ -17,6 +17,9 @@ func (r *Ring) NextSQE() *SQE                                              { ret
 func (r *Ring) Submit() (int, error)                                       { return 0, ErrNotSupported }
 func (r *Ring) SubmitAndWait(uint32) (int, error)                          { return 0, ErrNotSupported }
 func (r *Ring) WaitCQE() error                                             { return ErrNotSupported }
+func (r *Ring) WaitCompletion() error                                      { return ErrNotSupported }
+func (r *Ring) RegisterEventFd(int) error                                  { return ErrNotSupported }
+func (r *Ring) PrepWriteFlags(int32, []byte, uint64, uint32, uint64) error { return ErrNotSupported }
 func (r *Ring) Reap([]CQE) int                                             { return 0 }
 func (r *Ring) Ready() int                                                 { return 0 }
 func (r *Ring) Pending() int                                               { return 0 }

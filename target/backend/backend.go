@@ -38,6 +38,24 @@ type Backend interface {
 	Close() error
 }
 
+// Async is implemented by backends that keep many I/Os in flight (file and
+// block devices, through io_uring). ReadAsync and WriteAsync either start
+// the I/O and report true, and then done.IODone is called exactly once,
+// from another goroutine, when it has finished (p must stay untouched
+// until then); or they report false and do nothing, and the caller uses
+// ReadAt or WriteAt instead (which also report any error in the request).
+// Neither allocates.
+type Async interface {
+	ReadAsync(p []byte, off int64, done Completer) bool
+	WriteAsync(p []byte, off int64, fua bool, done Completer) bool
+}
+
+// Completer receives the outcome of an asynchronous I/O: nil, or an error
+// as ReadAt or WriteAt would have returned it.
+type Completer interface {
+	IODone(err error)
+}
+
 // Sentinel errors. The I/O methods return them unwrapped, so that the hot
 // path does not allocate and the core can compare with errors.Is.
 var (

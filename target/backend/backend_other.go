@@ -10,6 +10,7 @@ type FileOptions struct {
 	BlockSize int   // 512 or 4096; 0: the default
 	Buffered  bool  // no O_DIRECT
 	ReadOnly  bool  // writes fail with ErrReadOnly
+	SyncIO    bool  // no io_uring
 }
 
 // Mem is the anonymous-memory backend; on this platform it cannot be made.
@@ -50,3 +51,6 @@ func (unsupported) Discard(off, n int64) error        { return ErrNotSupported }
 func (unsupported) VolatileWriteCache() bool          { return false }
 func (unsupported) Kind() string                      { return "" }
 func (unsupported) Close() error                      { return ErrNotSupported }
+
+// AsyncIO reports false: there is no io_uring here.
+func (f *File) AsyncIO() bool { return false }

@@ -31,6 +31,9 @@ type FileOptions struct {
 	Buffered bool
 	// ReadOnly opens the file read-only; writes fail with ErrReadOnly.
 	ReadOnly bool
+	// SyncIO does reads and writes with pread/pwrite on the caller's
+	// goroutine instead of io_uring (ReadAsync and WriteAsync decline).
+	SyncIO bool
 }
 
 // File is a backend on a regular file or a block device. It opens with
@@ -53,6 +56,9 @@ type File struct {
 	closed    atomic.Bool
 	bounce    sync.Pool // *[]byte, bounceSize bytes aligned to bounceAlign
 	bounceAln uintptr
+
+	syncIO bool
+	aio    aioSet // io_uring rings for ReadAsync and WriteAsync
 }
 
 var _ Backend = (*File)(nil)
@@ -111,7 +117,7 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		}
 		return nil, fmt.Errorf("file %s: open: %w", path, err)
 	}
-	f := &File{f: osf, fd: int(osf.Fd()), path: path, block: block, direct: direct, readOnly: opts.ReadOnly}
+	f := &File{f: osf, fd: int(osf.Fd()), path: path, block: block, direct: direct, readOnly: opts.ReadOnly, syncIO: opts.SyncIO}
 	if err := f.setup(opts); err != nil {
 		osf.Close()
 		return nil, err
@@ -513,6 +519,7 @@ func (f *File) Close() error {
 	if f.closed.Swap(true) {
 		return ErrClosed
 	}
+	f.closeAsync()
 	if err := f.f.Close(); err != nil {
 		return fmt.Errorf("file %s: close: %w", f.path, err)
 	}

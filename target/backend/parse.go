@@ -20,6 +20,8 @@ import (
 //	?bs=4096              4096-byte logical blocks (default 512, or the device's)
 //	?buffered             file and block: no O_DIRECT, go through the page cache
 //	?ro                   file and block: read-only
+//	?sync                 file and block: pread/pwrite on the queue's goroutine
+//	                      instead of io_uring (one I/O in flight per queue)
 //
 // for example "file:/srv/ns1.img:64GiB?bs=4096&buffered". A PATH may hold
 // ':' as long as what follows the last ':' does not start with a digit.
@@ -38,8 +40,8 @@ func Parse(spec string) (Backend, error) {
 	}
 	switch kind {
 	case KindMem, KindNull:
-		if opts.Buffered || opts.ReadOnly {
-			return nil, fmt.Errorf("backend %q: options buffered and ro apply to file and block backends only: remove them", spec)
+		if opts.Buffered || opts.ReadOnly || opts.SyncIO {
+			return nil, fmt.Errorf("backend %q: options buffered, ro and sync apply to file and block backends only: remove them", spec)
 		}
 		if rest == "" {
 			return nil, fmt.Errorf("backend %q: size missing: give one, e.g. %s:1GiB", spec, kind)
@@ -104,7 +106,7 @@ func parseOptions(spec, query string) (FileOptions, error) {
 				return o, fmt.Errorf("backend %q: option bs=%s: use bs=512 or bs=4096", spec, v)
 			}
 			o.BlockSize = bs
-		case "buffered", "ro":
+		case "buffered", "ro", "sync":
 			b := true
 			if hasV {
 				var err error
@@ -112,13 +114,16 @@ func parseOptions(spec, query string) (FileOptions, error) {
 					return o, fmt.Errorf("backend %q: option %s=%s: use %s, %s=true or %s=false", spec, k, v, k, k, k)
 				}
 			}
-			if k == "ro" {
+			switch k {
+			case "ro":
 				o.ReadOnly = b
-			} else {
+			case "sync":
+				o.SyncIO = b
+			default:
 				o.Buffered = b
 			}
 		default:
-			return o, fmt.Errorf("backend %q: unknown option %q: use bs=4096, buffered or ro", spec, kv)
+			return o, fmt.Errorf("backend %q: unknown option %q: use bs=4096, buffered, ro or sync", spec, kv)
 		}
 	}
 	return o, nil

@@ -202,8 +202,18 @@ func (s *Server) attach(ss *target.Subsystem, nc NamespaceConfig, tc target.Name
 		return err
 	}
 	be := tc.Backend
-	s.log.Info("namespace added", "subsys", ss.NQN(), "nsid", ns.ID, "backend", nc.Backend,
-		"kind", be.Kind(), "size", be.Size(), "block_size", be.BlockSize(), "volatile_write_cache", be.VolatileWriteCache())
+	attrs := []any{"subsys", ss.NQN(), "nsid", ns.ID, "backend", nc.Backend,
+		"kind", be.Kind(), "size", be.Size(), "block_size", be.BlockSize(), "volatile_write_cache", be.VolatileWriteCache()}
+	if f, ok := be.(*backend.File); ok {
+		// How I/O reaches the drive: the first thing to check when a file
+		// or block namespace is slower than the device.
+		io := "io_uring"
+		if !f.AsyncIO() {
+			io = "sync (pread/pwrite, one I/O in flight per queue)"
+		}
+		attrs = append(attrs, "direct", f.Direct(), "io", io)
+	}
+	s.log.Info("namespace added", attrs...)
 	return nil
 }
 

@@ -47,6 +47,16 @@ type conn struct {
 	slotMu sync.Mutex
 	slots  []target.Request // grown once, at Connect, by the recv goroutine
 	free   []int            // guarded by slotMu
+	// inCore marks slots handed to Queue.Execute and not yet completed:
+	// their buffers may be under I/O (an asynchronous backend) until
+	// Complete releases them. Guarded by slotMu.
+	inCore []bool
+
+	// flushReq wakes the flusher: a completion from another goroutine
+	// (asynchronous I/O, an event) left the response in bw. One flush
+	// then carries every response queued meanwhile.
+	flushReq chan struct{}
+	done     chan struct{} // closed when serve returns
 
 	sendMu   sync.Mutex
 	bw       *bufio.Writer                                   // guarded by sendMu
@@ -83,6 +93,9 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	c.maxPLen = uint32(max(l.opts.MaxH2CData, target.AdminInlineData, target.InCapsuleData) + 256)
 	c.slots = make([]target.Request, 1)
 	c.free = []int{0}
+	c.inCore = make([]bool, 1)
+	c.flushReq = make(chan struct{}, 1)
+	c.done = make(chan struct{})
 	return c
 }
 
@@ -98,20 +111,40 @@ func (c *conn) Close(reason error) {
 
 // serve runs the connection until it fails or is closed.
 func (c *conn) serve() {
+	go c.flusher()
 	err := c.run()
 	c.Close(errOrEOF(err))
 	c.q.Closed()
 	c.sendMu.Lock()
 	c.shutdown = true
 	c.sendMu.Unlock()
+	close(c.done)
 	c.slotMu.Lock()
 	for i := range c.slots {
-		if b := c.slots[i].Buf; b != nil {
+		// A slot in the core keeps its buffer: the backend may still be
+		// reading into it; its Complete returns it to the pool.
+		if b := c.slots[i].Buf; b != nil && !c.inCore[i] {
 			c.l.t.Pool().Put(b)
 			c.slots[i].Buf = nil
 		}
 	}
 	c.slotMu.Unlock()
+}
+
+// flusher sends what completions from other goroutines left buffered.
+func (c *conn) flusher() {
+	for {
+		select {
+		case <-c.flushReq:
+		case <-c.done:
+			return
+		}
+		c.sendMu.Lock()
+		if !c.shutdown && c.bw.Buffered() > 0 {
+			c.flushLocked()
+		}
+		c.sendMu.Unlock()
+	}
 }
 
 func errOrEOF(err error) error {
@@ -323,6 +356,7 @@ func (c *conn) releaseSlot(r *target.Request) {
 	r.Data = nil
 	r.Pending = false
 	c.slotMu.Lock()
+	c.inCore[r.Slot] = false
 	c.free = append(c.free, r.Slot)
 	c.slotMu.Unlock()
 }
@@ -337,6 +371,7 @@ func (c *conn) growSlots() {
 		return
 	}
 	c.slots = make([]target.Request, n)
+	c.inCore = make([]bool, n)
 	c.free = make([]int, 0, n)
 	for i := n - 1; i >= 0; i-- {
 		c.free = append(c.free, i)
@@ -445,6 +480,9 @@ func (c *conn) handleH2CData(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 
 func (c *conn) execute(r *target.Request) error {
 	wasConnected := c.q.Connected()
+	c.slotMu.Lock()
+	c.inCore[r.Slot] = true
+	c.slotMu.Unlock()
 	c.q.Execute(r)
 	if !wasConnected && c.q.Connected() {
 		c.growSlots()
@@ -519,7 +557,10 @@ func (c *conn) Complete(r *target.Request) {
 	if !c.shutdown && c.sendErr == nil {
 		c.sendLocked(r)
 		if r.Deferred {
-			c.flushLocked()
+			select {
+			case c.flushReq <- struct{}{}:
+			default: // a flush is already due
+			}
 		}
 	}
 	c.sendMu.Unlock()
