@@ -88,6 +88,20 @@ type BufferAccess interface {
 	CopyFromBuffer(host []byte, b *Buffer) error
 }
 
+// Syncer is implemented by engines whose writes can be made durable: the
+// core calls Sync, with no I/O in flight, for fio's fsync=N (datasync
+// false), fdatasync=N (true) and end_fsync.
+type Syncer interface {
+	Sync(datasync bool) error
+}
+
+// Invalidator is implemented by engines on files and block devices: the
+// core calls Invalidate before the job when invalidate=1 (fio's default)
+// to drop the file's pages from the page cache.
+type Invalidator interface {
+	Invalidate() error
+}
+
 // DepthLimiter is implemented by synchronous engines: the core caps the
 // job's iodepth at MaxIODepth (fio: iodepth > 1 does not affect sync engines).
 type DepthLimiter interface {

@@ -3,7 +3,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -163,5 +165,84 @@ func TestNoAllocationPerIO(t *testing.T) {
 				t.Fatalf("%d allocations for 1k I/Os, %d for 64k I/Os", small, large)
 			}
 		})
+	}
+}
+
+// TestSyncOptions: fsync=N and fdatasync=N sync after every N writes,
+// end_fsync once at the end, each counted in the sync statistics; loops=N
+// runs the job N times.
+func TestSyncOptions(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "sync")
+	for _, tc := range []struct {
+		opts  []Option
+		syncs uint64
+	}{
+		{[]Option{{"fsync", "4"}}, 4},
+		{[]Option{{"fdatasync", "5"}}, 3},
+		{[]Option{{"end_fsync", "1"}}, 1},
+		{[]Option{{"fsync", "4"}, {"end_fsync", "1"}}, 5},
+		{[]Option{{"fsync", "4"}, {"iodepth", "8"}, {"ioengine", "io_uring"}}, 4},
+		{nil, 0},
+	} {
+		opts := append([]Option{{"ioengine", "psync"}, {"filename", name}, {"rw", "write"}, {"bs", "4k"}, {"size", "64k"}}, tc.opts...)
+		rep, err := Run(context.Background(), Config{Jobs: mustJobs(t, opts...)})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.opts, err)
+		}
+		r := rep.Groups[0].Jobs[0]
+		if r.Syncs.Count() != tc.syncs || r.Dir[DirWrite].IOs != 16 {
+			t.Errorf("%v: %d syncs, %d writes; want %d syncs, 16 writes", tc.opts, r.Syncs.Count(), r.Dir[DirWrite].IOs, tc.syncs)
+		}
+		var js bytes.Buffer
+		if err := rep.WriteJSON(&js); err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Jobs []struct {
+				Sync struct {
+					TotalIOs uint64             `json:"total_ios"`
+					LatNs    struct{ N uint64 } `json:"lat_ns"`
+				} `json:"sync"`
+			} `json:"jobs"`
+		}
+		if err := json.Unmarshal(js.Bytes(), &out); err != nil || len(out.Jobs) != 1 ||
+			out.Jobs[0].Sync.TotalIOs != tc.syncs || out.Jobs[0].Sync.LatNs.N != tc.syncs {
+			t.Errorf("%v: JSON sync section %+v, %v", tc.opts, out, err)
+		}
+	}
+	rep, err := Run(context.Background(), Config{Jobs: mustJobs(t, Option{"ioengine", "psync"}, Option{"filename", name},
+		Option{"rw", "randread"}, Option{"bs", "4k"}, Option{"size", "64k"}, Option{"loops", "3"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rep.Groups[0].Jobs[0].Dir[DirRead].IOs; n != 48 {
+		t.Errorf("loops=3: %d reads, want 48", n)
+	}
+}
+
+// TestBufferContents: writes carry random data filled once (fio's
+// default), new random data per write with refill_buffers, zeros with
+// zero_buffers.
+func TestBufferContents(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "contents")
+	for _, tc := range []struct {
+		opt              Option
+		zero, blocksDiff bool
+	}{{Option{"description", "default"}, false, false}, {Option{"refill_buffers", "1"}, false, true}, {Option{"zero_buffers", "1"}, true, false}} {
+		os.Remove(name)
+		if _, err := Run(context.Background(), Config{Jobs: mustJobs(t, Option{"ioengine", "psync"}, Option{"filename", name},
+			Option{"rw", "write"}, Option{"bs", "4k"}, Option{"size", "16k"}, tc.opt)}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(name)
+		if err != nil || len(b) != 16<<10 {
+			t.Fatalf("%v: %d bytes, %v", tc.opt, len(b), err)
+		}
+		if zero := bytes.Count(b, []byte{0}) == len(b); zero != tc.zero {
+			t.Errorf("%s: all zeros = %v, want %v", tc.opt.Name, zero, tc.zero)
+		}
+		if diff := !bytes.Equal(b[:4096], b[4096:8192]); diff != tc.blocksDiff {
+			t.Errorf("%s: blocks differ = %v, want %v", tc.opt.Name, diff, tc.blocksDiff)
+		}
 	}
 }

@@ -33,6 +33,9 @@ func (e *nullEngine) Queue(io *IO) error {
 
 func (e *nullEngine) Commit() error { return nil }
 
+// Sync does nothing, as fio's null engine.
+func (e *nullEngine) Sync(bool) error { return nil }
+
 func (e *nullEngine) GetEvents(_ int, events []*IO) ([]*IO, error) {
 	n := min(len(e.done), cap(events)-len(events))
 	events = append(events, e.done[:n]...)

@@ -20,8 +20,10 @@ func init() {
 	})
 }
 
-func (e *psyncEngine) Size() int64     { return e.file.size }
-func (e *psyncEngine) MaxIODepth() int { return 1 }
+func (e *psyncEngine) Size() int64       { return e.file.size }
+func (e *psyncEngine) Sync(d bool) error { return e.file.Sync(d) }
+func (e *psyncEngine) Invalidate() error { return e.file.Invalidate() }
+func (e *psyncEngine) MaxIODepth() int   { return 1 }
 
 func (e *psyncEngine) Buffers(n, size int) ([]Buffer, error) {
 	m, err := AllocHost(n, size)

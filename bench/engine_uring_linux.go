@@ -88,6 +88,9 @@ func newURing(cfg *EngineConfig) (Engine, error) {
 	return e, nil
 }
 
+func (e *uringEngine) Sync(d bool) error { return e.file.Sync(d) }
+func (e *uringEngine) Invalidate() error { return e.file.Invalidate() }
+
 func (e *uringEngine) Size() int64 { return e.file.size }
 
 func (e *uringEngine) Buffers(n, size int) ([]Buffer, error) {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -19,6 +20,17 @@ func (r *rng) Uint64() uint64 { return r.pcg.Uint64() }
 func (r *rng) Uint64N(n uint64) uint64 {
 	hi, _ := bits.Mul64(r.pcg.Uint64(), n)
 	return hi
+}
+
+// fill fills b with random bytes.
+func (r *rng) fill(b []byte) {
+	for len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, r.pcg.Uint64())
+		b = b[8:]
+	}
+	for i := range b {
+		b[i] = byte(r.pcg.Uint64())
+	}
 }
 
 func (r *rng) Float64() float64 { return float64(r.pcg.Uint64()>>11) / (1 << 53) }

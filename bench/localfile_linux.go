@@ -64,3 +64,30 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 }
 
 func (l *localFile) Close() error { return l.f.Close() }
+
+// Sync is fsync or fdatasync.
+func (l *localFile) Sync(datasync bool) error {
+	for {
+		var err error
+		if datasync {
+			err = unix.Fdatasync(l.fd)
+		} else {
+			err = unix.Fsync(l.fd)
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError(map[bool]string{true: "fdatasync", false: "fsync"}[datasync], err)
+		}
+		return nil
+	}
+}
+
+// Invalidate drops the file's clean pages from the page cache.
+func (l *localFile) Invalidate() error {
+	if err := unix.Fadvise(l.fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		return os.NewSyscallError("posix_fadvise DONTNEED", err)
+	}
+	return nil
+}

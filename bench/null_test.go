@@ -38,7 +38,10 @@ type batchEngine struct {
 	nullEngine
 	staged, inflight, maxInflight int
 	commits                       []int
+	invalidated                   int
 }
+
+func (e *batchEngine) Invalidate() error { e.invalidated++; return nil }
 
 var lastBatchEngine *batchEngine
 
@@ -111,5 +114,22 @@ func TestSyncEngineDepthNote(t *testing.T) {
 	}
 	if h := rep.Groups[0].Jobs[0].DepthHist; h[0] == 0 || h[1]+h[2]+h[3] != 0 {
 		t.Errorf("depth histogram %v: want every I/O at depth 1", h)
+	}
+}
+
+// TestInvalidate: as in fio, the page cache of the file is dropped before
+// each job unless invalidate=0.
+func TestInvalidate(t *testing.T) {
+	for _, tc := range []struct {
+		opt  []Option
+		want int
+	}{{nil, 1}, {[]Option{{"invalidate", "0"}}, 0}, {[]Option{{"invalidate", "1"}}, 1}} {
+		opts := append([]Option{{"ioengine", "test-batch"}, {"rw", "read"}, {"size", "64k"}}, tc.opt...)
+		if _, err := Run(context.Background(), Config{Jobs: mustJobs(t, opts...)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastBatchEngine.invalidated; got != tc.want {
+			t.Errorf("%v: %d invalidations, want %d", tc.opt, got, tc.want)
+		}
 	}
 }

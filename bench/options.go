@@ -106,9 +106,16 @@ type Job struct {
 	Verify      string // "" or "crc32c"
 	DoVerify    bool
 	BatchSubmit int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
-	Stonewall   bool
-	NewGroup    bool
-	GroupReport bool
+
+	Fsync, Fdatasync int  // a sync every this many writes; 0: never
+	EndFsync         bool // end_fsync, fsync_on_close
+	Invalidate       bool // drop the page cache of the file first (fio's default)
+	Loops            int
+	ZeroBuffers      bool
+	RefillBuffers    bool
+	Stonewall        bool
+	NewGroup         bool
+	GroupReport      bool
 
 	// EngineOptions are options declared by the engine (fio's
 	// engine-specific options, e.g. fixedbufs for io_uring), by name.
@@ -129,6 +136,8 @@ func DefaultJob() Job {
 		BS:          [numDirs]int{4096, 4096},
 		IODepth:     1,
 		BatchSubmit: 1,
+		Invalidate:  true,
+		Loops:       1,
 		NumJobs:     1,
 		RWMixRead:   50,
 		IOEngine:    "psync",
@@ -212,6 +221,14 @@ var optionSpecs = []optionSpec{
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
 	{name: "iodepth_batch_submit", help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch", help: "alias of iodepth_batch_submit", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "fsync", help: "fsync after every N writes (0: never)", set: intSetter(func(j *Job) *int { return &j.Fsync }, 0, 1<<30)},
+	{name: "fdatasync", help: "fdatasync after every N writes (0: never)", set: intSetter(func(j *Job) *int { return &j.Fdatasync }, 0, 1<<30)},
+	{name: "end_fsync", help: "fsync when the job's writes are done, inside its runtime", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
+	{name: "fsync_on_close", help: "fsync when the file is closed (as end_fsync here)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
+	{name: "invalidate", help: "drop the file's page cache before the job (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Invalidate })},
+	{name: "loops", help: "run the job's I/O this many times (default 1)", set: intSetter(func(j *Job) *int { return &j.Loops }, 1, 1<<30)},
+	{name: "zero_buffers", help: "write zeros (default: random data, filled once)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
+	{name: "refill_buffers", help: "new random data for every write", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RefillBuffers })},
 	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},

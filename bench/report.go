@@ -278,6 +278,7 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		Read:              dirJSON(&jr.Dir[DirRead], jr.Runtime, groupBW[DirRead]),
 		Write:             dirJSON(&jr.Dir[DirWrite], jr.Runtime, groupBW[DirWrite]),
 		Trim:              dirJSON(&DirStats{}, 0, 0),
+		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, jr.Syncs.Count() > 0), TotalIOs: jr.Syncs.Count()},
 		JobRuntime:        jr.Runtime.Milliseconds(),
 		UsrCPU:            pct(jr.Usr, jr.Runtime*time.Duration(jr.Clones)),
 		SysCPU:            pct(jr.Sys, jr.Runtime*time.Duration(jr.Clones)),
@@ -413,6 +414,11 @@ func writeJobText(b *strings.Builder, g *GroupResult, jr *JobResult) {
 		if mn, mx, mean, dev := sampleStats(st.IOPSSamples); len(st.IOPSSamples) > 0 {
 			fmt.Fprintf(b, "   iops        : min=%.0f, max=%.0f, avg=%.2f, stdev=%.2f, samples=%d\n", mn, mx, mean, dev, len(st.IOPSSamples))
 		}
+	}
+	if jr.Syncs.Count() > 0 {
+		b.WriteString("  fsync/fdatasync/sync_file_range:\n")
+		writeLatLine(b, "    sync", &jr.Syncs)
+		writePercentiles(b, "sync", &jr.Syncs)
 	}
 	rt := jr.Runtime * time.Duration(jr.Clones)
 	fmt.Fprintf(b, "  cpu          : usr=%.2f%%, sys=%.2f%%, ctx=%d, majf=0, minf=0\n", pct(jr.Usr, rt), pct(jr.Sys, rt), g.ProcCtx)

@@ -40,6 +40,7 @@ type JobResult struct {
 
 	Usr, Sys  time.Duration // CPU time of the job's thread
 	DepthHist [depthLevels]uint64
+	Syncs     Histogram // fsync/fdatasync latency (fio's "sync")
 	Err       error
 }
 
@@ -185,6 +186,7 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job) (*GroupResult, []err
 		r.Runtime = time.Duration(w.recEnd - w.recStart)
 		r.Usr, r.Sys = w.usr, w.sys
 		r.DepthHist = w.depthHist
+		r.Syncs = w.syncs
 		r.Err = errors.Join(setupErr[i], runErr[i])
 		if cerr := w.close(); cerr != nil {
 			r.Err = errors.Join(r.Err, fmt.Errorf("close: %w", cerr))
@@ -228,6 +230,7 @@ func (g *GroupResult) Grouped() *JobResult {
 		for i, c := range r.DepthHist {
 			out.DepthHist[i] += c
 		}
+		out.Syncs.Merge(&r.Syncs)
 		out.Err = errors.Join(out.Err, r.Err)
 	}
 	return out

@@ -120,6 +120,17 @@ type worker struct {
 	lastBytes  [numDirs]uint64
 
 	live [numDirs]struct{ ios, bytes atomic.Uint64 }
+	// fio's fsync=N / fdatasync=N / end_fsync: writes since the last sync,
+	// a sync waiting for the queue to drain, the end sync done.
+	syncer    Syncer
+	sinceSync int
+	syncDue   bool
+	endSynced bool
+	wrote     bool
+	syncs     Histogram // sync latency
+	loop      int       // loops done
+	refill    bool      // refill_buffers: new random data per write
+
 	stop *atomic.Bool
 
 	usr, sys time.Duration
@@ -141,6 +152,15 @@ func (w *worker) setup(filename string) error {
 		w.depth = dl.MaxIODepth()
 	}
 	w.access, _ = eng.(BufferAccess)
+	w.syncer, _ = eng.(Syncer)
+	if (j.Fsync > 0 || j.Fdatasync > 0 || j.EndFsync) && j.RW.Write && w.syncer == nil {
+		return fmt.Errorf("option fsync/fdatasync/end_fsync: engine %s cannot sync", j.IOEngine)
+	}
+	if inv, ok := eng.(Invalidator); ok && j.Invalidate {
+		if err := inv.Invalidate(); err != nil {
+			return fmt.Errorf("option invalidate: %w (invalidate=0 skips it)", err)
+		}
+	}
 
 	w.size = j.Size
 	if w.size == 0 {
@@ -183,6 +203,16 @@ func (w *worker) setup(filename string) error {
 	}
 	if len(bufs) < w.depth {
 		return fmt.Errorf("engine %s returned %d buffers, want %d", j.IOEngine, len(bufs), w.depth)
+	}
+	// Engines' host buffers start with random data (fio's default, filled
+	// once); zero_buffers writes zeros, refill_buffers new data per write.
+	if j.RW.Write && j.Verify == "" {
+		for i := range bufs[:w.depth] {
+			if j.ZeroBuffers {
+				clear(bufs[i].Bytes)
+			}
+		}
+		w.refill = j.RefillBuffers && !j.ZeroBuffers
 	}
 	w.slots = make([]IO, w.depth)
 	w.free = make([]*IO, 0, w.depth)
@@ -233,7 +263,7 @@ func (w *worker) run() error {
 	for {
 		// Fill the queue to iodepth, committing every batch I/Os
 		// (iodepth_batch_submit), before waiting for completions.
-		for issuing && len(w.free) > 0 {
+		for issuing && !w.syncDue && len(w.free) > 0 {
 			n := 0
 			for len(w.free) > 0 && n < batch {
 				io := w.free[len(w.free)-1]
@@ -266,6 +296,21 @@ func (w *worker) run() error {
 		if w.inflight == 0 {
 			if w.ioErr != nil || w.verr != nil {
 				return w.failure()
+			}
+			if w.syncDue {
+				// fsync=N: the queue has drained; sync, then go on.
+				if err := w.sync(j.Fsync == 0); err != nil {
+					return w.drain(err)
+				}
+				w.syncDue = false
+				continue
+			}
+			if j.EndFsync && w.wrote && !w.endSynced && !w.verifying {
+				// end_fsync: inside the runtime, before any verify pass.
+				if err := w.sync(false); err != nil {
+					return w.drain(err)
+				}
+				w.endSynced = true
 			}
 			if w.written != nil && j.DoVerify && !w.verifying {
 				// All writes are done: read every written block back.
@@ -300,6 +345,7 @@ func (w *worker) tick(t int64) {
 		w.lastSample = t
 		w.stats = [numDirs]DirStats{}
 		w.depthHist = [depthLevels]uint64{}
+		w.syncs = Histogram{}
 	}
 	if w.end > 0 && t >= w.end && !w.verifying {
 		w.timeUp = true
@@ -341,7 +387,18 @@ func (w *worker) next(io *IO) bool {
 		return false
 	}
 	if !j.TimeBased && w.issuedBytes >= w.ioSize {
-		return false
+		if w.loop+1 >= j.Loops {
+			return false
+		}
+		// loops=N: the same pass again, from the start.
+		w.loop++
+		w.issuedBytes = 0
+		for d := range numDirs {
+			w.seqNext[d] = 0
+			if w.nblocks[d] > 0 {
+				w.perm[d] = newPermutation(w.nblocks[d], w.seed+uint64(d))
+			}
+		}
 	}
 	d := DirRead
 	switch {
@@ -372,9 +429,17 @@ func (w *worker) next(io *IO) bool {
 	w.issuedBytes += int64(bs)
 	if d == DirWrite {
 		io.Op = OpWrite
+		w.wrote = true
 		if w.written != nil {
 			w.seq++
 			w.fill(io)
+		} else if w.refill && io.Buf.Bytes != nil {
+			w.rnd.fill(io.Buf.Bytes[:io.Len])
+		}
+		if n := max(j.Fsync, j.Fdatasync); n > 0 {
+			if w.sinceSync++; w.sinceSync >= n {
+				w.sinceSync, w.syncDue = 0, true
+			}
 		}
 	} else {
 		io.Op = OpRead
@@ -478,6 +543,20 @@ func (w *worker) drain(err error) error {
 	}
 	w.recEnd = w.now()
 	return err
+}
+
+// sync runs the engine's Sync with nothing in flight and records its
+// latency (fio's sync statistics).
+func (w *worker) sync(datasync bool) error {
+	t0 := w.now()
+	err := w.syncer.Sync(datasync)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if w.recording {
+		w.syncs.Record(uint64(w.now() - t0))
+	}
+	return nil
 }
 
 func (w *worker) failure() error {

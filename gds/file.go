@@ -135,6 +135,26 @@ func (f *File) Cached() float64 { return f.cached }
 // Size is the file's size at open.
 func (f *File) Size() int64 { return f.size }
 
+// Sync makes the file's written data durable: fdatasync, or fsync when
+// datasync is false.
+func (f *File) Sync(datasync bool) error {
+	if datasync {
+		if err := unix.Fdatasync(int(f.f.Fd())); err != nil {
+			return os.NewSyscallError("fdatasync", err)
+		}
+		return nil
+	}
+	return f.f.Sync()
+}
+
+// Invalidate drops the file's clean pages from the page cache.
+func (f *File) Invalidate() error {
+	if err := unix.Fadvise(int(f.f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return os.NewSyscallError("posix_fadvise DONTNEED", err)
+	}
+	return nil
+}
+
 // Close stops the transfer and closes the file.
 func (f *File) Close() error {
 	err := f.Transfer.Close()

@@ -197,7 +197,7 @@ fp_load 23-auto "flashpath load, auto path (file in page cache)" 120 --gpu-path 
 # writes of a new file (checkpoint save), 16 MiB transfers, 8 in flight.
 if [ -x "$FP" ]; then
 	step "flashpath bench --ioengine=gpu, 16m reads, QD8 (page cache)" 120 "$FP" bench --name=gpu-read --ioengine=gpu --gpu=0 \
-		--filename="$CKPT" --rw=read --bs=16m --iodepth=8 --size=2g --direct=0 | grep -E "read:|READ:|cpu" || true
+		--filename="$CKPT" --rw=read --bs=16m --iodepth=8 --size=2g --direct=0 --invalidate=0 | grep -E "read:|READ:|cpu" || true
 	step "flashpath bench --ioengine=gpu, 16m writes, QD8 (save)" 120 "$FP" bench --name=gpu-write --ioengine=gpu --gpu=0 \
 		--filename="$DIR/bench-write" --rw=write --bs=16m --iodepth=8 --size=2g --direct=0 | grep -E "write:|WRITE:|cpu" || true
 	rm -f "$DIR/bench-write"

@@ -55,6 +55,7 @@ func ParseFilename(s string) (Target, error) {
 }
 
 type engine struct {
+	ns     *initiator.Namespace
 	ctrl   *initiator.Controller
 	q      *initiator.Queue
 	nsid   uint32
@@ -114,7 +115,7 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 		ctrl.Close()
 		return nil, errors.New("controller granted no I/O queue")
 	}
-	e := &engine{ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size()}
+	e := &engine{ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size()}
 	for bs := ns.BlockSize(); bs > 1; bs >>= 1 {
 		e.shift++
 	}
@@ -133,6 +134,10 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 }
 
 func (e *engine) Size() int64 { return e.size }
+
+// Sync sends an NVMe Flush: every completed write is durable after it
+// (NVMe has no metadata-only distinction, so fsync and fdatasync agree).
+func (e *engine) Sync(bool) error { return e.ns.Flush() }
 
 func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) {
 	m, err := bench.AllocHost(n, size)

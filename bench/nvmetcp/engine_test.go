@@ -81,6 +81,11 @@ func TestEngineVerifiedWriteThenRead(t *testing.T) {
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 32 {
 		t.Fatalf("verify read %d blocks, want 32", rd.IOs)
 	}
+	// fsync=8 and end_fsync become NVMe Flush commands.
+	r = run(t, append(base, "rw=randwrite", "bs=64k", "iodepth=4", "fsync=8", "end_fsync=1")...)
+	if r.Syncs.Count() != 9 {
+		t.Fatalf("%d flushes, want 9 (64 writes, fsync=8, end_fsync)", r.Syncs.Count())
+	}
 }
 
 func TestParseFilename(t *testing.T) {

@@ -199,6 +199,12 @@ func (e *Engine) Reason() string { return e.file.Reason() }
 // Size is the file's (or block device's) size.
 func (e *Engine) Size() int64 { return e.size }
 
+// Sync makes the job's writes durable (fio's fsync, fdatasync, end_fsync).
+func (e *Engine) Sync(datasync bool) error { return e.file.Sync(datasync) }
+
+// Invalidate drops the file's pages from the page cache (fio's invalidate).
+func (e *Engine) Invalidate() error { return e.file.Invalidate() }
+
 // MaxIODepth is the transfer's queue depth.
 func (e *Engine) MaxIODepth() int { return e.file.QueueDepth() }
 
