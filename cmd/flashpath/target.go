@@ -24,6 +24,7 @@ type targetFlags struct {
 	namespaces []string
 	allowHosts []string
 	metrics    string
+	pprof      bool
 	logLevel   string
 	logFormat  string
 }
@@ -68,6 +69,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
 	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9420")
+	fl.BoolVar(&f.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address (go tool pprof http://ADDR/debug/pprof/profile)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -87,6 +89,7 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		if f.metrics != "" {
 			cfg.Metrics = f.metrics
 		}
+		cfg.Pprof = cfg.Pprof || f.pprof
 		return cfg, nil
 	}
 	cfg := server.Default()
@@ -103,6 +106,7 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		}
 	}
 	cfg.Metrics = f.metrics
+	cfg.Pprof = f.pprof
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,8 @@ type Config struct {
 	Subsystems []SubsystemConfig `json:"subsystems"`
 	// Metrics is the address of the Prometheus /metrics endpoint ("" = off).
 	Metrics string `json:"metrics,omitempty"`
+	// Pprof adds Go's /debug/pprof/ profiles to the metrics endpoint.
+	Pprof bool `json:"pprof,omitempty"`
 	// MaxH2CData is the NVMe/TCP MAXH2CDATA in bytes (default 128 KiB).
 	MaxH2CData int `json:"max_h2c_data,omitempty"`
 }
@@ -110,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Subsystems) == 0 {
 		errs = append(errs, errors.New("subsystems: at least one is needed"))
+	}
+	if c.Pprof && c.Metrics == "" {
+		errs = append(errs, errors.New("pprof: profiles are served on the metrics endpoint: give metrics an address too, e.g. 127.0.0.1:9420"))
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Subsystems {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -78,14 +79,14 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		s.Listeners = append(s.Listeners, ln)
 	}
 	if cfg.Metrics != "" {
-		if err := s.serveMetrics(cfg.Metrics); err != nil {
+		if err := s.serveMetrics(cfg.Metrics, cfg.Pprof); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 	}
 	return s, nil
 }
 
-func (s *Server) serveMetrics(addr string) error {
+func (s *Server) serveMetrics(addr string, profiles bool) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	reg.MustRegister(newCollector(s))
@@ -95,6 +96,13 @@ func (s *Server) serveMetrics(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if profiles {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s.metricsLn = ln
 	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.metrics.Serve(ln)

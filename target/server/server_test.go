@@ -80,6 +80,7 @@ func TestStartServeMetricsShutdown(t *testing.T) {
 	cfg := &Config{
 		Listeners: []string{"tcp://127.0.0.1:0"},
 		Metrics:   "127.0.0.1:0",
+		Pprof:     true,
 		Subsystems: []SubsystemConfig{{
 			NQN:        "nqn.2026-11.io.flashpath:test",
 			Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:16MiB"}, {NSID: 2, Backend: "file:" + filepath.Join(dir, "ns2.img") + ":8MiB"}},
@@ -118,6 +119,15 @@ func TestStartServeMetricsShutdown(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	resp, err = http.Get("http://" + srv.MetricsAddr().String() + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("pprof index: %s\n%s", resp.Status, body)
+	}
 	ctrl.Close()
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -126,6 +136,14 @@ func TestStartServeMetricsShutdown(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, "ns2.img"))
 	if err != nil || !strings.HasPrefix(string(b[8192:]), "flashpath") {
 		t.Fatalf("file namespace after shutdown: %v", err)
+	}
+}
+
+func TestPprofNeedsMetrics(t *testing.T) {
+	cfg := &Config{Listeners: []string{"tcp://127.0.0.1:0"}, Pprof: true,
+		Subsystems: []SubsystemConfig{{NQN: "nqn.2026-11.io.flashpath:t", Namespaces: []NamespaceConfig{{Backend: "mem:1MiB"}}}}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "metrics") {
+		t.Fatalf("Validate = %v, want an error asking for a metrics address", err)
 	}
 }
 
