@@ -298,13 +298,7 @@ const (
 
 // ParseCuFileIO validates a --cufile-io value ("" is auto).
 func ParseCuFileIO(s string) (CuFileIO, error) {
-	switch m := CuFileIO(s); m {
-	case CuFileIOAuto, CuFileIOBatch, CuFileIOSync:
-		return m, nil
-	case "":
-		return CuFileIOAuto, nil
-	}
-	return "", fmt.Errorf("cufile io %q: want auto, batch or sync", s)
+	return parseChoice("cufile io", s, CuFileIOAuto, CuFileIOBatch, CuFileIOSync)
 }
 
 // Batch shape of the cufile path: a few threads, each with one cuFile

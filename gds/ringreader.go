@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -31,13 +32,23 @@ const (
 
 // ParseReader validates a reader name ("" is auto).
 func ParseReader(s string) (Reader, error) {
-	switch r := Reader(s); r {
-	case ReaderAuto, ReaderURing, ReaderPread:
-		return r, nil
-	case "":
-		return ReaderAuto, nil
+	return parseChoice("reader", s, ReaderAuto, ReaderURing, ReaderPread)
+}
+
+// parseChoice returns s as one of choices ("" is the first, the default),
+// or an error that names what was asked and the choices.
+func parseChoice[T ~string](what, s string, choices ...T) (T, error) {
+	if s == "" {
+		return choices[0], nil
 	}
-	return "", fmt.Errorf("reader %q: want auto, io_uring or pread", s)
+	names := make([]string, len(choices))
+	for i, c := range choices {
+		if string(c) == s {
+			return c, nil
+		}
+		names[i] = string(c)
+	}
+	return "", fmt.Errorf("%s %q: want %s or %s", what, s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 }
 
 // ringReader is one worker's io_uring: its staging buffers are registered

@@ -232,12 +232,7 @@ func (r *Ring) PrepRead(fd int32, buf []byte, off uint64, userData uint64) error
 
 // PrepWrite queues a write of buf at off.
 func (r *Ring) PrepWrite(fd int32, buf []byte, off uint64, userData uint64) error {
-	s := r.NextSQE()
-	if s == nil {
-		return ErrSQFull
-	}
-	s.prepRW(OpWrite, fd, bufAddr(buf), uint32(len(buf)), off, userData)
-	return nil
+	return r.PrepWriteFlags(fd, buf, off, 0, userData)
 }
 
 // PrepWriteFlags queues a write of buf at off with pwritev2 flags
