@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"testing"
 )
@@ -131,5 +132,74 @@ func TestInvalidate(t *testing.T) {
 		if got := lastBatchEngine.invalidated; got != tc.want {
 			t.Errorf("%v: %d invalidations, want %d", tc.opt, got, tc.want)
 		}
+	}
+}
+
+// memEngine is the null engine with storage, for verify tests: when
+// corruptAfter > 0, after that many I/Os it flips a byte of the first block
+// written (at corrupted).
+type memEngine struct {
+	nullEngine
+	store        []byte
+	queued       int
+	corruptAfter int
+	firstWritten int64
+	corrupted    int64
+}
+
+var (
+	memEngineCorruptAfter int
+	lastMemEngine         *memEngine
+)
+
+func init() {
+	RegisterEngine("test-mem", func(cfg *EngineConfig) (Engine, error) {
+		e := &memEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}, store: make([]byte, 1<<20),
+			corruptAfter: memEngineCorruptAfter, firstWritten: -1, corrupted: -1}
+		lastMemEngine = e
+		return e, nil
+	})
+}
+
+func (e *memEngine) Size() int64 { return int64(len(e.store)) }
+
+func (e *memEngine) Queue(io *IO) error {
+	if e.queued++; e.queued == e.corruptAfter+1 && e.firstWritten >= 0 {
+		e.store[e.firstWritten+100] ^= 0xff
+		e.corrupted = e.firstWritten
+	}
+	p := e.store[io.Offset : io.Offset+int64(io.Len)]
+	if io.Op == OpWrite {
+		copy(p, io.Buf.Bytes[:io.Len])
+		if e.firstWritten < 0 {
+			e.firstWritten = io.Offset
+		}
+	} else {
+		copy(io.Buf.Bytes[:io.Len], p)
+	}
+	return e.nullEngine.Queue(io)
+}
+
+// TestMixedVerify: randrw with verify checks, after the mixed phase (whose
+// reads may race writes and are not checked), every block it wrote, and
+// names a corrupted one.
+func TestMixedVerify(t *testing.T) {
+	opts := []Option{{"ioengine", "test-mem"}, {"rw", "randrw"}, {"bs", "4k"}, {"size", "256k"}, {"iodepth", "8"}, {"verify", "crc32c"}}
+	rep, err := Run(context.Background(), Config{Jobs: mustJobs(t, opts...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 64 I/Os in the mixed phase (w writes to distinct blocks), then one
+	// verify read per block written.
+	r := rep.Groups[0].Jobs[0]
+	if w, rd := r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs; w == 0 || w == 64 || rd != 64 {
+		t.Fatalf("%d writes, %d reads: want a mix of 64, then a verify read per write", w, rd)
+	}
+	memEngineCorruptAfter = 64 // as the verify pass starts
+	defer func() { memEngineCorruptAfter = 0 }()
+	_, err = Run(context.Background(), Config{Jobs: mustJobs(t, opts...)})
+	var ve *VerifyError
+	if bad := lastMemEngine.corrupted; bad < 0 || !errors.As(err, &ve) || ve.Offset != bad {
+		t.Fatalf("corrupted block at %d: err = %v, want a verify error there", bad, err)
 	}
 }

@@ -608,11 +608,6 @@ func (j *Job) validate() error {
 			return fmt.Errorf("%w %q (not a job option, nor an option of engine %s)", ErrUnknownOption, name, j.IOEngine)
 		}
 	}
-	if j.Verify != "" {
-		if j.RW.Read && j.RW.Write {
-			return errors.New("option verify: mixed read/write workloads cannot verify; use write or randwrite")
-		}
-	}
 	if j.Runtime == 0 && j.TimeBased {
 		return errors.New("option time_based: needs runtime")
 	}

@@ -128,7 +128,6 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 		{opts("ioengine=null", "fixedbufs=1"), `"fixedbufs"`}, // io_uring's option, not null's
 		{opts("time_based"), "option time_based"},
 		{opts("direct=1", "bs=1000"), "option bs"},
-		{opts("rw=randrw", "verify=crc32c"), "option verify"},
 		{opts("iodepth"), "option iodepth"},
 	}
 	for _, tc := range tests {

@@ -519,6 +519,11 @@ func (w *worker) complete(io *IO, t int64) {
 		}
 		return
 	}
+	if w.job.RW.Write && !w.verifying {
+		// A read of a mixed workload may race a write of its block: only
+		// the verify pass after the writes checks what they wrote.
+		return
+	}
 	b := io.Buf.Bytes
 	if b == nil {
 		b = w.scratch[io.Index]

@@ -81,6 +81,11 @@ func TestEngineVerifiedWriteThenRead(t *testing.T) {
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 32 {
 		t.Fatalf("verify read %d blocks, want 32", rd.IOs)
 	}
+	// A mixed workload, then every block it wrote read back and checked.
+	r = run(t, append(base, "rw=randrw", "bs=8k", "iodepth=16", "verify=crc32c")...)
+	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w == 0 || rd != 512 {
+		t.Fatalf("randrw verify: %d writes, %d reads; want 512 mixed I/Os plus a verify read per write", w, rd)
+	}
 	// fsync=8 and end_fsync become NVMe Flush commands.
 	r = run(t, append(base, "rw=randwrite", "bs=64k", "iodepth=4", "fsync=8", "end_fsync=1")...)
 	if r.Syncs.Count() != 9 {
