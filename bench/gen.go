@@ -128,9 +128,84 @@ func (z *zipf) next(r *rng) uint64 {
 	default:
 		v = uint64(float64(z.n) * math.Pow(z.eta*u-z.eta+1, z.alpha))
 	}
-	// Scatter: rank v goes to a fixed pseudo-random block.
+	return scatter(v, z.n)
+}
+
+// scatter maps rank v to a fixed pseudo-random block of n, as fio hashes
+// its zipf, pareto and normal draws: popularity is then not locality.
+func scatter(v, n uint64) uint64 {
 	h := (v + 1) * 0x9e3779b97f4a7c15
 	h ^= h >> 29
-	hi, _ := bits.Mul64(h, z.n)
+	hi, _ := bits.Mul64(h, n)
 	return hi
+}
+
+// skew draws block numbers from a non-uniform random_distribution.
+type skew struct {
+	kind  DistKind
+	n     uint64
+	z     zipf
+	pow   float64     // pareto: rank = (n-1) * u^pow
+	sigma float64     // normal: standard deviation in blocks
+	zones []zoneRange // zoned
+}
+
+// zoneRange is a zone of a zoned distribution: draws with u below upTo
+// land uniformly in blocks [lo, lo+n).
+type zoneRange struct {
+	upTo  float64
+	lo, n uint64
+}
+
+func newSkew(n uint64, d Distribution) skew {
+	s := skew{kind: d.Kind, n: n}
+	switch d.Kind {
+	case DistZipf:
+		s.z = newZipf(n, d.Theta)
+	case DistPareto:
+		s.pow = math.Log(d.H) / math.Log(1-d.H)
+	case DistNormal:
+		s.sigma = float64(n) * d.Dev / 100
+	case DistZoned:
+		var acc, lo float64
+		for i, z := range d.Zones {
+			acc += z.Access / 100
+			hi := lo + z.Range/100*float64(n)
+			zr := zoneRange{upTo: acc, lo: uint64(lo), n: max(uint64(hi)-uint64(lo), 1)}
+			if i == len(d.Zones)-1 {
+				zr.upTo, zr.n = 1, max(n-zr.lo, 1)
+			}
+			s.zones = append(s.zones, zr)
+			lo = hi
+		}
+	}
+	return s
+}
+
+func (s *skew) next(r *rng) uint64 {
+	switch s.kind {
+	case DistZipf:
+		return s.z.next(r)
+	case DistPareto:
+		return scatter(uint64(float64(s.n-1)*math.Pow(r.Float64(), s.pow)), s.n)
+	case DistNormal:
+		// Box-Muller around the middle; draws off the device are redrawn.
+		c := float64(s.n) / 2
+		for range 64 {
+			x := c + s.sigma*math.Sqrt(-2*math.Log(1-r.Float64()))*math.Cos(2*math.Pi*r.Float64())
+			if x >= 0 && x < float64(s.n) {
+				return scatter(uint64(x), s.n)
+			}
+		}
+		return scatter(uint64(c), s.n)
+	case DistZoned:
+		u := r.Float64()
+		for _, z := range s.zones {
+			if u < z.upTo && z.lo < s.n {
+				return z.lo + r.Uint64N(min(z.n, s.n-z.lo))
+			}
+		}
+		return r.Uint64N(s.n)
+	}
+	return r.Uint64N(s.n)
 }

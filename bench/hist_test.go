@@ -100,3 +100,56 @@ func TestZipfIsSkewed(t *testing.T) {
 		t.Fatalf("hottest block %d hits, %d distinct blocks", top, len(counts))
 	}
 }
+
+// TestSkewedDistributions: pareto and normal concentrate hits on few
+// blocks, zoned sends each zone its share of the I/O, every draw in range.
+func TestSkewedDistributions(t *testing.T) {
+	const n, draws = 10000, 200000
+	for _, tc := range []struct {
+		d Distribution
+		// share of the draws that the hottest 10% of blocks take, at least
+		hot float64
+	}{
+		{Distribution{Kind: DistPareto, H: 0.9}, 0.5},
+		{Distribution{Kind: DistNormal, Dev: 5}, 0.5},
+		{Distribution{Kind: DistZipf, Theta: 1.2}, 0.5},
+		{Distribution{}, 0},
+	} {
+		s := newSkew(n, tc.d)
+		r := newRNG(7)
+		counts := make([]int, n)
+		for range draws {
+			b := s.next(&r)
+			if b >= n {
+				t.Fatalf("%+v: block %d out of range", tc.d, b)
+			}
+			counts[b]++
+		}
+		slices.Sort(counts)
+		top := 0
+		for _, c := range counts[n-n/10:] {
+			top += c
+		}
+		if share := float64(top) / draws; share < tc.hot || (tc.d.Kind == DistRandom && share > 0.15) {
+			t.Errorf("%+v: hottest 10%% of blocks take %.2f of the draws", tc.d, share)
+		}
+	}
+	s := newSkew(n, Distribution{Kind: DistZoned, Zones: []Zone{{60, 10}, {30, 20}, {10, 70}}})
+	r := newRNG(9)
+	var zone [3]int
+	for range draws {
+		switch b := s.next(&r); {
+		case b < n/10:
+			zone[0]++
+		case b < 3*n/10:
+			zone[1]++
+		default:
+			zone[2]++
+		}
+	}
+	for i, want := range []float64{0.6, 0.3, 0.1} {
+		if got := float64(zone[i]) / draws; math.Abs(got-want) > 0.01 {
+			t.Errorf("zone %d took %.3f of the I/O, want %.2f", i, got, want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ func FuzzJobFile(f *testing.F) {
 	f.Add([]byte("; comment\n# another\n[global]\nrw=randrw\nrwmixread=70\n[a]\nnumjobs=2\n[b]\nstonewall\nbs=4k,128k\n"))
 	f.Add([]byte("[x]\nfilename=${HOME}/f\nruntime=10s\ntime_based\nrandom_distribution=zipf:1.2\nverify=crc32c\n"))
 	f.Add([]byte("[global\nbs=\n[]\n=\n[a]\nbogus=1\n"))
+	f.Add([]byte("[z]\nrw=randrw\nrandom_distribution=zoned:60/10:30/20:10/70\nfsync=4\nloops=2\n[p]\nrandom_distribution=pareto:0.9\n[n]\nrandom_distribution=normal:5\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		secs, err := ParseJobFile(bytes.NewReader(data), "fuzz.fio")
 		if err != nil {

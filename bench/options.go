@@ -73,9 +73,28 @@ func (rw RW) String() string {
 
 // Distribution is fio's random_distribution.
 type Distribution struct {
-	Zipf  bool
-	Theta float64 // zipf theta, > 0 and != 1
+	Kind  DistKind
+	Theta float64 // zipf: theta, > 0 and != 1
+	H     float64 // pareto: h, 0 < h < 1
+	Dev   float64 // normal: standard deviation, percent of the range
+	Zones []Zone  // zoned: access percent of each range percent
 }
+
+// DistKind names a random_distribution.
+type DistKind uint8
+
+// Random distributions (fio's random_distribution).
+const (
+	DistRandom DistKind = iota // uniform
+	DistZipf
+	DistPareto
+	DistNormal
+	DistZoned
+)
+
+// Zone is one zoned:ACCESS/RANGE pair: ACCESS percent of the I/O goes to
+// the next RANGE percent of the blocks.
+type Zone struct{ Access, Range float64 }
 
 // Job is one fio job after [global] inheritance and sweep expansion: plain
 // values, validated, fio's units already applied.
@@ -336,19 +355,59 @@ func setBS(j *Job, v string) error {
 
 func setDistribution(j *Job, v string) error {
 	kind, arg, _ := strings.Cut(v, ":")
+	num := func(what string, ok func(float64) bool) (float64, error) {
+		f, err := strconv.ParseFloat(arg, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || !ok(f) {
+			return 0, fmt.Errorf("%s needs %s, got %q", kind, what, arg)
+		}
+		return f, nil
+	}
+	var err error
 	switch kind {
 	case "random":
 		j.Dist = Distribution{}
 		return nil
 	case "zipf":
-		theta, err := strconv.ParseFloat(arg, 64)
-		if err != nil || theta <= 0 || theta == 1 || math.IsInf(theta, 0) || math.IsNaN(theta) {
-			return fmt.Errorf("zipf needs a theta > 0 and != 1, got %q", arg)
-		}
-		j.Dist = Distribution{Zipf: true, Theta: theta}
-		return nil
+		j.Dist = Distribution{Kind: DistZipf}
+		j.Dist.Theta, err = num("a theta > 0 and != 1", func(f float64) bool { return f > 0 && f != 1 })
+		return err
+	case "pareto":
+		j.Dist = Distribution{Kind: DistPareto}
+		j.Dist.H, err = num("an h between 0 and 1", func(f float64) bool { return f > 0 && f < 1 })
+		return err
+	case "normal", "gauss":
+		j.Dist = Distribution{Kind: DistNormal}
+		j.Dist.Dev, err = num("a deviation in percent, above 0 and at most 100", func(f float64) bool { return f > 0 && f <= 100 })
+		return err
+	case "zoned":
+		j.Dist, err = parseZones(arg)
+		return err
 	}
-	return fmt.Errorf("unsupported distribution %q (want random or zipf:THETA)", v)
+	return fmt.Errorf("unsupported distribution %q (want random, zipf:THETA, pareto:H, normal:DEV%% or zoned:ACCESS/RANGE:...)", v)
+}
+
+// parseZones parses zoned's ACCESS/RANGE pairs, e.g. 60/10:30/20:10/70.
+func parseZones(arg string) (Distribution, error) {
+	d := Distribution{Kind: DistZoned}
+	if strings.Contains(arg, ",") {
+		return d, errors.New("zoned: one set of zones for reads and writes alike (no ',')")
+	}
+	var access, rng float64
+	for _, z := range strings.Split(arg, ":") {
+		a, r, ok := strings.Cut(z, "/")
+		af, err1 := strconv.ParseFloat(a, 64)
+		rf, err2 := strconv.ParseFloat(r, 64)
+		if !ok || err1 != nil || err2 != nil || af < 0 || rf <= 0 {
+			return d, fmt.Errorf("zoned: %q is not ACCESS/RANGE in percent, e.g. 60/10", z)
+		}
+		d.Zones = append(d.Zones, Zone{Access: af, Range: rf})
+		access += af
+		rng += rf
+	}
+	if math.Abs(access-100) > 1e-9 || math.Abs(rng-100) > 1e-9 {
+		return d, fmt.Errorf("zoned: access percents sum to %g and range percents to %g; both must be 100", access, rng)
+	}
+	return d, nil
 }
 
 func intSetter(field func(*Job) *int, lo, hi int) func(*Job, string) error {
@@ -616,8 +675,8 @@ func (j *Job) validate() error {
 			return fmt.Errorf("option bs: %d is not a multiple of 512, required by direct=1", j.BS[d])
 		}
 	}
-	if j.Dist.Zipf && !j.RW.Random {
-		return errors.New("option random_distribution: zipf needs a random rw pattern")
+	if j.Dist.Kind != DistRandom && !j.RW.Random {
+		return errors.New("option random_distribution: needs a random rw pattern (randread, randwrite, randrw)")
 	}
 	return nil
 }

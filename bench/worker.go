@@ -96,7 +96,7 @@ type worker struct {
 	nblocks             [numDirs]uint64
 	seqNext             [numDirs]uint64
 	perm                [numDirs]permutation
-	zipf                [numDirs]zipf
+	skew                [numDirs]skew
 	rnd                 rng
 	seed, seq           uint64
 
@@ -189,8 +189,8 @@ func (w *worker) setup(filename string) error {
 		}
 		w.nblocks[d] = n
 		w.perm[d] = newPermutation(n, w.seed+uint64(d))
-		if j.Dist.Zipf {
-			w.zipf[d] = newZipf(n, j.Dist.Theta)
+		if j.Dist.Kind != DistRandom {
+			w.skew[d] = newSkew(n, j.Dist)
 		}
 	}
 	if j.Verify != "" && j.RW.Write {
@@ -416,8 +416,8 @@ func (w *worker) next(io *IO) bool {
 		if w.seqNext[d]++; w.seqNext[d] == w.nblocks[d] {
 			w.seqNext[d] = 0
 		}
-	case j.Dist.Zipf:
-		blk = w.zipf[d].next(&w.rnd)
+	case j.Dist.Kind != DistRandom:
+		blk = w.skew[d].next(&w.rnd)
 	case j.NoRandomMap:
 		blk = w.rnd.Uint64N(w.nblocks[d])
 	default:
