@@ -14,31 +14,49 @@ const StatusWriteProtected nvmeof.Status = 0x20
 
 // execIO runs an NVM command set command. It does not allocate. held
 // means a read or write was started on an asynchronous backend: the
-// request completes later, through IODone.
+// request completes later, through IODone. The namespace's reference is
+// held while the backend works on the command.
 func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
-	ns, async := q.startAsync(r)
-	if async {
+	if r.Cmd.Opcode() == nvmeof.NVMFlush && r.Cmd.NSID() == 0xFFFFFFFF {
+		return q.flushAll(), false
+	}
+	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
+	if ns == nil || !ns.refs.acquire() {
+		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR, false
+	}
+	if q.startAsync(r, ns) {
 		return nvmeof.StatusSuccess, true
 	}
-	return q.execSync(r, ns), false
+	st = q.execSync(r, ns)
+	ns.refs.release()
+	return st, false
+}
+
+// flushAll is Flush with NSID FFFFFFFFh: every namespace.
+func (q *Queue) flushAll() nvmeof.Status {
+	for _, ns := range q.ctrl.subsys.ns.Load().byID {
+		if !ns.refs.acquire() {
+			continue // going away: its removal flushes it
+		}
+		err := ns.Backend.Flush()
+		ns.refs.release()
+		if err != nil {
+			return ns.status(err, true)
+		}
+	}
+	return nvmeof.StatusSuccess
 }
 
 // startAsync starts a read or write on a namespace whose backend runs I/O
-// asynchronously, and reports whether it did; it returns the namespace it
-// looked up (nil where the command names none that exists, or is not a
-// read or write).
-func (q *Queue) startAsync(r *Request) (*Namespace, bool) {
+// asynchronously, and reports whether it did.
+func (q *Queue) startAsync(r *Request, ns *Namespace) bool {
 	op := r.Cmd.Opcode()
-	if op != nvmeof.NVMRead && op != nvmeof.NVMWrite {
-		return nil, false
-	}
-	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
-	if ns == nil || ns.async == nil {
-		return ns, false
+	if ns.async == nil || (op != nvmeof.NVMRead && op != nvmeof.NVMWrite) {
+		return false
 	}
 	off, n, st := ns.rangeOf(r)
 	if !st.OK() || len(r.Data) != int(n) {
-		return ns, false // the synchronous path reports it
+		return false // the synchronous path reports it
 	}
 	r.ns, r.ioWrite = ns, op == nvmeof.NVMWrite
 	var ok bool
@@ -50,29 +68,14 @@ func (q *Queue) startAsync(r *Request) (*Namespace, bool) {
 	if !ok {
 		r.ns = nil
 	}
-	return ns, ok
+	return ok
 }
 
-// execSync runs an NVM command set command on the queue's goroutine; ns,
-// when not nil, is the namespace the command names, already looked up.
+// execSync runs an NVM command set command on the queue's goroutine, on
+// the namespace it names.
 func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
 	c := q.ctrl
-	nsid := r.Cmd.NSID()
 	op := r.Cmd.Opcode()
-	if op == nvmeof.NVMFlush && nsid == 0xFFFFFFFF {
-		for _, ns := range c.subsys.ns.Load().byID {
-			if err := ns.Backend.Flush(); err != nil {
-				return ns.status(err, true)
-			}
-		}
-		return nvmeof.StatusSuccess
-	}
-	if ns == nil {
-		ns = c.subsys.ns.Load().get(nsid)
-	}
-	if ns == nil {
-		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
-	}
 	switch op {
 	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare:
 		off, n, st := ns.rangeOf(r)

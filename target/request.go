@@ -50,6 +50,7 @@ func (r *Request) IODone(err error) {
 		ns.stats.reads.Add(1)
 		ns.stats.bytesRead.Add(uint64(len(r.Data)))
 	}
+	ns.refs.release()
 	r.Deferred = true
 	q.finish(r, st)
 }

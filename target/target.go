@@ -352,6 +352,20 @@ type Namespace struct {
 	nblocks  uint64
 	stats    nsStats
 	async    backend.Async // Backend, where it runs I/O asynchronously
+	refs     *ioRefs       // commands using Backend
+}
+
+// drainTimeout bounds how long removing a namespace waits for its I/O.
+var drainTimeout = 30 * time.Second
+
+// close waits for the namespace's I/O, then flushes and closes its
+// backend. I/O that does not finish in drainTimeout leaves the backend
+// open (closing it under the I/O could hand its fd to another file).
+func (ns *Namespace) close() error {
+	if !ns.refs.drain(drainTimeout) {
+		return fmt.Errorf("namespace %d: I/O still in flight after %v: its %s backend is left open", ns.ID, drainTimeout, ns.Backend.Kind())
+	}
+	return errors.Join(ns.Backend.Flush(), ns.Backend.Close())
 }
 
 type nsStats struct {
@@ -387,6 +401,7 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 	}
 	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID}
 	ns.async, _ = cfg.Backend.(backend.Async)
+	ns.refs = newIORefs()
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", s.cfg.NQN, id))
 	if ns.UUID == ([16]byte{}) {
 		copy(ns.UUID[:], sum[:16])
@@ -444,10 +459,9 @@ func (s *Subsystem) RemoveNamespace(id uint32) error {
 	for _, c := range ctrls {
 		c.namespaceChanged(id)
 	}
-	// In-flight I/O holds its own reference through the old table; a file
-	// backend's Close waits for nothing, so flush what was acknowledged first.
-	ferr := ns.Backend.Flush()
-	return errors.Join(ferr, ns.Backend.Close())
+	// Commands that looked the namespace up in the old table may still be
+	// running: close waits for them, then flushes what was acknowledged.
+	return ns.close()
 }
 
 // Namespace returns a namespace by ID, or nil.
@@ -466,7 +480,7 @@ func (s *Subsystem) Namespaces() []*Namespace {
 func (s *Subsystem) closeNamespaces() error {
 	var errs []error
 	for _, ns := range s.Namespaces() {
-		errs = append(errs, ns.Backend.Flush(), ns.Backend.Close())
+		errs = append(errs, ns.close())
 	}
 	return errors.Join(errs...)
 }
