@@ -13,6 +13,7 @@ type Op uint8
 const (
 	OpRead Op = iota
 	OpWrite
+	OpTrim // discard Len bytes at Offset (fio's trim)
 )
 
 // IO is one I/O slot, fio's io_u. The core owns the slots (iodepth of them

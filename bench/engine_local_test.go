@@ -246,3 +246,50 @@ func TestBufferContents(t *testing.T) {
 		}
 	}
 }
+
+// TestTrim: rw=trim and randtrim punch the blocks out of a file (they read
+// back as zeros), trimwrite trims then writes each block, with both engines;
+// trims are counted in their own direction and in fio's trim JSON section.
+func TestTrim(t *testing.T) {
+	for _, engine := range []string{"psync", "io_uring"} {
+		for _, rw := range []string{"trim", "randtrim", "trimwrite"} {
+			name := filepath.Join(t.TempDir(), "trim")
+			if err := os.WriteFile(name, bytes.Repeat([]byte{0x5a}, 64<<10), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := runJobs(t, opts("ioengine="+engine, "filename="+name, "rw="+rw, "bs=4k", "size=32k", "offset=16k", "iodepth=4")...)
+			skipUnsupported(t, err)
+			if err != nil {
+				t.Fatalf("%s %s: %v", engine, rw, err)
+			}
+			r := rep.Groups[0].Jobs[0]
+			writes := uint64(0)
+			if rw == "trimwrite" {
+				writes = 8
+			}
+			if r.Dir[DirTrim].IOs != 8 || r.Dir[DirWrite].IOs != writes || r.Dir[DirTrim].Bytes != 32<<10 {
+				t.Fatalf("%s %s: %d trims (%d bytes), %d writes", engine, rw, r.Dir[DirTrim].IOs, r.Dir[DirTrim].Bytes, r.Dir[DirWrite].IOs)
+			}
+			b, _ := os.ReadFile(name)
+			if !bytes.Equal(b[:16<<10], bytes.Repeat([]byte{0x5a}, 16<<10)) || !bytes.Equal(b[48<<10:], bytes.Repeat([]byte{0x5a}, 16<<10)) {
+				t.Fatalf("%s %s: trim touched bytes outside offset..offset+size", engine, rw)
+			}
+			mid := b[16<<10 : 48<<10]
+			if zero := bytes.Count(mid, []byte{0}) == len(mid); zero != (rw != "trimwrite") {
+				t.Fatalf("%s %s: trimmed range all zeros = %v", engine, rw, zero)
+			}
+			var js bytes.Buffer
+			rep.WriteJSON(&js)
+			var out struct {
+				Jobs []struct {
+					Trim struct {
+						TotalIOs uint64 `json:"total_ios"`
+					} `json:"trim"`
+				} `json:"jobs"`
+			}
+			if err := json.Unmarshal(js.Bytes(), &out); err != nil || out.Jobs[0].Trim.TotalIOs != 8 {
+				t.Fatalf("%s %s: JSON trim section: %+v %v", engine, rw, out, err)
+			}
+		}
+	}
+}

@@ -35,6 +35,11 @@ func (e *psyncEngine) Buffers(n, size int) ([]Buffer, error) {
 }
 
 func (e *psyncEngine) Queue(io *IO) error {
+	if io.Op == OpTrim {
+		io.Res, io.Err = e.file.trim(io.Offset, io.Len)
+		e.done = append(e.done, io)
+		return nil
+	}
 	b := io.Buf.Bytes[:io.Len]
 	var n int
 	var err error

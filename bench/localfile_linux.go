@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,9 +13,10 @@ import (
 // localFile is the target of the local engines: a regular file (created
 // and laid out on demand, as fio does) or a block device.
 type localFile struct {
-	f    *os.File
-	fd   int
-	size int64
+	f     *os.File
+	fd    int
+	size  int64
+	block bool // a block device: trim is BLKDISCARD
 }
 
 // openLocal opens cfg.Filename for the job: O_DIRECT with direct=1,
@@ -42,7 +44,7 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 	}
 
 	flags := os.O_RDONLY
-	if j.RW.Write {
+	if j.RW.Write || j.RW.Trim {
 		flags = os.O_RDWR
 	}
 	if j.Direct {
@@ -60,10 +62,35 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &localFile{f: f, fd: int(f.Fd()), size: size}, nil
+	st2, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	block := st2.Mode()&os.ModeDevice != 0 && st2.Mode()&os.ModeCharDevice == 0
+	return &localFile{f: f, fd: int(f.Fd()), size: size, block: block}, nil
 }
 
 func (l *localFile) Close() error { return l.f.Close() }
+
+// trim discards n bytes at off as fio does: BLKDISCARD on a block device,
+// a punched hole in a regular file. It returns the bytes trimmed.
+func (l *localFile) trim(off int64, n int) (int, error) {
+	var err error
+	if l.block {
+		r := [2]uint64{uint64(off), uint64(n)}
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(l.fd), unix.BLKDISCARD, uintptr(unsafe.Pointer(&r[0])))
+		if e != 0 {
+			err = os.NewSyscallError("ioctl BLKDISCARD", e)
+		}
+	} else if e := unix.Fallocate(l.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, int64(n)); e != nil {
+		err = os.NewSyscallError("fallocate PUNCH_HOLE", e)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
 
 // Sync is fsync or fdatasync.
 func (l *localFile) Sync(datasync bool) error {

@@ -17,20 +17,24 @@ type Direction int
 const (
 	DirRead Direction = iota
 	DirWrite
+	DirTrim
 	numDirs
 )
 
 func (d Direction) String() string {
-	if d == DirWrite {
+	switch d {
+	case DirWrite:
 		return "write"
+	case DirTrim:
+		return "trim"
 	}
 	return "read"
 }
 
 // RW is fio's rw= pattern.
 type RW struct {
-	Read, Write bool // which directions the job issues
-	Random      bool
+	Read, Write, Trim bool // which directions the job issues
+	Random            bool
 }
 
 func parseRW(v string) (RW, error) {
@@ -48,13 +52,23 @@ func parseRW(v string) (RW, error) {
 		return RW{Read: true, Write: true}, nil
 	case "randrw":
 		return RW{Read: true, Write: true, Random: true}, nil
+	case "trim":
+		return RW{Trim: true}, nil
+	case "randtrim":
+		return RW{Trim: true, Random: true}, nil
+	case "trimwrite":
+		return RW{Trim: true, Write: true}, nil
 	}
-	return RW{}, fmt.Errorf("unknown pattern %q (want read, write, randread, randwrite, rw, readwrite or randrw)", v)
+	return RW{}, fmt.Errorf("unknown pattern %q (want read, write, trim, randread, randwrite, randtrim, rw, readwrite, randrw or trimwrite)", v)
 }
 
 func (rw RW) String() string {
 	s := ""
 	switch {
+	case rw.Trim && rw.Write:
+		return "trimwrite"
+	case rw.Trim:
+		s = "trim"
 	case rw.Read && rw.Write:
 		s = "rw"
 	case rw.Write:
@@ -152,7 +166,7 @@ type Job struct {
 func DefaultJob() Job {
 	return Job{
 		RW:          RW{Read: true},
-		BS:          [numDirs]int{4096, 4096},
+		BS:          [numDirs]int{4096, 4096, 4096},
 		IODepth:     1,
 		BatchSubmit: 1,
 		Invalidate:  true,
@@ -341,14 +355,13 @@ func setBS(j *Job, v string) error {
 		sizes = append(sizes, int(n))
 	}
 	if len(sizes) == 1 {
-		j.BS = [numDirs]int{sizes[0], sizes[0]}
+		j.BS = [numDirs]int{sizes[0], sizes[0], sizes[0]}
 		return nil
 	}
-	if sizes[0] > 0 {
-		j.BS[DirRead] = sizes[0]
-	}
-	if sizes[1] > 0 {
-		j.BS[DirWrite] = sizes[1]
+	for d, n := range sizes {
+		if n > 0 {
+			j.BS[d] = n
+		}
 	}
 	return nil
 }
@@ -667,6 +680,12 @@ func (j *Job) validate() error {
 			return fmt.Errorf("%w %q (not a job option, nor an option of engine %s)", ErrUnknownOption, name, j.IOEngine)
 		}
 	}
+	if j.RW.Trim && j.Verify != "" {
+		return errors.New("option verify: trim workloads cannot verify (trimmed blocks hold no pattern)")
+	}
+	if j.RW.Trim && j.RW.Write && j.BS[DirTrim] != j.BS[DirWrite] {
+		return fmt.Errorf("option bs: trimwrite writes the blocks it trims: trim and write block sizes must match (%d, %d)", j.BS[DirTrim], j.BS[DirWrite])
+	}
 	if j.Runtime == 0 && j.TimeBased {
 		return errors.New("option time_based: needs runtime")
 	}
@@ -693,8 +712,11 @@ func (j *Job) maxBS() int {
 }
 
 func (j *Job) issues(d Direction) bool {
-	if d == DirRead {
+	switch d {
+	case DirRead:
 		return j.RW.Read || (j.Verify != "" && j.DoVerify)
+	case DirTrim:
+		return j.RW.Trim
 	}
 	return j.RW.Write
 }

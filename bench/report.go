@@ -277,7 +277,7 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		JobOptions:        opts,
 		Read:              dirJSON(&jr.Dir[DirRead], jr.Runtime, groupBW[DirRead]),
 		Write:             dirJSON(&jr.Dir[DirWrite], jr.Runtime, groupBW[DirWrite]),
-		Trim:              dirJSON(&DirStats{}, 0, 0),
+		Trim:              dirJSON(&jr.Dir[DirTrim], jr.Runtime, groupBW[DirTrim]),
 		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, jr.Syncs.Count() > 0), TotalIOs: jr.Syncs.Count()},
 		JobRuntime:        jr.Runtime.Milliseconds(),
 		UsrCPU:            pct(jr.Usr, jr.Runtime*time.Duration(jr.Clones)),
@@ -501,10 +501,7 @@ func writeGroupText(b *strings.Builder, g *GroupResult) {
 			continue
 		}
 		bw := float64(bytes) / maxRT.Seconds()
-		name := "READ"
-		if d == DirWrite {
-			name = "WRITE"
-		}
+		name := strings.ToUpper(Direction(d).String())
 		fmt.Fprintf(b, "%7s: bw=%s/s (%s/s), %s/s-%s/s (%s/s-%s/s), io=%s (%s), run=%d-%dmsec\n", name,
 			formatBytes(bw), formatSI(bw), formatBytes(minBW), formatBytes(maxBW), formatSI(minBW), formatSI(maxBW),
 			formatBytes(float64(bytes)), formatSI(float64(bytes)), minRT.Milliseconds(), maxRT.Milliseconds())

@@ -130,6 +130,8 @@ type worker struct {
 	syncs     Histogram // sync latency
 	loop      int       // loops done
 	refill    bool      // refill_buffers: new random data per write
+	twPending bool      // trimwrite: twBlock was trimmed, its write is next
+	twBlock   uint64
 
 	stop *atomic.Bool
 
@@ -401,7 +403,12 @@ func (w *worker) next(io *IO) bool {
 		}
 	}
 	d := DirRead
+	trimWrite := j.RW.Trim && j.RW.Write
 	switch {
+	case trimWrite && w.twPending:
+		d = DirWrite
+	case j.RW.Trim:
+		d = DirTrim
 	case j.RW.Read && j.RW.Write:
 		if w.rnd.Uint64N(100) >= uint64(j.RWMixRead) {
 			d = DirWrite
@@ -411,6 +418,9 @@ func (w *worker) next(io *IO) bool {
 	}
 	var blk uint64
 	switch {
+	case trimWrite && w.twPending:
+		// trimwrite: write the block just trimmed.
+		blk, w.twPending = w.twBlock, false
 	case !j.RW.Random:
 		blk = w.seqNext[d]
 		if w.seqNext[d]++; w.seqNext[d] == w.nblocks[d] {
@@ -423,10 +433,19 @@ func (w *worker) next(io *IO) bool {
 	default:
 		blk, _ = w.perm[d].next()
 	}
+	if trimWrite && d == DirTrim {
+		w.twBlock, w.twPending = blk, true
+	}
 	bs := j.BS[d]
 	io.Offset = j.Offset + int64(blk)*int64(bs)
 	io.Len = bs
-	w.issuedBytes += int64(bs)
+	if d != DirTrim || !trimWrite {
+		w.issuedBytes += int64(bs) // trimwrite: the writes count, each after its trim
+	}
+	if d == DirTrim {
+		io.Op = OpTrim
+		return true
+	}
 	if d == DirWrite {
 		io.Op = OpWrite
 		w.wrote = true
@@ -487,8 +506,11 @@ func (w *worker) fill(io *IO) {
 
 func (w *worker) complete(io *IO, t int64) {
 	d := DirRead
-	if io.Op == OpWrite {
+	switch io.Op {
+	case OpWrite:
 		d = DirWrite
+	case OpTrim:
+		d = DirTrim
 	}
 	w.free = append(w.free, io)
 	if io.Err != nil || io.Res != io.Len {

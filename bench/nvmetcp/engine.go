@@ -18,6 +18,7 @@ import (
 
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/nvmeof"
 )
 
 func init() {
@@ -154,13 +155,22 @@ func (e *engine) Queue(io *bench.IO) error {
 		return fmt.Errorf("nvme-tcp: I/O at %d of %d bytes is not a multiple of the %d-byte block size", io.Offset, io.Len, bs)
 	}
 	r := &e.reqs[io.Index]
-	r.Op = initiator.OpRead
-	if io.Op == bench.OpWrite {
-		r.Op = initiator.OpWrite
-	}
 	r.SLBA = uint64(io.Offset) >> e.shift
 	r.NLB = uint32(io.Len >> e.shift)
 	r.Buf = io.Buf.Bytes[:io.Len]
+	r.Deallocate = false
+	switch io.Op {
+	case bench.OpRead:
+		r.Op = initiator.OpRead
+	case bench.OpWrite:
+		r.Op = initiator.OpWrite
+	case bench.OpTrim:
+		// Dataset Management, deallocate: one range, encoded in the slot's
+		// buffer (at least one block, far more than 16 bytes).
+		r.Op, r.Deallocate = initiator.OpDSM, true
+		nvmeof.EncodeDSMRange(io.Buf.Bytes, 0, nvmeof.DSMRange{NLB: r.NLB, SLBA: r.SLBA})
+		r.SLBA, r.NLB, r.Buf = 0, 1, io.Buf.Bytes[:nvmeof.DSMRangeSize]
+	}
 	e.ios[io.Index] = io
 	e.staged = append(e.staged, io)
 	return nil

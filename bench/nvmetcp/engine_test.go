@@ -2,6 +2,7 @@ package nvmetcp
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -85,6 +86,20 @@ func TestEngineVerifiedWriteThenRead(t *testing.T) {
 	r = run(t, append(base, "rw=randrw", "bs=8k", "iodepth=16", "verify=crc32c")...)
 	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w == 0 || rd != 512 {
 		t.Fatalf("randrw verify: %d writes, %d reads; want 512 mixed I/Os plus a verify read per write", w, rd)
+	}
+	// Trims become Dataset Management deallocate commands: afterwards the
+	// blocks read back as zeros (the mem namespace reports DLFEAT zeros), so
+	// a verify pass over them fails on the first one.
+	r = run(t, append(base, "rw=randtrim", "bs=64k", "iodepth=8", "size=1m")...)
+	if tr := r.Dir[bench.DirTrim]; tr.IOs != 16 || tr.Bytes != 1<<20 {
+		t.Fatalf("trims: %d I/Os, %d bytes; want 16, 1 MiB", tr.IOs, tr.Bytes)
+	}
+	jobs, _ := bench.BuildJobs(nil, []bench.Section{{Name: "v", Options: []bench.Option{{Name: "ioengine", Value: "nvme-tcp"},
+		{Name: "filename", Value: dev}, {Name: "rw", Value: "read"}, {Name: "bs", Value: "64k"}, {Name: "size", Value: "1m"},
+		{Name: "verify", Value: "crc32c"}}}}, nil)
+	var ve *bench.VerifyError
+	if _, err := bench.Run(context.Background(), bench.Config{Jobs: jobs}); !errors.As(err, &ve) || !strings.Contains(ve.Reason, "never written") {
+		t.Fatalf("verify after trim: %v, want a block that reads as never written", err)
 	}
 	// fsync=8 and end_fsync become NVMe Flush commands.
 	r = run(t, append(base, "rw=randwrite", "bs=64k", "iodepth=4", "fsync=8", "end_fsync=1")...)

@@ -116,6 +116,9 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("option cufile_io: %w", err)
 	}
+	if j.RW.Trim {
+		return nil, fmt.Errorf("option rw: the GPU engines move data to and from GPU memory; trim with ioengine=psync, io_uring or nvme-tcp: %w", bench.ErrNotSupported)
+	}
 	if j.Direct {
 		// O_DIRECT writes from the staging buffers (and GDS) need whole
 		// blocks; reads could round, but one rule is clearer.

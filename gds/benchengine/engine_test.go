@@ -216,6 +216,9 @@ func TestOptions(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tc.opt, err, tc.want)
 		}
 	}
+	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=trim"); !errors.Is(err, bench.ErrNotSupported) {
+		t.Errorf("rw=trim: err = %v, want ErrNotSupported", err)
+	}
 	// gpu_path=rdma is not there yet: not supported, not a failure.
 	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=read", "gpu_path=rdma"); !errors.Is(err, bench.ErrNotSupported) {
 		t.Errorf("gpu_path=rdma: err = %v, want ErrNotSupported", err)
