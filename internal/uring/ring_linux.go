@@ -314,14 +314,29 @@ func escape(p *byte) {
 	}
 }
 
-// flush publishes prepared SQEs to the kernel and returns how many.
+// flush publishes prepared SQEs to the kernel and returns how many it has
+// not consumed yet: those just published and any an earlier enter left
+// (it may consume fewer than asked), as liburing counts them.
 func (r *Ring) flush() uint32 {
-	n := r.sqeTail - r.sqeHead
-	if n > 0 {
+	if r.sqeTail != r.sqeHead {
 		r.sqeHead = r.sqeTail
 		r.sqTail.Store(r.sqeTail) // release: SQE contents before the tail
 	}
-	return n
+	return r.sqeTail - r.sqHead.Load()
+}
+
+// unpublish takes back the SQEs the kernel has not consumed after a failed
+// enter, so that the caller may treat them as never submitted (a later
+// enter would otherwise run them behind its back). Without an SQ thread
+// the kernel reads the tail only inside io_uring_enter, which the caller
+// serialises, so moving it back is safe.
+func (r *Ring) unpublish() {
+	if r.flags&SetupSQPoll != 0 {
+		return
+	}
+	head := r.sqHead.Load()
+	r.sqeTail, r.sqeHead = head, head
+	r.sqTail.Store(head)
 }
 
 // Submit hands all prepared SQEs to the kernel with one system call and
@@ -354,10 +369,10 @@ func (r *Ring) SubmitAndWait(waitNr uint32) (int, error) {
 			return int(ret), nil
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN, unix.EBUSY:
-			// Completion queue would overflow: the caller must reap.
-			return 0, os.NewSyscallError("io_uring_enter", errno)
 		default:
+			// EAGAIN, EBUSY (the completion queue would overflow: reap),
+			// or worse: what was not consumed is not submitted.
+			r.unpublish()
 			return 0, os.NewSyscallError("io_uring_enter", errno)
 		}
 	}
