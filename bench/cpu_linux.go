@@ -62,3 +62,20 @@ func isTerminal(fd uintptr) bool {
 	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
 	return err == nil
 }
+
+// pinThread restricts the calling (locked) thread to cpus and returns
+// the function that restores its former affinity, to call before the
+// thread is unlocked and goes back to the runtime's pool.
+func pinThread(cpus []int) (restore func(), err error) {
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("sched_setaffinity %v: %w (are those CPUs online and allowed to this process?)", cpus, err)
+	}
+	return func() { unix.SchedSetaffinity(0, &old) }, nil
+}

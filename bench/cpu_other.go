@@ -4,6 +4,7 @@ package bench
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -13,3 +14,7 @@ func pidCPU(int) (usr, sys time.Duration, err error) {
 	return 0, 0, errors.New("target CPU accounting needs Linux /proc")
 }
 func isTerminal(uintptr) bool { return false }
+
+func pinThread(cpus []int) (func(), error) {
+	return nil, fmt.Errorf("cpus_allowed: CPU affinity is Linux-only: %w", ErrNotSupported)
+}

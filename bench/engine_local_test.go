@@ -12,7 +12,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func runJobs(t *testing.T, o ...Option) (*Report, error) {
@@ -291,5 +294,65 @@ func TestTrim(t *testing.T) {
 				t.Fatalf("%s %s: JSON trim section: %+v %v", engine, rw, out, err)
 			}
 		}
+	}
+}
+
+// affinityEngine is the null engine noting the CPUs its caller's thread may
+// run on, by clone.
+type affinityEngine struct {
+	nullEngine
+	clone int
+}
+
+var affinitySeen sync.Map // clone -> []int
+
+func init() {
+	RegisterEngine("test-affinity", func(cfg *EngineConfig) (Engine, error) {
+		return &affinityEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}, clone: cfg.JobIndex}, nil
+	})
+}
+
+func (e *affinityEngine) Queue(io *IO) error {
+	if _, ok := affinitySeen.Load(e.clone); !ok {
+		var set unix.CPUSet
+		unix.SchedGetaffinity(0, &set)
+		var cpus []int
+		for c := range 64 {
+			if set.IsSet(c) {
+				cpus = append(cpus, c)
+			}
+		}
+		affinitySeen.Store(e.clone, cpus)
+	}
+	return e.nullEngine.Queue(io)
+}
+
+// TestCPUsAllowed: cpus_allowed pins each clone's submitting thread to the
+// list, or with cpus_allowed_policy=split to one CPU of it each.
+func TestCPUsAllowed(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	for _, tc := range []struct {
+		opts []Option
+		want [2][]int
+	}{
+		{opts("cpus_allowed=0-1", "numjobs=2"), [2][]int{{0, 1}, {0, 1}}},
+		{opts("cpus_allowed=0-1", "cpus_allowed_policy=split", "numjobs=2"), [2][]int{{0}, {1}}},
+		{opts("cpus_allowed=1", "numjobs=2"), [2][]int{{1}, {1}}},
+	} {
+		affinitySeen.Clear()
+		if _, err := runJobs(t, append(opts("ioengine=test-affinity", "rw=read", "size=64k"), tc.opts...)...); err != nil {
+			t.Fatal(err)
+		}
+		for clone, want := range tc.want {
+			got, _ := affinitySeen.Load(clone)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%v: clone %d ran on CPUs %v, want %v", tc.opts, clone, got, want)
+			}
+		}
+	}
+	if _, err := BuildJobs(nil, []Section{{Name: "x", Options: opts("cpus_allowed=3-1")}}, nil); err == nil {
+		t.Error("cpus_allowed=3-1 accepted")
 	}
 }

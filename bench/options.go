@@ -146,9 +146,18 @@ type Job struct {
 	Loops            int
 	ZeroBuffers      bool
 	RefillBuffers    bool
-	Stonewall        bool
-	NewGroup         bool
-	GroupReport      bool
+
+	// Percentiles reported for latencies (percentile_list; nil: fio's
+	// default list); ClatPct and LatPct turn them on for clat and lat.
+	Percentiles     []float64
+	ClatPct, LatPct bool
+
+	// CPUs is cpus_allowed (nil: any); SplitCPUs is cpus_allowed_policy=split.
+	CPUs        []int
+	SplitCPUs   bool
+	Stonewall   bool
+	NewGroup    bool
+	GroupReport bool
 
 	// EngineOptions are options declared by the engine (fio's
 	// engine-specific options, e.g. fixedbufs for io_uring), by name.
@@ -171,6 +180,8 @@ func DefaultJob() Job {
 		BatchSubmit: 1,
 		Invalidate:  true,
 		Loops:       1,
+		ClatPct:     true,
+		LatPct:      true,
 		NumJobs:     1,
 		RWMixRead:   50,
 		IOEngine:    "psync",
@@ -262,6 +273,21 @@ var optionSpecs = []optionSpec{
 	{name: "loops", help: "run the job's I/O this many times (default 1)", set: intSetter(func(j *Job) *int { return &j.Loops }, 1, 1<<30)},
 	{name: "zero_buffers", help: "write zeros (default: random data, filled once)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
 	{name: "refill_buffers", help: "new random data for every write", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RefillBuffers })},
+	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20)", set: setPercentiles},
+	{name: "clat_percentiles", help: "report completion latency percentiles (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ClatPct })},
+	{name: "lat_percentiles", help: "report total latency percentiles (default 1 here; fio: 0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
+	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
+	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: func(j *Job, v string) error {
+		switch v {
+		case "shared":
+			j.SplitCPUs = false
+		case "split":
+			j.SplitCPUs = true
+		default:
+			return fmt.Errorf("want shared or split, got %q", v)
+		}
+		return nil
+	}},
 	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},
@@ -363,6 +389,45 @@ func setBS(j *Job, v string) error {
 			j.BS[d] = n
 		}
 	}
+	return nil
+}
+
+// setCPUs parses a CPU list: "0-3,8,10-11".
+func setCPUs(j *Job, v string) error {
+	var cpus []int
+	for _, part := range strings.Split(v, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || a < 0 || b < a || b >= 1<<14 {
+			return fmt.Errorf("CPU list %q: want numbers and ranges like 0-3,8", v)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	j.CPUs = cpus
+	return nil
+}
+
+func setPercentiles(j *Job, v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) > 20 {
+		return fmt.Errorf("at most 20 percentiles, got %d", len(parts))
+	}
+	ps := make([]float64, 0, len(parts))
+	for _, p := range parts {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || !(f > 0 && f <= 100) {
+			return fmt.Errorf("percentile %q: want a number above 0 and at most 100", p)
+		}
+		ps = append(ps, f)
+	}
+	j.Percentiles = ps
 	return nil
 }
 

@@ -146,11 +146,12 @@ func (o orderedKV) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func latJSON(h *Histogram, pct bool) fioLat {
+// latJSON is fio's latency object, with the percentiles pcts (none: nil).
+func latJSON(h *Histogram, pcts []float64) fioLat {
 	l := fioLat{Min: h.Min(), Max: h.Max(), Mean: round6(h.Mean()), Stddev: round6(h.Stddev()), N: h.Count()}
-	if pct {
+	if pcts != nil {
 		p := orderedKV{}
-		for _, q := range DefaultPercentiles {
+		for _, q := range pcts {
 			p = append(p, kv{strconv.FormatFloat(q, 'f', 6, 64), h.Percentile(q)})
 		}
 		l.Percentile = &p
@@ -160,7 +161,19 @@ func latJSON(h *Histogram, pct bool) fioLat {
 
 func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
 
-func dirJSON(d *DirStats, runtime time.Duration, groupBW float64) fioDir {
+// percentiles is the job's percentile list for a latency that on says
+// is reported (nil otherwise).
+func (j *Job) percentiles(on bool) []float64 {
+	switch {
+	case !on:
+		return nil
+	case j.Percentiles != nil:
+		return j.Percentiles
+	}
+	return DefaultPercentiles
+}
+
+func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64) fioDir {
 	ms := runtime.Milliseconds()
 	secs := runtime.Seconds()
 	out := fioDir{IOBytes: d.Bytes, IOKBytes: d.Bytes / 1024, Runtime: ms, TotalIOs: d.IOs, ShortIOs: d.Short}
@@ -170,9 +183,9 @@ func dirJSON(d *DirStats, runtime time.Duration, groupBW float64) fioDir {
 		out.IOPS = round6(float64(d.IOs) / secs)
 	}
 	slat := Histogram{n: d.slat.n, min: d.slat.min, max: d.slat.max, sum: d.slat.sum, sumSq: d.slat.sumSq}
-	out.SlatNs = latJSON(&slat, false)
-	out.ClatNs = latJSON(&d.Clat, true)
-	out.LatNs = latJSON(&d.Lat, true)
+	out.SlatNs = latJSON(&slat, nil)
+	out.ClatNs = latJSON(&d.Clat, j.percentiles(j.ClatPct))
+	out.LatNs = latJSON(&d.Lat, j.percentiles(j.LatPct))
 	if groupBW > 0 {
 		out.BWAgg = round6(100 * float64(out.BW) / groupBW)
 	}
@@ -275,10 +288,10 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		Error:             errno(jr.Err),
 		Elapsed:           int64(math.Ceil(g.Elapsed.Seconds())),
 		JobOptions:        opts,
-		Read:              dirJSON(&jr.Dir[DirRead], jr.Runtime, groupBW[DirRead]),
-		Write:             dirJSON(&jr.Dir[DirWrite], jr.Runtime, groupBW[DirWrite]),
-		Trim:              dirJSON(&jr.Dir[DirTrim], jr.Runtime, groupBW[DirTrim]),
-		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, jr.Syncs.Count() > 0), TotalIOs: jr.Syncs.Count()},
+		Read:              dirJSON(&jr.Dir[DirRead], j, jr.Runtime, groupBW[DirRead]),
+		Write:             dirJSON(&jr.Dir[DirWrite], j, jr.Runtime, groupBW[DirWrite]),
+		Trim:              dirJSON(&jr.Dir[DirTrim], j, jr.Runtime, groupBW[DirTrim]),
+		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(jr.Syncs.Count() > 0)), TotalIOs: jr.Syncs.Count()},
 		JobRuntime:        jr.Runtime.Milliseconds(),
 		UsrCPU:            pct(jr.Usr, jr.Runtime*time.Duration(jr.Clones)),
 		SysCPU:            pct(jr.Sys, jr.Runtime*time.Duration(jr.Clones)),
@@ -407,7 +420,9 @@ func writeJobText(b *strings.Builder, g *GroupResult, jr *JobResult) {
 		writeLatLine(b, "    slat", &slat)
 		writeLatLine(b, "    clat", &st.Clat)
 		writeLatLine(b, "     lat", &st.Lat)
-		writePercentiles(b, "clat", &st.Clat)
+		if j.ClatPct {
+			writePercentiles(b, "clat", &st.Clat, j.percentiles(true))
+		}
 		if mn, mx, mean, dev := sampleStats(st.BWSamples); len(st.BWSamples) > 0 {
 			fmt.Fprintf(b, "   bw (  KiB/s): min=%.0f, max=%.0f, avg=%.2f, stdev=%.2f, samples=%d\n", mn, mx, mean, dev, len(st.BWSamples))
 		}
@@ -418,7 +433,7 @@ func writeJobText(b *strings.Builder, g *GroupResult, jr *JobResult) {
 	if jr.Syncs.Count() > 0 {
 		b.WriteString("  fsync/fdatasync/sync_file_range:\n")
 		writeLatLine(b, "    sync", &jr.Syncs)
-		writePercentiles(b, "sync", &jr.Syncs)
+		writePercentiles(b, "sync", &jr.Syncs, j.percentiles(true))
 	}
 	rt := jr.Runtime * time.Duration(jr.Clones)
 	fmt.Fprintf(b, "  cpu          : usr=%.2f%%, sys=%.2f%%, ctx=%d, majf=0, minf=0\n", pct(jr.Usr, rt), pct(jr.Sys, rt), g.ProcCtx)
@@ -462,18 +477,18 @@ func writeLatLine(b *strings.Builder, name string, h *Histogram) {
 		float64(h.Min())/div, float64(h.Max())/div, h.Mean()/div, h.Stddev()/div)
 }
 
-func writePercentiles(b *strings.Builder, name string, h *Histogram) {
+func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []float64) {
 	if h.Count() == 0 {
 		return
 	}
 	unit, div := latUnit(h)
 	fmt.Fprintf(b, "    %s percentiles (%s):\n", name, unit)
-	for i, p := range DefaultPercentiles {
+	for i, p := range pcts {
 		if i%4 == 0 {
 			b.WriteString("     |")
 		}
 		fmt.Fprintf(b, " %5.2fth=[%5.0f]", p, float64(h.Percentile(p))/div)
-		if i%4 == 3 || i == len(DefaultPercentiles)-1 {
+		if i%4 == 3 || i == len(pcts)-1 {
 			b.WriteString("\n")
 		} else {
 			b.WriteString(",")

@@ -130,3 +130,48 @@ func TestTextReportLooksLikeFio(t *testing.T) {
 		}
 	}
 }
+
+// TestPercentileOptions: percentile_list replaces the reported
+// percentiles; clat_percentiles=0 and lat_percentiles=0 drop them.
+func TestPercentileOptions(t *testing.T) {
+	run := func(extra ...string) (string, string) {
+		t.Helper()
+		jobs := mustJobs(t, opts(append([]string{"ioengine=null", "rw=randread", "size=1m"}, extra...)...)...)
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var js, txt bytes.Buffer
+		rep.WriteJSON(&js)
+		rep.WriteText(&txt)
+		return js.String(), txt.String()
+	}
+	js, txt := run("percentile_list=50:99.5:99.999")
+	var doc struct {
+		Jobs []struct {
+			Read struct {
+				Clat struct{ Percentile map[string]uint64 } `json:"clat_ns"`
+				Lat  struct{ Percentile map[string]uint64 } `json:"lat_ns"`
+			} `json:"read"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(js), &doc); err != nil {
+		t.Fatal(err)
+	}
+	p := doc.Jobs[0].Read.Clat.Percentile
+	if _, ok := p["99.999000"]; !ok || len(p) != 3 || len(doc.Jobs[0].Read.Lat.Percentile) != 3 {
+		t.Errorf("percentile_list: clat %v, lat %v", p, doc.Jobs[0].Read.Lat.Percentile)
+	}
+	if !strings.Contains(txt, "99.50th=[") || strings.Contains(txt, " 1.00th=[") {
+		t.Errorf("text percentiles do not follow percentile_list:\n%s", txt)
+	}
+	js, txt = run("clat_percentiles=0", "lat_percentiles=0")
+	if strings.Contains(js, `"percentile"`) || strings.Contains(txt, "clat percentiles") {
+		t.Errorf("percentiles reported with clat_percentiles=0 lat_percentiles=0")
+	}
+	for _, bad := range []string{"0", "101", "50:x", strings.Repeat("1:", 20) + "1"} {
+		if _, err := BuildJobs(nil, []Section{{Name: "x", Options: opts("percentile_list=" + bad)}}, nil); err == nil || !strings.Contains(err.Error(), "percentile") {
+			t.Errorf("percentile_list=%s: err = %v", bad, err)
+		}
+	}
+}

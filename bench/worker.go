@@ -244,6 +244,16 @@ func (w *worker) setup(filename string) error {
 func (w *worker) run() error {
 	runtime.LockOSThread() // thread CPU time is then the job's (getrusage RUSAGE_THREAD)
 	defer runtime.UnlockOSThread()
+	if cpus := w.job.CPUs; len(cpus) > 0 {
+		if w.job.SplitCPUs {
+			cpus = cpus[w.index%len(cpus) : w.index%len(cpus)+1]
+		}
+		restore, err := pinThread(cpus)
+		if err != nil {
+			return fmt.Errorf("option cpus_allowed: %w", err)
+		}
+		defer restore() // runs before the unlock above
+	}
 	u0, s0 := threadCPU()
 	defer func() {
 		u1, s1 := threadCPU()
