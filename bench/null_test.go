@@ -203,3 +203,28 @@ func TestMixedVerify(t *testing.T) {
 		t.Fatalf("corrupted block at %d: err = %v, want a verify error there", bad, err)
 	}
 }
+
+// TestRateLimits: rate_iops and rate never let a clone issue ahead of its
+// schedule (beyond the bounded catch-up). Only the upper bound is
+// checked: a slow machine may fall behind, never ahead.
+func TestRateLimits(t *testing.T) {
+	for _, tc := range []struct {
+		opt  Option
+		iops float64
+	}{{Option{"rate_iops", "2000"}, 2000}, {Option{"rate", "4m"}, 1024}, {Option{"rate_iops", "1000,0"}, 1000}} {
+		jobs := mustJobs(t, Option{"ioengine", "null"}, Option{"rw", "randread"}, Option{"bs", "4k"}, Option{"iodepth", "4"},
+			Option{"runtime", "300ms"}, Option{"time_based", ""}, tc.opt)
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rep.Groups[0].Jobs[0]
+		limit := tc.iops*(r.Runtime+rateCatchUp).Seconds() + 4 + 1
+		if n := float64(r.Dir[DirRead].IOs); n == 0 || n > limit {
+			t.Errorf("%s=%s: %v I/Os in %v, at most %.0f allowed", tc.opt.Name, tc.opt.Value, n, r.Runtime, limit)
+		}
+	}
+	if _, err := BuildJobs(nil, []Section{{Name: "x", Options: []Option{{"rate_iops", "1,2,3,4"}}}}, nil); err == nil {
+		t.Error("rate_iops with four fields accepted")
+	}
+}

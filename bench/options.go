@@ -152,6 +152,10 @@ type Job struct {
 	Percentiles     []float64
 	ClatPct, LatPct bool
 
+	// Rate (bytes/s) and RateIOPS cap each direction of each clone (0: no cap).
+	Rate     [numDirs]int64
+	RateIOPS [numDirs]int64
+
 	// CPUs is cpus_allowed (nil: any); SplitCPUs is cpus_allowed_policy=split.
 	CPUs        []int
 	SplitCPUs   bool
@@ -276,6 +280,8 @@ var optionSpecs = []optionSpec{
 	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20)", set: setPercentiles},
 	{name: "clat_percentiles", help: "report completion latency percentiles (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ClatPct })},
 	{name: "lat_percentiles", help: "report total latency percentiles (default 1 here; fio: 0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
+	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
+	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
 	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: func(j *Job, v string) error {
 		switch v {
@@ -390,6 +396,33 @@ func setBS(j *Job, v string) error {
 		}
 	}
 	return nil
+}
+
+// rateSetter parses fio's rate lists: one value for every direction, or
+// read,write[,trim] with empty fields left uncapped.
+func rateSetter(field func(*Job) *[numDirs]int64) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		parts := strings.Split(v, ",")
+		if len(parts) > int(numDirs) {
+			return fmt.Errorf("want a value or read,write[,trim], got %q", v)
+		}
+		var out [numDirs]int64
+		for d, p := range parts {
+			if p == "" {
+				continue
+			}
+			n, err := ParseSize(p)
+			if err != nil || n < 0 {
+				return fmt.Errorf("rate %q: want a non-negative number (fio units: 500k, 1g)", p)
+			}
+			out[d] = n
+		}
+		if len(parts) == 1 {
+			out = [numDirs]int64{out[0], out[0], out[0]}
+		}
+		*field(j) = out
+		return nil
+	}
 }
 
 // setCPUs parses a CPU list: "0-3,8,10-11".

@@ -130,8 +130,15 @@ type worker struct {
 	syncs     Histogram // sync latency
 	loop      int       // loops done
 	refill    bool      // refill_buffers: new random data per write
-	twPending bool      // trimwrite: twBlock was trimmed, its write is next
-	twBlock   uint64
+	dirChosen bool      // dir is the next I/O's direction (peekDir)
+	dir       Direction
+	rated     bool // rate or rate_iops limit a direction
+	rateHeld  bool // issuing waits for the rate
+	interval  [numDirs]int64
+	// nextAllowed is when each direction may issue next (ns since base).
+	nextAllowed [numDirs]int64
+	twPending   bool // trimwrite: twBlock was trimmed, its write is next
+	twBlock     uint64
 
 	stop *atomic.Bool
 
@@ -155,6 +162,17 @@ func (w *worker) setup(filename string) error {
 	}
 	w.access, _ = eng.(BufferAccess)
 	w.syncer, _ = eng.(Syncer)
+	for d := range numDirs {
+		var iv int64
+		if r := j.RateIOPS[d]; r > 0 {
+			iv = int64(time.Second) / r
+		}
+		if r := j.Rate[d]; r > 0 {
+			iv = max(iv, int64(j.BS[d])*int64(time.Second)/r)
+		}
+		w.interval[d] = max(iv, 0)
+		w.rated = w.rated || iv > 0
+	}
 	if (j.Fsync > 0 || j.Fdatasync > 0 || j.EndFsync) && j.RW.Write && w.syncer == nil {
 		return fmt.Errorf("option fsync/fdatasync/end_fsync: engine %s cannot sync", j.IOEngine)
 	}
@@ -279,9 +297,18 @@ func (w *worker) run() error {
 			n := 0
 			for len(w.free) > 0 && n < batch {
 				io := w.free[len(w.free)-1]
+				if w.rated {
+					if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
+						break
+					}
+				}
+				d := w.peekDir()
 				if !w.next(io) {
 					issuing = false
 					break
+				}
+				if w.rated {
+					w.rateIssued(d, w.now())
 				}
 				w.free = w.free[:len(w.free)-1]
 				io.issued = w.now()
@@ -291,6 +318,9 @@ func (w *worker) run() error {
 				}
 				w.staged = append(w.staged, io)
 				n++
+			}
+			if n == 0 {
+				break // held by the rate
 			}
 			if n > 0 {
 				w.inflight += n
@@ -308,6 +338,21 @@ func (w *worker) run() error {
 		if w.inflight == 0 {
 			if w.ioErr != nil || w.verr != nil {
 				return w.failure()
+			}
+			if issuing && w.rateHeld {
+				// Nothing in flight and the rate says wait: sleep, but not
+				// past the runtime.
+				now := w.now()
+				wait := w.rateDelay(now)
+				if w.end > 0 {
+					wait = min(wait, max(w.end-now, 0))
+				}
+				time.Sleep(time.Duration(wait))
+				w.rateHeld = false
+				if w.end > 0 && w.now() >= w.end {
+					w.timeUp = true
+				}
+				continue
 			}
 			if w.syncDue {
 				// fsync=N: the queue has drained; sync, then go on.
@@ -412,20 +457,9 @@ func (w *worker) next(io *IO) bool {
 			}
 		}
 	}
-	d := DirRead
+	d := w.peekDir()
+	w.dirChosen = false
 	trimWrite := j.RW.Trim && j.RW.Write
-	switch {
-	case trimWrite && w.twPending:
-		d = DirWrite
-	case j.RW.Trim:
-		d = DirTrim
-	case j.RW.Read && j.RW.Write:
-		if w.rnd.Uint64N(100) >= uint64(j.RWMixRead) {
-			d = DirWrite
-		}
-	case j.RW.Write:
-		d = DirWrite
-	}
 	var blk uint64
 	switch {
 	case trimWrite && w.twPending:
@@ -475,6 +509,56 @@ func (w *worker) next(io *IO) bool {
 	}
 	return true
 }
+
+// peekDir returns the direction of the next I/O, choosing it (rwmixread)
+// the first time it is asked, so that a rate limit can look before next
+// issues it.
+func (w *worker) peekDir() Direction {
+	if w.dirChosen {
+		return w.dir
+	}
+	j := w.job
+	d := DirRead
+	switch {
+	case j.RW.Trim && j.RW.Write && w.twPending:
+		d = DirWrite
+	case j.RW.Trim:
+		d = DirTrim
+	case j.RW.Read && j.RW.Write:
+		if w.rnd.Uint64N(100) >= uint64(j.RWMixRead) {
+			d = DirWrite
+		}
+	case j.RW.Write:
+		d = DirWrite
+	}
+	w.dir, w.dirChosen = d, true
+	return d
+}
+
+// rateDelay is how long the next I/O must wait for rate or rate_iops
+// (0: it may go now).
+func (w *worker) rateDelay(now int64) int64 {
+	if !w.rated || w.verifying {
+		return 0
+	}
+	d := w.peekDir()
+	if w.interval[d] == 0 {
+		return 0
+	}
+	return max(w.nextAllowed[d]-now, 0)
+}
+
+// rateIssued moves direction d's schedule on by one I/O. A job that fell
+// behind (sleeps overshoot by up to a timer tick) catches up, by at most
+// rateCatchUp or a queue's worth, so that the average holds the rate.
+func (w *worker) rateIssued(d Direction, now int64) {
+	if iv := w.interval[d]; iv > 0 {
+		w.nextAllowed[d] = max(w.nextAllowed[d], now-max(int64(w.depth)*iv, int64(rateCatchUp))) + iv
+	}
+}
+
+// rateCatchUp bounds the burst a rate-limited job may issue to catch up.
+const rateCatchUp = 20 * time.Millisecond
 
 func (w *worker) nextVerify(io *IO) bool {
 	if w.verr != nil || w.ioErr != nil || w.stop.Load() {
