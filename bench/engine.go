@@ -16,6 +16,17 @@ const (
 	OpTrim // discard Len bytes at Offset (fio's trim)
 )
 
+// dir is the statistics direction of an I/O of this kind.
+func (op Op) dir() Direction {
+	switch op {
+	case OpWrite:
+		return DirWrite
+	case OpTrim:
+		return DirTrim
+	}
+	return DirRead
+}
+
 // IO is one I/O slot, fio's io_u. The core owns the slots (iodepth of them
 // per job, allocated once); an engine sees an IO between Queue and the
 // GetEvents call that returns it, and fills in Res and Err.

@@ -170,7 +170,7 @@ func (w *worker) setup(filename string) error {
 		if r := j.Rate[d]; r > 0 {
 			iv = max(iv, int64(j.BS[d])*int64(time.Second)/r)
 		}
-		w.interval[d] = max(iv, 0)
+		w.interval[d] = iv
 		w.rated = w.rated || iv > 0
 	}
 	if (j.Fsync > 0 || j.Fdatasync > 0 || j.EndFsync) && j.RW.Write && w.syncer == nil {
@@ -227,8 +227,8 @@ func (w *worker) setup(filename string) error {
 	// Engines' host buffers start with random data (fio's default, filled
 	// once); zero_buffers writes zeros, refill_buffers new data per write.
 	if j.RW.Write && j.Verify == "" {
-		for i := range bufs[:w.depth] {
-			if j.ZeroBuffers {
+		if j.ZeroBuffers {
+			for i := range bufs[:w.depth] {
 				clear(bufs[i].Bytes)
 			}
 		}
@@ -302,13 +302,12 @@ func (w *worker) run() error {
 						break
 					}
 				}
-				d := w.peekDir()
 				if !w.next(io) {
 					issuing = false
 					break
 				}
-				if w.rated {
-					w.rateIssued(d, w.now())
+				if w.rated && !w.verifying {
+					w.rateIssued(io.Op.dir(), w.now())
 				}
 				w.free = w.free[:len(w.free)-1]
 				io.issued = w.now()
@@ -320,20 +319,18 @@ func (w *worker) run() error {
 				n++
 			}
 			if n == 0 {
-				break // held by the rate
+				break // nothing issued: held by the rate, or no more I/O
 			}
-			if n > 0 {
-				w.inflight += n
-				w.depthHist[depthLevel(w.inflight)] += uint64(n)
-				if err := w.eng.Commit(); err != nil {
-					return w.drain(fmt.Errorf("commit: %w", err))
-				}
-				t := w.now()
-				for _, io := range w.staged {
-					io.submitted = t
-				}
-				w.staged = w.staged[:0]
+			w.inflight += n
+			w.depthHist[depthLevel(w.inflight)] += uint64(n)
+			if err := w.eng.Commit(); err != nil {
+				return w.drain(fmt.Errorf("commit: %w", err))
 			}
+			t := w.now()
+			for _, io := range w.staged {
+				io.submitted = t
+			}
+			w.staged = w.staged[:0]
 		}
 		if w.inflight == 0 {
 			if w.ioErr != nil || w.verr != nil {
@@ -599,13 +596,7 @@ func (w *worker) fill(io *IO) {
 }
 
 func (w *worker) complete(io *IO, t int64) {
-	d := DirRead
-	switch io.Op {
-	case OpWrite:
-		d = DirWrite
-	case OpTrim:
-		d = DirTrim
-	}
+	d := io.Op.dir()
 	w.free = append(w.free, io)
 	if io.Err != nil || io.Res != io.Len {
 		if w.ioErr == nil {
