@@ -237,20 +237,16 @@ func (f *File) finishAsync(s aioSlot, res int32) error {
 		return &os.PathError{Op: op, Path: f.path, Err: errno}
 	}
 	n := int(res)
+	if !s.write {
+		return f.readRest(s.p, s.off, n)
+	}
 	if n >= len(s.p) {
 		return nil
 	}
-	if s.write {
-		if n == 0 {
-			return &os.PathError{Op: "write", Path: f.path, Err: syscall.EIO}
-		}
-		return f.pwrite(s.p[n:], s.off+int64(n), s.fua)
+	if n == 0 {
+		return &os.PathError{Op: "write", Path: f.path, Err: syscall.EIO}
 	}
-	if n == 0 || n%f.bs != 0 { // end of file: the rest reads as zeros
-		clear(s.p[n:])
-		return nil
-	}
-	return f.pread(s.p[n:], s.off+int64(n))
+	return f.pwrite(s.p[n:], s.off+int64(n), s.fua)
 }
 
 // closeAsync waits for the I/O in flight and frees the rings.

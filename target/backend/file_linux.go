@@ -284,7 +284,7 @@ func (f *File) ReadAt(p []byte, off int64) error {
 }
 
 func (f *File) pread(p []byte, off int64) error {
-	for len(p) > 0 {
+	for {
 		n, err := unix.Pread(f.fd, p, off)
 		if err == unix.EINTR {
 			continue
@@ -292,14 +292,22 @@ func (f *File) pread(p []byte, off int64) error {
 		if err != nil {
 			return &os.PathError{Op: "read", Path: f.path, Err: err}
 		}
-		if n == 0 || n%f.bs != 0 { // end of file: the rest reads as zeros
-			clear(p[n:])
-			return nil
-		}
-		p = p[n:]
-		off += int64(n)
+		return f.readRest(p, off, n)
 	}
-	return nil
+}
+
+// readRest continues a read of p at off of which n bytes arrived: a short
+// read of whole blocks goes on, anything else is the end of the file and
+// the rest reads as zeros.
+func (f *File) readRest(p []byte, off int64, n int) error {
+	switch {
+	case n >= len(p):
+		return nil
+	case n == 0 || n%f.bs != 0:
+		clear(p[n:])
+		return nil
+	}
+	return f.pread(p[n:], off+int64(n))
 }
 
 // WriteAt writes p at off. With fua it returns once the data is on stable
