@@ -1,10 +1,12 @@
 package gds
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/flashpath/flashpath/gds/internal/cuda"
@@ -63,9 +65,12 @@ type bounce struct {
 	io      fileIO
 	depth   int // staging buffers per worker
 	staging []*HostBuffer
-	reader  Reader        // ReaderURing or ReaderPread: what the workers read with
+	direct  bool          // O_DIRECT reads: short only at the end of the file
+	reader  Reader        // ReaderURing, ReaderPread or ReaderMmap: what the workers read with
 	rings   []*ringReader // one per worker with ReaderURing
 	why     string        // why io_uring was not used, when it was wanted
+	mapped  []byte        // ReaderMmap: the file mapped read-only, its size at open
+	staged  atomic.Int64  // ReaderMmap: chunks read through the staging buffers instead
 }
 
 var _ Transfer = (*bounce)(nil)
@@ -79,13 +84,25 @@ const maxDepth = 8
 func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int, chunkSize int64) (*bounce, error) {
 	depth = max(1, min(depth, maxDepth))
 	align := int64(1)
-	if direct {
+	switch {
+	case direct:
 		align = 4096
-		chunkSize = (chunkSize + align - 1) / align * align
+	case rd == ReaderMmap:
+		align = pageSize // the reader pins whole pages: chunks on the page grid never share one
 	}
-	b := &bounce{engine: newEngine(workers*depth*4, chunkSize, align, workers), dev: dev, io: f, depth: depth, reader: ReaderPread}
+	chunkSize = (chunkSize + align - 1) / align * align
+	b := &bounce{engine: newEngine(workers*depth*4, chunkSize, align, workers), dev: dev, io: f, depth: depth,
+		direct: direct, reader: ReaderPread}
+	if rd == ReaderMmap {
+		m, err := mapForPinning(dev, f, direct)
+		if err != nil {
+			return nil, err
+		}
+		b.mapped, b.reader = m, ReaderMmap
+	}
 	var err error
 	if b.staging, err = dev.getStaging(workers*depth, chunkSize); err != nil {
+		unmap(b.mapped)
 		return nil, err
 	}
 	if rd == ReaderURing || (rd == ReaderAuto || rd == "") && direct {
@@ -141,6 +158,7 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 		})
 		closeRings(b.rings)
 		dev.putStaging(b.staging)
+		unmap(b.mapped)
 		return nil, fmt.Errorf("create streams: %w", err)
 	}
 	if b.rings != nil {
@@ -157,6 +175,8 @@ func (b *bounce) Close() error {
 	b.rings = nil
 	b.dev.putStaging(b.staging)
 	b.staging = nil
+	unmap(b.mapped) // after the workers: every chunk's pages are unpinned
+	b.mapped = nil
 	return nil
 }
 
@@ -193,13 +213,19 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 	}
 	defer releaseWorker(s, evs)
 	bufs := b.staging[w*b.depth : (w+1)*b.depth]
-	var inflight [maxDepth]chunk // chunk whose copy uses bufs[k]
+	var inflight [maxDepth]chunk // chunk whose copy uses bufs[k] (or pinned[k])
 	var busy [maxDepth]bool
+	var pinned [maxDepth]unsafe.Pointer // ReaderMmap: the pages slot k's copy reads
 	k := 0
+	// done completes slot k's chunk once its copy has completed (werr):
+	// its pages are unpinned first.
+	done := func(k int, werr error) {
+		busy[k] = false
+		b.finish(inflight[k], cmp.Or(werr, unpin(&pinned[k])))
+	}
 	drain := func(k int) {
 		if busy[k] {
-			busy[k] = false
-			b.finish(inflight[k], evs[k].Wait())
+			done(k, evs[k].Wait())
 		}
 	}
 	drainAll := func() {
@@ -228,7 +254,14 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 		drain(k) // normally done already by the previous chunk's crossing
 		buf := bufs[k]
 		if c.op == OpRead {
-			if err := b.read(buf.b[:c.readLen], c); err != nil {
+			var src unsafe.Pointer
+			var err error
+			if b.reader == ReaderMmap {
+				src, err = b.pin(c, &pinned[k], buf, s, evs[k])
+			} else if err = b.read(buf.b[:c.readLen], c); err == nil {
+				src = unsafe.Pointer(&buf.b[c.skip])
+			}
+			if err != nil || src == nil { // failed, or copied already
 				b.finish(c, err)
 				continue
 			}
@@ -237,13 +270,12 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 			if busy[next] && next != k {
 				wait = &evs[next]
 			}
-			err, werr := cuda.CopyHtoDAsyncRecordWait(cuda.DevicePtr(c.dev), unsafe.Pointer(&buf.b[c.skip]), c.n, s, evs[k], wait)
+			err, werr := cuda.CopyHtoDAsyncRecordWait(cuda.DevicePtr(c.dev), src, c.n, s, evs[k], wait)
 			if wait != nil {
-				busy[next] = false
-				b.finish(inflight[next], werr)
+				done(next, werr)
 			}
 			if err != nil {
-				b.finish(c, err)
+				b.finish(c, cmp.Or(err, unpin(&pinned[k])))
 				continue
 			}
 			inflight[k], busy[k] = c, true
@@ -279,7 +311,7 @@ func (b *bounce) read(p []byte, c chunk) error {
 			return fmt.Errorf("read %d bytes at %d: %w", len(p)-int(got), c.fileOff+got, err)
 		}
 		// O_DIRECT reads come back short only at the end of the file.
-		if n == 0 || (b.align > 1 && got < need && int64(n)%512 != 0) {
+		if n == 0 || (b.direct && got < need && int64(n)%512 != 0) {
 			if got < need {
 				return fmt.Errorf("read at %d: file ends %d bytes short: %w", c.fileOff+got, need-got, io.ErrUnexpectedEOF)
 			}

@@ -46,7 +46,7 @@ const (
 type Options struct {
 	Path   Path   // auto, cufile or bounce
 	Direct Direct // bounce only: O_DIRECT or buffered reads (writes: O_DIRECT only with DirectOn)
-	Reader Reader // bounce only: io_uring or pread workers (default: io_uring for O_DIRECT reads)
+	Reader Reader // bounce only: io_uring, pread or mmap (default: io_uring for O_DIRECT reads, pread for buffered)
 	// CuFileIO is how the cufile path issues I/O: batch API or threads.
 	CuFileIO CuFileIO
 	Workers  int   // reader threads (default DefaultWorkers())
@@ -285,7 +285,7 @@ func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 	case PathBounce:
 		direct := o.Direct == DirectOn
 		if !write && o.Direct == DirectAuto {
-			direct = file.cached < o.CachedThreshold
+			direct = file.cached < o.CachedThreshold && o.Reader != ReaderMmap
 		}
 		if direct {
 			dfd, derr := reopenDirect(name, write)
@@ -318,6 +318,10 @@ func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 		switch {
 		case t.reader == ReaderURing:
 			reason += " through io_uring"
+		case t.reader == ReaderMmap && write:
+			reason += "; reads through mmap (page-cache pages pinned in place, no CPU copy)"
+		case t.reader == ReaderMmap:
+			reason += " through mmap (page-cache pages pinned in place, no CPU copy)"
 		case t.why != "":
 			reason += " through pread (" + t.why + ")"
 		}

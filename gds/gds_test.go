@@ -271,9 +271,10 @@ func TestLoadSafetensors(t *testing.T) {
 		{Path: PathAuto},
 		{Path: PathBounce, Direct: DirectOff, Chunk: 4096, Workers: 3},
 		{Path: PathBounce, Direct: DirectAuto, Chunk: 8192, Workers: 2, CachedThreshold: 2},
+		{Path: PathBounce, Reader: ReaderMmap, Chunk: 4096, Workers: 3},
 		{Path: PathCuFile, Chunk: 4096},
 	} {
-		t.Run(fmt.Sprintf("%s-%s", o.Path, o.Direct), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-%s-%s", o.Path, o.Direct, o.Reader), func(t *testing.T) {
 			c, err := d.LoadSafetensors(context.Background(), path, o)
 			if err != nil {
 				t.Fatal(err)

@@ -28,11 +28,20 @@ const (
 	ReaderURing Reader = "io_uring"
 	// ReaderPread: one blocking pread in flight per reader thread.
 	ReaderPread Reader = "pread"
+	// ReaderMmap copies from the page cache with no CPU copy: the file is
+	// mapped, each chunk's pages are pinned where they lie
+	// (cuMemHostRegister, read-only) and the GPU's copy engines DMA them
+	// straight out of the page cache; the pages are unpinned once the copy
+	// is done. Buffered reads only (pages not cached are read in as they
+	// are pinned). Chunks whose pages another request in flight has pinned,
+	// or that lie past the file's size at open, go through the staging
+	// buffers with pread instead.
+	ReaderMmap Reader = "mmap"
 )
 
 // ParseReader validates a reader name ("" is auto).
 func ParseReader(s string) (Reader, error) {
-	return parseChoice("reader", s, ReaderAuto, ReaderURing, ReaderPread)
+	return parseChoice("reader", s, ReaderAuto, ReaderURing, ReaderPread, ReaderMmap)
 }
 
 // parseChoice returns s as one of choices ("" is the first, the default),
@@ -167,7 +176,7 @@ func (b *bounce) workRing(w int, s cuda.Stream, evs []cuda.Event, r *ringReader)
 		}
 		sl.got += int64(res)
 		// O_DIRECT reads come back short only at the end of the file.
-		if sl.got >= need || res == 0 || (b.align > 1 && res%512 != 0) {
+		if sl.got >= need || res == 0 || (b.direct && res%512 != 0) {
 			if sl.got < need {
 				sl.err = fmt.Errorf("read at %d: file ends %d bytes short: %w", c.fileOff+sl.got, need-sl.got, io.ErrUnexpectedEOF)
 			}

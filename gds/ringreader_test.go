@@ -63,30 +63,38 @@ func TestURingReads(t *testing.T) {
 			if !f.DirectIO() {
 				t.Fatal("not O_DIRECT")
 			}
-			buf, err := d.Alloc(int64(len(data)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer buf.Close()
-			n := int64(len(data))
-			reqs := []Request{
-				{Off: 0, Len: 100, Dev: buf.Ptr()},
-				{Off: 100, Len: 3*8192 - 7, Dev: buf.Ptr() + 100},
-				{Off: 5000, Len: 0, Dev: buf.Ptr()},
-				{Off: 3*8192 + 93, Len: n - (3*8192 + 93), Dev: buf.Ptr() + 3*8192 + 93},
-			}
-			if err := f.Read(context.Background(), reqs); err != nil {
-				t.Fatal(err)
-			}
-			if got := readBack(t, buf, 0, n); !bytes.Equal(got, data) {
-				t.Fatal("GPU memory differs from the file")
-			}
-			// Past the end of the file: an unexpected EOF, not garbage.
-			err = f.Read(context.Background(), []Request{{Off: 4096, Len: n, Dev: buf.Ptr()}})
-			if !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Errorf("read past EOF: err = %v", err)
-			}
+			readUnaligned(t, d, f, data)
 		})
+	}
+}
+
+// readUnaligned reads all of data's file through f with requests that
+// start and end off the 4 KiB grid (and an empty one), checks the GPU
+// memory against data, then reads past the end of the file.
+func readUnaligned(t *testing.T, d *Device, f *File, data []byte) {
+	t.Helper()
+	buf, err := d.Alloc(int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	n := int64(len(data))
+	reqs := []Request{
+		{Off: 0, Len: 100, Dev: buf.Ptr()},
+		{Off: 100, Len: 3*8192 - 7, Dev: buf.Ptr() + 100},
+		{Off: 5000, Len: 0, Dev: buf.Ptr()},
+		{Off: 3*8192 + 93, Len: n - (3*8192 + 93), Dev: buf.Ptr() + 3*8192 + 93},
+	}
+	if err := f.Read(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBack(t, buf, 0, n); !bytes.Equal(got, data) {
+		t.Fatal("GPU memory differs from the file")
+	}
+	// Past the end of the file: an unexpected EOF, not garbage.
+	err = f.Read(context.Background(), []Request{{Off: 4096, Len: n, Dev: buf.Ptr()}})
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("read past EOF: err = %v", err)
 	}
 }
 

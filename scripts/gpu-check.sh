@@ -11,7 +11,7 @@
 #
 # Environment: FP_GIB, FP_DIR (scratch dir, default /tmp/flashpath-gpu-check),
 # FP_KEEP=1 keeps the checkpoint, FLASHPATH_LIBCUFILE, CUFILE_ENV_PATH_JSON,
-# FP_SWEEP (workers:depth:chunkMiB shapes for the bounce sweep; "" skips it).
+# FP_SWEEP (workers:depth:chunkMiB[:reader] shapes for the bounce sweep; "" skips it).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -159,13 +159,16 @@ trap '[ -n "$UDEV_SHIM" ] && rm -f "$UDEV_SHIM"' EXIT
 
 $PY "$BENCH" warm-cache "$CKPT" 2>/dev/null
 fp_load 20-bounce-cached "flashpath bounce, buffered (file in page cache)" 120 --gpu-path bounce --direct off --repeat 3
-SHAPES=${FP_SWEEP-12:3:4 12:3:2 12:4:4 10:3:4 14:3:4 16:3:2 8:4:4 12:2:8}
+# The mmap reader: the page cache's own pages pinned in place and DMAed
+# to the GPU, no CPU copy (--reader mmap; auto does not pick it yet).
+fp_load 20b-bounce-mmap "flashpath bounce, mmap reader (page cache pinned in place)" 120 --gpu-path bounce --direct off --reader mmap --repeat 3
+SHAPES=${FP_SWEEP-12:3:4 12:3:2 12:4:4 10:3:4 14:3:4 16:3:2 8:4:4 12:2:8 12:3:4:mmap 12:3:16:mmap 8:3:64:mmap 4:4:64:mmap}
 if [ -n "$SHAPES" ] && [ -x "$FP" ]; then
-	step "flashpath bounce sweep (workers:depth:chunkMiB, page cache, 2 loads per process)" 150 \
+	step "flashpath bounce sweep (workers:depth:chunkMiB[:reader], page cache, 2 loads per process)" 200 \
 		$PY "$BENCH" sweep "$CKPT" --fp "$FP" --shapes "$SHAPES" --out "$RES/25-sweep.json"
 fi
-# A probe for the last stretch of PCIe from the page cache: DMA out of the
-# page cache itself (mmap + cuMemHostRegister), no CPU copy; not a path yet.
+# The same idea measured from Python, without flashpath: what registration
+# and the copy cost on this machine, for comparison with the mmap reader.
 step "probe: mmap + cuMemHostRegister(read-only) of the cached checkpoint, DMA from the page cache" 120 \
 	$PY "$BENCH" mmap-h2d "$CKPT" --out "$RES/26-mmap-probe.json"
 $PY "$BENCH" drop-cache "$CKPT" 2>/dev/null

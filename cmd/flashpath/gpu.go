@@ -232,7 +232,7 @@ func newLoadCmd() *cobra.Command {
 	f.IntVar(&cfg.GPU, "gpu", 0, "GPU ordinal")
 	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
-	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring or pread")
+	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring, pread, or mmap (buffered: pins the page cache in place, no CPU copy)")
 	f.StringVar(&cfg.CuFileIO, "cufile-io", "auto", "cufile path: auto (batch API with true GDS), batch (cuFileBatchIOSubmit) or sync (cuFileRead threads)")
 	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 12, here %d)", gds.DefaultWorkers()))
 	f.IntVar(&cfg.Depth, "depth", 0, fmt.Sprintf("staging buffers in flight per reader (0: %d)", gds.DefaultDepth))

@@ -14,7 +14,7 @@
 //	gpu=N            GPU ordinal (default 0)
 //	gpu_path=P       gpu only: auto, cufile or bounce (default auto)
 //	gpu_threads=N    threads of the transfer under each job (default gds.DefaultWorkers)
-//	gpu_reader=R     bounce only: auto, io_uring or pread (default auto)
+//	gpu_reader=R     bounce only: auto, io_uring, pread or mmap (default auto)
 //	cufile_io=M      cufile path: auto, batch or sync (default auto: the
 //	                 batch API with true GDS, cuFileRead threads otherwise)
 //

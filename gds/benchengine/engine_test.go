@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,9 +80,13 @@ func TestWriteVerifyRandRead(t *testing.T) {
 		{"ioengine=gpu"},
 		{"ioengine=gpu", "gpu_path=bounce"},
 		{"ioengine=gpu", "gpu_path=bounce", "gpu_reader=pread"},
+		{"ioengine=gpu", "gpu_path=bounce", "gpu_reader=mmap"},
 		{"ioengine=gpu", "gpu_path=cufile", "gpu=0"},
 	} {
 		for _, direct := range []string{"0", "1"} {
+			if direct == "1" && slices.Contains(eng, "gpu_reader=mmap") {
+				continue // the mmap reader reads the page cache
+			}
 			t.Run(strings.Join(eng, ",")+",direct="+direct, func(t *testing.T) {
 				dir := t.TempDir()
 				if direct == "1" {
@@ -263,20 +268,25 @@ func TestNoDriver(t *testing.T) {
 }
 
 // TestNoAllocPerIO: Queue, Commit and GetEvents allocate nothing, nor do
-// the transfer's threads per request, with either bounce reader.
+// the transfer's threads per request, with every bounce reader.
 func TestNoAllocPerIO(t *testing.T) {
-	for _, reader := range []string{"io_uring", "pread"} {
+	for _, reader := range []string{"io_uring", "pread", "mmap"} {
 		t.Run(reader, func(t *testing.T) { testNoAllocPerIO(t, reader) })
 	}
 }
 
 func testNoAllocPerIO(t *testing.T, reader string) {
 	dir := t.TempDir()
-	directOK(t, dir)
+	direct := "1"
+	if reader == "mmap" {
+		direct = "0" // it reads the page cache
+	} else {
+		directOK(t, dir)
+	}
 	name := filepath.Join(dir, "f")
 	jobs, err := bench.BuildJobs(nil, []bench.Section{{Name: "x", Options: []bench.Option{
 		{Name: "ioengine", Value: "gpu"}, {Name: "rw", Value: "read"}, {Name: "size", Value: "64k"}, {Name: "filename", Value: name},
-		{Name: "direct", Value: "1"}}}}, nil)
+		{Name: "direct", Value: direct}}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,15 @@ const (
 	ErrorNotReady     Result = 600
 	ErrorNoDevice     Result = 100
 	ErrorNotSupported Result = 801
+	// ErrorHostMemoryAlreadyRegistered: cuMemHostRegister of a range that
+	// overlaps a registered one.
+	ErrorHostMemoryAlreadyRegistered Result = 712
+)
+
+// Device attributes used by number (cuda.h, CUdevice_attribute).
+const (
+	AttrHostRegisterSupported         = 99
+	AttrReadOnlyHostRegisterSupported = 113
 )
 
 // Error is a failed driver API call.
@@ -63,6 +72,12 @@ func (e *Error) Error() string {
 // Is makes CUDA_ERROR_NOT_SUPPORTED and CUDA_ERROR_NO_DEVICE match ErrNotSupported.
 func (e *Error) Is(target error) bool {
 	return target == ErrNotSupported && (e.Result == ErrorNotSupported || e.Result == ErrorNoDevice)
+}
+
+// IsResult reports whether err is a failed driver call that returned r.
+func IsResult(err error, r Result) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Result == r
 }
 
 func check(op string, r C.CUresult) error {
@@ -225,6 +240,28 @@ func MemHostAlloc(n int64, flags uint) (unsafe.Pointer, error) {
 
 // MemFreeHost is cuMemFreeHost.
 func MemFreeHost(p unsafe.Pointer) error { return check("cuMemFreeHost", C.fp_cuMemFreeHost(p)) }
+
+// cuMemHostRegister flags (cuda.h).
+const (
+	MemHostRegisterPortable = 0x01
+	// MemHostRegisterReadOnly maps the range read-only for the device: what
+	// a read-only mapping (a file mapped PROT_READ) needs.
+	MemHostRegisterReadOnly = 0x08
+)
+
+// MemHostRegister is cuMemHostRegister_v2: it page-locks an existing host
+// range (for mapped files: pins its page-cache pages) so the copy engines
+// can DMA from it. The range must not overlap one already registered
+// (ErrorHostMemoryAlreadyRegistered).
+func MemHostRegister(p unsafe.Pointer, n int64, flags uint) error {
+	return check("cuMemHostRegister", C.fp_cuMemHostRegister(p, C.size_t(n), C.uint(flags)))
+}
+
+// MemHostUnregister is cuMemHostUnregister; p is the start of a range
+// given to MemHostRegister.
+func MemHostUnregister(p unsafe.Pointer) error {
+	return check("cuMemHostUnregister", C.fp_cuMemHostUnregister(p))
+}
 
 // MemcpyHtoD is cuMemcpyHtoD_v2 (synchronous).
 func MemcpyHtoD(dst DevicePtr, src unsafe.Pointer, n int64) error {

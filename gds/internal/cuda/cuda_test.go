@@ -1,9 +1,11 @@
 package cuda
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -205,5 +207,79 @@ func TestFileErrorNames(t *testing.T) {
 	}
 	if _, err := ioResult("cuFileRead", -5008); err == nil || err.Error() != "cuFileRead: CU_FILE_IO_NOT_SUPPORTED: GPUDirect Storage not supported on current file" {
 		t.Errorf("ioResult(-5008) = %v", err)
+	}
+}
+
+// TestHostRegister pins a mapped file's pages and copies from them: the
+// fake enforces what the driver does (page alignment, no overlapping
+// ranges) and what it cannot check on a GPU (no unregister while a queued
+// copy still reads the range).
+func TestHostRegister(t *testing.T) {
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := GetDevice(0)
+	ctx, err := d.PrimaryCtxRetain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.PrimaryCtxRelease()
+	ctx.SetCurrent()
+	if v, err := d.Attribute(AttrReadOnlyHostRegisterSupported); err != nil || v != 1 {
+		t.Fatalf("read-only register attribute = %d, %v", v, err)
+	}
+	live := FakeLive()
+	data := make([]byte, 3*4096)
+	for i := range data {
+		data[i] = byte(i * 3)
+	}
+	name := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(name, data, 0o644)
+	f, _ := os.Open(name)
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, len(data), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(m)
+	base := unsafe.Pointer(&m[0])
+	if err := MemHostRegister(unsafe.Add(base, 100), 4096, MemHostRegisterReadOnly); err == nil {
+		t.Fatal("unaligned range registered")
+	}
+	if err := MemHostRegister(base, 2*4096, MemHostRegisterReadOnly); err != nil {
+		t.Fatal(err)
+	}
+	err = MemHostRegister(unsafe.Add(base, 4096), 2*4096, MemHostRegisterReadOnly)
+	if !IsResult(err, ErrorHostMemoryAlreadyRegistered) {
+		t.Fatalf("overlapping register: %v", err)
+	}
+	p, _ := MemAlloc(int64(len(data)))
+	s, _ := StreamCreate(StreamNonBlocking)
+	e, _ := EventCreate(EventDisableTiming)
+	if err := CopyHtoDAsyncRecord(p, unsafe.Add(base, 10), 2*4096-10, s, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := MemHostUnregister(base); err == nil {
+		t.Fatal("unregistered under a queued copy")
+	}
+	if err := e.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := MemHostUnregister(base); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, 2*4096-10)
+	MemcpyDtoH(unsafe.Pointer(&out[0]), p, int64(len(out)))
+	if !bytes.Equal(out, data[10:2*4096]) {
+		t.Fatal("copy from registered pages differs from the file")
+	}
+	if err := MemHostUnregister(base); err == nil {
+		t.Fatal("unregistered twice")
+	}
+	e.Destroy()
+	s.Destroy()
+	MemFree(p)
+	if FakeLive() != live {
+		t.Fatalf("fake leaks: %d live, want %d", FakeLive(), live)
 	}
 }

@@ -23,6 +23,8 @@
 	X(cuMemFree, "cuMemFree_v2", 1, CUresult, (CUdeviceptr a), (a))                                         \
 	X(cuMemHostAlloc, "cuMemHostAlloc", 1, CUresult, (void **a, size_t b, unsigned int c), (a, b, c))       \
 	X(cuMemFreeHost, "cuMemFreeHost", 1, CUresult, (void *a), (a))                                          \
+	X(cuMemHostRegister, "cuMemHostRegister_v2", 0, CUresult, (void *a, size_t b, unsigned int c), (a, b, c)) \
+	X(cuMemHostUnregister, "cuMemHostUnregister", 0, CUresult, (void *a), (a))                              \
 	X(cuStreamCreate, "cuStreamCreate", 1, CUresult, (CUstream * a, unsigned int b), (a, b))                \
 	X(cuStreamDestroy, "cuStreamDestroy_v2", 1, CUresult, (CUstream a), (a))                                \
 	X(cuStreamSynchronize, "cuStreamSynchronize", 1, CUresult, (CUstream a), (a))                           \

@@ -97,6 +97,8 @@ CUresult fp_cuMemAlloc(CUdeviceptr *p, size_t n);
 CUresult fp_cuMemFree(CUdeviceptr p);
 CUresult fp_cuMemHostAlloc(void **p, size_t n, unsigned int flags);
 CUresult fp_cuMemFreeHost(void *p);
+CUresult fp_cuMemHostRegister(void *p, size_t n, unsigned int flags);
+CUresult fp_cuMemHostUnregister(void *p);
 CUresult fp_cuStreamCreate(CUstream *s, unsigned int flags);
 CUresult fp_cuStreamDestroy(CUstream s);
 CUresult fp_cuStreamSynchronize(CUstream s);

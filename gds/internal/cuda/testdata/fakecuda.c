@@ -7,6 +7,14 @@
 // Fault injection by environment:
 //   FAKECUDA_NO_DEVICE=1        cuInit fails with CUDA_ERROR_NO_DEVICE
 //   FAKECUDA_FAIL_H2D_AFTER=N   the (N+1)th async host-to-device copy fails
+//   FAKECUDA_NO_HOST_REGISTER=1 cuMemHostRegister unsupported (attributes 99
+//                               and 113 read 0, the call fails)
+//
+// cuMemHostRegister keeps the ranges it was given: a range that is not page
+// aligned fails (CUDA_ERROR_INVALID_VALUE), one that overlaps a registered
+// range fails as the driver does (CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED),
+// and cuMemHostUnregister of a range that a queued copy still reads fails
+// (CUDA_ERROR_UNKNOWN): on a GPU the copy would read unpinned memory.
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +34,7 @@ struct op {
 	const void *src;
 	size_t n;
 	struct ev *ev;
+	uintptr_t reg; // start of the registered range the copy reads, or 0
 };
 struct stream {
 	struct op *ops;
@@ -38,7 +47,30 @@ struct ev {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static long h2d_count;
-static long live_allocs, live_host, live_streams, live_events;
+static long live_allocs, live_host, live_streams, live_events, live_regs;
+
+// Registered host ranges [lo, hi), with the number of queued copies reading
+// each; guarded by mu.
+#define MAXREG 4096
+static struct reg {
+	uintptr_t lo, hi;
+	long readers;
+} regs[MAXREG];
+static int nregs;
+
+// reg_overlap returns the registered range overlapping [lo, hi), or NULL.
+static struct reg *reg_overlap(uintptr_t lo, uintptr_t hi) {
+	for (int i = 0; i < nregs; i++)
+		if (regs[i].lo < hi && lo < regs[i].hi)
+			return &regs[i];
+	return NULL;
+}
+static struct reg *reg_at(uintptr_t lo) {
+	for (int i = 0; i < nregs; i++)
+		if (regs[i].lo == lo)
+			return &regs[i];
+	return NULL;
+}
 static int ctx_dummy;
 
 CUresult cuInit(unsigned int f) {
@@ -55,7 +87,12 @@ CUresult cuDeviceGet(CUdevice *d, int o) {
 }
 CUresult cuDeviceGetName(char *name, int len, CUdevice d) { (void)d; snprintf(name, len, "Fake GPU"); return 0; }
 CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d) { (void)d; *b = (size_t)80 << 30; return 0; }
-CUresult cuDeviceGetAttribute(int *v, int a, CUdevice d) { (void)a; (void)d; *v = 0; return 0; }
+CUresult cuDeviceGetAttribute(int *v, int a, CUdevice d) {
+	(void)d;
+	// 99: HOST_REGISTER_SUPPORTED, 113: READ_ONLY_HOST_REGISTER_SUPPORTED
+	*v = (a == 99 || a == 113) && !getenv("FAKECUDA_NO_HOST_REGISTER");
+	return 0;
+}
 CUresult cuDeviceGetPCIBusId(char *id, int len, CUdevice d) { (void)d; snprintf(id, len, "0000:3B:00.0"); return 0; }
 CUresult cuDevicePrimaryCtxRetain(void **c, CUdevice d) { (void)d; *c = &ctx_dummy; return 0; }
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) { (void)d; return 0; }
@@ -100,9 +137,12 @@ static void run(struct stream *s, struct ev *upto) {
 	size_t i = 0;
 	for (; i < s->len; i++) {
 		struct op *o = &s->ops[i];
-		if (o->kind == OP_COPY)
+		if (o->kind == OP_COPY) {
 			memcpy(o->dst, o->src, o->n);
-		else if (o->ev->s == s) {
+			struct reg *r = o->reg ? reg_at(o->reg) : NULL;
+			if (r)
+				r->readers--;
+		} else if (o->ev->s == s) {
 			o->ev->pending = 0;
 			if (o->ev == upto) {
 				i++;
@@ -154,7 +194,7 @@ CUresult cuEventRecord(struct ev *e, struct stream *s) {
 	pthread_mutex_lock(&mu);
 	e->s = s;
 	e->pending = 1;
-	struct op o = {OP_MARK, NULL, NULL, 0, e};
+	struct op o = {OP_MARK, NULL, NULL, 0, e, 0};
 	push(s, o);
 	pthread_mutex_unlock(&mu);
 	return 0;
@@ -183,14 +223,58 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *src, size_t n, struct s
 	if (lim && c >= atol(lim))
 		return 999; // CUDA_ERROR_UNKNOWN
 	pthread_mutex_lock(&mu);
-	struct op o = {OP_COPY, (void *)(uintptr_t)d, src, n, NULL};
+	struct op o = {OP_COPY, (void *)(uintptr_t)d, src, n, NULL, 0};
+	struct reg *r = reg_overlap((uintptr_t)src, (uintptr_t)src + n);
+	if (r) {
+		if ((uintptr_t)src < r->lo || (uintptr_t)src + n > r->hi) { // runs off the registered range
+			pthread_mutex_unlock(&mu);
+			return 1;
+		}
+		r->readers++;
+		o.reg = r->lo;
+	}
 	push(s, o);
 	pthread_mutex_unlock(&mu);
 	return 0;
 }
+CUresult cuMemHostRegister_v2(void *p, size_t n, unsigned int f) {
+	(void)f;
+	if (getenv("FAKECUDA_NO_HOST_REGISTER"))
+		return 801; // CUDA_ERROR_NOT_SUPPORTED
+	uintptr_t lo = (uintptr_t)p;
+	if (lo % 4096 || n % 4096 || n == 0)
+		return 1; // CUDA_ERROR_INVALID_VALUE
+	pthread_mutex_lock(&mu);
+	CUresult rc = 0;
+	if (reg_overlap(lo, lo + n))
+		rc = 712; // CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED
+	else if (nregs == MAXREG)
+		rc = 2;
+	else {
+		regs[nregs++] = (struct reg){lo, lo + n, 0};
+		live_regs++;
+	}
+	pthread_mutex_unlock(&mu);
+	return rc;
+}
+CUresult cuMemHostUnregister(void *p) {
+	pthread_mutex_lock(&mu);
+	CUresult rc = 0;
+	struct reg *r = reg_at((uintptr_t)p);
+	if (!r)
+		rc = 713; // CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED
+	else if (r->readers > 0)
+		rc = 999; // a queued copy still reads it
+	else {
+		*r = regs[--nregs];
+		live_regs--;
+	}
+	pthread_mutex_unlock(&mu);
+	return rc;
+}
 CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr src, size_t n, struct stream *s) {
 	pthread_mutex_lock(&mu);
-	struct op o = {OP_COPY, d, (const void *)(uintptr_t)src, n, NULL};
+	struct op o = {OP_COPY, d, (const void *)(uintptr_t)src, n, NULL, 0};
 	push(s, o);
 	pthread_mutex_unlock(&mu);
 	return 0;
@@ -206,6 +290,9 @@ CUresult cuGetErrorName(CUresult r, const char **s) {
 	switch (r) {
 	case 2: *s = "CUDA_ERROR_OUT_OF_MEMORY"; return 0;
 	case 100: *s = "CUDA_ERROR_NO_DEVICE"; return 0;
+	case 712: *s = "CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED"; return 0;
+	case 713: *s = "CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED"; return 0;
+	case 801: *s = "CUDA_ERROR_NOT_SUPPORTED"; return 0;
 	case 999: *s = "CUDA_ERROR_UNKNOWN"; return 0;
 	}
 	return 1;
@@ -217,4 +304,4 @@ CUresult cuGetErrorString(CUresult r, const char **s) {
 }
 
 // Leak counters, read by tests through dlsym.
-long fakecuda_live(void) { return live_allocs + live_host + live_streams + live_events; }
+long fakecuda_live(void) { return live_allocs + live_host + live_streams + live_events + live_regs; }

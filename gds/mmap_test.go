@@ -1,0 +1,118 @@
+package gds
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func openMmap(t *testing.T, d *Device, name string, flag int, o Options) *File {
+	t.Helper()
+	o.Path, o.Reader = PathBounce, ReaderMmap
+	f, err := d.OpenFile(name, flag, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Reader() != ReaderMmap || f.DirectIO() || !strings.Contains(f.Reason(), "mmap") {
+		t.Fatalf("reader %q direct=%v (%s), want mmap, buffered", f.Reader(), f.DirectIO(), f.Reason())
+	}
+	return f
+}
+
+// TestMmapReads reads a file that is not a multiple of the page size
+// through the mmap reader with unaligned requests and every depth. The
+// fake driver defers copies until their event is synchronized and refuses
+// to unpin pages a queued copy still reads, so unpinning early fails here.
+func TestMmapReads(t *testing.T) {
+	d := openDev(t)
+	data := randBytes(7*8192+1234, 9)
+	name := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(name, data, 0o644)
+	for _, depth := range []int{1, 2, 3, 8} {
+		t.Run(fmt.Sprintf("depth=%d", depth), func(t *testing.T) {
+			f := openMmap(t, d, name, os.O_RDONLY, Options{Workers: 2, Depth: depth, Chunk: 8192})
+			defer f.Close()
+			readUnaligned(t, d, f, data)
+		})
+	}
+}
+
+// TestMmapOverlap submits requests for the same pages together: the
+// driver refuses to pin pages twice, so all but one go through the
+// staging buffers, and every copy still lands.
+func TestMmapOverlap(t *testing.T) {
+	d := openDev(t)
+	data := randBytes(4*4096, 10)
+	name := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(name, data, 0o644)
+	f := openMmap(t, d, name, os.O_RDONLY, Options{Workers: 1, Depth: 3, Chunk: 4 * 4096})
+	defer f.Close()
+	const copies = 6
+	buf, _ := d.Alloc(copies * int64(len(data)))
+	defer buf.Close()
+	var reqs []Request
+	for i := range copies {
+		off := int64(i%2) * 100 // whole pages, and a range straddling them
+		reqs = append(reqs, Request{Off: off, Len: int64(len(data)) - off, Dev: buf.Ptr() + DevicePtr(i*len(data))})
+	}
+	if err := f.Read(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range reqs {
+		if got := readBack(t, buf, int64(i*len(data)), r.Len); !bytes.Equal(got, data[r.Off:]) {
+			t.Fatalf("copy %d differs from the file", i)
+		}
+	}
+	if n := f.Transfer.(*bounce).staged.Load(); n == 0 {
+		t.Error("no chunk went through the staging buffers: the overlap was not exercised")
+	}
+}
+
+// TestMmapWritesGrow writes past the end of an empty file opened O_RDWR
+// with the mmap reader (writes go through the staging buffers), then reads
+// them back: the pages beyond the size at open come through pread.
+func TestMmapWritesGrow(t *testing.T) {
+	d := openDev(t)
+	name := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(name, nil, 0o644)
+	data := randBytes(5*4096+17, 11)
+	src, _ := d.Alloc(int64(len(data)))
+	dst, _ := d.Alloc(int64(len(data)))
+	defer src.Close()
+	defer dst.Close()
+	src.CopyFromHost(data, 0)
+	f := openMmap(t, d, name, os.O_RDWR, Options{Workers: 2, Depth: 2, Chunk: 8192})
+	defer f.Close()
+	if err := f.Write(context.Background(), []Request{{Off: 0, Len: int64(len(data)), Dev: src.Ptr()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Read(context.Background(), []Request{{Off: 0, Len: int64(len(data)), Dev: dst.Ptr()}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBack(t, dst, 0, int64(len(data))); !bytes.Equal(got, data) {
+		t.Fatal("read back differs from what was written")
+	}
+}
+
+func TestMmapRefused(t *testing.T) {
+	d := openDev(t)
+	name := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(name, randBytes(8192, 12), 0o644)
+	_, err := d.Open(name, Options{Path: PathBounce, Reader: ReaderMmap, Direct: DirectOn})
+	if err == nil || !strings.Contains(err.Error(), "O_DIRECT") {
+		t.Errorf("mmap reader with O_DIRECT: err = %v", err)
+	}
+	t.Setenv("FAKECUDA_NO_HOST_REGISTER", "1")
+	_, err = d.Open(name, Options{Path: PathBounce, Reader: ReaderMmap})
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "--reader pread") {
+		t.Errorf("mmap reader without read-only registration: err = %v", err)
+	}
+	if _, err := ParseReader("mmap"); err != nil {
+		t.Error(err)
+	}
+}
