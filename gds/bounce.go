@@ -63,8 +63,9 @@ type bounce struct {
 	*engine
 	dev     *Device
 	io      fileIO
-	depth   int // staging buffers per worker
-	staging []*HostBuffer
+	depth   int           // staging buffers per worker
+	staging []*HostBuffer // per buffers a worker, in worker order
+	per     int
 	direct  bool          // O_DIRECT reads: short only at the end of the file
 	reader  Reader        // ReaderURing, ReaderPread or ReaderMmap: what the workers read with
 	rings   []*ringReader // one per worker with ReaderURing
@@ -100,8 +101,17 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 		}
 		b.mapped, b.reader = m, ReaderMmap
 	}
+	// Staging: depth buffers of a chunk per worker. The mmap reader copies
+	// from the page cache and only goes through a staging buffer
+	// synchronously (chunks it cannot pin, writes), a piece at a time: one
+	// buffer per worker, of at most DefaultChunk, whatever the chunk size.
+	b.per = depth
+	stagingSize := chunkSize
+	if b.reader == ReaderMmap {
+		b.per, stagingSize = 1, min(chunkSize, DefaultChunk)
+	}
 	var err error
-	if b.staging, err = dev.getStaging(workers*depth, chunkSize); err != nil {
+	if b.staging, err = dev.getStaging(workers*b.per, stagingSize); err != nil {
 		unmap(b.mapped)
 		return nil, err
 	}
@@ -212,8 +222,8 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 		return
 	}
 	defer releaseWorker(s, evs)
-	bufs := b.staging[w*b.depth : (w+1)*b.depth]
-	var inflight [maxDepth]chunk // chunk whose copy uses bufs[k] (or pinned[k])
+	bufs := b.staging[w*b.per : (w+1)*b.per] // depth buffers, or one for the mmap reader
+	var inflight [maxDepth]chunk             // chunk whose copy uses bufs[k] (or pinned[k])
 	var busy [maxDepth]bool
 	var pinned [maxDepth]unsafe.Pointer // ReaderMmap: the pages slot k's copy reads
 	k := 0
@@ -252,7 +262,7 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 			continue
 		}
 		drain(k) // normally done already by the previous chunk's crossing
-		buf := bufs[k]
+		buf := bufs[k%b.per]
 		if c.op == OpRead {
 			var src unsafe.Pointer
 			var err error
@@ -286,17 +296,25 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 	}
 }
 
-// writeChunk copies c from the GPU into buf and writes it: the copy must
-// land before the pwrite reads the buffer.
+// writeChunk copies c from the GPU into buf and writes it, a buffer at a
+// time: each copy must land before the pwrite reads the buffer.
 func (b *bounce) writeChunk(buf *HostBuffer, s cuda.Stream, ev cuda.Event, c chunk) error {
-	err := cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(c.dev), c.n, s, ev)
-	if err == nil {
-		err = ev.Synchronize()
+	off, end, dev := c.fileOff+c.skip, c.fileOff+c.skip+c.n, c.dev
+	for off < end {
+		n := min(end-off, int64(len(buf.b)))
+		err := cuda.CopyDtoHAsyncRecord(unsafe.Pointer(&buf.b[0]), cuda.DevicePtr(dev), n, s, ev)
+		if err == nil {
+			err = ev.Synchronize()
+		}
+		if err == nil {
+			err = b.write(buf.b[:n], off)
+		}
+		if err != nil {
+			return err
+		}
+		off, dev = off+n, dev+DevicePtr(n)
 	}
-	if err == nil {
-		err = b.write(buf.b[:c.n], c.fileOff+c.skip)
-	}
-	return err
+	return nil
 }
 
 // read fills p from c.fileOff until the wanted bytes [skip, skip+n) are in:
