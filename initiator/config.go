@@ -60,6 +60,15 @@ type Config struct {
 	// IOTimeout fails a queue whose command stays unanswered this long
 	// (default 30 s).
 	IOTimeout time.Duration
+	// ReconnectDelay is the wait before each reconnect attempt after a
+	// connection fails (default 2 s; nvme-cli's --reconnect-delay).
+	ReconnectDelay time.Duration
+	// CtrlLossTimeout is how long the controller keeps reconnecting before
+	// it gives up (default 60 s; nvme-cli's --ctrl-loss-tmo). Meanwhile
+	// Namespace I/O waits and is retried on the new connection; after it,
+	// I/O fails with the last error. Negative: no reconnect, I/O in flight
+	// fails with the connection's error.
+	CtrlLossTimeout time.Duration
 	// Events, when set, receives asynchronous events; it must not block.
 	// Otherwise they are available from Controller.Events.
 	Events func(Event)
@@ -118,6 +127,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.IOTimeout <= 0 {
 		c.IOTimeout = 30 * time.Second
+	}
+	if c.ReconnectDelay <= 0 {
+		c.ReconnectDelay = 2 * time.Second
+	}
+	if c.CtrlLossTimeout == 0 {
+		c.CtrlLossTimeout = 60 * time.Second
 	}
 	return nil
 }

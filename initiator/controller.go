@@ -20,26 +20,83 @@ const adminDepth = 32
 const maxTransferCap = 8 << 20
 
 // Controller is a connected NVMe-oF controller: an admin queue and I/O
-// queues over NVMe/TCP.
+// queues over NVMe/TCP. When a connection fails it reconnects, as the
+// Linux host does: every ReconnectDelay, with a new controller ID and new
+// queues, until CtrlLossTimeout has passed (see Config).
 type Controller struct {
-	cfg    Config
-	addr   string
-	log    *slog.Logger
+	cfg  Config
+	addr string
+	log  *slog.Logger
+	s    atomic.Pointer[session] // the current (or last) connection
+	rr   atomic.Uint32
+
+	events chan Event
+
+	mu      sync.Mutex
+	live    *session      // guarded by mu: the connected session; nil while reconnecting
+	lost    error         // guarded by mu: why the controller is gone for good
+	changed chan struct{} // guarded by mu: closed and replaced when live or lost changes
+	done    chan struct{} // closed by Close: stops reconnecting
+	sup     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// session is one connection to the controller: its admin and I/O queues
+// and what bring-up read. A reconnect makes a new one.
+type session struct {
 	admin  *Queue
 	io     []*Queue
 	cntlID uint16
 	cap    nvmeof.CAP
 	vs     uint32
 	id     nvmeof.IdentifyController
-	rr     atomic.Uint32
+	stop   context.CancelFunc // the keep-alive goroutine
+	wg     sync.WaitGroup     // keep-alive and event goroutines
 
-	events chan Event
-	stop   context.CancelFunc
-	wg     sync.WaitGroup // keep-alive and event goroutines
-
+	failed    chan struct{} // closed when one of its queues fails
+	failOnce  sync.Once
+	failErr   error // the first failure; written before failed closes
 	closeOnce sync.Once
-	closeErr  error
 }
+
+func newSession() *session { return &session{failed: make(chan struct{})} }
+
+// queueFailed is each queue's onDead hook.
+func (s *session) queueFailed(err error) {
+	s.failOnce.Do(func() {
+		s.failErr = err
+		close(s.failed)
+	})
+}
+
+// close stops the session's goroutines and closes its queues: requests in
+// flight complete with the queue's error.
+func (s *session) close() {
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			s.stop()
+		}
+		for _, q := range s.io {
+			q.close()
+		}
+		if s.admin != nil {
+			s.admin.close()
+		}
+		s.wg.Wait()
+	})
+}
+
+func newController(cfg Config, addr string) *Controller {
+	c := &Controller{cfg: cfg, addr: addr, events: make(chan Event, 16), changed: make(chan struct{}), done: make(chan struct{})}
+	c.log = cfg.Logger.With("ctrl", addr, "subsys", cfg.SubNQN)
+	c.s.Store(newSession())
+	return c
+}
+
+// sess is the current session.
+func (c *Controller) sess() *session { return c.s.Load() }
 
 // Event is an asynchronous event reported by the controller
 // (NVMe Base 2.0 §5.2).
@@ -67,42 +124,161 @@ func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	c := &Controller{cfg: cfg, addr: addr, events: make(chan Event, 16)}
-	c.log = cfg.Logger.With("ctrl", addr, "subsys", cfg.SubNQN)
-	var kato uint32
-	if cfg.KATO > 0 {
-		kato = uint32(cfg.KATO / time.Millisecond)
-	}
-	if err := c.connectAdmin(ctx, cfg.SubNQN, kato); err != nil {
+	c := newController(cfg, addr)
+	if err := c.bringUp(ctx); err != nil {
+		close(c.events)
 		return nil, err
 	}
-	if err := c.setup(ctx); err != nil {
-		c.teardown(context.Background(), false)
-		return nil, err
+	c.setState(c.sess(), nil)
+	if cfg.CtrlLossTimeout >= 0 {
+		c.sup.Add(1)
+		go c.supervise()
 	}
 	return c, nil
 }
 
-// connectAdmin dials the admin queue and sends Fabrics Connect.
+// bringUp makes a new session current and connects it: admin queue,
+// controller bring-up, I/O queues. On failure the session is closed.
+func (c *Controller) bringUp(ctx context.Context) error {
+	s := newSession()
+	c.s.Store(s)
+	var kato uint32
+	if c.cfg.KATO > 0 {
+		kato = uint32(c.cfg.KATO / time.Millisecond)
+	}
+	err := c.connectAdmin(ctx, c.cfg.SubNQN, kato)
+	if err == nil {
+		err = c.setup(ctx)
+	}
+	if err != nil {
+		s.close()
+	}
+	return err
+}
+
+// connectAdmin dials the current session's admin queue and sends Fabrics
+// Connect.
 func (c *Controller) connectAdmin(ctx context.Context, subnqn string, kato uint32) error {
+	s := c.sess()
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	q, err := dialQueue(dctx, queueParams{
 		addr: c.addr, qid: 0, depth: adminDepth - 1,
 		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
-		timeout: c.cfg.AdminTimeout, log: c.log,
+		timeout: c.cfg.AdminTimeout, log: c.log, onDead: s.queueFailed,
 	})
 	if err != nil {
 		return err
 	}
-	c.admin = q
-	cntlID, err := c.fabricsConnect(dctx, q, subnqn, nvmeof.CntlIDDynamic, adminDepth-1, kato)
-	if err != nil {
-		q.close()
-		return err
+	s.admin = q
+	s.cntlID, err = c.fabricsConnect(dctx, q, subnqn, nvmeof.CntlIDDynamic, adminDepth-1, kato)
+	return err
+}
+
+// setState publishes the connected session (nil while reconnecting) and,
+// once, why the controller is gone for good; waiters wake up.
+func (c *Controller) setState(live *session, lost error) {
+	c.mu.Lock()
+	c.live = live
+	if lost != nil && c.lost == nil {
+		c.lost = lost
 	}
-	c.cntlID = cntlID
-	return nil
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// reconnects reports whether the controller reconnects after failures.
+func (c *Controller) reconnects() bool { return c.cfg.CtrlLossTimeout >= 0 }
+
+// waitSession waits until a connected session other than old is current
+// and returns it, or returns why there will be none (Close, ctrl-loss-tmo).
+func (c *Controller) waitSession(ctx context.Context, old *session) (*session, error) {
+	for {
+		c.mu.Lock()
+		live, lost, changed := c.live, c.lost, c.changed
+		c.mu.Unlock()
+		switch {
+		case lost != nil:
+			return nil, lost
+		case live != nil && live != old:
+			return live, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// supervise waits for the current session to fail and reconnects.
+func (c *Controller) supervise() {
+	defer c.sup.Done()
+	for {
+		s := c.sess()
+		select {
+		case <-c.done:
+			return
+		case <-s.failed:
+		}
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		if !c.reconnect(s) {
+			return
+		}
+	}
+}
+
+// reconnect replaces the failed session old: it closes it (requests in
+// flight complete with its error; Namespace I/O waits and retries them)
+// and brings up a new one every ReconnectDelay until one connects, Close
+// is called, or CtrlLossTimeout has passed since the failure.
+func (c *Controller) reconnect(old *session) bool {
+	c.setState(nil, nil)
+	c.log.Warn("connection lost: reconnecting", "err", old.failErr, "cntlid", old.cntlID,
+		"reconnect_delay", c.cfg.ReconnectDelay, "ctrl_loss_tmo", c.cfg.CtrlLossTimeout)
+	old.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	deadline := time.Now().Add(c.cfg.CtrlLossTimeout)
+	for attempt := 1; ; attempt++ {
+		t := time.NewTimer(c.cfg.ReconnectDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		err := c.bringUp(ctx)
+		if err == nil {
+			s := c.sess()
+			c.log.Info("reconnected", "attempt", attempt, "cntlid", s.cntlID, "queues", len(s.io))
+			c.setState(s, nil)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !time.Now().Before(deadline) {
+			lost := fmt.Errorf("controller %s (subsystem %s) lost: not reconnected within %v (ctrl-loss-tmo); last attempt: %w",
+				c.addr, c.cfg.SubNQN, c.cfg.CtrlLossTimeout, err)
+			c.log.Error("giving up on the controller", "err", lost)
+			c.setState(nil, lost)
+			return false
+		}
+		c.log.Warn("reconnect failed", "attempt", attempt, "err", err)
+	}
 }
 
 // fabricsConnect sends the Connect command (NVMe-oF 1.1 §3.3) on q.
@@ -165,6 +341,7 @@ func connectError(addr string, qid uint16, subnqn, hostnqn string, st nvmeof.Sta
 
 // setup is the admin bring-up after the admin queue is connected.
 func (c *Controller) setup(ctx context.Context) error {
+	s := c.sess()
 	if err := c.enable(ctx); err != nil {
 		return err
 	}
@@ -172,7 +349,7 @@ func (c *Controller) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.id = id
+	s.id = id
 	if id.CntrlType == nvmeof.CtrlTypeDiscovery {
 		return fmt.Errorf("connect %s: %s is a discovery controller: use Discover", c.addr, c.cfg.SubNQN)
 	}
@@ -184,7 +361,7 @@ func (c *Controller) setup(ctx context.Context) error {
 	if id.IOCCSZ*16 > nvmeof.SQESize {
 		icd = int(id.IOCCSZ*16 - nvmeof.SQESize)
 	}
-	c.admin.setLimits(0, maxXfer)
+	s.admin.setLimits(0, maxXfer)
 
 	// Number of Queues (NVMe Base 2.0 §5.27.1.5): both counts 0-based.
 	want := uint32(c.cfg.IOQueues - 1)
@@ -196,7 +373,7 @@ func (c *Controller) setup(ctx context.Context) error {
 	nq = min(nq, c.cfg.IOQueues)
 
 	depth := c.cfg.QueueDepth
-	if mqes := int(c.cap.MQES()); depth > mqes {
+	if mqes := int(s.cap.MQES()); depth > mqes {
 		// A queue of MQES+1 entries holds MQES commands.
 		depth = mqes
 	}
@@ -204,42 +381,42 @@ func (c *Controller) setup(ctx context.Context) error {
 		depth = int(id.MaxCmd)
 	}
 	if depth < 1 {
-		return fmt.Errorf("connect %s: CAP.MQES %d allows no I/O commands", c.addr, c.cap.MQES())
+		return fmt.Errorf("connect %s: CAP.MQES %d allows no I/O commands", c.addr, s.cap.MQES())
 	}
 
-	c.startBackground()
+	c.startBackground(s)
 	if id.OAES&nvmeof.OAESNamespaceAttr != 0 {
 		if _, err := c.SetFeature(ctx, nvmeof.FeatAsyncEvent, nvmeof.OAESNamespaceAttr); err != nil {
 			c.log.Warn("enable namespace attribute notices", "err", err)
-		} else if err := c.postAER(); err != nil {
+		} else if err := c.postAER(s); err != nil {
 			return err
 		}
 	}
 
 	for i := 1; i <= nq; i++ {
-		q, err := c.connectIO(ctx, uint16(i), depth, icd, maxXfer)
+		q, err := c.connectIO(ctx, s, uint16(i), depth, icd, maxXfer)
 		if err != nil {
 			return err
 		}
-		c.io = append(c.io, q)
+		s.io = append(s.io, q)
 	}
-	c.log.Debug("connected", "cntlid", c.cntlID, "queues", len(c.io), "depth", depth, "icd", icd, "maxxfer", maxXfer)
+	c.log.Debug("connected", "cntlid", s.cntlID, "queues", len(s.io), "depth", depth, "icd", icd, "maxxfer", maxXfer)
 	return nil
 }
 
-func (c *Controller) connectIO(ctx context.Context, qid uint16, depth, icd, maxXfer int) (*Queue, error) {
+func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, depth, icd, maxXfer int) (*Queue, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	q, err := dialQueue(dctx, queueParams{
 		addr: c.addr, qid: qid, depth: depth,
 		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
-		timeout: c.cfg.IOTimeout, log: c.log,
+		timeout: c.cfg.IOTimeout, log: c.log, onDead: s.queueFailed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect queue %d: %w", qid, err)
 	}
 	// SQSIZE is 0-based: depth+1 entries hold depth commands.
-	if _, err := c.fabricsConnect(dctx, q, c.cfg.SubNQN, c.cntlID, uint16(depth), 0); err != nil {
+	if _, err := c.fabricsConnect(dctx, q, c.cfg.SubNQN, s.cntlID, uint16(depth), 0); err != nil {
 		q.close()
 		return nil, err
 	}
@@ -254,16 +431,17 @@ func (c *Controller) enable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect %s: read CAP: %w", c.addr, err)
 	}
-	c.cap = nvmeof.CAP(capv)
+	s := c.sess()
+	s.cap = nvmeof.CAP(capv)
 	vs, err := c.PropertyGet(ctx, nvmeof.PropVS, false)
 	if err != nil {
 		return fmt.Errorf("connect %s: read VS: %w", c.addr, err)
 	}
-	c.vs = uint32(vs)
+	s.vs = uint32(vs)
 	if err := c.PropertySet(ctx, nvmeof.PropCC, false, uint64(nvmeof.CCValue(true))); err != nil {
 		return fmt.Errorf("connect %s: enable controller (CC.EN): %w", c.addr, err)
 	}
-	timeout := time.Duration(int(c.cap.Timeout())+1) * 500 * time.Millisecond
+	timeout := time.Duration(int(s.cap.Timeout())+1) * 500 * time.Millisecond
 	err = c.waitCSTS(ctx, timeout, func(csts uint32) bool { return csts&nvmeof.CSTSReady != 0 })
 	if err != nil {
 		return fmt.Errorf("connect %s: wait for CSTS.RDY: %w", c.addr, err)
@@ -313,7 +491,7 @@ func (c *Controller) PropertyGet(ctx context.Context, offset uint32, size8 bool)
 	defer cancel()
 	var sqe nvmeof.SQE
 	sqe.SetPropertyGet(offset, size8)
-	r, err := c.admin.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
+	r, err := c.sess().admin.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
 	if err != nil {
 		return 0, err
 	}
@@ -329,16 +507,21 @@ func (c *Controller) PropertySet(ctx context.Context, offset uint32, size8 bool,
 	defer cancel()
 	var sqe nvmeof.SQE
 	sqe.SetPropertySet(offset, size8, value)
-	_, err := c.admin.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
+	_, err := c.sess().admin.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
 	return err
 }
 
 // Admin runs an admin command built by the caller, with buf as its data
-// (out: host to controller), and returns the completion's DW0.
+// (out: host to controller), and returns the completion's DW0. Admin
+// commands are not retried across a reconnect.
 func (c *Controller) Admin(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
+	return adminOn(ctx, c, c.sess().admin, name, sqe, buf, out)
+}
+
+func adminOn(ctx context.Context, c *Controller, q *Queue, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
 	ctx, cancel := c.adminCtx(ctx)
 	defer cancel()
-	r, err := c.admin.exec(ctx, name, sqe, buf, out)
+	r, err := q.exec(ctx, name, sqe, buf, out)
 	if r == nil {
 		return 0, err
 	}
@@ -357,19 +540,42 @@ func (c *Controller) IdentifyController(ctx context.Context) (nvmeof.IdentifyCon
 }
 
 // Identify returns the Identify Controller data read when connecting.
-func (c *Controller) Identify() nvmeof.IdentifyController { return c.id }
+func (c *Controller) Identify() nvmeof.IdentifyController { return c.sess().id }
 
 // CAP returns the Controller Capabilities read when connecting.
-func (c *Controller) CAP() nvmeof.CAP { return c.cap }
+func (c *Controller) CAP() nvmeof.CAP { return c.sess().cap }
 
 // Version returns the VS property read when connecting.
-func (c *Controller) Version() uint32 { return c.vs }
+func (c *Controller) Version() uint32 { return c.sess().vs }
 
-// CntlID returns the controller ID assigned by Connect.
-func (c *Controller) CntlID() uint16 { return c.cntlID }
+// CntlID returns the controller ID assigned by Connect (a reconnect gets a
+// new one).
+func (c *Controller) CntlID() uint16 { return c.sess().cntlID }
 
-// Queues returns the I/O queues.
-func (c *Controller) Queues() []*Queue { return c.io }
+// Queues returns the I/O queues. A reconnect replaces them: requests
+// submitted to a failed queue complete with its error, and callers of the
+// asynchronous API resubmit on the queues Queues returns once Reconnected
+// does.
+func (c *Controller) Queues() []*Queue { return c.sess().io }
+
+// Reconnected waits until the controller is connected on queues other
+// than qs (the ones that failed) and returns the new ones, or returns why
+// it will not reconnect: Close, CtrlLossTimeout passed, or reconnecting is
+// off (ErrNoReconnect).
+func (c *Controller) Reconnected(ctx context.Context, qs []*Queue) ([]*Queue, error) {
+	if !c.reconnects() {
+		return nil, ErrNoReconnect
+	}
+	old := c.sess()
+	if len(qs) == 0 || len(old.io) == 0 || qs[0] != old.io[0] {
+		old = nil // qs are not the current queues: any connected session will do
+	}
+	s, err := c.waitSession(ctx, old)
+	if err != nil {
+		return nil, err
+	}
+	return s.io, nil
+}
 
 // ActiveNamespaces returns the active NSIDs (Identify CNS 02h), following
 // the list past 1024 entries.
@@ -436,7 +642,7 @@ func getLogPage(ctx context.Context, admin adminFunc, lid uint8, nsid uint32, bu
 
 // ErrorLog returns the entries of the Error Information log (ELPE+1 of them).
 func (c *Controller) ErrorLog(ctx context.Context) ([]nvmeof.ErrorLogEntry, error) {
-	n := int(c.id.ELPE) + 1
+	n := int(c.sess().id.ELPE) + 1
 	b := make([]byte, n*nvmeof.ErrorLogEntrySize)
 	if err := c.GetLogPage(ctx, nvmeof.LogError, 0, b, 0); err != nil {
 		return nil, err
@@ -510,20 +716,20 @@ func (c *Controller) SetFeature(ctx context.Context, fid uint8, cdw11 uint32) (u
 // Close.
 func (c *Controller) Events() <-chan Event { return c.events }
 
-// startBackground starts the keep-alive goroutine.
-func (c *Controller) startBackground() {
+// startBackground starts the session's keep-alive goroutine.
+func (c *Controller) startBackground(s *session) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c.stop = cancel
+	s.stop = cancel
 	if c.cfg.KATO <= 0 {
 		return
 	}
-	c.wg.Add(1)
-	go c.keepAlive(ctx, c.cfg.KATO/2)
+	s.wg.Add(1)
+	go c.keepAlive(ctx, s, c.cfg.KATO/2)
 }
 
 // keepAlive sends Keep Alive every period (KATO/2, as Linux since 5.x).
-func (c *Controller) keepAlive(ctx context.Context, period time.Duration) {
-	defer c.wg.Done()
+func (c *Controller) keepAlive(ctx context.Context, s *session, period time.Duration) {
+	defer s.wg.Done()
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var sqe nvmeof.SQE
@@ -535,11 +741,11 @@ func (c *Controller) keepAlive(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		kctx, cancel := context.WithTimeout(ctx, c.cfg.KATO)
-		_, err := c.Admin(kctx, "keep alive", &sqe, nil, false)
+		_, err := adminOn(kctx, c, s.admin, "keep alive", &sqe, nil, false)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("keep alive failed", "err", err)
-			if c.admin.Err() != nil {
+			if s.admin.Err() != nil {
 				return
 			}
 		}
@@ -548,20 +754,20 @@ func (c *Controller) keepAlive(ctx context.Context, period time.Duration) {
 
 // postAER posts an Asynchronous Event Request; its completion is handled
 // on a goroutine of its own, which reads the log page and posts again.
-func (c *Controller) postAER() error {
+func (c *Controller) postAER(s *session) error {
 	done := make(chan *Request, 1)
 	r := &Request{raw: true, noTimeout: true, Done: done}
 	r.sqe.SetOpcode(nvmeof.AdminAsyncEvent)
-	if err := c.admin.Submit(r); err != nil {
+	if err := s.admin.Submit(r); err != nil {
 		return fmt.Errorf("post asynchronous event request: %w", err)
 	}
-	c.wg.Add(1)
-	go c.aerLoop(r, done)
+	s.wg.Add(1)
+	go c.aerLoop(s, r, done)
 	return nil
 }
 
-func (c *Controller) aerLoop(r *Request, done chan *Request) {
-	defer c.wg.Done()
+func (c *Controller) aerLoop(s *session, r *Request, done chan *Request) {
+	defer s.wg.Done()
 	for range done {
 		if r.Err != nil || !r.Status.OK() {
 			// Connection closed or the controller aborted the AER on shutdown.
@@ -569,15 +775,13 @@ func (c *Controller) aerLoop(r *Request, done chan *Request) {
 		}
 		ev := Event{Type: uint8(r.DW0 & 7), Info: uint8(r.DW0 >> 8), LID: uint8(r.DW0 >> 16)}
 		if ev.Type == nvmeof.AEReasonNotice && ev.Info == nvmeof.AENoticeNSAttrChanged {
-			ctx, cancel := c.adminCtx(context.Background())
-			ev.ChangedNamespaces, ev.Err = c.ChangedNamespaces(ctx)
-			cancel()
+			b := make([]byte, nvmeof.ChangedNSListSize)
+			if ev.Err = c.sessionLog(s, nvmeof.LogChangedNSList, 0, b); ev.Err == nil {
+				ev.ChangedNamespaces, ev.Err = nvmeof.DecodeNSList(b)
+			}
 		} else if ev.LID != 0 {
 			// Read the log page to clear the event.
-			ctx, cancel := c.adminCtx(context.Background())
-			b := make([]byte, 512)
-			ev.Err = c.GetLogPage(ctx, ev.LID, 0xFFFFFFFF, b, 0)
-			cancel()
+			ev.Err = c.sessionLog(s, ev.LID, 0xFFFFFFFF, make([]byte, 512))
 		}
 		c.log.Info("asynchronous event", "type", ev.Type, "info", ev.Info, "lid", ev.LID, "nsids", ev.ChangedNamespaces)
 		if c.cfg.Events != nil {
@@ -589,10 +793,19 @@ func (c *Controller) aerLoop(r *Request, done chan *Request) {
 				c.log.Warn("asynchronous event dropped: Events channel full")
 			}
 		}
-		if err := c.admin.Submit(r); err != nil {
+		if err := s.admin.Submit(r); err != nil {
 			return
 		}
 	}
+}
+
+// sessionLog reads a log page on s's admin queue (the event goroutine's
+// session, which a reconnect may have replaced as the current one).
+func (c *Controller) sessionLog(s *session, lid uint8, nsid uint32, buf []byte) error {
+	admin := func(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
+		return adminOn(ctx, c, s.admin, name, sqe, buf, out)
+	}
+	return getLogPage(context.Background(), admin, lid, nsid, buf, 0)
 }
 
 // Close shuts the controller down: Property Set CC.SHN (normal shutdown),
@@ -608,18 +821,21 @@ func (c *Controller) CloseContext(ctx context.Context) error {
 }
 
 func (c *Controller) teardown(ctx context.Context, shutdown bool) error {
+	close(c.done)
+	c.sup.Wait() // a reconnect in progress gives up
+	s := c.sess()
 	var err error
-	if shutdown && c.admin.Err() == nil {
+	if shutdown && s.admin != nil && s.admin.Err() == nil {
 		err = shutdownCtrl(ctx, c)
+		if err != nil && s.admin.Err() != nil {
+			// The connection was lost under the shutdown: nothing is left
+			// to shut down (the controller goes with its connection).
+			c.log.Debug("shutdown on a lost connection", "err", err)
+			err = nil
+		}
 	}
-	if c.stop != nil {
-		c.stop()
-	}
-	for _, q := range c.io {
-		q.close()
-	}
-	c.admin.close()
-	c.wg.Wait()
+	s.close()
+	c.setState(nil, ErrClosed)
 	close(c.events)
 	return err
 }

@@ -22,12 +22,7 @@ func Discover(ctx context.Context, addr string, opts Options) (nvmeof.DiscoveryL
 	if err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
 	}
-	c := &Controller{
-		cfg:    Config{SubNQN: nvmeof.DiscoveryNQN, Options: opts},
-		addr:   a,
-		events: make(chan Event),
-	}
-	c.log = opts.Logger.With("ctrl", a, "subsys", nvmeof.DiscoveryNQN)
+	c := newController(Config{SubNQN: nvmeof.DiscoveryNQN, Options: opts, CtrlLossTimeout: -1}, a)
 	// KATO 0: a one-shot discovery controller needs no keep-alive.
 	if err := c.connectAdmin(ctx, nvmeof.DiscoveryNQN, 0); err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
@@ -50,9 +45,10 @@ func (c *Controller) discover(ctx context.Context) (nvmeof.DiscoveryLog, error) 
 	if err != nil {
 		return nvmeof.DiscoveryLog{}, err
 	}
-	c.id = id
+	s := c.sess()
+	s.id = id
 	maxXfer := id.MaxTransfer()
-	c.admin.setLimits(0, maxXfer)
+	s.admin.setLimits(0, maxXfer)
 	return readDiscoveryLog(ctx, c.Admin, maxXfer)
 }
 

@@ -6,7 +6,10 @@
 // brings up a Controller: an admin queue and I/O queues, each its own TCP
 // connection with one goroutine owning its receive side, and a keep-alive
 // goroutine. Close shuts the controller down (CC.SHN) and closes every
-// connection.
+// connection. When a connection fails, the controller reconnects (a new
+// controller ID and new queues, every Config.ReconnectDelay, for up to
+// Config.CtrlLossTimeout) and Namespace operations caught by the failure
+// run again on the new queues.
 //
 // Two I/O interfaces sit on the queues:
 //

@@ -22,7 +22,8 @@ type Namespace struct {
 
 // Namespace identifies nsid and returns its blocking I/O interface.
 func (c *Controller) Namespace(ctx context.Context, nsid uint32) (*Namespace, error) {
-	if len(c.io) == 0 {
+	qs := c.Queues()
+	if len(qs) == 0 {
 		return nil, fmt.Errorf("namespace %d: the controller has no I/O queues", nsid)
 	}
 	info, err := c.IdentifyNamespace(ctx, nsid)
@@ -33,7 +34,7 @@ func (c *Controller) Namespace(ctx context.Context, nsid uint32) (*Namespace, er
 	if bs == 0 || info.NSZE == 0 {
 		return nil, fmt.Errorf("namespace %d: not active on %s (size %d, block size %d): check the NSID with `flashpath io identify`", nsid, c.cfg.SubNQN, info.NSZE, bs)
 	}
-	maxXfer := c.io[0].MaxTransfer()
+	maxXfer := qs[0].MaxTransfer()
 	// NLB is 16 bits: at most 65536 blocks per command.
 	maxXfer = min(maxXfer, bs<<16)
 	maxXfer -= maxXfer % bs
@@ -57,10 +58,9 @@ func (n *Namespace) MaxTransfer() int { return n.maxXfer }
 
 var donePool = sync.Pool{New: func() any { return make(chan *Request, 64) }}
 
-// queue picks the next I/O queue, round robin.
-func (n *Namespace) queue() *Queue {
-	qs := n.c.io
-	return qs[int(n.c.rr.Add(1))%len(qs)]
+// queue picks the next I/O queue of s, round robin.
+func (n *Namespace) queue(s *session) *Queue {
+	return s.io[int(n.c.rr.Add(1))%len(s.io)]
 }
 
 func (n *Namespace) check(op string, off int64, length int) error {
@@ -75,7 +75,10 @@ func (n *Namespace) check(op string, off int64, length int) error {
 }
 
 // do splits [off, off+length) into commands of at most maxXfer bytes,
-// submits them all and waits for every one.
+// submits them all and waits for every one. When a connection fails under
+// them, it waits for the controller to reconnect and runs them all again
+// on the new queues (as the Linux host requeues I/O): a read reads again,
+// a write writes the same data again.
 func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool) error {
 	if err := n.check(op.String(), off, length); err != nil {
 		return err
@@ -83,6 +86,43 @@ func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool
 	if length == 0 {
 		return nil
 	}
+	return n.retry(op.String(), off, func(s *session) (bool, error) {
+		return n.doOn(s, op, p, off, length, fua, dealloc)
+	})
+}
+
+// retry runs f on the current session and, each time f says a connection
+// failed under it, again on the next one, until the controller will not
+// reconnect.
+func (n *Namespace) retry(op string, off int64, f func(s *session) (lost bool, err error)) error {
+	s := n.c.sess()
+	for {
+		lost, err := f(s)
+		if !lost || !n.c.reconnects() {
+			return err
+		}
+		var werr error
+		if s, werr = n.c.waitSession(context.Background(), s); werr != nil {
+			return fmt.Errorf("%s at %d: %w", op, off, werr)
+		}
+	}
+}
+
+// one runs the single command r on a queue of s and waits for it.
+func (n *Namespace) one(s *session, r *Request) (lost bool, err error) {
+	done := make(chan *Request, 1)
+	r.Done = done
+	q := n.queue(s)
+	if err := q.Submit(r); err != nil {
+		return q.Err() != nil, err
+	}
+	<-done
+	return r.Err != nil, r.Error()
+}
+
+// doOn runs do's commands on session s; lost reports that some failed
+// because a connection did (not for an NVMe status).
+func (n *Namespace) doOn(s *session, op Op, p []byte, off int64, length int, fua, dealloc bool) (lost bool, err error) {
 	chunk := n.maxXfer
 	if op == OpWriteZeroes {
 		chunk = n.blockSize << 16
@@ -96,30 +136,34 @@ func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool
 	submitted := 0
 	var firstErr error
 	for i := range count {
-		s := i * chunk
-		e := min(s+chunk, length)
+		start := i * chunk
+		end := min(start+chunk, length)
 		r := &reqs[i]
-		*r = Request{Op: op, NSID: n.id, SLBA: uint64(off+int64(s)) / uint64(n.blockSize),
-			NLB: uint32((e - s) / n.blockSize), FUA: fua, Deallocate: dealloc, Done: done}
+		*r = Request{Op: op, NSID: n.id, SLBA: uint64(off+int64(start)) / uint64(n.blockSize),
+			NLB: uint32((end - start) / n.blockSize), FUA: fua, Deallocate: dealloc, Done: done}
 		if p != nil {
-			r.Buf = p[s:e]
+			r.Buf = p[start:end]
 		}
-		if err := n.queue().Submit(r); err != nil {
-			firstErr = fmt.Errorf("%s at %d: %w", op, off+int64(s), err)
+		q := n.queue(s)
+		if err := q.Submit(r); err != nil {
+			firstErr, lost = fmt.Errorf("%s at %d: %w", op, off+int64(start), err), q.Err() != nil
 			break
 		}
 		submitted++
 	}
 	for range submitted {
 		r := <-done
-		if err := r.Error(); err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("%s at %d: %w", op, int64(r.SLBA)*int64(n.blockSize), err)
+		if err := r.Error(); err != nil {
+			lost = lost || r.Err != nil
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s at %d: %w", op, int64(r.SLBA)*int64(n.blockSize), err)
+			}
 		}
 	}
 	if cap(done) == 64 {
 		donePool.Put(done)
 	}
-	return firstErr
+	return lost, firstErr
 }
 
 // ReadAt reads len(p) bytes at off; both must be multiples of the block size.
@@ -162,13 +206,10 @@ func (n *Namespace) WriteZeroes(off int64, length int64) error {
 
 // Flush makes every completed write durable.
 func (n *Namespace) Flush() error {
-	done := make(chan *Request, 1)
-	r := &Request{Op: OpFlush, NSID: n.id, Done: done}
-	if err := n.queue().Submit(r); err != nil {
-		return fmt.Errorf("flush: %w", err)
-	}
-	<-done
-	if err := r.Error(); err != nil {
+	err := n.retry("flush", 0, func(s *session) (bool, error) {
+		return n.one(s, &Request{Op: OpFlush, NSID: n.id})
+	})
+	if err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	return nil
@@ -201,13 +242,10 @@ func (n *Namespace) Deallocate(off int64, length int64) error {
 		slba += uint64(cnt)
 		blocks -= cnt
 	}
-	done := make(chan *Request, 1)
-	r := &Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true, Done: done}
-	if err := n.queue().Submit(r); err != nil {
-		return fmt.Errorf("deallocate: %w", err)
-	}
-	<-done
-	if err := r.Error(); err != nil {
+	err := n.retry("deallocate", off, func(s *session) (bool, error) {
+		return n.one(s, &Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true})
+	})
+	if err != nil {
 		return fmt.Errorf("deallocate at %d: %w", off, err)
 	}
 	return nil

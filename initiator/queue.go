@@ -59,6 +59,7 @@ type Queue struct {
 	r2tq chan r2tWork // R2Ts for the send goroutine
 
 	dead     chan struct{} // closed by fail
+	onDead   func(error)   // told by fail, once (the controller's reconnect)
 	failOnce sync.Once
 	err      error // why the queue failed; written before dead closes
 	wg       sync.WaitGroup
@@ -109,6 +110,7 @@ type queueParams struct {
 	ddgst   bool
 	timeout time.Duration
 	log     *slog.Logger
+	onDead  func(error) // called once when the queue fails
 }
 
 // dialQueue opens the TCP connection of a queue, exchanges ICReq/ICResp
@@ -140,6 +142,7 @@ func dialQueue(ctx context.Context, p queueParams) (*Queue, error) {
 		free:    make(chan uint16, p.depth),
 		r2tq:    make(chan r2tWork, p.depth),
 		dead:    make(chan struct{}),
+		onDead:  p.onDead,
 	}
 	for i := range p.depth {
 		q.free <- uint16(i)
@@ -370,6 +373,9 @@ func (q *Queue) fail(err error) {
 		q.err = err
 		close(q.dead)
 		q.nc.Close()
+		if q.onDead != nil {
+			q.onDead(err)
+		}
 	})
 }
 
@@ -633,14 +639,17 @@ func (q *Queue) sendLoop() {
 
 func (q *Queue) sendH2C(w r2tWork, ddg *[nvmeof.DigestSize]byte) error {
 	s := &q.slots[w.cid]
-	data := s.req.Buf[w.offset : w.offset+w.length]
 	hdr := s.h2c[:]
 	pdo := nvmeof.PadTo(nvmeof.DataHLen, q.hdgst, q.cpda)
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
 	if q.closed {
+		// The connection failed after the R2T: the receive goroutine has
+		// delivered the request (or will once it holds wmu), so its slot
+		// may be empty.
 		return q.err
 	}
+	data := s.req.Buf[w.offset : w.offset+w.length]
 	for off := uint32(0); off < w.length; {
 		n := min(w.length-off, q.maxH2C)
 		h := nvmeof.Header{Type: nvmeof.PDUH2CData, HLen: nvmeof.DataHLen, PDO: uint8(pdo), PLen: pdo + n}

@@ -100,6 +100,9 @@ var (
 	ErrBadRequest = errors.New("initiator: invalid request: NLB must be 1..65536 and Buf set for the op")
 	ErrTooLarge   = errors.New("initiator: request larger than the controller's maximum transfer size")
 	ErrClosed     = errors.New("initiator: controller closed")
+	// ErrNoReconnect: the connection failed and Config.CtrlLossTimeout
+	// is negative, so the controller does not reconnect.
+	ErrNoReconnect = errors.New("initiator: connection lost and reconnecting is off (CtrlLossTimeout < 0)")
 )
 
 // prepare fills r.sqe for an I/O request and checks it.
