@@ -21,21 +21,22 @@ import (
 // host sends (digests, PDO alignment, R2T discipline) and records
 // violations in errs.
 type fakeTarget struct {
-	t        testing.TB
-	ln       net.Listener
-	subnqn   string
-	hosts    []string // allowed host NQNs; empty: any
-	cpda     uint8
-	maxH2C   uint32
-	ioccsz   uint32
-	mdts     uint8
-	r2tChunk uint32 // bytes per R2T (0: the whole transfer)
-	c2hChunk uint32 // bytes per C2HData (0: the whole transfer)
-	success  bool   // use the SUCCESS flag instead of a response capsule
-	badDDGST bool   // corrupt the data digest of C2HData PDUs
-	bs       int
-	data     []byte
-	genctr   uint64
+	t         testing.TB
+	ln        net.Listener
+	subnqn    string
+	hosts     []string // allowed host NQNs; empty: any
+	cpda      uint8
+	maxH2C    uint32
+	ioccsz    uint32
+	mdts      uint8
+	r2tChunk  uint32 // bytes per R2T (0: the whole transfer)
+	c2hChunk  uint32 // bytes per C2HData (0: the whole transfer)
+	success   bool   // use the SUCCESS flag instead of a response capsule
+	badDDGST  bool   // corrupt the data digest of C2HData PDUs
+	killFlush bool   // a Flush closes its connection instead of completing
+	bs        int
+	data      []byte
+	genctr    uint64
 
 	mu     sync.Mutex
 	errs   []string     // guarded by mu
@@ -550,6 +551,9 @@ func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
 		}
 		return c.respond(cid, 0, 0, 0)
 	case nvmeof.NVMFlush:
+		if f.killFlush {
+			return net.ErrClosed // the connection ends here, as if the target crashed
+		}
 		return c.respond(cid, 0, 0, 0)
 	}
 	return c.respond(cid, nvmeof.StatusInvalidOpcode|nvmeof.StatusDNR, 0, 0)

@@ -91,15 +91,23 @@ func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool
 	})
 }
 
+// maxRetries bounds how many connections one operation is run on (Linux
+// nvme_core.max_retries is 5): a command that kills every connection it is
+// sent on (it times out, say) fails instead of looping.
+const maxRetries = 5
+
 // retry runs f on the current session and, each time f says a connection
 // failed under it, again on the next one, until the controller will not
-// reconnect.
+// reconnect or maxRetries connections have failed under it.
 func (n *Namespace) retry(op string, off int64, f func(s *session) (lost bool, err error)) error {
 	s := n.c.sess()
-	for {
+	for try := 0; ; try++ {
 		lost, err := f(s)
 		if !lost || !n.c.reconnects() {
 			return err
+		}
+		if try == maxRetries {
+			return fmt.Errorf("%w (failed on %d connections in a row)", err, try+1)
 		}
 		var werr error
 		if s, werr = n.c.waitSession(context.Background(), s); werr != nil {

@@ -231,3 +231,19 @@ func TestCloseWhileReconnecting(t *testing.T) {
 		t.Fatalf("read during Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestReconnectRetryBound: a command that kills every connection it is
+// sent on fails after maxRetries reconnects instead of looping.
+func TestReconnectRetryBound(t *testing.T) {
+	tt := startFake(t, func(f *fakeTarget) { f.killFlush = true })
+	c := connect(t, tt, fastReconnect(time.Minute))
+	ns := openNS(t, c, 1)
+	err := ns.Flush()
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("failed on %d connections", maxRetries+1)) {
+		t.Fatalf("flush that kills its connection: %v", err)
+	}
+	// The controller itself is still there: other I/O works.
+	if _, err := ns.WriteAt(make([]byte, 512), 0); err != nil {
+		t.Fatal(err)
+	}
+}
