@@ -80,6 +80,11 @@ type r2tWork struct {
 	ttag   uint16
 	offset uint32
 	length uint32
+	// buf is the command's data, taken when the R2T arrived: the send
+	// goroutine never reads the slot, which the receive goroutine empties
+	// when the command completes (a controller that completes a write
+	// before taking its data must not make the host read a freed slot).
+	buf []byte
 }
 
 // ID returns the queue identifier (0 is the admin queue).
@@ -128,6 +133,12 @@ func dialQueue(ctx context.Context, p queueParams) (*Queue, error) {
 			return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
 		}
 	}
+	return newQueue(ctx, nc, p)
+}
+
+// newQueue runs the queue over nc, connected to the controller: ICReq and
+// ICResp, then its goroutines. It closes nc on failure.
+func newQueue(ctx context.Context, nc net.Conn, p queueParams) (*Queue, error) {
 	q := &Queue{
 		qid:     p.qid,
 		nc:      nc,
@@ -613,7 +624,7 @@ func (q *Queue) r2t(dp nvmeof.DataPDU) error {
 	}
 	s.sent = uint32(end)
 	select {
-	case q.r2tq <- r2tWork{cid: dp.CCCID, ttag: dp.TTag, offset: dp.Offset, length: dp.Length}:
+	case q.r2tq <- r2tWork{cid: dp.CCCID, ttag: dp.TTag, offset: dp.Offset, length: dp.Length, buf: r.Buf}:
 		return nil
 	case <-q.dead:
 		return q.err
@@ -638,18 +649,14 @@ func (q *Queue) sendLoop() {
 }
 
 func (q *Queue) sendH2C(w r2tWork, ddg *[nvmeof.DigestSize]byte) error {
-	s := &q.slots[w.cid]
-	hdr := s.h2c[:]
+	data := w.buf[w.offset : w.offset+w.length]
+	hdr := q.slots[w.cid].h2c[:]
 	pdo := nvmeof.PadTo(nvmeof.DataHLen, q.hdgst, q.cpda)
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
 	if q.closed {
-		// The connection failed after the R2T: the receive goroutine has
-		// delivered the request (or will once it holds wmu), so its slot
-		// may be empty.
 		return q.err
 	}
-	data := s.req.Buf[w.offset : w.offset+w.length]
 	for off := uint32(0); off < w.length; {
 		n := min(w.length-off, q.maxH2C)
 		h := nvmeof.Header{Type: nvmeof.PDUH2CData, HLen: nvmeof.DataHLen, PDO: uint8(pdo), PLen: pdo + n}

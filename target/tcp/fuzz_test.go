@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/fuzzcorpus"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
@@ -137,19 +138,6 @@ func fuzzSeeds() map[string][]byte {
 	return seeds
 }
 
-func writeSeedCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzConn")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range fuzzSeeds() {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // fuzzListener is a Listener that never listens: FuzzConn serves net.Pipe
 // connections on it directly.
 func fuzzListener(tb testing.TB) *Listener {
@@ -206,7 +194,9 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	if !*writeSeeds {
 		t.Skip("run with -write-seeds to regenerate testdata/fuzz/FuzzConn")
 	}
-	writeSeedCorpus(t)
+	if err := fuzzcorpus.Write("FuzzConn", fuzzSeeds()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestListenerServesAfterFuzzInputs sends every seed (and the committed
