@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,10 +18,12 @@ import (
 func init() { register(newIOCmd) }
 
 type ioFlags struct {
-	host hostFlags
-	addr string
-	nqn  string
-	nsid uint32
+	host           hostFlags
+	addr           string
+	nqn            string
+	nsid           uint32
+	reconnectDelay time.Duration
+	ctrlLossTmo    time.Duration
 }
 
 func (f *ioFlags) config() (initiator.Config, error) {
@@ -34,7 +37,11 @@ func (f *ioFlags) config() (initiator.Config, error) {
 	if err != nil {
 		return initiator.Config{}, err
 	}
-	return initiator.Config{Addr: f.addr, SubNQN: f.nqn, Options: opts, IOQueues: 2}, nil
+	if f.ctrlLossTmo == 0 {
+		f.ctrlLossTmo = -1 // 0 means "do not wait", as in nvme-cli; the library's 0 is its default
+	}
+	return initiator.Config{Addr: f.addr, SubNQN: f.nqn, Options: opts, IOQueues: 2,
+		ReconnectDelay: f.reconnectDelay, CtrlLossTimeout: f.ctrlLossTmo}, nil
 }
 
 // open connects and identifies the namespace; the caller closes the controller.
@@ -68,6 +75,8 @@ func newIOCmd() *cobra.Command {
 	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT (port default 4420)")
 	fl.StringVar(&f.nqn, "nqn", "", "subsystem NQN")
 	fl.Uint32Var(&f.nsid, "nsid", 1, "namespace ID")
+	fl.DurationVar(&f.reconnectDelay, "reconnect-delay", 2*time.Second, "wait between reconnect attempts after a lost connection")
+	fl.DurationVar(&f.ctrlLossTmo, "ctrl-loss-tmo", time.Minute, "how long to keep reconnecting (I/O waits meanwhile); 0 or negative: fail at once")
 	f.host.add(cmd)
 	cmd.AddCommand(newIdentifyCmd(&f), newReadCmd(&f), newWriteCmd(&f))
 	return cmd
