@@ -356,3 +356,59 @@ func TestCPUsAllowed(t *testing.T) {
 		t.Error("cpus_allowed=3-1 accepted")
 	}
 }
+
+// TestSyncOpenFlags: sync=1 opens the file O_SYNC and sync=dsync O_DSYNC,
+// so every write is durable when it completes; the default opens neither.
+func TestSyncOpenFlags(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "data")
+	for _, tc := range []struct {
+		v    string
+		want int
+	}{{"0", 0}, {"1", unix.O_SYNC}, {"dsync", unix.O_DSYNC}} {
+		jobs, err := BuildJobs(nil, []Section{{Name: "s", Options: opts("ioengine=sync", "filename="+file, "size=64k", "rw=write", "sync="+tc.v)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := openEngine(&EngineConfig{Job: jobs[0], Filename: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl, err := unix.FcntlInt(uintptr(e.(*psyncEngine).file.fd), unix.F_GETFL, 0)
+		e.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fl & unix.O_SYNC; got != tc.want {
+			t.Errorf("sync=%s: open flags %#x, want %#x of O_SYNC's bits", tc.v, got, tc.want)
+		}
+	}
+	if _, err := BuildJobs(nil, []Section{{Name: "s", Options: opts("filename="+file, "sync=often")}}, nil); err == nil {
+		t.Error("sync=often accepted")
+	}
+}
+
+// TestEngineAliases: fio's libaio runs on io_uring (and sync on psync),
+// with a note saying so; the job still does what it says.
+func TestEngineAliases(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "data")
+	jobs, err := BuildJobs(nil, []Section{{Name: "aio", Options: opts("ioengine=libaio", "filename="+file, "size=256k",
+		"rw=randwrite", "bs=4k", "iodepth=8", "verify=crc32c")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := jobs[0]; j.IOEngine != "io_uring" || j.EngineAlias != "libaio" {
+		t.Fatalf("ioengine=libaio: engine %q alias %q", j.IOEngine, j.EngineAlias)
+	}
+	var notes bytes.Buffer
+	rep, err := Run(context.Background(), Config{Jobs: jobs, Notes: &notes})
+	skipUnsupported(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.Groups[0].Jobs[0]; r.Err != nil || r.Dir[DirWrite].IOs != 64 || r.Dir[DirRead].IOs != 64 {
+		t.Fatalf("libaio job: err %v, %d writes, %d verify reads", r.Err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
+	}
+	if !strings.Contains(notes.String(), "ioengine=libaio runs on flashpath's io_uring engine") {
+		t.Errorf("no note about the alias: %q", notes.String())
+	}
+}

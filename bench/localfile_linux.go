@@ -50,6 +50,12 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 	if j.Direct {
 		flags |= unix.O_DIRECT
 	}
+	switch j.Sync {
+	case SyncFile:
+		flags |= unix.O_SYNC
+	case SyncData:
+		flags |= unix.O_DSYNC
+	}
 	f, err := os.OpenFile(name, flags, 0)
 	if err != nil {
 		if j.Direct && errors.Is(err, unix.EINVAL) {

@@ -127,10 +127,14 @@ type Job struct {
 	TimeBased bool
 	RWMixRead int // percent of reads in mixed workloads
 
-	Direct      bool
+	Direct bool
+	// Sync opens the file for synchronous writes (fio's sync=): SyncFile
+	// is O_SYNC, SyncData O_DSYNC; on nvme-tcp every write carries FUA.
+	Sync        SyncMode
 	Filename    string
 	Directory   string
 	IOEngine    string
+	EngineAlias string // fio's engine name when it runs on another engine (libaio: io_uring)
 	NoRandomMap bool
 	RandRepeat  bool
 	RandSeed    uint64
@@ -243,7 +247,16 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "filename", help: "file, block device or tcp://HOST:PORT/NQN/NSID", set: func(j *Job, v string) error { j.Filename = v; return nil }},
 	{name: "directory", help: "directory for generated file names", set: func(j *Job, v string) error { j.Directory = v; return nil }},
-	{name: "ioengine", help: "engine: " + "see --enghelp", set: func(j *Job, v string) error { j.IOEngine = v; return nil }},
+	{name: "ioengine", help: "engine: " + "see --enghelp (fio's libaio and posixaio run on io_uring, sync and pvsync on psync)", set: func(j *Job, v string) error {
+		j.IOEngine, j.EngineAlias = v, ""
+		if to, ok := engineAliases[v]; ok {
+			j.IOEngine, j.EngineAlias = to, v
+		}
+		return nil
+	}},
+	{name: "sync", help: "synchronous writes: none/0, sync/1 (O_SYNC), dsync (O_DSYNC); FUA on nvme-tcp", set: enumSetter(func(j *Job) *SyncMode { return &j.Sync },
+		"none, sync or dsync", map[string]SyncMode{"0": SyncNone, "none": SyncNone, "false": SyncNone,
+			"1": SyncFile, "sync": SyncFile, "true": SyncFile, "": SyncFile, "dsync": SyncData})},
 	{name: "norandommap", help: "random offsets may repeat within a pass", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NoRandomMap })},
 	{name: "randrepeat", help: "same random sequence every run (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RandRepeat })},
 	{name: "randseed", help: "seed of the random generators", set: func(j *Job, v string) error {
@@ -255,17 +268,8 @@ var optionSpecs = []optionSpec{
 		return nil
 	}},
 	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
-	{name: "verify", help: "crc32c (or 0/none): checksummed blocks", set: func(j *Job, v string) error {
-		switch v {
-		case "0", "none", "":
-			j.Verify = ""
-		case "crc32c", "crc32c-intel":
-			j.Verify = "crc32c"
-		default:
-			return fmt.Errorf("unsupported verify %q (want crc32c)", v)
-		}
-		return nil
-	}},
+	{name: "verify", help: "crc32c (or 0/none): checksummed blocks", set: enumSetter(func(j *Job) *string { return &j.Verify },
+		"crc32c (or none)", map[string]string{"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c"})},
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
 	{name: "iodepth_batch_submit", help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch", help: "alias of iodepth_batch_submit", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
@@ -283,17 +287,8 @@ var optionSpecs = []optionSpec{
 	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
 	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
-	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: func(j *Job, v string) error {
-		switch v {
-		case "shared":
-			j.SplitCPUs = false
-		case "split":
-			j.SplitCPUs = true
-		default:
-			return fmt.Errorf("want shared or split, got %q", v)
-		}
-		return nil
-	}},
+	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: enumSetter(func(j *Job) *bool { return &j.SplitCPUs },
+		"shared or split", map[string]bool{"shared": false, "split": true})},
 	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},
@@ -763,6 +758,43 @@ func expandSweeps(opts []Option) ([]sweepPoint, error) {
 		out = next
 	}
 	return out, nil
+}
+
+// enumSetter sets a field from a fixed set of spellings; want names them
+// for the error.
+func enumSetter[T any](field func(*Job) *T, want string, vals map[string]T) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		x, ok := vals[v]
+		if !ok {
+			return fmt.Errorf("%q: want %s", v, want)
+		}
+		*field(j) = x
+		return nil
+	}
+}
+
+// SyncMode is fio's sync= for writes.
+type SyncMode uint8
+
+const (
+	SyncNone SyncMode = iota
+	SyncFile          // O_SYNC
+	SyncData          // O_DSYNC
+)
+
+func (m SyncMode) String() string { return [...]string{"none", "sync", "dsync"}[m] }
+
+// engineAliases maps fio engines flashpath has no engine of its own for to
+// the one that runs their jobs with the same semantics: libaio and posixaio
+// keep iodepth requests in flight like io_uring; sync, vsync and the
+// pvsync engines do one blocking call at a time like psync.
+var engineAliases = map[string]string{
+	"libaio":   "io_uring",
+	"posixaio": "io_uring",
+	"sync":     "psync",
+	"vsync":    "psync",
+	"pvsync":   "psync",
+	"pvsync2":  "psync",
 }
 
 func (j *Job) validate() error {

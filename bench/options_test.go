@@ -138,7 +138,7 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 		{opts("random_distribution=zoned:50/10:40/90"), "sum to 90"},
 		{opts("random_distribution=zoned:50/10:x"), "ACCESS/RANGE"},
 		{opts("verify=md5"), "option verify"},
-		{opts("ioengine=libaio"), "option ioengine"},
+		{opts("ioengine=splice"), "option ioengine"},
 		{opts("frobnicate=1"), `"frobnicate"`},
 		{opts("ioengine=null", "fixedbufs=1"), `"fixedbufs"`}, // io_uring's option, not null's
 		{opts("time_based"), "option time_based"},

@@ -125,9 +125,15 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job) (*GroupResult, []err
 	for i, w := range workers {
 		if err := w.setup(results[i].Filename); err != nil {
 			setupErr[i] = err
-		} else if cfg.Notes != nil && w.index == 0 && w.depth < w.job.IODepth {
-			fmt.Fprintf(cfg.Notes, "note: %s: iodepth=%d with the synchronous engine %s: queue depth capped at %d\n",
-				w.job.Name, w.job.IODepth, w.job.IOEngine, w.depth)
+		} else if cfg.Notes != nil && w.index == 0 {
+			if a := w.job.EngineAlias; a != "" {
+				fmt.Fprintf(cfg.Notes, "note: %s: ioengine=%s runs on flashpath's %s engine (same queueing semantics)\n",
+					w.job.Name, a, w.job.IOEngine)
+			}
+			if w.depth < w.job.IODepth {
+				fmt.Fprintf(cfg.Notes, "note: %s: iodepth=%d with the synchronous engine %s: queue depth capped at %d\n",
+					w.job.Name, w.job.IODepth, w.job.IOEngine, w.depth)
+			}
 		}
 	}
 

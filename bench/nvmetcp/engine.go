@@ -60,6 +60,7 @@ type engine struct {
 	ctrl   *initiator.Controller
 	q      *initiator.Queue
 	nsid   uint32
+	fua    bool // every write with FUA (sync=)
 	shift  uint
 	size   int64
 	mem    *bench.HostMemory
@@ -116,7 +117,7 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 		ctrl.Close()
 		return nil, errors.New("controller granted no I/O queue")
 	}
-	e := &engine{ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size()}
+	e := &engine{ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size(), fua: cfg.Job.Sync != bench.SyncNone}
 	for bs := ns.BlockSize(); bs > 1; bs >>= 1 {
 		e.shift++
 	}
@@ -164,6 +165,7 @@ func (e *engine) Queue(io *bench.IO) error {
 		r.Op = initiator.OpRead
 	case bench.OpWrite:
 		r.Op = initiator.OpWrite
+		r.FUA = e.fua // sync=: the write is durable when it completes
 	case bench.OpTrim:
 		// Dataset Management, deallocate: one range, encoded in the slot's
 		// buffer (at least one block, far more than 16 bytes).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/flashpath/flashpath/bench"
@@ -18,12 +19,55 @@ const nqn = "nqn.2026-11.io.flashpath:bench"
 // the nvme-tcp filename of its namespace 1.
 func startTarget(t *testing.T) string {
 	t.Helper()
-	tgt := target.New(target.Options{})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
+	be, err := backend.NewMem(16<<20, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := backend.NewMem(16<<20, 512)
+	return startTargetWith(t, be)
+}
+
+// fuaCounter counts the writes that reach the backend with and without FUA.
+type fuaCounter struct {
+	backend.Backend
+	fua, plain atomic.Int64
+}
+
+func (c *fuaCounter) WriteAt(p []byte, off int64, fua bool) error {
+	if fua {
+		c.fua.Add(1)
+	} else {
+		c.plain.Add(1)
+	}
+	return c.Backend.WriteAt(p, off, fua)
+}
+
+// TestEngineSyncFUA: sync=1 (and dsync) makes every write a FUA write, as
+// O_SYNC does on a kernel-attached namespace; the default does not.
+func TestEngineSyncFUA(t *testing.T) {
+	mem, err := backend.NewMem(16<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &fuaCounter{Backend: mem}
+	name := startTargetWith(t, be)
+	run(t, "ioengine=nvme-tcp", "filename="+name, "rw=write", "bs=4k", "size=256k", "iodepth=4")
+	if be.fua.Load() != 0 || be.plain.Load() != 64 {
+		t.Fatalf("sync=0: %d FUA and %d plain writes, want 0 and 64", be.fua.Load(), be.plain.Load())
+	}
+	for _, v := range []string{"1", "dsync"} {
+		be.fua.Store(0)
+		be.plain.Store(0)
+		run(t, "ioengine=nvme-tcp", "filename="+name, "rw=write", "bs=4k", "size=256k", "iodepth=4", "sync="+v)
+		if be.fua.Load() != 64 || be.plain.Load() != 0 {
+			t.Fatalf("sync=%s: %d FUA and %d plain writes, want 64 and 0", v, be.fua.Load(), be.plain.Load())
+		}
+	}
+}
+
+func startTargetWith(t *testing.T, be backend.Backend) string {
+	t.Helper()
+	tgt := target.New(target.Options{})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,6 +116,9 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("option cufile_io: %w", err)
 	}
+	if j.Sync != bench.SyncNone {
+		return nil, fmt.Errorf("option sync: the GPU engines do not open files O_SYNC/O_DSYNC; use fsync=N, fdatasync=N or end_fsync=1: %w", bench.ErrNotSupported)
+	}
 	if j.RW.Trim {
 		return nil, fmt.Errorf("option rw: the GPU engines move data to and from GPU memory; trim with ioengine=psync, io_uring or nvme-tcp: %w", bench.ErrNotSupported)
 	}

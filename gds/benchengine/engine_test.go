@@ -224,6 +224,9 @@ func TestOptions(t *testing.T) {
 	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=trim"); !errors.Is(err, bench.ErrNotSupported) {
 		t.Errorf("rw=trim: err = %v, want ErrNotSupported", err)
 	}
+	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=write", "sync=1"); !errors.Is(err, bench.ErrNotSupported) {
+		t.Errorf("sync=1: err = %v, want ErrNotSupported", err)
+	}
 	// gpu_path=rdma is not there yet: not supported, not a failure.
 	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=read", "gpu_path=rdma"); !errors.Is(err, bench.ErrNotSupported) {
 		t.Errorf("gpu_path=rdma: err = %v, want ErrNotSupported", err)
