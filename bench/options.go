@@ -156,6 +156,8 @@ type Job struct {
 	Percentiles     []float64
 	ClatPct, LatPct bool
 
+	Logs LogOptions // write_bw_log, write_iops_log, write_lat_log and their options
+
 	// Rate (bytes/s) and RateIOPS cap each direction of each clone (0: no cap).
 	Rate     [numDirs]int64
 	RateIOPS [numDirs]int64
@@ -195,6 +197,20 @@ func DefaultJob() Job {
 		IOEngine:    "psync",
 		RandRepeat:  true,
 		DoVerify:    true,
+	}
+}
+
+// logSetter turns a log on, its file name prefix the value: none (a bare
+// --write_bw_log on the command line gives "1") means the job's name, as
+// in fio.
+func logSetter(on func(*LogOptions) (*bool, *string)) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		b, name := on(&j.Logs)
+		if v == "1" || v == "true" {
+			v = ""
+		}
+		*b, *name = true, v
+		return nil
 	}
 }
 
@@ -289,6 +305,19 @@ var optionSpecs = []optionSpec{
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
 	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: enumSetter(func(j *Job) *bool { return &j.SplitCPUs },
 		"shared or split", map[string]bool{"shared": false, "split": true})},
+	{name: "write_bw_log", bool_: true, help: "log bandwidth to NAME_bw.N.log (KiB/s per log_avg_msec or 500 ms window)", set: logSetter(func(o *LogOptions) (*bool, *string) { return &o.BW, &o.BWName })},
+	{name: "write_iops_log", bool_: true, help: "log IOPS to NAME_iops.N.log (per log_avg_msec or 500 ms window)", set: logSetter(func(o *LogOptions) (*bool, *string) { return &o.IOPS, &o.IOPSName })},
+	{name: "write_lat_log", bool_: true, help: "log latencies (ns) to NAME_slat/_clat/_lat.N.log, every I/O or averaged per log_avg_msec", set: logSetter(func(o *LogOptions) (*bool, *string) { return &o.Lat, &o.LatName })},
+	{name: "log_avg_msec", help: "average log entries over windows of this many ms (0: latency of every I/O)", set: intSetter(func(j *Job) *int { return &j.Logs.AvgMsec }, 0, 1<<30)},
+	{name: "log_offset", help: "add each I/O's offset to the latency log lines", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Logs.Offset })},
+	{name: "per_job_logs", help: "one log file per clone (default 1); 0: the clones share one", bool_: true, set: func(j *Job, v string) error {
+		var per bool
+		if err := boolSetter(func(*Job) *bool { return &per })(j, v); err != nil {
+			return err
+		}
+		j.Logs.SharedAcrossClones = !per
+		return nil
+	}},
 	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},

@@ -108,9 +108,10 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job) (*GroupResult, []err
 	var stop atomic.Bool
 	var workers []*worker
 	var errs []error
+	logs := &logFiles{}
 	for _, j := range jobs {
 		for c := range j.NumJobs {
-			w := &worker{job: j, index: c, stop: &stop}
+			w := &worker{job: j, index: c, stop: &stop, logs: logs}
 			workers = append(workers, w)
 		}
 	}

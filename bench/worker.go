@@ -141,6 +141,8 @@ type worker struct {
 	twBlock     uint64
 
 	stop *atomic.Bool
+	log  *jobLog // write_*_log files, or nil
+	logs *logFiles
 
 	usr, sys time.Duration
 }
@@ -159,6 +161,11 @@ func (w *worker) setup(filename string) error {
 	w.eng = eng
 	if dl, ok := eng.(DepthLimiter); ok && dl.MaxIODepth() < w.depth {
 		w.depth = dl.MaxIODepth()
+	}
+	if j.Logs.any() {
+		if w.log, err = newJobLog(j, w.index, w.logs); err != nil {
+			return err
+		}
 	}
 	w.access, _ = eng.(BufferAccess)
 	w.syncer, _ = eng.(Syncer)
@@ -285,6 +292,10 @@ func (w *worker) run() error {
 		w.end = w.rampEnd + int64(j.Runtime)
 	}
 	w.recording = j.RampTime == 0
+	if w.log != nil {
+		w.log.start(0)
+		defer func() { w.log.finish(w.now()) }()
+	}
 	issuing := true
 	batch := j.BatchSubmit
 	if batch <= 0 {
@@ -400,6 +411,12 @@ func (w *worker) tick(t int64) {
 		w.stats = [numDirs]DirStats{}
 		w.depthHist = [depthLevels]uint64{}
 		w.syncs = Histogram{}
+		if w.log != nil {
+			w.log.start(t)
+		}
+	}
+	if w.recording && w.log != nil {
+		w.log.tick(t)
 	}
 	if w.end > 0 && t >= w.end && !w.verifying {
 		w.timeUp = true
@@ -615,6 +632,9 @@ func (w *worker) complete(io *IO, t int64) {
 		st.slat.add(uint64(io.submitted - io.issued))
 		st.IOs++
 		st.Bytes += uint64(io.Res)
+		if w.log != nil {
+			w.log.record(d, io, t)
+		}
 	}
 	if w.job.Verify == "" {
 		return
@@ -680,8 +700,13 @@ func (w *worker) failure() error {
 }
 
 func (w *worker) close() error {
-	if w.eng == nil {
-		return nil
+	var lerr error
+	if w.log != nil {
+		lerr = w.log.close()
+		w.log = nil
 	}
-	return w.eng.Close()
+	if w.eng == nil {
+		return lerr
+	}
+	return errors.Join(w.eng.Close(), lerr)
 }
