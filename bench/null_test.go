@@ -40,6 +40,7 @@ type batchEngine struct {
 	staged, inflight, maxInflight int
 	commits                       []int
 	invalidated                   int
+	maxMin, maxCap, maxReaped     int // GetEvents: largest min asked, capacity given, completions taken
 }
 
 func (e *batchEngine) Invalidate() error { e.invalidated++; return nil }
@@ -66,9 +67,35 @@ func (e *batchEngine) Commit() error {
 
 func (e *batchEngine) GetEvents(min int, events []*IO) ([]*IO, error) {
 	n := len(events)
+	e.maxMin, e.maxCap = max(e.maxMin, min), max(e.maxCap, cap(events)-n)
 	events, err := e.nullEngine.GetEvents(min, events)
 	e.inflight -= len(events) - n
+	e.maxReaped = max(e.maxReaped, len(events)-n)
 	return events, err
+}
+
+// TestIODepthBatchComplete: iodepth_batch_complete_min is how many
+// completions a reap waits for (default 1), _max how many it takes at most
+// (default iodepth).
+func TestIODepthBatchComplete(t *testing.T) {
+	for _, tc := range []struct {
+		opts             []Option
+		min, cap, reaped int
+	}{
+		{nil, 1, 16, 16},
+		{[]Option{{"iodepth_batch_complete_min", "4"}, {"iodepth_batch_complete_max", "8"}}, 4, 8, 8},
+		{[]Option{{"iodepth_batch_complete", "0"}}, 1, 16, 16},
+	} {
+		opts := append([]Option{{"ioengine", "test-batch"}, {"rw", "randread"}, {"bs", "4k"}, {"iodepth", "16"},
+			{"iodepth_batch_submit", "0"}, {"size", "4m"}}, tc.opts...)
+		if _, err := Run(context.Background(), Config{Jobs: mustJobs(t, opts...)}); err != nil {
+			t.Fatal(err)
+		}
+		if e := lastBatchEngine; e.maxMin != tc.min || e.maxCap != tc.cap || e.maxReaped > tc.reaped {
+			t.Errorf("%v: largest min %d (want %d), capacity %d (want %d), most reaped %d (want <= %d)",
+				tc.opts, e.maxMin, tc.min, e.maxCap, tc.cap, e.maxReaped, tc.reaped)
+		}
+	}
 }
 
 // TestIODepthBatchSubmit: as in fio, iodepth_batch_submit defaults to 1

@@ -143,6 +143,10 @@ type Job struct {
 	Verify      string // "" or "crc32c"
 	DoVerify    bool
 	BatchSubmit int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
+	// iodepth_batch_complete_min and _max: completions to wait for, and to
+	// take at most, per reap (default 1 and iodepth). fio's min 0 polls
+	// without waiting; here it waits for one, as the default.
+	CompleteMin, CompleteMax int
 
 	Fsync, Fdatasync int  // a sync every this many writes; 0: never
 	EndFsync         bool // end_fsync, fsync_on_close
@@ -188,6 +192,7 @@ func DefaultJob() Job {
 		BS:          [numDirs]int{4096, 4096, 4096},
 		IODepth:     1,
 		BatchSubmit: 1,
+		CompleteMin: 1,
 		Invalidate:  true,
 		Loops:       1,
 		ClatPct:     true,
@@ -288,6 +293,9 @@ var optionSpecs = []optionSpec{
 		"crc32c (or none)", map[string]string{"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c"})},
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
 	{name: "iodepth_batch_submit", help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "iodepth_batch_complete_min", help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
+	{name: "iodepth_batch_complete", help: "alias of iodepth_batch_complete_min", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
+	{name: "iodepth_batch_complete_max", help: "completions taken at most per reap (default iodepth)", set: intSetter(func(j *Job) *int { return &j.CompleteMax }, 0, 65536)},
 	{name: "iodepth_batch", help: "alias of iodepth_batch_submit", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "fsync", help: "fsync after every N writes (0: never)", set: intSetter(func(j *Job) *int { return &j.Fsync }, 0, 1<<30)},
 	{name: "fdatasync", help: "fdatasync after every N writes (0: never)", set: intSetter(func(j *Job) *int { return &j.Fdatasync }, 0, 1<<30)},
@@ -325,6 +333,8 @@ var optionSpecs = []optionSpec{
 	// Accepted for compatibility: they describe how fio itself runs and
 	// have no meaning here (jobs are always threads).
 	{name: "thread", help: "accepted; jobs are always threads", bool_: true, set: func(*Job, string) error { return nil }},
+	{name: "clocksource", help: "accepted; latency is always timed with the monotonic clock", set: func(*Job, string) error { return nil }},
+	{name: "gtod_reduce", help: "accepted; every statistic is always kept (it costs little here)", bool_: true, set: func(*Job, string) error { return nil }},
 }
 
 // OptionHelp is one option name with its help text, for the CLI.

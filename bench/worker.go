@@ -386,7 +386,14 @@ func (w *worker) run() error {
 			w.recEnd = w.now()
 			return nil
 		}
-		evs, err := w.eng.GetEvents(1, w.events[:0])
+		// iodepth_batch_complete_min/_max: wait for at least minEv of what
+		// is in flight, take at most maxEv.
+		maxEv := w.depth
+		if j.CompleteMax > 0 {
+			maxEv = min(maxEv, j.CompleteMax)
+		}
+		minEv := min(max(j.CompleteMin, 1), maxEv, w.inflight)
+		evs, err := w.eng.GetEvents(minEv, w.events[:0:maxEv])
 		if err != nil {
 			return w.drain(fmt.Errorf("getevents: %w", err))
 		}
