@@ -27,7 +27,8 @@ type Controller struct {
 	cfg  Config
 	addr string
 	log  *slog.Logger
-	s    atomic.Pointer[session] // the current (or last) connection
+	s    atomic.Pointer[session] // the current connection, or the one being brought up
+	pub  atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
 	rr   atomic.Uint32
 
 	events chan Event
@@ -180,6 +181,9 @@ func (c *Controller) connectAdmin(ctx context.Context, subnqn string, kato uint3
 func (c *Controller) setState(live *session, lost error) {
 	c.mu.Lock()
 	c.live = live
+	if live != nil {
+		c.pub.Store(live)
+	}
 	if lost != nil && c.lost == nil {
 		c.lost = lost
 	}
@@ -190,6 +194,16 @@ func (c *Controller) setState(live *session, lost error) {
 
 // reconnects reports whether the controller reconnects after failures.
 func (c *Controller) reconnects() bool { return c.cfg.CtrlLossTimeout >= 0 }
+
+// ioSession is the session new I/O goes to: the connected one; while a
+// reconnect is in progress, the one it brings up (waited for); without
+// reconnects, the last one, failed or not.
+func (c *Controller) ioSession(ctx context.Context) (*session, error) {
+	if !c.reconnects() {
+		return c.pub.Load(), nil
+	}
+	return c.waitSession(ctx, nil)
+}
 
 // waitSession waits until a connected session other than old is current
 // and returns it, or returns why there will be none (Close, ctrl-loss-tmo).
@@ -540,23 +554,23 @@ func (c *Controller) IdentifyController(ctx context.Context) (nvmeof.IdentifyCon
 }
 
 // Identify returns the Identify Controller data read when connecting.
-func (c *Controller) Identify() nvmeof.IdentifyController { return c.sess().id }
+func (c *Controller) Identify() nvmeof.IdentifyController { return c.pub.Load().id }
 
 // CAP returns the Controller Capabilities read when connecting.
-func (c *Controller) CAP() nvmeof.CAP { return c.sess().cap }
+func (c *Controller) CAP() nvmeof.CAP { return c.pub.Load().cap }
 
 // Version returns the VS property read when connecting.
-func (c *Controller) Version() uint32 { return c.sess().vs }
+func (c *Controller) Version() uint32 { return c.pub.Load().vs }
 
 // CntlID returns the controller ID assigned by Connect (a reconnect gets a
 // new one).
-func (c *Controller) CntlID() uint16 { return c.sess().cntlID }
+func (c *Controller) CntlID() uint16 { return c.pub.Load().cntlID }
 
 // Queues returns the I/O queues. A reconnect replaces them: requests
 // submitted to a failed queue complete with its error, and callers of the
 // asynchronous API resubmit on the queues Queues returns once Reconnected
 // does.
-func (c *Controller) Queues() []*Queue { return c.sess().io }
+func (c *Controller) Queues() []*Queue { return c.pub.Load().io }
 
 // Reconnected waits until the controller is connected on queues other
 // than qs (the ones that failed) and returns the new ones, or returns why
@@ -566,8 +580,8 @@ func (c *Controller) Reconnected(ctx context.Context, qs []*Queue) ([]*Queue, er
 	if !c.reconnects() {
 		return nil, ErrNoReconnect
 	}
-	old := c.sess()
-	if len(qs) == 0 || len(old.io) == 0 || qs[0] != old.io[0] {
+	old := c.pub.Load()
+	if len(qs) == 0 || qs[0] != old.io[0] {
 		old = nil // qs are not the current queues: any connected session will do
 	}
 	s, err := c.waitSession(ctx, old)
@@ -642,7 +656,7 @@ func getLogPage(ctx context.Context, admin adminFunc, lid uint8, nsid uint32, bu
 
 // ErrorLog returns the entries of the Error Information log (ELPE+1 of them).
 func (c *Controller) ErrorLog(ctx context.Context) ([]nvmeof.ErrorLogEntry, error) {
-	n := int(c.sess().id.ELPE) + 1
+	n := int(c.pub.Load().id.ELPE) + 1
 	b := make([]byte, n*nvmeof.ErrorLogEntrySize)
 	if err := c.GetLogPage(ctx, nvmeof.LogError, 0, b, 0); err != nil {
 		return nil, err

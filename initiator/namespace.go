@@ -100,7 +100,10 @@ const maxRetries = 5
 // failed under it, again on the next one, until the controller will not
 // reconnect or maxRetries connections have failed under it.
 func (n *Namespace) retry(op string, off int64, f func(s *session) (lost bool, err error)) error {
-	s := n.c.sess()
+	s, err := n.c.ioSession(context.Background())
+	if err != nil {
+		return fmt.Errorf("%s at %d: %w", op, off, err)
+	}
 	for try := 0; ; try++ {
 		lost, err := f(s)
 		if !lost || !n.c.reconnects() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -245,5 +246,58 @@ func TestReconnectRetryBound(t *testing.T) {
 	// The controller itself is still there: other I/O works.
 	if _, err := ns.WriteAt(make([]byte, 512), 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitReconnecting waits until c has noticed the lost connection.
+func waitReconnecting(c *Controller) {
+	for {
+		c.mu.Lock()
+		live, changed := c.live, c.changed
+		c.mu.Unlock()
+		if live == nil {
+			return
+		}
+		<-changed
+	}
+}
+
+// TestIODuringReconnect: I/O started while the controller is reconnecting
+// (its attempts failing, half-built sessions coming and going) waits for
+// the new connection and completes on it.
+func TestIODuringReconnect(t *testing.T) {
+	r := startRestartable(t)
+	c := connect(t, r.target(), fastReconnect(time.Minute))
+	ns := openNS(t, c, 1)
+	want := bytes.Repeat([]byte{0x5A}, 8192)
+	if _, err := ns.WriteAt(want, 8192); err != nil {
+		t.Fatal(err)
+	}
+	r.drop()
+	// Make the controller notice: a read on the dropped connection.
+	old := c.sess()
+	go ns.ReadAt(make([]byte, 512), 0)
+	waitReconnecting(c)
+	// Until a reconnect attempt has begun (a new, half-built session is
+	// current): new I/O must not be sent to it.
+	for c.sess() == old {
+		runtime.Gosched()
+	}
+	res := make(chan error, 4)
+	for range 4 {
+		go func() {
+			got := make([]byte, 8192)
+			_, err := ns.ReadAt(got, 8192)
+			if err == nil && !bytes.Equal(got, want) {
+				err = errors.New("read back differs")
+			}
+			res <- err
+		}()
+	}
+	r.listen(r.addr)
+	for range 4 {
+		if err := <-res; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
