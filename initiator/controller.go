@@ -142,13 +142,15 @@ func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 // controller bring-up, I/O queues. On failure the session is closed.
 func (c *Controller) bringUp(ctx context.Context) error {
 	s := newSession()
-	c.s.Store(s)
 	var kato uint32
 	if c.cfg.KATO > 0 {
 		kato = uint32(c.cfg.KATO / time.Millisecond)
 	}
-	err := c.connectAdmin(ctx, c.cfg.SubNQN, kato)
+	err := c.connectAdmin(ctx, s, c.cfg.SubNQN, kato)
 	if err == nil {
+		// Current from here on: the bring-up's admin commands go to it.
+		// Its admin queue and controller ID are set before it is.
+		c.s.Store(s)
 		err = c.setup(ctx)
 	}
 	if err != nil {
@@ -157,10 +159,8 @@ func (c *Controller) bringUp(ctx context.Context) error {
 	return err
 }
 
-// connectAdmin dials the current session's admin queue and sends Fabrics
-// Connect.
-func (c *Controller) connectAdmin(ctx context.Context, subnqn string, kato uint32) error {
-	s := c.sess()
+// connectAdmin dials s's admin queue and sends Fabrics Connect.
+func (c *Controller) connectAdmin(ctx context.Context, s *session, subnqn string, kato uint32) error {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	q, err := dialQueue(dctx, queueParams{
@@ -505,7 +505,11 @@ func (c *Controller) PropertyGet(ctx context.Context, offset uint32, size8 bool)
 	defer cancel()
 	var sqe nvmeof.SQE
 	sqe.SetPropertyGet(offset, size8)
-	r, err := c.sess().admin.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
+	q, err := c.adminQueue()
+	if err != nil {
+		return 0, err
+	}
+	r, err := q.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
 	if err != nil {
 		return 0, err
 	}
@@ -521,7 +525,11 @@ func (c *Controller) PropertySet(ctx context.Context, offset uint32, size8 bool,
 	defer cancel()
 	var sqe nvmeof.SQE
 	sqe.SetPropertySet(offset, size8, value)
-	_, err := c.sess().admin.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
+	q, err := c.adminQueue()
+	if err != nil {
+		return err
+	}
+	_, err = q.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
 	return err
 }
 
@@ -529,7 +537,24 @@ func (c *Controller) PropertySet(ctx context.Context, offset uint32, size8 bool,
 // (out: host to controller), and returns the completion's DW0. Admin
 // commands are not retried across a reconnect.
 func (c *Controller) Admin(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
-	return adminOn(ctx, c, c.sess().admin, name, sqe, buf, out)
+	q, err := c.adminQueue()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return adminOn(ctx, c, q, name, sqe, buf, out)
+}
+
+// ErrReconnecting is returned by admin commands sent while the controller
+// reconnects and the new admin queue is not up yet: retry later.
+var ErrReconnecting = errors.New("initiator: connection lost, reconnecting: retry the command later")
+
+// adminQueue is the current session's admin queue (the one being brought
+// up during a reconnect, once it is dialed).
+func (c *Controller) adminQueue() (*Queue, error) {
+	if q := c.sess().admin; q != nil {
+		return q, nil
+	}
+	return nil, ErrReconnecting
 }
 
 func adminOn(ctx context.Context, c *Controller, q *Queue, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {

@@ -24,7 +24,7 @@ func Discover(ctx context.Context, addr string, opts Options) (nvmeof.DiscoveryL
 	}
 	c := newController(Config{SubNQN: nvmeof.DiscoveryNQN, Options: opts, CtrlLossTimeout: -1}, a)
 	// KATO 0: a one-shot discovery controller needs no keep-alive.
-	if err := c.connectAdmin(ctx, nvmeof.DiscoveryNQN, 0); err != nil {
+	if err := c.connectAdmin(ctx, c.sess(), nvmeof.DiscoveryNQN, 0); err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
 	}
 	log, err := c.discover(ctx)
