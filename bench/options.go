@@ -317,7 +317,7 @@ var optionSpecs = []optionSpec{
 	{name: "write_iops_log", bool_: true, help: "log IOPS to NAME_iops.N.log (per log_avg_msec or 500 ms window)", set: logSetter(func(o *LogOptions) (*bool, *string) { return &o.IOPS, &o.IOPSName })},
 	{name: "write_lat_log", bool_: true, help: "log latencies (ns) to NAME_slat/_clat/_lat.N.log, every I/O or averaged per log_avg_msec", set: logSetter(func(o *LogOptions) (*bool, *string) { return &o.Lat, &o.LatName })},
 	{name: "log_avg_msec", help: "average log entries over windows of this many ms (0: latency of every I/O)", set: intSetter(func(j *Job) *int { return &j.Logs.AvgMsec }, 0, 1<<30)},
-	{name: "log_offset", help: "add each I/O's offset to the latency log lines", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Logs.Offset })},
+	{name: "log_offset", help: "add each I/O's offset to every log line (0 in averaged lines)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Logs.Offset })},
 	{name: "per_job_logs", help: "one log file per clone (default 1); 0: the clones share one", bool_: true, set: func(j *Job, v string) error {
 		var per bool
 		if err := boolSetter(func(*Job) *bool { return &per })(j, v); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -61,17 +62,18 @@ func (f fdIO) WriteAt(p []byte, off int64) (int, error) {
 // allocates them (in parallel), later ones reuse them.
 type bounce struct {
 	*engine
-	dev     *Device
-	io      fileIO
-	depth   int           // staging buffers per worker
-	staging []*HostBuffer // per buffers a worker, in worker order
-	per     int
-	direct  bool          // O_DIRECT reads: short only at the end of the file
-	reader  Reader        // ReaderURing, ReaderPread or ReaderMmap: what the workers read with
-	rings   []*ringReader // one per worker with ReaderURing
-	why     string        // why io_uring was not used, when it was wanted
-	mapped  []byte        // ReaderMmap: the file mapped read-only, its size at open
-	staged  atomic.Int64  // ReaderMmap: chunks read through the staging buffers instead
+	dev      *Device
+	io       fileIO
+	depth    int           // staging buffers per worker
+	staging  []*HostBuffer // per buffers a worker, in worker order (nil: not pinned yet)
+	per      int
+	lazySize int64         // ReaderMmap: size of the staging buffer a worker pins when it needs one
+	direct   bool          // O_DIRECT reads: short only at the end of the file
+	reader   Reader        // ReaderURing, ReaderPread or ReaderMmap: what the workers read with
+	rings    []*ringReader // one per worker with ReaderURing
+	why      string        // why io_uring was not used, when it was wanted
+	mapped   []byte        // ReaderMmap: the file mapped read-only, its size at open
+	staged   atomic.Int64  // ReaderMmap: chunks read through the staging buffers instead
 }
 
 var _ Transfer = (*bounce)(nil)
@@ -101,19 +103,22 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 		}
 		b.mapped, b.reader = m, ReaderMmap
 	}
-	// Staging: depth buffers of a chunk per worker. The mmap reader copies
-	// from the page cache and only goes through a staging buffer
-	// synchronously (chunks it cannot pin, writes), a piece at a time: one
-	// buffer per worker, of at most DefaultChunk, whatever the chunk size.
-	b.per = depth
-	stagingSize := chunkSize
-	if b.reader == ReaderMmap {
-		b.per, stagingSize = 1, min(chunkSize, DefaultChunk)
-	}
+	// Staging: depth buffers of a chunk per worker, pinned up front. The
+	// mmap reader copies from the page cache and only goes through a
+	// staging buffer synchronously (chunks it cannot pin, writes), a piece
+	// at a time: one buffer per worker, of at most DefaultChunk whatever
+	// the chunk size, pinned the first time the worker needs it (most
+	// loads never do).
 	var err error
-	if b.staging, err = dev.getStaging(workers*b.per, stagingSize); err != nil {
-		unmap(b.mapped)
-		return nil, err
+	if b.reader == ReaderMmap {
+		b.per, b.lazySize = 1, min(chunkSize, DefaultChunk)
+		b.staging = make([]*HostBuffer, workers)
+	} else {
+		b.per = depth
+		if b.staging, err = dev.getStaging(workers*depth, chunkSize); err != nil {
+			unmap(b.mapped)
+			return nil, err
+		}
 	}
 	if rd == ReaderURing || (rd == ReaderAuto || rd == "") && direct {
 		fd, ok := f.(fdIO)
@@ -126,7 +131,7 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 		case err == nil:
 			b.reader = ReaderURing
 		case rd == ReaderURing:
-			dev.putStaging(b.staging)
+			b.releaseStaging()
 			return nil, err
 		default:
 			b.why = err.Error()
@@ -167,7 +172,7 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 			return nil
 		})
 		closeRings(b.rings)
-		dev.putStaging(b.staging)
+		b.releaseStaging()
 		unmap(b.mapped)
 		return nil, fmt.Errorf("create streams: %w", err)
 	}
@@ -183,8 +188,7 @@ func (b *bounce) Close() error {
 	b.stop()
 	closeRings(b.rings) // after the workers: in-flight reads end with the ring
 	b.rings = nil
-	b.dev.putStaging(b.staging)
-	b.staging = nil
+	b.releaseStaging()
 	unmap(b.mapped) // after the workers: every chunk's pages are unpinned
 	b.mapped = nil
 	return nil
@@ -222,8 +226,7 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 		return
 	}
 	defer releaseWorker(s, evs)
-	bufs := b.staging[w*b.per : (w+1)*b.per] // depth buffers, or one for the mmap reader
-	var inflight [maxDepth]chunk             // chunk whose copy uses bufs[k] (or pinned[k])
+	var inflight [maxDepth]chunk // chunk whose copy uses staging buffer k (or pinned[k])
 	var busy [maxDepth]bool
 	var pinned [maxDepth]unsafe.Pointer // ReaderMmap: the pages slot k's copy reads
 	k := 0
@@ -262,14 +265,16 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 			continue
 		}
 		drain(k) // normally done already by the previous chunk's crossing
-		buf := bufs[k%b.per]
 		if c.op == OpRead {
 			var src unsafe.Pointer
 			var err error
 			if b.reader == ReaderMmap {
-				src, err = b.pin(c, &pinned[k], buf, s, evs[k])
-			} else if err = b.read(buf.b[:c.readLen], c); err == nil {
-				src = unsafe.Pointer(&buf.b[c.skip])
+				src, err = b.pin(w, c, &pinned[k], s, evs[k])
+			} else {
+				buf := b.staging[w*b.per+k]
+				if err = b.read(buf.b[:c.readLen], c); err == nil {
+					src = unsafe.Pointer(&buf.b[c.skip])
+				}
 			}
 			if err != nil || src == nil { // failed, or copied already
 				b.finish(c, err)
@@ -292,8 +297,33 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 			k = next
 			continue
 		}
-		b.finish(c, b.writeChunk(buf, s, evs[k], c))
+		buf, err := b.stagingBuf(w, k)
+		if err == nil {
+			err = b.writeChunk(buf, s, evs[k], c)
+		}
+		b.finish(c, err)
 	}
+}
+
+// releaseStaging returns the staging buffers pinned so far to the
+// device's pool.
+func (b *bounce) releaseStaging() {
+	b.dev.putStaging(slices.DeleteFunc(b.staging, func(h *HostBuffer) bool { return h == nil }))
+	b.staging = nil
+}
+
+// stagingBuf returns worker w's staging buffer for slot k, pinning the
+// mmap reader's on first use.
+func (b *bounce) stagingBuf(w, k int) (*HostBuffer, error) {
+	i := w*b.per + k%b.per
+	if b.staging[i] == nil {
+		bufs, err := b.dev.getStaging(1, b.lazySize)
+		if err != nil {
+			return nil, err
+		}
+		b.staging[i] = bufs[0]
+	}
+	return b.staging[i], nil
 }
 
 // writeChunk copies c from the GPU into buf and writes it, a buffer at a

@@ -65,10 +65,10 @@ func unmap(m []byte) {
 // in *slot for unpin, and returns the address to copy from. A chunk it
 // does not pin is read through buf and copied before pin returns: then the
 // address is nil.
-func (b *bounce) pin(c chunk, slot *unsafe.Pointer, buf *HostBuffer, s cuda.Stream, ev cuda.Event) (unsafe.Pointer, error) {
+func (b *bounce) pin(w int, c chunk, slot *unsafe.Pointer, s cuda.Stream, ev cuda.Event) (unsafe.Pointer, error) {
 	lo, hi := c.fileOff+c.skip, c.fileOff+c.skip+c.n
 	if hi > int64(len(b.mapped)) {
-		return nil, b.copyStaged(c, buf, s, ev) // the file has grown, or ends short
+		return nil, b.copyStaged(w, c, s, ev) // the file has grown, or ends short
 	}
 	plo := lo / pageSize * pageSize
 	phi := (hi + pageSize - 1) / pageSize * pageSize // within the mapping's last page
@@ -80,7 +80,7 @@ func (b *bounce) pin(c chunk, slot *unsafe.Pointer, buf *HostBuffer, s cuda.Stre
 		return unsafe.Add(base, lo), nil
 	}
 	if cuda.IsResult(err, cuda.ErrorHostMemoryAlreadyRegistered) {
-		return nil, b.copyStaged(c, buf, s, ev) // another request in flight pinned some of these pages
+		return nil, b.copyStaged(w, c, s, ev) // another request in flight pinned some of these pages
 	}
 	return nil, fmt.Errorf("pin %d bytes of the page cache at file offset %d: %w", phi-plo, plo, err)
 }
@@ -98,10 +98,15 @@ func unpin(slot *unsafe.Pointer) error {
 	return nil
 }
 
-// copyStaged moves chunk c's wanted bytes the pread way, a staging buffer
-// at a time, each copy complete before the buffer is refilled.
-func (b *bounce) copyStaged(c chunk, buf *HostBuffer, s cuda.Stream, ev cuda.Event) error {
+// copyStaged moves chunk c's wanted bytes the pread way through worker
+// w's staging buffer, a buffer at a time, each copy complete before the
+// buffer is refilled.
+func (b *bounce) copyStaged(w int, c chunk, s cuda.Stream, ev cuda.Event) error {
 	b.staged.Add(1)
+	buf, err := b.stagingBuf(w, 0)
+	if err != nil {
+		return err
+	}
 	off, end, dev := c.fileOff+c.skip, c.fileOff+c.skip+c.n, c.dev
 	for off < end {
 		n := min(end-off, int64(len(buf.b)))
