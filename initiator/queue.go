@@ -249,13 +249,14 @@ func (q *Queue) Submit(r *Request) error {
 // SubmitBatch submits several requests and sends them with one flush (one
 // write system call where they fit the send buffer), as a benchmark or a
 // pipeline does when it refills its queue after reaping completions. It
-// blocks while all slots are busy, like Submit. On an error, the requests
-// before the failing one were submitted and will be delivered; the rest
-// were not.
-func (q *Queue) SubmitBatch(rs []*Request) error {
+// blocks while all slots are busy, like Submit. It returns how many were
+// submitted: on an error, the requests before the failing one were
+// submitted and will be delivered; the rest were not.
+func (q *Queue) SubmitBatch(rs []*Request) (int, error) {
 	// Holding a waiter keeps each send from flushing; the last one out flushes.
 	q.waiting.Add(1)
 	var err error
+	n := 0
 	for _, r := range rs {
 		if len(q.free) == 0 {
 			// About to wait for a slot: what is buffered must go out first,
@@ -269,6 +270,7 @@ func (q *Queue) SubmitBatch(rs []*Request) error {
 		if err = q.Submit(r); err != nil {
 			break
 		}
+		n++
 	}
 	if q.waiting.Add(-1) == 0 {
 		q.wmu.Lock()
@@ -276,12 +278,12 @@ func (q *Queue) SubmitBatch(rs []*Request) error {
 			if ferr := q.bw.Flush(); ferr != nil {
 				q.wmu.Unlock()
 				q.fail(fmt.Errorf("queue %d: send commands: %w", q.qid, ferr))
-				return err
+				return n, err
 			}
 		}
 		q.wmu.Unlock()
 	}
-	return err
+	return n, err
 }
 
 // inline reports whether r's data goes in the command capsule.

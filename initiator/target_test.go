@@ -164,8 +164,8 @@ func TestSubmitBatch(t *testing.T) {
 			reqs[i] = Request{Op: op, NSID: tt.nsid, SLBA: uint64(2 * i), NLB: 2, Buf: buf, Done: done, Tag: uint64(i)}
 			batch[i] = &reqs[i]
 		}
-		if err := q.SubmitBatch(batch); err != nil {
-			t.Fatal(err)
+		if sent, err := q.SubmitBatch(batch); err != nil || sent != len(batch) {
+			t.Fatalf("submitted %d of %d: %v", sent, len(batch), err)
 		}
 		for range n {
 			r := <-done

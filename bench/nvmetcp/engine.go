@@ -4,7 +4,10 @@
 //
 //	--filename tcp://HOST:PORT/NQN/NSID   e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1
 //
-// Engine options: hdr_digest=1, data_digest=1, hostnqn=NQN.
+// Engine options: hdr_digest=1, data_digest=1, hostnqn=NQN, and the host's
+// reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none). As
+// fio over the kernel host, a job rides through a lost connection: the I/O
+// in flight waits for the reconnect and is sent again on the new queue.
 package nvmetcp
 
 import (
@@ -22,7 +25,7 @@ import (
 )
 
 func init() {
-	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn")
+	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
 }
 
 // Target is a parsed nvme-tcp filename.
@@ -65,10 +68,24 @@ type engine struct {
 	size   int64
 	mem    *bench.HostMemory
 	reqs   []initiator.Request
+	reqQ   []*initiator.Queue // the queue each request was last sent on
+	tries  []int              // times each request was sent again after a lost connection
 	staged []*bench.IO
 	batch  []*initiator.Request
 	done   chan *initiator.Request
 	ios    []*bench.IO // by slot index
+}
+
+func durationOpt(opts map[string]string, k string) (time.Duration, error) {
+	v, ok := opts[k]
+	if !ok {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("option %s=%q: want a duration such as 2s", k, v)
+	}
+	return d, nil
 }
 
 func boolOpt(opts map[string]string, k string) (bool, error) {
@@ -100,8 +117,20 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	delay, err := durationOpt(cfg.Options, "reconnect_delay")
+	if err != nil {
+		return nil, err
+	}
+	lossTmo, err := durationOpt(cfg.Options, "ctrl_loss_tmo")
+	if err != nil {
+		return nil, err
+	}
+	if _, set := cfg.Options["ctrl_loss_tmo"]; set && lossTmo == 0 {
+		lossTmo = -1 // none: fail at once
+	}
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
 		Addr: t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
+		ReconnectDelay: delay, CtrlLossTimeout: lossTmo,
 		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"]},
 	})
 	if err != nil {
@@ -123,6 +152,8 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	}
 	depth := max(cfg.IODepth, 1)
 	e.reqs = make([]initiator.Request, depth)
+	e.reqQ = make([]*initiator.Queue, depth)
+	e.tries = make([]int, depth)
 	e.ios = make([]*bench.IO, depth)
 	e.done = make(chan *initiator.Request, depth)
 	e.staged = make([]*bench.IO, 0, depth)
@@ -182,13 +213,63 @@ func (e *engine) Commit() error {
 	e.batch = e.batch[:0]
 	for _, io := range e.staged {
 		e.batch = append(e.batch, &e.reqs[io.Index])
+		e.reqQ[io.Index] = e.q
 	}
 	e.staged = e.staged[:0]
-	return e.q.SubmitBatch(e.batch)
+	for batch := e.batch; ; {
+		n, err := e.q.SubmitBatch(batch)
+		if err == nil {
+			return nil
+		}
+		// The queue failed under the batch: the rest goes on the next
+		// connection's queue.
+		if !e.reconnect(e.q) {
+			return err
+		}
+		batch = batch[n:]
+		for _, r := range batch {
+			e.reqQ[r.Tag] = e.q
+		}
+	}
+}
+
+// maxResends bounds how often one I/O is sent again after lost connections.
+const maxResends = 5
+
+// reconnect waits for the connection after the one of q (failed) and makes
+// its queue e's; false when there will be none.
+func (e *engine) reconnect(q *initiator.Queue) bool {
+	if q.Err() == nil {
+		return false // not a lost connection
+	}
+	qs, err := e.ctrl.Reconnected(context.Background(), []*initiator.Queue{q})
+	if err != nil || len(qs) == 0 {
+		return false
+	}
+	e.q = qs[0]
+	return true
+}
+
+// resend sends r again when it failed because its connection was lost,
+// on the queue of the next one; false leaves r to be reaped with its error.
+func (e *engine) resend(r *initiator.Request) bool {
+	i := r.Tag
+	if r.Err == nil || e.tries[i] >= maxResends || !e.reconnect(e.reqQ[i]) {
+		return false
+	}
+	e.tries[i]++
+	e.reqQ[i] = e.q
+	r.Err = nil
+	if err := e.q.Submit(r); err != nil {
+		r.Err = err
+		return false
+	}
+	return true
 }
 
 func (e *engine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
 	io := e.ios[r.Tag]
+	e.tries[r.Tag] = 0
 	io.Res, io.Err = io.Len, nil
 	if err := r.Error(); err != nil {
 		io.Res, io.Err = 0, err
@@ -199,13 +280,17 @@ func (e *engine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
 func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, error) {
 	got := 0
 	for got < minEvents && len(events) < cap(events) {
-		events = e.reap(<-e.done, events)
-		got++
+		if r := <-e.done; !e.resend(r) {
+			events = e.reap(r, events)
+			got++
+		}
 	}
 	for len(events) < cap(events) {
 		select {
 		case r := <-e.done:
-			events = e.reap(r, events)
+			if !e.resend(r) {
+				events = e.reap(r, events)
+			}
 		default:
 			return events, nil
 		}

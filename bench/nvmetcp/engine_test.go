@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -179,5 +180,75 @@ func TestEngineRefusesUnknownSubsystem(t *testing.T) {
 	rep, err := bench.Run(context.Background(), bench.Config{Jobs: jobs})
 	if err == nil && rep.Groups[0].Jobs[0].Err == nil {
 		t.Fatal("bench against an unknown subsystem succeeded")
+	}
+}
+
+// dropAfter is a backend that calls drop (once, on its own goroutine)
+// when the n-th write arrives.
+type dropAfter struct {
+	backend.Backend
+	writes atomic.Int64
+	n      int64
+	drop   func()
+}
+
+func (d *dropAfter) WriteAt(p []byte, off int64, fua bool) error {
+	if d.writes.Add(1) == d.n {
+		go d.drop()
+	}
+	return d.Backend.WriteAt(p, off, fua)
+}
+
+// TestEngineRidesThroughReconnect drops every connection of the target in
+// the middle of a verified write job and brings it back: as fio over the
+// kernel host, the job waits for the reconnect, sends the I/O in flight
+// again, and ends without an error, every block verified.
+func TestEngineRidesThroughReconnect(t *testing.T) {
+	mem, err := backend.NewMem(16<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt := target.New(target.Options{})
+	t.Cleanup(func() { tgt.Close() })
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var ln *tcp.Listener
+	listen := func(addr string) {
+		l, err := tcp.Listen(tgt, addr, tcp.Options{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		ln = l
+		mu.Unlock()
+	}
+	listen("127.0.0.1:0")
+	addr := ln.Addr().String()
+	dropped := make(chan struct{})
+	be := &dropAfter{Backend: mem, n: 300, drop: func() {
+		defer close(dropped)
+		mu.Lock()
+		l := ln
+		mu.Unlock()
+		l.Close() // every connection goes
+		listen(addr)
+	}}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		ln.Close()
+	})
+	r := run(t, "ioengine=nvme-tcp", "filename=tcp://"+addr+"/"+nqn+"/1", "rw=randwrite", "bs=4k", "size=4m",
+		"iodepth=8", "verify=crc32c", "reconnect_delay=5ms")
+	<-dropped
+	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w != 1024 || rd != 1024 {
+		t.Fatalf("%d writes and %d verified reads, want 1024 each", w, rd)
 	}
 }
