@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 )
 
 func mustJobs(t testing.TB, opts ...Option) []*Job {
@@ -253,5 +254,36 @@ func TestRateLimits(t *testing.T) {
 	}
 	if _, err := BuildJobs(nil, []Section{{Name: "x", Options: []Option{{"rate_iops", "1,2,3,4"}}}}, nil); err == nil {
 		t.Error("rate_iops with four fields accepted")
+	}
+}
+
+// TestThinkTime: thinktime stalls after every thinktime_blocks I/Os once
+// they have completed, which caps the queue depth at thinktime_blocks (as
+// fio says); a bare number is microseconds.
+func TestThinkTime(t *testing.T) {
+	for _, tc := range []struct {
+		blocks string
+		most   int
+	}{{"", 1}, {"4", 4}, {"64", 16}} {
+		opts := []Option{{"ioengine", "test-batch"}, {"rw", "randread"}, {"bs", "4k"}, {"iodepth", "16"},
+			{"iodepth_batch_submit", "0"}, {"size", "256k"}, {"thinktime", "10"}}
+		if tc.blocks != "" {
+			opts = append(opts, Option{"thinktime_blocks", tc.blocks})
+		}
+		jobs := mustJobs(t, opts...)
+		if jobs[0].ThinkTime != 10*time.Microsecond {
+			t.Fatalf("thinktime=10: %v, want 10µs", jobs[0].ThinkTime)
+		}
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := lastBatchEngine; e.maxInflight != tc.most || rep.Groups[0].Jobs[0].Dir[DirRead].IOs != 64 {
+			t.Errorf("thinktime_blocks=%q: most in flight %d (want %d), %d reads (want 64)",
+				tc.blocks, e.maxInflight, tc.most, rep.Groups[0].Jobs[0].Dir[DirRead].IOs)
+		}
+	}
+	if j := mustJobs(t, Option{"startdelay", "2"}, Option{"thinktime", "3ms"}); j[0].StartDelay != 2*time.Second || j[0].ThinkTime != 3*time.Millisecond {
+		t.Errorf("startdelay=2, thinktime=3ms: %v, %v", j[0].StartDelay, j[0].ThinkTime)
 	}
 }

@@ -113,19 +113,23 @@ type Zone struct{ Access, Range float64 }
 // Job is one fio job after [global] inheritance and sweep expansion: plain
 // values, validated, fio's units already applied.
 type Job struct {
-	Name      string
-	GroupID   int // reporting group (a sweep point or a stonewall)
-	RW        RW
-	BS        [numDirs]int // block size per direction (fio bs=read,write)
-	IODepth   int
-	NumJobs   int
-	Size      int64 // bytes of the file region used; 0: the engine's size
-	IOSize    int64 // bytes to transfer per job; 0: Size
-	Offset    int64
-	Runtime   time.Duration
-	RampTime  time.Duration
-	TimeBased bool
-	RWMixRead int // percent of reads in mixed workloads
+	Name     string
+	GroupID  int // reporting group (a sweep point or a stonewall)
+	RW       RW
+	BS       [numDirs]int // block size per direction (fio bs=read,write)
+	IODepth  int
+	NumJobs  int
+	Size     int64 // bytes of the file region used; 0: the engine's size
+	IOSize   int64 // bytes to transfer per job; 0: Size
+	Offset   int64
+	Runtime  time.Duration
+	RampTime time.Duration
+	// StartDelay delays the job's start; ThinkTime stalls it after every
+	// ThinkBlocks I/Os, once they have completed (fio's thinktime).
+	StartDelay, ThinkTime time.Duration
+	ThinkBlocks           int
+	TimeBased             bool
+	RWMixRead             int // percent of reads in mixed workloads
 
 	Direct bool
 	// Sync opens the file for synchronous writes (fio's sync=): SyncFile
@@ -193,6 +197,7 @@ func DefaultJob() Job {
 		IODepth:     1,
 		BatchSubmit: 1,
 		CompleteMin: 1,
+		ThinkBlocks: 1,
 		Invalidate:  true,
 		Loops:       1,
 		ClatPct:     true,
@@ -250,6 +255,13 @@ var optionSpecs = []optionSpec{
 	{name: "runtime", help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "timeout", help: "alias of runtime", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "ramp_time", help: "run this long before recording", set: timeSetter(func(j *Job) *time.Duration { return &j.RampTime })},
+	{name: "startdelay", help: "wait this long before the job starts", set: timeSetter(func(j *Job) *time.Duration { return &j.StartDelay })},
+	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os have completed", set: func(j *Job, v string) error {
+		d, err := parseTimeUnit(v, time.Microsecond)
+		j.ThinkTime = d
+		return err
+	}},
+	{name: "thinktime_blocks", help: "I/Os issued between stalls (default 1; it caps the queue depth)", set: intSetter(func(j *Job) *int { return &j.ThinkBlocks }, 1, 1<<30)},
 	{name: "time_based", help: "run for runtime even when size is done", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.TimeBased })},
 	{name: "rwmixread", help: "percent reads in rw/randrw", set: func(j *Job, v string) error {
 		return intSetter(func(j *Job) *int { return &j.RWMixRead }, 0, 100)(j, v)
@@ -680,7 +692,11 @@ func ParseSize(s string) (int64, error) {
 
 // ParseTime parses a fio time value: seconds unless suffixed with
 // us/usec, ms/msec, s/sec, m/min, h/hour or d/day.
-func ParseTime(s string) (time.Duration, error) {
+func ParseTime(s string) (time.Duration, error) { return parseTimeUnit(s, time.Second) }
+
+// parseTimeUnit is ParseTime with def the unit of a bare number (fio's
+// thinktime counts microseconds).
+func parseTimeUnit(s string, def time.Duration) (time.Duration, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	i := 0
 	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
@@ -695,7 +711,9 @@ func ParseTime(s string) (time.Duration, error) {
 	}
 	var unit time.Duration
 	switch t[i:] {
-	case "", "s", "sec":
+	case "":
+		unit = def
+	case "s", "sec":
 		unit = time.Second
 	case "us", "usec":
 		unit = time.Microsecond

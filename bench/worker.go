@@ -122,19 +122,21 @@ type worker struct {
 	live [numDirs]struct{ ios, bytes atomic.Uint64 }
 	// fio's fsync=N / fdatasync=N / end_fsync: writes since the last sync,
 	// a sync waiting for the queue to drain, the end sync done.
-	syncer    Syncer
-	sinceSync int
-	syncDue   bool
-	endSynced bool
-	wrote     bool
-	syncs     Histogram // sync latency
-	loop      int       // loops done
-	refill    bool      // refill_buffers: new random data per write
-	dirChosen bool      // dir is the next I/O's direction (peekDir)
-	dir       Direction
-	rated     bool // rate or rate_iops limit a direction
-	rateHeld  bool // issuing waits for the rate
-	interval  [numDirs]int64
+	syncer     Syncer
+	sinceSync  int
+	syncDue    bool
+	endSynced  bool
+	wrote      bool
+	syncs      Histogram // sync latency
+	loop       int       // loops done
+	refill     bool      // refill_buffers: new random data per write
+	dirChosen  bool      // dir is the next I/O's direction (peekDir)
+	dir        Direction
+	rated      bool // rate or rate_iops limit a direction
+	thinking   bool // thinktime: thinktime_blocks issued, stall once they complete
+	sinceThink int
+	rateHeld   bool // issuing waits for the rate
+	interval   [numDirs]int64
 	// nextAllowed is when each direction may issue next (ns since base).
 	nextAllowed [numDirs]int64
 	twPending   bool // trimwrite: twBlock was trimmed, its write is next
@@ -286,6 +288,9 @@ func (w *worker) run() error {
 	}()
 
 	j := w.job
+	for wait := j.StartDelay; wait > 0 && !w.stop.Load(); wait -= 100 * time.Millisecond {
+		time.Sleep(min(wait, 100*time.Millisecond)) // startdelay, cut short by a stop
+	}
 	w.base = time.Now()
 	w.rampEnd = int64(j.RampTime)
 	if j.Runtime > 0 {
@@ -304,7 +309,7 @@ func (w *worker) run() error {
 	for {
 		// Fill the queue to iodepth, committing every batch I/Os
 		// (iodepth_batch_submit), before waiting for completions.
-		for issuing && !w.syncDue && len(w.free) > 0 {
+		for issuing && !w.syncDue && !w.thinking && len(w.free) > 0 {
 			n := 0
 			for len(w.free) > 0 && n < batch {
 				io := w.free[len(w.free)-1]
@@ -328,6 +333,12 @@ func (w *worker) run() error {
 				}
 				w.staged = append(w.staged, io)
 				n++
+				if j.ThinkTime > 0 && !w.verifying {
+					if w.sinceThink++; w.sinceThink >= j.ThinkBlocks {
+						w.thinking = true
+						break
+					}
+				}
 			}
 			if n == 0 {
 				break // nothing issued: held by the rate, or no more I/O
@@ -346,6 +357,20 @@ func (w *worker) run() error {
 		if w.inflight == 0 {
 			if w.ioErr != nil || w.verr != nil {
 				return w.failure()
+			}
+			if w.thinking {
+				// thinktime: what was issued has completed; stall, but not
+				// past the runtime.
+				think := j.ThinkTime
+				if w.end > 0 {
+					think = min(think, time.Duration(max(w.end-w.now(), 0)))
+				}
+				time.Sleep(think)
+				w.thinking, w.sinceThink = false, 0
+				if w.end > 0 && w.now() >= w.end {
+					w.timeUp = true
+				}
+				continue
 			}
 			if issuing && w.rateHeld {
 				// Nothing in flight and the rate says wait: sleep, but not
