@@ -29,6 +29,7 @@ type Controller struct {
 	log  *slog.Logger
 	s    atomic.Pointer[session] // the current connection, or the one being brought up
 	pub  atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
+	up   atomic.Pointer[session] // the connected one, nil while reconnecting: I/O's lock-free fast path
 	rr   atomic.Uint32
 
 	events chan Event
@@ -181,6 +182,7 @@ func (c *Controller) connectAdmin(ctx context.Context, s *session, subnqn string
 func (c *Controller) setState(live *session, lost error) {
 	c.mu.Lock()
 	c.live = live
+	c.up.Store(live)
 	if live != nil {
 		c.pub.Store(live)
 	}
@@ -201,6 +203,9 @@ func (c *Controller) reconnects() bool { return c.cfg.CtrlLossTimeout >= 0 }
 func (c *Controller) ioSession(ctx context.Context) (*session, error) {
 	if !c.reconnects() {
 		return c.pub.Load(), nil
+	}
+	if s := c.up.Load(); s != nil {
+		return s, nil // connected: no lock on the I/O path
 	}
 	return c.waitSession(ctx, nil)
 }
