@@ -47,7 +47,7 @@ interop: build
 	$(LAB)/setup >/tmp/flashpath-lab-setup.log 2>&1 || { tail -n 30 /tmp/flashpath-lab-setup.log; exit 1; }; \
 	for t in test/lab/*.sh; do \
 		case $$t in */lib.sh) continue ;; esac; \
-		echo "== interop $$t"; LAB_TIMEOUT=900 $(LAB)/vm-run $$t || exit 1; \
+		echo "== interop $$t"; LAB_TIMEOUT=900 scripts/lab-run.sh $(LAB) $$t || exit 1; \
 	done
 
 test: deps vet unit fuzz interop
