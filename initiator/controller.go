@@ -29,15 +29,16 @@ type Controller struct {
 	log  *slog.Logger
 	s    atomic.Pointer[session] // the current connection, or the one being brought up
 	pub  atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
-	up   atomic.Pointer[session] // the connected one, nil while reconnecting: I/O's lock-free fast path
-	rr   atomic.Uint32
+	// up is the connected session, nil while reconnecting; written under
+	// mu with lost and changed, read without it on the I/O path.
+	up atomic.Pointer[session]
+	rr atomic.Uint32
 
 	events chan Event
 
 	mu      sync.Mutex
-	live    *session      // guarded by mu: the connected session; nil while reconnecting
 	lost    error         // guarded by mu: why the controller is gone for good
-	changed chan struct{} // guarded by mu: closed and replaced when live or lost changes
+	changed chan struct{} // guarded by mu: closed and replaced when up or lost changes
 	done    chan struct{} // closed by Close: stops reconnecting
 	sup     sync.WaitGroup
 
@@ -97,7 +98,11 @@ func newController(cfg Config, addr string) *Controller {
 	return c
 }
 
-// sess is the current session.
+// sess is the current session. Its admin queue is connected (bringUp makes
+// a session current only then), and a session's keep-alive and event
+// goroutines only run while it is the current one (a reconnect closes it,
+// waiting for them, before it brings up the next): they send their admin
+// commands through c.Admin.
 func (c *Controller) sess() *session { return c.s.Load() }
 
 // Event is an asynchronous event reported by the controller
@@ -181,7 +186,6 @@ func (c *Controller) connectAdmin(ctx context.Context, s *session, subnqn string
 // once, why the controller is gone for good; waiters wake up.
 func (c *Controller) setState(live *session, lost error) {
 	c.mu.Lock()
-	c.live = live
 	c.up.Store(live)
 	if live != nil {
 		c.pub.Store(live)
@@ -215,7 +219,7 @@ func (c *Controller) ioSession(ctx context.Context) (*session, error) {
 func (c *Controller) waitSession(ctx context.Context, old *session) (*session, error) {
 	for {
 		c.mu.Lock()
-		live, lost, changed := c.live, c.lost, c.changed
+		live, lost, changed := c.up.Load(), c.lost, c.changed
 		c.mu.Unlock()
 		switch {
 		case lost != nil:
@@ -510,11 +514,7 @@ func (c *Controller) PropertyGet(ctx context.Context, offset uint32, size8 bool)
 	defer cancel()
 	var sqe nvmeof.SQE
 	sqe.SetPropertyGet(offset, size8)
-	q, err := c.adminQueue()
-	if err != nil {
-		return 0, err
-	}
-	r, err := q.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
+	r, err := c.sess().admin.exec(ctx, fmt.Sprintf("property get %#x", offset), &sqe, nil, false)
 	if err != nil {
 		return 0, err
 	}
@@ -530,11 +530,7 @@ func (c *Controller) PropertySet(ctx context.Context, offset uint32, size8 bool,
 	defer cancel()
 	var sqe nvmeof.SQE
 	sqe.SetPropertySet(offset, size8, value)
-	q, err := c.adminQueue()
-	if err != nil {
-		return err
-	}
-	_, err = q.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
+	_, err := c.sess().admin.exec(ctx, fmt.Sprintf("property set %#x", offset), &sqe, nil, false)
 	return err
 }
 
@@ -542,30 +538,9 @@ func (c *Controller) PropertySet(ctx context.Context, offset uint32, size8 bool,
 // (out: host to controller), and returns the completion's DW0. Admin
 // commands are not retried across a reconnect.
 func (c *Controller) Admin(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
-	q, err := c.adminQueue()
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
-	}
-	return adminOn(ctx, c, q, name, sqe, buf, out)
-}
-
-// ErrReconnecting is returned by admin commands sent while the controller
-// reconnects and the new admin queue is not up yet: retry later.
-var ErrReconnecting = errors.New("initiator: connection lost, reconnecting: retry the command later")
-
-// adminQueue is the current session's admin queue (the one being brought
-// up during a reconnect, once it is dialed).
-func (c *Controller) adminQueue() (*Queue, error) {
-	if q := c.sess().admin; q != nil {
-		return q, nil
-	}
-	return nil, ErrReconnecting
-}
-
-func adminOn(ctx context.Context, c *Controller, q *Queue, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
 	ctx, cancel := c.adminCtx(ctx)
 	defer cancel()
-	r, err := q.exec(ctx, name, sqe, buf, out)
+	r, err := c.sess().admin.exec(ctx, name, sqe, buf, out)
 	if r == nil {
 		return 0, err
 	}
@@ -785,7 +760,7 @@ func (c *Controller) keepAlive(ctx context.Context, s *session, period time.Dura
 		case <-t.C:
 		}
 		kctx, cancel := context.WithTimeout(ctx, c.cfg.KATO)
-		_, err := adminOn(kctx, c, s.admin, "keep alive", &sqe, nil, false)
+		_, err := c.Admin(kctx, "keep alive", &sqe, nil, false)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("keep alive failed", "err", err)
@@ -819,13 +794,15 @@ func (c *Controller) aerLoop(s *session, r *Request, done chan *Request) {
 		}
 		ev := Event{Type: uint8(r.DW0 & 7), Info: uint8(r.DW0 >> 8), LID: uint8(r.DW0 >> 16)}
 		if ev.Type == nvmeof.AEReasonNotice && ev.Info == nvmeof.AENoticeNSAttrChanged {
-			b := make([]byte, nvmeof.ChangedNSListSize)
-			if ev.Err = c.sessionLog(s, nvmeof.LogChangedNSList, 0, b); ev.Err == nil {
-				ev.ChangedNamespaces, ev.Err = nvmeof.DecodeNSList(b)
-			}
+			ctx, cancel := c.adminCtx(context.Background())
+			ev.ChangedNamespaces, ev.Err = c.ChangedNamespaces(ctx)
+			cancel()
 		} else if ev.LID != 0 {
 			// Read the log page to clear the event.
-			ev.Err = c.sessionLog(s, ev.LID, 0xFFFFFFFF, make([]byte, 512))
+			ctx, cancel := c.adminCtx(context.Background())
+			b := make([]byte, 512)
+			ev.Err = c.GetLogPage(ctx, ev.LID, 0xFFFFFFFF, b, 0)
+			cancel()
 		}
 		c.log.Info("asynchronous event", "type", ev.Type, "info", ev.Info, "lid", ev.LID, "nsids", ev.ChangedNamespaces)
 		if c.cfg.Events != nil {
@@ -841,15 +818,6 @@ func (c *Controller) aerLoop(s *session, r *Request, done chan *Request) {
 			return
 		}
 	}
-}
-
-// sessionLog reads a log page on s's admin queue (the event goroutine's
-// session, which a reconnect may have replaced as the current one).
-func (c *Controller) sessionLog(s *session, lid uint8, nsid uint32, buf []byte) error {
-	admin := func(ctx context.Context, name string, sqe *nvmeof.SQE, buf []byte, out bool) (uint32, error) {
-		return adminOn(ctx, c, s.admin, name, sqe, buf, out)
-	}
-	return getLogPage(context.Background(), admin, lid, nsid, buf, 0)
 }
 
 // Close shuts the controller down: Property Set CC.SHN (normal shutdown),

@@ -252,7 +252,7 @@ func TestReconnectRetryBound(t *testing.T) {
 func waitReconnecting(c *Controller) {
 	for {
 		c.mu.Lock()
-		live, changed := c.live, c.changed
+		live, changed := c.up.Load(), c.changed
 		c.mu.Unlock()
 		if live == nil {
 			return
