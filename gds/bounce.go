@@ -65,8 +65,7 @@ type bounce struct {
 	dev      *Device
 	io       fileIO
 	depth    int           // staging buffers per worker
-	staging  []*HostBuffer // per buffers a worker, in worker order (nil: not pinned yet)
-	per      int
+	staging  []*HostBuffer // depth per worker, in worker order; ReaderMmap: one per worker, nil until needed
 	lazySize int64         // ReaderMmap: size of the staging buffer a worker pins when it needs one
 	direct   bool          // O_DIRECT reads: short only at the end of the file
 	reader   Reader        // ReaderURing, ReaderPread or ReaderMmap: what the workers read with
@@ -111,10 +110,9 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 	// loads never do).
 	var err error
 	if b.reader == ReaderMmap {
-		b.per, b.lazySize = 1, min(chunkSize, DefaultChunk)
+		b.lazySize = min(chunkSize, DefaultChunk)
 		b.staging = make([]*HostBuffer, workers)
 	} else {
-		b.per = depth
 		if b.staging, err = dev.getStaging(workers*depth, chunkSize); err != nil {
 			unmap(b.mapped)
 			return nil, err
@@ -271,7 +269,7 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 			if b.reader == ReaderMmap {
 				src, err = b.pin(w, c, &pinned[k], s, evs[k])
 			} else {
-				buf := b.staging[w*b.per+k]
+				buf := b.staging[w*b.depth+k]
 				if err = b.read(buf.b[:c.readLen], c); err == nil {
 					src = unsafe.Pointer(&buf.b[c.skip])
 				}
@@ -313,9 +311,12 @@ func (b *bounce) releaseStaging() {
 }
 
 // stagingBuf returns worker w's staging buffer for slot k, pinning the
-// mmap reader's on first use.
+// mmap reader's (one per worker) on first use.
 func (b *bounce) stagingBuf(w, k int) (*HostBuffer, error) {
-	i := w*b.per + k%b.per
+	i := w*b.depth + k
+	if b.reader == ReaderMmap {
+		i = w
+	}
 	if b.staging[i] == nil {
 		bufs, err := b.dev.getStaging(1, b.lazySize)
 		if err != nil {

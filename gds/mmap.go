@@ -63,8 +63,8 @@ func unmap(m []byte) {
 
 // pin pins the pages that hold chunk c's wanted bytes, records their start
 // in *slot for unpin, and returns the address to copy from. A chunk it
-// does not pin is read through buf and copied before pin returns: then the
-// address is nil.
+// does not pin goes through worker w's staging buffer and is copied before
+// pin returns: then the address is nil.
 func (b *bounce) pin(w int, c chunk, slot *unsafe.Pointer, s cuda.Stream, ev cuda.Event) (unsafe.Pointer, error) {
 	lo, hi := c.fileOff+c.skip, c.fileOff+c.skip+c.n
 	if hi > int64(len(b.mapped)) {

@@ -45,11 +45,9 @@ const (
 	ErrorHostMemoryAlreadyRegistered Result = 712
 )
 
-// Device attributes used by number (cuda.h, CUdevice_attribute).
-const (
-	AttrHostRegisterSupported         = 99
-	AttrReadOnlyHostRegisterSupported = 113
-)
+// AttrReadOnlyHostRegisterSupported is
+// CU_DEVICE_ATTRIBUTE_READ_ONLY_HOST_REGISTER_SUPPORTED (cuda.h).
+const AttrReadOnlyHostRegisterSupported = 113
 
 // Error is a failed driver API call.
 type Error struct {
@@ -241,13 +239,10 @@ func MemHostAlloc(n int64, flags uint) (unsafe.Pointer, error) {
 // MemFreeHost is cuMemFreeHost.
 func MemFreeHost(p unsafe.Pointer) error { return check("cuMemFreeHost", C.fp_cuMemFreeHost(p)) }
 
-// cuMemHostRegister flags (cuda.h).
-const (
-	MemHostRegisterPortable = 0x01
-	// MemHostRegisterReadOnly maps the range read-only for the device: what
-	// a read-only mapping (a file mapped PROT_READ) needs.
-	MemHostRegisterReadOnly = 0x08
-)
+// MemHostRegisterReadOnly is cuMemHostRegister's CU_MEMHOSTREGISTER_READ_ONLY
+// flag: the range is read-only for the device, what a read-only mapping (a
+// file mapped PROT_READ) needs.
+const MemHostRegisterReadOnly = 0x08
 
 // MemHostRegister is cuMemHostRegister_v2: it page-locks an existing host
 // range (for mapped files: pins its page-cache pages) so the copy engines
