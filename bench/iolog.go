@@ -141,22 +141,12 @@ func newJobLog(j *Job, clone int, files *logFiles) (*jobLog, error) {
 	if l.avg > 0 {
 		l.bwAvg = min(l.bwAvg, l.avg)
 	}
-	want := [numLogs]string{}
-	if o.Lat {
-		want[logSlat], want[logClat], want[logLat] = o.LatName, o.LatName, o.LatName
-	}
+	prefix := [numLogs]string{o.LatName, o.LatName, o.LatName, o.BWName, o.IOPSName}
 	for k, on := range [numLogs]bool{o.Lat, o.Lat, o.Lat, o.BW, o.IOPS} {
 		if !on {
 			continue
 		}
-		prefix := want[k]
-		switch k {
-		case logBW:
-			prefix = o.BWName
-		case logIOPS:
-			prefix = o.IOPSName
-		}
-		lf, err := files.open(logName(prefix, j.Name, logSuffix[k], clone, o.SharedAcrossClones))
+		lf, err := files.open(logName(prefix[k], j.Name, logSuffix[k], clone, o.SharedAcrossClones))
 		if err != nil {
 			l.close()
 			return nil, err
