@@ -29,6 +29,7 @@ const bwWindow = 500 * time.Millisecond
 // logFile is one log file, shared by the clones of a job with
 // per_job_logs=0.
 type logFile struct {
+	name string
 	mu   sync.Mutex
 	f    *os.File
 	w    *bufio.Writer
@@ -36,10 +37,14 @@ type logFile struct {
 	err  error
 }
 
-// logFiles opens each log file once per run.
+// logFiles opens each log file once while jobs write it. A file that an
+// earlier group of the run wrote (per_job_logs=0 jobs sharing a name
+// across a stonewall) is appended to, as fio appends shared logs; others
+// start empty.
 type logFiles struct {
-	mu    sync.Mutex
-	files map[string]*logFile
+	mu      sync.Mutex
+	files   map[string]*logFile
+	written map[string]bool
 }
 
 func (l *logFiles) open(name string) (*logFile, error) {
@@ -49,15 +54,20 @@ func (l *logFiles) open(name string) (*logFile, error) {
 		lf.refs++
 		return lf, nil
 	}
-	f, err := os.Create(name)
+	flag := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if l.written[name] {
+		flag = os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(name, flag, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("log file: %w", err)
 	}
 	if l.files == nil {
-		l.files = map[string]*logFile{}
+		l.files, l.written = map[string]*logFile{}, map[string]bool{}
 	}
-	lf := &logFile{f: f, w: bufio.NewWriterSize(f, 256<<10), refs: 1}
+	lf := &logFile{name: name, f: f, w: bufio.NewWriterSize(f, 256<<10), refs: 1}
 	l.files[name] = lf
+	l.written[name] = true
 	return lf, nil
 }
 
@@ -73,6 +83,9 @@ func (l *logFiles) release(lf *logFile) error {
 	l.mu.Lock()
 	lf.refs--
 	last := lf.refs == 0
+	if last {
+		delete(l.files, lf.name)
+	}
 	l.mu.Unlock()
 	if !last {
 		return nil
@@ -123,19 +136,20 @@ type window struct {
 	sum   [numDirs][3]float64 // slat, clat, lat in ns
 }
 
-// logName is fio's log file name: PREFIX_KIND.N.log, or PREFIX_KIND.log
-// when the clones share it.
-func logName(prefix, job, kind string, clone int, shared bool) string {
+// logName is fio's log file name: PREFIX_KIND.N.log, N the clone's thread
+// number (1-based, counted over every clone of every job of the run, as
+// fio's td->thread_number), or PREFIX_KIND.log when the clones share it.
+func logName(prefix, job, kind string, thread int, shared bool) string {
 	if prefix == "" {
 		prefix = job
 	}
 	if shared {
 		return prefix + "_" + kind + ".log"
 	}
-	return prefix + "_" + kind + "." + strconv.Itoa(clone+1) + ".log"
+	return prefix + "_" + kind + "." + strconv.Itoa(thread) + ".log"
 }
 
-func newJobLog(j *Job, clone int, files *logFiles) (*jobLog, error) {
+func newJobLog(j *Job, thread int, files *logFiles) (*jobLog, error) {
 	o := j.Logs
 	l := &jobLog{opt: o, files: files, avg: int64(o.AvgMsec) * int64(time.Millisecond), bwAvg: int64(bwWindow)}
 	if l.avg > 0 {
@@ -146,7 +160,7 @@ func newJobLog(j *Job, clone int, files *logFiles) (*jobLog, error) {
 		if !on {
 			continue
 		}
-		lf, err := files.open(logName(prefix[k], j.Name, logSuffix[k], clone, o.SharedAcrossClones))
+		lf, err := files.open(logName(prefix[k], j.Name, logSuffix[k], thread, o.SharedAcrossClones))
 		if err != nil {
 			l.close()
 			return nil, err

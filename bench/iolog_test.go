@@ -107,3 +107,48 @@ func TestLogsAveraged(t *testing.T) {
 		t.Fatalf("averaged clat log: %v", rows)
 	}
 }
+
+// TestLogsNumberedAcrossJobs: log files are numbered by fio's thread
+// number, counted over every clone of every job, so jobs that share a
+// prefix write distinct files (job b, second in the run, writes
+// x_iops.3.log and x_iops.4.log); with per_job_logs=0 a file written by an
+// earlier group is appended to, not truncated.
+func TestLogsNumberedAcrossJobs(t *testing.T) {
+	dir := t.TempDir()
+	x := filepath.Join(dir, "x")
+	common := []string{"ioengine=null", "size=64k", "bs=4k", "rw=write", "numjobs=2", "write_iops_log=" + x}
+	jobs, err := BuildJobs(nil, []Section{
+		{Name: "a", Options: opts(common...)},
+		{Name: "b", Options: opts(append(common, "stonewall")...)},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 4; n++ {
+		if rows := readLog(t, x+"_iops."+strconv.Itoa(n)+".log", 5); len(rows) == 0 {
+			t.Fatalf("x_iops.%d.log is empty", n)
+		}
+	}
+	if _, err := os.Stat(x + "_iops.5.log"); err == nil {
+		t.Fatal("a fifth log file for four clones")
+	}
+
+	// Shared across clones: one file holds all four clones' windows.
+	y := filepath.Join(dir, "y")
+	common = append(common[:len(common)-1], "write_iops_log="+y, "per_job_logs=0", "log_avg_msec=60000")
+	if jobs, err = BuildJobs(nil, []Section{
+		{Name: "a", Options: opts(common...)},
+		{Name: "b", Options: opts(append(common, "stonewall")...)},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	if rows := readLog(t, y+"_iops.log", 5); len(rows) != 4 {
+		t.Fatalf("shared iops log: %d lines, want one window from each of 4 clones: %v", len(rows), rows)
+	}
+}

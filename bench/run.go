@@ -84,6 +84,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Start: time.Now()}
 	var errs []error
+	logs := &logFiles{}
+	thread := 1 // fio's thread number of the group's first clone
 	for start := 0; start < len(cfg.Jobs); {
 		end := start + 1
 		for end < len(cfg.Jobs) && cfg.Jobs[end].GroupID == cfg.Jobs[start].GroupID {
@@ -92,7 +94,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if len(cfg.Jobs[start].Swept) > 0 {
 			rep.Sweep = true
 		}
-		g, gerrs := runGroup(ctx, cfg, cfg.Jobs[start:end])
+		g, gerrs := runGroup(ctx, cfg, cfg.Jobs[start:end], thread, logs)
+		for _, j := range cfg.Jobs[start:end] {
+			thread += j.NumJobs
+		}
 		rep.Groups = append(rep.Groups, g)
 		errs = append(errs, gerrs...)
 		start = end
@@ -103,15 +108,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-func runGroup(ctx context.Context, cfg Config, jobs []*Job) (*GroupResult, []error) {
+func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *logFiles) (*GroupResult, []error) {
 	g := &GroupResult{ID: jobs[0].GroupID}
 	var stop atomic.Bool
 	var workers []*worker
 	var errs []error
-	logs := &logFiles{}
 	for _, j := range jobs {
 		for c := range j.NumJobs {
-			w := &worker{job: j, index: c, stop: &stop, logs: logs}
+			w := &worker{job: j, index: c, thread: thread, stop: &stop, logs: logs}
+			thread++
 			workers = append(workers, w)
 		}
 	}

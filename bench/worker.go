@@ -79,7 +79,8 @@ const sampleInterval = 500 * time.Millisecond
 // worker runs one job clone: the slots, the engine and the statistics.
 type worker struct {
 	job    *Job
-	index  int
+	index  int // clone number within the job (0-based)
+	thread int // fio's thread number: 1-based over every clone of the run
 	eng    Engine
 	access BufferAccess
 
@@ -165,7 +166,7 @@ func (w *worker) setup(filename string) error {
 		w.depth = dl.MaxIODepth()
 	}
 	if j.Logs.any() {
-		if w.log, err = newJobLog(j, w.index, w.logs); err != nil {
+		if w.log, err = newJobLog(j, w.thread, w.logs); err != nil {
 			return err
 		}
 	}
