@@ -93,3 +93,38 @@ func TestSubmitZeroAlloc(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespaceZeroAlloc asserts that the blocking Namespace calls
+// allocate nothing per call (their per-call state is pooled): reads and
+// writes of one command and of several (split at MaxTransfer), Compare
+// and Flush.
+func TestNamespaceZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	tt := startTarget(t, 16<<20, 16<<10)
+	c := connect(t, tt, func(c *Config) { c.IOQueues = 2 })
+	ns := openNS(t, c, tt.nsid)
+	multi := 4 * ns.MaxTransfer()
+	buf := make([]byte, multi)
+	for _, tc := range []struct {
+		name string
+		f    func() error
+	}{
+		{"WriteAt 4 KiB", func() error { _, err := ns.WriteAt(buf[:4096], 4096); return err }},
+		{"WriteAt 4 commands", func() error { _, err := ns.WriteAt(buf, 0); return err }},
+		{"ReadAt 4 KiB", func() error { _, err := ns.ReadAt(buf[:4096], 4096); return err }},
+		{"ReadAt 4 commands", func() error { _, err := ns.ReadAt(buf, 0); return err }},
+		{"Compare 4 KiB", func() error { return ns.Compare(buf[:4096], 4096) }},
+		{"Flush", ns.Flush},
+	} {
+		allocs := testing.AllocsPerRun(100, func() {
+			if err := tc.f(); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per call, want 0", tc.name, allocs)
+		}
+	}
+}

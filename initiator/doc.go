@@ -15,7 +15,8 @@
 //
 //   - Namespace: blocking ReadAt, WriteAt, Compare, WriteZeroes,
 //     Deallocate and Flush, safe for many goroutines, spread over the
-//     queues, with large I/Os split at the maximum transfer size.
+//     queues, with large I/Os split at the maximum transfer size; no
+//     allocation per call up to 16 commands' worth.
 //   - Queue.Submit: the asynchronous, allocation-free path. The caller
 //     owns each Request, submits it to a Queue and gets it back through a
 //     channel (Request.Done) or a callback (Request.OnDone) with the NVMe

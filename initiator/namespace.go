@@ -56,7 +56,38 @@ func (n *Namespace) Info() nvmeof.IdentifyNamespace { return n.info }
 // MaxTransfer returns the most bytes one command moves.
 func (n *Namespace) MaxTransfer() int { return n.maxXfer }
 
-var donePool = sync.Pool{New: func() any { return make(chan *Request, 64) }}
+// nsCall is the per-call state of a blocking operation, pooled so that
+// an operation of up to callReqs commands allocates nothing.
+type nsCall struct {
+	reqs [callReqs]Request
+	done chan *Request
+}
+
+const callReqs = 16
+
+var callPool = sync.Pool{New: func() any { return &nsCall{done: make(chan *Request, callReqs)} }}
+
+// getCall returns call state and count zeroed requests: pooled when they
+// fit in callReqs, else new (an operation that long moves count ×
+// MaxTransfer bytes, beside which two allocations are nothing).
+func getCall(count int) (*nsCall, []Request) {
+	if count > callReqs {
+		return &nsCall{done: make(chan *Request, count)}, make([]Request, count)
+	}
+	c := callPool.Get().(*nsCall)
+	return c, c.reqs[:count]
+}
+
+// putCall returns c to the pool once every request it handed out has
+// completed or was never submitted, zeroing them (the pool keeps no
+// caller's buffer alive).
+func putCall(c *nsCall, reqs []Request) {
+	if len(reqs) > callReqs {
+		return
+	}
+	clear(reqs)
+	callPool.Put(c)
+}
 
 // queue picks the next I/O queue of s, round robin.
 func (n *Namespace) queue(s *session) *Queue {
@@ -119,16 +150,21 @@ func (n *Namespace) retry(op string, off int64, f func(s *session) (lost bool, e
 	}
 }
 
-// one runs the single command r on a queue of s and waits for it.
-func (n *Namespace) one(s *session, r *Request) (lost bool, err error) {
-	done := make(chan *Request, 1)
-	r.Done = done
+// one runs the single command tmpl on a queue of s and waits for it.
+func (n *Namespace) one(s *session, tmpl Request) (lost bool, err error) {
+	c, reqs := getCall(1)
+	r := &reqs[0]
+	*r = tmpl
+	r.Done = c.done
 	q := n.queue(s)
 	if err := q.Submit(r); err != nil {
+		putCall(c, reqs)
 		return q.Err() != nil, err
 	}
-	<-done
-	return r.Err != nil, r.Error()
+	<-c.done
+	lost, err = r.Err != nil, r.Error()
+	putCall(c, reqs)
+	return lost, err
 }
 
 // doOn runs do's commands on session s; lost reports that some failed
@@ -139,11 +175,8 @@ func (n *Namespace) doOn(s *session, op Op, p []byte, off int64, length int, fua
 		chunk = n.blockSize << 16
 	}
 	count := (length + chunk - 1) / chunk
-	done := donePool.Get().(chan *Request)
-	if cap(done) < count {
-		done = make(chan *Request, count)
-	}
-	reqs := make([]Request, count)
+	call, reqs := getCall(count)
+	done := call.done
 	submitted := 0
 	var firstErr error
 	for i := range count {
@@ -171,9 +204,7 @@ func (n *Namespace) doOn(s *session, op Op, p []byte, off int64, length int, fua
 			}
 		}
 	}
-	if cap(done) == 64 {
-		donePool.Put(done)
-	}
+	putCall(call, reqs)
 	return lost, firstErr
 }
 
@@ -218,7 +249,7 @@ func (n *Namespace) WriteZeroes(off int64, length int64) error {
 // Flush makes every completed write durable.
 func (n *Namespace) Flush() error {
 	err := n.retry("flush", 0, func(s *session) (bool, error) {
-		return n.one(s, &Request{Op: OpFlush, NSID: n.id})
+		return n.one(s, Request{Op: OpFlush, NSID: n.id})
 	})
 	if err != nil {
 		return fmt.Errorf("flush: %w", err)
@@ -254,7 +285,7 @@ func (n *Namespace) Deallocate(off int64, length int64) error {
 		blocks -= cnt
 	}
 	err := n.retry("deallocate", off, func(s *session) (bool, error) {
-		return n.one(s, &Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true})
+		return n.one(s, Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true})
 	})
 	if err != nil {
 		return fmt.Errorf("deallocate at %d: %w", off, err)
