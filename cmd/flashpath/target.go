@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target/server"
 )
 
@@ -146,7 +147,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-tcp --filename tcp://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", host, port, ss.NQN)
 		}
 	}
-	if err := server.Notify("READY=1"); err != nil {
+	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	}
 	hup := make(chan os.Signal, 1)
@@ -160,7 +161,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 		}
 	}
 	log.Info("shutting down")
-	server.Notify("STOPPING=1")
+	daemon.Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -6,15 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
-	"os"
 	"sync"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/tcp"
 )
@@ -23,8 +17,7 @@ import (
 type Server struct {
 	Target    *target.Target
 	Listeners []*tcp.Listener
-	metrics   *http.Server
-	metricsLn net.Listener
+	metrics   *daemon.Metrics
 	log       *slog.Logger
 
 	reloadMu sync.Mutex
@@ -87,35 +80,20 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 }
 
 func (s *Server) serveMetrics(addr string, profiles bool) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	reg.MustRegister(newCollector(s))
-	ln, err := net.Listen("tcp", addr)
+	m, err := daemon.ServeMetrics(addr, profiles, s.log, newCollector(s))
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if profiles {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	s.metricsLn = ln
-	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go s.metrics.Serve(ln)
-	s.log.Info("metrics endpoint", "addr", "http://"+ln.Addr().String()+"/metrics")
+	s.metrics = m
 	return nil
 }
 
 // MetricsAddr returns the metrics endpoint's address, or nil.
 func (s *Server) MetricsAddr() net.Addr {
-	if s.metricsLn == nil {
+	if s.metrics == nil {
 		return nil
 	}
-	return s.metricsLn.Addr()
+	return s.metrics.Addr()
 }
 
 // Shutdown stops the listeners (closing every connection), flushes and
@@ -134,21 +112,3 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Notify sends a state line to systemd when NOTIFY_SOCKET is set (sd_notify
-// protocol); it does nothing otherwise.
-func Notify(state string) error {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return nil
-	}
-	if path[0] == '@' {
-		path = "\x00" + path[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return fmt.Errorf("sd_notify: %w", err)
-	}
-	defer c.Close()
-	_, err = c.Write([]byte(state))
-	return err
-}
