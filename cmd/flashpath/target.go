@@ -19,15 +19,11 @@ import (
 func init() { register(newTargetCmd) }
 
 type targetFlags struct {
-	config     string
 	listen     []string
 	nqn        string
 	namespaces []string
 	allowHosts []string
-	metrics    string
-	pprof      bool
-	logLevel   string
-	logFormat  string
+	daemonFlags
 }
 
 func newTargetCmd() *cobra.Command {
@@ -47,21 +43,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
       --namespace file:/srv/ns1.img:64GiB --namespace null:1TiB
   flashpath target --config /etc/flashpath/target.yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.toConfig(cmd)
-			if err != nil {
-				return err
-			}
-			log, err := newLogger(f.logLevel, f.logFormat)
-			if err != nil {
-				return err
-			}
-			var reload func() (*server.Config, error)
-			if f.config != "" {
-				reload = func() (*server.Config, error) { return f.toConfig(cmd) }
-			}
-			return runTarget(cmd, cfg, log, reload)
-		},
+		RunE: daemonRunE(&f.daemonFlags, f.toConfig, runTarget),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML or JSON configuration file (listeners, subsystems, namespaces, allowed hosts)")
@@ -69,10 +51,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
-	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9420")
-	fl.BoolVar(&f.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --metrics address (go tool pprof http://ADDR/debug/pprof/profile)")
-	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
 }
 
@@ -112,21 +91,6 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what

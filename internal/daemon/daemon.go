@@ -1,10 +1,12 @@
 // Package daemon holds what flashpath's daemons (the target and the
-// initiator) share: systemd readiness (sd_notify) and the Prometheus
-// metrics endpoint.
+// initiator) share: systemd readiness (sd_notify), the Prometheus metrics
+// endpoint and strict YAML/JSON configuration files.
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"sigs.k8s.io/yaml"
 )
 
 // Notify sends a state line to systemd when NOTIFY_SOCKET is set (sd_notify
@@ -73,3 +76,36 @@ func (m *Metrics) Addr() net.Addr { return m.ln.Addr() }
 
 // Shutdown stops the endpoint.
 func (m *Metrics) Shutdown(ctx context.Context) error { return m.srv.Shutdown(ctx) }
+
+// LoadConfig reads a YAML or JSON configuration file into a new T with
+// Decode and hands it to validate; errors name the file.
+func LoadConfig[T any](path string, validate func(*T) error) (*T, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(b, validate)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML or JSON (JSON is YAML) into a new T, unknown
+// fields being errors, and hands it to validate.
+func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	cfg := new(T)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, err
+	}
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}

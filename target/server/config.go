@@ -5,17 +5,13 @@
 package server
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
+	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target"
 )
 
@@ -60,35 +56,10 @@ type NamespaceConfig struct {
 }
 
 // Load reads a YAML or JSON configuration file. Unknown fields are errors.
-func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	cfg, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
-}
+func Load(path string) (*Config, error) { return daemon.LoadConfig(path, (*Config).Validate) }
 
 // Parse decodes YAML or JSON (JSON is YAML) and validates the result.
-func Parse(b []byte) (*Config, error) {
-	js, err := yaml.YAMLToJSON(b)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	var cfg Config
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
-}
+func Parse(b []byte) (*Config, error) { return daemon.ParseConfig(b, (*Config).Validate) }
 
 // Default is the demo configuration: one 1 GiB memory namespace on
 // 127.0.0.1:4420, open to any host.

@@ -155,4 +155,3 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Fatalf("Start = %v, want an error naming the backend field", err)
 	}
 }
-

@@ -153,6 +153,20 @@ fp_disconnect() {
 	! fp_subsys_dir "$1" >/dev/null || lab_fail "$1 still connected after disconnect"
 }
 
+# fp_nvmet_file NQN FILE SIZE — a kernel nvmet subsystem open to any host
+# with one namespace on FILE (created SIZE bytes), buffered: /tmp is tmpfs,
+# which has no O_DIRECT. Expose it with lab_nvmet_port.
+fp_nvmet_file() {
+	local s=$LAB_NVMET/subsystems/$1
+	modprobe nvmet || lab_fail "modprobe nvmet"
+	truncate -s "$3" "$2"
+	mkdir -p "$s/namespaces/1"
+	echo 1 >"$s/attr_allow_any_host"
+	echo -n "$2" >"$s/namespaces/1/device_path"
+	echo 1 >"$s/namespaces/1/buffered_io"
+	echo 1 >"$s/namespaces/1/enable"
+}
+
 # fp_dmesg_mark — later fp_dmesg_new shows only what follows.
 fp_dmesg_mark() { FP_DMESG_MARK=$(dmesg | wc -l); }
 fp_dmesg_new() { dmesg | tail -n +"$((FP_DMESG_MARK + 1))"; }

@@ -18,15 +18,8 @@ fp_init
 trap 'rc=$?; timeout 30 nvme disconnect-all >/dev/null 2>&1; lab_nvmet_clear; trap - EXIT; (exit $rc); fp_cleanup' EXIT
 
 fp_step "kernel target: $NQN on $ADDR, a $((SIZE >> 20)) MiB file (buffered: /tmp is tmpfs)"
-modprobe nvmet
+fp_nvmet_file "$NQN" "$FP_WORK/nvmet.img" $SIZE
 modprobe nvmet-tcp
-truncate -s $SIZE "$FP_WORK/nvmet.img"
-s=$LAB_NVMET/subsystems/$NQN
-mkdir -p "$s/namespaces/1"
-echo 1 >"$s/attr_allow_any_host"
-echo -n "$FP_WORK/nvmet.img" >"$s/namespaces/1/device_path"
-echo 1 >"$s/namespaces/1/buffered_io" # tmpfs has no O_DIRECT
-echo 1 >"$s/namespaces/1/enable"
 lab_nvmet_port 1 tcp 127.0.0.1 "$FP_PORT" "$NQN"
 
 head -c 1M /dev/urandom >"$FP_WORK/pat"
