@@ -74,6 +74,17 @@ type Config struct {
 	Events func(Event)
 }
 
+// HostIdentity returns the host NQN and host ID these options connect
+// with: the ones set, else nvme-cli's (/etc/nvme/hostnqn, /etc/nvme/hostid)
+// or ones derived from the machine's identity. The kernel host, given
+// none, would make up a random NQN per boot: pass these to it.
+func (o Options) HostIdentity() (nqn, hostID string, err error) {
+	if err := o.setDefaults(); err != nil {
+		return "", "", err
+	}
+	return o.HostNQN, formatUUID(o.HostID), nil
+}
+
 func (o *Options) setDefaults() error {
 	if o.HostNQN == "" {
 		nqn, err := DefaultHostNQN()

@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/daemon"
+)
+
+// Config is the initiator daemon's whole configuration.
+type Config struct {
+	// HostNQN and HostID identify this host (default: /etc/nvme/hostnqn
+	// and /etc/nvme/hostid, as nvme-cli).
+	HostNQN string `json:"hostnqn,omitempty"`
+	HostID  string `json:"hostid,omitempty"`
+	// Discovery controllers whose subsystems are connected.
+	Discovery []DiscoveryConfig `json:"discovery,omitempty"`
+	// Connect lists subsystems connected directly.
+	Connect []ConnectConfig `json:"connect,omitempty"`
+	// Defaults are the connect options of entries that set none.
+	Defaults ConnectOptions `json:"defaults,omitempty"`
+	// Interval between checks that every subsystem is connected (default
+	// 30s): discovery is read again and what is missing (new subsystems,
+	// controllers the kernel gave up on after ctrl_loss_tmo) connected.
+	Interval Duration `json:"interval,omitempty"`
+	// Metrics is the address of the Prometheus /metrics endpoint ("" = off).
+	Metrics string `json:"metrics,omitempty"`
+	// DisconnectOnStop disconnects the configured subsystems when the
+	// daemon stops (default: they stay connected, as nvme connect leaves
+	// them, so that mounted filesystems survive a daemon restart).
+	DisconnectOnStop bool `json:"disconnect_on_stop,omitempty"`
+}
+
+// DiscoveryConfig is one discovery controller.
+type DiscoveryConfig struct {
+	// Address: "tcp://10.0.0.5" (port 8009 by default).
+	Address string `json:"address"`
+	// Subsystems limits the connects to these NQNs (default: every
+	// subsystem in the discovery log).
+	Subsystems []string `json:"subsystems,omitempty"`
+	ConnectOptions
+}
+
+// ConnectConfig is one subsystem connected directly.
+type ConnectConfig struct {
+	// Address: "tcp://10.0.0.5" (port 4420 by default) or "rdma://...".
+	Address string `json:"address"`
+	NQN     string `json:"nqn"`
+	ConnectOptions
+}
+
+// ConnectOptions are the kernel host's connect options (nvme connect's).
+type ConnectOptions struct {
+	NrIOQueues     int   `json:"nr_io_queues,omitempty"`
+	QueueSize      int   `json:"queue_size,omitempty"`
+	KeepAliveTmo   int   `json:"keep_alive_tmo,omitempty"`  // seconds
+	ReconnectDelay int   `json:"reconnect_delay,omitempty"` // seconds
+	CtrlLossTmo    *int  `json:"ctrl_loss_tmo,omitempty"`   // seconds; -1: forever
+	HdrDigest      *bool `json:"hdr_digest,omitempty"`
+	DataDigest     *bool `json:"data_digest,omitempty"`
+}
+
+// or fills the unset options of o from d.
+func (o ConnectOptions) or(d ConnectOptions) ConnectOptions {
+	if o.NrIOQueues == 0 {
+		o.NrIOQueues = d.NrIOQueues
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = d.QueueSize
+	}
+	if o.KeepAliveTmo == 0 {
+		o.KeepAliveTmo = d.KeepAliveTmo
+	}
+	if o.ReconnectDelay == 0 {
+		o.ReconnectDelay = d.ReconnectDelay
+	}
+	if o.CtrlLossTmo == nil {
+		o.CtrlLossTmo = d.CtrlLossTmo
+	}
+	if o.HdrDigest == nil {
+		o.HdrDigest = d.HdrDigest
+	}
+	if o.DataDigest == nil {
+		o.DataDigest = d.DataDigest
+	}
+	return o
+}
+
+// Duration is a time.Duration written as "30s" in the file.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// DefaultInterval is how often the daemon checks its connections.
+const DefaultInterval = 30 * time.Second
+
+// Load reads a YAML or JSON configuration file. Unknown fields are errors.
+func Load(path string) (*Config, error) { return daemon.LoadConfig(path, (*Config).Validate) }
+
+// Parse decodes YAML or JSON (JSON is YAML) and validates the result.
+func Parse(b []byte) (*Config, error) { return daemon.ParseConfig(b, (*Config).Validate) }
+
+// Validate checks every field, naming the ones that are wrong, and fills
+// defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Discovery) == 0 && len(c.Connect) == 0 {
+		errs = append(errs, errors.New("nothing to connect: give discovery or connect entries"))
+	}
+	if c.HostID != "" {
+		if _, err := initiator.ParseHostID(c.HostID); err != nil {
+			errs = append(errs, fmt.Errorf("hostid: %w", err))
+		}
+	}
+	if c.Interval < 0 {
+		errs = append(errs, fmt.Errorf("interval %v: must be positive", time.Duration(c.Interval)))
+	}
+	if c.Interval == 0 {
+		c.Interval = Duration(DefaultInterval)
+	}
+	errs = append(errs, c.Defaults.validate("defaults"))
+	for i, d := range c.Discovery {
+		f := fmt.Sprintf("discovery[%d]", i)
+		if _, _, _, err := splitAddress(d.Address, initiator.DefaultDiscoveryPort); err != nil {
+			errs = append(errs, fmt.Errorf("%s.address: %w", f, err))
+		} else if !strings.HasPrefix(d.Address, "tcp://") && strings.Contains(d.Address, "://") {
+			errs = append(errs, fmt.Errorf("%s.address %q: discovery runs over tcp:// only", f, d.Address))
+		}
+		errs = append(errs, d.ConnectOptions.validate(f))
+	}
+	for i, cc := range c.Connect {
+		f := fmt.Sprintf("connect[%d]", i)
+		if _, _, _, err := splitAddress(cc.Address, initiator.DefaultPort); err != nil {
+			errs = append(errs, fmt.Errorf("%s.address: %w", f, err))
+		}
+		if cc.NQN == "" {
+			errs = append(errs, fmt.Errorf("%s.nqn: missing", f))
+		}
+		errs = append(errs, cc.ConnectOptions.validate(f))
+	}
+	return errors.Join(errs...)
+}
+
+func (o ConnectOptions) validate(field string) error {
+	var errs []error
+	for _, v := range []struct {
+		name string
+		n    int
+	}{{"nr_io_queues", o.NrIOQueues}, {"queue_size", o.QueueSize}, {"keep_alive_tmo", o.KeepAliveTmo}, {"reconnect_delay", o.ReconnectDelay}} {
+		if v.n < 0 {
+			errs = append(errs, fmt.Errorf("%s.%s %d: must not be negative", field, v.name, v.n))
+		}
+	}
+	if o.CtrlLossTmo != nil && *o.CtrlLossTmo < -1 {
+		errs = append(errs, fmt.Errorf("%s.ctrl_loss_tmo %d: seconds, or -1 for forever", field, *o.CtrlLossTmo))
+	}
+	return errors.Join(errs...)
+}
+
+// splitAddress parses "tcp://host[:port]" (tcp:// is the default scheme)
+// into the kernel's transport, traddr and trsvcid.
+func splitAddress(a, defaultPort string) (transport, host, port string, err error) {
+	transport = "tcp"
+	rest := a
+	if scheme, r, ok := strings.Cut(a, "://"); ok {
+		transport, rest = scheme, r
+	}
+	switch transport {
+	case "tcp", "rdma":
+	default:
+		return "", "", "", fmt.Errorf("%q: transport %q: want tcp:// or rdma://", a, transport)
+	}
+	if rest == "" {
+		return "", "", "", fmt.Errorf("%q: no host", a)
+	}
+	host, port, err = net.SplitHostPort(rest)
+	if err != nil {
+		// No port: the whole rest is the host ("10.0.0.5", "[fe80::1]").
+		host, port = strings.Trim(rest, "[]"), defaultPort
+		if strings.ContainsAny(host, "[]/") {
+			return "", "", "", fmt.Errorf("%q: bad host", a)
+		}
+	}
+	if host == "" {
+		return "", "", "", fmt.Errorf("%q: no host", a)
+	}
+	return transport, host, port, nil
+}

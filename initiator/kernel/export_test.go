@@ -1,0 +1,8 @@
+package kernel
+
+// Exported for the fuzz test in this package's external tests.
+var (
+	ParseReply   = parseReply
+	ParseAddress = parseAddress
+	ParseStat    = parseStat
+)
