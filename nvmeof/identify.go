@@ -91,8 +91,11 @@ type IdentifyController struct {
 	OFCS       uint16
 }
 
-// OAES bits.
-const OAESNamespaceAttr = 1 << 8
+// OAES bits (and the Asynchronous Event Configuration feature's).
+const (
+	OAESNamespaceAttr   = 1 << 8
+	OAESDiscoveryChange = 1 << 31 // Discovery Log Page Change notices (discovery controllers)
+)
 
 // CTRATT bits.
 const CTRATTHostID128 = 1 << 0

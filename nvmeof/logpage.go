@@ -380,8 +380,9 @@ func (c *SQE) GetFeatures(fid uint8) {
 
 // Asynchronous event completion DW0 (NVMe Base 2.0 §5.2, Figure 146).
 const (
-	AEReasonNotice        = 0x2
-	AENoticeNSAttrChanged = 0x00
+	AEReasonNotice             = 0x2
+	AENoticeNSAttrChanged      = 0x00
+	AENoticeDiscoveryLogChange = 0xF0 // NVMe-oF 1.1 §5.3: on discovery controllers
 )
 
 // AsyncEventDW0 builds the DW0 of an AER completion.

@@ -51,7 +51,7 @@ func (c *Controller) identifyController() nvmeof.IdentifyController {
 	}
 	if c.subsys.discovery {
 		id.CntrlType = nvmeof.CtrlTypeDiscovery
-		id.OAES = 0
+		id.OAES = nvmeof.OAESDiscoveryChange
 		id.ONCS, id.VWC, id.NN, id.MNAN = 0, 0, 0, 0
 		id.Model = "flashpath discovery"
 		id.Serial = "flashpath-discovery"
@@ -182,6 +182,11 @@ func (c *Controller) getLogPage(q *Queue, r *Request) nvmeof.Status {
 			return nvmeof.StatusInvalidLogPage | nvmeof.StatusDNR
 		}
 		entries := c.t.discoveryEntries(c.hostNQN, q.local)
+		if !r.Cmd.RAE() {
+			c.mu.Lock()
+			c.aenMasked = false
+			c.mu.Unlock()
+		}
 		page = make([]byte, nvmeof.DiscoveryLogSize(len(entries)))
 		if err := nvmeof.EncodeDiscoveryLog(page, c.t.discGen.Load(), entries); err != nil {
 			c.log.Error("discovery log", "err", err)

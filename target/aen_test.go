@@ -368,3 +368,51 @@ func TestSubsystemValidation(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+var discChangedDW0 = nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeDiscoveryLogChange, nvmeof.LogDiscovery)
+
+// TestAsyncEventDiscoveryChanged: a discovery controller advertises and,
+// once the host enables it, sends Discovery Log Page Change notices for
+// subsystems added and removed and access lists changed, masked until
+// the host reads the discovery log; NVM controllers get none.
+func TestAsyncEventDiscoveryChanged(t *testing.T) {
+	tgt := newTestTarget(t)
+	a := addSubsys(t, tgt, testNQN)
+	d := connectAdmin(t, tgt, nvmeof.DiscoveryNQN, hostA, hostIDA, 0)
+	if oaes := d.q.Controller().identifyController().OAES; oaes != nvmeof.OAESDiscoveryChange {
+		t.Fatalf("discovery OAES %#x, want %#x", oaes, uint32(nvmeof.OAESDiscoveryChange))
+	}
+	nvm := connectAdmin(t, tgt, testNQN, hostA, hostIDA, 0)
+	nvm.ok(setFeatSQE(nvmeof.FeatAsyncEvent, nvmeof.OAESNamespaceAttr|nvmeof.OAESDiscoveryChange), nil)
+	nvm.hold(adminSQE(nvmeof.AdminAsyncEvent))
+
+	// Not enabled yet: nothing.
+	d.hold(adminSQE(nvmeof.AdminAsyncEvent))
+	addSubsys(t, tgt, testNQN+"-b")
+	d.noEvent()
+
+	d.ok(setFeatSQE(nvmeof.FeatAsyncEvent, nvmeof.OAESDiscoveryChange), nil)
+	addSubsys(t, tgt, testNQN+"-c")
+	if r := d.event(); r.Rsp.DW0() != discChangedDW0 || !r.Status().OK() {
+		t.Fatalf("AEN DW0 %#x status %v, want %#x", r.Rsp.DW0(), r.Status(), discChangedDW0)
+	}
+	// Masked until the log is read.
+	d.hold(adminSQE(nvmeof.AdminAsyncEvent))
+	a.SetHosts(false, []string{hostB})
+	d.noEvent()
+	d.ok(logSQE(nvmeof.LogDiscovery, 0, nvmeof.DiscoveryHeaderSize, 0), make([]byte, nvmeof.DiscoveryHeaderSize))
+	if err := tgt.RemoveSubsystem(testNQN + "-c"); err != nil {
+		t.Fatal(err)
+	}
+	if r := d.event(); r.Rsp.DW0() != discChangedDW0 {
+		t.Fatalf("AEN after the log was read: DW0 %#x", r.Rsp.DW0())
+	}
+	// A change while no AER is outstanding waits for the next one (after
+	// the log is read again).
+	d.ok(logSQE(nvmeof.LogDiscovery, 0, nvmeof.DiscoveryHeaderSize, 0), make([]byte, nvmeof.DiscoveryHeaderSize))
+	addSubsys(t, tgt, testNQN+"-e")
+	if r := d.ok(adminSQE(nvmeof.AdminAsyncEvent), nil); r.Rsp.DW0() != discChangedDW0 {
+		t.Fatalf("pending AEN DW0 %#x", r.Rsp.DW0())
+	}
+	nvm.noEvent()
+}

@@ -33,7 +33,7 @@ type Controller struct {
 	aers       []*Request             // guarded by mu: outstanding Asynchronous Event Requests
 	aenCfg     uint32                 // guarded by mu: Asynchronous Event Configuration
 	aenMasked  bool                   // guarded by mu: a notice was sent; masked until its log is read
-	aenPending bool                   // guarded by mu: a notice waits for an AER
+	aenPending uint32                 // guarded by mu: DW0 of a notice that waits for an AER (0: none)
 	changedNS  []uint32               // guarded by mu
 	errLog     []nvmeof.ErrorLogEntry // guarded by mu, newest last
 	errCount   uint64                 // guarded by mu
@@ -327,11 +327,11 @@ func (c *Controller) asyncEventRequest(r *Request) (nvmeof.Status, bool) {
 		c.mu.Unlock()
 		return nvmeof.StatusAERLimitExceeded | nvmeof.StatusDNR, false
 	}
-	if c.aenPending && !c.aenMasked {
-		c.aenPending = false
+	if dw0 := c.aenPending; dw0 != 0 && !c.aenMasked {
+		c.aenPending = 0
 		c.aenMasked = true
 		c.mu.Unlock()
-		r.Rsp.SetDW0(nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList))
+		r.Rsp.SetDW0(dw0)
 		return nvmeof.StatusSuccess, false
 	}
 	c.aers = append(c.aers, r)
@@ -342,19 +342,34 @@ func (c *Controller) asyncEventRequest(r *Request) (nvmeof.Status, bool) {
 // namespaceChanged records a namespace change and raises the notice.
 func (c *Controller) namespaceChanged(nsid uint32) {
 	c.mu.Lock()
-	if c.dead {
-		c.mu.Unlock()
-		return
-	}
-	if !slices.Contains(c.changedNS, nsid) && len(c.changedNS) <= nvmeof.ChangedNSListSize/4 {
+	if !c.dead && !slices.Contains(c.changedNS, nsid) && len(c.changedNS) <= nvmeof.ChangedNSListSize/4 {
 		c.changedNS = append(c.changedNS, nsid)
 	}
-	if c.aenCfg&nvmeof.OAESNamespaceAttr == 0 || c.aenMasked {
+	c.mu.Unlock()
+	c.notice(nvmeof.OAESNamespaceAttr, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList)
+}
+
+// discoveryChanged raises the Discovery Log Page Change notice on a
+// discovery controller (a persistent one, which the Linux host turns into
+// a uevent for nvme connect-all).
+func (c *Controller) discoveryChanged() {
+	c.notice(nvmeof.OAESDiscoveryChange, nvmeof.AENoticeDiscoveryLogChange, nvmeof.LogDiscovery)
+}
+
+// notice completes an outstanding AER with a notice about log page lid
+// when the host enabled it (Asynchronous Event Configuration bit cfg),
+// or keeps it for the next AER. Until the host reads that log page the
+// notices are masked (NVMe Base 2.0 §5.2), so one read answers many
+// changes.
+func (c *Controller) notice(cfg uint32, info, lid uint8) {
+	c.mu.Lock()
+	if c.dead || c.aenCfg&cfg == 0 || c.aenMasked {
 		c.mu.Unlock()
 		return
 	}
+	dw0 := nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, info, lid)
 	if len(c.aers) == 0 {
-		c.aenPending = true
+		c.aenPending = dw0
 		c.mu.Unlock()
 		return
 	}
@@ -362,7 +377,7 @@ func (c *Controller) namespaceChanged(nsid uint32) {
 	c.aers = c.aers[1:]
 	c.aenMasked = true
 	c.mu.Unlock()
-	r.Rsp.SetDW0(nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList))
+	r.Rsp.SetDW0(dw0)
 	r.SetStatus(nvmeof.StatusSuccess)
 	r.Deferred = true
 	r.queue.tr.Complete(r)

@@ -184,14 +184,26 @@ func (t *Target) AddSubsystem(cfg SubsystemConfig) (*Subsystem, error) {
 		cfg.Model = "flashpath"
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if _, ok := t.subsys[cfg.NQN]; ok {
+		t.mu.Unlock()
 		return nil, fmt.Errorf("add subsystem: %s already exists", cfg.NQN)
 	}
 	s := newSubsystem(t, cfg)
 	t.subsys[cfg.NQN] = s
-	t.discGen.Add(1)
+	t.mu.Unlock()
+	t.discoveryChanged()
 	return s, nil
+}
+
+// discoveryChanged bumps the discovery log's generation counter and
+// notifies the discovery controllers that asked for it (persistent ones:
+// nvme discover --persistent, or a host that keeps the connection).
+// Called without t.mu held.
+func (t *Target) discoveryChanged() {
+	t.discGen.Add(1)
+	for _, c := range t.disc.controllers() {
+		c.discoveryChanged()
+	}
 }
 
 // Subsystem returns the subsystem with the given NQN, or nil.
@@ -225,7 +237,7 @@ func (t *Target) RemoveSubsystem(nqn string) error {
 	if !ok {
 		return fmt.Errorf("remove subsystem: %s does not exist", nqn)
 	}
-	t.discGen.Add(1)
+	t.discoveryChanged()
 	for _, c := range s.controllers() {
 		c.fatal(errors.New("subsystem removed"))
 	}
@@ -236,19 +248,19 @@ func (t *Target) RemoveSubsystem(nqn string) error {
 // it when they start listening. It returns the port ID.
 func (t *Target) AddPort(p PortInfo) uint16 {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	p.ID = uint16(len(t.ports) + 1)
 	t.ports = append(t.ports, p)
-	t.discGen.Add(1)
+	t.mu.Unlock()
+	t.discoveryChanged()
 	return p.ID
 }
 
 // RemovePort forgets a listener.
 func (t *Target) RemovePort(id uint16) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.ports = slices.DeleteFunc(t.ports, func(p PortInfo) bool { return p.ID == id })
-	t.discGen.Add(1)
+	t.mu.Unlock()
+	t.discoveryChanged()
 }
 
 // Ports returns the listeners.
@@ -293,7 +305,7 @@ func (s *Subsystem) AllowHost(hostNQN string) {
 	s.mu.Lock()
 	s.hosts[hostNQN] = true
 	s.mu.Unlock()
-	s.t.discGen.Add(1)
+	s.t.discoveryChanged()
 }
 
 // SetHosts replaces the host access list (any host, or only those listed).
@@ -307,7 +319,7 @@ func (s *Subsystem) SetHosts(anyHost bool, hosts []string) {
 		s.hosts[h] = true
 	}
 	s.mu.Unlock()
-	s.t.discGen.Add(1)
+	s.t.discoveryChanged()
 }
 
 // hostAllowed reports whether a host may connect.

@@ -222,6 +222,31 @@ cmp <(fp_read "$dev" $((8 << 20)) $((1 << 20))) "$FP_WORK/pat1m" || lab_fail "na
 [ "$(cat /sys/class/nvme/${ctrl##*/}/state)" = live ] || lab_fail "controller not live after reloads"
 fp_dmesg_clean "hot remove"
 
+# -------------------------------------------- persistent discovery controller
+fp_step "persistent discovery: a change on the target reaches the host as NVME_AEN=0x70f002 (nvme-cli's autoconnect trigger)"
+fp_dmesg_mark
+timeout 120 udevadm monitor --kernel --property --subsystem-match=nvme >"$FP_WORK/uevents" 2>&1 &
+mon=$!
+t=100
+until grep -q '^KERNEL' "$FP_WORK/uevents"; do t=$((t - 1)); [ $t -gt 0 ] || lab_fail "udevadm monitor did not start"; sleep 0.1; done
+timeout 60 nvme discover -t tcp -a 127.0.0.1 -s "$FP_PORT" --persistent >/dev/null || lab_fail "nvme discover --persistent"
+dctrl=$(fp_ctrl nqn.2014-08.org.nvmexpress.discovery) || lab_fail "no persistent discovery controller"
+echo "persistent discovery controller: $dctrl"
+config "" "$FP_HOST2NQN" # an access list changes: the discovery log's generation moves
+fp_target_reload
+t=300
+until grep -q '^NVME_AEN=0x70f002' "$FP_WORK/uevents"; do
+	t=$((t - 1)); [ $t -gt 0 ] || { cat "$FP_WORK/uevents"; lab_fail "no discovery log change uevent in 30 s"; }
+	sleep 0.1
+done
+grep -B4 '^NVME_AEN=0x70f002' "$FP_WORK/uevents" | grep -E '^(ACTION|DEVNAME|NVME_AEN)' | sort -u
+kill "$mon" 2>/dev/null || true
+wait "$mon" 2>/dev/null || true
+timeout 30 nvme disconnect -d "$dctrl" >/dev/null || lab_fail "disconnect the discovery controller"
+config
+fp_target_reload
+fp_dmesg_clean "persistent discovery"
+
 fp_step "disconnect"
 fp_disconnect "$NQN"
 if dmesg | grep -E 'WARNING:|BUG:|Call Trace'; then
