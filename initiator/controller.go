@@ -116,6 +116,17 @@ type Event struct {
 	ChangedNamespaces []uint32
 	// Err is set when reading the log page failed.
 	Err error
+	// Reconnected marks an event of the host's own, not the controller's:
+	// the controller was reconnected after a lost connection, and notices
+	// sent meanwhile are lost (re-read what they would have said; the
+	// Linux host's NVME_EVENT=rediscover).
+	Reconnected bool
+}
+
+// DiscoveryChanged reports a Discovery Log Page Change notice: read the
+// discovery log again.
+func (e Event) DiscoveryChanged() bool {
+	return e.Type == nvmeof.AEReasonNotice && e.Info == nvmeof.AENoticeDiscoveryLogChange
 }
 
 // Connect connects to an NVM subsystem over NVMe/TCP: a TCP connection per
@@ -131,6 +142,31 @@ func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	if cfg.SubNQN == nvmeof.DiscoveryNQN {
+		return nil, fmt.Errorf("connect %s: %s is the discovery subsystem: use Discover or ConnectDiscovery", addr, cfg.SubNQN)
+	}
+	return connectController(ctx, cfg, addr)
+}
+
+// ConnectDiscovery connects to the discovery controller at cfg.Addr
+// (default port 8009) and keeps the connection, as nvme discover
+// --persistent does: keep-alive, reconnects as Connect's, and Discovery
+// Log Page Change notices delivered as events (Event.DiscoveryChanged)
+// where the controller supports them (Identify OAES bit 31). Read the log
+// with DiscoveryLog. cfg.SubNQN is ignored.
+func ConnectDiscovery(ctx context.Context, cfg Config) (*Controller, error) {
+	cfg.SubNQN = nvmeof.DiscoveryNQN
+	if err := cfg.setDefaults(); err != nil {
+		return nil, fmt.Errorf("connect discovery: %w", err)
+	}
+	addr, err := ParseAddr(cfg.Addr, DefaultDiscoveryPort)
+	if err != nil {
+		return nil, fmt.Errorf("connect discovery: %w", err)
+	}
+	return connectController(ctx, cfg, addr)
+}
+
+func connectController(ctx context.Context, cfg Config, addr string) (*Controller, error) {
 	c := newController(cfg, addr)
 	if err := c.bringUp(ctx); err != nil {
 		close(c.events)
@@ -288,6 +324,7 @@ func (c *Controller) reconnect(old *session) bool {
 			s := c.sess()
 			c.log.Info("reconnected", "attempt", attempt, "cntlid", s.cntlID, "queues", len(s.io))
 			c.setState(s, nil)
+			c.emit(Event{Reconnected: true})
 			return true
 		}
 		if ctx.Err() != nil {
@@ -373,8 +410,9 @@ func (c *Controller) setup(ctx context.Context) error {
 		return err
 	}
 	s.id = id
-	if id.CntrlType == nvmeof.CtrlTypeDiscovery {
-		return fmt.Errorf("connect %s: %s is a discovery controller: use Discover", c.addr, c.cfg.SubNQN)
+	discovery := c.cfg.SubNQN == nvmeof.DiscoveryNQN
+	if id.CntrlType == nvmeof.CtrlTypeDiscovery && !discovery {
+		return fmt.Errorf("connect %s: %s is a discovery controller: use Discover or ConnectDiscovery", c.addr, c.cfg.SubNQN)
 	}
 	maxXfer := id.MaxTransfer()
 	if maxXfer == 0 || maxXfer > maxTransferCap {
@@ -385,6 +423,11 @@ func (c *Controller) setup(ctx context.Context) error {
 		icd = int(id.IOCCSZ*16 - nvmeof.SQESize)
 	}
 	s.admin.setLimits(0, maxXfer)
+	if discovery {
+		// No I/O queues: keep-alive, and change notices where offered.
+		c.startBackground(s)
+		return c.enableNotices(ctx, s, nvmeof.OAESDiscoveryChange, "discovery log change")
+	}
 
 	// Number of Queues (NVMe Base 2.0 §5.27.1.5): both counts 0-based.
 	want := uint32(c.cfg.IOQueues - 1)
@@ -408,12 +451,8 @@ func (c *Controller) setup(ctx context.Context) error {
 	}
 
 	c.startBackground(s)
-	if id.OAES&nvmeof.OAESNamespaceAttr != 0 {
-		if _, err := c.SetFeature(ctx, nvmeof.FeatAsyncEvent, nvmeof.OAESNamespaceAttr); err != nil {
-			c.log.Warn("enable namespace attribute notices", "err", err)
-		} else if err := c.postAER(s); err != nil {
-			return err
-		}
+	if err := c.enableNotices(ctx, s, nvmeof.OAESNamespaceAttr, "namespace attribute"); err != nil {
+		return err
 	}
 
 	for i := 1; i <= nq; i++ {
@@ -425,6 +464,20 @@ func (c *Controller) setup(ctx context.Context) error {
 	}
 	c.log.Debug("connected", "cntlid", s.cntlID, "queues", len(s.io), "depth", depth, "icd", icd, "maxxfer", maxXfer)
 	return nil
+}
+
+// enableNotices turns on the notices of OAES bit kind where the controller
+// offers them and posts the Asynchronous Event Request that carries them.
+// A controller that refuses the feature is logged, not failed.
+func (c *Controller) enableNotices(ctx context.Context, s *session, kind uint32, what string) error {
+	if s.id.OAES&kind == 0 {
+		return nil
+	}
+	if _, err := c.SetFeature(ctx, nvmeof.FeatAsyncEvent, kind); err != nil {
+		c.log.Warn("enable "+what+" notices", "err", err)
+		return nil
+	}
+	return c.postAER(s)
 }
 
 func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, depth, icd, maxXfer int) (*Queue, error) {
@@ -805,19 +858,39 @@ func (c *Controller) aerLoop(s *session, r *Request, done chan *Request) {
 			cancel()
 		}
 		c.log.Info("asynchronous event", "type", ev.Type, "info", ev.Info, "lid", ev.LID, "nsids", ev.ChangedNamespaces)
-		if c.cfg.Events != nil {
-			c.cfg.Events(ev)
-		} else {
-			select {
-			case c.events <- ev:
-			default:
-				c.log.Warn("asynchronous event dropped: Events channel full")
-			}
-		}
+		c.emit(ev)
 		if err := s.admin.Submit(r); err != nil {
 			return
 		}
 	}
+}
+
+// emit hands ev to Config.Events, or queues it on Events (dropped when
+// that is full).
+func (c *Controller) emit(ev Event) {
+	if c.cfg.Events != nil {
+		c.cfg.Events(ev)
+		return
+	}
+	select {
+	case c.events <- ev:
+	default:
+		c.log.Warn("asynchronous event dropped: Events channel full")
+	}
+}
+
+// DiscoveryLog reads the whole discovery log of a controller connected
+// with ConnectDiscovery.
+func (c *Controller) DiscoveryLog(ctx context.Context) (nvmeof.DiscoveryLog, error) {
+	s, err := c.ioSession(ctx)
+	if err != nil {
+		return nvmeof.DiscoveryLog{}, fmt.Errorf("discovery log: %w", err)
+	}
+	mx := s.id.MaxTransfer()
+	if mx == 0 || mx > maxTransferCap {
+		mx = maxTransferCap
+	}
+	return readDiscoveryLog(ctx, c.Admin, mx)
 }
 
 // Close shuts the controller down: Property Set CC.SHN (normal shutdown),

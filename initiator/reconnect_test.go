@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 	"github.com/flashpath/flashpath/target/tcp"
@@ -292,5 +293,67 @@ func TestIODuringReconnect(t *testing.T) {
 		if err := <-res; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestConnectDiscoveryPersistent: a persistent discovery connection gets a
+// Discovery Log Page Change notice when a subsystem is added, reads the
+// new log, and after the target drops every connection and comes back,
+// reconnects and says so (Event.Reconnected), as the Linux host's
+// rediscover event.
+func TestConnectDiscoveryPersistent(t *testing.T) {
+	r := startRestartable(t)
+	events := make(chan Event, 8)
+	c, err := ConnectDiscovery(context.Background(), Config{Addr: r.addr,
+		Options:        Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)},
+		ReconnectDelay: 5 * time.Millisecond, CtrlLossTimeout: time.Minute,
+		Events: func(ev Event) { events <- ev }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Identify().CntrlType != nvmeof.CtrlTypeDiscovery || len(c.Queues()) != 0 {
+		t.Fatalf("controller type %d with %d I/O queues, want a discovery controller with none", c.Identify().CntrlType, len(c.Queues()))
+	}
+	log, err := c.DiscoveryLog(context.Background())
+	if err != nil || len(log.Entries) != 1 || log.Entries[0].SubNQN != realNQN {
+		t.Fatalf("discovery log %+v, %v", log.Entries, err)
+	}
+	if _, err := r.tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN + "-new", AllowAnyHost: true}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; !ev.DiscoveryChanged() || ev.Err != nil {
+		t.Fatalf("event %+v, want a discovery log change", ev)
+	}
+	log, err = c.DiscoveryLog(context.Background())
+	if err != nil || len(log.Entries) != 2 {
+		t.Fatalf("discovery log after the change: %+v, %v", log.Entries, err)
+	}
+
+	r.drop()
+	r.listen(r.addr)
+	if ev := <-events; !ev.Reconnected {
+		t.Fatalf("event %+v, want Reconnected", ev)
+	}
+	// Notices still flow on the new connection.
+	if err := r.tgt.RemoveSubsystem(realNQN + "-new"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; !ev.DiscoveryChanged() {
+		t.Fatalf("event %+v after reconnecting, want a discovery log change", ev)
+	}
+	if log, err = c.DiscoveryLog(context.Background()); err != nil || len(log.Entries) != 1 {
+		t.Fatalf("discovery log after removal: %+v, %v", log.Entries, err)
+	}
+}
+
+// TestConnectRefusesDiscoveryNQN: Connect to the discovery NQN points at
+// ConnectDiscovery.
+func TestConnectRefusesDiscoveryNQN(t *testing.T) {
+	r := startRestartable(t)
+	_, err := Connect(context.Background(), Config{Addr: r.addr, SubNQN: nvmeof.DiscoveryNQN,
+		Options: Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	if err == nil || !strings.Contains(err.Error(), "ConnectDiscovery") {
+		t.Fatalf("Connect to the discovery NQN: %v", err)
 	}
 }

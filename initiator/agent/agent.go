@@ -43,11 +43,19 @@ var _ Host = (*kernel.Host)(nil)
 // DiscoverFunc reads a discovery log; initiator.Discover is one.
 type DiscoverFunc func(ctx context.Context, addr string, opts initiator.Options) (nvmeof.DiscoveryLog, error)
 
+// WatchFunc keeps a persistent connection to the discovery controller at
+// addr until ctx ends, calling changed when the discovery log may have
+// changed (a change notice, or a reconnect that may have missed one).
+type WatchFunc func(ctx context.Context, addr string, opts initiator.Options, changed func())
+
 // Agent keeps the configured subsystems connected.
 type Agent struct {
 	host     Host
 	discover DiscoverFunc
+	watch    WatchFunc
 	log      *slog.Logger
+	wake     chan struct{}              // a persistent discovery connection saw a change
+	passed   func(why string, r Result) // tests: called after each of Run's passes
 
 	mu      sync.Mutex
 	cfg     *Config           // guarded by mu
@@ -68,9 +76,14 @@ func New(cfg *Config, host Host, discover DiscoverFunc, log *slog.Logger) *Agent
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{host: host, discover: discover, log: log, cfg: cfg,
+	a := &Agent{host: host, discover: discover, log: log, cfg: cfg, wake: make(chan struct{}, 1),
 		managed: map[key]bool{}, source: map[key]string{}, failing: map[key]time.Time{}}
+	a.watch = a.watchDiscovery
+	return a
 }
+
+// SetWatch replaces how persistent discovery connections are kept (tests).
+func (a *Agent) SetWatch(w WatchFunc) { a.watch = w }
 
 // SetConfig replaces the configuration (a reload); the next pass applies
 // it. Subsystems no longer configured stay connected.
@@ -305,29 +318,166 @@ func (a *Agent) clearFailing(k key, name string) {
 }
 
 // Run makes a pass at once, calls ready with its result, then makes one
-// every Interval and whenever kick receives, until ctx ends.
+// every Interval, whenever kick receives, and whenever a persistent
+// discovery connection reports a change, until ctx ends.
 func (a *Agent) Run(ctx context.Context, kick <-chan struct{}, ready func(Result)) {
+	w := &watchers{a: a, running: map[string]*watcher{}}
+	defer w.stopAll()
+	w.sync(ctx, a.Config())
 	res := a.Reconcile(ctx)
 	a.log.Info("first pass done", "result", res.String())
 	if ready != nil {
 		ready(res)
 	}
+	if a.passed != nil {
+		a.passed("start", res)
+	}
 	for {
 		t := time.NewTimer(time.Duration(a.Config().Interval))
+		why := "interval"
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-kick:
-			t.Stop()
+			why = "kick"
+		case <-a.wake:
+			why = "discovery log change"
 		case <-t.C:
 		}
+		t.Stop()
+		w.sync(ctx, a.Config())
 		res := a.Reconcile(ctx)
 		if len(res.Connected) > 0 || len(res.Errors) > 0 {
-			a.log.Info("pass done", "result", res.String())
+			a.log.Info("pass done", "result", res.String(), "why", why)
+		}
+		if a.passed != nil {
+			a.passed(why, res)
 		}
 	}
 }
+
+// changed wakes Run for a pass (at most one waits).
+func (a *Agent) changed() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watchers are the persistent discovery connections Run keeps, one per
+// configured discovery address.
+type watchers struct {
+	a       *Agent
+	running map[string]*watcher
+}
+
+type watcher struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// sync starts a watcher for each persistent discovery entry of cfg and
+// stops those no longer configured.
+func (w *watchers) sync(ctx context.Context, cfg *Config) {
+	want := map[string]bool{}
+	opts, _, _, err := hostOptions(cfg, w.a.log)
+	if err != nil {
+		return // Reconcile reports it
+	}
+	opts.Logger = slog.New(quiet{w.a.log.Handler()})
+	for _, d := range cfg.Discovery {
+		if !d.persistent() {
+			continue
+		}
+		_, host, port, _ := splitAddress(d.Address, initiator.DefaultDiscoveryPort)
+		addr := net.JoinHostPort(host, port)
+		want[addr] = true
+		if w.running[addr] != nil {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		x := &watcher{cancel: cancel, done: make(chan struct{})}
+		w.running[addr] = x
+		go func() {
+			defer close(x.done)
+			w.a.watch(wctx, addr, opts, w.a.changed)
+		}()
+	}
+	for addr, x := range w.running {
+		if !want[addr] {
+			x.cancel()
+			<-x.done
+			delete(w.running, addr)
+		}
+	}
+}
+
+func (w *watchers) stopAll() {
+	for _, x := range w.running {
+		x.cancel()
+	}
+	for _, x := range w.running {
+		<-x.done
+	}
+}
+
+// watchDiscovery is the WatchFunc of the daemon: a persistent discovery
+// connection (initiator.ConnectDiscovery: keep-alive, reconnects every
+// interval) whose change notices and reconnects call changed. Where the
+// controller offers no change notices it gives up (the interval's passes
+// remain); where it cannot connect it tries again every interval.
+func (a *Agent) watchDiscovery(ctx context.Context, addr string, opts initiator.Options, changed func()) {
+	for {
+		every := time.Duration(a.Config().Interval)
+		c, err := initiator.ConnectDiscovery(ctx, initiator.Config{Addr: addr, Options: opts,
+			KATO: 30 * time.Second, ReconnectDelay: every, CtrlLossTimeout: forever,
+			Events: func(ev initiator.Event) {
+				if ev.DiscoveryChanged() || ev.Reconnected {
+					changed()
+				}
+			}})
+		if err == nil {
+			if c.Identify().OAES&nvmeof.OAESDiscoveryChange == 0 {
+				a.log.Info("the discovery controller sends no change notices: reading it every interval", "addr", addr)
+				c.Close()
+				return
+			}
+			a.log.Info("persistent discovery connection: changes are picked up as they happen", "addr", addr)
+			// What changed between the last read and the notices being
+			// enabled would go unnoticed: one more pass.
+			changed()
+			<-ctx.Done()
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c.CloseContext(cctx)
+			cancel()
+			return
+		}
+		a.log.Debug("persistent discovery connection failed: trying again every interval", "addr", addr, "err", err)
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// forever is a ctrl-loss timeout that does not run out.
+const forever = 100 * 365 * 24 * time.Hour
+
+// quiet passes on warnings and errors only: a persistent discovery
+// connection to a target that is down logs each reconnect attempt, which
+// the agent's own connect failures already say.
+type quiet struct{ slog.Handler }
+
+func (q quiet) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError && q.Handler.Enabled(ctx, l)
+}
+
+func (q quiet) WithAttrs(as []slog.Attr) slog.Handler { return quiet{q.Handler.WithAttrs(as)} }
+func (q quiet) WithGroup(n string) slog.Handler       { return quiet{q.Handler.WithGroup(n)} }
 
 // Stop disconnects the subsystems the agent manages when the configuration
 // says disconnect_on_stop; otherwise it leaves them connected.

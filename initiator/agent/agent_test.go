@@ -26,11 +26,12 @@ const (
 
 // fakeDiscovery serves discovery logs by address and counts reads.
 type fakeDiscovery struct {
-	mu    sync.Mutex
-	logs  map[string][]nvmeof.DiscoveryEntry
-	fail  map[string]error
-	reads int
-	host  string // host NQN of the last read
+	mu      sync.Mutex
+	logs    map[string][]nvmeof.DiscoveryEntry
+	fail    map[string]error
+	reads   int
+	host    string   // host NQN of the last read
+	watched []string // addresses given persistent discovery connections
 }
 
 func (d *fakeDiscovery) discover(_ context.Context, addr string, o initiator.Options) (nvmeof.DiscoveryLog, error) {
@@ -79,6 +80,13 @@ func newFixture(t *testing.T, yaml string) *fixture {
 	}}
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f.a = New(cfg, f.fs, f.disc.discover, log)
+	// No persistent discovery connections: the addresses are not ours.
+	f.a.SetWatch(func(ctx context.Context, addr string, _ initiator.Options, _ func()) {
+		f.disc.mu.Lock()
+		f.disc.watched = append(f.disc.watched, addr)
+		f.disc.mu.Unlock()
+		<-ctx.Done()
+	})
 	return f
 }
 
@@ -251,6 +259,9 @@ func TestRun(t *testing.T) {
 	if p := f.a.passes.Load(); p != 3 {
 		t.Fatalf("%d passes, want 3", p)
 	}
+	if w := strings.Join(f.disc.watched, " "); w != "10.0.0.5:8009" {
+		t.Fatalf("persistent discovery connections to %q, want 10.0.0.5:8009 once", w)
+	}
 }
 
 // TestMetrics: controllers with their state and the namespaces' block
@@ -318,5 +329,16 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunNotPersistent: persistent: false keeps no discovery connection.
+func TestRunNotPersistent(t *testing.T) {
+	f := newFixture(t, strings.Replace(baseConfig, "ctrl_loss_tmo: -1", "ctrl_loss_tmo: -1\n    persistent: false", 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run makes its first pass and returns
+	f.a.Run(ctx, nil, nil)
+	if len(f.disc.watched) != 0 {
+		t.Fatalf("persistent discovery connections to %v with persistent: false", f.disc.watched)
 	}
 }

@@ -43,8 +43,15 @@ type DiscoveryConfig struct {
 	// Subsystems limits the connects to these NQNs (default: every
 	// subsystem in the discovery log).
 	Subsystems []string `json:"subsystems,omitempty"`
+	// Persistent keeps a connection to the discovery controller (nvme
+	// discover --persistent) so that its Discovery Log Page Change notices
+	// trigger a pass at once rather than at the next interval (default
+	// true; the daemon only, not --once).
+	Persistent *bool `json:"persistent,omitempty"`
 	ConnectOptions
 }
+
+func (d DiscoveryConfig) persistent() bool { return d.Persistent == nil || *d.Persistent }
 
 // ConnectConfig is one subsystem connected directly.
 type ConnectConfig struct {

@@ -2,10 +2,11 @@
 # Guest script: `flashpath initiator`, the daemon that keeps subsystems
 # connected through the Linux kernel host — discovery from flashpath's
 # target, both subsystems connected and their namespaces written and read
-# back, Prometheus metrics, a subsystem disconnected by hand and one added
-# on the target (SIGHUP) both connected by the next pass, disconnect on
-# SIGTERM; --once; and the kernel target over NVMe/RDMA on soft-RoCE
-# (rxe) connected through the daemon's rdma:// entries.
+# back, Prometheus metrics, a subsystem disconnected by hand connected
+# again on SIGHUP, one added on the target connected at once through the
+# persistent discovery connection's change notice (the interval is an hour),
+# disconnect on SIGTERM; --once; and the kernel target over NVMe/RDMA on
+# soft-RoCE (rxe) connected through the daemon's rdma:// entries.
 # Run from the checkout: ../shared/lab/vm-run test/lab/initiator-daemon.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -49,15 +50,20 @@ metrics() {
 # metric NAME_AND_LABELS — the value of one sample (labels in Prometheus' order).
 metric() { metrics | awk -v k="$1" '$1 == k { print $2 }'; }
 
-# passes — how many passes the daemon has made.
-passes() { metric flashpath_initiator_passes_total; }
+# wait_log REGEX — wait until the daemon's log has a matching line (bounded).
+wait_log() {
+	local t=300
+	until grep -q "$1" "$FP_INI_LOG"; do
+		t=$((t - 1)); [ $t -gt 0 ] || { tail -n 20 "$FP_INI_LOG"; lab_fail "no '$1' in the daemon's log"; }
+		sleep 0.1
+	done
+}
 
-# wait_passes N — wait until the daemon has made N more passes (bounded).
-wait_passes() {
-	local want=$(($(passes) + $1)) t=600
-	until [ "$(passes)" -ge "$want" ]; do
-		kill -0 "$FP_INI" 2>/dev/null || lab_fail "the initiator daemon exited"
-		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "the daemon made no pass in 60 s"
+# wait_metric SAMPLE VALUE — wait until the sample has the value (bounded).
+wait_metric() {
+	local t=300
+	until [ "$(metric "$1")" = "$2" ]; do
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "$1 is '$(metric "$1")', want $2"
 		sleep 0.1
 	done
 }
@@ -65,12 +71,12 @@ wait_passes() {
 target_config
 fp_target_start "$FP_WORK/target.yaml"
 
-fp_step "flashpath initiator: discovery on 127.0.0.1:$FP_PORT, every 1 s, metrics on $METRICS"
+fp_step "flashpath initiator: persistent discovery on 127.0.0.1:$FP_PORT (interval 1 h), metrics on $METRICS"
 cat >"$FP_WORK/initiator.yaml" <<EOF
 discovery:
   - address: tcp://127.0.0.1:$FP_PORT
 defaults: {nr_io_queues: 2, reconnect_delay: 1, ctrl_loss_tmo: 30}
-interval: 1s
+interval: 1h
 metrics: $METRICS
 disconnect_on_stop: true
 EOF
@@ -79,8 +85,8 @@ FP_INI=$!
 dev1=$(fp_ns "$NQN1" 1 60) || lab_fail "$NQN1: no namespace appeared"
 dev2=$(fp_ns "$NQN2" 1 60) || lab_fail "$NQN2: no namespace appeared"
 echo "  $NQN1 -> $dev1, $NQN2 -> $dev2"
-grep -q 'msg="first pass done" result="2 subsystems: 2 connected now' "$FP_INI_LOG" ||
-	{ grep 'pass' "$FP_INI_LOG"; lab_fail "first pass did not connect both"; }
+wait_log 'msg="first pass done" result="2 subsystems: 2 connected now'
+wait_log 'msg="persistent discovery connection'
 c1=$(fp_ctrl "$NQN1")
 [ "$(cat "/sys/class/nvme/$c1/queue_count" 2>/dev/null || echo 3)" = 3 ] || lab_fail "nr_io_queues 2 not applied ($(cat /sys/class/nvme/$c1/queue_count) queues)"
 [ "$(blockdev --getsize64 "$dev2")" = $((32 << 20)) ] || lab_fail "$dev2 is not 32 MiB"
@@ -99,18 +105,20 @@ echo "$m" | grep -q "^flashpath_initiator_controller_live{ctrl=\"$c1\",subsys=\"
 w=$(echo "$m" | awk -v k="flashpath_initiator_namespace_bytes_total{device=\"${dev1#/dev/}\",op=\"write\",subsys=\"$NQN1\"}" '$1 == k { print $2 }')
 [ -n "$w" ] && awk -v w="$w" 'BEGIN { exit !(w >= 4194304) }' || lab_fail "write bytes of $dev1: '$w', want >= 4 MiB"
 
-fp_step "a subsystem disconnected by hand is connected again by the next pass"
+fp_step "a subsystem disconnected by hand is connected again on SIGHUP (systemctl reload)"
 fp_disconnect "$NQN2"
+kill -HUP "$FP_INI"
 dev2=$(fp_ns "$NQN2" 1 60) || lab_fail "$NQN2 not reconnected"
 cmp <(fp_read "$dev2" 1048576 $((4 << 20))) "$FP_WORK/data" || lab_fail "$dev2: data differs after reconnect"
 
-fp_step "a subsystem added on the target (SIGHUP) is connected by the next pass"
+fp_step "a subsystem added on the target is connected at once: the discovery log change notice"
 target_config "$NQN3"
 fp_target_reload
 dev3=$(fp_ns "$NQN3" 1 60) || lab_fail "$NQN3 not connected"
 [ "$(blockdev --getsize64 "$dev3")" = $((16 << 20)) ] || lab_fail "$dev3 is not 16 MiB"
-wait_passes 2
-[ "$(metric flashpath_initiator_subsystems_wanted)" = 3 ] || lab_fail "subsystems_wanted is not 3"
+wait_metric flashpath_initiator_subsystems_wanted 3
+grep 'msg="pass done"' "$FP_INI_LOG" | tail -n 1 | sed 's/^/  /'
+grep 'msg="pass done"' "$FP_INI_LOG" | grep -q 'why="discovery log change"' || lab_fail "no pass for a discovery log change"
 n=$(grep -c 'msg=connected' "$FP_INI_LOG")
 [ "$n" = 4 ] || { grep 'msg=connected' "$FP_INI_LOG"; lab_fail "$n connects logged, want 4 (2 + reconnect + new)"; }
 

@@ -23,6 +23,9 @@ type Sysfs struct {
 	Params     []kernel.Params  // every Connect's parameters, in order
 	Refuse     map[string]error // Connect of these NQNs fails
 	Namespaces int              // namespaces per connected controller (default 1)
+	// Connected, when set, receives the parameters of every Connect that
+	// succeeded (after the controller appeared).
+	Connected chan kernel.Params
 }
 
 // New returns an empty fake tree under dir.
@@ -46,7 +49,13 @@ func (s *Sysfs) Connect(p kernel.Params) (string, error) {
 	}
 	name := fmt.Sprintf("nvme%d", s.next)
 	s.next++
-	return name, s.Add(name, p.Transport, p.TrAddr, p.TrSvcID, p.NQN, "live", ns)
+	if err := s.Add(name, p.Transport, p.TrAddr, p.TrSvcID, p.NQN, "live", ns); err != nil {
+		return "", err
+	}
+	if s.Connected != nil {
+		s.Connected <- p
+	}
+	return name, nil
 }
 
 // Disconnect removes the controller, as the kernel does after
