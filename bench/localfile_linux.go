@@ -25,7 +25,7 @@ type localFile struct {
 func openLocal(cfg *EngineConfig) (*localFile, error) {
 	j := cfg.Job
 	name := cfg.Filename
-	need := j.Offset + j.Size
+	need := j.CloneOffset(cfg.JobIndex) + j.Size
 	st, err := os.Stat(name)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -113,15 +113,23 @@ type Zone struct{ Access, Range float64 }
 // Job is one fio job after [global] inheritance and sweep expansion: plain
 // values, validated, fio's units already applied.
 type Job struct {
-	Name     string
-	GroupID  int // reporting group (a sweep point or a stonewall)
-	RW       RW
-	BS       [numDirs]int // block size per direction (fio bs=read,write)
-	IODepth  int
-	NumJobs  int
-	Size     int64 // bytes of the file region used; 0: the engine's size
-	IOSize   int64 // bytes to transfer per job; 0: Size
-	Offset   int64
+	Name    string
+	GroupID int // reporting group (a sweep point or a stonewall)
+	RW      RW
+	BS      [numDirs]int // block size per direction (fio bs=read,write)
+	IODepth int
+	NumJobs int
+	Size    int64 // bytes of the file region used; 0: the engine's size
+	IOSize  int64 // bytes to transfer per job; 0: Size
+	Offset  int64
+	// OffsetIncrement moves each clone's region on: clone i starts at
+	// Offset + i*OffsetIncrement (fio's offset_increment).
+	OffsetIncrement int64
+	// NumberIOs ends a clone after this many I/Os, if nothing ends it
+	// sooner (fio's number_ios; 0: no limit).
+	NumberIOs int64
+	// ExitAll ends every job of the group when this one finishes.
+	ExitAll  bool
 	Runtime  time.Duration
 	RampTime time.Duration
 	// StartDelay delays the job's start; ThinkTime stalls it after every
@@ -189,6 +197,10 @@ type Job struct {
 	Swept []Option
 }
 
+// CloneOffset is where clone's region starts: offset plus its share of
+// offset_increment.
+func (j *Job) CloneOffset(clone int) int64 { return j.Offset + int64(clone)*j.OffsetIncrement }
+
 // DefaultJob returns a job with fio's defaults.
 func DefaultJob() Job {
 	return Job{
@@ -252,6 +264,9 @@ var optionSpecs = []optionSpec{
 	{name: "io_size", help: "bytes to transfer (default size)", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
 	{name: "io_limit", help: "alias of io_size", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
 	{name: "offset", help: "start offset in the file", set: sizeSetter(func(j *Job) *int64 { return &j.Offset })},
+	{name: "offset_increment", help: "clone i starts at offset + i*offset_increment (numjobs over parts of one device)", set: sizeSetter(func(j *Job) *int64 { return &j.OffsetIncrement })},
+	{name: "number_ios", help: "end a clone after this many I/Os (unless size or runtime ends it first)", set: sizeSetter(func(j *Job) *int64 { return &j.NumberIOs })},
+	{name: "exitall", help: "when this job finishes, end the other jobs of its group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ExitAll })},
 	{name: "runtime", help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "timeout", help: "alias of runtime", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "ramp_time", help: "run this long before recording", set: timeSetter(func(j *Job) *time.Duration { return &j.RampTime })},

@@ -160,6 +160,9 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 		go func() {
 			defer wg.Done()
 			runErr[i] = w.run()
+			if w.job.ExitAll {
+				stop.Store(true)
+			}
 		}()
 	}
 	done := make(chan struct{})

@@ -94,6 +94,8 @@ type worker struct {
 	base                time.Time
 	size                int64
 	ioSize, issuedBytes int64
+	offset              int64 // where this clone's region starts (offset, offset_increment)
+	issuedIOs           int64 // for number_ios
 	nblocks             [numDirs]uint64
 	seqNext             [numDirs]uint64
 	perm                [numDirs]permutation
@@ -192,9 +194,10 @@ func (w *worker) setup(filename string) error {
 		}
 	}
 
+	w.offset = j.CloneOffset(w.index)
 	w.size = j.Size
 	if w.size == 0 {
-		w.size = eng.Size() - j.Offset
+		w.size = eng.Size() - w.offset
 		if w.size <= 0 {
 			return errors.New("option size: not given, and the engine cannot tell the target's size")
 		}
@@ -490,6 +493,9 @@ func (w *worker) next(io *IO) bool {
 	if w.timeUp || w.stop.Load() {
 		return false
 	}
+	if j.NumberIOs > 0 && w.issuedIOs >= j.NumberIOs {
+		return false
+	}
 	if !j.TimeBased && w.issuedBytes >= w.ioSize {
 		if w.loop+1 >= j.Loops {
 			return false
@@ -528,8 +534,9 @@ func (w *worker) next(io *IO) bool {
 		w.twBlock, w.twPending = blk, true
 	}
 	bs := j.BS[d]
-	io.Offset = j.Offset + int64(blk)*int64(bs)
+	io.Offset = w.offset + int64(blk)*int64(bs)
 	io.Len = bs
+	w.issuedIOs++
 	if d != DirTrim || !trimWrite {
 		w.issuedBytes += int64(bs) // trimwrite: the writes count, each after its trim
 	}
@@ -626,7 +633,7 @@ func (w *worker) nextVerify(io *IO) bool {
 	}
 	bs := w.job.BS[DirWrite]
 	io.Op = OpRead
-	io.Offset = w.job.Offset + int64(w.vnext)*int64(bs)
+	io.Offset = w.offset + int64(w.vnext)*int64(bs)
 	io.Len = bs
 	w.vnext++
 	return true
@@ -674,7 +681,7 @@ func (w *worker) complete(io *IO, t int64) {
 	}
 	if d == DirWrite {
 		if w.written != nil {
-			blk := uint64(io.Offset-w.job.Offset) / uint64(io.Len)
+			blk := uint64(io.Offset-w.offset) / uint64(io.Len)
 			w.written[blk/64] |= 1 << (blk % 64)
 		}
 		return
