@@ -106,6 +106,12 @@ const (
 	DistZoned
 )
 
+// BSWeight is one size/percent pair of bssplit.
+type BSWeight struct {
+	Size int
+	Pct  float64
+}
+
 // Zone is one zoned:ACCESS/RANGE pair: ACCESS percent of the I/O goes to
 // the next RANGE percent of the blocks.
 type Zone struct{ Access, Range float64 }
@@ -116,7 +122,11 @@ type Job struct {
 	Name    string
 	GroupID int // reporting group (a sweep point or a stonewall)
 	RW      RW
-	BS      [numDirs]int // block size per direction (fio bs=read,write)
+	BS      [numDirs]int // block size per direction (fio bs=read,write); with bssplit, the smallest
+	// BSSplit is fio's bssplit per direction: each I/O draws its block
+	// size by these weights (nil: BS); offsets stay on the grid of the
+	// smallest, BS.
+	BSSplit [numDirs][]BSWeight
 	IODepth int
 	NumJobs int
 	Size    int64 // bytes of the file region used; 0: the engine's size
@@ -258,6 +268,7 @@ var optionSpecs = []optionSpec{
 	{name: "readwrite", help: "alias of rw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
 	{name: "bs", help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
 	{name: "blocksize", help: "alias of bs", set: setBS},
+	{name: "bssplit", help: "block size mix, e.g. 4k/60:64k/30:1m/10, or read,write mixes (sizes multiples of the smallest)", set: setBSSplit},
 	{name: "iodepth", help: "I/Os in flight per job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.IODepth }, 1, 65536)},
 	{name: "numjobs", help: "clones of the job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.NumJobs }, 1, 4096)},
 	{name: "size", help: "bytes of the file to use (1g)", set: sizeSetter(func(j *Job) *int64 { return &j.Size })},
@@ -457,6 +468,77 @@ func setBS(j *Job, v string) error {
 		}
 	}
 	return nil
+}
+
+// setBSSplit parses fio's bssplit: SIZE/PERCENT:SIZE/PERCENT..., one mix
+// for every direction or read,write[,trim] mixes (an empty field keeps
+// bs). Sizes without a percent share what the others leave.
+func setBSSplit(j *Job, v string) error {
+	parts := strings.Split(v, ",")
+	if len(parts) > int(numDirs) {
+		return fmt.Errorf("want a mix or read,write[,trim] mixes, got %q", v)
+	}
+	var mixes [numDirs][]BSWeight
+	for d, part := range parts {
+		if part == "" {
+			continue
+		}
+		mix, err := parseBSMix(part)
+		if err != nil {
+			return err
+		}
+		mixes[d] = mix
+	}
+	if len(parts) == 1 {
+		mixes[DirWrite], mixes[DirTrim] = mixes[DirRead], mixes[DirRead]
+	}
+	j.BSSplit = mixes
+	return nil
+}
+
+func parseBSMix(s string) ([]BSWeight, error) {
+	var out []BSWeight
+	var sum float64
+	unset := 0
+	for _, e := range strings.Split(s, ":") {
+		size, pct, hasPct := strings.Cut(e, "/")
+		n, err := ParseSize(size)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 || n > 1<<30 {
+			return nil, fmt.Errorf("block size %q out of range", size)
+		}
+		w := BSWeight{Size: int(n), Pct: -1}
+		if hasPct && pct != "" {
+			if w.Pct, err = strconv.ParseFloat(pct, 64); err != nil || w.Pct < 0 || w.Pct > 100 {
+				return nil, fmt.Errorf("percent %q of %s: want 0 to 100", pct, size)
+			}
+			sum += w.Pct
+		} else {
+			unset++
+		}
+		out = append(out, w)
+	}
+	if sum > 100+1e-9 {
+		return nil, fmt.Errorf("%q: percents add up to %g, more than 100", s, sum)
+	}
+	if unset == 0 && sum < 100-1e-9 {
+		return nil, fmt.Errorf("%q: percents add up to %g, not 100", s, sum)
+	}
+	smallest := out[0].Size
+	for i := range out {
+		if out[i].Pct < 0 {
+			out[i].Pct = (100 - sum) / float64(unset)
+		}
+		smallest = min(smallest, out[i].Size)
+	}
+	for _, w := range out {
+		if w.Size%smallest != 0 {
+			return nil, fmt.Errorf("%q: %d is not a multiple of the smallest size %d (offsets stay on its grid)", s, w.Size, smallest)
+		}
+	}
+	return out, nil
 }
 
 // rateSetter parses fio's rate lists: one value for every direction, or
@@ -885,6 +967,21 @@ func (j *Job) validate() error {
 	if j.RW.Trim && j.Verify != "" {
 		return errors.New("option verify: trim workloads cannot verify (trimmed blocks hold no pattern)")
 	}
+	for d, mix := range j.BSSplit {
+		if mix == nil {
+			continue
+		}
+		if j.Verify != "" {
+			return errors.New("option verify: not with bssplit (each block is verified at the size it was written; use bs)")
+		}
+		if j.RW.Trim && j.RW.Write {
+			return errors.New("option bssplit: not with trimwrite (it writes the blocks it trims, at one size)")
+		}
+		j.BS[d] = mix[0].Size
+		for _, w := range mix {
+			j.BS[d] = min(j.BS[d], w.Size)
+		}
+	}
 	if j.RW.Trim && j.RW.Write && j.BS[DirTrim] != j.BS[DirWrite] {
 		return fmt.Errorf("option bs: trimwrite writes the blocks it trims: trim and write block sizes must match (%d, %d)", j.BS[DirTrim], j.BS[DirWrite])
 	}
@@ -908,9 +1005,24 @@ func (j *Job) maxBS() int {
 	for d := range numDirs {
 		if j.issues(Direction(d)) {
 			m = max(m, j.BS[d])
+			for _, w := range j.BSSplit[d] {
+				m = max(m, w.Size)
+			}
 		}
 	}
 	return m
+}
+
+// meanBS is direction d's average block size (for rate caps).
+func (j *Job) meanBS(d Direction) float64 {
+	if mix := j.BSSplit[d]; mix != nil {
+		var s float64
+		for _, w := range mix {
+			s += float64(w.Size) * w.Pct / 100
+		}
+		return s
+	}
+	return float64(j.BS[d])
 }
 
 func (j *Job) issues(d Direction) bool {

@@ -180,7 +180,7 @@ func (w *worker) setup(filename string) error {
 			iv = int64(time.Second) / r
 		}
 		if r := j.Rate[d]; r > 0 {
-			iv = max(iv, int64(j.BS[d])*int64(time.Second)/r)
+			iv = max(iv, int64(j.meanBS(Direction(d))*float64(time.Second)/float64(r)))
 		}
 		w.interval[d] = iv
 		w.rated = w.rated || iv > 0
@@ -535,6 +535,20 @@ func (w *worker) next(io *IO) bool {
 	}
 	bs := j.BS[d]
 	io.Offset = w.offset + int64(blk)*int64(bs)
+	if mix := j.BSSplit[d]; mix != nil {
+		// bssplit: a size by weight, on the grid of the smallest; one that
+		// would run past the region's end shrinks to the smallest.
+		size := w.pickBS(mix)
+		if end := io.Offset + int64(size); end <= w.offset+w.size {
+			if !j.RW.Random {
+				w.seqNext[d] += uint64(size/bs - 1)
+				if w.seqNext[d] >= w.nblocks[d] {
+					w.seqNext[d] = 0
+				}
+			}
+			bs = size
+		}
+	}
 	io.Len = bs
 	w.issuedIOs++
 	if d != DirTrim || !trimWrite {
@@ -562,6 +576,18 @@ func (w *worker) next(io *IO) bool {
 		io.Op = OpRead
 	}
 	return true
+}
+
+// pickBS draws a block size from a bssplit mix.
+func (w *worker) pickBS(mix []BSWeight) int {
+	u := w.rnd.Float64() * 100
+	for _, m := range mix {
+		if u < m.Pct {
+			return m.Size
+		}
+		u -= m.Pct
+	}
+	return mix[len(mix)-1].Size
 }
 
 // peekDir returns the direction of the next I/O, choosing it (rwmixread)
