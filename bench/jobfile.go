@@ -102,7 +102,10 @@ func expandEnv(s string) (string, error) {
 // files, in order, with overrides (command-line options) applied to every
 // job last. Without files the overrides alone define one job, named by
 // name= or "job", as with fio's command line.
-func LoadJobs(paths []string, overrides []Option) ([]*Job, error) {
+//
+// With only, just the job sections of those names run (fio's --section);
+// naming one the files lack is an error.
+func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error) {
 	var sections []Section
 	for _, p := range paths {
 		f, err := os.Open(p)
@@ -115,6 +118,21 @@ func LoadJobs(paths []string, overrides []Option) ([]*Job, error) {
 			return nil, err
 		}
 		sections = append(sections, s...)
+	}
+	if len(only) > 0 {
+		var kept []Section
+		for _, name := range only {
+			found := false
+			for _, s := range sections {
+				if s.Name == name {
+					kept, found = append(kept, s), true
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("--section %s: no job section of that name in %s", name, strings.Join(paths, ", "))
+			}
+		}
+		sections = kept
 	}
 	if len(sections) == 0 {
 		name := "job"

@@ -999,6 +999,10 @@ func (j *Job) validate() error {
 	return nil
 }
 
+// Modifies reports whether the job writes or trims (fio's --readonly
+// refuses such jobs).
+func (j *Job) Modifies() bool { return j.RW.Write || j.RW.Trim }
+
 // maxBS is the largest block size the job issues.
 func (j *Job) maxBS() int {
 	m := 0

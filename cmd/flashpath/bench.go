@@ -26,6 +26,9 @@ type benchFlags struct {
 	targetPID    int
 	tcpLoopback  time.Duration
 	enghelp      bool
+	readonly     bool
+	parseOnly    bool
+	sections     []string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -53,6 +56,9 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 	fl.IntVar(&bf.targetPID, "target-pid", 0, "also measure the CPU time of this process (the target under test)")
 	fl.DurationVar(&bf.tcpLoopback, "tcp-loopback", 0, "first measure a plain TCP socket copy over 127.0.0.1 for this long")
 	fl.BoolVar(&bf.enghelp, "enghelp", false, "list the engines and exit")
+	fl.BoolVar(&bf.readonly, "readonly", false, "refuse jobs that write or trim (a guard for devices holding data)")
+	fl.BoolVar(&bf.parseOnly, "parse-only", false, "check the job files and options, list the jobs, run nothing")
+	fl.StringArrayVar(&bf.sections, "section", nil, "run only this job section of the files (repeatable)")
 	jobFlags := map[string]bool{}
 	for _, o := range bench.Options() {
 		fl.String(o.Name, "", o.Help)
@@ -103,9 +109,23 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 			return nil
 		}
 	}
-	jobs, err := bench.LoadJobs(files, overrides)
+	jobs, err := bench.LoadJobs(files, overrides, bf.sections...)
 	if err != nil {
 		return err
+	}
+	if bf.readonly {
+		for _, j := range jobs {
+			if j.Modifies() {
+				return fmt.Errorf("job %s: rw=%s writes or trims, and --readonly is set", j.Name, j.RW)
+			}
+		}
+	}
+	if bf.parseOnly {
+		for _, j := range jobs {
+			fmt.Fprintf(out, "%s: (g=%d): rw=%s, bs=%d/%d/%d, ioengine=%s, iodepth=%d, numjobs=%d\n",
+				j.Name, j.GroupID, j.RW, j.BS[0], j.BS[1], j.BS[2], j.IOEngine, j.IODepth, j.NumJobs)
+		}
+		return nil
 	}
 	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID, Notes: os.Stderr}
 	switch bf.eta {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -99,5 +100,37 @@ func TestBenchCmdGPUEngines(t *testing.T) {
 	if _, err := runBenchCmd(t, "--ioengine=cufile", "--gpu_path=bounce", "--filename="+name, "--size=1m"); err == nil ||
 		!strings.Contains(err.Error(), "gpu_path") {
 		t.Fatalf("cufile --gpu_path: err = %v", err)
+	}
+}
+
+// TestBenchCmdSectionReadonlyParseOnly: --section runs only the named jobs
+// of a file, --readonly refuses a job that writes (before any I/O), and
+// --parse-only lists the jobs without running them.
+func TestBenchCmdSectionReadonlyParseOnly(t *testing.T) {
+	dir := t.TempDir()
+	job := dir + "/j.fio"
+	data := dir + "/data"
+	if err := os.WriteFile(job, []byte("[global]\nioengine=psync\nsize=64k\nfilename="+data+"\n[reader]\nrw=read\n[writer]\nrw=write\nstonewall\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runBenchCmd(t, job, "--parse-only")
+	if err != nil || !strings.Contains(out, "reader: (g=0): rw=read") || !strings.Contains(out, "writer: (g=1): rw=write") {
+		t.Fatalf("--parse-only: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Fatal("--parse-only laid out the data file")
+	}
+	if _, err := runBenchCmd(t, job, "--readonly", "--eta=never"); err == nil || !strings.Contains(err.Error(), "job writer: rw=write writes or trims, and --readonly is set") {
+		t.Fatalf("--readonly with a writer: %v", err)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Fatal("--readonly refused the run after laying out the data file")
+	}
+	out, err = runBenchCmd(t, job, "--section=writer", "--eta=never", "--output-format=json")
+	if err != nil || strings.Contains(out, `"jobname": "reader"`) || !strings.Contains(out, `"jobname": "writer"`) {
+		t.Fatalf("--section=writer: %v\n%s", err, out)
+	}
+	if _, err := runBenchCmd(t, job, "--section=nope"); err == nil || !strings.Contains(err.Error(), "--section nope") {
+		t.Fatalf("--section nope: %v", err)
 	}
 }
