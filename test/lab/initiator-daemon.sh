@@ -6,7 +6,8 @@
 # again on SIGHUP, one added on the target connected at once through the
 # persistent discovery connection's change notice (the interval is an hour),
 # disconnect on SIGTERM; --once; and the kernel target over NVMe/RDMA on
-# soft-RoCE (rxe) connected through the daemon's rdma:// entries.
+# soft-RoCE (rxe) connected through the daemon's rdma:// entries, with
+# `flashpath bench` and fio (verified writes, random reads) over it.
 # Run from the checkout: ../shared/lab/vm-run test/lab/initiator-daemon.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -164,5 +165,28 @@ rdev=$(fp_ns "$RNQN" 1 60) || lab_fail "$RNQN: no namespace over rdma"
 fp_write "$rdev" 0 "$FP_WORK/data"
 cmp <(fp_read "$rdev" 0 $((4 << 20))) "$FP_WORK/data" || lab_fail "$rdev: data read back over rdma differs"
 cmp <(head -c 4M "$FP_WORK/rdma.img") "$FP_WORK/data" || lab_fail "the kernel target's file lacks the data"
+cat >"$FP_WORK/rdma.fio" <<EOF
+[global]
+filename=$rdev
+ioengine=io_uring
+direct=1
+[randwrite-verify]
+rw=randwrite
+bs=4k
+iodepth=16
+size=8M
+offset=16M
+verify=crc32c
+[randread]
+stonewall
+rw=randread
+bs=4k
+iodepth=16
+size=32M
+runtime=3s
+time_based
+EOF
+fp_jobs bench-rdma "$FP" bench "$FP_WORK/rdma.fio"
+fp_jobs fio-rdma fio "$FP_WORK/rdma.fio"
 timeout 30 nvme disconnect -n "$RNQN" >/dev/null
 fp_step "done"
