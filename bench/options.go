@@ -162,9 +162,15 @@ type Job struct {
 	RandSeed    uint64
 	Dist        Distribution
 
-	Verify      string // "" or "crc32c"
-	DoVerify    bool
-	BatchSubmit int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
+	Verify string // "", "crc32c" or "pattern"
+	// VerifyPattern is verify_pattern: what verify=pattern writes and
+	// checks, and what follows the header with verify=crc32c.
+	VerifyPattern *Pattern
+	// BufferPattern is buffer_pattern: what writes carry when nothing is
+	// verified.
+	BufferPattern *Pattern
+	DoVerify      bool
+	BatchSubmit   int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
 	// iodepth_batch_complete_min and _max: completions to wait for, and to
 	// take at most, per reap (default 1 and iodepth). fio's min 0 polls
 	// without waiting; here it waits for one, as the default.
@@ -328,7 +334,17 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
 	{name: "verify", help: "crc32c (or 0/none): checksummed blocks", set: enumSetter(func(j *Job) *string { return &j.Verify },
-		"crc32c (or none)", map[string]string{"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c"})},
+		"crc32c, pattern (or none)", map[string]string{"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c", "pattern": "pattern"})},
+	{name: "verify_pattern", help: "bytes written and checked: 0xdeadbeef, decimal, \"text\", %o (the block offset), concatenated; sets verify=pattern unless verify is set", set: func(j *Job, v string) (err error) {
+		j.VerifyPattern, err = ParsePattern(v)
+		return err
+	}},
+	{name: "buffer_pattern", help: "bytes writes carry (as verify_pattern, without %o)", set: func(j *Job, v string) (err error) {
+		if j.BufferPattern, err = ParsePattern(v); err == nil && len(j.BufferPattern.Offsets) > 0 {
+			err = errors.New("%o only in verify_pattern")
+		}
+		return err
+	}},
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
 	{name: "iodepth_batch_submit", help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch_complete_min", help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
@@ -963,6 +979,12 @@ func (j *Job) validate() error {
 		if !slices.Contains(info.options, name) {
 			return fmt.Errorf("%w %q (not a job option, nor an option of engine %s)", ErrUnknownOption, name, j.IOEngine)
 		}
+	}
+	if j.VerifyPattern != nil && j.Verify == "" {
+		j.Verify = "pattern"
+	}
+	if j.Verify == "pattern" && j.VerifyPattern == nil {
+		return errors.New("option verify: pattern needs verify_pattern")
 	}
 	if j.RW.Trim && j.Verify != "" {
 		return errors.New("option verify: trim workloads cannot verify (trimmed blocks hold no pattern)")

@@ -89,6 +89,7 @@ type worker struct {
 	staged  []*IO
 	events  []*IO
 	scratch [][]byte // verify staging for engines without host buffers
+	period  []byte   // one period of verify_pattern or buffer_pattern
 	depth   int
 
 	base                time.Time
@@ -239,13 +240,25 @@ func (w *worker) setup(filename string) error {
 	}
 	// Engines' host buffers start with random data (fio's default, filled
 	// once); zero_buffers writes zeros, refill_buffers new data per write.
+	if p := j.VerifyPattern; p != nil {
+		w.period = make([]byte, len(p.Bytes))
+	}
 	if j.RW.Write && j.Verify == "" {
-		if j.ZeroBuffers {
+		switch {
+		case j.ZeroBuffers:
 			for i := range bufs[:w.depth] {
 				clear(bufs[i].Bytes)
 			}
+		case j.BufferPattern != nil:
+			period := make([]byte, len(j.BufferPattern.Bytes))
+			for i := range bufs[:w.depth] {
+				if bufs[i].Bytes == nil {
+					return fmt.Errorf("option buffer_pattern: engine %s buffers are not host memory", j.IOEngine)
+				}
+				j.BufferPattern.fill(bufs[i].Bytes, 0, period)
+			}
 		}
-		w.refill = j.RefillBuffers && !j.ZeroBuffers
+		w.refill = j.RefillBuffers && !j.ZeroBuffers && j.BufferPattern == nil
 	}
 	w.slots = make([]IO, w.depth)
 	w.free = make([]*IO, 0, w.depth)
@@ -670,7 +683,11 @@ func (w *worker) fill(io *IO) {
 	if b == nil {
 		b = w.scratch[io.Index]
 	}
-	fillVerify(b[:io.Len], io.Offset, w.seed, w.seq)
+	if w.job.Verify == "pattern" {
+		w.job.VerifyPattern.fill(b[:io.Len], io.Offset, w.period)
+	} else {
+		fillVerify(b[:io.Len], io.Offset, w.seed, w.seq, w.job.VerifyPattern, w.period)
+	}
 	if io.Buf.Bytes == nil {
 		if err := w.access.CopyToBuffer(io.Buf, b[:io.Len]); err != nil && w.ioErr == nil {
 			w.ioErr = fmt.Errorf("copy verify pattern to buffer: %w", err)
@@ -725,7 +742,13 @@ func (w *worker) complete(io *IO, t int64) {
 			return
 		}
 	}
-	if verr := checkVerify(b[:io.Len], io.Offset); verr != nil && (w.verr == nil || verr.Offset < w.verr.Offset) {
+	var verr *VerifyError
+	if w.job.Verify == "pattern" {
+		verr = w.job.VerifyPattern.check(b[:io.Len], io.Offset, w.period)
+	} else {
+		verr = checkVerify(b[:io.Len], io.Offset)
+	}
+	if verr != nil && (w.verr == nil || verr.Offset < w.verr.Offset) {
 		w.verr = verr
 	}
 }

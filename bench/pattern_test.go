@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParsePattern(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []byte
+		offs []int
+	}{
+		{`"abcd"`, []byte("abcd"), nil},
+		{"-1024", []byte{0x00, 0xfc, 0xff, 0xff}, nil},
+		{"66", []byte{0x42}, nil},
+		{"0", []byte{0}, nil},
+		{"0xFF0X1", []byte{0xff, 0x01}, nil},
+		{"0xdeadbeef", []byte{0xde, 0xad, 0xbe, 0xef}, nil},
+		{"%o", make([]byte, 8), []int{0}},
+		{`"123"0xFFeeCC`, []byte{'1', '2', '3', 0xff, 0xee, 0xcc}, nil},
+		{`-100xab"1"%o"2"`, append(append([]byte{0xf6, 0xff, 0xff, 0xff, 0xab, '1'}, make([]byte, 8)...), '2'), []int{6}},
+		{"%o0xdeadbeef%o", append(append(make([]byte, 8), 0xde, 0xad, 0xbe, 0xef), make([]byte, 8)...), []int{0, 12}},
+	} {
+		p, err := ParsePattern(tc.in)
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if !bytes.Equal(p.Bytes, tc.want) || len(p.Offsets) != len(tc.offs) || (len(tc.offs) > 0 && p.Offsets[len(p.Offsets)-1] != tc.offs[len(tc.offs)-1]) {
+			t.Errorf("%s: % x %v, want % x %v", tc.in, p.Bytes, p.Offsets, tc.want, tc.offs)
+		}
+	}
+	for _, bad := range []string{"", `"abc`, `""`, "zz", "99999999999", "0x", "%d"} {
+		if _, err := ParsePattern(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestVerifyPattern: verify_pattern with %o writes the pattern with each
+// block's offset and checks it back; a read-only job with another pattern
+// fails naming the first differing byte; buffer_pattern fills writes.
+func TestVerifyPattern(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f")
+	common := []Option{{"ioengine", "psync"}, {"filename", name}, {"bs", "4k"}, {"size", "64k"}}
+	if _, err := runJobs(t, append(common, Option{"rw", "randwrite"}, Option{"verify_pattern", "0xdeadbeef%o"})...); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk := b[8192 : 8192+4096]
+	for i := 0; i+12 <= len(blk); i += 12 {
+		if !bytes.Equal(blk[i:i+4], []byte{0xde, 0xad, 0xbe, 0xef}) || binary.LittleEndian.Uint64(blk[i+4:]) != 8192 {
+			t.Fatalf("block at 8192, byte %d: % x", i, blk[i:i+12])
+		}
+	}
+	// Read back with the same pattern: fine; with another: the first byte named.
+	if _, err := runJobs(t, append(common, Option{"rw", "read"}, Option{"verify_pattern", "0xdeadbeef%o"})...); err != nil {
+		t.Fatalf("read-only verify of the same pattern: %v", err)
+	}
+	_, err = runJobs(t, append(common, Option{"rw", "read"}, Option{"verify_pattern", "0xdeadbeee%o"})...)
+	var verr *VerifyError
+	if !errors.As(err, &verr) || verr.Offset != 0 || !strings.Contains(verr.Reason, "byte 3 is 0xef, the pattern says 0xee") {
+		t.Fatalf("verify with another pattern: %v", err)
+	}
+
+	// crc32c with a pattern after the header.
+	if _, err := runJobs(t, append(common, Option{"rw", "write"}, Option{"verify", "crc32c"}, Option{"verify_pattern", "0x55"})...); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(name)
+	if !bytes.Equal(b[4096+verifyHeaderLen:8192], bytes.Repeat([]byte{0x55}, 4096-verifyHeaderLen)) {
+		t.Fatal("verify=crc32c with verify_pattern: the data after the header is not the pattern")
+	}
+
+	if _, err := runJobs(t, append(common, Option{"rw", "write"}, Option{"buffer_pattern", `"ab"`})...); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(name)
+	if !bytes.Equal(b[:64<<10], bytes.Repeat([]byte("ab"), 32<<10)) {
+		t.Fatal("buffer_pattern: the file is not the pattern")
+	}
+	if _, err := BuildJobs(nil, []Section{{Name: "x", Options: []Option{{"buffer_pattern", "%o"}}}}, nil); err == nil {
+		t.Fatal("buffer_pattern with an offset format accepted")
+	}
+}
+
+// FuzzParsePattern: any text gives a pattern or an error, never a panic;
+// a pattern fills and checks a block consistently.
+func FuzzParsePattern(f *testing.F) {
+	for _, s := range []string{`"abcd"`, "-1024", "0xFF0X1", `-100xab"1"%o"2"`, "%o0xdeadbeef%o", "0x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return
+		}
+		b := make([]byte, 4096+7)
+		scratch := make([]byte, len(p.Bytes))
+		p.fill(b, 12345, scratch)
+		if verr := p.check(b, 12345, scratch); verr != nil {
+			t.Fatalf("%q: a block filled with the pattern fails its check: %v", s, verr)
+		}
+	})
+}
