@@ -106,6 +106,15 @@ const (
 	DistZoned
 )
 
+// UnifiedMode is fio's unified_rw_reporting.
+type UnifiedMode uint8
+
+const (
+	UnifiedNone  UnifiedMode = iota // read, write and trim apart
+	UnifiedMixed                    // only their sum, as "mixed"
+	UnifiedBoth                     // apart, and their sum
+)
+
 // BSWeight is one size/percent pair of bssplit.
 type BSWeight struct {
 	Size int
@@ -162,7 +171,10 @@ type Job struct {
 	RandSeed    uint64
 	Dist        Distribution
 
-	Verify string // "", "crc32c" or "pattern"
+	// Unified is unified_rw_reporting: report the directions apart
+	// (none), only summed ("mixed"), or both.
+	Unified UnifiedMode
+	Verify  string // "", "crc32c" or "pattern"
 	// VerifyPattern is verify_pattern: what verify=pattern writes and
 	// checks, and what follows the header with verify=crc32c.
 	VerifyPattern *Pattern
@@ -384,6 +396,9 @@ var optionSpecs = []optionSpec{
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},
 	{name: "group_reporting", help: "report groups, not jobs", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.GroupReport })},
+	{name: "unified_rw_reporting", help: "none/0: directions apart; mixed/1: only their sum (\"mixed\"); both/2: both", bool_: true, set: enumSetter(func(j *Job) *UnifiedMode { return &j.Unified },
+		"none, mixed or both", map[string]UnifiedMode{"0": UnifiedNone, "none": UnifiedNone, "false": UnifiedNone,
+			"1": UnifiedMixed, "mixed": UnifiedMixed, "true": UnifiedMixed, "": UnifiedMixed, "2": UnifiedBoth, "both": UnifiedBoth})},
 	// Accepted for compatibility: they describe how fio itself runs and
 	// have no meaning here (jobs are always threads).
 	{name: "thread", help: "accepted; jobs are always threads", bool_: true, set: func(*Job, string) error { return nil }},

@@ -37,10 +37,11 @@ type fioJob struct {
 	Eta               int         `json:"eta"`
 	Elapsed           int64       `json:"elapsed"`
 	JobOptions        orderedKV   `json:"job options"`
-	Read              fioDir      `json:"read"`
-	Write             fioDir      `json:"write"`
-	Trim              fioDir      `json:"trim"`
+	Read              *fioDir     `json:"read,omitempty"`
+	Write             *fioDir     `json:"write,omitempty"`
+	Trim              *fioDir     `json:"trim,omitempty"`
 	Sync              fioSync     `json:"sync"`
+	Mixed             *fioDir     `json:"mixed,omitempty"` // unified_rw_reporting=mixed or both
 	JobRuntime        int64       `json:"job_runtime"`
 	UsrCPU            float64     `json:"usr_cpu"`
 	SysCPU            float64     `json:"sys_cpu"`
@@ -173,7 +174,16 @@ func (j *Job) percentiles(on bool) []float64 {
 	return DefaultPercentiles
 }
 
-func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64) fioDir {
+// mixed is the sum of the result's directions (unified_rw_reporting).
+func (jr *JobResult) mixed() DirStats {
+	var m DirStats
+	for d := range numDirs {
+		m.merge(&jr.Dir[d])
+	}
+	return m
+}
+
+func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64) *fioDir {
 	ms := runtime.Milliseconds()
 	secs := runtime.Seconds()
 	out := fioDir{IOBytes: d.Bytes, IOKBytes: d.Bytes / 1024, Runtime: ms, TotalIOs: d.IOs, ShortIOs: d.Short}
@@ -193,7 +203,7 @@ func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64) fioDir
 	out.BWMin, out.BWMax, out.BWMean, out.BWDev, out.BWSamples = uint64(mn), uint64(mx), round6(mean), round6(dev), len(d.BWSamples)
 	mn, mx, mean, dev = sampleStats(d.IOPSSamples)
 	out.IOPSMin, out.IOPSMax, out.IOPSMean, out.IOPSStddev, out.IOPSSamples = uint64(mn), uint64(mx), round6(mean), round6(dev), len(d.IOPSSamples)
-	return out
+	return &out
 }
 
 func sampleStats(s []float64) (mn, mx, mean, dev float64) {
@@ -288,9 +298,6 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		Error:             errno(jr.Err),
 		Elapsed:           int64(math.Ceil(g.Elapsed.Seconds())),
 		JobOptions:        opts,
-		Read:              dirJSON(&jr.Dir[DirRead], j, jr.Runtime, groupBW[DirRead]),
-		Write:             dirJSON(&jr.Dir[DirWrite], j, jr.Runtime, groupBW[DirWrite]),
-		Trim:              dirJSON(&jr.Dir[DirTrim], j, jr.Runtime, groupBW[DirTrim]),
 		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(jr.Syncs.Count() > 0)), TotalIOs: jr.Syncs.Count()},
 		JobRuntime:        jr.Runtime.Milliseconds(),
 		UsrCPU:            pct(jr.Usr, jr.Runtime*time.Duration(jr.Clones)),
@@ -298,6 +305,17 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		Ctx:               g.ProcCtx,
 		LatencyDepth:      j.IODepth,
 		LatencyPercentile: 100,
+	}
+	// unified_rw_reporting: mixed replaces read, write and trim by their
+	// sum; both adds the sum after them (fio's stat.c).
+	if j.Unified != UnifiedMixed {
+		out.Read = dirJSON(&jr.Dir[DirRead], j, jr.Runtime, groupBW[DirRead])
+		out.Write = dirJSON(&jr.Dir[DirWrite], j, jr.Runtime, groupBW[DirWrite])
+		out.Trim = dirJSON(&jr.Dir[DirTrim], j, jr.Runtime, groupBW[DirTrim])
+	}
+	if j.Unified != UnifiedNone {
+		mixed := jr.mixed()
+		out.Mixed = dirJSON(&mixed, j, jr.Runtime, groupBW[DirRead]+groupBW[DirWrite]+groupBW[DirTrim])
 	}
 	var total uint64
 	for _, c := range jr.DepthHist {
@@ -407,14 +425,23 @@ func writeJobText(b *strings.Builder, g *GroupResult, jr *JobResult) {
 	if jr.Err != nil {
 		fmt.Fprintf(b, "  error: %v\n", jr.Err)
 	}
-	for d := range numDirs {
-		st := &jr.Dir[d]
+	mixed := jr.mixed()
+	for d := range numDirs + 1 {
+		st, name := &mixed, "mixed"
+		if d < numDirs {
+			if j.Unified == UnifiedMixed {
+				continue
+			}
+			st, name = &jr.Dir[d], Direction(d).String()
+		} else if j.Unified == UnifiedNone {
+			continue
+		}
 		if st.IOs == 0 {
 			continue
 		}
 		secs := jr.Runtime.Seconds()
 		bw := float64(st.Bytes) / secs
-		fmt.Fprintf(b, "  %s: IOPS=%s, BW=%s/s (%s/s)(%s/%dmsec)\n", Direction(d), formatCount(float64(st.IOs)/secs),
+		fmt.Fprintf(b, "  %s: IOPS=%s, BW=%s/s (%s/s)(%s/%dmsec)\n", name, formatCount(float64(st.IOs)/secs),
 			formatBytes(bw), formatSI(bw), formatBytes(float64(st.Bytes)), jr.Runtime.Milliseconds())
 		slat := Histogram{n: st.slat.n, min: st.slat.min, max: st.slat.max, sum: st.slat.sum, sumSq: st.slat.sumSq}
 		writeLatLine(b, "    slat", &slat)
@@ -498,12 +525,25 @@ func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []floa
 
 func writeGroupText(b *strings.Builder, g *GroupResult) {
 	fmt.Fprintf(b, "Run status group %d (all jobs):\n", g.ID)
-	for d := range numDirs {
+	unified := UnifiedNone
+	if len(g.Jobs) > 0 {
+		unified = g.Jobs[0].Job.Unified
+	}
+	for d := range numDirs + 1 { // numDirs: the sum, for unified_rw_reporting
+		if (d == numDirs && unified == UnifiedNone) || (d < numDirs && unified == UnifiedMixed) {
+			continue
+		}
 		var bytes uint64
 		minBW, maxBW := math.Inf(1), 0.0
 		var minRT, maxRT time.Duration = math.MaxInt64, 0
 		for _, jr := range g.Jobs {
-			st := &jr.Dir[d]
+			var st *DirStats
+			if d < numDirs {
+				st = &jr.Dir[d]
+			} else {
+				m := jr.mixed()
+				st = &m
+			}
 			if st.IOs == 0 {
 				continue
 			}
@@ -516,7 +556,10 @@ func writeGroupText(b *strings.Builder, g *GroupResult) {
 			continue
 		}
 		bw := float64(bytes) / maxRT.Seconds()
-		name := strings.ToUpper(Direction(d).String())
+		name := "MIXED"
+		if d < numDirs {
+			name = strings.ToUpper(Direction(d).String())
+		}
 		fmt.Fprintf(b, "%7s: bw=%s/s (%s/s), %s/s-%s/s (%s/s-%s/s), io=%s (%s), run=%d-%dmsec\n", name,
 			formatBytes(bw), formatSI(bw), formatBytes(minBW), formatBytes(maxBW), formatSI(minBW), formatSI(maxBW),
 			formatBytes(float64(bytes)), formatSI(float64(bytes)), minRT.Milliseconds(), maxRT.Milliseconds())

@@ -175,3 +175,59 @@ func TestPercentileOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestUnifiedRWReporting: mixed reports only the sum of the directions,
+// under "mixed", in JSON and text; both reports them apart and summed.
+func TestUnifiedRWReporting(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		keys []string
+	}{{"0", []string{"read", "write", "trim"}}, {"mixed", []string{"mixed"}}, {"both", []string{"read", "write", "trim", "mixed"}}} {
+		rep, err := runJobs(t, Option{"ioengine", "null"}, Option{"rw", "randrw"}, Option{"size", "1m"},
+			Option{"unified_rw_reporting", tc.mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := rep.WriteJSON(&buf); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Jobs []map[string]json.RawMessage `json:"jobs"`
+		}
+		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, k := range []string{"read", "write", "trim", "mixed"} {
+			if _, ok := doc.Jobs[0][k]; ok {
+				got = append(got, k)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.keys, " ") {
+			t.Errorf("unified_rw_reporting=%s: JSON has %v, want %v", tc.mode, got, tc.keys)
+		}
+		if m, ok := doc.Jobs[0]["mixed"]; ok {
+			var mixed struct {
+				TotalIOs uint64 `json:"total_ios"`
+				IOBytes  uint64 `json:"io_bytes"`
+			}
+			if err := json.Unmarshal(m, &mixed); err != nil || mixed.TotalIOs != 256 || mixed.IOBytes != 1<<20 {
+				t.Errorf("unified_rw_reporting=%s: mixed %+v, %v; want 256 I/Os, 1 MiB", tc.mode, mixed, err)
+			}
+		}
+		buf.Reset()
+		if err := rep.WriteText(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if has := strings.Contains(buf.String(), "  MIXED: bw="); has != (tc.mode != "0") {
+			t.Errorf("unified_rw_reporting=%s: group status has a MIXED line: %v", tc.mode, has)
+		}
+		if has := strings.Contains(buf.String(), "   READ: bw="); has != (tc.mode != "mixed") {
+			t.Errorf("unified_rw_reporting=%s: group status has a READ line: %v", tc.mode, has)
+		}
+		if has := strings.Contains(buf.String(), "  mixed: IOPS="); has != (tc.mode != "0") {
+			t.Errorf("unified_rw_reporting=%s: text has a mixed line: %v\n%s", tc.mode, has, buf.String())
+		}
+	}
+}
