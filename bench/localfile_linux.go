@@ -74,7 +74,20 @@ func openLocal(cfg *EngineConfig) (*localFile, error) {
 		return nil, err
 	}
 	block := st2.Mode()&os.ModeDevice != 0 && st2.Mode()&os.ModeCharDevice == 0
+	if advice, ok := fadviseFlags[j.FadviseAdvice()]; ok {
+		// As fio: readahead off for random reads, doubled for sequential.
+		if err := unix.Fadvise(int(f.Fd()), 0, 0, advice); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("option fadvise_hint: %w (fadvise_hint=0 skips it)", os.NewSyscallError("posix_fadvise", err))
+		}
+	}
 	return &localFile{f: f, fd: int(f.Fd()), size: size, block: block}, nil
+}
+
+var fadviseFlags = map[Fadvise]int{
+	FadviseSequential: unix.FADV_SEQUENTIAL,
+	FadviseRandom:     unix.FADV_RANDOM,
+	FadviseNoReuse:    unix.FADV_NOREUSE,
 }
 
 func (l *localFile) Close() error { return l.f.Close() }

@@ -106,6 +106,28 @@ const (
 	DistZoned
 )
 
+// Fadvise is fio's fadvise_hint.
+type Fadvise uint8
+
+const (
+	FadviseByPattern  Fadvise = iota // fio's 1: random for random rw, sequential otherwise
+	FadviseNone                      // 0: no advice
+	FadviseSequential                // POSIX_FADV_SEQUENTIAL
+	FadviseRandom                    // POSIX_FADV_RANDOM
+	FadviseNoReuse                   // POSIX_FADV_NOREUSE
+)
+
+// FadviseAdvice resolves fadvise_hint for the job's pattern.
+func (j *Job) FadviseAdvice() Fadvise {
+	if j.Fadvise != FadviseByPattern {
+		return j.Fadvise
+	}
+	if j.RW.Random {
+		return FadviseRandom
+	}
+	return FadviseSequential
+}
+
 // UnifiedMode is fio's unified_rw_reporting.
 type UnifiedMode uint8
 
@@ -171,6 +193,9 @@ type Job struct {
 	RandSeed    uint64
 	Dist        Distribution
 
+	// Fadvise is fadvise_hint: the posix_fadvise advice local files get
+	// (FadviseByPattern, the default: random or sequential by rw).
+	Fadvise Fadvise
 	// Unified is unified_rw_reporting: report the directions apart
 	// (none), only summed ("mixed"), or both.
 	Unified UnifiedMode
@@ -396,6 +421,9 @@ var optionSpecs = []optionSpec{
 	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},
 	{name: "group_reporting", help: "report groups, not jobs", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.GroupReport })},
+	{name: "fadvise_hint", help: "posix_fadvise advice for local files: 1 (default: random or sequential by rw), 0, sequential, random, noreuse", bool_: true, set: enumSetter(func(j *Job) *Fadvise { return &j.Fadvise },
+		"0, 1, sequential, random or noreuse", map[string]Fadvise{"0": FadviseNone, "false": FadviseNone, "1": FadviseByPattern, "true": FadviseByPattern, "": FadviseByPattern,
+			"sequential": FadviseSequential, "random": FadviseRandom, "noreuse": FadviseNoReuse})},
 	{name: "unified_rw_reporting", help: "none/0: directions apart; mixed/1: only their sum (\"mixed\"); both/2: both", bool_: true, set: enumSetter(func(j *Job) *UnifiedMode { return &j.Unified },
 		"none, mixed or both", map[string]UnifiedMode{"0": UnifiedNone, "none": UnifiedNone, "false": UnifiedNone,
 			"1": UnifiedMixed, "mixed": UnifiedMixed, "true": UnifiedMixed, "": UnifiedMixed, "2": UnifiedBoth, "both": UnifiedBoth})},

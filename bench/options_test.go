@@ -188,3 +188,27 @@ func TestSweepExpandsToOneGroupPerPoint(t *testing.T) {
 		t.Fatalf("bs=4k,8k: %d jobs, %v", len(jobs), err)
 	}
 }
+
+func TestFadviseHint(t *testing.T) {
+	for _, tc := range []struct {
+		opts []string
+		want Fadvise
+	}{
+		{[]string{"rw=randread"}, FadviseRandom},
+		{[]string{"rw=read"}, FadviseSequential},
+		{[]string{"rw=randrw", "fadvise_hint=0"}, FadviseNone},
+		{[]string{"rw=read", "fadvise_hint=random"}, FadviseRandom},
+		{[]string{"rw=randread", "fadvise_hint=noreuse"}, FadviseNoReuse},
+	} {
+		jobs, err := BuildJobs(nil, []Section{{Name: "f", Options: opts(append(tc.opts, "ioengine=null")...)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := jobs[0].FadviseAdvice(); got != tc.want {
+			t.Errorf("%v: advice %d, want %d", tc.opts, got, tc.want)
+		}
+	}
+	if _, err := BuildJobs(nil, []Section{{Name: "f", Options: opts("fadvise_hint=often")}}, nil); err == nil {
+		t.Error("fadvise_hint=often accepted")
+	}
+}
