@@ -138,6 +138,7 @@ type engineInfo struct {
 	name    string
 	factory Factory
 	options []string
+	bools   map[string]bool // options that may be given bare (hipri, fixedbufs)
 }
 
 var (
@@ -156,6 +157,24 @@ func RegisterEngine(name string, f Factory, options ...string) {
 		panic("bench: RegisterEngine called twice for " + name)
 	}
 	registry[name] = engineInfo{name: name, factory: f, options: options}
+}
+
+// RegisterBoolOptions marks options of a registered engine as booleans:
+// given bare (--hipri) they mean 1, as in fio.
+func RegisterBoolOptions(engine string, names ...string) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	e, ok := registry[engine]
+	if !ok {
+		panic("bench: RegisterBoolOptions for unregistered engine " + engine)
+	}
+	if e.bools == nil {
+		e.bools = map[string]bool{}
+	}
+	for _, n := range names {
+		e.bools[n] = true
+	}
+	registry[engine] = e
 }
 
 func lookupEngine(name string) (engineInfo, bool) {

@@ -21,12 +21,14 @@ type uringEngine struct {
 	mem       *HostMemory
 	fixedBufs bool
 	fixedFile bool
+	hipri     bool  // IORING_SETUP_IOPOLL: completions polled from the device
 	inflight  []*IO // by slot index
 	cqes      []uring.CQE
 }
 
 func init() {
-	RegisterEngine("io_uring", newURing, "fixedbufs", "registerfiles", "sqthread_poll")
+	RegisterEngine("io_uring", newURing, "fixedbufs", "registerfiles", "sqthread_poll", "hipri")
+	RegisterBoolOptions("io_uring", "fixedbufs", "registerfiles", "sqthread_poll", "hipri")
 }
 
 func optBool(opts map[string]string, name string, def bool) (bool, error) {
@@ -57,14 +59,27 @@ func newURing(cfg *EngineConfig) (Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e.hipri, err = optBool(cfg.Options, "hipri", false); err != nil {
+		return nil, err
+	}
+	if e.hipri && !cfg.Job.Direct {
+		return nil, errors.New("option hipri: needs direct=1 (polled I/O goes straight to the device)")
+	}
+	if e.hipri && cfg.Job.RW.Trim {
+		return nil, errors.New("option hipri: not with trim (a polled ring runs only reads and writes)")
+	}
 	entries := uint32(1) << bits.Len32(uint32(cfg.IODepth-1))
-	p := &uring.Params{Flags: uring.SetupCoopTaskrun}
+	var poll uint32
+	if e.hipri {
+		poll = uring.SetupIOPoll
+	}
+	p := &uring.Params{Flags: uring.SetupCoopTaskrun | poll}
 	if sqpoll {
-		p.Flags = uring.SetupSQPoll
+		p.Flags = uring.SetupSQPoll | poll
 	}
 	ring, err := uring.New(entries, p)
 	if errors.Is(err, syscall.EINVAL) && !sqpoll {
-		ring, err = uring.New(entries, nil) // kernels before 5.19 lack COOP_TASKRUN
+		ring, err = uring.New(entries, &uring.Params{Flags: poll}) // kernels before 5.19 lack COOP_TASKRUN
 	}
 	if err != nil {
 		if errors.Is(err, uring.ErrNotSupported) {
@@ -162,6 +177,8 @@ func (e *uringEngine) GetEvents(minEv int, events []*IO) ([]*IO, error) {
 			io := e.inflight[c.UserData]
 			switch {
 			case io.Op == OpTrim: // done in Queue
+			case c.Res < 0 && e.hipri && syscall.Errno(-c.Res) == syscall.EOPNOTSUPP:
+				io.Res, io.Err = 0, fmt.Errorf("%w: the device has no poll queues for hipri (NVMe: nvme connect --nr-poll-queues N, or the nvme.poll_queues module parameter)", syscall.EOPNOTSUPP)
 			case c.Res < 0:
 				io.Res, io.Err = 0, syscall.Errno(-c.Res)
 			default:

@@ -452,7 +452,7 @@ func Options() []OptionHelp {
 		for _, o := range e.options {
 			if !seen[o] {
 				seen[o] = true
-				out = append(out, OptionHelp{Name: o, Help: "engine option (" + e.name + ")"})
+				out = append(out, OptionHelp{Name: o, Help: "engine option (" + e.name + ")", Bool: e.bools[o]})
 			}
 		}
 	}

@@ -26,6 +26,7 @@ import (
 
 func init() {
 	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
+	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest")
 }
 
 // Target is a parsed nvme-tcp filename.

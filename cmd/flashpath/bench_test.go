@@ -134,3 +134,28 @@ func TestBenchCmdSectionReadonlyParseOnly(t *testing.T) {
 		t.Fatalf("--section nope: %v", err)
 	}
 }
+
+// TestBenchCmdBoolEngineOptions: boolean engine options may be given bare
+// (--fixedbufs --registerfiles), as fio takes them, without swallowing the
+// next flag; hipri needs direct=1, and where the device has no poll
+// queues the error says how to get them.
+func TestBenchCmdBoolEngineOptions(t *testing.T) {
+	f := t.TempDir() + "/f"
+	out, err := runBenchCmd(t, "--name=b", "--ioengine=io_uring", "--fixedbufs", "--registerfiles", "--rw=write", "--size=64k",
+		"--filename="+f, "--verify=crc32c", "--eta=never", "--output-format=json")
+	if err != nil {
+		if strings.Contains(err.Error(), "not supported") {
+			t.Skip(err)
+		}
+		t.Fatalf("bare engine options: %v\n%s", err, out)
+	}
+	if _, err := runBenchCmd(t, "--name=b", "--ioengine=io_uring", "--hipri", "--rw=read", "--size=64k", "--filename="+f, "--eta=never"); err == nil ||
+		!strings.Contains(err.Error(), "option hipri: needs direct=1") {
+		t.Fatalf("hipri without direct: %v", err)
+	}
+	_, err = runBenchCmd(t, "--name=b", "--ioengine=io_uring", "--hipri", "--direct=1", "--rw=read", "--size=64k", "--filename="+f, "--eta=never")
+	if err != nil && !strings.Contains(err.Error(), "no poll queues for hipri (NVMe: nvme connect --nr-poll-queues") &&
+		!strings.Contains(err.Error(), "O_DIRECT") {
+		t.Fatalf("hipri with direct=1: %v", err)
+	}
+}

@@ -31,6 +31,7 @@ type initiatorFlags struct {
 	once             bool
 	disconnectOnStop bool
 	nrIOQueues       int
+	nrPollQueues     int
 	ctrlLossTmo      int
 	reconnectDelay   int
 	keepAliveTmo     int
@@ -71,6 +72,7 @@ controllers' state and the namespaces' I/O counters to Prometheus.`,
 	fl.BoolVar(&f.once, "once", false, "one pass, then exit")
 	fl.BoolVar(&f.disconnectOnStop, "disconnect-on-stop", false, "disconnect the subsystems on SIGTERM")
 	fl.IntVar(&f.nrIOQueues, "nr-io-queues", 0, "I/O queues per controller (default: the kernel's, one per CPU)")
+	fl.IntVar(&f.nrPollQueues, "nr-poll-queues", 0, "polled I/O queues per controller, for io_uring IOPOLL (fio's hipri)")
 	fl.IntVar(&f.ctrlLossTmo, "ctrl-loss-tmo", 0, "seconds the kernel keeps reconnecting a lost controller, -1 forever (default: the kernel's, 600)")
 	fl.IntVar(&f.reconnectDelay, "reconnect-delay", 0, "seconds between the kernel's reconnect attempts (default: the kernel's, 10)")
 	fl.IntVar(&f.keepAliveTmo, "keep-alive-tmo", 0, "keep-alive timeout in seconds (default: the kernel's)")
@@ -83,7 +85,7 @@ controllers' state and the namespaces' I/O counters to Prometheus.`,
 func (f *initiatorFlags) toConfig(cmd *cobra.Command) (*agent.Config, error) {
 	fl := cmd.Flags()
 	if f.config != "" {
-		for _, name := range []string{"discover", "connect", "nr-io-queues", "ctrl-loss-tmo", "reconnect-delay", "keep-alive-tmo", "hostnqn", "hostid", "interval"} {
+		for _, name := range []string{"discover", "connect", "nr-io-queues", "nr-poll-queues", "ctrl-loss-tmo", "reconnect-delay", "keep-alive-tmo", "hostnqn", "hostid", "interval"} {
 			if fl.Changed(name) {
 				return nil, fmt.Errorf("--config cannot be combined with --%s: put it in the file", name)
 			}
@@ -100,7 +102,7 @@ func (f *initiatorFlags) toConfig(cmd *cobra.Command) (*agent.Config, error) {
 	}
 	cfg := &agent.Config{HostNQN: f.hostNQN, HostID: f.hostID, Interval: agent.Duration(f.interval),
 		Metrics: f.metrics, DisconnectOnStop: f.disconnectOnStop}
-	cfg.Defaults = agent.ConnectOptions{NrIOQueues: f.nrIOQueues, ReconnectDelay: f.reconnectDelay, KeepAliveTmo: f.keepAliveTmo}
+	cfg.Defaults = agent.ConnectOptions{NrIOQueues: f.nrIOQueues, NrPollQueues: f.nrPollQueues, ReconnectDelay: f.reconnectDelay, KeepAliveTmo: f.keepAliveTmo}
 	if fl.Changed("ctrl-loss-tmo") {
 		v := f.ctrlLossTmo
 		cfg.Defaults.CtrlLossTmo = &v

@@ -216,7 +216,7 @@ func hostOptions(cfg *Config, log *slog.Logger) (o initiator.Options, nqn, hostI
 
 func params(host hostIdentity, transport, traddr, trsvcid, nqn string, o ConnectOptions) kernel.Params {
 	p := kernel.Params{Transport: transport, TrAddr: traddr, TrSvcID: trsvcid, NQN: nqn,
-		HostNQN: host.nqn, HostID: host.id, NrIOQueues: o.NrIOQueues, QueueSize: o.QueueSize,
+		HostNQN: host.nqn, HostID: host.id, NrIOQueues: o.NrIOQueues, QueueSize: o.QueueSize, NrPollQueues: o.NrPollQueues,
 		KeepAliveTmo: o.KeepAliveTmo, ReconnectDelay: o.ReconnectDelay}
 	if o.CtrlLossTmo != nil {
 		p.CtrlLossTmo = *o.CtrlLossTmo

@@ -64,6 +64,7 @@ type ConnectConfig struct {
 // ConnectOptions are the kernel host's connect options (nvme connect's).
 type ConnectOptions struct {
 	NrIOQueues     int   `json:"nr_io_queues,omitempty"`
+	NrPollQueues   int   `json:"nr_poll_queues,omitempty"` // for polled I/O (io_uring IOPOLL)
 	QueueSize      int   `json:"queue_size,omitempty"`
 	KeepAliveTmo   int   `json:"keep_alive_tmo,omitempty"`  // seconds
 	ReconnectDelay int   `json:"reconnect_delay,omitempty"` // seconds
@@ -79,6 +80,9 @@ func (o ConnectOptions) or(d ConnectOptions) ConnectOptions {
 	}
 	if o.QueueSize == 0 {
 		o.QueueSize = d.QueueSize
+	}
+	if o.NrPollQueues == 0 {
+		o.NrPollQueues = d.NrPollQueues
 	}
 	if o.KeepAliveTmo == 0 {
 		o.KeepAliveTmo = d.KeepAliveTmo
@@ -171,7 +175,7 @@ func (o ConnectOptions) validate(field string) error {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"nr_io_queues", o.NrIOQueues}, {"queue_size", o.QueueSize}, {"keep_alive_tmo", o.KeepAliveTmo}, {"reconnect_delay", o.ReconnectDelay}} {
+	}{{"nr_io_queues", o.NrIOQueues}, {"nr_poll_queues", o.NrPollQueues}, {"queue_size", o.QueueSize}, {"keep_alive_tmo", o.KeepAliveTmo}, {"reconnect_delay", o.ReconnectDelay}} {
 		if v.n < 0 {
 			errs = append(errs, fmt.Errorf("%s.%s %d: must not be negative", field, v.name, v.n))
 		}

@@ -48,9 +48,11 @@ type Params struct {
 	NQN       string // subsystem NQN
 	HostNQN   string
 	HostID    string // UUID text
-	// NrIOQueues, QueueSize: I/O queues and their depth.
-	NrIOQueues int
-	QueueSize  int
+	// NrIOQueues, QueueSize: I/O queues and their depth; NrPollQueues
+	// adds queues that complete polled I/O (io_uring IOPOLL, fio's hipri).
+	NrIOQueues   int
+	QueueSize    int
+	NrPollQueues int
 	// KeepAliveTmo, ReconnectDelay, CtrlLossTmo in seconds; CtrlLossTmo
 	// -1 reconnects forever.
 	KeepAliveTmo   int
@@ -98,6 +100,7 @@ func (p Params) Options() (string, error) {
 	add("hostid", p.HostID)
 	num("nr_io_queues", p.NrIOQueues, p.NrIOQueues > 0)
 	num("queue_size", p.QueueSize, p.QueueSize > 0)
+	num("nr_poll_queues", p.NrPollQueues, p.NrPollQueues > 0)
 	num("keep_alive_tmo", p.KeepAliveTmo, p.KeepAliveTmo > 0)
 	num("reconnect_delay", p.ReconnectDelay, p.ReconnectDelay > 0)
 	num("ctrl_loss_tmo", p.CtrlLossTmo, p.CtrlLossTmo != 0)

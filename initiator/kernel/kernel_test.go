@@ -15,14 +15,14 @@ import (
 func TestOptions(t *testing.T) {
 	p := kernel.Params{Transport: "tcp", TrAddr: "10.0.0.5", TrSvcID: "4420", NQN: "nqn.2026-11.io.example:a",
 		HostNQN: "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-4697-8879-aabbccddee01", HostID: "0f1e2d3c-4b5a-4697-8879-aabbccddee01",
-		NrIOQueues: 4, KeepAliveTmo: 5, ReconnectDelay: 2, CtrlLossTmo: -1, HdrDigest: true, DataDigest: true}
+		NrIOQueues: 4, NrPollQueues: 1, KeepAliveTmo: 5, ReconnectDelay: 2, CtrlLossTmo: -1, HdrDigest: true, DataDigest: true}
 	got, err := p.Options()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := "nqn=nqn.2026-11.io.example:a,transport=tcp,traddr=10.0.0.5,trsvcid=4420," +
 		"hostnqn=nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-4697-8879-aabbccddee01,hostid=0f1e2d3c-4b5a-4697-8879-aabbccddee01," +
-		"nr_io_queues=4,keep_alive_tmo=5,reconnect_delay=2,ctrl_loss_tmo=-1,hdr_digest,data_digest"
+		"nr_io_queues=4,nr_poll_queues=1,keep_alive_tmo=5,reconnect_delay=2,ctrl_loss_tmo=-1,hdr_digest,data_digest"
 	if got != want {
 		t.Fatalf("options\n got %s\nwant %s", got, want)
 	}

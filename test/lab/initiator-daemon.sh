@@ -138,11 +138,37 @@ done
 grep -q 'msg=stopped' "$FP_INI_LOG" || lab_fail "no 'stopped' in the daemon's log"
 
 fp_step "--once: one pass connects everything, a second finds it connected"
-out=$(timeout 120 "$FP" initiator --discover "tcp://127.0.0.1:$FP_PORT" --once --log-level warn)
+out=$(timeout 120 "$FP" initiator --discover "tcp://127.0.0.1:$FP_PORT" --once --nr-poll-queues 1 --log-level warn)
 echo "$out" | sed 's/^/  /'
 echo "$out" | grep -q '^3 subsystems: 3 connected now, 0 already connected$' || lab_fail "--once did not connect 3"
 out=$(timeout 120 "$FP" initiator --discover "tcp://127.0.0.1:$FP_PORT" --once --log-level warn)
 echo "$out" | grep -q '^3 subsystems: 0 connected now, 3 already connected$' || lab_fail "second --once: $out"
+fp_step "polled I/O (fio's hipri) on a namespace connected with --nr-poll-queues 1"
+dev1=$(fp_ns "$NQN1" 1 30) || lab_fail "$NQN1: no namespace"
+cat >"$FP_WORK/hipri.fio" <<EOF
+[global]
+filename=$dev1
+ioengine=io_uring
+direct=1
+hipri=1
+[write-verify]
+rw=randwrite
+bs=4k
+iodepth=8
+size=4M
+offset=8M
+verify=crc32c
+[randread]
+stonewall
+rw=randread
+bs=4k
+iodepth=8
+size=16M
+runtime=3s
+time_based
+EOF
+fp_jobs bench-hipri "$FP" bench "$FP_WORK/hipri.fio"
+fp_jobs fio-hipri fio "$FP_WORK/hipri.fio"
 # A target that is not there: --once fails, saying so.
 if out=$(timeout 120 "$FP" initiator --connect "tcp://127.0.0.1:4499/$NQN1" --once --log-level error 2>&1); then
 	lab_fail "--once to a closed port succeeded: $out"
