@@ -9,14 +9,15 @@ import (
 // recordEngine is the null engine keeping every I/O's offset and length.
 type recordEngine struct {
 	nullEngine
-	ios [][2]int64
+	ios   [][2]int64
+	files []int
 }
 
 var lastRecordEngine *recordEngine
 
 func init() {
 	RegisterEngine("test-record", func(cfg *EngineConfig) (Engine, error) {
-		e := &recordEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}}
+		e := &recordEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth), files: max(len(cfg.Filenames), 1)}}
 		lastRecordEngine = e
 		return e, nil
 	})
@@ -24,6 +25,7 @@ func init() {
 
 func (e *recordEngine) Queue(io *IO) error {
 	e.ios = append(e.ios, [2]int64{io.Offset, int64(io.Len)})
+	e.files = append(e.files, io.File)
 	return e.nullEngine.Queue(io)
 }
 

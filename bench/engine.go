@@ -36,6 +36,9 @@ type IO struct {
 	Len    int
 	Buf    *Buffer // the slot's buffer, from Engine.Buffers
 
+	// File is the file of the clone's set (nrfiles) the I/O goes to.
+	File int
+
 	// Index is the slot number, 0 <= Index < iodepth: engines use it to map
 	// their own completion tags (io_uring user_data, NVMe CID) back to the IO.
 	Index int
@@ -125,7 +128,10 @@ type EngineConfig struct {
 	Job      *Job
 	JobIndex int    // clone number, 0 <= JobIndex < NumJobs
 	Filename string // resolved: Job.Filename, or generated from Directory
-	IODepth  int
+	// Filenames are the clone's files with nrfiles > 1 (Filename is the
+	// first); an engine that takes them implements FileSet.
+	Filenames []string
+	IODepth   int
 	// Options are the job's engine-specific options (declared at
 	// registration), already checked to be known.
 	Options map[string]string
@@ -133,6 +139,12 @@ type EngineConfig struct {
 
 // Factory opens an engine for one job.
 type Factory func(cfg *EngineConfig) (Engine, error)
+
+// FileSet is an engine that opened every file of EngineConfig.Filenames:
+// IO.File picks one.
+type FileSet interface {
+	Files() int
+}
 
 type engineInfo struct {
 	name    string

@@ -373,7 +373,7 @@ func TestSyncOpenFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fl, err := unix.FcntlInt(uintptr(e.(*psyncEngine).file.fd), unix.F_GETFL, 0)
+		fl, err := unix.FcntlInt(uintptr(e.(*psyncEngine).fileSet[0].fd), unix.F_GETFL, 0)
 		e.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -4,17 +4,21 @@ package bench
 // the core itself (fio's null engine). Its size is 1 TiB unless size= says
 // otherwise, so random offsets spread as they would on a device.
 type nullEngine struct {
-	mem  *HostMemory
-	done []*IO
+	mem   *HostMemory
+	done  []*IO
+	files int
 }
 
 func init() {
 	RegisterEngine("null", func(cfg *EngineConfig) (Engine, error) {
-		return &nullEngine{done: make([]*IO, 0, cfg.IODepth)}, nil
+		return &nullEngine{done: make([]*IO, 0, cfg.IODepth), files: max(len(cfg.Filenames), 1)}, nil
 	})
 }
 
 func (e *nullEngine) Size() int64 { return 1 << 40 }
+
+// Files takes any nrfiles: nothing is opened.
+func (e *nullEngine) Files() int { return e.files }
 
 func (e *nullEngine) Buffers(n, size int) ([]Buffer, error) {
 	m, err := AllocHost(n, size)

@@ -5,25 +5,23 @@ import "golang.org/x/sys/unix"
 // psyncEngine does one pread/pwrite per I/O in Queue: fio's psync, a
 // synchronous engine (iodepth is capped at 1).
 type psyncEngine struct {
-	file *localFile
+	fileSet
 	mem  *HostMemory
 	done []*IO
 }
 
 func init() {
 	RegisterEngine("psync", func(cfg *EngineConfig) (Engine, error) {
-		f, err := openLocal(cfg)
+		fs, err := openFiles(cfg)
 		if err != nil {
 			return nil, err
 		}
-		return &psyncEngine{file: f, done: make([]*IO, 0, 1)}, nil
+		return &psyncEngine{fileSet: fs, done: make([]*IO, 0, 1)}, nil
 	})
 }
 
-func (e *psyncEngine) Size() int64       { return e.file.size }
-func (e *psyncEngine) Sync(d bool) error { return e.file.Sync(d) }
-func (e *psyncEngine) Invalidate() error { return e.file.Invalidate() }
-func (e *psyncEngine) MaxIODepth() int   { return 1 }
+func (e *psyncEngine) Size() int64     { return e.size() }
+func (e *psyncEngine) MaxIODepth() int { return 1 }
 
 func (e *psyncEngine) Buffers(n, size int) ([]Buffer, error) {
 	m, err := AllocHost(n, size)
@@ -35,8 +33,9 @@ func (e *psyncEngine) Buffers(n, size int) ([]Buffer, error) {
 }
 
 func (e *psyncEngine) Queue(io *IO) error {
+	f := e.fileSet[io.File]
 	if io.Op == OpTrim {
-		io.Res, io.Err = e.file.trim(io.Offset, io.Len)
+		io.Res, io.Err = f.trim(io.Offset, io.Len)
 		e.done = append(e.done, io)
 		return nil
 	}
@@ -45,9 +44,9 @@ func (e *psyncEngine) Queue(io *IO) error {
 	var err error
 	for {
 		if io.Op == OpWrite {
-			n, err = unix.Pwrite(e.file.fd, b, io.Offset)
+			n, err = unix.Pwrite(f.fd, b, io.Offset)
 		} else {
-			n, err = unix.Pread(e.file.fd, b, io.Offset)
+			n, err = unix.Pread(f.fd, b, io.Offset)
 		}
 		if err != unix.EINTR {
 			break
@@ -70,7 +69,7 @@ func (e *psyncEngine) GetEvents(_ int, events []*IO) ([]*IO, error) {
 }
 
 func (e *psyncEngine) Close() error {
-	return joinErr(e.mem.Close(), e.file.Close())
+	return joinErr(e.mem.Close(), e.fileSet.Close())
 }
 
 func joinErr(errs ...error) error {

@@ -16,7 +16,7 @@ import (
 // file too (registerfiles), which saves the kernel a page-table walk and a
 // file reference per I/O.
 type uringEngine struct {
-	file      *localFile
+	files     fileSet
 	ring      *uring.Ring
 	mem       *HostMemory
 	fixedBufs bool
@@ -88,12 +88,16 @@ func newURing(cfg *EngineConfig) (Engine, error) {
 		return nil, err
 	}
 	e.ring = ring
-	if e.file, err = openLocal(cfg); err != nil {
+	if e.files, err = openFiles(cfg); err != nil {
 		ring.Close()
 		return nil, err
 	}
 	if e.fixedFile {
-		if err := ring.RegisterFiles([]int32{int32(e.file.fd)}); err != nil {
+		fds := make([]int32, len(e.files))
+		for i, f := range e.files {
+			fds[i] = int32(f.fd)
+		}
+		if err := ring.RegisterFiles(fds); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -103,10 +107,11 @@ func newURing(cfg *EngineConfig) (Engine, error) {
 	return e, nil
 }
 
-func (e *uringEngine) Sync(d bool) error { return e.file.Sync(d) }
-func (e *uringEngine) Invalidate() error { return e.file.Invalidate() }
+func (e *uringEngine) Sync(d bool) error { return e.files.Sync(d) }
+func (e *uringEngine) Invalidate() error { return e.files.Invalidate() }
+func (e *uringEngine) Files() int        { return len(e.files) }
 
-func (e *uringEngine) Size() int64 { return e.file.size }
+func (e *uringEngine) Size() int64 { return e.files.size() }
 
 func (e *uringEngine) Buffers(n, size int) ([]Buffer, error) {
 	m, err := AllocHost(n, size)
@@ -131,9 +136,9 @@ func (e *uringEngine) Queue(io *IO) error {
 	if s == nil {
 		return uring.ErrSQFull // the core keeps at most iodepth in flight: a bug
 	}
-	s.Fd = int32(e.file.fd)
+	s.Fd = int32(e.files[io.File].fd)
 	if e.fixedFile {
-		s.Fd = 0
+		s.Fd = int32(io.File)
 		s.Flags = uring.SQEFixedFile
 	}
 	s.Off = uint64(io.Offset)
@@ -144,7 +149,7 @@ func (e *uringEngine) Queue(io *IO) error {
 	case io.Op == OpTrim:
 		// The kernel has no io_uring discard here: trim now, and let a NOP
 		// carry the completion through the ring in order.
-		io.Res, io.Err = e.file.trim(io.Offset, io.Len)
+		io.Res, io.Err = e.files[io.File].trim(io.Offset, io.Len)
 		*s = uring.SQE{Opcode: uring.OpNop, UserData: uint64(io.Index)}
 	case io.Op == OpWrite && e.fixedBufs:
 		s.Opcode, s.BufIndex = uring.OpWriteFixed, uint16(io.Buf.Index)
@@ -204,8 +209,8 @@ func (e *uringEngine) Close() error {
 	if e.mem != nil {
 		errs = append(errs, e.mem.Close())
 	}
-	if e.file != nil {
-		errs = append(errs, e.file.Close())
+	if e.files != nil {
+		errs = append(errs, e.files.Close())
 	}
 	return errors.Join(errs...)
 }

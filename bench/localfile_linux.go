@@ -22,14 +22,13 @@ type localFile struct {
 // openLocal opens cfg.Filename for the job: O_DIRECT with direct=1,
 // writable when the job writes. A regular file shorter than offset+size is
 // extended by writing it out, so that reads hit real blocks, not holes.
-func openLocal(cfg *EngineConfig) (*localFile, error) {
+func openLocal(cfg *EngineConfig, name string) (*localFile, error) {
 	j := cfg.Job
-	name := cfg.Filename
-	need := j.CloneOffset(cfg.JobIndex) + j.Size
+	need := j.CloneOffset(cfg.JobIndex) + j.RegionSize()
 	st, err := os.Stat(name)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if j.Size == 0 {
+		if j.RegionSize() == 0 {
 			return nil, fmt.Errorf("%s does not exist and size= is not given", name)
 		}
 		if err := LayoutFile(name, 0, need); err != nil {
@@ -136,4 +135,64 @@ func (l *localFile) Invalidate() error {
 		return os.NewSyscallError("posix_fadvise DONTNEED", err)
 	}
 	return nil
+}
+
+// fileSet is the files of a clone: one, or nrfiles (IO.File picks one).
+type fileSet []*localFile
+
+// openFiles opens cfg.Filename, or every name of cfg.Filenames.
+func openFiles(cfg *EngineConfig) (fileSet, error) {
+	names := cfg.Filenames
+	if len(names) == 0 {
+		names = []string{cfg.Filename}
+	}
+	fs := make(fileSet, 0, len(names))
+	for _, name := range names {
+		f, err := openLocal(cfg, name)
+		if err != nil {
+			fs.Close()
+			return nil, err
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+func (fs fileSet) Files() int { return len(fs) }
+
+// size is the smallest file's size.
+func (fs fileSet) size() int64 {
+	s := fs[0].size
+	for _, f := range fs[1:] {
+		s = min(s, f.size)
+	}
+	return s
+}
+
+func (fs fileSet) Sync(datasync bool) error {
+	for _, f := range fs {
+		if err := f.Sync(datasync); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (fs fileSet) Invalidate() error {
+	for _, f := range fs {
+		if err := f.Invalidate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (fs fileSet) Close() error {
+	var first error
+	for _, f := range fs {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -106,6 +106,41 @@ const (
 	DistZoned
 )
 
+// FileService is fio's file_service_type.
+type FileService uint8
+
+const (
+	ServiceRoundRobin FileService = iota // fio's default: the files in turn
+	ServiceSequential                    // one file after the other
+	ServiceRandom                        // a file at random for each I/O
+)
+
+func setFileService(j *Job, v string) error {
+	kind, n, hasN := strings.Cut(v, ":")
+	j.FileServiceN = 1
+	if hasN {
+		k, err := parseInt(n, 1, 1<<20)
+		if err != nil {
+			return err
+		}
+		j.FileServiceN = k
+	}
+	switch kind {
+	case "roundrobin":
+		j.FileService = ServiceRoundRobin
+	case "sequential":
+		j.FileService = ServiceSequential
+	case "random":
+		j.FileService = ServiceRandom
+	default:
+		return fmt.Errorf("%q: want roundrobin[:N], sequential or random", v)
+	}
+	if hasN && j.FileService != ServiceRoundRobin {
+		return fmt.Errorf("%q: :N only with roundrobin here", v)
+	}
+	return nil
+}
+
 // Fadvise is fio's fadvise_hint.
 type Fadvise uint8
 
@@ -163,6 +198,15 @@ type Job struct {
 	Size    int64 // bytes of the file region used; 0: the engine's size
 	IOSize  int64 // bytes to transfer per job; 0: Size
 	Offset  int64
+	// NrFiles is nrfiles: files per clone (JOB.CLONE.0 ... in directory=),
+	// each FileSize bytes (filesize; default size/nrfiles); Size is then
+	// the total over the files.
+	NrFiles  int
+	FileSize int64
+	// FileService is file_service_type: which file each I/O goes to.
+	FileService FileService
+	// FileServiceN is roundrobin:N, I/Os per file before the next.
+	FileServiceN int
 	// OffsetIncrement moves each clone's region on: clone i starts at
 	// Offset + i*OffsetIncrement (fio's offset_increment).
 	OffsetIncrement int64
@@ -250,6 +294,15 @@ type Job struct {
 	Swept []Option
 }
 
+// RegionSize is the bytes of each file a clone uses: filesize, or size
+// with one file (0: the engine's size).
+func (j *Job) RegionSize() int64 {
+	if j.FileSize > 0 {
+		return j.FileSize
+	}
+	return j.Size
+}
+
 // CloneOffset is where clone's region starts: offset plus its share of
 // offset_increment.
 func (j *Job) CloneOffset(clone int) int64 { return j.Offset + int64(clone)*j.OffsetIncrement }
@@ -257,21 +310,23 @@ func (j *Job) CloneOffset(clone int) int64 { return j.Offset + int64(clone)*j.Of
 // DefaultJob returns a job with fio's defaults.
 func DefaultJob() Job {
 	return Job{
-		RW:          RW{Read: true},
-		BS:          [numDirs]int{4096, 4096, 4096},
-		IODepth:     1,
-		BatchSubmit: 1,
-		CompleteMin: 1,
-		ThinkBlocks: 1,
-		Invalidate:  true,
-		Loops:       1,
-		ClatPct:     true,
-		LatPct:      true,
-		NumJobs:     1,
-		RWMixRead:   50,
-		IOEngine:    "psync",
-		RandRepeat:  true,
-		DoVerify:    true,
+		RW:           RW{Read: true},
+		BS:           [numDirs]int{4096, 4096, 4096},
+		IODepth:      1,
+		NrFiles:      1,
+		FileServiceN: 1,
+		BatchSubmit:  1,
+		CompleteMin:  1,
+		ThinkBlocks:  1,
+		Invalidate:   true,
+		Loops:        1,
+		ClatPct:      true,
+		LatPct:       true,
+		NumJobs:      1,
+		RWMixRead:    50,
+		IOEngine:     "psync",
+		RandRepeat:   true,
+		DoVerify:     true,
 	}
 }
 
@@ -318,6 +373,10 @@ var optionSpecs = []optionSpec{
 	{name: "io_size", help: "bytes to transfer (default size)", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
 	{name: "io_limit", help: "alias of io_size", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
 	{name: "offset", help: "start offset in the file", set: sizeSetter(func(j *Job) *int64 { return &j.Offset })},
+	{name: "nrfiles", help: "files per clone, named JOB.CLONE.N in directory= (default 1)", set: intSetter(func(j *Job) *int { return &j.NrFiles }, 1, 1<<20)},
+	{name: "filesize", help: "bytes per file (default size/nrfiles)", set: sizeSetter(func(j *Job) *int64 { return &j.FileSize })},
+	{name: "file_service_type", help: "roundrobin[:N] (default), sequential or random: which file each I/O goes to", set: setFileService},
+	{name: "openfiles", help: "accepted; every file of the job stays open", set: func(j *Job, v string) error { _, err := parseInt(v, 1, 1<<20); return err }},
 	{name: "offset_increment", help: "clone i starts at offset + i*offset_increment (numjobs over parts of one device)", set: sizeSetter(func(j *Job) *int64 { return &j.OffsetIncrement })},
 	{name: "number_ios", help: "end a clone after this many I/Os (unless size or runtime ends it first)", set: sizeSetter(func(j *Job) *int64 { return &j.NumberIOs })},
 	{name: "exitall", help: "when this job finishes, end the other jobs of its group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ExitAll })},
@@ -1021,6 +1080,31 @@ func (j *Job) validate() error {
 	for name := range j.EngineOptions {
 		if !slices.Contains(info.options, name) {
 			return fmt.Errorf("%w %q (not a job option, nor an option of engine %s)", ErrUnknownOption, name, j.IOEngine)
+		}
+	}
+	if j.NrFiles > 1 || j.FileSize > 0 {
+		if j.NrFiles > 1 && j.Filename != "" {
+			return errors.New("option nrfiles: not with filename= (the files are named JOB.CLONE.N in directory=)")
+		}
+		if j.FileSize == 0 {
+			j.FileSize = j.Size / int64(j.NrFiles)
+			if j.FileSize == 0 {
+				return errors.New("option nrfiles: give size (the total) or filesize (each file)")
+			}
+		}
+		if j.Size == 0 {
+			j.Size = j.FileSize * int64(j.NrFiles)
+		}
+		if j.NrFiles > 1 && j.FileService == ServiceRandom && !j.RW.Random {
+			return errors.New("option file_service_type: random needs a random rw pattern here (sequential patterns use roundrobin or sequential)")
+		}
+		for d := range numDirs {
+			if j.NrFiles > 1 && j.BSSplit[d] != nil {
+				return errors.New("option bssplit: not with nrfiles")
+			}
+			if bpf := j.FileSize / int64(j.BS[d]); j.issues(Direction(d)) && bpf%int64(j.FileServiceN) != 0 {
+				return fmt.Errorf("option file_service_type: roundrobin:%d must divide the %d blocks of each file", j.FileServiceN, bpf)
+			}
 		}
 	}
 	if j.VerifyPattern != nil && j.Verify == "" {

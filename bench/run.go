@@ -227,6 +227,23 @@ func filename(j *Job, clone int) string {
 	return filepath.Join(dir, j.Name+"."+strconv.Itoa(clone)+".0")
 }
 
+// filenames are the clone's nrfiles files, JOB.CLONE.N in directory=
+// (nil with one file).
+func filenames(j *Job, clone int) []string {
+	if j.NrFiles <= 1 {
+		return nil
+	}
+	dir := j.Directory
+	if dir == "" {
+		dir = "."
+	}
+	out := make([]string, j.NrFiles)
+	for i := range out {
+		out[i] = filepath.Join(dir, j.Name+"."+strconv.Itoa(clone)+"."+strconv.Itoa(i))
+	}
+	return out
+}
+
 // Grouped sums the jobs of g into one result, as fio's group_reporting.
 func (g *GroupResult) Grouped() *JobResult {
 	if len(g.Jobs) == 0 {

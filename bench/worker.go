@@ -95,9 +95,10 @@ type worker struct {
 	base                time.Time
 	size                int64
 	ioSize, issuedBytes int64
-	offset              int64 // where this clone's region starts (offset, offset_increment)
-	issuedIOs           int64 // for number_ios
-	nblocks             [numDirs]uint64
+	offset              int64           // where this clone's region starts (offset, offset_increment)
+	issuedIOs           int64           // for number_ios
+	nblocks             [numDirs]uint64 // over every file of the clone
+	perFile             [numDirs]uint64 // blocks of one file
 	seqNext             [numDirs]uint64
 	perm                [numDirs]permutation
 	skew                [numDirs]skew
@@ -159,12 +160,18 @@ func (w *worker) now() int64 { return int64(time.Since(w.base)) }
 func (w *worker) setup(filename string) error {
 	j := w.job
 	w.depth = j.IODepth
-	cfg := &EngineConfig{Job: j, JobIndex: w.index, Filename: filename, IODepth: w.depth, Options: j.EngineOptions}
+	cfg := &EngineConfig{Job: j, JobIndex: w.index, Filename: filename, Filenames: filenames(j, w.index),
+		IODepth: w.depth, Options: j.EngineOptions}
 	eng, err := openEngine(cfg)
 	if err != nil {
 		return err
 	}
 	w.eng = eng
+	if j.NrFiles > 1 {
+		if fs, ok := eng.(FileSet); !ok || fs.Files() != j.NrFiles {
+			return fmt.Errorf("option nrfiles: engine %s works on one file (psync and io_uring take several)", j.IOEngine)
+		}
+	}
 	if dl, ok := eng.(DepthLimiter); ok && dl.MaxIODepth() < w.depth {
 		w.depth = dl.MaxIODepth()
 	}
@@ -196,7 +203,7 @@ func (w *worker) setup(filename string) error {
 	}
 
 	w.offset = j.CloneOffset(w.index)
-	w.size = j.Size
+	w.size = j.RegionSize()
 	if w.size == 0 {
 		w.size = eng.Size() - w.offset
 		if w.size <= 0 {
@@ -205,7 +212,7 @@ func (w *worker) setup(filename string) error {
 	}
 	w.ioSize = j.IOSize
 	if w.ioSize == 0 {
-		w.ioSize = w.size
+		w.ioSize = w.size * int64(j.NrFiles)
 	}
 	w.seed = 0x5eed ^ j.RandSeed
 	if !j.RandRepeat {
@@ -221,6 +228,8 @@ func (w *worker) setup(filename string) error {
 		if n == 0 {
 			return fmt.Errorf("option size: %d bytes hold no %s block of %d bytes", w.size, Direction(d), j.BS[d])
 		}
+		w.perFile[d] = n
+		n *= uint64(j.NrFiles) // blocks are numbered over every file (see place)
 		w.nblocks[d] = n
 		w.perm[d] = newPermutation(n, w.seed+uint64(d))
 		if j.Dist.Kind != DistRandom {
@@ -547,6 +556,7 @@ func (w *worker) next(io *IO) bool {
 		w.twBlock, w.twPending = blk, true
 	}
 	bs := j.BS[d]
+	io.File, blk = w.place(d, blk)
 	io.Offset = w.offset + int64(blk)*int64(bs)
 	if mix := j.BSSplit[d]; mix != nil {
 		// bssplit: a size by weight, on the grid of the smallest; one that
@@ -589,6 +599,39 @@ func (w *worker) next(io *IO) bool {
 		io.Op = OpRead
 	}
 	return true
+}
+
+// place maps block g of the clone's numbering (over every file) to a
+// file and a block in it, by file_service_type: sequential lays the files
+// end to end; roundrobin:N deals N blocks to each file in turn, so that a
+// sequential pattern visits the files in turn (and a random one spreads
+// evenly); random also lays them end to end, a random pattern picking
+// the file.
+func (w *worker) place(d Direction, g uint64) (file int, blk uint64) {
+	j := w.job
+	nf := uint64(j.NrFiles)
+	if nf <= 1 {
+		return 0, g
+	}
+	if j.FileService != ServiceRoundRobin {
+		return int(g / w.perFile[d]), g % w.perFile[d]
+	}
+	n := uint64(j.FileServiceN)
+	return int(g / n % nf), g/(n*nf)*n + g%n
+}
+
+// global is place's inverse.
+func (w *worker) global(d Direction, file int, blk uint64) uint64 {
+	j := w.job
+	nf := uint64(j.NrFiles)
+	if nf <= 1 {
+		return blk
+	}
+	if j.FileService != ServiceRoundRobin {
+		return uint64(file)*w.perFile[d] + blk
+	}
+	n := uint64(j.FileServiceN)
+	return blk/n*n*nf + uint64(file)*n + blk%n
 }
 
 // pickBS draws a block size from a bssplit mix.
@@ -672,7 +715,9 @@ func (w *worker) nextVerify(io *IO) bool {
 	}
 	bs := w.job.BS[DirWrite]
 	io.Op = OpRead
-	io.Offset = w.offset + int64(w.vnext)*int64(bs)
+	var blk uint64
+	io.File, blk = w.place(DirWrite, w.vnext)
+	io.Offset = w.offset + int64(blk)*int64(bs)
 	io.Len = bs
 	w.vnext++
 	return true
@@ -724,7 +769,7 @@ func (w *worker) complete(io *IO, t int64) {
 	}
 	if d == DirWrite {
 		if w.written != nil {
-			blk := uint64(io.Offset-w.offset) / uint64(io.Len)
+			blk := w.global(DirWrite, io.File, uint64(io.Offset-w.offset)/uint64(io.Len))
 			w.written[blk/64] |= 1 << (blk % 64)
 		}
 		return

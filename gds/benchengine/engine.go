@@ -172,7 +172,7 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 // returns the target's size.
 func prepare(cfg *bench.EngineConfig) (int64, error) {
 	j := cfg.Job
-	need := j.CloneOffset(cfg.JobIndex) + j.Size
+	need := j.CloneOffset(cfg.JobIndex) + j.RegionSize()
 	name := cfg.Filename
 	st, err := os.Stat(name)
 	switch {
