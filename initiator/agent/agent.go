@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +60,6 @@ type Agent struct {
 	cfg     *Config           // guarded by mu
 	managed map[key]bool      // the subsystems of the last pass; guarded by mu
 	last    Result            // guarded by mu
-	source  map[key]string    // where each wanted subsystem came from; guarded by mu
 	failing map[key]time.Time // connects failing since; guarded by mu
 
 	passes, connects, connectErrors, discoveries, discoveryErrors atomic.Uint64
@@ -77,7 +75,7 @@ func New(cfg *Config, host Host, discover DiscoverFunc, log *slog.Logger) *Agent
 		log = slog.Default()
 	}
 	a := &Agent{host: host, discover: discover, log: log, cfg: cfg, wake: make(chan struct{}, 1),
-		managed: map[key]bool{}, source: map[key]string{}, failing: map[key]time.Time{}}
+		managed: map[key]bool{}, failing: map[key]time.Time{}}
 	a.watch = a.watchDiscovery
 	return a
 }
@@ -103,10 +101,6 @@ func (a *Agent) Config() *Config {
 // key identifies a subsystem at an address, as the kernel refuses a
 // second connection to it.
 type key struct{ transport, traddr, trsvcid, nqn string }
-
-func (k key) String() string {
-	return fmt.Sprintf("%s at %s://%s:%s", k.nqn, k.transport, k.traddr, k.trsvcid)
-}
 
 func keyOf(p kernel.Params) key { return key{p.Transport, p.TrAddr, p.TrSvcID, p.NQN} }
 
@@ -240,7 +234,7 @@ func (a *Agent) Reconcile(ctx context.Context) Result {
 	if err != nil {
 		res.Errors = append(res.Errors, err)
 		a.log.Error("list the kernel's controllers", "err", err)
-		a.finish(res, want, src)
+		a.finish(res, want)
 		return res
 	}
 	have := map[key]string{}
@@ -276,18 +270,17 @@ func (a *Agent) Reconcile(ctx context.Context) Result {
 		a.log.Info("connected", "ctrl", name, "subsys", p.NQN, "transport", p.Transport,
 			"traddr", p.TrAddr, "trsvcid", p.TrSvcID, "from", src[k])
 	}
-	a.finish(res, want, src)
+	a.finish(res, want)
 	return res
 }
 
-func (a *Agent) finish(res Result, want []kernel.Params, src map[key]string) {
+func (a *Agent) finish(res Result, want []kernel.Params) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.last = res
 	for _, p := range want {
 		a.managed[keyOf(p)] = true
 	}
-	a.source = src
 }
 
 // logFailure logs a failed connect once when it starts failing, then at
@@ -509,17 +502,4 @@ func (a *Agent) Stop() error {
 		a.log.Info("disconnected", "ctrl", c.Name, "subsys", c.SubNQN)
 	}
 	return errors.Join(errs...)
-}
-
-// Managed lists the subsystems the agent has been asked to keep connected,
-// sorted, as "NQN at tcp://ADDR:PORT".
-func (a *Agent) Managed() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []string
-	for k := range a.managed {
-		out = append(out, k.String())
-	}
-	sort.Strings(out)
-	return out
 }
