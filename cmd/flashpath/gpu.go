@@ -72,7 +72,11 @@ func printTopo(w io.Writer, r *topo.Report, cf gds.CuFileStatus) {
 			fmt.Fprintf(w, "         closest NIC   %s (%s): %s\n", l.Name, l.PCIAddr, l.Distance)
 		}
 		if l := g.ClosestNVMe; l != nil {
-			fmt.Fprintf(w, "         closest NVMe  %s (%s): %s\n", l.Name, l.PCIAddr, l.Distance)
+			via := ""
+			if l.Via != "" {
+				via = " through " + l.Via
+			}
+			fmt.Fprintf(w, "         closest NVMe  %s (%s%s): %s\n", l.Name, l.PCIAddr, via, l.Distance)
 		}
 		for _, warn := range g.Warnings {
 			fmt.Fprintf(w, "         WARNING: %s\n", warn)
@@ -94,6 +98,12 @@ func printTopo(w io.Writer, r *topo.Report, cf gds.CuFileStatus) {
 		where := n.PCIAddr
 		if where == "" {
 			where = n.Address
+		}
+		if n.NetDev != "" {
+			where += " via " + n.NetDev
+			if n.NetPCIAddr != "" {
+				where += " (" + n.NetPCIAddr + ")"
+			}
 		}
 		fmt.Fprintf(w, "  %-8s %-5s %s  numa %d  %s  namespaces %v\n", n.Name, n.Transport, where, n.NUMANode, n.Model, n.Namespaces)
 	}

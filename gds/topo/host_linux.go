@@ -2,6 +2,7 @@ package topo
 
 import (
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/Mellanox/rdmamap"
@@ -75,4 +76,21 @@ func netDevsOf(dev string) []NetDev {
 		out = append(out, NetDev{Name: a.Name, State: a.OperState.String(), MTU: a.MTU, MAC: a.HardwareAddr.String()})
 	}
 	return out
+}
+
+// routeDev names the net device the kernel routes ip through.
+func routeDev(ip string) (string, error) {
+	a := net.ParseIP(ip)
+	if a == nil {
+		return "", fmt.Errorf("%q is not an IP address", ip)
+	}
+	routes, err := netlink.RouteGet(a)
+	if err != nil || len(routes) == 0 {
+		return "", fmt.Errorf("route to %s: %v", ip, err)
+	}
+	l, err := netlink.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return "", err
+	}
+	return l.Attrs().Name, nil
 }

@@ -53,6 +53,9 @@ type Link struct {
 	Name     string   `json:"name"`
 	PCIAddr  string   `json:"pci_addr"`
 	Distance Distance `json:"distance"`
+	// Via is the net device an NVMe-oF controller is reached through
+	// (its PCIe place stands for the drive's).
+	Via string `json:"via,omitempty"`
 }
 
 // GPU is one NVIDIA GPU.
@@ -87,12 +90,17 @@ type NIC struct {
 
 // NVMe is an NVMe controller (/sys/class/nvme).
 type NVMe struct {
-	Name       string   `json:"name"`
-	Transport  string   `json:"transport"` // pcie, tcp, rdma, fc, loop
-	Model      string   `json:"model,omitempty"`
-	Serial     string   `json:"serial,omitempty"`
-	PCIAddr    string   `json:"pci_addr,omitempty"` // pcie only
-	Address    string   `json:"address,omitempty"`  // fabrics: traddr=...
+	Name      string `json:"name"`
+	Transport string `json:"transport"` // pcie, tcp, rdma, fc, loop
+	Model     string `json:"model,omitempty"`
+	Serial    string `json:"serial,omitempty"`
+	PCIAddr   string `json:"pci_addr,omitempty"` // pcie only
+	Address   string `json:"address,omitempty"`  // fabrics: traddr=...
+	// NetDev is the net device a fabrics controller is reached through (the
+	// route to its traddr) and NetPCIAddr that device's PCIe address;
+	// GPU-direct transfers from the drive go through it.
+	NetDev     string   `json:"netdev,omitempty"`
+	NetPCIAddr string   `json:"netdev_pci_addr,omitempty"`
 	NUMANode   int      `json:"numa_node"`
 	Namespaces []string `json:"namespaces"`
 	sysPath    string
@@ -124,6 +132,9 @@ type Config struct {
 	// NetDevs lists the net devices of an RDMA device (default: rdmamap and
 	// netlink on the real /sys, the device's net/ directory otherwise).
 	NetDevs func(rdmaDev string) []NetDev
+	// RouteDev names the net device the route to ip leaves through
+	// (default: a netlink route lookup on the real /sys, none otherwise).
+	RouteDev func(ip string) (string, error)
 }
 
 // Discover builds the report.
@@ -166,16 +177,24 @@ func Discover(c Config) (*Report, error) {
 		}
 		for _, n := range r.NVMe {
 			if n.sysPath == "" {
-				continue // fabrics: reached through a NIC
+				continue // fabrics over a virtual device (lo, rxe on a dummy): no PCIe place
 			}
 			d := c.distance(g.sysPath, n.sysPath, g.NUMANode, n.NUMANode)
 			if g.ClosestNVMe == nil || d < g.ClosestNVMe.Distance {
-				g.ClosestNVMe = &Link{Name: n.Name, PCIAddr: n.PCIAddr, Distance: d}
+				pci := n.PCIAddr
+				if pci == "" {
+					pci = n.NetPCIAddr
+				}
+				g.ClosestNVMe = &Link{Name: n.Name, PCIAddr: pci, Distance: d, Via: n.NetDev}
 			}
 		}
 		for _, l := range []*Link{g.ClosestNIC, g.ClosestNVMe} {
 			if l != nil && l.Distance == CrossSocket {
-				g.Warnings = append(g.Warnings, fmt.Sprintf("GPU %d and %s (%s) sit on different sockets: GPU-direct transfers cross the inter-socket link", g.Index, l.Name, l.PCIAddr))
+				through := ""
+				if l.Via != "" {
+					through = " through " + l.Via
+				}
+				g.Warnings = append(g.Warnings, fmt.Sprintf("GPU %d and %s (%s%s) sit on different sockets: GPU-direct transfers cross the inter-socket link", g.Index, l.Name, l.PCIAddr, through))
 			}
 		}
 	}
@@ -337,6 +356,7 @@ func (c *Config) nvmes() []NVMe {
 			}
 		} else {
 			n.Address = readTrim(filepath.Join(base, "address"))
+			c.fabricsPath(&n)
 		}
 		if subs, err := os.ReadDir(base); err == nil {
 			for _, s := range subs {
@@ -348,4 +368,31 @@ func (c *Config) nvmes() []NVMe {
 		out = append(out, n)
 	}
 	return out
+}
+
+// fabricsPath finds the net device an NVMe-oF controller is reached
+// through (the route to its traddr) and that device's PCIe place, which
+// stands for the drive's in distances.
+func (c *Config) fabricsPath(n *NVMe) {
+	var traddr string
+	for _, kv := range strings.Split(n.Address, ",") {
+		if k, v, _ := strings.Cut(strings.TrimSpace(kv), "="); k == "traddr" {
+			traddr = v
+		}
+	}
+	route := c.RouteDev
+	if route == nil && c.SysRoot == "/sys" {
+		route = routeDev
+	}
+	if traddr == "" || route == nil {
+		return
+	}
+	dev, err := route(traddr)
+	if err != nil || dev == "" {
+		return
+	}
+	n.NetDev = dev
+	if p, err := filepath.EvalSymlinks(filepath.Join(c.SysRoot, "class", "net", dev, "device")); err == nil && isBDF(filepath.Base(p)) {
+		n.sysPath, n.NetPCIAddr, n.NUMANode = p, filepath.Base(p), numa(p)
+	}
 }

@@ -125,3 +125,57 @@ func TestEmptyMachine(t *testing.T) {
 		t.Fatalf("empty machine: %+v", r)
 	}
 }
+
+// TestFabricsNVMeThroughNIC: an NVMe-oF controller is placed where the NIC
+// its traffic leaves through sits (the route to its traddr): nvme3 over
+// RDMA to 10.0.0.5 through eth2 of mlx5_0, behind GPU0's switch; GPU1 on
+// the other socket is warned that the path through eth2 crosses sockets.
+// One reached through lo has no PCIe place.
+func TestFabricsNVMeThroughNIC(t *testing.T) {
+	root := fakeSys(t)
+	nic, err := filepath.EvalSymlinks(filepath.Join(root, "class", "infiniband", "mlx5_0", "device"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.MkdirAll(filepath.Join(root, "class", "net", "eth2"), 0o755))
+	must(t, os.Symlink(nic, filepath.Join(root, "class", "net", "eth2", "device")))
+	// nvme0 and nvme1 become fabrics controllers: only nvme3 has a NIC behind it.
+	for _, n := range []string{"nvme0", "nvme1"} {
+		must(t, os.RemoveAll(filepath.Join(root, "class", "nvme", n)))
+	}
+	p := filepath.Join(root, "class", "nvme", "nvme3")
+	must(t, os.MkdirAll(filepath.Join(p, "nvme3c3n1"), 0o755))
+	must(t, os.WriteFile(filepath.Join(p, "transport"), []byte("rdma\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(p, "address"), []byte("traddr=10.0.0.5,trsvcid=4420,src_addr=10.0.0.1\n"), 0o644))
+	routes := map[string]string{"10.0.0.5": "eth2", "10.0.0.2": "lo"}
+	r, err := Discover(Config{SysRoot: root, RouteDev: func(ip string) (string, error) { return routes[ip], nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nv3, nv2 *NVMe
+	for i := range r.NVMe {
+		switch r.NVMe[i].Name {
+		case "nvme3":
+			nv3 = &r.NVMe[i]
+		case "nvme2":
+			nv2 = &r.NVMe[i]
+		}
+	}
+	if nv3 == nil || nv3.NetDev != "eth2" || nv3.NetPCIAddr != "0000:02:01.0" || nv3.NUMANode != 0 {
+		t.Fatalf("nvme3: %+v", nv3)
+	}
+	if nv2 == nil || nv2.NetDev != "lo" || nv2.NetPCIAddr != "" {
+		t.Fatalf("nvme2: %+v", nv2)
+	}
+	g0, g1 := r.GPUs[0], r.GPUs[1]
+	if l := g0.ClosestNVMe; l == nil || l.Name != "nvme3" || l.Via != "eth2" || l.Distance != SameSwitch || l.PCIAddr != "0000:02:01.0" {
+		t.Errorf("GPU0 closest NVMe %+v", l)
+	}
+	found := false
+	for _, w := range g1.Warnings {
+		found = found || strings.Contains(w, "nvme3 (0000:02:01.0 through eth2) sit on different sockets")
+	}
+	if !found {
+		t.Errorf("GPU1 warnings %v, want nvme3 through eth2 across sockets", g1.Warnings)
+	}
+}
