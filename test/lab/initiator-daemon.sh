@@ -188,6 +188,10 @@ out=$(timeout 120 "$FP" initiator --connect "rdma://$addr:4420/$RNQN" --nr-io-qu
 echo "$out" | sed 's/^/  /'
 rdev=$(fp_ns "$RNQN" 1 60) || lab_fail "$RNQN: no namespace over rdma"
 [ "$(cat "/sys/class/nvme/$(fp_ctrl "$RNQN")/transport")" = rdma ] || lab_fail "not an rdma controller"
+nd=$("$FP" topo --output json | jq -r '.nvme[] | select(.transport == "rdma") | .netdev')
+want=$(ip -o route get "$addr" | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+[ -n "$nd" ] && [ "$nd" = "$want" ] || lab_fail "flashpath topo places the rdma controller on '$nd', ip route get $addr says '$want'"
+echo "  flashpath topo: the rdma controller is reached through $nd, as ip route get says"
 fp_write "$rdev" 0 "$FP_WORK/data"
 cmp <(fp_read "$rdev" 0 $((4 << 20))) "$FP_WORK/data" || lab_fail "$rdev: data read back over rdma differs"
 cmp <(head -c 4M "$FP_WORK/rdma.img") "$FP_WORK/data" || lab_fail "the kernel target's file lacks the data"
