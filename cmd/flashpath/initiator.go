@@ -24,7 +24,12 @@ func init() { register(newInitiatorCmd) }
 // tests).
 var kernelHost agent.Host = kernel.Default
 
+// discoveryConf is nvme-cli's discovery.conf, used when no other source
+// is given (a variable for tests).
+var discoveryConf = agent.DefaultDiscoveryConf
+
 type initiatorFlags struct {
+	discoveryConf    string
 	discover         []string
 	connect          []string
 	interval         time.Duration
@@ -67,6 +72,7 @@ controllers' state and the namespaces' I/O counters to Prometheus.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML or JSON configuration file (discovery, connect, defaults, interval, metrics)")
 	fl.StringArrayVar(&f.discover, "discover", nil, "discovery controller tcp://HOST[:PORT] (port 8009 by default), repeatable: connect every subsystem it lists")
+	fl.StringVar(&f.discoveryConf, "discovery-conf", "", "nvme-cli's discovery.conf to read discovery controllers from (used by default, at "+agent.DefaultDiscoveryConf+", when nothing else is given)")
 	fl.StringArrayVar(&f.connect, "connect", nil, "subsystem tcp://HOST[:PORT]/NQN or rdma://HOST[:PORT]/NQN (port 4420 by default), repeatable")
 	fl.DurationVar(&f.interval, "interval", agent.DefaultInterval, "how often to read discovery again and connect what is missing")
 	fl.BoolVar(&f.once, "once", false, "one pass, then exit")
@@ -85,7 +91,7 @@ controllers' state and the namespaces' I/O counters to Prometheus.`,
 func (f *initiatorFlags) toConfig(cmd *cobra.Command) (*agent.Config, error) {
 	fl := cmd.Flags()
 	if f.config != "" {
-		for _, name := range []string{"discover", "connect", "nr-io-queues", "nr-poll-queues", "ctrl-loss-tmo", "reconnect-delay", "keep-alive-tmo", "hostnqn", "hostid", "interval"} {
+		for _, name := range []string{"discover", "discovery-conf", "connect", "nr-io-queues", "nr-poll-queues", "ctrl-loss-tmo", "reconnect-delay", "keep-alive-tmo", "hostnqn", "hostid", "interval"} {
 			if fl.Changed(name) {
 				return nil, fmt.Errorf("--config cannot be combined with --%s: put it in the file", name)
 			}
@@ -117,9 +123,21 @@ func (f *initiatorFlags) toConfig(cmd *cobra.Command) (*agent.Config, error) {
 		}
 		cfg.Connect = append(cfg.Connect, agent.ConnectConfig{Address: addr, NQN: nqn})
 	}
+	conf := f.discoveryConf
+	if conf == "" && len(cfg.Discovery) == 0 && len(cfg.Connect) == 0 {
+		// As nvme connect-all without arguments.
+		if _, err := os.Stat(discoveryConf); err == nil {
+			conf = discoveryConf
+		}
+	}
+	if conf != "" {
+		if err := cfg.AddDiscoveryConf(conf); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		if len(cfg.Discovery) == 0 && len(cfg.Connect) == 0 {
-			return nil, errors.New("nothing to connect: give --discover tcp://HOST, --connect tcp://HOST:PORT/NQN or --config FILE")
+			return nil, errors.New("nothing to connect: give --discover tcp://HOST, --connect tcp://HOST:PORT/NQN, --config FILE or --discovery-conf FILE (" + agent.DefaultDiscoveryConf + " is read when present)")
 		}
 		return nil, err
 	}

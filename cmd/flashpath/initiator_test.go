@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -48,7 +49,40 @@ func TestInitiatorOnce(t *testing.T) {
 	}
 }
 
+// TestInitiatorDiscoveryConf: nvme-cli's discovery.conf is read when given
+// (--discovery-conf), and by default, as nvme connect-all does, when
+// nothing else is.
+func TestInitiatorDiscoveryConf(t *testing.T) {
+	addr := startIOTarget(t)
+	fs := kerneltest.New(t.TempDir())
+	oldHost, oldConf := kernelHost, discoveryConf
+	t.Cleanup(func() { kernelHost, discoveryConf = oldHost, oldConf })
+	kernelHost = fs
+	hostport := strings.TrimPrefix(addr, "tcp://")
+	i := strings.LastIndex(hostport, ":")
+	conf := t.TempDir() + "/discovery.conf"
+	if err := os.WriteFile(conf, []byte("# test\n--transport=tcp --traddr="+hostport[:i]+" --trsvcid="+hostport[i+1:]+" --nr-io-queues=2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	discoveryConf = conf
+	out, err := runCLI(t, nil, "initiator", "--once", "--log-level", "warn")
+	if err != nil || !strings.Contains(out, "1 subsystems: 1 connected now") {
+		t.Fatalf("initiator --once with the default discovery.conf: %v\n%s", err, out)
+	}
+	if fs.Params[0].NrIOQueues != 2 || fs.Params[0].NQN != ioTestNQN {
+		t.Fatalf("connect params %+v", fs.Params[0])
+	}
+	discoveryConf = t.TempDir() + "/none"
+	out, err = runCLI(t, nil, "initiator", "--once", "--discovery-conf", conf, "--log-level", "warn")
+	if err != nil || !strings.Contains(out, "1 subsystems: 0 connected now, 1 already connected") {
+		t.Fatalf("initiator --discovery-conf: %v\n%s", err, out)
+	}
+}
+
 func TestInitiatorFlagErrors(t *testing.T) {
+	old := discoveryConf
+	discoveryConf = t.TempDir() + "/none" // hermetic: not the machine's /etc/nvme/discovery.conf
+	t.Cleanup(func() { discoveryConf = old })
 	for _, tc := range []struct {
 		args []string
 		want string

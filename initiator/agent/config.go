@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -20,6 +21,9 @@ type Config struct {
 	HostID  string `json:"hostid,omitempty"`
 	// Discovery controllers whose subsystems are connected.
 	Discovery []DiscoveryConfig `json:"discovery,omitempty"`
+	// DiscoveryConf names an nvme-cli discovery.conf whose controllers are
+	// added to Discovery (read by Load, and again on each reload).
+	DiscoveryConf string `json:"discovery_conf,omitempty"`
 	// Connect lists subsystems connected directly.
 	Connect []ConnectConfig `json:"connect,omitempty"`
 	// Defaults are the connect options of entries that set none.
@@ -123,8 +127,37 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 // DefaultInterval is how often the daemon checks its connections.
 const DefaultInterval = 30 * time.Second
 
-// Load reads a YAML or JSON configuration file. Unknown fields are errors.
-func Load(path string) (*Config, error) { return daemon.LoadConfig(path, (*Config).Validate) }
+// Load reads a YAML or JSON configuration file (unknown fields are
+// errors) and the discovery.conf it names.
+func Load(path string) (*Config, error) {
+	cfg, err := daemon.LoadConfig(path, func(c *Config) error {
+		if c.DiscoveryConf != "" {
+			if err := c.AddDiscoveryConf(c.DiscoveryConf); err != nil {
+				return err
+			}
+		}
+		return c.Validate()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// AddDiscoveryConf appends the discovery controllers of an nvme-cli
+// discovery.conf.
+func (c *Config) AddDiscoveryConf(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("discovery_conf: %w", err)
+	}
+	ds, err := ParseDiscoveryConf(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	c.Discovery = append(c.Discovery, ds...)
+	return nil
+}
 
 // Parse decodes YAML or JSON (JSON is YAML) and validates the result.
 func Parse(b []byte) (*Config, error) { return daemon.ParseConfig(b, (*Config).Validate) }
