@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -76,4 +77,15 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted a configuration that does not validate: %v", err)
 		}
 	})
+}
+
+// TestDeployExample: the example configuration shipped in deploy/ parses.
+func TestDeployExample(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/initiator.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(b); err != nil {
+		t.Fatalf("deploy/initiator.yaml: %v", err)
+	}
 }
