@@ -50,11 +50,13 @@ func newInitiatorCmd() *cobra.Command {
 		Use:   "initiator",
 		Short: "Keep NVMe-oF subsystems connected through the Linux kernel host (daemon)",
 		Long: `Connect NVMe-oF subsystems through the Linux kernel host, as nvme
-connect-all does, and keep them connected: every --interval the discovery
-logs are read again, and subsystems added since or controllers the kernel
-gave up on (ctrl_loss_tmo expired) are connected. Their namespaces are
-block devices (/dev/nvmeXnY) that any process can use; cuFile reads files
-on them straight into GPU memory.
+connect-all does, and keep them connected: every --interval, on SIGHUP and
+as soon as a discovery controller (held on a persistent connection) reports
+a change, the discovery logs are read again, and subsystems added since or
+controllers the kernel gave up on (ctrl_loss_tmo expired) are connected.
+Their namespaces are block devices (/dev/nvmeXnY) that any process can use;
+cuFile reads files on them straight into GPU memory. With nothing else
+given it reads nvme-cli's /etc/nvme/discovery.conf.
 
 It runs until SIGTERM or SIGINT (READY=1 to systemd after the first pass),
 re-reads --config on SIGHUP, and leaves the subsystems connected when it
