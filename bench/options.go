@@ -591,27 +591,34 @@ func setBS(j *Job, v string) error {
 // setBSSplit parses fio's bssplit: SIZE/PERCENT:SIZE/PERCENT..., one mix
 // for every direction or read,write[,trim] mixes (an empty field keeps
 // bs). Sizes without a percent share what the others leave.
-func setBSSplit(j *Job, v string) error {
+func setBSSplit(j *Job, v string) (err error) {
+	j.BSSplit, err = perDir(v, "want a mix or read,write[,trim] mixes, got %q", parseBSMix)
+	return err
+}
+
+// perDir parses fio's per-direction lists: one value for every direction,
+// or read,write[,trim] with empty fields left zero. tooMany formats the
+// error for more than three fields.
+func perDir[T any](v, tooMany string, parse func(string) (T, error)) ([numDirs]T, error) {
+	var out [numDirs]T
 	parts := strings.Split(v, ",")
 	if len(parts) > int(numDirs) {
-		return fmt.Errorf("want a mix or read,write[,trim] mixes, got %q", v)
+		return out, fmt.Errorf(tooMany, v)
 	}
-	var mixes [numDirs][]BSWeight
-	for d, part := range parts {
-		if part == "" {
+	for d, p := range parts {
+		if p == "" {
 			continue
 		}
-		mix, err := parseBSMix(part)
+		x, err := parse(p)
 		if err != nil {
-			return err
+			return out, err
 		}
-		mixes[d] = mix
+		out[d] = x
 	}
 	if len(parts) == 1 {
-		mixes[DirWrite], mixes[DirTrim] = mixes[DirRead], mixes[DirRead]
+		out = [numDirs]T{out[0], out[0], out[0]}
 	}
-	j.BSSplit = mixes
-	return nil
+	return out, nil
 }
 
 func parseBSMix(s string) ([]BSWeight, error) {
@@ -663,23 +670,15 @@ func parseBSMix(s string) ([]BSWeight, error) {
 // read,write[,trim] with empty fields left uncapped.
 func rateSetter(field func(*Job) *[numDirs]int64) func(*Job, string) error {
 	return func(j *Job, v string) error {
-		parts := strings.Split(v, ",")
-		if len(parts) > int(numDirs) {
-			return fmt.Errorf("want a value or read,write[,trim], got %q", v)
-		}
-		var out [numDirs]int64
-		for d, p := range parts {
-			if p == "" {
-				continue
-			}
+		out, err := perDir(v, "want a value or read,write[,trim], got %q", func(p string) (int64, error) {
 			n, err := ParseSize(p)
 			if err != nil || n < 0 {
-				return fmt.Errorf("rate %q: want a non-negative number (fio units: 500k, 1g)", p)
+				return 0, fmt.Errorf("rate %q: want a non-negative number (fio units: 500k, 1g)", p)
 			}
-			out[d] = n
-		}
-		if len(parts) == 1 {
-			out = [numDirs]int64{out[0], out[0], out[0]}
+			return n, nil
+		})
+		if err != nil {
+			return err
 		}
 		*field(j) = out
 		return nil

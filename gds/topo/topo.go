@@ -18,6 +18,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/flashpath/flashpath/initiator/kernel"
 )
 
 // Distance is the PCIe distance between two devices.
@@ -374,12 +376,7 @@ func (c *Config) nvmes() []NVMe {
 // through (the route to its traddr) and that device's PCIe place, which
 // stands for the drive's in distances.
 func (c *Config) fabricsPath(n *NVMe) {
-	var traddr string
-	for _, kv := range strings.Split(n.Address, ",") {
-		if k, v, _ := strings.Cut(strings.TrimSpace(kv), "="); k == "traddr" {
-			traddr = v
-		}
-	}
+	traddr, _ := kernel.ParseAddress(n.Address)
 	route := c.RouteDev
 	if route == nil && c.SysRoot == "/sys" {
 		route = routeDev

@@ -374,11 +374,7 @@ type watcher struct {
 // stops those no longer configured.
 func (w *watchers) sync(ctx context.Context, cfg *Config) {
 	want := map[string]bool{}
-	opts, _, _, err := hostOptions(cfg, w.a.log)
-	if err != nil {
-		return // Reconcile reports it
-	}
-	opts.Logger = slog.New(quiet{w.a.log.Handler()})
+	var opts *initiator.Options // the host identity, read when a watcher starts
 	for _, d := range cfg.Discovery {
 		if !d.persistent() {
 			continue
@@ -389,12 +385,21 @@ func (w *watchers) sync(ctx context.Context, cfg *Config) {
 		if w.running[addr] != nil {
 			continue
 		}
+		if opts == nil {
+			o, _, _, err := hostOptions(cfg, w.a.log)
+			if err != nil {
+				return // Reconcile reports it
+			}
+			o.Logger = slog.New(quiet{w.a.log.Handler()})
+			opts = &o
+		}
+		o := *opts
 		wctx, cancel := context.WithCancel(ctx)
 		x := &watcher{cancel: cancel, done: make(chan struct{})}
 		w.running[addr] = x
 		go func() {
 			defer close(x.done)
-			w.a.watch(wctx, addr, opts, w.a.changed)
+			w.a.watch(wctx, addr, o, w.a.changed)
 		}()
 	}
 	for addr, x := range w.running {

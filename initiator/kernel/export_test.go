@@ -2,7 +2,6 @@ package kernel
 
 // Exported for the fuzz test in this package's external tests.
 var (
-	ParseReply   = parseReply
-	ParseAddress = parseAddress
-	ParseStat    = parseStat
+	ParseReply = parseReply
+	ParseStat  = parseStat
 )

@@ -269,7 +269,7 @@ func (h *Host) controller(dir, subsys string) (Controller, bool) {
 		c.CntlID, _ = strconv.Atoi(v)
 	}
 	if a, err := readAttr(dir, "address"); err == nil {
-		c.TrAddr, c.TrSvcID = parseAddress(a)
+		c.TrAddr, c.TrSvcID = ParseAddress(a)
 	}
 	seen := map[string]bool{}
 	addNS := func(d string) {
@@ -289,8 +289,9 @@ func (h *Host) controller(dir, subsys string) (Controller, bool) {
 	return c, true
 }
 
-// parseAddress reads sysfs "address": "traddr=10.0.0.1,trsvcid=4420[,src_addr=...]".
-func parseAddress(a string) (traddr, trsvcid string) {
+// ParseAddress reads a controller's sysfs "address":
+// "traddr=10.0.0.1,trsvcid=4420[,src_addr=...]".
+func ParseAddress(a string) (traddr, trsvcid string) {
 	for _, kv := range strings.Split(a, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
 		switch k {
