@@ -591,3 +591,33 @@ func seedHeaders() [][]byte {
 	add(Header{Type: PDUH2CTermReq, HLen: 24, PLen: 24})
 	return out
 }
+
+func FuzzRDMACM(f *testing.F) {
+	var b [RDMACMReqSize]byte
+	RDMACMReq{QID: 1, HRQSize: 128, HSQSize: 127, CntlID: 1}.Encode(b[:])
+	f.Add(b[:])
+	f.Add(b[:4])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := DecodeRDMACMReq(b)
+		if (err != nil) != (len(b) < RDMACMReqSize) {
+			t.Fatalf("DecodeRDMACMReq(%d bytes): %v", len(b), err)
+		}
+		if err == nil {
+			var out [RDMACMReqSize]byte
+			req.Encode(out[:])
+			if again, err := DecodeRDMACMReq(out[:]); err != nil || again != req {
+				t.Fatalf("round trip %+v -> %+v, %v", req, again, err)
+			}
+		}
+		if rep, err := DecodeRDMACMRep(b); err == nil {
+			var out [RDMACMRepSize]byte
+			rep.Encode(out[:])
+			if again, _ := DecodeRDMACMRep(out[:]); again != rep {
+				t.Fatalf("round trip %+v -> %+v", rep, again)
+			}
+		}
+		if sts, err := DecodeRDMACMRej(b); err == nil {
+			_ = RDMACMStatusText(sts)
+		}
+	})
+}

@@ -267,6 +267,10 @@ type DiscoveryEntry struct {
 	TrAddr  string
 	// TSAS for TCP: security type (0 = none).
 	SecType uint8
+	// TSAS for RDMA: QP service type, provider type, connection
+	// management service, partition key.
+	RDMAQPType, RDMAPrType, RDMACMS uint8
+	RDMAPKey                        uint16
 }
 
 // DiscoveryLog is a decoded discovery log page.
@@ -310,7 +314,12 @@ func EncodeDiscoveryLog(b []byte, genctr uint64, entries []DiscoveryEntry) error
 		putASCII(p[32:64], e.TrSvcID)
 		copy(p[256:512], e.SubNQN)
 		putASCII(p[512:768], e.TrAddr)
-		p[768] = e.SecType
+		if e.TrType == TrTypeRDMA {
+			p[768], p[769], p[770] = e.RDMAQPType, e.RDMAPrType, e.RDMACMS
+			le.PutUint16(p[776:], e.RDMAPKey)
+		} else {
+			p[768] = e.SecType
+		}
 	}
 	return nil
 }
@@ -329,13 +338,20 @@ func DecodeDiscoveryLog(b []byte) (DiscoveryLog, error) {
 	n := min(l.NumRec, have)
 	for i := uint64(0); i < n; i++ {
 		p := b[DiscoveryHeaderSize+int(i)*DiscoveryEntrySize:]
-		l.Entries = append(l.Entries, DiscoveryEntry{
+		e := DiscoveryEntry{
 			TrType: p[0], AdrFam: p[1], SubType: p[2], TReq: p[3],
 			PortID: le.Uint16(p[4:]), CntlID: le.Uint16(p[6:]),
 			ASQSZ: le.Uint16(p[8:]), EFlags: le.Uint16(p[10:]),
 			TrSvcID: getASCII(p[32:64]), SubNQN: getCString(p[256:512]),
-			TrAddr: getASCII(p[512:768]), SecType: p[768],
-		})
+			TrAddr: getASCII(p[512:768]),
+		}
+		if e.TrType == TrTypeRDMA {
+			e.RDMAQPType, e.RDMAPrType, e.RDMACMS = p[768], p[769], p[770]
+			e.RDMAPKey = le.Uint16(p[776:])
+		} else {
+			e.SecType = p[768]
+		}
+		l.Entries = append(l.Entries, e)
 	}
 	return l, nil
 }

@@ -170,6 +170,10 @@ func testDiscoveryEntries() []DiscoveryEntry {
 		{TrType: TrTypeTCP, AdrFam: AdrFamIPv6, SubType: SubTypeNVM, TReq: TReqSecureChannelNotRequired,
 			PortID: 2, CntlID: CntlIDDynamic, ASQSZ: 128, EFlags: 0,
 			TrSvcID: "4420", SubNQN: "nqn.2024-01.io.flashpath:sub1", TrAddr: "2001:db8::1", SecType: 0},
+		{TrType: TrTypeRDMA, AdrFam: AdrFamIPv4, SubType: SubTypeNVM, TReq: TReqSecureChannelNotSpecified,
+			PortID: 3, CntlID: CntlIDDynamic, ASQSZ: 32,
+			TrSvcID: "4420", SubNQN: "nqn.2024-01.io.flashpath:sub1", TrAddr: "192.0.2.7",
+			RDMAQPType: RDMAQPTypeConnected, RDMAPrType: RDMAPrTypeNotSpecific, RDMACMS: RDMACMSRDMACM, RDMAPKey: 0xffff},
 	}
 }
 
@@ -180,7 +184,7 @@ func TestDiscoveryLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// struct nvmf_disc_rsp_page_hdr: genctr@0 numrec@8 recfmt@16 entries@1024.
-	if b[0] != 42 || b[8] != 2 || b[16] != 0 {
+	if b[0] != 42 || b[8] != 3 || b[16] != 0 {
 		t.Errorf("header % x", b[:18])
 	}
 	// struct nvmf_disc_rsp_page_entry: trtype@0 adrfam@1 subtype@2 treq@3 portid@4
@@ -193,18 +197,23 @@ func TestDiscoveryLog(t *testing.T) {
 		!strings.HasPrefix(string(e[512:]), "2001:db8::1") {
 		t.Error("entry 1 strings not at 32, 256, 512")
 	}
+	// RDMA TSAS (struct nvmf_disc_rsp_page_entry tsas.rdma): qptype@768
+	// prtype@769 cms@770 pkey@776.
+	if e := b[3072:]; e[0] != 1 || e[768] != 1 || e[769] != 1 || e[770] != 1 || e[776] != 0xff || e[777] != 0xff {
+		t.Errorf("RDMA entry tsas % x", e[768:778])
+	}
 	got, err := DecodeDiscoveryLog(b)
-	if err != nil || got.GenCtr != 42 || got.NumRec != 2 || got.RecFmt != 0 || !reflect.DeepEqual(got.Entries, entries) {
+	if err != nil || got.GenCtr != 42 || got.NumRec != 3 || got.RecFmt != 0 || !reflect.DeepEqual(got.Entries, entries) {
 		t.Errorf("round trip: %+v, %v", got, err)
 	}
 
 	// The host reads the header first: fewer entries than NUMREC, and partial entries, are fine.
 	got, err = DecodeDiscoveryLog(b[:DiscoveryHeaderSize+DiscoveryEntrySize+100])
-	if err != nil || got.NumRec != 2 || len(got.Entries) != 1 {
+	if err != nil || got.NumRec != 3 || len(got.Entries) != 1 {
 		t.Errorf("partial page: %d entries, %v", len(got.Entries), err)
 	}
 	le.PutUint64(b[8:], 1<<63) // NUMREC far beyond the buffer
-	if got, err = DecodeDiscoveryLog(b); err != nil || len(got.Entries) != 2 {
+	if got, err = DecodeDiscoveryLog(b); err != nil || len(got.Entries) != 3 {
 		t.Errorf("huge NUMREC: %d entries, %v", len(got.Entries), err)
 	}
 	if _, err := DecodeDiscoveryLog(b[:1023]); err == nil {

@@ -179,10 +179,50 @@ func printDiscovery(w io.Writer, log nvmeof.DiscoveryLog) {
 		fmt.Fprintf(w, "subnqn:  %s\n", e.SubNQN)
 		fmt.Fprintf(w, "traddr:  %s\n", e.TrAddr)
 		fmt.Fprintf(w, "eflags:  %s\n", eflagsName(e.EFlags))
-		if e.TrType == nvmeof.TrTypeTCP {
+		switch e.TrType {
+		case nvmeof.TrTypeTCP:
 			fmt.Fprintf(w, "sectype: %s\n", sectypeName(e.SecType))
+		case nvmeof.TrTypeRDMA:
+			// As nvme-cli prints them.
+			fmt.Fprintf(w, "rdma_prtype: %s\n", rdmaPrTypeName(e.RDMAPrType))
+			fmt.Fprintf(w, "rdma_qptype: %s\n", rdmaQPTypeName(e.RDMAQPType))
+			fmt.Fprintf(w, "rdma_cms:    %s\n", rdmaCMSName(e.RDMACMS))
+			fmt.Fprintf(w, "rdma_pkey: 0x%04x\n", e.RDMAPKey)
 		}
 	}
+}
+
+func rdmaPrTypeName(t uint8) string {
+	switch t {
+	case 1:
+		return "not specified"
+	case 2:
+		return "infiniband"
+	case 3:
+		return "roce"
+	case 4:
+		return "roce-v2"
+	case 5:
+		return "iwarp"
+	}
+	return "unrecognized"
+}
+
+func rdmaQPTypeName(t uint8) string {
+	switch t {
+	case nvmeof.RDMAQPTypeConnected:
+		return "connected"
+	case 2:
+		return "datagram"
+	}
+	return "unrecognized"
+}
+
+func rdmaCMSName(t uint8) string {
+	if t == nvmeof.RDMACMSRDMACM {
+		return "rdma-cm"
+	}
+	return "unrecognized"
 }
 
 type discoveryRecordJSON struct {
@@ -196,6 +236,11 @@ type discoveryRecordJSON struct {
 	TrAddr  string `json:"traddr"`
 	EFlags  string `json:"eflags"`
 	SecType string `json:"sectype,omitempty"`
+	// RDMA entries, named as nvme-cli's JSON names them.
+	RDMAPrType string `json:"rdma_prtype,omitempty"`
+	RDMAQPType string `json:"rdma_qptype,omitempty"`
+	RDMACMS    string `json:"rdma_cms,omitempty"`
+	RDMAPKey   string `json:"rdma_pkey,omitempty"`
 }
 
 func printDiscoveryJSON(w io.Writer, log nvmeof.DiscoveryLog) error {
@@ -207,8 +252,12 @@ func printDiscoveryJSON(w io.Writer, log nvmeof.DiscoveryLog) error {
 		r := discoveryRecordJSON{TrType: trtypeName(e.TrType), AdrFam: adrfamName(e.AdrFam), SubType: subtypeName(e.SubType),
 			TReq: treqName(e.TReq), PortID: e.PortID, TrSvcID: e.TrSvcID, SubNQN: e.SubNQN, TrAddr: e.TrAddr,
 			EFlags: eflagsName(e.EFlags)}
-		if e.TrType == nvmeof.TrTypeTCP {
+		switch e.TrType {
+		case nvmeof.TrTypeTCP:
 			r.SecType = sectypeName(e.SecType)
+		case nvmeof.TrTypeRDMA:
+			r.RDMAPrType, r.RDMAQPType, r.RDMACMS = rdmaPrTypeName(e.RDMAPrType), rdmaQPTypeName(e.RDMAQPType), rdmaCMSName(e.RDMACMS)
+			r.RDMAPKey = fmt.Sprintf("0x%04x", e.RDMAPKey)
 		}
 		out.Records = append(out.Records, r)
 	}
