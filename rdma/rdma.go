@@ -1,0 +1,174 @@
+// Package rdma is flashpath's RDMA layer: reliable-connected queue pairs set
+// up through the RDMA connection manager, memory regions, and the four work
+// requests NVMe/RDMA needs (SEND, SEND with invalidate, RDMA READ, RDMA
+// WRITE), behind a small provider interface.
+//
+// Verbs() is the real provider: libibverbs and librdmacm loaded with dlopen
+// at run time, so flashpath builds and runs on machines without rdma-core
+// and only the RDMA paths report themselves unavailable there. The package
+// rdmatest has an in-process fake with the same semantics for tests.
+//
+// Memory is registered once per process (Provider.Register) and is then
+// usable on every connection of every device: work requests name plain Go
+// slices that lie inside a registered region, and the provider finds the
+// keys. The target registers each bufpool slab this way, so any data buffer
+// can be handed to the NIC with no copy.
+package rdma
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Provider opens RDMA listeners and connections.
+type Provider interface {
+	// Listen binds the connection manager to addr (port 4420 for
+	// NVMe/RDMA). The address must belong to a net device with an RDMA
+	// device on it (a RoCE NIC, or soft-RoCE: rdma link add rxe0 type rxe
+	// netdev eth0).
+	Listen(addr netip.AddrPort) (Listener, error)
+	// Dial connects to addr sending priv as the connection request's
+	// private data. setup runs once the queue pair exists and before the
+	// request is sent: it posts the receives the first messages need. A
+	// rejection is a *RejectError.
+	Dial(ctx context.Context, addr netip.AddrPort, cfg ConnConfig, priv []byte, setup func(Conn) error) (Conn, error)
+	// Register makes mem (which must not move: mmap'd, not the Go heap)
+	// usable by work requests on every connection, local and remote
+	// access, until the region is closed.
+	Register(mem []byte) (Region, error)
+}
+
+// Region is registered memory.
+type Region interface {
+	Close() error
+}
+
+// Listener receives connection requests.
+type Listener interface {
+	// Accept waits for the next connection request; after Close it
+	// returns ErrClosed.
+	Accept() (ConnRequest, error)
+	Addr() netip.AddrPort
+	Close() error
+}
+
+// ConnRequest is a connection request not yet answered.
+type ConnRequest interface {
+	// PrivateData is what the peer sent with its request.
+	PrivateData() []byte
+	Local() netip.AddrPort
+	Remote() netip.AddrPort
+	// Accept creates the queue pair, runs setup (post receives there),
+	// then accepts, sending priv as the reply's private data.
+	Accept(cfg ConnConfig, priv []byte, setup func(Conn) error) (Conn, error)
+	// Reject refuses the request, sending priv (may be nil).
+	Reject(priv []byte) error
+}
+
+// ConnConfig sizes a queue pair.
+type ConnConfig struct {
+	SendDepth int // send queue work requests (default 128)
+	RecvDepth int // receive queue work requests (default 128)
+	// ReadDepth is how many RDMA READs this side keeps outstanding
+	// (initiator depth); 0 takes what both the device and the peer allow.
+	ReadDepth int
+}
+
+// Op is a work request or completion type.
+type Op uint8
+
+// Work request and completion types.
+const (
+	OpSend Op = iota + 1
+	// OpSendInv is a SEND that invalidates RKey at the peer.
+	OpSendInv
+	OpRead  // RDMA READ: Local <- peer memory at RemoteAddr/RKey
+	OpWrite // RDMA WRITE: Local -> peer memory at RemoteAddr/RKey
+	OpRecv  // completions only
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpSend:
+		return "send"
+	case OpSendInv:
+		return "send-inv"
+	case OpRead:
+		return "rdma-read"
+	case OpWrite:
+		return "rdma-write"
+	case OpRecv:
+		return "recv"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// WR is one send-queue work request. Local must lie inside a registered
+// region (it may be empty for a zero-length SEND).
+type WR struct {
+	ID         uint64
+	Op         Op
+	Local      []byte
+	RemoteAddr uint64
+	RKey       uint32 // READ/WRITE: the peer's key; SendInv: the key to invalidate
+	// Signaled asks for a completion. Unsignaled requests complete
+	// silently once a later signaled one on the same queue completes.
+	Signaled bool
+}
+
+// Completion is a finished work request.
+type Completion struct {
+	ID  uint64
+	Op  Op
+	Len int // bytes received (OpRecv)
+	// Err is nil on success; a flushed request (the connection went down)
+	// has ErrFlushed.
+	Err error
+	// Invalidated is set on a receive whose SEND invalidated InvKey here.
+	Invalidated bool
+	InvKey      uint32
+}
+
+// Conn is one connected reliable queue pair. Post and PostRecv may be
+// called from any goroutine; Poll from one at a time.
+type Conn interface {
+	// PostRecv posts a receive into buf (inside a registered region).
+	PostRecv(id uint64, buf []byte) error
+	// Post posts send-queue work requests as one chain.
+	Post(wrs ...WR) error
+	// Poll waits for completions and fills out with up to len(out) of
+	// them. When the connection goes down, every outstanding request
+	// completes with ErrFlushed; after Close, Poll returns ErrClosed.
+	Poll(out []Completion) (int, error)
+	// RemoteKey returns the key the peer needs to READ or WRITE buf
+	// (inside a registered region), and buf's address.
+	RemoteKey(buf []byte) (addr uint64, key uint32, err error)
+	// Disconnect starts an orderly disconnect: outstanding requests
+	// flush. It does not block.
+	Disconnect() error
+	// Close disconnects and destroys the queue pair: after it returns the
+	// device touches none of the connection's buffers again.
+	Close() error
+	Local() netip.AddrPort
+	Remote() netip.AddrPort
+}
+
+// RejectError is a connection request the peer refused.
+type RejectError struct {
+	Reason      int // the connection manager's reason code
+	PrivateData []byte
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("rdma: connection rejected (reason %d, %d bytes private data)", e.Reason, len(e.PrivateData))
+}
+
+var (
+	// ErrClosed is returned by a closed listener or connection.
+	ErrClosed = errors.New("rdma: closed")
+	// ErrFlushed completes work requests outstanding when a connection
+	// went down.
+	ErrFlushed = errors.New("rdma: work request flushed (connection down)")
+)
