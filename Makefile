@@ -10,7 +10,7 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 FUZZTIME   ?= 5000x
 APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux
 
-.PHONY: all build deps test vet unit fuzz interop demo bench clean
+.PHONY: all build deps test vet unit fuzz interop rdma-test demo bench clean
 
 all: build
 
@@ -38,10 +38,12 @@ unit:
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-# Linux interop in the lab VM (../shared/lab): the kernel NVMe/TCP host and
-# nvme-cli against flashpath's target. Skipped, with a note, where there is no lab.
+# Linux interop in the lab VM (../shared/lab): the kernel NVMe/TCP and
+# NVMe/RDMA hosts and nvme-cli against flashpath's target, flashpath's verbs
+# provider and NVMe/RDMA transport on soft-RoCE. Skipped, with a note, where
+# there is no lab.
 LAB ?= ../shared/lab
-interop: build
+interop: build rdma-test
 	@if [ ! -x $(LAB)/vm-run ]; then echo "interop: no lab at $(LAB): skipped"; exit 0; fi; \
 	scripts/lab-xfsprogs.sh; \
 	$(LAB)/setup >/tmp/flashpath-lab-setup.log 2>&1 || { tail -n 30 /tmp/flashpath-lab-setup.log; exit 1; }; \
@@ -49,6 +51,11 @@ interop: build
 		case $$t in */lib.sh) continue ;; esac; \
 		echo "== interop $$t"; LAB_TIMEOUT=900 scripts/lab-run.sh $(LAB) $$t || exit 1; \
 	done
+
+# The guest has no Go: test/lab/rdma-verbs.sh runs these test binaries.
+rdma-test: deps
+	$(GO) test -c -o $(BIN)/rdma.test ./rdma
+	$(GO) test -c -o $(BIN)/target-rdma.test ./target/rdma
 
 test: deps vet unit fuzz interop
 

@@ -39,12 +39,18 @@ func (c *Controller) identifyController() nvmeof.IdentifyController {
 		MNAN:      MaxNSID,
 		ONCS:      nvmeof.ONCSCompare | nvmeof.ONCSDSM | nvmeof.ONCSWriteZeroes,
 		VWC:       nvmeof.VWCFlushBroadcast,
-		SGLS:      nvmeof.SGLSSupported | nvmeof.SGLSOffsetSupported,
+		SGLS:      nvmeof.SGLSSupported,
 		SubNQN:    c.subsys.cfg.NQN,
-		IOCCSZ:    (nvmeof.SQESize + InCapsuleData) / 16,
+		IOCCSZ:    uint32(nvmeof.SQESize+c.tr.InlineData) / 16,
 		IORCSZ:    nvmeof.CQESize / 16,
 		MSDBD:     1,
 		OAES:      nvmeof.OAESNamespaceAttr,
+	}
+	if c.tr.InlineData > 0 {
+		id.SGLS |= nvmeof.SGLSOffsetSupported
+	}
+	if c.tr.KeyedSGL {
+		id.SGLS |= nvmeof.SGLSKeyed
 	}
 	if c.hasVWC() {
 		id.VWC |= nvmeof.VWCPresent

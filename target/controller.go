@@ -40,6 +40,8 @@ type Controller struct {
 	dead       bool                   // guarded by mu
 
 	deleteOnce sync.Once
+
+	tr TransportInfo // of the admin queue's transport
 }
 
 // AERLimit is the number of outstanding Asynchronous Event Requests (AERL+1).
@@ -51,7 +53,7 @@ func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, 
 	c := &Controller{
 		t: t, subsys: s, hostNQN: d.HostNQN, hostID: d.HostID,
 		queues: map[uint16]*Queue{0: admin}, maxIOQ: t.opts.MaxQueues, kato: kato,
-		created: t.opts.Now(),
+		created: t.opts.Now(), tr: admin.info,
 	}
 	if s.discovery {
 		c.maxIOQ = 0
@@ -389,7 +391,7 @@ func (c *Controller) recordError(qid uint16, r *Request, st nvmeof.Status) {
 	c.errCount++
 	e := nvmeof.ErrorLogEntry{
 		ErrorCount: c.errCount, SQID: qid, CID: r.Cmd.CID(), Status: st,
-		ParamLoc: 0xFFFF, NSID: r.Cmd.NSID(), TrType: nvmeof.TrTypeTCP,
+		ParamLoc: 0xFFFF, NSID: r.Cmd.NSID(), TrType: c.tr.TrType,
 	}
 	switch r.Cmd.Opcode() {
 	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare, nvmeof.NVMWriteZeroes:

@@ -16,6 +16,7 @@ import (
 type Queue struct {
 	t     *Target
 	tr    QueueTransport
+	info  TransportInfo
 	local netip.Addr
 	log   *slog.Logger
 
@@ -32,7 +33,13 @@ type Queue struct {
 // NewQueue returns a queue for a new connection. local is the address the
 // host reached (for the discovery log of wildcard listeners).
 func (t *Target) NewQueue(tr QueueTransport, local netip.Addr) *Queue {
-	return &Queue{t: t, tr: tr, local: local, log: t.log}
+	return t.NewQueueFor(tr, local, TransportInfo{TrType: nvmeof.TrTypeTCP, InlineData: InCapsuleData})
+}
+
+// NewQueueFor is NewQueue for a transport other than NVMe/TCP: info is
+// what the controller the queue creates reports about it.
+func (t *Target) NewQueueFor(tr QueueTransport, local netip.Addr, info TransportInfo) *Queue {
+	return &Queue{t: t, tr: tr, info: info, local: local, log: t.log}
 }
 
 // ID is the queue ID (0 for the admin queue); valid after Connect.
@@ -56,6 +63,9 @@ func (q *Queue) InlineDataSize(ioInline int) int {
 	}
 	return ioInline
 }
+
+// Transport returns what the queue was created with.
+func (q *Queue) Transport() TransportInfo { return q.info }
 
 // Controller returns the controller the queue belongs to, or nil before Connect.
 func (q *Queue) Controller() *Controller { return q.ctrl }

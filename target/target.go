@@ -104,6 +104,9 @@ func (t *Target) Pool() *bufpool.Pool { return t.pool }
 // Logger returns the target's logger.
 func (t *Target) Logger() *slog.Logger { return t.log }
 
+// MaxQueueDepth is the most entries a queue may have (CAP.MQES + 1).
+func (t *Target) MaxQueueDepth() int { return t.opts.MaxQueueDepth }
+
 // SubsystemConfig configures a subsystem.
 type SubsystemConfig struct {
 	NQN          string
@@ -552,7 +555,7 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 			if addr.IsUnspecified() && local.IsValid() {
 				addr = local
 			}
-			out = append(out, nvmeof.DiscoveryEntry{
+			e := nvmeof.DiscoveryEntry{
 				TrType:  p.TrType,
 				AdrFam:  nvmeof.AdrFamFor(addr),
 				SubType: nvmeof.SubTypeNVM,
@@ -567,7 +570,12 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 				TrSvcID: fmt.Sprint(p.Addr.Port()),
 				SubNQN:  s.cfg.NQN,
 				TrAddr:  addr.Unmap().String(),
-			})
+			}
+			if p.TrType == nvmeof.TrTypeRDMA {
+				// As Linux nvmet-rdma: reliable connected, any provider, RDMA CM.
+				e.RDMAQPType, e.RDMAPrType, e.RDMACMS = nvmeof.RDMAQPTypeConnected, nvmeof.RDMAPrTypeNotSpecific, nvmeof.RDMACMSRDMACM
+			}
+			out = append(out, e)
 		}
 	}
 	return out

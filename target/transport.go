@@ -15,6 +15,17 @@ type QueueTransport interface {
 	Close(reason error)
 }
 
+// TransportInfo is what a controller reports about the transport its admin
+// queue came in on (Identify Controller SGLS and IOCCSZ, error log TRTYPE).
+type TransportInfo struct {
+	TrType uint8 // nvmeof.TrTypeTCP, TrTypeRDMA
+	// InlineData is the in-capsule data I/O queues accept (IOCCSZ).
+	InlineData int
+	// KeyedSGL: data moves by remote memory access (NVMe/RDMA keyed SGL
+	// data block descriptors).
+	KeyedSGL bool
+}
+
 // PortInfo describes a listener for the discovery log page.
 type PortInfo struct {
 	ID             uint16

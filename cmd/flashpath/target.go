@@ -103,12 +103,26 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 		return err
 	}
 	out := cmd.OutOrStdout()
+	type port struct{ trtype, addr string }
+	var ports []port
 	for _, ln := range srv.Listeners {
-		host, port := splitHostPort(ln.Addr().String())
+		ports = append(ports, port{"tcp", ln.Addr().String()})
+	}
+	for _, ln := range srv.RDMA {
+		ports = append(ports, port{"rdma", ln.Addr().String()})
+	}
+	for _, p := range ports {
+		host, svc := splitHostPort(p.addr)
+		engine := "nvme-tcp"
+		if p.trtype == "rdma" {
+			engine = "" // the user-space host speaks NVMe/TCP only so far
+		}
 		for _, ss := range cfg.Subsystems {
-			fmt.Fprintf(out, "serving %s on nvme/tcp %s:%s\n", ss.NQN, host, port)
-			fmt.Fprintf(out, "  connect:  nvme connect -t tcp -a %s -s %s -n %s\n", host, port, ss.NQN)
-			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-tcp --filename tcp://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", host, port, ss.NQN)
+			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.trtype, host, svc)
+			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s\n", p.trtype, host, svc, ss.NQN)
+			if engine != "" {
+				fmt.Fprintf(out, "  bench:    flashpath bench --ioengine %s --filename tcp://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", engine, host, svc, ss.NQN)
+			}
 		}
 	}
 	if err := daemon.Notify("READY=1"); err != nil {

@@ -23,7 +23,9 @@ const DefaultListen = "tcp://127.0.0.1:4420"
 
 // Config is a target's whole configuration.
 type Config struct {
-	// Listeners are transport addresses: "tcp://127.0.0.1:4420", "tcp://[::]:4420".
+	// Listeners are transport addresses: "tcp://127.0.0.1:4420",
+	// "tcp://[::]:4420", "rdma://192.168.1.10:4420" (an RDMA NIC's or a
+	// soft-RoCE device's address).
 	Listeners []string `json:"listeners"`
 	// Subsystems to export.
 	Subsystems []SubsystemConfig `json:"subsystems"`
@@ -131,8 +133,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ParseListener splits "tcp://host:port" into its transport and address.
-// A bare "host:port" means TCP; a missing port means 4420.
+// ParseListener splits "tcp://host:port" or "rdma://host:port" into its
+// transport and address. A bare "host:port" means TCP; a missing port
+// means 4420.
 func ParseListener(s string) (trtype, addr string, err error) {
 	if !strings.Contains(s, "://") {
 		s = "tcp://" + s
@@ -141,11 +144,11 @@ func ParseListener(s string) (trtype, addr string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("listener %q: %w", s, err)
 	}
-	if u.Scheme != "tcp" {
-		return "", "", fmt.Errorf("listener %q: transport %q is not supported yet (use tcp://HOST:PORT)", s, u.Scheme)
+	if u.Scheme != "tcp" && u.Scheme != "rdma" {
+		return "", "", fmt.Errorf("listener %q: transport %q is not supported (use tcp://HOST:PORT or rdma://HOST:PORT)", s, u.Scheme)
 	}
 	if u.Host == "" || u.Path != "" {
-		return "", "", fmt.Errorf("listener %q: want tcp://HOST:PORT", s)
+		return "", "", fmt.Errorf("listener %q: want %s://HOST:PORT", s, u.Scheme)
 	}
 	host := u.Host
 	if u.Port() == "" {

@@ -10,8 +10,8 @@ import (
 type collector struct {
 	s *Server
 
-	controllers, connects, connectErrors, kaExpired, protoErrors, accepted *prometheus.Desc
-	nsOps, nsBytes, nsErrors, nsSize                                       *prometheus.Desc
+	controllers, connects, connectErrors, kaExpired, protoErrors, accepted, rejected *prometheus.Desc
+	nsOps, nsBytes, nsErrors, nsSize                                                 *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -25,7 +25,8 @@ func newCollector(s *Server) *collector {
 		connectErrors: d("connect_errors_total", "Refused Connect commands."),
 		kaExpired:     d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
 		protoErrors:   d("protocol_errors_total", "Connections terminated for transport protocol errors."),
-		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener"),
+		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
+		rejected:      d("connections_rejected_total", "Transport connection requests refused (NVMe/RDMA private data).", "listener", "trtype"),
 		nsOps:         d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
 		nsBytes:       d("namespace_bytes_total", "Bytes moved.", "subsys", "nsid", "op"),
 		nsErrors:      d("namespace_errors_total", "I/O commands failed by the backend.", "subsys", "nsid"),
@@ -46,7 +47,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.kaExpired, t.Stats.KeepAliveExpired.Load())
 	counter(c.protoErrors, t.Stats.ProtocolErrors.Load())
 	for _, ln := range c.s.Listeners {
-		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String())
+		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")
+	}
+	for _, ln := range c.s.RDMA {
+		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "rdma")
+		counter(c.rejected, ln.Rejected.Load(), ln.Addr().String(), "rdma")
 	}
 	for _, ss := range t.Subsystems() {
 		for _, ns := range ss.Namespaces() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/rdma"
 	"github.com/flashpath/flashpath/target/tcp"
 )
 
@@ -17,6 +18,7 @@ import (
 type Server struct {
 	Target    *target.Target
 	Listeners []*tcp.Listener
+	RDMA      []*rdma.Listener
 	metrics   *daemon.Metrics
 	log       *slog.Logger
 
@@ -64,7 +66,15 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 	}
 	s.applied = applied
 	for i, l := range cfg.Listeners {
-		_, addr, _ := ParseListener(l)
+		trtype, addr, _ := ParseListener(l)
+		if trtype == "rdma" {
+			ln, err := rdma.Listen(s.Target, addr, rdma.Options{Logger: opts.Logger})
+			if err != nil {
+				return nil, fmt.Errorf("listeners[%d]: %w", i, err)
+			}
+			s.RDMA = append(s.RDMA, ln)
+			continue
+		}
 		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, Logger: opts.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
@@ -101,6 +111,9 @@ func (s *Server) MetricsAddr() net.Addr {
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	for _, ln := range s.Listeners {
+		errs = append(errs, ln.Shutdown(ctx))
+	}
+	for _, ln := range s.RDMA {
 		errs = append(errs, ln.Shutdown(ctx))
 	}
 	if s.Target != nil {

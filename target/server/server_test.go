@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ subsystems:
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]
 bogus: 1`, `unknown field "bogus"`},
 		{`subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "listeners: at least one"},
-		{`listeners: [rdma://1.2.3.4:4420]
+		{`listeners: [fc://1.2.3.4:4420]
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "listeners[0]"},
 		{`listeners: [tcp://x:1]
 subsystems: [{nqn: iqn.wrong, namespaces: [{backend: mem:1M}]}]`, "subsystems[0].nqn"},
@@ -66,11 +67,30 @@ func TestParseListener(t *testing.T) {
 		"127.0.0.1:4421":       "127.0.0.1:4421",
 		"tcp://[::1]:4420":     "[::1]:4420",
 		"tcp://localhost":      "localhost:4420",
+		"rdma://10.0.0.1":      "10.0.0.1:4420",
 	} {
 		_, got, err := ParseListener(in)
 		if err != nil || got != want {
 			t.Errorf("ParseListener(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+// TestStartRDMAWithoutDevice: an rdma:// listener where no RDMA device has
+// the address fails the start with a message that says what to do (the lab
+// runs NVMe/RDMA itself: test/lab/rdma-target.sh).
+func TestStartRDMAWithoutDevice(t *testing.T) {
+	cfg := &Config{
+		Listeners:  []string{"rdma://127.0.0.1:0"},
+		Subsystems: []SubsystemConfig{{NQN: "nqn.2026-11.io.flashpath:test", Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}}},
+	}
+	srv, err := Start(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		srv.Shutdown(context.Background())
+		t.Skip("this machine has an RDMA device on 127.0.0.1")
+	}
+	if !strings.Contains(err.Error(), "listeners[0]") || !strings.Contains(err.Error(), "RDMA unavailable") {
+		t.Errorf("error %q: want listeners[0] and RDMA unavailable", err)
 	}
 }
 

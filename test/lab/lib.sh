@@ -196,7 +196,9 @@ fp_is_zero() { cmp -s <(fp_read "$1" "$2" "$3") <(head -c "$3" /dev/zero); }
 fp_jobs() {
 	local name=$1 out=$FP_WORK/jobs-$1.json
 	shift
-	if ! timeout 600 "$@" --output-format=json --output="$out"; then
+	# From FP_WORK: fio writes its verify state files (local-JOB-N-verify.state)
+	# into the working directory, which would be the checkout.
+	if ! (cd "$FP_WORK" && timeout 600 "$@" --output-format=json --output="$out"); then
 		tail -n 30 "$out" 2>/dev/null
 		lab_fail "$name failed"
 	fi
