@@ -47,7 +47,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML or JSON configuration file (listeners, subsystems, namespaces, allowed hosts)")
-	fl.StringArrayVar(&f.listen, "listen", nil, "listener address, repeatable (default "+server.DefaultListen+")")
+	fl.StringArrayVar(&f.listen, "listen", nil, "listener, tcp://HOST:PORT or rdma://HOST:PORT, repeatable (default "+server.DefaultListen+")")
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
