@@ -55,10 +55,7 @@ type Listener struct {
 	log  *slog.Logger
 	port uint16
 
-	mu     sync.Mutex
-	conns  map[*conn]struct{} // guarded by mu
-	closed bool               // guarded by mu
-	wg     sync.WaitGroup
+	conns target.Conns[*conn]
 
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
@@ -96,14 +93,13 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 		return nil, fmt.Errorf("nvme/rdma: %w", err)
 	}
 	la := pl.Addr()
-	l := &Listener{t: t, pl: pl, prov: opts.Provider, opts: opts, conns: map[*conn]struct{}{},
+	l := &Listener{t: t, pl: pl, prov: opts.Provider, opts: opts,
 		log: opts.Logger.With("trtype", "rdma", "listen", la.String())}
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeRDMA, Addr: netip.AddrPortFrom(la.Addr().Unmap(), la.Port()),
 		InlineDataSize: opts.InlineData,
 	})
-	l.wg.Add(1)
-	go l.accept()
+	go l.accept(l.conns.Track())
 	l.log.Info("listening")
 	return l, nil
 }
@@ -136,8 +132,8 @@ func registerPool(p *bufpool.Pool, prov fprdma.Provider) error {
 // Addr is the address the listener is bound to.
 func (l *Listener) Addr() netip.AddrPort { return l.pl.Addr() }
 
-func (l *Listener) accept() {
-	defer l.wg.Done()
+func (l *Listener) accept(done func()) {
+	defer done()
 	for {
 		req, err := l.pl.Accept()
 		if err != nil {
@@ -152,23 +148,7 @@ func (l *Listener) accept() {
 			continue
 		}
 		l.Accepted.Add(1)
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			c.Close(errors.New("listener shutting down"))
-			c.serve()
-			continue
-		}
-		l.conns[c] = struct{}{}
-		l.wg.Add(1)
-		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			c.serve()
-			l.mu.Lock()
-			delete(l.conns, c)
-			l.mu.Unlock()
-		}()
+		l.conns.Go(c, c.serve)
 	}
 }
 
@@ -181,24 +161,9 @@ func (l *Listener) Close() error {
 // Shutdown stops accepting and closes every connection, waiting for the
 // connection goroutines until ctx is done.
 func (l *Listener) Shutdown(ctx context.Context) error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
-	err := l.pl.Close()
-	for c := range l.conns {
-		c.Close(errors.New("listener shutting down"))
-	}
-	l.mu.Unlock()
-	l.t.RemovePort(l.port)
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return err
+	return l.conns.Shutdown(ctx, func() error {
+		err := l.pl.Close()
+		l.t.RemovePort(l.port)
+		return err
+	})
 }

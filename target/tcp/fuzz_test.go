@@ -154,7 +154,7 @@ func fuzzListener(tb testing.TB) *Listener {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { tgt.Close() })
-	return &Listener{t: tgt, opts: Options{MaxH2CData: 32 << 10, ICTimeout: time.Second}, log: quietLogger(), conns: map[*conn]struct{}{}}
+	return &Listener{t: tgt, opts: Options{MaxH2CData: 32 << 10, ICTimeout: time.Second}, log: quietLogger()}
 }
 
 // serveBytes runs one connection over net.Pipe fed with in, draining what

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,10 +47,7 @@ type Listener struct {
 	log  *slog.Logger
 	port uint16
 
-	mu     sync.Mutex
-	conns  map[*conn]struct{} // guarded by mu
-	closed bool               // guarded by mu
-	wg     sync.WaitGroup
+	conns target.Conns[*conn]
 
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
@@ -81,13 +77,12 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("nvme/tcp: listener address %s: %w", ln.Addr(), err)
 	}
-	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String()), conns: map[*conn]struct{}{}}
+	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String()), }
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		InlineDataSize: target.InCapsuleData, MaxH2CData: opts.MaxH2CData,
 	})
-	l.wg.Add(1)
-	go l.accept()
+	go l.accept(l.conns.Track())
 	l.log.Info("listening")
 	return l, nil
 }
@@ -95,8 +90,8 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 // Addr is the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
-func (l *Listener) accept() {
-	defer l.wg.Done()
+func (l *Listener) accept(done func()) {
+	defer done()
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
@@ -107,22 +102,7 @@ func (l *Listener) accept() {
 		}
 		l.Accepted.Add(1)
 		c := newConn(l, nc)
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		l.conns[c] = struct{}{}
-		l.wg.Add(1)
-		l.mu.Unlock()
-		go func() {
-			defer l.wg.Done()
-			c.serve()
-			l.mu.Lock()
-			delete(l.conns, c)
-			l.mu.Unlock()
-		}()
+		l.conns.Go(c, c.serve)
 	}
 }
 
@@ -135,27 +115,12 @@ func (l *Listener) Close() error {
 // Shutdown stops accepting and closes every connection, waiting for the
 // connection goroutines until ctx is done.
 func (l *Listener) Shutdown(ctx context.Context) error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
-	err := l.ln.Close()
-	for c := range l.conns {
-		c.Close(errors.New("listener shutting down"))
-	}
-	l.mu.Unlock()
-	l.t.RemovePort(l.port)
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
-	return err
+	return l.conns.Shutdown(ctx, func() error {
+		err := l.ln.Close()
+		l.t.RemovePort(l.port)
+		if errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
+		return err
+	})
 }

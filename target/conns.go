@@ -1,0 +1,80 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Conns is the set of a transport listener's connections: it runs each
+// connection's goroutine and, on shutdown, closes them all and waits for
+// the goroutines. The zero value is ready to use.
+type Conns[C interface {
+	comparable
+	Close(reason error)
+}] struct {
+	mu     sync.Mutex
+	conns  map[C]struct{} // guarded by mu
+	closed bool           // guarded by mu
+	wg     sync.WaitGroup
+}
+
+// Go runs serve for c on a new goroutine, tracked until it returns. After
+// Shutdown it closes c and runs serve on the caller's goroutine instead
+// (serve must then return promptly), and reports false.
+func (s *Conns[C]) Go(c C, serve func()) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close(errors.New("listener shutting down"))
+		serve()
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[C]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	return true
+}
+
+// Track counts a goroutine of the listener's own (its accept loop) that
+// Shutdown waits for: call done when it returns.
+func (s *Conns[C]) Track() (done func()) {
+	s.wg.Add(1)
+	return s.wg.Done
+}
+
+// Shutdown runs stop (close the listening socket) once, closes every
+// connection, and waits for their goroutines and the tracked ones until
+// ctx is done. It reports stop's error, or ctx's; later calls do nothing
+// and return nil.
+func (s *Conns[C]) Shutdown(ctx context.Context, stop func() error) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	err := stop()
+	for c := range s.conns {
+		c.Close(errors.New("listener shutting down"))
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
