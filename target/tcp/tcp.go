@@ -77,7 +77,7 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("nvme/tcp: listener address %s: %w", ln.Addr(), err)
 	}
-	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String()), }
+	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String())}
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		InlineDataSize: target.InCapsuleData, MaxH2CData: opts.MaxH2CData,
