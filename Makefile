@@ -56,6 +56,7 @@ interop: build rdma-test
 rdma-test: deps
 	$(GO) test -c -o $(BIN)/rdma.test ./rdma
 	$(GO) test -c -o $(BIN)/target-rdma.test ./target/rdma
+	$(GO) test -c -o $(BIN)/initiator.test ./initiator
 
 test: deps vet unit fuzz interop
 

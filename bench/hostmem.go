@@ -35,6 +35,9 @@ func AllocHost(n, size int) (*HostMemory, error) {
 	return m, nil
 }
 
+// Mem is the whole mapping behind Bufs (to register it with a NIC once).
+func (m *HostMemory) Mem() []byte { return m.mem }
+
 // Close unmaps the memory; no buffer may be in use.
 func (m *HostMemory) Close() error {
 	if m == nil || m.mem == nil {

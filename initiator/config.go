@@ -2,9 +2,14 @@ package initiator
 
 import (
 	"bytes"
+	"context"
+	"net/netip"
+	"strconv"
+
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"github.com/flashpath/flashpath/rdma"
 	"log/slog"
 	"net"
 	"os"
@@ -43,8 +48,14 @@ type Options struct {
 
 // Config configures Connect.
 type Config struct {
-	// Addr of the controller: "127.0.0.1:4420" or "tcp://127.0.0.1:4420".
+	// Addr of the controller: "127.0.0.1:4420" or "tcp://127.0.0.1:4420"
+	// for NVMe/TCP, "rdma://192.168.1.10:4420" for NVMe/RDMA.
 	Addr string
+	// RDMA is the RDMA provider for rdma:// addresses (default
+	// rdma.Verbs(): libibverbs). Request buffers inside memory registered
+	// with it move with no copy; others are bounced through registered
+	// buffers.
+	RDMA rdma.Provider
 	// SubNQN is the NVM subsystem to connect to.
 	SubNQN string
 	Options
@@ -151,16 +162,28 @@ func (c *Config) setDefaults() error {
 // ParseAddr accepts "host:port", "tcp://host:port" or a bare host (then
 // defaultPort) and returns "host:port".
 func ParseAddr(addr, defaultPort string) (string, error) {
+	tr, a, err := SplitAddr(addr, defaultPort)
+	if err == nil && tr != "tcp" {
+		err = fmt.Errorf("address %q: transport %q not supported here, use tcp://HOST:PORT", addr, tr)
+	}
+	return a, err
+}
+
+// SplitAddr accepts what ParseAddr does and "rdma://host[:port]", and
+// returns the transport ("tcp" or "rdma") and "host:port".
+func SplitAddr(addr, defaultPort string) (transport, hostport string, err error) {
 	a := addr
+	transport = "tcp"
 	if i := strings.Index(a, "://"); i >= 0 {
-		if scheme := a[:i]; scheme != "tcp" {
-			return "", fmt.Errorf("address %q: transport %q not supported, use tcp://HOST:PORT", addr, scheme)
+		transport = a[:i]
+		if transport != "tcp" && transport != "rdma" {
+			return "", "", fmt.Errorf("address %q: transport %q not supported, use tcp://HOST:PORT or rdma://HOST:PORT", addr, transport)
 		}
 		a = a[i+3:]
 	}
 	a = strings.TrimSuffix(a, "/")
 	if a == "" {
-		return "", fmt.Errorf("address %q: no host", addr)
+		return "", "", fmt.Errorf("address %q: no host", addr)
 	}
 	if _, _, err := net.SplitHostPort(a); err != nil {
 		if strings.Count(a, ":") > 1 && !strings.HasPrefix(a, "[") {
@@ -168,10 +191,31 @@ func ParseAddr(addr, defaultPort string) (string, error) {
 		}
 		a = net.JoinHostPort(strings.Trim(a, "[]"), defaultPort)
 		if _, _, err := net.SplitHostPort(a); err != nil {
-			return "", fmt.Errorf("address %q: %w", addr, err)
+			return "", "", fmt.Errorf("address %q: %w", addr, err)
 		}
 	}
-	return a, nil
+	return transport, a, nil
+}
+
+// resolveAddrPort resolves "host:port" to one IP address and port (the
+// connection manager takes addresses, not names).
+func resolveAddrPort(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q: port %q: %w", hostport, port, err)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return netip.AddrPortFrom(ip.Unmap(), uint16(pn)), nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve %s: %v", host, err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)), nil
 }
 
 // DefaultHostNQN returns the host NQN nvme-cli would use: the contents of

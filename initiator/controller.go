@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/rdma"
 )
 
 // adminDepth is the admin queue size (Linux NVME_AQ_DEPTH): the Connect
@@ -26,6 +27,7 @@ const maxTransferCap = 8 << 20
 type Controller struct {
 	cfg  Config
 	addr string
+	rdma rdma.Provider // set for an rdma:// controller
 	log  *slog.Logger
 	s    atomic.Pointer[session] // the current connection, or the one being brought up
 	pub  atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
@@ -92,7 +94,7 @@ func (s *session) close() {
 }
 
 func newController(cfg Config, addr string) *Controller {
-	c := &Controller{cfg: cfg, addr: addr, events: make(chan Event, 16), changed: make(chan struct{}), done: make(chan struct{})}
+	c := &Controller{cfg: cfg, addr: addr, rdma: cfg.RDMA, events: make(chan Event, 16), changed: make(chan struct{}), done: make(chan struct{})}
 	c.log = cfg.Logger.With("ctrl", addr, "subsys", cfg.SubNQN)
 	c.s.Store(newSession())
 	return c
@@ -138,12 +140,19 @@ func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	addr, err := ParseAddr(cfg.Addr, DefaultPort)
+	tr, addr, err := SplitAddr(cfg.Addr, DefaultPort)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	if cfg.SubNQN == nvmeof.DiscoveryNQN {
 		return nil, fmt.Errorf("connect %s: %s is the discovery subsystem: use Discover or ConnectDiscovery", addr, cfg.SubNQN)
+	}
+	if tr == "rdma" && cfg.RDMA == nil {
+		if cfg.RDMA, err = rdma.Verbs(); err != nil {
+			return nil, fmt.Errorf("connect %s: %w", cfg.Addr, err)
+		}
+	} else if tr != "rdma" {
+		cfg.RDMA = nil
 	}
 	return connectController(ctx, cfg, addr)
 }
@@ -205,11 +214,11 @@ func (c *Controller) bringUp(ctx context.Context) error {
 func (c *Controller) connectAdmin(ctx context.Context, s *session, subnqn string, kato uint32) error {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	q, err := dialQueue(dctx, queueParams{
+	q, err := c.dialQueue(dctx, queueParams{
 		addr: c.addr, qid: 0, depth: adminDepth - 1,
 		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
 		timeout: c.cfg.AdminTimeout, log: c.log, onDead: s.queueFailed,
-	})
+	}, 0)
 	if err != nil {
 		return err
 	}
@@ -483,11 +492,11 @@ func (c *Controller) enableNotices(ctx context.Context, s *session, kind uint32,
 func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, depth, icd, maxXfer int) (*Queue, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	q, err := dialQueue(dctx, queueParams{
+	q, err := c.dialQueue(dctx, queueParams{
 		addr: c.addr, qid: qid, depth: depth,
 		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
-		timeout: c.cfg.IOTimeout, log: c.log, onDead: s.queueFailed,
-	})
+		timeout: c.cfg.IOTimeout, log: c.log, onDead: s.queueFailed, cntlID: s.cntlID,
+	}, icd)
 	if err != nil {
 		return nil, fmt.Errorf("connect queue %d: %w", qid, err)
 	}
@@ -498,6 +507,18 @@ func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, dept
 	}
 	q.setLimits(icd, maxXfer)
 	return q, nil
+}
+
+// dialQueue connects one queue over the controller's transport; icd is the
+// in-capsule data its capsules may carry (NVMe/RDMA sizes its buffers by it).
+func (c *Controller) dialQueue(ctx context.Context, p queueParams, icd int) (*Queue, error) {
+	if c.rdma != nil {
+		if p.hdgst || p.ddgst {
+			return nil, fmt.Errorf("connect %s: digests are NVMe/TCP only", c.addr)
+		}
+		return dialRDMAQueue(ctx, c.rdma, p, icd)
+	}
+	return dialQueue(ctx, p)
 }
 
 // enable reads CAP and VS, sets CC.EN and waits for CSTS.RDY within CAP.TO

@@ -32,11 +32,13 @@ const (
 	maxRecvPLen = 1 << 28
 )
 
-// Queue is one NVMe/TCP queue pair: a TCP connection, a table of command
-// slots, and one goroutine that owns the receive side. Submit may be
+// Queue is one queue pair: over NVMe/TCP a TCP connection, over NVMe/RDMA
+// an RDMA queue pair (rdma.go); a table of command slots, and one goroutine
+// that owns the receive side. Submit may be
 // called from many goroutines; up to Depth commands are in flight.
 type Queue struct {
 	qid     uint16
+	rd      *rdmaLink // NVMe/RDMA; nil for NVMe/TCP
 	nc      net.Conn
 	br      *bufio.Reader // owned by the receive goroutine
 	hdgst   bool
@@ -116,6 +118,7 @@ type queueParams struct {
 	timeout time.Duration
 	log     *slog.Logger
 	onDead  func(error) // called once when the queue fails
+	cntlID  uint16      // NVMe/RDMA: the controller an I/O queue joins
 }
 
 // dialQueue opens the TCP connection of a queue, exchanges ICReq/ICResp
@@ -225,6 +228,9 @@ func (q *Queue) initConnection(ctx context.Context) error {
 // setLimits records what Identify Controller said: the in-capsule data
 // limit of I/O queues and the maximum transfer size.
 func (q *Queue) setLimits(icd, maxXfer int) {
+	if q.rd != nil {
+		icd = min(icd, q.rd.stride-nvmeof.SQESize) // what the capsule buffers hold
+	}
 	q.icd = icd
 	q.maxXfer = maxXfer
 }
@@ -258,7 +264,7 @@ func (q *Queue) SubmitBatch(rs []*Request) (int, error) {
 	var err error
 	n := 0
 	for _, r := range rs {
-		if len(q.free) == 0 {
+		if len(q.free) == 0 && q.bw != nil {
 			// About to wait for a slot: what is buffered must go out first,
 			// or the completions that free slots might never come.
 			q.wmu.Lock()
@@ -272,7 +278,7 @@ func (q *Queue) SubmitBatch(rs []*Request) (int, error) {
 		}
 		n++
 	}
-	if q.waiting.Add(-1) == 0 {
+	if q.waiting.Add(-1) == 0 && q.bw != nil {
 		q.wmu.Lock()
 		if !q.closed {
 			if ferr := q.bw.Flush(); ferr != nil {
@@ -291,6 +297,9 @@ func (q *Queue) inline(r *Request) bool {
 	if !r.out || len(r.Buf) == 0 {
 		return false
 	}
+	if q.rd != nil {
+		return len(r.Buf) <= q.icd // 0 on the admin queue
+	}
 	limit := q.icd
 	if r.sqe.Opcode() == nvmeof.OpFabrics || q.qid == 0 {
 		limit = adminCCSZ
@@ -299,6 +308,9 @@ func (q *Queue) inline(r *Request) bool {
 }
 
 func (q *Queue) send(cid uint16, r *Request) error {
+	if q.rd != nil {
+		return q.rdmaSend(cid, r)
+	}
 	s := &q.slots[cid]
 	n := len(r.Buf)
 	inCapsule := q.inline(r)
@@ -341,7 +353,7 @@ func (q *Queue) send(cid uint16, r *Request) error {
 	s.rcvd, s.sent = 0, 0
 	var start int64
 	if !r.noTimeout {
-		start = time.Now().UnixNano()
+		start = nowNano()
 	}
 
 	q.waiting.Add(1)
@@ -385,7 +397,11 @@ func (q *Queue) fail(err error) {
 	q.failOnce.Do(func() {
 		q.err = err
 		close(q.dead)
-		q.nc.Close()
+		if q.rd != nil {
+			q.rd.qp.Disconnect() // the poll goroutine tears down
+		} else {
+			q.nc.Close()
+		}
 		if q.onDead != nil {
 			q.onDead(err)
 		}
@@ -419,9 +435,18 @@ func (q *Queue) recvLoop() {
 	q.wmu.Lock()
 	q.closed = true
 	q.wmu.Unlock()
+	q.drain(nil)
+}
+
+// drain delivers every request in flight with the queue's error, calling
+// each (if set) with its command id first. Called once the queue is closed.
+func (q *Queue) drain(each func(cid uint16)) {
 	for i := range q.slots {
 		s := &q.slots[i]
 		if r := s.req; r != nil {
+			if each != nil {
+				each(uint16(i))
+			}
 			s.req = nil
 			s.start.Store(0)
 			r.Err = q.err
@@ -429,6 +454,8 @@ func (q *Queue) recvLoop() {
 		}
 	}
 }
+
+func nowNano() int64 { return time.Now().UnixNano() }
 
 // recv reads PDUs until the connection fails.
 func (q *Queue) recv() error {

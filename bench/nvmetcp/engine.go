@@ -1,10 +1,11 @@
-// Package nvmetcp is the bench engine "nvme-tcp": flashpath's user-space
-// NVMe/TCP host (package initiator) driven asynchronously, one controller
-// and one I/O queue per job, addressed as
+// Package nvmetcp is the bench engines "nvme-tcp" and "nvme-rdma":
+// flashpath's user-space NVMe-oF host (package initiator) driven
+// asynchronously, one controller and one I/O queue per job, addressed as
 //
 //	--filename tcp://HOST:PORT/NQN/NSID   e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1
+//	--filename rdma://HOST:PORT/NQN/NSID  (nvme-rdma; the job's buffers are registered with the NIC)
 //
-// Engine options: hdr_digest=1, data_digest=1, hostnqn=NQN, and the host's
+// Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN, and the host's
 // reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none). As
 // fio over the kernel host, a job rides through a lost connection: the I/O
 // in flight waits for the reconnect and is sent again on the new queue.
@@ -22,14 +23,31 @@ import (
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/rdma"
 )
 
 func init() {
 	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
 	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest")
+	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
 }
 
-// Target is a parsed nvme-tcp filename.
+// provider is the RDMA provider of nvme-rdma jobs (tests swap in a fake).
+var provider = rdma.Verbs
+
+func openRDMA(cfg *bench.EngineConfig) (bench.Engine, error) {
+	t, err := parseFilename(cfg.Filename, "rdma")
+	if err != nil {
+		return nil, err
+	}
+	prov, err := provider()
+	if err != nil {
+		return nil, fmt.Errorf("nvme-rdma: %w", err)
+	}
+	return openTarget(cfg, t, prov)
+}
+
+// Target is a parsed nvme-tcp or nvme-rdma filename.
 type Target struct {
 	Addr string
 	NQN  string
@@ -37,20 +55,24 @@ type Target struct {
 }
 
 // ParseFilename parses tcp://HOST:PORT/NQN/NSID.
-func ParseFilename(s string) (Target, error) {
-	const want = "want tcp://HOST:PORT/NQN/NSID, e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1"
+func ParseFilename(s string) (Target, error) { return parseFilename(s, "tcp") }
+
+// parseFilename parses SCHEME://HOST:PORT/NQN/NSID.
+func parseFilename(s, scheme string) (Target, error) {
+	want := "want " + scheme + "://HOST:PORT/NQN/NSID, e.g. " + scheme + "://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1"
+	engine := "nvme-" + scheme
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "tcp" || u.Host == "" {
-		return Target{}, fmt.Errorf("nvme-tcp filename %q: %s", s, want)
+	if err != nil || u.Scheme != scheme || u.Host == "" {
+		return Target{}, fmt.Errorf("%s filename %q: %s", engine, s, want)
 	}
 	path := strings.Trim(u.Path, "/")
 	i := strings.LastIndex(path, "/")
 	if i <= 0 {
-		return Target{}, fmt.Errorf("nvme-tcp filename %q: %s", s, want)
+		return Target{}, fmt.Errorf("%s filename %q: %s", engine, s, want)
 	}
 	nsid, err := strconv.ParseUint(path[i+1:], 10, 32)
 	if err != nil || nsid == 0 {
-		return Target{}, fmt.Errorf("nvme-tcp filename %q: NSID %q is not a positive number; %s", s, path[i+1:], want)
+		return Target{}, fmt.Errorf("%s filename %q: NSID %q is not a positive number; %s", engine, s, path[i+1:], want)
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -60,6 +82,8 @@ func ParseFilename(s string) (Target, error) {
 }
 
 type engine struct {
+	prov   rdma.Provider // nvme-rdma
+	region rdma.Region   // the buffers, registered (nvme-rdma)
 	ns     *initiator.Namespace
 	ctrl   *initiator.Controller
 	q      *initiator.Queue
@@ -108,6 +132,12 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openTarget(cfg, t, nil)
+}
+
+// openTarget connects the job's controller: over NVMe/RDMA through prov,
+// else over NVMe/TCP.
+func openTarget(cfg *bench.EngineConfig, t Target, prov rdma.Provider) (bench.Engine, error) {
 	hd, err := boolOpt(cfg.Options, "hdr_digest")
 	if err != nil {
 		return nil, err
@@ -129,8 +159,12 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	if _, set := cfg.Options["ctrl_loss_tmo"]; set && lossTmo == 0 {
 		lossTmo = -1 // none: fail at once
 	}
+	addr := t.Addr
+	if prov != nil {
+		addr = "rdma://" + addr
+	}
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
-		Addr: t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
+		Addr: addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1), RDMA: prov,
 		ReconnectDelay: delay, CtrlLossTimeout: lossTmo,
 		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"]},
 	})
@@ -147,7 +181,7 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 		ctrl.Close()
 		return nil, errors.New("controller granted no I/O queue")
 	}
-	e := &engine{ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size(), fua: cfg.Job.Sync != bench.SyncNone}
+	e := &engine{prov: prov, ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size(), fua: cfg.Job.Sync != bench.SyncNone}
 	for bs := ns.BlockSize(); bs > 1; bs >>= 1 {
 		e.shift++
 	}
@@ -179,6 +213,14 @@ func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) {
 		return nil, err
 	}
 	e.mem = m
+	if e.prov != nil {
+		// Registered once: the controller reads and writes the buffers
+		// directly (no bounce copy).
+		if e.region, err = e.prov.Register(m.Mem()); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("nvme-rdma: register %d buffers: %w", n, err)
+		}
+	}
 	return m.Bufs, nil
 }
 
@@ -301,5 +343,8 @@ func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, erro
 
 func (e *engine) Close() error {
 	err := e.ctrl.Close()
+	if e.region != nil {
+		err = errors.Join(err, e.region.Close())
+	}
 	return errors.Join(err, e.mem.Close())
 }

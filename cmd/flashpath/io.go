@@ -72,7 +72,7 @@ func newIOCmd() *cobra.Command {
   flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo read --offset 0 --length 4KiB --out copy.bin`,
 	}
 	fl := cmd.PersistentFlags()
-	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT (port default 4420)")
+	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT or rdma://HOST:PORT (port default 4420)")
 	fl.StringVar(&f.nqn, "nqn", "", "subsystem NQN")
 	fl.Uint32Var(&f.nsid, "nsid", 1, "namespace ID")
 	fl.DurationVar(&f.reconnectDelay, "reconnect-delay", 2*time.Second, "wait between reconnect attempts after a lost connection")

@@ -113,16 +113,10 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 	}
 	for _, p := range ports {
 		host, svc := splitHostPort(p.addr)
-		engine := "nvme-tcp"
-		if p.trtype == "rdma" {
-			engine = "" // the user-space host speaks NVMe/TCP only so far
-		}
 		for _, ss := range cfg.Subsystems {
 			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.trtype, host, svc)
 			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s\n", p.trtype, host, svc, ss.NQN)
-			if engine != "" {
-				fmt.Fprintf(out, "  bench:    flashpath bench --ioengine %s --filename tcp://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", engine, host, svc, ss.NQN)
-			}
+			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.trtype, p.trtype, host, svc, ss.NQN)
 		}
 	}
 	if err := daemon.Notify("READY=1"); err != nil {

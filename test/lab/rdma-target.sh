@@ -5,7 +5,9 @@
 # Identify (keyed SGLs, in-capsule data size), data written and read back
 # through keyed SGLs (RDMA READ/WRITE) and in-capsule writes, fio verify at
 # QD 1 and 32 up to 1 MiB transfers, flush, a controller reset, then the
-# kernel's own nvmet-rdma target on the same rxe device measured beside ours.
+# kernel's own nvmet-rdma target on the same rxe device measured beside ours,
+# and flashpath's user-space NVMe/RDMA host (bench --ioengine nvme-rdma)
+# against both targets.
 # Run from the checkout: ../shared/lab/vm-run test/lab/rdma-target.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -158,3 +160,34 @@ for d in "$dev" "$kdev"; do
 	fp_jobs "ref-${d##*/}" fio "$FP_WORK/ref.fio"
 done
 echo "(the first line is flashpath's target, the second the kernel's nvmet-rdma; TCG numbers, for seeing both run)"
+
+# ------------------------------------------- flashpath's own NVMe/RDMA host
+fp_step "flashpath bench --ioengine nvme-rdma (the user-space host over verbs): verified writes and random reads, against flashpath's target and the kernel's"
+for t in "$addr:$FP_PORT/$NQN/2" "$addr:4421/$KNQN/1"; do
+	cat >"$FP_WORK/urdma.fio" <<EOF
+[global]
+ioengine=nvme-rdma
+filename=rdma://$t
+size=8m
+offset=16m
+stonewall
+[randwrite-verify-16k]
+rw=randwrite
+bs=16k
+iodepth=16
+verify=crc32c
+[write-verify-1m]
+rw=write
+bs=1m
+iodepth=4
+verify=crc32c
+[randread-4k-qd32]
+rw=randread
+bs=4k
+iodepth=32
+runtime=5
+time_based
+EOF
+	echo "  rdma://$t"
+	fp_jobs "bench-nvme-rdma" "$FP" bench "$FP_WORK/urdma.fio"
+done
