@@ -140,19 +140,12 @@ func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	tr, addr, err := SplitAddr(cfg.Addr, DefaultPort)
+	addr, err := cfg.transport(DefaultPort)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	if cfg.SubNQN == nvmeof.DiscoveryNQN {
 		return nil, fmt.Errorf("connect %s: %s is the discovery subsystem: use Discover or ConnectDiscovery", addr, cfg.SubNQN)
-	}
-	if tr == "rdma" && cfg.RDMA == nil {
-		if cfg.RDMA, err = rdma.Verbs(); err != nil {
-			return nil, fmt.Errorf("connect %s: %w", cfg.Addr, err)
-		}
-	} else if tr != "rdma" {
-		cfg.RDMA = nil
 	}
 	return connectController(ctx, cfg, addr)
 }
@@ -168,11 +161,29 @@ func ConnectDiscovery(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("connect discovery: %w", err)
 	}
-	addr, err := ParseAddr(cfg.Addr, DefaultDiscoveryPort)
+	addr, err := cfg.transport(DefaultDiscoveryPort)
 	if err != nil {
 		return nil, fmt.Errorf("connect discovery: %w", err)
 	}
 	return connectController(ctx, cfg, addr)
+}
+
+// transport parses cfg.Addr and, for rdma://, sets cfg.RDMA to the verbs
+// provider where none is given; it returns "host:port".
+func (cfg *Config) transport(defaultPort string) (string, error) {
+	tr, addr, err := SplitAddr(cfg.Addr, defaultPort)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case tr != "rdma":
+		cfg.RDMA = nil
+	case cfg.RDMA == nil:
+		if cfg.RDMA, err = rdma.Verbs(); err != nil {
+			return "", fmt.Errorf("%s: %w", cfg.Addr, err)
+		}
+	}
+	return addr, nil
 }
 
 func connectController(ctx context.Context, cfg Config, addr string) (*Controller, error) {

@@ -18,11 +18,12 @@ func Discover(ctx context.Context, addr string, opts Options) (nvmeof.DiscoveryL
 	if err := opts.setDefaults(); err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
 	}
-	a, err := ParseAddr(addr, DefaultDiscoveryPort)
+	cfg := Config{Addr: addr, SubNQN: nvmeof.DiscoveryNQN, Options: opts, CtrlLossTimeout: -1}
+	a, err := cfg.transport(DefaultDiscoveryPort)
 	if err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
 	}
-	c := newController(Config{SubNQN: nvmeof.DiscoveryNQN, Options: opts, CtrlLossTimeout: -1}, a)
+	c := newController(cfg, a)
 	// KATO 0: a one-shot discovery controller needs no keep-alive.
 	if err := c.connectAdmin(ctx, c.sess(), nvmeof.DiscoveryNQN, 0); err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)

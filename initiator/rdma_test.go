@@ -224,3 +224,28 @@ func TestRDMAAddressErrors(t *testing.T) {
 		t.Fatalf("digests over rdma: %v, want a refusal naming digests", err)
 	}
 }
+
+// TestRDMADiscovery: a persistent discovery connection over NVMe/RDMA
+// reads the log, which lists the RDMA port with its TSAS.
+func TestRDMADiscovery(t *testing.T) {
+	addr, prov, ln := rdmaTarget(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := ConnectDiscovery(ctx, Config{Addr: addr, RDMA: prov, CtrlLossTimeout: -1,
+		Options: Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	log, err := c.DiscoveryLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Entries) != 1 {
+		t.Fatalf("%d entries, want 1", len(log.Entries))
+	}
+	e := log.Entries[0]
+	if e.TrType != nvmeof.TrTypeRDMA || e.SubNQN != realNQN || e.TrAddr != ln.Addr().Addr().String() || e.RDMACMS != nvmeof.RDMACMSRDMACM {
+		t.Fatalf("entry %+v", e)
+	}
+}

@@ -47,10 +47,11 @@ func newDiscoverCmd() *cobra.Command {
 	var h hostFlags
 	var output string
 	cmd := &cobra.Command{
-		Use:   "discover tcp://HOST[:PORT]",
+		Use:   "discover tcp://HOST[:PORT] | rdma://HOST[:PORT]",
 		Short: "Read the discovery log of an NVMe/TCP discovery controller (like nvme discover)",
 		Example: `  flashpath discover tcp://127.0.0.1:4420
-  flashpath discover tcp://10.0.0.5:8009 --output json`,
+  flashpath discover tcp://10.0.0.5:8009 --output json
+  flashpath discover rdma://192.168.1.10:4420`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "normal" && output != "json" {

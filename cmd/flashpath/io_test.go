@@ -138,7 +138,7 @@ func TestIOCmdErrors(t *testing.T) {
 	if _, err := runCLI(t, nil, "io", "--nqn", "x", "identify"); err == nil || !strings.Contains(err.Error(), "--addr") {
 		t.Errorf("io without --addr: %v", err)
 	}
-	if _, err := runCLI(t, nil, "discover", "rdma://1.2.3.4"); err == nil || !strings.Contains(err.Error(), "tcp://") {
+	if _, err := runCLI(t, nil, "discover", "rdma://1.2.3.4"); err == nil || !strings.Contains(err.Error(), "RDMA unavailable") {
 		t.Errorf("discover rdma://: %v", err)
 	}
 }

@@ -185,8 +185,6 @@ func (c *Config) Validate() error {
 		f := fmt.Sprintf("discovery[%d]", i)
 		if _, _, _, err := splitAddress(d.Address, initiator.DefaultDiscoveryPort); err != nil {
 			errs = append(errs, fmt.Errorf("%s.address: %w", f, err))
-		} else if !strings.HasPrefix(d.Address, "tcp://") && strings.Contains(d.Address, "://") {
-			errs = append(errs, fmt.Errorf("%s.address %q: discovery runs over tcp:// only", f, d.Address))
 		}
 		errs = append(errs, d.ConnectOptions.validate(f))
 	}

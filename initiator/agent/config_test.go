@@ -30,7 +30,7 @@ func TestParseConfig(t *testing.T) {
 		{"connect: [{address: fc://h, nqn: nqn.x}]\n", `connect[0].address: "fc://h": transport "fc"`},
 		{"connect: [{address: tcp://h}]\n", "connect[0].nqn: missing"},
 		{"connect: [{address: tcp://h, nqn: nqn.x, ctrl_loss_tmo: -2}]\n", "connect[0].ctrl_loss_tmo -2"},
-		{"discovery: [{address: rdma://h}]\n", "discovery[0].address \"rdma://h\": discovery runs over tcp:// only"},
+		{"discovery: [{address: fc://h}]\n", `discovery[0].address: "fc://h": transport "fc"`},
 		{"discovery: [{address: tcp://h, nr_io_queues: -1}]\n", "discovery[0].nr_io_queues -1"},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: soon\n", "time: invalid duration"},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\nhostid: not-a-uuid\n", "hostid: host ID"},

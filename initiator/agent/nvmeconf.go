@@ -87,8 +87,8 @@ func parseConfLine(fields []string) (DiscoveryConfig, error) {
 	if tr == "" {
 		tr = "tcp"
 	}
-	if tr != "tcp" {
-		return d, fmt.Errorf("transport %s: flashpath reads discovery over tcp only (give the subsystems as connect entries)", tr)
+	if tr != "tcp" && tr != "rdma" {
+		return d, fmt.Errorf("transport %s: flashpath reads discovery over tcp and rdma only (give the subsystems as connect entries)", tr)
 	}
 	addr := vals["traddr"]
 	if addr == "" {
@@ -97,7 +97,7 @@ func parseConfLine(fields []string) (DiscoveryConfig, error) {
 	if strings.Contains(addr, ":") && !strings.HasPrefix(addr, "[") {
 		addr = "[" + addr + "]"
 	}
-	d.Address = "tcp://" + addr
+	d.Address = tr + "://" + addr
 	if s := vals["trsvcid"]; s != "" {
 		d.Address += ":" + s
 	}

@@ -12,13 +12,14 @@ func TestParseDiscoveryConf(t *testing.T) {
 --transport=tcp --traddr=10.0.0.5 --trsvcid=8009
   -t tcp -a 10.0.0.6 -s 4420 -i 4 -l -1 -g   # digests too
 --traddr=fe80::1 --nr-poll-queues=2 --reconnect-delay=5 --data-digest
+-t rdma -a 10.0.1.5
 
 `
 	ds, err := ParseDiscoveryConf([]byte(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 3 {
+	if len(ds) != 4 || ds[3].Address != "rdma://10.0.1.5" {
 		t.Fatalf("%d entries: %+v", len(ds), ds)
 	}
 	if ds[0].Address != "tcp://10.0.0.5:8009" || ds[1].Address != "tcp://10.0.0.6:4420" || ds[2].Address != "tcp://[fe80::1]" {
@@ -31,7 +32,7 @@ func TestParseDiscoveryConf(t *testing.T) {
 		t.Errorf("line 4 options %+v", ds[2].ConnectOptions)
 	}
 	for _, bad := range []struct{ line, want string }{
-		{"-t rdma -a 10.0.0.5", "tcp only"},
+		{"-t fc -a 10.0.0.5", "tcp and rdma only"},
 		{"--trsvcid=8009", "no --traddr"},
 		{"-a 10.0.0.5 -x 1", "unknown flag -x"},
 		{"-a 10.0.0.5 --hostnqn=nqn.x", "--hostnqn is not supported here"},
