@@ -425,7 +425,13 @@ func (q *Queue) deliver(r *Request) {
 // recvLoop owns the receive side of the connection.
 func (q *Queue) recvLoop() {
 	defer q.wg.Done()
-	err := q.recv()
+	q.ended(q.recv())
+	q.drain(nil)
+}
+
+// ended fails the queue with err, the error its receive side ended with,
+// and closes it to submissions.
+func (q *Queue) ended(err error) {
 	select {
 	case <-q.dead:
 	default:
@@ -435,7 +441,6 @@ func (q *Queue) recvLoop() {
 	q.wmu.Lock()
 	q.closed = true
 	q.wmu.Unlock()
-	q.drain(nil)
 }
 
 // drain delivers every request in flight with the queue's error, calling

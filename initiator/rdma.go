@@ -211,16 +211,7 @@ func (q *Queue) putBounce(cid uint16) {
 func (q *Queue) rdmaRecvLoop() {
 	defer q.wg.Done()
 	l := q.rd
-	err := q.rdmaPoll()
-	select {
-	case <-q.dead:
-	default:
-		q.log.Debug("queue failed", "err", err)
-	}
-	q.fail(err)
-	q.wmu.Lock()
-	q.closed = true
-	q.wmu.Unlock()
+	q.ended(q.rdmaPoll())
 	// After Close the device touches no buffer of the queue again.
 	l.qp.Close()
 	q.drain(func(cid uint16) { q.putBounce(cid) })

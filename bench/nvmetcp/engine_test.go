@@ -65,7 +65,8 @@ func TestEngineSyncFUA(t *testing.T) {
 	}
 }
 
-func startTargetWith(t *testing.T, be backend.Backend) string {
+// newTarget is a target whose subsystem nqn (any host) has be as namespace 1.
+func newTarget(t *testing.T, be backend.Backend) *target.Target {
 	t.Helper()
 	tgt := target.New(target.Options{})
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
@@ -75,6 +76,12 @@ func startTargetWith(t *testing.T, be backend.Backend) string {
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
+	return tgt
+}
+
+func startTargetWith(t *testing.T, be backend.Backend) string {
+	t.Helper()
+	tgt := newTarget(t, be)
 	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{})
 	if err != nil {
 		t.Fatal(err)

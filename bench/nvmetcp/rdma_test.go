@@ -8,7 +8,6 @@ import (
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/rdma"
 	"github.com/flashpath/flashpath/rdma/rdmatest"
-	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 	trdma "github.com/flashpath/flashpath/target/rdma"
 )
@@ -26,14 +25,7 @@ func startRDMATarget(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tgt := target.New(target.Options{})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
-		t.Fatal(err)
-	}
+	tgt := newTarget(t, be)
 	ln, err := trdma.Listen(tgt, "169.254.42.1:4420", trdma.Options{Provider: fab})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Guest script: the Linux kernel NVMe/RDMA host (nvme-rdma over soft-RoCE,
 # rxe) and nvme-cli against flashpath's target listening on rdma:// —
-# discovery (RDMA entries and their TSAS), connect with several I/O queues,
+# discovery (RDMA entries and their TSAS; flashpath discover rdma:// too), connect with several I/O queues,
 # Identify (keyed SGLs, in-capsule data size), data written and read back
 # through keyed SGLs (RDMA READ/WRITE) and in-capsule writes, fio verify at
 # QD 1 and 32 up to 1 MiB transfers, flush, a controller reset, then the
@@ -49,6 +49,10 @@ jq -c '.records[] | {trtype, traddr, trsvcid, subnqn}' "$FP_WORK/disc.json"
 [ "$(jq -r '[.records[] | select(.trtype == "tcp")] | length' "$FP_WORK/disc.json")" = 1 ] || lab_fail "discovery log lacks the tcp entry"
 grep -q 'rdma_qptype: connected' "$FP_WORK/disc.txt" || lab_fail "rdma entry: qptype is not 'connected'"
 grep -q 'rdma_cms:.*rdma-cm' "$FP_WORK/disc.txt" || lab_fail "rdma entry: cms is not rdma-cm"
+out=$(timeout 60 "$FP" discover "rdma://$addr:$FP_PORT" --output json) || lab_fail "flashpath discover rdma://"
+[ "$(echo "$out" | jq -r '[.records[] | select(.trtype == "rdma" and .subnqn == "'"$NQN"'" and .rdma_cms == "rdma-cm")] | length')" = 1 ] ||
+	{ echo "$out"; lab_fail "flashpath discover rdma:// lacks the rdma entry"; }
+echo "  flashpath discover rdma://$addr:$FP_PORT: the rdma entry, as nvme-cli reads it"
 fp_dmesg_clean discovery 'Removing ctrl: NQN'
 
 # ------------------------------------------------------------------ connect
