@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/flashpath/flashpath/internal/bufpool"
 	"github.com/flashpath/flashpath/nvmeof"
@@ -37,6 +38,7 @@ type rdmaLink struct {
 	nrsp   int
 	stride int
 	bounce []*bufpool.Buf // by slot: the bounce buffer of a request in flight
+	wrs    []rdma.WR      // by slot: its SEND while posted
 }
 
 // bouncePools holds one registered bounce pool per provider.
@@ -74,7 +76,7 @@ func dialRDMAQueue(ctx context.Context, prov rdma.Provider, p queueParams, icd i
 		icd = 0
 	}
 	l := &rdmaLink{pool: pool, nrsp: p.depth + 1, stride: (nvmeof.SQESize + icd + 63) &^ 63,
-		bounce: make([]*bufpool.Buf, p.depth)}
+		bounce: make([]*bufpool.Buf, p.depth), wrs: make([]rdma.WR, p.depth)}
 	size := l.nrsp*nvmeof.CQESize + p.depth*l.stride
 	size = (size + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
 	if l.mem, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
@@ -189,7 +191,11 @@ func (q *Queue) rdmaSend(cid uint16, r *Request) error {
 	}
 	s.req = r
 	s.start.Store(start)
-	err := l.qp.Post(rdma.WR{ID: uint64(cid), Op: rdma.OpSend, Local: b[:n], Signaled: true})
+	// The slot's work request: a slice made at the call would escape
+	// through the interface and allocate per command.
+	wr := &l.wrs[cid]
+	*wr = rdma.WR{ID: uint64(cid), Op: rdma.OpSend, Local: b[:n], Signaled: true}
+	err := l.qp.Post(unsafe.Slice(wr, 1)...)
 	q.wmu.Unlock()
 	if err != nil {
 		// r is registered: the poll goroutine delivers it with the error.

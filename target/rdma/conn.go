@@ -38,6 +38,10 @@ type slot struct {
 	rkey       uint32
 	invalidate bool
 	inCore     bool // between Execute and Complete; guarded by slotMu
+	// wrs holds the slot's work requests while they are posted: a
+	// variadic slice built at the call would escape through the
+	// interface and allocate per command.
+	wrs [2]fprdma.WR
 }
 
 // conn is one NVMe/RDMA queue pair.
@@ -368,8 +372,9 @@ func (c *conn) start(si, ri, n int) error {
 		return c.execute(s)
 	}
 	// Host to controller: fetch the data, run the command when it is here.
-	return c.qp.Post(fprdma.WR{ID: wrID(tagRead, si), Op: fprdma.OpRead, Local: r.Data,
-		RemoteAddr: s.remoteAddr, RKey: s.rkey, Signaled: true})
+	s.wrs[0] = fprdma.WR{ID: wrID(tagRead, si), Op: fprdma.OpRead, Local: r.Data,
+		RemoteAddr: s.remoteAddr, RKey: s.rkey, Signaled: true}
+	return c.qp.Post(s.wrs[:1]...)
 }
 
 func (c *conn) execute(s *slot) error {
@@ -444,10 +449,13 @@ func (c *conn) send(s *slot) error {
 	}
 	sendWR := fprdma.WR{ID: wrID(tagSend, r.Slot), Op: op, Local: rsp, RKey: key, Signaled: true}
 	if r.Status().OK() && r.Direction() == target.DirC2H && len(r.Data) > 0 && r.Buf != nil {
-		return c.qp.Post(fprdma.WR{ID: wrID(tagWrite, r.Slot), Op: fprdma.OpWrite, Local: r.Data,
-			RemoteAddr: s.remoteAddr, RKey: s.rkey}, sendWR)
+		s.wrs[0] = fprdma.WR{ID: wrID(tagWrite, r.Slot), Op: fprdma.OpWrite, Local: r.Data,
+			RemoteAddr: s.remoteAddr, RKey: s.rkey}
+		s.wrs[1] = sendWR
+		return c.qp.Post(s.wrs[:2]...)
 	}
-	return c.qp.Post(sendWR)
+	s.wrs[0] = sendWR
+	return c.qp.Post(s.wrs[:1]...)
 }
 
 func (c *conn) putBuf(s *slot) {
