@@ -175,3 +175,14 @@ func TestStartFailsCleanly(t *testing.T) {
 		t.Fatalf("Start = %v, want an error naming the backend field", err)
 	}
 }
+
+// TestDeployConfigParses: the example shipped in deploy/ stays valid.
+func TestDeployConfigParses(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/target.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse(b); err != nil {
+		t.Fatalf("deploy/target.yaml: %v", err)
+	}
+}
