@@ -113,8 +113,10 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 	if c.mem, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
 		return reject(nvmeof.RDMACMNoResources, "map %d bytes of queue buffers: %v", size, err)
 	}
+	mappedQueues.Add(1)
 	if c.region, err = l.prov.Register(c.mem); err != nil {
 		unix.Munmap(c.mem)
+		mappedQueues.Add(-1)
 		return reject(nvmeof.RDMACMNoResources, "register queue buffers: %v", err)
 	}
 	c.slots = make([]slot, nslots)
@@ -144,6 +146,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 	if err != nil {
 		c.region.Close()
 		unix.Munmap(c.mem)
+		mappedQueues.Add(-1)
 		return reject(nvmeof.RDMACMNoResources, "accept: %v", err)
 	}
 	c.log.Debug("connected", "depth", depth, "hrqsize", cm.HRQSize)
@@ -187,9 +190,16 @@ func (c *conn) serve() {
 	c.slotMu.Lock()
 	c.torn = true
 	for i := range c.slots {
+		s := &c.slots[i]
+		if s.inCore && c.qid == 0 && s.Cmd.Opcode() == nvmeof.AdminAsyncEvent {
+			// The controller went with its admin queue (Closed above) and
+			// dropped its outstanding Asynchronous Event Requests: they
+			// never complete, so nothing holds these slots any more.
+			s.inCore = false
+		}
 		// A slot in the core keeps its buffer: the backend may still be
 		// reading into it; its Complete returns it to the pool.
-		if s := &c.slots[i]; !s.inCore {
+		if !s.inCore {
 			c.putBuf(s)
 		}
 	}
@@ -211,7 +221,12 @@ func (c *conn) unmapIfIdleLocked() {
 	}
 	unix.Munmap(c.mem)
 	c.mem = nil
+	mappedQueues.Add(-1)
 }
+
+// mappedQueues counts the queues whose buffers are mapped (tests check
+// that teardown unmaps them all).
+var mappedQueues atomic.Int64
 
 func (c *conn) run() error {
 	var comps [32]fprdma.Completion

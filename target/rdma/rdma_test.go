@@ -283,3 +283,35 @@ func TestDisconnectDeletesController(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTeardownUnmapsQueues: every connection's buffers are unmapped when it
+// ends, the admin queue's too while Asynchronous Event Requests (which the
+// deleted controller never completes) were outstanding.
+func TestTeardownUnmapsQueues(t *testing.T) {
+	before := mappedQueues.Load()
+	tt := startTarget(t)
+	a, cntlid := tt.controller(t)
+	q := tt.ioQueue(t, cntlid, 1, 16)
+	for i := range 4 {
+		var aer cmd
+		aer.sqe.SetOpcode(nvmeof.AdminAsyncEvent)
+		a.submit(&aer, uint16(10+i))
+	}
+	var w cmd = rw(nvmeof.NVMWrite, 0, 8)
+	w.inline = make([]byte, 4096)
+	ok(t, "write", q.exec(&w))
+	if n := mappedQueues.Load() - before; n != 2 {
+		t.Fatalf("%d queues mapped, want 2", n)
+	}
+	a.qp.Disconnect()
+	if _, _, err := q.next(); !isDown(err) {
+		t.Fatalf("I/O queue after the admin queue went: %v", err)
+	}
+	// Shutdown waits for the connection goroutines, whose teardown unmaps.
+	if err := tt.ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := mappedQueues.Load() - before; n != 0 {
+		t.Fatalf("%d queues still mapped after their connections ended", n)
+	}
+}
