@@ -190,9 +190,15 @@ func SplitAddr(addr, defaultPort string) (transport, hostport string, err error)
 			a = "[" + a + "]"
 		}
 		a = net.JoinHostPort(strings.Trim(a, "[]"), defaultPort)
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return "", "", fmt.Errorf("address %q: %w", addr, err)
-		}
+	}
+	host, _, err := net.SplitHostPort(a)
+	switch {
+	case err != nil:
+		return "", "", fmt.Errorf("address %q: %w", addr, err)
+	case host == "":
+		return "", "", fmt.Errorf("address %q: no host", addr)
+	case strings.ContainsAny(host, "/[]"):
+		return "", "", fmt.Errorf("address %q: bad host %q", addr, host)
 	}
 	return transport, a, nil
 }

@@ -50,3 +50,22 @@ func TestBadDataDigestFake(t *testing.T) {
 		t.Fatalf("Connect with corrupted data digests: %v, want a data digest error", err)
 	}
 }
+
+func TestSplitAddr(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"rdma://169.254.42.1":   {"rdma", "169.254.42.1:4420"},
+		"rdma://[fe80::1]:4421": {"rdma", "[fe80::1]:4421"},
+		"tcp://10.0.0.5:8009/":  {"tcp", "10.0.0.5:8009"},
+		"host.example.com":      {"tcp", "host.example.com:4420"},
+	} {
+		tr, a, err := SplitAddr(in, DefaultPort)
+		if err != nil || tr != want[0] || a != want[1] {
+			t.Errorf("SplitAddr(%q) = %q %q %v; want %q", in, tr, a, err, want)
+		}
+	}
+	for _, bad := range []string{"", "rdma://", "tcp://:4420", "fc://h", "tcp://a/b"} {
+		if _, _, err := SplitAddr(bad, DefaultPort); err == nil {
+			t.Errorf("SplitAddr(%q) succeeded", bad)
+		}
+	}
+}

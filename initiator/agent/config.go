@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
@@ -220,29 +219,10 @@ func (o ConnectOptions) validate(field string) error {
 // splitAddress parses "tcp://host[:port]" (tcp:// is the default scheme)
 // into the kernel's transport, traddr and trsvcid.
 func splitAddress(a, defaultPort string) (transport, host, port string, err error) {
-	transport = "tcp"
-	rest := a
-	if scheme, r, ok := strings.Cut(a, "://"); ok {
-		transport, rest = scheme, r
-	}
-	switch transport {
-	case "tcp", "rdma":
-	default:
-		return "", "", "", fmt.Errorf("%q: transport %q: want tcp:// or rdma://", a, transport)
-	}
-	if rest == "" {
-		return "", "", "", fmt.Errorf("%q: no host", a)
-	}
-	host, port, err = net.SplitHostPort(rest)
+	transport, hostport, err := initiator.SplitAddr(a, defaultPort)
 	if err != nil {
-		// No port: the whole rest is the host ("10.0.0.5", "[fe80::1]").
-		host, port = strings.Trim(rest, "[]"), defaultPort
-		if strings.ContainsAny(host, "[]/") {
-			return "", "", "", fmt.Errorf("%q: bad host", a)
-		}
+		return "", "", "", err
 	}
-	if host == "" {
-		return "", "", "", fmt.Errorf("%q: no host", a)
-	}
-	return transport, host, port, nil
+	host, port, err = net.SplitHostPort(hostport)
+	return transport, host, port, err
 }

@@ -27,10 +27,10 @@ func TestParseConfig(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"interval: 1s\n", "nothing to connect"},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\nintervall: 1s\n", `unknown field "intervall"`},
-		{"connect: [{address: fc://h, nqn: nqn.x}]\n", `connect[0].address: "fc://h": transport "fc"`},
+		{"connect: [{address: fc://h, nqn: nqn.x}]\n", `connect[0].address: address "fc://h": transport "fc" not supported`},
 		{"connect: [{address: tcp://h}]\n", "connect[0].nqn: missing"},
 		{"connect: [{address: tcp://h, nqn: nqn.x, ctrl_loss_tmo: -2}]\n", "connect[0].ctrl_loss_tmo -2"},
-		{"discovery: [{address: fc://h}]\n", `discovery[0].address: "fc://h": transport "fc"`},
+		{"discovery: [{address: fc://h}]\n", `discovery[0].address: address "fc://h": transport "fc" not supported`},
 		{"discovery: [{address: tcp://h, nr_io_queues: -1}]\n", "discovery[0].nr_io_queues -1"},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: soon\n", "time: invalid duration"},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\nhostid: not-a-uuid\n", "hostid: host ID"},
