@@ -185,10 +185,12 @@ type Zone struct{ Access, Range float64 }
 // Job is one fio job after [global] inheritance and sweep expansion: plain
 // values, validated, fio's units already applied.
 type Job struct {
-	Name    string
-	GroupID int // reporting group (a sweep point or a stonewall)
-	RW      RW
-	BS      [numDirs]int // block size per direction (fio bs=read,write); with bssplit, the smallest
+	Name string
+	// Description is fio's description= (free text; the reports carry it).
+	Description string
+	GroupID     int // reporting group (a sweep point or a stonewall)
+	RW          RW
+	BS          [numDirs]int // block size per direction (fio bs=read,write); with bssplit, the smallest
 	// BSSplit is fio's bssplit per direction: each I/O draws its block
 	// size by these weights (nil: BS); offsets stay on the grid of the
 	// smallest, BS.
@@ -361,7 +363,7 @@ type optionSpec struct {
 
 var optionSpecs = []optionSpec{
 	{name: "name", help: "job name", set: func(j *Job, v string) error { j.Name = v; return nil }},
-	{name: "description", help: "free text, ignored", set: func(*Job, string) error { return nil }},
+	{name: "description", help: "free text, carried into the reports", set: func(j *Job, v string) error { j.Description = v; return nil }},
 	{name: "rw", help: "read|write|randread|randwrite|rw|randrw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
 	{name: "readwrite", help: "alias of rw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
 	{name: "bs", help: "block size, or read,write block sizes (4k, 128k)", set: setBS},

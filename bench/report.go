@@ -56,6 +56,7 @@ type fioJob struct {
 	LatencyTarget     int         `json:"latency_target"`
 	LatencyPercentile float64     `json:"latency_percentile"`
 	LatencyWindow     int         `json:"latency_window"`
+	Desc              string      `json:"desc,omitempty"`
 	Flashpath         fpJobFields `json:"flashpath"`
 }
 
@@ -305,6 +306,7 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		Ctx:               g.ProcCtx,
 		LatencyDepth:      j.IODepth,
 		LatencyPercentile: 100,
+		Desc:              j.Description,
 	}
 	// unified_rw_reporting: mixed replaces read, write and trim by their
 	// sum; both adds the sum after them (fio's stat.c).

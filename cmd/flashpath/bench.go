@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,8 @@ func init() { register(newBenchCmd) }
 // benchFlags are the flags that are not fio job options.
 type benchFlags struct {
 	outputFormat string
+	minimal      bool
+	terseVersion int
 	output       string
 	jsonOutput   string
 	eta          string
@@ -49,7 +52,9 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json or table (one row per group), comma-separated")
+	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, terse (fio's semicolon-separated lines) or table (one row per group), comma-separated")
+	fl.BoolVar(&bf.minimal, "minimal", false, "terse output (fio's --minimal: --output-format=terse)")
+	fl.IntVar(&bf.terseVersion, "terse-version", 3, "terse format version: 3, 4 (adds trim) or 5")
 	fl.StringVar(&bf.jsonOutput, "json-output", "", "also write the JSON report to this file")
 	fl.StringVar(&bf.output, "output", "", "write the report to this file instead of stdout")
 	fl.StringVar(&bf.eta, "eta", "auto", "live progress line: auto (on a terminal), always, never")
@@ -127,6 +132,22 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 		}
 		return nil
 	}
+	format := bf.outputFormat
+	if bf.minimal {
+		format = "terse"
+	}
+	// Checked before the run, not after it.
+	for _, f := range strings.Split(format, ",") {
+		switch strings.TrimSpace(f) {
+		case "normal", "json", "json+", "table":
+		case "terse":
+			if !slices.Contains(bench.TerseVersions, bf.terseVersion) {
+				return fmt.Errorf("flag --terse-version: want 3, 4 or 5, got %d", bf.terseVersion)
+			}
+		default:
+			return fmt.Errorf("flag --output-format: want normal, json, terse or table, got %q", f)
+		}
+	}
 	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID, Notes: os.Stderr}
 	switch bf.eta {
 	case "always":
@@ -156,17 +177,19 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 			return err
 		}
 	}
-	for _, f := range strings.Split(bf.outputFormat, ",") {
+	for _, f := range strings.Split(format, ",") {
 		var err error
 		switch strings.TrimSpace(f) {
 		case "normal":
 			err = rep.WriteText(out)
 		case "json", "json+":
 			err = rep.WriteJSON(out)
+		case "terse":
+			err = rep.WriteTerse(out, bf.terseVersion)
 		case "table":
 			err = rep.WriteTable(out)
 		default:
-			return fmt.Errorf("flag --output-format: want normal, json or table, got %q", f)
+			return fmt.Errorf("flag --output-format: want normal, json, terse or table, got %q", f)
 		}
 		if err != nil {
 			return err
