@@ -182,10 +182,23 @@ type BSWeight struct {
 // the next RANGE percent of the blocks.
 type Zone struct{ Access, Range float64 }
 
+// ContinueOn is fio's continue_on_error: which errors a job counts and
+// goes on after, instead of stopping.
+type ContinueOn uint8
+
+// Error classes of continue_on_error (trims count as writes).
+const (
+	ContinueRead ContinueOn = 1 << iota
+	ContinueWrite
+	ContinueVerify
+)
+
 // Job is one fio job after [global] inheritance and sweep expansion: plain
 // values, validated, fio's units already applied.
 type Job struct {
 	Name string
+	// ContinueOnError lists the errors that are counted, not fatal.
+	ContinueOnError ContinueOn
 	// Description is fio's description= (free text; the reports carry it).
 	Description string
 	GroupID     int // reporting group (a sweep point or a stonewall)
@@ -381,6 +394,15 @@ var optionSpecs = []optionSpec{
 	{name: "openfiles", help: "accepted; every file of the job stays open", set: func(j *Job, v string) error { _, err := parseInt(v, 1, 1<<20); return err }},
 	{name: "offset_increment", help: "clone i starts at offset + i*offset_increment (numjobs over parts of one device)", set: sizeSetter(func(j *Job) *int64 { return &j.OffsetIncrement })},
 	{name: "number_ios", help: "end a clone after this many I/Os (unless size or runtime ends it first)", set: sizeSetter(func(j *Job) *int64 { return &j.NumberIOs })},
+	{name: "continue_on_error", help: "keep going after I/O or verify errors, counting them: none, read, write, io, verify, all (1 = all)", set: func(j *Job, v string) error {
+		m, ok := map[string]ContinueOn{"none": 0, "0": 0, "read": ContinueRead, "write": ContinueWrite, "io": ContinueRead | ContinueWrite,
+			"verify": ContinueVerify, "all": ContinueRead | ContinueWrite | ContinueVerify, "1": ContinueRead | ContinueWrite | ContinueVerify}[v]
+		if !ok {
+			return fmt.Errorf("want none, read, write, io, verify or all")
+		}
+		j.ContinueOnError = m
+		return nil
+	}},
 	{name: "exitall", help: "when this job finishes, end the other jobs of its group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ExitAll })},
 	{name: "runtime", help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "timeout", help: "alias of runtime", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},

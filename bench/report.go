@@ -56,6 +56,8 @@ type fioJob struct {
 	LatencyTarget     int         `json:"latency_target"`
 	LatencyPercentile float64     `json:"latency_percentile"`
 	LatencyWindow     int         `json:"latency_window"`
+	TotalErr          *uint64     `json:"total_err,omitempty"`   // continue_on_error set
+	FirstError        *int        `json:"first_error,omitempty"` // continue_on_error set
 	Desc              string      `json:"desc,omitempty"`
 	Flashpath         fpJobFields `json:"flashpath"`
 }
@@ -307,6 +309,10 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		LatencyDepth:      j.IODepth,
 		LatencyPercentile: 100,
 		Desc:              j.Description,
+	}
+	if j.ContinueOnError != 0 {
+		te, fe := jr.TotalErr, errno(jr.FirstErr)
+		out.TotalErr, out.FirstError = &te, &fe
 	}
 	// unified_rw_reporting: mixed replaces read, write and trim by their
 	// sum; both adds the sum after them (fio's stat.c).

@@ -42,6 +42,10 @@ type JobResult struct {
 	DepthHist [depthLevels]uint64
 	Syncs     Histogram // fsync/fdatasync latency (fio's "sync")
 	Err       error
+	// TotalErr and FirstErr are the errors continue_on_error counted
+	// (fio's total_err, first_error).
+	TotalErr uint64
+	FirstErr error
 }
 
 // GroupResult is one reporting group: its jobs ran concurrently.
@@ -202,6 +206,7 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 		r.Usr, r.Sys = w.usr, w.sys
 		r.DepthHist = w.depthHist
 		r.Syncs = w.syncs
+		r.TotalErr, r.FirstErr = w.totalErr, w.firstErr
 		r.Err = errors.Join(setupErr[i], runErr[i])
 		if cerr := w.close(); cerr != nil {
 			r.Err = errors.Join(r.Err, fmt.Errorf("close: %w", cerr))
@@ -264,6 +269,10 @@ func (g *GroupResult) Grouped() *JobResult {
 		}
 		out.Syncs.Merge(&r.Syncs)
 		out.Err = errors.Join(out.Err, r.Err)
+		out.TotalErr += r.TotalErr
+		if out.FirstErr == nil {
+			out.FirstErr = r.FirstErr
+		}
 	}
 	return out
 }

@@ -18,7 +18,8 @@ var TerseVersions = []int{3, 4, 5}
 // latency percentiles, total latency, bandwidth min/max/share/mean/stddev
 // (version 5 adds the bandwidth sample count and IOPS statistics); then
 // CPU, I/O depth distribution and latency buckets (µs, ms). flashpath has no
-// disk utilization statistics, so the optional fields after them are absent.
+// disk utilization statistics; with continue_on_error the error count and
+// first error follow, then the description if set.
 func (r *Report) WriteTerse(w io.Writer, version int) error {
 	ok := false
 	for _, v := range TerseVersions {
@@ -62,6 +63,9 @@ func (r *Report) WriteTerse(w io.Writer, version int) error {
 		}
 		for _, e := range j.LatencyMs {
 			fmt.Fprintf(&b, ";%3.2f%%", e.v)
+		}
+		if j.TotalErr != nil {
+			fmt.Fprintf(&b, ";%d;%d", *j.TotalErr, *j.FirstError)
 		}
 		if j.Desc != "" {
 			fmt.Fprintf(&b, ";%s", j.Desc)

@@ -110,6 +110,8 @@ type worker struct {
 	vnext     uint64
 	verr      *VerifyError
 	ioErr     error
+	totalErr  uint64 // errors counted under continue_on_error
+	firstErr  error  // the first of them
 
 	stats     [numDirs]DirStats
 	inflight  int
@@ -744,12 +746,19 @@ func (w *worker) complete(io *IO, t int64) {
 	d := io.Op.dir()
 	w.free = append(w.free, io)
 	if io.Err != nil || io.Res != io.Len {
-		if w.ioErr == nil {
-			err := io.Err
-			if err == nil {
-				err = fmt.Errorf("short %s: %d of %d bytes", d, io.Res, io.Len)
-			}
-			w.ioErr = fmt.Errorf("%s at offset %d, length %d: %w", d, io.Offset, io.Len, err)
+		err := io.Err
+		if err == nil {
+			err = fmt.Errorf("short %s: %d of %d bytes", d, io.Res, io.Len)
+		}
+		err = fmt.Errorf("%s at offset %d, length %d: %w", d, io.Offset, io.Len, err)
+		class := ContinueWrite
+		if d == DirRead {
+			class = ContinueRead
+		}
+		if w.job.ContinueOnError&class != 0 {
+			w.countError(err)
+		} else if w.ioErr == nil {
+			w.ioErr = err
 		}
 		return
 	}
@@ -793,8 +802,21 @@ func (w *worker) complete(io *IO, t int64) {
 	} else {
 		verr = checkVerify(b[:io.Len], io.Offset)
 	}
+	if verr != nil && w.job.ContinueOnError&ContinueVerify != 0 {
+		w.countError(verr)
+		return
+	}
 	if verr != nil && (w.verr == nil || verr.Offset < w.verr.Offset) {
 		w.verr = verr
+	}
+}
+
+// countError records an error continue_on_error lets the job go on after:
+// the count, and the first one (fio's total_err and first_error).
+func (w *worker) countError(err error) {
+	w.totalErr++
+	if w.firstErr == nil {
+		w.firstErr = err
 	}
 }
 
