@@ -146,8 +146,23 @@ st=$(fp_wait_state "$ctrl" live 60) || lab_fail "$ctrl did not come back after a
 [ "$(dd if="$dev" bs=1M count=48 iflag=direct status=none | md5sum)" = "$before" ] || lab_fail "data differs after the reset"
 fp_dmesg_new
 fp_dmesg_clean reset 'resetting controller|Removing ctrl|reset'
-fp_disconnect "$NQN"
 ! grep -E 'level=(WARN|ERROR)' "$FP_TGT_LOG" | grep -v 'closing connection' || lab_fail "the target logged warnings"
+
+# ----------------------------------------------------------- target restart
+fp_step "target restart (SIGTERM, start again) under a connected host: it reconnects over rdma, the file namespace's data intact"
+fp_dmesg_mark
+head -c 4M /dev/urandom >"$FP_WORK/pat4m"
+dd if="$FP_WORK/pat4m" of="$dev2" bs=1M oflag=direct status=none
+timeout 30 nvme flush "$dev2" -n 2 || lab_fail "flush before the restart"
+fp_target_stop TERM
+fp_target_start "$FP_WORK/target.yaml"
+st=$(fp_wait_state "$ctrl" live 90) || lab_fail "$ctrl did not reconnect after the target restarted: $st"
+cmp <(dd if="$dev2" bs=1M count=4 iflag=direct status=none) "$FP_WORK/pat4m" || lab_fail "file namespace data differs after the restart"
+fp_dmesg_new | grep -E "Successfully reconnected|reconnect" | tail -n 2
+# The host logs its lost connection and the reconnect attempts: only kernel
+# warnings and oopses fail here.
+fp_dmesg_clean restart 'nvme'
+fp_disconnect "$NQN"
 
 # ---------------------------------------------- the kernel target, same rxe
 fp_step "reference: the kernel's nvmet-rdma on the same rxe device, same fio random reads"
