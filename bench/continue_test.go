@@ -53,7 +53,7 @@ func TestContinueOnError(t *testing.T) {
 		if jr.Dir[DirRead].IOs != 56 {
 			t.Fatalf("continue_on_error=%s: %d reads counted, want the 56 that worked", v, jr.Dir[DirRead].IOs)
 		}
-		j := rep.jsonDoc().Jobs[0]
+		j := rep.jsonDoc(false).Jobs[0]
 		if j.TotalErr == nil || *j.TotalErr != 8 || *j.FirstError != int(syscall.EIO) {
 			t.Fatalf("JSON total_err/first_error %v %v", j.TotalErr, j.FirstError)
 		}

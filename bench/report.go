@@ -95,6 +95,9 @@ type fioLat struct {
 	Stddev     float64    `json:"stddev"`
 	N          uint64     `json:"N"`
 	Percentile *orderedKV `json:"percentile,omitempty"`
+	// Bins (json+ only): count per histogram bucket, keyed by the
+	// bucket's middle value in ns, nonzero buckets only, as fio's json+.
+	Bins *orderedKV `json:"bins,omitempty"`
 }
 
 type fioSync struct {
@@ -151,7 +154,7 @@ func (o orderedKV) MarshalJSON() ([]byte, error) {
 }
 
 // latJSON is fio's latency object, with the percentiles pcts (none: nil).
-func latJSON(h *Histogram, pcts []float64) fioLat {
+func latJSON(h *Histogram, pcts []float64, plus bool) fioLat {
 	l := fioLat{Min: h.Min(), Max: h.Max(), Mean: round6(h.Mean()), Stddev: round6(h.Stddev()), N: h.Count()}
 	if pcts != nil {
 		p := orderedKV{}
@@ -159,6 +162,16 @@ func latJSON(h *Histogram, pcts []float64) fioLat {
 			p = append(p, kv{strconv.FormatFloat(q, 'f', 6, 64), h.Percentile(q)})
 		}
 		l.Percentile = &p
+		if plus {
+			bins := orderedKV{}
+			for i, c := range h.counts {
+				if c != 0 {
+					lo, width := histRange(i)
+					bins = append(bins, kv{strconv.FormatUint(lo+width/2, 10), c})
+				}
+			}
+			l.Bins = &bins
+		}
 	}
 	return l
 }
@@ -186,7 +199,7 @@ func (jr *JobResult) mixed() DirStats {
 	return m
 }
 
-func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64) *fioDir {
+func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64, plus bool) *fioDir {
 	ms := runtime.Milliseconds()
 	secs := runtime.Seconds()
 	out := fioDir{IOBytes: d.Bytes, IOKBytes: d.Bytes / 1024, Runtime: ms, TotalIOs: d.IOs, ShortIOs: d.Short}
@@ -196,9 +209,9 @@ func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64) *fioDi
 		out.IOPS = round6(float64(d.IOs) / secs)
 	}
 	slat := Histogram{n: d.slat.n, min: d.slat.min, max: d.slat.max, sum: d.slat.sum, sumSq: d.slat.sumSq}
-	out.SlatNs = latJSON(&slat, nil)
-	out.ClatNs = latJSON(&d.Clat, j.percentiles(j.ClatPct))
-	out.LatNs = latJSON(&d.Lat, j.percentiles(j.LatPct))
+	out.SlatNs = latJSON(&slat, nil, false)
+	out.ClatNs = latJSON(&d.Clat, j.percentiles(j.ClatPct), plus)
+	out.LatNs = latJSON(&d.Lat, j.percentiles(j.LatPct), plus)
 	if groupBW > 0 {
 		out.BWAgg = round6(100 * float64(out.BW) / groupBW)
 	}
@@ -266,7 +279,7 @@ func (g *GroupResult) results() []*JobResult {
 	return g.Jobs
 }
 
-func (r *Report) jsonDoc() fioDoc {
+func (r *Report) jsonDoc(plus bool) fioDoc {
 	doc := fioDoc{
 		FioVersion:  Version,
 		Timestamp:   r.Start.Unix(),
@@ -283,13 +296,13 @@ func (r *Report) jsonDoc() fioDoc {
 			}
 		}
 		for _, jr := range g.results() {
-			doc.Jobs = append(doc.Jobs, jobJSON(g, jr, groupBW))
+			doc.Jobs = append(doc.Jobs, jobJSON(g, jr, groupBW, plus))
 		}
 	}
 	return doc
 }
 
-func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
+func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64, plus bool) fioJob {
 	j := jr.Job
 	opts := orderedKV{}
 	for _, o := range j.Options {
@@ -301,7 +314,7 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 		Error:             errno(jr.Err),
 		Elapsed:           int64(math.Ceil(g.Elapsed.Seconds())),
 		JobOptions:        opts,
-		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(jr.Syncs.Count() > 0)), TotalIOs: jr.Syncs.Count()},
+		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(jr.Syncs.Count() > 0), plus), TotalIOs: jr.Syncs.Count()},
 		JobRuntime:        jr.Runtime.Milliseconds(),
 		UsrCPU:            pct(jr.Usr, jr.Runtime*time.Duration(jr.Clones)),
 		SysCPU:            pct(jr.Sys, jr.Runtime*time.Duration(jr.Clones)),
@@ -317,13 +330,13 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64) fioJob {
 	// unified_rw_reporting: mixed replaces read, write and trim by their
 	// sum; both adds the sum after them (fio's stat.c).
 	if j.Unified != UnifiedMixed {
-		out.Read = dirJSON(&jr.Dir[DirRead], j, jr.Runtime, groupBW[DirRead])
-		out.Write = dirJSON(&jr.Dir[DirWrite], j, jr.Runtime, groupBW[DirWrite])
-		out.Trim = dirJSON(&jr.Dir[DirTrim], j, jr.Runtime, groupBW[DirTrim])
+		out.Read = dirJSON(&jr.Dir[DirRead], j, jr.Runtime, groupBW[DirRead], plus)
+		out.Write = dirJSON(&jr.Dir[DirWrite], j, jr.Runtime, groupBW[DirWrite], plus)
+		out.Trim = dirJSON(&jr.Dir[DirTrim], j, jr.Runtime, groupBW[DirTrim], plus)
 	}
 	if j.Unified != UnifiedNone {
 		mixed := jr.mixed()
-		out.Mixed = dirJSON(&mixed, j, jr.Runtime, groupBW[DirRead]+groupBW[DirWrite]+groupBW[DirTrim])
+		out.Mixed = dirJSON(&mixed, j, jr.Runtime, groupBW[DirRead]+groupBW[DirWrite]+groupBW[DirTrim], plus)
 	}
 	var total uint64
 	for _, c := range jr.DepthHist {
@@ -395,8 +408,14 @@ func latencyBuckets(h *Histogram, scale float64, bounds []string, last bool) ord
 }
 
 // WriteJSON writes the report as fio's --output-format=json.
-func (r *Report) WriteJSON(w io.Writer) error {
-	b, err := json.MarshalIndent(r.jsonDoc(), "", "  ")
+func (r *Report) WriteJSON(w io.Writer) error { return r.writeJSON(w, false) }
+
+// WriteJSONPlus writes fio's --output-format=json+: the JSON report with
+// each latency's histogram buckets ("bins") where percentiles are reported.
+func (r *Report) WriteJSONPlus(w io.Writer) error { return r.writeJSON(w, true) }
+
+func (r *Report) writeJSON(w io.Writer, plus bool) error {
+	b, err := json.MarshalIndent(r.jsonDoc(plus), "", "  ")
 	if err != nil {
 		return err
 	}

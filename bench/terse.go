@@ -29,7 +29,7 @@ func (r *Report) WriteTerse(w io.Writer, version int) error {
 		return fmt.Errorf("terse version %d: want 3, 4 or 5", version)
 	}
 	var b strings.Builder
-	for _, j := range r.jsonDoc().Jobs {
+	for _, j := range r.jsonDoc(false).Jobs {
 		fmt.Fprintf(&b, "%d;%s;%s;%d;%d", version, Version, j.JobName, j.GroupID, j.Error)
 		switch {
 		case j.Mixed != nil && j.Read == nil: // unified_rw_reporting=mixed

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +15,7 @@ func TestTerse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := rep.jsonDoc()
+	doc := rep.jsonDoc(false)
 	j := doc.Jobs[0]
 	for _, tc := range []struct{ version, fields int }{
 		// 5 general, 41 per direction (read, write; trim from 4; 47 in 5),
@@ -73,5 +74,48 @@ func TestTerse(t *testing.T) {
 	}
 	if err := rep.WriteTerse(&strings.Builder{}, 2); err == nil {
 		t.Error("terse version 2 accepted")
+	}
+}
+
+// TestJSONPlusBins: json+ adds each reported latency's histogram buckets,
+// and their counts add up to the I/Os.
+func TestJSONPlusBins(t *testing.T) {
+	rep, err := runJobs(t, opts("ioengine=null", "rw=randread", "bs=4k", "size=4m", "iodepth=4")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain, plus strings.Builder
+	if err := rep.WriteJSON(&plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSONPlus(&plus); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), `"bins"`) {
+		t.Fatal("json has bins")
+	}
+	var doc struct {
+		Jobs []struct {
+			Read struct {
+				TotalIOs uint64 `json:"total_ios"`
+				ClatNs   struct {
+					Bins map[string]uint64 `json:"bins"`
+				} `json:"clat_ns"`
+			} `json:"read"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(plus.String()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	r := doc.Jobs[0].Read
+	var sum uint64
+	for k, c := range r.ClatNs.Bins {
+		if _, err := strconv.ParseUint(k, 10, 64); err != nil {
+			t.Fatalf("bin key %q is not a value in ns", k)
+		}
+		sum += c
+	}
+	if len(r.ClatNs.Bins) == 0 || sum != r.TotalIOs {
+		t.Fatalf("%d bins holding %d I/Os, want %d", len(r.ClatNs.Bins), sum, r.TotalIOs)
 	}
 }

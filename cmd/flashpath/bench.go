@@ -52,7 +52,7 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, terse (fio's semicolon-separated lines) or table (one row per group), comma-separated")
+	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, json+ (with latency histogram bins), terse (fio's semicolon-separated lines) or table (one row per group), comma-separated")
 	fl.BoolVar(&bf.minimal, "minimal", false, "terse output (fio's --minimal: --output-format=terse)")
 	fl.IntVar(&bf.terseVersion, "terse-version", 3, "terse format version: 3, 4 (adds trim) or 5")
 	fl.StringVar(&bf.jsonOutput, "json-output", "", "also write the JSON report to this file")
@@ -182,8 +182,10 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 		switch strings.TrimSpace(f) {
 		case "normal":
 			err = rep.WriteText(out)
-		case "json", "json+":
+		case "json":
 			err = rep.WriteJSON(out)
+		case "json+":
+			err = rep.WriteJSONPlus(out)
 		case "terse":
 			err = rep.WriteTerse(out, bf.terseVersion)
 		case "table":
