@@ -342,30 +342,20 @@ func (c *Config) nics() []NIC {
 }
 
 func (c *Config) nvmes() []NVMe {
-	dir := filepath.Join(c.SysRoot, "class", "nvme")
-	ents, err := os.ReadDir(dir)
+	ctrls, err := (&kernel.Host{Sys: c.SysRoot}).Controllers()
 	if err != nil {
 		return nil
 	}
 	var out []NVMe
-	for _, e := range ents {
-		base := filepath.Join(dir, e.Name())
-		n := NVMe{Name: e.Name(), NUMANode: -1, Transport: readTrim(filepath.Join(base, "transport")),
-			Model: readTrim(filepath.Join(base, "model")), Serial: readTrim(filepath.Join(base, "serial"))}
-		if n.Transport == "pcie" {
-			if p, err := filepath.EvalSymlinks(filepath.Join(base, "device")); err == nil {
+	for _, k := range ctrls {
+		n := NVMe{Name: k.Name, NUMANode: -1, Transport: k.Transport, Model: k.Model, Serial: k.Serial, Namespaces: k.Namespaces}
+		if k.Transport == "pcie" {
+			if p, err := filepath.EvalSymlinks(filepath.Join(c.SysRoot, "class", "nvme", k.Name, "device")); err == nil {
 				n.sysPath, n.PCIAddr, n.NUMANode = p, filepath.Base(p), numa(p)
 			}
 		} else {
-			n.Address = readTrim(filepath.Join(base, "address"))
+			n.Address = k.Address
 			c.fabricsPath(&n)
-		}
-		if subs, err := os.ReadDir(base); err == nil {
-			for _, s := range subs {
-				if strings.HasPrefix(s.Name(), "nvme") && strings.Contains(s.Name(), "n") && s.Name() != e.Name() {
-					n.Namespaces = append(n.Namespaces, s.Name())
-				}
-			}
 		}
 		out = append(out, n)
 	}

@@ -41,6 +41,7 @@ func fakeSys(t *testing.T) string {
 		p := filepath.Join(root, "class", "nvme", name)
 		must(t, os.MkdirAll(filepath.Join(p, name+"n1"), 0o755))
 		os.WriteFile(filepath.Join(p, "transport"), []byte(transport+"\n"), 0o644)
+		os.WriteFile(filepath.Join(p, "state"), []byte("live\n"), 0o644)
 		os.WriteFile(filepath.Join(p, "model"), []byte("Fake SSD\n"), 0o644)
 		if target != "" {
 			must(t, os.Symlink(target, filepath.Join(p, "device")))
@@ -146,6 +147,7 @@ func TestFabricsNVMeThroughNIC(t *testing.T) {
 	p := filepath.Join(root, "class", "nvme", "nvme3")
 	must(t, os.MkdirAll(filepath.Join(p, "nvme3c3n1"), 0o755))
 	must(t, os.WriteFile(filepath.Join(p, "transport"), []byte("rdma\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(p, "state"), []byte("live\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(p, "address"), []byte("traddr=10.0.0.5,trsvcid=4420,src_addr=10.0.0.1\n"), 0o644))
 	routes := map[string]string{"10.0.0.5": "eth2", "10.0.0.2": "lo"}
 	r, err := Discover(Config{SysRoot: root, RouteDev: func(ip string) (string, error) { return routes[ip], nil }})

@@ -207,6 +207,11 @@ type Controller struct {
 	HostNQN   string
 	State     string // live, connecting, resetting, deleting, dead, ...
 	CntlID    int
+	Model     string
+	Serial    string
+	// Address is sysfs's address as it is ("traddr=...,trsvcid=...";
+	// empty for PCIe).
+	Address string
 	// Namespaces are the block devices of its subsystem (nvme0n1: the
 	// multipath head where the kernel has native multipath).
 	Namespaces []string
@@ -268,7 +273,10 @@ func (h *Host) controller(dir, subsys string) (Controller, bool) {
 	if v, err := readAttr(dir, "cntlid"); err == nil {
 		c.CntlID, _ = strconv.Atoi(v)
 	}
+	c.Model, _ = readAttr(dir, "model")
+	c.Serial, _ = readAttr(dir, "serial")
 	if a, err := readAttr(dir, "address"); err == nil {
+		c.Address = a
 		c.TrAddr, c.TrSvcID = ParseAddress(a)
 	}
 	seen := map[string]bool{}

@@ -63,7 +63,8 @@ func TestControllers(t *testing.T) {
 	}
 	c := cs[2]
 	want := kernel.Controller{Name: "nvme10", Transport: "tcp", TrAddr: "10.0.0.5", TrSvcID: "4420", SubNQN: "nqn.a",
-		State: "connecting", CntlID: 11, Namespaces: []string{"nvme10n1", "nvme10n2"}}
+		State: "connecting", CntlID: 11, Namespaces: []string{"nvme10n1", "nvme10n2"},
+		Address: "traddr=10.0.0.5,trsvcid=4420,src_addr=127.0.0.1"}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("controller\n got %+v\nwant %+v", c, want)
 	}
