@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	fprdma "github.com/flashpath/flashpath/rdma"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
 )
 
 func TestIdentifyReportsRDMA(t *testing.T) {
@@ -313,5 +316,62 @@ func TestTeardownUnmapsQueues(t *testing.T) {
 	}
 	if n := mappedQueues.Load() - before; n != 0 {
 		t.Fatalf("%d queues still mapped after their connections ended", n)
+	}
+}
+
+// TestTeardownUnderAsyncIO: the host disconnects while writes run on an
+// io_uring file namespace (their completions come from the backend's
+// reaper goroutines, some after the connection is gone, with in-capsule
+// data still in the receive buffers): nothing is unmapped under them, and
+// every queue's buffers are unmapped once the I/O is done.
+func TestTeardownUnderAsyncIO(t *testing.T) {
+	before := mappedQueues.Load()
+	prov, addr := provider(t)
+	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := backend.OpenFile(filepath.Join(t.TempDir(), "ns.img"), backend.FileOptions{Size: 16 << 20, Buffered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(tgt, addr, Options{Provider: prov, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := &testTarget{prov: prov, tgt: tgt, ss: ss, ln: ln}
+	for round := range 5 {
+		_, cntlid := tt.controller(t)
+		q := tt.ioQueue(t, cntlid, 1, 32)
+		for i := range 32 {
+			c := rw(nvmeof.NVMWrite, uint64(round*32+i)*16, 16)
+			if i%2 == 0 {
+				c.inline = q.data[i*8192 : (i+1)*8192]
+			} else {
+				c.keyed = q.data[i*8192 : (i+1)*8192]
+			}
+			q.submit(&c, uint16(i))
+		}
+		q.qp.Disconnect()
+		for {
+			if _, _, err := q.next(); err != nil {
+				break
+			}
+		}
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closing the target waits for the namespace's I/O in flight: every
+	// late completion has reached the transport by then.
+	if err := tgt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := mappedQueues.Load() - before; n != 0 {
+		t.Fatalf("%d queues still mapped after their connections and I/O ended", n)
 	}
 }
