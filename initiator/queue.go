@@ -398,7 +398,10 @@ func (q *Queue) fail(err error) {
 		q.err = err
 		close(q.dead)
 		if q.rd != nil {
-			q.rd.qp.Disconnect() // the poll goroutine tears down
+			// Close, not just Disconnect: Poll returns at once whether or
+			// not the device flushes what is posted; the poll goroutine
+			// then delivers what was in flight and unmaps the buffers.
+			q.rd.qp.Close()
 		} else {
 			q.nc.Close()
 		}
