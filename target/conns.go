@@ -54,10 +54,11 @@ func (s *Conns[C]) Track() (done func()) {
 }
 
 // Shutdown runs stop (close the listening socket) once, closes every
-// connection, and waits for their goroutines and the tracked ones until
-// ctx is done. It reports stop's error, or ctx's; later calls do nothing
-// and return nil.
-func (s *Conns[C]) Shutdown(ctx context.Context, stop func() error) error {
+// connection, runs closed (forget the port: hosts still connected would
+// otherwise hear of it just before their connections go), and waits for
+// the connection goroutines and the tracked ones until ctx is done. It
+// reports stop's error, or ctx's; later calls do nothing and return nil.
+func (s *Conns[C]) Shutdown(ctx context.Context, stop func() error, closed func()) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -69,6 +70,9 @@ func (s *Conns[C]) Shutdown(ctx context.Context, stop func() error) error {
 		c.Close(errors.New("listener shutting down"))
 	}
 	s.mu.Unlock()
+	if closed != nil {
+		closed()
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

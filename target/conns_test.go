@@ -3,15 +3,20 @@ package target
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 )
 
 type testConn struct {
-	closed chan error
-	served bool
+	closed    chan error
+	wasClosed atomic.Bool
+	served    bool
 }
 
-func (c *testConn) Close(reason error) { c.closed <- reason }
+func (c *testConn) Close(reason error) {
+	c.wasClosed.Store(true)
+	c.closed <- reason
+}
 
 func TestConnsShutdownClosesAndWaits(t *testing.T) {
 	var s Conns[*testConn]
@@ -28,11 +33,12 @@ func TestConnsShutdownClosesAndWaits(t *testing.T) {
 		close(ended)
 		done()
 	}()
-	if err := s.Shutdown(context.Background(), func() error { stopped = true; return nil }); err != nil {
+	forgot := false
+	if err := s.Shutdown(context.Background(), func() error { stopped = true; return nil }, func() { forgot = c.wasClosed.Load() }); err != nil {
 		t.Fatal(err)
 	}
-	if !stopped || !c.served {
-		t.Fatalf("Shutdown returned before stop (%v) or before the connection's goroutine ended (%v)", stopped, c.served)
+	if !stopped || !c.served || !forgot {
+		t.Fatalf("Shutdown returned before stop (%v), before the connection's goroutine ended (%v), or without closed after the connections were closed (%v)", stopped, c.served, forgot)
 	}
 	// A connection arriving after Shutdown is closed and served inline.
 	late := &testConn{closed: make(chan error, 1)}
@@ -43,7 +49,7 @@ func TestConnsShutdownClosesAndWaits(t *testing.T) {
 	if !ran || len(late.closed) != 1 {
 		t.Fatal("a late connection was not closed and served")
 	}
-	if err := s.Shutdown(context.Background(), func() error { return errors.New("twice") }); err != nil {
+	if err := s.Shutdown(context.Background(), func() error { return errors.New("twice") }, nil); err != nil {
 		t.Fatalf("second Shutdown: %v", err)
 	}
 }

@@ -161,9 +161,5 @@ func (l *Listener) Close() error {
 // Shutdown stops accepting and closes every connection, waiting for the
 // connection goroutines until ctx is done.
 func (l *Listener) Shutdown(ctx context.Context) error {
-	return l.conns.Shutdown(ctx, func() error {
-		err := l.pl.Close()
-		l.t.RemovePort(l.port)
-		return err
-	})
+	return l.conns.Shutdown(ctx, l.pl.Close, func() { l.t.RemovePort(l.port) })
 }

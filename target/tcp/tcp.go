@@ -117,10 +117,9 @@ func (l *Listener) Close() error {
 func (l *Listener) Shutdown(ctx context.Context) error {
 	return l.conns.Shutdown(ctx, func() error {
 		err := l.ln.Close()
-		l.t.RemovePort(l.port)
 		if errors.Is(err, net.ErrClosed) {
 			err = nil
 		}
 		return err
-	})
+	}, func() { l.t.RemovePort(l.port) })
 }
