@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +39,9 @@ type testTarget struct {
 	tgt  *target.Target
 	ss   *target.Subsystem
 	ln   *Listener
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // labAddr is the soft-RoCE address the lab script passes (FP_RDMA_ADDR):
@@ -58,13 +62,20 @@ func provider(t testing.TB) (fprdma.Provider, string) {
 
 func startTarget(t testing.TB) *testTarget {
 	t.Helper()
-	prov, addr := provider(t)
-	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
+	be, err := backend.NewMem(16<<20, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := backend.NewMem(16<<20, 512)
+	return startTargetWith(t, be)
+}
+
+// startTargetWith serves be as namespace 1 of testNQN (hostNQN allowed)
+// on an NVMe/RDMA listener; the test's cleanup shuts it down.
+func startTargetWith(t testing.TB, be backend.Backend) *testTarget {
+	t.Helper()
+	prov, addr := provider(t)
+	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +87,15 @@ func startTarget(t testing.TB) *testTarget {
 		t.Fatal(err)
 	}
 	tt := &testTarget{prov: prov, tgt: tgt, ss: ss, ln: ln}
-	t.Cleanup(func() {
-		ln.Close()
-		tgt.Close()
-	})
+	t.Cleanup(func() { tt.shutdown() })
 	return tt
+}
+
+// shutdown closes the listener, then the target (which waits for the
+// namespaces' I/O in flight); later calls do nothing.
+func (tt *testTarget) shutdown() error {
+	tt.closeOnce.Do(func() { tt.closeErr = errors.Join(tt.ln.Close(), tt.tgt.Close()) })
+	return tt.closeErr
 }
 
 // hostQueue is one host queue pair. Its memory: depth response receives,

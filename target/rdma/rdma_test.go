@@ -10,7 +10,6 @@ import (
 
 	"github.com/flashpath/flashpath/nvmeof"
 	fprdma "github.com/flashpath/flashpath/rdma"
-	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 )
 
@@ -326,24 +325,11 @@ func TestTeardownUnmapsQueues(t *testing.T) {
 // every queue's buffers are unmapped once the I/O is done.
 func TestTeardownUnderAsyncIO(t *testing.T) {
 	before := mappedQueues.Load()
-	prov, addr := provider(t)
-	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	be, err := backend.OpenFile(filepath.Join(t.TempDir(), "ns.img"), backend.FileOptions{Size: 16 << 20, Buffered: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := Listen(tgt, addr, Options{Provider: prov, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tt := &testTarget{prov: prov, tgt: tgt, ss: ss, ln: ln}
+	tt := startTargetWith(t, be)
 	for round := range 5 {
 		_, cntlid := tt.controller(t)
 		q := tt.ioQueue(t, cntlid, 1, 32)
@@ -363,12 +349,9 @@ func TestTeardownUnderAsyncIO(t *testing.T) {
 			}
 		}
 	}
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Closing the target waits for the namespace's I/O in flight: every
 	// late completion has reached the transport by then.
-	if err := tgt.Close(); err != nil {
+	if err := tt.shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	if n := mappedQueues.Load() - before; n != 0 {
