@@ -70,7 +70,6 @@ type conn struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool
-	reason    atomic.Value // error
 }
 
 // connect validates a connection request and accepts it.
@@ -115,8 +114,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 	}
 	mappedQueues.Add(1)
 	if c.region, err = l.prov.Register(c.mem); err != nil {
-		unix.Munmap(c.mem)
-		mappedQueues.Add(-1)
+		c.unmap()
 		return reject(nvmeof.RDMACMNoResources, "register queue buffers: %v", err)
 	}
 	c.slots = make([]slot, nslots)
@@ -145,8 +143,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 	})
 	if err != nil {
 		c.region.Close()
-		unix.Munmap(c.mem)
-		mappedQueues.Add(-1)
+		c.unmap()
 		return reject(nvmeof.RDMACMNoResources, "accept: %v", err)
 	}
 	c.log.Debug("connected", "depth", depth, "hrqsize", cm.HRQSize)
@@ -166,7 +163,6 @@ func (c *conn) rspBuf(s int) []byte {
 func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
-		c.reason.Store(reason)
 		c.log.Info("closing connection", "reason", reason.Error())
 		c.qp.Disconnect()
 	})
@@ -219,6 +215,11 @@ func (c *conn) unmapIfIdleLocked() {
 			return
 		}
 	}
+	c.unmap()
+}
+
+// unmap releases the queue's buffers.
+func (c *conn) unmap() {
 	unix.Munmap(c.mem)
 	c.mem = nil
 	mappedQueues.Add(-1)
@@ -299,9 +300,8 @@ func (c *conn) received(i, n int) error {
 	if n < nvmeof.SQESize {
 		return c.protocolError("%d-byte command capsule, need %d", n, nvmeof.SQESize)
 	}
-	c.slotMu.Lock()
-	if len(c.free) == 0 {
-		c.slotMu.Unlock()
+	si, ok := c.takeSlot()
+	if !ok {
 		// Every slot awaits its response's SEND completion: take the
 		// command when one finishes.
 		if len(c.waiting) >= c.depth {
@@ -310,22 +310,27 @@ func (c *conn) received(i, n int) error {
 		c.waiting = append(c.waiting, i|n<<20)
 		return nil
 	}
+	return c.start(si, i, n)
+}
+
+// takeSlot takes a free request slot; false when there is none.
+func (c *conn) takeSlot() (int, bool) {
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	if len(c.free) == 0 {
+		return 0, false
+	}
 	si := c.free[len(c.free)-1]
 	c.free = c.free[:len(c.free)-1]
-	c.slotMu.Unlock()
-	return c.start(si, i, n)
+	return si, true
 }
 
 func (c *conn) drainWaiting() error {
 	for len(c.waiting) > 0 {
-		c.slotMu.Lock()
-		if len(c.free) == 0 {
-			c.slotMu.Unlock()
+		si, ok := c.takeSlot()
+		if !ok {
 			return nil
 		}
-		si := c.free[len(c.free)-1]
-		c.free = c.free[:len(c.free)-1]
-		c.slotMu.Unlock()
 		w := c.waiting[0]
 		c.waiting = c.waiting[1:]
 		if err := c.start(si, w&(1<<20-1), w>>20); err != nil {
@@ -352,12 +357,12 @@ func (c *conn) start(si, ri, n int) error {
 	}
 	switch sgl.ID() {
 	case nvmeof.SGLInCapsule:
-		off := sgl.Address()
+		off, limit := sgl.Address(), c.q.InlineDataSize(c.l.opts.InlineData)
 		switch {
 		case dir != target.DirH2C:
 			return c.completeError(s, nvmeof.StatusSGLTypeInvalid|nvmeof.StatusDNR)
-		case len(data) > c.q.InlineDataSize(c.l.opts.InlineData):
-			return c.protocolError("%d bytes of in-capsule data, limit %d", len(data), c.q.InlineDataSize(c.l.opts.InlineData))
+		case len(data) > limit:
+			return c.protocolError("%d bytes of in-capsule data, limit %d", len(data), limit)
 		case off > uint64(len(data)) || uint64(dlen) > uint64(len(data))-off:
 			return c.completeError(s, nvmeof.StatusSGLOffsetInvalid|nvmeof.StatusDNR)
 		}
@@ -408,9 +413,6 @@ func (c *conn) completeError(s *slot, st nvmeof.Status) error {
 	r.Rsp.SetSQID(c.q.ID())
 	r.SetStatus(st)
 	c.putBuf(s)
-	c.slotMu.Lock()
-	s.inCore = true // as if the core had it: Complete releases it
-	c.slotMu.Unlock()
 	c.Complete(r)
 	return nil
 }
