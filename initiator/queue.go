@@ -142,25 +142,12 @@ func dialQueue(ctx context.Context, p queueParams) (*Queue, error) {
 // newQueue runs the queue over nc, connected to the controller: ICReq and
 // ICResp, then its goroutines. It closes nc on failure.
 func newQueue(ctx context.Context, nc net.Conn, p queueParams) (*Queue, error) {
-	q := &Queue{
-		qid:     p.qid,
-		nc:      nc,
-		br:      bufio.NewReaderSize(nc, readBufSize),
-		bw:      bufio.NewWriterSize(nc, writeBufSize),
-		hdgst:   p.hdgst,
-		ddgst:   p.ddgst,
-		icd:     0,
-		timeout: p.timeout,
-		log:     p.log.With("qid", p.qid),
-		slots:   make([]slot, p.depth),
-		free:    make(chan uint16, p.depth),
-		r2tq:    make(chan r2tWork, p.depth),
-		dead:    make(chan struct{}),
-		onDead:  p.onDead,
-	}
-	for i := range p.depth {
-		q.free <- uint16(i)
-	}
+	q := newQueueState(p)
+	q.nc = nc
+	q.br = bufio.NewReaderSize(nc, readBufSize)
+	q.bw = bufio.NewWriterSize(nc, writeBufSize)
+	q.hdgst, q.ddgst = p.hdgst, p.ddgst
+	q.r2tq = make(chan r2tWork, p.depth)
 	if err := q.initConnection(ctx); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("initialize connection to %s: %w", p.addr, err)
@@ -170,6 +157,24 @@ func newQueue(ctx context.Context, nc net.Conn, p queueParams) (*Queue, error) {
 	go q.sendLoop()
 	go q.watchdog()
 	return q, nil
+}
+
+// newQueueState is the transport-independent part of a new queue: its
+// command slots, all free, and its failure signal.
+func newQueueState(p queueParams) *Queue {
+	q := &Queue{
+		qid:     p.qid,
+		timeout: p.timeout,
+		log:     p.log.With("qid", p.qid),
+		slots:   make([]slot, p.depth),
+		free:    make(chan uint16, p.depth),
+		dead:    make(chan struct{}),
+		onDead:  p.onDead,
+	}
+	for i := range p.depth {
+		q.free <- uint16(i)
+	}
+	return q
 }
 
 func dialError(addr string, err error) error {

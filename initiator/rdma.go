@@ -49,10 +49,7 @@ func bouncePool(prov rdma.Provider) (*bufpool.Pool, error) {
 		return p.(*bufpool.Pool), nil
 	}
 	p := bufpool.New(0)
-	if err := p.OnSlab(func(s bufpool.Slab) error {
-		_, err := prov.Register(s.Mem)
-		return err
-	}); err != nil {
+	if err := rdma.RegisterPool(prov, p); err != nil {
 		return nil, err
 	}
 	actual, _ := bouncePools.LoadOrStore(prov, p)
@@ -111,14 +108,8 @@ func dialRDMAQueue(ctx context.Context, prov rdma.Provider, p queueParams, icd i
 		return nil, fmt.Errorf("connect %s over rdma: %w", ap, err)
 	}
 	l.qp = qp
-	q := &Queue{
-		qid: p.qid, rd: l, icd: icd, timeout: p.timeout, log: p.log.With("qid", p.qid),
-		slots: make([]slot, p.depth), free: make(chan uint16, p.depth),
-		dead: make(chan struct{}), onDead: p.onDead,
-	}
-	for i := range p.depth {
-		q.free <- uint16(i)
-	}
+	q := newQueueState(p)
+	q.rd, q.icd = l, icd
 	q.wg.Add(2)
 	go q.rdmaRecvLoop()
 	go q.watchdog()

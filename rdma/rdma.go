@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/flashpath/flashpath/internal/bufpool"
 )
 
 // Provider opens RDMA listeners and connections.
@@ -38,6 +40,16 @@ type Provider interface {
 	// usable by work requests on every connection, local and remote
 	// access, until the region is closed.
 	Register(mem []byte) (Region, error)
+}
+
+// RegisterPool registers every slab of p with prov, those mapped already
+// and those to come, so that any of its buffers can be handed to the NIC.
+// Slabs live as long as the process: their regions stay registered.
+func RegisterPool(prov Provider, p *bufpool.Pool) error {
+	return p.OnSlab(func(s bufpool.Slab) error {
+		_, err := prov.Register(s.Mem)
+		return err
+	})
 }
 
 // Region is registered memory.

@@ -118,11 +118,7 @@ func registerPool(p *bufpool.Pool, prov fprdma.Provider) error {
 	if _, loaded := registered.LoadOrStore(key, true); loaded {
 		return nil
 	}
-	err := p.OnSlab(func(s bufpool.Slab) error {
-		// Slabs live as long as the process: the region stays registered.
-		_, err := prov.Register(s.Mem)
-		return err
-	})
+	err := fprdma.RegisterPool(prov, p)
 	if err != nil {
 		registered.Delete(key)
 	}
