@@ -137,7 +137,8 @@ func (q *Queue) rdmaSend(cid uint16, r *Request) error {
 	var key uint32
 	if len(r.Buf) > 0 && !inline {
 		var err error
-		if addr, key, err = l.qp.RemoteKey(r.Buf); err != nil {
+		addr, key, err = l.qp.RemoteKey(r.Buf)
+		if errors.Is(err, rdma.ErrNotRegistered) {
 			// Not registered memory: bounce.
 			bb, gerr := l.pool.Get(len(r.Buf))
 			if gerr != nil {
@@ -148,11 +149,12 @@ func (q *Queue) rdmaSend(cid uint16, r *Request) error {
 				copy(bb.B, r.Buf)
 			}
 			l.bounce[cid] = bb
-			if addr, key, err = l.qp.RemoteKey(bb.B); err != nil {
-				q.putBounce(cid)
-				q.free <- cid
-				return fmt.Errorf("queue %d: %w", q.qid, err)
-			}
+			addr, key, err = l.qp.RemoteKey(bb.B)
+		}
+		if err != nil {
+			q.putBounce(cid)
+			q.free <- cid
+			return fmt.Errorf("queue %d: %w", q.qid, err)
 		}
 	}
 	// The capsule buffers go with the queue pair: write them only while

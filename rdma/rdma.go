@@ -155,7 +155,8 @@ type Conn interface {
 	// completes with ErrFlushed; after Close, Poll returns ErrClosed.
 	Poll(out []Completion) (int, error)
 	// RemoteKey returns the key the peer needs to READ or WRITE buf
-	// (inside a registered region), and buf's address.
+	// (inside a registered region), and buf's address; ErrNotRegistered,
+	// without allocating, where buf is not registered memory.
 	RemoteKey(buf []byte) (addr uint64, key uint32, err error)
 	// Disconnect starts an orderly disconnect: outstanding requests
 	// flush. It does not block.
@@ -180,6 +181,9 @@ func (e *RejectError) Error() string {
 var (
 	// ErrClosed is returned by a closed listener or connection.
 	ErrClosed = errors.New("rdma: closed")
+	// ErrNotRegistered: RemoteKey of memory outside every registered
+	// region (a caller may then bounce the data through registered memory).
+	ErrNotRegistered = errors.New("rdma: buffer is not inside one registered region")
 	// ErrFlushed completes work requests outstanding when a connection
 	// went down.
 	ErrFlushed = errors.New("rdma: work request flushed (connection down)")

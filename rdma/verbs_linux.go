@@ -1213,7 +1213,7 @@ func (c *conn) RemoteKey(buf []byte) (uint64, uint32, error) {
 	r, ok := c.dev.lookup(addr, len(buf))
 	c.dev.mu.RUnlock()
 	if !ok {
-		return 0, 0, errNotRegistered("remote key", buf)
+		return 0, 0, ErrNotRegistered
 	}
 	return uint64(addr), r.rkey, nil
 }
