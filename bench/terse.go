@@ -103,7 +103,7 @@ func terseDir(b *strings.Builder, d *fioDir, version int) {
 			continue
 		}
 		e := (*p)[i]
-		fmt.Fprintf(b, ";%s%%=%d", e.k, toUint(e.v)/1000)
+		fmt.Fprintf(b, ";%s%%=%d", e.k, e.v.(uint64)/1000) // latJSON stores Percentile's uint64
 	}
 	terseLat(b, &d.LatNs)
 	if d.BWSamples > 0 {
@@ -124,16 +124,4 @@ func terseLat(b *strings.Builder, l *fioLat) {
 		return
 	}
 	fmt.Fprintf(b, ";%d;%d;%f;%f", l.Min/1000, l.Max/1000, l.Mean/1000, l.Stddev/1000)
-}
-
-func toUint(v any) uint64 {
-	switch x := v.(type) {
-	case uint64:
-		return x
-	case int:
-		return uint64(x)
-	case float64:
-		return uint64(x)
-	}
-	return 0
 }

@@ -137,15 +137,25 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 		format = "terse"
 	}
 	// Checked before the run, not after it.
+	var writers []func(*bench.Report, io.Writer) error
 	for _, f := range strings.Split(format, ",") {
 		switch strings.TrimSpace(f) {
-		case "normal", "json", "json+", "table":
+		case "normal":
+			writers = append(writers, (*bench.Report).WriteText)
+		case "json":
+			writers = append(writers, (*bench.Report).WriteJSON)
+		case "json+":
+			writers = append(writers, (*bench.Report).WriteJSONPlus)
+		case "table":
+			writers = append(writers, (*bench.Report).WriteTable)
 		case "terse":
-			if !slices.Contains(bench.TerseVersions, bf.terseVersion) {
-				return fmt.Errorf("flag --terse-version: want 3, 4 or 5, got %d", bf.terseVersion)
+			v := bf.terseVersion
+			if !slices.Contains(bench.TerseVersions, v) {
+				return fmt.Errorf("flag --terse-version: want 3, 4 or 5, got %d", v)
 			}
+			writers = append(writers, func(r *bench.Report, w io.Writer) error { return r.WriteTerse(w, v) })
 		default:
-			return fmt.Errorf("flag --output-format: want normal, json, terse or table, got %q", f)
+			return fmt.Errorf("flag --output-format: want normal, json, json+, terse or table, got %q", f)
 		}
 	}
 	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID, Notes: os.Stderr}
@@ -177,23 +187,8 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 			return err
 		}
 	}
-	for _, f := range strings.Split(format, ",") {
-		var err error
-		switch strings.TrimSpace(f) {
-		case "normal":
-			err = rep.WriteText(out)
-		case "json":
-			err = rep.WriteJSON(out)
-		case "json+":
-			err = rep.WriteJSONPlus(out)
-		case "terse":
-			err = rep.WriteTerse(out, bf.terseVersion)
-		case "table":
-			err = rep.WriteTable(out)
-		default:
-			return fmt.Errorf("flag --output-format: want normal, json, terse or table, got %q", f)
-		}
-		if err != nil {
+	for _, write := range writers {
+		if err := write(rep, out); err != nil {
 			return err
 		}
 	}
