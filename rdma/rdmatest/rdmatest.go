@@ -500,20 +500,10 @@ func (c *Conn) execute(wr rdma.WR) error {
 	}
 	if len(p.recvs) == 0 {
 		// Receiver not ready: a device retries (rnr_retry 7 = forever).
+		// The peer posting a receive, or the connection going down (either
+		// side: Disconnect takes both down), wakes us to look again.
 		p.mu.Unlock()
-		select {
-		case <-c.peerWake:
-		case <-c.wake:
-			// Our own state may have changed (closed); requeue the wake.
-			notify(c.wake)
-			c.mu.Lock()
-			down := c.down || c.closed
-			c.mu.Unlock()
-			if down {
-				return rdma.ErrFlushed
-			}
-			<-c.peerWake
-		}
+		<-c.peerWake
 		return errWait
 	}
 	r := p.recvs[0]
