@@ -56,7 +56,7 @@ interop: build rdma-test
 rdma-test: deps
 	$(GO) test -c -o $(BIN)/rdma.test ./rdma
 	$(GO) test -c -o $(BIN)/target-rdma.test ./target/rdma
-	$(GO) test -c -o $(BIN)/initiator.test ./initiator
+	$(GO) test -c -o $(BIN)/e2e.test ./test/e2e
 
 test: deps vet unit fuzz interop
 

@@ -2,14 +2,9 @@ package initiator
 
 import (
 	"bytes"
-	"context"
-	"net/netip"
-	"strconv"
-
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"github.com/flashpath/flashpath/rdma"
 	"log/slog"
 	"net"
 	"os"
@@ -51,11 +46,12 @@ type Config struct {
 	// Addr of the controller: "127.0.0.1:4420" or "tcp://127.0.0.1:4420"
 	// for NVMe/TCP, "rdma://192.168.1.10:4420" for NVMe/RDMA.
 	Addr string
-	// RDMA is the RDMA provider for rdma:// addresses (default
-	// rdma.Verbs(): libibverbs). Request buffers inside memory registered
-	// with it move with no copy; others are bounced through registered
-	// buffers.
-	RDMA rdma.Provider
+	// Transport carries the queues (default: the transport registered for
+	// Addr's scheme by importing initiator/tcp or initiator/rdma); its
+	// name must match the scheme. Over NVMe/RDMA, request buffers inside
+	// memory registered with it (Controller.Register) move with no copy;
+	// others are bounced through registered buffers.
+	Transport Transport
 	// SubNQN is the NVM subsystem to connect to.
 	SubNQN string
 	Options
@@ -201,27 +197,6 @@ func SplitAddr(addr, defaultPort string) (transport, hostport string, err error)
 		return "", "", fmt.Errorf("address %q: bad host %q", addr, host)
 	}
 	return transport, a, nil
-}
-
-// resolveAddrPort resolves "host:port" to one IP address and port (the
-// connection manager takes addresses, not names).
-func resolveAddrPort(ctx context.Context, hostport string) (netip.AddrPort, error) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	pn, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("address %q: port %q: %w", hostport, port, err)
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return netip.AddrPortFrom(ip.Unmap(), uint16(pn)), nil
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil || len(ips) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("resolve %s: %v", host, err)
-	}
-	return netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)), nil
 }
 
 // DefaultHostNQN returns the host NQN nvme-cli would use: the contents of

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/nvmeof"
-	"github.com/flashpath/flashpath/rdma"
 )
 
 // adminDepth is the admin queue size (Linux NVME_AQ_DEPTH): the Connect
@@ -21,13 +20,13 @@ const adminDepth = 32
 const maxTransferCap = 8 << 20
 
 // Controller is a connected NVMe-oF controller: an admin queue and I/O
-// queues over NVMe/TCP. When a connection fails it reconnects, as the
+// queues over one transport (NVMe/TCP, NVMe/RDMA). When a connection fails it reconnects, as the
 // Linux host does: every ReconnectDelay, with a new controller ID and new
 // queues, until CtrlLossTimeout has passed (see Config).
 type Controller struct {
 	cfg  Config
 	addr string
-	rdma rdma.Provider // set for an rdma:// controller
+	tr   Transport
 	log  *slog.Logger
 	s    atomic.Pointer[session] // the current connection, or the one being brought up
 	pub  atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
@@ -84,17 +83,17 @@ func (s *session) close() {
 			s.stop()
 		}
 		for _, q := range s.io {
-			q.close()
+			q.Close()
 		}
 		if s.admin != nil {
-			s.admin.close()
+			s.admin.Close()
 		}
 		s.wg.Wait()
 	})
 }
 
-func newController(cfg Config, addr string) *Controller {
-	c := &Controller{cfg: cfg, addr: addr, rdma: cfg.RDMA, events: make(chan Event, 16), changed: make(chan struct{}), done: make(chan struct{})}
+func newController(cfg Config, tr Transport, addr string) *Controller {
+	c := &Controller{cfg: cfg, addr: addr, tr: tr, events: make(chan Event, 16), changed: make(chan struct{}), done: make(chan struct{})}
 	c.log = cfg.Logger.With("ctrl", addr, "subsys", cfg.SubNQN)
 	c.s.Store(newSession())
 	return c
@@ -131,23 +130,23 @@ func (e Event) DiscoveryChanged() bool {
 	return e.Type == nvmeof.AEReasonNotice && e.Info == nvmeof.AENoticeDiscoveryLogChange
 }
 
-// Connect connects to an NVM subsystem over NVMe/TCP: a TCP connection per
-// queue, ICReq/ICResp, Fabrics Connect of the admin queue, the admin
-// bring-up of the Linux host (CAP, VS, CC.EN, CSTS.RDY, Identify
+// Connect connects to an NVM subsystem over the transport cfg.Addr names
+// (a TCP connection or an RDMA queue pair per queue): Fabrics Connect of
+// the admin queue, the admin bring-up of the Linux host (CAP, VS, CC.EN, CSTS.RDY, Identify
 // Controller, Number of Queues, asynchronous events) and Fabrics Connect of
 // each I/O queue.
 func Connect(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	addr, err := cfg.transport(DefaultPort)
+	tr, addr, err := cfg.transport(DefaultPort)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	if cfg.SubNQN == nvmeof.DiscoveryNQN {
 		return nil, fmt.Errorf("connect %s: %s is the discovery subsystem: use Discover or ConnectDiscovery", addr, cfg.SubNQN)
 	}
-	return connectController(ctx, cfg, addr)
+	return connectController(ctx, cfg, tr, addr)
 }
 
 // ConnectDiscovery connects to the discovery controller at cfg.Addr
@@ -161,33 +160,35 @@ func ConnectDiscovery(ctx context.Context, cfg Config) (*Controller, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("connect discovery: %w", err)
 	}
-	addr, err := cfg.transport(DefaultDiscoveryPort)
+	tr, addr, err := cfg.transport(DefaultDiscoveryPort)
 	if err != nil {
 		return nil, fmt.Errorf("connect discovery: %w", err)
 	}
-	return connectController(ctx, cfg, addr)
+	return connectController(ctx, cfg, tr, addr)
 }
 
-// transport parses cfg.Addr and, for rdma://, sets cfg.RDMA to the verbs
-// provider where none is given; it returns "host:port".
-func (cfg *Config) transport(defaultPort string) (string, error) {
-	tr, addr, err := SplitAddr(cfg.Addr, defaultPort)
+// transport parses cfg.Addr and returns its transport (cfg.Transport, or
+// the one registered for its scheme) and "host:port".
+func (cfg *Config) transport(defaultPort string) (Transport, string, error) {
+	name, addr, err := SplitAddr(cfg.Addr, defaultPort)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	switch {
-	case tr != "rdma":
-		cfg.RDMA = nil
-	case cfg.RDMA == nil:
-		if cfg.RDMA, err = rdma.Verbs(); err != nil {
-			return "", fmt.Errorf("%s: %w", cfg.Addr, err)
+	if tr := cfg.Transport; tr != nil {
+		if tr.Name() != name {
+			return nil, "", fmt.Errorf("address %q: a %s address, but Config.Transport is %s", cfg.Addr, name, tr.Name())
 		}
+		return tr, addr, nil
 	}
-	return addr, nil
+	tr, err := transportFor(name)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", cfg.Addr, err)
+	}
+	return tr, addr, nil
 }
 
-func connectController(ctx context.Context, cfg Config, addr string) (*Controller, error) {
-	c := newController(cfg, addr)
+func connectController(ctx context.Context, cfg Config, tr Transport, addr string) (*Controller, error) {
+	c := newController(cfg, tr, addr)
 	if err := c.bringUp(ctx); err != nil {
 		close(c.events)
 		return nil, err
@@ -225,11 +226,11 @@ func (c *Controller) bringUp(ctx context.Context) error {
 func (c *Controller) connectAdmin(ctx context.Context, s *session, subnqn string, kato uint32) error {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	q, err := c.dialQueue(dctx, queueParams{
-		addr: c.addr, qid: 0, depth: adminDepth - 1,
-		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
-		timeout: c.cfg.AdminTimeout, log: c.log, onDead: s.queueFailed,
-	}, 0)
+	q, err := dial(dctx, c.tr, QueueParams{
+		Addr: c.addr, QID: 0, Depth: adminDepth - 1,
+		HDigest: c.cfg.HeaderDigest, DDigest: c.cfg.DataDigest, Log: c.log,
+		timeout: c.cfg.AdminTimeout, onDead: s.queueFailed,
+	})
 	if err != nil {
 		return err
 	}
@@ -252,6 +253,15 @@ func (c *Controller) setState(live *session, lost error) {
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
+}
+
+// Connected reports whether the controller is connected now (false while
+// it reconnects and after it is gone), and returns a channel closed at its
+// next change.
+func (c *Controller) Connected() (bool, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up.Load() != nil, c.changed
 }
 
 // reconnects reports whether the controller reconnects after failures.
@@ -442,7 +452,7 @@ func (c *Controller) setup(ctx context.Context) error {
 	if id.IOCCSZ*16 > nvmeof.SQESize {
 		icd = int(id.IOCCSZ*16 - nvmeof.SQESize)
 	}
-	s.admin.setLimits(0, maxXfer)
+	s.admin.maxXfer = maxXfer
 	if discovery {
 		// No I/O queues: keep-alive, and change notices where offered.
 		c.startBackground(s)
@@ -503,33 +513,21 @@ func (c *Controller) enableNotices(ctx context.Context, s *session, kind uint32,
 func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, depth, icd, maxXfer int) (*Queue, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
-	q, err := c.dialQueue(dctx, queueParams{
-		addr: c.addr, qid: qid, depth: depth,
-		hdgst: c.cfg.HeaderDigest, ddgst: c.cfg.DataDigest,
-		timeout: c.cfg.IOTimeout, log: c.log, onDead: s.queueFailed, cntlID: s.cntlID,
-	}, icd)
+	q, err := dial(dctx, c.tr, QueueParams{
+		Addr: c.addr, QID: qid, Depth: depth, CntlID: s.cntlID, ICD: icd,
+		HDigest: c.cfg.HeaderDigest, DDigest: c.cfg.DataDigest, Log: c.log,
+		timeout: c.cfg.IOTimeout, onDead: s.queueFailed,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("connect queue %d: %w", qid, err)
 	}
 	// SQSIZE is 0-based: depth+1 entries hold depth commands.
 	if _, err := c.fabricsConnect(dctx, q, c.cfg.SubNQN, s.cntlID, uint16(depth), 0); err != nil {
-		q.close()
+		q.Close()
 		return nil, err
 	}
-	q.setLimits(icd, maxXfer)
+	q.maxXfer = maxXfer
 	return q, nil
-}
-
-// dialQueue connects one queue over the controller's transport; icd is the
-// in-capsule data its capsules may carry (NVMe/RDMA sizes its buffers by it).
-func (c *Controller) dialQueue(ctx context.Context, p queueParams, icd int) (*Queue, error) {
-	if c.rdma != nil {
-		if p.hdgst || p.ddgst {
-			return nil, fmt.Errorf("connect %s: digests are NVMe/TCP only", c.addr)
-		}
-		return dialRDMAQueue(ctx, c.rdma, p, icd)
-	}
-	return dialQueue(ctx, p)
 }
 
 // enable reads CAP and VS, sets CC.EN and waits for CSTS.RDY within CAP.TO
@@ -813,6 +811,19 @@ func (c *Controller) SetFeature(ctx context.Context, fid uint8, cdw11 uint32) (u
 	var sqe nvmeof.SQE
 	sqe.SetFeatures(fid, cdw11)
 	return c.Admin(ctx, fmt.Sprintf("set features %#x", fid), &sqe, nil, false)
+}
+
+// Register makes mem reachable by the controller's transport without
+// copies: over NVMe/RDMA the controller then reads and writes requests'
+// buffers inside it directly instead of through bounce buffers (register
+// once, reuse for many I/Os); over NVMe/TCP it does nothing. Close the
+// registration after the last request using it has completed.
+func (c *Controller) Register(mem []byte) (Registration, error) {
+	r, err := c.tr.Register(mem)
+	if err != nil {
+		return nil, fmt.Errorf("register %d bytes with the %s transport: %w", len(mem), c.tr.Name(), err)
+	}
+	return r, nil
 }
 
 // Events returns the channel of asynchronous events, used when

@@ -19,11 +19,11 @@ func Discover(ctx context.Context, addr string, opts Options) (nvmeof.DiscoveryL
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
 	}
 	cfg := Config{Addr: addr, SubNQN: nvmeof.DiscoveryNQN, Options: opts, CtrlLossTimeout: -1}
-	a, err := cfg.transport(DefaultDiscoveryPort)
+	tr, a, err := cfg.transport(DefaultDiscoveryPort)
 	if err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
 	}
-	c := newController(cfg, a)
+	c := newController(cfg, tr, a)
 	// KATO 0: a one-shot discovery controller needs no keep-alive.
 	if err := c.connectAdmin(ctx, c.sess(), nvmeof.DiscoveryNQN, 0); err != nil {
 		return nvmeof.DiscoveryLog{}, fmt.Errorf("discover: %w", err)
@@ -49,7 +49,7 @@ func (c *Controller) discover(ctx context.Context) (nvmeof.DiscoveryLog, error) 
 	s := c.sess()
 	s.id = id
 	maxXfer := id.MaxTransfer()
-	s.admin.setLimits(0, maxXfer)
+	s.admin.maxXfer = maxXfer
 	return readDiscoveryLog(ctx, c.Admin, maxXfer)
 }
 

@@ -1,13 +1,24 @@
-// Package initiator is a user-space NVMe/TCP host: it discovers subsystems,
-// connects to a controller and moves data, the counterpart of the Linux
-// host's drivers/nvme/host/tcp.c and fabrics.c.
+// Package initiator is flashpath's user-space NVMe-oF host: it discovers
+// subsystems, connects to controllers and moves data, the counterpart of
+// the Linux host's drivers/nvme/host/core.c and fabrics.c. It is the
+// transport-neutral core; the transports live beneath it and register
+// themselves when imported, as the Linux host's tcp.c and rdma.c fill in
+// struct nvme_ctrl_ops:
 //
-// Discover reads the discovery log of a discovery controller. Connect
-// brings up a Controller: an admin queue and I/O queues, each its own TCP
-// connection with one goroutine owning its receive side, and a keep-alive
-// goroutine. Close shuts the controller down (CC.SHN) and closes every
-// connection. When a connection fails, the controller reconnects (a new
-// controller ID and new queues, every Config.ReconnectDelay, for up to
+//	initiator          Controller (session, bring-up, reconnect), Queue
+//	                   (slots, Submit, timeouts), Namespace, discovery
+//	  └─ Transport     DialQueue, Register          (transport.go)
+//	       └─ Link     Prepare/Send/Flush, Receive  (one queue pair)
+//	initiator/tcp      NVMe/TCP: a TCP connection per queue pair
+//	initiator/rdma     NVMe/RDMA: an RDMA queue pair per queue pair
+//
+// Discover reads the discovery log of a discovery controller;
+// ConnectDiscovery keeps a discovery connection for its change notices.
+// Connect brings up a Controller: an admin queue and I/O queues, each
+// with one goroutine owning its receive side, and a keep-alive goroutine.
+// Close shuts the controller down (CC.SHN) and closes every connection.
+// When a connection fails, the controller reconnects (a new controller ID
+// and new queues, every Config.ReconnectDelay, for up to
 // Config.CtrlLossTimeout) and Namespace operations caught by the failure
 // run again on the new queues.
 //
@@ -22,16 +33,8 @@
 //     channel (Request.Done) or a callback (Request.OnDone) with the NVMe
 //     status set. Up to Queue.Depth requests are in flight per queue.
 //
-// Data moves without copies where the protocol allows: writes that fit
-// the controller's in-capsule data size (IOCCSZ) go in the command capsule,
-// larger ones are sent in H2CData PDUs in answer to R2Ts (at most
-// MAXH2CDATA bytes each); C2HData PDUs are read straight into the
-// request's buffer.
-//
-//	host                                   controller
-//	 | CapsuleCmd (SQE [+ in-capsule data]) -> |
-//	 | <- R2T (offset, length)                 |   writes beyond IOCCSZ
-//	 | H2CData ... (<= MAXH2CDATA each)     -> |
-//	 | <- C2HData ... [SUCCESS: no response]   |   reads
-//	 | <- CapsuleRsp (CQE)                     |
+// Data moves without copies where the transport allows: over NVMe/TCP
+// in-capsule writes and C2HData read straight into the request's buffer;
+// over NVMe/RDMA the controller reads and writes buffers in memory
+// registered with Controller.Register directly.
 package initiator

@@ -122,14 +122,15 @@ func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool
 	})
 }
 
-// maxRetries bounds how many connections one operation is run on (Linux
-// nvme_core.max_retries is 5): a command that kills every connection it is
-// sent on (it times out, say) fails instead of looping.
-const maxRetries = 5
+// MaxRetries bounds how often one Namespace operation is run again on a
+// new connection (Linux nvme_core.max_retries is 5): a command that kills
+// every connection it is sent on (it times out, say) fails after
+// MaxRetries+1 connections instead of looping.
+const MaxRetries = 5
 
 // retry runs f on the current session and, each time f says a connection
 // failed under it, again on the next one, until the controller will not
-// reconnect or maxRetries connections have failed under it.
+// reconnect or MaxRetries connections have failed under it.
 func (n *Namespace) retry(op string, off int64, f func(s *session) (lost bool, err error)) error {
 	s, err := n.c.ioSession(context.Background())
 	if err != nil {
@@ -140,7 +141,7 @@ func (n *Namespace) retry(op string, off int64, f func(s *session) (lost bool, e
 		if !lost || !n.c.reconnects() {
 			return err
 		}
-		if try == maxRetries {
+		if try == MaxRetries {
 			return fmt.Errorf("%w (failed on %d connections in a row)", err, try+1)
 		}
 		var werr error

@@ -83,6 +83,15 @@ type Request struct {
 	noTimeout bool // exempt from the I/O timeout (AER)
 }
 
+// DSMRangeSize is the size of one range in an OpDSM request's Buf.
+const DSMRangeSize = nvmeof.DSMRangeSize
+
+// PutDSMRange writes range i of an OpDSM request's Buf: nlb blocks from
+// slba (NVM Command Set 1.0 §3.2.3).
+func PutDSMRange(buf []byte, i int, slba uint64, nlb uint32) {
+	nvmeof.EncodeDSMRange(buf, i, nvmeof.DSMRange{SLBA: slba, NLB: nlb})
+}
+
 // Error returns the outcome of a delivered request as a Go error: Err, a
 // *nvmeof.StatusError for a non-success status, or nil.
 func (r *Request) Error() error {

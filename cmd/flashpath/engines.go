@@ -2,6 +2,6 @@ package main
 
 // Bench engines that live outside package bench register themselves when imported.
 import (
-	_ "github.com/flashpath/flashpath/bench/nvmetcp"
+	_ "github.com/flashpath/flashpath/bench/fabrics"
 	_ "github.com/flashpath/flashpath/gds/benchengine"
 )

@@ -3,44 +3,20 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/flashpath/flashpath/target"
-	"github.com/flashpath/flashpath/target/backend"
-	"github.com/flashpath/flashpath/target/tcp"
 )
 
 const ioTestNQN = "nqn.2026-11.io.flashpath:cli-io"
 
-// startIOTarget serves a 4 MiB mem namespace on 127.0.0.1:0, open to any host.
+// startIOTarget serves a 4 MiB mem namespace, open to any host, with
+// `flashpath target`.
 func startIOTarget(t *testing.T) string {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	tgt := target.New(target.Options{Logger: log})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: ioTestNQN, AllowAnyHost: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := backend.NewMem(4<<20, 512)
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ln.Close()
-		tgt.Close()
-	})
-	return "tcp://" + ln.Addr().String()
+	_, addr := startCLITarget(t, "--nqn", ioTestNQN, "--namespace", "mem:4MiB")
+	return addr
 }
 
 func runCLI(t *testing.T, stdin []byte, args ...string) (string, error) {

@@ -3,29 +3,34 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"regexp"
+	"slices"
 	"testing"
-
-	"github.com/flashpath/flashpath/initiator"
 )
 
-// TestTargetCommand runs `flashpath target` as a user would, connects to it
-// and stops it the way SIGTERM does (its context ends).
-func TestTargetCommand(t *testing.T) {
+// startCLITarget runs `flashpath target` with args (plus a listener on
+// 127.0.0.1:0) as a user would, returns the NQN and address its serving
+// line names, and stops it the way SIGTERM does (its context ends) when
+// the test ends, failing the test if it does not exit cleanly.
+func startCLITarget(t *testing.T, args ...string) (nqn, addr string) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	root := newRootCmd()
 	root.SetOut(pw)
-	root.SetArgs([]string{"target", "--listen", "tcp://127.0.0.1:0", "--nqn", "nqn.2026-11.io.flashpath:cli",
-		"--namespace", "mem:8MiB", "--namespace", "null:1GiB", "--log-level", "warn"})
+	root.SetArgs(append([]string{"target", "--listen", "tcp://127.0.0.1:0", "--log-level", "warn"}, args...))
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
-
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("target exited with %v", err)
+		}
+	})
 	re := regexp.MustCompile(`^serving (\S+) on nvme/tcp (\S+)$`)
 	sc := bufio.NewScanner(pr)
-	var nqn, addr string
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			nqn, addr = m[1], m[2]
@@ -33,21 +38,26 @@ func TestTargetCommand(t *testing.T) {
 		}
 	}
 	if addr == "" {
+		cancel()
 		t.Fatalf("target printed no serving line: %v", <-done)
 	}
 	go io.Copy(io.Discard, pr)
-	c, err := initiator.Connect(ctx, initiator.Config{Addr: addr, SubNQN: nqn})
+	return nqn, addr
+}
+
+// TestTargetCommand runs `flashpath target` and checks what it serves
+// with `flashpath io identify`.
+func TestTargetCommand(t *testing.T) {
+	nqn, addr := startCLITarget(t, "--nqn", "nqn.2026-11.io.flashpath:cli", "--namespace", "mem:8MiB", "--namespace", "null:1GiB")
+	out, err := runCLI(t, nil, "io", "--addr", addr, "--nqn", nqn, "identify", "--output", "json")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("identify: %v\n%s", err, out)
 	}
-	ids, err := c.ActiveNamespaces(ctx)
-	if err != nil || len(ids) != 2 || ids[0] != 1 || ids[1] != 2 {
-		t.Fatalf("active namespaces %v, %v; want [1 2]", ids, err)
+	var id struct {
+		Namespaces []uint32 `json:"namespaces"`
 	}
-	c.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("target exited with %v", err)
+	if err := json.Unmarshal([]byte(out), &id); err != nil || !slices.Equal(id.Namespaces, []uint32{1, 2}) {
+		t.Fatalf("active namespaces %v, %v; want [1 2]\n%s", id.Namespaces, err, out)
 	}
 }
 

@@ -26,6 +26,9 @@ import (
 
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/initiator/kernel"
+	// Discovery runs over the user-space host's transports.
+	_ "github.com/flashpath/flashpath/initiator/rdma"
+	_ "github.com/flashpath/flashpath/initiator/tcp"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -54,7 +57,7 @@ type Agent struct {
 	watch    WatchFunc
 	log      *slog.Logger
 	wake     chan struct{}              // a persistent discovery connection saw a change
-	passed   func(why string, r Result) // tests: called after each of Run's passes
+	passed   func(why string, r Result) // OnPass
 
 	mu      sync.Mutex
 	cfg     *Config           // guarded by mu
@@ -79,6 +82,11 @@ func New(cfg *Config, host Host, discover DiscoverFunc, log *slog.Logger) *Agent
 	a.watch = a.watchDiscovery
 	return a
 }
+
+// OnPass sets a function Run calls after each of its passes, with why the
+// pass ran ("start", "interval", "reload", "discovery log change", ...)
+// and what it did. Set it before Run.
+func (a *Agent) OnPass(f func(why string, r Result)) { a.passed = f }
 
 // SetWatch replaces how persistent discovery connections are kept (tests).
 func (a *Agent) SetWatch(w WatchFunc) { a.watch = w }

@@ -2,15 +2,10 @@ package server
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/flashpath/flashpath/initiator"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -91,70 +86,6 @@ func TestStartRDMAWithoutDevice(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "listeners[0]") || !strings.Contains(err.Error(), "RDMA unavailable") {
 		t.Errorf("error %q: want listeners[0] and RDMA unavailable", err)
-	}
-}
-
-func TestStartServeMetricsShutdown(t *testing.T) {
-	dir := t.TempDir()
-	cfg := &Config{
-		Listeners: []string{"tcp://127.0.0.1:0"},
-		Metrics:   "127.0.0.1:0",
-		Pprof:     true,
-		Subsystems: []SubsystemConfig{{
-			NQN:        "nqn.2026-11.io.flashpath:test",
-			Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:16MiB"}, {NSID: 2, Backend: "file:" + filepath.Join(dir, "ns2.img") + ":8MiB"}},
-		}},
-	}
-	srv, err := Start(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	ctrl, err := initiator.Connect(ctx, initiator.Config{Addr: srv.Listeners[0].Addr().String(), SubNQN: cfg.Subsystems[0].NQN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := ctrl.Namespace(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	copy(buf, "flashpath")
-	if _, err := ns.WriteAt(buf, 8192); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Get("http://" + srv.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`flashpath_target_controllers 1`,
-		`flashpath_target_namespace_bytes_total{nsid="2",op="write",subsys="nqn.2026-11.io.flashpath:test"} 4096`,
-		`flashpath_target_namespace_size_bytes{nsid="1",subsys="nqn.2026-11.io.flashpath:test"} 1.6777216e+07`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q", want)
-		}
-	}
-	resp, err = http.Get("http://" + srv.MetricsAddr().String() + "/debug/pprof/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
-		t.Errorf("pprof index: %s\n%s", resp.Status, body)
-	}
-	ctrl.Close()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// Shutdown flushed and closed the file namespace: the data is in the file.
-	b, err := os.ReadFile(filepath.Join(dir, "ns2.img"))
-	if err != nil || !strings.HasPrefix(string(b[8192:]), "flashpath") {
-		t.Fatalf("file namespace after shutdown: %v", err)
 	}
 }
 

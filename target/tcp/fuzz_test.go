@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/fuzzcorpus"
+	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
@@ -21,7 +21,9 @@ import (
 var writeSeeds = flag.Bool("write-seeds", false, "rewrite testdata/fuzz/FuzzConn from fuzzSeeds")
 
 // seedConn encodes PDUs as a host would, for fuzz seeds.
-func seedConn(hdgst, ddgst bool) *rawConn { return &rawConn{hdgst: hdgst, ddgst: ddgst} }
+func seedConn(hdgst, ddgst bool) *tcppeer.Host {
+	return &tcppeer.Host{Framing: tcppeer.Framing{HDigest: hdgst, DDigest: ddgst}}
+}
 
 func seedICReq(hdgst, ddgst bool) []byte {
 	var dg uint8
@@ -31,10 +33,10 @@ func seedICReq(hdgst, ddgst bool) []byte {
 	if ddgst {
 		dg |= nvmeof.DigestData
 	}
-	return icreqBytes(nvmeof.ICReq{Digest: dg})
+	return tcppeer.ICReqBytes(nvmeof.ICReq{Digest: dg})
 }
 
-func seedConnect(c *rawConn, qid uint16, kato uint32, cntlid uint16) []byte {
+func seedConnect(c *tcppeer.Host, qid uint16, kato uint32, cntlid uint16) []byte {
 	var sqe nvmeof.SQE
 	sqe.SetConnect(qid, 31, kato)
 	sqe.SetCID(1)
@@ -42,7 +44,7 @@ func seedConnect(c *rawConn, qid uint16, kato uint32, cntlid uint16) []byte {
 	data := make([]byte, nvmeof.ConnectDataSize)
 	d := nvmeof.ConnectData{HostID: hostID, CntlID: cntlid, SubNQN: testNQN, HostNQN: hostNQN}
 	d.Encode(data)
-	return c.capsule(sqe, data)
+	return c.Capsule(sqe, data)
 }
 
 // fuzzSeeds are byte streams a host might send: valid sessions, and
@@ -68,7 +70,7 @@ func fuzzSeeds() map[string][]byte {
 		var aer nvmeof.SQE
 		aer.SetOpcode(nvmeof.AdminAsyncEvent)
 		aer.SetCID(4)
-		admin := cat(ic, conn, c.capsule(enable, nil), c.capsule(ident, nil), c.capsule(aer, nil))
+		admin := cat(ic, conn, c.Capsule(enable, nil), c.Capsule(ident, nil), c.Capsule(aer, nil))
 		seeds[dg.name+"-admin"] = admin
 
 		// An I/O queue of controller 1 (the first a fresh target creates) is
@@ -95,8 +97,8 @@ func fuzzSeeds() map[string][]byte {
 		big.SetFlags(nvmeof.FlagsSGL)
 		big.SGL().SetDataBlock(nvmeof.SGLTransport, 0, 4096)
 		seeds[dg.name+"-io"] = cat(ic, seedConnect(c, 1, 0, 1),
-			c.capsule(w, make([]byte, 512)), c.capsule(r, nil), c.capsule(big, nil),
-			c.h2cData(12, 0, 0, bytes.Repeat([]byte{7}, 4096)))
+			c.Capsule(w, make([]byte, 512)), c.Capsule(r, nil), c.Capsule(big, nil),
+			c.H2CData(12, 0, 0, bytes.Repeat([]byte{7}, 4096)))
 
 		// Write-direction admin command whose data comes by R2T/H2CData
 		// (slot 0 before Connect), then a Connect through H2CData.
@@ -107,11 +109,11 @@ func fuzzSeeds() map[string][]byte {
 		sc.SGL().SetDataBlock(nvmeof.SGLTransport, 0, nvmeof.ConnectDataSize)
 		cd := make([]byte, nvmeof.ConnectDataSize)
 		(&nvmeof.ConnectData{HostID: hostID, CntlID: nvmeof.CntlIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}).Encode(cd)
-		seeds[dg.name+"-h2cdata"] = cat(ic, c.capsule(sc, nil), c.h2cData(9, 0, 0, cd), c.capsule(enable, nil))
-		seeds[dg.name+"-h2cdata-unknown-tag"] = cat(ic, conn, c.h2cData(5, 999, 0, make([]byte, 64)))
+		seeds[dg.name+"-h2cdata"] = cat(ic, c.Capsule(sc, nil), c.H2CData(9, 0, 0, cd), c.Capsule(enable, nil))
+		seeds[dg.name+"-h2cdata-unknown-tag"] = cat(ic, conn, c.H2CData(5, 999, 0, make([]byte, 64)))
 
 		// Padding between header and data (PDO beyond the header).
-		p := c.capsule(w, make([]byte, 512))
+		p := c.Capsule(w, make([]byte, 512))
 		hl := nvmeof.CapsuleCmdHLen
 		if dg.hdgst {
 			hl += nvmeof.DigestSize
@@ -123,11 +125,11 @@ func fuzzSeeds() map[string][]byte {
 		padded[3] = byte(hl + 180)
 		h, _ := nvmeof.ParseHeader(padded)
 		nvmeof.PutHeader(padded, nvmeof.Header{Type: h.Type, Flags: h.Flags, HLen: h.HLen, PDO: uint8(hl + 180), PLen: h.PLen + 180})
-		seeds[dg.name+"-padded-capsule"] = cat(ic, conn, c.capsule(enable, nil), padded)
+		seeds[dg.name+"-padded-capsule"] = cat(ic, conn, c.Capsule(enable, nil), padded)
 	}
 	c := seedConn(false, false)
 	seeds["garbage"] = bytes.Repeat([]byte{0xDE, 0xAD, 0xBE, 0xEF}, 64)
-	seeds["bad-pfv"] = icreqBytes(nvmeof.ICReq{PFV: 1})
+	seeds["bad-pfv"] = tcppeer.ICReqBytes(nvmeof.ICReq{PFV: 1})
 	unknown := make([]byte, 24)
 	nvmeof.PutHeader(unknown, nvmeof.Header{Type: 0x0C, HLen: 24, PLen: 24})
 	seeds["unknown-type"] = cat(seedICReq(false, false), unknown)
@@ -218,17 +220,16 @@ func TestListenerServesAfterFuzzInputs(t *testing.T) {
 		}
 	}
 	for name, in := range inputs {
-		c := dialRaw(t, tt.addr())
-		if _, err := c.nc.Write(in); err != nil {
+		c := tcppeer.Dial(t, tt.addr())
+		if _, err := c.NC.Write(in); err != nil {
 			t.Logf("%s: write: %v", name, err)
 		}
-		c.nc.(*net.TCPConn).CloseWrite()
+		c.NC.(*net.TCPConn).CloseWrite()
 		// Drain until the target closes its side.
-		io.Copy(io.Discard, c.nc)
-		c.nc.Close()
+		io.Copy(io.Discard, c.NC)
+		c.NC.Close()
 	}
-	ns := namespace(t, tt.connect(t, initiator.Options{}))
-	roundTrip(t, ns, 0, 64<<10, 42)
+	tt.session(t, false, false).RoundTrip(0, 64<<10, 42)
 	if err := tt.ln.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@
 # rdma-test),
 #   go test -c -o bin/rdma.test ./rdma
 #   go test -c -o bin/target-rdma.test ./target/rdma
-#   go test -c -o bin/initiator.test ./initiator
+#   go test -c -o bin/e2e.test ./test/e2e
 # then run from the checkout: ../shared/lab/vm-run test/lab/rdma-verbs.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -43,12 +43,12 @@ TTEST=${TARGET_RDMA_TEST:-$LAB_CWD/bin/target-rdma.test}
 cd "$LAB_CWD/target/rdma"
 FP_RDMA_ADDR=$addr timeout 900 "$TTEST" -test.v -test.count=1 -test.timeout 14m 2>&1 | tee /tmp/target-rdma-test.log
 grep -q '^PASS$' /tmp/target-rdma-test.log || lab_fail "target/rdma tests over rxe"
-step "initiator RDMA tests over rxe0 (flashpath's NVMe/RDMA host against its target on real verbs)"
-ITEST=${INITIATOR_RDMA_TEST:-$LAB_CWD/bin/initiator.test}
-[ -x "$ITEST" ] || lab_fail "$ITEST missing: go test -c -o bin/initiator.test ./initiator (on the host)"
-cd "$LAB_CWD/initiator"
-FP_RDMA_ADDR=$addr timeout 900 "$ITEST" -test.v -test.count=1 -test.run RDMA -test.timeout 14m 2>&1 | tee /tmp/initiator-rdma-test.log
-grep -q '^PASS$' /tmp/initiator-rdma-test.log || lab_fail "initiator RDMA tests over rxe"
+step "end-to-end RDMA tests over rxe0 (flashpath's NVMe/RDMA host against its target on real verbs)"
+ITEST=${E2E_TEST:-$LAB_CWD/bin/e2e.test}
+[ -x "$ITEST" ] || lab_fail "$ITEST missing: go test -c -o bin/e2e.test ./test/e2e (on the host)"
+cd "$LAB_CWD/test/e2e"
+FP_RDMA_ADDR=$addr timeout 900 "$ITEST" -test.v -test.count=1 -test.run '^TestRDMA' -test.timeout 14m 2>&1 | tee /tmp/e2e-rdma-test.log
+grep -q '^PASS$' /tmp/e2e-rdma-test.log || lab_fail "end-to-end RDMA tests over rxe"
 if dmesg | grep -E 'WARNING:|BUG:|Call Trace'; then
 	lab_fail "kernel warning"
 fi

@@ -1,4 +1,4 @@
-package initiator
+package e2e
 
 import (
 	"bytes"
@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashpath/flashpath/initiator"
+	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
+	_ "github.com/flashpath/flashpath/initiator/tcp"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/rdma"
@@ -59,12 +63,12 @@ func rdmaTarget(t testing.TB) (addr string, prov rdma.Provider, ln *trdma.Listen
 	return "rdma://" + ln.Addr().String(), prov, ln
 }
 
-func connectRDMA(t testing.TB, addr string, prov rdma.Provider, queues, depth int) *Controller {
+func connectRDMA(t testing.TB, addr string, prov rdma.Provider, queues, depth int) *initiator.Controller {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, Config{Addr: addr, SubNQN: realNQN, RDMA: prov, IOQueues: queues, QueueDepth: depth,
-		CtrlLossTimeout: -1, Options: Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	c, err := initiator.Connect(ctx, initiator.Config{Addr: addr, SubNQN: realNQN, Transport: hostrdma.New(prov), IOQueues: queues, QueueDepth: depth,
+		CtrlLossTimeout: -1, Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,17 +153,17 @@ func TestRDMAQueueFull(t *testing.T) {
 	const depth = 32
 	c := connectRDMA(t, addr, prov, 1, depth)
 	q := c.Queues()[0]
-	done := make(chan *Request, depth)
-	reqs := make([]Request, depth)
+	done := make(chan *initiator.Request, depth)
+	reqs := make([]initiator.Request, depth)
 	bufs := make([][]byte, depth)
 	for i := range reqs {
 		bufs[i] = make([]byte, 8192)
 		for j := range bufs[i] {
 			bufs[i][j] = byte(i + j)
 		}
-		reqs[i] = Request{Op: OpWrite, NSID: 1, SLBA: uint64(i) * 16, NLB: 16, Buf: bufs[i], Done: done}
+		reqs[i] = initiator.Request{Op: initiator.OpWrite, NSID: 1, SLBA: uint64(i) * 16, NLB: 16, Buf: bufs[i], Done: done}
 	}
-	rs := make([]*Request, depth)
+	rs := make([]*initiator.Request, depth)
 	for i := range reqs {
 		rs[i] = &reqs[i]
 	}
@@ -172,7 +176,7 @@ func TestRDMAQueueFull(t *testing.T) {
 		}
 	}
 	for i := range reqs {
-		reqs[i].Op, reqs[i].Buf = OpRead, make([]byte, 8192)
+		reqs[i].Op, reqs[i].Buf = initiator.OpRead, make([]byte, 8192)
 	}
 	if n, err := q.SubmitBatch(rs); err != nil || n != depth {
 		t.Fatalf("SubmitBatch: %d, %v", n, err)
@@ -207,19 +211,19 @@ func TestRDMAConnectionLost(t *testing.T) {
 }
 
 func TestRDMAAddressErrors(t *testing.T) {
-	if _, _, err := SplitAddr("rdma://10.0.0.1", DefaultPort); err != nil {
+	if _, _, err := initiator.SplitAddr("rdma://10.0.0.1", initiator.DefaultPort); err != nil {
 		t.Fatal(err)
 	}
-	if tr, a, err := SplitAddr("rdma://[fe80::1]:4421", DefaultPort); err != nil || tr != "rdma" || a != "[fe80::1]:4421" {
+	if tr, a, err := initiator.SplitAddr("rdma://[fe80::1]:4421", initiator.DefaultPort); err != nil || tr != "rdma" || a != "[fe80::1]:4421" {
 		t.Fatalf("SplitAddr: %q %q %v", tr, a, err)
 	}
-	_, err := Connect(context.Background(), Config{Addr: "rdma://127.0.0.1:1", SubNQN: realNQN, RDMA: rdmatest.New(), CtrlLossTimeout: -1,
-		Options: Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	_, err := initiator.Connect(context.Background(), initiator.Config{Addr: "rdma://127.0.0.1:1", SubNQN: realNQN, Transport: hostrdma.New(rdmatest.New()), CtrlLossTimeout: -1,
+		Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("connect to nothing: %v", err)
 	}
-	_, err = Connect(context.Background(), Config{Addr: "rdma://127.0.0.1:1", SubNQN: realNQN, RDMA: rdmatest.New(),
-		Options: Options{HostNQN: testHost, HeaderDigest: true, Logger: slog.New(slog.DiscardHandler)}})
+	_, err = initiator.Connect(context.Background(), initiator.Config{Addr: "rdma://127.0.0.1:1", SubNQN: realNQN, Transport: hostrdma.New(rdmatest.New()),
+		Options: initiator.Options{HostNQN: testHost, HeaderDigest: true, Logger: slog.New(slog.DiscardHandler)}})
 	if err == nil || !strings.Contains(err.Error(), "digests") {
 		t.Fatalf("digests over rdma: %v, want a refusal naming digests", err)
 	}
@@ -231,8 +235,8 @@ func TestRDMADiscovery(t *testing.T) {
 	addr, prov, ln := rdmaTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := ConnectDiscovery(ctx, Config{Addr: addr, RDMA: prov, CtrlLossTimeout: -1,
-		Options: Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	c, err := initiator.ConnectDiscovery(ctx, initiator.Config{Addr: addr, Transport: hostrdma.New(prov), CtrlLossTimeout: -1,
+		Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

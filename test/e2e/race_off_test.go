@@ -1,5 +1,5 @@
 //go:build !race
 
-package initiator
+package e2e
 
 const raceEnabled = false

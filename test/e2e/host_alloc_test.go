@@ -1,28 +1,30 @@
-package initiator
+package e2e
 
 import (
 	"testing"
 	"time"
+
+	"github.com/flashpath/flashpath/initiator"
 )
 
 // benchQueue connects to an in-process target and returns one I/O queue.
-func benchQueue(b *testing.B) (*Queue, *Namespace) {
+func benchQueue(b *testing.B) (*initiator.Queue, *initiator.Namespace) {
 	tt := startTarget(b, 256<<20, 0)
-	c := connect(b, tt, func(c *Config) { c.IOQueues, c.QueueDepth = 1, 128 })
+	c := connect(b, tt, func(c *initiator.Config) { c.IOQueues, c.QueueDepth = 1, 128 })
 	return c.Queues()[0], openNS(b, c, tt.nsid)
 }
 
 // runAsync keeps qd reads of size bytes in flight on q for b.N completions.
-func runAsync(b *testing.B, q *Queue, ns *Namespace, size, qd int) {
+func runAsync(b *testing.B, q *initiator.Queue, ns *initiator.Namespace, size, qd int) {
 	bs := ns.BlockSize()
 	span := int(ns.Size()) / size
-	done := make(chan *Request, qd)
-	reqs := make([]Request, qd)
+	done := make(chan *initiator.Request, qd)
+	reqs := make([]initiator.Request, qd)
 	for i := range reqs {
-		reqs[i] = Request{Op: OpRead, NSID: ns.ID(), NLB: uint32(size / bs), Buf: make([]byte, size), Done: done}
+		reqs[i] = initiator.Request{Op: initiator.OpRead, NSID: ns.ID(), NLB: uint32(size / bs), Buf: make([]byte, size), Done: done}
 	}
 	next := 0
-	submit := func(r *Request) {
+	submit := func(r *initiator.Request) {
 		r.SLBA = uint64(next%span) * uint64(size/bs)
 		next += 7
 		if err := q.Submit(r); err != nil {
@@ -71,15 +73,15 @@ func TestSubmitZeroAlloc(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	tt := startTarget(t, 16<<20, 16<<10)
-	c := connect(t, tt, func(c *Config) { c.IOQueues = 1 })
+	c := connect(t, tt, func(c *initiator.Config) { c.IOQueues = 1 })
 	ns := openNS(t, c, tt.nsid)
 	q := c.Queues()[0]
-	done := make(chan *Request, 1)
+	done := make(chan *initiator.Request, 1)
 	for _, tc := range []struct {
-		op   Op
+		op   initiator.Op
 		size int
-	}{{OpRead, 4096}, {OpRead, 128 << 10}, {OpWrite, 4096}, {OpWrite, 128 << 10}} {
-		r := &Request{Op: tc.op, NSID: ns.ID(), SLBA: 8, NLB: uint32(tc.size / ns.BlockSize()), Buf: make([]byte, tc.size), Done: done}
+	}{{initiator.OpRead, 4096}, {initiator.OpRead, 128 << 10}, {initiator.OpWrite, 4096}, {initiator.OpWrite, 128 << 10}} {
+		r := &initiator.Request{Op: tc.op, NSID: ns.ID(), SLBA: 8, NLB: uint32(tc.size / ns.BlockSize()), Buf: make([]byte, tc.size), Done: done}
 		allocs := testing.AllocsPerRun(200, func() {
 			if err := q.Submit(r); err != nil {
 				t.Fatal(err)
@@ -103,7 +105,7 @@ func TestNamespaceZeroAlloc(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	tt := startTarget(t, 16<<20, 16<<10)
-	c := connect(t, tt, func(c *Config) { c.IOQueues = 2 })
+	c := connect(t, tt, func(c *initiator.Config) { c.IOQueues = 2 })
 	ns := openNS(t, c, tt.nsid)
 	multi := 4 * ns.MaxTransfer()
 	buf := make([]byte, multi)

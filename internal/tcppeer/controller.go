@@ -1,9 +1,8 @@
-package initiator
+package tcppeer
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,27 +14,29 @@ import (
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
-// fakeTarget is a small NVMe/TCP controller for transcript-style tests of
-// the host: one goroutine per connection, a memory namespace, and knobs
-// for the transport parameters the host must honour. It checks what the
-// host sends (digests, PDO alignment, R2T discipline) and records
-// violations in errs.
-type fakeTarget struct {
-	t         testing.TB
-	ln        net.Listener
-	subnqn    string
-	hosts     []string // allowed host NQNs; empty: any
-	cpda      uint8
-	maxH2C    uint32
-	ioccsz    uint32
-	mdts      uint8
-	r2tChunk  uint32 // bytes per R2T (0: the whole transfer)
-	c2hChunk  uint32 // bytes per C2HData (0: the whole transfer)
-	success   bool   // use the SUCCESS flag instead of a response capsule
-	badDDGST  bool   // corrupt the data digest of C2HData PDUs
-	killFlush bool   // a Flush closes its connection instead of completing
-	bs        int
-	data      []byte
+// Controller is a small NVMe/TCP controller for transcript-style tests of
+// a host: one goroutine per connection, a memory namespace (NSID 1), and
+// knobs for the transport parameters the host must honour. It checks what
+// the host sends (digests, PDO alignment, R2T discipline) and fails the
+// test with every violation it saw when the test ends.
+type Controller struct {
+	t  testing.TB
+	ln net.Listener
+
+	// Knobs, set before the first connection (NewController's mut).
+	SubNQN    string
+	Hosts     []string // allowed host NQNs; empty: any
+	CPDA      uint8
+	MaxH2C    uint32
+	IOCCSZ    uint32
+	MDTS      uint8
+	R2TChunk  uint32 // bytes per R2T (0: the whole transfer)
+	C2HChunk  uint32 // bytes per C2HData (0: the whole transfer)
+	Success   bool   // use the SUCCESS flag instead of a response capsule
+	BadDDGST  bool   // corrupt the data digest of C2HData PDUs
+	KillFlush bool   // a Flush closes its connection instead of completing
+	BS        int    // logical block size: 512 or 4096
+	Data      []byte // the namespace
 	genctr    uint64
 
 	mu     sync.Mutex
@@ -48,19 +49,21 @@ type fakeTarget struct {
 }
 
 type aerPending struct {
-	fc  *fakeConn
+	fc  *ctrlConn
 	cid uint16
 }
 
-func newFakeTarget(t testing.TB, mut func(*fakeTarget)) *fakeTarget {
+// NewController listens on 127.0.0.1 with the knobs mut sets (mut may be
+// nil) and serves until the test ends.
+func NewController(t testing.TB, mut func(*Controller)) *Controller {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeTarget{
-		t: t, ln: ln, subnqn: "nqn.2024-01.io.flashpath:fake",
-		maxH2C: 16384, ioccsz: (8192 + 64) / 16, mdts: 8, bs: 512,
-		data: make([]byte, 4<<20), genctr: 1,
+	f := &Controller{
+		t: t, ln: ln, SubNQN: "nqn.2024-01.io.flashpath:fake",
+		MaxH2C: 16384, IOCCSZ: (8192 + 64) / 16, MDTS: 8, BS: 512,
+		Data: make([]byte, 4<<20), genctr: 1,
 	}
 	if mut != nil {
 		mut(f)
@@ -84,15 +87,19 @@ func newFakeTarget(t testing.TB, mut func(*fakeTarget)) *fakeTarget {
 	return f
 }
 
-func (f *fakeTarget) addr() string { return f.ln.Addr().String() }
+// Close stops accepting connections (those open stay until the test ends).
+func (f *Controller) Close() { f.ln.Close() }
 
-func (f *fakeTarget) violation(format string, args ...any) {
+// Addr is the controller's host:port.
+func (f *Controller) Addr() string { return f.ln.Addr().String() }
+
+func (f *Controller) violation(format string, args ...any) {
 	f.mu.Lock()
 	f.errs = append(f.errs, fmt.Sprintf(format, args...))
 	f.mu.Unlock()
 }
 
-func (f *fakeTarget) serve() {
+func (f *Controller) serve() {
 	defer f.wg.Done()
 	for {
 		nc, err := f.ln.Accept()
@@ -107,7 +114,7 @@ func (f *fakeTarget) serve() {
 			defer f.wg.Done()
 			defer nc.Close()
 			// A host that fails the connection resets it: that is no violation.
-			fc := &fakeConn{f: f, nc: nc, br: bufio.NewReader(nc), pending: map[uint16]*fakeWrite{}}
+			fc := &ctrlConn{f: f, nc: nc, br: bufio.NewReader(nc), pending: map[uint16]*ctrlWrite{}}
 			if err := fc.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 				f.violation("%v", err)
 			}
@@ -115,19 +122,19 @@ func (f *fakeTarget) serve() {
 	}
 }
 
-type fakeConn struct {
-	f         *fakeTarget
+type ctrlConn struct {
+	f         *Controller
 	nc        net.Conn
 	br        *bufio.Reader
 	wmu       sync.Mutex
-	hd, dd    bool
+	in, out   Framing // what the host sends (the controller's CPDA), what it receives
 	qid       uint16
 	discovery bool
 	cc, csts  uint32
-	pending   map[uint16]*fakeWrite
+	pending   map[uint16]*ctrlWrite
 }
 
-type fakeWrite struct {
+type ctrlWrite struct {
 	sqe   nvmeof.SQE
 	buf   []byte
 	got   uint32 // bytes received
@@ -135,7 +142,7 @@ type fakeWrite struct {
 	ttag  uint16
 }
 
-func (c *fakeConn) run() error {
+func (c *ctrlConn) run() error {
 	var ic [nvmeof.ICReqSize]byte
 	if _, err := io.ReadFull(c.br, ic[:]); err != nil {
 		return err
@@ -144,8 +151,10 @@ func (c *fakeConn) run() error {
 	if err != nil {
 		return fmt.Errorf("ICReq: %w", err)
 	}
-	c.hd, c.dd = req.Digest&nvmeof.DigestHeader != 0, req.Digest&nvmeof.DigestData != 0
-	resp := nvmeof.ICResp{CPDA: c.f.cpda, Digest: req.Digest, MaxData: c.f.maxH2C}
+	hd, dd := req.Digest&nvmeof.DigestHeader != 0, req.Digest&nvmeof.DigestData != 0
+	c.in = Framing{HDigest: hd, DDigest: dd, PDA: c.f.CPDA}
+	c.out = Framing{HDigest: hd, DDigest: dd}
+	resp := nvmeof.ICResp{CPDA: c.f.CPDA, Digest: req.Digest, MaxData: c.f.MaxH2C}
 	resp.Encode(ic[:])
 	if _, err := c.nc.Write(ic[:]); err != nil {
 		return err
@@ -157,48 +166,14 @@ func (c *fakeConn) run() error {
 	}
 }
 
-func (c *fakeConn) dlen() uint32 {
-	if c.dd {
-		return 4
-	}
-	return 0
-}
-
-func (c *fakeConn) hlen(h uint32) uint32 {
-	if c.hd {
-		return h + 4
-	}
-	return h
-}
-
 // pdu reads and handles one PDU from the host.
-func (c *fakeConn) pdu() error {
-	var chb [nvmeof.CHSize]byte
-	if _, err := io.ReadFull(c.br, chb[:]); err != nil {
-		return err
-	}
-	h, _ := nvmeof.ParseHeader(chb[:])
-	lay, err := h.Check(c.hd, c.dd, 1<<24)
+func (c *ctrlConn) pdu() error {
+	h, pdu, data, err := c.in.ReadChecked(c.br)
 	if err != nil {
-		return fmt.Errorf("host PDU: %w", err)
-	}
-	rest := make([]byte, h.PLen-nvmeof.CHSize)
-	if _, err := io.ReadFull(c.br, rest); err != nil {
-		return err
-	}
-	pdu := append(chb[:], rest...)
-	if lay.HDigest && nvmeof.Digest(pdu[:h.HLen]) != nvmeof.GetDigest(pdu[h.HLen:]) {
-		return fmt.Errorf("host PDU type %#x: bad header digest", h.Type)
-	}
-	var data []byte
-	if lay.DataLen > 0 {
-		if want := nvmeof.PadTo(uint32(h.HLen), c.hd, c.f.cpda); lay.DataOff != want {
-			return fmt.Errorf("host PDU type %#x: PDO %d, CPDA %d wants %d", h.Type, lay.DataOff, c.f.cpda, want)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+			return err
 		}
-		data = pdu[lay.DataOff : lay.DataOff+lay.DataLen]
-		if lay.DDigest && nvmeof.Digest(data) != nvmeof.GetDigest(pdu[lay.DataOff+lay.DataLen:]) {
-			return fmt.Errorf("host PDU type %#x: bad data digest", h.Type)
-		}
+		return fmt.Errorf("host %w", err)
 	}
 	switch h.Type {
 	case nvmeof.PDUCapsuleCmd:
@@ -214,8 +189,8 @@ func (c *fakeConn) pdu() error {
 		if dp.Offset != w.got || dp.Length != uint32(len(data)) || w.got+dp.Length > w.asked {
 			return fmt.Errorf("H2CData cid %d offset %d length %d: received %d, solicited %d", dp.CCCID, dp.Offset, dp.Length, w.got, w.asked)
 		}
-		if dp.Length > c.f.maxH2C {
-			return fmt.Errorf("H2CData of %d bytes exceeds MAXH2CDATA %d", dp.Length, c.f.maxH2C)
+		if dp.Length > c.f.MaxH2C {
+			return fmt.Errorf("H2CData of %d bytes exceeds MAXH2CDATA %d", dp.Length, c.f.MaxH2C)
 		}
 		copy(w.buf[dp.Offset:], data)
 		w.got += dp.Length
@@ -237,89 +212,67 @@ func (c *fakeConn) pdu() error {
 	return fmt.Errorf("unexpected host PDU type %#x", h.Type)
 }
 
-func (c *fakeConn) solicit(cid uint16, w *fakeWrite) error {
+func (c *ctrlConn) solicit(cid uint16, w *ctrlWrite) error {
 	n := uint32(len(w.buf)) - w.asked
-	if c.f.r2tChunk > 0 {
-		n = min(n, c.f.r2tChunk)
+	if c.f.R2TChunk > 0 {
+		n = min(n, c.f.R2TChunk)
 	}
 	w.ttag++
-	b := make([]byte, c.hlen(nvmeof.R2THLen))
-	nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUR2T, HLen: nvmeof.R2THLen, PLen: uint32(len(b))})
-	dp := nvmeof.DataPDU{CCCID: cid, TTag: w.ttag, Offset: w.asked, Length: n}
-	dp.Encode(b)
+	b := DataHdr(nvmeof.PDUR2T, 0, nvmeof.DataPDU{CCCID: cid, TTag: w.ttag, Offset: w.asked, Length: n})
 	w.asked += n
-	return c.send(b, nil, true)
+	return c.send(b, nil)
 }
 
-// send writes a PDU header (digest filled in here) and data (+digest).
-func (c *fakeConn) send(hdr, data []byte, flagsDone bool) error {
-	hl := int(hdr[2])
-	if c.hd {
-		hdr[1] |= nvmeof.FlagHDGST
-		nvmeof.PutDigest(hdr[hl:], nvmeof.Digest(hdr[:hl]))
+// send writes a PDU: header, data, digests.
+func (c *ctrlConn) send(hdr, data []byte) error {
+	b := c.out.PDU(hdr, data)
+	if c.f.BadDDGST && hdr[0] == nvmeof.PDUC2HData && c.out.DDigest && len(data) > 0 {
+		b[len(b)-1] ^= 0xFF
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	out := append([]byte(nil), hdr...)
-	out = append(out, data...)
-	if len(data) > 0 && c.dd {
-		d := nvmeof.Digest(data)
-		if c.f.badDDGST && hdr[0] == nvmeof.PDUC2HData {
-			d = ^d
-		}
-		out = binary.LittleEndian.AppendUint32(out, d)
-	}
-	_, err := c.nc.Write(out)
+	_, err := c.nc.Write(b)
 	return err
 }
 
-func (c *fakeConn) respond(cid uint16, st nvmeof.Status, dw0, dw1 uint32) error {
-	b := make([]byte, c.hlen(nvmeof.CapsuleRspHLen))
-	nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUCapsuleRsp, HLen: nvmeof.CapsuleRspHLen, PLen: uint32(len(b))})
-	cqe := nvmeof.CQEView(b[nvmeof.CHSize:])
-	cqe.SetCID(cid)
-	cqe.SetDW0(dw0)
-	cqe.SetDW1(dw1)
-	cqe.SetSQID(c.qid)
-	cqe.SetStatus(st)
-	return c.send(b, nil, true)
+func (c *ctrlConn) respond(cid uint16, st nvmeof.Status, dw0, dw1 uint32) error {
+	b := CapsuleRsp(func(cqe *nvmeof.CQE) {
+		cqe.SetCID(cid)
+		cqe.SetDW0(dw0)
+		cqe.SetDW1(dw1)
+		cqe.SetSQID(c.qid)
+		cqe.SetStatus(st)
+	})
+	return c.send(b, nil)
 }
 
 // sendData sends buf in C2HData PDUs, then the response.
-func (c *fakeConn) sendData(cid uint16, buf []byte) error {
+func (c *ctrlConn) sendData(cid uint16, buf []byte) error {
 	chunk := uint32(len(buf))
-	if c.f.c2hChunk > 0 {
-		chunk = c.f.c2hChunk
+	if c.f.C2HChunk > 0 {
+		chunk = c.f.C2HChunk
 	}
 	for off := uint32(0); off < uint32(len(buf)); off += chunk {
 		n := min(chunk, uint32(len(buf))-off)
-		hl := c.hlen(nvmeof.DataHLen)
-		b := make([]byte, hl)
 		flags := uint8(0)
-		last := off+n == uint32(len(buf))
-		if last {
+		if off+n == uint32(len(buf)) {
 			flags |= nvmeof.FlagDataLast
-			if c.f.success {
+			if c.f.Success {
 				flags |= nvmeof.FlagDataSuccess
 			}
 		}
-		if c.dd {
-			flags |= nvmeof.FlagDDGST
-		}
-		nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUC2HData, Flags: flags, HLen: nvmeof.DataHLen, PDO: uint8(hl), PLen: hl + n + c.dlen()})
-		dp := nvmeof.DataPDU{CCCID: cid, Offset: off, Length: n}
-		dp.Encode(b)
-		if err := c.send(b, buf[off:off+n], true); err != nil {
+		b := DataHdr(nvmeof.PDUC2HData, flags, nvmeof.DataPDU{CCCID: cid, Offset: off, Length: n})
+		if err := c.send(b, buf[off:off+n]); err != nil {
 			return err
 		}
 	}
-	if c.f.success {
+	if c.f.Success {
 		return nil
 	}
 	return c.respond(cid, 0, 0, 0)
 }
 
-func (c *fakeConn) command(sqe *nvmeof.SQE, data []byte) error {
+func (c *ctrlConn) command(sqe *nvmeof.SQE, data []byte) error {
 	cid := sqe.CID()
 	if sqe.PSDT() != nvmeof.PSDTSGLMptrBuf {
 		return fmt.Errorf("cid %d: PSDT %d, want SGL", cid, sqe.PSDT())
@@ -340,19 +293,19 @@ func (c *fakeConn) command(sqe *nvmeof.SQE, data []byte) error {
 	switch sqe.Opcode() {
 	case nvmeof.NVMWrite, nvmeof.NVMCompare, nvmeof.NVMDSM:
 		if len(data) > 0 {
-			if len(data) > int(c.f.ioccsz*16-64) {
+			if len(data) > int(c.f.IOCCSZ*16-64) {
 				return fmt.Errorf("cid %d: %d bytes in capsule exceed IOCCSZ", cid, len(data))
 			}
 			return c.execIO(sqe, data)
 		}
-		w := &fakeWrite{sqe: *sqe, buf: make([]byte, sgl.Length())}
+		w := &ctrlWrite{sqe: *sqe, buf: make([]byte, sgl.Length())}
 		c.pending[cid] = w
 		return c.solicit(cid, w)
 	}
 	return c.execIO(sqe, nil)
 }
 
-func (c *fakeConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
+func (c *ctrlConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
 	cid := sqe.CID()
 	switch sqe.FCType() {
 	case nvmeof.FabricsConnect:
@@ -362,12 +315,12 @@ func (c *fakeConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
 		}
 		c.qid = sqe.QID()
 		c.discovery = cd.SubNQN == nvmeof.DiscoveryNQN
-		if !c.discovery && cd.SubNQN != c.f.subnqn {
+		if !c.discovery && cd.SubNQN != c.f.SubNQN {
 			return c.respond(cid, nvmeof.StatusConnectInvalidParam, nvmeof.ConnectInvalidParam(true, nvmeof.ConnectDataOffSubNQN), 0)
 		}
-		if len(c.f.hosts) > 0 && !c.discovery {
+		if len(c.f.Hosts) > 0 && !c.discovery {
 			ok := false
-			for _, h := range c.f.hosts {
+			for _, h := range c.f.Hosts {
 				ok = ok || h == cd.HostNQN
 			}
 			if !ok {
@@ -416,17 +369,17 @@ func (c *fakeConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
 	return c.respond(cid, nvmeof.StatusInvalidOpcode, 0, 0)
 }
 
-func (c *fakeConn) adminCmd(sqe *nvmeof.SQE, data []byte) error {
+func (c *ctrlConn) adminCmd(sqe *nvmeof.SQE, data []byte) error {
 	cid := sqe.CID()
 	b := make([]byte, nvmeof.IdentifySize)
 	switch sqe.Opcode() {
 	case nvmeof.AdminIdentify:
 		switch sqe.CNS() {
 		case nvmeof.CNSController:
-			id := nvmeof.IdentifyController{Model: "fake", Serial: "1", Firmware: "1.0", MDTS: c.f.mdts,
+			id := nvmeof.IdentifyController{Model: "fake", Serial: "1", Firmware: "1.0", MDTS: c.f.MDTS,
 				CntlID: c.f.cntlID, Version: nvmeof.VS1_4, OAES: nvmeof.OAESNamespaceAttr, CntrlType: nvmeof.CtrlTypeIO,
 				KAS: 1, NN: 1, SQES: 0x66, CQES: 0x44, ONCS: nvmeof.ONCSCompare | nvmeof.ONCSDSM | nvmeof.ONCSWriteZeroes,
-				SGLS: nvmeof.SGLSSupported, SubNQN: c.f.subnqn, IOCCSZ: c.f.ioccsz, IORCSZ: 1, AERL: 3}
+				SGLS: nvmeof.SGLSSupported, SubNQN: c.f.SubNQN, IOCCSZ: c.f.IOCCSZ, IORCSZ: 1, AERL: 3}
 			if c.discovery {
 				id.CntrlType = nvmeof.CtrlTypeDiscovery
 				id.SubNQN = nvmeof.DiscoveryNQN
@@ -437,10 +390,10 @@ func (c *fakeConn) adminCmd(sqe *nvmeof.SQE, data []byte) error {
 				return c.respond(cid, nvmeof.StatusInvalidNamespace|nvmeof.StatusDNR, 0, 0)
 			}
 			lbads := uint8(9)
-			if c.f.bs == 4096 {
+			if c.f.BS == 4096 {
 				lbads = 12
 			}
-			n := uint64(len(c.f.data) / c.f.bs)
+			n := uint64(len(c.f.Data) / c.f.BS)
 			ns := nvmeof.IdentifyNamespace{NSZE: n, NCAP: n, NUSE: n, DLFEAT: nvmeof.DLFEATZeroes}
 			ns.LBAF[0].LBADS = lbads
 			ns.Encode(b)
@@ -475,7 +428,7 @@ func (c *fakeConn) adminCmd(sqe *nvmeof.SQE, data []byte) error {
 		case nvmeof.LogDiscovery:
 			entries := []nvmeof.DiscoveryEntry{{TrType: nvmeof.TrTypeTCP, AdrFam: nvmeof.AdrFamIPv4, SubType: nvmeof.SubTypeNVM,
 				TReq: nvmeof.TReqSecureChannelNotRequired, PortID: 1, CntlID: 0xFFFF, ASQSZ: 32,
-				TrSvcID: "4420", TrAddr: "127.0.0.1", SubNQN: c.f.subnqn}}
+				TrSvcID: "4420", TrAddr: "127.0.0.1", SubNQN: c.f.SubNQN}}
 			page = make([]byte, nvmeof.DiscoveryLogSize(len(entries)))
 			nvmeof.EncodeDiscoveryLog(page, c.f.genctr, entries)
 		case nvmeof.LogChangedNSList:
@@ -493,13 +446,13 @@ func (c *fakeConn) adminCmd(sqe *nvmeof.SQE, data []byte) error {
 	return c.respond(cid, nvmeof.StatusInvalidOpcode|nvmeof.StatusDNR, 0, 0)
 }
 
-func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
+func (c *ctrlConn) execIO(sqe *nvmeof.SQE, data []byte) error {
 	cid := sqe.CID()
 	f := c.f
-	bs := uint64(f.bs)
+	bs := uint64(f.BS)
 	off := sqe.SLBA() * bs
 	n := (uint64(sqe.NLB()) + 1) * bs
-	inRange := off+n <= uint64(len(f.data))
+	inRange := off+n <= uint64(len(f.Data))
 	sglLen := uint64(sqe.SGL().Length())
 	switch sqe.Opcode() {
 	case nvmeof.NVMRead:
@@ -510,7 +463,7 @@ func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
 			return c.respond(cid, nvmeof.StatusDataSGLLengthInvalid|nvmeof.StatusDNR, 0, 0)
 		}
 		f.mu.Lock()
-		buf := bytes.Clone(f.data[off : off+n])
+		buf := bytes.Clone(f.Data[off : off+n])
 		f.mu.Unlock()
 		return c.sendData(cid, buf)
 	case nvmeof.NVMWrite, nvmeof.NVMCompare:
@@ -520,19 +473,19 @@ func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if sqe.Opcode() == nvmeof.NVMCompare {
-			if !bytes.Equal(f.data[off:off+n], data) {
+			if !bytes.Equal(f.Data[off:off+n], data) {
 				return c.respond(cid, nvmeof.StatusCompareFailure|nvmeof.StatusDNR, 0, 0)
 			}
 			return c.respond(cid, 0, 0, 0)
 		}
-		copy(f.data[off:], data)
+		copy(f.Data[off:], data)
 		return c.respond(cid, 0, 0, 0)
 	case nvmeof.NVMWriteZeroes:
 		if !inRange {
 			return c.respond(cid, nvmeof.StatusLBAOutOfRange|nvmeof.StatusDNR, 0, 0)
 		}
 		f.mu.Lock()
-		clear(f.data[off : off+n])
+		clear(f.Data[off : off+n])
 		f.mu.Unlock()
 		return c.respond(cid, 0, 0, 0)
 	case nvmeof.NVMDSM:
@@ -542,16 +495,16 @@ func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
 				return err
 			}
 			o, l := r.SLBA*bs, uint64(r.NLB)*bs
-			if o+l > uint64(len(f.data)) {
+			if o+l > uint64(len(f.Data)) {
 				return c.respond(cid, nvmeof.StatusLBAOutOfRange|nvmeof.StatusDNR, 0, 0)
 			}
 			f.mu.Lock()
-			clear(f.data[o : o+l])
+			clear(f.Data[o : o+l])
 			f.mu.Unlock()
 		}
 		return c.respond(cid, 0, 0, 0)
 	case nvmeof.NVMFlush:
-		if f.killFlush {
+		if f.KillFlush {
 			return net.ErrClosed // the connection ends here, as if the target crashed
 		}
 		return c.respond(cid, 0, 0, 0)
@@ -559,8 +512,8 @@ func (c *fakeConn) execIO(sqe *nvmeof.SQE, data []byte) error {
 	return c.respond(cid, nvmeof.StatusInvalidOpcode|nvmeof.StatusDNR, 0, 0)
 }
 
-// nsChanged queues a namespace attribute notice for the next AER.
-func (f *fakeTarget) nsChanged() {
+// NSChanged queues a namespace attribute notice for the next AER.
+func (f *Controller) NSChanged() {
 	f.mu.Lock()
 	f.events++
 	f.mu.Unlock()
@@ -568,7 +521,7 @@ func (f *fakeTarget) nsChanged() {
 }
 
 // fireAER completes posted AERs while events wait.
-func (f *fakeTarget) fireAER() {
+func (f *Controller) fireAER() {
 	f.mu.Lock()
 	n := min(f.events, len(f.aer))
 	aers := f.aer[:n]

@@ -1,10 +1,11 @@
-package agent
+package e2e
 
 import (
 	"context"
 	"log/slog"
 	"testing"
 
+	"github.com/flashpath/flashpath/initiator/agent"
 	"github.com/flashpath/flashpath/initiator/kernel"
 	"github.com/flashpath/flashpath/initiator/kernel/kerneltest"
 	"github.com/flashpath/flashpath/target"
@@ -15,7 +16,12 @@ import (
 // flashpath's target (real TCP on 127.0.0.1), a subsystem added on the
 // target is connected by a pass the change notice triggers, with the
 // interval an hour away; subsystems the host may not see are not.
-func TestRunPersistentDiscovery(t *testing.T) {
+const (
+	agentHostNQN = "nqn.2014-08.org.nvmexpress:uuid:0f1e2d3c-4b5a-4697-8879-aabbccddee01"
+	agentHostID  = "0f1e2d3c-4b5a-4697-8879-aabbccddee01"
+)
+
+func TestAgentPersistentDiscovery(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	tgt := target.New(target.Options{Logger: log})
 	if _, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: "nqn.2026-11.io.flashpath:p-a", AllowAnyHost: true}); err != nil {
@@ -28,15 +34,15 @@ func TestRunPersistentDiscovery(t *testing.T) {
 	defer tgt.Close()
 	defer ln.Close()
 
-	cfg, err := Parse([]byte("hostnqn: " + hostNQN + "\nhostid: " + hostID + "\ninterval: 1h\ndiscovery: [{address: tcp://" + ln.Addr().String() + "}]\n"))
+	cfg, err := agent.Parse([]byte("hostnqn: " + agentHostNQN + "\nhostid: " + agentHostID + "\ninterval: 1h\ndiscovery: [{address: tcp://" + ln.Addr().String() + "}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fs := kerneltest.New(t.TempDir())
 	fs.Connected = make(chan kernel.Params, 8)
-	a := New(cfg, fs, nil, log)
+	a := agent.New(cfg, fs, nil, log)
 	passes := make(chan string, 16)
-	a.passed = func(why string, _ Result) { passes <- why }
+	a.OnPass(func(why string, _ agent.Result) { passes <- why })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -1,4 +1,4 @@
-// Package nvmetcp is the bench engines "nvme-tcp" and "nvme-rdma":
+// Package fabrics is the bench engines "nvme-tcp" and "nvme-rdma":
 // flashpath's user-space NVMe-oF host (package initiator) driven
 // asynchronously, one controller and one I/O queue per job, addressed as
 //
@@ -9,7 +9,7 @@
 // reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none). As
 // fio over the kernel host, a job rides through a lost connection: the I/O
 // in flight waits for the reconnect and is sent again on the new queue.
-package nvmetcp
+package fabrics
 
 import (
 	"context"
@@ -22,8 +22,10 @@ import (
 
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/initiator"
-	"github.com/flashpath/flashpath/nvmeof"
-	"github.com/flashpath/flashpath/rdma"
+
+	// The transports the engines' filenames name.
+	_ "github.com/flashpath/flashpath/initiator/rdma"
+	_ "github.com/flashpath/flashpath/initiator/tcp"
 )
 
 func init() {
@@ -32,19 +34,16 @@ func init() {
 	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
 }
 
-// provider is the RDMA provider of nvme-rdma jobs (tests swap in a fake).
-var provider = rdma.Verbs
-
 func openRDMA(cfg *bench.EngineConfig) (bench.Engine, error) {
 	t, err := parseFilename(cfg.Filename, "rdma")
 	if err != nil {
 		return nil, err
 	}
-	prov, err := provider()
+	e, err := openTarget(cfg, t, "rdma")
 	if err != nil {
 		return nil, fmt.Errorf("nvme-rdma: %w", err)
 	}
-	return openTarget(cfg, t, prov)
+	return e, nil
 }
 
 // Target is a parsed nvme-tcp or nvme-rdma filename.
@@ -82,8 +81,7 @@ func parseFilename(s, scheme string) (Target, error) {
 }
 
 type engine struct {
-	prov   rdma.Provider // nvme-rdma
-	region rdma.Region   // the buffers, registered (nvme-rdma)
+	region initiator.Registration // the buffers, registered with the transport
 	ns     *initiator.Namespace
 	ctrl   *initiator.Controller
 	q      *initiator.Queue
@@ -132,12 +130,12 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openTarget(cfg, t, nil)
+	return openTarget(cfg, t, "tcp")
 }
 
-// openTarget connects the job's controller: over NVMe/RDMA through prov,
-// else over NVMe/TCP.
-func openTarget(cfg *bench.EngineConfig, t Target, prov rdma.Provider) (bench.Engine, error) {
+// openTarget connects the job's controller over the transport named
+// scheme.
+func openTarget(cfg *bench.EngineConfig, t Target, scheme string) (bench.Engine, error) {
 	hd, err := boolOpt(cfg.Options, "hdr_digest")
 	if err != nil {
 		return nil, err
@@ -159,12 +157,8 @@ func openTarget(cfg *bench.EngineConfig, t Target, prov rdma.Provider) (bench.En
 	if _, set := cfg.Options["ctrl_loss_tmo"]; set && lossTmo == 0 {
 		lossTmo = -1 // none: fail at once
 	}
-	addr := t.Addr
-	if prov != nil {
-		addr = "rdma://" + addr
-	}
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
-		Addr: addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1), RDMA: prov,
+		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
 		ReconnectDelay: delay, CtrlLossTimeout: lossTmo,
 		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"]},
 	})
@@ -181,7 +175,7 @@ func openTarget(cfg *bench.EngineConfig, t Target, prov rdma.Provider) (bench.En
 		ctrl.Close()
 		return nil, errors.New("controller granted no I/O queue")
 	}
-	e := &engine{prov: prov, ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size(), fua: cfg.Job.Sync != bench.SyncNone}
+	e := &engine{ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size(), fua: cfg.Job.Sync != bench.SyncNone}
 	for bs := ns.BlockSize(); bs > 1; bs >>= 1 {
 		e.shift++
 	}
@@ -213,13 +207,11 @@ func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) {
 		return nil, err
 	}
 	e.mem = m
-	if e.prov != nil {
-		// Registered once: the controller reads and writes the buffers
-		// directly (no bounce copy).
-		if e.region, err = e.prov.Register(m.Mem()); err != nil {
-			m.Close()
-			return nil, fmt.Errorf("nvme-rdma: register %d buffers: %w", n, err)
-		}
+	// Registered once: over NVMe/RDMA the controller reads and writes the
+	// buffers directly (no bounce copy).
+	if e.region, err = e.ctrl.Register(m.Mem()); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("register %d buffers: %w", n, err)
 	}
 	return m.Bufs, nil
 }
@@ -244,8 +236,8 @@ func (e *engine) Queue(io *bench.IO) error {
 		// Dataset Management, deallocate: one range, encoded in the slot's
 		// buffer (at least one block, far more than 16 bytes).
 		r.Op, r.Deallocate = initiator.OpDSM, true
-		nvmeof.EncodeDSMRange(io.Buf.Bytes, 0, nvmeof.DSMRange{NLB: r.NLB, SLBA: r.SLBA})
-		r.SLBA, r.NLB, r.Buf = 0, 1, io.Buf.Bytes[:nvmeof.DSMRangeSize]
+		initiator.PutDSMRange(io.Buf.Bytes, 0, r.SLBA, r.NLB)
+		r.SLBA, r.NLB, r.Buf = 0, 1, io.Buf.Bytes[:initiator.DSMRangeSize]
 	}
 	e.ios[io.Index] = io
 	e.staged = append(e.staged, io)

@@ -1,4 +1,4 @@
-package nvmetcp
+package e2e
 
 import (
 	"context"
@@ -9,22 +9,23 @@ import (
 	"testing"
 
 	"github.com/flashpath/flashpath/bench"
+	_ "github.com/flashpath/flashpath/bench/fabrics"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 	"github.com/flashpath/flashpath/target/tcp"
 )
 
-const nqn = "nqn.2026-11.io.flashpath:bench"
+const benchNQN = "nqn.2026-11.io.flashpath:bench"
 
-// startTarget serves a 16 MiB memory namespace on 127.0.0.1 and returns
+// startBenchTarget serves a 16 MiB memory namespace on 127.0.0.1 and returns
 // the nvme-tcp filename of its namespace 1.
-func startTarget(t *testing.T) string {
+func startBenchTarget(t *testing.T) string {
 	t.Helper()
 	be, err := backend.NewMem(16<<20, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startTargetWith(t, be)
+	return startBenchTargetWith(t, be)
 }
 
 // fuaCounter counts the writes that reach the backend with and without FUA.
@@ -50,26 +51,26 @@ func TestEngineSyncFUA(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := &fuaCounter{Backend: mem}
-	name := startTargetWith(t, be)
-	run(t, "ioengine=nvme-tcp", "filename="+name, "rw=write", "bs=4k", "size=256k", "iodepth=4")
+	name := startBenchTargetWith(t, be)
+	runJob(t, "ioengine=nvme-tcp", "filename="+name, "rw=write", "bs=4k", "size=256k", "iodepth=4")
 	if be.fua.Load() != 0 || be.plain.Load() != 64 {
 		t.Fatalf("sync=0: %d FUA and %d plain writes, want 0 and 64", be.fua.Load(), be.plain.Load())
 	}
 	for _, v := range []string{"1", "dsync"} {
 		be.fua.Store(0)
 		be.plain.Store(0)
-		run(t, "ioengine=nvme-tcp", "filename="+name, "rw=write", "bs=4k", "size=256k", "iodepth=4", "sync="+v)
+		runJob(t, "ioengine=nvme-tcp", "filename="+name, "rw=write", "bs=4k", "size=256k", "iodepth=4", "sync="+v)
 		if be.fua.Load() != 64 || be.plain.Load() != 0 {
 			t.Fatalf("sync=%s: %d FUA and %d plain writes, want 64 and 0", v, be.fua.Load(), be.plain.Load())
 		}
 	}
 }
 
-// newTarget is a target whose subsystem nqn (any host) has be as namespace 1.
-func newTarget(t *testing.T, be backend.Backend) *target.Target {
+// newBenchTarget is a target whose subsystem benchNQN (any host) has be as namespace 1.
+func newBenchTarget(t *testing.T, be backend.Backend) *target.Target {
 	t.Helper()
 	tgt := target.New(target.Options{})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: benchNQN, AllowAnyHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,18 +80,18 @@ func newTarget(t *testing.T, be backend.Backend) *target.Target {
 	return tgt
 }
 
-func startTargetWith(t *testing.T, be backend.Backend) string {
+func startBenchTargetWith(t *testing.T, be backend.Backend) string {
 	t.Helper()
-	tgt := newTarget(t, be)
+	tgt := newBenchTarget(t, be)
 	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close(); tgt.Close() })
-	return "tcp://" + ln.Addr().String() + "/" + nqn + "/1"
+	return "tcp://" + ln.Addr().String() + "/" + benchNQN + "/1"
 }
 
-func run(t *testing.T, kv ...string) *bench.JobResult {
+func runJob(t *testing.T, kv ...string) *bench.JobResult {
 	t.Helper()
 	var o []bench.Option
 	for _, s := range kv {
@@ -116,33 +117,33 @@ func run(t *testing.T, kv ...string) *bench.JobResult {
 // with per-block checksums, reads it back verified, then reads randomly at
 // depth 32 with digests on.
 func TestEngineVerifiedWriteThenRead(t *testing.T) {
-	dev := startTarget(t)
+	dev := startBenchTarget(t)
 	base := []string{"ioengine=nvme-tcp", "filename=" + dev, "size=4m"}
-	r := run(t, append(base, "rw=randwrite", "bs=16k", "iodepth=16", "verify=crc32c")...)
+	r := runJob(t, append(base, "rw=randwrite", "bs=16k", "iodepth=16", "verify=crc32c")...)
 	if w := r.Dir[bench.DirWrite]; w.IOs != 256 || w.Bytes != 4<<20 {
 		t.Fatalf("writes: %d I/Os, %d bytes; want 256, 4 MiB", w.IOs, w.Bytes)
 	}
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 256 {
 		t.Fatalf("verify read %d blocks, want 256", rd.IOs)
 	}
-	r = run(t, append(base, "rw=randread", "bs=4k", "iodepth=32", "io_size=2m", "norandommap", "hdr_digest=1", "data_digest=1")...)
+	r = runJob(t, append(base, "rw=randread", "bs=4k", "iodepth=32", "io_size=2m", "norandommap", "hdr_digest=1", "data_digest=1")...)
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 512 || rd.Bytes != 2<<20 {
 		t.Fatalf("reads: %d I/Os, %d bytes; want 512, 2 MiB", rd.IOs, rd.Bytes)
 	}
 	// 128 KiB writes cross the in-capsule limit and go through R2T.
-	r = run(t, append(base, "rw=write", "bs=128k", "iodepth=8", "verify=crc32c")...)
+	r = runJob(t, append(base, "rw=write", "bs=128k", "iodepth=8", "verify=crc32c")...)
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 32 {
 		t.Fatalf("verify read %d blocks, want 32", rd.IOs)
 	}
 	// A mixed workload, then every block it wrote read back and checked.
-	r = run(t, append(base, "rw=randrw", "bs=8k", "iodepth=16", "verify=crc32c")...)
+	r = runJob(t, append(base, "rw=randrw", "bs=8k", "iodepth=16", "verify=crc32c")...)
 	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w == 0 || rd != 512 {
 		t.Fatalf("randrw verify: %d writes, %d reads; want 512 mixed I/Os plus a verify read per write", w, rd)
 	}
 	// Trims become Dataset Management deallocate commands: afterwards the
 	// blocks read back as zeros (the mem namespace reports DLFEAT zeros), so
 	// a verify pass over them fails on the first one.
-	r = run(t, append(base, "rw=randtrim", "bs=64k", "iodepth=8", "size=1m")...)
+	r = runJob(t, append(base, "rw=randtrim", "bs=64k", "iodepth=8", "size=1m")...)
 	if tr := r.Dir[bench.DirTrim]; tr.IOs != 16 || tr.Bytes != 1<<20 {
 		t.Fatalf("trims: %d I/Os, %d bytes; want 16, 1 MiB", tr.IOs, tr.Bytes)
 	}
@@ -154,31 +155,16 @@ func TestEngineVerifiedWriteThenRead(t *testing.T) {
 		t.Fatalf("verify after trim: %v, want a block that reads as never written", err)
 	}
 	// fsync=8 and end_fsync become NVMe Flush commands.
-	r = run(t, append(base, "rw=randwrite", "bs=64k", "iodepth=4", "fsync=8", "end_fsync=1")...)
+	r = runJob(t, append(base, "rw=randwrite", "bs=64k", "iodepth=4", "fsync=8", "end_fsync=1")...)
 	if r.Syncs.Count() != 9 {
 		t.Fatalf("%d flushes, want 9 (64 writes, fsync=8, end_fsync)", r.Syncs.Count())
 	}
 }
 
-func TestParseFilename(t *testing.T) {
-	got, err := ParseFilename("tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1")
-	if err != nil || got != (Target{Addr: "127.0.0.1:4420", NQN: "nqn.2026-11.io.flashpath:demo", NSID: 1}) {
-		t.Fatalf("got %+v, %v", got, err)
-	}
-	if got, err := ParseFilename("tcp://10.0.0.1/nqn.a:b/7"); err != nil || got.Addr != "10.0.0.1:4420" || got.NSID != 7 {
-		t.Fatalf("default port: got %+v, %v", got, err)
-	}
-	for _, bad := range []string{"/dev/nvme0n1", "tcp://h:1/nqn.a", "tcp://h:1/nqn.a/0", "tcp://h:1/nqn.a/x", "rdma://h:1/nqn.a/1"} {
-		if _, err := ParseFilename(bad); err == nil {
-			t.Errorf("ParseFilename(%q) succeeded", bad)
-		}
-	}
-}
-
 func TestEngineRefusesUnknownSubsystem(t *testing.T) {
-	dev := startTarget(t)
+	dev := startBenchTarget(t)
 	jobs, err := bench.BuildJobs(nil, []bench.Section{{Name: "x", Options: []bench.Option{
-		{Name: "ioengine", Value: "nvme-tcp"}, {Name: "filename", Value: strings.Replace(dev, nqn, "nqn.2026-11.io.flashpath:nope", 1)},
+		{Name: "ioengine", Value: "nvme-tcp"}, {Name: "filename", Value: strings.Replace(dev, benchNQN, "nqn.2026-11.io.flashpath:nope", 1)},
 		{Name: "rw", Value: "read"}, {Name: "size", Value: "1m"},
 	}}}, nil)
 	if err != nil {
@@ -217,7 +203,7 @@ func TestEngineRidesThroughReconnect(t *testing.T) {
 	}
 	tgt := target.New(target.Options{})
 	t.Cleanup(func() { tgt.Close() })
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: nqn, AllowAnyHost: true})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: benchNQN, AllowAnyHost: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +238,7 @@ func TestEngineRidesThroughReconnect(t *testing.T) {
 		defer mu.Unlock()
 		ln.Close()
 	})
-	r := run(t, "ioengine=nvme-tcp", "filename=tcp://"+addr+"/"+nqn+"/1", "rw=randwrite", "bs=4k", "size=4m",
+	r := runJob(t, "ioengine=nvme-tcp", "filename=tcp://"+addr+"/"+benchNQN+"/1", "rw=randwrite", "bs=4k", "size=4m",
 		"iodepth=8", "verify=crc32c", "reconnect_delay=5ms")
 	<-dropped
 	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w != 1024 || rd != 1024 {

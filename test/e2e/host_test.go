@@ -1,4 +1,4 @@
-package initiator
+package e2e
 
 import (
 	"bytes"
@@ -10,6 +10,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/tcppeer"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/tcp"
+
+	"github.com/flashpath/flashpath/initiator"
+
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -20,22 +26,26 @@ type testTarget struct {
 	disc   string // discovery controller
 	subnqn string
 	nsid   uint32
-	fake   *fakeTarget
+	fake   *tcppeer.Controller
+	// The real target's parts (startTargetWith).
+	tgt *target.Target
+	ss  *target.Subsystem
+	ln  *tcp.Listener
 }
 
-func startFake(t testing.TB, mut func(*fakeTarget)) testTarget {
-	f := newFakeTarget(t, mut)
-	return testTarget{addr: f.addr(), disc: f.addr(), subnqn: f.subnqn, nsid: 1, fake: f}
+func startFake(t testing.TB, mut func(*tcppeer.Controller)) testTarget {
+	f := tcppeer.NewController(t, mut)
+	return testTarget{addr: f.Addr(), disc: f.Addr(), subnqn: f.SubNQN, nsid: 1, fake: f}
 }
 
-func connect(t testing.TB, tt testTarget, mut func(*Config)) *Controller {
+func connect(t testing.TB, tt testTarget, mut func(*initiator.Config)) *initiator.Controller {
 	t.Helper()
-	cfg := Config{Addr: "tcp://" + tt.addr, SubNQN: tt.subnqn, IOQueues: 4, QueueDepth: 32,
-		Options: Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"}}
+	cfg := initiator.Config{Addr: "tcp://" + tt.addr, SubNQN: tt.subnqn, IOQueues: 4, QueueDepth: 32,
+		Options: initiator.Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"}}
 	if mut != nil {
 		mut(&cfg)
 	}
-	c, err := Connect(context.Background(), cfg)
+	c, err := initiator.Connect(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
@@ -47,7 +57,7 @@ func connect(t testing.TB, tt testTarget, mut func(*Config)) *Controller {
 	return c
 }
 
-func openNS(t testing.TB, c *Controller, nsid uint32) *Namespace {
+func openNS(t testing.TB, c *initiator.Controller, nsid uint32) *initiator.Namespace {
 	t.Helper()
 	ns, err := c.Namespace(context.Background(), nsid)
 	if err != nil {
@@ -92,7 +102,7 @@ func randomExtents(rng *rand.Rand, count int, limit int64, bs int64) []extent {
 
 // readWriteRandom writes random data to random extents from 64
 // goroutines, reads everything back concurrently, and compares.
-func readWriteRandom(t *testing.T, ns *Namespace, rounds int) {
+func readWriteRandom(t *testing.T, ns *initiator.Namespace, rounds int) {
 	rng := rand.New(rand.NewPCG(1, uint64(rounds)))
 	limit := min(ns.Size(), 8<<20)
 	for round := range rounds {
@@ -141,7 +151,7 @@ func TestDiscoverFake(t *testing.T) {
 }
 
 func testDiscover(t *testing.T, tt testTarget) {
-	log, err := Discover(context.Background(), "tcp://"+tt.disc, Options{HostNQN: testHost})
+	log, err := initiator.Discover(context.Background(), "tcp://"+tt.disc, initiator.Options{HostNQN: testHost})
 	if err != nil {
 		t.Fatalf("Discover: %v", err)
 	}
@@ -160,24 +170,24 @@ func testDiscover(t *testing.T, tt testTarget) {
 func TestReadWriteFake(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		mut  func(*fakeTarget)
-		cfg  func(*Config)
+		mut  func(*tcppeer.Controller)
+		cfg  func(*initiator.Config)
 	}{
 		{name: "plain"},
-		{name: "digests", cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = true, true }},
-		{name: "header-digest", cfg: func(c *Config) { c.HeaderDigest = true }},
-		{name: "data-digest", cfg: func(c *Config) { c.DataDigest = true }},
+		{name: "digests", cfg: func(c *initiator.Config) { c.HeaderDigest, c.DataDigest = true, true }},
+		{name: "header-digest", cfg: func(c *initiator.Config) { c.HeaderDigest = true }},
+		{name: "data-digest", cfg: func(c *initiator.Config) { c.DataDigest = true }},
 		// CPDA 3: data at 16-byte boundaries; R2Ts of 20 KiB answered in
 		// 4 KiB H2CData PDUs; C2HData in 12 KiB pieces ending in SUCCESS.
-		{name: "cpda-small-pdus", mut: func(f *fakeTarget) {
-			f.cpda, f.maxH2C, f.r2tChunk, f.c2hChunk, f.success = 3, 4096, 20480, 12288, true
-		}, cfg: func(c *Config) { c.HeaderDigest, c.DataDigest = true, true }},
-		{name: "no-incapsule-4k", mut: func(f *fakeTarget) { f.ioccsz, f.bs = 4, 4096 }},
+		{name: "cpda-small-pdus", mut: func(f *tcppeer.Controller) {
+			f.CPDA, f.MaxH2C, f.R2TChunk, f.C2HChunk, f.Success = 3, 4096, 20480, 12288, true
+		}, cfg: func(c *initiator.Config) { c.HeaderDigest, c.DataDigest = true, true }},
+		{name: "no-incapsule-4k", mut: func(f *tcppeer.Controller) { f.IOCCSZ, f.BS = 4, 4096 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tt := startFake(t, func(f *fakeTarget) {
-				f.data = make([]byte, 8<<20)
-				f.mdts = 7 // 512 KiB: 1 MiB I/Os are split
+			tt := startFake(t, func(f *tcppeer.Controller) {
+				f.Data = make([]byte, 8<<20)
+				f.MDTS = 7 // 512 KiB: 1 MiB I/Os are split
 				if tc.mut != nil {
 					tc.mut(f)
 				}
@@ -260,8 +270,8 @@ func testAsync(t *testing.T, tt testTarget) {
 	ns := openNS(t, c, tt.nsid)
 	bs := ns.BlockSize()
 	const inflight, total = 64, 512
-	done := make(chan *Request, inflight)
-	reqs := make([]Request, inflight)
+	done := make(chan *initiator.Request, inflight)
+	reqs := make([]initiator.Request, inflight)
 	bufs := make([][]byte, inflight)
 	qs := c.Queues()
 	size := 8 * bs
@@ -271,15 +281,15 @@ func testAsync(t *testing.T, tt testTarget) {
 	// Each slot i owns block range [i*8, i*8+8): write a pattern, read it back.
 	submit := func(i, n int) {
 		r := &reqs[i]
-		op := OpWrite
+		op := initiator.OpWrite
 		if n%2 == 1 {
-			op = OpRead
+			op = initiator.OpRead
 		} else {
 			for j := range bufs[i] {
 				bufs[i][j] = byte(n + i + j)
 			}
 		}
-		*r = Request{Op: op, NSID: tt.nsid, SLBA: uint64(i * 8), NLB: 8, Buf: bufs[i], Done: done, Tag: uint64(n<<8 | i)}
+		*r = initiator.Request{Op: op, NSID: tt.nsid, SLBA: uint64(i * 8), NLB: 8, Buf: bufs[i], Done: done, Tag: uint64(n<<8 | i)}
 		if err := qs[i%len(qs)].Submit(r); err != nil {
 			t.Fatalf("Submit: %v", err)
 		}
@@ -293,7 +303,7 @@ func testAsync(t *testing.T, tt testTarget) {
 			t.Fatalf("request %v: %v", r.Op, err)
 		}
 		i, n := int(r.Tag&0xFF), int(r.Tag>>8)
-		if r.Op == OpRead {
+		if r.Op == initiator.OpRead {
 			for j, b := range bufs[i] {
 				if b != byte(n-1+i+j) {
 					t.Fatalf("slot %d round %d: byte %d is %#x, want %#x", i, n, j, b, byte(n-1+i+j))
@@ -307,8 +317,8 @@ func testAsync(t *testing.T, tt testTarget) {
 }
 
 func TestConnectInvalidHostFake(t *testing.T) {
-	tt := startFake(t, func(f *fakeTarget) { f.hosts = []string{"nqn.2014-08.org.nvmexpress:uuid:someone-else"} })
-	_, err := Connect(context.Background(), Config{Addr: tt.addr, SubNQN: tt.subnqn, Options: Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:me"}})
+	tt := startFake(t, func(f *tcppeer.Controller) { f.Hosts = []string{"nqn.2014-08.org.nvmexpress:uuid:someone-else"} })
+	_, err := initiator.Connect(context.Background(), initiator.Config{Addr: tt.addr, SubNQN: tt.subnqn, Options: initiator.Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:me"}})
 	var se *nvmeof.StatusError
 	if !errors.As(err, &se) || se.Status.Code() != nvmeof.StatusConnectInvalidHost {
 		t.Fatalf("Connect: %v, want a *nvmeof.StatusError with connect invalid host", err)
@@ -320,17 +330,17 @@ func TestConnectInvalidHostFake(t *testing.T) {
 
 func TestConnectUnknownSubsystemFake(t *testing.T) {
 	tt := startFake(t, nil)
-	_, err := Connect(context.Background(), Config{Addr: tt.addr, SubNQN: "nqn.2024-01.io.flashpath:nope"})
+	_, err := initiator.Connect(context.Background(), initiator.Config{Addr: tt.addr, SubNQN: "nqn.2024-01.io.flashpath:nope"})
 	if !errors.Is(err, &nvmeof.StatusError{Status: nvmeof.StatusConnectInvalidParam}) || !strings.Contains(err.Error(), "flashpath discover") {
 		t.Fatalf("Connect: %v, want connect invalid parameters and a hint", err)
 	}
 }
 
 func TestConnectRefused(t *testing.T) {
-	f := newFakeTarget(t, nil)
-	addr := f.addr()
-	f.ln.Close()
-	_, err := Connect(context.Background(), Config{Addr: addr, SubNQN: "nqn.x"})
+	f := tcppeer.NewController(t, nil)
+	addr := f.Addr()
+	f.Close()
+	_, err := initiator.Connect(context.Background(), initiator.Config{Addr: addr, SubNQN: "nqn.x"})
 	if err == nil || !strings.Contains(err.Error(), "flashpath target") {
 		t.Fatalf("Connect to a closed port: %v, want a hint to start the target", err)
 	}
@@ -339,13 +349,13 @@ func TestConnectRefused(t *testing.T) {
 func TestAsyncEventFake(t *testing.T) {
 	tt := startFake(t, nil)
 	c := connect(t, tt, nil)
-	tt.fake.nsChanged()
+	tt.fake.NSChanged()
 	ev := <-c.Events()
 	if ev.Err != nil || ev.Type != nvmeof.AEReasonNotice || !slices.Equal(ev.ChangedNamespaces, []uint32{1}) {
 		t.Fatalf("event %+v, want a namespace change of NSID 1", ev)
 	}
 	// The AER is posted again.
-	tt.fake.nsChanged()
+	tt.fake.NSChanged()
 	if ev := <-c.Events(); ev.Info != nvmeof.AENoticeNSAttrChanged {
 		t.Fatalf("second event %+v", ev)
 	}
@@ -353,7 +363,7 @@ func TestAsyncEventFake(t *testing.T) {
 
 // testAdmin reads every log page and feature the host offers, on a fresh
 // controller of tt, and returns the controller.
-func testAdmin(t *testing.T, tt testTarget) *Controller {
+func testAdmin(t *testing.T, tt testTarget) *initiator.Controller {
 	t.Helper()
 	c := connect(t, tt, nil)
 	ctx := context.Background()

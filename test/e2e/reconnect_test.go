@@ -1,4 +1,4 @@
-package initiator
+package e2e
 
 import (
 	"bytes"
@@ -10,6 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashpath/flashpath/internal/tcppeer"
+
+	"github.com/flashpath/flashpath/initiator"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
@@ -75,8 +79,8 @@ func (r *restartable) target() testTarget {
 	return testTarget{addr: r.addr, subnqn: realNQN, nsid: 1}
 }
 
-func fastReconnect(lossTmo time.Duration) func(*Config) {
-	return func(c *Config) { c.ReconnectDelay, c.CtrlLossTimeout = 5*time.Millisecond, lossTmo }
+func fastReconnect(lossTmo time.Duration) func(*initiator.Config) {
+	return func(c *initiator.Config) { c.ReconnectDelay, c.CtrlLossTimeout = 5*time.Millisecond, lossTmo }
 }
 
 // TestReconnect drops every connection while writers and readers are busy
@@ -148,9 +152,9 @@ func TestReconnectAsync(t *testing.T) {
 	ns := openNS(t, c, 1)
 	qs := c.Queues()
 	r.drop()
-	done := make(chan *Request, 1)
+	done := make(chan *initiator.Request, 1)
 	buf := make([]byte, 4096)
-	req := &Request{Op: OpRead, NSID: 1, NLB: 8, Buf: buf, Done: done}
+	req := &initiator.Request{Op: initiator.OpRead, NSID: 1, NLB: 8, Buf: buf, Done: done}
 	if err := qs[0].Submit(req); err == nil {
 		if (<-done).Err == nil {
 			t.Fatal("a read on a dropped connection succeeded")
@@ -167,7 +171,7 @@ func TestReconnectAsync(t *testing.T) {
 		t.Fatal("Reconnected returned the failed queues")
 	}
 	ns.WriteAt(bytes.Repeat([]byte{7}, 4096), 0)
-	*req = Request{Op: OpRead, NSID: 1, NLB: 8, Buf: buf, Done: done}
+	*req = initiator.Request{Op: initiator.OpRead, NSID: 1, NLB: 8, Buf: buf, Done: done}
 	if err := nqs[0].Submit(req); err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +206,8 @@ func TestReconnectOff(t *testing.T) {
 	if _, err := ns.ReadAt(make([]byte, 4096), 0); err == nil {
 		t.Fatal("read on a dropped connection succeeded")
 	}
-	if _, err := c.Reconnected(context.Background(), c.Queues()); !errors.Is(err, ErrNoReconnect) {
-		t.Fatalf("Reconnected: %v, want ErrNoReconnect", err)
+	if _, err := c.Reconnected(context.Background(), c.Queues()); !errors.Is(err, initiator.ErrNoReconnect) {
+		t.Fatalf("Reconnected: %v, want initiator.ErrNoReconnect", err)
 	}
 }
 
@@ -211,9 +215,9 @@ func TestReconnectOff(t *testing.T) {
 // waiting for them fails with ErrClosed.
 func TestCloseWhileReconnecting(t *testing.T) {
 	r := startRestartable(t)
-	cfg := Config{Addr: r.addr, SubNQN: realNQN, IOQueues: 2, QueueDepth: 8, ReconnectDelay: 5 * time.Millisecond,
-		CtrlLossTimeout: time.Hour, Options: Options{HostNQN: testHost}}
-	c, err := Connect(context.Background(), cfg)
+	cfg := initiator.Config{Addr: r.addr, SubNQN: realNQN, IOQueues: 2, QueueDepth: 8, ReconnectDelay: 5 * time.Millisecond,
+		CtrlLossTimeout: time.Hour, Options: initiator.Options{HostNQN: testHost}}
+	c, err := initiator.Connect(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,19 +232,19 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	// (or starts after Close): either way Close ends it, and Close returns
 	// although the reconnect attempts would go on for an hour.
 	c.Close()
-	if err := <-res; !errors.Is(err, ErrClosed) {
-		t.Fatalf("read during Close: %v, want ErrClosed", err)
+	if err := <-res; !errors.Is(err, initiator.ErrClosed) {
+		t.Fatalf("read during Close: %v, want initiator.ErrClosed", err)
 	}
 }
 
 // TestReconnectRetryBound: a command that kills every connection it is
-// sent on fails after maxRetries reconnects instead of looping.
+// sent on fails after MaxRetries reconnects instead of looping.
 func TestReconnectRetryBound(t *testing.T) {
-	tt := startFake(t, func(f *fakeTarget) { f.killFlush = true })
+	tt := startFake(t, func(f *tcppeer.Controller) { f.KillFlush = true })
 	c := connect(t, tt, fastReconnect(time.Minute))
 	ns := openNS(t, c, 1)
 	err := ns.Flush()
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("failed on %d connections", maxRetries+1)) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("failed on %d connections", initiator.MaxRetries+1)) {
 		t.Fatalf("flush that kills its connection: %v", err)
 	}
 	// The controller itself is still there: other I/O works.
@@ -250,12 +254,10 @@ func TestReconnectRetryBound(t *testing.T) {
 }
 
 // waitReconnecting waits until c has noticed the lost connection.
-func waitReconnecting(c *Controller) {
+func waitReconnecting(c *initiator.Controller) {
 	for {
-		c.mu.Lock()
-		live, changed := c.up.Load(), c.changed
-		c.mu.Unlock()
-		if live == nil {
+		up, changed := c.Connected()
+		if !up {
 			return
 		}
 		<-changed
@@ -303,11 +305,11 @@ func TestIODuringReconnect(t *testing.T) {
 // rediscover event.
 func TestConnectDiscoveryPersistent(t *testing.T) {
 	r := startRestartable(t)
-	events := make(chan Event, 8)
-	c, err := ConnectDiscovery(context.Background(), Config{Addr: r.addr,
-		Options:        Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)},
+	events := make(chan initiator.Event, 8)
+	c, err := initiator.ConnectDiscovery(context.Background(), initiator.Config{Addr: r.addr,
+		Options:        initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)},
 		ReconnectDelay: 5 * time.Millisecond, CtrlLossTimeout: time.Minute,
-		Events: func(ev Event) { events <- ev }})
+		Events: func(ev initiator.Event) { events <- ev }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,8 +357,8 @@ func TestConnectDiscoveryPersistent(t *testing.T) {
 // ConnectDiscovery.
 func TestConnectRefusesDiscoveryNQN(t *testing.T) {
 	r := startRestartable(t)
-	_, err := Connect(context.Background(), Config{Addr: r.addr, SubNQN: nvmeof.DiscoveryNQN,
-		Options: Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	_, err := initiator.Connect(context.Background(), initiator.Config{Addr: r.addr, SubNQN: nvmeof.DiscoveryNQN,
+		Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
 	if err == nil || !strings.Contains(err.Error(), "ConnectDiscovery") {
 		t.Fatalf("Connect to the discovery NQN: %v", err)
 	}

@@ -1,4 +1,4 @@
-package initiator
+package e2e
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/flashpath/flashpath/initiator"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
@@ -54,7 +56,7 @@ func startTargetWith(t testing.TB, tgt *target.Target, ss *target.Subsystem, be 
 		tgt.Close()
 	})
 	a := ln.Addr().String()
-	return testTarget{addr: a, disc: a, subnqn: realNQN, nsid: 1}
+	return testTarget{addr: a, disc: a, subnqn: realNQN, nsid: 1, tgt: tgt, ss: ss, ln: ln}
 }
 
 func TestDiscoverTarget(t *testing.T) {
@@ -69,7 +71,7 @@ func TestReadWriteTarget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// MAXH2CDATA 16 KiB: writes beyond it take several H2CData PDUs.
 			tt := startTarget(t, 16<<20, 16<<10)
-			c := connect(t, tt, func(c *Config) { c.HeaderDigest, c.DataDigest = tc.hdgst, tc.ddgst })
+			c := connect(t, tt, func(c *initiator.Config) { c.HeaderDigest, c.DataDigest = tc.hdgst, tc.ddgst })
 			if len(c.Queues()) != 4 {
 				t.Fatalf("%d I/O queues, want 4", len(c.Queues()))
 			}
@@ -125,8 +127,8 @@ func TestFileTarget(t *testing.T) {
 
 func TestConnectInvalidHostTarget(t *testing.T) {
 	tt := startTarget(t, 1<<20, 0)
-	_, err := Connect(context.Background(), Config{Addr: tt.addr, SubNQN: tt.subnqn,
-		Options: Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:99999999-0000-4000-8000-000000000001", Logger: slog.New(slog.DiscardHandler)}})
+	_, err := initiator.Connect(context.Background(), initiator.Config{Addr: tt.addr, SubNQN: tt.subnqn,
+		Options: initiator.Options{HostNQN: "nqn.2014-08.org.nvmexpress:uuid:99999999-0000-4000-8000-000000000001", Logger: slog.New(slog.DiscardHandler)}})
 	var se *nvmeof.StatusError
 	if !errors.As(err, &se) || se.Status.Code() != nvmeof.StatusConnectInvalidHost {
 		t.Fatalf("Connect: %v, want a *nvmeof.StatusError with connect invalid host", err)
@@ -145,23 +147,23 @@ func TestAdminTarget(t *testing.T) {
 // it waits for a slot.
 func TestSubmitBatch(t *testing.T) {
 	tt := startTarget(t, 8<<20, 0)
-	c := connect(t, tt, func(cfg *Config) { cfg.IOQueues = 1; cfg.QueueDepth = 8 })
+	c := connect(t, tt, func(cfg *initiator.Config) { cfg.IOQueues = 1; cfg.QueueDepth = 8 })
 	ns := openNS(t, c, tt.nsid)
 	q := c.Queues()[0]
 	const n = 40 // five times the depth
 	bs := ns.BlockSize()
-	done := make(chan *Request, n)
-	reqs := make([]Request, n)
-	batch := make([]*Request, n)
-	for _, op := range []Op{OpWrite, OpRead} {
+	done := make(chan *initiator.Request, n)
+	reqs := make([]initiator.Request, n)
+	batch := make([]*initiator.Request, n)
+	for _, op := range []initiator.Op{initiator.OpWrite, initiator.OpRead} {
 		for i := range reqs {
 			buf := make([]byte, 2*bs)
-			if op == OpWrite {
+			if op == initiator.OpWrite {
 				for j := range buf {
 					buf[j] = byte(i*7 + j)
 				}
 			}
-			reqs[i] = Request{Op: op, NSID: tt.nsid, SLBA: uint64(2 * i), NLB: 2, Buf: buf, Done: done, Tag: uint64(i)}
+			reqs[i] = initiator.Request{Op: op, NSID: tt.nsid, SLBA: uint64(2 * i), NLB: 2, Buf: buf, Done: done, Tag: uint64(i)}
 			batch[i] = &reqs[i]
 		}
 		if sent, err := q.SubmitBatch(batch); err != nil || sent != len(batch) {
@@ -172,7 +174,7 @@ func TestSubmitBatch(t *testing.T) {
 			if err := r.Error(); err != nil {
 				t.Fatalf("%v %d: %v", r.Op, r.Tag, err)
 			}
-			if r.Op == OpRead {
+			if r.Op == initiator.OpRead {
 				for j, b := range r.Buf {
 					if want := byte(int(r.Tag)*7 + j); b != want {
 						t.Fatalf("request %d byte %d: %#x, want %#x", r.Tag, j, b, want)

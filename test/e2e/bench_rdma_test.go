@@ -1,12 +1,13 @@
-package nvmetcp
+package e2e
 
 import (
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/flashpath/flashpath/bench"
-	"github.com/flashpath/flashpath/rdma"
+	_ "github.com/flashpath/flashpath/bench/fabrics"
+	"github.com/flashpath/flashpath/initiator"
+	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
 	"github.com/flashpath/flashpath/rdma/rdmatest"
 	"github.com/flashpath/flashpath/target/backend"
 	trdma "github.com/flashpath/flashpath/target/rdma"
@@ -18,20 +19,19 @@ import (
 func startRDMATarget(t *testing.T) string {
 	t.Helper()
 	fab := rdmatest.New()
-	old := provider
-	provider = func() (rdma.Provider, error) { return fab, nil }
-	t.Cleanup(func() { provider = old })
+	old := initiator.RegisterTransport(hostrdma.New(fab))
+	t.Cleanup(func() { initiator.RegisterTransport(old) })
 	be, err := backend.NewMem(16<<20, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tgt := newTarget(t, be)
+	tgt := newBenchTarget(t, be)
 	ln, err := trdma.Listen(tgt, "169.254.42.1:4420", trdma.Options{Provider: fab})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close(); tgt.Close() })
-	return "rdma://" + ln.Addr().String() + "/" + nqn + "/1"
+	return "rdma://" + ln.Addr().String() + "/" + benchNQN + "/1"
 }
 
 // TestRDMAEngineVerified: nvme-rdma writes the namespace with checksums
@@ -40,23 +40,13 @@ func startRDMATarget(t *testing.T) string {
 func TestRDMAEngineVerified(t *testing.T) {
 	name := startRDMATarget(t)
 	for _, bs := range []int{4 << 10, 128 << 10} {
-		r := run(t, "ioengine=nvme-rdma", "filename="+name, "rw=randwrite", "bs="+strconv.Itoa(bs), "size=4m", "iodepth=8", "verify=crc32c")
+		r := runJob(t, "ioengine=nvme-rdma", "filename="+name, "rw=randwrite", "bs="+strconv.Itoa(bs), "size=4m", "iodepth=8", "verify=crc32c")
 		if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w != uint64(4<<20/bs) || rd != w {
 			t.Fatalf("bs=%d: %d writes, %d verify reads; want %d each", bs, w, rd, 4<<20/bs)
 		}
 	}
-	r := run(t, "ioengine=nvme-rdma", "filename="+name, "rw=randread", "bs=4k", "iodepth=32", "io_size=2m", "norandommap")
+	r := runJob(t, "ioengine=nvme-rdma", "filename="+name, "rw=randread", "bs=4k", "iodepth=32", "io_size=2m", "norandommap")
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 512 || rd.Bytes != 2<<20 {
 		t.Fatalf("random reads: %d I/Os, %d bytes; want 512, 2 MiB", rd.IOs, rd.Bytes)
-	}
-}
-
-func TestRDMAFilename(t *testing.T) {
-	got, err := parseFilename("rdma://10.0.0.1/nqn.a:b/7", "rdma")
-	if err != nil || got.Addr != "10.0.0.1:4420" || got.NSID != 7 {
-		t.Fatalf("%+v %v", got, err)
-	}
-	if _, err := parseFilename("tcp://10.0.0.1/nqn.a:b/7", "rdma"); err == nil || !strings.Contains(err.Error(), "rdma://HOST:PORT/NQN/NSID") {
-		t.Fatalf("tcp:// for nvme-rdma: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package initiator
+package tcp
 
 import (
 	"context"
@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/fuzzcorpus"
+	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -20,33 +22,9 @@ var writeSeeds = flag.Bool("write-seeds", false, "rewrite testdata/fuzz/FuzzRecv
 // with hd), then data placed right after the header (and its digest with
 // dd). psh fills the PDU-specific header.
 func ctrlPDU(typ, flags uint8, hlen int, psh func(b []byte), data []byte, hd, dd bool) []byte {
-	hl := hlen
-	if hd {
-		hl += nvmeof.DigestSize
-		flags |= nvmeof.FlagHDGST
-	}
-	h := nvmeof.Header{Type: typ, Flags: flags, HLen: uint8(hlen), PLen: uint32(hl)}
-	if len(data) > 0 {
-		h.PDO = uint8(hl)
-		h.PLen += uint32(len(data))
-		if dd {
-			h.Flags |= nvmeof.FlagDDGST
-			h.PLen += nvmeof.DigestSize
-		}
-	}
-	b := make([]byte, hl)
-	nvmeof.PutHeader(b, h)
+	b := tcppeer.Header(typ, flags, hlen)
 	psh(b)
-	if hd {
-		nvmeof.PutDigest(b[hlen:], nvmeof.Digest(b[:hlen]))
-	}
-	b = append(b, data...)
-	if dd && len(data) > 0 {
-		var d [nvmeof.DigestSize]byte
-		nvmeof.PutDigest(d[:], nvmeof.Digest(data))
-		b = append(b, d[:]...)
-	}
-	return b
+	return tcppeer.Framing{HDigest: hd, DDigest: dd}.PDU(b, data)
 }
 
 func seedData(cid uint16, off uint32, data []byte, flags uint8, hd, dd bool) []byte {
@@ -115,7 +93,7 @@ func FuzzRecv(f *testing.F) {
 	})
 }
 
-func recvBytes(t *testing.T, hd, dd bool, in []byte) []*Request {
+func recvBytes(t *testing.T, hd, dd bool, in []byte) []*initiator.Request {
 	// A hang would stall the fuzzer silently: make it a crash that names the input.
 	wd := time.AfterFunc(30*time.Second, func() { panic(fmt.Sprintf("recvBytes hung on %q", in)) })
 	defer wd.Stop()
@@ -144,17 +122,17 @@ func recvBytes(t *testing.T, hd, dd bool, in []byte) []*Request {
 		<-submitted
 		ctrl.Write(in)
 	}()
-	q, err := newQueue(context.Background(), host, queueParams{qid: 1, depth: 4, hdgst: hd, ddgst: dd,
-		log: slog.New(slog.DiscardHandler)})
+	p := initiator.QueueParams{QID: 1, Depth: 4, HDigest: hd, DDigest: dd, Log: slog.New(slog.DiscardHandler)}
+	l, err := newLink(context.Background(), host, p)
 	if err != nil {
 		t.Fatalf("initialize the connection: %v", err)
 	}
-	q.setLimits(0, 1<<20)
-	done := make(chan *Request, 8)
-	reqs := []*Request{
-		{Op: OpRead, NSID: 1, NLB: 8, Buf: make([]byte, 4096), Done: done},
-		{Op: OpWrite, NSID: 1, NLB: 16, Buf: make([]byte, 8192), Done: done},
-		{Op: OpFlush, NSID: 1, Done: done},
+	q := initiator.StartQueue(p, l)
+	done := make(chan *initiator.Request, 8)
+	reqs := []*initiator.Request{
+		{Op: initiator.OpRead, NSID: 1, NLB: 8, Buf: make([]byte, 4096), Done: done},
+		{Op: initiator.OpWrite, NSID: 1, NLB: 16, Buf: make([]byte, 8192), Done: done},
+		{Op: initiator.OpFlush, NSID: 1, Done: done},
 	}
 	accepted := 0
 	for _, r := range reqs {
@@ -164,11 +142,11 @@ func recvBytes(t *testing.T, hd, dd bool, in []byte) []*Request {
 	}
 	close(submitted)
 	<-ctrlDone // everything written, then the controller hung up
-	var got []*Request
+	var got []*initiator.Request
 	for range accepted {
 		got = append(got, <-done) // what is left is delivered when the hang-up is seen
 	}
-	q.close()
+	q.Close()
 	select {
 	case r := <-done:
 		t.Fatalf("request %v delivered twice", r.Op)
@@ -201,7 +179,7 @@ func TestRecvSeedsComplete(t *testing.T) {
 			}
 		}
 		for _, r := range got {
-			if r.Op == OpRead && (r.Buf[1] != 1 || r.Buf[4095] != 0xFF) {
+			if r.Op == initiator.OpRead && (r.Buf[1] != 1 || r.Buf[4095] != 0xFF) {
 				t.Errorf("digests %d: read data not placed", dg)
 			}
 		}
