@@ -10,7 +10,7 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 FUZZTIME   ?= 5000x
 APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux
 
-.PHONY: all build deps test vet unit fuzz interop rdma-test demo bench clean
+.PHONY: all build deps test vet unit unit-norace fuzz interop rdma-test demo bench clean
 
 all: build
 
@@ -33,6 +33,14 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Every test again without the race detector, which allocates and drops
+# sync.Pool items at random: the zero-allocation tests (TestSubmitZeroAlloc,
+# TestExecuteDoesNotAllocate, ...) skip under -race and run here. Then each
+# benchmark once, so that they keep building and running.
+unit-norace:
+	$(GO) test -count=1 -timeout 10m ./...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 10m ./...
 
 # Runs every native fuzz test for FUZZTIME (the seed corpora also run in `unit`).
 fuzz:
@@ -58,7 +66,7 @@ rdma-test: deps
 	$(GO) test -c -o $(BIN)/target-rdma.test ./target/rdma
 	$(GO) test -c -o $(BIN)/e2e.test ./test/e2e
 
-test: deps vet unit fuzz interop
+test: deps vet unit unit-norace fuzz interop
 
 demo: build
 	scripts/demo.sh
