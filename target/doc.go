@@ -3,12 +3,14 @@
 // admin, fabrics and NVM command sets.
 //
 // The core never knows which transport carried a command. A transport
-// (target/tcp, later target/rdma, an in-process loop for tests) accepts
+// (target/tcp for NVMe/TCP, target/rdma for NVMe/RDMA) accepts
 // connections, turns each into a queue pair with Target.NewQueue, hands
 // every received command capsule to Queue.Execute as a *Request with its
 // data buffer, and is called back through QueueTransport.Complete when the
 // command is done — inline for most commands, later and from another
-// goroutine for Asynchronous Event Requests.
+// goroutine for asynchronous I/O and Asynchronous Event Requests.
+// Namespace backends live in target/backend; target/server is the daemon
+// around them (configuration, listeners, reload, metrics).
 //
 // Starting a target with one memory namespace on NVMe/TCP:
 //
