@@ -13,8 +13,6 @@ type rng struct{ pcg rand.PCG }
 
 func newRNG(seed uint64) rng { return rng{pcg: *rand.NewPCG(seed, seed^0xda3e39cb94b95bdb)} }
 
-func (r *rng) Uint64() uint64 { return r.pcg.Uint64() }
-
 // Uint64N returns a value in [0, n) by Lemire's multiply-shift (the bias
 // is below 2^-40 for any block count a device has).
 func (r *rng) Uint64N(n uint64) uint64 {

@@ -47,5 +47,3 @@ func (m *HostMemory) Close() error {
 	m.mem, m.Bufs = nil, nil
 	return err
 }
-
-func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }

@@ -1,7 +1,6 @@
 package target
 
 import (
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -250,7 +249,5 @@ func dsmSQE(nsid uint32, ranges []nvmeof.DSMRange) (nvmeof.SQE, []byte) {
 	}
 	return sqe, b
 }
-
-func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -325,17 +325,3 @@ func (s *Session) Read(off int64, n int) ([]byte, nvmeof.Status) {
 	h.T.Fatal("read: no response in 1000 PDUs")
 	return nil, 0
 }
-
-// Flush sends an NVMe Flush of namespace 1 and returns its status.
-func (s *Session) Flush() nvmeof.Status {
-	h := s.IO
-	h.T.Helper()
-	var sqe nvmeof.SQE
-	sqe.SetOpcode(nvmeof.NVMFlush)
-	sqe.SetCID(h.NextCID())
-	sqe.SetNSID(1)
-	sqe.SetFlags(nvmeof.FlagsSGL)
-	h.Write(h.Capsule(sqe, nil))
-	cqe := h.ReadRsp()
-	return cqe.Status()
-}
