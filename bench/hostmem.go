@@ -1,6 +1,10 @@
 package bench
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/flashpath/flashpath/internal/bufpool"
+)
 
 const pageSize = 4096
 
@@ -16,7 +20,7 @@ type HostMemory struct {
 // The memory is filled with a non-compressible pattern, as fio does.
 func AllocHost(n, size int) (*HostMemory, error) {
 	stride := (size + pageSize - 1) &^ (pageSize - 1)
-	mem, err := mapAnon(n * stride)
+	mem, err := bufpool.Map(n * stride)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +47,7 @@ func (m *HostMemory) Close() error {
 	if m == nil || m.mem == nil {
 		return nil
 	}
-	err := unmapAnon(m.mem)
+	err := bufpool.Unmap(m.mem)
 	m.mem, m.Bufs = nil, nil
 	return err
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/flashpath/flashpath/internal/bufpool"
 	"github.com/flashpath/flashpath/nvmeof"
 	fprdma "github.com/flashpath/flashpath/rdma"
-	"golang.org/x/sys/unix"
 )
 
 func init() { initiator.RegisterTransport(&Transport{provider: fprdma.Verbs}) }
@@ -128,13 +127,11 @@ func (t *Transport) DialQueue(ctx context.Context, p initiator.QueueParams) (ini
 	}
 	l := &link{qid: p.QID, pool: pool, icd: icd, nrsp: p.Depth + 1, stride: (nvmeof.SQESize + icd + 63) &^ 63,
 		slots: make([]slot, p.Depth)}
-	size := l.nrsp*nvmeof.CQESize + p.Depth*l.stride
-	size = (size + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
-	if l.mem, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+	if l.mem, err = bufpool.Map(l.nrsp*nvmeof.CQESize + p.Depth*l.stride); err != nil {
 		return nil, fmt.Errorf("map queue buffers: %w", err)
 	}
 	if l.region, err = prov.Register(l.mem); err != nil {
-		unix.Munmap(l.mem)
+		bufpool.Unmap(l.mem)
 		return nil, fmt.Errorf("register queue buffers: %w", err)
 	}
 	// SQSIZE is 0-based: depth+1 entries hold depth commands; the receive
@@ -152,7 +149,7 @@ func (t *Transport) DialQueue(ctx context.Context, p initiator.QueueParams) (ini
 	})
 	if err != nil {
 		l.region.Close()
-		unix.Munmap(l.mem)
+		bufpool.Unmap(l.mem)
 		var rej *fprdma.RejectError
 		if errors.As(err, &rej) {
 			if sts, derr := nvmeof.DecodeRDMACMRej(rej.PrivateData); derr == nil && sts != 0 {
@@ -267,7 +264,7 @@ func (l *link) Stop() { l.qp.Close() }
 // Close unmaps the queue's buffers: after Stop the device touches none.
 func (l *link) Close() {
 	l.region.Close()
-	unix.Munmap(l.mem)
+	bufpool.Unmap(l.mem)
 }
 
 // Receive polls the queue's completions: responses complete their

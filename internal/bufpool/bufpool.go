@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Buffer size classes run from MinSize to MaxSize in powers of two.
@@ -124,14 +122,14 @@ func (p *Pool) grow(c int) error {
 	if p.maxMem > 0 && p.usedMem+slabSize > p.maxMem {
 		return fmt.Errorf("bufpool: memory limit %d bytes reached (raise the pool limit)", p.maxMem)
 	}
-	mem, err := unix.Mmap(-1, 0, slabSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	mem, err := Map(slabSize)
 	if err != nil {
 		return fmt.Errorf("bufpool: map %d-byte slab: %w", slabSize, err)
 	}
 	s := Slab{Index: len(p.slabs), Mem: mem}
 	for _, f := range p.onSlab {
 		if err := f(s); err != nil {
-			unix.Munmap(mem)
+			Unmap(mem)
 			return fmt.Errorf("bufpool: register slab: %w", err)
 		}
 	}
@@ -157,7 +155,7 @@ func (p *Pool) Close() error {
 	defer p.mu.Unlock()
 	var first error
 	for _, s := range p.slabs {
-		if err := unix.Munmap(s.Mem); err != nil && first == nil {
+		if err := Unmap(s.Mem); err != nil && first == nil {
 			first = err
 		}
 	}

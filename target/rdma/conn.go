@@ -7,10 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/flashpath/flashpath/internal/bufpool"
 	"github.com/flashpath/flashpath/nvmeof"
 	fprdma "github.com/flashpath/flashpath/rdma"
 	"github.com/flashpath/flashpath/target"
-	"golang.org/x/sys/unix"
 )
 
 // Work request IDs: the low bits say what finished, the rest which slot or
@@ -108,8 +108,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 	c.stride = nvmeof.SQESize + max(l.opts.InlineData, target.AdminInlineData)
 	c.stride = (c.stride + 63) &^ 63
 	size := depth*c.stride + nslots*nvmeof.CQESize
-	size = (size + unix.Getpagesize() - 1) &^ (unix.Getpagesize() - 1)
-	if c.mem, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+	if c.mem, err = bufpool.Map(size); err != nil {
 		return reject(nvmeof.RDMACMNoResources, "map %d bytes of queue buffers: %v", size, err)
 	}
 	mappedQueues.Add(1)
@@ -220,7 +219,7 @@ func (c *conn) unmapIfIdleLocked() {
 
 // unmap releases the queue's buffers.
 func (c *conn) unmap() {
-	unix.Munmap(c.mem)
+	bufpool.Unmap(c.mem)
 	c.mem = nil
 	mappedQueues.Add(-1)
 }
