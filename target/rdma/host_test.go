@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/internal/bufpool"
 	"github.com/flashpath/flashpath/nvmeof"
 	fprdma "github.com/flashpath/flashpath/rdma"
 	"github.com/flashpath/flashpath/rdma/rdmatest"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
-	"golang.org/x/sys/unix"
 )
 
 // A small NVMe/RDMA host over the fake provider: enough of what the Linux
@@ -120,7 +120,7 @@ func (tt *testTarget) dial(t testing.TB, qid uint16, depth int, priv []byte) (*h
 	h := &hostQueue{t: t, depth: depth, stride: hostStride}
 	size := depth*nvmeof.CQESize + depth*hostStride + 4<<20
 	size = (size + 4095) &^ 4095
-	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	mem, err := bufpool.Map(size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func (tt *testTarget) dial(t testing.TB, qid uint16, depth int, priv []byte) (*h
 	}
 	t.Cleanup(func() {
 		h.region.Close()
-		unix.Munmap(mem)
+		bufpool.Unmap(mem)
 	})
 	if priv == nil {
 		var b [nvmeof.RDMACMReqSize]byte

@@ -14,6 +14,7 @@ import (
 	"github.com/flashpath/flashpath/initiator"
 	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
 	_ "github.com/flashpath/flashpath/initiator/tcp"
+	"github.com/flashpath/flashpath/internal/bufpool"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/rdma"
@@ -21,7 +22,6 @@ import (
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 	trdma "github.com/flashpath/flashpath/target/rdma"
-	"golang.org/x/sys/unix"
 )
 
 // rdmaTarget runs flashpath's target with an NVMe/RDMA listener: over the
@@ -108,11 +108,11 @@ func TestRDMAReadWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Registered memory: the target reads and writes it directly.
-	reg, err := unix.Mmap(-1, 0, 2<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	reg, err := bufpool.Map(2 << 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Munmap(reg)
+	defer bufpool.Unmap(reg)
 	region, err := prov.Register(reg)
 	if err != nil {
 		t.Fatal(err)
