@@ -115,7 +115,8 @@ func (f *Controller) serve() {
 			defer nc.Close()
 			// A host that fails the connection resets it: that is no violation.
 			fc := &ctrlConn{f: f, nc: nc, br: bufio.NewReader(nc), pending: map[uint16]*ctrlWrite{}}
-			if err := fc.run(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
+			// run returns only when the connection ends.
+			if err := fc.run(); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 				f.violation("%v", err)
 			}
 		}()
