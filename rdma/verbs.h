@@ -1,9 +1,11 @@
-// C side of the verbs provider (verbs_linux.go): libibverbs and librdmacm
-// opened with dlopen, every exported entry point called through a pointer
-// resolved with dlsym, and the helpers that batch work so that Go crosses
-// into C once per post or poll. The rdma-core headers are used for the types
-// only: no code here references a symbol of either library, so a binary
-// built with this runs where rdma-core is not installed.
+// C side of the verbs provider (verbs_linux.go and the verbs_*_linux.go
+// files beside it, whose cgo preambles include this header): libibverbs and
+// librdmacm opened with dlopen, every exported entry point called through a
+// pointer resolved with dlsym, and the helpers that batch work so that Go
+// crosses into C once per post or poll. The functions are defined in
+// verbs.c alone. The rdma-core headers are used for the types only: no code
+// here references a symbol of either library, so a binary built with this
+// runs where rdma-core is not installed.
 #ifndef FP_VERBS_H
 #define FP_VERBS_H
 
