@@ -1,0 +1,365 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+)
+
+// Direction indexes per-direction statistics, as fio's DDIR_READ/WRITE.
+type Direction int
+
+const (
+	DirRead Direction = iota
+	DirWrite
+	DirTrim
+	numDirs
+)
+
+func (d Direction) String() string {
+	switch d {
+	case DirWrite:
+		return "write"
+	case DirTrim:
+		return "trim"
+	}
+	return "read"
+}
+
+// RW is fio's rw= pattern.
+type RW struct {
+	Read, Write, Trim bool // which directions the job issues
+	Random            bool
+}
+
+func parseRW(v string) (RW, error) {
+	// fio allows an ":<nr>" sequence modifier; we do not.
+	switch v {
+	case "read":
+		return RW{Read: true}, nil
+	case "write":
+		return RW{Write: true}, nil
+	case "randread":
+		return RW{Read: true, Random: true}, nil
+	case "randwrite":
+		return RW{Write: true, Random: true}, nil
+	case "rw", "readwrite":
+		return RW{Read: true, Write: true}, nil
+	case "randrw":
+		return RW{Read: true, Write: true, Random: true}, nil
+	case "trim":
+		return RW{Trim: true}, nil
+	case "randtrim":
+		return RW{Trim: true, Random: true}, nil
+	case "trimwrite":
+		return RW{Trim: true, Write: true}, nil
+	}
+	return RW{}, fmt.Errorf("unknown pattern %q (want read, write, trim, randread, randwrite, randtrim, rw, readwrite, randrw or trimwrite)", v)
+}
+
+func (rw RW) String() string {
+	s := ""
+	switch {
+	case rw.Trim && rw.Write:
+		return "trimwrite"
+	case rw.Trim:
+		s = "trim"
+	case rw.Read && rw.Write:
+		s = "rw"
+	case rw.Write:
+		s = "write"
+	default:
+		s = "read"
+	}
+	if rw.Random {
+		if s == "rw" {
+			return "randrw"
+		}
+		return "rand" + s
+	}
+	return s
+}
+
+// Distribution is fio's random_distribution.
+type Distribution struct {
+	Kind  DistKind
+	Theta float64 // zipf: theta, > 0 and != 1
+	H     float64 // pareto: h, 0 < h < 1
+	Dev   float64 // normal: standard deviation, percent of the range
+	Zones []Zone  // zoned: access percent of each range percent
+}
+
+// DistKind names a random_distribution.
+type DistKind uint8
+
+// Random distributions (fio's random_distribution).
+const (
+	DistRandom DistKind = iota // uniform
+	DistZipf
+	DistPareto
+	DistNormal
+	DistZoned
+)
+
+// FileService is fio's file_service_type.
+type FileService uint8
+
+const (
+	ServiceRoundRobin FileService = iota // fio's default: the files in turn
+	ServiceSequential                    // one file after the other
+	ServiceRandom                        // a file at random for each I/O
+)
+
+// Fadvise is fio's fadvise_hint.
+type Fadvise uint8
+
+const (
+	FadviseByPattern  Fadvise = iota // fio's 1: random for random rw, sequential otherwise
+	FadviseNone                      // 0: no advice
+	FadviseSequential                // POSIX_FADV_SEQUENTIAL
+	FadviseRandom                    // POSIX_FADV_RANDOM
+	FadviseNoReuse                   // POSIX_FADV_NOREUSE
+)
+
+// FadviseAdvice resolves fadvise_hint for the job's pattern.
+func (j *Job) FadviseAdvice() Fadvise {
+	if j.Fadvise != FadviseByPattern {
+		return j.Fadvise
+	}
+	if j.RW.Random {
+		return FadviseRandom
+	}
+	return FadviseSequential
+}
+
+// UnifiedMode is fio's unified_rw_reporting.
+type UnifiedMode uint8
+
+const (
+	UnifiedNone  UnifiedMode = iota // read, write and trim apart
+	UnifiedMixed                    // only their sum, as "mixed"
+	UnifiedBoth                     // apart, and their sum
+)
+
+// BSWeight is one size/percent pair of bssplit.
+type BSWeight struct {
+	Size int
+	Pct  float64
+}
+
+// Zone is one zoned:ACCESS/RANGE pair: ACCESS percent of the I/O goes to
+// the next RANGE percent of the blocks.
+type Zone struct{ Access, Range float64 }
+
+// ContinueOn is fio's continue_on_error: which errors a job counts and
+// goes on after, instead of stopping.
+type ContinueOn uint8
+
+// Error classes of continue_on_error (trims count as writes).
+const (
+	ContinueRead ContinueOn = 1 << iota
+	ContinueWrite
+	ContinueVerify
+)
+
+// Job is one fio job after [global] inheritance and sweep expansion: plain
+// values, validated, fio's units already applied.
+type Job struct {
+	Name string
+	// ContinueOnError lists the errors that are counted, not fatal.
+	ContinueOnError ContinueOn
+	// Description is fio's description= (free text; the reports carry it).
+	Description string
+	GroupID     int // reporting group (a sweep point or a stonewall)
+	RW          RW
+	BS          [numDirs]int // block size per direction (fio bs=read,write); with bssplit, the smallest
+	// BSSplit is fio's bssplit per direction: each I/O draws its block
+	// size by these weights (nil: BS); offsets stay on the grid of the
+	// smallest, BS.
+	BSSplit [numDirs][]BSWeight
+	IODepth int
+	NumJobs int
+	Size    int64 // bytes of the file region used; 0: the engine's size
+	IOSize  int64 // bytes to transfer per job; 0: Size
+	Offset  int64
+	// NrFiles is nrfiles: files per clone (JOB.CLONE.0 ... in directory=),
+	// each FileSize bytes (filesize; default size/nrfiles); Size is then
+	// the total over the files.
+	NrFiles  int
+	FileSize int64
+	// FileService is file_service_type: which file each I/O goes to.
+	FileService FileService
+	// FileServiceN is roundrobin:N, I/Os per file before the next.
+	FileServiceN int
+	// OffsetIncrement moves each clone's region on: clone i starts at
+	// Offset + i*OffsetIncrement (fio's offset_increment).
+	OffsetIncrement int64
+	// NumberIOs ends a clone after this many I/Os, if nothing ends it
+	// sooner (fio's number_ios; 0: no limit).
+	NumberIOs int64
+	// ExitAll ends every job of the group when this one finishes.
+	ExitAll  bool
+	Runtime  time.Duration
+	RampTime time.Duration
+	// StartDelay delays the job's start; ThinkTime stalls it after every
+	// ThinkBlocks I/Os, once they have completed (fio's thinktime).
+	StartDelay, ThinkTime time.Duration
+	ThinkBlocks           int
+	TimeBased             bool
+	RWMixRead             int // percent of reads in mixed workloads
+
+	Direct bool
+	// Sync opens the file for synchronous writes (fio's sync=): SyncFile
+	// is O_SYNC, SyncData O_DSYNC; on nvme-tcp every write carries FUA.
+	Sync        SyncMode
+	Filename    string
+	Directory   string
+	IOEngine    string
+	EngineAlias string // fio's engine name when it runs on another engine (libaio: io_uring)
+	NoRandomMap bool
+	RandRepeat  bool
+	RandSeed    uint64
+	Dist        Distribution
+
+	// Fadvise is fadvise_hint: the posix_fadvise advice local files get
+	// (FadviseByPattern, the default: random or sequential by rw).
+	Fadvise Fadvise
+	// Unified is unified_rw_reporting: report the directions apart
+	// (none), only summed ("mixed"), or both.
+	Unified UnifiedMode
+	Verify  string // "", "crc32c" or "pattern"
+	// VerifyPattern is verify_pattern: what verify=pattern writes and
+	// checks, and what follows the header with verify=crc32c.
+	VerifyPattern *Pattern
+	// BufferPattern is buffer_pattern: what writes carry when nothing is
+	// verified.
+	BufferPattern *Pattern
+	DoVerify      bool
+	BatchSubmit   int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
+	// iodepth_batch_complete_min and _max: completions to wait for, and to
+	// take at most, per reap (default 1 and iodepth). fio's min 0 polls
+	// without waiting; here it waits for one, as the default.
+	CompleteMin, CompleteMax int
+
+	Fsync, Fdatasync int  // a sync every this many writes; 0: never
+	EndFsync         bool // end_fsync, fsync_on_close
+	Invalidate       bool // drop the page cache of the file first (fio's default)
+	Loops            int
+	ZeroBuffers      bool
+	RefillBuffers    bool
+
+	// Percentiles reported for latencies (percentile_list; nil: fio's
+	// default list); ClatPct and LatPct turn them on for clat and lat.
+	Percentiles     []float64
+	ClatPct, LatPct bool
+
+	Logs LogOptions // write_bw_log, write_iops_log, write_lat_log and their options
+
+	// Rate (bytes/s) and RateIOPS cap each direction of each clone (0: no cap).
+	Rate     [numDirs]int64
+	RateIOPS [numDirs]int64
+
+	// CPUs is cpus_allowed (nil: any); SplitCPUs is cpus_allowed_policy=split.
+	CPUs        []int
+	SplitCPUs   bool
+	Stonewall   bool
+	NewGroup    bool
+	GroupReport bool
+
+	// EngineOptions are options declared by the engine (fio's
+	// engine-specific options, e.g. fixedbufs for io_uring), by name.
+	EngineOptions map[string]string
+
+	// Options are the options as given, for "job options" in JSON output.
+	Options [][2]string
+
+	// Swept are the list-valued options that produced this job, with the
+	// value it got ("iodepth=32"); empty when the job is not a sweep point.
+	Swept []Option
+}
+
+// RegionSize is the bytes of each file a clone uses: filesize, or size
+// with one file (0: the engine's size).
+func (j *Job) RegionSize() int64 {
+	if j.FileSize > 0 {
+		return j.FileSize
+	}
+	return j.Size
+}
+
+// CloneOffset is where clone's region starts: offset plus its share of
+// offset_increment.
+func (j *Job) CloneOffset(clone int) int64 { return j.Offset + int64(clone)*j.OffsetIncrement }
+
+// DefaultJob returns a job with fio's defaults.
+func DefaultJob() Job {
+	return Job{
+		RW:           RW{Read: true},
+		BS:           [numDirs]int{4096, 4096, 4096},
+		IODepth:      1,
+		NrFiles:      1,
+		FileServiceN: 1,
+		BatchSubmit:  1,
+		CompleteMin:  1,
+		ThinkBlocks:  1,
+		Invalidate:   true,
+		Loops:        1,
+		ClatPct:      true,
+		LatPct:       true,
+		NumJobs:      1,
+		RWMixRead:    50,
+		IOEngine:     "psync",
+		RandRepeat:   true,
+		DoVerify:     true,
+	}
+}
+
+// SyncMode is fio's sync= for writes.
+type SyncMode uint8
+
+const (
+	SyncNone SyncMode = iota
+	SyncFile          // O_SYNC
+	SyncData          // O_DSYNC
+)
+
+func (m SyncMode) String() string { return [...]string{"none", "sync", "dsync"}[m] }
+
+// Modifies reports whether the job writes or trims (fio's --readonly
+// refuses such jobs).
+func (j *Job) Modifies() bool { return j.RW.Write || j.RW.Trim }
+
+// maxBS is the largest block size the job issues.
+func (j *Job) maxBS() int {
+	m := 0
+	for d := range numDirs {
+		if j.issues(Direction(d)) {
+			m = max(m, j.BS[d])
+			for _, w := range j.BSSplit[d] {
+				m = max(m, w.Size)
+			}
+		}
+	}
+	return m
+}
+
+// meanBS is direction d's average block size (for rate caps).
+func (j *Job) meanBS(d Direction) float64 {
+	if mix := j.BSSplit[d]; mix != nil {
+		var s float64
+		for _, w := range mix {
+			s += float64(w.Size) * w.Pct / 100
+		}
+		return s
+	}
+	return float64(j.BS[d])
+}
+
+func (j *Job) issues(d Direction) bool {
+	switch d {
+	case DirRead:
+		return j.RW.Read || (j.Verify != "" && j.DoVerify)
+	case DirTrim:
+		return j.RW.Trim
+	}
+	return j.RW.Write
+}
