@@ -295,7 +295,8 @@ func (w *worker) setup(filename string) error {
 	return nil
 }
 
-// run is the I/O loop: fill free slots, commit, reap at least one, repeat.
+// run runs the clone: it pins the thread, waits out startdelay, then runs
+// the I/O loop.
 func (w *worker) run() error {
 	runtime.LockOSThread() // thread CPU time is then the job's (getrusage RUSAGE_THREAD)
 	defer runtime.UnlockOSThread()
@@ -329,136 +330,210 @@ func (w *worker) run() error {
 		w.log.start(0)
 		defer func() { w.log.finish(w.now()) }()
 	}
-	issuing := true
+	return w.ioLoop()
+}
+
+// runState is a state of the I/O loop.
+//
+// In runIssue the loop fills the free slots and reaps completions, over
+// and over, while I/O is in flight. Whenever the queue has drained, idle
+// picks the next state: the first of the others that applies, in the
+// order they are declared. A stall (thinktime, the rate) and a sync
+// (fsync=N) each go back to runIssue; so does runVerify, which turns the
+// job into its verify pass. runEndSync goes on to what idle picks next,
+// runVerify or runDone; runFailed and runDone end the loop.
+//
+// Besides the state, the loop keeps whether there is more to issue:
+// issuing turns false when next has no more I/O for the pass or an error
+// stops the job, and true again for the verify pass. The flags that make
+// idle choose a state are raised while issuing (next raises syncDue,
+// issue thinking and rateHeld) and lowered by the state that serves them;
+// endSynced and verifying record the end sync and the verify pass as done
+// or begun.
+type runState uint8
+
+const (
+	runIssue    runState = iota // fill the queue, reap at least one completion
+	runFailed                   // an I/O or verify error the job does not continue after: return it
+	runThink                    // thinktime: the blocks issued since the last stall have completed; stall
+	runRateWait                 // rate, rate_iops: the next I/O may not go yet; sleep until it may
+	runSync                     // fsync=N, fdatasync=N: N writes issued, the queue has drained; sync
+	runEndSync                  // end_fsync: the writes are done; sync once, inside the runtime
+	runVerify                   // verify: the writes are done; read every written block back
+	runDone                     // nothing more to issue or to wait for
+)
+
+// ioLoop is the I/O loop: fill free slots, commit, reap at least one,
+// repeat, with the stalls, syncs and passes runState describes.
+func (w *worker) ioLoop() error {
+	j := w.job
 	batch := j.BatchSubmit
 	if batch <= 0 {
 		batch = w.depth
 	}
+	issuing := true
+	st := runIssue
 	for {
-		// Fill the queue to iodepth, committing every batch I/Os
-		// (iodepth_batch_submit), before waiting for completions.
-		for issuing && !w.syncDue && !w.thinking && len(w.free) > 0 {
-			n := 0
-			for len(w.free) > 0 && n < batch {
-				io := w.free[len(w.free)-1]
-				if w.rated {
-					if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
-						break
-					}
-				}
-				if !w.next(io) {
-					issuing = false
-					break
-				}
-				if w.rated && !w.verifying {
-					w.rateIssued(io.Op.dir(), w.now())
-				}
-				w.free = w.free[:len(w.free)-1]
-				io.issued = w.now()
-				if err := w.eng.Queue(io); err != nil {
-					w.stop.Store(true)
-					return w.drain(fmt.Errorf("queue: %w", err))
-				}
-				w.staged = append(w.staged, io)
-				n++
-				if j.ThinkTime > 0 && !w.verifying {
-					if w.sinceThink++; w.sinceThink >= j.ThinkBlocks {
-						w.thinking = true
-						break
-					}
+		switch st {
+		case runIssue:
+			if issuing {
+				var err error
+				if issuing, err = w.issue(batch); err != nil {
+					return err
 				}
 			}
-			if n == 0 {
-				break // nothing issued: held by the rate, or no more I/O
+			if w.inflight == 0 {
+				st = w.idle(issuing)
+				continue
 			}
-			w.inflight += n
-			w.depthHist[depthLevel(w.inflight)] += uint64(n)
-			if err := w.eng.Commit(); err != nil {
-				return w.drain(fmt.Errorf("commit: %w", err))
+			if err := w.reap(); err != nil {
+				return err
 			}
-			t := w.now()
-			for _, io := range w.staged {
-				io.submitted = t
-			}
-			w.staged = w.staged[:0]
-		}
-		if w.inflight == 0 {
 			if w.ioErr != nil || w.verr != nil {
-				return w.failure()
+				issuing = false
 			}
-			if w.thinking {
-				// thinktime: what was issued has completed; stall, but not
-				// past the runtime.
-				think := j.ThinkTime
-				if w.end > 0 {
-					think = min(think, time.Duration(max(w.end-w.now(), 0)))
-				}
-				time.Sleep(think)
-				w.thinking, w.sinceThink = false, 0
-				if w.end > 0 && w.now() >= w.end {
-					w.timeUp = true
-				}
-				continue
+		case runFailed:
+			return w.failure()
+		case runThink:
+			w.stall(j.ThinkTime)
+			w.thinking, w.sinceThink = false, 0
+			st = runIssue
+		case runRateWait:
+			w.stall(time.Duration(w.rateDelay(w.now())))
+			w.rateHeld = false
+			st = runIssue
+		case runSync:
+			if err := w.sync(j.Fsync == 0); err != nil {
+				return w.drain(err)
 			}
-			if issuing && w.rateHeld {
-				// Nothing in flight and the rate says wait: sleep, but not
-				// past the runtime.
-				now := w.now()
-				wait := w.rateDelay(now)
-				if w.end > 0 {
-					wait = min(wait, max(w.end-now, 0))
-				}
-				time.Sleep(time.Duration(wait))
-				w.rateHeld = false
-				if w.end > 0 && w.now() >= w.end {
-					w.timeUp = true
-				}
-				continue
+			w.syncDue = false
+			st = runIssue
+		case runEndSync:
+			// Inside the runtime, before any verify pass.
+			if err := w.sync(false); err != nil {
+				return w.drain(err)
 			}
-			if w.syncDue {
-				// fsync=N: the queue has drained; sync, then go on.
-				if err := w.sync(j.Fsync == 0); err != nil {
-					return w.drain(err)
-				}
-				w.syncDue = false
-				continue
-			}
-			if j.EndFsync && w.wrote && !w.endSynced && !w.verifying {
-				// end_fsync: inside the runtime, before any verify pass.
-				if err := w.sync(false); err != nil {
-					return w.drain(err)
-				}
-				w.endSynced = true
-			}
-			if w.written != nil && j.DoVerify && !w.verifying {
-				// All writes are done: read every written block back.
-				w.verifying = true
-				issuing = true
-				continue
-			}
+			w.endSynced = true
+			st = w.idle(issuing) // still nothing in flight
+		case runVerify:
+			w.verifying = true
+			issuing = true
+			st = runIssue
+		case runDone:
 			w.recEnd = w.now()
 			return nil
 		}
-		// iodepth_batch_complete_min/_max: wait for at least minEv of what
-		// is in flight, take at most maxEv.
-		maxEv := w.depth
-		if j.CompleteMax > 0 {
-			maxEv = min(maxEv, j.CompleteMax)
+	}
+}
+
+// idle picks the loop's next state once nothing is in flight: the first
+// that applies, in runState's order. It changes nothing.
+func (w *worker) idle(issuing bool) runState {
+	j := w.job
+	switch {
+	case w.ioErr != nil || w.verr != nil:
+		return runFailed
+	case w.thinking:
+		return runThink
+	case issuing && w.rateHeld:
+		return runRateWait
+	case w.syncDue:
+		return runSync
+	case j.EndFsync && w.wrote && !w.endSynced && !w.verifying:
+		return runEndSync
+	case w.written != nil && j.DoVerify && !w.verifying:
+		return runVerify
+	}
+	return runDone
+}
+
+// issue fills the queue to iodepth, committing every batch I/Os
+// (iodepth_batch_submit), until no slot is free, a sync or a thinktime
+// stall is due, the rate holds the next I/O back (rateHeld), or next has
+// no more I/O (more is false).
+func (w *worker) issue(batch int) (more bool, err error) {
+	j := w.job
+	more = true
+	for more && !w.syncDue && !w.thinking && len(w.free) > 0 {
+		n := 0
+		for len(w.free) > 0 && n < batch {
+			io := w.free[len(w.free)-1]
+			if w.rated {
+				if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
+					break
+				}
+			}
+			if !w.next(io) {
+				more = false
+				break
+			}
+			if w.rated && !w.verifying {
+				w.rateIssued(io.Op.dir(), w.now())
+			}
+			w.free = w.free[:len(w.free)-1]
+			io.issued = w.now()
+			if err := w.eng.Queue(io); err != nil {
+				w.stop.Store(true)
+				return false, w.drain(fmt.Errorf("queue: %w", err))
+			}
+			w.staged = append(w.staged, io)
+			n++
+			if j.ThinkTime > 0 && !w.verifying {
+				if w.sinceThink++; w.sinceThink >= j.ThinkBlocks {
+					w.thinking = true
+					break
+				}
+			}
 		}
-		minEv := min(max(j.CompleteMin, 1), maxEv, w.inflight)
-		evs, err := w.eng.GetEvents(minEv, w.events[:0:maxEv])
-		if err != nil {
-			return w.drain(fmt.Errorf("getevents: %w", err))
+		if n == 0 {
+			break // nothing issued: held by the rate, or no more I/O
+		}
+		w.inflight += n
+		w.depthHist[depthLevel(w.inflight)] += uint64(n)
+		if err := w.eng.Commit(); err != nil {
+			return false, w.drain(fmt.Errorf("commit: %w", err))
 		}
 		t := w.now()
-		for _, io := range evs {
-			w.complete(io, t)
+		for _, io := range w.staged {
+			io.submitted = t
 		}
-		w.inflight -= len(evs)
-		if w.ioErr != nil || w.verr != nil {
-			issuing = false
-		}
-		w.tick(t)
+		w.staged = w.staged[:0]
+	}
+	return more, nil
+}
+
+// reap waits for completions and completes them, then ticks.
+// iodepth_batch_complete_min/_max: it waits for at least minEv of what is
+// in flight and takes at most maxEv.
+func (w *worker) reap() error {
+	j := w.job
+	maxEv := w.depth
+	if j.CompleteMax > 0 {
+		maxEv = min(maxEv, j.CompleteMax)
+	}
+	minEv := min(max(j.CompleteMin, 1), maxEv, w.inflight)
+	evs, err := w.eng.GetEvents(minEv, w.events[:0:maxEv])
+	if err != nil {
+		return w.drain(fmt.Errorf("getevents: %w", err))
+	}
+	t := w.now()
+	for _, io := range evs {
+		w.complete(io, t)
+	}
+	w.inflight -= len(evs)
+	w.tick(t)
+	return nil
+}
+
+// stall sleeps for d, with nothing in flight, but not past the runtime,
+// and marks the time up if the runtime is over.
+func (w *worker) stall(d time.Duration) {
+	if w.end > 0 {
+		d = min(d, time.Duration(max(w.end-w.now(), 0)))
+	}
+	time.Sleep(d)
+	if w.end > 0 && w.now() >= w.end {
+		w.timeUp = true
 	}
 }
 
