@@ -25,27 +25,118 @@ func (s *Server) Reload(cfg *Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	next := resolveNSIDs(cfg)
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	cur := s.applied
+	return s.applyReload(planReload(s.applied, cfg))
+}
 
+// reloadPlan is what Reload changes to go from the running configuration
+// to a new one. planReload computes it without side effects; applyReload
+// carries it out, in this order: log the changes that need a restart, open
+// the new namespaces' backends, remove the subsystems that are gone, then
+// go through the new configuration's subsystems.
+type reloadPlan struct {
+	// next is what runs once the plan is applied: the new configuration
+	// with its NSIDs resolved and the changes that need a restart
+	// reverted to the running values. applyReload drops from it what
+	// fails to apply.
+	next *Config
+	// restart are the changes to the listeners, the metrics address and
+	// max_h2c_data, which need a restart.
+	restart []restartChange
+	// removed are the NQNs of the running subsystems next lacks, in the
+	// running order.
+	removed []string
+	// subsystems has one entry per subsystem of next, in its order.
+	subsystems []subsystemPlan
+}
+
+// restartChange is a configuration change that needs a restart.
+type restartChange struct {
+	msg             string
+	running, config any
+}
+
+// subsystemPlan is what changes in one subsystem of the new configuration.
+type subsystemPlan struct {
+	sc    *SubsystemConfig // in reloadPlan.next
+	added bool             // not running: add it with all its namespaces
+	// restart: the serial or model changed (reverted in sc), which needs
+	// a restart.
+	restart bool
+	hosts   bool // the allowed hosts changed: set them from sc
+	// changed are the running namespaces that are removed, or replaced
+	// under the same NSID, in the running order.
+	changed []namespaceChange
+	// opened are the namespaces with NSIDs that are not running (every
+	// namespace of an added subsystem), in sc's order: their backends open
+	// before anything changes.
+	opened []NamespaceConfig
+}
+
+// namespaceChange is a running namespace removed (new nil) or replaced.
+type namespaceChange struct {
+	old NamespaceConfig
+	new *NamespaceConfig
+}
+
+// planReload compares the running configuration cur (NSIDs resolved) with
+// a validated new one, cfg, and returns what Reload is to change. It
+// changes neither.
+func planReload(cur, cfg *Config) *reloadPlan {
+	next := resolveNSIDs(cfg)
+	p := &reloadPlan{next: next}
 	if !slices.Equal(cur.Listeners, next.Listeners) {
-		s.log.Warn("reload: listeners changed: restart to apply", "running", cur.Listeners, "config", next.Listeners)
+		p.restart = append(p.restart, restartChange{"reload: listeners changed: restart to apply", cur.Listeners, next.Listeners})
 		next.Listeners = cur.Listeners
 	}
 	if cur.Metrics != next.Metrics {
-		s.log.Warn("reload: metrics address changed: restart to apply", "running", cur.Metrics, "config", next.Metrics)
+		p.restart = append(p.restart, restartChange{"reload: metrics address changed: restart to apply", cur.Metrics, next.Metrics})
 		next.Metrics = cur.Metrics
 	}
 	if cur.MaxH2CData != next.MaxH2CData {
-		s.log.Warn("reload: max_h2c_data changed: restart to apply", "running", cur.MaxH2CData, "config", next.MaxH2CData)
+		p.restart = append(p.restart, restartChange{"reload: max_h2c_data changed: restart to apply", cur.MaxH2CData, next.MaxH2CData})
 		next.MaxH2CData = cur.MaxH2CData
 	}
+	for _, old := range cur.Subsystems {
+		if findSubsys(next, old.NQN) == nil {
+			p.removed = append(p.removed, old.NQN)
+		}
+	}
+	for i := range next.Subsystems {
+		sc := &next.Subsystems[i]
+		old := findSubsys(cur, sc.NQN)
+		sp := subsystemPlan{sc: sc, added: old == nil}
+		for _, nc := range sc.Namespaces {
+			if old == nil || findNS(old, nc.NSID) == nil {
+				sp.opened = append(sp.opened, nc)
+			}
+		}
+		if old != nil {
+			if sc.Serial != old.Serial || sc.Model != old.Model {
+				sp.restart = true
+				sc.Serial, sc.Model = old.Serial, old.Model
+			}
+			oldAny, oldHosts := hostsOf(*old)
+			newAny, newHosts := hostsOf(*sc)
+			sp.hosts = oldAny != newAny || !slices.Equal(oldHosts, newHosts)
+			for _, o := range old.Namespaces {
+				n := findNS(sc, o.NSID)
+				if n == nil || *n != o {
+					sp.changed = append(sp.changed, namespaceChange{old: o, new: n})
+				}
+			}
+		}
+		p.subsystems = append(p.subsystems, sp)
+	}
+	return p
+}
 
-	curSubs := map[string]*SubsystemConfig{}
-	for i := range cur.Subsystems {
-		curSubs[cur.Subsystems[i].NQN] = &cur.Subsystems[i]
+// applyReload carries out p on the running target and records p.next as
+// what runs. The caller holds s.reloadMu.
+func (s *Server) applyReload(p *reloadPlan) error {
+	for _, c := range p.restart {
+		s.log.Warn(c.msg, "running", c.running, "config", c.config)
 	}
 
 	// Open the backends of namespaces with new NSIDs before changing
@@ -56,38 +147,30 @@ func (s *Server) Reload(cfg *Config) error {
 		nsid uint32
 	}
 	opened := map[nsKey]target.NamespaceConfig{}
-	for _, sc := range next.Subsystems {
-		old := curSubs[sc.NQN]
-		for _, nc := range sc.Namespaces {
-			if old != nil && findNS(old, nc.NSID) != nil {
-				continue
-			}
+	for _, sp := range p.subsystems {
+		for _, nc := range sp.opened {
 			tc, err := openNamespace(nc)
 			if err != nil {
 				for _, tc := range opened {
 					tc.Backend.Close()
 				}
-				return fmt.Errorf("reload: subsystem %s namespace %d: %w", sc.NQN, nc.NSID, err)
+				return fmt.Errorf("reload: subsystem %s namespace %d: %w", sp.sc.NQN, nc.NSID, err)
 			}
-			opened[nsKey{sc.NQN, nc.NSID}] = tc
+			opened[nsKey{sp.sc.NQN, nc.NSID}] = tc
 		}
 	}
 
 	var errs []error
 	failed := map[nsKey]bool{}
-	for _, old := range cur.Subsystems {
-		if findSubsys(next, old.NQN) != nil {
-			continue
-		}
-		if err := s.Target.RemoveSubsystem(old.NQN); err != nil {
+	for _, nqn := range p.removed {
+		if err := s.Target.RemoveSubsystem(nqn); err != nil {
 			errs = append(errs, err)
 		}
-		s.log.Info("reload: subsystem removed", "subsys", old.NQN)
+		s.log.Info("reload: subsystem removed", "subsys", nqn)
 	}
-	for i := range next.Subsystems {
-		sc := &next.Subsystems[i]
-		old := curSubs[sc.NQN]
-		if old == nil {
+	for _, sp := range p.subsystems {
+		sc := sp.sc
+		if sp.added {
 			ss, err := s.Target.AddSubsystem(subsystemConfig(*sc))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("reload: %w", err))
@@ -107,21 +190,16 @@ func (s *Server) Reload(cfg *Config) error {
 			continue
 		}
 		ss := s.Target.Subsystem(sc.NQN)
-		if sc.Serial != old.Serial || sc.Model != old.Model {
+		if sp.restart {
 			s.log.Warn("reload: serial or model changed: restart to apply", "subsys", sc.NQN)
-			sc.Serial, sc.Model = old.Serial, old.Model
 		}
-		oldAny, oldHosts := hostsOf(*old)
-		newAny, newHosts := hostsOf(*sc)
-		if oldAny != newAny || !slices.Equal(oldHosts, newHosts) {
+		if sp.hosts {
+			newAny, newHosts := hostsOf(*sc)
 			ss.SetHosts(newAny, newHosts)
 			s.log.Info("reload: allowed hosts changed", "subsys", sc.NQN, "allow_any_host", newAny, "allowed_hosts", newHosts)
 		}
-		for _, o := range old.Namespaces {
-			n := findNS(sc, o.NSID)
-			if n != nil && *n == o {
-				continue
-			}
+		for _, c := range sp.changed {
+			o, n := c.old, c.new
 			if err := ss.RemoveNamespace(o.NSID); err != nil {
 				errs = append(errs, fmt.Errorf("reload: %w", err))
 			}
@@ -139,18 +217,15 @@ func (s *Server) Reload(cfg *Config) error {
 				failed[nsKey{sc.NQN, n.NSID}] = true
 			}
 		}
-		for _, nc := range sc.Namespaces {
-			tc, ok := opened[nsKey{sc.NQN, nc.NSID}]
-			if !ok {
-				continue
-			}
-			if err := s.attach(ss, nc, tc); err != nil {
+		for _, nc := range sp.opened {
+			if err := s.attach(ss, nc, opened[nsKey{sc.NQN, nc.NSID}]); err != nil {
 				errs = append(errs, fmt.Errorf("reload: subsystem %s: %w", sc.NQN, err))
 				failed[nsKey{sc.NQN, nc.NSID}] = true
 			}
 		}
 	}
 	// Record what runs now, so the next reload compares with it.
+	next := p.next
 	next.Subsystems = slices.DeleteFunc(next.Subsystems, func(sc SubsystemConfig) bool { return sc.NQN == "" })
 	for i := range next.Subsystems {
 		sc := &next.Subsystems[i]
