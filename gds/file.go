@@ -234,102 +234,125 @@ func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 		file.cached, _ = Residency(f, file.size)
 	}
 
-	path, reason := o.Path, ""
-	if path == PathAuto {
-		if !write && file.size > 0 && file.cached >= o.CachedThreshold {
-			// No cuFile probe: opening its driver costs more than the read.
-			path, reason = PathBounce, fmt.Sprintf("%.0f%% of the file is in the page cache: buffered bounce reads it from memory", 100*file.cached)
-		} else {
-			var cf CuFileStatus
-			d.Do(func() error { cf = ProbeCuFile(); return nil }) // with the context current
-			switch {
-			case cf.TrueGDS:
-				path, reason = PathCuFile, "cuFile "+cf.Reason
-			case !cf.Available:
-				path, reason = PathBounce, "cuFile unavailable ("+cf.Reason+")"
-			case !cf.Usable:
-				path, reason = PathBounce, "cuFile "+cf.Reason
-			default:
-				path, reason = PathBounce, "cuFile in "+cf.Reason+"; the bounce pipeline is faster"
-			}
-		}
-	} else {
-		reason = "requested with --gpu-path " + string(path)
-	}
-
+	path, reason := choosePath(o, write, file.size, file.cached, func() (cf CuFileStatus) {
+		d.Do(func() error { cf = ProbeCuFile(); return nil }) // with the context current
+		return cf
+	})
 	switch path {
 	case PathCuFile:
-		fd := int(f.Fd())
-		dfd, derr := -1, error(nil)
-		if o.Direct == DirectOff && o.Path == PathCuFile {
-			// Asked for: cuFile in compat mode reads a buffered fd through
-			// the page cache (true GDS wants O_DIRECT).
-			reason += "; buffered fd (--direct off)"
-		} else {
-			dfd, derr = reopenDirect(name, write)
-		}
-		if dfd >= 0 {
-			f.Close()
-			f = os.NewFile(uintptr(dfd), name)
-			file.f, fd, file.direct = f, dfd, true
-		} else if derr != nil {
-			reason += "; O_DIRECT refused (" + derr.Error() + "), cuFile gets a buffered fd"
-		}
-		t, err := newCuFile(d, fd, o)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		file.Transfer, file.path, file.reason = t, PathCuFile, reason+"; "+t.how
-		return file, nil
+		err = d.openCuFile(file, name, write, o, reason)
 	case PathBounce:
-		direct := o.Direct == DirectOn
-		if !write && o.Direct == DirectAuto {
-			direct = file.cached < o.CachedThreshold && o.Reader != ReaderMmap
-		}
-		if direct {
-			dfd, derr := reopenDirect(name, write)
-			if derr != nil {
-				if o.Direct == DirectOn {
-					f.Close()
-					return nil, fmt.Errorf("open %s with O_DIRECT: %w", name, derr)
-				}
-				direct = false
-				reason += "; O_DIRECT refused (" + derr.Error() + "), buffered reads"
-			} else {
-				f.Close()
-				f = os.NewFile(uintptr(dfd), name)
-				file.f = f
-			}
-		}
-		switch {
-		case direct && write:
-			reason += "; O_DIRECT"
-		case direct:
-			reason += "; O_DIRECT reads"
-		case !write:
-			reason += "; buffered reads"
-		}
-		t, err := newBounce(d, fdIO(f.Fd()), direct, o.Reader, o.Workers, o.Depth, o.Chunk)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		switch {
-		case t.reader == ReaderURing:
-			reason += " through io_uring"
-		case t.reader == ReaderMmap && write:
-			reason += "; reads through mmap (page-cache pages pinned in place, no CPU copy)"
-		case t.reader == ReaderMmap:
-			reason += " through mmap (page-cache pages pinned in place, no CPU copy)"
-		case t.why != "":
-			reason += " through pread (" + t.why + ")"
-		}
-		file.Transfer, file.path, file.direct, file.reader, file.reason = t, PathBounce, direct, t.reader, reason
-		return file, nil
+		err = d.openBounce(file, name, write, o, reason)
+	default:
+		err = fmt.Errorf("gpu path %q: want auto, cufile or bounce", path)
 	}
-	f.Close()
-	return nil, fmt.Errorf("gpu path %q: want auto, cufile or bounce", path)
+	if err != nil {
+		file.f.Close()
+		return nil, err
+	}
+	return file, nil
+}
+
+// choosePath is the path policy: the path that runs a file's transfers,
+// and why, in words. o.Path other than PathAuto is taken as asked for.
+// Otherwise a read of a file mostly in the page cache (cached, the
+// fraction resident, at least o.CachedThreshold) goes bounce, buffered;
+// any other file goes cufile when probe says cuFile runs true GDS, and
+// bounce when it does not. probe is called only then: opening cuFile's
+// driver costs more than reading a cached file.
+func choosePath(o Options, write bool, size int64, cached float64, probe func() CuFileStatus) (Path, string) {
+	if o.Path != PathAuto {
+		return o.Path, "requested with --gpu-path " + string(o.Path)
+	}
+	if !write && size > 0 && cached >= o.CachedThreshold {
+		return PathBounce, fmt.Sprintf("%.0f%% of the file is in the page cache: buffered bounce reads it from memory", 100*cached)
+	}
+	cf := probe()
+	switch {
+	case cf.TrueGDS:
+		return PathCuFile, "cuFile " + cf.Reason
+	case !cf.Available:
+		return PathBounce, "cuFile unavailable (" + cf.Reason + ")"
+	case !cf.Usable:
+		return PathBounce, "cuFile " + cf.Reason
+	}
+	return PathBounce, "cuFile in " + cf.Reason + "; the bounce pipeline is faster"
+}
+
+// openCuFile sets file up for the cufile path: an O_DIRECT fd unless
+// --direct off asked for cuFile explicitly, or the reopen fails (cuFile
+// then gets the buffered fd). On error the caller closes file.f.
+func (d *Device) openCuFile(file *File, name string, write bool, o Options, reason string) error {
+	fd := int(file.f.Fd())
+	dfd, derr := -1, error(nil)
+	if o.Direct == DirectOff && o.Path == PathCuFile {
+		// Asked for: cuFile in compat mode reads a buffered fd through
+		// the page cache (true GDS wants O_DIRECT).
+		reason += "; buffered fd (--direct off)"
+	} else {
+		dfd, derr = reopenDirect(name, write)
+	}
+	if dfd >= 0 {
+		file.f.Close()
+		file.f, fd, file.direct = os.NewFile(uintptr(dfd), name), dfd, true
+	} else if derr != nil {
+		reason += "; O_DIRECT refused (" + derr.Error() + "), cuFile gets a buffered fd"
+	}
+	t, err := newCuFile(d, fd, o)
+	if err != nil {
+		return err
+	}
+	file.Transfer, file.path, file.reason = t, PathCuFile, reason+"; "+t.how
+	return nil
+}
+
+// openBounce sets file up for the bounce pipeline: O_DIRECT with
+// DirectOn, or for reads of a file mostly not in the page cache with
+// DirectAuto (not through mmap); buffered otherwise, or when the O_DIRECT
+// reopen fails unless DirectOn asked for it. On error the caller closes
+// file.f.
+func (d *Device) openBounce(file *File, name string, write bool, o Options, reason string) error {
+	direct := o.Direct == DirectOn
+	if !write && o.Direct == DirectAuto {
+		direct = file.cached < o.CachedThreshold && o.Reader != ReaderMmap
+	}
+	if direct {
+		dfd, derr := reopenDirect(name, write)
+		if derr != nil {
+			if o.Direct == DirectOn {
+				return fmt.Errorf("open %s with O_DIRECT: %w", name, derr)
+			}
+			direct = false
+			reason += "; O_DIRECT refused (" + derr.Error() + "), buffered reads"
+		} else {
+			file.f.Close()
+			file.f = os.NewFile(uintptr(dfd), name)
+		}
+	}
+	switch {
+	case direct && write:
+		reason += "; O_DIRECT"
+	case direct:
+		reason += "; O_DIRECT reads"
+	case !write:
+		reason += "; buffered reads"
+	}
+	t, err := newBounce(d, fdIO(file.f.Fd()), direct, o.Reader, o.Workers, o.Depth, o.Chunk)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.reader == ReaderURing:
+		reason += " through io_uring"
+	case t.reader == ReaderMmap && write:
+		reason += "; reads through mmap (page-cache pages pinned in place, no CPU copy)"
+	case t.reader == ReaderMmap:
+		reason += " through mmap (page-cache pages pinned in place, no CPU copy)"
+	case t.why != "":
+		reason += " through pread (" + t.why + ")"
+	}
+	file.Transfer, file.path, file.direct, file.reader, file.reason = t, PathBounce, direct, t.reader, reason
+	return nil
 }
 
 func reopenDirect(name string, write bool) (int, error) {
