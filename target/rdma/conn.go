@@ -170,8 +170,8 @@ func (c *conn) Close(reason error) {
 // serve polls the completion queue until the connection ends, then tears
 // it down.
 func (c *conn) serve() {
-	err := c.run()
-	if !c.closing.Load() && err != nil && !errors.Is(err, fprdma.ErrFlushed) && !errors.Is(err, fprdma.ErrClosed) {
+	err := c.run() // never nil: run returns only when polling or a completion fails
+	if !c.closing.Load() && !errors.Is(err, fprdma.ErrFlushed) && !errors.Is(err, fprdma.ErrClosed) {
 		c.log.Warn("connection failed", "err", err)
 	}
 	c.closing.Store(true)
