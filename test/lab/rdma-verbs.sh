@@ -1,5 +1,5 @@
 #!/bin/bash
-# Guest script: flashpath's verbs provider (rdma/verbs_linux.go: libibverbs
+# Guest script: flashpath's verbs provider (rdma/verbs_*_linux.go: libibverbs
 # and librdmacm through dlopen) on soft-RoCE. Runs the package's lab tests
 # (rdma/verbs_lab_test.go) against rxe0 on lab0 (169.254.42.1): connect with
 # private data both ways, SEND/RECV, RDMA WRITE and READ checked byte for
@@ -7,8 +7,8 @@
 # disconnect, Close waking Poll, connections outliving their listener, SEND
 # with invalidate.
 # Then target/rdma's tests (the NVMe/RDMA transport driven by its test host)
-# and the initiator's RDMA tests (flashpath's host against its target) over
-# rxe instead of the in-process fake.
+# and the end-to-end RDMA tests (test/e2e: flashpath's host against its
+# target) over rxe instead of the in-process fake.
 # The guest has no Go: build the test binaries on the host first (make
 # rdma-test),
 #   go test -c -o bin/rdma.test ./rdma
