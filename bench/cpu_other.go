@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -11,7 +10,7 @@ import (
 func threadCPU() (usr, sys time.Duration)              { return 0, 0 }
 func processCPU() (usr, sys time.Duration, ctx uint64) { return 0, 0, 0 }
 func pidCPU(int) (usr, sys time.Duration, err error) {
-	return 0, 0, errors.New("target CPU accounting needs Linux /proc")
+	return 0, 0, fmt.Errorf("target CPU accounting needs Linux /proc: %w", ErrNotSupported)
 }
 func isTerminal(uintptr) bool { return false }
 

@@ -1,10 +1,11 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
+
+	"github.com/flashpath/flashpath/internal/platform"
 )
 
 // Op is what an I/O does.
@@ -217,8 +218,9 @@ func EngineNames() []string {
 }
 
 // ErrNotSupported is wrapped by engine errors for missing kernel features,
-// hardware or libraries; tests skip on it.
-var ErrNotSupported = errors.New("not supported")
+// hardware or libraries; tests skip on it. It is platform.ErrNotSupported,
+// which the errors of the packages engines use (gds, uring) wrap too.
+var ErrNotSupported = platform.ErrNotSupported
 
 func openEngine(cfg *EngineConfig) (Engine, error) {
 	info, ok := lookupEngine(cfg.Job.IOEngine)

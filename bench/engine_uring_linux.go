@@ -82,9 +82,6 @@ func newURing(cfg *EngineConfig) (Engine, error) {
 		ring, err = uring.New(entries, &uring.Params{Flags: poll}) // kernels before 5.19 lack COOP_TASKRUN
 	}
 	if err != nil {
-		if errors.Is(err, uring.ErrNotSupported) {
-			return nil, fmt.Errorf("%w: %w", ErrNotSupported, err)
-		}
 		return nil, err
 	}
 	e.ring = ring

@@ -9,11 +9,14 @@ import (
 	"unsafe"
 
 	"github.com/flashpath/flashpath/gds/internal/cuda"
+	"github.com/flashpath/flashpath/internal/platform"
 )
 
 // ErrNotSupported is wrapped by every error that means the machine lacks
-// the NVIDIA driver, a GPU, or cuFile. Callers fall back; tests skip.
-var ErrNotSupported = cuda.ErrNotSupported
+// the NVIDIA driver, a GPU, or cuFile, or that this build lacks the
+// binding (no cgo, not Linux). Callers fall back; tests skip. It is
+// platform.ErrNotSupported.
+var ErrNotSupported = platform.ErrNotSupported
 
 // DevicePtr is a device address (CUdeviceptr) in the device's primary
 // context, the one the CUDA runtime uses: PyTorch and CuPy tensors in the

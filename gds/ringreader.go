@@ -91,9 +91,6 @@ func newRingReader(fd int, bufs []*HostBuffer) (*ringReader, error) {
 		ring, err = uring.New(entries, nil) // kernels before 5.19 lack COOP_TASKRUN
 	}
 	if err != nil {
-		if errors.Is(err, uring.ErrNotSupported) {
-			return nil, fmt.Errorf("io_uring reader: %w: %w", ErrNotSupported, err)
-		}
 		return nil, fmt.Errorf("io_uring reader: %w", err)
 	}
 	r := &ringReader{ring: ring, fd: int32(fd)}

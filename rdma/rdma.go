@@ -22,7 +22,17 @@ import (
 	"net/netip"
 
 	"github.com/flashpath/flashpath/internal/bufpool"
+	"github.com/flashpath/flashpath/internal/platform"
 )
+
+// ErrNotSupported is wrapped by the errors that mean this machine lacks
+// rdma-core or an RDMA device at the address asked for, or that this build
+// lacks the verbs binding (no cgo, not Linux): callers fall back, tests
+// skip. It is platform.ErrNotSupported.
+var ErrNotSupported = platform.ErrNotSupported
+
+// errUnavailable opens those errors' messages: "RDMA unavailable: ...".
+var errUnavailable = platform.Unavailable("RDMA unavailable")
 
 // Provider opens RDMA listeners and connections.
 type Provider interface {

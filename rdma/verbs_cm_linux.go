@@ -204,10 +204,10 @@ func (p *verbs) deviceCount() int { return max(0, int(C.fp_rdma_device_count()))
 func noDevice(op string, addr netip.AddrPort, cause error) error {
 	if cause != nil {
 		return fmt.Errorf("rdma: %s %v: %w: no RDMA device has address %v (%v); %s",
-			op, addr, ErrNotSupported, addr.Addr(), cause, noDeviceFix)
+			op, addr, errUnavailable, addr.Addr(), cause, noDeviceFix)
 	}
 	return fmt.Errorf("rdma: %s %v: %w: no RDMA device has address %v; %s",
-		op, addr, ErrNotSupported, addr.Addr(), noDeviceFix)
+		op, addr, errUnavailable, addr.Addr(), noDeviceFix)
 }
 
 // isNoDevice reports whether a connection manager call failed because
@@ -221,7 +221,7 @@ func isNoDevice(err error) bool {
 // serves the address.
 func noDeviceHint(err error) error {
 	if isNoDevice(err) {
-		return fmt.Errorf("%w: %w; %s", ErrNotSupported, err, noDeviceFix)
+		return fmt.Errorf("%w: %w; %s", errUnavailable, err, noDeviceFix)
 	}
 	return err
 }

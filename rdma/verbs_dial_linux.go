@@ -27,7 +27,7 @@ func (p *verbs) Dial(ctx context.Context, addr netip.AddrPort, cfg ConnConfig, p
 	ev, err := newEventChannel()
 	if err != nil {
 		if isNoDevice(err) {
-			return nil, fmt.Errorf("rdma: dial %v: %w: no RDMA device (%v); %s", addr, ErrNotSupported, err, noDeviceFix)
+			return nil, fmt.Errorf("rdma: dial %v: %w: no RDMA device (%v); %s", addr, errUnavailable, err, noDeviceFix)
 		}
 		return nil, fmt.Errorf("rdma: dial %v: %w", addr, err)
 	}

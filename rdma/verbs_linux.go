@@ -34,7 +34,6 @@ package rdma
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -42,11 +41,6 @@ import (
 	"time"
 	"unsafe"
 )
-
-// ErrNotSupported is wrapped by the errors that mean this machine lacks
-// rdma-core or an RDMA device at the address asked for: callers fall back,
-// tests skip.
-var ErrNotSupported = errors.New("RDMA unavailable")
 
 // The libraries Verbs opens (variables for tests).
 var (
@@ -81,7 +75,7 @@ var (
 
 // Verbs returns the process-wide provider backed by libibverbs and
 // librdmacm, which it loads on the first call. Without rdma-core the error
-// wraps ErrNotSupported and says what to install.
+// wraps errUnavailable and says what to install.
 //
 // Connections it makes also implement interface{ PeerPrivateData() []byte }:
 // the private data of the peer's request (accepted connections) or of its
@@ -110,7 +104,7 @@ func loadLibs(ibverbs, rdmacm string) error {
 	var buf [512]C.char
 	if C.fp_load(ci, cr, &buf[0], C.size_t(len(buf))) != 0 {
 		return fmt.Errorf("%w: %s (install rdma-core: apt-get install ibverbs-providers librdmacm1)",
-			ErrNotSupported, C.GoString(&buf[0]))
+			errUnavailable, C.GoString(&buf[0]))
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func mrRangeOf(mr *C.struct_ibv_mr, start, end uintptr) mrRange {
 // registered region registered there.
 func (p *verbs) device(ctx *C.struct_ibv_context) (*device, error) {
 	if ctx == nil {
-		return nil, fmt.Errorf("rdma: connection manager id has no device: %w", ErrNotSupported)
+		return nil, fmt.Errorf("rdma: connection manager id has no device: %w", errUnavailable)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

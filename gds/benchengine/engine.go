@@ -46,7 +46,7 @@ func init() {
 	bench.RegisterEngine("gpu", func(cfg *bench.EngineConfig) (bench.Engine, error) {
 		p, err := gds.ParsePath(cfg.Options["gpu_path"])
 		if err != nil {
-			return nil, fmt.Errorf("option gpu_path: %w", notSupported(err))
+			return nil, fmt.Errorf("option gpu_path: %w", err)
 		}
 		return Open(cfg, p)
 	}, "gpu", "gpu_path", "gpu_threads", "gpu_reader", "cufile_io")
@@ -74,15 +74,6 @@ var (
 	_ bench.DepthLimiter = (*Engine)(nil)
 )
 
-// notSupported makes a gds.ErrNotSupported error also a
-// bench.ErrNotSupported one, on which bench's callers and tests skip.
-func notSupported(err error) error {
-	if errors.Is(err, gds.ErrNotSupported) && !errors.Is(err, bench.ErrNotSupported) {
-		return fmt.Errorf("%w: %w", bench.ErrNotSupported, err)
-	}
-	return err
-}
-
 func intOpt(opts map[string]string, name string, def int) (int, error) {
 	v, ok := opts[name]
 	if !ok || v == "" {
@@ -96,8 +87,9 @@ func intOpt(opts map[string]string, name string, def int) (int, error) {
 }
 
 // Open opens the engine for one job with path (auto, cufile or bounce).
-// An error wraps bench.ErrNotSupported (and gds.ErrNotSupported) when the
-// machine lacks the NVIDIA driver, the GPU or cuFile.
+// An error wraps bench.ErrNotSupported (the same error as
+// gds.ErrNotSupported) when the machine lacks the NVIDIA driver, the GPU
+// or cuFile.
 func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	j := cfg.Job
 	gpu, err := intOpt(cfg.Options, "gpu", 0)
@@ -140,7 +132,7 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	}
 	dev, err := gds.OpenDevice(gpu)
 	if err != nil {
-		return nil, notSupported(fmt.Errorf("GPU %d: %w", gpu, err))
+		return nil, fmt.Errorf("GPU %d: %w", gpu, err)
 	}
 	o := gds.Options{Path: path, Direct: gds.DirectOff, Reader: rd, CuFileIO: cio, Workers: threads}
 	if path == gds.PathCuFile {
@@ -158,7 +150,7 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	f, err := dev.OpenFile(cfg.Filename, flag, o)
 	if err != nil {
 		dev.Close()
-		return nil, notSupported(err)
+		return nil, err
 	}
 	slog.Info("gpu bench engine", "subsys", "bench", "engine", j.IOEngine, "job", j.Name, "clone", cfg.JobIndex,
 		"gpu", gpu, "path", f.Path(), "reader", f.Reader(), "direct", f.DirectIO(), "reason", f.Reason())
@@ -223,7 +215,7 @@ func (e *Engine) Buffers(n, size int) ([]bench.Buffer, error) {
 	e.stride = (size + 4095) &^ 4095
 	m, err := e.dev.Alloc(int64(n) * int64(e.stride))
 	if err != nil {
-		return nil, notSupported(err)
+		return nil, err
 	}
 	e.mem = m
 	if e.file.Path() == gds.PathCuFile {

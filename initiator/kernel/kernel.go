@@ -21,10 +21,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/flashpath/flashpath/internal/platform"
 )
 
-// ErrNotSupported wraps the error of a machine without the kernel host.
-var ErrNotSupported = errors.New("kernel NVMe-oF host unavailable")
+// ErrNotSupported wraps the error of a machine without the kernel host
+// (platform.ErrNotSupported).
+var ErrNotSupported = platform.ErrNotSupported
 
 // Host is the kernel host seen through its device and sysfs files; the
 // paths are fields so that tests can point them at a fake tree.
@@ -145,7 +148,7 @@ func (h *Host) Connect(p Params) (string, error) {
 	f, err := os.OpenFile(h.Fabrics, os.O_RDWR, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("connect %s: %s missing: %w (modprobe nvme-%s)", p.NQN, h.Fabrics, ErrNotSupported, p.Transport)
+			return "", fmt.Errorf("connect %s: %s missing: kernel NVMe-oF host unavailable (modprobe nvme-%s): %w", p.NQN, h.Fabrics, p.Transport, ErrNotSupported)
 		}
 		return "", fmt.Errorf("connect %s: %w", p.NQN, err)
 	}

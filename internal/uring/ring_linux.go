@@ -100,7 +100,7 @@ func New(entries uint32, p *Params) (*Ring, error) {
 		err := os.NewSyscallError("io_uring_setup", errno)
 		switch errno {
 		case unix.ENOSYS, unix.EPERM, unix.EACCES:
-			return nil, fmt.Errorf("%w: %w (needs Linux >= 5.6 with kernel.io_uring_disabled=0 and no seccomp filter blocking io_uring_setup, e.g. docker --security-opt seccomp=unconfined; or use ioengine=psync)", ErrNotSupported, err)
+			return nil, fmt.Errorf("io_uring unavailable: %w (needs Linux >= 5.6 with kernel.io_uring_disabled=0 and no seccomp filter blocking io_uring_setup, e.g. docker --security-opt seccomp=unconfined; or use ioengine=psync): %w", err, ErrNotSupported)
 		}
 		return nil, err
 	}

@@ -2,14 +2,17 @@
 
 package uring
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+)
 
 // Ring is unavailable outside Linux.
 type Ring struct{}
 
 // New reports ErrNotSupported outside Linux.
 func New(entries uint32, p *Params) (*Ring, error) {
-	return nil, fmt.Errorf("%w: io_uring is Linux-only; use ioengine=psync", ErrNotSupported)
+	return nil, fmt.Errorf("io_uring needs Linux, this is %s; use ioengine=psync: %w", runtime.GOOS, ErrNotSupported)
 }
 
 func (r *Ring) Close() error                                               { return nil }

@@ -21,12 +21,15 @@ package uring
 import (
 	"errors"
 	"syscall"
+
+	"github.com/flashpath/flashpath/internal/platform"
 )
 
 // ErrNotSupported is wrapped by errors returned when the kernel does not
 // offer io_uring: an old kernel (ENOSYS), a seccomp profile or the
-// kernel.io_uring_disabled sysctl (EPERM), or a non-Linux platform.
-var ErrNotSupported = errors.New("io_uring not supported")
+// kernel.io_uring_disabled sysctl (EPERM), or a non-Linux platform. It is
+// platform.ErrNotSupported.
+var ErrNotSupported = platform.ErrNotSupported
 
 // ErrSQFull is returned when no submission entry is free: submit or reap first.
 var ErrSQFull = errors.New("io_uring submission queue full")

@@ -19,7 +19,11 @@
 // unix.EIO) and similar work. The core maps them to NVMe status codes.
 package backend
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/flashpath/flashpath/internal/platform"
+)
 
 // Backend is the storage behind one NVMe namespace. All offsets and lengths are in bytes
 // and are multiples of BlockSize(). Methods are called concurrently from many queues;
@@ -69,8 +73,9 @@ var (
 	ErrReadOnly = errors.New("backend: namespace is read-only")
 	// ErrClosed: the backend was used after Close.
 	ErrClosed = errors.New("backend: use of closed backend")
-	// ErrNotSupported: the backend kind does not exist on this platform.
-	ErrNotSupported = errors.New("backend: not supported on this platform")
+	// ErrNotSupported: the backend kind does not exist on this platform
+	// (platform.ErrNotSupported).
+	ErrNotSupported = platform.ErrNotSupported
 )
 
 // Kind names returned by Backend.Kind.

@@ -25,11 +25,14 @@ import (
 	"os"
 	"sync"
 	"unsafe"
+
+	"github.com/flashpath/flashpath/internal/platform"
 )
 
 // ErrNotSupported is wrapped by every error that means "this machine lacks
-// the library, driver or device": callers fall back, tests skip.
-var ErrNotSupported = errors.New("not supported")
+// the library, driver or device": callers fall back, tests skip. It is
+// platform.ErrNotSupported.
+var ErrNotSupported = platform.ErrNotSupported
 
 // Result is a CUresult, the status of a driver API call.
 type Result int
@@ -67,9 +70,13 @@ func (e *Error) Error() string {
 	return e.Op + ": " + name
 }
 
-// Is makes CUDA_ERROR_NOT_SUPPORTED and CUDA_ERROR_NO_DEVICE match ErrNotSupported.
-func (e *Error) Is(target error) bool {
-	return target == ErrNotSupported && (e.Result == ErrorNotSupported || e.Result == ErrorNoDevice)
+// Unwrap makes CUDA_ERROR_NOT_SUPPORTED and CUDA_ERROR_NO_DEVICE match
+// ErrNotSupported.
+func (e *Error) Unwrap() error {
+	if e.Result == ErrorNotSupported || e.Result == ErrorNoDevice {
+		return ErrNotSupported
+	}
+	return nil
 }
 
 // IsResult reports whether err is a failed driver call that returned r.

@@ -125,17 +125,18 @@ func (e *FileError) RefusesFile() bool {
 	return false
 }
 
-// Is makes the cuFile codes that mean "not on this platform" match ErrNotSupported.
-func (e *FileError) Is(target error) bool {
-	if target != ErrNotSupported {
-		return false
-	}
+// Unwrap makes the cuFile codes that mean "not on this platform" (or not
+// for this file) match ErrNotSupported.
+func (e *FileError) Unwrap() error {
 	switch e.Code {
 	case FileDriverNotInitialized, FileDriverVersionMismatch, FileDriverVersionReadError,
 		FilePlatformNotSupported, FileDeviceNotSupported, FileNVFSDriverError, FileNVFSSetupError, FileBatchNoCompat:
-		return true
+		return ErrNotSupported
 	}
-	return e.RefusesFile()
+	if e.RefusesFile() {
+		return ErrNotSupported
+	}
+	return nil
 }
 
 func checkFile(op string, e C.fp_CUfileError_t) error {
