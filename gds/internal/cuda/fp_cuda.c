@@ -1,3 +1,5 @@
+//go:build linux && cgo
+
 // Run-time binding of libcuda and libcufile: dlopen, dlsym, and one C
 // wrapper per entry point (cgo cannot call a function pointer directly).
 #define _GNU_SOURCE
