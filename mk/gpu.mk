@@ -18,4 +18,4 @@ gpu-check:
 
 # The GPU tests against the fake libcuda/libcufile (no GPU needed).
 gpu-test:
-	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go test -race ./gds/... ./cmd/flashpath/
+	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go test -race ./gds/... ./bench/gpu/ ./cmd/flashpath/

@@ -3,5 +3,5 @@ package main
 // Bench engines that live outside package bench register themselves when imported.
 import (
 	_ "github.com/flashpath/flashpath/bench/fabrics"
-	_ "github.com/flashpath/flashpath/gds/benchengine"
+	_ "github.com/flashpath/flashpath/bench/gpu"
 )

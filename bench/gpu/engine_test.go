@@ -1,4 +1,4 @@
-package benchengine
+package gpu
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 )
 
 // noDriverEnv makes TestMain leave the fakes out: libcuda does not load.
-const noDriverEnv = "BENCHENGINE_TEST_NO_DRIVER"
+const noDriverEnv = "GPUENGINE_TEST_NO_DRIVER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(noDriverEnv) != "" {

@@ -1,4 +1,4 @@
-// Package benchengine is the bench engines "cufile" and "gpu": fio jobs
+// Package gpu is the bench engines "cufile" and "gpu": fio jobs
 // whose I/O buffers are GPU memory, moved by package gds, like NVIDIA's
 // gdsio but with fio's options (rw, bs, iodepth, numjobs, size, offset,
 // verify, runtime, ...):
@@ -24,7 +24,7 @@
 // transfer (gds.Transfer.Submit) before reaping (gds.Transfer.Reap); each
 // request is cut into the transfer's chunks, which its threads move in
 // parallel.
-package benchengine
+package gpu
 
 import (
 	"context"
