@@ -2,9 +2,28 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 )
+
+func runJobs(t *testing.T, o ...Option) (*Report, error) {
+	t.Helper()
+	jobs, err := BuildJobs(nil, []Section{{Name: "e2e", Options: o}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Run(context.Background(), Config{Jobs: jobs})
+}
+
+// skipUnsupported skips the test where err wraps ErrNotSupported; the
+// caller fails it on any other error.
+func skipUnsupported(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, ErrNotSupported) {
+		t.Skip(err)
+	}
+}
 
 // BenchmarkNullEngine measures the core alone: random 4k reads at depth
 // 32 through the in-process null engine, one job. The bench must sustain

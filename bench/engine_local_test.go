@@ -18,22 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func runJobs(t *testing.T, o ...Option) (*Report, error) {
-	t.Helper()
-	jobs, err := BuildJobs(nil, []Section{{Name: "e2e", Options: o}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Run(context.Background(), Config{Jobs: jobs})
-}
-
-func skipUnsupported(t *testing.T, err error) {
-	t.Helper()
-	if errors.Is(err, ErrNotSupported) {
-		t.Skip(err)
-	}
-}
-
 // TestLocalEnginesEndToEnd writes a file with each engine and every
 // direct mode, verifies it, then reads it randomly at depth.
 func TestLocalEnginesEndToEnd(t *testing.T) {

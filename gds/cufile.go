@@ -255,7 +255,7 @@ func udevHint(fd int) string {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return ""
 	}
-	id := fmt.Sprintf("b%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	id := fmt.Sprintf("b%d:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)))
 	db := filepath.Join(udevDataDir, id)
 	b, err := os.ReadFile(db)
 	if err == nil && (bytes.HasPrefix(b, []byte("E:ID_FS_USAGE=")) || bytes.Contains(b, []byte("\nE:ID_FS_USAGE="))) {

@@ -139,7 +139,7 @@ func (f *File) Size() int64 { return f.size }
 // datasync is false.
 func (f *File) Sync(datasync bool) error {
 	if datasync {
-		if err := unix.Fdatasync(int(f.f.Fd())); err != nil {
+		if err := fdatasync(int(f.f.Fd())); err != nil {
 			return os.NewSyscallError("fdatasync", err)
 		}
 		return nil
@@ -149,7 +149,7 @@ func (f *File) Sync(datasync bool) error {
 
 // Invalidate drops the file's clean pages from the page cache.
 func (f *File) Invalidate() error {
-	if err := unix.Fadvise(int(f.f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+	if err := fadviseDontNeed(int(f.f.Fd())); err != nil {
 		return os.NewSyscallError("posix_fadvise DONTNEED", err)
 	}
 	return nil
@@ -360,7 +360,7 @@ func reopenDirect(name string, write bool) (int, error) {
 	if write {
 		flags = unix.O_RDWR
 	}
-	fd, err := unix.Open(name, flags|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	fd, err := openDirect(name, flags)
 	if err != nil {
 		return -1, os.NewSyscallError("open", err)
 	}

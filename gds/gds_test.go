@@ -581,7 +581,7 @@ func TestCuFileUdevHint(t *testing.T) {
 	if err := syscall.Stat(path, &st); err != nil {
 		t.Fatal(err)
 	}
-	entry := filepath.Join(db, fmt.Sprintf("b%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	entry := filepath.Join(db, fmt.Sprintf("b%d:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev))))
 	os.WriteFile(entry, []byte("I:123\nE:ID_FS_TYPE=ext4\nE:ID_FS_USAGE=filesystem\n"), 0o644)
 	_, err = d.Open(path, Options{Path: PathCuFile})
 	if err == nil || strings.Contains(err.Error(), "ID_FS_USAGE") || !strings.Contains(err.Error(), "--gpu-path bounce") {

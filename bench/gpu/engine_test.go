@@ -13,7 +13,7 @@ import (
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/gds"
 	"github.com/flashpath/flashpath/gds/gdstest"
-	"golang.org/x/sys/unix"
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // noDriverEnv makes TestMain leave the fakes out: libcuda does not load.
@@ -61,13 +61,7 @@ func mustRun(t *testing.T, kv ...string) *bench.JobResult {
 
 func directOK(t *testing.T, dir string) {
 	t.Helper()
-	name := filepath.Join(dir, "probe")
-	fd, err := unix.Open(name, unix.O_CREAT|unix.O_RDWR|unix.O_DIRECT, 0o644)
-	if err != nil {
-		t.Skipf("O_DIRECT refused in %s: %v", dir, err)
-	}
-	unix.Close(fd)
-	os.Remove(name)
+	testutil.SkipIfNotSupported(t, testutil.DirectIO(dir))
 }
 
 // TestWriteVerifyRandRead writes a file through each engine and path with
@@ -240,6 +234,7 @@ func TestOptions(t *testing.T) {
 // TestNoCuFile: the cufile engine where cuFile refuses files (no nvidia-fs,
 // compat mode off) is not supported, with a hint; engine gpu falls back.
 func TestNoCuFile(t *testing.T) {
+	gdstest.SkipWithoutBinding(t)
 	t.Setenv("FAKECUFILE_NO_COMPAT", "1")
 	name := filepath.Join(t.TempDir(), "f")
 	_, err := run(t, "ioengine=cufile", "filename="+name, "size=64k", "rw=read")
@@ -253,6 +248,7 @@ func TestNoCuFile(t *testing.T) {
 // engines report ErrNotSupported and say what to install.
 func TestNoDriver(t *testing.T) {
 	if os.Getenv(noDriverEnv) == "" {
+		gdstest.SkipWithoutBinding(t)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestNoDriver$", "-test.v")
 		cmd.Env = append(os.Environ(), noDriverEnv+"=1")
 		out, err := cmd.CombinedOutput()

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // Build compiles the fakes into dir and returns their paths.
@@ -47,6 +49,13 @@ func Setup() (cleanup func(), err error) {
 	os.Setenv("FLASHPATH_LIBCUDA", cuda)
 	os.Setenv("FLASHPATH_LIBCUFILE", cufile)
 	return func() { os.RemoveAll(dir) }, nil
+}
+
+// SkipWithoutBinding skips a test that needs the fakes where this build
+// has no CUDA binding to load them with (no cgo, not Linux).
+func SkipWithoutBinding(tb testing.TB) {
+	tb.Helper()
+	testutil.SkipIfNotSupported(tb, binding)
 }
 
 // Main is a TestMain body: it sets the fakes up, runs the tests, removes

@@ -36,3 +36,11 @@ func TestSkipIfNotSupported(t *testing.T) {
 		}
 	}
 }
+
+func TestDirectIO(t *testing.T) {
+	dir := t.TempDir()
+	SkipIfNotSupported(t, DirectIO(dir))
+	if err := DirectIO(dir + "/missing"); err == nil || errors.Is(err, platform.ErrNotSupported) {
+		t.Errorf("DirectIO of a missing directory = %v, want an error other than not supported", err)
+	}
+}
