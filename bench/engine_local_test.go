@@ -28,9 +28,6 @@ func TestLocalEnginesEndToEnd(t *testing.T) {
 				base := opts("ioengine="+engine, "filename="+file, "size=2m", "direct="+direct, "iodepth=16")
 				rep, err := runJobs(t, append(base, opts("rw=randwrite", "bs=8k", "verify=crc32c")...)...)
 				skipUnsupported(t, err)
-				if err != nil && direct == "1" && strings.Contains(err.Error(), "direct I/O") {
-					t.Skip(err)
-				}
 				if err != nil {
 					t.Fatal(err)
 				}

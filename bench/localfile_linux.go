@@ -58,7 +58,7 @@ func openLocal(cfg *EngineConfig, name string) (*localFile, error) {
 	f, err := os.OpenFile(name, flags, 0)
 	if err != nil {
 		if j.Direct && errors.Is(err, unix.EINVAL) {
-			return nil, fmt.Errorf("open %s with O_DIRECT: %w (the file system does not support direct I/O, e.g. tmpfs; use direct=0)", name, err)
+			return nil, fmt.Errorf("open %s with O_DIRECT: %w (the file system does not support direct I/O, e.g. tmpfs; use direct=0): %w", name, err, ErrNotSupported)
 		}
 		return nil, err
 	}

@@ -13,22 +13,19 @@ import (
 	"testing"
 
 	"github.com/flashpath/flashpath/gds/internal/cuda"
-	"golang.org/x/sys/unix"
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // directFile writes data to a temporary file and skips the test where the
 // file system refuses O_DIRECT (tmpfs).
 func directFile(t *testing.T, data []byte) string {
 	t.Helper()
-	name := filepath.Join(t.TempDir(), "data")
+	dir := t.TempDir()
+	testutil.SkipIfNotSupported(t, testutil.DirectIO(dir))
+	name := filepath.Join(dir, "data")
 	if err := os.WriteFile(name, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_DIRECT, 0)
-	if err != nil {
-		t.Skipf("O_DIRECT refused on %s: %v", name, err)
-	}
-	unix.Close(fd)
 	return name
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target/backend"
 )
@@ -116,9 +117,7 @@ func TestIdentifyController(t *testing.T) {
 		}, false},
 		{"file", func(t *testing.T) backend.Backend {
 			be, err := backend.OpenFile(t.TempDir()+"/ns", backend.FileOptions{Size: 1 << 20, BlockSize: 512})
-			if err != nil {
-				t.Skip(err)
-			}
+			testutil.SkipIfNotSupported(t, err)
 			return be
 		}, true},
 	} {
@@ -466,9 +465,7 @@ func TestVolatileWriteCacheFeature(t *testing.T) {
 	tgt := newTestTarget(t)
 	ss := addSubsys(t, tgt, testNQN)
 	be, err := backend.OpenFile(t.TempDir()+"/ns", backend.FileOptions{Size: 1 << 20, BlockSize: 512})
-	if err != nil {
-		t.Skip(err)
-	}
+	testutil.SkipIfNotSupported(t, err)
 	f := backend.NewFaulty(be)
 	addNS(t, ss, 1, f)
 	a := connectAdmin(t, tgt, testNQN, hostA, hostIDA, 0)

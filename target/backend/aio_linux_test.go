@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // doneCh is a Completer that sends the outcome on a channel.
@@ -22,7 +24,8 @@ func TestFileAsync(t *testing.T) {
 		for _, buffered := range []bool{false, true} {
 			f := openTestFile(t, filepath.Join(dir, "async.img"), FileOptions{Size: blocks * bs, BlockSize: bs, Buffered: buffered})
 			if !f.AsyncIO() {
-				t.Skipf("io_uring refused here (%v): the synchronous path is tested elsewhere", f.aio.err)
+				// The synchronous path is tested elsewhere.
+				testutil.SkipIfNotSupported(t, f.aio.err)
 			}
 			want := alignedBuf(blocks*bs, 4096)
 			for i := range want {
@@ -75,7 +78,7 @@ func TestFileAsyncEdges(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "edge.img")
 	f := openTestFile(t, path, FileOptions{Size: 64 << 10})
 	if !f.AsyncIO() {
-		t.Skip("io_uring refused here")
+		testutil.SkipIfNotSupported(t, f.aio.err)
 	}
 	buf := alignedBuf(64<<10, 4096)
 	for i := range buf {
@@ -135,7 +138,7 @@ func TestFileAsyncEdges(t *testing.T) {
 func TestFileAsyncNoAlloc(t *testing.T) {
 	f := openTestFile(t, filepath.Join(t.TempDir(), "na.img"), FileOptions{Size: 1 << 20})
 	if !f.AsyncIO() {
-		t.Skip("io_uring refused here")
+		testutil.SkipIfNotSupported(t, f.aio.err)
 	}
 	buf := alignedBuf(4096, 4096)
 	done := make(doneCh, 1)

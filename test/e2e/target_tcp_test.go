@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
@@ -153,9 +154,7 @@ func TestFileBackendSurvivesRestart(t *testing.T) {
 	path := t.TempDir() + "/ns1.img"
 	open := func() backend.Backend {
 		be, err := backend.OpenFile(path, backend.FileOptions{Size: 8 << 20, BlockSize: 4096})
-		if err != nil {
-			t.Skip(err)
-		}
+		testutil.SkipIfNotSupported(t, err)
 		return be
 	}
 	want := make([]byte, 128<<10)
