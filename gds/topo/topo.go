@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/flashpath/flashpath/initiator/kernel"
+	"github.com/flashpath/flashpath/internal/sysfs"
 )
 
 // Distance is the PCIe distance between two devices.
@@ -226,13 +226,11 @@ func (c *Config) sysfsGPUs() ([]GPUInfo, error) {
 	}
 	var out []GPUInfo
 	for _, e := range ents {
-		if readTrim(filepath.Join(dir, e.Name(), "vendor")) != "0x10de" {
+		dev := filepath.Join(dir, e.Name())
+		if sysfs.Attr(dev, "vendor") != "0x10de" || !strings.HasPrefix(sysfs.Attr(dev, "class"), "0x03") {
 			continue
 		}
-		if !strings.HasPrefix(readTrim(filepath.Join(dir, e.Name(), "class")), "0x03") {
-			continue
-		}
-		out = append(out, GPUInfo{Index: len(out), Name: "NVIDIA device " + readTrim(filepath.Join(dir, e.Name(), "device")), PCIAddr: e.Name()})
+		out = append(out, GPUInfo{Index: len(out), Name: "NVIDIA device " + sysfs.Attr(dev, "device"), PCIAddr: e.Name()})
 	}
 	return out, nil
 }
@@ -247,19 +245,11 @@ func (c *Config) pciDev(addr string) (string, int) {
 }
 
 func numa(devPath string) int {
-	n, err := strconv.Atoi(readTrim(filepath.Join(devPath, "numa_node")))
+	n, err := strconv.Atoi(sysfs.Attr(devPath, "numa_node"))
 	if err != nil {
 		return -1
 	}
 	return n
-}
-
-func readTrim(p string) string {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // pciChain returns the PCI components of a sysfs device path:
@@ -315,10 +305,8 @@ func (c *Config) nics() []NIC {
 	var names []string
 	if c.SysRoot == "/sys" {
 		names = rdmaDevices()
-	} else if ents, err := os.ReadDir(filepath.Join(c.SysRoot, "class", "infiniband")); err == nil {
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
+	} else {
+		names = sysfs.Names(filepath.Join(c.SysRoot, "class", "infiniband"))
 	}
 	sort.Strings(names)
 	var out []NIC
@@ -331,9 +319,9 @@ func (c *Config) nics() []NIC {
 			nic.NetDevs = c.NetDevs(n)
 		} else if c.SysRoot == "/sys" {
 			nic.NetDevs = netDevsOf(n)
-		} else if ents, err := os.ReadDir(filepath.Join(c.SysRoot, "class", "infiniband", n, "device", "net")); err == nil {
-			for _, e := range ents {
-				nic.NetDevs = append(nic.NetDevs, NetDev{Name: e.Name()})
+		} else {
+			for _, name := range sysfs.Names(filepath.Join(c.SysRoot, "class", "infiniband", n, "device", "net")) {
+				nic.NetDevs = append(nic.NetDevs, NetDev{Name: name})
 			}
 		}
 		out = append(out, nic)
@@ -342,7 +330,7 @@ func (c *Config) nics() []NIC {
 }
 
 func (c *Config) nvmes() []NVMe {
-	ctrls, err := (&kernel.Host{Sys: c.SysRoot}).Controllers()
+	ctrls, err := sysfs.NVMeControllers(c.SysRoot)
 	if err != nil {
 		return nil
 	}
@@ -366,7 +354,7 @@ func (c *Config) nvmes() []NVMe {
 // through (the route to its traddr) and that device's PCIe place, which
 // stands for the drive's in distances.
 func (c *Config) fabricsPath(n *NVMe) {
-	traddr, _ := kernel.ParseAddress(n.Address)
+	traddr, _ := sysfs.ParseNVMeAddress(n.Address)
 	route := c.RouteDev
 	if route == nil && c.SysRoot == "/sys" {
 		route = routeDev

@@ -16,13 +16,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/flashpath/flashpath/internal/platform"
+	"github.com/flashpath/flashpath/internal/sysfs"
 )
 
 // ErrNotSupported wraps the error of a machine without the kernel host
@@ -185,7 +184,7 @@ func connectHint(err error) string {
 
 // Disconnect deletes a controller (nvme disconnect -d).
 func (h *Host) Disconnect(name string) error {
-	if !ctrlName.MatchString(name) {
+	if !sysfs.IsNVMeController(name) {
 		return fmt.Errorf("disconnect %q: not a controller name", name)
 	}
 	p := filepath.Join(h.Sys, "class/nvme", name, "delete_controller")
@@ -195,141 +194,16 @@ func (h *Host) Disconnect(name string) error {
 	return nil
 }
 
-var (
-	ctrlName = regexp.MustCompile(`^nvme[0-9]+$`)
-	nsName   = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
-)
-
 // Controller is one NVMe controller as sysfs shows it.
-type Controller struct {
-	Name      string // nvme0
-	Transport string // tcp, rdma, pcie, loop
-	TrAddr    string
-	TrSvcID   string
-	SubNQN    string
-	HostNQN   string
-	State     string // live, connecting, resetting, deleting, dead, ...
-	CntlID    int
-	Model     string
-	Serial    string
-	// Address is sysfs's address as it is ("traddr=...,trsvcid=...";
-	// empty for PCIe).
-	Address string
-	// Namespaces are the block devices of its subsystem (nvme0n1: the
-	// multipath head where the kernel has native multipath).
-	Namespaces []string
-}
-
-// Fabrics reports whether the controller is an NVMe-oF one.
-func (c *Controller) Fabrics() bool { return c.Transport != "" && c.Transport != "pcie" }
+type Controller = sysfs.NVMeController
 
 // Controllers lists the controllers, sorted by name; none (and no error)
 // where the nvme driver is absent.
-func (h *Host) Controllers() ([]Controller, error) {
-	dir := filepath.Join(h.Sys, "class/nvme")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list controllers: %w", err)
-	}
-	// With native multipath the block devices (the multipath heads) hang
-	// off the subsystem, which links to its controllers.
-	subsysOf := map[string]string{}
-	subs, _ := filepath.Glob(filepath.Join(h.Sys, "class/nvme-subsystem/nvme-subsys*"))
-	for _, s := range subs {
-		links, _ := os.ReadDir(s)
-		for _, l := range links {
-			if ctrlName.MatchString(l.Name()) {
-				subsysOf[l.Name()] = s
-			}
-		}
-	}
-	var out []Controller
-	for _, e := range ents {
-		if !ctrlName.MatchString(e.Name()) {
-			continue
-		}
-		c, ok := h.controller(filepath.Join(dir, e.Name()), subsysOf[e.Name()])
-		if ok {
-			out = append(out, c)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return natLess(out[i].Name, out[j].Name) })
-	return out, nil
-}
-
-// controller reads one controller's folder (and its subsystem's, where
-// there is one); false when it vanished while read (a controller being
-// deleted).
-func (h *Host) controller(dir, subsys string) (Controller, bool) {
-	c := Controller{Name: filepath.Base(dir)}
-	state, err := readAttr(dir, "state")
-	if err != nil {
-		return c, false
-	}
-	c.State = state
-	c.Transport, _ = readAttr(dir, "transport")
-	c.SubNQN, _ = readAttr(dir, "subsysnqn")
-	c.HostNQN, _ = readAttr(dir, "hostnqn")
-	if v, err := readAttr(dir, "cntlid"); err == nil {
-		c.CntlID, _ = strconv.Atoi(v)
-	}
-	c.Model, _ = readAttr(dir, "model")
-	c.Serial, _ = readAttr(dir, "serial")
-	if a, err := readAttr(dir, "address"); err == nil {
-		c.Address = a
-		c.TrAddr, c.TrSvcID = ParseAddress(a)
-	}
-	seen := map[string]bool{}
-	addNS := func(d string) {
-		ents, _ := os.ReadDir(d)
-		for _, e := range ents {
-			if nsName.MatchString(e.Name()) && !seen[e.Name()] {
-				seen[e.Name()] = true
-				c.Namespaces = append(c.Namespaces, e.Name())
-			}
-		}
-	}
-	addNS(dir)
-	if subsys != "" {
-		addNS(subsys)
-	}
-	sort.Slice(c.Namespaces, func(i, j int) bool { return natLess(c.Namespaces[i], c.Namespaces[j]) })
-	return c, true
-}
+func (h *Host) Controllers() ([]Controller, error) { return sysfs.NVMeControllers(h.Sys) }
 
 // ParseAddress reads a controller's sysfs "address":
 // "traddr=10.0.0.1,trsvcid=4420[,src_addr=...]".
-func ParseAddress(a string) (traddr, trsvcid string) {
-	for _, kv := range strings.Split(a, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		switch k {
-		case "traddr":
-			traddr = v
-		case "trsvcid":
-			trsvcid = v
-		}
-	}
-	return traddr, trsvcid
-}
-
-func readAttr(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// natLess orders nvme2 before nvme10.
-func natLess(a, b string) bool {
-	if len(a) != len(b) {
-		return len(a) < len(b)
-	}
-	return a < b
-}
+func ParseAddress(a string) (traddr, trsvcid string) { return sysfs.ParseNVMeAddress(a) }
 
 // BlockStat is a block device's I/O counters (/sys/block/DEV/stat).
 type BlockStat struct {
@@ -345,7 +219,7 @@ type BlockStat struct {
 // only on the paths under a native multipath head (Linux before 6.3),
 // the sum over its paths (nvmeScCnI, one per controller).
 func (h *Host) Stat(dev string) (BlockStat, error) {
-	if !nsName.MatchString(dev) {
+	if !sysfs.IsNVMeNamespace(dev) {
 		return BlockStat{}, fmt.Errorf("stat %q: not a namespace block device", dev)
 	}
 	st, err := readStat(filepath.Join(h.Sys, "block", dev, "stat"))
