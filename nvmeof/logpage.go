@@ -3,6 +3,7 @@ package nvmeof
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // Log page identifiers (NVMe Base 2.0 §5.16.1, Figure 202; NVMe-oF 1.1 §5.3).
@@ -224,6 +225,14 @@ const (
 	DiscoveryEntrySize  = 1024
 )
 
+// The discovery log entry's one-byte fields have types whose String is
+// the name nvme-cli prints (nvme-print.c), "unrecognized" for values it
+// does not name. The constants stay untyped, so they also fit the
+// entry's plain uint8 fields.
+
+// TrType is a transport type (TRTYPE).
+type TrType uint8
+
 // Transport types (TRTYPE).
 const (
 	TrTypeRDMA = 1
@@ -232,11 +241,50 @@ const (
 	TrTypeLoop = 254
 )
 
+func (t TrType) String() string {
+	switch t {
+	case TrTypeRDMA:
+		return "rdma"
+	case TrTypeFC:
+		return "fc"
+	case TrTypeTCP:
+		return "tcp"
+	case TrTypeLoop:
+		return "loop"
+	}
+	return "unrecognized"
+}
+
+// AdrFam is an address family (ADRFAM).
+type AdrFam uint8
+
 // Address families (ADRFAM).
 const (
-	AdrFamIPv4 = 1
-	AdrFamIPv6 = 2
+	AdrFamIPv4      = 1
+	AdrFamIPv6      = 2
+	AdrFamIB        = 3
+	AdrFamFC        = 4
+	AdrFamIntraHost = 254 // loop
 )
+
+func (a AdrFam) String() string {
+	switch a {
+	case AdrFamIPv4:
+		return "ipv4"
+	case AdrFamIPv6:
+		return "ipv6"
+	case AdrFamIB:
+		return "infiniband"
+	case AdrFamFC:
+		return "fibre-channel"
+	case AdrFamIntraHost:
+		return "intra-host"
+	}
+	return "unrecognized"
+}
+
+// SubType is a subsystem type (SUBTYPE).
+type SubType uint8
 
 // Subsystem types (SUBTYPE).
 const (
@@ -245,12 +293,97 @@ const (
 	SubTypeDiscovery = 3 // this discovery controller
 )
 
-// Transport requirements (TREQ), secure channel bits (NVMe-oF 1.1 §5.3).
+func (s SubType) String() string {
+	switch s {
+	case SubTypeReferral:
+		return "discovery subsystem referral"
+	case SubTypeNVM:
+		return "nvme subsystem"
+	case SubTypeDiscovery:
+		return "current discovery subsystem"
+	}
+	return "unrecognized"
+}
+
+// TReq is the transport requirements field (TREQ).
+type TReq uint8
+
+// Transport requirements (TREQ), secure channel bits (NVMe-oF 1.1 §5.3),
+// and bit 2, SQ flow control disable supported (TP 8005).
 const (
 	TReqSecureChannelNotSpecified = 0
 	TReqSecureChannelRequired     = 1
 	TReqSecureChannelNotRequired  = 2
+	TReqSecureChannelMask         = 3
+	TReqDisableSQFlow             = 4
 )
+
+func (t TReq) String() string {
+	var s string
+	switch t & TReqSecureChannelMask {
+	case TReqSecureChannelNotSpecified:
+		s = "not specified"
+	case TReqSecureChannelRequired:
+		s = "required"
+	case TReqSecureChannelNotRequired:
+		s = "not required"
+	default:
+		s = "reserved"
+	}
+	if t&TReqDisableSQFlow != 0 {
+		s += ", sq flow control disable supported"
+	}
+	return s
+}
+
+// EFlags is the entry flags field (EFLAGS, NVMe-oF 1.1a TP 8013/8014).
+type EFlags uint16
+
+// Entry flags (EFLAGS).
+const (
+	EFlagsDuplicateReturnInfo          = 1 << 0 // DUPRETINFO
+	EFlagsExplicitDiscoveryConnections = 1 << 1 // EPCSD
+	EFlagsNoCDCConnectivity            = 1 << 2 // NCC
+)
+
+func (f EFlags) String() string {
+	var parts []string
+	if f&EFlagsDuplicateReturnInfo != 0 {
+		parts = append(parts, "duplicate discovery information")
+	}
+	if f&EFlagsExplicitDiscoveryConnections != 0 {
+		parts = append(parts, "explicit discovery connections")
+	}
+	if f&EFlagsNoCDCConnectivity != 0 {
+		parts = append(parts, "no cdc connectivity")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// SecType is the NVMe/TCP security type of the entry's TSAS (SECTYPE).
+type SecType uint8
+
+// NVMe/TCP security types (SECTYPE).
+const (
+	SecTypeNone  = 0
+	SecTypeTLS12 = 1
+	SecTypeTLS13 = 2
+)
+
+func (s SecType) String() string {
+	switch s {
+	case SecTypeNone:
+		return "none"
+	case SecTypeTLS12:
+		return "tls"
+	case SecTypeTLS13:
+		return "tls13"
+	}
+	return "unrecognized"
+}
 
 // DiscoveryEntry is one Discovery Log Page Entry.
 type DiscoveryEntry struct {

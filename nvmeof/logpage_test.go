@@ -1,6 +1,7 @@
 package nvmeof
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -246,5 +247,34 @@ func TestAdrFamFor(t *testing.T) {
 	if TrTypeRDMA != 1 || TrTypeFC != 2 || TrTypeTCP != 3 || TrTypeLoop != 254 ||
 		SubTypeReferral != 1 || SubTypeNVM != 2 || SubTypeDiscovery != 3 {
 		t.Error("transport or subsystem type values differ from the kernel's")
+	}
+}
+
+// TestDiscoveryNames: the discovery log fields read as nvme-cli prints
+// them (nvme-print.c), "unrecognized" for values it does not name.
+func TestDiscoveryNames(t *testing.T) {
+	for _, tc := range []struct {
+		got  fmt.Stringer
+		want string
+	}{
+		{TrType(TrTypeRDMA), "rdma"}, {TrType(TrTypeFC), "fc"}, {TrType(TrTypeTCP), "tcp"}, {TrType(TrTypeLoop), "loop"}, {TrType(0), "unrecognized"},
+		{AdrFam(AdrFamIPv4), "ipv4"}, {AdrFam(AdrFamIPv6), "ipv6"}, {AdrFam(AdrFamIB), "infiniband"}, {AdrFam(AdrFamFC), "fibre-channel"},
+		{AdrFam(AdrFamIntraHost), "intra-host"}, {AdrFam(5), "unrecognized"},
+		{SubType(SubTypeReferral), "discovery subsystem referral"}, {SubType(SubTypeNVM), "nvme subsystem"},
+		{SubType(SubTypeDiscovery), "current discovery subsystem"}, {SubType(0), "unrecognized"},
+		{TReq(TReqSecureChannelNotSpecified), "not specified"}, {TReq(TReqSecureChannelRequired), "required"},
+		{TReq(TReqSecureChannelNotRequired), "not required"}, {TReq(3), "reserved"},
+		{TReq(TReqSecureChannelNotRequired | TReqDisableSQFlow), "not required, sq flow control disable supported"},
+		{EFlags(0), "none"}, {EFlags(EFlagsDuplicateReturnInfo | EFlagsNoCDCConnectivity), "duplicate discovery information, no cdc connectivity"},
+		{EFlags(EFlagsExplicitDiscoveryConnections | 0x100), "explicit discovery connections"},
+		{SecType(SecTypeNone), "none"}, {SecType(SecTypeTLS12), "tls"}, {SecType(SecTypeTLS13), "tls13"}, {SecType(3), "unrecognized"},
+		{RDMAQPType(RDMAQPTypeConnected), "connected"}, {RDMAQPType(RDMAQPTypeDatagram), "datagram"}, {RDMAQPType(0), "unrecognized"},
+		{RDMAPrType(RDMAPrTypeNotSpecific), "not specified"}, {RDMAPrType(RDMAPrTypeIB), "infiniband"}, {RDMAPrType(RDMAPrTypeRoCE), "roce"},
+		{RDMAPrType(RDMAPrTypeRoCEv2), "roce-v2"}, {RDMAPrType(RDMAPrTypeIWARP), "iwarp"}, {RDMAPrType(6), "unrecognized"},
+		{RDMACMS(RDMACMSRDMACM), "rdma-cm"}, {RDMACMS(2), "unrecognized"},
+	} {
+		if s := tc.got.String(); s != tc.want {
+			t.Errorf("%T(%v) = %q, want %q", tc.got, tc.got, s, tc.want)
+		}
 	}
 }

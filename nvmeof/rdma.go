@@ -123,9 +123,61 @@ func RDMACMStatusText(sts uint16) string {
 
 // Discovery log TSAS values for RDMA (RDMA Transport Specification §4.2,
 // Figure 3): bytes 0 QP service type, 1 provider type, 2 connection
-// management service, 8-9 partition key.
-const (
-	RDMAQPTypeConnected   = 1
-	RDMAPrTypeNotSpecific = 1
-	RDMACMSRDMACM         = 1
+// management service, 8-9 partition key. The types' String is the name
+// nvme-cli prints.
+type (
+	RDMAQPType uint8
+	RDMAPrType uint8
+	RDMACMS    uint8
 )
+
+// RDMA QP service types (RDMA_QPTYPE).
+const (
+	RDMAQPTypeConnected = 1
+	RDMAQPTypeDatagram  = 2
+)
+
+// RDMA provider types (RDMA_PRTYPE).
+const (
+	RDMAPrTypeNotSpecific = 1
+	RDMAPrTypeIB          = 2
+	RDMAPrTypeRoCE        = 3
+	RDMAPrTypeRoCEv2      = 4
+	RDMAPrTypeIWARP       = 5
+)
+
+// RDMA connection management services (RDMA_CMS).
+const RDMACMSRDMACM = 1
+
+func (t RDMAQPType) String() string {
+	switch t {
+	case RDMAQPTypeConnected:
+		return "connected"
+	case RDMAQPTypeDatagram:
+		return "datagram"
+	}
+	return "unrecognized"
+}
+
+func (t RDMAPrType) String() string {
+	switch t {
+	case RDMAPrTypeNotSpecific:
+		return "not specified"
+	case RDMAPrTypeIB:
+		return "infiniband"
+	case RDMAPrTypeRoCE:
+		return "roce"
+	case RDMAPrTypeRoCEv2:
+		return "roce-v2"
+	case RDMAPrTypeIWARP:
+		return "iwarp"
+	}
+	return "unrecognized"
+}
+
+func (c RDMACMS) String() string {
+	if c == RDMACMSRDMACM {
+		return "rdma-cm"
+	}
+	return "unrecognized"
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -77,153 +76,30 @@ func newDiscoverCmd() *cobra.Command {
 	return cmd
 }
 
-// Names as nvme-cli prints them (nvme-print.c).
-func trtypeName(t uint8) string {
-	switch t {
-	case nvmeof.TrTypeRDMA:
-		return "rdma"
-	case nvmeof.TrTypeFC:
-		return "fc"
-	case nvmeof.TrTypeTCP:
-		return "tcp"
-	case nvmeof.TrTypeLoop:
-		return "loop"
-	}
-	return "unrecognized"
-}
-
-func adrfamName(a uint8) string {
-	switch a {
-	case nvmeof.AdrFamIPv4:
-		return "ipv4"
-	case nvmeof.AdrFamIPv6:
-		return "ipv6"
-	case 3:
-		return "infiniband"
-	case 4:
-		return "fibre-channel"
-	case 254:
-		return "intra-host"
-	}
-	return "unrecognized"
-}
-
-func subtypeName(s uint8) string {
-	switch s {
-	case nvmeof.SubTypeReferral:
-		return "discovery subsystem referral"
-	case nvmeof.SubTypeNVM:
-		return "nvme subsystem"
-	case nvmeof.SubTypeDiscovery:
-		return "current discovery subsystem"
-	}
-	return "unrecognized"
-}
-
-func treqName(t uint8) string {
-	var s string
-	switch t & 3 {
-	case 0:
-		s = "not specified"
-	case 1:
-		s = "required"
-	case 2:
-		s = "not required"
-	default:
-		s = "reserved"
-	}
-	if t&4 != 0 {
-		s += ", sq flow control disable supported"
-	}
-	return s
-}
-
-func eflagsName(f uint16) string {
-	var parts []string
-	if f&1 != 0 {
-		parts = append(parts, "duplicate discovery information")
-	}
-	if f&2 != 0 {
-		parts = append(parts, "explicit discovery connections")
-	}
-	if f&4 != 0 {
-		parts = append(parts, "no cdc connectivity")
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func sectypeName(s uint8) string {
-	switch s {
-	case 0:
-		return "none"
-	case 1:
-		return "tls"
-	case 2:
-		return "tls13"
-	}
-	return "unrecognized"
-}
-
 func printDiscovery(w io.Writer, log nvmeof.DiscoveryLog) {
 	fmt.Fprintf(w, "\nDiscovery Log Number of Records %d, Generation counter %d\n", log.NumRec, log.GenCtr)
 	for i, e := range log.Entries {
 		fmt.Fprintf(w, "=====Discovery Log Entry %d======\n", i)
-		fmt.Fprintf(w, "trtype:  %s\n", trtypeName(e.TrType))
-		fmt.Fprintf(w, "adrfam:  %s\n", adrfamName(e.AdrFam))
-		fmt.Fprintf(w, "subtype: %s\n", subtypeName(e.SubType))
-		fmt.Fprintf(w, "treq:    %s\n", treqName(e.TReq))
+		fmt.Fprintf(w, "trtype:  %s\n", nvmeof.TrType(e.TrType))
+		fmt.Fprintf(w, "adrfam:  %s\n", nvmeof.AdrFam(e.AdrFam))
+		fmt.Fprintf(w, "subtype: %s\n", nvmeof.SubType(e.SubType))
+		fmt.Fprintf(w, "treq:    %s\n", nvmeof.TReq(e.TReq))
 		fmt.Fprintf(w, "portid:  %d\n", e.PortID)
 		fmt.Fprintf(w, "trsvcid: %s\n", e.TrSvcID)
 		fmt.Fprintf(w, "subnqn:  %s\n", e.SubNQN)
 		fmt.Fprintf(w, "traddr:  %s\n", e.TrAddr)
-		fmt.Fprintf(w, "eflags:  %s\n", eflagsName(e.EFlags))
+		fmt.Fprintf(w, "eflags:  %s\n", nvmeof.EFlags(e.EFlags))
 		switch e.TrType {
 		case nvmeof.TrTypeTCP:
-			fmt.Fprintf(w, "sectype: %s\n", sectypeName(e.SecType))
+			fmt.Fprintf(w, "sectype: %s\n", nvmeof.SecType(e.SecType))
 		case nvmeof.TrTypeRDMA:
 			// As nvme-cli prints them.
-			fmt.Fprintf(w, "rdma_prtype: %s\n", rdmaPrTypeName(e.RDMAPrType))
-			fmt.Fprintf(w, "rdma_qptype: %s\n", rdmaQPTypeName(e.RDMAQPType))
-			fmt.Fprintf(w, "rdma_cms:    %s\n", rdmaCMSName(e.RDMACMS))
+			fmt.Fprintf(w, "rdma_prtype: %s\n", nvmeof.RDMAPrType(e.RDMAPrType))
+			fmt.Fprintf(w, "rdma_qptype: %s\n", nvmeof.RDMAQPType(e.RDMAQPType))
+			fmt.Fprintf(w, "rdma_cms:    %s\n", nvmeof.RDMACMS(e.RDMACMS))
 			fmt.Fprintf(w, "rdma_pkey: 0x%04x\n", e.RDMAPKey)
 		}
 	}
-}
-
-func rdmaPrTypeName(t uint8) string {
-	switch t {
-	case 1:
-		return "not specified"
-	case 2:
-		return "infiniband"
-	case 3:
-		return "roce"
-	case 4:
-		return "roce-v2"
-	case 5:
-		return "iwarp"
-	}
-	return "unrecognized"
-}
-
-func rdmaQPTypeName(t uint8) string {
-	switch t {
-	case nvmeof.RDMAQPTypeConnected:
-		return "connected"
-	case 2:
-		return "datagram"
-	}
-	return "unrecognized"
-}
-
-func rdmaCMSName(t uint8) string {
-	if t == nvmeof.RDMACMSRDMACM {
-		return "rdma-cm"
-	}
-	return "unrecognized"
 }
 
 type discoveryRecordJSON struct {
@@ -250,14 +126,14 @@ func printDiscoveryJSON(w io.Writer, log nvmeof.DiscoveryLog) error {
 		Records []discoveryRecordJSON `json:"records"`
 	}{GenCtr: log.GenCtr, Records: []discoveryRecordJSON{}}
 	for _, e := range log.Entries {
-		r := discoveryRecordJSON{TrType: trtypeName(e.TrType), AdrFam: adrfamName(e.AdrFam), SubType: subtypeName(e.SubType),
-			TReq: treqName(e.TReq), PortID: e.PortID, TrSvcID: e.TrSvcID, SubNQN: e.SubNQN, TrAddr: e.TrAddr,
-			EFlags: eflagsName(e.EFlags)}
+		r := discoveryRecordJSON{TrType: nvmeof.TrType(e.TrType).String(), AdrFam: nvmeof.AdrFam(e.AdrFam).String(), SubType: nvmeof.SubType(e.SubType).String(),
+			TReq: nvmeof.TReq(e.TReq).String(), PortID: e.PortID, TrSvcID: e.TrSvcID, SubNQN: e.SubNQN, TrAddr: e.TrAddr,
+			EFlags: nvmeof.EFlags(e.EFlags).String()}
 		switch e.TrType {
 		case nvmeof.TrTypeTCP:
-			r.SecType = sectypeName(e.SecType)
+			r.SecType = nvmeof.SecType(e.SecType).String()
 		case nvmeof.TrTypeRDMA:
-			r.RDMAPrType, r.RDMAQPType, r.RDMACMS = rdmaPrTypeName(e.RDMAPrType), rdmaQPTypeName(e.RDMAQPType), rdmaCMSName(e.RDMACMS)
+			r.RDMAPrType, r.RDMAQPType, r.RDMACMS = nvmeof.RDMAPrType(e.RDMAPrType).String(), nvmeof.RDMAQPType(e.RDMAQPType).String(), nvmeof.RDMACMS(e.RDMACMS).String()
 			r.RDMAPKey = fmt.Sprintf("0x%04x", e.RDMAPKey)
 		}
 		out.Records = append(out.Records, r)
