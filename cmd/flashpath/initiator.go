@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -171,8 +169,6 @@ func runInitiator(cmd *cobra.Command, f *initiatorFlags, cfg *agent.Config, log 
 		fmt.Fprintln(out, res)
 		return errors.Join(res.Errors...)
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	var metrics *daemon.Metrics
 	if cfg.Metrics != "" {
 		m, err := daemon.ServeMetrics(cfg.Metrics, f.pprof, log, agent.NewCollector(a))
@@ -182,39 +178,28 @@ func runInitiator(cmd *cobra.Command, f *initiatorFlags, cfg *agent.Config, log 
 		metrics = m
 	}
 	kick := make(chan struct{})
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			if reload == nil {
-				log.Info("SIGHUP: no --config to re-read: checking the connections now")
-			} else if next, err := reload(); err != nil {
-				log.Error("reload failed: keeping the running configuration", "err", err)
-				continue
-			} else {
-				a.SetConfig(next)
-				log.Info("SIGHUP: configuration reloaded")
-			}
-			select {
-			case kick <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
+	hup := func(ctx context.Context) {
+		if reload == nil {
+			log.Info("SIGHUP: no --config to re-read: checking the connections now")
+		} else if next, err := reload(); err != nil {
+			log.Error("reload failed: keeping the running configuration", "err", err)
+			return
+		} else {
+			a.SetConfig(next)
+			log.Info("SIGHUP: configuration reloaded")
 		}
-	}()
-	a.Run(ctx, kick, func(res agent.Result) {
-		if err := daemon.Notify("READY=1\nSTATUS=" + res.String()); err != nil {
-			log.Warn("sd_notify failed", "err", err)
+		select {
+		case kick <- struct{}{}:
+		case <-ctx.Done():
 		}
+	}
+	daemon.Run(cmd.Context(), log, hup, func(ctx context.Context) {
+		a.Run(ctx, kick, func(res agent.Result) {
+			if err := daemon.Notify("READY=1\nSTATUS=" + res.String()); err != nil {
+				log.Warn("sd_notify failed", "err", err)
+			}
+		})
 	})
-	log.Info("shutting down")
-	daemon.Notify("STOPPING=1")
 	err := a.Stop()
 	if metrics != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -96,8 +93,6 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // reload returns (nil: no configuration file to re-read).
 func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload func() (*server.Config, error)) error {
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	srv, err := server.Start(cfg, server.Options{Logger: log, FirmwareRev: firmwareRev()})
 	if err != nil {
 		return err
@@ -122,18 +117,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-hup:
-			reloadTarget(srv, log, reload)
-		}
-	}
-	log.Info("shutting down")
-	daemon.Notify("STOPPING=1")
+	daemon.Run(cmd.Context(), log, func(context.Context) { reloadTarget(srv, log, reload) }, nil)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -1,5 +1,6 @@
 // Package daemon holds what flashpath's daemons (the target and the
-// initiator) share: systemd readiness (sd_notify), the Prometheus metrics
+// initiator) share: their signals (Run: SIGTERM and SIGINT stop, SIGHUP
+// reloads), systemd readiness (sd_notify), the Prometheus metrics
 // endpoint and strict YAML/JSON configuration files.
 package daemon
 
