@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"sigs.k8s.io/yaml"
 )
@@ -51,7 +52,7 @@ type Metrics struct {
 // /debug/pprof/ profiles when profiles is set.
 func ServeMetrics(addr string, profiles bool, log *slog.Logger, cs ...prometheus.Collector) (*Metrics, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(cs...)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
