@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/flashpath/flashpath/bench"
+	"github.com/flashpath/flashpath/gds/gdstest"
 )
 
 func runBenchCmd(t *testing.T, args ...string) (string, error) {
@@ -67,6 +68,7 @@ func TestBenchCmdSweepTable(t *testing.T) {
 // engine options are flags too) against the fake CUDA driver: a verified
 // write and a random read of a checkpoint-sized file in miniature.
 func TestBenchCmdGPUEngines(t *testing.T) {
+	gdstest.SkipWithoutBinding(t)
 	fakeGPU(t)
 	out, err := runBenchCmd(t, "--enghelp")
 	if err != nil || !strings.Contains(out, "cufile\n") || !strings.Contains(out, "gpu\n") {

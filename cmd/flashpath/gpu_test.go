@@ -77,6 +77,7 @@ func TestTopoRuns(t *testing.T) {
 }
 
 func TestLoadCommand(t *testing.T) {
+	gdstest.SkipWithoutBinding(t)
 	h := &safetensors.Header{Tensors: []safetensors.Tensor{{Name: "w", DType: "BF16", Shape: []int64{3, 1000}}}}
 	size, _ := safetensors.Layout(h.Tensors, 1)
 	hdr, _ := h.Encode(8)
