@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/testutil"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
@@ -31,12 +32,7 @@ func startTarget(t testing.TB, size int64, maxH2C int) testTarget {
 		t.Fatal(err)
 	}
 	be, err := backend.NewMem(size, 512)
-	if errors.Is(err, backend.ErrNotSupported) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.SkipIfNotSupported(t, err)
 	return startTargetWith(t, tgt, ss, be, maxH2C)
 }
 
@@ -103,12 +99,7 @@ func TestFileTarget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Size = 16 << 20
 			be, err := backend.OpenFile(t.TempDir()+"/ns.img", tc.opts)
-			if errors.Is(err, backend.ErrNotSupported) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			testutil.SkipIfNotSupported(t, err)
 			if f := be; tc.opts.SyncIO == f.AsyncIO() {
 				t.Fatalf("AsyncIO = %v with %+v", f.AsyncIO(), tc.opts)
 			}

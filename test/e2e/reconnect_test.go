@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/internal/tcppeer"
+	"github.com/flashpath/flashpath/internal/testutil"
 
 	"github.com/flashpath/flashpath/initiator"
 
@@ -39,12 +40,7 @@ func startRestartable(t *testing.T) *restartable {
 		t.Fatal(err)
 	}
 	be, err := backend.NewMem(16<<20, 512)
-	if errors.Is(err, backend.ErrNotSupported) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testutil.SkipIfNotSupported(t, err)
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
