@@ -31,28 +31,6 @@ type DeviceInfo struct {
 	Memory   uint64 `json:"memory_bytes"`
 }
 
-// Devices lists the GPUs through the CUDA driver API.
-func Devices() ([]DeviceInfo, error) {
-	n, err := cuda.DeviceCount()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DeviceInfo, 0, n)
-	for i := 0; i < n; i++ {
-		d, err := cuda.GetDevice(i)
-		if err != nil {
-			return nil, err
-		}
-		info := DeviceInfo{Index: i}
-		info.Name, _ = d.Name()
-		info.PCIBusID, _ = d.PCIBusID()
-		info.PCIBusID = lowerASCII(info.PCIBusID)
-		info.Memory, _ = d.TotalMem()
-		out = append(out, info)
-	}
-	return out, nil
-}
-
 func lowerASCII(s string) string {
 	b := []byte(s)
 	for i, c := range b {

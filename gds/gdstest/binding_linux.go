@@ -2,6 +2,6 @@
 
 package gdstest
 
-// binding is nil: this build has gds/internal/cuda's cgo binding, which
+// errBinding is nil: this build has gds/internal/cuda's cgo binding, which
 // loads the fakes.
-var binding error
+var errBinding error

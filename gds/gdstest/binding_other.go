@@ -9,7 +9,7 @@ import (
 	"github.com/flashpath/flashpath/internal/platform"
 )
 
-// binding says why the fakes cannot be loaded: gds/internal/cuda's binding
+// errBinding says why the fakes cannot be loaded: gds/internal/cuda's binding
 // needs Linux and cgo.
-var binding = fmt.Errorf("the fake CUDA driver needs a Linux build with cgo (CGO_ENABLED=1), this one is %s/%s: %w",
+var errBinding = fmt.Errorf("the fake CUDA driver needs a Linux build with cgo (CGO_ENABLED=1), this one is %s/%s: %w",
 	runtime.GOOS, runtime.GOARCH, platform.ErrNotSupported)

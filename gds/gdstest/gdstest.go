@@ -55,7 +55,7 @@ func Setup() (cleanup func(), err error) {
 // has no CUDA binding to load them with (no cgo, not Linux).
 func SkipWithoutBinding(tb testing.TB) {
 	tb.Helper()
-	testutil.SkipIfNotSupported(tb, binding)
+	testutil.SkipIfNotSupported(tb, errBinding)
 }
 
 // Main is a TestMain body: it sets the fakes up, runs the tests, removes

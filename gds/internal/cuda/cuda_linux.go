@@ -54,15 +54,6 @@ func Init() error {
 	return cudaErr
 }
 
-// DriverVersion is cuDriverGetVersion: 1000*major + 10*minor.
-func DriverVersion() (int, error) {
-	if err := Init(); err != nil {
-		return 0, err
-	}
-	var v C.int
-	return int(v), check("cuDriverGetVersion", C.fp_cuDriverGetVersion(&v))
-}
-
 // DeviceCount is cuDeviceGetCount.
 func DeviceCount() (int, error) {
 	if err := Init(); err != nil {

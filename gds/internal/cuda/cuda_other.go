@@ -21,7 +21,6 @@ func getenv(name string) string { return os.Getenv(name) }
 // Init fails: this build has no CUDA binding.
 func Init() error { return errNoBinding }
 
-func DriverVersion() (int, error)                                         { return 0, errNoBinding }
 func DeviceCount() (int, error)                                           { return 0, errNoBinding }
 func GetDevice(int) (Device, error)                                       { return 0, errNoBinding }
 func (Device) Name() (string, error)                                      { return "", errNoBinding }
