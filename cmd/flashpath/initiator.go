@@ -169,10 +169,12 @@ func runInitiator(cmd *cobra.Command, f *initiatorFlags, cfg *agent.Config, log 
 		fmt.Fprintln(out, res)
 		return errors.Join(res.Errors...)
 	}
+	sig := daemon.CatchSignals()
 	var metrics *daemon.Metrics
 	if cfg.Metrics != "" {
 		m, err := daemon.ServeMetrics(cfg.Metrics, f.pprof, log, agent.NewCollector(a))
 		if err != nil {
+			sig.Stop()
 			return fmt.Errorf("metrics: %w", err)
 		}
 		metrics = m
@@ -193,7 +195,7 @@ func runInitiator(cmd *cobra.Command, f *initiatorFlags, cfg *agent.Config, log 
 		case <-ctx.Done():
 		}
 	}
-	daemon.Run(cmd.Context(), log, hup, func(ctx context.Context) {
+	sig.Run(cmd.Context(), log, hup, func(ctx context.Context) {
 		a.Run(ctx, kick, func(res agent.Result) {
 			if err := daemon.Notify("READY=1\nSTATUS=" + res.String()); err != nil {
 				log.Warn("sd_notify failed", "err", err)

@@ -93,8 +93,10 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // reload returns (nil: no configuration file to re-read).
 func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload func() (*server.Config, error)) error {
+	sig := daemon.CatchSignals()
 	srv, err := server.Start(cfg, server.Options{Logger: log, FirmwareRev: firmwareRev()})
 	if err != nil {
+		sig.Stop()
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -117,7 +119,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	}
-	daemon.Run(cmd.Context(), log, func(context.Context) { reloadTarget(srv, log, reload) }, nil)
+	sig.Run(cmd.Context(), log, func(context.Context) { reloadTarget(srv, log, reload) }, nil)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

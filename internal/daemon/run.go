@@ -9,19 +9,47 @@ import (
 	"syscall"
 )
 
-// Run is a started daemon's life. Until SIGTERM or SIGINT arrives or ctx
-// ends, it calls reload for each SIGHUP, one at a time, with a context
-// that ends then, while serve (if not nil) runs with that context in the
-// foreground; serve returning early ends it too. Once both have returned,
-// it logs "shutting down", tells systemd STOPPING=1 and returns; the
+// Signals catches SIGTERM, SIGINT and SIGHUP for a daemon's Run from the
+// moment it is made: make it before starting what Run waits on, so that a
+// signal meanwhile is handled (stop, or reload once running) instead of
+// killing a half-started daemon. Stop or Run releases them.
+type Signals struct {
+	term, hup chan os.Signal
+}
+
+// CatchSignals starts catching the daemon's signals.
+func CatchSignals() *Signals {
+	s := &Signals{term: make(chan os.Signal, 1), hup: make(chan os.Signal, 1)}
+	signal.Notify(s.term, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(s.hup, syscall.SIGHUP)
+	return s
+}
+
+// Stop gives the signals back their default action.
+func (s *Signals) Stop() {
+	signal.Stop(s.term)
+	signal.Stop(s.hup)
+}
+
+// Run is a started daemon's life. Until SIGTERM or SIGINT arrives (or
+// arrived since CatchSignals) or ctx ends, it calls reload for each
+// SIGHUP, one at a time, with a context that ends then, while serve (if
+// not nil) runs with that context in the foreground; serve returning
+// early ends it too. Once both have returned, it logs "shutting down",
+// tells systemd STOPPING=1, stops catching the signals and returns; the
 // caller then shuts down.
-func Run(ctx context.Context, log *slog.Logger, reload func(context.Context), serve func(context.Context)) {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	run(ctx, log, hup, reload, serve)
+func (s *Signals) Run(ctx context.Context, log *slog.Logger, reload func(context.Context), serve func(context.Context)) {
+	defer s.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.term:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	run(ctx, log, s.hup, reload, serve)
 }
 
 // run is Run with the SIGHUPs coming from hup.

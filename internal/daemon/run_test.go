@@ -82,3 +82,21 @@ func TestRunUntilCancel(t *testing.T) {
 		t.Errorf("%d reloads, want 1", n)
 	}
 }
+
+// TestSignalsCaughtBeforeRun: a SIGHUP and a SIGTERM that arrive after
+// CatchSignals but before Run (while the daemon starts) are not lost and
+// do not kill the process: Run reloads, then stops.
+func TestSignalsCaughtBeforeRun(t *testing.T) {
+	s := CatchSignals()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	reloads := 0
+	s.Run(context.Background(), slog.New(slog.DiscardHandler), func(context.Context) {
+		reloads++
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	}, nil)
+	if reloads != 1 {
+		t.Fatalf("%d reloads, want 1", reloads)
+	}
+}
