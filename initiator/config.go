@@ -155,18 +155,9 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// ParseAddr accepts "host:port", "tcp://host:port" or a bare host (then
-// defaultPort) and returns "host:port".
-func ParseAddr(addr, defaultPort string) (string, error) {
-	tr, a, err := SplitAddr(addr, defaultPort)
-	if err == nil && tr != "tcp" {
-		err = fmt.Errorf("address %q: transport %q not supported here, use tcp://HOST:PORT", addr, tr)
-	}
-	return a, err
-}
-
-// SplitAddr accepts what ParseAddr does and "rdma://host[:port]", and
-// returns the transport ("tcp" or "rdma") and "host:port".
+// SplitAddr accepts "host:port", a bare host (then defaultPort), and
+// either with a scheme naming an NVMe-oF transport, "tcp://" (the
+// default) or "rdma://"; it returns the transport and "host:port".
 func SplitAddr(addr, defaultPort string) (transport, hostport string, err error) {
 	a := addr
 	transport = "tcp"

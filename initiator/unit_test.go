@@ -5,25 +5,6 @@ import (
 	"testing"
 )
 
-func TestParseAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:4420":       "127.0.0.1:4420",
-		"tcp://127.0.0.1:4420": "127.0.0.1:4420",
-		"tcp://10.0.0.1":       "10.0.0.1:4420",
-		"tcp://[::1]:4421/":    "[::1]:4421",
-		"::1":                  "[::1]:4420",
-	} {
-		if got, err := ParseAddr(in, DefaultPort); err != nil || got != want {
-			t.Errorf("ParseAddr(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "tcp://", "rdma://1.2.3.4:4420"} {
-		if _, err := ParseAddr(bad, DefaultPort); err == nil {
-			t.Errorf("ParseAddr(%q) succeeded", bad)
-		}
-	}
-}
-
 func TestDefaultHostNQNStable(t *testing.T) {
 	a, err := DefaultHostNQN()
 	if err != nil {
@@ -44,13 +25,18 @@ func TestSplitAddr(t *testing.T) {
 		"rdma://[fe80::1]:4421": {"rdma", "[fe80::1]:4421"},
 		"tcp://10.0.0.5:8009/":  {"tcp", "10.0.0.5:8009"},
 		"host.example.com":      {"tcp", "host.example.com:4420"},
+		"127.0.0.1:4420":        {"tcp", "127.0.0.1:4420"},
+		"tcp://127.0.0.1:4420":  {"tcp", "127.0.0.1:4420"},
+		"tcp://10.0.0.1":        {"tcp", "10.0.0.1:4420"},
+		"tcp://[::1]:4421/":     {"tcp", "[::1]:4421"},
+		"::1":                   {"tcp", "[::1]:4420"},
 	} {
 		tr, a, err := SplitAddr(in, DefaultPort)
 		if err != nil || tr != want[0] || a != want[1] {
 			t.Errorf("SplitAddr(%q) = %q %q %v; want %q", in, tr, a, err, want)
 		}
 	}
-	for _, bad := range []string{"", "rdma://", "tcp://:4420", "fc://h", "tcp://a/b"} {
+	for _, bad := range []string{"", "tcp://", "rdma://", "tcp://:4420", "fc://h", "tcp://a/b"} {
 		if _, _, err := SplitAddr(bad, DefaultPort); err == nil {
 			t.Errorf("SplitAddr(%q) succeeded", bad)
 		}
