@@ -1,0 +1,173 @@
+package initiator
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/flashpath/flashpath/nvmeof"
+)
+
+// fakeLink is a Link with no wire: Send hands the command id to Receive,
+// which completes it with status, or fails the link with sendErr.
+type fakeLink struct {
+	sent       chan uint16
+	status     nvmeof.Status
+	prepareErr error // Prepare fails with it (once)
+	sendErr    error // Send fails with it
+
+	mu       sync.Mutex
+	prepared map[uint16]bool // prepared, not yet released or completed
+	released []uint16
+	stops    int
+	closes   int
+	stopped  chan struct{}
+}
+
+func newFakeLink(depth int) *fakeLink {
+	return &fakeLink{sent: make(chan uint16, depth), prepared: map[uint16]bool{}, stopped: make(chan struct{})}
+}
+
+func (l *fakeLink) Prepare(cid uint16, c *Command) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.prepareErr; err != nil {
+		l.prepareErr = nil
+		return err
+	}
+	l.prepared[cid] = true
+	return nil
+}
+
+func (l *fakeLink) Send(cid uint16, c *Command) error {
+	if l.sendErr != nil {
+		return l.sendErr
+	}
+	l.sent <- cid
+	return nil
+}
+
+func (l *fakeLink) Flush() error { return nil }
+
+func (l *fakeLink) Release(cid uint16) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.prepared, cid)
+	l.released = append(l.released, cid)
+}
+
+func (l *fakeLink) Receive(q *Queue) error {
+	for {
+		select {
+		case cid := <-l.sent:
+			if q.InFlight(cid) == nil {
+				return errors.New("sent a command id not in flight")
+			}
+			l.mu.Lock()
+			delete(l.prepared, cid)
+			l.mu.Unlock()
+			q.Complete(cid, l.status, uint32(cid), 0)
+		case <-l.stopped:
+			return errors.New("link stopped")
+		}
+	}
+}
+
+func (l *fakeLink) Stop() {
+	l.mu.Lock()
+	l.stops++
+	l.mu.Unlock()
+	close(l.stopped)
+}
+
+func (l *fakeLink) Close() {
+	l.mu.Lock()
+	l.closes++
+	l.mu.Unlock()
+}
+
+func startFakeQueue(depth int) (*Queue, *fakeLink) {
+	l := newFakeLink(depth)
+	return StartQueue(QueueParams{QID: 1, Depth: depth, Log: slog.New(slog.DiscardHandler)}, l), l
+}
+
+// TestQueueOverLink: the core drives a transport's Link as the interface
+// says: commands are in flight when sent and complete with what the link
+// reports, a failed Prepare frees its slot, and a closed queue stops and
+// closes its link once, having released what was in flight.
+func TestQueueOverLink(t *testing.T) {
+	const depth = 4
+	q, l := startFakeQueue(depth)
+	done := make(chan *Request, depth)
+	noBuf := errors.New("no bounce buffer")
+	l.mu.Lock()
+	l.prepareErr = noBuf
+	l.mu.Unlock()
+	r := &Request{Op: OpRead, NSID: 1, NLB: 1, Buf: make([]byte, 512), Done: done}
+	if err := q.Submit(r); !errors.Is(err, noBuf) {
+		t.Fatalf("Submit with a failing Prepare: %v", err)
+	}
+	// Every slot is still there: depth rounds of depth requests complete.
+	reqs := make([]Request, depth)
+	for range depth {
+		for i := range reqs {
+			reqs[i] = Request{Op: OpWrite, NSID: 1, SLBA: uint64(i), NLB: 1, Buf: make([]byte, 512), Done: done}
+			if err := q.Submit(&reqs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range depth {
+			if r := <-done; r.Error() != nil {
+				t.Fatal(r.Error())
+			}
+		}
+	}
+	l.status = nvmeof.StatusLBAOutOfRange
+	if err := q.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; !errors.Is(got.Error(), &nvmeof.StatusError{Status: nvmeof.StatusLBAOutOfRange}) {
+		t.Fatalf("status from the link: %v", got.Error())
+	}
+	q.Close()
+	if err := q.Submit(r); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Submit after Close: %v, want ErrClosed", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stops != 1 || l.closes != 1 || len(l.prepared) != 0 {
+		t.Fatalf("link stopped %d times, closed %d times, %d slots still prepared; want 1, 1, 0", l.stops, l.closes, len(l.prepared))
+	}
+}
+
+// TestQueueSendFailure: a link that fails to send fails the queue, and
+// every request in flight is delivered once, with the error, its slot
+// released to the link.
+func TestQueueSendFailure(t *testing.T) {
+	q, l := startFakeQueue(2)
+	l.sendErr = errors.New("connection reset")
+	done := make(chan *Request, 2)
+	r := &Request{Op: OpFlush, NSID: 1, Done: done}
+	if err := q.Submit(r); err != nil {
+		t.Fatalf("Submit: %v (the request is in flight: it is delivered with the error)", err)
+	}
+	got := <-done
+	if !errors.Is(got.Err, l.sendErr) {
+		t.Fatalf("request delivered with %v, want the send error", got.Err)
+	}
+	q.Close()
+	select {
+	case r := <-done:
+		t.Fatalf("request %v delivered twice", r.Op)
+	default:
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.released) != 1 || l.stops != 1 || l.closes != 1 {
+		t.Fatalf("released %v, stopped %d, closed %d; want one slot, 1, 1", l.released, l.stops, l.closes)
+	}
+	if !errors.Is(q.Err(), l.sendErr) {
+		t.Fatalf("queue error %v", q.Err())
+	}
+}
