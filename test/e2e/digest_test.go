@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/flashpath/flashpath/internal/tcppeer"
-
 	"github.com/flashpath/flashpath/initiator"
 )
 

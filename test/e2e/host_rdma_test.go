@@ -15,7 +15,6 @@ import (
 	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
 	_ "github.com/flashpath/flashpath/initiator/tcp"
 	"github.com/flashpath/flashpath/internal/bufpool"
-
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/rdma"
 	"github.com/flashpath/flashpath/rdma/rdmatest"

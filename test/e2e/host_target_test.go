@@ -9,7 +9,6 @@ import (
 
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/testutil"
-
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
