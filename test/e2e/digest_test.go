@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/tcppeer"
 )
 
 // TestBadDataDigest: a C2HData with a wrong data digest fails the

@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/tcp"
-	"github.com/flashpath/flashpath/initiator"
 
 	"github.com/flashpath/flashpath/nvmeof"
 )

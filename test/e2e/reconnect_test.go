@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/internal/testutil"
-	"github.com/flashpath/flashpath/initiator"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
