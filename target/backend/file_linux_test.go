@@ -3,6 +3,7 @@ package backend
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/platform"
+	"github.com/flashpath/flashpath/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,10 +141,11 @@ func TestFileFUA(t *testing.T) {
 // A buffer that O_DIRECT cannot take goes through the bounce buffers,
 // including I/O larger than one of them.
 func TestFileUnalignedBuffer(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "unaligned.img")
-	f := openTestFile(t, path, FileOptions{Size: 4 << 20})
+	dir := t.TempDir()
+	testutil.SkipIfNotSupported(t, testutil.DirectIO(dir))
+	f := openTestFile(t, filepath.Join(dir, "unaligned.img"), FileOptions{Size: 4 << 20})
 	if !f.Direct() {
-		t.Skip("O_DIRECT not available in the test's temporary directory")
+		t.Fatal("the file fell back from O_DIRECT where the file system takes it")
 	}
 	for _, n := range []int{512, 4096, 3*bounceSize + 4096} {
 		raw := alignedBuf(n+1, 4096)
@@ -343,14 +347,19 @@ func TestFileErrnoVisible(t *testing.T) {
 }
 
 // losetup attaches a loop device to a new file of size bytes with the
-// given sector size, or skips the test.
+// given sector size. It skips the test where this machine has no loop
+// devices for it (not root, no loop driver) and fails it on any other
+// error.
 func losetup(t *testing.T, size int64, sectorSize int) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
+		testutil.SkipIfNotSupported(t, fmt.Errorf("loop devices need root: %w", platform.ErrNotSupported))
+	}
+	if _, err := os.Stat("/dev/loop-control"); errors.Is(err, fs.ErrNotExist) {
+		testutil.SkipIfNotSupported(t, fmt.Errorf("no loop driver (/dev/loop-control): %w", platform.ErrNotSupported))
 	}
 	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup not installed")
+		t.Fatalf("losetup: %v (apt-get install util-linux; make deps does)", err)
 	}
 	img := filepath.Join(t.TempDir(), "loop.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
@@ -361,7 +370,7 @@ func losetup(t *testing.T, size int64, sectorSize int) string {
 	}
 	out, err := exec.Command("losetup", "--find", "--show", "--sector-size", strconv.Itoa(sectorSize), img).CombinedOutput()
 	if err != nil {
-		t.Skipf("losetup: %v: %s", err, out)
+		t.Fatalf("losetup: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
