@@ -19,7 +19,7 @@ import (
 )
 
 // testTarget is a running controller for the end-to-end tests: the fake
-// controller of fake_test.go or the real target.
+// controller of internal/tcppeer or the real target.
 type testTarget struct {
 	addr   string // I/O controller
 	disc   string // discovery controller
