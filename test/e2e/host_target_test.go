@@ -24,14 +24,21 @@ const (
 // mem namespace of size bytes, allowing testHost only.
 func startTarget(t testing.TB, size int64, maxH2C int) testTarget {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	tgt := target.New(target.Options{Logger: log})
+	be, err := backend.NewMem(size, 512)
+	testutil.SkipIfNotSupported(t, err)
+	return startTargetOn(t, target.Options{}, be, maxH2C)
+}
+
+// startTargetOn runs a target with opts whose subsystem realNQN, allowing
+// testHost only, serves be as namespace 1 on 127.0.0.1:0.
+func startTargetOn(t testing.TB, opts target.Options, be backend.Backend, maxH2C int) testTarget {
+	t.Helper()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	tgt := target.New(opts)
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := backend.NewMem(size, 512)
-	testutil.SkipIfNotSupported(t, err)
 	return startTargetWith(t, tgt, ss, be, maxH2C)
 }
 

@@ -29,17 +29,13 @@ const strangerN = "nqn.2014-08.org.nvmexpress:uuid:99999999-2222-3333-4444-55555
 // namespace 1 of realNQN, allowing testHost.
 func startTCPTarget(t testing.TB, be backend.Backend) testTarget {
 	t.Helper()
-	tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler), MaxQueueDepth: 128})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if be == nil {
+		var err error
 		if be, err = backend.NewMem(16<<20, 512); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return startTargetWith(t, tgt, ss, be, 0)
+	return startTargetOn(t, target.Options{MaxQueueDepth: 128}, be, 0)
 }
 
 // withOptions sets the host options of connect's configuration.
