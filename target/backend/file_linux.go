@@ -18,7 +18,8 @@ import (
 // block device read-write at its current size, with O_DIRECT where possible.
 type FileOptions struct {
 	// Size is the namespace capacity in bytes, a multiple of the block size.
-	// 0 means the current size of the file (rounded down to whole blocks) or
+	// 0 means the current size of the file (rounded down to whole blocks;
+	// up, with zeros past the end, when ReadOnly) or
 	// device. A regular file that is missing is created, and one that is
 	// shorter is extended (ftruncate) to Size; a longer file or device is
 	// served up to Size and not shrunk.
@@ -168,6 +169,12 @@ func (f *File) setup(opts FileOptions) error {
 		}
 		f.memAlign = uintptr(f.bs)
 		f.size = st.Size / int64(f.bs) * int64(f.bs)
+		if f.readOnly {
+			// A file exported read-only (a checkpoint shard, say) is served
+			// byte for byte: its last partial block too, zero-filled past
+			// the end of the file, as reads past EOF are.
+			f.size = (st.Size + int64(f.bs) - 1) / int64(f.bs) * int64(f.bs)
+		}
 		if opts.Size == 0 && f.size == 0 {
 			return fmt.Errorf("file %s: the file holds no whole %d-byte block: give a size, e.g. file:%s:1GiB", f.path, f.bs, f.path)
 		}

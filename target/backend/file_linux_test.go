@@ -421,3 +421,30 @@ func TestBlockDevice(t *testing.T) {
 		})
 	}
 }
+
+// A file exported read-only is served whole: a size that is not a multiple
+// of the block size rounds up, and the last block reads the file's tail
+// followed by zeros (a checkpoint shard's last tensor ends there).
+func TestFileReadOnlyPartialBlock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shard.safetensors")
+	data := bytes.Repeat([]byte{7}, 4096+100)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := openTestFile(t, path, FileOptions{ReadOnly: true, BlockSize: 512})
+	if f.Size() != 4096+512 {
+		t.Fatalf("Size() = %d, want %d", f.Size(), 4096+512)
+	}
+	p := alignedBuf(512, 4096)
+	if err := f.ReadAt(p, 4096); err != nil {
+		t.Fatal(err)
+	}
+	want := append(bytes.Repeat([]byte{7}, 100), make([]byte, 412)...)
+	if !bytes.Equal(p, want) {
+		t.Fatalf("last block: % x..., want 100 bytes of 07 then zeros", p[95:110])
+	}
+	rw := openTestFile(t, path, FileOptions{BlockSize: 512})
+	if rw.Size() != 4096 {
+		t.Errorf("read-write Size() = %d, want 4096 (whole blocks only)", rw.Size())
+	}
+}
