@@ -15,9 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flashpath/flashpath/bench"
@@ -46,38 +43,15 @@ func openRDMA(cfg *bench.EngineConfig) (bench.Engine, error) {
 	return e, nil
 }
 
-// Target is a parsed nvme-tcp or nvme-rdma filename.
-type Target struct {
-	Addr string
-	NQN  string
-	NSID uint32
-}
-
 // ParseFilename parses tcp://HOST:PORT/NQN/NSID.
-func ParseFilename(s string) (Target, error) { return parseFilename(s, "tcp") }
+func ParseFilename(s string) (initiator.NamespaceURL, error) { return parseFilename(s, "tcp") }
 
-// parseFilename parses SCHEME://HOST:PORT/NQN/NSID.
-func parseFilename(s, scheme string) (Target, error) {
-	want := "want " + scheme + "://HOST:PORT/NQN/NSID, e.g. " + scheme + "://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1"
-	engine := "nvme-" + scheme
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != scheme || u.Host == "" {
-		return Target{}, fmt.Errorf("%s filename %q: %s", engine, s, want)
+func parseFilename(s, scheme string) (initiator.NamespaceURL, error) {
+	u, err := initiator.ParseURL(s, scheme)
+	if err != nil {
+		return u, fmt.Errorf("nvme-%s filename: %w", scheme, err)
 	}
-	path := strings.Trim(u.Path, "/")
-	i := strings.LastIndex(path, "/")
-	if i <= 0 {
-		return Target{}, fmt.Errorf("%s filename %q: %s", engine, s, want)
-	}
-	nsid, err := strconv.ParseUint(path[i+1:], 10, 32)
-	if err != nil || nsid == 0 {
-		return Target{}, fmt.Errorf("%s filename %q: NSID %q is not a positive number; %s", engine, s, path[i+1:], want)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":" + initiator.DefaultPort
-	}
-	return Target{Addr: host, NQN: path[:i], NSID: uint32(nsid)}, nil
+	return u, nil
 }
 
 type engine struct {
@@ -135,7 +109,7 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 
 // openTarget connects the job's controller over the transport named
 // scheme.
-func openTarget(cfg *bench.EngineConfig, t Target, scheme string) (bench.Engine, error) {
+func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string) (bench.Engine, error) {
 	hd, err := boolOpt(cfg.Options, "hdr_digest")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,70 @@
+package initiator
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// NamespaceURL names one namespace of an NVM subsystem behind a fabric
+// address: SCHEME://HOST[:PORT]/NQN/NSID, the form the bench's nvme-tcp and
+// nvme-rdma engines and the GPU loader take, e.g.
+//
+//	tcp://10.0.0.1:4420/nqn.2026-12.io.flashpath:ckpt/1
+//	rdma://10.0.0.2/nqn.2026-12.io.flashpath:ckpt/3   (port 4420)
+type NamespaceURL struct {
+	Transport string // "tcp" or "rdma"
+	Addr      string // host:port
+	NQN       string
+	NSID      uint32
+}
+
+// String formats u back into its URL.
+func (u NamespaceURL) String() string {
+	return fmt.Sprintf("%s://%s/%s/%d", u.Transport, u.Addr, u.NQN, u.NSID)
+}
+
+// IsNamespaceURL reports whether s is spelled as a namespace URL (a scheme
+// of letters followed by "://"), to tell it from a file name; ParseURL says
+// whether it is a valid one.
+func IsNamespaceURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok || scheme == "" {
+		return false
+	}
+	for _, r := range scheme {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseURL parses a namespace URL; scheme, when not empty, is the only
+// transport accepted. A missing port is 4420.
+func ParseURL(s, scheme string) (NamespaceURL, error) {
+	ex := "tcp"
+	if scheme != "" {
+		ex = scheme
+	}
+	want := "want " + ex + "://HOST:PORT/NQN/NSID, e.g. " + ex + "://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1"
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Scheme != "tcp" && u.Scheme != "rdma" || scheme != "" && u.Scheme != scheme {
+		return NamespaceURL{}, fmt.Errorf("namespace URL %q: %s", s, want)
+	}
+	path := strings.Trim(u.Path, "/")
+	i := strings.LastIndex(path, "/")
+	if i <= 0 {
+		return NamespaceURL{}, fmt.Errorf("namespace URL %q: no NQN/NSID path; %s", s, want)
+	}
+	nsid, err := strconv.ParseUint(path[i+1:], 10, 32)
+	if err != nil || nsid == 0 {
+		return NamespaceURL{}, fmt.Errorf("namespace URL %q: NSID %q is not a positive number; %s", s, path[i+1:], want)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":" + DefaultPort
+	}
+	return NamespaceURL{Transport: u.Scheme, Addr: host, NQN: path[:i], NSID: uint32(nsid)}, nil
+}
