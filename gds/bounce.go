@@ -92,6 +92,9 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 	case rd == ReaderMmap:
 		align = pageSize // the reader pins whole pages: chunks on the page grid never share one
 	}
+	if a, ok := f.(interface{ Align() int64 }); ok {
+		align = max(align, a.Align()) // whole blocks of a remote
+	}
 	chunkSize = (chunkSize + align - 1) / align * align
 	b := &bounce{engine: newEngine(workers*depth*4, chunkSize, align, workers), dev: dev, io: f, depth: depth,
 		direct: direct, reader: ReaderPread}

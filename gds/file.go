@@ -18,6 +18,10 @@ const (
 	PathCuFile Path = "cufile" // GPUDirect Storage through libcufile
 	PathBounce Path = "bounce" // flashpath's pinned-buffer pipeline
 	PathRDMA   Path = "rdma"   // NVMe-oF straight into GPU memory (not yet)
+	// PathStaging is NVMe-oF through flashpath's host into pinned staging
+	// buffers (the socket read lands the data there), copied to the GPU
+	// asynchronously while the next reads run: what a remote load takes.
+	PathStaging Path = "staging"
 )
 
 // ParsePath validates a --gpu-path value.

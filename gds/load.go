@@ -19,6 +19,8 @@ type Tensor struct {
 	Ptr   DevicePtr         `json:"ptr"`
 	Size  int64             `json:"size"`
 	Off   int64             `json:"file_offset"`
+	GPU   int               `json:"gpu"`             // the device's ordinal
+	Shard string            `json:"shard,omitempty"` // the shard it came from (sharded loads)
 }
 
 // Checkpoint is a safetensors file loaded into one device allocation.

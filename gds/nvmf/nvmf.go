@@ -1,0 +1,148 @@
+// Package nvmf opens NVMe-oF namespace URLs for gds: importing it lets
+// every load and save that takes a file take
+// tcp://HOST:PORT/NQN/NSID or rdma://HOST:PORT/NQN/NSID too, read and
+// written through flashpath's user-space host (package initiator), with
+// no kernel NVMe host, filesystem or nvidia-fs on the GPU node.
+//
+// Namespaces of one subsystem on one target share one controller and its
+// queues, opened on first use and closed with the last namespace.
+package nvmf
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/flashpath/flashpath/gds"
+	"github.com/flashpath/flashpath/initiator"
+	_ "github.com/flashpath/flashpath/initiator/rdma" // rdma:// URLs
+	_ "github.com/flashpath/flashpath/initiator/tcp"  // tcp:// URLs
+)
+
+func init() {
+	gds.RegisterRemote("tcp", Open)
+	gds.RegisterRemote("rdma", Open)
+}
+
+// ctrlKey identifies a shared controller.
+type ctrlKey struct {
+	transport, addr, nqn, hostNQN string
+}
+
+type sharedCtrl struct {
+	ready chan struct{} // closed once c or err is set
+	c     *initiator.Controller
+	err   error
+	refs  int // guarded by mu
+}
+
+var (
+	mu    sync.Mutex
+	ctrls = map[ctrlKey]*sharedCtrl{} // guarded by mu
+)
+
+// Namespace is an open namespace URL: a gds.Remote.
+type Namespace struct {
+	*initiator.Namespace
+	url  initiator.NamespaceURL
+	key  ctrlKey
+	info gds.RemoteInfo
+	once sync.Once
+}
+
+var _ gds.Remote = (*Namespace)(nil)
+
+// Open connects to the namespace at url (reusing the controller of its
+// subsystem when one is open) and returns it as a gds.Remote. A
+// read-only namespace opened for writing is refused here rather than at
+// the first write.
+func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds.Remote, error) {
+	u, err := initiator.ParseURL(url, "")
+	if err != nil {
+		return nil, err
+	}
+	if o.Queues <= 0 {
+		o.Queues = gds.DefaultRemoteQueues
+	}
+	if o.QueueDepth <= 0 {
+		o.QueueDepth = 128
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	lossTmo := o.ReconnectFor
+	switch {
+	case lossTmo == 0:
+		lossTmo = 10 * time.Second
+	case lossTmo < 0:
+		lossTmo = -1
+	}
+	key := ctrlKey{u.Transport, u.Addr, u.NQN, o.HostNQN}
+	c, err := acquire(ctx, key, initiator.Config{
+		Addr: u.Transport + "://" + u.Addr, SubNQN: u.NQN, IOQueues: o.Queues, QueueDepth: o.QueueDepth,
+		CtrlLossTimeout: lossTmo, ReconnectDelay: min(time.Second, max(lossTmo/4, 100*time.Millisecond)),
+		Options: initiator.Options{HostNQN: o.HostNQN, ConnectTimeout: o.ConnectTimeout},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	ns, err := c.Namespace(ctx, u.NSID)
+	if err != nil {
+		release(key)
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	n := &Namespace{Namespace: ns, url: u, key: key,
+		info: gds.RemoteInfo{URL: u.String(), Transport: u.Transport, Target: u.Addr, Queues: len(c.Queues())}}
+	return n, nil
+}
+
+// acquire returns the shared controller for key, connecting it with cfg
+// on first use; opens of other targets go on meanwhile.
+func acquire(ctx context.Context, key ctrlKey, cfg initiator.Config) (*initiator.Controller, error) {
+	mu.Lock()
+	s, ok := ctrls[key]
+	if ok {
+		s.refs++
+		mu.Unlock()
+		<-s.ready
+		if s.err != nil {
+			return nil, s.err
+		}
+		return s.c, nil
+	}
+	s = &sharedCtrl{ready: make(chan struct{}), refs: 1}
+	ctrls[key] = s
+	mu.Unlock()
+	s.c, s.err = initiator.Connect(ctx, cfg)
+	if s.err != nil {
+		mu.Lock()
+		delete(ctrls, key)
+		mu.Unlock()
+	}
+	close(s.ready)
+	return s.c, s.err
+}
+
+func release(key ctrlKey) {
+	mu.Lock()
+	s := ctrls[key]
+	s.refs--
+	if s.refs > 0 {
+		mu.Unlock()
+		return
+	}
+	delete(ctrls, key)
+	mu.Unlock()
+	s.c.Close()
+}
+
+// Info says where the namespace is.
+func (n *Namespace) Info() gds.RemoteInfo { return n.info }
+
+// Close releases the namespace and, with the last one of its subsystem,
+// the controller.
+func (n *Namespace) Close() error {
+	n.once.Do(func() { release(n.key) })
+	return nil
+}
