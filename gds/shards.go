@@ -31,9 +31,9 @@ type ShardSource struct {
 type LoadPlan struct {
 	Shards  []ShardSource
 	Devices []*Device // at least one
-	// Place maps a tensor to its device, an index into Devices (nil:
-	// Devices[0] for all).
-	Place   func(tensor string) int
+	// Place maps a tensor (of Shards[shard]) to its device, an index
+	// into Devices (nil: Devices[0] for all).
+	Place   func(shard int, tensor string) int
 	Options Options // Workers, Depth and Chunk of the staging pipeline
 	Remote  RemoteOptions
 	// Verify checks every tensor in GPU memory after the load (off the
@@ -185,7 +185,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 		for _, t := range h.Tensors {
 			d := 0
 			if plan.Place != nil {
-				d = plan.Place(t.Name)
+				d = plan.Place(i, t.Name)
 			}
 			if d < 0 || d >= len(plan.Devices) {
 				return nil, fmt.Errorf("load: tensor %q placed on device %d of %d", t.Name, d, len(plan.Devices))

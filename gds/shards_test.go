@@ -177,7 +177,7 @@ func TestShardedPlacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	ck, err := LoadShards(context.Background(), LoadPlan{Shards: shards, Devices: []*Device{d, d}, Verify: true,
-		Place: func(name string) int { return int(name[len(name)-1]-'a') % 2 }, Options: Options{Workers: 2, Chunk: 4096}})
+		Place: func(_ int, name string) int { return int(name[len(name)-1]-'a') % 2 }, Options: Options{Workers: 2, Chunk: 4096}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,10 +131,18 @@ type loadConfig struct {
 	Repeat   int // loads in one process: the first is cold, the last warm
 	Verify   bool
 	Output   string
+	// Sharded and remote loads (an index or a namespace URL):
+	Shards  []string // --shard NAME=LOCATION
+	GPUs    string   // --gpus 0,1: shard i on the i mod n-th
+	Queues  int      // I/O queues per target
+	HostNQN string
 }
 
 func (c loadConfig) options() (gds.Options, error) {
 	p, err := gds.ParsePath(c.Path)
+	if c.Path == string(gds.PathStaging) {
+		p, err = gds.PathStaging, nil
+	}
 	if err != nil {
 		return gds.Options{}, fmt.Errorf("--gpu-path: %w", err)
 	}
@@ -226,21 +234,35 @@ func cpuSeconds() float64 {
 func newLoadCmd() *cobra.Command {
 	var cfg loadConfig
 	cmd := &cobra.Command{
-		Use:   "load FILE.safetensors",
+		Use:   "load FILE.safetensors | tcp://HOST:PORT/NQN/NSID | INDEX.json",
 		Short: "Load a safetensors checkpoint into GPU memory through the fastest path, report GB/s",
-		Args:  cobra.ExactArgs(1),
+		Long: `Load a safetensors checkpoint into GPU memory and report the path, GB/s and CPU time.
+
+The checkpoint is a local file, a namespace URL (tcp:// or rdma://
+HOST:PORT/NQN/NSID: a shard exported byte for byte by a flashpath target,
+read through flashpath's own NVMe-oF host), or a sharded checkpoint's
+index (model.safetensors.index.json), whose shards all load at once, each
+from where it lives: --shard NAME=LOCATION, else the location the index
+records (flashpath's saves write it), else the file beside the index.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.File = args[0]
 			o, err := cfg.options()
 			if err != nil {
 				return err
 			}
+			if shardedLoad(cfg.File) {
+				return runShardedLoad(cmd.Context(), cmd.OutOrStdout(), cfg, o)
+			}
+			if len(cfg.Shards) > 0 || cfg.GPUs != "" {
+				return fmt.Errorf("--shard and --gpus apply to an index (*.json) or a namespace URL, not to the file %s", cfg.File)
+			}
 			return runLoad(cmd.Context(), cmd.OutOrStdout(), cfg, o)
 		},
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.GPU, "gpu", 0, "GPU ordinal")
-	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce")
+	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce (remote: staging)")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
 	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring, pread, or mmap (buffered: pins the page cache in place, no CPU copy)")
 	f.StringVar(&cfg.CuFileIO, "cufile-io", "auto", "cufile path: auto (batch API with true GDS), batch (cuFileBatchIOSubmit) or sync (cuFileRead threads)")
@@ -250,6 +272,10 @@ func newLoadCmd() *cobra.Command {
 	f.IntVar(&cfg.Repeat, "repeat", 1, "load this many times in one process and report the first (cold) and last (warm) load")
 	f.BoolVar(&cfg.Verify, "verify", false, "copy every tensor back and compare its CRC-32 with the file's")
 	f.StringVarP(&cfg.Output, "output", "o", "text", "output format: text or json")
+	f.StringArrayVar(&cfg.Shards, "shard", nil, "index loads: where a shard lives, NAME=PATH or NAME=tcp://HOST:PORT/NQN/NSID (repeat per shard)")
+	f.StringVar(&cfg.GPUs, "gpus", "", "index loads: GPUs to spread the shards over, e.g. 0,1,2,3 (shard i on the (i mod n)-th)")
+	f.IntVar(&cfg.Queues, "queues", 0, fmt.Sprintf("remote loads: I/O queues (NVMe/TCP connections) per target (0: %d)", gds.DefaultRemoteQueues))
+	f.StringVar(&cfg.HostNQN, "hostnqn", "", "remote loads: host NQN to connect with (default /etc/nvme/hostnqn or one derived from the machine)")
 	return cmd
 }
 
