@@ -3,7 +3,7 @@
 
 GPU_CGO_CFLAGS ?= -Wno-deprecated-declarations
 
-.PHONY: gpu-build gpu-check gpu-test
+.PHONY: gpu-build gpu-check gpu-remote gpu-test
 
 # bin/flashpath and bin/libflashpath.so: all that scripts/gpu-check.sh needs
 # besides the repository's scripts/ and capi/example.py. Carry bin/.
@@ -15,6 +15,12 @@ gpu-build:
 # Runs on the GPU machine; does not rebuild (no Go there).
 gpu-check:
 	bash scripts/gpu-check.sh
+	bash scripts/gpu-remote.sh
+
+# Only the remote part: a sharded checkpoint served by three flashpath
+# targets on the GPU machine itself, loaded over NVMe/TCP.
+gpu-remote:
+	bash scripts/gpu-remote.sh
 
 # The GPU tests against the fake libcuda/libcufile (no GPU needed).
 gpu-test:

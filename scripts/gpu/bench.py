@@ -472,6 +472,61 @@ def mmap_h2d(a):
          note=f"best {best[0]} threads x {a.window_mib} MiB windows (sampled check); " + "; ".join(notes))
 
 
+def make_sharded(a):
+    """A Hugging Face style sharded checkpoint: a.shards files of bf16
+    tensors (odd sizes included) and model.safetensors.index.json."""
+    import torch
+    from safetensors.torch import save_file
+    torch.manual_seed(1)
+    per = int(a.gib * (1 << 30)) // a.shards
+    big = 4096 * 4096
+    weight_map, total, t0 = {}, 0, time.time()
+    for s in range(a.shards):
+        name = f"model-{s + 1:05d}-of-{a.shards:05d}.safetensors"
+        tensors, n, i = {}, 0, 0
+        while n + big * 2 <= per:
+            tensors[f"layers.{s}.{i}.weight"] = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16).cpu()
+            n += big * 2
+            i += 1
+        tensors[f"layers.{s}.odd"] = torch.randn(4097 + s, device="cuda", dtype=torch.bfloat16).cpu()
+        n += 2 * (4097 + s)
+        save_file(tensors, os.path.join(a.dir, name), metadata={"format": "pt"})
+        for k in tensors:
+            weight_map[k] = name
+        total += n
+    with open(os.path.join(a.dir, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f)
+    print(json.dumps({"shards": a.shards, "bytes": total, "write_s": time.time() - t0}))
+
+
+def st_load_sharded(a):
+    """safetensors.torch.load_file(device=cuda) of every shard of an index,
+    one after another as transformers does, in a warm process (2nd run timed)."""
+    import torch
+    from safetensors.torch import load_file
+    d = os.path.dirname(a.index)
+    with open(a.index) as f:
+        shards = sorted(set(json.load(f)["weight_map"].values()))
+    torch.empty(1, device="cuda")
+
+    def once():
+        sd = {}
+        for s in shards:
+            sd.update(load_file(os.path.join(d, s), device="cuda:0"))
+        torch.cuda.synchronize()
+        return sd
+    t0 = time.perf_counter()
+    sd = once()
+    first = time.perf_counter() - t0
+    del sd
+    c0, t0 = cpu(), time.perf_counter()
+    sd = once()
+    dt = time.perf_counter() - t0
+    nbytes = sum(t.numel() * t.element_size() for t in sd.values())
+    emit(a.out, "safetensors.torch.load_file(device=cuda), every shard, warm process", nbytes, dt, cpu() - c0,
+         note=f"{len(shards)} shards from local files (page cache); 1st run {first:.3f} s", first_s=first)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -487,12 +542,15 @@ def main():
     s = sub.add_parser("summarize"); s.add_argument("dir"); s.add_argument("--summary", required=True)
     s = sub.add_parser("sweep"); s.add_argument("path"); s.add_argument("--fp", required=True); s.add_argument("--shapes", required=True); s.add_argument("--out", required=True)
     s = sub.add_parser("cufile-config"); s.add_argument("path"); s.add_argument("--compat-out")
+    s = sub.add_parser("make-sharded"); s.add_argument("dir"); s.add_argument("gib", type=float); s.add_argument("shards", type=int)
+    s = sub.add_parser("st-load-sharded"); s.add_argument("index"); s.add_argument("--out", required=True)
     s = sub.add_parser("mmap-h2d"); s.add_argument("path"); s.add_argument("--out", required=True)
     s.add_argument("--threads", default="2 4 8 12"); s.add_argument("--window-mib", type=int, default=64)
     a = p.parse_args()
     {"make-ckpt": make_ckpt, "drop-cache": drop_cache, "warm-cache": warm_cache, "h2d": h2d, "st-load": st_load,
      "torch-load": torch_load, "capi": capi, "kvikio": kvikio_read, "from-flashpath": from_flashpath,
-     "summarize": summarize, "sweep": sweep, "cufile-config": cufile_config, "mmap-h2d": mmap_h2d}[a.cmd](a)
+     "summarize": summarize, "sweep": sweep, "cufile-config": cufile_config, "mmap-h2d": mmap_h2d,
+     "make-sharded": make_sharded, "st-load-sharded": st_load_sharded}[a.cmd](a)
 
 
 if __name__ == "__main__":
