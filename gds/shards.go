@@ -71,6 +71,8 @@ type Sharded struct {
 	Verified time.Duration // the verification, when asked for
 	CPU      time.Duration // user+system CPU of the process during setup and transfer
 	Checks   []TensorCheck // the verification's results
+	Workers  int           // reader threads per GPU
+	Chunk    int64         // bytes per read and copy
 }
 
 // GBps is the transfer rate in GB/s.
@@ -151,7 +153,11 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 		return nil, errors.New("load: no shard given")
 	}
 	t0, cpu0 := time.Now(), cpuTime()
-	o := plan.Options.withDefaults()
+	o := plan.Options
+	if o.Workers <= 0 && slices.ContainsFunc(plan.Shards, func(s ShardSource) bool { return IsURL(s.Location) }) {
+		o.Workers = DefaultRemoteWorkers()
+	}
+	o = o.withDefaults()
 	srcs := make([]*source, len(plan.Shards))
 	hdrs := make([]*safetensors.Header, len(plan.Shards))
 	defer func() {
@@ -195,7 +201,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			all = append(all, placed{shard: i, t: t, off: h.DataOffset + t.Begin, dev: d, bufAt: at})
 		}
 	}
-	ck := &Sharded{Metadata: hdrs[0].Metadata}
+	ck := &Sharded{Metadata: hdrs[0].Metadata, Workers: o.Workers, Chunk: o.Chunk}
 	fail := func(err error) (*Sharded, error) {
 		ck.Close()
 		return nil, err

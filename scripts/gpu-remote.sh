@@ -11,7 +11,8 @@
 #
 # Needs bin/flashpath (`make gpu-build`), python3 with torch and
 # safetensors. Environment: FP_GIB, FP_SHARDS (8), FP_DIR, FP_SHAPES
-# (queues:workers of the load sweep), OUT (results folder).
+# (queues:workers[:chunkMiB] of the load sweep), FP_TCP_JOBS (connections
+# of the loopback baseline), OUT (results folder).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -67,7 +68,8 @@ for t in 0 1 2; do
 		--log-level warn >"$DIR/target$t.log" 2>&1 &
 	PIDS+=($!)
 done
-trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
+# wait for the targets only: a bare wait also waits for the tee above.
+trap 'kill "${PIDS[@]}" 2>/dev/null; wait "${PIDS[@]}" 2>/dev/null' EXIT
 for port in 4420 4421 4422; do
 	for _ in $(seq 100); do
 		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
@@ -78,7 +80,7 @@ echo "targets: ${PIDS[*]} on 127.0.0.1:4420-4422"
 
 step "baseline: pinned host-to-device copy (torch)" 60 $PY "$BENCH" h2d --out "$RES/h2d.json"
 
-for nj in 16 32; do
+for nj in ${FP_TCP_JOBS-16 32}; do
 	step "baseline: NVMe/TCP loopback, flashpath bench, 1m reads, $nj connections x QD8 (one target)" 60 \
 		"$FP" bench --name=tcp-limit --ioengine=nvme-tcp --filename="tcp://127.0.0.1:4420/nqn.2026-12.io.flashpath:ckpt0/1" \
 		--rw=read --bs=1m --iodepth=8 --numjobs=$nj --group_reporting --runtime=4s --time_based \
@@ -86,12 +88,13 @@ for nj in 16 32; do
 	$PY -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["read"]; print("read %.2f GB/s" % (j["bw_bytes"]/1e9))' "$RES/tcp-$nj.json" 2>/dev/null
 done
 
-# The sweep: queues per target x reader workers, 2 loads per process (the
-# last reported), then the default shape verified.
-for shape in ${FP_SHAPES-8:12 8:16 16:16 16:24 8:32 16:32}; do
-	q=${shape%%:*} w=${shape##*:}
-	step "flashpath load, remote, --queues $q --workers $w" 120 "$FP" load "$IDX" "${SHARD_FLAGS[@]}" --queues "$q" --workers "$w" \
-		--repeat 2 -o json >"$RES/remote-q$q-w$w.json" && $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f GB/s transfer, %.2f with setup, %.3f cpu-s/GB" % (r["gbps"], r["total_gbps"], r["cpu_s_per_gb"]))' "$RES/remote-q$q-w$w.json"
+# The sweep: queues per target x reader workers [x chunk MiB], 2 loads per
+# process (the last reported), then the default shape verified.
+for shape in ${FP_SHAPES-8:12 8:16 16:16 16:24 8:16:8 16:16:8}; do
+	IFS=: read -r q w c <<<"$shape"
+	key=q$q-w$w${c:+-c$c}
+	step "flashpath load, remote, --queues $q --workers $w${c:+ --chunk-mib $c}" 120 "$FP" load "$IDX" "${SHARD_FLAGS[@]}" --queues "$q" --workers "$w" \
+		${c:+--chunk-mib "$c"} --repeat 2 -o json >"$RES/remote-$key.json" && $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f GB/s transfer, %.2f with setup, %.3f cpu-s/GB" % (r["gbps"], r["total_gbps"], r["cpu_s_per_gb"]))' "$RES/remote-$key.json"
 done
 step "flashpath load, remote, default shape, verified (CRC-32C of every tensor)" 180 "$FP" load "$IDX" "${SHARD_FLAGS[@]}" \
 	--repeat 2 --verify -o json >"$RES/remote-verify.json"

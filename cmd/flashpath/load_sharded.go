@@ -121,9 +121,8 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 		}
 	}
 	defer ck.Close()
-	eff := o.WithDefaults()
 	r := shardedResult{Checkpoint: cfg.File, GPUs: gpus, Path: gds.PathBounce, Tensors: len(ck.Tensors), Bytes: ck.Bytes,
-		Workers: eff.Workers, ChunkMiB: float64(eff.Chunk) / (1 << 20), SetupS: ck.Setup.Seconds(), LoadS: ck.Transfer.Seconds(),
+		Workers: ck.Workers, ChunkMiB: float64(ck.Chunk) / (1 << 20), SetupS: ck.Setup.Seconds(), LoadS: ck.Transfer.Seconds(),
 		GBps: ck.GBps(), CPUS: ck.CPU.Seconds(), CPUSPerGB: ck.CPUPerGB(), Shards: ck.Shards}
 	if t := ck.Setup + ck.Transfer; t > 0 {
 		r.TotalGBps = float64(ck.Bytes) / t.Seconds() / 1e9
