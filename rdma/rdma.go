@@ -50,6 +50,23 @@ type Provider interface {
 	// usable by work requests on every connection, local and remote
 	// access, until the region is closed.
 	Register(mem []byte) (Region, error)
+
+	// Device memory (a GPU's), which is no Go slice: the peer reaches it
+	// through Conn.RemoteKeyAt and RDMA READ/WRITE; this side never
+	// touches its bytes.
+
+	// RegisterDMABuf registers length bytes at offset in the dma-buf fd
+	// (a GPU allocation exported with cuMemGetHandleForAddressRange) with
+	// ibv_reg_dmabuf_mr, for remote read and write at address iova (the
+	// allocation's device address: that is what the peer's RDMA READ and
+	// WRITE name). The provider keeps its own duplicate of fd. Without
+	// ibv_reg_dmabuf_mr (rdma-core < 34) the error wraps ErrNotSupported.
+	RegisterDMABuf(fd int, offset uint64, length int, iova uint64) (Region, error)
+	// RegisterAddr registers length bytes at addr with plain ibv_reg_mr:
+	// host memory the Go heap does not own, or GPU memory where a peer
+	// memory client (nvidia-peermem) lets the NIC pin it — the fallback
+	// where dma-buf is not available.
+	RegisterAddr(addr uintptr, length int) (Region, error)
 }
 
 // RegisterPool registers every slab of p with prov, those mapped already
@@ -168,6 +185,9 @@ type Conn interface {
 	// (inside a registered region), and buf's address; ErrNotRegistered,
 	// without allocating, where buf is not registered memory.
 	RemoteKey(buf []byte) (addr uint64, key uint32, err error)
+	// RemoteKeyAt is RemoteKey of n bytes at addr, memory registered with
+	// RegisterDMABuf (addr in its iova range) or RegisterAddr.
+	RemoteKeyAt(addr uint64, n int) (key uint32, err error)
 	// Disconnect starts an orderly disconnect: outstanding requests
 	// flush. It does not block.
 	Disconnect() error

@@ -68,6 +68,14 @@ struct fp_table {
 // again with other paths).
 static struct fp_table fn;
 static int loaded;
+
+// ibv_reg_dmabuf_mr came with rdma-core 34: it is looked up apart from the
+// table, and a library without it still loads (fp_reg_dmabuf_mr then fails
+// with -ENOSYS). Its type is written out rather than taken from the header,
+// so that headers older than 34, which do not declare it, still build.
+typedef struct ibv_mr *fp_reg_dmabuf_mr_fn(struct ibv_pd *pd, uint64_t offset, size_t length, uint64_t iova, int fd,
+                                           int access);
+static fp_reg_dmabuf_mr_fn *reg_dmabuf_mr;
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int fp_load(const char *ibverbs, const char *rdmacm, char *err, size_t errlen) {
@@ -96,6 +104,7 @@ int fp_load(const char *ibverbs, const char *rdmacm, char *err, size_t errlen) {
 	FP_FUNCS(FP_LOAD)
 	if (!loaded) { // a later load (of other paths) only reports whether it would work
 		fn = t;
+		reg_dmabuf_mr = (fp_reg_dmabuf_mr_fn *)dlsym(ibv, "ibv_reg_dmabuf_mr");
 		loaded = 1;
 	}
 	pthread_mutex_unlock(&load_mu);
@@ -147,6 +156,18 @@ int fp_reg_mr(struct ibv_pd *pd, uint64_t addr, size_t len, struct ibv_mr **mr) 
 	// Parenthesized: ibv_reg_mr followed by "(" is verbs.h's macro.
 	*mr = (fn.ibv_reg_mr)(pd, (void *)(uintptr_t)addr, len,
 	                      IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
+	return *mr ? 0 : neg_errno();
+}
+
+int fp_have_reg_dmabuf_mr(void) { return reg_dmabuf_mr != NULL; }
+
+int fp_reg_dmabuf_mr(struct ibv_pd *pd, uint64_t offset, size_t len, uint64_t iova, int fd, struct ibv_mr **mr) {
+	*mr = NULL;
+	if (!reg_dmabuf_mr)
+		return -ENOSYS;
+	errno = 0;
+	*mr = reg_dmabuf_mr(pd, offset, len, iova, fd,
+	                    IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE);
 	return *mr ? 0 : neg_errno();
 }
 

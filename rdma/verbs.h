@@ -79,6 +79,11 @@ int fp_device_caps(struct ibv_context *ctx, int *max_qp_rd_atom, int *max_qp_ini
                    int *max_cqe);
 const char *fp_device_name(struct ibv_context *ctx);
 int fp_reg_mr(struct ibv_pd *pd, uint64_t addr, size_t len, struct ibv_mr **mr);
+// fp_reg_dmabuf_mr is ibv_reg_dmabuf_mr: len bytes at offset in the
+// dma-buf fd, at address iova for work requests; -ENOSYS where libibverbs
+// lacks it (rdma-core < 34), which fp_have_reg_dmabuf_mr tells in advance.
+int fp_have_reg_dmabuf_mr(void);
+int fp_reg_dmabuf_mr(struct ibv_pd *pd, uint64_t offset, size_t len, uint64_t iova, int fd, struct ibv_mr **mr);
 int fp_dereg_mr(struct ibv_mr *mr);
 int fp_create_comp_channel(struct ibv_context *ctx, struct ibv_comp_channel **ch);
 int fp_destroy_comp_channel(struct ibv_comp_channel *ch);

@@ -14,9 +14,12 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 type device struct {
@@ -80,10 +83,21 @@ func (d *device) remove(start uintptr) {
 	d.mu.Unlock()
 }
 
-func (d *device) reg(start, end uintptr) (*C.struct_ibv_mr, error) {
+// reg registers r with d: ibv_reg_mr of its addresses, or
+// ibv_reg_dmabuf_mr of its dma-buf.
+func (d *device) reg(r *region) (*C.struct_ibv_mr, error) {
 	var mr *C.struct_ibv_mr
-	if rc := C.fp_reg_mr(d.pd, C.uint64_t(start), C.size_t(end-start), &mr); rc != 0 {
-		return nil, fmt.Errorf("rdma: register %d bytes at %#x on %s: %w", end-start, start, d.name, errnoErr("ibv_reg_mr", rc))
+	n := r.end - r.start
+	if r.dmabuf >= 0 {
+		if rc := C.fp_reg_dmabuf_mr(d.pd, C.uint64_t(r.offset), C.size_t(n), C.uint64_t(r.start), C.int(r.dmabuf), &mr); rc != 0 {
+			return nil, fmt.Errorf("rdma: register %d bytes of dma-buf fd %d (offset %d) at iova %#x on %s: %w "+
+				"(the GPU driver must export dma-bufs the NIC driver accepts: open kernel modules, Linux >= 5.12; else RegisterAddr with nvidia-peermem)",
+				n, r.dmabuf, r.offset, r.start, d.name, errnoErr("ibv_reg_dmabuf_mr", rc))
+		}
+		return mr, nil
+	}
+	if rc := C.fp_reg_mr(d.pd, C.uint64_t(r.start), C.size_t(n), &mr); rc != 0 {
+		return nil, fmt.Errorf("rdma: register %d bytes at %#x on %s: %w", n, r.start, d.name, errnoErr("ibv_reg_mr", rc))
 	}
 	return mr, nil
 }
@@ -117,7 +131,7 @@ func (p *verbs) device(ctx *C.struct_ibv_context) (*device, error) {
 	}
 	mrs := make([]*C.struct_ibv_mr, 0, len(p.regions))
 	for _, r := range p.regions {
-		mr, err := d.reg(r.start, r.end)
+		mr, err := d.reg(r)
 		if err != nil {
 			for _, mr := range mrs {
 				C.fp_dereg_mr(mr)
@@ -146,8 +160,13 @@ type region struct {
 	p          *verbs
 	mem        []byte // keeps Go memory, if that is what was registered, alive
 	start, end uintptr
-	mrs        []*C.struct_ibv_mr // by device index; guarded by p.mu
-	closed     bool               // guarded by p.mu
+	// A dma-buf region: the provider's duplicate of its fd (-1 for
+	// memory registered by address) and the offset of start in it; start
+	// and end are then iova.
+	dmabuf int
+	offset uint64
+	mrs    []*C.struct_ibv_mr // by device index; guarded by p.mu
+	closed bool               // guarded by p.mu
 }
 
 // Register registers mem with every device's protection domain, now and as
@@ -158,17 +177,57 @@ func (p *verbs) Register(mem []byte) (Region, error) {
 		return nil, errors.New("rdma: register: empty region")
 	}
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(mem)))
-	r := &region{p: p, mem: mem, start: start, end: start + uintptr(len(mem))}
+	return p.add(&region{p: p, mem: mem, start: start, end: start + uintptr(len(mem)), dmabuf: -1})
+}
+
+// RegisterAddr registers length bytes at addr as Register does mem: host
+// memory outside the Go heap, or GPU memory that a peer memory client
+// (nvidia-peermem) lets ibv_reg_mr pin.
+func (p *verbs) RegisterAddr(addr uintptr, length int) (Region, error) {
+	if length <= 0 || addr == 0 {
+		return nil, fmt.Errorf("rdma: register %d bytes at %#x: need an address and a positive length", length, addr)
+	}
+	return p.add(&region{p: p, start: addr, end: addr + uintptr(length), dmabuf: -1})
+}
+
+// haveDMABuf reports whether libibverbs has ibv_reg_dmabuf_mr (a variable
+// for tests).
+var haveDMABuf = func() bool { return C.fp_have_reg_dmabuf_mr() != 0 }
+
+// RegisterDMABuf registers length bytes at offset in the dma-buf fd with
+// every device (ibv_reg_dmabuf_mr), now and as devices appear, for remote
+// read and write at iova. It keeps a duplicate of fd until Close; the
+// caller may close its own.
+func (p *verbs) RegisterDMABuf(fd int, offset uint64, length int, iova uint64) (Region, error) {
+	if !haveDMABuf() {
+		return nil, fmt.Errorf("%w: ibv_reg_dmabuf_mr missing: rdma-core >= 34 needed (upgrade libibverbs, or register GPU memory by address with nvidia-peermem loaded)", errUnavailable)
+	}
+	if fd < 0 || length <= 0 || iova == 0 {
+		return nil, fmt.Errorf("rdma: register dma-buf fd %d, %d bytes at iova %#x: need an open fd, a positive length and an address", fd, length, iova)
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("rdma: register dma-buf fd %d: %w", fd, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err))
+	}
+	r, err := p.add(&region{p: p, start: uintptr(iova), end: uintptr(iova) + uintptr(length), dmabuf: dup, offset: offset})
+	if err != nil {
+		unix.Close(dup)
+	}
+	return r, err
+}
+
+// add registers r with every device and keeps it for devices to come.
+func (p *verbs) add(r *region) (Region, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, o := range p.regions {
 		if r.start < o.end && o.start < r.end {
 			return nil, fmt.Errorf("rdma: register %d bytes at %#x: overlaps the region at %#x+%d",
-				len(mem), r.start, o.start, o.end-o.start)
+				r.end-r.start, r.start, o.start, o.end-o.start)
 		}
 	}
 	for _, d := range p.devices {
-		mr, err := d.reg(r.start, r.end)
+		mr, err := d.reg(r)
 		if err != nil {
 			for _, mr := range r.mrs {
 				C.fp_dereg_mr(mr)
@@ -205,5 +264,9 @@ func (r *region) Close() error {
 	}
 	r.mrs = nil
 	r.mem = nil
+	if r.dmabuf >= 0 {
+		unix.Close(r.dmabuf)
+		r.dmabuf = -1
+	}
 	return errors.Join(errs...)
 }

@@ -355,6 +355,19 @@ func (c *conn) RemoteKey(buf []byte) (uint64, uint32, error) {
 	return uint64(addr), r.rkey, nil
 }
 
+func (c *conn) RemoteKeyAt(addr uint64, n int) (uint32, error) {
+	if n <= 0 {
+		return 0, errors.New("rdma: remote key of an empty range")
+	}
+	c.dev.mu.RLock()
+	r, ok := c.dev.lookup(uintptr(addr), n)
+	c.dev.mu.RUnlock()
+	if !ok {
+		return 0, ErrNotRegistered
+	}
+	return r.rkey, nil
+}
+
 // Poll returns completions, waiting for the completion channel when there
 // are none.
 func (c *conn) Poll(out []Completion) (int, error) {

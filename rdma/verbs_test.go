@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -296,5 +297,69 @@ func TestAddrRoundTrip(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: round trip gives %v", s, got)
 		}
+	}
+}
+
+// TestRegisterDeviceMemory registers memory that is no Go slice, by
+// dma-buf and by address (with no RDMA device here, nothing reaches
+// ibv_reg_*_mr: the checks, the overlaps and the fd's lifetime are what
+// run), and the error where libibverbs lacks ibv_reg_dmabuf_mr.
+func TestRegisterDeviceMemory(t *testing.T) {
+	p := verbsOrSkip(t)
+	if n := p.deviceCount(); n > 0 {
+		t.Skipf("this machine has %d RDMA devices", n)
+	}
+	mem := mmapT(t, 1<<20)
+	base := bufAddr(mem)
+	f, err := os.CreateTemp(t.TempDir(), "dmabuf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	if !haveDMABuf() {
+		t.Skip("libibverbs here lacks ibv_reg_dmabuf_mr (rdma-core < 34)")
+	}
+	r, err := p.RegisterDMABuf(int(f.Fd()), 4096, 1<<19, uint64(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := r.(*region).dmabuf
+	if dup < 0 || dup == int(f.Fd()) {
+		t.Fatalf("region keeps fd %d: want its own duplicate of %d", dup, f.Fd())
+	}
+	if _, err := p.RegisterAddr(base+4096, 4096); err == nil {
+		t.Error("RegisterAddr inside the dma-buf region's iova range succeeded")
+	}
+	a, err := p.RegisterAddr(base+1<<19, 1<<19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []func() (Region, error){
+		func() (Region, error) { return p.RegisterAddr(0, 4096) },
+		func() (Region, error) { return p.RegisterAddr(base, 0) },
+		func() (Region, error) { return p.RegisterDMABuf(-1, 0, 4096, 1<<40) },
+		func() (Region, error) { return p.RegisterDMABuf(int(f.Fd()), 0, 4096, 0) },
+	} {
+		if r, err := bad(); err == nil {
+			r.Close()
+			t.Error("registering without an address, length or fd succeeded")
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(dup), syscall.F_GETFD, 0); e != syscall.EBADF {
+		t.Errorf("the region's fd %d after Close: fcntl F_GETFD: %v, want EBADF (closed)", dup, e)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	defer func(h func() bool) { haveDMABuf = h }(haveDMABuf)
+	haveDMABuf = func() bool { return false }
+	_, err = p.RegisterDMABuf(int(f.Fd()), 0, 4096, uint64(base))
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "ibv_reg_dmabuf_mr missing: rdma-core >= 34 needed") {
+		t.Errorf("RegisterDMABuf without ibv_reg_dmabuf_mr: %v: want ErrNotSupported saying rdma-core >= 34 is needed", err)
 	}
 }

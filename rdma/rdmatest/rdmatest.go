@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/flashpath/flashpath/rdma"
@@ -20,12 +22,37 @@ import (
 
 // Fabric is a fake RDMA network with its registered memory. It implements
 // rdma.Provider.
+//
+// Device memory (RegisterDMABuf, RegisterAddr) is host memory here, as in
+// the fake libcuda: its address (the iova of a dma-buf) is where its bytes
+// lie in this process, so the peer's RDMA READ and WRITE of it work.
 type Fabric struct {
 	mu        sync.Mutex
 	listeners map[netip.AddrPort]*listener
 	regions   []*region // sorted by start
 	nextKey   uint32
 	nextPort  uint16
+	stats     Stats // guarded by mu
+}
+
+// Stats counts what the fabric did with device memory, so that a test can
+// tell which registration path ran and that data moved to or from device
+// memory directly.
+type Stats struct {
+	DMABufRegistrations int // successful RegisterDMABuf calls
+	AddrRegistrations   int // successful RegisterAddr calls
+	// DeviceWriteBytes and DeviceReadBytes are the bytes that RDMA WRITE
+	// put into and RDMA READ took from device memory: the peer named a
+	// device region's address and key.
+	DeviceWriteBytes int64
+	DeviceReadBytes  int64
+}
+
+// Stats returns the counts so far.
+func (f *Fabric) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
 }
 
 var _ rdma.Provider = (*Fabric)(nil)
@@ -40,6 +67,7 @@ type region struct {
 	start, end uintptr
 	key        uint32
 	mem        []byte
+	device     bool // registered with RegisterDMABuf or RegisterAddr
 }
 
 // Register implements rdma.Provider.
@@ -47,14 +75,75 @@ func (f *Fabric) Register(mem []byte) (rdma.Region, error) {
 	if len(mem) == 0 {
 		return nil, errors.New("rdmatest: register an empty region")
 	}
+	return f.add(mem, false)
+}
+
+// add registers mem, refusing overlaps as the verbs provider does.
+func (f *Fabric) add(mem []byte, device bool) (*region, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.nextKey++
-	r := &region{f: f, start: uintptr(unsafe.Pointer(&mem[0])), key: f.nextKey, mem: mem}
+	r := &region{f: f, start: uintptr(unsafe.Pointer(&mem[0])), mem: mem, device: device}
 	r.end = r.start + uintptr(len(mem))
+	if device {
+		for _, o := range f.regions {
+			if r.start < o.end && o.start < r.end {
+				return nil, fmt.Errorf("rdmatest: register %d bytes at %#x: overlaps the region at %#x+%d", len(mem), r.start, o.start, o.end-o.start)
+			}
+		}
+	}
+	f.nextKey++
+	r.key = f.nextKey
 	i, _ := slices.BinarySearchFunc(f.regions, r.start, func(x *region, s uintptr) int { return cmpPtr(x.start, s) })
 	f.regions = slices.Insert(f.regions, i, r)
 	return r, nil
+}
+
+// RegisterDMABuf implements rdma.Provider. fd must be open and at least
+// offset+length bytes long (fstat); the memory is the length bytes of this
+// process at iova.
+func (f *Fabric) RegisterDMABuf(fd int, offset uint64, length int, iova uint64) (rdma.Region, error) {
+	if length <= 0 || iova == 0 {
+		return nil, fmt.Errorf("rdmatest: register dma-buf fd %d, %d bytes at iova %#x: need a positive length and an address", fd, length, iova)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("rdmatest: register dma-buf fd %d: %w", fd, os.NewSyscallError("fstat", err))
+	}
+	if uint64(st.Size) < offset+uint64(length) {
+		return nil, fmt.Errorf("rdmatest: register dma-buf fd %d: %d bytes at offset %d lie beyond its %d bytes", fd, length, offset, st.Size)
+	}
+	r, err := f.add(hostBytes(uintptr(iova), length), true)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.stats.DMABufRegistrations++
+	f.mu.Unlock()
+	return r, nil
+}
+
+// RegisterAddr implements rdma.Provider: the memory is the length bytes of
+// this process at addr.
+func (f *Fabric) RegisterAddr(addr uintptr, length int) (rdma.Region, error) {
+	if length <= 0 || addr == 0 {
+		return nil, fmt.Errorf("rdmatest: register %d bytes at %#x: need an address and a positive length", length, addr)
+	}
+	r, err := f.add(hostBytes(addr, length), true)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.stats.AddrRegistrations++
+	f.mu.Unlock()
+	return r, nil
+}
+
+// hostBytes is the memory at addr: "device memory" of the fake, which the
+// caller keeps mapped while it is registered.
+func hostBytes(addr uintptr, n int) []byte {
+	// Through memory rather than a conversion of the uintptr value, which
+	// vet rightly flags for Go memory: this is not Go memory.
+	return unsafe.Slice(*(**byte)(unsafe.Pointer(&addr)), n)
 }
 
 func cmpPtr(a, b uintptr) int {
@@ -101,13 +190,20 @@ func (f *Fabric) checkLocal(b []byte) error {
 	return nil
 }
 
-// remote returns the registered memory at addr/key, n bytes.
-func (f *Fabric) remote(addr uint64, key uint32, n int) ([]byte, error) {
+// remote returns the registered memory at addr/key, n bytes, for op.
+func (f *Fabric) remote(op rdma.Op, addr uint64, key uint32, n int) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.find(uintptr(addr), n)
 	if r == nil || r.key != key {
 		return nil, fmt.Errorf("rdmatest: remote access error: %#x+%d key %#x", addr, n, key)
+	}
+	if r.device {
+		if op == rdma.OpWrite {
+			f.stats.DeviceWriteBytes += int64(n)
+		} else {
+			f.stats.DeviceReadBytes += int64(n)
+		}
 	}
 	off := uintptr(addr) - r.start
 	return r.mem[off : off+uintptr(n)], nil
@@ -360,6 +456,20 @@ func (c *Conn) RemoteKey(buf []byte) (uint64, uint32, error) {
 	return uint64(p), r.key, nil
 }
 
+// RemoteKeyAt implements rdma.Conn.
+func (c *Conn) RemoteKeyAt(addr uint64, n int) (uint32, error) {
+	if n <= 0 {
+		return 0, errors.New("rdmatest: empty range")
+	}
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	r := c.f.find(uintptr(addr), n)
+	if r == nil {
+		return 0, rdma.ErrNotRegistered
+	}
+	return r.key, nil
+}
+
 // Poll implements rdma.Conn.
 func (c *Conn) Poll(out []rdma.Completion) (int, error) {
 	for {
@@ -482,7 +592,7 @@ func (c *Conn) execute(wr rdma.WR) error {
 	}
 	switch wr.Op {
 	case rdma.OpRead, rdma.OpWrite:
-		rem, err := c.f.remote(wr.RemoteAddr, wr.RKey, len(wr.Local))
+		rem, err := c.f.remote(wr.Op, wr.RemoteAddr, wr.RKey, len(wr.Local))
 		if err != nil {
 			return err
 		}
