@@ -826,6 +826,28 @@ func (c *Controller) Register(mem []byte) (Registration, error) {
 	return r, nil
 }
 
+// RegisterDevice makes device memory (a GPU allocation, exported as a
+// dma-buf where it can be) reachable by the controller's transport, so
+// that Namespace.ReadDevice and WriteDevice, and requests naming Dev,
+// move data straight between the controller and the device. Transports
+// that cannot (NVMe/TCP) return an error wrapping ErrNoDeviceMemory.
+// Close the registration after the last request using it has completed.
+func (c *Controller) RegisterDevice(m DeviceMemory) (Registration, error) {
+	if m.Addr == 0 || m.Len <= 0 || m.Len > int64(int(^uint(0)>>1)) {
+		return nil, fmt.Errorf("register device memory at %#x, %d bytes: need a device address and a positive length", m.Addr, m.Len)
+	}
+	dr, ok := c.tr.(DeviceRegistrar)
+	if !ok {
+		return nil, fmt.Errorf("register device memory at %#x with the %s transport: %w: stage the data through host memory",
+			m.Addr, c.tr.Name(), ErrNoDeviceMemory)
+	}
+	r, err := dr.RegisterDevice(m)
+	if err != nil {
+		return nil, fmt.Errorf("register %d bytes of device memory at %#x with the %s transport: %w", m.Len, m.Addr, c.tr.Name(), err)
+	}
+	return r, nil
+}
+
 // Events returns the channel of asynchronous events, used when
 // Config.Events is nil. Events are dropped when it is full; it is closed by
 // Close.

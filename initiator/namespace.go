@@ -96,7 +96,7 @@ func (n *Namespace) queue(s *session) *Queue {
 
 func (n *Namespace) check(op string, off int64, length int) error {
 	bs := int64(n.blockSize)
-	if off < 0 || off%bs != 0 || int64(length)%bs != 0 {
+	if off < 0 || length < 0 || off%bs != 0 || int64(length)%bs != 0 {
 		return fmt.Errorf("%s at %d, %d bytes: offset and length must be multiples of the %d-byte block size", op, off, length, bs)
 	}
 	if off+int64(length) > n.size {
@@ -110,7 +110,8 @@ func (n *Namespace) check(op string, off int64, length int) error {
 // them, it waits for the controller to reconnect and runs them all again
 // on the new queues (as the Linux host requeues I/O): a read reads again,
 // a write writes the same data again.
-func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool) error {
+// With dev != 0 the data is in device memory at dev, not in p.
+func (n *Namespace) do(op Op, p []byte, dev uint64, off int64, length int, fua, dealloc bool) error {
 	if err := n.check(op.String(), off, length); err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (n *Namespace) do(op Op, p []byte, off int64, length int, fua, dealloc bool
 		return nil
 	}
 	return n.retry(op.String(), off, func(s *session) (bool, error) {
-		return n.doOn(s, op, p, off, length, fua, dealloc)
+		return n.doOn(s, op, p, dev, off, length, fua, dealloc)
 	})
 }
 
@@ -170,7 +171,7 @@ func (n *Namespace) one(s *session, tmpl Request) (lost bool, err error) {
 
 // doOn runs do's commands on session s; lost reports that some failed
 // because a connection did (not for an NVMe status).
-func (n *Namespace) doOn(s *session, op Op, p []byte, off int64, length int, fua, dealloc bool) (lost bool, err error) {
+func (n *Namespace) doOn(s *session, op Op, p []byte, dev uint64, off int64, length int, fua, dealloc bool) (lost bool, err error) {
 	chunk := n.maxXfer
 	if op == OpWriteZeroes {
 		chunk = n.blockSize << 16
@@ -188,6 +189,9 @@ func (n *Namespace) doOn(s *session, op Op, p []byte, off int64, length int, fua
 			NLB: uint32((end - start) / n.blockSize), FUA: fua, Deallocate: dealloc, Done: done}
 		if p != nil {
 			r.Buf = p[start:end]
+		}
+		if dev != 0 {
+			r.Dev, r.DevLen = dev+uint64(start), end-start
 		}
 		q := n.queue(s)
 		if err := q.Submit(r); err != nil {
@@ -211,7 +215,7 @@ func (n *Namespace) doOn(s *session, op Op, p []byte, off int64, length int, fua
 
 // ReadAt reads len(p) bytes at off; both must be multiples of the block size.
 func (n *Namespace) ReadAt(p []byte, off int64) (int, error) {
-	if err := n.do(OpRead, p, off, len(p), false, false); err != nil {
+	if err := n.do(OpRead, p, 0, off, len(p), false, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -219,7 +223,7 @@ func (n *Namespace) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes p at off; both must be multiples of the block size.
 func (n *Namespace) WriteAt(p []byte, off int64) (int, error) {
-	if err := n.do(OpWrite, p, off, len(p), false, false); err != nil {
+	if err := n.do(OpWrite, p, 0, off, len(p), false, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -227,16 +231,40 @@ func (n *Namespace) WriteAt(p []byte, off int64) (int, error) {
 
 // WriteAtFUA writes p at off with Force Unit Access.
 func (n *Namespace) WriteAtFUA(p []byte, off int64) (int, error) {
-	if err := n.do(OpWrite, p, off, len(p), true, false); err != nil {
+	if err := n.do(OpWrite, p, 0, off, len(p), true, false); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
+// ReadDevice reads length bytes at off into device memory at addr (a GPU
+// address inside memory registered with Controller.RegisterDevice): the
+// controller writes them there directly, no host buffer in between. off
+// and length must be multiples of the block size; reads larger than
+// MaxTransfer are split, and run again after a reconnect, like ReadAt.
+// Transports that cannot reach device memory fail with an error wrapping
+// ErrNoDeviceMemory.
+func (n *Namespace) ReadDevice(addr uint64, length int, off int64) error {
+	if addr == 0 {
+		return fmt.Errorf("read at %d into device memory: device address 0", off)
+	}
+	return n.do(OpRead, nil, addr, off, length, false, false)
+}
+
+// WriteDevice writes length bytes of device memory at addr (registered
+// with Controller.RegisterDevice) at off: the controller reads them from
+// there directly. Like WriteAt otherwise.
+func (n *Namespace) WriteDevice(addr uint64, length int, off int64) error {
+	if addr == 0 {
+		return fmt.Errorf("write at %d from device memory: device address 0", off)
+	}
+	return n.do(OpWrite, nil, addr, off, length, false, false)
+}
+
 // Compare compares p with the data at off. A mismatch is a
 // *nvmeof.StatusError with nvmeof.StatusCompareFailure.
 func (n *Namespace) Compare(p []byte, off int64) error {
-	return n.do(OpCompare, p, off, len(p), false, false)
+	return n.do(OpCompare, p, 0, off, len(p), false, false)
 }
 
 // WriteZeroes zeroes length bytes at off.
@@ -244,7 +272,7 @@ func (n *Namespace) WriteZeroes(off int64, length int64) error {
 	if length > int64(int(^uint(0)>>1)) {
 		return fmt.Errorf("write zeroes: length %d too large", length)
 	}
-	return n.do(OpWriteZeroes, nil, off, int(length), false, false)
+	return n.do(OpWriteZeroes, nil, 0, off, int(length), false, false)
 }
 
 // Flush makes every completed write durable.

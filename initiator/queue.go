@@ -156,7 +156,7 @@ func (q *Queue) SubmitBatch(rs []*Request) (int, error) {
 // send hands the command in slot cid to the transport.
 func (q *Queue) send(cid uint16, r *Request) error {
 	s := &q.slots[cid]
-	s.cmd = Command{sqe: &r.sqe, Buf: r.Buf, Out: r.out}
+	s.cmd = Command{sqe: &r.sqe, Buf: r.Buf, Out: r.out, Dev: r.Dev, DevLen: r.DevLen}
 	if err := q.link.Prepare(cid, &s.cmd); err != nil {
 		s.cmd = Command{}
 		q.free <- cid

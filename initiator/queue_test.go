@@ -19,6 +19,7 @@ type fakeLink struct {
 
 	mu       sync.Mutex
 	prepared map[uint16]bool // prepared, not yet released or completed
+	last     Command         // the command Prepare saw last
 	released []uint16
 	stops    int
 	closes   int
@@ -37,6 +38,7 @@ func (l *fakeLink) Prepare(cid uint16, c *Command) error {
 		return err
 	}
 	l.prepared[cid] = true
+	l.last = *c
 	return nil
 }
 

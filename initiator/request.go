@@ -54,6 +54,13 @@ type Request struct {
 	// Buf is the data: NLB blocks for Read (filled in), Write and Compare;
 	// the encoded ranges for OpDSM; nil otherwise.
 	Buf []byte
+	// Dev and DevLen name the data of a Read, Write or Compare in device
+	// memory instead of Buf (which is then nil): DevLen bytes at device
+	// address Dev, inside memory registered with
+	// Controller.RegisterDevice. Transports that cannot reach device
+	// memory (NVMe/TCP) refuse the request.
+	Dev    uint64
+	DevLen int
 	// FUA is Force Unit Access on Read, Write, Compare and Write Zeroes.
 	FUA bool
 	// Deallocate sets DEAC on Write Zeroes and the AD attribute on DSM.
@@ -106,7 +113,7 @@ func (r *Request) Error() error {
 
 // Sentinel errors returned by Submit without allocating.
 var (
-	ErrBadRequest = errors.New("initiator: invalid request: NLB must be 1..65536 and Buf set for the op")
+	ErrBadRequest = errors.New("initiator: invalid request: NLB must be 1..65536 and Buf (or Dev and DevLen, not both) set for the op")
 	ErrTooLarge   = errors.New("initiator: request larger than the controller's maximum transfer size")
 	ErrClosed     = errors.New("initiator: controller closed")
 	// ErrNoReconnect: the connection failed and Config.CtrlLossTimeout
@@ -124,12 +131,22 @@ func (q *Queue) prepare(r *Request) error {
 	c.SetOpcode(uint8(r.Op))
 	c.SetNSID(r.NSID)
 	r.out = false
+	if r.DevLen != 0 && r.Op != OpRead && r.Op != OpWrite && r.Op != OpCompare {
+		return ErrBadRequest
+	}
 	switch r.Op {
 	case OpRead, OpWrite, OpCompare:
-		if r.NLB == 0 || r.NLB > 1<<16 || len(r.Buf) == 0 {
+		n := len(r.Buf)
+		if r.DevLen != 0 {
+			if n != 0 || r.DevLen < 0 {
+				return ErrBadRequest
+			}
+			n = r.DevLen
+		}
+		if r.NLB == 0 || r.NLB > 1<<16 || n == 0 {
 			return ErrBadRequest
 		}
-		if q.maxXfer > 0 && len(r.Buf) > q.maxXfer {
+		if q.maxXfer > 0 && n > q.maxXfer {
 			return ErrTooLarge
 		}
 		c.SetRW(r.SLBA, r.NLB)

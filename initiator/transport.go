@@ -2,6 +2,7 @@ package initiator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -37,6 +38,37 @@ type Transport interface {
 type Registration interface {
 	Close() error
 }
+
+// DeviceMemory is memory of a device, a GPU's, as a plain value: this
+// package never reads or writes its bytes, and never imports the device's
+// driver. The caller (gds, say) allocates it and exports the dma-buf.
+type DeviceMemory struct {
+	Addr uint64 // the device address (a CUdeviceptr), which requests name
+	Len  int64
+	// DMABufFD is a dma-buf exporting the memory
+	// (cuMemGetHandleForAddressRange), Addr lying at Offset in it; -1
+	// when there is none, and the transport registers Addr itself (over
+	// RDMA that needs a peer memory client such as nvidia-peermem). The
+	// transport keeps what it needs of the fd: the caller may close it
+	// once RegisterDevice returns.
+	DMABufFD int
+	Offset   uint64
+}
+
+// DeviceRegistrar is implemented by transports whose controller can move
+// data to and from device memory directly (NVMe/RDMA: the NIC reads and
+// writes GPU memory); it is optional, and transports without it refuse
+// device requests with ErrNoDeviceMemory.
+type DeviceRegistrar interface {
+	// RegisterDevice makes m reachable by the controller: requests whose
+	// Dev range lies in it then move with no copy.
+	RegisterDevice(m DeviceMemory) (Registration, error)
+}
+
+// ErrNoDeviceMemory is wrapped by the errors of a transport that cannot
+// move data to or from device memory (NVMe/TCP): stage through host
+// buffers instead.
+var ErrNoDeviceMemory = errors.New("initiator: this transport cannot reach device memory")
 
 // QueueParams describe the queue pair a Transport dials.
 type QueueParams struct {
@@ -95,6 +127,19 @@ type Command struct {
 	// Buf is the command's data; Out says it flows host to controller.
 	Buf []byte
 	Out bool
+	// DevLen > 0: the data is DevLen bytes of device memory at address
+	// Dev (Buf is nil). A transport that cannot carry it fails Prepare
+	// with an error wrapping ErrNoDeviceMemory.
+	Dev    uint64
+	DevLen int
+}
+
+// Len returns the length of the command's data, in Buf or device memory.
+func (c *Command) Len() int {
+	if c.DevLen > 0 {
+		return c.DevLen
+	}
+	return len(c.Buf)
 }
 
 // Fabrics reports whether the command is a fabrics command (Connect,

@@ -60,6 +60,19 @@ func (Transport) Register([]byte) (initiator.Registration, error) { return noReg
 
 type noRegistration struct{}
 
+// errDeviceMemory refuses device memory: the socket reads and writes host
+// memory only. Made once: Prepare returns it without allocating.
+var errDeviceMemory = fmt.Errorf("%w: NVMe/TCP moves data through host memory: use the staging path (read into a host buffer, then copy it to the device)",
+	initiator.ErrNoDeviceMemory)
+
+var _ initiator.DeviceRegistrar = Transport{}
+
+// RegisterDevice refuses: NVMe/TCP cannot move data to or from device
+// memory without a copy through host memory.
+func (Transport) RegisterDevice(initiator.DeviceMemory) (initiator.Registration, error) {
+	return nil, errDeviceMemory
+}
+
 func (noRegistration) Close() error { return nil }
 
 // DialQueue opens the TCP connection of a queue and exchanges ICReq and
@@ -212,6 +225,9 @@ func (l *link) inline(c *initiator.Command) bool {
 
 // Prepare builds the command capsule PDU's header in the slot.
 func (l *link) Prepare(cid uint16, c *initiator.Command) error {
+	if c.DevLen > 0 {
+		return errDeviceMemory
+	}
 	s := &l.slots[cid]
 	n := len(c.Buf)
 	s.inline = l.inline(c)
