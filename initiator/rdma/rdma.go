@@ -11,7 +11,14 @@
 // Requests whose Buf lies in memory registered with the transport
 // (Transport.Register, initiator.Controller.Register) move with no copy.
 // Others go through a bounce buffer from a pool registered once per
-// provider: one copy, no allocation.
+// provider: one copy, no allocation (Transport.StagedBytes counts them).
+//
+// Requests naming device memory (initiator.Request.Dev,
+// Namespace.ReadDevice and WriteDevice) carry the device address and the
+// key of the device region registered over it (Transport.RegisterDevice:
+// a dma-buf with ibv_reg_dmabuf_mr, else the address with ibv_reg_mr and
+// nvidia-peermem) in their keyed SGL: the controller's RDMA WRITE and
+// READ reach GPU memory directly, and no bounce buffer is involved.
 package rdma
 
 import (
@@ -22,6 +29,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/flashpath/flashpath/initiator"
@@ -39,9 +47,13 @@ const maxInline = 8192
 // Transport is NVMe/RDMA over an RDMA provider.
 type Transport struct {
 	provider func() (fprdma.Provider, error)
+	staged   atomic.Uint64 // bytes copied through bounce buffers, both ways
 }
 
-var _ initiator.Transport = (*Transport)(nil)
+var (
+	_ initiator.Transport       = (*Transport)(nil)
+	_ initiator.DeviceRegistrar = (*Transport)(nil)
+)
 
 // New returns the NVMe/RDMA transport over prov (tests pass a fake; the
 // registered one uses libibverbs). Register it with
@@ -63,6 +75,29 @@ func (t *Transport) Register(mem []byte) (initiator.Registration, error) {
 	return prov.Register(mem)
 }
 
+// RegisterDevice registers device memory with the provider: the dma-buf
+// (ibv_reg_dmabuf_mr) when m has one, else the address (ibv_reg_mr, which
+// reaches GPU memory only with a peer memory client: nvidia-peermem).
+func (t *Transport) RegisterDevice(m initiator.DeviceMemory) (initiator.Registration, error) {
+	prov, err := t.provider()
+	if err != nil {
+		return nil, err
+	}
+	if m.DMABufFD >= 0 {
+		return prov.RegisterDMABuf(m.DMABufFD, m.Offset, int(m.Len), m.Addr)
+	}
+	r, err := prov.RegisterAddr(uintptr(m.Addr), int(m.Len))
+	if err != nil {
+		return nil, fmt.Errorf("%w (GPU memory without a dma-buf needs the nvidia-peermem module loaded: modprobe nvidia-peermem)", err)
+	}
+	return r, nil
+}
+
+// StagedBytes returns how many bytes this transport's queues have copied
+// through bounce buffers: requests whose memory was not registered. The
+// direct paths (registered host memory, device memory) add nothing.
+func (t *Transport) StagedBytes() uint64 { return t.staged.Load() }
+
 // bouncePools holds one registered bounce pool per provider.
 var bouncePools sync.Map // fprdma.Provider -> *bufpool.Pool
 
@@ -80,6 +115,7 @@ func bouncePool(prov fprdma.Provider) (*bufpool.Pool, error) {
 
 // link is one NVMe/RDMA queue pair.
 type link struct {
+	t      *Transport
 	qid    uint16
 	qp     fprdma.Conn
 	pool   *bufpool.Pool // bounce buffers, registered
@@ -125,7 +161,7 @@ func (t *Transport) DialQueue(ctx context.Context, p initiator.QueueParams) (ini
 	if p.QID == 0 {
 		icd = 0
 	}
-	l := &link{qid: p.QID, pool: pool, icd: icd, nrsp: p.Depth + 1, stride: (nvmeof.SQESize + icd + 63) &^ 63,
+	l := &link{t: t, qid: p.QID, pool: pool, icd: icd, nrsp: p.Depth + 1, stride: (nvmeof.SQESize + icd + 63) &^ 63,
 		slots: make([]slot, p.Depth)}
 	if l.mem, err = bufpool.Map(l.nrsp*nvmeof.CQESize + p.Depth*l.stride); err != nil {
 		return nil, fmt.Errorf("map queue buffers: %w", err)
@@ -193,10 +229,25 @@ func (l *link) capsule(cid uint16) []byte {
 // Prepare names the command's data for the controller: in the capsule
 // when it fits, else the caller's buffer where it lies in registered
 // memory, else a bounce buffer.
+//
+// Device memory is always named where it lies, with the key of the device
+// region covering it: it never goes in the capsule or a bounce buffer,
+// which would take a copy through host memory.
 func (l *link) Prepare(cid uint16, c *initiator.Command) error {
 	s := &l.slots[cid]
 	s.inline = c.Out && len(c.Buf) > 0 && len(c.Buf) <= l.icd
 	s.addr, s.key = 0, 0
+	if c.DevLen > 0 {
+		key, err := l.qp.RemoteKeyAt(c.Dev, c.DevLen)
+		if errors.Is(err, fprdma.ErrNotRegistered) {
+			return fmt.Errorf("GPU memory at %#x+%d is not registered: Controller.RegisterDevice the allocation that holds it first", c.Dev, c.DevLen)
+		}
+		if err != nil {
+			return err
+		}
+		s.addr, s.key = c.Dev, key
+		return nil
+	}
 	if len(c.Buf) == 0 || s.inline {
 		return nil
 	}
@@ -211,6 +262,7 @@ func (l *link) Prepare(cid uint16, c *initiator.Command) error {
 		if c.Out {
 			copy(bb.B, c.Buf)
 		}
+		l.t.staged.Add(uint64(len(c.Buf)))
 		s.bounce = bb
 		s.addr, s.key, err = l.qp.RemoteKey(bb.B)
 	}
@@ -230,14 +282,14 @@ func (l *link) Send(cid uint16, c *initiator.Command) error {
 	sqe := c.PutSQE(b, cid)
 	n := nvmeof.SQESize
 	switch {
-	case len(c.Buf) == 0:
+	case c.Len() == 0:
 		sqe.SGL().SetKeyed(0, 0, 0, false)
 	case s.inline:
 		sqe.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, uint32(len(c.Buf)))
 		n += copy(b[nvmeof.SQESize:], c.Buf)
 	default:
 		// The length fits: MDTS and the bounce pool bound it far below 16 MiB.
-		sqe.SGL().SetKeyed(s.addr, uint32(len(c.Buf)), s.key, false)
+		sqe.SGL().SetKeyed(s.addr, uint32(c.Len()), s.key, false)
 	}
 	// The slot's work request: a slice made at the call would escape
 	// through the interface and allocate per command.
