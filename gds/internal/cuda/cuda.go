@@ -46,6 +46,30 @@ const (
 // CU_DEVICE_ATTRIBUTE_READ_ONLY_HOST_REGISTER_SUPPORTED (cuda.h).
 const AttrReadOnlyHostRegisterSupported = 113
 
+// AttrDMABufSupported is CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED (cuda.h,
+// CUDA 11.7): the device's memory can be exported as a dma-buf
+// (cuMemGetHandleForAddressRange) for an RDMA NIC to register.
+const AttrDMABufSupported = 124
+
+// DMABufSupported reports whether d's memory can be exported as a dma-buf
+// (AttrDMABufSupported). It is false, with no error, on drivers that do
+// not know the attribute or cannot export (the proprietary kernel modules
+// before open ones: GPU memory then reaches a NIC only through
+// nvidia-peermem).
+func (d Device) DMABufSupported() (bool, error) {
+	v, err := d.Attribute(AttrDMABufSupported)
+	if IsResult(err, errorInvalidValue) {
+		return false, nil // a driver older than the attribute
+	}
+	if err != nil {
+		return false, err
+	}
+	return v != 0, nil
+}
+
+// errorInvalidValue is CUDA_ERROR_INVALID_VALUE.
+const errorInvalidValue Result = 1
+
 // Error is a failed driver API call.
 type Error struct {
 	Op     string // the entry point, e.g. "cuMemAlloc"

@@ -285,3 +285,28 @@ func TestHostRegister(t *testing.T) {
 		t.Fatalf("fake leaks: %d live, want %d", FakeLive(), live)
 	}
 }
+
+// TestDMABufSupported: the device attribute says whether dma-buf export
+// works, and export fails as not supported where it does not.
+func TestDMABufSupported(t *testing.T) {
+	if err := Init(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := GetDevice(0)
+	if ok, err := d.DMABufSupported(); err != nil || !ok {
+		t.Fatalf("DMABufSupported = %v, %v; the fake exports dma-bufs", ok, err)
+	}
+	fd, err := ExportDMABuf(0x10000, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+
+	t.Setenv("FAKECUDA_NO_DMABUF", "1")
+	if ok, err := d.DMABufSupported(); err != nil || ok {
+		t.Fatalf("DMABufSupported without dma-buf export = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := ExportDMABuf(0x10000, 1<<16); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("ExportDMABuf without dma-buf export: %v, want ErrNotSupported", err)
+	}
+}

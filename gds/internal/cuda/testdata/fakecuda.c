@@ -9,6 +9,10 @@
 //   FAKECUDA_FAIL_H2D_AFTER=N   the (N+1)th async host-to-device copy fails
 //   FAKECUDA_NO_HOST_REGISTER=1 cuMemHostRegister unsupported (attributes 99
 //                               and 113 read 0, the call fails)
+//   FAKECUDA_NO_DMABUF=1        no dma-buf export (attribute 124,
+//                               DMA_BUF_SUPPORTED, reads 0 and
+//                               cuMemGetHandleForAddressRange fails with
+//                               CUDA_ERROR_NOT_SUPPORTED)
 //
 // cuMemHostRegister keeps the ranges it was given: a range that is not page
 // aligned fails (CUDA_ERROR_INVALID_VALUE), one that overlaps a registered
@@ -91,6 +95,9 @@ CUresult cuDeviceGetAttribute(int *v, int a, CUdevice d) {
 	(void)d;
 	// 99: HOST_REGISTER_SUPPORTED, 113: READ_ONLY_HOST_REGISTER_SUPPORTED
 	*v = (a == 99 || a == 113) && !getenv("FAKECUDA_NO_HOST_REGISTER");
+	// 124: DMA_BUF_SUPPORTED
+	if (a == 124)
+		*v = !getenv("FAKECUDA_NO_DMABUF");
 	return 0;
 }
 CUresult cuDeviceGetPCIBusId(char *id, int len, CUdevice d) { (void)d; snprintf(id, len, "0000:3B:00.0"); return 0; }
@@ -283,6 +290,8 @@ CUresult cuMemGetHandleForAddressRange(void *h, CUdeviceptr p, size_t n, int typ
 	(void)p; (void)n; (void)f;
 	if (type != 1)
 		return 1; // CUDA_ERROR_INVALID_VALUE
+	if (getenv("FAKECUDA_NO_DMABUF"))
+		return 801; // CUDA_ERROR_NOT_SUPPORTED
 	*(int *)h = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	return 0;
 }
