@@ -8,9 +8,21 @@
 //	char *fp_load(const char *path, int gpu, const char *gpu_path);
 //	    → {"handle": H, "path": "bounce", "reason": "...", "gbps": 21.3,
 //	       "bytes": N, "tensors": [{"name", "dtype", "shape", "ptr", "size"}]}
+//	char *fp_load_ex(const char *path, const char *options_json);
+//	    path: a file, a namespace URL (tcp://HOST:PORT/NQN/NSID, rdma://...)
+//	    or a sharded checkpoint's index (*.json); options: {"gpu", "gpus":
+//	    [0,1] (shard i on the (i mod n)-th), "gpu_path", "shards": {NAME:
+//	    LOCATION}, "queues", "hostnqn", "verify"} → as fp_load, plus
+//	    "shards": [{"name", "location", "path", "transport", "target",
+//	    "bytes", "gbps", "reason", ...}] and "cpu_s_per_gb"
 //	char *fp_close(long long handle);      frees the GPU memory of a load
 //	char *fp_save(const char *path, int gpu, const char *gpu_path,
 //	              const char *tensors_json); [{"name","dtype","shape","ptr"}]
+//	char *fp_save_sharded(const char *index, int gpu, const char *plan_json);
+//	    plan: {"shards": [{"name", "location", "tensors": [...]}],
+//	    "metadata", "overwrite", "queues", "hostnqn"}: every shard written
+//	    at once, flushed, then the index → {"index", "bytes", "gbps",
+//	    "seconds", "shards": [...]}
 //	void fp_free(char *doc);
 //
 // Device pointers live in the GPU's primary context, shared with PyTorch and
@@ -26,18 +38,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/flashpath/flashpath/gds"
+	_ "github.com/flashpath/flashpath/gds/nvmf" // namespace URLs
 )
 
 var (
 	mu      sync.Mutex
-	devices = map[int]*gds.Device{}       // open GPUs, kept for the process: primary context and pinned staging reused by every load; guarded by mu
-	loads   = map[int64]*gds.Checkpoint{} // guarded by mu
-	next    int64                         // guarded by mu
+	devices = map[int]*gds.Device{}                  // open GPUs, kept for the process: primary context and pinned staging reused by every load; guarded by mu
+	loads   = map[int64]interface{ Close() error }{} // *gds.Checkpoint or *gds.Sharded; guarded by mu
+	next    int64                                    // guarded by mu
 )
 
 func device(gpu int) (*gds.Device, error) {
@@ -70,6 +84,7 @@ type tensorJSON struct {
 	Shape []int64 `json:"shape"`
 	Ptr   uint64  `json:"ptr"`
 	Size  int64   `json:"size"`
+	GPU   int     `json:"gpu"`
 }
 
 //export fp_load
@@ -77,6 +92,9 @@ func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	p, err := gds.ParsePath(C.GoString(gpuPath))
 	if err != nil {
 		return fail(err)
+	}
+	if name := C.GoString(path); gds.IsURL(name) || strings.HasSuffix(name, ".json") {
+		return loadSharded(name, loadOptions{GPU: int(gpu), GPUPath: C.GoString(gpuPath)})
 	}
 	t0 := time.Now()
 	d, err := device(int(gpu))
@@ -88,11 +106,7 @@ func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	if err != nil {
 		return fail(err)
 	}
-	mu.Lock()
-	next++
-	h := next
-	loads[h] = c
-	mu.Unlock()
+	h := keep(c)
 	out := struct {
 		Handle       int64        `json:"handle"`
 		Path         gds.Path     `json:"path"`
@@ -154,6 +168,15 @@ func fp_save(path *C.char, gpu C.int, gpuPath *C.char, tensors *C.char) *C.char 
 		return fail(err)
 	}
 	return doc(map[string]any{"path": st.Path, "reason": st.Reason, "bytes": st.Bytes, "seconds": st.Elapsed.Seconds()})
+}
+
+// keep records a load and returns its handle.
+func keep(c interface{ Close() error }) int64 {
+	mu.Lock()
+	defer mu.Unlock()
+	next++
+	loads[next] = c
+	return next
 }
 
 //export fp_free

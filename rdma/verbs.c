@@ -63,8 +63,8 @@ struct fp_table {
 	FP_FUNCS(FP_FIELD)
 };
 
-// The table is written once, by the first successful fp_load, and read
-// without locks afterwards (Go calls fp_load under sync.Once; tests call it
+// The table is written once, by the first successful fp_verbs_load, and read
+// without locks afterwards (Go calls fp_verbs_load under sync.Once; tests call it
 // again with other paths).
 static struct fp_table fn;
 static int loaded;
@@ -78,7 +78,7 @@ typedef struct ibv_mr *fp_reg_dmabuf_mr_fn(struct ibv_pd *pd, uint64_t offset, s
 static fp_reg_dmabuf_mr_fn *reg_dmabuf_mr;
 static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
 
-int fp_load(const char *ibverbs, const char *rdmacm, char *err, size_t errlen) {
+int fp_verbs_load(const char *ibverbs, const char *rdmacm, char *err, size_t errlen) {
 	struct fp_table t;
 	void *ibv, *cm;
 	pthread_mutex_lock(&load_mu);

@@ -67,10 +67,10 @@ struct fp_addr {
 	uint8_t ip[16];
 };
 
-// Loading. fp_load opens both libraries and resolves every symbol; on
+// Loading. fp_verbs_load opens both libraries and resolves every symbol; on
 // failure it writes the reason to err and changes nothing (a later call may
 // succeed).
-int fp_load(const char *ibverbs, const char *rdmacm, char *err, size_t errlen);
+int fp_verbs_load(const char *ibverbs, const char *rdmacm, char *err, size_t errlen);
 
 // Verbs. Functions returning int return 0 or a negative errno.
 int fp_alloc_pd(struct ibv_context *ctx, struct ibv_pd **pd);

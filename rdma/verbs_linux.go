@@ -102,7 +102,7 @@ func loadLibs(ibverbs, rdmacm string) error {
 	defer C.free(unsafe.Pointer(ci))
 	defer C.free(unsafe.Pointer(cr))
 	var buf [512]C.char
-	if C.fp_load(ci, cr, &buf[0], C.size_t(len(buf))) != 0 {
+	if C.fp_verbs_load(ci, cr, &buf[0], C.size_t(len(buf))) != 0 {
 		return fmt.Errorf("%w: %s (install rdma-core: apt-get install ibverbs-providers librdmacm1)",
 			errUnavailable, C.GoString(&buf[0]))
 	}
