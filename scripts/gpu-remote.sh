@@ -55,6 +55,8 @@ $PY "$BENCH" warm-cache "$DIR"/*.safetensors
 # read-only, through the page cache.
 PIDS=()
 SHARD_FLAGS=()
+SHARD_MAP=()
+SAVE_TO=()
 for t in 0 1 2; do
 	args=()
 	nsid=0
@@ -62,8 +64,12 @@ for t in 0 1 2; do
 		[ $((i % 3)) = $t ] || continue
 		nsid=$((nsid + 1))
 		args+=(--namespace "file:$DIR/${NAMES[$i]}?ro&buffered")
+		SHARD_MAP+=("\"${NAMES[$i]}\": \"tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$nsid\"")
 		SHARD_FLAGS+=(--shard "${NAMES[$i]}=tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$nsid")
 	done
+	# and a writable memory namespace, last, for the save through the C ABI
+	SAVE_TO+=("tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$((nsid + 1))")
+	args+=(--namespace "mem:$(awk -v g="$GIB" 'BEGIN { printf "%d", g * 1024 / 3 + 1024 }')MiB")
 	"$FP" target --listen "tcp://127.0.0.1:$((4420 + t))" --nqn "nqn.2026-12.io.flashpath:ckpt$t" "${args[@]}" \
 		--log-level warn >"$DIR/target$t.log" 2>&1 &
 	PIDS+=($!)
@@ -75,6 +81,9 @@ for port in 4420 4421 4422; do
 		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
 		sleep 0.1
 	done
+done
+for t in 0 1 2; do
+	kill -0 "${PIDS[$t]}" 2>/dev/null || { echo "!! target $t did not start:"; cat "$DIR/target$t.log"; exit 1; }
 done
 echo "targets: ${PIDS[*]} on 127.0.0.1:4420-4422"
 
@@ -103,6 +112,13 @@ step "flashpath load, the same shards from local files (page cache), verified" 1
 $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f GB/s transfer, %.2f with setup" % (r["gbps"], r["total_gbps"]))' "$RES/local.json"
 step "baseline: safetensors.torch.load_file(device=cuda) of every shard" 240 $PY "$BENCH" st-load-sharded "$IDX" --out "$RES/safetensors.json"
 
+CAPI=$ROOT/bin/libflashpath.so
+if [ -e "$CAPI" ]; then
+	step "Python: capi/example.py loads the index from the targets, save_sharded to their memory namespaces, loads it back" 240 \
+		$PY "$BENCH" capi-sharded "$IDX" --lib "$CAPI" --shards "{$(IFS=,; echo "${SHARD_MAP[*]}")}" \
+		--save-to "$(IFS=,; echo "${SAVE_TO[*]}")" --out "$RES/capi-save.json"
+fi
+
 say "summary"
 $PY - "$RES" <<'PY' | tee "$OUTDIR/gpu-remote.json"
 import glob, json, os, sys
@@ -124,7 +140,8 @@ out = {"pinned_h2d_gbps": h2d, "tcp_loopback_gbps": tcp, "bound_gbps": bound,
        "remote_runs": {k: {"gbps": v.get("gbps"), "total_gbps": v.get("total_gbps"), "cpu_s_per_gb": v.get("cpu_s_per_gb"), "verified": v.get("verified")} for k, v in runs.items()},
        "remote_vs_bound": (best[1].get("gbps", 0) / bound) if bound else None,
        "local_files_gbps": local.get("gbps"), "local_vs_h2d": (local.get("gbps", 0) / h2d) if h2d else None,
-       "safetensors_gbps": st, "remote_vs_safetensors": (best[1].get("total_gbps", 0) / st) if st else None}
+       "safetensors_gbps": st, "remote_vs_safetensors": (best[1].get("total_gbps", 0) / st) if st else None,
+       "capi_load": load("capi-save-load.json"), "capi_save": load("capi-save.json")}
 print(json.dumps(out, indent=1))
 PY
 tar czf "$OUTDIR/gpu-remote-results.tgz" -C "$RES" . 2>/dev/null
