@@ -111,7 +111,8 @@ func (o Options) withDefaults() Options {
 // chosen for it; it implements Transfer.
 type File struct {
 	Transfer
-	f      *os.File
+	f      *os.File // a local file, or
+	src    *source  // a namespace (OpenURL)
 	size   int64
 	path   Path
 	direct bool
@@ -142,6 +143,9 @@ func (f *File) Size() int64 { return f.size }
 // Sync makes the file's written data durable: fdatasync, or fsync when
 // datasync is false.
 func (f *File) Sync(datasync bool) error {
+	if f.src != nil {
+		return f.src.sync() // NVMe Flush
+	}
 	if datasync {
 		if err := fdatasync(int(f.f.Fd())); err != nil {
 			return os.NewSyscallError("fdatasync", err)
@@ -153,6 +157,9 @@ func (f *File) Sync(datasync bool) error {
 
 // Invalidate drops the file's clean pages from the page cache.
 func (f *File) Invalidate() error {
+	if f.src != nil {
+		return nil // nothing of a namespace is cached on this host
+	}
 	if err := fadviseDontNeed(int(f.f.Fd())); err != nil {
 		return os.NewSyscallError("posix_fadvise DONTNEED", err)
 	}
@@ -162,7 +169,13 @@ func (f *File) Invalidate() error {
 // Close stops the transfer and closes the file.
 func (f *File) Close() error {
 	err := f.Transfer.Close()
-	if cerr := f.f.Close(); err == nil {
+	var cerr error
+	if f.src != nil {
+		cerr = f.src.Close()
+	} else {
+		cerr = f.f.Close()
+	}
+	if err == nil {
 		err = cerr
 	}
 	return err

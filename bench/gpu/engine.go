@@ -18,6 +18,11 @@
 //	cufile_io=M      cufile path: auto, batch or sync (default auto: the
 //	                 batch API with true GDS, cuFileRead threads otherwise)
 //
+// filename may be a namespace URL (tcp://HOST:PORT/NQN/NSID, rdma://...):
+// the gpu engine then reads and writes it through flashpath's host, the
+// NVMe-oF data received into pinned staging buffers and copied to the GPU
+// (path "staging"); hostnqn=NQN sets the host NQN.
+//
 // fio's direct=1 opens the file O_DIRECT; with it bs and offset must be
 // multiples of 4096. gdsio's threads are fio's numjobs: each job opens its
 // own transfer. iodepth is the number of requests submitted to the
@@ -37,6 +42,7 @@ import (
 
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/gds"
+	_ "github.com/flashpath/flashpath/gds/nvmf" // filename=tcp://... and rdma://...
 )
 
 func init() {
@@ -49,7 +55,7 @@ func init() {
 			return nil, fmt.Errorf("option gpu_path: %w", err)
 		}
 		return Open(cfg, p)
-	}, "gpu", "gpu_path", "gpu_threads", "gpu_reader", "cufile_io")
+	}, "gpu", "gpu_path", "gpu_threads", "gpu_reader", "cufile_io", "hostnqn")
 }
 
 // Engine moves a job's I/O between a file and GPU memory through one
@@ -126,9 +132,12 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 			}
 		}
 	}
-	size, err := prepare(cfg)
-	if err != nil {
-		return nil, err
+	remote := gds.IsURL(cfg.Filename)
+	var size int64
+	if !remote {
+		if size, err = prepare(cfg); err != nil {
+			return nil, err
+		}
 	}
 	dev, err := gds.OpenDevice(gpu)
 	if err != nil {
@@ -147,7 +156,25 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	if j.RW.Write {
 		flag = os.O_RDWR
 	}
-	f, err := dev.OpenFile(cfg.Filename, flag, o)
+	var f *gds.File
+	if remote {
+		// A namespace (tcp:// or rdma://): NVMe-oF into pinned staging buffers.
+		if path == gds.PathCuFile {
+			dev.Close()
+			return nil, fmt.Errorf("%s: cuFile reads files; a namespace URL takes ioengine=gpu: %w", cfg.Filename, bench.ErrNotSupported)
+		}
+		o.Path = gds.PathAuto
+		f, err = dev.OpenURL(context.Background(), cfg.Filename, j.RW.Write, o, gds.RemoteOptions{HostNQN: cfg.Options["hostnqn"]})
+		if err == nil {
+			size = f.Size()
+			if need := j.CloneOffset(cfg.JobIndex) + j.RegionSize(); need > size {
+				f.Close()
+				err = fmt.Errorf("%s: the job needs %d bytes, the namespace holds %d: lower size= or offset=", cfg.Filename, need, size)
+			}
+		}
+	} else {
+		f, err = dev.OpenFile(cfg.Filename, flag, o)
+	}
 	if err != nil {
 		dev.Close()
 		return nil, err

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/flashpath/flashpath/bench"
+	_ "github.com/flashpath/flashpath/bench/gpu" // ioengine=gpu
 	"github.com/flashpath/flashpath/gds"
 	"github.com/flashpath/flashpath/gds/gdstest"
 	_ "github.com/flashpath/flashpath/gds/nvmf"
@@ -285,4 +287,36 @@ func fileShardEnd(t *testing.T, f *os.File) int64 {
 		end = max(end, h.DataOffset+ten.End)
 	}
 	return end
+}
+
+// The gpu bench engine over a namespace URL: writes then reads verified,
+// through the staging pipeline into (fake) GPU memory.
+func TestGPUBenchOverTCP(t *testing.T) {
+	openFakeGPU(t)
+	be, err := backend.NewMem(8<<20, 512)
+	if err != nil {
+		t.Skip(err)
+	}
+	st := startShardTarget(t, be)
+	base := []string{"ioengine=gpu", "filename=" + st.url, "size=4m", "hostnqn=" + testHost}
+	r := runJob(t, append(base, "rw=randwrite", "bs=64k", "iodepth=8", "verify=crc32c")...)
+	if w := r.Dir[bench.DirWrite]; w.Bytes != 4<<20 {
+		t.Fatalf("wrote %d bytes, want 4 MiB", w.Bytes)
+	}
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 64 {
+		t.Fatalf("verify read %d blocks, want 64", rd.IOs)
+	}
+	// The bytes are on the target: read through the plain host too.
+	c := connect(t, testTarget{addr: strings.SplitN(st.url, "/", 4)[2], subnqn: realNQN}, nil)
+	ns := openNS(t, c, 1)
+	p := make([]byte, 64<<10)
+	if _, err := ns.ReadAt(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(p, make([]byte, len(p))) {
+		t.Fatal("the namespace still reads zeros after the GPU engine wrote it")
+	}
+	if _, err := gds.OpenRemote(context.Background(), "tcp://127.0.0.1:1/nqn.x:y/1", false, gds.RemoteOptions{}); err == nil {
+		t.Fatal("open of a URL nobody serves succeeded")
+	}
 }
