@@ -826,6 +826,12 @@ func (c *Controller) Register(mem []byte) (Registration, error) {
 	return r, nil
 }
 
+// Transport is the transport the controller's queues run on: the one
+// Config.Transport named, or the one registered for its address's scheme
+// when it connected. Registrations are the transport's: memory registered
+// once serves every controller on it.
+func (c *Controller) Transport() Transport { return c.tr }
+
 // RegisterDevice makes device memory (a GPU allocation, exported as a
 // dma-buf where it can be) reachable by the controller's transport, so
 // that Namespace.ReadDevice and WriteDevice, and requests naming Dev,
