@@ -32,6 +32,38 @@ type Remote interface {
 	Info() RemoteInfo
 }
 
+// DeviceRemote is a Remote that can also read straight into GPU memory:
+// over NVMe/RDMA the target's RDMA WRITEs land the data in memory the NIC
+// reaches (a dma-buf of the GPU's, or its address through nvidia-peermem),
+// with no host buffer in between. gds/nvmf's namespaces implement it;
+// LoadShards takes that path (PathRDMA) where GPUDirect says it can.
+type DeviceRemote interface {
+	Remote
+	// GPUDirect returns nil where ReadToGPU can work (the transport
+	// reaches device memory), else an error saying why not ("NVMe/TCP
+	// moves data through host memory").
+	GPUDirect() error
+	// RegisterGPU makes m reachable by the remote's transport; Close
+	// releases it after the last ReadToGPU into it. Remotes sharing a
+	// transport share one registration of the same memory.
+	RegisterGPU(m GPUMemory) (io.Closer, error)
+	// ReadToGPU reads n bytes at off into registered GPU memory at dst;
+	// off and n are multiples of BlockSize, within Size.
+	ReadToGPU(dst DevicePtr, n, off int64) error
+}
+
+// GPUMemory is GPU memory as a plain value, for a DeviceRemote to register
+// with its fabric: gds never hands a remote anything of CUDA's.
+type GPUMemory struct {
+	Ptr  DevicePtr
+	Size int64
+	// DMABufFD exports [Ptr, Ptr+Size) as a dma-buf, Ptr at offset 0
+	// (Buffer.ExportDMABuf); -1 when there is none and the memory is
+	// registered by address (nvidia-peermem). The remote keeps what it
+	// needs: the caller closes the fd once RegisterGPU returns.
+	DMABufFD int
+}
+
 // RemoteInfo says where a Remote is, for reports.
 type RemoteInfo struct {
 	URL       string `json:"url"`

@@ -6,11 +6,17 @@
 //
 // Namespaces of one subsystem on one target share one controller and its
 // queues, opened on first use and closed with the last namespace.
+//
+// Over NVMe/RDMA a namespace is a gds.DeviceRemote: GPU memory registered
+// with the host's transport (once per transport and range, shared by every
+// namespace and controller on it) is read into directly.
 package nvmf
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,21 +43,35 @@ type sharedCtrl struct {
 	refs  int // guarded by mu
 }
 
+// devKey identifies a registration of GPU memory with a transport.
+type devKey struct {
+	tr   initiator.Transport
+	ptr  gds.DevicePtr
+	size int64
+}
+
+type sharedReg struct {
+	reg  initiator.Registration
+	refs int // guarded by mu
+}
+
 var (
-	mu    sync.Mutex
-	ctrls = map[ctrlKey]*sharedCtrl{} // guarded by mu
+	mu     sync.Mutex
+	ctrls  = map[ctrlKey]*sharedCtrl{} // guarded by mu
+	devReg = map[devKey]*sharedReg{}   // guarded by mu
 )
 
 // Namespace is an open namespace URL: a gds.Remote.
 type Namespace struct {
 	*initiator.Namespace
+	c    *initiator.Controller
 	url  initiator.NamespaceURL
 	key  ctrlKey
 	info gds.RemoteInfo
 	once sync.Once
 }
 
-var _ gds.Remote = (*Namespace)(nil)
+var _ gds.DeviceRemote = (*Namespace)(nil)
 
 // Open connects to the namespace at url (reusing the controller of its
 // subsystem when one is open) and returns it as a gds.Remote. A
@@ -92,7 +112,7 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 		release(key)
 		return nil, fmt.Errorf("%s: %w", url, err)
 	}
-	n := &Namespace{Namespace: ns, url: u, key: key,
+	n := &Namespace{Namespace: ns, c: c, url: u, key: key,
 		info: gds.RemoteInfo{URL: u.String(), Transport: u.Transport, Target: u.Addr, Queues: len(c.Queues())}}
 	return n, nil
 }
@@ -145,4 +165,61 @@ func (n *Namespace) Info() gds.RemoteInfo { return n.info }
 func (n *Namespace) Close() error {
 	n.once.Do(func() { release(n.key) })
 	return nil
+}
+
+// GPUDirect returns nil when the namespace's transport reaches device
+// memory (NVMe/RDMA), else why not.
+func (n *Namespace) GPUDirect() error {
+	if _, ok := n.c.Transport().(initiator.DeviceRegistrar); !ok {
+		return fmt.Errorf("NVMe/%s moves data through host memory", strings.ToUpper(n.url.Transport))
+	}
+	return nil
+}
+
+// RegisterGPU registers m with the namespace's transport, or takes another
+// reference to the registration of the same memory that a namespace on
+// the same transport made (a provider refuses overlapping registrations).
+func (n *Namespace) RegisterGPU(m gds.GPUMemory) (io.Closer, error) {
+	key := devKey{n.c.Transport(), m.Ptr, m.Size}
+	mu.Lock()
+	defer mu.Unlock()
+	if r := devReg[key]; r != nil {
+		r.refs++
+		return &gpuReg{key: key}, nil
+	}
+	reg, err := n.c.RegisterDevice(initiator.DeviceMemory{Addr: uint64(m.Ptr), Len: m.Size, DMABufFD: m.DMABufFD})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.url, err)
+	}
+	devReg[key] = &sharedReg{reg: reg, refs: 1}
+	return &gpuReg{key: key}, nil
+}
+
+// gpuReg is one reference to a shared registration.
+type gpuReg struct {
+	key  devKey
+	once sync.Once
+}
+
+func (g *gpuReg) Close() error {
+	var err error
+	g.once.Do(func() {
+		mu.Lock()
+		r := devReg[g.key]
+		r.refs--
+		if r.refs > 0 {
+			mu.Unlock()
+			return
+		}
+		delete(devReg, g.key)
+		mu.Unlock()
+		err = r.reg.Close()
+	})
+	return err
+}
+
+// ReadToGPU reads n bytes at off into registered GPU memory at dst: the
+// controller writes them there, no host buffer in between.
+func (n *Namespace) ReadToGPU(dst gds.DevicePtr, length, off int64) error {
+	return n.ReadDevice(uint64(dst), int(length), off)
 }

@@ -14,11 +14,16 @@
 //                               cuMemGetHandleForAddressRange fails with
 //                               CUDA_ERROR_NOT_SUPPORTED)
 //
+// cuMemGetHandleForAddressRange wants a page-aligned address and size, as
+// the driver does (CUDA_ERROR_INVALID_VALUE otherwise); its dma-buf is a
+// memfd of the range's size, which a fake RDMA provider can fstat.
+//
 // cuMemHostRegister keeps the ranges it was given: a range that is not page
 // aligned fails (CUDA_ERROR_INVALID_VALUE), one that overlaps a registered
 // range fails as the driver does (CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED),
 // and cuMemHostUnregister of a range that a queued copy still reads fails
 // (CUDA_ERROR_UNKNOWN): on a GPU the copy would read unpinned memory.
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +31,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 typedef int CUresult;
 typedef int CUdevice;
@@ -287,12 +293,19 @@ CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr src, size_t n, struct stream 
 	return 0;
 }
 CUresult cuMemGetHandleForAddressRange(void *h, CUdeviceptr p, size_t n, int type, unsigned long long f) {
-	(void)p; (void)n; (void)f;
-	if (type != 1)
+	(void)f;
+	if (type != 1 || p % 4096 || n == 0 || n % 4096)
 		return 1; // CUDA_ERROR_INVALID_VALUE
 	if (getenv("FAKECUDA_NO_DMABUF"))
 		return 801; // CUDA_ERROR_NOT_SUPPORTED
-	*(int *)h = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int fd = memfd_create("fakecuda-dmabuf", MFD_CLOEXEC);
+	if (fd < 0)
+		return 999;
+	if (ftruncate(fd, (off_t)n)) {
+		close(fd);
+		return 999;
+	}
+	*(int *)h = fd;
 	return 0;
 }
 CUresult cuGetErrorName(CUresult r, const char **s) {
