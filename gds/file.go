@@ -17,7 +17,10 @@ const (
 	PathAuto   Path = "auto"   // choose per file (see Open)
 	PathCuFile Path = "cufile" // GPUDirect Storage through libcufile
 	PathBounce Path = "bounce" // flashpath's pinned-buffer pipeline
-	PathRDMA   Path = "rdma"   // NVMe-oF straight into GPU memory (not yet)
+	// PathRDMA is NVMe/RDMA straight into GPU memory (LoadShards): the
+	// target's RDMA WRITEs land in GPU memory registered with the NIC as a
+	// dma-buf, or by address through nvidia-peermem; no host copy.
+	PathRDMA Path = "rdma"
 	// PathStaging is NVMe-oF through flashpath's host into pinned staging
 	// buffers (the socket read lands the data there), copied to the GPU
 	// asynchronously while the next reads run: what a remote load takes.
@@ -27,14 +30,12 @@ const (
 // ParsePath validates a --gpu-path value.
 func ParsePath(s string) (Path, error) {
 	switch p := Path(s); p {
-	case PathAuto, PathCuFile, PathBounce:
+	case PathAuto, PathCuFile, PathBounce, PathRDMA:
 		return p, nil
-	case PathRDMA:
-		return "", fmt.Errorf("gpu path %q: not implemented yet: %w", s, ErrNotSupported)
 	case "":
 		return PathAuto, nil
 	}
-	return "", fmt.Errorf("gpu path %q: want auto, cufile or bounce", s)
+	return "", fmt.Errorf("gpu path %q: want auto, cufile, bounce or rdma", s)
 }
 
 // Direct says whether the bounce path opens files with O_DIRECT.
@@ -231,7 +232,7 @@ func (d *Device) Create(name string, o Options) (*File, error) {
 func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 	o = o.withDefaults()
 	if o.Path == PathRDMA {
-		return nil, fmt.Errorf("gpu path rdma: not implemented yet: %w", ErrNotSupported)
+		return nil, fmt.Errorf("%s: gpu path rdma reads NVMe/RDMA namespaces (rdma://HOST:PORT/NQN/NSID) into GPU memory, not local files: use auto, cufile or bounce", name)
 	}
 	write := flag&(os.O_WRONLY|os.O_RDWR) != 0
 	if flag&os.O_WRONLY != 0 {

@@ -335,8 +335,8 @@ func TestPathSelection(t *testing.T) {
 		}
 		f.Close()
 	}
-	if _, err := ParsePath("rdma"); !errors.Is(err, ErrNotSupported) {
-		t.Errorf("ParsePath(rdma) = %v", err)
+	if p, err := ParsePath("rdma"); p != PathRDMA || err != nil {
+		t.Errorf("ParsePath(rdma) = %v, %v", p, err)
 	}
 	if _, err := ParsePath("nope"); err == nil {
 		t.Error("ParsePath(nope) succeeded")

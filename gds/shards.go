@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,10 @@ type LoadPlan struct {
 	Place   func(shard int, tensor string) int
 	Options Options // Workers, Depth and Chunk of the staging pipeline
 	Remote  RemoteOptions
+	// PeerMem reports whether nvidia-peermem is loaded, which lets a GPU
+	// without dma-buf support take gpu path rdma (nil: whether
+	// /sys/module/nvidia_peermem exists; tests pretend).
+	PeerMem func() bool
 	// Verify checks every tensor in GPU memory after the load (off the
 	// timed path): against the index's CRC-32C where it has one, else
 	// against the shard's bytes read again.
@@ -47,7 +52,7 @@ type LoadPlan struct {
 type ShardReport struct {
 	Name      string  `json:"name"`
 	Location  string  `json:"location"`
-	Path      Path    `json:"path"` // staging (NVMe-oF into pinned buffers), bounce (a local file)
+	Path      Path    `json:"path"` // rdma (NVMe/RDMA into GPU memory), staging (NVMe-oF into pinned buffers), bounce (a local file)
 	Transport string  `json:"transport,omitempty"`
 	Target    string  `json:"target,omitempty"`
 	Queues    int     `json:"queues,omitempty"`
@@ -135,7 +140,9 @@ type placed struct {
 	t     safetensors.Tensor
 	off   int64 // file offset
 	dev   int
-	bufAt int64 // offset in its device's buffer
+	bufAt int64 // offset in its device's buffer (direct: its direct allocation)
+	// direct: the shard goes straight into GPU memory over NVMe/RDMA.
+	direct bool
 }
 
 // LoadShards loads every shard of plan into GPU memory at once: each
@@ -184,10 +191,11 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Place the tensors: per device, packed in shard and file order.
-	var all []placed
-	sizes := make([]int64, len(plan.Devices))
+	// Which device each tensor goes to, and so each shard's devices.
+	devOf := make([][]int, len(hdrs))
+	shardGPUs := make([]map[int]bool, len(hdrs))
 	for i, h := range hdrs {
+		shardGPUs[i] = map[int]bool{}
 		for _, t := range h.Tensors {
 			d := 0
 			if plan.Place != nil {
@@ -196,13 +204,97 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			if d < 0 || d >= len(plan.Devices) {
 				return nil, fmt.Errorf("load: tensor %q placed on device %d of %d", t.Name, d, len(plan.Devices))
 			}
+			devOf[i] = append(devOf[i], d)
+			shardGPUs[i][d] = true
+		}
+	}
+	// Each shard's way into GPU memory (see decideDirect).
+	modes := make([]directMode, len(srcs))
+	why := make([]string, len(srcs))
+	ins := make([]directInput, len(srcs))
+	type support struct {
+		asked bool
+		ok    bool
+		err   error
+	}
+	dmabuf := make([]support, len(plan.Devices))
+	peerMem := plan.PeerMem
+	if peerMem == nil {
+		peerMem = peerMemLoaded
+	}
+	peermem := sync.OnceValue(peerMem)
+	for i, s := range srcs {
+		in := directInput{want: o.Path, remote: s.r != nil, gpus: len(shardGPUs[i]), gpuDirect: errNoDeviceRemote}
+		if dr, ok := s.r.(DeviceRemote); ok {
+			in.gpuDirect = dr.GPUDirect()
+		}
+		if in.remote && in.gpuDirect == nil && in.gpus == 1 && (o.Path == PathAuto || o.Path == PathRDMA) {
+			d := devOf[i][0]
+			if !dmabuf[d].asked {
+				dmabuf[d].ok, dmabuf[d].err = plan.Devices[d].DMABufSupported()
+				dmabuf[d].asked = true
+			}
+			in.dmabuf, in.dmabufErr = dmabuf[d].ok, dmabuf[d].err
+			if !in.dmabuf {
+				in.peermem = peermem()
+			}
+		}
+		ins[i] = in
+		modes[i], why[i] = decideDirect(in)
+		if modes[i] == viaStaging && o.Path == PathRDMA {
+			return nil, fmt.Errorf("load shard %s with gpu path rdma: %s: %s", s.where(), why[i], directFix(in))
+		}
+	}
+	// Place the tensors: per device, those that stage packed in shard and
+	// file order (256-byte aligned) in one allocation; each direct shard's
+	// region in another mirrors the shard from its first tensor's block
+	// to its last's, so that aligned reads land every tensor in place.
+	var all []placed
+	sizes := make([]int64, len(plan.Devices))
+	dsizes := make([]int64, len(plan.Devices))
+	type region struct {
+		at, start, end int64 // in the direct allocation; the file's range
+	}
+	regions := make([]region, len(srcs))
+	for i, h := range hdrs {
+		if modes[i] != viaStaging {
+			al := max(4096, srcs[i].bs)
+			first, last := int64(-1), int64(0)
+			for _, t := range h.Tensors {
+				off := h.DataOffset + t.Begin
+				if first < 0 || off < first {
+					first = off
+				}
+				last = max(last, off+t.Size())
+			}
+			d := devOf[i][0]
+			r := region{at: dsizes[d], start: first / al * al, end: (last + al - 1) / al * al}
+			regions[i] = r
+			dsizes[d] += r.end - r.start
+			for _, t := range h.Tensors {
+				off := h.DataOffset + t.Begin
+				all = append(all, placed{shard: i, t: t, off: off, dev: d, bufAt: r.at + off - r.start, direct: true})
+			}
+			continue
+		}
+		for k, t := range h.Tensors {
+			d := devOf[i][k]
 			at := (sizes[d] + 255) &^ 255
 			sizes[d] = at + t.Size()
 			all = append(all, placed{shard: i, t: t, off: h.DataOffset + t.Begin, dev: d, bufAt: at})
 		}
 	}
 	ck := &Sharded{Metadata: hdrs[0].Metadata, Workers: o.Workers, Chunk: o.Chunk}
+	var regs []io.Closer // the direct shards' registrations
+	closeRegs := func() {
+		for _, r := range regs {
+			r.Close()
+		}
+		regs = nil
+	}
+	defer closeRegs()
 	fail := func(err error) (*Sharded, error) {
+		closeRegs()
 		ck.Close()
 		return nil, err
 	}
@@ -216,16 +308,94 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 		}
 		ck.Buffers = append(ck.Buffers, bufs[d])
 	}
-	bufOf := func(d int) *Buffer { return bufs[d] }
+	// The direct allocation of each device: a page more than its regions,
+	// whose page-aligned start is what a dma-buf export and an RDMA
+	// registration want.
+	dbase := make([]DevicePtr, len(plan.Devices))
+	for d, n := range dsizes {
+		if n == 0 {
+			continue
+		}
+		b, err := plan.Devices[d].Alloc(n + 4096)
+		if err != nil {
+			return fail(err)
+		}
+		ck.Buffers = append(ck.Buffers, b)
+		dbase[d] = (b.Ptr() + 4095) &^ 4095
+	}
+	// Register each device's direct memory with the direct shards'
+	// transports; a shard whose memory cannot be registered stages (into
+	// its region) under gpu path auto, and fails the load under rdma.
+	fallBack := func(i int, reason string) error {
+		if o.Path == PathRDMA {
+			return fmt.Errorf("load shard %s with gpu path rdma: %s: %s", srcs[i].where(), reason, directFix(ins[i]))
+		}
+		modes[i], why[i] = viaStaging, reason
+		return nil
+	}
+	for d, n := range dsizes {
+		if n == 0 {
+			continue
+		}
+		fd := -1
+		for i := range srcs {
+			if modes[i] != viaDMABuf || devOf[i][0] != d || fd >= 0 {
+				continue
+			}
+			var err error
+			if fd, err = plan.Devices[d].Wrap(dbase[d], n).ExportDMABuf(); err != nil {
+				fd = -1
+				for j := range srcs {
+					if modes[j] != viaDMABuf || devOf[j][0] != d {
+						continue
+					}
+					if peermem() {
+						modes[j], why[j] = viaAddr, fmt.Sprintf("GPU memory registered with the NIC by address through nvidia-peermem (its dma-buf export failed: %v)", err)
+					} else if err := fallBack(j, fmt.Sprintf("exporting GPU memory as a dma-buf failed (%v) and nvidia-peermem is not loaded", err)); err != nil {
+						return fail(err)
+					}
+				}
+			}
+		}
+		for i, s := range srcs {
+			if modes[i] == viaStaging || devOf[i][0] != d {
+				continue
+			}
+			m := GPUMemory{Ptr: dbase[d], Size: n, DMABufFD: -1}
+			if modes[i] == viaDMABuf {
+				m.DMABufFD = fd
+			}
+			r, err := s.r.(DeviceRemote).RegisterGPU(m)
+			if err != nil {
+				if err := fallBack(i, fmt.Sprintf("registering GPU memory with the NIC failed: %v", err)); err != nil {
+					if fd >= 0 {
+						syscall.Close(fd)
+					}
+					return fail(err)
+				}
+				continue
+			}
+			regs = append(regs, r)
+		}
+		if fd >= 0 {
+			syscall.Close(fd)
+		}
+	}
+	ptrOf := func(p placed) DevicePtr {
+		if p.direct {
+			return dbase[p.dev] + DevicePtr(p.bufAt)
+		}
+		return bufs[p.dev].Ptr() + DevicePtr(p.bufAt)
+	}
 	for _, p := range all {
 		ck.Tensors = append(ck.Tensors, Tensor{Name: p.t.Name, DType: p.t.DType, Shape: p.t.Shape,
-			Ptr: bufOf(p.dev).Ptr() + DevicePtr(p.bufAt), Size: p.t.Size(), Off: p.off,
+			Ptr: ptrOf(p), Size: p.t.Size(), Off: p.off,
 			GPU: plan.Devices[p.dev].Info.Index, Shard: plan.Shards[p.shard].Name})
 		ck.Bytes += p.t.Size()
 	}
-	// The requests of each device: runs of tensors adjacent in the file
-	// and in the buffer, cut at chunk boundaries of the file, interleaved
-	// across shards.
+	// The staging requests of each device: runs of tensors adjacent in the
+	// file and in the buffer, cut at chunk boundaries of the file,
+	// interleaved across shards.
 	perShard := make([][][]Request, len(plan.Devices)) // [device][shard] requests
 	for d := range perShard {
 		perShard[d] = make([][]Request, len(srcs))
@@ -242,8 +412,12 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			}
 			end += q.t.Size()
 		}
+		i = j
+		if modes[p.shard] != viaStaging {
+			continue
+		}
 		base := int64(p.shard) << shardShift
-		dev := bufOf(p.dev).Ptr() + DevicePtr(at)
+		dev := ptrOf(p)
 		for cur := start; cur < end; {
 			next := min((cur/o.Chunk+1)*o.Chunk, end)
 			perShard[p.dev][p.shard] = append(perShard[p.dev][p.shard],
@@ -251,11 +425,32 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			remaining[p.shard].Add(1)
 			cur = next
 		}
-		i = j
 	}
+	// The direct shards' reads: each region in aligned pieces of about a
+	// chunk, interleaved across shards.
+	var perDirect [][]directRead
+	for i, s := range srcs {
+		if modes[i] == viaStaging {
+			continue
+		}
+		r := regions[i]
+		al := max(4096, s.bs)
+		chunk := (o.Chunk + al - 1) / al * al
+		end := min(r.end, s.size)
+		var rs []directRead
+		for cur := r.start; cur < end; {
+			next := min((cur/chunk+1)*chunk, end)
+			rs = append(rs, directRead{shard: i, dst: dbase[devOf[i][0]] + DevicePtr(r.at+cur-r.start), off: cur, n: next - cur})
+			remaining[i].Add(1)
+			cur = next
+		}
+		perDirect = append(perDirect, rs)
+	}
+	direct := interleave(perDirect)
 	done := make([]time.Duration, len(srcs))
 	var t1 time.Time
-	// One staging pipeline per device, all running at once.
+	// One staging pipeline per device that has shards to stage, all
+	// running at once with the direct reads.
 	trs := make([]*bounce, len(plan.Devices))
 	defer func() {
 		for _, b := range trs {
@@ -265,7 +460,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 		}
 	}()
 	for d, dev := range plan.Devices {
-		if sizes[d] == 0 {
+		if !slices.ContainsFunc(perShard[d], func(rs []Request) bool { return len(rs) > 0 }) {
 			continue
 		}
 		if trs[d], err = newBounce(dev, shardSet(srcs), false, ReaderPread, o.Workers, o.Depth, o.Chunk); err != nil {
@@ -274,22 +469,27 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 	}
 	ck.Setup = time.Since(t0)
 	t1 = time.Now()
-	err = forEach(len(plan.Devices), func(d int) error {
+	finished := func(shard int) {
+		if remaining[shard].Add(-1) == 0 {
+			done[shard] = time.Since(t1)
+		}
+	}
+	err = forEach(len(plan.Devices)+1, func(d int) error {
+		if d == len(plan.Devices) {
+			return readDirect(ctx, srcs, direct, o.Workers, finished)
+		}
 		if trs[d] == nil {
 			return nil
 		}
 		reqs := interleave(perShard[d])
-		return runTracked(ctx, trs[d], reqs, func(c Completion) {
-			if remaining[c.Tag].Add(-1) == 0 {
-				done[c.Tag] = time.Since(t1)
-			}
-		})
+		return runTracked(ctx, trs[d], reqs, func(c Completion) { finished(int(c.Tag)) })
 	})
 	ck.Transfer = time.Since(t1)
 	ck.CPU = cpuTime() - cpu0
 	if err != nil {
 		return fail(fmt.Errorf("load: %w", err))
 	}
+	closeRegs()
 	for i, s := range srcs {
 		r := ShardReport{Name: plan.Shards[i].Name, Location: s.location, Seconds: done[i].Seconds()}
 		r.Path, r.Transport, r.Target, r.Queues = s.info()
@@ -308,10 +508,15 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 		if done[i] > 0 {
 			r.GBps = float64(r.Bytes) / done[i].Seconds() / 1e9
 		}
-		if r.Path == PathStaging {
-			r.Reason = fmt.Sprintf("NVMe/%s through flashpath's host: %d queues to %s, data received into pinned staging buffers, copied to the GPU on %d streams while the next reads run",
-				strings.ToUpper(r.Transport), r.Queues, r.Target, o.Workers)
-		} else {
+		switch {
+		case modes[i] != viaStaging:
+			r.Path = PathRDMA
+			r.Reason = fmt.Sprintf("NVMe/%s straight into GPU memory: %s; %d queues to %s, the target's RDMA WRITEs land every tensor in place, no host copy",
+				strings.ToUpper(r.Transport), why[i], r.Queues, r.Target)
+		case r.Path == PathStaging:
+			r.Reason = fmt.Sprintf("NVMe/%s through flashpath's host: %d queues to %s, data received into pinned staging buffers, copied to the GPU on %d streams while the next reads run (not straight into GPU memory: %s)",
+				strings.ToUpper(r.Transport), r.Queues, r.Target, o.Workers, why[i])
+		default:
 			r.Reason = "local file: pread into pinned staging buffers, copied to the GPU while the next reads run"
 		}
 		ck.Shards = append(ck.Shards, r)
@@ -327,9 +532,43 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 	return ck, nil
 }
 
-// interleave takes one request from each shard in turn.
-func interleave(per [][]Request) []Request {
-	var out []Request
+// directRead is one read of a direct shard into GPU memory.
+type directRead struct {
+	shard  int
+	dst    DevicePtr
+	off, n int64
+}
+
+// readDirect runs the direct reads on workers threads, calling finished
+// after each; the first error stops them.
+func readDirect(ctx context.Context, srcs []*source, reads []directRead, workers int, finished func(shard int)) error {
+	var next atomic.Int64
+	var failed atomic.Bool
+	return forEach(min(workers, len(reads)), func(int) error {
+		for !failed.Load() {
+			k := next.Add(1) - 1
+			if k >= int64(len(reads)) {
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				failed.Store(true)
+				return err
+			}
+			rd := reads[k]
+			s := srcs[rd.shard]
+			if err := s.r.(DeviceRemote).ReadToGPU(rd.dst, rd.n, rd.off); err != nil {
+				failed.Store(true)
+				return fmt.Errorf("shard %s: read %d bytes at %d into GPU memory: %w", s.where(), rd.n, rd.off, err)
+			}
+			finished(rd.shard)
+		}
+		return nil
+	})
+}
+
+// interleave takes one element from each shard's list in turn.
+func interleave[T any](per [][]T) []T {
+	var out []T
 	for k := 0; ; k++ {
 		added := false
 		for _, rs := range per {
