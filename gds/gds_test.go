@@ -398,15 +398,25 @@ func TestNoDriver(t *testing.T) {
 	}
 }
 
+// TestDMABufExport: a page-aligned range exports; one that is not fails,
+// as the driver refuses it (cuMemAlloc aligns to 256 bytes, not a page:
+// LoadShards exports a page-aligned range of a larger allocation).
 func TestDMABufExport(t *testing.T) {
 	d := openDev(t)
-	b, _ := d.Alloc(1 << 16)
+	b, err := d.Alloc(1<<16 + 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
-	fd, err := b.ExportDMABuf()
+	fd, err := d.Wrap((b.Ptr()+4095)&^4095, 1<<16).ExportDMABuf()
 	if err != nil {
 		t.Fatal(err)
 	}
 	syscall.Close(fd)
+	if fd, err := d.Wrap((b.Ptr()+4095)&^4095+256, 1<<12).ExportDMABuf(); err == nil {
+		syscall.Close(fd)
+		t.Error("a dma-buf export of a range that is not page aligned succeeded")
+	}
 }
 
 // TestCuFileCompatOff mirrors a machine without nvidia-fs whose cufile.json
