@@ -19,6 +19,15 @@
 // Device.Open (reads) and Device.OpenFile pick a path per file (PathAuto)
 // and say why (File.Reason), or take the one Options.Path names.
 //
+// LoadShards loads checkpoint shards from local files and from remotes
+// (NVMe-oF namespaces, through gds/nvmf): a shard goes through pinned
+// staging buffers (PathStaging), or, from an NVMe/RDMA namespace (a
+// DeviceRemote) whose tensors all go to one GPU, straight into GPU memory
+// (PathRDMA): the GPU's memory is registered with the NIC as a dma-buf,
+// else by address where nvidia-peermem is loaded, and the target's RDMA
+// WRITEs land each tensor in place. PathAuto takes rdma where it can and
+// says why not in ShardReport.Reason; PathRDMA fails where it cannot.
+//
 // libcuda and libcufile are opened at run time with dlopen
 // (gds/internal/cuda), so flashpath builds and runs without CUDA, its
 // headers or a GPU; $FLASHPATH_LIBCUDA and $FLASHPATH_LIBCUFILE name other
