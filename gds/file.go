@@ -232,7 +232,7 @@ func (d *Device) Create(name string, o Options) (*File, error) {
 func (d *Device) OpenFile(name string, flag int, o Options) (*File, error) {
 	o = o.withDefaults()
 	if o.Path == PathRDMA {
-		return nil, fmt.Errorf("%s: gpu path rdma reads NVMe/RDMA namespaces (rdma://HOST:PORT/NQN/NSID) into GPU memory, not local files: use auto, cufile or bounce", name)
+		return nil, fmt.Errorf("%s: gpu path rdma reads NVMe/RDMA namespaces (rdma://HOST:PORT/NQN/NSID) into GPU memory, not local files: use auto, cufile or bounce: %w", name, ErrNotSupported)
 	}
 	write := flag&(os.O_WRONLY|os.O_RDWR) != 0
 	if flag&os.O_WRONLY != 0 {

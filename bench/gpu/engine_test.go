@@ -221,7 +221,7 @@ func TestOptions(t *testing.T) {
 	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=write", "sync=1"); !errors.Is(err, bench.ErrNotSupported) {
 		t.Errorf("sync=1: err = %v, want ErrNotSupported", err)
 	}
-	// gpu_path=rdma is not there yet: not supported, not a failure.
+	// gpu_path=rdma takes NVMe/RDMA namespaces, not files: not supported here, not a failure.
 	if _, err := run(t, "ioengine=gpu", "filename="+name, "size=64k", "rw=read", "gpu_path=rdma"); !errors.Is(err, bench.ErrNotSupported) {
 		t.Errorf("gpu_path=rdma: err = %v, want ErrNotSupported", err)
 	}
