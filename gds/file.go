@@ -30,12 +30,12 @@ const (
 // ParsePath validates a --gpu-path value.
 func ParsePath(s string) (Path, error) {
 	switch p := Path(s); p {
-	case PathAuto, PathCuFile, PathBounce, PathRDMA:
+	case PathAuto, PathCuFile, PathBounce, PathRDMA, PathStaging:
 		return p, nil
 	case "":
 		return PathAuto, nil
 	}
-	return "", fmt.Errorf("gpu path %q: want auto, cufile, bounce or rdma", s)
+	return "", fmt.Errorf("gpu path %q: want auto, cufile, bounce, staging or rdma", s)
 }
 
 // Direct says whether the bounce path opens files with O_DIRECT.

@@ -26,6 +26,9 @@ type ShardSource struct {
 	// Expect is each tensor's CRC-32C where the index records it (a
 	// checkpoint flashpath saved); Verify compares against it.
 	Expect map[string]uint32
+	// Tensors are the tensors the index puts in this shard: a header that
+	// lacks one fails the load (a location that names the wrong shard).
+	Tensors []string
 }
 
 // LoadPlan is a load of one or more shards into one or more GPUs.
@@ -178,7 +181,10 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 		sh := plan.Shards[i]
 		s, err := openSource(ctx, sh.Name, sh.Location, false, plan.Remote)
 		if err != nil {
-			return fmt.Errorf("shard %s: %w", cmp.Or(sh.Name, sh.Location), err)
+			if sh.Name == "" || sh.Name == sh.Location {
+				return err // names the URL or path already
+			}
+			return fmt.Errorf("shard %s: %w", sh.Name, err)
 		}
 		srcs[i] = s
 		h, err := safetensors.Read(headerReader{s}, s.size)
@@ -186,6 +192,11 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			return fmt.Errorf("shard %s: %w", s.where(), err)
 		}
 		hdrs[i] = h
+		for _, name := range sh.Tensors {
+			if h.Tensor(name) == nil {
+				return fmt.Errorf("shard %s: the index puts tensor %q in it, but its header does not list it: is the location right?", s.where(), name)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -751,6 +762,12 @@ func OpenIndex(path string, locations map[string]string) (*safetensors.Index, []
 	var out []ShardSource
 	for _, name := range idx.Shards() {
 		s := ShardSource{Name: name}
+		for t, sh := range idx.WeightMap {
+			if sh == name {
+				s.Tensors = append(s.Tensors, t)
+			}
+		}
+		slices.Sort(s.Tensors)
 		var rec safetensors.ShardEntry
 		if idx.Flashpath != nil {
 			rec = idx.Flashpath.Shards[name]

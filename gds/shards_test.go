@@ -184,3 +184,30 @@ func TestShardedPlacement(t *testing.T) {
 	defer ck.Close()
 	checkLoaded(t, ck, want)
 }
+
+// Locations that swap two shards are caught by the index's weight map,
+// before anything is read into GPU memory.
+func TestShardLocationsSwapped(t *testing.T) {
+	d := openDev(t)
+	dir := t.TempDir()
+	t1, _ := gpuTensors(t, d, "x", []int{100}, 5)
+	t2, _ := gpuTensors(t, d, "y", []int{200}, 6)
+	index := filepath.Join(dir, "i.json")
+	_, err := d.SaveShards(context.Background(), SavePlan{Index: index, Shards: []SaveShard{
+		{Name: "a.safetensors", Location: filepath.Join(dir, "a.safetensors"), Tensors: t1},
+		{Name: "b.safetensors", Location: filepath.Join(dir, "b.safetensors"), Tensors: t2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, shards, err := OpenIndex(index, map[string]string{"a.safetensors": filepath.Join(dir, "b.safetensors"), "b.safetensors": filepath.Join(dir, "a.safetensors")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadShards(context.Background(), LoadPlan{Shards: shards, Devices: []*Device{d}})
+	if err == nil || !strings.Contains(err.Error(), "is the location right") {
+		t.Fatalf("swapped locations: %v", err)
+	}
+	if _, _, err := OpenIndex(index, map[string]string{"c.safetensors": "x"}); err == nil {
+		t.Fatal("a location for a shard the index does not name was accepted")
+	}
+}

@@ -140,9 +140,6 @@ type loadConfig struct {
 
 func (c loadConfig) options() (gds.Options, error) {
 	p, err := gds.ParsePath(c.Path)
-	if c.Path == string(gds.PathStaging) {
-		p, err = gds.PathStaging, nil
-	}
 	if err != nil {
 		return gds.Options{}, fmt.Errorf("--gpu-path: %w", err)
 	}
@@ -262,7 +259,7 @@ records (flashpath's saves write it), else the file beside the index.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.GPU, "gpu", 0, "GPU ordinal")
-	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce (remote: staging)")
+	f.StringVar(&cfg.Path, "gpu-path", "auto", "path to GPU memory: auto, cufile or bounce; for namespace URLs and indexes auto, staging or rdma (NVMe/RDMA straight into GPU memory)")
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
 	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring, pread, or mmap (buffered: pins the page cache in place, no CPU copy)")
 	f.StringVar(&cfg.CuFileIO, "cufile-io", "auto", "cufile path: auto (batch API with true GDS), batch (cuFileBatchIOSubmit) or sync (cuFileRead threads)")

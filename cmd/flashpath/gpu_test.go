@@ -44,7 +44,6 @@ func run(t *testing.T, args ...string) (string, error) {
 func TestLoadConfigValidation(t *testing.T) {
 	for _, c := range []loadConfig{
 		{Path: "warp", Direct: "auto", Output: "text"},
-		{Path: "rdma", Direct: "auto", Output: "text"},
 		{Path: "auto", Direct: "maybe", Output: "text"},
 		{Path: "auto", Direct: "auto", Output: "yaml"},
 		{Path: "auto", Direct: "auto", Output: "text", GPU: -1},

@@ -21,7 +21,7 @@ func shardedLoad(name string) bool {
 type shardedResult struct {
 	Checkpoint string            `json:"checkpoint"`
 	GPUs       []int             `json:"gpus"`
-	Path       gds.Path          `json:"path"` // staging where any shard came over a fabric, else bounce
+	Path       gds.Path          `json:"path"` // staging where any shard staged from a fabric, else rdma where any went direct, else bounce
 	Tensors    int               `json:"tensors"`
 	Bytes      int64             `json:"bytes"`
 	Workers    int               `json:"workers"`
@@ -70,8 +70,8 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if o.Path != gds.PathAuto && o.Path != gds.PathBounce && o.Path != gds.PathStaging {
-		return fmt.Errorf("--gpu-path %s: a sharded or remote load runs the staging pipeline (auto, bounce or staging)", o.Path)
+	if o.Path == gds.PathCuFile {
+		return fmt.Errorf("--gpu-path cufile: a sharded or remote load takes auto, staging (NVMe-oF into pinned buffers, then the GPU) or rdma (NVMe/RDMA straight into GPU memory)")
 	}
 	locs, err := parseShardFlags(cfg.Shards)
 	if err != nil {
@@ -128,8 +128,8 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 		r.TotalGBps = float64(ck.Bytes) / t.Seconds() / 1e9
 	}
 	for _, s := range ck.Shards {
-		if s.Path == gds.PathStaging {
-			r.Path = gds.PathStaging
+		if s.Path == gds.PathStaging || s.Path == gds.PathRDMA && r.Path != gds.PathStaging {
+			r.Path = s.Path // staging where any shard staged, else rdma where any went direct
 		}
 	}
 	if cfg.Verify {
