@@ -56,7 +56,8 @@ func (d *device) lookup(addr uintptr, n int) (mrRange, bool) {
 		return mrRange{}, false
 	}
 	r := d.mrs[lo-1]
-	if n < 0 || uintptr(n) > r.end-addr {
+	// addr past the region's end: not in it (r.end-addr would wrap).
+	if n < 0 || addr >= r.end || uintptr(n) > r.end-addr {
 		return mrRange{}, false
 	}
 	return r, true

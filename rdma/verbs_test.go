@@ -159,6 +159,7 @@ func TestLookup(t *testing.T) {
 		{"last byte of first", mem[4095:4096], 0x11, true},
 		{"across the gap", mem[4000:4200], 0, false},
 		{"in the gap", mem[4096:4200], 0, false},
+		{"a few bytes well inside the gap", mem[5000:5010], 0, false}, // r.end-addr would wrap
 		{"third page", mem[2*4096:], 0x22, true},
 		{"tail of third", mem[3*4096-1:], 0x22, true},
 	} {
@@ -168,6 +169,9 @@ func TestLookup(t *testing.T) {
 		if ok != tc.ok || r.lkey != tc.lkey {
 			t.Errorf("%s: lookup = %#x, %v; want %#x, %v", tc.name, r.lkey, ok, tc.lkey, tc.ok)
 		}
+	}
+	if _, ok := d.lookup(bufAddr(mem)+5*4096, 10); ok {
+		t.Error("lookup past every region succeeded")
 	}
 	before := bufAddr(mem) - 4096
 	if _, ok := d.lookup(before, 10); ok {
