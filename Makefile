@@ -71,11 +71,13 @@ interop: build rdma-test
 		echo "== interop $$t"; LAB_TIMEOUT=900 scripts/lab-run.sh $(LAB) $$t || exit 1; \
 	done
 
-# The guest has no Go: test/lab/rdma-verbs.sh runs these test binaries.
+# The guest has no Go: test/lab/rdma-verbs.sh runs these test binaries;
+# test/lab/rdma-target.sh loads a checkpoint behind the fake libcuda.
 rdma-test: deps
 	$(GO) test -c -o $(BIN)/rdma.test ./rdma
 	$(GO) test -c -o $(BIN)/target-rdma.test ./target/rdma
 	$(GO) test -c -o $(BIN)/e2e.test ./test/e2e
+	$(CC) -shared -fPIC -O1 -o $(BIN)/libfakecuda.so gds/internal/cuda/testdata/fakecuda.c -lpthread # flashpath load in the guest, no GPU
 
 test: deps vet unit unit-norace fuzz interop
 

@@ -3,7 +3,6 @@ package gds
 import (
 	"context"
 	"fmt"
-	"strings"
 )
 
 // blockSource is a remote as the bounce pipeline's fileIO: chunk
@@ -38,7 +37,5 @@ func (d *Device) OpenURL(ctx context.Context, url string, write bool, o Options,
 		return nil, err
 	}
 	_, transport, target, queues := s.info()
-	reason := fmt.Sprintf("NVMe/%s through flashpath's host: %d queues to %s, data received into pinned staging buffers, copied to the GPU while the next reads run",
-		strings.ToUpper(transport), queues, target)
-	return &File{Transfer: t, src: s, size: s.size, path: PathStaging, reason: reason}, nil
+	return &File{Transfer: t, src: s, size: s.size, path: PathStaging, reason: stagingHow(transport, queues, target)}, nil
 }

@@ -525,8 +525,8 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			r.Reason = fmt.Sprintf("NVMe/%s straight into GPU memory: %s; %d queues to %s, the target's RDMA WRITEs land every tensor in place, no host copy",
 				strings.ToUpper(r.Transport), why[i], r.Queues, r.Target)
 		case r.Path == PathStaging:
-			r.Reason = fmt.Sprintf("NVMe/%s through flashpath's host: %d queues to %s, data received into pinned staging buffers, copied to the GPU on %d streams while the next reads run (not straight into GPU memory: %s)",
-				strings.ToUpper(r.Transport), r.Queues, r.Target, o.Workers, why[i])
+			r.Reason = fmt.Sprintf("%s, on %d streams (not straight into GPU memory: %s)",
+				stagingHow(r.Transport, r.Queues, r.Target), o.Workers, why[i])
 		default:
 			r.Reason = "local file: pread into pinned staging buffers, copied to the GPU while the next reads run"
 		}
@@ -575,6 +575,16 @@ func readDirect(ctx context.Context, srcs []*source, reads []directRead, workers
 		}
 		return nil
 	})
+}
+
+// stagingHow says how a remote's data reaches the GPU on the staging path.
+func stagingHow(transport string, queues int, target string) string {
+	how := "data received straight into pinned staging buffers"
+	if transport == "rdma" {
+		how = "the target's RDMA WRITEs land in the host's registered bounce buffers, copied into pinned staging buffers"
+	}
+	return fmt.Sprintf("NVMe/%s through flashpath's host: %d queues to %s, %s, copied to the GPU while the next reads run",
+		strings.ToUpper(transport), queues, target, how)
 }
 
 // interleave takes one element from each shard's list in turn.

@@ -205,3 +205,13 @@ fp_jobs() {
 	jq -r --arg p "${1##*/}" '.jobs[] | "  \($p) \(.jobname): read \(.read.iops|floor) IOPS \(.read.bw_bytes/104857.6|floor/10) MiB/s, write \(.write.iops|floor) IOPS \(.write.bw_bytes/104857.6|floor/10) MiB/s, error \(.error)"' "$out"
 	[ "$(jq '[.jobs[].error] | add' "$out")" = 0 ] || lab_fail "$name: job errors"
 }
+
+# fp_safetensors FILE TENSOR BYTES — a safetensors file holding one U8
+# tensor of BYTES random bytes (the guest has no Python).
+fp_safetensors() {
+	local hdr="{\"$2\":{\"dtype\":\"U8\",\"shape\":[$3],\"data_offsets\":[0,$3]}}" n
+	n=${#hdr}
+	printf "$(printf '\\x%02x' $((n & 255)) $((n >> 8 & 255)) $((n >> 16 & 255)) $((n >> 24 & 255)) 0 0 0 0)" >"$1"
+	printf '%s' "$hdr" >>"$1"
+	head -c "$3" /dev/urandom >>"$1"
+}

@@ -210,3 +210,28 @@ EOF
 	echo "  rdma://$t"
 	fp_jobs "bench-nvme-rdma" "$FP" bench "$FP_WORK/urdma.fio"
 done
+
+# ------------------------------------------------------ checkpoint shards
+fp_step "flashpath load over NVMe/RDMA: a two-shard checkpoint, one shard exported read-only by flashpath's target, one by the kernel's nvmet-rdma (file backend), through flashpath's host into host memory (the fake libcuda), verified"
+FAKECUDA=$LAB_CWD/bin/libfakecuda.so
+[ -e "$FAKECUDA" ] || lab_fail "$FAKECUDA missing: make rdma-test builds it"
+S1=model-00001-of-00002.safetensors S2=model-00002-of-00002.safetensors
+fp_safetensors "$FP_WORK/$S1" w1 3000001
+fp_safetensors "$FP_WORK/$S2" w2 5000002
+# The kernel's file backend serves whole blocks only: its copy is padded
+# (safetensors allows bytes after the data); flashpath's target serves the
+# unpadded file whole (read-only: the last block zero-filled).
+cp "$FP_WORK/$S2" "$FP_WORK/kshard.img"
+KSNQN=nqn.2026-12.io.flashpath:kernel-shard
+fp_nvmet_file "$KSNQN" "$FP_WORK/kshard.img" $((($(stat -c %s "$FP_WORK/$S2") + 4095) / 4096 * 4096))
+lab_nvmet_port 3 rdma "$addr" 4422 "$KSNQN"
+sed -i "s|^      - {nsid: 2, .*|&\n      - {nsid: 3, backend: \"file:$FP_WORK/$S1?ro\"}|" "$FP_WORK/target.yaml"
+fp_target_reload
+printf '{"metadata": {"total_size": 8000003}, "weight_map": {"w1": "%s", "w2": "%s"}}\n' "$S1" "$S2" >"$FP_WORK/model.safetensors.index.json"
+out=$(FLASHPATH_LIBCUDA=$FAKECUDA timeout 120 "$FP" load "$FP_WORK/model.safetensors.index.json" --hostnqn "$FP_HOSTNQN" --verify -o json \
+	--shard "$S1=rdma://$addr:$FP_PORT/$NQN/3" --shard "$S2=rdma://$addr:4422/$KSNQN/1") || { echo "$out"; lab_fail "flashpath load over NVMe/RDMA"; }
+echo "$out" | jq -c '.shards[] | {name, location, path, transport, bytes, reason}'
+[ "$(echo "$out" | jq -r .verified)" = true ] || lab_fail "the load was not verified"
+[ "$(echo "$out" | jq -r .tensors)" = 2 ] || lab_fail "want 2 tensors"
+[ "$(echo "$out" | jq -r '[.shards[] | select(.transport == "rdma")] | length')" = 2 ] || lab_fail "want both shards over rdma"
+echo "  both shards loaded over NVMe/RDMA and verified (CRC-32C of each tensor against its shard)"
