@@ -86,6 +86,8 @@ demo: build
 
 bench: build
 	bench/run-suite.sh
+	@echo "== remote checkpoint (3 targets in process, fake GPU): sharded save and load beside the bench's nvme-tcp reads and writes"
+	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" $(GO) test ./test/e2e -run '^$$' -bench RemoteCheckpoint -benchtime 5x
 
 clean:
 	rm -rf $(BIN)

@@ -31,7 +31,7 @@ var (
 	fakeCUDAErr  error
 )
 
-func openFakeGPU(t *testing.T) *gds.Device {
+func openFakeGPU(t testing.TB) *gds.Device {
 	t.Helper()
 	gdstest.SkipWithoutBinding(t)
 	fakeCUDAOnce.Do(func() { _, fakeCUDAErr = gdstest.Setup() })
@@ -87,7 +87,7 @@ type shardTarget struct {
 	wire *tripwire
 }
 
-func startShardTarget(t *testing.T, be backend.Backend) *shardTarget {
+func startShardTarget(t testing.TB, be backend.Backend) *shardTarget {
 	t.Helper()
 	w := &tripwire{Backend: be}
 	tt := startTargetOn(t, target.Options{}, w, 0)
