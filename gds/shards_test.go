@@ -211,3 +211,12 @@ func TestShardLocationsSwapped(t *testing.T) {
 		t.Fatal("a location for a shard the index does not name was accepted")
 	}
 }
+
+func TestIsURL(t *testing.T) {
+	for s, want := range map[string]bool{"tcp://a/b/1": true, "rdma://x": true, "/ckpt/a.safetensors": false,
+		"a:b": false, `c:\x`: false, "://x": false, "model.safetensors.index.json": false} {
+		if IsURL(s) != want {
+			t.Errorf("IsURL(%q) = %v", s, !want)
+		}
+	}
+}

@@ -25,22 +25,6 @@ func (u NamespaceURL) String() string {
 	return fmt.Sprintf("%s://%s/%s/%d", u.Transport, u.Addr, u.NQN, u.NSID)
 }
 
-// IsNamespaceURL reports whether s is spelled as a namespace URL (a scheme
-// of letters followed by "://"), to tell it from a file name; ParseURL says
-// whether it is a valid one.
-func IsNamespaceURL(s string) bool {
-	scheme, _, ok := strings.Cut(s, "://")
-	if !ok || scheme == "" {
-		return false
-	}
-	for _, r := range scheme {
-		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
-			return false
-		}
-	}
-	return true
-}
-
 // ParseURL parses a namespace URL; scheme, when not empty, is the only
 // transport accepted. A missing port is 4420.
 func ParseURL(s, scheme string) (NamespaceURL, error) {

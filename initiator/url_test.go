@@ -24,9 +24,4 @@ func TestParseURL(t *testing.T) {
 	if _, err := ParseURL("tcp://10.0.0.1/nqn.a:b/7", "rdma"); err == nil || !strings.Contains(err.Error(), "rdma://HOST:PORT/NQN/NSID") {
 		t.Fatalf("tcp:// where rdma:// is wanted: %v", err)
 	}
-	for s, want := range map[string]bool{"tcp://a/b/1": true, "rdma://x": true, "/ckpt/a.safetensors": false, "a:b": false, "c:\\x": false, "://x": false} {
-		if IsNamespaceURL(s) != want {
-			t.Errorf("IsNamespaceURL(%q) = %v", s, !want)
-		}
-	}
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +13,7 @@ import (
 	"github.com/flashpath/flashpath/initiator"
 	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
 	"github.com/flashpath/flashpath/rdma/rdmatest"
-	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
-	trdma "github.com/flashpath/flashpath/target/rdma"
 )
 
 // Checkpoint shards over NVMe/RDMA straight into (fake) GPU memory: two
@@ -28,25 +25,7 @@ import (
 // NVMe/RDMA on fab at listen; it returns the namespace's URL.
 func directTarget(t *testing.T, fab *rdmatest.Fabric, listen string) string {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	tgt := target.New(target.Options{Logger: log})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	be, err := backend.NewMem(32<<20, 512)
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := trdma.Listen(tgt, listen, trdma.Options{Provider: fab, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close(); tgt.Close() })
-	return "rdma://" + ln.Addr().String() + "/" + realNQN + "/1"
+	return "rdma://" + rdmaTargetOn(t, fab, listen).Addr().String() + "/" + realNQN + "/1"
 }
 
 // TestShardedDirectRDMA: a checkpoint saved to two NVMe/RDMA targets (and

@@ -28,7 +28,6 @@ import (
 // soft-RoCE address (FP_RDMA_ADDR).
 func rdmaTarget(t testing.TB) (addr string, prov rdma.Provider, ln *trdma.Listener) {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
 	listen := "169.254.42.1:4420"
 	if a := os.Getenv("FP_RDMA_ADDR"); a != "" {
 		p, err := rdma.Verbs()
@@ -39,6 +38,16 @@ func rdmaTarget(t testing.TB) (addr string, prov rdma.Provider, ln *trdma.Listen
 	} else {
 		prov = rdmatest.New()
 	}
+	ln = rdmaTargetOn(t, prov, listen)
+	return "rdma://" + ln.Addr().String(), prov, ln
+}
+
+// rdmaTargetOn runs a target whose subsystem realNQN, allowing testHost
+// only, serves a 32 MiB memory namespace as NSID 1 over NVMe/RDMA on prov
+// at listen.
+func rdmaTargetOn(t testing.TB, prov rdma.Provider, listen string) *trdma.Listener {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
 	tgt := target.New(target.Options{Logger: log})
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
 	if err != nil {
@@ -46,12 +55,12 @@ func rdmaTarget(t testing.TB) (addr string, prov rdma.Provider, ln *trdma.Listen
 	}
 	be, err := backend.NewMem(32<<20, 512)
 	if err != nil {
-		t.Fatal(err)
+		t.Skip(err)
 	}
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err = trdma.Listen(tgt, listen, trdma.Options{Provider: prov, Logger: log})
+	ln, err := trdma.Listen(tgt, listen, trdma.Options{Provider: prov, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +68,7 @@ func rdmaTarget(t testing.TB) (addr string, prov rdma.Provider, ln *trdma.Listen
 		ln.Close()
 		tgt.Close()
 	})
-	return "rdma://" + ln.Addr().String(), prov, ln
+	return ln
 }
 
 func connectRDMA(t testing.TB, addr string, prov rdma.Provider, queues, depth int) *initiator.Controller {
