@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -166,6 +167,7 @@ func (d *Device) SaveShards(ctx context.Context, plan SavePlan) (*SaveReport, er
 	defer d.putStaging(staging)
 	next := make(chan job)
 	errs := make([]error, workers)
+	var failed atomic.Bool
 	var wg sync.WaitGroup
 	tw := time.Now()
 	for w := range workers {
@@ -178,11 +180,14 @@ func (d *Device) SaveShards(ctx context.Context, plan SavePlan) (*SaveReport, er
 			}
 			defer runtime.UnlockOSThread()
 			for j := range next {
-				if errs[w] != nil || ctx.Err() != nil {
+				// After the first failure the save fails: skip the rest
+				// rather than wait on a lost target chunk by chunk.
+				if failed.Load() || ctx.Err() != nil {
 					continue
 				}
 				if err := j.s.writeChunk(staging[w].b, j.off); err != nil {
 					errs[w] = fmt.Errorf("save shard %s: %w", j.s.src.where(), err)
+					failed.Store(true)
 				}
 			}
 		})
