@@ -38,7 +38,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -93,7 +92,7 @@ func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	if err != nil {
 		return fail(err)
 	}
-	if name := C.GoString(path); gds.IsURL(name) || strings.HasSuffix(name, ".json") {
+	if name := C.GoString(path); gds.IsSharded(name) {
 		return loadSharded(name, loadOptions{GPU: int(gpu), GPUPath: C.GoString(gpuPath)})
 	}
 	t0 := time.Now()

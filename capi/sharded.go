@@ -37,7 +37,7 @@ func fp_load_ex(path *C.char, options *C.char) *C.char {
 		}
 	}
 	name := C.GoString(path)
-	if !gds.IsURL(name) && !strings.HasSuffix(name, ".json") {
+	if !gds.IsSharded(name) {
 		if len(o.GPUs) > 0 || len(o.Shards) > 0 {
 			return fail(fmt.Errorf("%s: gpus and shards apply to an index (*.json) or a namespace URL", name))
 		}
@@ -54,10 +54,8 @@ func loadSharded(name string, o loadOptions) *C.char {
 	if err != nil {
 		return fail(err)
 	}
-	var shards []gds.ShardSource
-	if gds.IsURL(name) {
-		shards = []gds.ShardSource{{Name: name, Location: name}}
-	} else if _, shards, err = gds.OpenIndex(name, o.Shards); err != nil {
+	shards, err := gds.OpenShards(name, o.Shards)
+	if err != nil {
 		return fail(err)
 	}
 	gpus := o.GPUs
@@ -73,10 +71,7 @@ func loadSharded(name string, o loadOptions) *C.char {
 		devs = append(devs, d)
 	}
 	plan := gds.LoadPlan{Shards: shards, Devices: devs, Options: gds.Options{Path: p}, Verify: o.Verify,
-		Remote: gds.RemoteOptions{Queues: o.Queues, HostNQN: o.HostNQN}}
-	if len(devs) > 1 {
-		plan.Place = func(shard int, _ string) int { return shard % len(devs) }
-	}
+		Remote: gds.RemoteOptions{Queues: o.Queues, HostNQN: o.HostNQN}} // shard i on the (i mod n)-th GPU
 	ck, err := gds.LoadShards(context.Background(), plan)
 	if err != nil {
 		return fail(err)

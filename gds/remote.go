@@ -265,25 +265,23 @@ func (s *source) info() (path Path, transport, target string, queues int) {
 	return PathBounce, "", "", 0
 }
 
-// headerReader reads a remote's first blocks for safetensors.Read, which
-// asks for the 8-byte length and then the header at offset 0.
+// headerReader reads a shard's first bytes for safetensors.Read, which
+// asks for the 8-byte length and then the header at offset 0: a file as
+// it is, a remote in whole blocks (readSpan).
 type headerReader struct{ s *source }
 
 func (h headerReader) ReadAt(p []byte, off int64) (int, error) {
 	if h.s.r == nil {
 		return h.s.f.ReadAt(p, off)
 	}
-	bs := h.s.bs
-	start := off / bs * bs
-	end := (off + int64(len(p)) + bs - 1) / bs * bs
-	if end > h.s.size {
+	if off+int64(len(p)) > h.s.size {
 		return 0, io.ErrUnexpectedEOF
 	}
-	buf := make([]byte, end-start)
-	if _, err := h.s.r.ReadAt(buf, start); err != nil {
+	b, err := readSpan(h.s, make([]byte, len(p)+8192), off, int64(len(p)))
+	if err != nil {
 		return 0, err
 	}
-	return copy(p, buf[off-start:]), nil
+	return copy(p, b), nil
 }
 
 // errIncomplete marks a checkpoint whose save did not finish.

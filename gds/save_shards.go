@@ -147,19 +147,13 @@ func (d *Device) SaveShards(ctx context.Context, plan SavePlan) (*SaveReport, er
 		off int64
 	}
 	// Chunks of all shards interleaved: every shard and target busy at once.
-	var jobs []job
-	for k := int64(0); ; k++ {
-		added := false
-		for _, s := range ss {
-			if k*chunk < s.total {
-				jobs = append(jobs, job{s, k * chunk})
-				added = true
-			}
-		}
-		if !added {
-			break
+	per := make([][]job, len(ss))
+	for i, s := range ss {
+		for off := int64(0); off < s.total; off += chunk {
+			per[i] = append(per[i], job{s, off})
 		}
 	}
+	jobs := interleave(per)
 	staging, err := d.getStaging(workers, chunk)
 	if err != nil {
 		return nil, err

@@ -36,7 +36,8 @@ type LoadPlan struct {
 	Shards  []ShardSource
 	Devices []*Device // at least one
 	// Place maps a tensor (of Shards[shard]) to its device, an index
-	// into Devices (nil: Devices[0] for all).
+	// into Devices (nil: shard i on Devices[i mod n], a checkpoint's
+	// shards being about equal in size).
 	Place   func(shard int, tensor string) int
 	Options Options // Workers, Depth and Chunk of the staging pipeline
 	Remote  RemoteOptions
@@ -208,7 +209,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 	for i, h := range hdrs {
 		shardGPUs[i] = map[int]bool{}
 		for _, t := range h.Tensors {
-			d := 0
+			d := i % len(plan.Devices)
 			if plan.Place != nil {
 				d = plan.Place(i, t.Name)
 			}
@@ -493,7 +494,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 			return nil
 		}
 		reqs := interleave(perShard[d])
-		return runTracked(ctx, trs[d], reqs, func(c Completion) { finished(int(c.Tag)) })
+		return RunEach(ctx, trs[d], reqs, func(c Completion) { finished(int(c.Tag)) })
 	})
 	ck.Transfer = time.Since(t1)
 	ck.CPU = cpuTime() - cpu0
@@ -604,41 +605,6 @@ func interleave[T any](per [][]T) []T {
 	}
 }
 
-// runTracked is Run with a callback for each successful completion.
-func runTracked(ctx context.Context, t Transfer, reqs []Request, each func(Completion)) error {
-	depth := t.QueueDepth()
-	comps := make([]Completion, depth)
-	var first error
-	inflight := 0
-	for len(reqs) > 0 || inflight > 0 {
-		if n := min(len(reqs), depth-inflight); n > 0 && first == nil {
-			if err := t.Submit(reqs[:n]); err != nil {
-				return err
-			}
-			reqs, inflight = reqs[n:], inflight+n
-		}
-		if first != nil {
-			reqs = nil // stop submitting; reap what is in flight
-		}
-		if inflight == 0 {
-			break
-		}
-		got, err := t.Reap(ctx, 1, comps[:inflight])
-		for _, c := range comps[:got] {
-			if c.Err != nil {
-				first = cmp.Or(first, c.Err)
-				continue
-			}
-			each(c)
-		}
-		inflight -= got
-		if err != nil {
-			return err
-		}
-	}
-	return first
-}
-
 // forEach runs f(0..n-1) in parallel and returns the first error.
 func forEach(n int, f func(i int) error) error {
 	errs := make([]error, n)
@@ -675,7 +641,7 @@ func verifyShards(ck *Sharded, srcs []*source, shards []ShardSource, workers int
 				var gcrc, fcrc uint32
 				for off := int64(0); off < t.Size; off += piece {
 					n := min(piece, t.Size-off)
-					b := ck.bufferOf(t)
+					b := ck.BufferOf(t)
 					if err := b.CopyToHost(gbuf[:n], int64(t.Ptr-b.Ptr())+off); err != nil {
 						errs[i] = fmt.Errorf("copy %s back: %w", t.Name, err)
 						break
@@ -726,7 +692,8 @@ func verifyShards(ck *Sharded, srcs []*source, shards []ShardSource, workers int
 	return out, nil
 }
 
-func (s *Sharded) bufferOf(t *Tensor) *Buffer {
+// BufferOf returns the allocation that holds t (nil if none does).
+func (s *Sharded) BufferOf(t *Tensor) *Buffer {
 	for _, b := range s.Buffers {
 		if t.Ptr >= b.Ptr() && t.Ptr < b.Ptr()+DevicePtr(b.Size()) {
 			return b
@@ -802,6 +769,23 @@ func OpenIndex(path string, locations map[string]string) (*safetensors.Index, []
 		}
 	}
 	return idx, out, nil
+}
+
+// IsSharded reports whether name is loaded with LoadShards rather than
+// as one file: a namespace URL or a sharded checkpoint's index (*.json).
+func IsSharded(name string) bool { return IsURL(name) || strings.HasSuffix(name, ".json") }
+
+// OpenShards returns the shards of name: a namespace URL is one shard; an
+// index has its shards, located as OpenIndex says.
+func OpenShards(name string, locations map[string]string) ([]ShardSource, error) {
+	if !IsURL(name) {
+		_, shards, err := OpenIndex(name, locations)
+		return shards, err
+	}
+	if len(locations) > 0 {
+		return nil, fmt.Errorf("shard locations apply to an index, not to the namespace URL %s", name)
+	}
+	return []ShardSource{{Name: name, Location: name}}, nil
 }
 
 // IsIncomplete reports whether err says a checkpoint's save did not finish.

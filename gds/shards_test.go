@@ -57,7 +57,7 @@ func checkLoaded(t *testing.T, ck *Sharded, want map[string][]byte) {
 		t.Fatalf("loaded %d tensors, want %d", len(ck.Tensors), len(want))
 	}
 	for _, ten := range ck.Tensors {
-		b := ck.bufferOf(&ten)
+		b := ck.BufferOf(&ten)
 		got := readBack(t, b, int64(ten.Ptr-b.Ptr()), ten.Size)
 		if !bytes.Equal(got, want[ten.Name]) {
 			t.Fatalf("tensor %s differs from what was saved", ten.Name)

@@ -1,6 +1,7 @@
 package gds
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,23 +228,39 @@ func (e *engine) stop() {
 }
 
 // Run submits reqs to t in batches of at most its queue depth, reaps them
-// all, and returns the first error.
+// all, and returns the first error; after a failed request it submits no
+// more and reaps what is in flight.
 func Run(ctx context.Context, t Transfer, reqs []Request) error {
+	return RunEach(ctx, t, reqs, nil)
+}
+
+// RunEach is Run calling each (when not nil) with every successful
+// completion, as it is reaped.
+func RunEach(ctx context.Context, t Transfer, reqs []Request, each func(Completion)) error {
 	depth := t.QueueDepth()
 	comps := make([]Completion, depth)
 	var first error
 	inflight := 0
 	for len(reqs) > 0 || inflight > 0 {
+		if first != nil {
+			reqs = nil // stop submitting; reap what is in flight
+		}
 		if n := min(len(reqs), depth-inflight); n > 0 {
 			if err := t.Submit(reqs[:n]); err != nil {
 				return err
 			}
 			reqs, inflight = reqs[n:], inflight+n
 		}
+		if inflight == 0 {
+			break
+		}
 		got, err := t.Reap(ctx, 1, comps[:inflight])
 		for _, c := range comps[:got] {
-			if c.Err != nil && first == nil {
-				first = c.Err
+			switch {
+			case c.Err != nil:
+				first = cmp.Or(first, c.Err)
+			case each != nil:
+				each(c)
 			}
 		}
 		inflight -= got

@@ -248,7 +248,7 @@ records (flashpath's saves write it), else the file beside the index.`,
 			if err != nil {
 				return err
 			}
-			if shardedLoad(cfg.File) {
+			if gds.IsSharded(cfg.File) {
 				return runShardedLoad(cmd.Context(), cmd.OutOrStdout(), cfg, o)
 			}
 			if len(cfg.Shards) > 0 || cfg.GPUs != "" {

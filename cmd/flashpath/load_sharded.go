@@ -11,12 +11,6 @@ import (
 	_ "github.com/flashpath/flashpath/gds/nvmf" // namespace URLs for load and save
 )
 
-// shardedLoad reports whether `flashpath load` takes name as a sharded or
-// remote checkpoint: a namespace URL or an index (*.json).
-func shardedLoad(name string) bool {
-	return gds.IsURL(name) || strings.HasSuffix(name, ".json")
-}
-
 // shardedResult is what `flashpath load` reports for an index or a URL.
 type shardedResult struct {
 	Checkpoint string            `json:"checkpoint"`
@@ -81,13 +75,8 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 	if err != nil {
 		return err
 	}
-	var shards []gds.ShardSource
-	if gds.IsURL(cfg.File) {
-		if len(locs) > 0 {
-			return fmt.Errorf("--shard applies to an index, not to the namespace URL %s", cfg.File)
-		}
-		shards = []gds.ShardSource{{Name: cfg.File, Location: cfg.File}}
-	} else if _, shards, err = gds.OpenIndex(cfg.File, locs); err != nil {
+	shards, err := gds.OpenShards(cfg.File, locs)
+	if err != nil {
 		return err
 	}
 	var devs []*gds.Device
@@ -103,12 +92,9 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 		}
 		devs = append(devs, d)
 	}
+	// Several GPUs: LoadShards puts shard i on the (i mod n)-th.
 	plan := gds.LoadPlan{Shards: shards, Devices: devs, Options: o, Verify: cfg.Verify,
 		Remote: gds.RemoteOptions{Queues: cfg.Queues, HostNQN: cfg.HostNQN}}
-	if len(devs) > 1 {
-		// Shard i on GPU i mod n: a checkpoint's shards are about equal.
-		plan.Place = func(shard int, _ string) int { return shard % len(devs) }
-	}
 	var ck *gds.Sharded
 	runs := max(cfg.Repeat, 1)
 	for i := range runs {

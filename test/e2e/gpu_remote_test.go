@@ -130,12 +130,7 @@ func checkTensors(t *testing.T, ck *gds.Sharded, want map[string][]byte) {
 		t.Fatalf("loaded %d tensors, want %d", len(ck.Tensors), len(want))
 	}
 	for _, ten := range ck.Tensors {
-		var b *gds.Buffer
-		for _, x := range ck.Buffers {
-			if ten.Ptr >= x.Ptr() && ten.Ptr < x.Ptr()+gds.DevicePtr(x.Size()) {
-				b = x
-			}
-		}
+		b := ck.BufferOf(&ten)
 		got := make([]byte, ten.Size)
 		if err := b.CopyToHost(got, int64(ten.Ptr-b.Ptr())); err != nil {
 			t.Fatal(err)
