@@ -78,11 +78,13 @@ type RemoteOptions struct {
 	// DefaultRemoteQueues); over NVMe/TCP each is its own connection,
 	// which carries a few GB/s at most: a load spreads over all of them.
 	Queues int
-	// QueueDepth is the commands in flight per queue (default 128).
+	// QueueDepth is the commands in flight per queue (default: the
+	// host's, 128).
 	QueueDepth int
 	// HostNQN is the host NQN to connect with (default: nvme-cli's).
 	HostNQN string
-	// ConnectTimeout bounds connecting to each target (default 10 s).
+	// ConnectTimeout bounds connecting to each target (default: the
+	// host's, 10 s).
 	ConnectTimeout time.Duration
 	// ReconnectFor is how long I/O waits for a target whose connection
 	// failed to come back before the load or save fails (default 10 s;

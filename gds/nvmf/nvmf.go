@@ -85,12 +85,6 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 	if o.Queues <= 0 {
 		o.Queues = gds.DefaultRemoteQueues
 	}
-	if o.QueueDepth <= 0 {
-		o.QueueDepth = 128
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 10 * time.Second
-	}
 	lossTmo := o.ReconnectFor
 	switch {
 	case lossTmo == 0:
