@@ -14,7 +14,7 @@
 //	    [0,1] (shard i on the (i mod n)-th), "gpu_path", "shards": {NAME:
 //	    LOCATION}, "queues", "hostnqn", "verify"} → as fp_load, plus
 //	    "shards": [{"name", "location", "path", "transport", "target",
-//	    "bytes", "gbps", "reason", ...}] and "cpu_s_per_gb"
+//	    "nic", "bytes", "gbps", "reason", ...}] and "cpu_s_per_gb"
 //	char *fp_close(long long handle);      frees the GPU memory of a load
 //	char *fp_save(const char *path, int gpu, const char *gpu_path,
 //	              const char *tensors_json); [{"name","dtype","shape","ptr"}]

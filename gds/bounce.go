@@ -73,6 +73,17 @@ type bounce struct {
 	why      string        // why io_uring was not used, when it was wanted
 	mapped   []byte        // ReaderMmap: the file mapped read-only, its size at open
 	staged   atomic.Int64  // ReaderMmap: chunks read through the staging buffers instead
+	// unregister releases the staging buffers' registration with the
+	// remotes' transports; regWhy says why there is none, where one
+	// failed.
+	unregister func()
+	regWhy     string
+}
+
+// hostRegistrant is a fileIO whose remotes can register the pipeline's
+// staging buffers with their transports (registerHost).
+type hostRegistrant interface {
+	registerHost(bufs []*HostBuffer) (release func(), why string)
 }
 
 var _ Transfer = (*bounce)(nil)
@@ -120,6 +131,9 @@ func newBounce(dev *Device, f fileIO, direct bool, rd Reader, workers, depth int
 			unmap(b.mapped)
 			return nil, err
 		}
+	}
+	if hr, ok := f.(hostRegistrant); ok && b.reader != ReaderMmap {
+		b.unregister, b.regWhy = hr.registerHost(b.staging)
 	}
 	if rd == ReaderURing || (rd == ReaderAuto || rd == "") && direct {
 		fd, ok := f.(fdIO)
@@ -309,6 +323,10 @@ func (b *bounce) work(w int, s cuda.Stream, evs []cuda.Event) {
 // releaseStaging returns the staging buffers pinned so far to the
 // device's pool.
 func (b *bounce) releaseStaging() {
+	if b.unregister != nil {
+		b.unregister()
+		b.unregister = nil
+	}
 	b.dev.putStaging(slices.DeleteFunc(b.staging, func(h *HostBuffer) bool { return h == nil }))
 	b.staging = nil
 }

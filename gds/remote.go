@@ -52,6 +52,16 @@ type DeviceRemote interface {
 	ReadToGPU(dst DevicePtr, n, off int64) error
 }
 
+// HostRegistrar is a Remote whose transport reaches host memory directly
+// once it is registered (NVMe/RDMA: the target RDMA-WRITEs read data into
+// it and RDMA-READs write data from it). The staging pipelines register
+// their pinned buffers with it, so the data crosses no bounce buffer of
+// the transport's. Remotes sharing a transport share one registration of
+// the same memory; over NVMe/TCP registering does nothing.
+type HostRegistrar interface {
+	RegisterHost(mem []byte) (io.Closer, error)
+}
+
 // GPUMemory is GPU memory as a plain value, for a DeviceRemote to register
 // with its fabric: gds never hands a remote anything of CUDA's.
 type GPUMemory struct {
@@ -70,6 +80,10 @@ type RemoteInfo struct {
 	Transport string `json:"transport"` // tcp or rdma
 	Target    string `json:"target"`    // host:port
 	Queues    int    `json:"queues"`    // I/O queues to the target (over NVMe/TCP: connections)
+	// NIC is the net device traffic to the target leaves through and,
+	// over NVMe/RDMA, the RDMA device on it ("mlx5_0 on ens1f0np0"); ""
+	// where unknown.
+	NIC string `json:"nic,omitempty"`
 }
 
 // RemoteOptions tune how remotes are reached; zero values take defaults.
@@ -259,12 +273,52 @@ func (s *source) sync() error {
 }
 
 // info describes the source for a report.
-func (s *source) info() (path Path, transport, target string, queues int) {
+func (s *source) info() (Path, RemoteInfo) {
 	if s.r != nil {
-		ri := s.r.Info()
-		return PathStaging, ri.Transport, ri.Target, ri.Queues
+		return PathStaging, s.r.Info()
 	}
-	return PathBounce, "", "", 0
+	return PathBounce, RemoteInfo{}
+}
+
+// report fills r's path and where the source is.
+func (s *source) report(r *ShardReport) {
+	var ri RemoteInfo
+	r.Path, ri = s.info()
+	r.Transport, r.Target, r.Queues, r.NIC = ri.Transport, ri.Target, ri.Queues, ri.NIC
+}
+
+// registerHost registers bufs with the transport of every remote among
+// srcs that can reach host memory directly, so that its I/O lands in them
+// and leaves from them with no copy through the transport's own buffers.
+// It returns what releases the registrations (after the last I/O into
+// bufs) and, where a registration failed, why: that I/O then still works,
+// through the transport's bounce buffers.
+func registerHost(srcs []*source, bufs []*HostBuffer) (release func(), why string) {
+	var regs []io.Closer
+	release = func() {
+		for _, r := range regs {
+			r.Close()
+		}
+	}
+	for _, s := range srcs {
+		hr, ok := s.r.(HostRegistrar)
+		if !ok {
+			continue
+		}
+		for _, b := range bufs {
+			if b == nil {
+				continue
+			}
+			reg, err := hr.RegisterHost(b.b)
+			if err != nil {
+				release()
+				regs = nil
+				return release, fmt.Sprintf("registering %d bytes of staging buffers with %s failed (%v)", int64(len(bufs))*int64(len(b.b)), s.location, err)
+			}
+			regs = append(regs, reg)
+		}
+	}
+	return release, ""
 }
 
 // headerReader reads a shard's first bytes for safetensors.Read, which

@@ -11,6 +11,10 @@ type blockSource struct{ *source }
 
 func (b blockSource) Align() int64 { return max(b.bs, 1) }
 
+func (b blockSource) registerHost(bufs []*HostBuffer) (func(), string) {
+	return registerHost([]*source{b.source}, bufs)
+}
+
 // OpenURL opens the namespace at url (tcp:// or rdma://, with gds/nvmf
 // imported) for transfers to or from d's memory, as OpenFile does a file:
 // the staging pipeline, whose reader threads receive NVMe-oF data straight
@@ -36,6 +40,6 @@ func (d *Device) OpenURL(ctx context.Context, url string, write bool, o Options,
 		s.Close()
 		return nil, err
 	}
-	_, transport, target, queues := s.info()
-	return &File{Transfer: t, src: s, size: s.size, path: PathStaging, reason: stagingHow(transport, queues, target)}, nil
+	_, ri := s.info()
+	return &File{Transfer: t, src: s, size: s.size, path: PathStaging, reason: stagingHow(ri.Transport, ri.Queues, ri.Target, t.regWhy)}, nil
 }

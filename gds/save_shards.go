@@ -159,6 +159,12 @@ func (d *Device) SaveShards(ctx context.Context, plan SavePlan) (*SaveReport, er
 		return nil, err
 	}
 	defer d.putStaging(staging)
+	srcs := make([]*source, len(ss))
+	for i, s := range ss {
+		srcs[i] = s.src
+	}
+	unregister, regWhy := registerHost(srcs, staging)
+	defer unregister() // before the buffers go back to the pool
 	next := make(chan job)
 	errs := make([]error, workers)
 	var failed atomic.Bool
@@ -212,11 +218,18 @@ func (d *Device) SaveShards(ctx context.Context, plan SavePlan) (*SaveReport, er
 	rep := &SaveReport{Index: plan.Index}
 	for _, s := range ss {
 		r := ShardReport{Name: s.Name, Location: s.Location, GPUs: []int{d.Info.Index}, Tensors: len(s.Tensors), Bytes: s.total, Seconds: s.done.Seconds()}
-		r.Path, r.Transport, r.Target, r.Queues = s.src.info()
+		s.src.report(&r)
 		if s.done > 0 {
 			r.GBps = float64(s.total) / s.done.Seconds() / 1e9
 		}
 		r.Reason = "copied from the GPU into pinned staging buffers, written a chunk at a time, flushed before the index"
+		if r.Transport == "rdma" {
+			if regWhy == "" {
+				r.Reason += "; the target RDMA-READs the staging buffers, registered with the NIC"
+			} else {
+				r.Reason += "; through the host's bounce buffers: " + regWhy
+			}
+		}
 		rep.Shards = append(rep.Shards, r)
 		rep.Bytes += s.total
 	}

@@ -60,6 +60,7 @@ type ShardReport struct {
 	Transport string  `json:"transport,omitempty"`
 	Target    string  `json:"target,omitempty"`
 	Queues    int     `json:"queues,omitempty"`
+	NIC       string  `json:"nic,omitempty"` // the net device (and RDMA device) traffic to the target leaves through
 	GPUs      []int   `json:"gpus"`
 	Tensors   int     `json:"tensors"`
 	Bytes     int64   `json:"bytes"`
@@ -131,6 +132,8 @@ func (m shardSet) ReadAt(p []byte, off int64) (int, error) {
 func (m shardSet) WriteAt(p []byte, off int64) (int, error) {
 	return 0, errors.New("shard set: read only")
 }
+
+func (m shardSet) registerHost(bufs []*HostBuffer) (func(), string) { return registerHost(m, bufs) }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -504,7 +507,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 	closeRegs()
 	for i, s := range srcs {
 		r := ShardReport{Name: plan.Shards[i].Name, Location: s.location, Seconds: done[i].Seconds()}
-		r.Path, r.Transport, r.Target, r.Queues = s.info()
+		s.report(&r)
 		gpus := map[int]bool{}
 		for _, p := range all {
 			if p.shard == i {
@@ -527,7 +530,7 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 				strings.ToUpper(r.Transport), why[i], r.Queues, r.Target)
 		case r.Path == PathStaging:
 			r.Reason = fmt.Sprintf("%s, on %d streams (not straight into GPU memory: %s)",
-				stagingHow(r.Transport, r.Queues, r.Target), o.Workers, why[i])
+				stagingHow(r.Transport, r.Queues, r.Target, trs[devOf[i][0]].regWhy), o.Workers, why[i])
 		default:
 			r.Reason = "local file: pread into pinned staging buffers, copied to the GPU while the next reads run"
 		}
@@ -578,11 +581,16 @@ func readDirect(ctx context.Context, srcs []*source, reads []directRead, workers
 	})
 }
 
-// stagingHow says how a remote's data reaches the GPU on the staging path.
-func stagingHow(transport string, queues int, target string) string {
+// stagingHow says how a remote's data reaches the GPU on the staging
+// path; unregistered says why the staging buffers are not registered with
+// the transport, if they are not.
+func stagingHow(transport string, queues int, target, unregistered string) string {
 	how := "data received straight into pinned staging buffers"
 	if transport == "rdma" {
-		how = "the target's RDMA WRITEs land in the host's registered bounce buffers, copied into pinned staging buffers"
+		how = "the target's RDMA WRITEs land in pinned staging buffers registered with the NIC"
+		if unregistered != "" {
+			how = "the target's RDMA WRITEs land in the host's bounce buffers, copied into pinned staging buffers: " + unregistered
+		}
 	}
 	return fmt.Sprintf("NVMe/%s through flashpath's host: %d queues to %s, %s, copied to the GPU while the next reads run",
 		strings.ToUpper(transport), queues, target, how)

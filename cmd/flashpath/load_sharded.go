@@ -129,8 +129,12 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 	fmt.Fprintf(w, "rate:     %.2f GB/s  (transfer %.3f s, setup %.3f s; %.2f GB/s with setup)\n", r.GBps, r.LoadS, r.SetupS, r.TotalGBps)
 	fmt.Fprintf(w, "cpu:      %.3f s, %.3f s/GB\n", r.CPUS, r.CPUSPerGB)
 	for _, s := range r.Shards {
-		fmt.Fprintf(w, "shard:    %s  %s  %.2f GB in %.3f s = %.2f GB/s  GPU %v  path %s: %s\n",
-			s.Name, s.Location, float64(s.Bytes)/1e9, s.Seconds, s.GBps, s.GPUs, s.Path, s.Reason)
+		nic := ""
+		if s.NIC != "" {
+			nic = "  NIC " + s.NIC
+		}
+		fmt.Fprintf(w, "shard:    %s  %s  %.2f GB in %.3f s = %.2f GB/s  GPU %v%s  path %s: %s\n",
+			s.Name, s.Location, float64(s.Bytes)/1e9, s.Seconds, s.GBps, s.GPUs, nic, s.Path, s.Reason)
 	}
 	if cfg.Verify {
 		fmt.Fprintf(w, "verify:   OK, %d tensors match (CRC-32C), %.3f s\n", r.Tensors, r.VerifyS)

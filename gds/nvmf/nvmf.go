@@ -19,8 +19,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/flashpath/flashpath/gds"
+	"github.com/flashpath/flashpath/gds/topo"
 	"github.com/flashpath/flashpath/initiator"
 	_ "github.com/flashpath/flashpath/initiator/rdma" // rdma:// URLs
 	_ "github.com/flashpath/flashpath/initiator/tcp"  // tcp:// URLs
@@ -43,10 +45,12 @@ type sharedCtrl struct {
 	refs  int // guarded by mu
 }
 
-// devKey identifies a registration of GPU memory with a transport.
+// devKey identifies a registration of memory (GPU memory, or host memory
+// at a host address) with a transport.
 type devKey struct {
 	tr   initiator.Transport
-	ptr  gds.DevicePtr
+	host bool
+	ptr  uint64
 	size int64
 }
 
@@ -71,7 +75,10 @@ type Namespace struct {
 	once sync.Once
 }
 
-var _ gds.DeviceRemote = (*Namespace)(nil)
+var (
+	_ gds.DeviceRemote  = (*Namespace)(nil)
+	_ gds.HostRegistrar = (*Namespace)(nil)
+)
 
 // Open connects to the namespace at url (reusing the controller of its
 // subsystem when one is open) and returns it as a gds.Remote. A
@@ -107,7 +114,8 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 		return nil, fmt.Errorf("%s: %w", url, err)
 	}
 	n := &Namespace{Namespace: ns, c: c, url: u, key: key,
-		info: gds.RemoteInfo{URL: u.String(), Transport: u.Transport, Target: u.Addr, Queues: len(c.Queues())}}
+		info: gds.RemoteInfo{URL: u.String(), Transport: u.Transport, Target: u.Addr, Queues: len(c.Queues()),
+			NIC: topo.NICFor(u.Transport, u.Addr)}}
 	return n, nil
 }
 
@@ -174,38 +182,59 @@ func (n *Namespace) GPUDirect() error {
 // reference to the registration of the same memory that a namespace on
 // the same transport made (a provider refuses overlapping registrations).
 func (n *Namespace) RegisterGPU(m gds.GPUMemory) (io.Closer, error) {
-	key := devKey{n.c.Transport(), m.Ptr, m.Size}
+	return n.share(devKey{n.c.Transport(), false, uint64(m.Ptr), m.Size}, func() (initiator.Registration, error) {
+		return n.c.RegisterDevice(initiator.DeviceMemory{Addr: uint64(m.Ptr), Len: m.Size, DMABufFD: m.DMABufFD})
+	})
+}
+
+// RegisterHost registers host memory (pinned staging buffers) with the
+// namespace's transport, shared the same way: over NVMe/RDMA the target's
+// RDMA WRITEs and READs then reach it with no bounce buffer in between.
+func (n *Namespace) RegisterHost(mem []byte) (io.Closer, error) {
+	if len(mem) == 0 {
+		return &regRef{}, nil
+	}
+	key := devKey{n.c.Transport(), true, uint64(uintptr(unsafe.Pointer(&mem[0]))), int64(len(mem))}
+	return n.share(key, func() (initiator.Registration, error) { return n.c.Register(mem) })
+}
+
+// share takes a reference to the registration under key, making it with
+// reg when there is none.
+func (n *Namespace) share(key devKey, reg func() (initiator.Registration, error)) (io.Closer, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if r := devReg[key]; r != nil {
 		r.refs++
-		return &gpuReg{key: key}, nil
+		return &regRef{key: &key}, nil
 	}
-	reg, err := n.c.RegisterDevice(initiator.DeviceMemory{Addr: uint64(m.Ptr), Len: m.Size, DMABufFD: m.DMABufFD})
+	r, err := reg()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.url, err)
 	}
-	devReg[key] = &sharedReg{reg: reg, refs: 1}
-	return &gpuReg{key: key}, nil
+	devReg[key] = &sharedReg{reg: r, refs: 1}
+	return &regRef{key: &key}, nil
 }
 
-// gpuReg is one reference to a shared registration.
-type gpuReg struct {
-	key  devKey
+// regRef is one reference to a shared registration (key nil: of nothing).
+type regRef struct {
+	key  *devKey
 	once sync.Once
 }
 
-func (g *gpuReg) Close() error {
+func (g *regRef) Close() error {
 	var err error
 	g.once.Do(func() {
+		if g.key == nil {
+			return
+		}
 		mu.Lock()
-		r := devReg[g.key]
+		r := devReg[*g.key]
 		r.refs--
 		if r.refs > 0 {
 			mu.Unlock()
 			return
 		}
-		delete(devReg, g.key)
+		delete(devReg, *g.key)
 		mu.Unlock()
 		err = r.reg.Close()
 	})

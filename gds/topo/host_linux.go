@@ -43,3 +43,12 @@ func routeDev(ip string) (string, error) {
 	}
 	return l.Attrs().Name, nil
 }
+
+// rdmaDeviceOf names the RDMA device on net device netdev, or "".
+func rdmaDeviceOf(netdev string) string {
+	r, err := rdmamap.GetRdmaDeviceForNetdevice(netdev)
+	if err != nil {
+		return ""
+	}
+	return r
+}

@@ -19,3 +19,5 @@ func netDevsOf(string) []NetDev { return nil }
 func routeDev(ip string) (string, error) {
 	return "", fmt.Errorf("route to %s: netlink needs Linux, this is %s: %w", ip, runtime.GOOS, platform.ErrNotSupported)
 }
+
+func rdmaDeviceOf(string) string { return "" }

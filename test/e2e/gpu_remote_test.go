@@ -179,7 +179,7 @@ func TestShardedCheckpointOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range rep.Shards {
-		if s.Path != gds.PathStaging || s.Transport != "tcp" || s.Queues != 3 {
+		if s.Path != gds.PathStaging || s.Transport != "tcp" || s.Queues != 3 || s.NIC != "lo" {
 			t.Errorf("save report %+v", s)
 		}
 	}
@@ -197,7 +197,7 @@ func TestShardedCheckpointOverTCP(t *testing.T) {
 	}
 	checkTensors(t, ck, want)
 	for _, s := range ck.Shards {
-		if s.Path != gds.PathStaging || s.Transport != "tcp" || !strings.Contains(s.Location, "tcp://127.0.0.1:") || s.Bytes == 0 {
+		if s.Path != gds.PathStaging || s.Transport != "tcp" || s.NIC != "lo" || !strings.Contains(s.Location, "tcp://127.0.0.1:") || s.Bytes == 0 {
 			t.Errorf("shard report %+v", s)
 		}
 	}
