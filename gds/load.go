@@ -3,9 +3,7 @@ package gds
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/flashpath/flashpath/gds/safetensors"
@@ -123,66 +121,22 @@ type TensorCheck struct {
 	OK      bool   `json:"ok"`
 }
 
-// Verify copies every tensor back from the GPU and compares its CRC-32
-// (IEEE) with that of the bytes in the file. It is off the timed path.
+// Verify copies every tensor back from the GPU and compares its CRC-32C
+// with that of its bytes in the file, naming any tensor that differs. It
+// is off the timed path.
 func (c *Checkpoint) Verify(workers int) ([]TensorCheck, error) {
-	f, err := os.Open(c.File)
+	src, err := openSource(context.Background(), c.File, c.File, false, RemoteOptions{})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	workers = max(workers, 1)
-	out := make([]TensorCheck, len(c.Tensors))
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	const piece = 32 << 20
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			gbuf := make([]byte, piece)
-			fbuf := make([]byte, piece)
-			for i := range next {
-				t := &c.Tensors[i]
-				var gcrc, fcrc uint32
-				for off := int64(0); off < t.Size && errs[w] == nil; off += piece {
-					n := min(piece, t.Size-off)
-					if err := c.Buffer.CopyToHost(gbuf[:n], int64(t.Ptr-c.Buffer.Ptr())+off); err != nil {
-						errs[w] = fmt.Errorf("copy %s back: %w", t.Name, err)
-						break
-					}
-					if _, err := f.ReadAt(fbuf[:n], t.Off+off); err != nil {
-						errs[w] = fmt.Errorf("read %s from %s: %w", t.Name, c.File, err)
-						break
-					}
-					gcrc = crc32.Update(gcrc, crc32.IEEETable, gbuf[:n])
-					fcrc = crc32.Update(fcrc, crc32.IEEETable, fbuf[:n])
-				}
-				out[i] = TensorCheck{Name: t.Name, FileCRC: fcrc, GPUCRC: gcrc, OK: fcrc == gcrc}
-			}
-		}()
+	defer src.Close()
+	tensors := make([]Tensor, len(c.Tensors))
+	for i, t := range c.Tensors {
+		t.Shard = c.File
+		tensors[i] = t
 	}
-	for i := range c.Tensors {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return out, err
-		}
-	}
-	bad := 0
-	for _, r := range out {
-		if !r.OK {
-			bad++
-		}
-	}
-	if bad > 0 {
-		return out, fmt.Errorf("verify %s: %d of %d tensors differ from the file", c.File, bad, len(out))
-	}
-	return out, nil
+	ck := &Sharded{Tensors: tensors, Buffers: []*Buffer{c.Buffer}}
+	return verifyShards(ck, []*source{src}, []ShardSource{{Name: c.File, Location: c.File}}, max(workers, 1))
 }
 
 // SaveTensor is a tensor in GPU memory to save.
