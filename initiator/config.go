@@ -37,6 +37,11 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// AdminTimeout bounds each admin command (default 60 s, as Linux).
 	AdminTimeout time.Duration
+	// BusyPoll is how long an I/O queue's receive side, with nothing to
+	// read, keeps polling its connection before it sleeps (NVMe/TCP;
+	// package internal/busypoll): a completion that comes within it is
+	// taken without waking an idle CPU. 0 sleeps at once.
+	BusyPoll time.Duration
 	// Logger receives connection events (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -82,7 +82,11 @@ type QueueParams struct {
 	// other than fabrics commands on this queue (from IOCCSZ; 0 on the
 	// admin queue).
 	ICD int
-	Log *slog.Logger
+	// BusyPoll is how long the receive side polls before it sleeps
+	// (Options.BusyPoll; I/O queues only). Transports that cannot poll
+	// ignore it.
+	BusyPoll time.Duration
+	Log      *slog.Logger
 
 	timeout time.Duration
 	onDead  func(error) // called once when the queue fails

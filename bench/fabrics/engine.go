@@ -5,8 +5,11 @@
 //	--filename tcp://HOST:PORT/NQN/NSID   e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1
 //	--filename rdma://HOST:PORT/NQN/NSID  (nvme-rdma; the job's buffers are registered with the NIC)
 //
-// Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN, and the host's
-// reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none). As
+// Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN, the host's
+// reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none), and
+// (TCP) polled completions: busy_poll=50us keeps polling the connection that
+// long before its receive side sleeps, and hipri, as over the kernel host's
+// poll queues, polls while I/O is in flight (busy_poll=1ms unless given). As
 // fio over the kernel host, a job rides through a lost connection: the I/O
 // in flight waits for the reconnect and is sent again on the new queue.
 package fabrics
@@ -26,8 +29,8 @@ import (
 )
 
 func init() {
-	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
-	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest")
+	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri")
+	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest", "hipri")
 	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
 }
 
@@ -72,6 +75,11 @@ type engine struct {
 	done   chan *initiator.Request
 	ios    []*bench.IO // by slot index
 }
+
+// hipriPoll is the busy-poll window of hipri: far longer than a round
+// trip, so the queue polls while I/O is in flight and sleeps once the job
+// stops.
+const hipriPoll = time.Millisecond
 
 func durationOpt(opts map[string]string, k string) (time.Duration, error) {
 	v, ok := opts[k]
@@ -131,10 +139,21 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 	if _, set := cfg.Options["ctrl_loss_tmo"]; set && lossTmo == 0 {
 		lossTmo = -1 // none: fail at once
 	}
+	poll, err := durationOpt(cfg.Options, "busy_poll")
+	if err != nil {
+		return nil, err
+	}
+	hipri, err := boolOpt(cfg.Options, "hipri")
+	if err != nil {
+		return nil, err
+	}
+	if _, set := cfg.Options["busy_poll"]; hipri && !set {
+		poll = hipriPoll
+	}
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
 		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
 		ReconnectDelay: delay, CtrlLossTimeout: lossTmo,
-		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"]},
+		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"], BusyPoll: poll},
 	})
 	if err != nil {
 		return nil, err

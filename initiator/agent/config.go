@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -106,22 +105,7 @@ func (o ConnectOptions) or(d ConnectOptions) ConnectOptions {
 }
 
 // Duration is a time.Duration written as "30s" in the file.
-type Duration time.Duration
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration such as \"30s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+type Duration = daemon.Duration
 
 // DefaultInterval is how often the daemon checks its connections.
 const DefaultInterval = 30 * time.Second

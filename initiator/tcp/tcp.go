@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/busypoll"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -151,7 +152,7 @@ func newLink(ctx context.Context, nc net.Conn, p initiator.QueueParams) (*link, 
 	l := &link{
 		qid:     p.QID,
 		nc:      nc,
-		br:      bufio.NewReaderSize(nc, readBufSize),
+		br:      bufio.NewReaderSize(busypoll.NewReader(nc, p.BusyPoll), readBufSize),
 		bw:      bufio.NewWriterSize(nc, writeBufSize),
 		hdgst:   p.HDigest,
 		ddgst:   p.DDigest,

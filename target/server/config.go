@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target"
@@ -20,6 +21,10 @@ const DefaultNQN = "nqn.2026-11.io.flashpath:demo"
 
 // DefaultListen is where the demo target listens.
 const DefaultListen = "tcp://127.0.0.1:4420"
+
+// MaxBusyPoll bounds Config.BusyPoll: past it a connection is a
+// busy-polling thread, not a bounded wait.
+const MaxBusyPoll = 10 * time.Millisecond
 
 // Config is a target's whole configuration.
 type Config struct {
@@ -35,6 +40,11 @@ type Config struct {
 	Pprof bool `json:"pprof,omitempty"`
 	// MaxH2CData is the NVMe/TCP MAXH2CDATA in bytes (default 128 KiB).
 	MaxH2CData int `json:"max_h2c_data,omitempty"`
+	// BusyPoll is how long an NVMe/TCP connection that has nothing to
+	// read keeps polling its socket before it sleeps ("50us"; default 0:
+	// sleep at once). Commands arriving within it are served without
+	// waking an idle CPU, at the price of that CPU time.
+	BusyPoll daemon.Duration `json:"busy_poll,omitempty"`
 }
 
 // SubsystemConfig is one subsystem in a Config.
@@ -85,6 +95,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Subsystems) == 0 {
 		errs = append(errs, errors.New("subsystems: at least one is needed"))
+	}
+	if d := c.BusyPoll.Duration(); d < 0 || d > MaxBusyPoll {
+		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", d, MaxBusyPoll))
 	}
 	if c.Pprof && c.Metrics == "" {
 		errs = append(errs, errors.New("pprof: profiles are served on the metrics endpoint: give metrics an address too, e.g. 127.0.0.1:9420"))

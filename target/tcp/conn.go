@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flashpath/flashpath/internal/busypoll"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 )
@@ -79,7 +80,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	}
 	c := &conn{
 		l: l, nc: nc,
-		br:  bufio.NewReaderSize(nc, bufSize),
+		br:  bufio.NewReaderSize(busypoll.NewReader(nc, l.opts.BusyPoll), bufSize),
 		bw:  bufio.NewWriterSize(nc, bufSize),
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}

@@ -36,7 +36,12 @@ type Options struct {
 	MaxH2CData int
 	// ICTimeout bounds the wait for the host's ICReq (default 10 s).
 	ICTimeout time.Duration
-	Logger    *slog.Logger
+	// BusyPoll is how long a connection with nothing to read keeps
+	// polling its socket before it parks (package busypoll): a command
+	// that comes within it is served without waking an idle CPU. 0 parks
+	// at once.
+	BusyPoll time.Duration
+	Logger   *slog.Logger
 }
 
 // Listener is an NVMe/TCP port of a target.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flashpath/flashpath/bench"
 	_ "github.com/flashpath/flashpath/bench/fabrics"
@@ -244,4 +245,53 @@ func TestEngineRidesThroughReconnect(t *testing.T) {
 	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w != 1024 || rd != 1024 {
 		t.Fatalf("%d writes and %d verified reads, want 1024 each", w, rd)
 	}
+}
+
+// TestBusyPollBothEnds runs verified jobs with the target's connections and
+// the host's queue busy-polling their sockets: data read back equals data
+// written, at depth 1 and at depth, through in-capsule writes and R2T.
+func TestBusyPollBothEnds(t *testing.T) {
+	be, err := backend.NewMem(8<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt := newBenchTarget(t, be)
+	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{BusyPoll: 200 * time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); tgt.Close() })
+	dev := "tcp://" + ln.Addr().String() + "/" + benchNQN + "/1"
+	for _, poll := range []string{"hipri", "busy_poll=100us"} {
+		base := []string{"ioengine=nvme-tcp", "filename=" + dev, "size=2m", poll}
+		r := runJob(t, append(base, "rw=randwrite", "bs=4k", "iodepth=1", "verify=crc32c")...)
+		if rd := r.Dir[bench.DirRead]; rd.IOs != 512 {
+			t.Fatalf("%s: verify read %d blocks, want 512", poll, rd.IOs)
+		}
+		r = runJob(t, append(base, "rw=write", "bs=128k", "iodepth=16", "verify=crc32c")...)
+		if rd := r.Dir[bench.DirRead]; rd.IOs != 16 {
+			t.Fatalf("%s: verify read %d blocks, want 16", poll, rd.IOs)
+		}
+	}
+	rep, err := bench.Run(context.Background(), bench.Config{Jobs: mustJobs(t, dev, "busy_poll=soon")})
+	if err == nil && rep != nil {
+		err = rep.Groups[0].Jobs[0].Err
+	}
+	if err == nil || !strings.Contains(err.Error(), "busy_poll") {
+		t.Errorf("busy_poll=soon: %v, want an error naming the option", err)
+	}
+}
+
+func mustJobs(t *testing.T, dev string, kv ...string) []*bench.Job {
+	t.Helper()
+	o := []bench.Option{{Name: "ioengine", Value: "nvme-tcp"}, {Name: "filename", Value: dev}, {Name: "size", Value: "1m"}}
+	for _, s := range kv {
+		k, v, _ := strings.Cut(s, "=")
+		o = append(o, bench.Option{Name: k, Value: v})
+	}
+	jobs, err := bench.BuildJobs(nil, []bench.Section{{Name: "x", Options: o}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
 }

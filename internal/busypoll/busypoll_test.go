@@ -1,0 +1,95 @@
+package busypoll
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// pair returns both ends of a TCP connection over loopback.
+func pair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- res{c, err}
+	}()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { a.Close(); r.c.Close() })
+	return a, r.c
+}
+
+func TestOffIsTheConnItself(t *testing.T) {
+	a, _ := pair(t)
+	if r := NewReader(a, 0); r != io.Reader(a) {
+		t.Errorf("NewReader(c, 0) = %T, want the connection itself", r)
+	}
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if r := NewReader(p1, time.Millisecond); r != io.Reader(p1) {
+		t.Errorf("NewReader(pipe) = %T, want the pipe itself: it has no socket to poll", r)
+	}
+}
+
+func TestReadsWhatIsThere(t *testing.T) {
+	a, b := pair(t)
+	r := NewReader(b, time.Second).(*Reader)
+	want := []byte("capsule")
+	if _, err := a.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 64)
+	for len(got) < len(want) {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != string(want) || r.Spins == 0 {
+		t.Errorf("read %q with %d polled reads, want %q taken by polling", got, r.Spins, want)
+	}
+	// The peer closes: EOF, as a plain read says it.
+	a.Close()
+	if n, err := r.Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("after the peer closed: %d, %v; want 0, EOF", n, err)
+	}
+}
+
+func TestParksAfterTheWindow(t *testing.T) {
+	_, b := pair(t)
+	r := NewReader(b, 50*time.Microsecond).(*Reader)
+	// Nothing comes: after the window the read waits as a plain one,
+	// deadline included.
+	b.SetReadDeadline(time.Now().Add(-time.Second))
+	n, err := r.Read(make([]byte, 8))
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) || r.Parks != 1 {
+		t.Errorf("read with nothing to read: %d, %v, %d parks; want the deadline's error from one parked read", n, err, r.Parks)
+	}
+	// Closed here: the plain read's error.
+	b.Close()
+	if _, err := r.Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read of a closed connection: %v, want net.ErrClosed", err)
+	}
+}
