@@ -205,6 +205,9 @@ func (q *Queue) LockSend() bool {
 // UnlockSend releases the lock LockSend took.
 func (q *Queue) UnlockSend() { q.wmu.Unlock() }
 
+// InFlightCount is how many commands hold a slot: sent, or about to be.
+func (q *Queue) InFlightCount() int { return len(q.slots) - len(q.free) }
+
 // Batching reports whether submitters are between taking a slot and
 // sending: the last of them flushes, so a transport sending under the
 // send lock need not.

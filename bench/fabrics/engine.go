@@ -107,6 +107,36 @@ func boolOpt(opts map[string]string, k string) (bool, error) {
 	return false, fmt.Errorf("option %s=%q: want 0 or 1", k, v)
 }
 
+// options are the engine options of a job.
+type options struct {
+	hdrDigest, dataDigest, hipri bool
+	reconnectDelay, ctrlLossTmo  time.Duration
+	busyPoll                     time.Duration
+}
+
+func parseOptions(m map[string]string) (options, error) {
+	var o options
+	var errs []error
+	for k, p := range map[string]*bool{"hdr_digest": &o.hdrDigest, "data_digest": &o.dataDigest, "hipri": &o.hipri} {
+		v, err := boolOpt(m, k)
+		*p, errs = v, append(errs, err)
+	}
+	for k, p := range map[string]*time.Duration{"reconnect_delay": &o.reconnectDelay, "ctrl_loss_tmo": &o.ctrlLossTmo, "busy_poll": &o.busyPoll} {
+		v, err := durationOpt(m, k)
+		*p, errs = v, append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return o, err
+	}
+	if _, set := m["ctrl_loss_tmo"]; set && o.ctrlLossTmo == 0 {
+		o.ctrlLossTmo = -1 // none: fail at once
+	}
+	if _, set := m["busy_poll"]; o.hipri && !set {
+		o.busyPoll = hipriPoll
+	}
+	return o, nil
+}
+
 func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 	t, err := ParseFilename(cfg.Filename)
 	if err != nil {
@@ -118,42 +148,16 @@ func open(cfg *bench.EngineConfig) (bench.Engine, error) {
 // openTarget connects the job's controller over the transport named
 // scheme.
 func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string) (bench.Engine, error) {
-	hd, err := boolOpt(cfg.Options, "hdr_digest")
-	if err != nil {
-		return nil, err
-	}
-	dd, err := boolOpt(cfg.Options, "data_digest")
+	o, err := parseOptions(cfg.Options)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	delay, err := durationOpt(cfg.Options, "reconnect_delay")
-	if err != nil {
-		return nil, err
-	}
-	lossTmo, err := durationOpt(cfg.Options, "ctrl_loss_tmo")
-	if err != nil {
-		return nil, err
-	}
-	if _, set := cfg.Options["ctrl_loss_tmo"]; set && lossTmo == 0 {
-		lossTmo = -1 // none: fail at once
-	}
-	poll, err := durationOpt(cfg.Options, "busy_poll")
-	if err != nil {
-		return nil, err
-	}
-	hipri, err := boolOpt(cfg.Options, "hipri")
-	if err != nil {
-		return nil, err
-	}
-	if _, set := cfg.Options["busy_poll"]; hipri && !set {
-		poll = hipriPoll
-	}
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
 		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
-		ReconnectDelay: delay, CtrlLossTimeout: lossTmo,
-		Options: initiator.Options{HeaderDigest: hd, DataDigest: dd, HostNQN: cfg.Options["hostnqn"], BusyPoll: poll},
+		ReconnectDelay: o.reconnectDelay, CtrlLossTimeout: o.ctrlLossTmo,
+		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll},
 	})
 	if err != nil {
 		return nil, err

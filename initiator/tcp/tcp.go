@@ -146,13 +146,23 @@ type r2tWork struct {
 	buf []byte
 }
 
+// pollDepth is the most commands in flight with which the receive side
+// busy-polls (QueueParams.BusyPoll).
+const pollDepth = 4
+
+// pollNow says whether the receive side busy-polls now: only while few
+// commands are in flight. Those wait on one round trip each, where waking
+// an idle CPU is most of it; a deeper queue's completions come in batches
+// that pay for the wake-up, and polling would split them. Called on the
+// receive goroutine, which set q.
+func (l *link) pollNow() bool { return l.q != nil && l.q.InFlightCount() <= pollDepth }
+
 // newLink runs the queue's connection setup over nc, connected to the
 // controller: ICReq and ICResp. It closes nc on failure.
 func newLink(ctx context.Context, nc net.Conn, p initiator.QueueParams) (*link, error) {
 	l := &link{
 		qid:     p.QID,
 		nc:      nc,
-		br:      bufio.NewReaderSize(busypoll.NewReader(nc, p.BusyPoll), readBufSize),
 		bw:      bufio.NewWriterSize(nc, writeBufSize),
 		hdgst:   p.HDigest,
 		ddgst:   p.DDigest,
@@ -161,6 +171,7 @@ func newLink(ctx context.Context, nc net.Conn, p initiator.QueueParams) (*link, 
 		r2tq:    make(chan r2tWork, p.Depth),
 		stopped: make(chan struct{}),
 	}
+	l.br = bufio.NewReaderSize(busypoll.NewReader(nc, p.BusyPoll, l.pollNow), readBufSize)
 	if err := l.initConnection(ctx); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("initialize connection to %s: %w", p.Addr, err)

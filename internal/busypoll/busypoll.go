@@ -24,6 +24,7 @@ type Reader struct {
 	c      net.Conn
 	rc     syscall.RawConn
 	window time.Duration
+	when   func() bool
 
 	// Spins counts reads satisfied while spinning, Parks reads that
 	// waited in the netpoller after the window; for tests and tuning.
@@ -32,8 +33,8 @@ type Reader struct {
 
 // NewReader returns c itself when window is not positive or c is not a
 // socket (a net.Pipe, say), else a Reader that busy-polls c for up to
-// window.
-func NewReader(c net.Conn, window time.Duration) io.Reader {
+// window, each time when says to (nil: always).
+func NewReader(c net.Conn, window time.Duration, when func() bool) io.Reader {
 	if window <= 0 {
 		return c
 	}
@@ -45,7 +46,7 @@ func NewReader(c net.Conn, window time.Duration) io.Reader {
 	if err != nil {
 		return c
 	}
-	return &Reader{c: c, rc: rc, window: window}
+	return &Reader{c: c, rc: rc, window: window, when: when}
 }
 
 // errAgain says a non-blocking read found nothing.
@@ -56,6 +57,9 @@ var errAgain = errors.New("busypoll: nothing to read")
 func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if r.when != nil && !r.when() {
+		return r.c.Read(p)
 	}
 	var start time.Time
 	for i := 0; ; i++ {

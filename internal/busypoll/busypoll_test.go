@@ -40,20 +40,20 @@ func pair(t *testing.T) (a, b net.Conn) {
 
 func TestOffIsTheConnItself(t *testing.T) {
 	a, _ := pair(t)
-	if r := NewReader(a, 0); r != io.Reader(a) {
+	if r := NewReader(a, 0, nil); r != io.Reader(a) {
 		t.Errorf("NewReader(c, 0) = %T, want the connection itself", r)
 	}
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	if r := NewReader(p1, time.Millisecond); r != io.Reader(p1) {
+	if r := NewReader(p1, time.Millisecond, nil); r != io.Reader(p1) {
 		t.Errorf("NewReader(pipe) = %T, want the pipe itself: it has no socket to poll", r)
 	}
 }
 
 func TestReadsWhatIsThere(t *testing.T) {
 	a, b := pair(t)
-	r := NewReader(b, time.Second).(*Reader)
+	r := NewReader(b, time.Second, nil).(*Reader)
 	want := []byte("capsule")
 	if _, err := a.Write(want); err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestReadsWhatIsThere(t *testing.T) {
 
 func TestParksAfterTheWindow(t *testing.T) {
 	_, b := pair(t)
-	r := NewReader(b, 50*time.Microsecond).(*Reader)
+	r := NewReader(b, 50*time.Microsecond, nil).(*Reader)
 	// Nothing comes: after the window the read waits as a plain one,
 	// deadline included.
 	b.SetReadDeadline(time.Now().Add(-time.Second))

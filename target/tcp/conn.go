@@ -80,7 +80,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	}
 	c := &conn{
 		l: l, nc: nc,
-		br:  bufio.NewReaderSize(busypoll.NewReader(nc, l.opts.BusyPoll), bufSize),
+		br:  bufio.NewReaderSize(busypoll.NewReader(nc, l.opts.BusyPoll, nil), bufSize),
 		bw:  bufio.NewWriterSize(nc, bufSize),
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}

@@ -92,7 +92,8 @@ func startBenchTargetWith(t *testing.T, be backend.Backend) string {
 	return "tcp://" + ln.Addr().String() + "/" + benchNQN + "/1"
 }
 
-func runJob(t *testing.T, kv ...string) *bench.JobResult {
+// buildJobs builds the jobs of one section of NAME=VALUE options.
+func buildJobs(t *testing.T, kv ...string) []*bench.Job {
 	t.Helper()
 	var o []bench.Option
 	for _, s := range kv {
@@ -103,7 +104,12 @@ func runJob(t *testing.T, kv ...string) *bench.JobResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := bench.Run(context.Background(), bench.Config{Jobs: jobs})
+	return jobs
+}
+
+func runJob(t *testing.T, kv ...string) *bench.JobResult {
+	t.Helper()
+	rep, err := bench.Run(context.Background(), bench.Config{Jobs: buildJobs(t, kv...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +279,7 @@ func TestBusyPollBothEnds(t *testing.T) {
 			t.Fatalf("%s: verify read %d blocks, want 16", poll, rd.IOs)
 		}
 	}
-	rep, err := bench.Run(context.Background(), bench.Config{Jobs: mustJobs(t, dev, "busy_poll=soon")})
+	rep, err := bench.Run(context.Background(), bench.Config{Jobs: buildJobs(t, "ioengine=nvme-tcp", "filename="+dev, "size=1m", "busy_poll=soon")})
 	if err == nil && rep != nil {
 		err = rep.Groups[0].Jobs[0].Err
 	}
@@ -282,16 +288,3 @@ func TestBusyPollBothEnds(t *testing.T) {
 	}
 }
 
-func mustJobs(t *testing.T, dev string, kv ...string) []*bench.Job {
-	t.Helper()
-	o := []bench.Option{{Name: "ioengine", Value: "nvme-tcp"}, {Name: "filename", Value: dev}, {Name: "size", Value: "1m"}}
-	for _, s := range kv {
-		k, v, _ := strings.Cut(s, "=")
-		o = append(o, bench.Option{Name: k, Value: v})
-	}
-	jobs, err := bench.BuildJobs(nil, []bench.Section{{Name: "x", Options: o}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return jobs
-}
