@@ -119,7 +119,35 @@ func (q *Queue) Submit(r *Request) error {
 // blocks while all slots are busy, like Submit. It returns how many were
 // submitted: on an error, the requests before the failing one were
 // submitted and will be delivered; the rest were not.
-func (q *Queue) SubmitBatch(rs []*Request) (int, error) {
+func (q *Queue) SubmitBatch(rs []*Request) (int, error) { return q.submitBatch(rs, true) }
+
+// SubmitDeferred is SubmitBatch that leaves the commands in the
+// transport's send buffer: they go out with the queue's next Flush,
+// Submit or SubmitBatch. A caller that then waits for their completions
+// must Flush first. An application that submits one request at a time
+// between polls for completions (a benchmark at iodepth_batch_submit=1)
+// sends them in one write this way, as SPDK's host sends the requests
+// queued on a queue pair when the application polls it.
+func (q *Queue) SubmitDeferred(rs []*Request) (int, error) { return q.submitBatch(rs, false) }
+
+// Flush sends what SubmitDeferred left buffered.
+// A failed flush fails the queue.
+func (q *Queue) Flush() error {
+	q.wmu.Lock()
+	if q.closed {
+		q.wmu.Unlock()
+		return q.err
+	}
+	err := q.link.Flush()
+	q.wmu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("queue %d: send commands: %w", q.qid, err)
+		q.Fail(err)
+	}
+	return err
+}
+
+func (q *Queue) submitBatch(rs []*Request, flush bool) (int, error) {
 	// Holding a waiter keeps each send from flushing; the last one out flushes.
 	q.waiting.Add(1)
 	var err error
@@ -139,16 +167,8 @@ func (q *Queue) SubmitBatch(rs []*Request) (int, error) {
 		}
 		n++
 	}
-	if q.waiting.Add(-1) == 0 {
-		q.wmu.Lock()
-		if !q.closed {
-			if ferr := q.link.Flush(); ferr != nil {
-				q.wmu.Unlock()
-				q.Fail(fmt.Errorf("queue %d: send commands: %w", q.qid, ferr))
-				return n, err
-			}
-		}
-		q.wmu.Unlock()
+	if q.waiting.Add(-1) == 0 && flush {
+		q.Flush() // a failure fails the queue: the requests come back with it
 	}
 	return n, err
 }

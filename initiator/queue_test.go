@@ -24,6 +24,11 @@ type fakeLink struct {
 	stops    int
 	closes   int
 	stopped  chan struct{}
+	// buffered: Send keeps command ids in pending until Flush, as a
+	// transport's send buffer does.
+	buffered bool
+	pending  []uint16
+	flushes  int
 }
 
 func newFakeLink(depth int) *fakeLink {
@@ -46,11 +51,28 @@ func (l *fakeLink) Send(cid uint16, c *Command) error {
 	if l.sendErr != nil {
 		return l.sendErr
 	}
+	if l.buffered {
+		l.mu.Lock()
+		l.pending = append(l.pending, cid)
+		l.mu.Unlock()
+		return nil
+	}
 	l.sent <- cid
 	return nil
 }
 
-func (l *fakeLink) Flush() error { return nil }
+func (l *fakeLink) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) > 0 {
+		l.flushes++
+	}
+	for _, cid := range l.pending {
+		l.sent <- cid
+	}
+	l.pending = l.pending[:0]
+	return nil
+}
 
 func (l *fakeLink) Release(cid uint16) {
 	l.mu.Lock()
@@ -171,5 +193,56 @@ func TestQueueSendFailure(t *testing.T) {
 	}
 	if !errors.Is(q.Err(), l.sendErr) {
 		t.Fatalf("queue error %v", q.Err())
+	}
+}
+
+// TestSubmitDeferred: deferred submissions stay in the send buffer until
+// Flush (or a later submission) sends them, all in one flush; running out
+// of slots flushes rather than waiting for completions that cannot come.
+func TestSubmitDeferred(t *testing.T) {
+	const depth = 4
+	l := newFakeLink(depth)
+	l.buffered = true
+	q := StartQueue(QueueParams{QID: 1, Depth: depth, Log: slog.New(slog.DiscardHandler)}, l)
+	defer q.Close()
+	done := make(chan *Request, 2*depth)
+	reqs := make([]Request, 2*depth)
+	batch := make([]*Request, len(reqs))
+	for i := range reqs {
+		reqs[i] = Request{Op: OpFlush, NSID: 1, Done: done}
+		batch[i] = &reqs[i]
+	}
+	if n, err := q.SubmitDeferred(batch[:3]); n != 3 || err != nil {
+		t.Fatalf("SubmitDeferred = %d, %v", n, err)
+	}
+	l.mu.Lock()
+	pending, flushes := len(l.pending), l.flushes
+	l.mu.Unlock()
+	if pending != 3 || flushes != 0 {
+		t.Fatalf("after SubmitDeferred: %d commands buffered, %d flushes; want 3, 0", pending, flushes)
+	}
+	if err := q.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if r := <-done; r.Error() != nil {
+			t.Fatal(r.Error())
+		}
+	}
+	// Twice the depth: the queue flushes when it runs out of slots.
+	if n, err := q.SubmitDeferred(batch); n != len(batch) || err != nil {
+		t.Fatalf("SubmitDeferred of %d on a queue of %d = %d, %v", len(batch), depth, n, err)
+	}
+	q.Flush()
+	for range batch {
+		if r := <-done; r.Error() != nil {
+			t.Fatal(r.Error())
+		}
+	}
+	l.mu.Lock()
+	flushes = l.flushes
+	l.mu.Unlock()
+	if flushes < 3 {
+		t.Fatalf("%d flushes, want at least 3 (one of 3 commands, one when the slots ran out, one at the end)", flushes)
 	}
 }

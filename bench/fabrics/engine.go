@@ -72,6 +72,9 @@ type engine struct {
 	tries  []int              // times each request was sent again after a lost connection
 	staged []*bench.IO
 	batch  []*initiator.Request
+	// unsent: commands committed into the queue's send buffer, flushed
+	// when the job next reaps (GetEvents).
+	unsent bool
 	done   chan *initiator.Request
 	ios    []*bench.IO // by slot index
 }
@@ -248,9 +251,13 @@ func (e *engine) Commit() error {
 		e.reqQ[io.Index] = e.q
 	}
 	e.staged = e.staged[:0]
+	// Left in the send buffer until the job reaps: what it commits one
+	// at a time between reaps goes out in one write, as SPDK's host
+	// sends what was queued when the application polls.
 	for batch := e.batch; ; {
-		n, err := e.q.SubmitBatch(batch)
+		n, err := e.q.SubmitDeferred(batch)
 		if err == nil {
+			e.unsent = true
 			return nil
 		}
 		// The queue failed under the batch: the rest goes on the next
@@ -310,6 +317,12 @@ func (e *engine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
 }
 
 func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, error) {
+	if e.unsent {
+		e.unsent = false
+		// A failure fails the queue: its requests come back with the
+		// error (and are sent again after a reconnect).
+		e.q.Flush()
+	}
 	got := 0
 	for got < minEvents && len(events) < cap(events) {
 		if r := <-e.done; !e.resend(r) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type benchFlags struct {
 	readonly     bool
 	parseOnly    bool
 	sections     []string
+	cpuProfile   string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -61,6 +63,7 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 	fl.IntVar(&bf.targetPID, "target-pid", 0, "also measure the CPU time of this process (the target under test)")
 	fl.DurationVar(&bf.tcpLoopback, "tcp-loopback", 0, "first measure a plain TCP socket copy over 127.0.0.1 for this long")
 	fl.BoolVar(&bf.enghelp, "enghelp", false, "list the engines and exit")
+	fl.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof FILE)")
 	fl.BoolVar(&bf.readonly, "readonly", false, "refuse jobs that write or trim (a guard for devices holding data)")
 	fl.BoolVar(&bf.parseOnly, "parse-only", false, "check the job files and options, list the jobs, run nothing")
 	fl.StringArrayVar(&bf.sections, "section", nil, "run only this job section of the files (repeatable)")
@@ -117,6 +120,17 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 	jobs, err := bench.LoadJobs(files, overrides, bf.sections...)
 	if err != nil {
 		return err
+	}
+	if bf.cpuProfile != "" && !bf.parseOnly {
+		f, err := os.Create(bf.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if bf.readonly {
 		for _, j := range jobs {
