@@ -10,7 +10,10 @@
 #
 # Environment: FLASHPATH (binary; built into bin/ if unset), RUNTIME (10s),
 # PORT (4420), ENGINE (nvme-tcp), TARGET_CPU (0), BENCH_CPU (1),
-# LOOPBACK (5s), RESULTS (bench/results).
+# LOOPBACK (5s), RESULTS (bench/results), BUSY_POLL (e.g. 50us: the target's
+# --busy-poll and the host's busy_poll; default off), SPDK_DIR (an SPDK
+# build tree: then ../shared/spdk/measure.sh, or SPDK_MEASURE, runs SPDK's
+# target and perf beside flashpath's, same machine, same run).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,8 +57,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [[ "$ENGINE" != null ]]; then
+	poll=()
+	[[ -n "${BUSY_POLL:-}" ]] && poll=(--busy-poll "$BUSY_POLL")
 	"${PIN_TARGET[@]}" "$FLASHPATH" target --listen "tcp://127.0.0.1:$PORT" --nqn "$NQN" \
-		--namespace mem:1GiB --log-level warn >&2 &
+		--namespace mem:1GiB --log-level warn "${poll[@]}" >&2 &
 	TARGET_PID=$!
 	for _ in $(seq 100); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
@@ -76,6 +81,7 @@ numjobs=1
 group_reporting
 # Submit every free slot in one call (fio's default is one I/O per call).
 iodepth_batch_submit=0
+$([[ -n "${BUSY_POLL:-}" && $ENGINE == nvme-tcp ]] && echo "busy_poll=$BUSY_POLL")
 
 [randread-4k-qd1]
 rw=randread
@@ -112,3 +118,12 @@ target_args=()
 	--json-output "$json" "${target_args[@]}"
 "${PIN_BENCH[@]}" "$FLASHPATH" bench --tcp-loopback "$LOOPBACK" 2>&1
 echo "JSON: $json"
+
+if [[ -n "${SPDK_DIR:-}" ]]; then
+	measure=${SPDK_MEASURE:-../shared/spdk/measure.sh}
+	[[ -x $measure ]] || { echo "run-suite: SPDK_DIR is set but $measure is missing (set SPDK_MEASURE)" >&2; exit 1; }
+	cleanup
+	TARGET_PID=
+	echo "== side by side with SPDK ($SPDK_DIR): $measure"
+	"$measure" "$SPDK_DIR" "$FLASHPATH" "$RESULTS"
+fi
