@@ -32,7 +32,7 @@ func TestParseConfig(t *testing.T) {
 		{"connect: [{address: tcp://h, nqn: nqn.x, ctrl_loss_tmo: -2}]\n", "connect[0].ctrl_loss_tmo -2"},
 		{"discovery: [{address: fc://h}]\n", `discovery[0].address: address "fc://h": transport "fc" not supported`},
 		{"discovery: [{address: tcp://h, nr_io_queues: -1}]\n", "discovery[0].nr_io_queues -1"},
-		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: soon\n", "time: invalid duration"},
+		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: soon\n", `duration "soon": want a number and a unit`},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\nhostid: not-a-uuid\n", "hostid: host ID"},
 	} {
 		_, err := Parse([]byte(tc.yaml))

@@ -122,13 +122,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("duration %q: want a number and a unit, such as \"50us\" or \"30s\"", s)
 	}
 	*d = Duration(v)
 	return nil
 }
 
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // Duration returns d as a time.Duration.
 func (d Duration) Duration() time.Duration { return time.Duration(d) }

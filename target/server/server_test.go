@@ -6,12 +6,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConfig(t *testing.T) {
 	good := `
 listeners: [tcp://127.0.0.1:4420]
 metrics: 127.0.0.1:9420
+busy_poll: 50us
 subsystems:
   - nqn: nqn.2026-11.io.example:a
     allowed_hosts: [nqn.2014-08.org.nvmexpress:uuid:1]
@@ -23,7 +25,7 @@ subsystems:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" {
+	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" || cfg.BusyPoll.Duration() != 50*time.Microsecond {
 		t.Fatalf("parsed %+v", cfg)
 	}
 	// The same in JSON.
@@ -47,6 +49,12 @@ subsystems: [{nqn: nqn.a, namespaces: [{backend: ""}]}]`, "subsystems[0].namespa
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M, uuid: xyz}]}]`, "subsystems[0].namespaces[0].uuid"},
 		{`listeners: [tcp://x:1]
 subsystems: [{nqn: nqn.a, allow_any_host: true, allowed_hosts: [nqn.h], namespaces: [{backend: mem:1M}]}]`, "choose one"},
+		{`listeners: [tcp://x:1]
+busy_poll: 1s
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "busy_poll 1s: want 0 (off) to 10ms"},
+		{`listeners: [tcp://x:1]
+busy_poll: soon
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, `duration "soon": want a number and a unit`},
 	}
 	for _, b := range bad {
 		_, err := Parse([]byte(b.cfg))

@@ -39,7 +39,8 @@ type Options struct {
 	// BusyPoll is how long a connection with nothing to read keeps
 	// polling its socket before it parks (package busypoll): a command
 	// that comes within it is served without waking an idle CPU. 0 parks
-	// at once.
+	// at once. While one connection polls, a command on another that
+	// the same core (GOMAXPROCS) serves waits up to this long.
 	BusyPoll time.Duration
 	Logger   *slog.Logger
 }
