@@ -11,7 +11,7 @@
 # Environment: FLASHPATH (binary; built into bin/ if unset), RUNTIME (10s),
 # PORT (4420), ENGINE (nvme-tcp), TARGET_CPU (0), BENCH_CPU (1),
 # LOOPBACK (5s), RESULTS (bench/results), BUSY_POLL (e.g. 50us: the target's
-# --busy-poll and the host's busy_poll; default off), SPDK_DIR (an SPDK
+# --busy-poll, default 50us, and the host's busy_poll, default off), SPDK_DIR (an SPDK
 # build tree: then ../shared/spdk/measure.sh, or SPDK_MEASURE, runs SPDK's
 # target and perf beside flashpath's, same machine, same run).
 set -euo pipefail

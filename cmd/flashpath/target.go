@@ -49,7 +49,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
-	fl.DurationVar(&f.busyPoll, "busy-poll", 0, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps, e.g. 50us: lower latency for that CPU time (config: busy_poll; default 0, sleep at once)")
+	fl.DurationVar(&f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
 }
@@ -70,7 +70,7 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		}
 		cfg.Pprof = cfg.Pprof || f.pprof
 		if cmd.Flags().Changed("busy-poll") {
-			cfg.BusyPoll = daemon.Duration(f.busyPoll)
+			cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
 		}
 		return cfg, cfg.Validate()
 	}
@@ -89,7 +89,7 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	}
 	cfg.Metrics = f.metrics
 	cfg.Pprof = f.pprof
-	cfg.BusyPoll = daemon.Duration(f.busyPoll)
+	cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

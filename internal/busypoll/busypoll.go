@@ -6,7 +6,10 @@
 // CPU to be woken, which on a virtual machine costs tens of
 // microseconds; a connection with nothing to do still idles after the
 // window. The spinning goroutine yields between tries, so the other
-// goroutines of the process (other connections on the same core) run.
+// runnable goroutines of the process run; and the readers of one Group
+// (the connections of one listener) stop polling as soon as another of
+// them has input, so that Go's scheduler, which looks for network input
+// only when it has nothing runnable, gets to serve it.
 package busypoll
 
 import (
@@ -14,6 +17,9 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -25,16 +31,26 @@ type Reader struct {
 	rc     syscall.RawConn
 	window time.Duration
 	when   func() bool
+	group  *Group
+	fd     int32
+	pfds   []pollFd // scratch: the group's other sockets
 
 	// Spins counts reads satisfied while spinning, Parks reads that
-	// waited in the netpoller after the window; for tests and tuning.
-	Spins, Parks uint64
+	// waited in the netpoller, Yields the polls another connection of the
+	// group ended; for tests and tuning.
+	Spins, Parks, Yields uint64
 }
 
 // NewReader returns c itself when window is not positive or c is not a
 // socket (a net.Pipe, say), else a Reader that busy-polls c for up to
 // window, each time when says to (nil: always).
 func NewReader(c net.Conn, window time.Duration, when func() bool) io.Reader {
+	return NewGroupReader(nil, c, window, when)
+}
+
+// NewGroupReader is NewReader for a connection of g (nil: none): it joins
+// g until Leave, and stops polling when another member has input.
+func NewGroupReader(g *Group, c net.Conn, window time.Duration, when func() bool) io.Reader {
 	if window <= 0 {
 		return c
 	}
@@ -46,7 +62,71 @@ func NewReader(c net.Conn, window time.Duration, when func() bool) io.Reader {
 	if err != nil {
 		return c
 	}
-	return &Reader{c: c, rc: rc, window: window, when: when}
+	r := &Reader{c: c, rc: rc, window: window, when: when, fd: -1}
+	if g != nil {
+		rc.Control(func(fd uintptr) { r.fd = int32(fd) })
+		if r.fd >= 0 {
+			r.group = g
+			g.join(r.fd)
+		}
+	}
+	return r
+}
+
+// Leave takes the reader's connection out of its group; call it when the
+// connection closes.
+func (r *Reader) Leave() {
+	if r.group != nil {
+		r.group.leave(r.fd)
+		r.group = nil
+	}
+}
+
+// Group is a set of connections served together (a listener's): while
+// one of them polls, the others' input ends the polling.
+type Group struct {
+	mu  sync.Mutex
+	fds atomic.Pointer[[]int32] // copy on write
+}
+
+func (g *Group) join(fd int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var cur []int32
+	if p := g.fds.Load(); p != nil {
+		cur = *p
+	}
+	next := append(slices.Clone(cur), fd)
+	g.fds.Store(&next)
+}
+
+func (g *Group) leave(fd int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.fds.Load()
+	if p == nil {
+		return
+	}
+	next := slices.DeleteFunc(slices.Clone(*p), func(f int32) bool { return f == fd })
+	g.fds.Store(&next)
+}
+
+// othersReady reports whether another connection of r's group has input.
+func (r *Reader) othersReady() bool {
+	if r.group == nil {
+		return false
+	}
+	p := r.group.fds.Load()
+	if p == nil || len(*p) < 2 {
+		return false
+	}
+	r.pfds = r.pfds[:0]
+	for _, fd := range *p {
+		if fd != r.fd {
+			r.pfds = append(r.pfds, pollIn(fd))
+		}
+	}
+	return anyReadable(r.pfds)
 }
 
 // errAgain says a non-blocking read found nothing.
@@ -75,6 +155,10 @@ func (r *Reader) Read(p []byte) (int, error) {
 			start = time.Now()
 		} else if i&7 == 0 && time.Since(start) >= r.window {
 			break
+		}
+		if r.othersReady() {
+			r.Yields++
+			break // park: the scheduler then serves the other connection
 		}
 		runtime.Gosched()
 	}

@@ -93,3 +93,43 @@ func TestParksAfterTheWindow(t *testing.T) {
 		t.Errorf("read of a closed connection: %v, want net.ErrClosed", err)
 	}
 }
+
+// TestGroupYields: a reader of a group stops polling as soon as another
+// connection of the group has input, and parks, so that the scheduler
+// serves that one; a reader that leaves no longer counts.
+func TestGroupYields(t *testing.T) {
+	var g Group
+	aPeer, a := pair(t)
+	bPeer, b := pair(t)
+	_ = aPeer
+	ra := NewGroupReader(&g, a, time.Hour, nil).(*Reader)
+	rb := NewGroupReader(&g, b, time.Hour, nil).(*Reader)
+	if _, err := bPeer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing for a, input for b: a's read gives up polling at once
+	// (not after an hour) and parks, here into its deadline. (A deadline
+	// already past would end the polling by itself.)
+	a.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := ra.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) || ra.Yields != 1 {
+		t.Fatalf("read with input on another connection: %v, %d yields; want the deadline's error after 1 yield", err, ra.Yields)
+	}
+	if n, err := rb.Read(make([]byte, 8)); n != 1 || err != nil {
+		t.Fatalf("b's read: %d, %v", n, err)
+	}
+	// b leaves: its input no longer ends a's polling, which runs out
+	// its (short) window instead.
+	rb.Leave()
+	if _, err := bPeer.Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	ra.window = time.Millisecond
+	a.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := ra.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) || ra.Yields != 1 || ra.Parks != 2 {
+		t.Fatalf("after b left: %v, %d yields, %d parks; want the deadline's error, still 1 yield, 2 parks", err, ra.Yields, ra.Parks)
+	}
+	ra.Leave()
+	if p := g.fds.Load(); p == nil || len(*p) != 0 {
+		t.Fatalf("group after both left: %v", p)
+	}
+}

@@ -26,6 +26,11 @@ const DefaultListen = "tcp://127.0.0.1:4420"
 // busy-polling thread, not a bounded wait.
 const MaxBusyPoll = 10 * time.Millisecond
 
+// DefaultBusyPoll is the busy-poll window where the configuration gives
+// none: about what a host takes to send its next command after a
+// completion, so that a queue at depth 1 never waits for a CPU to wake.
+const DefaultBusyPoll = 50 * time.Microsecond
+
 // Config is a target's whole configuration.
 type Config struct {
 	// Listeners are transport addresses: "tcp://127.0.0.1:4420",
@@ -41,10 +46,11 @@ type Config struct {
 	// MaxH2CData is the NVMe/TCP MAXH2CDATA in bytes (default 128 KiB).
 	MaxH2CData int `json:"max_h2c_data,omitempty"`
 	// BusyPoll is how long an NVMe/TCP connection that has nothing to
-	// read keeps polling its socket before it sleeps ("50us"; default 0:
-	// sleep at once). Commands arriving within it are served without
-	// waking an idle CPU, at the price of that CPU time.
-	BusyPoll daemon.Duration `json:"busy_poll,omitempty"`
+	// read keeps polling its socket before it sleeps (default
+	// DefaultBusyPoll; "0s": sleep at once). Commands arriving within it
+	// are served without waking an idle CPU, at the price of that CPU
+	// time. Use BusyPollWindow to read it.
+	BusyPoll *daemon.Duration `json:"busy_poll,omitempty"`
 }
 
 // SubsystemConfig is one subsystem in a Config.
@@ -65,6 +71,14 @@ type NamespaceConfig struct {
 	// UUID and NGUID override the identifiers derived from NQN and NSID.
 	UUID  string `json:"uuid,omitempty"`
 	NGUID string `json:"nguid,omitempty"`
+}
+
+// BusyPollWindow is BusyPoll, or its default.
+func (c *Config) BusyPollWindow() time.Duration {
+	if c.BusyPoll == nil {
+		return DefaultBusyPoll
+	}
+	return c.BusyPoll.Duration()
 }
 
 // Load reads a YAML or JSON configuration file. Unknown fields are errors.
@@ -96,7 +110,7 @@ func (c *Config) Validate() error {
 	if len(c.Subsystems) == 0 {
 		errs = append(errs, errors.New("subsystems: at least one is needed"))
 	}
-	if d := c.BusyPoll.Duration(); d < 0 || d > MaxBusyPoll {
+	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
 		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", d, MaxBusyPoll))
 	}
 	if c.Pprof && c.Metrics == "" {

@@ -98,10 +98,10 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: max_h2c_data changed: restart to apply", cur.MaxH2CData, next.MaxH2CData})
 		next.MaxH2CData = cur.MaxH2CData
 	}
-	if cur.BusyPoll != next.BusyPoll {
-		p.restart = append(p.restart, restartChange{"reload: busy_poll changed: restart to apply", cur.BusyPoll, next.BusyPoll})
-		next.BusyPoll = cur.BusyPoll
+	if cur.BusyPollWindow() != next.BusyPollWindow() {
+		p.restart = append(p.restart, restartChange{"reload: busy_poll changed: restart to apply", cur.BusyPollWindow(), next.BusyPollWindow()})
 	}
+	next.BusyPoll = cur.BusyPoll
 	for _, old := range cur.Subsystems {
 		if findSubsys(next, old.NQN) == nil {
 			p.removed = append(p.removed, old.NQN)

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flashpath/flashpath/internal/daemon"
 )
@@ -57,7 +56,7 @@ func TestPlanReload(t *testing.T) {
 	config := func() *Config {
 		return &Config{
 			Listeners: []string{"tcp://127.0.0.1:4421"},
-			BusyPoll:  daemon.Duration(50 * time.Microsecond),
+			BusyPoll:  new(daemon.Duration(0)),
 			Subsystems: []SubsystemConfig{
 				{NQN: added, Namespaces: []NamespaceConfig{{Backend: "mem:1MiB"}, {Backend: "mem:2MiB"}}},
 				{NQN: reloadNQN, Serial: "s2", AllowedHosts: []string{hostB, hostA}, Namespaces: []NamespaceConfig{
@@ -70,7 +69,7 @@ func TestPlanReload(t *testing.T) {
 	p := planReload(cur, cfg)
 	want := []string{
 		"restart reload: listeners changed: restart to apply [tcp://127.0.0.1:4420] [tcp://127.0.0.1:4421]",
-		"restart reload: busy_poll changed: restart to apply 0s 50µs",
+		"restart reload: busy_poll changed: restart to apply 50µs 0s",
 		"remove " + reloadNQN2,
 		"add " + added + " open 1 open 2",
 		"keep " + reloadNQN + " restart hosts replace 2 mem:2MiB>mem:4MiB replace 3 null:1GiB>mem:8MiB remove 4 open 5",

@@ -75,7 +75,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			s.RDMA = append(s.RDMA, ln)
 			continue
 		}
-		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPoll.Duration(), Logger: opts.Logger})
+		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: opts.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 		}

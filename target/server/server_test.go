@@ -13,7 +13,7 @@ func TestParseConfig(t *testing.T) {
 	good := `
 listeners: [tcp://127.0.0.1:4420]
 metrics: 127.0.0.1:9420
-busy_poll: 50us
+busy_poll: 20us
 subsystems:
   - nqn: nqn.2026-11.io.example:a
     allowed_hosts: [nqn.2014-08.org.nvmexpress:uuid:1]
@@ -25,7 +25,7 @@ subsystems:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" || cfg.BusyPoll.Duration() != 50*time.Microsecond {
+	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" || cfg.BusyPollWindow() != 20*time.Microsecond {
 		t.Fatalf("parsed %+v", cfg)
 	}
 	// The same in JSON.

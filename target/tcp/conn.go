@@ -72,6 +72,7 @@ type conn struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool
+	leave     func() // leaves the listener's busy-poll group
 }
 
 func newConn(l *Listener, nc net.Conn) *conn {
@@ -80,10 +81,16 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	}
 	c := &conn{
 		l: l, nc: nc,
-		br:  bufio.NewReaderSize(busypoll.NewReader(nc, l.opts.BusyPoll, nil), bufSize),
 		bw:  bufio.NewWriterSize(nc, bufSize),
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}
+	// Polled while there is nothing to read, for up to BusyPoll, unless
+	// another connection of the listener has input.
+	rd := busypoll.NewGroupReader(&l.poll, nc, l.opts.BusyPoll, nil)
+	if pr, ok := rd.(*busypoll.Reader); ok {
+		c.leave = pr.Leave
+	}
+	c.br = bufio.NewReaderSize(rd, bufSize)
 	var local netip.Addr
 	if ap, err := netip.ParseAddrPort(nc.LocalAddr().String()); err == nil {
 		local = ap.Addr().Unmap()
@@ -114,6 +121,9 @@ func (c *conn) Close(reason error) {
 func (c *conn) serve() {
 	go c.flusher()
 	err := c.run()
+	if c.leave != nil {
+		c.leave()
+	}
 	c.Close(errOrEOF(err))
 	c.q.Closed()
 	c.sendMu.Lock()

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flashpath/flashpath/internal/busypoll"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 )
@@ -39,8 +40,9 @@ type Options struct {
 	// BusyPoll is how long a connection with nothing to read keeps
 	// polling its socket before it parks (package busypoll): a command
 	// that comes within it is served without waking an idle CPU. 0 parks
-	// at once. While one connection polls, a command on another that
-	// the same core (GOMAXPROCS) serves waits up to this long.
+	// at once. A connection stops polling as soon as another of the
+	// listener has input (Go's scheduler looks for network input only
+	// when it has nothing else to run).
 	BusyPoll time.Duration
 	Logger   *slog.Logger
 }
@@ -54,6 +56,7 @@ type Listener struct {
 	port uint16
 
 	conns target.Conns[*conn]
+	poll  busypoll.Group // the connections, for busy polling
 
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
