@@ -39,12 +39,21 @@ type Options struct {
 	AdminTimeout time.Duration
 	// BusyPoll is how long an I/O queue's receive side, with nothing to
 	// read, keeps polling its connection before it sleeps (NVMe/TCP;
-	// package internal/busypoll): a completion that comes within it is
-	// taken without waking an idle CPU. 0 sleeps at once.
+	// package internal/busypoll; default DefaultBusyPoll, negative: sleep
+	// at once): a completion that comes within it is taken without waking
+	// an idle CPU. A queue polls only while at most a few commands are in
+	// flight (deeper queues' completions come in batches that pay for
+	// the wake-up), and stops as soon as another queue of the process
+	// has input.
 	BusyPoll time.Duration
 	// Logger receives connection events (default slog.Default()).
 	Logger *slog.Logger
 }
+
+// DefaultBusyPoll is Options.BusyPoll's default: about a round trip
+// to a target on the same network, so a queue at depth 1 never waits for
+// its CPU to wake.
+const DefaultBusyPoll = 50 * time.Microsecond
 
 // Config configures Connect.
 type Config struct {
@@ -113,6 +122,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
+	}
+	switch {
+	case o.BusyPoll == 0:
+		o.BusyPoll = DefaultBusyPoll
+	case o.BusyPoll < 0:
+		o.BusyPoll = 0
 	}
 	if o.AdminTimeout <= 0 {
 		o.AdminTimeout = 60 * time.Second

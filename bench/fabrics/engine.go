@@ -8,8 +8,10 @@
 // Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN, the host's
 // reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none), and
 // (TCP) polled completions: busy_poll=50us keeps polling the connection that
-// long before its receive side sleeps, and hipri, as over the kernel host's
-// poll queues, polls while I/O is in flight (busy_poll=1ms unless given). As
+// long before its receive side sleeps (default: the host's, 50us, while at
+// most 4 commands are in flight; 0 turns it off), and hipri, as over the
+// kernel host's poll queues, polls while I/O is in flight (busy_poll=1ms
+// unless given). As
 // fio over the kernel host, a job rides through a lost connection: the I/O
 // in flight waits for the reconnect and is sent again on the new queue.
 package fabrics
@@ -134,8 +136,11 @@ func parseOptions(m map[string]string) (options, error) {
 	if _, set := m["ctrl_loss_tmo"]; set && o.ctrlLossTmo == 0 {
 		o.ctrlLossTmo = -1 // none: fail at once
 	}
-	if _, set := m["busy_poll"]; o.hipri && !set {
+	switch _, set := m["busy_poll"]; {
+	case o.hipri && !set:
 		o.busyPoll = hipriPoll
+	case set && o.busyPoll == 0:
+		o.busyPoll = -1 // off
 	}
 	return o, nil
 }

@@ -121,6 +121,7 @@ type link struct {
 	r2tq    chan r2tWork // R2Ts for the send goroutine
 	stopped chan struct{}
 	wg      sync.WaitGroup // the send goroutine
+	leave   func()         // leaves pollGroup, before the socket closes
 }
 
 // slot is a command's NVMe/TCP state.
@@ -145,6 +146,10 @@ type r2tWork struct {
 	// before taking its data must not make the host read a freed slot).
 	buf []byte
 }
+
+// pollGroup is every polled queue of the process: one stops polling
+// when another has input.
+var pollGroup busypoll.Group
 
 // pollDepth is the most commands in flight with which the receive side
 // busy-polls (QueueParams.BusyPoll).
@@ -171,8 +176,14 @@ func newLink(ctx context.Context, nc net.Conn, p initiator.QueueParams) (*link, 
 		r2tq:    make(chan r2tWork, p.Depth),
 		stopped: make(chan struct{}),
 	}
-	l.br = bufio.NewReaderSize(busypoll.NewReader(nc, p.BusyPoll, l.pollNow), readBufSize)
+	rd := busypoll.NewGroupReader(&pollGroup, nc, p.BusyPoll, l.pollNow)
+	l.leave = func() {}
+	if pr, ok := rd.(*busypoll.Reader); ok {
+		l.leave = pr.Leave
+	}
+	l.br = bufio.NewReaderSize(rd, readBufSize)
 	if err := l.initConnection(ctx); err != nil {
+		l.leave()
 		nc.Close()
 		return nil, fmt.Errorf("initialize connection to %s: %w", p.Addr, err)
 	}
@@ -301,6 +312,7 @@ func (l *link) Release(uint16) {}
 // Stop closes the connection.
 func (l *link) Stop() {
 	close(l.stopped)
+	l.leave()
 	l.nc.Close()
 }
 

@@ -35,6 +35,13 @@ type Reader struct {
 	fd     int32
 	pfds   []pollFd // scratch: the group's other sockets
 
+	// One non-blocking read: tryFn (bound once: a closure made per try
+	// would allocate) reads into buf and leaves n and err.
+	tryFn func(fd uintptr) bool
+	buf   []byte
+	n     int
+	err   error
+
 	// Spins counts reads satisfied while spinning, Parks reads that
 	// waited in the netpoller, Yields the polls another connection of the
 	// group ended; for tests and tuning.
@@ -63,6 +70,7 @@ func NewGroupReader(g *Group, c net.Conn, window time.Duration, when func() bool
 		return c
 	}
 	r := &Reader{c: c, rc: rc, window: window, when: when, fd: -1}
+	r.tryFn = r.readOnce
 	if g != nil {
 		rc.Control(func(fd uintptr) { r.fd = int32(fd) })
 		if r.fd >= 0 {
@@ -166,22 +174,25 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return r.c.Read(p)
 }
 
-// try does one non-blocking read.
-func (r *Reader) try(p []byte) (n int, err error) {
-	err = errAgain
-	cerr := r.rc.Read(func(fd uintptr) bool {
-		m, e := readNonblock(int(fd), p)
-		switch {
-		case m > 0:
-			n, err = m, nil
-		case e == syscall.EAGAIN || e == syscall.EINTR:
-		default:
-			err = io.ErrUnexpectedEOF // EOF or an error: let the plain read say which
-		}
-		return true // never wait here
-	})
+// try does one non-blocking read. It does not allocate.
+func (r *Reader) try(p []byte) (int, error) {
+	r.buf, r.n, r.err = p, 0, errAgain
+	cerr := r.rc.Read(r.tryFn)
+	r.buf = nil
 	if cerr != nil {
 		return 0, cerr
 	}
-	return n, err
+	return r.n, r.err
+}
+
+func (r *Reader) readOnce(fd uintptr) bool {
+	m, e := readNonblock(int(fd), r.buf)
+	switch {
+	case m > 0:
+		r.n, r.err = m, nil
+	case e == syscall.EAGAIN || e == syscall.EINTR:
+	default:
+		r.err = io.ErrUnexpectedEOF // EOF or an error: let the plain read say which
+	}
+	return true // never wait here
 }

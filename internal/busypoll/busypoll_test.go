@@ -133,3 +133,29 @@ func TestGroupYields(t *testing.T) {
 		t.Fatalf("group after both left: %v", p)
 	}
 }
+
+// TestPollDoesNotAllocate: polling a socket with nothing to read, in a
+// group, allocates nothing (it runs between every two I/Os).
+func TestPollDoesNotAllocate(t *testing.T) {
+	var g Group
+	peer, a := pair(t)
+	_, b := pair(t)
+	r := NewGroupReader(&g, a, time.Microsecond, nil).(*Reader)
+	defer r.Leave()
+	rb := NewGroupReader(&g, b, time.Microsecond, nil).(*Reader)
+	defer rb.Leave()
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := peer.Write(buf[:1]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		r.try(buf) // nothing there: errAgain
+		r.othersReady()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per poll, want 0", allocs)
+	}
+}
