@@ -287,4 +287,3 @@ func TestBusyPollBothEnds(t *testing.T) {
 		t.Errorf("busy_poll=soon: %v, want an error naming the option", err)
 	}
 }
-
