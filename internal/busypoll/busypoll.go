@@ -31,8 +31,9 @@ type Reader struct {
 	rc     syscall.RawConn
 	window time.Duration
 	when   func() bool
-	group  *Group
+	group  *Group // set at creation
 	fd     int32
+	left   sync.Once
 	pfds   []pollFd // scratch: the group's other sockets
 
 	// One non-blocking read: tryFn (bound once: a closure made per try
@@ -81,12 +82,12 @@ func NewGroupReader(g *Group, c net.Conn, window time.Duration, when func() bool
 	return r
 }
 
-// Leave takes the reader's connection out of its group; call it when the
-// connection closes.
+// Leave takes the reader's connection out of its group, once; call it,
+// from any goroutine, before the connection closes (its descriptor can
+// then be another connection's).
 func (r *Reader) Leave() {
 	if r.group != nil {
-		r.group.leave(r.fd)
-		r.group = nil
+		r.left.Do(func() { r.group.leave(r.fd) })
 	}
 }
 
