@@ -287,3 +287,36 @@ func TestThinkTime(t *testing.T) {
 		t.Errorf("startdelay=2, thinktime=3ms: %v, %v", j[0].StartDelay, j[0].ThinkTime)
 	}
 }
+
+// offloadedEngine is the null engine declared Offloaded.
+type offloadedEngine struct{ nullEngine }
+
+func (offloadedEngine) Offloaded() {}
+
+func init() {
+	RegisterEngine("test-offloaded", func(cfg *EngineConfig) (Engine, error) {
+		return &offloadedEngine{nullEngine{done: make([]*IO, 0, cfg.IODepth)}}, nil
+	})
+}
+
+// TestOffloadedCPUShare: the clones of an Offloaded engine's job report
+// the bench process's CPU over the group in equal shares (their own
+// threads' would miss the engine's goroutines); a job that pins CPUs
+// keeps its thread's.
+func TestOffloadedCPUShare(t *testing.T) {
+	jobs := mustJobs(t, Option{"ioengine", "test-offloaded"}, Option{"rw", "randread"}, Option{"bs", "4k"},
+		Option{"size", "1m"}, Option{"iodepth", "8"}, Option{"numjobs", "2"}, Option{"loops", "200"})
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := rep.Groups[0]
+	if g.ProcUsr+g.ProcSys == 0 {
+		t.Skip("no process CPU time measured")
+	}
+	for _, r := range g.Jobs {
+		if r.Usr != g.ProcUsr/2 || r.Sys != g.ProcSys/2 {
+			t.Errorf("clone %d: usr %v sys %v, want half the process's %v and %v", r.Clone, r.Usr, r.Sys, g.ProcUsr, g.ProcSys)
+		}
+	}
+}

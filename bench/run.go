@@ -194,6 +194,11 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 	g.Elapsed = time.Since(t0)
 	pu1, ps1, pc1 := processCPU()
 	g.ProcUsr, g.ProcSys, g.ProcCtx = pu1-pu0, ps1-ps0, pc1-pc0
+	for _, w := range workers {
+		if w.shared { // the process's CPU, in equal shares
+			w.usr, w.sys = g.ProcUsr/time.Duration(len(workers)), g.ProcSys/time.Duration(len(workers))
+		}
+	}
 	if cfg.TargetPID != 0 {
 		tu1, ts1, err := pidCPU(cfg.TargetPID)
 		g.TargetUsr, g.TargetSys, g.TargetErr = tu1-tu0, ts1-ts0, errors.Join(terr, err)

@@ -83,6 +83,10 @@ type worker struct {
 	thread int // fio's thread number: 1-based over every clone of the run
 	eng    Engine
 	access BufferAccess
+	// shared: the engine is Offloaded and the job pins no CPU, so the
+	// goroutine runs unlocked and usr/sys are a share of the process's
+	// (set by runGroup).
+	shared bool
 
 	slots   []IO
 	free    []*IO
@@ -169,6 +173,8 @@ func (w *worker) setup(filename string) error {
 		return err
 	}
 	w.eng = eng
+	_, off := eng.(Offloaded)
+	w.shared = off && len(w.job.CPUs) == 0
 	if j.NrFiles > 1 {
 		if fs, ok := eng.(FileSet); !ok || fs.Files() != j.NrFiles {
 			return fmt.Errorf("option nrfiles: engine %s works on one file (psync and io_uring take several)", j.IOEngine)
@@ -298,8 +304,10 @@ func (w *worker) setup(filename string) error {
 // run runs the clone: it pins the thread, waits out startdelay, then runs
 // the I/O loop.
 func (w *worker) run() error {
-	runtime.LockOSThread() // thread CPU time is then the job's (getrusage RUSAGE_THREAD)
-	defer runtime.UnlockOSThread()
+	if !w.shared {
+		runtime.LockOSThread() // thread CPU time is then the job's (getrusage RUSAGE_THREAD)
+		defer runtime.UnlockOSThread()
+	}
 	if cpus := w.job.CPUs; len(cpus) > 0 {
 		if w.job.SplitCPUs {
 			cpus = cpus[w.index%len(cpus) : w.index%len(cpus)+1]
@@ -310,11 +318,13 @@ func (w *worker) run() error {
 		}
 		defer restore() // runs before the unlock above
 	}
-	u0, s0 := threadCPU()
-	defer func() {
-		u1, s1 := threadCPU()
-		w.usr, w.sys = u1-u0, s1-s0
-	}()
+	if !w.shared {
+		u0, s0 := threadCPU()
+		defer func() {
+			u1, s1 := threadCPU()
+			w.usr, w.sys = u1-u0, s1-s0
+		}()
+	}
 
 	j := w.job
 	for wait := j.StartDelay; wait > 0 && !w.stop.Load(); wait -= 100 * time.Millisecond {

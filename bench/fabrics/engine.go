@@ -202,6 +202,9 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 
 func (e *engine) Size() int64 { return e.size }
 
+// Offloaded: the host's receive goroutines run the I/O (bench.Offloaded).
+func (e *engine) Offloaded() {}
+
 // Sync sends an NVMe Flush: every completed write is durable after it
 // (NVMe has no metadata-only distinction, so fsync and fdatasync agree).
 func (e *engine) Sync(bool) error { return e.ns.Flush() }
