@@ -86,6 +86,27 @@ type tensorJSON struct {
 	GPU   int     `json:"gpu"`
 }
 
+// loadJSON is what every load returns (fp_load, fp_load_ex).
+type loadJSON struct {
+	Handle  int64        `json:"handle"`
+	Path    gds.Path     `json:"path"`
+	Reason  string       `json:"reason"`
+	Bytes   int64        `json:"bytes"`
+	GBps    float64      `json:"gbps"`
+	LoadS   float64      `json:"load_s"`
+	SetupS  float64      `json:"setup_s"`
+	Tensors []tensorJSON `json:"tensors"`
+}
+
+// tensorsJSON describes loaded tensors.
+func tensorsJSON(ts []gds.Tensor) []tensorJSON {
+	var out []tensorJSON
+	for _, t := range ts {
+		out = append(out, tensorJSON{Name: t.Name, DType: string(t.DType), Shape: t.Shape, Ptr: uint64(t.Ptr), Size: t.Size, GPU: t.GPU})
+	}
+	return out
+}
+
 //export fp_load
 func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	p, err := gds.ParsePath(C.GoString(gpuPath))
@@ -105,27 +126,17 @@ func fp_load(path *C.char, gpu C.int, gpuPath *C.char) *C.char {
 	if err != nil {
 		return fail(err)
 	}
-	h := keep(c)
 	out := struct {
-		Handle       int64        `json:"handle"`
-		Path         gds.Path     `json:"path"`
-		Reason       string       `json:"reason"`
-		Bytes        int64        `json:"bytes"`
-		GBps         float64      `json:"gbps"`
-		LoadS        float64      `json:"load_s"`
-		SetupS       float64      `json:"setup_s"`
-		SetupHeaderS float64      `json:"setup_header_s"`
-		SetupAllocS  float64      `json:"setup_alloc_s"`
-		SetupOpenS   float64      `json:"setup_open_s"`
-		OpenDeviceS  float64      `json:"open_device_s"` // cuInit and the primary context: first call in the process only
-		StagingMiB   float64      `json:"staging_mib"`   // pinned staging kept for the next load
-		Tensors      []tensorJSON `json:"tensors"`
-	}{Handle: h, Path: c.Path, Reason: c.Reason, Bytes: c.Bytes, GBps: c.GBps(), LoadS: c.Transfer.Seconds(), SetupS: c.Setup.Seconds(),
+		loadJSON
+		SetupHeaderS float64 `json:"setup_header_s"`
+		SetupAllocS  float64 `json:"setup_alloc_s"`
+		SetupOpenS   float64 `json:"setup_open_s"`
+		OpenDeviceS  float64 `json:"open_device_s"` // cuInit and the primary context: first call in the process only
+		StagingMiB   float64 `json:"staging_mib"`   // pinned staging kept for the next load
+	}{loadJSON: loadJSON{Handle: keep(c), Path: c.Path, Reason: c.Reason, Bytes: c.Bytes, GBps: c.GBps(), LoadS: c.Transfer.Seconds(),
+		SetupS: c.Setup.Seconds(), Tensors: tensorsJSON(c.Tensors)},
 		SetupHeaderS: c.SetupHeader.Seconds(), SetupAllocS: c.SetupAlloc.Seconds(), SetupOpenS: c.SetupOpen.Seconds(),
 		OpenDeviceS: openS.Seconds(), StagingMiB: float64(d.StagingBytes()) / (1 << 20)}
-	for _, t := range c.Tensors {
-		out.Tensors = append(out.Tensors, tensorJSON{Name: t.Name, DType: string(t.DType), Shape: t.Shape, Ptr: uint64(t.Ptr), Size: t.Size})
-	}
 	return doc(out)
 }
 

@@ -77,23 +77,13 @@ func loadSharded(name string, o loadOptions) *C.char {
 		return fail(err)
 	}
 	out := struct {
-		Handle    int64             `json:"handle"`
-		Path      gds.Path          `json:"path"`
-		Reason    string            `json:"reason"`
-		Bytes     int64             `json:"bytes"`
-		GBps      float64           `json:"gbps"`
-		LoadS     float64           `json:"load_s"`
-		SetupS    float64           `json:"setup_s"`
+		loadJSON
 		CPUSPerGB float64           `json:"cpu_s_per_gb"`
 		Shards    []gds.ShardReport `json:"shards"`
-		Tensors   []tensorJSON      `json:"tensors"`
-	}{Handle: keep(ck), Bytes: ck.Bytes, GBps: ck.GBps(), LoadS: ck.Transfer.Seconds(), SetupS: ck.Setup.Seconds(),
-		CPUSPerGB: ck.CPUPerGB(), Shards: ck.Shards}
+	}{loadJSON: loadJSON{Handle: keep(ck), Bytes: ck.Bytes, GBps: ck.GBps(), LoadS: ck.Transfer.Seconds(), SetupS: ck.Setup.Seconds(),
+		Tensors: tensorsJSON(ck.Tensors)}, CPUSPerGB: ck.CPUPerGB(), Shards: ck.Shards}
 	if len(ck.Shards) > 0 {
 		out.Path, out.Reason = ck.Shards[0].Path, ck.Shards[0].Reason
-	}
-	for _, t := range ck.Tensors {
-		out.Tensors = append(out.Tensors, tensorJSON{Name: t.Name, DType: string(t.DType), Shape: t.Shape, Ptr: uint64(t.Ptr), Size: t.Size, GPU: t.GPU})
 	}
 	return doc(out)
 }
