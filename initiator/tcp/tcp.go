@@ -176,12 +176,8 @@ func newLink(ctx context.Context, nc net.Conn, p initiator.QueueParams) (*link, 
 		r2tq:    make(chan r2tWork, p.Depth),
 		stopped: make(chan struct{}),
 	}
-	rd := busypoll.NewGroupReader(&pollGroup, nc, p.BusyPoll, l.pollNow)
-	l.leave = func() {}
-	if pr, ok := rd.(*busypoll.Reader); ok {
-		l.leave = pr.Leave
-	}
-	l.br = bufio.NewReaderSize(rd, readBufSize)
+	rd, leave := busypoll.NewReader(&pollGroup, nc, p.BusyPoll, l.pollNow)
+	l.br, l.leave = bufio.NewReaderSize(rd, readBufSize), leave
 	if err := l.initConnection(ctx); err != nil {
 		l.leave()
 		nc.Close()

@@ -51,24 +51,22 @@ type Reader struct {
 
 // NewReader returns c itself when window is not positive or c is not a
 // socket (a net.Pipe, say), else a Reader that busy-polls c for up to
-// window, each time when says to (nil: always).
-func NewReader(c net.Conn, window time.Duration, when func() bool) io.Reader {
-	return NewGroupReader(nil, c, window, when)
-}
-
-// NewGroupReader is NewReader for a connection of g (nil: none): it joins
-// g until Leave, and stops polling when another member has input.
-func NewGroupReader(g *Group, c net.Conn, window time.Duration, when func() bool) io.Reader {
+// window, each time when says to (nil: always). A reader of a group g
+// (nil: none) joins it and stops polling when another member has input;
+// leave takes it out again (Reader.Leave; a no-op for c itself): call
+// it, from any goroutine, before c closes.
+func NewReader(g *Group, c net.Conn, window time.Duration, when func() bool) (rd io.Reader, leave func()) {
+	plain := func() {}
 	if window <= 0 {
-		return c
+		return c, plain
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return c
+		return c, plain
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return c
+		return c, plain
 	}
 	r := &Reader{c: c, rc: rc, window: window, when: when, fd: -1}
 	r.tryFn = r.readOnce
@@ -79,7 +77,7 @@ func NewGroupReader(g *Group, c net.Conn, window time.Duration, when func() bool
 			g.join(r.fd)
 		}
 	}
-	return r
+	return r, r.Leave
 }
 
 // Leave takes the reader's connection out of its group, once; call it,

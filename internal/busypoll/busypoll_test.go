@@ -38,22 +38,33 @@ func pair(t *testing.T) (a, b net.Conn) {
 	return a, r.c
 }
 
+// reader is a polling Reader over c.
+func reader(g *Group, c net.Conn, window time.Duration) *Reader {
+	rd, _ := NewReader(g, c, window, nil)
+	return rd.(*Reader)
+}
+
 func TestOffIsTheConnItself(t *testing.T) {
 	a, _ := pair(t)
-	if r := NewReader(a, 0, nil); r != io.Reader(a) {
+	if r, _ := NewReader(nil, a, 0, nil); r != io.Reader(a) {
 		t.Errorf("NewReader(c, 0) = %T, want the connection itself", r)
 	}
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	if r := NewReader(p1, time.Millisecond, nil); r != io.Reader(p1) {
+	if r, leave := NewReader(&Group{}, p1, time.Millisecond, nil); r != io.Reader(p1) {
+		t.Errorf("NewReader(pipe) = %T, want the pipe itself: it has no socket to poll", r)
+	} else {
+		leave() // a no-op
+	}
+	if r, _ := NewReader(nil, p1, time.Millisecond, nil); r != io.Reader(p1) {
 		t.Errorf("NewReader(pipe) = %T, want the pipe itself: it has no socket to poll", r)
 	}
 }
 
 func TestReadsWhatIsThere(t *testing.T) {
 	a, b := pair(t)
-	r := NewReader(b, time.Second, nil).(*Reader)
+	r := reader(nil, b, time.Second)
 	want := []byte("capsule")
 	if _, err := a.Write(want); err != nil {
 		t.Fatal(err)
@@ -79,7 +90,7 @@ func TestReadsWhatIsThere(t *testing.T) {
 
 func TestParksAfterTheWindow(t *testing.T) {
 	_, b := pair(t)
-	r := NewReader(b, 50*time.Microsecond, nil).(*Reader)
+	r := reader(nil, b, 50*time.Microsecond)
 	// Nothing comes: after the window the read waits as a plain one,
 	// deadline included.
 	b.SetReadDeadline(time.Now().Add(-time.Second))
@@ -102,8 +113,8 @@ func TestGroupYields(t *testing.T) {
 	aPeer, a := pair(t)
 	bPeer, b := pair(t)
 	_ = aPeer
-	ra := NewGroupReader(&g, a, time.Hour, nil).(*Reader)
-	rb := NewGroupReader(&g, b, time.Hour, nil).(*Reader)
+	ra := reader(&g, a, time.Hour)
+	rb := reader(&g, b, time.Hour)
 	if _, err := bPeer.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +151,9 @@ func TestPollDoesNotAllocate(t *testing.T) {
 	var g Group
 	peer, a := pair(t)
 	_, b := pair(t)
-	r := NewGroupReader(&g, a, time.Microsecond, nil).(*Reader)
+	r := reader(&g, a, time.Microsecond)
 	defer r.Leave()
-	rb := NewGroupReader(&g, b, time.Microsecond, nil).(*Reader)
+	rb := reader(&g, b, time.Microsecond)
 	defer rb.Leave()
 	buf := make([]byte, 64)
 	allocs := testing.AllocsPerRun(100, func() {

@@ -86,11 +86,8 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	}
 	// Polled while there is nothing to read, for up to BusyPoll, unless
 	// another connection of the listener has input.
-	rd := busypoll.NewGroupReader(&l.poll, nc, l.opts.BusyPoll, nil)
-	if pr, ok := rd.(*busypoll.Reader); ok {
-		c.leave = pr.Leave
-	}
-	c.br = bufio.NewReaderSize(rd, bufSize)
+	rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
+	c.br, c.leave = bufio.NewReaderSize(rd, bufSize), leave
 	var local netip.Addr
 	if ap, err := netip.ParseAddrPort(nc.LocalAddr().String()); err == nil {
 		local = ap.Addr().Unmap()
@@ -121,9 +118,7 @@ func (c *conn) Close(reason error) {
 func (c *conn) serve() {
 	go c.flusher()
 	err := c.run()
-	if c.leave != nil {
-		c.leave()
-	}
+	c.leave()
 	c.Close(errOrEOF(err))
 	c.q.Closed()
 	c.sendMu.Lock()
