@@ -71,8 +71,9 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		cfg.Pprof = cfg.Pprof || f.pprof
 		if cmd.Flags().Changed("busy-poll") {
 			cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
+			return cfg, cfg.Validate() // the file's values Load checked
 		}
-		return cfg, cfg.Validate()
+		return cfg, nil
 	}
 	cfg := server.Default()
 	if len(f.listen) > 0 {
