@@ -45,9 +45,9 @@ type sharedCtrl struct {
 	refs  int // guarded by mu
 }
 
-// devKey identifies a registration of memory (GPU memory, or host memory
+// regKey identifies a registration of memory (GPU memory, or host memory
 // at a host address) with a transport.
-type devKey struct {
+type regKey struct {
 	tr   initiator.Transport
 	host bool
 	ptr  uint64
@@ -60,9 +60,9 @@ type sharedReg struct {
 }
 
 var (
-	mu     sync.Mutex
-	ctrls  = map[ctrlKey]*sharedCtrl{} // guarded by mu
-	devReg = map[devKey]*sharedReg{}   // guarded by mu
+	mu    sync.Mutex
+	ctrls = map[ctrlKey]*sharedCtrl{} // guarded by mu
+	regs  = map[regKey]*sharedReg{}   // guarded by mu
 )
 
 // Namespace is an open namespace URL: a gds.Remote.
@@ -182,7 +182,7 @@ func (n *Namespace) GPUDirect() error {
 // reference to the registration of the same memory that a namespace on
 // the same transport made (a provider refuses overlapping registrations).
 func (n *Namespace) RegisterGPU(m gds.GPUMemory) (io.Closer, error) {
-	return n.share(devKey{n.c.Transport(), false, uint64(m.Ptr), m.Size}, func() (initiator.Registration, error) {
+	return n.share(regKey{n.c.Transport(), false, uint64(m.Ptr), m.Size}, func() (initiator.Registration, error) {
 		return n.c.RegisterDevice(initiator.DeviceMemory{Addr: uint64(m.Ptr), Len: m.Size, DMABufFD: m.DMABufFD})
 	})
 }
@@ -194,16 +194,16 @@ func (n *Namespace) RegisterHost(mem []byte) (io.Closer, error) {
 	if len(mem) == 0 {
 		return &regRef{}, nil
 	}
-	key := devKey{n.c.Transport(), true, uint64(uintptr(unsafe.Pointer(&mem[0]))), int64(len(mem))}
+	key := regKey{n.c.Transport(), true, uint64(uintptr(unsafe.Pointer(&mem[0]))), int64(len(mem))}
 	return n.share(key, func() (initiator.Registration, error) { return n.c.Register(mem) })
 }
 
 // share takes a reference to the registration under key, making it with
 // reg when there is none.
-func (n *Namespace) share(key devKey, reg func() (initiator.Registration, error)) (io.Closer, error) {
+func (n *Namespace) share(key regKey, reg func() (initiator.Registration, error)) (io.Closer, error) {
 	mu.Lock()
 	defer mu.Unlock()
-	if r := devReg[key]; r != nil {
+	if r := regs[key]; r != nil {
 		r.refs++
 		return &regRef{key: &key}, nil
 	}
@@ -211,13 +211,13 @@ func (n *Namespace) share(key devKey, reg func() (initiator.Registration, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.url, err)
 	}
-	devReg[key] = &sharedReg{reg: r, refs: 1}
+	regs[key] = &sharedReg{reg: r, refs: 1}
 	return &regRef{key: &key}, nil
 }
 
 // regRef is one reference to a shared registration (key nil: of nothing).
 type regRef struct {
-	key  *devKey
+	key  *regKey
 	once sync.Once
 }
 
@@ -228,13 +228,13 @@ func (g *regRef) Close() error {
 			return
 		}
 		mu.Lock()
-		r := devReg[*g.key]
+		r := regs[*g.key]
 		r.refs--
 		if r.refs > 0 {
 			mu.Unlock()
 			return
 		}
-		delete(devReg, *g.key)
+		delete(regs, *g.key)
 		mu.Unlock()
 		err = r.reg.Close()
 	})
