@@ -508,18 +508,15 @@ func LoadShards(ctx context.Context, plan LoadPlan) (*Sharded, error) {
 	for i, s := range srcs {
 		r := ShardReport{Name: plan.Shards[i].Name, Location: s.location, Seconds: done[i].Seconds()}
 		s.report(&r)
-		gpus := map[int]bool{}
-		for _, p := range all {
-			if p.shard == i {
-				r.Tensors++
-				r.Bytes += p.t.Size()
-				gpus[plan.Devices[p.dev].Info.Index] = true
-			}
+		r.Tensors = len(hdrs[i].Tensors)
+		for k := range hdrs[i].Tensors {
+			r.Bytes += hdrs[i].Tensors[k].Size()
 		}
-		for g := range gpus {
-			r.GPUs = append(r.GPUs, g)
+		for d := range shardGPUs[i] {
+			r.GPUs = append(r.GPUs, plan.Devices[d].Info.Index)
 		}
 		slices.Sort(r.GPUs)
+		r.GPUs = slices.Compact(r.GPUs) // one GPU opened as two devices
 		if done[i] > 0 {
 			r.GBps = float64(r.Bytes) / done[i].Seconds() / 1e9
 		}
