@@ -13,15 +13,21 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/internal/busypoll"
+	"github.com/flashpath/flashpath/internal/sockio"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 )
 
 const (
 	bufSize = 64 << 10
-	// Data at least this large is sent with writev straight from the request
-	// buffer instead of through the buffered writer.
+	// Data at least this large is sent straight from the request buffer
+	// (referenced by the writer, not copied); its slot is held until the
+	// flush that sends it.
 	directWrite = 16 << 10
+	// Referenced data is flushed once this much is gathered, so that
+	// large reads at depth go out several PDUs per writev without holding
+	// back the first for long.
+	flushAt = 512 << 10
 	// Slots beyond the queue size, for the moment between a response being
 	// sent and its slot being freed.
 	slotSlack = target.AERLimit + 16
@@ -60,13 +66,12 @@ type conn struct {
 	done     chan struct{} // closed when serve returns
 
 	sendMu   sync.Mutex
-	bw       *bufio.Writer                                   // guarded by sendMu
+	bw       *sockio.Writer                                  // guarded by sendMu
+	held     []*target.Request                               // guarded by sendMu: requests whose data bw references
 	shdr     [64]byte                                        // guarded by sendMu
 	sdig     [nvmeof.DigestSize]byte                         // guarded by sendMu
-	vec      [4][]byte                                       // guarded by sendMu
 	dhdr     [nvmeof.DataHLen + nvmeof.DigestSize + 128]byte // guarded by sendMu: C2HData header and padding
 	rsp      [nvmeof.CapsuleRspHLen + nvmeof.DigestSize]byte // guarded by sendMu
-	bufs     net.Buffers                                     // guarded by sendMu
 	sendErr  error                                           // guarded by sendMu
 	shutdown bool                                            // guarded by sendMu
 
@@ -81,7 +86,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	}
 	c := &conn{
 		l: l, nc: nc,
-		bw:  bufio.NewWriterSize(nc, bufSize),
+		bw:  sockio.NewWriter(nc, bufSize),
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}
 	// Polled while there is nothing to read, for up to BusyPoll, unless
@@ -123,6 +128,8 @@ func (c *conn) serve() {
 	c.q.Closed()
 	c.sendMu.Lock()
 	c.shutdown = true
+	c.bw.Reset()
+	c.releaseHeld()
 	c.sendMu.Unlock()
 	close(c.done)
 	c.slotMu.Lock()
@@ -146,7 +153,7 @@ func (c *conn) flusher() {
 			return
 		}
 		c.sendMu.Lock()
-		if !c.shutdown && c.bw.Buffered() > 0 {
+		if !c.shutdown {
 			c.flushLocked()
 		}
 		c.sendMu.Unlock()
@@ -187,7 +194,7 @@ func (c *conn) fail(err error) error {
 		n := nvmeof.EncodeTermReq(term[:], nvmeof.PDUC2HTermReq, nvmeof.TermReq{FES: fe.FES, FEI: fe.FEI}, c.rhdr[:c.rhdrLen])
 		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		c.bw.Write(term[:n])
-		c.bw.Flush()
+		c.flushLocked()
 		c.sendMu.Unlock()
 		return err
 	}
@@ -225,16 +232,7 @@ func (c *conn) flushIfIdle() error {
 	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	if c.sendErr != nil {
-		return c.sendErr
-	}
-	if c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
-			c.sendErr = err
-			return err
-		}
-	}
-	return nil
+	return c.flushLocked()
 }
 
 func (c *conn) initConnection() error {
@@ -547,22 +545,43 @@ func (c *conn) writeHeader(b []byte, hlen int) {
 	}
 }
 
+// flushLocked sends what bw gathered and frees the slots whose data it
+// referenced. After a send error it only drops what was gathered.
 func (c *conn) flushLocked() error {
+	if c.sendErr == nil {
+		c.sendErr = c.bw.Flush()
+	}
 	if c.sendErr != nil {
-		return c.sendErr
+		c.bw.Reset()
 	}
-	if err := c.bw.Flush(); err != nil {
-		c.sendErr = err
-	}
+	c.releaseHeld()
 	return c.sendErr
 }
 
-// Complete sends a command's data and response and frees its slot.
+// releaseHeld frees the slots of requests whose data has been sent.
+func (c *conn) releaseHeld() {
+	for i, r := range c.held {
+		c.releaseSlot(r)
+		c.held[i] = nil
+	}
+	c.held = c.held[:0]
+}
+
+// Complete sends a command's data and response and frees its slot (once
+// the data is written, when the writer references it).
 func (c *conn) Complete(r *target.Request) {
+	// r may be freed by the flush below: read what is needed first.
+	disconnect := r.Cmd.Opcode() == nvmeof.OpFabrics && r.Cmd.FCType() == nvmeof.FabricsDisconnect && r.Status().OK()
+	deferred, held := r.Deferred, false
 	c.sendMu.Lock()
 	if !c.shutdown && c.sendErr == nil {
-		c.sendLocked(r)
-		if r.Deferred {
+		if held = c.sendLocked(r); held {
+			c.held = append(c.held, r)
+			if c.bw.Buffered() >= flushAt {
+				c.flushLocked()
+			}
+		}
+		if deferred && c.bw.Buffered() > 0 {
 			select {
 			case c.flushReq <- struct{}{}:
 			default: // a flush is already due
@@ -570,8 +589,9 @@ func (c *conn) Complete(r *target.Request) {
 		}
 	}
 	c.sendMu.Unlock()
-	disconnect := r.Cmd.Opcode() == nvmeof.OpFabrics && r.Cmd.FCType() == nvmeof.FabricsDisconnect && r.Status().OK()
-	c.releaseSlot(r)
+	if !held {
+		c.releaseSlot(r)
+	}
 	if disconnect {
 		c.sendMu.Lock()
 		c.flushLocked()
@@ -580,11 +600,13 @@ func (c *conn) Complete(r *target.Request) {
 	}
 }
 
-func (c *conn) sendLocked(r *target.Request) {
+// sendLocked queues r's data and response on bw; true means bw references
+// r.Data, so r's slot must wait for the flush.
+func (c *conn) sendLocked(r *target.Request) bool {
 	if !r.Status().OK() || r.Direction() != target.DirC2H || len(r.Data) == 0 {
 		n := c.encodeRsp(r, c.rsp[:])
 		c.bw.Write(c.rsp[:n])
-		return
+		return false
 	}
 	// C2HData; with SQ flow control disabled its SUCCESS flag stands in for
 	// the response capsule (NVMe/TCP §3.6.2.8).
@@ -597,38 +619,18 @@ func (c *conn) sendLocked(r *target.Request) {
 	if !success {
 		nrsp = c.encodeRsp(r, c.rsp[:])
 	}
-	if len(r.Data) < directWrite {
-		c.bw.Write(c.dhdr[:h])
+	c.bw.Write(c.dhdr[:h])
+	held := len(r.Data) >= directWrite
+	if held {
+		c.bw.WriteRef(r.Data)
+	} else {
 		c.bw.Write(r.Data)
-		if c.ddgst {
-			c.bw.Write(c.sdig[:])
-		}
-		c.bw.Write(c.rsp[:nrsp])
-		return
 	}
-	// Large data: hand header, data, digest and response to the kernel in
-	// one writev, straight from the request buffer.
-	if c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
-			c.sendErr = err
-			return
-		}
-	}
-	c.vec[0], c.vec[1] = c.dhdr[:h], r.Data
-	nv := 2
 	if c.ddgst {
-		c.vec[nv] = c.sdig[:]
-		nv++
+		c.bw.Write(c.sdig[:])
 	}
-	if nrsp > 0 {
-		c.vec[nv] = c.rsp[:nrsp]
-		nv++
-	}
-	c.bufs = c.vec[:nv]
-	if _, err := c.bufs.WriteTo(c.nc); err != nil {
-		c.sendErr = err
-	}
-	c.vec = [4][]byte{}
+	c.bw.Write(c.rsp[:nrsp])
+	return held
 }
 
 // encodeRsp writes a response capsule PDU for r into b and returns its length.

@@ -90,6 +90,13 @@ func TestAsyncTarget(t *testing.T) {
 	testAsync(t, startTarget(t, 16<<20, 0))
 }
 
+// TestAsyncLargeReadsTarget reads 128 KiB at depth: the target gathers
+// several reads' data per write, straight from their buffers, and each
+// must still come back with its own data.
+func TestAsyncLargeReadsTarget(t *testing.T) {
+	testAsyncBlocks(t, startTarget(t, 16<<20, 0), 256)
+}
+
 // TestFileTarget runs the random read/write and 64-in-flight tests on a
 // file namespace: through io_uring (O_DIRECT and buffered) and with the
 // synchronous path.

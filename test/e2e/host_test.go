@@ -264,7 +264,12 @@ func TestAsyncFake(t *testing.T) {
 }
 
 // testAsync keeps 64 requests in flight over 4 queues with the async API.
-func testAsync(t *testing.T, tt testTarget) {
+func testAsync(t *testing.T, tt testTarget) { testAsyncBlocks(t, tt, 8) }
+
+// testAsyncBlocks keeps 64 requests of blocks blocks each in flight over
+// the controller's queues, each slot alternating a write of a pattern of
+// its own and a read that must return it.
+func testAsyncBlocks(t *testing.T, tt testTarget, blocks int) {
 	c := connect(t, tt, nil)
 	ns := openNS(t, c, tt.nsid)
 	bs := ns.BlockSize()
@@ -273,11 +278,12 @@ func testAsync(t *testing.T, tt testTarget) {
 	reqs := make([]initiator.Request, inflight)
 	bufs := make([][]byte, inflight)
 	qs := c.Queues()
-	size := 8 * bs
+	size := blocks * bs
 	for i := range reqs {
 		bufs[i] = make([]byte, size)
 	}
-	// Each slot i owns block range [i*8, i*8+8): write a pattern, read it back.
+	// Each slot i owns blocks [i*blocks, (i+1)*blocks): write a pattern,
+	// read it back.
 	submit := func(i, n int) {
 		r := &reqs[i]
 		op := initiator.OpWrite
@@ -288,7 +294,7 @@ func testAsync(t *testing.T, tt testTarget) {
 				bufs[i][j] = byte(n + i + j)
 			}
 		}
-		*r = initiator.Request{Op: op, NSID: tt.nsid, SLBA: uint64(i * 8), NLB: 8, Buf: bufs[i], Done: done, Tag: uint64(n<<8 | i)}
+		*r = initiator.Request{Op: op, NSID: tt.nsid, SLBA: uint64(i * blocks), NLB: uint32(blocks), Buf: bufs[i], Done: done, Tag: uint64(n<<8 | i)}
 		if err := qs[i%len(qs)].Submit(r); err != nil {
 			t.Fatalf("Submit: %v", err)
 		}
