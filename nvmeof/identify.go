@@ -264,6 +264,7 @@ type IdentifyNamespace struct {
 	NOWS             uint16
 	NVMCAP           [16]byte
 	ANAGRPID         uint32
+	NSATTR           uint8 // bit 0: write protected
 	NGUID            [16]byte
 	EUI64            [8]byte
 	LBAF             [16]LBAFormat
@@ -271,6 +272,10 @@ type IdentifyNamespace struct {
 
 // NSFEAT bits.
 const NSFEATThin = 1 << 0
+
+// NSATTR bits: the namespace is write protected (NVM Command Set 1.0
+// §4.1.5.1, byte 99).
+const NSATTRWriteProtected = 1 << 0
 
 // DLFEAT: deallocated blocks read as zeros, and Write Zeroes may deallocate.
 const DLFEATZeroes = 0x1 | 1<<3
@@ -292,6 +297,7 @@ func (ns *IdentifyNamespace) Encode(b []byte) error {
 	copy(b[48:64], ns.NVMCAP[:])
 	le.PutUint16(b[72:], ns.NOWS)
 	le.PutUint32(b[92:], ns.ANAGRPID)
+	b[99] = ns.NSATTR
 	copy(b[104:120], ns.NGUID[:])
 	copy(b[120:128], ns.EUI64[:])
 	for i, f := range ns.LBAF {
@@ -320,6 +326,7 @@ func DecodeIdentifyNamespace(b []byte) (IdentifyNamespace, error) {
 	copy(ns.NVMCAP[:], b[48:64])
 	ns.NOWS = le.Uint16(b[72:])
 	ns.ANAGRPID = le.Uint32(b[92:])
+	ns.NSATTR = b[99]
 	copy(ns.NGUID[:], b[104:120])
 	copy(ns.EUI64[:], b[120:128])
 	for i := range ns.LBAF {

@@ -133,6 +133,9 @@ func (ns *Namespace) identify() nvmeof.IdentifyNamespace {
 		NGUID:  ns.NGUID,
 		EUI64:  ns.EUI64,
 	}
+	if ro, ok := ns.Backend.(interface{ ReadOnly() bool }); ok && ro.ReadOnly() {
+		id.NSATTR = nvmeof.NSATTRWriteProtected
+	}
 	id.LBAF[0] = nvmeof.LBAFormat{LBADS: ns.blkShift}
 	capBytes := uint64(ns.Backend.Size())
 	for i := 0; i < 8; i++ {

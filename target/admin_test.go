@@ -2,6 +2,7 @@ package target
 
 import (
 	"bytes"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -496,5 +497,46 @@ func TestKeepAliveCommandKeepsController(t *testing.T) {
 	}
 	if tgt.Controllers() != 1 || a.tr.isClosed() {
 		t.Fatal("controller gone after keep-alives")
+	}
+}
+
+// TestAdminQueueDepthLimit: an admin queue is at most MaxAdminQueueDepth
+// entries, on a discovery controller too (the security issue found a
+// discovery admin SQ of 1,023 accepted).
+func TestAdminQueueDepthLimit(t *testing.T) {
+	tgt := newTestTarget(t)
+	addSubsys(t, tgt, testNQN)
+	for _, nqn := range []string{testNQN, nvmeof.DiscoveryNQN} {
+		p := newPeer(t, tgt)
+		p.want(nvmeof.StatusConnectInvalidParam, connectSQE(0, MaxAdminQueueDepth, 0), connectData(t, nqn, hostA, hostIDA, nvmeof.CntlIDDynamic))
+		p = newPeer(t, tgt)
+		p.ok(connectSQE(0, MaxAdminQueueDepth-1, 0), connectData(t, nqn, hostA, hostIDA, nvmeof.CntlIDDynamic))
+	}
+}
+
+// TestReadOnlyNamespaceWriteProtected: a namespace opened read-only
+// (`file:PATH?ro`) says so in Identify Namespace (NSATTR bit 0), so that
+// the Linux host marks the disk read-only instead of failing writes.
+func TestReadOnlyNamespaceWriteProtected(t *testing.T) {
+	path := t.TempDir() + "/ro.img"
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tgt := newTestTarget(t)
+	ss := addSubsys(t, tgt, testNQN)
+	ro, err := backend.OpenFile(path, backend.FileOptions{ReadOnly: true, SyncIO: true})
+	testutil.SkipIfNotSupported(t, err)
+	addNS(t, ss, 1, ro)
+	addMemNS(t, ss, 2, 1<<20, 512)
+	p := connectAdmin(t, tgt, testNQN, hostA, hostIDA, 0)
+	for nsid, want := range map[uint32]uint8{1: nvmeof.NSATTRWriteProtected, 2: 0} {
+		r := p.ok(identifySQE(nvmeof.CNSNamespace, nsid), make([]byte, 4096))
+		id, err := nvmeof.DecodeIdentifyNamespace(r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.NSATTR != want {
+			t.Errorf("NSID %d: NSATTR %#x, want %#x", nsid, id.NSATTR, want)
+		}
 	}
 }

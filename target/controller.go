@@ -23,6 +23,10 @@ type Controller struct {
 	created time.Time
 
 	vwcOff atomic.Bool // the host disabled the volatile write cache: every write is FUA
+	// ready mirrors CSTS.RDY for the I/O path, which does not take mu:
+	// I/O commands fail with Command Sequence Error while it is clear (a
+	// host that clears CC.EN resets the controller; NVMe Base 2.0 §3.7.2).
+	ready atomic.Bool
 
 	mu         sync.Mutex
 	cc, csts   uint32                 // guarded by mu
@@ -124,6 +128,7 @@ func (c *Controller) fatal(reason error) {
 		c.mu.Lock()
 		c.dead = true
 		c.csts |= nvmeof.CSTSFatal
+		c.ready.Store(false)
 		if c.kaTimer != nil {
 			c.kaTimer.Stop()
 		}
@@ -179,8 +184,10 @@ func (c *Controller) property(r *Request) nvmeof.Status {
 	switch {
 	case v&nvmeof.CCEnable != 0 && old&nvmeof.CCEnable == 0:
 		c.csts = nvmeof.CSTSReady
+		c.ready.Store(true)
 	case v&nvmeof.CCEnable == 0 && old&nvmeof.CCEnable != 0:
 		c.csts &^= nvmeof.CSTSReady | nvmeof.CSTSShstMask
+		c.ready.Store(false)
 	}
 	if v&nvmeof.CCShnMask != 0 && old&nvmeof.CCShnMask == 0 {
 		// Shutdown: everything acknowledged must be durable before we say so.
@@ -197,13 +204,8 @@ func (c *Controller) property(r *Request) nvmeof.Status {
 // execAdmin runs an admin command; held reports an AER kept for later.
 func (c *Controller) execAdmin(q *Queue, r *Request) (st nvmeof.Status, held bool) {
 	op := r.Cmd.Opcode()
-	if c.subsys.discovery {
-		switch op {
-		case nvmeof.AdminIdentify, nvmeof.AdminGetLogPage, nvmeof.AdminKeepAlive,
-			nvmeof.AdminAsyncEvent, nvmeof.AdminGetFeatures, nvmeof.AdminSetFeatures:
-		default:
-			return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR, false
-		}
+	if !c.adminOpcode(op) {
+		return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR, false
 	}
 	c.mu.Lock()
 	enabled := c.csts&nvmeof.CSTSReady != 0
@@ -234,6 +236,19 @@ func (c *Controller) execAdmin(q *Queue, r *Request) (st nvmeof.Status, held boo
 		return nvmeof.StatusSuccess, false
 	}
 	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR, false
+}
+
+// adminOpcode reports whether the controller runs admin command op (a
+// discovery controller, only the commands NVMe-oF 1.1 §5 lists for it).
+func (c *Controller) adminOpcode(op uint8) bool {
+	switch op {
+	case nvmeof.AdminIdentify, nvmeof.AdminGetLogPage, nvmeof.AdminKeepAlive,
+		nvmeof.AdminAsyncEvent, nvmeof.AdminGetFeatures, nvmeof.AdminSetFeatures:
+		return true
+	case nvmeof.AdminAbort:
+		return !c.subsys.discovery
+	}
+	return false
 }
 
 func (c *Controller) setFeatures(r *Request) nvmeof.Status {

@@ -17,6 +17,9 @@ const StatusWriteProtected nvmeof.Status = 0x20
 // request completes later, through IODone. The namespace's reference is
 // held while the backend works on the command.
 func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
+	if !q.ctrl.ready.Load() {
+		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR, false
+	}
 	if r.Cmd.Opcode() == nvmeof.NVMFlush && r.Cmd.NSID() == 0xFFFFFFFF {
 		return q.flushAll(), false
 	}

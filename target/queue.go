@@ -121,6 +121,60 @@ func (q *Queue) Execute(r *Request) {
 	q.finish(r, st)
 }
 
+// Admit checks a command before its transport takes a data buffer for it
+// (and, for a write, asks the host for the data): what the queue's state,
+// the command and its namespace allow, so that a host cannot hold the
+// buffer pool with commands that would fail anyway. It returns the status
+// to fail the command with, or success. Execute checks all of it again.
+func (q *Queue) Admit(r *Request) nvmeof.Status {
+	op := r.Cmd.Opcode()
+	dlen := uint64(r.Cmd.SGL().Length())
+	if op == nvmeof.OpFabrics {
+		// Connect carries its 1,024 bytes; the other fabrics commands
+		// flashpath runs carry none.
+		if r.Cmd.FCType() == nvmeof.FabricsConnect && dlen == nvmeof.ConnectDataSize || dlen == 0 {
+			return nvmeof.StatusSuccess
+		}
+		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+	}
+	if !q.connected {
+		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
+	}
+	c := q.ctrl
+	if q.id == 0 {
+		if !c.adminOpcode(op) {
+			return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR
+		}
+		return nvmeof.StatusSuccess
+	}
+	if !c.ready.Load() {
+		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
+	}
+	switch op {
+	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare, nvmeof.NVMDSM:
+	default:
+		return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR // carries no data
+	}
+	ns := c.subsys.ns.Load().get(r.Cmd.NSID())
+	if ns == nil {
+		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
+	}
+	if op == nvmeof.NVMDSM {
+		if nr := uint64(r.Cmd.CDW(10)&0xFF) + 1; dlen < nr*nvmeof.DSMRangeSize || dlen > 256*nvmeof.DSMRangeSize {
+			return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+		}
+		return nvmeof.StatusSuccess
+	}
+	_, n, st := ns.rangeOf(r)
+	if !st.OK() {
+		return st
+	}
+	if uint64(n) != dlen {
+		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+	}
+	return nvmeof.StatusSuccess
+}
+
 // finish sets r's status, logs an error and hands r back to the transport.
 func (q *Queue) finish(r *Request, st nvmeof.Status) {
 	r.SetStatus(st)
@@ -184,6 +238,9 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	}
 	if sqsize == 0 || int(sqsize) >= t.opts.MaxQueueDepth {
 		return fail(nvmeof.StatusConnectInvalidParam, false, 44, "SQSIZE %d outside 1..%d", sqsize, t.opts.MaxQueueDepth-1)
+	}
+	if qid == 0 && int(sqsize) >= MaxAdminQueueDepth {
+		return fail(nvmeof.StatusConnectInvalidParam, false, 44, "admin SQSIZE %d outside 1..%d", sqsize, MaxAdminQueueDepth-1)
 	}
 	if qid == 0 {
 		if d.CntlID != nvmeof.CntlIDDynamic {

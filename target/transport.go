@@ -39,6 +39,9 @@ type PortInfo struct {
 const (
 	// MaxTransferShift is MDTS: 2^8 pages of 4 KiB = 1 MiB per command.
 	MaxTransferShift = 8
+	// MaxAdminQueueDepth is the most entries an admin queue may have (SPDK's
+	// default max_aq_depth; Linux and SPDK hosts ask for 32).
+	MaxAdminQueueDepth = 128
 	// MaxTransfer is the largest data transfer of one command.
 	MaxTransfer = 4096 << MaxTransferShift
 	// AdminInlineData is the in-capsule data accepted on admin queues (the

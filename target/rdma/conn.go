@@ -381,6 +381,9 @@ func (c *conn) start(si, ri, n int) error {
 	}
 	s.remoteAddr, s.rkey = sgl.Address(), sgl.Key()
 	s.invalidate = sgl.ID() == nvmeof.SGLKeyedInvalidate
+	if st := c.q.Admit(r); !st.OK() {
+		return c.completeError(s, st) // no buffer for a command that would fail
+	}
 	b, err := c.l.t.Pool().Get(int(dlen))
 	if err != nil {
 		c.log.Error("no data buffer", "err", err)

@@ -439,6 +439,11 @@ func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 	case dir == target.DirBidi:
 		return c.completeError(r, nvmeof.StatusInvalidField|nvmeof.StatusDNR)
 	}
+	// Nothing is taken for a command that would fail: a host cannot hold
+	// the pool with writes it has no right to, or that nothing runs.
+	if st := c.q.Admit(r); !st.OK() {
+		return c.completeError(r, st)
+	}
 	if err := c.getBuf(r, int(dlen)); err != nil {
 		c.log.Error("no data buffer", "err", err)
 		return c.completeError(r, nvmeof.StatusInternalError)

@@ -285,3 +285,93 @@ func TestShutdownClosesConnections(t *testing.T) {
 		t.Errorf("second Shutdown: %v", err)
 	}
 }
+
+// TestRefusedCommandsTakeNoBuffer: a command that would fail is answered
+// at once, before the target takes a buffer or asks for its data with an
+// R2T, so that no host holds the pool with writes nothing will run (the
+// security issue's first finding: before, each of these got an R2T).
+func TestRefusedCommandsTakeNoBuffer(t *testing.T) {
+	tt := startTarget(t, nil) // namespace 1: 16 MiB of 512-byte blocks
+	s := tt.session(t, false, false)
+	disc := tcppeer.Dial(t, tt.addr())
+	disc.Init(false, false)
+	if _, st := disc.ConnectAdmin(nvmeof.DiscoveryNQN, hostNQN, hostID, 0); !st.OK() {
+		t.Fatalf("connect to discovery: %v", st)
+	}
+	firmwareDownload := func(h *tcppeer.Host) nvmeof.SQE {
+		var sqe nvmeof.SQE
+		sqe.SetOpcode(0x11) // Firmware Image Download: host to controller
+		sqe.SetCID(h.NextCID())
+		sqe.SetFlags(nvmeof.FlagsSGL)
+		sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, 1<<20)
+		return sqe
+	}
+	noNS := ioSQE(nvmeof.NVMWrite, s.IO.NextCID(), 0, 128<<10)
+	noNS.SetNSID(9)
+	short := ioSQE(nvmeof.NVMWrite, s.IO.NextCID(), 0, 128<<10)
+	short.SetRW(0, 8) // 4 KiB of blocks, 128 KiB of data
+	for _, tc := range []struct {
+		name string
+		h    *tcppeer.Host
+		sqe  nvmeof.SQE
+		want nvmeof.Status
+	}{
+		{"write to a namespace that does not exist", s.IO, noNS, nvmeof.StatusInvalidNamespace},
+		{"write past the end of the namespace", s.IO, ioSQE(nvmeof.NVMWrite, s.IO.NextCID(), 16<<20-4096, 128<<10), nvmeof.StatusLBAOutOfRange},
+		{"write whose data length is not its blocks'", s.IO, short, nvmeof.StatusDataSGLLengthInvalid},
+		{"admin command the controller does not run", s.Admin, firmwareDownload(s.Admin), nvmeof.StatusInvalidOpcode},
+		{"admin command a discovery controller does not run", disc, firmwareDownload(disc), nvmeof.StatusInvalidOpcode},
+	} {
+		tc.h.Write(tc.h.Capsule(tc.sqe, nil))
+		hd, b := tc.h.ReadPDU()
+		if hd.Type != nvmeof.PDUCapsuleRsp {
+			t.Fatalf("%s: PDU type %#x, want a response capsule (no R2T)", tc.name, hd.Type)
+		}
+		cqe := nvmeof.CQEView(b[nvmeof.CHSize:])
+		if st := cqe.Status(); st.Code() != tc.want.Code() || !st.DNR() || cqe.CID() != tc.sqe.CID() {
+			t.Errorf("%s: status %v for cid %d, want %v with DNR for cid %d", tc.name, st, cqe.CID(), tc.want, tc.sqe.CID())
+		}
+	}
+	s.RoundTrip(0, 128<<10, 3)
+}
+
+// TestIOAfterControllerDisabled: once the host clears CC.EN the
+// controller is reset and runs no I/O (NVMe Base 2.0 §3.7.2; the Linux
+// target answers Command Sequence Error), until it is enabled again.
+func TestIOAfterControllerDisabled(t *testing.T) {
+	tt := startTarget(t, nil)
+	s := tt.session(t, false, false)
+	s.RoundTrip(0, 4096, 1)
+	setCC := func(en bool) {
+		var sqe nvmeof.SQE
+		sqe.SetPropertySet(nvmeof.PropCC, false, uint64(nvmeof.CCValue(en)))
+		sqe.SetCID(s.Admin.NextCID())
+		sqe.SetFlags(nvmeof.FlagsSGL)
+		s.Admin.Write(s.Admin.Capsule(sqe, nil))
+		if cqe := s.Admin.ReadRsp(); !cqe.Status().OK() {
+			t.Fatalf("set CC.EN=%v: %v", en, cqe.Status())
+		}
+	}
+	setCC(false)
+	if _, st := s.Read(0, 4096); st.Code() != nvmeof.StatusCommandSequenceError.Code() {
+		t.Errorf("read with CC.EN=0: %v, want command sequence error", st)
+	}
+	if st := s.Write(0, make([]byte, 4096), false); st.Code() != nvmeof.StatusCommandSequenceError.Code() {
+		t.Errorf("write with CC.EN=0: %v, want command sequence error (and no R2T)", st)
+	}
+	setCC(true)
+	s.RoundTrip(0, 4096, 2)
+}
+
+// ioSQE is a read or write of n bytes at byte offset off of namespace 1
+// (512-byte blocks), its data described by a transport SGL.
+func ioSQE(op uint8, cid uint16, off int64, n int) nvmeof.SQE {
+	var sqe nvmeof.SQE
+	sqe.SetOpcode(op)
+	sqe.SetCID(cid)
+	sqe.SetNSID(1)
+	sqe.SetFlags(nvmeof.FlagsSGL)
+	sqe.SetRW(uint64(off/512), uint32(n/512))
+	sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, uint32(n))
+	return sqe
+}
