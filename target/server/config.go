@@ -110,6 +110,9 @@ func (c *Config) Validate() error {
 	if len(c.Subsystems) == 0 {
 		errs = append(errs, errors.New("subsystems: at least one is needed"))
 	}
+	if n := c.MaxH2CData; n != 0 && (n < 4096 || n > target.MaxTransfer || n%4 != 0) {
+		errs = append(errs, fmt.Errorf("max_h2c_data %d: want a multiple of 4 from 4096 to %d (NVMe/TCP MAXH2CDATA), or leave it out for 128 KiB", n, target.MaxTransfer))
+	}
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
 		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", d, MaxBusyPoll))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,6 +207,10 @@ func (c *conn) fail(err error) error {
 		c.log.Warn("data digest error: closing connection", "err", err)
 		return err
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !c.q.Connected() {
+		c.log.Warn("no Connect within the connect timeout: closing the connection", "timeout", c.l.opts.ConnectTimeout)
+		return err
+	}
 	if !c.closing.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Info("connection ended", "err", err)
 	}
@@ -258,6 +263,9 @@ func (c *conn) initConnection() error {
 	if _, err := c.bw.Write(out[:]); err != nil {
 		return err
 	}
+	// Connect must follow within ConnectTimeout; execute clears the
+	// deadline once the queue is connected.
+	c.nc.SetReadDeadline(time.Now().Add(c.l.opts.ConnectTimeout))
 	return c.bw.Flush()
 }
 
@@ -494,6 +502,7 @@ func (c *conn) execute(r *target.Request) error {
 	c.slotMu.Unlock()
 	c.q.Execute(r)
 	if !wasConnected && c.q.Connected() {
+		c.nc.SetReadDeadline(time.Time{})
 		c.growSlots()
 	}
 	return nil

@@ -37,6 +37,11 @@ type Options struct {
 	MaxH2CData int
 	// ICTimeout bounds the wait for the host's ICReq (default 10 s).
 	ICTimeout time.Duration
+	// ConnectTimeout bounds the time from ICResp to a successful Fabrics
+	// Connect (default 10 s): a connection that has not joined a
+	// controller by then is closed, so idle half-open connections cannot
+	// pile up.
+	ConnectTimeout time.Duration
 	// BusyPoll is how long a connection with nothing to read keeps
 	// polling its socket before it parks (package busypoll): a command
 	// that comes within it is served without waking an idle CPU. 0 parks
@@ -68,11 +73,14 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	if opts.MaxH2CData == 0 {
 		opts.MaxH2CData = 128 << 10
 	}
-	if opts.MaxH2CData < 4096 || opts.MaxH2CData > target.MaxTransfer {
-		return nil, fmt.Errorf("nvme/tcp: MaxH2CData %d outside 4096..%d", opts.MaxH2CData, target.MaxTransfer)
+	if opts.MaxH2CData < 4096 || opts.MaxH2CData > target.MaxTransfer || opts.MaxH2CData%4 != 0 {
+		return nil, fmt.Errorf("nvme/tcp: MaxH2CData %d: want a multiple of 4 in 4096..%d (NVMe/TCP ICResp MAXH2CDATA)", opts.MaxH2CData, target.MaxTransfer)
 	}
 	if opts.ICTimeout == 0 {
 		opts.ICTimeout = 10 * time.Second
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 10 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = t.Logger()

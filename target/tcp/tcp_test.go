@@ -3,6 +3,7 @@ package tcp
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -374,4 +375,28 @@ func ioSQE(op uint8, cid uint16, off int64, n int) nvmeof.SQE {
 	sqe.SetRW(uint64(off/512), uint32(n/512))
 	sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, uint32(n))
 	return sqe
+}
+
+// TestConnectTimeout: a connection that sends ICReq and then nothing is
+// closed after ConnectTimeout (the security issue found 500 such
+// connections still open after a minute); a connected one is not.
+func TestConnectTimeout(t *testing.T) {
+	tt := startTarget(t, nil)
+	tt.ln.Close()
+	ln, err := Listen(tt.tgt, "127.0.0.1:0", Options{Logger: quietLogger(), ConnectTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	addr := ln.Addr().String()
+	s := tcppeer.Connect(t, addr, false, false, testNQN, hostNQN, hostID)
+	idle := tcppeer.Dial(t, addr)
+	idle.Init(false, false)
+	idle.ExpectEOF()
+	// The session connected before idle and has lived longer than the
+	// timeout: it still works.
+	s.RoundTrip(0, 4096, 5)
+	if _, err := Listen(tt.tgt, "127.0.0.1:0", Options{MaxH2CData: 5001}); err == nil || !strings.Contains(err.Error(), "multiple of 4") {
+		t.Errorf("MaxH2CData 5001: %v, want an error asking for a multiple of 4", err)
+	}
 }
