@@ -43,9 +43,18 @@ type Pool struct {
 	mu      sync.Mutex
 	free    [classes][]*Buf // guarded by mu
 	slabs   []Slab          // guarded by mu
+	carve   []carving       // guarded by mu: how each slab is cut now
 	onSlab  []func(Slab) error
 	maxMem  int64
 	usedMem int64 // guarded by mu
+}
+
+// carving is a slab's current size class and how many of its buffers are
+// in the pool: a slab whose buffers are all back can be cut anew for
+// another class once the memory limit is reached.
+type carving struct {
+	class       int8
+	total, free int32
 }
 
 // New returns a pool that maps at most maxMem bytes in total (0: no limit).
@@ -96,6 +105,7 @@ func (p *Pool) Get(n int) (*Buf, error) {
 	}
 	b := fl[len(fl)-1]
 	p.free[c] = fl[:len(fl)-1]
+	p.carve[b.slab].free--
 	p.mu.Unlock()
 	b.B = b.full[:n]
 	return b, nil
@@ -109,6 +119,7 @@ func (p *Pool) Put(b *Buf) {
 	b.B = nil
 	p.mu.Lock()
 	p.free[b.class] = append(p.free[b.class], b)
+	p.carve[b.slab].free++
 	p.mu.Unlock()
 }
 
@@ -116,11 +127,14 @@ func (p *Pool) Put(b *Buf) {
 // that a registered-memory user can name the buffer by (region, offset).
 func (b *Buf) SlabOf() (slab int, offset int) { return int(b.slab), int(b.off) }
 
-// grow maps one slab for class c. Called with mu held.
+// grow maps one slab for class c; at the memory limit it cuts a slab of
+// another class whose buffers are all free instead. Called with mu held.
 func (p *Pool) grow(c int) error {
-	size := MinSize << c
 	if p.maxMem > 0 && p.usedMem+slabSize > p.maxMem {
-		return fmt.Errorf("bufpool: memory limit %d bytes reached (raise the pool limit)", p.maxMem)
+		if p.recut(c) {
+			return nil
+		}
+		return fmt.Errorf("bufpool: memory limit %d bytes reached, every slab in use (raise the pool limit)", p.maxMem)
 	}
 	mem, err := Map(slabSize)
 	if err != nil {
@@ -134,7 +148,16 @@ func (p *Pool) grow(c int) error {
 		}
 	}
 	p.slabs = append(p.slabs, s)
+	p.carve = append(p.carve, carving{})
 	p.usedMem += slabSize
+	p.cut(s, c)
+	return nil
+}
+
+// cut carves slab s into buffers of class c and adds them to its free
+// list. Called with mu held.
+func (p *Pool) cut(s Slab, c int) {
+	size := MinSize << c
 	n := slabSize / size
 	bufs := make([]Buf, n)
 	if cap(p.free[c])-len(p.free[c]) < n {
@@ -143,10 +166,34 @@ func (p *Pool) grow(c int) error {
 		p.free[c] = grown
 	}
 	for i := range bufs {
-		bufs[i] = Buf{full: mem[i*size : (i+1)*size : (i+1)*size], class: int8(c), slab: int32(s.Index), off: int32(i * size)}
+		bufs[i] = Buf{full: s.Mem[i*size : (i+1)*size : (i+1)*size], class: int8(c), slab: int32(s.Index), off: int32(i * size)}
 		p.free[c] = append(p.free[c], &bufs[i])
 	}
-	return nil
+	p.carve[s.Index] = carving{class: int8(c), total: int32(n), free: int32(n)}
+}
+
+// recut takes a slab of another class whose buffers are all in the pool
+// and cuts it for class c: the slab's memory (and any registration of it)
+// stays, so a burst of one size does not starve every other size until a
+// restart. It reports whether it found one. Called with mu held.
+func (p *Pool) recut(c int) bool {
+	for i, k := range p.carve {
+		if int(k.class) == c || k.free != k.total {
+			continue
+		}
+		old := int(k.class)
+		fl := p.free[old][:0]
+		for _, b := range p.free[old] {
+			if int(b.slab) != i {
+				fl = append(fl, b)
+			}
+		}
+		clear(p.free[old][len(fl):])
+		p.free[old] = fl
+		p.cut(p.slabs[i], c)
+		return true
+	}
+	return false
 }
 
 // Close unmaps every slab. Buffers still held become invalid.

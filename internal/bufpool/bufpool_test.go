@@ -92,3 +92,59 @@ func BenchmarkGetPut(b *testing.B) {
 		p.Put(x)
 	}
 }
+
+// TestMemoryMovesAcrossClasses: at the memory limit, a slab whose
+// buffers are all back is cut for the size now asked for (the security
+// issue found every 128 KiB read failing after a burst of 1 MiB writes,
+// until a restart); a slab with a buffer still out is left alone.
+func TestMemoryMovesAcrossClasses(t *testing.T) {
+	p := New(2 * slabSize)
+	defer p.Close()
+	var big []*Buf
+	for range 2 * slabSize / MaxSize {
+		b, err := p.Get(MaxSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big = append(big, b)
+	}
+	if _, err := p.Get(128 << 10); err == nil {
+		t.Fatal("a 128 KiB buffer with every slab out")
+	}
+	held := big[0] // keeps its slab
+	for _, b := range big[1:] {
+		p.Put(b)
+	}
+	var small []*Buf
+	for range slabSize / (128 << 10) {
+		b, err := p.Get(128 << 10)
+		if err != nil {
+			t.Fatalf("128 KiB buffer %d after the 1 MiB burst: %v", len(small), err)
+		}
+		if s, _ := b.SlabOf(); s == int(held.slab) {
+			t.Fatalf("a 128 KiB buffer cut from slab %d, which still lends a 1 MiB buffer", s)
+		}
+		small = append(small, b)
+	}
+	if _, err := p.Get(128 << 10); err == nil {
+		t.Fatal("a 128 KiB buffer from the slab still lending a 1 MiB buffer")
+	}
+	p.Put(held)
+	b, err := p.Get(128 << 10)
+	if err != nil {
+		t.Fatalf("after the last 1 MiB buffer came back: %v", err)
+	}
+	small = append(small, b)
+	// Every buffer is its own memory.
+	seen := map[*byte]bool{}
+	for _, b := range small {
+		b.B[0] = 1
+		if seen[&b.B[0]] {
+			t.Fatal("two buffers share memory")
+		}
+		seen[&b.B[0]] = true
+	}
+	if len(p.Slabs()) != 2 {
+		t.Errorf("%d slabs mapped, want the 2 the limit allows", len(p.Slabs()))
+	}
+}

@@ -386,7 +386,7 @@ func (c *conn) start(si, ri, n int) error {
 	}
 	b, err := c.l.t.Pool().Get(int(dlen))
 	if err != nil {
-		c.log.Error("no data buffer", "err", err)
+		c.l.t.NoBuffer(c.log, err)
 		return c.completeError(s, nvmeof.StatusInternalError)
 	}
 	r.Buf, r.Data = b, b.B

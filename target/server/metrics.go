@@ -10,8 +10,8 @@ import (
 type collector struct {
 	s *Server
 
-	controllers, connects, connectErrors, kaExpired, protoErrors, accepted, rejected *prometheus.Desc
-	nsOps, nsBytes, nsErrors, nsSize                                                 *prometheus.Desc
+	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
+	nsOps, nsBytes, nsErrors, nsSize                                                           *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -25,6 +25,7 @@ func newCollector(s *Server) *collector {
 		connectErrors: d("connect_errors_total", "Refused Connect commands."),
 		kaExpired:     d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
 		protoErrors:   d("protocol_errors_total", "Connections terminated for transport protocol errors."),
+		noBuffer:      d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
 		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
 		rejected:      d("connections_rejected_total", "Transport connection requests refused (NVMe/RDMA private data).", "listener", "trtype"),
 		nsOps:         d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
@@ -46,6 +47,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.connectErrors, t.Stats.ConnectErrors.Load())
 	counter(c.kaExpired, t.Stats.KeepAliveExpired.Load())
 	counter(c.protoErrors, t.Stats.ProtocolErrors.Load())
+	counter(c.noBuffer, t.Stats.BufferShortages.Load())
 	for _, ln := range c.s.Listeners {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")
 	}

@@ -51,6 +51,7 @@ type conn struct {
 
 	rhdr    [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
 	rhdrLen int                                      // bytes of rhdr read for the current PDU
+	discard []byte                                   // recv goroutine only: see scratch
 
 	slotMu sync.Mutex
 	slots  []target.Request // grown once, at Connect, by the recv goroutine
@@ -323,6 +324,15 @@ func (c *conn) skipPad(hlen int, lay nvmeof.Layout) error {
 	return err
 }
 
+// scratch returns n bytes of the connection's discard buffer (in-capsule
+// data of a command failed before it ran), made on first use.
+func (c *conn) scratch(n int) []byte {
+	if len(c.discard) < n {
+		c.discard = make([]byte, max(n, c.inline))
+	}
+	return c.discard[:n]
+}
+
 // readData reads a PDU's data into dst (len(dst) == lay.DataLen) and checks its digest.
 func (c *conn) readData(dst []byte, lay nvmeof.Layout) error {
 	if _, err := io.ReadFull(c.br, dst); err != nil {
@@ -421,7 +431,19 @@ func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 			return err
 		}
 		if err := c.getBuf(r, int(lay.DataLen)); err != nil {
-			return err
+			if c.q.Connected() && c.q.ID() != 0 {
+				// The data is on the wire: take it off and fail the
+				// command, keeping the connection.
+				c.l.t.NoBuffer(c.log, err)
+				if err := c.readData(c.scratch(int(lay.DataLen)), lay); err != nil {
+					return err
+				}
+				return c.completeError(r, nvmeof.StatusInternalError)
+			}
+			// Connect and admin commands always get memory: an exhausted
+			// pool must not keep a new host from connecting (at most an
+			// admin queue's worth of 8 KiB per connection).
+			r.Data = make([]byte, lay.DataLen)
 		}
 		if err := c.readData(r.Data, lay); err != nil {
 			return err
@@ -453,7 +475,7 @@ func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 		return c.completeError(r, st)
 	}
 	if err := c.getBuf(r, int(dlen)); err != nil {
-		c.log.Error("no data buffer", "err", err)
+		c.l.t.NoBuffer(c.log, err)
 		return c.completeError(r, nvmeof.StatusInternalError)
 	}
 	if dir == target.DirC2H {

@@ -30,7 +30,15 @@ type testTarget struct {
 
 func startTarget(t testing.TB, be backend.Backend) *testTarget {
 	t.Helper()
-	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
+	return startTargetOpts(t, be, target.Options{})
+}
+
+// startTargetOpts is startTarget with target options (logger and queue
+// depth are set here).
+func startTargetOpts(t testing.TB, be backend.Backend, opts target.Options) *testTarget {
+	t.Helper()
+	opts.Logger, opts.MaxQueueDepth = quietLogger(), 128
+	tgt := target.New(opts)
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
 	if err != nil {
 		t.Fatal(err)

@@ -3,12 +3,14 @@ package tcp
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
 )
 
 func setFeatureSQE(cid uint16, fid uint8, dlen uint32) nvmeof.SQE {
@@ -399,4 +401,46 @@ func TestConnectTimeout(t *testing.T) {
 	if _, err := Listen(tt.tgt, "127.0.0.1:0", Options{MaxH2CData: 5001}); err == nil || !strings.Contains(err.Error(), "multiple of 4") {
 		t.Errorf("MaxH2CData 5001: %v, want an error asking for a multiple of 4", err)
 	}
+}
+
+// TestExhaustedPool: one host holds every data buffer with writes whose
+// data it never sends. Another host still connects (its Connect data does
+// not need the pool), its I/O fails with an error status instead of a
+// dropped connection, and once the first host goes it runs normally. The
+// security issue found the new host's connection closed without a word.
+func TestExhaustedPool(t *testing.T) {
+	tt := startTargetOpts(t, nil, target.Options{BufferMemory: 4 << 20}) // one slab
+	hog := tt.session(t, false, false)
+	const n = 16 // 16 writes of 256 KiB: the whole slab
+	for i := range n {
+		hog.IO.Write(hog.IO.Capsule(ioSQE(nvmeof.NVMWrite, hog.IO.NextCID(), int64(i)<<18, 256<<10), nil))
+	}
+	for i := range n {
+		if hd, _ := hog.IO.ReadPDU(); hd.Type != nvmeof.PDUR2T {
+			t.Fatalf("write %d: PDU type %#x, want an R2T", i, hd.Type)
+		}
+	}
+	s := tt.session(t, false, false) // fails the test if it cannot connect
+	if st := s.Write(0, make([]byte, 4096), false); st.Code() != nvmeof.StatusInternalError.Code() {
+		t.Errorf("write with the pool exhausted: %v, want internal error", st)
+	}
+	if _, st := s.Read(0, 4096); st.Code() != nvmeof.StatusInternalError.Code() {
+		t.Errorf("read with the pool exhausted: %v, want internal error", st)
+	}
+	if got := tt.tgt.Stats.BufferShortages.Load(); got != 2 {
+		t.Errorf("BufferShortages = %d, want 2", got)
+	}
+	hog.IO.NC.Close()
+	hog.Admin.NC.Close()
+	// The hog's buffers come back when its connections are torn down;
+	// retry until they have (bounded).
+	for i := 0; ; i++ {
+		if _, st := s.Read(0, 4096); st.OK() {
+			break
+		} else if i == 1000 {
+			t.Fatalf("read after the hog left: %v", st)
+		}
+		runtime.Gosched()
+	}
+	s.RoundTrip(0, 128<<10, 9)
 }
