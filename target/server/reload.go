@@ -18,9 +18,12 @@ import (
 // address, MaxH2CData or a subsystem's serial or model need a restart: they
 // are logged and ignored.
 //
-// The backends of new namespaces are opened first: if one fails to open,
-// nothing changes. A failure after that (a replaced namespace whose new
-// backend does not open) leaves the rest applied and is returned.
+// The backends of new namespaces, and the new backends of replaced ones,
+// are opened first: if one fails to open, nothing changes. A replaced
+// namespace whose new backend is the running one's (a change of UUID or
+// NGUID only; a block device opens exclusively) is closed, then opened
+// again; if that fails, the running namespace is put back as it was and
+// the error returned with the rest applied.
 func (s *Server) Reload(cfg *Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
@@ -150,17 +153,33 @@ func (s *Server) applyReload(p *reloadPlan) error {
 		nqn  string
 		nsid uint32
 	}
-	opened := map[nsKey]target.NamespaceConfig{}
-	for _, sp := range p.subsystems {
-		for _, nc := range sp.opened {
-			tc, err := openNamespace(nc)
-			if err != nil {
-				for _, tc := range opened {
+	opened := map[nsKey]target.NamespaceConfig{}   // new NSIDs
+	replaced := map[nsKey]target.NamespaceConfig{} // new backends of running NSIDs
+	openFirst := func(m map[nsKey]target.NamespaceConfig, nqn string, nc NamespaceConfig) error {
+		tc, err := openNamespace(nc)
+		if err != nil {
+			for _, m := range []map[nsKey]target.NamespaceConfig{opened, replaced} {
+				for _, tc := range m {
 					tc.Backend.Close()
 				}
-				return fmt.Errorf("reload: subsystem %s namespace %d: %w", sp.sc.NQN, nc.NSID, err)
 			}
-			opened[nsKey{sp.sc.NQN, nc.NSID}] = tc
+			return fmt.Errorf("reload: subsystem %s namespace %d: %w (nothing changed)", nqn, nc.NSID, err)
+		}
+		m[nsKey{nqn, nc.NSID}] = tc
+		return nil
+	}
+	for _, sp := range p.subsystems {
+		for _, nc := range sp.opened {
+			if err := openFirst(opened, sp.sc.NQN, nc); err != nil {
+				return err
+			}
+		}
+		for _, c := range sp.changed {
+			if c.new != nil && c.new.Backend != c.old.Backend {
+				if err := openFirst(replaced, sp.sc.NQN, *c.new); err != nil {
+					return err
+				}
+			}
 		}
 	}
 
@@ -212,13 +231,28 @@ func (s *Server) applyReload(p *reloadPlan) error {
 				continue
 			}
 			s.log.Info("reload: namespace replaced", "subsys", sc.NQN, "nsid", o.NSID, "old_backend", o.Backend, "backend", n.Backend)
-			tc, err := openNamespace(*n)
+			tc, ok := replaced[nsKey{sc.NQN, n.NSID}]
+			var err error
+			if !ok {
+				tc, err = openNamespace(*n)
+			}
 			if err == nil {
 				err = s.attach(ss, *n, tc)
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("reload: subsystem %s namespace %d: %w", sc.NQN, n.NSID, err))
-				failed[nsKey{sc.NQN, n.NSID}] = true
+				// Put the running namespace back as it was.
+				otc, oerr := openNamespace(o)
+				if oerr == nil {
+					oerr = s.attach(ss, o, otc)
+				}
+				if oerr != nil {
+					errs = append(errs, fmt.Errorf("reload: subsystem %s namespace %d: restoring %s: %w", sc.NQN, o.NSID, o.Backend, oerr))
+					failed[nsKey{sc.NQN, n.NSID}] = true
+				} else {
+					*n = o // what runs
+					s.log.Warn("reload: namespace kept as it was", "subsys", sc.NQN, "nsid", o.NSID, "backend", o.Backend, "err", err)
+				}
 			}
 		}
 		for _, nc := range sp.opened {

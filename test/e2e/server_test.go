@@ -137,6 +137,18 @@ func TestReloadNamespaces(t *testing.T) {
 	}
 	wantActive("bad backend", 1, 2)
 
+	// Nor does a replacement backend that does not open: namespace 2 stays
+	// live with its data (the security issue found it removed).
+	bad = reloadConfig(cfg.Listeners[0], server.NamespaceConfig{NSID: 1, Backend: "mem:16MiB"}, server.NamespaceConfig{NSID: 2, Backend: "file:/nonexistent/dir/y.img:1MiB"})
+	if err := srv.Reload(bad); err == nil || !strings.Contains(err.Error(), "namespace 2") || !strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("reload with a bad replacement backend = %v, want an error naming namespace 2 and saying nothing changed", err)
+	}
+	wantActive("bad replacement", 1, 2)
+	kept := make([]byte, len(data))
+	if _, err := ns2.ReadAt(kept, 4096); err != nil || !bytes.Equal(kept, data) {
+		t.Fatalf("namespace 2 after a failed replacement: %v, data equal %v", err, bytes.Equal(kept, data))
+	}
+
 	// Replace NSID 2 by another UUID (same file), then remove it.
 	const uuid = "6b0f3a2e-5d1c-4e8f-9a7b-1c2d3e4f5a6b"
 	cfg = reloadConfig(cfg.Listeners[0], server.NamespaceConfig{NSID: 1, Backend: "mem:16MiB"}, server.NamespaceConfig{NSID: 2, Backend: "file:" + file + ":8MiB", UUID: uuid})
