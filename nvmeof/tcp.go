@@ -55,6 +55,10 @@ const (
 	R2THLen        = 24
 	TermReqHLen    = 24
 	DigestSize     = 4
+	// MaxPDO is the largest PDU Data Offset a peer may use: data aligned
+	// to the largest CPDA or HPDA, (31+1)*4 bytes (SPDK's
+	// SPDK_NVME_TCP_PDU_PDO_MAX_OFFSET).
+	MaxPDO = 128
 	// TermReqMaxData is the most of the offending PDU header a TermReq
 	// carries: a TermReq is at most 152 bytes long in all (§3.6.2.4).
 	TermReqMaxData = 128

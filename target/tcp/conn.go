@@ -283,6 +283,11 @@ func (c *conn) readPDU() error {
 	if err != nil {
 		return err
 	}
+	// The target's ICResp says CPDA 0: data starts on a 4-byte boundary,
+	// and no alignment puts it beyond MaxPDO.
+	if lay.DataLen > 0 && (lay.DataOff > nvmeof.MaxPDO || lay.DataOff%4 != 0) {
+		return &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, FEI: 3, Msg: fmt.Sprintf("PDO %d: want a multiple of 4 (CPDA 0) up to %d", lay.DataOff, nvmeof.MaxPDO)}
+	}
 	hlen := int(h.HLen)
 	if lay.HDigest {
 		hlen += nvmeof.DigestSize

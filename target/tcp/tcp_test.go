@@ -97,6 +97,18 @@ func TestProtocolErrors(t *testing.T) {
 			c.Write(b)
 			return c
 		}},
+		{"in-capsule data at PDO 255", nvmeof.FESInvalidHeader, func(t *testing.T) *tcppeer.Host {
+			c := connected(t, false, false)
+			var sqe nvmeof.SQE
+			sqe.SetFeatures(0x0B, 0)
+			sqe.SetFlags(nvmeof.FlagsSGL)
+			sqe.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, 4)
+			b := make([]byte, 255+4)
+			nvmeof.PutHeader(b, nvmeof.Header{Type: nvmeof.PDUCapsuleCmd, HLen: 72, PDO: 255, PLen: 255 + 4})
+			copy(b[nvmeof.CHSize:], sqe[:])
+			c.Write(b)
+			return c
+		}},
 		{"PLEN beyond the limit", nvmeof.FESDataLimitExceeded, func(t *testing.T) *tcppeer.Host {
 			c := connected(t, false, false)
 			b := c.Capsule(nvmeof.SQE{}, nil)
