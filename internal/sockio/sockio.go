@@ -27,12 +27,18 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Writer gathers pieces for one connection and writes them in order. It
 // is not safe for concurrent use: its owner serializes calls (the
 // connection's send lock).
 type Writer struct {
+	// Timeout bounds how long a flush waits for a peer that does not read
+	// (0: no bound); the flush then fails with os.ErrDeadlineExceeded.
+	// Writes that need no wait set no deadline.
+	Timeout time.Duration
+
 	c  net.Conn
 	rc syscall.RawConn // nil: net.Buffers writes on c
 
@@ -50,7 +56,10 @@ type Writer struct {
 	iov   []iovec
 	n     int
 	errno syscall.Errno
-	out   [][]byte // scratch for net.Buffers writes
+	// again: a write found the socket full and no deadline is set yet;
+	// deadline: one is set for this flush.
+	again, deadline bool
+	out             [][]byte // scratch for net.Buffers writes
 }
 
 // NewWriter returns a Writer on c that copies up to size bytes of small
@@ -138,6 +147,10 @@ func (w *Writer) Flush() error {
 	if w.rc != nil {
 		err = w.writeRaw(w.parts)
 	} else {
+		if w.Timeout > 0 {
+			w.c.SetWriteDeadline(time.Now().Add(w.Timeout))
+			defer w.c.SetWriteDeadline(time.Time{})
+		}
 		w.out = append(w.out[:0], w.parts...)
 		b := net.Buffers(w.out)
 		_, err = b.WriteTo(w.c)
@@ -152,6 +165,12 @@ func (w *Writer) Flush() error {
 // consumes parts (reslicing its elements).
 func (w *Writer) writeRaw(parts [][]byte) error {
 	defer clear(w.iov)
+	defer func() {
+		if w.deadline {
+			w.c.SetWriteDeadline(time.Time{})
+			w.deadline = false
+		}
+	}()
 	for len(parts) > 0 {
 		w.iov = w.iov[:0]
 		for _, b := range parts {
@@ -160,9 +179,15 @@ func (w *Writer) writeRaw(parts [][]byte) error {
 			}
 			w.iov = append(w.iov, makeIovec(b))
 		}
-		w.n, w.errno = 0, 0
+		w.n, w.errno, w.again = 0, 0, false
 		if err := w.rc.Write(w.tryFn); err != nil {
 			return err
+		}
+		if w.again {
+			// The peer is not keeping up: wait for it, for Timeout.
+			w.c.SetWriteDeadline(time.Now().Add(w.Timeout))
+			w.deadline = true
+			continue
 		}
 		if w.errno != 0 {
 			return os.NewSyscallError("writev", w.errno)
@@ -193,6 +218,10 @@ func (w *Writer) writeOnce(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if w.Timeout > 0 && !w.deadline {
+				w.again = true
+				return true // set the deadline first
+			}
 			return false
 		default:
 			w.errno = errno

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
+	"time"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -197,5 +199,24 @@ func TestFlushDoesNotAllocate(t *testing.T) {
 	send() // grow the vectors once
 	if a := testing.AllocsPerRun(100, send); a != 0 {
 		t.Errorf("%v allocations per flush, want 0", a)
+	}
+}
+
+// TestTimeout: a flush to a peer that stops reading fails after Timeout
+// instead of waiting for ever.
+func TestTimeout(t *testing.T) {
+	c, _ := tcpPair(t) // the peer never reads
+	w := NewWriter(c, 1024)
+	w.Timeout = 200 * time.Millisecond
+	big := make([]byte, 1<<20)
+	var err error
+	for range 1024 { // far more than the socket buffers hold
+		w.WriteRef(big)
+		if err = w.Flush(); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("flush to a peer that does not read: %v, want a deadline error", err)
 	}
 }

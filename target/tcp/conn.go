@@ -67,6 +67,15 @@ type conn struct {
 	flushReq chan struct{}
 	done     chan struct{} // closed when serve returns
 
+	// Requests completed on other goroutines (an io_uring reaper, an
+	// asynchronous event) wait here for the flusher, which sends them: a
+	// reaper serving every connection of a namespace must never wait on
+	// one host's socket.
+	doneMu   sync.Mutex
+	doneQ    []*target.Request // guarded by doneMu
+	doneShut bool              // guarded by doneMu: the connection is gone; release instead
+	doneWork []*target.Request // the flusher's batch, taken from doneQ
+
 	sendMu   sync.Mutex
 	bw       *sockio.Writer                                  // guarded by sendMu
 	held     []*target.Request                               // guarded by sendMu: requests whose data bw references
@@ -91,6 +100,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		bw:  sockio.NewWriter(nc, bufSize),
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}
+	c.bw.Timeout = l.opts.SendTimeout
 	// Polled while there is nothing to read, for up to BusyPoll, unless
 	// another connection of the listener has input.
 	rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
@@ -133,12 +143,24 @@ func (c *conn) serve() {
 	c.bw.Reset()
 	c.releaseHeld()
 	c.sendMu.Unlock()
+	c.doneMu.Lock()
+	c.doneShut = true
+	late := c.doneQ
+	c.doneQ = nil
+	c.doneMu.Unlock()
+	for _, r := range late {
+		c.releaseSlot(r)
+	}
 	close(c.done)
 	c.slotMu.Lock()
 	for i := range c.slots {
 		// A slot in the core keeps its buffer: the backend may still be
-		// reading into it; its Complete returns it to the pool.
-		if b := c.slots[i].Buf; b != nil && !c.inCore[i] {
+		// reading into it, and its Complete (on another goroutine; its
+		// Buf is not ours to read) returns it to the pool.
+		if c.inCore[i] {
+			continue
+		}
+		if b := c.slots[i].Buf; b != nil {
 			c.l.t.Pool().Put(b)
 			c.slots[i].Buf = nil
 		}
@@ -146,13 +168,21 @@ func (c *conn) serve() {
 	c.slotMu.Unlock()
 }
 
-// flusher sends what completions from other goroutines left buffered.
+// flusher sends the requests completed on other goroutines, and what
+// they left buffered.
 func (c *conn) flusher() {
 	for {
 		select {
 		case <-c.flushReq:
 		case <-c.done:
 			return
+		}
+		c.doneMu.Lock()
+		c.doneWork, c.doneQ = c.doneQ, c.doneWork[:0]
+		c.doneMu.Unlock()
+		for i, r := range c.doneWork {
+			c.complete(r)
+			c.doneWork[i] = nil
 		}
 		c.sendMu.Lock()
 		if !c.shutdown {
@@ -587,10 +617,16 @@ func (c *conn) writeHeader(b []byte, hlen int) {
 }
 
 // flushLocked sends what bw gathered and frees the slots whose data it
-// referenced. After a send error it only drops what was gathered.
+// referenced. After a send error it only drops what was gathered; the
+// first one closes the connection (which wakes its reader).
 func (c *conn) flushLocked() error {
 	if c.sendErr == nil {
-		c.sendErr = c.bw.Flush()
+		if c.sendErr = c.bw.Flush(); c.sendErr != nil {
+			if errors.Is(c.sendErr, os.ErrDeadlineExceeded) {
+				c.log.Warn("host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
+			}
+			c.Close(c.sendErr)
+		}
 	}
 	if c.sendErr != nil {
 		c.bw.Reset()
@@ -609,23 +645,38 @@ func (c *conn) releaseHeld() {
 }
 
 // Complete sends a command's data and response and frees its slot (once
-// the data is written, when the writer references it).
+// the data is written, when the writer references it). A request the
+// core completes on another goroutine (Deferred) goes to the flusher.
 func (c *conn) Complete(r *target.Request) {
+	if r.Deferred {
+		c.doneMu.Lock()
+		if !c.doneShut {
+			c.doneQ = append(c.doneQ, r)
+			c.doneMu.Unlock()
+			select {
+			case c.flushReq <- struct{}{}:
+			default: // the flusher is due already
+			}
+			return
+		}
+		c.doneMu.Unlock()
+		c.releaseSlot(r)
+		return
+	}
+	c.complete(r)
+}
+
+// complete sends r on the calling goroutine, the connection's own.
+func (c *conn) complete(r *target.Request) {
 	// r may be freed by the flush below: read what is needed first.
 	disconnect := r.Cmd.Opcode() == nvmeof.OpFabrics && r.Cmd.FCType() == nvmeof.FabricsDisconnect && r.Status().OK()
-	deferred, held := r.Deferred, false
+	held := false
 	c.sendMu.Lock()
 	if !c.shutdown && c.sendErr == nil {
 		if held = c.sendLocked(r); held {
 			c.held = append(c.held, r)
 			if c.bw.Buffered() >= flushAt {
 				c.flushLocked()
-			}
-		}
-		if deferred && c.bw.Buffered() > 0 {
-			select {
-			case c.flushReq <- struct{}{}:
-			default: // a flush is already due
 			}
 		}
 	}

@@ -42,6 +42,11 @@ type Options struct {
 	// controller by then is closed, so idle half-open connections cannot
 	// pile up.
 	ConnectTimeout time.Duration
+	// SendTimeout bounds how long a connection waits for a host that does
+	// not read its responses (default 30 s); the connection is then
+	// closed. Completions from other goroutines (io_uring reapers) never
+	// wait on a host: they are sent by the connection's own flusher.
+	SendTimeout time.Duration
 	// BusyPoll is how long a connection with nothing to read keeps
 	// polling its socket before it parks (package busypoll): a command
 	// that comes within it is served without waking an idle CPU. 0 parks
@@ -81,6 +86,9 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	}
 	if opts.ConnectTimeout == 0 {
 		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.SendTimeout == 0 {
+		opts.SendTimeout = 30 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = t.Logger()

@@ -3,14 +3,17 @@ package tcp
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flashpath/flashpath/internal/tcppeer"
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
 )
 
 func setFeatureSQE(cid uint16, fid uint8, dlen uint32) nvmeof.SQE {
@@ -455,4 +458,93 @@ func TestExhaustedPool(t *testing.T) {
 		runtime.Gosched()
 	}
 	s.RoundTrip(0, 128<<10, 9)
+}
+
+// logSignal is a slog handler that signals each record whose message
+// contains msg.
+type logSignal struct {
+	msg string
+	ch  chan struct{}
+}
+
+func (h logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (h logSignal) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.msg) {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (h logSignal) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logSignal) WithGroup(string) slog.Handler      { return h }
+
+// TestSlowReaderStallsOnlyItself: a host that floods reads of an
+// io_uring namespace and never reads its socket stalls only its own
+// connection, which is closed after SendTimeout, while another host's I/O
+// on the same namespace goes on. The security issue found every host of
+// the namespace hung: the io_uring reaper wrote completions to the
+// sockets itself, with no deadline.
+func TestSlowReaderStallsOnlyItself(t *testing.T) {
+	be, err := backend.OpenFile(t.TempDir()+"/ns.img", backend.FileOptions{Size: 16 << 20})
+	testutil.SkipIfNotSupported(t, err)
+	if !be.AsyncIO() {
+		be.Close()
+		t.Skip("io_uring unavailable: the namespace runs synchronously")
+	}
+	closed := logSignal{msg: "host is not reading", ch: make(chan struct{}, 1)}
+	log := slog.New(closed)
+	tgt := target.New(target.Options{Logger: log, MaxQueueDepth: 128})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(tgt, "127.0.0.1:0", Options{Logger: log, SendTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); tgt.Close() })
+	hog := tcppeer.Connect(t, ln.Addr().String(), false, false, testNQN, hostNQN, hostID)
+	good := tcppeer.Connect(t, ln.Addr().String(), false, false, testNQN, hostNQN, hostID)
+	good.RoundTrip(0, 128<<10, 1)
+
+	// Sixteen reads at a time, far more in all than the sockets buffer,
+	// none of the responses read. Errors end the flood (the target hangs
+	// up on it).
+	flood := make(chan struct{})
+	go func() {
+		defer close(flood)
+		var batch []byte
+		for i := range 16 {
+			batch = append(batch, hog.IO.Capsule(ioSQE(nvmeof.NVMRead, uint16(i), int64(i)<<17, 128<<10), nil)...)
+		}
+		for range 400 {
+			if _, err := hog.IO.NC.Write(batch); err != nil {
+				return
+			}
+		}
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20 {
+			good.RoundTrip(int64(i%8)<<17, 128<<10, byte(i))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("another host's I/O on the namespace hung while one host did not read")
+	}
+	select {
+	case <-closed.ch:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the host that does not read was not disconnected")
+	}
+	<-flood
+	good.RoundTrip(0, 4096, 7)
 }
