@@ -53,9 +53,7 @@ type Target struct {
 	disc    *Subsystem
 	Stats   Stats
 
-	noBufMu      sync.Mutex
-	noBufLogged  time.Time // guarded by noBufMu: when the last line went out
-	noBufDropped uint64    // guarded by noBufMu: lines held back since
+	noBufLog LogLimiter
 }
 
 // Stats are counters kept off the hot structures, read by metrics.
@@ -104,22 +102,39 @@ func New(opts Options) *Target {
 	return t
 }
 
+// LogLimiter lets one log line a second through and counts the others:
+// what a peer can trigger at will must not flood the log. The zero value
+// is ready; it is safe for concurrent use.
+type LogLimiter struct {
+	mu      sync.Mutex
+	last    time.Time // guarded by mu: when a line last went out
+	dropped uint64    // guarded by mu: lines held back since
+}
+
+// Allow reports whether a line may go out now, and how many were held
+// back since the last one that did.
+func (l *LogLimiter) Allow() (ok bool, dropped uint64) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
+		l.dropped++
+		return false, 0
+	}
+	dropped, l.last, l.dropped = l.dropped, now, 0
+	return true, dropped
+}
+
 // NoBuffer records a command failed for want of a data buffer: it counts
 // it (Stats.BufferShortages) and logs at most one line a second, with the
 // number held back since the last, so that an exhausted pool does not
 // flood the log (the security issue saw 161,000 lines in 3 s).
 func (t *Target) NoBuffer(log *slog.Logger, err error) {
 	t.Stats.BufferShortages.Add(1)
-	now := time.Now()
-	t.noBufMu.Lock()
-	if now.Sub(t.noBufLogged) < time.Second {
-		t.noBufDropped++
-		t.noBufMu.Unlock()
+	ok, dropped := t.noBufLog.Allow()
+	if !ok {
 		return
 	}
-	dropped := t.noBufDropped
-	t.noBufLogged, t.noBufDropped = now, 0
-	t.noBufMu.Unlock()
 	log.Error("no data buffer: command failed; the buffer pool is exhausted (a host may be holding buffers with writes whose data it does not send)", "err", err, "suppressed", dropped)
 }
 

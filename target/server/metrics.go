@@ -27,7 +27,7 @@ func newCollector(s *Server) *collector {
 		protoErrors:   d("protocol_errors_total", "Connections terminated for transport protocol errors."),
 		noBuffer:      d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
 		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
-		rejected:      d("connections_rejected_total", "Transport connection requests refused (NVMe/RDMA private data).", "listener", "trtype"),
+		rejected:      d("connections_rejected_total", "Transport connections refused: NVMe/RDMA private data, or over the NVMe/TCP connection limits.", "listener", "trtype"),
 		nsOps:         d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
 		nsBytes:       d("namespace_bytes_total", "Bytes moved.", "subsys", "nsid", "op"),
 		nsErrors:      d("namespace_errors_total", "I/O commands failed by the backend.", "subsys", "nsid"),
@@ -50,6 +50,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.noBuffer, t.Stats.BufferShortages.Load())
 	for _, ln := range c.s.Listeners {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")
+		counter(c.rejected, ln.Rejected.Load(), ln.Addr().String(), "tcp")
 	}
 	for _, ln := range c.s.RDMA {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "rdma")

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,11 @@ type Options struct {
 	// closed. Completions from other goroutines (io_uring reapers) never
 	// wait on a host: they are sent by the connection's own flusher.
 	SendTimeout time.Duration
+	// MaxConns is the most connections served at once (default 65,536)
+	// and MaxConnsPerAddr the most from one host address (default 1,024;
+	// a GPU node with a few controllers of 64 queues uses a few hundred).
+	// A connection beyond either is closed at once, with a log line.
+	MaxConns, MaxConnsPerAddr int
 	// BusyPoll is how long a connection with nothing to read keeps
 	// polling its socket before it parks (package busypoll): a command
 	// that comes within it is served without waking an idle CPU. 0 parks
@@ -68,8 +74,14 @@ type Listener struct {
 	conns target.Conns[*conn]
 	poll  busypoll.Group // the connections, for busy polling
 
+	mu      sync.Mutex
+	open    int                // guarded by mu: connections served
+	perAddr map[netip.Addr]int // guarded by mu: connections per host address
+	capLog  target.LogLimiter
+
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
+	Rejected       atomic.Uint64 // closed at accept: over MaxConns or MaxConnsPerAddr
 	ProtocolErrors atomic.Uint64
 }
 
@@ -89,6 +101,12 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	}
 	if opts.SendTimeout == 0 {
 		opts.SendTimeout = 30 * time.Second
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = 65536
+	}
+	if opts.MaxConnsPerAddr == 0 {
+		opts.MaxConnsPerAddr = 1024
 	}
 	if opts.Logger == nil {
 		opts.Logger = t.Logger()
@@ -117,17 +135,72 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 func (l *Listener) accept(done func()) {
 	defer done()
+	var backoff time.Duration
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				l.log.Error("accept failed", "err", err)
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of descriptors or memory, say: keep the port, retry
+			// after a pause, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if ok, dropped := l.capLog.Allow(); ok {
+				l.log.Error("accept failed: retrying", "err", err, "retry_in", backoff, "suppressed", dropped)
+			}
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		l.Accepted.Add(1)
+		addr := remoteAddr(nc)
+		if reason := l.admit(addr); reason != "" {
+			l.Rejected.Add(1)
+			if ok, dropped := l.capLog.Allow(); ok {
+				l.log.Warn("connection refused: "+reason, "peer", nc.RemoteAddr().String(), "suppressed", dropped)
+			}
+			nc.Close()
+			continue
+		}
 		c := newConn(l, nc)
-		l.conns.Go(c, c.serve)
+		l.conns.Go(c, func() {
+			c.serve()
+			l.leave(addr)
+		})
+	}
+}
+
+func remoteAddr(nc net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// admit counts a new connection from addr, or says which limit it is over.
+func (l *Listener) admit(addr netip.Addr) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.open >= l.opts.MaxConns:
+		return fmt.Sprintf("%d connections open, the listener's limit", l.open)
+	case l.perAddr[addr] >= l.opts.MaxConnsPerAddr:
+		return fmt.Sprintf("%d connections open from %s, the limit per host address", l.perAddr[addr], addr)
+	}
+	if l.perAddr == nil {
+		l.perAddr = map[netip.Addr]int{}
+	}
+	l.open++
+	l.perAddr[addr]++
+	return ""
+}
+
+func (l *Listener) leave(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
+		delete(l.perAddr, addr)
 	}
 }
 

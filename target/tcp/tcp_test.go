@@ -548,3 +548,38 @@ func TestSlowReaderStallsOnlyItself(t *testing.T) {
 	<-flood
 	good.RoundTrip(0, 4096, 7)
 }
+
+// TestConnectionLimits: connections from one address beyond
+// MaxConnsPerAddr are closed at once and counted; closing one makes room.
+func TestConnectionLimits(t *testing.T) {
+	tt := startTarget(t, nil)
+	tt.ln.Close()
+	ln, err := Listen(tt.tgt, "127.0.0.1:0", Options{Logger: quietLogger(), MaxConnsPerAddr: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	addr := ln.Addr().String()
+	s := tcppeer.Connect(t, addr, false, false, testNQN, hostNQN, hostID) // two connections
+	third := tcppeer.Dial(t, addr)
+	third.Init(false, false) // served: ICResp came back
+	fourth := tcppeer.Dial(t, addr)
+	fourth.ExpectEOF()
+	if got := ln.Rejected.Load(); got != 1 {
+		t.Errorf("Rejected = %d, want 1", got)
+	}
+	third.NC.Close()
+	// The third connection's slot comes back when its goroutine ends;
+	// until then a new one may still be refused (bounded retries).
+	for i := 0; ; i++ {
+		c := tcppeer.Dial(t, addr)
+		c.NC.Write(tcppeer.ICReqBytes(nvmeof.ICReq{}))
+		if _, _, err := c.TryReadPDU(); err == nil {
+			break
+		} else if i == 1000 {
+			t.Fatalf("no connection accepted after one closed: %v", err)
+		}
+		runtime.Gosched()
+	}
+	s.RoundTrip(0, 4096, 3)
+}
