@@ -540,3 +540,28 @@ func TestReadOnlyNamespaceWriteProtected(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultKeepAlive: a discovery controller whose host asks for no
+// keep-alive gets DiscoveryKeepAlive, as on the Linux target; an I/O
+// controller gets Options.IOKeepAlive (none unless set).
+func TestDefaultKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		io   time.Duration
+		nqn  string
+		want time.Duration
+	}{
+		{"discovery", 0, nvmeof.DiscoveryNQN, DiscoveryKeepAlive},
+		{"I/O, none configured", 0, testNQN, 0},
+		{"I/O, configured", 30 * time.Second, testNQN, 30 * time.Second},
+	} {
+		tgt := New(Options{Logger: quietLogger(), IOKeepAlive: tc.io})
+		t.Cleanup(func() { tgt.Close() })
+		addSubsys(t, tgt, testNQN)
+		p := connectAdmin(t, tgt, tc.nqn, hostA, hostIDA, 0)
+		r := p.ok(getFeatSQE(nvmeof.FeatKeepAlive), nil)
+		if got := time.Duration(r.Rsp.DW0()) * time.Millisecond; got != tc.want {
+			t.Errorf("%s: KATO %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

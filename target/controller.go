@@ -53,6 +53,12 @@ const AERLimit = 4
 
 const errLogEntries = 64
 
+// DiscoveryKeepAlive is the keep-alive timeout of a discovery controller
+// whose host asks for none, as the Linux target's (NVMET_DISC_KATO_MS): a
+// host that connected to discovery and went away must not hold a
+// controller for ever.
+const DiscoveryKeepAlive = 120 * time.Second
+
 func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, kato time.Duration) (*Controller, error) {
 	c := &Controller{
 		t: t, subsys: s, hostNQN: d.HostNQN, hostID: d.HostID,
@@ -61,6 +67,14 @@ func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, 
 	}
 	if s.discovery {
 		c.maxIOQ = 0
+	}
+	if kato == 0 {
+		if s.discovery {
+			kato = DiscoveryKeepAlive
+		} else {
+			kato = t.opts.IOKeepAlive
+		}
+		c.kato = kato
 	}
 	id, err := t.allocCntlID(c)
 	if err != nil {

@@ -25,6 +25,10 @@ type Options struct {
 	FirmwareRev string
 	// MaxQueues is the most I/O queues a controller may have (default 64).
 	MaxQueues int
+	// IOKeepAlive is the keep-alive timeout of an I/O controller whose
+	// host asks for none (KATO 0): 0 leaves it without one, as asked.
+	// Discovery controllers get DiscoveryKeepAlive in that case.
+	IOKeepAlive time.Duration
 	// MaxQueueDepth is the most entries per queue, reported in CAP.MQES (default 1024).
 	MaxQueueDepth int
 	// BufferMemory caps the data buffer pool in bytes (default 1 GiB).

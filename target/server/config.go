@@ -51,6 +51,10 @@ type Config struct {
 	// are served without waking an idle CPU, at the price of that CPU
 	// time. Use BusyPollWindow to read it.
 	BusyPoll *daemon.Duration `json:"busy_poll,omitempty"`
+	// IOKeepAlive is the keep-alive timeout given to an I/O controller
+	// whose host asks for none ("" or "0s": none, as asked). Discovery
+	// controllers get 120 s in that case, as on the Linux target.
+	IOKeepAlive *daemon.Duration `json:"io_keep_alive,omitempty"`
 }
 
 // SubsystemConfig is one subsystem in a Config.
@@ -112,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if n := c.MaxH2CData; n != 0 && (n < 4096 || n > target.MaxTransfer || n%4 != 0) {
 		errs = append(errs, fmt.Errorf("max_h2c_data %d: want a multiple of 4 from 4096 to %d (NVMe/TCP MAXH2CDATA), or leave it out for 128 KiB", n, target.MaxTransfer))
+	}
+	if c.IOKeepAlive != nil && c.IOKeepAlive.Duration() < 0 {
+		errs = append(errs, fmt.Errorf("io_keep_alive %v: want 0 (none) or more, e.g. \"120s\"", c.IOKeepAlive.Duration()))
 	}
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
 		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", d, MaxBusyPoll))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
@@ -105,6 +106,15 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: busy_poll changed: restart to apply", cur.BusyPollWindow(), next.BusyPollWindow()})
 	}
 	next.BusyPoll = cur.BusyPoll
+	if ka := func(c *Config) time.Duration {
+		if c.IOKeepAlive == nil {
+			return 0
+		}
+		return c.IOKeepAlive.Duration()
+	}; ka(cur) != ka(next) {
+		p.restart = append(p.restart, restartChange{"reload: io_keep_alive changed: restart to apply", ka(cur), ka(next)})
+	}
+	next.IOKeepAlive = cur.IOKeepAlive
 	for _, old := range cur.Subsystems {
 		if findSubsys(next, old.NQN) == nil {
 			p.removed = append(p.removed, old.NQN)

@@ -42,7 +42,11 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{log: opts.Logger}
-	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev})
+	topts := target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev}
+	if cfg.IOKeepAlive != nil {
+		topts.IOKeepAlive = cfg.IOKeepAlive.Duration()
+	}
+	s.Target = target.New(topts)
 	defer func() {
 		if err != nil {
 			s.Shutdown(context.Background())

@@ -53,6 +53,9 @@ subsystems: [{nqn: nqn.a, allow_any_host: true, allowed_hosts: [nqn.h], namespac
 busy_poll: 1s
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "busy_poll 1s: want 0 (off) to 10ms"},
 		{`listeners: [tcp://x:1]
+io_keep_alive: -5s
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "io_keep_alive -5s: want 0 (none) or more"},
+		{`listeners: [tcp://x:1]
 max_h2c_data: 5001
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "max_h2c_data 5001: want a multiple of 4"},
 		{`listeners: [tcp://x:1]
