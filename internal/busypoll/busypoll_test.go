@@ -7,36 +7,12 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // pair returns both ends of a TCP connection over loopback.
-func pair(t *testing.T) (a, b net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- res{c, err}
-	}()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { a.Close(); r.c.Close() })
-	return a, r.c
-}
+func pair(t *testing.T) (a, b net.Conn) { return testutil.TCPPair(t) }
 
 // reader is a polling Reader over c.
 func reader(g *Group, c net.Conn, window time.Duration) *Reader {

@@ -8,32 +8,12 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
+func tcpPair(t *testing.T) (client, server net.Conn) { return testutil.TCPPair(t) }
 
 // drain reads c to EOF in the background; the result comes on the channel.
 func drain(c net.Conn) <-chan []byte {
@@ -85,37 +65,36 @@ func writeMix(t *testing.T, w *Writer) []byte {
 	return want.Bytes()
 }
 
-// TestWritesArriveInOrder sends copied and referenced pieces through a
-// send buffer far smaller than one flush, so writes are partial and wait
-// for the socket: the peer gets every byte in order.
+// TestWritesArriveInOrder sends copied and referenced pieces, flushing
+// now and then, and the peer gets every byte in order: over TCP through a
+// send buffer far smaller than one flush (writes are partial and wait for
+// the socket), and over a net.Pipe, which is no socket (the plain path).
 func TestWritesArriveInOrder(t *testing.T) {
-	c, s := tcpPair(t)
-	c.(*net.TCPConn).SetWriteBuffer(4096)
-	got := drain(s)
-	w := NewWriter(c, 1024)
-	if rawWritev && w.rc == nil {
-		t.Fatal("a TCP connection is written with net.Buffers, not raw writev")
-	}
-	want := writeMix(t, w)
-	c.Close()
-	if b := <-got; !bytes.Equal(b, want) {
-		t.Fatalf("peer got %d bytes, want %d (or the bytes differ)", len(b), len(want))
-	}
-}
-
-// TestWritesArriveInOrderPipe covers the plain path: a net.Pipe is no
-// socket.
-func TestWritesArriveInOrderPipe(t *testing.T) {
-	c, s := net.Pipe()
-	got := drain(s)
-	w := NewWriter(c, 1024)
-	if w.rc != nil {
-		t.Fatal("a net.Pipe has no raw connection")
-	}
-	want := writeMix(t, w)
-	c.Close()
-	if b := <-got; !bytes.Equal(b, want) {
-		t.Fatalf("peer got %d bytes, want %d (or the bytes differ)", len(b), len(want))
+	for _, tc := range []struct {
+		name string
+		pair func(*testing.T) (net.Conn, net.Conn)
+		raw  bool
+	}{
+		{"tcp", func(t *testing.T) (net.Conn, net.Conn) {
+			c, s := tcpPair(t)
+			c.(*net.TCPConn).SetWriteBuffer(4096)
+			return c, s
+		}, rawWritev},
+		{"pipe", func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := tc.pair(t)
+			got := drain(s)
+			w := NewWriter(c, 1024)
+			if raw := w.rc != nil; raw != tc.raw {
+				t.Fatalf("raw writev %v, want %v", raw, tc.raw)
+			}
+			want := writeMix(t, w)
+			c.Close()
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Fatalf("peer got %d bytes, want %d (or the bytes differ)", len(b), len(want))
+			}
+		})
 	}
 }
 

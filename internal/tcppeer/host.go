@@ -257,7 +257,9 @@ func (s *Session) RoundTrip(off int64, n int, seed byte) {
 	}
 }
 
-func rwSQE(op uint8, cid uint16, off int64, n int) nvmeof.SQE {
+// IOCommand is a read or write of n bytes at byte offset off of
+// namespace 1 (512-byte blocks), its data described by a transport SGL.
+func IOCommand(op uint8, cid uint16, off int64, n int) nvmeof.SQE {
 	var sqe nvmeof.SQE
 	sqe.SetOpcode(op)
 	sqe.SetCID(cid)
@@ -274,7 +276,7 @@ func (s *Session) Write(off int64, p []byte, fua bool) nvmeof.Status {
 	h := s.IO
 	h.T.Helper()
 	cid := h.NextCID()
-	sqe := rwSQE(nvmeof.NVMWrite, cid, off, len(p))
+	sqe := IOCommand(nvmeof.NVMWrite, cid, off, len(p))
 	sqe.SetFUA(fua)
 	h.Write(h.Capsule(sqe, nil))
 	for range 1000 {
@@ -301,7 +303,7 @@ func (s *Session) Read(off int64, n int) ([]byte, nvmeof.Status) {
 	h := s.IO
 	h.T.Helper()
 	cid := h.NextCID()
-	h.Write(h.Capsule(rwSQE(nvmeof.NVMRead, cid, off, n), nil))
+	h.Write(h.Capsule(IOCommand(nvmeof.NVMRead, cid, off, n), nil))
 	got := make([]byte, n)
 	for range 1000 {
 		hd, b := h.ReadPDU()

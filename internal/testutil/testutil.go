@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"errors"
+	"net"
 	"testing"
 
 	"github.com/flashpath/flashpath/internal/platform"
@@ -20,4 +21,35 @@ func SkipIfNotSupported(tb testing.TB, err error) {
 	default:
 		tb.Fatal(err)
 	}
+}
+
+// TCPPair returns both ends of a TCP connection over loopback, closed
+// when the test ends.
+func TCPPair(tb testing.TB) (client, server net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := <-ch
+	if a.err != nil {
+		client.Close()
+		tb.Fatal(a.err)
+	}
+	tb.Cleanup(func() { client.Close(); a.c.Close() })
+	return client, a.c
 }

@@ -324,9 +324,9 @@ func TestRefusedCommandsTakeNoBuffer(t *testing.T) {
 		sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, 1<<20)
 		return sqe
 	}
-	noNS := ioSQE(nvmeof.NVMWrite, s.IO.NextCID(), 0, 128<<10)
+	noNS := tcppeer.IOCommand(nvmeof.NVMWrite, s.IO.NextCID(), 0, 128<<10)
 	noNS.SetNSID(9)
-	short := ioSQE(nvmeof.NVMWrite, s.IO.NextCID(), 0, 128<<10)
+	short := tcppeer.IOCommand(nvmeof.NVMWrite, s.IO.NextCID(), 0, 128<<10)
 	short.SetRW(0, 8) // 4 KiB of blocks, 128 KiB of data
 	for _, tc := range []struct {
 		name string
@@ -335,7 +335,7 @@ func TestRefusedCommandsTakeNoBuffer(t *testing.T) {
 		want nvmeof.Status
 	}{
 		{"write to a namespace that does not exist", s.IO, noNS, nvmeof.StatusInvalidNamespace},
-		{"write past the end of the namespace", s.IO, ioSQE(nvmeof.NVMWrite, s.IO.NextCID(), 16<<20-4096, 128<<10), nvmeof.StatusLBAOutOfRange},
+		{"write past the end of the namespace", s.IO, tcppeer.IOCommand(nvmeof.NVMWrite, s.IO.NextCID(), 16<<20-4096, 128<<10), nvmeof.StatusLBAOutOfRange},
 		{"write whose data length is not its blocks'", s.IO, short, nvmeof.StatusDataSGLLengthInvalid},
 		{"admin command the controller does not run", s.Admin, firmwareDownload(s.Admin), nvmeof.StatusInvalidOpcode},
 		{"admin command a discovery controller does not run", disc, firmwareDownload(disc), nvmeof.StatusInvalidOpcode},
@@ -381,19 +381,6 @@ func TestIOAfterControllerDisabled(t *testing.T) {
 	s.RoundTrip(0, 4096, 2)
 }
 
-// ioSQE is a read or write of n bytes at byte offset off of namespace 1
-// (512-byte blocks), its data described by a transport SGL.
-func ioSQE(op uint8, cid uint16, off int64, n int) nvmeof.SQE {
-	var sqe nvmeof.SQE
-	sqe.SetOpcode(op)
-	sqe.SetCID(cid)
-	sqe.SetNSID(1)
-	sqe.SetFlags(nvmeof.FlagsSGL)
-	sqe.SetRW(uint64(off/512), uint32(n/512))
-	sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, uint32(n))
-	return sqe
-}
-
 // TestConnectTimeout: a connection that sends ICReq and then nothing is
 // closed after ConnectTimeout (the security issue found 500 such
 // connections still open after a minute); a connected one is not.
@@ -428,7 +415,7 @@ func TestExhaustedPool(t *testing.T) {
 	hog := tt.session(t, false, false)
 	const n = 16 // 16 writes of 256 KiB: the whole slab
 	for i := range n {
-		hog.IO.Write(hog.IO.Capsule(ioSQE(nvmeof.NVMWrite, hog.IO.NextCID(), int64(i)<<18, 256<<10), nil))
+		hog.IO.Write(hog.IO.Capsule(tcppeer.IOCommand(nvmeof.NVMWrite, hog.IO.NextCID(), int64(i)<<18, 256<<10), nil))
 	}
 	for i := range n {
 		if hd, _ := hog.IO.ReadPDU(); hd.Type != nvmeof.PDUR2T {
@@ -520,7 +507,7 @@ func TestSlowReaderStallsOnlyItself(t *testing.T) {
 		defer close(flood)
 		var batch []byte
 		for i := range 16 {
-			batch = append(batch, hog.IO.Capsule(ioSQE(nvmeof.NVMRead, uint16(i), int64(i)<<17, 128<<10), nil)...)
+			batch = append(batch, hog.IO.Capsule(tcppeer.IOCommand(nvmeof.NVMRead, uint16(i), int64(i)<<17, 128<<10), nil)...)
 		}
 		for range 400 {
 			if _, err := hog.IO.NC.Write(batch); err != nil {
