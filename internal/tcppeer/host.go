@@ -220,19 +220,27 @@ func Connect(t testing.TB, addr string, hdgst, ddgst bool, subnqn, hostnqn strin
 		t.Fatalf("connect admin queue: %v", st)
 	}
 	s.CntlID = id
-	var sqe nvmeof.SQE
-	sqe.SetPropertySet(nvmeof.PropCC, false, uint64(nvmeof.CCValue(true)))
-	sqe.SetCID(s.Admin.NextCID())
-	sqe.SetFlags(nvmeof.FlagsSGL)
-	s.Admin.Write(s.Admin.Capsule(sqe, nil))
-	if cqe := s.Admin.ReadRsp(); !cqe.Status().OK() {
-		t.Fatalf("enable the controller: %v", cqe.Status())
-	}
+	s.SetEnabled(true)
 	s.IO.Init(hdgst, ddgst)
 	if st := s.IO.ConnectIO(1, 31, id, subnqn, hostnqn, hostID); !st.OK() {
 		t.Fatalf("connect I/O queue: %v", st)
 	}
 	return s
+}
+
+// SetEnabled sets CC.EN (Property Set on the admin queue): true enables
+// the controller, false resets it.
+func (s *Session) SetEnabled(en bool) {
+	t := s.Admin.T
+	t.Helper()
+	var sqe nvmeof.SQE
+	sqe.SetPropertySet(nvmeof.PropCC, false, uint64(nvmeof.CCValue(en)))
+	sqe.SetCID(s.Admin.NextCID())
+	sqe.SetFlags(nvmeof.FlagsSGL)
+	s.Admin.Write(s.Admin.Capsule(sqe, nil))
+	if cqe := s.Admin.ReadRsp(); !cqe.Status().OK() {
+		t.Fatalf("set CC.EN=%v: %v", en, cqe.Status())
+	}
 }
 
 // RoundTrip writes n bytes of a pattern made from seed at byte offset off

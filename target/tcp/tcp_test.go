@@ -360,24 +360,14 @@ func TestIOAfterControllerDisabled(t *testing.T) {
 	tt := startTarget(t, nil)
 	s := tt.session(t, false, false)
 	s.RoundTrip(0, 4096, 1)
-	setCC := func(en bool) {
-		var sqe nvmeof.SQE
-		sqe.SetPropertySet(nvmeof.PropCC, false, uint64(nvmeof.CCValue(en)))
-		sqe.SetCID(s.Admin.NextCID())
-		sqe.SetFlags(nvmeof.FlagsSGL)
-		s.Admin.Write(s.Admin.Capsule(sqe, nil))
-		if cqe := s.Admin.ReadRsp(); !cqe.Status().OK() {
-			t.Fatalf("set CC.EN=%v: %v", en, cqe.Status())
-		}
-	}
-	setCC(false)
+	s.SetEnabled(false)
 	if _, st := s.Read(0, 4096); st.Code() != nvmeof.StatusCommandSequenceError.Code() {
 		t.Errorf("read with CC.EN=0: %v, want command sequence error", st)
 	}
 	if st := s.Write(0, make([]byte, 4096), false); st.Code() != nvmeof.StatusCommandSequenceError.Code() {
 		t.Errorf("write with CC.EN=0: %v, want command sequence error (and no R2T)", st)
 	}
-	setCC(true)
+	s.SetEnabled(true)
 	s.RoundTrip(0, 4096, 2)
 }
 
