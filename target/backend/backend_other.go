@@ -38,6 +38,9 @@ func (f *File) Direct() bool { return false }
 // ReadOnly returns false.
 func (f *File) ReadOnly() bool { return false }
 
+// Path returns "".
+func (f *File) Path() string { return "" }
+
 // unsupported implements Backend with methods that fail.
 type unsupported struct{}
 

@@ -227,6 +227,9 @@ func (f *File) Direct() bool { return f.direct }
 // ReadOnly reports whether the backend was opened read-only.
 func (f *File) ReadOnly() bool { return f.readOnly }
 
+// Path returns the file or device path the backend was opened with.
+func (f *File) Path() string { return f.path }
+
 // Size returns the capacity in bytes.
 func (f *File) Size() int64 { return f.size }
 

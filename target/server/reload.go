@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -337,7 +338,32 @@ func (s *Server) attach(ss *target.Subsystem, nc NamespaceConfig, tc target.Name
 		attrs = append(attrs, "direct", f.Direct(), "io", io)
 	}
 	s.log.Info("namespace added", attrs...)
+	if f, ok := be.(*backend.File); ok {
+		s.warnShared(ss, ns, f)
+	}
 	return nil
+}
+
+// warnShared logs when namespace ns's file or device is also another
+// namespace's: the target does not coordinate writes through the two (or
+// their caches), so hosts that write both corrupt each other's data.
+func (s *Server) warnShared(ss *target.Subsystem, ns *target.Namespace, f *backend.File) {
+	fi, err := os.Stat(f.Path())
+	if err != nil {
+		return
+	}
+	for _, oss := range s.Target.Subsystems() {
+		for _, ons := range oss.Namespaces() {
+			of, ok := ons.Backend.(*backend.File)
+			if !ok || ons == ns {
+				continue
+			}
+			if ofi, err := os.Stat(of.Path()); err == nil && os.SameFile(fi, ofi) {
+				s.log.Warn("the same file is exported as two namespaces: writes through one are not coordinated with the other; export it once, or read-only (?ro) in both",
+					"subsys", ss.NQN(), "nsid", ns.ID, "path", f.Path(), "also_subsys", oss.NQN(), "also_nsid", ons.ID)
+			}
+		}
+	}
 }
 
 // resolveNSIDs returns a deep copy of cfg in which every namespace has its

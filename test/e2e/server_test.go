@@ -337,3 +337,32 @@ func TestStartServeMetricsShutdown(t *testing.T) {
 		t.Fatalf("file namespace after shutdown: %v", err)
 	}
 }
+
+// TestSameFileTwiceWarns: a file exported as two namespaces is logged as
+// such (the security issue found it silent), through a symlink too.
+func TestSameFileTwiceWarns(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "shared.img")
+	if err := os.Symlink(file, filepath.Join(dir, "link.img")); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	cfg := reloadConfig("tcp://127.0.0.1:0",
+		server.NamespaceConfig{NSID: 1, Backend: "file:" + file + ":1MiB"},
+		server.NamespaceConfig{NSID: 2, Backend: "mem:1MiB"})
+	srv, err := server.Start(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if strings.Contains(logs.String(), "the same file") {
+		t.Fatalf("warned with one namespace on the file:\n%s", logs.String())
+	}
+	cfg = reloadConfig(cfg.Listeners[0], cfg.Subsystems[0].Namespaces[0], server.NamespaceConfig{NSID: 2, Backend: "file:" + filepath.Join(dir, "link.img")})
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if s := logs.String(); !strings.Contains(s, "the same file is exported as two namespaces") || !strings.Contains(s, "also_nsid=1") {
+		t.Fatalf("no warning for the file exported twice:\n%s", s)
+	}
+}
