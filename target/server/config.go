@@ -54,7 +54,7 @@ type Config struct {
 	// IOKeepAlive is the keep-alive timeout given to an I/O controller
 	// whose host asks for none ("" or "0s": none, as asked). Discovery
 	// controllers get 120 s in that case, as on the Linux target.
-	IOKeepAlive *daemon.Duration `json:"io_keep_alive,omitempty"`
+	IOKeepAlive daemon.Duration `json:"io_keep_alive,omitempty"`
 }
 
 // SubsystemConfig is one subsystem in a Config.
@@ -117,7 +117,7 @@ func (c *Config) Validate() error {
 	if n := c.MaxH2CData; n != 0 && (n < 4096 || n > target.MaxTransfer || n%4 != 0) {
 		errs = append(errs, fmt.Errorf("max_h2c_data %d: want a multiple of 4 from 4096 to %d (NVMe/TCP MAXH2CDATA), or leave it out for 128 KiB", n, target.MaxTransfer))
 	}
-	if c.IOKeepAlive != nil && c.IOKeepAlive.Duration() < 0 {
+	if c.IOKeepAlive < 0 {
 		errs = append(errs, fmt.Errorf("io_keep_alive %v: want 0 (none) or more, e.g. \"120s\"", c.IOKeepAlive.Duration()))
 	}
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {

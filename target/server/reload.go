@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
@@ -107,13 +106,8 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: busy_poll changed: restart to apply", cur.BusyPollWindow(), next.BusyPollWindow()})
 	}
 	next.BusyPoll = cur.BusyPoll
-	if ka := func(c *Config) time.Duration {
-		if c.IOKeepAlive == nil {
-			return 0
-		}
-		return c.IOKeepAlive.Duration()
-	}; ka(cur) != ka(next) {
-		p.restart = append(p.restart, restartChange{"reload: io_keep_alive changed: restart to apply", ka(cur), ka(next)})
+	if cur.IOKeepAlive != next.IOKeepAlive {
+		p.restart = append(p.restart, restartChange{"reload: io_keep_alive changed: restart to apply", cur.IOKeepAlive, next.IOKeepAlive})
 	}
 	next.IOKeepAlive = cur.IOKeepAlive
 	for _, old := range cur.Subsystems {

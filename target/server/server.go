@@ -42,11 +42,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{log: opts.Logger}
-	topts := target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev}
-	if cfg.IOKeepAlive != nil {
-		topts.IOKeepAlive = cfg.IOKeepAlive.Duration()
-	}
-	s.Target = target.New(topts)
+	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev, IOKeepAlive: cfg.IOKeepAlive.Duration()})
 	defer func() {
 		if err != nil {
 			s.Shutdown(context.Background())
