@@ -57,8 +57,8 @@ func (q *Queue) startAsync(r *Request, ns *Namespace) bool {
 	if ns.async == nil || (op != nvmeof.NVMRead && op != nvmeof.NVMWrite) {
 		return false
 	}
-	off, n, st := ns.rangeOf(r)
-	if !st.OK() || len(r.Data) != int(n) {
+	off, _, st := ns.dataRange(r, int64(len(r.Data)))
+	if !st.OK() {
 		return false // the synchronous path reports it
 	}
 	r.ns, r.ioWrite = ns, op == nvmeof.NVMWrite
@@ -81,12 +81,9 @@ func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
 	op := r.Cmd.Opcode()
 	switch op {
 	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare:
-		off, n, st := ns.rangeOf(r)
+		off, n, st := ns.dataRange(r, int64(len(r.Data)))
 		if !st.OK() {
 			return st
-		}
-		if len(r.Data) != int(n) {
-			return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
 		}
 		switch op {
 		case nvmeof.NVMRead:
@@ -134,6 +131,16 @@ func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
 		return ns.dsm(r)
 	}
 	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR
+}
+
+// dataRange is rangeOf for a command that moves data: dlen, the bytes
+// its SGL describes, must be the range's length.
+func (ns *Namespace) dataRange(r *Request, dlen int64) (off, n int64, st nvmeof.Status) {
+	off, n, st = ns.rangeOf(r)
+	if st.OK() && n != dlen {
+		st = nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
+	}
+	return off, n, st
 }
 
 // rangeOf returns the byte range of an LBA-addressed command.

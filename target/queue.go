@@ -165,14 +165,8 @@ func (q *Queue) Admit(r *Request) nvmeof.Status {
 		}
 		return nvmeof.StatusSuccess
 	}
-	_, n, st := ns.rangeOf(r)
-	if !st.OK() {
-		return st
-	}
-	if uint64(n) != dlen {
-		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
-	}
-	return nvmeof.StatusSuccess
+	_, _, st := ns.dataRange(r, int64(dlen))
+	return st
 }
 
 // finish sets r's status, logs an error and hands r back to the transport.
