@@ -26,6 +26,9 @@ type Controller struct {
 	// ready mirrors CSTS.RDY for the I/O path, which does not take mu:
 	// I/O commands fail with Command Sequence Error while it is clear (a
 	// host that clears CC.EN resets the controller; NVMe Base 2.0 §3.7.2).
+	// A fatal error leaves it set, as Linux nvmet does: the controller's
+	// queues are being closed, and I/O already on them runs, rather than
+	// failing with DNR what the host would retry after reconnecting.
 	ready atomic.Bool
 
 	mu         sync.Mutex
@@ -142,7 +145,6 @@ func (c *Controller) fatal(reason error) {
 		c.mu.Lock()
 		c.dead = true
 		c.csts |= nvmeof.CSTSFatal
-		c.ready.Store(false)
 		if c.kaTimer != nil {
 			c.kaTimer.Stop()
 		}
