@@ -223,10 +223,7 @@ func (c *Controller) execAdmin(q *Queue, r *Request) (st nvmeof.Status, held boo
 	if !c.adminOpcode(op) {
 		return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR, false
 	}
-	c.mu.Lock()
-	enabled := c.csts&nvmeof.CSTSReady != 0
-	c.mu.Unlock()
-	if !enabled && op != nvmeof.AdminKeepAlive {
+	if !c.ready.Load() && op != nvmeof.AdminKeepAlive {
 		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR, false
 	}
 	switch op {
