@@ -224,7 +224,9 @@ func (c *conn) fail(err error) error {
 		// The TermReq carries the offending PDU header (§3.6.2.9).
 		var term [nvmeof.TermReqHLen + nvmeof.TermReqMaxData]byte
 		n := nvmeof.EncodeTermReq(term[:], nvmeof.PDUC2HTermReq, nvmeof.TermReq{FES: fe.FES, FEI: fe.FEI}, c.rhdr[:c.rhdrLen])
-		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		// A host that does not read gets a second for it, not the
+		// send timeout: the connection ends anyway.
+		c.bw.Timeout = time.Second
 		c.bw.Write(term[:n])
 		c.flushLocked()
 		c.sendMu.Unlock()
