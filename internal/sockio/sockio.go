@@ -97,8 +97,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		if len(p) > cap(w.slab) {
-			w.parts = append(w.parts, p)
-			w.pending = len(p)
+			w.WriteRef(p) // written before Write returns
 			return len(p), w.Flush()
 		}
 	}

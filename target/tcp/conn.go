@@ -619,19 +619,16 @@ func (c *conn) writeHeader(b []byte, hlen int) {
 }
 
 // flushLocked sends what bw gathered and frees the slots whose data it
-// referenced. After a send error it only drops what was gathered; the
-// first one closes the connection (which wakes its reader).
+// referenced. After a send error bw only drops what was gathered (its
+// error is sticky); the first one closes the connection (which wakes its
+// reader).
 func (c *conn) flushLocked() error {
-	if c.sendErr == nil {
-		if c.sendErr = c.bw.Flush(); c.sendErr != nil {
-			if errors.Is(c.sendErr, os.ErrDeadlineExceeded) {
-				c.log.Warn("host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
-			}
-			c.Close(c.sendErr)
+	if err := c.bw.Flush(); err != nil && c.sendErr == nil {
+		c.sendErr = err
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.log.Warn("host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
 		}
-	}
-	if c.sendErr != nil {
-		c.bw.Reset()
+		c.Close(err)
 	}
 	c.releaseHeld()
 	return c.sendErr
