@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -105,11 +104,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	// another connection of the listener has input.
 	rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
 	c.br, c.leave = bufio.NewReaderSize(rd, bufSize), leave
-	var local netip.Addr
-	if ap, err := netip.ParseAddrPort(nc.LocalAddr().String()); err == nil {
-		local = ap.Addr().Unmap()
-	}
-	c.q = l.t.NewQueue(c, local)
+	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
 	c.inline = c.q.InlineDataSize(target.InCapsuleData)
 	// The largest PDU: a header, digests, alignment padding, and data.
 	c.maxPLen = uint32(max(l.opts.MaxH2CData, target.AdminInlineData, target.InCapsuleData) + 256)

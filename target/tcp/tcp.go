@@ -153,7 +153,7 @@ func (l *Listener) accept(done func()) {
 		}
 		backoff = 0
 		l.Accepted.Add(1)
-		addr := remoteAddr(nc)
+		addr := hostAddr(nc.RemoteAddr())
 		if reason := l.admit(addr); reason != "" {
 			l.Rejected.Add(1)
 			if ok, dropped := l.capLog.Allow(); ok {
@@ -170,8 +170,10 @@ func (l *Listener) accept(done func()) {
 	}
 }
 
-func remoteAddr(nc net.Conn) netip.Addr {
-	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+// hostAddr is a connection end's IP address, IPv4 unmapped (the zero
+// Addr if a is not an IP address and port).
+func hostAddr(a net.Addr) netip.Addr {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
 		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
