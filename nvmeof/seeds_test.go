@@ -161,6 +161,9 @@ func seedCorpora() map[string][][]any {
 		}),
 		cqe(func(c *CQE) { c.SetStatus(StatusMore | 3<<11 | StatusUnrecoveredRead); c[14] |= 1 }),
 	)
+	for _, a := range authSeeds() {
+		m["FuzzAuthMessage"] = append(m["FuzzAuthMessage"], []any{a.Append(nil)})
+	}
 	m["FuzzRDMACM"] = one(
 		enc(RDMACMReqSize, func(b []byte) { RDMACMReq{HRQSize: 32, HSQSize: 31}.Encode(b) }),
 		enc(RDMACMReqSize, func(b []byte) { RDMACMReq{QID: 3, HRQSize: 128, HSQSize: 127, CntlID: 1}.Encode(b) }),
