@@ -398,7 +398,7 @@ func TestAsyncEventDiscoveryChanged(t *testing.T) {
 	}
 	// Masked until the log is read.
 	d.hold(adminSQE(nvmeof.AdminAsyncEvent))
-	a.SetHosts(false, []string{hostB})
+	a.SetHosts(false, []string{hostB}, nil)
 	d.noEvent()
 	d.ok(logSQE(nvmeof.LogDiscovery, 0, nvmeof.DiscoveryHeaderSize, 0), make([]byte, nvmeof.DiscoveryHeaderSize))
 	if err := tgt.RemoveSubsystem(testNQN + "-c"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -26,6 +27,10 @@ type Queue struct {
 	ctrl           *Controller
 	connected      bool
 	sqFlowDisabled bool
+	// DH-HMAC-CHAP (auth.go), owned by the queue's goroutine.
+	auth         *dhchap.Controller
+	authRequired bool
+	authFailures int
 
 	sqhd uint16 // owned by the queue's goroutine
 }
@@ -89,6 +94,7 @@ func (q *Queue) Closed() {
 // the transport's Complete, usually before Execute returns.
 func (q *Queue) Execute(r *Request) {
 	r.queue = q
+	r.CloseAfter = nil
 	r.Rsp.Reset()
 	r.Rsp.SetCID(r.Cmd.CID())
 	r.Rsp.SetSQID(q.id)
@@ -105,6 +111,8 @@ func (q *Queue) Execute(r *Request) {
 		st = q.execFabrics(r)
 	case !q.connected:
 		st = nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
+	case !q.authenticated():
+		st = nvmeof.StatusAuthRequired | nvmeof.StatusDNR
 	case q.id == 0:
 		var held bool
 		st, held = q.ctrl.execAdmin(q, r)
@@ -130,15 +138,21 @@ func (q *Queue) Admit(r *Request) nvmeof.Status {
 	op := r.Cmd.Opcode()
 	dlen := uint64(r.Cmd.SGL().Length())
 	if op == nvmeof.OpFabrics {
-		// Connect carries its 1,024 bytes; the other fabrics commands
-		// flashpath runs carry none.
-		if r.Cmd.FCType() == nvmeof.FabricsConnect && dlen == nvmeof.ConnectDataSize || dlen == 0 {
+		// Connect carries its 1,024 bytes, authentication what TL or AL
+		// says (4 KiB at most); the other fabrics commands carry none.
+		switch ft := r.Cmd.FCType(); {
+		case ft == nvmeof.FabricsAuthSend || ft == nvmeof.FabricsAuthRecv:
+			return q.admitAuth(r, dlen)
+		case ft == nvmeof.FabricsConnect && dlen == nvmeof.ConnectDataSize || dlen == 0:
 			return nvmeof.StatusSuccess
 		}
 		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
 	}
 	if !q.connected {
 		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
+	}
+	if !q.authenticated() {
+		return nvmeof.StatusAuthRequired | nvmeof.StatusDNR
 	}
 	c := q.ctrl
 	if q.id == 0 {
@@ -186,7 +200,12 @@ func (q *Queue) execFabrics(r *Request) nvmeof.Status {
 		if !q.connected || q.id != 0 {
 			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
 		}
+		if !q.authenticated() {
+			return nvmeof.StatusAuthRequired | nvmeof.StatusDNR
+		}
 		return q.ctrl.property(r)
+	case nvmeof.FabricsAuthSend, nvmeof.FabricsAuthRecv:
+		return q.execAuth(r)
 	case nvmeof.FabricsDisconnect:
 		if !q.connected {
 			return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR
@@ -227,7 +246,8 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	if s == nil {
 		return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffSubNQN, "subsystem %q not found", d.SubNQN)
 	}
-	if !s.hostAllowed(d.HostNQN) {
+	allowed, keys := s.hostAccess(d.HostNQN)
+	if !allowed {
 		return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffHostNQN, "host %q not allowed on %s", d.HostNQN, d.SubNQN)
 	}
 	if sqsize == 0 || int(sqsize) >= t.opts.MaxQueueDepth {
@@ -262,12 +282,17 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	q.sqhd = 0
 	q.sqFlowDisabled = r.Cmd.CAttr()&nvmeof.CAttrDisableSQFlow != 0
 	q.connected = true
+	q.startAuth(d.SubNQN, d.HostNQN, keys)
 	r.Rsp.SetSQID(qid)
 	r.Rsp.SetSQHD(0)
-	r.Rsp.SetDW0(uint32(q.ctrl.id))
+	dw0 := uint32(q.ctrl.id)
+	if q.authRequired {
+		dw0 |= nvmeof.ConnectAuthATR
+	}
+	r.Rsp.SetDW0(dw0)
 	t.Stats.Connects.Add(1)
 	if qid == 0 {
-		q.log.Info("admin queue connected", "sqsize", q.size, "kato", time.Duration(r.Cmd.KATO())*time.Millisecond)
+		q.log.Info("admin queue connected", "sqsize", q.size, "kato", time.Duration(r.Cmd.KATO())*time.Millisecond, "authenticate", q.authRequired)
 	} else {
 		q.log.Debug("I/O queue connected", "sqsize", q.size, "sq_flow_control", !q.sqFlowDisabled)
 	}

@@ -27,6 +27,10 @@ type Request struct {
 	// returned (an Asynchronous Event), from another goroutine: the
 	// transport must then send the response itself rather than batch it.
 	Deferred bool
+	// CloseAfter, set by the core, asks the transport to close the
+	// connection once this response is sent (a host that keeps failing to
+	// authenticate).
+	CloseAfter error
 
 	queue   *Queue
 	ns      *Namespace // of a read or write in flight on an async backend

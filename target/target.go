@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/internal/bufpool"
+	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target/backend"
 )
@@ -33,6 +35,11 @@ type Options struct {
 	MaxQueueDepth int
 	// BufferMemory caps the data buffer pool in bytes (default 1 GiB).
 	BufferMemory int64
+	// AuthHashes and AuthDHGroups are the DH-HMAC-CHAP hash functions and
+	// DH groups accepted, in order of preference (nil: the defaults of
+	// internal/dhchap: SHA-512, -384, -256; ffdhe2048 ... 8192, then NULL).
+	AuthHashes   []dhchap.Hash
+	AuthDHGroups []dhchap.DHGroup
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -69,6 +76,10 @@ type Stats struct {
 	// BufferShortages counts commands failed because the data buffer
 	// pool was exhausted.
 	BufferShortages atomic.Uint64
+	// Authentications and AuthFailures count DH-HMAC-CHAP transactions
+	// (one per queue) that succeeded and failed.
+	Authentications atomic.Uint64
+	AuthFailures    atomic.Uint64
 }
 
 // New returns a target with only the discovery subsystem.
@@ -159,6 +170,9 @@ type SubsystemConfig struct {
 	Model        string // 40 characters at most; default "flashpath"
 	AllowAnyHost bool
 	AllowedHosts []string
+	// Keys are DH-HMAC-CHAP secrets by host NQN: a host with keys must
+	// authenticate, and is allowed.
+	Keys map[string]HostKeys
 }
 
 // Subsystem is an NVM subsystem: namespaces and the hosts allowed to use them.
@@ -171,6 +185,7 @@ type Subsystem struct {
 	ns      atomic.Pointer[nsTable]
 	ctrls   map[*Controller]struct{} // guarded by mu
 	hosts   map[string]bool          // guarded by mu
+	keys    map[string]HostKeys      // guarded by mu
 	anyHost bool                     // guarded by mu
 }
 
@@ -189,10 +204,8 @@ func (tb *nsTable) get(id uint32) *Namespace {
 }
 
 func newSubsystem(t *Target, cfg SubsystemConfig) *Subsystem {
-	s := &Subsystem{t: t, cfg: cfg, ctrls: map[*Controller]struct{}{}, hosts: map[string]bool{}, anyHost: cfg.AllowAnyHost}
-	for _, h := range cfg.AllowedHosts {
-		s.hosts[h] = true
-	}
+	s := &Subsystem{t: t, cfg: cfg, ctrls: map[*Controller]struct{}{}}
+	s.setHosts(cfg.AllowAnyHost, cfg.AllowedHosts, cfg.Keys)
 	s.ns.Store(&nsTable{byID: map[uint32]*Namespace{}})
 	return s
 }
@@ -359,22 +372,43 @@ func (s *Subsystem) AllowHost(hostNQN string) {
 // SetHosts replaces the host access list (any host, or only those listed).
 // It applies to new connections; controllers already connected stay, as
 // with the Linux nvmet target.
-func (s *Subsystem) SetHosts(anyHost bool, hosts []string) {
+// Keys (by host NQN) are the DH-HMAC-CHAP secrets of hosts that must
+// authenticate; those hosts are allowed too.
+func (s *Subsystem) SetHosts(anyHost bool, hosts []string, keys map[string]HostKeys) {
 	s.mu.Lock()
-	s.anyHost = anyHost
-	s.hosts = make(map[string]bool, len(hosts))
-	for _, h := range hosts {
-		s.hosts[h] = true
-	}
+	s.setHosts(anyHost, hosts, keys)
 	s.mu.Unlock()
 	s.t.discoveryChanged()
 }
 
+func (s *Subsystem) setHosts(anyHost bool, hosts []string, keys map[string]HostKeys) {
+	s.anyHost = anyHost
+	s.hosts = make(map[string]bool, len(hosts)+len(keys))
+	for _, h := range hosts {
+		s.hosts[h] = true
+	}
+	s.keys = maps.Clone(keys)
+	for h := range keys {
+		s.hosts[h] = true
+	}
+}
+
 // hostAllowed reports whether a host may connect.
 func (s *Subsystem) hostAllowed(hostNQN string) bool {
+	ok, _ := s.hostAccess(hostNQN)
+	return ok
+}
+
+// hostAccess reports whether a host may connect, and the keys it must
+// authenticate with (nil: none).
+func (s *Subsystem) hostAccess(hostNQN string) (bool, *HostKeys) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.anyHost || s.hosts[hostNQN]
+	var keys *HostKeys
+	if k, ok := s.keys[hostNQN]; ok {
+		keys = &k
+	}
+	return s.anyHost || s.hosts[hostNQN], keys
 }
 
 func (s *Subsystem) controllers() []*Controller {

@@ -422,6 +422,9 @@ func (c *conn) completeError(s *slot, st nvmeof.Status) error {
 // Complete reposts the command's receive buffer and sends the data (RDMA
 // WRITE) and the response. Any goroutine may call it.
 func (c *conn) Complete(r *target.Request) {
+	if r.CloseAfter != nil {
+		defer c.Close(r.CloseAfter)
+	}
 	s := &c.slots[r.Slot]
 	c.sendMu.RLock()
 	if c.shutdown {

@@ -44,6 +44,7 @@ type conn struct {
 	log *slog.Logger
 
 	hdgst, ddgst bool
+	ready        bool // the queue connected (and authenticated): recv goroutine only
 	hpda         uint8
 	inline       int
 	maxPLen      uint32
@@ -235,8 +236,8 @@ func (c *conn) fail(err error) error {
 		c.log.Warn("data digest error: closing connection", "err", err)
 		return err
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) && !c.q.Connected() {
-		c.log.Warn("no Connect within the connect timeout: closing the connection", "timeout", c.l.opts.ConnectTimeout)
+	if errors.Is(err, os.ErrDeadlineExceeded) && !c.q.Ready() {
+		c.log.Warn("no Connect (or no authentication) within the connect timeout: closing the connection", "timeout", c.l.opts.ConnectTimeout)
 		return err
 	}
 	if !c.closing.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -291,8 +292,9 @@ func (c *conn) initConnection() error {
 	if _, err := c.bw.Write(out[:]); err != nil {
 		return err
 	}
-	// Connect must follow within ConnectTimeout; execute clears the
-	// deadline once the queue is connected.
+	// Connect (and authentication, where the host must authenticate)
+	// must follow within ConnectTimeout; execute clears the deadline once
+	// the queue is ready.
 	c.nc.SetReadDeadline(time.Now().Add(c.l.opts.ConnectTimeout))
 	return c.bw.Flush()
 }
@@ -550,12 +552,13 @@ func (c *conn) handleH2CData(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 }
 
 func (c *conn) execute(r *target.Request) error {
-	wasConnected := c.q.Connected()
+	wasReady := c.ready
 	c.slotMu.Lock()
 	c.inCore[r.Slot] = true
 	c.slotMu.Unlock()
 	c.q.Execute(r)
-	if !wasConnected && c.q.Connected() {
+	if !wasReady && c.q.Ready() {
+		c.ready = true
 		c.nc.SetReadDeadline(time.Time{})
 		c.growSlots()
 	}
@@ -664,6 +667,10 @@ func (c *conn) Complete(r *target.Request) {
 func (c *conn) complete(r *target.Request) {
 	// r may be freed by the flush below: read what is needed first.
 	disconnect := r.Cmd.Opcode() == nvmeof.OpFabrics && r.Cmd.FCType() == nvmeof.FabricsDisconnect && r.Status().OK()
+	reason := r.CloseAfter
+	if disconnect {
+		reason = errors.New("host disconnected")
+	}
 	held := false
 	c.sendMu.Lock()
 	if !c.shutdown && c.sendErr == nil {
@@ -678,11 +685,11 @@ func (c *conn) complete(r *target.Request) {
 	if !held {
 		c.releaseSlot(r)
 	}
-	if disconnect {
+	if reason != nil {
 		c.sendMu.Lock()
 		c.flushLocked()
 		c.sendMu.Unlock()
-		c.Close(errors.New("host disconnected"))
+		c.Close(reason)
 	}
 }
 
