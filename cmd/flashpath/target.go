@@ -81,7 +81,9 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	}
 	ss := &cfg.Subsystems[0]
 	ss.NQN = f.nqn
-	ss.AllowedHosts = f.allowHosts
+	for _, h := range f.allowHosts {
+		ss.AllowedHosts = append(ss.AllowedHosts, server.HostConfig{NQN: h})
+	}
 	if len(f.namespaces) > 0 {
 		ss.Namespaces = nil
 		for i, spec := range f.namespaces {

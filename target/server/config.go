@@ -55,6 +55,12 @@ type Config struct {
 	// whose host asks for none ("" or "0s": none, as asked). Discovery
 	// controllers get 120 s in that case, as on the Linux target.
 	IOKeepAlive daemon.Duration `json:"io_keep_alive,omitempty"`
+	// DHCHAPHashes and DHCHAPDHGroups are the DH-HMAC-CHAP hash functions
+	// ("sha256", "sha384", "sha512") and DH groups ("null", "ffdhe2048" ...
+	// "ffdhe8192") the target accepts, in order of preference. Default:
+	// sha512, sha384, sha256; ffdhe2048 to ffdhe8192, then null.
+	DHCHAPHashes   []string `json:"dhchap_hashes,omitempty"`
+	DHCHAPDHGroups []string `json:"dhchap_dhgroups,omitempty"`
 }
 
 // SubsystemConfig is one subsystem in a Config.
@@ -63,7 +69,7 @@ type SubsystemConfig struct {
 	Serial       string            `json:"serial,omitempty"`
 	Model        string            `json:"model,omitempty"`
 	AllowAnyHost *bool             `json:"allow_any_host,omitempty"` // default: true when allowed_hosts is empty
-	AllowedHosts []string          `json:"allowed_hosts,omitempty"`
+	AllowedHosts []HostConfig      `json:"allowed_hosts,omitempty"`
 	Namespaces   []NamespaceConfig `json:"namespaces"`
 }
 
@@ -123,6 +129,9 @@ func (c *Config) Validate() error {
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
 		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", d, MaxBusyPoll))
 	}
+	if _, _, err := c.authOptions(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Pprof && c.Metrics == "" {
 		errs = append(errs, errors.New("pprof: profiles are served on the metrics endpoint: give metrics an address too, e.g. 127.0.0.1:9420"))
 	}
@@ -138,8 +147,12 @@ func (c *Config) Validate() error {
 		if s.AllowAnyHost != nil && *s.AllowAnyHost && len(s.AllowedHosts) > 0 {
 			errs = append(errs, fmt.Errorf("subsystems[%d]: allow_any_host is true but allowed_hosts is set: choose one", i))
 		}
-		for j, h := range s.AllowedHosts {
-			if err := target.ValidateNQN(h); err != nil {
+		for j := range s.AllowedHosts {
+			h := &c.Subsystems[i].AllowedHosts[j]
+			if err := target.ValidateNQN(h.NQN); err != nil {
+				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %w", i, j, err))
+			}
+			if err := h.resolve(); err != nil {
 				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %w", i, j, err))
 			}
 		}

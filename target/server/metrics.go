@@ -11,6 +11,7 @@ type collector struct {
 	s *Server
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
+	auths, authFailures                                                                        *prometheus.Desc
 	nsOps, nsBytes, nsErrors, nsSize                                                           *prometheus.Desc
 }
 
@@ -26,6 +27,8 @@ func newCollector(s *Server) *collector {
 		kaExpired:     d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
 		protoErrors:   d("protocol_errors_total", "Connections terminated for transport protocol errors."),
 		noBuffer:      d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
+		auths:         d("authentications_total", "Queues whose host authenticated (DH-HMAC-CHAP)."),
+		authFailures:  d("authentication_failures_total", "Failed DH-HMAC-CHAP transactions: wrong keys, or hosts that do not follow the protocol."),
 		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
 		rejected:      d("connections_rejected_total", "Transport connections refused: NVMe/RDMA private data, or over the NVMe/TCP connection limits.", "listener", "trtype"),
 		nsOps:         d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
@@ -48,6 +51,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.kaExpired, t.Stats.KeepAliveExpired.Load())
 	counter(c.protoErrors, t.Stats.ProtocolErrors.Load())
 	counter(c.noBuffer, t.Stats.BufferShortages.Load())
+	counter(c.auths, t.Stats.Authentications.Load())
+	counter(c.authFailures, t.Stats.AuthFailures.Load())
 	for _, ln := range c.s.Listeners {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")
 		counter(c.rejected, ln.Rejected.Load(), ln.Addr().String(), "tcp")

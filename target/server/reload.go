@@ -129,9 +129,9 @@ func planReload(cur, cfg *Config) *reloadPlan {
 				sp.restart = true
 				sc.Serial, sc.Model = old.Serial, old.Model
 			}
-			oldAny, oldHosts := hostsOf(*old)
-			newAny, newHosts := hostsOf(*sc)
-			sp.hosts = oldAny != newAny || !slices.Equal(oldHosts, newHosts)
+			oldAny, oldHosts, _ := hostsOf(*old)
+			newAny, newHosts, _ := hostsOf(*sc)
+			sp.hosts = oldAny != newAny || !slices.Equal(oldHosts, newHosts) || !slices.Equal(hostIdentities(*old), hostIdentities(*sc))
 			for _, o := range old.Namespaces {
 				n := findNS(sc, o.NSID)
 				if n == nil || *n != o {
@@ -222,8 +222,8 @@ func (s *Server) applyReload(p *reloadPlan) error {
 			s.log.Warn("reload: serial or model changed: restart to apply", "subsys", sc.NQN)
 		}
 		if sp.hosts {
-			newAny, newHosts := hostsOf(*sc)
-			ss.SetHosts(newAny, newHosts)
+			newAny, newHosts, keys := hostsOf(*sc)
+			ss.SetHosts(newAny, newHosts, keys)
 			s.log.Info("reload: allowed hosts changed", "subsys", sc.NQN, "allow_any_host", newAny, "allowed_hosts", newHosts)
 		}
 		for _, c := range sp.changed {
@@ -280,19 +280,41 @@ func (s *Server) applyReload(p *reloadPlan) error {
 
 // subsystemConfig turns a subsystem's configuration into the core's.
 func subsystemConfig(sc SubsystemConfig) target.SubsystemConfig {
-	anyHost, hosts := hostsOf(sc)
-	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts}
+	anyHost, hosts, keys := hostsOf(sc)
+	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts, Keys: keys}
 }
 
-// hostsOf returns whether any host may connect and the sorted allow list.
-func hostsOf(sc SubsystemConfig) (bool, []string) {
+// hostsOf returns whether any host may connect, the sorted allow list and
+// the DH-HMAC-CHAP keys of the hosts that must authenticate.
+func hostsOf(sc SubsystemConfig) (bool, []string, map[string]target.HostKeys) {
 	anyHost := len(sc.AllowedHosts) == 0
 	if sc.AllowAnyHost != nil {
 		anyHost = *sc.AllowAnyHost
 	}
-	hosts := slices.Clone(sc.AllowedHosts)
+	var hosts []string
+	var keys map[string]target.HostKeys
+	for _, h := range sc.AllowedHosts {
+		hosts = append(hosts, h.NQN)
+		if h.keys != nil {
+			if keys == nil {
+				keys = map[string]target.HostKeys{}
+			}
+			keys[h.NQN] = *h.keys
+		}
+	}
 	slices.Sort(hosts)
-	return anyHost, slices.Compact(hosts)
+	return anyHost, slices.Compact(hosts), keys
+}
+
+// hostIdentities lists the hosts with their secrets, sorted, so that a
+// reload that changes only a key applies it.
+func hostIdentities(sc SubsystemConfig) []string {
+	var ids []string
+	for _, h := range sc.AllowedHosts {
+		ids = append(ids, h.identity())
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // openNamespace opens a namespace's backend.

@@ -59,7 +59,7 @@ func TestPlanReload(t *testing.T) {
 			BusyPoll:  new(daemon.Duration(0)),
 			Subsystems: []SubsystemConfig{
 				{NQN: added, Namespaces: []NamespaceConfig{{Backend: "mem:1MiB"}, {Backend: "mem:2MiB"}}},
-				{NQN: reloadNQN, Serial: "s2", AllowedHosts: []string{hostB, hostA}, Namespaces: []NamespaceConfig{
+				{NQN: reloadNQN, Serial: "s2", AllowedHosts: []HostConfig{{NQN: hostB}, {NQN: hostA}}, Namespaces: []NamespaceConfig{
 					{NSID: 1, Backend: "mem:1MiB"}, {NSID: 2, Backend: "mem:4MiB"}, {Backend: "mem:8MiB"}, {NSID: 5, Backend: "mem:1MiB"}}},
 			},
 		}

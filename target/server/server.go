@@ -42,7 +42,12 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{log: opts.Logger}
-	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev, IOKeepAlive: cfg.IOKeepAlive.Duration()})
+	hashes, groups, err := cfg.authOptions()
+	if err != nil {
+		return nil, err
+	}
+	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev, IOKeepAlive: cfg.IOKeepAlive.Duration(),
+		AuthHashes: hashes, AuthDHGroups: groups})
 	defer func() {
 		if err != nil {
 			s.Shutdown(context.Background())

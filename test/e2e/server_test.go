@@ -226,7 +226,7 @@ func TestReloadSubsystemsAndHosts(t *testing.T) {
 		return out
 	}
 
-	second := server.SubsystemConfig{NQN: reloadNQN2, AllowedHosts: []string{hostA}, Namespaces: []server.NamespaceConfig{{Backend: "mem:1MiB"}}}
+	second := server.SubsystemConfig{NQN: reloadNQN2, AllowedHosts: []server.HostConfig{{NQN: hostA}}, Namespaces: []server.NamespaceConfig{{Backend: "mem:1MiB"}}}
 	cfg.Subsystems = append(cfg.Subsystems, second)
 	if err := srv.Reload(cfg); err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestReloadSubsystemsAndHosts(t *testing.T) {
 		t.Fatalf("discovery for a host off the list: %v", got)
 	}
 
-	cfg.Subsystems[1].AllowedHosts = []string{hostB}
+	cfg.Subsystems[1].AllowedHosts = []server.HostConfig{{NQN: hostB}}
 	if err := srv.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/flashpath/flashpath/internal/dhchap"
+	"github.com/flashpath/flashpath/target"
+)
+
+// HostConfig is one entry of a subsystem's allowed_hosts: a host NQN
+// alone, or an object that adds the DH-HMAC-CHAP secrets the host must
+// authenticate with (as nvme-cli's `nvme gen-dhchap-key` writes them):
+//
+//	allowed_hosts:
+//	  - nqn.2014-08.org.nvmexpress:uuid:...            # no authentication
+//	  - nqn: nqn.2014-08.org.nvmexpress:uuid:...
+//	    dhchap_key_file: /etc/flashpath/keys/host1     # the host proves this
+//	    dhchap_ctrl_key_file: /etc/flashpath/keys/tgt1 # the target proves this, if the host asks
+type HostConfig struct {
+	NQN string `json:"nqn"`
+	// DHCHAPKey is the host's secret, "DHHC-1:XX:...:"; DHCHAPKeyFile
+	// names a file holding it instead (keep it mode 0600).
+	DHCHAPKey     string `json:"dhchap_key,omitempty"`
+	DHCHAPKeyFile string `json:"dhchap_key_file,omitempty"`
+	// DHCHAPCtrlKey is the controller's secret, for hosts that
+	// authenticate the target too (bidirectional); or DHCHAPCtrlKeyFile.
+	DHCHAPCtrlKey     string `json:"dhchap_ctrl_key,omitempty"`
+	DHCHAPCtrlKeyFile string `json:"dhchap_ctrl_key_file,omitempty"`
+
+	keys *target.HostKeys // resolved by Validate
+}
+
+// UnmarshalJSON takes a bare NQN string or the object form.
+func (h *HostConfig) UnmarshalJSON(b []byte) error {
+	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '"' {
+		*h = HostConfig{}
+		return json.Unmarshal(b, &h.NQN)
+	}
+	type plain HostConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*h = HostConfig(p)
+	return nil
+}
+
+// resolve reads and parses the host's secrets.
+func (h *HostConfig) resolve() error {
+	h.keys = nil
+	key, err := readSecret("dhchap_key", h.DHCHAPKey, h.DHCHAPKeyFile)
+	if err != nil {
+		return err
+	}
+	ctrl, err := readSecret("dhchap_ctrl_key", h.DHCHAPCtrlKey, h.DHCHAPCtrlKeyFile)
+	if err != nil {
+		return err
+	}
+	switch {
+	case key == nil && ctrl != nil:
+		return fmt.Errorf("dhchap_ctrl_key without dhchap_key: the host must authenticate before the target can (give it a key: nvme gen-dhchap-key --nqn %s)", h.NQN)
+	case key != nil:
+		h.keys = &target.HostKeys{Key: *key, CtrlKey: ctrl}
+	}
+	return nil
+}
+
+func readSecret(field, inline, file string) (*dhchap.Secret, error) {
+	if inline != "" && file != "" {
+		return nil, fmt.Errorf("%s and %s_file are both set: choose one", field, field)
+	}
+	s := inline
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_file: %w", field, err)
+		}
+		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			slog.Warn("DH-HMAC-CHAP secret file is readable by others: chmod 600 it", "file", file, "mode", fi.Mode().Perm().String())
+		}
+		s = strings.TrimSpace(string(b))
+	}
+	if s == "" {
+		return nil, nil
+	}
+	sec, err := dhchap.ParseSecret(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return &sec, nil
+}
+
+// identity is what reload compares: the NQN and the secrets.
+func (h HostConfig) identity() string {
+	if h.keys == nil {
+		return h.NQN
+	}
+	id := h.NQN + " " + h.keys.Key.String()
+	if h.keys.CtrlKey != nil {
+		id += " " + h.keys.CtrlKey.String()
+	}
+	return id
+}
+
+// authOptions parses the configured hash functions and DH groups.
+func (c *Config) authOptions() ([]dhchap.Hash, []dhchap.DHGroup, error) {
+	var hs []dhchap.Hash
+	for i, s := range c.DHCHAPHashes {
+		h, err := dhchap.ParseHash(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dhchap_hashes[%d]: %w", i, err)
+		}
+		hs = append(hs, h)
+	}
+	var gs []dhchap.DHGroup
+	for i, s := range c.DHCHAPDHGroups {
+		if s == "" {
+			return nil, nil, fmt.Errorf("dhchap_dhgroups[%d]: empty (YAML reads a bare null as no value: write \"null\" in quotes)", i)
+		}
+		g, err := dhchap.ParseDHGroup(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dhchap_dhgroups[%d]: %w", i, err)
+		}
+		gs = append(gs, g)
+	}
+	return hs, gs, nil
+}
