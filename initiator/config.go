@@ -29,6 +29,13 @@ type Options struct {
 	// HostID is the 128-bit host identifier; zero: /etc/nvme/hostid, or
 	// the UUID of HostNQN.
 	HostID [16]byte
+	// DHCHAPSecret is the host's DH-HMAC-CHAP secret ("DHHC-1:XX:...:",
+	// from nvme gen-dhchap-key), used when a target asks the host to
+	// authenticate (nvme connect --dhchap-secret). DHCHAPCtrlSecret
+	// makes every queue authenticate the target as well (bidirectional;
+	// --dhchap-ctrl-secret).
+	DHCHAPSecret     string
+	DHCHAPCtrlSecret string
 	// HeaderDigest and DataDigest ask for CRC32C digests (ICReq).
 	HeaderDigest bool
 	DataDigest   bool
@@ -119,6 +126,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.HostID == [16]byte{} {
 		o.HostID = defaultHostID(o.HostNQN)
+	}
+	if _, err := o.parseAuth(); err != nil {
+		return err
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second

@@ -395,6 +395,9 @@ func (c *Controller) fabricsConnect(ctx context.Context, q *Queue, subnqn string
 		}
 		return 0, connectError(c.addr, q.qid, subnqn, c.cfg.HostNQN, st, dw0, err)
 	}
+	if err := c.authenticate(ctx, q, subnqn, r.DW0); err != nil {
+		return 0, err
+	}
 	return uint16(r.DW0), nil
 }
 

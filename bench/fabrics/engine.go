@@ -5,7 +5,9 @@
 //	--filename tcp://HOST:PORT/NQN/NSID   e.g. tcp://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1
 //	--filename rdma://HOST:PORT/NQN/NSID  (nvme-rdma; the job's buffers are registered with the NIC)
 //
-// Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN, the host's
+// Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN,
+// dhchap_secret=DHHC-1:... and dhchap_ctrl_secret=DHHC-1:... (DH-HMAC-CHAP,
+// as nvme connect's --dhchap-secret and --dhchap-ctrl-secret), the host's
 // reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none), and
 // (TCP) polled completions: busy_poll=50us keeps polling the connection that
 // long before its receive side sleeps (default: the host's, 50us, while at
@@ -31,9 +33,9 @@ import (
 )
 
 func init() {
-	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri")
+	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri")
 	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest", "hipri")
-	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "reconnect_delay", "ctrl_loss_tmo")
+	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo")
 }
 
 func openRDMA(cfg *bench.EngineConfig) (bench.Engine, error) {
@@ -165,7 +167,8 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
 		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
 		ReconnectDelay: o.reconnectDelay, CtrlLossTimeout: o.ctrlLossTmo,
-		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll},
+		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll,
+			DHCHAPSecret: cfg.Options["dhchap_secret"], DHCHAPCtrlSecret: cfg.Options["dhchap_ctrl_secret"]},
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +21,8 @@ type hostFlags struct {
 	hostID  string
 	hdgst   bool
 	ddgst   bool
+	dhchap  string
+	dhctrl  string
 }
 
 func (h *hostFlags) add(cmd *cobra.Command) {
@@ -27,11 +31,33 @@ func (h *hostFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&h.hostID, "hostid", "", "host identifier UUID (default: /etc/nvme/hostid or the UUID of the host NQN)")
 	fl.BoolVar(&h.hdgst, "hdr-digest", false, "enable NVMe/TCP header digests")
 	fl.BoolVar(&h.ddgst, "data-digest", false, "enable NVMe/TCP data digests")
+	fl.StringVar(&h.dhchap, "dhchap-secret", "", "the host's DH-HMAC-CHAP secret (DHHC-1:XX:...:, from nvme gen-dhchap-key), for targets that require authentication; or @FILE to read it from a file")
+	fl.StringVar(&h.dhctrl, "dhchap-ctrl-secret", "", "the controller's DH-HMAC-CHAP secret: the target must prove it holds it (bidirectional authentication); or @FILE")
+}
+
+// secretArg is a secret given on the command line, or @FILE.
+func secretArg(flag, v string) (string, error) {
+	file, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return v, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func (h *hostFlags) options() (initiator.Options, error) {
 	o := initiator.Options{HostNQN: h.hostNQN, HeaderDigest: h.hdgst, DataDigest: h.ddgst,
 		Logger: slog.New(slog.DiscardHandler)}
+	var err error
+	if o.DHCHAPSecret, err = secretArg("dhchap-secret", h.dhchap); err != nil {
+		return o, err
+	}
+	if o.DHCHAPCtrlSecret, err = secretArg("dhchap-ctrl-secret", h.dhctrl); err != nil {
+		return o, err
+	}
 	if h.hostID != "" {
 		id, err := initiator.ParseHostID(h.hostID)
 		if err != nil {
