@@ -59,8 +59,9 @@ fuzz:
 
 # Linux interop in the lab VM (../shared/lab): the kernel NVMe/TCP and
 # NVMe/RDMA hosts and nvme-cli against flashpath's target, flashpath's verbs
-# provider and NVMe/RDMA transport on soft-RoCE. Skipped, with a note, where
-# there is no lab.
+# provider and NVMe/RDMA transport on soft-RoCE; test/lab/trixie/ runs on
+# the newer guest (kernel 6.12, nvme-cli 2.13: DH-HMAC-CHAP). Skipped, with
+# a note, where there is no lab.
 LAB ?= ../shared/lab
 interop: build rdma-test
 	@if [ ! -x $(LAB)/vm-run ]; then echo "interop: no lab at $(LAB): skipped"; exit 0; fi; \
@@ -69,6 +70,10 @@ interop: build rdma-test
 	for t in test/lab/*.sh; do \
 		case $$t in */lib.sh) continue ;; esac; \
 		echo "== interop $$t"; LAB_TIMEOUT=900 scripts/lab-run.sh $(LAB) $$t || exit 1; \
+	done; \
+	LAB_SUITE=trixie $(LAB)/setup >/tmp/flashpath-lab-setup-trixie.log 2>&1 || { tail -n 30 /tmp/flashpath-lab-setup-trixie.log; exit 1; }; \
+	for t in test/lab/trixie/*.sh; do \
+		echo "== interop (trixie: kernel 6.12) $$t"; LAB_SUITE=trixie LAB_TIMEOUT=900 scripts/lab-run.sh $(LAB) $$t || exit 1; \
 	done
 
 # The guest has no Go: test/lab/rdma-verbs.sh runs these test binaries;

@@ -110,6 +110,11 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: io_keep_alive changed: restart to apply", cur.IOKeepAlive, next.IOKeepAlive})
 	}
 	next.IOKeepAlive = cur.IOKeepAlive
+	if !slices.Equal(cur.DHCHAPHashes, next.DHCHAPHashes) || !slices.Equal(cur.DHCHAPDHGroups, next.DHCHAPDHGroups) {
+		p.restart = append(p.restart, restartChange{"reload: dhchap_hashes or dhchap_dhgroups changed: restart to apply",
+			[][]string{cur.DHCHAPHashes, cur.DHCHAPDHGroups}, [][]string{next.DHCHAPHashes, next.DHCHAPDHGroups}})
+	}
+	next.DHCHAPHashes, next.DHCHAPDHGroups = cur.DHCHAPHashes, cur.DHCHAPDHGroups
 	for _, old := range cur.Subsystems {
 		if findSubsys(next, old.NQN) == nil {
 			p.removed = append(p.removed, old.NQN)

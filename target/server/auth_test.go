@@ -1,0 +1,109 @@
+package server
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flashpath/flashpath/internal/dhchap"
+)
+
+func secret(t *testing.T) string {
+	t.Helper()
+	s, err := dhchap.GenerateSecret(rand.Reader, dhchap.SHA256, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.String()
+}
+
+// TestAllowedHostsWithKeys: allowed_hosts mixes bare NQNs and entries with
+// secrets, inline or in files; the target gets the keys.
+func TestAllowedHostsWithKeys(t *testing.T) {
+	dir := t.TempDir()
+	key, ctrl := secret(t), secret(t)
+	keyFile := filepath.Join(dir, "host.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse([]byte(`
+listeners: [tcp://127.0.0.1:4420]
+dhchap_hashes: [sha256]
+dhchap_dhgroups: [ffdhe3072, "null"]
+subsystems:
+  - nqn: ` + reloadNQN + `
+    allowed_hosts:
+      - ` + hostA + `
+      - nqn: ` + hostB + `
+        dhchap_key_file: ` + keyFile + `
+        dhchap_ctrl_key: "` + ctrl + `"
+    namespaces: [{backend: "mem:1MiB"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyHost, hosts, keys := hostsOf(cfg.Subsystems[0])
+	if anyHost || len(hosts) != 2 || len(keys) != 1 {
+		t.Fatalf("any %v, hosts %v, keys for %d hosts", anyHost, hosts, len(keys))
+	}
+	k := keys[hostB]
+	if k.Key.String() != key || k.CtrlKey == nil || k.CtrlKey.String() != ctrl {
+		t.Fatalf("keys of %s not as configured", hostB)
+	}
+	hs, gs, err := cfg.authOptions()
+	if err != nil || len(hs) != 1 || hs[0] != dhchap.SHA256 || len(gs) != 2 || gs[1] != dhchap.DHNull {
+		t.Fatalf("auth options %v %v %v", hs, gs, err)
+	}
+}
+
+func TestAllowedHostsKeyErrors(t *testing.T) {
+	good := secret(t)
+	for _, tc := range []struct{ entry, want string }{
+		{`{nqn: ` + hostA + `, dhchap_key: "DHHC-1:01:bm90IGEga2V5:"}`, "dhchap_key"},
+		{`{nqn: ` + hostA + `, dhchap_ctrl_key: "` + good + `"}`, "without dhchap_key"},
+		{`{nqn: ` + hostA + `, dhchap_key: "` + good + `", dhchap_key_file: /x}`, "choose one"},
+		{`{nqn: ` + hostA + `, dhchap_key_file: /nonexistent/key}`, "dhchap_key_file"},
+		{`{nqn: ` + hostA + `, dhchap_secret: "` + good + `"}`, "unknown field"},
+	} {
+		_, err := Parse([]byte(`
+listeners: [tcp://127.0.0.1:4420]
+subsystems:
+  - nqn: ` + reloadNQN + `
+    allowed_hosts: [` + tc.entry + `]
+    namespaces: [{backend: "mem:1MiB"}]
+`))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one saying %q", tc.entry, err, tc.want)
+		}
+	}
+	_, err := Parse([]byte("listeners: [tcp://127.0.0.1:4420]\ndhchap_dhgroups: [null]\nsubsystems: [{nqn: " + reloadNQN + "}]\n"))
+	if err == nil || !strings.Contains(err.Error(), `"null" in quotes`) {
+		t.Errorf("bare null: %v", err)
+	}
+}
+
+// TestReloadKeyChange: a reload that changes only a host's key applies it.
+func TestReloadKeyChange(t *testing.T) {
+	conf := func(key string) *Config {
+		cfg, err := Parse([]byte(`
+listeners: [tcp://127.0.0.1:4420]
+subsystems:
+  - nqn: ` + reloadNQN + `
+    allowed_hosts: [{nqn: ` + hostA + `, dhchap_key: "` + key + `"}]
+    namespaces: [{backend: "mem:1MiB"}]
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	cur := resolveNSIDs(conf(secret(t)))
+	if p := planReload(cur, conf(cur.Subsystems[0].AllowedHosts[0].DHCHAPKey)); p.subsystems[0].hosts {
+		t.Fatal("same key planned as a change")
+	}
+	if p := planReload(cur, conf(secret(t))); !p.subsystems[0].hosts {
+		t.Fatal("a new key is not applied")
+	}
+}
