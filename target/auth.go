@@ -36,7 +36,7 @@ func (q *Queue) startAuth(subNQN, hostNQN string, keys *HostKeys) {
 	q.auth = dhchap.NewController(dhchap.ControllerConfig{
 		HostNQN: hostNQN, SubNQN: subNQN,
 		HostKey: k.Key, CtrlKey: k.CtrlKey,
-		Hashes: q.t.opts.AuthHashes, DHGroups: q.t.opts.AuthDHGroups,
+		Choices: dhchap.Choices{Hashes: q.t.opts.AuthHashes, DHGroups: q.t.opts.AuthDHGroups},
 	})
 }
 

@@ -54,14 +54,33 @@ func fail(rce uint8, format string, args ...any) *Failure {
 	return &Failure{Explanation: rce, Detail: fmt.Sprintf(format, args...)}
 }
 
+// Choices are the hashes and DH groups one end offers (host) or accepts
+// (controller), in order of preference, and its source of randomness.
+type Choices struct {
+	Hashes   []Hash    // nil: DefaultHashes
+	DHGroups []DHGroup // nil: DefaultDHGroups
+	Rand     io.Reader // nil: crypto/rand
+}
+
+func (c Choices) withDefaults() Choices {
+	if c.Hashes == nil {
+		c.Hashes = DefaultHashes
+	}
+	if c.DHGroups == nil {
+		c.DHGroups = DefaultDHGroups
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	return c
+}
+
 // ControllerConfig configures the controller's side for one host.
 type ControllerConfig struct {
 	HostNQN, SubNQN string
 	HostKey         Secret  // the host proves it holds this
 	CtrlKey         *Secret // the controller proves it holds this when the host asks; nil: it cannot
-	Hashes          []Hash  // accepted, in order of preference; nil: DefaultHashes
-	DHGroups        []DHGroup
-	Rand            io.Reader // nil: crypto/rand
+	Choices
 }
 
 // Controller steps (what the next Authentication command must be).
@@ -94,15 +113,7 @@ type Controller struct {
 
 // NewController returns a controller side that has not authenticated the host.
 func NewController(cfg ControllerConfig) *Controller {
-	if cfg.Hashes == nil {
-		cfg.Hashes = DefaultHashes
-	}
-	if cfg.DHGroups == nil {
-		cfg.DHGroups = DefaultDHGroups
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
-	}
+	cfg.Choices = cfg.withDefaults()
 	return &Controller{cfg: cfg}
 }
 
@@ -317,9 +328,7 @@ type HostConfig struct {
 	HostNQN, SubNQN string
 	Key             Secret
 	CtrlKey         *Secret // set: the controller must prove it holds this (bidirectional)
-	Hashes          []Hash  // offered; nil: DefaultHashes
-	DHGroups        []DHGroup
-	Rand            io.Reader // nil: crypto/rand
+	Choices
 }
 
 // Host is the host's side of one transaction.
@@ -336,15 +345,7 @@ type Host struct {
 
 // NewHost starts a transaction with identifier tid.
 func NewHost(cfg HostConfig, tid uint16) *Host {
-	if cfg.Hashes == nil {
-		cfg.Hashes = DefaultHashes
-	}
-	if cfg.DHGroups == nil {
-		cfg.DHGroups = DefaultDHGroups
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
-	}
+	cfg.Choices = cfg.withDefaults()
 	return &Host{cfg: cfg, tid: tid}
 }
 

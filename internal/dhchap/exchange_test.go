@@ -62,7 +62,7 @@ func TestTransaction(t *testing.T) {
 		for _, g := range groups {
 			for _, bidi := range []bool{false, true} {
 				key, ctrl := mustSecret(t, Hash(g)%4), mustSecret(t, hash)
-				cc := ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key, CtrlKey: &ctrl, Hashes: []Hash{hash}, DHGroups: []DHGroup{g}}
+				cc := ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key, CtrlKey: &ctrl, Choices: Choices{Hashes: []Hash{hash}, DHGroups: []DHGroup{g}}}
 				hc := HostConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, Key: key}
 				if bidi {
 					hc.CtrlKey = &ctrl
@@ -86,7 +86,7 @@ func TestTransaction(t *testing.T) {
 func TestPreference(t *testing.T) {
 	key := mustSecret(t, SHA256)
 	c := NewController(ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key})
-	h := NewHost(HostConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, Key: key, Hashes: []Hash{SHA256, SHA384}}, 1)
+	h := NewHost(HostConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, Key: key, Choices: Choices{Hashes: []Hash{SHA256, SHA384}}}, 1)
 	if err := run(t, h, c); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestProtocolErrors(t *testing.T) {
 	c.Send((&nvmeof.AuthNegotiateMsg{TID: 1, SCC: 1, Hashes: []uint8{1}, DHGroups: []uint8{0}}).Append(nil))
 	expect(c, nvmeof.AuthFailConcatMismatch)
 	// No common DH group.
-	c = NewController(ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key, DHGroups: []DHGroup{FFDHE8192}})
+	c = NewController(ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key, Choices: Choices{DHGroups: []DHGroup{FFDHE8192}}})
 	c.Send((&nvmeof.AuthNegotiateMsg{TID: 1, Hashes: []uint8{1}, DHGroups: []uint8{0, 1}}).Append(nil))
 	expect(c, nvmeof.AuthFailDHGroupUnusable)
 	// Garbage.
@@ -217,11 +217,11 @@ func TestReauthentication(t *testing.T) {
 // not hold the key.
 func FuzzController(f *testing.F) {
 	key := mustSecret(f, SHA256)
-	h := NewHost(HostConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, Key: key, DHGroups: []DHGroup{DHNull}}, 1)
+	h := NewHost(HostConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, Key: key, Choices: Choices{DHGroups: []DHGroup{DHNull}}}, 1)
 	f.Add(h.Negotiate(), []byte{0, 1, 0x10}, uint8(3))
 	f.Add((&nvmeof.AuthSuccess2Msg{TID: 1}).Append(nil), []byte{}, uint8(1))
 	f.Fuzz(func(t *testing.T, msg, tail []byte, ops uint8) {
-		c := NewController(ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key, DHGroups: []DHGroup{DHNull}})
+		c := NewController(ControllerConfig{HostNQN: testHostNQN, SubNQN: testSubNQN, HostKey: key, Choices: Choices{DHGroups: []DHGroup{DHNull}}})
 		for i := range int(ops % 8) {
 			if i%2 == 0 {
 				c.Send(append(msg, tail...))

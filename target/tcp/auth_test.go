@@ -39,10 +39,9 @@ func authCmd(t *testing.T, h *tcppeer.Host, msg []byte) (nvmeof.Status, []byte) 
 	}
 }
 
-// TestAuthRequiredFirst: a host that must authenticate gets ATR in the
-// Connect response and can run nothing before it has; a host that keeps
-// failing is disconnected.
-func TestAuthRequiredFirst(t *testing.T) {
+// startAuthTarget starts a target on which hostNQN must authenticate, and
+// dials it.
+func startAuthTarget(t *testing.T) (*testTarget, *tcppeer.Host) {
 	tt := startTarget(t, nil)
 	key, err := dhchap.GenerateSecret(rand.Reader, dhchap.SHA256, 0)
 	if err != nil {
@@ -51,6 +50,14 @@ func TestAuthRequiredFirst(t *testing.T) {
 	tt.ss.SetHosts(false, nil, map[string]target.HostKeys{hostNQN: {Key: key}})
 	h := tcppeer.Dial(t, tt.addr())
 	h.Init(false, false)
+	return tt, h
+}
+
+// TestAuthRequiredFirst: a host that must authenticate gets ATR in the
+// Connect response and can run nothing before it has; a host that keeps
+// failing is disconnected.
+func TestAuthRequiredFirst(t *testing.T) {
+	tt, h := startAuthTarget(t)
 
 	var sqe nvmeof.SQE
 	sqe.SetConnect(0, 31, 0)
@@ -115,14 +122,7 @@ func TestAuthRequiredFirst(t *testing.T) {
 // (Failure2) gets its command's response before the connection goes, as
 // the Linux host waits for it.
 func TestAuthFailure2Answered(t *testing.T) {
-	tt := startTarget(t, nil)
-	key, err := dhchap.GenerateSecret(rand.Reader, dhchap.SHA256, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tt.ss.SetHosts(false, nil, map[string]target.HostKeys{hostNQN: {Key: key}})
-	h := tcppeer.Dial(t, tt.addr())
-	h.Init(false, false)
+	tt, h := startAuthTarget(t)
 	if _, st := h.ConnectAdmin(testNQN, hostNQN, hostID, 0); !st.OK() {
 		t.Fatalf("connect: %v", st)
 	}
