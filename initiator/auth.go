@@ -45,9 +45,45 @@ func (o *Options) parseAuth() (authKeys, error) {
 
 var authTID atomic.Uint32
 
+// keys returns the parsed secrets the controller authenticates with now.
+func (c *Controller) keys() (authKeys, error) {
+	c.authMu.Lock()
+	o := c.cfg.Options
+	c.authMu.Unlock()
+	return o.parseAuth()
+}
+
+// Reauthenticate runs a new DH-HMAC-CHAP transaction on every queue with
+// the given secrets (as writing /sys/class/nvme/nvmeX/dhchap_secret does on
+// Linux), which also serve any later reconnect: how a host rotates its
+// key once the target has the new one. I/O continues meanwhile; a failure
+// leaves the queues unable to run commands until a transaction succeeds.
+func (c *Controller) Reauthenticate(ctx context.Context, secret, ctrlSecret string) error {
+	o := Options{DHCHAPSecret: secret, DHCHAPCtrlSecret: ctrlSecret}
+	if _, err := o.parseAuth(); err != nil {
+		return err
+	}
+	if secret == "" {
+		return errors.New("reauthenticate: no secret given")
+	}
+	c.authMu.Lock()
+	c.cfg.DHCHAPSecret, c.cfg.DHCHAPCtrlSecret = secret, ctrlSecret
+	c.authMu.Unlock()
+	s := c.sess()
+	if s == nil {
+		return errors.New("reauthenticate: not connected")
+	}
+	for _, q := range append([]*Queue{s.admin}, s.io...) {
+		if err := c.authenticate(ctx, q, c.cfg.SubNQN, nvmeof.ConnectAuthATR); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // authenticate runs a DH-HMAC-CHAP transaction on q after Connect.
 func (c *Controller) authenticate(ctx context.Context, q *Queue, subnqn string, dw0 uint32) error {
-	keys, err := c.cfg.parseAuth()
+	keys, err := c.keys()
 	if err != nil {
 		return err
 	}

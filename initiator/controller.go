@@ -24,12 +24,15 @@ const maxTransferCap = 8 << 20
 // Linux host does: every ReconnectDelay, with a new controller ID and new
 // queues, until CtrlLossTimeout has passed (see Config).
 type Controller struct {
-	cfg  Config
-	addr string
-	tr   Transport
-	log  *slog.Logger
-	s    atomic.Pointer[session] // the current connection, or the one being brought up
-	pub  atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
+	cfg Config
+	// authMu guards cfg's DH-HMAC-CHAP secrets, which Reauthenticate
+	// replaces.
+	authMu sync.Mutex
+	addr   string
+	tr     Transport
+	log    *slog.Logger
+	s      atomic.Pointer[session] // the current connection, or the one being brought up
+	pub    atomic.Pointer[session] // the last connected one: what Queues, CntlID, Identify and I/O use
 	// up is the connected session, nil while reconnecting; written under
 	// mu with lost and changed, read without it on the I/O path.
 	up atomic.Pointer[session]

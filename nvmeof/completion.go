@@ -178,6 +178,7 @@ var statusNames = map[Status]string{
 	StatusConnectInvalidParam:  "connect: invalid parameters / write to read-only range",
 	StatusConnectRestartDisc:   "connect: restart discovery",
 	StatusConnectInvalidHost:   "connect: invalid host",
+	StatusAuthRequired:         "authentication required (DH-HMAC-CHAP)",
 	StatusWriteFault:           "write fault",
 	StatusUnrecoveredRead:      "unrecovered read error",
 	StatusCompareFailure:       "compare failure",

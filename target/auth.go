@@ -70,15 +70,22 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 		return nvmeof.StatusInvalidField | nvmeof.StatusDNR
 	}
 	a := q.auth
-	was := a.Authenticated()
+	wins := a.Successes()
 	defer func() {
-		if !was && a.Authenticated() {
+		if a.Successes() > wins {
 			h, g := a.Negotiation()
 			q.log.Info("host authenticated", "hash", h.String(), "dhgroup", g.String())
 			q.t.Stats.Authentications.Add(1)
 		}
 	}()
 	if r.Cmd.FCType() == nvmeof.FabricsAuthSend {
+		if len(r.Data) > 1 && r.Data[0] == nvmeof.AuthTypeCommon && r.Data[1] == nvmeof.AuthNegotiate {
+			// A new transaction (re-authentication) uses the keys
+			// configured now: a reload may have rotated them.
+			if _, keys := q.ctrl.subsys.hostAccess(q.ctrl.hostNQN); keys != nil {
+				a.SetKeys(keys.Key, keys.CtrlKey)
+			}
+		}
 		if fatal := a.Send(r.Data); fatal {
 			// The host gave up on the controller (Failure2) or broke the
 			// protocol: as Linux nvmet, end the controller, once this

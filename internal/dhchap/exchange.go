@@ -99,6 +99,7 @@ type Controller struct {
 	step int
 	tid  uint16
 	auth bool // the queue may run other commands
+	wins int  // transactions that succeeded
 	err  *Failure
 
 	hash  Hash
@@ -117,9 +118,20 @@ func NewController(cfg ControllerConfig) *Controller {
 	return &Controller{cfg: cfg}
 }
 
+// SetKeys replaces the secrets from the next transaction on: a key
+// rotated while the queue is connected applies when the host
+// re-authenticates.
+func (c *Controller) SetKeys(host Secret, ctrl *Secret) {
+	c.cfg.HostKey, c.cfg.CtrlKey = host, ctrl
+}
+
 // Authenticated reports whether the host has authenticated (and, when it
 // asked, accepted the controller's response).
 func (c *Controller) Authenticated() bool { return c.auth }
+
+// Successes counts the transactions that succeeded (re-authentications
+// included).
+func (c *Controller) Successes() int { return c.wins }
 
 // Err is the last failure, for the log: nil when none.
 func (c *Controller) Err() error {
@@ -169,6 +181,7 @@ func (c *Controller) Send(b []byte) (fatal bool) {
 			break
 		}
 		c.auth, c.step = true, stepNegotiate
+		c.wins++
 		c.forget()
 		return false
 	case *nvmeof.AuthFailureMsg:
@@ -305,6 +318,7 @@ func (c *Controller) reply(m *nvmeof.AuthReplyMsg) {
 	} else {
 		c.c2 = nil
 		c.auth = true
+		c.wins++
 	}
 	c.err = nil
 	c.step = stepSuccess1

@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"github.com/flashpath/flashpath/initiator"
+	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
 	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/internal/testutil"
+	"github.com/flashpath/flashpath/rdma/rdmatest"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 )
@@ -135,4 +137,68 @@ func TestAuthControllerMustProve(t *testing.T) {
 	}
 	// With only a host secret, a target that does not ask is fine.
 	readWriteRandom(t, openNS(t, connect(t, tt, func(c *initiator.Config) { c.DHCHAPSecret = k.String() }), tt.nsid), 1)
+}
+
+// TestAuthRDMA: the same transaction over NVMe/RDMA (the core runs it,
+// whatever carries the capsules), on the fake verbs provider.
+func TestAuthRDMA(t *testing.T) {
+	key, ctrl := newSecret(t, dhchap.SHA384), newSecret(t, dhchap.SHA512)
+	prov := rdmatest.New()
+	ln := rdmaTargetKeys(t, prov, "169.254.42.1:4420", map[string]target.HostKeys{testHost: {Key: key, CtrlKey: &ctrl}})
+	cfg := initiator.Config{Addr: "rdma://" + ln.Addr().String(), SubNQN: realNQN, Transport: hostrdma.New(prov), IOQueues: 2, QueueDepth: 16,
+		CtrlLossTimeout: -1, Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}}
+	if c, err := initiator.Connect(context.Background(), cfg); err == nil {
+		c.Close()
+		t.Fatal("connected without a secret")
+	}
+	cfg.DHCHAPSecret, cfg.DHCHAPCtrlSecret = key.String(), ctrl.String()
+	c, err := initiator.Connect(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	readWriteRandom(t, openNS(t, c, 1), 1)
+}
+
+// TestAuthKeyRotation: the target's key for a host changes while the host
+// is connected (as a reload does); new connections need the new key, and
+// the connected host re-authenticates every queue with it and carries on.
+// Re-authenticating with a key the target no longer has takes the queues'
+// right to run commands away.
+func TestAuthKeyRotation(t *testing.T) {
+	old, next := newSecret(t, dhchap.SHA256), newSecret(t, dhchap.SHA256)
+	tt := startAuthTarget(t, target.Options{}, target.HostKeys{Key: old})
+	c := connect(t, tt, func(c *initiator.Config) { c.DHCHAPSecret = old.String() })
+	ns := openNS(t, c, tt.nsid)
+	readWriteRandom(t, ns, 1)
+
+	tt.ss.SetHosts(false, nil, map[string]target.HostKeys{testHost: {Key: next}})
+	cfg := initiator.Config{Addr: "tcp://" + tt.addr, SubNQN: tt.subnqn, IOQueues: 1, Options: initiator.Options{HostNQN: testHost, DHCHAPSecret: old.String()}}
+	if c2, err := initiator.Connect(context.Background(), cfg); err == nil {
+		c2.Close()
+		t.Fatal("a new connection authenticated with the old key")
+	}
+	before := tt.tgt.Stats.Authentications.Load()
+	if err := c.Reauthenticate(context.Background(), next.String(), ""); err != nil {
+		t.Fatalf("re-authenticate with the new key: %v", err)
+	}
+	if got, want := tt.tgt.Stats.Authentications.Load()-before, uint64(1+len(c.Queues())); got != want {
+		t.Errorf("%d queues re-authenticated, want %d", got, want)
+	}
+	readWriteRandom(t, ns, 1)
+
+	if err := c.Reauthenticate(context.Background(), old.String(), ""); err == nil {
+		t.Fatal("re-authenticated with a key the target no longer has")
+	}
+	// The admin queue failed first (the I/O queues were not tried).
+	if _, err := c.IdentifyController(context.Background()); err == nil || !strings.Contains(err.Error(), "uthentication") {
+		t.Fatalf("admin command after a failed re-authentication: %v, want Authentication Required", err)
+	}
+	// A successful transaction gives it back.
+	if err := c.Reauthenticate(context.Background(), next.String(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IdentifyController(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -47,9 +47,15 @@ func rdmaTarget(t testing.TB) (addr string, prov rdma.Provider, ln *trdma.Listen
 // at listen.
 func rdmaTargetOn(t testing.TB, prov rdma.Provider, listen string) *trdma.Listener {
 	t.Helper()
+	return rdmaTargetKeys(t, prov, listen, nil)
+}
+
+// rdmaTargetKeys is rdmaTargetOn where the hosts in keys must authenticate.
+func rdmaTargetKeys(t testing.TB, prov rdma.Provider, listen string, keys map[string]target.HostKeys) *trdma.Listener {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	tgt := target.New(target.Options{Logger: log})
-	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}, Keys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
