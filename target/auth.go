@@ -1,6 +1,8 @@
 package target
 
 import (
+	"errors"
+
 	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/nvmeof"
 )
@@ -19,9 +21,10 @@ type HostKeys struct {
 	CtrlKey *dhchap.Secret // the target proves it holds this when the host asks
 }
 
-// maxAuthFailures is how many failed transactions a queue may start
-// before the target drops its connection: each costs the target a DH
-// exponentiation, so a host cannot make it spin on wrong keys.
+// maxAuthFailures is how many failed transactions a queue may have, and
+// how many it may start before it has authenticated, before the target
+// drops its connection: each costs the target a DH exponentiation, so a
+// host cannot make it spin on wrong keys.
 const maxAuthFailures = 3
 
 // startAuth readies q's side of DH-HMAC-CHAP for the host's keys (none:
@@ -73,6 +76,9 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 	wins := a.Successes()
 	defer func() {
 		if a.Successes() > wins {
+			if q.id == 0 {
+				q.ctrl.keepAliveSeen() // paused while the admin queue authenticated
+			}
 			h, g := a.Negotiation()
 			q.log.Info("host authenticated", "hash", h.String(), "dhgroup", g.String())
 			q.t.Stats.Authentications.Add(1)
@@ -80,6 +86,15 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 	}()
 	if r.Cmd.FCType() == nvmeof.FabricsAuthSend {
 		if len(r.Data) > 1 && r.Data[0] == nvmeof.AuthTypeCommon && r.Data[1] == nvmeof.AuthNegotiate {
+			if !a.Authenticated() {
+				// Each transaction costs the target a DH exponentiation:
+				// a host that has not authenticated gets a few.
+				if q.authAttempts++; q.authAttempts > maxAuthFailures {
+					q.log.Warn("too many authentication attempts: closing the connection", "attempts", q.authAttempts)
+					r.CloseAfter = errors.New("too many authentication attempts")
+					return nvmeof.StatusAuthRequired | nvmeof.StatusDNR
+				}
+			}
 			// A new transaction (re-authentication) uses the keys
 			// configured now: a reload may have rotated them.
 			if _, keys := q.ctrl.subsys.hostAccess(q.ctrl.hostNQN); keys != nil {

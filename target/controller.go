@@ -129,6 +129,28 @@ func (c *Controller) removeQueue(q *Queue) {
 	c.mu.Unlock()
 }
 
+// keepAliveSeen restarts the keep-alive timer (also after
+// pauseKeepAlive).
+func (c *Controller) keepAliveSeen() {
+	c.mu.Lock()
+	if c.kaTimer != nil && !c.dead {
+		c.kaTimer.Reset(c.kato)
+	}
+	c.mu.Unlock()
+}
+
+// pauseKeepAlive stops the keep-alive timer while the host authenticates
+// its admin queue: it cannot send Keep Alive before it has, and a DH
+// exchange may outlast a short KATO on a slow host. The transport bounds
+// that time instead (target/tcp ConnectTimeout).
+func (c *Controller) pauseKeepAlive() {
+	c.mu.Lock()
+	if c.kaTimer != nil {
+		c.kaTimer.Stop()
+	}
+	c.mu.Unlock()
+}
+
 func (c *Controller) keepAliveExpired() {
 	c.mu.Lock()
 	kato := c.kato
@@ -236,11 +258,7 @@ func (c *Controller) execAdmin(q *Queue, r *Request) (st nvmeof.Status, held boo
 	case nvmeof.AdminGetFeatures:
 		return c.getFeatures(r), false
 	case nvmeof.AdminKeepAlive:
-		c.mu.Lock()
-		if c.kaTimer != nil && !c.dead {
-			c.kaTimer.Reset(c.kato)
-		}
-		c.mu.Unlock()
+		c.keepAliveSeen()
 		return nvmeof.StatusSuccess, false
 	case nvmeof.AdminAsyncEvent:
 		return c.asyncEventRequest(r)

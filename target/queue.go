@@ -31,6 +31,7 @@ type Queue struct {
 	auth         *dhchap.Controller
 	authRequired bool
 	authFailures int
+	authAttempts int // transactions started before the queue authenticated
 
 	sqhd uint16 // owned by the queue's goroutine
 }
@@ -283,6 +284,9 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	q.sqFlowDisabled = r.Cmd.CAttr()&nvmeof.CAttrDisableSQFlow != 0
 	q.connected = true
 	q.startAuth(d.SubNQN, d.HostNQN, keys)
+	if q.authRequired && qid == 0 {
+		q.ctrl.pauseKeepAlive()
+	}
 	r.Rsp.SetSQID(qid)
 	r.Rsp.SetSQHD(0)
 	dw0 := uint32(q.ctrl.id)

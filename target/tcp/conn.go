@@ -557,6 +557,12 @@ func (c *conn) execute(r *target.Request) error {
 	c.inCore[r.Slot] = true
 	c.slotMu.Unlock()
 	c.q.Execute(r)
+	if !wasReady && !c.q.Ready() && c.q.Connected() {
+		// Authenticating: ConnectTimeout bounds each wait for the host's
+		// next step (a DH exchange on a slow host takes seconds), and the
+		// core bounds the number of steps.
+		c.nc.SetReadDeadline(time.Now().Add(c.l.opts.ConnectTimeout))
+	}
 	if !wasReady && c.q.Ready() {
 		c.ready = true
 		c.nc.SetReadDeadline(time.Time{})

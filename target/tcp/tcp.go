@@ -39,8 +39,8 @@ type Options struct {
 	// ICTimeout bounds the wait for the host's ICReq (default 10 s).
 	ICTimeout time.Duration
 	// ConnectTimeout bounds the time from ICResp to a successful Fabrics
-	// Connect and, for a host that must authenticate, to the end of its
-	// DH-HMAC-CHAP transaction (default 10 s): a connection that has not joined a
+	// Connect and, for a host that must authenticate, each wait for its
+	// next DH-HMAC-CHAP step (default 10 s): a connection that has not joined a
 	// controller by then is closed, so idle half-open connections cannot
 	// pile up.
 	ConnectTimeout time.Duration

@@ -105,8 +105,10 @@ grep "host authenticated" "$FP_TGT_LOG" | tail -n 2
 n=$(grep -c "host authenticated" "$FP_TGT_LOG")
 [ "$n" -ge 4 ] || lab_fail "only $n queues authenticated (admin and I/O queues of the connects)"
 
-# ffdhe8192 is left out: under the lab's emulated CPU the kernel's 8192-bit
-# exponentiation outlasts the run (the unit and e2e tests cover it).
+# ffdhe8192 is left out: under the lab's emulated CPU the kernel host takes
+# about 9 s for its admin queue's exchange, close to the target's 10 s bound
+# on each authentication step (it passes, but would be a flaky test; the
+# unit and e2e tests cover the group).
 for combo in "sha256:null" "sha384:ffdhe3072" "sha512:ffdhe4096" "sha256:ffdhe6144"; do
 	h=${combo%%:*} g=${combo##*:}
 	fp_step "kernel host → flashpath target: $h with DH group $g, both ways"
