@@ -151,6 +151,13 @@ func (c *Command) Len() int {
 // bound.
 func (c *Command) Fabrics() bool { return c.sqe.Opcode() == nvmeof.OpFabrics }
 
+// ShortTransferOK reports whether the controller may transfer less data
+// than Len and still succeed: Authentication Receive returns "up to AL
+// bytes" (SPDK's target sends just the message; Linux nvmet pads to AL).
+func (c *Command) ShortTransferOK() bool {
+	return c.sqe.Opcode() == nvmeof.OpFabrics && c.sqe.FCType() == nvmeof.FabricsAuthRecv
+}
+
 // PutSQE writes the command's submission entry into b (at least
 // nvmeof.SQESize bytes) with command id cid and SGL data transfer, and
 // returns it for the transport to fill in the data block descriptor.

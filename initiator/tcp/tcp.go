@@ -472,7 +472,7 @@ func (l *link) c2hData(h nvmeof.Header, lay nvmeof.Layout, dp nvmeof.DataPDU, hl
 		if h.Flags&nvmeof.FlagDataLast == 0 {
 			return l.protocolError(nvmeof.FESInvalidHeader, "C2HData with SUCCESS but without LAST_PDU")
 		}
-		if s.rcvd != uint32(len(c.Buf)) {
+		if s.rcvd != uint32(len(c.Buf)) && !c.ShortTransferOK() {
 			return l.protocolError(nvmeof.FESInvalidHeader, "C2HData SUCCESS for command id %d after %d of %d bytes", dp.CCCID, s.rcvd, len(c.Buf))
 		}
 		// §3.6.2.8: no response capsule follows.

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -36,6 +37,10 @@ type Controller struct {
 	BadDDGST  bool   // corrupt the data digest of C2HData PDUs
 	KillFlush bool   // a Flush closes its connection instead of completing
 	BS        int    // logical block size: 512 or 4096
+	// Auth makes every queue authenticate with DH-HMAC-CHAP before
+	// anything else, as SPDK's target does it: an Authentication Receive
+	// returns just the message, with the SUCCESS flag, short of AL.
+	Auth *dhchap.ControllerConfig
 	Data      []byte // the namespace
 	genctr    uint64
 
@@ -133,6 +138,7 @@ type ctrlConn struct {
 	discovery bool
 	cc, csts  uint32
 	pending   map[uint16]*ctrlWrite
+	auth      *dhchap.Controller // with Controller.Auth, from Connect on
 }
 
 type ctrlWrite struct {
@@ -248,7 +254,11 @@ func (c *ctrlConn) respond(cid uint16, st nvmeof.Status, dw0, dw1 uint32) error 
 }
 
 // sendData sends buf in C2HData PDUs, then the response.
-func (c *ctrlConn) sendData(cid uint16, buf []byte) error {
+func (c *ctrlConn) sendData(cid uint16, buf []byte) error { return c.sendDataAs(cid, buf, c.f.Success) }
+
+// sendDataAs is sendData, with the SUCCESS flag standing in for the
+// response when success is set.
+func (c *ctrlConn) sendDataAs(cid uint16, buf []byte, success bool) error {
 	chunk := uint32(len(buf))
 	if c.f.C2HChunk > 0 {
 		chunk = c.f.C2HChunk
@@ -258,7 +268,7 @@ func (c *ctrlConn) sendData(cid uint16, buf []byte) error {
 		flags := uint8(0)
 		if off+n == uint32(len(buf)) {
 			flags |= nvmeof.FlagDataLast
-			if c.f.Success {
+			if success {
 				flags |= nvmeof.FlagDataSuccess
 			}
 		}
@@ -267,7 +277,7 @@ func (c *ctrlConn) sendData(cid uint16, buf []byte) error {
 			return err
 		}
 	}
-	if c.f.Success {
+	if success {
 		return nil
 	}
 	return c.respond(cid, 0, 0, 0)
@@ -316,6 +326,10 @@ func (c *ctrlConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
 		}
 		c.qid = sqe.QID()
 		c.discovery = cd.SubNQN == nvmeof.DiscoveryNQN
+		var atr uint32
+		if c.f.Auth != nil && !c.discovery {
+			c.auth, atr = dhchap.NewController(*c.f.Auth), nvmeof.ConnectAuthATR
+		}
 		if !c.discovery && cd.SubNQN != c.f.SubNQN {
 			return c.respond(cid, nvmeof.StatusConnectInvalidParam, nvmeof.ConnectInvalidParam(true, nvmeof.ConnectDataOffSubNQN), 0)
 		}
@@ -335,12 +349,29 @@ func (c *ctrlConn) fabrics(sqe *nvmeof.SQE, data []byte) error {
 				return fmt.Errorf("admin connect with cntlid %#x", cd.CntlID)
 			}
 			c.f.cntlID++
-			return c.respond(cid, 0, uint32(c.f.cntlID), 0)
+			return c.respond(cid, 0, uint32(c.f.cntlID)|atr, 0)
 		}
 		if cd.CntlID != c.f.cntlID {
 			return fmt.Errorf("I/O queue %d connect with cntlid %d, admin got %d", c.qid, cd.CntlID, c.f.cntlID)
 		}
-		return c.respond(cid, 0, uint32(cd.CntlID), 0)
+		return c.respond(cid, 0, uint32(cd.CntlID)|atr, 0)
+	case nvmeof.FabricsAuthSend:
+		if c.auth == nil {
+			return c.respond(cid, nvmeof.StatusInvalidField|nvmeof.StatusDNR, 0, 0)
+		}
+		if c.auth.Send(data) {
+			return fmt.Errorf("authentication: %v", c.auth.Err())
+		}
+		return c.respond(cid, 0, 0, 0)
+	case nvmeof.FabricsAuthRecv:
+		var msg []byte
+		if c.auth != nil {
+			msg = c.auth.Receive()
+		}
+		if msg == nil {
+			return c.respond(cid, nvmeof.StatusCommandSequenceError|nvmeof.StatusDNR, 0, 0)
+		}
+		return c.sendDataAs(cid, msg, true)
 	case nvmeof.FabricsPropertyGet:
 		var v uint64
 		switch sqe.PropOffset() {

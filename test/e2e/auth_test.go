@@ -10,6 +10,7 @@ import (
 	"github.com/flashpath/flashpath/initiator"
 	hostrdma "github.com/flashpath/flashpath/initiator/rdma"
 	"github.com/flashpath/flashpath/internal/dhchap"
+	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/rdma/rdmatest"
 	"github.com/flashpath/flashpath/target"
@@ -201,4 +202,16 @@ func TestAuthKeyRotation(t *testing.T) {
 	if _, err := c.IdentifyController(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAuthShortReceive: a controller that answers Authentication Receive
+// with just the message and the SUCCESS flag, short of AL (SPDK's target
+// does), authenticates flashpath's host all the same.
+func TestAuthShortReceive(t *testing.T) {
+	key, ctrl := newSecret(t, dhchap.SHA256), newSecret(t, dhchap.SHA256)
+	tt := startFake(t, func(c *tcppeer.Controller) {
+		c.Auth = &dhchap.ControllerConfig{HostNQN: testHost, SubNQN: c.SubNQN, HostKey: key, CtrlKey: &ctrl}
+	})
+	c := connect(t, tt, func(c *initiator.Config) { c.DHCHAPSecret, c.DHCHAPCtrlSecret = key.String(), ctrl.String() })
+	readWriteRandom(t, openNS(t, c, tt.nsid), 1)
 }
