@@ -40,9 +40,9 @@ type Controller struct {
 	// Auth makes every queue authenticate with DH-HMAC-CHAP before
 	// anything else, as SPDK's target does it: an Authentication Receive
 	// returns just the message, with the SUCCESS flag, short of AL.
-	Auth *dhchap.ControllerConfig
-	Data      []byte // the namespace
-	genctr    uint64
+	Auth   *dhchap.ControllerConfig
+	Data   []byte // the namespace
+	genctr uint64
 
 	mu     sync.Mutex
 	errs   []string     // guarded by mu
