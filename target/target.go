@@ -35,6 +35,10 @@ type Options struct {
 	MaxQueueDepth int
 	// BufferMemory caps the data buffer pool in bytes (default 1 GiB).
 	BufferMemory int64
+	// MaxHostBuffer caps the data buffer memory one host address may hold
+	// at once (default BufferMemory/4); the last eighth of the pool is
+	// kept for hosts holding at most 4 MiB (hostbuf.go).
+	MaxHostBuffer int64
 	// AuthHashes and AuthDHGroups are the DH-HMAC-CHAP hash functions and
 	// DH groups accepted, in order of preference (nil: the defaults of
 	// internal/dhchap: SHA-512, -384, -256; ffdhe2048 ... 8192, then NULL).
@@ -60,6 +64,9 @@ type Target struct {
 	nextCtl uint16
 	closed  bool
 
+	hostBufs map[netip.Addr]*HostBuffers // guarded by mu
+	bufUsed  atomic.Int64                // bytes of buffers taken through HostBuffers
+
 	discGen atomic.Uint64 // discovery log generation counter
 	disc    *Subsystem
 	Stats   Stats
@@ -76,6 +83,9 @@ type Stats struct {
 	// BufferShortages counts commands failed because the data buffer
 	// pool was exhausted.
 	BufferShortages atomic.Uint64
+	// HostBufferLimited counts those failed because the host was over
+	// its share of the pool, or the pool down to its reserve.
+	HostBufferLimited atomic.Uint64
 	// Authentications and AuthFailures count DH-HMAC-CHAP transactions
 	// (one per queue) that succeeded and failed.
 	Authentications atomic.Uint64
@@ -98,6 +108,9 @@ func New(opts Options) *Target {
 	}
 	if opts.BufferMemory <= 0 {
 		opts.BufferMemory = 1 << 30
+	}
+	if opts.MaxHostBuffer <= 0 || opts.MaxHostBuffer > opts.BufferMemory {
+		opts.MaxHostBuffer = opts.BufferMemory / defaultHostShareDiv
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -146,11 +159,14 @@ func (l *LogLimiter) Allow() (ok bool, dropped uint64) {
 // flood the log (the security issue saw 161,000 lines in 3 s).
 func (t *Target) NoBuffer(log *slog.Logger, err error) {
 	t.Stats.BufferShortages.Add(1)
+	if errors.Is(err, ErrHostBufferLimit) {
+		t.Stats.HostBufferLimited.Add(1)
+	}
 	ok, dropped := t.noBufLog.Allow()
 	if !ok {
 		return
 	}
-	log.Error("no data buffer: command failed; the buffer pool is exhausted (a host may be holding buffers with writes whose data it does not send)", "err", err, "suppressed", dropped)
+	log.Error("no data buffer: command failed; the buffer pool is exhausted or the host over its share (a host may be holding buffers with writes whose data it does not send)", "err", err, "suppressed", dropped)
 }
 
 // Pool is the target's data buffer pool; transports take request buffers

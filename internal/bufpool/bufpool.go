@@ -88,6 +88,15 @@ func classOf(n int) int {
 	return bits.Len(uint(n-1)) - bits.Len(uint(MinSize-1))
 }
 
+// ClassSize is the memory a buffer of n bytes takes: its size class (n
+// itself when n is outside 1..MaxSize, which Get refuses).
+func ClassSize(n int) int {
+	if n <= 0 || n > MaxSize {
+		return n
+	}
+	return MinSize << classOf(n)
+}
+
 // Get returns a buffer of length n (1 <= n <= MaxSize), page aligned.
 func (p *Pool) Get(n int) (*Buf, error) {
 	if n <= 0 || n > MaxSize {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -28,7 +29,18 @@ type Host struct {
 // synchronisation device.
 func Dial(t testing.TB, addr string) *Host {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	return DialFrom(t, addr, netip.Addr{})
+}
+
+// DialFrom is Dial from a local address (the zero Addr: any): over
+// loopback, 127.0.0.2, .3 ... are other hosts to the target.
+func DialFrom(t testing.TB, addr string, local netip.Addr) *Host {
+	t.Helper()
+	var d net.Dialer
+	if local.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +225,13 @@ type Session struct {
 // given digests, Fabrics Connect, CC.EN, and I/O queue 1 of 32 entries.
 func Connect(t testing.TB, addr string, hdgst, ddgst bool, subnqn, hostnqn string, hostID [16]byte) *Session {
 	t.Helper()
-	s := &Session{Admin: Dial(t, addr), IO: Dial(t, addr)}
+	return ConnectFrom(t, addr, netip.Addr{}, hdgst, ddgst, subnqn, hostnqn, hostID)
+}
+
+// ConnectFrom is Connect with both connections from a local address (see DialFrom).
+func ConnectFrom(t testing.TB, addr string, local netip.Addr, hdgst, ddgst bool, subnqn, hostnqn string, hostID [16]byte) *Session {
+	t.Helper()
+	s := &Session{Admin: DialFrom(t, addr, local), IO: DialFrom(t, addr, local)}
 	s.Admin.Init(hdgst, ddgst)
 	id, st := s.Admin.ConnectAdmin(subnqn, hostnqn, hostID, 0)
 	if !st.OK() {

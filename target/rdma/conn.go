@@ -50,6 +50,7 @@ type conn struct {
 	qp    fprdma.Conn
 	q     *target.Queue
 	log   *slog.Logger
+	bufs  *target.HostBuffers // the peer address's share of the buffer pool
 	qid   uint16
 	depth int // receive buffers: the host's send queue size
 
@@ -145,6 +146,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 		c.unmap()
 		return reject(nvmeof.RDMACMNoResources, "accept: %v", err)
 	}
+	c.bufs = l.t.HostBuffers(req.Remote().Addr().Unmap())
 	c.log.Debug("connected", "depth", depth, "hrqsize", cm.HRQSize)
 	return c, nil
 }
@@ -200,6 +202,7 @@ func (c *conn) serve() {
 	}
 	c.unmapIfIdleLocked()
 	c.slotMu.Unlock()
+	c.bufs.Release() // buffers still in the core come back through it later
 }
 
 // unmapIfIdleLocked unmaps the queue's buffers once the connection is torn
@@ -384,7 +387,7 @@ func (c *conn) start(si, ri, n int) error {
 	if st := c.q.Admit(r); !st.OK() {
 		return c.completeError(s, st) // no buffer for a command that would fail
 	}
-	b, err := c.l.t.Pool().Get(int(dlen))
+	b, err := c.bufs.Get(int(dlen))
 	if err != nil {
 		c.l.t.NoBuffer(c.log, err)
 		return c.completeError(s, nvmeof.StatusInternalError)
@@ -482,7 +485,7 @@ func (c *conn) send(s *slot) error {
 
 func (c *conn) putBuf(s *slot) {
 	if s.Buf != nil {
-		c.l.t.Pool().Put(s.Buf)
+		c.bufs.Put(s.Buf)
 		s.Buf = nil
 	}
 	s.Data = nil

@@ -107,3 +107,18 @@ subsystems:
 		t.Fatal("a new key is not applied")
 	}
 }
+
+func TestLimitsConfig(t *testing.T) {
+	cfg, err := Parse([]byte("listeners: [tcp://127.0.0.1:4420]\nbuffer_memory: 64MiB\nmax_host_buffer: 8MiB\nmax_conns: 100\nmax_conns_per_host: 10\nsubsystems: [{nqn: " + reloadNQN + "}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mem, per, err := cfg.limits(); mem != 64<<20 || per != 8<<20 || err != nil {
+		t.Fatalf("limits %d %d %v", mem, per, err)
+	}
+	for _, bad := range []string{"buffer_memory: 1MiB", "max_host_buffer: lots", "max_conns: -1"} {
+		if _, err := Parse([]byte("listeners: [tcp://127.0.0.1:4420]\n" + bad + "\nsubsystems: [{nqn: " + reloadNQN + "}]\n")); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 	"github.com/flashpath/flashpath/target"
 )
 
@@ -61,6 +62,30 @@ type Config struct {
 	// sha512, sha384, sha256; ffdhe2048 to ffdhe8192, then null.
 	DHCHAPHashes   []string `json:"dhchap_hashes,omitempty"`
 	DHCHAPDHGroups []string `json:"dhchap_dhgroups,omitempty"`
+	// BufferMemory caps the data buffer pool ("1GiB", the default), and
+	// MaxHostBuffer what one host address may hold of it at once
+	// (default a quarter; the last eighth is kept for hosts holding
+	// little). MaxConns and MaxConnsPerHost cap NVMe/TCP connections in
+	// total (default 65,536) and from one address (default 1,024).
+	BufferMemory    string `json:"buffer_memory,omitempty"`
+	MaxHostBuffer   string `json:"max_host_buffer,omitempty"`
+	MaxConns        int    `json:"max_conns,omitempty"`
+	MaxConnsPerHost int    `json:"max_conns_per_host,omitempty"`
+}
+
+// limits parses the buffer limits (0: the default).
+func (c *Config) limits() (mem, perHost int64, err error) {
+	if c.BufferMemory != "" {
+		if mem, err = units.Parse(c.BufferMemory, units.IEC); err != nil || mem < 4<<20 {
+			return 0, 0, fmt.Errorf("buffer_memory %q: want a size of at least 4MiB, e.g. 1GiB", c.BufferMemory)
+		}
+	}
+	if c.MaxHostBuffer != "" {
+		if perHost, err = units.Parse(c.MaxHostBuffer, units.IEC); err != nil || perHost < 1<<20 {
+			return 0, 0, fmt.Errorf("max_host_buffer %q: want a size of at least 1MiB, e.g. 256MiB", c.MaxHostBuffer)
+		}
+	}
+	return mem, perHost, nil
 }
 
 // SubsystemConfig is one subsystem in a Config.
@@ -131,6 +156,12 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := c.authOptions(); err != nil {
 		errs = append(errs, err)
+	}
+	if _, _, err := c.limits(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerHost < 0 {
+		errs = append(errs, errors.New("max_conns, max_conns_per_host: want 0 (the default) or more"))
 	}
 	if c.Pprof && c.Metrics == "" {
 		errs = append(errs, errors.New("pprof: profiles are served on the metrics endpoint: give metrics an address too, e.g. 127.0.0.1:9420"))

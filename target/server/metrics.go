@@ -11,7 +11,7 @@ type collector struct {
 	s *Server
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
-	auths, authFailures                                                                        *prometheus.Desc
+	auths, authFailures, hostBufLimited                                                        *prometheus.Desc
 	nsOps, nsBytes, nsErrors, nsSize                                                           *prometheus.Desc
 }
 
@@ -20,21 +20,22 @@ func newCollector(s *Server) *collector {
 		return prometheus.NewDesc("flashpath_target_"+name, help, labels, nil)
 	}
 	return &collector{
-		s:             s,
-		controllers:   d("controllers", "Live controllers."),
-		connects:      d("connects_total", "Successful Connect commands (admin and I/O queues)."),
-		connectErrors: d("connect_errors_total", "Refused Connect commands."),
-		kaExpired:     d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
-		protoErrors:   d("protocol_errors_total", "Connections terminated for transport protocol errors."),
-		noBuffer:      d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
-		auths:         d("authentications_total", "Queues whose host authenticated (DH-HMAC-CHAP)."),
-		authFailures:  d("authentication_failures_total", "Failed DH-HMAC-CHAP transactions: wrong keys, or hosts that do not follow the protocol."),
-		accepted:      d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
-		rejected:      d("connections_rejected_total", "Transport connections refused: NVMe/RDMA private data, or over the NVMe/TCP connection limits.", "listener", "trtype"),
-		nsOps:         d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
-		nsBytes:       d("namespace_bytes_total", "Bytes moved.", "subsys", "nsid", "op"),
-		nsErrors:      d("namespace_errors_total", "I/O commands failed by the backend.", "subsys", "nsid"),
-		nsSize:        d("namespace_size_bytes", "Namespace capacity.", "subsys", "nsid"),
+		s:              s,
+		controllers:    d("controllers", "Live controllers."),
+		connects:       d("connects_total", "Successful Connect commands (admin and I/O queues)."),
+		connectErrors:  d("connect_errors_total", "Refused Connect commands."),
+		kaExpired:      d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
+		protoErrors:    d("protocol_errors_total", "Connections terminated for transport protocol errors."),
+		noBuffer:       d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
+		hostBufLimited: d("host_buffer_limited_total", "Commands failed because their host address held its share of the buffer pool (max_host_buffer), or the pool was down to its reserve."),
+		auths:          d("authentications_total", "Queues whose host authenticated (DH-HMAC-CHAP)."),
+		authFailures:   d("authentication_failures_total", "Failed DH-HMAC-CHAP transactions: wrong keys, or hosts that do not follow the protocol."),
+		accepted:       d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
+		rejected:       d("connections_rejected_total", "Transport connections refused: NVMe/RDMA private data, or over the NVMe/TCP connection limits.", "listener", "trtype"),
+		nsOps:          d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
+		nsBytes:        d("namespace_bytes_total", "Bytes moved.", "subsys", "nsid", "op"),
+		nsErrors:       d("namespace_errors_total", "I/O commands failed by the backend.", "subsys", "nsid"),
+		nsSize:         d("namespace_size_bytes", "Namespace capacity.", "subsys", "nsid"),
 	}
 }
 
@@ -52,6 +53,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.protoErrors, t.Stats.ProtocolErrors.Load())
 	counter(c.noBuffer, t.Stats.BufferShortages.Load())
 	counter(c.auths, t.Stats.Authentications.Load())
+	counter(c.hostBufLimited, t.Stats.HostBufferLimited.Load())
 	counter(c.authFailures, t.Stats.AuthFailures.Load())
 	for _, ln := range c.s.Listeners {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")

@@ -46,8 +46,12 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	mem, perHost, err := cfg.limits()
+	if err != nil {
+		return nil, err
+	}
 	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev, IOKeepAlive: cfg.IOKeepAlive.Duration(),
-		AuthHashes: hashes, AuthDHGroups: groups})
+		AuthHashes: hashes, AuthDHGroups: groups, BufferMemory: mem, MaxHostBuffer: perHost})
 	defer func() {
 		if err != nil {
 			s.Shutdown(context.Background())
@@ -80,7 +84,8 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			s.RDMA = append(s.RDMA, ln)
 			continue
 		}
-		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: opts.Logger})
+		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: opts.Logger,
+			MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost})
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 		}

@@ -37,11 +37,12 @@ var _ target.QueueTransport = (*conn)(nil)
 
 // conn is one NVMe/TCP connection: one queue pair.
 type conn struct {
-	l   *Listener
-	nc  net.Conn
-	br  *bufio.Reader
-	q   *target.Queue
-	log *slog.Logger
+	l    *Listener
+	nc   net.Conn
+	br   *bufio.Reader
+	q    *target.Queue
+	log  *slog.Logger
+	bufs *target.HostBuffers // the peer address's share of the buffer pool
 
 	hdgst, ddgst bool
 	ready        bool // the queue connected (and authenticated): recv goroutine only
@@ -106,6 +107,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
 	c.br, c.leave = bufio.NewReaderSize(rd, bufSize), leave
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
+	c.bufs = l.t.HostBuffers(hostAddr(nc.RemoteAddr()))
 	c.inline = c.q.InlineDataSize(target.InCapsuleData)
 	// The largest PDU: a header, digests, alignment padding, and data.
 	c.maxPLen = uint32(max(l.opts.MaxH2CData, target.AdminInlineData, target.InCapsuleData) + 256)
@@ -157,11 +159,12 @@ func (c *conn) serve() {
 			continue
 		}
 		if b := c.slots[i].Buf; b != nil {
-			c.l.t.Pool().Put(b)
+			c.bufs.Put(b)
 			c.slots[i].Buf = nil
 		}
 	}
 	c.slotMu.Unlock()
+	c.bufs.Release() // buffers still in the core come back through it later
 }
 
 // flusher sends the requests completed on other goroutines, and what
@@ -406,7 +409,7 @@ func (c *conn) allocSlot() (*target.Request, error) {
 
 func (c *conn) releaseSlot(r *target.Request) {
 	if r.Buf != nil {
-		c.l.t.Pool().Put(r.Buf)
+		c.bufs.Put(r.Buf)
 		r.Buf = nil
 	}
 	r.Data = nil
@@ -436,7 +439,7 @@ func (c *conn) growSlots() {
 }
 
 func (c *conn) getBuf(r *target.Request, n int) error {
-	b, err := c.l.t.Pool().Get(n)
+	b, err := c.bufs.Get(n)
 	if err != nil {
 		return err
 	}
@@ -578,7 +581,7 @@ func (c *conn) completeError(r *target.Request, st nvmeof.Status) error {
 	r.Rsp.SetSQID(c.q.ID())
 	r.SetStatus(st)
 	if r.Buf != nil {
-		c.l.t.Pool().Put(r.Buf)
+		c.bufs.Put(r.Buf)
 		r.Buf, r.Data = nil, nil
 	}
 	c.Complete(r)

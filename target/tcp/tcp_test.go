@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -401,17 +402,20 @@ func TestConnectTimeout(t *testing.T) {
 // dropped connection, and once the first host goes it runs normally. The
 // security issue found the new host's connection closed without a word.
 func TestExhaustedPool(t *testing.T) {
-	tt := startTargetOpts(t, nil, target.Options{BufferMemory: 4 << 20}) // one slab
+	// One slab, which one host may hold whole.
+	tt := startTargetOpts(t, nil, target.Options{BufferMemory: 4 << 20, MaxHostBuffer: 4 << 20})
 	hog := tt.session(t, false, false)
-	const n = 16 // 16 writes of 256 KiB: the whole slab
-	for i := range n {
+	// Writes of 256 KiB until the target refuses one: all the slab but
+	// the reserve, which a host holding this much may not touch.
+	for i := 0; ; i++ {
 		hog.IO.Write(hog.IO.Capsule(tcppeer.IOCommand(nvmeof.NVMWrite, hog.IO.NextCID(), int64(i)<<18, 256<<10), nil))
-	}
-	for i := range n {
-		if hd, _ := hog.IO.ReadPDU(); hd.Type != nvmeof.PDUR2T {
+		if hd, _ := hog.IO.ReadPDU(); hd.Type == nvmeof.PDUCapsuleRsp {
+			break
+		} else if hd.Type != nvmeof.PDUR2T || i == 16 {
 			t.Fatalf("write %d: PDU type %#x, want an R2T", i, hd.Type)
 		}
 	}
+	before := tt.tgt.Stats.BufferShortages.Load()
 	s := tt.session(t, false, false) // fails the test if it cannot connect
 	if st := s.Write(0, make([]byte, 4096), false); st.Code() != nvmeof.StatusInternalError.Code() {
 		t.Errorf("write with the pool exhausted: %v, want internal error", st)
@@ -419,8 +423,8 @@ func TestExhaustedPool(t *testing.T) {
 	if _, st := s.Read(0, 4096); st.Code() != nvmeof.StatusInternalError.Code() {
 		t.Errorf("read with the pool exhausted: %v, want internal error", st)
 	}
-	if got := tt.tgt.Stats.BufferShortages.Load(); got != 2 {
-		t.Errorf("BufferShortages = %d, want 2", got)
+	if got := tt.tgt.Stats.BufferShortages.Load() - before; got != 2 {
+		t.Errorf("BufferShortages rose by %d, want 2", got)
 	}
 	hog.IO.NC.Close()
 	hog.Admin.NC.Close()
@@ -559,4 +563,43 @@ func TestConnectionLimits(t *testing.T) {
 		runtime.Gosched()
 	}
 	s.RoundTrip(0, 4096, 3)
+}
+
+// TestHostBufferShare: hosts (peer addresses) that hold buffers with
+// writes whose data they never send get a quarter of the pool each, and
+// together they leave the reserve to a host that holds little: it still
+// writes and reads back. The security issue saw one such host take the
+// whole pool.
+func TestHostBufferShare(t *testing.T) {
+	// Two slabs: 8 MiB; a quarter (2 MiB) per host; a 1 MiB reserve.
+	tt := startTargetOpts(t, nil, target.Options{BufferMemory: 8 << 20})
+	const bs, writes = 128 << 10, 20
+	granted := 0
+	for h := range 4 {
+		hog := tcppeer.ConnectFrom(t, tt.addr(), netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + h)}), false, false, testNQN, hostNQN, hostID)
+		for i := range writes {
+			sqe := tcppeer.IOCommand(nvmeof.NVMWrite, hog.IO.NextCID(), int64(i)*bs, bs)
+			hog.IO.Write(hog.IO.Capsule(sqe, nil))
+			switch hd, b := hog.IO.ReadPDU(); hd.Type {
+			case nvmeof.PDUR2T:
+				granted++
+			case nvmeof.PDUCapsuleRsp:
+				if st := nvmeof.CQEView(b[nvmeof.CHSize:]).Status(); st.Code() != nvmeof.StatusInternalError.Code() || st.DNR() {
+					t.Fatalf("host %d write %d: %v, want a retryable internal error", h, i, st)
+				}
+			default:
+				t.Fatalf("host %d write %d: PDU type %#x", h, i, hd.Type)
+			}
+		}
+	}
+	// 16 buffers each for three hosts (their share); the fourth stops at
+	// the reserve: 56 of the pool's 64.
+	if granted != 56 {
+		t.Errorf("%d buffers granted to the hogs, want 56 (a quarter each, the reserve left)", granted)
+	}
+	if n := tt.tgt.Stats.HostBufferLimited.Load(); n != 4*writes-56 {
+		t.Errorf("HostBufferLimited = %d, want %d", n, 4*writes-56)
+	}
+	good := tcppeer.ConnectFrom(t, tt.addr(), netip.AddrFrom4([4]byte{127, 0, 0, 9}), false, false, testNQN, hostNQN, hostID)
+	good.RoundTrip(0, bs, 7)
 }
