@@ -70,6 +70,10 @@ func (h *HostBuffers) Release() {
 	}
 }
 
+// BufferHeld is the data buffer memory all hosts hold now (at most
+// Options.BufferMemory).
+func (t *Target) BufferHeld() int64 { return t.bufUsed.Load() }
+
 // Held is the buffer memory the host holds now.
 func (h *HostBuffers) Held() int64 { return h.used.Load() }
 

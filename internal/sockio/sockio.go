@@ -114,6 +114,17 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Grow makes the copy buffer hold n bytes between flushes, for a
+// connection that started with a small one. What is queued stays queued
+// (in the old buffer, which the queued pieces keep alive).
+func (w *Writer) Grow(n int) {
+	if cap(w.slab) >= n {
+		return
+	}
+	w.slab = make([]byte, 0, n)
+	w.tail = false
+}
+
 // WriteRef queues p without copying it: p must stay as it is until the
 // next Flush returns.
 func (w *Writer) WriteRef(p []byte) {

@@ -199,3 +199,23 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("flush to a peer that does not read: %v, want a deadline error", err)
 	}
 }
+
+// TestGrow: a writer grown while pieces are queued sends them, then what
+// follows, in order.
+func TestGrow(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	w := NewWriter(a, 16)
+	w.Write([]byte("0123456789"))
+	w.Grow(1 << 10)
+	w.Write([]byte("abcdefghijklmnopqrstuvwxyz"))
+	got := make(chan []byte)
+	go func() { p, _ := io.ReadAll(b); got <- p }()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if p := <-got; string(p) != "0123456789abcdefghijklmnopqrstuvwxyz" {
+		t.Fatalf("got %q", p)
+	}
+}

@@ -11,7 +11,7 @@ type collector struct {
 	s *Server
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
-	auths, authFailures, hostBufLimited                                                        *prometheus.Desc
+	auths, authFailures, hostBufLimited, bufHeld                                               *prometheus.Desc
 	nsOps, nsBytes, nsErrors, nsSize                                                           *prometheus.Desc
 }
 
@@ -27,6 +27,7 @@ func newCollector(s *Server) *collector {
 		kaExpired:      d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
 		protoErrors:    d("protocol_errors_total", "Connections terminated for transport protocol errors."),
 		noBuffer:       d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
+		bufHeld:        d("buffer_bytes_held", "Data buffer memory held by commands in flight (at most buffer_memory)."),
 		hostBufLimited: d("host_buffer_limited_total", "Commands failed because their host address held its share of the buffer pool (max_host_buffer), or the pool was down to its reserve."),
 		auths:          d("authentications_total", "Queues whose host authenticated (DH-HMAC-CHAP)."),
 		authFailures:   d("authentication_failures_total", "Failed DH-HMAC-CHAP transactions: wrong keys, or hosts that do not follow the protocol."),
@@ -54,6 +55,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.noBuffer, t.Stats.BufferShortages.Load())
 	counter(c.auths, t.Stats.Authentications.Load())
 	counter(c.hostBufLimited, t.Stats.HostBufferLimited.Load())
+	ch <- prometheus.MustNewConstMetric(c.bufHeld, prometheus.GaugeValue, float64(t.BufferHeld()))
 	counter(c.authFailures, t.Stats.AuthFailures.Load())
 	for _, ln := range c.s.Listeners {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")

@@ -20,6 +20,11 @@ import (
 
 const (
 	bufSize = 64 << 10
+	// smallBuf is what a connection reads and gathers through until it
+	// is ready (connected and, where it must, authenticated): ICReq,
+	// Connect and DH-HMAC-CHAP fit, and thousands of connections that
+	// never get that far cost little memory.
+	smallBuf = 4 << 10
 	// Data at least this large is sent straight from the request buffer
 	// (referenced by the writer, not copied); its slot is held until the
 	// flush that sends it.
@@ -46,6 +51,10 @@ type conn struct {
 
 	hdgst, ddgst bool
 	ready        bool // the queue connected (and authenticated): recv goroutine only
+	// rd is what br reads (the busy-poll reader); growBr says br is still
+	// the small one, to be replaced by one of bufSize once it is empty.
+	rd     io.Reader
+	growBr bool
 	hpda         uint8
 	inline       int
 	maxPLen      uint32
@@ -98,14 +107,14 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	}
 	c := &conn{
 		l: l, nc: nc,
-		bw:  sockio.NewWriter(nc, bufSize),
+		bw:  sockio.NewWriter(nc, smallBuf),
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}
 	c.bw.Timeout = l.opts.SendTimeout
 	// Polled while there is nothing to read, for up to BusyPoll, unless
 	// another connection of the listener has input.
 	rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
-	c.br, c.leave = bufio.NewReaderSize(rd, bufSize), leave
+	c.rd, c.br, c.leave = rd, bufio.NewReaderSize(rd, smallBuf), leave
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
 	c.bufs = l.t.HostBuffers(hostAddr(nc.RemoteAddr()))
 	c.inline = c.q.InlineDataSize(target.InCapsuleData)
@@ -205,6 +214,9 @@ func (c *conn) run() error {
 	for {
 		if err := c.flushIfIdle(); err != nil {
 			return err
+		}
+		if c.growBr && c.br.Buffered() == 0 {
+			c.br, c.growBr = bufio.NewReaderSize(c.rd, bufSize), false
 		}
 		if err := c.readPDU(); err != nil {
 			return c.fail(err)
@@ -567,7 +579,10 @@ func (c *conn) execute(r *target.Request) error {
 		c.nc.SetReadDeadline(time.Now().Add(c.l.opts.ConnectTimeout))
 	}
 	if !wasReady && c.q.Ready() {
-		c.ready = true
+		c.ready, c.growBr = true, true
+		c.sendMu.Lock()
+		c.bw.Grow(bufSize)
+		c.sendMu.Unlock()
 		c.nc.SetReadDeadline(time.Time{})
 		c.growSlots()
 	}
