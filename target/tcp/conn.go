@@ -53,11 +53,11 @@ type conn struct {
 	ready        bool // the queue connected (and authenticated): recv goroutine only
 	// rd is what br reads (the busy-poll reader); growBr says br is still
 	// the small one, to be replaced by one of bufSize once it is empty.
-	rd     io.Reader
-	growBr bool
-	hpda         uint8
-	inline       int
-	maxPLen      uint32
+	rd      io.Reader
+	growBr  bool
+	hpda    uint8
+	inline  int
+	maxPLen uint32
 
 	rhdr    [nvmeof.MaxHLen + nvmeof.DigestSize]byte // receive header scratch, recv goroutine only
 	rhdrLen int                                      // bytes of rhdr read for the current PDU
