@@ -93,7 +93,9 @@ func (c *Controller) authenticate(ctx context.Context, q *Queue, subnqn string, 
 		return fmt.Errorf("connect queue %d to %s (subsystem %s): the target requires authentication with a secure channel (TLS concatenation), which flashpath's host does not offer", q.qid, c.addr, subnqn)
 	case required && keys.key == nil:
 		return fmt.Errorf("connect queue %d to %s (subsystem %s): the target requires DH-HMAC-CHAP authentication: give the host's secret (--dhchap-secret, from nvme gen-dhchap-key) that the target has for %s", q.qid, c.addr, subnqn, c.cfg.HostNQN)
-	case !required && keys.ctrl == nil:
+	case !required && (keys.ctrl == nil || subnqn == nvmeof.DiscoveryNQN):
+		// Nothing asked for; a discovery controller holds no keys (its
+		// log is no secret), so the controller secret is not for it.
 		return nil
 	}
 	h := dhchap.NewHost(dhchap.HostConfig{HostNQN: c.cfg.HostNQN, SubNQN: subnqn, Key: *keys.key, CtrlKey: keys.ctrl}, uint16(authTID.Add(1)))

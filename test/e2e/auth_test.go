@@ -136,6 +136,10 @@ func TestAuthControllerMustProve(t *testing.T) {
 	if !strings.Contains(err.Error(), "authenticate queue 0") {
 		t.Fatalf("error %q", err)
 	}
+	// Discovery asks for no authentication, and gets none.
+	if _, err := initiator.Discover(context.Background(), "tcp://"+tt.disc, cfg.Options); err != nil {
+		t.Fatalf("discovery with a controller secret: %v", err)
+	}
 	// With only a host secret, a target that does not ask is fine.
 	readWriteRandom(t, openNS(t, connect(t, tt, func(c *initiator.Config) { c.DHCHAPSecret = k.String() }), tt.nsid), 1)
 }
