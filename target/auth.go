@@ -90,7 +90,7 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 				// Each transaction costs the target a DH exponentiation:
 				// a host that has not authenticated gets a few.
 				if q.authAttempts++; q.authAttempts > maxAuthFailures {
-					q.log.Warn("too many authentication attempts: closing the connection", "attempts", q.authAttempts)
+					q.t.PeerWarn(q.log, "too many authentication attempts: closing the connection", "attempts", q.authAttempts)
 					r.CloseAfter = errors.New("too many authentication attempts")
 					return nvmeof.StatusAuthRequired | nvmeof.StatusDNR
 				}
@@ -120,7 +120,7 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 	if msg[1] == nvmeof.AuthFailure1 {
 		q.authFailed(a)
 		if q.authFailures >= maxAuthFailures {
-			q.log.Warn("too many failed authentications: closing the connection", "failures", q.authFailures)
+			q.t.PeerWarn(q.log, "too many failed authentications: closing the connection", "failures", q.authFailures)
 			r.CloseAfter = a.Err()
 		}
 	}
@@ -130,5 +130,5 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 func (q *Queue) authFailed(a *dhchap.Controller) {
 	q.authFailures++
 	q.t.Stats.AuthFailures.Add(1)
-	q.log.Warn("authentication failed", "err", a.Err())
+	q.t.PeerWarn(q.log, "authentication failed", "err", a.Err())
 }

@@ -72,6 +72,7 @@ type Target struct {
 	Stats   Stats
 
 	noBufLog LogLimiter
+	peerLog  LogLimiter // PeerWarn
 }
 
 // Stats are counters kept off the hot structures, read by metrics.
@@ -130,33 +131,72 @@ func New(opts Options) *Target {
 	return t
 }
 
-// LogLimiter lets one log line a second through and counts the others:
-// what a peer can trigger at will must not flood the log. The zero value
-// is ready; it is safe for concurrent use.
+// LogLimiter lets log lines through at a bounded rate (a burst of
+// logBurst, then one a second) and counts the others, so that a flood of
+// bad input or exhausted resources cannot flood the log. Each line that
+// goes out reports how many were held back before it.
 type LogLimiter struct {
 	mu      sync.Mutex
-	last    time.Time // guarded by mu: when a line last went out
-	dropped uint64    // guarded by mu: lines held back since
+	tokens  float64   // guarded by mu
+	last    time.Time // guarded by mu: when tokens was last topped up
+	dropped uint64    // guarded by mu: lines held back since the last that went out
+	total   atomic.Uint64
+	now     func() time.Time // nil: time.Now (tests set a clock)
 }
+
+// logBurst is how many lines a LogLimiter lets through at once.
+const logBurst = 10
 
 // Allow reports whether a line may go out now, and how many were held
 // back since the last one that did.
 func (l *LogLimiter) Allow() (ok bool, dropped uint64) {
 	now := time.Now()
+	if l.now != nil {
+		now = l.now()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
+	if l.last.IsZero() {
+		l.tokens = logBurst
+	} else {
+		l.tokens = min(logBurst, l.tokens+now.Sub(l.last).Seconds())
+	}
+	l.last = now
+	if l.tokens < 1 {
 		l.dropped++
+		l.total.Add(1)
 		return false, 0
 	}
-	dropped, l.last, l.dropped = l.dropped, now, 0
+	l.tokens--
+	dropped, l.dropped = l.dropped, 0
 	return true, dropped
 }
 
+// Suppressed is how many lines the limiter has held back in all.
+func (l *LogLimiter) Suppressed() uint64 { return l.total.Load() }
+
+// PeerWarn logs a warning about what one peer did (a protocol error, a
+// failed authentication, a host that stopped reading) through the
+// target's limiter for such lines; Stats and metrics count the events
+// themselves.
+func (t *Target) PeerWarn(log *slog.Logger, msg string, args ...any) {
+	ok, dropped := t.peerLog.Allow()
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		args = append(args, "suppressed", dropped)
+	}
+	log.Warn(msg, args...)
+}
+
+// LogSuppressed is how many log lines the target's limiters held back.
+func (t *Target) LogSuppressed() uint64 { return t.noBufLog.Suppressed() + t.peerLog.Suppressed() }
+
 // NoBuffer records a command failed for want of a data buffer: it counts
-// it (Stats.BufferShortages) and logs at most one line a second, with the
-// number held back since the last, so that an exhausted pool does not
-// flood the log (the security issue saw 161,000 lines in 3 s).
+// it (Stats.BufferShortages) and logs through a LogLimiter, with the
+// number held back since the last line, so that an exhausted pool does
+// not flood the log (the security issue saw 161,000 lines in 3 s).
 func (t *Target) NoBuffer(log *slog.Logger, err error) {
 	t.Stats.BufferShortages.Add(1)
 	if errors.Is(err, ErrHostBufferLimit) {

@@ -293,7 +293,7 @@ func (c *conn) protocolError(format string, args ...any) error {
 	c.l.ProtocolErrors.Add(1)
 	c.l.t.Stats.ProtocolErrors.Add(1)
 	err := fmt.Errorf(format, args...)
-	c.log.Warn("protocol error: disconnecting", "err", err)
+	c.l.t.PeerWarn(c.log, "protocol error: disconnecting", "err", err)
 	return err
 }
 

@@ -116,7 +116,7 @@ func TestLimitsConfig(t *testing.T) {
 	if mem, per, err := cfg.limits(); mem != 64<<20 || per != 8<<20 || err != nil {
 		t.Fatalf("limits %d %d %v", mem, per, err)
 	}
-	for _, bad := range []string{"buffer_memory: 1MiB", "max_host_buffer: lots", "max_conns: -1"} {
+	for _, bad := range []string{"buffer_memory: 1MiB", "max_host_buffer: lots", "max_conns: -1", "send_timeout: -1s"} {
 		if _, err := Parse([]byte("listeners: [tcp://127.0.0.1:4420]\n" + bad + "\nsubsystems: [{nqn: " + reloadNQN + "}]\n")); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}

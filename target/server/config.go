@@ -71,6 +71,13 @@ type Config struct {
 	MaxHostBuffer   string `json:"max_host_buffer,omitempty"`
 	MaxConns        int    `json:"max_conns,omitempty"`
 	MaxConnsPerHost int    `json:"max_conns_per_host,omitempty"`
+	// ICTimeout bounds the wait for a new NVMe/TCP connection's ICReq,
+	// ConnectTimeout the wait from ICResp to Connect and each step of
+	// authentication, SendTimeout how long a host that does not read its
+	// responses keeps its connection (defaults 10s, 10s, 30s).
+	ICTimeout      daemon.Duration `json:"ic_timeout,omitempty"`
+	ConnectTimeout daemon.Duration `json:"connect_timeout,omitempty"`
+	SendTimeout    daemon.Duration `json:"send_timeout,omitempty"`
 }
 
 // limits parses the buffer limits (0: the default).
@@ -159,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := c.limits(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ICTimeout < 0 || c.ConnectTimeout < 0 || c.SendTimeout < 0 {
+		errs = append(errs, errors.New("ic_timeout, connect_timeout, send_timeout: want a duration such as \"10s\", or leave them out for the defaults"))
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerHost < 0 {
 		errs = append(errs, errors.New("max_conns, max_conns_per_host: want 0 (the default) or more"))

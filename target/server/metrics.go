@@ -11,7 +11,7 @@ type collector struct {
 	s *Server
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
-	auths, authFailures, hostBufLimited, bufHeld                                               *prometheus.Desc
+	auths, authFailures, hostBufLimited, bufHeld, logSuppressed                                *prometheus.Desc
 	nsOps, nsBytes, nsErrors, nsSize                                                           *prometheus.Desc
 }
 
@@ -27,6 +27,7 @@ func newCollector(s *Server) *collector {
 		kaExpired:      d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
 		protoErrors:    d("protocol_errors_total", "Connections terminated for transport protocol errors."),
 		noBuffer:       d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
+		logSuppressed:  d("log_lines_suppressed_total", "Warning and error lines held back by the log rate limits (a burst of 10, then one a second per kind)."),
 		bufHeld:        d("buffer_bytes_held", "Data buffer memory held by commands in flight (at most buffer_memory)."),
 		hostBufLimited: d("host_buffer_limited_total", "Commands failed because their host address held its share of the buffer pool (max_host_buffer), or the pool was down to its reserve."),
 		auths:          d("authentications_total", "Queues whose host authenticated (DH-HMAC-CHAP)."),
@@ -55,6 +56,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.noBuffer, t.Stats.BufferShortages.Load())
 	counter(c.auths, t.Stats.Authentications.Load())
 	counter(c.hostBufLimited, t.Stats.HostBufferLimited.Load())
+	suppressed := t.LogSuppressed()
+	for _, ln := range c.s.Listeners {
+		suppressed += ln.LogSuppressed()
+	}
+	counter(c.logSuppressed, suppressed)
 	ch <- prometheus.MustNewConstMetric(c.bufHeld, prometheus.GaugeValue, float64(t.BufferHeld()))
 	counter(c.authFailures, t.Stats.AuthFailures.Load())
 	for _, ln := range c.s.Listeners {

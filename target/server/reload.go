@@ -115,11 +115,12 @@ func planReload(cur, cfg *Config) *reloadPlan {
 			[][]string{cur.DHCHAPHashes, cur.DHCHAPDHGroups}, [][]string{next.DHCHAPHashes, next.DHCHAPDHGroups}})
 	}
 	next.DHCHAPHashes, next.DHCHAPDHGroups = cur.DHCHAPHashes, cur.DHCHAPDHGroups
-	curLim := []any{cur.BufferMemory, cur.MaxHostBuffer, cur.MaxConns, cur.MaxConnsPerHost}
-	if nextLim := []any{next.BufferMemory, next.MaxHostBuffer, next.MaxConns, next.MaxConnsPerHost}; !slices.Equal(curLim, nextLim) {
-		p.restart = append(p.restart, restartChange{"reload: buffer_memory, max_host_buffer, max_conns or max_conns_per_host changed: restart to apply", curLim, nextLim})
+	curLim := []any{cur.BufferMemory, cur.MaxHostBuffer, cur.MaxConns, cur.MaxConnsPerHost, cur.ICTimeout, cur.ConnectTimeout, cur.SendTimeout}
+	if nextLim := []any{next.BufferMemory, next.MaxHostBuffer, next.MaxConns, next.MaxConnsPerHost, next.ICTimeout, next.ConnectTimeout, next.SendTimeout}; !slices.Equal(curLim, nextLim) {
+		p.restart = append(p.restart, restartChange{"reload: buffer or connection limits changed (buffer_memory, max_host_buffer, max_conns, max_conns_per_host, ic/connect/send_timeout): restart to apply", curLim, nextLim})
 	}
 	next.BufferMemory, next.MaxHostBuffer, next.MaxConns, next.MaxConnsPerHost = cur.BufferMemory, cur.MaxHostBuffer, cur.MaxConns, cur.MaxConnsPerHost
+	next.ICTimeout, next.ConnectTimeout, next.SendTimeout = cur.ICTimeout, cur.ConnectTimeout, cur.SendTimeout
 	for _, old := range cur.Subsystems {
 		if findSubsys(next, old.NQN) == nil {
 			p.removed = append(p.removed, old.NQN)

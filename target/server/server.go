@@ -85,7 +85,8 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			continue
 		}
 		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: opts.Logger,
-			MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost})
+			MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost,
+			ICTimeout: cfg.ICTimeout.Duration(), ConnectTimeout: cfg.ConnectTimeout.Duration(), SendTimeout: cfg.SendTimeout.Duration()})
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 		}

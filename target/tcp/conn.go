@@ -230,7 +230,7 @@ func (c *conn) fail(err error) error {
 	var fe *nvmeof.FatalError
 	if errors.As(err, &fe) {
 		c.countProtocolError()
-		c.log.Warn("protocol error: terminating connection", "fes", fe.FES, "err", fe.Msg)
+		c.l.t.PeerWarn(c.log, "protocol error: terminating connection", "fes", fe.FES, "err", fe.Msg)
 		c.sendMu.Lock()
 		// The TermReq carries the offending PDU header (§3.6.2.9).
 		var term [nvmeof.TermReqHLen + nvmeof.TermReqMaxData]byte
@@ -248,11 +248,11 @@ func (c *conn) fail(err error) error {
 		// Like the Linux target: data the host sent is corrupt, so nothing on
 		// this connection can be trusted any more; close it.
 		c.countProtocolError()
-		c.log.Warn("data digest error: closing connection", "err", err)
+		c.l.t.PeerWarn(c.log, "data digest error: closing connection", "err", err)
 		return err
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && !c.q.Ready() {
-		c.log.Warn("no Connect (or no authentication) within the connect timeout: closing the connection", "timeout", c.l.opts.ConnectTimeout)
+		c.l.t.PeerWarn(c.log, "no Connect (or no authentication) within the connect timeout: closing the connection", "timeout", c.l.opts.ConnectTimeout)
 		return err
 	}
 	if !c.closing.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -353,7 +353,7 @@ func (c *conn) readPDU() error {
 		return c.handleH2CData(h, lay, hlen)
 	case nvmeof.PDUH2CTermReq:
 		t, _ := nvmeof.DecodeTermReq(c.rhdr[:])
-		c.log.Warn("host terminated the connection", "fes", t.FES, "fei", t.FEI)
+		c.l.t.PeerWarn(c.log, "host terminated the connection", "fes", t.FES, "fei", t.FEI)
 		return io.EOF
 	}
 	return &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, Msg: fmt.Sprintf("unexpected PDU type %#x from a host", h.Type)}
@@ -648,7 +648,7 @@ func (c *conn) flushLocked() error {
 	if err := c.bw.Flush(); err != nil && c.sendErr == nil {
 		c.sendErr = err
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.log.Warn("host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
+			c.l.t.PeerWarn(c.log, "host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
 		}
 		c.Close(err)
 	}

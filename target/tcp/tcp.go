@@ -134,6 +134,9 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 // Addr is the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+// LogSuppressed is how many connection-limit log lines were held back.
+func (l *Listener) LogSuppressed() uint64 { return l.capLog.Suppressed() }
+
 func (l *Listener) accept(done func()) {
 	defer done()
 	var backoff time.Duration
