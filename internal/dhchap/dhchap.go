@@ -1,6 +1,8 @@
-// Package dhchap is the cryptography of NVMe in-band authentication,
-// DH-HMAC-CHAP (NVMe Base 2.0 §8.13.5, TP 8006), computed byte for byte as
-// the Linux kernel computes it (drivers/nvme/common/auth.c, host/auth.c,
+// Package dhchap is NVMe's key material and the cryptography of in-band
+// authentication, DH-HMAC-CHAP (NVMe Base 2.0 §8.13.5, TP 8006): secrets,
+// key transformation, FFDHE, and the two ends' state machines
+// (exchange.go); and the TLS PSKs of NVMe/TCP (psk.go). Everything is
+// computed byte for byte as the Linux kernel and nvme-cli compute it (drivers/nvme/common/auth.c, host/auth.c,
 // target/auth.c), so that flashpath authenticates to and is authenticated
 // by the Linux host and target. The wire messages are in nvmeof (auth.go);
 // the host's and the controller's state machines build on these

@@ -4,10 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -41,25 +41,37 @@ const errSecretHint = "; make a valid secret with `nvme gen-dhchap-key`"
 // around the secret, such as the newline of a key file, is ignored. Errors
 // never quote the key.
 func ParseSecret(s string) (Secret, error) {
-	s = strings.TrimSpace(s)
-	rest, ok := strings.CutPrefix(s, secretPrefix)
-	if !ok {
-		return Secret{}, errors.New("DH-HMAC-CHAP secret: does not start with \"DHHC-1:\"" + errSecretHint)
+	h, key, err := decodeKeyString(s, secretPrefix, "DH-HMAC-CHAP secret", errSecretHint, []int{32, 48, 64})
+	if err != nil {
+		return Secret{}, err
 	}
-	if len(rest) < 3 || !isDigit(rest[0]) || !isDigit(rest[1]) || rest[2] != ':' {
-		return Secret{}, errors.New("DH-HMAC-CHAP secret: \"DHHC-1:\" is not followed by a two-digit hash number and \":\"" + errSecretHint)
-	}
-	h := Hash((rest[0]-'0')*10 + rest[1] - '0')
 	if h != 0 && !h.Valid() {
 		return Secret{}, fmt.Errorf("DH-HMAC-CHAP secret: transformation hash %02d, want 00 (none), 01 (SHA-256), 02 (SHA-384) or 03 (SHA-512)"+errSecretHint, uint8(h))
 	}
+	return Secret{Hash: h, Key: key}, nil
+}
+
+// decodeKeyString decodes the representation NVMe gives key material in
+// text (DH-HMAC-CHAP secrets, TLS PSKs): prefix, a two-digit hash number
+// and ":", base64 of the key and its CRC-32 (little-endian), and ":". what
+// names the key in errors, which end with hint and never quote the key.
+func decodeKeyString(s, prefix, what, hint string, lengths []int) (Hash, []byte, error) {
+	s = strings.TrimSpace(s)
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok {
+		return 0, nil, fmt.Errorf("%s: does not start with %q%s", what, prefix, hint)
+	}
+	if len(rest) < 3 || !isDigit(rest[0]) || !isDigit(rest[1]) || rest[2] != ':' {
+		return 0, nil, fmt.Errorf("%s: %q is not followed by a two-digit hash number and \":\"%s", what, prefix, hint)
+	}
+	h := Hash((rest[0]-'0')*10 + rest[1] - '0')
 	b64 := strings.TrimSuffix(rest[3:], ":")
 	if strings.Contains(b64, ":") {
-		return Secret{}, errors.New("DH-HMAC-CHAP secret: unexpected text after the key's closing \":\"" + errSecretHint)
+		return 0, nil, fmt.Errorf("%s: unexpected text after the key's closing \":\"%s", what, hint)
 	}
 	for i := 0; i < len(b64); i++ {
 		if !isBase64(b64[i]) {
-			return Secret{}, fmt.Errorf("DH-HMAC-CHAP secret: character %d after \"DHHC-1:%02d:\" is not base64"+errSecretHint, i+1, uint8(h))
+			return 0, nil, fmt.Errorf("%s: character %d after \"%s%02d:\" is not base64%s", what, i+1, prefix, uint8(h), hint)
 		}
 	}
 	enc := base64.StdEncoding.Strict()
@@ -68,18 +80,24 @@ func ParseSecret(s string) (Secret, error) {
 	}
 	raw, err := enc.DecodeString(b64)
 	if err != nil {
-		return Secret{}, errors.New("DH-HMAC-CHAP secret: the key is not valid base64 (truncated, or badly padded)" + errSecretHint)
+		return 0, nil, fmt.Errorf("%s: the key is not valid base64 (truncated, or badly padded)%s", what, hint)
 	}
-	switch len(raw) {
-	case 32 + 4, 48 + 4, 64 + 4:
-	default:
-		return Secret{}, fmt.Errorf("DH-HMAC-CHAP secret: the key decodes to %d bytes, want 36, 52 or 68 (a 32-, 48- or 64-byte key and its CRC-32)"+errSecretHint, len(raw))
+	if !slices.Contains(lengths, len(raw)-4) {
+		return 0, nil, fmt.Errorf("%s: the key decodes to %d bytes, want a key of %v bytes and its CRC-32%s", what, len(raw), lengths, hint)
 	}
 	key := raw[: len(raw)-4 : len(raw)-4]
 	if binary.LittleEndian.Uint32(raw[len(key):]) != crc32.ChecksumIEEE(key) {
-		return Secret{}, errors.New("DH-HMAC-CHAP secret: CRC-32 mismatch, the key is corrupted or mistyped" + errSecretHint)
+		return 0, nil, fmt.Errorf("%s: CRC-32 mismatch, the key is corrupted or mistyped%s", what, hint)
 	}
-	return Secret{Hash: h, Key: key}, nil
+	return h, key, nil
+}
+
+// encodeKeyString is decodeKeyString's inverse.
+func encodeKeyString(prefix string, h Hash, key []byte) string {
+	raw := make([]byte, len(key)+4)
+	copy(raw, key)
+	binary.LittleEndian.PutUint32(raw[len(key):], crc32.ChecksumIEEE(key))
+	return fmt.Sprintf("%s%02d:%s:", prefix, uint8(h), base64.StdEncoding.EncodeToString(raw))
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -123,12 +141,7 @@ func randOrDefault(r io.Reader) io.Reader {
 // String returns the secret in the DHHC-1 representation, with the
 // trailing ":" that nvme-cli writes and its check-dhchap-key requires. It
 // is the secret itself: do not log it.
-func (s Secret) String() string {
-	raw := make([]byte, len(s.Key)+4)
-	copy(raw, s.Key)
-	binary.LittleEndian.PutUint32(raw[len(s.Key):], crc32.ChecksumIEEE(s.Key))
-	return fmt.Sprintf("%s%02d:%s:", secretPrefix, uint8(s.Hash), base64.StdEncoding.EncodeToString(raw))
-}
+func (s Secret) String() string { return encodeKeyString(secretPrefix, s.Hash, s.Key) }
 
 // Transform returns the key that DH-HMAC-CHAP uses for the responses (NVMe
 // Base 2.0 §8.13.5.8; the kernel's nvme_auth_transform_key): a copy of Key
