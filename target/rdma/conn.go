@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -51,6 +52,7 @@ type conn struct {
 	q     *target.Queue
 	log   *slog.Logger
 	bufs  *target.HostBuffers // the peer address's share of the buffer pool
+	peer  netip.Addr          // counted in the listener's connection limits
 	qid   uint16
 	depth int // receive buffers: the host's send queue size
 
@@ -203,6 +205,7 @@ func (c *conn) serve() {
 	c.unmapIfIdleLocked()
 	c.slotMu.Unlock()
 	c.bufs.Release() // buffers still in the core come back through it later
+	c.l.release(c.peer)
 }
 
 // unmapIfIdleLocked unmaps the queue's buffers once the connection is torn

@@ -73,6 +73,13 @@ func startTarget(t testing.TB) *testTarget {
 // on an NVMe/RDMA listener; the test's cleanup shuts it down.
 func startTargetWith(t testing.TB, be backend.Backend) *testTarget {
 	t.Helper()
+	return startTargetOpts(t, be, Options{})
+}
+
+// startTargetOpts is startTargetWith with listener options (provider and
+// logger are set here).
+func startTargetOpts(t testing.TB, be backend.Backend, opts Options) *testTarget {
+	t.Helper()
 	prov, addr := provider(t)
 	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
@@ -82,7 +89,8 @@ func startTargetWith(t testing.TB, be backend.Backend) *testTarget {
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := Listen(tgt, addr, Options{Provider: prov, Logger: quietLogger()})
+	opts.Provider, opts.Logger = prov, quietLogger()
+	ln, err := Listen(tgt, addr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,12 @@ type Options struct {
 	// InlineData is the in-capsule data an I/O queue accepts (IOCCSZ;
 	// default 8 KiB, at least 1 KiB for the Connect command's data).
 	InlineData int
-	Logger     *slog.Logger
+	// MaxConns is the most connections served at once (default 4,096) and
+	// MaxConnsPerAddr the most from one host address (default 1,024);
+	// each connection maps and registers its queue's buffers (up to about
+	// 1 MiB), so more are rejected at once (NoResources).
+	MaxConns, MaxConnsPerAddr int
+	Logger                    *slog.Logger
 }
 
 // Listener is an NVMe/RDMA port of a target.
@@ -56,6 +61,11 @@ type Listener struct {
 	port uint16
 
 	conns target.Conns[*conn]
+
+	mu      sync.Mutex
+	total   int                // guarded by mu: connections admitted
+	perAddr map[netip.Addr]int // guarded by mu
+	capLog  target.LogLimiter
 
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
@@ -79,6 +89,12 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = t.Logger()
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 4096
+	}
+	if opts.MaxConnsPerAddr <= 0 {
+		opts.MaxConnsPerAddr = 1024
 	}
 	if opts.Provider == nil {
 		if opts.Provider, err = fprdma.Verbs(); err != nil {
@@ -138,15 +154,59 @@ func (l *Listener) accept(done func()) {
 			}
 			return
 		}
-		c, err := l.connect(req)
-		if err != nil {
-			l.log.Warn("connection refused", "peer", req.Remote().String(), "err", err)
+		peer := req.Remote().Addr().Unmap()
+		if why := l.admit(peer); why != "" {
+			l.Rejected.Add(1)
+			var b [nvmeof.RDMACMRejSize]byte
+			nvmeof.EncodeRDMACMRej(b[:], nvmeof.RDMACMNoResources)
+			req.Reject(b[:])
+			if ok, dropped := l.capLog.Allow(); ok {
+				l.log.Warn("connection refused: "+why, "peer", req.Remote().String(), "suppressed", dropped)
+			}
 			continue
 		}
+		c, err := l.connect(req)
+		if err != nil {
+			l.release(peer)
+			l.t.PeerWarn(l.log, "connection refused", "peer", req.Remote().String(), "err", err)
+			continue
+		}
+		c.peer = peer
 		l.Accepted.Add(1)
 		l.conns.Go(c, c.serve)
 	}
 }
+
+// admit counts a new connection from addr, or says why it is over a limit.
+func (l *Listener) admit(addr netip.Addr) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.total >= l.opts.MaxConns:
+		return fmt.Sprintf("%d connections open, the limit", l.total)
+	case l.perAddr[addr] >= l.opts.MaxConnsPerAddr:
+		return fmt.Sprintf("%d connections open from %s, the limit per host address", l.perAddr[addr], addr)
+	}
+	if l.perAddr == nil {
+		l.perAddr = map[netip.Addr]int{}
+	}
+	l.total++
+	l.perAddr[addr]++
+	return ""
+}
+
+// release uncounts a connection admit counted.
+func (l *Listener) release(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
+		delete(l.perAddr, addr)
+	}
+}
+
+// LogSuppressed is how many connection-limit log lines were held back.
+func (l *Listener) LogSuppressed() uint64 { return l.capLog.Suppressed() }
 
 // Close stops accepting, closes every connection and waits for their
 // goroutines.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/flashpath/flashpath/nvmeof"
@@ -356,5 +357,41 @@ func TestTeardownUnderAsyncIO(t *testing.T) {
 	}
 	if n := mappedQueues.Load() - before; n != 0 {
 		t.Fatalf("%d queues still mapped after their connections and I/O ended", n)
+	}
+}
+
+// TestConnectionLimits: connections over MaxConnsPerAddr are rejected at
+// once (NoResources), before any queue memory is mapped, and a closed
+// connection frees its place.
+func TestConnectionLimits(t *testing.T) {
+	be, err := backend.NewMem(16<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := startTargetOpts(t, be, Options{MaxConnsPerAddr: 2})
+	a, err := tt.dial(t, 0, 32, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tt.dial(t, 0, 32, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tt.dial(t, 0, 32, nil)
+	var rej *fprdma.RejectError
+	if !errors.As(err, &rej) {
+		t.Fatalf("third connection: %v, want a rejection", err)
+	}
+	if sts, _ := nvmeof.DecodeRDMACMRej(rej.PrivateData); sts != nvmeof.RDMACMNoResources {
+		t.Fatalf("reject status %#x, want NoResources", sts)
+	}
+	a.qp.Close()
+	// The target counts the connection out when it has torn it down.
+	for i := 0; ; i++ {
+		if _, err := tt.dial(t, 0, 32, nil); err == nil {
+			break
+		} else if !errors.As(err, &rej) || i == 1000 {
+			t.Fatalf("after one closed: %v", err)
+		}
+		runtime.Gosched()
 	}
 }

@@ -65,8 +65,10 @@ type Config struct {
 	// BufferMemory caps the data buffer pool ("1GiB", the default), and
 	// MaxHostBuffer what one host address may hold of it at once
 	// (default a quarter; the last eighth is kept for hosts holding
-	// little). MaxConns and MaxConnsPerHost cap NVMe/TCP connections in
-	// total (default 65,536) and from one address (default 1,024).
+	// little). MaxConns and MaxConnsPerHost cap a listener's connections
+	// in total (default 65,536 for NVMe/TCP, 4,096 for NVMe/RDMA, whose
+	// connections map and register their queues' memory) and from one
+	// address (default 1,024).
 	BufferMemory    string `json:"buffer_memory,omitempty"`
 	MaxHostBuffer   string `json:"max_host_buffer,omitempty"`
 	MaxConns        int    `json:"max_conns,omitempty"`

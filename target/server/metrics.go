@@ -60,6 +60,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, ln := range c.s.Listeners {
 		suppressed += ln.LogSuppressed()
 	}
+	for _, ln := range c.s.RDMA {
+		suppressed += ln.LogSuppressed()
+	}
 	counter(c.logSuppressed, suppressed)
 	ch <- prometheus.MustNewConstMetric(c.bufHeld, prometheus.GaugeValue, float64(t.BufferHeld()))
 	counter(c.authFailures, t.Stats.AuthFailures.Load())

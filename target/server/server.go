@@ -77,7 +77,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 	for i, l := range cfg.Listeners {
 		trtype, addr, _ := ParseListener(l)
 		if trtype == "rdma" {
-			ln, err := rdma.Listen(s.Target, addr, rdma.Options{Logger: opts.Logger})
+			ln, err := rdma.Listen(s.Target, addr, rdma.Options{Logger: opts.Logger, MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost})
 			if err != nil {
 				return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 			}
