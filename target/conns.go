@@ -3,6 +3,8 @@ package target
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"sync"
 )
 
@@ -81,4 +83,44 @@ func (s *Conns[C]) Shutdown(ctx context.Context, stop func() error, closed func(
 		return ctx.Err()
 	}
 	return err
+}
+
+// ConnLimits caps a listener's connections in total (Max) and per host
+// address (PerAddr); transports Admit each new connection and Leave when
+// it is gone. Set the limits before the first Admit.
+type ConnLimits struct {
+	Max, PerAddr int
+
+	mu      sync.Mutex
+	open    int                // guarded by mu
+	perAddr map[netip.Addr]int // guarded by mu
+}
+
+// Admit counts a new connection from addr, or says which limit it is over
+// (and counts nothing).
+func (l *ConnLimits) Admit(addr netip.Addr) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.open >= l.Max:
+		return fmt.Sprintf("%d connections open, the listener's limit", l.open)
+	case l.perAddr[addr] >= l.PerAddr:
+		return fmt.Sprintf("%d connections open from %s, the limit per host address", l.perAddr[addr], addr)
+	}
+	if l.perAddr == nil {
+		l.perAddr = map[netip.Addr]int{}
+	}
+	l.open++
+	l.perAddr[addr]++
+	return ""
+}
+
+// Leave uncounts a connection Admit counted.
+func (l *ConnLimits) Leave(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
+		delete(l.perAddr, addr)
+	}
 }

@@ -205,7 +205,7 @@ func (c *conn) serve() {
 	c.unmapIfIdleLocked()
 	c.slotMu.Unlock()
 	c.bufs.Release() // buffers still in the core come back through it later
-	c.l.release(c.peer)
+	c.l.limits.Leave(c.peer)
 }
 
 // unmapIfIdleLocked unmaps the queue's buffers once the connection is torn

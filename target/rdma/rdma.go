@@ -62,10 +62,8 @@ type Listener struct {
 
 	conns target.Conns[*conn]
 
-	mu      sync.Mutex
-	total   int                // guarded by mu: connections admitted
-	perAddr map[netip.Addr]int // guarded by mu
-	capLog  target.LogLimiter
+	limits target.ConnLimits
+	capLog target.LogLimiter
 
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
@@ -111,6 +109,7 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	la := pl.Addr()
 	l := &Listener{t: t, pl: pl, prov: opts.Provider, opts: opts,
 		log: opts.Logger.With("trtype", "rdma", "listen", la.String())}
+	l.limits.Max, l.limits.PerAddr = opts.MaxConns, opts.MaxConnsPerAddr
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeRDMA, Addr: netip.AddrPortFrom(la.Addr().Unmap(), la.Port()),
 		InlineDataSize: opts.InlineData,
@@ -155,7 +154,7 @@ func (l *Listener) accept(done func()) {
 			return
 		}
 		peer := req.Remote().Addr().Unmap()
-		if why := l.admit(peer); why != "" {
+		if why := l.limits.Admit(peer); why != "" {
 			l.Rejected.Add(1)
 			var b [nvmeof.RDMACMRejSize]byte
 			nvmeof.EncodeRDMACMRej(b[:], nvmeof.RDMACMNoResources)
@@ -167,41 +166,13 @@ func (l *Listener) accept(done func()) {
 		}
 		c, err := l.connect(req)
 		if err != nil {
-			l.release(peer)
+			l.limits.Leave(peer)
 			l.t.PeerWarn(l.log, "connection refused", "peer", req.Remote().String(), "err", err)
 			continue
 		}
 		c.peer = peer
 		l.Accepted.Add(1)
 		l.conns.Go(c, c.serve)
-	}
-}
-
-// admit counts a new connection from addr, or says why it is over a limit.
-func (l *Listener) admit(addr netip.Addr) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.total >= l.opts.MaxConns:
-		return fmt.Sprintf("%d connections open, the limit", l.total)
-	case l.perAddr[addr] >= l.opts.MaxConnsPerAddr:
-		return fmt.Sprintf("%d connections open from %s, the limit per host address", l.perAddr[addr], addr)
-	}
-	if l.perAddr == nil {
-		l.perAddr = map[netip.Addr]int{}
-	}
-	l.total++
-	l.perAddr[addr]++
-	return ""
-}
-
-// release uncounts a connection admit counted.
-func (l *Listener) release(addr netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
-		delete(l.perAddr, addr)
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,10 +74,8 @@ type Listener struct {
 	conns target.Conns[*conn]
 	poll  busypoll.Group // the connections, for busy polling
 
-	mu      sync.Mutex
-	open    int                // guarded by mu: connections served
-	perAddr map[netip.Addr]int // guarded by mu: connections per host address
-	capLog  target.LogLimiter
+	limits target.ConnLimits
+	capLog target.LogLimiter
 
 	// Counters read by metrics.
 	Accepted       atomic.Uint64
@@ -122,6 +119,7 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 		return nil, fmt.Errorf("nvme/tcp: listener address %s: %w", ln.Addr(), err)
 	}
 	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String())}
+	l.limits.Max, l.limits.PerAddr = opts.MaxConns, opts.MaxConnsPerAddr
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		InlineDataSize: target.InCapsuleData, MaxH2CData: opts.MaxH2CData,
@@ -158,7 +156,7 @@ func (l *Listener) accept(done func()) {
 		backoff = 0
 		l.Accepted.Add(1)
 		addr := hostAddr(nc.RemoteAddr())
-		if reason := l.admit(addr); reason != "" {
+		if reason := l.limits.Admit(addr); reason != "" {
 			l.Rejected.Add(1)
 			if ok, dropped := l.capLog.Allow(); ok {
 				l.log.Warn("connection refused: "+reason, "peer", nc.RemoteAddr().String(), "suppressed", dropped)
@@ -169,7 +167,7 @@ func (l *Listener) accept(done func()) {
 		c := newConn(l, nc)
 		l.conns.Go(c, func() {
 			c.serve()
-			l.leave(addr)
+			l.limits.Leave(addr)
 		})
 	}
 }
@@ -181,33 +179,6 @@ func hostAddr(a net.Addr) netip.Addr {
 		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
-}
-
-// admit counts a new connection from addr, or says which limit it is over.
-func (l *Listener) admit(addr netip.Addr) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.open >= l.opts.MaxConns:
-		return fmt.Sprintf("%d connections open, the listener's limit", l.open)
-	case l.perAddr[addr] >= l.opts.MaxConnsPerAddr:
-		return fmt.Sprintf("%d connections open from %s, the limit per host address", l.perAddr[addr], addr)
-	}
-	if l.perAddr == nil {
-		l.perAddr = map[netip.Addr]int{}
-	}
-	l.open++
-	l.perAddr[addr]++
-	return ""
-}
-
-func (l *Listener) leave(addr netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.open--
-	if l.perAddr[addr]--; l.perAddr[addr] <= 0 {
-		delete(l.perAddr, addr)
-	}
 }
 
 // Close stops accepting, closes every connection and waits for their
