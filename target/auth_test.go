@@ -8,21 +8,41 @@ import (
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
+// authTarget is a target whose subsystem testNQN admits hostA only with
+// DH-HMAC-CHAP, and hostA's key.
+func authTarget(t *testing.T) (*Target, dhchap.Secret) {
+	t.Helper()
+	tgt := newTestTarget(t)
+	key, err := dhchap.GenerateSecret(rand.Reader, dhchap.SHA256, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := addSubsys(t, tgt, testNQN, hostA)
+	ss.SetHosts(false, nil, map[string]HostKeys{hostA: {Key: key}})
+	return tgt, key
+}
+
+// authSendSQE is an Authentication Send of n bytes in the capsule.
+func authSendSQE(n int) nvmeof.SQE {
+	var sqe nvmeof.SQE
+	sqe.SetAuthSend(uint32(n))
+	sqe.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, uint32(n))
+	return sqe
+}
+
+// authRecvSQE is an Authentication Receive of AuthMaxLength bytes.
+func authRecvSQE() nvmeof.SQE {
+	var sqe nvmeof.SQE
+	sqe.SetAuthReceive(nvmeof.AuthMaxLength)
+	sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, nvmeof.AuthMaxLength)
+	return sqe
+}
+
 // authenticate runs a host's side of DH-HMAC-CHAP against p's queue.
 func authenticate(t *testing.T, p *peer, h *dhchap.Host) error {
 	t.Helper()
-	send := func(msg []byte) {
-		var sqe nvmeof.SQE
-		sqe.SetAuthSend(uint32(len(msg)))
-		sqe.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, uint32(len(msg)))
-		p.ok(sqe, msg)
-	}
-	recv := func() []byte {
-		var sqe nvmeof.SQE
-		sqe.SetAuthReceive(nvmeof.AuthMaxLength)
-		sqe.SGL().SetDataBlock(nvmeof.SGLTransport, 0, nvmeof.AuthMaxLength)
-		return p.ok(sqe, make([]byte, nvmeof.AuthMaxLength)).Data
-	}
+	send := func(msg []byte) { p.ok(authSendSQE(len(msg)), msg) }
+	recv := func() []byte { return p.ok(authRecvSQE(), make([]byte, nvmeof.AuthMaxLength)).Data }
 	send(h.Negotiate())
 	reply, err := h.Challenge(recv())
 	if err != nil {
@@ -43,13 +63,7 @@ func authenticate(t *testing.T, p *peer, h *dhchap.Host) error {
 // admin queue authenticates (the host cannot send Keep Alive before it
 // has, and a DH exchange can outlast a short KATO), and runs once it has.
 func TestAuthKeepAlivePaused(t *testing.T) {
-	tgt := newTestTarget(t)
-	key, err := dhchap.GenerateSecret(rand.Reader, dhchap.SHA256, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss := addSubsys(t, tgt, testNQN, hostA)
-	ss.SetHosts(false, nil, map[string]HostKeys{hostA: {Key: key}})
+	tgt, key := authTarget(t)
 	p := newPeer(t, tgt)
 	r := p.ok(connectSQE(0, 31, 60000), connectData(t, testNQN, hostA, hostIDA, nvmeof.CntlIDDynamic))
 	if r.Rsp.DW0()&nvmeof.ConnectAuthATR == 0 {
@@ -83,21 +97,11 @@ func TestAuthKeepAlivePaused(t *testing.T) {
 // without finishing one (each challenge costs the target a DH
 // exponentiation) is cut off after a few.
 func TestAuthAttemptsBounded(t *testing.T) {
-	tgt := newTestTarget(t)
-	key, err := dhchap.GenerateSecret(rand.Reader, dhchap.SHA256, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss := addSubsys(t, tgt, testNQN, hostA)
-	ss.SetHosts(false, nil, map[string]HostKeys{hostA: {Key: key}})
+	tgt, key := authTarget(t)
 	p := newPeer(t, tgt)
 	p.ok(connectSQE(0, 31, 0), connectData(t, testNQN, hostA, hostIDA, nvmeof.CntlIDDynamic))
 	neg := dhchap.NewHost(dhchap.HostConfig{HostNQN: hostA, SubNQN: testNQN, Key: key}, 1).Negotiate()
-	var send, recv nvmeof.SQE
-	send.SetAuthSend(uint32(len(neg)))
-	send.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, uint32(len(neg)))
-	recv.SetAuthReceive(nvmeof.AuthMaxLength)
-	recv.SGL().SetDataBlock(nvmeof.SGLTransport, 0, nvmeof.AuthMaxLength)
+	send, recv := authSendSQE(len(neg)), authRecvSQE()
 	for i := range maxAuthFailures {
 		if r := p.ok(send, neg); r.CloseAfter != nil {
 			t.Fatalf("attempt %d closes the connection", i+1)
