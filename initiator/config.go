@@ -53,6 +53,16 @@ type Options struct {
 	// the wake-up), and stops as soon as another queue of the process
 	// has input.
 	BusyPoll time.Duration
+	// Polled makes I/O queues without a receive goroutine, where the
+	// transport allows (NVMe/TCP): their users reap completions on their
+	// own goroutines, each waiting request's caller polling its queue
+	// (Queue.Poll), as SPDK's host does and the Linux host's poll queues
+	// (nvme connect --nr-poll-queues) do for hipri I/O. A caller that
+	// submits asynchronously must poll; blocking calls (Namespace.ReadAt,
+	// Flush) poll by themselves. It saves a hand-off between goroutines
+	// per batch of completions: for one goroutine driving a queue, such
+	// as a benchmark job.
+	Polled bool
 	// Logger receives connection events (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -521,7 +521,7 @@ func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, dept
 	defer cancel()
 	q, err := dial(dctx, c.tr, QueueParams{
 		Addr: c.addr, QID: qid, Depth: depth, CntlID: s.cntlID, ICD: icd,
-		HDigest: c.cfg.HeaderDigest, DDigest: c.cfg.DataDigest, BusyPoll: c.cfg.BusyPoll, Log: c.log,
+		HDigest: c.cfg.HeaderDigest, DDigest: c.cfg.DataDigest, BusyPoll: c.cfg.BusyPoll, Polled: c.cfg.Polled, Log: c.log,
 		timeout: c.cfg.IOTimeout, onDead: s.queueFailed,
 	})
 	if err != nil {

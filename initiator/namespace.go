@@ -61,18 +61,37 @@ func (n *Namespace) MaxTransfer() int { return n.maxXfer }
 type nsCall struct {
 	reqs [callReqs]Request
 	done chan *Request
+	// want is how many deliveries a polled queue's Poll waits for
+	// (ready, bound once).
+	want  int
+	ready func() bool
 }
 
 const callReqs = 16
 
-var callPool = sync.Pool{New: func() any { return &nsCall{done: make(chan *Request, callReqs)} }}
+func newCall(n int) *nsCall {
+	c := &nsCall{done: make(chan *Request, n)}
+	c.ready = func() bool { return len(c.done) >= c.want }
+	return c
+}
+
+// wait waits until n requests were delivered on c.done, polling q when
+// it is a polled queue (every request then went to q).
+func (c *nsCall) wait(q *Queue, n int) {
+	if q.Polled() {
+		c.want = n
+		q.Poll(c.ready) // a failed queue delivers all it had in flight
+	}
+}
+
+var callPool = sync.Pool{New: func() any { return newCall(callReqs) }}
 
 // getCall returns call state and count zeroed requests: pooled when they
 // fit in callReqs, else new (an operation that long moves count ×
 // MaxTransfer bytes, beside which two allocations are nothing).
 func getCall(count int) (*nsCall, []Request) {
 	if count > callReqs {
-		return &nsCall{done: make(chan *Request, count)}, make([]Request, count)
+		return newCall(count), make([]Request, count)
 	}
 	c := callPool.Get().(*nsCall)
 	return c, c.reqs[:count]
@@ -163,6 +182,7 @@ func (n *Namespace) one(s *session, tmpl Request) (lost bool, err error) {
 		putCall(c, reqs)
 		return q.Err() != nil, err
 	}
+	c.wait(q, 1)
 	<-c.done
 	lost, err = r.Err != nil, r.Error()
 	putCall(c, reqs)
@@ -181,6 +201,8 @@ func (n *Namespace) doOn(s *session, op Op, p []byte, dev uint64, off int64, len
 	done := call.done
 	submitted := 0
 	var firstErr error
+	// A polled queue is polled by its user: the whole call goes to one.
+	q := n.queue(s)
 	for i := range count {
 		start := i * chunk
 		end := min(start+chunk, length)
@@ -193,13 +215,16 @@ func (n *Namespace) doOn(s *session, op Op, p []byte, dev uint64, off int64, len
 		if dev != 0 {
 			r.Dev, r.DevLen = dev+uint64(start), end-start
 		}
-		q := n.queue(s)
+		if !q.Polled() && i > 0 {
+			q = n.queue(s)
+		}
 		if err := q.Submit(r); err != nil {
 			firstErr, lost = fmt.Errorf("%s at %d: %w", op, off+int64(start), err), q.Err() != nil
 			break
 		}
 		submitted++
 	}
+	call.wait(q, submitted)
 	for range submitted {
 		r := <-done
 		if err := r.Error(); err != nil {

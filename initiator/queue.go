@@ -13,12 +13,14 @@ import (
 
 // Queue is one queue pair: a table of command slots over a transport's
 // Link (a TCP connection, an RDMA queue pair), and one goroutine that owns
-// the receive side. Submit may be called from many goroutines; up to
-// Depth commands are in flight.
+// the receive side, or (a polled queue, Options.Polled) the goroutines
+// that call Poll. Submit may be called from many goroutines; up to Depth
+// commands are in flight.
 type Queue struct {
 	qid     uint16
 	link    Link
-	maxXfer int // 0: no limit
+	poll    PollLink // nil: the receive goroutine runs the link
+	maxXfer int      // 0: no limit
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -34,6 +36,11 @@ type Queue struct {
 	failOnce sync.Once
 	err      error // why the queue failed; written before dead closes
 	wg       sync.WaitGroup
+
+	// A polled queue's receive side: held by Poll, and by Close to end it.
+	rmu       sync.Mutex
+	recvEnded bool        // guarded by rmu: endReceive ran
+	slotFree  func() bool // Poll until a command slot is free (bound once)
 }
 
 type slot struct {
@@ -90,10 +97,45 @@ func StartQueue(p QueueParams, l Link) *Queue {
 	for i := range p.Depth {
 		q.free <- uint16(i)
 	}
-	q.wg.Add(2)
-	go q.recvLoop()
+	if pl, ok := l.(PollLink); ok && p.Polled {
+		q.poll = pl
+		q.slotFree = func() bool { return len(q.free) > 0 }
+	} else {
+		q.wg.Add(1)
+		go q.recvLoop()
+	}
+	q.wg.Add(1)
 	go q.watchdog()
 	return q
+}
+
+// Polled reports whether the queue has no receive goroutine: its
+// completions are delivered only while a user polls it (Poll), on that
+// goroutine.
+func (q *Queue) Polled() bool { return q.poll != nil }
+
+// Poll runs a polled queue's receive side on the calling goroutine:
+// completions are delivered (OnDone, Done) here, until ready reports true.
+// ready is called with the receive side held, between the controller's
+// messages, so it sees every delivery made so far; Poll blocks on the
+// connection meanwhile (busy-polling it first, Options.BusyPoll). One
+// goroutine polls at a time; others wait for it. It returns the queue's
+// error once the queue has failed, every request in flight then
+// delivered with it. On a queue that is not polled it returns at once.
+func (q *Queue) Poll(ready func() bool) error {
+	if q.poll == nil {
+		return nil
+	}
+	q.rmu.Lock()
+	defer q.rmu.Unlock()
+	if q.recvEnded {
+		return q.err
+	}
+	if err := q.poll.Poll(q, ready); err != nil {
+		q.endReceive(err)
+		return q.err
+	}
+	return nil
 }
 
 // Submit sends r. It blocks while all Depth command slots are busy. It
@@ -104,13 +146,31 @@ func (q *Queue) Submit(r *Request) error {
 	if err := q.prepare(r); err != nil {
 		return err
 	}
-	var cid uint16
-	select {
-	case cid = <-q.free:
-	case <-q.dead:
-		return q.err
+	for {
+		select {
+		case cid := <-q.free:
+			return q.send(cid, r)
+		case <-q.dead:
+			return q.err
+		default:
+		}
+		if q.poll == nil {
+			select {
+			case cid := <-q.free:
+				return q.send(cid, r)
+			case <-q.dead:
+				return q.err
+			}
+		}
+		// A polled queue frees slots only while polled: send what is
+		// buffered, whose completions free them, and poll.
+		if err := q.Flush(); err != nil {
+			return err
+		}
+		if err := q.Poll(q.slotFree); err != nil {
+			return err
+		}
 	}
-	return q.send(cid, r)
 }
 
 // SubmitBatch submits several requests and sends them with one flush (one
@@ -275,6 +335,13 @@ func (q *Queue) Fail(err error) {
 // connection to it.
 func (q *Queue) Close() {
 	q.Fail(ErrClosed)
+	if q.poll != nil {
+		q.rmu.Lock()
+		if !q.recvEnded {
+			q.endReceive(q.err)
+		}
+		q.rmu.Unlock()
+	}
 	q.wg.Wait()
 }
 
@@ -290,7 +357,13 @@ func (q *Queue) deliver(r *Request) {
 // of whatever was in flight when it ended.
 func (q *Queue) recvLoop() {
 	defer q.wg.Done()
-	err := q.link.Receive(q)
+	q.endReceive(q.link.Receive(q))
+}
+
+// endReceive ends the receive side, which failed with err: the queue
+// fails, and every request in flight is delivered with its error.
+func (q *Queue) endReceive(err error) {
+	q.recvEnded = true
 	select {
 	case <-q.dead:
 	default:
@@ -353,10 +426,8 @@ func (q *Queue) exec(ctx context.Context, name string, sqe *nvmeof.SQE, buf []by
 	if err := q.Submit(r); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: %w", name, ctx.Err())
+	if err := q.wait(ctx, done); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if r.Err != nil {
 		return nil, fmt.Errorf("%s: %w", name, r.Err)
@@ -365,4 +436,27 @@ func (q *Queue) exec(ctx context.Context, name string, sqe *nvmeof.SQE, buf []by
 		return r, &nvmeof.StatusError{Op: name, Status: r.Status}
 	}
 	return r, nil
+}
+
+// wait waits for the request that done (buffered, for it alone) delivers,
+// or for ctx. A polled queue is polled meanwhile; ctx ending then fails
+// the queue, since its receive side cannot be left half way.
+func (q *Queue) wait(ctx context.Context, done chan *Request) error {
+	if q.poll == nil {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { q.Fail(fmt.Errorf("queue %d: %w", q.qid, ctx.Err())) })
+	defer stop()
+	q.Poll(func() bool { return len(done) > 0 })
+	select {
+	case <-done:
+		return nil
+	default: // a failed queue delivers all it had in flight
+		return fmt.Errorf("queue %d: the request was not delivered", q.qid)
+	}
 }

@@ -86,7 +86,10 @@ type QueueParams struct {
 	// (Options.BusyPoll; I/O queues only). Transports that cannot poll
 	// ignore it.
 	BusyPoll time.Duration
-	Log      *slog.Logger
+	// Polled asks for a queue without a receive goroutine, whose users
+	// poll it (Options.Polled); a Link that is not a PollLink ignores it.
+	Polled bool
+	Log    *slog.Logger
 
 	timeout time.Duration
 	onDead  func(error) // called once when the queue fails
@@ -122,6 +125,21 @@ type Link interface {
 	// Close frees the link once Receive has returned and every command
 	// in flight was released.
 	Close()
+}
+
+// PollLink is a Link whose receive side can also run on the
+// application's goroutines (Options.Polled), as SPDK's host and the Linux
+// host's poll queues reap completions: the queue then has no receive
+// goroutine, and completions are delivered on the goroutine that polls.
+type PollLink interface {
+	Link
+	// Poll runs the receive side, completing commands with
+	// Queue.Complete, until ready reports true (checked between PDUs;
+	// it blocks on the connection meanwhile), then handles what it has
+	// already read without waiting. It returns why the connection
+	// failed, or nil. The core calls it with the queue's receive side
+	// held: one Poll at a time.
+	Poll(q *Queue, ready func() bool) error
 }
 
 // Command is a request as a transport sees it, in its queue slot from

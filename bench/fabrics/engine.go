@@ -33,8 +33,8 @@ import (
 )
 
 func init() {
-	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri")
-	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest", "hipri")
+	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri", "polled")
+	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest", "hipri", "polled")
 	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo")
 }
 
@@ -80,7 +80,11 @@ type engine struct {
 	// when the job next reaps (GetEvents).
 	unsent bool
 	done   chan *initiator.Request
-	ios    []*bench.IO // by slot index
+	// want is how many completions GetEvents waits for in done while it
+	// polls a polled queue (ready, bound once).
+	want  int
+	ready func() bool
+	ios   []*bench.IO // by slot index
 }
 
 // hipriPoll is the busy-poll window of hipri: far longer than a round
@@ -117,6 +121,7 @@ func boolOpt(opts map[string]string, k string) (bool, error) {
 // options are the engine options of a job.
 type options struct {
 	hdrDigest, dataDigest, hipri bool
+	polled                       bool
 	reconnectDelay, ctrlLossTmo  time.Duration
 	busyPoll                     time.Duration
 }
@@ -124,7 +129,8 @@ type options struct {
 func parseOptions(m map[string]string) (options, error) {
 	var o options
 	var errs []error
-	for k, p := range map[string]*bool{"hdr_digest": &o.hdrDigest, "data_digest": &o.dataDigest, "hipri": &o.hipri} {
+	o.polled = true
+	for k, p := range map[string]*bool{"hdr_digest": &o.hdrDigest, "data_digest": &o.dataDigest, "hipri": &o.hipri, "polled": &o.polled} {
 		v, err := boolOpt(m, k)
 		*p, errs = v, append(errs, err)
 	}
@@ -167,7 +173,7 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 	ctrl, err := initiator.Connect(ctx, initiator.Config{
 		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
 		ReconnectDelay: o.reconnectDelay, CtrlLossTimeout: o.ctrlLossTmo,
-		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll,
+		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll, Polled: o.polled,
 			DHCHAPSecret: cfg.Options["dhchap_secret"], DHCHAPCtrlSecret: cfg.Options["dhchap_ctrl_secret"]},
 	})
 	if err != nil {
@@ -193,6 +199,7 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 	e.tries = make([]int, depth)
 	e.ios = make([]*bench.IO, depth)
 	e.done = make(chan *initiator.Request, depth)
+	e.ready = func() bool { return len(e.done) >= e.want }
 	e.staged = make([]*bench.IO, 0, depth)
 	e.batch = make([]*initiator.Request, 0, depth)
 	for i := range e.reqs {
@@ -336,7 +343,23 @@ func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, erro
 	}
 	got := 0
 	for got < minEvents && len(events) < cap(events) {
-		if r := <-e.done; !e.resend(r) {
+		var r *initiator.Request
+		select {
+		case r = <-e.done:
+		default:
+			if e.q.Polled() {
+				// Completions come while the job polls its queue.
+				e.want = minEvents - got
+				if err := e.q.Poll(e.ready); err == nil || len(e.done) > 0 {
+					continue
+				}
+				// The queue failed: what it had in flight came back, and
+				// what is left was sent on an earlier connection, whose
+				// close delivers it.
+			}
+			r = <-e.done
+		}
+		if !e.resend(r) {
 			events = e.reap(r, events)
 			got++
 		}

@@ -325,63 +325,104 @@ func digestLen(on bool) uint32 {
 // Receive starts the send goroutine, which answers R2Ts, and reads PDUs
 // until the connection fails.
 func (l *link) Receive(q *initiator.Queue) error {
+	l.start(q)
+	for {
+		if err := l.recvPDU(); err != nil {
+			return err
+		}
+	}
+}
+
+// start readies the receive side of q: the send goroutine that answers
+// R2Ts (the receive side never blocks on the socket's send buffer).
+func (l *link) start(q *initiator.Queue) {
 	l.q = q
 	l.wg.Add(1)
 	go l.sendLoop()
-	for {
-		ch, err := l.br.Peek(nvmeof.CHSize)
-		if err != nil {
-			return l.readError(err)
-		}
-		h, _ := nvmeof.ParseHeader(ch)
-		lay, err := h.Check(l.hdgst, l.ddgst, maxRecvPLen)
-		if err != nil {
-			l.terminate(err, ch)
-			return fmt.Errorf("queue %d: bad PDU from the controller: %w", l.qid, err)
-		}
-		hl := int(h.HLen)
-		if lay.HDigest {
-			hl += nvmeof.DigestSize
-		}
-		b, err := l.br.Peek(hl)
-		if err != nil {
-			return l.readError(err)
-		}
-		if lay.HDigest {
-			if want, got := nvmeof.Digest(b[:h.HLen]), nvmeof.GetDigest(b[h.HLen:]); want != got {
-				ferr := &nvmeof.FatalError{FES: nvmeof.FESHeaderDigest, Msg: fmt.Sprintf("header digest %#08x, computed %#08x", got, want)}
-				l.terminate(ferr, b[:h.HLen])
-				return fmt.Errorf("queue %d: PDU type %#x: %w", l.qid, h.Type, ferr)
-			}
-		}
-		switch h.Type {
-		case nvmeof.PDUCapsuleRsp:
-			cqe := *nvmeof.CQEView(b[nvmeof.CHSize:])
-			l.br.Discard(hl)
-			if err := l.complete(&cqe); err != nil {
-				return err
-			}
-		case nvmeof.PDUC2HData:
-			dp, _ := nvmeof.DecodeDataPDU(b)
-			l.br.Discard(hl)
-			if err := l.c2hData(h, lay, dp, hl); err != nil {
-				return err
-			}
-		case nvmeof.PDUR2T:
-			dp, _ := nvmeof.DecodeDataPDU(b)
-			l.br.Discard(hl)
-			if err := l.r2t(dp); err != nil {
-				return err
-			}
-		case nvmeof.PDUC2HTermReq:
-			t, _ := nvmeof.DecodeTermReq(b)
-			return fmt.Errorf("queue %d: controller terminated the connection: C2HTermReq FES %#x FEI %d", l.qid, t.FES, t.FEI)
-		default:
-			ferr := &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, Msg: fmt.Sprintf("unexpected PDU type %#x from a controller", h.Type)}
-			l.terminate(ferr, b[:h.HLen])
-			return fmt.Errorf("queue %d: %w", l.qid, ferr)
+}
+
+var _ initiator.PollLink = (*link)(nil)
+
+// Poll runs the receive side on the caller's goroutine
+// (initiator.PollLink): it reads and handles PDUs, blocking for the
+// socket, until ready says to stop, then handles the whole PDUs already
+// buffered without reading the socket again.
+func (l *link) Poll(q *initiator.Queue, ready func() bool) error {
+	if l.q == nil {
+		l.start(q)
+	}
+	for !ready() {
+		if err := l.recvPDU(); err != nil {
+			return err
 		}
 	}
+	for l.pduBuffered() {
+		if err := l.recvPDU(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pduBuffered reports whether the read buffer holds a whole PDU, which
+// recvPDU then handles without reading the socket.
+func (l *link) pduBuffered() bool {
+	n := l.br.Buffered()
+	if n < nvmeof.CHSize {
+		return false
+	}
+	ch, _ := l.br.Peek(nvmeof.CHSize)
+	h, _ := nvmeof.ParseHeader(ch)
+	return uint64(h.PLen) <= uint64(n)
+}
+
+// recvPDU reads one PDU and acts on it.
+func (l *link) recvPDU() error {
+	ch, err := l.br.Peek(nvmeof.CHSize)
+	if err != nil {
+		return l.readError(err)
+	}
+	h, _ := nvmeof.ParseHeader(ch)
+	lay, err := h.Check(l.hdgst, l.ddgst, maxRecvPLen)
+	if err != nil {
+		l.terminate(err, ch)
+		return fmt.Errorf("queue %d: bad PDU from the controller: %w", l.qid, err)
+	}
+	hl := int(h.HLen)
+	if lay.HDigest {
+		hl += nvmeof.DigestSize
+	}
+	b, err := l.br.Peek(hl)
+	if err != nil {
+		return l.readError(err)
+	}
+	if lay.HDigest {
+		if want, got := nvmeof.Digest(b[:h.HLen]), nvmeof.GetDigest(b[h.HLen:]); want != got {
+			ferr := &nvmeof.FatalError{FES: nvmeof.FESHeaderDigest, Msg: fmt.Sprintf("header digest %#08x, computed %#08x", got, want)}
+			l.terminate(ferr, b[:h.HLen])
+			return fmt.Errorf("queue %d: PDU type %#x: %w", l.qid, h.Type, ferr)
+		}
+	}
+	switch h.Type {
+	case nvmeof.PDUCapsuleRsp:
+		cqe := *nvmeof.CQEView(b[nvmeof.CHSize:])
+		l.br.Discard(hl)
+		return l.complete(&cqe)
+	case nvmeof.PDUC2HData:
+		dp, _ := nvmeof.DecodeDataPDU(b)
+		l.br.Discard(hl)
+		return l.c2hData(h, lay, dp, hl)
+	case nvmeof.PDUR2T:
+		dp, _ := nvmeof.DecodeDataPDU(b)
+		l.br.Discard(hl)
+		return l.r2t(dp)
+	case nvmeof.PDUC2HTermReq:
+		t, _ := nvmeof.DecodeTermReq(b)
+		return fmt.Errorf("queue %d: controller terminated the connection: C2HTermReq FES %#x FEI %d", l.qid, t.FES, t.FEI)
+	}
+	ferr := &nvmeof.FatalError{FES: nvmeof.FESInvalidHeader, Msg: fmt.Sprintf("unexpected PDU type %#x from a controller", h.Type)}
+	l.terminate(ferr, b[:h.HLen])
+	return fmt.Errorf("queue %d: %w", l.qid, ferr)
 }
 
 func (l *link) readError(err error) error {

@@ -83,8 +83,19 @@ func fastReconnect(lossTmo time.Duration) func(*initiator.Config) {
 // (those in flight are retried on the new connection), the data read back
 // is what was written, and the controller has a new controller ID.
 func TestReconnect(t *testing.T) {
+	t.Run("receive goroutines", func(t *testing.T) { testReconnect(t, false) })
+	t.Run("polled queues", func(t *testing.T) { testReconnect(t, true) })
+}
+
+func testReconnect(t *testing.T, polled bool) {
 	r := startRestartable(t)
-	c := connect(t, r.target(), fastReconnect(time.Minute))
+	c := connect(t, r.target(), func(c *initiator.Config) {
+		fastReconnect(time.Minute)(c)
+		c.Polled = polled
+	})
+	if got := c.Queues()[0].Polled(); got != polled {
+		t.Fatalf("queue polled %v, want %v", got, polled)
+	}
 	ns := openNS(t, c, 1)
 	old := c.CntlID()
 	const workers, rounds, size = 4, 60, 64 << 10
