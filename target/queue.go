@@ -32,6 +32,9 @@ type Queue struct {
 	authRequired bool
 	authFailures int
 	authAttempts int // transactions started before the queue authenticated
+	// tls is the PSK identity of a TLS connection (tls.go), set by the
+	// transport before the first command; nil for a plain one.
+	tls *TLSIdentity
 
 	sqhd uint16 // owned by the queue's goroutine
 }
@@ -243,6 +246,15 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	qid, sqsize := r.Cmd.QID(), r.Cmd.SQSize()
 	log := q.log.With("subsys", d.SubNQN, "host", d.HostNQN, "qid", qid)
 	q.log = log
+	if id := q.tls; id != nil {
+		// The PSK proved who the host is: it must be who it says.
+		if d.HostNQN != id.HostNQN {
+			return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffHostNQN, "host NQN %q is not the %q of the TLS PSK identity: a host must connect with its own key", d.HostNQN, id.HostNQN)
+		}
+		if d.SubNQN != id.SubNQN {
+			return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffSubNQN, "subsystem %q is not the %q of the TLS PSK identity: the host must use the key made for this subsystem", d.SubNQN, id.SubNQN)
+		}
+	}
 	s := t.Subsystem(d.SubNQN)
 	if s == nil {
 		return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffSubNQN, "subsystem %q not found", d.SubNQN)
@@ -250,6 +262,12 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	allowed, keys := s.hostAccess(d.HostNQN)
 	if !allowed {
 		return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffHostNQN, "host %q not allowed on %s", d.HostNQN, d.SubNQN)
+	}
+	if q.tls != nil {
+		// As the Linux target: TLS authenticated the host.
+		keys = nil
+	} else if _, ok := s.hostTLS(d.HostNQN); ok && !s.discovery {
+		return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffHostNQN, "host %q has a tls_key on %s, so it must connect over TLS (nvme connect --tls), on a listener with tls=required or tls=optional", d.HostNQN, d.SubNQN)
 	}
 	if sqsize == 0 || int(sqsize) >= t.opts.MaxQueueDepth {
 		return fail(nvmeof.StatusConnectInvalidParam, false, 44, "SQSIZE %d outside 1..%d", sqsize, t.opts.MaxQueueDepth-1)
@@ -296,7 +314,7 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	r.Rsp.SetDW0(dw0)
 	t.Stats.Connects.Add(1)
 	if qid == 0 {
-		q.log.Info("admin queue connected", "sqsize", q.size, "kato", time.Duration(r.Cmd.KATO())*time.Millisecond, "authenticate", q.authRequired)
+		q.log.Info("admin queue connected", "sqsize", q.size, "kato", time.Duration(r.Cmd.KATO())*time.Millisecond, "authenticate", q.authRequired, "tls", q.tls != nil)
 	} else {
 		q.log.Debug("I/O queue connected", "sqsize", q.size, "sq_flow_control", !q.sqFlowDisabled)
 	}

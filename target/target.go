@@ -229,6 +229,9 @@ type SubsystemConfig struct {
 	// Keys are DH-HMAC-CHAP secrets by host NQN: a host with keys must
 	// authenticate, and is allowed.
 	Keys map[string]HostKeys
+	// TLSKeys are configured TLS PSKs by host NQN (tls.go): a host with
+	// one is allowed, over TLS only.
+	TLSKeys map[string]dhchap.PSK
 }
 
 // Subsystem is an NVM subsystem: namespaces and the hosts allowed to use them.
@@ -242,6 +245,7 @@ type Subsystem struct {
 	ctrls   map[*Controller]struct{} // guarded by mu
 	hosts   map[string]bool          // guarded by mu
 	keys    map[string]HostKeys      // guarded by mu
+	tlsKeys map[string]dhchap.PSK    // guarded by mu
 	anyHost bool                     // guarded by mu
 }
 
@@ -261,6 +265,7 @@ func (tb *nsTable) get(id uint32) *Namespace {
 
 func newSubsystem(t *Target, cfg SubsystemConfig) *Subsystem {
 	s := &Subsystem{t: t, cfg: cfg, ctrls: map[*Controller]struct{}{}}
+	s.tlsKeys = maps.Clone(cfg.TLSKeys)
 	s.setHosts(cfg.AllowAnyHost, cfg.AllowedHosts, cfg.Keys)
 	s.ns.Store(&nsTable{byID: map[uint32]*Namespace{}})
 	return s
@@ -429,7 +434,8 @@ func (s *Subsystem) AllowHost(hostNQN string) {
 // It applies to new connections; controllers already connected stay, as
 // with the Linux nvmet target.
 // Keys (by host NQN) are the DH-HMAC-CHAP secrets of hosts that must
-// authenticate; those hosts are allowed too.
+// authenticate; those hosts are allowed too. The hosts' TLS keys stay as
+// they are (SetHostsTLS replaces them too).
 func (s *Subsystem) SetHosts(anyHost bool, hosts []string, keys map[string]HostKeys) {
 	s.mu.Lock()
 	s.setHosts(anyHost, hosts, keys)
@@ -437,9 +443,20 @@ func (s *Subsystem) SetHosts(anyHost bool, hosts []string, keys map[string]HostK
 	s.t.discoveryChanged()
 }
 
+// SetHostsTLS is SetHosts that also replaces the hosts' TLS keys (by host
+// NQN; those hosts are allowed too, over TLS only), in one step. Keys take
+// effect for new connections.
+func (s *Subsystem) SetHostsTLS(anyHost bool, hosts []string, keys map[string]HostKeys, tlsKeys map[string]dhchap.PSK) {
+	s.mu.Lock()
+	s.tlsKeys = maps.Clone(tlsKeys)
+	s.setHosts(anyHost, hosts, keys)
+	s.mu.Unlock()
+	s.t.discoveryChanged()
+}
+
 func (s *Subsystem) setHosts(anyHost bool, hosts []string, keys map[string]HostKeys) {
 	s.anyHost = anyHost
-	s.hosts = make(map[string]bool, len(hosts)+len(keys))
+	s.hosts = make(map[string]bool, len(hosts)+len(keys)+len(s.tlsKeys))
 	for _, h := range hosts {
 		s.hosts[h] = true
 	}
@@ -447,6 +464,17 @@ func (s *Subsystem) setHosts(anyHost bool, hosts []string, keys map[string]HostK
 	for h := range keys {
 		s.hosts[h] = true
 	}
+	for h := range s.tlsKeys {
+		s.hosts[h] = true
+	}
+}
+
+// hostTLS returns the host's configured TLS PSK on the subsystem, if any.
+func (s *Subsystem) hostTLS(hostNQN string) (dhchap.PSK, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.tlsKeys[hostNQN]
+	return p, ok
 }
 
 // hostAllowed reports whether a host may connect.
@@ -694,11 +722,13 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 				TrType:  p.TrType,
 				AdrFam:  nvmeof.AdrFamFor(addr),
 				SubType: nvmeof.SubTypeNVM,
-				// Not specified, as Linux nvmet on a port without TLS:
+				// Not specified on a port without TLS, as Linux nvmet:
 				// libnvme 1.x (nvme-cli 2.x connect-all) reads "required"
 				// or "not required" on TCP as TLS support, and kernels
-				// without TLS refuse the connect.
-				TReq:    nvmeof.TReqSecureChannelNotSpecified,
+				// without TLS refuse the connect. A TLS port says
+				// required or not required, and TLS 1.3 in TSAS.
+				TReq:    p.TReq,
+				SecType: p.SecType,
 				PortID:  p.ID,
 				CntlID:  nvmeof.CntlIDDynamic,
 				ASQSZ:   32,

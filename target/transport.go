@@ -33,6 +33,10 @@ type PortInfo struct {
 	Addr           netip.AddrPort
 	InlineDataSize int // in-capsule data the transport accepts on I/O queues
 	MaxH2CData     int
+	// TReq and SecType are the discovery log entry's secure channel
+	// requirement (nvmeof.TReqSecureChannel*, 0: not specified) and, for
+	// NVMe/TCP, TSAS security type (nvmeof.SecType*, 0: none).
+	TReq, SecType uint8
 }
 
 // Transport limits the core reports in Identify Controller.

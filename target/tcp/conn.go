@@ -111,10 +111,15 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		log: l.log.With("peer", nc.RemoteAddr().String()),
 	}
 	c.bw.Timeout = l.opts.SendTimeout
-	// Polled while there is nothing to read, for up to BusyPoll, unless
-	// another connection of the listener has input.
-	rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
-	c.rd, c.br, c.leave = rd, bufio.NewReaderSize(rd, smallBuf), leave
+	if l.opts.TLS == TLSOff {
+		// Polled while there is nothing to read, for up to BusyPoll, unless
+		// another connection of the listener has input.
+		rd, leave := busypoll.NewReader(&l.poll, nc, l.opts.BusyPoll, nil)
+		c.rd, c.br, c.leave = rd, bufio.NewReaderSize(rd, smallBuf), leave
+	} else {
+		// startTLS sets up the reading.
+		c.rd, c.leave = nc, func() {}
+	}
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
 	c.bufs = l.t.HostBuffers(hostAddr(nc.RemoteAddr()))
 	c.inline = c.q.InlineDataSize(target.InCapsuleData)
@@ -208,6 +213,11 @@ func errOrEOF(err error) error {
 }
 
 func (c *conn) run() error {
+	if c.l.opts.TLS != TLSOff {
+		if err := c.startTLS(); err != nil {
+			return err
+		}
+	}
 	if err := c.initConnection(); err != nil {
 		return c.fail(err)
 	}

@@ -60,7 +60,11 @@ type Options struct {
 	// listener has input (Go's scheduler looks for network input only
 	// when it has nothing else to run).
 	BusyPoll time.Duration
-	Logger   *slog.Logger
+	// TLS says whether connections use TLS 1.3 with a PSK (tls.go): off
+	// (the default), optional or required. The keys are the core's
+	// (Target.TLSKey); the TLS handshake must end within ICTimeout.
+	TLS    TLSMode
+	Logger *slog.Logger
 }
 
 // Listener is an NVMe/TCP port of a target.
@@ -81,6 +85,11 @@ type Listener struct {
 	Accepted       atomic.Uint64
 	Rejected       atomic.Uint64 // closed at accept: over MaxConns or MaxConnsPerAddr
 	ProtocolErrors atomic.Uint64
+	// TLSHandshakes and TLSFailures count TLS handshakes that succeeded
+	// and failed (unknown identity, wrong key, timeout, not TLS);
+	// PlainRefused counts plain connections closed by a TLSRequired
+	// listener.
+	TLSHandshakes, TLSFailures, PlainRefused atomic.Uint64
 }
 
 // Listen starts serving NVMe/TCP on addr ("127.0.0.1:4420", ":4420").
@@ -109,6 +118,9 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	if opts.Logger == nil {
 		opts.Logger = t.Logger()
 	}
+	if opts.TLS < TLSOff || opts.TLS > TLSRequired {
+		return nil, fmt.Errorf("nvme/tcp: %v: want TLSOff, TLSOptional or TLSRequired", opts.TLS)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("nvme/tcp: listen on %s: %w", addr, err)
@@ -120,17 +132,22 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	}
 	l := &Listener{t: t, ln: ln, opts: opts, log: opts.Logger.With("trtype", "tcp", "listen", ln.Addr().String())}
 	l.limits.Max, l.limits.PerAddr = opts.MaxConns, opts.MaxConnsPerAddr
+	treq, sectype := opts.TLS.treq()
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		InlineDataSize: target.InCapsuleData, MaxH2CData: opts.MaxH2CData,
+		TReq: treq, SecType: sectype,
 	})
 	go l.accept(l.conns.Track())
-	l.log.Info("listening")
+	l.log.Info("listening", "tls", opts.TLS.String())
 	return l, nil
 }
 
 // Addr is the address the listener is bound to.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// TLS is the listener's TLS mode.
+func (l *Listener) TLS() TLSMode { return l.opts.TLS }
 
 // LogSuppressed is how many connection-limit log lines were held back.
 func (l *Listener) LogSuppressed() uint64 { return l.capLog.Suppressed() }
