@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/flashpath/flashpath/internal/dhchap"
 )
 
 // Default ports (NVMe/TCP 1.0 §7.4.9.1): I/O controllers listen on 4420,
@@ -36,6 +38,14 @@ type Options struct {
 	// --dhchap-ctrl-secret).
 	DHCHAPSecret     string
 	DHCHAPCtrlSecret string
+	// TLSKey secures every NVMe/TCP connection with TLS 1.3 (nvme connect
+	// --tls): the configured PSK in the interchange format
+	// ("NVMeTLSkey-1:XX:...:", from nvme gen-tls-key) that the target
+	// holds for this host. The connection offers the PSK identities of
+	// NVMe/TCP 1.0c ("NVMe0RXX <host NQN> <subsystem NQN>", which Linux
+	// 6.12 uses) and of TP 8018 (with a digest), derived from the host and
+	// subsystem NQNs. Not for NVMe/RDMA.
+	TLSKey string
 	// HeaderDigest and DataDigest ask for CRC32C digests (ICReq).
 	HeaderDigest bool
 	DataDigest   bool
@@ -139,6 +149,11 @@ func (o *Options) setDefaults() error {
 	}
 	if _, err := o.parseAuth(); err != nil {
 		return err
+	}
+	if o.TLSKey != "" {
+		if _, err := dhchap.ParsePSK(o.TLSKey); err != nil {
+			return fmt.Errorf("TLSKey: %w", err)
+		}
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second

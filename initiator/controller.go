@@ -183,6 +183,9 @@ func (cfg *Config) transport(defaultPort string) (Transport, string, error) {
 		}
 		return tr, addr, nil
 	}
+	if cfg.TLSKey != "" && name != "tcp" {
+		return nil, "", fmt.Errorf("%s: TLS secures NVMe/TCP only: drop the TLS key, or connect over tcp://", cfg.Addr)
+	}
 	tr, err := transportFor(name)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", cfg.Addr, err)
@@ -232,6 +235,7 @@ func (c *Controller) connectAdmin(ctx context.Context, s *session, subnqn string
 	q, err := dial(dctx, c.tr, QueueParams{
 		Addr: c.addr, QID: 0, Depth: adminDepth - 1,
 		HDigest: c.cfg.HeaderDigest, DDigest: c.cfg.DataDigest, Log: c.log,
+		TLSKey: c.cfg.TLSKey, HostNQN: c.cfg.HostNQN, SubNQN: subnqn,
 		timeout: c.cfg.AdminTimeout, onDead: s.queueFailed,
 	})
 	if err != nil {
@@ -522,6 +526,7 @@ func (c *Controller) connectIO(ctx context.Context, s *session, qid uint16, dept
 	q, err := dial(dctx, c.tr, QueueParams{
 		Addr: c.addr, QID: qid, Depth: depth, CntlID: s.cntlID, ICD: icd,
 		HDigest: c.cfg.HeaderDigest, DDigest: c.cfg.DataDigest, BusyPoll: c.cfg.BusyPoll, Polled: c.cfg.Polled, Log: c.log,
+		TLSKey: c.cfg.TLSKey, HostNQN: c.cfg.HostNQN, SubNQN: c.cfg.SubNQN,
 		timeout: c.cfg.IOTimeout, onDead: s.queueFailed,
 	})
 	if err != nil {

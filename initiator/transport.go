@@ -89,7 +89,11 @@ type QueueParams struct {
 	// Polled asks for a queue without a receive goroutine, whose users
 	// poll it (Options.Polled); a Link that is not a PollLink ignores it.
 	Polled bool
-	Log    *slog.Logger
+	// TLSKey (Options.TLSKey, already checked) secures an NVMe/TCP
+	// connection with TLS; its PSK identities name HostNQN and SubNQN.
+	TLSKey          string
+	HostNQN, SubNQN string
+	Log             *slog.Logger
 
 	timeout time.Duration
 	onDead  func(error) // called once when the queue fails

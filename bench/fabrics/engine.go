@@ -7,15 +7,19 @@
 //
 // Engine options: hdr_digest=1, data_digest=1 (TCP), hostnqn=NQN,
 // dhchap_secret=DHHC-1:... and dhchap_ctrl_secret=DHHC-1:... (DH-HMAC-CHAP,
-// as nvme connect's --dhchap-secret and --dhchap-ctrl-secret), the host's
-// reconnect settings reconnect_delay=2s, ctrl_loss_tmo=60s (0: none), and
-// (TCP) polled completions: busy_poll=50us keeps polling the connection that
-// long before its receive side sleeps (default: the host's, 50us, while at
-// most 4 commands are in flight; 0 turns it off), and hipri, as over the
-// kernel host's poll queues, polls while I/O is in flight (busy_poll=1ms
-// unless given). As
-// fio over the kernel host, a job rides through a lost connection: the I/O
-// in flight waits for the reconnect and is sent again on the new queue.
+// as nvme connect's --dhchap-secret and --dhchap-ctrl-secret),
+// tls_key=NVMeTLSkey-1:... (TCP: TLS 1.3 with this PSK, as nvme connect
+// --tls), the host's reconnect settings reconnect_delay=2s,
+// ctrl_loss_tmo=60s (0: none), and (TCP) how completions are reaped:
+// polled=1 (the default) has the job's own goroutine read its connection,
+// as SPDK's host and fio's polled engines do (polled=0: the host's receive
+// goroutine hands completions over); busy_poll=50us keeps polling the
+// connection that long before the reader sleeps (default: the host's,
+// 50us, while at most 4 commands are in flight; 0 turns it off), and
+// hipri, as over the kernel host's poll queues, polls while I/O is in
+// flight (busy_poll=1ms unless given). As fio over the kernel host, a job
+// rides through a lost connection: the I/O in flight waits for the
+// reconnect and is sent again on the new queue.
 package fabrics
 
 import (
@@ -33,7 +37,7 @@ import (
 )
 
 func init() {
-	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri", "polled")
+	bench.RegisterEngine("nvme-tcp", open, "hdr_digest", "data_digest", "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo", "busy_poll", "hipri", "polled", "tls_key")
 	bench.RegisterBoolOptions("nvme-tcp", "hdr_digest", "data_digest", "hipri", "polled")
 	bench.RegisterEngine("nvme-rdma", openRDMA, "hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "reconnect_delay", "ctrl_loss_tmo")
 }
@@ -174,7 +178,7 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
 		ReconnectDelay: o.reconnectDelay, CtrlLossTimeout: o.ctrlLossTmo,
 		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll, Polled: o.polled,
-			DHCHAPSecret: cfg.Options["dhchap_secret"], DHCHAPCtrlSecret: cfg.Options["dhchap_ctrl_secret"]},
+			DHCHAPSecret: cfg.Options["dhchap_secret"], DHCHAPCtrlSecret: cfg.Options["dhchap_ctrl_secret"], TLSKey: cfg.Options["tls_key"]},
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,8 @@ type hostFlags struct {
 	ddgst   bool
 	dhchap  string
 	dhctrl  string
+	tls     bool
+	tlsKey  string
 }
 
 func (h *hostFlags) add(cmd *cobra.Command) {
@@ -33,6 +35,8 @@ func (h *hostFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&h.ddgst, "data-digest", false, "enable NVMe/TCP data digests")
 	fl.StringVar(&h.dhchap, "dhchap-secret", "", "the host's DH-HMAC-CHAP secret (DHHC-1:XX:...:, from nvme gen-dhchap-key), for targets that require authentication; or @FILE to read it from a file")
 	fl.StringVar(&h.dhctrl, "dhchap-ctrl-secret", "", "the controller's DH-HMAC-CHAP secret: the target must prove it holds it (bidirectional authentication); or @FILE")
+	fl.BoolVar(&h.tls, "tls", false, "secure NVMe/TCP connections with TLS 1.3 (needs --tls-key)")
+	fl.StringVar(&h.tlsKey, "tls-key", "", "the host's TLS PSK (NVMeTLSkey-1:XX:...:, from nvme gen-tls-key), as the target holds it for this host; implies --tls; or @FILE")
 }
 
 // secretArg is a secret given on the command line, or @FILE.
@@ -57,6 +61,12 @@ func (h *hostFlags) options() (initiator.Options, error) {
 	}
 	if o.DHCHAPCtrlSecret, err = secretArg("dhchap-ctrl-secret", h.dhctrl); err != nil {
 		return o, err
+	}
+	if o.TLSKey, err = secretArg("tls-key", h.tlsKey); err != nil {
+		return o, err
+	}
+	if h.tls && o.TLSKey == "" {
+		return o, fmt.Errorf("--tls: give the host's PSK with --tls-key (flashpath's host does not read the kernel keyring; nvme gen-tls-key prints a key)")
 	}
 	if h.hostID != "" {
 		id, err := initiator.ParseHostID(h.hostID)

@@ -90,6 +90,11 @@ func (Transport) DialQueue(ctx context.Context, p initiator.QueueParams) (initia
 			return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
 		}
 	}
+	if p.TLSKey != "" {
+		if nc, err = startTLS(ctx, nc, p); err != nil {
+			return nil, err
+		}
+	}
 	return newLink(ctx, nc, p)
 }
 
@@ -110,6 +115,7 @@ type link struct {
 	bw    *bufio.Writer // guarded by the queue's send lock
 	hdgst bool
 	ddgst bool
+	tls   bool // nc is a TLS connection
 	cpda  uint8
 	// maxH2C is the controller's MAXH2CDATA.
 	maxH2C uint32
@@ -171,6 +177,7 @@ func newLink(ctx context.Context, nc net.Conn, p initiator.QueueParams) (*link, 
 		bw:      bufio.NewWriterSize(nc, writeBufSize),
 		hdgst:   p.HDigest,
 		ddgst:   p.DDigest,
+		tls:     p.TLSKey != "",
 		icd:     p.ICD,
 		slots:   make([]slot, p.Depth),
 		r2tq:    make(chan r2tWork, p.Depth),
@@ -206,6 +213,12 @@ func (l *link) initConnection(ctx context.Context) error {
 		return fmt.Errorf("send ICReq: %w", err)
 	}
 	if _, err := io.ReadFull(l.br, buf[:]); err != nil {
+		if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && !l.tls {
+			if buf[0] == 0x15 { // a TLS alert record
+				return fmt.Errorf("read ICResp: the controller answered with a TLS alert: it requires TLS: give the host's PSK (--tls-key)")
+			}
+			return fmt.Errorf("read ICResp: the controller closed the connection: %w (if the target requires TLS, give the host's PSK: --tls-key)", err)
+		}
 		return fmt.Errorf("read ICResp: %w", err)
 	}
 	if buf[0] == nvmeof.PDUC2HTermReq {

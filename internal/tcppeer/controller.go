@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/flashpath/flashpath/internal/dhchap"
+	"github.com/flashpath/flashpath/internal/tlspsk"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -40,7 +42,11 @@ type Controller struct {
 	// Auth makes every queue authenticate with DH-HMAC-CHAP before
 	// anything else, as SPDK's target does it: an Authentication Receive
 	// returns just the message, with the SUCCESS flag, short of AL.
-	Auth   *dhchap.ControllerConfig
+	Auth *dhchap.ControllerConfig
+	// TLS makes every connection start with a TLS 1.3 handshake, whose
+	// server finds the key of a PSK identity with it; the identities
+	// chosen are listed by TLSIdentities.
+	TLS    func(identity string) (tlspsk.Key, bool)
 	Data   []byte // the namespace
 	genctr uint64
 
@@ -51,6 +57,7 @@ type Controller struct {
 	events int          // guarded by mu: events waiting for an AER
 	wg     sync.WaitGroup
 	conns  []net.Conn // guarded by mu
+	tlsIDs []string   // guarded by mu: identities of the TLS handshakes
 }
 
 type aerPending struct {
@@ -95,6 +102,14 @@ func NewController(t testing.TB, mut func(*Controller)) *Controller {
 // Close stops accepting connections (those open stay until the test ends).
 func (f *Controller) Close() { f.ln.Close() }
 
+// TLSIdentities returns the PSK identities of the TLS handshakes that
+// succeeded, in order.
+func (f *Controller) TLSIdentities() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tlsIDs)
+}
+
 // Addr is the controller's host:port.
 func (f *Controller) Addr() string { return f.ln.Addr().String() }
 
@@ -118,6 +133,16 @@ func (f *Controller) serve() {
 		go func() {
 			defer f.wg.Done()
 			defer nc.Close()
+			if f.TLS != nil {
+				tc, err := tlspsk.Server(nc, &tlspsk.Config{Lookup: f.TLS})
+				if err != nil {
+					return // the host sees the failed handshake
+				}
+				f.mu.Lock()
+				f.tlsIDs = append(f.tlsIDs, tc.Identity())
+				f.mu.Unlock()
+				nc = tc
+			}
 			// A host that fails the connection resets it: that is no violation.
 			fc := &ctrlConn{f: f, nc: nc, br: bufio.NewReader(nc), pending: map[uint16]*ctrlWrite{}}
 			// run returns only when the connection ends.

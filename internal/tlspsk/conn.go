@@ -468,6 +468,11 @@ func (c *Conn) readRecord() error {
 	hdr := in.raw[in.r : in.r+recordHeaderLen]
 	typ := hdr[0]
 	n := int(hdr[3])<<8 | int(hdr[4])
+	// Checked before waiting for the body: a peer that is not speaking
+	// TLS (a plain NVMe/TCP ICReq starts 0x00 0x00 0x80) is told at once.
+	if typ < recordChangeCipherSpec || typ > recordApplicationData || hdr[1] != 3 {
+		return c.fail(alertUnexpectedMessage, nil, "read: record type %d, version %#02x%02x: the peer is not speaking TLS", typ, hdr[1], hdr[2])
+	}
 	if n > maxCiphertext {
 		return c.fail(alertRecordOverflow, nil, "read: record of %d bytes, over the %d of RFC 8446 §5.2 (is the peer speaking TLS?)", n, maxCiphertext)
 	}

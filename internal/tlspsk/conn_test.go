@@ -306,6 +306,25 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// A peer that is not speaking TLS (a plain NVMe/TCP ICReq, whose first
+// five bytes pass for a record header with a length longer than what
+// follows) fails the handshake at once, not at its timeout.
+func TestNotTLS(t *testing.T) {
+	cc, sc := net.Pipe()
+	defer cc.Close()
+	icreq := make([]byte, 128)
+	icreq[2], icreq[4] = 128, 128 // type 0x00 ICReq, HLEN 128, PLEN 128
+	go func() {
+		cc.Write(icreq)
+		io.Copy(io.Discard, cc)
+	}()
+	_, err := Server(sc, &Config{Lookup: lookupOf(), HandshakeTimeout: time.Hour})
+	var ae *AlertError
+	if !errors.As(err, &ae) || ae.Alert != uint8(alertUnexpectedMessage) || !strings.Contains(err.Error(), "not speaking TLS") {
+		t.Fatalf("Server: %v", err)
+	}
+}
+
 // A peer that says nothing fails the handshake at HandshakeTimeout, and
 // the error says so.
 func TestHandshakeTimeout(t *testing.T) {
