@@ -20,6 +20,8 @@ type targetFlags struct {
 	nqn        string
 	namespaces []string
 	allowHosts []string
+	tls        string
+	tlsKeyFile string
 	busyPoll   time.Duration
 	daemonFlags
 }
@@ -39,6 +41,8 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 		Example: `  flashpath target
   flashpath target --listen tcp://0.0.0.0:4420 --nqn nqn.2026-11.io.example:ssd \
       --namespace file:/srv/ns1.img:64GiB --namespace null:1TiB
+  flashpath target --listen tcp://0.0.0.0:4420 --tls required \
+      --allow-host nqn.2014-08.org.nvmexpress:uuid:... --tls-key-file /etc/flashpath/keys/host.psk
   flashpath target --config /etc/flashpath/target.yaml`,
 		Args: cobra.NoArgs,
 		RunE: daemonRunE(&f.daemonFlags, f.toConfig, runTarget),
@@ -49,6 +53,8 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
+	fl.StringVar(&f.tls, "tls", "off", "TLS 1.3 with PSKs on the tcp:// listeners: required (TLS only), optional (TLS or plain, as each host starts) or off (config: tcp://HOST:PORT?tls=required)")
+	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "file holding the TLS PSK (nvme gen-tls-key, NVMeTLSkey-1:...) of the --allow-host hosts, which then connect over TLS only (config: allowed_hosts tls_key_file)")
 	fl.DurationVar(&f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
@@ -56,10 +62,11 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 
 func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	quick := cmd.Flags().Changed("listen") || cmd.Flags().Changed("nqn") ||
-		cmd.Flags().Changed("namespace") || cmd.Flags().Changed("allow-host")
+		cmd.Flags().Changed("namespace") || cmd.Flags().Changed("allow-host") ||
+		cmd.Flags().Changed("tls") || cmd.Flags().Changed("tls-key-file")
 	if f.config != "" {
 		if quick {
-			return nil, fmt.Errorf("--config cannot be combined with --listen, --nqn, --namespace or --allow-host: put them in the file")
+			return nil, fmt.Errorf("--config cannot be combined with --listen, --nqn, --namespace, --allow-host, --tls or --tls-key-file: put them in the file (tcp://HOST:PORT?tls=required, allowed_hosts tls_key_file)")
 		}
 		cfg, err := server.Load(f.config)
 		if err != nil {
@@ -79,10 +86,20 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	if len(f.listen) > 0 {
 		cfg.Listeners = f.listen
 	}
+	if f.tls != "off" {
+		for i, l := range cfg.Listeners {
+			if !strings.HasPrefix(l, "rdma://") && !strings.Contains(l, "?") {
+				cfg.Listeners[i] = l + "?tls=" + f.tls
+			}
+		}
+	}
 	ss := &cfg.Subsystems[0]
 	ss.NQN = f.nqn
+	if f.tlsKeyFile != "" && len(f.allowHosts) == 0 {
+		return nil, fmt.Errorf("--tls-key-file is the key of the --allow-host hosts: name them (a host's NQN is in its /etc/nvme/hostnqn)")
+	}
 	for _, h := range f.allowHosts {
-		ss.AllowedHosts = append(ss.AllowedHosts, server.HostConfig{NQN: h})
+		ss.AllowedHosts = append(ss.AllowedHosts, server.HostConfig{NQN: h, TLSKeyFile: f.tlsKeyFile})
 	}
 	if len(f.namespaces) > 0 {
 		ss.Namespaces = nil
@@ -109,19 +126,26 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 		return err
 	}
 	out := cmd.OutOrStdout()
-	type port struct{ trtype, addr string }
+	type port struct {
+		trtype, addr string
+		tls          bool
+	}
 	var ports []port
 	for _, ln := range srv.Listeners {
-		ports = append(ports, port{"tcp", ln.Addr().String()})
+		ports = append(ports, port{"tcp", ln.Addr().String(), ln.TLS().String() != "off"})
 	}
 	for _, ln := range srv.RDMA {
-		ports = append(ports, port{"rdma", ln.Addr().String()})
+		ports = append(ports, port{"rdma", ln.Addr().String(), false})
 	}
 	for _, p := range ports {
 		host, svc := splitHostPort(p.addr)
+		tls := ""
+		if p.tls {
+			tls = " --tls"
+		}
 		for _, ss := range cfg.Subsystems {
 			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.trtype, host, svc)
-			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s\n", p.trtype, host, svc, ss.NQN)
+			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s%s\n", p.trtype, host, svc, ss.NQN, tls)
 			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.trtype, p.trtype, host, svc, ss.NQN)
 		}
 	}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -67,6 +70,9 @@ func TestTargetFlagErrors(t *testing.T) {
 		{"target", "--nqn", "bad"},
 		{"target", "--log-level", "loud"},
 		{"target", "--listen", "udp://1.2.3.4:1"},
+		{"target", "--tls", "maybe"},
+		{"target", "--tls", "required", "--tls-key-file", "x.psk"},
+		{"target", "--config", "x.yaml", "--tls", "required"},
 	} {
 		root := newRootCmd()
 		root.SetOut(io.Discard)
@@ -74,5 +80,32 @@ func TestTargetFlagErrors(t *testing.T) {
 		if err := root.Execute(); err == nil {
 			t.Errorf("%v: no error", args)
 		}
+	}
+}
+
+// TestTargetTLSFlags: --tls required with a host's --tls-key-file serves
+// TLS only: the serving lines say to connect with --tls, and a plain
+// connect is refused.
+func TestTargetTLSFlags(t *testing.T) {
+	const host = "nqn.2014-08.org.nvmexpress:uuid:4c4c4544-0000-1000-8000-00000000c1c1"
+	key := filepath.Join(t.TempDir(), "host.psk")
+	if err := os.WriteFile(key, []byte("NVMeTLSkey-1:01:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"target", "--listen", "tcp://127.0.0.1:0", "--tls", "required", "--allow-host", host, "--tls-key-file", key, "--log-level", "warn"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // serve, print the serving lines, stop
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("target: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^  connect:  nvme connect -t tcp .* --tls$`).MatchString(out.String()) {
+		t.Errorf("serving lines do not say --tls:\n%s", out.String())
+	}
+	nqn, addr := startCLITarget(t, "--tls", "required", "--allow-host", host, "--tls-key-file", key)
+	if out, err := runCLI(t, nil, "io", "--addr", addr, "--nqn", nqn, "--hostnqn", host, "identify"); err == nil {
+		t.Errorf("a plain connect to a TLS-only target succeeded:\n%s", out)
 	}
 }

@@ -14,13 +14,16 @@ import (
 
 // HostConfig is one entry of a subsystem's allowed_hosts: a host NQN
 // alone, or an object that adds the DH-HMAC-CHAP secrets the host must
-// authenticate with (as nvme-cli's `nvme gen-dhchap-key` writes them):
+// authenticate with (as nvme-cli's `nvme gen-dhchap-key` writes them), or
+// the TLS PSK it must connect with (`nvme gen-tls-key`):
 //
 //	allowed_hosts:
 //	  - nqn.2014-08.org.nvmexpress:uuid:...            # no authentication
 //	  - nqn: nqn.2014-08.org.nvmexpress:uuid:...
 //	    dhchap_key_file: /etc/flashpath/keys/host1     # the host proves this
 //	    dhchap_ctrl_key_file: /etc/flashpath/keys/tgt1 # the target proves this, if the host asks
+//	  - nqn: nqn.2014-08.org.nvmexpress:uuid:...
+//	    tls_key_file: /etc/flashpath/keys/host3.psk    # TLS only, with this PSK
 type HostConfig struct {
 	NQN string `json:"nqn"`
 	// DHCHAPKey is the host's secret, "DHHC-1:XX:...:"; DHCHAPKeyFile
@@ -31,8 +34,15 @@ type HostConfig struct {
 	// authenticate the target too (bidirectional); or DHCHAPCtrlKeyFile.
 	DHCHAPCtrlKey     string `json:"dhchap_ctrl_key,omitempty"`
 	DHCHAPCtrlKeyFile string `json:"dhchap_ctrl_key_file,omitempty"`
+	// TLSKey is the host's configured TLS PSK, "NVMeTLSkey-1:XX:...:"
+	// (nvme gen-tls-key); TLSKeyFile names a file holding it instead.
+	// A host with one connects over TLS only, and does not run
+	// DH-HMAC-CHAP there.
+	TLSKey     string `json:"tls_key,omitempty"`
+	TLSKeyFile string `json:"tls_key_file,omitempty"`
 
 	keys *target.HostKeys // resolved by Validate
+	tls  *dhchap.PSK      // resolved by Validate
 }
 
 // UnmarshalJSON takes a bare NQN string or the object form.
@@ -54,7 +64,18 @@ func (h *HostConfig) UnmarshalJSON(b []byte) error {
 
 // resolve reads and parses the host's secrets.
 func (h *HostConfig) resolve() error {
-	h.keys = nil
+	h.keys, h.tls = nil, nil
+	psk, err := readKey("tls_key", h.TLSKey, h.TLSKeyFile, "TLS PSK")
+	if err != nil {
+		return err
+	}
+	if psk != "" {
+		p, err := dhchap.ParsePSK(psk)
+		if err != nil {
+			return fmt.Errorf("tls_key: %w", err)
+		}
+		h.tls = &p
+	}
 	key, err := readSecret("dhchap_key", h.DHCHAPKey, h.DHCHAPKeyFile)
 	if err != nil {
 		return err
@@ -72,23 +93,29 @@ func (h *HostConfig) resolve() error {
 	return nil
 }
 
-func readSecret(field, inline, file string) (*dhchap.Secret, error) {
+// readKey returns a key given inline or in a file (field_file), warning
+// when the file is readable by others; what names the key in the warning.
+func readKey(field, inline, file, what string) (string, error) {
 	if inline != "" && file != "" {
-		return nil, fmt.Errorf("%s and %s_file are both set: choose one", field, field)
+		return "", fmt.Errorf("%s and %s_file are both set: choose one", field, field)
 	}
-	s := inline
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("%s_file: %w", field, err)
-		}
-		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			slog.Warn("DH-HMAC-CHAP secret file is readable by others: chmod 600 it", "file", file, "mode", fi.Mode().Perm().String())
-		}
-		s = strings.TrimSpace(string(b))
+	if file == "" {
+		return inline, nil
 	}
-	if s == "" {
-		return nil, nil
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s_file: %w", field, err)
+	}
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		slog.Warn(what+" file is readable by others: chmod 600 it", "file", file, "mode", fi.Mode().Perm().String())
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func readSecret(field, inline, file string) (*dhchap.Secret, error) {
+	s, err := readKey(field, inline, file, "DH-HMAC-CHAP secret")
+	if err != nil || s == "" {
+		return nil, err
 	}
 	sec, err := dhchap.ParseSecret(s)
 	if err != nil {
@@ -99,12 +126,15 @@ func readSecret(field, inline, file string) (*dhchap.Secret, error) {
 
 // identity is what reload compares: the NQN and the secrets.
 func (h HostConfig) identity() string {
-	if h.keys == nil {
-		return h.NQN
+	id := h.NQN
+	if h.keys != nil {
+		id += " " + h.keys.Key.String()
+		if h.keys.CtrlKey != nil {
+			id += " " + h.keys.CtrlKey.String()
+		}
 	}
-	id := h.NQN + " " + h.keys.Key.String()
-	if h.keys.CtrlKey != nil {
-		id += " " + h.keys.CtrlKey.String()
+	if h.tls != nil {
+		id += " tls " + h.tls.String()
 	}
 	return id
 }

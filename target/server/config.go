@@ -15,6 +15,7 @@ import (
 	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/internal/units"
 	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/tcp"
 )
 
 // DefaultNQN is the subsystem the demo target serves.
@@ -36,7 +37,10 @@ const DefaultBusyPoll = 50 * time.Microsecond
 type Config struct {
 	// Listeners are transport addresses: "tcp://127.0.0.1:4420",
 	// "tcp://[::]:4420", "rdma://192.168.1.10:4420" (an RDMA NIC's or a
-	// soft-RoCE device's address).
+	// soft-RoCE device's address). An NVMe/TCP listener takes TLS 1.3
+	// with PSKs with "?tls=required" (TLS only) or "?tls=optional" (TLS
+	// or plain, as each host starts); the keys are the allowed hosts'
+	// tls_key.
 	Listeners []string `json:"listeners"`
 	// Subsystems to export.
 	Subsystems []SubsystemConfig `json:"subsystems"`
@@ -146,10 +150,13 @@ func (c *Config) Validate() error {
 	if len(c.Listeners) == 0 {
 		errs = append(errs, errors.New("listeners: at least one is needed, e.g. tcp://127.0.0.1:4420"))
 	}
+	tlsListener := false
 	for i, l := range c.Listeners {
-		if _, _, err := ParseListener(l); err != nil {
+		spec, err := parseListener(l)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
 		}
+		tlsListener = tlsListener || spec.tls != tcp.TLSOff
 	}
 	if len(c.Subsystems) == 0 {
 		errs = append(errs, errors.New("subsystems: at least one is needed"))
@@ -198,6 +205,9 @@ func (c *Config) Validate() error {
 			if err := h.resolve(); err != nil {
 				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %w", i, j, err))
 			}
+			if h.tls != nil && !tlsListener {
+				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %s has a tls_key, so it connects over TLS only, but no listener has TLS: add ?tls=required or ?tls=optional to a tcp:// listener", i, j, h.NQN))
+			}
 		}
 		ids := map[uint32]bool{}
 		for j, ns := range s.Namespaces {
@@ -228,26 +238,54 @@ func (c *Config) Validate() error {
 
 // ParseListener splits "tcp://host:port" or "rdma://host:port" into its
 // transport and address. A bare "host:port" means TCP; a missing port
-// means 4420.
+// means 4420. A tcp:// listener may end in "?tls=required",
+// "?tls=optional" or "?tls=off".
 func ParseListener(s string) (trtype, addr string, err error) {
+	l, err := parseListener(s)
+	return l.trtype, l.addr, err
+}
+
+type listenerSpec struct {
+	trtype, addr string
+	tls          tcp.TLSMode
+}
+
+func parseListener(s string) (listenerSpec, error) {
 	if !strings.Contains(s, "://") {
 		s = "tcp://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", "", fmt.Errorf("listener %q: %w", s, err)
+		return listenerSpec{}, fmt.Errorf("listener %q: %w", s, err)
 	}
 	if u.Scheme != "tcp" && u.Scheme != "rdma" {
-		return "", "", fmt.Errorf("listener %q: transport %q is not supported (use tcp://HOST:PORT or rdma://HOST:PORT)", s, u.Scheme)
+		return listenerSpec{}, fmt.Errorf("listener %q: transport %q is not supported (use tcp://HOST:PORT or rdma://HOST:PORT)", s, u.Scheme)
 	}
-	if u.Host == "" || u.Path != "" {
-		return "", "", fmt.Errorf("listener %q: want %s://HOST:PORT", s, u.Scheme)
+	if u.Host == "" || u.Path != "" || u.Fragment != "" {
+		return listenerSpec{}, fmt.Errorf("listener %q: want %s://HOST:PORT", s, u.Scheme)
 	}
-	host := u.Host
+	l := listenerSpec{trtype: u.Scheme, addr: u.Host}
 	if u.Port() == "" {
-		host = strings.TrimSuffix(host, ":") + ":4420"
+		l.addr = strings.TrimSuffix(l.addr, ":") + ":4420"
 	}
-	return u.Scheme, host, nil
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return listenerSpec{}, fmt.Errorf("listener %q: %w", s, err)
+		}
+		for k, v := range q {
+			if k != "tls" || len(v) != 1 {
+				return listenerSpec{}, fmt.Errorf("listener %q: option %q: the one option is tls=required|optional|off", s, k)
+			}
+		}
+		if l.tls, err = tcp.ParseTLSMode(q.Get("tls")); err != nil {
+			return listenerSpec{}, fmt.Errorf("listener %q: %w", s, err)
+		}
+		if l.tls != tcp.TLSOff && l.trtype != "tcp" {
+			return listenerSpec{}, fmt.Errorf("listener %q: TLS is for NVMe/TCP listeners (NVMe/RDMA has none)", s)
+		}
+	}
+	return l, nil
 }
 
 func parseHex16(s string) ([16]byte, error) {

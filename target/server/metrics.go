@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashpath/flashpath/target/tcp"
 )
 
 // collector exposes the target's plain counters to Prometheus at scrape time.
@@ -12,6 +14,7 @@ type collector struct {
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
 	auths, authFailures, hostBufLimited, bufHeld, logSuppressed                                *prometheus.Desc
+	tlsHandshakes, tlsFailures, plainRefused                                                   *prometheus.Desc
 	nsOps, nsBytes, nsErrors, nsSize                                                           *prometheus.Desc
 }
 
@@ -32,6 +35,9 @@ func newCollector(s *Server) *collector {
 		hostBufLimited: d("host_buffer_limited_total", "Commands failed because their host address held its share of the buffer pool (max_host_buffer), or the pool was down to its reserve."),
 		auths:          d("authentications_total", "Queues whose host authenticated (DH-HMAC-CHAP)."),
 		authFailures:   d("authentication_failures_total", "Failed DH-HMAC-CHAP transactions: wrong keys, or hosts that do not follow the protocol."),
+		tlsHandshakes:  d("tls_handshakes_total", "NVMe/TCP connections that completed the TLS handshake.", "listener"),
+		tlsFailures:    d("tls_handshake_failures_total", "NVMe/TCP TLS handshakes that failed: an unknown PSK identity, a wrong key, a timeout.", "listener"),
+		plainRefused:   d("tls_plain_refused_total", "Plain NVMe/TCP connections closed by a listener with tls=required.", "listener"),
 		accepted:       d("connections_accepted_total", "Transport connections accepted.", "listener", "trtype"),
 		rejected:       d("connections_rejected_total", "Transport connections refused: NVMe/RDMA private data, or over the NVMe/TCP connection limits.", "listener", "trtype"),
 		nsOps:          d("namespace_commands_total", "I/O commands completed successfully.", "subsys", "nsid", "op"),
@@ -69,6 +75,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, ln := range c.s.Listeners {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "tcp")
 		counter(c.rejected, ln.Rejected.Load(), ln.Addr().String(), "tcp")
+		if ln.TLS() != tcp.TLSOff {
+			counter(c.tlsHandshakes, ln.TLSHandshakes.Load(), ln.Addr().String())
+			counter(c.tlsFailures, ln.TLSFailures.Load(), ln.Addr().String())
+			counter(c.plainRefused, ln.PlainRefused.Load(), ln.Addr().String())
+		}
 	}
 	for _, ln := range c.s.RDMA {
 		counter(c.accepted, ln.Accepted.Load(), ln.Addr().String(), "rdma")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 )
@@ -234,7 +235,7 @@ func (s *Server) applyReload(p *reloadPlan) error {
 		}
 		if sp.hosts {
 			newAny, newHosts, keys := hostsOf(*sc)
-			ss.SetHosts(newAny, newHosts, keys)
+			ss.SetHostsTLS(newAny, newHosts, keys, tlsKeysOf(*sc))
 			s.log.Info("reload: allowed hosts changed", "subsys", sc.NQN, "allow_any_host", newAny, "allowed_hosts", newHosts)
 		}
 		for _, c := range sp.changed {
@@ -292,7 +293,21 @@ func (s *Server) applyReload(p *reloadPlan) error {
 // subsystemConfig turns a subsystem's configuration into the core's.
 func subsystemConfig(sc SubsystemConfig) target.SubsystemConfig {
 	anyHost, hosts, keys := hostsOf(sc)
-	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts, Keys: keys}
+	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts, Keys: keys, TLSKeys: tlsKeysOf(sc)}
+}
+
+// tlsKeysOf returns the TLS PSKs of the hosts that have one.
+func tlsKeysOf(sc SubsystemConfig) map[string]dhchap.PSK {
+	var keys map[string]dhchap.PSK
+	for _, h := range sc.AllowedHosts {
+		if h.tls != nil {
+			if keys == nil {
+				keys = map[string]dhchap.PSK{}
+			}
+			keys[h.NQN] = *h.tls
+		}
+	}
+	return keys
 }
 
 // hostsOf returns whether any host may connect, the sorted allow list and

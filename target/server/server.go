@@ -75,7 +75,8 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 	}
 	s.applied = applied
 	for i, l := range cfg.Listeners {
-		trtype, addr, _ := ParseListener(l)
+		spec, _ := parseListener(l)
+		trtype, addr := spec.trtype, spec.addr
 		if trtype == "rdma" {
 			ln, err := rdma.Listen(s.Target, addr, rdma.Options{Logger: opts.Logger, MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost})
 			if err != nil {
@@ -85,7 +86,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			continue
 		}
 		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: opts.Logger,
-			MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost,
+			MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost, TLS: spec.tls,
 			ICTimeout: cfg.ICTimeout.Duration(), ConnectTimeout: cfg.ConnectTimeout.Duration(), SendTimeout: cfg.SendTimeout.Duration()})
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
