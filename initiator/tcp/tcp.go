@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
@@ -213,7 +214,7 @@ func (l *link) initConnection(ctx context.Context) error {
 		return fmt.Errorf("send ICReq: %w", err)
 	}
 	if _, err := io.ReadFull(l.br, buf[:]); err != nil {
-		if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && !l.tls {
+		if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) && !l.tls {
 			if buf[0] == 0x15 { // a TLS alert record
 				return fmt.Errorf("read ICResp: the controller answered with a TLS alert: it requires TLS: give the host's PSK (--tls-key)")
 			}

@@ -133,6 +133,11 @@ func TestEngineVerifiedWriteThenRead(t *testing.T) {
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 256 {
 		t.Fatalf("verify read %d blocks, want 256", rd.IOs)
 	}
+	// The same through the host's receive goroutine instead of a polled queue.
+	r = runJob(t, append(base, "rw=randwrite", "bs=16k", "iodepth=16", "verify=crc32c", "polled=0")...)
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 256 {
+		t.Fatalf("polled=0: verify read %d blocks, want 256", rd.IOs)
+	}
 	r = runJob(t, append(base, "rw=randread", "bs=4k", "iodepth=32", "io_size=2m", "norandommap", "hdr_digest=1", "data_digest=1")...)
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 512 || rd.Bytes != 2<<20 {
 		t.Fatalf("reads: %d I/Os, %d bytes; want 512, 2 MiB", rd.IOs, rd.Bytes)

@@ -3,13 +3,20 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/internal/tcppeer"
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/internal/tlspsk"
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+	"github.com/flashpath/flashpath/target/tcp"
 )
 
 const tlsHost = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"
@@ -122,5 +129,72 @@ func TestHostTLSRefused(t *testing.T) {
 	if _, err := initiator.Connect(context.Background(), initiator.Config{Addr: "rdma://127.0.0.1:4420", SubNQN: realNQN,
 		Options: initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}}); err == nil || !strings.Contains(err.Error(), "NVMe/TCP only") {
 		t.Fatalf("TLS over RDMA: %v", err)
+	}
+}
+
+// TestTLSHostToTarget: flashpath's host and target over TLS 1.3 with a
+// configured PSK: the discovery log says TLS is required, I/O and a
+// verified bench job run over it, a plain connection is refused.
+func TestTLSHostToTarget(t *testing.T) {
+	psk := testPSK(dhchap.SHA256, 9)
+	tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, TLSKeys: map[string]dhchap.PSK{tlsHost: psk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := backend.NewMem(16<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{Logger: slog.New(slog.DiscardHandler), TLS: tcp.TLSRequired})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); tgt.Close() })
+	addr := ln.Addr().String()
+	opts := initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}
+
+	log, err := initiator.Discover(context.Background(), "tcp://"+addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range log.Entries {
+		if e.SubNQN == realNQN {
+			found = true
+			if e.TReq&nvmeof.TReqSecureChannelMask != nvmeof.TReqSecureChannelRequired || e.SecType != nvmeof.SecTypeTLS13 {
+				t.Errorf("discovery entry: treq %v, sectype %v; want required, TLS 1.3", nvmeof.TReq(e.TReq), nvmeof.SecType(e.SecType))
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("discovery log over TLS lists no %s", realNQN)
+	}
+
+	c := connect(t, testTarget{addr: addr, subnqn: realNQN}, func(c *initiator.Config) { c.Options = opts; c.IOQueues = 2; c.Polled = true })
+	ns := openNS(t, c, 1)
+	want := bytes.Repeat([]byte("flashpath over TLS "), 1000)[:16384]
+	if _, err := ns.WriteAt(want, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(want))
+	if _, err := ns.ReadAt(got, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("read back over TLS differs from what was written")
+	}
+
+	dev := "tcp://" + addr + "/" + realNQN + "/1"
+	r := runJob(t, "ioengine=nvme-tcp", "filename="+dev, "hostnqn="+tlsHost, "tls_key="+psk.String(), "size=2m", "rw=randwrite", "bs=16k", "iodepth=8", "verify=crc32c")
+	if rd := r.Dir[bench.DirRead]; rd.IOs != 128 {
+		t.Fatalf("bench over TLS: verify read %d blocks, want 128", rd.IOs)
+	}
+
+	_, err = initiator.Connect(context.Background(), initiator.Config{Addr: "tcp://" + addr, SubNQN: realNQN, IOQueues: 1, CtrlLossTimeout: -1,
+		Options: initiator.Options{HostNQN: tlsHost}})
+	if err == nil || !strings.Contains(err.Error(), "--tls-key") {
+		t.Fatalf("plain connect to a TLS-required listener: %v, want a refusal naming --tls-key", err)
 	}
 }
