@@ -69,7 +69,9 @@ func tlsError(p initiator.QueueParams, err error) error {
 	default:
 		var ae *tlspsk.AlertError
 		if !errors.As(err, &ae) {
-			hint = "does the target's listener accept TLS? (flashpath target: tls on the listener; Linux nvmet: addr_tsas tls1.3)"
+			// Linux's tlshd closes the connection without an alert when
+			// it has no key for the identity or the binder fails.
+			hint = fmt.Sprintf("the target ended the handshake without saying why: it may hold no TLS PSK for host %s and subsystem %s, or a different one, or not accept TLS on this port (flashpath target: ?tls= on the listener; Linux nvmet: addr_tsas tls1.3 and the key in its .nvme keyring)", p.HostNQN, p.SubNQN)
 		}
 	}
 	if hint == "" {
