@@ -170,8 +170,9 @@ func (c *conn) startTLS() error {
 	}
 	l.TLSHandshakes.Add(1)
 	c.q.SetTLS(id)
-	c.log = c.log.With("tls", suiteName(tc.Suite()))
-	c.log.Debug("TLS handshake done", "identity", tc.Identity())
+	// (c.log stays as it is: Close reads it from other goroutines. The
+	// core's Connect line says tls=true.)
+	c.log.Debug("TLS handshake done", "identity", tc.Identity(), "suite", suiteName(tc.Suite()))
 	// From here on everything goes through TLS. Nothing is sent yet, and
 	// only this goroutine reads. (c.nc stays the socket: Close closes it,
 	// deadlines are set on it.)
