@@ -15,7 +15,7 @@ ADDR=tcp://127.0.0.1:$FP_PORT
 SIZE=$((128 << 20))
 
 fp_init
-trap 'rc=$?; timeout 30 nvme disconnect-all >/dev/null 2>&1; lab_nvmet_clear; trap - EXIT; (exit $rc); fp_cleanup' EXIT
+trap 'rc=$?; set +e; timeout 30 nvme disconnect-all >/dev/null 2>&1; lab_nvmet_clear; trap - EXIT; (exit $rc); fp_cleanup' EXIT
 
 fp_step "kernel target: $NQN on $ADDR, a $((SIZE >> 20)) MiB file (buffered: /tmp is tmpfs)"
 fp_nvmet_file "$NQN" "$FP_WORK/nvmet.img" $SIZE

@@ -17,7 +17,7 @@ KNQN=nqn.2026-12.io.flashpath:kernel-auth
 KPORT=4421
 
 fp_init
-trap 'rc=$?; timeout 30 nvme disconnect-all >/dev/null 2>&1; lab_nvmet_clear; trap - EXIT; (exit $rc); fp_cleanup' EXIT
+trap 'rc=$?; set +e; timeout 30 nvme disconnect-all >/dev/null 2>&1; lab_nvmet_clear; trap - EXIT; (exit $rc); fp_cleanup' EXIT
 uname -r; nvme version | head -n 1
 
 fp_step "keys: nvme gen-dhchap-key (host: SHA-256 transform; controller: SHA-384)"

@@ -16,7 +16,7 @@ KPORT=4422
 
 fp_init
 tlshd_pid=
-trap 'rc=$?; lab_nvmet_clear; [ -n "$tlshd_pid" ] && kill "$tlshd_pid" 2>/dev/null; trap - EXIT; (exit $rc); fp_cleanup' EXIT
+trap 'rc=$?; set +e; lab_nvmet_clear; [ -n "$tlshd_pid" ] && kill "$tlshd_pid" 2>/dev/null; trap - EXIT; (exit $rc); fp_cleanup' EXIT
 uname -r; nvme version | head -n 1
 
 fp_step "tlshd with the .nvme keyring; a PSK for this host and $KNQN (nvme gen-tls-key --insert)"
