@@ -229,10 +229,17 @@ func TestTLSRequiredRefusesPlain(t *testing.T) {
 	if _, st := d.ConnectAdmin(nvmeof.DiscoveryNQN, hostNQN, hostID, 0); !st.OK() {
 		t.Fatalf("connect to discovery over TLS: %v", st)
 	}
+	assertDiscoveryTLS(t, d, nvmeof.TReqSecureChannelRequired)
+}
+
+// assertDiscoveryTLS enables the discovery controller on d and checks
+// that its log entry says TLS 1.3, required or not as treq says.
+func assertDiscoveryTLS(t *testing.T, d *tcppeer.Host, treq nvmeof.TReq) {
+	t.Helper()
 	(&tcppeer.Session{Admin: d}).SetEnabled(true)
 	e := discoveryEntry(t, d)
-	if e.TReq&nvmeof.TReqSecureChannelMask != nvmeof.TReqSecureChannelRequired || e.SecType != nvmeof.SecTypeTLS13 {
-		t.Errorf("discovery entry TREQ %v, TSAS sectype %v; want required, TLS 1.3", nvmeof.TReq(e.TReq), nvmeof.SecType(e.SecType))
+	if nvmeof.TReq(e.TReq)&nvmeof.TReqSecureChannelMask != treq || e.SecType != nvmeof.SecTypeTLS13 {
+		t.Errorf("discovery entry TREQ %v, TSAS sectype %v; want %v, TLS 1.3", nvmeof.TReq(e.TReq), nvmeof.SecType(e.SecType), treq)
 	}
 }
 
@@ -259,11 +266,7 @@ func TestTLSOptional(t *testing.T) {
 	if _, st := d.ConnectAdmin(nvmeof.DiscoveryNQN, hostNQN, hostID, 0); !st.OK() {
 		t.Fatalf("plain Connect to discovery: %v", st)
 	}
-	(&tcppeer.Session{Admin: d}).SetEnabled(true)
-	e := discoveryEntry(t, d)
-	if e.TReq&nvmeof.TReqSecureChannelMask != nvmeof.TReqSecureChannelNotRequired || e.SecType != nvmeof.SecTypeTLS13 {
-		t.Errorf("discovery entry TREQ %v, TSAS sectype %v; want not required, TLS 1.3", nvmeof.TReq(e.TReq), nvmeof.SecType(e.SecType))
-	}
+	assertDiscoveryTLS(t, d, nvmeof.TReqSecureChannelNotRequired)
 	if n := tt.ln.TLSHandshakes.Load(); n != 2 {
 		t.Errorf("TLSHandshakes %d, want 2", n)
 	}

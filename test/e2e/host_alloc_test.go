@@ -74,9 +74,15 @@ func TestSubmitZeroAlloc(t *testing.T) {
 	}
 	tt := startTarget(t, 16<<20, 16<<10)
 	c := connect(t, tt, func(c *initiator.Config) { c.IOQueues = 1 })
-	ns := openNS(t, c, tt.nsid)
-	q := c.Queues()[0]
+	assertIOZeroAlloc(t, c.Queues()[0], openNS(t, c, tt.nsid))
+}
+
+// assertIOZeroAlloc submits reads and writes of 4 KiB and 128 KiB on q,
+// one at a time, and fails the test if one allocates; on a polled queue
+// it polls for the completion.
+func assertIOZeroAlloc(t *testing.T, q *initiator.Queue, ns *initiator.Namespace) {
 	done := make(chan *initiator.Request, 1)
+	ready := func() bool { return len(done) > 0 }
 	for _, tc := range []struct {
 		op   initiator.Op
 		size int
@@ -84,6 +90,9 @@ func TestSubmitZeroAlloc(t *testing.T) {
 		r := &initiator.Request{Op: tc.op, NSID: ns.ID(), SLBA: 8, NLB: uint32(tc.size / ns.BlockSize()), Buf: make([]byte, tc.size), Done: done}
 		allocs := testing.AllocsPerRun(200, func() {
 			if err := q.Submit(r); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Poll(ready); err != nil {
 				t.Fatal(err)
 			}
 			if err := (<-done).Error(); err != nil {

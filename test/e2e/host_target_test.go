@@ -44,12 +44,18 @@ func startTargetOn(t testing.TB, opts target.Options, be backend.Backend, maxH2C
 
 // startTargetWith serves be as namespace 1 of ss on 127.0.0.1:0.
 func startTargetWith(t testing.TB, tgt *target.Target, ss *target.Subsystem, be backend.Backend, maxH2C int) testTarget {
+	return startTargetListen(t, tgt, ss, be, tcp.Options{MaxH2CData: maxH2C})
+}
+
+// startTargetListen serves be as namespace 1 of ss on a listener on
+// 127.0.0.1:0 with opts.
+func startTargetListen(t testing.TB, tgt *target.Target, ss *target.Subsystem, be backend.Backend, opts tcp.Options) testTarget {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{Logger: log, MaxH2CData: maxH2C})
+	opts.Logger = slog.New(slog.DiscardHandler)
+	ln, err := tcp.Listen(tgt, "127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
 	}

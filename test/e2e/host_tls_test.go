@@ -144,15 +144,7 @@ func TestTLSHostToTarget(t *testing.T) {
 	}
 	be, err := backend.NewMem(16<<20, 512)
 	testutil.SkipIfNotSupported(t, err)
-	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tcp.Listen(tgt, "127.0.0.1:0", tcp.Options{Logger: slog.New(slog.DiscardHandler), TLS: tcp.TLSRequired})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close(); tgt.Close() })
-	addr := ln.Addr().String()
+	addr := startTargetListen(t, tgt, ss, be, tcp.Options{TLS: tcp.TLSRequired}).addr
 	opts := initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}
 
 	log, err := initiator.Discover(context.Background(), "tcp://"+addr, opts)

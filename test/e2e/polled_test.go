@@ -179,27 +179,5 @@ func TestPolledZeroAlloc(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	c, ns, _ := polledController(t, 1, 4)
-	q := c.Queues()[0]
-	done := make(chan *initiator.Request, 1)
-	ready := func() bool { return len(done) > 0 }
-	for _, tc := range []struct {
-		op   initiator.Op
-		size int
-	}{{initiator.OpRead, 4096}, {initiator.OpRead, 128 << 10}, {initiator.OpWrite, 4096}, {initiator.OpWrite, 128 << 10}} {
-		r := &initiator.Request{Op: tc.op, NSID: ns.ID(), SLBA: 8, NLB: uint32(tc.size / ns.BlockSize()), Buf: make([]byte, tc.size), Done: done}
-		allocs := testing.AllocsPerRun(200, func() {
-			if err := q.Submit(r); err != nil {
-				t.Fatal(err)
-			}
-			if err := q.Poll(ready); err != nil {
-				t.Fatal(err)
-			}
-			if err := (<-done).Error(); err != nil {
-				t.Fatal(err)
-			}
-		})
-		if allocs != 0 {
-			t.Errorf("%v of %d bytes: %v allocations per I/O, want 0", tc.op, tc.size, allocs)
-		}
-	}
+	assertIOZeroAlloc(t, c.Queues()[0], ns)
 }

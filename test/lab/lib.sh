@@ -215,3 +215,41 @@ fp_safetensors() {
 	printf '%s' "$hdr" >>"$1"
 	head -c "$3" /dev/urandom >>"$1"
 }
+
+# fp_tlshd_start — run tlshd (ktls-utils) for the kernel's TLS handshakes,
+# with its keys from the .nvme keyring; its pid in FP_TLSHD, its log in
+# $FP_WORK/tlshd.log. Stop it with fp_tlshd_stop (EXIT traps).
+FP_TLSHD=
+fp_tlshd_start() {
+	cat >/etc/tlshd.conf <<'CONF'
+[debug]
+loglevel=0
+tls=0
+nl=0
+[authenticate]
+keyrings=.nvme
+CONF
+	tlshd -s >"$FP_WORK/tlshd.log" 2>&1 &
+	FP_TLSHD=$!
+}
+fp_tlshd_stop() { [ -z "$FP_TLSHD" ] || kill "$FP_TLSHD" 2>/dev/null; }
+
+# fp_tls_key ARGS... — nvme gen-tls-key ARGS, printing only the key (the
+# configured PSK, NVMeTLSkey-1:...:); --insert also prints the key's serial.
+fp_tls_key() { nvme gen-tls-key "$@" | grep -o '^NVMeTLSkey-1:[^[:space:]]*'; }
+
+# fp_bench_verified NAME FILENAME OPTION=VALUE... — a 4 MiB random-write
+# bench job at depth 8 on the nvme-tcp FILENAME (at 8 MiB), verified, as
+# this host, with the extra engine options (keys).
+fp_bench_verified() {
+	local name=$1 file=$2
+	shift 2
+	{
+		printf '[%s]\nfilename=%s\nioengine=nvme-tcp\nhostnqn=%s\n' "$name" "$file" "$FP_HOSTNQN"
+		printf '%s\n' "$@"
+		printf 'rw=randwrite\nbs=4k\nsize=4M\noffset=8M\niodepth=8\nverify=crc32c\n'
+	} >"$FP_WORK/$name.fio"
+	timeout 300 "$FP" bench "$FP_WORK/$name.fio" >"$FP_WORK/$name.txt" 2>&1 ||
+		{ cat "$FP_WORK/$name.txt"; lab_fail "bench job $name"; }
+	tail -n 3 "$FP_WORK/$name.txt"
+}

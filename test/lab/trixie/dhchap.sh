@@ -155,21 +155,5 @@ cmp "$FP_WORK/pat" "$FP_WORK/back" || lab_fail "read back differs"
 cmp <(dd if="$FP_WORK/nvmet.img" bs=1M skip=1 count=1 status=none) "$FP_WORK/pat" || lab_fail "the kernel target's file differs"
 
 fp_step "flashpath bench --ioengine nvme-tcp with dhchap_secret, verified"
-cat >"$FP_WORK/auth.fio" <<JOB
-[auth]
-filename=tcp://127.0.0.1:$KPORT/$KNQN/1
-ioengine=nvme-tcp
-hostnqn=$FP_HOSTNQN
-dhchap_secret=$host_key
-dhchap_ctrl_secret=$ctrl_key
-rw=randwrite
-bs=4k
-size=4M
-offset=8M
-iodepth=8
-verify=crc32c
-JOB
-timeout 300 "$FP" bench "$FP_WORK/auth.fio" >"$FP_WORK/bench.txt" 2>&1 ||
-	{ cat "$FP_WORK/bench.txt"; lab_fail "bench over an authenticated connection"; }
-tail -n 3 "$FP_WORK/bench.txt"
+fp_bench_verified auth "tcp://127.0.0.1:$KPORT/$KNQN/1" "dhchap_secret=$host_key" "dhchap_ctrl_secret=$ctrl_key"
 echo; echo "PASS: DH-HMAC-CHAP between flashpath and Linux, both directions"

@@ -15,24 +15,12 @@ KNQN=nqn.2026-12.io.flashpath:kernel-tls
 KPORT=4422
 
 fp_init
-tlshd_pid=
-trap 'rc=$?; set +e; lab_nvmet_clear; [ -n "$tlshd_pid" ] && kill "$tlshd_pid" 2>/dev/null; trap - EXIT; (exit $rc); fp_cleanup' EXIT
+trap 'rc=$?; set +e; lab_nvmet_clear; fp_tlshd_stop; trap - EXIT; (exit $rc); fp_cleanup' EXIT
 uname -r; nvme version | head -n 1
 
 fp_step "tlshd with the .nvme keyring; a PSK for this host and $KNQN (nvme gen-tls-key --insert)"
-cat >/etc/tlshd.conf <<'CONF'
-[debug]
-loglevel=0
-tls=0
-nl=0
-[authenticate]
-keyrings=.nvme
-CONF
-tlshd -s >"$FP_WORK/tlshd.log" 2>&1 &
-tlshd_pid=$!
-nvme gen-tls-key --hostnqn "$FP_HOSTNQN" --subsysnqn "$KNQN" --insert >"$FP_WORK/gen.out"
-cat "$FP_WORK/gen.out"
-psk=$(grep -o 'NVMeTLSkey-1:[^[:space:]]*' "$FP_WORK/gen.out" | head -n 1)
+fp_tlshd_start
+psk=$(fp_tls_key --hostnqn "$FP_HOSTNQN" --subsysnqn "$KNQN" --insert)
 umask 077
 echo "$psk" >"$FP_WORK/tls.key"
 keyctl show %:.nvme | tail -n +2
@@ -51,7 +39,7 @@ fp_step "flashpath host → kernel target: refused without TLS, and with a key t
 if "${io[@]}" identify 2>"$FP_WORK/io.err"; then lab_fail "flashpath io connected without TLS"; fi
 cat "$FP_WORK/io.err"
 grep -q -- "--tls-key" "$FP_WORK/io.err" || lab_fail "the error does not say to give a TLS key"
-other=$(nvme gen-tls-key --hostnqn "$FP_HOSTNQN" --subsysnqn "$KNQN" | grep -o 'NVMeTLSkey-1:[^[:space:]]*' | head -n 1)
+other=$(fp_tls_key --hostnqn "$FP_HOSTNQN" --subsysnqn "$KNQN")
 if "${io[@]}" --tls-key "$other" identify 2>"$FP_WORK/io.err"; then lab_fail "flashpath io connected with a key the target does not hold"; fi
 cat "$FP_WORK/io.err"
 
@@ -63,21 +51,6 @@ cmp "$FP_WORK/pat" "$FP_WORK/back" || lab_fail "read back over TLS differs"
 cmp <(dd if="$FP_WORK/nvmet.img" bs=1M skip=1 count=1 status=none) "$FP_WORK/pat" || lab_fail "the kernel target's file differs"
 
 fp_step "flashpath bench --ioengine nvme-tcp with tls_key, verified"
-cat >"$FP_WORK/tls.fio" <<JOB
-[tls]
-filename=tcp://127.0.0.1:$KPORT/$KNQN/1
-ioengine=nvme-tcp
-hostnqn=$FP_HOSTNQN
-tls_key=$psk
-rw=randwrite
-bs=4k
-size=4M
-offset=8M
-iodepth=8
-verify=crc32c
-JOB
-timeout 300 "$FP" bench "$FP_WORK/tls.fio" >"$FP_WORK/bench.txt" 2>&1 ||
-	{ cat "$FP_WORK/bench.txt"; cat "$FP_WORK/tlshd.log"; lab_fail "bench over TLS"; }
-tail -n 3 "$FP_WORK/bench.txt"
+fp_bench_verified tls "tcp://127.0.0.1:$KPORT/$KNQN/1" "tls_key=$psk"
 grep -i -E "error|fail" "$FP_WORK/tlshd.log" | tail -n 5 || true
 echo; echo "PASS: flashpath's host over TLS to the Linux kernel target"

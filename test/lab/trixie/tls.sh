@@ -28,33 +28,21 @@ DISC=nqn.2014-08.org.nvmexpress.discovery
 OPT_PORT=4421 # tls=optional; FP_PORT (4420) is tls=required
 
 fp_init
-tlshd_pid=
-trap 'rc=$?; set +e; timeout 30 nvme disconnect-all >/dev/null 2>&1; [ -n "$tlshd_pid" ] && kill "$tlshd_pid" 2>/dev/null; [ "$rc" = 0 ] || { echo "--- tlshd log"; tail -n 20 "$FP_WORK/tlshd.log"; }; trap - EXIT; (exit $rc); fp_cleanup' EXIT
+trap 'rc=$?; set +e; timeout 30 nvme disconnect-all >/dev/null 2>&1; fp_tlshd_stop; [ "$rc" = 0 ] || { echo "--- tlshd log"; tail -n 20 "$FP_WORK/tlshd.log"; }; trap - EXIT; (exit $rc); fp_cleanup' EXIT
 uname -r; nvme version | head -n 1
 
 fp_step "tlshd (handshakes for the kernel host, keys from the .nvme keyring)"
-cat >/etc/tlshd.conf <<'CONF'
-[debug]
-loglevel=0
-tls=0
-nl=0
-[authenticate]
-keyrings=.nvme
-CONF
-tlshd -s >"$FP_WORK/tlshd.log" 2>&1 &
-tlshd_pid=$!
+fp_tlshd_start
 
 fp_step "keys: nvme gen-tls-key (the configured PSK), inserted for $NQN and for discovery"
 umask 077
-# gen_key ARGS... — nvme gen-tls-key, printing only the key.
-gen_key() { nvme gen-tls-key "$@" | grep -o '^NVMeTLSkey-1:[^[:space:]]*'; }
 # insert_key SUBNQN [IDENTITY_VERSION] — put the retained PSK of $psk for
 # this host and SUBNQN into the .nvme keyring, as the kernel host needs it.
 insert_key() {
 	nvme check-tls-key --hostnqn "$FP_HOSTNQN" --subsysnqn "$1" --keydata "$psk" --identity "${2:-0}" --insert ||
 		lab_fail "nvme check-tls-key --insert for $1"
 }
-psk=$(gen_key --hostnqn "$FP_HOSTNQN" --subsysnqn "$NQN")
+psk=$(fp_tls_key --hostnqn "$FP_HOSTNQN" --subsysnqn "$NQN")
 echo "$psk" >"$FP_WORK/host.psk"
 insert_key "$NQN"
 insert_key "$DISC"
@@ -136,7 +124,7 @@ tail -n 1 "$FP_WORK/plain-opt.err"
 grep -q "must connect over TLS" "$FP_TGT_LOG" || lab_fail "the target did not log why it refused the plain Connect"
 
 fp_step "a wrong key: refused (another key under the same identity in the keyring)"
-bad=$(gen_key --hostnqn "$FP_HOSTNQN" --subsysnqn "$NQN")
+bad=$(fp_tls_key --hostnqn "$FP_HOSTNQN" --subsysnqn "$NQN")
 good=$psk psk=$bad
 insert_key "$NQN"
 psk=$good
