@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/spdk"
 	"github.com/flashpath/flashpath/target/server"
 )
 
@@ -23,6 +26,7 @@ type targetFlags struct {
 	tls        string
 	tlsKeyFile string
 	busyPoll   time.Duration
+	rpcSocket  string
 	daemonFlags
 }
 
@@ -33,7 +37,9 @@ func newTargetCmd() *cobra.Command {
 		Short: "Run the NVMe-oF target in the foreground until SIGTERM/SIGINT",
 		Long: `Run the NVMe-oF target until SIGTERM or SIGINT. On SIGHUP it re-reads
 --config and applies the changes to subsystems, namespaces and allowed
-hosts without dropping connections (listeners need a restart).
+hosts without dropping connections (listeners need a restart). With
+--rpc-socket (on by default as root) it also takes SPDK's JSON-RPC:
+rpc.py -s SOCKET nvmf_create_subsystem ..., the same changes at run time.
 
 With no flags it serves one 1 GiB memory namespace under
 ` + server.DefaultNQN + ` on 127.0.0.1:4420, open to any host.
@@ -56,11 +62,32 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.tls, "tls", "off", "TLS 1.3 with PSKs on the tcp:// listeners: required (TLS only), optional (TLS or plain, as each host starts) or off (config: tcp://HOST:PORT?tls=required)")
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "file holding the TLS PSK (nvme gen-tls-key, NVMeTLSkey-1:...) of the --allow-host hosts, which then connect over TLS only (config: allowed_hosts tls_key_file)")
 	fl.DurationVar(&f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
+	fl.StringVar(&f.rpcSocket, "rpc-socket", "", "Unix socket for SPDK's JSON-RPC (rpc.py -s PATH ...), mode 0600; \"off\" for none (default "+spdk.DefaultSocket+" when run as root, else off; config: rpc_socket). Given alone, the target starts empty, like nvmf_tgt")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
 }
 
 func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
+	cfg, err := f.fileOrFlags(cmd)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cmd.Flags().Changed("rpc-socket"):
+		cfg.RPCSocket = f.rpcSocket
+		if cfg.RPCSocket == "off" {
+			cfg.RPCSocket = ""
+		}
+	case cfg.RPCSocket == "" && os.Geteuid() == 0:
+		cfg.RPCSocket = spdk.DefaultSocket
+	}
+	if cfg.RPCSocket != "" && !filepath.IsAbs(cfg.RPCSocket) {
+		return nil, fmt.Errorf("--rpc-socket %q: give an absolute path, e.g. %s", cfg.RPCSocket, spdk.DefaultSocket)
+	}
+	return cfg, cfg.Validate()
+}
+
+func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 	quick := cmd.Flags().Changed("listen") || cmd.Flags().Changed("nqn") ||
 		cmd.Flags().Changed("namespace") || cmd.Flags().Changed("allow-host") ||
 		cmd.Flags().Changed("tls") || cmd.Flags().Changed("tls-key-file")
@@ -78,9 +105,12 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		cfg.Pprof = cfg.Pprof || f.pprof
 		if cmd.Flags().Changed("busy-poll") {
 			cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
-			return cfg, cfg.Validate() // the file's values Load checked
 		}
 		return cfg, nil
+	}
+	if !quick && cmd.Flags().Changed("rpc-socket") && f.rpcSocket != "off" && f.rpcSocket != "" {
+		// Like SPDK's nvmf_tgt: nothing until rpc.py configures it.
+		return &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(daemon.Duration(f.busyPoll))}, nil
 	}
 	cfg := server.Default()
 	if len(f.listen) > 0 {
@@ -110,9 +140,6 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	cfg.Metrics = f.metrics
 	cfg.Pprof = f.pprof
 	cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	return cfg, nil
 }
 
@@ -149,10 +176,31 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.trtype, p.trtype, host, svc, ss.NQN)
 		}
 	}
+	var rpc *spdk.Server
+	if cfg.RPCSocket != "" {
+		rpc, err = spdk.Listen(srv, cfg.RPCSocket, spdk.Options{Logger: log, Version: version})
+		switch {
+		case err != nil && cfg.RPCSocket == spdk.DefaultSocket:
+			// The default (as root): another target may hold it.
+			log.Warn("SPDK JSON-RPC off: the default socket is not available: give --rpc-socket PATH for this target", "err", err)
+		case err != nil:
+			sig.Stop()
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("%w (--rpc-socket off to run without it)", err)
+		}
+	}
+	if rpc != nil {
+		fmt.Fprintf(out, "SPDK JSON-RPC on %s:  rpc.py -s %s nvmf_get_subsystems\n", rpc.Path(), rpc.Path())
+	}
 	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	}
 	sig.Run(cmd.Context(), log, func(context.Context) { reloadTarget(srv, log, reload) }, nil)
+	if rpc != nil {
+		if err := rpc.Close(); err != nil {
+			log.Warn("rpc socket: close failed", "socket", rpc.Path(), "err", err)
+		}
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

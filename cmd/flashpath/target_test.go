@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,7 +25,7 @@ func startCLITarget(t *testing.T, args ...string) (nqn, addr string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	root := newRootCmd()
 	root.SetOut(pw)
-	root.SetArgs(append([]string{"target", "--listen", "tcp://127.0.0.1:0", "--log-level", "warn"}, args...))
+	root.SetArgs(append([]string{"target", "--listen", "tcp://127.0.0.1:0", "--log-level", "warn", "--rpc-socket", filepath.Join(t.TempDir(), "spdk.sock")}, args...))
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
 	t.Cleanup(func() {
@@ -95,7 +97,7 @@ func TestTargetTLSFlags(t *testing.T) {
 	root := newRootCmd()
 	var out bytes.Buffer
 	root.SetOut(&out)
-	root.SetArgs([]string{"target", "--listen", "tcp://127.0.0.1:0", "--tls", "required", "--allow-host", host, "--tls-key-file", key, "--log-level", "warn"})
+	root.SetArgs([]string{"target", "--listen", "tcp://127.0.0.1:0", "--tls", "required", "--allow-host", host, "--tls-key-file", key, "--log-level", "warn", "--rpc-socket", "off"})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // serve, print the serving lines, stop
 	if err := root.ExecuteContext(ctx); err != nil {
@@ -107,5 +109,50 @@ func TestTargetTLSFlags(t *testing.T) {
 	nqn, addr := startCLITarget(t, "--tls", "required", "--allow-host", host, "--tls-key-file", key)
 	if out, err := runCLI(t, nil, "io", "--addr", addr, "--nqn", nqn, "--hostnqn", host, "identify"); err == nil {
 		t.Errorf("a plain connect to a TLS-only target succeeded:\n%s", out)
+	}
+}
+
+// TestTargetRPCSocket: `flashpath target --rpc-socket PATH` alone starts
+// an empty target, like nvmf_tgt, that answers SPDK's JSON-RPC, and
+// removes the socket when it stops.
+func TestTargetRPCSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "spdk.sock")
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	root := newRootCmd()
+	root.SetOut(pw)
+	root.SetArgs([]string{"target", "--rpc-socket", sock, "--log-level", "warn"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	ready := false
+	for !ready && sc.Scan() {
+		ready = bytes.HasPrefix(sc.Bytes(), []byte("SPDK JSON-RPC on "+sock))
+	}
+	go io.Copy(io.Discard, pr)
+	if !ready {
+		cancel()
+		t.Fatalf("no JSON-RPC line: %v", <-done)
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(c, `{"jsonrpc":"2.0","method":"nvmf_get_subsystems","id":1}`)
+	var resp struct {
+		Result []struct {
+			NQN string `json:"nqn"`
+		} `json:"result"`
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil || len(resp.Result) != 1 || resp.Result[0].NQN != "nqn.2014-08.org.nvmexpress.discovery" {
+		t.Errorf("nvmf_get_subsystems on an empty target: %+v %v", resp, err)
+	}
+	c.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("target exited with %v", err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
 	}
 }

@@ -44,6 +44,11 @@ type Config struct {
 	Listeners []string `json:"listeners"`
 	// Subsystems to export.
 	Subsystems []SubsystemConfig `json:"subsystems"`
+	// RPCSocket is the path of the Unix socket that serves SPDK's
+	// JSON-RPC (package spdk; "" = off, the default for a file).
+	// With it, listeners and subsystems may start empty: rpc.py-style
+	// requests add them.
+	RPCSocket string `json:"rpc_socket,omitempty"`
 	// Metrics is the address of the Prometheus /metrics endpoint ("" = off).
 	Metrics string `json:"metrics,omitempty"`
 	// Pprof adds Go's /debug/pprof/ profiles to the metrics endpoint.
@@ -147,19 +152,24 @@ func Default() *Config {
 // Validate checks the configuration and names the offending field.
 func (c *Config) Validate() error {
 	var errs []error
-	if len(c.Listeners) == 0 {
-		errs = append(errs, errors.New("listeners: at least one is needed, e.g. tcp://127.0.0.1:4420"))
+	if len(c.Listeners) == 0 && c.RPCSocket == "" {
+		errs = append(errs, errors.New("listeners: at least one is needed, e.g. tcp://127.0.0.1:4420 (or give rpc_socket and add them with nvmf_subsystem_add_listener)"))
 	}
 	tlsListener := false
+	seenListener := map[string]bool{}
 	for i, l := range c.Listeners {
+		if seenListener[l] {
+			errs = append(errs, fmt.Errorf("listeners[%d]: %s appears twice", i, l))
+		}
+		seenListener[l] = true
 		spec, err := parseListener(l)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
 		}
 		tlsListener = tlsListener || spec.tls != tcp.TLSOff
 	}
-	if len(c.Subsystems) == 0 {
-		errs = append(errs, errors.New("subsystems: at least one is needed"))
+	if len(c.Subsystems) == 0 && c.RPCSocket == "" {
+		errs = append(errs, errors.New("subsystems: at least one is needed (or give rpc_socket and add them with nvmf_create_subsystem)"))
 	}
 	if n := c.MaxH2CData; n != 0 && (n < 4096 || n > target.MaxTransfer || n%4 != 0) {
 		errs = append(errs, fmt.Errorf("max_h2c_data %d: want a multiple of 4 from 4096 to %d (NVMe/TCP MAXH2CDATA), or leave it out for 128 KiB", n, target.MaxTransfer))

@@ -62,6 +62,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.noBuffer, t.Stats.BufferShortages.Load())
 	counter(c.auths, t.Stats.Authentications.Load())
 	counter(c.hostBufLimited, t.Stats.HostBufferLimited.Load())
+	c.s.lnMu.Lock()
+	defer c.s.lnMu.Unlock()
 	suppressed := t.LogSuppressed()
 	for _, ln := range c.s.Listeners {
 		suppressed += ln.LogSuppressed()

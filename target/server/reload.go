@@ -95,6 +95,10 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: listeners changed: restart to apply", cur.Listeners, next.Listeners})
 		next.Listeners = cur.Listeners
 	}
+	if cur.RPCSocket != next.RPCSocket {
+		p.restart = append(p.restart, restartChange{"reload: rpc_socket changed: restart to apply", cur.RPCSocket, next.RPCSocket})
+		next.RPCSocket = cur.RPCSocket
+	}
 	if cur.Metrics != next.Metrics {
 		p.restart = append(p.restart, restartChange{"reload: metrics address changed: restart to apply", cur.Metrics, next.Metrics})
 		next.Metrics = cur.Metrics

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/flashpath/flashpath/internal/daemon"
@@ -16,11 +17,17 @@ import (
 
 // Server is a running target: the core, its listeners and the metrics endpoint.
 type Server struct {
-	Target    *target.Target
+	Target *target.Target
+	// Listeners and RDMA are the running listeners. Update adds and
+	// removes them at run time: read them under ListenersLocked, or
+	// before the first Update.
 	Listeners []*tcp.Listener
 	RDMA      []*rdma.Listener
 	metrics   *daemon.Metrics
 	log       *slog.Logger
+
+	lnMu   sync.Mutex
+	lnSpec map[string]string // listener config string → its bound address; guarded by lnMu
 
 	reloadMu sync.Mutex
 	applied  *Config // the configuration running, NSIDs resolved; guarded by reloadMu
@@ -75,23 +82,9 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 	}
 	s.applied = applied
 	for i, l := range cfg.Listeners {
-		spec, _ := parseListener(l)
-		trtype, addr := spec.trtype, spec.addr
-		if trtype == "rdma" {
-			ln, err := rdma.Listen(s.Target, addr, rdma.Options{Logger: opts.Logger, MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost})
-			if err != nil {
-				return nil, fmt.Errorf("listeners[%d]: %w", i, err)
-			}
-			s.RDMA = append(s.RDMA, ln)
-			continue
-		}
-		ln, err := tcp.Listen(s.Target, addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: opts.Logger,
-			MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost, TLS: spec.tls,
-			ICTimeout: cfg.ICTimeout.Duration(), ConnectTimeout: cfg.ConnectTimeout.Duration(), SendTimeout: cfg.SendTimeout.Duration()})
-		if err != nil {
+		if err := s.listen(cfg, l); err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 		}
-		s.Listeners = append(s.Listeners, ln)
 	}
 	if cfg.Metrics != "" {
 		if err := s.serveMetrics(cfg.Metrics, cfg.Pprof); err != nil {
@@ -99,6 +92,70 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		}
 	}
 	return s, nil
+}
+
+// listen starts the listener l of cfg.
+func (s *Server) listen(cfg *Config, l string) error {
+	spec, err := parseListener(l)
+	if err != nil {
+		return err
+	}
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.lnSpec == nil {
+		s.lnSpec = map[string]string{}
+	}
+	if spec.trtype == "rdma" {
+		ln, err := rdma.Listen(s.Target, spec.addr, rdma.Options{Logger: s.log, MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost})
+		if err != nil {
+			return err
+		}
+		s.RDMA = append(s.RDMA, ln)
+		s.lnSpec[l] = "rdma://" + ln.Addr().String()
+		return nil
+	}
+	ln, err := tcp.Listen(s.Target, spec.addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: s.log,
+		MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost, TLS: spec.tls,
+		ICTimeout: cfg.ICTimeout.Duration(), ConnectTimeout: cfg.ConnectTimeout.Duration(), SendTimeout: cfg.SendTimeout.Duration()})
+	if err != nil {
+		return err
+	}
+	s.Listeners = append(s.Listeners, ln)
+	s.lnSpec[l] = "tcp://" + ln.Addr().String()
+	return nil
+}
+
+// unlisten stops the listener l (a configuration string that listen
+// started), closing its connections.
+func (s *Server) unlisten(ctx context.Context, l string) error {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	bound, ok := s.lnSpec[l]
+	if !ok {
+		return nil
+	}
+	delete(s.lnSpec, l)
+	for i, ln := range s.Listeners {
+		if "tcp://"+ln.Addr().String() == bound {
+			s.Listeners = slices.Delete(s.Listeners, i, i+1)
+			return ln.Shutdown(ctx)
+		}
+	}
+	for i, ln := range s.RDMA {
+		if "rdma://"+ln.Addr().String() == bound {
+			s.RDMA = slices.Delete(s.RDMA, i, i+1)
+			return ln.Shutdown(ctx)
+		}
+	}
+	return nil
+}
+
+// ListenersLocked calls f with the running listeners, which Update does
+// not change meanwhile.
+func (s *Server) ListenersLocked(f func(tcp []*tcp.Listener, rdma []*rdma.Listener)) {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	f(s.Listeners, s.RDMA)
 }
 
 func (s *Server) serveMetrics(addr string, profiles bool) error {
@@ -122,12 +179,15 @@ func (s *Server) MetricsAddr() net.Addr {
 // closes every namespace, and stops the metrics endpoint.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	s.lnMu.Lock()
 	for _, ln := range s.Listeners {
 		errs = append(errs, ln.Shutdown(ctx))
 	}
 	for _, ln := range s.RDMA {
 		errs = append(errs, ln.Shutdown(ctx))
 	}
+	s.Listeners, s.RDMA, s.lnSpec = nil, nil, nil
+	s.lnMu.Unlock()
 	if s.Target != nil {
 		errs = append(errs, s.Target.Close())
 	}
