@@ -4,8 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flashpath/flashpath/target/backend"
 	"github.com/flashpath/flashpath/target/server"
@@ -347,4 +349,70 @@ func (s *Server) getBdevs(params json.RawMessage) (any, *Error) {
 
 func formatUUID(u [16]byte) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// bdev_get_iostat: the namespaces' counters under their bdev names. A bdev
+// that is not a namespace has none (zeros); flashpath counts no latency
+// (the *_latency_ticks are 0), and counters start again when a bdev is
+// attached again.
+func (s *Server) getIOStat(params json.RawMessage) (any, *Error) {
+	var p struct {
+		Name       string `json:"name"`
+		PerChannel bool   `json:"per_channel"`
+		ResetMode  string `json:"reset_mode"`
+	}
+	if e := decodeParams(params, &p); e != nil {
+		return nil, e
+	}
+	if p.PerChannel {
+		return nil, errorf(CodeInvalidParams, "Invalid parameters: per_channel: flashpath keeps one counter set per namespace: leave it out")
+	}
+	if p.ResetMode != "" && p.ResetMode != "none" {
+		return nil, errorf(CodeInvalidParams, "Invalid parameters: reset_mode %q: flashpath's counters only go up (rate them, as Prometheus does)", p.ResetMode)
+	}
+	type stat struct {
+		Name           string         `json:"name"`
+		BytesRead      uint64         `json:"bytes_read"`
+		NumReadOps     uint64         `json:"num_read_ops"`
+		BytesWritten   uint64         `json:"bytes_written"`
+		NumWriteOps    uint64         `json:"num_write_ops"`
+		BytesUnmapped  uint64         `json:"bytes_unmapped"`
+		NumUnmapOps    uint64         `json:"num_unmap_ops"`
+		ReadLatency    uint64         `json:"read_latency_ticks"`
+		WriteLatency   uint64         `json:"write_latency_ticks"`
+		UnmapLatency   uint64         `json:"unmap_latency_ticks"`
+		IOErrors       map[string]any `json:"io_error"`
+		NumErrorsTotal uint64         `json:"num_io_errors"`
+	}
+	cfg := s.srv.Applied()
+	statOf := func(name, nqn string, nsid uint32) stat {
+		st := stat{Name: name, IOErrors: map[string]any{}}
+		if ss := s.srv.Target.Subsystem(nqn); ss != nil && nqn != "" {
+			if ns := ss.Namespace(nsid); ns != nil {
+				n := ns.Stats()
+				st.BytesRead, st.NumReadOps, st.BytesWritten, st.NumWriteOps, st.NumErrorsTotal = n.BytesRead, n.Reads, n.BytesWritten, n.Writes, n.Errors
+			}
+		}
+		return st
+	}
+	out := []stat{}
+	for _, name := range sortedKeys(s.bdevs) {
+		nqn, nsid := s.bdevs[name].attachedTo(cfg)
+		out = append(out, statOf(name, nqn, nsid))
+	}
+	for _, sc := range cfg.Subsystems {
+		for _, nc := range sc.Namespaces {
+			if s.bdevOf(sc.NQN, nc) == nil {
+				out = append(out, statOf(configBdevName(sc.NQN, nc.NSID), sc.NQN, nc.NSID))
+			}
+		}
+	}
+	if p.Name != "" {
+		i := slices.IndexFunc(out, func(st stat) bool { return st.Name == p.Name })
+		if i < 0 {
+			return nil, errorf(CodeNoDevice, "No such device: bdev %s", p.Name)
+		}
+		out = out[i : i+1]
+	}
+	return map[string]any{"tick_rate": uint64(time.Second), "ticks": uint64(time.Since(s.started)), "bdevs": out}, nil
 }

@@ -35,6 +35,7 @@ func init() {
 		"bdev_aio_delete":     func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("aio", p) },
 		"bdev_uring_delete":   func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("uring", p) },
 		"bdev_get_bdevs":      (*Server).getBdevs,
+		"bdev_get_iostat":     (*Server).getIOStat,
 
 		"nvmf_create_transport":          (*Server).createTransport,
 		"nvmf_get_transports":            (*Server).getTransports,

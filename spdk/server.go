@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/flashpath/flashpath/target/server"
 )
@@ -29,11 +30,12 @@ type Options struct {
 
 // Server serves SPDK's JSON-RPC on a Unix socket for a running target.
 type Server struct {
-	srv  *server.Server
-	log  *slog.Logger
-	opts Options
-	path string
-	ln   net.Listener
+	srv     *server.Server
+	log     *slog.Logger
+	opts    Options
+	path    string
+	ln      net.Listener
+	started time.Time // ticks of bdev_get_iostat
 
 	// mu serializes the methods: each reads the running configuration,
 	// changes a copy and applies it before the next starts.
@@ -71,7 +73,7 @@ func Listen(srv *server.Server, path string, opts Options) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("rpc socket %s: %w", path, err)
 	}
-	s := &Server{srv: srv, log: opts.Logger, opts: opts, path: path, ln: ln,
+	s := &Server{srv: srv, log: opts.Logger, opts: opts, path: path, ln: ln, started: time.Now(),
 		bdevs: map[string]*bdev{}, transports: map[string]json.RawMessage{}, listenRefs: map[string]map[string]bool{},
 		maxNS: map[string]int{}, conns: map[net.Conn]struct{}{}}
 	cfg := srv.Applied()

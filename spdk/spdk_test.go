@@ -175,6 +175,9 @@ func TestMethods(t *testing.T) {
 		{"nvmf_subsystem_remove_ns", obj{"nqn": nqn1, "nsid": 5}, "", CodeInvalidParams},
 		{"nvmf_subsystem_remove_host", obj{"nqn": nqn1, "host": "nqn.2014-08.org.nvmexpress:uuid:9"}, "", CodeInvalidParams},
 		{"spdk_get_version", nil, "", 0},
+		{"bdev_get_iostat", obj{"name": "AIO0"}, "", 0},
+		{"bdev_get_iostat", obj{"name": "Nope"}, "", CodeNoDevice},
+		{"bdev_get_iostat", obj{"per_channel": true}, "", CodeInvalidParams},
 		{"rpc_get_methods", obj{"current": true}, "", 0},
 	}
 	for i, st := range steps {
@@ -477,6 +480,7 @@ func TestRPCPy(t *testing.T) {
 		t.Errorf("nvmf_get_subsystems: %v %+v", err, subs)
 	}
 	rpc("bdev_get_bdevs")
+	rpc("bdev_get_iostat")
 	rpc("nvmf_get_transports")
 	rpc("nvmf_subsystem_remove_host", nqn1, "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001")
 	rpc("nvmf_subsystem_remove_ns", nqn1, "4")

@@ -112,6 +112,16 @@ func TestSPDKRPCSetup(t *testing.T) {
 		t.Errorf("namespace 1: %d bytes in %d-byte blocks, want %d in 512", ns.Size(), ns.BlockSize(), 32768*512)
 	}
 	readWriteRandom(t, ns, 2)
+	var io struct {
+		Bdevs []struct {
+			Name         string `json:"name"`
+			BytesWritten uint64 `json:"bytes_written"`
+			NumReadOps   uint64 `json:"num_read_ops"`
+		} `json:"bdevs"`
+	}
+	if err := json.Unmarshal(rpc.must("bdev_get_iostat", map[string]any{"name": "Malloc0"}), &io); err != nil || len(io.Bdevs) != 1 || io.Bdevs[0].BytesWritten == 0 || io.Bdevs[0].NumReadOps == 0 {
+		t.Errorf("bdev_get_iostat after I/O: %+v %v", io, err)
+	}
 
 	// A namespace added over RPC reaches the connected host.
 	rpc.must("bdev_null_create", map[string]any{"name": "Null0", "num_blocks": 2048, "block_size": 4096})
