@@ -50,6 +50,7 @@ func init() {
 		"nvmf_subsystem_add_listener":    func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(true, p) },
 		"nvmf_subsystem_remove_listener": func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(false, p) },
 		"nvmf_subsystem_get_listeners":   (*Server).getListeners,
+		"nvmf_subsystem_get_controllers": (*Server).getControllers,
 	}
 }
 
@@ -863,6 +864,35 @@ func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 	for _, l := range cfg.Listeners {
 		if s.listenRefs[l][p.NQN] {
 			out = append(out, entry{listenAddressOf(l), "optimized"})
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) getControllers(params json.RawMessage) (any, *Error) {
+	var p struct {
+		NQN     string `json:"nqn"`
+		TgtName string `json:"tgt_name"`
+	}
+	if e := decodeParams(params, &p); e != nil {
+		return nil, e
+	}
+	if e := checkTarget(p.TgtName); e != nil {
+		return nil, e
+	}
+	if _, e := subsys(s.srv.Applied(), p.NQN); e != nil {
+		return nil, e
+	}
+	type ctrl struct {
+		CntlID      uint16 `json:"cntlid"`
+		HostNQN     string `json:"hostnqn"`
+		HostID      string `json:"hostid"`
+		NumIOQPairs int    `json:"num_io_qpairs"`
+	}
+	out := []ctrl{}
+	if ss := s.srv.Target.Subsystem(p.NQN); ss != nil {
+		for _, c := range ss.Controllers() {
+			out = append(out, ctrl{CntlID: c.ID(), HostNQN: c.HostNQN(), HostID: formatUUID(c.HostID()), NumIOQPairs: c.IOQueues()})
 		}
 	}
 	return out, nil

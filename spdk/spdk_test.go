@@ -177,6 +177,8 @@ func TestMethods(t *testing.T) {
 		{"spdk_get_version", nil, "", 0},
 		{"bdev_get_iostat", obj{"name": "AIO0"}, "", 0},
 		{"bdev_get_iostat", obj{"name": "Nope"}, "", CodeNoDevice},
+		{"nvmf_subsystem_get_controllers", obj{"nqn": nqn1}, "[]", 0},
+		{"nvmf_subsystem_get_controllers", obj{"nqn": "nqn.2016-06.io.spdk:none"}, "", CodeInvalidParams},
 		{"bdev_get_iostat", obj{"per_channel": true}, "", CodeInvalidParams},
 		{"rpc_get_methods", obj{"current": true}, "", 0},
 	}
@@ -481,6 +483,7 @@ func TestRPCPy(t *testing.T) {
 	}
 	rpc("bdev_get_bdevs")
 	rpc("bdev_get_iostat")
+	rpc("nvmf_subsystem_get_controllers", nqn1)
 	rpc("nvmf_get_transports")
 	rpc("nvmf_subsystem_remove_host", nqn1, "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001")
 	rpc("nvmf_subsystem_remove_ns", nqn1, "4")

@@ -104,6 +104,22 @@ func (c *Controller) ID() uint16 { return c.id }
 // HostNQN is the NQN of the host that created the controller.
 func (c *Controller) HostNQN() string { return c.hostNQN }
 
+// HostID is the Host Identifier of the host's Connect.
+func (c *Controller) HostID() [16]byte { return c.hostID }
+
+// IOQueues is the number of I/O queues connected now.
+func (c *Controller) IOQueues() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for qid := range c.queues {
+		if qid != 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func (c *Controller) addQueue(q *Queue, qid uint16) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -495,6 +495,13 @@ func (s *Subsystem) hostAccess(hostNQN string) (bool, *HostKeys) {
 	return s.anyHost || s.hosts[hostNQN], keys
 }
 
+// Controllers returns the subsystem's controllers, by controller ID.
+func (s *Subsystem) Controllers() []*Controller {
+	out := s.controllers()
+	slices.SortFunc(out, func(a, b *Controller) int { return int(a.id) - int(b.id) })
+	return out
+}
+
 func (s *Subsystem) controllers() []*Controller {
 	s.mu.Lock()
 	defer s.mu.Unlock()

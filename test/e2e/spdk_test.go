@@ -123,6 +123,16 @@ func TestSPDKRPCSetup(t *testing.T) {
 		t.Errorf("bdev_get_iostat after I/O: %+v %v", io, err)
 	}
 
+	var ctrls []struct {
+		CntlID      uint16 `json:"cntlid"`
+		HostNQN     string `json:"hostnqn"`
+		NumIOQPairs int    `json:"num_io_qpairs"`
+	}
+	if err := json.Unmarshal(rpc.must("nvmf_subsystem_get_controllers", map[string]any{"nqn": nqn}), &ctrls); err != nil ||
+		len(ctrls) != 1 || ctrls[0].HostNQN != host || ctrls[0].CntlID != ctrl.CntlID() || ctrls[0].NumIOQPairs != len(ctrl.Queues()) {
+		t.Errorf("nvmf_subsystem_get_controllers: %+v %v (cntlid %d, %d I/O queues)", ctrls, err, ctrl.CntlID(), len(ctrl.Queues()))
+	}
+
 	// A namespace added over RPC reaches the connected host.
 	rpc.must("bdev_null_create", map[string]any{"name": "Null0", "num_blocks": 2048, "block_size": 4096})
 	if got := string(rpc.must("nvmf_subsystem_add_ns", map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": "Null0", "nsid": 2}})); got != "2" {
