@@ -152,30 +152,6 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 		sig.Stop()
 		return err
 	}
-	out := cmd.OutOrStdout()
-	type port struct {
-		trtype, addr string
-		tls          bool
-	}
-	var ports []port
-	for _, ln := range srv.Listeners {
-		ports = append(ports, port{"tcp", ln.Addr().String(), ln.TLS().String() != "off"})
-	}
-	for _, ln := range srv.RDMA {
-		ports = append(ports, port{"rdma", ln.Addr().String(), false})
-	}
-	for _, p := range ports {
-		host, svc := splitHostPort(p.addr)
-		tls := ""
-		if p.tls {
-			tls = " --tls"
-		}
-		for _, ss := range cfg.Subsystems {
-			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.trtype, host, svc)
-			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s%s\n", p.trtype, host, svc, ss.NQN, tls)
-			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.trtype, p.trtype, host, svc, ss.NQN)
-		}
-	}
 	var rpc *spdk.Server
 	if cfg.RPCSocket != "" {
 		rpc, err = spdk.Listen(srv, cfg.RPCSocket, spdk.Options{Logger: log, Version: version})
@@ -187,6 +163,19 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 			sig.Stop()
 			srv.Shutdown(context.Background())
 			return fmt.Errorf("%w (--rpc-socket off to run without it)", err)
+		}
+	}
+	out := cmd.OutOrStdout()
+	for _, p := range srv.Ports() {
+		host, svc := splitHostPort(p.Addr)
+		tls := ""
+		if p.TLS {
+			tls = " --tls"
+		}
+		for _, ss := range cfg.Subsystems {
+			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.Trtype, host, svc)
+			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s%s\n", p.Trtype, host, svc, ss.NQN, tls)
+			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.Trtype, p.Trtype, host, svc, ss.NQN)
 		}
 	}
 	if rpc != nil {

@@ -156,3 +156,26 @@ func TestTargetRPCSocket(t *testing.T) {
 		t.Errorf("socket left behind: %v", err)
 	}
 }
+
+// TestRPCCommand: flashpath rpc against a running target.
+func TestRPCCommand(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "spdk.sock")
+	startCLITarget(t, "--rpc-socket", sock)
+	out, err := runCLI(t, nil, "rpc", "-s", sock, "bdev_null_create", `{"name": "N0", "num_blocks": 1024, "block_size": 512}`)
+	if err != nil || out != "\"N0\"\n" {
+		t.Fatalf("bdev_null_create: %q %v", out, err)
+	}
+	out, err = runCLI(t, nil, "rpc", "-s", sock, "nvmf_get_subsystems")
+	if err != nil || !bytes.Contains([]byte(out), []byte(`"subtype": "NVMe"`)) {
+		t.Errorf("nvmf_get_subsystems: %s %v", out, err)
+	}
+	if _, err := runCLI(t, nil, "rpc", "-s", sock, "bdev_null_delete", `{"name": "nope"}`); err == nil || !bytes.Contains([]byte(err.Error()), []byte("No such device")) {
+		t.Errorf("deleting a missing bdev: %v", err)
+	}
+	if _, err := runCLI(t, nil, "rpc", "-s", sock, "bdev_get_bdevs", `{oops`); err == nil {
+		t.Error("params that are not JSON: no error")
+	}
+	if _, err := runCLI(t, nil, "rpc", "-s", filepath.Join(t.TempDir(), "none.sock"), "spdk_get_version"); err == nil {
+		t.Error("a socket nobody serves: no error")
+	}
+}

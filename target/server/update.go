@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/flashpath/flashpath/target/rdma"
+	"github.com/flashpath/flashpath/target/tcp"
 )
 
 // Applied returns a copy of the configuration running: what Start or the
@@ -22,6 +25,27 @@ func (s *Server) ListenerAddr(l string) string {
 	s.lnMu.Lock()
 	defer s.lnMu.Unlock()
 	return s.lnSpec[l]
+}
+
+// Port is a running listener.
+type Port struct {
+	Trtype string // "tcp" or "rdma"
+	Addr   string // the bound address, "127.0.0.1:4420"
+	TLS    bool   // an NVMe/TCP listener that takes TLS
+}
+
+// Ports lists the running listeners.
+func (s *Server) Ports() []Port {
+	var out []Port
+	s.ListenersLocked(func(tl []*tcp.Listener, rl []*rdma.Listener) {
+		for _, ln := range tl {
+			out = append(out, Port{"tcp", ln.Addr().String(), ln.TLS() != tcp.TLSOff})
+		}
+		for _, ln := range rl {
+			out = append(out, Port{"rdma", ln.Addr().String(), false})
+		}
+	})
+	return out
 }
 
 // Update changes the running configuration the way Reload applies a file:
