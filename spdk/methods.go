@@ -399,14 +399,11 @@ func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 			info.MaxNamespaces = target.MaxNSID
 		}
 		for _, l := range cfg.Listeners {
-			if s.listenRefs[l][sc.NQN] {
+			if s.listensOn(l, sc.NQN) {
 				info.ListenAddresses = append(info.ListenAddresses, listenAddressOf(l))
 			}
 		}
-		info.AllowAnyHost = len(sc.AllowedHosts) == 0
-		if sc.AllowAnyHost != nil {
-			info.AllowAnyHost = *sc.AllowAnyHost
-		}
+		info.AllowAnyHost = anyHost(&sc)
 		for _, h := range sc.AllowedHosts {
 			info.Hosts = append(info.Hosts, hostInfo{NQN: h.NQN})
 		}
@@ -601,8 +598,8 @@ func (s *Server) addHost(params json.RawMessage) (any, *Error) {
 		if e != nil {
 			return e
 		}
-		if sc.AllowAnyHost != nil && *sc.AllowAnyHost {
-			return errorf(CodeInvalidParams, "Invalid parameters: %s allows any host: turn that off first (nvmf_subsystem_allow_any_host --disable %s), then add hosts", p.NQN, p.NQN)
+		if anyHost(sc) {
+			return errorf(CodeInvalidParams, "Invalid parameters: %s allows any host: turn that off first (nvmf_subsystem_allow_any_host --no-allow-any-host %s), then add hosts", p.NQN, p.NQN)
 		}
 		if slices.ContainsFunc(sc.AllowedHosts, func(h server.HostConfig) bool { return h.NQN == p.Host }) {
 			return nil
@@ -615,6 +612,15 @@ func (s *Server) addHost(params json.RawMessage) (any, *Error) {
 		return nil, e
 	}
 	return true, nil
+}
+
+// anyHost reports whether any host may connect to sc (the configuration
+// file's default: when it names none).
+func anyHost(sc *server.SubsystemConfig) bool {
+	if sc.AllowAnyHost != nil {
+		return *sc.AllowAnyHost
+	}
+	return len(sc.AllowedHosts) == 0
 }
 
 func (s *Server) removeHost(params json.RawMessage) (any, *Error) {
@@ -743,6 +749,11 @@ func listenerOf(la listenAddress, secure bool) (string, *Error) {
 // address (tls options aside).
 func sameListener(a, b string) bool { return listenAddressOf(a) == listenAddressOf(b) }
 
+// listensOn reports whether nvmf_get_subsystems shows listener l for
+// subsystem nqn: the configuration file's listeners are every
+// subsystem's, the RPC's those of the subsystems that added them.
+func (s *Server) listensOn(l, nqn string) bool { return s.fileLn[l] || s.listenRefs[l][nqn] }
+
 // dropListenRefs returns listeners without those that only nqn named
 // (every one nqn named if l is ""), for a change that removes them.
 func (s *Server) dropListenRefs(listeners []string, nqn, l string) []string {
@@ -819,7 +830,7 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 			}
 		}
 		if add {
-			if l != "" && s.listenRefs[l][p.NQN] {
+			if l != "" && s.listensOn(l, p.NQN) && !s.fileLn[l] {
 				return errorf(CodeInvalidParams, "Invalid parameters: listener %s exists on %s", want, p.NQN)
 			}
 			if l == "" {
@@ -827,6 +838,9 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 				cfg.Listeners = append(cfg.Listeners, l)
 			}
 			return nil
+		}
+		if s.fileLn[l] {
+			return errorf(CodeInvalidParams, "Invalid parameters: listener %s is in the configuration file, which every subsystem uses: remove it from the file and restart", want)
 		}
 		if l == "" || !s.listenRefs[l][p.NQN] {
 			return errorf(CodeInvalidParams, "Invalid parameters: %s does not listen on %s (nvmf_subsystem_get_listeners lists them)", p.NQN, want)
@@ -837,7 +851,9 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 	if e != nil {
 		return nil, e
 	}
-	s.commitListenRefs(p.NQN, l, add)
+	if !s.fileLn[l] {
+		s.commitListenRefs(p.NQN, l, add)
+	}
 	return true, nil
 }
 
@@ -862,7 +878,7 @@ func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 	}
 	out := []entry{}
 	for _, l := range cfg.Listeners {
-		if s.listenRefs[l][p.NQN] {
+		if s.listensOn(l, p.NQN) {
 			out = append(out, entry{listenAddressOf(l), "optimized"})
 		}
 	}

@@ -42,7 +42,8 @@ type Server struct {
 	mu         sync.Mutex
 	bdevs      map[string]*bdev           // by name; guarded by mu
 	transports map[string]json.RawMessage // by trtype (TCP, RDMA): the params as created; guarded by mu
-	listenRefs map[string]map[string]bool // listener → NQNs that named it; guarded by mu
+	listenRefs map[string]map[string]bool // listener added over RPC → NQNs that named it; guarded by mu
+	fileLn     map[string]bool            // listeners of the configuration file, every subsystem's; guarded by mu
 	nextMalloc int                        // guarded by mu
 	maxNS      map[string]int             // max_namespaces by NQN; guarded by mu
 
@@ -77,12 +78,9 @@ func Listen(srv *server.Server, path string, opts Options) (*Server, error) {
 		bdevs: map[string]*bdev{}, transports: map[string]json.RawMessage{}, listenRefs: map[string]map[string]bool{},
 		maxNS: map[string]int{}, conns: map[net.Conn]struct{}{}}
 	cfg := srv.Applied()
+	s.fileLn = map[string]bool{}
 	for _, l := range cfg.Listeners {
-		refs := map[string]bool{}
-		for _, sc := range cfg.Subsystems {
-			refs[sc.NQN] = true
-		}
-		s.listenRefs[l] = refs
+		s.fileLn[l] = true
 		if tr := trtypeOf(l); tr != "" {
 			s.transports[tr] = json.RawMessage(`{"trtype":"` + tr + `"}`)
 		}

@@ -425,6 +425,25 @@ func TestConfigFile(t *testing.T) {
 	if n := len(srv.Target.Subsystem(nqn1).Namespaces()); n != 2 {
 		t.Errorf("%d namespaces, want 2", n)
 	}
+	// The file's listener is every subsystem's: adding it is a no-op,
+	// removing it over RPC is refused; its subsystem allows any host.
+	fileLA := obj{"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": port}
+	c.must("nvmf_create_subsystem", obj{"nqn": "nqn.2016-06.io.spdk:cnode2", "allow_any_host": true})
+	c.must("nvmf_subsystem_add_listener", obj{"nqn": "nqn.2016-06.io.spdk:cnode2", "listen_address": fileLA})
+	if _, e := c.call("nvmf_subsystem_remove_listener", obj{"nqn": nqn1, "listen_address": fileLA}); e == nil || !strings.Contains(e.Message, "configuration file") {
+		t.Errorf("removing the file's listener: %v", e)
+	}
+	json.Unmarshal(c.must("nvmf_get_subsystems", obj{"nqn": "nqn.2016-06.io.spdk:cnode2"}), &subs)
+	if len(subs) != 1 || len(subs[0].ListenAddresses) != 1 || subs[0].ListenAddresses[0].Trsvcid != port {
+		t.Errorf("an RPC subsystem on the file's listener: %+v", subs)
+	}
+	if _, e := c.call("nvmf_subsystem_add_host", obj{"nqn": nqn1, "host": "nqn.2014-08.org.nvmexpress:uuid:1"}); e == nil || !strings.Contains(e.Message, "allows any host") {
+		t.Errorf("add_host on a file subsystem open to any host: %v", e)
+	}
+	if len(srv.Applied().Listeners) != 1 {
+		t.Errorf("listeners %v", srv.Applied().Listeners)
+	}
+
 	// A reload of the file (without the RPC's namespace) takes it away;
 	// the bdev is free again.
 	if err := srv.Reload(cfg); err != nil {
