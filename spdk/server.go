@@ -54,7 +54,9 @@ type Server struct {
 
 // Listen serves the JSON-RPC for srv on the Unix socket path, mode 0600.
 // A stale socket at path (no process answers on it) is removed; a socket
-// that answers is another daemon's, and an error.
+// that answers is another daemon's, and an error. srv's configuration
+// should name the socket (server.Config.RPCSocket), which lets its
+// listeners and subsystems go down to none.
 func Listen(srv *server.Server, path string, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -112,16 +112,15 @@ func TestTargetTLSFlags(t *testing.T) {
 	}
 }
 
-// TestTargetRPCSocket: `flashpath target --rpc-socket PATH` alone starts
-// an empty target, like nvmf_tgt, that answers SPDK's JSON-RPC, and
-// removes the socket when it stops.
-func TestTargetRPCSocket(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "spdk.sock")
+// startRPCTarget runs `flashpath target` with args until the test ends
+// and returns once its JSON-RPC socket sock is served.
+func startRPCTarget(t *testing.T, sock string, args ...string) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	root := newRootCmd()
 	root.SetOut(pw)
-	root.SetArgs([]string{"target", "--rpc-socket", sock, "--log-level", "warn"})
+	root.SetArgs(append([]string{"target", "--log-level", "warn"}, args...))
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
 	sc := bufio.NewScanner(pr)
@@ -134,26 +133,59 @@ func TestTargetRPCSocket(t *testing.T) {
 		cancel()
 		t.Fatalf("no JSON-RPC line: %v", <-done)
 	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("target exited with %v", err)
+		}
+		if _, err := os.Stat(sock); !os.IsNotExist(err) {
+			t.Errorf("socket left behind: %v", err)
+		}
+	})
+}
+
+// subsystemsOver returns the NQNs nvmf_get_subsystems lists on sock.
+func subsystemsOver(t *testing.T, sock string) []string {
+	t.Helper()
 	c, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	fmt.Fprint(c, `{"jsonrpc":"2.0","method":"nvmf_get_subsystems","id":1}`)
 	var resp struct {
 		Result []struct {
 			NQN string `json:"nqn"`
 		} `json:"result"`
 	}
-	if err := json.NewDecoder(c).Decode(&resp); err != nil || len(resp.Result) != 1 || resp.Result[0].NQN != "nqn.2014-08.org.nvmexpress.discovery" {
-		t.Errorf("nvmf_get_subsystems on an empty target: %+v %v", resp, err)
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		t.Fatal(err)
 	}
-	c.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("target exited with %v", err)
+	var out []string
+	for _, r := range resp.Result {
+		out = append(out, r.NQN)
 	}
-	if _, err := os.Stat(sock); !os.IsNotExist(err) {
-		t.Errorf("socket left behind: %v", err)
+	return out
+}
+
+// TestTargetRPCSocket: `flashpath target --rpc-socket PATH` alone starts
+// an empty target, like nvmf_tgt, that answers SPDK's JSON-RPC and
+// removes the socket when it stops; rpc_socket in a configuration file
+// serves the file's subsystems.
+func TestTargetRPCSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "spdk.sock")
+	startRPCTarget(t, sock, "--rpc-socket", sock)
+	if got := subsystemsOver(t, sock); !slices.Equal(got, []string{"nqn.2014-08.org.nvmexpress.discovery"}) {
+		t.Errorf("nvmf_get_subsystems on an empty target: %v", got)
+	}
+
+	dir := t.TempDir()
+	sock2 := filepath.Join(dir, "file.sock")
+	cfg := filepath.Join(dir, "target.yaml")
+	os.WriteFile(cfg, []byte("rpc_socket: "+sock2+"\nlisteners: [tcp://127.0.0.1:0]\nsubsystems:\n  - nqn: nqn.2026-11.io.flashpath:file\n    namespaces: [{backend: \"mem:1MiB\"}]\n"), 0o600)
+	startRPCTarget(t, sock2, "--config", cfg)
+	if got := subsystemsOver(t, sock2); !slices.Equal(got, []string{"nqn.2014-08.org.nvmexpress.discovery", "nqn.2026-11.io.flashpath:file"}) {
+		t.Errorf("nvmf_get_subsystems with rpc_socket in the file: %v", got)
 	}
 }
 
