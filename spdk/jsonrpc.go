@@ -183,5 +183,8 @@ func decodeParams(params json.RawMessage, v any) *Error {
 		}
 		return errorf(CodeInvalidParams, "Invalid parameters: %v", err)
 	}
+	if t, ok := v.(interface{ check() *Error }); ok {
+		return t.check()
+	}
 	return nil
 }

@@ -126,10 +126,16 @@ func (s *Server) getMethods(p json.RawMessage) (any, *Error) {
 	return MethodNames(), nil
 }
 
-// checkTarget refuses a tgt_name: flashpath runs one target.
-func checkTarget(name string) *Error {
-	if name != "" {
-		return errorf(CodeInvalidParams, "Invalid parameters: tgt_name %q: flashpath runs one target: leave tgt_name out", name)
+// tgtName is the tgt_name parameter of the nvmf methods, embedded in
+// their parameters: decodeParams refuses one that is set, as flashpath
+// runs one target.
+type tgtName struct {
+	TgtName string `json:"tgt_name"`
+}
+
+func (t tgtName) check() *Error {
+	if t.TgtName != "" {
+		return errorf(CodeInvalidParams, "Invalid parameters: tgt_name %q: flashpath runs one target: leave tgt_name out", t.TgtName)
 	}
 	return nil
 }
@@ -201,7 +207,7 @@ func (s *Server) createTransport(params json.RawMessage) (any, *Error) {
 	if t, ok := p["tgt_name"]; ok && json.Unmarshal(t, &tgt) != nil {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: tgt_name: want a string")
 	}
-	if e := checkTarget(tgt); e != nil {
+	if e := (tgtName{tgt}).check(); e != nil {
 		return nil, e
 	}
 	tr = strings.ToUpper(tr)
@@ -221,13 +227,10 @@ func (s *Server) createTransport(params json.RawMessage) (any, *Error) {
 
 func (s *Server) getTransports(params json.RawMessage) (any, *Error) {
 	var p struct {
-		Trtype  string `json:"trtype"`
-		TgtName string `json:"tgt_name"`
+		Trtype string `json:"trtype"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	out := []json.RawMessage{}
@@ -245,29 +248,26 @@ func (s *Server) getTransports(params json.RawMessage) (any, *Error) {
 // --- subsystems ---
 
 type createSubsystemParams struct {
-	NQN                   string `json:"nqn"`
-	SerialNumber          string `json:"serial_number"`
-	ModelNumber           string `json:"model_number"`
-	AllowAnyHost          bool   `json:"allow_any_host"`
-	MaxNamespaces         int    `json:"max_namespaces"`
-	TgtName               string `json:"tgt_name"`
-	ANAReporting          bool   `json:"ana_reporting"`
-	MinCntlid             int    `json:"min_cntlid"`
-	MaxCntlid             int    `json:"max_cntlid"`
-	MaxDiscardSizeKiB     int    `json:"max_discard_size_kib"`
-	MaxWriteZeroesSizeKiB int    `json:"max_write_zeroes_size_kib"`
-	PassthroughInfo       bool   `json:"passthrough"`
-	EnableNSSR            bool   `json:"enable_nssr"`
-	DMRSL                 int    `json:"dmrsl"`
-	WZSL                  int    `json:"wzsl"`
+	NQN           string `json:"nqn"`
+	SerialNumber  string `json:"serial_number"`
+	ModelNumber   string `json:"model_number"`
+	AllowAnyHost  bool   `json:"allow_any_host"`
+	MaxNamespaces int    `json:"max_namespaces"`
+	tgtName
+	ANAReporting          bool `json:"ana_reporting"`
+	MinCntlid             int  `json:"min_cntlid"`
+	MaxCntlid             int  `json:"max_cntlid"`
+	MaxDiscardSizeKiB     int  `json:"max_discard_size_kib"`
+	MaxWriteZeroesSizeKiB int  `json:"max_write_zeroes_size_kib"`
+	PassthroughInfo       bool `json:"passthrough"`
+	EnableNSSR            bool `json:"enable_nssr"`
+	DMRSL                 int  `json:"dmrsl"`
+	WZSL                  int  `json:"wzsl"`
 }
 
 func (s *Server) createSubsystem(params json.RawMessage) (any, *Error) {
 	var p createSubsystemParams
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	if err := target.ValidateNQN(p.NQN); err != nil {
@@ -319,13 +319,10 @@ func printable(s string) bool {
 
 func (s *Server) deleteSubsystem(params json.RawMessage) (any, *Error) {
 	var p struct {
-		NQN     string `json:"nqn"`
-		TgtName string `json:"tgt_name"`
+		NQN string `json:"nqn"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	e := s.update("delete subsystem "+p.NQN, func(cfg *server.Config) *Error {
@@ -377,13 +374,10 @@ type subsystemInfo struct {
 
 func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 	var p struct {
-		NQN     string `json:"nqn"`
-		TgtName string `json:"tgt_name"`
+		NQN string `json:"nqn"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	cfg := s.srv.Applied()
@@ -442,8 +436,8 @@ func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 // --- namespaces ---
 
 type addNSParams struct {
-	NQN       string `json:"nqn"`
-	TgtName   string `json:"tgt_name"`
+	NQN string `json:"nqn"`
+	tgtName
 	Namespace struct {
 		BdevName      string `json:"bdev_name"`
 		NSID          uint32 `json:"nsid"`
@@ -460,9 +454,6 @@ type addNSParams struct {
 func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 	var p addNSParams
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	n := p.Namespace
@@ -535,14 +526,11 @@ func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 
 func (s *Server) removeNS(params json.RawMessage) (any, *Error) {
 	var p struct {
-		NQN     string `json:"nqn"`
-		NSID    uint32 `json:"nsid"`
-		TgtName string `json:"tgt_name"`
+		NQN  string `json:"nqn"`
+		NSID uint32 `json:"nsid"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	e := s.update("remove namespace", func(cfg *server.Config) *Error {
@@ -570,9 +558,9 @@ func (s *Server) removeNS(params json.RawMessage) (any, *Error) {
 // --- hosts ---
 
 type hostParams struct {
-	NQN            string `json:"nqn"`
-	Host           string `json:"host"`
-	TgtName        string `json:"tgt_name"`
+	NQN  string `json:"nqn"`
+	Host string `json:"host"`
+	tgtName
 	PSK            string `json:"psk"`
 	DHCHAPKey      string `json:"dhchap_key"`
 	DHCHAPCtrlrKey string `json:"dhchap_ctrlr_key"`
@@ -582,9 +570,6 @@ type hostParams struct {
 func (s *Server) addHost(params json.RawMessage) (any, *Error) {
 	var p hostParams
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	if p.PSK != "" || p.DHCHAPKey != "" || p.DHCHAPCtrlrKey != "" {
@@ -628,9 +613,6 @@ func (s *Server) removeHost(params json.RawMessage) (any, *Error) {
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}
-	if e := checkTarget(p.TgtName); e != nil {
-		return nil, e
-	}
 	e := s.update("remove host", func(cfg *server.Config) *Error {
 		sc, e := subsys(cfg, p.NQN)
 		if e != nil {
@@ -656,12 +638,9 @@ func (s *Server) allowAnyHost(params json.RawMessage) (any, *Error) {
 	var p struct {
 		NQN          string `json:"nqn"`
 		AllowAnyHost *bool  `json:"allow_any_host"`
-		TgtName      string `json:"tgt_name"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	if p.AllowAnyHost == nil {
@@ -790,17 +769,14 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 	var p struct {
 		NQN           string        `json:"nqn"`
 		ListenAddress listenAddress `json:"listen_address"`
-		TgtName       string        `json:"tgt_name"`
-		SecureChannel bool          `json:"secure_channel"`
-		SockImpl      string        `json:"sock_impl"`
-		ANAState      string        `json:"ana_state"`
-		AnaGrpID      uint32        `json:"anagrpid"`
-		NUMAId        *int          `json:"numa_id"`
+		tgtName
+		SecureChannel bool   `json:"secure_channel"`
+		SockImpl      string `json:"sock_impl"`
+		ANAState      string `json:"ana_state"`
+		AnaGrpID      uint32 `json:"anagrpid"`
+		NUMAId        *int   `json:"numa_id"`
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	if p.NQN == "discovery" {
@@ -859,13 +835,10 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 
 func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 	var p struct {
-		NQN     string `json:"nqn"`
-		TgtName string `json:"tgt_name"`
+		NQN string `json:"nqn"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	cfg := s.srv.Applied()
@@ -887,13 +860,10 @@ func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 
 func (s *Server) getControllers(params json.RawMessage) (any, *Error) {
 	var p struct {
-		NQN     string `json:"nqn"`
-		TgtName string `json:"tgt_name"`
+		NQN string `json:"nqn"`
+		tgtName
 	}
 	if e := decodeParams(params, &p); e != nil {
-		return nil, e
-	}
-	if e := checkTarget(p.TgtName); e != nil {
 		return nil, e
 	}
 	if _, e := subsys(s.srv.Applied(), p.NQN); e != nil {
