@@ -111,15 +111,37 @@ func toolVersion(name string, args ...string) string {
 }
 
 // dialRetry dials until the server listens.
-func dialRetry(t *testing.T, addr string) net.Conn {
+// serveOnFreePort starts the server tool name with args(port) on a free
+// port, waits for it to print ready and dials it. Another process can take
+// the port between freePort and the tool's bind (gnutls-serv then listens
+// on IPv6 only), so a server that cannot be dialled is stopped and started
+// again on another port, a few times.
+func serveOnFreePort(t *testing.T, name, ready string, args func(port string) []string) (*proc, net.Conn) {
 	t.Helper()
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+	for try := 1; ; try++ {
+		port := freePort(t)
+		p := start(t, name, args(port)...)
+		p.waitFor(t, ready)
+		c, err := dialFor(time.Second, "127.0.0.1:"+port)
 		if err == nil {
-			return c
+			return p, c
 		}
-		if i == 200 {
-			t.Fatalf("dial %s: %v", addr, err)
+		if try == 5 {
+			t.Fatalf("dial %s on port %s: %v", name, port, err)
+		}
+		t.Logf("%s on port %s: %v; trying another port", name, port, err)
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// dialFor dials addr until it answers or d has passed.
+func dialFor(d time.Duration, addr string) (net.Conn, error) {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil || time.Now().After(deadline) {
+			return c, err
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -233,15 +255,14 @@ func TestInteropOpenSSLServer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := testKey(tc.suite, "openssl")
-			port := freePort(t)
-			args := append([]string{"s_server", "-tls1_3", "-nocert", "-accept", "127.0.0.1:" + port, "-naccept", "1"},
-				opensslPSKArgs(t, key)...)
-			if tc.groups != "" {
-				args = append(args, "-groups", tc.groups)
-			}
-			p := start(t, "openssl", args...)
-			p.waitFor(t, "ACCEPT")
-			raw := dialRetry(t, "127.0.0.1:"+port)
+			p, raw := serveOnFreePort(t, "openssl", "ACCEPT", func(port string) []string {
+				args := append([]string{"s_server", "-tls1_3", "-nocert", "-accept", "127.0.0.1:" + port, "-naccept", "1"},
+					opensslPSKArgs(t, key)...)
+				if tc.groups != "" {
+					args = append(args, "-groups", tc.groups)
+				}
+				return args
+			})
 			defer raw.Close()
 			rec := &recConn{Conn: raw}
 			c, err := Client(rec, &Config{Keys: []Key{key}})
@@ -355,11 +376,10 @@ func TestInteropGnuTLSServer(t *testing.T) {
 			if err := os.WriteFile(pskFile, []byte(key.Identity+":"+hex.EncodeToString(key.Secret)+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			port := freePort(t) // gnutls-serv has no option to listen on 127.0.0.1 only
-			p := start(t, "gnutls-serv", "--echo", "--nodb", "--pskpasswd", pskFile,
-				"--priority", gnutlsPriority(tc.priority), "-p", port)
-			p.waitFor(t, "listening")
-			raw := dialRetry(t, "127.0.0.1:"+port)
+			// gnutls-serv has no option to listen on 127.0.0.1 only.
+			_, raw := serveOnFreePort(t, "gnutls-serv", "listening", func(port string) []string {
+				return []string{"--echo", "--nodb", "--pskpasswd", pskFile, "--priority", gnutlsPriority(tc.priority), "-p", port}
+			})
 			defer raw.Close()
 			rec := &recConn{Conn: raw}
 			c, err := Client(rec, &Config{Keys: []Key{key}})
