@@ -26,69 +26,97 @@ import (
 // for example "file:/srv/ns1.img:64GiB?bs=4096&buffered". A PATH may hold
 // ':' as long as what follows the last ':' does not start with a digit.
 func Parse(spec string) (Backend, error) {
+	sp, err := ParseSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	return sp.Open()
+}
+
+// Spec is a parsed backend specification (see Parse): what to open,
+// before anything is opened.
+type Spec struct {
+	Kind string // KindMem, KindNull, KindFile or KindBlock
+	// Size is the capacity of mem and null; for file and block it is
+	// Options.Size.
+	Size    int64
+	Path    string      // file and block
+	Options FileOptions // BlockSize for all kinds; the rest for file and block
+	spec    string
+}
+
+// ParseSpec parses a backend specification without opening anything.
+func ParseSpec(spec string) (Spec, error) {
 	main, query, _ := strings.Cut(spec, "?")
 	opts, err := parseOptions(spec, query)
 	if err != nil {
-		return nil, err
+		return Spec{}, err
 	}
 	kind, rest, ok := strings.Cut(main, ":")
 	if strings.HasPrefix(main, "/") {
 		kind, rest, ok = KindFile, main, true
 	}
 	if !ok {
-		return nil, fmt.Errorf("backend %q: missing kind: use mem:SIZE, null:SIZE, file:PATH[:SIZE], or a device path such as /dev/nvme0n1", spec)
+		return Spec{}, fmt.Errorf("backend %q: missing kind: use mem:SIZE, null:SIZE, file:PATH[:SIZE], or a device path such as /dev/nvme0n1", spec)
 	}
+	sp := Spec{Kind: kind, Options: opts, spec: spec}
 	switch kind {
 	case KindMem, KindNull:
 		if opts.Buffered || opts.ReadOnly || opts.SyncIO {
-			return nil, fmt.Errorf("backend %q: options buffered, ro and sync apply to file and block backends only: remove them", spec)
+			return Spec{}, fmt.Errorf("backend %q: options buffered, ro and sync apply to file and block backends only: remove them", spec)
 		}
 		if rest == "" {
-			return nil, fmt.Errorf("backend %q: size missing: give one, e.g. %s:1GiB", spec, kind)
+			return Spec{}, fmt.Errorf("backend %q: size missing: give one, e.g. %s:1GiB", spec, kind)
 		}
-		size, err := ParseSize(rest)
-		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w", spec, err)
+		if sp.Size, err = ParseSize(rest); err != nil {
+			return Spec{}, fmt.Errorf("backend %q: %w", spec, err)
 		}
-		if kind == KindMem {
-			m, err := NewMem(size, opts.BlockSize)
+	case KindFile, KindBlock:
+		sp.Path = rest
+		if i := strings.LastIndexByte(rest, ':'); i >= 0 && i+1 < len(rest) && rest[i+1] >= '0' && rest[i+1] <= '9' {
+			size, err := ParseSize(rest[i+1:])
 			if err != nil {
-				return nil, err
+				return Spec{}, fmt.Errorf("backend %q: %w", spec, err)
 			}
-			return m, nil
+			if size == 0 {
+				return Spec{}, fmt.Errorf("backend %q: size 0: give a positive size, or none for the current size", spec)
+			}
+			sp.Path, sp.Options.Size = rest[:i], size
 		}
-		n, err := NewNull(size, opts.BlockSize)
+		if sp.Path == "" {
+			return Spec{}, fmt.Errorf("backend %q: path missing: give one, e.g. %s:/srv/ns1.img:1GiB", spec, kind)
+		}
+	default:
+		return Spec{}, fmt.Errorf("backend %q: unknown kind %q: use mem:SIZE, null:SIZE, file:PATH[:SIZE], block:PATH, or a device path such as /dev/nvme0n1", spec, kind)
+	}
+	return sp, nil
+}
+
+// Open opens the backend sp describes.
+func (sp Spec) Open() (Backend, error) {
+	switch sp.Kind {
+	case KindMem:
+		m, err := NewMem(sp.Size, sp.Options.BlockSize)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	case KindNull:
+		n, err := NewNull(sp.Size, sp.Options.BlockSize)
 		if err != nil {
 			return nil, err
 		}
 		return n, nil
-	case KindFile, KindBlock:
-		path := rest
-		if i := strings.LastIndexByte(rest, ':'); i >= 0 && i+1 < len(rest) && rest[i+1] >= '0' && rest[i+1] <= '9' {
-			size, err := ParseSize(rest[i+1:])
-			if err != nil {
-				return nil, fmt.Errorf("backend %q: %w", spec, err)
-			}
-			if size == 0 {
-				return nil, fmt.Errorf("backend %q: size 0: give a positive size, or none for the current size", spec)
-			}
-			path, opts.Size = rest[:i], size
-		}
-		if path == "" {
-			return nil, fmt.Errorf("backend %q: path missing: give one, e.g. %s:/srv/ns1.img:1GiB", spec, kind)
-		}
-		f, err := OpenFile(path, opts)
-		if err != nil {
-			return nil, err
-		}
-		if kind == KindBlock && f.Kind() != KindBlock {
-			f.Close()
-			return nil, fmt.Errorf("backend %q: %s is not a block device: use file:%s for a regular file", spec, path, path)
-		}
-		return f, nil
-	default:
-		return nil, fmt.Errorf("backend %q: unknown kind %q: use mem:SIZE, null:SIZE, file:PATH[:SIZE], block:PATH, or a device path such as /dev/nvme0n1", spec, kind)
 	}
+	f, err := OpenFile(sp.Path, sp.Options)
+	if err != nil {
+		return nil, err
+	}
+	if sp.Kind == KindBlock && f.Kind() != KindBlock {
+		f.Close()
+		return nil, fmt.Errorf("backend %q: %s is not a block device: use file:%s for a regular file", sp.spec, sp.Path, sp.Path)
+	}
+	return f, nil
 }
 
 // parseOptions parses the part of a spec after '?'.
