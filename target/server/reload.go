@@ -11,28 +11,58 @@ import (
 	"github.com/flashpath/flashpath/target/backend"
 )
 
-// Reload applies a new configuration to the running target by difference
-// with the one running: subsystems, namespaces and allowed hosts are added,
-// removed or changed; everything else stays as it is, and connected hosts
-// are told about namespace changes (Asynchronous Event, Changed Namespace
-// List). A namespace whose backend, UUID or NGUID changed is removed and
-// added again under the same NSID. Changes to the listeners, the metrics
-// address, MaxH2CData or a subsystem's serial or model need a restart: they
-// are logged and ignored.
+// Reload applies a new configuration file to the running target, merging
+// it with the changes made at run time (Update, the SPDK JSON-RPC): it
+// applies what the file changed since the file last applied (by Start or
+// the last Reload that succeeded), and keeps the rest as it runs. This is
+// a three-way merge of the file last applied (base), the running
+// configuration (Applied) and cfg:
+//
+//   - a subsystem (by NQN) added to the file is added, in the file's
+//     version where one of that NQN was added at run time; one removed
+//     from the file is removed; in one the file changed, the serial,
+//     model and allow_any_host are the file's where the file changed
+//     them, and namespaces (by NSID) and allowed hosts (by NQN) the file
+//     added, changed or removed are the file's, the others as they run;
+//   - what the file did not change stays as it runs, with the
+//     subsystems, namespaces, hosts and listeners added or removed at
+//     run time; so a reload with no change made at run time makes the
+//     running configuration the file's, and one of the same file changes
+//     nothing;
+//   - namespaces the file leaves without an NSID are numbered as before
+//     (the lowest free, in order), but skip the NSIDs of namespaces added
+//     at run time to a subsystem of the file, and keep their NSIDs where
+//     the file left the subsystem's namespaces as they were.
+//
+// The result is applied by difference with the running configuration:
+// subsystems, namespaces and allowed hosts are added, removed or changed;
+// everything else stays as it is, and connected hosts are told about
+// namespace changes (Asynchronous Event, Changed Namespace List). A
+// namespace whose backend, UUID or NGUID changed is removed and added
+// again under the same NSID. Changes to the file's listeners, the metrics
+// address, MaxH2CData or a subsystem's serial or model need a restart:
+// they are logged and ignored.
 //
 // The backends of new namespaces, and the new backends of replaced ones,
 // are opened first: if one fails to open, nothing changes. A replaced
 // namespace whose new backend is the running one's (a change of UUID or
 // NGUID only; a block device opens exclusively) is closed, then opened
 // again; if that fails, the running namespace is put back as it was and
-// the error returned with the rest applied.
+// the error returned with the rest applied. A reload that returns an
+// error leaves the base of the next merge as it was, so the next reload
+// tries the file's changes again.
 func (s *Server) Reload(cfg *Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	return s.applyReload(planReload(s.applied, cfg))
+	theirs := resolveFile(cfg, s.file, s.base, s.applied)
+	if err := s.applyReload(planReload(s.applied, mergeReload(s.base, s.applied, theirs))); err != nil {
+		return err
+	}
+	s.file, s.base = cloneConfig(cfg), fileBase(s.base, theirs)
+	return nil
 }
 
 // reloadPlan is what Reload changes to go from the running configuration
@@ -416,6 +446,53 @@ func (s *Server) warnShared(ss *target.Subsystem, ns *target.Namespace, f *backe
 // NSID: those left 0 get the lowest IDs no other namespace of the subsystem
 // names, in order. Reload matches namespaces by NSID.
 func resolveNSIDs(cfg *Config) *Config {
+	out := cloneConfig(cfg)
+	for i := range out.Subsystems {
+		resolveSubsystemNSIDs(&out.Subsystems[i], nil, nil)
+	}
+	return out
+}
+
+// resolveSubsystemNSIDs gives the namespaces of sc with NSID 0 IDs that
+// neither another namespace of sc nor skip names: the one at index i
+// among them pinned[i] if that is free, the others the lowest free, in
+// order.
+func resolveSubsystemNSIDs(sc *SubsystemConfig, skip map[uint32]bool, pinned map[int]uint32) {
+	used := map[uint32]bool{}
+	for id := range skip {
+		used[id] = true
+	}
+	for _, nc := range sc.Namespaces {
+		used[nc.NSID] = true
+	}
+	var auto []*NamespaceConfig
+	for j := range sc.Namespaces {
+		if sc.Namespaces[j].NSID == 0 {
+			auto = append(auto, &sc.Namespaces[j])
+		}
+	}
+	for i, nc := range auto {
+		if id, ok := pinned[i]; ok && !used[id] {
+			nc.NSID = id
+			used[id] = true
+		}
+	}
+	next := uint32(1)
+	for _, nc := range auto {
+		if nc.NSID != 0 {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		nc.NSID = next
+		used[next] = true
+	}
+}
+
+// cloneConfig returns a copy of cfg that shares none of the lists Reload
+// and Update change.
+func cloneConfig(cfg *Config) *Config {
 	out := *cfg
 	out.Listeners = slices.Clone(cfg.Listeners)
 	out.Subsystems = slices.Clone(cfg.Subsystems)
@@ -423,21 +500,6 @@ func resolveNSIDs(cfg *Config) *Config {
 		sc := &out.Subsystems[i]
 		sc.AllowedHosts = slices.Clone(sc.AllowedHosts)
 		sc.Namespaces = slices.Clone(sc.Namespaces)
-		used := map[uint32]bool{}
-		for _, nc := range sc.Namespaces {
-			used[nc.NSID] = true
-		}
-		next := uint32(1)
-		for j := range sc.Namespaces {
-			if sc.Namespaces[j].NSID != 0 {
-				continue
-			}
-			for used[next] {
-				next++
-			}
-			sc.Namespaces[j].NSID = next
-			used[next] = true
-		}
 	}
 	return &out
 }

@@ -31,6 +31,11 @@ type Server struct {
 
 	reloadMu sync.Mutex
 	applied  *Config // the configuration running, NSIDs resolved; guarded by reloadMu
+	// file and base are the configuration file last applied, by Start or
+	// a Reload that succeeded: as given, and with its NSIDs resolved (as
+	// fileBase records it): the base of Reload's three-way merge. Update
+	// leaves them. Guarded by reloadMu.
+	file, base *Config
 }
 
 // Options for Start.
@@ -81,6 +86,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		}
 	}
 	s.applied = applied
+	s.file, s.base = cloneConfig(cfg), resolveNSIDs(cfg)
 	for i, l := range cfg.Listeners {
 		if err := s.listen(cfg, l); err != nil {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
