@@ -106,6 +106,13 @@ type memBdevParams struct {
 	PhysicalBlockSize int  `json:"physical_block_size"`
 	DIFPIFormat       int  `json:"dif_pi_format"`
 	NUMAId            *int `json:"numa_id"`
+	// bdev_null_create's hints (Identify Namespace NPWG, NPWA, NOWS,
+	// NPDG, NPDA), which save_config writes: accepted at 0, none reported.
+	PreferredWriteGranularity int `json:"preferred_write_granularity"`
+	PreferredWriteAlignment   int `json:"preferred_write_alignment"`
+	OptimalWriteSize          int `json:"optimal_write_size"`
+	PreferredUnmapGranularity int `json:"preferred_unmap_granularity"`
+	PreferredUnmapAlignment   int `json:"preferred_unmap_alignment"`
 }
 
 // bdev_malloc_create and bdev_null_create.
@@ -113,6 +120,9 @@ func (s *Server) createMemBdev(module string, params json.RawMessage) (any, *Err
 	var p memBdevParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
+	}
+	if (p.PreferredWriteGranularity | p.PreferredWriteAlignment | p.OptimalWriteSize | p.PreferredUnmapGranularity | p.PreferredUnmapAlignment) != 0 {
+		return nil, errorf(CodeInvalidParams, "Invalid parameters: preferred_write_granularity, preferred_write_alignment, optimal_write_size, preferred_unmap_granularity, preferred_unmap_alignment: flashpath reports no such hints: leave them 0")
 	}
 	if p.MDSize != 0 || p.DIFType != 0 || p.MDInterleave || p.DIFIsHeadOfMD || p.DIFPIFormat != 0 {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: md_size, md_interleave, dif_type: flashpath's namespaces have no metadata or protection information: leave them out")

@@ -47,3 +47,43 @@ func Call(ctx context.Context, path, method string, params json.RawMessage) (jso
 	}
 	return resp.Result, nil
 }
+
+// SaveConfig reads the configuration of the target serving the socket at
+// path, as rpc.py save_config does: framework_get_config for each
+// subsystem framework_get_subsystems names.
+func SaveConfig(ctx context.Context, path string) (*Config, error) {
+	res, err := Call(ctx, path, "framework_get_subsystems", nil)
+	if err != nil {
+		return nil, err
+	}
+	var subs []frameworkSubsystem
+	if err := json.Unmarshal(res, &subs); err != nil {
+		return nil, fmt.Errorf("framework_get_subsystems: %w", err)
+	}
+	c := &Config{Subsystems: []ConfigSubsystem{}}
+	for _, sub := range subs {
+		params, _ := json.Marshal(map[string]string{"name": sub.Name})
+		res, err := Call(ctx, path, "framework_get_config", params)
+		if err != nil {
+			return nil, fmt.Errorf("framework_get_config %s: %w", sub.Name, err)
+		}
+		entries := []json.RawMessage{}
+		if err := json.Unmarshal(res, &entries); err != nil {
+			return nil, fmt.Errorf("framework_get_config %s: %w", sub.Name, err)
+		}
+		c.Subsystems = append(c.Subsystems, ConfigSubsystem{sub.Name, entries})
+	}
+	return c, nil
+}
+
+// LoadConfigAt sends c's requests in order to the target serving the
+// socket at path, as rpc.py load_config does; the first that fails stops
+// it, named by its place in c.
+func LoadConfigAt(ctx context.Context, path string, c *Config) error {
+	return c.each(func(where string, e configEntry) error {
+		if _, err := Call(ctx, path, e.Method, e.Params); err != nil {
+			return fmt.Errorf("%s %s: %w", where, e.Method, err)
+		}
+		return nil
+	})
+}

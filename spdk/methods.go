@@ -23,19 +23,23 @@ var methods map[string]method
 
 func init() {
 	methods = map[string]method{
-		"spdk_get_version":    (*Server).getVersion,
-		"rpc_get_methods":     (*Server).getMethods,
-		"framework_wait_init": func(s *Server, p json.RawMessage) (any, *Error) { return true, noParams(p) },
-		"bdev_malloc_create":  func(s *Server, p json.RawMessage) (any, *Error) { return s.createMemBdev("malloc", p) },
-		"bdev_null_create":    func(s *Server, p json.RawMessage) (any, *Error) { return s.createMemBdev("null", p) },
-		"bdev_aio_create":     func(s *Server, p json.RawMessage) (any, *Error) { return s.createFileBdev("aio", p) },
-		"bdev_uring_create":   func(s *Server, p json.RawMessage) (any, *Error) { return s.createFileBdev("uring", p) },
-		"bdev_malloc_delete":  func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("malloc", p) },
-		"bdev_null_delete":    func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("null", p) },
-		"bdev_aio_delete":     func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("aio", p) },
-		"bdev_uring_delete":   func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("uring", p) },
-		"bdev_get_bdevs":      (*Server).getBdevs,
-		"bdev_get_iostat":     (*Server).getIOStat,
+		"spdk_get_version":         (*Server).getVersion,
+		"rpc_get_methods":          (*Server).getMethods,
+		"framework_wait_init":      func(s *Server, p json.RawMessage) (any, *Error) { return true, noParams(p) },
+		"framework_get_subsystems": (*Server).getFrameworkSubsystems,
+		"framework_get_config":     (*Server).getConfig,
+		"nvmf_set_config":          (*Server).setConfig,
+		"nvmf_set_crdt":            (*Server).setCRDT,
+		"bdev_malloc_create":       func(s *Server, p json.RawMessage) (any, *Error) { return s.createMemBdev("malloc", p) },
+		"bdev_null_create":         func(s *Server, p json.RawMessage) (any, *Error) { return s.createMemBdev("null", p) },
+		"bdev_aio_create":          func(s *Server, p json.RawMessage) (any, *Error) { return s.createFileBdev("aio", p) },
+		"bdev_uring_create":        func(s *Server, p json.RawMessage) (any, *Error) { return s.createFileBdev("uring", p) },
+		"bdev_malloc_delete":       func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("malloc", p) },
+		"bdev_null_delete":         func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("null", p) },
+		"bdev_aio_delete":          func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("aio", p) },
+		"bdev_uring_delete":        func(s *Server, p json.RawMessage) (any, *Error) { return s.deleteBdev("uring", p) },
+		"bdev_get_bdevs":           (*Server).getBdevs,
+		"bdev_get_iostat":          (*Server).getIOStat,
 
 		"nvmf_create_transport":          (*Server).createTransport,
 		"nvmf_get_transports":            (*Server).getTransports,
@@ -52,21 +56,18 @@ func init() {
 		"nvmf_subsystem_get_listeners":   (*Server).getListeners,
 		"nvmf_subsystem_get_controllers": (*Server).getControllers,
 	}
+	for name := range noEffect {
+		methods[name] = func(s *Server, p json.RawMessage) (any, *Error) { return s.acceptNoEffect(name, p) }
+	}
 }
 
 // refused are SPDK methods flashpath does not serve (yet), with why: they
 // answer -95 "Operation not supported", not -32601, so that a script can
 // tell "flashpath lacks it" from a typo.
 var refused = map[string]string{
-	"framework_get_config":                  "save_config is not implemented yet (issue 18): keep the setup script, or write a flashpath config file",
-	"framework_get_subsystems":              "save_config is not implemented yet (issue 18): keep the setup script, or write a flashpath config file",
 	"framework_start_init":                  "flashpath starts initialized: leave it out",
-	"bdev_get_iostat":                       "not implemented yet (issue 18): read flashpath_namespace_* on the metrics endpoint",
-	"nvmf_subsystem_get_controllers":        "not implemented yet (issue 18): read flashpath_controllers on the metrics endpoint",
 	"nvmf_subsystem_get_qpairs":             "not implemented yet (issue 18)",
 	"nvmf_get_stats":                        "not implemented yet (issue 18): read the metrics endpoint",
-	"nvmf_set_config":                       "flashpath's target settings are in its config file (restart to apply)",
-	"nvmf_set_max_subsystems":               "flashpath has no subsystem limit to set",
 	"nvmf_subsystem_set_keys":               "DH-HMAC-CHAP keys over RPC need the keyring methods, not implemented yet: put the host's secret in the config file's allowed_hosts",
 	"keyring_file_add_key":                  "the keyring is not implemented yet: put keys in the config file's allowed_hosts (dhchap_secret, tls_key)",
 	"keyring_file_remove_key":               "the keyring is not implemented yet",
@@ -291,8 +292,11 @@ func (s *Server) createSubsystem(params json.RawMessage) (any, *Error) {
 	if (p.MinCntlid != 0 && p.MinCntlid != 1) || (p.MaxCntlid != 0 && p.MaxCntlid != 0xffef) {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: min_cntlid, max_cntlid: flashpath allocates controller IDs across the target: leave them out")
 	}
-	if p.MaxDiscardSizeKiB != 0 || p.MaxWriteZeroesSizeKiB != 0 || p.PassthroughInfo || p.EnableNSSR || p.DMRSL != 0 || p.WZSL != 0 {
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: max_discard_size_kib, max_write_zeroes_size_kib, dmrsl, wzsl, passthrough, enable_nssr are not supported: leave them out")
+	// dmrsl and wzsl are limits SPDK derives from its bdevs and writes
+	// into every saved configuration: accepted, and flashpath reports its
+	// own (it has no Copy command; Write Zeroes has no limit of its own).
+	if p.MaxDiscardSizeKiB != 0 || p.MaxWriteZeroesSizeKiB != 0 || p.PassthroughInfo || p.EnableNSSR {
+		return nil, errorf(CodeInvalidParams, "Invalid parameters: max_discard_size_kib, max_write_zeroes_size_kib, passthrough, enable_nssr are not supported: leave them out")
 	}
 	e := s.update("create subsystem "+p.NQN, func(cfg *server.Config) *Error {
 		if findSubsys(cfg, p.NQN) != nil {

@@ -52,31 +52,14 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
-// Listen serves the JSON-RPC for srv on the Unix socket path, mode 0600.
-// A stale socket at path (no process answers on it) is removed; a socket
-// that answers is another daemon's, and an error. srv's configuration
-// should name the socket (server.Config.RPCSocket), which lets its
-// listeners and subsystems go down to none.
-func Listen(srv *server.Server, path string, opts Options) (*Server, error) {
+// New returns the JSON-RPC methods for srv, served nowhere yet: Serve
+// serves them on a socket, LoadConfig replays a saved configuration
+// through them.
+func New(srv *server.Server, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := removeStale(path); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("rpc socket %s: %w", path, err)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("rpc socket %s: %w", path, err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("rpc socket %s: %w", path, err)
-	}
-	s := &Server{srv: srv, log: opts.Logger, opts: opts, path: path, ln: ln, started: time.Now(),
+	s := &Server{srv: srv, log: opts.Logger, opts: opts, started: time.Now(),
 		bdevs: map[string]*bdev{}, transports: map[string]json.RawMessage{}, listenRefs: map[string]map[string]bool{},
 		maxNS: map[string]int{}, conns: map[net.Conn]struct{}{}}
 	cfg := srv.Applied()
@@ -87,10 +70,48 @@ func Listen(srv *server.Server, path string, opts Options) (*Server, error) {
 			s.transports[tr] = json.RawMessage(`{"trtype":"` + tr + `"}`)
 		}
 	}
+	return s
+}
+
+// Listen serves the JSON-RPC for srv on the Unix socket path: New, then
+// Serve.
+func Listen(srv *server.Server, path string, opts Options) (*Server, error) {
+	s := New(srv, opts)
+	if err := s.Serve(path); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Serve serves the methods on the Unix socket path, mode 0600, until
+// Close. A stale socket at path (no process answers on it) is removed; a
+// socket that answers is another daemon's, and an error. srv's
+// configuration should name the socket (server.Config.RPCSocket), which
+// lets its listeners and subsystems go down to none.
+func (s *Server) Serve(path string) error {
+	if s.ln != nil {
+		return fmt.Errorf("rpc socket %s: already serving on %s", path, s.path)
+	}
+	if err := removeStale(path); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("rpc socket %s: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("rpc socket %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("rpc socket %s: %w", path, err)
+	}
+	s.path, s.ln = path, ln
 	s.wg.Add(1)
 	go s.accept()
 	s.log.Info("SPDK JSON-RPC listening", "socket", path)
-	return s, nil
+	return nil
 }
 
 // removeStale removes a socket at path that no process answers on.
@@ -125,7 +146,10 @@ func (s *Server) Path() string { return s.path }
 // Close stops serving: the socket is closed and removed, open connections
 // are closed, and Close waits for their requests to finish.
 func (s *Server) Close() error {
-	err := s.ln.Close()
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
 	s.connMu.Lock()
 	for c := range s.conns {
 		c.Close()

@@ -132,7 +132,16 @@ func TestMethods(t *testing.T) {
 		{"framework_wait_init", nil, "true", 0},
 		{"framework_wait_init", obj{"x": 1}, "", CodeInvalidParams},
 		{"no_such_method", nil, "", CodeMethodNotFound},
-		{"framework_get_config", nil, "", CodeNotSupported},
+		{"framework_get_config", nil, "", CodeInvalidParams},
+		{"framework_get_config", obj{"name": "vhost"}, "", CodeInvalidParams},
+		{"framework_get_config", obj{"name": "bdev"}, "[]", 0},
+		{"framework_get_subsystems", nil, `[{"subsystem":"bdev","depends_on":[]},{"subsystem":"nvmf","depends_on":["bdev"]}]`, 0},
+		{"nvmf_set_crdt", obj{"crdt1": 5}, "", CodeInvalidParams},
+		{"nvmf_set_config", obj{"dhchap_digests": []string{"sha512", "sha256", "sha384"}}, "true", 0},
+		{"nvmf_set_config", obj{"dhchap_digests": []string{"sha512"}}, "", CodeInvalidParams},
+		{"nvmf_set_config", obj{"discovery_filter": "transport"}, "", CodeInvalidParams},
+		{"sock_impl_set_options", obj{"impl_name": "posix", "recv_buf_size": 1}, "true", 0},
+		{"framework_start_init", nil, "", CodeNotSupported},
 		{"bdev_malloc_create", obj{"num_blocks": 2048, "block_size": 512}, `"Malloc0"`, 0},
 		{"bdev_malloc_create", obj{"name": "Malloc0", "num_blocks": 2048, "block_size": 512}, "", CodeExists},
 		{"bdev_malloc_create", obj{"num_blocks": 2048, "block_size": 520}, "", CodeInvalidParams},
@@ -195,7 +204,7 @@ func TestMethods(t *testing.T) {
 			t.Errorf("step %d %s %v: %v", i, st.method, st.params, e)
 		case st.code == 0 && st.want != "" && string(res) != st.want:
 			t.Errorf("step %d %s: result %s, want %s", i, st.method, res, st.want)
-		case e != nil && (e.Message == "" || (e.Code == CodeInvalidParams && !strings.HasPrefix(e.Message, "Invalid") && !strings.HasPrefix(e.Message, "Unable"))):
+		case e != nil && (e.Message == "" || (e.Code == CodeInvalidParams && !strings.HasPrefix(e.Message, "Invalid") && !strings.HasPrefix(e.Message, "Unable") && !strings.HasPrefix(e.Message, "Subsystem "))):
 			t.Errorf("step %d %s: message %q", i, st.method, e.Message)
 		}
 	}
@@ -508,6 +517,27 @@ func TestRPCPy(t *testing.T) {
 	rpc("bdev_get_iostat")
 	rpc("nvmf_subsystem_get_controllers", nqn1)
 	rpc("nvmf_get_transports")
+	// rpc.py save_config, then load_config into a second, empty target
+	// (its listener moved to another port), whose save_config is the same.
+	saved := rpc("save_config")
+	port2 := freePort(t)
+	moved := strings.ReplaceAll(saved, `"trsvcid": "`+port+`"`, `"trsvcid": "`+port2+`"`)
+	_, rs2 := start(t, nil)
+	load := exec.Command(py, filepath.Join(dir, "scripts", "rpc.py"), "-s", rs2.Path(), "load_config")
+	load.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "python"))
+	load.Stdin = strings.NewReader(moved)
+	if out, err := load.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("rpc.py load_config: %v\n%s", err, out)
+	}
+	again, err := SaveConfig(context.Background(), rs2.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want Config
+	json.Unmarshal([]byte(moved), &want)
+	if a, b := mustJSON(t, again), mustJSON(t, &want); a != b {
+		t.Errorf("save_config after rpc.py load_config:\n%s\nwant\n%s", a, b)
+	}
 	rpc("nvmf_subsystem_remove_host", nqn1, "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001")
 	rpc("nvmf_subsystem_remove_ns", nqn1, "4")
 	rpc("bdev_aio_delete", "AIO0")
@@ -528,4 +558,16 @@ func TestRPCPy(t *testing.T) {
 	if len(srv.Target.Subsystems()) != 0 || !slices.Equal(srv.Applied().Listeners, []string{}) && len(srv.Applied().Listeners) != 0 {
 		t.Errorf("after the teardown: %+v", srv.Applied())
 	}
+}
+
+// mustJSON encodes v compactly, for comparing documents.
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c bytes.Buffer
+	json.Compact(&c, b)
+	return c.String()
 }

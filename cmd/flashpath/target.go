@@ -49,12 +49,13 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
       --namespace file:/srv/ns1.img:64GiB --namespace null:1TiB
   flashpath target --listen tcp://0.0.0.0:4420 --tls required \
       --allow-host nqn.2014-08.org.nvmexpress:uuid:... --tls-key-file /etc/flashpath/keys/host.psk
-  flashpath target --config /etc/flashpath/target.yaml`,
+  flashpath target --config /etc/flashpath/target.yaml
+  flashpath target --config saved.json          # rpc.py save_config's file, as nvmf_tgt --json`,
 		Args: cobra.NoArgs,
 		RunE: daemonRunE(&f.daemonFlags, f.toConfig, runTarget),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.config, "config", "", "YAML or JSON configuration file (listeners, subsystems, namespaces, allowed hosts)")
+	fl.StringVar(&f.config, "config", "", "configuration file: flashpath's YAML or JSON (listeners, subsystems, namespaces, allowed hosts), or SPDK's JSON config (rpc.py save_config, nvmf_tgt --json)")
 	fl.StringArrayVar(&f.listen, "listen", nil, "listener, tcp://HOST:PORT or rdma://HOST:PORT, repeatable (default "+server.DefaultListen+")")
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
@@ -95,8 +96,12 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 		if quick {
 			return nil, fmt.Errorf("--config cannot be combined with --listen, --nqn, --namespace, --allow-host, --tls or --tls-key-file: put them in the file (tcp://HOST:PORT?tls=required, allowed_hosts tls_key_file)")
 		}
-		cfg, err := server.Load(f.config)
-		if err != nil {
+		var cfg *server.Config
+		if b, err := os.ReadFile(f.config); err == nil && spdk.IsConfig(b) {
+			// SPDK's save_config file (nvmf_tgt --json): the target
+			// starts empty and runTarget replays it.
+			cfg = &server.Config{SPDKConfig: f.config}
+		} else if cfg, err = server.Load(f.config); err != nil {
 			return nil, err
 		}
 		if f.metrics != "" {
@@ -146,39 +151,69 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // reload returns (nil: no configuration file to re-read).
 func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload func() (*server.Config, error)) error {
+	var saved *spdk.Config
+	if cfg.SPDKConfig != "" {
+		b, err := os.ReadFile(cfg.SPDKConfig)
+		if err == nil {
+			saved, err = spdk.ParseConfig(b)
+		}
+		if err == nil {
+			err = spdk.PrepareConfig(saved, cfg)
+		}
+		if err != nil {
+			return fmt.Errorf("config %s: %w", cfg.SPDKConfig, err)
+		}
+		path := cfg.SPDKConfig
+		reload = func() (*server.Config, error) {
+			return nil, fmt.Errorf("%s is an SPDK JSON config, which applies at start only (as nvmf_tgt --json): change the running target over the JSON-RPC (flashpath rpc, rpc.py), or restart it", path)
+		}
+	}
 	sig := daemon.CatchSignals()
 	srv, err := server.Start(cfg, server.Options{Logger: log, FirmwareRev: firmwareRev()})
 	if err != nil {
 		sig.Stop()
 		return err
 	}
+	fail := func(err error) error {
+		sig.Stop()
+		srv.Shutdown(context.Background())
+		return err
+	}
 	var rpc *spdk.Server
+	if cfg.RPCSocket != "" || saved != nil {
+		rpc = spdk.New(srv, spdk.Options{Logger: log, Version: version})
+	}
+	if saved != nil {
+		if err := rpc.LoadConfig(saved); err != nil {
+			return fail(fmt.Errorf("config %s: %w", cfg.SPDKConfig, err))
+		}
+		log.Info("SPDK JSON config applied", "config", cfg.SPDKConfig)
+	}
 	if cfg.RPCSocket != "" {
-		rpc, err = spdk.Listen(srv, cfg.RPCSocket, spdk.Options{Logger: log, Version: version})
+		err = rpc.Serve(cfg.RPCSocket)
 		switch {
 		case err != nil && cfg.RPCSocket == spdk.DefaultSocket:
 			// The default (as root): another target may hold it.
 			log.Warn("SPDK JSON-RPC off: the default socket is not available: give --rpc-socket PATH for this target", "err", err)
 		case err != nil:
-			sig.Stop()
-			srv.Shutdown(context.Background())
-			return fmt.Errorf("%w (--rpc-socket off to run without it)", err)
+			return fail(fmt.Errorf("%w (--rpc-socket off to run without it)", err))
 		}
 	}
 	out := cmd.OutOrStdout()
+	running := srv.Applied()
 	for _, p := range srv.Ports() {
 		host, svc := splitHostPort(p.Addr)
 		tls := ""
 		if p.TLS {
 			tls = " --tls"
 		}
-		for _, ss := range cfg.Subsystems {
+		for _, ss := range running.Subsystems {
 			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.Trtype, host, svc)
 			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s%s\n", p.Trtype, host, svc, ss.NQN, tls)
 			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.Trtype, p.Trtype, host, svc, ss.NQN)
 		}
 	}
-	if rpc != nil {
+	if rpc != nil && rpc.Path() != "" {
 		fmt.Fprintf(out, "SPDK JSON-RPC on %s:  rpc.py -s %s nvmf_get_subsystems\n", rpc.Path(), rpc.Path())
 	}
 	if err := daemon.Notify("READY=1"); err != nil {

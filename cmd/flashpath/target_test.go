@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -210,4 +211,70 @@ func TestRPCCommand(t *testing.T) {
 	if _, err := runCLI(t, nil, "rpc", "-s", filepath.Join(t.TempDir(), "none.sock"), "spdk_get_version"); err == nil {
 		t.Error("a socket nobody serves: no error")
 	}
+}
+
+// TestTargetSPDKConfig: a target configured over `flashpath rpc
+// load_config`, saved with `flashpath rpc save_config`, starts again from
+// that file with `flashpath target --config saved.json` (as nvmf_tgt
+// --json does): a host sees its namespaces, and its save_config is the
+// same file.
+func TestTargetSPDKConfig(t *testing.T) {
+	dir := t.TempDir()
+	sockA := filepath.Join(dir, "a.sock")
+	startRPCTarget(t, sockA, "--rpc-socket", sockA)
+	portA := freePort(t)
+	const nqn = "nqn.2016-06.io.spdk:saved"
+	setup := `{"subsystems": [
+  {"subsystem": "bdev", "config": [
+    {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 2048, "block_size": 512}},
+    {"method": "bdev_null_create", "params": {"name": "Null0", "num_blocks": 1024, "block_size": 4096}}]},
+  {"subsystem": "nvmf", "config": [
+    {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},
+    {"method": "nvmf_create_subsystem", "params": {"nqn": "` + nqn + `", "allow_any_host": true}},
+    {"method": "nvmf_subsystem_add_ns", "params": {"nqn": "` + nqn + `", "namespace": {"bdev_name": "Malloc0"}}},
+    {"method": "nvmf_subsystem_add_ns", "params": {"nqn": "` + nqn + `", "namespace": {"bdev_name": "Null0", "nsid": 7}}},
+    {"method": "nvmf_subsystem_add_listener", "params": {"nqn": "` + nqn + `", "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "` + portA + `"}}}]}]}`
+	if out, err := runCLI(t, []byte(setup), "rpc", "-s", sockA, "load_config"); err != nil {
+		t.Fatalf("load_config: %v\n%s", err, out)
+	}
+	saved, err := runCLI(t, nil, "rpc", "-s", sockA, "save_config")
+	if err != nil {
+		t.Fatalf("save_config: %v\n%s", err, saved)
+	}
+	// The copy serves on another port, beside the first target.
+	portB := freePort(t)
+	saved = strings.ReplaceAll(saved, `"trsvcid": "`+portA+`"`, `"trsvcid": "`+portB+`"`)
+	file := filepath.Join(dir, "saved.json")
+	os.WriteFile(file, []byte(saved), 0o600)
+	sockB := filepath.Join(dir, "b.sock")
+	startRPCTarget(t, sockB, "--config", file, "--rpc-socket", sockB)
+
+	out, err := runCLI(t, nil, "io", "--addr", "127.0.0.1:"+portB, "--nqn", nqn, "identify", "--output", "json")
+	if err != nil {
+		t.Fatalf("identify: %v\n%s", err, out)
+	}
+	var id struct {
+		Namespaces []uint32 `json:"namespaces"`
+	}
+	if err := json.Unmarshal([]byte(out), &id); err != nil || !slices.Equal(id.Namespaces, []uint32{1, 7}) {
+		t.Fatalf("active namespaces %v, %v; want [1 7]\n%s", id.Namespaces, err, out)
+	}
+	again, err := runCLI(t, nil, "rpc", "-s", sockB, "save_config")
+	if err != nil || again != saved {
+		t.Errorf("save_config of the restored target: %v\n%s\nwant\n%s", err, again, saved)
+	}
+	if _, err := runCLI(t, []byte(`{"subsystems": [{"subsystem": "nvmf", "config": [{"method": "nvmf_create_subsystem", "params": {"nqn": "`+nqn+`"}}]}]}`), "rpc", "-s", sockB, "load_config"); err == nil || !strings.Contains(err.Error(), "subsystems[0] (nvmf).config[0] nvmf_create_subsystem") {
+		t.Errorf("load_config of an existing subsystem: %v", err)
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// With it, listeners and subsystems may start empty: rpc.py-style
 	// requests add them.
 	RPCSocket string `json:"rpc_socket,omitempty"`
+	// SPDKConfig is the SPDK JSON configuration (rpc.py save_config's
+	// file) that configures this target once it runs: package spdk
+	// replays it. With it, listeners and subsystems start empty. It is
+	// not a member of the file.
+	SPDKConfig string `json:"-"`
 	// Metrics is the address of the Prometheus /metrics endpoint ("" = off).
 	Metrics string `json:"metrics,omitempty"`
 	// Pprof adds Go's /debug/pprof/ profiles to the metrics endpoint.
@@ -152,7 +157,7 @@ func Default() *Config {
 // Validate checks the configuration and names the offending field.
 func (c *Config) Validate() error {
 	var errs []error
-	if len(c.Listeners) == 0 && c.RPCSocket == "" {
+	if len(c.Listeners) == 0 && c.RPCSocket == "" && c.SPDKConfig == "" {
 		errs = append(errs, errors.New("listeners: at least one is needed, e.g. tcp://127.0.0.1:4420 (or give rpc_socket and add them with nvmf_subsystem_add_listener)"))
 	}
 	tlsListener := false
@@ -168,7 +173,7 @@ func (c *Config) Validate() error {
 		}
 		tlsListener = tlsListener || spec.tls != tcp.TLSOff
 	}
-	if len(c.Subsystems) == 0 && c.RPCSocket == "" {
+	if len(c.Subsystems) == 0 && c.RPCSocket == "" && c.SPDKConfig == "" {
 		errs = append(errs, errors.New("subsystems: at least one is needed (or give rpc_socket and add them with nvmf_create_subsystem)"))
 	}
 	if n := c.MaxH2CData; n != 0 && (n < 4096 || n > target.MaxTransfer || n%4 != 0) {
