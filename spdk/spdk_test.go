@@ -457,15 +457,24 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("listeners %v", srv.Applied().Listeners)
 	}
 
-	// A reload of the file (without the RPC's namespace) takes it away;
-	// the bdev is free again.
+	// A reload of the unchanged file keeps the RPC's namespace; one that
+	// gives NSID 2 a namespace of its own takes it over, and the bdev is
+	// free again.
+	var bdevs []bdevInfo
 	if err := srv.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
-	var bdevs []bdevInfo
+	json.Unmarshal(c.must("bdev_get_bdevs", obj{"name": "N"}), &bdevs)
+	if n := len(srv.Target.Subsystem(nqn1).Namespaces()); n != 2 || len(bdevs) != 1 || !bdevs[0].Claimed {
+		t.Errorf("after a reload of the same file: %d namespaces, bdev %+v; want 2, claimed", n, bdevs)
+	}
+	cfg.Subsystems[0].Namespaces = append(cfg.Subsystems[0].Namespaces, server.NamespaceConfig{NSID: 2, Backend: "mem:1MiB"})
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
 	json.Unmarshal(c.must("bdev_get_bdevs", obj{"name": "N"}), &bdevs)
 	if len(bdevs) != 1 || bdevs[0].Claimed {
-		t.Errorf("bdev after reload: %+v", bdevs)
+		t.Errorf("bdev after a reload that takes its NSID: %+v", bdevs)
 	}
 }
 
