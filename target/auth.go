@@ -41,6 +41,7 @@ func (q *Queue) startAuth(subNQN, hostNQN string, keys *HostKeys) {
 		HostKey: k.Key, CtrlKey: k.CtrlKey,
 		Choices: dhchap.Choices{Hashes: q.t.opts.AuthHashes, DHGroups: q.t.opts.AuthDHGroups},
 	})
+	q.setAuthInfo()
 }
 
 // authenticated reports whether the queue may run commands other than
@@ -82,7 +83,9 @@ func (q *Queue) execAuth(r *Request) nvmeof.Status {
 			h, g := a.Negotiation()
 			q.log.Info("host authenticated", "hash", h.String(), "dhgroup", g.String())
 			q.t.Stats.Authentications.Add(1)
+			q.state.Store(uint32(QueueEnabled))
 		}
+		q.setAuthInfo()
 	}()
 	if r.Cmd.FCType() == nvmeof.FabricsAuthSend {
 		if len(r.Data) > 1 && r.Data[0] == nvmeof.AuthTypeCommon && r.Data[1] == nvmeof.AuthNegotiate {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/flashpath/flashpath/internal/dhchap"
@@ -37,6 +38,14 @@ type Queue struct {
 	tls *TLSIdentity
 
 	sqhd uint16 // owned by the queue's goroutine
+
+	// localAP and peerAP are the connection's addresses (SetAddrs), set
+	// before the first command. state and authInfo change when the
+	// queue connects, authenticates and closes; control-plane reports
+	// (stats.go) read them from other goroutines.
+	localAP, peerAP netip.AddrPort
+	state           atomic.Uint32 // QueueState
+	authInfo        atomic.Pointer[AuthInfo]
 }
 
 // NewQueue returns a queue for a new connection. local is the address the
@@ -86,6 +95,7 @@ func (q *Queue) Closed() {
 	if c == nil {
 		return
 	}
+	q.state.Store(uint32(QueueDeactivating))
 	if q.id == 0 {
 		c.fatal(errors.New("admin queue connection closed"))
 		return
@@ -304,6 +314,18 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	q.startAuth(d.SubNQN, d.HostNQN, keys)
 	if q.authRequired && qid == 0 {
 		q.ctrl.pauseKeepAlive()
+	}
+	// Counted before the state changes: QueueTotals reads the counts
+	// after the states.
+	if qid == 0 {
+		t.Stats.AdminQueues.Add(1)
+	} else {
+		t.Stats.IOQueues.Add(1)
+	}
+	if q.authRequired {
+		q.state.Store(uint32(QueueAuthenticating))
+	} else {
+		q.state.Store(uint32(QueueEnabled))
 	}
 	r.Rsp.SetSQID(qid)
 	r.Rsp.SetSQHD(0)

@@ -91,6 +91,10 @@ type Stats struct {
 	// (one per queue) that succeeded and failed.
 	Authentications atomic.Uint64
 	AuthFailures    atomic.Uint64
+	// AdminQueues and IOQueues count the queues that connected (their
+	// Connect succeeded).
+	AdminQueues atomic.Uint64
+	IOQueues    atomic.Uint64
 }
 
 // New returns a target with only the discovery subsystem.

@@ -128,6 +128,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 	c.q = l.t.NewQueueFor(c, req.Local().Addr().Unmap(), target.TransportInfo{
 		TrType: nvmeof.TrTypeRDMA, InlineData: l.opts.InlineData, KeyedSGL: true,
 	})
+	c.q.SetAddrs(req.Local(), req.Remote())
 	var rep [nvmeof.RDMACMRepSize]byte
 	nvmeof.RDMACMRep{RecFmt: nvmeof.RDMARecFmt10, CRQSize: uint16(depth)}.Encode(rep[:])
 	cfg := fprdma.ConnConfig{

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		c.rd, c.leave = nc, func() {}
 	}
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
+	c.q.SetAddrs(addrPort(nc.LocalAddr()), addrPort(nc.RemoteAddr()))
 	c.bufs = l.t.HostBuffers(hostAddr(nc.RemoteAddr()))
 	c.inline = c.q.InlineDataSize(target.InCapsuleData)
 	// The largest PDU: a header, digests, alignment padding, and data.
@@ -131,6 +133,16 @@ func newConn(l *Listener, nc net.Conn) *conn {
 	c.flushReq = make(chan struct{}, 1)
 	c.done = make(chan struct{})
 	return c
+}
+
+// addrPort returns a socket address as a netip.AddrPort (not valid for
+// an address that is not IP).
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 // Close is called by the core (controller deleted, keep-alive expired) and
