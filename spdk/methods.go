@@ -55,6 +55,8 @@ func init() {
 		"nvmf_subsystem_remove_listener": func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(false, p) },
 		"nvmf_subsystem_get_listeners":   (*Server).getListeners,
 		"nvmf_subsystem_get_controllers": (*Server).getControllers,
+		"nvmf_subsystem_get_qpairs":      (*Server).getQpairs,
+		"nvmf_get_stats":                 (*Server).getStats,
 	}
 	for name := range noEffect {
 		methods[name] = func(s *Server, p json.RawMessage) (any, *Error) { return s.acceptNoEffect(name, p) }
@@ -66,8 +68,6 @@ func init() {
 // tell "flashpath lacks it" from a typo.
 var refused = map[string]string{
 	"framework_start_init":                  "flashpath starts initialized: leave it out",
-	"nvmf_subsystem_get_qpairs":             "not implemented yet (issue 18)",
-	"nvmf_get_stats":                        "not implemented yet (issue 18): read the metrics endpoint",
 	"nvmf_subsystem_set_keys":               "DH-HMAC-CHAP keys over RPC need the keyring methods, not implemented yet: put the host's secret in the config file's allowed_hosts",
 	"keyring_file_add_key":                  "the keyring is not implemented yet: put keys in the config file's allowed_hosts (dhchap_secret, tls_key)",
 	"keyring_file_remove_key":               "the keyring is not implemented yet",
