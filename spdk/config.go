@@ -35,8 +35,9 @@ type frameworkSubsystem struct {
 // frameworkSubsystems are the SPDK subsystems whose configuration
 // flashpath holds, in the order their entries must be replayed.
 var frameworkSubsystems = []frameworkSubsystem{
+	{"keyring", []string{}},
 	{"bdev", []string{}},
-	{"nvmf", []string{"bdev"}},
+	{"nvmf", []string{"bdev", "keyring"}},
 }
 
 // configEntry is one entry of a subsystem's configuration: a request
@@ -74,6 +75,8 @@ func (s *Server) getConfig(params json.RawMessage) (any, *Error) {
 	}
 	cfg := s.srv.Applied()
 	switch p.Name {
+	case "keyring":
+		return s.keyringConfig(cfg)
 	case "bdev":
 		return s.bdevConfig(cfg)
 	case "nvmf":
@@ -110,6 +113,7 @@ type (
 	hostConfig struct {
 		NQN  string `json:"nqn"`
 		Host string `json:"host"`
+		hostKeys
 	}
 	nsConfig struct {
 		NQN       string `json:"nqn"`
@@ -210,6 +214,10 @@ func bdevEntry(b *bdev) (configEntry, *Error) {
 // listeners (each with every subsystem that serves it, in order).
 func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 	out := []configEntry{}
+	keys, rerr := s.keyNames(cfg)
+	if rerr != nil {
+		return nil, rerr
+	}
 	if len(cfg.DHCHAPHashes) > 0 || len(cfg.DHCHAPDHGroups) > 0 {
 		out = append(out, entry("nvmf_set_config", setConfigParams{DHCHAPDigests: cfg.DHCHAPHashes, DHCHAPDHGroups: cfg.DHCHAPDHGroups}))
 	}
@@ -225,10 +233,7 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 		}
 		out = append(out, entry("nvmf_create_subsystem", sub))
 		for _, h := range sc.AllowedHosts {
-			if h.DHCHAPKey != "" || h.DHCHAPKeyFile != "" || h.DHCHAPCtrlKey != "" || h.DHCHAPCtrlKeyFile != "" || h.TLSKey != "" || h.TLSKeyFile != "" {
-				return nil, errorf(CodeInternalError, "host %s of %s has DH-HMAC-CHAP or TLS keys, which save_config cannot write yet (no keyring methods): keep this target in a flashpath config file", h.NQN, sc.NQN)
-			}
-			out = append(out, entry("nvmf_subsystem_add_host", hostConfig{sc.NQN, h.NQN}))
+			out = append(out, entry("nvmf_subsystem_add_host", hostConfig{sc.NQN, h.NQN, hostKeysOf(h, keys)}))
 		}
 		for _, nc := range sc.Namespaces {
 			var ns nsConfig

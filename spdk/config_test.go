@@ -80,7 +80,7 @@ func TestSaveConfigRoundTrip(t *testing.T) {
 	for _, sub := range saved.Subsystems {
 		names = append(names, sub.Subsystem)
 	}
-	if !reflect.DeepEqual(names, []string{"bdev", "nvmf"}) {
+	if !reflect.DeepEqual(names, []string{"keyring", "bdev", "nvmf"}) {
 		t.Fatalf("subsystems %v", names)
 	}
 	b, _ := json.MarshalIndent(saved, "", "  ")

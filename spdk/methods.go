@@ -55,6 +55,10 @@ func init() {
 		"nvmf_subsystem_remove_listener": func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(false, p) },
 		"nvmf_subsystem_get_listeners":   (*Server).getListeners,
 		"nvmf_subsystem_get_controllers": (*Server).getControllers,
+		"nvmf_subsystem_set_keys":        (*Server).setKeys,
+		"keyring_file_add_key":           (*Server).addKey,
+		"keyring_file_remove_key":        (*Server).removeKey,
+		"keyring_get_keys":               (*Server).getKeys,
 		"nvmf_subsystem_get_qpairs":      (*Server).getQpairs,
 		"nvmf_get_stats":                 (*Server).getStats,
 	}
@@ -68,10 +72,7 @@ func init() {
 // tell "flashpath lacks it" from a typo.
 var refused = map[string]string{
 	"framework_start_init":                  "flashpath starts initialized: leave it out",
-	"nvmf_subsystem_set_keys":               "DH-HMAC-CHAP keys over RPC need the keyring methods, not implemented yet: put the host's secret in the config file's allowed_hosts",
-	"keyring_file_add_key":                  "the keyring is not implemented yet: put keys in the config file's allowed_hosts (dhchap_secret, tls_key)",
-	"keyring_file_remove_key":               "the keyring is not implemented yet",
-	"keyring_get_keys":                      "the keyring is not implemented yet",
+	"keyring_linux_set_options":             "flashpath does not read the kernel keyring: add key files with keyring_file_add_key",
 	"nvmf_subsystem_listener_set_ana_state": "flashpath has no ANA groups",
 	"nvmf_subsystem_add_ns_host":            "namespace masking is not implemented",
 	"nvmf_ns_add_host":                      "namespace masking is not implemented",
@@ -351,7 +352,9 @@ func (s *Server) deleteSubsystem(params json.RawMessage) (any, *Error) {
 }
 
 type hostInfo struct {
-	NQN string `json:"nqn"`
+	NQN            string `json:"nqn"`
+	DHCHAPKey      string `json:"dhchap_key,omitempty"`
+	DHCHAPCtrlrKey string `json:"dhchap_ctrlr_key,omitempty"`
 }
 
 type nsInfo struct {
@@ -403,7 +406,7 @@ func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 		}
 		info.AllowAnyHost = anyHost(&sc)
 		for _, h := range sc.AllowedHosts {
-			info.Hosts = append(info.Hosts, hostInfo{NQN: h.NQN})
+			info.Hosts = append(info.Hosts, hostInfo{NQN: h.NQN, DHCHAPKey: s.keyName(h.DHCHAPKeyFile), DHCHAPCtrlrKey: s.keyName(h.DHCHAPCtrlKeyFile)})
 		}
 		ss := s.srv.Target.Subsystem(sc.NQN)
 		if ss != nil {
@@ -576,9 +579,6 @@ func (s *Server) addHost(params json.RawMessage) (any, *Error) {
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}
-	if p.PSK != "" || p.DHCHAPKey != "" || p.DHCHAPCtrlrKey != "" {
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: psk, dhchap_key, dhchap_ctrlr_key name keyring keys, which flashpath does not have yet: put the host with its secret (dhchap_secret, tls_key) in the config file's allowed_hosts")
-	}
 	if err := target.ValidateNQN(p.Host); err != nil {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: host: %v", err)
 	}
@@ -590,11 +590,19 @@ func (s *Server) addHost(params json.RawMessage) (any, *Error) {
 		if anyHost(sc) {
 			return errorf(CodeInvalidParams, "Invalid parameters: %s allows any host: turn that off first (nvmf_subsystem_allow_any_host --no-allow-any-host %s), then add hosts", p.NQN, p.NQN)
 		}
-		if slices.ContainsFunc(sc.AllowedHosts, func(h server.HostConfig) bool { return h.NQN == p.Host }) {
-			return nil
+		keys := hostKeys{PSK: p.PSK, DHCHAPKey: p.DHCHAPKey, DHCHAPCtrlrKey: p.DHCHAPCtrlrKey}
+		if i := slices.IndexFunc(sc.AllowedHosts, func(h server.HostConfig) bool { return h.NQN == p.Host }); i >= 0 {
+			if keys == (hostKeys{}) {
+				return nil
+			}
+			return keys.apply(s, &sc.AllowedHosts[i]) // new keys for a host on the list
+		}
+		h := server.HostConfig{NQN: p.Host}
+		if e := keys.apply(s, &h); e != nil {
+			return e
 		}
 		sc.AllowAnyHost = new(false)
-		sc.AllowedHosts = append(sc.AllowedHosts, server.HostConfig{NQN: p.Host})
+		sc.AllowedHosts = append(sc.AllowedHosts, h)
 		return nil
 	})
 	if e != nil {

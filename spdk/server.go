@@ -46,6 +46,7 @@ type Server struct {
 	fileLn     map[string]bool            // listeners of the configuration file, every subsystem's; guarded by mu
 	nextMalloc int                        // guarded by mu
 	maxNS      map[string]int             // max_namespaces by NQN; guarded by mu
+	keys       map[string]string          // keyring: key name → file; guarded by mu
 
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{} // guarded by connMu; nil once closed
@@ -61,7 +62,7 @@ func New(srv *server.Server, opts Options) *Server {
 	}
 	s := &Server{srv: srv, log: opts.Logger, opts: opts, started: time.Now(),
 		bdevs: map[string]*bdev{}, transports: map[string]json.RawMessage{}, listenRefs: map[string]map[string]bool{},
-		maxNS: map[string]int{}, conns: map[net.Conn]struct{}{}}
+		maxNS: map[string]int{}, keys: map[string]string{}, conns: map[net.Conn]struct{}{}}
 	cfg := srv.Applied()
 	s.fileLn = map[string]bool{}
 	for _, l := range cfg.Listeners {

@@ -135,7 +135,7 @@ func TestMethods(t *testing.T) {
 		{"framework_get_config", nil, "", CodeInvalidParams},
 		{"framework_get_config", obj{"name": "vhost"}, "", CodeInvalidParams},
 		{"framework_get_config", obj{"name": "bdev"}, "[]", 0},
-		{"framework_get_subsystems", nil, `[{"subsystem":"bdev","depends_on":[]},{"subsystem":"nvmf","depends_on":["bdev"]}]`, 0},
+		{"framework_get_subsystems", nil, `[{"subsystem":"keyring","depends_on":[]},{"subsystem":"bdev","depends_on":[]},{"subsystem":"nvmf","depends_on":["bdev","keyring"]}]`, 0},
 		{"nvmf_set_crdt", obj{"crdt1": 5}, "", CodeInvalidParams},
 		{"nvmf_set_config", obj{"dhchap_digests": []string{"sha512", "sha256", "sha384"}}, "true", 0},
 		{"nvmf_set_config", obj{"dhchap_digests": []string{"sha512"}}, "", CodeInvalidParams},

@@ -220,7 +220,9 @@ func (c *Config) Validate() error {
 			if err := h.resolve(); err != nil {
 				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %w", i, j, err))
 			}
-			if h.tls != nil && !tlsListener {
+			// Over the JSON-RPC the TLS listener may come after the host
+			// (save_config writes hosts first, as SPDK does).
+			if h.tls != nil && !tlsListener && c.RPCSocket == "" && c.SPDKConfig == "" {
 				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %s has a tls_key, so it connects over TLS only, but no listener has TLS: add ?tls=required or ?tls=optional to a tcp:// listener", i, j, h.NQN))
 			}
 		}
