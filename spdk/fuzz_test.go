@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"testing"
+
+	"github.com/flashpath/flashpath/target/server"
 )
 
 // FuzzDecodeRequest feeds arbitrary bytes to the request decoder: an error
@@ -45,6 +47,49 @@ func FuzzDecodeRequest(f *testing.F) {
 			if err := json.Unmarshal(resp, &r); err != nil || (r["result"] == nil) == (r["error"] == nil) {
 				t.Fatalf("response %s: %v", resp, err)
 			}
+		}
+	})
+}
+
+// FuzzParseConfig feeds arbitrary bytes to the SPDK JSON config parser
+// (what flashpath target --config and load_config read): an error, or a
+// configuration that encodes and parses back to the same requests; never
+// a panic, in IsConfig and PrepareConfig either.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(spdkSaved))
+	f.Add([]byte(`{"subsystems": [{"subsystem": "bdev", "config": [[{"method": "bdev_malloc_create", "params": {"name": "M", "num_blocks": 8, "block_size": 512}}]]}]}`))
+	f.Add([]byte(`{"subsystems": [{"subsystem": "nvmf", "config": null}]}`))
+	f.Add([]byte(`{"subsystems": [{"subsystem": "nvmf", "config": [{"method": "nvmf_set_config", "params": {"dhchap_digests": ["sha512"]}}]}]}`))
+	f.Add([]byte(`{"subsystems": [{"subsystem": "x", "config": [{"method": ""}]}]}`))
+	f.Add([]byte(`{"listeners": ["tcp://127.0.0.1:4420"]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		IsConfig(data)
+		c, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		var cfg server.Config
+		PrepareConfig(c, &cfg)
+		var reqs []configEntry
+		c.each(func(_ string, e configEntry) error { reqs = append(reqs, e); return nil })
+		enc, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("encode %+v: %v", c, err)
+		}
+		again, err := ParseConfig(enc)
+		if err != nil {
+			t.Fatalf("%s: re-encoded as %s, which does not parse: %v", data, enc, err)
+		}
+		n := 0
+		again.each(func(_ string, e configEntry) error {
+			if n >= len(reqs) || e.Method != reqs[n].Method {
+				t.Fatalf("round trip: request %d is %s", n, e.Method)
+			}
+			n++
+			return nil
+		})
+		if n != len(reqs) {
+			t.Fatalf("round trip: %d requests, want %d", n, len(reqs))
 		}
 	})
 }
