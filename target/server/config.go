@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -139,11 +140,31 @@ func (c *Config) BusyPollWindow() time.Duration {
 	return c.BusyPoll.Duration()
 }
 
-// Load reads a YAML or JSON configuration file. Unknown fields are errors.
-func Load(path string) (*Config, error) { return daemon.LoadConfig(path, (*Config).Validate) }
+// Load reads a YAML or JSON configuration file. Unknown fields are
+// errors. It takes what Parse takes.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
 
 // Parse decodes YAML or JSON (JSON is YAML) and validates the result.
-func Parse(b []byte) (*Config, error) { return daemon.ParseConfig(b, (*Config).Validate) }
+// It also converts the JSON that nvmetcli save writes for the Linux
+// target (FromNvmet), and refuses SPDK's JSON configuration (an error
+// wrapping ErrSPDKJSON) and nvme-cli's host configuration with what to
+// do instead.
+func Parse(b []byte) (*Config, error) {
+	if cfg, ok, err := parseForeign(b); ok {
+		return cfg, err
+	}
+	return daemon.ParseConfig(b, (*Config).Validate)
+}
 
 // Default is the demo configuration: one 1 GiB memory namespace on
 // 127.0.0.1:4420, open to any host.
