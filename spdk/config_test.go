@@ -279,3 +279,95 @@ func TestSaveConfigRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestSaveConfigKeyFiles: the key files of the configuration file's hosts
+// are saved as keyring keys named after the files (one key for a file two
+// hosts share), the hosts name them, and the restored target saves the
+// same document; a key written inline in the file cannot be saved.
+func TestSaveConfigKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	hostKey, ctrlKey := filepath.Join(dir, "host1.key"), filepath.Join(dir, "ctrl.key")
+	os.WriteFile(hostKey, []byte("DHHC-1:01:BcautGd9r2iaGqzu1T1ehL59fsKwCkEKUgrdAdaN+h1Upyk4:\n"), 0o600)
+	os.WriteFile(ctrlKey, []byte("DHHC-1:02:3uOKo/I0tVtsogqSUSjYY7zJWcY8EvJazejOI8HKP3mRAm8Z:\n"), 0o600)
+	host := "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"
+	cfg := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + freePort(t)}, Subsystems: []server.SubsystemConfig{
+		{NQN: nqn1, AllowedHosts: []server.HostConfig{{NQN: host, DHCHAPKeyFile: hostKey, DHCHAPCtrlKeyFile: ctrlKey}},
+			Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}},
+		{NQN: "nqn.2016-06.io.spdk:cnode2", AllowedHosts: []server.HostConfig{{NQN: host, DHCHAPKeyFile: hostKey}},
+			Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "null:1MiB"}}},
+	}}
+	srv, rs := start(t, cfg)
+	saved := saveConfig(t, rs.Path())
+	b := mustJSON(t, saved)
+	for _, want := range []string{
+		`{"method":"keyring_file_add_key","params":{"name":"ctrl.key","path":"` + ctrlKey + `"}},{"method":"keyring_file_add_key","params":{"name":"host1.key","path":"` + hostKey + `"}}]`,
+		`"host":"` + host + `","dhchap_key":"host1.key","dhchap_ctrlr_key":"ctrl.key"}`,
+		`"nqn":"nqn.2016-06.io.spdk:cnode2","host":"` + host + `","dhchap_key":"host1.key"}`,
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("save_config lacks %s:\n%s", want, b)
+		}
+	}
+	rs.Close()
+	srv.Shutdown(context.Background())
+	_, rs2, err := startSaved(t, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := mustJSON(t, saveConfig(t, rs2.Path())); again != b {
+		t.Errorf("save_config after loading it differs:\n%s\nwant\n%s", again, b)
+	}
+
+	inline := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + freePort(t)}, Subsystems: []server.SubsystemConfig{
+		{NQN: nqn1, AllowedHosts: []server.HostConfig{{NQN: host, DHCHAPKey: "DHHC-1:01:BcautGd9r2iaGqzu1T1ehL59fsKwCkEKUgrdAdaN+h1Upyk4:"}},
+			Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}}}}
+	_, rs3 := start(t, inline)
+	if _, err := SaveConfig(context.Background(), rs3.Path()); err == nil || !strings.Contains(err.Error(), "inline") {
+		t.Errorf("save_config with an inline key: %v", err)
+	}
+}
+
+// TestKeyring: keyring_file_add_key applies SPDK's rules to the file, and
+// nvmf_subsystem_add_host refuses names the keyring lacks.
+func TestKeyring(t *testing.T) {
+	_, rs := start(t, nil)
+	c := dial(t, rs.Path())
+	dir := t.TempDir()
+	good, open := filepath.Join(dir, "good.key"), filepath.Join(dir, "open.key")
+	os.WriteFile(good, []byte("DHHC-1:01:BcautGd9r2iaGqzu1T1ehL59fsKwCkEKUgrdAdaN+h1Upyk4:\n"), 0o600)
+	os.WriteFile(open, []byte("DHHC-1:01:BcautGd9r2iaGqzu1T1ehL59fsKwCkEKUgrdAdaN+h1Upyk4:\n"), 0o644)
+	os.Chmod(open, 0o644)
+	host := "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"
+	for i, st := range []struct {
+		method string
+		params any
+		code   int
+	}{
+		{"keyring_file_add_key", obj{"name": "k", "path": good}, 0},
+		{"keyring_file_add_key", obj{"name": "k", "path": good}, CodeExists},
+		{"keyring_file_add_key", obj{"name": "o", "path": open}, codeNotPermitted},
+		{"keyring_file_add_key", obj{"name": "r", "path": "good.key"}, codeNotPermitted},
+		{"keyring_file_add_key", obj{"name": "m", "path": filepath.Join(dir, "missing")}, -2},
+		{"keyring_file_add_key", obj{"path": good}, CodeInvalidParams},
+		{"nvmf_create_subsystem", obj{"nqn": nqn1}, 0},
+		{"nvmf_subsystem_add_host", obj{"nqn": nqn1, "host": host, "dhchap_key": "nope"}, CodeInvalidParams},
+		{"nvmf_subsystem_add_host", obj{"nqn": nqn1, "host": host, "dhchap_ctrlr_key": "k"}, CodeInvalidParams},
+		{"nvmf_subsystem_add_host", obj{"nqn": nqn1, "host": host, "dhchap_key": "k"}, 0},
+		{"keyring_file_remove_key", obj{"name": "k"}, CodeInvalidParams},
+		{"nvmf_subsystem_set_keys", obj{"nqn": nqn1, "host": "nqn.2014-08.org.nvmexpress:uuid:2"}, CodeInvalidParams},
+		{"nvmf_subsystem_set_keys", obj{"nqn": nqn1, "host": host}, 0},
+		{"keyring_file_remove_key", obj{"name": "k"}, 0},
+		{"keyring_file_remove_key", obj{"name": "k"}, codeNoKey},
+	} {
+		_, e := c.call(st.method, st.params)
+		switch {
+		case st.code == 0 && e != nil:
+			t.Errorf("step %d %s %v: %v", i, st.method, st.params, e)
+		case st.code != 0 && (e == nil || e.Code != st.code):
+			t.Errorf("step %d %s %v: got %v, want code %d", i, st.method, st.params, e, st.code)
+		}
+	}
+	if got := string(c.must("keyring_get_keys", nil)); got != "[]" {
+		t.Errorf("keyring_get_keys at the end: %s", got)
+	}
+}
