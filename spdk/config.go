@@ -521,17 +521,3 @@ func (s *Server) LoadConfig(c *Config) error {
 		return nil
 	})
 }
-
-// IsConfig reports whether b is SPDK's JSON configuration rather than
-// another configuration file: a JSON object whose "subsystems" entries
-// name a "subsystem" (flashpath's own files list subsystems by "nqn").
-func IsConfig(b []byte) bool {
-	var probe struct {
-		Subsystems []map[string]json.RawMessage `json:"subsystems"`
-	}
-	if json.Unmarshal(b, &probe) != nil || len(probe.Subsystems) == 0 {
-		return false
-	}
-	_, ok := probe.Subsystems[0]["subsystem"]
-	return ok
-}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -50,12 +51,13 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
   flashpath target --listen tcp://0.0.0.0:4420 --tls required \
       --allow-host nqn.2014-08.org.nvmexpress:uuid:... --tls-key-file /etc/flashpath/keys/host.psk
   flashpath target --config /etc/flashpath/target.yaml
-  flashpath target --config saved.json          # rpc.py save_config's file, as nvmf_tgt --json`,
+  flashpath target --config saved.json          # rpc.py save_config's file, as nvmf_tgt --json
+  flashpath target --config /etc/nvmet/config.json   # nvmetcli save's file`,
 		Args: cobra.NoArgs,
 		RunE: daemonRunE(&f.daemonFlags, f.toConfig, runTarget),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.config, "config", "", "configuration file: flashpath's YAML or JSON (listeners, subsystems, namespaces, allowed hosts), or SPDK's JSON config (rpc.py save_config, nvmf_tgt --json)")
+	fl.StringVar(&f.config, "config", "", "configuration file: flashpath's YAML or JSON (listeners, subsystems, namespaces, allowed hosts), SPDK's JSON config (rpc.py save_config, nvmf_tgt --json), or nvmetcli's saved JSON (/etc/nvmet/config.json)")
 	fl.StringArrayVar(&f.listen, "listen", nil, "listener, tcp://HOST:PORT or rdma://HOST:PORT, repeatable (default "+server.DefaultListen+")")
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
@@ -96,12 +98,13 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 		if quick {
 			return nil, fmt.Errorf("--config cannot be combined with --listen, --nqn, --namespace, --allow-host, --tls or --tls-key-file: put them in the file (tcp://HOST:PORT?tls=required, allowed_hosts tls_key_file)")
 		}
-		var cfg *server.Config
-		if b, err := os.ReadFile(f.config); err == nil && spdk.IsConfig(b) {
+		cfg, err := server.Load(f.config)
+		if errors.Is(err, server.ErrSPDKJSON) {
 			// SPDK's save_config file (nvmf_tgt --json): the target
 			// starts empty and runTarget replays it.
-			cfg = &server.Config{SPDKConfig: f.config}
-		} else if cfg, err = server.Load(f.config); err != nil {
+			cfg, err = &server.Config{SPDKConfig: f.config}, nil
+		}
+		if err != nil {
 			return nil, err
 		}
 		if f.metrics != "" {
