@@ -478,8 +478,15 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
-// TestRPCPy runs SPDK's own rpc.py against the socket (SPDK_DIR=/path/to/spdk).
-func TestRPCPy(t *testing.T) {
+// rpcPy runs SPDK's own scripts/rpc.py (SPDK_DIR=/path/to/spdk); the
+// test is skipped without SPDK_DIR or python3.
+type rpcPy struct {
+	t       *testing.T
+	py, dir string
+}
+
+func needRPCPy(t *testing.T) *rpcPy {
+	t.Helper()
 	dir := os.Getenv("SPDK_DIR")
 	if dir == "" {
 		t.Skip("SPDK_DIR is not set: set it to an SPDK checkout to run its scripts/rpc.py")
@@ -488,21 +495,37 @@ func TestRPCPy(t *testing.T) {
 	if err != nil {
 		t.Skip("no python3")
 	}
+	return &rpcPy{t, py, dir}
+}
+
+// run runs rpc.py -s sock args with stdin, and returns what it printed.
+func (r *rpcPy) run(sock, stdin string, args ...string) (string, error) {
+	cmd := exec.Command(r.py, append([]string{filepath.Join(r.dir, "scripts", "rpc.py"), "-s", sock}, args...)...)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(r.dir, "python"))
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	r.t.Logf("rpc.py %s: %v\n%s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	return string(out), err
+}
+
+// must runs rpc.py and fails the test if it fails.
+func (r *rpcPy) must(sock string, args ...string) string {
+	r.t.Helper()
+	out, err := r.run(sock, "", args...)
+	if err != nil {
+		r.t.Fatalf("rpc.py %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// TestRPCPy runs SPDK's own rpc.py against the socket (SPDK_DIR=/path/to/spdk).
+func TestRPCPy(t *testing.T) {
+	py := needRPCPy(t)
 	srv, rs := start(t, nil)
 	port := freePort(t)
 	file := filepath.Join(t.TempDir(), "aio.img")
 	os.WriteFile(file, make([]byte, 4<<20), 0o600)
-	rpc := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(py, append([]string{filepath.Join(dir, "scripts", "rpc.py"), "-s", rs.Path()}, args...)...)
-		cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "python"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("rpc.py %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("rpc.py %s\n%s", strings.Join(args, " "), bytes.TrimSpace(out))
-		return string(out)
-	}
+	rpc := func(args ...string) string { t.Helper(); return py.must(rs.Path(), args...) }
 	rpc("spdk_get_version")
 	rpc("framework_wait_init")
 	rpc("nvmf_create_transport", "-t", "TCP", "-u", "16384", "-m", "8", "-c", "8192")
@@ -532,10 +555,7 @@ func TestRPCPy(t *testing.T) {
 	port2 := freePort(t)
 	moved := strings.ReplaceAll(saved, `"trsvcid": "`+port+`"`, `"trsvcid": "`+port2+`"`)
 	_, rs2 := start(t, nil)
-	load := exec.Command(py, filepath.Join(dir, "scripts", "rpc.py"), "-s", rs2.Path(), "load_config")
-	load.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "python"))
-	load.Stdin = strings.NewReader(moved)
-	if out, err := load.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+	if out, err := py.run(rs2.Path(), moved, "load_config"); err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("rpc.py load_config: %v\n%s", err, out)
 	}
 	again, err := SaveConfig(context.Background(), rs2.Path())
@@ -557,11 +577,8 @@ func TestRPCPy(t *testing.T) {
 		t.Errorf("rpc_get_methods: %s", methods)
 	}
 	// An error reaches rpc.py as SPDK's would.
-	cmd := exec.Command(py, filepath.Join(dir, "scripts", "rpc.py"), "-s", rs.Path(), "nvmf_delete_subsystem", nqn1)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "python"))
-	eout, err := cmd.CombinedOutput()
-	t.Logf("rpc.py nvmf_delete_subsystem (gone): %v\n%s", err, eout)
-	if err == nil || !strings.Contains(string(eout), "-32602") {
+	eout, err := py.run(rs.Path(), "", "nvmf_delete_subsystem", nqn1)
+	if err == nil || !strings.Contains(eout, "-32602") {
 		t.Errorf("deleting a missing subsystem: %v %s", err, eout)
 	}
 	if len(srv.Target.Subsystems()) != 0 || !slices.Equal(srv.Applied().Listeners, []string{}) && len(srv.Applied().Listeners) != 0 {

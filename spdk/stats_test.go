@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -203,26 +200,9 @@ func TestQpairsAndStatsErrors(t *testing.T) {
 // TestQpairsAndStatsRPCPy: SPDK's rpc.py prints the two methods' results
 // (SPDK_DIR=/path/to/spdk).
 func TestQpairsAndStatsRPCPy(t *testing.T) {
-	dir := os.Getenv("SPDK_DIR")
-	if dir == "" {
-		t.Skip("SPDK_DIR is not set: set it to an SPDK checkout to run its scripts/rpc.py")
-	}
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("no python3")
-	}
+	py := needRPCPy(t)
 	_, rs, port, _ := statsTarget(t)
-	rpc := func(args ...string) []byte {
-		t.Helper()
-		cmd := exec.Command(py, append([]string{filepath.Join(dir, "scripts", "rpc.py"), "-s", rs.Path()}, args...)...)
-		cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Join(dir, "python"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("rpc.py %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("rpc.py %s\n%s", strings.Join(args, " "), out)
-		return out
-	}
+	rpc := func(args ...string) []byte { t.Helper(); return []byte(py.must(rs.Path(), args...)) }
 	var qps []qpairInfo
 	if err := json.Unmarshal(rpc("nvmf_subsystem_get_qpairs", nqn1), &qps); err != nil || len(qps) != 3 || qps[2].ListenAddress == nil || qps[2].ListenAddress.Trsvcid != port {
 		t.Errorf("nvmf_subsystem_get_qpairs: %+v %v", qps, err)

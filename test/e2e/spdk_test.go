@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -16,7 +12,6 @@ import (
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/spdk"
-	"github.com/flashpath/flashpath/target/server"
 )
 
 // rpcClient speaks SPDK's JSON-RPC as rpc.py does: one object per
@@ -64,32 +59,8 @@ func (c *rpcClient) must(method string, params map[string]any) json.RawMessage {
 // the namespace, a namespace added over RPC announced to the connected
 // host, and a host removed over RPC refused on its next connect.
 func TestSPDKRPCSetup(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "spdk.sock")
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.Start(&server.Config{RPCSocket: sock}, server.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) }) // after the hosts close (t.Cleanup runs last first)
-	rs, err := spdk.Listen(srv, sock, spdk.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rs.Close() })
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rpc := &rpcClient{t: t, c: conn, d: json.NewDecoder(conn)}
-
-	// A free port for the listener the script adds.
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := fmt.Sprint(pl.Addr().(*net.TCPAddr).Port)
-	pl.Close()
+	rpc, _ := startRPCTarget(t)
+	port := freeTCPPort(t)
 
 	const nqn = "nqn.2016-06.io.spdk:cnode1"
 	host := "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001" // connect's
