@@ -23,7 +23,7 @@ import (
 // SPDK's errno codes for keyring failures.
 const (
 	codeNotPermitted = -int(syscall.EPERM)
-	codeNoKey        = -int(syscall.ENOKEY)
+	codeNoKey        = -126 // -ENOKEY on Linux, SPDK's errno for a key it lacks
 )
 
 // keyring_file_add_key: the file must be absolute, owned by the daemon's
