@@ -9,12 +9,12 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/flashpath/flashpath/bench"
+	"github.com/flashpath/flashpath/internal/daemon"
 )
 
 func init() { register(newBenchCmd) }
@@ -28,7 +28,7 @@ type benchFlags struct {
 	jsonOutput   string
 	eta          string
 	targetPID    int
-	tcpLoopback  time.Duration
+	tcpLoopback  daemon.Duration
 	enghelp      bool
 	readonly     bool
 	parseOnly    bool
@@ -61,7 +61,7 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 	fl.StringVar(&bf.output, "output", "", "write the report to this file instead of stdout")
 	fl.StringVar(&bf.eta, "eta", "auto", "live progress line: auto (on a terminal), always, never")
 	fl.IntVar(&bf.targetPID, "target-pid", 0, "also measure the CPU time of this process (the target under test)")
-	fl.DurationVar(&bf.tcpLoopback, "tcp-loopback", 0, "first measure a plain TCP socket copy over 127.0.0.1 for this long")
+	durationVar(fl, &bf.tcpLoopback, "tcp-loopback", 0, "first measure a plain TCP socket copy over 127.0.0.1 for this long (10, 10s)")
 	fl.BoolVar(&bf.enghelp, "enghelp", false, "list the engines and exit")
 	fl.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof FILE)")
 	fl.BoolVar(&bf.readonly, "readonly", false, "refuse jobs that write or trim (a guard for devices holding data)")
@@ -88,6 +88,9 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 				overrides = append(overrides, bench.Option{Name: f.Name, Value: f.Value.String()})
 			}
 		})
+		if err := notForever("tcp-loopback", bf.tcpLoopback); err != nil {
+			return err
+		}
 		if len(args) == 0 && len(overrides) == 0 && bf.tcpLoopback == 0 {
 			return cmd.Help()
 		}
@@ -108,7 +111,7 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 		out = f
 	}
 	if bf.tcpLoopback > 0 {
-		bps, err := bench.TCPLoopback(ctx, bf.tcpLoopback)
+		bps, err := bench.TCPLoopback(ctx, bf.tcpLoopback.Duration())
 		if err != nil {
 			return fmt.Errorf("tcp loopback: %w", err)
 		}

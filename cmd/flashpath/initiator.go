@@ -30,14 +30,14 @@ type initiatorFlags struct {
 	discoveryConf    string
 	discover         []string
 	connect          []string
-	interval         time.Duration
+	interval         daemon.Duration
 	once             bool
 	disconnectOnStop bool
 	nrIOQueues       int
 	nrPollQueues     int
-	ctrlLossTmo      int
-	reconnectDelay   int
-	keepAliveTmo     int
+	ctrlLossTmo      daemon.Duration
+	reconnectDelay   daemon.Duration
+	keepAliveTmo     daemon.Duration
 	hostNQN, hostID  string
 	daemonFlags
 }
@@ -74,14 +74,14 @@ controllers' state and the namespaces' I/O counters to Prometheus.`,
 	fl.StringArrayVar(&f.discover, "discover", nil, "discovery controller tcp://HOST[:PORT] (port 8009 by default), repeatable: connect every subsystem it lists")
 	fl.StringVar(&f.discoveryConf, "discovery-conf", "", "nvme-cli's discovery.conf to read discovery controllers from (used by default, at "+agent.DefaultDiscoveryConf+", when nothing else is given)")
 	fl.StringArrayVar(&f.connect, "connect", nil, "subsystem tcp://HOST[:PORT]/NQN or rdma://HOST[:PORT]/NQN (port 4420 by default), repeatable")
-	fl.DurationVar(&f.interval, "interval", agent.DefaultInterval, "how often to read discovery again and connect what is missing")
+	durationVar(fl, &f.interval, "interval", agent.DefaultInterval, "how often to read discovery again and connect what is missing (600, 600s, 10m)")
 	fl.BoolVar(&f.once, "once", false, "one pass, then exit")
 	fl.BoolVar(&f.disconnectOnStop, "disconnect-on-stop", false, "disconnect the subsystems on SIGTERM")
 	fl.IntVar(&f.nrIOQueues, "nr-io-queues", 0, "I/O queues per controller (default: the kernel's, one per CPU)")
 	fl.IntVar(&f.nrPollQueues, "nr-poll-queues", 0, "polled I/O queues per controller, for io_uring IOPOLL (fio's hipri)")
-	fl.IntVar(&f.ctrlLossTmo, "ctrl-loss-tmo", 0, "seconds the kernel keeps reconnecting a lost controller, -1 forever (default: the kernel's, 600)")
-	fl.IntVar(&f.reconnectDelay, "reconnect-delay", 0, "seconds between the kernel's reconnect attempts (default: the kernel's, 10)")
-	fl.IntVar(&f.keepAliveTmo, "keep-alive-tmo", 0, "keep-alive timeout in seconds (default: the kernel's)")
+	durationVar(fl, &f.ctrlLossTmo, "ctrl-loss-tmo", 0, "how long the kernel keeps reconnecting a lost controller, in whole seconds (600, 600s, 10m); -1 forever (default: the kernel's, 600)")
+	durationVar(fl, &f.reconnectDelay, "reconnect-delay", 0, "wait between the kernel's reconnect attempts, whole seconds (10, 10s) (default: the kernel's, 10)")
+	durationVar(fl, &f.keepAliveTmo, "keep-alive-tmo", 0, "keep-alive timeout, whole seconds (5, 5s) (default: the kernel's)")
 	fl.StringVar(&f.hostNQN, "hostnqn", "", "host NQN (default: /etc/nvme/hostnqn or one derived from the machine ID)")
 	fl.StringVar(&f.hostID, "hostid", "", "host identifier UUID (default: /etc/nvme/hostid or the UUID of the host NQN)")
 	f.daemonFlags.add(fl, "127.0.0.1:9421")
@@ -106,12 +106,21 @@ func (f *initiatorFlags) toConfig(cmd *cobra.Command) (*agent.Config, error) {
 		cfg.DisconnectOnStop = cfg.DisconnectOnStop || f.disconnectOnStop
 		return cfg, nil
 	}
-	cfg := &agent.Config{HostNQN: f.hostNQN, HostID: f.hostID, Interval: agent.Duration(f.interval),
+	for name, d := range map[string]daemon.Duration{"interval": f.interval, "reconnect-delay": f.reconnectDelay, "keep-alive-tmo": f.keepAliveTmo} {
+		if err := notForever(name, d); err != nil {
+			return nil, err
+		}
+	}
+	for name, d := range map[string]daemon.Duration{"ctrl-loss-tmo": f.ctrlLossTmo, "reconnect-delay": f.reconnectDelay, "keep-alive-tmo": f.keepAliveTmo} {
+		if _, err := d.Seconds(); err != nil {
+			return nil, fmt.Errorf("--%s %w", name, err)
+		}
+	}
+	cfg := &agent.Config{HostNQN: f.hostNQN, HostID: f.hostID, Interval: f.interval,
 		Metrics: f.metrics, DisconnectOnStop: f.disconnectOnStop}
 	cfg.Defaults = agent.ConnectOptions{NrIOQueues: f.nrIOQueues, NrPollQueues: f.nrPollQueues, ReconnectDelay: f.reconnectDelay, KeepAliveTmo: f.keepAliveTmo}
 	if fl.Changed("ctrl-loss-tmo") {
-		v := f.ctrlLossTmo
-		cfg.Defaults.CtrlLossTmo = &v
+		cfg.Defaults.CtrlLossTmo = new(f.ctrlLossTmo)
 	}
 	for _, d := range f.discover {
 		cfg.Discovery = append(cfg.Discovery, agent.DiscoveryConfig{Address: d})

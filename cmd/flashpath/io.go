@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target/backend"
 )
 
@@ -22,8 +24,8 @@ type ioFlags struct {
 	addr           string
 	nqn            string
 	nsid           uint32
-	reconnectDelay time.Duration
-	ctrlLossTmo    time.Duration
+	reconnectDelay daemon.Duration
+	ctrlLossTmo    daemon.Duration
 }
 
 func (f *ioFlags) config() (initiator.Config, error) {
@@ -37,11 +39,24 @@ func (f *ioFlags) config() (initiator.Config, error) {
 	if err != nil {
 		return initiator.Config{}, err
 	}
-	if f.ctrlLossTmo == 0 {
-		f.ctrlLossTmo = -1 // 0 means "do not wait", as in nvme-cli; the library's 0 is its default
+	if err := notForever("reconnect-delay", f.reconnectDelay); err != nil {
+		return initiator.Config{}, err
 	}
 	return initiator.Config{Addr: f.addr, SubNQN: f.nqn, Options: opts, IOQueues: 2,
-		ReconnectDelay: f.reconnectDelay, CtrlLossTimeout: f.ctrlLossTmo}, nil
+		ReconnectDelay: f.reconnectDelay.Duration(), CtrlLossTimeout: ctrlLossTimeout(f.ctrlLossTmo)}, nil
+}
+
+// ctrlLossTimeout is --ctrl-loss-tmo as nvme-cli means it (0: give up at
+// once, -1: reconnect forever) in the library's terms (negative: no
+// reconnect, 0: its default).
+func ctrlLossTimeout(d daemon.Duration) time.Duration {
+	switch d {
+	case 0:
+		return -1
+	case daemon.Forever:
+		return math.MaxInt64 // 292 years
+	}
+	return d.Duration()
 }
 
 // open connects and identifies the namespace; the caller closes the controller.
@@ -75,8 +90,8 @@ func newIOCmd() *cobra.Command {
 	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT or rdma://HOST:PORT (port default 4420)")
 	fl.StringVar(&f.nqn, "nqn", "", "subsystem NQN")
 	fl.Uint32Var(&f.nsid, "nsid", 1, "namespace ID")
-	fl.DurationVar(&f.reconnectDelay, "reconnect-delay", 2*time.Second, "wait between reconnect attempts after a lost connection")
-	fl.DurationVar(&f.ctrlLossTmo, "ctrl-loss-tmo", time.Minute, "how long to keep reconnecting (I/O waits meanwhile); 0 or negative: fail at once")
+	durationVar(fl, &f.reconnectDelay, "reconnect-delay", 2*time.Second, "wait between reconnect attempts after a lost connection (2, 2s, 500ms)")
+	durationVar(fl, &f.ctrlLossTmo, "ctrl-loss-tmo", time.Minute, "how long to keep reconnecting (I/O waits meanwhile): 600, 600s, 10m; 0 fails at once, -1 reconnects forever")
 	f.host.add(cmd)
 	cmd.AddCommand(newIdentifyCmd(&f), newReadCmd(&f), newWriteCmd(&f))
 	return cmd

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/spdk"
 )
 
@@ -17,7 +18,7 @@ func init() { register(newRPCCmd) }
 
 func newRPCCmd() *cobra.Command {
 	var socket string
-	var timeout time.Duration
+	var timeout daemon.Duration
 	cmd := &cobra.Command{
 		Use:   "rpc METHOD [JSON-PARAMS]",
 		Short: "Call the target's SPDK JSON-RPC (what rpc.py -s SOCKET METHOD does)",
@@ -39,7 +40,10 @@ read), and that file replayed from stdin.`,
 			if len(args) == 2 {
 				params = json.RawMessage(args[1])
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			ctx, cancel := cmd.Context(), context.CancelFunc(func() {})
+			if timeout != daemon.Forever {
+				ctx, cancel = context.WithTimeout(ctx, timeout.Duration())
+			}
 			defer cancel()
 			var res json.RawMessage
 			var err error
@@ -63,7 +67,7 @@ read), and that file replayed from stdin.`,
 		},
 	}
 	cmd.Flags().StringVarP(&socket, "socket", "s", spdk.DefaultSocket, "the target's JSON-RPC socket (flashpath target --rpc-socket)")
-	cmd.Flags().DurationVarP(&timeout, "timeout", "t", 60*time.Second, "how long to wait for the answer")
+	durationVarP(cmd.Flags(), &timeout, "timeout", "t", 60*time.Second, "how long to wait for the answer: seconds as rpc.py -t takes them (60), or 60s, 2m; -1 waits forever")
 	return cmd
 }
 

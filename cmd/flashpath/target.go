@@ -26,7 +26,7 @@ type targetFlags struct {
 	allowHosts []string
 	tls        string
 	tlsKeyFile string
-	busyPoll   time.Duration
+	busyPoll   daemon.Duration
 	rpcSocket  string
 	daemonFlags
 }
@@ -64,7 +64,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
 	fl.StringVar(&f.tls, "tls", "off", "TLS 1.3 with PSKs on the tcp:// listeners: required (TLS only), optional (TLS or plain, as each host starts) or off (config: tcp://HOST:PORT?tls=required)")
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "file holding the TLS PSK (nvme gen-tls-key, NVMeTLSkey-1:...) of the --allow-host hosts, which then connect over TLS only (config: allowed_hosts tls_key_file)")
-	fl.DurationVar(&f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
+	durationVar(fl, &f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
 	fl.StringVar(&f.rpcSocket, "rpc-socket", "", "Unix socket for SPDK's JSON-RPC (rpc.py -s PATH ...), mode 0600; \"off\" for none (default "+spdk.DefaultSocket+" when run as root, else off; config: rpc_socket). Given alone, the target starts empty, like nvmf_tgt")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
@@ -112,13 +112,13 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 		}
 		cfg.Pprof = cfg.Pprof || f.pprof
 		if cmd.Flags().Changed("busy-poll") {
-			cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
+			cfg.BusyPoll = new(f.busyPoll)
 		}
 		return cfg, nil
 	}
 	if !quick && cmd.Flags().Changed("rpc-socket") && f.rpcSocket != "off" && f.rpcSocket != "" {
 		// Like SPDK's nvmf_tgt: nothing until rpc.py configures it.
-		return &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(daemon.Duration(f.busyPoll))}, nil
+		return &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll)}, nil
 	}
 	cfg := server.Default()
 	if len(f.listen) > 0 {
@@ -147,7 +147,7 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 	}
 	cfg.Metrics = f.metrics
 	cfg.Pprof = f.pprof
-	cfg.BusyPoll = new(daemon.Duration(f.busyPoll))
+	cfg.BusyPoll = new(f.busyPoll)
 	return cfg, nil
 }
 

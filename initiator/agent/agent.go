@@ -218,10 +218,12 @@ func hostOptions(cfg *Config, log *slog.Logger) (o initiator.Options, nqn, hostI
 
 func params(host hostIdentity, transport, traddr, trsvcid, nqn string, o ConnectOptions) kernel.Params {
 	p := kernel.Params{Transport: transport, TrAddr: traddr, TrSvcID: trsvcid, NQN: nqn,
-		HostNQN: host.nqn, HostID: host.id, NrIOQueues: o.NrIOQueues, QueueSize: o.QueueSize, NrPollQueues: o.NrPollQueues,
-		KeepAliveTmo: o.KeepAliveTmo, ReconnectDelay: o.ReconnectDelay}
+		HostNQN: host.nqn, HostID: host.id, NrIOQueues: o.NrIOQueues, QueueSize: o.QueueSize, NrPollQueues: o.NrPollQueues}
+	// Whole seconds or Forever: Validate checked them.
+	p.KeepAliveTmo, _ = o.KeepAliveTmo.Seconds()
+	p.ReconnectDelay, _ = o.ReconnectDelay.Seconds()
 	if o.CtrlLossTmo != nil {
-		p.CtrlLossTmo = *o.CtrlLossTmo
+		p.CtrlLossTmo, _ = o.CtrlLossTmo.Seconds()
 	}
 	p.HdrDigest = o.HdrDigest != nil && *o.HdrDigest
 	p.DataDigest = o.DataDigest != nil && *o.DataDigest

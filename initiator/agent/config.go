@@ -64,15 +64,17 @@ type ConnectConfig struct {
 }
 
 // ConnectOptions are the kernel host's connect options (nvme connect's).
+// The timeouts are durations as every flashpath setting takes them ("600",
+// "600s", "10m"), in whole seconds, which is what the kernel counts.
 type ConnectOptions struct {
-	NrIOQueues     int   `json:"nr_io_queues,omitempty"`
-	NrPollQueues   int   `json:"nr_poll_queues,omitempty"` // for polled I/O (io_uring IOPOLL)
-	QueueSize      int   `json:"queue_size,omitempty"`
-	KeepAliveTmo   int   `json:"keep_alive_tmo,omitempty"`  // seconds
-	ReconnectDelay int   `json:"reconnect_delay,omitempty"` // seconds
-	CtrlLossTmo    *int  `json:"ctrl_loss_tmo,omitempty"`   // seconds; -1: forever
-	HdrDigest      *bool `json:"hdr_digest,omitempty"`
-	DataDigest     *bool `json:"data_digest,omitempty"`
+	NrIOQueues     int       `json:"nr_io_queues,omitempty"`
+	NrPollQueues   int       `json:"nr_poll_queues,omitempty"` // for polled I/O (io_uring IOPOLL)
+	QueueSize      int       `json:"queue_size,omitempty"`
+	KeepAliveTmo   Duration  `json:"keep_alive_tmo,omitempty"`
+	ReconnectDelay Duration  `json:"reconnect_delay,omitempty"`
+	CtrlLossTmo    *Duration `json:"ctrl_loss_tmo,omitempty"` // -1 (Forever): reconnect forever
+	HdrDigest      *bool     `json:"hdr_digest,omitempty"`
+	DataDigest     *bool     `json:"data_digest,omitempty"`
 }
 
 // or fills the unset options of o from d.
@@ -104,8 +106,12 @@ func (o ConnectOptions) or(d ConnectOptions) ConnectOptions {
 	return o
 }
 
-// Duration is a time.Duration written as "30s" in the file.
+// Duration is a time span written "600", "600s" or "10m" in the file, or
+// -1 (Forever) for ctrl_loss_tmo (daemon.ParseDuration).
 type Duration = daemon.Duration
+
+// Forever is ctrl_loss_tmo -1: the kernel reconnects forever.
+const Forever = daemon.Forever
 
 // DefaultInterval is how often the daemon checks its connections.
 const DefaultInterval = 30 * time.Second
@@ -158,7 +164,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Interval < 0 {
-		errs = append(errs, fmt.Errorf("interval %v: must be positive", time.Duration(c.Interval)))
+		errs = append(errs, fmt.Errorf("interval %v: want a duration more than 0, such as 30s", c.Interval))
 	}
 	if c.Interval == 0 {
 		c.Interval = Duration(DefaultInterval)
@@ -189,13 +195,25 @@ func (o ConnectOptions) validate(field string) error {
 	for _, v := range []struct {
 		name string
 		n    int
-	}{{"nr_io_queues", o.NrIOQueues}, {"nr_poll_queues", o.NrPollQueues}, {"queue_size", o.QueueSize}, {"keep_alive_tmo", o.KeepAliveTmo}, {"reconnect_delay", o.ReconnectDelay}} {
+	}{{"nr_io_queues", o.NrIOQueues}, {"nr_poll_queues", o.NrPollQueues}, {"queue_size", o.QueueSize}} {
 		if v.n < 0 {
 			errs = append(errs, fmt.Errorf("%s.%s %d: must not be negative", field, v.name, v.n))
 		}
 	}
-	if o.CtrlLossTmo != nil && *o.CtrlLossTmo < -1 {
-		errs = append(errs, fmt.Errorf("%s.ctrl_loss_tmo %d: seconds, or -1 for forever", field, *o.CtrlLossTmo))
+	for _, v := range []struct {
+		name    string
+		d       *Duration
+		forever bool
+	}{{"keep_alive_tmo", &o.KeepAliveTmo, false}, {"reconnect_delay", &o.ReconnectDelay, false}, {"ctrl_loss_tmo", o.CtrlLossTmo, true}} {
+		switch {
+		case v.d == nil:
+		case *v.d < 0 && !(v.forever && *v.d == Forever):
+			errs = append(errs, fmt.Errorf("%s.%s %v: want a duration of 0 or more, such as 10s", field, v.name, *v.d))
+		default:
+			if _, err := v.d.Seconds(); err != nil {
+				errs = append(errs, fmt.Errorf("%s.%s %w", field, v.name, err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

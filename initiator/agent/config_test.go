@@ -29,10 +29,13 @@ func TestParseConfig(t *testing.T) {
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\nintervall: 1s\n", `unknown field "intervall"`},
 		{"connect: [{address: fc://h, nqn: nqn.x}]\n", `connect[0].address: address "fc://h": transport "fc" not supported`},
 		{"connect: [{address: tcp://h}]\n", "connect[0].nqn: missing"},
-		{"connect: [{address: tcp://h, nqn: nqn.x, ctrl_loss_tmo: -2}]\n", "connect[0].ctrl_loss_tmo -2"},
+		{"connect: [{address: tcp://h, nqn: nqn.x, ctrl_loss_tmo: -2}]\n", `connect.ctrl_loss_tmo: duration "-2": want seconds (600)`},
+		{"connect: [{address: tcp://h, nqn: nqn.x, ctrl_loss_tmo: 1500ms}]\n", "connect[0].ctrl_loss_tmo 1.5s: want whole seconds"},
+		{"connect: [{address: tcp://h, nqn: nqn.x, reconnect_delay: -1}]\n", "connect[0].reconnect_delay -1: want a duration of 0 or more"},
+		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: -1\n", "interval -1: want a duration more than 0"},
 		{"discovery: [{address: fc://h}]\n", `discovery[0].address: address "fc://h": transport "fc" not supported`},
 		{"discovery: [{address: tcp://h, nr_io_queues: -1}]\n", "discovery[0].nr_io_queues -1"},
-		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: soon\n", `duration "soon": want a number and a unit`},
+		{"connect: [{address: tcp://h, nqn: nqn.x}]\ninterval: soon\n", `interval: duration "soon": want seconds (600), a number and a unit (600s, 10m`},
 		{"connect: [{address: tcp://h, nqn: nqn.x}]\nhostid: not-a-uuid\n", "hostid: host ID"},
 	} {
 		_, err := Parse([]byte(tc.yaml))

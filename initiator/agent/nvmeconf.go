@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/flashpath/flashpath/internal/daemon"
 )
 
 // DefaultDiscoveryConf is nvme-cli's list of discovery controllers, read
@@ -115,18 +117,35 @@ func parseConfLine(fields []string) (DiscoveryConfig, error) {
 	}
 	for _, e := range []error{
 		num("nr-io-queues", &d.NrIOQueues, 1), num("nr-poll-queues", &d.NrPollQueues, 0), num("queue-size", &d.QueueSize, 1),
-		num("keep-alive-tmo", &d.KeepAliveTmo, 0), num("reconnect-delay", &d.ReconnectDelay, 1),
 	} {
 		if e != nil {
 			return d, e
 		}
 	}
-	if v, ok := vals["ctrl-loss-tmo"]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < -1 {
-			return d, fmt.Errorf("--ctrl-loss-tmo %q: seconds, or -1 for forever", v)
+	// nvme-cli writes seconds; flashpath's duration syntax reads them.
+	dur := func(name string, dst *Duration) error {
+		v, ok := vals[name]
+		if !ok {
+			return nil
 		}
-		d.CtrlLossTmo = &n
+		x, err := daemon.ParseDuration(v)
+		if err == nil && x == Forever && name != "ctrl-loss-tmo" {
+			err = fmt.Errorf("duration %q: -1 is for --ctrl-loss-tmo only", v)
+		}
+		if err != nil {
+			return fmt.Errorf("--%s: %w", name, err)
+		}
+		*dst = x
+		return nil
+	}
+	var tmo Duration
+	for _, e := range []error{dur("keep-alive-tmo", &d.KeepAliveTmo), dur("reconnect-delay", &d.ReconnectDelay), dur("ctrl-loss-tmo", &tmo)} {
+		if e != nil {
+			return d, e
+		}
+	}
+	if _, ok := vals["ctrl-loss-tmo"]; ok {
+		d.CtrlLossTmo = &tmo
 	}
 	yes := true
 	if _, ok := vals["hdr-digest"]; ok {

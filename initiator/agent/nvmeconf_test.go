@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDiscoveryConf(t *testing.T) {
@@ -28,7 +29,7 @@ func TestParseDiscoveryConf(t *testing.T) {
 	if ds[1].NrIOQueues != 4 || ds[1].CtrlLossTmo == nil || *ds[1].CtrlLossTmo != -1 || ds[1].HdrDigest == nil || ds[1].DataDigest != nil {
 		t.Errorf("line 3 options %+v", ds[1].ConnectOptions)
 	}
-	if ds[2].NrPollQueues != 2 || ds[2].ReconnectDelay != 5 || ds[2].DataDigest == nil {
+	if ds[2].NrPollQueues != 2 || ds[2].ReconnectDelay.Duration() != 5*time.Second || ds[2].DataDigest == nil {
 		t.Errorf("line 4 options %+v", ds[2].ConnectOptions)
 	}
 	for _, bad := range []struct{ line, want string }{
@@ -38,6 +39,8 @@ func TestParseDiscoveryConf(t *testing.T) {
 		{"-a 10.0.0.5 --hostnqn=nqn.x", "--hostnqn is not supported here"},
 		{"-a 10.0.0.5 -i", "--nr-io-queues needs a value"},
 		{"-a 10.0.0.5 -i zero", "--nr-io-queues"},
+		{"-a 10.0.0.5 -l forever", `--ctrl-loss-tmo: duration "forever"`},
+		{"-a 10.0.0.5 -c -1", "-1 is for --ctrl-loss-tmo only"},
 		{"10.0.0.5", "is not a flag"},
 	} {
 		_, err := ParseDiscoveryConf([]byte("# c\n" + bad.line + "\n"))

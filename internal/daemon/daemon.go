@@ -8,13 +8,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -104,6 +108,13 @@ func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
 	dec.DisallowUnknownFields()
 	cfg := new(T)
 	if err := dec.Decode(cfg); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Type == durationType && te.Field != "" {
+			// The path of JSON keys, less the embedded structs' Go
+			// names the decoder puts in it (the keys are lower case).
+			path := slices.DeleteFunc(strings.Split(te.Field, "."), func(k string) bool { return k != "" && unicode.IsUpper(rune(k[0])) })
+			return nil, fmt.Errorf("%s: %s", strings.Join(path, "."), te.Value)
+		}
 		return nil, err
 	}
 	if err := validate(cfg); err != nil {
@@ -111,26 +122,3 @@ func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
 	}
 	return cfg, nil
 }
-
-// Duration is a time.Duration written as "30s" in a configuration file.
-type Duration time.Duration
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration such as \"30s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: want a number and a unit, such as \"50us\" or \"30s\"", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// Duration returns d as a time.Duration.
-func (d Duration) Duration() time.Duration { return time.Duration(d) }

@@ -201,10 +201,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max_h2c_data %d: want a multiple of 4 from 4096 to %d (NVMe/TCP MAXH2CDATA), or leave it out for 128 KiB", n, target.MaxTransfer))
 	}
 	if c.IOKeepAlive < 0 {
-		errs = append(errs, fmt.Errorf("io_keep_alive %v: want 0 (none) or more, e.g. \"120s\"", c.IOKeepAlive.Duration()))
+		errs = append(errs, fmt.Errorf("io_keep_alive %v: want 0 (none) or more, e.g. \"120s\"", c.IOKeepAlive))
 	}
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
-		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", d, MaxBusyPoll))
+		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", daemon.Duration(d), MaxBusyPoll))
 	}
 	if _, _, err := c.authOptions(); err != nil {
 		errs = append(errs, err)

@@ -54,13 +54,16 @@ busy_poll: 1s
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "busy_poll 1s: want 0 (off) to 10ms"},
 		{`listeners: [tcp://x:1]
 io_keep_alive: -5s
-subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "io_keep_alive -5s: want 0 (none) or more"},
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, `io_keep_alive: duration "-5s": negative: want seconds (600)`},
+		{`listeners: [tcp://x:1]
+io_keep_alive: -1
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "io_keep_alive -1: want 0 (none) or more"},
 		{`listeners: [tcp://x:1]
 max_h2c_data: 5001
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "max_h2c_data 5001: want a multiple of 4"},
 		{`listeners: [tcp://x:1]
 busy_poll: soon
-subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, `duration "soon": want a number and a unit`},
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, `busy_poll: duration "soon": want seconds (600), a number and a unit (600s, 10m`},
 	}
 	for _, b := range bad {
 		_, err := Parse([]byte(b.cfg))
