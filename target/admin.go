@@ -226,11 +226,12 @@ func (c *Controller) smart(nsid uint32) nvmeof.SMARTLog {
 		if nsid != 0 && nsid != 0xFFFFFFFF && ns.ID != nsid {
 			continue
 		}
-		s.HostReads += ns.stats.reads.Load()
-		s.HostWrites += ns.stats.writes.Load()
-		br += ns.stats.bytesRead.Load()
-		bw += ns.stats.bytesWritten.Load()
-		s.MediaErrors += ns.stats.errors.Load()
+		st := ns.Stats()
+		s.HostReads += st.Reads
+		s.HostWrites += st.Writes
+		br += st.BytesRead
+		bw += st.BytesWritten
+		s.MediaErrors += st.Errors
 	}
 	// Data units are thousands of 512-byte units, rounded up.
 	s.DataUnitsRead = (br/512 + 999) / 1000

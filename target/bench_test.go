@@ -28,7 +28,7 @@ func TestExecuteDoesNotAllocate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		op   uint8
-	}{{"read", nvmeof.NVMRead}, {"write", nvmeof.NVMWrite}, {"flush", nvmeof.NVMFlush}} {
+	}{{"read", nvmeof.NVMRead}, {"write", nvmeof.NVMWrite}, {"flush", nvmeof.NVMFlush}, {"write_zeroes", nvmeof.NVMWriteZeroes}} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, r := execSetup(t, tc.op)
 			allocs := testing.AllocsPerRun(200, func() { q.Execute(r) })

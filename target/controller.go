@@ -21,6 +21,7 @@ type Controller struct {
 	hostID  [16]byte
 	log     *slog.Logger
 	created time.Time
+	host    *hostStats // the counters of hostNQN
 
 	vwcOff atomic.Bool // the host disabled the volatile write cache: every write is FUA
 	// ready mirrors CSTS.RDY for the I/O path, which does not take mu:
@@ -45,6 +46,7 @@ type Controller struct {
 	errLog     []nvmeof.ErrorLogEntry // guarded by mu, newest last
 	errCount   uint64                 // guarded by mu
 	dead       bool                   // guarded by mu
+	hostDone   bool                   // guarded by mu: the host shut the controller down or disabled it
 
 	deleteOnce sync.Once
 
@@ -79,7 +81,7 @@ func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, 
 		}
 		c.kato = kato
 	}
-	id, err := t.allocCntlID(c)
+	id, err := t.allocCntlID(c, admin.localAP)
 	if err != nil {
 		return nil, err
 	}
@@ -173,14 +175,22 @@ func (c *Controller) keepAliveExpired() {
 	c.mu.Unlock()
 	c.t.Stats.KeepAliveExpired.Add(1)
 	c.log.Warn("keep-alive timeout expired: deleting controller", "kato", kato)
-	c.fatal(fmt.Errorf("keep-alive timeout (%v) expired", kato))
+	c.fatal(DeletedKeepAlive, fmt.Errorf("keep-alive timeout (%v) expired", kato))
 }
 
 // fatal deletes the controller: it leaves the target and the subsystem,
-// and every queue's connection is closed.
-func (c *Controller) fatal(reason error) {
+// and every queue's connection is closed. why is counted
+// (Stats.ControllersDeleted); a connection lost after the host shut the
+// controller down counts as DeletedShutdown.
+func (c *Controller) fatal(why DeleteReason, reason error) {
 	c.deleteOnce.Do(func() {
 		c.mu.Lock()
+		if why == DeletedConnectionLost && c.hostDone {
+			why = DeletedShutdown
+		}
+		if !c.subsys.discovery {
+			c.t.Stats.ControllersDeleted[why].Add(1)
+		}
 		c.dead = true
 		c.csts |= nvmeof.CSTSFatal
 		if c.kaTimer != nil {
@@ -242,8 +252,10 @@ func (c *Controller) property(r *Request) nvmeof.Status {
 	case v&nvmeof.CCEnable == 0 && old&nvmeof.CCEnable != 0:
 		c.csts &^= nvmeof.CSTSReady | nvmeof.CSTSShstMask
 		c.ready.Store(false)
+		c.hostDone = true
 	}
 	if v&nvmeof.CCShnMask != 0 && old&nvmeof.CCShnMask == 0 {
+		c.hostDone = true
 		// Shutdown: everything acknowledged must be durable before we say so.
 		for _, ns := range c.subsys.Namespaces() {
 			if err := ns.Backend.Flush(); err != nil {

@@ -15,28 +15,31 @@ const StatusWriteProtected nvmeof.Status = 0x20
 // execIO runs an NVM command set command. It does not allocate. held
 // means a read or write was started on an asynchronous backend: the
 // request completes later, through IODone. The namespace's reference is
-// held while the backend works on the command.
+// held while the backend works on the command. Each command that
+// succeeds is counted on its namespace, with its latency (iostats.go).
 func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 	if !q.ctrl.ready.Load() {
 		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR, false
 	}
+	start := nanotime()
 	if r.Cmd.Opcode() == nvmeof.NVMFlush && r.Cmd.NSID() == 0xFFFFFFFF {
-		return q.flushAll(), false
+		return q.flushAll(start), false
 	}
 	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
 	if ns == nil || !ns.refs.acquire() {
 		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR, false
 	}
-	if q.startAsync(r, ns) {
+	if q.startAsync(r, ns, start) {
 		return nvmeof.StatusSuccess, true
 	}
-	st = q.execSync(r, ns)
+	st = q.execSync(r, ns, start)
 	ns.refs.release()
 	return st, false
 }
 
-// flushAll is Flush with NSID FFFFFFFFh: every namespace.
-func (q *Queue) flushAll() nvmeof.Status {
+// flushAll is Flush with NSID FFFFFFFFh: every namespace. Each counts a
+// flush.
+func (q *Queue) flushAll(start int64) nvmeof.Status {
 	for _, ns := range q.ctrl.subsys.ns.Load().byID {
 		if !ns.refs.acquire() {
 			continue // going away: its removal flushes it
@@ -44,15 +47,29 @@ func (q *Queue) flushAll() nvmeof.Status {
 		err := ns.Backend.Flush()
 		ns.refs.release()
 		if err != nil {
-			return ns.status(err, true)
+			return ns.status(OpFlush, err)
 		}
+		ns.stats.done(OpFlush, 0, start)
 	}
 	return nvmeof.StatusSuccess
 }
 
+// done counts a command of op on ns that succeeded, and the data it moved
+// (n bytes; the host's too: Read's as read, Write's and Compare's as
+// written).
+func (q *Queue) done(ns *Namespace, op Op, n int64, start int64) {
+	ns.stats.done(op, n, start)
+	switch op {
+	case OpRead:
+		q.ctrl.host.bytesRead.Add(uint64(n))
+	case OpWrite, OpCompare:
+		q.ctrl.host.bytesWritten.Add(uint64(n))
+	}
+}
+
 // startAsync starts a read or write on a namespace whose backend runs I/O
 // asynchronously, and reports whether it did.
-func (q *Queue) startAsync(r *Request, ns *Namespace) bool {
+func (q *Queue) startAsync(r *Request, ns *Namespace, start int64) bool {
 	op := r.Cmd.Opcode()
 	if ns.async == nil || (op != nvmeof.NVMRead && op != nvmeof.NVMWrite) {
 		return false
@@ -61,7 +78,7 @@ func (q *Queue) startAsync(r *Request, ns *Namespace) bool {
 	if !st.OK() {
 		return false // the synchronous path reports it
 	}
-	r.ns, r.ioWrite = ns, op == nvmeof.NVMWrite
+	r.ns, r.ioWrite, r.start = ns, op == nvmeof.NVMWrite, start
 	var ok bool
 	if op == nvmeof.NVMRead {
 		ok = ns.async.ReadAsync(r.Data, off, r)
@@ -76,7 +93,7 @@ func (q *Queue) startAsync(r *Request, ns *Namespace) bool {
 
 // execSync runs an NVM command set command on the queue's goroutine, on
 // the namespace it names.
-func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
+func (q *Queue) execSync(r *Request, ns *Namespace, start int64) nvmeof.Status {
 	c := q.ctrl
 	op := r.Cmd.Opcode()
 	switch op {
@@ -88,25 +105,24 @@ func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
 		switch op {
 		case nvmeof.NVMRead:
 			if err := ns.Backend.ReadAt(r.Data, off); err != nil {
-				return ns.status(err, false)
+				return ns.status(OpRead, err)
 			}
-			ns.stats.reads.Add(1)
-			ns.stats.bytesRead.Add(uint64(n))
+			q.done(ns, OpRead, n, start)
 		case nvmeof.NVMWrite:
 			fua := r.Cmd.FUA() || c.vwcOff.Load()
 			if err := ns.Backend.WriteAt(r.Data, off, fua); err != nil {
-				return ns.status(err, true)
+				return ns.status(OpWrite, err)
 			}
-			ns.stats.writes.Add(1)
-			ns.stats.bytesWritten.Add(uint64(n))
+			q.done(ns, OpWrite, n, start)
 		case nvmeof.NVMCompare:
-			return q.compare(ns, r.Data, off)
+			return q.compare(ns, r.Data, off, start)
 		}
 		return nvmeof.StatusSuccess
 	case nvmeof.NVMFlush:
 		if err := ns.Backend.Flush(); err != nil {
-			return ns.status(err, true)
+			return ns.status(OpFlush, err)
 		}
+		ns.stats.done(OpFlush, 0, start)
 		return nvmeof.StatusSuccess
 	case nvmeof.NVMWriteZeroes:
 		off, n, st := ns.rangeOf(r)
@@ -123,12 +139,12 @@ func (q *Queue) execSync(r *Request, ns *Namespace) nvmeof.Status {
 			err = ns.Backend.Flush()
 		}
 		if err != nil {
-			return ns.status(err, true)
+			return ns.status(OpWriteZeroes, err)
 		}
-		ns.stats.writes.Add(1)
+		ns.stats.done(OpWriteZeroes, n, start)
 		return nvmeof.StatusSuccess
 	case nvmeof.NVMDSM:
-		return ns.dsm(r)
+		return ns.dsm(r, start)
 	}
 	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR
 }
@@ -153,12 +169,13 @@ func (ns *Namespace) rangeOf(r *Request) (off, n int64, st nvmeof.Status) {
 	return int64(slba << ns.blkShift), int64(nlb << ns.blkShift), nvmeof.StatusSuccess
 }
 
-func (ns *Namespace) dsm(r *Request) nvmeof.Status {
+func (ns *Namespace) dsm(r *Request, start int64) nvmeof.Status {
 	nr := int(r.Cmd.CDW(10)&0xFF) + 1
 	if len(r.Data) < nr*nvmeof.DSMRangeSize {
 		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR
 	}
 	if r.Cmd.CDW(11)&nvmeof.DSMAttrDeallocate == 0 {
+		ns.stats.done(OpOther, 0, start)
 		return nvmeof.StatusSuccess // integral read/write hints only
 	}
 	// Check every range before acting on any.
@@ -168,38 +185,44 @@ func (ns *Namespace) dsm(r *Request) nvmeof.Status {
 			return nvmeof.StatusLBAOutOfRange | nvmeof.StatusDNR
 		}
 	}
+	var total int64
 	for i := 0; i < nr; i++ {
 		rg, _ := nvmeof.DecodeDSMRange(r.Data, i)
 		if rg.NLB == 0 {
 			continue
 		}
-		if err := ns.Backend.Discard(int64(rg.SLBA<<ns.blkShift), int64(uint64(rg.NLB)<<ns.blkShift)); err != nil {
-			return ns.status(err, true)
+		n := int64(uint64(rg.NLB) << ns.blkShift)
+		if err := ns.Backend.Discard(int64(rg.SLBA<<ns.blkShift), n); err != nil {
+			return ns.status(OpDeallocate, err)
 		}
+		total += n
 	}
+	ns.stats.done(OpDeallocate, total, start)
 	return nvmeof.StatusSuccess
 }
 
-func (q *Queue) compare(ns *Namespace, want []byte, off int64) nvmeof.Status {
+func (q *Queue) compare(ns *Namespace, want []byte, off int64, start int64) nvmeof.Status {
 	buf, err := q.t.pool.Get(len(want))
 	if err != nil {
 		return nvmeof.StatusInternalError
 	}
 	defer q.t.pool.Put(buf)
 	if err := ns.Backend.ReadAt(buf.B, off); err != nil {
-		return ns.status(err, false)
+		return ns.status(OpCompare, err)
 	}
-	ns.stats.reads.Add(1)
+	q.done(ns, OpCompare, int64(len(want)), start)
 	if !bytes.Equal(buf.B, want) {
 		return nvmeof.StatusCompareFailure | nvmeof.StatusDNR
 	}
 	return nvmeof.StatusSuccess
 }
 
-// status maps a backend error to an NVMe status: the one place where Go
-// errors become NVMe statuses (like the kernel's errno_to_nvme_status).
-func (ns *Namespace) status(err error, write bool) nvmeof.Status {
-	ns.stats.errors.Add(1)
+// status maps a backend error of a command of op to an NVMe status, and
+// counts it: the one place where Go errors become NVMe statuses (like the
+// kernel's errno_to_nvme_status).
+func (ns *Namespace) status(op Op, err error) nvmeof.Status {
+	ns.stats.ops[op].errors.Add(1)
+	write := op != OpRead && op != OpCompare
 	switch {
 	case errors.Is(err, backend.ErrOutOfRange):
 		return nvmeof.StatusLBAOutOfRange | nvmeof.StatusDNR

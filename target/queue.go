@@ -45,6 +45,7 @@ type Queue struct {
 	// (stats.go) read them from other goroutines.
 	localAP, peerAP netip.AddrPort
 	state           atomic.Uint32 // QueueState
+	entries         atomic.Uint32 // size, for reports
 	authInfo        atomic.Pointer[AuthInfo]
 }
 
@@ -97,7 +98,7 @@ func (q *Queue) Closed() {
 	}
 	q.state.Store(uint32(QueueDeactivating))
 	if q.id == 0 {
-		c.fatal(errors.New("admin queue connection closed"))
+		c.fatal(DeletedConnectionLost, errors.New("admin queue connection closed"))
 		return
 	}
 	c.removeQueue(q)
@@ -128,6 +129,7 @@ func (q *Queue) Execute(r *Request) {
 	case !q.authenticated():
 		st = nvmeof.StatusAuthRequired | nvmeof.StatusDNR
 	case q.id == 0:
+		q.ctrl.subsys.adminCmds.Add(1)
 		var held bool
 		st, held = q.ctrl.execAdmin(q, r)
 		if held {
@@ -322,6 +324,8 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 	} else {
 		t.Stats.IOQueues.Add(1)
 	}
+	q.ctrl.host.queues.Add(1)
+	q.entries.Store(uint32(q.size))
 	if q.authRequired {
 		q.state.Store(uint32(QueueAuthenticating))
 	} else {

@@ -35,6 +35,7 @@ type Request struct {
 	queue   *Queue
 	ns      *Namespace // of a read or write in flight on an async backend
 	ioWrite bool
+	start   int64 // nanotime when the read or write started
 }
 
 // IODone completes a read or write that the namespace's backend ran
@@ -43,16 +44,15 @@ type Request struct {
 func (r *Request) IODone(err error) {
 	q, ns := r.queue, r.ns
 	r.ns = nil
+	op := OpRead
+	if r.ioWrite {
+		op = OpWrite
+	}
 	st := nvmeof.StatusSuccess
-	switch {
-	case err != nil:
-		st = ns.status(err, r.ioWrite)
-	case r.ioWrite:
-		ns.stats.writes.Add(1)
-		ns.stats.bytesWritten.Add(uint64(len(r.Data)))
-	default:
-		ns.stats.reads.Add(1)
-		ns.stats.bytesRead.Add(uint64(len(r.Data)))
+	if err != nil {
+		st = ns.status(op, err)
+	} else {
+		q.done(ns, op, int64(len(r.Data)), r.start)
 	}
 	ns.refs.release()
 	r.Deferred = true

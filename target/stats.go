@@ -94,6 +94,10 @@ type QueueInfo struct {
 	Local, Peer netip.AddrPort
 	// Auth is nil where the host need not authenticate.
 	Auth *AuthInfo
+	// Size is the queue's entries (its Connect's SQSIZE + 1);
+	// Outstanding its commands received and not yet completed, or -1
+	// where the transport does not say (OutstandingReporter).
+	Size, Outstanding int
 }
 
 // SetAddrs records the addresses of the queue's connection: local, the
@@ -136,7 +140,11 @@ func (c *Controller) Queues() []QueueInfo {
 		out = append(out, QueueInfo{
 			QID: qid, State: QueueState(q.state.Load()), TrType: q.info.TrType,
 			Local: q.localAP, Peer: q.peerAP, Auth: q.authInfo.Load(),
+			Size: int(q.entries.Load()), Outstanding: -1,
 		})
+		if or, ok := q.tr.(OutstandingReporter); ok {
+			out[len(out)-1].Outstanding = or.Outstanding()
+		}
 	}
 	slices.SortFunc(out, func(a, b QueueInfo) int { return int(a.QID) - int(b.QID) })
 	return out

@@ -39,6 +39,12 @@ type Options struct {
 	// at once (default BufferMemory/4); the last eighth of the pool is
 	// kept for hosts holding at most 4 MiB (hostbuf.go).
 	MaxHostBuffer int64
+	// MaxHostMetrics is how many host NQNs get counters of their own
+	// (HostStats, the metrics' host label), the first to connect; hosts
+	// after them share the OtherHosts counters, so that the metrics'
+	// cardinality stays bounded. 0: DefaultMaxHostMetrics; negative:
+	// none.
+	MaxHostMetrics int
 	// AuthHashes and AuthDHGroups are the DH-HMAC-CHAP hash functions and
 	// DH groups accepted, in order of preference (nil: the defaults of
 	// internal/dhchap: SHA-512, -384, -256; ffdhe2048 ... 8192, then NULL).
@@ -66,6 +72,10 @@ type Target struct {
 
 	hostBufs map[netip.Addr]*HostBuffers // guarded by mu
 	bufUsed  atomic.Int64                // bytes of buffers taken through HostBuffers
+
+	hosts      map[string]*hostStats // guarded by mu: at most MaxHostMetrics
+	otherHosts hostStats             // the hosts beyond them
+	paths      map[pathKey]struct{}  // guarded by mu: for counting reconnects
 
 	discGen atomic.Uint64 // discovery log generation counter
 	disc    *Subsystem
@@ -95,6 +105,14 @@ type Stats struct {
 	// Connect succeeded).
 	AdminQueues atomic.Uint64
 	IOQueues    atomic.Uint64
+	// ProtocolErrorKinds counts ProtocolErrors by kind.
+	ProtocolErrorKinds [NumProtocolErrorKinds]atomic.Uint64
+	// ControllersDeleted counts deleted controllers (discovery
+	// controllers left out) by why they went.
+	ControllersDeleted [NumDeleteReasons]atomic.Uint64
+	// Reconnects counts controllers a host created on a path (subsystem
+	// and target address) where it had one before (discovery left out).
+	Reconnects atomic.Uint64
 }
 
 // New returns a target with only the discovery subsystem.
@@ -120,6 +138,12 @@ func New(opts Options) *Target {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	switch {
+	case opts.MaxHostMetrics == 0:
+		opts.MaxHostMetrics = DefaultMaxHostMetrics
+	case opts.MaxHostMetrics < 0:
+		opts.MaxHostMetrics = 0
+	}
 	t := &Target{
 		opts:    opts,
 		log:     opts.Logger,
@@ -129,6 +153,7 @@ func New(opts Options) *Target {
 		ctrls:   map[uint16]*Controller{},
 		nextCtl: 1,
 	}
+	t.otherHosts.label = OtherHosts
 	t.disc = newSubsystem(t, SubsystemConfig{NQN: nvmeof.DiscoveryNQN, AllowAnyHost: true})
 	t.disc.discovery = true
 	t.discGen.Store(1)
@@ -244,13 +269,14 @@ type Subsystem struct {
 	cfg       SubsystemConfig
 	discovery bool
 
-	mu      sync.Mutex
-	ns      atomic.Pointer[nsTable]
-	ctrls   map[*Controller]struct{} // guarded by mu
-	hosts   map[string]bool          // guarded by mu
-	keys    map[string]HostKeys      // guarded by mu
-	tlsKeys map[string]dhchap.PSK    // guarded by mu
-	anyHost bool                     // guarded by mu
+	mu        sync.Mutex
+	ns        atomic.Pointer[nsTable]
+	adminCmds atomic.Uint64            // admin commands run by its controllers
+	ctrls     map[*Controller]struct{} // guarded by mu
+	hosts     map[string]bool          // guarded by mu
+	keys      map[string]HostKeys      // guarded by mu
+	tlsKeys   map[string]dhchap.PSK    // guarded by mu
+	anyHost   bool                     // guarded by mu
 }
 
 // nsTable is an immutable snapshot of a subsystem's namespaces, replaced
@@ -365,7 +391,7 @@ func (t *Target) RemoveSubsystem(nqn string) error {
 	}
 	t.discoveryChanged()
 	for _, c := range s.controllers() {
-		c.fatal(errors.New("subsystem removed"))
+		c.fatal(DeletedRemoved, errors.New("subsystem removed"))
 	}
 	return s.closeNamespaces()
 }
@@ -411,7 +437,7 @@ func (t *Target) Close() error {
 	}
 	t.mu.Unlock()
 	for _, c := range ctrls {
-		c.fatal(errors.New("target shutting down"))
+		c.fatal(DeletedRemoved, errors.New("target shutting down"))
 	}
 	var errs []error
 	for _, s := range subs {
@@ -422,6 +448,13 @@ func (t *Target) Close() error {
 
 // NQN returns the subsystem's NQN.
 func (s *Subsystem) NQN() string { return s.cfg.NQN }
+
+// AdminCommands is the number of admin commands its controllers ran
+// (fabrics commands such as Property Get left out).
+func (s *Subsystem) AdminCommands() uint64 { return s.adminCmds.Load() }
+
+// Discovery returns the discovery subsystem.
+func (t *Target) Discovery() *Subsystem { return t.disc }
 
 // Config returns the subsystem's configuration.
 func (s *Subsystem) Config() SubsystemConfig { return s.cfg }
@@ -557,12 +590,6 @@ func (ns *Namespace) close() error {
 	return errors.Join(ns.Backend.Flush(), ns.Backend.Close())
 }
 
-type nsStats struct {
-	reads, writes           atomic.Uint64
-	bytesRead, bytesWritten atomic.Uint64
-	errors                  atomic.Uint64
-}
-
 // AddNamespace attaches a backend as a namespace and notifies connected
 // controllers (Asynchronous Event, Changed Namespace List).
 func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
@@ -674,8 +701,9 @@ func (s *Subsystem) closeNamespaces() error {
 	return errors.Join(errs...)
 }
 
-// allocCntlID reserves a controller ID (1..0xFFEF).
-func (t *Target) allocCntlID(c *Controller) (uint16, error) {
+// allocCntlID reserves a controller ID (1..0xFFEF), and counts the
+// controller on its host's counters (reached at local).
+func (t *Target) allocCntlID(c *Controller, local netip.AddrPort) (uint16, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -689,6 +717,7 @@ func (t *Target) allocCntlID(c *Controller) (uint16, error) {
 		}
 		if _, used := t.ctrls[id]; !used {
 			c.id = id // before c is visible to I/O queue Connects
+			c.host = t.controllerCreated(c.subsys, c.hostNQN, local)
 			t.ctrls[id] = c
 			return id, nil
 		}
@@ -759,16 +788,27 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 
 // NamespaceStats is a snapshot of a namespace's counters.
 type NamespaceStats struct {
+	// Reads counts the Read and Compare commands that succeeded, Writes
+	// the Write and Write Zeroes commands (as SMART's Host Read and Write
+	// Commands); BytesRead and BytesWritten what Read and Write moved.
+	// Errors counts the commands the backend failed.
 	Reads, Writes           uint64
 	BytesRead, BytesWritten uint64
 	Errors                  uint64
+	// Ops are the counters of each operation.
+	Ops [NumOps]OpStats
 }
 
 // Stats returns the namespace's counters.
 func (ns *Namespace) Stats() NamespaceStats {
-	return NamespaceStats{
-		Reads: ns.stats.reads.Load(), Writes: ns.stats.writes.Load(),
-		BytesRead: ns.stats.bytesRead.Load(), BytesWritten: ns.stats.bytesWritten.Load(),
-		Errors: ns.stats.errors.Load(),
+	var st NamespaceStats
+	for op := range st.Ops {
+		o := ns.stats.ops[op].snapshot()
+		st.Ops[op] = o
+		st.Errors += o.Errors
 	}
+	st.Reads = st.Ops[OpRead].Commands + st.Ops[OpCompare].Commands
+	st.Writes = st.Ops[OpWrite].Commands + st.Ops[OpWriteZeroes].Commands
+	st.BytesRead, st.BytesWritten = st.Ops[OpRead].Bytes, st.Ops[OpWrite].Bytes
+	return st
 }

@@ -8,7 +8,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -43,15 +42,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the flashpath version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			v := version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-						v = "dev-" + s.Value[:12]
-					}
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "flashpath %s\n", v)
+			fmt.Fprintf(cmd.OutOrStdout(), "flashpath %s\n", fullVersion())
 		},
 	}
 }

@@ -62,6 +62,7 @@ type Agent struct {
 	mu      sync.Mutex
 	cfg     *Config           // guarded by mu
 	managed map[key]bool      // the subsystems of the last pass; guarded by mu
+	paths   []key             // the subsystems the last pass wanted, in order; guarded by mu
 	last    Result            // guarded by mu
 	failing map[key]time.Time // connects failing since; guarded by mu
 
@@ -288,9 +289,58 @@ func (a *Agent) finish(res Result, want []kernel.Params) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.last = res
+	a.paths = make([]key, 0, len(want))
 	for _, p := range want {
 		a.managed[keyOf(p)] = true
+		a.paths = append(a.paths, keyOf(p))
 	}
+}
+
+// Path states, as the metrics report a wanted subsystem at its address.
+const (
+	PathConnected  = "connected"  // the kernel's controller is live
+	PathConnecting = "connecting" // it is (re)connecting or resetting
+	PathFailed     = "failed"     // no controller: the connect failed, or the kernel gave up
+)
+
+// PathState is a wanted subsystem at its address, and its state.
+type PathState struct {
+	NQN, Transport, TrAddr, TrSvcID string
+	// Ctrl is the kernel's controller ("nvme3"), "" where there is none.
+	Ctrl  string
+	State string // PathConnected, PathConnecting or PathFailed
+}
+
+// Paths returns the state of each subsystem the last pass wanted, from
+// the kernel's controllers ctrls (Host.Controllers).
+func (a *Agent) Paths(ctrls []kernel.Controller) []PathState {
+	a.mu.Lock()
+	paths := a.paths
+	a.mu.Unlock()
+	have := map[key]*kernel.Controller{}
+	for i := range ctrls {
+		c := &ctrls[i]
+		if !c.Fabrics() || strings.HasPrefix(c.State, "deleting") || c.State == "dead" {
+			continue
+		}
+		// A live controller wins over another on the same path.
+		if old := have[ctrlKey(c)]; old == nil || old.State != "live" {
+			have[ctrlKey(c)] = c
+		}
+	}
+	out := make([]PathState, 0, len(paths))
+	for _, k := range paths {
+		p := PathState{NQN: k.nqn, Transport: k.transport, TrAddr: k.traddr, TrSvcID: k.trsvcid, State: PathFailed}
+		if c := have[k]; c != nil {
+			p.Ctrl = c.Name
+			p.State = PathConnecting
+			if c.State == "live" {
+				p.State = PathConnected
+			}
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // logFailure logs a failed connect once when it starts failing, then at

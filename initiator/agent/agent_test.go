@@ -342,3 +342,57 @@ func TestRunNotPersistent(t *testing.T) {
 		t.Fatalf("persistent discovery connections to %v with persistent: false", f.disc.watched)
 	}
 }
+
+// TestPathState: each wanted subsystem's path is connected, connecting or
+// failed, as its kernel controller is live, reconnecting or gone; the
+// metrics say so with one series per state.
+func TestPathState(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	f.a.Reconcile(context.Background())
+	ctrls, err := f.fs.Controllers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nameA, nameB string
+	for _, c := range ctrls {
+		switch c.SubNQN {
+		case "nqn.a":
+			nameA = c.Name
+		case "nqn.b":
+			nameB = c.Name
+		}
+	}
+	must(t, f.fs.SetState(nameA, "connecting"))
+	must(t, f.fs.SetState(nameB, "dead"))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(f.a))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()+labels(m)] = value(m)
+		}
+	}
+	series := func(nqn, tr, addr, port, state string) string {
+		return fmt.Sprintf(`flashpath_initiator_path_state{state=%q,subsys=%q,traddr=%q,transport=%q,trsvcid=%q}`, state, nqn, addr, tr, port)
+	}
+	for _, p := range []struct{ nqn, tr, addr, port, state string }{
+		{"nqn.a", "tcp", "10.0.0.5", "4420", PathConnecting},
+		{"nqn.b", "rdma", "10.0.1.5", "4420", PathFailed},
+		{"nqn.c", "tcp", "10.0.0.7", "4421", PathConnected},
+	} {
+		for _, st := range []string{PathConnected, PathConnecting, PathFailed} {
+			want := 0.0
+			if st == p.state {
+				want = 1
+			}
+			k := series(p.nqn, p.tr, p.addr, p.port, st)
+			if v, ok := got[k]; !ok || v != want {
+				t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
+			}
+		}
+	}
+}

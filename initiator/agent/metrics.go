@@ -13,6 +13,7 @@ type Collector struct {
 	passes, connects, connectErrors, discoveries, discoveryErrors, wanted *prometheus.Desc
 	ctrlInfo, ctrlLive                                                    *prometheus.Desc
 	nsIOs, nsBytes, nsTicks, nsInFlight                                   *prometheus.Desc
+	pathState                                                             *prometheus.Desc
 }
 
 // NewCollector returns the agent's metrics collector.
@@ -34,6 +35,7 @@ func NewCollector(a *Agent) *Collector {
 		nsBytes:         d("namespace_bytes_total", "Bytes moved on the namespace's block device.", "device", "subsys", "op"),
 		nsTicks:         d("namespace_io_seconds_total", "Time spent on I/Os (the block layer's read/write ticks).", "device", "subsys", "op"),
 		nsInFlight:      d("namespace_in_flight", "I/Os in flight on the namespace's block device.", "device", "subsys"),
+		pathState:       d("path_state", "1 for the state of each subsystem the last check wanted, at its address: connected (the kernel's controller is live), connecting (reconnecting or resetting) or failed (no controller: the connect failed, or the kernel gave up); 0 for the other two.", "subsys", "transport", "traddr", "trsvcid", "state"),
 	}
 }
 
@@ -57,6 +59,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		a.log.Warn("metrics: list controllers", "err", err)
 		return
+	}
+	for _, p := range a.Paths(ctrls) {
+		for _, st := range []string{PathConnected, PathConnecting, PathFailed} {
+			v := 0.0
+			if p.State == st {
+				v = 1
+			}
+			gauge(c.pathState, v, p.NQN, p.Transport, p.TrAddr, p.TrSvcID, st)
+		}
 	}
 	seen := map[string]bool{}
 	for i := range ctrls {

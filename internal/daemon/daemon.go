@@ -52,11 +52,11 @@ type Metrics struct {
 }
 
 // ServeMetrics serves Prometheus metrics from the collectors (with Go's
-// runtime and process collectors) at http://addr/metrics, and Go's
+// runtime and process collectors, and flashpath_build_info) at http://addr/metrics, and Go's
 // /debug/pprof/ profiles when profiles is set.
 func ServeMetrics(addr string, profiles bool, log *slog.Logger, cs ...prometheus.Collector) (*Metrics, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	reg.MustRegister(cs...)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -30,6 +30,7 @@ func wrID(tag, i int) uint64 { return uint64(i)<<tagBits | uint64(tag) }
 const adminDepth = 32
 
 var _ target.QueueTransport = (*conn)(nil)
+var _ target.OutstandingReporter = (*conn)(nil)
 
 // slot is a request and its RDMA state.
 type slot struct {
@@ -293,9 +294,9 @@ func tagName(tag int) string {
 
 // protocolError ends the connection for a malformed capsule: NVMe/RDMA has
 // no termination message, so the queue pair is disconnected.
-func (c *conn) protocolError(format string, args ...any) error {
+func (c *conn) protocolError(kind target.ProtocolErrorKind, format string, args ...any) error {
 	c.l.ProtocolErrors.Add(1)
-	c.l.t.Stats.ProtocolErrors.Add(1)
+	c.l.t.ProtocolError(kind)
 	err := fmt.Errorf(format, args...)
 	c.l.t.PeerWarn(c.log, "protocol error: disconnecting", "err", err)
 	return err
@@ -304,14 +305,14 @@ func (c *conn) protocolError(format string, args ...any) error {
 // received handles the command that landed in receive buffer i.
 func (c *conn) received(i, n int) error {
 	if n < nvmeof.SQESize {
-		return c.protocolError("%d-byte command capsule, need %d", n, nvmeof.SQESize)
+		return c.protocolError(target.ProtoInvalidPDU, "%d-byte command capsule, need %d", n, nvmeof.SQESize)
 	}
 	si, ok := c.takeSlot()
 	if !ok {
 		// Every slot awaits its response's SEND completion: take the
 		// command when one finishes.
 		if len(c.waiting) >= c.depth {
-			return c.protocolError("more than %d commands outstanding", c.depth)
+			return c.protocolError(target.ProtoPDUSequence, "more than %d commands outstanding", c.depth)
 		}
 		c.waiting = append(c.waiting, i|n<<20)
 		return nil
@@ -368,7 +369,7 @@ func (c *conn) start(si, ri, n int) error {
 		case dir != target.DirH2C:
 			return c.completeError(s, nvmeof.StatusSGLTypeInvalid|nvmeof.StatusDNR)
 		case len(data) > limit:
-			return c.protocolError("%d bytes of in-capsule data, limit %d", len(data), limit)
+			return c.protocolError(target.ProtoDataLimit, "%d bytes of in-capsule data, limit %d", len(data), limit)
 		case off > uint64(len(data)) || uint64(dlen) > uint64(len(data))-off:
 			return c.completeError(s, nvmeof.StatusSGLOffsetInvalid|nvmeof.StatusDNR)
 		}
@@ -493,6 +494,15 @@ func (c *conn) putBuf(s *slot) {
 		s.Buf = nil
 	}
 	s.Data = nil
+}
+
+// Outstanding is the number of the queue's commands in its slots: from
+// their capsule's arrival to their response's send completion
+// (target.OutstandingReporter).
+func (c *conn) Outstanding() int {
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	return len(c.slots) - len(c.free)
 }
 
 func (c *conn) releaseSlot(s *slot) {

@@ -59,6 +59,12 @@ type Config struct {
 	Metrics string `json:"metrics,omitempty"`
 	// Pprof adds Go's /debug/pprof/ profiles to the metrics endpoint.
 	Pprof bool `json:"pprof,omitempty"`
+	// MetricsMaxHosts is how many host NQNs get series of their own in
+	// the metrics' host label, the first to connect (default 100,
+	// target.DefaultMaxHostMetrics; negative: none); the others are
+	// counted together as host="other", so that a thousand hosts, or a
+	// host making up NQNs, cannot flood Prometheus.
+	MetricsMaxHosts int `json:"metrics_max_hosts,omitempty"`
 	// MaxH2CData is the NVMe/TCP MAXH2CDATA in bytes (default 128 KiB).
 	MaxH2CData int `json:"max_h2c_data,omitempty"`
 	// BusyPoll is how long an NVMe/TCP connection that has nothing to

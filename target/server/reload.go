@@ -133,6 +133,10 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: metrics address changed: restart to apply", cur.Metrics, next.Metrics})
 		next.Metrics = cur.Metrics
 	}
+	if cur.MetricsMaxHosts != next.MetricsMaxHosts {
+		p.restart = append(p.restart, restartChange{"reload: metrics_max_hosts changed: restart to apply", cur.MetricsMaxHosts, next.MetricsMaxHosts})
+		next.MetricsMaxHosts = cur.MetricsMaxHosts
+	}
 	if cur.MaxH2CData != next.MaxH2CData {
 		p.restart = append(p.restart, restartChange{"reload: max_h2c_data changed: restart to apply", cur.MaxH2CData, next.MaxH2CData})
 		next.MaxH2CData = cur.MaxH2CData

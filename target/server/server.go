@@ -63,7 +63,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.Target = target.New(target.Options{Logger: opts.Logger, FirmwareRev: opts.FirmwareRev, IOKeepAlive: cfg.IOKeepAlive.Duration(),
-		AuthHashes: hashes, AuthDHGroups: groups, BufferMemory: mem, MaxHostBuffer: perHost})
+		AuthHashes: hashes, AuthDHGroups: groups, BufferMemory: mem, MaxHostBuffer: perHost, MaxHostMetrics: cfg.MetricsMaxHosts})
 	defer func() {
 		if err != nil {
 			s.Shutdown(context.Background())

@@ -40,6 +40,7 @@ const (
 )
 
 var _ target.QueueTransport = (*conn)(nil)
+var _ target.OutstandingReporter = (*conn)(nil)
 
 // conn is one NVMe/TCP connection: one queue pair.
 type conn struct {
@@ -251,7 +252,7 @@ func (c *conn) run() error {
 func (c *conn) fail(err error) error {
 	var fe *nvmeof.FatalError
 	if errors.As(err, &fe) {
-		c.countProtocolError()
+		c.countProtocolError(fesKind(fe.FES))
 		c.l.t.PeerWarn(c.log, "protocol error: terminating connection", "fes", fe.FES, "err", fe.Msg)
 		c.sendMu.Lock()
 		// The TermReq carries the offending PDU header (§3.6.2.9).
@@ -269,7 +270,7 @@ func (c *conn) fail(err error) error {
 	if errors.As(err, &de) {
 		// Like the Linux target: data the host sent is corrupt, so nothing on
 		// this connection can be trusted any more; close it.
-		c.countProtocolError()
+		c.countProtocolError(target.ProtoDataDigest)
 		c.l.t.PeerWarn(c.log, "data digest error: closing connection", "err", err)
 		return err
 	}
@@ -285,9 +286,26 @@ func (c *conn) fail(err error) error {
 
 // countProtocolError counts a connection ended for a protocol error, on the
 // listener and on the target.
-func (c *conn) countProtocolError() {
+func (c *conn) countProtocolError(kind target.ProtocolErrorKind) {
 	c.l.ProtocolErrors.Add(1)
-	c.l.t.Stats.ProtocolErrors.Add(1)
+	c.l.t.ProtocolError(kind)
+}
+
+// fesKind is the kind of a fatal error status (NVMe/TCP 1.0 §3.6.2.9).
+func fesKind(fes uint16) target.ProtocolErrorKind {
+	switch fes {
+	case nvmeof.FESSequenceError:
+		return target.ProtoPDUSequence
+	case nvmeof.FESHeaderDigest:
+		return target.ProtoHeaderDigest
+	case nvmeof.FESDataOutOfRange:
+		return target.ProtoDataOutOfRange
+	case nvmeof.FESDataLimitExceeded:
+		return target.ProtoDataLimit
+	case nvmeof.FESUnsupportedParam:
+		return target.ProtoUnsupportedParam
+	}
+	return target.ProtoInvalidPDU
 }
 
 func (c *conn) flushIfIdle() error {
@@ -439,6 +457,15 @@ func (c *conn) allocSlot() (*target.Request, error) {
 	r := &c.slots[i]
 	r.Slot = i
 	return r, nil
+}
+
+// Outstanding is the number of the queue's commands in its slots: from
+// their capsule's arrival to their response's send
+// (target.OutstandingReporter).
+func (c *conn) Outstanding() int {
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	return len(c.slots) - len(c.free)
 }
 
 func (c *conn) releaseSlot(r *target.Request) {
