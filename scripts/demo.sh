@@ -26,7 +26,9 @@ done
 grep -q '^serving' "$log" || { cat "$log"; echo "demo: the target did not start within 10 s"; exit 1; }
 grep -v '^time=' "$log"
 echo
-"$FP" discover "tcp://127.0.0.1:$PORT"
+# The discovery service, on 8009 beside a listener on 4420 (else the I/O port).
+disc=$(sed -n 's|^discovery on nvme/tcp ||p' "$log" | head -n 1)
+"$FP" discover "tcp://${disc:-127.0.0.1:$PORT}"
 echo
 dev="tcp://127.0.0.1:$PORT/$NQN/1"
 echo "== write 64 MiB with crc32c verification, then read it back =="

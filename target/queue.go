@@ -38,6 +38,7 @@ type Queue struct {
 	tls *TLSIdentity
 
 	sqhd uint16 // owned by the queue's goroutine
+	port uint16 // the port's ID (SetPort), set before the first command; 0: not said
 
 	// localAP and peerAP are the connection's addresses (SetAddrs), set
 	// before the first command. state and authInfo change when the
@@ -60,6 +61,12 @@ func (t *Target) NewQueue(tr QueueTransport, local netip.Addr) *Queue {
 func (t *Target) NewQueueFor(tr QueueTransport, local netip.Addr, info TransportInfo) *Queue {
 	return &Queue{t: t, tr: tr, info: info, local: local, log: t.log}
 }
+
+// SetPort tells the queue the port (AddPort's ID) its connection came in
+// on, before its first command: on a DiscoveryOnly port it connects to
+// the discovery controller only. Without it a queue may connect to any
+// subsystem.
+func (q *Queue) SetPort(id uint16) { q.port = id }
 
 // ID is the queue ID (0 for the admin queue); valid after Connect.
 func (q *Queue) ID() uint16 { return q.id }
@@ -266,6 +273,9 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 		if d.SubNQN != id.SubNQN {
 			return fail(nvmeof.StatusConnectInvalidHost, true, nvmeof.ConnectDataOffSubNQN, "subsystem %q is not the %q of the TLS PSK identity: the host must use the key made for this subsystem", d.SubNQN, id.SubNQN)
 		}
+	}
+	if d.SubNQN != nvmeof.DiscoveryNQN && t.discoveryOnly(q.port) {
+		return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffSubNQN, "subsystem %q: this port serves discovery only: connect to a port the discovery log lists", d.SubNQN)
 	}
 	s := t.Subsystem(d.SubNQN)
 	if s == nil {

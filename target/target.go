@@ -66,6 +66,7 @@ type Target struct {
 	mu      sync.Mutex
 	subsys  map[string]*Subsystem // guarded by mu
 	ports   []PortInfo            // guarded by mu
+	portSeq uint16                // the last port ID given; guarded by mu
 	ctrls   map[uint16]*Controller
 	nextCtl uint16
 	closed  bool
@@ -400,7 +401,13 @@ func (t *Target) RemoveSubsystem(nqn string) error {
 // it when they start listening. It returns the port ID.
 func (t *Target) AddPort(p PortInfo) uint16 {
 	t.mu.Lock()
-	p.ID = uint16(len(t.ports) + 1)
+	// IDs are not reused while the port runs (ports come and go at run
+	// time): a queue names its port by ID (SetPort).
+	t.portSeq++
+	if t.portSeq == 0 {
+		t.portSeq = 1
+	}
+	p.ID = t.portSeq
 	t.ports = append(t.ports, p)
 	t.mu.Unlock()
 	t.discoveryChanged()
@@ -413,6 +420,21 @@ func (t *Target) RemovePort(id uint16) {
 	t.ports = slices.DeleteFunc(t.ports, func(p PortInfo) bool { return p.ID == id })
 	t.mu.Unlock()
 	t.discoveryChanged()
+}
+
+// discoveryOnly reports whether port id is a DiscoveryOnly port.
+func (t *Target) discoveryOnly(id uint16) bool {
+	if id == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.ports {
+		if p.ID == id {
+			return p.DiscoveryOnly
+		}
+	}
+	return false
 }
 
 // Ports returns the listeners.
@@ -754,6 +776,9 @@ func (t *Target) discoveryEntries(hostNQN string, local netip.Addr) []nvmeof.Dis
 			continue
 		}
 		for _, p := range ports {
+			if p.DiscoveryOnly {
+				continue // no I/O there
+			}
 			addr := p.Addr.Addr()
 			if addr.IsUnspecified() && local.IsValid() {
 				addr = local

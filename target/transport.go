@@ -37,6 +37,13 @@ type PortInfo struct {
 	// requirement (nvmeof.TReqSecureChannel*, 0: not specified) and, for
 	// NVMe/TCP, TSAS security type (nvmeof.SecType*, 0: none).
 	TReq, SecType uint8
+	// DiscoveryOnly makes the port a discovery service port (NVMe/TCP's
+	// 8009, which nvme discover tries by default): hosts reach the
+	// discovery controller there and nothing else (a Connect to another
+	// subsystem is refused, as Linux nvmet refuses a subsystem not linked
+	// to the port), and the discovery log does not list it, since it
+	// serves no I/O.
+	DiscoveryOnly bool
 }
 
 // Transport limits the core reports in Identify Controller.

@@ -83,9 +83,10 @@ func newDiscoverCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "discover tcp://HOST[:PORT] | rdma://HOST[:PORT]",
-		Short: "Read the discovery log of an NVMe/TCP discovery controller (like nvme discover)",
-		Example: `  flashpath discover tcp://127.0.0.1:4420
-  flashpath discover tcp://10.0.0.5:8009 --output json
+		Short: "Read the discovery log of an NVMe/TCP discovery controller (like nvme discover; port 8009 by default)",
+		Example: `  flashpath discover tcp://127.0.0.1            # the discovery port, 8009
+  flashpath discover tcp://127.0.0.1:4420       # a target's I/O port serves discovery too
+  flashpath discover tcp://10.0.0.5 --output json
   flashpath discover rdma://192.168.1.10:4420`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ func init() { register(newTargetCmd) }
 
 type targetFlags struct {
 	listen     []string
+	discovery  []string
 	nqn        string
 	namespaces []string
 	allowHosts []string
@@ -43,7 +45,10 @@ hosts without dropping connections (listeners need a restart). With
 rpc.py -s SOCKET nvmf_create_subsystem ..., the same changes at run time.
 
 With no flags it serves one 1 GiB memory namespace under
-` + server.DefaultNQN + ` on 127.0.0.1:4420, open to any host.
+` + server.DefaultNQN + ` on 127.0.0.1:4420, open to any host, and
+the discovery service on 127.0.0.1:8009, NVMe/TCP's discovery port, where
+nvme discover and flashpath initiator --discover look by default (each
+tcp:// listener on port 4420 gets one beside it on 8009).
 Configure it with a YAML/JSON file (--config) or the quick flags.`,
 		Example: `  flashpath target
   flashpath target --listen tcp://0.0.0.0:4420 --nqn nqn.2026-11.io.example:ssd \
@@ -59,6 +64,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "configuration file: flashpath's YAML or JSON (listeners, subsystems, namespaces, allowed hosts), SPDK's JSON config (rpc.py save_config, nvmf_tgt --json), or nvmetcli's saved JSON (/etc/nvmet/config.json)")
 	fl.StringArrayVar(&f.listen, "listen", nil, "listener, tcp://HOST:PORT or rdma://HOST:PORT, repeatable (default "+server.DefaultListen+")")
+	fl.StringArrayVar(&f.discovery, "discovery-listen", nil, "discovery-only listener tcp://HOST[:PORT] (port 8009), repeatable; \"off\" for none (default: HOST:8009 beside each tcp://HOST:4420 listener; config: discovery_listeners)")
 	fl.StringVar(&f.nqn, "nqn", server.DefaultNQN, "subsystem NQN")
 	fl.StringArrayVar(&f.namespaces, "namespace", nil, "namespace backend, repeatable: mem:1GiB | null:1TiB | file:/path[:size] | /dev/DEVICE (default mem:1GiB)")
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
@@ -91,12 +97,12 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 }
 
 func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
-	quick := cmd.Flags().Changed("listen") || cmd.Flags().Changed("nqn") ||
+	quick := cmd.Flags().Changed("listen") || cmd.Flags().Changed("discovery-listen") || cmd.Flags().Changed("nqn") ||
 		cmd.Flags().Changed("namespace") || cmd.Flags().Changed("allow-host") ||
 		cmd.Flags().Changed("tls") || cmd.Flags().Changed("tls-key-file")
 	if f.config != "" {
 		if quick {
-			return nil, fmt.Errorf("--config cannot be combined with --listen, --nqn, --namespace, --allow-host, --tls or --tls-key-file: put them in the file (tcp://HOST:PORT?tls=required, allowed_hosts tls_key_file)")
+			return nil, fmt.Errorf("--config cannot be combined with --listen, --discovery-listen, --nqn, --namespace, --allow-host, --tls or --tls-key-file: put them in the file (tcp://HOST:PORT?tls=required, discovery_listeners, allowed_hosts tls_key_file)")
 		}
 		cfg, err := server.Load(f.config)
 		if errors.Is(err, server.ErrSPDKJSON) {
@@ -130,6 +136,14 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 				cfg.Listeners[i] = l + "?tls=" + f.tls
 			}
 		}
+	}
+	switch {
+	case !cmd.Flags().Changed("discovery-listen"):
+		cfg.DiscoveryListeners = server.DiscoveryFor(cfg.Listeners)
+	case slices.Equal(f.discovery, []string{"off"}):
+		cfg.DiscoveryListeners = nil
+	default:
+		cfg.DiscoveryListeners = f.discovery
 	}
 	ss := &cfg.Subsystems[0]
 	ss.NQN = f.nqn
@@ -209,6 +223,12 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 		tls := ""
 		if p.TLS {
 			tls = " --tls"
+		}
+		if p.Discovery {
+			fmt.Fprintf(out, "discovery on nvme/%s %s:%s\n", p.Trtype, host, svc)
+			fmt.Fprintf(out, "  discover:    nvme discover -t %s -a %s -s %s%s\n", p.Trtype, host, svc, tls)
+			fmt.Fprintf(out, "  connect all: nvme connect-all -t %s -a %s -s %s%s\n", p.Trtype, host, svc, tls)
+			continue
 		}
 		for _, ss := range running.Subsystems {
 			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.Trtype, host, svc)

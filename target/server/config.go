@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,18 @@ const DefaultNQN = "nqn.2026-11.io.flashpath:demo"
 
 // DefaultListen is where the demo target listens.
 const DefaultListen = "tcp://127.0.0.1:4420"
+
+// DefaultDiscoveryListen is the demo target's discovery service:
+// NVMe/TCP's well-known discovery port, where nvme discover and
+// flashpath initiator --discover look when given no port.
+const DefaultDiscoveryListen = "tcp://127.0.0.1:8009"
+
+// The well-known ports (NVMe/TCP 1.0 §7.4.9.1, as IANA assigns them):
+// NVMe-oF I/O, and NVMe/TCP's discovery service.
+const (
+	IOPort        = "4420"
+	DiscoveryPort = "8009"
+)
 
 // MaxBusyPoll bounds Config.BusyPoll: past it a connection is a
 // busy-polling thread, not a bounded wait.
@@ -43,6 +57,14 @@ type Config struct {
 	// or plain, as each host starts); the keys are the allowed hosts'
 	// tls_key.
 	Listeners []string `json:"listeners"`
+	// DiscoveryListeners serve the discovery controller only
+	// (tcp://HOST[:PORT], port 8009 by default; ?tls= as for
+	// Listeners): NVMe/TCP's discovery port, where `nvme discover -a
+	// HOST` and `flashpath initiator --discover tcp://HOST` look by
+	// default. The discovery log lists the Listeners, never these; a
+	// host connecting there to another subsystem is refused. (Listeners
+	// serve the discovery controller too.)
+	DiscoveryListeners []string `json:"discovery_listeners,omitempty"`
 	// Subsystems to export.
 	Subsystems []SubsystemConfig `json:"subsystems"`
 	// RPCSocket is the path of the Unix socket that serves SPDK's
@@ -176,9 +198,36 @@ func Parse(b []byte) (*Config, error) {
 // 127.0.0.1:4420, open to any host.
 func Default() *Config {
 	return &Config{
-		Listeners:  []string{DefaultListen},
-		Subsystems: []SubsystemConfig{{NQN: DefaultNQN, Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:1GiB"}}}},
+		Listeners:          []string{DefaultListen},
+		DiscoveryListeners: []string{DefaultDiscoveryListen},
+		Subsystems:         []SubsystemConfig{{NQN: DefaultNQN, Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:1GiB"}}}},
 	}
+}
+
+// DiscoveryFor is the discovery service that goes with listeners by
+// default: port 8009 on the host of each tcp:// listener on port 4420,
+// with its TLS mode (the well-known ports together, as nvmet is set up for
+// nvme discover); none for listeners on other ports.
+func DiscoveryFor(listeners []string) []string {
+	var out []string
+	for _, l := range listeners {
+		spec, err := parseListener(l)
+		if err != nil || spec.trtype != "tcp" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(spec.addr)
+		if err != nil || port != IOPort {
+			continue
+		}
+		d := "tcp://" + net.JoinHostPort(host, DiscoveryPort)
+		if spec.tls != tcp.TLSOff {
+			d += "?tls=" + spec.tls.String()
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Validate checks the configuration and names the offending field.
@@ -197,6 +246,23 @@ func (c *Config) Validate() error {
 		spec, err := parseListener(l)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d]: %w", i, err))
+		}
+		tlsListener = tlsListener || spec.tls != tcp.TLSOff
+	}
+	for i, l := range c.DiscoveryListeners {
+		spec, err := parseDiscoveryListener(l)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("discovery_listeners[%d]: %w", i, err))
+			continue
+		}
+		if seenListener[l] {
+			errs = append(errs, fmt.Errorf("discovery_listeners[%d]: %s appears twice", i, l))
+		}
+		seenListener[l] = true
+		for _, o := range c.Listeners {
+			if ol, err := parseListener(o); err == nil && ol.trtype == "tcp" && ol.addr == spec.addr && !strings.HasSuffix(ol.addr, ":0") {
+				errs = append(errs, fmt.Errorf("discovery_listeners[%d]: %s is also a listener (which serves discovery too): give the discovery service its own port, %s", i, l, DiscoveryPort))
+			}
 		}
 		tlsListener = tlsListener || spec.tls != tcp.TLSOff
 	}
@@ -289,12 +355,25 @@ func ParseListener(s string) (trtype, addr string, err error) {
 	return l.trtype, l.addr, err
 }
 
+// parseDiscoveryListener parses a discovery listener: tcp://HOST[:PORT],
+// port 8009 by default.
+func parseDiscoveryListener(s string) (listenerSpec, error) {
+	l, err := parseListenerPort(s, DiscoveryPort)
+	if err == nil && l.trtype != "tcp" {
+		err = fmt.Errorf("listener %q: the discovery service listens on NVMe/TCP (tcp://HOST:%s); NVMe/RDMA listeners serve discovery themselves", s, DiscoveryPort)
+	}
+	return l, err
+}
+
 type listenerSpec struct {
 	trtype, addr string
 	tls          tcp.TLSMode
 }
 
-func parseListener(s string) (listenerSpec, error) {
+func parseListener(s string) (listenerSpec, error) { return parseListenerPort(s, IOPort) }
+
+// parseListenerPort is parseListener with defPort where s gives none.
+func parseListenerPort(s, defPort string) (listenerSpec, error) {
 	if !strings.Contains(s, "://") {
 		s = "tcp://" + s
 	}
@@ -310,7 +389,7 @@ func parseListener(s string) (listenerSpec, error) {
 	}
 	l := listenerSpec{trtype: u.Scheme, addr: u.Host}
 	if u.Port() == "" {
-		l.addr = strings.TrimSuffix(l.addr, ":") + ":4420"
+		l.addr = strings.TrimSuffix(l.addr, ":") + ":" + defPort
 	}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)

@@ -216,5 +216,6 @@ func resolveFile(cfg, prev, base, ours *Config) *Config {
 func fileBase(old, theirs *Config) *Config {
 	b := cloneConfig(theirs)
 	b.Listeners = slices.Clone(old.Listeners)
+	b.DiscoveryListeners = slices.Clone(old.DiscoveryListeners)
 	return b
 }

@@ -125,6 +125,10 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: listeners changed: restart to apply", cur.Listeners, next.Listeners})
 		next.Listeners = cur.Listeners
 	}
+	if !slices.Equal(cur.DiscoveryListeners, next.DiscoveryListeners) {
+		p.restart = append(p.restart, restartChange{"reload: discovery_listeners changed: restart to apply", cur.DiscoveryListeners, next.DiscoveryListeners})
+		next.DiscoveryListeners = cur.DiscoveryListeners
+	}
 	if cur.RPCSocket != next.RPCSocket {
 		p.restart = append(p.restart, restartChange{"reload: rpc_socket changed: restart to apply", cur.RPCSocket, next.RPCSocket})
 		next.RPCSocket = cur.RPCSocket
@@ -499,6 +503,7 @@ func resolveSubsystemNSIDs(sc *SubsystemConfig, skip map[uint32]bool, pinned map
 func cloneConfig(cfg *Config) *Config {
 	out := *cfg
 	out.Listeners = slices.Clone(cfg.Listeners)
+	out.DiscoveryListeners = slices.Clone(cfg.DiscoveryListeners)
 	out.Subsystems = slices.Clone(cfg.Subsystems)
 	for i := range out.Subsystems {
 		sc := &out.Subsystems[i]

@@ -92,6 +92,15 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
 		}
 	}
+	for i, l := range cfg.DiscoveryListeners {
+		spec, err := parseDiscoveryListener(l)
+		if err == nil {
+			err = s.listenSpec(cfg, l, spec, true)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("discovery_listeners[%d]: %w", i, err)
+		}
+	}
 	if cfg.Metrics != "" {
 		if err := s.serveMetrics(cfg.Metrics, cfg.Pprof); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
@@ -106,6 +115,12 @@ func (s *Server) listen(cfg *Config, l string) error {
 	if err != nil {
 		return err
 	}
+	return s.listenSpec(cfg, l, spec, false)
+}
+
+// listenSpec starts the listener l, parsed as spec; discovery makes it a
+// discovery-only NVMe/TCP listener (Config.DiscoveryListeners).
+func (s *Server) listenSpec(cfg *Config, l string, spec listenerSpec, discovery bool) error {
 	s.lnMu.Lock()
 	defer s.lnMu.Unlock()
 	if s.lnSpec == nil {
@@ -121,7 +136,7 @@ func (s *Server) listen(cfg *Config, l string) error {
 		return nil
 	}
 	ln, err := tcp.Listen(s.Target, spec.addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: s.log,
-		MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost, TLS: spec.tls,
+		MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost, TLS: spec.tls, DiscoveryOnly: discovery,
 		ICTimeout: cfg.ICTimeout.Duration(), ConnectTimeout: cfg.ConnectTimeout.Duration(), SendTimeout: cfg.SendTimeout.Duration()})
 	if err != nil {
 		return err

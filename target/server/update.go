@@ -32,6 +32,8 @@ type Port struct {
 	Trtype string // "tcp" or "rdma"
 	Addr   string // the bound address, "127.0.0.1:4420"
 	TLS    bool   // an NVMe/TCP listener that takes TLS
+	// Discovery: a discovery-only listener (Config.DiscoveryListeners).
+	Discovery bool
 }
 
 // Ports lists the running listeners.
@@ -39,10 +41,10 @@ func (s *Server) Ports() []Port {
 	var out []Port
 	s.ListenersLocked(func(tl []*tcp.Listener, rl []*rdma.Listener) {
 		for _, ln := range tl {
-			out = append(out, Port{"tcp", ln.Addr().String(), ln.TLS() != tcp.TLSOff})
+			out = append(out, Port{"tcp", ln.Addr().String(), ln.TLS() != tcp.TLSOff, ln.DiscoveryOnly()})
 		}
 		for _, ln := range rl {
-			out = append(out, Port{"rdma", ln.Addr().String(), false})
+			out = append(out, Port{"rdma", ln.Addr().String(), false, false})
 		}
 	})
 	return out

@@ -123,6 +123,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		c.rd, c.leave = nc, func() {}
 	}
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
+	c.q.SetPort(l.port)
 	c.q.SetAddrs(addrPort(nc.LocalAddr()), addrPort(nc.RemoteAddr()))
 	c.bufs = l.t.HostBuffers(hostAddr(nc.RemoteAddr()))
 	c.inline = c.q.InlineDataSize(target.InCapsuleData)

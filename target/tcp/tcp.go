@@ -63,8 +63,13 @@ type Options struct {
 	// TLS says whether connections use TLS 1.3 with a PSK (tls.go): off
 	// (the default), optional or required. The keys are the core's
 	// (Target.TLSKey); the TLS handshake must end within ICTimeout.
-	TLS    TLSMode
-	Logger *slog.Logger
+	TLS TLSMode
+	// DiscoveryOnly makes the listener a discovery service port (as
+	// NVMe/TCP's 8009): hosts connect to the discovery controller there
+	// and to nothing else, and the discovery log leaves it out
+	// (target.PortInfo.DiscoveryOnly).
+	DiscoveryOnly bool
+	Logger        *slog.Logger
 }
 
 // Listener is an NVMe/TCP port of a target.
@@ -136,10 +141,14 @@ func Listen(t *target.Target, addr string, opts Options) (*Listener, error) {
 	l.port = t.AddPort(target.PortInfo{
 		TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
 		InlineDataSize: target.InCapsuleData, MaxH2CData: opts.MaxH2CData,
-		TReq: treq, SecType: sectype,
+		TReq: treq, SecType: sectype, DiscoveryOnly: opts.DiscoveryOnly,
 	})
 	go l.accept(l.conns.Track())
-	l.log.Info("listening", "tls", opts.TLS.String())
+	if opts.DiscoveryOnly {
+		l.log.Info("listening: discovery only", "tls", opts.TLS.String())
+	} else {
+		l.log.Info("listening", "tls", opts.TLS.String())
+	}
 	return l, nil
 }
 
@@ -148,6 +157,10 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 // TLS is the listener's TLS mode.
 func (l *Listener) TLS() TLSMode { return l.opts.TLS }
+
+// DiscoveryOnly reports whether the listener serves the discovery
+// controller only (Options.DiscoveryOnly).
+func (l *Listener) DiscoveryOnly() bool { return l.opts.DiscoveryOnly }
 
 // LogSuppressed is how many connection-limit log lines were held back.
 func (l *Listener) LogSuppressed() uint64 { return l.capLog.Suppressed() }
