@@ -65,8 +65,8 @@ controllers' state and the namespaces' I/O counters to Prometheus.`,
   flashpath initiator --connect tcp://10.0.0.5:4420/nqn.2026-11.io.example:ssd --metrics 127.0.0.1:9421
   flashpath initiator --config /etc/flashpath/initiator.yaml`,
 		Args: cobra.NoArgs,
-		RunE: daemonRunE(&f.daemonFlags, f.toConfig, func(cmd *cobra.Command, cfg *agent.Config, log *slog.Logger, reload func() (*agent.Config, error)) error {
-			return runInitiator(cmd, &f, cfg, log, reload)
+		RunE: daemonRunE(&f.daemonFlags, f.toConfig, func(cmd *cobra.Command, cfg *agent.Config, log *slog.Logger, say notice, reload func() (*agent.Config, error)) error {
+			return runInitiator(cmd, &f, cfg, log, say, reload)
 		}),
 	}
 	fl := cmd.Flags()
@@ -167,15 +167,16 @@ func splitConnect(s string) (addr, nqn string, err error) {
 }
 
 // runInitiator runs the agent until SIGTERM or SIGINT (one pass with --once).
-func runInitiator(cmd *cobra.Command, f *initiatorFlags, cfg *agent.Config, log *slog.Logger, reload func() (*agent.Config, error)) error {
+func runInitiator(cmd *cobra.Command, f *initiatorFlags, cfg *agent.Config, log *slog.Logger, say notice, reload func() (*agent.Config, error)) error {
 	a := agent.New(cfg, kernelHost, nil, log)
-	out := cmd.OutOrStdout()
 	if f.once {
 		res := a.Reconcile(cmd.Context())
-		for _, name := range res.Connected {
-			fmt.Fprintf(out, "connected %s\n", name)
+		if !say.json { // with JSON logs the agent's "connected" records say it
+			for _, name := range res.Connected {
+				fmt.Fprintf(say.out, "connected %s\n", name)
+			}
 		}
-		fmt.Fprintln(out, res)
+		say.say(res.String()+"\n", "pass done", "result", res.String())
 		return errors.Join(res.Errors...)
 	}
 	sig := daemon.CatchSignals()

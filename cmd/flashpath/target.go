@@ -167,7 +167,7 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // reload returns (nil: no configuration file to re-read).
-func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload func() (*server.Config, error)) error {
+func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say notice, reload func() (*server.Config, error)) error {
 	var saved *spdk.Config
 	if cfg.SPDKConfig != "" {
 		b, err := os.ReadFile(cfg.SPDKConfig)
@@ -216,7 +216,6 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 			return fail(fmt.Errorf("%w (--rpc-socket off to run without it)", err))
 		}
 	}
-	out := cmd.OutOrStdout()
 	running := srv.Applied()
 	for _, p := range srv.Ports() {
 		host, svc := splitHostPort(p.Addr)
@@ -225,19 +224,22 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, reload 
 			tls = " --tls"
 		}
 		if p.Discovery {
-			fmt.Fprintf(out, "discovery on nvme/%s %s:%s\n", p.Trtype, host, svc)
-			fmt.Fprintf(out, "  discover:    nvme discover -t %s -a %s -s %s%s\n", p.Trtype, host, svc, tls)
-			fmt.Fprintf(out, "  connect all: nvme connect-all -t %s -a %s -s %s%s\n", p.Trtype, host, svc, tls)
+			discover := fmt.Sprintf("nvme discover -t %s -a %s -s %s%s", p.Trtype, host, svc, tls)
+			connectAll := fmt.Sprintf("nvme connect-all -t %s -a %s -s %s%s", p.Trtype, host, svc, tls)
+			say.say(fmt.Sprintf("discovery on nvme/%s %s:%s\n  discover:    %s\n  connect all: %s\n", p.Trtype, host, svc, discover, connectAll),
+				"discovery service", "trtype", p.Trtype, "traddr", host, "trsvcid", svc, "tls", p.TLS, "discover", discover, "connect_all", connectAll)
 			continue
 		}
 		for _, ss := range running.Subsystems {
-			fmt.Fprintf(out, "serving %s on nvme/%s %s:%s\n", ss.NQN, p.Trtype, host, svc)
-			fmt.Fprintf(out, "  connect:  nvme connect -t %s -a %s -s %s -n %s%s\n", p.Trtype, host, svc, ss.NQN, tls)
-			fmt.Fprintf(out, "  bench:    flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based\n", p.Trtype, p.Trtype, host, svc, ss.NQN)
+			connect := fmt.Sprintf("nvme connect -t %s -a %s -s %s -n %s%s", p.Trtype, host, svc, ss.NQN, tls)
+			bench := fmt.Sprintf("flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based", p.Trtype, p.Trtype, host, svc, ss.NQN)
+			say.say(fmt.Sprintf("serving %s on nvme/%s %s:%s\n  connect:  %s\n  bench:    %s\n", ss.NQN, p.Trtype, host, svc, connect, bench),
+				"serving", "subsys", ss.NQN, "trtype", p.Trtype, "traddr", host, "trsvcid", svc, "tls", p.TLS, "connect", connect, "bench", bench)
 		}
 	}
 	if rpc != nil && rpc.Path() != "" {
-		fmt.Fprintf(out, "SPDK JSON-RPC on %s:  rpc.py -s %s nvmf_get_subsystems\n", rpc.Path(), rpc.Path())
+		try := "rpc.py -s " + rpc.Path() + " nvmf_get_subsystems"
+		say.say(fmt.Sprintf("SPDK JSON-RPC on %s:  %s\n", rpc.Path(), try), "SPDK JSON-RPC", "socket", rpc.Path(), "try", try)
 	}
 	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)

@@ -71,7 +71,9 @@ func ServeMetrics(addr string, profiles bool, log *slog.Logger, cs ...prometheus
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	m := &Metrics{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	// net/http's own complaints (a bad request, say) go to the log as
+	// records too, not as plain lines on stderr.
+	m := &Metrics{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
 	go m.srv.Serve(ln)
 	log.Info("metrics endpoint", "addr", "http://"+ln.Addr().String()+"/metrics")
 	return m, nil
