@@ -299,7 +299,8 @@ func TestStatus(t *testing.T) {
 		{StatusConnectInvalidParam, 1, 0x82, false, false, 0x182, "connect: invalid parameters"},
 		{StatusInvalidLogPage | StatusMore, 1, 0x09, false, false, 0x109, "invalid log page"},
 		{StatusUnrecoveredRead, 2, 0x81, false, false, 0x281, "unrecovered read error"},
-		{MakeStatus(SCTPath, 0x01), 3, 0x01, false, false, 0x301, "unknown status (sct 0x3 sc 0x1)"},
+		{MakeStatus(SCTPath, 0x02), 3, 0x02, false, false, 0x302, "asymmetric access inaccessible (sct 0x3 sc 0x2)"},
+		{MakeStatus(SCTPath, 0x71), 3, 0x71, false, false, 0x371, "unknown status (sct 0x3 sc 0x71)"},
 		{StatusSuccess | StatusMore, 0, 0, false, true, 0, "success"}, // More alone is still success
 		{3 << 11, 0, 0, false, true, 0, "success"},                    // CRD alone
 	} {

@@ -71,6 +71,10 @@ type IdentifyController struct {
 	LPA        uint8
 	ELPE       uint8
 	KAS        uint16 // keep-alive granularity, 100 ms units
+	ANATT      uint8  // ANA transition time, seconds
+	ANACAP     uint8
+	ANAGRPMAX  uint32
+	NANAGRPID  uint32
 	SQES, CQES uint8
 	MaxCmd     uint16
 	NN         uint32
@@ -159,6 +163,10 @@ func (id *IdentifyController) Encode(b []byte) error {
 	b[261] = id.LPA
 	b[262] = id.ELPE
 	le.PutUint16(b[320:], id.KAS)
+	b[342] = id.ANATT
+	b[343] = id.ANACAP
+	le.PutUint32(b[344:], id.ANAGRPMAX)
+	le.PutUint32(b[348:], id.NANAGRPID)
 	b[512] = id.SQES
 	b[513] = id.CQES
 	le.PutUint16(b[514:], id.MaxCmd)
@@ -214,6 +222,10 @@ func DecodeIdentifyController(b []byte) (IdentifyController, error) {
 	id.LPA = b[261]
 	id.ELPE = b[262]
 	id.KAS = le.Uint16(b[320:])
+	id.ANATT = b[342]
+	id.ANACAP = b[343]
+	id.ANAGRPMAX = le.Uint32(b[344:])
+	id.NANAGRPID = le.Uint32(b[348:])
 	id.SQES = b[512]
 	id.CQES = b[513]
 	id.MaxCmd = le.Uint16(b[514:])
