@@ -229,3 +229,43 @@ func TestLatencyObserved(t *testing.T) {
 		t.Errorf("latency buckets %v, sum %v", o.Latency, o.LatencySum)
 	}
 }
+
+// TestStatsWhileIO: reports read while commands run see counts that
+// never go down, and all of them at the end (go test -race checks the
+// reads race with nothing).
+func TestStatsWhileIO(t *testing.T) {
+	_, io := ioSetup(t, memBackend(t, 1<<20, 512))
+	tgt := io.q.t
+	ns := io.q.Controller().subsys.Namespace(1)
+	const n = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := &Request{Cmd: rwSQE(nvmeof.NVMWrite, 1, 0, 8), Data: make([]byte, 4096)}
+		for range n {
+			io.q.Execute(r)
+		}
+	}()
+	var last uint64
+	check := func() {
+		o := ns.Stats().Ops[OpWrite]
+		if o.Commands < last {
+			t.Fatalf("writes went down from %d to %d", last, o.Commands)
+		}
+		last = o.Commands
+		tgt.HostStats()
+		io.q.Controller().Queues()
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		check()
+	}
+	check()
+	if last != n {
+		t.Errorf("%d writes counted, want %d", last, n)
+	}
+}
