@@ -4,7 +4,9 @@
 # (digests, queue counts), the host allow list, what nvme-cli prints, fio
 # (4K randrw verify, 128K sequential, 70/30; QD 1 and 64; libaio and io_uring),
 # flush, write zeroes, deallocate and blkdiscard, and namespace hot add and
-# remove through SIGHUP while connected.
+# remove through SIGHUP while connected; then the shipped examples
+# (deploy/target.yaml, deploy/initiator.yaml): nvme discover and
+# connect-all with no port reach the discovery service on 8009.
 # Run from the checkout: ../shared/lab/vm-run test/lab/kernel-host.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -249,6 +251,37 @@ fp_dmesg_clean "persistent discovery"
 
 fp_step "disconnect"
 fp_disconnect "$NQN"
+
+# ---------------------------------- the shipped examples: discovery on 8009
+# deploy/target.yaml as it is (I/O on 4420, the discovery service on 8009):
+# nvme-cli's discover and connect-all with no port (8009 for discovery)
+# find its subsystem at 4420 and connect it; so does the initiator daemon
+# with deploy/initiator.yaml as it is.
+DEMO=nqn.2026-11.io.flashpath:demo
+fp_step "deploy/target.yaml: nvme discover -t tcp -a 127.0.0.1 (port 8009) lists $DEMO at 4420; connect-all connects it"
+fp_target_stop
+fp_target_start "$LAB_CWD/deploy/target.yaml"
+grep '^discovery on\|^  discover:\|^  connect all:' "$FP_TGT_LOG"
+fp_dmesg_mark
+recs=$(timeout 60 nvme discover -t tcp -a 127.0.0.1 -o json | jq -r '.records[] | "\(.subnqn) \(.trsvcid)"')
+echo "$recs"
+[ "$recs" = "$DEMO 4420" ] || lab_fail "nvme discover on port 8009 lists: $recs"
+timeout 60 nvme connect-all -t tcp -a 127.0.0.1 || lab_fail "nvme connect-all -t tcp -a 127.0.0.1"
+dev=$(fp_ns "$DEMO" 1) || lab_fail "connect-all: no namespace of $DEMO"
+addr=$(cat "/sys/class/nvme/$(fp_ctrl "$DEMO")/address")
+[[ $addr == *trsvcid=4420* ]] || lab_fail "connect-all connected $addr, want port 4420"
+fp_write "$dev" 0 "$FP_WORK/pat1m"
+cmp <(fp_read "$dev" 0 $((1 << 20))) "$FP_WORK/pat1m" || lab_fail "read back differs"
+fp_disconnect "$DEMO"
+fp_step "flashpath initiator --config deploy/initiator.yaml --once connects $DEMO through discovery"
+"$FP" initiator --config "$LAB_CWD/deploy/initiator.yaml" --once || lab_fail "flashpath initiator with deploy/initiator.yaml"
+dev=$(fp_ns "$DEMO" 1) || lab_fail "the initiator daemon: no namespace of $DEMO"
+cmp <(fp_read "$dev" 0 $((1 << 20))) "$FP_WORK/pat1m" || lab_fail "read back through the daemon's connection differs"
+tmo=/sys/class/nvme/$(fp_ctrl "$DEMO")/ctrl_loss_tmo # deploy/initiator.yaml: 10m
+[ ! -e "$tmo" ] || [ "$(cat "$tmo")" = 600 ] || lab_fail "ctrl_loss_tmo $(cat "$tmo"), want 600 (10m)"
+fp_disconnect "$DEMO"
+fp_dmesg_clean "the shipped examples" 'Removing ctrl: NQN'
+
 if dmesg | grep -E 'WARNING:|BUG:|Call Trace'; then
 	lab_fail "kernel warning"
 fi
