@@ -1,0 +1,27 @@
+# The Debian package (scripts/deb.sh, dpkg-deb): bin/flashpath as `make
+# build` builds it, the systemd units, example configurations, the system
+# user, man pages and completions. The top Makefile includes mk/*.mk.
+
+# systemd-analyze, for the units' sandbox test in cmd/flashpath (skipped
+# where it is missing).
+APT_PKGS += systemd
+
+DEB_VERSION ?= $(shell scripts/deb.sh --version)
+
+.PHONY: deb lab-debs
+
+# bin/deb/flashpath_VERSION_ARCH.deb (only this one: dpkg -i bin/deb/*.deb)
+deb: build
+	rm -f $(BIN)/deb/flashpath_*.deb
+	scripts/deb.sh $(BIN)/flashpath $(BIN)/deb $(DEB_VERSION)
+
+# For test/lab/package.sh: this checkout's package and a rebuild of it
+# with a later version (the upgrade), in bin/lab-deb/.
+lab-debs: build
+	rm -rf $(BIN)/lab-deb
+	scripts/deb.sh $(BIN)/flashpath $(BIN)/lab-deb $(DEB_VERSION)
+	$(GO) build -ldflags '-X main.version=$(VERSION)+rebuild1' -o $(BIN)/lab-deb/flashpath ./cmd/flashpath
+	scripts/deb.sh $(BIN)/lab-deb/flashpath $(BIN)/lab-deb $(DEB_VERSION)+rebuild1
+	rm $(BIN)/lab-deb/flashpath
+
+interop: lab-debs
