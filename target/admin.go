@@ -44,8 +44,14 @@ func (c *Controller) identifyController() nvmeof.IdentifyController {
 		IOCCSZ:    uint32(nvmeof.SQESize+c.tr.InlineData) / 16,
 		IORCSZ:    nvmeof.CQESize / 16,
 		MSDBD:     1,
-		OAES:      nvmeof.OAESNamespaceAttr,
+		OAES:      nvmeof.OAESNamespaceAttr | nvmeof.OAESANAChange,
+		ANATT:     ANATransitionTime,
+		ANACAP: nvmeof.ANACAPOptimized | nvmeof.ANACAPNonOptimized | nvmeof.ANACAPInaccessible |
+			nvmeof.ANACAPPersistentLoss | nvmeof.ANACAPChange | nvmeof.ANACAPGrpIDStatic,
+		ANAGRPMAX: MaxANAGroups,
+		NANAGRPID: MaxANAGroups,
 	}
+	id.CMIC |= nvmeof.CMICANA
 	if c.tr.InlineData > 0 {
 		id.SGLS |= nvmeof.SGLSOffsetSupported
 	}
@@ -59,6 +65,7 @@ func (c *Controller) identifyController() nvmeof.IdentifyController {
 		id.CntrlType = nvmeof.CtrlTypeDiscovery
 		id.OAES = nvmeof.OAESDiscoveryChange
 		id.ONCS, id.VWC, id.NN, id.MNAN = 0, 0, 0, 0
+		id.CMIC, id.ANATT, id.ANACAP, id.ANAGRPMAX, id.NANAGRPID = nvmeof.CMICMultiCtrl, 0, 0, 0, 0
 		id.Model = "flashpath discovery"
 		id.Serial = "flashpath-discovery"
 	}
@@ -127,11 +134,12 @@ func (c *Controller) identify(q *Queue, r *Request) nvmeof.Status {
 func (ns *Namespace) identify() nvmeof.IdentifyNamespace {
 	id := nvmeof.IdentifyNamespace{
 		NSZE: ns.nblocks, NCAP: ns.nblocks, NUSE: ns.nblocks,
-		NSFEAT: nvmeof.NSFEATThin,
-		DLFEAT: nvmeof.DLFEATZeroes,
-		NMIC:   1, // may be attached to several controllers
-		NGUID:  ns.NGUID,
-		EUI64:  ns.EUI64,
+		NSFEAT:   nvmeof.NSFEATThin,
+		DLFEAT:   nvmeof.DLFEATZeroes,
+		NMIC:     1, // may be attached to several controllers
+		ANAGRPID: ns.anaGroup,
+		NGUID:    ns.NGUID,
+		EUI64:    ns.EUI64,
 	}
 	if ro, ok := ns.Backend.(interface{ ReadOnly() bool }); ok && ro.ReadOnly() {
 		id.NSATTR = nvmeof.NSATTRWriteProtected
@@ -183,6 +191,13 @@ func (c *Controller) getLogPage(q *Queue, r *Request) nvmeof.Status {
 			c.aenMasked = false
 		}
 		c.mu.Unlock()
+	case nvmeof.LogANA:
+		page = c.anaLog(r.Cmd.LSP()&nvmeof.ANALogRGO != 0)
+		if !r.Cmd.RAE() {
+			c.mu.Lock()
+			c.aenMasked = false
+			c.mu.Unlock()
+		}
 	case nvmeof.LogCommandEffects:
 		page = make([]byte, nvmeof.CommandEffectsLogSize)
 		nvmeof.EncodeCommandEffects(page, &adminEffects, &ioEffects)

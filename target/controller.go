@@ -50,7 +50,8 @@ type Controller struct {
 
 	deleteOnce sync.Once
 
-	tr TransportInfo // of the admin queue's transport
+	tr  TransportInfo // of the admin queue's transport
+	ana *anaPort      // the ANA states of the port the host connected through
 }
 
 // AERLimit is the number of outstanding Asynchronous Event Requests (AERL+1).
@@ -86,7 +87,9 @@ func newController(t *Target, s *Subsystem, admin *Queue, d nvmeof.ConnectData, 
 		return nil, err
 	}
 	c.log = t.log.With("subsys", s.cfg.NQN, "ctrl", id, "host", d.HostNQN)
+	key := t.portKey(admin.port)
 	s.mu.Lock()
+	c.ana = s.anaPortLocked(key)
 	s.ctrls[c] = struct{}{}
 	s.mu.Unlock()
 	if kato > 0 {

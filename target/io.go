@@ -29,6 +29,10 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 	if ns == nil || !ns.refs.acquire() {
 		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR, false
 	}
+	if st := q.ctrl.ana.state(ns.anaGroup); !st.Accessible() {
+		ns.refs.release()
+		return st.Status(), false // the host's multipath retries on another path
+	}
 	if q.startAsync(r, ns, start) {
 		return nvmeof.StatusSuccess, true
 	}

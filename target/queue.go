@@ -196,6 +196,9 @@ func (q *Queue) Admit(r *Request) nvmeof.Status {
 	if ns == nil {
 		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
 	}
+	if st := c.ana.state(ns.anaGroup); !st.Accessible() {
+		return st.Status()
+	}
 	if op == nvmeof.NVMDSM {
 		if nr := uint64(r.Cmd.CDW(10)&0xFF) + 1; dlen < nr*nvmeof.DSMRangeSize || dlen > 256*nvmeof.DSMRangeSize {
 			return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR

@@ -278,6 +278,10 @@ type Subsystem struct {
 	keys      map[string]HostKeys      // guarded by mu
 	tlsKeys   map[string]dhchap.PSK    // guarded by mu
 	anyHost   bool                     // guarded by mu
+
+	ana             map[PortKey]*anaPort     // guarded by mu: ANA states per port (ana.go)
+	anaChanges      uint64                   // guarded by mu: the ANA log's change count
+	anaGroupChanges [MaxANAGroups + 1]uint64 // guarded by mu: the change count at each group's last change
 }
 
 // nsTable is an immutable snapshot of a subsystem's namespaces, replaced
@@ -580,6 +584,8 @@ type NamespaceConfig struct {
 	// restarts.
 	UUID  [16]byte
 	NGUID [16]byte
+	// ANAGroup is the namespace's ANA group, 1 to MaxANAGroups (0: 1).
+	ANAGroup uint32
 }
 
 // MaxNSID is the largest namespace ID (Identify Controller NN).
@@ -597,6 +603,7 @@ type Namespace struct {
 	stats    nsStats
 	async    backend.Async // Backend, where it runs I/O asynchronously
 	refs     *ioRefs       // commands using Backend
+	anaGroup uint32        // 1..MaxANAGroups
 }
 
 // drainTimeout bounds how long removing a namespace waits for its I/O.
@@ -622,6 +629,12 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 	if bs != 512 && bs != 4096 {
 		return nil, fmt.Errorf("add namespace: block size %d, want 512 or 4096", bs)
 	}
+	if cfg.ANAGroup == 0 {
+		cfg.ANAGroup = 1
+	}
+	if err := nvmeof.CheckANAGroupID(cfg.ANAGroup, MaxANAGroups); err != nil {
+		return nil, fmt.Errorf("add namespace: %w", err)
+	}
 	s.mu.Lock()
 	old := s.ns.Load()
 	id := cfg.NSID
@@ -637,7 +650,7 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("add namespace: NSID %d already exists in %s", id, s.cfg.NQN)
 	}
-	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID}
+	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID, anaGroup: cfg.ANAGroup}
 	ns.async, _ = cfg.Backend.(backend.Async)
 	ns.refs = newIORefs()
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", s.cfg.NQN, id))
