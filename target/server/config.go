@@ -148,6 +148,9 @@ type SubsystemConfig struct {
 	AllowAnyHost *bool             `json:"allow_any_host,omitempty"` // default: true when allowed_hosts is empty
 	AllowedHosts []HostConfig      `json:"allowed_hosts,omitempty"`
 	Namespaces   []NamespaceConfig `json:"namespaces"`
+	// ANAStates are the ANA group states per listener (ana.go); every
+	// group is optimized on every listener where none is given.
+	ANAStates []ANAStateConfig `json:"ana_states,omitempty"`
 }
 
 // NamespaceConfig is one namespace in a Config.
@@ -158,6 +161,9 @@ type NamespaceConfig struct {
 	// UUID and NGUID override the identifiers derived from NQN and NSID.
 	UUID  string `json:"uuid,omitempty"`
 	NGUID string `json:"nguid,omitempty"`
+	// ANAGroup is the namespace's ANA group, 1 to 32 (default 1); its
+	// state per listener is the subsystem's ana_states.
+	ANAGroup uint32 `json:"ana_group,omitempty"`
 }
 
 // BusyPollWindow is BusyPoll, or its default.
@@ -319,6 +325,7 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %s has a tls_key, so it connects over TLS only, but no listener has TLS: add ?tls=required or ?tls=optional to a tcp:// listener", i, j, h.NQN))
 			}
 		}
+		errs = append(errs, c.validateANA(i, &c.Subsystems[i])...)
 		ids := map[uint32]bool{}
 		for j, ns := range s.Namespaces {
 			if ns.Backend == "" {

@@ -98,7 +98,7 @@ func allowsAnyHost(sc SubsystemConfig) (anyHost bool) { anyHost, _, _ = hostsOf(
 func equalSubsystem(a, b SubsystemConfig) bool {
 	return a.NQN == b.NQN && a.Serial == b.Serial && a.Model == b.Model && equalBoolPtr(a.AllowAnyHost, b.AllowAnyHost) &&
 		equalKeyed(a.AllowedHosts, b.AllowedHosts, hostKey, equalHost) &&
-		equalKeyed(a.Namespaces, b.Namespaces, nsKey, equalNS)
+		equalKeyed(a.Namespaces, b.Namespaces, nsKey, equalNS) && slices.Equal(a.ANAStates, b.ANAStates)
 }
 
 // mergeSubsystem merges a subsystem that the file (theirs) changed and
@@ -118,6 +118,9 @@ func mergeSubsystem(base, ours, theirs SubsystemConfig) SubsystemConfig {
 	}
 	if !equalBoolPtr(base.AllowAnyHost, theirs.AllowAnyHost) {
 		m.AllowAnyHost = theirs.AllowAnyHost
+	}
+	if !slices.Equal(base.ANAStates, theirs.ANAStates) {
+		m.ANAStates = theirs.ANAStates
 	}
 	m.AllowedHosts = merge3(base.AllowedHosts, ours.AllowedHosts, theirs.AllowedHosts, hostKey, equalHost, nil)
 	m.Namespaces = merge3(base.Namespaces, ours.Namespaces, theirs.Namespaces, nsKey, equalNS, nil)

@@ -329,6 +329,7 @@ func (s *Server) applyReload(p *reloadPlan) error {
 		sc.Namespaces = slices.DeleteFunc(sc.Namespaces, func(nc NamespaceConfig) bool { return failed[nsKey{sc.NQN, nc.NSID}] })
 	}
 	s.applied = next
+	s.applyANA(next)
 	return errors.Join(errs...)
 }
 
@@ -391,7 +392,7 @@ func openNamespace(nc NamespaceConfig) (target.NamespaceConfig, error) {
 	if err != nil {
 		return target.NamespaceConfig{}, err
 	}
-	tc := target.NamespaceConfig{NSID: nc.NSID, Backend: be}
+	tc := target.NamespaceConfig{NSID: nc.NSID, Backend: be, ANAGroup: nc.ANAGroup}
 	if nc.UUID != "" {
 		tc.UUID, _ = parseHex16(nc.UUID) // validated
 	}

@@ -101,6 +101,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("discovery_listeners[%d]: %w", i, err)
 		}
 	}
+	s.applyANA(applied)
 	if cfg.Metrics != "" {
 		if err := s.serveMetrics(cfg.Metrics, cfg.Pprof); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
+)
+
+// ANAStateConfig sets the Asymmetric Namespace Access state of one ANA
+// group (or every group) of a subsystem on one listener; a group is
+// optimized on every listener where nothing says otherwise. Hosts with
+// multipath (Linux native multipath, flashpath's host) send I/O on the
+// optimized paths, then the non-optimized ones, and fail over from an
+// inaccessible one:
+//
+//	ana_states:
+//	  - listener: tcp://10.0.0.1:4420
+//	    state: inaccessible       # every group on this listener
+//	  - listener: tcp://10.0.0.2:4420
+//	    group: 2
+//	    state: non-optimized
+type ANAStateConfig struct {
+	Listener string `json:"listener"`
+	Group    uint32 `json:"group,omitempty"` // 0: every group
+	// State: optimized, non-optimized, inaccessible, persistent-loss or
+	// change (SPDK's non_optimized also reads).
+	State string `json:"state"`
+}
+
+// validateANA checks a subsystem's ana_states and its namespaces'
+// ana_group against cfg's listeners.
+func (c *Config) validateANA(i int, sc *SubsystemConfig) []error {
+	var errs []error
+	for j, nc := range sc.Namespaces {
+		if nc.ANAGroup > target.MaxANAGroups {
+			errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].ana_group: %d: groups are 1 to %d (or leave it out for 1)", i, j, nc.ANAGroup, target.MaxANAGroups))
+		}
+	}
+	for j, a := range sc.ANAStates {
+		if _, err := nvmeof.ParseANAState(a.State); err != nil {
+			errs = append(errs, fmt.Errorf("subsystems[%d].ana_states[%d].state: %w", i, j, err))
+		}
+		if a.Group > target.MaxANAGroups {
+			errs = append(errs, fmt.Errorf("subsystems[%d].ana_states[%d].group: %d: groups are 1 to %d (0 or none: every group)", i, j, a.Group, target.MaxANAGroups))
+		}
+		if c.listenerOf(a.Listener) == "" {
+			errs = append(errs, fmt.Errorf("subsystems[%d].ana_states[%d].listener: %q is not one of the listeners %v", i, j, a.Listener, c.Listeners))
+		}
+	}
+	return errs
+}
+
+// listenerOf returns the listener of c at the address l names (the
+// transport and address; ?tls options aside), or "".
+func (c *Config) listenerOf(l string) string {
+	want, err := parseListener(l)
+	if err != nil {
+		return ""
+	}
+	for _, x := range c.Listeners {
+		if spec, err := parseListener(x); err == nil && spec.trtype == want.trtype && spec.addr == want.addr {
+			return x
+		}
+	}
+	return ""
+}
+
+// portKey returns the target's port for the running listener l.
+func (s *Server) portKey(l string) (target.PortKey, bool) {
+	bound := s.ListenerAddr(l) // "tcp://127.0.0.1:4420"
+	tr, addr, ok := strings.Cut(bound, "://")
+	if !ok {
+		return target.PortKey{}, false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return target.PortKey{}, false
+	}
+	k := target.PortKey{TrType: nvmeof.TrTypeTCP, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+	if tr == "rdma" {
+		k.TrType = nvmeof.TrTypeRDMA
+	}
+	return k, true
+}
+
+// applyANA makes the running target's ANA states what cfg says: on every
+// listener, each group of each subsystem is in the state its last
+// matching ana_states entry gives, else optimized. Only changes are
+// applied, so hosts get notices for those alone.
+func (s *Server) applyANA(cfg *Config) {
+	for _, sc := range cfg.Subsystems {
+		ss := s.Target.Subsystem(sc.NQN)
+		if ss == nil {
+			continue
+		}
+		for _, l := range cfg.Listeners {
+			key, ok := s.portKey(l)
+			if !ok {
+				continue
+			}
+			var want [target.MaxANAGroups + 1]nvmeof.ANAState
+			for g := range want {
+				want[g] = nvmeof.ANAOptimized
+			}
+			for _, a := range sc.ANAStates {
+				st, err := nvmeof.ParseANAState(a.State)
+				if err != nil || cfg.listenerOf(a.Listener) != l {
+					continue // validated
+				}
+				if a.Group == 0 {
+					for g := range want {
+						want[g] = st
+					}
+				} else {
+					want[a.Group] = st
+				}
+			}
+			for g := uint32(1); g <= target.MaxANAGroups; g++ {
+				if ss.ANAState(key, g) != want[g] {
+					if err := ss.SetANAState(key, g, want[g]); err != nil {
+						s.log.Error("ANA state", "subsys", sc.NQN, "listener", l, "group", g, "err", err)
+					}
+				}
+			}
+		}
+	}
+}
