@@ -109,6 +109,7 @@ type (
 		SerialNumber  string `json:"serial_number"`
 		ModelNumber   string `json:"model_number"`
 		MaxNamespaces int    `json:"max_namespaces,omitempty"`
+		ANAReporting  bool   `json:"ana_reporting,omitempty"`
 	}
 	hostConfig struct {
 		NQN  string `json:"nqn"`
@@ -122,6 +123,7 @@ type (
 			BdevName string `json:"bdev_name"`
 			UUID     string `json:"uuid,omitempty"`
 			NGUID    string `json:"nguid,omitempty"`
+			ANAGrpID uint32 `json:"anagrpid,omitempty"`
 		} `json:"namespace"`
 	}
 	listenerConfig struct {
@@ -226,7 +228,8 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 	}
 	for _, sc := range cfg.Subsystems {
 		ss := s.srv.Target.Subsystem(sc.NQN)
-		sub := subsystemConfig{NQN: sc.NQN, AllowAnyHost: anyHost(&sc), SerialNumber: sc.Serial, ModelNumber: sc.Model, MaxNamespaces: s.maxNS[sc.NQN]}
+		sub := subsystemConfig{NQN: sc.NQN, AllowAnyHost: anyHost(&sc), SerialNumber: sc.Serial, ModelNumber: sc.Model, MaxNamespaces: s.maxNS[sc.NQN],
+			ANAReporting: len(sc.ANAStates) > 0 || len(anaGroupsOf(&sc)) > 1}
 		if ss != nil {
 			c := ss.Config()
 			sub.SerialNumber, sub.ModelNumber = c.Serial, c.Model
@@ -239,6 +242,9 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 			var ns nsConfig
 			ns.NQN = sc.NQN
 			ns.Namespace.NSID, ns.Namespace.BdevName = nc.NSID, configBdevName(sc.NQN, nc.NSID)
+			if nc.ANAGroup > 1 {
+				ns.Namespace.ANAGrpID = nc.ANAGroup
+			}
 			if b := s.bdevOf(sc.NQN, nc); b != nil {
 				ns.Namespace.BdevName = b.name
 			}
@@ -275,6 +281,9 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 		for _, nqn := range nqns {
 			out = append(out, entry("nvmf_subsystem_add_listener", listenerConfig{nqn, la, secure}))
 		}
+	}
+	for _, sc := range cfg.Subsystems {
+		out = append(out, anaEntries(&sc)...)
 	}
 	return out, nil
 }

@@ -224,10 +224,10 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{"unknown method", `{"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_frobnicate", "params": {}}]}]}`,
 			"subsystems[0] (bdev).config[0] bdev_frobnicate: Method not found"},
-		{"refused method", `{"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_malloc_create", "params": {"name": "M", "num_blocks": 8, "block_size": 512}}]}, {"subsystem": "nvmf", "config": [{"method": "nvmf_subsystem_listener_set_ana_state", "params": {}}]}]}`,
-			"subsystems[1] (nvmf).config[0] nvmf_subsystem_listener_set_ana_state: Operation not supported"},
-		{"bad params", `{"subsystems": [{"subsystem": "nvmf", "config": [{"method": "nvmf_create_subsystem", "params": {"nqn": "nqn.2016-06.io.spdk:x", "ana_reporting": true}}]}]}`,
-			"subsystems[0] (nvmf).config[0] nvmf_create_subsystem: Invalid parameters: ana_reporting"},
+		{"refused method", `{"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_malloc_create", "params": {"name": "M", "num_blocks": 8, "block_size": 512}}]}, {"subsystem": "nvmf", "config": [{"method": "nvmf_ns_add_host", "params": {}}]}]}`,
+			"subsystems[1] (nvmf).config[0] nvmf_ns_add_host: Operation not supported"},
+		{"bad params", `{"subsystems": [{"subsystem": "nvmf", "config": [{"method": "nvmf_create_subsystem", "params": {"nqn": "nqn.2016-06.io.spdk:x", "passthrough": true}}]}]}`,
+			"subsystems[0] (nvmf).config[0] nvmf_create_subsystem: Invalid parameters: max_discard_size_kib, max_write_zeroes_size_kib, passthrough"},
 		{"passthru", `{"subsystems": [{"subsystem": "nvmf", "config": [{"method": "nvmf_set_config", "params": {"admin_cmd_passthru": {"identify_ctrlr": true}}}]}]}`,
 			"subsystems[0] (nvmf).config[0] nvmf_set_config: Invalid parameters: admin_cmd_passthru.identify_ctrlr"},
 	} {

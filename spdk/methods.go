@@ -41,26 +41,27 @@ func init() {
 		"bdev_get_bdevs":           (*Server).getBdevs,
 		"bdev_get_iostat":          (*Server).getIOStat,
 
-		"nvmf_create_transport":          (*Server).createTransport,
-		"nvmf_get_transports":            (*Server).getTransports,
-		"nvmf_create_subsystem":          (*Server).createSubsystem,
-		"nvmf_delete_subsystem":          (*Server).deleteSubsystem,
-		"nvmf_get_subsystems":            (*Server).getSubsystems,
-		"nvmf_subsystem_add_ns":          (*Server).addNS,
-		"nvmf_subsystem_remove_ns":       (*Server).removeNS,
-		"nvmf_subsystem_add_host":        (*Server).addHost,
-		"nvmf_subsystem_remove_host":     (*Server).removeHost,
-		"nvmf_subsystem_allow_any_host":  (*Server).allowAnyHost,
-		"nvmf_subsystem_add_listener":    func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(true, p) },
-		"nvmf_subsystem_remove_listener": func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(false, p) },
-		"nvmf_subsystem_get_listeners":   (*Server).getListeners,
-		"nvmf_subsystem_get_controllers": (*Server).getControllers,
-		"nvmf_subsystem_set_keys":        (*Server).setKeys,
-		"keyring_file_add_key":           (*Server).addKey,
-		"keyring_file_remove_key":        (*Server).removeKey,
-		"keyring_get_keys":               (*Server).getKeys,
-		"nvmf_subsystem_get_qpairs":      (*Server).getQpairs,
-		"nvmf_get_stats":                 (*Server).getStats,
+		"nvmf_create_transport":                 (*Server).createTransport,
+		"nvmf_get_transports":                   (*Server).getTransports,
+		"nvmf_create_subsystem":                 (*Server).createSubsystem,
+		"nvmf_delete_subsystem":                 (*Server).deleteSubsystem,
+		"nvmf_get_subsystems":                   (*Server).getSubsystems,
+		"nvmf_subsystem_add_ns":                 (*Server).addNS,
+		"nvmf_subsystem_remove_ns":              (*Server).removeNS,
+		"nvmf_subsystem_add_host":               (*Server).addHost,
+		"nvmf_subsystem_remove_host":            (*Server).removeHost,
+		"nvmf_subsystem_allow_any_host":         (*Server).allowAnyHost,
+		"nvmf_subsystem_add_listener":           func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(true, p) },
+		"nvmf_subsystem_remove_listener":        func(s *Server, p json.RawMessage) (any, *Error) { return s.listener(false, p) },
+		"nvmf_subsystem_get_listeners":          (*Server).getListeners,
+		"nvmf_subsystem_get_controllers":        (*Server).getControllers,
+		"nvmf_subsystem_set_keys":               (*Server).setKeys,
+		"nvmf_subsystem_listener_set_ana_state": (*Server).setANAState,
+		"keyring_file_add_key":                  (*Server).addKey,
+		"keyring_file_remove_key":               (*Server).removeKey,
+		"keyring_get_keys":                      (*Server).getKeys,
+		"nvmf_subsystem_get_qpairs":             (*Server).getQpairs,
+		"nvmf_get_stats":                        (*Server).getStats,
 	}
 	for name := range noEffect {
 		methods[name] = func(s *Server, p json.RawMessage) (any, *Error) { return s.acceptNoEffect(name, p) }
@@ -71,16 +72,15 @@ func init() {
 // answer -95 "Operation not supported", not -32601, so that a script can
 // tell "flashpath lacks it" from a typo.
 var refused = map[string]string{
-	"framework_start_init":                  "flashpath starts initialized: leave it out",
-	"keyring_linux_set_options":             "flashpath does not read the kernel keyring: add key files with keyring_file_add_key",
-	"nvmf_subsystem_listener_set_ana_state": "flashpath has no ANA groups",
-	"nvmf_subsystem_add_ns_host":            "namespace masking is not implemented",
-	"nvmf_ns_add_host":                      "namespace masking is not implemented",
-	"nvmf_ns_remove_host":                   "namespace masking is not implemented",
-	"bdev_nvme_attach_controller":           "flashpath exports local files and devices: use bdev_aio_create or bdev_uring_create on the device",
-	"bdev_lvol_create_lvstore":              "logical volumes are not implemented: export a file or partition with bdev_aio_create",
-	"bdev_lvol_create":                      "logical volumes are not implemented: export a file or partition with bdev_aio_create",
-	"bdev_split_create":                     "split bdevs are not implemented: export partitions with bdev_aio_create",
+	"framework_start_init":        "flashpath starts initialized: leave it out",
+	"keyring_linux_set_options":   "flashpath does not read the kernel keyring: add key files with keyring_file_add_key",
+	"nvmf_subsystem_add_ns_host":  "namespace masking is not implemented",
+	"nvmf_ns_add_host":            "namespace masking is not implemented",
+	"nvmf_ns_remove_host":         "namespace masking is not implemented",
+	"bdev_nvme_attach_controller": "flashpath exports local files and devices: use bdev_aio_create or bdev_uring_create on the device",
+	"bdev_lvol_create_lvstore":    "logical volumes are not implemented: export a file or partition with bdev_aio_create",
+	"bdev_lvol_create":            "logical volumes are not implemented: export a file or partition with bdev_aio_create",
+	"bdev_split_create":           "split bdevs are not implemented: export partitions with bdev_aio_create",
 }
 
 // MethodNames lists the methods served, sorted.
@@ -287,9 +287,6 @@ func (s *Server) createSubsystem(params json.RawMessage) (any, *Error) {
 	if p.MaxNamespaces < 0 || p.MaxNamespaces > target.MaxNSID {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: max_namespaces %d: flashpath serves NSIDs 1..%d", p.MaxNamespaces, target.MaxNSID)
 	}
-	if p.ANAReporting {
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: ana_reporting: flashpath has no ANA groups: leave it out")
-	}
 	if (p.MinCntlid != 0 && p.MinCntlid != 1) || (p.MaxCntlid != 0 && p.MaxCntlid != 0xffef) {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: min_cntlid, max_cntlid: flashpath allocates controller IDs across the target: leave them out")
 	}
@@ -336,6 +333,7 @@ func (s *Server) deleteSubsystem(params json.RawMessage) (any, *Error) {
 		}
 		cfg.Subsystems = slices.DeleteFunc(cfg.Subsystems, func(sc server.SubsystemConfig) bool { return sc.NQN == p.NQN })
 		cfg.Listeners = s.dropListenRefs(cfg.Listeners, p.NQN, "")
+		pruneANA(cfg)
 		return nil
 	})
 	if e != nil {
@@ -363,6 +361,7 @@ type nsInfo struct {
 	Name     string `json:"name"`
 	NGUID    string `json:"nguid,omitempty"`
 	UUID     string `json:"uuid,omitempty"`
+	ANAGrpID uint32 `json:"anagrpid"`
 }
 
 type subsystemInfo struct {
@@ -414,7 +413,7 @@ func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 			info.SerialNumber, info.ModelNumber = c.Serial, c.Model
 		}
 		for _, nc := range sc.Namespaces {
-			ni := nsInfo{NSID: nc.NSID, BdevName: configBdevName(sc.NQN, nc.NSID)}
+			ni := nsInfo{NSID: nc.NSID, BdevName: configBdevName(sc.NQN, nc.NSID), ANAGrpID: max(nc.ANAGroup, 1)}
 			if b := s.bdevOf(sc.NQN, nc); b != nil {
 				ni.BdevName = b.name
 			}
@@ -471,8 +470,8 @@ func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: eui64: flashpath derives the EUI-64: leave it out (uuid and nguid may be set)")
 	case n.PTPLFile != "":
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: ptpl_file: flashpath has no reservations: leave it out")
-	case n.ANAGrpID > 1:
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: anagrpid %d: flashpath has no ANA groups: leave it out", n.ANAGrpID)
+	case n.ANAGrpID > target.MaxANAGroups:
+		return nil, errorf(CodeInvalidParams, "Invalid parameters: anagrpid %d: flashpath has ANA groups 1 to %d", n.ANAGrpID, target.MaxANAGroups)
 	case n.NoAutoVisible || n.HideMetadata:
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: no_auto_visible, hide_metadata: namespace masking and metadata are not supported: leave them out")
 	case n.NSID > target.MaxNSID:
@@ -521,7 +520,7 @@ func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 		if uuid == "" {
 			uuid = b.uuid
 		}
-		sc.Namespaces = append(sc.Namespaces, server.NamespaceConfig{NSID: nsid, Backend: b.spec, UUID: uuid, NGUID: n.NGUID})
+		sc.Namespaces = append(sc.Namespaces, server.NamespaceConfig{NSID: nsid, Backend: b.spec, UUID: uuid, NGUID: n.NGUID, ANAGroup: n.ANAGrpID})
 		return nil
 	})
 	if e != nil {
@@ -797,6 +796,16 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 	if p.SockImpl != "" && p.SockImpl != "posix" {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: sock_impl %q: flashpath has its own socket layer: leave it out", p.SockImpl)
 	}
+	var anaState nvmeof.ANAState
+	if p.ANAState != "" {
+		var e *Error
+		if anaState, e = parseANAState(p.ANAState); e != nil {
+			return nil, e
+		}
+	}
+	if e := checkANAGroup(p.AnaGrpID); e != nil {
+		return nil, e
+	}
 	want, e := listenerOf(p.ListenAddress, p.SecureChannel)
 	if e != nil {
 		return nil, e
@@ -825,6 +834,9 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 				l = want
 				cfg.Listeners = append(cfg.Listeners, l)
 			}
+			if sc := findSubsys(cfg, p.NQN); sc != nil && anaState != 0 {
+				setANA(sc, l, p.AnaGrpID, anaState)
+			}
 			return nil
 		}
 		if s.fileLn[l] {
@@ -834,6 +846,10 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 			return errorf(CodeInvalidParams, "Invalid parameters: %s does not listen on %s (nvmf_subsystem_get_listeners lists them)", p.NQN, want)
 		}
 		cfg.Listeners = s.dropListenRefs(cfg.Listeners, p.NQN, l)
+		if sc := findSubsys(cfg, p.NQN); sc != nil {
+			sc.ANAStates = slices.DeleteFunc(slices.Clone(sc.ANAStates), func(a server.ANAStateConfig) bool { return sameListener(a.Listener, l) })
+		}
+		pruneANA(cfg)
 		return nil
 	})
 	if e != nil {
@@ -857,14 +873,23 @@ func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 	if _, e := subsys(cfg, p.NQN); e != nil {
 		return nil, e
 	}
-	type entry struct {
-		Address  listenAddress `json:"address"`
-		ANAState string        `json:"ana_state"`
+	type groupState struct {
+		ANAGroup uint32 `json:"ana_group"`
+		ANAState string `json:"ana_state"`
 	}
-	out := []entry{}
+	type listenerInfo struct {
+		Address   listenAddress `json:"address"`
+		ANAStates []groupState  `json:"ana_states"`
+	}
+	sc := findSubsys(cfg, p.NQN)
+	out := []listenerInfo{}
 	for _, l := range cfg.Listeners {
 		if s.listensOn(l, p.NQN) {
-			out = append(out, entry{listenAddressOf(l), "optimized"})
+			li := listenerInfo{Address: listenAddressOf(l)}
+			for _, g := range anaGroupsOf(sc) {
+				li.ANAStates = append(li.ANAStates, groupState{g, spdkANAState(cfg.ANAStateOf(p.NQN, l, g))})
+			}
+			out = append(out, li)
 		}
 	}
 	return out, nil

@@ -183,7 +183,7 @@ func TestMethods(t *testing.T) {
 		{"nvmf_subsystem_add_host", obj{"nqn": nqn1, "host": "nqn.2014-08.org.nvmexpress:uuid:2", "dhchap_key": "key0"}, "", CodeInvalidParams},
 		{"nvmf_subsystem_add_host", obj{"nqn": nqn1, "host": "not-an-nqn"}, "", CodeInvalidParams},
 		{"nvmf_subsystem_allow_any_host", obj{"nqn": nqn1, "allow_any_host": true}, "", CodeInvalidParams},
-		{"nvmf_subsystem_get_listeners", obj{"nqn": nqn1}, `[{"address":{"trtype":"TCP","adrfam":"IPv4","traddr":"127.0.0.1","trsvcid":"` + port + `"},"ana_state":"optimized"}]`, 0},
+		{"nvmf_subsystem_get_listeners", obj{"nqn": nqn1}, `[{"address":{"trtype":"TCP","adrfam":"IPv4","traddr":"127.0.0.1","trsvcid":"` + port + `"},"ana_states":[{"ana_group":1,"ana_state":"optimized"}]}]`, 0},
 		{"nvmf_subsystem_remove_ns", obj{"nqn": nqn1, "nsid": 5}, "true", 0},
 		{"nvmf_subsystem_remove_ns", obj{"nqn": nqn1, "nsid": 5}, "", CodeInvalidParams},
 		{"nvmf_subsystem_remove_host", obj{"nqn": nqn1, "host": "nqn.2014-08.org.nvmexpress:uuid:9"}, "", CodeInvalidParams},

@@ -86,6 +86,26 @@ func (s *Server) portKey(l string) (target.PortKey, bool) {
 	return k, true
 }
 
+// ANAStateOf is the state cfg gives group on listener l of subsystem
+// nqn: that of the last ana_states entry naming both (or every group),
+// else optimized.
+func (c *Config) ANAStateOf(nqn, l string, group uint32) nvmeof.ANAState {
+	st := nvmeof.ANAOptimized
+	for _, sc := range c.Subsystems {
+		if sc.NQN != nqn {
+			continue
+		}
+		for _, a := range sc.ANAStates {
+			if (a.Group == 0 || a.Group == group) && c.listenerOf(a.Listener) == l {
+				if s, err := nvmeof.ParseANAState(a.State); err == nil {
+					st = s
+				}
+			}
+		}
+	}
+	return st
+}
+
 // applyANA makes the running target's ANA states what cfg says: on every
 // listener, each group of each subsystem is in the state its last
 // matching ana_states entry gives, else optimized. Only changes are
@@ -101,26 +121,9 @@ func (s *Server) applyANA(cfg *Config) {
 			if !ok {
 				continue
 			}
-			var want [target.MaxANAGroups + 1]nvmeof.ANAState
-			for g := range want {
-				want[g] = nvmeof.ANAOptimized
-			}
-			for _, a := range sc.ANAStates {
-				st, err := nvmeof.ParseANAState(a.State)
-				if err != nil || cfg.listenerOf(a.Listener) != l {
-					continue // validated
-				}
-				if a.Group == 0 {
-					for g := range want {
-						want[g] = st
-					}
-				} else {
-					want[a.Group] = st
-				}
-			}
 			for g := uint32(1); g <= target.MaxANAGroups; g++ {
-				if ss.ANAState(key, g) != want[g] {
-					if err := ss.SetANAState(key, g, want[g]); err != nil {
+				if want := cfg.ANAStateOf(sc.NQN, l, g); ss.ANAState(key, g) != want {
+					if err := ss.SetANAState(key, g, want); err != nil {
 						s.log.Error("ANA state", "subsys", sc.NQN, "listener", l, "group", g, "err", err)
 					}
 				}
