@@ -90,3 +90,41 @@ func TestANARPC(t *testing.T) {
 		t.Errorf("after removing listener A: %s, ana_states %+v", subs, srv2.Applied().Subsystems[0].ANAStates)
 	}
 }
+
+// TestDiscoveryListenerRPC: a listener added to the discovery subsystem
+// alone is a discovery-only listener (the discovery log does not list it
+// as an I/O port), nvmf_get_subsystems shows it under discovery, and it
+// is removed the same way; save_config writes it.
+func TestDiscoveryListenerRPC(t *testing.T) {
+	srv, rs := start(t, nil)
+	c := dial(t, rs.Path())
+	p := freePort(t)
+	la := obj{"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": p}
+	c.must("nvmf_create_transport", obj{"trtype": "TCP"})
+	c.must("nvmf_subsystem_add_listener", obj{"nqn": "discovery", "listen_address": la})
+	if _, e := c.call("nvmf_subsystem_add_listener", obj{"nqn": "discovery", "listen_address": la}); e == nil {
+		t.Error("the same discovery listener added twice")
+	}
+	if got := srv.Applied(); len(got.DiscoveryListeners) != 1 || len(got.Listeners) != 0 {
+		t.Fatalf("listeners %v, discovery listeners %v", got.Listeners, got.DiscoveryListeners)
+	}
+	only := false
+	for _, port := range srv.Target.Ports() {
+		only = only || port.DiscoveryOnly && port.Addr.Port() != 0 && strings.HasSuffix(port.Addr.String(), ":"+p)
+	}
+	if !only {
+		t.Errorf("no discovery-only port on %s: %+v", p, srv.Target.Ports())
+	}
+	var subs []subsystemInfo
+	json.Unmarshal(c.must("nvmf_get_subsystems", nil), &subs)
+	if len(subs) != 1 || len(subs[0].ListenAddresses) != 1 || subs[0].ListenAddresses[0].Trsvcid != p {
+		t.Errorf("nvmf_get_subsystems: %+v", subs)
+	}
+	if doc := mustJSON(t, saveConfig(t, rs.Path())); !strings.Contains(doc, `"nqn":"nqn.2014-08.org.nvmexpress.discovery","listen_address":{"trtype":"TCP","adrfam":"IPv4","traddr":"127.0.0.1","trsvcid":"`+p+`"}`) {
+		t.Errorf("save_config: %s", doc)
+	}
+	c.must("nvmf_subsystem_remove_listener", obj{"nqn": "discovery", "listen_address": la})
+	if got := srv.Applied(); len(got.DiscoveryListeners) != 0 || len(srv.Target.Ports()) != 0 {
+		t.Errorf("after removal: %v, ports %+v", got.DiscoveryListeners, srv.Target.Ports())
+	}
+}

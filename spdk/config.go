@@ -257,6 +257,13 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 			out = append(out, entry("nvmf_subsystem_add_ns", ns))
 		}
 	}
+	for _, l := range cfg.DiscoveryListeners {
+		secure, rerr := listenerTLS(l)
+		if rerr != nil {
+			return nil, rerr
+		}
+		out = append(out, entry("nvmf_subsystem_add_listener", listenerConfig{nvmeof.DiscoveryNQN, s.boundAddress(l), secure}))
+	}
 	for _, l := range cfg.Listeners {
 		secure, rerr := listenerTLS(l)
 		if rerr != nil {
@@ -274,10 +281,7 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 		if len(nqns) == 0 {
 			nqns = append(nqns, nvmeof.DiscoveryNQN) // a listener no subsystem names serves discovery
 		}
-		la := listenAddressOf(l)
-		if bound := s.srv.ListenerAddr(l); la.Trsvcid == "0" && bound != "" {
-			la = listenAddressOf(bound) // the port the system chose, which a restart keeps
-		}
+		la := s.boundAddress(l)
 		for _, nqn := range nqns {
 			out = append(out, entry("nvmf_subsystem_add_listener", listenerConfig{nqn, la, secure}))
 		}
@@ -286,6 +290,16 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 		out = append(out, anaEntries(&sc)...)
 	}
 	return out, nil
+}
+
+// boundAddress is listener l's address; on port 0, the port the system
+// chose, which a restart from the saved file keeps.
+func (s *Server) boundAddress(l string) listenAddress {
+	la := listenAddressOf(l)
+	if bound := s.srv.ListenerAddr(l); la.Trsvcid == "0" && bound != "" {
+		la = listenAddressOf(bound)
+	}
+	return la
 }
 
 // listenerTLS reports whether listener l takes TLS only (secure_channel);

@@ -208,7 +208,7 @@ func TestLoadSPDKConfig(t *testing.T) {
 		t.Errorf("namespace 1: %d bytes", n1.Backend.Size())
 	}
 	cfg := srv.Applied()
-	if len(cfg.Listeners) != 2 || len(cfg.Subsystems[0].AllowedHosts) != 1 || anyHost(&cfg.Subsystems[0]) {
+	if len(cfg.Listeners) != 1 || len(cfg.DiscoveryListeners) != 1 || len(cfg.Subsystems[0].AllowedHosts) != 1 || anyHost(&cfg.Subsystems[0]) {
 		t.Errorf("running %+v", cfg)
 	}
 	if !reflect.DeepEqual(cfg.DHCHAPHashes, []string{"sha256", "sha384", "sha512"}) {

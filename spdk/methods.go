@@ -388,6 +388,9 @@ func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 	}
 	cfg := s.srv.Applied()
 	disc := subsystemInfo{NQN: nvmeof.DiscoveryNQN, Subtype: "Discovery", ListenAddresses: []listenAddress{}, AllowAnyHost: true, Hosts: []hostInfo{}}
+	for _, l := range cfg.DiscoveryListeners {
+		disc.ListenAddresses = append(disc.ListenAddresses, listenAddressOf(l))
+	}
 	for _, l := range cfg.Listeners {
 		disc.ListenAddresses = append(disc.ListenAddresses, listenAddressOf(l))
 	}
@@ -813,6 +816,15 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 	tr := strings.ToUpper(p.ListenAddress.Trtype)
 	if _, ok := s.transports[tr]; add && !ok {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: transport %s not created: run nvmf_create_transport -t %s first", tr, tr)
+	}
+	if p.NQN == nvmeof.DiscoveryNQN && tr == "TCP" {
+		done, e := s.discoveryListener(add, want)
+		if e != nil {
+			return nil, e
+		}
+		if done {
+			return true, nil
+		}
 	}
 	var l string // the configuration's listener for want
 	e = s.update("listener "+want, func(cfg *server.Config) *Error {

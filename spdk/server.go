@@ -44,6 +44,7 @@ type Server struct {
 	transports map[string]json.RawMessage // by trtype (TCP, RDMA): the params as created; guarded by mu
 	listenRefs map[string]map[string]bool // listener added over RPC → NQNs that named it; guarded by mu
 	fileLn     map[string]bool            // listeners of the configuration file, every subsystem's; guarded by mu
+	fileDisc   map[string]bool            // discovery-only listeners of the configuration file; guarded by mu
 	nextMalloc int                        // guarded by mu
 	maxNS      map[string]int             // max_namespaces by NQN; guarded by mu
 	keys       map[string]string          // keyring: key name → file; guarded by mu
@@ -64,7 +65,10 @@ func New(srv *server.Server, opts Options) *Server {
 		bdevs: map[string]*bdev{}, transports: map[string]json.RawMessage{}, listenRefs: map[string]map[string]bool{},
 		maxNS: map[string]int{}, keys: map[string]string{}, conns: map[net.Conn]struct{}{}}
 	cfg := srv.Applied()
-	s.fileLn = map[string]bool{}
+	s.fileLn, s.fileDisc = map[string]bool{}, map[string]bool{}
+	for _, l := range cfg.DiscoveryListeners {
+		s.fileDisc[l] = true
+	}
 	for _, l := range cfg.Listeners {
 		s.fileLn[l] = true
 		if tr := trtypeOf(l); tr != "" {

@@ -54,7 +54,7 @@ func (s *Server) Ports() []Port {
 // change edits a copy of the configuration running, which is validated,
 // planned and applied like a reloaded file, so connected hosts get the
 // same namespace-change notices. Unlike Reload, Update also applies
-// changes to the listeners: new ones start before anything else changes,
+// changes to the listeners and the discovery-only listeners: new ones start before anything else changes,
 // removed ones stop (closing their connections) once the rest applied.
 //
 // If change returns an error, the copy does not validate, a listener
@@ -72,45 +72,61 @@ func (s *Server) Update(change func(cfg *Config) error) error {
 		return err
 	}
 	cur := s.applied
-	var added, removed []string
-	for _, l := range next.Listeners {
-		if !slices.Contains(cur.Listeners, l) {
-			added = append(added, l)
-		}
+	// Listeners, and discovery-only ones, that start and stop.
+	type ln struct {
+		l         string
+		discovery bool
 	}
-	for _, l := range cur.Listeners {
-		if !slices.Contains(next.Listeners, l) {
-			removed = append(removed, l)
-		}
-	}
-	for i, l := range added {
-		if err := s.listen(next, l); err != nil {
-			for _, l := range added[:i] {
-				s.unlisten(context.Background(), l)
+	var added, removed []ln
+	diff := func(from, to []string, discovery bool, out *[]ln) {
+		for _, l := range to {
+			if !slices.Contains(from, l) {
+				*out = append(*out, ln{l, discovery})
 			}
-			return fmt.Errorf("listener %s: %w (nothing changed)", l, err)
 		}
-		s.log.Info("listener added", "listener", l, "addr", s.ListenerAddr(l))
+	}
+	diff(cur.Listeners, next.Listeners, false, &added)
+	diff(cur.DiscoveryListeners, next.DiscoveryListeners, true, &added)
+	diff(next.Listeners, cur.Listeners, false, &removed)
+	diff(next.DiscoveryListeners, cur.DiscoveryListeners, true, &removed)
+	start := func(x ln) error {
+		if !x.discovery {
+			return s.listen(next, x.l)
+		}
+		spec, err := parseDiscoveryListener(x.l)
+		if err != nil {
+			return err
+		}
+		return s.listenSpec(next, x.l, spec, true)
+	}
+	for i, x := range added {
+		if err := start(x); err != nil {
+			for _, x := range added[:i] {
+				s.unlisten(context.Background(), x.l)
+			}
+			return fmt.Errorf("listener %s: %w (nothing changed)", x.l, err)
+		}
+		s.log.Info("listener added", "listener", x.l, "addr", s.ListenerAddr(x.l), "discovery_only", x.discovery)
 	}
 	// The plan compares the subsystems; the listeners are done here.
 	base := *cur
-	base.Listeners = next.Listeners
+	base.Listeners, base.DiscoveryListeners = next.Listeners, next.DiscoveryListeners
 	p := planReload(&base, next)
 	err := s.applyReload(p)
 	if err != nil && s.applied == cur {
 		// Nothing applied (a backend did not open): take the new
 		// listeners down again.
-		for _, l := range added {
-			s.unlisten(context.Background(), l)
+		for _, x := range added {
+			s.unlisten(context.Background(), x.l)
 		}
 		return err
 	}
 	errs := []error{err}
-	for _, l := range removed {
-		if err := s.unlisten(context.Background(), l); err != nil {
-			errs = append(errs, fmt.Errorf("listener %s: %w", l, err))
+	for _, x := range removed {
+		if err := s.unlisten(context.Background(), x.l); err != nil {
+			errs = append(errs, fmt.Errorf("listener %s: %w", x.l, err))
 		}
-		s.log.Info("listener removed", "listener", l)
+		s.log.Info("listener removed", "listener", x.l, "discovery_only", x.discovery)
 	}
 	return errors.Join(errs...)
 }
