@@ -95,7 +95,7 @@ func (s *Subsystem) SetANAState(k PortKey, group uint32, st nvmeof.ANAState) err
 	}
 	s.mu.Unlock()
 	if changed {
-		s.t.log.Info("ANA state changed", "subsys", s.cfg.NQN, "port", k.String(), "group", group, "state", st.String(), "controllers", len(notify))
+		s.t.log.Debug("ANA state changed", "subsys", s.cfg.NQN, "port", k.String(), "group", group, "state", st.String(), "controllers", len(notify))
 	}
 	for _, c := range notify {
 		c.anaChanged()
