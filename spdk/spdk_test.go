@@ -538,6 +538,10 @@ func TestRPCPy(t *testing.T) {
 	rpc("nvmf_subsystem_add_ns", nqn1, "Malloc0")
 	rpc("nvmf_subsystem_add_ns", "-n", "4", nqn1, "AIO0")
 	rpc("nvmf_subsystem_add_listener", nqn1, "-t", "tcp", "-a", "127.0.0.1", "-s", port)
+	rpc("nvmf_subsystem_listener_set_ana_state", nqn1, "-t", "tcp", "-a", "127.0.0.1", "-s", port, "-n", "non_optimized", "-g", "1")
+	if out := rpc("nvmf_subsystem_get_listeners", nqn1); !strings.Contains(out, `"ana_state": "non_optimized"`) {
+		t.Errorf("nvmf_subsystem_get_listeners after set_ana_state: %s", out)
+	}
 	rpc("nvmf_subsystem_allow_any_host", "--no-allow-any-host", nqn1)
 	rpc("nvmf_subsystem_add_host", nqn1, "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001")
 	out := rpc("nvmf_get_subsystems")
