@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 )
@@ -19,7 +20,7 @@ import (
 func TestANARPC(t *testing.T) {
 	srv, rs := start(t, nil)
 	c := dial(t, rs.Path())
-	pa, pb := freePort(t), freePort(t)
+	pa, pb := testutil.FreePort(t), testutil.FreePort(t)
 	laA := obj{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": pa}
 	laB := obj{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": pb}
 	c.must("nvmf_create_transport", obj{"trtype": "TCP"})
@@ -98,7 +99,7 @@ func TestANARPC(t *testing.T) {
 func TestDiscoveryListenerRPC(t *testing.T) {
 	srv, rs := start(t, nil)
 	c := dial(t, rs.Path())
-	p := freePort(t)
+	p := testutil.FreePort(t)
 	la := obj{"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": p}
 	c.must("nvmf_create_transport", obj{"trtype": "TCP"})
 	c.must("nvmf_subsystem_add_listener", obj{"nqn": "discovery", "listen_address": la})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/target/server"
 )
 
@@ -60,7 +61,7 @@ func TestSaveConfigRoundTrip(t *testing.T) {
 	if err := os.WriteFile(file, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	p1, p2, p3 := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 	host := "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"
 	cfg := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + p1},
 		Subsystems: []server.SubsystemConfig{{NQN: nqn1, Serial: "FP0001", AllowedHosts: []server.HostConfig{{NQN: host}},
@@ -177,7 +178,7 @@ func TestLoadSPDKConfig(t *testing.T) {
 	if err := os.WriteFile(file, make([]byte, 4<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, disc := freePort(t), freePort(t)
+	port, disc := testutil.FreePort(t), testutil.FreePort(t)
 	doc := strings.NewReplacer("@FILE@", file, "@PORT@", port, "@DISC@", disc).Replace(spdkSaved)
 	if !server.IsSPDKJSON([]byte(doc)) {
 		t.Fatal("server.IsSPDKJSON: false for SPDK's config")
@@ -260,9 +261,9 @@ func TestSaveConfigRefuses(t *testing.T) {
 		cfg  *server.Config
 		want string
 	}{
-		{"buffered", &server.Config{Listeners: []string{"tcp://127.0.0.1:" + freePort(t)},
+		{"buffered", &server.Config{Listeners: []string{"tcp://127.0.0.1:" + testutil.FreePort(t)},
 			Subsystems: []server.SubsystemConfig{{NQN: nqn1, Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "file:" + file + "?buffered"}}}}}, "?buffered"},
-		{"tls optional", &server.Config{Listeners: []string{"tcp://127.0.0.1:" + freePort(t) + "?tls=optional"},
+		{"tls optional", &server.Config{Listeners: []string{"tcp://127.0.0.1:" + testutil.FreePort(t) + "?tls=optional"},
 			Subsystems: []server.SubsystemConfig{{NQN: nqn1, Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}}}}, "TLS or plain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,7 +286,7 @@ func TestSaveConfigKeyFiles(t *testing.T) {
 	os.WriteFile(hostKey, []byte("DHHC-1:01:BcautGd9r2iaGqzu1T1ehL59fsKwCkEKUgrdAdaN+h1Upyk4:\n"), 0o600)
 	os.WriteFile(ctrlKey, []byte("DHHC-1:02:3uOKo/I0tVtsogqSUSjYY7zJWcY8EvJazejOI8HKP3mRAm8Z:\n"), 0o600)
 	host := "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"
-	cfg := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + freePort(t)}, Subsystems: []server.SubsystemConfig{
+	cfg := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + testutil.FreePort(t)}, Subsystems: []server.SubsystemConfig{
 		{NQN: nqn1, AllowedHosts: []server.HostConfig{{NQN: host, DHCHAPKeyFile: hostKey, DHCHAPCtrlKeyFile: ctrlKey}},
 			Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}},
 		{NQN: "nqn.2016-06.io.spdk:cnode2", AllowedHosts: []server.HostConfig{{NQN: host, DHCHAPKeyFile: hostKey}},
@@ -313,7 +314,7 @@ func TestSaveConfigKeyFiles(t *testing.T) {
 		t.Errorf("save_config after loading it differs:\n%s\nwant\n%s", again, b)
 	}
 
-	inline := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + freePort(t)}, Subsystems: []server.SubsystemConfig{
+	inline := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + testutil.FreePort(t)}, Subsystems: []server.SubsystemConfig{
 		{NQN: nqn1, AllowedHosts: []server.HostConfig{{NQN: host, DHCHAPKey: "DHHC-1:01:BcautGd9r2iaGqzu1T1ehL59fsKwCkEKUgrdAdaN+h1Upyk4:"}},
 			Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}}}}
 	_, rs3 := start(t, inline)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/target/server"
 )
 
@@ -103,16 +104,6 @@ type obj = map[string]any
 
 const nqn1 = "nqn.2016-06.io.spdk:cnode1"
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // TestMethods runs each method's success and errors in an operator's order.
 func TestMethods(t *testing.T) {
 	srv, rs := start(t, nil)
@@ -121,7 +112,7 @@ func TestMethods(t *testing.T) {
 	if err := os.WriteFile(file, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	la := obj{"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": port}
 	steps := []struct {
 		method string
@@ -411,7 +402,7 @@ func TestSocket(t *testing.T) {
 // TestConfigFile: namespaces and listeners of the configuration file show
 // in nvmf_get_subsystems and bdev_get_bdevs, and RPC changes keep them.
 func TestConfigFile(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cfg := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + port},
 		Subsystems: []server.SubsystemConfig{{NQN: nqn1, Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}}}}
 	srv, rs := start(t, cfg)
@@ -522,7 +513,7 @@ func (r *rpcPy) must(sock string, args ...string) string {
 func TestRPCPy(t *testing.T) {
 	py := needRPCPy(t)
 	srv, rs := start(t, nil)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	file := filepath.Join(t.TempDir(), "aio.img")
 	os.WriteFile(file, make([]byte, 4<<20), 0o600)
 	rpc := func(args ...string) string { t.Helper(); return py.must(rs.Path(), args...) }
@@ -556,7 +547,7 @@ func TestRPCPy(t *testing.T) {
 	// rpc.py save_config, then load_config into a second, empty target
 	// (its listener moved to another port), whose save_config is the same.
 	saved := rpc("save_config")
-	port2 := freePort(t)
+	port2 := testutil.FreePort(t)
 	moved := strings.ReplaceAll(saved, `"trsvcid": "`+port+`"`, `"trsvcid": "`+port2+`"`)
 	_, rs2 := start(t, nil)
 	if out, err := py.run(rs2.Path(), moved, "load_config"); err != nil || strings.TrimSpace(out) != "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashpath/flashpath/initiator"
 	_ "github.com/flashpath/flashpath/initiator/tcp" // tcp:// addresses
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target/server"
 )
@@ -22,7 +23,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // queues.
 func statsTarget(t *testing.T) (*server.Server, *Server, string, *initiator.Controller) {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cfg := &server.Config{Listeners: []string{"tcp://127.0.0.1:" + port},
 		Subsystems: []server.SubsystemConfig{{NQN: nqn1, Namespaces: []server.NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}}}}}
 	srv, rs := start(t, cfg)

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // startCLITarget runs `flashpath target` with args (plus a listener on
@@ -222,7 +224,7 @@ func TestTargetSPDKConfig(t *testing.T) {
 	dir := t.TempDir()
 	sockA := filepath.Join(dir, "a.sock")
 	startRPCTarget(t, sockA, "--rpc-socket", sockA)
-	portA := freePort(t)
+	portA := testutil.FreePort(t)
 	const nqn = "nqn.2016-06.io.spdk:saved"
 	setup := `{"subsystems": [
   {"subsystem": "bdev", "config": [
@@ -242,7 +244,7 @@ func TestTargetSPDKConfig(t *testing.T) {
 		t.Fatalf("save_config: %v\n%s", err, saved)
 	}
 	// The copy serves on another port, beside the first target.
-	portB := freePort(t)
+	portB := testutil.FreePort(t)
 	saved = strings.ReplaceAll(saved, `"trsvcid": "`+portA+`"`, `"trsvcid": "`+portB+`"`)
 	file := filepath.Join(dir, "saved.json")
 	os.WriteFile(file, []byte(saved), 0o600)
@@ -266,15 +268,4 @@ func TestTargetSPDKConfig(t *testing.T) {
 	if _, err := runCLI(t, []byte(`{"subsystems": [{"subsystem": "nvmf", "config": [{"method": "nvmf_create_subsystem", "params": {"nqn": "`+nqn+`"}}]}]}`), "rpc", "-s", sockB, "load_config"); err == nil || !strings.Contains(err.Error(), "subsystems[0] (nvmf).config[0] nvmf_create_subsystem") {
 		t.Errorf("load_config of an existing subsystem: %v", err)
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }

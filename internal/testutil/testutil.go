@@ -4,6 +4,7 @@ package testutil
 import (
 	"errors"
 	"net"
+	"strconv"
 	"testing"
 
 	"github.com/flashpath/flashpath/internal/platform"
@@ -52,4 +53,18 @@ func TCPPair(tb testing.TB) (client, server net.Conn) {
 	}
 	tb.Cleanup(func() { client.Close(); a.c.Close() })
 	return client, a.c
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
+// moment ago, for a test server that must be told its port up front. The
+// port may be taken again before the test binds it; tests that bind many
+// in a row should expect that rarely.
+func FreePort(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }

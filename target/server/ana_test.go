@@ -2,12 +2,12 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target"
 )
@@ -17,8 +17,8 @@ import (
 // path) too; ana_group puts namespaces in groups; bad entries are refused
 // by name.
 func TestANAStates(t *testing.T) {
-	pa, pb := freePort(t), freePort(t)
-	la, lb := fmt.Sprintf("tcp://127.0.0.1:%d", pa), fmt.Sprintf("tcp://127.0.0.1:%d", pb)
+	pa, pb := testutil.FreePort(t), testutil.FreePort(t)
+	la, lb := "tcp://127.0.0.1:"+pa, "tcp://127.0.0.1:"+pb
 	const nqn = "nqn.2026-12.io.flashpath:ana"
 	cfg := &Config{Listeners: []string{la, lb}, Subsystems: []SubsystemConfig{{NQN: nqn,
 		Namespaces: []NamespaceConfig{{NSID: 1, Backend: "mem:1MiB"}, {NSID: 2, Backend: "mem:1MiB", ANAGroup: 2}},
@@ -29,8 +29,8 @@ func TestANAStates(t *testing.T) {
 	}
 	defer srv.Shutdown(context.Background())
 	ss := srv.Target.Subsystem(nqn)
-	ka := target.PortKey{TrType: nvmeof.TrTypeTCP, Addr: netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", pa))}
-	kb := target.PortKey{TrType: nvmeof.TrTypeTCP, Addr: netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", pb))}
+	ka := target.PortKey{TrType: nvmeof.TrTypeTCP, Addr: netip.MustParseAddrPort("127.0.0.1:" + pa)}
+	kb := target.PortKey{TrType: nvmeof.TrTypeTCP, Addr: netip.MustParseAddrPort("127.0.0.1:" + pb)}
 	check := func(when string, want map[target.PortKey][3]nvmeof.ANAState) {
 		t.Helper()
 		for k, w := range want {

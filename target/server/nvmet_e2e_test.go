@@ -9,24 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/flashpath/flashpath/initiator"
 	_ "github.com/flashpath/flashpath/initiator/tcp"
+	"github.com/flashpath/flashpath/internal/testutil"
 )
-
-// freePort is a TCP port on 127.0.0.1 that nothing listens on now
-// (nvmet's trsvcid cannot ask for any port).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // TestNvmetJSONEndToEnd: a target configured by the file nvmetcli save
 // writes serves its file namespace over 127.0.0.1 to the host the file
@@ -41,11 +29,11 @@ func TestNvmetJSONEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := secret(t)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	doc := func(namespaces string) []byte {
 		return fmt.Appendf(nil, `{
   "hosts": [{"nqn": %q, "dhchap": {"key": %q, "ctrl_key": "", "hash": "hmac(sha256)", "dhgroup": "null"}}],
-  "ports": [{"portid": 1, "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1", "trsvcid": "%d", "treq": "not specified", "tsas": "none"},
+  "ports": [{"portid": 1, "addr": {"trtype": "tcp", "adrfam": "ipv4", "traddr": "127.0.0.1", "trsvcid": "%s", "treq": "not specified", "tsas": "none"},
              "param": {"inline_data_size": "-1"}, "referrals": [], "ana_groups": [{"grpid": 1, "ana": {"state": "optimized"}}],
              "subsystems": [%q]}],
   "subsystems": [{"nqn": %q, "attr": {"allow_any_host": "0", "serial": "e2e0000000000001", "model": "Linux", "version": "2.1"},
@@ -69,7 +57,7 @@ func TestNvmetJSONEndToEnd(t *testing.T) {
 	defer srv.Shutdown(context.Background())
 
 	ctx := context.Background()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort("127.0.0.1", port)
 	if c, err := initiator.Connect(ctx, initiator.Config{Addr: addr, SubNQN: subNQN, Options: initiator.Options{HostNQN: hostA, Logger: quiet}}); err == nil {
 		c.Close()
 		t.Fatal("a host without the DH-HMAC-CHAP key connected")

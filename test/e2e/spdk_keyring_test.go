@@ -14,6 +14,7 @@ import (
 
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/dhchap"
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/spdk"
 	"github.com/flashpath/flashpath/target/server"
 )
@@ -42,16 +43,6 @@ func startRPCTarget(t *testing.T) (*rpcClient, string) {
 	return &rpcClient{t: t, c: conn, d: json.NewDecoder(conn)}, sock
 }
 
-func freeTCPPort(t *testing.T) string {
-	t.Helper()
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pl.Close()
-	return fmt.Sprint(pl.Addr().(*net.TCPAddr).Port)
-}
-
 // TestSPDKRPCKeyring: keys added with keyring_file_add_key and named by
 // nvmf_subsystem_add_host (dhchap_key, dhchap_ctrlr_key, psk), as an SPDK
 // operator's script does, make the host authenticate both ways on a plain
@@ -75,7 +66,7 @@ func TestSPDKRPCKeyring(t *testing.T) {
 	rpc.must("keyring_file_add_key", map[string]any{"name": "psk0", "path": write("host.psk", psk.String())})
 
 	const nqn, tlsNQN = "nqn.2016-06.io.spdk:auth", "nqn.2016-06.io.spdk:tls"
-	plain, secure := freeTCPPort(t), freeTCPPort(t)
+	plain, secure := testutil.FreePort(t), testutil.FreePort(t)
 	rpc.must("nvmf_create_transport", map[string]any{"trtype": "TCP"})
 	for i, n := range []string{nqn, tlsNQN} {
 		rpc.must("bdev_malloc_create", map[string]any{"name": fmt.Sprint("Malloc", i), "num_blocks": 4096, "block_size": 512})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/spdk"
 )
@@ -60,7 +61,7 @@ func (c *rpcClient) must(method string, params map[string]any) json.RawMessage {
 // host, and a host removed over RPC refused on its next connect.
 func TestSPDKRPCSetup(t *testing.T) {
 	rpc, _ := startRPCTarget(t)
-	port := freeTCPPort(t)
+	port := testutil.FreePort(t)
 
 	const nqn = "nqn.2016-06.io.spdk:cnode1"
 	host := "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001" // connect's
