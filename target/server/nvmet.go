@@ -26,7 +26,7 @@ package server
 // "discovery").
 //
 // flashpath's model is narrower than nvmet's: its listeners serve every
-// subsystem, it has no ANA groups other than one optimized group, no
+// subsystem, its ANA groups are 1 to 32 (nvmet's: up to 128), it has no
 // referrals, no passthru. The conversion keeps what maps exactly and
 // refuses the rest with the key path and what to do, rather than serve
 // something other than what the file says:
@@ -66,7 +66,10 @@ package server
 // Attributes: those flashpath honours are mapped; known ones that
 // flashpath does not implement are ignored at the kernel's default and
 // refused otherwise (cntlid_min/max, vendor_id, subsys_vendor_id,
-// ieee_oui, qid_max, pi_enable, version, resv.enable, ana_grpid). The
+// ieee_oui, qid_max, pi_enable, version, resv.enable). A namespace's
+// ana_grpid (or ana.grpid) is its ana_group; a port's ana_groups states
+// other than optimized become ana_states of the subsystems linked to the
+// port, on its listener. The
 // port tuning parameters inline_data_size, max_queue_size and mdts are
 // ignored whatever their value: hosts read the sizes the target reports
 // and flashpath chooses its own. firmware is ignored (its default is the
@@ -519,6 +522,7 @@ type nvmetPort struct {
 	listener string
 	tls      tcp.TLSMode
 	links    []string // subsystem NQNs, sorted
+	ana      []ANAStateConfig // the port's ANA groups' states other than optimized (Listener set)
 }
 
 // convert converts the document; notes are what it left out as nvmet
@@ -590,6 +594,11 @@ func (c *nvmetConverter) convert(b []byte) (*Config, []string, error) {
 		}
 		for _, h := range s.hosts {
 			h.used = true
+		}
+		for _, p := range ports {
+			if slices.Contains(p.links, s.cfg.NQN) {
+				s.cfg.ANAStates = append(s.cfg.ANAStates, p.ana...)
+			}
 		}
 		cfg.Subsystems = append(cfg.Subsystems, s.cfg)
 	}
@@ -836,12 +845,21 @@ func (c *nvmetConverter) namespace(i, j int, raw json.RawMessage, nsids map[int6
 	}
 	d.done()
 
-	if g, ok := o.int("ana_grpid"); ok && g > 1 {
-		c.errorf(o.key("ana_grpid"), " %d: flashpath has one ANA group, every namespace optimized on every port: put the namespace in group 1", g)
+	// The namespace's ANA group: ana_grpid (older nvmetcli) or ana.grpid.
+	grp := func(key string, g int64) {
+		switch {
+		case g < 0 || g > target.MaxANAGroups: // 0: unset, group 1
+			c.errorf(key, " %d: flashpath has ANA groups 1 to %d: put the namespace in one of them", g, target.MaxANAGroups)
+		case g > 1:
+			nc.ANAGroup = uint32(g)
+		}
+	}
+	if g, ok := o.int("ana_grpid"); ok {
+		grp(o.key("ana_grpid"), g)
 	}
 	ana := o.obj("ana")
-	if g, ok := ana.int("grpid"); ok && g > 1 {
-		c.errorf(ana.key("grpid"), " %d: flashpath has one ANA group, every namespace optimized on every port: put the namespace in group 1", g)
+	if g, ok := ana.int("grpid"); ok {
+		grp(ana.key("grpid"), g)
 	}
 	ana.done()
 	resv := o.obj("resv")
@@ -1018,16 +1036,24 @@ func (c *nvmetConverter) port(i int, raw json.RawMessage, subs map[string]*nvmet
 		}
 		// A disabled referral is not reported: nothing else matters.
 	}
+	// The port's ANA groups and their states (nvmet: ports/N/ana_groups/G/
+	// ana/state); a group the port does not list is optimized there.
 	for k, raw := range o.list("ana_groups") {
 		g := c.object(fmt.Sprintf("%s.ana_groups[%d]", o.path, k), raw)
 		id, ok := g.int("grpid")
-		if ok && id != 1 {
-			c.errorf(g.key("grpid"), " %d: flashpath has one ANA group, every namespace optimized on every port: remove the group and put its namespaces in group 1", id)
+		if !ok || id < 1 || id > target.MaxANAGroups {
+			c.errorf(g.key("grpid"), " %d: flashpath has ANA groups 1 to %d: use one of them", id, target.MaxANAGroups)
 			continue
 		}
 		ana := g.obj("ana")
-		if st, _ := ana.attr("state"); st != "" && st != "optimized" {
-			c.errorf(ana.key("state"), " %q: flashpath reports every path optimized: set it to optimized", st)
+		if s, _ := ana.attr("state"); s != "" {
+			st, err := nvmeof.ParseANAState(s)
+			switch {
+			case err != nil:
+				c.errorf(ana.key("state"), ": %v", err)
+			case st != nvmeof.ANAOptimized && p != nil:
+				p.ana = append(p.ana, ANAStateConfig{Listener: p.listener, Group: uint32(id), State: st.String()})
+			}
 		}
 		ana.done()
 		g.done()

@@ -140,6 +140,14 @@ subsystems:
     namespaces:
       - {nsid: 1, backend: "file:/srv/nvmet/ns1.img", uuid: 3c1b7a52-9e0d-4f6a-8b21-5d7e9c0f4a13}
 `},
+		"ana": {want: `
+listeners: [tcp://10.0.0.5:4420]
+subsystems:
+  - nqn: nqn.2026-01.io.example:a
+    allow_any_host: true
+    namespaces: [{nsid: 1, backend: /dev/nvme0n1, ana_group: 2}]
+    ana_states: [{listener: tcp://10.0.0.5:4420, group: 2, state: non-optimized}]
+`},
 		"two-ports": {want: `
 listeners: [tcp://10.0.0.5:4420, rdma://192.168.6.68:4420]
 subsystems:
@@ -163,8 +171,8 @@ subsystems:
 		}},
 		"refuse-no-port": {errs: []string{"ports: no port links a subsystem, so nvmet serves nothing"}},
 		"refuse-ana": {errs: []string{
-			"ports[0].ana_groups[1].grpid 2: flashpath has one ANA group",
-			"subsystems[0].namespaces[0].ana_grpid 2: flashpath has one ANA group",
+			"ports[0].ana_groups[1].grpid 40: flashpath has ANA groups 1 to 32",
+			"subsystems[0].namespaces[0].ana_grpid 40: flashpath has ANA groups 1 to 32",
 		}},
 		"refuse-referral":       {errs: []string{`ports[0].referrals[0] "pod2": flashpath's discovery controller reports no referrals`}},
 		"refuse-passthru":       {errs: []string{"subsystems[0].passthru[0].enable: a passthru subsystem hands hosts the whole NVMe controller /dev/nvme0"}},
