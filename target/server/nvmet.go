@@ -521,7 +521,7 @@ type nvmetPort struct {
 	portid   int64
 	listener string
 	tls      tcp.TLSMode
-	links    []string // subsystem NQNs, sorted
+	links    []string         // subsystem NQNs, sorted
 	ana      []ANAStateConfig // the port's ANA groups' states other than optimized (Listener set)
 }
 
