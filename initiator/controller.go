@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,11 +121,19 @@ type Event struct {
 	ChangedNamespaces []uint32
 	// Err is set when reading the log page failed.
 	Err error
+	// ANA is the ANA log page an ANA change notice (ANAChanged) made the
+	// host read: each group's state on this controller's port.
+	ANA *nvmeof.ANALog
 	// Reconnected marks an event of the host's own, not the controller's:
 	// the controller was reconnected after a lost connection, and notices
 	// sent meanwhile are lost (re-read what they would have said; the
 	// Linux host's NVME_EVENT=rediscover).
 	Reconnected bool
+}
+
+// ANAChanged reports an ANA change notice: Event.ANA holds the new states.
+func (e Event) ANAChanged() bool {
+	return e.Type == nvmeof.AEReasonNotice && e.Info == nvmeof.AENoticeANAChange
 }
 
 // DiscoveryChanged reports a Discovery Log Page Change notice: read the
@@ -491,7 +500,7 @@ func (c *Controller) setup(ctx context.Context) error {
 	}
 
 	c.startBackground(s)
-	if err := c.enableNotices(ctx, s, nvmeof.OAESNamespaceAttr, "namespace attribute"); err != nil {
+	if err := c.enableNotices(ctx, s, nvmeof.OAESNamespaceAttr|nvmeof.OAESANAChange, "namespace attribute and ANA change"); err != nil {
 		return err
 	}
 
@@ -510,7 +519,7 @@ func (c *Controller) setup(ctx context.Context) error {
 // offers them and posts the Asynchronous Event Request that carries them.
 // A controller that refuses the feature is logged, not failed.
 func (c *Controller) enableNotices(ctx context.Context, s *session, kind uint32, what string) error {
-	if s.id.OAES&kind == 0 {
+	if kind &= s.id.OAES; kind == 0 {
 		return nil
 	}
 	if _, err := c.SetFeature(ctx, nvmeof.FeatAsyncEvent, kind); err != nil {
@@ -809,6 +818,54 @@ func (c *Controller) ChangedNamespaces(ctx context.Context) ([]uint32, error) {
 	return nvmeof.DecodeNSList(b)
 }
 
+// ANALog reads the ANA log page: the state, on this controller's port, of
+// each ANA group, with its namespaces unless groupsOnly. A controller
+// that does not report ANA (Identify CMIC) is an error.
+func (c *Controller) ANALog(ctx context.Context, groupsOnly bool) (nvmeof.ANALog, error) {
+	id := c.pub.Load().id
+	if id.CMIC&nvmeof.CMICANA == 0 {
+		return nvmeof.ANALog{}, fmt.Errorf("ANA log: %s does not report ANA (Identify Controller CMIC bit 3 clear)", c.cfg.SubNQN)
+	}
+	n := nvmeof.ANALogHeaderSize + int(id.NANAGRPID)*nvmeof.ANADescSize
+	if !groupsOnly {
+		n += 4 * int(max(id.MNAN, id.NN))
+	}
+	b := make([]byte, (n+3)&^3)
+	var sqe nvmeof.SQE
+	sqe.SetGetLogPage(nvmeof.LogANA, 0, uint32(len(b)), 0)
+	if groupsOnly {
+		sqe[41] |= nvmeof.ANALogRGO
+	}
+	if _, err := c.Admin(ctx, "get log page ANA", &sqe, b, false); err != nil {
+		return nvmeof.ANALog{}, err
+	}
+	return nvmeof.DecodeANALog(b)
+}
+
+// ANAState returns the ANA state of namespace nsid on this controller's
+// port (from the ANA log page).
+func (c *Controller) ANAState(ctx context.Context, nsid uint32) (nvmeof.ANAState, error) {
+	l, err := c.ANALog(ctx, false)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range l.Groups {
+		if slices.Contains(g.NSIDs, nsid) {
+			return g.State, nil
+		}
+	}
+	return 0, fmt.Errorf("ANA log of %s lists no namespace %d", c.cfg.SubNQN, nsid)
+}
+
+// IsPathError reports whether err is a command refused because of the
+// path it was sent on (NVMe path related status, SCT 3: ANA inaccessible,
+// persistent loss or transition, ...): the same command may succeed on
+// another path to the namespace.
+func IsPathError(err error) bool {
+	var se *nvmeof.StatusError
+	return errors.As(err, &se) && se.Status.SCT() == nvmeof.SCTPath
+}
+
 // GetFeature returns DW0 of Get Features for fid (current value).
 func (c *Controller) GetFeature(ctx context.Context, fid uint8, cdw11 uint32) (uint32, error) {
 	var sqe nvmeof.SQE
@@ -931,6 +988,11 @@ func (c *Controller) aerLoop(s *session, r *Request, done chan *Request) {
 		if ev.Type == nvmeof.AEReasonNotice && ev.Info == nvmeof.AENoticeNSAttrChanged {
 			ctx, cancel := c.adminCtx(context.Background())
 			ev.ChangedNamespaces, ev.Err = c.ChangedNamespaces(ctx)
+			cancel()
+		} else if ev.ANAChanged() {
+			ctx, cancel := c.adminCtx(context.Background())
+			l, err := c.ANALog(ctx, false)
+			ev.ANA, ev.Err = &l, err
 			cancel()
 		} else if ev.LID != 0 {
 			// Read the log page to clear the event.
