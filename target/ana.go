@@ -68,23 +68,36 @@ func (s *Subsystem) SetANAState(k PortKey, group uint32, st nvmeof.ANAState) err
 	if !st.Valid() {
 		return fmt.Errorf("ANA state %#x is not one of NVMe's", uint8(st))
 	}
-	lo, hi := group, group
-	if group == 0 {
-		lo, hi = 1, MaxANAGroups
-	} else if err := nvmeof.CheckANAGroupID(group, MaxANAGroups); err != nil {
-		return err
+	if group != 0 {
+		if err := nvmeof.CheckANAGroupID(group, MaxANAGroups); err != nil {
+			return err
+		}
 	}
+	s.SetANAStates(k, func(g uint32) nvmeof.ANAState {
+		if group == 0 || g == group {
+			return st
+		}
+		return 0 // unchanged
+	})
+	return nil
+}
+
+// SetANAStates sets, on port k, each group g to want(g) (0: leave it),
+// with one ANA change notice to the controllers reached through k for
+// all the changes. It returns the groups that changed.
+func (s *Subsystem) SetANAStates(k PortKey, want func(group uint32) nvmeof.ANAState) []uint32 {
 	s.mu.Lock()
 	p := s.anaPortLocked(k)
-	changed := false
-	for g := lo; g <= hi; g++ {
-		if p.state(g) != st {
+	var groups []uint32
+	for g := uint32(1); g <= MaxANAGroups; g++ {
+		if st := want(g); st.Valid() && p.state(g) != st {
 			p.states[g].Store(uint32(st))
 			s.anaChanges++
 			s.anaGroupChanges[g] = s.anaChanges
-			changed = true
+			groups = append(groups, g)
 		}
 	}
+	changed := len(groups) > 0
 	var notify []*Controller
 	if changed {
 		for c := range s.ctrls {
@@ -95,12 +108,12 @@ func (s *Subsystem) SetANAState(k PortKey, group uint32, st nvmeof.ANAState) err
 	}
 	s.mu.Unlock()
 	if changed {
-		s.t.log.Debug("ANA state changed", "subsys", s.cfg.NQN, "port", k.String(), "group", group, "state", st.String(), "controllers", len(notify))
+		s.t.log.Debug("ANA states changed", "subsys", s.cfg.NQN, "port", k.String(), "groups", groups, "controllers", len(notify))
 	}
 	for _, c := range notify {
 		c.anaChanged()
 	}
-	return nil
+	return groups
 }
 
 // ANAState returns the state of group on port k.

@@ -121,15 +121,12 @@ func (s *Server) applyANA(cfg *Config) {
 			if !ok {
 				continue
 			}
+			// All of a listener's groups at once: one notice for them.
+			groups := ss.SetANAStates(key, func(g uint32) nvmeof.ANAState { return cfg.ANAStateOf(sc.NQN, l, g) })
 			changed := map[nvmeof.ANAState][]uint32{}
-			for g := uint32(1); g <= target.MaxANAGroups; g++ {
-				if want := cfg.ANAStateOf(sc.NQN, l, g); ss.ANAState(key, g) != want {
-					if err := ss.SetANAState(key, g, want); err != nil {
-						s.log.Error("ANA state", "subsys", sc.NQN, "listener", l, "group", g, "err", err)
-						continue
-					}
-					changed[want] = append(changed[want], g)
-				}
+			for _, g := range groups {
+				st := cfg.ANAStateOf(sc.NQN, l, g)
+				changed[st] = append(changed[st], g)
 			}
 			for st, groups := range changed {
 				s.log.Info("ANA state changed", "subsys", sc.NQN, "listener", l, "state", st.String(), "groups", groups)

@@ -52,9 +52,16 @@ func TestANAHost(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		ev := <-events // raised before Update returns; read by the host's event loop
+		// The notice is raised before Update returns; the host's event
+		// loop reads the log and hands over the event.
+		ev := <-events
 		if !ev.ANAChanged() || ev.Err != nil || ev.ANA == nil || len(ev.ANA.Groups) == 0 || ev.ANA.Groups[0].State.String() != state {
 			t.Fatalf("event after setting %s: %+v", state, ev)
+		}
+		select {
+		case ev := <-events:
+			t.Errorf("a second event for one change: %+v", ev)
+		default:
 		}
 	}
 	setA("inaccessible")
