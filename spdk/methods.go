@@ -128,6 +128,12 @@ func (s *Server) getMethods(p json.RawMessage) (any, *Error) {
 	return MethodNames(), nil
 }
 
+// nqnParams are the parameters of the methods that name a subsystem alone.
+type nqnParams struct {
+	NQN string `json:"nqn"`
+	tgtName
+}
+
 // tgtName is the tgt_name parameter of the nvmf methods, embedded in
 // their parameters: decodeParams refuses one that is set, as flashpath
 // runs one target.
@@ -320,10 +326,7 @@ func printable(s string) bool {
 }
 
 func (s *Server) deleteSubsystem(params json.RawMessage) (any, *Error) {
-	var p struct {
-		NQN string `json:"nqn"`
-		tgtName
-	}
+	var p nqnParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}
@@ -379,10 +382,7 @@ type subsystemInfo struct {
 }
 
 func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
-	var p struct {
-		NQN string `json:"nqn"`
-		tgtName
-	}
+	var p nqnParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}
@@ -874,10 +874,7 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 }
 
 func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
-	var p struct {
-		NQN string `json:"nqn"`
-		tgtName
-	}
+	var p nqnParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}
@@ -908,10 +905,7 @@ func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 }
 
 func (s *Server) getControllers(params json.RawMessage) (any, *Error) {
-	var p struct {
-		NQN string `json:"nqn"`
-		tgtName
-	}
+	var p nqnParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}

@@ -61,10 +61,7 @@ type qpairAuth struct {
 // every controller of the subsystem (the discovery subsystem's too), by
 // controller ID and queue ID.
 func (s *Server) getQpairs(params json.RawMessage) (any, *Error) {
-	var p struct {
-		NQN string `json:"nqn"`
-		tgtName
-	}
+	var p nqnParams
 	if e := decodeParams(params, &p); e != nil {
 		return nil, e
 	}
