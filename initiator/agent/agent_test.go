@@ -264,15 +264,11 @@ func TestRun(t *testing.T) {
 	}
 }
 
-// TestMetrics: controllers with their state and the namespaces' block
-// counters, the pcie drive left out.
-func TestMetrics(t *testing.T) {
-	f := newFixture(t, baseConfig)
-	must(t, f.fs.Add("nvme20", "pcie", "", "", "nqn.local", "live", 1))
-	f.a.Reconcile(context.Background())
-	must(t, f.fs.SetState("nvme22", "connecting")) // nqn.a, the second connected
+// gather collects a's metrics as name{labels} → value.
+func gather(t *testing.T, a *Agent) map[string]float64 {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(f.a))
+	reg.MustRegister(NewCollector(a))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -283,6 +279,17 @@ func TestMetrics(t *testing.T) {
 			got[mf.GetName()+labels(m)] = value(m)
 		}
 	}
+	return got
+}
+
+// TestMetrics: controllers with their state and the namespaces' block
+// counters, the pcie drive left out.
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, baseConfig)
+	must(t, f.fs.Add("nvme20", "pcie", "", "", "nqn.local", "live", 1))
+	f.a.Reconcile(context.Background())
+	must(t, f.fs.SetState("nvme22", "connecting")) // nqn.a, the second connected
+	got := gather(t, f.a)
 	for k, v := range map[string]float64{
 		"flashpath_initiator_connects_total":                                3,
 		"flashpath_initiator_subsystems_wanted":                             3,
@@ -364,18 +371,7 @@ func TestPathState(t *testing.T) {
 	}
 	must(t, f.fs.SetState(nameA, "connecting"))
 	must(t, f.fs.SetState(nameB, "dead"))
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(f.a))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			got[mf.GetName()+labels(m)] = value(m)
-		}
-	}
+	got := gather(t, f.a)
 	series := func(nqn, tr, addr, port, state string) string {
 		return fmt.Sprintf(`flashpath_initiator_path_state{state=%q,subsys=%q,traddr=%q,transport=%q,trsvcid=%q}`, state, nqn, addr, tr, port)
 	}
