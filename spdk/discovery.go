@@ -18,9 +18,15 @@ import (
 // done is false when want is an I/O listener's address, for the caller's
 // rules to handle.
 func (s *Server) discoveryListener(add bool, want string) (done bool, e *Error) {
+	isIO := func(cfg *server.Config) bool {
+		return slices.ContainsFunc(cfg.Listeners, func(x string) bool { return sameListener(x, want) })
+	}
+	if isIO(s.srv.Applied()) {
+		return false, nil // an I/O listener: the caller's rules
+	}
 	e = s.update("discovery listener "+want, func(cfg *server.Config) *Error {
-		if slices.ContainsFunc(cfg.Listeners, func(x string) bool { return sameListener(x, want) }) {
-			return nil // an I/O listener: not done here
+		if isIO(cfg) {
+			return nil // became one meanwhile (a reload): the caller's rules
 		}
 		i := slices.IndexFunc(cfg.DiscoveryListeners, func(x string) bool { return sameListener(x, want) })
 		switch {
