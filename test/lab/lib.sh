@@ -108,13 +108,17 @@ fp_ctrl() {
 	return 1
 }
 
-# fp_ns NQN NSID [TIMEOUT_S] — wait for and print /dev/nvmeXnNSID of NQN.
+# fp_ns NQN NSID [TIMEOUT_S] — wait for and print the block device of
+# namespace NSID of NQN. Matched by the disk's nsid attribute, not its name:
+# the Y in nvmeXnY is an instance number, and since Linux 6.4 namespaces are
+# scanned concurrently, so NSID 2 can become nvme0n1.
 fp_ns() {
 	local t=$(( ${3:-20} * 10 )) s d
 	while [ $t -gt 0 ]; do
 		if s=$(fp_subsys_dir "$1"); then
-			for d in "$s"/nvme*n"$2"; do
-				[ -e "$d" ] && [ -b "/dev/${d##*/}" ] && { echo "/dev/${d##*/}"; return 0; }
+			for d in "$s"/nvme*n*; do
+				[ "$(cat "$d/nsid" 2>/dev/null)" = "$2" ] && [ -b "/dev/${d##*/}" ] &&
+					{ echo "/dev/${d##*/}"; return 0; }
 			done
 		fi
 		sleep 0.1; t=$((t - 1))
