@@ -265,6 +265,70 @@ type Job struct {
 	NewGroup    bool
 	GroupReport bool
 
+	// Filenames is filename= naming several files (fio's ':' separator,
+	// "\\:" an escaped colon), in order; Filename is then the first, and
+	// nil with one name.
+	Filenames []string
+	// SizePct and OffsetPct are size=N% and offset=N%: a percent of the
+	// file or device's size (0: not given; Size and Offset hold bytes).
+	SizePct, OffsetPct float64
+	// RWModifier is rw's ":<nr>" offset modifier: for sequential patterns
+	// the bytes skipped after each I/O (rw=read:8k, sequential with holes),
+	// for random ones the I/Os issued per new random offset (rw=randread:8),
+	// as rw_sequencer says. 0: none.
+	RWModifier int64
+	// RWSequencerIdentical is rw_sequencer=identical: a random offset is
+	// reused RWModifier times instead of followed sequentially.
+	RWSequencerIdentical bool
+	// KBBase is kb_base: 1024 (fio's default: k is 1024, KiB 1000) or
+	// 1000 (k is 1000, KiB 1024). Sizes are already parsed by it.
+	KBBase int
+	// UnitBase is unit_base for the reports: 0 (auto: bytes), 8 (bytes)
+	// or 1 (bits).
+	UnitBase int
+	// BlockAlign is blockalign (ba) per direction: random offsets fall on
+	// multiples of it (0: the block size, fio's default).
+	BlockAlign [numDirs]int
+	// BSRange is bsrange per direction: block sizes drawn between the two
+	// (already expressed as BSSplit when set; zero: not given).
+	BSRange [numDirs][2]int
+	// Unlink removes the job's files when it is done; Overwrite writes a
+	// file in full before the job when it must be laid out; Fallocate is
+	// fio's fallocate= mode for laying files out (none, native, posix,
+	// keep, truncate, or "" for fio's default, native); AllowFileCreate
+	// (fio's default) lets the job create a file that does not exist.
+	Unlink, Overwrite, AllowFileCreate bool
+	Fallocate                          string
+	// DisableLat, DisableClat and DisableSlat are fio's disable_lat/_clat/
+	// _slat: the reports leave those latencies out.
+	DisableLat, DisableClat, DisableSlat bool
+	// Nice is nice= (-20..19) for the job's thread; Prio and PrioClass are
+	// prio= (0..7) and prioclass= (1 realtime, 2 best effort, 3 idle) for
+	// its I/O (ioprio_set); -1: not given.
+	Nice, Prio, PrioClass int
+	// VerifyBacklog verifies the blocks written so far after every this
+	// many writes (0: only at the end); VerifyBacklogBatch is how many
+	// (0: VerifyBacklog). VerifyFatal stops the job at the first verify
+	// error. VerifyOnly reads and checks without writing first.
+	VerifyBacklog, VerifyBacklogBatch int64
+	VerifyFatal, VerifyOnly           bool
+	// IODepthLow is iodepth_low: once the queue is full, wait until it
+	// drains to this many before refilling (0: iodepth, fio's default).
+	IODepthLow int
+	// RateProcess is rate_process: "linear" (fio's default) or "poisson".
+	RateProcess string
+	// RateMin and RateIOPSMin are ratemin and rate_iops_min per direction:
+	// the job fails when it falls below them (0: no floor).
+	RateMin, RateIOPSMin [numDirs]int64
+	// RandomGenerator is random_generator: tausworthe (fio's default),
+	// lfsr or tausworthe64.
+	RandomGenerator string
+	// CudaIO is the cufile engine's cuda_io: "cufile" (default) or "posix"
+	// (libcufile's engine options); GPUDevIDs is gpu_dev_ids, the GPUs
+	// the job's clones use in turn.
+	CudaIO    string
+	GPUDevIDs []int
+
 	// EngineOptions are options declared by the engine (fio's
 	// engine-specific options, e.g. fixedbufs for io_uring), by name.
 	EngineOptions map[string]string
@@ -293,23 +357,28 @@ func (j *Job) CloneOffset(clone int) int64 { return j.Offset + int64(clone)*j.Of
 // DefaultJob returns a job with fio's defaults.
 func DefaultJob() Job {
 	return Job{
-		RW:           RW{Read: true},
-		BS:           [numDirs]int{4096, 4096, 4096},
-		IODepth:      1,
-		NrFiles:      1,
-		FileServiceN: 1,
-		BatchSubmit:  1,
-		CompleteMin:  1,
-		ThinkBlocks:  1,
-		Invalidate:   true,
-		Loops:        1,
-		ClatPct:      true,
-		LatPct:       true,
-		NumJobs:      1,
-		RWMixRead:    50,
-		IOEngine:     "psync",
-		RandRepeat:   true,
-		DoVerify:     true,
+		RW:              RW{Read: true},
+		BS:              [numDirs]int{4096, 4096, 4096},
+		IODepth:         1,
+		NrFiles:         1,
+		FileServiceN:    1,
+		BatchSubmit:     1,
+		CompleteMin:     1,
+		ThinkBlocks:     1,
+		Invalidate:      true,
+		Loops:           1,
+		ClatPct:         true,
+		LatPct:          true,
+		NumJobs:         1,
+		RWMixRead:       50,
+		IOEngine:        "psync",
+		RandRepeat:      true,
+		DoVerify:        true,
+		KBBase:          1024,
+		AllowFileCreate: true,
+		Nice:            -1,
+		Prio:            -1,
+		PrioClass:       -1,
 	}
 }
 
