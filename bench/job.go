@@ -302,9 +302,9 @@ type Job struct {
 	// DisableLat, DisableClat and DisableSlat are fio's disable_lat/_clat/
 	// _slat: the reports leave those latencies out.
 	DisableLat, DisableClat, DisableSlat bool
-	// Nice is nice= (-20..19) for the job's thread; Prio and PrioClass are
-	// prio= (0..7) and prioclass= (1 realtime, 2 best effort, 3 idle) for
-	// its I/O (ioprio_set); -1: not given.
+	// Nice is nice= (-20..19) for the job's thread (0: unchanged); Prio
+	// and PrioClass are prio= (0..7) and prioclass= (1 realtime, 2 best
+	// effort, 3 idle) for its I/O (ioprio_set); -1: not given.
 	Nice, Prio, PrioClass int
 	// VerifyBacklog verifies the blocks written so far after every this
 	// many writes (0: only at the end); VerifyBacklogBatch is how many
