@@ -131,13 +131,32 @@ func (n *Namespace) check(op string, off int64, length int) error {
 // a write writes the same data again.
 // With dev != 0 the data is in device memory at dev, not in p.
 func (n *Namespace) do(op Op, p []byte, dev uint64, off int64, length int, fua, dealloc bool) error {
-	if err := n.check(op.String(), off, length); err != nil {
+	return doIO(n, op, p, dev, off, length, fua, dealloc)
+}
+
+// blockIO is what a Namespace (one controller) and a Multipath (several)
+// share: the geometry that checks an operation, and how its commands are
+// run (again on a new connection, or on another path, when one fails).
+type blockIO interface {
+	geometry() *Namespace
+	run(op string, off int64, f func(n *Namespace, s *session) (lost bool, err error)) error
+}
+
+func (n *Namespace) geometry() *Namespace { return n }
+
+func (n *Namespace) run(op string, off int64, f func(n *Namespace, s *session) (bool, error)) error {
+	return n.retry(op, off, func(s *session) (bool, error) { return f(n, s) })
+}
+
+// doIO checks an operation against b's geometry and runs its commands.
+func doIO(b blockIO, op Op, p []byte, dev uint64, off int64, length int, fua, dealloc bool) error {
+	if err := b.geometry().check(op.String(), off, length); err != nil {
 		return err
 	}
 	if length == 0 {
 		return nil
 	}
-	return n.retry(op.String(), off, func(s *session) (bool, error) {
+	return b.run(op.String(), off, func(n *Namespace, s *session) (bool, error) {
 		return n.doOn(s, op, p, dev, off, length, fua, dealloc)
 	})
 }
@@ -301,8 +320,10 @@ func (n *Namespace) WriteZeroes(off int64, length int64) error {
 }
 
 // Flush makes every completed write durable.
-func (n *Namespace) Flush() error {
-	err := n.retry("flush", 0, func(s *session) (bool, error) {
+func (n *Namespace) Flush() error { return flushIO(n) }
+
+func flushIO(b blockIO) error {
+	err := b.run("flush", 0, func(n *Namespace, s *session) (bool, error) {
 		return n.one(s, Request{Op: OpFlush, NSID: n.id})
 	})
 	if err != nil {
@@ -313,7 +334,10 @@ func (n *Namespace) Flush() error {
 
 // Deallocate deallocates (trims) length bytes at off with Dataset
 // Management; the namespace reads back zeros when DLFEAT says so.
-func (n *Namespace) Deallocate(off int64, length int64) error {
+func (n *Namespace) Deallocate(off int64, length int64) error { return deallocateIO(n, off, length) }
+
+func deallocateIO(b blockIO, off int64, length int64) error {
+	n := b.geometry()
 	if err := n.check("deallocate", off, 0); err != nil {
 		return err
 	}
@@ -338,7 +362,7 @@ func (n *Namespace) Deallocate(off int64, length int64) error {
 		slba += uint64(cnt)
 		blocks -= cnt
 	}
-	err := n.retry("deallocate", off, func(s *session) (bool, error) {
+	err := b.run("deallocate", off, func(n *Namespace, s *session) (bool, error) {
 		return n.one(s, Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true})
 	})
 	if err != nil {

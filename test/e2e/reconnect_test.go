@@ -27,23 +27,30 @@ import (
 type restartable struct {
 	t    *testing.T
 	tgt  *target.Target
+	ss   *target.Subsystem
 	ln   *tcp.Listener
 	addr string
 }
 
 func startRestartable(t *testing.T) *restartable {
 	t.Helper()
+	be, err := backend.NewMem(16<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	return startRestartableOn(t, be)
+}
+
+// startRestartableOn serves be as namespace 1 of realNQN.
+func startRestartableOn(t *testing.T, be backend.Backend) *restartable {
+	t.Helper()
 	tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	be, err := backend.NewMem(16<<20, 512)
-	testutil.SkipIfNotSupported(t, err)
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
-	r := &restartable{t: t, tgt: tgt}
+	r := &restartable{t: t, tgt: tgt, ss: ss}
 	r.listen("127.0.0.1:0")
 	r.addr = r.ln.Addr().String()
 	t.Cleanup(func() {

@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/testutil"
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+)
+
+// sharedStorage is one backend behind two targets, as two storage nodes
+// exporting the same backing storage: each target counts the commands it
+// executes, and neither closes it.
+type sharedStorage struct {
+	backend.Backend
+	ios atomic.Int64
+}
+
+func (s *sharedStorage) ReadAt(p []byte, off int64) error {
+	s.ios.Add(1)
+	return s.Backend.ReadAt(p, off)
+}
+
+func (s *sharedStorage) WriteAt(p []byte, off int64, fua bool) error {
+	s.ios.Add(1)
+	return s.Backend.WriteAt(p, off, fua)
+}
+
+func (s *sharedStorage) Close() error { return nil }
+
+// progress counts completed operations and lets a test wait for more.
+type progress struct {
+	mu      sync.Mutex
+	n       int
+	waiters []progressWaiter
+}
+
+type progressWaiter struct {
+	at int
+	ch chan struct{}
+}
+
+func (p *progress) add() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	keep := p.waiters[:0]
+	for _, w := range p.waiters {
+		if p.n >= w.at {
+			close(w.ch)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	p.waiters = keep
+}
+
+// wait waits (bounded) until k more operations completed.
+func (p *progress) wait(t *testing.T, k int, what string) {
+	t.Helper()
+	p.mu.Lock()
+	w := progressWaiter{at: p.n + k, ch: make(chan struct{})}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	select {
+	case <-w.ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: fewer than %d operations completed in 30 s", what, k)
+	}
+}
+
+// waitPath waits (bounded) until path i of m is in the state ok accepts.
+func waitPath(t *testing.T, m *initiator.Multipath, i int, what string, ok func(initiator.PathInfo) bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		changed := m.Changed()
+		if in := m.Info()[i]; ok(in) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("path %d never became %s: %+v", i, what, m.Info()[i])
+		}
+	}
+}
+
+// TestMultipathFailover: one namespace through two targets on the same
+// storage. Writers and readers keep going, each checking what it reads,
+// while target A drops every connection (I/O fails over to B with no
+// error to the caller; A reconnects in the background), and then while
+// B turns ANA inaccessible (I/O moves to A). Each target's executed
+// commands show where the I/O went.
+func TestMultipathFailover(t *testing.T) {
+	mem, err := backend.NewMem(16<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	t.Cleanup(func() { mem.Close() })
+	sa, sb := &sharedStorage{Backend: mem}, &sharedStorage{Backend: mem}
+	a, b := startRestartableOn(t, sa), startRestartableOn(t, sb)
+
+	cfg := func(addr string) initiator.Config {
+		return initiator.Config{Addr: "tcp://" + addr, SubNQN: realNQN, IOQueues: 2, QueueDepth: 16,
+			ReconnectDelay: 5 * time.Millisecond, CtrlLossTimeout: 30 * time.Second,
+			Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := initiator.ConnectMultipath(ctx, []initiator.Config{cfg(a.addr), cfg(b.addr)}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	for i, in := range m.Info() {
+		if !in.Usable() || in.ANA != nvmeof.ANAOptimized {
+			t.Fatalf("path %d at the start: %+v", i, in)
+		}
+	}
+
+	// Four workers, each on its own 64 KiB region: write a numbered
+	// pattern, read it back, compare.
+	var done progress
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			off := int64(w) << 16
+			out, in := make([]byte, 64<<10), make([]byte, 64<<10)
+			for seq := uint64(0); ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := 0; i < len(out); i += 8 {
+					binary.LittleEndian.PutUint64(out[i:], seq<<8|uint64(w))
+				}
+				if _, err := m.WriteAt(out, off); err != nil {
+					t.Errorf("worker %d write %d: %v", w, seq, err)
+					return
+				}
+				if _, err := m.ReadAt(in, off); err != nil {
+					t.Errorf("worker %d read %d: %v", w, seq, err)
+					return
+				}
+				if !bytes.Equal(in, out) {
+					t.Errorf("worker %d: read back differs from write %d", w, seq)
+					return
+				}
+				done.add()
+			}
+		}()
+	}
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	done.wait(t, 100, "both paths up")
+	if sa.ios.Load() == 0 || sb.ios.Load() == 0 {
+		t.Errorf("with both paths optimized, commands on A %d and B %d: want both used", sa.ios.Load(), sb.ios.Load())
+	}
+
+	// Target A drops every connection and refuses new ones.
+	a.drop()
+	waitPath(t, m, 0, "disconnected", func(in initiator.PathInfo) bool { return !in.Connected })
+	beforeA := sa.ios.Load()
+	done.wait(t, 200, "with path A down")
+	if got := sa.ios.Load(); got != beforeA {
+		t.Errorf("path A down, yet it executed %d commands", got-beforeA)
+	}
+
+	// A comes back; B turns inaccessible.
+	a.listen(a.addr)
+	waitPath(t, m, 0, "reconnected", initiator.PathInfo.Usable)
+	keyB := target.PortKey{TrType: uint8(nvmeof.TrTypeTCP), Addr: netip.MustParseAddrPort(b.addr)}
+	if err := b.ss.SetANAState(keyB, 1, nvmeof.ANAInaccessible); err != nil {
+		t.Fatal(err)
+	}
+	waitPath(t, m, 1, "inaccessible", func(in initiator.PathInfo) bool { return in.ANA == nvmeof.ANAInaccessible })
+	beforeA, beforeB := sa.ios.Load(), sb.ios.Load()
+	done.wait(t, 200, "with path B inaccessible")
+	if got := sb.ios.Load(); got != beforeB {
+		t.Errorf("path B inaccessible, yet it executed %d commands", got-beforeB)
+	}
+	if sa.ios.Load() == beforeA {
+		t.Error("path B inaccessible and no command on A")
+	}
+
+	// Both optimized again: both take I/O.
+	if err := b.ss.SetANAState(keyB, 1, nvmeof.ANAOptimized); err != nil {
+		t.Fatal(err)
+	}
+	waitPath(t, m, 1, "optimized", initiator.PathInfo.Usable)
+	beforeB = sb.ios.Load()
+	done.wait(t, 100, "both paths up again")
+	if sb.ios.Load() == beforeB {
+		t.Error("path B optimized again and no command on it")
+	}
+	if err := m.Flush(); err != nil {
+		t.Errorf("flush: %v", err)
+	}
+}
+
+// TestMultipathRefusesOtherNamespace: paths to different storage (other
+// identifiers) are refused with an error naming both.
+func TestMultipathRefusesOtherNamespace(t *testing.T) {
+	a := startRestartable(t)
+	b := startTarget(t, 8<<20, 0)
+	cfg := func(addr string) initiator.Config {
+		return initiator.Config{Addr: "tcp://" + addr, SubNQN: realNQN, CtrlLossTimeout: -1,
+			Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}}
+	}
+	m, err := initiator.ConnectMultipath(context.Background(), []initiator.Config{cfg(a.addr), cfg(b.addr)}, 1)
+	if err == nil {
+		m.Close()
+		t.Fatal("paths to a 16 MiB and an 8 MiB namespace accepted as one")
+	}
+	if !bytes.Contains([]byte(err.Error()), []byte("do not lead to the same namespace")) {
+		t.Errorf("error: %v", err)
+	}
+}
