@@ -2,6 +2,7 @@ package initiator
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -13,12 +14,20 @@ import (
 //
 //	tcp://10.0.0.1:4420/nqn.2026-12.io.flashpath:ckpt/1
 //	rdma://10.0.0.2/nqn.2026-12.io.flashpath:ckpt/3   (port 4420)
+//
+// Several addresses, comma-separated, are paths to the same namespace
+// (ConnectMultipath):
+//
+//	tcp://10.0.0.1:4420,10.0.0.2:4420/nqn.2026-12.io.flashpath:ckpt/1
 type NamespaceURL struct {
 	Transport string // "tcp" or "rdma"
-	Addr      string // host:port
+	Addr      string // host:port, or several, comma-separated (Addrs)
 	NQN       string
 	NSID      uint32
 }
+
+// Addrs returns each path's host:port.
+func (u NamespaceURL) Addrs() []string { return strings.Split(u.Addr, ",") }
 
 // String formats u back into its URL.
 func (u NamespaceURL) String() string {
@@ -33,11 +42,14 @@ func ParseURL(s, scheme string) (NamespaceURL, error) {
 		ex = scheme
 	}
 	want := "want " + ex + "://HOST:PORT/NQN/NSID, e.g. " + ex + "://127.0.0.1:4420/nqn.2026-11.io.flashpath:demo/1"
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.Scheme != "tcp" && u.Scheme != "rdma" || scheme != "" && u.Scheme != scheme {
+	// By hand rather than url.Parse: a list of addresses is no URL host.
+	sch, rest, ok := strings.Cut(s, "://")
+	authority, upath, _ := strings.Cut(rest, "/")
+	upath, err := url.PathUnescape(upath)
+	if !ok || err != nil || authority == "" || sch != "tcp" && sch != "rdma" || scheme != "" && sch != scheme {
 		return NamespaceURL{}, fmt.Errorf("namespace URL %q: %s", s, want)
 	}
-	path := strings.Trim(u.Path, "/")
+	path := strings.Trim(upath, "/")
 	i := strings.LastIndex(path, "/")
 	if i <= 0 {
 		return NamespaceURL{}, fmt.Errorf("namespace URL %q: no NQN/NSID path; %s", s, want)
@@ -46,9 +58,14 @@ func ParseURL(s, scheme string) (NamespaceURL, error) {
 	if err != nil || nsid == 0 {
 		return NamespaceURL{}, fmt.Errorf("namespace URL %q: NSID %q is not a positive number; %s", s, path[i+1:], want)
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":" + DefaultPort
+	hosts := strings.Split(authority, ",")
+	for j, h := range hosts {
+		if h == "" {
+			return NamespaceURL{}, fmt.Errorf("namespace URL %q: an empty address in the list; %s", s, want)
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			hosts[j] = net.JoinHostPort(strings.Trim(h, "[]"), DefaultPort)
+		}
 	}
-	return NamespaceURL{Transport: u.Scheme, Addr: host, NQN: path[:i], NSID: uint32(nsid)}, nil
+	return NamespaceURL{Transport: sch, Addr: strings.Join(hosts, ","), NQN: path[:i], NSID: uint32(nsid)}, nil
 }

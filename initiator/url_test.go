@@ -16,7 +16,11 @@ func TestParseURL(t *testing.T) {
 	if got, err := ParseURL("rdma://10.0.0.1/nqn.a:b/7", ""); err != nil || got.Addr != "10.0.0.1:4420" || got.NSID != 7 || got.Transport != "rdma" {
 		t.Fatalf("default port: got %+v, %v", got, err)
 	}
-	for _, bad := range []string{"/dev/nvme0n1", "tcp://h:1/nqn.a", "tcp://h:1/nqn.a/0", "tcp://h:1/nqn.a/x", "fc://h:1/nqn.a/1", "tcp:///nqn.a/1"} {
+	if got, err := ParseURL("tcp://10.0.0.1,10.0.0.2:4421,[fd00::1]/nqn.a:b/7", ""); err != nil || got.Addr != "10.0.0.1:4420,10.0.0.2:4421,[fd00::1]:4420" ||
+		len(got.Addrs()) != 3 || got.Addrs()[1] != "10.0.0.2:4421" {
+		t.Fatalf("several paths: got %+v, %v", got, err)
+	}
+	for _, bad := range []string{"tcp://h:1,,h:2/nqn.a/1", "tcp://h:1,/nqn.a/1", "/dev/nvme0n1", "tcp://h:1/nqn.a", "tcp://h:1/nqn.a/0", "tcp://h:1/nqn.a/x", "fc://h:1/nqn.a/1", "tcp:///nqn.a/1"} {
 		if _, err := ParseURL(bad, ""); err == nil {
 			t.Errorf("ParseURL(%q) succeeded", bad)
 		}

@@ -20,6 +20,12 @@
 // flight (busy_poll=1ms unless given). As fio over the kernel host, a job
 // rides through a lost connection: the I/O in flight waits for the
 // reconnect and is sent again on the new queue.
+//
+// Several comma-separated addresses are paths to one namespace, as the
+// kernel host's native multipath (tcp://HOST1:PORT,HOST2:PORT/NQN/NSID):
+// one controller per path, I/O on the ANA-optimized path with the fewest
+// commands in flight, and I/O whose path is lost or turns inaccessible
+// sent again on another path without an error to the job (multipath.go).
 package fabrics
 
 import (
@@ -174,12 +180,10 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ctrl, err := initiator.Connect(ctx, initiator.Config{
-		Addr: scheme + "://" + t.Addr, SubNQN: t.NQN, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
-		ReconnectDelay: o.reconnectDelay, CtrlLossTimeout: o.ctrlLossTmo,
-		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll, Polled: o.polled,
-			DHCHAPSecret: cfg.Options["dhchap_secret"], DHCHAPCtrlSecret: cfg.Options["dhchap_ctrl_secret"], TLSKey: cfg.Options["tls_key"]},
-	})
+	if addrs := t.Addrs(); len(addrs) > 1 {
+		return openMultipath(ctx, cfg, o, t, scheme)
+	}
+	ctrl, err := initiator.Connect(ctx, controllerConfig(cfg, o, scheme+"://"+t.Addr, t.NQN))
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +218,17 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 	return e, nil
 }
 
+// controllerConfig is the configuration of the job's controller at addr:
+// one I/O queue as deep as the job.
+func controllerConfig(cfg *bench.EngineConfig, o options, addr, nqn string) initiator.Config {
+	return initiator.Config{
+		Addr: addr, SubNQN: nqn, IOQueues: 1, QueueDepth: max(cfg.IODepth, 1),
+		ReconnectDelay: o.reconnectDelay, CtrlLossTimeout: o.ctrlLossTmo,
+		Options: initiator.Options{HeaderDigest: o.hdrDigest, DataDigest: o.dataDigest, HostNQN: cfg.Options["hostnqn"], BusyPoll: o.busyPoll, Polled: o.polled,
+			DHCHAPSecret: cfg.Options["dhchap_secret"], DHCHAPCtrlSecret: cfg.Options["dhchap_ctrl_secret"], TLSKey: cfg.Options["tls_key"]},
+	}
+}
+
 func (e *engine) Size() int64 { return e.size }
 
 // Offloaded: the host's receive goroutines run the I/O (bench.Offloaded).
@@ -239,13 +254,23 @@ func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) {
 }
 
 func (e *engine) Queue(io *bench.IO) error {
-	bs := int64(1) << e.shift
+	if err := fill(&e.reqs[io.Index], io, e.shift, e.fua); err != nil {
+		return err
+	}
+	e.ios[io.Index] = io
+	e.staged = append(e.staged, io)
+	return nil
+}
+
+// fill makes r the command of io on a namespace of 1<<shift-byte blocks;
+// fua: every write with Force Unit Access (sync=).
+func fill(r *initiator.Request, io *bench.IO, shift uint, fua bool) error {
+	bs := int64(1) << shift
 	if io.Offset%bs != 0 || int64(io.Len)%bs != 0 || io.Len == 0 {
 		return fmt.Errorf("nvme-tcp: I/O at %d of %d bytes is not a multiple of the %d-byte block size", io.Offset, io.Len, bs)
 	}
-	r := &e.reqs[io.Index]
-	r.SLBA = uint64(io.Offset) >> e.shift
-	r.NLB = uint32(io.Len >> e.shift)
+	r.SLBA = uint64(io.Offset) >> shift
+	r.NLB = uint32(io.Len >> shift)
 	r.Buf = io.Buf.Bytes[:io.Len]
 	r.Deallocate = false
 	switch io.Op {
@@ -253,7 +278,7 @@ func (e *engine) Queue(io *bench.IO) error {
 		r.Op = initiator.OpRead
 	case bench.OpWrite:
 		r.Op = initiator.OpWrite
-		r.FUA = e.fua // sync=: the write is durable when it completes
+		r.FUA = fua // sync=: the write is durable when it completes
 	case bench.OpTrim:
 		// Dataset Management, deallocate: one range, encoded in the slot's
 		// buffer (at least one block, far more than 16 bytes).
@@ -261,8 +286,6 @@ func (e *engine) Queue(io *bench.IO) error {
 		initiator.PutDSMRange(io.Buf.Bytes, 0, r.SLBA, r.NLB)
 		r.SLBA, r.NLB, r.Buf = 0, 1, io.Buf.Bytes[:initiator.DSMRangeSize]
 	}
-	e.ios[io.Index] = io
-	e.staged = append(e.staged, io)
 	return nil
 }
 

@@ -89,6 +89,9 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 	if err != nil {
 		return nil, err
 	}
+	if len(u.Addrs()) > 1 {
+		return nil, fmt.Errorf("%s: several paths in one URL are not taken here yet: give one address (the bench's nvme-tcp and nvme-rdma engines take several)", url)
+	}
 	if o.Queues <= 0 {
 		o.Queues = gds.DefaultRemoteQueues
 	}

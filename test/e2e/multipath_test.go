@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
@@ -24,15 +25,25 @@ import (
 type sharedStorage struct {
 	backend.Backend
 	ios atomic.Int64
+	// since, when set (Unix ns), makes the next command note its time in
+	// first.
+	since, first atomic.Int64
+}
+
+func (s *sharedStorage) count() {
+	s.ios.Add(1)
+	if s.since.Load() != 0 && s.first.Load() == 0 {
+		s.first.CompareAndSwap(0, time.Now().UnixNano())
+	}
 }
 
 func (s *sharedStorage) ReadAt(p []byte, off int64) error {
-	s.ios.Add(1)
+	s.count()
 	return s.Backend.ReadAt(p, off)
 }
 
 func (s *sharedStorage) WriteAt(p []byte, off int64, fua bool) error {
-	s.ios.Add(1)
+	s.count()
 	return s.Backend.WriteAt(p, off, fua)
 }
 
@@ -228,4 +239,62 @@ func TestMultipathRefusesOtherNamespace(t *testing.T) {
 	if !bytes.Contains([]byte(err.Error()), []byte("do not lead to the same namespace")) {
 		t.Errorf("error: %v", err)
 	}
+}
+
+// killAfter is shared storage that runs kill (once, on its own goroutine)
+// at the n-th write it executes, and notes when the other target next
+// executes a command.
+type killAfter struct {
+	*sharedStorage
+	n    int64
+	kill func()
+}
+
+func (k *killAfter) WriteAt(p []byte, off int64, fua bool) error {
+	if k.ios.Load()+1 == k.n {
+		go k.kill()
+	}
+	return k.sharedStorage.WriteAt(p, off, fua)
+}
+
+// TestEngineMultipathFailover: a verified bench job over two paths
+// (tcp://A,B/NQN/1), A optimized and B non-optimized, so A takes every
+// command until it is killed in the middle of the write phase, never to
+// return: every write completes and every block reads back verified
+// through B, and the job reports no error. The time from the kill to B's
+// first command (the failover) is logged.
+func TestEngineMultipathFailover(t *testing.T) {
+	mem, err := backend.NewMem(16<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	t.Cleanup(func() { mem.Close() })
+	sb := &sharedStorage{Backend: mem}
+	killed := make(chan struct{})
+	var a *restartable
+	sa := &killAfter{sharedStorage: &sharedStorage{Backend: mem}, n: 200}
+	a = startRestartableOn(t, sa)
+	var beforeKill int64
+	sa.kill = func() {
+		defer close(killed)
+		beforeKill = sb.ios.Load()
+		sb.since.Store(time.Now().UnixNano())
+		a.drop() // every connection goes; nothing listens on A again
+	}
+	b := startRestartableOn(t, sb)
+	keyB := target.PortKey{TrType: uint8(nvmeof.TrTypeTCP), Addr: netip.MustParseAddrPort(b.addr)}
+	if err := b.ss.SetANAState(keyB, 1, nvmeof.ANANonOptimized); err != nil {
+		t.Fatal(err)
+	}
+	r := runJob(t, "ioengine=nvme-tcp", "filename=tcp://"+a.addr+","+b.addr+"/"+realNQN+"/1", "hostnqn="+testHost,
+		"rw=randwrite", "bs=4k", "size=4m", "iodepth=16", "verify=crc32c", "reconnect_delay=5ms", "ctrl_loss_tmo=1s")
+	<-killed
+	if w, rd := r.Dir[bench.DirWrite].IOs, r.Dir[bench.DirRead].IOs; w != 1024 || rd != 1024 {
+		t.Fatalf("%d writes and %d verified reads, want 1024 each", w, rd)
+	}
+	if beforeKill != 0 {
+		t.Errorf("B (non-optimized) executed %d commands while A (optimized) was up", beforeKill)
+	}
+	if sb.ios.Load() < 1024 {
+		t.Errorf("target B executed %d commands; the verify phase alone is 1024 reads", sb.ios.Load())
+	}
+	t.Logf("failover: B's first command %v after A was killed", time.Duration(sb.first.Load()-sb.since.Load()))
 }
