@@ -127,6 +127,12 @@ type Invalidator interface {
 	Invalidate() error
 }
 
+// Synchronous is implemented by engines that perform each I/O inside
+// Queue (fio's FIO_SYNCIO engines: psync, sync, pvsync). As fio, the core
+// then times the whole I/O as completion latency (from just before
+// Queue) and records no submission latency.
+type Synchronous interface{ Synchronous() }
+
 // DepthLimiter is implemented by synchronous engines: the core caps the
 // job's iodepth at MaxIODepth (fio: iodepth > 1 does not affect sync engines).
 type DepthLimiter interface {

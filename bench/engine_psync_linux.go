@@ -22,6 +22,7 @@ func init() {
 
 func (e *psyncEngine) Size() int64     { return e.size() }
 func (e *psyncEngine) MaxIODepth() int { return 1 }
+func (e *psyncEngine) Synchronous()    {}
 
 func (e *psyncEngine) Buffers(n, size int) ([]Buffer, error) {
 	m, err := AllocHost(n, size)

@@ -411,18 +411,6 @@ func (j *Job) maxBS() int {
 	return m
 }
 
-// meanBS is direction d's average block size (for rate caps).
-func (j *Job) meanBS(d Direction) float64 {
-	if mix := j.BSSplit[d]; mix != nil {
-		var s float64
-		for _, w := range mix {
-			s += float64(w.Size) * w.Pct / 100
-		}
-		return s
-	}
-	return float64(j.BS[d])
-}
-
 func (j *Job) issues(d Direction) bool {
 	switch d {
 	case DirRead:

@@ -40,8 +40,12 @@ type JobResult struct {
 
 	Usr, Sys  time.Duration // CPU time of the job's thread
 	DepthHist [depthLevels]uint64
-	Syncs     Histogram // fsync/fdatasync latency (fio's "sync")
-	Err       error
+	// SubmitHist and CompleteHist are fio's iodepth_submit and
+	// iodepth_complete: calls that submitted, and reaps that returned,
+	// 0, 1-4, 5-8, 9-16, 17-32, 33-64 and more I/Os.
+	SubmitHist, CompleteHist [depthLevels]uint64
+	Syncs                    Histogram // fsync/fdatasync latency (fio's "sync")
+	Err                      error
 	// TotalErr and FirstErr are the errors continue_on_error counted
 	// (fio's total_err, first_error).
 	TotalErr uint64
@@ -210,6 +214,7 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 		r.Runtime = time.Duration(w.recEnd - w.recStart)
 		r.Usr, r.Sys = w.usr, w.sys
 		r.DepthHist = w.depthHist
+		r.SubmitHist, r.CompleteHist = w.submitHist, w.completeHist
 		r.Syncs = w.syncs
 		r.TotalErr, r.FirstErr = w.totalErr, w.firstErr
 		r.Err = errors.Join(setupErr[i], runErr[i])
@@ -269,8 +274,10 @@ func (g *GroupResult) Grouped() *JobResult {
 		out.Runtime = max(out.Runtime, r.Runtime)
 		out.Usr += r.Usr
 		out.Sys += r.Sys
-		for i, c := range r.DepthHist {
-			out.DepthHist[i] += c
+		for i := range r.DepthHist {
+			out.DepthHist[i] += r.DepthHist[i]
+			out.SubmitHist[i] += r.SubmitHist[i]
+			out.CompleteHist[i] += r.CompleteHist[i]
 		}
 		out.Syncs.Merge(&r.Syncs)
 		out.Err = errors.Join(out.Err, r.Err)

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"runtime"
 	"sync/atomic"
@@ -41,10 +42,14 @@ func (s *runStat) merge(o *runStat) {
 
 // DirStats are one direction's results.
 type DirStats struct {
-	Clat, Lat   Histogram // completion latency (after Commit), total latency
-	slat        runStat   // Queue to end of Commit
-	IOs, Bytes  uint64
-	Short       uint64
+	Clat, Lat  Histogram // completion latency (after Commit), total latency
+	slat       runStat   // Queue to end of Commit
+	IOs, Bytes uint64
+	Short      uint64
+	// Runtime is the time this direction ran (fio's runtime per
+	// direction): a verify job's writes and its verify reads each have
+	// their own.
+	Runtime     time.Duration
 	BWSamples   []float64 // KiB/s per 500 ms interval, as fio's bw log
 	IOPSSamples []float64
 }
@@ -55,6 +60,7 @@ func (d *DirStats) merge(o *DirStats) {
 	d.slat.merge(&o.slat)
 	d.IOs += o.IOs
 	d.Bytes += o.Bytes
+	d.Runtime = max(d.Runtime, o.Runtime)
 	d.Short += o.Short
 	d.BWSamples = sumSamples(d.BWSamples, o.BWSamples)
 	d.IOPSSamples = sumSamples(d.IOPSSamples, o.IOPSSamples)
@@ -109,17 +115,32 @@ type worker struct {
 	rnd                 rng
 	seed, seq           uint64
 
-	written   []uint64 // verify: blocks (of the write bs) written
-	verifying bool
-	vnext     uint64
-	verr      *VerifyError
-	ioErr     error
-	totalErr  uint64 // errors counted under continue_on_error
-	firstErr  error  // the first of them
+	written []uint64 // verify: blocks (of the write bs) written
+	inv     Invalidator
+	// phaseStart is when the current phase (writes, or a verify pass)
+	// began, phaseIOs each direction's IOs when it did.
+	phaseStart int64
+	phaseIOs   [numDirs]uint64
+	verifying  bool
+	vnext      uint64
+	verr       *VerifyError
+	ioErr      error
+	totalErr   uint64 // errors counted under continue_on_error
+	firstErr   error  // the first of them
 
 	stats     [numDirs]DirStats
 	inflight  int
 	depthHist [depthLevels]uint64
+	// submitHist and completeHist are fio's iodepth_submit and
+	// iodepth_complete: I/Os per Commit and per GetEvents, bucketed.
+	submitHist, completeHist [depthLevels]uint64
+
+	// syncEng: the engine is Synchronous (no slat; clat from Queue).
+	syncEng bool
+	// batch is iodepth_batch_submit (I/Os per Commit); low is iodepth_low
+	// (a full queue is reaped down to it); minEv and maxEv are
+	// iodepth_batch_complete_min and _max, as fio resolves them.
+	batch, low, minEv, maxEv int
 
 	rampEnd, end     int64 // ns since base; end 0: no time limit
 	timeUp           bool
@@ -147,11 +168,19 @@ type worker struct {
 	thinking   bool // thinktime: thinktime_blocks issued, stall once they complete
 	sinceThink int
 	rateHeld   bool // issuing waits for the rate
-	interval   [numDirs]int64
-	// nextAllowed is when each direction may issue next (ns since base).
-	nextAllowed [numDirs]int64
-	twPending   bool // trimwrite: twBlock was trimmed, its write is next
-	twBlock     uint64
+	// fio's rate schedule: each direction's bytes/s (rate, or rate_iops
+	// times the smallest block size), the bytes issued since rateBase
+	// (the job's start, or the end of ramp_time), and when the next I/O
+	// may go (ns since rateBase): issued bytes over the rate, or with
+	// rate_process=poisson the sum of exponential gaps.
+	rateBPS   [numDirs]uint64
+	rateBytes [numDirs]uint64
+	rateNext  [numDirs]int64
+	rateBase  int64
+	poisson   bool
+	prnd      rng  // poisson gaps, apart from the offsets' generator
+	twPending bool // trimwrite: twBlock was trimmed, its write is next
+	twBlock   uint64
 
 	stop *atomic.Bool
 	log  *jobLog // write_*_log files, or nil
@@ -190,21 +219,24 @@ func (w *worker) setup(filename string) error {
 	}
 	w.access, _ = eng.(BufferAccess)
 	w.syncer, _ = eng.(Syncer)
+	_, w.syncEng = eng.(Synchronous)
+	w.resolveDepth()
 	for d := range numDirs {
-		var iv int64
-		if r := j.RateIOPS[d]; r > 0 {
-			iv = int64(time.Second) / r
+		// fio's __setup_rate: rate wins; rate_iops is bytes at the
+		// smallest block size.
+		bps := uint64(j.Rate[d])
+		if bps == 0 {
+			bps = uint64(j.RateIOPS[d]) * uint64(j.BS[d])
 		}
-		if r := j.Rate[d]; r > 0 {
-			iv = max(iv, int64(j.meanBS(Direction(d))*float64(time.Second)/float64(r)))
-		}
-		w.interval[d] = iv
-		w.rated = w.rated || iv > 0
+		w.rateBPS[d] = bps
+		w.rated = w.rated || bps > 0
 	}
+	w.poisson = j.RateProcess == "poisson"
 	if (j.Fsync > 0 || j.Fdatasync > 0 || j.EndFsync) && j.RW.Write && w.syncer == nil {
 		return fmt.Errorf("option fsync/fdatasync/end_fsync: engine %s cannot sync", j.IOEngine)
 	}
-	if inv, ok := eng.(Invalidator); ok && j.Invalidate {
+	w.inv, _ = eng.(Invalidator)
+	if inv := w.inv; inv != nil && j.Invalidate {
 		if err := inv.Invalidate(); err != nil {
 			return fmt.Errorf("option invalidate: %w (invalidate=0 skips it)", err)
 		}
@@ -228,6 +260,7 @@ func (w *worker) setup(filename string) error {
 	}
 	w.seed += uint64(w.index) * 0x9e3779b97f4a7c15
 	w.rnd = newRNG(w.seed)
+	w.prnd = newRNG(w.seed ^ 0x9015)
 	for d := range numDirs {
 		if !j.issues(Direction(d)) {
 			continue
@@ -370,17 +403,14 @@ const (
 	runSync                     // fsync=N, fdatasync=N: N writes issued, the queue has drained; sync
 	runEndSync                  // end_fsync: the writes are done; sync once, inside the runtime
 	runVerify                   // verify: the writes are done; read every written block back
+	runNextPass                 // a verify phase is done; loops or time_based ask for another write pass
 	runDone                     // nothing more to issue or to wait for
 )
 
-// ioLoop is the I/O loop: fill free slots, commit, reap at least one,
-// repeat, with the stalls, syncs and passes runState describes.
+// ioLoop is the I/O loop: fill free slots, commit, reap, repeat, with
+// the stalls, syncs and passes runState describes.
 func (w *worker) ioLoop() error {
 	j := w.job
-	batch := j.BatchSubmit
-	if batch <= 0 {
-		batch = w.depth
-	}
 	issuing := true
 	st := runIssue
 	for {
@@ -388,7 +418,7 @@ func (w *worker) ioLoop() error {
 		case runIssue:
 			if issuing {
 				var err error
-				if issuing, err = w.issue(batch); err != nil {
+				if issuing, err = w.issue(); err != nil {
 					return err
 				}
 			}
@@ -396,7 +426,7 @@ func (w *worker) ioLoop() error {
 				st = w.idle(issuing)
 				continue
 			}
-			if err := w.reap(); err != nil {
+			if err := w.reap(issuing); err != nil {
 				return err
 			}
 			if w.ioErr != nil || w.verr != nil {
@@ -426,14 +456,42 @@ func (w *worker) ioLoop() error {
 			w.endSynced = true
 			st = w.idle(issuing) // still nothing in flight
 		case runVerify:
-			w.verifying = true
+			if err := w.startVerify(); err != nil {
+				return err
+			}
 			issuing = true
+			st = runIssue
+		case runNextPass:
+			w.nextPass()
 			st = runIssue
 		case runDone:
 			w.recEnd = w.now()
+			w.endPhase(w.recEnd)
 			return nil
 		}
 	}
+}
+
+// resolveDepth sets the queue's batches as fio resolves them
+// (fixup_options): iodepth_batch_submit 0 or above iodepth is iodepth;
+// iodepth_low 0 or above iodepth is iodepth; iodepth_batch_complete_max
+// is at least iodepth_batch_complete_min, so by default one completion
+// is reaped at a time and the queue refilled at once: iodepth I/Os stay
+// in flight.
+func (w *worker) resolveDepth() {
+	j := w.job
+	w.batch = j.BatchSubmit
+	if w.batch <= 0 || w.batch > w.depth {
+		w.batch = w.depth
+	}
+	w.low = j.IODepthLow
+	if w.low <= 0 || w.low > w.depth {
+		w.low = w.depth
+	}
+	// fio's iodepth_batch_complete_min=0 polls without waiting; here a
+	// reap waits for one (an engine's GetEvents may block).
+	w.minEv = min(max(j.CompleteMin, 1), w.depth)
+	w.maxEv = min(max(j.CompleteMax, w.minEv), w.depth)
 }
 
 // idle picks the loop's next state once nothing is in flight: the first
@@ -451,88 +509,120 @@ func (w *worker) idle(issuing bool) runState {
 		return runSync
 	case j.EndFsync && w.wrote && !w.endSynced && !w.verifying:
 		return runEndSync
-	case w.written != nil && j.DoVerify && !w.verifying:
+	case w.written != nil && j.DoVerify && !w.verifying && !w.timeUp && !w.stop.Load():
+		// fio verifies only a write phase that ended by its size: one
+		// cut short by the runtime (or a stop) ends the job.
 		return runVerify
+	case w.morePasses():
+		return runNextPass
 	}
 	return runDone
 }
 
-// issue fills the queue to iodepth, committing every batch I/Os
-// (iodepth_batch_submit), until no slot is free, a sync or a thinktime
-// stall is due, the rate holds the next I/O back (rateHeld), or next has
-// no more I/O (more is false).
-func (w *worker) issue(batch int) (more bool, err error) {
+// issue fills the queue to iodepth one I/O at a time, committing every
+// iodepth_batch_submit I/Os and what is left before it returns, until no
+// slot is free, a sync or a thinktime stall is due, the rate holds the
+// next I/O back (rateHeld), or next has no more I/O (more is false).
+func (w *worker) issue() (more bool, err error) {
 	j := w.job
 	more = true
 	for more && !w.syncDue && !w.thinking && len(w.free) > 0 {
-		n := 0
-		for len(w.free) > 0 && n < batch {
-			io := w.free[len(w.free)-1]
-			if w.rated {
-				if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
-					break
-				}
-			}
-			if !w.next(io) {
-				more = false
+		io := w.free[len(w.free)-1]
+		if w.rated {
+			if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
 				break
 			}
-			if w.rated && !w.verifying {
-				w.rateIssued(io.Op.dir(), w.now())
+		}
+		if !w.next(io) {
+			more = false
+			break
+		}
+		if w.rated && !w.verifying {
+			w.rateIssued(io.Op.dir(), io.Len)
+		}
+		w.free = w.free[:len(w.free)-1]
+		io.issued = w.now()
+		if w.syncEng {
+			io.submitted = io.issued
+		}
+		if err := w.eng.Queue(io); err != nil {
+			w.stop.Store(true)
+			return false, w.drain(fmt.Errorf("queue: %w", err))
+		}
+		w.staged = append(w.staged, io)
+		if j.ThinkTime > 0 && !w.verifying {
+			if w.sinceThink++; w.sinceThink >= j.ThinkBlocks {
+				w.thinking = true
 			}
-			w.free = w.free[:len(w.free)-1]
-			io.issued = w.now()
-			if err := w.eng.Queue(io); err != nil {
-				w.stop.Store(true)
-				return false, w.drain(fmt.Errorf("queue: %w", err))
-			}
-			w.staged = append(w.staged, io)
-			n++
-			if j.ThinkTime > 0 && !w.verifying {
-				if w.sinceThink++; w.sinceThink >= j.ThinkBlocks {
-					w.thinking = true
-					break
-				}
+		}
+		if len(w.staged) >= w.batch {
+			if err := w.commit(); err != nil {
+				return false, err
 			}
 		}
-		if n == 0 {
-			break // nothing issued: held by the rate, or no more I/O
+	}
+	if len(w.staged) > 0 {
+		if err := w.commit(); err != nil {
+			return false, err
 		}
-		w.inflight += n
-		w.depthHist[depthLevel(w.inflight)] += uint64(n)
-		if err := w.eng.Commit(); err != nil {
-			return false, w.drain(fmt.Errorf("commit: %w", err))
-		}
-		t := w.now()
-		for _, io := range w.staged {
-			io.submitted = t
-		}
-		w.staged = w.staged[:0]
 	}
 	return more, nil
 }
 
-// reap waits for completions and completes them, then ticks.
-// iodepth_batch_complete_min/_max: it waits for at least minEv of what is
-// in flight and takes at most maxEv.
-func (w *worker) reap() error {
-	j := w.job
-	maxEv := w.depth
-	if j.CompleteMax > 0 {
-		maxEv = min(maxEv, j.CompleteMax)
+// commit submits the staged I/Os. As fio's td_io_commit, each of them
+// counts at the queue depth they make (iodepth_level), the call once in
+// iodepth_submit; their submission time is after the Commit (fio's
+// issue_time), except on a synchronous engine, where Queue did the I/O.
+func (w *worker) commit() error {
+	n := len(w.staged)
+	w.inflight += n
+	w.depthHist[depthLevel(w.inflight)] += uint64(n)
+	if err := w.eng.Commit(); err != nil {
+		return w.drain(fmt.Errorf("commit: %w", err))
 	}
-	minEv := min(max(j.CompleteMin, 1), maxEv, w.inflight)
-	evs, err := w.eng.GetEvents(minEv, w.events[:0:maxEv])
-	if err != nil {
-		return w.drain(fmt.Errorf("getevents: %w", err))
+	w.submitHist[batchLevel(n)]++
+	if !w.syncEng {
+		t := w.now()
+		for _, io := range w.staged {
+			io.submitted = t
+		}
 	}
-	t := w.now()
-	for _, io := range evs {
-		w.complete(io, t)
-	}
-	w.inflight -= len(evs)
-	w.tick(t)
+	w.staged = w.staged[:0]
 	return nil
+}
+
+// reap waits for completions and completes them, then ticks. With the
+// queue full it reaps as fio's wait_for_completions does: at least
+// iodepth_batch_complete_min, at most _max at a time, until no more than
+// iodepth_low are in flight. When the job has nothing more to issue it
+// reaps everything at once; when issuing is held (rate, thinktime, a
+// sync: fio's io_u_quiesce) one or more at a time.
+func (w *worker) reap(issuing bool) error {
+	full := issuing && len(w.free) == 0
+	minEv, maxEv := w.minEv, w.maxEv
+	switch {
+	case !issuing:
+		minEv, maxEv = w.inflight, w.inflight
+	case !full:
+		minEv = 1
+	}
+	for {
+		minEv = min(minEv, w.inflight)
+		evs, err := w.eng.GetEvents(minEv, w.events[:0:max(maxEv, minEv)])
+		if err != nil {
+			return w.drain(fmt.Errorf("getevents: %w", err))
+		}
+		t := w.now()
+		for _, io := range evs {
+			w.complete(io, t)
+		}
+		w.inflight -= len(evs)
+		w.completeHist[batchLevel(len(evs))]++
+		w.tick(t)
+		if !full || w.inflight <= w.low || w.inflight == 0 {
+			return nil
+		}
+	}
 }
 
 // stall sleeps for d, with nothing in flight, but not past the runtime,
@@ -555,6 +645,9 @@ func (w *worker) tick(t int64) {
 		w.lastSample = t
 		w.stats = [numDirs]DirStats{}
 		w.depthHist = [depthLevels]uint64{}
+		w.submitHist, w.completeHist = [depthLevels]uint64{}, [depthLevels]uint64{}
+		w.resetRate(t)
+		w.phaseStart = t
 		w.syncs = Histogram{}
 		if w.log != nil {
 			w.log.start(t)
@@ -563,7 +656,7 @@ func (w *worker) tick(t int64) {
 	if w.recording && w.log != nil {
 		w.log.tick(t)
 	}
-	if w.end > 0 && t >= w.end && !w.verifying {
+	if w.end > 0 && t >= w.end {
 		w.timeUp = true
 	}
 	if w.recording && t-w.lastSample >= int64(sampleInterval) {
@@ -583,6 +676,21 @@ func (w *worker) tick(t int64) {
 		w.live[d].ios.Store(w.stats[d].IOs)
 		w.live[d].bytes.Store(w.stats[d].Bytes)
 	}
+}
+
+// batchLevel is fio's bucket for I/Os per submit or reap call
+// (iodepth_submit, iodepth_complete): 0, 1-4, 5-8, 9-16, 17-32, 33-64,
+// more.
+func batchLevel(n int) int {
+	switch {
+	case n == 0:
+		return 0
+	case n <= 4:
+		return 1
+	case n > 64:
+		return depthLevels - 1
+	}
+	return bits.Len(uint(n-1)) - 1
 }
 
 func depthLevel(n int) int {
@@ -605,18 +713,17 @@ func (w *worker) next(io *IO) bool {
 	if j.NumberIOs > 0 && w.issuedIOs >= j.NumberIOs {
 		return false
 	}
-	if !j.TimeBased && w.issuedBytes >= w.ioSize {
-		if w.loop+1 >= j.Loops {
+	if w.issuedBytes >= w.ioSize {
+		switch {
+		case w.written != nil && j.DoVerify:
+			// The write phase ends by its size, time_based or not: the
+			// verify phase follows, then the next pass (nextPass).
 			return false
-		}
-		// loops=N: the same pass again, from the start.
-		w.loop++
-		w.issuedBytes = 0
-		for d := range numDirs {
-			w.seqNext[d] = 0
-			if w.nblocks[d] > 0 {
-				w.perm[d] = newPermutation(w.nblocks[d], w.seed+uint64(d))
+		case !j.TimeBased:
+			if w.loop+1 >= j.Loops {
+				return false
 			}
+			w.newLoop() // loops=N: the same pass again, from the start
 		}
 	}
 	d := w.peekDir()
@@ -631,13 +738,17 @@ func (w *worker) next(io *IO) bool {
 		blk = w.seqNext[d]
 		if w.seqNext[d]++; w.seqNext[d] == w.nblocks[d] {
 			w.seqNext[d] = 0
+			w.wrapped()
 		}
 	case j.Dist.Kind != DistRandom:
 		blk = w.skew[d].next(&w.rnd)
 	case j.NoRandomMap:
 		blk = w.rnd.Uint64N(w.nblocks[d])
 	default:
-		blk, _ = w.perm[d].next()
+		var wrapped bool
+		if blk, wrapped = w.perm[d].next(); wrapped {
+			w.wrapped()
+		}
 	}
 	if trimWrite && d == DirTrim {
 		w.twBlock, w.twPending = blk, true
@@ -654,6 +765,7 @@ func (w *worker) next(io *IO) bool {
 				w.seqNext[d] += uint64(size/bs - 1)
 				if w.seqNext[d] >= w.nblocks[d] {
 					w.seqNext[d] = 0
+					w.wrapped()
 				}
 			}
 			bs = size
@@ -686,6 +798,101 @@ func (w *worker) next(io *IO) bool {
 		io.Op = OpRead
 	}
 	return true
+}
+
+// newLoop starts the job's I/O over for the next of loops=N (or the
+// next write pass of a time_based verify job): offsets from the start,
+// and, as fio reopens the files for each loop, the page cache dropped.
+func (w *worker) newLoop() {
+	w.loop++
+	w.issuedBytes = 0
+	for d := range numDirs {
+		w.seqNext[d] = 0
+		if w.nblocks[d] > 0 {
+			w.perm[d] = newPermutation(w.nblocks[d], w.seed+uint64(d)+uint64(w.loop)<<32)
+		}
+	}
+	w.invalidate()
+}
+
+// wrapped is called when a time_based job has visited every block of a
+// direction (sequential: reached the end; random: the random map is
+// exhausted): as fio's loop_cache_invalidate, a buffered job drops the
+// file's pages, so that it goes on reading from the device, not memory.
+func (w *worker) wrapped() {
+	if w.job.TimeBased {
+		w.invalidate()
+	}
+}
+
+// invalidate drops the files' page cache for invalidate=1 on a buffered
+// job. An error is the job's (fio ignores it here; the same call failed
+// at setup would have stopped the job).
+func (w *worker) invalidate() {
+	if w.inv == nil || !w.job.Invalidate || w.job.Direct {
+		return
+	}
+	if err := w.inv.Invalidate(); err != nil && w.ioErr == nil {
+		w.ioErr = fmt.Errorf("option invalidate: %w", err)
+	}
+}
+
+// startVerify ends the write phase and begins the verify phase, as fio's
+// do_verify: each phase is timed on its own (the writes' runtime ends
+// here, the verify reads' starts), and the files are synced and their
+// page cache dropped so that the reads come from the device.
+func (w *worker) startVerify() error {
+	w.endPhase(w.now())
+	w.verifying = true
+	w.vnext = 0
+	if w.syncer != nil && !w.job.Direct {
+		if err := w.syncer.Sync(false); err != nil {
+			return w.drain(fmt.Errorf("sync before verify: %w", err))
+		}
+	}
+	if w.inv != nil && w.job.Invalidate {
+		if err := w.inv.Invalidate(); err != nil {
+			return w.drain(fmt.Errorf("option invalidate: before verify: %w", err))
+		}
+	}
+	return nil
+}
+
+// nextPass ends a verify phase and starts the next write pass: of
+// loops=N, or of a time_based job until its runtime is up.
+func (w *worker) nextPass() {
+	w.endPhase(w.now())
+	w.verifying = false
+	clear(w.written)
+	w.newLoop()
+}
+
+// morePasses reports whether a verify job goes on after its verify
+// phase.
+func (w *worker) morePasses() bool {
+	j := w.job
+	return w.verifying && !w.timeUp && !w.stop.Load() && w.ioErr == nil && w.verr == nil &&
+		(j.TimeBased || w.loop+1 < j.Loops)
+}
+
+// endPhase charges the time since the phase began to the directions the
+// phase moved data in (fio's update_runtime per direction): a write
+// phase to each direction it issued, a verify phase to reads.
+func (w *worker) endPhase(t int64) {
+	if !w.recording {
+		return
+	}
+	el := time.Duration(t - w.phaseStart)
+	w.phaseStart = t
+	for d := range numDirs {
+		if w.verifying && Direction(d) != DirRead {
+			continue
+		}
+		if w.verifying || w.stats[d].IOs > w.phaseIOs[d] {
+			w.stats[d].Runtime += el
+		}
+		w.phaseIOs[d] = w.stats[d].IOs
+	}
 }
 
 // place maps block g of the clone's numbering (over every file) to a
@@ -759,32 +966,69 @@ func (w *worker) peekDir() Direction {
 }
 
 // rateDelay is how long the next I/O must wait for rate or rate_iops
-// (0: it may go now).
+// (0: it may go now), as fio's rate_ddir: a mixed job whose next
+// direction is ahead of its rate switches to the other if that one may
+// go now, or will go sooner.
 func (w *worker) rateDelay(now int64) int64 {
 	if !w.rated || w.verifying {
 		return 0
 	}
+	j := w.job
 	d := w.peekDir()
-	if w.interval[d] == 0 {
+	due := w.rateBase + w.rateNext[d]
+	if w.rateBPS[d] == 0 || due <= now {
 		return 0
 	}
-	return max(w.nextAllowed[d]-now, 0)
-}
-
-// rateIssued moves direction d's schedule on by one I/O. A job that fell
-// behind (sleeps overshoot by up to a timer tick) catches up, by at most
-// rateCatchUp or a queue's worth, so that the average holds the rate.
-func (w *worker) rateIssued(d Direction, now int64) {
-	if iv := w.interval[d]; iv > 0 {
-		w.nextAllowed[d] = max(w.nextAllowed[d], now-max(int64(w.depth)*iv, int64(rateCatchUp))) + iv
+	if j.RW.Read && j.RW.Write && !j.RW.Trim {
+		o, share := DirWrite, 100-j.RWMixRead
+		if d == DirWrite {
+			o, share = DirRead, j.RWMixRead
+		}
+		if share > 0 {
+			odue := w.rateBase + w.rateNext[o]
+			if w.rateBPS[o] == 0 || odue <= now {
+				w.dir = o
+				return 0
+			}
+			if odue < due {
+				w.dir, due = o, odue
+			}
+		}
 	}
+	return due - now
 }
 
-// rateCatchUp bounds the burst a rate-limited job may issue to catch up.
-const rateCatchUp = 20 * time.Millisecond
+// rateIssued moves direction d's schedule on by an I/O of n bytes, as
+// fio's usec_for_io: linear, the next I/O is due when the bytes issued
+// so far would have taken at the rate (a job that fell behind catches
+// up); poisson, after an exponential gap of mean one I/O at the rate.
+func (w *worker) rateIssued(d Direction, n int) {
+	bps := w.rateBPS[d]
+	if bps == 0 {
+		return
+	}
+	if w.poisson {
+		mean := float64(w.job.BS[d]) * 1e9 / float64(bps)
+		w.rateNext[d] += int64(mean * -math.Log(1-w.prnd.Float64()))
+		return
+	}
+	w.rateBytes[d] += uint64(n)
+	secs, rem := w.rateBytes[d]/bps, w.rateBytes[d]%bps
+	hi, lo := bits.Mul64(rem, uint64(time.Second))
+	frac, _ := bits.Div64(hi, lo, bps) // rem < bps: no overflow
+	w.rateNext[d] = int64(secs)*int64(time.Second) + int64(frac)
+}
+
+// resetRate restarts the rate schedule at t (the end of ramp_time, as
+// fio's reset_all_stats).
+func (w *worker) resetRate(t int64) {
+	w.rateBase = t
+	w.rateBytes = [numDirs]uint64{}
+	w.rateNext = [numDirs]int64{}
+}
 
 func (w *worker) nextVerify(io *IO) bool {
-	if w.verr != nil || w.ioErr != nil || w.stop.Load() {
+	if w.verr != nil || w.ioErr != nil || w.stop.Load() || w.timeUp {
 		return false
 	}
 	n := w.nblocks[DirWrite]
@@ -851,7 +1095,9 @@ func (w *worker) complete(io *IO, t int64) {
 		st := &w.stats[d]
 		st.Clat.Record(uint64(t - io.submitted))
 		st.Lat.Record(uint64(t - io.issued))
-		st.slat.add(uint64(io.submitted - io.issued))
+		if !w.syncEng {
+			st.slat.add(uint64(io.submitted - io.issued))
+		}
 		st.IOs++
 		st.Bytes += uint64(io.Res)
 		if w.log != nil {
@@ -915,6 +1161,7 @@ func (w *worker) drain(err error) error {
 		w.inflight -= len(evs)
 	}
 	w.recEnd = w.now()
+	w.endPhase(w.recEnd)
 	return err
 }
 
@@ -934,6 +1181,7 @@ func (w *worker) sync(datasync bool) error {
 
 func (w *worker) failure() error {
 	w.recEnd = w.now()
+	w.endPhase(w.recEnd)
 	if w.verr != nil {
 		return w.verr
 	}

@@ -1,0 +1,79 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// TestIODepthHeld: as fio, a job keeps iodepth I/Os in flight: each
+// completion is reaped alone and its slot refilled at once, so that
+// (but for the first fill) every I/O is submitted at the full depth:
+// fio's iodepth_level shows 100% at the job's iodepth.
+func TestIODepthHeld(t *testing.T) {
+	for _, tc := range []struct {
+		depth, level int
+	}{{4, 2}, {32, 5}, {16, 4}} {
+		jobs := mustJobs(t, Option{"ioengine", "null"}, Option{"rw", "randread"}, Option{"bs", "4k"},
+			Option{"iodepth", strconv.Itoa(tc.depth)}, Option{"size", "16m"})
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rep.Groups[0].Jobs[0]
+		var total uint64
+		for _, c := range r.DepthHist {
+			total += c
+		}
+		// The first fill passes through the lower levels once.
+		if at := r.DepthHist[tc.level]; total != 4096 || at != total-uint64(tc.depth-1) {
+			t.Errorf("iodepth=%d: %d of %d I/Os at depth level %d, want all but the first fill's %d (levels %v)",
+				tc.depth, at, total, tc.level, tc.depth-1, r.DepthHist)
+		}
+		// One submit and one complete of 1-4 I/Os per I/O but the drain.
+		if s, c := r.SubmitHist[1], r.CompleteHist[1]; s != 4096 || c < 4096-uint64(tc.depth) {
+			t.Errorf("iodepth=%d: submit 1-4 %d times, complete 1-4 %d times (submit %v, complete %v)",
+				tc.depth, s, c, r.SubmitHist, r.CompleteHist)
+		}
+	}
+}
+
+// TestIODepthLow: with iodepth_low, a full queue is reaped down to that
+// many before it is refilled (fio's low water mark); without it, to
+// iodepth-1.
+func TestIODepthLow(t *testing.T) {
+	for _, tc := range []struct {
+		low, want int
+	}{{0, 15}, {4, 4}, {16, 15}, {32, 15}} {
+		jobs := mustJobs(t, Option{"ioengine", "test-batch"}, Option{"rw", "randread"}, Option{"bs", "4k"},
+			Option{"iodepth", "16"}, Option{"size", "1m"})
+		jobs[0].IODepthLow = tc.low
+		if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+			t.Fatal(err)
+		}
+		if e := lastBatchEngine; e.lowAfterFull != tc.want || e.maxInflight != 16 {
+			t.Errorf("iodepth_low=%d: refilled at %d in flight (want %d), at most %d in flight (want 16)",
+				tc.low, e.lowAfterFull, tc.want, e.maxInflight)
+		}
+	}
+}
+
+// TestSyncEngineLatency: a synchronous engine's I/O is timed as fio
+// times psync: all of it completion latency, no submission latency.
+func TestSyncEngineLatency(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "data")
+	jobs := mustJobs(t, Option{"ioengine", "psync"}, Option{"filename", file}, Option{"rw", "randread"},
+		Option{"bs", "4k"}, Option{"size", "1m"})
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &rep.Groups[0].Jobs[0].Dir[DirRead]
+	if st.slat.n != 0 || st.Clat.n != 256 || st.Clat.sum != st.Lat.sum {
+		t.Errorf("psync: %d slat samples (want 0), %d clat (want 256), clat sum %v, lat sum %v (want equal)",
+			st.slat.n, st.Clat.n, st.Clat.sum, st.Lat.sum)
+	}
+}
