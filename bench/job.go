@@ -376,7 +376,6 @@ func DefaultJob() Job {
 		DoVerify:        true,
 		KBBase:          1024,
 		AllowFileCreate: true,
-		Nice:            -1,
 		Prio:            -1,
 		PrioClass:       -1,
 	}
