@@ -2,81 +2,198 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 )
 
 // ParseJobFile reads a fio job file. Each returned section carries the
 // options of the [global] sections above it followed by its own, which is
 // fio's inheritance: a [global] section applies to the jobs after it.
-// Lines starting with ';' or '#' are comments; ${VAR} expands from the
-// environment, as in fio.
+//
+// The grammar is fio's: a line whose first character is ';' or '#' is a
+// comment, and so is the rest of any line from its first ';' or '#' (fio
+// cuts every line there, inside a value too); "include FILE" reads FILE's
+// options in place (relative to the including file's directory; it may not
+// hold sections); ${VAR} expands from the environment, and $pagesize,
+// $mb_memory and $ncpus to fio's values.
 func ParseJobFile(r io.Reader, name string) ([]Section, error) {
-	var (
-		global   []Option
-		sections []Section
-		cur      *Section
-		inGlobal bool
-	)
+	return parseJobFile(r, name, openInclude)
+}
+
+func openInclude(name string) (io.ReadCloser, error) { return os.Open(name) }
+
+// maxIncludeDepth bounds nested includes (a file including itself).
+const maxIncludeDepth = 16
+
+type jobParser struct {
+	open     func(string) (io.ReadCloser, error) // nil: include is an error
+	global   []Option
+	gwhere   []string
+	sections []Section
+	cur      *Section
+	inGlobal bool
+}
+
+func parseJobFile(r io.Reader, name string, open func(string) (io.ReadCloser, error)) ([]Section, error) {
+	p := &jobParser{open: open}
+	if err := p.parse(r, name, 0); err != nil {
+		return nil, err
+	}
+	if len(p.sections) == 0 {
+		return nil, fmt.Errorf("%s: no job sections", name)
+	}
+	return p.sections, nil
+}
+
+// stripComment cuts a line at its first ';' or '#', as fio's
+// strip_blank_end does, and trims the blanks around what is left.
+func stripComment(s string) string {
+	if i := strings.IndexAny(s, ";#"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+func (p *jobParser) parse(r io.Reader, name string, depth int) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	line := 0
 	for sc.Scan() {
 		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || t[0] == ';' || t[0] == '#' {
+		where := name + ":" + strconv.Itoa(line)
+		t := stripComment(sc.Text())
+		if t == "" {
 			continue
 		}
 		if t[0] == '[' {
+			if depth > 0 {
+				return fmt.Errorf("%s: section %s in an included file (fio allows options only)", where, t)
+			}
 			end := strings.IndexByte(t, ']')
 			if end < 0 {
-				return nil, fmt.Errorf("%s:%d: unterminated section header %q", name, line, t)
+				return fmt.Errorf("%s: unterminated section header %q", where, t)
 			}
 			sec := strings.TrimSpace(t[1:end])
 			if sec == "" {
-				return nil, fmt.Errorf("%s:%d: empty section name", name, line)
+				return fmt.Errorf("%s: empty section name", where)
 			}
-			inGlobal = sec == "global"
-			if inGlobal {
-				cur = nil
+			p.inGlobal = sec == "global"
+			if p.inGlobal {
+				p.cur = nil
 				continue
 			}
-			sections = append(sections, Section{Name: sec, Options: append([]Option(nil), global...)})
-			cur = &sections[len(sections)-1]
+			p.sections = append(p.sections, Section{Name: sec, Options: slices.Clone(p.global), Where: slices.Clone(p.gwhere), Globals: len(p.global)})
+			p.cur = &p.sections[len(p.sections)-1]
 			continue
 		}
-		if strings.HasPrefix(t, "include ") {
-			return nil, fmt.Errorf("%s:%d: include is not supported", name, line)
+		if inc, ok := strings.CutPrefix(t, "include"); ok && (inc == "" || inc[0] == ' ' || inc[0] == '\t') {
+			if err := p.include(strings.TrimSpace(inc), name, where, depth); err != nil {
+				return err
+			}
+			continue
 		}
 		k, v, _ := strings.Cut(t, "=")
 		k = strings.TrimSpace(k)
-		v, err := expandEnv(strings.TrimSpace(v))
+		v, err := expandValue(strings.TrimSpace(v))
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+			return fmt.Errorf("%s: option %s: %w", where, k, err)
 		}
 		o := Option{Name: k, Value: v}
 		switch {
-		case inGlobal:
-			global = append(global, o)
-		case cur != nil:
-			cur.Options = append(cur.Options, o)
+		case p.inGlobal:
+			p.global = append(p.global, o)
+			p.gwhere = append(p.gwhere, where)
+		case p.cur != nil:
+			p.cur.Options = append(p.cur.Options, o)
+			p.cur.Where = append(p.cur.Where, where)
 		default:
-			return nil, fmt.Errorf("%s:%d: option %s outside of a section", name, line, k)
+			return fmt.Errorf("%s: option %s outside of a section", where, k)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return fmt.Errorf("read %s: %w", name, err)
 	}
-	if len(sections) == 0 {
-		return nil, fmt.Errorf("%s: no job sections", name)
-	}
-	return sections, nil
+	return nil
 }
 
-// expandEnv replaces ${VAR} with the environment value (fio's syntax;
-// a bare $ is left alone, because fio does not expand it either).
+// include reads the options of file into the current section (or
+// [global]), as fio's include directive.
+func (p *jobParser) include(file, from, where string, depth int) error {
+	if file == "" {
+		return fmt.Errorf("%s: include needs a file name", where)
+	}
+	if p.open == nil {
+		return fmt.Errorf("%s: include %s: includes are not read here", where, file)
+	}
+	if depth+1 >= maxIncludeDepth {
+		return fmt.Errorf("%s: include %s: more than %d nested includes", where, file, maxIncludeDepth)
+	}
+	if !p.inGlobal && p.cur == nil {
+		return fmt.Errorf("%s: include %s outside of a section", where, file)
+	}
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(filepath.Dir(from), file)
+	}
+	f, err := p.open(file)
+	if err != nil {
+		return fmt.Errorf("%s: include: %w", where, err)
+	}
+	defer f.Close()
+	return p.parse(f, file, depth+1)
+}
+
+// expandValue expands ${VAR} from the environment (fio's syntax; a bare
+// $ is left alone, because fio does not expand it either), then fio's
+// reserved keywords $pagesize, $mb_memory and $ncpus.
+func expandValue(s string) (string, error) {
+	s, err := expandEnv(s)
+	if err != nil || !strings.Contains(s, "$") {
+		return s, err
+	}
+	for _, kw := range []struct {
+		name string
+		val  func() (string, error)
+	}{
+		{"$pagesize", func() (string, error) { return strconv.Itoa(os.Getpagesize()), nil }},
+		{"$mb_memory", memoryMB},
+		{"$ncpus", func() (string, error) { return strconv.Itoa(runtime.NumCPU()), nil }},
+	} {
+		if strings.Contains(s, kw.name) {
+			v, err := kw.val()
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", kw.name, err)
+			}
+			s = strings.ReplaceAll(s, kw.name, v)
+		}
+	}
+	return s, nil
+}
+
+// memoryMB is fio's $mb_memory: the system's memory in MiB.
+func memoryMB() (string, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				break
+			}
+			return strconv.FormatInt(kb/1024, 10), nil
+		}
+	}
+	return "", errors.New("no MemTotal in /proc/meminfo")
+}
+
 func expandEnv(s string) (string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil
@@ -99,9 +216,10 @@ func expandEnv(s string) (string, error) {
 }
 
 // LoadJobs builds the jobs of one invocation: the sections of the job
-// files, in order, with overrides (command-line options) applied to every
-// job last. Without files the overrides alone define one job, named by
-// name= or "job", as with fio's command line.
+// files, in order, each over overrides (command-line options), which are
+// defaults beneath the files' own options as in fio. Without files the
+// overrides alone define one job, named by name= or "job", as with fio's
+// command line.
 //
 // With only, just the job sections of those names run (fio's --section);
 // naming one the files lack is an error.
@@ -141,9 +259,11 @@ func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error
 				name = o.Value
 			}
 		}
-		sections = []Section{{Name: name}}
+		return BuildJobs(nil, []Section{{Name: name}}, overrides)
 	}
-	return BuildJobs(nil, sections, overrides)
+	// fio's command-line options are defaults beneath the job files' own,
+	// [global] sections included, wherever they stand on the line.
+	return BuildJobs(overrides, sections, nil)
 }
 
 // IsTerminal reports whether fd is a terminal (for the live progress line).

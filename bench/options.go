@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -15,33 +16,40 @@ type Option struct {
 	Name, Value string
 }
 
-// optionSpec describes one option the core understands.
+// optionSpec describes one job option: how it is set, and its row of the
+// option table (optiontable.go).
 type optionSpec struct {
-	name  string
-	help  string
-	bool_ bool // may be given without a value
-	sweep bool // accepts a comma-separated list: one job per value
-	set   func(j *Job, v string) error
+	name    string
+	aliases []string
+	help    string  // flashpath's note: what it does here, or why ignored or refused
+	support Support // Refused: set is nil
+	bool_   bool    // may be given without a value
+	sweep   bool    // accepts a comma-separated list: one job per value
+	set     func(j *Job, v string) error
+	// typ, def and fio describe options fio does not have (fio's own come
+	// from fio_options.tsv).
+	typ, def, fio string
 }
 
 var optionSpecs = []optionSpec{
 	{name: "name", help: "job name", set: func(j *Job, v string) error { j.Name = v; return nil }},
 	{name: "description", help: "free text, carried into the reports", set: func(j *Job, v string) error { j.Description = v; return nil }},
-	{name: "rw", help: "read|write|randread|randwrite|rw|randrw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
-	{name: "readwrite", help: "alias of rw", set: func(j *Job, v string) (err error) { j.RW, err = parseRW(v); return }},
-	{name: "bs", help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
-	{name: "blocksize", help: "alias of bs", set: setBS},
+	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k) is parsed, see validate", set: setRW},
+	{name: "rw_sequencer", help: "sequential or identical: how rw's :<nr> modifier moves random offsets", set: enumSetter(func(j *Job) *bool { return &j.RWSequencerIdentical },
+		"sequential or identical", map[string]bool{"sequential": false, "identical": true})},
+	{name: "bs", aliases: []string{"blocksize"}, help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
+	{name: "bsrange", aliases: []string{"blocksize_range"}, help: "block sizes drawn uniformly from the multiples of MIN up to MAX (fio's rule), or read,write ranges; MAX must be a multiple of MIN", set: setBSRange},
+	{name: "ba", aliases: []string{"blockalign"}, help: "random offsets' alignment, or read,write alignments; only the block size (fio's default) is implemented", set: setBlockAlign},
 	{name: "bssplit", help: "block size mix, e.g. 4k/60:64k/30:1m/10, or read,write mixes (sizes multiples of the smallest)", set: setBSSplit},
 	{name: "iodepth", help: "I/Os in flight per job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.IODepth }, 1, 65536)},
 	{name: "numjobs", help: "clones of the job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.NumJobs }, 1, 4096)},
-	{name: "size", help: "bytes of the file to use (1g)", set: sizeSetter(func(j *Job) *int64 { return &j.Size })},
-	{name: "io_size", help: "bytes to transfer (default size)", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
-	{name: "io_limit", help: "alias of io_size", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
-	{name: "offset", help: "start offset in the file", set: sizeSetter(func(j *Job) *int64 { return &j.Offset })},
-	{name: "nrfiles", help: "files per clone, named JOB.CLONE.N in directory= (default 1)", set: intSetter(func(j *Job) *int { return &j.NrFiles }, 1, 1<<20)},
+	{name: "size", help: "bytes of the file to use (1g), or N% of the file or block device's size", set: pctSizeSetter(func(j *Job) (*int64, *float64) { return &j.Size, &j.SizePct })},
+	{name: "io_size", aliases: []string{"io_limit"}, help: "bytes to transfer (default size)", set: sizeSetter(func(j *Job) *int64 { return &j.IOSize })},
+	{name: "offset", aliases: []string{"fileoffset"}, help: "start offset in the file, or N% of its size", set: pctSizeSetter(func(j *Job) (*int64, *float64) { return &j.Offset, &j.OffsetPct })},
+	{name: "nrfiles", aliases: []string{"nr_files"}, help: "files per clone, named JOB.CLONE.N in directory= (default 1)", set: intSetter(func(j *Job) *int { return &j.NrFiles }, 1, 1<<20)},
 	{name: "filesize", help: "bytes per file (default size/nrfiles)", set: sizeSetter(func(j *Job) *int64 { return &j.FileSize })},
 	{name: "file_service_type", help: "roundrobin[:N] (default), sequential or random: which file each I/O goes to", set: setFileService},
-	{name: "openfiles", help: "accepted; every file of the job stays open", set: func(j *Job, v string) error { _, err := parseInt(v, 1, 1<<20); return err }},
+	{name: "openfiles", support: Ignored, help: "every file of the job stays open here; it changes no statistic", set: func(j *Job, v string) error { _, err := j.parseInt(v, 1, 1<<20); return err }},
 	{name: "offset_increment", help: "clone i starts at offset + i*offset_increment (numjobs over parts of one device)", set: sizeSetter(func(j *Job) *int64 { return &j.OffsetIncrement })},
 	{name: "number_ios", help: "end a clone after this many I/Os (unless size or runtime ends it first)", set: sizeSetter(func(j *Job) *int64 { return &j.NumberIOs })},
 	{name: "continue_on_error", help: "keep going after I/O or verify errors, counting them: none, read, write, io, verify, all (1 = all)", set: func(j *Job, v string) error {
@@ -54,8 +62,7 @@ var optionSpecs = []optionSpec{
 		return nil
 	}},
 	{name: "exitall", help: "when this job finishes, end the other jobs of its group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ExitAll })},
-	{name: "runtime", help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
-	{name: "timeout", help: "alias of runtime", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
+	{name: "runtime", aliases: []string{"timeout"}, help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "ramp_time", help: "run this long before recording", set: timeSetter(func(j *Job) *time.Duration { return &j.RampTime })},
 	{name: "startdelay", help: "wait this long before the job starts", set: timeSetter(func(j *Job) *time.Duration { return &j.StartDelay })},
 	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os have completed", set: func(j *Job, v string) error {
@@ -69,7 +76,7 @@ var optionSpecs = []optionSpec{
 		return intSetter(func(j *Job) *int { return &j.RWMixRead }, 0, 100)(j, v)
 	}},
 	{name: "rwmixwrite", help: "percent writes in rw/randrw", set: func(j *Job, v string) error {
-		n, err := parseInt(v, 0, 100)
+		n, err := j.parseInt(v, 0, 100)
 		j.RWMixRead = 100 - n
 		return err
 	}},
@@ -80,15 +87,19 @@ var optionSpecs = []optionSpec{
 		j.Direct = !b
 		return err
 	}},
-	{name: "filename", help: "file, block device or tcp://HOST:PORT/NQN/NSID", set: func(j *Job, v string) error { j.Filename = v; return nil }},
-	{name: "directory", help: "directory for generated file names", set: func(j *Job, v string) error { j.Directory = v; return nil }},
-	{name: "ioengine", help: "engine: " + "see --enghelp (fio's libaio and posixaio run on io_uring, sync and pvsync on psync)", set: func(j *Job, v string) error {
+	{name: "filename", help: "file, block device or tcp://HOST:PORT/NQN/NSID; several files a:b (fio's ':' separator, \\: an escaped colon)", set: setFilename},
+	{name: "directory", help: "directory for generated file names (one; fio's a:b list of directories is refused)", set: setDirectory},
+	{name: "ioengine", help: "engine: see --enghelp (fio's libaio and posixaio run on io_uring, sync and pvsync on psync, libcufile on cufile or gpu by cuda_io)", set: func(j *Job, v string) error {
 		j.IOEngine, j.EngineAlias = v, ""
 		if to, ok := engineAliases[v]; ok {
 			j.IOEngine, j.EngineAlias = to, v
 		}
 		return nil
 	}},
+	{name: "cuda_io", help: "ioengine=libcufile: cufile (GPUDirect Storage, the cufile engine) or posix (a host buffer and cudaMemcpy, the gpu engine's bounce path)", typ: "string", def: "cufile",
+		fio: "Type of I/O to use with CUDA [libcufile]", set: enumSetter(func(j *Job) *string { return &j.CudaIO }, "cufile or posix", map[string]string{"cufile": "cufile", "posix": "posix"})},
+	{name: "gpu_dev_ids", help: "ioengine=libcufile: the GPU the job uses (one ID; fio's list assigned round robin over clones is refused)", typ: "string", def: "0",
+		fio: "GPU IDs to use with CUDA, a colon-separated list [libcufile]", set: setGPUDevIDs},
 	{name: "sync", help: "synchronous writes: none/0, sync/1 (O_SYNC), dsync (O_DSYNC); FUA on nvme-tcp", set: enumSetter(func(j *Job) *SyncMode { return &j.Sync },
 		"none, sync or dsync", map[string]SyncMode{"0": SyncNone, "none": SyncNone, "false": SyncNone,
 			"1": SyncFile, "sync": SyncFile, "true": SyncFile, "": SyncFile, "dsync": SyncData})},
@@ -103,8 +114,11 @@ var optionSpecs = []optionSpec{
 		return nil
 	}},
 	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
-	{name: "verify", help: "crc32c (or 0/none): checksummed blocks", set: enumSetter(func(j *Job) *string { return &j.Verify },
-		"crc32c, pattern (or none)", map[string]string{"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c", "pattern": "pattern"})},
+	{name: "verify", help: "checksummed blocks: fio's methods are parsed; crc32c (crc32c-intel) and pattern run here, the others are refused (see validate)", set: setVerify},
+	{name: "verify_fatal", bool_: true, help: "stop the job at the first verify failure (parsed; 1 is refused until the workers honour it)", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
+	{name: "verify_backlog", help: "verify the blocks written so far after every N writes (parsed; refused until the workers honour it)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
+	{name: "verify_backlog_batch", help: "blocks verified per backlog pass (parsed; refused until the workers honour it)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
+	{name: "verify_only", bool_: true, help: "check blocks written by an earlier run without writing (parsed; refused until the workers honour it)", set: boolSetter(func(j *Job) *bool { return &j.VerifyOnly })},
 	{name: "verify_pattern", help: "bytes written and checked: 0xdeadbeef, decimal, \"text\", %o (the block offset), concatenated; sets verify=pattern unless verify is set", set: func(j *Job, v string) (err error) {
 		j.VerifyPattern, err = ParsePattern(v)
 		return err
@@ -116,15 +130,28 @@ var optionSpecs = []optionSpec{
 		return err
 	}},
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
-	{name: "iodepth_batch_submit", help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
-	{name: "iodepth_batch_complete_min", help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
-	{name: "iodepth_batch_complete", help: "alias of iodepth_batch_complete_min", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
+	{name: "iodepth_batch", aliases: []string{"iodepth_batch_submit"}, help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "iodepth_batch_complete_min", aliases: []string{"iodepth_batch_complete"}, help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
 	{name: "iodepth_batch_complete_max", help: "completions taken at most per reap (default iodepth)", set: intSetter(func(j *Job) *int { return &j.CompleteMax }, 0, 65536)},
-	{name: "iodepth_batch", help: "alias of iodepth_batch_submit", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
+	{name: "iodepth_low", help: "refill the queue once it drains to this many (parsed; values other than iodepth, fio's default, are refused until the workers honour them)", set: intSetter(func(j *Job) *int { return &j.IODepthLow }, 0, 65536)},
+	{name: "io_submit_mode", help: "inline (fio's default: the job's thread submits, as here); offload is refused", set: func(j *Job, v string) error {
+		if v == "inline" {
+			return nil
+		}
+		if v == "offload" {
+			return errors.New("offload (a submission thread pool) is not implemented; jobs submit inline")
+		}
+		return fmt.Errorf("%q: want inline or offload", v)
+	}},
 	{name: "fsync", help: "fsync after every N writes (0: never)", set: intSetter(func(j *Job) *int { return &j.Fsync }, 0, 1<<30)},
 	{name: "fdatasync", help: "fdatasync after every N writes (0: never)", set: intSetter(func(j *Job) *int { return &j.Fdatasync }, 0, 1<<30)},
 	{name: "end_fsync", help: "fsync when the job's writes are done, inside its runtime", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
 	{name: "fsync_on_close", help: "fsync when the file is closed (as end_fsync here)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
+	{name: "allow_file_create", bool_: true, help: "create files that do not exist (default 1); 0 fails a job whose file is missing", set: boolSetter(func(j *Job) *bool { return &j.AllowFileCreate })},
+	{name: "unlink", bool_: true, help: "remove the job's files when done (parsed; 1 is refused until the runtime removes them)", set: boolSetter(func(j *Job) *bool { return &j.Unlink })},
+	{name: "overwrite", bool_: true, help: "files are always written out before the job here, as fio's overwrite=1 does; with 0 (fio's default) a write job on a new file still writes into written blocks, not fio's preallocated ones", set: boolSetter(func(j *Job) *bool { return &j.Overwrite })},
+	{name: "fallocate", support: Ignored, help: "files are written out before the job here (fio's overwrite=1), so preallocation has nothing to do", set: enumSetter(func(j *Job) *string { return &j.Fallocate },
+		"none, native, posix, keep, truncate, 0 or 1", map[string]string{"none": "none", "0": "none", "native": "native", "posix": "posix", "1": "posix", "keep": "keep", "truncate": "truncate"})},
 	{name: "invalidate", help: "drop the file's page cache before the job (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Invalidate })},
 	{name: "loops", help: "run the job's I/O this many times (default 1)", set: intSetter(func(j *Job) *int { return &j.Loops }, 1, 1<<30)},
 	{name: "zero_buffers", help: "write zeros (default: random data, filled once)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
@@ -134,6 +161,15 @@ var optionSpecs = []optionSpec{
 	{name: "lat_percentiles", help: "report total latency percentiles (default 1 here; fio: 0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
 	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
 	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
+	{name: "rate_process", help: "linear (fio's default) or poisson (parsed; poisson is refused until the workers honour it)", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
+		"linear or poisson", map[string]string{"linear": "", "poisson": "poisson"})},
+	{name: "rate_min", aliases: []string{"ratemin"}, help: "fail a clone below this bandwidth (parsed; refused until the workers honour it)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},
+	{name: "rate_iops_min", help: "fail a clone below these IOPS (parsed; refused until the workers honour it)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPSMin })},
+	{name: "random_generator", help: "tausworthe (fio's default) runs on flashpath's own generator (the same job repeats its offsets, but not fio's); lfsr and tausworthe64 are refused", set: enumSetter(func(j *Job) *string { return &j.RandomGenerator },
+		"tausworthe, lfsr or tausworthe64", map[string]string{"tausworthe": "", "lfsr": "lfsr", "tausworthe64": "tausworthe64"})},
+	{name: "nice", help: "the job thread's nice value (parsed; refused until the workers set it)", set: intSetter(func(j *Job) *int { return &j.Nice }, -20, 19)},
+	{name: "prio", help: "the job's I/O priority level 0-7 (parsed; refused until the workers call ioprio_set)", set: intSetter(func(j *Job) *int { return &j.Prio }, 0, 7)},
+	{name: "prioclass", help: "the job's I/O priority class 1-3 (parsed; refused until the workers call ioprio_set)", set: intSetter(func(j *Job) *int { return &j.PrioClass }, 0, 3)},
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
 	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: enumSetter(func(j *Job) *bool { return &j.SplitCPUs },
 		"shared or split", map[string]bool{"shared": false, "split": true})},
@@ -150,8 +186,7 @@ var optionSpecs = []optionSpec{
 		j.Logs.SharedAcrossClones = !per
 		return nil
 	}},
-	{name: "stonewall", help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
-	{name: "wait_for_previous", help: "alias of stonewall", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
+	{name: "stonewall", aliases: []string{"wait_for_previous"}, help: "wait for previous jobs; start a new group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Stonewall })},
 	{name: "new_group", help: "start a new reporting group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.NewGroup })},
 	{name: "group_reporting", help: "report groups, not jobs", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.GroupReport })},
 	{name: "fadvise_hint", help: "posix_fadvise advice for local files: 1 (default: random or sequential by rw), 0, sequential, random, noreuse", bool_: true, set: enumSetter(func(j *Job) *Fadvise { return &j.Fadvise },
@@ -160,11 +195,52 @@ var optionSpecs = []optionSpec{
 	{name: "unified_rw_reporting", help: "none/0: directions apart; mixed/1: only their sum (\"mixed\"); both/2: both", bool_: true, set: enumSetter(func(j *Job) *UnifiedMode { return &j.Unified },
 		"none, mixed or both", map[string]UnifiedMode{"0": UnifiedNone, "none": UnifiedNone, "false": UnifiedNone,
 			"1": UnifiedMixed, "mixed": UnifiedMixed, "true": UnifiedMixed, "": UnifiedMixed, "2": UnifiedBoth, "both": UnifiedBoth})},
-	// Accepted for compatibility: they describe how fio itself runs and
-	// have no meaning here (jobs are always threads).
-	{name: "thread", help: "accepted; jobs are always threads", bool_: true, set: func(*Job, string) error { return nil }},
-	{name: "clocksource", help: "accepted; latency is always timed with the monotonic clock", set: func(*Job, string) error { return nil }},
-	{name: "gtod_reduce", help: "accepted; every statistic is always kept (it costs little here)", bool_: true, set: func(*Job, string) error { return nil }},
+	{name: "kb_base", help: "1024 (fio's default: k is 1024, KiB 1000) or 1000 (k is 1000, KiB 1024); applies to every size of the job, wherever it stands", set: func(j *Job, v string) error {
+		// Applied before the other options by BuildJobs, as fio does; here
+		// only checked.
+		if v != "1024" && v != "1000" {
+			return fmt.Errorf("%q: want 1024 or 1000", v)
+		}
+		return nil
+	}},
+	{name: "unit_base", help: "0 (auto) or 8: bytes, as reported here; 1 (bits) is refused until the reports honour it", set: func(j *Job, v string) error {
+		n, err := j.parseInt(v, 0, 8)
+		if err != nil || (n != 0 && n != 1 && n != 8) {
+			return fmt.Errorf("%q: want 0, 1 or 8", v)
+		}
+		j.UnitBase = n
+		return nil
+	}},
+	{name: "disable_lat", support: Ignored, bool_: true, help: "total latency is still measured and reported here (fio leaves it out)", set: boolSetter(func(j *Job) *bool { return &j.DisableLat })},
+	{name: "disable_clat", support: Ignored, bool_: true, help: "completion latency is still measured and reported here (fio leaves it out)", set: boolSetter(func(j *Job) *bool { return &j.DisableClat })},
+	{name: "disable_slat", support: Ignored, bool_: true, help: "submission latency is still measured and reported here (fio leaves it out)", set: boolSetter(func(j *Job) *bool { return &j.DisableSlat })},
+	{name: "disable_bw_measurement", aliases: []string{"disable_bw"}, support: Ignored, bool_: true, help: "bandwidth is still measured and reported here", set: func(j *Job, v string) error {
+		var b bool
+		return boolSetter(func(*Job) *bool { return &b })(j, v)
+	}},
+	// They describe how fio itself runs; flashpath runs the same way.
+	{name: "thread", help: "jobs are goroutines, threads of one process, always (fio's thread=1); thread=0 (fio's processes) runs them the same way", bool_: true, set: func(j *Job, v string) error {
+		var b bool
+		return boolSetter(func(*Job) *bool { return &b })(j, v)
+	}},
+	{name: "clocksource", support: Ignored, help: "latency is always timed with the monotonic clock", set: enumSetter(func(*Job) *string { return new(string) },
+		"gettimeofday, clock_gettime or cpu", map[string]string{"gettimeofday": "", "clock_gettime": "", "cpu": ""})},
+	{name: "gtod_reduce", support: Ignored, help: "every statistic is always kept (it costs little here)", bool_: true, set: func(j *Job, v string) error {
+		var b bool
+		return boolSetter(func(*Job) *bool { return &b })(j, v)
+	}},
+	onlyValue("bwavgtime", "500", "bandwidth windows are fio's default 500 ms here; another width is refused"),
+	onlyValue("iopsavgtime", "500", "IOPS windows are fio's default 500 ms here; another width is refused"),
+}
+
+// onlyValue is an option implemented for one value, fio's default.
+func onlyValue(name, val, why string) optionSpec {
+	return optionSpec{name: name, help: why, set: func(j *Job, v string) error {
+		if v != val {
+			return fmt.Errorf("%q: %s", v, why)
+		}
+		return nil
+	}}
 }
 
 // OptionHelp is one option name with its help text, for the CLI.
@@ -173,14 +249,24 @@ type OptionHelp struct {
 	Bool       bool
 }
 
-// Options lists the job options the core understands, then those of every
-// registered engine, in name order.
+// Options lists every job option name (aliases included, and fio's
+// options that flashpath refuses, so that they fail with the reason),
+// then those of every registered engine, in name order.
 func Options() []OptionHelp {
 	var out []OptionHelp
-	for _, s := range optionSpecs {
-		out = append(out, OptionHelp{Name: s.name, Help: s.help, Bool: s.bool_})
-	}
 	seen := map[string]bool{}
+	for _, s := range allSpecs() {
+		help := s.help
+		if s.support != Implemented {
+			help = s.support.String() + ": " + help
+		}
+		for _, n := range append([]string{s.name}, s.aliases...) {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, OptionHelp{Name: n, Help: help, Bool: s.bool_})
+			}
+		}
+	}
 	for _, e := range engines() {
 		for _, o := range e.options {
 			if !seen[o] {
@@ -193,21 +279,43 @@ func Options() []OptionHelp {
 	return out
 }
 
-func findSpec(name string) *optionSpec {
-	for i := range optionSpecs {
-		if optionSpecs[i].name == name {
-			return &optionSpecs[i]
+// allSpecs are the core's options and fio's that flashpath ignores or
+// refuses, in one list.
+func allSpecs() []optionSpec {
+	return append(optionSpecs[:len(optionSpecs):len(optionSpecs)], fioOnlySpecs...)
+}
+
+// specIndex finds a spec by name or alias.
+var specIndex = sync.OnceValue(func() map[string]*optionSpec {
+	m := map[string]*optionSpec{}
+	add := func(specs []optionSpec) {
+		for i := range specs {
+			s := &specs[i]
+			for _, n := range append([]string{s.name}, s.aliases...) {
+				if _, dup := m[n]; dup {
+					panic("bench: option " + n + " twice in the option table")
+				}
+				m[n] = s
+			}
 		}
 	}
-	return nil
-}
+	add(optionSpecs)
+	add(fioOnlySpecs)
+	return m
+})
+
+func findSpec(name string) *optionSpec { return specIndex()[name] }
 
 // ErrUnknownOption is wrapped by errors for options neither the core nor
 // the job's engine knows.
 var ErrUnknownOption = errors.New("unknown option")
 
+// ErrRefusedOption is wrapped by errors for fio options flashpath does
+// not implement (the option table says why).
+var ErrRefusedOption = errors.New("not supported by flashpath")
+
 // apply sets one option on j. Engine options are collected and checked
-// against the engine once the engine is known (see validate).
+// against the engine once the engine is known (see checkUnknown).
 func (j *Job) apply(o Option) error {
 	name := strings.TrimSpace(o.Name)
 	v := strings.TrimSpace(o.Value)
@@ -219,6 +327,9 @@ func (j *Job) apply(o Option) error {
 		j.EngineOptions[name] = v
 		j.Options = append(j.Options, [2]string{name, v})
 		return nil
+	}
+	if s.support == Refused {
+		return fmt.Errorf("option %s: %w: %s", name, ErrRefusedOption, s.help)
 	}
 	if v == "" && !s.bool_ && name != "description" {
 		return fmt.Errorf("option %s: needs a value", name)
@@ -241,4 +352,6 @@ var engineAliases = map[string]string{
 	"vsync":    "psync",
 	"pvsync":   "psync",
 	"pvsync2":  "psync",
+	// libcufile resolves to cufile or gpu by cuda_io (see validate).
+	"libcufile": "cufile",
 }

@@ -13,7 +13,7 @@ func setFileService(j *Job, v string) error {
 	kind, n, hasN := strings.Cut(v, ":")
 	j.FileServiceN = 1
 	if hasN {
-		k, err := parseInt(n, 1, 1<<20)
+		k, err := j.parseInt(n, 1, 1<<20)
 		if err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func setBS(j *Job, v string) error {
 			sizes = append(sizes, -1) // keep: fio's "bs=,8k"
 			continue
 		}
-		n, err := ParseSize(p)
+		n, err := j.parseSize(p)
 		if err != nil {
 			return err
 		}
@@ -85,7 +85,7 @@ func setBS(j *Job, v string) error {
 // for every direction or read,write[,trim] mixes (an empty field keeps
 // bs). Sizes without a percent share what the others leave.
 func setBSSplit(j *Job, v string) (err error) {
-	j.BSSplit, err = perDir(v, "want a mix or read,write[,trim] mixes, got %q", parseBSMix)
+	j.BSSplit, err = perDir(v, "want a mix or read,write[,trim] mixes, got %q", func(s string) ([]BSWeight, error) { return parseBSMix(s, j.parseSize) })
 	return err
 }
 
@@ -114,13 +114,13 @@ func perDir[T any](v, tooMany string, parse func(string) (T, error)) ([numDirs]T
 	return out, nil
 }
 
-func parseBSMix(s string) ([]BSWeight, error) {
+func parseBSMix(s string, parseSize func(string) (int64, error)) ([]BSWeight, error) {
 	var out []BSWeight
 	var sum float64
 	unset := 0
 	for _, e := range strings.Split(s, ":") {
 		size, pct, hasPct := strings.Cut(e, "/")
-		n, err := ParseSize(size)
+		n, err := parseSize(size)
 		if err != nil {
 			return nil, err
 		}
@@ -164,7 +164,7 @@ func parseBSMix(s string) ([]BSWeight, error) {
 func rateSetter(field func(*Job) *[numDirs]int64) func(*Job, string) error {
 	return func(j *Job, v string) error {
 		out, err := perDir(v, "want a value or read,write[,trim], got %q", func(p string) (int64, error) {
-			n, err := ParseSize(p)
+			n, err := j.parseSize(p)
 			if err != nil || n < 0 {
 				return 0, fmt.Errorf("rate %q: want a non-negative number (fio units: 500k, 1g)", p)
 			}
@@ -276,7 +276,7 @@ func parseZones(arg string) (Distribution, error) {
 
 func intSetter(field func(*Job) *int, lo, hi int) func(*Job, string) error {
 	return func(j *Job, v string) error {
-		n, err := parseInt(v, lo, hi)
+		n, err := j.parseInt(v, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -285,8 +285,14 @@ func intSetter(field func(*Job) *int, lo, hi int) func(*Job, string) error {
 	}
 }
 
-func parseInt(v string, lo, hi int) (int, error) {
-	n, err := ParseSize(v) // fio ints take the same suffixes
+// parseInt parses an integer option: fio's ints take the same suffixes
+// as sizes, by the job's kb_base.
+func (j *Job) parseInt(v string, lo, hi int) (int, error) {
+	neg := strings.HasPrefix(v, "-") && lo < 0
+	n, err := j.parseSize(strings.TrimPrefix(v, "-"))
+	if neg {
+		n = -n
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -298,7 +304,7 @@ func parseInt(v string, lo, hi int) (int, error) {
 
 func sizeSetter(field func(*Job) *int64) func(*Job, string) error {
 	return func(j *Job, v string) error {
-		n, err := ParseSize(v)
+		n, err := j.parseSize(v)
 		if err != nil {
 			return err
 		}
@@ -343,4 +349,195 @@ func enumSetter[T any](field func(*Job) *T, want string, vals map[string]T) func
 		*field(j) = x
 		return nil
 	}
+}
+
+// setRW parses rw= with fio's optional ":<nr>" offset modifier
+// (rw=read:8k, rw=randread:8).
+func setRW(j *Job, v string) (err error) {
+	pat, mod, hasMod := strings.Cut(v, ":")
+	if j.RW, err = parseRW(pat); err != nil {
+		return err
+	}
+	j.RWModifier = 0
+	if hasMod {
+		n, err := j.parseSize(mod)
+		if err != nil {
+			return fmt.Errorf("offset modifier of %q: %w", v, err)
+		}
+		j.RWModifier = n
+	}
+	return nil
+}
+
+// setBSRange parses fio's bsrange: MIN-MAX, or read,write[,trim] ranges.
+// fio draws MIN + a uniform fraction of MAX, rounded down to a multiple of
+// MIN and capped at MAX: every multiple of MIN up to MAX equally often when
+// MIN divides MAX. That is the bssplit mix it is turned into.
+func setBSRange(j *Job, v string) error {
+	ranges, err := perDir(v, "want MIN-MAX or read,write[,trim] ranges, got %q", func(p string) ([2]int, error) {
+		lo, hi, ok := strings.Cut(p, "-")
+		if !ok {
+			return [2]int{}, fmt.Errorf("%q: want MIN-MAX, e.g. 4k-64k", p)
+		}
+		a, err1 := j.parseSize(lo)
+		b, err2 := j.parseSize(hi)
+		if err := errors.Join(err1, err2); err != nil {
+			return [2]int{}, err
+		}
+		if a <= 0 || b < a || b > 1<<30 {
+			return [2]int{}, fmt.Errorf("%q: want 0 < MIN <= MAX <= 1g", p)
+		}
+		if b%a != 0 {
+			return [2]int{}, fmt.Errorf("%q: MAX must be a multiple of MIN here (fio then caps a share of the draws at MAX, off MIN's grid)", p)
+		}
+		if b/a > 4096 {
+			return [2]int{}, fmt.Errorf("%q: more than 4096 sizes between MIN and MAX", p)
+		}
+		return [2]int{int(a), int(b)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	for d, r := range ranges {
+		if r[0] == 0 {
+			continue
+		}
+		j.BSRange[d] = r
+		j.BS[d] = r[0]
+		j.BSSplit[d] = nil
+		if r[0] == r[1] {
+			continue
+		}
+		n := r[1] / r[0]
+		mix := make([]BSWeight, n)
+		for k := range mix {
+			mix[k] = BSWeight{Size: (k + 1) * r[0], Pct: 100 / float64(n)}
+		}
+		j.BSSplit[d] = mix
+	}
+	return nil
+}
+
+// setBlockAlign parses ba (blockalign): one alignment or read,write[,trim].
+func setBlockAlign(j *Job, v string) error {
+	out, err := perDir(v, "want a size or read,write[,trim] sizes, got %q", func(p string) (int, error) {
+		n, err := j.parseSize(p)
+		if err != nil || n <= 0 || n > 1<<30 {
+			return 0, fmt.Errorf("alignment %q: want a size above 0", p)
+		}
+		return int(n), nil
+	})
+	if err != nil {
+		return err
+	}
+	for d, n := range out {
+		if n > 0 {
+			j.BlockAlign[d] = n
+		}
+	}
+	return nil
+}
+
+// pctSizeSetter parses a size or fio's N% (1 to 100) of the file's size.
+func pctSizeSetter(field func(*Job) (*int64, *float64)) func(*Job, string) error {
+	return func(j *Job, v string) error {
+		n, pct := field(j)
+		if p, ok := strings.CutSuffix(v, "%"); ok {
+			f, err := strconv.ParseFloat(p, 64)
+			if err != nil || !(f >= 0 && f <= 100) {
+				return fmt.Errorf("%q: want a percentage from 0 to 100", v)
+			}
+			*n, *pct = 0, f
+			return nil
+		}
+		x, err := j.parseSize(v)
+		if err != nil {
+			return err
+		}
+		*n, *pct = x, 0
+		return nil
+	}
+}
+
+// splitColons splits fio's colon-separated list, "\:" standing for a
+// colon in a name.
+func splitColons(v string) []string {
+	var out []string
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		switch {
+		case v[i] == '\\' && i+1 < len(v) && v[i+1] == ':':
+			b.WriteByte(':')
+			i++
+		case v[i] == ':':
+			out = append(out, b.String())
+			b.Reset()
+		default:
+			b.WriteByte(v[i])
+		}
+	}
+	return append(out, b.String())
+}
+
+// setFilename parses filename=: one name, a namespace URL (whose colons
+// are its own), or fio's a:b list of files.
+func setFilename(j *Job, v string) error {
+	j.Filename, j.Filenames = v, nil
+	if strings.Contains(v, "://") {
+		return nil
+	}
+	names := splitColons(v)
+	for _, n := range names {
+		if n == "" {
+			return fmt.Errorf("%q: an empty file name in the list", v)
+		}
+	}
+	j.Filename = names[0]
+	if len(names) > 1 {
+		j.Filenames = names
+	}
+	return nil
+}
+
+// setDirectory parses directory=: one directory (fio's a:b list of
+// directories is refused).
+func setDirectory(j *Job, v string) error {
+	dirs := splitColons(v)
+	if len(dirs) > 1 {
+		return fmt.Errorf("%q: several directories (fio spreads files over them) are not supported; give one", v)
+	}
+	j.Directory = dirs[0]
+	return nil
+}
+
+// setGPUDevIDs parses libcufile's gpu_dev_ids: a colon-separated list.
+func setGPUDevIDs(j *Job, v string) error {
+	var ids []int
+	for _, p := range strings.Split(v, ":") {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: want GPU IDs separated by ':', e.g. 0:1", v)
+		}
+		ids = append(ids, n)
+	}
+	j.GPUDevIDs = ids
+	return nil
+}
+
+// fioVerify are fio's verify= methods, by their names and fio's aliases
+// (crc32c-intel is crc32c; 0 is none).
+var fioVerify = map[string]string{
+	"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c", "pattern": "pattern",
+	"md5": "md5", "crc64": "crc64", "crc32": "crc32", "crc16": "crc16", "crc7": "crc7",
+	"sha1": "sha1", "sha256": "sha256", "sha512": "sha512", "sha3-224": "sha3-224", "sha3-256": "sha3-256",
+	"sha3-384": "sha3-384", "sha3-512": "sha3-512", "xxhash": "xxhash", "meta": "meta", "null": "null",
+}
+
+func setVerify(j *Job, v string) error {
+	m, ok := fioVerify[v]
+	if !ok {
+		return fmt.Errorf("%q: want one of fio's methods: md5, crc64, crc32c, crc32c-intel, crc32, crc16, crc7, sha1, sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, xxhash, meta, pattern, null (or 0)", v)
+	}
+	j.Verify = m
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -11,33 +12,57 @@ import (
 type Section struct {
 	Name    string
 	Options []Option
+	// Where is each option's source, "file:line", for errors; parallel to
+	// Options where set (a missing entry is the command line).
+	Where []string
+	// Globals is how many of the first Options came from [global]
+	// sections (their name= does not name the job, as in fio).
+	Globals int
+}
+
+// srcOption is an option with where it was written ("" : the command
+// line).
+type srcOption struct {
+	Option
+	where string
+	// global: from [global] or the command line's defaults; its name=
+	// does not name the job.
+	global bool
 }
 
 // BuildJobs applies fio's inheritance to sections: every job starts from
-// the defaults plus global (and the [global] sections above it, in file
-// order), then its own options, then overrides (command-line flags). List
-// values of sweepable options expand into one job per combination, each a
-// reporting group of its own that runs after the previous one.
+// the defaults plus global (command-line options beneath job files, as in
+// fio), then its section's options ([global] sections above it first),
+// then overrides. kb_base applies to every size of the job, wherever it
+// stands (fio parses it first). List values of sweepable options expand
+// into one job per combination, each a reporting group of its own that
+// runs after the previous one.
 func BuildJobs(global []Option, sections []Section, overrides []Option) ([]*Job, error) {
 	var jobs []*Job
 	group := 0
 	for _, sec := range sections {
-		opts := slices.Concat(global, sec.Options, overrides)
+		var opts []srcOption
+		for _, o := range global {
+			opts = append(opts, srcOption{Option: o, global: true})
+		}
+		for i, o := range sec.Options {
+			so := srcOption{Option: o, global: i < sec.Globals}
+			if i < len(sec.Where) {
+				so.where = sec.Where[i]
+			}
+			opts = append(opts, so)
+		}
+		for _, o := range overrides {
+			opts = append(opts, srcOption{Option: o})
+		}
 		expanded, err := expandSweeps(opts)
 		if err != nil {
 			return nil, fmt.Errorf("job %s: %w", sec.Name, err)
 		}
 		for k, eo := range expanded {
-			j := DefaultJob()
-			j.Name = sec.Name
-			j.Swept = eo.swept
-			for _, o := range eo.opts {
-				if err := j.apply(o); err != nil {
-					return nil, fmt.Errorf("job %s: %w", sec.Name, err)
-				}
-			}
-			if err := j.validate(); err != nil {
-				return nil, fmt.Errorf("job %s: %w", j.Name, err)
+			j, err := buildJob(sec.Name, eo)
+			if err != nil {
+				return nil, err
 			}
 			if len(jobs) > 0 && (j.Stonewall || j.NewGroup || len(expanded) > 1 || k > 0) {
 				group++
@@ -46,7 +71,7 @@ func BuildJobs(global []Option, sections []Section, overrides []Option) ([]*Job,
 			if len(expanded) > 1 {
 				j.Stonewall = true
 			}
-			jobs = append(jobs, &j)
+			jobs = append(jobs, j)
 		}
 	}
 	if len(jobs) == 0 {
@@ -55,12 +80,56 @@ func BuildJobs(global []Option, sections []Section, overrides []Option) ([]*Job,
 	return jobs, nil
 }
 
+// at prefixes an error with where its option was written.
+func at(where string, err error) error {
+	if where == "" {
+		where = "command line"
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// buildJob applies one sweep point's options to fio's defaults and
+// validates the job.
+func buildJob(name string, eo sweepPoint) (*Job, error) {
+	j := DefaultJob()
+	j.Name = name
+	j.Swept = eo.swept
+	for _, o := range eo.opts {
+		if s := findSpec(strings.TrimSpace(o.Name)); s != nil && s.name == "kb_base" {
+			if err := j.apply(o.Option); err != nil {
+				return nil, at(o.where, fmt.Errorf("job %s: %w", name, err))
+			}
+			j.KBBase, _ = strconv.Atoi(strings.TrimSpace(o.Value))
+		}
+	}
+	for _, o := range eo.opts {
+		s := findSpec(strings.TrimSpace(o.Name))
+		if s != nil && s.name == "kb_base" {
+			continue // applied first
+		}
+		if s != nil && s.name == "name" && o.global {
+			continue // [global]'s name= does not name the job (fio)
+		}
+		if err := j.apply(o.Option); err != nil {
+			return nil, at(o.where, fmt.Errorf("job %s: %w", name, err))
+		}
+	}
+	if err := j.checkEngineOptions(eo.opts); err != nil {
+		return nil, fmt.Errorf("job %s: %w", j.Name, err)
+	}
+	if err := j.validate(); err != nil {
+		return nil, fmt.Errorf("job %s: %w", j.Name, err)
+	}
+	return &j, nil
+}
+
 type sweepPoint struct {
-	opts, swept []Option
+	opts  []srcOption
+	swept []Option
 }
 
 // expandSweeps returns one option list per combination of list values.
-func expandSweeps(opts []Option) ([]sweepPoint, error) {
+func expandSweeps(opts []srcOption) ([]sweepPoint, error) {
 	out := []sweepPoint{{}}
 	for _, o := range opts {
 		s := findSpec(strings.TrimSpace(o.Name))
@@ -73,7 +142,7 @@ func expandSweeps(opts []Option) ([]sweepPoint, error) {
 		var vals []string
 		for _, v := range strings.Split(o.Value, ",") {
 			if v = strings.TrimSpace(v); v == "" {
-				return nil, fmt.Errorf("option %s: empty value in list %q", o.Name, o.Value)
+				return nil, at(o.where, fmt.Errorf("option %s: empty value in list %q", o.Name, o.Value))
 			}
 			vals = append(vals, v)
 		}
@@ -82,8 +151,10 @@ func expandSweeps(opts []Option) ([]sweepPoint, error) {
 			for _, v := range vals {
 				// A later list for the same option replaces the earlier one.
 				swept := slices.DeleteFunc(slices.Clone(p.swept), func(s Option) bool { return s.Name == o.Name })
+				pt := o
+				pt.Value = v
 				next = append(next, sweepPoint{
-					opts:  append(slices.Clone(p.opts), Option{o.Name, v}),
+					opts:  append(slices.Clone(p.opts), pt),
 					swept: append(swept, Option{o.Name, v}),
 				})
 			}

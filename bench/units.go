@@ -15,6 +15,14 @@ import (
 // 0x prefix is hex, and fractions (1.5m) are allowed.
 func ParseSize(s string) (int64, error) { return units.Parse(s, units.Fio) }
 
+// parseSize parses a size by the job's kb_base.
+func (j *Job) parseSize(s string) (int64, error) {
+	if j.KBBase == 1000 {
+		return units.Parse(s, units.Fio1000)
+	}
+	return units.Parse(s, units.Fio)
+}
+
 // ParseTime parses a fio time value: seconds unless suffixed with
 // us/usec, ms/msec, s/sec, m/min, h/hour or d/day.
 func ParseTime(s string) (time.Duration, error) { return parseTimeUnit(s, time.Second) }

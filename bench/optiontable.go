@@ -1,0 +1,431 @@
+package bench
+
+import (
+	_ "embed"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// The option table: every fio option (fio_options.tsv, fio's own list as
+// its --cmdhelp prints it) with what flashpath does with it, plus the
+// options only flashpath has (its engines'). --cmdhelp, the docs
+// (docs/bench-options.md) and the README's list of refused options come
+// from it.
+
+//go:generate sh testdata/fio-options.sh
+
+//go:embed fio_options.tsv
+var fioOptionsTSV string
+
+// Support is what flashpath does with a job option.
+type Support uint8
+
+const (
+	// Implemented: fio's semantics (Note says where values are limited).
+	Implemented Support = iota
+	// Ignored: accepted and without effect, because it cannot change what
+	// is measured here (Note says why).
+	Ignored
+	// Refused: the job stops with an error naming the option and its line
+	// (Note says why).
+	Refused
+)
+
+func (s Support) String() string {
+	return [...]string{"implemented", "ignored", "refused"}[s]
+}
+
+// OptionInfo is one row of the option table.
+type OptionInfo struct {
+	Name    string
+	Aliases []string
+	Type    string // fio's type ("integer value", "string with time postfix", ...)
+	Default string // fio's default ("" for none)
+	Fio     string // fio's meaning, its --cmdhelp text
+	Support Support
+	Note    string // what flashpath does: how, or why it ignores or refuses it
+	// Engines are the engines that take an engine-specific option (fio's
+	// io_uring hipri, nvme-tcp's hostnqn); nil for a job option.
+	Engines []string
+	Bool    bool // may be given bare (time_based)
+}
+
+type fioOption struct {
+	name, typ, def, help string
+	aliases              []string
+	engine               string
+}
+
+// fioOptions parses fio_options.tsv.
+func fioOptions() []fioOption {
+	var out []fioOption
+	for _, line := range strings.Split(fioOptionsTSV, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		for len(f) < 6 {
+			f = append(f, "")
+		}
+		o := fioOption{name: f[0], typ: f[2], def: f[3], help: f[4], engine: f[5]}
+		if f[1] != "" {
+			o.aliases = strings.Split(f[1], ",")
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// refused and ignored fio options: the rest of fio's list, each with the
+// reason. The engine options of fio's engines flashpath runs on its own
+// engines are in engineOptionNotes.
+var fioOnlySpecs = []optionSpec{
+	// Files and their layout.
+	refuse("wait_for", "jobs wait only by stonewall/new_group here; naming one job to wait for is not implemented"),
+	refuse("lockfile", "jobs do not share files through fio's file locks here"),
+	refuse("filename_format", "generated names are fio's default $jobname.$jobnum.$filenum; another format is not implemented"),
+	ignore("unique_filename", "only for fio's client/server mode, which flashpath does not have", true),
+	refuse("opendir", "adding every file of a directory tree is not implemented"),
+	refuse("bs_unaligned", "block sizes stay multiples of the smallest one here (offsets stay on its grid)"),
+	refuse("ignore_error", "use continue_on_error; fio's per-errno lists are not implemented"),
+	refuse("serialize_overlap", "overlapping in-flight I/Os are not serialised here"),
+	refuse("fill_device", "writing until ENOSPC is not implemented; give size"),
+	refuse("file_append", "appending at the end of the file is not implemented"),
+	refuse("offset_align", "offsets stay on the block size's grid here; another alignment is not implemented"),
+	refuse("percentage_random", "mixing sequential and random offsets in one job is not implemented"),
+	ignore("allrandrepeat", "flashpath's generators are seeded from randseed (repeatable by default); it changes no statistic", true),
+	refuse("write_barrier", "barrier writes are not implemented"),
+	refuse("sync_file_range", "sync_file_range(2) is not issued here; use fsync or fdatasync"),
+	refuse("atomic", "RWF_ATOMIC writes are not implemented"),
+	refuse("mem", "I/O buffers are flashpath's own (page-aligned heap, or the engine's registered memory); fio's shm/mmap/hugepage kinds are not implemented"),
+	refuse("verify_interval", "the verify header covers the whole block here; sub-block intervals are not implemented"),
+	refuse("verify_offset", "the verify header sits at the block's start here"),
+	refuse("verify_dump", "failed blocks are not dumped to files here"),
+	refuse("verify_async", "verification runs in the job's goroutine here"),
+	refuse("experimental_verify", "fio's experimental verify is not implemented"),
+	refuse("verify_state_load", "verify state files are not implemented"),
+	refuse("verify_state_save", "verify state files are not implemented"),
+	refuse("trim_percentage", "trim-then-verify is not implemented"),
+	refuse("trim_verify_zero", "trim-then-verify is not implemented"),
+	refuse("trim_backlog", "trim-then-verify is not implemented"),
+	refuse("trim_backlog_batch", "trim-then-verify is not implemented"),
+	refuse("write_iolog", "I/O logs (fio's iolog v2/v3 format) are not written here"),
+	refuse("read_iolog", "replaying fio iologs and blktraces is not implemented"),
+	refuse("read_iolog_chunked", "replaying fio iologs is not implemented"),
+	refuse("replay_no_stall", "replaying fio iologs is not implemented"),
+	refuse("replay_redirect", "replaying fio iologs is not implemented"),
+	refuse("replay_scale", "replaying fio iologs is not implemented"),
+	refuse("replay_align", "replaying fio iologs is not implemented"),
+	refuse("replay_time_scale", "replaying fio iologs is not implemented"),
+	refuse("replay_skip", "replaying fio iologs is not implemented"),
+	refuse("merge_blktrace_file", "replaying blktraces is not implemented"),
+	refuse("merge_blktrace_scalars", "replaying blktraces is not implemented"),
+	refuse("merge_blktrace_iters", "replaying blktraces is not implemented"),
+	refuse("exec_prerun", "flashpath does not run shell commands from job files"),
+	refuse("exec_postrun", "flashpath does not run shell commands from job files"),
+	refuse("ioscheduler", "flashpath does not switch the device's I/O scheduler; set it in sysfs"),
+	refuse("zonemode", "zoned block devices are not supported"),
+	refuse("zonesize", "zoned block devices are not supported"),
+	refuse("zonecapacity", "zoned block devices are not supported"),
+	refuse("zonerange", "zoned block devices are not supported"),
+	refuse("zoneskip", "zoned block devices are not supported"),
+	refuse("read_beyond_wp", "zoned block devices are not supported"),
+	refuse("max_open_zones", "zoned block devices are not supported"),
+	refuse("job_max_open_zones", "zoned block devices are not supported"),
+	refuse("ignore_zone_limits", "zoned block devices are not supported"),
+	refuse("zone_reset_threshold", "zoned block devices are not supported"),
+	refuse("zone_reset_frequency", "zoned block devices are not supported"),
+	refuse("lockmem", "pinning memory away from the job is not implemented"),
+	refuse("thinktime_spin", "thinktime sleeps here; spinning part of it is not implemented"),
+	refuse("thinktime_blocks_type", "thinktime_blocks counts completed I/Os here (fio's complete); issue is not implemented"),
+	refuse("thinktime_iotime", "thinktime after a period of I/O time is not implemented"),
+	refuse("rate_cycle", "the rate cap is paced per I/O here; fio's averaging window is not implemented"),
+	refuse("rate_ignore_thinktime", "not implemented"),
+	refuse("max_latency", "ending a job on a latency ceiling is not implemented"),
+	refuse("latency_target", "searching the queue depth for a latency target is not implemented"),
+	ignore("latency_window", "only used with latency_target, which is refused", false),
+	ignore("latency_percentile", "only used with latency_target, which is refused", false),
+	ignore("latency_run", "only used with latency_target, which is refused", true),
+	refuse("write_hint", "write lifetime hints are not set here"),
+	refuse("create_serialize", "files are laid out before the clones start here, not by fio's rule"),
+	refuse("create_fsync", "files are laid out before the clones start here, not by fio's rule"),
+	refuse("create_on_open", "files are laid out before the clones start here, not by fio's rule"),
+	refuse("create_only", "laying out files without running the job is not implemented"),
+	ignore("allow_mounted_write", "flashpath does not check whether a block device is mounted; --readonly guards devices that hold data", true),
+	refuse("pre_read", "pre-reading the file into the page cache is not implemented"),
+	refuse("cpumask", "use cpus_allowed (a CPU list)"),
+	refuse("numa_cpu_nodes", "NUMA placement is not implemented; use cpus_allowed"),
+	refuse("numa_mem_policy", "NUMA memory policy is not implemented"),
+	refuse("unlink_each_loop", "removing files between loops is not implemented"),
+	refuse("exit_what", "exitall ends the jobs of the group here; fio's exit_what is not implemented"),
+	refuse("exitall_on_error", "a failed job ends only itself here"),
+	ignore("log_entries", "log buffers grow as needed here", false),
+	refuse("log_hist_msec", "histogram logs (write_hist_log) are not written here"),
+	refuse("log_hist_coarseness", "histogram logs (write_hist_log) are not written here"),
+	refuse("write_hist_log", "histogram logs are not written here; json+ has the latency histogram"),
+	refuse("log_max_value", "averaged logs carry the mean here"),
+	refuse("log_prio", "I/O priorities are not logged"),
+	refuse("log_compression", "logs are written uncompressed"),
+	refuse("log_compression_cpus", "logs are written uncompressed"),
+	refuse("log_store_compressed", "logs are written uncompressed"),
+	refuse("log_unix_epoch", "log times are relative to the job's start here"),
+	refuse("log_alternate_epoch", "log times are relative to the job's start here"),
+	refuse("log_alternate_epoch_clock_id", "log times are relative to the job's start here"),
+	refuse("block_error_percentiles", "trim block error statistics are not kept"),
+	refuse("stats", "statistics are always kept here"),
+	refuse("scramble_buffers", "write buffers are random (filled once), refill_buffers, zero_buffers or buffer_pattern here; scrambling is not implemented"),
+	refuse("buffer_compress_percentage", "compressible write data is not generated here; writes are random (incompressible) unless zero_buffers or buffer_pattern"),
+	refuse("buffer_compress_chunk", "compressible write data is not generated here"),
+	refuse("dedupe_percentage", "dedupable write data is not generated here"),
+	refuse("dedupe_mode", "dedupable write data is not generated here"),
+	refuse("dedupe_working_set_percentage", "dedupable write data is not generated here"),
+	refuse("dedupe_global", "dedupable write data is not generated here"),
+	refuse("slat_percentiles", "submission latency percentiles are not reported here"),
+	refuse("significant_figures", "the normal report prints fio's default precision"),
+	ignore("disk_util", "device utilisation is reported by the output, where it applies, whatever this says", true),
+	refuse("gtod_cpu", "a dedicated time-keeping thread is not implemented; latencies use the monotonic clock"),
+	refuse("error_dump", "errors are reported once per job here"),
+	refuse("profile", "fio's built-in profiles are not implemented"),
+	refuse("cgroup", "cgroups are not managed by flashpath"),
+	refuse("cgroup_nodelete", "cgroups are not managed by flashpath"),
+	refuse("cgroup_weight", "cgroups are not managed by flashpath"),
+	refuse("uid", "jobs run as flashpath's user"),
+	refuse("gid", "jobs run as flashpath's group"),
+	refuse("hugepage-size", "hugepage buffers (mem=mmaphuge) are not implemented"),
+	refuse("flow_id", "fio's flow control between jobs is not implemented"),
+	refuse("flow", "fio's flow control between jobs is not implemented"),
+	refuse("flow_sleep", "fio's flow control between jobs is not implemented"),
+	refuse("steadystate", "steady-state detection is not implemented; give runtime"),
+	refuse("steadystate_duration", "steady-state detection is not implemented"),
+	refuse("steadystate_ramp_time", "steady-state detection is not implemented"),
+}
+
+// engineOptionNotes are fio's engine options of the engines flashpath runs
+// on its own (io_uring, libaio, pvsync2) that flashpath's engines do not
+// take; each is refused with this reason.
+var engineOptionNotes = map[string]string{
+	"cmdprio_percentage": "I/O priorities per command are not implemented",
+	"cmdprio_class":      "I/O priorities per command are not implemented",
+	"cmdprio":            "I/O priorities per command are not implemented",
+	"cmdprio_bssplit":    "I/O priorities per command are not implemented",
+	"sqthread_poll_cpu":  "not implemented",
+	"nonvectored":        "flashpath's io_uring issues non-vectored reads and writes only with fixedbufs",
+	"uncached":           "RWF_UNCACHED is not implemented",
+	"nowait":             "RWF_NOWAIT is not implemented",
+	"force_async":        "IOSQE_ASYNC is not implemented",
+	"cmd_type":           "io_uring_cmd (NVMe passthrough) is not implemented",
+	"userspace_reap":     "libaio runs on io_uring here",
+	"hipri_percentage":   "not implemented",
+}
+
+func refuse(name, why string) optionSpec {
+	return optionSpec{name: name, support: Refused, help: why}
+}
+
+// ignore makes an option that is accepted without effect: its value is
+// not checked beyond being a boolean where bool_ says so.
+func ignore(name, why string, bool_ bool) optionSpec {
+	return optionSpec{name: name, support: Ignored, help: why, bool_: bool_, set: func(j *Job, v string) error {
+		if bool_ {
+			var b bool
+			return boolSetter(func(*Job) *bool { return &b })(j, v)
+		}
+		return nil
+	}}
+}
+
+// OptionTable returns the table: fio's options in fio's order with
+// flashpath's support, then the options only flashpath has (its
+// engines'), by name.
+func OptionTable() []OptionInfo {
+	var out []OptionInfo
+	seen := map[string]int{}
+	engs := engines()
+	takes := func(opt string) []string {
+		var names []string
+		for _, e := range engs {
+			for _, o := range e.options {
+				if o == opt {
+					names = append(names, e.name)
+				}
+			}
+		}
+		return names
+	}
+	for _, f := range fioOptions() {
+		if i, dup := seen[f.name]; dup {
+			// An engine option more than one of fio's engines has.
+			if f.engine != "" && !strings.Contains(out[i].Fio, "["+f.engine+"]") {
+				out[i].Fio += " [" + f.engine + "]"
+			}
+			continue
+		}
+		oi := OptionInfo{Name: f.name, Aliases: f.aliases, Type: f.typ, Default: f.def, Fio: f.help}
+		if f.engine != "" {
+			oi.Fio += " [" + f.engine + "]"
+			oi.Engines = takes(f.name)
+			oi.Support, oi.Note = Implemented, "engine option of "+strings.Join(oi.Engines, ", ")
+			if len(oi.Engines) == 0 {
+				oi.Support, oi.Note = Refused, engineOptionNotes[f.name]
+			}
+			oi.Bool = strings.HasPrefix(f.typ, "empty or boolean")
+		} else if s := findSpec(f.name); s != nil {
+			oi.Support, oi.Note, oi.Bool = s.support, s.help, s.bool_
+		}
+		seen[f.name] = len(out)
+		out = append(out, oi)
+	}
+	var extra []OptionInfo
+	for _, s := range allSpecs() {
+		if _, ok := seen[s.name]; !ok {
+			seen[s.name] = -1
+			extra = append(extra, OptionInfo{Name: s.name, Aliases: s.aliases, Type: s.typ, Default: s.def, Fio: s.fio,
+				Support: s.support, Note: s.help, Bool: s.bool_})
+		}
+	}
+	for _, e := range engs {
+		for _, o := range e.options {
+			if _, ok := seen[o]; !ok {
+				seen[o] = -1
+				extra = append(extra, OptionInfo{Name: o, Note: "engine option of " + strings.Join(takes(o), ", "),
+					Engines: takes(o), Bool: e.bools[o]})
+			}
+		}
+	}
+	sort.Slice(extra, func(a, b int) bool { return extra[a].Name < extra[b].Name })
+	return append(out, extra...)
+}
+
+// LookupOption finds a row of the table by name or alias.
+func LookupOption(name string) (OptionInfo, bool) {
+	for _, o := range OptionTable() {
+		if o.Name == name {
+			return o, true
+		}
+		for _, a := range o.Aliases {
+			if a == name {
+				return o, true
+			}
+		}
+	}
+	return OptionInfo{}, false
+}
+
+// WriteCmdHelp writes fio's --cmdhelp for one option, with flashpath's
+// support below fio's lines.
+func WriteCmdHelp(w io.Writer, name string) error {
+	o, ok := LookupOption(name)
+	if !ok {
+		return fmt.Errorf("no such option %q%s", name, suggest(name))
+	}
+	fmt.Fprintf(w, "%20s: %s\n", o.Name, o.Fio)
+	if len(o.Aliases) > 0 {
+		fmt.Fprintf(w, "%20s: %s\n", "alias", strings.Join(o.Aliases, ", "))
+	}
+	if o.Type != "" {
+		fmt.Fprintf(w, "%20s: %s\n", "type", o.Type)
+	}
+	def := o.Default
+	if def == "" {
+		def = "no default"
+	}
+	fmt.Fprintf(w, "%20s: %s\n", "default", def)
+	fmt.Fprintf(w, "%20s: %s", "flashpath", o.Support)
+	if o.Note != "" {
+		fmt.Fprintf(w, ": %s", o.Note)
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// WriteCmdHelpAll lists every option with its support, as fio's
+// --cmdhelp=all lists them with their help.
+func WriteCmdHelpAll(w io.Writer) {
+	for _, o := range OptionTable() {
+		mark := ""
+		switch o.Support {
+		case Ignored:
+			mark = " (ignored)"
+		case Refused:
+			mark = " (refused)"
+		}
+		text := o.Fio
+		if text == "" {
+			text = o.Note
+		}
+		fmt.Fprintf(w, "%-24s: %s%s\n", o.Name, text, mark)
+	}
+}
+
+// WriteOptionDocs writes the table as Markdown (docs/bench-options.md).
+func WriteOptionDocs(w io.Writer) {
+	fmt.Fprintln(w, "# flashpath bench: fio's job options")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Generated from the option table in bench/optiontable.go (`go generate ./cmd/flashpath`); `flashpath bench --cmdhelp=NAME` prints one row.")
+	fmt.Fprintln(w, "fio's columns are fio "+fioVersion()+"'s `--cmdhelp`. *implemented*: fio's semantics, within the note's limits;")
+	fmt.Fprintln(w, "*ignored*: accepted without effect, for the reason given; *refused*: the job stops with an error naming the option and its line.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| option | aliases | type | fio default | fio's meaning | flashpath |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, o := range OptionTable() {
+		fl := o.Support.String()
+		if o.Note != "" {
+			fl += ": " + o.Note
+		}
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s |\n", o.Name, cell(strings.Join(o.Aliases, ", ")), cell(o.Type),
+			cell(o.Default), cell(o.Fio), cell(fl))
+	}
+}
+
+// WriteRefusedList writes the refused options, one line each, for the
+// README.
+func WriteRefusedList(w io.Writer) {
+	for _, o := range OptionTable() {
+		if o.Support == Refused {
+			fmt.Fprintf(w, "- `%s`: %s\n", o.Name, o.Note)
+		}
+	}
+}
+
+func fioVersion() string {
+	first, _, _ := strings.Cut(fioOptionsTSV, "\n")
+	v, _, _ := strings.Cut(strings.TrimPrefix(first, "# fio "), ":")
+	return v
+}
+
+// suggest names the option closest to name, as fio's "Did you mean".
+func suggest(name string) string {
+	best, bestD := "", 4
+	for _, o := range OptionTable() {
+		if d := editDistance(name, o.Name); d < bestD {
+			best, bestD = o.Name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return "; did you mean " + best + "?"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := prev[j-1]
+			if a[i-1] != b[j-1] {
+				c++
+			}
+			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
