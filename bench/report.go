@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,45 +22,60 @@ var Version = "flashpath-bench-1"
 
 // ---- JSON, with fio's field names and order -------------------------------
 
+// The JSON report is fio 3's (stat.c show_thread_status_json and
+// __show_run_stats), key for key and in fio's order, printed by fio's
+// printer (fiojson.go); flashpath's additions sit under "flashpath" keys,
+// which fio's tools ignore.
+
 type fioDoc struct {
-	FioVersion  string       `json:"fio version"`
-	Timestamp   int64        `json:"timestamp"`
-	TimestampMs int64        `json:"timestamp_ms"`
-	Time        string       `json:"time"`
-	Jobs        []fioJob     `json:"jobs"`
-	Flashpath   fpRunSummary `json:"flashpath"`
+	FioVersion    string        `json:"fio version"`
+	Timestamp     int64         `json:"timestamp"`
+	TimestampMs   int64         `json:"timestamp_ms"`
+	Time          string        `json:"time"`
+	GlobalOptions orderedKV     `json:"global options,omitempty"` // fio omits it when empty
+	Jobs          []fioJob      `json:"jobs"`
+	DiskUtil      []fioDiskUtil `json:"disk_util,omitempty"` // local block devices only, as fio
+	Flashpath     fpRunSummary  `json:"flashpath"`
 }
 
 type fioJob struct {
-	JobName           string      `json:"jobname"`
-	GroupID           int         `json:"groupid"`
-	Error             int         `json:"error"`
-	Eta               int         `json:"eta"`
-	Elapsed           int64       `json:"elapsed"`
-	JobOptions        orderedKV   `json:"job options"`
+	JobName    string    `json:"jobname"`
+	GroupID    int       `json:"groupid"`
+	Error      int       `json:"error"`
+	Eta        int       `json:"eta"`
+	Elapsed    int64     `json:"elapsed"`
+	JobOptions orderedKV `json:"job options,omitempty"` // fio omits it when empty
+	// unified_rw_reporting=mixed: "mixed" alone, where "read" would be
+	// (a fio tag: encoding/json refuses two fields with one name).
+	MixedOnly         *fioDir     `json:"-" fio:"mixed,omitempty"`
 	Read              *fioDir     `json:"read,omitempty"`
 	Write             *fioDir     `json:"write,omitempty"`
 	Trim              *fioDir     `json:"trim,omitempty"`
 	Sync              fioSync     `json:"sync"`
-	Mixed             *fioDir     `json:"mixed,omitempty"` // unified_rw_reporting=mixed or both
-	JobRuntime        int64       `json:"job_runtime"`
+	Mixed             *fioDir     `json:"mixed,omitempty"` // unified_rw_reporting=both: after sync
+	JobRuntime        int64       `json:"job_runtime"`     // ms, summed over the clones
 	UsrCPU            float64     `json:"usr_cpu"`
 	SysCPU            float64     `json:"sys_cpu"`
 	Ctx               uint64      `json:"ctx"`
 	Majf              uint64      `json:"majf"`
 	Minf              uint64      `json:"minf"`
 	IODepthLevel      orderedKV   `json:"iodepth_level"`
+	IODepthSubmit     orderedKV   `json:"iodepth_submit"`
+	IODepthComplete   orderedKV   `json:"iodepth_complete"`
 	LatencyNs         orderedKV   `json:"latency_ns"`
 	LatencyUs         orderedKV   `json:"latency_us"`
 	LatencyMs         orderedKV   `json:"latency_ms"`
+	TotalErr          *uint64     `json:"total_err,omitempty"`   // continue_on_error set
+	FirstError        *int        `json:"first_error,omitempty"` // continue_on_error set
 	LatencyDepth      int         `json:"latency_depth"`
 	LatencyTarget     int         `json:"latency_target"`
 	LatencyPercentile float64     `json:"latency_percentile"`
 	LatencyWindow     int         `json:"latency_window"`
-	TotalErr          *uint64     `json:"total_err,omitempty"`   // continue_on_error set
-	FirstError        *int        `json:"first_error,omitempty"` // continue_on_error set
 	Desc              string      `json:"desc,omitempty"`
 	Flashpath         fpJobFields `json:"flashpath"`
+
+	// What the text and terse reports need besides (not printed).
+	stats *fioStats
 }
 
 type fioDir struct {
@@ -89,20 +105,50 @@ type fioDir struct {
 }
 
 type fioLat struct {
-	Min        uint64     `json:"min"`
-	Max        uint64     `json:"max"`
-	Mean       float64    `json:"mean"`
-	Stddev     float64    `json:"stddev"`
-	N          uint64     `json:"N"`
+	Min    uint64  `json:"min"`
+	Max    uint64  `json:"max"`
+	Mean   float64 `json:"mean"`
+	Stddev float64 `json:"stddev"`
+	N      uint64  `json:"N"`
+	// Percentile is there when percentiles are reported for this latency
+	// and it has samples (fio's add_ddir_lat_json).
 	Percentile *orderedKV `json:"percentile,omitempty"`
-	// Bins (json+ only): count per histogram bucket, keyed by the
-	// bucket's middle value in ns, nonzero buckets only, as fio's json+.
+	// Bins (json+ only, with Percentile): count per histogram bucket,
+	// keyed by the bucket's middle value in ns, nonzero buckets only.
 	Bins *orderedKV `json:"bins,omitempty"`
 }
 
 type fioSync struct {
-	LatNs    fioLat `json:"lat_ns"`
 	TotalIOs uint64 `json:"total_ios"`
+	LatNs    fioLat `json:"lat_ns"`
+}
+
+// fioDiskUtil is one entry of fio's disk_util: the device's
+// /sys/block/DEV/stat deltas over the run, util the share of the run the
+// device was busy (io_ticks). Devices stacked on others (dm, md) add the
+// aggr_ averages of their slaves, as fio.
+type fioDiskUtil struct {
+	Name        string  `json:"name"`
+	ReadIOs     uint64  `json:"read_ios"`
+	WriteIOs    uint64  `json:"write_ios"`
+	ReadMerges  uint64  `json:"read_merges"`
+	WriteMerges uint64  `json:"write_merges"`
+	ReadTicks   uint64  `json:"read_ticks"`
+	WriteTicks  uint64  `json:"write_ticks"`
+	InQueue     uint64  `json:"in_queue"`
+	Util        float64 `json:"util"`
+	*fioDiskAggr
+}
+
+type fioDiskAggr struct {
+	AggrReadIOs     uint64  `json:"aggr_read_ios"`
+	AggrWriteIOs    uint64  `json:"aggr_write_ios"`
+	AggrReadMerges  uint64  `json:"aggr_read_merges"`
+	AggrWriteMerges uint64  `json:"aggr_write_merge"` // sic, fio's key
+	AggrReadTicks   uint64  `json:"aggr_read_ticks"`
+	AggrWriteTicks  uint64  `json:"aggr_write_ticks"`
+	AggrInQueue     uint64  `json:"aggr_in_queue"`
+	AggrUtil        float64 `json:"aggr_util"`
 }
 
 // fpJobFields are flashpath's additions; fio tools ignore unknown keys.
@@ -133,6 +179,7 @@ type kv struct {
 	v any
 }
 
+// MarshalJSON keeps the order for encoding/json too.
 func (o orderedKV) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
@@ -153,27 +200,128 @@ func (o orderedKV) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// latJSON is fio's latency object, with the percentiles pcts (none: nil).
-func latJSON(h *Histogram, pcts []float64, plus bool) fioLat {
-	l := fioLat{Min: h.Min(), Max: h.Max(), Mean: round6(h.Mean()), Stddev: round6(h.Stddev()), N: h.Count()}
-	if pcts != nil {
-		p := orderedKV{}
-		for _, q := range pcts {
-			p = append(p, kv{strconv.FormatFloat(q, 'f', 6, 64), h.Percentile(q)})
-		}
-		l.Percentile = &p
-		if plus {
-			bins := orderedKV{}
-			for i, c := range h.counts {
-				if c != 0 {
-					lo, width := histRange(i)
-					bins = append(bins, kv{strconv.FormatUint(lo+width/2, 10), c})
-				}
+// fioStats is what one reported job (or group, with group_reporting)
+// is, in fio's terms (struct thread_stat): the output formats are views
+// of it.
+type fioStats struct {
+	jr      *JobResult
+	g       *GroupResult
+	members int // clones summed (fio's ts->members)
+	// runtime is per direction, ms: the longest over the clones (fio's
+	// ts->runtime[ddir]); 0 where the direction moved no bytes.
+	runtime [numDirs]int64
+	// totalRuntime is fio's total_run_time: the clones' runtimes summed, ms.
+	totalRuntime int64
+	usr, sys     time.Duration
+	ctx          uint64
+	c            fioCounters
+	// lat is every read and write latency, for the latency_* buckets
+	// (fio's io_u_lat_n/u/m count total latency of reads and writes).
+	lat Histogram
+}
+
+// fioCounters are fio's per-job counters that the runtime keeps beside
+// JobResult's: depths of submissions and completions (io_u_submit,
+// io_u_complete, bucketed by fioDistIndex) and page faults of the job's
+// thread (getrusage's ru_minflt, ru_majflt).
+type fioCounters struct {
+	Submit, Complete [depthLevels]uint64
+	Minf, Majf       uint64
+}
+
+// fioDistIndex is fio's __io_u_mark_map: the bucket of a submission or
+// completion of n I/Os (0; 1-4; 5-8; 9-16; 17-32; 33-64; more).
+func fioDistIndex(n int) int {
+	switch {
+	case n <= 0:
+		return 0
+	case n <= 4:
+		return 1
+	case n > 64:
+		return 6
+	}
+	return bits.Len(uint(n-1)) - 1
+}
+
+// jobCounters returns the counters the runtime kept for jr. The runtime
+// does not record them yet (submission and completion batch sizes, the
+// job thread's faults): until it does they are zero, which fio prints
+// for a job that submitted nothing.
+func jobCounters(*JobResult) fioCounters { return fioCounters{} }
+
+func newFioStats(g *GroupResult, jr *JobResult, members []*JobResult) *fioStats {
+	s := &fioStats{jr: jr, g: g, members: jr.Clones, usr: jr.Usr, sys: jr.Sys, ctx: g.ProcCtx}
+	for _, m := range members {
+		s.totalRuntime += m.Runtime.Milliseconds()
+		// fio's update_runtime: microseconds rounded up to milliseconds,
+		// for each direction that moved bytes.
+		rt := (m.Runtime.Microseconds() + 999) / 1000
+		for d := range numDirs {
+			if m.Dir[d].Bytes > 0 {
+				s.runtime[d] = max(s.runtime[d], rt)
 			}
-			l.Bins = &bins
 		}
+		c := jobCounters(m)
+		for i := range depthLevels {
+			s.c.Submit[i] += c.Submit[i]
+			s.c.Complete[i] += c.Complete[i]
+		}
+		s.c.Minf += c.Minf
+		s.c.Majf += c.Majf
+	}
+	s.lat.Merge(&jr.Dir[DirRead].Lat)
+	s.lat.Merge(&jr.Dir[DirWrite].Lat)
+	return s
+}
+
+// cpu is usr_cpu and sys_cpu: CPU time over total_run_time, in percent.
+func (s *fioStats) cpu() (usr, sys float64) {
+	if s.totalRuntime == 0 {
+		return 0, 0
+	}
+	rt := float64(s.totalRuntime)
+	return float64(s.usr.Milliseconds()) * 100 / rt, float64(s.sys.Milliseconds()) * 100 / rt
+}
+
+// latStat is fio's io_stat of a histogram (min, max, mean, stddev, N).
+func latStat(h *Histogram) fioLat {
+	return fioLat{Min: h.Min(), Max: h.Max(), Mean: h.Mean(), Stddev: h.Stddev(), N: h.Count()}
+}
+
+// latJSON is fio's latency object, with the percentiles pcts (none: nil)
+// when there are samples, and with json+ their buckets.
+func latJSON(h *Histogram, pcts []float64, plus bool) fioLat {
+	l := latStat(h)
+	if pcts == nil || h.Count() == 0 {
+		return l
+	}
+	p := orderedKV{}
+	for _, q := range sortedPercentiles(pcts) {
+		p = append(p, kv{strconv.FormatFloat(q, 'f', 6, 64), h.Percentile(q)})
+	}
+	l.Percentile = &p
+	if plus {
+		bins := orderedKV{}
+		for i, c := range h.counts {
+			if c != 0 {
+				lo, width := histRange(i)
+				bins = append(bins, kv{strconv.FormatUint(lo+width/2, 10), c})
+			}
+		}
+		l.Bins = &bins
 	}
 	return l
+}
+
+// sortedPercentiles is the list as fio reports it: sorted (fio's
+// calc_clat_percentiles sorts percentile_list), at most 20.
+func sortedPercentiles(p []float64) []float64 {
+	s := slices.Clone(p)
+	slices.Sort(s)
+	if len(s) > tersePercentiles {
+		s = s[:tersePercentiles]
+	}
+	return s
 }
 
 func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
@@ -199,27 +347,43 @@ func (jr *JobResult) mixed() DirStats {
 	return m
 }
 
-func dirJSON(d *DirStats, j *Job, runtime time.Duration, groupBW float64, plus bool) *fioDir {
-	ms := runtime.Milliseconds()
-	secs := runtime.Seconds()
-	out := fioDir{IOBytes: d.Bytes, IOKBytes: d.Bytes / 1024, Runtime: ms, TotalIOs: d.IOs, ShortIOs: d.Short}
-	if secs > 0 {
-		out.BWBytes = uint64(float64(d.Bytes) / secs)
+// slatHist is the submission latency as a Histogram without buckets, for
+// the min/max/mean/stddev the reports print.
+func slatHist(d *DirStats) Histogram {
+	return Histogram{n: d.slat.n, min: d.slat.min, max: d.slat.max, sum: d.slat.sum, sumSq: d.slat.sumSq}
+}
+
+// dirJSON is fio's add_ddir_status_json for one direction; runtime is
+// its ms (0: idle) and groupAgg the group's aggregate bandwidth in the
+// direction, bytes/s (fio's rs->agg).
+func dirJSON(d *DirStats, j *Job, runtime int64, groupAgg uint64, plus bool) *fioDir {
+	out := fioDir{IOBytes: d.Bytes, IOKBytes: d.Bytes >> 10, Runtime: runtime, TotalIOs: d.IOs, ShortIOs: d.Short}
+	if runtime > 0 {
+		out.BWBytes = 1000 * d.Bytes / uint64(runtime)
 		out.BW = out.BWBytes / 1024
-		out.IOPS = round6(float64(d.IOs) / secs)
+		out.IOPS = 1000 * float64(d.IOs) / float64(runtime)
 	}
-	slat := Histogram{n: d.slat.n, min: d.slat.min, max: d.slat.max, sum: d.slat.sum, sumSq: d.slat.sumSq}
+	slat := slatHist(d)
 	out.SlatNs = latJSON(&slat, nil, false)
 	out.ClatNs = latJSON(&d.Clat, j.percentiles(j.ClatPct), plus)
 	out.LatNs = latJSON(&d.Lat, j.percentiles(j.LatPct), plus)
-	if groupBW > 0 {
-		out.BWAgg = round6(100 * float64(out.BW) / groupBW)
+	if mn, mx, mean, dev := sampleStats(d.BWSamples); len(d.BWSamples) > 0 {
+		out.BWMin, out.BWMax, out.BWMean, out.BWDev, out.BWSamples = uint64(mn), uint64(mx), mean, dev, len(d.BWSamples)
+		out.BWAgg = aggPercent(groupAgg, mean)
 	}
-	mn, mx, mean, dev := sampleStats(d.BWSamples)
-	out.BWMin, out.BWMax, out.BWMean, out.BWDev, out.BWSamples = uint64(mn), uint64(mx), round6(mean), round6(dev), len(d.BWSamples)
-	mn, mx, mean, dev = sampleStats(d.IOPSSamples)
-	out.IOPSMin, out.IOPSMax, out.IOPSMean, out.IOPSStddev, out.IOPSSamples = uint64(mn), uint64(mx), round6(mean), round6(dev), len(d.IOPSSamples)
+	if mn, mx, mean, dev := sampleStats(d.IOPSSamples); len(d.IOPSSamples) > 0 {
+		out.IOPSMin, out.IOPSMax, out.IOPSMean, out.IOPSStddev, out.IOPSSamples = uint64(mn), uint64(mx), mean, dev, len(d.IOPSSamples)
+	}
 	return &out
+}
+
+// aggPercent is fio's convert_agg_kbytes_percent: the mean bandwidth
+// (KiB/s) as a share of the group's aggregate (bytes/s), at most 100.
+func aggPercent(groupAgg uint64, meanKiB float64) float64 {
+	if groupAgg <= 1024 {
+		return 100
+	}
+	return min(100, meanKiB*100/(float64(groupAgg)/1024))
 }
 
 func sampleStats(s []float64) (mn, mx, mean, dev float64) {
@@ -271,40 +435,168 @@ func pct(part, whole time.Duration) float64 {
 }
 
 // results returns what the report prints: per job, or per group with
-// group_reporting.
-func (g *GroupResult) results() []*JobResult {
+// group_reporting, each with the job results it sums.
+func (g *GroupResult) results() (out []*JobResult, members [][]*JobResult) {
 	if len(g.Jobs) > 0 && g.Jobs[0].Job.GroupReport {
-		return []*JobResult{g.Grouped()}
+		return []*JobResult{g.Grouped()}, [][]*JobResult{g.Jobs}
 	}
-	return g.Jobs
+	for _, jr := range g.Jobs {
+		out = append(out, jr)
+		members = append(members, []*JobResult{jr})
+	}
+	return out, members
+}
+
+// fioGroup is fio's group_run_stats: per direction the group's bytes, its
+// slowest and fastest job's runtime and bandwidth, and the aggregate
+// bandwidth (bytes over the longest runtime), bytes/s.
+type fioGroup struct {
+	id             int
+	unified        UnifiedMode
+	kbBase         int
+	unitBase       int
+	minRun, maxRun [numDirs]int64
+	minBW, maxBW   [numDirs]uint64
+	ioBytes        [numDirs]uint64
+	agg            [numDirs]uint64
+}
+
+func newFioGroup(g *GroupResult, stats []*fioStats) *fioGroup {
+	rs := &fioGroup{id: g.ID, kbBase: 1024}
+	for i := range rs.minBW {
+		rs.minBW[i] = math.MaxUint64
+	}
+	for _, s := range stats {
+		j := s.jr.Job
+		rs.unified, rs.kbBase, rs.unitBase = j.Unified, j.KBBase, j.UnitBase
+		for d := range numDirs {
+			rt := s.runtime[d]
+			if rt == 0 {
+				continue
+			}
+			if rs.minRun[d] == 0 || rt < rs.minRun[d] {
+				rs.minRun[d] = rt
+			}
+			rs.maxRun[d] = max(rs.maxRun[d], rt)
+			bw := s.jr.Dir[d].Bytes * 1000 / uint64(rt)
+			rs.minBW[d] = min(rs.minBW[d], bw)
+			rs.maxBW[d] = max(rs.maxBW[d], bw)
+			rs.ioBytes[d] += s.jr.Dir[d].Bytes
+		}
+	}
+	for d := range numDirs {
+		if rs.maxRun[d] > 0 {
+			rs.agg[d] = rs.ioBytes[d] * 1000 / uint64(rs.maxRun[d])
+		}
+	}
+	if rs.kbBase == 0 {
+		rs.kbBase = 1024
+	}
+	return rs
+}
+
+// fioRun is the report in fio's terms: the groups, each job's (or
+// group's) statistics and their JSON, in fio's order.
+type fioRun struct {
+	groups []*fioGroup
+	jobs   []fioJob // with .stats; groups[...] by job's group index
+	group  []int    // index in groups of each job
+	disks  []fioDiskUtil
+}
+
+func (r *Report) fio(plus bool) *fioRun {
+	out := &fioRun{disks: diskUtilJSON(r)}
+	for _, g := range r.Groups {
+		results, members := g.results()
+		var stats []*fioStats
+		for i, jr := range results {
+			stats = append(stats, newFioStats(g, jr, members[i]))
+		}
+		rs := newFioGroup(g, stats)
+		out.groups = append(out.groups, rs)
+		for _, s := range stats {
+			out.jobs = append(out.jobs, jobJSON(s, rs, plus))
+			out.group = append(out.group, len(out.groups)-1)
+		}
+	}
+	return out
 }
 
 func (r *Report) jsonDoc(plus bool) fioDoc {
-	doc := fioDoc{
-		FioVersion:  Version,
-		Timestamp:   r.Start.Unix(),
-		TimestampMs: r.Start.UnixMilli(),
-		Time:        r.Start.Format(time.ANSIC),
-		Flashpath:   fpRunSummary{Engines: EngineNames()},
+	run := r.fio(plus)
+	return fioDoc{
+		FioVersion:    Version,
+		Timestamp:     r.Start.Unix(),
+		TimestampMs:   r.Start.UnixMilli(),
+		Time:          r.Start.Format(time.ANSIC),
+		GlobalOptions: globalOptions(r),
+		Jobs:          run.jobs,
+		DiskUtil:      run.disks,
+		Flashpath:     fpRunSummary{Engines: EngineNames()},
 	}
-	for _, g := range r.Groups {
-		grouped := g.Grouped()
-		var groupBW [numDirs]float64
-		for d := range numDirs {
-			if s := grouped.Runtime.Seconds(); s > 0 {
-				groupBW[d] = float64(grouped.Dir[d].Bytes) / 1024 / s
-			}
-		}
-		for _, jr := range g.results() {
-			doc.Jobs = append(doc.Jobs, jobJSON(g, jr, groupBW, plus))
-		}
-	}
-	return doc
 }
 
-func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64, plus bool) fioJob {
+// diskUtilJSON is fio's disk_util for the run: what the runtime's
+// diskUtil sampler (startDiskUtil before the first group, stop after the
+// last) measured. The runtime does not run it yet, so there is none, as
+// in fio's output for a run on no local disk.
+func diskUtilJSON(*Report) []fioDiskUtil { return nil }
+
+// globalOptions is fio's "global options": the options of the job file's
+// [global] sections and of the command line. The jobs do not record
+// which of their options came from there yet, so it is empty (and fio
+// omits an empty object).
+func globalOptions(*Report) orderedKV { return nil }
+
+// depthDist is fio's stat_calc_dist: each bucket's share of total in
+// percent, at least 0.1 for a bucket that is not empty.
+func depthDist(m [depthLevels]uint64) [depthLevels]float64 {
+	var total uint64
+	for _, c := range m {
+		total += c
+	}
+	var out [depthLevels]float64
+	if total == 0 {
+		return out
+	}
+	for i, c := range m {
+		out[i] = 100 * float64(c) / float64(total)
+		if out[i] < 0.1 && c > 0 {
+			out[i] = 0.1
+		}
+	}
+	return out
+}
+
+var (
+	depthKeys    = []string{"1", "2", "4", "8", "16", "32", ">=64"}
+	submitKeys   = []string{"0", "4", "8", "16", "32", "64", ">=64"}
+	latNKeys     = []string{"2", "4", "10", "20", "50", "100", "250", "500", "750", "1000"}
+	latMKeys     = []string{"2", "4", "10", "20", "50", "100", "250", "500", "750", "1000", "2000", ">=2000"}
+	latBoundsN   = []uint64{2, 4, 10, 20, 50, 100, 250, 500, 750, 1000}
+	latBoundsMMs = []uint64{2, 4, 10, 20, 50, 100, 250, 500, 750, 1000, 2000}
+)
+
+func distKV(keys []string, v [depthLevels]float64) orderedKV {
+	out := make(orderedKV, len(keys))
+	for i, k := range keys {
+		out[i] = kv{k, v[i]}
+	}
+	return out
+}
+
+func floatKV(keys []string, v []float64) orderedKV {
+	out := make(orderedKV, len(keys))
+	for i, k := range keys {
+		out[i] = kv{k, v[i]}
+	}
+	return out
+}
+
+func jobJSON(s *fioStats, rs *fioGroup, plus bool) fioJob {
+	jr, g := s.jr, s.g
 	j := jr.Job
-	opts := orderedKV{}
+	var opts orderedKV
 	for _, o := range j.Options {
 		opts = append(opts, kv{o[0], o[1]})
 	}
@@ -314,47 +606,46 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64, plus bool)
 		Error:             errno(jr.Err),
 		Elapsed:           int64(math.Ceil(g.Elapsed.Seconds())),
 		JobOptions:        opts,
-		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(jr.Syncs.Count() > 0), plus), TotalIOs: jr.Syncs.Count()},
-		JobRuntime:        jr.Runtime.Milliseconds(),
-		UsrCPU:            pct(jr.Usr, jr.Runtime*time.Duration(jr.Clones)),
-		SysCPU:            pct(jr.Sys, jr.Runtime*time.Duration(jr.Clones)),
-		Ctx:               g.ProcCtx,
+		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(j.ClatPct || j.LatPct), plus), TotalIOs: jr.Syncs.Count()},
+		JobRuntime:        s.totalRuntime,
+		Ctx:               s.ctx,
+		Majf:              s.c.Majf,
+		Minf:              s.c.Minf,
+		IODepthLevel:      distKV(depthKeys, depthDist(jr.DepthHist)),
+		IODepthSubmit:     distKV(submitKeys, depthDist(s.c.Submit)),
+		IODepthComplete:   distKV(submitKeys, depthDist(s.c.Complete)),
 		LatencyDepth:      j.IODepth,
 		LatencyPercentile: 100,
 		Desc:              j.Description,
+		stats:             s,
 	}
+	out.UsrCPU, out.SysCPU = s.cpu()
 	if j.ContinueOnError != 0 {
 		te, fe := jr.TotalErr, errno(jr.FirstErr)
 		out.TotalErr, out.FirstError = &te, &fe
 	}
 	// unified_rw_reporting: mixed replaces read, write and trim by their
-	// sum; both adds the sum after them (fio's stat.c).
-	if j.Unified != UnifiedMixed {
-		out.Read = dirJSON(&jr.Dir[DirRead], j, jr.Runtime, groupBW[DirRead], plus)
-		out.Write = dirJSON(&jr.Dir[DirWrite], j, jr.Runtime, groupBW[DirWrite], plus)
-		out.Trim = dirJSON(&jr.Dir[DirTrim], j, jr.Runtime, groupBW[DirTrim], plus)
+	// sum; both adds the sum after sync (fio's stat.c).
+	var mixedRT int64
+	for d := range numDirs {
+		mixedRT = max(mixedRT, s.runtime[d])
 	}
-	if j.Unified != UnifiedNone {
-		mixed := jr.mixed()
-		out.Mixed = dirJSON(&mixed, j, jr.Runtime, groupBW[DirRead]+groupBW[DirWrite]+groupBW[DirTrim], plus)
-	}
-	var total uint64
-	for _, c := range jr.DepthHist {
-		total += c
-	}
-	for i, name := range []string{"1", "2", "4", "8", "16", "32", ">=64"} {
-		v := 0.0
-		if total > 0 {
-			v = round6(100 * float64(jr.DepthHist[i]) / float64(total))
+	mixed := jr.mixed()
+	switch j.Unified {
+	case UnifiedMixed:
+		out.MixedOnly = dirJSON(&mixed, j, mixedRT, rs.agg[DirRead]+rs.agg[DirWrite]+rs.agg[DirTrim], plus)
+	default:
+		out.Read = dirJSON(&jr.Dir[DirRead], j, s.runtime[DirRead], rs.agg[DirRead], plus)
+		out.Write = dirJSON(&jr.Dir[DirWrite], j, s.runtime[DirWrite], rs.agg[DirWrite], plus)
+		out.Trim = dirJSON(&jr.Dir[DirTrim], j, s.runtime[DirTrim], rs.agg[DirTrim], plus)
+		if j.Unified == UnifiedBoth {
+			out.Mixed = dirJSON(&mixed, j, mixedRT, rs.agg[DirRead]+rs.agg[DirWrite]+rs.agg[DirTrim], plus)
 		}
-		out.IODepthLevel = append(out.IODepthLevel, kv{name, v})
 	}
-	var lat Histogram
-	lat.Merge(&jr.Dir[DirRead].Lat)
-	lat.Merge(&jr.Dir[DirWrite].Lat)
-	out.LatencyNs = latencyBuckets(&lat, 1, []string{"2", "4", "10", "20", "50", "100", "250", "500", "750", "1000"}, false)
-	out.LatencyUs = latencyBuckets(&lat, 1e3, []string{"2", "4", "10", "20", "50", "100", "250", "500", "750", "1000"}, false)
-	out.LatencyMs = latencyBuckets(&lat, 1e6, []string{"2", "4", "10", "20", "50", "100", "250", "500", "750", "1000", "2000"}, true)
+	ln, lu, lm := latencyDist(&s.lat)
+	out.LatencyNs = floatKV(latNKeys, ln)
+	out.LatencyUs = floatKV(latNKeys, lu)
+	out.LatencyMs = floatKV(latMKeys, lm)
 
 	moved := jr.Dir[DirRead].Bytes + jr.Dir[DirWrite].Bytes
 	gb := g.Bytes()
@@ -378,33 +669,56 @@ func jobJSON(g *GroupResult, jr *JobResult, groupBW [numDirs]float64, plus bool)
 	return out
 }
 
-// latencyBuckets is fio's latency_ns/us/ms: the percentage of I/Os whose
-// latency falls in (previous bound, bound], in units of scale ns.
-func latencyBuckets(h *Histogram, scale float64, bounds []string, last bool) orderedKV {
-	out := orderedKV{}
-	n := float64(h.Count())
-	prev := uint64(0)
-	if scale > 1 {
-		prev = h.CountBelow(uint64(scale) - 1)
+// latencyDist is fio's io_u_lat_n, io_u_lat_u and io_u_lat_m in percent
+// of the I/Os (stat_calc_lat: at least 0.01 for a bucket that is not
+// empty). fio's io_u_mark_latency files a total latency
+// below 1000 ns under the first bound above it (2, 4, 10, ..., 1000),
+// else one below 1000 µs likewise in µs, else in ms (2, ..., 2000, and
+// >=2000 beyond).
+func latencyDist(h *Histogram) (n, u, m []float64) {
+	n, u, m = make([]float64, 10), make([]float64, 10), make([]float64, 12)
+	total := h.Count()
+	if total == 0 {
+		return
 	}
-	for _, b := range bounds {
-		v, _ := strconv.ParseFloat(b, 64)
-		c := h.CountBelow(uint64(v*scale) - 1)
-		p := 0.0
-		if n > 0 {
-			p = round6(100 * float64(c-prev) / n)
+	var cn, cu, cm [12]uint64
+	for i, c := range h.counts {
+		if c == 0 {
+			continue
 		}
-		out = append(out, kv{b, p})
-		prev = c
-	}
-	if last {
-		p := 0.0
-		if n > 0 {
-			p = round6(100 * float64(h.Count()-prev) / n)
+		lo, _ := histRange(i)
+		switch {
+		case lo < 1000:
+			cn[boundIndex(lo, latBoundsN)] += c
+		case lo < 1000_000:
+			cu[boundIndex(lo/1000, latBoundsN)] += c
+		default:
+			cm[boundIndex(lo/1000_000, latBoundsMMs)] += c
 		}
-		out = append(out, kv{">=2000", p})
 	}
-	return out
+	fill := func(dst []float64, src []uint64) {
+		for i := range dst {
+			dst[i] = 100 * float64(src[i]) / float64(total)
+			if dst[i] < 0.01 && src[i] > 0 {
+				dst[i] = 0.01
+			}
+		}
+	}
+	fill(n, cn[:10])
+	fill(u, cu[:10])
+	fill(m, cm[:12])
+	return
+}
+
+// boundIndex is the bucket of v: the first bound above it (fio labels a
+// bucket by its exclusive upper bound), or len(bounds) past the last.
+func boundIndex(v uint64, bounds []uint64) int {
+	for i, b := range bounds {
+		if v < b {
+			return i
+		}
+	}
+	return len(bounds)
 }
 
 // WriteJSON writes the report as fio's --output-format=json.
@@ -415,190 +729,8 @@ func (r *Report) WriteJSON(w io.Writer) error { return r.writeJSON(w, false) }
 func (r *Report) WriteJSONPlus(w io.Writer) error { return r.writeJSON(w, true) }
 
 func (r *Report) writeJSON(w io.Writer, plus bool) error {
-	b, err := json.MarshalIndent(r.jsonDoc(plus), "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	_, err = w.Write(b)
+	_, err := io.WriteString(w, fioJSON(r.jsonDoc(plus)))
 	return err
-}
-
-// ---- Text, in fio's normal output layout ----------------------------------
-
-// WriteText writes fio's normal output: each job (or group), then the run
-// status of each group, then a sweep table when the jobs were a sweep.
-func (r *Report) WriteText(w io.Writer) error {
-	var b strings.Builder
-	for _, g := range r.Groups {
-		for _, jr := range g.results() {
-			writeJobText(&b, g, jr)
-		}
-	}
-	for _, g := range r.Groups {
-		writeGroupText(&b, g)
-	}
-	if r.Sweep {
-		b.WriteString("\n")
-		writeSweepTable(&b, r)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func writeJobText(b *strings.Builder, g *GroupResult, jr *JobResult) {
-	j := jr.Job
-	fmt.Fprintf(b, "%s: (groupid=%d, jobs=%d): err=%2d: pid=%d: %s\n", j.Name, j.GroupID, jr.Clones, errno(jr.Err), os.Getpid(), time.Now().Format(time.ANSIC))
-	if jr.Err != nil {
-		fmt.Fprintf(b, "  error: %v\n", jr.Err)
-	}
-	mixed := jr.mixed()
-	for d := range numDirs + 1 {
-		st, name := &mixed, "mixed"
-		if d < numDirs {
-			if j.Unified == UnifiedMixed {
-				continue
-			}
-			st, name = &jr.Dir[d], Direction(d).String()
-		} else if j.Unified == UnifiedNone {
-			continue
-		}
-		if st.IOs == 0 {
-			continue
-		}
-		secs := jr.Runtime.Seconds()
-		bw := float64(st.Bytes) / secs
-		fmt.Fprintf(b, "  %s: IOPS=%s, BW=%s/s (%s/s)(%s/%dmsec)\n", name, formatCount(float64(st.IOs)/secs),
-			formatBytes(bw), formatSI(bw), formatBytes(float64(st.Bytes)), jr.Runtime.Milliseconds())
-		slat := Histogram{n: st.slat.n, min: st.slat.min, max: st.slat.max, sum: st.slat.sum, sumSq: st.slat.sumSq}
-		writeLatLine(b, "    slat", &slat)
-		writeLatLine(b, "    clat", &st.Clat)
-		writeLatLine(b, "     lat", &st.Lat)
-		if j.ClatPct {
-			writePercentiles(b, "clat", &st.Clat, j.percentiles(true))
-		}
-		if mn, mx, mean, dev := sampleStats(st.BWSamples); len(st.BWSamples) > 0 {
-			fmt.Fprintf(b, "   bw (  KiB/s): min=%.0f, max=%.0f, avg=%.2f, stdev=%.2f, samples=%d\n", mn, mx, mean, dev, len(st.BWSamples))
-		}
-		if mn, mx, mean, dev := sampleStats(st.IOPSSamples); len(st.IOPSSamples) > 0 {
-			fmt.Fprintf(b, "   iops        : min=%.0f, max=%.0f, avg=%.2f, stdev=%.2f, samples=%d\n", mn, mx, mean, dev, len(st.IOPSSamples))
-		}
-	}
-	if jr.Syncs.Count() > 0 {
-		b.WriteString("  fsync/fdatasync/sync_file_range:\n")
-		writeLatLine(b, "    sync", &jr.Syncs)
-		writePercentiles(b, "sync", &jr.Syncs, j.percentiles(true))
-	}
-	rt := jr.Runtime * time.Duration(jr.Clones)
-	fmt.Fprintf(b, "  cpu          : usr=%.2f%%, sys=%.2f%%, ctx=%d, majf=0, minf=0\n", pct(jr.Usr, rt), pct(jr.Sys, rt), g.ProcCtx)
-	var total uint64
-	for _, c := range jr.DepthHist {
-		total += c
-	}
-	b.WriteString("  IO depths    :")
-	for i, name := range []string{"1", "2", "4", "8", "16", "32", ">=64"} {
-		v := 0.0
-		if total > 0 {
-			v = 100 * float64(jr.DepthHist[i]) / float64(total)
-		}
-		sep := ","
-		if i == 0 {
-			sep = ""
-		}
-		fmt.Fprintf(b, "%s %s=%.1f%%", sep, name, v)
-	}
-	b.WriteString("\n")
-	moved := jr.Dir[DirRead].Bytes + jr.Dir[DirWrite].Bytes
-	fmt.Fprintf(b, "  flashpath    : engine=%s, file=%s, job thread %.3f CPU-s/GB\n\n", j.IOEngine, jr.Filename, cpuPerGB(jr.Usr+jr.Sys, moved))
-}
-
-func latUnit(h *Histogram) (string, float64) {
-	switch {
-	case h.Max() < 10_000:
-		return "nsec", 1
-	case h.Max() < 10_000_000:
-		return "usec", 1e3
-	}
-	return "msec", 1e6
-}
-
-func writeLatLine(b *strings.Builder, name string, h *Histogram) {
-	if h.Count() == 0 {
-		return
-	}
-	unit, div := latUnit(h)
-	fmt.Fprintf(b, "%s (%s): min=%.0f, max=%.0f, avg=%.2f, stdev=%.2f\n", name, unit,
-		float64(h.Min())/div, float64(h.Max())/div, h.Mean()/div, h.Stddev()/div)
-}
-
-func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []float64) {
-	if h.Count() == 0 {
-		return
-	}
-	unit, div := latUnit(h)
-	fmt.Fprintf(b, "    %s percentiles (%s):\n", name, unit)
-	for i, p := range pcts {
-		if i%4 == 0 {
-			b.WriteString("     |")
-		}
-		fmt.Fprintf(b, " %5.2fth=[%5.0f]", p, float64(h.Percentile(p))/div)
-		if i%4 == 3 || i == len(pcts)-1 {
-			b.WriteString("\n")
-		} else {
-			b.WriteString(",")
-		}
-	}
-}
-
-func writeGroupText(b *strings.Builder, g *GroupResult) {
-	fmt.Fprintf(b, "Run status group %d (all jobs):\n", g.ID)
-	unified := UnifiedNone
-	if len(g.Jobs) > 0 {
-		unified = g.Jobs[0].Job.Unified
-	}
-	for d := range numDirs + 1 { // numDirs: the sum, for unified_rw_reporting
-		if (d == numDirs && unified == UnifiedNone) || (d < numDirs && unified == UnifiedMixed) {
-			continue
-		}
-		var bytes uint64
-		minBW, maxBW := math.Inf(1), 0.0
-		var minRT, maxRT time.Duration = math.MaxInt64, 0
-		for _, jr := range g.Jobs {
-			var st *DirStats
-			if d < numDirs {
-				st = &jr.Dir[d]
-			} else {
-				m := jr.mixed()
-				st = &m
-			}
-			if st.IOs == 0 {
-				continue
-			}
-			bytes += st.Bytes
-			bw := float64(st.Bytes) / jr.Runtime.Seconds()
-			minBW, maxBW = min(minBW, bw), max(maxBW, bw)
-			minRT, maxRT = min(minRT, jr.Runtime), max(maxRT, jr.Runtime)
-		}
-		if bytes == 0 {
-			continue
-		}
-		bw := float64(bytes) / maxRT.Seconds()
-		name := "MIXED"
-		if d < numDirs {
-			name = strings.ToUpper(Direction(d).String())
-		}
-		fmt.Fprintf(b, "%7s: bw=%s/s (%s/s), %s/s-%s/s (%s/s-%s/s), io=%s (%s), run=%d-%dmsec\n", name,
-			formatBytes(bw), formatSI(bw), formatBytes(minBW), formatBytes(maxBW), formatSI(minBW), formatSI(maxBW),
-			formatBytes(float64(bytes)), formatSI(float64(bytes)), minRT.Milliseconds(), maxRT.Milliseconds())
-	}
-	fmt.Fprintf(b, "    cpu: bench process usr=%.2fs sys=%.2fs (%.3f CPU-s/GB)", g.ProcUsr.Seconds(), g.ProcSys.Seconds(), cpuPerGB(g.ProcUsr+g.ProcSys, g.Bytes()))
-	if g.TargetUsr+g.TargetSys > 0 {
-		fmt.Fprintf(b, ", target usr=%.2fs sys=%.2fs (%.3f CPU-s/GB)", g.TargetUsr.Seconds(), g.TargetSys.Seconds(), cpuPerGB(g.TargetUsr+g.TargetSys, g.Bytes()))
-	}
-	if g.TargetErr != nil {
-		fmt.Fprintf(b, ", target cpu unavailable: %v", g.TargetErr)
-	}
-	b.WriteString("\n\n")
 }
 
 // WriteTable writes one summary row per group (the sweep table), for

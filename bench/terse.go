@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -12,58 +13,69 @@ var TerseVersions = []int{3, 4, 5}
 
 // WriteTerse writes the report as fio's terse output (--output-format=terse,
 // --minimal): one semicolon-separated line per job, fields in fio's order
-// (stat.c show_thread_status_terse_all): version, fio version, job name,
-// group, error; read, write (and trim from version 4) each as KiB, KiB/s,
-// IOPS, runtime ms, submission, completion latency (µs), 20 completion
-// latency percentiles, total latency, bandwidth min/max/share/mean/stddev
-// (version 5 adds the bandwidth sample count and IOPS statistics); then
-// CPU, I/O depth distribution and latency buckets (µs, ms). flashpath has no
-// disk utilization statistics; with continue_on_error the error count and
-// first error follow, then the description if set.
+// (stat.c show_thread_status_terse_all, fio's HOWTO "Terse output"):
+// version, fio version, job name, group, error; read, write (and trim
+// from version 4) each as KiB, KiB/s, IOPS, runtime ms, submission,
+// completion latency (µs), 20 completion latency percentiles, total
+// latency, bandwidth min/max/share/mean/stddev (version 5 adds the
+// bandwidth sample count and IOPS statistics); then CPU, I/O depth
+// distribution and latency buckets (µs, ms); then for each disk the 9
+// disk utilization fields (name, read/write ios, merges, ticks,
+// in_queue, util), with the 9 "slaves" fields after a stacked device;
+// with continue_on_error the error count and first error, then the
+// description if set.
 func (r *Report) WriteTerse(w io.Writer, version int) error {
-	ok := false
-	for _, v := range TerseVersions {
-		ok = ok || v == version
-	}
-	if !ok {
+	if !slices.Contains(TerseVersions, version) {
 		return fmt.Errorf("terse version %d: want 3, 4 or 5", version)
 	}
+	run := r.fio(false)
+	var disks strings.Builder
+	for _, d := range run.disks {
+		fmt.Fprintf(&disks, ";%s;%d;%d;%d;%d;%d;%d;%d;%3.2f%%", d.Name, d.ReadIOs, d.WriteIOs, d.ReadMerges, d.WriteMerges,
+			d.ReadTicks, d.WriteTicks, d.InQueue, d.Util)
+		if a := d.fioDiskAggr; a != nil {
+			fmt.Fprintf(&disks, ";slaves;%d;%d;%d;%d;%d;%d;%d;%3.2f%%", a.AggrReadIOs, a.AggrWriteIOs, a.AggrReadMerges,
+				a.AggrWriteMerges, a.AggrReadTicks, a.AggrWriteTicks, a.AggrInQueue, a.AggrUtil)
+		}
+	}
 	var b strings.Builder
-	for _, j := range r.jsonDoc(false).Jobs {
+	for i := range run.jobs {
+		j := &run.jobs[i]
+		s := j.stats
+		rs := run.groups[run.group[i]]
+		job := s.jr.Job
 		fmt.Fprintf(&b, "%d;%s;%s;%d;%d", version, Version, j.JobName, j.GroupID, j.Error)
-		switch {
-		case j.Mixed != nil && j.Read == nil: // unified_rw_reporting=mixed
-			terseDir(&b, j.Mixed, version)
-		default:
-			terseDir(&b, j.Read, version)
-			terseDir(&b, j.Write, version)
+		if j.MixedOnly != nil {
+			terseDir(&b, j.MixedOnly, job, rs.agg[DirRead]+rs.agg[DirWrite]+rs.agg[DirTrim], version)
+		} else {
+			terseDir(&b, j.Read, job, rs.agg[DirRead], version)
+			terseDir(&b, j.Write, job, rs.agg[DirWrite], version)
 			if version >= 4 {
-				terseDir(&b, j.Trim, version)
+				terseDir(&b, j.Trim, job, rs.agg[DirTrim], version)
 			}
 			if j.Mixed != nil {
-				terseDir(&b, j.Mixed, version)
+				terseDir(&b, j.Mixed, job, rs.agg[DirRead]+rs.agg[DirWrite]+rs.agg[DirTrim], version)
 			}
 		}
 		fmt.Fprintf(&b, ";%f%%;%f%%;%d;%d;%d", j.UsrCPU, j.SysCPU, j.Ctx, j.Majf, j.Minf)
-		for _, e := range j.IODepthLevel {
-			fmt.Fprintf(&b, ";%3.1f%%", e.v)
+		for _, v := range depthDist(s.jr.DepthHist) {
+			fmt.Fprintf(&b, ";%3.1f%%", v)
 		}
 		// Microsecond buckets, the first holding every sub-microsecond
-		// I/O too (fio's stat_calc_lat_nu).
-		var ns float64
-		for _, e := range j.LatencyNs {
-			ns += e.v.(float64)
-		}
-		for i, e := range j.LatencyUs {
-			v := e.v.(float64)
+		// I/O too (fio's stat_calc_lat_nu), then millisecond ones.
+		ln, lu, lm := latencyDist(&s.lat)
+		for i, v := range lu {
 			if i == 0 {
-				v += ns
+				for _, n := range ln {
+					v += n
+				}
 			}
 			fmt.Fprintf(&b, ";%3.2f%%", v)
 		}
-		for _, e := range j.LatencyMs {
-			fmt.Fprintf(&b, ";%3.2f%%", e.v)
+		for _, v := range lm {
+			fmt.Fprintf(&b, ";%3.2f%%", v)
 		}
+		b.WriteString(disks.String())
 		if j.TotalErr != nil {
 			fmt.Fprintf(&b, ";%d;%d", *j.TotalErr, *j.FirstError)
 		}
@@ -80,10 +92,9 @@ func (r *Report) WriteTerse(w io.Writer, version int) error {
 // line carries (fio's FIO_IO_U_LIST_MAX_LEN); missing ones are "0%=0".
 const tersePercentiles = 20
 
-func terseDir(b *strings.Builder, d *fioDir, version int) {
-	if d == nil {
-		d = &fioDir{}
-	}
+// terseDir is fio's show_ddir_status_terse for one direction (or the
+// mixed sum); groupAgg is the group's aggregate bandwidth, bytes/s.
+func terseDir(b *strings.Builder, d *fioDir, j *Job, groupAgg uint64, version int) {
 	iops := uint64(0)
 	if d.Runtime > 0 {
 		iops = 1000 * d.TotalIOs / uint64(d.Runtime)
@@ -92,22 +103,37 @@ func terseDir(b *strings.Builder, d *fioDir, version int) {
 	terseLat(b, &d.SlatNs)
 	terseLat(b, &d.ClatNs)
 	// The percentiles of total latency where reported (lat_percentiles),
-	// else of completion latency, in µs.
-	p := d.ClatNs.Percentile
-	if d.LatNs.Percentile != nil {
+	// else of completion latency, in µs; fio prints its whole list's
+	// keys even for a direction without samples (values 0).
+	var p *orderedKV
+	switch {
+	case j.LatPct:
 		p = d.LatNs.Percentile
+	case j.ClatPct:
+		p = d.ClatNs.Percentile
+	}
+	var list []float64
+	if j.LatPct || j.ClatPct {
+		list = sortedPercentiles(j.percentiles(true))
 	}
 	for i := range tersePercentiles {
-		if p == nil || i >= len(*p) {
+		if i >= len(list) {
 			b.WriteString(";0%=0")
 			continue
 		}
-		e := (*p)[i]
-		fmt.Fprintf(b, ";%s%%=%d", e.k, e.v.(uint64)/1000) // latJSON stores Percentile's uint64
+		v := uint64(0)
+		if p != nil && i < len(*p) {
+			v = (*p)[i].v.(uint64) / 1000 // latJSON stores Percentile's uint64
+		}
+		fmt.Fprintf(b, ";%f%%=%d", list[i], v)
 	}
 	terseLat(b, &d.LatNs)
 	if d.BWSamples > 0 {
-		fmt.Fprintf(b, ";%d;%d;%f%%;%f;%f", d.BWMin, d.BWMax, min(d.BWAgg, 100), d.BWMean, d.BWDev)
+		per := 100.0
+		if groupAgg > 0 {
+			per = min(100, d.BWMean*100/float64(groupAgg/1024))
+		}
+		fmt.Fprintf(b, ";%d;%d;%f%%;%f;%f", d.BWMin, d.BWMax, per, d.BWMean, d.BWDev)
 	} else {
 		fmt.Fprintf(b, ";%d;%d;%f%%;%f;%f", 0, 0, 0.0, 0.0, 0.0)
 	}
