@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -448,5 +449,137 @@ func TestDiskUtilLikeFio(t *testing.T) {
 	fioText, _ := os.ReadFile("testdata/fio-3.33-file.normal")
 	if want := shapes(string(fioText)); !slices.Contains(want, shapes(text.String())[1]) || shapes(text.String())[0] != "Disk stats (read/write):" {
 		t.Errorf("disk lines %q, want fio's shape", shapes(text.String()))
+	}
+}
+
+// TestJSONReadByFioPlotMapping: fio-plot (louwrentius/fio-plot) flattens
+// each job of fio's JSON with a fixed key mapping
+// (fiolib/jsonparsing_support.py get_json_mapping, after merging "global
+// options" into "job options"); every key it reads resolves in the
+// bench's JSON to what fio puts there, for a job as its bench-fio writes
+// them (iodepth, numjobs, bs and rw given).
+func TestJSONReadByFioPlotMapping(t *testing.T) {
+	rep, err := runJobs(t, opts("ioengine=null", "rw=randread", "bs=4k", "iodepth=4", "numjobs=2", "size=1m")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := doc["fio version"].(string); !ok {
+		t.Error(`"fio version" is not a string`)
+	}
+	get := func(v any, keys ...string) any {
+		for _, k := range keys {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		}
+		return v
+	}
+	jobs, _ := doc["jobs"].([]any)
+	if len(jobs) != 2 {
+		t.Fatalf("%d jobs, want 2 (numjobs=2 without group_reporting)", len(jobs))
+	}
+	for _, job := range jobs {
+		opts := map[string]any{}
+		for k, v := range get(job, "job options").(map[string]any) {
+			opts[k] = v
+		}
+		if g, ok := doc["global options"].(map[string]any); ok {
+			for k, v := range g {
+				opts[k] = v
+			}
+		}
+		// fio-plot sorts rows by int(iodepth), int(numjobs).
+		for k, want := range map[string]string{"iodepth": "4", "numjobs": "2", "bs": "4k", "rw": "randread"} {
+			if opts[k] != want {
+				t.Errorf("job options %s = %v, want %q", k, opts[k], want)
+			}
+		}
+		if get(job, "jobname") == "All clients" {
+			t.Error(`jobname "All clients" is fio's client/server summary`)
+		}
+		for _, path := range [][]string{
+			{"read", "bw"}, {"read", "iops"}, {"read", "iops_stddev"}, {"read", "lat_ns", "mean"}, {"read", "lat_ns", "stddev"},
+			{"usr_cpu"}, {"sys_cpu"},
+		} {
+			if _, ok := get(job, path...).(float64); !ok {
+				t.Errorf("%s: %v, want a number", strings.Join(path, "."), get(job, path...))
+			}
+		}
+		for _, k := range []string{"latency_ms", "latency_us", "latency_ns"} {
+			if m, ok := get(job, k).(map[string]any); !ok || len(m) == 0 {
+				t.Errorf("%s: %v, want fio's buckets", k, get(job, k))
+			}
+		}
+		if iops := get(job, "read", "iops").(float64); iops <= 0 {
+			t.Errorf("read iops %v", iops)
+		}
+	}
+}
+
+// TestLogsReadByFio2gnuplot runs fio's fio2gnuplot on the bench's
+// bandwidth log: it reads every sample (its result.global's count and
+// mean are the log's).
+func TestLogsReadByFio2gnuplot(t *testing.T) {
+	tool, err := exec.LookPath("fio2gnuplot")
+	if err != nil {
+		t.Skip("fio2gnuplot not installed (Debian/Ubuntu: apt-get install fio): fio's log reader not checked")
+	}
+	dir := t.TempDir()
+	// Two 500 ms samples: the smallest run that logs more than one.
+	_, err = runJobs(t, opts("ioengine=null", "rw=randread", "bs=4k", "size=1m", "time_based=1", "runtime=1100ms",
+		"rate_iops=1000", "write_bw_log="+filepath.Join(dir, "b"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "b_bw*.log"))
+	if len(logs) != 1 {
+		t.Fatalf("bw logs %v, want one", logs)
+	}
+	raw, err := os.ReadFile(logs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var sum float64
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var ms, v float64
+		if _, err := fmt.Sscanf(strings.ReplaceAll(l, ",", " "), "%f %f", &ms, &v); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if ms > 0 { // fio2gnuplot keeps time > min_time, 0 by default
+			n++
+			sum += v
+		}
+	}
+	out := filepath.Join(dir, "plot") + "/"
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tool, "-b", "-d", out)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fio2gnuplot: %v\n%s", err, b)
+	}
+	g, err := os.ReadFile(filepath.Join(out, "result.global"))
+	if err != nil {
+		t.Fatalf("fio2gnuplot wrote no result.global: %v (log:\n%s)", err, raw)
+	}
+	var mn, mx, avg, dev float64
+	var count int
+	if _, err := fmt.Sscanf(string(g), "min=%f\nmax=%f\navg=%f\nstddev=%f\nvalues_count=%d", &mn, &mx, &avg, &dev, &count); err != nil {
+		t.Fatalf("result.global %q: %v", g, err)
+	}
+	if count != n || n == 0 || math.Abs(avg-sum/float64(n)) > 0.01 {
+		t.Errorf("fio2gnuplot read %d samples, mean %.2f; the log has %d, mean %.2f:\n%s", count, avg, n, sum/float64(max(n, 1)), raw)
 	}
 }
