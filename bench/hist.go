@@ -5,11 +5,14 @@ import (
 	"math/bits"
 )
 
-// Histogram records latencies in nanoseconds in log-linear buckets, like
-// HdrHistogram: values below 2^histSubBits are exact, and every power of
-// two above is split into 2^histSubBits linear buckets, so any recorded
-// value is known within 1/128 (0.8%). It is a fixed array: Record never
-// allocates, and merging is adding arrays.
+// Histogram records latencies in nanoseconds in fio's buckets (stat.c
+// plat_val_to_idx): values below 128 are exact, and every power of two
+// above is split into 64 linear buckets, so a value is known within 1/128
+// of itself (0.8%), up to 2^34 ns (17 s; larger values land in the last
+// bucket). With fio's buckets, percentiles and json+ bins are the numbers
+// fio prints for the same latencies. It is a fixed array: Record never
+// allocates, and merging is adding arrays; min, max, mean and stddev are
+// exact.
 type Histogram struct {
 	counts [histBuckets]uint64
 	n      uint64
@@ -20,31 +23,29 @@ type Histogram struct {
 }
 
 const (
-	histSubBits = 7
-	histMaxBits = 42 // 2^42 ns is 73 minutes; larger values land in the last bucket
-	histBuckets = (histMaxBits - histSubBits + 1) << histSubBits
+	histBits    = 6  // fio's FIO_IO_U_PLAT_BITS
+	histGroups  = 29 // fio's FIO_IO_U_PLAT_GROUP_NR
+	histBuckets = histGroups << histBits
 )
 
+// histIndex is fio's plat_val_to_idx.
 func histIndex(v uint64) int {
-	if v < 1<<histSubBits {
+	if v < 2<<histBits {
 		return int(v)
 	}
-	shift := bits.Len64(v) - 1 - histSubBits
-	i := (shift+1)<<histSubBits + int(v>>uint(shift)&(1<<histSubBits-1))
-	if i >= histBuckets {
-		return histBuckets - 1
-	}
-	return i
+	errBits := bits.Len64(v) - 1 - histBits
+	i := (errBits+1)<<histBits + int(v>>uint(errBits)&(1<<histBits-1))
+	return min(i, histBuckets-1)
 }
 
-// histRange returns the lowest value of bucket i and the bucket width.
+// histRange returns the lowest value of bucket i and the bucket width;
+// lo+width/2 is fio's plat_idx_to_val, the value fio reports for it.
 func histRange(i int) (lo, width uint64) {
-	if i < 1<<histSubBits {
+	if i < 2<<histBits {
 		return uint64(i), 1
 	}
-	shift := uint(i>>histSubBits - 1)
-	mant := uint64(i&(1<<histSubBits-1) | 1<<histSubBits)
-	return mant << shift, 1 << shift
+	errBits := uint(i>>histBits - 1)
+	return uint64(1)<<(errBits+histBits) + uint64(i&(1<<histBits-1))<<errBits, 1 << errBits
 }
 
 // Record adds one value.
@@ -106,9 +107,9 @@ func (h *Histogram) Stddev() float64 {
 	return math.Sqrt(v)
 }
 
-// Percentile returns the value at percentile p (0 < p <= 100): the middle
-// of the bucket holding the ceil(p% * N)-th smallest value, clamped to
-// the recorded min and max.
+// Percentile returns the value at percentile p (0 < p <= 100) as fio's
+// calc_clat_percentiles does: the middle of the first bucket at which
+// p% of the values are counted (fio's plat_idx_to_val).
 func (h *Histogram) Percentile(p float64) uint64 {
 	if h.n == 0 {
 		return 0
@@ -120,21 +121,11 @@ func (h *Histogram) Percentile(p float64) uint64 {
 		seen += c
 		if seen >= rank {
 			lo, w := histRange(i)
-			v := lo + w/2
-			return min(max(v, h.min), h.max)
+			return lo + w/2
 		}
 	}
-	return h.max
-}
-
-// CountBelow returns how many values are <= ns (bucket resolution).
-func (h *Histogram) CountBelow(ns uint64) uint64 {
-	var c uint64
-	last := histIndex(ns)
-	for i := 0; i <= last; i++ {
-		c += h.counts[i]
-	}
-	return c
+	lo, w := histRange(histBuckets - 1)
+	return lo + w/2
 }
 
 // DefaultPercentiles are fio's default percentile_list.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -53,6 +54,52 @@ func TestHistogramPercentilesWithinOnePercent(t *testing.T) {
 	m.Merge(&h)
 	if m.Count() != 2*h.Count() || m.Percentile(50) != h.Percentile(50) {
 		t.Errorf("merge: count %d, p50 %d vs %d", m.Count(), m.Percentile(50), h.Percentile(50))
+	}
+}
+
+// TestHistogramBucketsAreFios: values map to fio's buckets (stat.c
+// plat_val_to_idx) and each bucket reports fio's value for it
+// (plat_idx_to_val), so percentiles print as fio prints them.
+func TestHistogramBucketsAreFios(t *testing.T) {
+	// plat_val_to_idx and plat_idx_to_val, transcribed from fio 3.33.
+	fioIdx := func(v uint64) int {
+		msb := 0
+		if v != 0 {
+			msb = 63 - bits.LeadingZeros64(v)
+		}
+		if msb <= 6 {
+			return int(v)
+		}
+		eb := msb - 6
+		idx := (eb+1)<<6 + int(63&(v>>uint(eb)))
+		return min(idx, 29*64-1)
+	}
+	fioVal := func(idx int) uint64 {
+		if idx < 128 {
+			return uint64(idx)
+		}
+		eb := idx>>6 - 1
+		return uint64(1)<<(eb+6) + uint64((float64(idx%64)+0.5)*float64(uint64(1)<<eb))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	vals := []uint64{0, 1, 127, 128, 129, 200, 201, 1000, 50432, 1 << 33, 1<<34 - 1, 1 << 34, 1 << 40}
+	for range 10000 {
+		vals = append(vals, r.Uint64N(1<<36))
+	}
+	for _, v := range vals {
+		i := histIndex(v)
+		if i != fioIdx(v) {
+			t.Fatalf("value %d: bucket %d, fio's %d", v, i, fioIdx(v))
+		}
+		lo, w := histRange(i)
+		if lo+w/2 != fioVal(i) {
+			t.Fatalf("bucket %d: value %d, fio's %d", i, lo+w/2, fioVal(i))
+		}
+		var h Histogram
+		h.Record(v)
+		if h.Percentile(50) != fioVal(fioIdx(v)) {
+			t.Fatalf("p50 of {%d} = %d, fio prints %d", v, h.Percentile(50), fioVal(fioIdx(v)))
+		}
 	}
 }
 
