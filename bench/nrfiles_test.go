@@ -63,7 +63,7 @@ func TestNrFilesLocal(t *testing.T) {
 				t.Fatalf("%s: file %d: %d bytes, %v", engine, n, len(b), err)
 			}
 			for off := 0; off < len(b); off += 4096 {
-				if got := binary.LittleEndian.Uint64(b[off+8:]); got != uint64(off) || binary.LittleEndian.Uint32(b[off:]) != verifyMagic {
+				if got := binary.LittleEndian.Uint64(b[off+16:]); got != uint64(off) || binary.LittleEndian.Uint16(b[off:]) != verifyMagic {
 					t.Fatalf("%s: file %d block %d: header for offset %d", engine, n, off, got)
 				}
 			}

@@ -118,7 +118,7 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 		{opts("random_distribution=normal:0"), "option random_distribution"},
 		{opts("random_distribution=zoned:50/10:40/90"), "sum to 90"},
 		{opts("random_distribution=zoned:50/10:x"), "ACCESS/RANGE"},
-		{opts("verify=md5"), "option verify"},
+		{opts("verify=md4"), "option verify"},
 		{opts("ioengine=splice"), "option ioengine"},
 		{opts("frobnicate=1"), `"frobnicate"`},
 		{opts("ioengine=null", "fixedbufs=1"), `"fixedbufs"`}, // io_uring's option, not null's

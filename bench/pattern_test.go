@@ -78,7 +78,7 @@ func TestVerifyPattern(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = os.ReadFile(name)
-	if !bytes.Equal(b[4096+verifyHeaderLen:8192], bytes.Repeat([]byte{0x55}, 4096-verifyHeaderLen)) {
+	if hl := verifyHeaderLen + 4; !bytes.Equal(b[4096+hl:8192], bytes.Repeat([]byte{0x55}, 4096-hl)) {
 		t.Fatal("verify=crc32c with verify_pattern: the data after the header is not the pattern")
 	}
 

@@ -33,7 +33,7 @@ func TestOffsetIncrement(t *testing.T) {
 		t.Fatalf("file is %d bytes, want offset + offset_increment + size = %d", len(b), 8<<10+1<<20+64<<10)
 	}
 	for _, start := range []int64{8 << 10, 8<<10 + 1<<20} {
-		if got := int64(binary.LittleEndian.Uint64(b[start+8:])); got != start {
+		if got := int64(binary.LittleEndian.Uint64(b[start+16:])); got != start { // fio's verify header: offset at 16
 			t.Errorf("block at %d carries the header of offset %d", start, got)
 		}
 	}

@@ -2,30 +2,100 @@ package bench
 
 import (
 	"bytes"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/crc64"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// Verify block layout (little-endian), written at the start of every block
-// by write jobs with verify=crc32c:
+// Verify blocks are laid out as fio lays them (verify.c, verify.h), so
+// that fio can check what the bench wrote and the other way round: every
+// verify_interval bytes (the smallest write block size) a header,
+// little-endian,
 //
-//	0      4       8          16     20     24       32
-//	+------+-------+----------+------+------+--------+---------- - -
-//	|magic | crc32c| offset   | len  | seed | seq    | pattern...
-//	+------+-------+----------+------+------+--------+---------- - -
+//	0      2      4      8          16         24      28      32     34      36      40
+//	+------+------+------+----------+----------+-------+-------+------+-------+-------+-------- - -
+//	|magic | type | len  | rand_seed| offset   | sec   | nsec  |thread|number | crc32c| checksum, data
+//	+------+------+------+----------+----------+-------+-------+------+-------+-------+-------- - -
 //
-// crc32c covers bytes 8..len. offset and len name the block the header was
-// written for, so a block landing at the wrong place is caught as well as
-// flipped bits.
+// magic 0xacca; type fio's VERIFY_* number; len the interval; offset the
+// interval's offset in the file; crc32c over bytes 0..36. The checksum
+// (its size by type) covers the data after it, to the interval's end;
+// the data is pseudo-random from rand_seed, or verify_pattern. meta is
+// the header alone; pattern (fio's VERIFY_PATTERN_NO_HDR) is
+// verify_pattern alone, without a header.
 const (
-	verifyMagic     = 0x31565046 // "FPV1"
-	verifyHeaderLen = 32
+	verifyMagic     = 0xacca
+	verifyHeaderLen = 40
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// verifyKind is fio's verify type (enum in fio's verify.h).
+type verifyKind uint16
+
+const (
+	verifyNone    verifyKind = 0
+	verifyMeta    verifyKind = 1 // VERIFY_HDR_ONLY
+	verifyMD5     verifyKind = 2
+	verifyCRC64   verifyKind = 3
+	verifyCRC32   verifyKind = 4
+	verifyCRC32C  verifyKind = 5
+	verifySHA256  verifyKind = 9
+	verifySHA512  verifyKind = 10
+	verifyXXHash  verifyKind = 15
+	verifySHA1    verifyKind = 16
+	verifyPattern verifyKind = 18 // VERIFY_PATTERN_NO_HDR
+	verifyNull    verifyKind = 19
+)
+
+// verifyKinds maps verify= values to kinds and checksum sizes (fio's
+// vhdr_* structures: sha256 and sha512 keep 64 and 128 bytes).
+var verifyKinds = map[string]struct {
+	kind verifyKind
+	sum  int
+}{
+	"md5": {verifyMD5, 16}, "crc64": {verifyCRC64, 8}, "crc32": {verifyCRC32, 4},
+	"crc32c": {verifyCRC32C, 4}, "crc32c-intel": {verifyCRC32C, 4},
+	"sha1": {verifySHA1, 20}, "sha256": {verifySHA256, 64}, "sha512": {verifySHA512, 128},
+	"xxhash": {verifyXXHash, 4}, "meta": {verifyMeta, 0}, "pattern": {verifyPattern, 0}, "null": {verifyNull, 0},
+}
+
+// VerifyTypes lists the verify= values the bench checks, as fio names
+// them (fio's crc16, crc7 and sha3-* are not among them).
+func VerifyTypes() []string {
+	out := make([]string, 0, len(verifyKinds))
+	for k := range verifyKinds {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+var (
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
+	crc64Jones = crc64.MakeTable(0x95AC9329AC4BC9B5)
+	crc32POSIX = func() (t [256]uint32) {
+		for i := range t {
+			c := uint32(i) << 24
+			for range 8 {
+				if c&0x80000000 != 0 {
+					c = c<<1 ^ 0x04C11DB7
+				} else {
+					c <<= 1
+				}
+			}
+			t[i] = c
+		}
+		return t
+	}()
+)
 
 // VerifyError is the first mismatch a verify pass found.
 type VerifyError struct {
@@ -38,57 +108,184 @@ func (e *VerifyError) Error() string {
 	return fmt.Sprintf("verify: block at offset %d (0x%x), length %d: %s", e.Offset, e.Offset, e.Len, e.Reason)
 }
 
-// fillVerify writes a checksummed block for offset into b: after the
-// header, pat (verify_pattern, with scratch for one period) or
-// pseudo-random bytes.
-func fillVerify(b []byte, off int64, seed, seq uint64, pat *Pattern, scratch []byte) {
-	le := binary.LittleEndian
-	le.PutUint32(b[0:], verifyMagic)
-	le.PutUint64(b[8:], uint64(off))
-	le.PutUint32(b[16:], uint32(len(b)))
-	le.PutUint32(b[20:], uint32(seed))
-	le.PutUint64(b[24:], seq)
-	if pat != nil {
-		pat.fill(b[verifyHeaderLen:], off, scratch)
-	} else {
-		x := uint64(off) ^ seed ^ 0x2545f4914f6cdd1d
-		i := verifyHeaderLen
-		for ; i+8 <= len(b); i += 8 {
-			x ^= x << 13
-			x ^= x >> 7
-			x ^= x << 17
-			le.PutUint64(b[i:], x)
-		}
-		for ; i < len(b); i++ {
-			b[i] = byte(x >> (8 * (i & 7)))
-		}
-	}
-	le.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
+// fioCRC32C is fio's crc32c: Castagnoli from ~0, without the final
+// inversion of the usual CRC-32C.
+func fioCRC32C(b []byte) uint32 { return ^crc32.Checksum(b, castagnoli) }
+
+// verifier writes and checks one job's verify blocks.
+type verifier struct {
+	kind     verifyKind
+	sumLen   int
+	interval int // bytes per header: the smallest write block size
+	pat      *Pattern
+	scratch  []byte // one period of pat
+	thread   uint16
 }
 
-// checkVerify checks a block read from offset; nil if it is intact.
-func checkVerify(b []byte, off int64) *VerifyError {
+func newVerifier(j *Job, thread int) (*verifier, error) {
+	k, ok := verifyKinds[j.Verify]
+	if !ok {
+		return nil, fmt.Errorf("option verify: %q is not supported here (want one of %s)", j.Verify, strings.Join(VerifyTypes(), ", "))
+	}
+	v := &verifier{kind: k.kind, sumLen: k.sum, interval: j.BS[DirWrite], pat: j.VerifyPattern, thread: uint16(thread)}
+	if v.kind == verifyPattern && v.pat == nil {
+		return nil, errors.New("option verify: pattern needs verify_pattern")
+	}
+	if v.pat != nil {
+		v.scratch = make([]byte, len(v.pat.Bytes))
+	}
+	if v.hasHeader() && v.interval <= verifyHeaderLen+v.sumLen {
+		return nil, fmt.Errorf("option verify: a %d-byte block holds no %s header (%d bytes)", v.interval, j.Verify, verifyHeaderLen+v.sumLen)
+	}
+	return v, nil
+}
+
+func (v *verifier) hasHeader() bool { return v.kind != verifyPattern && v.kind != verifyNull }
+
+// verifyStamp is what a write's headers carry besides the offset.
+type verifyStamp struct {
+	seed     uint64 // rand_seed: the data's generator
+	unixNano int64  // sec, nsec: when the write was issued
+	numberio uint16 // fio's count of writes issued before this one
+}
+
+// fill writes a block for offset off into b.
+func (v *verifier) fill(b []byte, off int64, st verifyStamp) {
+	if v.kind == verifyNull {
+		return
+	}
+	if v.pat != nil {
+		v.pat.fill(b, off, v.scratch)
+	} else {
+		fillRandom(b, st.seed)
+	}
+	if !v.hasHeader() {
+		return
+	}
 	le := binary.LittleEndian
-	fail := func(format string, args ...any) *VerifyError {
-		return &VerifyError{Offset: off, Len: len(b), Reason: fmt.Sprintf(format, args...)}
+	for i := 0; i+v.interval <= len(b); i += v.interval {
+		h := b[i : i+v.interval]
+		le.PutUint16(h[0:], verifyMagic)
+		le.PutUint16(h[2:], uint16(v.kind))
+		le.PutUint32(h[4:], uint32(v.interval))
+		le.PutUint64(h[8:], st.seed)
+		le.PutUint64(h[16:], uint64(off)+uint64(i))
+		le.PutUint32(h[24:], uint32(st.unixNano/1e9))
+		le.PutUint32(h[28:], uint32(st.unixNano%1e9))
+		le.PutUint16(h[32:], v.thread)
+		le.PutUint16(h[34:], st.numberio)
+		le.PutUint32(h[36:], fioCRC32C(h[:36]))
+		v.sum(h[verifyHeaderLen:verifyHeaderLen+v.sumLen], h[verifyHeaderLen+v.sumLen:])
 	}
-	if len(b) < verifyHeaderLen {
-		return fail("block shorter than the %d-byte verify header", verifyHeaderLen)
+}
+
+// fillRandom fills b with xorshift bytes from seed (fio fills from its
+// own generator; any data does, the checksum covers it).
+func fillRandom(b []byte, seed uint64) {
+	x := seed | 1
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		binary.LittleEndian.PutUint64(b[i:], x)
 	}
-	if m := le.Uint32(b[0:]); m != verifyMagic {
-		return fail("bad magic 0x%08x, want 0x%08x (block never written, or overwritten)", m, verifyMagic)
+	for ; i < len(b); i++ {
+		b[i] = byte(x >> (8 * (i & 7)))
 	}
-	if o := int64(le.Uint64(b[8:])); o != off {
-		return fail("header is for offset %d: misplaced block", o)
+}
+
+// sum writes the checksum of data into dst, as fio stores it.
+func (v *verifier) sum(dst, data []byte) {
+	le := binary.LittleEndian
+	switch v.kind {
+	case verifyMD5:
+		s := md5.Sum(data) // fio's uint32 words, little-endian: the digest's bytes
+		copy(dst, s[:])
+	case verifyCRC64:
+		c := uint64(0)
+		for _, x := range data {
+			c = crc64Jones[byte(c)^x] ^ c>>8
+		}
+		le.PutUint64(dst, c)
+	case verifyCRC32:
+		c := uint32(0)
+		for _, x := range data {
+			c = c<<8 ^ crc32POSIX[byte(c>>24)^x]
+		}
+		le.PutUint32(dst, c)
+	case verifyCRC32C:
+		le.PutUint32(dst, fioCRC32C(data))
+	case verifySHA1:
+		s := sha1.Sum(data) // fio keeps the five state words in host order
+		for i := 0; i < 20; i += 4 {
+			le.PutUint32(dst[i:], binary.BigEndian.Uint32(s[i:]))
+		}
+	case verifySHA256:
+		s := sha256.Sum256(data)
+		clear(dst[copy(dst, s[:]):])
+	case verifySHA512:
+		s := sha512.Sum512(data)
+		clear(dst[copy(dst, s[:]):])
+	case verifyXXHash:
+		le.PutUint32(dst, xxh32(data, 1))
 	}
-	if n := le.Uint32(b[16:]); n != uint32(len(b)) {
-		return fail("header length %d, read %d", n, len(b))
+}
+
+// check checks a block read from off; nil if it is intact. scratch
+// holds a checksum (128 bytes).
+func (v *verifier) check(b []byte, off int64, sum []byte) *VerifyError {
+	if v.kind == verifyNull {
+		return nil
 	}
-	want := le.Uint32(b[4:])
-	if got := crc32.Checksum(b[8:], castagnoli); got != want {
-		return fail("bad crc32c 0x%08x, want 0x%08x", got, want)
+	if !v.hasHeader() {
+		return v.pat.check(b, off, v.scratch)
+	}
+	le := binary.LittleEndian
+	for i := 0; i+v.interval <= len(b); i += v.interval {
+		h := b[i : i+v.interval]
+		at := off + int64(i)
+		fail := func(format string, args ...any) *VerifyError {
+			return &VerifyError{Offset: at, Len: v.interval, Reason: fmt.Sprintf(format, args...)}
+		}
+		if m := le.Uint16(h[0:]); m != verifyMagic {
+			return fail("bad magic header %x, wanted %x (block never written, or overwritten)", m, verifyMagic)
+		}
+		if n := le.Uint32(h[4:]); n != uint32(v.interval) {
+			return fail("bad header length %d, wanted %d", n, v.interval)
+		}
+		if o := le.Uint64(h[16:]); o != uint64(at) {
+			return fail("bad header offset %d, wanted %d: misplaced block", o, at)
+		}
+		if c := fioCRC32C(h[:36]); c != le.Uint32(h[36:]) {
+			return fail("bad header crc %x, calculated %x", le.Uint32(h[36:]), c)
+		}
+		if t := verifyKind(le.Uint16(h[2:])); t != v.kind {
+			return fail("verify type mismatch (%d media, %d given)", t, v.kind)
+		}
+		got := h[verifyHeaderLen : verifyHeaderLen+v.sumLen]
+		want := sum[:v.sumLen]
+		v.sum(want, h[verifyHeaderLen+v.sumLen:])
+		if !bytes.Equal(got, want) {
+			return fail("bad %s checksum %x, calculated %x", v.name(), got, want)
+		}
+		if v.kind == verifyMeta && v.pat != nil {
+			// meta with verify_pattern: the pattern after the header.
+			if e := v.pat.checkFrom(h, verifyHeaderLen, at, v.scratch); e != nil {
+				return e
+			}
+		}
 	}
 	return nil
+}
+
+func (v *verifier) name() string {
+	for n, k := range verifyKinds {
+		if k.kind == v.kind && n != "crc32c-intel" {
+			return n
+		}
+	}
+	return "verify"
 }
 
 // Pattern is fio's verify_pattern / buffer_pattern: bytes repeated over
@@ -193,10 +390,18 @@ func (p *Pattern) fill(b []byte, off int64, scratch []byte) {
 // check compares b, read from off, with the pattern; scratch holds one
 // period.
 func (p *Pattern) check(b []byte, off int64, scratch []byte) *VerifyError {
+	return p.checkFrom(b, 0, off, scratch)
+}
+
+// checkFrom compares b[from:] with the pattern laid over b from its
+// start (fio fills a block with the pattern, then writes the header over
+// it).
+func (p *Pattern) checkFrom(b []byte, from int, off int64, scratch []byte) *VerifyError {
 	p.period(scratch, off)
-	for i := 0; i < len(b); i += len(scratch) {
-		got := b[i:min(i+len(scratch), len(b))]
-		if want := scratch[:len(got)]; !bytes.Equal(got, want) {
+	n := len(scratch)
+	for i := from; i < len(b); i += n - i%n {
+		got := b[i:min(i+n-i%n, len(b))]
+		if want := scratch[i%n : i%n+len(got)]; !bytes.Equal(got, want) {
 			k := 0
 			for got[k] == want[k] {
 				k++

@@ -98,9 +98,12 @@ type worker struct {
 	free    []*IO
 	staged  []*IO
 	events  []*IO
-	scratch [][]byte // verify staging for engines without host buffers
-	period  []byte   // one period of verify_pattern or buffer_pattern
-	depth   int
+	scratch [][]byte  // verify staging for engines without host buffers
+	ver     *verifier // verify=: writes and checks the blocks
+	sumBuf  [128]byte // a checksum computed while checking
+	// baseUnix is base as Unix nanoseconds, for the verify headers.
+	baseUnix int64
+	depth    int
 
 	base                time.Time
 	size                int64
@@ -290,8 +293,10 @@ func (w *worker) setup(filename string) error {
 	}
 	// Engines' host buffers start with random data (fio's default, filled
 	// once); zero_buffers writes zeros, refill_buffers new data per write.
-	if p := j.VerifyPattern; p != nil {
-		w.period = make([]byte, len(p.Bytes))
+	if j.Verify != "" {
+		if w.ver, err = newVerifier(j, w.thread); err != nil {
+			return err
+		}
 	}
 	if j.RW.Write && j.Verify == "" {
 		switch {
@@ -364,6 +369,7 @@ func (w *worker) run() error {
 		time.Sleep(min(wait, 100*time.Millisecond)) // startdelay, cut short by a stop
 	}
 	w.base = time.Now()
+	w.baseUnix = w.base.UnixNano()
 	w.rampEnd = int64(j.RampTime)
 	if j.Runtime > 0 {
 		w.end = w.rampEnd + int64(j.Runtime)
@@ -1059,11 +1065,11 @@ func (w *worker) fill(io *IO) {
 	if b == nil {
 		b = w.scratch[io.Index]
 	}
-	if w.job.Verify == "pattern" {
-		w.job.VerifyPattern.fill(b[:io.Len], io.Offset, w.period)
-	} else {
-		fillVerify(b[:io.Len], io.Offset, w.seed, w.seq, w.job.VerifyPattern, w.period)
-	}
+	w.ver.fill(b[:io.Len], io.Offset, verifyStamp{
+		seed:     (w.seed ^ w.seq) * 0x9e3779b97f4a7c15,
+		unixNano: w.baseUnix + w.now(),
+		numberio: uint16(w.seq - 1),
+	})
 	if io.Buf.Bytes == nil {
 		if err := w.access.CopyToBuffer(io.Buf, b[:io.Len]); err != nil && w.ioErr == nil {
 			w.ioErr = fmt.Errorf("copy verify pattern to buffer: %w", err)
@@ -1109,8 +1115,13 @@ func (w *worker) complete(io *IO, t int64) {
 	}
 	if d == DirWrite {
 		if w.written != nil {
-			blk := w.global(DirWrite, io.File, uint64(io.Offset-w.offset)/uint64(io.Len))
-			w.written[blk/64] |= 1 << (blk % 64)
+			// Every block of the write's grid (bs) it covers (bssplit).
+			bs := uint64(w.job.BS[DirWrite])
+			first := uint64(io.Offset-w.offset) / bs
+			for b := first; b < first+uint64(io.Len)/bs; b++ {
+				blk := w.global(DirWrite, io.File, b)
+				w.written[blk/64] |= 1 << (blk % 64)
+			}
 		}
 		return
 	}
@@ -1127,12 +1138,7 @@ func (w *worker) complete(io *IO, t int64) {
 			return
 		}
 	}
-	var verr *VerifyError
-	if w.job.Verify == "pattern" {
-		verr = w.job.VerifyPattern.check(b[:io.Len], io.Offset, w.period)
-	} else {
-		verr = checkVerify(b[:io.Len], io.Offset)
-	}
+	verr := w.ver.check(b[:io.Len], io.Offset, w.sumBuf[:])
 	if verr != nil && w.job.ContinueOnError&ContinueVerify != 0 {
 		w.countError(verr)
 		return
