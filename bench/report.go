@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,45 +219,30 @@ type fioStats struct {
 	lat Histogram
 }
 
-// fioCounters are fio's per-job counters that the runtime keeps beside
-// JobResult's: depths of submissions and completions (io_u_submit,
-// io_u_complete, bucketed by fioDistIndex) and page faults of the job's
+// fioCounters are fio's per-job counters beside the latencies: depths of
+// submissions and completions (io_u_submit, io_u_complete, in
+// JobResult's SubmitHist and CompleteHist) and page faults of the job's
 // thread (getrusage's ru_minflt, ru_majflt).
 type fioCounters struct {
 	Submit, Complete [depthLevels]uint64
 	Minf, Majf       uint64
 }
 
-// fioDistIndex is fio's __io_u_mark_map: the bucket of a submission or
-// completion of n I/Os (0; 1-4; 5-8; 9-16; 17-32; 33-64; more).
-func fioDistIndex(n int) int {
-	switch {
-	case n <= 0:
-		return 0
-	case n <= 4:
-		return 1
-	case n > 64:
-		return 6
-	}
-	return bits.Len(uint(n-1)) - 1
+// jobCounters returns the counters the runtime kept for jr. It does not
+// read the job thread's page faults yet (fio's minf, majf): they are 0.
+func jobCounters(jr *JobResult) fioCounters {
+	return fioCounters{Submit: jr.SubmitHist, Complete: jr.CompleteHist}
 }
-
-// jobCounters returns the counters the runtime kept for jr. The runtime
-// does not record them yet (submission and completion batch sizes, the
-// job thread's faults): until it does they are zero, which fio prints
-// for a job that submitted nothing.
-func jobCounters(*JobResult) fioCounters { return fioCounters{} }
 
 func newFioStats(g *GroupResult, jr *JobResult, members []*JobResult) *fioStats {
 	s := &fioStats{jr: jr, g: g, members: jr.Clones, usr: jr.Usr, sys: jr.Sys, ctx: g.ProcCtx}
 	for _, m := range members {
 		s.totalRuntime += m.Runtime.Milliseconds()
-		// fio's update_runtime: microseconds rounded up to milliseconds,
-		// for each direction that moved bytes.
-		rt := (m.Runtime.Microseconds() + 999) / 1000
+		// fio's update_runtime: each direction's time in microseconds
+		// rounded up to milliseconds, for a direction that moved bytes.
 		for d := range numDirs {
 			if m.Dir[d].Bytes > 0 {
-				s.runtime[d] = max(s.runtime[d], rt)
+				s.runtime[d] = max(s.runtime[d], (m.Dir[d].Runtime.Microseconds()+999)/1000)
 			}
 		}
 		c := jobCounters(m)

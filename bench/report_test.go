@@ -168,13 +168,3 @@ func TestUnifiedRWReporting(t *testing.T) {
 		}
 	}
 }
-
-// TestFioDistIndex: submissions and completions fall in fio's buckets
-// (io_u.c __io_u_mark_map: 0, 1-4, 5-8, 9-16, 17-32, 33-64, more).
-func TestFioDistIndex(t *testing.T) {
-	for n, want := range map[int]int{0: 0, 1: 1, 4: 1, 5: 2, 8: 2, 9: 3, 16: 3, 17: 4, 32: 4, 33: 5, 64: 5, 65: 6, 1000: 6} {
-		if got := fioDistIndex(n); got != want {
-			t.Errorf("fioDistIndex(%d) = %d, want %d", n, got, want)
-		}
-	}
-}
