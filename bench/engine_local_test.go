@@ -368,17 +368,17 @@ func TestSyncOpenFlags(t *testing.T) {
 	}
 }
 
-// TestEngineAliases: fio's libaio runs on io_uring (and sync on psync),
+// TestEngineAliases: fio's posixaio runs on io_uring (and sync on psync),
 // with a note saying so; the job still does what it says.
 func TestEngineAliases(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "data")
-	jobs, err := BuildJobs(nil, []Section{{Name: "aio", Options: opts("ioengine=libaio", "filename="+file, "size=256k",
+	jobs, err := BuildJobs(nil, []Section{{Name: "aio", Options: opts("ioengine=posixaio", "filename="+file, "size=256k",
 		"rw=randwrite", "bs=4k", "iodepth=8", "verify=crc32c")}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j := jobs[0]; j.IOEngine != "io_uring" || j.EngineAlias != "libaio" {
-		t.Fatalf("ioengine=libaio: engine %q alias %q", j.IOEngine, j.EngineAlias)
+	if j := jobs[0]; j.IOEngine != "io_uring" || j.EngineAlias != "posixaio" {
+		t.Fatalf("ioengine=posixaio: engine %q alias %q", j.IOEngine, j.EngineAlias)
 	}
 	var notes bytes.Buffer
 	rep, err := Run(context.Background(), Config{Jobs: jobs, Notes: &notes})
@@ -387,9 +387,47 @@ func TestEngineAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r := rep.Groups[0].Jobs[0]; r.Err != nil || r.Dir[DirWrite].IOs != 64 || r.Dir[DirRead].IOs != 64 {
-		t.Fatalf("libaio job: err %v, %d writes, %d verify reads", r.Err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
+		t.Fatalf("posixaio job: err %v, %d writes, %d verify reads", r.Err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
 	}
-	if !strings.Contains(notes.String(), "ioengine=libaio runs on flashpath's io_uring engine") {
+	if !strings.Contains(notes.String(), "ioengine=posixaio runs on flashpath's io_uring engine") {
 		t.Errorf("no note about the alias: %q", notes.String())
+	}
+}
+
+// TestLibaio: ioengine=libaio is the kernel's native AIO, an engine of its
+// own: direct and buffered writes verify, iodepth I/Os stay in flight
+// (the kernel holds an AIO context of that many events meanwhile), trims
+// punch holes.
+func TestLibaio(t *testing.T) {
+	for _, direct := range []string{"1", "0"} {
+		file := filepath.Join(t.TempDir(), "data")
+		jobs, err := BuildJobs(nil, []Section{{Name: "aio", Options: opts("ioengine=libaio", "filename="+file, "size=256k",
+			"rw=randwrite", "bs=4k", "iodepth=8", "verify=md5", "direct="+direct)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j := jobs[0]; j.IOEngine != "libaio" || j.EngineAlias != "" {
+			t.Fatalf("ioengine=libaio: engine %q alias %q", j.IOEngine, j.EngineAlias)
+		}
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		skipUnsupported(t, err)
+		if err != nil {
+			t.Fatalf("direct=%s: %v", direct, err)
+		}
+		r := rep.Groups[0].Jobs[0]
+		if r.Dir[DirWrite].IOs != 64 || r.Dir[DirRead].IOs != 64 || r.Dir[DirWrite].slat.n != 64 {
+			t.Fatalf("direct=%s: %d writes, %d verify reads, %d slat samples", direct, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs, r.Dir[DirWrite].slat.n)
+		}
+		if direct == "1" && r.DepthHist[3] == 0 {
+			t.Errorf("direct=1: no I/O submitted at depth 8: %v", r.DepthHist)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "trim")
+	if _, err := runJobs(t, opts("ioengine=libaio", "filename="+file, "size=64k", "bs=4k", "rw=trim", "iodepth=4")...); err != nil {
+		t.Fatalf("trim: %v", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil || st.Blocks != 0 {
+		t.Errorf("trim: %d blocks still allocated (%v)", st.Blocks, err)
 	}
 }
