@@ -22,7 +22,7 @@ type optionSpec struct {
 	name    string
 	aliases []string
 	help    string  // flashpath's note: what it does here, or why ignored or refused
-	support Support // Refused: set is nil
+	support Support // Refused: every value with set nil, else the values other than fio's default
 	bool_   bool    // may be given without a value
 	sweep   bool    // accepts a comma-separated list: one job per value
 	set     func(j *Job, v string) error
@@ -34,8 +34,8 @@ type optionSpec struct {
 var optionSpecs = []optionSpec{
 	{name: "name", help: "job name", set: func(j *Job, v string) error { j.Name = v; return nil }},
 	{name: "description", help: "free text, carried into the reports", set: func(j *Job, v string) error { j.Description = v; return nil }},
-	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k) is parsed, see validate", set: setRW},
-	{name: "rw_sequencer", help: "sequential or identical: how rw's :<nr> modifier moves random offsets", set: enumSetter(func(j *Job) *bool { return &j.RWSequencerIdentical },
+	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k, rw=randread:8) is parsed and refused until the workers honour it", set: setRW},
+	{name: "rw_sequencer", support: Refused, help: "sequential (fio's default) is accepted; identical is refused until the workers honour rw's :<nr> modifier", set: enumSetter(func(j *Job) *bool { return &j.RWSequencerIdentical },
 		"sequential or identical", map[string]bool{"sequential": false, "identical": true})},
 	{name: "bs", aliases: []string{"blocksize"}, help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
 	{name: "bsrange", aliases: []string{"blocksize_range"}, help: "block sizes drawn uniformly from the multiples of MIN up to MAX (fio's rule), or read,write ranges; MAX must be a multiple of MIN", set: setBSRange},
@@ -114,11 +114,11 @@ var optionSpecs = []optionSpec{
 		return nil
 	}},
 	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
-	{name: "verify", help: "checksummed blocks: fio's methods are parsed; crc32c (crc32c-intel) and pattern run here, the others are refused (see validate)", set: setVerify},
-	{name: "verify_fatal", bool_: true, help: "stop the job at the first verify failure (parsed; 1 is refused until the workers honour it)", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
-	{name: "verify_backlog", help: "verify the blocks written so far after every N writes (parsed; refused until the workers honour it)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
-	{name: "verify_backlog_batch", help: "blocks verified per backlog pass (parsed; refused until the workers honour it)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
-	{name: "verify_only", bool_: true, help: "check blocks written by an earlier run without writing (parsed; refused until the workers honour it)", set: boolSetter(func(j *Job) *bool { return &j.VerifyOnly })},
+	{name: "verify", help: "checksummed blocks: fio's methods are parsed; crc32c (crc32c-intel) and pattern run here, the others are refused", set: setFioVerify},
+	{name: "verify_fatal", support: Refused, bool_: true, help: "0 (fio's default) is accepted; 1 (stop at the first verify failure) is refused until the workers honour it", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
+	{name: "verify_backlog", support: Refused, help: "0 (fio's default) is accepted; verifying written blocks every N writes is refused until the workers honour it", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
+	{name: "verify_backlog_batch", support: Refused, help: "0 (fio's default) is accepted; a backlog batch is refused until the workers honour verify_backlog", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
+	{name: "verify_only", support: Refused, bool_: true, help: "0 (fio's default) is accepted; checking an earlier run's blocks without writing is refused until the workers honour it", set: boolSetter(func(j *Job) *bool { return &j.VerifyOnly })},
 	{name: "verify_pattern", help: "bytes written and checked: 0xdeadbeef, decimal, \"text\", %o (the block offset), concatenated; sets verify=pattern unless verify is set", set: func(j *Job, v string) (err error) {
 		j.VerifyPattern, err = ParsePattern(v)
 		return err
@@ -133,7 +133,7 @@ var optionSpecs = []optionSpec{
 	{name: "iodepth_batch", aliases: []string{"iodepth_batch_submit"}, help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch_complete_min", aliases: []string{"iodepth_batch_complete"}, help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
 	{name: "iodepth_batch_complete_max", help: "completions taken at most per reap (default iodepth)", set: intSetter(func(j *Job) *int { return &j.CompleteMax }, 0, 65536)},
-	{name: "iodepth_low", help: "refill the queue once it drains to this many (parsed; values other than iodepth, fio's default, are refused until the workers honour them)", set: intSetter(func(j *Job) *int { return &j.IODepthLow }, 0, 65536)},
+	{name: "iodepth_low", support: Refused, help: "iodepth (fio's default) is accepted; a lower mark is refused until the workers honour it", set: intSetter(func(j *Job) *int { return &j.IODepthLow }, 0, 65536)},
 	{name: "io_submit_mode", help: "inline (fio's default: the job's thread submits, as here); offload is refused", set: func(j *Job, v string) error {
 		if v == "inline" {
 			return nil
@@ -148,7 +148,7 @@ var optionSpecs = []optionSpec{
 	{name: "end_fsync", help: "fsync when the job's writes are done, inside its runtime", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
 	{name: "fsync_on_close", help: "fsync when the file is closed (as end_fsync here)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
 	{name: "allow_file_create", bool_: true, help: "create files that do not exist (default 1); 0 fails a job whose file is missing", set: boolSetter(func(j *Job) *bool { return &j.AllowFileCreate })},
-	{name: "unlink", bool_: true, help: "remove the job's files when done (parsed; 1 is refused until the runtime removes them)", set: boolSetter(func(j *Job) *bool { return &j.Unlink })},
+	{name: "unlink", support: Refused, bool_: true, help: "0 (fio's default) is accepted; removing the files when done is refused until the runtime does it", set: boolSetter(func(j *Job) *bool { return &j.Unlink })},
 	{name: "overwrite", bool_: true, help: "files are always written out before the job here, as fio's overwrite=1 does; with 0 (fio's default) a write job on a new file still writes into written blocks, not fio's preallocated ones", set: boolSetter(func(j *Job) *bool { return &j.Overwrite })},
 	{name: "fallocate", support: Ignored, help: "files are written out before the job here (fio's overwrite=1), so preallocation has nothing to do", set: enumSetter(func(j *Job) *string { return &j.Fallocate },
 		"none, native, posix, keep, truncate, 0 or 1", map[string]string{"none": "none", "0": "none", "native": "native", "posix": "posix", "1": "posix", "keep": "keep", "truncate": "truncate"})},
@@ -161,15 +161,15 @@ var optionSpecs = []optionSpec{
 	{name: "lat_percentiles", help: "report total latency percentiles (default 1 here; fio: 0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
 	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
 	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
-	{name: "rate_process", help: "linear (fio's default) or poisson (parsed; poisson is refused until the workers honour it)", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
+	{name: "rate_process", support: Refused, help: "linear (fio's default) is accepted; poisson is refused until the workers honour it", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
 		"linear or poisson", map[string]string{"linear": "", "poisson": "poisson"})},
-	{name: "rate_min", aliases: []string{"ratemin"}, help: "fail a clone below this bandwidth (parsed; refused until the workers honour it)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},
-	{name: "rate_iops_min", help: "fail a clone below these IOPS (parsed; refused until the workers honour it)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPSMin })},
-	{name: "random_generator", help: "tausworthe (fio's default) runs on flashpath's own generator (the same job repeats its offsets, but not fio's); lfsr and tausworthe64 are refused", set: enumSetter(func(j *Job) *string { return &j.RandomGenerator },
+	{name: "rate_min", support: Refused, aliases: []string{"ratemin"}, help: "0 (fio's default) is accepted; failing a clone below a bandwidth is refused until the workers honour it", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},
+	{name: "rate_iops_min", support: Refused, help: "0 (fio's default) is accepted; failing a clone below an IOPS floor is refused until the workers honour it", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPSMin })},
+	{name: "random_generator", support: Refused, help: "tausworthe (fio's default) runs on flashpath's own generator (the same job repeats its offsets, but not fio's); lfsr and tausworthe64 are refused", set: enumSetter(func(j *Job) *string { return &j.RandomGenerator },
 		"tausworthe, lfsr or tausworthe64", map[string]string{"tausworthe": "", "lfsr": "lfsr", "tausworthe64": "tausworthe64"})},
-	{name: "nice", help: "the job thread's nice value (parsed; refused until the workers set it)", set: intSetter(func(j *Job) *int { return &j.Nice }, -20, 19)},
-	{name: "prio", help: "the job's I/O priority level 0-7 (parsed; refused until the workers call ioprio_set)", set: intSetter(func(j *Job) *int { return &j.Prio }, 0, 7)},
-	{name: "prioclass", help: "the job's I/O priority class 1-3 (parsed; refused until the workers call ioprio_set)", set: intSetter(func(j *Job) *int { return &j.PrioClass }, 0, 3)},
+	{name: "nice", support: Refused, help: "0 is accepted; another nice value is refused until the workers set it", set: intSetter(func(j *Job) *int { return &j.Nice }, -20, 19)},
+	{name: "prio", support: Refused, help: "I/O priorities are refused until the workers call ioprio_set", set: intSetter(func(j *Job) *int { return &j.Prio }, 0, 7)},
+	{name: "prioclass", support: Refused, help: "I/O priorities are refused until the workers call ioprio_set", set: intSetter(func(j *Job) *int { return &j.PrioClass }, 0, 3)},
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
 	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: enumSetter(func(j *Job) *bool { return &j.SplitCPUs },
 		"shared or split", map[string]bool{"shared": false, "split": true})},
@@ -255,17 +255,13 @@ type OptionHelp struct {
 func Options() []OptionHelp {
 	var out []OptionHelp
 	seen := map[string]bool{}
-	for _, s := range allSpecs() {
+	for n, s := range specIndex() {
 		help := s.help
 		if s.support != Implemented {
 			help = s.support.String() + ": " + help
 		}
-		for _, n := range append([]string{s.name}, s.aliases...) {
-			if !seen[n] {
-				seen[n] = true
-				out = append(out, OptionHelp{Name: n, Help: help, Bool: s.bool_})
-			}
-		}
+		seen[n] = true
+		out = append(out, OptionHelp{Name: n, Help: help, Bool: s.bool_})
 	}
 	for _, e := range engines() {
 		for _, o := range e.options {
@@ -301,6 +297,16 @@ var specIndex = sync.OnceValue(func() map[string]*optionSpec {
 	}
 	add(optionSpecs)
 	add(fioOnlySpecs)
+	// fio's aliases of the options above (ss for steadystate).
+	for _, f := range fioOptions() {
+		if s := m[f.name]; s != nil && f.engine == "" {
+			for _, a := range f.aliases {
+				if _, dup := m[a]; !dup {
+					m[a] = s
+				}
+			}
+		}
+	}
 	return m
 })
 
@@ -328,7 +334,7 @@ func (j *Job) apply(o Option) error {
 		j.Options = append(j.Options, [2]string{name, v})
 		return nil
 	}
-	if s.support == Refused {
+	if s.set == nil {
 		return fmt.Errorf("option %s: %w: %s", name, ErrRefusedOption, s.help)
 	}
 	if v == "" && !s.bool_ && name != "description" {

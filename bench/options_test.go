@@ -120,8 +120,8 @@ func TestOptionErrorsNameTheOption(t *testing.T) {
 		{opts("random_distribution=zoned:50/10:x"), "ACCESS/RANGE"},
 		{opts("verify=md4"), "option verify"},
 		{opts("ioengine=splice"), "option ioengine"},
-		{opts("frobnicate=1"), `"frobnicate"`},
-		{opts("ioengine=null", "fixedbufs=1"), `"fixedbufs"`}, // io_uring's option, not null's
+		{opts("frobnicate=1"), "option frobnicate: unknown option"},
+		{opts("ioengine=null", "fixedbufs=1"), "option fixedbufs: unknown option (an option of engine io_uring, not of null)"},
 		{opts("time_based"), "option time_based"},
 		{opts("direct=1", "bs=1000"), "option bs"},
 		{opts("iodepth"), "option iodepth"},

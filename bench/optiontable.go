@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -216,7 +217,7 @@ var engineOptionNotes = map[string]string{
 	"nowait":             "RWF_NOWAIT is not implemented",
 	"force_async":        "IOSQE_ASYNC is not implemented",
 	"cmd_type":           "io_uring_cmd (NVMe passthrough) is not implemented",
-	"userspace_reap":     "libaio runs on io_uring here",
+	"userspace_reap":     "not taken by this engine",
 	"hipri_percentage":   "not implemented",
 }
 
@@ -243,17 +244,7 @@ func OptionTable() []OptionInfo {
 	var out []OptionInfo
 	seen := map[string]int{}
 	engs := engines()
-	takes := func(opt string) []string {
-		var names []string
-		for _, e := range engs {
-			for _, o := range e.options {
-				if o == opt {
-					names = append(names, e.name)
-				}
-			}
-		}
-		return names
-	}
+	takes := enginesTaking
 	for _, f := range fioOptions() {
 		if i, dup := seen[f.name]; dup {
 			// An engine option more than one of fio's engines has.
@@ -296,6 +287,17 @@ func OptionTable() []OptionInfo {
 	}
 	sort.Slice(extra, func(a, b int) bool { return extra[a].Name < extra[b].Name })
 	return append(out, extra...)
+}
+
+// enginesTaking names the registered engines that take option opt.
+func enginesTaking(opt string) []string {
+	var names []string
+	for _, e := range engines() {
+		if slices.Contains(e.options, opt) {
+			names = append(names, e.name)
+		}
+	}
+	return names
 }
 
 // LookupOption finds a row of the table by name or alias.
@@ -369,7 +371,7 @@ func WriteOptionDocs(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| option | aliases | type | fio default | fio's meaning | flashpath |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	cell := strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace
 	for _, o := range OptionTable() {
 		fl := o.Support.String()
 		if o.Note != "" {
@@ -380,13 +382,22 @@ func WriteOptionDocs(w io.Writer) {
 	}
 }
 
-// WriteRefusedList writes the refused options, one line each, for the
-// README.
+// WriteRefusedList writes the refused options for the README: one line
+// per reason, naming the options it refuses, in the table's order.
 func WriteRefusedList(w io.Writer) {
+	var notes []string
+	names := map[string][]string{}
 	for _, o := range OptionTable() {
-		if o.Support == Refused {
-			fmt.Fprintf(w, "- `%s`: %s\n", o.Name, o.Note)
+		if o.Support != Refused {
+			continue
 		}
+		if _, ok := names[o.Note]; !ok {
+			notes = append(notes, o.Note)
+		}
+		names[o.Note] = append(names[o.Note], "`"+o.Name+"`")
+	}
+	for _, n := range notes {
+		fmt.Fprintf(w, "- %s: %s\n", strings.Join(names[n], ", "), n)
 	}
 }
 
@@ -428,4 +439,45 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// WriteEngineHelp is fio's --enghelp=ENGINE[,OPTION]: the engine's
+// options, or one option in full. fio's engine names that run on one of
+// flashpath's engines (libaio on io_uring) name that engine.
+func WriteEngineHelp(w io.Writer, arg string) error {
+	eng, opt, _ := strings.Cut(arg, ",")
+	name := eng
+	if to, ok := engineAliases[eng]; ok {
+		name = to
+	}
+	info, ok := lookupEngine(name)
+	if !ok {
+		return fmt.Errorf("no engine %q (have %s)", eng, strings.Join(EngineNames(), ", "))
+	}
+	if opt != "" {
+		if !slices.Contains(info.options, opt) && !(eng == "libcufile" && (opt == "cuda_io" || opt == "gpu_dev_ids")) {
+			return fmt.Errorf("engine %s has no option %q", eng, opt)
+		}
+		return WriteCmdHelp(w, opt)
+	}
+	if name != eng {
+		fmt.Fprintf(w, "%s runs on flashpath's %s engine\n", eng, name)
+	}
+	opts := slices.Clone(info.options)
+	if eng == "libcufile" {
+		opts = append(opts, "cuda_io", "gpu_dev_ids")
+	}
+	if len(opts) == 0 {
+		fmt.Fprintf(w, "IO engine %s has no options\n", eng)
+		return nil
+	}
+	for _, o := range opts {
+		oi, _ := LookupOption(o)
+		text := oi.Fio
+		if text == "" {
+			text = oi.Note
+		}
+		fmt.Fprintf(w, "%-24s: %s\n", o, text)
+	}
+	return nil
 }

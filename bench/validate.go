@@ -120,10 +120,12 @@ func (j *Job) checkEngineOptions(opts []srcOption) error {
 		}
 		seen[name] = true
 		why := fmt.Sprintf("not a job option, nor an option of engine %s%s", j.IOEngine, suggest(name))
-		if note, ok := engineOptionNotes[name]; ok {
+		if others := enginesTaking(name); len(others) > 0 {
+			why = fmt.Sprintf("an option of engine %s, not of %s", strings.Join(others, ", "), j.IOEngine)
+		} else if note, ok := engineOptionNotes[name]; ok {
 			why = "an option of fio's engines that flashpath's " + j.IOEngine + " does not take: " + note
 		}
-		errs = append(errs, at(o.where, fmt.Errorf("option %s: %w %q (%s)", name, ErrUnknownOption, name, why)))
+		errs = append(errs, at(o.where, fmt.Errorf("option %s: %w (%s)", name, ErrUnknownOption, why)))
 	}
 	return errors.Join(errs...)
 }
@@ -158,9 +160,6 @@ func (j *Job) setEngineOption(name, v string) {
 	}
 }
 
-// runtimeVerify are the verify methods the workers run (verify.go).
-var runtimeVerify = map[string]bool{"": true, "crc32c": true, "pattern": true}
-
 // checkPending refuses the values that are parsed but that the runtime
 // does not honour yet, so that no job runs with numbers that differ from
 // fio's without saying so. Remove a check when the workers gain it.
@@ -175,8 +174,6 @@ func (j *Job) checkPending() error {
 		return pending("rw_sequencer", "identical")
 	case len(j.Filenames) > 1:
 		return pending("filename", fmt.Sprintf("a list of %d files", len(j.Filenames)))
-	case !runtimeVerify[j.Verify]:
-		return pending("verify", j.Verify)
 	case j.VerifyFatal:
 		return pending("verify_fatal", "1")
 	case j.VerifyBacklog != 0 || j.VerifyBacklogBatch != 0:

@@ -17,6 +17,10 @@ import (
 	"github.com/flashpath/flashpath/internal/daemon"
 )
 
+// docs/bench-options.md and the README's refused options come from
+// bench's option table.
+//go:generate env FLASHPATH_UPDATE_DOCS=1 go test -run TestBenchOptionDocs .
+
 func init() { register(newBenchCmd) }
 
 // benchFlags are the flags that are not fio job options.
@@ -29,7 +33,8 @@ type benchFlags struct {
 	eta          string
 	targetPID    int
 	tcpLoopback  daemon.Duration
-	enghelp      bool
+	enghelp      string
+	cmdhelp      string
 	readonly     bool
 	parseOnly    bool
 	sections     []string
@@ -44,7 +49,12 @@ func newBenchCmd() *cobra.Command {
 		Long: `bench runs fio jobs (job files with [global] and job sections, or the same
 options as flags) through flashpath's engines: psync and io_uring on local
 files and block devices, null for the benchmark itself, and the network and
-GPU engines built in. Flags override every job of the files.
+GPU engines built in. As in fio, flags given with job files are defaults
+beneath the files' own options ([global] sections included).
+
+--cmdhelp lists every fio option with what flashpath does with it
+(implemented, ignored and why, refused and why); --cmdhelp=NAME shows one;
+--enghelp lists the engines, --enghelp=ENGINE an engine's options.
 
 List values of iodepth and numjobs sweep: one job per value, one table.`,
 		Example: `  flashpath bench --name=rr --rw=randread --bs=4k --iodepth=32 --size=1g \
@@ -62,7 +72,10 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 	fl.StringVar(&bf.eta, "eta", "auto", "live progress line: auto (on a terminal), always, never")
 	fl.IntVar(&bf.targetPID, "target-pid", 0, "also measure the CPU time of this process (the target under test)")
 	durationVar(fl, &bf.tcpLoopback, "tcp-loopback", 0, "first measure a plain TCP socket copy over 127.0.0.1 for this long (10, 10s)")
-	fl.BoolVar(&bf.enghelp, "enghelp", false, "list the engines and exit")
+	fl.StringVar(&bf.enghelp, "enghelp", "", "list the engines, or with =ENGINE[,OPTION] an engine's options (fio's --enghelp), and exit")
+	fl.Lookup("enghelp").NoOptDefVal = " "
+	fl.StringVar(&bf.cmdhelp, "cmdhelp", "", "list every job option with flashpath's support, or with =NAME one option (fio's --cmdhelp), and exit")
+	fl.Lookup("cmdhelp").NoOptDefVal = "all"
 	fl.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof FILE)")
 	fl.BoolVar(&bf.readonly, "readonly", false, "refuse jobs that write or trim (a guard for devices holding data)")
 	fl.BoolVar(&bf.parseOnly, "parse-only", false, "check the job files and options, list the jobs, run nothing")
@@ -78,9 +91,19 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		out := cmd.OutOrStdout()
-		if bf.enghelp {
-			fmt.Fprintln(out, strings.Join(bench.EngineNames(), "\n"))
-			return nil
+		if e := strings.TrimSpace(bf.enghelp); fl.Changed("enghelp") {
+			if e == "" {
+				fmt.Fprintln(out, strings.Join(bench.EngineNames(), "\n"))
+				return nil
+			}
+			return bench.WriteEngineHelp(out, e)
+		}
+		if fl.Changed("cmdhelp") {
+			if bf.cmdhelp == "all" {
+				bench.WriteCmdHelpAll(out)
+				return nil
+			}
+			return bench.WriteCmdHelp(out, bf.cmdhelp)
 		}
 		var overrides []bench.Option
 		fl.Visit(func(f *pflag.Flag) {

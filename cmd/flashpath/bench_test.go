@@ -132,7 +132,8 @@ func TestBenchCmdSectionReadonlyParseOnly(t *testing.T) {
 		t.Fatal("--readonly refused the run after laying out the data file")
 	}
 	out, err = runBenchCmd(t, job, "--section=writer", "--eta=never", "--output-format=json")
-	if err != nil || strings.Contains(out, `"jobname": "reader"`) || !strings.Contains(out, `"jobname": "writer"`) {
+	// fio's JSON spacing: "key" : value.
+	if err != nil || strings.Contains(out, `"jobname" : "reader"`) || !strings.Contains(out, `"jobname" : "writer"`) {
 		t.Fatalf("--section=writer: %v\n%s", err, out)
 	}
 	if _, err := runBenchCmd(t, job, "--section=nope"); err == nil || !strings.Contains(err.Error(), "--section nope") {
@@ -162,5 +163,45 @@ func TestBenchCmdBoolEngineOptions(t *testing.T) {
 	if err != nil && !strings.Contains(err.Error(), "no poll queues for hipri (NVMe: nvme connect --nr-poll-queues") &&
 		!strings.Contains(err.Error(), "O_DIRECT") {
 		t.Fatalf("hipri with direct=1: %v", err)
+	}
+}
+
+// TestBenchCmdFioHelpFlags: fio's --enghelp=ENGINE[,OPTION] and
+// --cmdhelp[=NAME] spellings.
+func TestBenchCmdFioHelpFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--enghelp=io_uring"}, "fixedbufs"},
+		{[]string{"--enghelp=posixaio"}, "posixaio runs on flashpath's io_uring engine"},
+		{[]string{"--enghelp=io_uring,hipri"}, "hipri: Use polled IO completions"},
+		{[]string{"--enghelp=nvme-tcp"}, "hostnqn"},
+		{[]string{"--cmdhelp=ratemin"}, "rate_min: Job must meet this rate"},
+		{[]string{"--cmdhelp"}, "steadystate "},
+		{[]string{"--cmdhelp", "--ioengine=null"}, "zonemode "},
+	} {
+		out, err := runBenchCmd(t, tc.args...)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: %v, want %q in\n%s", tc.args, err, tc.want, out)
+		}
+	}
+}
+
+// TestBenchCmdFlagsBeneathJobFile: as fio, flags are defaults beneath the
+// job file's options.
+func TestBenchCmdFlagsBeneathJobFile(t *testing.T) {
+	p := t.TempDir() + "/j.fio"
+	if err := os.WriteFile(p, []byte("[global]\nioengine=null\nsize=64k\nbs=8k ; the file's\n[a]\n[b]\nbs=16k\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runBenchCmd(t, p, "--bs=64k", "--iodepth=3", "--parse-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a: (g=0): rw=read, bs=8192/8192/8192, ioengine=null, iodepth=3", "b: (g=0): rw=read, bs=16384/16384/16384, ioengine=null, iodepth=3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q in\n%s", want, out)
+		}
 	}
 }

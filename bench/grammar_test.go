@@ -1,0 +1,312 @@
+package bench
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func parseString(t *testing.T, file string, overrides ...Option) []*Job {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "j.fio")
+	if err := os.WriteFile(p, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := LoadJobs([]string{p}, overrides)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+// TestInlineComments: fio cuts every line at its first ';' or '#',
+// blanks before it or not, inside a value too.
+func TestInlineComments(t *testing.T) {
+	jobs := parseString(t, "[global]\nioengine=null\nnumjobs=4 ; four workers\nfilename=data.tmp ; or use a full disk\n"+
+		"bs=8k# hash\nsize=1m;x\ndescription=a \"b;c\" d\n[j] # the job\nrw=randread\t; tab\n")
+	j := jobs[0]
+	if j.NumJobs != 4 || j.Filename != "data.tmp" || j.BS[DirRead] != 8192 || j.Size != 1<<20 ||
+		j.Description != `a "b` || j.RW != (RW{Read: true, Random: true}) || j.Name != "j" {
+		t.Errorf("got numjobs %d filename %q bs %d size %d description %q rw %v name %q",
+			j.NumJobs, j.Filename, j.BS[DirRead], j.Size, j.Description, j.RW, j.Name)
+	}
+}
+
+// TestGlobalNameDoesNotNameJobs: fio names jobs by their sections; a
+// section's own name= renames it.
+func TestGlobalNameDoesNotNameJobs(t *testing.T) {
+	jobs := parseString(t, "[global]\nname=gname\nioengine=null\n[j1]\n[j2]\nname=renamed\n", Option{"name", "cmdline"})
+	if jobs[0].Name != "j1" || jobs[1].Name != "renamed" {
+		t.Errorf("names %q, %q; want j1, renamed", jobs[0].Name, jobs[1].Name)
+	}
+}
+
+// TestCommandLineBeneathJobFile: fio's command-line options are defaults
+// beneath the job file's own, [global] included.
+func TestCommandLineBeneathJobFile(t *testing.T) {
+	jobs := parseString(t, "[global]\nioengine=null\nbs=8k\n[a]\n[b]\nbs=16k\n[c]\nrw=write\n",
+		Option{"bs", "64k"}, Option{"iodepth", "3"})
+	for i, want := range []int{8192, 16384, 8192} {
+		if jobs[i].BS[DirRead] != want || jobs[i].IODepth != 3 {
+			t.Errorf("job %s: bs %d iodepth %d; want %d and 3", jobs[i].Name, jobs[i].BS[DirRead], jobs[i].IODepth, want)
+		}
+	}
+	jobs = parseString(t, "[a]\nioengine=null\n", Option{"bs", "64k"})
+	if jobs[0].BS[DirRead] != 64<<10 {
+		t.Errorf("bs %d: the command line's bs must apply where the file has none", jobs[0].BS[DirRead])
+	}
+}
+
+// TestUnknownOptionsInFileOrder: every unknown option, in file order,
+// with file, line and fio's nearest name; the same error every time.
+func TestUnknownOptionsInFileOrder(t *testing.T) {
+	file := "[j]\nioengine=null\nsize=64k\nfoo=1\nbar=2\nbs=4k\nbaz\n"
+	var first string
+	for range 20 {
+		secs, err := ParseJobFile(strings.NewReader(file), "u.fio")
+		if err == nil {
+			_, err = BuildJobs(nil, secs, nil)
+		}
+		if !errors.Is(err, ErrUnknownOption) {
+			t.Fatalf("error %v, want ErrUnknownOption", err)
+		}
+		if first == "" {
+			first = err.Error()
+		} else if err.Error() != first {
+			t.Fatalf("error changed between runs:\n%s\n%s", first, err)
+		}
+	}
+	i4, i5, i7 := strings.Index(first, "u.fio:4: option foo:"), strings.Index(first, "u.fio:5: option bar:"), strings.Index(first, "u.fio:7: option baz:")
+	if i4 < 0 || i5 < i4 || i7 < i5 {
+		t.Errorf("want foo (line 4), bar (5), baz (7) in that order:\n%s", first)
+	}
+	// fio 3.33 says: Did you mean flow? ... ba? ... ba?
+	for _, s := range []string{"did you mean flow?", "did you mean ba?"} {
+		if !strings.Contains(first, s) {
+			t.Errorf("no %q in\n%s", s, first)
+		}
+	}
+}
+
+func TestInclude(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(sub, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("glob.fio", "ioengine=null\nsize=64k ; comment\ninclude deeper.fio\n")
+	write("deeper.fio", "iodepth=4\n")
+	write("job.fio", "bs=16k\n")
+	write("main.fio", "[global]\ninclude glob.fio\n[j]\nrw=read\ninclude job.fio\n[k]\n")
+	write("loop.fio", "[j]\ninclude self.fio\n")
+	write("self.fio", "iodepth=2\ninclude self.fio\n")
+	write("sect.fio", "[j]\ninclude bad.fio\n")
+	write("bad.fio", "[x]\n")
+	// Relative to the including file, not to the current directory.
+	jobs, err := LoadJobs([]string{filepath.Join(sub, "main.fio")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, k := jobs[0], jobs[1]; j.Size != 64<<10 || j.IODepth != 4 || j.BS[DirRead] != 16<<10 || k.BS[DirRead] != 4096 || k.IODepth != 4 {
+		t.Errorf("j: size %d iodepth %d bs %d; k: bs %d iodepth %d", j.Size, j.IODepth, j.BS[DirRead], k.BS[DirRead], k.IODepth)
+	}
+	for name, want := range map[string]string{"loop.fio": "nested includes", "sect.fio": "bad.fio:1: section [x] in an included file"} {
+		if _, err := LoadJobs([]string{filepath.Join(sub, name)}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", name, err, want)
+		}
+	}
+}
+
+func TestReservedKeywords(t *testing.T) {
+	jobs := parseString(t, "[j]\nioengine=null\nbs=$pagesize\nnumjobs=$ncpus\n")
+	if jobs[0].BS[DirRead] != os.Getpagesize() || jobs[0].NumJobs < 1 {
+		t.Errorf("bs %d numjobs %d", jobs[0].BS[DirRead], jobs[0].NumJobs)
+	}
+}
+
+// TestKBBaseAppliesToTheWholeJob: fio parses kb_base first (fio 3.33:
+// size=1m then kb_base=1000 moves 1000000 bytes).
+func TestKBBaseAppliesToTheWholeJob(t *testing.T) {
+	jobs := parseString(t, "[j]\nioengine=null\nsize=1m\nkb_base=1000\nbs=1k\n[k]\nioengine=null\nkb_base=1000\nsize=1mib\n")
+	if jobs[0].Size != 1000000 || jobs[0].BS[DirRead] != 1000 || jobs[1].Size != 1<<20 {
+		t.Errorf("sizes %d, %d, bs %d; want 1000000, 1048576 and 1000", jobs[0].Size, jobs[1].Size, jobs[0].BS[DirRead])
+	}
+}
+
+func TestFilenameList(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want []string
+	}{
+		{"a", nil},
+		{`x\:y:z`, []string{"x:y", "z"}},
+		{"a:b:c", []string{"a", "b", "c"}},
+		{"tcp://127.0.0.1:4420/nqn.2014-08.org.example:t/1", nil},
+	} {
+		j := DefaultJob()
+		if err := setFilename(&j, tc.v); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(j.Filenames, tc.want) {
+			t.Errorf("%q: files %q, want %q", tc.v, j.Filenames, tc.want)
+		}
+	}
+	// Parsed, and refused until the workers open several named files.
+	secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nfilename=a:b\n"), "f.fio")
+	if _, err := BuildJobs(nil, secs, nil); !errors.Is(err, ErrRefusedOption) {
+		t.Errorf("filename=a:b: error %v, want ErrRefusedOption until the runtime takes the list", err)
+	}
+}
+
+// TestBSRangeIsFiosDistribution: fio draws MIN + u*MAX rounded down to a
+// multiple of MIN and capped at MAX: each multiple equally often.
+func TestBSRangeIsFiosDistribution(t *testing.T) {
+	j := parseString(t, "[j]\nioengine=null\nbsrange=4k-16k,8k-8k\n")[0]
+	mix := j.BSSplit[DirRead]
+	if len(mix) != 4 || mix[0] != (BSWeight{4096, 25}) || mix[3] != (BSWeight{16384, 25}) || j.BS[DirRead] != 4096 {
+		t.Errorf("read mix %v bs %d", mix, j.BS[DirRead])
+	}
+	if j.BSSplit[DirWrite] != nil || j.BS[DirWrite] != 8192 {
+		t.Errorf("write: mix %v bs %d, want none and 8192", j.BSSplit[DirWrite], j.BS[DirWrite])
+	}
+	for _, bad := range []string{"bsrange=4k-6k", "bsrange=8k-4k", "bsrange=4k", "ba=8k"} {
+		secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=randread\n"+bad+"\n"), "b.fio")
+		if _, err := BuildJobs(nil, secs, nil); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+func TestSizePercent(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(f, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := parseString(t, "[j]\nfilename="+f+"\nsize=50%\noffset=25%\n")[0]
+	if j.Size != 512<<10 || j.Offset != 256<<10 {
+		t.Errorf("size %d offset %d; want 524288 and 262144", j.Size, j.Offset)
+	}
+}
+
+// TestRefusedOptionsSayWhy: an option of fio's that flashpath does not run
+// stops the job with its file, line and reason.
+func TestRefusedOptionsSayWhy(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"steadystate=iops:1%", "steady-state"},
+		{"ss=iops:1%", "steady-state"},
+		{"rw=read:8k", "offset modifier"},
+		{"verify=sha3-384", "sha3-384"},
+		{"write_iolog=x", "I/O logs"},
+		{"io_submit_mode=offload", "offload"},
+		{"iodepth=8\niodepth_low=4", "iodepth_low"},
+		{"cmdprio=3", "cmdprio"},
+		{"unit_base=1", "bits"},
+		{"directory=/a:/b", "several directories"},
+		{"ioengine=libcufile\ngpu_dev_ids=0:1", "round robin"},
+	} {
+		secs, err := ParseJobFile(strings.NewReader("[j]\nioengine=null\n"+tc.line+"\n"), "r.fio")
+		if err == nil {
+			_, err = BuildJobs(nil, secs, nil)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one saying %q", tc.line, err, tc.want)
+		}
+	}
+}
+
+// TestAcceptedOptions: fio options that parse here.
+func TestAcceptedOptions(t *testing.T) {
+	j := parseString(t, "[j]\nioengine=null\nthread\nexitall\nallow_file_create=1\noverwrite=1\nfallocate=none\n"+
+		"disable_lat=1\nlatency_percentile=99\nunit_base=8\nverify=crc32c-intel\nio_submit_mode=inline\n"+
+		"iodepth=4\niodepth_low=4\nrandom_generator=tausworthe\nrate_process=linear\nfileoffset=4k\nnr_files=1\n")[0]
+	if !j.ExitAll || !j.Overwrite || !j.DisableLat || j.UnitBase != 8 || !strings.HasPrefix(j.Verify, "crc32c") || j.Offset != 4096 {
+		t.Errorf("%+v", j)
+	}
+}
+
+func TestLibcufile(t *testing.T) {
+	for _, tc := range []struct {
+		opts, engine string
+		eopts        map[string]string
+	}{
+		{"ioengine=libcufile\ndirect=1", "cufile", nil},
+		{"ioengine=libcufile\ncuda_io=posix\ngpu_dev_ids=1", "gpu", map[string]string{"gpu_path": "bounce", "gpu": "1"}},
+	} {
+		j := DefaultJob()
+		for _, l := range strings.Split(tc.opts, "\n") {
+			k, v, _ := strings.Cut(l, "=")
+			if err := j.apply(Option{k, v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := j.resolveLibcufile(); err != nil {
+			t.Fatal(err)
+		}
+		if j.IOEngine != tc.engine || len(j.EngineOptions) != len(tc.eopts) {
+			t.Errorf("%q: engine %s options %v", tc.opts, j.IOEngine, j.EngineOptions)
+		}
+		for k, v := range tc.eopts {
+			if j.EngineOptions[k] != v {
+				t.Errorf("%q: %s=%q, want %q", tc.opts, k, j.EngineOptions[k], v)
+			}
+		}
+	}
+}
+
+// TestParsesLikeFio runs fio itself on the same job file and compares the
+// jobs' names, block sizes, sizes, iodepth and numjobs with ours.
+func TestParsesLikeFio(t *testing.T) {
+	fio, err := exec.LookPath("fio")
+	if err != nil {
+		t.Skip("fio is not installed (apt-get install fio): the comparison with fio's own parse is skipped")
+	}
+	dir := t.TempDir()
+	file := "[global]\nname=gname\nioengine=null\nsize=1m;x\nbs=8k# hash\nnumjobs=1 ; one\nkb_base=1000\n\n" +
+		"[j1]\nrw=read\n[j2]\nbs=16k\niodepth=2 # two\n[j3]\nname=renamed\nsize=64k\n"
+	p := filepath.Join(dir, "j.fio")
+	if err := os.WriteFile(p, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A command-line option beneath the file's.
+	out, err := exec.Command(fio, "--output-format=json", "--bs=64k", "--iodepth=3", p).Output()
+	if err != nil {
+		t.Fatalf("fio: %v", err)
+	}
+	var rep struct {
+		Jobs []struct {
+			Name string `json:"jobname"`
+			Read struct {
+				Bytes int64 `json:"io_bytes"`
+				IOs   int64 `json:"total_ios"`
+			} `json:"read"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := LoadJobs([]string{p}, opts("bs=64k", "iodepth=3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != len(rep.Jobs) {
+		t.Fatalf("%d jobs, fio %d", len(jobs), len(rep.Jobs))
+	}
+	for i, f := range rep.Jobs {
+		j := jobs[i]
+		// fio moves only whole blocks of size.
+		ios := j.Size / int64(j.BS[DirRead])
+		if j.Name != f.Name || ios*int64(j.BS[DirRead]) != f.Read.Bytes || ios != f.Read.IOs {
+			t.Errorf("job %d: %s size %d bs %d; fio: %s %d bytes in %d I/Os", i, j.Name, j.Size, j.BS[DirRead], f.Name, f.Read.Bytes, f.Read.IOs)
+		}
+	}
+}
