@@ -208,9 +208,7 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 		{"verify=sha3-384", "sha3-384"},
 		{"write_iolog=x", "I/O logs"},
 		{"io_submit_mode=offload", "offload"},
-		{"iodepth=8\niodepth_low=4", "iodepth_low"},
 		{"cmdprio=3", "cmdprio"},
-		{"unit_base=1", "bits"},
 		{"directory=/a:/b", "several directories"},
 		{"ioengine=libcufile\ngpu_dev_ids=0:1", "round robin"},
 	} {
@@ -228,8 +226,9 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 func TestAcceptedOptions(t *testing.T) {
 	j := parseString(t, "[j]\nioengine=null\nthread\nexitall\nallow_file_create=1\noverwrite=1\nfallocate=none\n"+
 		"disable_lat=1\nlatency_percentile=99\nunit_base=8\nverify=crc32c-intel\nio_submit_mode=inline\n"+
-		"iodepth=4\niodepth_low=4\nrandom_generator=tausworthe\nrate_process=linear\nfileoffset=4k\nnr_files=1\n")[0]
-	if !j.ExitAll || !j.Overwrite || !j.DisableLat || j.UnitBase != 8 || !strings.HasPrefix(j.Verify, "crc32c") || j.Offset != 4096 {
+		"iodepth=4\niodepth_low=2\nrandom_generator=tausworthe\nrate_process=poisson\nfileoffset=4k\nnr_files=1\n")[0]
+	if !j.ExitAll || !j.Overwrite || !j.DisableLat || j.UnitBase != 8 || !strings.HasPrefix(j.Verify, "crc32c") || j.Offset != 4096 ||
+		j.IODepthLow != 2 || j.RateProcess != "poisson" {
 		t.Errorf("%+v", j)
 	}
 }

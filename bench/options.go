@@ -133,7 +133,7 @@ var optionSpecs = []optionSpec{
 	{name: "iodepth_batch", aliases: []string{"iodepth_batch_submit"}, help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch_complete_min", aliases: []string{"iodepth_batch_complete"}, help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
 	{name: "iodepth_batch_complete_max", help: "completions taken at most per reap (default iodepth)", set: intSetter(func(j *Job) *int { return &j.CompleteMax }, 0, 65536)},
-	{name: "iodepth_low", support: Refused, help: "iodepth (fio's default) is accepted; a lower mark is refused until the workers honour it", set: intSetter(func(j *Job) *int { return &j.IODepthLow }, 0, 65536)},
+	{name: "iodepth_low", help: "once the queue is full, refill it only when it has drained to this many (default iodepth, fio's)", set: intSetter(func(j *Job) *int { return &j.IODepthLow }, 0, 65536)},
 	{name: "io_submit_mode", help: "inline (fio's default: the job's thread submits, as here); offload is refused", set: func(j *Job, v string) error {
 		if v == "inline" {
 			return nil
@@ -161,7 +161,7 @@ var optionSpecs = []optionSpec{
 	{name: "lat_percentiles", help: "report total latency percentiles (default 1 here; fio: 0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
 	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
 	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
-	{name: "rate_process", support: Refused, help: "linear (fio's default) is accepted; poisson is refused until the workers honour it", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
+	{name: "rate_process", help: "linear (fio's default: even gaps) or poisson (exponential gaps at the same mean rate)", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
 		"linear or poisson", map[string]string{"linear": "", "poisson": "poisson"})},
 	{name: "rate_min", support: Refused, aliases: []string{"ratemin"}, help: "0 (fio's default) is accepted; failing a clone below a bandwidth is refused until the workers honour it", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},
 	{name: "rate_iops_min", support: Refused, help: "0 (fio's default) is accepted; failing a clone below an IOPS floor is refused until the workers honour it", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPSMin })},
@@ -203,7 +203,7 @@ var optionSpecs = []optionSpec{
 		}
 		return nil
 	}},
-	{name: "unit_base", help: "0 (auto) or 8: bytes, as reported here; 1 (bits) is refused until the reports honour it", set: func(j *Job, v string) error {
+	{name: "unit_base", help: "0 (auto) or 8: bytes; 1: bits, in the normal report as fio prints them", set: func(j *Job, v string) error {
 		n, err := j.parseInt(v, 0, 8)
 		if err != nil || (n != 0 && n != 1 && n != 8) {
 			return fmt.Errorf("%q: want 0, 1 or 8", v)

@@ -180,10 +180,6 @@ func (j *Job) checkPending() error {
 		return pending("verify_backlog", "a backlog")
 	case j.VerifyOnly:
 		return pending("verify_only", "1")
-	case j.IODepthLow != 0 && j.IODepthLow != j.IODepth:
-		return pending("iodepth_low", strconv.Itoa(j.IODepthLow))
-	case j.RateProcess != "":
-		return pending("rate_process", j.RateProcess)
 	case j.RateMin != [numDirs]int64{} || j.RateIOPSMin != [numDirs]int64{}:
 		return pending("rate_min", "a minimum rate")
 	case j.RandomGenerator != "":
@@ -194,8 +190,6 @@ func (j *Job) checkPending() error {
 		return pending("prio", "an I/O priority")
 	case j.Unlink:
 		return pending("unlink", "1")
-	case j.UnitBase == 1:
-		return pending("unit_base", "1 (bits)")
 	}
 	return nil
 }
