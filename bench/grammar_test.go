@@ -309,3 +309,29 @@ func TestParsesLikeFio(t *testing.T) {
 		}
 	}
 }
+
+// TestGrammarEdgesLikeFio: what fio 3.33 does with these lines.
+func TestGrammarEdgesLikeFio(t *testing.T) {
+	for _, tc := range []struct {
+		file, want string // want "": accepted
+	}{
+		{"include x.fio\n[j]\n", "outside of a section"},                       // fio: outside of [] job section
+		{"[j]\nioengine=null\ndirectory\n", "option directory: needs a value"}, // fio: requires an argument
+		{"[j]\nioengine=null\nSIZE=64k\n", "option SIZE: unknown option"},      // fio: Bad option <SIZE=64k>
+		{"[GLOBAL]\nioengine=null\n[j]\nioengine=null\n", ""},                  // a job named GLOBAL, not [global]
+	} {
+		secs, err := parseJobFile(strings.NewReader(tc.file), "e.fio", nil)
+		var jobs []*Job
+		if err == nil {
+			jobs, err = BuildJobs(nil, secs, nil)
+		}
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.file, err)
+		case tc.want == "" && (len(jobs) != 2 || jobs[0].Name != "GLOBAL"):
+			t.Errorf("%q: %d jobs", tc.file, len(jobs))
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: error %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}

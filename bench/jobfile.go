@@ -129,14 +129,14 @@ func (p *jobParser) include(file, from, where string, depth int) error {
 	if file == "" {
 		return fmt.Errorf("%s: include needs a file name", where)
 	}
+	if !p.inGlobal && p.cur == nil {
+		return fmt.Errorf("%s: include %s outside of a section", where, file)
+	}
 	if p.open == nil {
 		return fmt.Errorf("%s: include %s: includes are not read here", where, file)
 	}
 	if depth+1 >= maxIncludeDepth {
 		return fmt.Errorf("%s: include %s: more than %d nested includes", where, file, maxIncludeDepth)
-	}
-	if !p.inGlobal && p.cur == nil {
-		return fmt.Errorf("%s: include %s outside of a section", where, file)
 	}
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(filepath.Dir(from), file)

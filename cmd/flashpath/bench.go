@@ -111,6 +111,11 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 				overrides = append(overrides, bench.Option{Name: f.Name, Value: f.Value.String()})
 			}
 		})
+		if fl.Changed("name") && len(args) > 0 {
+			// fio starts a job of its own at --name, with the options after
+			// it; flags here carry no order, so say so rather than guess.
+			return fmt.Errorf("flag --name with job files: fio would run a separate job %q from the options after --name; put that job in a job file", fl.Lookup("name").Value.String())
+		}
 		if err := notForever("tcp-loopback", bf.tcpLoopback); err != nil {
 			return err
 		}

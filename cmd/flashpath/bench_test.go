@@ -205,3 +205,16 @@ func TestBenchCmdFlagsBeneathJobFile(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchCmdNameWithJobFiles: fio makes --name a job of its own beside
+// the files' jobs; without the flags' order that cannot be rebuilt, so it
+// is an error that says so.
+func TestBenchCmdNameWithJobFiles(t *testing.T) {
+	p := t.TempDir() + "/j.fio"
+	if err := os.WriteFile(p, []byte("[a]\nioengine=null\nsize=64k\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runBenchCmd(t, p, "--name=extra", "--parse-only"); err == nil || !strings.Contains(err.Error(), `separate job "extra"`) {
+		t.Errorf("--name with a job file: %v", err)
+	}
+}
