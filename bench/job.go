@@ -333,8 +333,13 @@ type Job struct {
 	// engine-specific options, e.g. fixedbufs for io_uring), by name.
 	EngineOptions map[string]string
 
-	// Options are the options as given, for "job options" in JSON output.
-	Options [][2]string
+	// Options are the job's own options as given, for "job options" in
+	// JSON output; GlobalOptions are those it took from [global] sections
+	// and from the command line beneath job files (fio's "global
+	// options"), a later value of an option replacing an earlier one in
+	// its place.
+	Options       [][2]string
+	GlobalOptions [][2]string
 
 	// Swept are the list-valued options that produced this job, with the
 	// value it got ("iodepth=32"); empty when the job is not a sweep point.
