@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -282,8 +283,10 @@ func TestParsesLikeFio(t *testing.T) {
 		t.Fatalf("fio: %v", err)
 	}
 	var rep struct {
-		Jobs []struct {
-			Name string `json:"jobname"`
+		Global json.RawMessage `json:"global options"`
+		Jobs   []struct {
+			Name    string          `json:"jobname"`
+			Options json.RawMessage `json:"job options"`
 			Read struct {
 				Bytes int64 `json:"io_bytes"`
 				IOs   int64 `json:"total_ios"`
@@ -306,6 +309,13 @@ func TestParsesLikeFio(t *testing.T) {
 		ios := j.Size / int64(j.BS[DirRead])
 		if j.Name != f.Name || ios*int64(j.BS[DirRead]) != f.Read.Bytes || ios != f.Read.IOs {
 			t.Errorf("job %d: %s size %d bs %d; fio: %s %d bytes in %d I/Os", i, j.Name, j.Size, j.BS[DirRead], f.Name, f.Read.Bytes, f.Read.IOs)
+		}
+		// fio's JSON objects keep their keys in order: compare the lists.
+		if got, want := kvJSON(j.Options), compactJSON(t, f.Options); got != want {
+			t.Errorf("job %s: job options %s, fio %s", j.Name, got, want)
+		}
+		if got, want := kvJSON(j.GlobalOptions), compactJSON(t, rep.Global); got != want {
+			t.Errorf("job %s: global options %s, fio %s", j.Name, got, want)
 		}
 	}
 }
@@ -334,4 +344,30 @@ func TestGrammarEdgesLikeFio(t *testing.T) {
 			t.Errorf("%q: error %v, want %q", tc.file, err, tc.want)
 		}
 	}
+}
+
+func kvJSON(kvs [][2]string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, kv := range kvs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(kv[0])
+		v, _ := json.Marshal(kv[1])
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func compactJSON(t *testing.T, raw json.RawMessage) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

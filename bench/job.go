@@ -334,10 +334,10 @@ type Job struct {
 	EngineOptions map[string]string
 
 	// Options are the job's own options as given, for "job options" in
-	// JSON output; GlobalOptions are those it took from [global] sections
-	// and from the command line beneath job files (fio's "global
-	// options"), a later value of an option replacing an earlier one in
-	// its place.
+	// JSON output; GlobalOptions are those it took from the command line
+	// beneath job files and from [global] sections, in that order (fio's
+	// "global options", where an option set twice is listed twice and
+	// kb_base, parsed first, comes first of its part).
 	Options       [][2]string
 	GlobalOptions [][2]string
 

@@ -102,18 +102,41 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 			j.KBBase, _ = strconv.Atoi(strings.TrimSpace(o.Value))
 		}
 	}
-	for _, o := range eo.opts {
-		s := findSpec(strings.TrimSpace(o.Name))
-		if s != nil && s.name == "kb_base" {
-			continue // applied first
+	// The options as fio lists them: the command line's, then [global]'s
+	// ("global options"), then the job's own ("job options"); kb_base,
+	// which fio parses first, first of its part.
+	var cmdline, global, own [][2]string
+	record := func(o srcOption, kv [2]string, first bool) {
+		list := &own
+		switch {
+		case o.global && o.where == "":
+			list = &cmdline
+		case o.global:
+			list = &global
 		}
-		if s != nil && s.name == "name" && o.global {
-			continue // [global]'s name= does not name the job (fio)
+		if first {
+			*list = append([][2]string{kv}, *list...)
+		} else {
+			*list = append(*list, kv)
+		}
+	}
+	for _, o := range eo.opts {
+		kv := [2]string{strings.TrimSpace(o.Name), strings.TrimSpace(o.Value)}
+		s := findSpec(kv[0])
+		switch {
+		case s != nil && s.name == "kb_base":
+			record(o, kv, true) // applied above
+			continue
+		case s != nil && s.name == "name" && o.global:
+			record(o, kv, false) // [global]'s name= does not name the job (fio)
+			continue
 		}
 		if err := j.apply(o.Option); err != nil {
 			return nil, at(o.where, fmt.Errorf("job %s: %w", name, err))
 		}
+		record(o, kv, false)
 	}
+	j.Options, j.GlobalOptions = own, append(cmdline, global...)
 	if err := j.checkEngineOptions(eo.opts); err != nil {
 		return nil, fmt.Errorf("job %s: %w", j.Name, err)
 	}
