@@ -2,6 +2,7 @@ package bench
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,9 +64,10 @@ func TestParseBSSplit(t *testing.T) {
 
 // TestBSSplitRun: each I/O takes a size of the mix in its proportion, on
 // the grid of the smallest and inside the region; sequential I/O moves on
-// by the size it took, with no gap or overlap.
+// by the size it took, with no gap or overlap; with the random map, as
+// fio's, an I/O stops short of the blocks the pass has done already.
 func TestBSSplitRun(t *testing.T) {
-	_, err := runJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "randread"}, Option{"size", "4g"},
+	_, err := runJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "randread"}, Option{"size", "4g"}, Option{"norandommap", ""},
 		Option{"offset", "1m"}, Option{"bssplit", "4k/70:64k/20:1m/10"}, Option{"number_ios", "4000"}, Option{"iodepth", "8"})
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +89,30 @@ func TestBSSplitRun(t *testing.T) {
 		}
 	}
 
+	// The random map: one pass covers each block exactly once.
+	if _, err := runJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "randread"}, Option{"size", "8m"},
+		Option{"bssplit", "4k/50:64k/50"}, Option{"iodepth", "4"}); err != nil {
+		t.Fatal(err)
+	}
+	seen, shrunk := make([]bool, 2048), 0
+	for _, io := range lastRecordEngine.ios {
+		if io[1]%4096 != 0 || io[1] > 64<<10 || io[0]+io[1] > 8<<20 {
+			t.Fatalf("I/O at %d, %d bytes: off the grid, larger than the mix or past the end", io[0], io[1])
+		}
+		if io[1] != 4096 && io[1] != 64<<10 {
+			shrunk++
+		}
+		for b := io[0] / 4096; b < (io[0]+io[1])/4096; b++ {
+			if seen[b] {
+				t.Fatalf("block %d done twice in one pass", b)
+			}
+			seen[b] = true
+		}
+	}
+	if slices.Contains(seen, false) || shrunk == 0 {
+		t.Fatalf("a pass left blocks undone, or no I/O was shortened by done blocks (%d)", shrunk)
+	}
+
 	if _, err := runJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "write"}, Option{"size", "8m"},
 		Option{"bssplit", "4k/50:128k/50"}); err != nil {
 		t.Fatal(err)
@@ -100,5 +126,34 @@ func TestBSSplitRun(t *testing.T) {
 	}
 	if next != 8<<20 {
 		t.Fatalf("sequential pass ended at %d, want 8m", next)
+	}
+}
+
+// TestCoverMap: the random map's next free block, going round past the
+// end as fio's axmap_next_free, across the summary of full words.
+func TestCoverMap(t *testing.T) {
+	c := newCoverMap(64*70 + 3)
+	for b := range c.n {
+		if b != 5 && b != c.n-1 {
+			c.set(b)
+		}
+	}
+	if got := c.nextFree(6); got != c.n-1 || c.left != 2 {
+		t.Fatalf("next free after 6: %d (want %d), %d left (want 2)", got, c.n-1, c.left)
+	}
+	c.set(c.n - 1)
+	if got := c.nextFree(100); got != 5 {
+		t.Fatalf("next free after 100, going round: %d, want 5", got)
+	}
+	if c.nextFree(5) != 5 || c.isSet(5) {
+		t.Fatal("block 5 is free")
+	}
+	c.set(5)
+	if c.left != 0 {
+		t.Fatalf("%d left, want 0", c.left)
+	}
+	c.reset()
+	if c.left != c.n || c.nextFree(c.n-1) != c.n-1 {
+		t.Fatal("reset left blocks done")
 	}
 }

@@ -207,3 +207,70 @@ func (s *skew) next(r *rng) uint64 {
 	}
 	return r.Uint64N(s.n)
 }
+
+// coverMap is fio's random map (its axmap, two levels here): which of n
+// blocks a pass has done, and the next one it has not.
+type coverMap struct {
+	words []uint64 // bit b: block b done
+	full  []uint64 // bit i: words[i] all done
+	n     uint64
+	left  uint64 // blocks not done
+}
+
+func newCoverMap(n uint64) coverMap {
+	nw := (n + 63) / 64
+	c := coverMap{words: make([]uint64, nw), full: make([]uint64, (nw+63)/64), n: n}
+	c.reset()
+	return c
+}
+
+// reset marks every block not done; the bits past n count as done.
+func (c *coverMap) reset() {
+	if c.words == nil {
+		return
+	}
+	clear(c.words)
+	clear(c.full)
+	c.left = c.n
+	if r := c.n % 64; r != 0 {
+		c.words[len(c.words)-1] = ^uint64(0) << r
+	}
+}
+
+func (c *coverMap) isSet(b uint64) bool { return c.words[b/64]&(1<<(b%64)) != 0 }
+
+func (c *coverMap) set(b uint64) {
+	i := b / 64
+	if c.words[i]&(1<<(b%64)) != 0 {
+		return
+	}
+	c.words[i] |= 1 << (b % 64)
+	c.left--
+	if c.words[i] == ^uint64(0) {
+		c.full[i/64] |= 1 << (i % 64)
+	}
+}
+
+// nextFree is b if it is not done, else the first block after it that is
+// not, going round past the end (fio's axmap_next_free); c must have one.
+func (c *coverMap) nextFree(b uint64) uint64 {
+	if !c.isSet(b) {
+		return b
+	}
+	i := b / 64
+	if w := c.words[i] | (uint64(1)<<(b%64+1) - 1); w != ^uint64(0) && b%64 != 63 {
+		return i*64 + uint64(bits.TrailingZeros64(^w))
+	}
+	nw := uint64(len(c.words))
+	for k := uint64(1); k <= nw; k++ {
+		j := (i + k) % nw
+		if c.full[j/64] == ^uint64(0) && j%64 == 0 && j+64 <= nw {
+			k += 63 // a whole summary word of full words
+			continue
+		}
+		if c.words[j] != ^uint64(0) {
+			return j*64 + uint64(bits.TrailingZeros64(^c.words[j]))
+		}
+	}
+	return b // none left: the caller resets
+}

@@ -91,3 +91,29 @@ func TestXXH32(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyNoAlloc: writing and checking a verify block allocates
+// nothing, whatever the checksum (it runs for every I/O of a verify job).
+func TestVerifyNoAlloc(t *testing.T) {
+	b := make([]byte, 8192)
+	var sum [128]byte
+	for _, kind := range VerifyTypes() {
+		j := DefaultJob()
+		j.Verify = kind
+		if kind == "pattern" {
+			j.VerifyPattern = &Pattern{Bytes: []byte{1, 2, 3}}
+		}
+		v, err := newVerifier(&j, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(20, func() {
+			v.fill(b, 8192, verifyStamp{seed: 7, numberio: 1})
+			if e := v.check(b, 8192, sum[:]); e != nil {
+				t.Fatal(e)
+			}
+		}); n != 0 {
+			t.Errorf("verify=%s: %v allocations per block", kind, n)
+		}
+	}
+}

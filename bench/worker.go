@@ -183,7 +183,10 @@ type worker struct {
 	poisson   bool
 	prnd      rng  // poisson gaps, apart from the offsets' generator
 	twPending bool // trimwrite: twBlock was trimmed, its write is next
-	twBlock   uint64
+	// cover is fio's random map for random jobs with bssplit: the blocks
+	// of each direction the pass has done (an I/O covers several).
+	cover   [numDirs]coverMap
+	twBlock uint64
 
 	stop *atomic.Bool
 	log  *jobLog // write_*_log files, or nil
@@ -278,6 +281,9 @@ func (w *worker) setup(filename string) error {
 		w.perm[d] = newPermutation(n, w.seed+uint64(d))
 		if j.Dist.Kind != DistRandom {
 			w.skew[d] = newSkew(n, j.Dist)
+		}
+		if j.RW.Random && !j.NoRandomMap && j.Dist.Kind == DistRandom && j.BSSplit[d] != nil {
+			w.cover[d] = newCoverMap(n)
 		}
 	}
 	if j.Verify != "" && j.RW.Write {
@@ -750,6 +756,8 @@ func (w *worker) next(io *IO) bool {
 		blk = w.skew[d].next(&w.rnd)
 	case j.NoRandomMap:
 		blk = w.rnd.Uint64N(w.nblocks[d])
+	case w.cover[d].words != nil:
+		blk = w.nextFree(d)
 	default:
 		var wrapped bool
 		if blk, wrapped = w.perm[d].next(); wrapped {
@@ -763,19 +771,27 @@ func (w *worker) next(io *IO) bool {
 	io.File, blk = w.place(d, blk)
 	io.Offset = w.offset + int64(blk)*int64(bs)
 	if mix := j.BSSplit[d]; mix != nil {
-		// bssplit: a size by weight, on the grid of the smallest; one that
-		// would run past the region's end shrinks to the smallest.
-		size := w.pickBS(mix)
-		if end := io.Offset + int64(size); end <= w.offset+w.size {
-			if !j.RW.Random {
-				w.seqNext[d] += uint64(size/bs - 1)
-				if w.seqNext[d] >= w.nblocks[d] {
-					w.seqNext[d] = 0
-					w.wrapped()
-				}
+		// bssplit: a size by weight, on the grid of the smallest, drawn
+		// again while it would run past the region's end (fio's
+		// get_next_buflen); the smallest if none fits.
+		size := bs
+		for range 16 {
+			if s := w.pickBS(mix); io.Offset+int64(s) <= w.offset+w.size {
+				size = s
+				break
 			}
-			bs = size
 		}
+		switch {
+		case w.cover[d].words != nil:
+			size = w.claim(d, io.File, blk, size/bs) * bs
+		case !j.RW.Random:
+			w.seqNext[d] += uint64(size/bs - 1)
+			if w.seqNext[d] >= w.nblocks[d] {
+				w.seqNext[d] = 0
+				w.wrapped()
+			}
+		}
+		bs = size
 	}
 	io.Len = bs
 	w.issuedIOs++
@@ -817,6 +833,7 @@ func (w *worker) newLoop() {
 		if w.nblocks[d] > 0 {
 			w.perm[d] = newPermutation(w.nblocks[d], w.seed+uint64(d)+uint64(w.loop)<<32)
 		}
+		w.cover[d].reset()
 	}
 	w.invalidate()
 }
@@ -944,6 +961,39 @@ func (w *worker) pickBS(mix []BSWeight) int {
 		u -= m.Pct
 	}
 	return mix[len(mix)-1].Size
+}
+
+// nextFree draws the next random block of direction d as fio's random
+// map does for jobs with bssplit: a uniform draw, moved on to the next
+// block no I/O of the pass has covered yet if it is taken (an I/O
+// covers several blocks).
+func (w *worker) nextFree(d Direction) uint64 {
+	cov := &w.cover[d]
+	blk := cov.nextFree(w.rnd.Uint64N(w.nblocks[d]))
+	cov.set(blk)
+	return blk
+}
+
+// claim marks the blocks after blk (of file's numbering) that an I/O of
+// n blocks covers, stopping at the first one already done, as fio's
+// mark_random_map shortens an I/O that runs into done blocks; it returns
+// the blocks the I/O keeps (blk itself is nextFree's). Once every block
+// is covered the pass is over: the map starts again.
+func (w *worker) claim(d Direction, file int, blk uint64, n int) int {
+	cov := &w.cover[d]
+	k := 1
+	for ; k < n; k++ {
+		g := w.global(d, file, blk+uint64(k))
+		if g >= w.nblocks[d] || cov.isSet(g) {
+			break
+		}
+		cov.set(g)
+	}
+	if cov.left == 0 {
+		cov.reset()
+		w.wrapped()
+	}
+	return k
 }
 
 // peekDir returns the direction of the next I/O, choosing it (rwmixread)
