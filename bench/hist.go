@@ -18,8 +18,11 @@ type Histogram struct {
 	n      uint64
 	min    uint64
 	max    uint64
-	sum    float64
-	sumSq  float64
+	// mean and s are Welford's running mean and sum of squared
+	// differences from it, as fio's io_stat keeps them (add_stat_sample):
+	// a stddev without the cancellation of sums of squares.
+	mean, s float64
+	sum     float64 // the values' total
 }
 
 const (
@@ -57,16 +60,20 @@ func (h *Histogram) Record(ns uint64) {
 	if ns > h.max {
 		h.max = ns
 	}
+	v := float64(ns)
+	h.sum += v
+	if d := v - h.mean; d != 0 {
+		h.mean += d / float64(h.n+1)
+		h.s += d * (v - h.mean)
+	}
 	h.n++
-	f := float64(ns)
-	h.sum += f
-	h.sumSq += f * f
 }
 
 // Reset forgets everything recorded.
 func (h *Histogram) Reset() { *h = Histogram{} }
 
-// Merge adds o's values to h.
+// Merge adds o's values to h (fio's __sum_stat: the parallel form of
+// Welford's algorithm).
 func (h *Histogram) Merge(o *Histogram) {
 	if o.n == 0 {
 		return
@@ -74,37 +81,42 @@ func (h *Histogram) Merge(o *Histogram) {
 	for i, c := range o.counts {
 		h.counts[i] += c
 	}
-	if h.n == 0 || o.min < h.min {
-		h.min = o.min
-	}
-	h.max = max(h.max, o.max)
-	h.n += o.n
 	h.sum += o.sum
-	h.sumSq += o.sumSq
+	if h.n == 0 {
+		h.min, h.max, h.n, h.mean, h.s = o.min, o.max, o.n, o.mean, o.s
+		return
+	}
+	h.min, h.max = min(h.min, o.min), max(h.max, o.max)
+	hn, on := float64(h.n), float64(o.n)
+	d := o.mean - h.mean
+	h.mean = (o.mean*on + h.mean*hn) / (hn + on)
+	h.s += o.s + d*d*hn*on/(hn+on)
+	h.n += o.n
+}
+
+// statHist is a Histogram without buckets, for values kept as sums
+// (count, min, max, sum, sum of squares): only its summaries are used.
+func statHist(n, mn, mx uint64, sum, sumSq float64) Histogram {
+	h := Histogram{n: n, min: mn, max: mx, sum: sum}
+	if n > 0 {
+		h.mean = sum / float64(n)
+		h.s = max(0, sumSq-float64(n)*h.mean*h.mean)
+	}
+	return h
 }
 
 // Count, Min, Max, Mean and Stddev summarize the values (exact, not bucketed).
 func (h *Histogram) Count() uint64 { return h.n }
 func (h *Histogram) Min() uint64   { return h.min }
 func (h *Histogram) Max() uint64   { return h.max }
-func (h *Histogram) Mean() float64 {
-	if h.n == 0 {
-		return 0
-	}
-	return h.sum / float64(h.n)
-}
+func (h *Histogram) Mean() float64 { return h.mean }
 
 // Stddev is the sample standard deviation, as fio prints.
 func (h *Histogram) Stddev() float64 {
 	if h.n < 2 {
 		return 0
 	}
-	m := h.Mean()
-	v := (h.sumSq - float64(h.n)*m*m) / float64(h.n-1)
-	if v < 0 {
-		return 0
-	}
-	return math.Sqrt(v)
+	return math.Sqrt(h.s / float64(h.n-1))
 }
 
 // Percentile returns the value at percentile p (0 < p <= 100) as fio's

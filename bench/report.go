@@ -334,7 +334,7 @@ func (jr *JobResult) mixed() DirStats {
 // slatHist is the submission latency as a Histogram without buckets, for
 // the min/max/mean/stddev the reports print.
 func slatHist(d *DirStats) Histogram {
-	return Histogram{n: d.slat.n, min: d.slat.min, max: d.slat.max, sum: d.slat.sum, sumSq: d.slat.sumSq}
+	return statHist(d.slat.n, d.slat.min, d.slat.max, d.slat.sum, d.slat.sumSq)
 }
 
 // dirJSON is fio's add_ddir_status_json for one direction; runtime is
