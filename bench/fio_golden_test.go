@@ -114,11 +114,6 @@ func shapeOf(t *testing.T, doc []byte) jsonShape {
 // runtime records, not from the report; each names what is missing. A
 // key listed here is left out of the comparison, with a note in the log.
 var knownGaps = map[string]string{
-	// fio lists [global] and command-line options apart from the job's
-	// own; the jobs do not record which options came from [global]
-	// (BuildJobs knows: srcOption.global), so the bench lists them all
-	// under "job options".
-	"global options": "Job has no record of its [global] options",
 	// fio's default is lat_percentiles=0; DefaultJob sets LatPct.
 	"lat_ns.percentile": "DefaultJob's LatPct is true, fio's lat_percentiles default is 0",
 	"lat_ns.bins":       "DefaultJob's LatPct is true, fio's lat_percentiles default is 0",
@@ -203,6 +198,19 @@ func TestJSONPlusShapeIsFios(t *testing.T) {
 	compareShapes(t, fio, ours)
 	if t.Failed() {
 		t.Logf("bench's json+:\n%s", out.String())
+	}
+	// [global]'s options are listed apart from the job's, as fio does.
+	var doc struct {
+		Global map[string]string `json:"global options"`
+		Jobs   []struct {
+			Options map[string]string `json:"job options"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if g, j := doc.Global, doc.Jobs[0].Options; g["ioengine"] != "null" || g["size"] != "4m" || j["rw"] != "randrw" || j["ioengine"] != "" {
+		t.Errorf("global options %v, job options %v: want [global]'s and [j]'s apart", g, j)
 	}
 	// The plain JSON is json+ without the bins.
 	var plain bytes.Buffer

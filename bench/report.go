@@ -526,11 +526,26 @@ func (r *Report) jsonDoc(plus bool) fioDoc {
 // in fio's output for a run on no local disk.
 func diskUtilJSON(*Report) []fioDiskUtil { return nil }
 
-// globalOptions is fio's "global options": the options of the job file's
-// [global] sections and of the command line. The jobs do not record
-// which of their options came from there yet, so it is empty (and fio
-// omits an empty object).
-func globalOptions(*Report) orderedKV { return nil }
+// globalOptions is fio's "global options": the options of the command
+// line beneath job files and of the job file's [global] sections, as the
+// jobs record them; the longest list is the one fio ends with (a job
+// after a later [global] section has the earlier ones too). nil, which
+// fio omits, when there are none.
+func globalOptions(r *Report) orderedKV {
+	var longest [][2]string
+	for _, g := range r.Groups {
+		for _, jr := range g.Jobs {
+			if len(jr.Job.GlobalOptions) > len(longest) {
+				longest = jr.Job.GlobalOptions
+			}
+		}
+	}
+	var out orderedKV
+	for _, o := range longest {
+		out = append(out, kv{o[0], o[1]})
+	}
+	return out
+}
 
 // depthDist is fio's stat_calc_dist: each bucket's share of total in
 // percent, at least 0.1 for a bucket that is not empty.
