@@ -41,6 +41,11 @@ func TestParseBSSplit(t *testing.T) {
 			{{4096, 50}, {8192, 25}, {16384, 25}}, {{4096, 50}, {8192, 25}, {16384, 25}}, {{4096, 50}, {8192, 25}, {16384, 25}}}},
 		{"4k/100,64k/100", [numDirs][]BSWeight{{{4096, 100}}, {{65536, 100}}, nil}},
 		{",128k/100", [numDirs][]BSWeight{nil, {{131072, 100}}, nil}},
+		// fio 3.33's rule, measured from its draws: whole percents, 0 is
+		// unset, integer shares, the rest to the largest percent.
+		{"4k:8k:16k", [numDirs][]BSWeight{{{4096, 33}, {8192, 33}, {16384, 34}}, {{4096, 33}, {8192, 33}, {16384, 34}}, {{4096, 33}, {8192, 33}, {16384, 34}}}},
+		{"8k/40:4k/50,4k/50.5:8k/49.5", [numDirs][]BSWeight{{{8192, 40}, {4096, 60}}, {{4096, 51}, {8192, 49}}, nil}},
+		{"4k/0:8k/50,4k/10:16k/20:8k/30", [numDirs][]BSWeight{{{4096, 50}, {8192, 50}}, {{4096, 10}, {16384, 20}, {8192, 70}}, nil}},
 	} {
 		var j Job
 		if err := setBSSplit(&j, tc.v); err != nil {
@@ -50,7 +55,7 @@ func TestParseBSSplit(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.v, j.BSSplit, tc.want)
 		}
 	}
-	for _, bad := range []string{"4k/60:8k/60", "4k/60:8k/30", "4k/50:6k/50", "4k/x", "4k/101", "0/100", "1,2,3,4"} {
+	for _, bad := range []string{"4k/60:8k/60", "4k/50:6k/50", "4k/x", "4k/101", "0/100", "1,2,3,4"} {
 		var j Job
 		if err := setBSSplit(&j, bad); err == nil {
 			t.Errorf("%q accepted", bad)

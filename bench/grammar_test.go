@@ -371,3 +371,56 @@ func compactJSON(t *testing.T, raw json.RawMessage) string {
 	}
 	return b.String()
 }
+
+// TestBSSplitMixLikeFio: the mean block size fio 3.33 draws from a mix
+// whose percents do not add up to 100 (and one with none given) is the
+// mean of the weights parsed here, within 0.5%.
+func TestBSSplitMixLikeFio(t *testing.T) {
+	fio, err := exec.LookPath("fio")
+	if err != nil {
+		t.Skip("fio is not installed (apt-get install fio): the comparison with fio's draws is skipped")
+	}
+	const mix = "8k/30:4k/10:16k/20,4k:8k:16k"
+	out, err := exec.Command(fio, "--name=x", "--ioengine=null", "--size=8g", "--rw=randrw", "--norandommap",
+		"--bssplit="+mix, "--output-format=json").Output()
+	if err != nil {
+		t.Fatalf("fio: %v", err)
+	}
+	var rep struct {
+		Jobs []map[string]json.RawMessage `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	j := DefaultJob()
+	if err := setBSSplit(&j, mix); err != nil {
+		t.Fatal(err)
+	}
+	for d, key := range []string{"read", "write"} {
+		var st struct {
+			Bytes float64 `json:"io_bytes"`
+			IOs   float64 `json:"total_ios"`
+		}
+		if err := json.Unmarshal(rep.Jobs[0][key], &st); err != nil {
+			t.Fatal(err)
+		}
+		fioMean := st.Bytes / st.IOs
+		var ours float64
+		for _, w := range j.BSSplit[d] {
+			ours += float64(w.Size) * w.Pct / 100
+		}
+		if ours < fioMean*0.995 || ours > fioMean*1.005 {
+			t.Errorf("%s: mean block size %.0f, fio drew %.0f (%v)", key, ours, fioMean, j.BSSplit[d])
+		}
+	}
+}
+
+func TestSequentialIgnoresRandomDistribution(t *testing.T) {
+	j := parseString(t, "[global]\nioengine=null\nrandom_distribution=zipf:1.2\n[seq]\nrw=read\n[rand]\nrw=randread\n")
+	if j[0].Dist.Kind != DistRandom || j[1].Dist.Kind != DistZipf {
+		t.Errorf("distributions %v, %v; want none for the sequential job (fio draws no offsets), zipf for the random one", j[0].Dist, j[1].Dist)
+	}
+	if _, err := ParseTime("1.5s"); err == nil || !strings.Contains(err.Error(), "1500ms") {
+		t.Errorf("runtime=1.5s (fio: 1s): %v", err)
+	}
+}

@@ -114,10 +114,14 @@ func perDir[T any](v, tooMany string, parse func(string) (T, error)) ([numDirs]T
 	return out, nil
 }
 
+// parseBSMix parses one bssplit mix by fio's rule (checked against fio
+// 3.33's draws): percents are whole numbers (50.5 is 50) and 0 counts as
+// not given; the sizes without a percent share what the others leave,
+// each the whole-number quotient; what is still missing of 100 goes to
+// the size with the largest percent (the later one of equals).
 func parseBSMix(s string, parseSize func(string) (int64, error)) ([]BSWeight, error) {
 	var out []BSWeight
-	var sum float64
-	unset := 0
+	sum, unset := 0, 0
 	for _, e := range strings.Split(s, ":") {
 		size, pct, hasPct := strings.Cut(e, "/")
 		n, err := parseSize(size)
@@ -129,28 +133,39 @@ func parseBSMix(s string, parseSize func(string) (int64, error)) ([]BSWeight, er
 		}
 		w := BSWeight{Size: int(n), Pct: -1}
 		if hasPct && pct != "" {
-			if w.Pct, err = strconv.ParseFloat(pct, 64); err != nil || w.Pct < 0 || w.Pct > 100 {
+			f, err := strconv.ParseFloat(pct, 64)
+			if err != nil || f < 0 || f > 100 {
 				return nil, fmt.Errorf("percent %q of %s: want 0 to 100", pct, size)
 			}
-			sum += w.Pct
-		} else {
+			if p := int(f); p > 0 {
+				w.Pct = float64(p)
+				sum += p
+			}
+		}
+		if w.Pct < 0 {
 			unset++
 		}
 		out = append(out, w)
 	}
-	if sum > 100+1e-9 {
-		return nil, fmt.Errorf("%q: percents add up to %g, more than 100", s, sum)
-	}
-	if unset == 0 && sum < 100-1e-9 {
-		return nil, fmt.Errorf("%q: percents add up to %g, not 100", s, sum)
+	if sum > 100 {
+		return nil, fmt.Errorf("%q: percents add up to %d, more than 100", s, sum)
 	}
 	smallest := out[0].Size
 	for i := range out {
 		if out[i].Pct < 0 {
-			out[i].Pct = (100 - sum) / float64(unset)
+			out[i].Pct = float64((100 - sum) / unset)
 		}
 		smallest = min(smallest, out[i].Size)
 	}
+	total := 0.0
+	last := 0
+	for i, w := range out {
+		total += w.Pct
+		if w.Pct >= out[last].Pct {
+			last = i
+		}
+	}
+	out[last].Pct += 100 - total
 	for _, w := range out {
 		if w.Size%smallest != 0 {
 			return nil, fmt.Errorf("%q: %d is not a multiple of the smallest size %d (offsets stay on its grid)", s, w.Size, smallest)

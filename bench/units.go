@@ -38,6 +38,10 @@ func parseTimeUnit(s string, def time.Duration) (time.Duration, error) {
 	if i == 0 {
 		return 0, fmt.Errorf("bad time %q", s)
 	}
+	if i < len(t) && t[i] == '.' {
+		// fio 3.33 reads runtime=1.5s as 1s: refuse rather than differ.
+		return 0, fmt.Errorf("time %q: fractions are not supported (fio drops them); use a smaller unit, e.g. 1500ms", s)
+	}
 	n, err := strconv.ParseInt(t[:i], 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("bad time %q", s)

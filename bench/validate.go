@@ -90,7 +90,9 @@ func (j *Job) validate() error {
 		}
 	}
 	if j.Dist.Kind != DistRandom && !j.RW.Random {
-		return errors.New("option random_distribution: needs a random rw pattern (randread, randwrite, randrw)")
+		// fio accepts it and draws no random offsets (a [global]
+		// random_distribution over sequential jobs).
+		j.Dist = Distribution{}
 	}
 	return nil
 }
