@@ -187,8 +187,8 @@ func (m *Multipath) MaxTransfer() int { return m.geo.maxXfer }
 // Paths returns the paths, in the order they were given.
 func (m *Multipath) Paths() []*Path { return m.paths }
 
-// Info returns the state of every path.
-func (m *Multipath) Info() []PathInfo {
+// States returns the state of every path, in the order they were given.
+func (m *Multipath) States() []PathInfo {
 	out := make([]PathInfo, len(m.paths))
 	for i, p := range m.paths {
 		out[i] = p.Info()
@@ -465,7 +465,8 @@ func (m *Multipath) maxFailovers() int { return (MaxRetries + 1) * len(m.paths) 
 
 // run runs f on the best path and, each time a path fails under it (lost
 // connection, path related status), on the next best one.
-func (m *Multipath) run(op string, off int64, f func(n *Namespace, s *session) (bool, error)) error {
+func (m *Multipath) run(op string, c ioCall) error {
+	off := c.off
 	var last error
 	for try := 0; try <= m.maxFailovers(); try++ {
 		p, s, err := m.pick(context.Background())
@@ -476,7 +477,7 @@ func (m *Multipath) run(op string, off int64, f func(n *Namespace, s *session) (
 			return fmt.Errorf("%s at %d: %w", op, off, err)
 		}
 		p.inflight.Add(1)
-		lost, err := f(p.ns, s)
+		lost, err := c.on(p.ns, s)
 		p.inflight.Add(-1)
 		switch {
 		case err == nil:
@@ -515,6 +516,21 @@ func (m *Multipath) WriteAtFUA(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// ReadDevice reads length bytes at off into device memory at addr,
+// registered with the transport through any path's controller
+// (Controller.RegisterDevice: registrations are the transport's, and
+// every path of a Multipath runs on the same one). See
+// Namespace.ReadDevice.
+func (m *Multipath) ReadDevice(addr uint64, length int, off int64) error {
+	return deviceIO(m, OpRead, addr, length, off)
+}
+
+// WriteDevice writes length bytes of registered device memory at addr at
+// off. See Namespace.WriteDevice.
+func (m *Multipath) WriteDevice(addr uint64, length int, off int64) error {
+	return deviceIO(m, OpWrite, addr, length, off)
 }
 
 // Compare compares p with the data at off (see Namespace.Compare).

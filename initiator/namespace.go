@@ -139,13 +139,37 @@ func (n *Namespace) do(op Op, p []byte, dev uint64, off int64, length int, fua, 
 // run (again on a new connection, or on another path, when one fails).
 type blockIO interface {
 	geometry() *Namespace
-	run(op string, off int64, f func(n *Namespace, s *session) (lost bool, err error)) error
+	run(name string, c ioCall) error
+}
+
+// ioCall is one operation, by value: through blockIO's interface call a
+// closure or a pointer would be moved to the heap on every I/O.
+type ioCall struct {
+	op      Op
+	p       []byte
+	dev     uint64
+	off     int64
+	length  int
+	fua     bool
+	dealloc bool
+	single  bool    // tmpl is the operation's one command (Flush, DSM)
+	tmpl    Request // NSID is filled in per namespace
+}
+
+// on runs c's commands on session s of n.
+func (c ioCall) on(n *Namespace, s *session) (lost bool, err error) {
+	if c.single {
+		r := c.tmpl
+		r.NSID = n.id
+		return n.one(s, r)
+	}
+	return n.doOn(s, c.op, c.p, c.dev, c.off, c.length, c.fua, c.dealloc)
 }
 
 func (n *Namespace) geometry() *Namespace { return n }
 
-func (n *Namespace) run(op string, off int64, f func(n *Namespace, s *session) (bool, error)) error {
-	return n.retry(op, off, func(s *session) (bool, error) { return f(n, s) })
+func (n *Namespace) run(name string, c ioCall) error {
+	return n.retry(name, c.off, func(s *session) (bool, error) { return c.on(n, s) })
 }
 
 // doIO checks an operation against b's geometry and runs its commands.
@@ -156,9 +180,7 @@ func doIO(b blockIO, op Op, p []byte, dev uint64, off int64, length int, fua, de
 	if length == 0 {
 		return nil
 	}
-	return b.run(op.String(), off, func(n *Namespace, s *session) (bool, error) {
-		return n.doOn(s, op, p, dev, off, length, fua, dealloc)
-	})
+	return b.run(op.String(), ioCall{op: op, p: p, dev: dev, off: off, length: length, fua: fua, dealloc: dealloc})
 }
 
 // MaxRetries bounds how often one Namespace operation is run again on a
@@ -289,20 +311,22 @@ func (n *Namespace) WriteAtFUA(p []byte, off int64) (int, error) {
 // Transports that cannot reach device memory fail with an error wrapping
 // ErrNoDeviceMemory.
 func (n *Namespace) ReadDevice(addr uint64, length int, off int64) error {
+	return deviceIO(n, OpRead, addr, length, off)
+}
+
+// deviceIO reads into or writes from device memory at addr.
+func deviceIO(b blockIO, op Op, addr uint64, length int, off int64) error {
 	if addr == 0 {
-		return fmt.Errorf("read at %d into device memory: device address 0", off)
+		return fmt.Errorf("%s at %d, device memory: device address 0", op, off)
 	}
-	return n.do(OpRead, nil, addr, off, length, false, false)
+	return doIO(b, op, nil, addr, off, length, false, false)
 }
 
 // WriteDevice writes length bytes of device memory at addr (registered
 // with Controller.RegisterDevice) at off: the controller reads them from
 // there directly. Like WriteAt otherwise.
 func (n *Namespace) WriteDevice(addr uint64, length int, off int64) error {
-	if addr == 0 {
-		return fmt.Errorf("write at %d from device memory: device address 0", off)
-	}
-	return n.do(OpWrite, nil, addr, off, length, false, false)
+	return deviceIO(n, OpWrite, addr, length, off)
 }
 
 // Compare compares p with the data at off. A mismatch is a
@@ -323,9 +347,7 @@ func (n *Namespace) WriteZeroes(off int64, length int64) error {
 func (n *Namespace) Flush() error { return flushIO(n) }
 
 func flushIO(b blockIO) error {
-	err := b.run("flush", 0, func(n *Namespace, s *session) (bool, error) {
-		return n.one(s, Request{Op: OpFlush, NSID: n.id})
-	})
+	err := b.run("flush", ioCall{single: true, tmpl: Request{Op: OpFlush}})
 	if err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
@@ -362,9 +384,7 @@ func deallocateIO(b blockIO, off int64, length int64) error {
 		slba += uint64(cnt)
 		blocks -= cnt
 	}
-	err := b.run("deallocate", off, func(n *Namespace, s *session) (bool, error) {
-		return n.one(s, Request{Op: OpDSM, NSID: n.id, NLB: uint32(nr), Buf: buf, Deallocate: true})
-	})
+	err := b.run("deallocate", ioCall{off: off, single: true, tmpl: Request{Op: OpDSM, NLB: uint32(nr), Buf: buf, Deallocate: true}})
 	if err != nil {
 		return fmt.Errorf("deallocate at %d: %w", off, err)
 	}

@@ -68,16 +68,34 @@ var (
 // Namespace is an open namespace URL: a gds.Remote.
 type Namespace struct {
 	*initiator.Namespace
-	c    *initiator.Controller
-	url  initiator.NamespaceURL
+	registrar
 	key  ctrlKey
 	info gds.RemoteInfo
 	once sync.Once
 }
 
+// MultiNamespace is an open namespace URL with several paths
+// (tcp://HOST1:PORT,HOST2:PORT/NQN/NSID): a gds.Remote over
+// initiator.Multipath, whose I/O fails over between the paths. It has
+// controllers of its own, shared with no other namespace.
+type MultiNamespace struct {
+	*initiator.Multipath
+	registrar
+	info gds.RemoteInfo
+}
+
+// registrar registers memory with the transport of a namespace's
+// controller (of its first path: every path runs on the same transport).
+type registrar struct {
+	c   *initiator.Controller
+	url initiator.NamespaceURL
+}
+
 var (
 	_ gds.DeviceRemote  = (*Namespace)(nil)
 	_ gds.HostRegistrar = (*Namespace)(nil)
+	_ gds.DeviceRemote  = (*MultiNamespace)(nil)
+	_ gds.HostRegistrar = (*MultiNamespace)(nil)
 )
 
 // Open connects to the namespace at url (reusing the controller of its
@@ -89,9 +107,6 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 	if err != nil {
 		return nil, err
 	}
-	if len(u.Addrs()) > 1 {
-		return nil, fmt.Errorf("%s: several paths in one URL are not taken here yet: give one address (the bench's nvme-tcp and nvme-rdma engines take several)", url)
-	}
 	if o.Queues <= 0 {
 		o.Queues = gds.DefaultRemoteQueues
 	}
@@ -102,12 +117,29 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 	case lossTmo < 0:
 		lossTmo = -1
 	}
+	config := func(addr string) initiator.Config {
+		return initiator.Config{
+			Addr: u.Transport + "://" + addr, SubNQN: u.NQN, IOQueues: o.Queues, QueueDepth: o.QueueDepth,
+			CtrlLossTimeout: lossTmo, ReconnectDelay: min(time.Second, max(lossTmo/4, 100*time.Millisecond)),
+			Options: initiator.Options{HostNQN: o.HostNQN, ConnectTimeout: o.ConnectTimeout},
+		}
+	}
+	if addrs := u.Addrs(); len(addrs) > 1 {
+		var cfgs []initiator.Config
+		for _, a := range addrs {
+			cfgs = append(cfgs, config(a))
+		}
+		m, err := initiator.ConnectMultipath(ctx, cfgs, u.NSID)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", url, err)
+		}
+		c := m.Paths()[0].Controller()
+		return &MultiNamespace{Multipath: m, registrar: registrar{c, u},
+			info: gds.RemoteInfo{URL: u.String(), Transport: u.Transport, Target: u.Addr, Queues: len(c.Queues()),
+				NIC: topo.NICFor(u.Transport, addrs[0])}}, nil
+	}
 	key := ctrlKey{u.Transport, u.Addr, u.NQN, o.HostNQN}
-	c, err := acquire(ctx, key, initiator.Config{
-		Addr: u.Transport + "://" + u.Addr, SubNQN: u.NQN, IOQueues: o.Queues, QueueDepth: o.QueueDepth,
-		CtrlLossTimeout: lossTmo, ReconnectDelay: min(time.Second, max(lossTmo/4, 100*time.Millisecond)),
-		Options: initiator.Options{HostNQN: o.HostNQN, ConnectTimeout: o.ConnectTimeout},
-	})
+	c, err := acquire(ctx, key, config(u.Addr))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", url, err)
 	}
@@ -116,7 +148,7 @@ func Open(ctx context.Context, url string, write bool, o gds.RemoteOptions) (gds
 		release(key)
 		return nil, fmt.Errorf("%s: %w", url, err)
 	}
-	n := &Namespace{Namespace: ns, c: c, url: u, key: key,
+	n := &Namespace{Namespace: ns, registrar: registrar{c, u}, key: key,
 		info: gds.RemoteInfo{URL: u.String(), Transport: u.Transport, Target: u.Addr, Queues: len(c.Queues()),
 			NIC: topo.NICFor(u.Transport, u.Addr)}}
 	return n, nil
@@ -174,7 +206,7 @@ func (n *Namespace) Close() error {
 
 // GPUDirect returns nil when the namespace's transport reaches device
 // memory (NVMe/RDMA), else why not.
-func (n *Namespace) GPUDirect() error {
+func (n registrar) GPUDirect() error {
 	if _, ok := n.c.Transport().(initiator.DeviceRegistrar); !ok {
 		return fmt.Errorf("NVMe/%s moves data through host memory", strings.ToUpper(n.url.Transport))
 	}
@@ -184,7 +216,7 @@ func (n *Namespace) GPUDirect() error {
 // RegisterGPU registers m with the namespace's transport, or takes another
 // reference to the registration of the same memory that a namespace on
 // the same transport made (a provider refuses overlapping registrations).
-func (n *Namespace) RegisterGPU(m gds.GPUMemory) (io.Closer, error) {
+func (n registrar) RegisterGPU(m gds.GPUMemory) (io.Closer, error) {
 	return n.share(regKey{n.c.Transport(), false, uint64(m.Ptr), m.Size}, func() (initiator.Registration, error) {
 		return n.c.RegisterDevice(initiator.DeviceMemory{Addr: uint64(m.Ptr), Len: m.Size, DMABufFD: m.DMABufFD})
 	})
@@ -193,7 +225,7 @@ func (n *Namespace) RegisterGPU(m gds.GPUMemory) (io.Closer, error) {
 // RegisterHost registers host memory (pinned staging buffers) with the
 // namespace's transport, shared the same way: over NVMe/RDMA the target's
 // RDMA WRITEs and READs then reach it with no bounce buffer in between.
-func (n *Namespace) RegisterHost(mem []byte) (io.Closer, error) {
+func (n registrar) RegisterHost(mem []byte) (io.Closer, error) {
 	if len(mem) == 0 {
 		return &regRef{}, nil
 	}
@@ -203,7 +235,7 @@ func (n *Namespace) RegisterHost(mem []byte) (io.Closer, error) {
 
 // share takes a reference to the registration under key, making it with
 // reg when there is none.
-func (n *Namespace) share(key regKey, reg func() (initiator.Registration, error)) (io.Closer, error) {
+func (n registrar) share(key regKey, reg func() (initiator.Registration, error)) (io.Closer, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if r := regs[key]; r != nil {
@@ -247,5 +279,13 @@ func (g *regRef) Close() error {
 // ReadToGPU reads n bytes at off into registered GPU memory at dst: the
 // controller writes them there, no host buffer in between.
 func (n *Namespace) ReadToGPU(dst gds.DevicePtr, length, off int64) error {
+	return n.ReadDevice(uint64(dst), int(length), off)
+}
+
+// Info says where the namespace is: every path's address in Target.
+func (n *MultiNamespace) Info() gds.RemoteInfo { return n.info }
+
+// ReadToGPU reads like Namespace.ReadToGPU, on whichever path is best.
+func (n *MultiNamespace) ReadToGPU(dst gds.DevicePtr, length, off int64) error {
 	return n.ReadDevice(uint64(dst), int(length), off)
 }

@@ -6,12 +6,15 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flashpath/flashpath/bench"
+	"github.com/flashpath/flashpath/gds"
+	"github.com/flashpath/flashpath/gds/safetensors"
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
@@ -96,13 +99,13 @@ func waitPath(t *testing.T, m *initiator.Multipath, i int, what string, ok func(
 	deadline := time.After(30 * time.Second)
 	for {
 		changed := m.Changed()
-		if in := m.Info()[i]; ok(in) {
+		if in := m.States()[i]; ok(in) {
 			return
 		}
 		select {
 		case <-changed:
 		case <-deadline:
-			t.Fatalf("path %d never became %s: %+v", i, what, m.Info()[i])
+			t.Fatalf("path %d never became %s: %+v", i, what, m.States()[i])
 		}
 	}
 }
@@ -132,7 +135,7 @@ func TestMultipathFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	for i, in := range m.Info() {
+	for i, in := range m.States() {
 		if !in.Usable() || in.ANA != nvmeof.ANAOptimized {
 			t.Fatalf("path %d at the start: %+v", i, in)
 		}
@@ -242,18 +245,27 @@ func TestMultipathRefusesOtherNamespace(t *testing.T) {
 }
 
 // killAfter is shared storage that runs kill (once, on its own goroutine)
-// at the n-th write it executes, and notes when the other target next
-// executes a command.
+// at the n-th command it executes (n 0: never). The command itself goes
+// on: the target dies around it, as a node losing power would.
 type killAfter struct {
 	*sharedStorage
-	n    int64
+	n    atomic.Int64
 	kill func()
 }
 
-func (k *killAfter) WriteAt(p []byte, off int64, fua bool) error {
-	if k.ios.Load()+1 == k.n {
+func (k *killAfter) check() {
+	if n := k.n.Load(); n != 0 && k.ios.Load()+1 == n {
 		go k.kill()
 	}
+}
+
+func (k *killAfter) ReadAt(p []byte, off int64) error {
+	k.check()
+	return k.sharedStorage.ReadAt(p, off)
+}
+
+func (k *killAfter) WriteAt(p []byte, off int64, fua bool) error {
+	k.check()
 	return k.sharedStorage.WriteAt(p, off, fua)
 }
 
@@ -270,7 +282,8 @@ func TestEngineMultipathFailover(t *testing.T) {
 	sb := &sharedStorage{Backend: mem}
 	killed := make(chan struct{})
 	var a *restartable
-	sa := &killAfter{sharedStorage: &sharedStorage{Backend: mem}, n: 200}
+	sa := &killAfter{sharedStorage: &sharedStorage{Backend: mem}}
+	sa.n.Store(200)
 	a = startRestartableOn(t, sa)
 	var beforeKill int64
 	sa.kill = func() {
@@ -297,4 +310,92 @@ func TestEngineMultipathFailover(t *testing.T) {
 		t.Errorf("target B executed %d commands; the verify phase alone is 1024 reads", sb.ios.Load())
 	}
 	t.Logf("failover: B's first command %v after A was killed", time.Duration(sb.first.Load()-sb.since.Load()))
+}
+
+// TestShardedCheckpointMultipath: a checkpoint shard saved through a
+// two-path URL (tcp://A,B/NQN/1; two targets on the same storage) loads
+// back verified while target A is killed in the middle of the load: the
+// reads fail over to B, and the load reports no error.
+func TestShardedCheckpointMultipath(t *testing.T) {
+	d := openFakeGPU(t)
+	ctx := context.Background()
+	mem, err := backend.NewMem(32<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	t.Cleanup(func() { mem.Close() })
+	sa, sb := &killAfter{sharedStorage: &sharedStorage{Backend: mem}}, &sharedStorage{Backend: mem}
+	a, b := startRestartableOn(t, sa), startRestartableOn(t, sb)
+	killed := make(chan struct{})
+	sa.kill = func() {
+		defer close(killed)
+		a.drop()
+	}
+	// B non-optimized: A takes every command while it is up.
+	keyB := target.PortKey{TrType: uint8(nvmeof.TrTypeTCP), Addr: netip.MustParseAddrPort(b.addr)}
+	if err := b.ss.SetANAState(keyB, 1, nvmeof.ANANonOptimized); err != nil {
+		t.Fatal(err)
+	}
+	url := "tcp://" + a.addr + "," + b.addr + "/" + realNQN + "/1"
+	ro := gds.RemoteOptions{HostNQN: testHost, Queues: 2, ReconnectFor: -1}
+	ts, want := randomShard(t, d, "layer0", 6, 1)
+	dir := t.TempDir()
+	index := filepath.Join(dir, safetensors.IndexFile)
+	rep, err := d.SaveShards(ctx, gds.SavePlan{Index: index, Shards: []gds.SaveShard{{Name: "model-00001-of-00001.safetensors", Location: url, Tensors: ts}},
+		Remote: ro, Workers: 2, Chunk: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Shards[0]; s.Target != a.addr+","+b.addr {
+		t.Errorf("save report: target %q, want both paths", s.Target)
+	}
+	if sb.ios.Load() != 0 {
+		t.Errorf("B (non-optimized) executed %d commands of the save while A (optimized) was up", sb.ios.Load())
+	}
+	sa.n.Store(sa.ios.Load() + 8) // A dies eight commands into the load
+	_, src, err := gds.OpenIndex(index, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := gds.LoadShards(ctx, gds.LoadPlan{Shards: src, Devices: []*gds.Device{d}, Verify: true, Remote: ro,
+		Options: gds.Options{Workers: 2, Chunk: 128 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-killed
+	if sb.ios.Load() == 0 {
+		t.Error("A was killed during the load, yet B executed nothing")
+	}
+	checkTensors(t, ck, want)
+}
+
+// TestMultipathZeroAlloc: a blocking read or write through a Multipath
+// allocates nothing, as through a Namespace.
+func TestMultipathZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	mem, err := backend.NewMem(4<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	t.Cleanup(func() { mem.Close() })
+	a, b := startRestartableOn(t, &sharedStorage{Backend: mem}), startRestartableOn(t, &sharedStorage{Backend: mem})
+	var cfgs []initiator.Config
+	for _, addr := range []string{a.addr, b.addr} {
+		cfgs = append(cfgs, initiator.Config{Addr: "tcp://" + addr, SubNQN: realNQN, IOQueues: 1,
+			Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	}
+	m, err := initiator.ConnectMultipath(context.Background(), cfgs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	buf := make([]byte, 4096)
+	if n := testing.AllocsPerRun(200, func() {
+		if _, err := m.WriteAt(buf, 4096); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.ReadAt(buf, 4096); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per write and read through two paths, want 0", n)
+	}
 }
