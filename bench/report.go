@@ -433,7 +433,8 @@ func (g *GroupResult) results() (out []*JobResult, members [][]*JobResult) {
 
 // fioGroup is fio's group_run_stats: per direction the group's bytes, its
 // slowest and fastest job's runtime and bandwidth, and the aggregate
-// bandwidth (bytes over the longest runtime), bytes/s.
+// bandwidth (bytes over the longest runtime), bytes/s; with
+// unified_rw_reporting=mixed all of it in the first direction.
 type fioGroup struct {
 	id             int
 	unified        UnifiedMode
@@ -453,8 +454,21 @@ func newFioGroup(g *GroupResult, stats []*fioStats) *fioGroup {
 	for _, s := range stats {
 		j := s.jr.Job
 		rs.unified, rs.kbBase, rs.unitBase = j.Unified, j.KBBase, j.UnitBase
+		runtime := s.runtime
+		var bytes [numDirs]uint64
 		for d := range numDirs {
-			rt := s.runtime[d]
+			bytes[d] = s.jr.Dir[d].Bytes
+		}
+		if j.Unified == UnifiedMixed {
+			// fio sums the directions into the first before the group's
+			// statistics: one job's mixed bandwidth, not each direction's.
+			for d := 1; d < int(numDirs); d++ {
+				runtime[0], runtime[d] = max(runtime[0], runtime[d]), 0
+				bytes[0], bytes[d] = bytes[0]+bytes[d], 0
+			}
+		}
+		for d := range numDirs {
+			rt := runtime[d]
 			if rt == 0 {
 				continue
 			}
@@ -462,10 +476,10 @@ func newFioGroup(g *GroupResult, stats []*fioStats) *fioGroup {
 				rs.minRun[d] = rt
 			}
 			rs.maxRun[d] = max(rs.maxRun[d], rt)
-			bw := s.jr.Dir[d].Bytes * 1000 / uint64(rt)
+			bw := bytes[d] * 1000 / uint64(rt)
 			rs.minBW[d] = min(rs.minBW[d], bw)
 			rs.maxBW[d] = max(rs.maxBW[d], bw)
-			rs.ioBytes[d] += s.jr.Dir[d].Bytes
+			rs.ioBytes[d] += bytes[d]
 		}
 	}
 	for d := range numDirs {
@@ -632,7 +646,7 @@ func jobJSON(s *fioStats, rs *fioGroup, plus bool) fioJob {
 	mixed := jr.mixed()
 	switch j.Unified {
 	case UnifiedMixed:
-		out.MixedOnly = dirJSON(&mixed, j, mixedRT, rs.agg[DirRead]+rs.agg[DirWrite]+rs.agg[DirTrim], plus)
+		out.MixedOnly = dirJSON(&mixed, j, mixedRT, rs.agg[0], plus) // the group's sum is in the first
 	default:
 		out.Read = dirJSON(&jr.Dir[DirRead], j, s.runtime[DirRead], rs.agg[DirRead], plus)
 		out.Write = dirJSON(&jr.Dir[DirWrite], j, s.runtime[DirWrite], rs.agg[DirWrite], plus)

@@ -193,7 +193,7 @@ func writeJobText(b *strings.Builder, fj *fioJob, rs *fioGroup) {
 	}
 	aggAll := rs.agg[DirRead] + rs.agg[DirWrite] + rs.agg[DirTrim]
 	if j.Unified == UnifiedMixed {
-		writeDirText(b, "mixed", &mixed, j, mixedRT, aggAll, false)
+		writeDirText(b, "mixed", &mixed, j, mixedRT, rs.agg[0], false)
 	} else {
 		for d := range numDirs {
 			if jr.Dir[d].Bytes > 0 {
@@ -230,6 +230,9 @@ func writeJobText(b *strings.Builder, fj *fioJob, rs *fioGroup) {
 
 // strerror is C's strerror for an errno.
 func strerror(e int) string {
+	if e == 0 {
+		return "Success"
+	}
 	s := syscall.Errno(e).Error()
 	if s == "" {
 		return "Unknown error " + strconv.Itoa(e)
@@ -408,24 +411,9 @@ func writeGroupText(b *strings.Builder, rs *fioGroup, g *GroupResult) {
 			num2str(io, sigFigs, 1, i2p, n2sByte), num2str(io, sigFigs, 1, !i2p, n2sByte), minRun, maxRun)
 	}
 	names := []string{"   READ", "  WRITE", "   TRIM"}
-	if rs.unified == UnifiedMixed {
-		// fio sums the directions into one before the group's statistics.
-		var agg, io, maxBW uint64
-		minBW := uint64(math.MaxUint64)
-		var minRun, maxRun int64
-		for d := range numDirs {
-			if rs.maxRun[d] == 0 {
-				continue
-			}
-			agg, io = agg+rs.agg[d], io+rs.ioBytes[d]
-			minBW, maxBW = min(minBW, rs.minBW[d]), max(maxBW, rs.maxBW[d])
-			if minRun == 0 || rs.minRun[d] < minRun {
-				minRun = rs.minRun[d]
-			}
-			maxRun = max(maxRun, rs.maxRun[d])
-		}
-		if maxRun > 0 {
-			line("  MIXED", agg, minBW, maxBW, io, minRun, maxRun)
+	if rs.unified == UnifiedMixed { // the sum is in the first direction
+		if rs.maxRun[0] > 0 {
+			line("  MIXED", rs.agg[0], rs.minBW[0], rs.maxBW[0], rs.ioBytes[0], rs.minRun[0], rs.maxRun[0])
 		}
 	} else {
 		for d := range numDirs {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -163,6 +164,11 @@ func TestUnifiedRWReporting(t *testing.T) {
 		}
 		if has := strings.Contains(buf.String(), "  MIXED: bw="); has != (tc.mode != "0") {
 			t.Errorf("unified_rw_reporting=%s: group status has a MIXED line: %v", tc.mode, has)
+		}
+		// mixed: the group's one job has one (summed) bandwidth, so its
+		// slowest and fastest are the same, and the aggregate is it, as fio.
+		if m := regexp.MustCompile(`  MIXED: bw=(\S+) \(\S+\), (\S+)-(\S+) \(`).FindStringSubmatch(buf.String()); tc.mode == "mixed" && (m == nil || m[1] != m[2] || m[2] != m[3]) {
+			t.Errorf("unified_rw_reporting=mixed: group line %q: want bw=X, X-X", m)
 		}
 		if has := strings.Contains(buf.String(), "   READ: bw="); has != (tc.mode != "mixed") {
 			t.Errorf("unified_rw_reporting=%s: group status has a READ line: %v", tc.mode, has)

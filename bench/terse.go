@@ -46,7 +46,7 @@ func (r *Report) WriteTerse(w io.Writer, version int) error {
 		job := s.jr.Job
 		fmt.Fprintf(&b, "%d;%s;%s;%d;%d", version, Version, j.JobName, j.GroupID, j.Error)
 		if j.MixedOnly != nil {
-			terseDir(&b, j.MixedOnly, job, rs.agg[DirRead]+rs.agg[DirWrite]+rs.agg[DirTrim], version)
+			terseDir(&b, j.MixedOnly, job, rs.agg[0], version) // the group's sum is in the first
 		} else {
 			terseDir(&b, j.Read, job, rs.agg[DirRead], version)
 			terseDir(&b, j.Write, job, rs.agg[DirWrite], version)
