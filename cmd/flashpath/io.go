@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,11 +60,72 @@ func ctrlLossTimeout(d daemon.Duration) time.Duration {
 	return d.Duration()
 }
 
+// blockNS is a namespace through one path or several.
+type blockNS interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Flush() error
+	Size() int64
+	BlockSize() int
+	Close() error
+}
+
+// nsOne is a namespace through one controller, closed with it.
+type nsOne struct {
+	*initiator.Namespace
+	c *initiator.Controller
+}
+
+func (n nsOne) Close() error { return n.c.Close() }
+
+// addrs splits --addr into its paths; one without a scheme takes the
+// first's (tcp://A:4420,B:4420).
+func (f *ioFlags) addrs() []string {
+	list := strings.Split(f.addr, ",")
+	scheme, _, ok := strings.Cut(list[0], "://")
+	for i, a := range list {
+		if ok && !strings.Contains(a, "://") {
+			list[i] = scheme + "://" + a
+		}
+	}
+	return list
+}
+
+// openAny opens the namespace through every path --addr lists: a
+// Multipath when there are several.
+func (f *ioFlags) openAny(ctx context.Context) (blockNS, error) {
+	list := f.addrs()
+	if len(list) == 1 {
+		c, ns, err := f.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return nsOne{ns, c}, nil
+	}
+	return f.openMultipath(ctx, list)
+}
+
+func (f *ioFlags) openMultipath(ctx context.Context, list []string) (*initiator.Multipath, error) {
+	cfg, err := f.config()
+	if err != nil {
+		return nil, err
+	}
+	cfgs := make([]initiator.Config, len(list))
+	for i, a := range list {
+		cfgs[i] = cfg
+		cfgs[i].Addr = a
+	}
+	return initiator.ConnectMultipath(ctx, cfgs, f.nsid)
+}
+
 // open connects and identifies the namespace; the caller closes the controller.
 func (f *ioFlags) open(ctx context.Context) (*initiator.Controller, *initiator.Namespace, error) {
 	cfg, err := f.config()
 	if err != nil {
 		return nil, nil, err
+	}
+	if strings.Contains(cfg.Addr, ",") {
+		return nil, nil, fmt.Errorf("--addr %s: several paths; identify talks to one controller: give one address", cfg.Addr)
 	}
 	c, err := initiator.Connect(ctx, cfg)
 	if err != nil {
@@ -84,16 +146,17 @@ func newIOCmd() *cobra.Command {
 		Short: "Talk to an NVMe/TCP subsystem with the user-space initiator",
 		Example: `  flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo identify
   flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo write --offset 0 --in data.bin
-  flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo read --offset 0 --length 4KiB --out copy.bin`,
+  flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo read --offset 0 --length 4KiB --out copy.bin
+  flashpath io --addr tcp://10.0.0.1:4420,10.0.0.2:4420 --nqn nqn.2026-11.io.flashpath:demo paths`,
 	}
 	fl := cmd.PersistentFlags()
-	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT or rdma://HOST:PORT (port default 4420)")
+	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT or rdma://HOST:PORT (port default 4420); several, comma-separated, are paths to one namespace (multipath)")
 	fl.StringVar(&f.nqn, "nqn", "", "subsystem NQN")
 	fl.Uint32Var(&f.nsid, "nsid", 1, "namespace ID")
 	durationVar(fl, &f.reconnectDelay, "reconnect-delay", 2*time.Second, "wait between reconnect attempts after a lost connection (2, 2s, 500ms)")
 	durationVar(fl, &f.ctrlLossTmo, "ctrl-loss-tmo", time.Minute, "how long to keep reconnecting (I/O waits meanwhile): 600, 600s, 10m; 0 fails at once, -1 reconnects forever")
 	f.host.add(cmd)
-	cmd.AddCommand(newIdentifyCmd(&f), newReadCmd(&f), newWriteCmd(&f))
+	cmd.AddCommand(newIdentifyCmd(&f), newReadCmd(&f), newWriteCmd(&f), newPathsCmd(&f))
 	return cmd
 }
 
@@ -174,11 +237,11 @@ func newReadCmd(f *ioFlags) *cobra.Command {
 			if err != nil || length <= 0 {
 				return fmt.Errorf("--length %q: want a positive size such as 4096 or 1MiB", lenS)
 			}
-			c, ns, err := f.open(cmd.Context())
+			ns, err := f.openAny(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer ns.Close()
 			if off+length > ns.Size() {
 				return fmt.Errorf("--offset %d --length %d: beyond the end of the %d-byte namespace", off, length, ns.Size())
 			}
@@ -208,7 +271,7 @@ func newReadCmd(f *ioFlags) *cobra.Command {
 }
 
 // readRange copies [off, off+length) to w, reading whole blocks.
-func readRange(ns *initiator.Namespace, w io.Writer, off, length int64) error {
+func readRange(ns blockNS, w io.Writer, off, length int64) error {
 	bs := int64(ns.BlockSize())
 	buf := make([]byte, chunkSize)
 	for length > 0 {
@@ -256,11 +319,11 @@ func newWriteCmd(f *ioFlags) *cobra.Command {
 			if len(data) == 0 {
 				return errors.New("write: no input data")
 			}
-			c, ns, err := f.open(cmd.Context())
+			ns, err := f.openAny(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer ns.Close()
 			bs := ns.BlockSize()
 			if off%int64(bs) != 0 {
 				return fmt.Errorf("--offset %d: not a multiple of the %d-byte block size", off, bs)
@@ -287,5 +350,70 @@ func newWriteCmd(f *ioFlags) *cobra.Command {
 	cmd.Flags().StringVar(&offS, "offset", "0", "byte offset, a multiple of the block size")
 	cmd.Flags().StringVar(&in, "in", "", "input file (default stdin)")
 	cmd.Flags().BoolVar(&pad, "pad", false, "zero-fill the input up to a whole block")
+	return cmd
+}
+
+type pathJSON struct {
+	Addr      string `json:"addr"`
+	State     string `json:"state"` // live, connecting, gone
+	ANAState  string `json:"ana_state"`
+	CntlID    uint16 `json:"cntlid,omitempty"`
+	Usable    bool   `json:"usable"`
+	LostError string `json:"error,omitempty"`
+}
+
+// newPathsCmd prints each path to the namespace, as `nvme list-subsys`
+// does for the kernel host's multipath.
+func newPathsCmd(f *ioFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "paths",
+		Short: "Connect every path --addr lists and print each one's state (connection, ANA)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "normal" && output != "json" {
+				return fmt.Errorf("--output %q: want normal or json", output)
+			}
+			m, err := f.openMultipath(cmd.Context(), f.addrs())
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			var paths []pathJSON
+			for i, in := range m.States() {
+				p := pathJSON{Addr: in.Addr, State: "live", ANAState: in.ANA.String(), Usable: in.Usable()}
+				switch {
+				case in.Gone != nil:
+					p.State, p.LostError = "gone", in.Gone.Error()
+				case !in.Connected:
+					p.State = "connecting"
+				default:
+					p.CntlID = m.Paths()[i].Controller().CntlID()
+				}
+				paths = append(paths, p)
+			}
+			w := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					SubNQN    string     `json:"subnqn"`
+					NSID      uint32     `json:"nsid"`
+					SizeBytes int64      `json:"size_bytes"`
+					Paths     []pathJSON `json:"paths"`
+				}{f.nqn, m.ID(), m.Size(), paths})
+			}
+			fmt.Fprintf(w, "%s namespace %d (%d bytes)\n", f.nqn, m.ID(), m.Size())
+			for _, p := range paths {
+				fmt.Fprintf(w, " +- %s %s %s", p.Addr, p.State, p.ANAState)
+				if p.CntlID != 0 {
+					fmt.Fprintf(w, " cntlid %d", p.CntlID)
+				}
+				fmt.Fprintln(w)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "normal", "output format: normal or json")
 	return cmd
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 const ioTestNQN = "nqn.2026-11.io.flashpath:cli-io"
@@ -116,5 +118,48 @@ func TestIOCmdErrors(t *testing.T) {
 	}
 	if _, err := runCLI(t, nil, "discover", "rdma://1.2.3.4"); err == nil || !strings.Contains(err.Error(), "RDMA unavailable") {
 		t.Errorf("discover rdma://: %v", err)
+	}
+}
+
+// TestIOMultipath: a target listening on two ports is two paths to its
+// namespace: `io paths` shows both live and optimized, and data written
+// through both paths reads back.
+func TestIOMultipath(t *testing.T) {
+	port := testutil.FreePort(t)
+	_, addr := startCLITarget(t, "--listen", "tcp://127.0.0.1:"+port, "--nqn", ioTestNQN, "--namespace", "mem:4MiB")
+	paths := addr + ",127.0.0.1:" + port
+	out, err := runCLI(t, nil, "io", "--addr", paths, "--nqn", ioTestNQN, "paths", "--output", "json")
+	if err != nil {
+		t.Fatalf("paths: %v\n%s", err, out)
+	}
+	var got struct {
+		NSID  uint32 `json:"nsid"`
+		Paths []struct {
+			Addr, State string
+			ANA         string `json:"ana_state"`
+			Usable      bool
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("paths json: %v\n%s", err, out)
+	}
+	if len(got.Paths) != 2 || got.NSID != 1 {
+		t.Fatalf("paths: %s", out)
+	}
+	for _, p := range got.Paths {
+		if p.State != "live" || p.ANA != "optimized" || !p.Usable {
+			t.Errorf("path %+v, want live, optimized, usable", p)
+		}
+	}
+	data := bytes.Repeat([]byte("multipath"), 1024)[:8192]
+	if out, err := runCLI(t, data, "io", "--addr", paths, "--nqn", ioTestNQN, "write", "--offset", "4096"); err != nil {
+		t.Fatalf("write: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, nil, "io", "--addr", paths, "--nqn", ioTestNQN, "read", "--offset", "4096", "--length", "8192")
+	if err != nil || out != string(data) {
+		t.Fatalf("read through two paths: %v, %d bytes (want what was written)", err, len(out))
+	}
+	if out, err := runCLI(t, nil, "io", "--addr", paths, "--nqn", ioTestNQN, "identify"); err == nil || !strings.Contains(err.Error(), "several paths") {
+		t.Errorf("identify over two paths: %v\n%s", err, out)
 	}
 }
