@@ -120,6 +120,9 @@ type verifier struct {
 	pat      *Pattern
 	scratch  []byte // one period of pat
 	thread   uint16
+	// fatal is verify_fatal: stop at a block's first bad interval
+	// (fio's default checks them all, then fails the job).
+	fatal bool
 }
 
 func newVerifier(j *Job, thread int) (*verifier, error) {
@@ -127,7 +130,7 @@ func newVerifier(j *Job, thread int) (*verifier, error) {
 	if !ok {
 		return nil, fmt.Errorf("option verify: %q is not supported here (want one of %s)", j.Verify, strings.Join(VerifyTypes(), ", "))
 	}
-	v := &verifier{kind: k.kind, sumLen: k.sum, interval: j.BS[DirWrite], pat: j.VerifyPattern, thread: uint16(thread)}
+	v := &verifier{kind: k.kind, sumLen: k.sum, interval: j.BS[DirWrite], pat: j.VerifyPattern, thread: uint16(thread), fatal: j.VerifyFatal}
 	if v.kind == verifyPattern && v.pat == nil {
 		return nil, errors.New("option verify: pattern needs verify_pattern")
 	}
@@ -232,8 +235,10 @@ func (v *verifier) sum(dst, data []byte) {
 	}
 }
 
-// check checks a block read from off; nil if it is intact. scratch
-// holds a checksum (128 bytes).
+// check checks a block read from off; nil if it is intact. sum holds a
+// checksum (128 bytes). As fio, every interval of the block is checked
+// unless verify_fatal stops at the first bad one; the first is
+// returned, with how many others were bad.
 func (v *verifier) check(b []byte, off int64, sum []byte) *VerifyError {
 	if v.kind == verifyNull {
 		return nil
@@ -241,40 +246,57 @@ func (v *verifier) check(b []byte, off int64, sum []byte) *VerifyError {
 	if !v.hasHeader() {
 		return v.pat.check(b, off, v.scratch)
 	}
-	le := binary.LittleEndian
+	var first *VerifyError
+	more := 0
 	for i := 0; i+v.interval <= len(b); i += v.interval {
-		h := b[i : i+v.interval]
-		at := off + int64(i)
-		fail := func(format string, args ...any) *VerifyError {
-			return &VerifyError{Offset: at, Len: v.interval, Reason: fmt.Sprintf(format, args...)}
+		e := v.checkInterval(b[i:i+v.interval], off+int64(i), sum)
+		switch {
+		case e == nil:
+		case first == nil:
+			first = e
+		default:
+			more++
 		}
-		if m := le.Uint16(h[0:]); m != verifyMagic {
-			return fail("bad magic header %x, wanted %x (block never written, or overwritten)", m, verifyMagic)
+		if first != nil && v.fatal {
+			break
 		}
-		if n := le.Uint32(h[4:]); n != uint32(v.interval) {
-			return fail("bad header length %d, wanted %d", n, v.interval)
-		}
-		if o := le.Uint64(h[16:]); o != uint64(at) {
-			return fail("bad header offset %d, wanted %d: misplaced block", o, at)
-		}
-		if c := fioCRC32C(h[:36]); c != le.Uint32(h[36:]) {
-			return fail("bad header crc %x, calculated %x", le.Uint32(h[36:]), c)
-		}
-		if t := verifyKind(le.Uint16(h[2:])); t != v.kind {
-			return fail("verify type mismatch (%d media, %d given)", t, v.kind)
-		}
-		got := h[verifyHeaderLen : verifyHeaderLen+v.sumLen]
-		want := sum[:v.sumLen]
-		v.sum(want, h[verifyHeaderLen+v.sumLen:])
-		if !bytes.Equal(got, want) {
-			return fail("bad %s checksum %x, calculated %x", v.name(), got, want)
-		}
-		if v.kind == verifyMeta && v.pat != nil {
-			// meta with verify_pattern: the pattern after the header.
-			if e := v.pat.checkFrom(h, verifyHeaderLen, at, v.scratch); e != nil {
-				return e
-			}
-		}
+	}
+	if more > 0 {
+		first.Reason += fmt.Sprintf(" (and %d more bad intervals of the %d-byte block)", more, len(b))
+	}
+	return first
+}
+
+// checkInterval checks one header's interval h, read from at.
+func (v *verifier) checkInterval(h []byte, at int64, sum []byte) *VerifyError {
+	le := binary.LittleEndian
+	fail := func(format string, args ...any) *VerifyError {
+		return &VerifyError{Offset: at, Len: v.interval, Reason: fmt.Sprintf(format, args...)}
+	}
+	if m := le.Uint16(h[0:]); m != verifyMagic {
+		return fail("bad magic header %x, wanted %x (block never written, or overwritten)", m, verifyMagic)
+	}
+	if n := le.Uint32(h[4:]); n != uint32(v.interval) {
+		return fail("bad header length %d, wanted %d", n, v.interval)
+	}
+	if o := le.Uint64(h[16:]); o != uint64(at) {
+		return fail("bad header offset %d, wanted %d: misplaced block", o, at)
+	}
+	if c := fioCRC32C(h[:36]); c != le.Uint32(h[36:]) {
+		return fail("bad header crc %x, calculated %x", le.Uint32(h[36:]), c)
+	}
+	if t := verifyKind(le.Uint16(h[2:])); t != v.kind {
+		return fail("verify type mismatch (%d media, %d given)", t, v.kind)
+	}
+	got := h[verifyHeaderLen : verifyHeaderLen+v.sumLen]
+	want := sum[:v.sumLen]
+	v.sum(want, h[verifyHeaderLen+v.sumLen:])
+	if !bytes.Equal(got, want) {
+		return fail("bad %s checksum %x, calculated %x", v.name(), got, want)
+	}
+	if v.kind == verifyMeta && v.pat != nil {
+		// meta with verify_pattern: the pattern after the header.
+		return v.pat.checkFrom(h, verifyHeaderLen, at, v.scratch)
 	}
 	return nil
 }

@@ -3,11 +3,14 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestVerifyChecksums: each of fio's checksums the bench has writes
@@ -114,6 +117,81 @@ func TestVerifyNoAlloc(t *testing.T) {
 			}
 		}); n != 0 {
 			t.Errorf("verify=%s: %v allocations per block", kind, n)
+		}
+	}
+}
+
+// TestVerifyFatal: without verify_fatal every interval of a bad block is
+// checked (the first reported, the others counted), with it the check
+// stops at the first, as fio.
+func TestVerifyFatal(t *testing.T) {
+	j := DefaultJob()
+	j.Verify, j.BS[DirWrite] = "crc32c", 4096
+	b := make([]byte, 16384)
+	var sum [128]byte
+	for _, fatal := range []bool{false, true} {
+		j.VerifyFatal = fatal
+		v, err := newVerifier(&j, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.fill(b, 65536, verifyStamp{seed: 3})
+		b[4096+100] ^= 1
+		b[3*4096+100] ^= 1
+		e := v.check(b, 65536, sum[:])
+		if e == nil || e.Offset != 65536+4096 || strings.Contains(e.Reason, "and 1 more") == fatal {
+			t.Errorf("verify_fatal=%v: %v", fatal, e)
+		}
+	}
+}
+
+// TestVerifyOnly: verify_only works out the write job's blocks without
+// writing and reads them back: a clean file passes, a flipped byte is
+// found, and nothing is written.
+func TestVerifyOnly(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "data")
+	base := opts("ioengine=psync", "filename="+file, "size=64k", "bs=4k", "verify=crc32c", "rw=randwrite")
+	if _, err := runJobs(t, append(base, opts("do_verify=0")...)...); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (*JobResult, error) {
+		jobs := mustJobs(t, base...)
+		jobs[0].VerifyOnly = true
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		return rep.Groups[0].Jobs[0], err
+	}
+	r, err := run()
+	if err != nil || r.Dir[DirWrite].IOs != 0 || r.Dir[DirRead].IOs != 16 {
+		t.Fatalf("verify_only on a clean file: %v, %d writes (want 0), %d reads (want 16)", err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
+	}
+	flipByte(t, file, 5*4096+999)
+	var ve *VerifyError
+	if _, err := run(); !errors.As(err, &ve) || ve.Offset != 5*4096 {
+		t.Fatalf("verify_only after a flip: %v", err)
+	}
+}
+
+// TestRateMin: fio's rate_min and rate_iops_min: after a 2-second
+// settle, a direction that did less than the floor over a 1-second cycle
+// fails the job with EIO; one that kept up goes on.
+func TestRateMin(t *testing.T) {
+	const s = int64(time.Second)
+	for _, tc := range []struct {
+		iopsMin, bpsMin int64
+		ios             uint64 // done in the cycle
+		fail            bool
+	}{{100, 0, 150, false}, {100, 0, 50, true}, {0, 1 << 20, 300, false}, {0, 1 << 20, 200, true}} {
+		j := DefaultJob()
+		j.RateIOPSMin[DirRead], j.RateMin[DirRead] = tc.iopsMin, tc.bpsMin
+		w := &worker{job: &j, recording: true}
+		w.stats[DirRead].IOs, w.stats[DirRead].Bytes = 1000, 1000*4096
+		w.checkMinRate(s) // in the settle: nothing
+		w.checkMinRate(2 * s)
+		w.stats[DirRead].IOs += tc.ios
+		w.stats[DirRead].Bytes += tc.ios * 4096
+		w.checkMinRate(3 * s)
+		if (w.ioErr != nil) != tc.fail || (tc.fail && !errors.Is(w.ioErr, syscall.EIO)) {
+			t.Errorf("rate_iops_min=%d rate_min=%d, %d I/Os in the cycle: %v", tc.iopsMin, tc.bpsMin, tc.ios, w.ioErr)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -100,6 +101,7 @@ type worker struct {
 	events  []*IO
 	scratch [][]byte  // verify staging for engines without host buffers
 	ver     *verifier // verify=: writes and checks the blocks
+	dry     bool      // verify_only: next works out writes, none is issued
 	sumBuf  [128]byte // a checksum computed while checking
 	// baseUnix is base as Unix nanoseconds, for the verify headers.
 	baseUnix int64
@@ -180,6 +182,12 @@ type worker struct {
 	rateBytes [numDirs]uint64
 	rateNext  [numDirs]int64
 	rateBase  int64
+	// fio's rate_min/rate_iops_min check: once a second after a 2 s
+	// settle, each direction's bytes and I/Os since the last check.
+	minCheck  int64
+	minBytes  [numDirs]uint64
+	minIOs    [numDirs]uint64
+	minRated  bool
 	poisson   bool
 	prnd      rng  // poisson gaps, apart from the offsets' generator
 	twPending bool // trimwrite: twBlock was trimmed, its write is next
@@ -238,6 +246,7 @@ func (w *worker) setup(filename string) error {
 		w.rated = w.rated || bps > 0
 	}
 	w.poisson = j.RateProcess == "poisson"
+	w.minRated = j.RateMin != [numDirs]int64{} || j.RateIOPSMin != [numDirs]int64{}
 	if (j.Fsync > 0 || j.Fdatasync > 0 || j.EndFsync) && j.RW.Write && w.syncer == nil {
 		return fmt.Errorf("option fsync/fdatasync/end_fsync: engine %s cannot sync", j.IOEngine)
 	}
@@ -425,6 +434,10 @@ func (w *worker) ioLoop() error {
 	j := w.job
 	issuing := true
 	st := runIssue
+	if w.job.VerifyOnly && w.written != nil {
+		w.dryRun()
+		st = runVerify
+	}
 	for {
 		switch st {
 		case runIssue:
@@ -671,6 +684,9 @@ func (w *worker) tick(t int64) {
 	if w.end > 0 && t >= w.end {
 		w.timeUp = true
 	}
+	if w.minRated && w.recording && !w.verifying {
+		w.checkMinRate(t)
+	}
 	if w.recording && t-w.lastSample >= int64(sampleInterval) {
 		secs := float64(t-w.lastSample) / 1e9
 		for d := range numDirs {
@@ -805,7 +821,9 @@ func (w *worker) next(io *IO) bool {
 	if d == DirWrite {
 		io.Op = OpWrite
 		w.wrote = true
-		if w.written != nil {
+		if w.dry {
+			// verify_only: nothing is written
+		} else if w.written != nil {
 			w.seq++
 			w.fill(io)
 		} else if w.refill && io.Buf.Bytes != nil {
@@ -1075,6 +1093,45 @@ func (w *worker) rateIssued(d Direction, n int) {
 	w.rateNext[d] = int64(secs)*int64(time.Second) + int64(frac)
 }
 
+// checkMinRate is fio's check_min_rate: after a 2-second settle, every
+// rate cycle (1 s) each direction that moved data must have done at
+// least rate_min bytes/s (or rate_iops_min I/Os/s) over the cycle; the
+// job fails with EIO if not.
+func (w *worker) checkMinRate(t int64) {
+	const settle, cycle = int64(2 * time.Second), int64(time.Second)
+	if t-w.phaseStart < settle || w.ioErr != nil {
+		return
+	}
+	if w.minCheck == 0 {
+		w.minCheck = t
+		for d := range numDirs {
+			w.minBytes[d], w.minIOs[d] = w.stats[d].Bytes, w.stats[d].IOs
+		}
+		return
+	}
+	spent := t - w.minCheck
+	if spent < cycle {
+		return
+	}
+	j := w.job
+	for d := range numDirs {
+		st := &w.stats[d]
+		if st.Bytes == 0 {
+			continue
+		}
+		bps := (st.Bytes - w.minBytes[d]) * uint64(time.Second) / uint64(spent)
+		iops := (st.IOs - w.minIOs[d]) * uint64(time.Second) / uint64(spent)
+		switch {
+		case j.RateMin[d] > 0 && bps < uint64(j.RateMin[d]):
+			w.ioErr = fmt.Errorf("%s: rate_min=%dB/s not met, got %dB/s: %w", Direction(d), j.RateMin[d], bps, syscall.EIO)
+		case j.RateMin[d] == 0 && j.RateIOPSMin[d] > 0 && iops < uint64(j.RateIOPSMin[d]):
+			w.ioErr = fmt.Errorf("%s: rate_iops_min=%d not met, got %d IOPS: %w", Direction(d), j.RateIOPSMin[d], iops, syscall.EIO)
+		}
+		w.minBytes[d], w.minIOs[d] = st.Bytes, st.IOs
+	}
+	w.minCheck = t
+}
+
 // resetRate restarts the rate schedule at t (the end of ramp_time, as
 // fio's reset_all_stats).
 func (w *worker) resetRate(t int64) {
@@ -1164,15 +1221,7 @@ func (w *worker) complete(io *IO, t int64) {
 		return
 	}
 	if d == DirWrite {
-		if w.written != nil {
-			// Every block of the write's grid (bs) it covers (bssplit).
-			bs := uint64(w.job.BS[DirWrite])
-			first := uint64(io.Offset-w.offset) / bs
-			for b := first; b < first+uint64(io.Len)/bs; b++ {
-				blk := w.global(DirWrite, io.File, b)
-				w.written[blk/64] |= 1 << (blk % 64)
-			}
-		}
+		w.markWritten(io)
 		return
 	}
 	if w.job.RW.Write && !w.verifying {
@@ -1196,6 +1245,35 @@ func (w *worker) complete(io *IO, t int64) {
 	if verr != nil && (w.verr == nil || verr.Offset < w.verr.Offset) {
 		w.verr = verr
 	}
+}
+
+// markWritten records the blocks of the write's grid (bs) that a write
+// covers (several with bssplit) for the verify phase.
+func (w *worker) markWritten(io *IO) {
+	if w.written == nil {
+		return
+	}
+	bs := uint64(w.job.BS[DirWrite])
+	first := uint64(io.Offset-w.offset) / bs
+	for b := first; b < first+uint64(io.Len)/bs; b++ {
+		blk := w.global(DirWrite, io.File, b)
+		w.written[blk/64] |= 1 << (blk % 64)
+	}
+}
+
+// dryRun is fio's do_dry_run for verify_only: the write phase's I/Os are
+// worked out, none issued, so that the verify phase reads back what an
+// earlier run of the same job wrote.
+func (w *worker) dryRun() {
+	io := w.free[len(w.free)-1]
+	w.dry = true
+	for w.next(io) {
+		if io.Op == OpWrite {
+			w.markWritten(io)
+		}
+	}
+	w.dry = false
+	w.syncDue, w.sinceSync, w.wrote, w.thinking = false, 0, false, false
 }
 
 // countError records an error continue_on_error lets the job go on after:
