@@ -424,3 +424,83 @@ func TestSequentialIgnoresRandomDistribution(t *testing.T) {
 		t.Errorf("runtime=1.5s (fio: 1s): %v", err)
 	}
 }
+
+// TestSeveralFilesLikeFio runs fio on two job files and compares job names,
+// groups and the options lists: a section whose name starts with "global"
+// is [global], a section name keeps its blanks, the first job of the
+// second file starts a new group, and fio lists a section's options in
+// its parse order (unit_base first, filename last).
+func TestSeveralFilesLikeFio(t *testing.T) {
+	fio, err := exec.LookPath("fio")
+	if err != nil {
+		t.Skip("fio is not installed (apt-get install fio): the comparison with fio's own parse is skipped")
+	}
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "one.fio"), filepath.Join(dir, "two.fio")
+	if err := os.WriteFile(f1, []byte("[globalx]\nioengine=null\nsize=64k\n[ spaced ]\nfilename="+filepath.Join(dir, "data")+
+		"\ndirectory="+dir+"\nunit_base=8\n[b]\nthreads=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f2, []byte("[c]\nioengine=null\nsize=64k\n[d]\nioengine=null\nsize=64k\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(fio, "--output-format=json", f1, f2).Output()
+	if err != nil {
+		t.Fatalf("fio: %v", err)
+	}
+	var rep struct {
+		Global json.RawMessage `json:"global options"`
+		Jobs   []struct {
+			Name    string          `json:"jobname"`
+			Group   int             `json:"groupid"`
+			Options json.RawMessage `json:"job options"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := LoadJobs([]string{f1, f2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != len(rep.Jobs) {
+		t.Fatalf("%d jobs, fio %d", len(jobs), len(rep.Jobs))
+	}
+	for i, f := range rep.Jobs {
+		j := jobs[i]
+		if j.Name != f.Name || j.GroupID != f.Group {
+			t.Errorf("job %d: %q group %d; fio %q group %d", i, j.Name, j.GroupID, f.Name, f.Group)
+		}
+		if got, want := kvJSON(j.Options), compactJSON(t, f.Options); got != want {
+			t.Errorf("job %q: job options %s, fio %s", j.Name, got, want)
+		}
+		if i < 2 && (j.IOEngine != "null" || j.Size != 64<<10) {
+			t.Errorf("job %q did not inherit [globalx]: engine %s size %d", j.Name, j.IOEngine, j.Size)
+		}
+	}
+	// fio 3.33 prints the "global options" of the last job file only (none
+	// here); the jobs of the first still hold theirs.
+	if len(rep.Global) != 0 || kvJSON(jobs[0].GlobalOptions) != `{"ioengine":"null","size":"64k"}` {
+		t.Errorf("global options: fio %s, first job %s", rep.Global, kvJSON(jobs[0].GlobalOptions))
+	}
+}
+
+// TestIncludeFromCurrentDirectory: fio opens an include as named first,
+// and only when that does not exist, beside the including file.
+func TestIncludeFromCurrentDirectory(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	for name, body := range map[string]string{"inc.fio": "iodepth=7\n", "sub/inc.fio": "iodepth=3\n", "sub/main.fio": "[j]\nioengine=null\ninclude inc.fio\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := LoadJobs([]string{"sub/main.fio"}, nil)
+	if err != nil || jobs[0].IODepth != 7 {
+		t.Fatalf("iodepth %v, %v; want 7, from ./inc.fio as fio opens it", jobs, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -76,15 +77,17 @@ func (p *jobParser) parse(r io.Reader, name string, depth int) error {
 			if depth > 0 {
 				return fmt.Errorf("%s: section %s in an included file (fio allows options only)", where, t)
 			}
-			end := strings.IndexByte(t, ']')
-			if end < 0 {
+			// fio takes everything between the '[' and the line's last
+			// character, blanks included, and any name that starts with
+			// "global" is a [global] section.
+			if !strings.HasSuffix(t, "]") {
 				return fmt.Errorf("%s: unterminated section header %q", where, t)
 			}
-			sec := strings.TrimSpace(t[1:end])
+			sec := t[1 : len(t)-1]
 			if sec == "" {
 				return fmt.Errorf("%s: empty section name", where)
 			}
-			p.inGlobal = sec == "global"
+			p.inGlobal = strings.HasPrefix(sec, "global")
 			if p.inGlobal {
 				p.cur = nil
 				continue
@@ -138,10 +141,13 @@ func (p *jobParser) include(file, from, where string, depth int) error {
 	if depth+1 >= maxIncludeDepth {
 		return fmt.Errorf("%s: include %s: more than %d nested includes", where, file, maxIncludeDepth)
 	}
-	if !filepath.IsAbs(file) {
-		file = filepath.Join(filepath.Dir(from), file)
-	}
+	// fio opens the name as given, and when that does not exist, relative
+	// to the including file's directory.
 	f, err := p.open(file)
+	if errors.Is(err, fs.ErrNotExist) && !filepath.IsAbs(file) {
+		file = filepath.Join(filepath.Dir(from), file)
+		f, err = p.open(file)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: include: %w", where, err)
 	}
@@ -225,7 +231,7 @@ func expandEnv(s string) (string, error) {
 // naming one the files lack is an error.
 func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error) {
 	var sections []Section
-	for _, p := range paths {
+	for i, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
 			return nil, err
@@ -235,6 +241,9 @@ func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error
 		if err != nil {
 			return nil, err
 		}
+		// fio separates job files by a stonewall: the first job of every
+		// file after the first starts a new group.
+		s[0].Stonewall = i > 0
 		sections = append(sections, s...)
 	}
 	if len(only) > 0 {

@@ -219,7 +219,7 @@ var optionSpecs = []optionSpec{
 		return boolSetter(func(*Job) *bool { return &b })(j, v)
 	}},
 	// They describe how fio itself runs; flashpath runs the same way.
-	{name: "thread", help: "jobs are goroutines, threads of one process, always (fio's thread=1); thread=0 (fio's processes) runs them the same way", bool_: true, set: func(j *Job, v string) error {
+	{name: "thread", aliases: []string{"threads"}, help: "jobs are goroutines, threads of one process, always (fio's thread=1); thread=0 (fio's processes) runs them the same way", bool_: true, set: func(j *Job, v string) error {
 		var b bool
 		return boolSetter(func(*Job) *bool { return &b })(j, v)
 	}},

@@ -264,6 +264,11 @@ func OptionTable() []OptionInfo {
 			oi.Bool = strings.HasPrefix(f.typ, "empty or boolean")
 		} else if s := findSpec(f.name); s != nil {
 			oi.Support, oi.Note, oi.Bool = s.support, s.help, s.bool_
+			for _, a := range s.aliases {
+				if !slices.Contains(oi.Aliases, a) {
+					oi.Aliases = append(slices.Clone(oi.Aliases), a)
+				}
+			}
 		}
 		seen[f.name] = len(out)
 		out = append(out, oi)

@@ -18,6 +18,9 @@ type Section struct {
 	// Globals is how many of the first Options came from [global]
 	// sections (their name= does not name the job, as in fio).
 	Globals int
+	// Stonewall starts a new group with this job without a stonewall
+	// option (fio's first job of every job file after the first).
+	Stonewall bool
 }
 
 // srcOption is an option with where it was written ("" : the command
@@ -64,6 +67,7 @@ func BuildJobs(global []Option, sections []Section, overrides []Option) ([]*Job,
 			if err != nil {
 				return nil, err
 			}
+			j.Stonewall = j.Stonewall || sec.Stonewall
 			if len(jobs) > 0 && (j.Stonewall || j.NewGroup || len(expanded) > 1 || k > 0) {
 				group++
 			}
@@ -103,21 +107,17 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 		}
 	}
 	// The options as fio lists them: the command line's, then [global]'s
-	// ("global options"), then the job's own ("job options"); kb_base,
-	// which fio parses first, first of its part.
+	// ("global options"), then the job's own ("job options"), each part
+	// in fio's parse order (see optionPrio).
 	var cmdline, global, own [][2]string
-	record := func(o srcOption, kv [2]string, first bool) {
-		list := &own
+	record := func(o srcOption, kv [2]string) {
 		switch {
 		case o.global && o.where == "":
-			list = &cmdline
+			cmdline = append(cmdline, kv)
 		case o.global:
-			list = &global
-		}
-		if first {
-			*list = append([][2]string{kv}, *list...)
-		} else {
-			*list = append(*list, kv)
+			global = append(global, kv)
+		default:
+			own = append(own, kv)
 		}
 	}
 	for _, o := range eo.opts {
@@ -125,17 +125,20 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 		s := findSpec(kv[0])
 		switch {
 		case s != nil && s.name == "kb_base":
-			record(o, kv, true) // applied above
+			record(o, kv) // applied above
 			continue
 		case s != nil && s.name == "name" && o.global:
-			record(o, kv, false) // [global]'s name= does not name the job (fio)
+			record(o, kv) // [global]'s name= does not name the job (fio)
 			continue
 		}
 		if err := j.apply(o.Option); err != nil {
 			return nil, at(o.where, fmt.Errorf("job %s: %w", name, err))
 		}
-		record(o, kv, false)
+		record(o, kv)
 	}
+	byPrio := func(a, b [2]string) int { return optionPrio(b[0]) - optionPrio(a[0]) }
+	slices.SortStableFunc(global, byPrio)
+	slices.SortStableFunc(own, byPrio)
 	j.Options, j.GlobalOptions = own, append(cmdline, global...)
 	if err := j.checkEngineOptions(eo.opts); err != nil {
 		return nil, fmt.Errorf("job %s: %w", j.Name, err)
@@ -144,6 +147,22 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 		return nil, fmt.Errorf("job %s: %w", j.Name, err)
 	}
 	return &j, nil
+}
+
+// optionPrio is fio's parse priority: fio sorts a section's options by
+// it (stably) before parsing them, and lists them in that order.
+func optionPrio(name string) int {
+	s := findSpec(name)
+	if s == nil {
+		return 0
+	}
+	switch s.name {
+	case "lockfile", "cpus_allowed_policy", "kb_base", "unit_base":
+		return 1
+	case "filename", "filename_format":
+		return -1
+	}
+	return 0
 }
 
 type sweepPoint struct {
