@@ -591,3 +591,47 @@ func TestLogsReadByFio2gnuplot(t *testing.T) {
 		t.Errorf("fio2gnuplot read %d samples, mean %.2f; the log has %d, mean %.2f:\n%s", count, avg, n, sum/float64(max(n, 1)), raw)
 	}
 }
+
+// TestGlobalOptionsOfEveryGlobalSection: with two [global] sections fio's
+// "global options" lists both (fio 3.33 on this file prints
+// {"ioengine":"null","size":"64k","bs":"8k"}) and each job only its own.
+func TestGlobalOptionsOfEveryGlobalSection(t *testing.T) {
+	secs, err := ParseJobFile(strings.NewReader("[global]\nioengine=null\nsize=64k\n[a]\nrw=read\n[global]\nbs=8k\n[b]\nrw=write\n"), "g2.fio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := BuildJobs(nil, secs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Global json.RawMessage `json:"global options"`
+		Jobs   []struct {
+			Options json.RawMessage `json:"job options"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	compact := func(b []byte) string {
+		var c bytes.Buffer
+		if err := json.Compact(&c, b); err != nil {
+			t.Fatal(err)
+		}
+		return c.String()
+	}
+	if g := compact(doc.Global); g != `{"ioengine":"null","size":"64k","bs":"8k"}` {
+		t.Errorf("global options %s", g)
+	}
+	if len(doc.Jobs) != 2 || compact(doc.Jobs[0].Options) != `{"rw":"read"}` || compact(doc.Jobs[1].Options) != `{"rw":"write"}` {
+		t.Errorf("job options %s", out.String())
+	}
+}

@@ -541,22 +541,22 @@ func (r *Report) jsonDoc(plus bool) fioDoc {
 func diskUtilJSON(*Report) []fioDiskUtil { return nil }
 
 // globalOptions is fio's "global options": the options of the command
-// line beneath job files and of the job file's [global] sections, as the
-// jobs record them; the longest list is the one fio ends with (a job
-// after a later [global] section has the earlier ones too). nil, which
-// fio omits, when there are none.
+// line beneath job files and of the [global] sections, as the last job
+// recorded them (it has every [global] section above it; with several
+// job files fio too prints the last file's). nil, which fio omits, when
+// there are none.
 func globalOptions(r *Report) orderedKV {
-	var longest [][2]string
+	var last *Job
 	for _, g := range r.Groups {
 		for _, jr := range g.Jobs {
-			if len(jr.Job.GlobalOptions) > len(longest) {
-				longest = jr.Job.GlobalOptions
-			}
+			last = jr.Job
 		}
 	}
 	var out orderedKV
-	for _, o := range longest {
-		out = append(out, kv{o[0], o[1]})
+	if last != nil {
+		for _, o := range last.GlobalOptions {
+			out = append(out, kv{o[0], o[1]})
+		}
 	}
 	return out
 }
