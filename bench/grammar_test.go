@@ -504,3 +504,21 @@ func TestIncludeFromCurrentDirectory(t *testing.T) {
 		t.Fatalf("iodepth %v, %v; want 7, from ./inc.fio as fio opens it", jobs, err)
 	}
 }
+
+// TestZonedRangesLikeFio: fio fills ranges left out ("20/") with what the
+// others leave (fio's examples/rand-zones.fio).
+func TestZonedRangesLikeFio(t *testing.T) {
+	j := DefaultJob()
+	if err := setDistribution(&j, "zoned:50/5:30/15:20/"); err != nil {
+		t.Fatal(err)
+	}
+	if z := j.Dist.Zones; len(z) != 3 || z[2] != (Zone{Access: 20, Range: 80}) {
+		t.Errorf("zones %v, want the last 20/80", z)
+	}
+	if err := setDistribution(&j, "zoned:50/10:25:25"); err != nil || j.Dist.Zones[1].Range != 45 || j.Dist.Zones[2].Range != 45 {
+		t.Errorf("zones %v, %v; want ranges 10, 45, 45", j.Dist.Zones, err)
+	}
+	if err := setRW(&j, "read:-8k"); err != nil || j.RWModifier != -8192 {
+		t.Errorf("rw=read:-8k (fio's backwards-read.fio): modifier %d, %v", j.RWModifier, err)
+	}
+}

@@ -265,25 +265,48 @@ func setDistribution(j *Job, v string) error {
 	return fmt.Errorf("unsupported distribution %q (want random, zipf:THETA, pareto:H, normal:DEV%% or zoned:ACCESS/RANGE:...)", v)
 }
 
-// parseZones parses zoned's ACCESS/RANGE pairs, e.g. 60/10:30/20:10/70.
+// parseZones parses zoned's ACCESS/RANGE pairs, e.g. 60/10:30/20:10/70,
+// by fio's rule: a range left out or 0 ("20/") shares what the others
+// leave, each the whole-number quotient (the last zone runs to the end).
 func parseZones(arg string) (Distribution, error) {
 	d := Distribution{Kind: DistZoned}
 	if strings.Contains(arg, ",") {
 		return d, errors.New("zoned: one set of zones for reads and writes alike (no ',')")
 	}
 	var access, rng float64
+	missing := 0
 	for _, z := range strings.Split(arg, ":") {
-		a, r, ok := strings.Cut(z, "/")
+		a, r, _ := strings.Cut(z, "/")
 		af, err1 := strconv.ParseFloat(a, 64)
-		rf, err2 := strconv.ParseFloat(r, 64)
-		if !ok || err1 != nil || err2 != nil || af < 0 || rf <= 0 {
+		rf := -1.0
+		var err2 error
+		if r != "" {
+			if rf, err2 = strconv.ParseFloat(r, 64); err2 == nil {
+				rf = math.Min(math.Trunc(rf), 100) // fio: atoi, at most 100
+			}
+		}
+		if err1 != nil || err2 != nil || af < 0 || rf < 0 && r != "" {
 			return d, fmt.Errorf("zoned: %q is not ACCESS/RANGE in percent, e.g. 60/10", z)
+		}
+		if rf <= 0 {
+			rf = -1
+			missing++
+		} else {
+			rng += rf
 		}
 		d.Zones = append(d.Zones, Zone{Access: af, Range: rf})
 		access += af
-		rng += rf
 	}
-	if math.Abs(access-100) > 1e-9 || math.Abs(rng-100) > 1e-9 {
+	if missing > 0 {
+		share := math.Trunc((100 - rng) / float64(missing))
+		for i := range d.Zones {
+			if d.Zones[i].Range < 0 {
+				d.Zones[i].Range = share
+				rng += share
+			}
+		}
+	}
+	if math.Abs(access-100) > 1e-9 || rng > 100+1e-9 || rng < 100-float64(missing)-1e-9 || rng <= 0 {
 		return d, fmt.Errorf("zoned: access percents sum to %g and range percents to %g; both must be 100", access, rng)
 	}
 	return d, nil
@@ -375,9 +398,13 @@ func setRW(j *Job, v string) (err error) {
 	}
 	j.RWModifier = 0
 	if hasMod {
-		n, err := j.parseSize(mod)
+		// fio's examples/backwards-read.fio: read:-8k reads backwards.
+		n, err := j.parseSize(strings.TrimPrefix(mod, "-"))
 		if err != nil {
 			return fmt.Errorf("offset modifier of %q: %w", v, err)
+		}
+		if strings.HasPrefix(mod, "-") {
+			n = -n
 		}
 		j.RWModifier = n
 	}
