@@ -54,6 +54,7 @@ type IO struct {
 
 	issued    int64 // ns, before Queue
 	submitted int64 // ns, after the Commit that carried it
+	verify    bool  // a verify read (verify_backlog) in a phase that writes
 }
 
 // Buffer is memory an engine transfers to or from. Host engines fill

@@ -338,3 +338,32 @@ func TestOffloadedCPUShare(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyBacklog: with verify_backlog=8, every 8 writes issued the
+// completed writes are read back and checked while the job goes on
+// writing, and the verify phase reads only what is left: a block
+// corrupted before its backlog read fails the job early; one corrupted
+// after it is not read again (as fio, which drops it from its history).
+func TestVerifyBacklog(t *testing.T) {
+	defer func() { memEngineCorruptAfter = 0 }()
+	for _, tc := range []struct {
+		corruptAfter int
+		fail         bool
+	}{{0, false}, {4, true}, {20, false}} {
+		memEngineCorruptAfter = tc.corruptAfter
+		jobs := mustJobs(t, Option{"ioengine", "test-mem"}, Option{"rw", "write"}, Option{"bs", "4k"},
+			Option{"size", "256k"}, Option{"verify", "crc32c"})
+		jobs[0].VerifyBacklog = 8
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		r := rep.Groups[0].Jobs[0]
+		var ve *VerifyError
+		switch {
+		case tc.fail && (!errors.As(err, &ve) || ve.Offset != 0 || r.Dir[DirWrite].IOs >= 64):
+			t.Errorf("block 0 corrupted after %d I/Os: %v after %d writes; want a verify error at 0 before the writes end",
+				tc.corruptAfter, err, r.Dir[DirWrite].IOs)
+		case !tc.fail && (err != nil || r.Dir[DirWrite].IOs != 64 || r.Dir[DirRead].IOs != 64):
+			t.Errorf("corrupted after %d I/Os: %v, %d writes, %d reads; want 64 of each, each block read back once",
+				tc.corruptAfter, err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
+		}
+	}
+}

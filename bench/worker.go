@@ -102,7 +102,14 @@ type worker struct {
 	scratch [][]byte  // verify staging for engines without host buffers
 	ver     *verifier // verify=: writes and checks the blocks
 	dry     bool      // verify_only: next works out writes, none is issued
-	sumBuf  [128]byte // a checksum computed while checking
+	// verify_backlog: the write-grid blocks written (completed) and not
+	// yet read back, oldest first from backHead; the writes issued since
+	// the last batch of backlog reads began; the reads left in it.
+	backlog    []uint64
+	backHead   int
+	sinceBatch int64
+	vbatch     int64
+	sumBuf     [128]byte // a checksum computed while checking
 	// baseUnix is base as Unix nanoseconds, for the verify headers.
 	baseUnix int64
 	depth    int
@@ -731,7 +738,7 @@ func depthLevel(n int) int {
 // next prepares io for the next I/O, or reports that there is none.
 func (w *worker) next(io *IO) bool {
 	j := w.job
-	io.Res, io.Err = 0, nil
+	io.Res, io.Err, io.verify = 0, nil, false
 	if w.verifying {
 		return w.nextVerify(io)
 	}
@@ -740,6 +747,9 @@ func (w *worker) next(io *IO) bool {
 	}
 	if j.NumberIOs > 0 && w.issuedIOs >= j.NumberIOs {
 		return false
+	}
+	if j.VerifyBacklog > 0 && w.written != nil && !w.dry && w.issuedBytes < w.ioSize && w.backlogNext(io) {
+		return true
 	}
 	if w.issuedBytes >= w.ioSize {
 		switch {
@@ -825,6 +835,7 @@ func (w *worker) next(io *IO) bool {
 			// verify_only: nothing is written
 		} else if w.written != nil {
 			w.seq++
+			w.sinceBatch++
 			w.fill(io)
 		} else if w.refill && io.Buf.Bytes != nil {
 			w.rnd.fill(io.Buf.Bytes[:io.Len])
@@ -905,6 +916,7 @@ func (w *worker) nextPass() {
 	w.endPhase(w.now())
 	w.verifying = false
 	clear(w.written)
+	w.backlog, w.backHead, w.sinceBatch, w.vbatch = w.backlog[:0], 0, 0, 0
 	w.newLoop()
 }
 
@@ -929,7 +941,10 @@ func (w *worker) endPhase(t int64) {
 		if w.verifying && Direction(d) != DirRead {
 			continue
 		}
-		if w.verifying || w.stats[d].IOs > w.phaseIOs[d] {
+		// fio charges a write phase to the directions rw names (a write
+		// job's verify_backlog reads count, but not their time).
+		rw := [numDirs]bool{w.job.RW.Read, w.job.RW.Write, w.job.RW.Trim}
+		if w.verifying || (rw[d] && w.stats[d].IOs > w.phaseIOs[d]) {
 			w.stats[d].Runtime += el
 		}
 		w.phaseIOs[d] = w.stats[d].IOs
@@ -1224,9 +1239,10 @@ func (w *worker) complete(io *IO, t int64) {
 		w.markWritten(io)
 		return
 	}
-	if w.job.RW.Write && !w.verifying {
+	if w.job.RW.Write && !w.verifying && !io.verify {
 		// A read of a mixed workload may race a write of its block: only
-		// the verify pass after the writes checks what they wrote.
+		// the verify pass after the writes (and verify_backlog's reads of
+		// completed writes) checks what they wrote.
 		return
 	}
 	b := io.Buf.Bytes
@@ -1258,7 +1274,45 @@ func (w *worker) markWritten(io *IO) {
 	for b := first; b < first+uint64(io.Len)/bs; b++ {
 		blk := w.global(DirWrite, io.File, b)
 		w.written[blk/64] |= 1 << (blk % 64)
+		if w.job.VerifyBacklog > 0 && !w.dry {
+			w.backlog = append(w.backlog, blk)
+		}
 	}
+}
+
+// backlogNext makes io a verify read of the oldest completed write not
+// yet read back, as fio's check_get_verify: once verify_backlog writes
+// have been issued since the last batch, a batch of verify_backlog_batch
+// reads (default verify_backlog) goes out; while every such write is
+// still in flight, a write goes instead. A block read back here is not
+// read again by the verify phase.
+func (w *worker) backlogNext(io *IO) bool {
+	j := w.job
+	if w.vbatch == 0 {
+		if w.sinceBatch < j.VerifyBacklog {
+			return false
+		}
+		w.sinceBatch, w.vbatch = 0, j.VerifyBacklogBatch
+		if w.vbatch == 0 {
+			w.vbatch = j.VerifyBacklog
+		}
+	}
+	if w.backHead == len(w.backlog) {
+		return false
+	}
+	g := w.backlog[w.backHead]
+	if w.backHead++; w.backHead == len(w.backlog) {
+		w.backlog, w.backHead = w.backlog[:0], 0
+	} else if w.backHead > 4096 && w.backHead > len(w.backlog)/2 {
+		w.backlog, w.backHead = w.backlog[:copy(w.backlog, w.backlog[w.backHead:])], 0
+	}
+	w.vbatch--
+	w.written[g/64] &^= 1 << (g % 64)
+	bs := j.BS[DirWrite]
+	var blk uint64
+	io.File, blk = w.place(DirWrite, g)
+	io.Op, io.Offset, io.Len, io.verify = OpRead, w.offset+int64(blk)*int64(bs), bs, true
+	return true
 }
 
 // dryRun is fio's do_dry_run for verify_only: the write phase's I/Os are
