@@ -129,3 +129,30 @@ func TestDiscoveryListenerRPC(t *testing.T) {
 		t.Errorf("after removal: %v, ports %+v", got.DiscoveryListeners, srv.Target.Ports())
 	}
 }
+
+// TestCntlIDRangeRPC: nvmf_create_subsystem's min_cntlid and max_cntlid
+// (disjoint ranges on targets that serve one subsystem for multipath)
+// reach the core, show in nvmf_get_subsystems and save_config; a range
+// that is empty or reaches past 65519 is refused.
+func TestCntlIDRangeRPC(t *testing.T) {
+	srv, rs := start(t, nil)
+	c := dial(t, rs.Path())
+	c.must("nvmf_create_subsystem", obj{"nqn": nqn1, "allow_any_host": true, "min_cntlid": 100, "max_cntlid": 199})
+	if lo, hi := srv.Target.Subsystem(nqn1).Config().CntlIDRange(); lo != 100 || hi != 199 {
+		t.Errorf("the core's range: %d-%d, want 100-199", lo, hi)
+	}
+	if got := string(c.must("nvmf_get_subsystems", obj{"nqn": nqn1})); !strings.Contains(got, `"min_cntlid":100,"max_cntlid":199`) {
+		t.Errorf("nvmf_get_subsystems: %s", got)
+	}
+	if got := string(c.must("framework_get_config", obj{"name": "nvmf"})); !strings.Contains(got, `"min_cntlid":100,"max_cntlid":199`) {
+		t.Errorf("framework_get_config (save_config) lacks the range: %s", got)
+	}
+	for _, bad := range []obj{
+		{"nqn": nqn1 + "x", "min_cntlid": 200, "max_cntlid": 100},
+		{"nqn": nqn1 + "y", "max_cntlid": 65520},
+	} {
+		if _, e := c.call("nvmf_create_subsystem", bad); e == nil || e.Code != CodeInvalidParams || !strings.Contains(e.Message, "Invalid cntlid range") {
+			t.Errorf("nvmf_create_subsystem %v: %+v", bad, e)
+		}
+	}
+}

@@ -110,6 +110,8 @@ type (
 		ModelNumber   string `json:"model_number"`
 		MaxNamespaces int    `json:"max_namespaces,omitempty"`
 		ANAReporting  bool   `json:"ana_reporting,omitempty"`
+		MinCntlid     uint16 `json:"min_cntlid,omitempty"`
+		MaxCntlid     uint16 `json:"max_cntlid,omitempty"`
 	}
 	hostConfig struct {
 		NQN  string `json:"nqn"`
@@ -229,7 +231,7 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 	for _, sc := range cfg.Subsystems {
 		ss := s.srv.Target.Subsystem(sc.NQN)
 		sub := subsystemConfig{NQN: sc.NQN, AllowAnyHost: anyHost(&sc), SerialNumber: sc.Serial, ModelNumber: sc.Model, MaxNamespaces: s.maxNS[sc.NQN],
-			ANAReporting: len(sc.ANAStates) > 0 || len(anaGroupsOf(&sc)) > 1}
+			ANAReporting: len(sc.ANAStates) > 0 || len(anaGroupsOf(&sc)) > 1, MinCntlid: sc.MinCntlID, MaxCntlid: sc.MaxCntlID}
 		if ss != nil {
 			c := ss.Config()
 			sub.SerialNumber, sub.ModelNumber = c.Serial, c.Model

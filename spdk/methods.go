@@ -293,8 +293,9 @@ func (s *Server) createSubsystem(params json.RawMessage) (any, *Error) {
 	if p.MaxNamespaces < 0 || p.MaxNamespaces > target.MaxNSID {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: max_namespaces %d: flashpath serves NSIDs 1..%d", p.MaxNamespaces, target.MaxNSID)
 	}
-	if (p.MinCntlid != 0 && p.MinCntlid != 1) || (p.MaxCntlid != 0 && p.MaxCntlid != 0xffef) {
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: min_cntlid, max_cntlid: flashpath allocates controller IDs across the target: leave them out")
+	if p.MinCntlid < 0 || p.MaxCntlid < 0 || p.MinCntlid > target.MaxCntlID || p.MaxCntlid > target.MaxCntlID ||
+		target.CheckCntlIDRange(uint16(p.MinCntlid), uint16(p.MaxCntlid)) != nil {
+		return nil, errorf(CodeInvalidParams, "Invalid cntlid range [%d-%d]: want 1 <= min_cntlid <= max_cntlid <= %d", p.MinCntlid, p.MaxCntlid, target.MaxCntlID)
 	}
 	// dmrsl and wzsl are limits SPDK derives from its bdevs and writes
 	// into every saved configuration: accepted, and flashpath reports its
@@ -306,7 +307,8 @@ func (s *Server) createSubsystem(params json.RawMessage) (any, *Error) {
 		if findSubsys(cfg, p.NQN) != nil {
 			return errorf(CodeInternalError, "Unable to create subsystem %s: it exists (nvmf_delete_subsystem it first)", p.NQN)
 		}
-		cfg.Subsystems = append(cfg.Subsystems, server.SubsystemConfig{NQN: p.NQN, Serial: p.SerialNumber, Model: p.ModelNumber, AllowAnyHost: new(p.AllowAnyHost)})
+		cfg.Subsystems = append(cfg.Subsystems, server.SubsystemConfig{NQN: p.NQN, Serial: p.SerialNumber, Model: p.ModelNumber, AllowAnyHost: new(p.AllowAnyHost),
+			MinCntlID: uint16(p.MinCntlid), MaxCntlID: uint16(p.MaxCntlid)})
 		return nil
 	})
 	if e != nil {
@@ -397,7 +399,9 @@ func (s *Server) getSubsystems(params json.RawMessage) (any, *Error) {
 	out := []subsystemInfo{disc}
 	for _, sc := range cfg.Subsystems {
 		info := subsystemInfo{NQN: sc.NQN, Subtype: "NVMe", ListenAddresses: []listenAddress{}, Hosts: []hostInfo{}, Namespaces: []nsInfo{},
-			MaxNamespaces: s.maxNS[sc.NQN], MinCntlid: 1, MaxCntlid: 0xffef, SerialNumber: sc.Serial, ModelNumber: sc.Model}
+			MaxNamespaces: s.maxNS[sc.NQN], SerialNumber: sc.Serial, ModelNumber: sc.Model}
+		lo, hi := target.SubsystemConfig{MinCntlID: sc.MinCntlID, MaxCntlID: sc.MaxCntlID}.CntlIDRange()
+		info.MinCntlid, info.MaxCntlid = int(lo), int(hi)
 		if info.MaxNamespaces == 0 {
 			info.MaxNamespaces = target.MaxNSID
 		}

@@ -262,6 +262,38 @@ type SubsystemConfig struct {
 	// TLSKeys are configured TLS PSKs by host NQN (tls.go): a host with
 	// one is allowed, over TLS only.
 	TLSKeys map[string]dhchap.PSK
+	// MinCntlID and MaxCntlID bound the controller IDs of the subsystem's
+	// controllers (default 1 and MaxCntlID). Targets that serve one
+	// subsystem side by side (multipath across storage nodes) need
+	// disjoint ranges: a host joins their controllers into one subsystem
+	// and refuses a controller ID it already has (SPDK's min_cntlid and
+	// max_cntlid, nvmet's attr_cntlid_min and attr_cntlid_max).
+	MinCntlID, MaxCntlID uint16
+}
+
+// MaxCntlID is the highest controller ID (FFEFh; above are reserved).
+const MaxCntlID = 0xFFEF
+
+// CntlIDRange returns the subsystem's controller ID range, defaults
+// filled in.
+func (c SubsystemConfig) CntlIDRange() (lo, hi uint16) {
+	lo, hi = c.MinCntlID, c.MaxCntlID
+	if lo == 0 {
+		lo = 1
+	}
+	if hi == 0 {
+		hi = MaxCntlID
+	}
+	return lo, hi
+}
+
+// CheckCntlIDRange checks a controller ID range (0: the default bound).
+func CheckCntlIDRange(min, max uint16) error {
+	lo, hi := SubsystemConfig{MinCntlID: min, MaxCntlID: max}.CntlIDRange()
+	if hi > MaxCntlID || lo > hi {
+		return fmt.Errorf("controller ID range %d-%d: want 1 <= min <= max <= %d", lo, hi, MaxCntlID)
+	}
+	return nil
 }
 
 // Subsystem is an NVM subsystem: namespaces and the hosts allowed to use them.
@@ -332,6 +364,9 @@ func (t *Target) AddSubsystem(cfg SubsystemConfig) (*Subsystem, error) {
 	}
 	if len(cfg.Model) > 40 {
 		return nil, fmt.Errorf("add subsystem %s: model %q longer than 40 characters", cfg.NQN, cfg.Model)
+	}
+	if err := CheckCntlIDRange(cfg.MinCntlID, cfg.MaxCntlID); err != nil {
+		return nil, fmt.Errorf("add subsystem %s: %w", cfg.NQN, err)
 	}
 	if cfg.Serial == "" {
 		sum := sha256.Sum256([]byte(cfg.NQN))
@@ -736,28 +771,35 @@ func (s *Subsystem) closeNamespaces() error {
 	return errors.Join(errs...)
 }
 
-// allocCntlID reserves a controller ID (1..0xFFEF), and counts the
+// allocCntlID reserves a controller ID in the range of c's subsystem
+// (1..MaxCntlID unless configured), unique in the target, and counts the
 // controller on its host's counters (reached at local).
 func (t *Target) allocCntlID(c *Controller, local netip.AddrPort) (uint16, error) {
+	lo, hi := c.subsys.cfg.CntlIDRange()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return 0, errors.New("target is shutting down")
 	}
-	for i := 0; i < 0xFFEF; i++ {
-		id := t.nextCtl
-		t.nextCtl++
-		if t.nextCtl > 0xFFEF {
-			t.nextCtl = 1
+	n := int(hi) - int(lo) + 1
+	next := t.nextCtl
+	if next < lo || next > hi {
+		next = lo
+	}
+	for i := 0; i < n; i++ {
+		id := next
+		if next++; next > hi {
+			next = lo
 		}
 		if _, used := t.ctrls[id]; !used {
+			t.nextCtl = next
 			c.id = id // before c is visible to I/O queue Connects
 			c.host = t.controllerCreated(c.subsys, c.hostNQN, local)
 			t.ctrls[id] = c
 			return id, nil
 		}
 	}
-	return 0, errors.New("no free controller IDs")
+	return 0, fmt.Errorf("no free controller ID in %d-%d (the subsystem's min_cntlid/max_cntlid): disconnect hosts or widen the range", lo, hi)
 }
 
 func (t *Target) controller(id uint16) *Controller {

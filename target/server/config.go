@@ -151,6 +151,11 @@ type SubsystemConfig struct {
 	// ANAStates are the ANA group states per listener (ana.go); every
 	// group is optimized on every listener where none is given.
 	ANAStates []ANAStateConfig `json:"ana_states,omitempty"`
+	// MinCntlID and MaxCntlID bound its controllers' IDs (default 1 and
+	// 65519): targets serving the same subsystem for multipath need
+	// disjoint ranges (SPDK's names).
+	MinCntlID uint16 `json:"min_cntlid,omitempty"`
+	MaxCntlID uint16 `json:"max_cntlid,omitempty"`
 }
 
 // NamespaceConfig is one namespace in a Config.
@@ -326,6 +331,9 @@ func (c *Config) Validate() error {
 			}
 		}
 		errs = append(errs, c.validateANA(i, &c.Subsystems[i])...)
+		if err := target.CheckCntlIDRange(s.MinCntlID, s.MaxCntlID); err != nil {
+			errs = append(errs, fmt.Errorf("subsystems[%d].min_cntlid, max_cntlid: %w", i, err))
+		}
 		ids := map[uint32]bool{}
 		for j, ns := range s.Namespaces {
 			if ns.Backend == "" {

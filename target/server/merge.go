@@ -96,7 +96,8 @@ func allowsAnyHost(sc SubsystemConfig) (anyHost bool) { anyHost, _, _ = hostsOf(
 // equalSubsystem compares two subsystems' configurations the way Reload
 // does: namespaces by NSID, hosts by NQN and secrets, in any order.
 func equalSubsystem(a, b SubsystemConfig) bool {
-	return a.NQN == b.NQN && a.Serial == b.Serial && a.Model == b.Model && equalBoolPtr(a.AllowAnyHost, b.AllowAnyHost) &&
+	return a.NQN == b.NQN && a.Serial == b.Serial && a.Model == b.Model && a.MinCntlID == b.MinCntlID && a.MaxCntlID == b.MaxCntlID &&
+		equalBoolPtr(a.AllowAnyHost, b.AllowAnyHost) &&
 		equalKeyed(a.AllowedHosts, b.AllowedHosts, hostKey, equalHost) &&
 		equalKeyed(a.Namespaces, b.Namespaces, nsKey, equalNS) && slices.Equal(a.ANAStates, b.ANAStates)
 }
@@ -115,6 +116,9 @@ func mergeSubsystem(base, ours, theirs SubsystemConfig) SubsystemConfig {
 	}
 	if base.Model != theirs.Model {
 		m.Model = theirs.Model
+	}
+	if base.MinCntlID != theirs.MinCntlID || base.MaxCntlID != theirs.MaxCntlID {
+		m.MinCntlID, m.MaxCntlID = theirs.MinCntlID, theirs.MaxCntlID
 	}
 	if !equalBoolPtr(base.AllowAnyHost, theirs.AllowAnyHost) {
 		m.AllowAnyHost = theirs.AllowAnyHost

@@ -65,7 +65,7 @@ package server
 //
 // Attributes: those flashpath honours are mapped; known ones that
 // flashpath does not implement are ignored at the kernel's default and
-// refused otherwise (cntlid_min/max, vendor_id, subsys_vendor_id,
+// refused otherwise (vendor_id, subsys_vendor_id,
 // ieee_oui, qid_max, pi_enable, version, resv.enable). A namespace's
 // ana_grpid (or ana.grpid) is its ana_group; a port's ana_groups states
 // other than optimized become ana_states of the subsystems linked to the
@@ -668,9 +668,7 @@ func (c *nvmetConverter) host(i int, raw json.RawMessage) *nvmetHost {
 
 // Kernel defaults of subsystem attributes flashpath does not implement.
 const (
-	nvmetCntlIDMin = 1
-	nvmetCntlIDMax = 0xffef // NVME_CNTLID_MAX
-	nvmetQIDMax    = 128    // NVMET_NR_QUEUES
+	nvmetQIDMax = 128 // NVMET_NR_QUEUES
 )
 
 // subsystem reads subsystems[i].
@@ -710,8 +708,11 @@ func (c *nvmetConverter) subsystem(i int, raw json.RawMessage, hosts map[string]
 			c.errorf(a.key("version"), " %q: flashpath reports NVMe 2.0, the version it implements, and cannot report another: remove the attribute", v)
 		}
 	}
-	c.intAttr(a, "cntlid_min", nvmetCntlIDMin, "flashpath numbers controllers from 1 to 65519 in every subsystem, nvmet's default range: remove the attribute")
-	c.intAttr(a, "cntlid_max", nvmetCntlIDMax, "flashpath numbers controllers from 1 to 65519 in every subsystem, nvmet's default range: remove the attribute")
+	s.cfg.MinCntlID = c.cntlidAttr(a, "cntlid_min", 1)
+	s.cfg.MaxCntlID = c.cntlidAttr(a, "cntlid_max", target.MaxCntlID)
+	if err := target.CheckCntlIDRange(s.cfg.MinCntlID, s.cfg.MaxCntlID); err != nil {
+		c.errorf(a.key("cntlid_min"), ", cntlid_max: %v", err)
+	}
 	c.intAttr(a, "vendor_id", 0, "flashpath reports PCI vendor ID 0 as nvmet does by default: remove the attribute")
 	c.intAttr(a, "subsys_vendor_id", 0, "flashpath reports PCI subsystem vendor ID 0 as nvmet does by default: remove the attribute")
 	c.intAttr(a, "ieee_oui", 0, "flashpath reports IEEE OUI 0 as nvmet does by default: remove the attribute")
@@ -768,6 +769,24 @@ func (c *nvmetConverter) subsystem(i int, raw json.RawMessage, hosts map[string]
 }
 
 // intAttr refuses an integer attribute other than its default.
+// cntlidAttr reads a controller ID bound (0: not given, or the default
+// def, which the configuration leaves out).
+func (c *nvmetConverter) cntlidAttr(o *jobj, k string, def uint16) uint16 {
+	s, ok := o.attr(k)
+	if !ok || s == "" {
+		return 0
+	}
+	v, err := strconv.ParseUint(s, 0, 16)
+	if err != nil || v == 0 || v > target.MaxCntlID {
+		c.errorf(o.key(k), " %q: want a controller ID from 1 to %d", s, target.MaxCntlID)
+		return 0
+	}
+	if uint16(v) == def {
+		return 0
+	}
+	return uint16(v)
+}
+
 func (c *nvmetConverter) intAttr(o *jobj, k string, def int64, why string) {
 	s, ok := o.attr(k)
 	if !ok || s == "" {

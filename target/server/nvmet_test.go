@@ -180,7 +180,7 @@ subsystems:
 		"refuse-missing-device": {errs: []string{"subsystems[0].namespaces[1].device.path: stat /srv/nvmet/missing.img: file does not exist"}},
 		"refuse-char-device":    {errs: []string{`subsystems[0].namespaces[0].device.path "/dev/ng0n1": a character device`}},
 		"refuse-attrs": {errs: []string{
-			"subsystems[0].attr.cntlid_min 16: flashpath numbers controllers from 1 to 65519",
+			`subsystems[0].attr.cntlid_min "0": want a controller ID from 1 to 65519`,
 			`subsystems[0].attr.frobnicate "7": not something flashpath knows from nvmet`,
 			"subsystems[0].namespaces[0].resv.enable: flashpath does not implement reservations",
 		}},

@@ -179,9 +179,9 @@ func planReload(cur, cfg *Config) *reloadPlan {
 			}
 		}
 		if old != nil {
-			if sc.Serial != old.Serial || sc.Model != old.Model {
+			if sc.Serial != old.Serial || sc.Model != old.Model || sc.MinCntlID != old.MinCntlID || sc.MaxCntlID != old.MaxCntlID {
 				sp.restart = true
-				sc.Serial, sc.Model = old.Serial, old.Model
+				sc.Serial, sc.Model, sc.MinCntlID, sc.MaxCntlID = old.Serial, old.Model, old.MinCntlID, old.MaxCntlID
 			}
 			oldAny, oldHosts, _ := hostsOf(*old)
 			newAny, newHosts, _ := hostsOf(*sc)
@@ -273,7 +273,7 @@ func (s *Server) applyReload(p *reloadPlan) error {
 		}
 		ss := s.Target.Subsystem(sc.NQN)
 		if sp.restart {
-			s.log.Warn("reload: serial or model changed: restart to apply", "subsys", sc.NQN)
+			s.log.Warn("reload: serial, model or controller ID range changed: restart to apply", "subsys", sc.NQN)
 		}
 		if sp.hosts {
 			newAny, newHosts, keys := hostsOf(*sc)
@@ -336,7 +336,8 @@ func (s *Server) applyReload(p *reloadPlan) error {
 // subsystemConfig turns a subsystem's configuration into the core's.
 func subsystemConfig(sc SubsystemConfig) target.SubsystemConfig {
 	anyHost, hosts, keys := hostsOf(sc)
-	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts, Keys: keys, TLSKeys: tlsKeysOf(sc)}
+	return target.SubsystemConfig{NQN: sc.NQN, Serial: sc.Serial, Model: sc.Model, AllowAnyHost: anyHost, AllowedHosts: hosts, Keys: keys, TLSKeys: tlsKeysOf(sc),
+		MinCntlID: sc.MinCntlID, MaxCntlID: sc.MaxCntlID}
 }
 
 // tlsKeysOf returns the TLS PSKs of the hosts that have one.

@@ -50,6 +50,8 @@ subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M, uuid: xyz}]}]`, "subsys
 		{`listeners: [tcp://x:1]
 subsystems: [{nqn: nqn.a, allow_any_host: true, allowed_hosts: [nqn.h], namespaces: [{backend: mem:1M}]}]`, "choose one"},
 		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, min_cntlid: 200, max_cntlid: 100, namespaces: [{backend: mem:1M}]}]`, "subsystems[0].min_cntlid, max_cntlid: controller ID range 200-100"},
+		{`listeners: [tcp://x:1]
 busy_poll: 1s
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "busy_poll 1s: want 0 (off) to 10ms"},
 		{`listeners: [tcp://x:1]

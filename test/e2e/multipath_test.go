@@ -399,3 +399,35 @@ func TestMultipathZeroAlloc(t *testing.T) {
 		t.Errorf("%v allocations per write and read through two paths, want 0", n)
 	}
 }
+
+// TestCntlIDRange: two targets serving one subsystem for multipath give
+// their controllers IDs from disjoint ranges (min_cntlid, max_cntlid), so
+// a host that joins them into one subsystem never sees one ID twice; a
+// range that is used up refuses the next controller, saying so.
+func TestCntlIDRange(t *testing.T) {
+	mem, err := backend.NewMem(4<<20, 512)
+	testutil.SkipIfNotSupported(t, err)
+	t.Cleanup(func() { mem.Close() })
+	start := func(lo, hi uint16) string {
+		tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
+		ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, AllowedHosts: []string{testHost}, MinCntlID: lo, MaxCntlID: hi})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startTargetWith(t, tgt, ss, &sharedStorage{Backend: mem}, 0).addr
+	}
+	a, b := start(1, 2), start(3, 4)
+	tt := func(addr string) testTarget { return testTarget{addr: addr, subnqn: realNQN, nsid: 1} }
+	var ids []uint16
+	for _, addr := range []string{a, a, b, b} {
+		ids = append(ids, connect(t, tt(addr), func(c *initiator.Config) { c.Options.HostNQN = testHost }).CntlID())
+	}
+	if ids[0] == ids[1] || ids[2] == ids[3] || ids[0] > 2 || ids[1] > 2 || ids[2] < 3 || ids[3] < 3 || ids[2] > 4 || ids[3] > 4 {
+		t.Errorf("controller IDs %v: want A's in 1-2 and B's in 3-4", ids)
+	}
+	_, err = initiator.Connect(context.Background(), initiator.Config{Addr: "tcp://" + a, SubNQN: realNQN, CtrlLossTimeout: -1,
+		Options: initiator.Options{HostNQN: testHost, Logger: slog.New(slog.DiscardHandler)}})
+	if err == nil {
+		t.Fatal("a third controller on A connected with its range (1-2) used up")
+	}
+}
