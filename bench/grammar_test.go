@@ -522,3 +522,15 @@ func TestZonedRangesLikeFio(t *testing.T) {
 		t.Errorf("rw=read:-8k (fio's backwards-read.fio): modifier %d, %v", j.RWModifier, err)
 	}
 }
+
+// TestUnsetVariableNamed: fio's examples/libcufile-cufile.fio needs
+// FIO_DIR; without it the error says so.
+func TestUnsetVariableNamed(t *testing.T) {
+	secs, err := ParseJobFile(strings.NewReader("[j]\nioengine=null\ndirectory=${FP_SURELY_UNSET_VAR}\n"), "v.fio")
+	if err == nil {
+		_, err = BuildJobs(nil, secs, nil)
+	}
+	if err == nil || !strings.Contains(err.Error(), "v.fio:3 (${FP_SURELY_UNSET_VAR} is empty): job j: option directory: needs a value") {
+		t.Errorf("error %v", err)
+	}
+}

@@ -104,9 +104,14 @@ func (p *jobParser) parse(r io.Reader, name string, depth int) error {
 		}
 		k, v, _ := strings.Cut(t, "=")
 		k = strings.TrimSpace(k)
-		v, err := expandValue(strings.TrimSpace(v))
+		raw := strings.TrimSpace(v)
+		v, err := expandValue(raw)
 		if err != nil {
 			return fmt.Errorf("%s: option %s: %w", where, k, err)
+		}
+		if v == "" && strings.Contains(raw, "${") {
+			// fio substitutes nothing for an unset variable; say which.
+			where += " (" + raw + " is empty)"
 		}
 		o := Option{Name: k, Value: v}
 		switch {

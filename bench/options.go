@@ -139,7 +139,7 @@ var optionSpecs = []optionSpec{
 			return nil
 		}
 		if v == "offload" {
-			return errors.New("offload (a submission thread pool) is not implemented; jobs submit inline")
+			return fmt.Errorf("%w: offload (a submission thread pool) is not implemented; jobs submit inline", ErrRefusedOption)
 		}
 		return fmt.Errorf("%q: want inline or offload", v)
 	}},
