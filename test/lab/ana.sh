@@ -28,40 +28,6 @@ rpc() { timeout 60 "$FP" rpc -s "$SOCK" "$@"; }
 la() { echo "{\"trtype\": \"TCP\", \"adrfam\": \"IPv4\", \"traddr\": \"127.0.0.1\", \"trsvcid\": \"$1\"}"; }
 cat /sys/module/nvme_core/parameters/multipath
 
-# path_of PORT — the multipath path device (nvmeXcYn1) of the controller
-# connected through PORT.
-path_of() {
-	local c p
-	c=$(ctrl_of "$1") || return 1
-	for p in /sys/block/nvme*c"${c#nvme}"n1; do
-		[ -e "$p" ] && { echo "${p##*/}"; return 0; }
-	done
-	return 1
-}
-
-# ctrl_of PORT — the controller (nvmeN) connected through PORT.
-ctrl_of() {
-	local c
-	for c in /sys/class/nvme/nvme*; do
-		grep -q "trsvcid=$1\b" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
-	done
-	return 1
-}
-
-# wait_ana PORT REGEX TIMEOUT_S — wait until the path through PORT has an
-# ana_state matching REGEX.
-wait_ana() {
-	local t=$(($3 * 10)) p st=
-	while [ $t -gt 0 ]; do
-		if p=$(path_of "$1"); then
-			st=$(cat "/sys/block/$p/ana_state" 2>/dev/null || true)
-			[[ $st =~ ^($2)$ ]] && { echo "port $1 ($p): $st"; return 0; }
-		fi
-		sleep 0.1; t=$((t - 1))
-	done
-	lab_fail "the path through port $1 is ${st:-missing}, want $2"
-}
-
 fp_step "flashpath target: one subsystem on listener B ($PB) from the file and A ($PA) added over the JSON-RPC"
 cat >"$FP_WORK/ana.yaml" <<CONF
 listeners: [tcp://127.0.0.1:$PB]
@@ -78,8 +44,8 @@ fp_step "the kernel host connects through both: one namespace, two optimized pat
 fp_connect -n "$NQN" --hostnqn "$FP_HOSTNQN" --reconnect-delay 1 --ctrl-loss-tmo 60
 timeout 60 nvme connect -t tcp -a 127.0.0.1 -s "$PB" -n "$NQN" --hostnqn "$FP_HOSTNQN" --reconnect-delay 1 --ctrl-loss-tmo 60
 ns=$(fp_ns "$NQN" 1 30) || lab_fail "no namespace 1"
-wait_ana "$PA" optimized 10
-wait_ana "$PB" optimized 10
+fp_wait_ana "$PA" optimized 10
+fp_wait_ana "$PB" optimized 10
 nvme list-subsys 2>/dev/null || true
 nvme ana-log "$(fp_ctrl "$NQN")" 2>/dev/null | head -n 20 || true
 fp_dmesg_mark
@@ -89,20 +55,20 @@ fio_pid=$!
 
 fp_step "listener A inaccessible over the RPC: the host sees it and writes through B"
 rpc nvmf_subsystem_listener_set_ana_state "{\"nqn\": \"$NQN\", \"listen_address\": $(la "$PA"), \"ana_state\": \"inaccessible\"}"
-wait_ana "$PA" inaccessible 20
-wait_ana "$PB" optimized 5
+fp_wait_ana "$PA" inaccessible 20
+fp_wait_ana "$PB" optimized 5
 rpc nvmf_subsystem_get_listeners "{\"nqn\": \"$NQN\"}" | grep -c inaccessible
 
 fp_step "listener A removed: its path fails, I/O goes on through B"
 rpc nvmf_subsystem_remove_listener "{\"nqn\": \"$NQN\", \"listen_address\": $(la "$PA")}"
-cA=$(ctrl_of "$PA") || lab_fail "no controller through port $PA"
+cA=$(fp_ctrl_of "$PA") || lab_fail "no controller through port $PA"
 fp_wait_state "$cA" "connecting|resetting" 20 || lab_fail "$cA stayed live after its listener went"
 for x in /sys/class/nvme/nvme*; do echo "${x##*/}: $(cat "$x/state") $(cat "$x/address")"; done
 
 fp_step "listener A back, optimized: the host reconnects it"
 rpc nvmf_subsystem_add_listener "{\"nqn\": \"$NQN\", \"listen_address\": $(la "$PA")}"
-wait_ana "$PA" optimized 40
-wait_ana "$PB" optimized 5
+fp_wait_ana "$PA" optimized 40
+fp_wait_ana "$PB" optimized 5
 
 fp_step "fio ran through every change"
 wait "$fio_pid" || lab_fail "fio failed: $(tail -n 20 "$FP_WORK/fio.txt")"

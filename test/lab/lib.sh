@@ -126,6 +126,40 @@ fp_ns() {
 	return 1
 }
 
+# fp_path_of PORT — the multipath path device (nvmeXcYn1) of the controller
+# connected through PORT.
+fp_path_of() {
+	local c p
+	c=$(fp_ctrl_of "$1") || return 1
+	for p in /sys/block/nvme*c"${c#nvme}"n1; do
+		[ -e "$p" ] && { echo "${p##*/}"; return 0; }
+	done
+	return 1
+}
+
+# fp_ctrl_of PORT — the controller (nvmeN) connected through PORT.
+fp_ctrl_of() {
+	local c
+	for c in /sys/class/nvme/nvme*; do
+		grep -q "trsvcid=$1\b" "$c/address" 2>/dev/null && { echo "${c##*/}"; return 0; }
+	done
+	return 1
+}
+
+# fp_wait_ana PORT REGEX TIMEOUT_S — wait until the path through PORT has an
+# ana_state matching REGEX.
+fp_wait_ana() {
+	local t=$(($3 * 10)) p st=
+	while [ $t -gt 0 ]; do
+		if p=$(fp_path_of "$1"); then
+			st=$(cat "/sys/block/$p/ana_state" 2>/dev/null || true)
+			[[ $st =~ ^($2)$ ]] && { echo "port $1 ($p): $st"; return 0; }
+		fi
+		sleep 0.1; t=$((t - 1))
+	done
+	lab_fail "the path through port $1 is ${st:-missing}, want $2"
+}
+
 # fp_ns_gone DEV [TIMEOUT_S] — wait until block device DEV is gone.
 fp_ns_gone() {
 	local t=$(( ${2:-20} * 10 ))
