@@ -77,3 +77,63 @@ func TestSyncEngineLatency(t *testing.T) {
 			st.slat.n, st.Clat.n, st.Clat.sum, st.Lat.sum)
 	}
 }
+
+// TestRWModifier: rw's :N modifier as fio runs it: rw=read:8k reads with
+// an 8k hole after each I/O; rw=randread:4 takes a new random offset
+// for the first I/O and every 4th after it and goes on sequentially from
+// it in between (fio 3.33: 61440 65536 69632 73728 774144 ...), or
+// repeats it with rw_sequencer=identical.
+func TestRWModifier(t *testing.T) {
+	run := func(rw string, mod int64, identical bool) [][2]int64 {
+		jobs := mustJobs(t, Option{"ioengine", "test-record"}, Option{"rw", rw}, Option{"bs", "4k"}, Option{"size", "1m"},
+			Option{"number_ios", "12"})
+		jobs[0].RWModifier, jobs[0].RWSequencerIdentical = mod, identical
+		if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+			t.Fatal(err)
+		}
+		return lastRecordEngine.ios
+	}
+	for i, io := range run("read", 8192, false) {
+		if io[0] != int64(i)*12288 {
+			t.Fatalf("rw=read:8k: I/O %d at %d, want %d", i, io[0], i*12288)
+		}
+	}
+	for _, identical := range []bool{false, true} {
+		ios := run("randread", 4, identical)
+		for i := 1; i < len(ios); i++ {
+			want := ios[i-1][0] + 4096
+			if identical {
+				want = ios[i-1][0]
+			}
+			if i%4 != 0 && ios[i][0] != want {
+				t.Fatalf("rw=randread:4 identical=%v: I/O %d at %d, want %d (%v)", identical, i, ios[i][0], want, ios)
+			}
+		}
+		if ios[4][0] == ios[3][0]+4096 && ios[8][0] == ios[7][0]+4096 {
+			t.Fatalf("rw=randread:4: no random offset every 4th I/O: %v", ios)
+		}
+	}
+}
+
+// TestSizePercentOfEngine: size=N% and offset=N% that the job file could
+// not resolve (a target only the engine can size) are percents of the
+// engine's size, on the block grid (fio's size_percent, offset percent).
+func TestSizePercentOfEngine(t *testing.T) {
+	jobs := mustJobs(t, Option{"ioengine", "test-mem"}, Option{"rw", "read"}, Option{"bs", "4k"})
+	jobs[0].SizePct, jobs[0].OffsetPct = 25, 50
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rep.Groups[0].Jobs[0].Dir[DirRead].IOs; n != 64 {
+		t.Fatalf("size=25%% of 1 MiB: %d reads of 4k, want 64", n)
+	}
+	jobs = mustJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "read"}, Option{"bs", "4k"}, Option{"number_ios", "2"})
+	jobs[0].SizePct, jobs[0].OffsetPct = 1, 30
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	if off, want := lastRecordEngine.ios[0][0], int64(1<<40)*3/10/4096*4096; off != want {
+		t.Fatalf("offset=30%% of 1 TiB: first I/O at %d, want %d", off, want)
+	}
+}

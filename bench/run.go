@@ -242,9 +242,13 @@ func filename(j *Job, clone int) string {
 	return filepath.Join(dir, j.Name+"."+strconv.Itoa(clone)+".0")
 }
 
-// filenames are the clone's nrfiles files, JOB.CLONE.N in directory=
-// (nil with one file).
+// filenames are the clone's nrfiles files: those of filename=a:b (every
+// clone shares them, as in fio), or JOB.CLONE.N in directory= (nil with
+// one file).
 func filenames(j *Job, clone int) []string {
+	if len(j.Filenames) > 1 {
+		return j.Filenames
+	}
 	if j.NrFiles <= 1 {
 		return nil
 	}

@@ -198,6 +198,13 @@ type worker struct {
 	poisson   bool
 	prnd      rng  // poisson gaps, apart from the offsets' generator
 	twPending bool // trimwrite: twBlock was trimmed, its write is next
+	// rw's :N modifier: a sequential job's hole after each I/O, in blocks;
+	// a random job's I/Os left before the next random offset (fio's
+	// ddir_seq_nr), and each direction's last block.
+	seqSkip [numDirs]uint64
+	seqLeft int64
+	lastBlk [numDirs]uint64
+	runNext [numDirs]uint64 // the block after the last I/O
 	// cover is fio's random map for random jobs with bssplit: the blocks
 	// of each direction the pass has done (an I/O covers several).
 	cover   [numDirs]coverMap
@@ -266,6 +273,20 @@ func (w *worker) setup(filename string) error {
 
 	w.offset = j.CloneOffset(w.index)
 	w.size = j.RegionSize()
+	if j.OffsetPct > 0 || j.SizePct > 0 {
+		// size=N%, offset=N%: of the file or device, on the grid of the
+		// smallest block size (fio's size_percent, start_offset_percent).
+		real, grid := eng.Size(), int64(minBS(j))
+		if real <= 0 {
+			return errors.New("option size: a percent needs the target's size, which the engine cannot tell")
+		}
+		if j.OffsetPct > 0 {
+			w.offset = int64(float64(real)*j.OffsetPct/100)/grid*grid + int64(w.index)*j.OffsetIncrement
+		}
+		if j.SizePct > 0 {
+			w.size = min(int64(float64(real)*j.SizePct/100), real-w.offset) / grid * grid
+		}
+	}
 	if w.size == 0 {
 		w.size = eng.Size() - w.offset
 		if w.size <= 0 {
@@ -275,6 +296,18 @@ func (w *worker) setup(filename string) error {
 	w.ioSize = j.IOSize
 	if w.ioSize == 0 {
 		w.ioSize = w.size * int64(j.NrFiles)
+	}
+	if m := j.RWModifier; m > 0 {
+		w.seqLeft = 1 // the first I/O takes a random offset
+		for d := range numDirs {
+			if j.RW.Random || !j.issues(Direction(d)) {
+				continue
+			}
+			if m%int64(j.BS[d]) != 0 {
+				return fmt.Errorf("option rw: the hole of %d bytes after each I/O must be a multiple of the %s block size %d here", m, Direction(d), j.BS[d])
+			}
+			w.seqSkip[d] = uint64(m / int64(j.BS[d]))
+		}
 	}
 	w.seed = 0x5eed ^ j.RandSeed
 	if !j.RandRepeat {
@@ -772,9 +805,17 @@ func (w *worker) next(io *IO) bool {
 	case trimWrite && w.twPending:
 		// trimwrite: write the block just trimmed.
 		blk, w.twPending = w.twBlock, false
+	case j.RW.Random && j.RWModifier > 1 && w.seqRun():
+		// rw=randread:N: N-1 I/Os after each random one go on from it
+		// (or, rw_sequencer=identical, repeat it).
+		blk = w.lastBlk[d]
+		if !j.RWSequencerIdentical {
+			blk = w.runNext[d]
+		}
 	case !j.RW.Random:
+		// rw=read:N (N bytes): sequential with a hole of N after each I/O.
 		blk = w.seqNext[d]
-		if w.seqNext[d]++; w.seqNext[d] == w.nblocks[d] {
+		if w.seqNext[d] += 1 + w.seqSkip[d]; w.seqNext[d] >= w.nblocks[d] {
 			w.seqNext[d] = 0
 			w.wrapped()
 		}
@@ -792,6 +833,10 @@ func (w *worker) next(io *IO) bool {
 	}
 	if trimWrite && d == DirTrim {
 		w.twBlock, w.twPending = blk, true
+	}
+	w.lastBlk[d], w.runNext[d] = blk, blk+1
+	if w.runNext[d] >= w.nblocks[d] {
+		w.runNext[d] = 0
 	}
 	bs := j.BS[d]
 	io.File, blk = w.place(d, blk)
@@ -1027,6 +1072,28 @@ func (w *worker) claim(d Direction, file int, blk uint64, n int) int {
 		w.wrapped()
 	}
 	return k
+}
+
+// minBS is the smallest block size the job issues (fio's rw_min_bs).
+func minBS(j *Job) int {
+	m := 0
+	for d := range numDirs {
+		if j.issues(Direction(d)) && (m == 0 || j.BS[d] < m) {
+			m = j.BS[d]
+		}
+	}
+	return max(m, 1)
+}
+
+// seqRun counts an I/O of rw=randread:N and reports whether it follows
+// on from the last (true) or takes a new random offset: the first, then
+// every Nth, as fio's ddir_seq_nr.
+func (w *worker) seqRun() bool {
+	if w.seqLeft--; w.seqLeft > 0 {
+		return true
+	}
+	w.seqLeft = w.job.RWModifier
+	return false
 }
 
 // peekDir returns the direction of the next I/O, choosing it (rwmixread)
