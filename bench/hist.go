@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"math/big"
 	"math/bits"
 )
 
@@ -121,13 +122,12 @@ func (h *Histogram) Stddev() float64 {
 
 // Percentile returns the value at percentile p (0 < p <= 100) as fio's
 // calc_clat_percentiles does: the middle of the first bucket at which
-// p% of the values are counted (fio's plat_idx_to_val).
+// fioRank(p, N) of the values are counted (fio's plat_idx_to_val).
 func (h *Histogram) Percentile(p float64) uint64 {
 	if h.n == 0 {
 		return 0
 	}
-	rank := uint64(math.Ceil(p / 100 * float64(h.n)))
-	rank = max(rank, 1)
+	rank := fioRank(p, h.n)
 	var seen uint64
 	for i, c := range h.counts {
 		seen += c
@@ -138,6 +138,24 @@ func (h *Histogram) Percentile(p float64) uint64 {
 	}
 	lo, w := histRange(histBuckets - 1)
 	return lo + w/2
+}
+
+// fioRank is how many of n values fio counts before it takes a bucket as
+// percentile p: the least count with count >= p / 100.0 * n, which fio
+// computes in long double. The rank is that of fio on x86-64, whose long
+// double has a 64-bit mantissa: there p=30 of 50 values is the 16th, not
+// the 15th (0.3 rounds up in 64 bits, and 15 a hair above 15 rounds up
+// again), so the same latencies give the same percentiles as fio.
+func fioRank(p float64, n uint64) uint64 {
+	const prec = 64 // x87 extended precision
+	x := new(big.Float).SetPrec(prec).SetFloat64(p)
+	x.Quo(x, new(big.Float).SetPrec(prec).SetFloat64(100))
+	x.Mul(x, new(big.Float).SetPrec(prec).SetUint64(n))
+	r, _ := x.Uint64() // truncated
+	if new(big.Float).SetPrec(prec).SetUint64(r).Cmp(x) < 0 {
+		r++
+	}
+	return max(r, 1)
 }
 
 // DefaultPercentiles are fio's default percentile_list.

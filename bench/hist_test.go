@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -33,7 +36,7 @@ func TestHistogramPercentilesWithinOnePercent(t *testing.T) {
 	}
 	slices.Sort(vals)
 	for _, p := range DefaultPercentiles {
-		exact := vals[int(math.Ceil(p/100*float64(len(vals))))-1]
+		exact := vals[fioRank(p, uint64(len(vals)))-1] // the value at fio's rank
 		got := h.Percentile(p)
 		if rel := math.Abs(float64(got)-float64(exact)) / float64(exact); rel > 0.01 {
 			t.Errorf("p%v = %d, exact %d (%.2f%% off)", p, got, exact, 100*rel)
@@ -100,6 +103,40 @@ func TestHistogramBucketsAreFios(t *testing.T) {
 		if h.Percentile(50) != fioVal(fioIdx(v)) {
 			t.Fatalf("p50 of {%d} = %d, fio prints %d", v, h.Percentile(50), fioVal(fioIdx(v)))
 		}
+	}
+}
+
+// TestPercentileRankIsFios: a percentile is the value at fio's rank,
+// compared in long double as fio 3.33's calc_clat_percentiles does on
+// x86-64 (testdata/fio-3.33-percentile-rank.txt, from compiling fio's
+// test): p30 of 50 values is the 16th.
+func TestPercentileRankIsFios(t *testing.T) {
+	b, err := os.ReadFile("testdata/fio-3.33-percentile-rank.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		var p float64
+		var n, want uint64
+		if _, err := fmt.Sscanf(line, "%g %d %d", &p, &n, &want); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if got := fioRank(p, n); got != want {
+			t.Errorf("rank of p%v among %d values: %d, fio's %d", p, n, got, want)
+		}
+		cases++
+	}
+	// And through a histogram: 50 exact values 1..50, p30 is 16.
+	var h Histogram
+	for v := uint64(1); v <= 50; v++ {
+		h.Record(v)
+	}
+	if got := h.Percentile(30); got != 16 || cases < 400 {
+		t.Errorf("p30 of 1..50 = %d, fio prints 16 (%d table cases)", got, cases)
 	}
 }
 
