@@ -221,6 +221,26 @@ var engineOptionNotes = map[string]string{
 	"hipri_percentage":   "not implemented",
 }
 
+// flashpathEngineOptions describe the options of flashpath's own engines
+// (fio has no text for them).
+var flashpathEngineOptions = map[string]string{
+	"hdr_digest":         "NVMe/TCP header digest (CRC32C) on every PDU [nvme-tcp]",
+	"data_digest":        "NVMe/TCP data digest (CRC32C) on every data PDU [nvme-tcp]",
+	"hostnqn":            "the host NQN the controller sees [nvme-tcp, nvme-rdma, gpu]",
+	"dhchap_secret":      "DH-HMAC-CHAP host secret, DHHC-1:... (nvme connect --dhchap-secret) [nvme-tcp, nvme-rdma]",
+	"dhchap_ctrl_secret": "DH-HMAC-CHAP controller secret for bidirectional authentication [nvme-tcp, nvme-rdma]",
+	"reconnect_delay":    "wait between reconnect attempts after a lost connection (default 2s) [nvme-tcp, nvme-rdma]",
+	"ctrl_loss_tmo":      "give up reconnecting after this long (default 60s; 0: never retry) [nvme-tcp, nvme-rdma]",
+	"busy_poll":          "poll the connection this long before the reader sleeps (default 50us; 0: off) [nvme-tcp]",
+	"polled":             "the job's goroutine reads its own connection (default 1), as fio's polled engines [nvme-tcp]",
+	"tls_key":            "TLS 1.3 with this PSK, NVMeTLSkey-1:... (nvme connect --tls) [nvme-tcp]",
+	"gpu":                "GPU ordinal the buffers live on (default 0) [gpu, cufile]",
+	"gpu_path":           "auto, cufile or bounce: how data reaches the GPU (default auto) [gpu]",
+	"gpu_threads":        "threads of the transfer under each job [gpu, cufile]",
+	"gpu_reader":         "bounce path reader: auto, io_uring, pread or mmap [gpu]",
+	"cufile_io":          "cuFile API: auto, batch or sync [gpu, cufile]",
+}
+
 func refuse(name, why string) optionSpec {
 	return optionSpec{name: name, support: Refused, help: why}
 }
@@ -285,7 +305,7 @@ func OptionTable() []OptionInfo {
 		for _, o := range e.options {
 			if _, ok := seen[o]; !ok {
 				seen[o] = -1
-				extra = append(extra, OptionInfo{Name: o, Note: "engine option of " + strings.Join(takes(o), ", "),
+				extra = append(extra, OptionInfo{Name: o, Fio: flashpathEngineOptions[o], Note: "engine option of " + strings.Join(takes(o), ", "),
 					Engines: takes(o), Bool: e.bools[o]})
 			}
 		}
