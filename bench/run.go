@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -221,6 +222,11 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 		if cerr := w.close(); cerr != nil {
 			r.Err = errors.Join(r.Err, fmt.Errorf("close: %w", cerr))
 		}
+		if w.job.Unlink {
+			if uerr := unlinkFiles(w.job, w.index); uerr != nil {
+				r.Err = errors.Join(r.Err, uerr)
+			}
+		}
 		if r.Err != nil {
 			errs = append(errs, fmt.Errorf("job %s (%d): %w", w.job.Name, w.index, r.Err))
 		}
@@ -261,6 +267,26 @@ func filenames(j *Job, clone int) []string {
 		out[i] = filepath.Join(dir, j.Name+"."+strconv.Itoa(clone)+"."+strconv.Itoa(i))
 	}
 	return out
+}
+
+// unlinkFiles is fio's unlink=1: the clone's regular files are removed
+// once it is done (never a device; one already gone is not an error, as
+// clones may share a file).
+func unlinkFiles(j *Job, clone int) error {
+	names := filenames(j, clone)
+	if names == nil {
+		names = []string{filename(j, clone)}
+	}
+	var errs []error
+	for _, n := range names {
+		if st, err := os.Lstat(n); err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		if err := os.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("option unlink: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Grouped sums the jobs of g into one result, as fio's group_reporting.

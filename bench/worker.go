@@ -411,6 +411,14 @@ func (w *worker) run() error {
 		}
 		defer restore() // runs before the unlock above
 	}
+	if j := w.job; j.Nice != 0 || j.Prio >= 0 || j.PrioClass >= 0 {
+		// Not unlocked: the thread ends with the goroutine, and its
+		// priority with it.
+		runtime.LockOSThread()
+		if err := setThreadPriority(j); err != nil {
+			return err
+		}
+	}
 	if !w.shared {
 		u0, s0 := threadCPU()
 		defer func() {
