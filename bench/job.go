@@ -269,9 +269,10 @@ type Job struct {
 	// "\\:" an escaped colon), in order; Filename is then the first, and
 	// nil with one name.
 	Filenames []string
-	// SizePct and OffsetPct are size=N% and offset=N%: a percent of the
-	// file or device's size (0: not given; Size and Offset hold bytes).
-	SizePct, OffsetPct float64
+	// SizePct, OffsetPct and OffsetIncrementPct are size=N%, offset=N%
+	// and offset_increment=N%: a percent of the file or device's size (0:
+	// not given; Size, Offset and OffsetIncrement hold bytes).
+	SizePct, OffsetPct, OffsetIncrementPct float64
 	// RWModifier is rw's ":<nr>" offset modifier: for sequential patterns
 	// the bytes skipped after each I/O (rw=read:8k, sequential with holes),
 	// for random ones the I/Os issued per new random offset (rw=randread:8),
@@ -340,6 +341,24 @@ type Job struct {
 	// kb_base, parsed first, comes first of its part).
 	Options       [][2]string
 	GlobalOptions [][2]string
+
+	// VerifyInterval is verify_interval: bytes per verify header (0: the
+	// smallest write block size, fio's default); it must divide it.
+	VerifyInterval int
+	// RandomPct is percentage_random per direction: the share of a random
+	// job's I/Os at a random offset, the others following on from the
+	// last (0: not given, fio's 100).
+	RandomPct [numDirs]int
+	// WaitFor is wait_for: the name of a job of the same group this one
+	// starts after (all its clones done), as fio's.
+	WaitFor string
+	// ExitAllOnError is exitall_on_error: a failing job ends the others;
+	// ExitWhat is exit_what (with exitall): "group" (fio's default), the
+	// jobs of this group; "stonewall", those up to the next stonewall
+	// (the same here: a group ends at one); "all", every job, later
+	// groups too.
+	ExitAllOnError bool
+	ExitWhat       string
 
 	// Swept are the list-valued options that produced this job, with the
 	// value it got ("iodepth=32"); empty when the job is not a sweep point.
