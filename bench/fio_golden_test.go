@@ -264,6 +264,12 @@ func TestJSONPlusReadByFioJsonplusClat2csv(t *testing.T) {
 		t.Skip("fio_jsonplus_clat2csv not installed (Debian/Ubuntu: apt-get install fio): fio's json+ reader not checked")
 	}
 	dir := t.TempDir()
+	// The control: the tool on fio's own json+ for the same job. Where that
+	// fails the tool cannot run here (Debian's fio does not pull in the
+	// python3-six it imports), which says nothing about the bench.
+	if b, err := exec.Command(tool, "testdata/fio-3.33-null.json+", filepath.Join(dir, "fio.csv")).CombinedOutput(); err != nil {
+		t.Skipf("fio_jsonplus_clat2csv fails on fio's own json+ here (python3-six missing?): %v\n%s", err, b)
+	}
 	rep := runGolden(t)
 	var out bytes.Buffer
 	if err := rep.WriteJSONPlus(&out); err != nil {
@@ -542,6 +548,24 @@ func TestLogsReadByFio2gnuplot(t *testing.T) {
 	if err != nil {
 		t.Skip("fio2gnuplot not installed (Debian/Ubuntu: apt-get install fio): fio's log reader not checked")
 	}
+	// The control: the tool on a bw log fio wrote (log_avg_msec=500, as
+	// the bench's samples). Where that fails the tool cannot run here.
+	ctl := t.TempDir()
+	fioLog, err := os.ReadFile("testdata/fio-3.33-null_bw.1.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctl, "ctl_bw.1.log"), fioLog, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(ctl, "plot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tool, "-b", "-d", filepath.Join(ctl, "plot")+"/")
+	cmd.Dir = ctl
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("fio2gnuplot fails on fio's own log here (python3-six missing?): %v\n%s", err, b)
+	}
 	dir := t.TempDir()
 	// Two 500 ms samples: the smallest run that logs more than one.
 	_, err = runJobs(t, opts("ioengine=null", "rw=randread", "bs=4k", "size=1m", "time_based=1", "runtime=1100ms",
@@ -573,7 +597,7 @@ func TestLogsReadByFio2gnuplot(t *testing.T) {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tool, "-b", "-d", out)
+	cmd = exec.Command(tool, "-b", "-d", out)
 	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("fio2gnuplot: %v\n%s", err, b)
