@@ -55,4 +55,25 @@ func benchExecute(b *testing.B, op uint8) {
 }
 
 func BenchmarkExecuteRead4K(b *testing.B)  { benchExecute(b, nvmeof.NVMRead) }
+
+// BenchmarkExecuteRead4KBatch32 is the read with NVMe/TCP's batch clock
+// (BatchClock): one clock reading per 32 commands for the statistics, and
+// one more at the batch's end.
+func BenchmarkExecuteRead4KBatch32(b *testing.B) {
+	q, r := execSetup(b, nvmeof.NVMRead)
+	q.BatchClock()
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		q.Execute(r)
+		if i++; i%32 == 0 {
+			q.EndBatch()
+		}
+	}
+	q.EndBatch()
+	if !r.Status().OK() {
+		b.Fatal(r.Status())
+	}
+}
 func BenchmarkExecuteWrite4K(b *testing.B) { benchExecute(b, nvmeof.NVMWrite) }

@@ -21,7 +21,7 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 	if !q.ctrl.ready.Load() {
 		return nvmeof.StatusCommandSequenceError | nvmeof.StatusDNR, false
 	}
-	start := nanotime()
+	start := q.startTime()
 	if r.Cmd.Opcode() == nvmeof.NVMFlush && r.Cmd.NSID() == 0xFFFFFFFF {
 		return q.flushAll(start), false
 	}
@@ -63,6 +63,18 @@ func (q *Queue) flushAll(start int64) nvmeof.Status {
 // written).
 func (q *Queue) done(ns *Namespace, op Op, n int64, start int64) {
 	ns.stats.done(op, n, start)
+	q.countHost(op, n)
+}
+
+// doneHere is done on the queue's goroutine, where the latency may wait
+// for the batch's clock reading (EndBatch).
+func (q *Queue) doneHere(ns *Namespace, op Op, n int64, start int64) {
+	q.stat(ns, op, n, start)
+	q.countHost(op, n)
+}
+
+// countHost counts the data a command of the host's moved.
+func (q *Queue) countHost(op Op, n int64) {
 	switch op {
 	case OpRead:
 		q.ctrl.host.bytesRead.Add(uint64(n))
@@ -111,13 +123,13 @@ func (q *Queue) execSync(r *Request, ns *Namespace, start int64) nvmeof.Status {
 			if err := ns.Backend.ReadAt(r.Data, off); err != nil {
 				return ns.status(OpRead, err)
 			}
-			q.done(ns, OpRead, n, start)
+			q.doneHere(ns, OpRead, n, start)
 		case nvmeof.NVMWrite:
 			fua := r.Cmd.FUA() || c.vwcOff.Load()
 			if err := ns.Backend.WriteAt(r.Data, off, fua); err != nil {
 				return ns.status(OpWrite, err)
 			}
-			q.done(ns, OpWrite, n, start)
+			q.doneHere(ns, OpWrite, n, start)
 		case nvmeof.NVMCompare:
 			return q.compare(ns, r.Data, off, start)
 		}
@@ -214,7 +226,7 @@ func (q *Queue) compare(ns *Namespace, want []byte, off int64, start int64) nvme
 	if err := ns.Backend.ReadAt(buf.B, off); err != nil {
 		return ns.status(OpCompare, err)
 	}
-	q.done(ns, OpCompare, int64(len(want)), start)
+	q.doneHere(ns, OpCompare, int64(len(want)), start)
 	if !bytes.Equal(buf.B, want) {
 		return nvmeof.StatusCompareFailure | nvmeof.StatusDNR
 	}

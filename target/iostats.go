@@ -145,12 +145,87 @@ type nsStats struct {
 
 // done counts a command of op that succeeded, moved or covered n bytes
 // and started at start (nanotime).
-func (s *nsStats) done(op Op, n int64, start int64) {
+func (s *nsStats) done(op Op, n int64, start int64) { s.count(op, n, nanotime()-start) }
+
+// count counts a command of op that succeeded after lat nanoseconds.
+func (s *nsStats) count(op Op, n int64, lat int64) {
 	o := &s.ops[op]
-	o.lat.observe(nanotime() - start)
+	o.lat.observe(lat)
 	if n > 0 {
 		o.bytes.Add(uint64(n))
 	}
+}
+
+// batchClock spares the I/O path two clock readings per command (on a
+// VM's kvm-clock they were 40% of a 4 KiB read's time in the core): a
+// transport that runs what one receive gave it and then sends the
+// completions together (NVMe/TCP) calls BatchClock once and EndBatch
+// after each batch. Each command of a batch then starts at the batch's
+// first clock reading, and the successful reads, writes and compares run
+// on the queue's goroutine are counted at EndBatch with one more: their
+// latency runs to the moment the batch's completions are handed to the
+// transport. Without BatchClock the clock is read per command.
+type batchClock struct {
+	on   bool
+	now  int64 // the batch's start (nanotime); 0 until read
+	n    int
+	pend [maxPendingStats]pendingStat
+}
+
+// maxPendingStats bounds the commands a batch counts at its end; a batch
+// with more counts them as they come.
+const maxPendingStats = 64
+
+type pendingStat struct {
+	ns       *Namespace
+	op       Op
+	n, start int64
+}
+
+// BatchClock makes the queue read the clock for its statistics once per
+// batch; the transport then calls EndBatch after each batch, on the
+// goroutine that runs Execute.
+func (q *Queue) BatchClock() { q.clk.on = true }
+
+// EndBatch counts the batch's commands with one clock reading and starts
+// the next batch (see BatchClock).
+func (q *Queue) EndBatch() {
+	k := &q.clk
+	if k.n > 0 {
+		now := nanotime()
+		for i := range k.pend[:k.n] {
+			p := &k.pend[i]
+			p.ns.stats.count(p.op, p.n, now-p.start)
+			p.ns = nil
+		}
+		k.n = 0
+	}
+	k.now = 0
+}
+
+// startTime is when a command starts: the batch's start under
+// BatchClock, else now.
+func (q *Queue) startTime() int64 {
+	k := &q.clk
+	if !k.on {
+		return nanotime()
+	}
+	if k.now == 0 {
+		k.now = nanotime()
+	}
+	return k.now
+}
+
+// stat counts a successful command on ns, at the batch's end under
+// BatchClock.
+func (q *Queue) stat(ns *Namespace, op Op, n, start int64) {
+	k := &q.clk
+	if !k.on || k.n == len(k.pend) {
+		ns.stats.done(op, n, start)
+		return
+	}
+	k.pend[k.n] = pendingStat{ns: ns, op: op, n: n, start: start}
+	k.n++
 }
 
 // OpStats is a snapshot of one operation's counters on a namespace.

@@ -269,3 +269,35 @@ func TestStatsWhileIO(t *testing.T) {
 		t.Errorf("%d writes counted, want %d", last, n)
 	}
 }
+
+// TestBatchClock: under BatchClock the reads and writes of a batch count
+// at EndBatch, all of them, with their bytes and latencies from the
+// batch's one start; a batch longer than the pending table counts the
+// rest as they come; Closed counts what a last batch left.
+func TestBatchClock(t *testing.T) {
+	_, io := ioSetup(t, memBackend(t, 1<<20, 512))
+	ns := io.q.Controller().subsys.Namespace(1)
+	io.q.BatchClock()
+	reads := func() OpStats { return ns.Stats().Ops[OpRead] }
+	for range 3 {
+		io.ok(rwSQE(nvmeof.NVMRead, 1, 0, 8), make([]byte, 4096))
+	}
+	io.ok(rwSQE(nvmeof.NVMWrite, 1, 0, 8), make([]byte, 4096))
+	if o := reads(); o.Commands != 0 {
+		t.Fatalf("before EndBatch: %d reads counted, want them held for the batch's clock", o.Commands)
+	}
+	io.q.EndBatch()
+	if o, w := reads(), ns.Stats().Ops[OpWrite]; o.Commands != 3 || o.Bytes != 3*4096 || w.Commands != 1 || o.Latency[NumLatencyBuckets-1] != 0 {
+		t.Fatalf("after EndBatch: reads %+v, writes %+v", o, w)
+	}
+	for range maxPendingStats + 5 {
+		io.ok(rwSQE(nvmeof.NVMRead, 1, 0, 8), make([]byte, 4096))
+	}
+	if o := reads(); o.Commands != 3+5 {
+		t.Errorf("a batch of %d: %d counted before its end, want the 5 past the table", maxPendingStats+5, o.Commands-3)
+	}
+	io.q.Closed()
+	if o := reads(); o.Commands != 3+maxPendingStats+5 {
+		t.Errorf("after Closed: %d reads, want %d", o.Commands, 3+maxPendingStats+5)
+	}
+}

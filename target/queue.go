@@ -48,6 +48,11 @@ type Queue struct {
 	state           atomic.Uint32 // QueueState
 	entries         atomic.Uint32 // size, for reports
 	authInfo        atomic.Pointer[AuthInfo]
+
+	// clk reads the clock for the I/O statistics once per batch where
+	// the transport asks for it (BatchClock); owned by the queue's
+	// goroutine.
+	clk batchClock
 }
 
 // NewQueue returns a queue for a new connection. local is the address the
@@ -99,6 +104,7 @@ func (q *Queue) Controller() *Controller { return q.ctrl }
 // Closed tells the core the transport connection is gone. Losing the admin
 // queue deletes the controller (and closes its other queues).
 func (q *Queue) Closed() {
+	q.EndBatch()
 	c := q.ctrl
 	if c == nil {
 		return

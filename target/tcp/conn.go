@@ -123,6 +123,10 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		c.rd, c.leave = nc, func() {}
 	}
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
+	// The reader runs what one receive gave it, then flushes the
+	// completions (flushIfIdle): one clock reading per batch for the
+	// statistics.
+	c.q.BatchClock()
 	c.q.SetPort(l.port)
 	c.q.SetAddrs(addrPort(nc.LocalAddr()), addrPort(nc.RemoteAddr()))
 	c.bufs = l.t.HostBuffers(hostAddr(nc.RemoteAddr()))
@@ -320,6 +324,7 @@ func (c *conn) flushIfIdle() error {
 			}
 		}
 	}
+	c.q.EndBatch()
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	return c.flushLocked()
