@@ -54,7 +54,7 @@ func benchExecute(b *testing.B, op uint8) {
 	}
 }
 
-func BenchmarkExecuteRead4K(b *testing.B)  { benchExecute(b, nvmeof.NVMRead) }
+func BenchmarkExecuteRead4K(b *testing.B) { benchExecute(b, nvmeof.NVMRead) }
 
 // BenchmarkExecuteRead4KBatch32 is the read with NVMe/TCP's batch clock
 // (BatchClock): one clock reading per 32 commands for the statistics, and
