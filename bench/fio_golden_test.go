@@ -16,21 +16,25 @@ import (
 )
 
 // The golden files in testdata are fio 3.33's own output for the job
-// files beside them (fio-3.33-null.fio on the null engine; fio-3.33-file.*
+// files beside them (fio-3.33-null.fio on the null engine, fio-3.33-units
+// with kb_base=1000 and unit_base=1; fio-3.33-file.*
 // for fio-3.33-file.fio on a file on a local disk, the source of the
 // disk_util and "global options" shapes). The tests run the same job
 // through the bench and compare fields, their order and their units,
 // not values.
 
 // runGolden runs testdata/fio-3.33-null.fio.
-func runGolden(t *testing.T) *Report {
+func runGolden(t *testing.T) *Report { return runGoldenJob(t, "fio-3.33-null") }
+
+// runGoldenJob runs testdata/NAME.fio.
+func runGoldenJob(t *testing.T, name string) *Report {
 	t.Helper()
-	f, err := os.Open("testdata/fio-3.33-null.fio")
+	f, err := os.Open("testdata/" + name + ".fio")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	secs, err := ParseJobFile(f, "fio-3.33-null.fio")
+	secs, err := ParseJobFile(f, name+".fio")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,29 +354,33 @@ func shapes(text string) []string {
 // output (which adds flashpath's CPU lines, and the lines whose presence
 // depends on values: latency buckets, a bw line after a 500 ms sample).
 func TestTextShapeIsFios(t *testing.T) {
-	golden, err := os.ReadFile("testdata/fio-3.33-null.normal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := runGolden(t)
-	var out strings.Builder
-	if err := rep.WriteText(&out); err != nil {
-		t.Fatal(err)
-	}
-	fio, ours := shapes(string(golden)), shapes(out.String())
-	valueDependent := func(s string) bool {
-		return strings.HasPrefix(s, "lat (unit) :") || strings.HasPrefix(s, "bw (") || strings.HasPrefix(s, "iops :")
-	}
-	i := 0
-	for _, want := range fio {
-		if valueDependent(want) {
-			continue
+	// fio-3.33-units: kb_base=1000 and unit_base=1, sizes in kB and
+	// bandwidth in bits.
+	for _, name := range []string{"fio-3.33-null", "fio-3.33-units"} {
+		golden, err := os.ReadFile("testdata/" + name + ".normal")
+		if err != nil {
+			t.Fatal(err)
 		}
-		for i < len(ours) && ours[i] != want {
-			i++
+		rep := runGoldenJob(t, name)
+		var out strings.Builder
+		if err := rep.WriteText(&out); err != nil {
+			t.Fatal(err)
 		}
-		if i == len(ours) {
-			t.Fatalf("fio's line shape %q missing or out of order in the bench's normal output:\n%s\nshapes:\n%s", want, out.String(), strings.Join(ours, "\n"))
+		fio, ours := shapes(string(golden)), shapes(out.String())
+		valueDependent := func(s string) bool {
+			return strings.HasPrefix(s, "lat (unit) :") || strings.HasPrefix(s, "bw (") || strings.HasPrefix(s, "iops :")
+		}
+		i := 0
+		for _, want := range fio {
+			if valueDependent(want) {
+				continue
+			}
+			for i < len(ours) && ours[i] != want {
+				i++
+			}
+			if i == len(ours) {
+				t.Fatalf("%s: fio's line shape %q missing or out of order in the bench's normal output:\n%s\nshapes:\n%s", name, want, out.String(), strings.Join(ours, "\n"))
+			}
 		}
 	}
 }
