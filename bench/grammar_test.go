@@ -534,3 +534,22 @@ func TestUnsetVariableNamed(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestValuesLikeFio: values fio 3.33 takes that were refused here.
+func TestValuesLikeFio(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(f, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := parseString(t, "[j]\nioengine=null\nrw=randread\ntime_based=2\nruntime=1\nloops=0\nrandom_distribution=zipf\n"+
+		"filename="+f+"\nnumjobs=2\noffset_increment=25%\nsize=25%\n")[0]
+	if !j.TimeBased || j.Loops != 1 || j.Dist.Kind != DistZipf || j.Dist.Theta != 1.1 || j.OffsetIncrement != 256<<10 {
+		t.Errorf("time_based %v loops %d dist %+v offset_increment %d", j.TimeBased, j.Loops, j.Dist, j.OffsetIncrement)
+	}
+	for _, bad := range []string{"startdelay=1-2", "random_distribution=zipf:1.2:0.5", "direct=2"} {
+		secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=randread\n"+bad+"\n"), "b.fio")
+		if _, err := BuildJobs(nil, secs, nil); err == nil {
+			t.Errorf("%s accepted (fio: a random delay, a distribution center; direct is 0 or 1)", bad)
+		}
+	}
+}

@@ -50,7 +50,7 @@ var optionSpecs = []optionSpec{
 	{name: "filesize", help: "bytes per file (default size/nrfiles)", set: sizeSetter(func(j *Job) *int64 { return &j.FileSize })},
 	{name: "file_service_type", help: "roundrobin[:N] (default), sequential or random: which file each I/O goes to", set: setFileService},
 	{name: "openfiles", support: Ignored, help: "every file of the job stays open here; it changes no statistic", set: func(j *Job, v string) error { _, err := j.parseInt(v, 1, 1<<20); return err }},
-	{name: "offset_increment", help: "clone i starts at offset + i*offset_increment (numjobs over parts of one device)", set: sizeSetter(func(j *Job) *int64 { return &j.OffsetIncrement })},
+	{name: "offset_increment", help: "clone i starts at offset + i*offset_increment (numjobs over parts of one device); N% of the file or device", set: pctSizeSetter(func(j *Job) (*int64, *float64) { return &j.OffsetIncrement, &j.OffsetIncrementPct })},
 	{name: "number_ios", help: "end a clone after this many I/Os (unless size or runtime ends it first)", set: sizeSetter(func(j *Job) *int64 { return &j.NumberIOs })},
 	{name: "continue_on_error", help: "keep going after I/O or verify errors, counting them: none, read, write, io, verify, all (1 = all)", set: func(j *Job, v string) error {
 		m, ok := map[string]ContinueOn{"none": 0, "0": 0, "read": ContinueRead, "write": ContinueWrite, "io": ContinueRead | ContinueWrite,
@@ -64,7 +64,12 @@ var optionSpecs = []optionSpec{
 	{name: "exitall", help: "when this job finishes, end the other jobs of its group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ExitAll })},
 	{name: "runtime", aliases: []string{"timeout"}, help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
 	{name: "ramp_time", help: "run this long before recording", set: timeSetter(func(j *Job) *time.Duration { return &j.RampTime })},
-	{name: "startdelay", help: "wait this long before the job starts", set: timeSetter(func(j *Job) *time.Duration { return &j.StartDelay })},
+	{name: "startdelay", help: "wait this long before the job starts (fio's random range A-B is refused)", set: func(j *Job, v string) error {
+		if strings.Contains(v, "-") {
+			return fmt.Errorf("%w: %q: a random delay between two times is not implemented; give one", ErrRefusedOption, v)
+		}
+		return timeSetter(func(j *Job) *time.Duration { return &j.StartDelay })(j, v)
+	}},
 	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os have completed", set: func(j *Job, v string) error {
 		d, err := parseTimeUnit(v, time.Microsecond)
 		j.ThinkTime = d
@@ -153,7 +158,11 @@ var optionSpecs = []optionSpec{
 	{name: "fallocate", support: Ignored, help: "files are written out before the job here (fio's overwrite=1), so preallocation has nothing to do", set: enumSetter(func(j *Job) *string { return &j.Fallocate },
 		"none, native, posix, keep, truncate, 0 or 1", map[string]string{"none": "none", "0": "none", "native": "native", "posix": "posix", "1": "posix", "keep": "keep", "truncate": "truncate"})},
 	{name: "invalidate", help: "drop the file's page cache before the job (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.Invalidate })},
-	{name: "loops", help: "run the job's I/O this many times (default 1)", set: intSetter(func(j *Job) *int { return &j.Loops }, 1, 1<<30)},
+	{name: "loops", help: "run the job's I/O this many times (default 1; 0 runs it once, as in fio)", set: func(j *Job, v string) error {
+		n, err := j.parseInt(v, 0, 1<<30)
+		j.Loops = max(n, 1)
+		return err
+	}},
 	{name: "zero_buffers", help: "write zeros (default: random data, filled once)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
 	{name: "refill_buffers", help: "new random data for every write", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RefillBuffers })},
 	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20)", set: setPercentiles},
@@ -340,12 +349,34 @@ func (j *Job) apply(o Option) error {
 	if v == "" && !s.bool_ && name != "description" {
 		return fmt.Errorf("option %s: needs a value", name)
 	}
+	if s.bool_ && strSet(s.name) {
+		// fio's "empty or boolean" options take any integer: not 0 is set.
+		if n, err := strconv.ParseInt(v, 0, 64); err == nil && n != 0 && n != 1 {
+			v = "1"
+		}
+	}
 	if err := s.set(j, v); err != nil {
 		return fmt.Errorf("option %s: %w", name, err)
 	}
-	j.Options = append(j.Options, [2]string{name, v})
+	j.Options = append(j.Options, [2]string{name, strings.TrimSpace(o.Value)})
 	return nil
 }
+
+// strSet reports whether fio's type of the option is "empty or boolean
+// value" (FIO_OPT_STR_SET), which takes any integer.
+func strSet(name string) bool {
+	return fioTypes()[name] == "empty or boolean value ([0|1])"
+}
+
+var fioTypes = sync.OnceValue(func() map[string]string {
+	m := map[string]string{}
+	for _, f := range fioOptions() {
+		if f.engine == "" {
+			m[f.name] = f.typ
+		}
+	}
+	return m
+})
 
 // engineAliases maps fio engines flashpath has no engine of its own for to
 // the one that runs their jobs with the same semantics: libaio and posixaio

@@ -242,6 +242,15 @@ func setDistribution(j *Job, v string) error {
 		return f, nil
 	}
 	var err error
+	if kind != "zoned" && strings.Contains(arg, ":") {
+		return fmt.Errorf("%w: %q: a distribution center (fio's :CENTER) is not implemented", ErrRefusedOption, v)
+	}
+	// fio's defaults when the parameter is left out.
+	if arg == "" && kind == "zipf" {
+		arg = "1.1"
+	} else if arg == "" && kind == "pareto" {
+		arg = "0.2"
+	}
 	switch kind {
 	case "random":
 		j.Dist = Distribution{}

@@ -199,12 +199,15 @@ func (j *Job) checkPending() error {
 // resolvePercents turns size=N% and offset=N% into bytes of the job's
 // local file or block device, as fio does.
 func (j *Job) resolvePercents() error {
-	if j.SizePct == 0 && j.OffsetPct == 0 {
+	if j.SizePct == 0 && j.OffsetPct == 0 && j.OffsetIncrementPct == 0 {
 		return nil
 	}
 	opt := "size"
-	if j.SizePct == 0 {
+	switch {
+	case j.SizePct == 0 && j.OffsetPct != 0:
 		opt = "offset"
+	case j.SizePct == 0:
+		opt = "offset_increment"
 	}
 	if j.Filename == "" || strings.Contains(j.Filename, "://") {
 		return fmt.Errorf("option %s: a percentage needs filename= naming a local file or block device", opt)
@@ -215,6 +218,9 @@ func (j *Job) resolvePercents() error {
 	}
 	if j.OffsetPct > 0 {
 		j.Offset = int64(float64(total) * j.OffsetPct / 100)
+	}
+	if j.OffsetIncrementPct > 0 {
+		j.OffsetIncrement = int64(float64(total) * j.OffsetIncrementPct / 100)
 	}
 	if j.SizePct > 0 {
 		j.Size = int64(float64(total) * j.SizePct / 100)
