@@ -26,6 +26,10 @@ type Queue struct {
 
 	slots []slot
 	free  chan uint16 // free command ids
+	// tick counts the watchdog's periods (from 1): a command is stamped
+	// with it when sent, an atomic load where a clock reading cost about
+	// 100 ns per command on a VM's kvm-clock.
+	tick atomic.Int64
 
 	wmu     sync.Mutex
 	closed  bool         // guarded by wmu: no more submissions
@@ -45,7 +49,7 @@ type Queue struct {
 
 type slot struct {
 	req   *Request     // in flight; written by the submitter under wmu, cleared by the receive goroutine
-	start atomic.Int64 // submit time in ns, 0 when idle or exempt from the timeout
+	start atomic.Int64 // the queue's tick when sent, 0 when idle or exempt from the timeout
 	cmd   Command      // what the transport sees of req
 }
 
@@ -94,6 +98,7 @@ func StartQueue(p QueueParams, l Link) *Queue {
 		dead:    make(chan struct{}),
 		onDead:  p.onDead,
 	}
+	q.tick.Store(1) // 0 marks a slot without a command
 	for i := range p.Depth {
 		q.free <- uint16(i)
 	}
@@ -244,7 +249,7 @@ func (q *Queue) send(cid uint16, r *Request) error {
 	}
 	var start int64
 	if !r.noTimeout {
-		start = nowNano()
+		start = q.tick.Load()
 	}
 	q.waiting.Add(1)
 	q.wmu.Lock()
@@ -388,27 +393,30 @@ func (q *Queue) endReceive(err error) {
 	q.link.Close()
 }
 
-func nowNano() int64 { return time.Now().UnixNano() }
-
 // watchdog fails the queue when a command stays in flight longer than the
 // I/O timeout, like the Linux host's timeout handler that starts error
-// recovery.
+// recovery. It ticks every quarter of the timeout (10 ms at least): a
+// command sent at tick k is at least n periods old at tick k+n+1, so it
+// fails between the timeout and one period more (the Linux host counts in
+// jiffies the same way).
 func (q *Queue) watchdog() {
 	defer q.wg.Done()
 	if q.timeout <= 0 {
 		<-q.dead
 		return
 	}
-	t := time.NewTicker(max(q.timeout/4, 10*time.Millisecond))
+	period := max(q.timeout/4, 10*time.Millisecond)
+	ticks := int64((q.timeout + period - 1) / period)
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-q.dead:
 			return
-		case now := <-t.C:
-			limit := now.Add(-q.timeout).UnixNano()
+		case <-t.C:
+			now := q.tick.Add(1)
 			for i := range q.slots {
-				if st := q.slots[i].start.Load(); st != 0 && st < limit {
+				if st := q.slots[i].start.Load(); st != 0 && now-st > ticks {
 					q.Fail(fmt.Errorf("queue %d: command id %d timed out after %v: the controller stopped answering; reconnect", q.qid, i, q.timeout))
 					return
 				}

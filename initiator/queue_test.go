@@ -3,8 +3,10 @@ package initiator
 import (
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flashpath/flashpath/nvmeof"
 )
@@ -29,6 +31,8 @@ type fakeLink struct {
 	buffered bool
 	pending  []uint16
 	flushes  int
+	// mute: Send keeps the command and nothing ever answers it.
+	mute bool
 }
 
 func newFakeLink(depth int) *fakeLink {
@@ -50,6 +54,9 @@ func (l *fakeLink) Prepare(cid uint16, c *Command) error {
 func (l *fakeLink) Send(cid uint16, c *Command) error {
 	if l.sendErr != nil {
 		return l.sendErr
+	}
+	if l.mute {
+		return nil
 	}
 	if l.buffered {
 		l.mu.Lock()
@@ -244,5 +251,38 @@ func TestSubmitDeferred(t *testing.T) {
 	l.mu.Unlock()
 	if flushes < 3 {
 		t.Fatalf("%d flushes, want at least 3 (one of 3 commands, one when the slots ran out, one at the end)", flushes)
+	}
+}
+
+// TestQueueTimeout: a command the controller never answers fails the
+// queue after the I/O timeout (between it and 1.25 times it: the
+// watchdog counts quarters), delivered with an error that says so; the
+// commands answered meanwhile are not touched.
+func TestQueueTimeout(t *testing.T) {
+	l := newFakeLink(4)
+	q := StartQueue(QueueParams{QID: 1, Depth: 4, Log: slog.New(slog.DiscardHandler), timeout: 40 * time.Millisecond}, l)
+	defer q.Close()
+	done := make(chan *Request, 4)
+	ok := &Request{Op: OpFlush, NSID: 1, Done: done}
+	if err := q.Submit(ok); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Error() != nil {
+		t.Fatalf("answered command: %v", r.Error())
+	}
+	l.mute = true
+	start := time.Now()
+	lost := &Request{Op: OpFlush, NSID: 1, Done: done}
+	if err := q.Submit(lost); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.Err == nil || !strings.Contains(r.Err.Error(), "timed out after 40ms") {
+			t.Fatalf("unanswered command delivered with %v", r.Err)
+		}
+		t.Logf("failed after %v", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("an unanswered command was never failed")
 	}
 }
