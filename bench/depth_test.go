@@ -6,6 +6,8 @@ import (
 	"context"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -135,5 +137,124 @@ func TestSizePercentOfEngine(t *testing.T) {
 	}
 	if off, want := lastRecordEngine.ios[0][0], int64(1<<40)*3/10/4096*4096; off != want {
 		t.Fatalf("offset=30%% of 1 TiB: first I/O at %d, want %d", off, want)
+	}
+}
+
+// orderEngine is the null engine numbering its I/Os in one sequence over
+// every job of the run: the first and last number each job queued.
+type orderEngine struct {
+	nullEngine
+	name string
+}
+
+var (
+	orderMu               sync.Mutex
+	orderSeq              int
+	orderFirst, orderLast = map[string]int{}, map[string]int{}
+)
+
+func init() {
+	RegisterEngine("test-order", func(cfg *EngineConfig) (Engine, error) {
+		return &orderEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}, name: cfg.Job.Name}, nil
+	})
+}
+
+func (e *orderEngine) Queue(io *IO) error {
+	orderMu.Lock()
+	orderSeq++
+	if _, ok := orderFirst[e.name]; !ok {
+		orderFirst[e.name] = orderSeq
+	}
+	orderLast[e.name] = orderSeq
+	orderMu.Unlock()
+	return e.nullEngine.Queue(io)
+}
+
+// TestWaitForAndExitAll: wait_for starts a job once every clone of the
+// one it names is done (in the same group); exitall_on_error ends the
+// group when a job fails, and exit_what=all the later groups too.
+func TestWaitForAndExitAll(t *testing.T) {
+	orderMu.Lock()
+	orderSeq, orderFirst, orderLast = 0, map[string]int{}, map[string]int{}
+	orderMu.Unlock()
+	jobs, err := BuildJobs(nil, []Section{
+		{Name: "first", Options: opts("ioengine=test-order", "rw=read", "size=64k", "numjobs=2")},
+		{Name: "second", Options: opts("ioengine=test-order", "rw=read", "size=64k")},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs[1].WaitFor = "first"
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil || len(rep.Groups) != 1 {
+		t.Fatalf("wait_for: %v, %d groups (want 1)", err, len(rep.Groups))
+	}
+	// The waiter queued its first I/O after the waitee's clones' last.
+	if r := rep.Groups[0].Jobs[2]; r.Err != nil || r.Dir[DirRead].IOs != 16 || orderFirst["second"] <= orderLast["first"] {
+		t.Fatalf("waiter: %v, %d reads; its first I/O is #%d, the waitee's last #%d", r.Err, r.Dir[DirRead].IOs,
+			orderFirst["second"], orderLast["first"])
+	}
+	jobs[1].WaitFor = "later"
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err == nil || !strings.Contains(err.Error(), "option wait_for") {
+		t.Errorf("wait_for a job that is not before it: %v", err)
+	}
+
+	// A failing job (an engine that fails its 8th I/O)
+	// with exitall_on_error and exit_what=all: the time_based job beside
+	// it ends, and the next group does not run.
+	jobs, err = BuildJobs(nil, []Section{
+		{Name: "fails", Options: opts("ioengine=test-faulty", "rw=read", "size=64k")},
+		{Name: "long", Options: opts("ioengine=null", "rw=read", "size=64k", "time_based", "runtime=1h")},
+		{Name: "next", Options: opts("ioengine=null", "rw=read", "size=64k", "stonewall")},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs[0].ExitAllOnError, jobs[0].ExitWhat = true, "all"
+	rep, err = Run(context.Background(), Config{Jobs: jobs})
+	if err == nil || len(rep.Groups) != 1 {
+		t.Fatalf("exitall_on_error, exit_what=all: %v, %d groups run (want 1)", err, len(rep.Groups))
+	}
+}
+
+// TestPercentageRandom: percentage_random=N makes N% of a random job's
+// I/Os random, the others going on from the last one.
+func TestPercentageRandom(t *testing.T) {
+	jobs := mustJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "randread"}, Option{"bs", "4k"},
+		Option{"size", "1g"}, Option{"number_ios", "2000"})
+	jobs[0].RandomPct[DirRead] = 30
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	ios, seq := lastRecordEngine.ios, 0
+	for i := 1; i < len(ios); i++ {
+		if ios[i][0] == ios[i-1][0]+4096 {
+			seq++
+		}
+	}
+	// 70% expected; the seeded draw makes it deterministic, the bounds
+	// are about 5 sigma.
+	if pct := 100 * float64(seq) / float64(len(ios)-1); pct < 65 || pct > 75 {
+		t.Errorf("percentage_random=30: %.1f%% of I/Os followed on from the last, want about 70%%", pct)
+	}
+}
+
+// TestRandomGeneratorLFSR: random_generator=lfsr visits every block once
+// per pass even with norandommap, as fio's LFSR does (it needs no map).
+func TestRandomGeneratorLFSR(t *testing.T) {
+	for _, gen := range []string{"", "lfsr"} {
+		jobs := mustJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "randread"}, Option{"bs", "4k"},
+			Option{"size", "1m"}, Option{"norandommap", ""})
+		jobs[0].RandomGenerator = gen
+		if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int64]bool{}
+		for _, io := range lastRecordEngine.ios {
+			seen[io[0]] = true
+		}
+		if all := len(seen) == 256; all != (gen == "lfsr") {
+			t.Errorf("random_generator=%q, norandommap: %d distinct blocks of 256 in one pass", gen, len(seen))
+		}
 	}
 }

@@ -64,6 +64,8 @@ type GroupResult struct {
 	TargetUsr        time.Duration // TargetPID over the group
 	TargetSys        time.Duration
 	TargetErr        error
+
+	stopAll atomic.Bool // a job's exitall with exit_what=all: no later group runs
 }
 
 // Bytes moved by the group, both directions.
@@ -110,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Groups = append(rep.Groups, g)
 		errs = append(errs, gerrs...)
 		start = end
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || g.stopAll.Load() {
 			break
 		}
 	}
@@ -159,18 +161,61 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 	pu0, ps0, pc0 := processCPU()
 	t0 := time.Now()
 
+	// wait_for: a job's clones start once every started clone of the
+	// job it names (defined before it, in its group) is done.
+	finished := map[*Job]*sync.WaitGroup{}
+	for i, w := range workers {
+		if setupErr[i] == nil {
+			if finished[w.job] == nil {
+				finished[w.job] = &sync.WaitGroup{}
+			}
+			finished[w.job].Add(1)
+		}
+	}
+	waitee := func(j *Job) (*sync.WaitGroup, error) {
+		if j.WaitFor == "" {
+			return nil, nil
+		}
+		for _, o := range jobs {
+			if o == j {
+				break
+			}
+			if o.Name == j.WaitFor {
+				if finished[o] == nil {
+					return &sync.WaitGroup{}, nil // none of its clones started
+				}
+				return finished[o], nil
+			}
+		}
+		return nil, fmt.Errorf("option wait_for: no job %q before %s in its group (fio waits only for a job defined earlier)", j.WaitFor, j.Name)
+	}
 	var wg sync.WaitGroup
 	runErr := make([]error, len(workers))
 	for i, w := range workers {
 		if setupErr[i] != nil {
 			continue
 		}
+		before, err := waitee(w.job)
+		if err != nil {
+			setupErr[i] = err
+			finished[w.job].Done()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer finished[w.job].Done()
+			if before != nil {
+				before.Wait()
+			}
 			runErr[i] = w.run()
-			if w.job.ExitAll {
+			// exitall, and exitall_on_error on a failure, end the group's
+			// other jobs; exit_what=all the later groups too.
+			if j := w.job; j.ExitAll || (j.ExitAllOnError && runErr[i] != nil) {
 				stop.Store(true)
+				if j.ExitWhat == "all" {
+					g.stopAll.Store(true)
+				}
 			}
 		}()
 	}

@@ -131,6 +131,18 @@ func newVerifier(j *Job, thread int) (*verifier, error) {
 		return nil, fmt.Errorf("option verify: %q is not supported here (want one of %s)", j.Verify, strings.Join(VerifyTypes(), ", "))
 	}
 	v := &verifier{kind: k.kind, sumLen: k.sum, interval: j.BS[DirWrite], pat: j.VerifyPattern, thread: uint16(thread), fatal: j.VerifyFatal}
+	if n := j.VerifyInterval; n > 0 {
+		// verify_interval: a header every n bytes of each block.
+		for _, w := range j.BSSplit[DirWrite] {
+			if w.Size%n != 0 {
+				return nil, fmt.Errorf("option verify_interval: %d does not divide the block size %d", n, w.Size)
+			}
+		}
+		if j.BS[DirWrite]%n != 0 {
+			return nil, fmt.Errorf("option verify_interval: %d does not divide the block size %d", n, j.BS[DirWrite])
+		}
+		v.interval = n
+	}
 	if v.kind == verifyPattern && v.pat == nil {
 		return nil, errors.New("option verify: pattern needs verify_pattern")
 	}

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -193,5 +194,29 @@ func TestRateMin(t *testing.T) {
 		if (w.ioErr != nil) != tc.fail || (tc.fail && !errors.Is(w.ioErr, syscall.EIO)) {
 			t.Errorf("rate_iops_min=%d rate_min=%d, %d I/Os in the cycle: %v", tc.iopsMin, tc.bpsMin, tc.ios, w.ioErr)
 		}
+	}
+}
+
+// TestVerifyInterval: verify_interval=4k puts a header every 4k of a
+// 16k block, each naming its own offset, as fio's.
+func TestVerifyInterval(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "data")
+	jobs := mustJobs(t, opts("ioengine=psync", "filename="+file, "size=64k", "bs=16k", "verify=crc32c", "rw=write")...)
+	jobs[0].VerifyInterval = 4096
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(b); off += 4096 {
+		if m, o, n := binary.LittleEndian.Uint16(b[off:]), binary.LittleEndian.Uint64(b[off+16:]), binary.LittleEndian.Uint32(b[off+4:]); m != verifyMagic || o != uint64(off) || n != 4096 {
+			t.Fatalf("at %d: magic %x, offset %d, length %d; want a 4k interval's header for %d", off, m, o, n, off)
+		}
+	}
+	jobs[0].VerifyInterval = 3000
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err == nil || !strings.Contains(err.Error(), "verify_interval") {
+		t.Errorf("verify_interval=3000 with bs=16k: %v", err)
 	}
 }

@@ -813,6 +813,10 @@ func (w *worker) next(io *IO) bool {
 	case trimWrite && w.twPending:
 		// trimwrite: write the block just trimmed.
 		blk, w.twPending = w.twBlock, false
+	case j.RW.Random && j.RandomPct[d] > 0 && j.RandomPct[d] < 100 && w.rnd.Uint64N(100) >= uint64(j.RandomPct[d]):
+		// percentage_random: this one goes on from the last I/O (fio's
+		// should_do_random said no).
+		blk = w.runNext[d]
 	case j.RW.Random && j.RWModifier > 1 && w.seqRun():
 		// rw=randread:N: N-1 I/Os after each random one go on from it
 		// (or, rw_sequencer=identical, repeat it).
@@ -829,7 +833,9 @@ func (w *worker) next(io *IO) bool {
 		}
 	case j.Dist.Kind != DistRandom:
 		blk = w.skew[d].next(&w.rnd)
-	case j.NoRandomMap:
+	case j.NoRandomMap && j.RandomGenerator != "lfsr":
+		// (fio's lfsr never repeats a block within a pass, map or no map:
+		// flashpath's permutation below neither.)
 		blk = w.rnd.Uint64N(w.nblocks[d])
 	case w.cover[d].words != nil:
 		blk = w.nextFree(d)
