@@ -105,12 +105,15 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 			}
 			return bench.WriteCmdHelp(out, bf.cmdhelp)
 		}
+		// In the order given (as fio parses its command line), not by name.
 		var overrides []bench.Option
+		fl.SortFlags = false
 		fl.Visit(func(f *pflag.Flag) {
 			if jobFlags[f.Name] {
 				overrides = append(overrides, bench.Option{Name: f.Name, Value: f.Value.String()})
 			}
 		})
+		fl.SortFlags = true
 		if fl.Changed("name") && len(args) > 0 {
 			// fio starts a job of its own at --name, with the options after
 			// it; flags here carry no order, so say so rather than guess.
