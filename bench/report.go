@@ -504,6 +504,14 @@ type fioRun struct {
 
 func (r *Report) fio(plus bool) *fioRun {
 	out := &fioRun{disks: diskUtilJSON(r)}
+	// fio's elapsed: the run's seconds, rounded up, the same for every
+	// job (eta.c: (mtime_since_genesis() + 999) / 1000; fio's clock
+	// starts with the process, so it is at least 1).
+	var run time.Duration
+	for _, g := range r.Groups {
+		run += g.Elapsed
+	}
+	elapsed := max(1, (run.Microseconds()+999_999)/1_000_000)
 	for _, g := range r.Groups {
 		results, members := g.results()
 		var stats []*fioStats
@@ -513,7 +521,9 @@ func (r *Report) fio(plus bool) *fioRun {
 		rs := newFioGroup(g, stats)
 		out.groups = append(out.groups, rs)
 		for _, s := range stats {
-			out.jobs = append(out.jobs, jobJSON(s, rs, plus))
+			j := jobJSON(s, rs, plus)
+			j.Elapsed = elapsed
+			out.jobs = append(out.jobs, j)
 			out.group = append(out.group, len(out.groups)-1)
 		}
 	}
@@ -617,7 +627,7 @@ func jobJSON(s *fioStats, rs *fioGroup, plus bool) fioJob {
 		JobName:           j.Name,
 		GroupID:           j.GroupID,
 		Error:             errno(jr.Err),
-		Elapsed:           int64(math.Ceil(g.Elapsed.Seconds())),
+		Eta:               math.MaxInt32, // fio's eta once every job is done
 		JobOptions:        opts,
 		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(j.ClatPct || j.LatPct), plus), TotalIOs: jr.Syncs.Count()},
 		JobRuntime:        s.totalRuntime,
