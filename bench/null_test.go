@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -190,17 +191,21 @@ type memEngine struct {
 	corruptAfter int
 	firstWritten int64
 	corrupted    int64
+	// writes counts the writes; the dropWrite-th is acknowledged but
+	// not stored (a lost write).
+	writes, dropWrite int
 }
 
 var (
 	memEngineCorruptAfter int
+	memEngineDropWrite    int
 	lastMemEngine         *memEngine
 )
 
 func init() {
 	RegisterEngine("test-mem", func(cfg *EngineConfig) (Engine, error) {
 		e := &memEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}, store: make([]byte, 1<<20),
-			corruptAfter: memEngineCorruptAfter, firstWritten: -1, corrupted: -1}
+			corruptAfter: memEngineCorruptAfter, dropWrite: memEngineDropWrite, firstWritten: -1, corrupted: -1}
 		lastMemEngine = e
 		return e, nil
 	})
@@ -215,7 +220,9 @@ func (e *memEngine) Queue(io *IO) error {
 	}
 	p := e.store[io.Offset : io.Offset+int64(io.Len)]
 	if io.Op == OpWrite {
-		copy(p, io.Buf.Bytes[:io.Len])
+		if e.writes++; e.writes != e.dropWrite {
+			copy(p, io.Buf.Bytes[:io.Len])
+		}
 		if e.firstWritten < 0 {
 			e.firstWritten = io.Offset
 		}
@@ -365,5 +372,25 @@ func TestVerifyBacklog(t *testing.T) {
 			t.Errorf("corrupted after %d I/Os: %v, %d writes, %d reads; want 64 of each, each block read back once",
 				tc.corruptAfter, err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
 		}
+	}
+}
+
+// TestVerifyLostWrite: with loops=2 a verify job writes and verifies
+// twice; a write the device acknowledged but lost in the second pass
+// leaves the block the first wrote, intact and checksummed: as fio, the
+// header's numberio (which write put it there) tells it is stale.
+func TestVerifyLostWrite(t *testing.T) {
+	defer func() { memEngineDropWrite = 0 }()
+	opts := []Option{{"ioengine", "test-mem"}, {"rw", "write"}, {"bs", "4k"}, {"size", "256k"}, {"verify", "crc32c"}, {"loops", "2"}}
+	// Nothing lost: each of the two loops writes, then verifies.
+	rep, err := Run(context.Background(), Config{Jobs: mustJobs(t, opts...)})
+	if r := rep.Groups[0].Jobs[0]; err != nil || r.Dir[DirWrite].IOs != 128 || r.Dir[DirRead].IOs != 128 {
+		t.Fatalf("loops=2 with verify: %v, %d writes, %d reads; want 128 of each", err, r.Dir[DirWrite].IOs, r.Dir[DirRead].IOs)
+	}
+	memEngineDropWrite = 64 + 6 // the 6th write of the second pass
+	_, err = Run(context.Background(), Config{Jobs: mustJobs(t, opts...)})
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Offset != 5*4096 || !strings.Contains(ve.Reason, "numberio 5, wanted 69") {
+		t.Fatalf("lost write of block 5 in the second pass: %v, want a stale numberio at 20480", err)
 	}
 }

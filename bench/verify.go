@@ -247,11 +247,12 @@ func (v *verifier) sum(dst, data []byte) {
 	}
 }
 
-// check checks a block read from off; nil if it is intact. sum holds a
+// check checks a block read from off; nil if it is intact. numberio is
+// the number of the write that put it there (-1: not known); sum holds a
 // checksum (128 bytes). As fio, every interval of the block is checked
 // unless verify_fatal stops at the first bad one; the first is
 // returned, with how many others were bad.
-func (v *verifier) check(b []byte, off int64, sum []byte) *VerifyError {
+func (v *verifier) check(b []byte, off int64, numberio int, sum []byte) *VerifyError {
 	if v.kind == verifyNull {
 		return nil
 	}
@@ -261,7 +262,7 @@ func (v *verifier) check(b []byte, off int64, sum []byte) *VerifyError {
 	var first *VerifyError
 	more := 0
 	for i := 0; i+v.interval <= len(b); i += v.interval {
-		e := v.checkInterval(b[i:i+v.interval], off+int64(i), sum)
+		e := v.checkInterval(b[i:i+v.interval], off+int64(i), numberio, sum)
 		switch {
 		case e == nil:
 		case first == nil:
@@ -279,8 +280,9 @@ func (v *verifier) check(b []byte, off int64, sum []byte) *VerifyError {
 	return first
 }
 
-// checkInterval checks one header's interval h, read from at.
-func (v *verifier) checkInterval(h []byte, at int64, sum []byte) *VerifyError {
+// checkInterval checks one header's interval h, read from at; numberio
+// is the write's number the header must carry (-1: any).
+func (v *verifier) checkInterval(h []byte, at int64, numberio int, sum []byte) *VerifyError {
 	le := binary.LittleEndian
 	fail := func(format string, args ...any) *VerifyError {
 		return &VerifyError{Offset: at, Len: v.interval, Reason: fmt.Sprintf(format, args...)}
@@ -293,6 +295,9 @@ func (v *verifier) checkInterval(h []byte, at int64, sum []byte) *VerifyError {
 	}
 	if o := le.Uint64(h[16:]); o != uint64(at) {
 		return fail("bad header offset %d, wanted %d: misplaced block", o, at)
+	}
+	if n := le.Uint16(h[34:]); numberio >= 0 && n != uint16(numberio) {
+		return fail("bad header numberio %d, wanted %d: a stale block (a write lost)", n, numberio)
 	}
 	if c := fioCRC32C(h[:36]); c != le.Uint32(h[36:]) {
 		return fail("bad header crc %x, calculated %x", le.Uint32(h[36:]), c)

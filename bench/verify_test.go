@@ -113,7 +113,7 @@ func TestVerifyNoAlloc(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(20, func() {
 			v.fill(b, 8192, verifyStamp{seed: 7, numberio: 1})
-			if e := v.check(b, 8192, sum[:]); e != nil {
+			if e := v.check(b, 8192, 1, sum[:]); e != nil {
 				t.Fatal(e)
 			}
 		}); n != 0 {
@@ -139,7 +139,7 @@ func TestVerifyFatal(t *testing.T) {
 		v.fill(b, 65536, verifyStamp{seed: 3})
 		b[4096+100] ^= 1
 		b[3*4096+100] ^= 1
-		e := v.check(b, 65536, sum[:])
+		e := v.check(b, 65536, -1, sum[:])
 		if e == nil || e.Offset != 65536+4096 || strings.Contains(e.Reason, "and 1 more") == fatal {
 			t.Errorf("verify_fatal=%v: %v", fatal, e)
 		}

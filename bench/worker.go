@@ -102,6 +102,9 @@ type worker struct {
 	scratch [][]byte  // verify staging for engines without host buffers
 	ver     *verifier // verify=: writes and checks the blocks
 	dry     bool      // verify_only: next works out writes, none is issued
+	// numberio is each write-grid block's last write's numberio, which
+	// its verify header must carry (nil: not checked).
+	numberio []uint16
 	// verify_backlog: the write-grid blocks written (completed) and not
 	// yet read back, oldest first from backHead; the writes issued since
 	// the last batch of backlog reads began; the reads left in it.
@@ -337,6 +340,12 @@ func (w *worker) setup(filename string) error {
 	}
 	if j.Verify != "" && j.RW.Write {
 		w.written = make([]uint64, (w.nblocks[DirWrite]+63)/64)
+		// fio checks the header's numberio (which write put the block
+		// there: a lost write leaves an older one) for writing jobs of
+		// one block size that are not time_based.
+		if j.BSSplit[DirWrite] == nil && !j.TimeBased && !j.VerifyOnly && j.Verify != "pattern" && j.Verify != "null" {
+			w.numberio = make([]uint16, w.nblocks[DirWrite])
+		}
 	}
 
 	bufs, err := eng.Buffers(w.depth, j.maxBS())
@@ -536,6 +545,7 @@ func (w *worker) ioLoop() error {
 			st = runIssue
 		case runNextPass:
 			w.nextPass()
+			issuing = true
 			st = runIssue
 		case runDone:
 			w.recEnd = w.now()
@@ -1263,16 +1273,25 @@ func (w *worker) nextVerify(io *IO) bool {
 	return true
 }
 
+// writeBlock is the write grid's block (over every file) io starts at.
+func (w *worker) writeBlock(io *IO) uint64 {
+	return w.global(DirWrite, io.File, uint64(io.Offset-w.offset)/uint64(w.job.BS[DirWrite]))
+}
+
 func (w *worker) fill(io *IO) {
 	b := io.Buf.Bytes
 	if b == nil {
 		b = w.scratch[io.Index]
 	}
+	n := uint16(w.seq - 1) // fio's numberio: the writes issued before this one
 	w.ver.fill(b[:io.Len], io.Offset, verifyStamp{
 		seed:     (w.seed ^ w.seq) * 0x9e3779b97f4a7c15,
 		unixNano: w.baseUnix + w.now(),
-		numberio: uint16(w.seq - 1),
+		numberio: n,
 	})
+	if w.numberio != nil {
+		w.numberio[w.writeBlock(io)] = n
+	}
 	if io.Buf.Bytes == nil {
 		if err := w.access.CopyToBuffer(io.Buf, b[:io.Len]); err != nil && w.ioErr == nil {
 			w.ioErr = fmt.Errorf("copy verify pattern to buffer: %w", err)
@@ -1334,7 +1353,11 @@ func (w *worker) complete(io *IO, t int64) {
 			return
 		}
 	}
-	verr := w.ver.check(b[:io.Len], io.Offset, w.sumBuf[:])
+	want := -1
+	if w.numberio != nil {
+		want = int(w.numberio[w.writeBlock(io)])
+	}
+	verr := w.ver.check(b[:io.Len], io.Offset, want, w.sumBuf[:])
 	if verr != nil && w.job.ContinueOnError&ContinueVerify != 0 {
 		w.countError(verr)
 		return
