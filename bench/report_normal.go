@@ -144,7 +144,11 @@ func writeJobLines(b *strings.Builder, r *Report) {
 				}
 				fmt.Fprintf(b, "%s %s-%s", name, num2str(uint64(lo), sigFigs, 1, i2p, n2sByte), num2str(uint64(hi), sigFigs, 1, i2p, n2sByte))
 			}
-			fmt.Fprintf(b, ", ioengine=%s, iodepth=%d\n", j.IOEngine, j.IODepth)
+			engine := j.IOEngine
+			if j.EngineAlias != "" {
+				engine = j.EngineAlias // the engine the job file names, as fio prints it
+			}
+			fmt.Fprintf(b, ", ioengine=%s, iodepth=%d\n", engine, j.IODepth)
 		}
 	}
 	fmt.Fprintf(b, "%s\n", Version)

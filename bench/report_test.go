@@ -267,3 +267,21 @@ func TestLatLineUnitsAreFios(t *testing.T) {
 		}
 	}
 }
+
+// TestJobLineNamesTheJobsEngine: the job line before the results names
+// the engine as the job file does (fio prints the engine it loaded, the
+// one named), also where flashpath runs it on another of its engines.
+func TestJobLineNamesTheJobsEngine(t *testing.T) {
+	rep, err := runJobs(t, opts("ioengine=sync", "filename="+t.TempDir()+"/f", "size=64k", "bs=16k")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "e2e: (g=0): rw=read, bs=(R) 16.0KiB-16.0KiB, (W) 16.0KiB-16.0KiB, (T) 16.0KiB-16.0KiB, ioengine=sync, iodepth=1\n"
+	if !strings.HasPrefix(b.String(), want) {
+		t.Errorf("job line:\n%s\nwant fio's\n%s", strings.SplitN(b.String(), "\n", 2)[0], want)
+	}
+}
