@@ -532,11 +532,16 @@ func (r *Report) fio(plus bool) *fioRun {
 
 func (r *Report) jsonDoc(plus bool) fioDoc {
 	run := r.fio(plus)
+	// fio stamps the report when the run has ended.
+	end := r.Start
+	for _, g := range r.Groups {
+		end = end.Add(g.Elapsed)
+	}
 	return fioDoc{
 		FioVersion:    Version,
-		Timestamp:     r.Start.Unix(),
-		TimestampMs:   r.Start.UnixMilli(),
-		Time:          r.Start.Format(time.ANSIC),
+		Timestamp:     end.Unix(),
+		TimestampMs:   end.UnixMilli(),
+		Time:          end.Format(time.ANSIC),
 		GlobalOptions: globalOptions(r),
 		Jobs:          run.jobs,
 		DiskUtil:      run.disks,
