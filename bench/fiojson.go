@@ -180,7 +180,7 @@ func writeFioValue(b *strings.Builder, v reflect.Value, level int) {
 		} else {
 			b.WriteString("0")
 		}
-	default:
-		panic(fmt.Sprintf("fioJSON: %s", v.Type()))
+	default: // not a type the reports use; printed, not a panic after a run
+		b.WriteString(fioString(fmt.Sprint(v.Interface())))
 	}
 }
