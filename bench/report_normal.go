@@ -333,7 +333,8 @@ func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []floa
 		unit, scale, div = "usec", 1, 1000
 	}
 	const precision = 2 // fio's percentile_precision default
-	width := max(5, len(strconv.FormatUint(maxv/div, 10))) // fio: log10(maxv / divisor) + 1
+	// fio: log10(maxv / divisor) + 1, the digits of the largest.
+	width := max(5, len(strconv.FormatUint(maxv/div, 10)))
 	perLine := (80 - 7) / (precision + 10 + width)
 	fmt.Fprintf(b, "    %s percentiles (%s):\n     |", name, unit)
 	for i, p := range pcts {
