@@ -162,10 +162,44 @@ func TestFilenameList(t *testing.T) {
 			t.Errorf("%q: files %q, want %q", tc.v, j.Filenames, tc.want)
 		}
 	}
-	// Parsed, and refused until the workers open several named files.
-	secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nfilename=a:b\n"), "f.fio")
-	if _, err := BuildJobs(nil, secs, nil); !errors.Is(err, ErrRefusedOption) {
-		t.Errorf("filename=a:b: error %v, want ErrRefusedOption until the runtime takes the list", err)
+	// fio: as many files as named, size shared; nrfiles given caps the
+	// list (fio 3.33: filename=a:b with nrfiles=1 uses a alone).
+	for _, tc := range []struct {
+		file  string
+		nr    int
+		names []string
+	}{
+		{"[j]\nioengine=null\nsize=8k\nfilename=a:b\n", 2, []string{"a", "b"}},
+		{"[j]\nioengine=null\nsize=8k\nfilename=a:b\nnrfiles=1\n", 1, nil},
+		{"[j]\nioengine=null\nsize=8k\nfilename=a:b\nnrfiles=3\n", 2, []string{"a", "b"}},
+	} {
+		secs, err := ParseJobFile(strings.NewReader(tc.file), "f.fio")
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := BuildJobs(nil, secs, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.file, err)
+		}
+		if j := jobs[0]; j.NrFiles != tc.nr || !slices.Equal(j.Filenames, tc.names) || j.Filename != "a" || j.RegionSize() != 8192/int64(tc.nr) {
+			t.Errorf("%q: nrfiles %d files %q filename %q region %d", tc.file, j.NrFiles, j.Filenames, j.Filename, j.RegionSize())
+		}
+	}
+}
+
+// TestFilenameListRuns: filename=a:b lays out both files, each half of
+// size, as fio 3.33 does (a and b of 4096 bytes for size=8k).
+func TestFilenameListRuns(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	jobs := parseString(t, "[j]\nioengine=psync\nsize=8k\nrw=write\nfilename="+a+":"+b+"\n")
+	if _, err := Run(t.Context(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{a, b} {
+		if st, err := os.Stat(f); err != nil || st.Size() != 4096 {
+			t.Errorf("%s: %v, want a 4096-byte file", f, err)
+		}
 	}
 }
 
@@ -205,7 +239,7 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"steadystate=iops:1%", "steady-state"},
 		{"ss=iops:1%", "steady-state"},
-		{"rw=read:8k", "offset modifier"},
+		{"rw=read:-8k", "backwards offset modifier"},
 		{"verify=sha3-384", "sha3-384"},
 		{"write_iolog=x", "I/O logs"},
 		{"io_submit_mode=offload", "offload"},
@@ -550,6 +584,27 @@ func TestValuesLikeFio(t *testing.T) {
 		secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=randread\n"+bad+"\n"), "b.fio")
 		if _, err := BuildJobs(nil, secs, nil); err == nil {
 			t.Errorf("%s accepted (fio: a random delay, a distribution center; direct is 0 or 1)", bad)
+		}
+	}
+}
+
+// TestRuntimeOptionsParse: the options the workers run are parsed into
+// their Job fields (the workers' tests check what they do with them).
+func TestRuntimeOptionsParse(t *testing.T) {
+	jobs := parseString(t, "[a]\nioengine=null\n[j]\nioengine=null\nrw=randread:4\nrw_sequencer=identical\nwait_for=a\nexitall_on_error\nexit_what=all\n"+
+		"verify_interval=512\npercentage_random=30,60\nnice=5\nprio=3\nprioclass=3\nunlink=1\nverify_fatal=1\nverify_backlog=8\n"+
+		"verify_backlog_batch=8\nrate_min=1m\nrate_iops_min=,10\nrandom_generator=lfsr\n")
+	j := jobs[1]
+	if j.RWModifier != 4 || !j.RWSequencerIdentical || j.WaitFor != "a" || !j.ExitAllOnError || j.ExitWhat != "all" ||
+		j.VerifyInterval != 512 || j.RandomPct != [numDirs]int{30, 60, 0} || j.Nice != 5 || j.Prio != 3 || j.PrioClass != 3 ||
+		!j.Unlink || !j.VerifyFatal || j.VerifyBacklog != 8 || j.RateMin[DirRead] != 1<<20 || j.RateIOPSMin[DirWrite] != 10 ||
+		j.RandomGenerator != "lfsr" {
+		t.Errorf("%+v", *j)
+	}
+	for _, bad := range []string{"percentage_random=0", "verify_backlog=8\nverify_backlog_batch=4", "exit_what=some"} {
+		secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=randread\n"+bad+"\n"), "b.fio")
+		if _, err := BuildJobs(nil, secs, nil); err == nil {
+			t.Errorf("%s accepted", bad)
 		}
 	}
 }

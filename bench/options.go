@@ -34,8 +34,8 @@ type optionSpec struct {
 var optionSpecs = []optionSpec{
 	{name: "name", help: "job name", set: func(j *Job, v string) error { j.Name = v; return nil }},
 	{name: "description", help: "free text, carried into the reports", set: func(j *Job, v string) error { j.Description = v; return nil }},
-	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k, rw=randread:8) is parsed and refused until the workers honour it", set: setRW},
-	{name: "rw_sequencer", support: Refused, help: "sequential (fio's default) is accepted; identical is refused until the workers honour rw's :<nr> modifier", set: enumSetter(func(j *Job) *bool { return &j.RWSequencerIdentical },
+	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k skips 8k after each I/O; rw=randread:8 a new random offset every 8 I/Os, see rw_sequencer); a negative one (backwards) is refused", set: setRW},
+	{name: "rw_sequencer", help: "sequential (fio's default): rw=randread:N takes a new random offset every N I/Os and goes on sequentially between; identical: repeats the offset N times", set: enumSetter(func(j *Job) *bool { return &j.RWSequencerIdentical },
 		"sequential or identical", map[string]bool{"sequential": false, "identical": true})},
 	{name: "bs", aliases: []string{"blocksize"}, help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
 	{name: "bsrange", aliases: []string{"blocksize_range"}, help: "block sizes drawn uniformly from the multiples of MIN up to MAX (fio's rule), or read,write ranges; MAX must be a multiple of MIN", set: setBSRange},
@@ -60,6 +60,26 @@ var optionSpecs = []optionSpec{
 		}
 		j.ContinueOnError = m
 		return nil
+	}},
+	{name: "exitall_on_error", bool_: true, help: "a job that fails ends the other jobs of its group", set: boolSetter(func(j *Job) *bool { return &j.ExitAllOnError })},
+	{name: "exit_what", help: "what exitall and exitall_on_error end: group (fio's default), stonewall (the same here: groups end at one) or all (later groups too)", set: enumSetter(func(j *Job) *string { return &j.ExitWhat },
+		"group, stonewall or all", map[string]string{"group": "", "stonewall": "stonewall", "all": "all"})},
+	{name: "wait_for", help: "start once every clone of the named job (defined earlier, in the same group) is done", set: func(j *Job, v string) error { j.WaitFor = v; return nil }},
+	{name: "verify_interval", help: "a verify header every this many bytes of each block (must divide the write block size; default the block size)", set: func(j *Job, v string) error {
+		n, err := j.parseInt(v, 0, 1<<30)
+		j.VerifyInterval = n
+		return err
+	}},
+	{name: "percentage_random", help: "per direction: the share of a random job's I/Os at a random offset, the others going on from the last (fio's default 100)", set: func(j *Job, v string) error {
+		out, err := perDir(v, "want a percent or read,write[,trim] percents, got %q", func(p string) (int, error) {
+			n, err := j.parseInt(p, 0, 100)
+			if err == nil && n == 0 {
+				err = errors.New("0 (every I/O sequential) is not supported here; use a sequential rw pattern")
+			}
+			return n, err
+		})
+		j.RandomPct = out
+		return err
 	}},
 	{name: "exitall", help: "when this job finishes, end the other jobs of its group", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ExitAll })},
 	{name: "runtime", aliases: []string{"timeout"}, help: "time limit (10, 10s, 2m)", set: timeSetter(func(j *Job) *time.Duration { return &j.Runtime })},
@@ -120,10 +140,10 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
 	{name: "verify", help: "checksummed blocks: fio's methods are parsed; crc32c (crc32c-intel) and pattern run here, the others are refused", set: setFioVerify},
-	{name: "verify_fatal", support: Refused, bool_: true, help: "0 (fio's default) is accepted; 1 (stop at the first verify failure) is refused until the workers honour it", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
-	{name: "verify_backlog", support: Refused, help: "0 (fio's default) is accepted; verifying written blocks every N writes is refused until the workers honour it", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
-	{name: "verify_backlog_batch", support: Refused, help: "0 (fio's default) is accepted; a backlog batch is refused until the workers honour verify_backlog", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
-	{name: "verify_only", support: Refused, bool_: true, help: "0 (fio's default) is accepted; checking an earlier run's blocks without writing is refused until the workers honour it", set: boolSetter(func(j *Job) *bool { return &j.VerifyOnly })},
+	{name: "verify_fatal", bool_: true, help: "stop the job at the first verify failure (fio's default 0 checks every block first)", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
+	{name: "verify_backlog", help: "verify the blocks written so far after every N writes (0: once the writes are done)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
+	{name: "verify_backlog_batch", help: "blocks verified per backlog pass: verify_backlog (fio's default) only; another batch is refused", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
+	{name: "verify_only", bool_: true, help: "check the blocks an earlier run of the job wrote, without writing", set: boolSetter(func(j *Job) *bool { return &j.VerifyOnly })},
 	{name: "verify_pattern", help: "bytes written and checked: 0xdeadbeef, decimal, \"text\", %o (the block offset), concatenated; sets verify=pattern unless verify is set", set: func(j *Job, v string) (err error) {
 		j.VerifyPattern, err = ParsePattern(v)
 		return err
@@ -153,7 +173,7 @@ var optionSpecs = []optionSpec{
 	{name: "end_fsync", help: "fsync when the job's writes are done, inside its runtime", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
 	{name: "fsync_on_close", help: "fsync when the file is closed (as end_fsync here)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.EndFsync })},
 	{name: "allow_file_create", bool_: true, help: "create files that do not exist (default 1); 0 fails a job whose file is missing", set: boolSetter(func(j *Job) *bool { return &j.AllowFileCreate })},
-	{name: "unlink", support: Refused, bool_: true, help: "0 (fio's default) is accepted; removing the files when done is refused until the runtime does it", set: boolSetter(func(j *Job) *bool { return &j.Unlink })},
+	{name: "unlink", bool_: true, help: "remove the clone's regular files when it is done (never a device)", set: boolSetter(func(j *Job) *bool { return &j.Unlink })},
 	{name: "overwrite", bool_: true, help: "files are always written out before the job here, as fio's overwrite=1 does; with 0 (fio's default) a write job on a new file still writes into written blocks, not fio's preallocated ones", set: boolSetter(func(j *Job) *bool { return &j.Overwrite })},
 	{name: "fallocate", support: Ignored, help: "files are written out before the job here (fio's overwrite=1), so preallocation has nothing to do", set: enumSetter(func(j *Job) *string { return &j.Fallocate },
 		"none, native, posix, keep, truncate, 0 or 1", map[string]string{"none": "none", "0": "none", "native": "native", "posix": "posix", "1": "posix", "keep": "keep", "truncate": "truncate"})},
@@ -172,13 +192,13 @@ var optionSpecs = []optionSpec{
 	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
 	{name: "rate_process", help: "linear (fio's default: even gaps) or poisson (exponential gaps at the same mean rate)", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
 		"linear or poisson", map[string]string{"linear": "", "poisson": "poisson"})},
-	{name: "rate_min", support: Refused, aliases: []string{"ratemin"}, help: "0 (fio's default) is accepted; failing a clone below a bandwidth is refused until the workers honour it", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},
-	{name: "rate_iops_min", support: Refused, help: "0 (fio's default) is accepted; failing a clone below an IOPS floor is refused until the workers honour it", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPSMin })},
-	{name: "random_generator", support: Refused, help: "tausworthe (fio's default) runs on flashpath's own generator (the same job repeats its offsets, but not fio's); lfsr and tausworthe64 are refused", set: enumSetter(func(j *Job) *string { return &j.RandomGenerator },
+	{name: "rate_min", aliases: []string{"ratemin"}, help: "fail a clone whose bandwidth falls below this, or read,write[,trim] floors", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},
+	{name: "rate_iops_min", help: "fail a clone whose IOPS fall below this, or read,write[,trim] floors", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPSMin })},
+	{name: "random_generator", help: "tausworthe (fio's default) and tausworthe64 run on flashpath's own generator (the same job repeats its offsets, but not fio's); lfsr visits every block once per pass, norandommap or not", set: enumSetter(func(j *Job) *string { return &j.RandomGenerator },
 		"tausworthe, lfsr or tausworthe64", map[string]string{"tausworthe": "", "lfsr": "lfsr", "tausworthe64": "tausworthe64"})},
-	{name: "nice", support: Refused, help: "0 is accepted; another nice value is refused until the workers set it", set: intSetter(func(j *Job) *int { return &j.Nice }, -20, 19)},
-	{name: "prio", support: Refused, help: "I/O priorities are refused until the workers call ioprio_set", set: intSetter(func(j *Job) *int { return &j.Prio }, 0, 7)},
-	{name: "prioclass", support: Refused, help: "I/O priorities are refused until the workers call ioprio_set", set: intSetter(func(j *Job) *int { return &j.PrioClass }, 0, 3)},
+	{name: "nice", help: "the job thread's nice value (setpriority; a negative one needs CAP_SYS_NICE)", set: intSetter(func(j *Job) *int { return &j.Nice }, -20, 19)},
+	{name: "prio", help: "the job thread's I/O priority level 0-7 (ioprio_set; best effort unless prioclass)", set: intSetter(func(j *Job) *int { return &j.Prio }, 0, 7)},
+	{name: "prioclass", help: "the job thread's I/O priority class: 1 realtime (CAP_SYS_ADMIN), 2 best effort, 3 idle", set: intSetter(func(j *Job) *int { return &j.PrioClass }, 0, 3)},
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
 	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: enumSetter(func(j *Job) *bool { return &j.SplitCPUs },
 		"shared or split", map[string]bool{"shared": false, "split": true})},

@@ -84,7 +84,6 @@ func fioOptions() []fioOption {
 // engines are in engineOptionNotes.
 var fioOnlySpecs = []optionSpec{
 	// Files and their layout.
-	refuse("wait_for", "jobs wait only by stonewall/new_group here; naming one job to wait for is not implemented"),
 	refuse("lockfile", "jobs do not share files through fio's file locks here"),
 	refuse("filename_format", "generated names are fio's default $jobname.$jobnum.$filenum; another format is not implemented"),
 	ignore("unique_filename", "only for fio's client/server mode, which flashpath does not have", true),
@@ -95,13 +94,11 @@ var fioOnlySpecs = []optionSpec{
 	refuse("fill_device", "writing until ENOSPC is not implemented; give size"),
 	refuse("file_append", "appending at the end of the file is not implemented"),
 	refuse("offset_align", "offsets stay on the block size's grid here; another alignment is not implemented"),
-	refuse("percentage_random", "mixing sequential and random offsets in one job is not implemented"),
 	ignore("allrandrepeat", "flashpath's generators are seeded from randseed (repeatable by default); it changes no statistic", true),
 	refuse("write_barrier", "barrier writes are not implemented"),
 	refuse("sync_file_range", "sync_file_range(2) is not issued here; use fsync or fdatasync"),
 	refuse("atomic", "RWF_ATOMIC writes are not implemented"),
 	refuse("mem", "I/O buffers are flashpath's own (page-aligned heap, or the engine's registered memory); fio's shm/mmap/hugepage kinds are not implemented"),
-	refuse("verify_interval", "the verify header covers the whole block here; sub-block intervals are not implemented"),
 	refuse("verify_offset", "the verify header sits at the block's start here"),
 	refuse("verify_dump", "failed blocks are not dumped to files here"),
 	refuse("verify_async", "verification runs in the job's goroutine here"),
@@ -160,8 +157,6 @@ var fioOnlySpecs = []optionSpec{
 	refuse("numa_cpu_nodes", "NUMA placement is not implemented; use cpus_allowed"),
 	refuse("numa_mem_policy", "NUMA memory policy is not implemented"),
 	refuse("unlink_each_loop", "removing files between loops is not implemented"),
-	refuse("exit_what", "exitall ends the jobs of the group here; fio's exit_what is not implemented"),
-	refuse("exitall_on_error", "a failed job ends only itself here"),
 	ignore("log_entries", "log buffers grow as needed here", false),
 	refuse("log_hist_msec", "histogram logs (write_hist_log) are not written here"),
 	refuse("log_hist_coarseness", "histogram logs (write_hist_log) are not written here"),

@@ -29,8 +29,9 @@ func (j *Job) validate() error {
 			return fmt.Errorf("option ba: %s alignment %d differs from the block size %d; offsets stay on the grid of the block size here", Direction(d), a, j.BS[d])
 		}
 	}
+	j.resolveFileList()
 	if j.NrFiles > 1 || j.FileSize > 0 {
-		if j.NrFiles > 1 && j.Filename != "" {
+		if j.NrFiles > 1 && j.Filename != "" && j.Filenames == nil {
 			return errors.New("option nrfiles: not with filename= (the files are named JOB.CLONE.N in directory=)")
 		}
 		if j.FileSize == 0 {
@@ -163,37 +164,40 @@ func (j *Job) setEngineOption(name, v string) {
 }
 
 // checkPending refuses the values that are parsed but that the runtime
-// does not honour yet, so that no job runs with numbers that differ from
-// fio's without saying so. Remove a check when the workers gain it.
+// does not run, so that no job runs with numbers that differ from fio's
+// without saying so.
 func (j *Job) checkPending() error {
 	pending := func(opt, what string) error {
-		return fmt.Errorf("option %s: %w: %s is parsed, but flashpath's workers do not run it yet", opt, ErrRefusedOption, what)
+		return fmt.Errorf("option %s: %w: %s is parsed, but flashpath's workers do not run it", opt, ErrRefusedOption, what)
 	}
 	switch {
-	case j.RWModifier != 0:
-		return pending("rw", fmt.Sprintf("the offset modifier %s:%d", j.RW, j.RWModifier))
-	case j.RWSequencerIdentical:
-		return pending("rw_sequencer", "identical")
-	case len(j.Filenames) > 1:
-		return pending("filename", fmt.Sprintf("a list of %d files", len(j.Filenames)))
-	case j.VerifyFatal:
-		return pending("verify_fatal", "1")
-	case j.VerifyBacklog != 0 || j.VerifyBacklogBatch != 0:
-		return pending("verify_backlog", "a backlog")
-	case j.VerifyOnly:
-		return pending("verify_only", "1")
-	case j.RateMin != [numDirs]int64{} || j.RateIOPSMin != [numDirs]int64{}:
-		return pending("rate_min", "a minimum rate")
-	case j.RandomGenerator != "":
-		return pending("random_generator", j.RandomGenerator)
-	case j.Nice != 0:
-		return pending("nice", strconv.Itoa(j.Nice))
-	case j.Prio >= 0 || j.PrioClass >= 0:
-		return pending("prio", "an I/O priority")
-	case j.Unlink:
-		return pending("unlink", "1")
+	case j.RWModifier < 0:
+		return pending("rw", fmt.Sprintf("the backwards offset modifier %s:%d", j.RW, j.RWModifier))
+	case j.VerifyBacklogBatch != 0 && j.VerifyBacklogBatch != j.VerifyBacklog:
+		return pending("verify_backlog_batch", "a batch other than verify_backlog")
 	}
 	return nil
+}
+
+// resolveFileList is fio's filename=a:b: as many files as named, unless
+// nrfiles (given) is smaller; size is then shared among them.
+func (j *Job) resolveFileList() {
+	if len(j.Filenames) < 2 {
+		return
+	}
+	given := false
+	for _, kv := range slices.Concat(j.GlobalOptions, j.Options) {
+		if s := findSpec(kv[0]); s != nil && s.name == "nrfiles" {
+			given = true
+		}
+	}
+	if given && j.NrFiles < len(j.Filenames) {
+		j.Filenames = j.Filenames[:j.NrFiles]
+	}
+	j.NrFiles = len(j.Filenames)
+	if j.NrFiles == 1 {
+		j.Filenames = nil
+	}
 }
 
 // resolvePercents turns size=N% and offset=N% into bytes of the job's
