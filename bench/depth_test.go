@@ -258,3 +258,29 @@ func TestRandomGeneratorLFSR(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockAlign: blockalign puts a random job's I/Os on its grid
+// rather than the block size's (64k reads at any 4k boundary that fits),
+// as fio's ba; a sequential job keeps the block size's.
+func TestBlockAlign(t *testing.T) {
+	jobs := mustJobs(t, Option{"ioengine", "test-record"}, Option{"rw", "randread"}, Option{"bs", "64k"},
+		Option{"size", "1m"}, Option{"io_size", "1g"}, Option{"number_ios", "2000"}, Option{"norandommap", ""})
+	jobs[0].BlockAlign = [numDirs]int{4096, 4096, 4096}
+	if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+		t.Fatal(err)
+	}
+	off64k, last := 0, false
+	for _, io := range lastRecordEngine.ios {
+		if io[0]%4096 != 0 || io[0]+io[1] > 1<<20 || io[1] != 64<<10 {
+			t.Fatalf("I/O at %d, %d bytes: off the 4k grid, past 1m or not 64k", io[0], io[1])
+		}
+		if io[0]%(64<<10) == 0 {
+			off64k++
+		}
+		last = last || io[0] == 1<<20-64<<10
+	}
+	// 16 of the 241 starts are on the 64k grid: about 7% of 2000.
+	if n := len(lastRecordEngine.ios); n != 2000 || off64k > 400 || !last {
+		t.Errorf("%d of %d I/Os on the 64k grid (want about 133 of 2000); the last start (1m-64k) drawn: %v", off64k, n, last)
+	}
+}

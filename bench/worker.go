@@ -205,6 +205,9 @@ type worker struct {
 	// a random job's I/Os left before the next random offset (fio's
 	// ddir_seq_nr), and each direction's last block.
 	seqSkip [numDirs]uint64
+	// unit is each direction's offset grid: the block size, or blockalign
+	// for a random job.
+	unit    [numDirs]int64
 	seqLeft int64
 	lastBlk [numDirs]uint64
 	runNext [numDirs]uint64 // the block after the last I/O
@@ -326,6 +329,19 @@ func (w *worker) setup(filename string) error {
 		n := uint64(w.size / int64(j.BS[d]))
 		if n == 0 {
 			return fmt.Errorf("option size: %d bytes hold no %s block of %d bytes", w.size, Direction(d), j.BS[d])
+		}
+		w.unit[d] = int64(j.BS[d])
+		if a := j.BlockAlign[d]; a > 0 && a != j.BS[d] && j.RW.Random {
+			// blockalign: random I/Os start on multiples of ba, any start
+			// whose block fits (fio's last_block).
+			switch {
+			case j.NrFiles > 1 || j.BSSplit[d] != nil || j.Verify != "":
+				return fmt.Errorf("option ba: a %s alignment other than the block size goes with one file, one block size and no verify here", Direction(d))
+			case a > j.BS[d] && a%j.BS[d] != 0 || a < j.BS[d] && j.BS[d]%a != 0:
+				return fmt.Errorf("option ba: %d and the %s block size %d are not multiples of each other", a, Direction(d), j.BS[d])
+			}
+			n = uint64((w.size-int64(j.BS[d]))/int64(a)) + 1
+			w.unit[d] = int64(a)
 		}
 		w.perFile[d] = n
 		n *= uint64(j.NrFiles) // blocks are numbered over every file (see place)
@@ -864,7 +880,7 @@ func (w *worker) next(io *IO) bool {
 	}
 	bs := j.BS[d]
 	io.File, blk = w.place(d, blk)
-	io.Offset = w.offset + int64(blk)*int64(bs)
+	io.Offset = w.offset + int64(blk)*w.unit[d]
 	if mix := j.BSSplit[d]; mix != nil {
 		// bssplit: a size by weight, on the grid of the smallest, drawn
 		// again while it would run past the region's end (fio's
