@@ -7,7 +7,7 @@ import "fmt"
 func init() {
 	if s := findSpec("verify"); s != nil {
 		s.help = "checksum written into every block and checked when read back, as fio lays it out: " +
-			"crc32c, crc32, crc64, md5, sha1, sha256, sha512, xxhash, meta (header only), pattern (verify_pattern, no header), null; 0 or none: off"
+			"crc32c (crc32c-intel), crc32, crc64, crc16, crc7, md5, sha1, sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, xxhash, meta (header only), pattern (verify_pattern, no header), null; 0 or none: off"
 		s.set = setVerify
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha3"
 	"crypto/sha512"
 	"encoding/binary"
 	"errors"
@@ -47,8 +48,14 @@ const (
 	verifyCRC64   verifyKind = 3
 	verifyCRC32   verifyKind = 4
 	verifyCRC32C  verifyKind = 5
+	verifyCRC16   verifyKind = 7
+	verifyCRC7    verifyKind = 8
 	verifySHA256  verifyKind = 9
 	verifySHA512  verifyKind = 10
+	verifySHA3224 verifyKind = 11
+	verifySHA3256 verifyKind = 12
+	verifySHA3384 verifyKind = 13
+	verifySHA3512 verifyKind = 14
 	verifyXXHash  verifyKind = 15
 	verifySHA1    verifyKind = 16
 	verifyPattern verifyKind = 18 // VERIFY_PATTERN_NO_HDR
@@ -63,12 +70,14 @@ var verifyKinds = map[string]struct {
 }{
 	"md5": {verifyMD5, 16}, "crc64": {verifyCRC64, 8}, "crc32": {verifyCRC32, 4},
 	"crc32c": {verifyCRC32C, 4}, "crc32c-intel": {verifyCRC32C, 4},
+	"crc16": {verifyCRC16, 2}, "crc7": {verifyCRC7, 1},
 	"sha1": {verifySHA1, 20}, "sha256": {verifySHA256, 64}, "sha512": {verifySHA512, 128},
+	"sha3-224": {verifySHA3224, 28}, "sha3-256": {verifySHA3256, 32}, "sha3-384": {verifySHA3384, 48}, "sha3-512": {verifySHA3512, 64},
 	"xxhash": {verifyXXHash, 4}, "meta": {verifyMeta, 0}, "pattern": {verifyPattern, 0}, "null": {verifyNull, 0},
 }
 
 // VerifyTypes lists the verify= values the bench checks, as fio names
-// them (fio's crc16, crc7 and sha3-* are not among them).
+// them: all of fio 3.33's.
 func VerifyTypes() []string {
 	out := make([]string, 0, len(verifyKinds))
 	for k := range verifyKinds {
@@ -81,6 +90,34 @@ func VerifyTypes() []string {
 var (
 	castagnoli = crc32.MakeTable(crc32.Castagnoli)
 	crc64Jones = crc64.MakeTable(0x95AC9329AC4BC9B5)
+	// fio's crc16 (CRC-16/ARC from 0) and crc7 (the MMC CRC, x^7+x^3+1,
+	// indexed by crc<<1 ^ byte as Linux's old crc7 table).
+	crc16ARC = func() (t [256]uint16) {
+		for i := range t {
+			c := uint16(i)
+			for range 8 {
+				if c&1 != 0 {
+					c = c>>1 ^ 0xA001
+				} else {
+					c >>= 1
+				}
+			}
+			t[i] = c
+		}
+		return t
+	}()
+	crc7MMC = func() (t [256]uint8) {
+		for i := range t {
+			c := uint16(i) << 7
+			for bit := 14; bit >= 7; bit-- {
+				if c&(1<<bit) != 0 {
+					c ^= 0x89 << (bit - 7)
+				}
+			}
+			t[i] = uint8(c & 0x7f)
+		}
+		return t
+	}()
 	crc32POSIX = func() (t [256]uint32) {
 		for i := range t {
 			c := uint32(i) << 24
@@ -231,6 +268,30 @@ func (v *verifier) sum(dst, data []byte) {
 		le.PutUint32(dst, c)
 	case verifyCRC32C:
 		le.PutUint32(dst, fioCRC32C(data))
+	case verifyCRC16:
+		c := uint16(0)
+		for _, x := range data {
+			c = c>>8 ^ crc16ARC[byte(c)^x]
+		}
+		le.PutUint16(dst, c)
+	case verifyCRC7:
+		c := uint8(0)
+		for _, x := range data {
+			c = crc7MMC[c<<1^x]
+		}
+		dst[0] = c
+	case verifySHA3224:
+		s := sha3.Sum224(data)
+		copy(dst, s[:])
+	case verifySHA3256:
+		s := sha3.Sum256(data)
+		copy(dst, s[:])
+	case verifySHA3384:
+		s := sha3.Sum384(data)
+		copy(dst, s[:])
+	case verifySHA3512:
+		s := sha3.Sum512(data)
+		copy(dst, s[:])
 	case verifySHA1:
 		s := sha1.Sum(data) // fio keeps the five state words in host order
 		for i := 0; i < 20; i += 4 {
