@@ -366,7 +366,10 @@ func (j *Job) apply(o Option) error {
 	if s.set == nil {
 		return fmt.Errorf("option %s: %w: %s", name, ErrRefusedOption, s.help)
 	}
-	if v == "" && !s.bool_ && name != "description" {
+	if s.support == Refused && v == "" && !s.bool_ && fioTypes()[s.name] == "empty or boolean value ([0|1])" {
+		v = "1" // a bare fio boolean of a refused option: checked against the default below
+	}
+	if v == "" && !s.bool_ && name != "description" && s.support != Refused {
 		return fmt.Errorf("option %s: needs a value", name)
 	}
 	if s.bool_ && strSet(s.name) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // The option table: every fio option (fio_options.tsv, fio's own list as
@@ -51,6 +52,21 @@ type OptionInfo struct {
 	// io_uring hipri, nvme-tcp's hostnqn); nil for a job option.
 	Engines []string
 	Bool    bool // may be given bare (time_based)
+	// DefaultAccepted: a refused option given fio's default is accepted
+	// (a job file that spells out the default asks for nothing else).
+	DefaultAccepted bool
+}
+
+// support is the Support column as the docs and --cmdhelp print it.
+func (o OptionInfo) support() string {
+	s := o.Support.String()
+	if o.Note != "" {
+		s += ": " + o.Note
+	}
+	if o.DefaultAccepted {
+		s += " (fio's default, " + o.Default + ", is accepted)"
+	}
+	return s
 }
 
 type fioOption struct {
@@ -236,8 +252,57 @@ var flashpathEngineOptions = map[string]string{
 	"cufile_io":          "cuFile API: auto, batch or sync [gpu, cufile]",
 }
 
+// refuse makes an option flashpath does not implement. Its fio default,
+// where fio has one, is accepted: a job file that spells out the default
+// asks for nothing fio would do differently without it.
 func refuse(name, why string) optionSpec {
-	return optionSpec{name: name, support: Refused, help: why}
+	return optionSpec{name: name, support: Refused, help: why, set: func(j *Job, v string) error {
+		if isFioDefault(j, name, v) {
+			return nil
+		}
+		if def := fioDefaults()[name]; def != "" {
+			return fmt.Errorf("%w: %s (only fio's default, %s, is accepted)", ErrRefusedOption, why, def)
+		}
+		return fmt.Errorf("%w: %s", ErrRefusedOption, why)
+	}}
+}
+
+// fioDefaults are fio's defaults by option name (none: "").
+var fioDefaults = sync.OnceValue(func() map[string]string {
+	m := map[string]string{}
+	for _, f := range fioOptions() {
+		if f.engine == "" && f.def != "" {
+			m[f.name] = f.def
+		}
+	}
+	return m
+})
+
+// isFioDefault reports whether v, given for option name, is fio's
+// default: the same string, the same boolean (a bare option is 1) or the
+// same number.
+func isFioDefault(j *Job, name, v string) bool {
+	def, ok := fioDefaults()[name]
+	if !ok {
+		return false
+	}
+	if v == def {
+		return true
+	}
+	switch strings.ToLower(v) {
+	case "":
+		v = "1"
+	case "true", "yes", "on":
+		v = "1"
+	case "false", "no", "off":
+		v = "0"
+	}
+	if v == def {
+		return true
+	}
+	a, err1 := j.parseSize(v)
+	b, err2 := j.parseSize(def)
+	return err1 == nil && err2 == nil && a == b
 }
 
 // ignore makes an option that is accepted without effect: its value is
@@ -279,6 +344,7 @@ func OptionTable() []OptionInfo {
 			oi.Bool = strings.HasPrefix(f.typ, "empty or boolean")
 		} else if s := findSpec(f.name); s != nil {
 			oi.Support, oi.Note, oi.Bool = s.support, s.help, s.bool_
+			oi.DefaultAccepted = s.support == Refused && f.def != "" && s.set != nil
 			for _, a := range s.aliases {
 				if !slices.Contains(oi.Aliases, a) {
 					oi.Aliases = append(slices.Clone(oi.Aliases), a)
@@ -354,11 +420,7 @@ func WriteCmdHelp(w io.Writer, name string) error {
 		def = "no default"
 	}
 	fmt.Fprintf(w, "%20s: %s\n", "default", def)
-	fmt.Fprintf(w, "%20s: %s", "flashpath", o.Support)
-	if o.Note != "" {
-		fmt.Fprintf(w, ": %s", o.Note)
-	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%20s: %s\n", "flashpath", o.support())
 	return nil
 }
 
@@ -393,10 +455,7 @@ func WriteOptionDocs(w io.Writer) {
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	cell := strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace
 	for _, o := range OptionTable() {
-		fl := o.Support.String()
-		if o.Note != "" {
-			fl += ": " + o.Note
-		}
+		fl := o.support()
 		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s | %s |\n", o.Name, cell(strings.Join(o.Aliases, ", ")), cell(o.Type),
 			cell(o.Default), cell(o.Fio), cell(fl))
 	}
@@ -419,6 +478,7 @@ func WriteRefusedList(w io.Writer) {
 	for _, n := range notes {
 		fmt.Fprintf(w, "- %s: %s\n", strings.Join(names[n], ", "), n)
 	}
+	fmt.Fprintln(w, "\nA job option among them given fio's default value (where fio has one) is accepted: it asks for nothing else than leaving it out.")
 }
 
 func fioVersion() string {

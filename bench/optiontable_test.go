@@ -44,7 +44,8 @@ func isCoreEngineOption(string) bool { return false }
 
 // TestIgnoredAndRefusedOptions: an ignored option is accepted (bare when
 // boolean, else with fio's default) and changes nothing; a refused one
-// stops the job with ErrRefusedOption and its reason.
+// stops the job with ErrRefusedOption and its reason, unless given fio's
+// default.
 func TestIgnoredAndRefusedOptions(t *testing.T) {
 	base := DefaultJob()
 	base.IOEngine = "null"
@@ -69,11 +70,19 @@ func TestIgnoredAndRefusedOptions(t *testing.T) {
 			if err != nil {
 				t.Errorf("ignored %s=%s: %v", s.name, v, err)
 			}
-		case s.support == Refused && s.set == nil:
+		case s.support == Refused:
 			j := base
-			err := j.apply(Option{s.name, "1"})
+			err := j.apply(Option{s.name, "12345"})
 			if !errors.Is(err, ErrRefusedOption) || !strings.Contains(err.Error(), s.help) {
-				t.Errorf("refused %s: error %v, want ErrRefusedOption with %q", s.name, err, s.help)
+				t.Errorf("refused %s=12345: error %v, want ErrRefusedOption with %q", s.name, err, s.help)
+			}
+			// A job file that spells out fio's default asks for nothing
+			// else than one that leaves it out.
+			if d := def[s.name]; d != "" {
+				j := base
+				if err := j.apply(Option{s.name, d}); err != nil {
+					t.Errorf("refused %s: its fio default %q: %v", s.name, d, err)
+				}
 			}
 		}
 	}
