@@ -240,7 +240,7 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 		{"steadystate=iops:1%", "steady-state"},
 		{"ss=iops:1%", "steady-state"},
 		{"rw=read:-8k", "backwards offset modifier"},
-		{"verify=crc99", "crc99"},
+		{"verify_dump=1", "dumped"},
 		{"write_iolog=x", "I/O logs"},
 		{"io_submit_mode=offload", "offload"},
 		{"cmdprio=3", "cmdprio"},
@@ -321,7 +321,7 @@ func TestParsesLikeFio(t *testing.T) {
 		Jobs   []struct {
 			Name    string          `json:"jobname"`
 			Options json.RawMessage `json:"job options"`
-			Read    struct {
+			Read struct {
 				Bytes int64 `json:"io_bytes"`
 				IOs   int64 `json:"total_ios"`
 			} `json:"read"`
