@@ -72,29 +72,112 @@ func parseFilename(s, scheme string) (initiator.NamespaceURL, error) {
 }
 
 type engine struct {
-	region initiator.Registration // the buffers, registered with the transport
-	ns     *initiator.Namespace
-	ctrl   *initiator.Controller
-	q      *initiator.Queue
-	nsid   uint32
-	fua    bool // every write with FUA (sync=)
-	shift  uint
-	size   int64
-	mem    *bench.HostMemory
-	reqs   []initiator.Request
-	reqQ   []*initiator.Queue // the queue each request was last sent on
-	tries  []int              // times each request was sent again after a lost connection
-	staged []*bench.IO
-	batch  []*initiator.Request
+	slots
+	ns   *initiator.Namespace
+	ctrl *initiator.Controller
+	q    *initiator.Queue
+	size int64
+	reqQ []*initiator.Queue // the queue each request was last sent on
 	// unsent: commands committed into the queue's send buffer, flushed
 	// when the job next reaps (GetEvents).
 	unsent bool
-	done   chan *initiator.Request
 	// want is how many completions GetEvents waits for in done while it
 	// polls a polled queue (ready, bound once).
 	want  int
 	ready func() bool
-	ios   []*bench.IO // by slot index
+}
+
+// slots is what both engines (one path, several) keep per job: a request
+// per I/O slot of the job, bound to its slot's index (Tag), the staged
+// batch, and the job's buffers.
+type slots struct {
+	region initiator.Registration // the buffers, registered with the transport
+	mem    *bench.HostMemory
+	fua    bool // every write with FUA (sync=)
+	shift  uint
+	reqs   []initiator.Request
+	tries  []int // times each request was sent again after a lost connection or path
+	ios    []*bench.IO
+	staged []*bench.IO
+	batch  []*initiator.Request
+	done   chan *initiator.Request
+}
+
+func newSlots(cfg *bench.EngineConfig, nsid uint32, blockSize int) slots {
+	depth := max(cfg.IODepth, 1)
+	s := slots{fua: cfg.Job.Sync != bench.SyncNone,
+		reqs: make([]initiator.Request, depth), tries: make([]int, depth), ios: make([]*bench.IO, depth),
+		staged: make([]*bench.IO, 0, depth), batch: make([]*initiator.Request, 0, depth),
+		done: make(chan *initiator.Request, depth)}
+	for bs := blockSize; bs > 1; bs >>= 1 {
+		s.shift++
+	}
+	for i := range s.reqs {
+		s.reqs[i].Done = s.done
+		s.reqs[i].NSID = nsid
+		s.reqs[i].Tag = uint64(i)
+	}
+	return s
+}
+
+// buffers allocates the job's buffers and registers them with c's
+// transport, once: over NVMe/RDMA the controller reads and writes them
+// directly (no bounce copy). Registrations are the transport's, so they
+// serve every controller on it.
+func (s *slots) buffers(c *initiator.Controller, n, size int) ([]bench.Buffer, error) {
+	m, err := bench.AllocHost(n, size)
+	if err != nil {
+		return nil, err
+	}
+	s.mem = m
+	if s.region, err = c.Register(m.Mem()); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("register %d buffers: %w", n, err)
+	}
+	return m.Bufs, nil
+}
+
+// Queue stages io's command.
+func (s *slots) Queue(io *bench.IO) error {
+	if err := fill(&s.reqs[io.Index], io, s.shift, s.fua); err != nil {
+		return err
+	}
+	s.ios[io.Index] = io
+	s.staged = append(s.staged, io)
+	return nil
+}
+
+// stage moves what Queue staged into batch.
+func (s *slots) stage() []*initiator.Request {
+	s.batch = s.batch[:0]
+	for _, io := range s.staged {
+		s.batch = append(s.batch, &s.reqs[io.Index])
+	}
+	s.staged = s.staged[:0]
+	return s.batch
+}
+
+// reap hands r's I/O to the job.
+func (s *slots) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
+	io := s.ios[r.Tag]
+	s.tries[r.Tag] = 0
+	io.Res, io.Err = io.Len, nil
+	if err := r.Error(); err != nil {
+		io.Res, io.Err = 0, err
+	}
+	return append(events, io)
+}
+
+// close releases the buffers once the controllers are closed.
+func (s *slots) close() error {
+	var err error
+	if s.region != nil {
+		err = s.region.Close()
+	}
+	if s.mem != nil {
+		err = errors.Join(err, s.mem.Close())
+	}
+	return err
 }
 
 // hipriPoll is the busy-poll window of hipri: far longer than a round
@@ -197,24 +280,9 @@ func openTarget(cfg *bench.EngineConfig, t initiator.NamespaceURL, scheme string
 		ctrl.Close()
 		return nil, errors.New("controller granted no I/O queue")
 	}
-	e := &engine{ns: ns, ctrl: ctrl, q: qs[0], nsid: t.NSID, size: ns.Size(), fua: cfg.Job.Sync != bench.SyncNone}
-	for bs := ns.BlockSize(); bs > 1; bs >>= 1 {
-		e.shift++
-	}
-	depth := max(cfg.IODepth, 1)
-	e.reqs = make([]initiator.Request, depth)
-	e.reqQ = make([]*initiator.Queue, depth)
-	e.tries = make([]int, depth)
-	e.ios = make([]*bench.IO, depth)
-	e.done = make(chan *initiator.Request, depth)
+	e := &engine{slots: newSlots(cfg, t.NSID, ns.BlockSize()), ns: ns, ctrl: ctrl, q: qs[0], size: ns.Size()}
+	e.reqQ = make([]*initiator.Queue, len(e.reqs))
 	e.ready = func() bool { return len(e.done) >= e.want }
-	e.staged = make([]*bench.IO, 0, depth)
-	e.batch = make([]*initiator.Request, 0, depth)
-	for i := range e.reqs {
-		e.reqs[i].Done = e.done
-		e.reqs[i].NSID = t.NSID
-		e.reqs[i].Tag = uint64(i)
-	}
 	return e, nil
 }
 
@@ -238,29 +306,7 @@ func (e *engine) Offloaded() {}
 // (NVMe has no metadata-only distinction, so fsync and fdatasync agree).
 func (e *engine) Sync(bool) error { return e.ns.Flush() }
 
-func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) {
-	m, err := bench.AllocHost(n, size)
-	if err != nil {
-		return nil, err
-	}
-	e.mem = m
-	// Registered once: over NVMe/RDMA the controller reads and writes the
-	// buffers directly (no bounce copy).
-	if e.region, err = e.ctrl.Register(m.Mem()); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("register %d buffers: %w", n, err)
-	}
-	return m.Bufs, nil
-}
-
-func (e *engine) Queue(io *bench.IO) error {
-	if err := fill(&e.reqs[io.Index], io, e.shift, e.fua); err != nil {
-		return err
-	}
-	e.ios[io.Index] = io
-	e.staged = append(e.staged, io)
-	return nil
-}
+func (e *engine) Buffers(n, size int) ([]bench.Buffer, error) { return e.buffers(e.ctrl, n, size) }
 
 // fill makes r the command of io on a namespace of 1<<shift-byte blocks;
 // fua: every write with Force Unit Access (sync=).
@@ -290,12 +336,9 @@ func fill(r *initiator.Request, io *bench.IO, shift uint, fua bool) error {
 }
 
 func (e *engine) Commit() error {
-	e.batch = e.batch[:0]
-	for _, io := range e.staged {
-		e.batch = append(e.batch, &e.reqs[io.Index])
-		e.reqQ[io.Index] = e.q
+	for _, r := range e.stage() {
+		e.reqQ[r.Tag] = e.q
 	}
-	e.staged = e.staged[:0]
 	// Left in the send buffer until the job reaps: what it commits one
 	// at a time between reaps goes out in one write, as SPDK's host
 	// sends what was queued when the application polls.
@@ -351,16 +394,6 @@ func (e *engine) resend(r *initiator.Request) bool {
 	return true
 }
 
-func (e *engine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
-	io := e.ios[r.Tag]
-	e.tries[r.Tag] = 0
-	io.Res, io.Err = io.Len, nil
-	if err := r.Error(); err != nil {
-		io.Res, io.Err = 0, err
-	}
-	return append(events, io)
-}
-
 func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, error) {
 	if e.unsent {
 		e.unsent = false
@@ -404,10 +437,4 @@ func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, erro
 	return events, nil
 }
 
-func (e *engine) Close() error {
-	err := e.ctrl.Close()
-	if e.region != nil {
-		err = errors.Join(err, e.region.Close())
-	}
-	return errors.Join(err, e.mem.Close())
-}
+func (e *engine) Close() error { return errors.Join(e.ctrl.Close(), e.close()) }

@@ -17,18 +17,9 @@ import (
 // inaccessible) sent again on another path, as the Linux host's native
 // multipath requeues it; the job sees no error.
 type mpEngine struct {
-	m      *initiator.Multipath
-	region initiator.Registration
-	mem    *bench.HostMemory
-	fua    bool
-	shift  uint
-	reqs   []initiator.Request
-	path   []*initiator.Path // the path each request was last sent on
-	tries  []int             // times each request was sent again on another path
-	ios    []*bench.IO
-	staged []*bench.IO
-	batch  []*initiator.Request
-	done   chan *initiator.Request
+	slots
+	m    *initiator.Multipath
+	path []*initiator.Path // the path each request was last sent on
 }
 
 func openMultipath(ctx context.Context, cfg *bench.EngineConfig, o options, t initiator.NamespaceURL, scheme string) (bench.Engine, error) {
@@ -44,19 +35,8 @@ func openMultipath(ctx context.Context, cfg *bench.EngineConfig, o options, t in
 	if err != nil {
 		return nil, err
 	}
-	depth := max(cfg.IODepth, 1)
-	e := &mpEngine{m: m, fua: cfg.Job.Sync != bench.SyncNone,
-		reqs: make([]initiator.Request, depth), path: make([]*initiator.Path, depth), tries: make([]int, depth),
-		ios: make([]*bench.IO, depth), staged: make([]*bench.IO, 0, depth), batch: make([]*initiator.Request, 0, depth),
-		done: make(chan *initiator.Request, depth)}
-	for bs := m.BlockSize(); bs > 1; bs >>= 1 {
-		e.shift++
-	}
-	for i := range e.reqs {
-		e.reqs[i].Done = e.done
-		e.reqs[i].NSID = t.NSID
-		e.reqs[i].Tag = uint64(i)
-	}
+	e := &mpEngine{slots: newSlots(cfg, t.NSID, m.BlockSize()), m: m}
+	e.path = make([]*initiator.Path, len(e.reqs))
 	return e, nil
 }
 
@@ -68,38 +48,13 @@ func (e *mpEngine) Offloaded() {}
 // Sync sends an NVMe Flush on one path: the paths share the storage.
 func (e *mpEngine) Sync(bool) error { return e.m.Flush() }
 
+// Buffers registers through the first path's controller: every path runs
+// on the same transport.
 func (e *mpEngine) Buffers(n, size int) ([]bench.Buffer, error) {
-	m, err := bench.AllocHost(n, size)
-	if err != nil {
-		return nil, err
-	}
-	e.mem = m
-	// Registrations are the transport's, and every path runs on the same
-	// one: registered once, the buffers serve each path's controller.
-	if e.region, err = e.m.Paths()[0].Controller().Register(m.Mem()); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("register %d buffers: %w", n, err)
-	}
-	return m.Bufs, nil
+	return e.buffers(e.m.Paths()[0].Controller(), n, size)
 }
 
-func (e *mpEngine) Queue(io *bench.IO) error {
-	if err := fill(&e.reqs[io.Index], io, e.shift, e.fua); err != nil {
-		return err
-	}
-	e.ios[io.Index] = io
-	e.staged = append(e.staged, io)
-	return nil
-}
-
-func (e *mpEngine) Commit() error {
-	e.batch = e.batch[:0]
-	for _, io := range e.staged {
-		e.batch = append(e.batch, &e.reqs[io.Index])
-	}
-	e.staged = e.staged[:0]
-	return e.send(e.batch)
-}
+func (e *mpEngine) Commit() error { return e.send(e.stage()) }
 
 // send submits batch on the best path, and what a failing queue did not
 // take on the next best.
@@ -148,16 +103,6 @@ func (e *mpEngine) failover(r *initiator.Request) bool {
 // maxTries bounds how often one I/O moves to another path.
 func (e *mpEngine) maxTries() int { return (maxResends + 1) * len(e.m.Paths()) }
 
-func (e *mpEngine) reap(r *initiator.Request, events []*bench.IO) []*bench.IO {
-	io := e.ios[r.Tag]
-	e.tries[r.Tag] = 0
-	io.Res, io.Err = io.Len, nil
-	if err := r.Error(); err != nil {
-		io.Res, io.Err = 0, err
-	}
-	return append(events, io)
-}
-
 func (e *mpEngine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, error) {
 	got := 0
 	for len(events) < cap(events) {
@@ -180,13 +125,4 @@ func (e *mpEngine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, er
 	return events, nil
 }
 
-func (e *mpEngine) Close() error {
-	err := e.m.Close()
-	if e.region != nil {
-		err = errors.Join(err, e.region.Close())
-	}
-	if e.mem != nil {
-		err = errors.Join(err, e.mem.Close())
-	}
-	return err
-}
+func (e *mpEngine) Close() error { return errors.Join(e.m.Close(), e.close()) }
