@@ -240,7 +240,7 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 		{"steadystate=iops:1%", "steady-state"},
 		{"ss=iops:1%", "steady-state"},
 		{"rw=read:-8k", "backwards offset modifier"},
-		{"verify_dump=1", "dumped"},
+		{"verify=crc99", "crc99"},
 		{"write_iolog=x", "I/O logs"},
 		{"io_submit_mode=offload", "offload"},
 		{"cmdprio=3", "cmdprio"},
@@ -321,7 +321,7 @@ func TestParsesLikeFio(t *testing.T) {
 		Jobs   []struct {
 			Name    string          `json:"jobname"`
 			Options json.RawMessage `json:"job options"`
-			Read struct {
+			Read    struct {
 				Bytes int64 `json:"io_bytes"`
 				IOs   int64 `json:"total_ios"`
 			} `json:"read"`
@@ -606,5 +606,17 @@ func TestRuntimeOptionsParse(t *testing.T) {
 		if _, err := BuildJobs(nil, secs, nil); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+// TestValidationErrorsNameTheLine: an error found once the whole job is
+// known still names the line of the option it is about.
+func TestValidationErrorsNameTheLine(t *testing.T) {
+	secs, err := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=read:-8k\nsize=1m\n"), "w.fio")
+	if err == nil {
+		_, err = BuildJobs(nil, secs, nil)
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), "w.fio:3: job j: option rw:") {
+		t.Errorf("error %v, want one at w.fio:3", err)
 	}
 }

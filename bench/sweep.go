@@ -144,9 +144,30 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 		return nil, fmt.Errorf("job %s: %w", j.Name, err)
 	}
 	if err := j.validate(); err != nil {
-		return nil, fmt.Errorf("job %s: %w", j.Name, err)
+		return nil, whereNamed(eo.opts, fmt.Errorf("job %s: %w", j.Name, err))
 	}
 	return &j, nil
+}
+
+// whereNamed prefixes a validation error that names an option ("option
+// bs: ...") with where that option was last written, as the errors of a
+// single option are.
+func whereNamed(opts []srcOption, err error) error {
+	_, rest, ok := strings.Cut(err.Error(), ": option ")
+	if !ok {
+		return err
+	}
+	name, _, _ := strings.Cut(rest, ":")
+	s := findSpec(name)
+	for i := len(opts) - 1; i >= 0 && s != nil; i-- {
+		if findSpec(strings.TrimSpace(opts[i].Name)) == s {
+			if opts[i].where == "" {
+				return err
+			}
+			return at(opts[i].where, err)
+		}
+	}
+	return err
 }
 
 // optionPrio is fio's parse priority: fio sorts a section's options by
