@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -282,5 +283,60 @@ func TestBlockAlign(t *testing.T) {
 	// 16 of the 241 starts are on the 64k grid: about 7% of 2000.
 	if n := len(lastRecordEngine.ios); n != 2000 || off64k > 400 || !last {
 		t.Errorf("%d of %d I/Os on the 64k grid (want about 133 of 2000); the last start (1m-64k) drawn: %v", off64k, n, last)
+	}
+}
+
+// TestInvalidateOnWrap: invalidate=1 drops a buffered file's page cache
+// before the job and again each time a time_based job wraps around it,
+// sequential (at the end) or random (when every block has been done), as
+// fio's loop_cache_invalidate; direct=1 and invalidate=0 only before.
+func TestInvalidateOnWrap(t *testing.T) {
+	for _, tc := range []struct {
+		rw, extra string
+		want      int
+	}{
+		{"read", "", 1 + 6}, // 100 I/Os over 16 blocks: 6 wraps
+		{"randread", "", 1 + 6},
+		{"read", "direct=1", 1},
+		{"read", "invalidate=0", 0},
+	} {
+		o := opts("ioengine=test-batch", "rw="+tc.rw, "bs=4k", "size=64k", "time_based", "runtime=1h", "number_ios=100")
+		if tc.extra != "" {
+			o = append(o, opts(tc.extra)...)
+		}
+		if _, err := Run(context.Background(), Config{Jobs: mustJobs(t, o...)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastBatchEngine.invalidated; got != tc.want {
+			t.Errorf("rw=%s %s: %d invalidations, want %d", tc.rw, tc.extra, got, tc.want)
+		}
+	}
+}
+
+// TestRatePoisson: rate_process=poisson keeps the mean rate with
+// exponential gaps (their deviation about their mean), where linear's
+// gaps are all alike.
+func TestRatePoisson(t *testing.T) {
+	for _, process := range []string{"linear", "poisson"} {
+		j := DefaultJob()
+		j.RateIOPS[DirRead], j.RateProcess = 1000, process
+		w := &worker{job: &j, depth: 1, prnd: newRNG(7)}
+		w.rateBPS[DirRead], w.poisson = 1000*4096, process == "poisson"
+		const n = 20000
+		var sum, sumSq float64
+		last := int64(0)
+		for range n {
+			w.rateIssued(DirRead, 4096)
+			gap := float64(w.rateNext[DirRead]-last) / 1e6 // ms
+			last = w.rateNext[DirRead]
+			sum += gap
+			sumSq += gap * gap
+		}
+		mean := sum / n
+		cv := math.Sqrt(sumSq/n-mean*mean) / mean
+		wantCV := map[string]float64{"linear": 0, "poisson": 1}[process]
+		if math.Abs(mean-1) > 0.03 || math.Abs(cv-wantCV) > 0.05 {
+			t.Errorf("rate_iops=1000 rate_process=%s: mean gap %.3f ms (want 1), deviation/mean %.2f (want %g)", process, mean, cv, wantCV)
+		}
 	}
 }
