@@ -103,6 +103,9 @@ func (j *Job) validate() error {
 // were written; each error names the option, where it was written and
 // why.
 func (j *Job) checkEngineOptions(opts []srcOption) error {
+	if _, ok := lookupEngine(j.IOEngine); !ok && j.EngineAlias != "libcufile" {
+		return fmt.Errorf("option ioengine: unknown engine %q (have %s)", j.IOEngine, strings.Join(EngineNames(), ", "))
+	}
 	if j.EngineAlias == "libcufile" {
 		if err := j.resolveLibcufile(); err != nil {
 			return err
@@ -112,7 +115,7 @@ func (j *Job) checkEngineOptions(opts []srcOption) error {
 	}
 	info, ok := lookupEngine(j.IOEngine)
 	if !ok {
-		return fmt.Errorf("option ioengine: unknown engine %q (have %s)", j.IOEngine, strings.Join(EngineNames(), ", "))
+		return fmt.Errorf("option ioengine: libcufile with cuda_io=%s runs on engine %s, which this binary lacks", j.CudaIO, j.IOEngine)
 	}
 	var errs []error
 	seen := map[string]bool{}
