@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -26,6 +27,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is flashpath's version, shown by spdk_get_version.
 	Version string
+	// VolumeDir is the folder of the volume files that
+	// flashpath_volume_create makes (volume.go); empty: no volumes.
+	VolumeDir string
 }
 
 // Server serves SPDK's JSON-RPC on a Unix socket for a running target.
@@ -52,6 +56,8 @@ type Server struct {
 	connMu sync.Mutex
 	conns  map[net.Conn]struct{} // guarded by connMu; nil once closed
 	wg     sync.WaitGroup
+
+	httpSrv *http.Server // ListenHTTP's; nil without
 }
 
 // New returns the JSON-RPC methods for srv, served nowhere yet: Serve
@@ -154,6 +160,11 @@ func (s *Server) Close() error {
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
+	}
+	if s.httpSrv != nil {
+		if herr := s.httpSrv.Close(); err == nil {
+			err = herr
+		}
 	}
 	s.connMu.Lock()
 	for c := range s.conns {

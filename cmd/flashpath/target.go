@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,7 +31,44 @@ type targetFlags struct {
 	tlsKeyFile string
 	busyPoll   daemon.Duration
 	rpcSocket  string
+	remote     remoteRPC
 	daemonFlags
+}
+
+// remoteRPC is the JSON-RPC for other machines (flashpath csi's
+// controller): over HTTP with a bearer token, and the folder where its
+// flashpath_volume_create makes volume files.
+type remoteRPC struct {
+	listen    string // tcp://HOST:PORT
+	tokenFile string
+	volumeDir string
+	token     string // read from tokenFile by check
+}
+
+// check validates the flags and reads the token.
+func (r *remoteRPC) check() error {
+	if r.listen == "" {
+		if r.tokenFile != "" {
+			return errors.New("--rpc-token-file is for --rpc-listen: give both")
+		}
+		return nil
+	}
+	hp, ok := strings.CutPrefix(r.listen, "tcp://")
+	if _, _, err := net.SplitHostPort(hp); !ok || err != nil {
+		return fmt.Errorf("--rpc-listen %q: want tcp://HOST:PORT, e.g. tcp://10.0.0.5:5260", r.listen)
+	}
+	if r.tokenFile == "" {
+		return errors.New("--rpc-listen needs --rpc-token-file FILE: the bearer token its clients send (e.g. head -c 32 /dev/urandom | base64 > FILE)")
+	}
+	b, err := os.ReadFile(r.tokenFile)
+	if err != nil {
+		return fmt.Errorf("--rpc-token-file: %w", err)
+	}
+	r.token = strings.TrimSpace(string(b))
+	if len(r.token) < spdk.MinTokenLength {
+		return fmt.Errorf("--rpc-token-file %s: %d characters: want at least %d", r.tokenFile, len(r.token), spdk.MinTokenLength)
+	}
+	return nil
 }
 
 func newTargetCmd() *cobra.Command {
@@ -59,7 +97,9 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
   flashpath target --config saved.json          # rpc.py save_config's file, as nvmf_tgt --json
   flashpath target --config /etc/nvmet/config.json   # nvmetcli save's file`,
 		Args: cobra.NoArgs,
-		RunE: daemonRunE(&f.daemonFlags, f.toConfig, runTarget),
+		RunE: daemonRunE(&f.daemonFlags, f.toConfig, func(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say notice, reload func() (*server.Config, error)) error {
+			return runTarget(cmd, cfg, log, say, reload, &f.remote)
+		}),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "configuration file: flashpath's YAML or JSON (listeners, subsystems, namespaces, allowed hosts), SPDK's JSON config (rpc.py save_config, nvmf_tgt --json), or nvmetcli's saved JSON (/etc/nvmet/config.json)")
@@ -72,6 +112,9 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "file holding the TLS PSK (nvme gen-tls-key, NVMeTLSkey-1:...) of the --allow-host hosts, which then connect over TLS only (config: allowed_hosts tls_key_file)")
 	durationVar(fl, &f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
 	fl.StringVar(&f.rpcSocket, "rpc-socket", "", "Unix socket for SPDK's JSON-RPC (rpc.py -s PATH ...), mode 0600; \"off\" for none (default "+spdk.DefaultSocket+" when run as root, else off; config: rpc_socket). Given alone, the target starts empty, like nvmf_tgt")
+	fl.StringVar(&f.remote.listen, "rpc-listen", "", "also serve the JSON-RPC over HTTP on tcp://HOST:PORT (one POST per request, as SPDK's rpc_http_proxy), for flashpath csi's controller on other machines; needs --rpc-token-file; no TLS: bind it to a management network")
+	fl.StringVar(&f.remote.tokenFile, "rpc-token-file", "", "file holding the bearer token that --rpc-listen's clients must send (Authorization: Bearer TOKEN), at least 16 characters")
+	fl.StringVar(&f.remote.volumeDir, "volume-dir", "", "folder where the JSON-RPC's flashpath_volume_create makes volume files (NAME.img, sparse) for flashpath csi; free space is reported by flashpath_get_volumes")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
 }
@@ -92,6 +135,14 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	}
 	if cfg.RPCSocket != "" && !filepath.IsAbs(cfg.RPCSocket) {
 		return nil, fmt.Errorf("--rpc-socket %q: give an absolute path, e.g. %s", cfg.RPCSocket, spdk.DefaultSocket)
+	}
+	if err := f.remote.check(); err != nil {
+		return nil, err
+	}
+	if d := f.remote.volumeDir; d != "" {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() || !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("--volume-dir %q: want the absolute path of an existing folder", d)
+		}
 	}
 	return cfg, cfg.Validate()
 }
@@ -167,7 +218,7 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // reload returns (nil: no configuration file to re-read).
-func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say notice, reload func() (*server.Config, error)) error {
+func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say notice, reload func() (*server.Config, error), remote *remoteRPC) error {
 	var saved *spdk.Config
 	if cfg.SPDKConfig != "" {
 		b, err := os.ReadFile(cfg.SPDKConfig)
@@ -197,8 +248,8 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 		return err
 	}
 	var rpc *spdk.Server
-	if cfg.RPCSocket != "" || saved != nil {
-		rpc = spdk.New(srv, spdk.Options{Logger: log, Version: version})
+	if cfg.RPCSocket != "" || saved != nil || remote.listen != "" {
+		rpc = spdk.New(srv, spdk.Options{Logger: log, Version: version, VolumeDir: remote.volumeDir})
 	}
 	if saved != nil {
 		if err := rpc.LoadConfig(saved); err != nil {
@@ -214,6 +265,12 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 			log.Warn("SPDK JSON-RPC off: the default socket is not available: give --rpc-socket PATH for this target", "err", err)
 		case err != nil:
 			return fail(fmt.Errorf("%w (--rpc-socket off to run without it)", err))
+		}
+	}
+	if remote.listen != "" {
+		if err := rpc.ListenHTTP(strings.TrimPrefix(remote.listen, "tcp://"), remote.token); err != nil {
+			rpc.Close()
+			return fail(err)
 		}
 	}
 	running := srv.Applied()
@@ -240,6 +297,9 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 	if rpc != nil && rpc.Path() != "" {
 		try := "rpc.py -s " + rpc.Path() + " nvmf_get_subsystems"
 		say.say(fmt.Sprintf("SPDK JSON-RPC on %s:  %s\n", rpc.Path(), try), "SPDK JSON-RPC", "socket", rpc.Path(), "try", try)
+	}
+	if rpc != nil && rpc.HTTPAddr() != "" {
+		say.say(fmt.Sprintf("JSON-RPC over HTTP on %s (bearer token), volumes in %q\n", rpc.HTTPAddr(), remote.volumeDir), "JSON-RPC over HTTP", "addr", rpc.HTTPAddr(), "volume_dir", remote.volumeDir)
 	}
 	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
