@@ -1,0 +1,227 @@
+package csi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/flashpath/flashpath/spdk"
+	"github.com/flashpath/flashpath/target/server"
+)
+
+const testToken = "0123456789abcdef-test-token"
+
+// testTarget is a real in-process flashpath target with its JSON-RPC on a
+// Unix socket and over HTTP, and a volume directory.
+type testTarget struct {
+	srv    *server.Server
+	rpc    *spdk.Server
+	sock   string
+	dir    string // volumes
+	http   string // HOST:PORT
+	tokenF string
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startTarget(t testing.TB) *testTarget {
+	t.Helper()
+	tt := &testTarget{dir: t.TempDir()}
+	base := t.TempDir()
+	tt.sock = filepath.Join(base, "spdk.sock")
+	tt.tokenF = filepath.Join(base, "token")
+	if err := os.WriteFile(tt.tokenF, []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Start(&server.Config{RPCSocket: tt.sock}, server.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	tt.srv = srv
+	tt.serveRPC(t)
+	return tt
+}
+
+// serveRPC starts the JSON-RPC (again, after restartRPC: a target
+// restarted keeps its files, not what its RPC made).
+func (tt *testTarget) serveRPC(t testing.TB) {
+	t.Helper()
+	rs := spdk.New(tt.srv, spdk.Options{Logger: quietLog(), Version: "test", VolumeDir: tt.dir})
+	if err := rs.Serve(tt.sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.ListenHTTP("127.0.0.1:0", testToken); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	tt.rpc, tt.http = rs, rs.HTTPAddr()
+}
+
+// allowed returns the hosts allowed on subsystem nqn, and whether the
+// running target has that subsystem with a namespace.
+func (tt *testTarget) allowed(nqn string) (hosts []string, exported bool) {
+	for _, sc := range tt.srv.Applied().Subsystems {
+		if sc.NQN == nqn {
+			for _, h := range sc.AllowedHosts {
+				hosts = append(hosts, h.NQN)
+			}
+			return hosts, len(sc.Namespaces) == 1
+		}
+	}
+	return nil, false
+}
+
+func (tt *testTarget) config(name string, http bool, topo map[string]string) TargetConfig {
+	c := TargetConfig{Name: name, RPC: "unix://" + tt.sock, Addresses: []string{"tcp://127.0.0.1:4420"}, Topology: topo}
+	if http {
+		c.RPC, c.TokenFile = "http://"+tt.http, tt.tokenF
+	}
+	return c
+}
+
+// fakeOS is NodeOS without a kernel: it checks a connect against the
+// running targets (the host must be allowed on an exported subsystem),
+// and keeps devices, file systems and mounts in maps.
+type fakeOS struct {
+	targets []*testTarget
+
+	mu      sync.Mutex
+	devs    map[string]string // nqn → /dev/nvmeXn1
+	addrs   map[string][]string
+	fs      map[string]string    // dev → fstype
+	mounts  map[string]fakeMount // target path →
+	formats int
+	next    int
+}
+
+type fakeMount struct {
+	source, fstype string
+	ro             bool
+}
+
+func newFakeOS(targets ...*testTarget) *fakeOS {
+	return &fakeOS{targets: targets, devs: map[string]string{}, addrs: map[string][]string{}, fs: map[string]string{}, mounts: map[string]fakeMount{}}
+}
+
+var _ NodeOS = (*fakeOS)(nil)
+
+func (f *fakeOS) Connect(_ context.Context, nqn string, addrs []string, hostNQN string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d := f.devs[nqn]; d != "" {
+		return d, nil
+	}
+	for _, a := range addrs {
+		if _, _, _, err := ParseAddress(a); err != nil {
+			return "", err
+		}
+	}
+	ok := false
+	for _, tt := range f.targets {
+		if hosts, exported := tt.allowed(nqn); exported && slices.Contains(hosts, hostNQN) {
+			ok = true
+		}
+	}
+	if !ok {
+		return "", fmt.Errorf("connect %s as %s: the target refused the connect (not allowed, or no such subsystem)", nqn, hostNQN)
+	}
+	f.next++
+	f.devs[nqn] = fmt.Sprintf("/dev/nvme%dn1", f.next)
+	f.addrs[nqn] = addrs
+	return f.devs[nqn], nil
+}
+
+func (f *fakeOS) Device(nqn string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.devs[nqn], nil
+}
+
+func (f *fakeOS) Disconnect(nqn string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p, m := range f.mounts {
+		if m.source == f.devs[nqn] && f.devs[nqn] != "" {
+			return fmt.Errorf("disconnect %s: %s is still mounted on %s", nqn, m.source, p)
+		}
+	}
+	delete(f.devs, nqn)
+	delete(f.addrs, nqn)
+	return nil
+}
+
+func (f *fakeOS) Format(_ context.Context, dev, fstype string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(mapValues(f.devs), dev) {
+		return "", fmt.Errorf("format %s: no such device", dev)
+	}
+	if have := f.fs[dev]; have != "" {
+		return have, nil
+	}
+	f.fs[dev] = fstype
+	f.formats++
+	return fstype, nil
+}
+
+func (f *fakeOS) Mount(source, target, fstype string, ro bool, _ []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := os.Stat(target); err != nil {
+		return fmt.Errorf("mount on %s: %w", target, err)
+	}
+	if _, on := f.mounts[target]; on {
+		return fmt.Errorf("mount on %s: already a mount point", target)
+	}
+	isDev := slices.Contains(mapValues(f.devs), source)
+	_, isMount := f.mounts[source]
+	switch {
+	case fstype != "" && (!isDev || f.fs[source] != fstype):
+		return fmt.Errorf("mount %s (%s): not a device with that file system", source, fstype)
+	case fstype == "" && !isDev && !isMount:
+		return fmt.Errorf("bind %s: neither a device nor a mount point", source)
+	}
+	f.mounts[target] = fakeMount{source, fstype, ro}
+	return nil
+}
+
+func (f *fakeOS) Unmount(target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p, m := range f.mounts {
+		if m.source == target {
+			return fmt.Errorf("unmount %s: %s is bound from it", target, p)
+		}
+	}
+	delete(f.mounts, target)
+	return nil
+}
+
+func (f *fakeOS) Mounted(target string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, on := f.mounts[target]
+	return on, nil
+}
+
+func (f *fakeOS) mountAt(p string) (fakeMount, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.mounts[p]
+	return m, ok
+}
+
+func mapValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
