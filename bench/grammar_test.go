@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -618,5 +619,29 @@ func TestValidationErrorsNameTheLine(t *testing.T) {
 	}
 	if err == nil || !strings.HasPrefix(err.Error(), "w.fio:3: job j: option rw:") {
 		t.Errorf("error %v, want one at w.fio:3", err)
+	}
+}
+
+// TestSectionsInFileOrder: --section keeps the file's order (fio 3.33:
+// --section=b --section=a runs a, then b), and the first job run from a
+// later file starts a new group.
+func TestSectionsInFileOrder(t *testing.T) {
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "1.fio"), filepath.Join(dir, "2.fio")
+	for f, body := range map[string]string{f1: "[a]\nioengine=null\n[b]\nioengine=null\n", f2: "[c]\nioengine=null\n[d]\nioengine=null\n"} {
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := LoadJobs([]string{f1, f2}, nil, "d", "b", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range jobs {
+		got = append(got, fmt.Sprintf("%s/%d", j.Name, j.GroupID))
+	}
+	if want := []string{"a/0", "b/0", "d/1"}; !slices.Equal(got, want) {
+		t.Errorf("jobs %v, want %v", got, want)
 	}
 }

@@ -236,6 +236,7 @@ func expandEnv(s string) (string, error) {
 // naming one the files lack is an error.
 func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error) {
 	var sections []Section
+	found := map[string]bool{}
 	for i, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
@@ -246,25 +247,24 @@ func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error
 		if err != nil {
 			return nil, err
 		}
-		// fio separates job files by a stonewall: the first job of every
-		// file after the first starts a new group.
-		s[0].Stonewall = i > 0
-		sections = append(sections, s...)
-	}
-	if len(only) > 0 {
-		var kept []Section
-		for _, name := range only {
-			found := false
-			for _, s := range sections {
-				if s.Name == name {
-					kept, found = append(kept, s), true
-				}
-			}
-			if !found {
-				return nil, fmt.Errorf("--section %s: no job section of that name in %s", name, strings.Join(paths, ", "))
+		if len(only) > 0 {
+			// fio's --section: the jobs of those names, in file order.
+			s = slices.DeleteFunc(s, func(sec Section) bool { return !slices.Contains(only, sec.Name) })
+			for _, sec := range s {
+				found[sec.Name] = true
 			}
 		}
-		sections = kept
+		// fio separates job files by a stonewall: the first job (of those
+		// run) of every file after the first starts a new group.
+		if len(s) > 0 {
+			s[0].Stonewall = i > 0
+		}
+		sections = append(sections, s...)
+	}
+	for _, name := range only {
+		if !found[name] {
+			return nil, fmt.Errorf("--section %s: no job section of that name in %s", name, strings.Join(paths, ", "))
+		}
 	}
 	if len(sections) == 0 {
 		name := "job"
