@@ -695,7 +695,8 @@ func (w *worker) commit() error {
 // iodepth_batch_complete_min, at most _max at a time, until no more than
 // iodepth_low are in flight. When the job has nothing more to issue it
 // reaps everything at once; when issuing is held (rate, thinktime, a
-// sync: fio's io_u_quiesce) one or more at a time.
+// sync: fio's io_u_quiesce) one or more at a time, and for the rate until
+// nothing is in flight.
 func (w *worker) reap(issuing bool) error {
 	full := issuing && len(w.free) == 0
 	minEv, maxEv := w.minEv, w.maxEv
@@ -718,7 +719,16 @@ func (w *worker) reap(issuing bool) error {
 		w.inflight -= len(evs)
 		w.completeHist[batchLevel(len(evs))]++
 		w.tick(t)
-		if !full || w.inflight <= w.low || w.inflight == 0 {
+		if w.inflight == 0 {
+			return nil
+		}
+		// The rate holds the next I/O back: as fio's rate_ddir, wait for
+		// everything in flight (io_u_quiesce) before sleeping, rather than
+		// issue again as soon as the next one is due.
+		if w.rateHeld && issuing {
+			continue
+		}
+		if !full || w.inflight <= w.low {
 			return nil
 		}
 	}
