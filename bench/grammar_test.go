@@ -645,3 +645,13 @@ func TestSectionsInFileOrder(t *testing.T) {
 		t.Errorf("jobs %v, want %v", got, want)
 	}
 }
+
+// TestCommandLineSweepOverJobFile: a list on the command line sweeps the
+// files' jobs even where they set the option (flashpath's sweep; a single
+// value stays a default beneath the file, as in fio).
+func TestCommandLineSweepOverJobFile(t *testing.T) {
+	jobs := parseString(t, "[j]\nioengine=null\niodepth=4\nbs=8k\n", Option{"iodepth", "1,16"}, Option{"bs", "64k"})
+	if len(jobs) != 2 || jobs[0].IODepth != 1 || jobs[1].IODepth != 16 || jobs[0].BS[DirRead] != 8192 {
+		t.Errorf("%d jobs: iodepth %d, %d, bs %d; want a sweep 1, 16 over the file's bs 8k", len(jobs), jobs[0].IODepth, jobs[len(jobs)-1].IODepth, jobs[0].BS[DirRead])
+	}
+}

@@ -276,8 +276,18 @@ func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error
 		return BuildJobs(nil, []Section{{Name: name}}, overrides)
 	}
 	// fio's command-line options are defaults beneath the job files' own,
-	// [global] sections included, wherever they stand on the line.
-	return BuildJobs(overrides, sections, nil)
+	// [global] sections included, wherever they stand on the line. A list
+	// value of a sweepable option (iodepth=1,8,32: flashpath's sweep, where
+	// fio would take the first number) sweeps every job of the files.
+	var defaults, sweeps []Option
+	for _, o := range overrides {
+		if s := findSpec(strings.TrimSpace(o.Name)); s != nil && s.sweep && strings.Contains(o.Value, ",") {
+			sweeps = append(sweeps, o)
+		} else {
+			defaults = append(defaults, o)
+		}
+	}
+	return BuildJobs(defaults, sections, sweeps)
 }
 
 // IsTerminal reports whether fd is a terminal (for the live progress line).

@@ -50,7 +50,8 @@ func newBenchCmd() *cobra.Command {
 options as flags) through flashpath's engines: psync and io_uring on local
 files and block devices, null for the benchmark itself, and the network and
 GPU engines built in. As in fio, flags given with job files are defaults
-beneath the files' own options ([global] sections included).
+beneath the files' own options ([global] sections included); a list value
+(--iodepth=1,8,32) sweeps every job of the files.
 
 --cmdhelp lists every fio option with what flashpath does with it
 (implemented, ignored and why, refused and why); --cmdhelp=NAME shows one;
