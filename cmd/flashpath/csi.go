@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ type csiFlags struct {
 	node       bool
 	hostNQN    string
 	topology   []string
+	topoFile   string
 	daemonFlags
 }
 
@@ -69,6 +71,7 @@ host NQN.`,
 	fl.BoolVar(&f.node, "node", false, "serve the node service (connect, format, mount on this machine)")
 	fl.StringVar(&f.hostNQN, "hostnqn", "", "the node's host NQN, its CSI node ID (default: /etc/nvme/hostnqn)")
 	fl.StringArrayVar(&f.topology, "topology", nil, "the node's topology segment KEY=VALUE, repeatable, e.g. "+csi.TopologyRack+"=rack1")
+	fl.StringVar(&f.topoFile, "topology-file", "", "a file of the node's topology segments, KEY=VALUE a line ('#' starts a comment), e.g. /etc/flashpath/topology provisioned with the node (a DaemonSet's pods cannot read their node's labels)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -87,8 +90,8 @@ func (f *csiFlags) options(log *slog.Logger) (csi.Options, error) {
 		o.Controller = c
 	}
 	if !f.node {
-		if len(f.topology) > 0 || f.hostNQN != "" {
-			return o, errors.New("--topology and --hostnqn are the node's: give --node")
+		if len(f.topology) > 0 || f.hostNQN != "" || f.topoFile != "" {
+			return o, errors.New("--topology, --topology-file and --hostnqn are the node's: give --node")
 		}
 		return o, nil
 	}
@@ -100,10 +103,22 @@ func (f *csiFlags) options(log *slog.Logger) (csi.Options, error) {
 		}
 		n.HostNQN = h
 	}
-	for _, t := range f.topology {
+	segs := f.topology
+	if f.topoFile != "" {
+		b, err := os.ReadFile(f.topoFile)
+		if err != nil {
+			return o, fmt.Errorf("--topology-file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line, _, _ = strings.Cut(line, "#"); strings.TrimSpace(line) != "" {
+				segs = append(segs, strings.TrimSpace(line))
+			}
+		}
+	}
+	for _, t := range segs {
 		k, v, ok := strings.Cut(t, "=")
-		if !ok || k == "" || v == "" {
-			return o, fmt.Errorf("--topology %q: want KEY=VALUE, e.g. %s=rack1", t, csi.TopologyRack)
+		if !ok || k == "" || v == "" || strings.ContainsAny(t, " \t") {
+			return o, fmt.Errorf("topology segment %q: want KEY=VALUE, e.g. %s=rack1", t, csi.TopologyRack)
 		}
 		n.Topology[k] = v
 	}

@@ -5,15 +5,21 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	csispec "github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flashpath/flashpath/csi"
 )
 
 // runUntil runs the CLI with args until the test ends (then as SIGTERM
@@ -112,5 +118,113 @@ func TestCSIFlagErrors(t *testing.T) {
 		if err := root.Execute(); err == nil {
 			t.Errorf("%v: no error", args)
 		}
+	}
+}
+
+// TestKubernetesManifests: every document of deploy/kubernetes parses
+// as a Kubernetes object; the driver's name agrees across them; the
+// controller's ConfigMap is a valid configuration that the StorageClass's
+// parameters fit; the flashpath containers' arguments are flags that
+// `flashpath csi` takes.
+func TestKubernetesManifests(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/kubernetes/*.yaml")
+	if err != nil || len(files) < 6 {
+		t.Fatalf("manifests %v %v", files, err)
+	}
+	type object struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Data        map[string]string `json:"data"`
+		Provisioner string            `json:"provisioner"`
+		Parameters  map[string]string `json:"parameters"`
+		Spec        struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name  string   `json:"name"`
+						Image string   `json:"image"`
+						Args  []string `json:"args"`
+					} `json:"containers"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	byKind := map[string][]object{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1) {
+			if strings.TrimSpace(regexp.MustCompile(`(?m)^#.*$`).ReplaceAllString(doc, "")) == "" {
+				continue
+			}
+			var o object
+			if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+				t.Fatalf("%s document %d: %v", f, i, err)
+			}
+			if o.APIVersion == "" || o.Kind == "" || o.Metadata.Name == "" {
+				t.Fatalf("%s document %d: apiVersion %q kind %q name %q: want all three", f, i, o.APIVersion, o.Kind, o.Metadata.Name)
+			}
+			byKind[o.Kind] = append(byKind[o.Kind], o)
+		}
+	}
+	for _, k := range []string{"CSIDriver", "StorageClass", "Deployment", "DaemonSet", "ConfigMap", "ClusterRole", "ServiceAccount", "PersistentVolumeClaim", "Pod"} {
+		if len(byKind[k]) == 0 {
+			t.Errorf("no %s", k)
+		}
+	}
+	if byKind["CSIDriver"][0].Metadata.Name != csi.DefaultName || byKind["StorageClass"][0].Provisioner != csi.DefaultName {
+		t.Errorf("CSIDriver %s, StorageClass provisioner %s: want %s", byKind["CSIDriver"][0].Metadata.Name, byKind["StorageClass"][0].Provisioner, csi.DefaultName)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "targets.yaml")
+	os.WriteFile(cfgFile, []byte(byKind["ConfigMap"][0].Data["targets.yaml"]), 0o600)
+	cfg, err := csi.LoadConfig(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range strings.Split(byKind["StorageClass"][0].Parameters[csi.ParamTargets], ",") {
+		if !slices.ContainsFunc(cfg.Targets, func(tc csi.TargetConfig) bool { return tc.Name == n }) {
+			t.Errorf("the StorageClass names target %q, which the ConfigMap lacks", n)
+		}
+	}
+	for _, o := range append(byKind["Deployment"], byKind["DaemonSet"]...) {
+		found := false
+		for _, c := range o.Spec.Template.Spec.Containers {
+			if c.Name != "flashpath" {
+				continue
+			}
+			found = true
+			cmd := newCSICmd()
+			if c.Args[0] != "csi" || cmd.ParseFlags(c.Args[1:]) != nil {
+				t.Errorf("%s: flashpath %v: not flashpath csi's flags", o.Metadata.Name, c.Args)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no flashpath container", o.Metadata.Name)
+		}
+	}
+}
+
+// TestCSITopologyFile: the node's segments come from the file and the
+// flags together.
+func TestCSITopologyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "topology")
+	os.WriteFile(p, []byte("# this node\ntopology.flashpath.io/rack=rack7\n\ntopology.flashpath.io/pool=h100 # GPU pool\n"), 0o600)
+	f := csiFlags{node: true, hostNQN: "nqn.2014-08.org.nvmexpress:uuid:1", topoFile: p, topology: []string{"zone=z1"}}
+	o, err := f.options(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"topology.flashpath.io/rack": "rack7", "topology.flashpath.io/pool": "h100", "zone": "z1"}
+	if !maps.Equal(o.Node.Topology, want) {
+		t.Fatalf("topology %v, want %v", o.Node.Topology, want)
+	}
+	os.WriteFile(p, []byte("rack7\n"), 0o600)
+	if _, err := f.options(slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("a line without = was taken")
 	}
 }
