@@ -655,3 +655,19 @@ func TestCommandLineSweepOverJobFile(t *testing.T) {
 		t.Errorf("%d jobs: iodepth %d, %d, bs %d; want a sweep 1, 16 over the file's bs 8k", len(jobs), jobs[0].IODepth, jobs[len(jobs)-1].IODepth, jobs[0].BS[DirRead])
 	}
 }
+
+// TestBlockSizeOptionsLikeFio: bssplit and bsrange win over bs whatever
+// their order (fio 3.33 draws the same mean either way), and an engine
+// option of an engine fio's alias does not run on says so.
+func TestBlockSizeOptionsLikeFio(t *testing.T) {
+	for _, file := range []string{"bsrange=4k-16k\nbs=8k", "bs=8k\nbsrange=4k-16k", "bssplit=4k/50:64k/50\nbs=8k"} {
+		j := parseString(t, "[j]\nioengine=null\nrw=randread\n"+file+"\n")[0]
+		if j.BSSplit[DirRead] == nil || j.BS[DirRead] != 4096 {
+			t.Errorf("%q: mix %v bs %d; want the mix, bs its smallest", file, j.BSSplit[DirRead], j.BS[DirRead])
+		}
+	}
+	secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=pvsync2\nhipri\n"), "h.fio")
+	if _, err := BuildJobs(nil, secs, nil); err == nil || !strings.Contains(err.Error(), "fio's pvsync2 runs on psync here") {
+		t.Errorf("hipri with pvsync2: %v", err)
+	}
+}

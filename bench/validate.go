@@ -128,6 +128,9 @@ func (j *Job) checkEngineOptions(opts []srcOption) error {
 		why := fmt.Sprintf("not a job option, nor an option of engine %s%s", j.IOEngine, suggest(name))
 		if others := enginesTaking(name); len(others) > 0 {
 			why = fmt.Sprintf("an option of engine %s, not of %s", strings.Join(others, ", "), j.IOEngine)
+			if j.EngineAlias != "" {
+				why += fmt.Sprintf(" (fio's %s runs on %s here)", j.EngineAlias, j.IOEngine)
+			}
 		} else if note, ok := engineOptionNotes[name]; ok {
 			why = "an option of fio's engines that flashpath's " + j.IOEngine + " does not take: " + note
 		}
