@@ -20,8 +20,9 @@ import (
 //
 // The grammar is fio's: a line whose first character is ';' or '#' is a
 // comment, and so is the rest of any line from its first ';' or '#' (fio
-// cuts every line there, inside a value too); "include FILE" reads FILE's
-// options in place (relative to the including file's directory; it may not
+// cuts every line there, inside a value too); a section whose name starts
+// with "global" is a [global] one; "include FILE" reads FILE's options in
+// place (FILE as named, or else beside the including file; it may not
 // hold sections); ${VAR} expands from the environment, and $pagesize,
 // $mb_memory and $ncpus to fio's values.
 func ParseJobFile(r io.Reader, name string) ([]Section, error) {
