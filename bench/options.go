@@ -39,7 +39,7 @@ var optionSpecs = []optionSpec{
 		"sequential or identical", map[string]bool{"sequential": false, "identical": true})},
 	{name: "bs", aliases: []string{"blocksize"}, help: "block size, or read,write block sizes (4k, 128k)", set: setBS},
 	{name: "bsrange", aliases: []string{"blocksize_range"}, help: "block sizes drawn uniformly from the multiples of MIN up to MAX (fio's rule), or read,write ranges; MAX must be a multiple of MIN", set: setBSRange},
-	{name: "ba", aliases: []string{"blockalign"}, help: "random offsets' alignment, or read,write alignments; only the block size (fio's default) is implemented", set: setBlockAlign},
+	{name: "ba", aliases: []string{"blockalign"}, help: "random I/Os start on multiples of this (default the block size), or read,write alignments; with one file, one block size and no verify, a multiple or divisor of the block size; sequential jobs keep the block size's grid, as fio's", set: setBlockAlign},
 	{name: "bssplit", help: "block size mix, e.g. 4k/60:64k/30:1m/10, or read,write mixes (sizes multiples of the smallest)", set: setBSSplit},
 	{name: "iodepth", help: "I/Os in flight per job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.IODepth }, 1, 65536)},
 	{name: "numjobs", help: "clones of the job; a list sweeps", sweep: true, set: intSetter(func(j *Job) *int { return &j.NumJobs }, 1, 4096)},

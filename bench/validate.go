@@ -24,11 +24,6 @@ func (j *Job) validate() error {
 			return err
 		}
 	}
-	for d := range numDirs {
-		if a := j.BlockAlign[d]; a != 0 && j.issues(Direction(d)) && a != j.BS[d] {
-			return fmt.Errorf("option ba: %s alignment %d differs from the block size %d; offsets stay on the grid of the block size here", Direction(d), a, j.BS[d])
-		}
-	}
 	j.resolveFileList()
 	if j.NrFiles > 1 || j.FileSize > 0 {
 		if j.NrFiles > 1 && j.Filename != "" && j.Filenames == nil {
