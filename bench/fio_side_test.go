@@ -137,131 +137,139 @@ func fioDepthKey(iodepth int) string {
 	return strconv.Itoa(1 << depthLevel(iodepth))
 }
 
-// TestFioSideBySideDepth: fio and the bench keep the same queue depth
-// (fio's iodepth_level at the job's iodepth, within 2 points) for the
-// engines both have, direct I/O on a file; with bssplit also the same
-// mean block size (within 5%: fio's random map shortens I/Os).
-func TestFioSideBySideDepth(t *testing.T) {
+// TestFioSideBySide: fio and the bench run one job file of stonewalled
+// jobs (one run each, to spare fio's start-up), direct I/O on a file:
+//   - the same queue depth, fio's iodepth_level at the job's iodepth
+//     within 2 points, for the engines both have; with bssplit also the
+//     same mean block size (within 5%: fio's random map shortens I/Os);
+//   - rate_iops and rate met within 1% of the target, with a synchronous
+//     engine and with a queue.
+func TestFioSideBySide(t *testing.T) {
 	fio := sideFio(t)
 	file := sideFile(t, 16<<20)
-	for _, tc := range []struct {
+	type sideJob struct {
 		name, opts string
-		depth      int
-	}{
-		{"randread-io_uring", "ioengine=io_uring\nrw=randread\niodepth=16", 16},
-		{"randwrite-libaio", "ioengine=libaio\nrw=randwrite\niodepth=8", 8},
-		{"mixed-io_uring", "ioengine=io_uring\nrw=randrw\nrwmixread=70\niodepth=4", 4},
-		{"randread-psync", "ioengine=psync\nrw=randread", 1},
-		{"bssplit-io_uring", "ioengine=io_uring\nrw=randread\nbssplit=4k/50:16k/30:64k/20\niodepth=8", 8},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			job := fmt.Sprintf("[%s]\nfilename=%s\nsize=16m\nbs=4k\ndirect=1\nruntime=300ms\ntime_based\n%s\n", tc.name, file, tc.opts)
-			f, stderr, rep, err := runSide(t, fio, job)
-			if err != nil || f.Jobs[0].Error != 0 {
-				t.Fatalf("bench: %v; fio error %d: %s", err, f.Jobs[0].Error, stderr)
-			}
-			r := rep.Groups[0].Jobs[0]
-			fioShare, share := f.Jobs[0].Depth[fioDepthKey(tc.depth)], depthShare(r, tc.depth)
-			t.Logf("iodepth=%d: %.2f%% of I/Os at that depth with fio, %.2f%% with the bench", tc.depth, fioShare, share)
-			if math.Abs(fioShare-share) > 2 {
-				t.Errorf("iodepth=%d: %.2f%% of I/Os at that depth, fio %.2f%% (levels %v; fio %v)", tc.depth, share, fioShare, r.DepthHist, f.Jobs[0].Depth)
-			}
-			if strings.Contains(tc.opts, "bssplit") {
-				fd, d := f.Jobs[0].Read, r.Dir[DirRead]
-				fioMean, mean := float64(fd.IOBytes)/float64(fd.TotalIOs), float64(d.Bytes)/float64(d.IOs)
-				t.Logf("bssplit: mean block %.0f bytes with fio, %.0f with the bench", fioMean, mean)
-				if math.Abs(mean-fioMean) > 0.05*fioMean {
-					t.Errorf("bssplit: mean block %.0f bytes, fio %.0f", mean, fioMean)
-				}
-			}
-		})
+		depth      int       // iodepth to compare (0: none)
+		dir        Direction // rate: the direction limited
+		iops, bw   float64   // rate: the target (one of them)
 	}
-}
-
-// TestFioSideBySideRate: rate_iops and rate are met within 1% of the
-// target, as fio meets them, with a synchronous engine and with a queue.
-func TestFioSideBySideRate(t *testing.T) {
-	fio := sideFio(t)
-	file := sideFile(t, 16<<20)
-	for _, tc := range []struct {
-		name, opts string
-		dir        Direction
-		iops, bw   float64 // targets (one of them)
-	}{
-		{"rate_iops-psync", "ioengine=psync\nrw=randread\nrate_iops=400", DirRead, 400, 0},
-		{"rate-io_uring", "ioengine=io_uring\nrw=randwrite\niodepth=4\nrate=2m", DirWrite, 0, 2 << 20},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			job := fmt.Sprintf("[%s]\nfilename=%s\nsize=16m\nbs=4k\ndirect=1\nruntime=500ms\ntime_based\n%s\n", tc.name, file, tc.opts)
-			f, stderr, rep, err := runSide(t, fio, job)
-			if err != nil || f.Jobs[0].Error != 0 {
-				t.Fatalf("bench: %v; fio error %d: %s", err, f.Jobs[0].Error, stderr)
+	jobs := []sideJob{
+		{name: "randread-io_uring", opts: "ioengine=io_uring\nrw=randread\niodepth=16", depth: 16},
+		{name: "randwrite-libaio", opts: "ioengine=libaio\nrw=randwrite\niodepth=8", depth: 8},
+		{name: "mixed-io_uring", opts: "ioengine=io_uring\nrw=randrw\nrwmixread=70\niodepth=4", depth: 4},
+		{name: "randread-psync", opts: "ioengine=psync\nrw=randread", depth: 1},
+		{name: "bssplit-io_uring", opts: "ioengine=io_uring\nrw=randread\nbssplit=4k/50:16k/30:64k/20\niodepth=8", depth: 8},
+		{name: "rate_iops-psync", opts: "ioengine=psync\nrw=randread\nrate_iops=400\nruntime=500ms", dir: DirRead, iops: 400},
+		{name: "rate-io_uring", opts: "ioengine=io_uring\nrw=randwrite\niodepth=4\nrate=2m\nruntime=500ms", dir: DirWrite, bw: 2 << 20},
+	}
+	job := fmt.Sprintf("[global]\nfilename=%s\nsize=16m\nbs=4k\ndirect=1\nruntime=300ms\ntime_based\nstonewall\n", file)
+	for _, j := range jobs {
+		job += fmt.Sprintf("[%s]\n%s\n", j.name, j.opts)
+	}
+	f, stderr, rep, err := runSide(t, fio, job)
+	if err != nil {
+		t.Fatalf("bench: %v", err)
+	}
+	if len(f.Jobs) != len(jobs) || len(rep.Groups) != len(jobs) {
+		t.Fatalf("%d jobs in fio's report, %d groups in the bench's, want %d: %s", len(f.Jobs), len(rep.Groups), len(jobs), stderr)
+	}
+	for i, tc := range jobs {
+		fj, r := f.Jobs[i], rep.Groups[i].Jobs[0]
+		if fj.Name != tc.name || r.Job.Name != tc.name || fj.Error != 0 {
+			t.Fatalf("job %d: fio's %q (error %d), the bench's %q, want %q: %s", i, fj.Name, fj.Error, r.Job.Name, tc.name, stderr)
+		}
+		if tc.depth > 0 {
+			fioShare, share := fj.Depth[fioDepthKey(tc.depth)], depthShare(r, tc.depth)
+			t.Logf("%s: %.2f%% of I/Os at iodepth %d with fio, %.2f%% with the bench", tc.name, fioShare, tc.depth, share)
+			if math.Abs(fioShare-share) > 2 {
+				t.Errorf("%s: %.2f%% of I/Os at iodepth %d, fio %.2f%% (levels %v; fio %v)", tc.name, share, tc.depth, fioShare, r.DepthHist, fj.Depth)
 			}
-			st := &rep.Groups[0].Jobs[0].Dir[tc.dir]
-			fd := f.Jobs[0].Read
+		}
+		if strings.Contains(tc.opts, "bssplit") {
+			fd, d := fj.Read, r.Dir[DirRead]
+			fioMean, mean := float64(fd.IOBytes)/float64(fd.TotalIOs), float64(d.Bytes)/float64(d.IOs)
+			t.Logf("%s: mean block %.0f bytes with fio, %.0f with the bench", tc.name, fioMean, mean)
+			if math.Abs(mean-fioMean) > 0.05*fioMean {
+				t.Errorf("%s: mean block %.0f bytes, fio %.0f", tc.name, mean, fioMean)
+			}
+		}
+		if tc.iops > 0 || tc.bw > 0 {
+			st := &r.Dir[tc.dir]
+			fd := fj.Read
 			if tc.dir == DirWrite {
-				fd = f.Jobs[0].Write
+				fd = fj.Write
 			}
 			secs := st.Runtime.Seconds()
 			got, fioGot, target := float64(st.IOs)/secs, fd.IOPS, tc.iops
 			if tc.bw > 0 {
 				got, fioGot, target = float64(st.Bytes)/secs, float64(fd.BW), tc.bw
 			}
-			t.Logf("target %.0f: fio %.1f, bench %.1f (%d I/Os in %v)", target, fioGot, got, st.IOs, st.Runtime)
+			t.Logf("%s: target %.0f/s: fio %.1f, bench %.1f (%d I/Os in %v)", tc.name, target, fioGot, got, st.IOs, st.Runtime)
 			if math.Abs(got-target) > 0.01*target {
-				t.Errorf("target %.0f/s: the bench did %.1f/s, more than 1%% off (fio %.1f/s)", target, got, fioGot)
+				t.Errorf("%s: target %.0f/s: the bench did %.1f/s, more than 1%% off (fio %.1f/s)", tc.name, target, got, fioGot)
 			}
-		})
+		}
 	}
 }
 
-// fioVerifyOffset finds the offset of the block fio's verify names in its
-// messages ("... at file F offset N, length L").
-var fioVerifyOffset = regexp.MustCompile(`at file \S+ offset (\d+), length`)
+// fioVerifyOffset finds the file and the offset of the block fio's
+// verify names in its messages ("... at file F offset N, length L").
+var fioVerifyOffset = regexp.MustCompile(`at file (\S+) offset (\d+), length`)
 
-// TestFioSideBySideVerify: a file written with a checksum is corrupted
-// between the write and the verify; fio and the bench each read it back
-// and report the same block, whichever of them wrote it (the block
+// TestFioSideBySideVerify: files written with a checksum (one file per
+// kind, all in one job file) are corrupted between the write and the
+// verify; fio and the bench each read them back and report the same
+// block with the same error, whichever of them wrote them (the block
 // layout is fio's).
 func TestFioSideBySideVerify(t *testing.T) {
 	fio := sideFio(t)
-	file := sideFile(t, 1<<20)
-	for _, kind := range []string{"crc32c", "xxhash", "meta"} {
-		for _, writer := range []string{"fio", "bench"} {
-			t.Run(kind+"-written-by-"+writer, func(t *testing.T) {
-				common := fmt.Sprintf("filename=%s\nsize=1m\nbs=4k\nioengine=psync\ndirect=1\nverify=%s\n", file, kind)
-				write := "[w]\n" + common + "rw=randwrite\ndo_verify=0\n"
-				if writer == "fio" {
-					if out, err := exec.Command(fio, "--output-format=json", writeJob(t, write)).CombinedOutput(); err != nil {
-						t.Fatalf("fio write: %v\n%s", err, out)
-					}
-				} else if _, err := runJobFile(t, write); err != nil {
-					t.Fatalf("bench write: %v", err)
+	kinds := []string{"crc32c", "xxhash", "meta", "crc7"}
+	const bad = 37 * 4096
+	for _, writer := range []string{"fio", "bench"} {
+		t.Run("written-by-"+writer, func(t *testing.T) {
+			var write, read string
+			files := map[string]string{}
+			for _, kind := range kinds {
+				files[kind] = sideFile(t, 1<<20)
+				common := fmt.Sprintf("filename=%s\nsize=1m\nbs=4k\nioengine=psync\ndirect=1\nverify=%s\n", files[kind], kind)
+				write += "[w-" + kind + "]\n" + common + "rw=randwrite\ndo_verify=0\n"
+				read += "[" + kind + "]\n" + common + "rw=read\n"
+			}
+			if writer == "fio" {
+				if out, err := exec.Command(fio, "--output-format=json", writeJob(t, write)).CombinedOutput(); err != nil {
+					t.Fatalf("fio write: %v\n%s", err, out)
 				}
-				const bad = 37 * 4096
+			} else if _, err := runJobFile(t, write); err != nil {
+				t.Fatalf("bench write: %v", err)
+			}
+			for _, kind := range kinds {
 				at := int64(bad + 1000)
 				if kind == "meta" {
 					at = bad + 20 // the header's offset: meta checks the header alone
 				}
-				flipByte(t, file, at)
-				f, stderr, rep, err := runSide(t, fio, "[r]\n"+common+"rw=read\n")
+				flipByte(t, files[kind], at)
+			}
+			f, stderr, rep, _ := runSide(t, fio, read)
+			fioAt := map[string]string{}
+			for _, m := range fioVerifyOffset.FindAllStringSubmatch(stderr, -1) {
+				fioAt[m[1]] = m[2]
+			}
+			for i, kind := range kinds {
 				var ve *VerifyError
-				if !errors.As(err, &ve) {
-					t.Fatalf("bench: %v, want a verify error", err)
+				r := rep.Groups[0].Jobs[i]
+				if r.Job.Name != kind || !errors.As(r.Err, &ve) {
+					t.Errorf("%s: the bench's job %q: %v, want a verify error", kind, r.Job.Name, r.Err)
+					continue
 				}
-				m := fioVerifyOffset.FindStringSubmatch(stderr)
-				if f.Jobs[0].Error == 0 || m == nil {
-					t.Fatalf("fio found no verify error (error %d): %s", f.Jobs[0].Error, stderr)
+				t.Logf("%s: fio at %s, bench %v", kind, fioAt[files[kind]], ve)
+				if got := fioAt[files[kind]]; got != strconv.Itoa(bad) || ve.Offset != bad {
+					t.Errorf("%s: the bench reports the block at %d, fio at %q; corrupted: %d\n%s", kind, ve.Offset, got, bad, stderr)
 				}
-				t.Logf("fio: %s; bench: %v", strings.TrimSpace(strings.Split(stderr, "\n")[0]), ve)
-				if m[1] != strconv.FormatInt(ve.Offset, 10) || ve.Offset != bad {
-					t.Errorf("bench reports the block at %d, fio at %s; corrupted: %d", ve.Offset, m[1], bad)
+				if errno(r.Err) != f.Jobs[i].Error {
+					t.Errorf("%s: bench error %d, fio's %d", kind, errno(r.Err), f.Jobs[i].Error)
 				}
-				if r := rep.Groups[0].Jobs[0]; errno(r.Err) != f.Jobs[0].Error {
-					t.Errorf("bench error %d, fio's %d", errno(r.Err), f.Jobs[0].Error)
-				}
-			})
-		}
+			}
+		})
 	}
 }
 
