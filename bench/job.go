@@ -235,9 +235,11 @@ type Job struct {
 	BufferPattern *Pattern
 	DoVerify      bool
 	BatchSubmit   int // iodepth_batch_submit: I/Os per Commit (fio's default 1; 0: iodepth)
-	// iodepth_batch_complete_min and _max: completions to wait for, and to
-	// take at most, per reap (default 1 and iodepth). fio's min 0 polls
-	// without waiting; here it waits for one, as the default.
+	// iodepth_batch_complete_min and _max: completions a reap of a full
+	// queue waits for, and takes at most (default 1 and 0; a max below
+	// the min is the min, as fio's fixup_options: one at a time, so the
+	// queue stays at iodepth). A min of 0 waits for one when the queue is
+	// full, as fio.
 	CompleteMin, CompleteMax int
 
 	Fsync, Fdatasync int  // a sync every this many writes; 0: never
