@@ -229,8 +229,8 @@ func TestSizePercent(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := parseString(t, "[j]\nfilename="+f+"\nsize=50%\noffset=25%\n")[0]
-	if j.Size != 512<<10 || j.Offset != 256<<10 {
-		t.Errorf("size %d offset %d; want 524288 and 262144", j.Size, j.Offset)
+	if j.SizePct != 50 || j.OffsetPct != 25 {
+		t.Errorf("size %g%% offset %g%%; want 50 and 25 (the workers take them of the engine's size)", j.SizePct, j.OffsetPct)
 	}
 }
 
@@ -602,7 +602,7 @@ func TestRuntimeOptionsParse(t *testing.T) {
 		j.RandomGenerator != "lfsr" {
 		t.Errorf("%+v", *j)
 	}
-	for _, bad := range []string{"percentage_random=0", "verify_backlog=8\nverify_backlog_batch=4", "exit_what=some"} {
+	for _, bad := range []string{"percentage_random=0", "exit_what=some"} {
 		secs, _ := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=randread\n"+bad+"\n"), "b.fio")
 		if _, err := BuildJobs(nil, secs, nil); err == nil {
 			t.Errorf("%s accepted", bad)

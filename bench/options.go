@@ -142,7 +142,7 @@ var optionSpecs = []optionSpec{
 	{name: "verify", help: "checksummed blocks: fio's methods are parsed; crc32c (crc32c-intel) and pattern run here, the others are refused", set: setFioVerify},
 	{name: "verify_fatal", bool_: true, help: "stop the job at the first verify failure (fio's default 0 checks every block first)", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
 	{name: "verify_backlog", help: "verify the blocks written so far after every N writes (0: once the writes are done)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
-	{name: "verify_backlog_batch", help: "blocks verified per backlog pass: verify_backlog (fio's default) only; another batch is refused", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
+	{name: "verify_backlog_batch", help: "blocks verified per backlog pass (default verify_backlog)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
 	{name: "verify_only", bool_: true, help: "check the blocks an earlier run of the job wrote, without writing", set: boolSetter(func(j *Job) *bool { return &j.VerifyOnly })},
 	{name: "verify_pattern", help: "bytes written and checked: 0xdeadbeef, decimal, \"text\", %o (the block offset), concatenated; sets verify=pattern unless verify is set", set: func(j *Job, v string) (err error) {
 		j.VerifyPattern, err = ParsePattern(v)

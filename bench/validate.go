@@ -174,8 +174,6 @@ func (j *Job) checkPending() error {
 	switch {
 	case j.RWModifier < 0:
 		return pending("rw", fmt.Sprintf("the backwards offset modifier %s:%d", j.RW, j.RWModifier))
-	case j.VerifyBacklogBatch != 0 && j.VerifyBacklogBatch != j.VerifyBacklog:
-		return pending("verify_backlog_batch", "a batch other than verify_backlog")
 	}
 	return nil
 }
@@ -201,37 +199,21 @@ func (j *Job) resolveFileList() {
 	}
 }
 
-// resolvePercents turns size=N% and offset=N% into bytes of the job's
-// local file or block device, as fio does.
+// resolvePercents turns offset_increment=N% into bytes of the job's local
+// file or block device, as fio does. (size=N% and offset=N% are the
+// workers': they take the engine's size, whatever the engine.)
 func (j *Job) resolvePercents() error {
-	if j.SizePct == 0 && j.OffsetPct == 0 && j.OffsetIncrementPct == 0 {
+	if j.OffsetIncrementPct == 0 {
 		return nil
 	}
-	opt := "size"
-	switch {
-	case j.SizePct == 0 && j.OffsetPct != 0:
-		opt = "offset"
-	case j.SizePct == 0:
-		opt = "offset_increment"
-	}
 	if j.Filename == "" || strings.Contains(j.Filename, "://") {
-		return fmt.Errorf("option %s: a percentage needs filename= naming a local file or block device", opt)
+		return errors.New("option offset_increment: a percentage needs filename= naming a local file or block device")
 	}
 	total, err := fileSize(j.Filename)
 	if err != nil {
-		return fmt.Errorf("option %s: a percentage of %s: %w", opt, j.Filename, err)
+		return fmt.Errorf("option offset_increment: a percentage of %s: %w", j.Filename, err)
 	}
-	if j.OffsetPct > 0 {
-		j.Offset = int64(float64(total) * j.OffsetPct / 100)
-	}
-	if j.OffsetIncrementPct > 0 {
-		j.OffsetIncrement = int64(float64(total) * j.OffsetIncrementPct / 100)
-	}
-	if j.SizePct > 0 {
-		j.Size = int64(float64(total) * j.SizePct / 100)
-		// fio: the size is then capped to what is left after offset.
-		j.Size = min(j.Size, total-j.Offset)
-	}
+	j.OffsetIncrement = int64(float64(total) * j.OffsetIncrementPct / 100)
 	return nil
 }
 
