@@ -76,12 +76,13 @@ interop: build rdma-test
 		echo "== interop (trixie: kernel 6.12) $$t"; LAB_SUITE=trixie LAB_TIMEOUT=900 scripts/lab-run.sh $(LAB) $$t || exit 1; \
 	done
 
-# The guest has no Go: test/lab/rdma-verbs.sh runs these test binaries;
+# The guest has no Go: test/lab/rdma-verbs.sh and csi-node.sh run these test binaries;
 # test/lab/rdma-target.sh loads a checkpoint behind the fake libcuda.
 rdma-test: deps
 	$(GO) test -c -o $(BIN)/rdma.test ./rdma
 	$(GO) test -c -o $(BIN)/target-rdma.test ./target/rdma
 	$(GO) test -c -o $(BIN)/e2e.test ./test/e2e
+	$(GO) test -c -o $(BIN)/csi.test ./csi # test/lab/csi-node.sh
 	$(CC) -shared -fPIC -O1 -o $(BIN)/libfakecuda.so gds/internal/cuda/testdata/fakecuda.c -lpthread # flashpath load in the guest, no GPU
 
 test: deps vet unit unit-norace fuzz interop

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Guest script: the CSI driver's node side for real (csi/lab_test.go,
+# TestLabNode): the kernel's NVMe/TCP host, blkid, mkfs.ext4 and mount(2)
+# against an in-process flashpath target whose volumes the driver's
+# controller makes. Stage connects and formats a volume published to this
+# host and mounts it; publish binds it into a pod's folder, where a file
+# is written; unpublish and unstage unmount and disconnect; staged again,
+# the file is there; as a block volume the pod's path is the device; once
+# unpublished, the target refuses this host. The kernel logs no warning.
+# The guest has no Go: build the test binary on the host first (make
+# rdma-test builds it too),
+#   go test -c -o bin/csi.test ./csi
+# then run from the checkout: ../shared/lab/vm-run test/lab/csi-node.sh
+set -euo pipefail
+. "$LAB_DIR/guest-lib.sh"
+. "$LAB_CWD/test/lab/lib.sh"
+
+TEST=${CSI_TEST:-$LAB_CWD/bin/csi.test}
+[ -x "$TEST" ] || lab_fail "$TEST missing: go test -c -o bin/csi.test ./csi (on the host)"
+fp_init
+
+fp_step "TestLabNode: stage, publish, unpublish, unstage with the kernel host"
+FLASHPATH_LAB_CSI=1 timeout 300 "$TEST" -test.run '^TestLabNode$' -test.v -test.count=1 || lab_fail "TestLabNode failed"
+
+fp_step "no controller of a CSI volume is left, and the kernel logged no warning"
+if ls /sys/class/nvme 2>/dev/null | grep -q .; then
+	grep -l 'nqn.2026-12.io.flashpath:csi:' /sys/class/nvme/*/subsysnqn && lab_fail "a CSI volume's controller is left"
+fi
+if dmesg | tail -n +"$((FP_DMESG_MARK + 1))" | grep -E 'WARNING|BUG|Call Trace'; then
+	lab_fail "kernel warnings"
+fi
+echo "csi-node: pass"
