@@ -16,8 +16,9 @@ import (
 	"github.com/flashpath/flashpath/target/server"
 )
 
-// TestLabNode runs the node side for real: the kernel's NVMe/TCP host,
-// mkfs and mount(2) against an in-process flashpath target, as
+// TestLabNode runs the node side for real: the kernel's NVMe/TCP host
+// (two addresses: native multipath), mkfs and mount(2) against an
+// in-process flashpath target, as
 // test/lab/csi-node.sh runs it in the lab VM (FLASHPATH_LAB_CSI=1, as
 // root, nvme-tcp loaded). A volume is created, published to this host,
 // staged (connected, formatted ext4, mounted), published into a "pod"
@@ -35,7 +36,9 @@ func TestLabNode(t *testing.T) {
 	vols := filepath.Join(dir, "volumes")
 	os.Mkdir(vols, 0o700)
 	sock := filepath.Join(dir, "spdk.sock")
-	srv, err := server.Start(&server.Config{Listeners: []string{"tcp://127.0.0.1:0"}, RPCSocket: sock}, server.Options{Logger: quietLog()})
+	// Two listeners: two paths, which the kernel's native multipath
+	// joins into one namespace device (the guest's ports are free).
+	srv, err := server.Start(&server.Config{Listeners: []string{"tcp://127.0.0.1:4420", "tcp://127.0.0.1:4421"}, RPCSocket: sock}, server.Options{Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,10 +48,10 @@ func TestLabNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rs.Close()
-	addr := "tcp://" + srv.Ports()[0].Addr
+	addrs := []string{"tcp://127.0.0.1:4420", "tcp://127.0.0.1:4421"}
 	hos := NewHostOS(quietLog())
 	d, err := New(Options{Logger: quietLog(),
-		Controller: &Config{Targets: []TargetConfig{{Name: "lab", RPC: "unix://" + sock, Addresses: []string{addr}}}},
+		Controller: &Config{Targets: []TargetConfig{{Name: "lab", RPC: "unix://" + sock, Addresses: addrs}}},
 		Node:       &NodeOptions{HostNQN: hostNQN, OS: hos}})
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +88,16 @@ func TestLabNode(t *testing.T) {
 	must(d.NodeStageVolume(ctx, stage))
 	must(d.NodeStageVolume(ctx, stage)) // idempotent
 	dev, _ := hos.Device(nqn)
+	if cs, err := hos.controllers(nqn); err != nil || len(cs) != 2 {
+		t.Fatalf("controllers of %s: %+v %v: want one per address", nqn, cs, err)
+	} else {
+		for _, c := range cs {
+			if len(c.Namespaces) != 1 || "/dev/"+c.Namespaces[0] != dev {
+				t.Fatalf("controller %s has namespaces %v: want the one multipath device %s", c.Name, c.Namespaces, dev)
+			}
+		}
+		t.Logf("two paths: %s (%s) and %s (%s) under %s", cs[0].Name, cs[0].Address, cs[1].Name, cs[1].Address, dev)
+	}
 	if m := mountLine(t, staging); m == "" || !strings.Contains(m, " ext4 ") || !strings.Contains(m, dev) {
 		t.Fatalf("staging mount %q: want %s as ext4", m, dev)
 	}

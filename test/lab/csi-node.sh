@@ -1,6 +1,7 @@
 #!/bin/bash
 # Guest script: the CSI driver's node side for real (csi/lab_test.go,
-# TestLabNode): the kernel's NVMe/TCP host, blkid, mkfs.ext4 and mount(2)
+# TestLabNode): the kernel's NVMe/TCP host (a target with two addresses:
+# native multipath, two controllers under one device), blkid, mkfs.ext4 and mount(2)
 # against an in-process flashpath target whose volumes the driver's
 # controller makes. Stage connects and formats a volume published to this
 # host and mounts it; publish binds it into a pod's folder, where a file
