@@ -204,8 +204,18 @@ type Job struct {
 	// ThinkBlocks I/Os, once they have completed (fio's thinktime).
 	StartDelay, ThinkTime time.Duration
 	ThinkBlocks           int
-	TimeBased             bool
-	RWMixRead             int // percent of reads in mixed workloads
+	// ThinkIssue is thinktime_blocks_type=issue: the stall comes after
+	// thinktime_blocks I/Os issued, capping the queue depth; fio's
+	// default (complete) after that many completed, the queue filling to
+	// iodepth in between. ThinkSpin is thinktime_spin: the part of each
+	// stall spent spinning rather than sleeping. RateIgnoreThink is
+	// rate_ignore_thinktime: the rate's schedule moves on during a stall
+	// instead of catching up after it.
+	ThinkIssue      bool
+	ThinkSpin       time.Duration
+	RateIgnoreThink bool
+	TimeBased       bool
+	RWMixRead       int // percent of reads in mixed workloads
 
 	Direct bool
 	// Sync opens the file for synchronous writes (fio's sync=): SyncFile
