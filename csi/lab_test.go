@@ -106,6 +106,13 @@ func TestLabNode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pod, "checkpoint"), []byte("step 1000"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	st, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := st.Usage[0]; b.Total <= 48<<20 || b.Total > 64<<20 || b.Used <= 0 || b.Available <= 0 {
+		t.Fatalf("file system stats %v: want the 64 MiB volume's", st.Usage)
+	}
 	must(d.NodeUnpublishVolume(ctx, unpub))
 	must(d.NodeUnstageVolume(ctx, unstage))
 	if m := mountLine(t, staging); m != "" {
@@ -137,6 +144,9 @@ func TestLabNode(t *testing.T) {
 	f.Close()
 	if err != nil || !bytes.Equal(head[1080:1082], []byte{0x53, 0xef}) { // ext4's superblock magic at 1024+56
 		t.Fatalf("the block device bound at %s: %v, no ext4 superblock", blk, err)
+	}
+	if st, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: blk}); err != nil || st.Usage[0].Total != 64<<20 {
+		t.Fatalf("block stats %v %v: want 64 MiB", st, err)
 	}
 	must(d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: blk}))
 	must(d.NodeUnstageVolume(ctx, unstage))

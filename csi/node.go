@@ -3,10 +3,12 @@ package csi
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -26,9 +28,58 @@ func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.Nod
 }
 
 func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
-	return &csi.NodeGetCapabilitiesResponse{Capabilities: []*csi.NodeServiceCapability{{
-		Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME}},
-	}}}, nil
+	var caps []*csi.NodeServiceCapability
+	for _, c := range []csi.NodeServiceCapability_RPC_Type{
+		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+	} {
+		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: c}}})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// NodeGetVolumeStats reports a published volume's use: a file system's
+// bytes and inodes (statfs), a block volume's size.
+func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	p := req.GetVolumePath()
+	if req.GetVolumeId() != "" && p == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_path: missing")
+	}
+	if _, err := nodeVolume(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if on, err := d.node.OS.Mounted(p); err != nil {
+		return nil, osError("volume path", err)
+	} else if !on {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not published at %s", req.GetVolumeId(), p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, osError("volume path", err)
+	}
+	if !fi.IsDir() { // a block volume: the device bound onto a file
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, osError("volume path", err)
+		}
+		defer f.Close()
+		size, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			return nil, osError("volume path", err)
+		}
+		return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}}}, nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p, &st); err != nil {
+		return nil, osError("statfs", err)
+	}
+	bs := int64(st.Bsize)
+	total, free, avail := int64(st.Blocks)*bs, int64(st.Bfree)*bs, int64(st.Bavail)*bs
+	files, ffree := int64(st.Files), int64(st.Ffree)
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: total, Available: avail, Used: total - free},
+		{Unit: csi.VolumeUsage_INODES, Total: files, Available: ffree, Used: files - ffree},
+	}}, nil
 }
 
 // nodeVolume reads a node request's volume ID (the callers check the

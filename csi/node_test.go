@@ -74,6 +74,11 @@ func TestNodeLifecycle(t *testing.T) {
 	if m, ok := fos.mountAt(pod); !ok || m.source != staging || !m.ro {
 		t.Fatalf("pod mount %+v (%v): want a read-only bind of the staging path", m, ok)
 	}
+	if st, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: pod}); err != nil || len(st.Usage) != 2 || st.Usage[0].Total <= 0 {
+		t.Fatalf("stats %v %v", st, err)
+	}
+	_, err = d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: staging + "-not"})
+	wantCode(t, err, codes.NotFound)
 	_, err = d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
 	wantCode(t, err, codes.Internal) // still bound into the pod
 	for range 2 {
