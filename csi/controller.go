@@ -442,9 +442,10 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 		VolumeContext: req.GetVolumeContext(), VolumeCapabilities: req.GetVolumeCapabilities(), Parameters: req.GetParameters()}}, nil
 }
 
-// ListVolumes lists every target's volumes, sorted by ID; the token is
-// the index of the next entry. A target that does not answer is left out
-// (and logged).
+// ListVolumes lists every target's volumes, sorted by ID, with the
+// nodes each is published to (its subsystem's hosts); the token is the
+// index of the next entry. A target that does not answer is left out (and
+// logged).
 func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
 	if req.GetMaxEntries() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "max_entries: negative")
@@ -452,12 +453,22 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 	var all []*csi.ListVolumesResponse_Entry
 	for _, t := range d.targets {
 		l, err := t.volumes(ctx)
+		var subs []subsystemInfo
+		if err == nil {
+			err = t.rpc.call(ctx, "nvmf_get_subsystems", nil, &subs)
+		}
 		if err != nil {
 			d.log.Warn("list volumes: target left out", "target", t.Name, "err", err)
 			continue
 		}
+		hosts := map[string][]string{}
+		for i := range subs {
+			hosts[subs[i].NQN] = subs[i].hosts()
+		}
 		for i := range l.Volumes {
-			all = append(all, &csi.ListVolumesResponse_Entry{Volume: d.volume(t, &l.Volumes[i])})
+			v := &l.Volumes[i]
+			all = append(all, &csi.ListVolumesResponse_Entry{Volume: d.volume(t, v),
+				Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: hosts[volumeNQN(v.Name)]}})
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Volume.VolumeId < all[j].Volume.VolumeId })
@@ -513,6 +524,7 @@ func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 		csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,
 		csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+		csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
 		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
 	} {
 		caps = append(caps, &csi.ControllerServiceCapability{Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}}})

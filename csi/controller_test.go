@@ -234,6 +234,10 @@ func TestPublish(t *testing.T) {
 	}
 	_, err = pub(nodeB)
 	wantCode(t, err, codes.FailedPrecondition)
+	lv, err := d.ListVolumes(ctx, &csi.ListVolumesRequest{})
+	if err != nil || len(lv.Entries) != 1 || lv.Entries[0].Volume.VolumeId != id || !slices.Equal(lv.Entries[0].Status.PublishedNodeIds, []string{nodeA}) {
+		t.Fatalf("list volumes %v %v: want %s published to node A", lv, err, id)
+	}
 	_, err = d.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
 	wantCode(t, err, codes.FailedPrecondition)
 	for range 2 {
