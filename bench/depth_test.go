@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestIODepthHeld: as fio, a job keeps iodepth I/Os in flight: each
@@ -337,6 +339,25 @@ func TestRatePoisson(t *testing.T) {
 		wantCV := map[string]float64{"linear": 0, "poisson": 1}[process]
 		if math.Abs(mean-1) > 0.03 || math.Abs(cv-wantCV) > 0.05 {
 			t.Errorf("rate_iops=1000 rate_process=%s: mean gap %.3f ms (want 1), deviation/mean %.2f (want %g)", process, mean, cv, wantCV)
+		}
+	}
+}
+
+// TestRateIgnoreThinktime: with rate_ignore_thinktime a stall moves the
+// rate's schedule on by its length (less one block), so no catch-up
+// burst follows it; without, the schedule stays where it was (fio's
+// default: catch up).
+func TestRateIgnoreThinktime(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		j := DefaultJob()
+		j.ThinkTime, j.RateIgnoreThink = 2*time.Millisecond, ignore
+		stop := new(atomic.Bool)
+		w := &worker{job: &j, stop: stop, rated: true, base: time.Now()}
+		w.rateBPS[DirRead] = 100000 * 4096 // a block every 10 µs
+		w.think()
+		got := time.Duration(w.rateNext[DirRead])
+		if ignore && (got < 1900*time.Microsecond || got > time.Second) || !ignore && got != 0 {
+			t.Errorf("rate_ignore_thinktime=%v: the schedule moved %v over a 2 ms stall", ignore, got)
 		}
 	}
 }

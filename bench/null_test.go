@@ -47,6 +47,8 @@ type batchEngine struct {
 	// lowAfterFull is the fewest in flight at a Queue once the queue had
 	// been full (0: never full).
 	lowAfterFull int
+	// drained counts Commits onto an empty queue after the first.
+	drained int
 }
 
 func (e *batchEngine) Invalidate() error { e.invalidated++; return nil }
@@ -70,6 +72,9 @@ func (e *batchEngine) Queue(io *IO) error {
 }
 
 func (e *batchEngine) Commit() error {
+	if e.inflight == 0 && len(e.commits) > 0 {
+		e.drained++
+	}
 	e.commits = append(e.commits, e.staged)
 	e.inflight += e.staged
 	e.maxInflight = max(e.maxInflight, e.inflight)
@@ -282,20 +287,27 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
-// TestThinkTime: thinktime stalls after every thinktime_blocks I/Os once
-// they have completed, which caps the queue depth at thinktime_blocks (as
-// fio says); a bare number is microseconds.
+// TestThinkTime: thinktime stalls, the queue drained, after every
+// thinktime_blocks I/Os: completed (fio 3.33's default type: the queue
+// fills to iodepth in between: for iodepth=16, thinktime_blocks=4 both
+// show iodepth 1=10.5%, 2=10.5%, 4=21.1%, 8=42.1%, 16=15.8% on a file)
+// or, with thinktime_blocks_type=issue,
+// issued, which caps the queue depth at thinktime_blocks (fio: 1=25%,
+// 2=50%, 4=25%); a bare number is microseconds.
 func TestThinkTime(t *testing.T) {
 	for _, tc := range []struct {
-		blocks string
-		most   int
-	}{{"", 1}, {"4", 4}, {"64", 16}} {
+		blocks  string
+		issue   bool
+		most    int
+		refills int // at least, from an empty queue after a stall
+	}{{"", true, 1, 63}, {"4", true, 4, 15}, {"64", true, 16, 0}, {"4", false, 16, 1}, {"", false, 16, 1}} {
 		opts := []Option{{"ioengine", "test-batch"}, {"rw", "randread"}, {"bs", "4k"}, {"iodepth", "16"},
 			{"iodepth_batch_submit", "0"}, {"size", "256k"}, {"thinktime", "10"}}
 		if tc.blocks != "" {
 			opts = append(opts, Option{"thinktime_blocks", tc.blocks})
 		}
 		jobs := mustJobs(t, opts...)
+		jobs[0].ThinkIssue = tc.issue
 		if jobs[0].ThinkTime != 10*time.Microsecond {
 			t.Fatalf("thinktime=10: %v, want 10µs", jobs[0].ThinkTime)
 		}
@@ -303,9 +315,11 @@ func TestThinkTime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e := lastBatchEngine; e.maxInflight != tc.most || rep.Groups[0].Jobs[0].Dir[DirRead].IOs != 64 {
-			t.Errorf("thinktime_blocks=%q: most in flight %d (want %d), %d reads (want 64)",
-				tc.blocks, e.maxInflight, tc.most, rep.Groups[0].Jobs[0].Dir[DirRead].IOs)
+		// Each stall drains the queue: the Commits after the first fill
+		// start from an empty queue once per stall.
+		if e := lastBatchEngine; e.maxInflight != tc.most || rep.Groups[0].Jobs[0].Dir[DirRead].IOs != 64 || e.drained < tc.refills {
+			t.Errorf("thinktime_blocks=%q issue=%v: most in flight %d (want %d), %d reads (want 64), %d refills from empty (want %d or more)",
+				tc.blocks, tc.issue, e.maxInflight, tc.most, rep.Groups[0].Jobs[0].Dir[DirRead].IOs, e.drained, tc.refills)
 		}
 	}
 	if j := mustJobs(t, Option{"startdelay", "2"}, Option{"thinktime", "3ms"}); j[0].StartDelay != 2*time.Second || j[0].ThinkTime != 3*time.Millisecond {

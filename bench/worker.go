@@ -169,20 +169,24 @@ type worker struct {
 	live [numDirs]struct{ ios, bytes atomic.Uint64 }
 	// fio's fsync=N / fdatasync=N / end_fsync: writes since the last sync,
 	// a sync waiting for the queue to drain, the end sync done.
-	syncer     Syncer
-	sinceSync  int
-	syncDue    bool
-	endSynced  bool
-	wrote      bool
-	syncs      Histogram // sync latency
-	loop       int       // loops done
-	refill     bool      // refill_buffers: new random data per write
-	dirChosen  bool      // dir is the next I/O's direction (peekDir)
-	dir        Direction
-	rated      bool // rate or rate_iops limit a direction
-	thinking   bool // thinktime: thinktime_blocks issued, stall once they complete
-	sinceThink int
-	rateHeld   bool // issuing waits for the rate
+	syncer    Syncer
+	sinceSync int
+	syncDue   bool
+	endSynced bool
+	wrote     bool
+	syncs     Histogram // sync latency
+	loop      int       // loops done
+	refill    bool      // refill_buffers: new random data per write
+	dirChosen bool      // dir is the next I/O's direction (peekDir)
+	dir       Direction
+	rated     bool // rate or rate_iops limit a direction
+	thinking  bool // thinktime: thinktime_blocks issued (or completed), stall once the queue drains
+	// sinceThink counts what thinktime_blocks counts since the last stall:
+	// I/Os issued (thinktime_blocks_type=issue) or completed (complete,
+	// fio's default); thinkBase is the count when the stall was decided
+	// (completions while the queue drains count toward the next, as fio).
+	sinceThink, thinkBase int
+	rateHeld              bool // issuing waits for the rate
 	// fio's rate schedule: each direction's bytes/s (rate, or rate_iops
 	// times the smallest block size), the bytes issued since rateBase
 	// (the job's start, or the end of ramp_time), and when the next I/O
@@ -533,8 +537,7 @@ func (w *worker) ioLoop() error {
 		case runFailed:
 			return w.failure()
 		case runThink:
-			w.stall(j.ThinkTime)
-			w.thinking, w.sinceThink = false, 0
+			w.think()
 			st = runIssue
 		case runRateWait:
 			w.stall(time.Duration(w.rateDelay(w.now())))
@@ -650,9 +653,10 @@ func (w *worker) issue() (more bool, err error) {
 		}
 		w.staged = append(w.staged, io)
 		if j.ThinkTime > 0 && !w.verifying {
-			if w.sinceThink++; w.sinceThink >= j.ThinkBlocks {
-				w.thinking = true
+			if j.ThinkIssue {
+				w.sinceThink++
 			}
+			w.checkThink()
 		}
 		if len(w.staged) >= w.batch {
 			if err := w.commit(); err != nil {
@@ -718,6 +722,10 @@ func (w *worker) reap(issuing bool) error {
 		}
 		w.inflight -= len(evs)
 		w.completeHist[batchLevel(len(evs))]++
+		if w.job.ThinkTime > 0 && !w.job.ThinkIssue && !w.verifying {
+			w.sinceThink += len(evs)
+			w.checkThink()
+		}
 		w.tick(t)
 		if w.inflight == 0 {
 			return nil
@@ -734,13 +742,57 @@ func (w *worker) reap(issuing bool) error {
 	}
 }
 
+// checkThink decides a thinktime stall once thinktime_blocks I/Os have
+// been issued or completed since the last (fio's handle_thinktime, after
+// each I/O and each reap): issuing stops, the queue drains, runThink
+// stalls.
+func (w *worker) checkThink() {
+	if !w.thinking && w.sinceThink >= w.job.ThinkBlocks {
+		w.thinking, w.thinkBase = true, w.sinceThink
+	}
+}
+
+// think is the thinktime stall, the queue drained: thinktime_spin of it
+// spinning, the rest asleep; with rate_ignore_thinktime the rate's
+// schedule moves on by the stall, less one block so that the next I/O
+// goes at once (fio's handle_thinktime).
+func (w *worker) think() {
+	j := w.job
+	t0 := w.now()
+	if spin := min(j.ThinkSpin, j.ThinkTime); spin > 0 {
+		for end := t0 + int64(spin); w.now() < end && !w.stop.Load(); {
+		}
+	}
+	if left := j.ThinkTime - time.Duration(w.now()-t0); left > 0 {
+		w.stall(left)
+	}
+	if total := w.now() - t0; j.RateIgnoreThink && w.rated {
+		for d := range numDirs {
+			bps := w.rateBPS[d]
+			if bps == 0 {
+				continue
+			}
+			if w.poisson {
+				w.rateNext[d] += total
+				continue
+			}
+			missed := uint64(float64(bps) * float64(total) / 1e9)
+			if bs := uint64(j.BS[d]); missed > bs {
+				w.rateIssued(Direction(d), int(missed-bs))
+			}
+		}
+	}
+	w.thinking = false
+	w.sinceThink -= w.thinkBase
+}
+
 // stall sleeps for d, with nothing in flight, but not past the runtime,
 // and marks the time up if the runtime is over.
 func (w *worker) stall(d time.Duration) {
 	if w.end > 0 {
 		d = min(d, time.Duration(max(w.end-w.now(), 0)))
 	}
-	time.Sleep(d)
+	sleepFor(d, w.stop.Load)
 	if w.end > 0 && w.now() >= w.end {
 		w.timeUp = true
 	}
