@@ -276,6 +276,7 @@ func onlyValue(name, val, why string) optionSpec {
 type OptionHelp struct {
 	Name, Help string
 	Bool       bool
+	Support    Support // Implemented for engine options
 }
 
 // Options lists every job option name (aliases included, and fio's
@@ -290,7 +291,7 @@ func Options() []OptionHelp {
 			help = s.support.String() + ": " + help
 		}
 		seen[n] = true
-		out = append(out, OptionHelp{Name: n, Help: help, Bool: s.bool_})
+		out = append(out, OptionHelp{Name: n, Help: help, Bool: s.bool_, Support: s.support})
 	}
 	for _, e := range engines() {
 		for _, o := range e.options {

@@ -87,6 +87,11 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 		if o.Bool {
 			fl.Lookup(o.Name).NoOptDefVal = "1"
 		}
+		if o.Support != bench.Implemented {
+			// Taken (and refused or ignored with the reason) but kept out
+			// of --help; --cmdhelp lists them.
+			_ = fl.MarkHidden(o.Name)
+		}
 		jobFlags[o.Name] = true
 	}
 
