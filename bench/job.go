@@ -258,6 +258,11 @@ type Job struct {
 	Loops            int
 	ZeroBuffers      bool
 	RefillBuffers    bool
+	// NoScramble is scramble_buffers=0: fio's default (1) writes each
+	// write's offset and time into every 512-byte block of the random
+	// data it was filled with once, so that no two writes carry the same
+	// bytes (a deduplicating target would keep one).
+	NoScramble bool
 
 	// Percentiles reported for latencies (percentile_list; nil: fio's
 	// default list); ClatPct and LatPct turn them on for clat and lat.
