@@ -42,12 +42,18 @@ type TargetConfig struct {
 	// Name is the target's name in volume IDs: lower-case letters,
 	// digits and '-'; never rename a target that holds volumes.
 	Name string `json:"name"`
-	// RPC is where its JSON-RPC is served: http://HOST:PORT (the target's
-	// --rpc-listen) or unix:///PATH (its --rpc-socket, on the same machine).
+	// RPC is where its JSON-RPC is served: https://HOST:PORT or
+	// http://HOST:PORT (the target's --rpc-listen, with or without
+	// --rpc-tls-cert) or unix:///PATH (its --rpc-socket, on the same
+	// machine).
 	RPC string `json:"rpc"`
-	// TokenFile holds the bearer token for http:// (the target's
-	// --rpc-token-file).
+	// TokenFile holds the bearer token for http:// and https:// (the
+	// target's --rpc-token-file).
 	TokenFile string `json:"token_file,omitempty"`
+	// CAFile holds the certificates (PEM) that an https:// target's
+	// certificate must chain to (its --rpc-tls-cert); default: the
+	// system's roots.
+	CAFile string `json:"ca_file,omitempty"`
 	// Addresses are where hosts connect: tcp://HOST:PORT (or rdma://);
 	// several give the kernel host several paths (native multipath).
 	Addresses []string `json:"addresses"`
@@ -93,11 +99,14 @@ func (c *Config) Validate() error {
 		switch {
 		case strings.HasPrefix(t.RPC, "http://"), strings.HasPrefix(t.RPC, "https://"):
 			if t.TokenFile == "" {
-				return fmt.Errorf("%s.token_file: required with an http:// rpc (the target's --rpc-token-file)", at)
+				return fmt.Errorf("%s.token_file: required with an http(s):// rpc (the target's --rpc-token-file)", at)
+			}
+			if t.CAFile != "" && !strings.HasPrefix(t.RPC, "https://") {
+				return fmt.Errorf("%s.ca_file: for an https:// rpc only", at)
 			}
 		case strings.HasPrefix(t.RPC, "unix:///"):
 		default:
-			return fmt.Errorf("%s.rpc %q: want http://HOST:PORT (the target's --rpc-listen) or unix:///PATH", at, t.RPC)
+			return fmt.Errorf("%s.rpc %q: want https://HOST:PORT or http://HOST:PORT (the target's --rpc-listen) or unix:///PATH", at, t.RPC)
 		}
 		if len(t.Addresses) == 0 {
 			return fmt.Errorf("%s.addresses: none: give where hosts connect, e.g. tcp://10.0.0.5:4420", at)

@@ -301,3 +301,35 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRPCTrust: an HTTPS target is reached only with its certificate
+// trusted (ca_file) and with its token.
+func TestRPCTrust(t *testing.T) {
+	ctx := context.Background()
+	tt := startTargetTLS(t, true)
+	req := &csi.CreateVolumeRequest{Name: "pvc", VolumeCapabilities: mountCap}
+	for _, c := range []struct {
+		what string
+		edit func(*TargetConfig)
+		code codes.Code
+	}{
+		{"no ca_file: the system's roots", func(c *TargetConfig) { c.CAFile = "" }, codes.Unavailable},
+		{"plain http to the TLS listener", func(c *TargetConfig) { c.CAFile, c.RPC = "", "http://"+tt.http }, codes.Unavailable},
+		{"another token", func(c *TargetConfig) {
+			c.TokenFile = filepath.Join(t.TempDir(), "token")
+			os.WriteFile(c.TokenFile, []byte("not-the-token-of-this-target"), 0o600)
+		}, codes.Unavailable},
+		{"trusted, with the token", func(*TargetConfig) {}, codes.OK},
+	} {
+		tc := tt.config("t", true, nil)
+		c.edit(&tc)
+		d, err := New(Options{Logger: quietLog(), Controller: &Config{Targets: []TargetConfig{tc}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = d.CreateVolume(ctx, req)
+		if status.Code(err) != c.code {
+			t.Errorf("%s: %v, want %v", c.what, err, c.code)
+		}
+	}
+}

@@ -2,14 +2,24 @@ package csi
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flashpath/flashpath/spdk"
 	"github.com/flashpath/flashpath/target/server"
@@ -26,13 +36,19 @@ type testTarget struct {
 	dir    string // volumes
 	http   string // HOST:PORT
 	tokenF string
+	tls    bool // HTTPS, its certificate in caFile
+	caFile string
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startTarget(t testing.TB) *testTarget {
+func startTarget(t testing.TB) *testTarget { return startTargetTLS(t, false) }
+
+// startTargetTLS is startTarget with, if tls, its HTTP listener on TLS
+// (a self-signed certificate for 127.0.0.1).
+func startTargetTLS(t testing.TB, tls bool) *testTarget {
 	t.Helper()
-	tt := &testTarget{dir: t.TempDir()}
+	tt := &testTarget{dir: t.TempDir(), tls: tls}
 	base := t.TempDir()
 	tt.sock = filepath.Join(base, "spdk.sock")
 	tt.tokenF = filepath.Join(base, "token")
@@ -57,7 +73,11 @@ func (tt *testTarget) serveRPC(t testing.TB) {
 	if err := rs.Serve(tt.sock); err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.ListenHTTP("127.0.0.1:0", testToken); err != nil {
+	var tc *tls.Config
+	if tt.tls {
+		tc, tt.caFile = selfSigned(t)
+	}
+	if err := rs.ListenHTTP("127.0.0.1:0", testToken, tc); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
@@ -80,10 +100,36 @@ func (tt *testTarget) allowed(nqn string) (hosts []string, exported bool) {
 
 func (tt *testTarget) config(name string, http bool, topo map[string]string) TargetConfig {
 	c := TargetConfig{Name: name, RPC: "unix://" + tt.sock, Addresses: []string{"tcp://127.0.0.1:4420"}, Topology: topo}
-	if http {
+	switch {
+	case http && tt.tls:
+		c.RPC, c.TokenFile, c.CAFile = "https://"+tt.http, tt.tokenF, tt.caFile
+	case http:
 		c.RPC, c.TokenFile = "http://"+tt.http, tt.tokenF
 	}
 	return c
+}
+
+// selfSigned returns a TLS configuration with a new self-signed
+// certificate for 127.0.0.1, and a file holding that certificate.
+func selfSigned(t testing.TB) (*tls.Config, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flashpath test target"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, f
 }
 
 // fakeOS is NodeOS without a kernel: it checks a connect against the

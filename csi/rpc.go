@@ -3,6 +3,8 @@ package csi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +31,8 @@ type rpcError struct {
 func (e *rpcError) Error() string { return fmt.Sprintf("JSON-RPC error %d: %s", e.Code, e.Message) }
 
 // rpcClient calls one target's JSON-RPC: one POST per request over HTTP
-// with the bearer token, or one connection per request on a Unix socket.
+// or HTTPS with the bearer token, or one connection per request on a Unix
+// socket.
 type rpcClient struct {
 	name   string // the target's
 	url    string // http(s)://HOST:PORT; empty for a socket
@@ -50,6 +53,17 @@ func newRPCClient(t TargetConfig) (*rpcClient, error) {
 		return nil, fmt.Errorf("target %s: token: %w", t.Name, err)
 	}
 	c.url, c.token, c.http = strings.TrimSuffix(t.RPC, "/")+"/", strings.TrimSpace(string(b)), &http.Client{}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: ca_file: %w", t.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("target %s: ca_file %s: no PEM certificate in it", t.Name, t.CAFile)
+		}
+		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
 	return c, nil
 }
 

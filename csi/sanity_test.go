@@ -12,11 +12,11 @@ const testHostNQN = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555
 // TestSanity runs csi-sanity (kubernetes-csi/csi-test) against the driver
 // as Kubernetes deploys it, both services on one socket: the controller
 // places volumes on two real in-process flashpath targets (one reached
-// over HTTP with a token, one on its Unix socket), the node side runs on
+// over HTTPS with a token, one on its Unix socket), the node side runs on
 // the fake OS, whose connects succeed only where the target allows the
 // node's host NQN.
 func TestSanity(t *testing.T) {
-	t1, t2 := startTarget(t), startTarget(t)
+	t1, t2 := startTargetTLS(t, true), startTarget(t)
 	cfg := &Config{Targets: []TargetConfig{
 		t1.config("rack1-a", true, map[string]string{TopologyRack: "rack1"}),
 		t2.config("rack1-b", false, map[string]string{TopologyRack: "rack1"}),

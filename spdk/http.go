@@ -2,9 +2,11 @@ package spdk
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -18,9 +20,10 @@ const MinTokenLength = 16
 // on other machines (flashpath csi's controller), as SPDK's
 // rpc_http_proxy.py does: each request is one POST whose body is a
 // JSON-RPC request and whose response body is its response. Every request
-// must carry "Authorization: Bearer TOKEN"; anything else gets 401. There
-// is no TLS: bind it to a management network. Close stops it.
-func (s *Server) ListenHTTP(addr, token string) error {
+// must carry "Authorization: Bearer TOKEN"; anything else gets 401. With
+// tlsConfig it is HTTPS (the token then never crosses the network in the
+// clear); without, bind it to a management network. Close stops it.
+func (s *Server) ListenHTTP(addr, token string, tlsConfig *tls.Config) error {
 	if s.httpSrv != nil {
 		return fmt.Errorf("rpc http %s: already serving", addr)
 	}
@@ -31,7 +34,11 @@ func (s *Server) ListenHTTP(addr, token string) error {
 	if err != nil {
 		return fmt.Errorf("rpc http: %w", err)
 	}
-	s.httpSrv = &http.Server{Addr: ln.Addr().String(), Handler: s.HTTPHandler(token), ReadHeaderTimeout: 10 * time.Second}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	s.httpSrv = &http.Server{Addr: ln.Addr().String(), Handler: s.HTTPHandler(token), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)} // TLS handshake failures
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -39,7 +46,7 @@ func (s *Server) ListenHTTP(addr, token string) error {
 			s.log.Error("rpc http: serving stopped", "addr", addr, "err", err)
 		}
 	}()
-	s.log.Info("SPDK JSON-RPC listening over HTTP", "addr", ln.Addr().String())
+	s.log.Info("SPDK JSON-RPC listening over HTTP", "addr", ln.Addr().String(), "tls", tlsConfig != nil)
 	return nil
 }
 

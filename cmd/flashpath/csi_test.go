@@ -101,6 +101,7 @@ func TestCSIFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("abc"), 0o600)
+	os.WriteFile(filepath.Join(dir, "long"), []byte("0123456789abcdef0123"), 0o600)
 	for _, args := range [][]string{
 		{"csi"},
 		{"csi", "--controller", filepath.Join(dir, "missing.yaml")},
@@ -110,6 +111,9 @@ func TestCSIFlagErrors(t *testing.T) {
 		{"target", "--rpc-listen", "127.0.0.1:0", "--rpc-token-file", short},
 		{"target", "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", short},
 		{"target", "--volume-dir", "relative"},
+		{"target", "--rpc-tls-cert", short},
+		{"target", "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", filepath.Join(dir, "long"), "--rpc-tls-cert", short},
+		{"target", "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", filepath.Join(dir, "long"), "--rpc-tls-cert", short, "--rpc-tls-key", short},
 	} {
 		root := newRootCmd()
 		root.SetOut(io.Discard)

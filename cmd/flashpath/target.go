@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,16 +43,29 @@ type remoteRPC struct {
 	listen    string // tcp://HOST:PORT
 	tokenFile string
 	volumeDir string
-	token     string // read from tokenFile by check
+	tlsCert   string
+	tlsKey    string
+	token     string      // read from tokenFile by check
+	tls       *tls.Config // from tlsCert and tlsKey by check
 }
 
 // check validates the flags and reads the token.
 func (r *remoteRPC) check() error {
 	if r.listen == "" {
-		if r.tokenFile != "" {
-			return errors.New("--rpc-token-file is for --rpc-listen: give both")
+		if r.tokenFile != "" || r.tlsCert != "" || r.tlsKey != "" {
+			return errors.New("--rpc-token-file, --rpc-tls-cert and --rpc-tls-key are for --rpc-listen: give it too")
 		}
 		return nil
+	}
+	if (r.tlsCert == "") != (r.tlsKey == "") {
+		return errors.New("--rpc-tls-cert and --rpc-tls-key go together: the certificate and its private key (PEM)")
+	}
+	if r.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(r.tlsCert, r.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--rpc-tls-cert, --rpc-tls-key: %w", err)
+		}
+		r.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	hp, ok := strings.CutPrefix(r.listen, "tcp://")
 	if _, _, err := net.SplitHostPort(hp); !ok || err != nil {
@@ -112,7 +126,9 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "file holding the TLS PSK (nvme gen-tls-key, NVMeTLSkey-1:...) of the --allow-host hosts, which then connect over TLS only (config: allowed_hosts tls_key_file)")
 	durationVar(fl, &f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
 	fl.StringVar(&f.rpcSocket, "rpc-socket", "", "Unix socket for SPDK's JSON-RPC (rpc.py -s PATH ...), mode 0600; \"off\" for none (default "+spdk.DefaultSocket+" when run as root, else off; config: rpc_socket). Given alone, the target starts empty, like nvmf_tgt")
-	fl.StringVar(&f.remote.listen, "rpc-listen", "", "also serve the JSON-RPC over HTTP on tcp://HOST:PORT (one POST per request, as SPDK's rpc_http_proxy), for flashpath csi's controller on other machines; needs --rpc-token-file; no TLS: bind it to a management network")
+	fl.StringVar(&f.remote.listen, "rpc-listen", "", "also serve the JSON-RPC over HTTP on tcp://HOST:PORT (one POST per request, as SPDK's rpc_http_proxy), for flashpath csi's controller on other machines; needs --rpc-token-file; HTTPS with --rpc-tls-cert and --rpc-tls-key, else bind it to a management network")
+	fl.StringVar(&f.remote.tlsCert, "rpc-tls-cert", "", "certificate (PEM, with its chain) that makes --rpc-listen HTTPS")
+	fl.StringVar(&f.remote.tlsKey, "rpc-tls-key", "", "private key (PEM) of --rpc-tls-cert")
 	fl.StringVar(&f.remote.tokenFile, "rpc-token-file", "", "file holding the bearer token that --rpc-listen's clients must send (Authorization: Bearer TOKEN), at least 16 characters")
 	fl.StringVar(&f.remote.volumeDir, "volume-dir", "", "folder where the JSON-RPC's flashpath_volume_create makes volume files (NAME.img, sparse) for flashpath csi; free space is reported by flashpath_get_volumes")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
@@ -268,7 +284,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 		}
 	}
 	if remote.listen != "" {
-		if err := rpc.ListenHTTP(strings.TrimPrefix(remote.listen, "tcp://"), remote.token); err != nil {
+		if err := rpc.ListenHTTP(strings.TrimPrefix(remote.listen, "tcp://"), remote.token, remote.tls); err != nil {
 			rpc.Close()
 			return fail(err)
 		}
@@ -299,7 +315,8 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 		say.say(fmt.Sprintf("SPDK JSON-RPC on %s:  %s\n", rpc.Path(), try), "SPDK JSON-RPC", "socket", rpc.Path(), "try", try)
 	}
 	if rpc != nil && rpc.HTTPAddr() != "" {
-		say.say(fmt.Sprintf("JSON-RPC over HTTP on %s (bearer token), volumes in %q\n", rpc.HTTPAddr(), remote.volumeDir), "JSON-RPC over HTTP", "addr", rpc.HTTPAddr(), "volume_dir", remote.volumeDir)
+		say.say(fmt.Sprintf("JSON-RPC over HTTP on %s (bearer token, TLS %v), volumes in %q\n", rpc.HTTPAddr(), remote.tls != nil, remote.volumeDir),
+			"JSON-RPC over HTTP", "addr", rpc.HTTPAddr(), "tls", remote.tls != nil, "volume_dir", remote.volumeDir)
 	}
 	if err := daemon.Notify("READY=1"); err != nil {
 		log.Warn("sd_notify failed", "err", err)
