@@ -25,7 +25,7 @@ func startVolumes(t *testing.T, dir, token string) (*server.Server, *Server) {
 	}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	rs := New(srv, Options{Logger: log, VolumeDir: dir})
-	if err := rs.ListenHTTP("127.0.0.1:0", token); err != nil {
+	if err := rs.ListenHTTP("127.0.0.1:0", token, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs.Close() })
@@ -69,7 +69,7 @@ func TestHTTPToken(t *testing.T) {
 		t.Fatalf("with the token: HTTP %d, %s %v", code, r.Result, r.Error)
 	}
 	_, other := start(t, nil)
-	if err := other.ListenHTTP("127.0.0.1:0", "short"); err == nil {
+	if err := other.ListenHTTP("127.0.0.1:0", "short", nil); err == nil {
 		t.Error("a 5-character token was taken")
 	}
 }
@@ -147,7 +147,7 @@ func TestVolumes(t *testing.T) {
 	// stays where it was.
 	rs.Close()
 	rs2 := New(srv, Options{Logger: rs.log, VolumeDir: dir})
-	if err := rs2.ListenHTTP("127.0.0.1:0", token); err != nil {
+	if err := rs2.ListenHTTP("127.0.0.1:0", token, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rs2.Close() })
