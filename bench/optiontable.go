@@ -228,8 +228,8 @@ var engineOptionNotes = map[string]string{
 	"nowait":             "RWF_NOWAIT is not implemented",
 	"force_async":        "IOSQE_ASYNC is not implemented",
 	"cmd_type":           "io_uring_cmd (NVMe passthrough) is not implemented",
-	"userspace_reap":     "not taken by this engine",
 	"hipri_percentage":   "not implemented",
+	"userspace_reap":     "taken by the libaio engine, which is Linux-only",
 }
 
 // flashpathEngineOptions describe the options of flashpath's own engines

@@ -17,7 +17,7 @@ func TestEveryFioOptionIsClassified(t *testing.T) {
 	}
 	for _, f := range fio {
 		if f.engine != "" {
-			if _, ok := engineOptionNotes[f.name]; !ok && len(enginesTaking(f.name)) == 0 && !isCoreEngineOption(f.name) {
+			if _, ok := engineOptionNotes[f.name]; !ok && len(enginesTaking(f.name)) == 0 {
 				t.Errorf("%s (engine %s): neither one of flashpath's engines' options nor in engineOptionNotes", f.name, f.engine)
 			}
 			continue
@@ -37,10 +37,6 @@ func TestEveryFioOptionIsClassified(t *testing.T) {
 		}
 	}
 }
-
-// isCoreEngineOption: engine options of fio's that only in-tree engines
-// registered outside this package take (none today).
-func isCoreEngineOption(string) bool { return false }
 
 // TestIgnoredAndRefusedOptions: an ignored option is accepted (bare when
 // boolean, else with fio's default) and changes nothing; a refused one
