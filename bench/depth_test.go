@@ -3,7 +3,9 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"math"
 	"path/filepath"
 	"strconv"
@@ -358,6 +360,32 @@ func TestRateIgnoreThinktime(t *testing.T) {
 		got := time.Duration(w.rateNext[DirRead])
 		if ignore && (got < 1900*time.Microsecond || got > time.Second) || !ignore && got != 0 {
 			t.Errorf("rate_ignore_thinktime=%v: the schedule moved %v over a 2 ms stall", ignore, got)
+		}
+	}
+}
+
+// TestScrambleBuffers: by default (fio's scramble_buffers=1) each write
+// carries its offset in every 512-byte block, so blocks written from the
+// same buffer differ; scramble_buffers=0 writes the buffer as filled.
+func TestScrambleBuffers(t *testing.T) {
+	for _, noScramble := range []bool{false, true} {
+		jobs := mustJobs(t, Option{"ioengine", "test-mem"}, Option{"rw", "write"}, Option{"bs", "4k"}, Option{"size", "8k"})
+		jobs[0].NoScramble = noScramble
+		if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+			t.Fatal(err)
+		}
+		st := lastMemEngine.store
+		same := bytes.Equal(st[:4096], st[4096:8192])
+		found := 0
+		for off := 0; off < 8192; off += 512 {
+			for line := 0; line < 512; line += 64 {
+				if binary.LittleEndian.Uint64(st[off+line:]) == uint64(off) && off > 0 {
+					found++
+				}
+			}
+		}
+		if noScramble != same || !noScramble && found < 15 {
+			t.Errorf("scramble_buffers=%v: the two blocks alike: %v; %d of 15 sectors carry their offset", !noScramble, same, found)
 		}
 	}
 }

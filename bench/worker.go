@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -177,6 +178,7 @@ type worker struct {
 	syncs     Histogram // sync latency
 	loop      int       // loops done
 	refill    bool      // refill_buffers: new random data per write
+	scramble  bool      // scramble_buffers (fio's default): each write's offset and time in its data
 	dirChosen bool      // dir is the next I/O's direction (peekDir)
 	dir       Direction
 	rated     bool // rate or rate_iops limit a direction
@@ -398,6 +400,7 @@ func (w *worker) setup(filename string) error {
 			}
 		}
 		w.refill = j.RefillBuffers && !j.ZeroBuffers && j.BufferPattern == nil
+		w.scramble = !w.refill && !j.NoScramble && !j.ZeroBuffers && j.BufferPattern == nil
 	}
 	w.slots = make([]IO, w.depth)
 	w.free = make([]*IO, 0, w.depth)
@@ -986,6 +989,8 @@ func (w *worker) next(io *IO) bool {
 			w.fill(io)
 		} else if w.refill && io.Buf.Bytes != nil {
 			w.rnd.fill(io.Buf.Bytes[:io.Len])
+		} else if w.scramble && io.Buf.Bytes != nil {
+			scramble(io.Buf.Bytes[:io.Len], io.Offset, w.baseUnix+w.now())
 		}
 		if n := max(j.Fsync, j.Fdatasync); n > 0 {
 			if w.sinceSync++; w.sinceSync >= n {
@@ -1095,6 +1100,22 @@ func (w *worker) endPhase(t int64) {
 			w.stats[d].Runtime += el
 		}
 		w.phaseIOs[d] = w.stats[d].IOs
+	}
+}
+
+// scramble is fio's small_content_scramble: in every 512-byte block of
+// b, the block's offset at the start of one of its eight 64-byte lines
+// (chosen by the write's time and offset) and the write's time at the
+// end of the first, so that a buffer filled once is not written twice
+// with the same bytes.
+func scramble(b []byte, off int64, unixNano int64) {
+	sec, nsec := uint64(unixNano/1e9), uint64(unixNano%1e9)
+	line := int((nsec^uint64(off))&7) * 64
+	le := binary.LittleEndian
+	for i := 0; i+512 <= len(b); i, off = i+512, off+512 {
+		le.PutUint64(b[i+line:], uint64(off))
+		le.PutUint64(b[i+48:], sec)
+		le.PutUint64(b[i+56:], nsec)
 	}
 }
 
