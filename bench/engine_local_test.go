@@ -204,18 +204,22 @@ func TestSyncOptions(t *testing.T) {
 	}
 }
 
-// TestBufferContents: writes carry random data filled once (fio's
-// default), new random data per write with refill_buffers, zeros with
-// zero_buffers.
+// TestBufferContents: writes carry random data filled once, scrambled
+// per write with its offset and time (fio's default scramble_buffers=1,
+// so blocks differ), or as filled with scramble_buffers=0; new random
+// data per write with refill_buffers, zeros with zero_buffers.
 func TestBufferContents(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "contents")
 	for _, tc := range []struct {
-		opt              Option
-		zero, blocksDiff bool
-	}{{Option{"description", "default"}, false, false}, {Option{"refill_buffers", "1"}, false, true}, {Option{"zero_buffers", "1"}, true, false}} {
+		opt                          Option
+		noScramble, zero, blocksDiff bool
+	}{{Option{"description", "default"}, false, false, true}, {Option{"description", "scramble_buffers=0"}, true, false, false},
+		{Option{"refill_buffers", "1"}, false, false, true}, {Option{"zero_buffers", "1"}, false, true, false}} {
 		os.Remove(name)
-		if _, err := Run(context.Background(), Config{Jobs: mustJobs(t, Option{"ioengine", "psync"}, Option{"filename", name},
-			Option{"rw", "write"}, Option{"bs", "4k"}, Option{"size", "16k"}, tc.opt)}); err != nil {
+		jobs := mustJobs(t, Option{"ioengine", "psync"}, Option{"filename", name},
+			Option{"rw", "write"}, Option{"bs", "4k"}, Option{"size", "16k"}, tc.opt)
+		jobs[0].NoScramble = tc.noScramble
+		if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(name)
@@ -223,10 +227,10 @@ func TestBufferContents(t *testing.T) {
 			t.Fatalf("%v: %d bytes, %v", tc.opt, len(b), err)
 		}
 		if zero := bytes.Count(b, []byte{0}) == len(b); zero != tc.zero {
-			t.Errorf("%s: all zeros = %v, want %v", tc.opt.Name, zero, tc.zero)
+			t.Errorf("%s=%s: all zeros = %v, want %v", tc.opt.Name, tc.opt.Value, zero, tc.zero)
 		}
 		if diff := !bytes.Equal(b[:4096], b[4096:8192]); diff != tc.blocksDiff {
-			t.Errorf("%s: blocks differ = %v, want %v", tc.opt.Name, diff, tc.blocksDiff)
+			t.Errorf("%s=%s: blocks differ = %v, want %v", tc.opt.Name, tc.opt.Value, diff, tc.blocksDiff)
 		}
 	}
 }
