@@ -90,12 +90,20 @@ var optionSpecs = []optionSpec{
 		}
 		return timeSetter(func(j *Job) *time.Duration { return &j.StartDelay })(j, v)
 	}},
-	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os have completed", set: func(j *Job, v string) error {
+	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os", set: func(j *Job, v string) error {
 		d, err := parseTimeUnit(v, time.Microsecond)
 		j.ThinkTime = d
 		return err
 	}},
-	{name: "thinktime_blocks", help: "I/Os issued between stalls (default 1; it caps the queue depth)", set: intSetter(func(j *Job) *int { return &j.ThinkBlocks }, 1, 1<<30)},
+	{name: "thinktime_blocks", help: "I/Os between stalls (default 1): completed ones, or issued ones with thinktime_blocks_type=issue (which caps the queue depth)", set: intSetter(func(j *Job) *int { return &j.ThinkBlocks }, 1, 1<<30)},
+	{name: "thinktime_blocks_type", help: "complete (fio's default: count completed I/Os, the queue filling to iodepth between stalls) or issue", set: enumSetter(func(j *Job) *bool { return &j.ThinkIssue },
+		"complete or issue", map[string]bool{"complete": false, "issue": true})},
+	{name: "thinktime_spin", help: "the part of each stall spent spinning rather than sleeping (bare number: microseconds)", set: func(j *Job, v string) error {
+		d, err := parseTimeUnit(v, time.Microsecond)
+		j.ThinkSpin = d
+		return err
+	}},
+	{name: "rate_ignore_thinktime", bool_: true, help: "the rate's schedule moves on during a stall instead of catching up after it", set: boolSetter(func(j *Job) *bool { return &j.RateIgnoreThink })},
 	{name: "time_based", help: "run for runtime even when size is done", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.TimeBased })},
 	{name: "rwmixread", help: "percent reads in rw/randrw", set: func(j *Job, v string) error {
 		return intSetter(func(j *Job) *int { return &j.RWMixRead }, 0, 100)(j, v)
@@ -183,8 +191,14 @@ var optionSpecs = []optionSpec{
 		j.Loops = max(n, 1)
 		return err
 	}},
-	{name: "zero_buffers", help: "write zeros (default: random data, filled once)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
+	{name: "zero_buffers", help: "write zeros (default: random data filled once, scrambled per write)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
 	{name: "refill_buffers", help: "new random data for every write", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RefillBuffers })},
+	{name: "scramble_buffers", bool_: true, help: "each write stamps its offset and time into every 512-byte block of the data filled once (fio's default 1), so no two writes carry the same bytes", set: func(j *Job, v string) error {
+		var b bool
+		err := boolSetter(func(*Job) *bool { return &b })(j, v)
+		j.NoScramble = !b
+		return err
+	}},
 	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20)", set: setPercentiles},
 	{name: "clat_percentiles", help: "report completion latency percentiles (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ClatPct })},
 	{name: "lat_percentiles", help: "report total latency percentiles (default 1 here; fio: 0)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
