@@ -258,6 +258,11 @@ type Job struct {
 	Loops            int
 	ZeroBuffers      bool
 	RefillBuffers    bool
+	// CompressPct is buffer_compress_percentage: in every CompressChunk
+	// bytes of write data (buffer_compress_chunk; 0: fio's 512) the last
+	// CompressPct percent are zeros (or buffer_pattern), the rest random,
+	// so that a compressing target shrinks the data by about that much.
+	CompressPct, CompressChunk int
 	// NoScramble is scramble_buffers=0: fio's default (1) writes each
 	// write's offset and time into every 512-byte block of the random
 	// data it was filled with once, so that no two writes carry the same
