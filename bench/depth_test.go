@@ -389,3 +389,24 @@ func TestScrambleBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressPercentage: buffer_compress_percentage=N makes the last N%
+// of every buffer_compress_chunk of write data zeros, the rest random,
+// as fio's fill_random_buf_percentage (a compressor shrinks it by N%).
+func TestCompressPercentage(t *testing.T) {
+	for _, tc := range []struct{ pct, chunk, zeros int }{{50, 0, 256}, {75, 1024, 768}} {
+		jobs := mustJobs(t, Option{"ioengine", "test-mem"}, Option{"rw", "write"}, Option{"bs", "4k"}, Option{"size", "8k"})
+		jobs[0].CompressPct, jobs[0].CompressChunk = tc.pct, tc.chunk
+		if _, err := Run(context.Background(), Config{Jobs: jobs}); err != nil {
+			t.Fatal(err)
+		}
+		chunk := max(tc.chunk, 512)
+		st := lastMemEngine.store[:8192]
+		for off := 0; off < len(st); off += chunk {
+			c := st[off : off+chunk]
+			if z := chunk - tc.zeros; bytes.Count(c[z:], []byte{0}) != tc.zeros || bytes.Count(c[:z], []byte{0}) > z/16 {
+				t.Fatalf("buffer_compress_percentage=%d chunk %d: the chunk at %d is not %d random bytes then %d zeros", tc.pct, chunk, off, z, tc.zeros)
+			}
+		}
+	}
+}

@@ -390,6 +390,13 @@ func (w *worker) setup(filename string) error {
 			for i := range bufs[:w.depth] {
 				clear(bufs[i].Bytes)
 			}
+		case j.CompressPct > 0:
+			for i := range bufs[:w.depth] {
+				if bufs[i].Bytes == nil {
+					return fmt.Errorf("option buffer_compress_percentage: engine %s buffers are not host memory", j.IOEngine)
+				}
+				w.fillCompressible(bufs[i].Bytes)
+			}
 		case j.BufferPattern != nil:
 			period := make([]byte, len(j.BufferPattern.Bytes))
 			for i := range bufs[:w.depth] {
@@ -399,8 +406,8 @@ func (w *worker) setup(filename string) error {
 				j.BufferPattern.fill(bufs[i].Bytes, 0, period)
 			}
 		}
-		w.refill = j.RefillBuffers && !j.ZeroBuffers && j.BufferPattern == nil
-		w.scramble = !w.refill && !j.NoScramble && !j.ZeroBuffers && j.BufferPattern == nil
+		w.refill = j.RefillBuffers && !j.ZeroBuffers && (j.BufferPattern == nil || j.CompressPct > 0)
+		w.scramble = !w.refill && !j.NoScramble && !j.ZeroBuffers && j.BufferPattern == nil && j.CompressPct == 0
 	}
 	w.slots = make([]IO, w.depth)
 	w.free = make([]*IO, 0, w.depth)
@@ -987,6 +994,8 @@ func (w *worker) next(io *IO) bool {
 			w.seq++
 			w.sinceBatch++
 			w.fill(io)
+		} else if w.refill && io.Buf.Bytes != nil && j.CompressPct > 0 {
+			w.fillCompressible(io.Buf.Bytes[:io.Len])
 		} else if w.refill && io.Buf.Bytes != nil {
 			w.rnd.fill(io.Buf.Bytes[:io.Len])
 		} else if w.scramble && io.Buf.Bytes != nil {
@@ -1100,6 +1109,33 @@ func (w *worker) endPhase(t int64) {
 			w.stats[d].Runtime += el
 		}
 		w.phaseIOs[d] = w.stats[d].IOs
+	}
+}
+
+// fillCompressible fills b as fio's fill_random_buf_percentage: every
+// buffer_compress_chunk bytes (fio's 512 by default), random data for
+// 100-N percent of them, then zeros or buffer_pattern for the rest.
+func (w *worker) fillCompressible(b []byte) {
+	j := w.job
+	chunk := j.CompressChunk
+	if chunk <= 0 {
+		chunk = 512
+	}
+	chunk = min(chunk, len(b))
+	random := chunk * (100 - min(j.CompressPct, 100)) / 100
+	for len(b) > 0 {
+		n := min(random, len(b))
+		w.rnd.fill(b[:n])
+		b = b[n:]
+		n = min(chunk-random, len(b))
+		if p := j.BufferPattern; p != nil {
+			for i := range n {
+				b[i] = p.Bytes[i%len(p.Bytes)]
+			}
+		} else {
+			clear(b[:n])
+		}
+		b = b[n:]
 	}
 }
 
