@@ -673,3 +673,35 @@ func TestBlockSizeOptionsLikeFio(t *testing.T) {
 		t.Errorf("hipri with pvsync2: %v", err)
 	}
 }
+
+// TestShowCmdLikeFio: --showcmd writes what fio 3.33's --showcmd writes
+// for the same files, byte for byte.
+func TestShowCmdLikeFio(t *testing.T) {
+	fio, err := exec.LookPath("fio")
+	if err != nil {
+		t.Skip("fio is not installed (apt-get install fio): the comparison with fio's --showcmd is skipped")
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"a.fio":   "[global]\nname=gname\nnumjobs=4 ; four\nfilename=data.tmp ; a disk\nbs=8k# hash\nsize=1m\ndescription=a \"b\n\n[j1]\nrw=read:8k\n[j2]\n",
+		"b.fio":   "[global]\nioengine=null\nfilename=f\nkb_base=1000\ntime_based\n[j1]\nrw=read\ndescription=two words\n[global]\nbs=8k\n[j2]\ninclude inc.fio\n",
+		"inc.fio": "iodepth=4\nunit_base=8\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths := []string{filepath.Join(dir, "a.fio"), filepath.Join(dir, "b.fio")}
+	want, err := exec.Command(fio, append([]string{"--showcmd"}, paths...)...).Output()
+	if err != nil {
+		t.Fatalf("fio: %v", err)
+	}
+	var got bytes.Buffer
+	if err := ShowCmd(&got, paths); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("--showcmd:\n%q\nfio:\n%q", got.String(), want)
+	}
+}

@@ -41,6 +41,16 @@ type jobParser struct {
 	sections []Section
 	cur      *Section
 	inGlobal bool
+	// raw are the sections as written, [global] ones included, for
+	// ShowCmd.
+	raw []rawSection
+}
+
+// rawSection is one section of a job file as written.
+type rawSection struct {
+	name   string
+	global bool
+	opts   []Option
 }
 
 func parseJobFile(r io.Reader, name string, open func(string) (io.ReadCloser, error)) ([]Section, error) {
@@ -89,6 +99,7 @@ func (p *jobParser) parse(r io.Reader, name string, depth int) error {
 				return fmt.Errorf("%s: empty section name", where)
 			}
 			p.inGlobal = strings.HasPrefix(sec, "global")
+			p.raw = append(p.raw, rawSection{name: sec, global: p.inGlobal})
 			if p.inGlobal {
 				p.cur = nil
 				continue
@@ -115,6 +126,10 @@ func (p *jobParser) parse(r io.Reader, name string, depth int) error {
 			where += " (" + raw + " is empty)"
 		}
 		o := Option{Name: k, Value: v}
+		if len(p.raw) > 0 {
+			r := &p.raw[len(p.raw)-1]
+			r.opts = append(r.opts, o)
+		}
 		switch {
 		case p.inGlobal:
 			p.global = append(p.global, o)
@@ -293,3 +308,56 @@ func LoadJobs(paths []string, overrides []Option, only ...string) ([]*Job, error
 
 // IsTerminal reports whether fd is a terminal (for the live progress line).
 func IsTerminal(fd uintptr) bool { return isTerminal(fd) }
+
+// ShowCmd writes each job file as fio's --showcmd does: one "fio ..."
+// command line per file, a job section as --name=SECTION and its options
+// (in fio's parse order), a [global] section as every global option so
+// far.
+func ShowCmd(w io.Writer, paths []string) error {
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		p := &jobParser{open: openInclude}
+		err = p.parse(f, path, 0)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		b.WriteString("fio ")
+		opt := func(o Option) {
+			switch {
+			case o.Value == "":
+				fmt.Fprintf(&b, "--%s ", o.Name)
+			case strings.Contains(o.Value, " "):
+				fmt.Fprintf(&b, "--%s=\"%s\" ", o.Name, o.Value)
+			default:
+				fmt.Fprintf(&b, "--%s=%s ", o.Name, o.Value)
+			}
+		}
+		byPrio := func(a, b Option) int { return optionPrio(b.Name) - optionPrio(a.Name) }
+		var globals []Option
+		for _, r := range p.raw {
+			own := slices.Clone(r.opts)
+			slices.SortStableFunc(own, byPrio)
+			if r.global {
+				globals = append(globals, own...)
+				for _, o := range globals {
+					opt(o)
+				}
+				continue
+			}
+			fmt.Fprintf(&b, "--name=%s ", r.name)
+			for _, o := range own {
+				opt(o)
+			}
+		}
+		b.WriteByte('\n')
+		if _, err := io.WriteString(w, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -37,6 +37,7 @@ type benchFlags struct {
 	cmdhelp      string
 	readonly     bool
 	parseOnly    bool
+	showCmd      bool
 	sections     []string
 	cpuProfile   string
 }
@@ -80,6 +81,7 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 	fl.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof FILE)")
 	fl.BoolVar(&bf.readonly, "readonly", false, "refuse jobs that write or trim (a guard for devices holding data)")
 	fl.BoolVar(&bf.parseOnly, "parse-only", false, "check the job files and options, list the jobs, run nothing")
+	fl.BoolVar(&bf.showCmd, "showcmd", false, "write each job file as a fio command line (fio's --showcmd) and exit")
 	fl.StringArrayVar(&bf.sections, "section", nil, "run only this job section of the files (repeatable)")
 	jobFlags := map[string]bool{}
 	for _, o := range bench.Options() {
@@ -103,6 +105,9 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 				return nil
 			}
 			return bench.WriteEngineHelp(out, e)
+		}
+		if bf.showCmd {
+			return bench.ShowCmd(out, args)
 		}
 		if fl.Changed("cmdhelp") {
 			if bf.cmdhelp == "all" {
