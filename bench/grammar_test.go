@@ -705,3 +705,11 @@ func TestShowCmdLikeFio(t *testing.T) {
 		t.Errorf("--showcmd:\n%q\nfio:\n%q", got.String(), want)
 	}
 }
+
+// TestCPUMask: fio's cpumask is cpus_allowed as a bit mask.
+func TestCPUMask(t *testing.T) {
+	j := parseString(t, "[j]\nioengine=null\ncpumask=0x5\n")[0]
+	if !slices.Equal(j.CPUs, []int{0, 2}) {
+		t.Errorf("cpumask=0x5: CPUs %v, want [0 2]", j.CPUs)
+	}
+}

@@ -214,6 +214,20 @@ var optionSpecs = []optionSpec{
 	{name: "prio", help: "the job thread's I/O priority level 0-7 (ioprio_set; best effort unless prioclass)", set: intSetter(func(j *Job) *int { return &j.Prio }, 0, 7)},
 	{name: "prioclass", help: "the job thread's I/O priority class: 1 realtime (CAP_SYS_ADMIN), 2 best effort, 3 idle", set: intSetter(func(j *Job) *int { return &j.PrioClass }, 0, 3)},
 	{name: "cpus_allowed", help: "CPUs the job's thread may run on, e.g. 0-3,8", set: setCPUs},
+	{name: "cpumask", help: "the CPUs the job's thread may run on as a bit mask (0xf: CPUs 0-3), the lower 32 CPUs as in fio; cpus_allowed takes a list", set: func(j *Job, v string) error {
+		n, err := strconv.ParseUint(v, 0, 64)
+		if err != nil || n == 0 || n>>32 != 0 {
+			return fmt.Errorf("%q: want a non-zero mask of CPUs 0-31, e.g. 0xf", v)
+		}
+		var cpus []int
+		for c := range 32 {
+			if n&(1<<c) != 0 {
+				cpus = append(cpus, c)
+			}
+		}
+		j.CPUs = cpus
+		return nil
+	}},
 	{name: "cpus_allowed_policy", help: "shared (every clone on all of them) or split (one CPU each)", set: enumSetter(func(j *Job) *bool { return &j.SplitCPUs },
 		"shared or split", map[string]bool{"shared": false, "split": true})},
 	{name: "write_bw_log", bool_: true, help: "log bandwidth to NAME_bw.N.log (KiB/s per log_avg_msec or 500 ms window)", set: logSetter(func(o *LogOptions) (*bool, *string) { return &o.BW, &o.BWName })},

@@ -166,7 +166,6 @@ var fioOnlySpecs = []optionSpec{
 	refuse("create_only", "laying out files without running the job is not implemented"),
 	ignore("allow_mounted_write", "flashpath does not check whether a block device is mounted; --readonly guards devices that hold data", true),
 	refuse("pre_read", "pre-reading the file into the page cache is not implemented"),
-	refuse("cpumask", "use cpus_allowed (a CPU list)"),
 	refuse("numa_cpu_nodes", "NUMA placement is not implemented; use cpus_allowed"),
 	refuse("numa_mem_policy", "NUMA memory policy is not implemented"),
 	refuse("unlink_each_loop", "removing files between loops is not implemented"),
