@@ -3,6 +3,9 @@ package csi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,6 +171,19 @@ var labMountCap = []*csi.VolumeCapability{{
 var labBlockCap = &csi.VolumeCapability{
 	AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
 	AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+}
+
+func readFileBytes(t *testing.T, p string) []byte { return []byte(readFile(t, p)) }
+
+// writeKey writes the private key of tc's certificate to p (PEM).
+func writeKey(t *testing.T, p string, tc *tls.Config) {
+	der, err := x509.MarshalPKCS8PrivateKey(tc.Certificates[0].PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func readFile(t *testing.T, p string) string {

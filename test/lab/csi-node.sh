@@ -7,10 +7,13 @@
 # host and mounts it; publish binds it into a pod's folder, where a file
 # is written; unpublish and unstage unmount and disconnect; staged again,
 # the file is there; as a block volume the pod's path is the device; once
-# unpublished, the target refuses this host. The kernel logs no warning.
+# unpublished, the target refuses this host. Then the driver as deployed
+# (TestLabBinaries): `flashpath target` with its JSON-RPC over HTTPS and a
+# volume folder, `flashpath csi --controller --node`, driven over gRPC as
+# the sidecars and kubelet drive it. The kernel logs no warning.
 # The guest has no Go: build the test binary on the host first (make
 # rdma-test builds it too),
-#   go test -c -o bin/csi.test ./csi
+#   go build -o bin/flashpath ./cmd/flashpath && go test -c -o bin/csi.test ./csi
 # then run from the checkout: ../shared/lab/vm-run test/lab/csi-node.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -22,6 +25,9 @@ fp_init
 
 fp_step "TestLabNode: stage, publish, unpublish, unstage with the kernel host"
 FLASHPATH_LAB_CSI=1 timeout 300 "$TEST" -test.run '^TestLabNode$' -test.v -test.count=1 || lab_fail "TestLabNode failed"
+
+fp_step "TestLabBinaries: flashpath target (JSON-RPC over HTTPS) and flashpath csi --controller --node, driven over gRPC"
+FLASHPATH_LAB_CSI=1 FP=$FP timeout 300 "$TEST" -test.run '^TestLabBinaries$' -test.v -test.count=1 || lab_fail "TestLabBinaries failed"
 
 fp_step "no controller of a CSI volume is left, and the kernel logged no warning"
 if ls /sys/class/nvme 2>/dev/null | grep -q .; then

@@ -1,0 +1,145 @@
+package csi
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// TestLabBinaries runs the driver as it is deployed, in the lab VM
+// (test/lab/csi-node.sh: FLASHPATH_LAB_CSI=1, FP the flashpath binary):
+// `flashpath target` with its JSON-RPC over HTTPS and a volume folder,
+// `flashpath csi --controller --node` on a Unix socket, and the calls
+// Kubernetes' sidecars and kubelet make, over gRPC: create (in the node's
+// rack), publish, stage, publish into a pod, a file written and read
+// back, then all undone; both daemons stop cleanly on SIGTERM.
+func TestLabBinaries(t *testing.T) {
+	fp := os.Getenv("FP")
+	if os.Getenv("FLASHPATH_LAB_CSI") == "" || fp == "" {
+		t.Skip("the lab's (test/lab/csi-node.sh): FLASHPATH_LAB_CSI=1 and FP=bin/flashpath, as root with nvme-tcp loaded")
+	}
+	hostNQN := strings.TrimSpace(readFile(t, "/etc/nvme/hostnqn"))
+	dir := t.TempDir()
+	vols := filepath.Join(dir, "volumes")
+	os.Mkdir(vols, 0o700)
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("lab-token-0123456789abcdef\n"), 0o600)
+	tc, caFile := selfSigned(t)
+	crt, key := filepath.Join(dir, "rpc.crt"), filepath.Join(dir, "rpc.key")
+	os.WriteFile(crt, readFileBytes(t, caFile), 0o600)
+	writeKey(t, key, tc)
+
+	m := startDaemon(t, fp, regexp.MustCompile(`^JSON-RPC over HTTP on (\S+) `), "target", "--listen", "tcp://127.0.0.1:4430",
+		"--rpc-socket", filepath.Join(dir, "spdk.sock"), "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", token,
+		"--rpc-tls-cert", crt, "--rpc-tls-key", key, "--volume-dir", vols, "--discovery-listen", "off", "--namespace", "null:1GiB")
+	cfg := filepath.Join(dir, "targets.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "targets:\n- name: lab\n  rpc: https://%s\n  token_file: %s\n  ca_file: %s\n  addresses: [tcp://127.0.0.1:4430]\n  topology: {%s: r1}\n",
+		m[1], token, caFile, TopologyRack), 0o600)
+	sock := filepath.Join(dir, "csi.sock")
+	startDaemon(t, fp, regexp.MustCompile(`CSI driver serving`), "csi", "--endpoint", "unix://"+sock, "--controller", cfg,
+		"--node", "--topology", TopologyRack+"=r1")
+
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	cc, nc := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
+	info, err := nc.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
+	if err != nil || info.NodeId != hostNQN {
+		t.Fatalf("node info %v %v: want the node ID %s", info, err, hostNQN)
+	}
+	r, err := cc.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "lab-binaries", VolumeCapabilities: labMountCap,
+		CapacityRange:             &csi.CapacityRange{RequiredBytes: 32 << 20},
+		AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{info.AccessibleTopology}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.Volume.VolumeId
+	pr, err := cc.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: info.NodeId, VolumeCapability: labMountCap[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging, pod := filepath.Join(dir, "staging"), filepath.Join(dir, "pod")
+	if _, err := nc.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: labMountCap[0], PublishContext: pr.PublishContext}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: pod, VolumeCapability: labMountCap[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pod, "weights"), []byte("layer 0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(pod, "weights")); err != nil || string(b) != "layer 0" {
+		t.Fatalf("read back %q %v", b, err)
+	}
+	t.Logf("published at %s: %s", pod, mountLine(t, pod))
+	for _, step := range []func() error{
+		func() error {
+			_, err := nc.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: pod})
+			return err
+		},
+		func() error {
+			_, err := nc.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
+			return err
+		},
+		func() error {
+			_, err := cc.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: info.NodeId})
+			return err
+		},
+		func() error { _, err := cc.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ents, _ := os.ReadDir(vols); len(ents) != 0 {
+		t.Fatalf("volume folder after delete: %v", ents)
+	}
+}
+
+// startDaemon runs FP with args until the test ends (then SIGTERM, and
+// it must exit 0), and returns the first output line matching re.
+func startDaemon(t *testing.T, fp string, re *regexp.Regexp, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command(fp, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); pw.Close() }()
+	var m []string
+	var out strings.Builder
+	sc := bufio.NewScanner(pr)
+	for m == nil && sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		m = re.FindStringSubmatch(sc.Text())
+	}
+	go io.Copy(io.Discard, pr)
+	if m == nil {
+		cmd.Process.Kill()
+		t.Fatalf("flashpath %s: no line matching %s (%v):\n%s", args[0], re, <-done, out.String())
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := <-done; err != nil {
+			t.Errorf("flashpath %s exited with %v", args[0], err)
+		}
+	})
+	return m
+}
