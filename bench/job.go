@@ -263,6 +263,10 @@ type Job struct {
 	// CompressPct percent are zeros (or buffer_pattern), the rest random,
 	// so that a compressing target shrinks the data by about that much.
 	CompressPct, CompressChunk int
+	// PreRead is pre_read: the job's region is read once through the
+	// engine before the job starts (untimed), and invalidate is off, as
+	// fio's pre_read_files: a buffered job then reads from the page cache.
+	PreRead bool
 	// NoScramble is scramble_buffers=0: fio's default (1) writes each
 	// write's offset and time into every 512-byte block of the random
 	// data it was filled with once, so that no two writes carry the same
