@@ -410,3 +410,20 @@ func TestCompressPercentage(t *testing.T) {
 		}
 	}
 }
+
+// TestPreRead: pre_read reads the job's region once before the job,
+// untimed (the job's statistics count only its own reads), and turns
+// invalidate off, as fio's pre_read_files.
+func TestPreRead(t *testing.T) {
+	jobs := mustJobs(t, Option{"ioengine", "test-batch"}, Option{"rw", "randread"}, Option{"bs", "4k"}, Option{"size", "64k"})
+	jobs[0].PreRead = true
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := lastBatchEngine
+	if n := rep.Groups[0].Jobs[0].Dir[DirRead].IOs; n != 16 || len(e.commits) != 32 || e.invalidated != 0 {
+		t.Errorf("pre_read: %d reads counted (want 16), %d I/Os in all (want 16 read ahead + 16), %d invalidations (want 0)",
+			n, len(e.commits), e.invalidated)
+	}
+}
