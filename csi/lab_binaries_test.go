@@ -23,8 +23,9 @@ import (
 // `flashpath target` with its JSON-RPC over HTTPS and a volume folder,
 // `flashpath csi --controller --node` on a Unix socket, and the calls
 // Kubernetes' sidecars and kubelet make, over gRPC: create (in the node's
-// rack), publish, stage, publish into a pod, a file written and read
-// back, then all undone; both daemons stop cleanly on SIGTERM.
+// rack), publish, stage (xfs where the guest has mkfs.xfs), publish into
+// a pod, a file written and read back, then all undone; both daemons stop
+// cleanly on SIGTERM.
 func TestLabBinaries(t *testing.T) {
 	fp := os.Getenv("FP")
 	if os.Getenv("FLASHPATH_LAB_CSI") == "" || fp == "" {
@@ -62,22 +63,30 @@ func TestLabBinaries(t *testing.T) {
 	if err != nil || info.NodeId != hostNQN {
 		t.Fatalf("node info %v %v: want the node ID %s", info, err, hostNQN)
 	}
-	r, err := cc.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "lab-binaries", VolumeCapabilities: labMountCap,
-		CapacityRange:             &csi.CapacityRange{RequiredBytes: 32 << 20},
+	// xfs where the guest has mkfs.xfs (make interop unpacks it into
+	// bin/lab-xfs), else ext4.
+	fstype, size := "ext4", int64(32<<20)
+	if _, err := exec.LookPath("mkfs.xfs"); err == nil {
+		fstype, size = "xfs", 320<<20 // xfs's smallest file system is 300 MiB
+	}
+	mountCap := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: fstype}},
+		AccessMode: labMountCap[0].AccessMode}
+	r, err := cc.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "lab-binaries", VolumeCapabilities: []*csi.VolumeCapability{mountCap},
+		CapacityRange:             &csi.CapacityRange{RequiredBytes: size},
 		AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{info.AccessibleTopology}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := r.Volume.VolumeId
-	pr, err := cc.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: info.NodeId, VolumeCapability: labMountCap[0]})
+	pr, err := cc.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: info.NodeId, VolumeCapability: mountCap})
 	if err != nil {
 		t.Fatal(err)
 	}
 	staging, pod := filepath.Join(dir, "staging"), filepath.Join(dir, "pod")
-	if _, err := nc.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: labMountCap[0], PublishContext: pr.PublishContext}); err != nil {
+	if _, err := nc.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: mountCap, PublishContext: pr.PublishContext}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nc.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: pod, VolumeCapability: labMountCap[0]}); err != nil {
+	if _, err := nc.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: pod, VolumeCapability: mountCap}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(pod, "weights"), []byte("layer 0"), 0o600); err != nil {
@@ -85,6 +94,9 @@ func TestLabBinaries(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(pod, "weights")); err != nil || string(b) != "layer 0" {
 		t.Fatalf("read back %q %v", b, err)
+	}
+	if m := mountLine(t, pod); !strings.Contains(m, " "+fstype+" ") {
+		t.Fatalf("pod mount %q: want %s", m, fstype)
 	}
 	t.Logf("published at %s: %s", pod, mountLine(t, pod))
 	for _, step := range []func() error{

@@ -20,6 +20,14 @@ set -euo pipefail
 . "$LAB_CWD/test/lab/lib.sh"
 
 TEST=${CSI_TEST:-$LAB_CWD/bin/csi.test}
+# xfsprogs is not in the lab image: `make interop` unpacks Debian's into
+# bin/lab-xfs (scripts/lab-xfsprogs.sh); the guest shares the host's glibc.
+if [ -x "$LAB_CWD/bin/lab-xfs/sbin/mkfs.xfs" ]; then
+	x=$LAB_CWD/bin/lab-xfs
+	export PATH=$x/sbin:$x/usr/sbin:$PATH
+	export LD_LIBRARY_PATH=$x/lib/x86_64-linux-gnu:$x/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+	modprobe xfs 2>/dev/null || true
+fi
 [ -x "$TEST" ] || lab_fail "$TEST missing: go test -c -o bin/csi.test ./csi (on the host)"
 fp_init
 
