@@ -467,6 +467,9 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 		}
 		for i := range l.Volumes {
 			v := &l.Volumes[i]
+			if !isVolumeHash(v.Name) {
+				continue // made by hand (flashpath_volume_create), not by CSI
+			}
 			all = append(all, &csi.ListVolumesResponse_Entry{Volume: d.volume(t, v),
 				Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: hosts[volumeNQN(v.Name)]}})
 		}

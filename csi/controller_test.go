@@ -234,7 +234,10 @@ func TestPublish(t *testing.T) {
 	}
 	_, err = pub(nodeB)
 	wantCode(t, err, codes.FailedPrecondition)
-	lv, err := d.ListVolumes(ctx, &csi.ListVolumesRequest{})
+	if err := d.target("t").rpc.call(ctx, "flashpath_volume_create", map[string]any{"name": "by-hand", "size": 1 << 20}, nil); err != nil {
+		t.Fatal(err)
+	}
+	lv, err := d.ListVolumes(ctx, &csi.ListVolumesRequest{}) // not the volume made by hand
 	if err != nil || len(lv.Entries) != 1 || lv.Entries[0].Volume.VolumeId != id || !slices.Equal(lv.Entries[0].Status.PublishedNodeIds, []string{nodeA}) {
 		t.Fatalf("list volumes %v %v: want %s published to node A", lv, err, id)
 	}

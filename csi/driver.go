@@ -192,10 +192,16 @@ func volumeID(t, hash string) string { return t + "/" + hash }
 // made.
 func parseVolumeID(id string) (targetName, hash string, ok bool) {
 	t, h, ok := strings.Cut(id, "/")
-	if !ok || !targetNameRE.MatchString(t) || len(h) != 36 || !strings.HasPrefix(h, "csi-") || strings.Trim(h[4:], "0123456789abcdef") != "" {
+	if !ok || !targetNameRE.MatchString(t) || !isVolumeHash(h) {
 		return "", "", false
 	}
 	return t, h, true
+}
+
+// isVolumeHash reports whether a target's volume name is one volumeHash
+// makes (the folder may hold volumes made by hand too).
+func isVolumeHash(h string) bool {
+	return len(h) == 36 && strings.HasPrefix(h, "csi-") && strings.Trim(h[4:], "0123456789abcdef") == ""
 }
 
 func validNQN(n string) bool {
