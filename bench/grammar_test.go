@@ -596,12 +596,13 @@ func TestRuntimeOptionsParse(t *testing.T) {
 	jobs := parseString(t, "[a]\nioengine=null\n[j]\nioengine=null\nrw=randread:4\nrw_sequencer=identical\nwait_for=a\nexitall_on_error\nexit_what=all\n"+
 		"verify_interval=512\npercentage_random=30,60\nnice=5\nprio=3\nprioclass=3\nunlink=1\nverify_fatal=1\nverify_backlog=8\n"+
 		"verify_backlog_batch=8\nrate_min=1m\nrate_iops_min=,10\nrandom_generator=lfsr\nthinktime_blocks_type=issue\nthinktime_spin=50\n"+
-		"rate_ignore_thinktime\nscramble_buffers=0\n")
+		"rate_ignore_thinktime\nscramble_buffers=0\nbuffer_compress_percentage=40\nbuffer_compress_chunk=4k\npre_read=1\n")
 	j := jobs[1]
 	if j.RWModifier != 4 || !j.RWSequencerIdentical || j.WaitFor != "a" || !j.ExitAllOnError || j.ExitWhat != "all" ||
 		j.VerifyInterval != 512 || j.RandomPct != [numDirs]int{30, 60, 0} || j.Nice != 5 || j.Prio != 3 || j.PrioClass != 3 ||
 		!j.Unlink || !j.VerifyFatal || j.VerifyBacklog != 8 || j.RateMin[DirRead] != 1<<20 || j.RateIOPSMin[DirWrite] != 10 ||
-		j.RandomGenerator != "lfsr" || !j.ThinkIssue || j.ThinkSpin != 50*time.Microsecond || !j.RateIgnoreThink || !j.NoScramble {
+		j.RandomGenerator != "lfsr" || !j.ThinkIssue || j.ThinkSpin != 50*time.Microsecond || !j.RateIgnoreThink || !j.NoScramble ||
+		j.CompressPct != 40 || j.CompressChunk != 4096 || !j.PreRead {
 		t.Errorf("%+v", *j)
 	}
 	for _, bad := range []string{"percentage_random=0", "exit_what=some"} {

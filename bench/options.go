@@ -193,6 +193,9 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "zero_buffers", help: "write zeros (default: random data filled once, scrambled per write)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ZeroBuffers })},
 	{name: "refill_buffers", help: "new random data for every write", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.RefillBuffers })},
+	{name: "buffer_compress_percentage", help: "in every buffer_compress_chunk of write data, this percent is zeros (or buffer_pattern), the rest random, as fio fills it", set: intSetter(func(j *Job) *int { return &j.CompressPct }, 0, 100)},
+	{name: "buffer_compress_chunk", help: "bytes per compressible chunk (fio's 512)", set: intSetter(func(j *Job) *int { return &j.CompressChunk }, 0, 1<<30)},
+	{name: "pre_read", bool_: true, help: "read the job's region once through the engine before it starts, untimed (invalidate is then off), as fio's pre_read", set: boolSetter(func(j *Job) *bool { return &j.PreRead })},
 	{name: "scramble_buffers", bool_: true, help: "each write stamps its offset and time into every 512-byte block of the data filled once (fio's default 1), so no two writes carry the same bytes", set: func(j *Job, v string) error {
 		var b bool
 		err := boolSetter(func(*Job) *bool { return &b })(j, v)
