@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"path/filepath"
 	"strconv"
@@ -425,5 +426,70 @@ func TestPreRead(t *testing.T) {
 	if n := rep.Groups[0].Jobs[0].Dir[DirRead].IOs; n != 16 || len(e.commits) != 32 || e.invalidated != 0 {
 		t.Errorf("pre_read: %d reads counted (want 16), %d I/Os in all (want 16 read ahead + 16), %d invalidations (want 0)",
 			n, len(e.commits), e.invalidated)
+	}
+}
+
+// qsyncEngine is the null engine taking syncs in its queue (QueuedSyncer),
+// noting how many it took and the most I/Os in flight when one came.
+type qsyncEngine struct {
+	nullEngine
+	syncs, datasyncs, inflightAtSync, inflight int
+}
+
+var lastQSyncEngine *qsyncEngine
+
+func init() {
+	RegisterEngine("test-qsync", func(cfg *EngineConfig) (Engine, error) {
+		e := &qsyncEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}}
+		lastQSyncEngine = e
+		return e, nil
+	})
+}
+
+func (e *qsyncEngine) QueuedSync() bool { return true }
+func (e *qsyncEngine) Sync(bool) error {
+	return errors.New("Sync called: the sync should have been queued")
+}
+func (e *qsyncEngine) Queue(io *IO) error {
+	switch io.Op {
+	case OpSync:
+		e.syncs++
+	case OpDatasync:
+		e.datasyncs++
+	}
+	if io.Op == OpSync || io.Op == OpDatasync {
+		e.inflightAtSync = max(e.inflightAtSync, e.inflight)
+	}
+	e.inflight++
+	return e.nullEngine.Queue(io)
+}
+
+func (e *qsyncEngine) GetEvents(min int, events []*IO) ([]*IO, error) {
+	n := len(events)
+	events, err := e.nullEngine.GetEvents(min, events)
+	e.inflight -= len(events) - n
+	return events, err
+}
+
+// TestQueuedFsync: fsync=N on an engine that queues syncs (io_uring)
+// goes out right after the Nth write, beside the writes in flight, as
+// fio's DDIR_SYNC io_u; its latency is the sync statistics.
+func TestQueuedFsync(t *testing.T) {
+	for _, opt := range []string{"fsync", "fdatasync"} {
+		jobs := mustJobs(t, Option{"ioengine", "test-qsync"}, Option{"rw", "randwrite"}, Option{"bs", "4k"},
+			Option{"size", "256k"}, Option{"iodepth", "8"}, Option{opt, "4"})
+		rep, err := Run(context.Background(), Config{Jobs: jobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, r := lastQSyncEngine, rep.Groups[0].Jobs[0]
+		n := e.syncs
+		if opt == "fdatasync" {
+			n = e.datasyncs
+		}
+		if n != 15 || e.inflightAtSync < 2 || r.Syncs.n != 15 || r.Dir[DirWrite].IOs != 64 {
+			t.Errorf("%s=4, 64 writes: %d syncs queued (want 15: none after the last write), at most %d in flight when one was (want more than 1), %d sync latencies, %d writes",
+				opt, n, e.inflightAtSync, r.Syncs.n, r.Dir[DirWrite].IOs)
+		}
 	}
 }

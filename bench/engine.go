@@ -15,6 +15,10 @@ const (
 	OpRead Op = iota
 	OpWrite
 	OpTrim // discard Len bytes at Offset (fio's trim)
+	// OpSync and OpDatasync flush File (fsync, fdatasync): fsync=N and
+	// fdatasync=N queued beside the writes, for QueuedSyncer engines.
+	OpSync
+	OpDatasync
 )
 
 // dir is the statistics direction of an I/O of this kind.
@@ -133,6 +137,15 @@ type Invalidator interface {
 // then times the whole I/O as completion latency (from just before
 // Queue) and records no submission latency.
 type Synchronous interface{ Synchronous() }
+
+// QueuedSyncer is implemented by engines that take OpSync and OpDatasync
+// in their queue when QueuedSync reports true, as fio's io_uring queues
+// IORING_OP_FSYNC beside the writes: fsync=N then goes out without the
+// queue draining first (other engines drain it, then call Syncer.Sync,
+// as fio's sync and libaio engines do).
+type QueuedSyncer interface {
+	QueuedSync() bool
+}
 
 // DepthLimiter is implemented by synchronous engines: the core caps the
 // job's iodepth at MaxIODepth (fio: iodepth > 1 does not affect sync engines).

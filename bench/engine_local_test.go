@@ -152,20 +152,22 @@ func TestNoAllocationPerIO(t *testing.T) {
 	}
 }
 
-// TestSyncOptions: fsync=N and fdatasync=N sync after every N writes,
-// end_fsync once at the end, each counted in the sync statistics; loops=N
-// runs the job N times.
+// TestSyncOptions: fsync=N and fdatasync=N sync after every N writes but
+// the last (fio 3.33's psync and libaio: 3 syncs for fsync=4 over 16
+// writes), end_fsync once at the end, each counted in the sync
+// statistics; loops=N runs the job N times.
 func TestSyncOptions(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "sync")
 	for _, tc := range []struct {
 		opts  []Option
 		syncs uint64
 	}{
-		{[]Option{{"fsync", "4"}}, 4},
+		{[]Option{{"fsync", "4"}}, 3},
 		{[]Option{{"fdatasync", "5"}}, 3},
 		{[]Option{{"end_fsync", "1"}}, 1},
-		{[]Option{{"fsync", "4"}, {"end_fsync", "1"}}, 5},
-		{[]Option{{"fsync", "4"}, {"iodepth", "8"}, {"ioengine", "io_uring"}}, 4},
+		{[]Option{{"fsync", "4"}, {"end_fsync", "1"}}, 4},
+		{[]Option{{"fsync", "4"}, {"iodepth", "8"}, {"ioengine", "io_uring"}}, 3},
+		{[]Option{{"fsync", "4"}, {"iodepth", "8"}, {"ioengine", "libaio"}}, 3},
 		{nil, 0},
 	} {
 		opts := append([]Option{{"ioengine", "psync"}, {"filename", name}, {"rw", "write"}, {"bs", "4k"}, {"size", "64k"}}, tc.opts...)

@@ -105,6 +105,11 @@ func newURing(cfg *EngineConfig) (Engine, error) {
 }
 
 func (e *uringEngine) Sync(d bool) error { return e.files.Sync(d) }
+
+// QueuedSync: fsync=N goes in the ring (IORING_OP_FSYNC), as fio's
+// io_uring engine sends it; not on a polled ring, which takes only reads
+// and writes.
+func (e *uringEngine) QueuedSync() bool  { return !e.hipri }
 func (e *uringEngine) Invalidate() error { return e.files.Invalidate() }
 func (e *uringEngine) Files() int        { return len(e.files) }
 
@@ -143,6 +148,13 @@ func (e *uringEngine) Queue(io *IO) error {
 	s.Len = uint32(io.Len)
 	s.UserData = uint64(io.Index)
 	switch {
+	case io.Op == OpSync || io.Op == OpDatasync:
+		var flags uint32
+		if io.Op == OpDatasync {
+			flags = uring.FsyncDatasync
+		}
+		fd, sflags := s.Fd, s.Flags
+		*s = uring.SQE{Opcode: uring.OpFsync, Fd: fd, Flags: sflags, OpFlags: flags, UserData: uint64(io.Index)}
 	case io.Op == OpTrim:
 		// The kernel has no io_uring discard here: trim now, and let a NOP
 		// carry the completion through the ring in order.

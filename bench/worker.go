@@ -173,6 +173,11 @@ type worker struct {
 	syncer    Syncer
 	sinceSync int
 	syncDue   bool
+	// qsync: the engine queues syncs (QueuedSyncer); syncNext: the next
+	// slot carries one, for syncFile.
+	qsync     bool
+	syncNext  bool
+	syncFile  int
 	endSynced bool
 	wrote     bool
 	syncs     Histogram // sync latency
@@ -259,6 +264,9 @@ func (w *worker) setup(filename string) error {
 	}
 	w.access, _ = eng.(BufferAccess)
 	w.syncer, _ = eng.(Syncer)
+	if qs, ok := eng.(QueuedSyncer); ok {
+		w.qsync = qs.QueuedSync()
+	}
 	_, w.syncEng = eng.(Synchronous)
 	w.resolveDepth()
 	for d := range numDirs {
@@ -676,6 +684,29 @@ func (w *worker) issue() (more bool, err error) {
 	more = true
 	for more && !w.syncDue && !w.thinking && len(w.free) > 0 {
 		io := w.free[len(w.free)-1]
+		switch {
+		case w.syncNext:
+			// fsync=N on an engine that queues it: not rate-limited,
+			// not counted by thinktime, as fio's DDIR_SYNC io_u.
+			w.syncNext = false
+			io.Op, io.File, io.Offset, io.Len, io.Res, io.Err = OpSync, w.syncFile, 0, 0, 0, nil
+			if w.job.Fsync == 0 {
+				io.Op = OpDatasync
+			}
+			w.free = w.free[:len(w.free)-1]
+			io.issued = w.now()
+			if err := w.eng.Queue(io); err != nil {
+				w.stop.Store(true)
+				return false, w.drain(fmt.Errorf("queue: %w", err))
+			}
+			w.staged = append(w.staged, io)
+			if len(w.staged) >= w.batch {
+				if err := w.commit(); err != nil {
+					return false, err
+				}
+			}
+			continue
+		}
 		if w.rated {
 			if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
 				break
@@ -1039,7 +1070,18 @@ func (w *worker) next(io *IO) bool {
 		}
 		if n := max(j.Fsync, j.Fdatasync); n > 0 {
 			if w.sinceSync++; w.sinceSync >= n {
-				w.sinceSync, w.syncDue = 0, true
+				// fio issues the sync right after the Nth write: in the
+				// queue where the engine takes it, else once it drains;
+				// not after the pass's last write (fio's loop ends first;
+				// end_fsync is the final one).
+				w.sinceSync = 0
+				if !j.TimeBased && w.issuedBytes >= w.ioSize {
+					// no sync
+				} else if w.qsync {
+					w.syncNext, w.syncFile = true, io.File
+				} else {
+					w.syncDue = true
+				}
 			}
 		}
 	} else {
@@ -1471,6 +1513,16 @@ func (w *worker) fill(io *IO) {
 }
 
 func (w *worker) complete(io *IO, t int64) {
+	if io.Op == OpSync || io.Op == OpDatasync {
+		// A queued fsync=N: its latency is fio's sync statistics.
+		w.free = append(w.free, io)
+		if io.Err != nil && w.ioErr == nil {
+			w.ioErr = fmt.Errorf("sync: %w", io.Err)
+		} else if w.recording {
+			w.syncs.Record(uint64(t - io.issued))
+		}
+		return
+	}
 	d := io.Op.dir()
 	w.free = append(w.free, io)
 	if io.Err != nil || io.Res != io.Len {
