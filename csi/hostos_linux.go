@@ -12,21 +12,64 @@ import (
 )
 
 func (h *HostOS) Mount(source, target, fstype string, readOnly bool, options []string) error {
-	var flags uintptr
-	if fstype == "" {
-		flags = syscall.MS_BIND
-	}
-	if err := syscall.Mount(source, target, fstype, flags, strings.Join(options, ",")); err != nil {
-		return os.NewSyscallError("mount", fmt.Errorf("%s on %s: %w", source, target, err))
-	}
+	flags, data := mountFlags(options)
 	if readOnly {
-		// A bind mount takes MS_RDONLY only on a remount.
-		if err := syscall.Mount("", target, "", flags|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		flags |= syscall.MS_RDONLY
+	}
+	if fstype != "" {
+		if err := syscall.Mount(source, target, fstype, flags, data); err != nil {
+			return os.NewSyscallError("mount", fmt.Errorf("%s on %s (%s, %q): %w", source, target, fstype, data, err))
+		}
+		return nil
+	}
+	if err := syscall.Mount(source, target, "", syscall.MS_BIND, ""); err != nil {
+		return os.NewSyscallError("mount", fmt.Errorf("bind %s on %s: %w", source, target, err))
+	}
+	if flags != 0 {
+		// A bind mount takes its flags (read-only, nosuid...) on a remount.
+		if err := syscall.Mount("", target, "", syscall.MS_BIND|syscall.MS_REMOUNT|flags, ""); err != nil {
 			syscall.Unmount(target, 0)
-			return os.NewSyscallError("mount", fmt.Errorf("read-only %s: %w", target, err))
+			return os.NewSyscallError("mount", fmt.Errorf("remount %s with %v: %w", target, options, err))
 		}
 	}
 	return nil
+}
+
+// mountFlags splits mount options as mount(8) does: the generic ones are
+// mount(2) flags, the rest the file system's data ("discard",
+// "stripe=4").
+func mountFlags(options []string) (flags uintptr, data string) {
+	var rest []string
+	for _, o := range options {
+		switch o {
+		case "ro":
+			flags |= syscall.MS_RDONLY
+		case "rw", "defaults", "":
+		case "noatime":
+			flags |= syscall.MS_NOATIME
+		case "nodiratime":
+			flags |= syscall.MS_NODIRATIME
+		case "relatime":
+			flags |= syscall.MS_RELATIME
+		case "strictatime":
+			flags |= syscall.MS_STRICTATIME
+		case "lazytime":
+			flags |= 1 << 25 // MS_LAZYTIME
+		case "nosuid":
+			flags |= syscall.MS_NOSUID
+		case "nodev":
+			flags |= syscall.MS_NODEV
+		case "noexec":
+			flags |= syscall.MS_NOEXEC
+		case "sync":
+			flags |= syscall.MS_SYNCHRONOUS
+		case "dirsync":
+			flags |= syscall.MS_DIRSYNC
+		default:
+			rest = append(rest, o)
+		}
+	}
+	return flags, strings.Join(rest, ",")
 }
 
 func (h *HostOS) Unmount(target string) error {

@@ -23,7 +23,8 @@ import (
 // `flashpath target` with its JSON-RPC over HTTPS and a volume folder,
 // `flashpath csi --controller --node` on a Unix socket, and the calls
 // Kubernetes' sidecars and kubelet make, over gRPC: create (in the node's
-// rack), publish, stage (xfs where the guest has mkfs.xfs), publish into
+// rack), publish, stage (xfs where the guest has mkfs.xfs; mount options
+// noatime, a flag, and discard, the file system's), publish into
 // a pod, a file written and read back, then all undone; both daemons stop
 // cleanly on SIGTERM.
 func TestLabBinaries(t *testing.T) {
@@ -69,7 +70,7 @@ func TestLabBinaries(t *testing.T) {
 	if _, err := exec.LookPath("mkfs.xfs"); err == nil {
 		fstype, size = "xfs", 320<<20 // xfs's smallest file system is 300 MiB
 	}
-	mountCap := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: fstype}},
+	mountCap := &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: fstype, MountFlags: []string{"noatime", "discard"}}},
 		AccessMode: labMountCap[0].AccessMode}
 	r, err := cc.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "lab-binaries", VolumeCapabilities: []*csi.VolumeCapability{mountCap},
 		CapacityRange:             &csi.CapacityRange{RequiredBytes: size},
@@ -95,8 +96,8 @@ func TestLabBinaries(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(pod, "weights")); err != nil || string(b) != "layer 0" {
 		t.Fatalf("read back %q %v", b, err)
 	}
-	if m := mountLine(t, pod); !strings.Contains(m, " "+fstype+" ") {
-		t.Fatalf("pod mount %q: want %s", m, fstype)
+	if m := mountLine(t, staging); !strings.Contains(m, " "+fstype+" ") || !strings.Contains(m, "noatime") || !strings.Contains(m, "discard") {
+		t.Fatalf("staging mount %q: want %s with the StorageClass's noatime and discard", m, fstype)
 	}
 	t.Logf("published at %s: %s", pod, mountLine(t, pod))
 	for _, step := range []func() error{
