@@ -369,7 +369,21 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 		return nil, rpcStatus(err)
 	}
 	if ss == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %s: not on target %s", req.GetVolumeId(), t.Name)
+		// No subsystem: no volume, or a target restarted since, which
+		// kept the file but not what its JSON-RPC made: export it again.
+		l, err := t.volumes(ctx)
+		if err != nil {
+			return nil, rpcStatus(err)
+		}
+		v := l.find(h)
+		if v == nil {
+			return nil, status.Errorf(codes.NotFound, "volume %s: not on target %s", req.GetVolumeId(), t.Name)
+		}
+		if err := t.export(ctx, v); err != nil {
+			return nil, rpcStatus(err)
+		}
+		d.log.Info("volume exported again", "id", req.GetVolumeId(), "target", t.Name)
+		ss = &subsystemInfo{}
 	}
 	hs := ss.hosts()
 	if others := slices.DeleteFunc(slices.Clone(hs), func(n string) bool { return n == req.GetNodeId() }); len(others) > 0 {

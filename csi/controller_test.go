@@ -120,7 +120,8 @@ func TestPlacement(t *testing.T) {
 // TestCreateIdempotentAcrossRestart: the controller keeps nothing: a
 // CreateVolume repeated by a new controller after the target restarted
 // (its subsystems gone, the volume's file still there) finds the volume
-// by its name, on its target, and exports it again with its data.
+// by its name, on its target, and exports it again with its data; so
+// does a ControllerPublishVolume after another restart.
 func TestCreateIdempotentAcrossRestart(t *testing.T) {
 	ctx := context.Background()
 	tt := startTarget(t)
@@ -188,6 +189,30 @@ func TestCreateIdempotentAcrossRestart(t *testing.T) {
 	lo, err := d2.target(map[string]string{"one": "two", "two": "one"}[tn]).volumes(ctx)
 	if err != nil || len(lo.Volumes) != 0 {
 		t.Fatalf("the other target: %+v %v", lo, err)
+	}
+
+	// Restarted again, the volume is attached to a node without a
+	// CreateVolume (a bound volume's next pod): ControllerPublishVolume
+	// exports it again and allows the node.
+	holder.rpc.Close()
+	holder.srv.Shutdown(ctx)
+	srv, err = server.Start(&server.Config{RPCSocket: holder.sock}, server.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	holder.srv = srv
+	holder.serveRPC(t)
+	cfg.Targets[map[string]int{"one": 0, "two": 1}[tn]] = holder.config(tn, true, nil)
+	d3, err := New(Options{Logger: quietLog(), Controller: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d3.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: r1.Volume.VolumeId, NodeId: testHostNQN, VolumeCapability: mountCap[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if hosts, exported := holder.allowed(volumeNQN(h)); !exported || !slices.Equal(hosts, []string{testHostNQN}) {
+		t.Fatalf("after publish on the restarted target: exported %v, hosts %v", exported, hosts)
 	}
 
 	// A target that does not answer stops CreateVolume (it may hold
