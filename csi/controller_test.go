@@ -361,3 +361,24 @@ func TestRPCTrust(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeLocks: a volume's lock serializes its callers and is gone
+// once nobody holds or waits for it.
+func TestVolumeLocks(t *testing.T) {
+	d := &Driver{vols: map[string]*volLock{}}
+	unlock := d.lock("a")
+	got := make(chan func())
+	go func() { got <- d.lock("a") }()
+	other := d.lock("b") // another volume does not wait
+	other()
+	select {
+	case <-got:
+		t.Fatal("the second caller got volume a's lock while the first held it")
+	default:
+	}
+	unlock()
+	(<-got)()
+	if len(d.vols) != 0 {
+		t.Fatalf("locks left: %v", d.vols)
+	}
+}

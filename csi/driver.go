@@ -61,9 +61,15 @@ type Driver struct {
 	targets       []*target // in the configuration's order
 	node          *NodeOptions
 
-	// volMu serializes the operations on one volume (by its hash).
+	// volMu guards vols, the locks that serialize the operations on one
+	// volume (by its hash), each there while someone holds or waits for it.
 	volMu sync.Mutex
-	vols  map[string]*sync.Mutex // guarded by volMu
+	vols  map[string]*volLock // guarded by volMu
+}
+
+type volLock struct {
+	mu    sync.Mutex
+	users int // guarded by Driver.volMu
 }
 
 // target is one configured target and its client.
@@ -74,7 +80,7 @@ type target struct {
 
 // New returns a driver for o.
 func New(o Options) (*Driver, error) {
-	d := &Driver{name: o.Name, version: o.Version, log: o.Logger, node: o.Node, vols: map[string]*sync.Mutex{}}
+	d := &Driver{name: o.Name, version: o.Version, log: o.Logger, node: o.Node, vols: map[string]*volLock{}}
 	if d.name == "" {
 		d.name = DefaultName
 	}
@@ -161,14 +167,22 @@ func (d *Driver) NewServer() *grpc.Server {
 // lock serializes the operations on volume hash h: unlock when done.
 func (d *Driver) lock(h string) (unlock func()) {
 	d.volMu.Lock()
-	m := d.vols[h]
-	if m == nil {
-		m = new(sync.Mutex)
-		d.vols[h] = m
+	l := d.vols[h]
+	if l == nil {
+		l = new(volLock)
+		d.vols[h] = l
 	}
+	l.users++
 	d.volMu.Unlock()
-	m.Lock()
-	return m.Unlock
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.volMu.Lock()
+		if l.users--; l.users == 0 {
+			delete(d.vols, h)
+		}
+		d.volMu.Unlock()
+	}
 }
 
 // --- names ---
