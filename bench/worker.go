@@ -794,13 +794,17 @@ func (w *worker) reap(issuing bool) error {
 			return w.drain(fmt.Errorf("getevents: %w", err))
 		}
 		t := w.now()
+		done := 0 // reads, writes and trims (thinktime's blocks), not syncs
 		for _, io := range evs {
+			if io.Op != OpSync && io.Op != OpDatasync {
+				done++
+			}
 			w.complete(io, t)
 		}
 		w.inflight -= len(evs)
 		w.completeHist[batchLevel(len(evs))]++
 		if w.job.ThinkTime > 0 && !w.job.ThinkIssue && !w.verifying {
-			w.sinceThink += len(evs)
+			w.sinceThink += done
 			w.checkThink()
 		}
 		w.tick(t)
@@ -1176,13 +1180,13 @@ func (w *worker) endPhase(t int64) {
 	}
 	el := time.Duration(t - w.phaseStart)
 	w.phaseStart = t
+	// fio charges a write phase to the directions rw names (a write job's
+	// verify_backlog reads count, but not their time).
+	rw := [numDirs]bool{w.job.RW.Read, w.job.RW.Write, w.job.RW.Trim}
 	for d := range numDirs {
 		if w.verifying && Direction(d) != DirRead {
 			continue
 		}
-		// fio charges a write phase to the directions rw names (a write
-		// job's verify_backlog reads count, but not their time).
-		rw := [numDirs]bool{w.job.RW.Read, w.job.RW.Write, w.job.RW.Trim}
 		if w.verifying || (rw[d] && w.stats[d].IOs > w.phaseIOs[d]) {
 			w.stats[d].Runtime += el
 		}
