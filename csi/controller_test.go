@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/flashpath/flashpath/spdk"
 	"github.com/flashpath/flashpath/target/server"
 )
 
@@ -380,5 +381,65 @@ func TestVolumeLocks(t *testing.T) {
 	(<-got)()
 	if len(d.vols) != 0 {
 		t.Fatalf("locks left: %v", d.vols)
+	}
+}
+
+// TestRestartFromSavedConfig: the README's way to have a target's
+// volumes back at once after a restart: its save_config, replayed at
+// start (flashpath target --config saved.json), brings back each
+// volume's subsystem, namespace and allowed node, so the node connects
+// again without the controller, which then finds the same volume.
+func TestRestartFromSavedConfig(t *testing.T) {
+	ctx := context.Background()
+	tt := startTarget(t)
+	cfg := &Config{Targets: []TargetConfig{tt.config("t", true, nil)}}
+	d, err := New(Options{Logger: quietLog(), Controller: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &csi.CreateVolumeRequest{Name: "pvc-saved", VolumeCapabilities: mountCap, CapacityRange: &csi.CapacityRange{RequiredBytes: 4 << 20}}
+	r, err := d.CreateVolume(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: r.Volume.VolumeId, NodeId: testHostNQN, VolumeCapability: mountCap[0]}); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := spdk.SaveConfig(ctx, tt.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tt.rpc.Close()
+	tt.srv.Shutdown(ctx)
+	scfg := &server.Config{RPCSocket: tt.sock}
+	if err := spdk.PrepareConfig(saved, scfg); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Start(scfg, server.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	tt.srv = srv
+	tt.serveRPC(t)
+	if err := tt.rpc.LoadConfig(saved); err != nil {
+		t.Fatal(err)
+	}
+	nqn := r.Volume.VolumeContext["nqn"]
+	if hosts, exported := tt.allowed(nqn); !exported || !slices.Equal(hosts, []string{testHostNQN}) {
+		t.Fatalf("after the replay: exported %v, hosts %v", exported, hosts)
+	}
+	if _, err := newFakeOS(tt).Connect(ctx, nqn, []string{"tcp://127.0.0.1:4420"}, testHostNQN); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Targets[0] = tt.config("t", true, nil)
+	d2, err := New(Options{Logger: quietLog(), Controller: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := d2.CreateVolume(ctx, req)
+	if err != nil || r2.Volume.VolumeId != r.Volume.VolumeId {
+		t.Fatalf("again after the replay: %v %v", r2, err)
 	}
 }
