@@ -3,6 +3,7 @@ package csi
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -122,6 +123,68 @@ func (t *target) export(ctx context.Context, v *volumeInfo) error {
 		p := map[string]any{"nqn": nqn, "namespace": map[string]any{"bdev_name": v.Name, "nsid": 1}}
 		if err := t.rpc.call(ctx, "nvmf_subsystem_add_ns", p, nil); err != nil {
 			return err
+		}
+	}
+	return t.listen(ctx, nqn)
+}
+
+type listenerInfo struct {
+	Address struct {
+		Trtype  string `json:"trtype"`
+		Traddr  string `json:"traddr"`
+		Trsvcid string `json:"trsvcid"`
+	} `json:"address"`
+}
+
+// listen makes subsystem nqn listen on each of the target's addresses it
+// does not listen on yet. A target with listeners of its own (--listen,
+// its configuration file) serves every subsystem on them; one started
+// empty or from a saved SPDK configuration has listeners per subsystem.
+// A listener on the unspecified address (0.0.0.0, ::) and the address's
+// port serves it.
+func (t *target) listen(ctx context.Context, nqn string) error {
+	var ls []listenerInfo
+	if err := t.rpc.call(ctx, "nvmf_subsystem_get_listeners", map[string]string{"nqn": nqn}, &ls); err != nil {
+		return err
+	}
+	var transports map[string]bool // read when first needed
+	for _, a := range t.Addresses {
+		tr, host, port, err := ParseAddress(a)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(ls, func(l listenerInfo) bool {
+			ip := net.ParseIP(l.Address.Traddr)
+			return strings.EqualFold(l.Address.Trtype, tr) && l.Address.Trsvcid == port &&
+				(l.Address.Traddr == host || (ip != nil && ip.IsUnspecified()))
+		}) {
+			continue
+		}
+		if transports == nil {
+			var ts []struct {
+				Trtype string `json:"trtype"`
+			}
+			if err := t.rpc.call(ctx, "nvmf_get_transports", nil, &ts); err != nil {
+				return err
+			}
+			transports = map[string]bool{}
+			for _, x := range ts {
+				transports[strings.ToUpper(x.Trtype)] = true
+			}
+		}
+		if !transports[strings.ToUpper(tr)] {
+			if err := t.rpc.call(ctx, "nvmf_create_transport", map[string]string{"trtype": strings.ToUpper(tr)}, nil); err != nil {
+				return err
+			}
+			transports[strings.ToUpper(tr)] = true
+		}
+		fam := "IPv4"
+		if strings.Contains(host, ":") {
+			fam = "IPv6"
+		}
+		la := map[string]string{"trtype": strings.ToUpper(tr), "adrfam": fam, "traddr": host, "trsvcid": port}
+		if err := t.rpc.call(ctx, "nvmf_subsystem_add_listener", map[string]any{"nqn": nqn, "listen_address": la}, nil); err != nil {
+			return fmt.Errorf("target %s: listen on %s for %s: %w", t.Name, a, nqn, err)
 		}
 	}
 	return nil

@@ -71,7 +71,7 @@ func TestPlacement(t *testing.T) {
 	if hosts, exported := ts["c"].allowed(volumeNQN(h)); !exported || len(hosts) != 0 {
 		t.Fatalf("target c: subsystem %s exported %v with hosts %v, want exported to none yet", volumeNQN(h), exported, hosts)
 	}
-	if v.VolumeContext["nqn"] != volumeNQN(h) || v.VolumeContext["addresses"] != "tcp://127.0.0.1:4420" {
+	if v.VolumeContext["nqn"] != volumeNQN(h) || v.VolumeContext["addresses"] != ts["c"].addr {
 		t.Errorf("volume context %v", v.VolumeContext)
 	}
 
@@ -180,6 +180,11 @@ func TestCreateIdempotentAcrossRestart(t *testing.T) {
 	}
 	if _, exported := holder.allowed(volumeNQN(h)); !exported {
 		t.Fatal("the volume is not exported again")
+	}
+	// The restarted target has no listeners of its own: the volume's
+	// subsystem got one on the target's address.
+	if ps := srv.Ports(); len(ps) != 1 || "tcp://"+ps[0].Addr != holder.addr {
+		t.Fatalf("the restarted target listens on %v, want %s", ps, holder.addr)
 	}
 	ns := srv.Target.Subsystem(volumeNQN(h)).Namespace(1)
 	buf := make([]byte, 4096)
@@ -430,7 +435,7 @@ func TestRestartFromSavedConfig(t *testing.T) {
 	if hosts, exported := tt.allowed(nqn); !exported || !slices.Equal(hosts, []string{testHostNQN}) {
 		t.Fatalf("after the replay: exported %v, hosts %v", exported, hosts)
 	}
-	if _, err := newFakeOS(tt).Connect(ctx, nqn, []string{"tcp://127.0.0.1:4420"}, testHostNQN); err != nil {
+	if _, err := newFakeOS(tt).Connect(ctx, nqn, []string{tt.addr}, testHostNQN); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Targets[0] = tt.config("t", true, nil)

@@ -38,6 +38,7 @@ type testTarget struct {
 	tokenF string
 	tls    bool // HTTPS, its certificate in caFile
 	caFile string
+	addr   string // where hosts connect: tcp://127.0.0.1:PORT, its listener
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -55,12 +56,13 @@ func startTargetTLS(t testing.TB, tls bool) *testTarget {
 	if err := os.WriteFile(tt.tokenF, []byte(testToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(&server.Config{RPCSocket: tt.sock}, server.Options{Logger: quietLog()})
+	srv, err := server.Start(&server.Config{RPCSocket: tt.sock, Listeners: []string{"tcp://127.0.0.1:0"}}, server.Options{Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	tt.srv = srv
+	tt.addr = "tcp://" + srv.Ports()[0].Addr
 	tt.serveRPC(t)
 	return tt
 }
@@ -99,7 +101,7 @@ func (tt *testTarget) allowed(nqn string) (hosts []string, exported bool) {
 }
 
 func (tt *testTarget) config(name string, http bool, topo map[string]string) TargetConfig {
-	c := TargetConfig{Name: name, RPC: "unix://" + tt.sock, Addresses: []string{"tcp://127.0.0.1:4420"}, Topology: topo}
+	c := TargetConfig{Name: name, RPC: "unix://" + tt.sock, Addresses: []string{tt.addr}, Topology: topo}
 	switch {
 	case http && tt.tls:
 		c.RPC, c.TokenFile, c.CAFile = "https://"+tt.http, tt.tokenF, tt.caFile

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/flashpath/flashpath/initiator/kernel"
 	"github.com/flashpath/flashpath/initiator/kernel/kerneltest"
+	"github.com/flashpath/flashpath/target/server"
 )
 
 var blockCap = &csi.VolumeCapability{
@@ -28,7 +30,9 @@ func TestNodeLifecycle(t *testing.T) {
 	ctx := context.Background()
 	tt := startTarget(t)
 	tc := tt.config("t", true, nil)
-	tc.Addresses = []string{"tcp://10.0.0.5:4420", "tcp://10.0.1.5:4420"}
+	// A second address the target does not listen on yet: the
+	// controller adds it for the volume (all of 127/8 is loopback).
+	tc.Addresses = []string{tt.addr, strings.Replace(tt.addr, "127.0.0.1", "127.0.0.2", 1)}
 	fos := newFakeOS(tt)
 	d, err := New(Options{Logger: quietLog(), Controller: &Config{Targets: []TargetConfig{tc}},
 		Node: &NodeOptions{HostNQN: testHostNQN, OS: fos}})
@@ -44,6 +48,9 @@ func TestNodeLifecycle(t *testing.T) {
 	}
 	id := r.Volume.VolumeId
 	nqn := r.Volume.VolumeContext["nqn"]
+	if !slices.ContainsFunc(tt.srv.Ports(), func(p server.Port) bool { return "tcp://"+p.Addr == tc.Addresses[1] }) {
+		t.Fatalf("the target listens on %v: want %s too", tt.srv.Ports(), tc.Addresses[1])
+	}
 	stage := &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: mountCap[0], VolumeContext: r.Volume.VolumeContext}
 	_, err = d.NodeStageVolume(ctx, stage)
 	wantCode(t, err, codes.Internal) // not published: the target refuses this host

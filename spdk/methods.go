@@ -898,7 +898,7 @@ func (s *Server) getListeners(params json.RawMessage) (any, *Error) {
 	out := []listenerInfo{}
 	for _, l := range cfg.Listeners {
 		if s.listensOn(l, p.NQN) {
-			li := listenerInfo{Address: listenAddressOf(l)}
+			li := listenerInfo{Address: s.boundAddress(l)} // on port 0, the port it serves on
 			for _, g := range anaGroupsOf(sc) {
 				li.ANAStates = append(li.ANAStates, groupState{g, spdkANAState(cfg.ANAStateOf(p.NQN, l, g))})
 			}
