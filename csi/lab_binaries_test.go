@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -20,13 +21,15 @@ import (
 
 // TestLabBinaries runs the driver as it is deployed, in the lab VM
 // (test/lab/csi-node.sh: FLASHPATH_LAB_CSI=1, FP the flashpath binary):
-// `flashpath target` with its JSON-RPC over HTTPS and a volume folder,
+// `flashpath target` with its JSON-RPC over HTTPS, a volume folder and
+// its state in a file (--rpc-state),
 // `flashpath csi --controller --node` on a Unix socket, and the calls
 // Kubernetes' sidecars and kubelet make, over gRPC: create (in the node's
 // rack), publish, stage (xfs where the guest has mkfs.xfs; mount options
 // noatime, a flag, and discard, the file system's), publish into
-// a pod, a file written and read back, then all undone; both daemons stop
-// cleanly on SIGTERM.
+// a pod, a file written and read back; the target restarted, a write
+// and its fsync go through; then all undone; both daemons stop cleanly
+// on SIGTERM.
 func TestLabBinaries(t *testing.T) {
 	fp := os.Getenv("FP")
 	if os.Getenv("FLASHPATH_LAB_CSI") == "" || fp == "" {
@@ -43,9 +46,13 @@ func TestLabBinaries(t *testing.T) {
 	os.WriteFile(crt, readFileBytes(t, caFile), 0o600)
 	writeKey(t, key, tc)
 
-	m := startDaemon(t, fp, regexp.MustCompile(`^JSON-RPC over HTTP on (\S+) `), "target", "--listen", "tcp://127.0.0.1:4430",
-		"--rpc-socket", filepath.Join(dir, "spdk.sock"), "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", token,
-		"--rpc-tls-cert", crt, "--rpc-tls-key", key, "--volume-dir", vols, "--discovery-listen", "off", "--namespace", "null:1GiB")
+	// As the README deploys it: the target keeps its JSON-RPC state in a
+	// file and has no listeners of its own; the controller adds each
+	// volume's.
+	targetArgs := []string{"target", "--rpc-socket", filepath.Join(dir, "spdk.sock"), "--rpc-state", filepath.Join(dir, "state.json"),
+		"--rpc-listen", "tcp://127.0.0.1:5260", "--rpc-token-file", token, "--rpc-tls-cert", crt, "--rpc-tls-key", key, "--volume-dir", vols}
+	rpcLine := regexp.MustCompile(`^JSON-RPC over HTTP on (\S+) `)
+	m, stopTarget := startDaemon(t, fp, rpcLine, targetArgs...)
 	cfg := filepath.Join(dir, "targets.yaml")
 	os.WriteFile(cfg, fmt.Appendf(nil, "targets:\n- name: lab\n  rpc: https://%s\n  token_file: %s\n  ca_file: %s\n  addresses: [tcp://127.0.0.1:4430]\n  topology: {%s: r1}\n",
 		m[1], token, caFile, TopologyRack), 0o600)
@@ -100,6 +107,26 @@ func TestLabBinaries(t *testing.T) {
 		t.Fatalf("staging mount %q: want %s with the StorageClass's noatime and discard", m, fstype)
 	}
 	t.Logf("published at %s: %s", pod, mountLine(t, pod))
+
+	// The target restarts: from its state file it serves the volume to
+	// this host again, and the kernel's reconnect makes a write and its
+	// fsync go through.
+	if err := stopTarget(); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, fp, rpcLine, targetArgs...)
+	f, err := os.Create(filepath.Join(pod, "after-restart"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("layer 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync after the target's restart: %v", err)
+	}
+	f.Close()
+	t.Log("fsync after the target's restart: done")
 	for _, step := range []func() error{
 		func() error {
 			_, err := nc.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: pod})
@@ -124,9 +151,10 @@ func TestLabBinaries(t *testing.T) {
 	}
 }
 
-// startDaemon runs FP with args until the test ends (then SIGTERM, and
-// it must exit 0), and returns the first output line matching re.
-func startDaemon(t *testing.T, fp string, re *regexp.Regexp, args ...string) []string {
+// startDaemon runs FP with args until stop or the end of the test (then
+// SIGTERM, and it must exit 0), and returns the first output line
+// matching re.
+func startDaemon(t *testing.T, fp string, re *regexp.Regexp, args ...string) (match []string, stop func() error) {
 	t.Helper()
 	cmd := exec.Command(fp, args...)
 	pr, pw := io.Pipe()
@@ -136,23 +164,32 @@ func startDaemon(t *testing.T, fp string, re *regexp.Regexp, args ...string) []s
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait(); pw.Close() }()
-	var m []string
 	var out strings.Builder
 	sc := bufio.NewScanner(pr)
-	for m == nil && sc.Scan() {
+	for match == nil && sc.Scan() {
 		out.WriteString(sc.Text() + "\n")
-		m = re.FindStringSubmatch(sc.Text())
+		match = re.FindStringSubmatch(sc.Text())
 	}
 	go io.Copy(io.Discard, pr)
-	if m == nil {
+	if match == nil {
 		cmd.Process.Kill()
 		t.Fatalf("flashpath %s: no line matching %s (%v):\n%s", args[0], re, <-done, out.String())
 	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err = <-done; err != nil {
+				err = fmt.Errorf("flashpath %s exited with %w", args[0], err)
+			}
+		})
+		return err
+	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		if err := <-done; err != nil {
-			t.Errorf("flashpath %s exited with %v", args[0], err)
+		if err := stop(); err != nil {
+			t.Error(err)
 		}
 	})
-	return m
+	return match, stop
 }

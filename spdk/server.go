@@ -30,6 +30,10 @@ type Options struct {
 	// VolumeDir is the folder of the volume files that
 	// flashpath_volume_create makes (volume.go); empty: no volumes.
 	VolumeDir string
+	// StateFile, if set, is rewritten with the running configuration
+	// (SPDK's JSON config) after every request that changes it
+	// (state.go).
+	StateFile string
 }
 
 // Server serves SPDK's JSON-RPC on a Unix socket for a running target.
@@ -255,6 +259,11 @@ func (s *Server) Handle(raw []byte) []byte {
 	result, rerr := s.call(req)
 	if rerr != nil {
 		s.log.Info("rpc: request failed", "method", req.Method, "code", rerr.Code, "err", rerr.Message)
+	} else if !readOnly(req.Method) {
+		if err := s.SaveState(); err != nil {
+			// The change is made; a restart would lose it.
+			s.log.Error("rpc: state not saved: a restart loses this change", "method", req.Method, "err", err)
+		}
 	}
 	if req.ID == nil {
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/flashpath/flashpath/csi"
+	"github.com/flashpath/flashpath/spdk"
 )
 
 // runUntil runs the CLI with args until the test ends (then as SIGTERM
@@ -111,6 +113,9 @@ func TestCSIFlagErrors(t *testing.T) {
 		{"target", "--rpc-listen", "127.0.0.1:0", "--rpc-token-file", short},
 		{"target", "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", short},
 		{"target", "--volume-dir", "relative"},
+		{"target", "--rpc-state", filepath.Join(dir, "state.json"), "--rpc-socket", "off"},
+		{"target", "--rpc-state", filepath.Join(dir, "state.json"), "--rpc-socket", filepath.Join(dir, "s.sock"), "--listen", "tcp://127.0.0.1:0"},
+		{"target", "--rpc-state", "relative.json", "--rpc-socket", filepath.Join(dir, "s.sock")},
 		{"target", "--rpc-tls-cert", short},
 		{"target", "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", filepath.Join(dir, "long"), "--rpc-tls-cert", short},
 		{"target", "--rpc-listen", "tcp://127.0.0.1:0", "--rpc-token-file", filepath.Join(dir, "long"), "--rpc-tls-cert", short, "--rpc-tls-key", short},
@@ -231,4 +236,46 @@ func TestCSITopologyFile(t *testing.T) {
 	if _, err := f.options(slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a line without = was taken")
 	}
+}
+
+// TestTargetRPCState: with --rpc-state, what the JSON-RPC made (a volume,
+// its subsystem, namespace and allowed host) is there again after a
+// restart, and a restart with nothing saved yet starts empty.
+func TestTargetRPCState(t *testing.T) {
+	dir := t.TempDir()
+	sock, state, vols := filepath.Join(dir, "spdk.sock"), filepath.Join(dir, "state.json"), filepath.Join(dir, "volumes")
+	os.Mkdir(vols, 0o700)
+	const nqn, host = "nqn.2026-12.io.flashpath:state", "nqn.2014-08.org.nvmexpress:uuid:5"
+	args := []string{"--rpc-socket", sock, "--rpc-state", state, "--volume-dir", vols}
+	call := func(t *testing.T, method, params string) string {
+		t.Helper()
+		res, err := spdk.Call(context.Background(), sock, method, json.RawMessage(params))
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		return string(res)
+	}
+	t.Run("first", func(t *testing.T) {
+		startRPCTarget(t, sock, args...)
+		call(t, "flashpath_volume_create", `{"name": "v1", "size": 1048576}`)
+		call(t, "nvmf_create_subsystem", `{"nqn": "`+nqn+`"}`)
+		call(t, "nvmf_subsystem_add_ns", `{"nqn": "`+nqn+`", "namespace": {"bdev_name": "v1"}}`)
+		call(t, "nvmf_subsystem_add_host", `{"nqn": "`+nqn+`", "host": "`+host+`"}`)
+	})
+	t.Run("restarted", func(t *testing.T) {
+		startRPCTarget(t, sock, args...)
+		got := call(t, "nvmf_get_subsystems", `{"nqn": "`+nqn+`"}`)
+		if !strings.Contains(got, host) || !strings.Contains(got, `"bdev_name":"v1"`) {
+			t.Fatalf("after the restart: %s", got)
+		}
+	})
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("nothing saved", func(t *testing.T) {
+		startRPCTarget(t, sock, args...)
+		if subs := subsystemsOver(t, sock); len(subs) != 1 { // the discovery subsystem
+			t.Fatalf("subsystems %v, want none but discovery", subs)
+		}
+	})
 }

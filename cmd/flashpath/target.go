@@ -43,6 +43,7 @@ type remoteRPC struct {
 	listen    string // tcp://HOST:PORT
 	tokenFile string
 	volumeDir string
+	stateFile string
 	tlsCert   string
 	tlsKey    string
 	token     string      // read from tokenFile by check
@@ -130,13 +131,20 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringVar(&f.remote.tlsCert, "rpc-tls-cert", "", "certificate (PEM, with its chain) that makes --rpc-listen HTTPS")
 	fl.StringVar(&f.remote.tlsKey, "rpc-tls-key", "", "private key (PEM) of --rpc-tls-cert")
 	fl.StringVar(&f.remote.tokenFile, "rpc-token-file", "", "file holding the bearer token that --rpc-listen's clients must send (Authorization: Bearer TOKEN), at least 16 characters")
+	fl.StringVar(&f.remote.stateFile, "rpc-state", "", "keep what the JSON-RPC makes across restarts: the target starts empty (like nvmf_tgt) and replays FILE, which is rewritten (SPDK's JSON config, as save_config) after every change; needs --rpc-socket")
 	fl.StringVar(&f.remote.volumeDir, "volume-dir", "", "folder where the JSON-RPC's flashpath_volume_create makes volume files (NAME.img, sparse) for flashpath csi; free space is reported by flashpath_get_volumes")
 	f.daemonFlags.add(fl, "127.0.0.1:9420")
 	return cmd
 }
 
 func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
-	cfg, err := f.fileOrFlags(cmd)
+	var cfg *server.Config
+	var err error
+	if f.remote.stateFile != "" {
+		cfg, err = f.stateConfig(cmd)
+	} else {
+		cfg, err = f.fileOrFlags(cmd)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +160,9 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	if cfg.RPCSocket != "" && !filepath.IsAbs(cfg.RPCSocket) {
 		return nil, fmt.Errorf("--rpc-socket %q: give an absolute path, e.g. %s", cfg.RPCSocket, spdk.DefaultSocket)
 	}
+	if f.remote.stateFile != "" && cfg.RPCSocket == "" {
+		return nil, fmt.Errorf("--rpc-state keeps what the JSON-RPC makes: give --rpc-socket PATH too")
+	}
 	if err := f.remote.check(); err != nil {
 		return nil, err
 	}
@@ -161,6 +172,28 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 		}
 	}
 	return cfg, cfg.Validate()
+}
+
+// stateConfig is the configuration of a target that keeps its JSON-RPC
+// state in --rpc-state FILE: empty, like nvmf_tgt, then FILE (SPDK's
+// JSON config, rewritten after every change) replayed, when there is one.
+func (f *targetFlags) stateConfig(cmd *cobra.Command) (*server.Config, error) {
+	for _, n := range []string{"config", "listen", "discovery-listen", "nqn", "namespace", "allow-host", "tls", "tls-key-file"} {
+		if cmd.Flags().Changed(n) {
+			return nil, fmt.Errorf("--rpc-state FILE is the target's whole configuration, made over the JSON-RPC (nvmf_create_transport, nvmf_subsystem_add_listener...): leave out --%s", n)
+		}
+	}
+	if !filepath.IsAbs(f.remote.stateFile) {
+		return nil, fmt.Errorf("--rpc-state %q: give an absolute path", f.remote.stateFile)
+	}
+	cfg := &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll)}
+	switch _, err := os.Stat(f.remote.stateFile); {
+	case err == nil:
+		cfg.SPDKConfig = f.remote.stateFile
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("--rpc-state: %w", err)
+	}
+	return cfg, nil
 }
 
 func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
@@ -265,7 +298,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 	}
 	var rpc *spdk.Server
 	if cfg.RPCSocket != "" || saved != nil || remote.listen != "" {
-		rpc = spdk.New(srv, spdk.Options{Logger: log, Version: version, VolumeDir: remote.volumeDir})
+		rpc = spdk.New(srv, spdk.Options{Logger: log, Version: version, VolumeDir: remote.volumeDir, StateFile: remote.stateFile})
 	}
 	if saved != nil {
 		if err := rpc.LoadConfig(saved); err != nil {

@@ -8,9 +8,11 @@
 # is written; unpublish and unstage unmount and disconnect; staged again,
 # the file is there; as a block volume the pod's path is the device; once
 # unpublished, the target refuses this host. Then the driver as deployed
-# (TestLabBinaries): `flashpath target` with its JSON-RPC over HTTPS and a
-# volume folder, `flashpath csi --controller --node`, driven over gRPC as
-# the sidecars and kubelet drive it. The kernel logs no warning.
+# (TestLabBinaries): `flashpath target` with its JSON-RPC over HTTPS, a
+# volume folder and --rpc-state, `flashpath csi --controller --node`,
+# driven over gRPC as the sidecars and kubelet drive it; the target
+# restarts under a mounted volume and a write's fsync still goes through.
+# The kernel logs no warning.
 # The guest has no Go: build the test binary on the host first (make
 # rdma-test builds it too),
 #   go build -o bin/flashpath ./cmd/flashpath && go test -c -o bin/csi.test ./csi
