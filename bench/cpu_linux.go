@@ -23,6 +23,16 @@ func threadCPU() (usr, sys time.Duration) {
 	return tv(ru.Utime), tv(ru.Stime)
 }
 
+// threadRusage is the minor and major page faults and the context
+// switches of the calling OS thread (fio's minf, majf, ctx).
+func threadRusage() (minf, majf, ctx uint64) {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_THREAD, &ru) != nil {
+		return 0, 0, 0
+	}
+	return uint64(ru.Minflt), uint64(ru.Majflt), uint64(ru.Nvcsw + ru.Nivcsw)
+}
+
 // processCPU is the user and system time of this process, all threads.
 func processCPU() (usr, sys time.Duration, ctx uint64) {
 	var ru unix.Rusage

@@ -117,11 +117,7 @@ func shapeOf(t *testing.T, doc []byte) jsonShape {
 // knownGaps are differences from fio's JSON that come from what the
 // runtime records, not from the report; each names what is missing. A
 // key listed here is left out of the comparison, with a note in the log.
-var knownGaps = map[string]string{
-	// fio's default is lat_percentiles=0; DefaultJob sets LatPct.
-	"lat_ns.percentile": "DefaultJob's LatPct is true, fio's lat_percentiles default is 0",
-	"lat_ns.bins":       "DefaultJob's LatPct is true, fio's lat_percentiles default is 0",
-}
+var knownGaps = map[string]string{}
 
 // gap returns the known gap a path falls under ("" if none).
 func gap(path string) string {
@@ -665,5 +661,63 @@ func TestGlobalOptionsOfEveryGlobalSection(t *testing.T) {
 	}
 	if len(doc.Jobs) != 2 || compact(doc.Jobs[0].Options) != `{"rw":"read"}` || compact(doc.Jobs[1].Options) != `{"rw":"write"}` {
 		t.Errorf("job options %s", out.String())
+	}
+}
+
+// TestFileJobJSONHasFiosSections: a job file with a [global] section run
+// on a local file has fio's top-level sections in fio's order ("global
+// options" with the [global] options only, "disk_util" after the jobs),
+// as fio's output for fio-3.33-file.fio.
+func TestFileJobJSONHasFiosSections(t *testing.T) {
+	dir := t.TempDir()
+	if blockDirOf(filepath.Join(dir, "data")) == "" {
+		t.Skipf("%s is not on a local block device: no disk_util to check", dir)
+	}
+	golden, err := os.ReadFile("testdata/fio-3.33-file.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := "[global]\nfilename=" + filepath.Join(dir, "data") + "\nsize=1m\nbs=4k\n\n[j]\nrw=randrw\nioengine=psync\n"
+	secs, err := ParseJobFile(strings.NewReader(file), "job.fio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := BuildJobs(nil, secs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), Config{Jobs: jobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := rep.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	fio, ours := shapeOf(t, golden), shapeOf(t, out.Bytes())
+	if want, got := fio.keys[""], slices.DeleteFunc(slices.Clone(ours.keys[""]), func(k string) bool { return k == "flashpath" }); !slices.Equal(want, got) {
+		t.Errorf("top-level keys %q, want fio's %q", got, want)
+	}
+	if !slices.Equal(fio.keys[".disk_util[]"], ours.keys[".disk_util[]"]) {
+		t.Errorf("disk_util keys %q, want fio's %q", ours.keys[".disk_util[]"], fio.keys[".disk_util[]"])
+	}
+	var doc struct {
+		Global map[string]string `json:"global options"`
+		Jobs   []struct {
+			Options map[string]string `json:"job options"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Global) != 3 || doc.Global["bs"] != "4k" || len(doc.Jobs[0].Options) != 2 || doc.Jobs[0].Options["rw"] != "randrw" {
+		t.Errorf("global options %v, job options %v: want [global]'s and [j]'s apart", doc.Global, doc.Jobs[0].Options)
+	}
+	var text strings.Builder
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "\nDisk stats (read/write):\n") {
+		t.Errorf("no Disk stats in the normal output:\n%s", text.String())
 	}
 }

@@ -418,7 +418,6 @@ func DefaultJob() Job {
 		Invalidate:      true,
 		Loops:           1,
 		ClatPct:         true,
-		LatPct:          true,
 		NumJobs:         1,
 		RWMixRead:       50,
 		IOEngine:        "psync",

@@ -221,21 +221,21 @@ type fioStats struct {
 
 // fioCounters are fio's per-job counters beside the latencies: depths of
 // submissions and completions (io_u_submit, io_u_complete, in
-// JobResult's SubmitHist and CompleteHist) and page faults of the job's
-// thread (getrusage's ru_minflt, ru_majflt).
+// JobResult's SubmitHist and CompleteHist), page faults and context
+// switches of the job's thread (getrusage's ru_minflt, ru_majflt,
+// ru_nvcsw + ru_nivcsw).
 type fioCounters struct {
 	Submit, Complete [depthLevels]uint64
-	Minf, Majf       uint64
+	Minf, Majf, Ctx  uint64
 }
 
-// jobCounters returns the counters the runtime kept for jr. It does not
-// read the job thread's page faults yet (fio's minf, majf): they are 0.
+// jobCounters returns the counters the runtime kept for jr.
 func jobCounters(jr *JobResult) fioCounters {
-	return fioCounters{Submit: jr.SubmitHist, Complete: jr.CompleteHist}
+	return fioCounters{Submit: jr.SubmitHist, Complete: jr.CompleteHist, Minf: jr.Minf, Majf: jr.Majf, Ctx: jr.Ctx}
 }
 
 func newFioStats(g *GroupResult, jr *JobResult, members []*JobResult) *fioStats {
-	s := &fioStats{jr: jr, g: g, members: jr.Clones, usr: jr.Usr, sys: jr.Sys, ctx: g.ProcCtx}
+	s := &fioStats{jr: jr, g: g, members: jr.Clones, usr: jr.Usr, sys: jr.Sys}
 	for _, m := range members {
 		s.totalRuntime += m.Runtime.Milliseconds()
 		// fio's update_runtime: each direction's time in microseconds
@@ -252,6 +252,7 @@ func newFioStats(g *GroupResult, jr *JobResult, members []*JobResult) *fioStats 
 		}
 		s.c.Minf += c.Minf
 		s.c.Majf += c.Majf
+		s.ctx += c.Ctx
 	}
 	s.lat.Merge(&jr.Dir[DirRead].Lat)
 	s.lat.Merge(&jr.Dir[DirWrite].Lat)
@@ -553,7 +554,7 @@ func (r *Report) jsonDoc(plus bool) fioDoc {
 // diskUtil sampler (startDiskUtil before the first group, stop after the
 // last) measured. The runtime does not run it yet, so there is none, as
 // in fio's output for a run on no local disk.
-func diskUtilJSON(*Report) []fioDiskUtil { return nil }
+func diskUtilJSON(r *Report) []fioDiskUtil { return r.diskUtil }
 
 // globalOptions is fio's "global options": the options of the command
 // line beneath job files and of the [global] sections, as the last job

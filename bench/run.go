@@ -45,8 +45,12 @@ type JobResult struct {
 	// iodepth_complete: calls that submitted, and reaps that returned,
 	// 0, 1-4, 5-8, 9-16, 17-32, 33-64 and more I/Os.
 	SubmitHist, CompleteHist [depthLevels]uint64
-	Syncs                    Histogram // fsync/fdatasync latency (fio's "sync")
-	Err                      error
+	// Minf, Majf and Ctx are the page faults and context switches of the
+	// job's thread (fio's minf, majf, ctx); a job that does not own its
+	// thread gets an equal share of the process's context switches.
+	Minf, Majf, Ctx uint64
+	Syncs           Histogram // fsync/fdatasync latency (fio's "sync")
+	Err             error
 	// TotalErr and FirstErr are the errors continue_on_error counted
 	// (fio's total_err, first_error).
 	TotalErr uint64
@@ -84,6 +88,9 @@ type Report struct {
 	// Sweep is set when the jobs came from list-valued options: the text
 	// report then ends with one table row per group.
 	Sweep bool
+	// diskUtil is fio's disk_util: the local disks under the jobs' files
+	// over the run.
+	diskUtil []fioDiskUtil
 }
 
 // Run executes the jobs, group after group; the jobs (and clones) of one
@@ -94,6 +101,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, errors.New("no jobs")
 	}
 	rep := &Report{Start: time.Now()}
+	du := startDiskUtil(cfg.Jobs)
 	var errs []error
 	logs := &logFiles{}
 	thread := 1 // fio's thread number of the group's first clone
@@ -116,6 +124,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 	}
+	rep.diskUtil = du.stop()
 	return rep, errors.Join(errs...)
 }
 
@@ -247,6 +256,7 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 	for _, w := range workers {
 		if w.shared { // the process's CPU, in equal shares
 			w.usr, w.sys = g.ProcUsr/time.Duration(len(workers)), g.ProcSys/time.Duration(len(workers))
+			w.ctx = g.ProcCtx / uint64(len(workers))
 		}
 	}
 	if cfg.TargetPID != 0 {
@@ -261,6 +271,7 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 		r.Usr, r.Sys = w.usr, w.sys
 		r.DepthHist = w.depthHist
 		r.SubmitHist, r.CompleteHist = w.submitHist, w.completeHist
+		r.Minf, r.Majf, r.Ctx = w.minf, w.majf, w.ctx
 		r.Syncs = w.syncs
 		r.TotalErr, r.FirstErr = w.totalErr, w.firstErr
 		r.Err = errors.Join(setupErr[i], runErr[i])
@@ -354,6 +365,9 @@ func (g *GroupResult) Grouped() *JobResult {
 			out.SubmitHist[i] += r.SubmitHist[i]
 			out.CompleteHist[i] += r.CompleteHist[i]
 		}
+		out.Minf += r.Minf
+		out.Majf += r.Majf
+		out.Ctx += r.Ctx
 		out.Syncs.Merge(&r.Syncs)
 		out.Err = errors.Join(out.Err, r.Err)
 		out.TotalErr += r.TotalErr

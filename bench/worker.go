@@ -231,7 +231,8 @@ type worker struct {
 	log  *jobLog // write_*_log files, or nil
 	logs *logFiles
 
-	usr, sys time.Duration
+	usr, sys        time.Duration
+	minf, majf, ctx uint64 // page faults and context switches of the job's thread
 }
 
 func (w *worker) now() int64 { return int64(time.Since(w.base)) }
@@ -504,9 +505,12 @@ func (w *worker) run() error {
 	}
 	if !w.shared {
 		u0, s0 := threadCPU()
+		mi0, ma0, c0 := threadRusage()
 		defer func() {
 			u1, s1 := threadCPU()
 			w.usr, w.sys = u1-u0, s1-s0
+			mi1, ma1, c1 := threadRusage()
+			w.minf, w.majf, w.ctx = mi1-mi0, ma1-ma0, c1-c0
 		}()
 	}
 
