@@ -205,7 +205,9 @@ func TestFioSideBySide(t *testing.T) {
 				got, fioGot, target = float64(st.Bytes)/secs, float64(fd.BW), tc.bw
 			}
 			t.Logf("%s: target %.0f/s: fio %.1f, bench %.1f (%d I/Os in %v)", tc.name, target, fioGot, got, st.IOs, st.Runtime)
-			if math.Abs(got-target) > 0.01*target {
+			// Within 1% of the target; on a machine so busy that fio itself
+			// missed the target, within 1% more than fio missed it by.
+			if allowed := 0.01*target + math.Abs(fioGot-target); math.Abs(got-target) > allowed {
 				t.Errorf("%s: target %.0f/s: the bench did %.1f/s, more than 1%% off (fio %.1f/s)", tc.name, target, got, fioGot)
 			}
 		}
