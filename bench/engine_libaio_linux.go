@@ -59,7 +59,6 @@ const (
 func init() {
 	// fio's libaio is an engine of its own here, not io_uring under
 	// another name: users compare the two.
-	delete(engineAliases, "libaio")
 	RegisterEngine("libaio", newLibaio, "userspace_reap")
 	RegisterBoolOptions("libaio", "userspace_reap")
 }

@@ -122,7 +122,7 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "filename", help: "file, block device or tcp://HOST:PORT/NQN/NSID; several files a:b (fio's ':' separator, \\: an escaped colon)", set: setFilename},
 	{name: "directory", help: "directory for generated file names (one; fio's a:b list of directories is refused)", set: setDirectory},
-	{name: "ioengine", help: "engine: see --enghelp (fio's libaio and posixaio run on io_uring, sync and pvsync on psync, libcufile on cufile or gpu by cuda_io)", set: func(j *Job, v string) error {
+	{name: "ioengine", help: "engine: see --enghelp (libaio is its own engine; fio's posixaio runs on io_uring, sync and pvsync on psync, libcufile on cufile or gpu by cuda_io)", set: func(j *Job, v string) error {
 		j.IOEngine, j.EngineAlias = v, ""
 		if to, ok := engineAliases[v]; ok {
 			j.IOEngine, j.EngineAlias = to, v
@@ -147,7 +147,8 @@ var optionSpecs = []optionSpec{
 		return nil
 	}},
 	{name: "random_distribution", help: "random or zipf:THETA", set: setDistribution},
-	{name: "verify", help: "checksummed blocks: fio's methods are parsed; crc32c (crc32c-intel) and pattern run here, the others are refused", set: setFioVerify},
+	{name: "verify", help: "checksum written into every block and checked when read back, as fio lays it out: " +
+		"crc32c (crc32c-intel), crc32, crc64, crc16, crc7, md5, sha1, sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, xxhash, meta (header only), pattern (verify_pattern, no header), null; 0 or none: off", set: setVerify},
 	{name: "verify_fatal", bool_: true, help: "stop the job at the first verify failure (fio's default 0 checks every block first)", set: boolSetter(func(j *Job) *bool { return &j.VerifyFatal })},
 	{name: "verify_backlog", help: "verify the blocks written so far after every N writes (0: once the writes are done)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklog })},
 	{name: "verify_backlog_batch", help: "blocks verified per backlog pass (default verify_backlog)", set: sizeSetter(func(j *Job) *int64 { return &j.VerifyBacklogBatch })},
@@ -165,7 +166,7 @@ var optionSpecs = []optionSpec{
 	{name: "do_verify", help: "read back and check after writing (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.DoVerify })},
 	{name: "iodepth_batch", aliases: []string{"iodepth_batch_submit"}, help: "I/Os per submission (default 1; 0: iodepth)", set: intSetter(func(j *Job) *int { return &j.BatchSubmit }, 0, 65536)},
 	{name: "iodepth_batch_complete_min", aliases: []string{"iodepth_batch_complete"}, help: "completions to wait for per reap (default 1; 0, fio's busy poll, waits for 1)", set: intSetter(func(j *Job) *int { return &j.CompleteMin }, 0, 65536)},
-	{name: "iodepth_batch_complete_max", help: "completions taken at most per reap (default iodepth)", set: intSetter(func(j *Job) *int { return &j.CompleteMax }, 0, 65536)},
+	{name: "iodepth_batch_complete_max", help: "completions taken at most per reap (default iodepth_batch_complete_min, as fio)", set: intSetter(func(j *Job) *int { return &j.CompleteMax }, 0, 65536)},
 	{name: "iodepth_low", help: "once the queue is full, refill it only when it has drained to this many (default iodepth, fio's)", set: intSetter(func(j *Job) *int { return &j.IODepthLow }, 0, 65536)},
 	{name: "io_submit_mode", help: "inline (fio's default: the job's thread submits, as here); offload is refused", set: func(j *Job, v string) error {
 		if v == "inline" {
@@ -434,11 +435,11 @@ var fioTypes = sync.OnceValue(func() map[string]string {
 })
 
 // engineAliases maps fio engines flashpath has no engine of its own for to
-// the one that runs their jobs with the same semantics: libaio and posixaio
-// keep iodepth requests in flight like io_uring; sync, vsync and the
-// pvsync engines do one blocking call at a time like psync.
+// the one that runs their jobs with the same semantics: posixaio keeps
+// iodepth requests in flight like io_uring; sync, vsync and the pvsync
+// engines do one blocking call at a time like psync. (libaio is an engine
+// of its own: engine_libaio_linux.go.)
 var engineAliases = map[string]string{
-	"libaio":   "io_uring",
 	"posixaio": "io_uring",
 	"sync":     "psync",
 	"vsync":    "psync",

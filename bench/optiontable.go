@@ -515,7 +515,7 @@ func editDistance(a, b string) int {
 
 // WriteEngineHelp is fio's --enghelp=ENGINE[,OPTION]: the engine's
 // options, or one option in full. fio's engine names that run on one of
-// flashpath's engines (libaio on io_uring) name that engine.
+// flashpath's engines (posixaio on io_uring) name that engine.
 func WriteEngineHelp(w io.Writer, arg string) error {
 	eng, opt, _ := strings.Cut(arg, ",")
 	name := eng

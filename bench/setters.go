@@ -575,26 +575,17 @@ func setGPUDevIDs(j *Job, v string) error {
 	return nil
 }
 
-// fioVerify are fio's verify= methods, by their names and fio's aliases
-// (crc32c-intel is crc32c; 0 is none).
-var fioVerify = map[string]string{
-	"0": "", "none": "", "": "", "crc32c": "crc32c", "crc32c-intel": "crc32c", "pattern": "pattern",
-	"md5": "md5", "crc64": "crc64", "crc32": "crc32", "crc16": "crc16", "crc7": "crc7",
-	"sha1": "sha1", "sha256": "sha256", "sha512": "sha512", "sha3-224": "sha3-224", "sha3-256": "sha3-256",
-	"sha3-384": "sha3-384", "sha3-512": "sha3-512", "xxhash": "xxhash", "meta": "meta", "null": "null",
-}
-
-// setFioVerify parses fio's verify= names and refuses the methods the
-// workers do not run; the I/O core replaces it (options_semantics.go) with
-// the setter of the methods it has.
-func setFioVerify(j *Job, v string) error {
-	m, ok := fioVerify[v]
-	if !ok {
-		return fmt.Errorf("%q: want one of fio's methods: md5, crc64, crc32c, crc32c-intel, crc32, crc16, crc7, sha1, sha256, sha512, sha3-224, sha3-256, sha3-384, sha3-512, xxhash, meta, pattern, null (or 0)", v)
+// setVerify sets verify=: fio's names of its checksums (verify.go's
+// verifyKinds, crc32c-intel among them), 0 or none for off.
+func setVerify(j *Job, v string) error {
+	switch v {
+	case "", "0", "none":
+		j.Verify = ""
+		return nil
 	}
-	if m != "" && m != "crc32c" && m != "pattern" {
-		return fmt.Errorf("%w: %s is one of fio's methods, but flashpath's workers do not run it yet (crc32c and pattern)", ErrRefusedOption, v)
+	if _, ok := verifyKinds[v]; !ok {
+		return fmt.Errorf("%q: want one of fio's methods %v, or none", v, VerifyTypes())
 	}
-	j.Verify = m
+	j.Verify = v
 	return nil
 }
