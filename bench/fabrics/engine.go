@@ -395,7 +395,13 @@ func (e *engine) resend(r *initiator.Request) bool {
 }
 
 func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, error) {
-	if e.unsent {
+	// What Commit left in the send buffer goes out when the job would
+	// wait for a completion, not while completions it has yet to take are
+	// there: a job that reaps one at a time (fio's default
+	// iodepth_batch_complete_max) and refills after each then sends what
+	// it refilled in one write, as SPDK's host sends what was queued when
+	// the application polls.
+	if e.unsent && len(e.done) < minEvents {
 		e.unsent = false
 		// A failure fails the queue: its requests come back with the
 		// error (and are sent again after a reconnect).
@@ -407,6 +413,10 @@ func (e *engine) GetEvents(minEvents int, events []*bench.IO) ([]*bench.IO, erro
 		select {
 		case r = <-e.done:
 		default:
+			if e.unsent {
+				e.unsent = false
+				e.q.Flush() // about to wait: send what is buffered first
+			}
 			if e.q.Polled() {
 				// Completions come while the job polls its queue.
 				e.want = minEvents - got
