@@ -56,6 +56,10 @@ type Device struct {
 	closed  bool                    // guarded by mu
 }
 
+// DeviceCount is the number of GPUs the CUDA driver sees (ordinals 0 to
+// n-1). The error wraps ErrNotSupported where the driver does not load.
+func DeviceCount() (int, error) { return cuda.DeviceCount() }
+
 // OpenDevice retains GPU ordinal's primary context.
 func OpenDevice(ordinal int) (*Device, error) {
 	if err := cuda.Init(); err != nil {

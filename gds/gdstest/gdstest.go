@@ -51,6 +51,16 @@ func Setup() (cleanup func(), err error) {
 	return func() { os.RemoveAll(dir) }, nil
 }
 
+// DevicesEnv is the fake libcuda's number of GPUs (default 1): set it
+// (t.Setenv) before opening devices to test several.
+const DevicesEnv = "FAKECUDA_DEVICES"
+
+// AllocDevice returns the GPU on which the fake libcuda allocated the
+// device memory holding p (the one whose context was current): -1 with no
+// context current, -2 for memory the fake did not allocate (or has freed),
+// -3 where the fake is not loaded.
+func AllocDevice(p uint64) int { return allocDevice(p) }
+
 // SkipWithoutBinding skips a test that needs the fakes where this build
 // has no CUDA binding to load them with (no cgo, not Linux).
 func SkipWithoutBinding(tb testing.TB) {

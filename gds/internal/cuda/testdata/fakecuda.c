@@ -6,6 +6,8 @@
 //
 // Fault injection by environment:
 //   FAKECUDA_NO_DEVICE=1        cuInit fails with CUDA_ERROR_NO_DEVICE
+//   FAKECUDA_DEVICES=N          N GPUs (default 1, at most MAXDEV), each with
+//                               its own primary context
 //   FAKECUDA_FAIL_H2D_AFTER=N   the (N+1)th async host-to-device copy fails
 //   FAKECUDA_NO_HOST_REGISTER=1 cuMemHostRegister unsupported (attributes 99
 //                               and 113 read 0, the call fails)
@@ -17,6 +19,10 @@
 // cuMemGetHandleForAddressRange wants a page-aligned address and size, as
 // the driver does (CUDA_ERROR_INVALID_VALUE otherwise); its dma-buf is a
 // memfd of the range's size, which a fake RDMA provider can fstat.
+//
+// cuMemAlloc_v2 records the device whose context is current on the calling
+// thread (cuCtxSetCurrent is per thread, as in the driver);
+// fakecuda_alloc_device tells tests which GPU an address was allocated on.
 //
 // cuMemHostRegister keeps the ranges it was given: a range that is not page
 // aligned fails (CUDA_ERROR_INVALID_VALUE), one that overlaps a registered
@@ -81,16 +87,34 @@ static struct reg *reg_at(uintptr_t lo) {
 			return &regs[i];
 	return NULL;
 }
-static int ctx_dummy;
+// One primary context per device; the current one is per thread.
+#define MAXDEV 16
+static int ctxs[MAXDEV];
+static __thread int *cur_ctx;
+
+// Device allocations [lo, hi) with the device they were made on; guarded
+// by mu. Past MAXALLOC live allocations, the rest go unrecorded.
+#define MAXALLOC 4096
+static struct alloc {
+	uintptr_t lo, hi;
+	int dev;
+} allocs[MAXALLOC];
+static int nallocs;
+
+static int ndevices(void) {
+	const char *v = getenv("FAKECUDA_DEVICES");
+	int n = v ? atoi(v) : 1;
+	return n < 1 ? 1 : n > MAXDEV ? MAXDEV : n;
+}
 
 CUresult cuInit(unsigned int f) {
 	(void)f;
 	return getenv("FAKECUDA_NO_DEVICE") ? 100 : 0;
 }
 CUresult cuDriverGetVersion(int *v) { *v = 13000; return 0; }
-CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
+CUresult cuDeviceGetCount(int *n) { *n = ndevices(); return 0; }
 CUresult cuDeviceGet(CUdevice *d, int o) {
-	if (o != 0)
+	if (o < 0 || o >= ndevices())
 		return 101; // CUDA_ERROR_INVALID_DEVICE
 	*d = o;
 	return 0;
@@ -106,10 +130,18 @@ CUresult cuDeviceGetAttribute(int *v, int a, CUdevice d) {
 		*v = !getenv("FAKECUDA_NO_DMABUF");
 	return 0;
 }
-CUresult cuDeviceGetPCIBusId(char *id, int len, CUdevice d) { (void)d; snprintf(id, len, "0000:3B:00.0"); return 0; }
-CUresult cuDevicePrimaryCtxRetain(void **c, CUdevice d) { (void)d; *c = &ctx_dummy; return 0; }
+CUresult cuDeviceGetPCIBusId(char *id, int len, CUdevice d) { snprintf(id, len, "0000:%02X:00.0", 0x3B + d); return 0; }
+CUresult cuDevicePrimaryCtxRetain(void **c, CUdevice d) {
+	if (d < 0 || d >= ndevices())
+		return 101;
+	*c = &ctxs[d];
+	return 0;
+}
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) { (void)d; return 0; }
-CUresult cuCtxSetCurrent(void *c) { (void)c; return 0; }
+CUresult cuCtxSetCurrent(void *c) {
+	cur_ctx = c;
+	return 0;
+}
 
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
 	void *m = NULL;
@@ -118,9 +150,20 @@ CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
 	memset(m, 0xA5, n); // device memory is not zeroed
 	__atomic_add_fetch(&live_allocs, 1, __ATOMIC_SEQ_CST);
 	*p = (CUdeviceptr)(uintptr_t)m;
+	pthread_mutex_lock(&mu);
+	if (nallocs < MAXALLOC)
+		allocs[nallocs++] = (struct alloc){(uintptr_t)m, (uintptr_t)m + n, cur_ctx ? (int)(cur_ctx - ctxs) : -1};
+	pthread_mutex_unlock(&mu);
 	return 0;
 }
 CUresult cuMemFree_v2(CUdeviceptr p) {
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < nallocs; i++)
+		if (allocs[i].lo == (uintptr_t)p) {
+			allocs[i] = allocs[--nallocs];
+			break;
+		}
+	pthread_mutex_unlock(&mu);
 	free((void *)(uintptr_t)p);
 	__atomic_sub_fetch(&live_allocs, 1, __ATOMIC_SEQ_CST);
 	return 0;
@@ -327,3 +370,18 @@ CUresult cuGetErrorString(CUresult r, const char **s) {
 
 // Leak counters, read by tests through dlsym.
 long fakecuda_live(void) { return live_allocs + live_host + live_streams + live_events + live_regs; }
+
+// fakecuda_alloc_device returns the device whose context was current when
+// the live allocation holding p was made: -1 for none current, -2 for an
+// address of no recorded allocation.
+int fakecuda_alloc_device(CUdeviceptr p) {
+	int dev = -2;
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < nallocs; i++)
+		if (allocs[i].lo <= (uintptr_t)p && (uintptr_t)p < allocs[i].hi) {
+			dev = allocs[i].dev;
+			break;
+		}
+	pthread_mutex_unlock(&mu);
+	return dev;
+}
