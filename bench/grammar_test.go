@@ -247,7 +247,7 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 		{"io_submit_mode=offload", "offload"},
 		{"cmdprio=3", "cmdprio"},
 		{"directory=/a:/b", "several directories"},
-		{"ioengine=libcufile\ngpu_dev_ids=0:1", "round robin"},
+		{"ioengine=libcufile\ngpu_dev_ids=0:x", "option gpu_dev_ids: \"0:x\": want GPU IDs separated by ':'"},
 	} {
 		secs, err := ParseJobFile(strings.NewReader("[j]\nioengine=null\n"+tc.line+"\n"), "r.fio")
 		if err == nil {
@@ -277,6 +277,8 @@ func TestLibcufile(t *testing.T) {
 	}{
 		{"ioengine=libcufile\ndirect=1", "cufile", nil},
 		{"ioengine=libcufile\ncuda_io=posix\ngpu_dev_ids=1", "gpu", map[string]string{"gpu_path": "bounce", "gpu": "1"}},
+		// The list goes to the engine, whose clones take its IDs in turn.
+		{"ioengine=libcufile\ndirect=1\ngpu_dev_ids=0:01:2", "cufile", map[string]string{"gpu": "0:1:2"}},
 	} {
 		j := DefaultJob()
 		for _, l := range strings.Split(tc.opts, "\n") {

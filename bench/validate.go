@@ -136,23 +136,32 @@ func (j *Job) checkEngineOptions(opts []srcOption) error {
 
 // resolveLibcufile runs fio's libcufile jobs: cuda_io=cufile (fio's
 // default) on the cufile engine, posix on the gpu engine's bounce path;
-// gpu_dev_ids (fio's default 0) picks the GPU.
+// gpu_dev_ids (fio's default 0) becomes the engines' gpu list, whose IDs
+// the clones take in turn (clone i the (i mod n)th, as fio by subjob
+// number).
 func (j *Job) resolveLibcufile() error {
 	j.IOEngine = "cufile"
 	if j.CudaIO == "posix" {
 		j.IOEngine = "gpu"
 		j.setEngineOption("gpu_path", "bounce")
 	}
-	if len(j.GPUDevIDs) > 1 {
-		return fmt.Errorf("option gpu_dev_ids: %d GPUs: assigning clones to GPUs round robin is not implemented; give one ID", len(j.GPUDevIDs))
-	}
-	if len(j.GPUDevIDs) == 1 {
-		j.setEngineOption("gpu", strconv.Itoa(j.GPUDevIDs[0]))
+	if len(j.GPUDevIDs) > 0 {
+		j.setEngineOption("gpu", gpuList(j.GPUDevIDs))
 	}
 	if j.CudaIO != "posix" && !j.Direct {
 		return errors.New("option direct: ioengine=libcufile with cuda_io=cufile needs direct=1 (as fio's engine)")
 	}
 	return nil
+}
+
+// gpuList writes GPU IDs as gpu_dev_ids and the engines' gpu option take
+// them: 0:1.
+func gpuList(ids []int) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.Itoa(id)
+	}
+	return strings.Join(s, ":")
 }
 
 func (j *Job) setEngineOption(name, v string) {

@@ -11,7 +11,9 @@
 //
 // Engine options:
 //
-//	gpu=N            GPU ordinal (default 0)
+//	gpu=N            GPU ordinal (default 0); a list N:M:... takes turns
+//	                 over the clones (numjobs): clone i uses the (i mod
+//	                 n)th, as fio's libcufile with gpu_dev_ids
 //	gpu_path=P       gpu only: auto, cufile or bounce (default auto)
 //	gpu_threads=N    threads of the transfer under each job (default gds.DefaultWorkers)
 //	gpu_reader=R     bounce only: auto, io_uring, pread or mmap (default auto)
@@ -38,7 +40,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/gds"
@@ -62,6 +66,8 @@ func init() {
 // gds.File. Its buffers are one device allocation carved into iodepth
 // slices; Buffer.Bytes is nil and Buffer.Addr the device address.
 type Engine struct {
+	job    string // the job's name
+	clone  int    // cfg.JobIndex
 	dev    *gds.Device
 	file   *gds.File
 	size   int64
@@ -92,13 +98,55 @@ func intOpt(opts map[string]string, name string, def int) (int, error) {
 	return n, nil
 }
 
+// cloneGPU is the GPU of the job's clone cfg.JobIndex: option gpu (from
+// libcufile's gpu_dev_ids), a colon-separated list whose IDs the clones
+// take in turn, as fio's libcufile assigns them by subjob number. Every ID
+// must name a GPU of the machine; the error names the option, the ID and
+// how many GPUs there are. Where the driver does not load, OpenDevice says
+// so.
+func cloneGPU(cfg *bench.EngineConfig) (int, error) {
+	opt, v := "gpu", cfg.Options["gpu"]
+	ids := []int{0}
+	if v != "" {
+		ids = ids[:0]
+		for _, s := range strings.Split(v, ":") {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("option gpu=%q: want a GPU ordinal, or ordinals separated by ':' (0:1)", v)
+			}
+			ids = append(ids, n)
+		}
+	}
+	if j := cfg.Job; j.EngineAlias == "libcufile" && (j.GPUDevIDs == nil && v == "" || slices.Equal(ids, j.GPUDevIDs)) {
+		opt = "gpu_dev_ids"
+	}
+	if n, err := gds.DeviceCount(); err == nil {
+		for _, id := range ids {
+			if id >= n {
+				return 0, fmt.Errorf("option %s: GPU %d does not exist: this machine has %s", opt, id, gpus(n))
+			}
+		}
+	}
+	return ids[cfg.JobIndex%len(ids)], nil
+}
+
+func gpus(n int) string {
+	switch n {
+	case 0:
+		return "no GPU"
+	case 1:
+		return "1 GPU (ID 0)"
+	}
+	return fmt.Sprintf("%d GPUs (IDs 0 to %d)", n, n-1)
+}
+
 // Open opens the engine for one job with path (auto, cufile or bounce).
 // An error wraps bench.ErrNotSupported (the same error as
 // gds.ErrNotSupported) when the machine lacks the NVIDIA driver, the GPU
 // or cuFile.
 func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	j := cfg.Job
-	gpu, err := intOpt(cfg.Options, "gpu", 0)
+	gpu, err := cloneGPU(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +230,7 @@ func Open(cfg *bench.EngineConfig, path gds.Path) (*Engine, error) {
 	slog.Info("gpu bench engine", "subsys", "bench", "engine", j.IOEngine, "job", j.Name, "clone", cfg.JobIndex,
 		"gpu", gpu, "path", f.Path(), "reader", f.Reader(), "direct", f.DirectIO(), "reason", f.Reason())
 	depth := max(cfg.IODepth, 1)
-	return &Engine{dev: dev, file: f, size: size, ctx: context.Background(),
+	return &Engine{job: j.Name, clone: cfg.JobIndex, dev: dev, file: f, size: size, ctx: context.Background(),
 		staged: make([]gds.Request, 0, depth), comps: make([]gds.Completion, depth), ios: make([]*bench.IO, depth)}, nil
 }
 
@@ -214,6 +262,13 @@ func prepare(cfg *bench.EngineConfig) (int64, error) {
 	defer f.Close()
 	return f.Seek(0, io.SeekEnd) // also right for block devices
 }
+
+// testHookBuffers, set by tests, sees each engine once its buffers are
+// allocated.
+var testHookBuffers func(*Engine)
+
+// GPU is the ordinal of the GPU the engine's buffers live on.
+func (e *Engine) GPU() int { return e.dev.Info.Index }
 
 // Path is the path that runs the job's transfers, Reason why.
 func (e *Engine) Path() gds.Path { return e.file.Path() }
@@ -247,6 +302,9 @@ func (e *Engine) Buffers(n, size int) ([]bench.Buffer, error) {
 	e.mem = m
 	if e.file.Path() == gds.PathCuFile {
 		e.file.RegisterBuffer(m) // best effort: unregistered buffers work too
+	}
+	if testHookBuffers != nil {
+		testHookBuffers(e)
 	}
 	bufs := make([]bench.Buffer, n)
 	for i := range bufs {
