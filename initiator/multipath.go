@@ -63,6 +63,18 @@ type PathInfo struct {
 // Usable reports whether the path takes I/O now.
 func (i PathInfo) Usable() bool { return i.Connected && i.ANA.Accessible() && i.Gone == nil }
 
+// State names the path's connection as nvme-cli's list-subsys does: live,
+// connecting (down, reconnecting) or gone (it will not come back).
+func (i PathInfo) State() string {
+	switch {
+	case i.Gone != nil:
+		return "gone"
+	case !i.Connected:
+		return "connecting"
+	}
+	return "live"
+}
+
 // ConnectMultipath connects one controller per configuration (one per
 // path; the same subsystem NQN on each) and opens namespace nsid through
 // all of them. Paths that do not connect are left out with a log line;
@@ -204,11 +216,8 @@ func (p *Path) Namespace() *Namespace { return p.ns }
 
 // Info returns the path's state.
 func (p *Path) Info() PathInfo {
-	p.ctrl.mu.Lock()
-	gone := p.ctrl.lost
-	p.ctrl.mu.Unlock()
 	return PathInfo{Addr: p.addr, Connected: p.session() != nil, ANA: nvmeof.ANAState(p.ana.Load()),
-		InFlight: p.inflight.Load(), Gone: gone}
+		InFlight: p.inflight.Load(), Gone: p.gone()}
 }
 
 // String names the path for logs: its address.
@@ -434,14 +443,7 @@ func (m *Multipath) describe() string {
 			b = append(b, ", "...)
 		}
 		in := p.Info()
-		st := "connected"
-		switch {
-		case in.Gone != nil:
-			st = "gone"
-		case !in.Connected:
-			st = "reconnecting"
-		}
-		b = fmt.Appendf(b, "%s %s %s", in.Addr, st, in.ANA)
+		b = fmt.Appendf(b, "%s %s %s", in.Addr, in.State(), in.ANA)
 	}
 	return string(b)
 }

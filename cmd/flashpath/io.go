@@ -381,13 +381,11 @@ func newPathsCmd(f *ioFlags) *cobra.Command {
 			defer m.Close()
 			var paths []pathJSON
 			for i, in := range m.States() {
-				p := pathJSON{Addr: in.Addr, State: "live", ANAState: in.ANA.String(), Usable: in.Usable()}
+				p := pathJSON{Addr: in.Addr, State: in.State(), ANAState: in.ANA.String(), Usable: in.Usable()}
 				switch {
 				case in.Gone != nil:
-					p.State, p.LostError = "gone", in.Gone.Error()
-				case !in.Connected:
-					p.State = "connecting"
-				default:
+					p.LostError = in.Gone.Error()
+				case in.Connected:
 					p.CntlID = m.Paths()[i].Controller().CntlID()
 				}
 				paths = append(paths, p)
