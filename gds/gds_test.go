@@ -398,6 +398,39 @@ func TestNoDriver(t *testing.T) {
 	}
 }
 
+// TestFakeDevices: with FAKECUDA_DEVICES=2 the fake has two GPUs, each
+// memory allocated on the device whose context the allocating thread had
+// current (gdstest.AllocDevice), and no third.
+func TestFakeDevices(t *testing.T) {
+	gdstest.SkipWithoutBinding(t)
+	openDev(t) // skips without the fake; checks for leaks
+	t.Setenv(gdstest.DevicesEnv, "2")
+	if n, err := DeviceCount(); n != 2 || err != nil {
+		t.Fatalf("DeviceCount = %d, %v; want 2", n, err)
+	}
+	for i := range 2 {
+		d, err := OpenDevice(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := d.Alloc(1 << 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := gdstest.AllocDevice(uint64(b.Ptr()) + 100); got != i {
+			t.Errorf("GPU %d (%s): its buffer allocated on %d", i, d.Info.PCIBusID, got)
+		}
+		b.Close()
+		if got := gdstest.AllocDevice(uint64(b.Ptr())); got != -2 {
+			t.Errorf("freed buffer: AllocDevice = %d, want -2", got)
+		}
+		d.Close()
+	}
+	if _, err := OpenDevice(2); err == nil {
+		t.Fatal("OpenDevice(2) succeeded on a two-GPU fake")
+	}
+}
+
 // TestDMABufExport: a page-aligned range exports; one that is not fails,
 // as the driver refuses it (cuMemAlloc aligns to 256 bytes, not a page:
 // LoadShards exports a page-aligned range of a larger allocation).
