@@ -375,21 +375,53 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 
 // --- DeleteVolume ---
 
+// volumeRef is a volume ID resolved: its target, name hash and subsystem.
+type volumeRef struct {
+	t         *target
+	hash, nqn string
+}
+
+// resolve finds the target of volume ID id; false when id is no volume
+// of this controller's targets.
+func (d *Driver) resolve(id string) (volumeRef, bool) {
+	tn, h, ok := parseVolumeID(id)
+	t := d.target(tn)
+	if !ok || t == nil {
+		return volumeRef{}, false
+	}
+	return volumeRef{t: t, hash: h, nqn: volumeNQN(h)}, true
+}
+
+// notOurs is the NotFound of a volume ID resolve does not know.
+func notOurs(id string) error {
+	return status.Errorf(codes.NotFound, "volume %s: not a flashpath volume of this controller's targets", id)
+}
+
+// lockSubsystem locks volume v (the caller runs unlock when it is done)
+// and reads its subsystem on the target: nil when there is none.
+func (d *Driver) lockSubsystem(ctx context.Context, v volumeRef) (ss *subsystemInfo, unlock func(), err error) {
+	unlock = d.lock(v.hash)
+	if ss, err = v.t.subsystem(ctx, v.nqn); err != nil {
+		unlock()
+		return nil, nil, rpcStatus(err)
+	}
+	return ss, unlock, nil
+}
+
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id: missing")
 	}
-	tn, h, ok := parseVolumeID(req.GetVolumeId())
-	t := d.target(tn)
-	if !ok || t == nil {
+	v, ok := d.resolve(req.GetVolumeId())
+	if !ok {
 		return &csi.DeleteVolumeResponse{}, nil // never made here: gone
 	}
-	defer d.lock(h)()
-	nqn := volumeNQN(h)
-	ss, err := t.subsystem(ctx, nqn)
+	ss, unlock, err := d.lockSubsystem(ctx, v)
 	if err != nil {
-		return nil, rpcStatus(err)
+		return nil, err
 	}
+	defer unlock()
+	t, h, nqn := v.t, v.hash, v.nqn
 	if ss != nil {
 		if hs := ss.hosts(); len(hs) > 0 {
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is published to %s: unpublish it first", req.GetVolumeId(), strings.Join(hs, ", "))
@@ -417,20 +449,19 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if err := checkCap(req.GetVolumeCapability()); err != nil {
 		return nil, err
 	}
-	tn, h, ok := parseVolumeID(req.GetVolumeId())
-	t := d.target(tn)
-	if !ok || t == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %s: not a flashpath volume of this controller's targets", req.GetVolumeId())
+	v, ok := d.resolve(req.GetVolumeId())
+	if !ok {
+		return nil, notOurs(req.GetVolumeId())
 	}
 	if !validNQN(req.GetNodeId()) {
 		return nil, status.Errorf(codes.NotFound, "node %q: flashpath's node IDs are host NQNs (nqn....)", req.GetNodeId())
 	}
-	defer d.lock(h)()
-	nqn := volumeNQN(h)
-	ss, err := t.subsystem(ctx, nqn)
+	ss, unlock, err := d.lockSubsystem(ctx, v)
 	if err != nil {
-		return nil, rpcStatus(err)
+		return nil, err
 	}
+	defer unlock()
+	t, h, nqn := v.t, v.hash, v.nqn
 	if ss == nil {
 		// No subsystem: no volume, or a target restarted since, which
 		// kept the file but not what its JSON-RPC made: export it again.
@@ -465,20 +496,19 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id: missing")
 	}
-	tn, h, ok := parseVolumeID(req.GetVolumeId())
-	t := d.target(tn)
-	if !ok || t == nil {
+	v, ok := d.resolve(req.GetVolumeId())
+	if !ok {
 		return &csi.ControllerUnpublishVolumeResponse{}, nil
 	}
-	defer d.lock(h)()
-	nqn := volumeNQN(h)
-	ss, err := t.subsystem(ctx, nqn)
+	ss, unlock, err := d.lockSubsystem(ctx, v)
 	if err != nil {
-		return nil, rpcStatus(err)
+		return nil, err
 	}
+	defer unlock()
 	if ss == nil {
 		return &csi.ControllerUnpublishVolumeResponse{}, nil
 	}
+	t, nqn := v.t, v.nqn
 	for _, host := range ss.hosts() {
 		if req.GetNodeId() != "" && host != req.GetNodeId() {
 			continue
@@ -500,11 +530,11 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume_capabilities: none given")
 	}
-	tn, h, ok := parseVolumeID(req.GetVolumeId())
-	t := d.target(tn)
-	if !ok || t == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %s: not a flashpath volume of this controller's targets", req.GetVolumeId())
+	v, ok := d.resolve(req.GetVolumeId())
+	if !ok {
+		return nil, notOurs(req.GetVolumeId())
 	}
+	t, h := v.t, v.hash
 	l, err := t.volumes(ctx)
 	if err != nil {
 		return nil, rpcStatus(err)
