@@ -90,13 +90,13 @@ var optionSpecs = []optionSpec{
 		}
 		return timeSetter(func(j *Job) *time.Duration { return &j.StartDelay })(j, v)
 	}},
-	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os", set: func(j *Job, v string) error {
+	{name: "thinktime", help: "stall this long (bare number: microseconds) after every thinktime_blocks I/Os, the queue drained first; slept as fio: nanosleep less its measured overshoot, the rest spun", set: func(j *Job, v string) error {
 		d, err := parseTimeUnit(v, time.Microsecond)
 		j.ThinkTime = d
 		return err
 	}},
 	{name: "thinktime_blocks", help: "I/Os between stalls (default 1): completed ones, or issued ones with thinktime_blocks_type=issue (which caps the queue depth)", set: intSetter(func(j *Job) *int { return &j.ThinkBlocks }, 1, 1<<30)},
-	{name: "thinktime_blocks_type", help: "complete (fio's default: count completed I/Os, the queue filling to iodepth between stalls) or issue", set: enumSetter(func(j *Job) *bool { return &j.ThinkIssue },
+	{name: "thinktime_blocks_type", help: "complete (fio's default: count completed I/Os, the queue filling to iodepth between stalls) or issue (count issued I/Os: bursts of thinktime_blocks at depths 1 to thinktime_blocks, then the stall)", set: enumSetter(func(j *Job) *bool { return &j.ThinkIssue },
 		"complete or issue", map[string]bool{"complete": false, "issue": true})},
 	{name: "thinktime_spin", help: "the part of each stall spent spinning rather than sleeping (bare number: microseconds)", set: func(j *Job, v string) error {
 		d, err := parseTimeUnit(v, time.Microsecond)
@@ -206,8 +206,8 @@ var optionSpecs = []optionSpec{
 	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20)", set: setPercentiles},
 	{name: "clat_percentiles", help: "report completion latency percentiles (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ClatPct })},
 	{name: "lat_percentiles", help: "report total latency percentiles (default 0, as fio)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
-	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g)", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
-	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
+	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g); an early I/O waits as fio's: the queue drains, then the job sleeps for how early it was, and catches up on what the drain cost with I/Os back to back", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
+	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps; waits as rate does", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
 	{name: "rate_process", help: "linear (fio's default: even gaps) or poisson (exponential gaps at the same mean rate)", set: enumSetter(func(j *Job) *string { return &j.RateProcess },
 		"linear or poisson", map[string]string{"linear": "", "poisson": "poisson"})},
 	{name: "rate_min", aliases: []string{"ratemin"}, help: "fail a clone whose bandwidth falls below this, or read,write[,trim] floors", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateMin })},

@@ -194,6 +194,11 @@ type worker struct {
 	// (completions while the queue drains count toward the next, as fio).
 	sinceThink, thinkBase int
 	rateHeld              bool // issuing waits for the rate
+	// rateSleep is how early the held I/O was when the rate held it
+	// back: runRateWait sleeps that long after the queue drained, as fio,
+	// so the job falls behind its schedule by the drain and catches up
+	// with I/Os issued back to back, deeper in the queue.
+	rateSleep int64
 	// fio's rate schedule: each direction's bytes/s (rate, or rate_iops
 	// times the smallest block size), the bytes issued since rateBase
 	// (the job's start, or the end of ramp_time), and when the next I/O
@@ -598,7 +603,7 @@ func (w *worker) ioLoop() error {
 			w.think()
 			st = runIssue
 		case runRateWait:
-			w.stall(time.Duration(w.rateDelay(w.now())))
+			w.stall(time.Duration(w.rateSleep))
 			w.rateHeld = false
 			st = runIssue
 		case runSync:
@@ -686,7 +691,7 @@ func (w *worker) idle(issuing bool) runState {
 func (w *worker) issue() (more bool, err error) {
 	j := w.job
 	more = true
-	for more && !w.syncDue && !w.thinking && len(w.free) > 0 {
+	for more && !w.syncDue && !w.thinking && !w.rateHeld && len(w.free) > 0 {
 		io := w.free[len(w.free)-1]
 		switch {
 		case w.syncNext:
@@ -712,7 +717,12 @@ func (w *worker) issue() (more bool, err error) {
 			continue
 		}
 		if w.rated {
-			if w.rateHeld = w.rateDelay(w.now()) > 0; w.rateHeld {
+			// As fio's rate_ddir: the wait is how early the next I/O is
+			// now, slept in full once the queue has drained (fio's
+			// io_u_quiesce), so that the drain adds to it.
+			// Not after the last I/O: fio's loop ends before it asks.
+			if w.rateSleep = w.rateDelay(w.now()); w.rateSleep > 0 && !w.spent() {
+				w.rateHeld = true
 				break
 			}
 		}
@@ -871,13 +881,16 @@ func (w *worker) think() {
 	w.sinceThink -= w.thinkBase
 }
 
+// stallSleep is how a stall sleeps: sleepFor, or a test's clock.
+var stallSleep = sleepFor
+
 // stall sleeps for d, with nothing in flight, but not past the runtime,
 // and marks the time up if the runtime is over.
 func (w *worker) stall(d time.Duration) {
 	if w.end > 0 {
 		d = min(d, time.Duration(max(w.end-w.now(), 0)))
 	}
-	sleepFor(d, w.stop.Load)
+	stallSleep(d, w.stop.Load)
 	if w.end > 0 && w.now() >= w.end {
 		w.timeUp = true
 	}
@@ -1096,6 +1109,22 @@ func (w *worker) next(io *IO) bool {
 		io.Op = OpRead
 	}
 	return true
+}
+
+// spent reports that next has no more I/O to give (as its first
+// checks), so that the rate does not hold back an I/O that will not
+// come: fio's loop ends by its bytes before it asks the rate.
+func (w *worker) spent() bool {
+	j := w.job
+	switch {
+	case w.verifying:
+		return false // the rate does not hold verify reads
+	case w.timeUp || w.stop.Load() || j.NumberIOs > 0 && w.issuedIOs >= j.NumberIOs:
+		return true
+	case w.issuedBytes >= w.ioSize:
+		return w.written != nil && j.DoVerify || !j.TimeBased && w.loop+1 >= j.Loops
+	}
+	return false
 }
 
 // newLoop starts the job's I/O over for the next of loops=N (or the

@@ -1,0 +1,235 @@
+package bench
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// clockEngine completes each I/O a scripted latency after its Queue, on
+// a simulated clock: the worker's base moves back by what time must
+// pass, as does every stall (stallSleep), so that a test of rate and
+// thinktime schedules runs at once and sees the same times on any
+// machine (the real time the loop takes adds microseconds to the
+// simulated milliseconds).
+type clockEngine struct {
+	nullEngine
+	w       *worker
+	lat     func(n int) time.Duration // latency of the nth I/O (0-based)
+	pending []clockIO
+	// issued is each I/O's Queue time (ns on the worker's clock), depth
+	// what was in flight at its Commit, itself included.
+	issued   []int64
+	depth    []int
+	staged   int
+	inflight int
+	// quiesced counts the stalls that found the queue drained.
+	completed int
+}
+
+type clockIO struct {
+	io   *IO
+	done int64
+}
+
+func init() {
+	RegisterEngine("test-clock", func(cfg *EngineConfig) (Engine, error) {
+		return &clockEngine{nullEngine: nullEngine{done: make([]*IO, 0, cfg.IODepth)}}, nil
+	})
+}
+
+func (e *clockEngine) advance(d time.Duration) { e.w.base = e.w.base.Add(-d) }
+
+func (e *clockEngine) Queue(io *IO) error {
+	io.Res = io.Len
+	now := e.w.now()
+	e.pending = append(e.pending, clockIO{io, now + int64(e.lat(len(e.issued)))})
+	e.issued = append(e.issued, now)
+	e.staged++
+	return nil
+}
+
+func (e *clockEngine) Commit() error {
+	e.inflight += e.staged
+	for range e.staged {
+		e.depth = append(e.depth, e.inflight)
+	}
+	e.staged = 0
+	return nil
+}
+
+// GetEvents waits (moves the clock on) for the min earliest to finish,
+// then returns what has finished, earliest first, up to the room given.
+func (e *clockEngine) GetEvents(min int, events []*IO) ([]*IO, error) {
+	p := e.pending
+	for i := 1; i < len(p); i++ { // insertion sort by finish time
+		for k := i; k > 0 && p[k].done < p[k-1].done; k-- {
+			p[k], p[k-1] = p[k-1], p[k]
+		}
+	}
+	if min > 0 && min <= len(p) {
+		if d := p[min-1].done - e.w.now(); d > 0 {
+			e.advance(time.Duration(d))
+		}
+	}
+	now, n := e.w.now(), 0
+	for n < len(p) && p[n].done <= now && len(events) < cap(events) {
+		events = append(events, p[n].io)
+		n++
+	}
+	e.pending = p[:copy(p, p[n:])]
+	e.inflight -= n
+	e.completed += n
+	return events, nil
+}
+
+// clockRun runs job on the test-clock engine with the I/O latencies lat
+// gives, stalls moving the clock on and recorded, and returns the worker
+// and its engine.
+func clockRun(t *testing.T, lat func(n int) time.Duration, opts ...Option) (*worker, *clockEngine, []time.Duration) {
+	t.Helper()
+	jobs := mustJobs(t, append([]Option{{"ioengine", "test-clock"}}, opts...)...)
+	w := &worker{job: jobs[0], thread: 1, stop: new(atomic.Bool)}
+	if err := w.setup(""); err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	e := w.eng.(*clockEngine)
+	e.w, e.lat = w, lat
+	w.base = time.Now()
+	w.recording = true
+	var stalls []time.Duration
+	saved := stallSleep
+	stallSleep = func(d time.Duration, _ func() bool) {
+		// What fio's io_u_quiesce promises before a stall: nothing in
+		// flight, nothing staged.
+		if e.inflight != 0 || e.staged != 0 {
+			t.Errorf("a stall of %v with %d in flight, %d staged", d, e.inflight, e.staged)
+		}
+		stalls = append(stalls, d)
+		e.advance(d)
+	}
+	defer func() { stallSleep = saved }()
+	if err := w.ioLoop(); err != nil {
+		t.Fatal(err)
+	}
+	return w, e, stalls
+}
+
+// near reports whether the simulated times got (ns) are want (ms), each
+// within 1 ms (the real time the loop took between them).
+func near(got []int64, want []float64) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if d := float64(got[i])/1e6 - want[i]; d < -1 || d > 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func msList(ns []int64) string {
+	s := ""
+	for _, v := range ns {
+		s += fmt.Sprintf(" %.1f", float64(v)/1e6)
+	}
+	return s
+}
+
+// TestRateDepthAsFio: a rate-limited job at iodepth>1 waits as fio's
+// rate_ddir: when the next I/O is early it works out how early, drains
+// the queue (io_u_quiesce), then sleeps that long, so the job runs
+// behind its schedule by each drain and, once an I/O took longer than
+// the rate's gap, issues the overdue ones back to back, deeper in the
+// queue. fio's figures for rate_iops=2000 at iodepth=8 on a file
+// (iodepth_level 1=91%, more at 2 and 4) come from these catch-ups; a
+// sleep worked out after the drain keeps nearly every I/O at depth 1.
+//
+// Here rate_iops=10 (a gap of 100 ms), every I/O takes 20 ms but the
+// fifth, 250 ms: fio's schedule issues at 0, 120, 220, 320, 420; the
+// sixth is due at 500, 80 ms after the fifth went, so the job drains
+// (to 670) and sleeps 80 ms: 750; the seventh (due 600) and eighth (700)
+// are overdue and go at once, at depths 2 and 3; the ninth (due 800)
+// waits for the drain (770) and 50 ms: 820.
+func TestRateDepthAsFio(t *testing.T) {
+	lat := func(n int) time.Duration {
+		if n == 4 {
+			return 250 * time.Millisecond
+		}
+		return 20 * time.Millisecond
+	}
+	w, e, stalls := clockRun(t, lat, Option{"rw", "read"}, Option{"bs", "4k"}, Option{"size", "48k"},
+		Option{"iodepth", "8"}, Option{"rate_iops", "10"})
+	want := []float64{0, 120, 220, 320, 420, 750, 750, 750, 820, 920, 1020, 1120}
+	if !near(e.issued, want) {
+		t.Errorf("issued at (ms)%s, want %v", msList(e.issued), want)
+	}
+	wantDepth := []int{1, 1, 1, 1, 1, 1, 2, 3, 1, 1, 1, 1}
+	if fmt.Sprint(e.depth) != fmt.Sprint(wantDepth) {
+		t.Errorf("depth at each commit %v, want %v", e.depth, wantDepth)
+	}
+	// The job ends with its last completion, not a wait for an I/O it
+	// will not issue (fio's loop ends by its bytes first).
+	if end := float64(w.recEnd) / 1e6; end < 1140 || end > 1141 {
+		t.Errorf("the job ran %.1f ms, want 1140 (the last I/O's completion)", end)
+	}
+	if w.depthHist[0] != 10 || w.depthHist[1] != 2 || e.completed != 12 {
+		t.Errorf("iodepth_level %v (want 10 at 1, 2 at 2-3), %d completed (want 12)", w.depthHist, e.completed)
+	}
+	// Each stall is how early the I/O was before the drain: 100 ms for
+	// the second, 80 for the others but the ninth's 50.
+	wantStalls := []float64{100, 80, 80, 80, 80, 50, 80, 80, 80}
+	got := make([]int64, len(stalls))
+	for i, d := range stalls {
+		got[i] = int64(d)
+	}
+	if !near(got, wantStalls) {
+		t.Errorf("stalls (ms)%s, want %v", msList(got), wantStalls)
+	}
+}
+
+// TestThinkTimeIssueAsFio: with thinktime_blocks_type=issue the job
+// stalls once thinktime_blocks I/Os have been issued since the last
+// stall (fio's io_issues), the queue drained first (io_u_quiesce), for
+// the whole thinktime: the I/Os go in bursts of thinktime_blocks at
+// depths 1 to thinktime_blocks, a burst every latency plus thinktime
+// (fio: iodepth_level 1=25%, 2=50%, 4=25% for thinktime_blocks=4 at any
+// iodepth above). Here 10 ms I/Os and a 50 ms thinktime: 60 ms a burst.
+func TestThinkTimeIssueAsFio(t *testing.T) {
+	w, e, stalls := clockRun(t, func(int) time.Duration { return 10 * time.Millisecond },
+		Option{"rw", "randread"}, Option{"bs", "4k"}, Option{"size", "128k"}, Option{"iodepth", "8"},
+		Option{"thinktime", "50ms"}, Option{"thinktime_blocks", "4"}, Option{"thinktime_blocks_type", "issue"})
+	var want []float64
+	var wantDepth []int
+	for b := range 8 {
+		for k := range 4 {
+			want = append(want, float64(60*b))
+			wantDepth = append(wantDepth, k+1)
+		}
+	}
+	if !near(e.issued, want) {
+		t.Errorf("issued at (ms)%s, want %v", msList(e.issued), want)
+	}
+	if fmt.Sprint(e.depth) != fmt.Sprint(wantDepth) {
+		t.Errorf("depth at each commit %v, want %v", e.depth, wantDepth)
+	}
+	if w.depthHist != [depthLevels]uint64{8, 16, 8} || e.completed != 32 {
+		t.Errorf("iodepth_level %v (want 8, 16, 8), %d completed (want 32)", w.depthHist, e.completed)
+	}
+	// A stall after each burst, the last one's too (fio thinks after the
+	// I/O that makes the count, whether more follow or not).
+	if len(stalls) != 8 {
+		t.Errorf("%d stalls, want 8", len(stalls))
+	}
+	for i, d := range stalls {
+		if d < 49*time.Millisecond || d > 50*time.Millisecond {
+			t.Errorf("stall %d: %v, want the whole thinktime, 50ms", i, d)
+		}
+	}
+	if end := float64(w.recEnd) / 1e6; end < 480 || end > 481 {
+		t.Errorf("the job ran %.1f ms, want 480", end)
+	}
+}
