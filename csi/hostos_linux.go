@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func (h *HostOS) Mount(source, target, fstype string, readOnly bool, options []string) error {
@@ -35,37 +37,25 @@ func (h *HostOS) Mount(source, target, fstype string, readOnly bool, options []s
 	return nil
 }
 
+// mountOptionFlags are mount(8)'s generic options, as mount(2) flags;
+// "rw" and "defaults" set none.
+var mountOptionFlags = map[string]uintptr{
+	"ro": unix.MS_RDONLY, "rw": 0, "defaults": 0, "": 0,
+	"noatime": unix.MS_NOATIME, "nodiratime": unix.MS_NODIRATIME, "relatime": unix.MS_RELATIME,
+	"strictatime": unix.MS_STRICTATIME, "lazytime": unix.MS_LAZYTIME,
+	"nosuid": unix.MS_NOSUID, "nodev": unix.MS_NODEV, "noexec": unix.MS_NOEXEC,
+	"sync": unix.MS_SYNCHRONOUS, "dirsync": unix.MS_DIRSYNC,
+}
+
 // mountFlags splits mount options as mount(8) does: the generic ones are
 // mount(2) flags, the rest the file system's data ("discard",
 // "stripe=4").
 func mountFlags(options []string) (flags uintptr, data string) {
 	var rest []string
 	for _, o := range options {
-		switch o {
-		case "ro":
-			flags |= syscall.MS_RDONLY
-		case "rw", "defaults", "":
-		case "noatime":
-			flags |= syscall.MS_NOATIME
-		case "nodiratime":
-			flags |= syscall.MS_NODIRATIME
-		case "relatime":
-			flags |= syscall.MS_RELATIME
-		case "strictatime":
-			flags |= syscall.MS_STRICTATIME
-		case "lazytime":
-			flags |= 1 << 25 // MS_LAZYTIME
-		case "nosuid":
-			flags |= syscall.MS_NOSUID
-		case "nodev":
-			flags |= syscall.MS_NODEV
-		case "noexec":
-			flags |= syscall.MS_NOEXEC
-		case "sync":
-			flags |= syscall.MS_SYNCHRONOUS
-		case "dirsync":
-			flags |= syscall.MS_DIRSYNC
-		default:
+		if f, ok := mountOptionFlags[o]; ok {
+			flags |= f
+		} else {
 			rest = append(rest, o)
 		}
 	}
