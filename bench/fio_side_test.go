@@ -143,13 +143,17 @@ func fioDepthKey(iodepth int) string {
 //     within 2 points, for the engines both have; with bssplit also the
 //     same mean block size (within 5%: fio's random map shortens I/Os);
 //   - rate_iops and rate met within 1% of the target, with a synchronous
-//     engine and with a queue.
+//     engine and with a queue;
+//   - thinktime with thinktime_blocks_type=issue: bursts of
+//     thinktime_blocks I/Os from an empty queue, every level of fio's
+//     iodepth_level within 2 points (25% at 1, 50% at 2, 25% at 4).
 func TestFioSideBySide(t *testing.T) {
 	fio := sideFio(t)
 	file := sideFile(t, 16<<20)
 	type sideJob struct {
 		name, opts string
 		depth      int       // iodepth to compare (0: none)
+		levels     bool      // compare every level of iodepth_level
 		dir        Direction // rate: the direction limited
 		iops, bw   float64   // rate: the target (one of them)
 	}
@@ -161,6 +165,7 @@ func TestFioSideBySide(t *testing.T) {
 		{name: "bssplit-io_uring", opts: "ioengine=io_uring\nrw=randread\nbssplit=4k/50:16k/30:64k/20\niodepth=8", depth: 8},
 		{name: "rate_iops-psync", opts: "ioengine=psync\nrw=randread\nrate_iops=400\nruntime=500ms", dir: DirRead, iops: 400},
 		{name: "rate-io_uring", opts: "ioengine=io_uring\nrw=randwrite\niodepth=4\nrate=2m\nruntime=500ms", dir: DirWrite, bw: 2 << 20},
+		{name: "thinktime-issue-io_uring", opts: "ioengine=io_uring\nrw=randread\niodepth=8\nthinktime=50\nthinktime_blocks=4\nthinktime_blocks_type=issue", levels: true},
 	}
 	job := fmt.Sprintf("[global]\nfilename=%s\nsize=16m\nbs=4k\ndirect=1\nruntime=300ms\ntime_based\nstonewall\n", file)
 	for _, j := range jobs {
@@ -184,6 +189,19 @@ func TestFioSideBySide(t *testing.T) {
 			if math.Abs(fioShare-share) > 2 {
 				t.Errorf("%s: %.2f%% of I/Os at iodepth %d, fio %.2f%% (levels %v; fio %v)", tc.name, share, tc.depth, fioShare, r.DepthHist, fj.Depth)
 			}
+		}
+		if tc.levels {
+			var total uint64
+			for _, c := range r.DepthHist {
+				total += c
+			}
+			for l, c := range r.DepthHist {
+				fioShare, share := fj.Depth[fioDepthKey(1<<l)], 100*float64(c)/float64(max(total, 1))
+				if math.Abs(fioShare-share) > 2 {
+					t.Errorf("%s: %.2f%% of I/Os at iodepth level %s, fio %.2f%% (levels %v; fio %v)", tc.name, share, fioDepthKey(1<<l), fioShare, r.DepthHist, fj.Depth)
+				}
+			}
+			t.Logf("%s: iodepth_level %v with fio, %v with the bench; %.0f IOPS with fio, %.0f with the bench", tc.name, fj.Depth, r.DepthHist, fj.Read.IOPS, float64(r.Dir[DirRead].IOs)/r.Dir[DirRead].Runtime.Seconds())
 		}
 		if strings.Contains(tc.opts, "bssplit") {
 			fd, d := fj.Read, r.Dir[DirRead]
