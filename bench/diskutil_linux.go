@@ -66,12 +66,13 @@ type diskUtil struct {
 var diskEngines = map[string]bool{"psync": true, "io_uring": true, "libaio": true, "cufile": true}
 
 // startDiskUtil finds the disks under the jobs' files and reads their
-// statistics. Jobs with disk_util=0 are skipped by the caller.
+// statistics. Jobs with disk_util=0 add none (fio's init_disk_util),
+// but a disk another job has is still reported.
 func startDiskUtil(jobs []*Job) *diskUtil {
 	du := &diskUtil{}
 	seen := map[string]bool{}
 	for _, j := range jobs {
-		if !diskEngines[j.IOEngine] {
+		if !diskEngines[j.IOEngine] || j.NoDiskUtil {
 			continue
 		}
 		for c := range j.NumJobs {

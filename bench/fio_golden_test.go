@@ -352,7 +352,7 @@ func shapes(text string) []string {
 func TestTextShapeIsFios(t *testing.T) {
 	// fio-3.33-units: kb_base=1000 and unit_base=1, sizes in kB and
 	// bandwidth in bits.
-	for _, name := range []string{"fio-3.33-null", "fio-3.33-units"} {
+	for _, name := range []string{"fio-3.33-null", "fio-3.33-units", "fio-3.33-pct", "fio-3.33-pct0"} {
 		golden, err := os.ReadFile("testdata/" + name + ".normal")
 		if err != nil {
 			t.Fatal(err)

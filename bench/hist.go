@@ -95,17 +95,6 @@ func (h *Histogram) Merge(o *Histogram) {
 	h.n += o.n
 }
 
-// statHist is a Histogram without buckets, for values kept as sums
-// (count, min, max, sum, sum of squares): only its summaries are used.
-func statHist(n, mn, mx uint64, sum, sumSq float64) Histogram {
-	h := Histogram{n: n, min: mn, max: mx, sum: sum}
-	if n > 0 {
-		h.mean = sum / float64(n)
-		h.s = max(0, sumSq-float64(n)*h.mean*h.mean)
-	}
-	return h
-}
-
 // Count, Min, Max, Mean and Stddev summarize the values (exact, not bucketed).
 func (h *Histogram) Count() uint64 { return h.n }
 func (h *Histogram) Min() uint64   { return h.min }

@@ -274,9 +274,21 @@ type Job struct {
 	NoScramble bool
 
 	// Percentiles reported for latencies (percentile_list; nil: fio's
-	// default list); ClatPct and LatPct turn them on for clat and lat.
-	Percentiles     []float64
-	ClatPct, LatPct bool
+	// default list); ClatPct, LatPct and SlatPct turn them on for clat,
+	// lat and slat.
+	Percentiles              []float64
+	ClatPct, LatPct, SlatPct bool
+	// PercentilePrecision is fio's percentile_precision, the decimals of
+	// the normal report's percentile labels: the most digits after the
+	// point of any entry of percentile_list (unused without one: fio's
+	// default list gives 2).
+	PercentilePrecision int
+	// SigFigs is significant_figures, the digits of the normal report's
+	// IOPS, bandwidths and sizes (0: fio's 4).
+	SigFigs int
+	// NoDiskUtil is disk_util=0: the job's disks are not sampled, so
+	// they are left out of the reports unless another job has them.
+	NoDiskUtil bool
 
 	Logs LogOptions // write_bw_log, write_iops_log, write_lat_log and their options
 

@@ -131,7 +131,7 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "cuda_io", help: "ioengine=libcufile: cufile (GPUDirect Storage, the cufile engine) or posix (a host buffer and cudaMemcpy, the gpu engine's bounce path)", typ: "string", def: "cufile",
 		fio: "Type of I/O to use with CUDA [libcufile]", set: enumSetter(func(j *Job) *string { return &j.CudaIO }, "cufile or posix", map[string]string{"cufile": "cufile", "posix": "posix"})},
-	{name: "gpu_dev_ids", help: "ioengine=libcufile: the GPU the job uses (one ID; fio's list assigned round robin over clones is refused)", typ: "string", def: "0",
+	{name: "gpu_dev_ids", help: "ioengine=libcufile: GPU IDs a:b:..., taken by the job's clones in turn (clone i on the (i mod n)th, as fio); the buffers of each clone live on its GPU; an ID the machine lacks fails the job", typ: "string", def: "0",
 		fio: "GPU IDs to use with CUDA, a colon-separated list [libcufile]", set: setGPUDevIDs},
 	{name: "sync", help: "synchronous writes: none/0, sync/1 (O_SYNC), dsync (O_DSYNC); FUA on nvme-tcp", set: enumSetter(func(j *Job) *SyncMode { return &j.Sync },
 		"none, sync or dsync", map[string]SyncMode{"0": SyncNone, "none": SyncNone, "false": SyncNone,
@@ -203,9 +203,17 @@ var optionSpecs = []optionSpec{
 		j.NoScramble = !b
 		return err
 	}},
-	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20)", set: setPercentiles},
+	{name: "percentile_list", help: "latency percentiles to report, e.g. 50:99:99.9 (at most 20); the normal report's labels take as many decimals as the list's longest (fio's percentile_precision: 50:99 prints 50th, 99.999 three decimals)", set: setPercentiles},
 	{name: "clat_percentiles", help: "report completion latency percentiles (default 1)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.ClatPct })},
 	{name: "lat_percentiles", help: "report total latency percentiles (default 0, as fio)", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.LatPct })},
+	{name: "slat_percentiles", help: "report submission latency percentiles (default 0: json slat_ns.percentile, the normal report's slat block before clat's); psync, synchronous as in fio, has no submission latency", bool_: true, set: boolSetter(func(j *Job) *bool { return &j.SlatPct })},
+	{name: "significant_figures", help: "digits of the normal report's IOPS, bandwidths and sizes, in the job lines, the job's and the group's (default 4; 1 to 10)", set: intSetter(func(j *Job) *int { return &j.SigFigs }, 1, 10)},
+	{name: "disk_util", help: "sample the disks under the job's files for the reports' disk statistics (default 1; 0 leaves them out of json, normal and terse unless another job has them, as fio)", bool_: true, set: func(j *Job, v string) error {
+		var b bool
+		err := boolSetter(func(*Job) *bool { return &b })(j, v)
+		j.NoDiskUtil = !b
+		return err
+	}},
 	{name: "rate", help: "bandwidth cap per clone, or read,write[,trim] caps (500m, 1g); an early I/O waits as fio's: the queue drains, then the job sleeps for how early it was, and catches up on what the drain cost with I/Os back to back", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.Rate })},
 	{name: "rate_iops", help: "IOPS cap per clone, or read,write[,trim] caps; waits as rate does", set: rateSetter(func(j *Job) *[numDirs]int64 { return &j.RateIOPS })},
 	{name: "rate_process", help: "linear (fio's default: even gaps) or poisson (exponential gaps at the same mean rate)", set: enumSetter(func(j *Job) *string { return &j.RateProcess },

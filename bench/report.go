@@ -332,12 +332,6 @@ func (jr *JobResult) mixed() DirStats {
 	return m
 }
 
-// slatHist is the submission latency as a Histogram without buckets, for
-// the min/max/mean/stddev the reports print.
-func slatHist(d *DirStats) Histogram {
-	return statHist(d.slat.n, d.slat.min, d.slat.max, d.slat.sum, d.slat.sumSq)
-}
-
 // dirJSON is fio's add_ddir_status_json for one direction; runtime is
 // its ms (0: idle) and groupAgg the group's aggregate bandwidth in the
 // direction, bytes/s (fio's rs->agg).
@@ -348,8 +342,7 @@ func dirJSON(d *DirStats, j *Job, runtime int64, groupAgg uint64, plus bool) *fi
 		out.BW = out.BWBytes / 1024
 		out.IOPS = 1000 * float64(d.IOs) / float64(runtime)
 	}
-	slat := slatHist(d)
-	out.SlatNs = latJSON(&slat, nil, false)
+	out.SlatNs = latJSON(&d.slat, j.percentiles(j.SlatPct), plus)
 	out.ClatNs = latJSON(&d.Clat, j.percentiles(j.ClatPct), plus)
 	out.LatNs = latJSON(&d.Lat, j.percentiles(j.LatPct), plus)
 	if mn, mx, mean, dev := sampleStats(d.BWSamples); len(d.BWSamples) > 0 {
@@ -441,6 +434,7 @@ type fioGroup struct {
 	unified        UnifiedMode
 	kbBase         int
 	unitBase       int
+	sigFigs        int // significant_figures of the normal report's group lines
 	minRun, maxRun [numDirs]int64
 	minBW, maxBW   [numDirs]uint64
 	ioBytes        [numDirs]uint64
@@ -448,13 +442,13 @@ type fioGroup struct {
 }
 
 func newFioGroup(g *GroupResult, stats []*fioStats) *fioGroup {
-	rs := &fioGroup{id: g.ID, kbBase: 1024}
+	rs := &fioGroup{id: g.ID, kbBase: 1024, sigFigs: 4}
 	for i := range rs.minBW {
 		rs.minBW[i] = math.MaxUint64
 	}
 	for _, s := range stats {
 		j := s.jr.Job
-		rs.unified, rs.kbBase, rs.unitBase = j.Unified, j.KBBase, j.UnitBase
+		rs.unified, rs.kbBase, rs.unitBase, rs.sigFigs = j.Unified, j.KBBase, j.UnitBase, j.sigFigs()
 		runtime := s.runtime
 		var bytes [numDirs]uint64
 		for d := range numDirs {

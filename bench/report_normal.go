@@ -80,8 +80,24 @@ func num2str(num uint64, maxlen int, base int, pow2 bool, units n2sUnit) string 
 	return strconv.FormatUint(num, 10) + "." + frac[2:] + prefix[post] + unitStr[units]
 }
 
-// sigFigs is fio's default significant_figures.
-const sigFigs = 4
+// sigFigs is the job's significant_figures: the digits num2str gives
+// the normal report's IOPS, bandwidths and sizes (fio's 4 by default).
+func (j *Job) sigFigs() int {
+	if j.SigFigs == 0 {
+		return 4
+	}
+	return j.SigFigs
+}
+
+// pctPrecision is fio's percentile_precision: the decimals of the
+// normal report's percentile labels, those percentile_list gives its
+// entries at most (fio's default list: 2).
+func (j *Job) pctPrecision() int {
+	if j.Percentiles == nil {
+		return 2
+	}
+	return j.PercentilePrecision
+}
 
 // textUnits are kb_base's power-of-two flag and unit_base's units for
 // bandwidth (fio's i2p and ts->unit_base).
@@ -142,7 +158,7 @@ func writeJobLines(b *strings.Builder, r *Report) {
 				if d > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(b, "%s %s-%s", name, num2str(uint64(lo), sigFigs, 1, i2p, n2sByte), num2str(uint64(hi), sigFigs, 1, i2p, n2sByte))
+				fmt.Fprintf(b, "%s %s-%s", name, num2str(uint64(lo), j.sigFigs(), 1, i2p, n2sByte), num2str(uint64(hi), j.sigFigs(), 1, i2p, n2sByte))
 			}
 			engine := j.IOEngine
 			if j.EngineAlias != "" {
@@ -215,7 +231,7 @@ func writeJobText(b *strings.Builder, fj *fioJob, rs *fioGroup) {
 	if jr.Syncs.Count() > 0 {
 		b.WriteString("  fsync/fdatasync/sync_file_range:\n")
 		writeLatLine(b, "sync", &jr.Syncs)
-		writePercentiles(b, "sync", &jr.Syncs, sortedPercentiles(j.percentiles(true)))
+		writePercentiles(b, "sync", &jr.Syncs, sortedPercentiles(j.percentiles(true)), j.pctPrecision())
 	}
 	fmt.Fprintf(b, "  cpu          : usr=%3.2f%%, sys=%3.2f%%, ctx=%d, majf=%d, minf=%d\n", fj.UsrCPU, fj.SysCPU, fj.Ctx, fj.Majf, fj.Minf)
 	writeDistText(b, "  IO depths    :", depthKeys, depthDist(jr.DepthHist))
@@ -256,17 +272,21 @@ func writeDirText(b *strings.Builder, name string, st *DirStats, j *Job, runtime
 	if write {
 		post = "; 0 zone resets" // fio's zbd_write_status, on every write line
 	}
-	fmt.Fprintf(b, "  %s: IOPS=%s, BW=%s (%s)(%s/%dmsec)%s\n", name, num2str(iops, sigFigs, 1, false, n2sNone),
-		num2str(bw, sigFigs, 1, i2p, unit), num2str(bw, sigFigs, 1, !i2p, unit), num2str(st.Bytes, sigFigs, 1, i2p, n2sByte), runtime, post)
-	slat := slatHist(st)
-	writeLatLine(b, "slat", &slat)
+	sf := j.sigFigs()
+	fmt.Fprintf(b, "  %s: IOPS=%s, BW=%s (%s)(%s/%dmsec)%s\n", name, num2str(iops, sf, 1, false, n2sNone),
+		num2str(bw, sf, 1, i2p, unit), num2str(bw, sf, 1, !i2p, unit), num2str(st.Bytes, sf, 1, i2p, n2sByte), runtime, post)
+	writeLatLine(b, "slat", &st.slat)
 	writeLatLine(b, "clat", &st.Clat)
 	writeLatLine(b, " lat", &st.Lat)
+	pcts, prec := sortedPercentiles(j.percentiles(true)), j.pctPrecision()
+	if j.SlatPct {
+		writePercentiles(b, "slat", &st.slat, pcts, prec)
+	}
 	if j.ClatPct {
-		writePercentiles(b, "clat", &st.Clat, sortedPercentiles(j.percentiles(true)))
+		writePercentiles(b, "clat", &st.Clat, pcts, prec)
 	}
 	if j.LatPct {
-		writePercentiles(b, "lat", &st.Lat, sortedPercentiles(j.percentiles(true)))
+		writePercentiles(b, "lat", &st.Lat, pcts, prec)
 	}
 	if mn, mx, mean, dev := sampleStats(st.BWSamples); len(st.BWSamples) > 0 {
 		kb := float64(j.KBBase)
@@ -314,8 +334,9 @@ func writeLatLine(b *strings.Builder, name string, h *Histogram) {
 // writePercentiles is fio's show_clat_percentiles: the unit is msec only
 // when the smallest reported percentile is above 2 ms and the largest
 // above 99.999999 ms, usec when above 2 µs and 99.999 µs, else nsec;
-// values are rounded up to the unit, as many per line as fit 80 columns.
-func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []float64) {
+// values are rounded up to the unit, as many per line as fit 80 columns;
+// the labels have precision decimals (percentile_precision).
+func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []float64, precision int) {
 	if h.Count() == 0 || len(pcts) == 0 {
 		return
 	}
@@ -332,7 +353,6 @@ func writePercentiles(b *strings.Builder, name string, h *Histogram, pcts []floa
 	case minv > 2000 && maxv > 99_999:
 		unit, scale, div = "usec", 1, 1000
 	}
-	const precision = 2 // fio's percentile_precision default
 	// fio: log10(maxv / divisor) + 1, the digits of the largest.
 	width := max(5, len(strconv.FormatUint(maxv/div, 10)))
 	perLine := (80 - 7) / (precision + 10 + width)
@@ -406,11 +426,12 @@ func writeGroupText(b *strings.Builder, rs *fioGroup, g *GroupResult) {
 		unit = n2sBitPerSec
 	}
 	line := func(name string, agg, minBW, maxBW, io uint64, minRun, maxRun int64) {
+		sf := rs.sigFigs
 		fmt.Fprintf(b, "%s: bw=%s (%s), %s-%s (%s-%s), io=%s (%s), run=%d-%dmsec\n", name,
-			num2str(agg, sigFigs, 1, i2p, unit), num2str(agg, sigFigs, 1, !i2p, unit),
-			num2str(minBW, sigFigs, 1, i2p, unit), num2str(maxBW, sigFigs, 1, i2p, unit),
-			num2str(minBW, sigFigs, 1, !i2p, unit), num2str(maxBW, sigFigs, 1, !i2p, unit),
-			num2str(io, sigFigs, 1, i2p, n2sByte), num2str(io, sigFigs, 1, !i2p, n2sByte), minRun, maxRun)
+			num2str(agg, sf, 1, i2p, unit), num2str(agg, sf, 1, !i2p, unit),
+			num2str(minBW, sf, 1, i2p, unit), num2str(maxBW, sf, 1, i2p, unit),
+			num2str(minBW, sf, 1, !i2p, unit), num2str(maxBW, sf, 1, !i2p, unit),
+			num2str(io, sf, 1, i2p, n2sByte), num2str(io, sf, 1, !i2p, n2sByte), minRun, maxRun)
 	}
 	names := []string{"   READ", "  WRITE", "   TRIM"}
 	if rs.unified == UnifiedMixed { // the sum is in the first direction

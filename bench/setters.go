@@ -221,14 +221,23 @@ func setPercentiles(j *Job, v string) error {
 		return fmt.Errorf("at most 20 percentiles, got %d", len(parts))
 	}
 	ps := make([]float64, 0, len(parts))
+	prec := 0
 	for _, p := range parts {
 		f, err := strconv.ParseFloat(p, 64)
 		if err != nil || !(f > 0 && f <= 100) {
 			return fmt.Errorf("percentile %q: want a number above 0 and at most 100", p)
 		}
 		ps = append(ps, f)
+		// fio's percentile_precision: the most digits after the point.
+		if _, frac, ok := strings.Cut(p, "."); ok {
+			n := 0
+			for n < len(frac) && frac[n] >= '0' && frac[n] <= '9' {
+				n++
+			}
+			prec = max(prec, n)
+		}
 	}
-	j.Percentiles = ps
+	j.Percentiles, j.PercentilePrecision = ps, prec
 	return nil
 }
 

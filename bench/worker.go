@@ -12,40 +12,10 @@ import (
 	"time"
 )
 
-// runStat keeps min/max/mean/stddev without buckets (fio's slat).
-type runStat struct {
-	n, min, max uint64
-	sum, sumSq  float64
-}
-
-func (s *runStat) add(v uint64) {
-	if s.n == 0 || v < s.min {
-		s.min = v
-	}
-	s.max = max(s.max, v)
-	s.n++
-	f := float64(v)
-	s.sum += f
-	s.sumSq += f * f
-}
-
-func (s *runStat) merge(o *runStat) {
-	if o.n == 0 {
-		return
-	}
-	if s.n == 0 || o.min < s.min {
-		s.min = o.min
-	}
-	s.max = max(s.max, o.max)
-	s.n += o.n
-	s.sum += o.sum
-	s.sumSq += o.sumSq
-}
-
 // DirStats are one direction's results.
 type DirStats struct {
 	Clat, Lat  Histogram // completion latency (after Commit), total latency
-	slat       runStat   // Queue to end of Commit
+	slat       Histogram // Queue to end of Commit (fio's slat; bucketed for slat_percentiles)
 	IOs, Bytes uint64
 	Short      uint64
 	// Runtime is the time this direction ran (fio's runtime per
@@ -59,7 +29,7 @@ type DirStats struct {
 func (d *DirStats) merge(o *DirStats) {
 	d.Clat.Merge(&o.Clat)
 	d.Lat.Merge(&o.Lat)
-	d.slat.merge(&o.slat)
+	d.slat.Merge(&o.slat)
 	d.IOs += o.IOs
 	d.Bytes += o.Bytes
 	d.Runtime = max(d.Runtime, o.Runtime)
@@ -1584,7 +1554,7 @@ func (w *worker) complete(io *IO, t int64) {
 		st.Clat.Record(uint64(t - io.submitted))
 		st.Lat.Record(uint64(t - io.issued))
 		if !w.syncEng {
-			st.slat.add(uint64(io.submitted - io.issued))
+			st.slat.Record(uint64(io.submitted - io.issued))
 		}
 		st.IOs++
 		st.Bytes += uint64(io.Res)
