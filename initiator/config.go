@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -208,6 +209,20 @@ func (c *Config) setDefaults() error {
 		c.CtrlLossTimeout = 60 * time.Second
 	}
 	return nil
+}
+
+// CtrlLossFromNVMeCLI turns a ctrl-loss-tmo as nvme-cli means it (0:
+// give up at once; negative, nvme-cli's -1: reconnect forever) into
+// Config.CtrlLossTimeout (negative: no reconnect; forever is the longest
+// duration, about 292 years).
+func CtrlLossFromNVMeCLI(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return -1
+	case d < 0:
+		return math.MaxInt64
+	}
+	return d
 }
 
 // SplitAddr accepts "host:port", a bare host (then defaultPort), and

@@ -9,8 +9,10 @@
 // dhchap_secret=DHHC-1:... and dhchap_ctrl_secret=DHHC-1:... (DH-HMAC-CHAP,
 // as nvme connect's --dhchap-secret and --dhchap-ctrl-secret),
 // tls_key=NVMeTLSkey-1:... (TCP: TLS 1.3 with this PSK, as nvme connect
-// --tls), the host's reconnect settings reconnect_delay=2s,
-// ctrl_loss_tmo=60s (0: none), and (TCP) how completions are reaped:
+// --tls), the host's reconnect settings reconnect_delay=2s and
+// ctrl_loss_tmo=60s (durations as every flashpath flag takes them: 60,
+// 60s, 1m; ctrl_loss_tmo=0 gives up at once, -1 reconnects forever, as
+// nvme-cli), and (TCP) how completions are reaped:
 // polled=1 (the default) has the job's own goroutine read its connection,
 // as SPDK's host and fio's polled engines do (polled=0: the host's receive
 // goroutine hands completions over); busy_poll=50us keeps polling the
@@ -36,6 +38,7 @@ import (
 
 	"github.com/flashpath/flashpath/bench"
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/units"
 
 	// The transports the engines' filenames name.
 	_ "github.com/flashpath/flashpath/initiator/rdma"
@@ -185,16 +188,22 @@ func (s *slots) close() error {
 // stops.
 const hipriPoll = time.Millisecond
 
+// durationOpt reads option k in flashpath's duration syntax
+// (units.ParseDuration: 2, 2s, 500ms; -1 forever where forever means
+// something), 0 when it is not set.
 func durationOpt(opts map[string]string, k string) (time.Duration, error) {
 	v, ok := opts[k]
 	if !ok {
 		return 0, nil
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("option %s=%q: want a duration such as 2s", k, v)
+	d, err := units.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("option %s: %w", k, err)
 	}
-	return d, nil
+	if d == units.Forever && k != "ctrl_loss_tmo" {
+		return 0, fmt.Errorf("option %s=-1: forever means nothing here; give a duration such as 2s", k)
+	}
+	return d.Duration(), nil
 }
 
 func boolOpt(opts map[string]string, k string) (bool, error) {
@@ -234,8 +243,8 @@ func parseOptions(m map[string]string) (options, error) {
 	if err := errors.Join(errs...); err != nil {
 		return o, err
 	}
-	if _, set := m["ctrl_loss_tmo"]; set && o.ctrlLossTmo == 0 {
-		o.ctrlLossTmo = -1 // none: fail at once
+	if _, set := m["ctrl_loss_tmo"]; set {
+		o.ctrlLossTmo = initiator.CtrlLossFromNVMeCLI(o.ctrlLossTmo)
 	}
 	switch _, set := m["busy_poll"]; {
 	case o.hipri && !set:

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flashpath/flashpath/bench"
-	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 // docs/bench-options.md and the README's refused options come from
@@ -32,7 +32,7 @@ type benchFlags struct {
 	jsonOutput   string
 	eta          string
 	targetPID    int
-	tcpLoopback  daemon.Duration
+	tcpLoopback  units.Duration
 	enghelp      string
 	cmdhelp      string
 	readonly     bool

@@ -9,8 +9,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/initiator/kernel/kerneltest"
-	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 // TestInitiatorCtrlLossTmo: the initiator's --ctrl-loss-tmo takes the one
@@ -61,15 +62,15 @@ func TestIOCtrlLossTmo(t *testing.T) {
 		if err := cmd.PersistentFlags().Parse([]string{"--ctrl-loss-tmo", tc.flag}); err != nil {
 			t.Fatalf("--ctrl-loss-tmo %s: %v", tc.flag, err)
 		}
-		d := *cmd.PersistentFlags().Lookup("ctrl-loss-tmo").Value.(*daemon.Duration)
-		if got := ctrlLossTimeout(d); got != tc.want {
+		d := *cmd.PersistentFlags().Lookup("ctrl-loss-tmo").Value.(*units.Duration)
+		if got := initiator.CtrlLossFromNVMeCLI(d.Duration()); got != tc.want {
 			t.Errorf("--ctrl-loss-tmo %s: CtrlLossTimeout %v, want %v", tc.flag, got, tc.want)
 		}
 	}
 }
 
 // TestDurationFlagsOneSyntax: every duration flag of every command is a
-// daemon.Duration, which takes seconds, a number with a unit and -1, and
+// units.Duration, which takes seconds, a number with a unit and -1, and
 // shows its default in that syntax.
 func TestDurationFlagsOneSyntax(t *testing.T) {
 	n := 0
@@ -80,11 +81,11 @@ func TestDurationFlagsOneSyntax(t *testing.T) {
 				return
 			}
 			n++
-			if _, ok := f.Value.(*daemon.Duration); !ok {
-				t.Errorf("%s --%s is a %T, not a daemon.Duration (durationVar)", c.CommandPath(), f.Name, f.Value)
+			if _, ok := f.Value.(*units.Duration); !ok {
+				t.Errorf("%s --%s is a %T, not a units.Duration (durationVar)", c.CommandPath(), f.Name, f.Value)
 				return
 			}
-			if _, err := daemon.ParseDuration(f.DefValue); err != nil {
+			if _, err := units.ParseDuration(f.DefValue); err != nil {
 				t.Errorf("%s --%s: default %q does not read back: %v", c.CommandPath(), f.Name, f.DefValue, err)
 			}
 		}

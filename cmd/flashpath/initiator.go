@@ -14,6 +14,7 @@ import (
 	"github.com/flashpath/flashpath/initiator/agent"
 	"github.com/flashpath/flashpath/initiator/kernel"
 	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 func init() { register(newInitiatorCmd) }
@@ -30,14 +31,14 @@ type initiatorFlags struct {
 	discoveryConf    string
 	discover         []string
 	connect          []string
-	interval         daemon.Duration
+	interval         units.Duration
 	once             bool
 	disconnectOnStop bool
 	nrIOQueues       int
 	nrPollQueues     int
-	ctrlLossTmo      daemon.Duration
-	reconnectDelay   daemon.Duration
-	keepAliveTmo     daemon.Duration
+	ctrlLossTmo      units.Duration
+	reconnectDelay   units.Duration
+	keepAliveTmo     units.Duration
 	hostNQN, hostID  string
 	daemonFlags
 }
@@ -106,12 +107,12 @@ func (f *initiatorFlags) toConfig(cmd *cobra.Command) (*agent.Config, error) {
 		cfg.DisconnectOnStop = cfg.DisconnectOnStop || f.disconnectOnStop
 		return cfg, nil
 	}
-	for name, d := range map[string]daemon.Duration{"interval": f.interval, "reconnect-delay": f.reconnectDelay, "keep-alive-tmo": f.keepAliveTmo} {
+	for name, d := range map[string]units.Duration{"interval": f.interval, "reconnect-delay": f.reconnectDelay, "keep-alive-tmo": f.keepAliveTmo} {
 		if err := notForever(name, d); err != nil {
 			return nil, err
 		}
 	}
-	for name, d := range map[string]daemon.Duration{"ctrl-loss-tmo": f.ctrlLossTmo, "reconnect-delay": f.reconnectDelay, "keep-alive-tmo": f.keepAliveTmo} {
+	for name, d := range map[string]units.Duration{"ctrl-loss-tmo": f.ctrlLossTmo, "reconnect-delay": f.reconnectDelay, "keep-alive-tmo": f.keepAliveTmo} {
 		if _, err := d.Seconds(); err != nil {
 			return nil, fmt.Errorf("--%s %w", name, err)
 		}

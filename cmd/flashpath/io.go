@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -14,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flashpath/flashpath/initiator"
-	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 	"github.com/flashpath/flashpath/target/backend"
 )
 
@@ -25,8 +24,8 @@ type ioFlags struct {
 	addr           string
 	nqn            string
 	nsid           uint32
-	reconnectDelay daemon.Duration
-	ctrlLossTmo    daemon.Duration
+	reconnectDelay units.Duration
+	ctrlLossTmo    units.Duration
 }
 
 func (f *ioFlags) config() (initiator.Config, error) {
@@ -44,20 +43,7 @@ func (f *ioFlags) config() (initiator.Config, error) {
 		return initiator.Config{}, err
 	}
 	return initiator.Config{Addr: f.addr, SubNQN: f.nqn, Options: opts, IOQueues: 2,
-		ReconnectDelay: f.reconnectDelay.Duration(), CtrlLossTimeout: ctrlLossTimeout(f.ctrlLossTmo)}, nil
-}
-
-// ctrlLossTimeout is --ctrl-loss-tmo as nvme-cli means it (0: give up at
-// once, -1: reconnect forever) in the library's terms (negative: no
-// reconnect, 0: its default).
-func ctrlLossTimeout(d daemon.Duration) time.Duration {
-	switch d {
-	case 0:
-		return -1
-	case daemon.Forever:
-		return math.MaxInt64 // 292 years
-	}
-	return d.Duration()
+		ReconnectDelay: f.reconnectDelay.Duration(), CtrlLossTimeout: initiator.CtrlLossFromNVMeCLI(f.ctrlLossTmo.Duration())}, nil
 }
 
 // blockNS is a namespace through one path or several.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 	"github.com/flashpath/flashpath/spdk"
 )
 
@@ -18,7 +18,7 @@ func init() { register(newRPCCmd) }
 
 func newRPCCmd() *cobra.Command {
 	var socket string
-	var timeout daemon.Duration
+	var timeout units.Duration
 	cmd := &cobra.Command{
 		Use:   "rpc METHOD [JSON-PARAMS]",
 		Short: "Call the target's SPDK JSON-RPC (what rpc.py -s SOCKET METHOD does)",
@@ -41,7 +41,7 @@ read), and that file replayed from stdin.`,
 				params = json.RawMessage(args[1])
 			}
 			ctx, cancel := cmd.Context(), context.CancelFunc(func() {})
-			if timeout != daemon.Forever {
+			if timeout != units.Forever {
 				ctx, cancel = context.WithTimeout(ctx, timeout.Duration())
 			}
 			defer cancel()

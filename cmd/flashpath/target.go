@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 	"github.com/flashpath/flashpath/spdk"
 	"github.com/flashpath/flashpath/target/server"
 )
@@ -30,7 +31,7 @@ type targetFlags struct {
 	allowHosts []string
 	tls        string
 	tlsKeyFile string
-	busyPoll   daemon.Duration
+	busyPoll   units.Duration
 	rpcSocket  string
 	remote     remoteRPC
 	daemonFlags

@@ -14,11 +14,11 @@ import (
 // What the Debian package ships around the binary (scripts/deb.sh): the
 // systemd units in deploy/ and the man pages.
 
-// units are the units in deploy/ with the exposure that `systemd-analyze
+// systemdUnits are the units in deploy/ with the exposure that `systemd-analyze
 // security` gives them today (x10, its --threshold scale): a change that
 // makes a unit's sandbox weaker fails TestUnitSandbox. Lower the number
 // when a change makes one stronger.
-var units = []struct {
+var systemdUnits = []struct {
 	name     string
 	cmd      string // flashpath's subcommand in ExecStart=
 	exposure int
@@ -58,7 +58,7 @@ func unitFile(t *testing.T, name string) map[string][]string {
 // flags that exist, reloads with SIGHUP, reports readiness, and starts
 // only once the configuration file it names is there.
 func TestUnitExecStart(t *testing.T) {
-	for _, u := range units {
+	for _, u := range systemdUnits {
 		t.Run(u.name, func(t *testing.T) {
 			kv := unitFile(t, u.name)
 			for k, want := range map[string]string{
@@ -96,7 +96,7 @@ func TestUnitExecStart(t *testing.T) {
 }
 
 // TestUnitSandbox: systemd-analyze rates each unit's sandbox no worse
-// than recorded in units, and finds nothing wrong in it (unknown keys,
+// than recorded in systemdUnits, and finds nothing wrong in it (unknown keys,
 // bad values). Offline: no systemd needs to run.
 func TestUnitSandbox(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
@@ -111,7 +111,7 @@ func TestUnitSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	overall := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) `)
-	for _, u := range units {
+	for _, u := range systemdUnits {
 		t.Run(u.name, func(t *testing.T) {
 			path := filepath.Join("../../deploy", u.name)
 			out, err := exec.Command(sa, "security", "--offline=yes", "--threshold="+strconv.Itoa(u.exposure), path).CombinedOutput()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashpath/flashpath/initiator"
 	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 // Config is the initiator daemon's whole configuration.
@@ -107,11 +108,11 @@ func (o ConnectOptions) or(d ConnectOptions) ConnectOptions {
 }
 
 // Duration is a time span written "600", "600s" or "10m" in the file, or
-// -1 (Forever) for ctrl_loss_tmo (daemon.ParseDuration).
-type Duration = daemon.Duration
+// -1 (Forever) for ctrl_loss_tmo (units.ParseDuration).
+type Duration = units.Duration
 
 // Forever is ctrl_loss_tmo -1: the kernel reconnects forever.
-const Forever = daemon.Forever
+const Forever = units.Forever
 
 // DefaultInterval is how often the daemon checks its connections.
 const DefaultInterval = 30 * time.Second

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 // DefaultDiscoveryConf is nvme-cli's list of discovery controllers, read
@@ -128,7 +128,7 @@ func parseConfLine(fields []string) (DiscoveryConfig, error) {
 		if !ok {
 			return nil
 		}
-		x, err := daemon.ParseDuration(v)
+		x, err := units.ParseDuration(v)
 		if err == nil && x == Forever && name != "ctrl-loss-tmo" {
 			err = fmt.Errorf("duration %q: -1 is for --ctrl-loss-tmo only", v)
 		}

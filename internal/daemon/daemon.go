@@ -15,11 +15,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/flashpath/flashpath/internal/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -111,7 +113,7 @@ func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
 	cfg := new(T)
 	if err := dec.Decode(cfg); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Type == durationType && te.Field != "" {
+		if errors.As(err, &te) && te.Type == reflect.TypeFor[units.Duration]() && te.Field != "" {
 			// The path of JSON keys, less the embedded structs' Go
 			// names the decoder puts in it (the keys are lower case).
 			path := slices.DeleteFunc(strings.Split(te.Field, "."), func(k string) bool { return k != "" && unicode.IsUpper(rune(k[0])) })

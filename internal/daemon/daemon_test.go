@@ -3,7 +3,11 @@ package daemon
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 func TestNotify(t *testing.T) {
@@ -25,5 +29,33 @@ func TestNotify(t *testing.T) {
 	n, err := conn.Read(buf)
 	if err != nil || string(buf[:n]) != "READY=1" {
 		t.Fatalf("got %q, %v", buf[:n], err)
+	}
+}
+
+// TestParseConfigDurationField: a duration a file gets wrong is named by
+// its field's path of JSON keys (embedded structs left out).
+func TestParseConfigDurationField(t *testing.T) {
+	type Options struct {
+		Tmo *units.Duration `json:"ctrl_loss_tmo"`
+	}
+	type entry struct {
+		Options
+	}
+	type config struct {
+		Connect  []entry        `json:"connect"`
+		Interval units.Duration `json:"interval"`
+	}
+	for in, want := range map[string]string{
+		"connect: [{ctrl_loss_tmo: -2}]\n": `connect.ctrl_loss_tmo: duration "-2": want seconds (600)`,
+		"interval: soon\n":                 `interval: duration "soon": want seconds (600)`,
+	} {
+		_, err := ParseConfig([]byte(in), func(*config) error { return nil })
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%q: %v, want %q...", in, err, want)
+		}
+	}
+	cfg, err := ParseConfig([]byte("connect: [{ctrl_loss_tmo: -1}, {ctrl_loss_tmo: 600}]\ninterval: 10m\n"), func(*config) error { return nil })
+	if err != nil || *cfg.Connect[0].Tmo != units.Forever || cfg.Connect[1].Tmo.Duration() != 10*time.Minute || cfg.Interval.Duration() != 10*time.Minute {
+		t.Fatalf("%+v, %v", cfg, err)
 	}
 }

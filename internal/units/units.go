@@ -2,7 +2,10 @@
 // which every caller names: IEC for flashpath's own sizes (backend specs,
 // the CLI's offsets and lengths), where KB is 1000 and KiB 1024 as the
 // standards have it, and fio's for fio job options, where k and kb are
-// 1024 and the IEC spellings 1000 unless kb_base says otherwise.
+// 1024 and the IEC spellings 1000 unless kb_base says otherwise. It also
+// parses durations in flashpath's one syntax (ParseDuration: seconds, a
+// number and a unit, or -1 for forever), for every flag, configuration
+// field and engine option that takes one.
 package units
 
 import (

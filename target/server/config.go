@@ -94,11 +94,11 @@ type Config struct {
 	// DefaultBusyPoll; "0s": sleep at once). Commands arriving within it
 	// are served without waking an idle CPU, at the price of that CPU
 	// time. Use BusyPollWindow to read it.
-	BusyPoll *daemon.Duration `json:"busy_poll,omitempty"`
+	BusyPoll *units.Duration `json:"busy_poll,omitempty"`
 	// IOKeepAlive is the keep-alive timeout given to an I/O controller
 	// whose host asks for none ("" or "0s": none, as asked). Discovery
 	// controllers get 120 s in that case, as on the Linux target.
-	IOKeepAlive daemon.Duration `json:"io_keep_alive,omitempty"`
+	IOKeepAlive units.Duration `json:"io_keep_alive,omitempty"`
 	// DHCHAPHashes and DHCHAPDHGroups are the DH-HMAC-CHAP hash functions
 	// ("sha256", "sha384", "sha512") and DH groups ("null", "ffdhe2048" ...
 	// "ffdhe8192") the target accepts, in order of preference. Default:
@@ -120,9 +120,9 @@ type Config struct {
 	// ConnectTimeout the wait from ICResp to Connect and each step of
 	// authentication, SendTimeout how long a host that does not read its
 	// responses keeps its connection (defaults 10s, 10s, 30s).
-	ICTimeout      daemon.Duration `json:"ic_timeout,omitempty"`
-	ConnectTimeout daemon.Duration `json:"connect_timeout,omitempty"`
-	SendTimeout    daemon.Duration `json:"send_timeout,omitempty"`
+	ICTimeout      units.Duration `json:"ic_timeout,omitempty"`
+	ConnectTimeout units.Duration `json:"connect_timeout,omitempty"`
+	SendTimeout    units.Duration `json:"send_timeout,omitempty"`
 }
 
 // limits parses the buffer limits (0: the default).
@@ -287,7 +287,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("io_keep_alive %v: want 0 (none) or more, e.g. \"120s\"", c.IOKeepAlive))
 	}
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
-		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", daemon.Duration(d), MaxBusyPoll))
+		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", units.Duration(d), MaxBusyPoll))
 	}
 	if _, _, err := c.authOptions(); err != nil {
 		errs = append(errs, err)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flashpath/flashpath/internal/daemon"
+	"github.com/flashpath/flashpath/internal/units"
 )
 
 func TestResolveNSIDs(t *testing.T) {
@@ -56,7 +56,7 @@ func TestPlanReload(t *testing.T) {
 	config := func() *Config {
 		return &Config{
 			Listeners: []string{"tcp://127.0.0.1:4421"},
-			BusyPoll:  new(daemon.Duration(0)),
+			BusyPoll:  new(units.Duration(0)),
 			Subsystems: []SubsystemConfig{
 				{NQN: added, Namespaces: []NamespaceConfig{{Backend: "mem:1MiB"}, {Backend: "mem:2MiB"}}},
 				{NQN: reloadNQN, Serial: "s2", AllowedHosts: []HostConfig{{NQN: hostB}, {NQN: hostA}}, Namespaces: []NamespaceConfig{

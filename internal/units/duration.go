@@ -1,4 +1,4 @@
-package daemon
+package units
 
 import (
 	"encoding/json"
@@ -88,13 +88,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		v, err = ParseDuration(s)
 	}
 	if err != nil {
-		return &json.UnmarshalTypeError{Value: err.Error(), Type: durationType}
+		return &json.UnmarshalTypeError{Value: err.Error(), Type: reflect.TypeFor[Duration]()}
 	}
 	*d = v
 	return nil
 }
-
-var durationType = reflect.TypeFor[Duration]()
 
 // MarshalJSON writes d as String does, as a JSON string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
