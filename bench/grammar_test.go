@@ -241,7 +241,7 @@ func TestRefusedOptionsSayWhy(t *testing.T) {
 	for _, tc := range []struct{ line, want string }{
 		{"steadystate=iops:1%", "steady-state"},
 		{"ss=iops:1%", "steady-state"},
-		{"rw=read:-8k", "backwards offset modifier"},
+		{"rw=randread:-8", "negative modifier on a random pattern"},
 		{"verify=crc99", "crc99"},
 		{"write_iolog=x", "I/O logs"},
 		{"io_submit_mode=offload", "offload"},

@@ -34,7 +34,7 @@ type optionSpec struct {
 var optionSpecs = []optionSpec{
 	{name: "name", help: "job name", set: func(j *Job, v string) error { j.Name = v; return nil }},
 	{name: "description", help: "free text, carried into the reports", set: func(j *Job, v string) error { j.Description = v; return nil }},
-	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k skips 8k after each I/O; rw=randread:8 a new random offset every 8 I/Os, see rw_sequencer); a negative one (backwards) is refused", set: setRW},
+	{name: "rw", aliases: []string{"readwrite"}, help: "read, write, trim, randread, randwrite, randtrim, rw, randrw, trimwrite; the :<nr> offset modifier (rw=read:8k skips 8k after each I/O; rw=randread:8 a new random offset every 8 I/Os, see rw_sequencer); a negative one goes backwards, as fio: rw=read:-8k at bs=4k reads block 0, then from the region's second last block down (one from 0 on, whole blocks, no bssplit)", set: setRW},
 	{name: "rw_sequencer", help: "sequential (fio's default): rw=randread:N takes a new random offset every N I/Os and goes on sequentially between; identical: repeats the offset N times", set: enumSetter(func(j *Job) *bool { return &j.RWSequencerIdentical },
 		"sequential or identical", map[string]bool{"sequential": false, "identical": true})},
 	{name: "bs", aliases: []string{"blocksize"}, help: "block size, or read,write block sizes (4k, 128k)", set: setBS},

@@ -181,8 +181,10 @@ func (j *Job) checkPending() error {
 		return fmt.Errorf("option %s: %w: %s is parsed, but flashpath's workers do not run it", opt, ErrRefusedOption, what)
 	}
 	switch {
-	case j.RWModifier < 0:
-		return pending("rw", fmt.Sprintf("the backwards offset modifier %s:%d", j.RW, j.RWModifier))
+	case j.RWModifier < 0 && j.RW.Random:
+		// fio reads it as a count of I/Os per random offset, unsigned:
+		// 4294967288 for -8.
+		return pending("rw", fmt.Sprintf("a negative modifier on a random pattern, %s:%d", j.RW, j.RWModifier))
 	}
 	return nil
 }

@@ -191,6 +191,12 @@ type worker struct {
 	// a random job's I/Os left before the next random offset (fio's
 	// ddir_seq_nr), and each direction's last block.
 	seqSkip [numDirs]uint64
+	// seqBack is a negative rw modifier (rw=read:-8k) in blocks: each
+	// I/O starts that many blocks before the end of the last, and one
+	// that would start before the region starts instead that many before
+	// its end (fio's get_next_seq_offset), so that -2 blocks reads the
+	// region backwards, one block at a time.
+	seqBack [numDirs]uint64
 	// unit is each direction's offset grid: the block size, or blockalign
 	// for a random job.
 	unit    [numDirs]int64
@@ -345,6 +351,11 @@ func (w *worker) setup(filename string) error {
 		}
 		if j.RW.Random && !j.NoRandomMap && j.Dist.Kind == DistRandom && j.BSSplit[d] != nil {
 			w.cover[d] = newCoverMap(n)
+		}
+	}
+	if m := j.RWModifier; m < 0 {
+		if err := w.setupBackwards(-m); err != nil {
+			return err
 		}
 	}
 	if j.Verify != "" && j.RW.Write {
@@ -983,7 +994,14 @@ func (w *worker) next(io *IO) bool {
 	case !j.RW.Random:
 		// rw=read:N (N bytes): sequential with a hole of N after each I/O.
 		blk = w.seqNext[d]
-		if w.seqNext[d] += 1 + w.seqSkip[d]; w.seqNext[d] >= w.nblocks[d] {
+		if back := w.seqBack[d]; back > 0 {
+			// rw=read:-8k: back from the end of this one, or from the
+			// region's end once that is before its start.
+			w.seqNext[d] = blk + 1 - back
+			if blk+1 < back {
+				w.seqNext[d] = w.nblocks[d] - back
+			}
+		} else if w.seqNext[d] += 1 + w.seqSkip[d]; w.seqNext[d] >= w.nblocks[d] {
 			w.seqNext[d] = 0
 			w.wrapped()
 		}
@@ -1079,6 +1097,41 @@ func (w *worker) next(io *IO) bool {
 		io.Op = OpRead
 	}
 	return true
+}
+
+// setupBackwards takes a negative rw modifier of back bytes: a
+// sequential job's next I/O starts back bytes before the end of the
+// last, as fio's get_next_seq_offset; one that would start before the
+// region instead starts back bytes before its end. rw=read:-8k at bs=4k
+// reads block 0, then the region's blocks from the second last down to
+// block 1, then 0 again: its last block is never read, as in fio.
+func (w *worker) setupBackwards(back int64) error {
+	j := w.job
+	switch {
+	case j.RW.Random:
+		return fmt.Errorf("option rw: a random pattern's modifier is a count of I/Os, not negative")
+	case w.offset != 0:
+		// fio rewinds to the file's I/O size there, not the region's end.
+		return fmt.Errorf("option rw: the backwards modifier %d from a start offset of %d (offset, offset_increment) is not run here: from 0 only", -back, w.offset)
+	case j.NrFiles > 1:
+		return fmt.Errorf("option rw: the backwards modifier %d goes with one file here", -back)
+	}
+	for d := range numDirs {
+		if !j.issues(Direction(d)) {
+			continue
+		}
+		bs := int64(j.BS[d])
+		switch {
+		case j.BSSplit[d] != nil:
+			return fmt.Errorf("option rw: the backwards modifier %d goes with one %s block size here, not bssplit", -back, Direction(d))
+		case back%bs != 0 || w.size%bs != 0:
+			return fmt.Errorf("option rw: the backwards modifier %d and the region's size %d must be multiples of the %s block size %d here", -back, w.size, Direction(d), bs)
+		case uint64(back/bs) > w.nblocks[d]:
+			return fmt.Errorf("option rw: the backwards modifier %d is more than the region's %d bytes", -back, w.size)
+		}
+		w.seqBack[d] = uint64(back / bs)
+	}
+	return nil
 }
 
 // spent reports that next has no more I/O to give (as its first
