@@ -233,3 +233,39 @@ func TestThinkTimeIssueAsFio(t *testing.T) {
 		t.Errorf("the job ran %.1f ms, want 480", end)
 	}
 }
+
+// TestThinkTimeIOTimeAsFio: thinktime_iotime stalls once it and the
+// thinktime have passed since the last stall was decided (the job's
+// start for the first), checked after each I/O and each reap as fio's
+// handle_thinktime; thinktime_blocks' default does not count then, one
+// given does, whichever comes first. Here 10 ms I/Os one at a time,
+// thinktime 50 ms, thinktime_iotime 200 ms: the stalls are decided at
+// 250 and 500 ms (the reaps there), 50 I/Os end at 600.
+func TestThinkTimeIOTimeAsFio(t *testing.T) {
+	lat := func(int) time.Duration { return 10 * time.Millisecond }
+	opts := []Option{{"rw", "read"}, {"bs", "4k"}, {"size", "1m"}, {"iodepth", "1"}, {"number_ios", "50"},
+		{"thinktime", "50ms"}, {"thinktime_iotime", "200ms"}}
+	w, e, stalls := clockRun(t, lat, opts...)
+	var want []float64
+	for k := range 50 {
+		switch {
+		case k < 25:
+			want = append(want, float64(10*k))
+		case k < 45:
+			want = append(want, float64(300+10*(k-25)))
+		default:
+			want = append(want, float64(550+10*(k-45)))
+		}
+	}
+	if !near(e.issued, want) || len(stalls) != 2 {
+		t.Errorf("issued at (ms)%s with %d stalls, want %v with 2", msList(e.issued), len(stalls), want)
+	}
+	if end := float64(w.recEnd) / 1e6; end < 600 || end > 601 {
+		t.Errorf("the job ran %.1f ms, want 600", end)
+	}
+	// thinktime_blocks given: it counts too, here first (every 5 I/Os).
+	_, e, stalls = clockRun(t, lat, append(opts, Option{"thinktime_blocks", "5"})...)
+	if len(stalls) != 10 || !near(e.issued[5:6], []float64{100}) {
+		t.Errorf("thinktime_blocks=5 with thinktime_iotime: %d stalls (want 10), the sixth I/O at%s ms (want 100: five completed at 50, 50 ms stall)", len(stalls), msList(e.issued[5:6]))
+	}
+}

@@ -214,8 +214,14 @@ type Job struct {
 	ThinkIssue      bool
 	ThinkSpin       time.Duration
 	RateIgnoreThink bool
-	TimeBased       bool
-	RWMixRead       int // percent of reads in mixed workloads
+	// ThinkIOTime is thinktime_iotime: a stall also once this long has
+	// passed since the last one began (fio counts the stall in: the I/O
+	// runs for about this long between stalls). Then thinktime_blocks
+	// counts only if the job file gives it (ThinkBlocksSet), as in fio.
+	ThinkIOTime    time.Duration
+	ThinkBlocksSet bool
+	TimeBased      bool
+	RWMixRead      int // percent of reads in mixed workloads
 
 	Direct bool
 	// Sync opens the file for synchronous writes (fio's sync=): SyncFile

@@ -95,7 +95,15 @@ var optionSpecs = []optionSpec{
 		j.ThinkTime = d
 		return err
 	}},
-	{name: "thinktime_blocks", help: "I/Os between stalls (default 1): completed ones, or issued ones with thinktime_blocks_type=issue (which caps the queue depth)", set: intSetter(func(j *Job) *int { return &j.ThinkBlocks }, 1, 1<<30)},
+	{name: "thinktime_blocks", help: "I/Os between stalls (default 1): completed ones, or issued ones with thinktime_blocks_type=issue (which caps the queue depth)", set: func(j *Job, v string) error {
+		j.ThinkBlocksSet = true
+		return intSetter(func(j *Job) *int { return &j.ThinkBlocks }, 1, 1<<30)(j, v)
+	}},
+	{name: "thinktime_iotime", help: "stall also after this long of I/O (bare number: seconds): as fio 3.33, once it plus thinktime has passed since the last stall was decided; thinktime_blocks then counts only if given, whichever comes first", set: func(j *Job, v string) error {
+		d, err := parseTimeUnit(v, time.Second)
+		j.ThinkIOTime = d
+		return err
+	}},
 	{name: "thinktime_blocks_type", help: "complete (fio's default: count completed I/Os, the queue filling to iodepth between stalls) or issue (count issued I/Os: bursts of thinktime_blocks at depths 1 to thinktime_blocks, then the stall)", set: enumSetter(func(j *Job) *bool { return &j.ThinkIssue },
 		"complete or issue", map[string]bool{"complete": false, "issue": true})},
 	{name: "thinktime_spin", help: "the part of each stall spent spinning rather than sleeping (bare number: microseconds)", set: func(j *Job, v string) error {

@@ -152,7 +152,6 @@ var fioOnlySpecs = []optionSpec{
 	refuse("zone_reset_threshold", "zoned block devices are not supported"),
 	refuse("zone_reset_frequency", "zoned block devices are not supported"),
 	refuse("lockmem", "pinning memory away from the job is not implemented"),
-	refuse("thinktime_iotime", "thinktime after a period of I/O time is not implemented"),
 	refuse("rate_cycle", "the rate cap is paced per I/O here; fio's averaging window is not implemented"),
 	refuse("max_latency", "ending a job on a latency ceiling is not implemented"),
 	refuse("latency_target", "searching the queue depth for a latency target is not implemented"),

@@ -163,7 +163,10 @@ type worker struct {
 	// fio's default); thinkBase is the count when the stall was decided
 	// (completions while the queue drains count toward the next, as fio).
 	sinceThink, thinkBase int
-	rateHeld              bool // issuing waits for the rate
+	// lastThink is when the last thinktime stall was decided (ns since
+	// base; 0 before the first), for thinktime_iotime.
+	lastThink int64
+	rateHeld  bool // issuing waits for the rate
 	// rateSleep is how early the held I/O was when the rate held it
 	// back: runRateWait sleeps that long after the queue drained, as fio,
 	// so the job falls behind its schedule by the drain and catches up
@@ -819,12 +822,30 @@ func (w *worker) reap(issuing bool) error {
 }
 
 // checkThink decides a thinktime stall once thinktime_blocks I/Os have
-// been issued or completed since the last (fio's handle_thinktime, after
-// each I/O and each reap): issuing stops, the queue drains, runThink
-// stalls.
+// been issued or completed since the last, or with thinktime_iotime once
+// that and the thinktime have passed since the last was decided (fio's
+// handle_thinktime, after each I/O and each reap; the default
+// thinktime_blocks does not count then): issuing stops, the queue
+// drains, runThink stalls.
 func (w *worker) checkThink() {
-	if !w.thinking && w.sinceThink >= w.job.ThinkBlocks {
+	if w.thinking {
+		return
+	}
+	j := w.job
+	if j.ThinkIOTime > 0 {
+		if now := w.now(); now-w.lastThink >= int64(j.ThinkIOTime+j.ThinkTime) {
+			w.thinking, w.thinkBase, w.lastThink = true, w.sinceThink, now
+			return
+		}
+		if !j.ThinkBlocksSet {
+			return
+		}
+	}
+	if w.sinceThink >= j.ThinkBlocks {
 		w.thinking, w.thinkBase = true, w.sinceThink
+		if j.ThinkIOTime > 0 {
+			w.lastThink = w.now()
+		}
 	}
 }
 
