@@ -269,3 +269,24 @@ func TestThinkTimeIOTimeAsFio(t *testing.T) {
 		t.Errorf("thinktime_blocks=5 with thinktime_iotime: %d stalls (want 10), the sixth I/O at%s ms (want 100: five completed at 50, 50 ms stall)", len(stalls), msList(e.issued[5:6]))
 	}
 }
+
+// TestThinkTimeNotAfterLastAsFio: the completions of the drain after a
+// job's last I/O do not stall it (fio reaps them after its loop, where
+// no thinktime follows); those reaped while it still issues do. Four
+// 10 ms I/Os, thinktime_blocks=4 (completed): at iodepth=8 all four go
+// at once and the job ends at 10 ms; at iodepth=1 the fourth completes
+// inside the loop (the queue is full), so the job stalls: 40 + 50 ms.
+func TestThinkTimeNotAfterLastAsFio(t *testing.T) {
+	for _, tc := range []struct {
+		depth  string
+		stalls int
+		end    float64
+	}{{"8", 0, 10}, {"1", 1, 90}} {
+		w, _, stalls := clockRun(t, func(int) time.Duration { return 10 * time.Millisecond },
+			Option{"rw", "read"}, Option{"bs", "4k"}, Option{"size", "16k"}, Option{"iodepth", tc.depth},
+			Option{"thinktime", "50ms"}, Option{"thinktime_blocks", "4"})
+		if end := float64(w.recEnd) / 1e6; len(stalls) != tc.stalls || end < tc.end || end > tc.end+1 {
+			t.Errorf("iodepth=%s: %d stalls, the job ran %.1f ms; want %d, %.0f ms", tc.depth, len(stalls), end, tc.stalls, tc.end)
+		}
+	}
+}

@@ -802,8 +802,12 @@ func (w *worker) reap(issuing bool) error {
 		w.inflight -= len(evs)
 		w.completeHist[batchLevel(len(evs))]++
 		if w.job.ThinkTime > 0 && !w.job.ThinkIssue && !w.verifying {
+			// Not the drain after the last I/O: fio reaps it after its
+			// loop, where no thinktime follows.
 			w.sinceThink += done
-			w.checkThink()
+			if issuing {
+				w.checkThink()
+			}
 		}
 		w.tick(t)
 		if w.inflight == 0 {
