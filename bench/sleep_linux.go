@@ -23,6 +23,10 @@ var sleepGranularity = sync.OnceValue(func() time.Duration {
 	return min(g, time.Millisecond)
 })
 
+// warmSleep measures sleepGranularity before a job that stalls starts
+// (fio measures it at start-up), so that its first stall is not longer.
+func warmSleep() { sleepGranularity() }
+
 // sleepFor blocks the calling thread for d as fio's usec_sleep does:
 // nanosleep for all but the granularity nanosleep overshoots by, then
 // spin what is left (all of d when it is that short). A bare nanosleep

@@ -11,3 +11,6 @@ func sleepFor(d time.Duration, stop func() bool) {
 		time.Sleep(min(left, 10*time.Millisecond))
 	}
 }
+
+// warmSleep has nothing to measure here.
+func warmSleep() {}

@@ -266,6 +266,9 @@ func (w *worker) setup(filename string) error {
 	}
 	w.poisson = j.RateProcess == "poisson"
 	w.minRated = j.RateMin != [numDirs]int64{} || j.RateIOPSMin != [numDirs]int64{}
+	if w.rated || j.ThinkTime > 0 {
+		warmSleep() // measure nanosleep's granularity now, not in the first stall
+	}
 	if (j.Fsync > 0 || j.Fdatasync > 0 || j.EndFsync) && j.RW.Write && w.syncer == nil {
 		return fmt.Errorf("option fsync/fdatasync/end_fsync: engine %s cannot sync", j.IOEngine)
 	}
