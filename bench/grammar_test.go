@@ -618,7 +618,7 @@ func TestRuntimeOptionsParse(t *testing.T) {
 // TestValidationErrorsNameTheLine: an error found once the whole job is
 // known still names the line of the option it is about.
 func TestValidationErrorsNameTheLine(t *testing.T) {
-	secs, err := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=read:-8k\nsize=1m\n"), "w.fio")
+	secs, err := ParseJobFile(strings.NewReader("[j]\nioengine=null\nrw=randread:-8\nsize=1m\n"), "w.fio")
 	if err == nil {
 		_, err = BuildJobs(nil, secs, nil)
 	}
