@@ -233,6 +233,9 @@ func parseOptions(m map[string]string) (options, error) {
 	var errs []error
 	o.polled = true
 	for k, p := range map[string]*bool{"hdr_digest": &o.hdrDigest, "data_digest": &o.dataDigest, "hipri": &o.hipri, "polled": &o.polled} {
+		if _, set := m[k]; !set {
+			continue // the default stands (polled's is 1)
+		}
 		v, err := boolOpt(m, k)
 		*p, errs = v, append(errs, err)
 	}

@@ -40,3 +40,18 @@ func TestParseOptionsDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestParseOptionsDefaults: a job that names no engine option gets the
+// defaults the package documents: polled=1, no digests, no hipri.
+func TestParseOptionsDefaults(t *testing.T) {
+	o, err := parseOptions(map[string]string{})
+	if err != nil || !o.polled || o.hdrDigest || o.dataDigest || o.hipri {
+		t.Fatalf("defaults: %+v, %v; want polled only", o, err)
+	}
+	for v, want := range map[string]bool{"0": false, "1": true, "": true} {
+		o, err := parseOptions(map[string]string{"polled": v, "hdr_digest": v})
+		if err != nil || o.polled != want || o.hdrDigest != want {
+			t.Errorf("polled=%q hdr_digest=%q: %+v, %v; want both %v", v, v, o, err, want)
+		}
+	}
+}
