@@ -29,24 +29,7 @@ func runGolden(t *testing.T) *Report { return runGoldenJob(t, "fio-3.33-null") }
 // runGoldenJob runs testdata/NAME.fio.
 func runGoldenJob(t *testing.T, name string) *Report {
 	t.Helper()
-	f, err := os.Open("testdata/" + name + ".fio")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	secs, err := ParseJobFile(f, name+".fio")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs, err := BuildJobs(nil, secs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Run(context.Background(), Config{Jobs: jobs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
+	return mustRun(t)(runJobPath(t, "testdata/"+name+".fio"))
 }
 
 // jsonShape records a JSON document's structure: for every object its

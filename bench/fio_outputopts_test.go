@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -187,19 +186,7 @@ func TestDiskUtilOffLikeFio(t *testing.T) {
 	}
 	run := func(file string) *Report {
 		t.Helper()
-		secs, err := ParseJobFile(strings.NewReader(file), "job.fio")
-		if err != nil {
-			t.Fatal(err)
-		}
-		jobs, err := BuildJobs(nil, secs, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := Run(context.Background(), Config{Jobs: jobs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
+		return mustRun(t)(runJobFile(t, file))
 	}
 	global := "[global]\nfilename=" + filepath.Join(dir, "data") + "\nsize=1m\nbs=4k\nthread\n"
 	rep := run(global + "disk_util=0\n\n[j]\nrw=randread\nioengine=psync\n")
