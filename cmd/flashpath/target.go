@@ -326,6 +326,7 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 	running := srv.Applied()
 	for _, p := range srv.Ports() {
 		host, svc := splitHostPort(p.Addr)
+		host = connectHost(host, net.InterfaceAddrs)
 		tls := ""
 		if p.TLS {
 			tls = " --tls"
@@ -393,6 +394,24 @@ func splitHostPort(a string) (string, string) {
 		return a, ""
 	}
 	return strings.Trim(a[:i], "[]"), a[i+1:]
+}
+
+// connectHost is the address a host would connect to for a listener on
+// host: the listener's own, or for one on every address (0.0.0.0, ::)
+// this machine's first global unicast IPv4 address (127.0.0.1 without
+// one), since "nvme connect -a ::" reaches nothing.
+func connectHost(host string, addrs func() ([]net.Addr, error)) string {
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return host
+	}
+	if as, err := addrs(); err == nil {
+		for _, a := range as {
+			if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
 }
 
 // firmwareRev is the version as the 8-character firmware revision.

@@ -269,3 +269,37 @@ func TestTargetSPDKConfig(t *testing.T) {
 		t.Errorf("load_config of an existing subsystem: %v", err)
 	}
 }
+
+// TestConnectHost: the banner's commands name an address a host can
+// connect to: a listener on every address shows this machine's first
+// global IPv4 address, or 127.0.0.1, never "::" or "0.0.0.0".
+func TestConnectHost(t *testing.T) {
+	addrs := func(ips ...string) func() ([]net.Addr, error) {
+		return func() ([]net.Addr, error) {
+			var out []net.Addr
+			for _, s := range ips {
+				_, n, err := net.ParseCIDR(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n.IP, _, _ = net.ParseCIDR(s)
+				out = append(out, n)
+			}
+			return out, nil
+		}
+	}
+	for _, tc := range []struct {
+		host  string
+		addrs []string
+		want  string
+	}{
+		{"10.0.0.5", []string{"192.0.2.7/24"}, "10.0.0.5"},
+		{"::", []string{"127.0.0.1/8", "fe80::1/64", "2001:db8::5/64", "192.0.2.7/24"}, "192.0.2.7"},
+		{"0.0.0.0", []string{"127.0.0.1/8"}, "127.0.0.1"},
+		{"host.example", nil, "host.example"},
+	} {
+		if got := connectHost(tc.host, addrs(tc.addrs...)); got != tc.want {
+			t.Errorf("connectHost(%q, %v) = %q, want %q", tc.host, tc.addrs, got, tc.want)
+		}
+	}
+}
