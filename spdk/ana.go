@@ -40,7 +40,7 @@ func checkANAGroup(g uint32) *Error {
 // group leaves no entry, as that is the default.
 func setANA(sc *server.SubsystemConfig, l string, g uint32, st nvmeof.ANAState) {
 	sc.ANAStates = slices.DeleteFunc(slices.Clone(sc.ANAStates), func(a server.ANAStateConfig) bool {
-		return sameListener(a.Listener, l) && (g == 0 || a.Group == g)
+		return server.SameListener(a.Listener, l) && (g == 0 || a.Group == g)
 	})
 	if g != 0 || st != nvmeof.ANAOptimized {
 		sc.ANAStates = append(sc.ANAStates, server.ANAStateConfig{Listener: l, Group: g, State: st.String()})
@@ -52,7 +52,7 @@ func pruneANA(cfg *server.Config) {
 	for i := range cfg.Subsystems {
 		sc := &cfg.Subsystems[i]
 		sc.ANAStates = slices.DeleteFunc(slices.Clone(sc.ANAStates), func(a server.ANAStateConfig) bool {
-			return !slices.ContainsFunc(cfg.Listeners, func(l string) bool { return sameListener(l, a.Listener) })
+			return !slices.ContainsFunc(cfg.Listeners, func(l string) bool { return server.SameListener(l, a.Listener) })
 		})
 	}
 }
@@ -85,7 +85,7 @@ func (s *Server) setANAState(params json.RawMessage) (any, *Error) {
 		if e != nil {
 			return e
 		}
-		i := slices.IndexFunc(cfg.Listeners, func(l string) bool { return sameListener(l, want) && s.listensOn(l, p.NQN) })
+		i := slices.IndexFunc(cfg.Listeners, func(l string) bool { return server.SameListener(l, want) && s.listensOn(l, p.NQN) })
 		if i < 0 {
 			return errorf(CodeInvalidParams, "Invalid parameters: %s does not listen on %s (nvmf_subsystem_get_listeners lists them)", p.NQN, want)
 		}

@@ -19,7 +19,7 @@ import (
 // rules to handle.
 func (s *Server) discoveryListener(add bool, want string) (done bool, e *Error) {
 	isIO := func(cfg *server.Config) bool {
-		return slices.ContainsFunc(cfg.Listeners, func(x string) bool { return sameListener(x, want) })
+		return slices.ContainsFunc(cfg.Listeners, func(x string) bool { return server.SameListener(x, want) })
 	}
 	if isIO(s.srv.Applied()) {
 		return false, nil // an I/O listener: the caller's rules
@@ -28,7 +28,7 @@ func (s *Server) discoveryListener(add bool, want string) (done bool, e *Error) 
 		if isIO(cfg) {
 			return nil // became one meanwhile (a reload): the caller's rules
 		}
-		i := slices.IndexFunc(cfg.DiscoveryListeners, func(x string) bool { return sameListener(x, want) })
+		i := slices.IndexFunc(cfg.DiscoveryListeners, func(x string) bool { return server.SameListener(x, want) })
 		switch {
 		case add && i >= 0:
 			return errorf(CodeInvalidParams, "Invalid parameters: listener %s exists on the discovery subsystem", want)

@@ -742,10 +742,6 @@ func listenerOf(la listenAddress, secure bool) (string, *Error) {
 	return l, nil
 }
 
-// sameListener reports whether two configuration listeners are the same
-// address (tls options aside).
-func sameListener(a, b string) bool { return listenAddressOf(a) == listenAddressOf(b) }
-
 // listensOn reports whether nvmf_get_subsystems shows listener l for
 // subsystem nqn: the configuration file's listeners are every
 // subsystem's, the RPC's those of the subsystems that added them.
@@ -838,7 +834,7 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 			}
 		}
 		for _, x := range cfg.Listeners {
-			if sameListener(x, want) {
+			if server.SameListener(x, want) {
 				l = x
 			}
 		}
@@ -863,7 +859,7 @@ func (s *Server) listener(add bool, params json.RawMessage) (any, *Error) {
 		}
 		cfg.Listeners = s.dropListenRefs(cfg.Listeners, p.NQN, l)
 		if sc := findSubsys(cfg, p.NQN); sc != nil {
-			sc.ANAStates = slices.DeleteFunc(slices.Clone(sc.ANAStates), func(a server.ANAStateConfig) bool { return sameListener(a.Listener, l) })
+			sc.ANAStates = slices.DeleteFunc(slices.Clone(sc.ANAStates), func(a server.ANAStateConfig) bool { return server.SameListener(a.Listener, l) })
 		}
 		pruneANA(cfg)
 		return nil

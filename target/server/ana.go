@@ -56,12 +56,11 @@ func (c *Config) validateANA(i int, sc *SubsystemConfig) []error {
 // listenerOf returns the listener of c at the address l names (the
 // transport and address; ?tls options aside), or "".
 func (c *Config) listenerOf(l string) string {
-	want, err := parseListener(l)
-	if err != nil {
+	if _, err := parseListener(l); err != nil {
 		return ""
 	}
 	for _, x := range c.Listeners {
-		if spec, err := parseListener(x); err == nil && spec.trtype == want.trtype && spec.addr == want.addr {
+		if SameListener(x, l) {
 			return x
 		}
 	}

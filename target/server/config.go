@@ -370,6 +370,18 @@ func ParseListener(s string) (trtype, addr string, err error) {
 	return l.trtype, l.addr, err
 }
 
+// SameListener reports whether listeners a and b are the same transport
+// and address, ?tls options aside; one that does not parse is the same
+// only as itself.
+func SameListener(a, b string) bool {
+	x, errA := parseListener(a)
+	y, errB := parseListener(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return x.trtype == y.trtype && x.addr == y.addr
+}
+
 // parseDiscoveryListener parses a discovery listener: tcp://HOST[:PORT],
 // port 8009 by default.
 func parseDiscoveryListener(s string) (listenerSpec, error) {
