@@ -219,6 +219,27 @@ fp_dmesg_clean() {
 	[ -z "$bad" ] || { echo "$bad"; lab_fail "kernel complained during $1"; }
 }
 
+# fp_fio_paths_start DEV — verified 4 KiB random writes on DEV in the
+# background for 25 s while a test changes its paths (fio_pid; the output
+# goes to $FP_WORK/fio.txt); marks dmesg first.
+fp_fio_paths_start() {
+	fp_dmesg_mark
+	fio --name=mpath --filename="$1" --rw=randwrite --bs=4k --size=32M --iodepth=8 --ioengine=libaio --direct=1 \
+		--verify=crc32c --verify_backlog=64 --time_based --runtime=25 --output="$FP_WORK/fio.txt" &
+	fio_pid=$!
+}
+
+# fp_fio_paths_end WHAT — wait for fp_fio_paths_start's fio: fail if it
+# failed or reported errors, or if the kernel logged an NVMe complaint
+# other than a lost path's recovery.
+fp_fio_paths_end() {
+	wait "$fio_pid" || lab_fail "fio failed: $(tail -n 20 "$FP_WORK/fio.txt")"
+	fio_pid=
+	grep -E "err= *0" "$FP_WORK/fio.txt" || lab_fail "fio reported errors"
+	fp_dmesg_new | grep -i nvme || true
+	fp_dmesg_clean "$1" "starting error recovery|Reconnecting in|failed to connect socket: -111|Failed reconnect attempt|Successfully reconnected|creating [0-9]+ I/O queues|mapped [0-9/]+ default"
+}
+
 # fp_read DEV OFF LEN — print LEN bytes at OFF with O_DIRECT (4 KiB units).
 fp_read() { dd if="$1" bs=4096 skip=$(($2 / 4096)) count=$(($3 / 4096)) iflag=direct status=none; }
 
