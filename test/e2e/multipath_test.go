@@ -249,12 +249,16 @@ func TestMultipathRefusesOtherNamespace(t *testing.T) {
 // on: the target dies around it, as a node losing power would.
 type killAfter struct {
 	*sharedStorage
-	n    atomic.Int64
-	kill func()
+	n     atomic.Int64
+	kill  func()
+	fired atomic.Bool
 }
 
+// check starts kill once the storage is about to execute its n-th
+// command; once only, even when commands run at the same time (two could
+// both see n-1 done).
 func (k *killAfter) check() {
-	if n := k.n.Load(); n != 0 && k.ios.Load()+1 == n {
+	if n := k.n.Load(); n != 0 && k.ios.Load()+1 >= n && k.fired.CompareAndSwap(false, true) {
 		go k.kill()
 	}
 }
