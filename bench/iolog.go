@@ -126,6 +126,10 @@ type jobLog struct {
 	bwAvg  int64 // bandwidth/IOPS window in ns
 	latWin window
 	bwWin  window
+	// noSlat: no slat entries (a synchronous engine's I/O has none in
+	// fio). noBW and noIOPS: the bandwidth or IOPS log stays empty, as
+	// fio's per-I/O one (log_avg_msec=0) with disable_bw, or gtod_reduce.
+	noSlat, noBW, noIOPS bool
 }
 
 // window accumulates one averaging period per direction.
@@ -155,8 +159,11 @@ func newJobLog(j *Job, thread int, files *logFiles) (*jobLog, error) {
 	if l.avg > 0 {
 		l.bwAvg = min(l.bwAvg, l.avg)
 	}
+	l.noBW, l.noIOPS = j.noBWSamples(), j.noIOPSSamples()
 	prefix := [numLogs]string{o.LatName, o.LatName, o.LatName, o.BWName, o.IOPSName}
-	for k, on := range [numLogs]bool{o.Lat, o.Lat, o.Lat, o.BW, o.IOPS} {
+	// fio writes no log of a latency it does not measure (disable_slat,
+	// disable_clat, disable_lat), not even an empty one.
+	for k, on := range [numLogs]bool{o.Lat && !j.DisableSlat, o.Lat && !j.DisableClat, o.Lat && !j.DisableLat, o.BW, o.IOPS} {
 		if !on {
 			continue
 		}
@@ -183,7 +190,9 @@ func (l *jobLog) record(d Direction, io *IO, t int64) {
 	if l.opt.Lat {
 		if l.avg == 0 {
 			for k, v := range [3]float64{slat, clat, lat} {
-				l.emit(k, t, uint64(v), d, uint64(io.Len), uint64(io.Offset))
+				if l.out[k] != nil && (k != logSlat || !l.noSlat) {
+					l.emit(k, t, uint64(v), d, uint64(io.Len), uint64(io.Offset))
+				}
 			}
 		} else {
 			w := &l.latWin
@@ -222,7 +231,9 @@ func (l *jobLog) flushLat(t int64) {
 	for d := range numDirs {
 		if n := w.n[d]; n > 0 {
 			for k := range 3 {
-				l.emit(k, t, uint64(w.sum[d][k]/float64(n)), d, 0, 0)
+				if l.out[k] != nil && (k != logSlat || !l.noSlat) {
+					l.emit(k, t, uint64(w.sum[d][k]/float64(n)), d, 0, 0)
+				}
 			}
 		}
 	}
@@ -237,10 +248,10 @@ func (l *jobLog) flushBW(t int64) {
 			if w.n[d] == 0 {
 				continue
 			}
-			if l.opt.BW {
+			if l.opt.BW && !l.noBW {
 				l.emit(logBW, t, uint64(float64(w.bytes[d])/1024/secs), d, 0, 0)
 			}
-			if l.opt.IOPS {
+			if l.opt.IOPS && !l.noIOPS {
 				l.emit(logIOPS, t, uint64(float64(w.n[d])/secs), d, 0, 0)
 			}
 		}

@@ -345,8 +345,19 @@ type Job struct {
 	Unlink, Overwrite, AllowFileCreate bool
 	Fallocate                          string
 	// DisableLat, DisableClat and DisableSlat are fio's disable_lat/_clat/
-	// _slat: the reports leave those latencies out.
-	DisableLat, DisableClat, DisableSlat bool
+	// _slat: those latencies are not recorded, so the reports leave them
+	// out (their percentiles too; disable_clat also the latency buckets
+	// and sync latencies, which fio counts from completion latency).
+	// DisableBW is disable_bw_measurement: a per-I/O bandwidth log
+	// (write_bw_log with log_avg_msec=0) stays empty, and the bandwidth
+	// statistics, which fio then takes from that log, have no samples;
+	// otherwise the 500 ms windows are kept, as fio keeps them.
+	// GtodReduce is gtod_reduce, whose setter sets the four and turns
+	// the percentiles off where it stands (fio's callback); with it, or
+	// with disable_clat, _slat and _bw all set (fio's gtod_reduce()), a
+	// per-I/O IOPS log and the IOPS statistics stay empty likewise.
+	DisableLat, DisableClat, DisableSlat, DisableBW bool
+	GtodReduce                                      bool
 	// Nice is nice= (-20..19) for the job's thread (0: unchanged); Prio
 	// and PrioClass are prio= (0..7) and prioclass= (1 realtime, 2 best
 	// effort, 3 idle) for its I/O (ioprio_set); -1: not given.
@@ -485,4 +496,17 @@ func (j *Job) issues(d Direction) bool {
 		return j.RW.Trim
 	}
 	return j.RW.Write
+}
+
+// noBWSamples: the job keeps no bandwidth samples. fio takes them from
+// its per-I/O bandwidth log when write_bw_log has log_avg_msec=0, and
+// disable_bw leaves that log empty; otherwise from its 500 ms windows,
+// which disable_bw leaves alone.
+func (j *Job) noBWSamples() bool { return j.DisableBW && j.Logs.BW && j.Logs.AvgMsec == 0 }
+
+// noIOPSSamples is the same for IOPS, which fio's per-I/O log leaves out
+// under its gtod_reduce(): gtod_reduce, or disable_clat, disable_slat
+// and disable_bw together.
+func (j *Job) noIOPSSamples() bool {
+	return (j.GtodReduce || j.DisableClat && j.DisableSlat && j.DisableBW) && j.Logs.IOPS && j.Logs.AvgMsec == 0
 }

@@ -288,13 +288,10 @@ var optionSpecs = []optionSpec{
 		j.UnitBase = n
 		return nil
 	}},
-	{name: "disable_lat", support: Ignored, bool_: true, help: "total latency is still measured and reported here (fio leaves it out)", set: boolSetter(func(j *Job) *bool { return &j.DisableLat })},
-	{name: "disable_clat", support: Ignored, bool_: true, help: "completion latency is still measured and reported here (fio leaves it out)", set: boolSetter(func(j *Job) *bool { return &j.DisableClat })},
-	{name: "disable_slat", support: Ignored, bool_: true, help: "submission latency is still measured and reported here (fio leaves it out)", set: boolSetter(func(j *Job) *bool { return &j.DisableSlat })},
-	{name: "disable_bw_measurement", aliases: []string{"disable_bw"}, support: Ignored, bool_: true, help: "bandwidth is still measured and reported here", set: func(j *Job, v string) error {
-		var b bool
-		return boolSetter(func(*Job) *bool { return &b })(j, v)
-	}},
+	{name: "disable_lat", bool_: true, help: "total latency is not measured: lat is left out of the reports (zero in JSON and terse), lat_percentiles off, no _lat.N.log from write_lat_log", set: boolSetter(func(j *Job) *bool { return &j.DisableLat })},
+	{name: "disable_clat", bool_: true, help: "completion latency is not measured: clat, its percentiles (clat_percentiles off), the latency buckets (fio's lat (nsec/usec/msec), latency_ns/us/ms) and sync latencies are left out (zero in JSON and terse), no _clat.N.log", set: boolSetter(func(j *Job) *bool { return &j.DisableClat })},
+	{name: "disable_slat", bool_: true, help: "submission latency is not measured: slat is left out of the reports (zero in JSON and terse), slat_percentiles off, no _slat.N.log", set: boolSetter(func(j *Job) *bool { return &j.DisableSlat })},
+	{name: "disable_bw_measurement", aliases: []string{"disable_bw"}, bool_: true, help: "a per-I/O bandwidth log (write_bw_log, log_avg_msec=0) stays empty and the bandwidth statistics are left out, as fio's; otherwise the 500 ms bandwidth windows are kept, as fio keeps them", set: boolSetter(func(j *Job) *bool { return &j.DisableBW })},
 	// They describe how fio itself runs; flashpath runs the same way.
 	{name: "thread", aliases: []string{"threads"}, help: "jobs are goroutines, threads of one process, always (fio's thread=1); thread=0 (fio's processes) runs them the same way", bool_: true, set: func(j *Job, v string) error {
 		var b bool
@@ -302,9 +299,13 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "clocksource", support: Ignored, help: "latency is always timed with the monotonic clock", set: enumSetter(func(*Job) *string { return new(string) },
 		"gettimeofday, clock_gettime or cpu", map[string]string{"gettimeofday": "", "clock_gettime": "", "cpu": ""})},
-	{name: "gtod_reduce", support: Ignored, help: "every statistic is always kept (it costs little here)", bool_: true, set: func(j *Job, v string) error {
-		var b bool
-		return boolSetter(func(*Job) *bool { return &b })(j, v)
+	{name: "gtod_reduce", help: "sets disable_lat, disable_clat, disable_slat and disable_bw, and clat_percentiles, lat_percentiles and slat_percentiles off, where it stands (later options may set them again), as fio; a per-I/O IOPS log stays empty; time is still read for every I/O", bool_: true, set: func(j *Job, v string) error {
+		if err := boolSetter(func(j *Job) *bool { return &j.GtodReduce })(j, v); err != nil || !j.GtodReduce {
+			return err
+		}
+		j.DisableLat, j.DisableClat, j.DisableSlat, j.DisableBW = true, true, true, true
+		j.ClatPct, j.LatPct, j.SlatPct = false, false, false
+		return nil
 	}},
 	onlyValue("bwavgtime", "500", "bandwidth windows are fio's default 500 ms here; another width is refused"),
 	onlyValue("iopsavgtime", "500", "IOPS windows are fio's default 500 ms here; another width is refused"),

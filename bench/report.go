@@ -214,8 +214,9 @@ type fioStats struct {
 	usr, sys     time.Duration
 	ctx          uint64
 	c            fioCounters
-	// lat is every read and write latency, for the latency_* buckets
-	// (fio's io_u_lat_n/u/m count total latency of reads and writes).
+	// lat is every read and write completion latency, for the latency_*
+	// buckets (fio's io_u_mark_latency counts each read's and write's
+	// clat, none with disable_clat).
 	lat Histogram
 }
 
@@ -254,8 +255,8 @@ func newFioStats(g *GroupResult, jr *JobResult, members []*JobResult) *fioStats 
 		s.c.Majf += c.Majf
 		s.ctx += c.Ctx
 	}
-	s.lat.Merge(&jr.Dir[DirRead].Lat)
-	s.lat.Merge(&jr.Dir[DirWrite].Lat)
+	s.lat.Merge(&jr.Dir[DirRead].Clat)
+	s.lat.Merge(&jr.Dir[DirWrite].Clat)
 	return s
 }
 
@@ -629,7 +630,7 @@ func jobJSON(s *fioStats, rs *fioGroup, plus bool) fioJob {
 		Error:             errno(jr.Err),
 		Eta:               math.MaxInt32, // fio's eta once every job is done
 		JobOptions:        opts,
-		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(j.ClatPct || j.LatPct), plus), TotalIOs: jr.Syncs.Count()},
+		Sync:              fioSync{LatNs: latJSON(&jr.Syncs, j.percentiles(j.ClatPct || j.LatPct), plus), TotalIOs: jr.SyncIOs},
 		JobRuntime:        s.totalRuntime,
 		Ctx:               s.ctx,
 		Majf:              s.c.Majf,
@@ -694,7 +695,7 @@ func jobJSON(s *fioStats, rs *fioGroup, plus bool) fioJob {
 
 // latencyDist is fio's io_u_lat_n, io_u_lat_u and io_u_lat_m in percent
 // of the I/Os (stat_calc_lat: at least 0.01 for a bucket that is not
-// empty). fio's io_u_mark_latency files a total latency
+// empty). fio's io_u_mark_latency files a completion latency
 // below 1000 ns under the first bound above it (2, 4, 10, ..., 1000),
 // else one below 1000 µs likewise in µs, else in ms (2, ..., 2000, and
 // >=2000 beyond).

@@ -239,7 +239,7 @@ func writeJobText(b *strings.Builder, fj *fioJob, rs *fioGroup) {
 	writeDistText(b, "     complete  :", submitKeys, depthDist(s.c.Complete))
 	d := &jr.Dir
 	fmt.Fprintf(b, "     issued rwts: total=%d,%d,%d,%d short=%d,%d,%d,0 dropped=0,0,0,0\n",
-		d[DirRead].IOs, d[DirWrite].IOs, d[DirTrim].IOs, jr.Syncs.Count(), d[DirRead].Short, d[DirWrite].Short, d[DirTrim].Short)
+		d[DirRead].IOs, d[DirWrite].IOs, d[DirTrim].IOs, jr.SyncIOs, d[DirRead].Short, d[DirWrite].Short, d[DirTrim].Short)
 	if fj.TotalErr != nil {
 		fmt.Fprintf(b, "     errors    : total=%d, first_error=%d/<%s>\n", *fj.TotalErr, *fj.FirstError, strerror(*fj.FirstError))
 	}

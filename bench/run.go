@@ -50,6 +50,7 @@ type JobResult struct {
 	// thread gets an equal share of the process's context switches.
 	Minf, Majf, Ctx uint64
 	Syncs           Histogram // fsync/fdatasync latency (fio's "sync")
+	SyncIOs         uint64    // fsyncs/fdatasyncs done (Syncs has none with disable_clat)
 	Err             error
 	// TotalErr and FirstErr are the errors continue_on_error counted
 	// (fio's total_err, first_error).
@@ -272,7 +273,7 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 		r.DepthHist = w.depthHist
 		r.SubmitHist, r.CompleteHist = w.submitHist, w.completeHist
 		r.Minf, r.Majf, r.Ctx = w.minf, w.majf, w.ctx
-		r.Syncs = w.syncs
+		r.Syncs, r.SyncIOs = w.syncs, w.syncIOs
 		r.TotalErr, r.FirstErr = w.totalErr, w.firstErr
 		r.Err = errors.Join(setupErr[i], runErr[i])
 		if cerr := w.close(); cerr != nil {
@@ -369,6 +370,7 @@ func (g *GroupResult) Grouped() *JobResult {
 		out.Majf += r.Majf
 		out.Ctx += r.Ctx
 		out.Syncs.Merge(&r.Syncs)
+		out.SyncIOs += r.SyncIOs
 		out.Err = errors.Join(out.Err, r.Err)
 		out.TotalErr += r.TotalErr
 		if out.FirstErr == nil {

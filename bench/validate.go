@@ -90,6 +90,11 @@ func (j *Job) validate() error {
 		// random_distribution over sequential jobs).
 		j.Dist = Distribution{}
 	}
+	// fio's add_job: a latency not measured has no percentiles, whatever
+	// the job file says after gtod_reduce or disable_*.
+	j.LatPct = j.LatPct && !j.DisableLat
+	j.ClatPct = j.ClatPct && !j.DisableClat
+	j.SlatPct = j.SlatPct && !j.DisableSlat
 	return nil
 }
 

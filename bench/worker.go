@@ -123,6 +123,10 @@ type worker struct {
 
 	// syncEng: the engine is Synchronous (no slat; clat from Queue).
 	syncEng bool
+	// noLat, noClat and noSlat: total, completion and submission latency
+	// are not recorded (disable_lat, disable_clat, disable_slat or
+	// gtod_reduce; no slat on a synchronous engine).
+	noLat, noClat, noSlat bool
 	// batch is iodepth_batch_submit (I/Os per Commit); low is iodepth_low
 	// (a full queue is reaped down to it); minEv and maxEv are
 	// iodepth_batch_complete_min and _max, as fio resolves them.
@@ -151,6 +155,7 @@ type worker struct {
 	endSynced bool
 	wrote     bool
 	syncs     Histogram // sync latency
+	syncIOs   uint64    // syncs done (fio's total_io_u[DDIR_SYNC]), with disable_clat too
 	loop      int       // loops done
 	refill    bool      // refill_buffers: new random data per write
 	scramble  bool      // scramble_buffers (fio's default): each write's offset and time in its data
@@ -253,6 +258,10 @@ func (w *worker) setup(filename string) error {
 		w.qsync = qs.QueuedSync()
 	}
 	_, w.syncEng = eng.(Synchronous)
+	w.noLat, w.noClat, w.noSlat = j.DisableLat, j.DisableClat, j.DisableSlat || w.syncEng
+	if w.log != nil {
+		w.log.noSlat = w.syncEng // fio logs no slat for a synchronous engine's I/O
+	}
 	w.resolveDepth()
 	for d := range numDirs {
 		// fio's __setup_rate: rate wins; rate_iops is bytes at the
@@ -916,7 +925,7 @@ func (w *worker) tick(t int64) {
 		w.submitHist, w.completeHist = [depthLevels]uint64{}, [depthLevels]uint64{}
 		w.resetRate(t)
 		w.phaseStart = t
-		w.syncs = Histogram{}
+		w.syncs, w.syncIOs = Histogram{}, 0
 		if w.log != nil {
 			w.log.start(t)
 		}
@@ -937,8 +946,12 @@ func (w *worker) tick(t int64) {
 			if w.nblocks[d] == 0 {
 				continue
 			}
-			st.BWSamples = append(st.BWSamples, float64(st.Bytes-w.lastBytes[d])/1024/secs)
-			st.IOPSSamples = append(st.IOPSSamples, float64(st.IOs-w.lastIOs[d])/secs)
+			if !w.job.noBWSamples() {
+				st.BWSamples = append(st.BWSamples, float64(st.Bytes-w.lastBytes[d])/1024/secs)
+			}
+			if !w.job.noIOPSSamples() {
+				st.IOPSSamples = append(st.IOPSSamples, float64(st.IOs-w.lastIOs[d])/secs)
+			}
 			w.lastBytes[d], w.lastIOs[d] = st.Bytes, st.IOs
 		}
 		w.lastSample = t
@@ -1607,7 +1620,10 @@ func (w *worker) complete(io *IO, t int64) {
 		if io.Err != nil && w.ioErr == nil {
 			w.ioErr = fmt.Errorf("sync: %w", io.Err)
 		} else if w.recording {
-			w.syncs.Record(uint64(t - io.issued))
+			w.syncIOs++
+			if !w.noClat {
+				w.syncs.Record(uint64(t - io.issued))
+			}
 		}
 		return
 	}
@@ -1632,9 +1648,13 @@ func (w *worker) complete(io *IO, t int64) {
 	}
 	if w.recording {
 		st := &w.stats[d]
-		st.Clat.Record(uint64(t - io.submitted))
-		st.Lat.Record(uint64(t - io.issued))
-		if !w.syncEng {
+		if !w.noClat {
+			st.Clat.Record(uint64(t - io.submitted))
+		}
+		if !w.noLat {
+			st.Lat.Record(uint64(t - io.issued))
+		}
+		if !w.noSlat {
 			st.slat.Record(uint64(io.submitted - io.issued))
 		}
 		st.IOs++
@@ -1777,7 +1797,10 @@ func (w *worker) sync(datasync bool) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	if w.recording {
-		w.syncs.Record(uint64(w.now() - t0))
+		w.syncIOs++
+		if !w.noClat {
+			w.syncs.Record(uint64(w.now() - t0))
+		}
 	}
 	return nil
 }
