@@ -116,10 +116,27 @@ func textUnits(j *Job) (i2p bool, unit n2sUnit) {
 // WriteText writes fio's normal output: the job lines fio prints when it
 // adds the jobs, each job (or group) after the run, the run status of
 // each group, the disks' statistics, then a sweep table when the jobs
-// were a sweep.
+// were a sweep. It is WriteTextJobLines, then WriteTextResults.
 func (r *Report) WriteText(w io.Writer) error {
+	if err := r.WriteTextJobLines(w); err != nil {
+		return err
+	}
+	return r.WriteTextResults(w)
+}
+
+// WriteTextJobLines writes the part of fio's normal output that fio
+// prints as it starts the jobs, before any other output format's.
+func (r *Report) WriteTextJobLines(w io.Writer) error {
 	var b strings.Builder
 	writeJobLines(&b, r)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteTextResults writes the normal output after the run: what follows
+// the job lines, which fio prints after the terse and JSON outputs.
+func (r *Report) WriteTextResults(w io.Writer) error {
+	var b strings.Builder
 	run := r.fio(false)
 	b.WriteString("\n")
 	for i := range run.jobs {

@@ -66,7 +66,7 @@ List values of iodepth and numjobs sweep: one job per value, one table.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, json+ (with latency histogram bins), terse (fio's semicolon-separated lines) or table (one row per group), comma-separated")
+	fl.StringVar(&bf.outputFormat, "output-format", "normal", "normal, json, json+ (with latency histogram bins), terse (fio's semicolon-separated lines) or table (one row per group), comma-separated; several print in fio's order: the normal job lines, terse, json, the normal results, then table")
 	fl.BoolVar(&bf.minimal, "minimal", false, "terse output (fio's --minimal: --output-format=terse)")
 	fl.IntVar(&bf.terseVersion, "terse-version", 3, "terse format version: 3, 4 (adds trim) or 5")
 	fl.StringVar(&bf.jsonOutput, "json-output", "", "also write the JSON report to this file")
@@ -195,27 +195,44 @@ func runBench(ctx context.Context, out io.Writer, files []string, overrides []be
 	if bf.minimal {
 		format = "terse"
 	}
-	// Checked before the run, not after it.
-	var writers []func(*bench.Report, io.Writer) error
+	// Checked before the run, not after it. Each format is written once,
+	// in fio's order whatever the list's: the normal output's job lines
+	// (fio prints them as it starts the jobs), then terse, JSON (json+
+	// where both are asked for: fio prints one document) and the rest of
+	// the normal output (stat.c's show_run_stats fills a buffer per
+	// format and flushes them in that order); flashpath's table last.
+	formats := map[string]bool{}
 	for _, f := range strings.Split(format, ",") {
-		switch strings.TrimSpace(f) {
-		case "normal":
-			writers = append(writers, (*bench.Report).WriteText)
-		case "json":
-			writers = append(writers, (*bench.Report).WriteJSON)
-		case "json+":
-			writers = append(writers, (*bench.Report).WriteJSONPlus)
-		case "table":
-			writers = append(writers, (*bench.Report).WriteTable)
-		case "terse":
-			v := bf.terseVersion
-			if !slices.Contains(bench.TerseVersions, v) {
-				return fmt.Errorf("flag --terse-version: want 3, 4 or 5, got %d", v)
-			}
-			writers = append(writers, func(r *bench.Report, w io.Writer) error { return r.WriteTerse(w, v) })
+		f = strings.TrimSpace(f)
+		switch f {
+		case "normal", "json", "json+", "table", "terse":
+			formats[f] = true
 		default:
 			return fmt.Errorf("flag --output-format: want normal, json, json+, terse or table, got %q", f)
 		}
+	}
+	var writers []func(*bench.Report, io.Writer) error
+	if formats["normal"] {
+		writers = append(writers, (*bench.Report).WriteTextJobLines)
+	}
+	if formats["terse"] {
+		v := bf.terseVersion
+		if !slices.Contains(bench.TerseVersions, v) {
+			return fmt.Errorf("flag --terse-version: want 3, 4 or 5, got %d", v)
+		}
+		writers = append(writers, func(r *bench.Report, w io.Writer) error { return r.WriteTerse(w, v) })
+	}
+	switch {
+	case formats["json+"]:
+		writers = append(writers, (*bench.Report).WriteJSONPlus)
+	case formats["json"]:
+		writers = append(writers, (*bench.Report).WriteJSON)
+	}
+	if formats["normal"] {
+		writers = append(writers, (*bench.Report).WriteTextResults)
+	}
+	if formats["table"] {
+		writers = append(writers, (*bench.Report).WriteTable)
 	}
 	cfg := bench.Config{Jobs: jobs, TargetPID: bf.targetPID, Notes: os.Stderr}
 	switch bf.eta {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -256,5 +257,67 @@ func TestBenchCmdFlagsInGivenOrder(t *testing.T) {
 		if pct := 100 * float64(r) / float64(r+w); pct < want-4 || pct > want+4 {
 			t.Errorf("%v: %.1f%% reads, want %.0f%%", order, pct, want)
 		}
+	}
+}
+
+// outputParts names the parts of an output of several formats in their
+// order: the normal output's job lines, terse lines, a JSON document,
+// the rest of the normal output.
+func outputParts(out string) []string {
+	var parts []string
+	inJSON, started := false, false
+	for _, l := range strings.Split(out, "\n") {
+		var p string
+		switch {
+		case inJSON:
+			inJSON = l != "}"
+			continue
+		case l == "{":
+			p, inJSON = "json", true
+		case strings.HasPrefix(l, "3;"):
+			p = "terse"
+		case strings.TrimSpace(l) == "":
+			continue
+		case !started:
+			p = "job lines"
+			started = strings.HasPrefix(l, "Starting ")
+		default:
+			p = "normal"
+		}
+		if len(parts) == 0 || parts[len(parts)-1] != p {
+			parts = append(parts, p)
+		}
+	}
+	return parts
+}
+
+// TestBenchCmdOutputFormatsInFiosOrder: several output formats come in
+// fio 3.33's order whatever the list's (fio-3.33-null.formats is fio's
+// --output-format=json,normal,terse): the normal output's job lines,
+// terse, JSON, then the rest of the normal output; each once.
+func TestBenchCmdOutputFormatsInFiosOrder(t *testing.T) {
+	golden, err := os.ReadFile("../../bench/testdata/fio-3.33-null.formats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := outputParts(string(golden))
+	if !slices.Equal(want, []string{"job lines", "terse", "json", "normal"}) {
+		t.Fatalf("fio's golden: %q", want)
+	}
+	for _, f := range []string{"json,normal,terse", "normal,terse,json", "terse,json,normal,json"} {
+		out, err := runBenchCmd(t, "../../bench/testdata/fio-3.33-null.fio", "--eta=never", "--output-format="+f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := outputParts(out); !slices.Equal(got, want) {
+			t.Errorf("--output-format=%s: %q, want fio's %q\n%s", f, got, want, out)
+		}
+	}
+	out, err := runBenchCmd(t, "../../bench/testdata/fio-3.33-null.fio", "--eta=never", "--output-format=json,normal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outputParts(out); !slices.Equal(got, []string{"job lines", "json", "normal"}) {
+		t.Errorf("--output-format=json,normal: %q\n%s", got, out)
 	}
 }
