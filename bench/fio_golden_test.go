@@ -607,18 +607,7 @@ func TestLogsReadByFio2gnuplot(t *testing.T) {
 // "global options" lists both (fio 3.33 on this file prints
 // {"ioengine":"null","size":"64k","bs":"8k"}) and each job only its own.
 func TestGlobalOptionsOfEveryGlobalSection(t *testing.T) {
-	secs, err := ParseJobFile(strings.NewReader("[global]\nioengine=null\nsize=64k\n[a]\nrw=read\n[global]\nbs=8k\n[b]\nrw=write\n"), "g2.fio")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs, err := BuildJobs(nil, secs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Run(context.Background(), Config{Jobs: jobs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustRun(t)(runJobFile(t, "[global]\nioengine=null\nsize=64k\n[a]\nrw=read\n[global]\nbs=8k\n[b]\nrw=write\n"))
 	var out bytes.Buffer
 	if err := rep.WriteJSON(&out); err != nil {
 		t.Fatal(err)
@@ -661,18 +650,7 @@ func TestFileJobJSONHasFiosSections(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := "[global]\nfilename=" + filepath.Join(dir, "data") + "\nsize=1m\nbs=4k\n\n[j]\nrw=randrw\nioengine=psync\n"
-	secs, err := ParseJobFile(strings.NewReader(file), "job.fio")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs, err := BuildJobs(nil, secs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Run(context.Background(), Config{Jobs: jobs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustRun(t)(runJobFile(t, file))
 	var out bytes.Buffer
 	if err := rep.WriteJSON(&out); err != nil {
 		t.Fatal(err)
