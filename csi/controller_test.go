@@ -37,10 +37,7 @@ func twoRacks(t *testing.T) (*Driver, map[string]*testTarget) {
 		ts["b"].config("b", false, map[string]string{TopologyRack: "rack1"}),
 		ts["c"].config("c", true, map[string]string{TopologyRack: "rack2"}),
 	}}
-	d, err := New(Options{Logger: quietLog(), Controller: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newController(t, cfg)
 	return d, ts
 }
 
@@ -128,10 +125,7 @@ func TestCreateIdempotentAcrossRestart(t *testing.T) {
 	tt := startTarget(t)
 	other := startTarget(t)
 	cfg := &Config{Targets: []TargetConfig{tt.config("one", true, nil), other.config("two", true, nil)}}
-	d, err := New(Options{Logger: quietLog(), Controller: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newController(t, cfg)
 	req := &csi.CreateVolumeRequest{Name: "pvc-1", VolumeCapabilities: mountCap, CapacityRange: &csi.CapacityRange{RequiredBytes: 8 << 20}}
 	r1, err := d.CreateVolume(ctx, req)
 	if err != nil {
@@ -167,10 +161,7 @@ func TestCreateIdempotentAcrossRestart(t *testing.T) {
 		t.Fatal("the restarted target exports the volume already")
 	}
 
-	d2, err := New(Options{Logger: quietLog(), Controller: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d2 := newController(t, cfg)
 	r2, err := d2.CreateVolume(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -210,10 +201,7 @@ func TestCreateIdempotentAcrossRestart(t *testing.T) {
 	holder.srv = srv
 	holder.serveRPC(t)
 	cfg.Targets[map[string]int{"one": 0, "two": 1}[tn]] = holder.config(tn, true, nil)
-	d3, err := New(Options{Logger: quietLog(), Controller: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d3 := newController(t, cfg)
 	if _, err := d3.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: r1.Volume.VolumeId, NodeId: testHostNQN, VolumeCapability: mountCap[0]}); err != nil {
 		t.Fatal(err)
 	}
@@ -236,10 +224,7 @@ func TestCreateIdempotentAcrossRestart(t *testing.T) {
 func TestPublish(t *testing.T) {
 	ctx := context.Background()
 	tt := startTarget(t)
-	d, err := New(Options{Logger: quietLog(), Controller: &Config{Targets: []TargetConfig{tt.config("t", true, nil)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newController(t, &Config{Targets: []TargetConfig{tt.config("t", true, nil)}})
 	r, err := d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc", VolumeCapabilities: mountCap})
 	if err != nil {
 		t.Fatal(err)
@@ -357,11 +342,8 @@ func TestRPCTrust(t *testing.T) {
 	} {
 		tc := tt.config("t", true, nil)
 		c.edit(&tc)
-		d, err := New(Options{Logger: quietLog(), Controller: &Config{Targets: []TargetConfig{tc}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = d.CreateVolume(ctx, req)
+		d := newController(t, &Config{Targets: []TargetConfig{tc}})
+		_, err := d.CreateVolume(ctx, req)
 		if status.Code(err) != c.code {
 			t.Errorf("%s: %v, want %v", c.what, err, c.code)
 		}
@@ -398,10 +380,7 @@ func TestRestartFromSavedConfig(t *testing.T) {
 	ctx := context.Background()
 	tt := startTarget(t)
 	cfg := &Config{Targets: []TargetConfig{tt.config("t", true, nil)}}
-	d, err := New(Options{Logger: quietLog(), Controller: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newController(t, cfg)
 	req := &csi.CreateVolumeRequest{Name: "pvc-saved", VolumeCapabilities: mountCap, CapacityRange: &csi.CapacityRange{RequiredBytes: 4 << 20}}
 	r, err := d.CreateVolume(ctx, req)
 	if err != nil {
@@ -439,10 +418,7 @@ func TestRestartFromSavedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Targets[0] = tt.config("t", true, nil)
-	d2, err := New(Options{Logger: quietLog(), Controller: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d2 := newController(t, cfg)
 	r2, err := d2.CreateVolume(ctx, req)
 	if err != nil || r2.Volume.VolumeId != r.Volume.VolumeId {
 		t.Fatalf("again after the replay: %v %v", r2, err)

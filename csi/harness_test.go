@@ -43,6 +43,16 @@ type testTarget struct {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// newController is a controller-only driver of cfg's targets, quiet.
+func newController(t testing.TB, cfg *Config) *Driver {
+	t.Helper()
+	d, err := New(Options{Logger: quietLog(), Controller: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func startTarget(t testing.TB) *testTarget { return startTargetTLS(t, false) }
 
 // startTargetTLS is startTarget with, if tls, its HTTP listener on TLS
