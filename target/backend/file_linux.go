@@ -113,8 +113,8 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		osf, err = os.OpenFile(path, flags, 0o600)
 	}
 	if err != nil {
-		if block && errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("file %s: device is in use (mounted, or held by another program): unmount or release it: %w", path, err)
+		if block {
+			return nil, blockOpenError(path, st, err)
 		}
 		return nil, fmt.Errorf("file %s: open: %w", path, err)
 	}
