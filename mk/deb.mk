@@ -8,7 +8,7 @@ APT_PKGS += systemd
 
 DEB_VERSION ?= $(shell scripts/deb.sh --version)
 
-.PHONY: deb lab-debs
+.PHONY: deb lab-debs lab-systemd
 
 # bin/deb/flashpath_VERSION_ARCH.deb (only this one: dpkg -i bin/deb/*.deb)
 deb: build
@@ -24,4 +24,9 @@ lab-debs: build
 	scripts/deb.sh $(BIN)/lab-deb/flashpath $(BIN)/lab-deb $(DEB_VERSION)+rebuild1
 	rm $(BIN)/lab-deb/flashpath
 
-interop: lab-debs
+# For test/lab/package-systemd.sh: Debian 12's systemd, for the lab guest
+# (which has no init system), in bin/lab-systemd/.
+lab-systemd:
+	scripts/lab-systemd-debs.sh $(BIN)/lab-systemd
+
+interop: lab-debs lab-systemd

@@ -312,3 +312,145 @@ fp_bench_verified() {
 		{ cat "$FP_WORK/$name.txt"; lab_fail "bench job $name"; }
 	tail -n 3 "$FP_WORK/$name.txt"
 }
+
+# --- The Debian package (package.sh, package-systemd.sh) ---------------------
+
+# fp_pkg_debs — the two packages of `make lab-debs` in bin/lab-deb: this
+# checkout's (FP_DEB1, version FP_V1) and its rebuild (FP_DEB2, FP_V2, later).
+fp_pkg_debs() {
+	local debs v
+	mapfile -t debs < <(ls "$LAB_CWD"/bin/lab-deb/flashpath_*.deb 2>/dev/null)
+	[ ${#debs[@]} = 2 ] || lab_fail "want two packages in bin/lab-deb (make lab-debs), have ${#debs[@]}"
+	FP_DEB1=${debs[0]} FP_DEB2=${debs[1]}
+	FP_V1=$(dpkg-deb -f "$FP_DEB1" Version) FP_V2=$(dpkg-deb -f "$FP_DEB2" Version)
+	if dpkg --compare-versions "$FP_V1" gt "$FP_V2"; then
+		FP_DEB1=${debs[1]} FP_DEB2=${debs[0]} v=$FP_V1 FP_V1=$FP_V2 FP_V2=$v
+	fi
+}
+
+# fp_pkg_status — the package's dpkg status and version ("ii 1.2.3"), empty when purged.
+fp_pkg_status() { dpkg-query -W -f='${db:Status-Abbrev}${Version}' flashpath 2>/dev/null || true; }
+
+# fp_pkg_installed VERSION DEB — what `dpkg -i DEB` (VERSION, a first
+# install) must leave: the system user flashpath, its folders, the files,
+# the conffiles, both units enabled, no daemon running (no configuration
+# yet), the man page.
+fp_pkg_installed() {
+	local v=$1 deb=$2 d f u
+	[ "$(fp_pkg_status)" = "ii $v" ] || lab_fail "status: $(fp_pkg_status)"
+	getent passwd flashpath | grep -q ':/var/lib/flashpath:/usr/sbin/nologin$' || lab_fail "no system user flashpath: $(getent passwd flashpath)"
+	[ "$(id -u flashpath)" -lt 1000 ] || lab_fail "flashpath is not a system user (uid $(id -u flashpath))"
+	for d in /var/lib/flashpath /run/flashpath; do
+		[ "$(stat -c '%U:%G %a' $d)" = "flashpath:flashpath 750" ] || lab_fail "$d: $(stat -c '%U:%G %a' $d)"
+	done
+	for f in /usr/bin/flashpath /lib/systemd/system/flashpath-target.service /lib/systemd/system/flashpath-initiator.service \
+		/usr/lib/sysusers.d/flashpath.conf /usr/lib/tmpfiles.d/flashpath.conf \
+		/usr/share/bash-completion/completions/flashpath /usr/share/zsh/vendor-completions/_flashpath \
+		/usr/share/flashpath/grafana/flashpath.json /usr/share/flashpath/prometheus/flashpath-rules.yml; do
+		[ -s "$f" ] || lab_fail "$f missing"
+	done
+	for f in target initiator; do
+		dpkg-query -W -f='${Conffiles}\n' flashpath | grep -q "/etc/flashpath/$f.yaml.example [0-9a-f]\{32\}$" ||
+			lab_fail "$f.yaml.example is not a conffile"
+	done
+	for u in flashpath-target flashpath-initiator; do
+		[ -L "/etc/systemd/system/multi-user.target.wants/$u.service" ] || lab_fail "$u not enabled (deb-systemd-helper)"
+	done
+	! pgrep -x flashpath >/dev/null || lab_fail "the package started a daemon"
+	# The guest's dpkg leaves out /usr/share/man (path-exclude): read the page in the package.
+	dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/man/man1/flashpath-target.1.gz | zcat | grep 'rpc-socket' >/dev/null ||
+		lab_fail "no man page flashpath-target(1) with --rpc-socket in the package"
+}
+
+# fp_pkg_configure NQN — the package's configuration: a target with a file
+# namespace in /var/lib/flashpath (1) and a null_blk device (2, root:disk
+# 0660 as udev makes block devices), and an initiator that discovers it.
+fp_pkg_configure() {
+	modprobe null_blk nr_devices=1 gb=1 memory_backed=1 || lab_fail "modprobe null_blk"
+	local t=50
+	until [ -b /dev/nullb0 ]; do t=$((t - 1)); [ $t -gt 0 ] || lab_fail "no /dev/nullb0"; sleep 0.1; done
+	chgrp disk /dev/nullb0 && chmod 0660 /dev/nullb0
+	cat >/etc/flashpath/target.yaml <<EOT
+listeners: [tcp://127.0.0.1:$FP_PORT]
+metrics: 127.0.0.1:9420
+subsystems:
+  - nqn: $1
+    namespaces:
+      - {nsid: 1, backend: "file:/var/lib/flashpath/ns1.img:64MiB"}
+      - {nsid: 2, backend: /dev/nullb0}
+EOT
+	cat >/etc/flashpath/initiator.yaml <<EOT
+discovery:
+  - address: tcp://127.0.0.1:$FP_PORT
+defaults: {nr_io_queues: 1, reconnect_delay: 1, ctrl_loss_tmo: 120}
+interval: 5s
+metrics: 127.0.0.1:9421
+EOT
+}
+
+# fp_pkg_files DEB FILE — the package's files (not its folders: /lib is a
+# link on merged /usr) into FILE.
+fp_pkg_files() {
+	dpkg-deb -c "$1" | awk '$1 ~ /^-/ { sub(/^\./, "", $6); print $6 }' >"$2"
+	[ "$(wc -l <"$2")" -gt 20 ] || lab_fail "the package lists $(wc -l <"$2") files"
+}
+
+# fp_pkg_purged FILES — after `dpkg -P`: none of the package's files (the
+# list of fp_pkg_files) nor anything named flashpath is left but the data
+# (/var/lib/flashpath) and its owner.
+fp_pkg_purged() {
+	local left
+	[ -z "$(fp_pkg_status)" ] || lab_fail "status after purge: $(fp_pkg_status)"
+	left=$(while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done <"$1")
+	[ -z "$left" ] || lab_fail "left after purge: $left"
+	left=$(find /etc /run /var/lib/systemd /lib/systemd /usr/lib /usr/share -name '*flashpath*' 2>/dev/null | grep -v '^/var/lib/flashpath' || true)
+	[ -z "$left" ] || lab_fail "left after purge: $left"
+	[ -f /var/lib/flashpath/ns1.img ] || lab_fail "purge took the data"
+	getent passwd flashpath >/dev/null || lab_fail "purge removed the user that owns the data"
+}
+
+# fp_caps PID — the process's effective capabilities (hex).
+fp_caps() { awk '$1 == "CapEff:" { print $2 }' "/proc/$1/status"; }
+
+# fp_wait_port PORT — until 127.0.0.1:PORT takes connections (bounded).
+fp_wait_port() {
+	local t=300
+	until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "nothing listens on 127.0.0.1:$1"
+		sleep 0.1
+	done
+}
+
+# fp_systemd_boot — installs systemd in this throwaway guest (the packages
+# of `make lab-systemd`: the lab image has no init system) and boots it as
+# PID 1 of new PID and mount namespaces, with its own /tmp (its boot
+# empties /tmp), to multi-user.target, console logins masked. Prints its
+# pid (here); run commands under it with `nsenter -t PID -m -p`.
+fp_systemd_boot() {
+	local debs=("$LAB_CWD"/bin/lab-systemd/*.deb) u sd= t=100 st
+	[ -e "${debs[0]}" ] || lab_fail "no systemd packages in bin/lab-systemd (make lab-systemd)"
+	dpkg -i "${debs[@]}" >/tmp/systemd-dpkg.log 2>&1 </dev/null ||
+		{ tail -n 20 /tmp/systemd-dpkg.log >&2; lab_fail "dpkg -i the systemd packages"; }
+	ln -sf /dev/null /etc/systemd/system/getty.target
+	unshare --pid --mount --fork --mount-proc --propagation private \
+		sh -c 'mount -t tmpfs -o mode=1777 tmpfs /tmp && exec /lib/systemd/systemd --unit=multi-user.target' \
+		</dev/null >/dev/null 2>&1 &
+	u=$!
+	until sd=$(pgrep -P "$u"); do
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "systemd did not start"
+		sleep 0.1
+	done
+	# "offline" until systemd takes requests; then --wait waits for the boot.
+	t=600
+	until [ -S /run/systemd/private ]; do
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "systemd (pid $sd) did not open /run/systemd/private"
+		sleep 0.1
+	done
+	st=$(timeout 300 nsenter -t "$sd" -m -p -- systemctl is-system-running --wait) || true
+	case $st in
+	running) ;;
+	degraded) nsenter -t "$sd" -m -p -- systemctl --failed --no-pager >&2 ;;
+	*) lab_fail "systemd did not finish booting: ${st:-no answer}" ;;
+	esac
+	echo "$sd"
+}

@@ -5,16 +5,13 @@
 # connected through the initiator to the target, an upgrade to a rebuilt
 # package with the daemons running, remove, purge.
 #
-# The guest has no init system, so real systemd is not exercised here:
-# the daemons are started as the installed units' ExecStart= with the
-# units' user, groups, capabilities, limits, umask and runtime folder
-# (setpriv, prlimit), not their mount namespace, seccomp filter or
-# device ACL; the maintainer scripts take their no-systemd paths (the
-# enablement symlinks through deb-systemd-helper, no start or restart).
-# What covers systemd instead: TestUnitSandbox in cmd/flashpath runs
-# `systemd-analyze security --offline` (the exposure may not rise) and
-# `systemd-analyze verify` (unknown or bad settings) on both units, and
-# TestUnitExecStart checks their command lines against the CLI.
+# The guest has no init system, and this script keeps it so: the daemons
+# are started as the installed units' ExecStart= with the units' user,
+# groups, capabilities, limits, umask and runtime folder (setpriv,
+# prlimit), and the maintainer scripts take their no-systemd paths (the
+# enablement symlinks through deb-systemd-helper, no start or restart), as
+# in a container image. test/lab/package-systemd.sh runs the same
+# lifecycle under systemd.
 #
 # Needs the packages from `make lab-debs` (bin/lab-deb: this checkout's
 # and a rebuild with a later version). Run from the checkout:
@@ -94,85 +91,27 @@ stop_unit() {
 	wait "$1" || lab_fail "pid $1 exited with $?"
 }
 
-# wait_port PORT — until 127.0.0.1:PORT takes connections (bounded).
-wait_port() {
-	local t=300
-	until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "nothing listens on 127.0.0.1:$1"
-		sleep 0.1
-	done
-}
-
-# caps PID — the process's effective capabilities (hex).
-caps() { awk '$1 == "CapEff:" { print $2 }' "/proc/$1/status"; }
-
-# status — the package's dpkg status and version ("ii 1.2.3"), empty when purged.
-status() { dpkg-query -W -f='${db:Status-Abbrev}${Version}' flashpath 2>/dev/null || true; }
-
-mapfile -t debs < <(ls "$LAB_CWD"/bin/lab-deb/flashpath_*.deb 2>/dev/null)
-[ ${#debs[@]} = 2 ] || lab_fail "want two packages in bin/lab-deb (make lab-debs), have ${#debs[@]}"
-v1=$(dpkg-deb -f "${debs[0]}" Version) v2=$(dpkg-deb -f "${debs[1]}" Version)
-deb1=${debs[0]} deb2=${debs[1]}
-if dpkg --compare-versions "$v1" gt "$v2"; then
-	deb1=${debs[1]} deb2=${debs[0]} v=$v1 v1=$v2 v2=$v
-fi
+fp_pkg_debs
 mkdir -p "$FP_WORK" /etc/nvme
 echo "$FP_HOSTNQN" >/etc/nvme/hostnqn
 echo "$FP_HOSTID" >/etc/nvme/hostid
 [ ! -d /run/systemd/system ] || lab_fail "this guest runs systemd: the test expects none"
 
-fp_step "dpkg -i flashpath $v1"
-dpkg -i "$deb1" </dev/null || lab_fail "dpkg -i $deb1"
-[ "$(status)" = "ii $v1" ] || lab_fail "status: $(status)"
-getent passwd flashpath | grep -q ':/var/lib/flashpath:/usr/sbin/nologin$' || lab_fail "no system user flashpath: $(getent passwd flashpath)"
-[ "$(id -u flashpath)" -lt 1000 ] || lab_fail "flashpath is not a system user (uid $(id -u flashpath))"
-for d in /var/lib/flashpath /run/flashpath; do
-	[ "$(stat -c '%U:%G %a' $d)" = "flashpath:flashpath 750" ] || lab_fail "$d: $(stat -c '%U:%G %a' $d)"
-done
-for f in /usr/bin/flashpath /lib/systemd/system/flashpath-target.service /lib/systemd/system/flashpath-initiator.service \
-	/usr/lib/sysusers.d/flashpath.conf /usr/lib/tmpfiles.d/flashpath.conf \
-	/usr/share/bash-completion/completions/flashpath /usr/share/zsh/vendor-completions/_flashpath; do
-	[ -s "$f" ] || lab_fail "$f missing"
-done
-dpkg-query -W -f='${Conffiles}\n' flashpath | grep -q '/etc/flashpath/target.yaml.example [0-9a-f]\{32\}$' || lab_fail "target.yaml.example is not a conffile"
-dpkg-query -W -f='${Conffiles}\n' flashpath | grep -q '/etc/flashpath/initiator.yaml.example [0-9a-f]\{32\}$' || lab_fail "initiator.yaml.example is not a conffile"
-for u in flashpath-target flashpath-initiator; do
-	[ -L "/etc/systemd/system/multi-user.target.wants/$u.service" ] || lab_fail "$u not enabled (deb-systemd-helper)"
-done
-! pgrep -x flashpath >/dev/null || lab_fail "the package started a daemon"
-# The guest's dpkg leaves out /usr/share/man (path-exclude): read the page in the package.
-dpkg-deb --fsys-tarfile "$deb1" | tar -xO ./usr/share/man/man1/flashpath-target.1.gz | zcat | grep -q 'rpc-socket' ||
-	lab_fail "no man page flashpath-target(1) with --rpc-socket in the package"
-! $FP version | grep -q rebuild1 || lab_fail "$v1 has the rebuild's binary"
+fp_step "dpkg -i flashpath $FP_V1"
+dpkg -i "$FP_DEB1" </dev/null || lab_fail "dpkg -i $FP_DEB1"
+fp_pkg_installed "$FP_V1" "$FP_DEB1"
+! $FP version | grep -q rebuild1 || lab_fail "$FP_V1 has the rebuild's binary"
 echo "  $($FP version); user $(id flashpath); units enabled, nothing started"
 
 fp_step "configure: a file namespace in /var/lib/flashpath and a block device (group disk)"
-modprobe null_blk nr_devices=1 gb=1 memory_backed=1 || lab_fail "modprobe null_blk"
-# What udev does on a Debian system (no udev here): block devices root:disk 0660.
-chgrp disk /dev/nullb0 && chmod 0660 /dev/nullb0
-cat >/etc/flashpath/target.yaml <<EOF
-listeners: [tcp://127.0.0.1:$FP_PORT]
-metrics: 127.0.0.1:9420
-subsystems:
-  - nqn: $NQN
-    namespaces:
-      - {nsid: 1, backend: "file:/var/lib/flashpath/ns1.img:64MiB"}
-      - {nsid: 2, backend: /dev/nullb0}
-EOF
-cat >/etc/flashpath/initiator.yaml <<EOF
-discovery:
-  - address: tcp://127.0.0.1:$FP_PORT
-defaults: {nr_io_queues: 1, reconnect_delay: 1, ctrl_loss_tmo: 120}
-interval: 5s
-metrics: 127.0.0.1:9421
-EOF
+fp_pkg_configure "$NQN"
 
 fp_step "start both daemons as their units do (target: user flashpath, group disk, CAP_IPC_LOCK; initiator: root, no capability)"
 start_unit flashpath-target.service "$FP_WORK/target.1.log"
 TGT=$UNIT_PID
-wait_port $FP_PORT
+fp_wait_port $FP_PORT
 [ "$(stat -c %U /proc/$TGT)" = flashpath ] || lab_fail "the target runs as $(stat -c %U /proc/$TGT)"
-[ "$(caps "$TGT")" = 0000000000004000 ] || lab_fail "the target's capabilities: $(caps "$TGT"), want CAP_IPC_LOCK only"
+[ "$(fp_caps "$TGT")" = 0000000000004000 ] || lab_fail "the target's capabilities: $(fp_caps "$TGT"), want CAP_IPC_LOCK only"
 grep -q '^Groups:.*\b'"$(getent group disk | cut -d: -f3)"'\b' "/proc/$TGT/status" || lab_fail "the target lacks group disk"
 [ "$(stat -c '%U %a' /run/flashpath/spdk.sock)" = "flashpath 600" ] || lab_fail "/run/flashpath/spdk.sock: $(stat -c '%U %a' /run/flashpath/spdk.sock)"
 [ "$(stat -c '%U %a' /var/lib/flashpath/ns1.img)" = "flashpath 600" ] || lab_fail "ns1.img: $(stat -c '%U %a' /var/lib/flashpath/ns1.img) (UMask=0077)"
@@ -180,9 +119,9 @@ start_unit flashpath-initiator.service "$FP_WORK/initiator.1.log"
 INI=$UNIT_PID
 dev1=$(fp_ns "$NQN" 1 90) || lab_fail "the initiator did not connect $NQN"
 dev2=$(fp_ns "$NQN" 2 30) || lab_fail "no namespace 2 (the block device)"
-[ "$(stat -c %u /proc/$INI)" = 0 ] && [ "$(caps "$INI")" = 0000000000000000 ] ||
-	lab_fail "the initiator runs as uid $(stat -c %u /proc/$INI) with capabilities $(caps "$INI"), want 0 and none"
-echo "  target pid $TGT (flashpath, CapEff $(caps "$TGT")), initiator pid $INI (uid 0, CapEff $(caps "$INI")): $dev1 $dev2"
+[ "$(stat -c %u /proc/$INI)" = 0 ] && [ "$(fp_caps "$INI")" = 0000000000000000 ] ||
+	lab_fail "the initiator runs as uid $(stat -c %u /proc/$INI) with capabilities $(fp_caps "$INI"), want 0 and none"
+echo "  target pid $TGT (flashpath, CapEff $(fp_caps "$TGT")), initiator pid $INI (uid 0, CapEff $(fp_caps "$INI")): $dev1 $dev2"
 
 fp_step "I/O through the kernel host: the file and the block device"
 head -c 1M /dev/urandom >"$FP_WORK/data"
@@ -202,10 +141,10 @@ until grep -q '"msg":"reload done"' "$FP_WORK/target.1.log"; do
 done
 kill -HUP "$INI"
 
-fp_step "upgrade to $v2 with both daemons running"
+fp_step "upgrade to $FP_V2 with both daemons running"
 cp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before"
-dpkg -i "$deb2" </dev/null || lab_fail "dpkg -i $deb2 with the daemons running"
-[ "$(status)" = "ii $v2" ] || lab_fail "status after the upgrade: $(status)"
+dpkg -i "$FP_DEB2" </dev/null || lab_fail "dpkg -i $FP_DEB2 with the daemons running"
+[ "$(fp_pkg_status)" = "ii $FP_V2" ] || lab_fail "status after the upgrade: $(fp_pkg_status)"
 dpkg --audit | grep . && lab_fail "dpkg --audit after the upgrade"
 cmp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before" || lab_fail "the upgrade changed the admin's target.yaml"
 $FP version | grep -q rebuild1 || lab_fail "/usr/bin/flashpath is still $($FP version)"
@@ -219,11 +158,11 @@ stop_unit "$TGT"; TGT=
 echo 'disconnect_on_stop: true' >>/etc/flashpath/initiator.yaml
 start_unit flashpath-target.service "$FP_WORK/target.2.log"
 TGT=$UNIT_PID
-wait_port $FP_PORT
+fp_wait_port $FP_PORT
 start_unit flashpath-initiator.service "$FP_WORK/initiator.2.log"
 INI=$UNIT_PID
 $FP rpc spdk_get_version | tee "$FP_WORK/version.2.json" | jq -c .
-grep -q rebuild1 "$FP_WORK/version.2.json" || lab_fail "the restarted target is not $v2"
+grep -q rebuild1 "$FP_WORK/version.2.json" || lab_fail "the restarted target is not $FP_V2"
 c=$(fp_ctrl "$NQN")
 fp_wait_state "$c" live 60 >/dev/null || lab_fail "$c did not come back live after the target's restart"
 cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 after the upgrade"
@@ -235,22 +174,14 @@ t=100
 while fp_subsys_dir "$NQN" >/dev/null && [ $t -gt 0 ]; do sleep 0.1; t=$((t - 1)); done
 ! fp_subsys_dir "$NQN" >/dev/null || lab_fail "the initiator (uid 0, no capability) did not disconnect on stop"
 stop_unit "$TGT"; TGT=
-# The package's files (not its folders: /lib is a link on merged /usr).
-dpkg-deb -c "$deb2" | awk '$1 ~ /^-/ { sub(/^\./, "", $6); print $6 }' >"$FP_WORK/files"
-[ "$(wc -l <"$FP_WORK/files")" -gt 20 ] || lab_fail "the package lists $(wc -l <"$FP_WORK/files") files"
+fp_pkg_files "$FP_DEB2" "$FP_WORK/files"
 dpkg -r flashpath </dev/null || lab_fail "dpkg -r"
-[ "$(status)" = "rc $v2" ] || lab_fail "status after remove: $(status)"
+[ "$(fp_pkg_status)" = "rc $FP_V2" ] || lab_fail "status after remove: $(fp_pkg_status)"
 [ ! -e /usr/bin/flashpath ] && [ ! -e /lib/systemd/system/flashpath-target.service ] || lab_fail "files left after remove"
 [ -f /etc/flashpath/target.yaml.example ] || lab_fail "remove took the conffiles"
 
 fp_step "dpkg -P: nothing left but the data (/var/lib/flashpath) and its owner"
 dpkg -P flashpath </dev/null || lab_fail "dpkg -P"
-[ -z "$(status)" ] || lab_fail "status after purge: $(status)"
-left=$(while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done <"$FP_WORK/files")
-[ -z "$left" ] || lab_fail "left after purge: $left"
-left=$(find /etc /run /var/lib/systemd /lib/systemd /usr/lib /usr/share -name '*flashpath*' 2>/dev/null | grep -v '^/var/lib/flashpath' || true)
-[ -z "$left" ] || lab_fail "left after purge: $left"
-[ -f /var/lib/flashpath/ns1.img ] || lab_fail "purge took the data"
-getent passwd flashpath >/dev/null || lab_fail "purge removed the user that owns the data"
+fp_pkg_purged "$FP_WORK/files"
 echo "  kept: $(ls -l /var/lib/flashpath | tail -n +2) (user flashpath)"
 fp_step "done"

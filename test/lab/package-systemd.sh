@@ -1,0 +1,251 @@
+#!/bin/bash
+# Guest script: the Debian package's lifecycle under systemd on Debian 12 —
+# install with systemd running (units enabled, a start tried and skipped:
+# no configuration yet), both daemons started by systemctl (Type=notify:
+# serving when start returns) inside their units' sandboxes, the kernel
+# host connected through the initiator, JSON logs in the journal with
+# their priorities, reload (a bad configuration refused, a good one
+# applied), Restart=on-failure, systemd-analyze security on the running
+# units, an upgrade that restarts both on the new binary, remove (prerm
+# stops them cleanly), purge.
+#
+# The lab image has no init system (../shared/lab/README.md): this script
+# installs Debian 12's systemd in the throwaway guest (the packages of
+# `make lab-systemd`) and boots it as PID 1 of new PID and mount
+# namespaces (fp_systemd_boot), then runs the rest of itself under it.
+# test/lab/package.sh covers the maintainer scripts' paths without systemd.
+#
+# Run from the checkout:
+#   make lab-debs lab-systemd && ../shared/lab/vm-run test/lab/package-systemd.sh
+set -euo pipefail
+. "$LAB_DIR/guest-lib.sh"
+FP=/usr/bin/flashpath
+. "$LAB_CWD/test/lab/lib.sh"
+NQN=nqn.2026-11.io.flashpath:pkg-systemd
+FP_PORT=4420
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "${1:-}" != under-systemd ]; then
+	fp_step "boot systemd (installed in this guest from bin/lab-systemd)"
+	sd=$(fp_systemd_boot)
+	echo "  $(systemctl --version | head -n 1) runs as PID 1 of its namespaces (pid $sd here)"
+	rc=0
+	nsenter -t "$sd" -m -p -- bash "$0" under-systemd || rc=$?
+	exit "$rc"
+fi
+
+UNITS="flashpath-target flashpath-initiator"
+cleanup() {
+	local rc=$?
+	set +e
+	if [ "$rc" != 0 ]; then
+		systemctl status --no-pager --lines=0 $UNITS
+		echo "--- journal (tail)"; journalctl --no-pager -n 40 -u flashpath-target -u flashpath-initiator
+		echo "--- dmesg (tail)"; dmesg | tail -n 20
+	fi
+	timeout 30 nvme disconnect-all >/dev/null 2>&1
+	echo "(${0##*/}: $((SECONDS - FP_T0)) s in the guest, exit $rc)"
+	exit "$rc"
+}
+trap cleanup EXIT
+
+# prop UNIT PROPERTY — the unit's property as systemd has it now.
+prop() { systemctl show -P "$2" "$1.service"; }
+
+# wait_active UNIT — until the unit is active with a main process (bounded).
+wait_active() {
+	local t=300
+	until [ "$(prop "$1" ActiveState)" = active ] && [ "$(prop "$1" MainPID)" != 0 ]; do
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "$1 is $(prop "$1" ActiveState)/$(prop "$1" SubState), want active"
+		sleep 0.1
+	done
+}
+
+# journal_level UNIT PID MSG — the log level of the daemon's (PID's)
+# journal record whose msg is MSG, with the journal's PRIORITY beside it
+# ("ERROR 3"), waiting for it (bounded); every record of PID must be a
+# JSON object.
+journal_level() {
+	local t=200 out
+	while :; do
+		out=$(journalctl --no-pager -o json _SYSTEMD_UNIT="$1.service" _PID="$2" |
+			jq -r --arg msg "$3" '(.MESSAGE | fromjson) as $m | select($m.msg == $msg) | "\($m.level) \(.PRIORITY)"' | tail -n 1) ||
+			lab_fail "$1: a journal record of pid $2 is not a JSON object: $(journalctl --no-pager -o cat _SYSTEMD_UNIT="$1.service" _PID="$2" | grep -v '^{' | head -n 3)"
+		[ -n "$out" ] && { echo "$out"; return 0; }
+		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "$1: no record \"$3\" from pid $2 in the journal"
+		sleep 0.1
+	done
+}
+
+# sandboxed PID — checks the mount namespace systemd made for PID:
+# /usr read-only (ProtectSystem=strict), /root hidden (ProtectHome=), its
+# own /tmp (PrivateTmp=), /var/lib/flashpath writable for the target.
+sandboxed() {
+	local pid=$1 unit=$2
+	! nsenter -t "$pid" -m touch /usr/.fp-probe 2>/dev/null || lab_fail "$unit can write /usr (ProtectSystem=strict)"
+	[ -z "$(nsenter -t "$pid" -m ls -A /root 2>/dev/null)" ] || lab_fail "$unit sees /root (ProtectHome=yes)"
+	touch /tmp/.fp-outside
+	! nsenter -t "$pid" -m test -e /tmp/.fp-outside || lab_fail "$unit shares /tmp (PrivateTmp=yes)"
+	grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$pid/status" || lab_fail "$unit may gain privileges (NoNewPrivileges=yes)"
+	grep -q '^Seccomp:[[:space:]]*2$' "/proc/$pid/status" || lab_fail "$unit runs without a seccomp filter (SystemCallFilter=)"
+}
+
+fp_pkg_debs
+mkdir -p "$FP_WORK" /etc/nvme
+echo "$FP_HOSTNQN" >/etc/nvme/hostnqn
+echo "$FP_HOSTID" >/etc/nvme/hostid
+[ -d /run/systemd/system ] || lab_fail "systemd is not running"
+
+fp_step "dpkg -i flashpath $FP_V1 with systemd running: units enabled, started only once configured"
+dpkg -i "$FP_DEB1" </dev/null || lab_fail "dpkg -i $FP_DEB1"
+fp_pkg_installed "$FP_V1" "$FP_DEB1"
+for u in $UNITS; do
+	[ "$(systemctl is-enabled "$u")" = enabled ] || lab_fail "$u is $(systemctl is-enabled "$u"), want enabled"
+	# postinst tried a start (the condition was checked) and the condition held it back.
+	[ "$(prop "$u" ActiveState)" = inactive ] && [ -n "$(prop "$u" ConditionTimestamp)" ] && [ "$(prop "$u" ConditionResult)" = no ] ||
+		lab_fail "$u: $(prop "$u" ActiveState), condition checked at '$(prop "$u" ConditionTimestamp)' with $(prop "$u" ConditionResult): want a start tried and skipped"
+done
+echo "  $($FP version); units enabled; postinst's start skipped for want of /etc/flashpath/*.yaml"
+
+fp_step "the README's commands: the shipped examples, copied, find each other (discovery on 8009)"
+cp /etc/flashpath/target.yaml.example /etc/flashpath/target.yaml
+cp /etc/flashpath/initiator.yaml.example /etc/flashpath/initiator.yaml
+timeout 120 systemctl start flashpath-target || lab_fail "systemctl start flashpath-target (the example)"
+timeout 120 systemctl start flashpath-initiator || lab_fail "systemctl start flashpath-initiator (the example)"
+demo=$(sed -n 's/^ *- nqn: //p' /etc/flashpath/target.yaml | head -n 1)
+dev=$(fp_ns "$demo" 1 90) || lab_fail "the example initiator did not connect the example target's $demo"
+head -c 64K /dev/urandom >"$FP_WORK/demo"
+fp_write "$dev" 0 "$FP_WORK/demo"
+cmp <(fp_read "$dev" 0 65536) "$FP_WORK/demo" || lab_fail "$dev reads back different data"
+echo "  $demo: $dev ($(($(blockdev --getsize64 "$dev") >> 20)) MiB)"
+systemctl stop flashpath-initiator flashpath-target
+timeout 60 nvme disconnect -n "$demo" >/dev/null || lab_fail "nvme disconnect -n $demo"
+
+fp_step "configure; the unit's device list lacks null_blk: the start fails, saying what to add"
+fp_pkg_configure "$NQN"
+! timeout 120 systemctl start flashpath-target 2>/dev/null || lab_fail "the target opened /dev/nullb0, which DeviceAllow= does not name"
+systemctl stop flashpath-target # no more tries (Restart=on-failure)
+journalctl --no-pager -o cat _SYSTEMD_UNIT=flashpath-target.service | grep '/dev/nullb0' | tail -n 1 | tee "$FP_WORK/refused"
+grep -q 'add DeviceAllow=/dev/nullb0 rw with systemctl edit flashpath-target' "$FP_WORK/refused" ||
+	lab_fail "the target's error does not say to add DeviceAllow=/dev/nullb0 rw"
+# What systemctl edit writes.
+mkdir -p /etc/systemd/system/flashpath-target.service.d
+printf '[Service]\nDeviceAllow=/dev/nullb0 rw\n' >/etc/systemd/system/flashpath-target.service.d/override.conf
+systemctl daemon-reload
+
+fp_step "systemctl start: the target serves when start returns (Type=notify, READY=1)"
+timeout 120 systemctl start flashpath-target || lab_fail "systemctl start flashpath-target"
+# No wait: start returned after READY=1, so the listener is up now.
+(exec 3<>"/dev/tcp/127.0.0.1/$FP_PORT") 2>/dev/null || lab_fail "systemctl start returned before the target listened"
+TGT=$(prop flashpath-target MainPID)
+[ "$(stat -c %U "/proc/$TGT")" = flashpath ] || lab_fail "the target runs as $(stat -c %U "/proc/$TGT")"
+[ "$(fp_caps "$TGT")" = 0000000000004000 ] || lab_fail "the target's capabilities: $(fp_caps "$TGT"), want CAP_IPC_LOCK only"
+grep -q '^Groups:.*\b'"$(getent group disk | cut -d: -f3)"'\b' "/proc/$TGT/status" || lab_fail "the target lacks group disk"
+sandboxed "$TGT" flashpath-target
+nsenter -t "$TGT" -m sh -c 'touch /var/lib/flashpath/.probe && rm /var/lib/flashpath/.probe' || lab_fail "the target cannot write /var/lib/flashpath (StateDirectory=)"
+[ "$(stat -c '%U %a' /run/flashpath/spdk.sock)" = "flashpath 600" ] || lab_fail "/run/flashpath/spdk.sock: $(stat -c '%U %a' /run/flashpath/spdk.sock)"
+[ "$(stat -c '%U %a' /var/lib/flashpath/ns1.img)" = "flashpath 600" ] || lab_fail "ns1.img: $(stat -c '%U %a' /var/lib/flashpath/ns1.img) (UMask=0077)"
+timeout 120 systemctl start flashpath-initiator || lab_fail "systemctl start flashpath-initiator"
+INI=$(prop flashpath-initiator MainPID)
+[ "$(stat -c %u "/proc/$INI")" = 0 ] && [ "$(fp_caps "$INI")" = 0000000000000000 ] ||
+	lab_fail "the initiator runs as uid $(stat -c %u "/proc/$INI") with capabilities $(fp_caps "$INI"), want 0 and none"
+sandboxed "$INI" flashpath-initiator
+dev1=$(fp_ns "$NQN" 1 90) || lab_fail "the initiator did not connect $NQN"
+dev2=$(fp_ns "$NQN" 2 30) || lab_fail "no namespace 2 (the block device)"
+echo "  target pid $TGT (flashpath, CapEff $(fp_caps "$TGT")), initiator pid $INI (uid 0, CapEff $(fp_caps "$INI")): $dev1 $dev2"
+
+fp_step "I/O through the kernel host: the file and the block device"
+head -c 1M /dev/urandom >"$FP_WORK/data"
+fp_write "$dev1" 0 "$FP_WORK/data"
+fp_write "$dev2" 0 "$FP_WORK/data"
+cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 reads back different data"
+cmp <(head -c 1M /var/lib/flashpath/ns1.img) "$FP_WORK/data" || lab_fail "ns1.img lacks the data"
+cmp <(fp_read /dev/nullb0 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "/dev/nullb0 lacks the data"
+$FP rpc spdk_get_version | jq -c . || lab_fail "flashpath rpc on the unit's socket"
+
+fp_step "the journal: JSON records only, each with its level's priority"
+[ "$(journal_level flashpath-target "$TGT" serving)" = "INFO 6" ] || lab_fail "serving: $(journal_level flashpath-target "$TGT" serving), want INFO 6"
+for u in $UNITS; do journalctl --no-pager -o json _SYSTEMD_UNIT="$u.service" _COMM=flashpath; done |
+	jq -r '(.MESSAGE | fromjson) as $m | "\($m.level) \(.PRIORITY)"' | sort | uniq -c | tee "$FP_WORK/levels"
+! grep -v -E ' (DEBUG 7|INFO 6|WARN 4|ERROR 3)$' "$FP_WORK/levels" || lab_fail "a level with the wrong priority (above)"
+journalctl --no-pager -o cat -p info -u flashpath-target.service | grep '"msg":"serving"' >/dev/null || lab_fail "journalctl -p info lacks serving"
+
+fp_step "systemctl reload (SIGHUP): a bad target.yaml refused and logged as an error, a good one applied"
+cp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.good"
+echo 'subsystems: [' >>/etc/flashpath/target.yaml
+systemctl reload flashpath-target || lab_fail "systemctl reload flashpath-target"
+[ "$(journal_level flashpath-target "$TGT" "reload failed")" = "ERROR 3" ] || lab_fail "reload failed is not an error record"
+journalctl --no-pager -o cat -p err -u flashpath-target.service | grep '"msg":"reload failed"' >/dev/null || lab_fail "journalctl -p err lacks reload failed"
+[ "$(prop flashpath-target ActiveState)" = active ] && [ "$(prop flashpath-target MainPID)" = "$TGT" ] || lab_fail "the bad reload stopped the target"
+cp "$FP_WORK/target.yaml.good" /etc/flashpath/target.yaml
+echo '      - {nsid: 3, backend: "mem:16MiB"}' >>/etc/flashpath/target.yaml
+systemctl reload flashpath-target || lab_fail "systemctl reload flashpath-target"
+[ "$(journal_level flashpath-target "$TGT" "reload done")" = "INFO 6" ] || lab_fail "reload done is not an info record"
+dev3=$(fp_ns "$NQN" 3 60) || lab_fail "the reload's namespace 3 did not reach the host"
+systemctl reload flashpath-initiator || lab_fail "systemctl reload flashpath-initiator"
+echo "  namespace 3 added by reload: $dev3; target pid still $TGT"
+
+fp_step "Restart=on-failure: the target killed, systemd starts it again, the host reconnects"
+c=$(fp_ctrl "$NQN") n=$(prop flashpath-target NRestarts)
+kill -KILL "$TGT"
+t=600
+until [ "$(prop flashpath-target NRestarts)" = $((n + 1)) ] && [ "$(prop flashpath-target ActiveState)" = active ]; do
+	t=$((t - 1)); [ $t -gt 0 ] || lab_fail "flashpath-target not restarted: $(prop flashpath-target ActiveState), NRestarts=$(prop flashpath-target NRestarts)"
+	sleep 0.1
+done
+[ "$(prop flashpath-target MainPID)" != "$TGT" ] || lab_fail "the same pid after a restart"
+TGT=$(prop flashpath-target MainPID)
+fp_wait_state "$c" live 60 >/dev/null || lab_fail "$c did not come back live after the restart"
+cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 after the restart"
+echo "  restarted as pid $TGT; $c live"
+
+fp_step "systemd-analyze security on the running units"
+for u in $UNITS; do
+	e=$(systemd-analyze security --no-pager "$u.service" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+	[ -n "$e" ] || lab_fail "systemd-analyze security $u: no exposure level"
+	echo "  $u: $e"
+	if [ "$u" = flashpath-target ]; then
+		awk -v e="$e" 'BEGIN { exit !(e <= 4.0) }' || lab_fail "flashpath-target's exposure $e, want 4.0 or less"
+	fi
+done
+
+fp_step "upgrade to $FP_V2 with both running: postinst restarts them on the new binary"
+echo 'disconnect_on_stop: true' >>/etc/flashpath/initiator.yaml
+cp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before"
+dpkg -i "$FP_DEB2" </dev/null || lab_fail "dpkg -i $FP_DEB2 with the daemons running"
+[ "$(fp_pkg_status)" = "ii $FP_V2" ] || lab_fail "status after the upgrade: $(fp_pkg_status)"
+dpkg --audit | grep . && lab_fail "dpkg --audit after the upgrade"
+cmp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before" || lab_fail "the upgrade changed the admin's target.yaml"
+for u in $UNITS; do wait_active "$u"; done
+[ "$(prop flashpath-target MainPID)" != "$TGT" ] || lab_fail "the upgrade did not restart the target"
+[ "$(prop flashpath-initiator MainPID)" != "$INI" ] || lab_fail "the upgrade did not restart the initiator"
+TGT=$(prop flashpath-target MainPID) INI=$(prop flashpath-initiator MainPID)
+$FP rpc spdk_get_version | tee "$FP_WORK/version.2.json" | jq -c .
+grep -q rebuild1 "$FP_WORK/version.2.json" || lab_fail "the restarted target is not $FP_V2"
+fp_wait_state "$c" live 60 >/dev/null || lab_fail "$c did not come back live after the upgrade"
+cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 after the upgrade"
+cmp <(fp_read "$dev2" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev2 after the upgrade"
+echo "  target pid $TGT, initiator pid $INI, both $FP_V2"
+
+fp_step "dpkg -r: prerm stops both (SIGTERM, a clean exit), the initiator disconnects"
+fp_pkg_files "$FP_DEB2" "$FP_WORK/files"
+dpkg -r flashpath </dev/null || lab_fail "dpkg -r"
+[ "$(fp_pkg_status)" = "rc $FP_V2" ] || lab_fail "status after remove: $(fp_pkg_status)"
+for u in $UNITS; do
+	[ "$(prop "$u" ActiveState)" = inactive ] && [ "$(prop "$u" Result)" = success ] && [ "$(prop "$u" ExecMainStatus)" = 0 ] ||
+		lab_fail "$u after remove: $(prop "$u" ActiveState), result $(prop "$u" Result), exit status $(prop "$u" ExecMainStatus)"
+	[ "$(systemctl is-enabled "$u" 2>/dev/null)" = masked ] || lab_fail "$u after remove: $(systemctl is-enabled "$u" 2>&1), want masked"
+done
+! pgrep -x flashpath >/dev/null || lab_fail "a flashpath process outlived remove"
+! fp_subsys_dir "$NQN" >/dev/null || lab_fail "the initiator did not disconnect on stop"
+[ ! -e /usr/bin/flashpath ] && [ ! -e /lib/systemd/system/flashpath-target.service ] || lab_fail "files left after remove"
+[ -f /etc/flashpath/target.yaml.example ] || lab_fail "remove took the conffiles"
+rm -r /etc/systemd/system/flashpath-target.service.d # the admin's drop-in, not the package's
+
+fp_step "dpkg -P: nothing left but the data (/var/lib/flashpath) and its owner"
+dpkg -P flashpath </dev/null || lab_fail "dpkg -P"
+fp_pkg_purged "$FP_WORK/files"
+for u in $UNITS; do
+	[ "$(prop "$u" LoadState)" = not-found ] || lab_fail "$u after purge: $(prop "$u" LoadState), want not-found"
+done
+fp_step "done"
