@@ -58,6 +58,12 @@ inst 0644 deploy/target.yaml etc/flashpath/target.yaml.example
 inst 0644 deploy/initiator.yaml etc/flashpath/initiator.yaml.example
 inst 0644 deploy/debian/flashpath.sysusers usr/lib/sysusers.d/flashpath.conf
 inst 0644 deploy/debian/flashpath.tmpfiles usr/lib/tmpfiles.d/flashpath.conf
+# For the monitoring host: the Grafana dashboard, the Prometheus rules with
+# their tests and an example scrape configuration.
+inst 0644 deploy/grafana/flashpath.json usr/share/flashpath/grafana/flashpath.json
+for f in flashpath-rules.yml flashpath-rules.test.yml prometheus.yml; do
+	inst 0644 "deploy/prometheus/$f" "usr/share/flashpath/prometheus/$f"
+done
 
 # Man pages and completions, from the binary's own command tree.
 "$bin" man "$root/usr/share/man/man1"
