@@ -388,6 +388,35 @@ metrics: 127.0.0.1:9421
 EOT
 }
 
+# fp_pkg_target_runs PID — the target's process as its unit runs it: user
+# flashpath with group disk, no capability but CAP_IPC_LOCK, its JSON-RPC
+# socket and file namespace private to it (UMask=0077).
+fp_pkg_target_runs() {
+	[ "$(stat -c %U "/proc/$1")" = flashpath ] || lab_fail "the target runs as $(stat -c %U "/proc/$1")"
+	[ "$(fp_caps "$1")" = 0000000000004000 ] || lab_fail "the target's capabilities: $(fp_caps "$1"), want CAP_IPC_LOCK only"
+	grep -q '^Groups:.*\b'"$(getent group disk | cut -d: -f3)"'\b' "/proc/$1/status" || lab_fail "the target lacks group disk"
+	[ "$(stat -c '%U %a' /run/flashpath/spdk.sock)" = "flashpath 600" ] || lab_fail "/run/flashpath/spdk.sock: $(stat -c '%U %a' /run/flashpath/spdk.sock)"
+	[ "$(stat -c '%U %a' /var/lib/flashpath/ns1.img)" = "flashpath 600" ] || lab_fail "ns1.img: $(stat -c '%U %a' /var/lib/flashpath/ns1.img) (UMask=0077)"
+}
+
+# fp_pkg_initiator_runs PID — the initiator's process: uid 0, no capability.
+fp_pkg_initiator_runs() {
+	[ "$(stat -c %u "/proc/$1")" = 0 ] && [ "$(fp_caps "$1")" = 0000000000000000 ] ||
+		lab_fail "the initiator runs as uid $(stat -c %u "/proc/$1") with capabilities $(fp_caps "$1"), want 0 and none"
+}
+
+# fp_pkg_io DEV1 DEV2 — 1 MiB written through the kernel host to namespace
+# 1 (DEV1: the file) and 2 (DEV2: /dev/nullb0) reads back, and is in the
+# file and the device; the data stays in $FP_WORK/data.
+fp_pkg_io() {
+	head -c 1M /dev/urandom >"$FP_WORK/data"
+	fp_write "$1" 0 "$FP_WORK/data"
+	fp_write "$2" 0 "$FP_WORK/data"
+	cmp <(fp_read "$1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$1 reads back different data"
+	cmp <(head -c 1M /var/lib/flashpath/ns1.img) "$FP_WORK/data" || lab_fail "ns1.img lacks the data"
+	cmp <(fp_read /dev/nullb0 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "/dev/nullb0 lacks the data"
+}
+
 # fp_pkg_files DEB FILE — the package's files (not its folders: /lib is a
 # link on merged /usr) into FILE.
 fp_pkg_files() {
@@ -423,18 +452,20 @@ fp_wait_port() {
 
 # fp_systemd_boot — installs systemd in this throwaway guest (the packages
 # of `make lab-systemd`: the lab image has no init system) and boots it as
-# PID 1 of new PID and mount namespaces, with its own /tmp (its boot
-# empties /tmp), to multi-user.target, console logins masked. Prints its
-# pid (here); run commands under it with `nsenter -t PID -m -p`.
+# PID 1 of new PID and mount namespaces, to multi-user.target, console
+# logins masked, /tmp kept. Prints its pid (here); run commands under it
+# with `nsenter -t PID -m -p`.
 fp_systemd_boot() {
 	local debs=("$LAB_CWD"/bin/lab-systemd/*.deb) u sd= t=100 st
 	[ -e "${debs[0]}" ] || lab_fail "no systemd packages in bin/lab-systemd (make lab-systemd)"
 	dpkg -i "${debs[@]}" >/tmp/systemd-dpkg.log 2>&1 </dev/null ||
 		{ tail -n 20 /tmp/systemd-dpkg.log >&2; lab_fail "dpkg -i the systemd packages"; }
 	ln -sf /dev/null /etc/systemd/system/getty.target
+	# Its boot would empty /tmp (tmp.conf's "D /tmp"), which holds this
+	# run's files and, in CI, the checkout's mount: an admin's override.
+	echo 'd /tmp 1777 root root -' >/etc/tmpfiles.d/tmp.conf
 	unshare --pid --mount --fork --mount-proc --propagation private \
-		sh -c 'mount -t tmpfs -o mode=1777 tmpfs /tmp && exec /lib/systemd/systemd --unit=multi-user.target' \
-		</dev/null >/dev/null 2>&1 &
+		/lib/systemd/systemd --unit=multi-user.target </dev/null >/dev/null 2>&1 &
 	u=$!
 	until sd=$(pgrep -P "$u"); do
 		t=$((t - 1)); [ $t -gt 0 ] || lab_fail "systemd did not start"

@@ -138,29 +138,19 @@ timeout 120 systemctl start flashpath-target || lab_fail "systemctl start flashp
 # No wait: start returned after READY=1, so the listener is up now.
 (exec 3<>"/dev/tcp/127.0.0.1/$FP_PORT") 2>/dev/null || lab_fail "systemctl start returned before the target listened"
 TGT=$(prop flashpath-target MainPID)
-[ "$(stat -c %U "/proc/$TGT")" = flashpath ] || lab_fail "the target runs as $(stat -c %U "/proc/$TGT")"
-[ "$(fp_caps "$TGT")" = 0000000000004000 ] || lab_fail "the target's capabilities: $(fp_caps "$TGT"), want CAP_IPC_LOCK only"
-grep -q '^Groups:.*\b'"$(getent group disk | cut -d: -f3)"'\b' "/proc/$TGT/status" || lab_fail "the target lacks group disk"
+fp_pkg_target_runs "$TGT"
 sandboxed "$TGT" flashpath-target
 nsenter -t "$TGT" -m sh -c 'touch /var/lib/flashpath/.probe && rm /var/lib/flashpath/.probe' || lab_fail "the target cannot write /var/lib/flashpath (StateDirectory=)"
-[ "$(stat -c '%U %a' /run/flashpath/spdk.sock)" = "flashpath 600" ] || lab_fail "/run/flashpath/spdk.sock: $(stat -c '%U %a' /run/flashpath/spdk.sock)"
-[ "$(stat -c '%U %a' /var/lib/flashpath/ns1.img)" = "flashpath 600" ] || lab_fail "ns1.img: $(stat -c '%U %a' /var/lib/flashpath/ns1.img) (UMask=0077)"
 timeout 120 systemctl start flashpath-initiator || lab_fail "systemctl start flashpath-initiator"
 INI=$(prop flashpath-initiator MainPID)
-[ "$(stat -c %u "/proc/$INI")" = 0 ] && [ "$(fp_caps "$INI")" = 0000000000000000 ] ||
-	lab_fail "the initiator runs as uid $(stat -c %u "/proc/$INI") with capabilities $(fp_caps "$INI"), want 0 and none"
+fp_pkg_initiator_runs "$INI"
 sandboxed "$INI" flashpath-initiator
 dev1=$(fp_ns "$NQN" 1 90) || lab_fail "the initiator did not connect $NQN"
 dev2=$(fp_ns "$NQN" 2 30) || lab_fail "no namespace 2 (the block device)"
 echo "  target pid $TGT (flashpath, CapEff $(fp_caps "$TGT")), initiator pid $INI (uid 0, CapEff $(fp_caps "$INI")): $dev1 $dev2"
 
 fp_step "I/O through the kernel host: the file and the block device"
-head -c 1M /dev/urandom >"$FP_WORK/data"
-fp_write "$dev1" 0 "$FP_WORK/data"
-fp_write "$dev2" 0 "$FP_WORK/data"
-cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 reads back different data"
-cmp <(head -c 1M /var/lib/flashpath/ns1.img) "$FP_WORK/data" || lab_fail "ns1.img lacks the data"
-cmp <(fp_read /dev/nullb0 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "/dev/nullb0 lacks the data"
+fp_pkg_io "$dev1" "$dev2"
 $FP rpc spdk_get_version | jq -c . || lab_fail "flashpath rpc on the unit's socket"
 
 fp_step "the journal: JSON records only, each with its level's priority"
