@@ -362,19 +362,23 @@ fp_pkg_installed() {
 		lab_fail "no man page flashpath-target(1) with --rpc-socket in the package"
 }
 
-# fp_pkg_configure NQN — the package's configuration: a target with a file
-# namespace in /var/lib/flashpath (1) and a null_blk device (2, root:disk
-# 0660 as udev makes block devices), and an initiator that discovers it.
+# fp_pkg_configure NQN [LISTENER...] — the package's configuration: a
+# target on tcp://127.0.0.1:$FP_PORT (and LISTENERs) with a file namespace
+# in /var/lib/flashpath (1) and a null_blk device (2, root:disk 0660 as
+# udev makes block devices), and an initiator that discovers it.
 fp_pkg_configure() {
+	local nqn=$1 listeners="tcp://127.0.0.1:$FP_PORT" l
+	shift
+	for l in "$@"; do listeners+=", $l"; done
 	modprobe null_blk nr_devices=1 gb=1 memory_backed=1 || lab_fail "modprobe null_blk"
 	local t=50
 	until [ -b /dev/nullb0 ]; do t=$((t - 1)); [ $t -gt 0 ] || lab_fail "no /dev/nullb0"; sleep 0.1; done
 	chgrp disk /dev/nullb0 && chmod 0660 /dev/nullb0
 	cat >/etc/flashpath/target.yaml <<EOT
-listeners: [tcp://127.0.0.1:$FP_PORT]
+listeners: [$listeners]
 metrics: 127.0.0.1:9420
 subsystems:
-  - nqn: $1
+  - nqn: $nqn
     namespaces:
       - {nsid: 1, backend: "file:/var/lib/flashpath/ns1.img:64MiB"}
       - {nsid: 2, backend: /dev/nullb0}

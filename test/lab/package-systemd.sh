@@ -3,7 +3,8 @@
 # install with systemd running (units enabled, a start tried and skipped:
 # no configuration yet), both daemons started by systemctl (Type=notify:
 # serving when start returns) inside their units' sandboxes, the kernel
-# host connected through the initiator, JSON logs in the journal with
+# host connected through the initiator over NVMe/TCP and NVMe/RDMA
+# (soft-RoCE: the target's verbs under its unit), JSON logs in the journal with
 # their priorities, reload (a bad configuration refused, a good one
 # applied), Restart=on-failure, systemd-analyze security on the running
 # units, an upgrade that restarts both on the new binary, remove (prerm
@@ -77,6 +78,24 @@ journal_level() {
 	done
 }
 
+# ctrl_on NQN TRANSPORT SECONDS — the kernel's live controller of NQN
+# over TRANSPORT, waiting up to SECONDS.
+ctrl_on() {
+	local t=$(($3 * 10)) c s
+	while [ $t -gt 0 ]; do
+		if s=$(fp_subsys_dir "$1"); then
+			for c in "$s"/nvme*; do
+				c=${c##*/}
+				[[ $c =~ ^nvme[0-9]+$ ]] || continue
+				[ "$(cat "/sys/class/nvme/$c/transport" 2>/dev/null)" = "$2" ] &&
+					[ "$(cat "/sys/class/nvme/$c/state" 2>/dev/null)" = live ] && { echo "$c"; return 0; }
+			done
+		fi
+		sleep 0.1; t=$((t - 1))
+	done
+	return 1
+}
+
 # sandboxed PID — checks the mount namespace systemd made for PID:
 # /usr read-only (ProtectSystem=strict), /root hidden (ProtectHome=), its
 # own /tmp (PrivateTmp=), /var/lib/flashpath writable for the target.
@@ -121,8 +140,9 @@ echo "  $demo: $dev ($(($(blockdev --getsize64 "$dev") >> 20)) MiB)"
 systemctl stop flashpath-initiator flashpath-target
 timeout 60 nvme disconnect -n "$demo" >/dev/null || lab_fail "nvme disconnect -n $demo"
 
-fp_step "configure; the unit's device list lacks null_blk: the start fails, saying what to add"
-fp_pkg_configure "$NQN"
+fp_step "configure (NVMe/TCP and NVMe/RDMA on soft-RoCE); the unit's device list lacks null_blk: the start fails, saying what to add"
+addr=$(lab_rxe_up) || lab_fail "rxe: no soft-RoCE device"
+fp_pkg_configure "$NQN" "rdma://$addr:$FP_PORT"
 ! timeout 120 systemctl start flashpath-target 2>/dev/null || lab_fail "the target opened /dev/nullb0, which DeviceAllow= does not name"
 systemctl stop flashpath-target # no more tries (Restart=on-failure)
 journalctl --no-pager -o cat _SYSTEMD_UNIT=flashpath-target.service | grep '/dev/nullb0' | tail -n 1 | tee "$FP_WORK/refused"
@@ -148,6 +168,14 @@ sandboxed "$INI" flashpath-initiator
 dev1=$(fp_ns "$NQN" 1 90) || lab_fail "the initiator did not connect $NQN"
 dev2=$(fp_ns "$NQN" 2 30) || lab_fail "no namespace 2 (the block device)"
 echo "  target pid $TGT (flashpath, CapEff $(fp_caps "$TGT")), initiator pid $INI (uid 0, CapEff $(fp_caps "$INI")): $dev1 $dev2"
+# The discovery log names both listeners: the initiator connects both,
+# and the kernel's native multipath puts them under one disk.
+for tr in tcp rdma; do
+	c=$(ctrl_on "$NQN" "$tr" 120) || lab_fail "no live $tr controller for $NQN: the target's RDMA under its unit, or the initiator's"
+	echo "  $tr: $c $(cat "/sys/class/nvme/$c/address")"
+done
+# Round robin: the I/O below goes over both transports.
+echo round-robin >"$(fp_subsys_dir "$NQN")/iopolicy"
 
 fp_step "I/O through the kernel host: the file and the block device"
 fp_pkg_io "$dev1" "$dev2"
