@@ -461,9 +461,12 @@ fp_wait_port() {
 # with `nsenter -t PID -m -p`.
 fp_systemd_boot() {
 	local debs=("$LAB_CWD"/bin/lab-systemd/*.deb) u sd= t=100 st
-	[ -e "${debs[0]}" ] || lab_fail "no systemd packages in bin/lab-systemd (make lab-systemd)"
-	dpkg -i "${debs[@]}" >/tmp/systemd-dpkg.log 2>&1 </dev/null ||
-		{ tail -n 20 /tmp/systemd-dpkg.log >&2; lab_fail "dpkg -i the systemd packages"; }
+	if [ ! -x /lib/systemd/systemd ]; then
+		[ -e "${debs[0]}" ] || lab_fail "no systemd packages in bin/lab-systemd (make lab-systemd)"
+		dpkg -i "${debs[@]}" >/tmp/systemd-dpkg.log 2>&1 </dev/null ||
+			{ tail -n 20 /tmp/systemd-dpkg.log >&2; lab_fail "dpkg -i the systemd packages"; }
+	fi
+	rm -rf /run/systemd # a boot after fp_systemd_down starts afresh, as after a reboot
 	ln -sf /dev/null /etc/systemd/system/getty.target
 	# Its boot would empty /tmp (tmp.conf's "D /tmp"), which holds this
 	# run's files and, in CI, the checkout's mount: an admin's override.
@@ -488,4 +491,17 @@ fp_systemd_boot() {
 	*) lab_fail "systemd did not finish booting: ${st:-no answer}" ;;
 	esac
 	echo "$sd"
+}
+
+# fp_systemd_down PID UNIT... — a reboot's end as the units see it: UNITs
+# stopped as a shutdown stops them, then the systemd of fp_systemd_boot
+# (PID) and its namespaces gone. Not `systemctl poweroff`: at its end
+# systemd-shutdown remounts / read-only and force-unmounts the 9p folders,
+# which the guest shares with it.
+fp_systemd_down() {
+	local sd=$1
+	shift
+	timeout 120 nsenter -t "$sd" -m -p -- systemctl stop "$@" || lab_fail "systemctl stop $*"
+	kill -KILL "$sd"
+	timeout 60 tail --pid="$sd" -f /dev/null || lab_fail "systemd (pid $sd) still runs 60 s after SIGKILL"
 }

@@ -7,8 +7,9 @@
 # (soft-RoCE: the target's verbs under its unit), JSON logs in the journal with
 # their priorities, reload (a bad configuration refused, a good one
 # applied), Restart=on-failure, systemd-analyze security on the running
-# units, an upgrade that restarts both on the new binary, remove (prerm
-# stops them cleanly), purge.
+# units, an upgrade that restarts both on the new binary, a reboot (both
+# come up at boot and the host connects again), remove (prerm stops them
+# cleanly), purge.
 #
 # The lab image has no init system (../shared/lab/README.md): this script
 # installs Debian 12's systemd in the throwaway guest (the packages of
@@ -26,13 +27,21 @@ NQN=nqn.2026-11.io.flashpath:pkg-systemd
 FP_PORT=4420
 export DEBIAN_FRONTEND=noninteractive
 
-if [ "${1:-}" != under-systemd ]; then
+# The script runs in three parts: here it boots systemd and runs the rest
+# of itself under it (install to upgrade), then reboots (fp_systemd_down, boot)
+# and runs it again (what came up at boot, remove, purge).
+mode=${1:-}
+if [ -z "$mode" ]; then
 	fp_step "boot systemd (installed in this guest from bin/lab-systemd)"
 	sd=$(fp_systemd_boot)
 	echo "  $(systemctl --version | head -n 1) runs as PID 1 of its namespaces (pid $sd here)"
-	rc=0
-	nsenter -t "$sd" -m -p -- bash "$0" under-systemd || rc=$?
-	exit "$rc"
+	nsenter -t "$sd" -m -p -- bash "$0" under-systemd || exit $?
+	fp_step "reboot: both units stopped as a shutdown stops them, systemd booted again"
+	fp_systemd_down "$sd" flashpath-initiator.service flashpath-target.service
+	sd=$(fp_systemd_boot)
+	echo "  systemd pid $sd here"
+	nsenter -t "$sd" -m -p -- bash "$0" after-reboot || exit $?
+	exit 0
 fi
 
 UNITS="flashpath-target flashpath-initiator"
@@ -44,8 +53,8 @@ cleanup() {
 		echo "--- journal (tail)"; journalctl --no-pager -n 40 -u flashpath-target -u flashpath-initiator
 		echo "--- dmesg (tail)"; dmesg | tail -n 20
 	fi
-	timeout 30 nvme disconnect-all >/dev/null 2>&1
-	echo "(${0##*/}: $((SECONDS - FP_T0)) s in the guest, exit $rc)"
+	[ "$rc" = 0 ] && [ "$mode" = under-systemd ] || timeout 30 nvme disconnect-all >/dev/null 2>&1
+	echo "(${0##*/} $mode: $((SECONDS - FP_T0)) s, exit $rc)"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -110,10 +119,11 @@ sandboxed() {
 }
 
 fp_pkg_debs
+[ -d /run/systemd/system ] || lab_fail "systemd is not running"
+if [ "$mode" = under-systemd ]; then
 mkdir -p "$FP_WORK" /etc/nvme
 echo "$FP_HOSTNQN" >/etc/nvme/hostnqn
 echo "$FP_HOSTID" >/etc/nvme/hostid
-[ -d /run/systemd/system ] || lab_fail "systemd is not running"
 
 fp_step "dpkg -i flashpath $FP_V1 with systemd running: units enabled, started only once configured"
 dpkg -i "$FP_DEB1" </dev/null || lab_fail "dpkg -i $FP_DEB1"
@@ -244,6 +254,21 @@ fp_wait_state "$c" live 60 >/dev/null || lab_fail "$c did not come back live aft
 cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 after the upgrade"
 cmp <(fp_read "$dev2" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev2 after the upgrade"
 echo "  target pid $TGT, initiator pid $INI, both $FP_V2"
+exit 0
+fi
+
+fp_step "after the reboot: both units started at boot (enabled), the host connected again, the data there"
+for u in $UNITS; do wait_active "$u"; done
+dev1=$(fp_ns "$NQN" 1 120) || lab_fail "the initiator did not connect $NQN after the reboot"
+dev2=$(fp_ns "$NQN" 2 30) || lab_fail "no namespace 2 after the reboot"
+for tr in tcp rdma; do
+	c=$(ctrl_on "$NQN" "$tr" 120) || lab_fail "no live $tr controller for $NQN after the reboot"
+done
+cmp <(fp_read "$dev1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev1 after the reboot"
+cmp <(fp_read "$dev2" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$dev2 after the reboot"
+[ "$(prop flashpath-target NRestarts)" = 0 ] && [ "$(prop flashpath-initiator NRestarts)" = 0 ] ||
+	lab_fail "a unit needed restarts to come up at boot: target $(prop flashpath-target NRestarts), initiator $(prop flashpath-initiator NRestarts)"
+echo "  target pid $(prop flashpath-target MainPID), initiator pid $(prop flashpath-initiator MainPID): $dev1 $dev2"
 
 fp_step "dpkg -r: prerm stops both (SIGTERM, a clean exit), the initiator disconnects"
 fp_pkg_files "$FP_DEB2" "$FP_WORK/files"
