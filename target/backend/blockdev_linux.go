@@ -14,10 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// blockOpenError says why the block device at path (st) did not open and
-// what to do about it.
-func blockOpenError(path string, st fs.FileInfo, err error) error {
+// openError says why the file or block device (block) at path (st) did
+// not open and, for a block device, what to do about it.
+func openError(path string, st fs.FileInfo, block bool, err error) error {
 	switch {
+	case !block:
 	case errors.Is(err, unix.EBUSY):
 		return fmt.Errorf("file %s: device is in use (mounted, or held by another program): unmount or release it: %w", path, err)
 	case errors.Is(err, unix.EACCES):

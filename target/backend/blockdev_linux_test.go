@@ -43,17 +43,22 @@ func TestBlockDriver(t *testing.T) {
 	}
 }
 
-// TestBlockOpenErrors: each refusal says what to do.
+// TestBlockOpenErrors: each refusal of a block device says what to do.
 func TestBlockOpenErrors(t *testing.T) {
 	for errno, want := range map[unix.Errno]string{
 		unix.EBUSY:  "unmount or release it",
 		unix.EPERM:  "add DeviceAllow=/dev/x rw with systemctl edit flashpath-target",
 		unix.EACCES: "group disk",
 	} {
-		err := blockOpenError("/dev/x", nil, &fs.PathError{Op: "open", Path: "/dev/x", Err: errno})
+		err := openError("/dev/x", nil, true, &fs.PathError{Op: "open", Path: "/dev/x", Err: errno})
 		if !strings.Contains(err.Error(), want) || !errors.Is(err, errno) {
 			t.Errorf("%v: %v, want it to say %q and wrap the errno", errno, err, want)
 		}
+	}
+	// A regular file gets no device advice.
+	perm := &fs.PathError{Op: "open", Path: "/srv/x.img", Err: unix.EPERM}
+	if err := openError("/srv/x.img", nil, false, perm); err.Error() != "file /srv/x.img: open: open /srv/x.img: operation not permitted" {
+		t.Errorf("regular file: %v", err)
 	}
 }
 

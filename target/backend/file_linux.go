@@ -113,10 +113,7 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 		osf, err = os.OpenFile(path, flags, 0o600)
 	}
 	if err != nil {
-		if block {
-			return nil, blockOpenError(path, st, err)
-		}
-		return nil, fmt.Errorf("file %s: open: %w", path, err)
+		return nil, openError(path, st, block, err)
 	}
 	f := &File{f: osf, fd: int(osf.Fd()), path: path, block: block, direct: direct, readOnly: opts.ReadOnly, syncIO: opts.SyncIO}
 	if err := f.setup(opts); err != nil {
