@@ -20,12 +20,17 @@ FP_TGT_N=0
 FP_DMESG_MARK=0
 FP_T0=$SECONDS
 
-# fp_init — load the host driver, write the host identity, start the clock.
-fp_init() {
-	modprobe nvme-tcp || lab_fail "modprobe nvme-tcp"
+# fp_host_id — the guest's host identity (/etc/nvme/hostnqn, hostid) and $FP_WORK.
+fp_host_id() {
 	mkdir -p /etc/nvme "$FP_WORK"
 	echo "$FP_HOSTNQN" >/etc/nvme/hostnqn
 	echo "$FP_HOSTID" >/etc/nvme/hostid
+}
+
+# fp_init — load the host driver, write the host identity, start the clock.
+fp_init() {
+	modprobe nvme-tcp || lab_fail "modprobe nvme-tcp"
+	fp_host_id
 	[ -x "$FP" ] || lab_fail "$FP missing: go build -o bin/flashpath ./cmd/flashpath"
 	FP_DMESG_MARK=$(dmesg | wc -l)
 	trap fp_cleanup EXIT
@@ -97,13 +102,34 @@ fp_subsys_dir() {
 	return 1
 }
 
-# fp_ctrl NQN — print the first controller (nvmeN) connected to NQN.
-fp_ctrl() {
+# fp_ctrls NQN — print the controllers (nvmeN) connected to NQN, one a line.
+fp_ctrls() {
 	local s c
 	s=$(fp_subsys_dir "$1") || return 1
 	for c in "$s"/nvme*; do
 		c=${c##*/}
-		[[ $c =~ ^nvme[0-9]+$ ]] && { echo "$c"; return 0; }
+		[[ $c =~ ^nvme[0-9]+$ ]] && echo "$c"
+	done
+	return 0
+}
+
+# fp_ctrl NQN — print the first controller (nvmeN) connected to NQN.
+fp_ctrl() {
+	local c
+	c=$(fp_ctrls "$1") && [ -n "$c" ] || return 1
+	echo "${c%%$'\n'*}"
+}
+
+# fp_ctrl_on NQN TRANSPORT TIMEOUT_S — wait for and print the live
+# controller of NQN over TRANSPORT (tcp, rdma).
+fp_ctrl_on() {
+	local t=$(($3 * 10)) c
+	while [ $t -gt 0 ]; do
+		for c in $(fp_ctrls "$1" || true); do
+			[ "$(cat "/sys/class/nvme/$c/transport" 2>/dev/null)" = "$2" ] &&
+				[ "$(cat "/sys/class/nvme/$c/state" 2>/dev/null)" = live ] && { echo "$c"; return 0; }
+		done
+		sleep 0.1; t=$((t - 1))
 	done
 	return 1
 }
@@ -419,6 +445,38 @@ fp_pkg_io() {
 	cmp <(fp_read "$1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$1 reads back different data"
 	cmp <(head -c 1M /var/lib/flashpath/ns1.img) "$FP_WORK/data" || lab_fail "ns1.img lacks the data"
 	cmp <(fp_read /dev/nullb0 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "/dev/nullb0 lacks the data"
+}
+
+# fp_pkg_data DEV1 DEV2 WHEN — the data of fp_pkg_io still reads back from
+# both namespaces (WHEN: "after the upgrade", for the failure).
+fp_pkg_data() {
+	cmp <(fp_read "$1" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$1 $3"
+	cmp <(fp_read "$2" 0 $((1 << 20))) "$FP_WORK/data" || lab_fail "$2 $3"
+}
+
+# fp_pkg_upgrade — dpkg -i FP_DEB2 over FP_DEB1 with the daemons running:
+# installed, dpkg content, the admin's target.yaml untouched, the new binary.
+fp_pkg_upgrade() {
+	cp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before"
+	dpkg -i "$FP_DEB2" </dev/null || lab_fail "dpkg -i $FP_DEB2 with the daemons running"
+	[ "$(fp_pkg_status)" = "ii $FP_V2" ] || lab_fail "status after the upgrade: $(fp_pkg_status)"
+	! dpkg --audit | grep . || lab_fail "dpkg --audit after the upgrade"
+	cmp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before" || lab_fail "the upgrade changed the admin's target.yaml"
+	$FP version | grep -q rebuild1 || lab_fail "/usr/bin/flashpath is still $($FP version)"
+}
+
+# fp_pkg_serves_v2 — the running target answers its JSON-RPC as FP_V2.
+fp_pkg_serves_v2() {
+	$FP rpc spdk_get_version | tee "$FP_WORK/version.2.json" | jq -c .
+	grep -q rebuild1 "$FP_WORK/version.2.json" || lab_fail "the restarted target is not $FP_V2"
+}
+
+# fp_pkg_remove — dpkg -r: the package's files gone, its conffiles kept.
+fp_pkg_remove() {
+	dpkg -r flashpath </dev/null || lab_fail "dpkg -r"
+	[ "$(fp_pkg_status)" = "rc $FP_V2" ] || lab_fail "status after remove: $(fp_pkg_status)"
+	[ ! -e /usr/bin/flashpath ] && [ ! -e /lib/systemd/system/flashpath-target.service ] || lab_fail "files left after remove"
+	[ -f /etc/flashpath/target.yaml.example ] || lab_fail "remove took the conffiles"
 }
 
 # fp_pkg_files DEB FILE — the package's files (not its folders: /lib is a
