@@ -10,6 +10,10 @@
 // the transmit path's fixed cost (on loopback the receiver's too). Written
 // four at a time, 128 KiB reads went from 2.5 to 3.2 GB/s on one core.
 //
+// SendFile puts a file's bytes between the gathered pieces with
+// sendfile(2), from the page cache into the socket, for data a backend
+// holds in a file: no copy through user memory at all.
+//
 // On Linux and macOS the writev is a raw system call that does not tell
 // Go's scheduler it is in the kernel. A large write runs the whole
 // transmit path inside the call, tens of microseconds, long enough for the
@@ -56,6 +60,11 @@ type Writer struct {
 	iov   []iovec
 	n     int
 	errno syscall.Errno
+	// One sendfile: sendFn (bound once, as tryFn) sends from sfFD at
+	// sfOff, sfLeft bytes in all; the call advances sfOff.
+	sendFn        func(fd uintptr) bool
+	sfFD          int
+	sfOff, sfLeft int64
 	// again: a write found the socket full and no deadline is set yet;
 	// deadline: one is set for this flush.
 	again, deadline bool
@@ -67,7 +76,7 @@ type Writer struct {
 // platform has no raw writev, it writes through c.
 func NewWriter(c net.Conn, size int) *Writer {
 	w := &Writer{c: c, slab: make([]byte, 0, size)}
-	w.tryFn = w.writeOnce
+	w.tryFn, w.sendFn = w.writeOnce, w.sendOnce
 	if !rawWritev {
 		return w
 	}
@@ -175,12 +184,7 @@ func (w *Writer) Flush() error {
 // consumes parts (reslicing its elements).
 func (w *Writer) writeRaw(parts [][]byte) error {
 	defer clear(w.iov)
-	defer func() {
-		if w.deadline {
-			w.c.SetWriteDeadline(time.Time{})
-			w.deadline = false
-		}
-	}()
+	defer w.endDeadline()
 	for len(parts) > 0 {
 		w.iov = w.iov[:0]
 		for _, b := range parts {
@@ -189,23 +193,17 @@ func (w *Writer) writeRaw(parts [][]byte) error {
 			}
 			w.iov = append(w.iov, makeIovec(b))
 		}
-		w.n, w.errno, w.again = 0, 0, false
-		if err := w.rc.Write(w.tryFn); err != nil {
+		n, err := w.step(w.tryFn)
+		if errno, ok := err.(syscall.Errno); ok {
+			return os.NewSyscallError("writev", errno)
+		}
+		if err != nil {
 			return err
 		}
-		if w.again {
-			// The peer is not keeping up: wait for it, for Timeout.
-			w.c.SetWriteDeadline(time.Now().Add(w.Timeout))
-			w.deadline = true
-			continue
-		}
-		if w.errno != 0 {
-			return os.NewSyscallError("writev", w.errno)
-		}
-		if w.n == 0 {
+		if n == 0 {
 			return io.ErrShortWrite
 		}
-		for m := w.n; m > 0; {
+		for m := n; m > 0; {
 			k := min(m, len(parts[0]))
 			parts[0] = parts[0][k:]
 			m -= k
@@ -215,6 +213,92 @@ func (w *Writer) writeRaw(parts [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// step runs one non-blocking write (fn, which leaves n and errno)
+// through the netpoller: it waits while the socket is full, for Timeout
+// once the first wait set the deadline. It returns the bytes written, or
+// the call's errno, or the poller's error (closed, deadline).
+func (w *Writer) step(fn func(fd uintptr) bool) (int, error) {
+	for {
+		w.n, w.errno, w.again = 0, 0, false
+		if err := w.rc.Write(fn); err != nil {
+			return 0, err
+		}
+		if !w.again {
+			break
+		}
+		// The peer is not keeping up: wait for it, for Timeout.
+		w.c.SetWriteDeadline(time.Now().Add(w.Timeout))
+		w.deadline = true
+	}
+	if w.errno != 0 {
+		return 0, w.errno
+	}
+	return w.n, nil
+}
+
+// endDeadline clears the deadline a wait set.
+func (w *Writer) endDeadline() {
+	if w.deadline {
+		w.c.SetWriteDeadline(time.Time{})
+		w.deadline = false
+	}
+}
+
+// CanSendFile reports whether SendFile works on this writer: a socket, on
+// Linux.
+func (w *Writer) CanSendFile() bool { return haveSendfile && w.rc != nil }
+
+// FileError is SendFile failing to read the file, rather than to write
+// to the socket.
+type FileError struct{ Err error }
+
+func (e *FileError) Error() string { return "sendfile: reading the file: " + e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
+// SendFile sends n bytes of the open file fd from offset off, after
+// everything queued, with sendfile(2): from the page cache into the
+// socket, without a copy through user memory. It returns the bytes sent,
+// fewer than n only where the file ends first (the caller sends the
+// rest). The writer's Timeout bounds the waits, as Flush's. An error is
+// sticky, as Flush's: the peer may have got part of the data. A failure
+// to read the file comes as a *FileError. Call it only where CanSendFile.
+func (w *Writer) SendFile(fd int, off, n int64) (int64, error) {
+	if err := w.Flush(); err != nil {
+		return 0, err
+	}
+	defer w.endDeadline()
+	w.sfFD, w.sfOff, w.sfLeft = fd, off, n
+	for w.sfLeft > 0 {
+		k, err := w.step(w.sendFn)
+		if errno, ok := err.(syscall.Errno); ok {
+			err = os.NewSyscallError("sendfile", errno)
+			if !socketErrno(errno) {
+				err = &FileError{err}
+			}
+		}
+		if err != nil {
+			w.err = err
+			return n - w.sfLeft, err
+		}
+		if k == 0 {
+			break // the end of the file
+		}
+		w.sfLeft -= int64(k)
+	}
+	return n - w.sfLeft, nil
+}
+
+// socketErrno tells the errors of the socket's side of a sendfile(2)
+// from those of the file's.
+func socketErrno(e syscall.Errno) bool {
+	switch e {
+	case syscall.EPIPE, syscall.ECONNRESET, syscall.ENOTCONN, syscall.ETIMEDOUT, syscall.ECONNABORTED,
+		syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN, syscall.ENETRESET:
+		return true
+	}
+	return false
 }
 
 // writeOnce does one non-blocking writev; false asks the netpoller to
