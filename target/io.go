@@ -33,6 +33,9 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 		ns.refs.release()
 		return st.Status(), false // the host's multipath retries on another path
 	}
+	if q.fromFiles != 0 && ns.source != nil && r.Cmd.Opcode() == nvmeof.NVMRead && q.readFromFile(r, ns, start) {
+		return nvmeof.StatusSuccess, false // ns stays referenced until FileSent
+	}
 	if q.startAsync(r, ns, start) {
 		return nvmeof.StatusSuccess, true
 	}
@@ -105,6 +108,23 @@ func (q *Queue) startAsync(r *Request, ns *Namespace, start int64) bool {
 		r.ns = nil
 	}
 	return ok
+}
+
+// readFromFile leaves a read's data in the namespace's file for the
+// transport to send (SendFromFiles), and reports whether it did.
+func (q *Queue) readFromFile(r *Request, ns *Namespace, start int64) bool {
+	off, n, st := ns.dataRange(r, int64(len(r.Data)))
+	if !st.OK() || n < q.fromFiles {
+		return false // the synchronous path reports a bad range
+	}
+	fd, ok := ns.source.SendSource(off, n)
+	if !ok {
+		return false
+	}
+	r.File, r.fileNS = FileSpan{FD: fd, Off: off, N: n}, ns
+	ns.fromFile.Add(uint64(n))
+	q.doneHere(ns, OpRead, n, start)
+	return true
 }
 
 // execSync runs an NVM command set command on the queue's goroutine, on

@@ -49,6 +49,11 @@ type Queue struct {
 	entries         atomic.Uint32 // size, for reports
 	authInfo        atomic.Pointer[AuthInfo]
 
+	// fromFiles: the transport sends reads of at least this many bytes
+	// from the file, on namespaces whose backend is a backend.FileSource
+	// (SendFromFiles); 0: never.
+	fromFiles int64
+
 	// clk reads the clock for the I/O statistics once per batch where
 	// the transport asks for it (BatchClock); owned by the queue's
 	// goroutine.
@@ -72,6 +77,14 @@ func (t *Target) NewQueueFor(tr QueueTransport, local netip.Addr, info Transport
 // the discovery controller only. Without it a queue may connect to any
 // subsystem.
 func (q *Queue) SetPort(id uint16) { q.port = id }
+
+// SendFromFiles tells the queue, before its first command, that its
+// transport sends a read's data from a file descriptor (Request.File):
+// reads of min bytes or more on namespaces that can (buffered files,
+// backend.FileSource) then leave their data in the page cache, and the
+// transport sends it from there with sendfile(2), without the copy into
+// a buffer and the copy from it into the socket.
+func (q *Queue) SendFromFiles(min int) { q.fromFiles = int64(max(min, 1)) }
 
 // ID is the queue ID (0 for the admin queue); valid after Connect.
 func (q *Queue) ID() uint16 { return q.id }

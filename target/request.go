@@ -31,8 +31,13 @@ type Request struct {
 	// connection once this response is sent (a host that keeps failing to
 	// authenticate).
 	CloseAfter error
+	// File, where its N is not 0, holds a successful Read's data in place
+	// of Data, on a queue whose transport sends from files
+	// (Queue.SendFromFiles). The transport sends it, then calls FileSent.
+	File FileSpan
 
 	queue   *Queue
+	fileNS  *Namespace // of File: referenced until FileSent
 	ns      *Namespace // of a read or write in flight on an async backend
 	ioWrite bool
 	start   int64 // nanotime when the read or write started
@@ -57,6 +62,33 @@ func (r *Request) IODone(err error) {
 	ns.refs.release()
 	r.Deferred = true
 	q.finish(r, st)
+}
+
+// FileSpan is a read's data left in the namespace's file, for the
+// transport to send with sendfile(2): N bytes of the descriptor FD from
+// Off. What lies past the end of the file reads as zeros: the transport
+// sends zeros for the part sendfile does not reach.
+type FileSpan struct {
+	FD     int
+	Off, N int64
+}
+
+// FileSent ends a read whose data the transport sent from its file
+// (File). err is the failure to read the file (a *sockio.FileError), or
+// nil: after a failure the namespace's later reads go through copies,
+// which report such errors to the host as NVMe statuses. It releases the
+// namespace, which stays open until then; a transport also calls it for
+// a request it drops unsent. Later calls do nothing.
+func (r *Request) FileSent(err error) {
+	ns := r.fileNS
+	if ns == nil {
+		return
+	}
+	r.fileNS, r.File = nil, FileSpan{}
+	if err != nil {
+		ns.source.SendFailed(err)
+	}
+	ns.refs.release()
 }
 
 // Dir is a command's data direction.

@@ -636,9 +636,11 @@ type Namespace struct {
 	blkShift uint8
 	nblocks  uint64
 	stats    nsStats
-	async    backend.Async // Backend, where it runs I/O asynchronously
-	refs     *ioRefs       // commands using Backend
-	anaGroup uint32        // 1..MaxANAGroups
+	async    backend.Async      // Backend, where it runs I/O asynchronously
+	source   backend.FileSource // Backend, where transports may send reads from its file
+	fromFile atomic.Uint64      // read bytes sent from the file (SendFromFiles)
+	refs     *ioRefs            // commands using Backend
+	anaGroup uint32             // 1..MaxANAGroups
 }
 
 // drainTimeout bounds how long removing a namespace waits for its I/O.
@@ -687,6 +689,7 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 	}
 	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID, anaGroup: cfg.ANAGroup}
 	ns.async, _ = cfg.Backend.(backend.Async)
+	ns.source, _ = cfg.Backend.(backend.FileSource)
 	ns.refs = newIORefs()
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", s.cfg.NQN, id))
 	if ns.UUID == ([16]byte{}) {
@@ -875,6 +878,9 @@ type NamespaceStats struct {
 	Reads, Writes           uint64
 	BytesRead, BytesWritten uint64
 	Errors                  uint64
+	// BytesFromFile is the part of BytesRead that the transport sent
+	// straight from the backend's file (sendfile), with no copy.
+	BytesFromFile uint64
 	// Ops are the counters of each operation.
 	Ops [NumOps]OpStats
 }
@@ -890,5 +896,6 @@ func (ns *Namespace) Stats() NamespaceStats {
 	st.Reads = st.Ops[OpRead].Commands + st.Ops[OpCompare].Commands
 	st.Writes = st.Ops[OpWrite].Commands + st.Ops[OpWriteZeroes].Commands
 	st.BytesRead, st.BytesWritten = st.Ops[OpRead].Bytes, st.Ops[OpWrite].Bytes
+	st.BytesFromFile = ns.fromFile.Load()
 	return st
 }

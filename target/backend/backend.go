@@ -54,6 +54,24 @@ type Async interface {
 	WriteAsync(p []byte, off int64, fua bool, done Completer) bool
 }
 
+// FileSource is implemented by backends whose reads a transport may send
+// straight from the kernel's page cache into its socket (sendfile(2))
+// instead of reading them into a buffer first: files and block devices
+// opened without O_DIRECT.
+type FileSource interface {
+	// SendSource returns the descriptor that holds n bytes at off, or ok
+	// false where this read must go through ReadAt (I/O that bypasses the
+	// page cache, a closed backend, a bad range, or after SendFailed).
+	// Bytes past the end of the file read as zeros: a transport sends
+	// zeros for what the file lacks. The descriptor stays open while the
+	// namespace's I/O reference is held.
+	SendSource(off, n int64) (fd int, ok bool)
+	// SendFailed reports that reading the descriptor failed while sending
+	// (a media error): later reads go through ReadAt, which reports such
+	// errors as NVMe statuses.
+	SendFailed(err error)
+}
+
 // Completer receives the outcome of an asynchronous I/O: nil, or an error
 // as ReadAt or WriteAt would have returned it.
 type Completer interface {

@@ -52,6 +52,7 @@ type File struct {
 	memAlign uintptr // O_DIRECT buffer alignment; a power of two
 
 	noRWF     atomic.Bool  // pwritev2(RWF_DSYNC) unsupported: pwrite, then fdatasync
+	noSend    atomic.Bool  // sending from the descriptor failed: reads go through ReadAt
 	zeroStep  atomic.Int32 // first method to try in WriteZeroes (a zeroMethod)
 	discStep  atomic.Int32 // first method to try in Discard (a zeroMethod)
 	closed    atomic.Bool
@@ -62,7 +63,10 @@ type File struct {
 	aio    aioSet // io_uring rings for ReadAsync and WriteAsync
 }
 
-var _ Backend = (*File)(nil)
+var (
+	_ Backend    = (*File)(nil)
+	_ FileSource = (*File)(nil)
+)
 
 // bounceSize is the size of the aligned buffers that carry I/O whose buffer
 // O_DIRECT cannot use; larger I/O goes through in several pieces.
@@ -316,6 +320,18 @@ func (f *File) readRest(p []byte, off int64, n int) error {
 	}
 	return f.pread(p[n:], off+int64(n))
 }
+
+// SendSource hands reads of a file opened without O_DIRECT to a
+// transport's sendfile(2), straight from the page cache.
+func (f *File) SendSource(off, n int64) (int, bool) {
+	if f.direct || f.noSend.Load() || f.closed.Load() || f.check(off, n) != nil {
+		return 0, false
+	}
+	return f.fd, true
+}
+
+// SendFailed makes later reads go through ReadAt.
+func (f *File) SendFailed(error) { f.noSend.Store(true) }
 
 // WriteAt writes p at off. With fua it returns once the data is on stable
 // media (pwritev2 with RWF_DSYNC, or pwrite and fdatasync where the kernel
