@@ -18,7 +18,7 @@ type collector struct {
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
 	auths, authFailures, hostBufLimited, bufHeld, logSuppressed                                *prometheus.Desc
 	tlsHandshakes, tlsFailures, plainRefused                                                   *prometheus.Desc
-	nsOps, nsBytes, nsErrors, nsSize, nsLatency, nsInFlight                                    *prometheus.Desc
+	nsOps, nsBytes, nsErrors, nsSize, nsLatency, nsInFlight, nsSendfile                        *prometheus.Desc
 	adminCmds, ctrlDeleted, reconnects, ctrlQueues, ctrlDepth                                  *prometheus.Desc
 	hostCtrls, hostConns, hostConnects, hostReconnects, hostBytes                              *prometheus.Desc
 }
@@ -59,6 +59,7 @@ func newCollector(s *Server) *collector {
 		nsLatency:      d("namespace_latency_seconds", "Latency of the successful I/O commands, from their execution on the target (their data received) to their completion handed to the transport. Present for an operation once it has run.", "subsys", "nsid", "op"),
 		nsInFlight:     d("namespace_in_flight", "Commands running on the namespace's backend now.", "subsys", "nsid"),
 		nsSize:         d("namespace_size_bytes", "Namespace capacity.", "subsys", "nsid"),
+		nsSendfile:     d("namespace_sendfile_bytes_total", "Of the bytes reads moved, those sent straight from the page cache into the socket (sendfile), with no copy in the target: reads of 256 KiB or more from buffered file namespaces, over NVMe/TCP without data digest or TLS.", "subsys", "nsid"),
 		adminCmds:      d("admin_commands_total", "Admin commands run by the subsystem's controllers (the discovery subsystem's included).", "subsys"),
 		ctrlDeleted:    d("controllers_deleted_total", "I/O controllers deleted, by reason: shutdown (by the host), keep_alive (expired), connection_lost (the admin connection went without a shutdown), removed (subsystem removed, target stopping).", "reason"),
 		reconnects:     d("reconnects_total", "Controllers a host created on a path (subsystem and target address) where it had one before."),
@@ -165,6 +166,7 @@ func (c *collector) collectNamespace(ch chan<- prometheus.Metric, nqn string, ns
 	}
 	ch <- prometheus.MustNewConstMetric(c.nsInFlight, prometheus.GaugeValue, float64(ns.InFlight()), nqn, id)
 	ch <- prometheus.MustNewConstMetric(c.nsSize, prometheus.GaugeValue, float64(ns.Backend.Size()), nqn, id)
+	ch <- prometheus.MustNewConstMetric(c.nsSendfile, prometheus.CounterValue, float64(st.BytesFromFile), nqn, id)
 }
 
 // collectControllers reports each controller's I/O queues and the

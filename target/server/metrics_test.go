@@ -128,6 +128,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		hist("count", "flush", ""):                                                                1,
 		hist("count", "deallocate", ""):                                                           1,
 		`flashpath_target_namespace_in_flight{nsid="1",subsys="` + nqn + `"}`:                     0,
+		`flashpath_target_namespace_sendfile_bytes_total{nsid="1",subsys="` + nqn + `"}`:          0, // a mem namespace
 		`flashpath_target_host_bytes_total{dir="write",host="` + hostA + `"}`:                     n * 4096,
 		`flashpath_target_host_bytes_total{dir="read",host="` + hostA + `"}`:                      4096,
 		`flashpath_target_host_controllers{host="` + hostA + `"}`:                                 1,

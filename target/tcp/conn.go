@@ -34,6 +34,13 @@ const (
 	// large reads at depth go out several PDUs per writev without holding
 	// back the first for long.
 	flushAt = 512 << 10
+	// Reads of buffered files at least this large are sent from the page
+	// cache with sendfile(2) (target.Queue.SendFromFiles). Each costs two
+	// system calls (its header, its data), where copied reads share one
+	// writev per flushAt: measured on loopback at a fixed 2 GB/s, the
+	// target's CPU per GB fell by 17% at 256 KiB and 30% at 1 MiB, and
+	// did not move clearly at 128 KiB.
+	sendfileMin = 256 << 10
 	// Slots beyond the queue size, for the moment between a response being
 	// sent and its slot being freed.
 	slotSlack = target.AERLimit + 16
@@ -238,6 +245,12 @@ func (c *conn) run() error {
 	}
 	if err := c.initConnection(); err != nil {
 		return c.fail(err)
+	}
+	if c.l.opts.TLS == TLSOff && !c.ddgst && c.bw.CanSendFile() {
+		// Large reads of buffered files go from the page cache into the
+		// socket. Not with a data digest, which must read the data, nor
+		// under TLS, which encrypts it in user space.
+		c.q.SendFromFiles(sendfileMin)
 	}
 	for {
 		if err := c.flushIfIdle(); err != nil {
@@ -475,6 +488,7 @@ func (c *conn) Outstanding() int {
 }
 
 func (c *conn) releaseSlot(r *target.Request) {
+	r.FileSent(nil) // a read dropped before its data went out
 	if r.Buf != nil {
 		c.bufs.Put(r.Buf)
 		r.Buf = nil
@@ -700,15 +714,22 @@ func (c *conn) writeHeader(b []byte, hlen int) {
 // error is sticky); the first one closes the connection (which wakes its
 // reader).
 func (c *conn) flushLocked() error {
-	if err := c.bw.Flush(); err != nil && c.sendErr == nil {
-		c.sendErr = err
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.l.t.PeerWarn(c.log, "host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
-		}
-		c.Close(err)
-	}
+	c.sendFailed(c.bw.Flush())
 	c.releaseHeld()
 	return c.sendErr
+}
+
+// sendFailed records a send error, the first of which closes the
+// connection.
+func (c *conn) sendFailed(err error) {
+	if err == nil || c.sendErr != nil {
+		return
+	}
+	c.sendErr = err
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.l.t.PeerWarn(c.log, "host is not reading its responses: closing the connection", "send_timeout", c.l.opts.SendTimeout)
+	}
+	c.Close(err)
 }
 
 // releaseHeld frees the slots of requests whose data has been sent.
@@ -792,6 +813,11 @@ func (c *conn) sendLocked(r *target.Request) bool {
 		nrsp = c.encodeRsp(r, c.rsp[:])
 	}
 	c.bw.Write(c.dhdr[:h])
+	if r.File.N > 0 {
+		c.sendFile(r)
+		c.bw.Write(c.rsp[:nrsp])
+		return false
+	}
 	held := len(r.Data) >= directWrite
 	if held {
 		c.bw.WriteRef(r.Data)
@@ -803,6 +829,33 @@ func (c *conn) sendLocked(r *target.Request) bool {
 	}
 	c.bw.Write(c.rsp[:nrsp])
 	return held
+}
+
+// zeros is what a read sent from a file carries past the file's end.
+var zeros [64 << 10]byte
+
+// sendFile sends a read's data from its namespace's file (r.File): with
+// sendfile(2), after what bw gathered, then zeros for what lies past the
+// file's end. A failure to read the file ends the connection (the header
+// promised the data) and turns the namespace's reads to copies, so that
+// the host's retry gets the error as a status.
+func (c *conn) sendFile(r *target.Request) {
+	f := r.File
+	n, err := c.bw.SendFile(f.FD, f.Off, f.N)
+	var fe *sockio.FileError
+	if err != nil && errors.As(err, &fe) {
+		c.log.Error("reading a namespace's file for sendfile failed: closing the connection; its reads go through copies from now on",
+			"nsid", r.Cmd.NSID(), "offset", f.Off, "length", f.N, "err", fe.Err)
+		r.FileSent(err)
+	} else {
+		r.FileSent(nil)
+	}
+	c.sendFailed(err)
+	for n < f.N && err == nil {
+		k := min(f.N-n, int64(len(zeros)))
+		c.bw.WriteRef(zeros[:k])
+		n += k
+	}
 }
 
 // encodeRsp writes a response capsule PDU for r into b and returns its length.

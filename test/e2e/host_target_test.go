@@ -131,6 +131,15 @@ func TestFileTarget(t *testing.T) {
 			c := connect(t, tt, nil)
 			readWriteRandom(t, openNS(t, c, tt.nsid), 2)
 			testAsync(t, tt)
+			if !tc.opts.Buffered {
+				return
+			}
+			// 256 KiB reads of a buffered file go out by sendfile, 64 at
+			// a time, between writes of the same blocks.
+			testAsyncBlocks(t, tt, 256<<10/be.BlockSize())
+			if n := ss.Namespace(tt.nsid).Stats().BytesFromFile; n == 0 {
+				t.Error("no read of the buffered file was sent from the page cache")
+			}
 		})
 	}
 }
