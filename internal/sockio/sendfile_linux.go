@@ -20,20 +20,8 @@ func (w *Writer) sendOnce(fd uintptr) bool {
 	for {
 		n, err := unix.Sendfile(int(fd), w.sfFD, &w.sfOff, int(min(w.sfLeft, sendfileMax)))
 		errno, _ := err.(syscall.Errno)
-		switch {
-		case err == nil:
-			w.n = n
-		case errno == syscall.EINTR:
-			continue
-		case errno == syscall.EAGAIN:
-			if w.Timeout > 0 && !w.deadline {
-				w.again = true
-				return true // set the deadline first
-			}
-			return false
-		default:
-			w.errno = errno
+		if ok, retry := w.settle(n, errno); !retry {
+			return ok
 		}
-		return true
 	}
 }

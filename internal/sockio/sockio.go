@@ -306,20 +306,29 @@ func socketErrno(e syscall.Errno) bool {
 func (w *Writer) writeOnce(fd uintptr) bool {
 	for {
 		n, errno := writev(fd, w.iov)
-		switch errno {
-		case 0:
-			w.n = n
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			if w.Timeout > 0 && !w.deadline {
-				w.again = true
-				return true // set the deadline first
-			}
-			return false
-		default:
-			w.errno = errno
+		if ok, retry := w.settle(n, errno); !retry {
+			return ok
 		}
-		return true
 	}
+}
+
+// settle records the outcome of one non-blocking call on the socket (n
+// bytes written, or errno) and returns the netpoller callback's answer
+// (false: wait until the socket takes more), or retry for EINTR.
+func (w *Writer) settle(n int, errno syscall.Errno) (ok, retry bool) {
+	switch errno {
+	case 0:
+		w.n = n
+	case syscall.EINTR:
+		return false, true
+	case syscall.EAGAIN:
+		if w.Timeout > 0 && !w.deadline {
+			w.again = true
+			return true, false // set the deadline first
+		}
+		return false, false
+	default:
+		w.errno = errno
+	}
+	return true, false
 }
