@@ -32,6 +32,7 @@ type targetFlags struct {
 	tls        string
 	tlsKeyFile string
 	busyPoll   units.Duration
+	sendfile   bool
 	rpcSocket  string
 	remote     remoteRPC
 	daemonFlags
@@ -126,6 +127,7 @@ Configure it with a YAML/JSON file (--config) or the quick flags.`,
 	fl.StringArrayVar(&f.allowHosts, "allow-host", nil, "host NQN allowed to connect, repeatable (default: any host)")
 	fl.StringVar(&f.tls, "tls", "off", "TLS 1.3 with PSKs on the tcp:// listeners: required (TLS only), optional (TLS or plain, as each host starts) or off (config: tcp://HOST:PORT?tls=required)")
 	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "file holding the TLS PSK (nvme gen-tls-key, NVMeTLSkey-1:...) of the --allow-host hosts, which then connect over TLS only (config: allowed_hosts tls_key_file)")
+	fl.BoolVar(&f.sendfile, "sendfile", true, "send NVMe/TCP reads of 256 KiB or more from buffered file namespaces straight from the page cache (sendfile): less target CPU; --sendfile=false copies them, which can suit a host on the same machine (config: sendfile)")
 	durationVar(fl, &f.busyPoll, "busy-poll", server.DefaultBusyPoll, "how long an NVMe/TCP connection with nothing to read polls its socket before it sleeps: lower latency for that CPU time; 0 sleeps at once (config: busy_poll)")
 	fl.StringVar(&f.rpcSocket, "rpc-socket", "", "Unix socket for SPDK's JSON-RPC (rpc.py -s PATH ...), mode 0600; \"off\" for none (default "+spdk.DefaultSocket+" when run as root, else off; config: rpc_socket). Given alone, the target starts empty, like nvmf_tgt")
 	fl.StringVar(&f.remote.listen, "rpc-listen", "", "also serve the JSON-RPC over HTTP on tcp://HOST:PORT (one POST per request, as SPDK's rpc_http_proxy), for flashpath csi's controller on other machines; needs --rpc-token-file; HTTPS with --rpc-tls-cert and --rpc-tls-key, else bind it to a management network")
@@ -187,7 +189,7 @@ func (f *targetFlags) stateConfig(cmd *cobra.Command) (*server.Config, error) {
 	if !filepath.IsAbs(f.remote.stateFile) {
 		return nil, fmt.Errorf("--rpc-state %q: give an absolute path", f.remote.stateFile)
 	}
-	cfg := &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll)}
+	cfg := &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll), Sendfile: new(f.sendfile)}
 	switch _, err := os.Stat(f.remote.stateFile); {
 	case err == nil:
 		cfg.SPDKConfig = f.remote.stateFile
@@ -221,11 +223,14 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 		if cmd.Flags().Changed("busy-poll") {
 			cfg.BusyPoll = new(f.busyPoll)
 		}
+		if cmd.Flags().Changed("sendfile") {
+			cfg.Sendfile = new(f.sendfile)
+		}
 		return cfg, nil
 	}
 	if !quick && cmd.Flags().Changed("rpc-socket") && f.rpcSocket != "off" && f.rpcSocket != "" {
 		// Like SPDK's nvmf_tgt: nothing until rpc.py configures it.
-		return &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll)}, nil
+		return &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll), Sendfile: new(f.sendfile)}, nil
 	}
 	cfg := server.Default()
 	if len(f.listen) > 0 {
@@ -263,6 +268,7 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 	cfg.Metrics = f.metrics
 	cfg.Pprof = f.pprof
 	cfg.BusyPoll = new(f.busyPoll)
+	cfg.Sendfile = new(f.sendfile)
 	return cfg, nil
 }
 

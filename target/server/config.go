@@ -95,6 +95,10 @@ type Config struct {
 	// are served without waking an idle CPU, at the price of that CPU
 	// time. Use BusyPollWindow to read it.
 	BusyPoll *units.Duration `json:"busy_poll,omitempty"`
+	// Sendfile sends reads of 256 KiB or more from buffered file
+	// namespaces over NVMe/TCP from the page cache (sendfile(2)) rather
+	// than copying them (default true). Use SendfileOn to read it.
+	Sendfile *bool `json:"sendfile,omitempty"`
 	// IOKeepAlive is the keep-alive timeout given to an I/O controller
 	// whose host asks for none ("" or "0s": none, as asked). Discovery
 	// controllers get 120 s in that case, as on the Linux target.
@@ -178,6 +182,9 @@ func (c *Config) BusyPollWindow() time.Duration {
 	}
 	return c.BusyPoll.Duration()
 }
+
+// SendfileOn is Sendfile, or its default (on).
+func (c *Config) SendfileOn() bool { return c.Sendfile == nil || *c.Sendfile }
 
 // Load reads a YAML or JSON configuration file. Unknown fields are
 // errors. It takes what Parse takes.

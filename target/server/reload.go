@@ -149,6 +149,10 @@ func planReload(cur, cfg *Config) *reloadPlan {
 		p.restart = append(p.restart, restartChange{"reload: busy_poll changed: restart to apply", cur.BusyPollWindow(), next.BusyPollWindow()})
 	}
 	next.BusyPoll = cur.BusyPoll
+	if cur.SendfileOn() != next.SendfileOn() {
+		p.restart = append(p.restart, restartChange{"reload: sendfile changed: restart to apply", cur.SendfileOn(), next.SendfileOn()})
+	}
+	next.Sendfile = cur.Sendfile
 	if cur.IOKeepAlive != next.IOKeepAlive {
 		p.restart = append(p.restart, restartChange{"reload: io_keep_alive changed: restart to apply", cur.IOKeepAlive, next.IOKeepAlive})
 	}

@@ -57,6 +57,7 @@ func TestPlanReload(t *testing.T) {
 		return &Config{
 			Listeners: []string{"tcp://127.0.0.1:4421"},
 			BusyPoll:  new(units.Duration(0)),
+			Sendfile:  new(false),
 			Subsystems: []SubsystemConfig{
 				{NQN: added, Namespaces: []NamespaceConfig{{Backend: "mem:1MiB"}, {Backend: "mem:2MiB"}}},
 				{NQN: reloadNQN, Serial: "s2", AllowedHosts: []HostConfig{{NQN: hostB}, {NQN: hostA}}, Namespaces: []NamespaceConfig{
@@ -70,6 +71,7 @@ func TestPlanReload(t *testing.T) {
 	want := []string{
 		"restart reload: listeners changed: restart to apply [tcp://127.0.0.1:4420] [tcp://127.0.0.1:4421]",
 		"restart reload: busy_poll changed: restart to apply 50µs 0s",
+		"restart reload: sendfile changed: restart to apply true false",
 		"remove " + reloadNQN2,
 		"add " + added + " open 1 open 2",
 		"keep " + reloadNQN + " restart hosts replace 2 mem:2MiB>mem:4MiB replace 3 null:1GiB>mem:8MiB remove 4 open 5",

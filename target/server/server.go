@@ -136,7 +136,7 @@ func (s *Server) listenSpec(cfg *Config, l string, spec listenerSpec, discovery 
 		s.lnSpec[l] = "rdma://" + ln.Addr().String()
 		return nil
 	}
-	ln, err := tcp.Listen(s.Target, spec.addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), Logger: s.log,
+	ln, err := tcp.Listen(s.Target, spec.addr, tcp.Options{MaxH2CData: cfg.MaxH2CData, BusyPoll: cfg.BusyPollWindow(), NoSendfile: !cfg.SendfileOn(), Logger: s.log,
 		MaxConns: cfg.MaxConns, MaxConnsPerAddr: cfg.MaxConnsPerHost, TLS: spec.tls, DiscoveryOnly: discovery,
 		ICTimeout: cfg.ICTimeout.Duration(), ConnectTimeout: cfg.ConnectTimeout.Duration(), SendTimeout: cfg.SendTimeout.Duration()})
 	if err != nil {

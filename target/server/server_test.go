@@ -14,6 +14,7 @@ func TestParseConfig(t *testing.T) {
 listeners: [tcp://127.0.0.1:4420]
 metrics: 127.0.0.1:9420
 busy_poll: 20us
+sendfile: false
 subsystems:
   - nqn: nqn.2026-11.io.example:a
     allowed_hosts: [nqn.2014-08.org.nvmexpress:uuid:1]
@@ -25,12 +26,12 @@ subsystems:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" || cfg.BusyPollWindow() != 20*time.Microsecond {
+	if cfg.Subsystems[0].Namespaces[1].Backend != "null:1TiB" || cfg.Metrics != "127.0.0.1:9420" || cfg.BusyPollWindow() != 20*time.Microsecond || cfg.SendfileOn() {
 		t.Fatalf("parsed %+v", cfg)
 	}
-	// The same in JSON.
-	if _, err := Parse([]byte(`{"listeners":["tcp://127.0.0.1:4420"],"subsystems":[{"nqn":"nqn.2026-11.io.example:a","namespaces":[{"backend":"mem:1MiB"}]}]}`)); err != nil {
-		t.Fatal(err)
+	// The same in JSON; sendfile is on unless turned off.
+	if cfg, err := Parse([]byte(`{"listeners":["tcp://127.0.0.1:4420"],"subsystems":[{"nqn":"nqn.2026-11.io.example:a","namespaces":[{"backend":"mem:1MiB"}]}]}`)); err != nil || !cfg.SendfileOn() {
+		t.Fatalf("JSON: %v, sendfile %v (want on)", err, err == nil && cfg.SendfileOn())
 	}
 	bad := []struct{ cfg, want string }{
 		{`listeners: [tcp://x:1]

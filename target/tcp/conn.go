@@ -246,7 +246,7 @@ func (c *conn) run() error {
 	if err := c.initConnection(); err != nil {
 		return c.fail(err)
 	}
-	if c.l.opts.TLS == TLSOff && !c.ddgst && c.bw.CanSendFile() {
+	if !c.l.opts.NoSendfile && c.l.opts.TLS == TLSOff && !c.ddgst && c.bw.CanSendFile() {
 		// Large reads of buffered files go from the page cache into the
 		// socket. Not with a data digest, which must read the data, nor
 		// under TLS, which encrypts it in user space.

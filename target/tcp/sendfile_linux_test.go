@@ -95,8 +95,10 @@ func TestSendFromFileSeesWrites(t *testing.T) {
 	for i := range p {
 		p[i] = byte(i*13 + 5)
 	}
-	const at = 512 << 10 // across the file's end: it grows
-	for off := 0; off < len(p); off += 128 << 10 { // tcppeer sends one H2CData per R2T: keep to MAXH2CDATA
+	// Written across the file's end (it grows), 128 KiB at a time:
+	// tcppeer sends one H2CData per R2T, so keep to MAXH2CDATA.
+	const at = 512 << 10
+	for off := 0; off < len(p); off += 128 << 10 {
 		if st := s.Write(at+int64(off), p[off:off+128<<10], false); !st.OK() {
 			t.Fatalf("write at %d: %v", at+off, st)
 		}
@@ -180,5 +182,28 @@ func TestSendFromFileFailure(t *testing.T) {
 	}
 	if n := tt.ss.Namespace(1).InFlight(); n != 0 {
 		t.Errorf("InFlight %d after every read ended, want 0", n)
+	}
+}
+
+// TestNoSendfile: a listener with NoSendfile copies every read.
+func TestNoSendfile(t *testing.T) {
+	path, data := patternFile(t, 1<<20)
+	be, err := backend.OpenFile(path, backend.FileOptions{Buffered: true, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := startTarget(t, be)
+	ln, err := Listen(tt.tgt, "127.0.0.1:0", Options{Logger: quietLogger(), NoSendfile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s := tcppeer.Connect(t, ln.Addr().String(), false, false, testNQN, hostNQN, hostID)
+	got, st := s.Read(0, 1<<20)
+	if !st.OK() || !bytes.Equal(got, data) {
+		t.Fatalf("read: %v, or its data differs", st)
+	}
+	if n := tt.ss.Namespace(1).Stats().BytesFromFile; n != 0 {
+		t.Errorf("BytesFromFile %d with NoSendfile, want 0", n)
 	}
 }
