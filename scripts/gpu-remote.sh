@@ -71,7 +71,7 @@ for t in 0 1 2; do
 	SAVE_TO+=("tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$((nsid + 1))")
 	args+=(--namespace "mem:$(awk -v g="$GIB" 'BEGIN { printf "%d", g * 1024 / 3 + 1024 }')MiB")
 	"$FP" target --listen "tcp://127.0.0.1:$((4420 + t))" --nqn "nqn.2026-12.io.flashpath:ckpt$t" "${args[@]}" \
-		--log-level warn >"$DIR/target$t.log" 2>&1 &
+		--metrics "127.0.0.1:$((9430 + t))" --log-level warn >"$DIR/target$t.log" 2>&1 &
 	PIDS+=($!)
 done
 # wait for the targets only: a bare wait also waits for the tee above.
@@ -108,6 +108,25 @@ done
 step "flashpath load, remote, default shape, verified (CRC-32C of every tensor)" 180 "$FP" load "$IDX" "${SHARD_FLAGS[@]}" \
 	--repeat 2 --verify -o json >"$RES/remote-verify.json"
 cat "$RES/remote-verify.json"
+# What the targets spent on everything read from them so far (the loopback
+# baseline and the remote loads), and how much of it sendfile sent from
+# the page cache (reads of 256 KiB or more of their buffered shards).
+say "targets: CPU per GB read, and the part sent from the page cache"
+$PY - "${PIDS[@]}" <<'PY' | tee "$RES/targets.json"
+import json, os, sys, urllib.request
+tick = os.sysconf("SC_CLK_TCK")
+cpu = read = sent = 0.0
+for t, pid in enumerate(sys.argv[1:]):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    cpu += (int(f[11]) + int(f[12])) / tick
+    for line in urllib.request.urlopen(f"http://127.0.0.1:{9430 + t}/metrics", timeout=5).read().decode().splitlines():
+        if line.startswith("flashpath_target_namespace_bytes_total") and 'op="read"' in line:
+            read += float(line.split()[-1])
+        elif line.startswith("flashpath_target_namespace_sendfile_bytes_total"):
+            sent += float(line.split()[-1])
+print(json.dumps({"cpu_s": round(cpu, 2), "read_gb": round(read / 1e9, 2), "cpu_s_per_gb": round(cpu / (read / 1e9), 3) if read else None,
+                  "sendfile_share": round(sent / read, 3) if read else None}))
+PY
 step "flashpath load, the same shards from local files (page cache), verified" 180 "$FP" load "$IDX" --repeat 2 --verify -o json >"$RES/local.json"
 $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f GB/s transfer, %.2f with setup" % (r["gbps"], r["total_gbps"]))' "$RES/local.json"
 step "baseline: safetensors.torch.load_file(device=cuda) of every shard" 240 $PY "$BENCH" st-load-sharded "$IDX" --out "$RES/safetensors.json"
@@ -141,6 +160,7 @@ out = {"pinned_h2d_gbps": h2d, "tcp_loopback_gbps": tcp, "bound_gbps": bound,
        "remote_vs_bound": (best[1].get("gbps", 0) / bound) if bound else None,
        "local_files_gbps": local.get("gbps"), "local_vs_h2d": (local.get("gbps", 0) / h2d) if h2d else None,
        "safetensors_gbps": st, "remote_vs_safetensors": (best[1].get("total_gbps", 0) / st) if st else None,
+       "targets": load("targets.json"),
        "capi_load": load("capi-save-load.json"), "capi_save": load("capi-save.json")}
 print(json.dumps(out, indent=1))
 PY
