@@ -88,7 +88,10 @@ type worker struct {
 	baseUnix int64
 	depth    int
 
-	base                time.Time
+	base time.Time
+	// clock, where set, is the job's clock instead of the time since
+	// base: the tests' simulated one.
+	clock               func() int64
 	size                int64
 	ioSize, issuedBytes int64
 	offset              int64           // where this clone's region starts (offset, offset_increment)
@@ -224,7 +227,12 @@ type worker struct {
 	minf, majf, ctx uint64 // page faults and context switches of the job's thread
 }
 
-func (w *worker) now() int64 { return int64(time.Since(w.base)) }
+func (w *worker) now() int64 {
+	if w.clock != nil {
+		return w.clock()
+	}
+	return int64(time.Since(w.base))
+}
 
 // setup opens the engine and preallocates everything the loop uses.
 func (w *worker) setup(filename string) error {
