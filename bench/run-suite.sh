@@ -8,7 +8,9 @@
 # fio-format JSON to bench/results/ (git-ignored), and prints a raw TCP
 # loopback figure (a plain Go socket copy) measured in the same run.
 #
-# Environment: FLASHPATH (binary; built into bin/ if unset), RUNTIME (10s),
+# Environment: FLASHPATH (binary; built into bin/ if unset), NAMESPACE (the
+# target's namespace, default mem:1GiB; e.g. 'file:/srv/x.img:1GiB?buffered'
+# for reads from the page cache, sent by sendfile), RUNTIME (10s),
 # PORT (4420), ENGINE (nvme-tcp), TARGET_CPU (0), BENCH_CPU (1),
 # LOOPBACK (5s), RESULTS (bench/results), BUSY_POLL (e.g. 50us: the target's
 # --busy-poll, default 50us, and the host's busy_poll, default off), SPDK_DIR (an SPDK
@@ -60,7 +62,7 @@ if [[ "$ENGINE" != null ]]; then
 	poll=()
 	[[ -n "${BUSY_POLL:-}" ]] && poll=(--busy-poll "$BUSY_POLL")
 	"${PIN_TARGET[@]}" "$FLASHPATH" target --listen "tcp://127.0.0.1:$PORT" --nqn "$NQN" \
-		--namespace mem:1GiB --log-level warn "${poll[@]}" >&2 &
+		--namespace "${NAMESPACE:-mem:1GiB}" --log-level warn "${poll[@]}" >&2 &
 	TARGET_PID=$!
 	for _ in $(seq 100); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
