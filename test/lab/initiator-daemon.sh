@@ -40,16 +40,9 @@ target_config() {
 	fi
 }
 
-# metrics — the daemon's /metrics page (bash's /dev/tcp: no curl in the guest).
-metrics() {
-	exec 3<>"/dev/tcp/${METRICS%:*}/${METRICS#*:}" || return 1
-	printf 'GET /metrics HTTP/1.0\r\nHost: lab\r\n\r\n' >&3
-	timeout 10 cat <&3
-	exec 3<&-
-}
-
-# metric NAME_AND_LABELS — the value of one sample (labels in Prometheus' order).
-metric() { metrics | awk -v k="$1" '$1 == k { print $2 }'; }
+# metrics, metric NAME_AND_LABELS — the daemon's /metrics page, one sample.
+metrics() { fp_metrics "$METRICS"; }
+metric() { fp_metric "$METRICS" "$1"; }
 
 # wait_log REGEX — wait until the daemon's log has a matching line (bounded).
 wait_log() {

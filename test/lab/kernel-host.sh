@@ -3,7 +3,8 @@
 # flashpath's target on 127.0.0.1 — discovery, connect and connect-all
 # (digests, queue counts), the host allow list, what nvme-cli prints, fio
 # (4K randrw verify, 128K sequential, 70/30; QD 1 and 64; libaio and io_uring),
-# flush, write zeroes, deallocate and blkdiscard, and namespace hot add and
+# reads of a buffered file namespace sent by sendfile (copied under a data
+# digest), flush, write zeroes, deallocate and blkdiscard, and namespace hot add and
 # remove through SIGHUP while connected; then the shipped examples
 # (deploy/target.yaml, deploy/initiator.yaml): nvme discover and
 # connect-all with no port reach the discovery service on 8009.
@@ -16,6 +17,7 @@ NQN=nqn.2026-11.io.flashpath:lab
 NQN2=nqn.2026-11.io.flashpath:lab-other # only FP_HOST2NQN may connect
 SERIAL=FPLAB0001
 MODEL="flashpath lab"
+METRICS=127.0.0.1:9430
 NS1_SIZE=$((64 << 20))
 
 fp_init
@@ -23,6 +25,7 @@ fp_init
 config() {
 	cat >"$FP_WORK/target.yaml" <<-EOF
 	listeners: [tcp://127.0.0.1:$FP_PORT]
+	metrics: $METRICS
 	subsystems:
 	  - nqn: $NQN
 	    serial: $SERIAL
@@ -30,7 +33,7 @@ config() {
 	    allowed_hosts: [$FP_HOSTNQN${2:+, $2}]
 	    namespaces:
 	      - {nsid: 1, backend: "mem:64MiB"}
-	      - {nsid: 2, backend: "file:$FP_WORK/ns2.img:32MiB"}
+	      - {nsid: 2, backend: "file:$FP_WORK/ns2.img:32MiB?buffered"}
 	${1:+      - $1}
 	  - nqn: $NQN2
 	    allowed_hosts: [$FP_HOST2NQN]
@@ -169,6 +172,32 @@ for eng in libaio io_uring; do
 done >>"$job"
 fp_jobs fio-matrix fio "$job"
 fp_dmesg_clean fio
+
+# Namespace 2 is a buffered file: its reads of 256 KiB and more leave the
+# target by sendfile, except on a connection with a data digest (this
+# one), where they are copied.
+fp_step "fio on namespace 2 (a buffered file): 1M and 256K writes verified by reads, copied with the data digest on, sent from the page cache without it"
+fp_dmesg_mark
+sent_key="flashpath_target_namespace_sendfile_bytes_total{nsid=\"2\",subsys=\"$NQN\"}"
+job=$FP_WORK/sendfile.fio
+printf '[global]\nfilename=%s\ndirect=1\nioengine=libaio\nverify=crc32c\nverify_fatal=1\ndo_verify=1\nstonewall\n' "$dev2" >"$job"
+printf '[1m-seq]\nrw=write\nbs=1m\niodepth=4\nsize=16M\n[256k-rand]\nrw=randwrite\nbs=256k\niodepth=8\nsize=16M\noffset=16M\n' >>"$job"
+sent0=$(fp_metric "$METRICS" "$sent_key")
+[ -n "$sent0" ] || lab_fail "no $sent_key on $METRICS"
+fp_jobs fio-digest fio "$job"
+sent1=$(fp_metric "$METRICS" "$sent_key")
+[ "$sent1" = "$sent0" ] || lab_fail "reads went out by sendfile on a connection with a data digest ($sent0 -> $sent1 bytes)"
+fp_disconnect "$NQN"
+fp_connect -n "$NQN" --hostnqn "$FP_HOSTNQN" --hostid "$FP_HOSTID" --nr-io-queues 2
+dev=$(fp_ns "$NQN" 1) || lab_fail "no namespace appeared"
+dev2=$(fp_ns "$NQN" 2) || lab_fail "no namespace 2"
+sed -i "s|^filename=.*|filename=$dev2|" "$job"
+fp_jobs fio-sendfile fio "$job"
+sent2=$(fp_metric "$METRICS" "$sent_key")
+echo "sent from the page cache: $sent1 -> $sent2 bytes"
+awk -v a="$sent2" -v b="$sent1" 'BEGIN { exit !(a - b >= 32 * 1048576) }' ||
+	lab_fail "the verify reads of namespace 2 did not leave by sendfile ($sent1 -> $sent2 bytes)"
+fp_dmesg_clean "fio on the buffered file namespace" 'Removing ctrl: NQN'
 
 # ------------------------------------------ flush, write zeroes, discard
 fp_step "nvme flush, write-zeroes, dsm --ad, blkdiscard: the ranges read back as zeros, the rest intact"

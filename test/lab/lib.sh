@@ -275,6 +275,19 @@ fp_write() { dd if="$3" of="$1" bs=4096 seek=$(($2 / 4096)) oflag=direct conv=no
 # fp_is_zero DEV OFF LEN — the range reads back as zeros.
 fp_is_zero() { cmp -s <(fp_read "$1" "$2" "$3") <(head -c "$3" /dev/zero); }
 
+# fp_metrics ADDR — the /metrics page a daemon serves on HOST:PORT (bash's
+# /dev/tcp: no curl in the guest).
+fp_metrics() {
+	exec 3<>"/dev/tcp/${1%:*}/${1#*:}" || return 1
+	printf 'GET /metrics HTTP/1.0\r\nHost: lab\r\n\r\n' >&3
+	timeout 10 cat <&3
+	exec 3<&-
+}
+
+# fp_metric ADDR NAME_AND_LABELS — the value of one sample (labels in
+# Prometheus' order).
+fp_metric() { fp_metrics "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
+
 # fp_jobs NAME PROGRAM ARGS... — run fio or `flashpath bench` (PROGRAM)
 # bounded, with JSON output; print one line per job (IOPS, MiB/s, error)
 # and fail on any error.
