@@ -53,6 +53,7 @@ type File struct {
 
 	noRWF     atomic.Bool  // pwritev2(RWF_DSYNC) unsupported: pwrite, then fdatasync
 	noSend    atomic.Bool  // sending from the descriptor failed: reads go through ReadAt
+	noCstat   atomic.Bool  // cachestat(2) failed (before Linux 6.5): SendSource does not ask it
 	zeroStep  atomic.Int32 // first method to try in WriteZeroes (a zeroMethod)
 	discStep  atomic.Int32 // first method to try in Discard (a zeroMethod)
 	closed    atomic.Bool
@@ -322,13 +323,35 @@ func (f *File) readRest(p []byte, off int64, n int) error {
 }
 
 // SendSource hands reads of a file opened without O_DIRECT to a
-// transport's sendfile(2), straight from the page cache.
+// transport's sendfile(2), straight from the page cache, where the cache
+// holds the whole range: sendfile would read missing pages on the
+// connection's goroutine, one read at a time, where io_uring keeps many
+// in flight (and fills the cache for the next time).
 func (f *File) SendSource(off, n int64) (int, bool) {
-	if f.direct || f.noSend.Load() || f.closed.Load() || f.check(off, n) != nil {
+	if f.direct || f.noSend.Load() || f.check(off, n) != nil || !f.cached(off, n) {
 		return 0, false
 	}
 	return f.fd, true
 }
+
+// cached reports whether the page cache holds every page of n bytes at
+// off (cachestat(2)). Where the kernel cannot tell (before Linux 6.5),
+// it says yes, and stops asking.
+func (f *File) cached(off, n int64) bool {
+	if f.noCstat.Load() {
+		return true
+	}
+	ps := int64(pageSize)
+	r := unix.CachestatRange{Off: uint64(off), Len: uint64(n)}
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(f.fd), &r, &st, 0); err != nil {
+		f.noCstat.Store(true)
+		return true
+	}
+	return int64(st.Cache) >= (off+n+ps-1)/ps-off/ps
+}
+
+var pageSize = os.Getpagesize()
 
 // SendFailed makes later reads go through ReadAt.
 func (f *File) SendFailed(error) { f.noSend.Store(true) }

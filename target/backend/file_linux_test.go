@@ -448,3 +448,54 @@ func TestFileReadOnlyPartialBlock(t *testing.T) {
 		t.Errorf("read-write Size() = %d, want 4096 (whole blocks only)", rw.Size())
 	}
 }
+
+// TestFileSendSourceCached: a buffered file hands a read to sendfile only
+// where the page cache holds all of it; the copying read that fills the
+// cache makes the next one go by sendfile. O_DIRECT files never do.
+func TestFileSendSourceCached(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ns.img")
+	data := bytes.Repeat([]byte("cachestat"), 1<<18)[:2<<20]
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenFile(path, FileOptions{Buffered: true, ReadOnly: true, SyncIO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, ok := f.SendSource(0, 1<<20); !ok {
+		t.Fatal("SendSource refused a range just written (in the page cache)")
+	}
+	// Evict the clean pages; where that is not possible (tmpfs) or the
+	// kernel cannot tell (no cachestat before Linux 6.5), skip.
+	if err := unix.Fdatasync(f.fd); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(f.fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	r := unix.CachestatRange{Off: 0, Len: 2 << 20}
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(f.fd), &r, &st, 0); err != nil || st.Cache != 0 {
+		t.Skipf("cannot evict the file's pages here (cachestat: %v, %d pages cached)", err, st.Cache)
+	}
+	if _, ok := f.SendSource(0, 1<<20); ok {
+		t.Fatal("SendSource handed an uncached range to sendfile")
+	}
+	buf := make([]byte, 1<<20)
+	if err := f.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data[:1<<20]) {
+		t.Fatalf("ReadAt: %v, or its data differs", err)
+	}
+	if _, ok := f.SendSource(0, 1<<20); !ok {
+		t.Fatal("SendSource refused a range the copying read brought into the cache")
+	}
+
+	d, err := OpenFile(path, FileOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, ok := d.SendSource(0, 1<<20); ok && d.Direct() {
+		t.Fatal("SendSource handed an O_DIRECT file's read to sendfile")
+	}
+}
