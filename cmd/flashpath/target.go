@@ -189,7 +189,7 @@ func (f *targetFlags) stateConfig(cmd *cobra.Command) (*server.Config, error) {
 	if !filepath.IsAbs(f.remote.stateFile) {
 		return nil, fmt.Errorf("--rpc-state %q: give an absolute path", f.remote.stateFile)
 	}
-	cfg := &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll), Sendfile: new(f.sendfile)}
+	cfg := f.daemonConfig(&server.Config{})
 	switch _, err := os.Stat(f.remote.stateFile); {
 	case err == nil:
 		cfg.SPDKConfig = f.remote.stateFile
@@ -230,7 +230,7 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 	}
 	if !quick && cmd.Flags().Changed("rpc-socket") && f.rpcSocket != "off" && f.rpcSocket != "" {
 		// Like SPDK's nvmf_tgt: nothing until rpc.py configures it.
-		return &server.Config{Metrics: f.metrics, Pprof: f.pprof, BusyPoll: new(f.busyPoll), Sendfile: new(f.sendfile)}, nil
+		return f.daemonConfig(&server.Config{}), nil
 	}
 	cfg := server.Default()
 	if len(f.listen) > 0 {
@@ -265,11 +265,16 @@ func (f *targetFlags) fileOrFlags(cmd *cobra.Command) (*server.Config, error) {
 			ss.Namespaces = append(ss.Namespaces, server.NamespaceConfig{NSID: uint32(i + 1), Backend: spec})
 		}
 	}
-	cfg.Metrics = f.metrics
-	cfg.Pprof = f.pprof
-	cfg.BusyPoll = new(f.busyPoll)
-	cfg.Sendfile = new(f.sendfile)
-	return cfg, nil
+	return f.daemonConfig(cfg), nil
+}
+
+// daemonConfig sets on cfg what the flags say of the running target
+// (metrics, pprof, busy polling, sendfile), for the configurations the
+// flags make; a --config file keeps its own unless they are given.
+func (f *targetFlags) daemonConfig(cfg *server.Config) *server.Config {
+	cfg.Metrics, cfg.Pprof = f.metrics, f.pprof
+	cfg.BusyPoll, cfg.Sendfile = new(f.busyPoll), new(f.sendfile)
+	return cfg
 }
 
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
