@@ -33,7 +33,8 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 		ns.refs.release()
 		return st.Status(), false // the host's multipath retries on another path
 	}
-	if q.fromFiles != 0 && ns.source != nil && r.Cmd.Opcode() == nvmeof.NVMRead && q.readFromFile(r, ns, start) {
+	if q.fromFiles != 0 && int64(len(r.Data)) >= q.fromFiles && ns.source != nil && r.Cmd.Opcode() == nvmeof.NVMRead &&
+		q.readFromFile(r, ns, start) {
 		return nvmeof.StatusSuccess, false // ns stays referenced until FileSent
 	}
 	if q.startAsync(r, ns, start) {
@@ -110,11 +111,12 @@ func (q *Queue) startAsync(r *Request, ns *Namespace, start int64) bool {
 	return ok
 }
 
-// readFromFile leaves a read's data in the namespace's file for the
-// transport to send (SendFromFiles), and reports whether it did.
+// readFromFile leaves a read's data (at least SendFromFiles' minimum) in
+// the namespace's file for the transport to send, and reports whether it
+// did.
 func (q *Queue) readFromFile(r *Request, ns *Namespace, start int64) bool {
 	off, n, st := ns.dataRange(r, int64(len(r.Data)))
-	if !st.OK() || n < q.fromFiles {
+	if !st.OK() {
 		return false // the synchronous path reports a bad range
 	}
 	fd, ok := ns.source.SendSource(off, n)
