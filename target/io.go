@@ -33,10 +33,6 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 		ns.refs.release()
 		return st.Status(), false // the host's multipath retries on another path
 	}
-	if q.fromFiles != 0 && int64(len(r.Data)) >= q.fromFiles && ns.source != nil && r.Cmd.Opcode() == nvmeof.NVMRead &&
-		q.readFromFile(r, ns, start) {
-		return nvmeof.StatusSuccess, false // ns stays referenced until FileSent
-	}
 	if q.startAsync(r, ns, start) {
 		return nvmeof.StatusSuccess, true
 	}
@@ -111,21 +107,38 @@ func (q *Queue) startAsync(r *Request, ns *Namespace, start int64) bool {
 	return ok
 }
 
-// readFromFile leaves a read's data (at least SendFromFiles' minimum) in
-// the namespace's file for the transport to send, and reports whether it
-// did.
-func (q *Queue) readFromFile(r *Request, ns *Namespace, start int64) bool {
-	off, n, st := ns.dataRange(r, int64(len(r.Data)))
-	if !st.OK() {
-		return false // the synchronous path reports a bad range
-	}
-	fd, ok := ns.source.SendSource(off, n)
-	if !ok {
+// ExecuteFromFile runs a Read that needs no data buffer: one of at least
+// SendFromFiles' minimum, of a namespace whose file holds the data
+// (backend.FileSource). It leaves the data in the file (Request.File) for
+// the transport to send, and completes the command. It reports whether
+// it ran r; where it did not, nothing has changed, and the transport
+// takes a buffer and calls Execute. The transport calls it once Admit
+// has passed r, with r.Data nil; it does not allocate.
+func (q *Queue) ExecuteFromFile(r *Request) bool {
+	n := int64(r.Cmd.SGL().Length())
+	if q.fromFiles == 0 || n < q.fromFiles || q.id == 0 || r.Cmd.Opcode() != nvmeof.NVMRead ||
+		!q.connected || !q.authenticated() || !q.ctrl.ready.Load() {
 		return false
 	}
-	r.File, r.fileNS = FileSpan{FD: fd, Off: off, N: n}, ns
+	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
+	if ns == nil || ns.source == nil || !ns.refs.acquire() {
+		return false
+	}
+	start := q.startTime()
+	off, _, st := ns.dataRange(r, n)
+	fd, ok := 0, st.OK() && q.ctrl.ana.state(ns.anaGroup).Accessible()
+	if ok {
+		fd, ok = ns.source.SendSource(off, n)
+	}
+	if !ok {
+		ns.refs.release() // Execute reports what was wrong, or copies
+		return false
+	}
+	q.begin(r)
+	r.File, r.fileNS = FileSpan{FD: fd, Off: off, N: n}, ns // referenced until FileSent
 	ns.fromFile.Add(uint64(n))
 	q.doneHere(ns, OpRead, n, start)
+	q.finish(r, nvmeof.StatusSuccess)
 	return true
 }
 

@@ -83,7 +83,8 @@ func (q *Queue) SetPort(id uint16) { q.port = id }
 // reads of min bytes or more on namespaces that can (buffered files,
 // backend.FileSource) then leave their data in the page cache, and the
 // transport sends it from there with sendfile(2), without the copy into
-// a buffer and the copy from it into the socket.
+// a buffer and the copy from it into the socket. The transport runs such
+// reads with ExecuteFromFile, before it takes a buffer.
 func (q *Queue) SendFromFiles(min int) { q.fromFiles = int64(max(min, 1)) }
 
 // ID is the queue ID (0 for the admin queue); valid after Connect.
@@ -134,18 +135,7 @@ func (q *Queue) Closed() {
 // host-to-controller command's data into r.Data. Completion comes through
 // the transport's Complete, usually before Execute returns.
 func (q *Queue) Execute(r *Request) {
-	r.queue = q
-	r.CloseAfter = nil
-	r.Rsp.Reset()
-	r.Rsp.SetCID(r.Cmd.CID())
-	r.Rsp.SetSQID(q.id)
-	if q.size > 0 {
-		q.sqhd++
-		if int(q.sqhd) >= q.size {
-			q.sqhd = 0
-		}
-	}
-	r.Rsp.SetSQHD(q.sqhd)
+	q.begin(r)
 	var st nvmeof.Status
 	switch {
 	case r.Cmd.Opcode() == nvmeof.OpFabrics:
@@ -169,6 +159,23 @@ func (q *Queue) Execute(r *Request) {
 		}
 	}
 	q.finish(r, st)
+}
+
+// begin takes r off the submission queue: its response names it and the
+// queue's new head.
+func (q *Queue) begin(r *Request) {
+	r.queue = q
+	r.CloseAfter = nil
+	r.Rsp.Reset()
+	r.Rsp.SetCID(r.Cmd.CID())
+	r.Rsp.SetSQID(q.id)
+	if q.size > 0 {
+		q.sqhd++
+		if int(q.sqhd) >= q.size {
+			q.sqhd = 0
+		}
+	}
+	r.Rsp.SetSQHD(q.sqhd)
 }
 
 // Admit checks a command before its transport takes a data buffer for it

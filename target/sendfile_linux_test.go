@@ -50,15 +50,28 @@ func fileQueue(t testing.TB) (*Queue, *Namespace, *failingSource, []byte) {
 	return io.q, ns, src, data
 }
 
+// sglSQE is a read or write of 4 KiB blocks as NVMe/TCP carries it: its
+// SGL gives the data's length.
+func sglSQE(op uint8, nsid uint32, slba uint64, blocks uint32) nvmeof.SQE {
+	c := rwSQE(op, nsid, slba, blocks)
+	c.SGL().SetDataBlock(nvmeof.SGLTransport, 0, blocks*4096)
+	return c
+}
+
 // TestReadFromFile: a large read on a queue that sends from files leaves
 // its data in the file (Request.File), counted, with the namespace held
 // until FileSent; a small one is read into Data; after a failed send the
 // namespace's reads are copied again.
 func TestReadFromFile(t *testing.T) {
 	q, ns, src, data := fileQueue(t)
+	// read runs a read as the transport does: from the file where the
+	// core can, else into a buffer.
 	read := func(slba uint64, blocks uint32) *Request {
-		r := &Request{Cmd: rwSQE(nvmeof.NVMRead, 1, slba, blocks), Data: make([]byte, int(blocks)*4096)}
-		q.Execute(r)
+		r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, slba, blocks)}
+		if !q.ExecuteFromFile(r) {
+			r.Data = make([]byte, int(blocks)*4096)
+			q.Execute(r)
+		}
 		if !r.Status().OK() {
 			t.Fatalf("read %d blocks at %d: %v", blocks, slba, r.Status())
 		}
@@ -97,16 +110,45 @@ func TestReadFromFile(t *testing.T) {
 	}
 }
 
+// TestExecuteFromFileRefuses: ExecuteFromFile leaves to Execute, without
+// touching the request or the namespace, what it cannot send from a file:
+// a small read, a write, a missing namespace, a range past the end.
+// Execute then reports the error or copies.
+func TestExecuteFromFileRefuses(t *testing.T) {
+	q, ns, _, _ := fileQueue(t)
+	for name, cmd := range map[string]nvmeof.SQE{
+		"small read":        sglSQE(nvmeof.NVMRead, 1, 0, 15),
+		"write":             sglSQE(nvmeof.NVMWrite, 1, 0, 32),
+		"missing namespace": sglSQE(nvmeof.NVMRead, 2, 0, 32),
+		"past the end":      sglSQE(nvmeof.NVMRead, 1, 240, 32),
+	} {
+		r := &Request{Cmd: cmd}
+		if q.ExecuteFromFile(r) {
+			t.Errorf("%s: ExecuteFromFile ran it (status %v, File %+v)", name, r.Status(), r.File)
+		}
+		if r.File.N != 0 || r.queue != nil {
+			t.Errorf("%s: refused, but the request was changed: File %+v", name, r.File)
+		}
+	}
+	if n := ns.InFlight(); n != 0 {
+		t.Errorf("InFlight %d after refusals, want 0", n)
+	}
+	if got := ns.Stats(); got.BytesRead != 0 {
+		t.Errorf("BytesRead %d after refusals, want 0", got.BytesRead)
+	}
+}
+
 // TestReadFromFileDoesNotAllocate: leaving a read in the file and
 // releasing it allocate nothing.
 func TestReadFromFileDoesNotAllocate(t *testing.T) {
 	q, _, _, _ := fileQueue(t)
-	r := &Request{Cmd: rwSQE(nvmeof.NVMRead, 1, 0, 32), Data: make([]byte, 128<<10)}
+	r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 32)}
+	ran := true
 	allocs := testing.AllocsPerRun(200, func() {
-		q.Execute(r)
+		ran = ran && q.ExecuteFromFile(r)
 		r.FileSent(nil)
 	})
-	if allocs != 0 || !r.Status().OK() {
-		t.Errorf("Execute + FileSent allocate %.1f times per call (status %v), want 0", allocs, r.Status())
+	if allocs != 0 || !ran || !r.Status().OK() {
+		t.Errorf("ExecuteFromFile + FileSent allocate %.1f times per call (ran %v, status %v), want 0", allocs, ran, r.Status())
 	}
 }

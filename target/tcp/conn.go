@@ -592,6 +592,11 @@ func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 	if st := c.q.Admit(r); !st.OK() {
 		return c.completeError(r, st)
 	}
+	if dir == target.DirC2H && c.q.ExecuteFromFile(r) {
+		// Completed, without a buffer: its data goes from the page
+		// cache (sendFile).
+		return nil
+	}
 	if err := c.getBuf(r, int(dlen)); err != nil {
 		c.l.t.NoBuffer(c.log, err)
 		return c.completeError(r, nvmeof.StatusInternalError)
@@ -796,7 +801,7 @@ func (c *conn) complete(r *target.Request) {
 // sendLocked queues r's data and response on bw; true means bw references
 // r.Data, so r's slot must wait for the flush.
 func (c *conn) sendLocked(r *target.Request) bool {
-	if !r.Status().OK() || r.Direction() != target.DirC2H || len(r.Data) == 0 {
+	if !r.Status().OK() || r.Direction() != target.DirC2H || len(r.Data) == 0 && r.File.N == 0 {
 		n := c.encodeRsp(r, c.rsp[:])
 		c.bw.Write(c.rsp[:n])
 		return false
@@ -888,7 +893,7 @@ func (c *conn) encodeRsp(r *target.Request, b []byte) int {
 // PDO) of a C2HData PDU carrying all of r's data into dhdr, and returns
 // its length.
 func (c *conn) encodeC2HHeader(r *target.Request, success bool) int {
-	n := uint32(len(r.Data))
+	n := uint32(len(r.Data)) + uint32(r.File.N) // one of them is 0
 	pdo := nvmeof.PadTo(nvmeof.DataHLen, c.hdgst, c.hpda)
 	h := nvmeof.Header{Type: nvmeof.PDUC2HData, Flags: nvmeof.FlagDataLast, HLen: nvmeof.DataHLen, PDO: uint8(pdo), PLen: pdo + n}
 	if success {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
 )
 
@@ -77,6 +78,29 @@ func TestSendFromFile(t *testing.T) {
 	}
 	if n := ns.InFlight(); n != 0 {
 		t.Errorf("InFlight %d after every read completed, want 0", n)
+	}
+}
+
+// TestSendFromFileTakesNoBuffer: a read sent from the file holds no data
+// buffer, so a host's share of the pool does not bound it; the same read
+// copied (with a data digest) needs a buffer larger than the share and
+// fails.
+func TestSendFromFileTakesNoBuffer(t *testing.T) {
+	path, data := patternFile(t, 2<<20)
+	be, err := backend.OpenFile(path, backend.FileOptions{Buffered: true, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := startTargetOpts(t, be, target.Options{BufferMemory: 4 << 20, MaxHostBuffer: 256 << 10})
+	got, st := tt.session(t, false, false).Read(1<<20, 1<<20)
+	if !st.OK() || !bytes.Equal(got, data[1<<20:]) {
+		t.Fatalf("1 MiB read sent from the file with a 256 KiB buffer share: %v, or its data differs", st)
+	}
+	if _, st := tt.session(t, false, true).Read(0, 1<<20); st.Code() != nvmeof.StatusInternalError.Code() {
+		t.Fatalf("1 MiB read copied with a 256 KiB buffer share: %v, want Internal Error", st)
+	}
+	if n := tt.tgt.BufferHeld(); n != 0 {
+		t.Errorf("%d bytes of data buffers held after every read ended", n)
 	}
 }
 
