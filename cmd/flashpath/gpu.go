@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashpath/flashpath/gds"
 	"github.com/flashpath/flashpath/gds/topo"
+	"github.com/flashpath/flashpath/gds/topo/nvmlgpus"
 	"github.com/spf13/cobra"
 )
 
@@ -32,7 +33,7 @@ func newTopoCmd() *cobra.Command {
 			if err := validOutput(cfg.Output); err != nil {
 				return err
 			}
-			r, err := topo.Discover(topo.Config{})
+			r, err := topo.Discover(topo.Config{NVML: nvmlgpus.List})
 			if err != nil {
 				return err
 			}

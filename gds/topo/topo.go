@@ -131,6 +131,9 @@ type Config struct {
 	// ListGPUs lists GPUs (default: NVML, then a sysfs scan for NVIDIA
 	// display controllers).
 	ListGPUs func() ([]GPUInfo, error)
+	// NVML lists GPUs through NVML (nvmlgpus.List), tried first on the
+	// real /sys; without it, or where it fails, the sysfs scan.
+	NVML func() ([]GPUInfo, error)
 	// NetDevs lists the net devices of an RDMA device (default: rdmamap and
 	// netlink on the real /sys, the device's net/ directory otherwise).
 	NetDevs func(rdmaDev string) []NetDev
@@ -207,8 +210,8 @@ func (c *Config) gpus(r *Report) ([]GPUInfo, error) {
 	if c.ListGPUs != nil {
 		return c.ListGPUs()
 	}
-	if c.SysRoot == "/sys" {
-		g, err := nvmlGPUs()
+	if c.SysRoot == "/sys" && c.NVML != nil {
+		g, err := c.NVML()
 		if err == nil {
 			return g, nil
 		}

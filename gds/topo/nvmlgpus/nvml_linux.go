@@ -1,16 +1,18 @@
 //go:build cgo
 
-package topo
+package nvmlgpus
 
 import (
 	"fmt"
 	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/flashpath/flashpath/gds/topo"
 )
 
-// nvmlGPUs lists GPUs through NVML (go-nvml dlopens libnvidia-ml.so.1).
-func nvmlGPUs() (out []GPUInfo, err error) {
+// List lists GPUs through NVML (go-nvml dlopens libnvidia-ml.so.1).
+func List() (out []topo.GPUInfo, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("NVML: %v", r)
@@ -29,7 +31,7 @@ func nvmlGPUs() (out []GPUInfo, err error) {
 		if ret != nvml.SUCCESS {
 			continue
 		}
-		g := GPUInfo{Index: i}
+		g := topo.GPUInfo{Index: i}
 		g.Name, _ = d.GetName()
 		if pci, ret := d.GetPciInfo(); ret == nvml.SUCCESS {
 			g.PCIAddr = pciBusID(pci.BusId[:])
