@@ -8,7 +8,7 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 # Execution counts rather than durations: a -fuzztime duration races the
 # fuzz coordinator's deadline in go1.26 (golang/go#75804) and fails spuriously.
 FUZZTIME   ?= 5000x
-APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux openssl gnutls-bin
+APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux openssl gnutls-bin python3
 
 .PHONY: all build deps test vet unit unit-norace fuzz interop rdma-test demo bench clean
 
