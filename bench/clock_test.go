@@ -14,7 +14,6 @@ import (
 // machine, however loaded.
 type clockEngine struct {
 	nullEngine
-	w       *worker
 	t       int64                     // the simulated clock, ns
 	lat     func(n int) time.Duration // latency of the nth I/O (0-based)
 	pending []clockIO
@@ -26,6 +25,8 @@ type clockEngine struct {
 	inflight int
 	// quiesced counts the stalls that found the queue drained.
 	completed int
+	// reads counts the worker's clock readings.
+	reads int
 }
 
 type clockIO struct {
@@ -43,7 +44,7 @@ func (e *clockEngine) advance(d time.Duration) { e.t += int64(d) }
 
 func (e *clockEngine) Queue(io *IO) error {
 	io.Res = io.Len
-	now := e.w.now()
+	now := e.t
 	e.pending = append(e.pending, clockIO{io, now + int64(e.lat(len(e.issued)))})
 	e.issued = append(e.issued, now)
 	e.staged++
@@ -69,11 +70,11 @@ func (e *clockEngine) GetEvents(min int, events []*IO) ([]*IO, error) {
 		}
 	}
 	if min > 0 && min <= len(p) {
-		if d := p[min-1].done - e.w.now(); d > 0 {
+		if d := p[min-1].done - e.t; d > 0 {
 			e.advance(time.Duration(d))
 		}
 	}
-	now, n := e.w.now(), 0
+	now, n := e.t, 0
 	for n < len(p) && p[n].done <= now && len(events) < cap(events) {
 		events = append(events, p[n].io)
 		n++
@@ -96,8 +97,8 @@ func clockRun(t *testing.T, lat func(n int) time.Duration, opts ...Option) (*wor
 	}
 	defer w.close()
 	e := w.eng.(*clockEngine)
-	e.w, e.lat = w, lat
-	w.base, w.clock = time.Now(), func() int64 { return e.t }
+	e.lat = lat
+	w.base, w.clock = time.Now(), func() int64 { e.reads++; return e.t }
 	w.recording = true
 	var stalls []time.Duration
 	saved := stallSleep
@@ -288,5 +289,35 @@ func TestThinkTimeNotAfterLastAsFio(t *testing.T) {
 		if end := float64(w.recEnd) / 1e6; len(stalls) != tc.stalls || end < tc.end || end > tc.end+1 {
 			t.Errorf("iodepth=%s: %d stalls, the job ran %.1f ms; want %d, %.0f ms", tc.depth, len(stalls), end, tc.stalls, tc.end)
 		}
+	}
+}
+
+// TestGtodReduceReadsClockPerReap: with every latency off (gtod_reduce,
+// or the three disable_ options) the worker reads its clock once per
+// reap, as fio cuts its gettimeofday calls; with latencies on, at issue,
+// submission and completion.
+func TestGtodReduceReadsClockPerReap(t *testing.T) {
+	lat := func(int) time.Duration { return 10 * time.Microsecond }
+	job := []Option{{"rw", "randread"}, {"bs", "4k"}, {"size", "1m"}, {"iodepth", "1"}}
+	_, e, _ := clockRun(t, lat, job...)
+	if e.completed != 256 || e.reads < 3*256 {
+		t.Fatalf("with latencies: %d I/Os, %d clock readings; want 256 and 3 per I/O", e.completed, e.reads)
+	}
+	for _, off := range [][]Option{
+		{{"gtod_reduce", "1"}},
+		{{"disable_lat", "1"}, {"disable_clat", "1"}, {"disable_slat", "1"}},
+	} {
+		w, e, _ := clockRun(t, lat, append(job, off...)...)
+		if e.completed != 256 || e.reads > 256+8 {
+			t.Errorf("%v: %d I/Os, %d clock readings; want 256 and one per reap", off, e.completed, e.reads)
+		}
+		if st := w.stats[DirRead]; st.IOs != 256 || st.Bytes != 1<<20 {
+			t.Errorf("%v: %d I/Os, %d bytes counted; want 256, 1 MiB", off, st.IOs, st.Bytes)
+		}
+	}
+	// One latency left on stamps the I/Os again.
+	_, e, _ = clockRun(t, lat, append(job, Option{"disable_lat", "1"}, Option{"disable_slat", "1"})...)
+	if e.reads < 2*256 {
+		t.Errorf("clat on: %d clock readings, want at least 2 per I/O", e.reads)
 	}
 }

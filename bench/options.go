@@ -299,7 +299,7 @@ var optionSpecs = []optionSpec{
 	}},
 	{name: "clocksource", support: Ignored, help: "latency is always timed with the monotonic clock", set: enumSetter(func(*Job) *string { return new(string) },
 		"gettimeofday, clock_gettime or cpu", map[string]string{"gettimeofday": "", "clock_gettime": "", "cpu": ""})},
-	{name: "gtod_reduce", help: "sets disable_lat, disable_clat, disable_slat and disable_bw, and clat_percentiles, lat_percentiles and slat_percentiles off, where it stands (later options may set them again), as fio; a per-I/O IOPS log stays empty; time is still read for every I/O", bool_: true, set: func(j *Job, v string) error {
+	{name: "gtod_reduce", help: "sets disable_lat, disable_clat, disable_slat and disable_bw, and clat_percentiles, lat_percentiles and slat_percentiles off, where it stands (later options may set them again), as fio; a per-I/O IOPS log stays empty; with no latency left on, I/Os are not timed: the clock is read once per reap instead of at each I/O's issue, submission and completion", bool_: true, set: func(j *Job, v string) error {
 		if err := boolSetter(func(j *Job) *bool { return &j.GtodReduce })(j, v); err != nil || !j.GtodReduce {
 			return err
 		}
