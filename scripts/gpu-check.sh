@@ -11,7 +11,14 @@
 #
 # Environment: FP_GIB, FP_DIR (scratch dir, default /tmp/flashpath-gpu-check),
 # FP_KEEP=1 keeps the checkpoint, FLASHPATH_LIBCUFILE, CUFILE_ENV_PATH_JSON,
-# FP_SWEEP (workers:depth:chunkMiB[:reader] shapes for the bounce sweep; "" skips it).
+# FP_SWEEP (workers:depth:chunkMiB[:reader] shapes for the bounce sweep; "" skips it),
+# FP_BENCH_SIZE (the GPU bench engine jobs' size, 2g), FP and CAPI (the
+# binaries, default bin/).
+#
+# Without torch (off the GPU machine, FLASHPATH_LIBCUDA and
+# FLASHPATH_LIBCUFILE set to the fakes) the checkpoint is random bytes and
+# the torch steps fail and are skipped: test/e2e's TestGPUCheckScriptDryRun
+# runs it that way.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,9 +35,10 @@ mkdir -p "$DIR" "$RES"
 rm -f "$RES"/*.json
 PY=${PYTHON:-python3}
 BENCH="$ROOT/scripts/gpu/bench.py"
-FP=$ROOT/bin/flashpath
-CAPI=$ROOT/bin/libflashpath.so
+FP=${FP:-$ROOT/bin/flashpath}
+CAPI=${CAPI:-$ROOT/bin/libflashpath.so}
 CKPT=$DIR/ckpt.safetensors
+BENCH_SIZE=${FP_BENCH_SIZE:-2g}
 
 say() { printf '\n== %s  [t+%ss]\n' "$*" "$(( $(date +%s) - START ))" >&2; }
 
@@ -110,7 +118,7 @@ fi
 
 # Fit the checkpoint (and its .pt copy) on the disk.
 avail_gib=$(df -Pk "$DIR" | awk 'NR==2 {print int($4/1048576)}')
-if [ "$avail_gib" -lt $((GIB * 2 + 4)) ]; then
+if awk -v a="$avail_gib" -v g="$GIB" 'BEGIN { exit !(a < g * 2 + 4) }'; then
 	GIB=$(((avail_gib - 4) / 2))
 	echo "!! only ${avail_gib} GiB free in $DIR: checkpoint reduced to ${GIB} GiB"
 fi
@@ -200,9 +208,9 @@ fp_load 23-auto "flashpath load, auto path (file in page cache)" 120 --gpu-path 
 # writes of a new file (checkpoint save), 16 MiB transfers, 8 in flight.
 if [ -x "$FP" ]; then
 	step "flashpath bench --ioengine=gpu, 16m reads, QD8 (page cache)" 120 "$FP" bench --name=gpu-read --ioengine=gpu --gpu=0 \
-		--filename="$CKPT" --rw=read --bs=16m --iodepth=8 --size=2g --direct=0 --invalidate=0 | grep -E "read:|READ:|cpu" || true
+		--filename="$CKPT" --rw=read --bs=16m --iodepth=8 --size=$BENCH_SIZE --direct=0 --invalidate=0 | grep -E "read:|READ:|cpu" || true
 	step "flashpath bench --ioengine=gpu, 16m writes, QD8 (save)" 120 "$FP" bench --name=gpu-write --ioengine=gpu --gpu=0 \
-		--filename="$DIR/bench-write" --rw=write --bs=16m --iodepth=8 --size=2g --direct=0 | grep -E "write:|WRITE:|cpu" || true
+		--filename="$DIR/bench-write" --rw=write --bs=16m --iodepth=8 --size=$BENCH_SIZE --direct=0 | grep -E "write:|WRITE:|cpu" || true
 	rm -f "$DIR/bench-write"
 fi
 

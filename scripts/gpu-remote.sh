@@ -12,7 +12,15 @@
 # Needs bin/flashpath (`make gpu-build`), python3 with torch and
 # safetensors. Environment: FP_GIB, FP_SHARDS (8), FP_DIR, FP_SHAPES
 # (queues:workers[:chunkMiB] of the load sweep), FP_TCP_JOBS (connections
-# of the loopback baseline), OUT (results folder).
+# of the loopback baseline), FP_PORT and FP_METRICS_PORT (the first of the
+# targets' three ports, 4420 and 9430), FP (the flashpath binary), OUT
+# (results folder). Last, the targets are restarted with --sendfile=false
+# and the default load runs again: what sendfile is worth when the host
+# shares the machine.
+#
+# Without torch (off the GPU machine, FLASHPATH_LIBCUDA set to the fake
+# libcuda) the checkpoint is random bytes and the torch steps fail and are
+# skipped: test/e2e's TestGPURemoteScriptDryRun runs it that way.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,7 +36,9 @@ DIR=${FP_DIR:-/tmp/flashpath-remote}
 RES=$DIR/results
 PY=${PYTHON:-python3}
 BENCH=$ROOT/scripts/gpu/bench.py
-FP=$ROOT/bin/flashpath
+FP=${FP:-$ROOT/bin/flashpath}
+PORT=${FP_PORT:-4420}
+MPORT=${FP_METRICS_PORT:-9430}
 IDX=$DIR/model.safetensors.index.json
 say() { printf '\n== %s  [t+%ss]\n' "$*" "$(($(date +%s) - START))" >&2; }
 step() { # NAME TIMEOUT CMD...: never aborts the script
@@ -57,6 +67,7 @@ PIDS=()
 SHARD_FLAGS=()
 SHARD_MAP=()
 SAVE_TO=()
+TARGET_ARGS=()
 for t in 0 1 2; do
 	args=()
 	nsid=0
@@ -64,34 +75,47 @@ for t in 0 1 2; do
 		[ $((i % 3)) = $t ] || continue
 		nsid=$((nsid + 1))
 		args+=(--namespace "file:$DIR/${NAMES[$i]}?ro&buffered")
-		SHARD_MAP+=("\"${NAMES[$i]}\": \"tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$nsid\"")
-		SHARD_FLAGS+=(--shard "${NAMES[$i]}=tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$nsid")
+		SHARD_MAP+=("\"${NAMES[$i]}\": \"tcp://127.0.0.1:$((PORT + t))/nqn.2026-12.io.flashpath:ckpt$t/$nsid\"")
+		SHARD_FLAGS+=(--shard "${NAMES[$i]}=tcp://127.0.0.1:$((PORT + t))/nqn.2026-12.io.flashpath:ckpt$t/$nsid")
 	done
 	# and a writable memory namespace, last, for the save through the C ABI
-	SAVE_TO+=("tcp://127.0.0.1:$((4420 + t))/nqn.2026-12.io.flashpath:ckpt$t/$((nsid + 1))")
+	SAVE_TO+=("tcp://127.0.0.1:$((PORT + t))/nqn.2026-12.io.flashpath:ckpt$t/$((nsid + 1))")
 	args+=(--namespace "mem:$(awk -v g="$GIB" 'BEGIN { printf "%d", g * 1024 / 3 + 1024 }')MiB")
-	"$FP" target --listen "tcp://127.0.0.1:$((4420 + t))" --nqn "nqn.2026-12.io.flashpath:ckpt$t" "${args[@]}" \
-		--metrics "127.0.0.1:$((9430 + t))" --log-level warn >"$DIR/target$t.log" 2>&1 &
-	PIDS+=($!)
+	TARGET_ARGS[$t]="${args[*]@Q}"
 done
-# wait for the targets only: a bare wait also waits for the tee above.
-trap 'kill "${PIDS[@]}" 2>/dev/null; wait "${PIDS[@]}" 2>/dev/null' EXIT
-for port in 4420 4421 4422; do
-	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-		sleep 0.1
+# start_targets [FLAG...]: the three targets, each with the flags given.
+start_targets() {
+	PIDS=()
+	for t in 0 1 2; do
+		eval "args=(${TARGET_ARGS[$t]})"
+		"$FP" target --listen "tcp://127.0.0.1:$((PORT + t))" --nqn "nqn.2026-12.io.flashpath:ckpt$t" "${args[@]}" \
+			--metrics "127.0.0.1:$((MPORT + t))" --rpc-socket off --log-level warn "$@" >>"$DIR/target$t.log" 2>&1 &
+		PIDS+=($!)
 	done
-done
-for t in 0 1 2; do
-	kill -0 "${PIDS[$t]}" 2>/dev/null || { echo "!! target $t did not start:"; cat "$DIR/target$t.log"; exit 1; }
-done
-echo "targets: ${PIDS[*]} on 127.0.0.1:4420-4422"
+	for port in $PORT $((PORT + 1)) $((PORT + 2)); do
+		for _ in $(seq 100); do
+			(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+			sleep 0.1
+		done
+	done
+	for t in 0 1 2; do
+		kill -0 "${PIDS[$t]}" 2>/dev/null || { echo "!! target $t did not start:"; cat "$DIR/target$t.log"; exit 1; }
+	done
+}
+stop_targets() {
+	kill "${PIDS[@]}" 2>/dev/null
+	wait "${PIDS[@]}" 2>/dev/null
+}
+# wait for the targets only: a bare wait also waits for the tee above.
+trap stop_targets EXIT
+start_targets
+echo "targets: ${PIDS[*]} on 127.0.0.1:$PORT-$((PORT + 2))"
 
 step "baseline: pinned host-to-device copy (torch)" 60 $PY "$BENCH" h2d --out "$RES/h2d.json"
 
 for nj in ${FP_TCP_JOBS-16 32}; do
 	step "baseline: NVMe/TCP loopback, flashpath bench, 1m reads, $nj connections x QD8 (one target)" 60 \
-		"$FP" bench --name=tcp-limit --ioengine=nvme-tcp --filename="tcp://127.0.0.1:4420/nqn.2026-12.io.flashpath:ckpt0/1" \
+		"$FP" bench --name=tcp-limit --ioengine=nvme-tcp --filename="tcp://127.0.0.1:$PORT/nqn.2026-12.io.flashpath:ckpt0/1" \
 		--rw=read --bs=1m --iodepth=8 --numjobs=$nj --group_reporting --runtime=4s --time_based \
 		--output-format=json --json-output="$RES/tcp-$nj.json" >/dev/null
 	$PY -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["read"]; print("read %.2f GB/s" % (j["bw_bytes"]/1e9))' "$RES/tcp-$nj.json" 2>/dev/null
@@ -111,15 +135,17 @@ cat "$RES/remote-verify.json"
 # What the targets spent on everything read from them so far (the loopback
 # baseline and the remote loads), and how much of it sendfile sent from
 # the page cache (reads of 256 KiB or more of their buffered shards).
-say "targets: CPU per GB read, and the part sent from the page cache"
-$PY - "${PIDS[@]}" <<'PY' | tee "$RES/targets.json"
+# target_stats OUT: the targets' CPU time and reads since they started, as
+# JSON in OUT.
+target_stats() {
+	$PY - "$MPORT" "${PIDS[@]}" <<'PY' | tee "$1"
 import json, os, sys, urllib.request
 tick = os.sysconf("SC_CLK_TCK")
 cpu = read = sent = 0.0
-for t, pid in enumerate(sys.argv[1:]):
+for t, pid in enumerate(sys.argv[2:]):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     cpu += (int(f[11]) + int(f[12])) / tick
-    for line in urllib.request.urlopen(f"http://127.0.0.1:{9430 + t}/metrics", timeout=5).read().decode().splitlines():
+    for line in urllib.request.urlopen(f"http://127.0.0.1:{int(sys.argv[1]) + t}/metrics", timeout=5).read().decode().splitlines():
         if line.startswith("flashpath_target_namespace_bytes_total") and 'op="read"' in line:
             read += float(line.split()[-1])
         elif line.startswith("flashpath_target_namespace_sendfile_bytes_total"):
@@ -127,6 +153,9 @@ for t, pid in enumerate(sys.argv[1:]):
 print(json.dumps({"cpu_s": round(cpu, 2), "read_gb": round(read / 1e9, 2), "cpu_s_per_gb": round(cpu / (read / 1e9), 3) if read else None,
                   "sendfile_share": round(sent / read, 3) if read else None}))
 PY
+}
+say "targets: CPU per GB read, and the part sent from the page cache"
+target_stats "$RES/targets.json"
 step "flashpath load, the same shards from local files (page cache), verified" 180 "$FP" load "$IDX" --repeat 2 --verify -o json >"$RES/local.json"
 $PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f GB/s transfer, %.2f with setup" % (r["gbps"], r["total_gbps"]))' "$RES/local.json"
 step "baseline: safetensors.torch.load_file(device=cuda) of every shard" 240 $PY "$BENCH" st-load-sharded "$IDX" --out "$RES/safetensors.json"
@@ -137,6 +166,17 @@ if [ -e "$CAPI" ]; then
 		$PY "$BENCH" capi-sharded "$IDX" --lib "$CAPI" --shards "{$(IFS=,; echo "${SHARD_MAP[*]}")}" \
 		--save-to "$(IFS=,; echo "${SAVE_TO[*]}")" --out "$RES/capi-save.json"
 fi
+
+# sendfile against copies, same load on fresh targets: the default shape,
+# twice per process, the targets restarted with and without --sendfile.
+for sf in true false; do
+	stop_targets
+	start_targets --sendfile=$sf
+	step "flashpath load, remote, default shape, targets with --sendfile=$sf" 120 "$FP" load "$IDX" "${SHARD_FLAGS[@]}" \
+		--repeat 2 -o json >"$RES/ab-sendfile-$sf.json" &&
+		$PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f GB/s transfer, %.2f with setup, %.3f cpu-s/GB" % (r["gbps"], r["total_gbps"], r["cpu_s_per_gb"]))' "$RES/ab-sendfile-$sf.json"
+	target_stats "$RES/ab-targets-sendfile-$sf.json"
+done
 
 say "summary"
 $PY - "$RES" <<'PY' | tee "$OUTDIR/gpu-remote.json"
@@ -161,6 +201,10 @@ out = {"pinned_h2d_gbps": h2d, "tcp_loopback_gbps": tcp, "bound_gbps": bound,
        "local_files_gbps": local.get("gbps"), "local_vs_h2d": (local.get("gbps", 0) / h2d) if h2d else None,
        "safetensors_gbps": st, "remote_vs_safetensors": (best[1].get("total_gbps", 0) / st) if st else None,
        "targets": load("targets.json"),
+       "sendfile_ab": {sf: {"gbps": (load(f"ab-sendfile-{sf}.json") or {}).get("gbps"),
+                            "total_gbps": (load(f"ab-sendfile-{sf}.json") or {}).get("total_gbps"),
+                            "vs_safetensors": ((load(f"ab-sendfile-{sf}.json") or {}).get("total_gbps", 0) / st) if st else None,
+                            "targets": load(f"ab-targets-sendfile-{sf}.json")} for sf in ("true", "false")},
        "capi_load": load("capi-save-load.json"), "capi_save": load("capi-save.json")}
 print(json.dumps(out, indent=1))
 PY

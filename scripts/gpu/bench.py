@@ -22,29 +22,43 @@ def emit(out, name, nbytes, seconds, cpu_s, verified=None, note="", gbps_overrid
 
 
 def make_ckpt(a):
-    import torch
-    from safetensors.torch import save_file
-    torch.manual_seed(0)
+    """A safetensors checkpoint of bf16 tensors (odd sizes and an f32 one
+    included) and its torch.save copy. Without torch (a dry run off the
+    GPU machine), random bytes of the same layout and no .pt copy."""
+    try:
+        import torch
+        from safetensors.torch import save_file
+        torch.manual_seed(0)
+    except ImportError as e:
+        print(f"{e}: writing random bytes without torch, and no .pt copy", file=sys.stderr)
+        torch = None
     total = int(a.gib * (1 << 30))
     big = 4096 * 4096  # 32 MiB of bf16 per tensor
-    tensors, n, i = {}, 0, 0
+    shapes, n, i = {}, 0, 0
     while n + big * 2 <= total:
-        tensors[f"layers.{i}.weight"] = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16).cpu()
+        shapes[f"layers.{i}.weight"] = (4096, 4096)
         n += big * 2
         i += 1
     # Odd sizes: offsets that are not 4 KiB multiples and a file that is not either.
     for j, k in enumerate((4097, 333, 1, 77777)):
-        tensors[f"odd.{j}"] = torch.randn(k, device="cuda", dtype=torch.bfloat16).cpu()
+        shapes[f"odd.{j}"] = (k,)
         n += 2 * k
-    tensors["odd.f32"] = torch.randn(3, 5, 7, device="cuda").cpu()
+    shapes["odd.f32"] = (3, 5, 7)
     t0 = time.time()
-    save_file(tensors, a.path, metadata={"format": "pt"})
-    torch.save(tensors, a.path + ".pt")
-    for p in (a.path, a.path + ".pt"):
+    paths = [a.path]
+    if torch is None:
+        save_plain(a.path, shapes, {"odd.f32": "F32"})
+    else:
+        tensors = {k: torch.randn(*v, device="cuda", dtype=torch.float32 if k == "odd.f32" else torch.bfloat16).cpu()
+                   for k, v in shapes.items()}
+        save_file(tensors, a.path, metadata={"format": "pt"})
+        torch.save(tensors, a.path + ".pt")
+        paths.append(a.path + ".pt")
+    for p in paths:
         fd = os.open(p, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
-    print(json.dumps({"tensors": len(tensors), "bytes": n, "file_bytes": os.path.getsize(a.path), "write_s": time.time() - t0}))
+    print(json.dumps({"tensors": len(shapes), "bytes": n, "file_bytes": os.path.getsize(a.path), "write_s": time.time() - t0}))
 
 
 def drop_cache(a):
@@ -472,26 +486,58 @@ def mmap_h2d(a):
          note=f"best {best[0]} threads x {a.window_mib} MiB windows (sampled check); " + "; ".join(notes))
 
 
+def save_plain(path, shapes, dtypes=None):
+    """Writes a safetensors file of random tensors (name -> shape; bf16
+    unless dtypes names BF16 or F32) without torch: the format's 8-byte
+    header length, JSON header, data."""
+    import math, struct
+    dtypes = dtypes or {}
+    size = {"BF16": 2, "F32": 4}
+    hdr, off = {"__metadata__": {"format": "pt"}}, 0
+    for k, shape in shapes.items():
+        dt = dtypes.get(k, "BF16")
+        n = size[dt] * math.prod(shape)
+        hdr[k] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + n]}
+        off += n
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for k in shapes:
+            f.write(os.urandom(hdr[k]["data_offsets"][1] - hdr[k]["data_offsets"][0]))
+
+
 def make_sharded(a):
     """A Hugging Face style sharded checkpoint: a.shards files of bf16
-    tensors (odd sizes included) and model.safetensors.index.json."""
-    import torch
-    from safetensors.torch import save_file
-    torch.manual_seed(1)
+    tensors (odd sizes included) and model.safetensors.index.json. Without
+    torch (a dry run off the GPU machine), random bytes of the same
+    layout, in smaller tensors when the shards are small."""
+    try:
+        import torch
+        from safetensors.torch import save_file
+        torch.manual_seed(1)
+    except ImportError as e:
+        print(f"{e}: writing random bf16 bytes without torch", file=sys.stderr)
+        torch = None
     per = int(a.gib * (1 << 30)) // a.shards
-    big = 4096 * 4096
+    side = 4096 if torch is not None or per >= 64 << 20 else 512
+    big = side * side
     weight_map, total, t0 = {}, 0, time.time()
     for s in range(a.shards):
         name = f"model-{s + 1:05d}-of-{a.shards:05d}.safetensors"
-        tensors, n, i = {}, 0, 0
+        shapes, n, i = {}, 0, 0
         while n + big * 2 <= per:
-            tensors[f"layers.{s}.{i}.weight"] = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16).cpu()
+            shapes[f"layers.{s}.{i}.weight"] = (side, side)
             n += big * 2
             i += 1
-        tensors[f"layers.{s}.odd"] = torch.randn(4097 + s, device="cuda", dtype=torch.bfloat16).cpu()
+        shapes[f"layers.{s}.odd"] = (4097 + s,)
         n += 2 * (4097 + s)
-        save_file(tensors, os.path.join(a.dir, name), metadata={"format": "pt"})
-        for k in tensors:
+        if torch is None:
+            save_plain(os.path.join(a.dir, name), shapes)
+        else:
+            tensors = {k: torch.randn(*v, device="cuda", dtype=torch.bfloat16).cpu() for k, v in shapes.items()}
+            save_file(tensors, os.path.join(a.dir, name), metadata={"format": "pt"})
+        for k in shapes:
             weight_map[k] = name
         total += n
     with open(os.path.join(a.dir, "model.safetensors.index.json"), "w") as f:

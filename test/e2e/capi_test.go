@@ -20,21 +20,33 @@ import (
 	"github.com/flashpath/flashpath/target/backend"
 )
 
-// buildCAPI builds the C ABI (./capi) as a shared library into dir.
-func buildCAPI(t *testing.T, dir string) string {
+// goBuild builds pkg (a path inside the module, "./capi") into out with
+// the go command, with extra build flags.
+func goBuild(t *testing.T, out, pkg string, flags ...string) {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("building %s needs the go command in PATH: %v", pkg, err)
 	}
-	_, self, _, _ := runtime.Caller(0)
-	lib := filepath.Join(dir, "libflashpath.so")
-	cmd := exec.Command(goBin, "build", "-buildmode=c-shared", "-o", lib, "./capi")
-	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "..")
+	cmd := exec.Command(goBin, append(append([]string{"build"}, flags...), "-o", out, pkg)...)
+	cmd.Dir = repoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -buildmode=c-shared ./capi: %v\n%s", err, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
+}
+
+// repoRoot is the module's root directory.
+func repoRoot() string {
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "..")
+}
+
+// buildCAPI builds the C ABI (./capi) as a shared library into dir.
+func buildCAPI(t *testing.T, dir string) string {
+	t.Helper()
+	lib := filepath.Join(dir, "libflashpath.so")
+	goBuild(t, lib, "./capi", "-buildmode=c-shared")
 	return lib
 }
 
@@ -131,8 +143,7 @@ func TestPythonExampleOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, self, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(self), "..", "..", "capi", "testdata", "example_check.py")
+	script := filepath.Join(repoRoot(), "capi", "testdata", "example_check.py")
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(rctx, py, script, lib, testHost, index, string(locJSON), strings.Join(saveTo, ","), out)
