@@ -48,33 +48,10 @@ func freePorts(t *testing.T, n int, from int) int {
 // (pinned copy, safetensors, Python) fail, and the summary must still say
 // what ran.
 func TestGPURemoteScriptDryRun(t *testing.T) {
-	openFakeGPU(t) // FLASHPATH_LIBCUDA: the fake, for the script's flashpath load
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found (make deps installs it)")
-	}
-	dir := t.TempDir()
-	fp := filepath.Join(dir, "flashpath")
-	goBuild(t, fp, "./cmd/flashpath")
-	out := filepath.Join(dir, "out")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(), "scripts", "gpu-remote.sh"))
-	cmd.Env = append(os.Environ(), "FP="+fp, "FP_GIB=0.1", "FP_SHARDS=4", "FP_DIR="+filepath.Join(dir, "ckpt"), "OUT="+out,
-		"FP_SHAPES=2:2 4:4:1", "FP_TCP_JOBS=2",
-		fmt.Sprintf("FP_PORT=%d", freePorts(t, 3, 24400)), fmt.Sprintf("FP_METRICS_PORT=%d", freePorts(t, 3, 26400)))
-	log, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("gpu-remote.sh: %v\n%s", err, log)
-	}
-	for _, line := range strings.Split(string(log), "\n") {
-		if strings.HasPrefix(line, "!! ") && !strings.Contains(line, "torch") && !strings.Contains(line, "safetensors") {
-			t.Errorf("a step that needs no torch failed: %s", line)
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(out, "gpu-remote.json"))
-	if err != nil {
-		t.Fatalf("no summary: %v\n%s", err, log)
-	}
+	log, b := runGPUScript(t, "gpu-remote.sh", 5*time.Minute, func(string) []string {
+		return []string{"FP_GIB=0.1", "FP_SHARDS=4", "FP_SHAPES=2:2 4:4:1", "FP_TCP_JOBS=2",
+			fmt.Sprintf("FP_PORT=%d", freePorts(t, 3, 24400)), fmt.Sprintf("FP_METRICS_PORT=%d", freePorts(t, 3, 26400))}
+	})
 	type targets struct {
 		ReadGB        float64 `json:"read_gb"`
 		CPUSPerGB     float64 `json:"cpu_s_per_gb"`
@@ -119,6 +96,42 @@ func TestGPURemoteScriptDryRun(t *testing.T) {
 	}
 }
 
+// runGPUScript runs scripts/NAME as a dry run, behind the fake libcuda
+// and libcufile, with a flashpath built here, FP_DIR and OUT in a new
+// directory, and the variables env returns (given that directory). It
+// fails the test if the script fails or a step that needs no torch does,
+// and returns the script's output and its JSON summary (OUT/NAME less
+// ".sh" plus ".json").
+func runGPUScript(t *testing.T, name string, timeout time.Duration, env func(dir string) []string) (log, summary []byte) {
+	t.Helper()
+	openFakeGPU(t) // FLASHPATH_LIBCUDA and FLASHPATH_LIBCUFILE: the fakes
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not found (make deps installs it)")
+	}
+	dir := t.TempDir()
+	fp := filepath.Join(dir, "flashpath")
+	goBuild(t, fp, "./cmd/flashpath")
+	out := filepath.Join(dir, "out")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(), "scripts", name))
+	cmd.Env = append(append(os.Environ(), "FP="+fp, "FP_DIR="+filepath.Join(dir, "ckpt"), "OUT="+out), env(dir)...)
+	log, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, log)
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.HasPrefix(line, "!! ") && !torchStep(line) {
+			t.Errorf("%s: a step that needs no torch failed: %s", name, line)
+		}
+	}
+	summary, err = os.ReadFile(filepath.Join(out, strings.TrimSuffix(name, ".sh")+".json"))
+	if err != nil {
+		t.Fatalf("%s: no summary: %v\n%s", name, err, log)
+	}
+	return log, summary
+}
+
 // torchStep reports whether a failed step of a GPU script ("!! NAME: ...")
 // is one that needs torch (or another GPU-machine Python package), which
 // the dry runs do not have.
@@ -138,32 +151,9 @@ func torchStep(line string) bool {
 // API, auto), the bounce sweep and the bench's GPU engine, each load
 // verified, and the summary with its goals. Only the torch baselines fail.
 func TestGPUCheckScriptDryRun(t *testing.T) {
-	openFakeGPU(t)
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found (make deps installs it)")
-	}
-	dir := t.TempDir()
-	fp := filepath.Join(dir, "flashpath")
-	goBuild(t, fp, "./cmd/flashpath")
-	out := filepath.Join(dir, "out")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(), "scripts", "gpu-check.sh"))
-	cmd.Env = append(os.Environ(), "FP="+fp, "CAPI="+buildCAPI(t, dir), "FP_GIB=0.25", "FP_DIR="+filepath.Join(dir, "ckpt"), "OUT="+out,
-		"FP_SWEEP=4:2:4 4:2:4:mmap", "FP_BENCH_SIZE=256m")
-	log, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("gpu-check.sh: %v\n%s", err, log)
-	}
-	for _, line := range strings.Split(string(log), "\n") {
-		if strings.HasPrefix(line, "!! ") && !torchStep(line) {
-			t.Errorf("a step that needs no torch failed: %s", line)
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(out, "gpu-check.json"))
-	if err != nil {
-		t.Fatalf("no summary: %v\n%s", err, log)
-	}
+	log, b := runGPUScript(t, "gpu-check.sh", 8*time.Minute, func(dir string) []string {
+		return []string{"CAPI=" + buildCAPI(t, dir), "FP_GIB=0.25", "FP_SWEEP=4:2:4 4:2:4:mmap", "FP_BENCH_SIZE=256m"}
+	})
 	var sum struct {
 		Results []struct {
 			Name     string  `json:"name"`
