@@ -13,7 +13,8 @@
 # FP_KEEP=1 keeps the checkpoint, FLASHPATH_LIBCUFILE, CUFILE_ENV_PATH_JSON,
 # FP_SWEEP (workers:depth:chunkMiB[:reader] shapes for the bounce sweep; "" skips it),
 # FP_BENCH_SIZE (the GPU bench engine jobs' size, 2g), FP and CAPI (the
-# binaries, default bin/).
+# binaries, default bin/), FP_NO_UDEV_SHIM=1 (never write the udev entry
+# cuFile wants; see udev_shim).
 #
 # Without torch (off the GPU machine, FLASHPATH_LIBCUDA and
 # FLASHPATH_LIBCUFILE set to the fakes) the checkpoint is random bytes and
@@ -151,6 +152,7 @@ fp_load() { # key name timeout flashpath-load-args...
 UDEV_SHIM=
 udev_shim() {
 	local maj min db fstype
+	[ -z "${FP_NO_UDEV_SHIM:-}" ] || return 0 # dry runs: the fake libcufile reads no udev
 	read -r maj min < <($PY -c 'import os, sys; s = os.stat(sys.argv[1]); print(os.major(s.st_dev), os.minor(s.st_dev))' "$1") || return 0
 	db=/run/udev/data/b$maj:$min
 	grep -q '^E:ID_FS_USAGE=' "$db" 2>/dev/null && return 0
