@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashpath/flashpath/internal/testutil"
 )
 
 // freePorts returns the first of n consecutive ports that 127.0.0.1 has
@@ -151,6 +153,7 @@ func torchStep(line string) bool {
 // API, auto), the bounce sweep and the bench's GPU engine, each load
 // verified, and the summary with its goals. Only the torch baselines fail.
 func TestGPUCheckScriptDryRun(t *testing.T) {
+	testutil.SkipIfNotSupported(t, testutil.DirectIO(t.TempDir())) // its O_DIRECT rows
 	log, b := runGPUScript(t, "gpu-check.sh", 8*time.Minute, func(dir string) []string {
 		return []string{"CAPI=" + buildCAPI(t, dir), "FP_GIB=0.25", "FP_SWEEP=4:2:4 4:2:4:mmap", "FP_BENCH_SIZE=256m",
 			"FP_NO_UDEV_SHIM=1"} // nothing written outside the test's directory
