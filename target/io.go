@@ -25,13 +25,9 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 	if r.Cmd.Opcode() == nvmeof.NVMFlush && r.Cmd.NSID() == 0xFFFFFFFF {
 		return q.flushAll(start), false
 	}
-	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
-	if ns == nil || !ns.refs.acquire() {
-		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR, false
-	}
-	if st := q.ctrl.ana.state(ns.anaGroup); !st.Accessible() {
-		ns.refs.release()
-		return st.Status(), false // the host's multipath retries on another path
+	ns, st := q.acquireNS(r)
+	if !st.OK() {
+		return st, false
 	}
 	if q.startAsync(r, ns, start) {
 		return nvmeof.StatusSuccess, true
@@ -39,6 +35,21 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 	st = q.execSync(r, ns, start)
 	ns.refs.release()
 	return st, false
+}
+
+// acquireNS returns the namespace r names, referenced (release it), or
+// the status to fail r with: none there, or not accessible through this
+// controller's port (ANA).
+func (q *Queue) acquireNS(r *Request) (*Namespace, nvmeof.Status) {
+	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
+	if ns == nil || !ns.refs.acquire() {
+		return nil, nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
+	}
+	if st := q.ctrl.ana.state(ns.anaGroup); !st.Accessible() {
+		ns.refs.release()
+		return nil, st.Status() // the host's multipath retries on another path
+	}
+	return ns, nvmeof.StatusSuccess
 }
 
 // flushAll is Flush with NSID FFFFFFFFh: every namespace. Each counts a
@@ -120,13 +131,13 @@ func (q *Queue) ExecuteFromFile(r *Request) bool {
 		!q.connected || !q.authenticated() || !q.ctrl.ready.Load() {
 		return false
 	}
-	ns := q.ctrl.subsys.ns.Load().get(r.Cmd.NSID())
-	if ns == nil || ns.source == nil || !ns.refs.acquire() {
+	ns, st := q.acquireNS(r)
+	if !st.OK() {
 		return false
 	}
 	start := q.startTime()
 	off, _, st := ns.dataRange(r, n)
-	fd, ok := 0, st.OK() && q.ctrl.ana.state(ns.anaGroup).Accessible()
+	fd, ok := 0, st.OK() && ns.source != nil
 	if ok {
 		fd, ok = ns.source.SendSource(off, n)
 	}
