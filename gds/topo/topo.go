@@ -128,8 +128,8 @@ type GPUInfo struct {
 type Config struct {
 	// SysRoot is the sysfs mount ("/sys"); tests use a fake tree.
 	SysRoot string
-	// ListGPUs lists GPUs (default: NVML, then a sysfs scan for NVIDIA
-	// display controllers).
+	// ListGPUs lists GPUs (default: NVML where set, then a sysfs scan
+	// for NVIDIA display controllers).
 	ListGPUs func() ([]GPUInfo, error)
 	// NVML lists GPUs through NVML (nvmlgpus.List), tried first on the
 	// real /sys; without it, or where it fails, the sysfs scan.
