@@ -105,16 +105,8 @@ func TestPythonExampleOverTCP(t *testing.T) {
 	for i := range bf {
 		bf[i] = byte(i*29 + i>>8)
 	}
-	bfBuf, err := d.Alloc(int64(len(bf)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bfBuf.Close() })
-	if err := bfBuf.CopyFromHost(bf, 0); err != nil {
-		t.Fatal(err)
-	}
 	want["norm.weight"] = bf
-	shards[0].Tensors = append(shards[0].Tensors, gds.SaveTensor{Name: "norm.weight", DType: "BF16", Shape: []int64{3001}, Ptr: bfBuf.Ptr()})
+	shards[0].Tensors = append(shards[0].Tensors, gds.SaveTensor{Name: "norm.weight", DType: "BF16", Shape: []int64{3001}, Ptr: toDevice(t, d, bf)})
 	index := filepath.Join(dir, safetensors.IndexFile)
 	ctx := context.Background()
 	if _, err := d.SaveShards(ctx, gds.SavePlan{Index: index, Shards: shards, Metadata: map[string]string{"format": "pt"}}); err != nil {

@@ -109,19 +109,25 @@ func randomShard(t *testing.T, d *gds.Device, prefix string, n int, seed uint64)
 		for j := range b {
 			b[j] = byte(r.Uint32())
 		}
-		buf, err := d.Alloc(int64(size))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { buf.Close() })
-		if err := buf.CopyFromHost(b, 0); err != nil {
-			t.Fatal(err)
-		}
 		name := prefix + ".w" + string(rune('a'+i))
-		ts = append(ts, gds.SaveTensor{Name: name, DType: "U8", Shape: []int64{int64(size)}, Ptr: buf.Ptr()})
+		ts = append(ts, gds.SaveTensor{Name: name, DType: "U8", Shape: []int64{int64(size)}, Ptr: toDevice(t, d, b)})
 		want[name] = b
 	}
 	return ts, want
+}
+
+// toDevice copies b into new GPU memory, freed when the test ends.
+func toDevice(t *testing.T, d *gds.Device, b []byte) gds.DevicePtr {
+	t.Helper()
+	buf, err := d.Alloc(int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { buf.Close() })
+	if err := buf.CopyFromHost(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Ptr()
 }
 
 func checkTensors(t *testing.T, ck *gds.Sharded, want map[string][]byte) {
