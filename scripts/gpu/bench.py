@@ -25,13 +25,7 @@ def make_ckpt(a):
     """A safetensors checkpoint of bf16 tensors (odd sizes and an f32 one
     included) and its torch.save copy. Without torch (a dry run off the
     GPU machine), random bytes of the same layout and no .pt copy."""
-    try:
-        import torch
-        from safetensors.torch import save_file
-        torch.manual_seed(0)
-    except ImportError as e:
-        print(f"{e}: writing random bytes without torch, and no .pt copy", file=sys.stderr)
-        torch = None
+    torch, save_file = _torch(0)
     total = int(a.gib * (1 << 30))
     big = 4096 * 4096  # 32 MiB of bf16 per tensor
     shapes, n, i = {}, 0, 0
@@ -46,12 +40,8 @@ def make_ckpt(a):
     shapes["odd.f32"] = (3, 5, 7)
     t0 = time.time()
     paths = [a.path]
-    if torch is None:
-        save_plain(a.path, shapes, {"odd.f32": "F32"})
-    else:
-        tensors = {k: torch.randn(*v, device="cuda", dtype=torch.float32 if k == "odd.f32" else torch.bfloat16).cpu()
-                   for k, v in shapes.items()}
-        save_file(tensors, a.path, metadata={"format": "pt"})
+    tensors = save_random(a.path, shapes, {"odd.f32": "F32"}, torch, save_file)
+    if tensors is not None:
         torch.save(tensors, a.path + ".pt")
         paths.append(a.path + ".pt")
     for p in paths:
@@ -486,6 +476,32 @@ def mmap_h2d(a):
          note=f"best {best[0]} threads x {a.window_mib} MiB windows (sampled check); " + "; ".join(notes))
 
 
+def _torch(seed):
+    """torch and safetensors' save_file, torch seeded; (None, None) where
+    they are missing (a dry run off the GPU machine)."""
+    try:
+        import torch
+        from safetensors.torch import save_file
+    except ImportError as e:
+        print(f"{e}: writing random bytes without torch", file=sys.stderr)
+        return None, None
+    torch.manual_seed(seed)
+    return torch, save_file
+
+
+def save_random(path, shapes, dtypes, torch, save_file):
+    """Writes random tensors (name -> shape; bf16 unless dtypes names
+    F32) as a safetensors file: made on the GPU by torch, or without it
+    by save_plain. Returns torch's tensors (None without torch)."""
+    if torch is None:
+        save_plain(path, shapes, dtypes)
+        return None
+    tensors = {k: torch.randn(*v, device="cuda", dtype=torch.float32 if dtypes.get(k) == "F32" else torch.bfloat16).cpu()
+               for k, v in shapes.items()}
+    save_file(tensors, path, metadata={"format": "pt"})
+    return tensors
+
+
 def save_plain(path, shapes, dtypes=None):
     """Writes a safetensors file of random tensors (name -> shape; bf16
     unless dtypes names BF16 or F32) without torch: the format's 8-byte
@@ -512,13 +528,7 @@ def make_sharded(a):
     tensors (odd sizes included) and model.safetensors.index.json. Without
     torch (a dry run off the GPU machine), random bytes of the same
     layout, in smaller tensors when the shards are small."""
-    try:
-        import torch
-        from safetensors.torch import save_file
-        torch.manual_seed(1)
-    except ImportError as e:
-        print(f"{e}: writing random bf16 bytes without torch", file=sys.stderr)
-        torch = None
+    torch, save_file = _torch(1)
     per = int(a.gib * (1 << 30)) // a.shards
     side = 4096 if torch is not None or per >= 64 << 20 else 512
     big = side * side
@@ -532,11 +542,7 @@ def make_sharded(a):
             i += 1
         shapes[f"layers.{s}.odd"] = (4097 + s,)
         n += 2 * (4097 + s)
-        if torch is None:
-            save_plain(os.path.join(a.dir, name), shapes)
-        else:
-            tensors = {k: torch.randn(*v, device="cuda", dtype=torch.bfloat16).cpu() for k, v in shapes.items()}
-            save_file(tensors, os.path.join(a.dir, name), metadata={"format": "pt"})
+        save_random(os.path.join(a.dir, name), shapes, {}, torch, save_file)
         for k in shapes:
             weight_map[k] = name
         total += n
