@@ -151,17 +151,20 @@ func (f *targetFlags) toConfig(cmd *cobra.Command) (*server.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The socket: the flag, else the configuration's rpc_socket, else the
+	// default as root; "off" in either place means none.
+	sockFrom := "rpc_socket"
 	switch {
 	case cmd.Flags().Changed("rpc-socket"):
-		cfg.RPCSocket = f.rpcSocket
-		if cfg.RPCSocket == "off" {
-			cfg.RPCSocket = ""
-		}
+		cfg.RPCSocket, sockFrom = f.rpcSocket, "--rpc-socket"
 	case cfg.RPCSocket == "" && os.Geteuid() == 0:
 		cfg.RPCSocket = spdk.DefaultSocket
 	}
+	if cfg.RPCSocket == "off" {
+		cfg.RPCSocket = ""
+	}
 	if cfg.RPCSocket != "" && !filepath.IsAbs(cfg.RPCSocket) {
-		return nil, fmt.Errorf("--rpc-socket %q: give an absolute path, e.g. %s", cfg.RPCSocket, spdk.DefaultSocket)
+		return nil, fmt.Errorf("%s %q: give an absolute path, e.g. %s, or off", sockFrom, cfg.RPCSocket, spdk.DefaultSocket)
 	}
 	if f.remote.stateFile != "" && cfg.RPCSocket == "" {
 		return nil, fmt.Errorf("--rpc-state keeps what the JSON-RPC makes: give --rpc-socket PATH too")

@@ -192,6 +192,40 @@ func TestTargetRPCSocket(t *testing.T) {
 	}
 }
 
+// TestTargetRPCSocketInConfig: rpc_socket: off in a configuration file
+// turns the socket off (as --rpc-socket off does, root or not), and a
+// relative rpc_socket is refused naming the field, not the flag.
+func TestTargetRPCSocketInConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, sock string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte("rpc_socket: "+sock+"\nlisteners: [tcp://127.0.0.1:0]\nsubsystems:\n  - nqn: nqn.2026-12.io.flashpath:off\n    namespaces: [{backend: \"mem:1MiB\"}]\n"), 0o600)
+		return p
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	root := newRootCmd()
+	root.SetOut(pw)
+	root.SetArgs([]string{"target", "--config", write("off.yaml", `"off"`), "--log-level", "warn"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
+	served := false
+	sc := bufio.NewScanner(pr)
+	for !served && sc.Scan() {
+		served = strings.HasPrefix(sc.Text(), "serving ")
+	}
+	go io.Copy(io.Discard, pr)
+	cancel()
+	if err := <-done; err != nil || !served {
+		t.Fatalf("rpc_socket: off: the target did not serve (%v)", err)
+	}
+
+	_, err := runCLI(t, nil, "target", "--config", write("rel.yaml", "spdk.sock"))
+	if err == nil || !strings.Contains(err.Error(), `rpc_socket "spdk.sock": give an absolute path`) {
+		t.Errorf("relative rpc_socket: %v, want an error naming rpc_socket", err)
+	}
+}
+
 // TestRPCCommand: flashpath rpc against a running target.
 func TestRPCCommand(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "spdk.sock")

@@ -68,7 +68,7 @@ type Config struct {
 	// Subsystems to export.
 	Subsystems []SubsystemConfig `json:"subsystems"`
 	// RPCSocket is the path of the Unix socket that serves SPDK's
-	// JSON-RPC (package spdk; "" = off, the default for a file).
+	// JSON-RPC (package spdk; "" or "off" = none, the default for a file).
 	// With it, listeners and subsystems may start empty: rpc.py-style
 	// requests add them.
 	RPCSocket string `json:"rpc_socket,omitempty"`
@@ -183,6 +183,9 @@ func (c *Config) BusyPollWindow() time.Duration {
 	return c.BusyPoll.Duration()
 }
 
+// rpcOn: the configuration names a JSON-RPC socket.
+func (c *Config) rpcOn() bool { return c.RPCSocket != "" && c.RPCSocket != "off" }
+
 // SendfileOn is Sendfile, or its default (on).
 func (c *Config) SendfileOn() bool { return c.Sendfile == nil || *c.Sendfile }
 
@@ -251,7 +254,7 @@ func DiscoveryFor(listeners []string) []string {
 // Validate checks the configuration and names the offending field.
 func (c *Config) Validate() error {
 	var errs []error
-	if len(c.Listeners) == 0 && c.RPCSocket == "" && c.SPDKConfig == "" {
+	if len(c.Listeners) == 0 && !c.rpcOn() && c.SPDKConfig == "" {
 		errs = append(errs, errors.New("listeners: at least one is needed, e.g. tcp://127.0.0.1:4420 (or give rpc_socket and add them with nvmf_subsystem_add_listener)"))
 	}
 	tlsListener := false
@@ -284,7 +287,7 @@ func (c *Config) Validate() error {
 		}
 		tlsListener = tlsListener || spec.tls != tcp.TLSOff
 	}
-	if len(c.Subsystems) == 0 && c.RPCSocket == "" && c.SPDKConfig == "" {
+	if len(c.Subsystems) == 0 && !c.rpcOn() && c.SPDKConfig == "" {
 		errs = append(errs, errors.New("subsystems: at least one is needed (or give rpc_socket and add them with nvmf_create_subsystem)"))
 	}
 	if n := c.MaxH2CData; n != 0 && (n < 4096 || n > target.MaxTransfer || n%4 != 0) {
@@ -333,7 +336,7 @@ func (c *Config) Validate() error {
 			}
 			// Over the JSON-RPC the TLS listener may come after the host
 			// (save_config writes hosts first, as SPDK does).
-			if h.tls != nil && !tlsListener && c.RPCSocket == "" && c.SPDKConfig == "" {
+			if h.tls != nil && !tlsListener && !c.rpcOn() && c.SPDKConfig == "" {
 				errs = append(errs, fmt.Errorf("subsystems[%d].allowed_hosts[%d]: %s has a tls_key, so it connects over TLS only, but no listener has TLS: add ?tls=required or ?tls=optional to a tcp:// listener", i, j, h.NQN))
 			}
 		}
