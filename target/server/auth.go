@@ -43,6 +43,9 @@ type HostConfig struct {
 
 	keys *target.HostKeys // resolved by Validate
 	tls  *dhchap.PSK      // resolved by Validate
+	// loose are the key files Validate found readable by others, for
+	// Start and Reload to warn about (once each, on the server's log).
+	loose []looseKey
 }
 
 // UnmarshalJSON takes a bare NQN string or the object form.
@@ -64,8 +67,8 @@ func (h *HostConfig) UnmarshalJSON(b []byte) error {
 
 // resolve reads and parses the host's secrets.
 func (h *HostConfig) resolve() error {
-	h.keys, h.tls = nil, nil
-	psk, err := readKey("tls_key", h.TLSKey, h.TLSKeyFile, "TLS PSK")
+	h.keys, h.tls, h.loose = nil, nil, nil
+	psk, err := h.readKey("tls_key", h.TLSKey, h.TLSKeyFile, "TLS PSK")
 	if err != nil {
 		return err
 	}
@@ -76,11 +79,11 @@ func (h *HostConfig) resolve() error {
 		}
 		h.tls = &p
 	}
-	key, err := readSecret("dhchap_key", h.DHCHAPKey, h.DHCHAPKeyFile)
+	key, err := h.readSecret("dhchap_key", h.DHCHAPKey, h.DHCHAPKeyFile)
 	if err != nil {
 		return err
 	}
-	ctrl, err := readSecret("dhchap_ctrl_key", h.DHCHAPCtrlKey, h.DHCHAPCtrlKeyFile)
+	ctrl, err := h.readSecret("dhchap_ctrl_key", h.DHCHAPCtrlKey, h.DHCHAPCtrlKeyFile)
 	if err != nil {
 		return err
 	}
@@ -93,9 +96,15 @@ func (h *HostConfig) resolve() error {
 	return nil
 }
 
-// readKey returns a key given inline or in a file (field_file), warning
-// when the file is readable by others; what names the key in the warning.
-func readKey(field, inline, file, what string) (string, error) {
+// looseKey is a key file that others can read.
+type looseKey struct {
+	what, file string
+	mode       os.FileMode
+}
+
+// readKey returns a key given inline or in a file (field_file), noting in
+// h.loose a file readable by others; what names the key in the warning.
+func (h *HostConfig) readKey(field, inline, file, what string) (string, error) {
 	if inline != "" && file != "" {
 		return "", fmt.Errorf("%s and %s_file are both set: choose one", field, field)
 	}
@@ -107,13 +116,13 @@ func readKey(field, inline, file, what string) (string, error) {
 		return "", fmt.Errorf("%s_file: %w", field, err)
 	}
 	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		slog.Warn(what+" file is readable by others: chmod 600 it", "file", file, "mode", fi.Mode().Perm().String())
+		h.loose = append(h.loose, looseKey{what, file, fi.Mode().Perm()})
 	}
 	return strings.TrimSpace(string(b)), nil
 }
 
-func readSecret(field, inline, file string) (*dhchap.Secret, error) {
-	s, err := readKey(field, inline, file, "DH-HMAC-CHAP secret")
+func (h *HostConfig) readSecret(field, inline, file string) (*dhchap.Secret, error) {
+	s, err := h.readKey(field, inline, file, "DH-HMAC-CHAP secret")
 	if err != nil || s == "" {
 		return nil, err
 	}
@@ -161,4 +170,20 @@ func (c *Config) authOptions() ([]dhchap.Hash, []dhchap.DHGroup, error) {
 		gs = append(gs, g)
 	}
 	return hs, gs, nil
+}
+
+// warnLooseKeys logs, once per file, the key files of the allowed hosts
+// that others can read.
+func (c *Config) warnLooseKeys(log *slog.Logger) {
+	seen := map[string]bool{}
+	for i := range c.Subsystems {
+		for _, h := range c.Subsystems[i].AllowedHosts {
+			for _, k := range h.loose {
+				if !seen[k.file] {
+					seen[k.file] = true
+					log.Warn(k.what+" file is readable by others: chmod 600 it", "file", k.file, "mode", k.mode.String(), "host", h.NQN)
+				}
+			}
+		}
+	}
 }

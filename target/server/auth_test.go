@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,5 +123,48 @@ func TestLimitsConfig(t *testing.T) {
 		if _, err := Parse([]byte("listeners: [tcp://127.0.0.1:4420]\n" + bad + "\nsubsystems: [{nqn: " + reloadNQN + "}]\n")); err == nil {
 			t.Errorf("%s: accepted", bad)
 		}
+	}
+}
+
+// TestLooseKeyFileWarnsOnce: a key file others can read is warned about
+// once, on the server's logger (JSON when the daemon logs JSON), though
+// the configuration is validated several times (parse, the CLI, Start);
+// nothing goes to the default logger, which may not be set up yet.
+func TestLooseKeyFileWarnsOnce(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "host.key")
+	if err := os.WriteFile(keyFile, []byte(secret(t)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var def bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&def, nil)))
+	defer slog.SetDefault(old)
+	cfg, err := Parse([]byte(`
+listeners: [tcp://127.0.0.1:0]
+subsystems:
+  - nqn: ` + reloadNQN + `
+    allowed_hosts:
+      - {nqn: ` + hostA + `, dhchap_key_file: ` + keyFile + `}
+      - {nqn: ` + hostB + `, dhchap_key_file: ` + keyFile + `}
+    namespaces: [{backend: "mem:1MiB"}]
+`))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	srv, err := Start(cfg, Options{Logger: slog.New(slog.NewJSONHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if n := strings.Count(log.String(), "readable by others"); n != 1 || !strings.Contains(log.String(), `"file":"`+keyFile+`"`) || !strings.Contains(log.String(), `"mode":"-rw-r--r--"`) {
+		t.Errorf("%d warnings on the server's log, want 1 naming the file and its mode:\n%s", n, log.String())
+	}
+	if def.Len() != 0 {
+		t.Errorf("the default logger got:\n%s", def.String())
 	}
 }

@@ -55,6 +55,7 @@ func (s *Server) Reload(cfg *Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	cfg.warnLooseKeys(s.log)
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	theirs := resolveFile(cfg, s.file, s.base, s.applied)

@@ -54,6 +54,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{log: opts.Logger}
+	cfg.warnLooseKeys(s.log)
 	hashes, groups, err := cfg.authOptions()
 	if err != nil {
 		return nil, err
