@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,11 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	if exists && !block && !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("file %s: is a %v, not a regular file or block device: give a file or a block device", path, st.Mode().Type())
 	}
+	if !block { // a device's block size is known once it is open
+		if err := checkSizeAligned(path, opts.Size, cmp.Or(opts.BlockSize, 512)); err != nil {
+			return nil, err
+		}
+	}
 
 	flags := os.O_RDWR | unix.O_CLOEXEC
 	switch {
@@ -123,6 +129,9 @@ func OpenFile(path string, opts FileOptions) (*File, error) {
 	f := &File{f: osf, fd: int(osf.Fd()), path: path, block: block, direct: direct, readOnly: opts.ReadOnly, syncIO: opts.SyncIO}
 	if err := f.setup(opts); err != nil {
 		osf.Close()
+		if !exists {
+			os.Remove(path) // made by this call: leave nothing behind
+		}
 		return nil, err
 	}
 	f.bounceAln = max(f.memAlign, 4096)
@@ -187,14 +196,23 @@ func (f *File) setup(opts FileOptions) error {
 		}
 	}
 	if opts.Size != 0 {
-		if opts.Size%int64(f.bs) != 0 {
-			return fmt.Errorf("file %s: size %d is not a multiple of the block size %d: round it, e.g. to %d",
-				f.path, opts.Size, f.bs, opts.Size/int64(f.bs)*int64(f.bs))
+		if err := checkSizeAligned(f.path, opts.Size, f.bs); err != nil {
+			return err
 		}
 		f.size = opts.Size
 	}
 	if f.direct {
 		f.checkDirect()
+	}
+	return nil
+}
+
+// checkSizeAligned refuses a size (0: none given) that is not a whole
+// number of blocks.
+func checkSizeAligned(path string, size int64, bs int) error {
+	if size%int64(bs) != 0 {
+		return fmt.Errorf("file %s: size %d is not a multiple of the block size %d: round it, e.g. to %d",
+			path, size, bs, size/int64(bs)*int64(bs))
 	}
 	return nil
 }

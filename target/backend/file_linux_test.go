@@ -265,6 +265,11 @@ func TestFileOpenErrors(t *testing.T) {
 		{existing, FileOptions{Size: 1000}, "not a multiple of the block size 512"},
 		{existing, FileOptions{BlockSize: 2048}, "use 512 or 4096"},
 		{existing, FileOptions{Size: -1}, "give a positive size"},
+		// Refused before the file is made, or removed again: a start that
+		// fails leaves no badly sized file behind.
+		{filepath.Join(dir, "new.img"), FileOptions{Size: 1500000}, "not a multiple of the block size 512"},
+		{filepath.Join(dir, "new4k.img"), FileOptions{Size: 6144, BlockSize: 4096}, "not a multiple of the block size 4096"},
+		{filepath.Join(dir, "huge.img"), FileOptions{Size: 1 << 62}, "extend to"},
 	} {
 		f, err := OpenFile(c.path, c.opts)
 		if err == nil {
@@ -272,6 +277,11 @@ func TestFileOpenErrors(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("OpenFile(%s, %+v): %v; want an error containing %q", c.path, c.opts, err, c.want)
+		}
+	}
+	for _, name := range []string{"new.img", "new4k.img", "huge.img"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a refused OpenFile left %s behind (%v)", name, err)
 		}
 	}
 	_, err := OpenFile(filepath.Join(dir, "nodir", "x"), FileOptions{Size: 4096})
