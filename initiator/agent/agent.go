@@ -67,6 +67,9 @@ type Agent struct {
 	failing map[key]time.Time // connects failing since; guarded by mu
 
 	passes, connects, connectErrors, discoveries, discoveryErrors atomic.Uint64
+	// running: inside Run, where a failed connect is tried again (a lone
+	// Reconcile, as --once makes, is not).
+	running atomic.Bool
 }
 
 // New returns an agent for cfg (validated) on host; discover nil means
@@ -356,7 +359,11 @@ func (a *Agent) logFailure(k key, from string, err error) {
 	if known {
 		lvl = slog.LevelDebug
 	}
-	a.log.Log(context.Background(), lvl, "connect failed: trying again every interval", "subsys", k.nqn,
+	msg := "connect failed"
+	if a.running.Load() {
+		msg += ": trying again every interval"
+	}
+	a.log.Log(context.Background(), lvl, msg, "subsys", k.nqn,
 		"transport", k.transport, "traddr", k.traddr, "trsvcid", k.trsvcid, "from", from, "err", err)
 }
 
@@ -374,6 +381,8 @@ func (a *Agent) clearFailing(k key, name string) {
 // every Interval, whenever kick receives, and whenever a persistent
 // discovery connection reports a change, until ctx ends.
 func (a *Agent) Run(ctx context.Context, kick <-chan struct{}, ready func(Result)) {
+	a.running.Store(true)
+	defer a.running.Store(false)
 	w := &watchers{a: a, running: map[string]*watcher{}}
 	defer w.stopAll()
 	w.sync(ctx, a.Config())

@@ -184,6 +184,10 @@ func TestReconcileFailures(t *testing.T) {
 	if n := strings.Count(f.logs.String(), "connect failed"); n != 1 {
 		t.Fatalf("a connect failing 3 passes logged %d times at info level, want once:\n%s", n, f.logs)
 	}
+	// Passes made one by one (--once) are not retried: the log says so.
+	if strings.Contains(f.logs.String(), "trying again") {
+		t.Fatalf("a pass outside Run promises a retry:\n%s", f.logs)
+	}
 	if n := strings.Count(f.logs.String(), "discovery failed"); n != 3 {
 		t.Fatalf("discovery failures logged %d times, want 3", n)
 	}
