@@ -8,23 +8,37 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 # Execution counts rather than durations: a -fuzztime duration races the
 # fuzz coordinator's deadline in go1.26 (golang/go#75804) and fails spuriously.
 FUZZTIME   ?= 5000x
-APT_PKGS   := gcc libibverbs-dev librdmacm-dev fio nvme-cli iproute2 util-linux openssl gnutls-bin python3
+# What building needs (cgo, the verbs headers; the libraries themselves
+# are loaded at run time), and what the tests need besides (mk/*.mk add
+# theirs to APT_PKGS).
+BUILD_PKGS := gcc libibverbs-dev librdmacm-dev
+APT_PKGS   := $(BUILD_PKGS) fio nvme-cli iproute2 util-linux openssl gnutls-bin python3
 
-.PHONY: all build deps test vet unit unit-norace fuzz interop rdma-test demo bench clean
+.PHONY: all build build-deps deps test vet unit unit-norace fuzz interop rdma-test demo bench clean
 
 all: build
 
-# Installs the apt packages the build and tests need, only when missing.
-deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# apt_install installs the apt packages in $(1) that are missing, and checks
+# for Go.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is needed: https://go.dev/dl/ (or set GO=/path/to/go)"; exit 1; }
+endef
 
-build: deps
+# Every apt package the build and the tests need, only those missing.
+deps:
+	$(call apt_install,$(APT_PKGS))
+
+# The build's alone: make build and make demo install no more.
+build-deps:
+	$(call apt_install,$(BUILD_PKGS))
+
+build: build-deps
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/flashpath ./cmd/flashpath
 
 # Platform code stays contained: the tree also builds without cgo and vets
@@ -63,7 +77,7 @@ fuzz:
 # the newer guest (kernel 6.12, nvme-cli 2.13: DH-HMAC-CHAP). Skipped, with
 # a note, where there is no lab.
 LAB ?= ../shared/lab
-interop: build rdma-test
+interop: deps build rdma-test
 	@if [ ! -x $(LAB)/vm-run ]; then echo "interop: no lab at $(LAB): skipped"; exit 0; fi; \
 	scripts/lab-xfsprogs.sh; \
 	$(LAB)/setup >/tmp/flashpath-lab-setup.log 2>&1 || { tail -n 30 /tmp/flashpath-lab-setup.log; exit 1; }; \
@@ -90,7 +104,7 @@ test: deps vet unit unit-norace fuzz interop
 demo: build
 	scripts/demo.sh
 
-bench: build
+bench: deps build
 	bench/run-suite.sh
 	@echo "== remote checkpoint (3 targets in process, fake GPU): sharded save and load beside the bench's nvme-tcp reads and writes"
 	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" $(GO) test ./test/e2e -run '^$$' -bench RemoteCheckpoint -benchtime 5x

@@ -7,10 +7,10 @@ GPU_CGO_CFLAGS ?= -Wno-deprecated-declarations
 
 # bin/flashpath and bin/libflashpath.so: all that scripts/gpu-check.sh needs
 # besides the repository's scripts/ and capi/example.py. Carry bin/.
-gpu-build:
-	mkdir -p bin
-	CGO_ENABLED=1 CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go build -trimpath -o bin/flashpath ./cmd/flashpath
-	CGO_ENABLED=1 CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go build -trimpath -buildmode=c-shared -o bin/libflashpath.so ./capi
+gpu-build: build-deps
+	mkdir -p $(BIN)
+	CGO_ENABLED=1 CGO_CFLAGS="$(GPU_CGO_CFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/flashpath ./cmd/flashpath
+	CGO_ENABLED=1 CGO_CFLAGS="$(GPU_CGO_CFLAGS)" $(GO) build -trimpath -buildmode=c-shared -o $(BIN)/libflashpath.so ./capi
 
 # Runs on the GPU machine; does not rebuild (no Go there).
 gpu-check:
@@ -24,4 +24,4 @@ gpu-remote:
 
 # The GPU tests against the fake libcuda/libcufile (no GPU needed).
 gpu-test:
-	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" go test -race ./gds/... ./bench/gpu/ ./cmd/flashpath/
+	CGO_CFLAGS="$(GPU_CGO_CFLAGS)" $(GO) test -race ./gds/... ./bench/gpu/ ./cmd/flashpath/
