@@ -84,7 +84,7 @@ func TestUnknownOptionsInFileOrder(t *testing.T) {
 			t.Fatalf("error changed between runs:\n%s\n%s", first, err)
 		}
 	}
-	i4, i5, i7 := strings.Index(first, "u.fio:4: option foo:"), strings.Index(first, "u.fio:5: option bar:"), strings.Index(first, "u.fio:7: option baz:")
+	i4, i5, i7 := strings.Index(first, "u.fio:4: job j: option foo:"), strings.Index(first, "u.fio:5: job j: option bar:"), strings.Index(first, "u.fio:7: job j: option baz:")
 	if i4 < 0 || i5 < i4 || i7 < i5 {
 		t.Errorf("want foo (line 4), bar (5), baz (7) in that order:\n%s", first)
 	}
@@ -93,6 +93,74 @@ func TestUnknownOptionsInFileOrder(t *testing.T) {
 		if !strings.Contains(first, s) {
 			t.Errorf("no %q in\n%s", s, first)
 		}
+	}
+}
+
+// TestRefusedAndUnknownOptionsTogether: a refused option does not hide
+// the unknown ones (the README: unknown options are errors, all of them
+// listed in file order); one error names each, with its line, in the
+// order written.
+func TestRefusedAndUnknownOptionsTogether(t *testing.T) {
+	file := "[global]\nioengine=null\nfrob=1\n[j]\nsize=64k\nlockfile=readwrite\nbs=4k\nbarbaz=2\nserialize_overlap=1\nfooopt=3\n"
+	secs, err := ParseJobFile(strings.NewReader(file), "r.fio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = BuildJobs(nil, secs, nil)
+	if !errors.Is(err, ErrRefusedOption) || !errors.Is(err, ErrUnknownOption) {
+		t.Fatalf("error %v, want both ErrRefusedOption and ErrUnknownOption", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	want := []string{
+		"r.fio:3: job j: option frob: unknown option",
+		"r.fio:6: job j: option lockfile: not supported by flashpath",
+		"r.fio:8: job j: option barbaz: unknown option",
+		"r.fio:9: job j: option serialize_overlap: not supported by flashpath",
+		"r.fio:10: job j: option fooopt: unknown option",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: %q, want it to start %q", i+1, lines[i], w)
+		}
+	}
+	// The command line's options are listed too, after the file's.
+	_, err = BuildJobs(nil, secs, []Option{{"lockfile", "x"}, {"nosuch", "1"}})
+	if s := err.Error(); !strings.Contains(s, "command line: job j: option lockfile: not supported") ||
+		!strings.Contains(s, "command line: job j: option nosuch: unknown option") ||
+		strings.Index(s, "r.fio:10:") > strings.Index(s, "command line: job j: option lockfile") {
+		t.Errorf("command-line options missing or out of order:\n%s", s)
+	}
+	// Another error (a bad value) still stops at its option, with the
+	// refused ones written before it.
+	secs, err = ParseJobFile(strings.NewReader("[j]\nioengine=null\nlockfile=x\nbs=4q\nnosuch=1\n"), "v.fio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = BuildJobs(nil, secs, nil)
+	if s := fmt.Sprint(err); !strings.HasPrefix(s, "v.fio:3: job j: option lockfile:") || !strings.Contains(s, "\nv.fio:4: job j: option bs:") {
+		t.Errorf("error %v, want lockfile (line 3) then bs (line 4)", err)
+	}
+}
+
+// TestSuggestTakesAliases: the nearest name may be an alias flashpath
+// takes (blocksize for bs), not only an option's own name.
+func TestSuggestTakesAliases(t *testing.T) {
+	for name, want := range map[string]string{
+		"blocksise": "blocksize",
+		"blocksze":  "blocksize",
+		"iodeph":    "iodepth",
+		"fill_f":    "fill_fs",
+	} {
+		if got := suggest(name); got != "; did you mean "+want+"?" {
+			t.Errorf("suggest(%q) = %q, want %s", name, got, want)
+		}
+	}
+	_, err := BuildJobs(nil, []Section{{Name: "j", Options: []Option{{"ioengine", "null"}, {"blocksise", "4k"}}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "option blocksise: unknown option") || !strings.Contains(err.Error(), "did you mean blocksize?") {
+		t.Errorf("blocksise=4k: error %v, want a suggestion of blocksize", err)
 	}
 }
 

@@ -73,7 +73,7 @@ func TestJobFileErrors(t *testing.T) {
 		{"rw=read\n", "outside of a section"},
 		{"[global]\nbs=4k\n", "no job sections"},
 		{"[job\nrw=read\n", "unterminated"},
-		{"[j]\nioengine=null\nbogus_option=3\n", `x.fio:3: option bogus_option: unknown option`},
+		{"[j]\nioengine=null\nbogus_option=3\n", `x.fio:3: job j: option bogus_option: unknown option`},
 	} {
 		secs, err := ParseJobFile(strings.NewReader(tc.file), "x.fio")
 		if err == nil {

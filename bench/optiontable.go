@@ -437,7 +437,7 @@ func WriteOptionDocs(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Generated from the option table in bench/optiontable.go (`go generate ./cmd/flashpath`); `flashpath bench --cmdhelp=NAME` prints one row.")
 	fmt.Fprintln(w, "fio's columns are fio "+fioVersion()+"'s `--cmdhelp`. *implemented*: fio's semantics, within the note's limits;")
-	fmt.Fprintln(w, "*ignored*: accepted without effect, for the reason given; *refused*: the job stops with an error naming the option and its line.")
+	fmt.Fprintln(w, "*ignored*: accepted without effect, for the reason given; *refused*: the job stops with an error naming the option and its line (and every other refused or unknown option of the job, in the order written).")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| option | aliases | type | fio default | fio's meaning | flashpath |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
@@ -475,18 +475,37 @@ func fioVersion() string {
 	return v
 }
 
-// suggest names the option closest to name, as fio's "Did you mean".
+// suggest names the option closest to name, as fio's "Did you mean": its
+// name, or the alias (blocksize for bs) closest to what was written,
+// among the aliases flashpath takes.
 func suggest(name string) string {
 	best, bestD := "", 4
 	for _, o := range OptionTable() {
 		if d := editDistance(name, o.Name); d < bestD {
 			best, bestD = o.Name, d
 		}
+		for _, a := range o.Aliases {
+			if !acceptsAlias(o, a) {
+				continue
+			}
+			if d := editDistance(name, a); d < bestD {
+				best, bestD = a, d
+			}
+		}
 	}
 	if best == "" {
 		return ""
 	}
 	return "; did you mean " + best + "?"
+}
+
+// acceptsAlias reports whether a job file or flag may name option o by
+// alias a here (a fio alias of an engine option is fio's only).
+func acceptsAlias(o OptionInfo, a string) bool {
+	if o.Engines != nil {
+		return len(enginesTaking(a)) > 0
+	}
+	return findSpec(a) != nil
 }
 
 func editDistance(a, b string) int {

@@ -120,7 +120,11 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 			own = append(own, kv)
 		}
 	}
-	for _, o := range eo.opts {
+	// Refused and unknown options are all listed, in the order written
+	// (file order, then the command line's), each with where it was
+	// written; any other error stops at its option.
+	var bad []optionError
+	for i, o := range eo.opts {
 		kv := [2]string{strings.TrimSpace(o.Name), strings.TrimSpace(o.Value)}
 		s := findSpec(kv[0])
 		switch {
@@ -132,7 +136,13 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 			continue
 		}
 		if err := j.apply(o.Option); err != nil {
-			return nil, at(o.where, fmt.Errorf("job %s: %w", name, err))
+			err = at(o.where, fmt.Errorf("job %s: %w", name, err))
+			if errors.Is(err, ErrRefusedOption) {
+				// Listed with the unknown options below, all of them.
+				bad = append(bad, optionError{i, err})
+				continue
+			}
+			return nil, joinOptionErrors(append(bad, optionError{i, err}))
 		}
 		record(o, kv)
 	}
@@ -140,13 +150,36 @@ func buildJob(name string, eo sweepPoint) (*Job, error) {
 	slices.SortStableFunc(global, byPrio)
 	slices.SortStableFunc(own, byPrio)
 	j.Options, j.GlobalOptions = own, append(cmdline, global...)
-	if err := j.checkEngineOptions(eo.opts); err != nil {
-		return nil, fmt.Errorf("job %s: %w", j.Name, err)
+	unknown, err := j.checkEngineOptions(eo.opts)
+	if err != nil {
+		return nil, joinOptionErrors(append(bad, optionError{len(eo.opts), fmt.Errorf("job %s: %w", j.Name, err)}))
+	}
+	for _, u := range unknown {
+		bad = append(bad, optionError{u.i, at(eo.opts[u.i].where, fmt.Errorf("job %s: %w", j.Name, u.err))})
+	}
+	if len(bad) > 0 {
+		return nil, joinOptionErrors(bad)
 	}
 	if err := j.validate(); err != nil {
 		return nil, whereNamed(eo.opts, fmt.Errorf("job %s: %w", j.Name, err))
 	}
 	return &j, nil
+}
+
+// optionError is an error of the i-th option of a job as written.
+type optionError struct {
+	i   int
+	err error
+}
+
+// joinOptionErrors joins errs in the order their options were written.
+func joinOptionErrors(errs []optionError) error {
+	slices.SortStableFunc(errs, func(a, b optionError) int { return a.i - b.i })
+	all := make([]error, len(errs))
+	for k, e := range errs {
+		all[k] = e.err
+	}
+	return errors.Join(all...)
 }
 
 // whereNamed prefixes a validation error that names an option ("option

@@ -98,28 +98,27 @@ func (j *Job) validate() error {
 	return nil
 }
 
-// checkEngineOptions resolves fio's libcufile to an engine, then checks
-// the options neither the core nor the engine knows, in the order they
-// were written; each error names the option, where it was written and
-// why.
-func (j *Job) checkEngineOptions(opts []srcOption) error {
+// checkEngineOptions resolves fio's libcufile to an engine (err: it
+// cannot), then returns the options neither the core nor the engine
+// knows, in the order they were written, each with the index of its
+// option in opts; each error names the option and why.
+func (j *Job) checkEngineOptions(opts []srcOption) (unknown []optionError, err error) {
 	if _, ok := lookupEngine(j.IOEngine); !ok && j.EngineAlias != "libcufile" {
-		return fmt.Errorf("option ioengine: unknown engine %q (have %s)", j.IOEngine, strings.Join(EngineNames(), ", "))
+		return nil, fmt.Errorf("option ioengine: unknown engine %q (have %s)", j.IOEngine, strings.Join(EngineNames(), ", "))
 	}
 	if j.EngineAlias == "libcufile" {
 		if err := j.resolveLibcufile(); err != nil {
-			return err
+			return nil, err
 		}
 	} else if j.CudaIO != "" || j.GPUDevIDs != nil {
-		return errors.New("options cuda_io and gpu_dev_ids: only with ioengine=libcufile (the gpu and cufile engines take gpu=N)")
+		return nil, errors.New("options cuda_io and gpu_dev_ids: only with ioengine=libcufile (the gpu and cufile engines take gpu=N)")
 	}
 	info, ok := lookupEngine(j.IOEngine)
 	if !ok {
-		return fmt.Errorf("option ioengine: libcufile with cuda_io=%s runs on engine %s, which this binary lacks", j.CudaIO, j.IOEngine)
+		return nil, fmt.Errorf("option ioengine: libcufile with cuda_io=%s runs on engine %s, which this binary lacks", j.CudaIO, j.IOEngine)
 	}
-	var errs []error
 	seen := map[string]bool{}
-	for _, o := range opts {
+	for i, o := range opts {
 		name := strings.TrimSpace(o.Name)
 		if findSpec(name) != nil || slices.Contains(info.options, name) || seen[name] {
 			continue
@@ -134,9 +133,9 @@ func (j *Job) checkEngineOptions(opts []srcOption) error {
 		} else if note, ok := engineOptionNotes[name]; ok {
 			why = "an option of fio's engines that flashpath's " + j.IOEngine + " does not take: " + note
 		}
-		errs = append(errs, at(o.where, fmt.Errorf("option %s: %w (%s)", name, ErrUnknownOption, why)))
+		unknown = append(unknown, optionError{i, fmt.Errorf("option %s: %w (%s)", name, ErrUnknownOption, why)})
 	}
-	return errors.Join(errs...)
+	return unknown, nil
 }
 
 // resolveLibcufile runs fio's libcufile jobs: cuda_io=cufile (fio's
