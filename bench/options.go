@@ -342,11 +342,18 @@ func Options() []OptionHelp {
 		seen[n] = true
 		out = append(out, OptionHelp{Name: n, Help: help, Bool: s.bool_, Support: s.support})
 	}
-	for _, e := range engines() {
+	// An engine option's help names every engine that takes it (hostnqn:
+	// gpu, nvme-rdma, nvme-tcp), as --enghelp=ENGINE lists it under each.
+	engs := engines()
+	for _, e := range engs {
 		for _, o := range e.options {
 			if !seen[o] {
 				seen[o] = true
-				out = append(out, OptionHelp{Name: o, Help: "engine option (" + e.name + ")", Bool: e.bools[o]})
+				bool_ := false
+				for _, e := range engs {
+					bool_ = bool_ || e.bools[o]
+				}
+				out = append(out, OptionHelp{Name: o, Help: "engine option (" + strings.Join(enginesTaking(o), ", ") + ")", Bool: bool_})
 			}
 		}
 	}

@@ -773,8 +773,11 @@ type SweepRow struct {
 	IOPS, BW               float64 // I/O per second, bytes per second
 	AvgLat, P50, P99, P999 time.Duration
 	CPUPerGB               float64 // bench process
-	TargetCPUPerGB         float64
+	TargetCPUPerGB         float64 // the target process; see Target
 	Err                    error
+	// Target: the target's CPU time was measured (Config.TargetPID, read
+	// without error); without it TargetCPUPerGB is no measurement.
+	Target bool
 }
 
 // Rows summarizes every group as one row (jobs of a group summed).
@@ -795,8 +798,11 @@ func (r *Report) Rows() []SweepRow {
 			Name: j.Name, RW: j.RW.String(), Engine: j.IOEngine, BS: j.maxBS(), IODepth: j.IODepth, NumJobs: j.NumJobs,
 			AvgLat: time.Duration(lat.Mean()), P50: time.Duration(lat.Percentile(50)),
 			P99: time.Duration(lat.Percentile(99)), P999: time.Duration(lat.Percentile(99.9)),
-			CPUPerGB: cpuPerGB(g.ProcUsr+g.ProcSys, bytes), TargetCPUPerGB: cpuPerGB(g.TargetUsr+g.TargetSys, bytes),
-			Err: gr.Err,
+			CPUPerGB: cpuPerGB(g.ProcUsr+g.ProcSys, bytes),
+			Err:      gr.Err,
+		}
+		if g.Target && g.TargetErr == nil {
+			row.Target, row.TargetCPUPerGB = true, cpuPerGB(g.TargetUsr+g.TargetSys, bytes)
 		}
 		if secs > 0 {
 			row.IOPS, row.BW = float64(ios)/secs, float64(bytes)/secs
@@ -810,9 +816,13 @@ func writeSweepTable(b *strings.Builder, r *Report) {
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "job\trw\tbs\tiodepth\tnumjobs\tIOPS\tBW\tlat avg\tp50\tp99\tp99.9\tCPU-s/GB\ttarget CPU-s/GB\t")
 	for _, row := range r.Rows() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%.3f\t",
+		target := "-" // no --target-pid, or its CPU time could not be read
+		if row.Target {
+			target = fmt.Sprintf("%.3f", row.TargetCPUPerGB)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\t%s\t",
 			row.Name, row.RW, formatBS(row.BS), row.IODepth, row.NumJobs, formatCount(row.IOPS), formatBytes(row.BW)+"/s",
-			fmtDur(row.AvgLat), fmtDur(row.P50), fmtDur(row.P99), fmtDur(row.P999), row.CPUPerGB, row.TargetCPUPerGB)
+			fmtDur(row.AvgLat), fmtDur(row.P50), fmtDur(row.P99), fmtDur(row.P999), row.CPUPerGB, target)
 		if row.Err != nil {
 			fmt.Fprintf(tw, "  error: %v", row.Err)
 		}

@@ -69,6 +69,9 @@ type GroupResult struct {
 	TargetUsr        time.Duration // TargetPID over the group
 	TargetSys        time.Duration
 	TargetErr        error
+	// Target: a target process was measured (Config.TargetPID); without
+	// one, TargetUsr and TargetSys are zero and mean nothing.
+	Target bool
 
 	stopAll atomic.Bool // a job's exitall with exit_what=all: no later group runs
 }
@@ -262,7 +265,12 @@ func runGroup(ctx context.Context, cfg Config, jobs []*Job, thread int, logs *lo
 	}
 	if cfg.TargetPID != 0 {
 		tu1, ts1, err := pidCPU(cfg.TargetPID)
-		g.TargetUsr, g.TargetSys, g.TargetErr = tu1-tu0, ts1-ts0, errors.Join(terr, err)
+		g.Target, g.TargetErr = true, errors.Join(terr, err)
+		if g.TargetErr == nil {
+			// A failed read leaves no difference to report (reports
+			// then say the target's CPU time is unavailable).
+			g.TargetUsr, g.TargetSys = tu1-tu0, ts1-ts0
+		}
 	}
 
 	for i, w := range workers {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,8 +61,58 @@ func TestBenchCmdSweepTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 {
 		t.Fatalf("want header + 2 rows:\n%s", out)
+	}
+	// No --target-pid: the target column says so rather than 0.000.
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); f[len(f)-1] != "-" {
+			t.Errorf("target CPU-s/GB without --target-pid: %q, want -\n%s", f[len(f)-1], out)
+		}
+	}
+	out, err = runBenchCmd(t, "--ioengine=null", "--size=1m", "--iodepth=1,4", "--eta=never", "--output-format=table",
+		"--target-pid="+strconv.Itoa(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		if f := strings.Fields(l); f[len(f)-1] == "-" || !strings.Contains(f[len(f)-1], ".") {
+			t.Errorf("target CPU-s/GB with --target-pid: %q, want a number\n%s", f[len(f)-1], out)
+		}
+	}
+}
+
+// TestBenchCmdEngineOptionHelpNamesEveryEngine: an engine option's flag
+// help names every engine that takes it (hostnqn: nvme-tcp too, as
+// --enghelp=nvme-tcp lists it), not only the first.
+func TestBenchCmdEngineOptionHelpNamesEveryEngine(t *testing.T) {
+	fl := newBenchCmd().Flags()
+	checked := 0
+	for _, o := range bench.OptionTable() {
+		f := fl.Lookup(o.Name)
+		if len(o.Engines) == 0 || f == nil || !strings.HasPrefix(f.Usage, "engine option") {
+			continue
+		}
+		checked++
+		if want := "engine option (" + strings.Join(o.Engines, ", ") + ")"; f.Usage != want {
+			t.Errorf("--%s: %q, want %q", o.Name, f.Usage, want)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no engine options among the flags")
+	}
+	out, err := runBenchCmd(t, "--enghelp=nvme-tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"hostnqn", "dhchap_secret", "dhchap_ctrl_secret", "ctrl_loss_tmo"} {
+		if !strings.Contains(out, name) {
+			continue // not an option of this binary's nvme-tcp
+		}
+		if f := fl.Lookup(name); f == nil || !strings.Contains(f.Usage, "nvme-tcp") {
+			t.Errorf("--%s is an nvme-tcp option (--enghelp=nvme-tcp), but its help does not say so: %+v", name, f)
+		}
 	}
 }
 
