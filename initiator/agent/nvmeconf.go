@@ -132,6 +132,9 @@ func parseConfLine(fields []string) (DiscoveryConfig, error) {
 		if err == nil && x == Forever && name != "ctrl-loss-tmo" {
 			err = fmt.Errorf("duration %q: -1 is for --ctrl-loss-tmo only", v)
 		}
+		if err == nil {
+			_, err = x.Seconds() // nvme-cli takes whole seconds: -c 0.1 is refused here, on its line
+		}
 		if err != nil {
 			return fmt.Errorf("--%s: %w", name, err)
 		}

@@ -41,6 +41,8 @@ func TestParseDiscoveryConf(t *testing.T) {
 		{"-a 10.0.0.5 -i zero", "--nr-io-queues"},
 		{"-a 10.0.0.5 -l forever", `--ctrl-loss-tmo: duration "forever"`},
 		{"-a 10.0.0.5 -c -1", "-1 is for --ctrl-loss-tmo only"},
+		{"-a0 -c00.1", "--reconnect-delay: 100ms: want whole seconds"},
+		{"-a 10.0.0.5 -k 2.5", "--keep-alive-tmo: 2.5s: want whole seconds"},
 		{"10.0.0.5", "is not a flag"},
 	} {
 		_, err := ParseDiscoveryConf([]byte("# c\n" + bad.line + "\n"))
