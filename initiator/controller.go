@@ -1,6 +1,7 @@
 package initiator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -826,11 +827,11 @@ func (c *Controller) ANALog(ctx context.Context, groupsOnly bool) (nvmeof.ANALog
 	if id.CMIC&nvmeof.CMICANA == 0 {
 		return nvmeof.ANALog{}, fmt.Errorf("ANA log: %s does not report ANA (Identify Controller CMIC bit 3 clear)", c.cfg.SubNQN)
 	}
-	n := nvmeof.ANALogHeaderSize + int(id.NANAGRPID)*nvmeof.ANADescSize
-	if !groupsOnly {
-		n += 4 * int(max(id.MNAN, id.NN))
+	n, err := anaLogSize(id, groupsOnly, cmp.Or(c.sess().admin.maxXfer, maxTransferCap))
+	if err != nil {
+		return nvmeof.ANALog{}, fmt.Errorf("ANA log of %s: %w", c.cfg.SubNQN, err)
 	}
-	b := make([]byte, (n+3)&^3)
+	b := make([]byte, n)
 	var sqe nvmeof.SQE
 	sqe.SetGetLogPage(nvmeof.LogANA, 0, uint32(len(b)), 0)
 	if groupsOnly {
@@ -840,6 +841,24 @@ func (c *Controller) ANALog(ctx context.Context, groupsOnly bool) (nvmeof.ANALog
 		return nvmeof.ANALog{}, err
 	}
 	return nvmeof.DecodeANALog(b)
+}
+
+// anaLogSize is the size of the ANA log page that Identify data id
+// describes (dword aligned), without the namespace lists if groupsOnly.
+// It comes from the target, so it is bounded by what one command carries
+// (maxXfer), as Linux bounds it: a hostile NANAGRPID or NN would ask for
+// gigabytes.
+func anaLogSize(id nvmeof.IdentifyController, groupsOnly bool, maxXfer int) (int, error) {
+	n := nvmeof.ANALogHeaderSize + int64(id.NANAGRPID)*nvmeof.ANADescSize
+	if !groupsOnly {
+		n += 4 * int64(max(id.MNAN, id.NN))
+	}
+	n = (n + 3) &^ 3
+	if n > int64(maxXfer) {
+		return 0, fmt.Errorf("%d ANA groups and %d namespaces need %d bytes, more than one command carries (%d): the target's Identify data is wrong (or read the groups only)",
+			id.NANAGRPID, max(id.MNAN, id.NN), n, maxXfer)
+	}
+	return int(n), nil
 }
 
 // ANAState returns the ANA state of namespace nsid on this controller's
