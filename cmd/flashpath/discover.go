@@ -83,7 +83,7 @@ func newDiscoverCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "discover tcp://HOST[:PORT] | rdma://HOST[:PORT]",
-		Short: "Read the discovery log of an NVMe/TCP discovery controller (like nvme discover; port 8009 by default)",
+		Short: "Read the discovery log of an NVMe/TCP or NVMe/RDMA discovery controller (like nvme discover; port 8009 by default over TCP)",
 		Example: `  flashpath discover tcp://127.0.0.1            # the discovery port, 8009
   flashpath discover tcp://127.0.0.1:4420       # a target's I/O port serves discovery too
   flashpath discover tcp://10.0.0.5 --output json

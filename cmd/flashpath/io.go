@@ -129,7 +129,7 @@ func newIOCmd() *cobra.Command {
 	var f ioFlags
 	cmd := &cobra.Command{
 		Use:   "io",
-		Short: "Talk to an NVMe/TCP subsystem with the user-space initiator",
+		Short: "Talk to an NVMe/TCP or NVMe/RDMA subsystem with the user-space initiator",
 		Example: `  flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo identify
   flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo write --offset 0 --in data.bin
   flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo read --offset 0 --length 4KiB --out copy.bin
