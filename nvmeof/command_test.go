@@ -348,6 +348,13 @@ func TestStatusError(t *testing.T) {
 	if errors.Is(err, &StatusError{Status: StatusCapacityExceeded}) {
 		t.Error("errors.Is matched another status")
 	}
+	// The command is named once, also where the status text names it.
+	if got := (&StatusError{Op: "connect", Status: StatusConnectInvalidHost}).Error(); !strings.HasPrefix(got, "connect: invalid host") {
+		t.Errorf("connect refused: %q", got)
+	}
+	if got := err.Error(); !strings.HasPrefix(got, "read: ") {
+		t.Errorf("read failed: %q", got)
+	}
 	if got := err.Error(); got != "read: LBA out of range (sct 0x0 sc 0x80) dnr" {
 		t.Errorf("Error() = %q", got)
 	}

@@ -1,6 +1,9 @@
 package nvmeof
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // CQESize is the size of a completion queue entry (NVMe Base 2.0 §4.6).
 const CQESize = 16
@@ -208,7 +211,13 @@ type StatusError struct {
 	Status Status
 }
 
-func (e *StatusError) Error() string { return e.Op + ": " + e.Status.String() }
+func (e *StatusError) Error() string {
+	st := e.Status.String()
+	if strings.HasPrefix(st, e.Op+": ") { // "connect: invalid host": the status names the command
+		return st
+	}
+	return e.Op + ": " + st
+}
 
 // Is matches another *StatusError with the same code, ignoring DNR/More/CRD.
 func (e *StatusError) Is(target error) bool {

@@ -328,6 +328,9 @@ func TestConnectInvalidHostFake(t *testing.T) {
 	if !errors.As(err, &se) || se.Status.Code() != nvmeof.StatusConnectInvalidHost {
 		t.Fatalf("Connect: %v, want a *nvmeof.StatusError with connect invalid host", err)
 	}
+	if strings.Contains(err.Error(), "connect: connect:") {
+		t.Errorf("Connect: %v says connect twice", err)
+	}
 	if !strings.Contains(err.Error(), "allowed hosts") {
 		t.Errorf("error %q does not say what to do", err)
 	}
