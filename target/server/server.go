@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/flashpath/flashpath/internal/daemon"
 	"github.com/flashpath/flashpath/target"
@@ -42,6 +43,15 @@ type Server struct {
 type Options struct {
 	Logger      *slog.Logger
 	FirmwareRev string
+}
+
+// listenError names the listener that failed and, where its port is
+// taken, what to do; more is added to that advice.
+func listenError(field string, err error, more string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s: %w: another process (a second target?) listens there: stop it, or choose another port%s", field, err, more)
+	}
+	return fmt.Errorf("%s: %w", field, err)
 }
 
 // Start builds the target from cfg and starts listening. On error,
@@ -90,7 +100,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 	s.file, s.base = cloneConfig(cfg), resolveNSIDs(cfg)
 	for i, l := range cfg.Listeners {
 		if err := s.listen(cfg, l); err != nil {
-			return nil, fmt.Errorf("listeners[%d]: %w", i, err)
+			return nil, listenError(fmt.Sprintf("listeners[%d]", i), err, "")
 		}
 	}
 	for i, l := range cfg.DiscoveryListeners {
@@ -99,7 +109,7 @@ func Start(cfg *Config, opts Options) (_ *Server, err error) {
 			err = s.listenSpec(cfg, l, spec, true)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("discovery_listeners[%d]: %w", i, err)
+			return nil, listenError(fmt.Sprintf("discovery_listeners[%d]", i), err, ", or turn the discovery service off (--discovery-listen off)")
 		}
 	}
 	s.applyANA(applied)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -135,5 +136,32 @@ func TestDeployConfigParses(t *testing.T) {
 	}
 	if _, err := Parse(b); err != nil {
 		t.Fatalf("deploy/target.yaml: %v", err)
+	}
+}
+
+// TestListenerPortTaken: a listener whose port another process holds
+// fails the start naming the listener and what to do.
+func TestListenerPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := "tcp://" + ln.Addr().String()
+	sub := []SubsystemConfig{{NQN: reloadNQN, Namespaces: []NamespaceConfig{{Backend: "mem:1MiB"}}}}
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Listeners: []string{taken}, Subsystems: sub}, "listeners[0]: "},
+		{Config{Listeners: []string{"tcp://127.0.0.1:0"}, DiscoveryListeners: []string{taken}, Subsystems: sub}, "discovery_listeners[0]: "},
+	} {
+		srv, err := Start(&c.cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			srv.Shutdown(context.Background())
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || !strings.Contains(err.Error(), "choose another port") {
+			t.Errorf("%s taken: %v; want an error naming %s and what to do", taken, err, c.want)
+		}
 	}
 }
