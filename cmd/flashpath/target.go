@@ -281,6 +281,28 @@ func (f *targetFlags) daemonConfig(cfg *server.Config) *server.Config {
 }
 
 // runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
+// servingHostFlags are what nvme connect and flashpath bench need besides the
+// address to reach a subsystem open to some hosts only: the first allowed
+// host's NQN, and its secrets where they are kept in files (never printed
+// inline; a TLS PSK over a TLS listener, where the kernel takes it from
+// its keyring).
+func servingHostFlags(ss server.SubsystemConfig, tlsPort bool) (nvme, bench string) {
+	if len(ss.AllowedHosts) == 0 {
+		return "", ""
+	}
+	h := ss.AllowedHosts[0]
+	nvme = " --hostnqn " + h.NQN
+	bench = " --hostnqn " + h.NQN
+	if h.TLSKeyFile != "" && tlsPort {
+		bench += ` --tls_key "$(cat ` + h.TLSKeyFile + `)"`
+	}
+	if h.DHCHAPKeyFile != "" {
+		nvme += ` --dhchap-secret "$(cat ` + h.DHCHAPKeyFile + `)"`
+		bench += ` --dhchap_secret "$(cat ` + h.DHCHAPKeyFile + `)"`
+	}
+	return nvme, bench
+}
+
 // reload returns (nil: no configuration file to re-read).
 func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say notice, reload func() (*server.Config, error), remote *remoteRPC) error {
 	var saved *spdk.Config
@@ -353,8 +375,9 @@ func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say not
 			continue
 		}
 		for _, ss := range running.Subsystems {
-			connect := fmt.Sprintf("nvme connect -t %s -a %s -s %s -n %s%s", p.Trtype, host, svc, ss.NQN, tls)
-			bench := fmt.Sprintf("flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1 --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based", p.Trtype, p.Trtype, host, svc, ss.NQN)
+			nvmeHost, benchHost := servingHostFlags(ss, p.TLS)
+			connect := fmt.Sprintf("nvme connect -t %s -a %s -s %s -n %s%s%s", p.Trtype, host, svc, ss.NQN, nvmeHost, tls)
+			bench := fmt.Sprintf("flashpath bench --ioengine nvme-%s --filename %s://%s:%s/%s/1%s --rw randread --bs 4k --iodepth 32 --runtime 10s --time_based", p.Trtype, p.Trtype, host, svc, ss.NQN, benchHost)
 			say.say(fmt.Sprintf("serving %s on nvme/%s %s:%s\n  connect:  %s\n  bench:    %s\n", ss.NQN, p.Trtype, host, svc, connect, bench),
 				"serving", "subsys", ss.NQN, "trtype", p.Trtype, "traddr", host, "trsvcid", svc, "tls", p.TLS, "connect", connect, "bench", bench)
 		}

@@ -106,8 +106,13 @@ func TestTargetTLSFlags(t *testing.T) {
 	if err := root.ExecuteContext(ctx); err != nil {
 		t.Fatalf("target: %v", err)
 	}
-	if !regexp.MustCompile(`(?m)^  connect:  nvme connect -t tcp .* --tls$`).MatchString(out.String()) {
-		t.Errorf("serving lines do not say --tls:\n%s", out.String())
+	if !regexp.MustCompile(`(?m)^  connect:  nvme connect -t tcp .* --hostnqn `+host+` --tls$`).MatchString(out.String()) {
+		t.Errorf("serving lines do not say --hostnqn and --tls:\n%s", out.String())
+	}
+	// The bench line works as printed: the allowed host, its PSK read
+	// from its file.
+	if !strings.Contains(out.String(), `/1 --hostnqn `+host+` --tls_key "$(cat `+key+`)" --rw randread`) {
+		t.Errorf("the bench line lacks --hostnqn and --tls_key:\n%s", out.String())
 	}
 	nqn, addr := startCLITarget(t, "--tls", "required", "--allow-host", host, "--tls-key-file", key)
 	if out, err := runCLI(t, nil, "io", "--addr", addr, "--nqn", nqn, "--hostnqn", host, "identify"); err == nil {
