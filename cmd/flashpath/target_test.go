@@ -106,7 +106,7 @@ func TestTargetTLSFlags(t *testing.T) {
 	if err := root.ExecuteContext(ctx); err != nil {
 		t.Fatalf("target: %v", err)
 	}
-	if !regexp.MustCompile(`(?m)^  connect:  nvme connect -t tcp .* --hostnqn `+host+` --tls$`).MatchString(out.String()) {
+	if !regexp.MustCompile(`(?m)^  connect:  nvme connect -t tcp .* --hostnqn ` + host + ` --tls$`).MatchString(out.String()) {
 		t.Errorf("serving lines do not say --hostnqn and --tls:\n%s", out.String())
 	}
 	// The bench line works as printed: the allowed host, its PSK read
