@@ -264,7 +264,7 @@ records (flashpath's saves write it), else the file beside the index.`,
 	f.StringVar(&cfg.Direct, "direct", "auto", "bounce path: O_DIRECT reads auto (unless the file is in page cache), on or off")
 	f.StringVar(&cfg.Reader, "reader", "auto", "bounce path: auto (io_uring for O_DIRECT reads, pread for buffered), io_uring, pread, or mmap (buffered: pins the page cache in place, no CPU copy)")
 	f.StringVar(&cfg.CuFileIO, "cufile-io", "auto", "cufile path: auto (batch API with true GDS), batch (cuFileBatchIOSubmit) or sync (cuFileRead threads)")
-	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: CPUs from 2 to 12, here %d)", gds.DefaultWorkers()))
+	f.IntVar(&cfg.Workers, "workers", 0, fmt.Sprintf("reader threads (0: the CPUs, 2 to 12 for local files, here %d; 4 to 16 for namespace URLs, here %d)", gds.DefaultWorkers(), gds.DefaultRemoteWorkers()))
 	f.IntVar(&cfg.Depth, "depth", 0, fmt.Sprintf("staging buffers in flight per reader (0: %d)", gds.DefaultDepth))
 	f.IntVar(&cfg.ChunkMiB, "chunk-mib", 0, fmt.Sprintf("MiB per read and copy (0: %d)", gds.DefaultChunk>>20))
 	f.IntVar(&cfg.Repeat, "repeat", 1, "load this many times in one process and report the first (cold) and last (warm) load")
@@ -329,7 +329,7 @@ func runLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Options) er
 		}
 		return verr
 	}
-	fmt.Fprintf(w, "loaded %s: %d tensors, %.2f GB into GPU %d\n", r.File, r.Tensors, float64(r.Bytes)/1e9, r.GPU)
+	fmt.Fprintf(w, "loaded %s: %s, %s into GPU %d\n", r.File, count(r.Tensors, "tensor"), decimalBytes(r.Bytes), r.GPU)
 	fmt.Fprintf(w, "path:     %s (%s)\n", r.Path, r.Reason)
 	if r.Reader != "" {
 		fmt.Fprintf(w, "reader:   %s\n", r.Reader)
@@ -349,4 +349,26 @@ func runLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Options) er
 		}
 	}
 	return verr
+}
+
+// decimalBytes writes n in GB, or in the unit below that suits it (a
+// small checkpoint is no "0.00 GB"), decimal as the GB/s beside it.
+func decimalBytes(n int64) string {
+	switch {
+	case n < 1e3:
+		return fmt.Sprintf("%d B", n)
+	case n < 1e6:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	case n < 1e9:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+}
+
+// count writes n things: "1 shard", "3 shards".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

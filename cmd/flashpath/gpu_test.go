@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flashpath/flashpath/gds"
 	"github.com/flashpath/flashpath/gds/gdstest"
 	"github.com/flashpath/flashpath/gds/safetensors"
 )
@@ -140,7 +141,8 @@ func TestLoadCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, "batch API, 4 threads") || !strings.Contains(out, `"verified": true`) {
 		t.Errorf("--cufile-io batch: %v\n%s", err, out)
 	}
-	if out, err := run(t, "load", path, "--verify", "--repeat", "2"); err != nil || !strings.Contains(out, "verify:   OK") || !strings.Contains(out, "warm:") {
+	if out, err := run(t, "load", path, "--verify", "--repeat", "2"); err != nil || !strings.Contains(out, "verify:   OK") || !strings.Contains(out, "warm:") ||
+		!strings.Contains(out, ": 1 tensor, 6.0 kB into GPU 0") {
 		t.Fatalf("text output: %v\n%s", err, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.safetensors")
@@ -152,4 +154,33 @@ func TestLoadCommand(t *testing.T) {
 
 func isMalformed(err error) bool {
 	return strings.Contains(err.Error(), "malformed safetensors header")
+}
+
+// TestWriteShardedText: the text report counts in words that fit (1
+// shard, 1 tensor, kB), names a namespace loaded alone by its URL once,
+// and a shard of an index by name and location.
+func TestWriteShardedText(t *testing.T) {
+	url := "tcp://127.0.0.1:4420/nqn.2026-12.io.flashpath:ckpt/1"
+	ok := true
+	var b bytes.Buffer
+	writeSharded(&b, shardedResult{Checkpoint: url, GPUs: []int{0}, Tensors: 1, Bytes: 6000, Verified: &ok,
+		Shards: []gds.ShardReport{{Name: url, Location: url, Path: gds.PathStaging, GPUs: []int{0}, Tensors: 1, Bytes: 6000, Reason: "NVMe/TCP"}}})
+	out := b.String()
+	for _, want := range []string{"loaded " + url + ": 1 shard, 1 tensor, 6.0 kB into GPU [0]\n", "shard:    " + url + "  6.0 kB in ", "verify:   OK, 1 tensor match"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	if strings.Count(out, url) != 2 {
+		t.Errorf("the URL appears %d times, want 2 (loaded, shard)\n%s", strings.Count(out, url), out)
+	}
+	b.Reset()
+	writeSharded(&b, shardedResult{Checkpoint: "model.safetensors.index.json", GPUs: []int{0}, Tensors: 4, Bytes: 3 << 30,
+		Shards: []gds.ShardReport{{Name: "model-00001-of-00002.safetensors", Location: url, Bytes: 1 << 30}, {Name: "model-00002-of-00002.safetensors", Location: "/ckpt/b.safetensors", Bytes: 2 << 30}}})
+	out = b.String()
+	for _, want := range []string{": 2 shards, 4 tensors, 3.22 GB into GPU [0]", "shard:    model-00001-of-00002.safetensors  " + url + "  1.07 GB in "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
 }

@@ -125,7 +125,13 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 	if cfg.Output == "json" {
 		return writeJSON(w, r)
 	}
-	fmt.Fprintf(w, "loaded %s: %d shards, %d tensors, %.2f GB into GPU %v\n", r.Checkpoint, len(r.Shards), r.Tensors, float64(r.Bytes)/1e9, r.GPUs)
+	writeSharded(w, r)
+	return nil
+}
+
+// writeSharded writes a sharded load's report as text.
+func writeSharded(w io.Writer, r shardedResult) {
+	fmt.Fprintf(w, "loaded %s: %s, %s, %s into GPU %v\n", r.Checkpoint, count(len(r.Shards), "shard"), count(r.Tensors, "tensor"), decimalBytes(r.Bytes), r.GPUs)
 	fmt.Fprintf(w, "rate:     %.2f GB/s  (transfer %.3f s, setup %.3f s; %.2f GB/s with setup)\n", r.GBps, r.LoadS, r.SetupS, r.TotalGBps)
 	fmt.Fprintf(w, "cpu:      %.3f s, %.3f s/GB\n", r.CPUS, r.CPUSPerGB)
 	for _, s := range r.Shards {
@@ -133,11 +139,14 @@ func runShardedLoad(ctx context.Context, w io.Writer, cfg loadConfig, o gds.Opti
 		if s.NIC != "" {
 			nic = "  NIC " + s.NIC
 		}
-		fmt.Fprintf(w, "shard:    %s  %s  %.2f GB in %.3f s = %.2f GB/s  GPU %v%s  path %s: %s\n",
-			s.Name, s.Location, float64(s.Bytes)/1e9, s.Seconds, s.GBps, s.GPUs, nic, s.Path, s.Reason)
+		where := s.Name + "  " + s.Location
+		if s.Location == s.Name || s.Location == "" { // a namespace URL loaded alone is its own name
+			where = s.Name
+		}
+		fmt.Fprintf(w, "shard:    %s  %s in %.3f s = %.2f GB/s  GPU %v%s  path %s: %s\n",
+			where, decimalBytes(s.Bytes), s.Seconds, s.GBps, s.GPUs, nic, s.Path, s.Reason)
 	}
-	if cfg.Verify {
-		fmt.Fprintf(w, "verify:   OK, %d tensors match (CRC-32C), %.3f s\n", r.Tensors, r.VerifyS)
+	if r.Verified != nil {
+		fmt.Fprintf(w, "verify:   OK, %s match (CRC-32C), %.3f s\n", count(r.Tensors, "tensor"), r.VerifyS)
 	}
-	return nil
 }
