@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -112,4 +113,74 @@ func FuzzParsePattern(f *testing.F) {
 			t.Fatalf("%q: a block filled with the pattern fails its check: %v", s, verr)
 		}
 	})
+}
+
+// TestVerifyMetaPatternInterval: verify=meta with a verify_pattern that
+// holds %o and verify_interval below bs. As fio (verify.c), the pattern
+// is laid over the whole block with the block's offset at each %o (the
+// I/O's offset, io_u->offset), then a header goes at the start of every
+// interval; the check compares each interval's data after its header with
+// the pattern at the same place in the block. An intact file verifies; a
+// flipped byte in the second interval's pattern is found there.
+func TestVerifyMetaPatternInterval(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "f")
+	job := func(rw string) []*Job {
+		t.Helper()
+		secs, err := ParseJobFile(strings.NewReader(`[meta-pattern]
+ioengine=psync
+filename=`+name+`
+size=64k
+bs=8k
+rw=`+rw+`
+verify=meta
+verify_interval=4096
+verify_pattern=0xdeadbeef%o
+`), "meta-pattern.fio")
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs, err := BuildJobs(nil, secs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jobs
+	}
+	if _, err := Run(context.Background(), Config{Jobs: job("write")}); err != nil {
+		t.Fatalf("write with do_verify: %v", err)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Block 8192, second interval (12288): the header, then the pattern
+	// continuing from the block's start, %o the block's offset.
+	const blk, iv = 8192, 8192 + 4096
+	if o := binary.LittleEndian.Uint64(b[iv+16:]); o != iv {
+		t.Fatalf("second interval's header names offset %d, want %d", o, iv)
+	}
+	want := make([]byte, 8192+12)
+	for i := 0; i+12 <= len(want); i += 12 {
+		copy(want[i:], []byte{0xde, 0xad, 0xbe, 0xef})
+		binary.LittleEndian.PutUint64(want[i+4:], blk)
+	}
+	if got := b[iv+verifyHeaderLen : blk+8192]; !bytes.Equal(got, want[4096+verifyHeaderLen:8192]) {
+		t.Fatalf("second interval's data is not the block's pattern: % x", got[:24])
+	}
+	if _, err := Run(context.Background(), Config{Jobs: job("read")}); err != nil {
+		t.Fatalf("read-only verify of an intact file: %v", err)
+	}
+	// 4096+41 into the block: byte 9 of a period, %o's byte 5 (0x00).
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0x77}, iv+41); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = Run(context.Background(), Config{Jobs: job("read")})
+	var verr *VerifyError
+	if !errors.As(err, &verr) || verr.Offset != iv || !strings.Contains(verr.Reason, "byte 41 is 0x77, the pattern says 0x00") {
+		t.Fatalf("a flipped pattern byte in the second interval: %v", err)
+	}
 }

@@ -320,7 +320,7 @@ func (v *verifier) check(b []byte, off int64, numberio int, sum []byte) *VerifyE
 	var first *VerifyError
 	more := 0
 	for i := 0; i+v.interval <= len(b); i += v.interval {
-		e := v.checkInterval(b[i:i+v.interval], off+int64(i), numberio, sum)
+		e := v.checkInterval(b[i:i+v.interval], off, i, numberio, sum)
 		switch {
 		case e == nil:
 		case first == nil:
@@ -338,9 +338,11 @@ func (v *verifier) check(b []byte, off int64, numberio int, sum []byte) *VerifyE
 	return first
 }
 
-// checkInterval checks one header's interval h, read from at; numberio
-// is the write's number the header must carry (-1: any).
-func (v *verifier) checkInterval(h []byte, at int64, numberio int, sum []byte) *VerifyError {
+// checkInterval checks one header's interval h, i bytes into the block
+// read from off; numberio is the write's number the header must carry
+// (-1: any).
+func (v *verifier) checkInterval(h []byte, off int64, i int, numberio int, sum []byte) *VerifyError {
+	at := off + int64(i)
 	le := binary.LittleEndian
 	fail := func(format string, args ...any) *VerifyError {
 		return &VerifyError{Offset: at, Len: v.interval, Reason: fmt.Sprintf(format, args...)}
@@ -373,8 +375,13 @@ func (v *verifier) checkInterval(h []byte, at int64, numberio int, sum []byte) *
 		return fail("bad %s checksum %x, calculated %x", v.name(), got, want)
 	}
 	if v.kind == verifyMeta && v.pat != nil {
-		// meta with verify_pattern: the pattern after the header.
-		return v.pat.checkFrom(h, verifyHeaderLen, at, v.scratch)
+		// meta with verify_pattern: the pattern after the header, as
+		// fill laid it over the whole block (fio's verify_io_u_pattern:
+		// %o is the I/O's offset, io_u->offset, not the interval's, and
+		// the pattern goes on from the block's start: its phase at the
+		// interval's data is (hdr_inc*hdr_num + header_size) %
+		// pattern_size).
+		return v.pat.checkFrom(h, verifyHeaderLen, off, i, v.scratch)
 	}
 	return nil
 }
@@ -490,24 +497,28 @@ func (p *Pattern) fill(b []byte, off int64, scratch []byte) {
 // check compares b, read from off, with the pattern; scratch holds one
 // period.
 func (p *Pattern) check(b []byte, off int64, scratch []byte) *VerifyError {
-	return p.checkFrom(b, 0, off, scratch)
+	return p.checkFrom(b, 0, off, 0, scratch)
 }
 
-// checkFrom compares b[from:] with the pattern laid over b from its
-// start (fio fills a block with the pattern, then writes the header over
-// it).
-func (p *Pattern) checkFrom(b []byte, from int, off int64, scratch []byte) *VerifyError {
+// checkFrom compares b[from:] with the pattern that fill laid over the
+// block at off, b being the part of that block from byte phase on (fio
+// fills a block with the pattern, %o the block's offset, then writes a
+// header over the start of each interval). A mismatch is reported at b's
+// own offset, off+phase, with the byte's index in b.
+func (p *Pattern) checkFrom(b []byte, from int, off int64, phase int, scratch []byte) *VerifyError {
 	p.period(scratch, off)
 	n := len(scratch)
-	for i := from; i < len(b); i += n - i%n {
-		got := b[i:min(i+n-i%n, len(b))]
-		if want := scratch[i%n : i%n+len(got)]; !bytes.Equal(got, want) {
-			k := 0
-			for got[k] == want[k] {
-				k++
+	for i := from; i < len(b); {
+		k := (phase + i) % n
+		got := b[i:min(i+n-k, len(b))]
+		if want := scratch[k : k+len(got)]; !bytes.Equal(got, want) {
+			j := 0
+			for got[j] == want[j] {
+				j++
 			}
-			return &VerifyError{Offset: off, Len: len(b), Reason: fmt.Sprintf("byte %d is 0x%02x, the pattern says 0x%02x", i+k, got[k], want[k])}
+			return &VerifyError{Offset: off + int64(phase), Len: len(b), Reason: fmt.Sprintf("byte %d is 0x%02x, the pattern says 0x%02x", i+j, got[j], want[j])}
 		}
+		i += len(got)
 	}
 	return nil
 }
