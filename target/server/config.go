@@ -297,7 +297,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("io_keep_alive %v: want 0 (none) or more, e.g. \"120s\"", c.IOKeepAlive))
 	}
 	if d := c.BusyPollWindow(); d < 0 || d > MaxBusyPoll {
-		errs = append(errs, fmt.Errorf("busy_poll %v: want 0 (off) to %v, e.g. \"50us\"", units.Duration(d), MaxBusyPoll))
+		errs = append(errs, fmt.Errorf("busy_poll (--busy-poll) %v: want 0 (off) to %v, e.g. \"50us\" (a bare number counts seconds)", units.Duration(d), MaxBusyPoll))
 	}
 	if _, _, err := c.authOptions(); err != nil {
 		errs = append(errs, err)

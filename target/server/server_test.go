@@ -55,7 +55,7 @@ subsystems: [{nqn: nqn.a, allow_any_host: true, allowed_hosts: [nqn.h], namespac
 subsystems: [{nqn: nqn.a, min_cntlid: 200, max_cntlid: 100, namespaces: [{backend: mem:1M}]}]`, "subsystems[0].min_cntlid, max_cntlid: controller ID range 200-100"},
 		{`listeners: [tcp://x:1]
 busy_poll: 1s
-subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "busy_poll 1s: want 0 (off) to 10ms"},
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, "busy_poll (--busy-poll) 1s: want 0 (off) to 10ms, e.g. \"50us\" (a bare number counts seconds)"},
 		{`listeners: [tcp://x:1]
 io_keep_alive: -5s
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M}]}]`, `io_keep_alive: duration "-5s": negative: want seconds (600)`},
