@@ -101,6 +101,40 @@ func LoadConfig[T any](path string, validate func(*T) error) (*T, error) {
 	return cfg, nil
 }
 
+// unknownField is the key named by encoding/json's error for a field the
+// target struct lacks.
+func unknownField(err error) (string, bool) {
+	rest, ok := strings.CutPrefix(err.Error(), `json: unknown field "`)
+	if !ok {
+		return "", false
+	}
+	name, _, ok := strings.Cut(rest, `"`)
+	return name, ok && name != ""
+}
+
+// keyLine is the 1-based line of the first YAML key name in b (block
+// "name:" or flow "{name: ...}", quoted or not), 0 if none.
+func keyLine(b []byte, name string) int {
+	for i, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{name, `"` + name + `"`, "'" + name + "'"} {
+			for at := 0; ; {
+				j := strings.Index(line[at:], k)
+				if j < 0 {
+					break
+				}
+				j += at
+				before := strings.TrimRight(line[:j], " \t")
+				after := strings.TrimLeft(line[j+len(k):], " \t")
+				if strings.HasPrefix(after, ":") && (before == "" || strings.HasSuffix(before, "-") || strings.HasSuffix(before, "{") || strings.HasSuffix(before, ",")) {
+					return i + 1
+				}
+				at = j + len(k)
+			}
+		}
+	}
+	return 0
+}
+
 // ParseConfig decodes YAML or JSON (JSON is YAML) into a new T, unknown
 // fields being errors, and hands it to validate.
 func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
@@ -118,6 +152,13 @@ func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
 			// names the decoder puts in it (the keys are lower case).
 			path := slices.DeleteFunc(strings.Split(te.Field, "."), func(k string) bool { return k != "" && unicode.IsUpper(rune(k[0])) })
 			return nil, fmt.Errorf("%s: %s", strings.Join(path, "."), te.Value)
+		}
+		if name, ok := unknownField(err); ok {
+			// The JSON decoder knows no lines: find the key in the YAML.
+			if n := keyLine(b, name); n > 0 {
+				return nil, fmt.Errorf("line %d: unknown field %q", n, name)
+			}
+			return nil, fmt.Errorf("unknown field %q", name)
 		}
 		return nil, err
 	}

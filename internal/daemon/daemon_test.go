@@ -59,3 +59,29 @@ func TestParseConfigDurationField(t *testing.T) {
 		t.Fatalf("%+v, %v", cfg, err)
 	}
 }
+
+// TestParseConfigUnknownFieldLine: an unknown key is named with its line
+// in the YAML (the JSON decoder underneath knows none), in block and flow
+// style, quoted or not; a key that only appears inside a value is not
+// taken for it.
+func TestParseConfigUnknownFieldLine(t *testing.T) {
+	type sub struct {
+		NQN string `json:"nqn"`
+	}
+	type config struct {
+		Listeners  []string `json:"listeners"`
+		Subsystems []sub    `json:"subsystems"`
+	}
+	for in, want := range map[string]string{
+		"listeners: [tcp://x]\nbogus_field: 1\n":                            `line 2: unknown field "bogus_field"`,
+		"listeners: [tcp://x]\nsubsystems:\n  - nqn: a\n    nqm: b\n":       `line 4: unknown field "nqm"`,
+		"subsystems:\n  - {nqn: a, \"nqm\": b}\n":                           `line 2: unknown field "nqm"`,
+		"listeners: [\"nqm: x\"]\nsubsystems: [{nqn: a}, {nqm: b}]\n":       `line 2: unknown field "nqm"`,
+		"{\"listeners\": [], \"subsystems\": [{\"nqn\": \"a\", \"x\": 1}]}": `line 1: unknown field "x"`,
+	} {
+		_, err := ParseConfig([]byte(in), func(*config) error { return nil })
+		if err == nil || err.Error() != want {
+			t.Errorf("%q: %v, want %q", in, err, want)
+		}
+	}
+}
