@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -227,7 +226,9 @@ func CtrlLossFromNVMeCLI(d time.Duration) time.Duration {
 
 // SplitAddr accepts "host:port", a bare host (then defaultPort), and
 // either with a scheme naming an NVMe-oF transport, "tcp://" (the
-// default) or "rdma://"; it returns the transport and "host:port".
+// default) or "rdma://"; it returns the transport and "host:port". The
+// host is a host name, an IPv4 address or an IPv6 address, in brackets
+// when a port follows; the port a number from 1 to 65535.
 func SplitAddr(addr, defaultPort string) (transport, hostport string, err error) {
 	a := addr
 	transport = "tcp"
@@ -242,22 +243,11 @@ func SplitAddr(addr, defaultPort string) (transport, hostport string, err error)
 	if a == "" {
 		return "", "", fmt.Errorf("address %q: no host", addr)
 	}
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		if strings.Count(a, ":") > 1 && !strings.HasPrefix(a, "[") {
-			a = "[" + a + "]"
-		}
-		a = net.JoinHostPort(strings.Trim(a, "[]"), defaultPort)
-	}
-	host, _, err := net.SplitHostPort(a)
-	switch {
-	case err != nil:
+	hp, err := joinHostPort(a, defaultPort, true)
+	if err != nil {
 		return "", "", fmt.Errorf("address %q: %w", addr, err)
-	case host == "":
-		return "", "", fmt.Errorf("address %q: no host", addr)
-	case strings.ContainsAny(host, "/[]"):
-		return "", "", fmt.Errorf("address %q: bad host %q", addr, host)
 	}
-	return transport, a, nil
+	return transport, hp, nil
 }
 
 // DefaultHostNQN returns the host NQN nvme-cli would use: the contents of
