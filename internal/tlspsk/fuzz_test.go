@@ -13,7 +13,7 @@ import (
 	"github.com/flashpath/flashpath/internal/fuzzcorpus"
 )
 
-var writeSeeds = flag.Bool("write-seeds", false, "regenerate testdata/fuzz/FuzzServerHandshake and FuzzRecords")
+var writeSeeds = flag.Bool("write-seeds", false, "regenerate testdata/fuzz/FuzzServerHandshake, FuzzRecords and FuzzClientHandshake")
 
 // fuzzRand is the deterministic randomness of the fuzz targets and their
 // seeds: a server with it answers a recorded client flight exactly as it
