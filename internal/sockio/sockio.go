@@ -45,6 +45,9 @@ type Writer struct {
 
 	c  net.Conn
 	rc syscall.RawConn // nil: net.Buffers writes on c
+	// nb is the net.Buffers a flush on c writes (it consumes it): a local
+	// one would escape through WriteTo, one allocation per flush.
+	nb net.Buffers
 
 	slab  []byte   // copied pieces; len is what is used
 	parts [][]byte // pending pieces in order: slab sections and references
@@ -171,8 +174,9 @@ func (w *Writer) Flush() error {
 			defer w.c.SetWriteDeadline(time.Time{})
 		}
 		w.out = append(w.out[:0], w.parts...)
-		b := net.Buffers(w.out)
-		_, err = b.WriteTo(w.c)
+		w.nb = w.out
+		_, err = w.nb.WriteTo(w.c)
+		w.nb = nil
 		clear(w.out)
 	}
 	w.Reset()

@@ -60,6 +60,9 @@ type conn struct {
 
 	hdgst, ddgst bool
 	ready        bool // the queue connected (and authenticated): recv goroutine only
+	// ddgstBuf receives a data PDU's digest (recv goroutine only): a local
+	// array would escape through io.ReadFull, one allocation per PDU.
+	ddgstBuf [nvmeof.DigestSize]byte
 	// rd is what br reads (the busy-poll reader); growBr says br is still
 	// the small one, to be replaced by one of bufSize once it is empty.
 	rd      io.Reader
@@ -449,11 +452,10 @@ func (c *conn) readData(dst []byte, lay nvmeof.Layout) error {
 	if !lay.DDigest {
 		return nil
 	}
-	var d [nvmeof.DigestSize]byte
-	if _, err := io.ReadFull(c.br, d[:]); err != nil {
+	if _, err := io.ReadFull(c.br, c.ddgstBuf[:]); err != nil {
 		return err
 	}
-	if want, got := nvmeof.GetDigest(d[:]), nvmeof.Digest(dst); want != got {
+	if want, got := nvmeof.GetDigest(c.ddgstBuf[:]), nvmeof.Digest(dst); want != got {
 		return errDataDigest{want, got}
 	}
 	return nil

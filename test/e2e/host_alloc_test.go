@@ -1,10 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
+	"github.com/flashpath/flashpath/internal/dhchap"
+	"github.com/flashpath/flashpath/internal/testutil"
+	"github.com/flashpath/flashpath/target"
+	"github.com/flashpath/flashpath/target/backend"
+	"github.com/flashpath/flashpath/target/tcp"
 )
 
 // benchQueue connects to an in-process target and returns one I/O queue.
@@ -77,6 +86,52 @@ func TestSubmitZeroAlloc(t *testing.T) {
 	assertIOZeroAlloc(t, c.Queues()[0], openNS(t, c, tt.nsid))
 }
 
+// TestSubmitZeroAllocDigestsAndTLS: the same with header and data
+// digests on (a digest per data PDU, 16 KiB PDUs: eight per 128 KiB
+// write), and over TLS 1.3, polled and not; both ends are counted.
+func TestSubmitZeroAllocDigestsAndTLS(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, polled := range []bool{false, true} {
+		tt := startTarget(t, 16<<20, 16<<10)
+		c := connect(t, tt, func(c *initiator.Config) {
+			c.IOQueues, c.HeaderDigest, c.DataDigest, c.Polled = 1, true, true, polled
+		})
+		t.Run(fmt.Sprintf("digests/polled=%v", polled), func(t *testing.T) { assertIOZeroAlloc(t, c.Queues()[0], openNS(t, c, tt.nsid)) })
+
+		psk := testPSK(dhchap.SHA256, 9)
+		tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
+		ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, TLSKeys: map[string]dhchap.PSK{tlsHost: psk}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be, err := backend.NewMem(16<<20, 512)
+		testutil.SkipIfNotSupported(t, err)
+		addr := startTargetListen(t, tgt, ss, be, tcp.Options{TLS: tcp.TLSRequired, MaxH2CData: 16 << 10}).addr
+		tc := connect(t, testTarget{addr: addr, subnqn: realNQN}, func(c *initiator.Config) {
+			c.Options = initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}
+			c.IOQueues, c.Polled = 1, polled
+		})
+		t.Run(fmt.Sprintf("tls/polled=%v", polled), func(t *testing.T) { assertIOZeroAlloc(t, tc.Queues()[0], openNS(t, tc, 1)) })
+	}
+}
+
+// TestSubmitZeroAllocRDMA: the async path over NVMe/RDMA (the fake verbs
+// provider), both ends counted.
+func TestSubmitZeroAllocRDMA(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	addr, prov, _ := rdmaTarget(t)
+	c := connectRDMA(t, addr, prov, 1, 128)
+	ns, err := c.Namespace(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertIOZeroAlloc(t, c.Queues()[0], ns)
+}
+
 // assertIOZeroAlloc submits reads and writes of 4 KiB and 128 KiB on q,
 // one at a time, and fails the test if one allocates; on a polled queue
 // it polls for the completion.
@@ -137,5 +192,40 @@ func TestNamespaceZeroAlloc(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per call, want 0", tc.name, allocs)
 		}
+	}
+}
+
+// TestSubmitZeroAllocSendfile: reads of 256 KiB and more from a buffered
+// file namespace leave the target by sendfile, and that path allocates
+// nothing per I/O either (writes and small reads beside them).
+func TestSubmitZeroAllocSendfile(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	be, err := backend.OpenFile(filepath.Join(t.TempDir(), "ns.img"), backend.FileOptions{Size: 64 << 20, Buffered: true})
+	testutil.SkipIfNotSupported(t, err)
+	t.Cleanup(func() { be.Close() })
+	tt := startTargetOn(t, target.Options{}, be, 0)
+	c := connect(t, tt, func(c *initiator.Config) { c.IOQueues, c.QueueDepth = 1, 128 })
+	q, ns := c.Queues()[0], openNS(t, c, tt.nsid)
+	done := make(chan *initiator.Request, 1)
+	for _, size := range []int{4096, 256 << 10, 1 << 20} {
+		for _, op := range []initiator.Op{initiator.OpWrite, initiator.OpRead} {
+			r := &initiator.Request{Op: op, NSID: ns.ID(), SLBA: 8, NLB: uint32(size / ns.BlockSize()), Buf: make([]byte, size), Done: done}
+			a := testing.AllocsPerRun(100, func() {
+				if err := q.Submit(r); err != nil {
+					t.Fatal(err)
+				}
+				if err := (<-done).Error(); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if a != 0 {
+				t.Errorf("%v of %d bytes: %v allocations per I/O, want 0", op, size, a)
+			}
+		}
+	}
+	if n := tt.ss.Namespace(1).Stats().BytesFromFile; n == 0 {
+		t.Error("no read was sent from the file: the sendfile path did not run")
 	}
 }
