@@ -3,13 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/flashpath/flashpath/initiator"
-	"github.com/flashpath/flashpath/internal/dhchap"
 	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/target"
 	"github.com/flashpath/flashpath/target/backend"
@@ -100,17 +98,9 @@ func TestSubmitZeroAllocDigestsAndTLS(t *testing.T) {
 		})
 		t.Run(fmt.Sprintf("digests/polled=%v", polled), func(t *testing.T) { assertIOZeroAlloc(t, c.Queues()[0], openNS(t, c, tt.nsid)) })
 
-		psk := testPSK(dhchap.SHA256, 9)
-		tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
-		ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, TLSKeys: map[string]dhchap.PSK{tlsHost: psk}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		be, err := backend.NewMem(16<<20, 512)
-		testutil.SkipIfNotSupported(t, err)
-		addr := startTargetListen(t, tgt, ss, be, tcp.Options{TLS: tcp.TLSRequired, MaxH2CData: 16 << 10}).addr
+		addr, opts := startTLSTarget(t, tcp.Options{TLS: tcp.TLSRequired, MaxH2CData: 16 << 10})
 		tc := connect(t, testTarget{addr: addr, subnqn: realNQN}, func(c *initiator.Config) {
-			c.Options = initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}
+			c.Options = opts
 			c.IOQueues, c.Polled = 1, polled
 		})
 		t.Run(fmt.Sprintf("tls/polled=%v", polled), func(t *testing.T) { assertIOZeroAlloc(t, tc.Queues()[0], openNS(t, tc, 1)) })

@@ -132,10 +132,11 @@ func TestHostTLSRefused(t *testing.T) {
 	}
 }
 
-// TestTLSHostToTarget: flashpath's host and target over TLS 1.3 with a
-// configured PSK: the discovery log says TLS is required, I/O and a
-// verified bench job run over it, a plain connection is refused.
-func TestTLSHostToTarget(t *testing.T) {
+// startTLSTarget starts a target whose subsystem realNQN (a 16 MiB
+// memory namespace) takes tlsHost over TLS only, with its listener's
+// opts, and returns its address and the host options that connect.
+func startTLSTarget(t testing.TB, opts tcp.Options) (string, initiator.Options) {
+	t.Helper()
 	psk := testPSK(dhchap.SHA256, 9)
 	tgt := target.New(target.Options{Logger: slog.New(slog.DiscardHandler)})
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: realNQN, TLSKeys: map[string]dhchap.PSK{tlsHost: psk}})
@@ -144,8 +145,14 @@ func TestTLSHostToTarget(t *testing.T) {
 	}
 	be, err := backend.NewMem(16<<20, 512)
 	testutil.SkipIfNotSupported(t, err)
-	addr := startTargetListen(t, tgt, ss, be, tcp.Options{TLS: tcp.TLSRequired}).addr
-	opts := initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}
+	return startTargetListen(t, tgt, ss, be, opts).addr, initiator.Options{HostNQN: tlsHost, TLSKey: psk.String()}
+}
+
+// TestTLSHostToTarget: flashpath's host and target over TLS 1.3 with a
+// configured PSK: the discovery log says TLS is required, I/O and a
+// verified bench job run over it, a plain connection is refused.
+func TestTLSHostToTarget(t *testing.T) {
+	addr, opts := startTLSTarget(t, tcp.Options{TLS: tcp.TLSRequired})
 
 	log, err := initiator.Discover(context.Background(), "tcp://"+addr, opts)
 	if err != nil {
@@ -179,7 +186,7 @@ func TestTLSHostToTarget(t *testing.T) {
 	}
 
 	dev := "tcp://" + addr + "/" + realNQN + "/1"
-	r := runJob(t, "ioengine=nvme-tcp", "filename="+dev, "hostnqn="+tlsHost, "tls_key="+psk.String(), "size=2m", "rw=randwrite", "bs=16k", "iodepth=8", "verify=crc32c")
+	r := runJob(t, "ioengine=nvme-tcp", "filename="+dev, "hostnqn="+tlsHost, "tls_key="+opts.TLSKey, "size=2m", "rw=randwrite", "bs=16k", "iodepth=8", "verify=crc32c")
 	if rd := r.Dir[bench.DirRead]; rd.IOs != 128 {
 		t.Fatalf("bench over TLS: verify read %d blocks, want 128", rd.IOs)
 	}
