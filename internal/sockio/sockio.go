@@ -34,6 +34,13 @@ import (
 	"time"
 )
 
+// BuffersWriter is a connection that writes several pieces as one
+// stream, better than a Write of each (tlspsk.Conn: records filled
+// across the pieces); a Writer on one uses it to flush.
+type BuffersWriter interface {
+	WriteBuffers(parts [][]byte) (int64, error)
+}
+
 // Writer gathers pieces for one connection and writes them in order. It
 // is not safe for concurrent use: its owner serializes calls (the
 // connection's send lock).
@@ -173,11 +180,16 @@ func (w *Writer) Flush() error {
 			w.c.SetWriteDeadline(time.Now().Add(w.Timeout))
 			defer w.c.SetWriteDeadline(time.Time{})
 		}
-		w.out = append(w.out[:0], w.parts...)
-		w.nb = w.out
-		_, err = w.nb.WriteTo(w.c)
-		w.nb = nil
-		clear(w.out)
+		if bw, ok := w.c.(BuffersWriter); ok {
+			// TLS: the pieces share records instead of one each.
+			_, err = bw.WriteBuffers(w.parts)
+		} else {
+			w.out = append(w.out[:0], w.parts...)
+			w.nb = w.out
+			_, err = w.nb.WriteTo(w.c)
+			w.nb = nil
+			clear(w.out)
+		}
 	}
 	w.Reset()
 	w.err = err

@@ -81,6 +81,7 @@ func TestWritesArriveInOrder(t *testing.T) {
 			return c, s
 		}, rawWritev},
 		{"pipe", func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() }, false},
+		{"buffers writer", func(*testing.T) (net.Conn, net.Conn) { c, s := net.Pipe(); return &gatherConn{Conn: c}, s }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, s := tc.pair(t)
@@ -90,12 +91,39 @@ func TestWritesArriveInOrder(t *testing.T) {
 				t.Fatalf("raw writev %v, want %v", raw, tc.raw)
 			}
 			want := writeMix(t, w)
+			if g, ok := c.(*gatherConn); ok && (g.calls == 0 || g.writes != 0) {
+				t.Fatalf("%d WriteBuffers calls and %d Writes: a BuffersWriter flushes through WriteBuffers only", g.calls, g.writes)
+			}
 			c.Close()
 			if b := <-got; !bytes.Equal(b, want) {
 				t.Fatalf("peer got %d bytes, want %d (or the bytes differ)", len(b), len(want))
 			}
 		})
 	}
+}
+
+// gatherConn is a BuffersWriter (as tlspsk.Conn is) that counts how it
+// is written.
+type gatherConn struct {
+	net.Conn
+	calls, writes int
+}
+
+func (g *gatherConn) Write(b []byte) (int, error) {
+	g.writes++
+	return g.Conn.Write(b)
+}
+
+func (g *gatherConn) WriteBuffers(parts [][]byte) (int64, error) {
+	g.calls++
+	var n int64
+	for _, p := range parts {
+		m, err := g.Conn.Write(p)
+		if n += int64(m); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // TestErrorIsSticky: once a write fails every later call says so, and

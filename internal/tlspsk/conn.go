@@ -116,9 +116,10 @@ type inState struct {
 type outState struct {
 	mu sync.Mutex
 	cipherState
-	buf        []byte // records being built, reused by every Write
-	err        error  // sticky: every later Write returns it
-	version    uint16 // legacy_record_version of plaintext records (§5.1)
+	buf        []byte   // records being built, reused by every Write
+	iov        [][]byte // the pieces of one record, for WriteBuffers
+	err        error    // sticky: every later Write returns it
+	version    uint16   // legacy_record_version of plaintext records (§5.1)
 	rekeyAfter uint64
 	alert      [2]byte // scratch for an alert record
 }
@@ -238,21 +239,34 @@ func (c *Conn) sendAlertLocked(a alert) error {
 // (at most maxPlaintext bytes): a TLSPlaintext before there are keys, else
 // a TLSCiphertext sealing TLSInnerPlaintext = data || typ, unpadded (§5.2).
 func (o *outState) appendRecord(buf []byte, typ uint8, data []byte) ([]byte, error) {
+	one := [1][]byte{data}
+	return o.appendRecordv(buf, typ, one[:], len(data))
+}
+
+// appendRecordv is appendRecord of the concatenation of parts, size bytes
+// in all.
+func (o *outState) appendRecordv(buf []byte, typ uint8, parts [][]byte, size int) ([]byte, error) {
 	if o.aead == nil {
-		buf = append(buf, typ, byte(o.version>>8), byte(o.version), byte(len(data)>>8), byte(len(data)))
-		return append(buf, data...), nil
+		buf = append(buf, typ, byte(o.version>>8), byte(o.version), byte(size>>8), byte(size))
+		for _, p := range parts {
+			buf = append(buf, p...)
+		}
+		return buf, nil
 	}
 	if o.seq == math.MaxUint64 {
 		return buf, errors.New("tlspsk: record sequence number exhausted: reconnect")
 	}
-	n := len(data) + 1 + tagLen
+	n := size + 1 + tagLen
 	off := len(buf)
 	buf = slices.Grow(buf, recordHeaderLen+n)[:off+recordHeaderLen+n]
 	rec := buf[off:]
 	rec[0], rec[1], rec[2], rec[3], rec[4] = recordApplicationData, 3, 3, byte(n>>8), byte(n)
-	copy(rec[recordHeaderLen:], data)
-	rec[recordHeaderLen+len(data)] = typ
-	o.aead.Seal(rec[recordHeaderLen:recordHeaderLen], o.nextNonce(), rec[recordHeaderLen:recordHeaderLen+len(data)+1], rec[:recordHeaderLen])
+	w := rec[recordHeaderLen : recordHeaderLen+size]
+	for _, p := range parts {
+		w = w[copy(w, p):]
+	}
+	rec[recordHeaderLen+size] = typ
+	o.aead.Seal(rec[recordHeaderLen:recordHeaderLen], o.nextNonce(), rec[recordHeaderLen:recordHeaderLen+size+1], rec[:recordHeaderLen])
 	o.seq++
 	return buf, nil
 }
@@ -343,6 +357,72 @@ func (c *Conn) Write(b []byte) (int, error) {
 		n = end
 	}
 	return n, nil
+}
+
+// WriteBuffers writes the concatenation of parts as Write writes one
+// buffer: records filled across the parts (a PDU header, its data and the
+// next response share a record), up to 256 KiB of them per write to the
+// socket. Writing each part on its own would make a record and a system
+// call of every part.
+func (c *Conn) WriteBuffers(parts [][]byte) (int64, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return 0, o.err
+	}
+	var written int64
+	p, off := 0, 0 // the next byte to seal: parts[p][off]
+	for p < len(parts) {
+		buf := o.buf[:0]
+		batch := 0
+		var err error
+		for p < len(parts) && batch < maxWriteBatch {
+			iov, size := o.iov[:0], 0
+			for p < len(parts) && size < maxPlaintext {
+				take := min(len(parts[p])-off, maxPlaintext-size)
+				if take > 0 {
+					iov = append(iov, parts[p][off:off+take])
+					size += take
+				}
+				if off += take; off == len(parts[p]) {
+					p, off = p+1, 0
+				}
+			}
+			if size == 0 {
+				break // only empty parts were left
+			}
+			if o.seq >= o.rekeyAfter {
+				buf, err = o.appendKeyUpdate(buf, false)
+			}
+			if err == nil {
+				buf, err = o.appendRecordv(buf, recordApplicationData, iov, size)
+			}
+			clear(iov) // keep no reference to the caller's memory
+			o.iov = iov[:0]
+			if err != nil {
+				break
+			}
+			batch += size
+		}
+		o.buf = buf
+		if err != nil {
+			o.err = err
+			return written, err
+		}
+		if len(buf) > 0 {
+			if _, err := c.conn.Write(buf); err != nil {
+				// Part of a record may have gone: the stream is broken.
+				o.err = fmt.Errorf("tlspsk: an earlier write failed: %w", err)
+				return written, err
+			}
+		}
+		written += int64(batch)
+	}
+	return written, nil
 }
 
 // sendKeyUpdate sends a KeyUpdate and moves to the next write secret; with

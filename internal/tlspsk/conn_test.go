@@ -614,3 +614,65 @@ func TestRecordErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteBuffers: WriteBuffers carries the concatenation of its parts,
+// empty ones and ones over a record included, and fills each record
+// across parts: a PDU header, its data and a response of 24 + 4096 + 16
+// bytes go as one record, not three.
+func TestWriteBuffers(t *testing.T) {
+	cc, sc := net.Pipe()
+	rec := &recConn{Conn: cc}
+	key := testKey(TLS_AES_128_GCM_SHA256, "k")
+	c, s := mustPair(t, rec, sc, &Config{Keys: []Key{key}}, &Config{Lookup: lookupOf(key)})
+	p := pattern(maxWriteBatch + 5000)
+	for _, tc := range []struct {
+		name    string
+		parts   [][]byte
+		records int
+	}{
+		{"pdu", [][]byte{p[:24], p[24 : 24+4096], p[5000 : 5000+16]}, 1},
+		{"empty parts, one over a record", [][]byte{{}, p[:24], p[100 : 100+20000], nil, p[:9]}, 2},
+		{"over one write", [][]byte{p[:7], p[7:maxPlaintext], p[maxPlaintext:]}, (len(p) + maxPlaintext - 1) / maxPlaintext},
+		{"nothing", [][]byte{nil, {}}, 0},
+	} {
+		var want []byte
+		for _, part := range tc.parts {
+			want = append(want, part...)
+		}
+		before := len(rec.bytes())
+		errc := make(chan error, 1)
+		go func() {
+			n, err := c.WriteBuffers(tc.parts)
+			if err == nil && n != int64(len(want)) {
+				err = fmt.Errorf("wrote %d of %d bytes", n, len(want))
+			}
+			errc <- err
+		}()
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(s, got); err != nil {
+			t.Fatalf("%s: read: %v", tc.name, err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: the data differs", tc.name)
+		}
+		if sent, wantSent := len(rec.bytes())-before, len(want)+tc.records*(recordHeaderLen+1+tagLen); sent != wantSent {
+			t.Errorf("%s: %d bytes on the wire, want %d (%d records)", tc.name, sent, wantSent, tc.records)
+		}
+	}
+	// The automatic key update runs between records, as in Write.
+	c.out.mu.Lock()
+	c.out.rekeyAfter = 3
+	c.out.mu.Unlock()
+	errc := make(chan error, 1)
+	go func() { _, err := c.WriteBuffers([][]byte{p[:100], p[100 : 10*maxPlaintext]}); errc <- err }()
+	got := make([]byte, 10*maxPlaintext)
+	if _, err := io.ReadFull(s, got); err != nil || !bytes.Equal(got, p[:10*maxPlaintext]) {
+		t.Fatalf("across key updates: %v, or the data differs", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
