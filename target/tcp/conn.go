@@ -110,7 +110,11 @@ type conn struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool
-	leave     func() // leaves the listener's busy-poll group
+	// execMu is held while the receive goroutine runs a command in the
+	// core. Close does not close the socket under a running command:
+	// execute does, once it returns (see Close).
+	execMu sync.Mutex
+	leave  func() // leaves the listener's busy-poll group
 }
 
 func newConn(l *Listener, nc net.Conn) *conn {
@@ -163,11 +167,21 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 // Close is called by the core (controller deleted, keep-alive expired) and
 // by the listener's shutdown. It never blocks on the connection's goroutine.
+//
+// The host must not see the connection end while a command it sent is
+// still running here: it would retry the command on another path, and a
+// write that ran here after that retry would put back older data (a
+// multipath host failing over found that). So Close closes the socket
+// only when no command is running; otherwise execute closes it when its
+// command returns, and runs no other.
 func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		c.log.Info("closing connection", "reason", reason.Error())
-		c.nc.Close()
+		if c.execMu.TryLock() {
+			c.nc.Close()
+			c.execMu.Unlock()
+		}
 	})
 }
 
@@ -643,11 +657,23 @@ func (c *conn) handleH2CData(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 }
 
 func (c *conn) execute(r *target.Request) error {
+	c.execMu.Lock()
+	if c.closing.Load() {
+		c.execMu.Unlock()
+		c.nc.Close()
+		return net.ErrClosed
+	}
 	wasReady := c.ready
 	c.slotMu.Lock()
 	c.inCore[r.Slot] = true
 	c.slotMu.Unlock()
 	c.q.Execute(r)
+	c.execMu.Unlock()
+	if c.closing.Load() {
+		// Closed while it ran (its Close left the socket to us).
+		c.nc.Close()
+		return net.ErrClosed
+	}
 	if !wasReady && !c.q.Ready() && c.q.Connected() {
 		// Authenticating: ConnectTimeout bounds each wait for the host's
 		// next step (a DH exchange on a slow host takes seconds), and the
