@@ -74,6 +74,9 @@ type conn struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool
+	// execMu is held while a command runs in the core: Close leaves the
+	// disconnect to execute then (see Close).
+	execMu sync.Mutex
 }
 
 // connect validates a connection request and accepts it.
@@ -169,7 +172,13 @@ func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		c.log.Info("closing connection", "reason", reason.Error())
-		c.qp.Disconnect()
+		// As over NVMe/TCP: the host must not see the connection end while
+		// a command it sent still runs here (it would retry it on another
+		// path, and this one could then put older data back).
+		if c.execMu.TryLock() {
+			c.qp.Disconnect()
+			c.execMu.Unlock()
+		}
 	})
 }
 
@@ -408,10 +417,20 @@ func (c *conn) start(si, ri, n int) error {
 }
 
 func (c *conn) execute(s *slot) error {
+	c.execMu.Lock()
+	if c.closing.Load() {
+		c.execMu.Unlock()
+		c.qp.Disconnect()
+		return fprdma.ErrClosed
+	}
 	c.slotMu.Lock()
 	s.inCore = true
 	c.slotMu.Unlock()
 	c.q.Execute(&s.Request)
+	c.execMu.Unlock()
+	if c.closing.Load() {
+		c.qp.Disconnect() // closed while it ran: its Close left this to us
+	}
 	return nil
 }
 

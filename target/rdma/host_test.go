@@ -76,8 +76,8 @@ func startTargetWith(t testing.TB, be backend.Backend) *testTarget {
 	return startTargetOpts(t, be, Options{})
 }
 
-// startTargetOpts is startTargetWith with listener options (provider and
-// logger are set here).
+// startTargetOpts is startTargetWith with listener options (the provider
+// is set here, and the logger unless given).
 func startTargetOpts(t testing.TB, be backend.Backend, opts Options) *testTarget {
 	t.Helper()
 	prov, addr := provider(t)
@@ -89,7 +89,10 @@ func startTargetOpts(t testing.TB, be backend.Backend, opts Options) *testTarget
 	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
 		t.Fatal(err)
 	}
-	opts.Provider, opts.Logger = prov, quietLogger()
+	opts.Provider = prov
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
 	ln, err := Listen(tgt, addr, opts)
 	if err != nil {
 		t.Fatal(err)
