@@ -317,46 +317,9 @@ func (c *Conn) flush() error {
 // Write seals b into records of at most 16 KiB of plaintext and writes
 // them, up to 256 KiB of them with one write to the socket.
 func (c *Conn) Write(b []byte) (int, error) {
-	if c.closed.Load() {
-		return 0, net.ErrClosed
-	}
-	o := &c.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.err != nil {
-		return 0, o.err
-	}
-	n := 0
-	for n < len(b) {
-		end := min(len(b), n+maxWriteBatch)
-		batch := b[n:end]
-		buf := o.buf[:0]
-		var err error
-		for len(batch) > 0 {
-			if o.seq >= o.rekeyAfter {
-				if buf, err = o.appendKeyUpdate(buf, false); err != nil {
-					break
-				}
-			}
-			m := min(len(batch), maxPlaintext)
-			if buf, err = o.appendRecord(buf, recordApplicationData, batch[:m]); err != nil {
-				break
-			}
-			batch = batch[m:]
-		}
-		o.buf = buf
-		if err != nil {
-			o.err = err
-			return n, err
-		}
-		if _, err := c.conn.Write(buf); err != nil {
-			// Part of a record may have gone: the stream is broken.
-			o.err = fmt.Errorf("tlspsk: an earlier write failed: %w", err)
-			return n, err
-		}
-		n = end
-	}
-	return n, nil
+	one := [1][]byte{b}
+	n, err := c.WriteBuffers(one[:])
+	return int(n), err
 }
 
 // WriteBuffers writes the concatenation of parts as Write writes one
