@@ -280,7 +280,6 @@ func (f *targetFlags) daemonConfig(cfg *server.Config) *server.Config {
 	return cfg
 }
 
-// runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // servingHostFlags are what nvme connect and flashpath bench need besides the
 // address to reach a subsystem open to some hosts only: the first allowed
 // host's NQN, and its secrets where they are kept in files (never printed
@@ -303,6 +302,7 @@ func servingHostFlags(ss server.SubsystemConfig, tlsPort bool) (nvme, bench stri
 	return nvme, bench
 }
 
+// runTarget serves cfg until SIGTERM or SIGINT. On SIGHUP it applies what
 // reload returns (nil: no configuration file to re-read).
 func runTarget(cmd *cobra.Command, cfg *server.Config, log *slog.Logger, say notice, reload func() (*server.Config, error), remote *remoteRPC) error {
 	var saved *spdk.Config
