@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // Conns is the set of a transport listener's connections: it runs each
@@ -124,3 +125,48 @@ func (l *ConnLimits) Leave(addr netip.Addr) {
 		delete(l.perAddr, addr)
 	}
 }
+
+// ExecGate keeps a transport's connection from ending while a command
+// runs in the core. A host that sees its connection end retries what it
+// had in flight on another path; a write still running here after that
+// retry would put older data back. So the connection ends only when no
+// command runs, and runs none once it is closing. The zero value is
+// ready to use.
+type ExecGate struct {
+	mu      sync.Mutex // held while a command runs
+	closing atomic.Bool
+}
+
+// Close marks the connection closing and reports whether the caller ends
+// it now; if a command is running (perhaps the caller's own: a send that
+// failed inside it), End says so when it returns.
+func (g *ExecGate) Close() (endNow bool) {
+	g.closing.Store(true)
+	if !g.mu.TryLock() {
+		return false
+	}
+	g.mu.Unlock()
+	return true
+}
+
+// Begin starts running a command; false: the connection is closing, so
+// the caller ends it and runs nothing.
+func (g *ExecGate) Begin() bool {
+	g.mu.Lock()
+	if g.closing.Load() {
+		g.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// End follows a Begin that returned true, once the command has returned
+// from the core; true: the connection was closed meanwhile, so the
+// caller ends it now.
+func (g *ExecGate) End() (endNow bool) {
+	g.mu.Unlock()
+	return g.closing.Load()
+}
+
+// Closing reports whether Close was called.
+func (g *ExecGate) Closing() bool { return g.closing.Load() }

@@ -73,10 +73,7 @@ type conn struct {
 	torn     bool // teardown done; guarded by slotMu
 
 	closeOnce sync.Once
-	closing   atomic.Bool
-	// execMu is held while a command runs in the core: Close leaves the
-	// disconnect to execute then (see Close).
-	execMu sync.Mutex
+	gate      target.ExecGate // no disconnect under a running command
 }
 
 // connect validates a connection request and accepts it.
@@ -170,14 +167,12 @@ func (c *conn) rspBuf(s int) []byte {
 // work flushes and the poll goroutine tears the connection down.
 func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
-		c.closing.Store(true)
+		// The host must not see the connection end while a command it
+		// sent still runs here (target.ExecGate): execute disconnects then.
+		endNow := c.gate.Close()
 		c.log.Info("closing connection", "reason", reason.Error())
-		// As over NVMe/TCP: the host must not see the connection end while
-		// a command it sent still runs here (it would retry it on another
-		// path, and this one could then put older data back).
-		if c.execMu.TryLock() {
+		if endNow {
 			c.qp.Disconnect()
-			c.execMu.Unlock()
 		}
 	})
 }
@@ -186,10 +181,10 @@ func (c *conn) Close(reason error) {
 // it down.
 func (c *conn) serve() {
 	err := c.run() // never nil: run returns only when polling or a completion fails
-	if !c.closing.Load() && !errors.Is(err, fprdma.ErrFlushed) && !errors.Is(err, fprdma.ErrClosed) {
+	if !c.gate.Closing() && !errors.Is(err, fprdma.ErrFlushed) && !errors.Is(err, fprdma.ErrClosed) {
 		c.log.Warn("connection failed", "err", err)
 	}
-	c.closing.Store(true)
+	c.gate.Close() // closing from here on (what it reports: the teardown below ends it anyway)
 	c.q.Closed()
 	c.sendMu.Lock()
 	c.shutdown = true
@@ -417,9 +412,7 @@ func (c *conn) start(si, ri, n int) error {
 }
 
 func (c *conn) execute(s *slot) error {
-	c.execMu.Lock()
-	if c.closing.Load() {
-		c.execMu.Unlock()
+	if !c.gate.Begin() {
 		c.qp.Disconnect()
 		return fprdma.ErrClosed
 	}
@@ -427,8 +420,7 @@ func (c *conn) execute(s *slot) error {
 	s.inCore = true
 	c.slotMu.Unlock()
 	c.q.Execute(&s.Request)
-	c.execMu.Unlock()
-	if c.closing.Load() {
+	if c.gate.End() {
 		c.qp.Disconnect() // closed while it ran: its Close left this to us
 	}
 	return nil
@@ -473,7 +465,7 @@ func (c *conn) Complete(r *target.Request) {
 	c.sendMu.RUnlock()
 	if err != nil {
 		// The queue pair is going down; its teardown frees the slot.
-		if !c.closing.Load() {
+		if !c.gate.Closing() {
 			c.log.Warn("posting the response failed: disconnecting", "err", err)
 			c.Close(err)
 		}

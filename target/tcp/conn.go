@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flashpath/flashpath/internal/busypoll"
@@ -109,12 +108,8 @@ type conn struct {
 	shutdown bool                                            // guarded by sendMu
 
 	closeOnce sync.Once
-	closing   atomic.Bool
-	// execMu is held while the receive goroutine runs a command in the
-	// core. Close does not close the socket under a running command:
-	// execute does, once it returns (see Close).
-	execMu sync.Mutex
-	leave  func() // leaves the listener's busy-poll group
+	gate      target.ExecGate // no socket close under a running command
+	leave     func()          // leaves the listener's busy-poll group
 }
 
 func newConn(l *Listener, nc net.Conn) *conn {
@@ -169,18 +164,15 @@ func addrPort(a net.Addr) netip.AddrPort {
 // by the listener's shutdown. It never blocks on the connection's goroutine.
 //
 // The host must not see the connection end while a command it sent is
-// still running here: it would retry the command on another path, and a
-// write that ran here after that retry would put back older data (a
-// multipath host failing over found that). So Close closes the socket
-// only when no command is running; otherwise execute closes it when its
-// command returns, and runs no other.
+// still running here (target.ExecGate): Close closes the socket only when
+// no command is running; otherwise execute closes it when its command
+// returns, and runs no other.
 func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
-		c.closing.Store(true)
+		endNow := c.gate.Close()
 		c.log.Info("closing connection", "reason", reason.Error())
-		if c.execMu.TryLock() {
+		if endNow {
 			c.nc.Close()
-			c.execMu.Unlock()
 		}
 	})
 }
@@ -313,7 +305,7 @@ func (c *conn) fail(err error) error {
 		c.l.t.PeerWarn(c.log, "no Connect (or no authentication) within the connect timeout: closing the connection", "timeout", c.l.opts.ConnectTimeout)
 		return err
 	}
-	if !c.closing.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if !c.gate.Closing() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		c.log.Info("connection ended", "err", err)
 	}
 	return err
@@ -657,9 +649,7 @@ func (c *conn) handleH2CData(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 }
 
 func (c *conn) execute(r *target.Request) error {
-	c.execMu.Lock()
-	if c.closing.Load() {
-		c.execMu.Unlock()
+	if !c.gate.Begin() {
 		c.nc.Close()
 		return net.ErrClosed
 	}
@@ -668,8 +658,7 @@ func (c *conn) execute(r *target.Request) error {
 	c.inCore[r.Slot] = true
 	c.slotMu.Unlock()
 	c.q.Execute(r)
-	c.execMu.Unlock()
-	if c.closing.Load() {
+	if c.gate.End() {
 		// Closed while it ran (its Close left the socket to us).
 		c.nc.Close()
 		return net.ErrClosed
