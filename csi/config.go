@@ -26,6 +26,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -136,8 +137,8 @@ func ParseAddress(a string) (transport, host, port string, err error) {
 	if err != nil {
 		host, port = strings.Trim(hp, "[]"), "4420"
 	}
-	if host == "" || strings.ContainsAny(host+port, ",/ ") {
-		return "", "", "", fmt.Errorf("address %q: want tcp://HOST:PORT or rdma://HOST:PORT", a)
+	if n, perr := strconv.ParseUint(port, 10, 16); host == "" || strings.ContainsAny(host, ",/ ") || perr != nil || n == 0 {
+		return "", "", "", fmt.Errorf("address %q: want tcp://HOST:PORT or rdma://HOST:PORT, PORT from 1 to 65535", a)
 	}
 	return transport, host, port, nil
 }
