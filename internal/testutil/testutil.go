@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/flashpath/flashpath/internal/platform"
@@ -55,16 +56,37 @@ func TCPPair(tb testing.TB) (client, server net.Conn) {
 	return client, a.c
 }
 
+// handedOut are the ports FreePort returned in this process.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a
-// moment ago, for a test server that must be told its port up front. The
-// port may be taken again before the test binds it; tests that bind many
-// in a row should expect that rarely.
+// moment ago, for a test server that must be told its port up front, and
+// that no earlier FreePort call of this process returned (the kernel may
+// hand the same free port to listens in a row: a test asking for three
+// got the same one twice). The port may be taken again before the test
+// binds it; tests that bind many in a row should expect that rarely.
 func FreePort(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return strconv.Itoa(port)
+		}
+	}
+	tb.Fatal("FreePort: 100 listens in a row got ports handed out before")
+	return ""
 }
