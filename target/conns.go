@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/flashpath/flashpath/nvmeof"
 )
 
 // Conns is the set of a transport listener's connections: it runs each
@@ -126,46 +128,94 @@ func (l *ConnLimits) Leave(addr netip.Addr) {
 	}
 }
 
-// ExecGate keeps a transport's connection from ending while a command
-// runs in the core. A host that sees its connection end retries what it
-// had in flight on another path; a write still running here after that
-// retry would put older data back. So the connection ends only when no
-// command runs, and runs none once it is closing. The zero value is
-// ready to use.
+// ExecGate keeps a transport's connection from ending while a command the
+// host sent is in the core: running, or in flight on an asynchronous
+// backend (io_uring) after Execute returned. A host that sees its
+// connection end retries what it had in flight on another path; a write
+// that ran or landed here after that retry would put older data back. So
+// the connection ends only once no such command is in the core, and runs
+// none once it is closing. An Asynchronous Event Request, which the core
+// holds until an event happens, does not count. The zero value is ready
+// to use.
+//
+// Exactly one of Close and End reports that the caller ends the
+// connection, once.
 type ExecGate struct {
-	mu      sync.Mutex // held while a command runs
+	mu      sync.Mutex
+	n       int           // commands begun and not yet ended; guarded by mu
+	ended   bool          // guarded by mu: Close or End has said to end it
+	drained chan struct{} // guarded by mu: closed when n drops to 0 (Wait)
 	closing atomic.Bool
 }
 
 // Close marks the connection closing and reports whether the caller ends
-// it now; if a command is running (perhaps the caller's own: a send that
-// failed inside it), End says so when it returns.
+// it now; if a command is in the core (perhaps the caller's own: a send
+// that failed inside it), the End that finishes the last one says so.
 func (g *ExecGate) Close() (endNow bool) {
-	g.closing.Store(true)
-	if !g.mu.TryLock() {
-		return false
-	}
-	g.mu.Unlock()
-	return true
-}
-
-// Begin starts running a command; false: the connection is closing, so
-// the caller ends it and runs nothing.
-func (g *ExecGate) Begin() bool {
 	g.mu.Lock()
-	if g.closing.Load() {
-		g.mu.Unlock()
+	defer g.mu.Unlock()
+	g.closing.Store(true)
+	if g.n > 0 || g.ended {
 		return false
+	}
+	g.ended = true
+	return true
+}
+
+// Begin hands r, a command of queue qid, to the core; false: the
+// connection is closing, so the transport runs nothing and leaves the
+// end to Close or End.
+func (g *ExecGate) Begin(r *Request, qid uint16) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing.Load() {
+		return false
+	}
+	r.gated = qid != 0 || r.Cmd.Opcode() != nvmeof.AdminAsyncEvent
+	if r.gated {
+		g.n++
 	}
 	return true
 }
 
-// End follows a Begin that returned true, once the command has returned
-// from the core; true: the connection was closed meanwhile, so the
-// caller ends it now.
-func (g *ExecGate) End() (endNow bool) {
+// End follows the core's completion of r (Transport.Complete, on any
+// goroutine); true: the connection was closed while r was the last
+// command in the core, so the caller ends it now.
+func (g *ExecGate) End(r *Request) (endNow bool) {
+	if !r.gated {
+		return false
+	}
+	r.gated = false
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n > 0 {
+		return false
+	}
+	if g.drained != nil {
+		close(g.drained)
+		g.drained = nil
+	}
+	if !g.closing.Load() || g.ended {
+		return false
+	}
+	g.ended = true
+	return true
+}
+
+// Wait returns once no command is in the core. A transport calls it after
+// Close, before tearing the connection down.
+func (g *ExecGate) Wait() {
+	g.mu.Lock()
+	if g.n == 0 {
+		g.mu.Unlock()
+		return
+	}
+	if g.drained == nil {
+		g.drained = make(chan struct{})
+	}
+	ch := g.drained
 	g.mu.Unlock()
-	return g.closing.Load()
+	<-ch
 }
 
 // Closing reports whether Close was called.

@@ -41,6 +41,7 @@ type Request struct {
 	ns      *Namespace // of a read or write in flight on an async backend
 	ioWrite bool
 	start   int64 // nanotime when the read or write started
+	gated   bool  // counted by its connection's ExecGate until its completion
 }
 
 // IODone completes a read or write that the namespace's backend ran

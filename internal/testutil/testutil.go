@@ -2,9 +2,12 @@
 package testutil
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -90,3 +93,29 @@ func FreePort(tb testing.TB) string {
 	tb.Fatal("FreePort: 100 listens in a row got ports handed out before")
 	return ""
 }
+
+// LogSignal is a slog.Handler that sends on its channel for each record
+// whose message contains a text, and drops every record: a test waits on
+// it for something that a log line marks.
+type LogSignal struct {
+	msg string
+	c   chan struct{}
+}
+
+// NewLogSignal signals records containing msg; up to n wait unreceived.
+func NewLogSignal(msg string, n int) *LogSignal {
+	return &LogSignal{msg: msg, c: make(chan struct{}, n)}
+}
+
+// C receives once for each such record.
+func (h *LogSignal) C() <-chan struct{} { return h.c }
+
+func (h *LogSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (h *LogSignal) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.msg) {
+		h.c <- struct{}{}
+	}
+	return nil
+}
+func (h *LogSignal) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *LogSignal) WithGroup(string) slog.Handler      { return h }

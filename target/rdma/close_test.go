@@ -2,13 +2,12 @@ package rdma
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/internal/testutil"
 	fprdma "github.com/flashpath/flashpath/rdma"
 	"github.com/flashpath/flashpath/target/backend"
 )
@@ -26,31 +25,44 @@ func (h *heldWrites) WriteAt(p []byte, off int64, fua bool) error {
 	return h.Backend.WriteAt(p, off, fua)
 }
 
-// closeLog signals each "closing connection" record.
-type closeLog chan struct{}
+// heldAsync runs writes asynchronously, as io_uring does: Execute has
+// returned while the write is held; it completes on another goroutine.
+type heldAsync struct{ *heldWrites }
 
-func (h closeLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h closeLog) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "closing connection") {
-		h <- struct{}{}
-	}
-	return nil
+func (h heldAsync) ReadAsync([]byte, int64, backend.Completer) bool { return false }
+
+func (h heldAsync) WriteAsync(p []byte, off int64, fua bool, done backend.Completer) bool {
+	h.entered <- struct{}{}
+	go func() {
+		<-h.release
+		done.IODone(h.Backend.WriteAt(p, off, fua))
+	}()
+	return true
 }
-func (h closeLog) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h closeLog) WithGroup(string) slog.Handler      { return h }
 
-// TestShutdownWaitsForRunningWrite: the listener shuts down while a write
-// runs in the core; the host's queue pair stays connected until the write
-// has run (a host that saw it go would retry the write on another path,
-// and this one could then put older data back), and the write lands.
-func TestShutdownWaitsForRunningWrite(t *testing.T) {
+// TestShutdownWaitsForWriteInCore: the listener shuts down while a write
+// is in the core (running, or in flight on an asynchronous backend after
+// Execute returned); the host's queue pair stays connected until the
+// write has run (a host that saw it go would retry the write on another
+// path, and this one could then put older data back), and the write
+// lands.
+func TestShutdownWaitsForWriteInCore(t *testing.T) {
+	t.Run("running", func(t *testing.T) { testShutdownWaits(t, false) })
+	t.Run("in flight", func(t *testing.T) { testShutdownWaits(t, true) })
+}
+
+func testShutdownWaits(t *testing.T, async bool) {
 	mem, err := backend.NewMem(1<<20, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
 	be := &heldWrites{Backend: mem, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	closing := make(closeLog, 4)
-	tt := startTargetOpts(t, be, Options{Logger: slog.New(closing)})
+	var nsBackend backend.Backend = be
+	if async {
+		nsBackend = heldAsync{be}
+	}
+	closing := testutil.NewLogSignal("closing connection", 4)
+	tt := startTargetOpts(t, nsBackend, Options{Logger: slog.New(closing)})
 	var release sync.Once
 	// Before the target's shutdown: a failed check leaves no write waiting.
 	t.Cleanup(func() { release.Do(func() { close(be.release) }) })
@@ -72,8 +84,12 @@ func TestShutdownWaitsForRunningWrite(t *testing.T) {
 
 	shut := make(chan error, 1)
 	go func() { shut <- tt.ln.Close() }()
-	<-closing // the admin connection's and the I/O connection's Close
-	<-closing
+	<-closing.C() // the admin connection's and the I/O connection's Close
+	<-closing.C()
+	// Close logs once it has disconnected, where it does.
+	if fc, ok := q.qp.(interface{ Down() bool }); ok && fc.Down() {
+		t.Fatal("the host's queue pair was disconnected while the write was in the core")
+	}
 	// What the host has seen so far: at most its capsule's SEND done; no
 	// response, no flush of its receives (a disconnect).
 	for drained := false; !drained; {

@@ -168,12 +168,12 @@ func (c *conn) rspBuf(s int) []byte {
 func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
 		// The host must not see the connection end while a command it
-		// sent still runs here (target.ExecGate): execute disconnects then.
-		endNow := c.gate.Close()
-		c.log.Info("closing connection", "reason", reason.Error())
-		if endNow {
+		// sent is still in the core (target.ExecGate): the completion of
+		// the last one disconnects then.
+		if c.gate.Close() {
 			c.qp.Disconnect()
 		}
+		c.log.Info("closing connection", "reason", reason.Error())
 	})
 }
 
@@ -185,6 +185,7 @@ func (c *conn) serve() {
 		c.log.Warn("connection failed", "err", err)
 	}
 	c.gate.Close() // closing from here on (what it reports: the teardown below ends it anyway)
+	c.gate.Wait()  // for writes still in flight on the backend: the host sees the end after them
 	c.q.Closed()
 	c.sendMu.Lock()
 	c.shutdown = true
@@ -412,17 +413,13 @@ func (c *conn) start(si, ri, n int) error {
 }
 
 func (c *conn) execute(s *slot) error {
-	if !c.gate.Begin() {
-		c.qp.Disconnect()
-		return fprdma.ErrClosed
+	if !c.gate.Begin(&s.Request, c.qid) {
+		return fprdma.ErrClosed // Close, or the last command's completion, ends it
 	}
 	c.slotMu.Lock()
 	s.inCore = true
 	c.slotMu.Unlock()
 	c.q.Execute(&s.Request)
-	if c.gate.End() {
-		c.qp.Disconnect() // closed while it ran: its Close left this to us
-	}
 	return nil
 }
 
@@ -441,6 +438,11 @@ func (c *conn) completeError(s *slot, st nvmeof.Status) error {
 // Complete reposts the command's receive buffer and sends the data (RDMA
 // WRITE) and the response. Any goroutine may call it.
 func (c *conn) Complete(r *target.Request) {
+	if c.gate.End(r) {
+		// Closed while r was the last command in the core: disconnect
+		// once its response is posted.
+		defer c.qp.Disconnect()
+	}
 	if r.CloseAfter != nil {
 		defer c.Close(r.CloseAfter)
 	}

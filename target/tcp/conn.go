@@ -164,16 +164,15 @@ func addrPort(a net.Addr) netip.AddrPort {
 // by the listener's shutdown. It never blocks on the connection's goroutine.
 //
 // The host must not see the connection end while a command it sent is
-// still running here (target.ExecGate): Close closes the socket only when
-// no command is running; otherwise execute closes it when its command
-// returns, and runs no other.
+// still in the core (target.ExecGate): Close closes the socket only when
+// none is; otherwise the completion of the last one closes it, and no
+// other runs.
 func (c *conn) Close(reason error) {
 	c.closeOnce.Do(func() {
-		endNow := c.gate.Close()
-		c.log.Info("closing connection", "reason", reason.Error())
-		if endNow {
+		if c.gate.Close() {
 			c.nc.Close()
 		}
+		c.log.Info("closing connection", "reason", reason.Error())
 	})
 }
 
@@ -183,6 +182,7 @@ func (c *conn) serve() {
 	err := c.run()
 	c.leave()
 	c.Close(errOrEOF(err))
+	c.gate.Wait() // for writes still in flight on the backend: the last one's Complete closes the socket
 	c.q.Closed()
 	c.sendMu.Lock()
 	c.shutdown = true
@@ -649,18 +649,15 @@ func (c *conn) handleH2CData(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 }
 
 func (c *conn) execute(r *target.Request) error {
-	if !c.gate.Begin() {
-		c.nc.Close()
-		return net.ErrClosed
+	if !c.gate.Begin(r, c.q.ID()) {
+		return net.ErrClosed // Close, or the last command's completion, ends it
 	}
 	wasReady := c.ready
 	c.slotMu.Lock()
 	c.inCore[r.Slot] = true
 	c.slotMu.Unlock()
 	c.q.Execute(r)
-	if c.gate.End() {
-		// Closed while it ran (its Close left the socket to us).
-		c.nc.Close()
+	if c.gate.Closing() {
 		return net.ErrClosed
 	}
 	if !wasReady && !c.q.Ready() && c.q.Connected() {
@@ -767,6 +764,11 @@ func (c *conn) releaseHeld() {
 // the data is written, when the writer references it). A request the
 // core completes on another goroutine (Deferred) goes to the flusher.
 func (c *conn) Complete(r *target.Request) {
+	if c.gate.End(r) {
+		// Closed while r was the last command in the core: its response
+		// goes nowhere, and the host retries it elsewhere after the end.
+		c.nc.Close()
+	}
 	if r.Deferred {
 		c.doneMu.Lock()
 		if !c.doneShut {
