@@ -118,9 +118,10 @@ func (f *File) ReadAsync(p []byte, off int64, done Completer) bool {
 }
 
 // WriteAsync starts writing p at off (durably before completion with fua)
-// and reports true, or reports false as ReadAsync does.
+// and reports true, or reports false as ReadAsync does; also for fua
+// where the kernel lacks RWF_DSYNC (WriteAt then syncs after the write).
 func (f *File) WriteAsync(p []byte, off int64, fua bool, done Completer) bool {
-	if f.checkWrite(off, int64(len(p))) != nil || !f.aligned(p) || len(p) == 0 {
+	if f.checkWrite(off, int64(len(p))) != nil || !f.aligned(p) || len(p) == 0 || fua && f.noRWF.Load() {
 		return false
 	}
 	return f.submitAsync(aioSlot{done: done, p: p, off: off, write: true, fua: fua})
@@ -154,7 +155,7 @@ func (f *File) submitAsync(s aioSlot) bool {
 	switch {
 	case !s.write:
 		err = a.ring.PrepRead(int32(f.fd), s.p, uint64(s.off), uint64(i))
-	case s.fua && !f.noRWF.Load():
+	case s.fua:
 		err = a.ring.PrepWriteFlags(int32(f.fd), s.p, uint64(s.off), unix.RWF_DSYNC, uint64(i))
 	default:
 		err = a.ring.PrepWrite(int32(f.fd), s.p, uint64(s.off), uint64(i))

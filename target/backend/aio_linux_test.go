@@ -115,6 +115,13 @@ func TestFileAsyncEdges(t *testing.T) {
 	if ro.WriteAsync(buf[:512], 0, false, done) {
 		t.Error("write to a read-only backend accepted")
 	}
+	// Where pwritev2 lacks RWF_DSYNC, a write with FUA goes the synchronous
+	// way (pwrite, then fdatasync): io_uring would complete it unsynced.
+	f.noRWF.Store(true)
+	if f.WriteAsync(buf[:4096], 0, true, done) {
+		t.Error("FUA write taken asynchronously without RWF_DSYNC")
+	}
+	f.noRWF.Store(false)
 	sy := openTestFile(t, path, FileOptions{SyncIO: true})
 	if sy.AsyncIO() || sy.ReadAsync(buf[:512], 0, done) {
 		t.Error("SyncIO backend took an asynchronous read")
