@@ -154,8 +154,8 @@ func TestSuggestTakesAliases(t *testing.T) {
 		"iodeph":    "iodepth",
 		"fill_f":    "fill_fs",
 	} {
-		if got := suggest(name); got != "; did you mean "+want+"?" {
-			t.Errorf("suggest(%q) = %q, want %s", name, got, want)
+		if got := didYouMean(name); got != "; did you mean "+want+"?" {
+			t.Errorf("didYouMean(%q) = %q, want %s", name, got, want)
 		}
 	}
 	_, err := BuildJobs(nil, []Section{{Name: "j", Options: []Option{{"ioengine", "null"}, {"blocksise", "4k"}}}}, nil)

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/flashpath/flashpath/internal/suggest"
 )
 
 // The option table: every fio option (fio_options.tsv, fio's own list as
@@ -394,7 +396,7 @@ func LookupOption(name string) (OptionInfo, bool) {
 func WriteCmdHelp(w io.Writer, name string) error {
 	o, ok := LookupOption(name)
 	if !ok {
-		return fmt.Errorf("no such option %q%s", name, suggest(name))
+		return fmt.Errorf("no such option %q%s", name, didYouMean(name))
 	}
 	fmt.Fprintf(w, "%20s: %s\n", o.Name, o.Fio)
 	if len(o.Aliases) > 0 {
@@ -475,20 +477,20 @@ func fioVersion() string {
 	return v
 }
 
-// suggest names the option closest to name, as fio's "Did you mean": its
+// didYouMean names the option closest to name, as fio's "Did you mean": its
 // name, or the alias (blocksize for bs) closest to what was written,
 // among the aliases flashpath takes.
-func suggest(name string) string {
+func didYouMean(name string) string {
 	best, bestD := "", 4
 	for _, o := range OptionTable() {
-		if d := editDistance(name, o.Name); d < bestD {
+		if d := suggest.Distance(name, o.Name); d < bestD {
 			best, bestD = o.Name, d
 		}
 		for _, a := range o.Aliases {
 			if !acceptsAlias(o, a) {
 				continue
 			}
-			if d := editDistance(name, a); d < bestD {
+			if d := suggest.Distance(name, a); d < bestD {
 				best, bestD = a, d
 			}
 		}
@@ -506,26 +508,6 @@ func acceptsAlias(o OptionInfo, a string) bool {
 		return len(enginesTaking(a)) > 0
 	}
 	return findSpec(a) != nil
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // WriteEngineHelp is fio's --enghelp=ENGINE[,OPTION]: the engine's

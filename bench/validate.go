@@ -124,7 +124,7 @@ func (j *Job) checkEngineOptions(opts []srcOption) (unknown []optionError, err e
 			continue
 		}
 		seen[name] = true
-		why := fmt.Sprintf("not a job option, nor an option of engine %s%s", j.IOEngine, suggest(name))
+		why := fmt.Sprintf("not a job option, nor an option of engine %s%s", j.IOEngine, didYouMean(name))
 		if others := enginesTaking(name); len(others) > 0 {
 			why = fmt.Sprintf("an option of engine %s, not of %s", strings.Join(others, ", "), j.IOEngine)
 			if j.EngineAlias != "" {

@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/flashpath/flashpath/internal/suggest"
 	"github.com/flashpath/flashpath/internal/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -154,11 +155,18 @@ func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
 			return nil, fmt.Errorf("%s: %s", strings.Join(path, "."), te.Value)
 		}
 		if name, ok := unknownField(err); ok {
+			hint := ""
+			// A third of the name may be wrong: "x" suggests nothing. The
+			// name itself may be a key at another level: not a hint.
+			keys := slices.DeleteFunc(configKeys(reflect.TypeFor[T]()), func(k string) bool { return k == name })
+			if near := suggest.Closest(name, keys, max(1, len(name)/3)+1); near != "" {
+				hint = "; did you mean " + near + "?"
+			}
 			// The JSON decoder knows no lines: find the key in the YAML.
 			if n := keyLine(b, name); n > 0 {
-				return nil, fmt.Errorf("line %d: unknown field %q", n, name)
+				return nil, fmt.Errorf("line %d: unknown field %q%s", n, name, hint)
 			}
-			return nil, fmt.Errorf("unknown field %q", name)
+			return nil, fmt.Errorf("unknown field %q%s", name, hint)
 		}
 		return nil, err
 	}
@@ -166,4 +174,44 @@ func ParseConfig[T any](b []byte, validate func(*T) error) (*T, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// configKeys is every key a configuration of type t takes, at any depth
+// (fields of structs in fields, slices and maps), each once, in field
+// order: the JSON names of exported fields, and those of embedded structs
+// without a name of their own.
+func configKeys(t reflect.Type) []string {
+	var keys []string
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] || reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+			return // a value of its own (a duration, a size), not a key's parent
+		}
+		seen[t] = true
+		for f := range t.Fields() {
+			if !f.IsExported() && !f.Anonymous {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch {
+			case name == "-":
+				continue
+			case name == "" && f.Anonymous:
+			case name == "":
+				name = f.Name
+				fallthrough
+			default:
+				if !slices.Contains(keys, name) {
+					keys = append(keys, name)
+				}
+			}
+			walk(f.Type)
+		}
+	}
+	walk(t)
+	return keys
 }

@@ -63,21 +63,31 @@ func TestParseConfigDurationField(t *testing.T) {
 // TestParseConfigUnknownFieldLine: an unknown key is named with its line
 // in the YAML (the JSON decoder underneath knows none), in block and flow
 // style, quoted or not; a key that only appears inside a value is not
-// taken for it.
+// taken for it. A known key a few edits away is suggested: of any depth,
+// of embedded structs, never a duration's insides.
 func TestParseConfigUnknownFieldLine(t *testing.T) {
+	type tmo struct {
+		Tmo *units.Duration `json:"ctrl_loss_tmo"`
+	}
 	type sub struct {
 		NQN string `json:"nqn"`
+		tmo
 	}
 	type config struct {
-		Listeners  []string `json:"listeners"`
-		Subsystems []sub    `json:"subsystems"`
+		Listeners  []string       `json:"listeners"`
+		Subsystems []sub          `json:"subsystems"`
+		Interval   units.Duration `json:"interval"`
 	}
 	for in, want := range map[string]string{
 		"listeners: [tcp://x]\nbogus_field: 1\n":                            `line 2: unknown field "bogus_field"`,
-		"listeners: [tcp://x]\nsubsystems:\n  - nqn: a\n    nqm: b\n":       `line 4: unknown field "nqm"`,
-		"subsystems:\n  - {nqn: a, \"nqm\": b}\n":                           `line 2: unknown field "nqm"`,
-		"listeners: [\"nqm: x\"]\nsubsystems: [{nqn: a}, {nqm: b}]\n":       `line 2: unknown field "nqm"`,
+		"listeners: [tcp://x]\nsubsystems:\n  - nqn: a\n    nqm: b\n":       `line 4: unknown field "nqm"; did you mean nqn?`,
+		"subsystems:\n  - {nqn: a, \"nqm\": b}\n":                           `line 2: unknown field "nqm"; did you mean nqn?`,
+		"listeners: [\"nqm: x\"]\nsubsystems: [{nqn: a}, {nqm: b}]\n":       `line 2: unknown field "nqm"; did you mean nqn?`,
 		"{\"listeners\": [], \"subsystems\": [{\"nqn\": \"a\", \"x\": 1}]}": `line 1: unknown field "x"`,
+		"listener: [tcp://x]\n":                                             `line 1: unknown field "listener"; did you mean listeners?`,
+		"subsystems: [{nqn: a, ctrl_los_tmo: 5}]\n":                         `line 1: unknown field "ctrl_los_tmo"; did you mean ctrl_loss_tmo?`,
+		"subsystems: [{nqn: a, listeners: []}]\n":                           `line 1: unknown field "listeners"`,
+		"intervall: 1s\n": `line 1: unknown field "intervall"; did you mean interval?`,
 	} {
 		_, err := ParseConfig([]byte(in), func(*config) error { return nil })
 		if err == nil || err.Error() != want {
