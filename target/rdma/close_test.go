@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/internal/testutil"
+	"github.com/flashpath/flashpath/nvmeof"
 	fprdma "github.com/flashpath/flashpath/rdma"
 	"github.com/flashpath/flashpath/target/backend"
 )

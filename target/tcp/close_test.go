@@ -92,7 +92,7 @@ func pipeConn(t *testing.T, l *Listener, be *gatedBackend) (*tcppeer.Host, *conn
 // the core (Close), or from the host's own protocol error.
 func TestCloseWaitsForCommandsInCore(t *testing.T) {
 	for _, tc := range []struct {
-		name          string
+		name           string
 		async, hostErr bool
 	}{
 		{"running/Close", false, false},
