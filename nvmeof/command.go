@@ -99,14 +99,18 @@ const (
 
 // NVM command set opcodes (NVM Command Set 1.0 §3).
 const (
-	NVMFlush       = 0x00
-	NVMWrite       = 0x01
-	NVMRead        = 0x02
-	NVMWriteUncor  = 0x04
-	NVMCompare     = 0x05
-	NVMWriteZeroes = 0x08
-	NVMDSM         = 0x09
-	NVMVerify      = 0x0C
+	NVMFlush        = 0x00
+	NVMWrite        = 0x01
+	NVMRead         = 0x02
+	NVMWriteUncor   = 0x04
+	NVMCompare      = 0x05
+	NVMWriteZeroes  = 0x08
+	NVMDSM          = 0x09
+	NVMVerify       = 0x0C
+	NVMResvRegister = 0x0D
+	NVMResvReport   = 0x0E
+	NVMResvAcquire  = 0x11
+	NVMResvRelease  = 0x15
 )
 
 // Fabrics command types (NVMe-oF 1.1 §3.3, Figure 20).

@@ -121,6 +121,7 @@ const (
 	StatusLBAOutOfRange        Status = 0x80
 	StatusCapacityExceeded     Status = 0x81
 	StatusNamespaceNotReady    Status = 0x82
+	StatusReservationConflict  Status = 0x83
 )
 
 // Command specific status (SCT 1).
@@ -171,6 +172,7 @@ var statusNames = map[Status]string{
 	StatusLBAOutOfRange:        "LBA out of range",
 	StatusCapacityExceeded:     "capacity exceeded",
 	StatusNamespaceNotReady:    "namespace not ready",
+	StatusReservationConflict:  "reservation conflict",
 	StatusANAPersistentLoss:    "asymmetric access persistent loss",
 	StatusANAInaccessible:      "asymmetric access inaccessible",
 	StatusANATransition:        "asymmetric access transition",

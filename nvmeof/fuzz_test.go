@@ -621,3 +621,46 @@ func FuzzRDMACM(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResvReport: a Reservation Report from a target decodes without
+// panicking, holds no more entries than its data and REGCTL allow, and
+// encodes back to the same.
+func FuzzResvReport(f *testing.F) {
+	for _, b := range seedResvReports() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeResvReport(b)
+		if err != nil {
+			return
+		}
+		if len(r.List) > int(r.Regs) || ResvReportHdrSize+len(r.List)*ResvReportRegSize > len(b) {
+			t.Fatalf("%d entries from %d bytes, REGCTL %d", len(r.List), len(b), r.Regs)
+		}
+		out := make([]byte, ResvReportHdrSize+len(r.List)*ResvReportRegSize)
+		if n := r.Encode(out); n != len(out) {
+			t.Fatalf("encoded %d of %d bytes", n, len(out))
+		}
+		r2, err := DecodeResvReport(out)
+		if err != nil || !reflect.DeepEqual(r2, r) {
+			t.Fatalf("round trip\n%+v\n%+v, %v", r, r2, err)
+		}
+	})
+}
+
+// FuzzResvLog: a Reservation Notification log page decodes and encodes
+// back to the same.
+func FuzzResvLog(f *testing.F) {
+	f.Add(make([]byte, ResvLogSize))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := DecodeResvLog(b)
+		if err != nil {
+			return
+		}
+		out := make([]byte, ResvLogSize)
+		l.Encode(out)
+		if l2, _ := DecodeResvLog(out); l2 != l {
+			t.Fatalf("round trip %+v → %+v", l, l2)
+		}
+	})
+}

@@ -120,6 +120,7 @@ const (
 	ONCSWriteUncor  = 1 << 1
 	ONCSDSM         = 1 << 2
 	ONCSWriteZeroes = 1 << 3
+	ONCSResv        = 1 << 5 // reservations
 )
 
 // VWC bits: present, and flush with the broadcast NSID supported.
@@ -273,6 +274,7 @@ type IdentifyNamespace struct {
 	FLBAS            uint8
 	DLFEAT           uint8
 	NMIC             uint8
+	RESCAP           uint8 // reservation capabilities (Rescap*)
 	NOWS             uint16
 	NVMCAP           [16]byte
 	ANAGRPID         uint32
@@ -305,6 +307,7 @@ func (ns *IdentifyNamespace) Encode(b []byte) error {
 	b[25] = ns.NLBAF
 	b[26] = ns.FLBAS
 	b[30] = ns.NMIC
+	b[31] = ns.RESCAP
 	b[33] = ns.DLFEAT
 	copy(b[48:64], ns.NVMCAP[:])
 	le.PutUint16(b[72:], ns.NOWS)
@@ -334,6 +337,7 @@ func DecodeIdentifyNamespace(b []byte) (IdentifyNamespace, error) {
 	ns.NLBAF = b[25]
 	ns.FLBAS = b[26]
 	ns.NMIC = b[30]
+	ns.RESCAP = b[31]
 	ns.DLFEAT = b[33]
 	copy(ns.NVMCAP[:], b[48:64])
 	ns.NOWS = le.Uint16(b[72:])

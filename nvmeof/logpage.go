@@ -503,6 +503,8 @@ const (
 	FeatAsyncEvent     = 0x0B
 	FeatKeepAlive      = 0x0F
 	FeatHostID         = 0x81
+	FeatResvMask       = 0x82 // reservation notification mask (namespace)
+	FeatResvPersist    = 0x83 // reservation persistence (namespace)
 )
 
 // FID is the feature identifier of Get/Set Features (CDW10 bits 7:0).

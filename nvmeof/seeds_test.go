@@ -170,7 +170,34 @@ func seedCorpora() map[string][][]any {
 		enc(RDMACMRepSize, func(b []byte) { RDMACMRep{CRQSize: 128}.Encode(b) }),
 		enc(RDMACMRejSize, func(b []byte) { EncodeRDMACMRej(b, RDMACMInvalidHSQSize) }),
 	)
+	m["FuzzResvReport"] = one(seedResvReports()...)
+	m["FuzzResvLog"] = one(
+		enc(ResvLogSize, func(b []byte) { (&ResvLog{Count: 1, Type: ResvLogRegPreempted, NSID: 1}).Encode(b) }),
+		enc(ResvLogSize, func(b []byte) {
+			(&ResvLog{Count: 1<<64 - 1, Type: ResvLogResvPreempted, Available: 255, NSID: 0xFFFFFFFF}).Encode(b)
+		}),
+	)
 	return m
+}
+
+// seedResvReports are Reservation Reports: none registered, two (one
+// holding), and one cut short of its registrants.
+func seedResvReports() [][]byte {
+	full := ResvReport{Gen: 7, Type: ResvWriteExclusive, Regs: 2, List: []ResvRegistrant{
+		{CntlID: 0xFFFF, Holds: true, Key: 0xA, HostID: [16]byte{1, 15: 1}},
+		{CntlID: 0xFFFF, Key: 0xB, HostID: [16]byte{2, 15: 2}},
+	}}
+	var out [][]byte
+	for _, n := range []int{ResvReportHdrSize, ResvReportHdrSize + 2*ResvReportRegSize, ResvReportHdrSize + ResvReportRegSize} {
+		b := make([]byte, n)
+		r := full
+		if n == ResvReportHdrSize {
+			r = ResvReport{Gen: 1}
+		}
+		r.Encode(b)
+		out = append(out, b)
+	}
+	return out
 }
 
 func marshalSeed(args []any) []byte {

@@ -37,7 +37,7 @@ func (c *Controller) identifyController() nvmeof.IdentifyController {
 		MaxCmd:    uint16(t.opts.MaxQueueDepth),
 		NN:        MaxNSID,
 		MNAN:      MaxNSID,
-		ONCS:      nvmeof.ONCSCompare | nvmeof.ONCSDSM | nvmeof.ONCSWriteZeroes,
+		ONCS:      nvmeof.ONCSCompare | nvmeof.ONCSDSM | nvmeof.ONCSWriteZeroes | nvmeof.ONCSResv,
 		VWC:       nvmeof.VWCFlushBroadcast,
 		SGLS:      nvmeof.SGLSSupported,
 		SubNQN:    c.subsys.cfg.NQN,
@@ -137,6 +137,7 @@ func (ns *Namespace) identify() nvmeof.IdentifyNamespace {
 		NSFEAT:   nvmeof.NSFEATThin,
 		DLFEAT:   nvmeof.DLFEATZeroes,
 		NMIC:     1, // may be attached to several controllers
+		RESCAP:   nvmeof.RescapTypes | nvmeof.RescapIEKEY,
 		ANAGRPID: ns.anaGroup,
 		NGUID:    ns.NGUID,
 		EUI64:    ns.EUI64,
@@ -198,6 +199,8 @@ func (c *Controller) getLogPage(q *Queue, r *Request) nvmeof.Status {
 			c.aenMasked = false
 			c.mu.Unlock()
 		}
+	case nvmeof.LogResvNotification:
+		page = c.resvLogPage(r.Cmd.RAE())
 	case nvmeof.LogCommandEffects:
 		page = make([]byte, nvmeof.CommandEffectsLogSize)
 		nvmeof.EncodeCommandEffects(page, &adminEffects, &ioEffects)
@@ -265,7 +268,8 @@ func init() {
 		adminEffects[op] = nvmeof.CSECSUPP
 	}
 	adminEffects[nvmeof.OpFabrics] = nvmeof.CSECSUPP
-	for _, op := range []uint8{nvmeof.NVMFlush, nvmeof.NVMRead, nvmeof.NVMCompare} {
+	for _, op := range []uint8{nvmeof.NVMFlush, nvmeof.NVMRead, nvmeof.NVMCompare,
+		nvmeof.NVMResvRegister, nvmeof.NVMResvReport, nvmeof.NVMResvAcquire, nvmeof.NVMResvRelease} {
 		ioEffects[op] = nvmeof.CSECSUPP
 	}
 	for _, op := range []uint8{nvmeof.NVMWrite, nvmeof.NVMWriteZeroes, nvmeof.NVMDSM} {

@@ -218,5 +218,12 @@ func (g *ExecGate) Wait() {
 	<-ch
 }
 
+// waiting reports whether a Wait waits (for tests).
+func (g *ExecGate) waiting() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.drained != nil
+}
+
 // Closing reports whether Close was called.
 func (g *ExecGate) Closing() bool { return g.closing.Load() }

@@ -48,6 +48,16 @@ type Controller struct {
 	dead       bool                   // guarded by mu
 	hostDone   bool                   // guarded by mu: the host shut the controller down or disabled it
 
+	// Reservation notifications (resv.go), guarded by mu: the log pages
+	// not yet read, the count of the last one made, whether an event
+	// waits for an AER or was sent and is masked until the log is read,
+	// and the Reservation Notification Mask (per NSID, else all).
+	resvLogs                []nvmeof.ResvLog
+	resvCount               uint64
+	resvPending, resvMasked bool
+	resvMask                map[uint32]uint32
+	resvMaskAll             uint32
+
 	deleteOnce sync.Once
 
 	tr  TransportInfo // of the admin queue's transport
@@ -347,6 +357,8 @@ func (c *Controller) setFeatures(r *Request) nvmeof.Status {
 		c.aenCfg = v
 	case nvmeof.FeatVolatileWC:
 		c.vwcOff.Store(v&1 == 0)
+	case nvmeof.FeatResvMask, nvmeof.FeatResvPersist:
+		return c.setResvFeature(r, v)
 	case nvmeof.FeatArbitration, nvmeof.FeatPowerMgmt, nvmeof.FeatTempThreshold,
 		nvmeof.FeatErrorRecovery, nvmeof.FeatIRQCoalesce, nvmeof.FeatWriteAtomicity:
 		// Accepted and ignored: they have no meaning for a fabrics target.
@@ -372,6 +384,14 @@ func (c *Controller) getFeatures(r *Request) nvmeof.Status {
 	case nvmeof.FeatVolatileWC:
 		if c.hasVWC() && !c.vwcOff.Load() {
 			v = 1
+		}
+	case nvmeof.FeatResvMask, nvmeof.FeatResvPersist:
+		nsid := r.Cmd.NSID()
+		if c.subsys.ns.Load().get(nsid) == nil {
+			return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
+		}
+		if r.Cmd.FID() == nvmeof.FeatResvMask {
+			v = c.resvMaskOf(nsid)
 		}
 	case nvmeof.FeatArbitration, nvmeof.FeatPowerMgmt, nvmeof.FeatErrorRecovery,
 		nvmeof.FeatIRQCoalesce, nvmeof.FeatWriteAtomicity:
@@ -411,6 +431,12 @@ func (c *Controller) asyncEventRequest(r *Request) (nvmeof.Status, bool) {
 		c.aenMasked = true
 		c.mu.Unlock()
 		r.Rsp.SetDW0(dw0)
+		return nvmeof.StatusSuccess, false
+	}
+	if c.resvPending && !c.resvMasked {
+		c.resvPending, c.resvMasked = false, true
+		c.mu.Unlock()
+		r.Rsp.SetDW0(resvAEN)
 		return nvmeof.StatusSuccess, false
 	}
 	c.aers = append(c.aers, r)

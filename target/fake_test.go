@@ -22,6 +22,8 @@ type fakeTransport struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	reason    atomic.Pointer[error]
+
+	gate *ExecGate // where set, each completion Ends its command (peer.gatedExec)
 }
 
 var _ QueueTransport = (*fakeTransport)(nil)
@@ -31,6 +33,9 @@ func newFakeTransport() *fakeTransport {
 }
 
 func (f *fakeTransport) Complete(r *Request) {
+	if f.gate != nil {
+		f.gate.End(r)
+	}
 	f.completions.Add(1)
 	if r.Deferred {
 		f.deferred <- r

@@ -29,6 +29,10 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 	if !st.OK() {
 		return st, false
 	}
+	if !ns.resv.allows(q.ctrl.hostID, r.Cmd.Opcode()) {
+		ns.refs.release()
+		return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, false
+	}
 	if q.startAsync(r, ns, start) {
 		return nvmeof.StatusSuccess, true
 	}
@@ -207,6 +211,8 @@ func (q *Queue) execSync(r *Request, ns *Namespace, start int64) nvmeof.Status {
 		return nvmeof.StatusSuccess
 	case nvmeof.NVMDSM:
 		return ns.dsm(r, start)
+	case nvmeof.NVMResvRegister, nvmeof.NVMResvAcquire, nvmeof.NVMResvRelease, nvmeof.NVMResvReport:
+		return q.reservation(r, ns)
 	}
 	return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR
 }

@@ -58,7 +58,15 @@ type Queue struct {
 	// the transport asks for it (BatchClock); owned by the queue's
 	// goroutine.
 	clk batchClock
+
+	// gate counts the commands in the core (the transport's Begin and
+	// End): a reservation preempted with abort waits for them.
+	gate ExecGate
 }
+
+// Gate is the queue's ExecGate, which its transport runs every command
+// through.
+func (q *Queue) Gate() *ExecGate { return &q.gate }
 
 // NewQueue returns a queue for a new connection. local is the address the
 // host reached (for the discovery log of wildcard listeners).
@@ -129,6 +137,9 @@ func (q *Queue) Closed() {
 		return
 	}
 	c.removeQueue(q)
+	c.subsys.mu.Lock()
+	delete(c.subsys.ioqs, q)
+	c.subsys.mu.Unlock()
 }
 
 // Execute runs a command. The transport must have received all of a
@@ -215,6 +226,8 @@ func (q *Queue) Admit(r *Request) nvmeof.Status {
 	}
 	switch op {
 	case nvmeof.NVMRead, nvmeof.NVMWrite, nvmeof.NVMCompare, nvmeof.NVMDSM:
+	case nvmeof.NVMResvRegister, nvmeof.NVMResvAcquire, nvmeof.NVMResvRelease, nvmeof.NVMResvReport:
+		return admitResv(op, r.Cmd.CDW(10), dlen)
 	default:
 		return nvmeof.StatusInvalidOpcode | nvmeof.StatusDNR // carries no data
 	}
@@ -344,6 +357,9 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 		if err := c.addQueue(q, qid); err != nil {
 			return fail(nvmeof.StatusConnectInvalidParam, false, 42, "%v", err)
 		}
+		s.mu.Lock()
+		s.ioqs[q] = struct{}{}
+		s.mu.Unlock()
 		q.ctrl = c
 		q.log = log.With("ctrl", c.id)
 	}

@@ -306,10 +306,14 @@ type Subsystem struct {
 	ns        atomic.Pointer[nsTable]
 	adminCmds atomic.Uint64            // admin commands run by its controllers
 	ctrls     map[*Controller]struct{} // guarded by mu
-	hosts     map[string]bool          // guarded by mu
-	keys      map[string]HostKeys      // guarded by mu
-	tlsKeys   map[string]dhchap.PSK    // guarded by mu
-	anyHost   bool                     // guarded by mu
+	// ioqs are the I/O queues of its controllers, from Connect until the
+	// transport says they closed (after their last command), also those
+	// of deleted controllers: Preempt and Abort waits on them.
+	ioqs    map[*Queue]struct{}   // guarded by mu
+	hosts   map[string]bool       // guarded by mu
+	keys    map[string]HostKeys   // guarded by mu
+	tlsKeys map[string]dhchap.PSK // guarded by mu
+	anyHost bool                  // guarded by mu
 
 	ana             map[PortKey]*anaPort     // guarded by mu: ANA states per port (ana.go)
 	anaChanges      uint64                   // guarded by mu: the ANA log's change count
@@ -331,7 +335,7 @@ func (tb *nsTable) get(id uint32) *Namespace {
 }
 
 func newSubsystem(t *Target, cfg SubsystemConfig) *Subsystem {
-	s := &Subsystem{t: t, cfg: cfg, ctrls: map[*Controller]struct{}{}}
+	s := &Subsystem{t: t, cfg: cfg, ctrls: map[*Controller]struct{}{}, ioqs: map[*Queue]struct{}{}}
 	s.tlsKeys = maps.Clone(cfg.TLSKeys)
 	s.setHosts(cfg.AllowAnyHost, cfg.AllowedHosts, cfg.Keys)
 	s.ns.Store(&nsTable{byID: map[uint32]*Namespace{}})
@@ -640,6 +644,7 @@ type Namespace struct {
 	source   backend.FileSource // Backend, where transports may send reads from its file
 	fromFile atomic.Uint64      // read bytes sent from the file (SendFromFiles)
 	refs     *ioRefs            // commands using Backend
+	resv     resvState          // registrations and reservation (resv.go)
 	anaGroup uint32             // 1..MaxANAGroups
 }
 

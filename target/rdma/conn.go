@@ -73,7 +73,7 @@ type conn struct {
 	torn     bool // teardown done; guarded by slotMu
 
 	closeOnce sync.Once
-	gate      target.ExecGate // no disconnect under a running command
+	gate      *target.ExecGate // the queue's: no disconnect under a command in the core
 }
 
 // connect validates a connection request and accepts it.
@@ -130,6 +130,7 @@ func (l *Listener) connect(req fprdma.ConnRequest) (*conn, error) {
 		TrType: nvmeof.TrTypeRDMA, InlineData: l.opts.InlineData, KeyedSGL: true,
 	})
 	c.q.SetAddrs(req.Local(), req.Remote())
+	c.gate = c.q.Gate()
 	var rep [nvmeof.RDMACMRepSize]byte
 	nvmeof.RDMACMRep{RecFmt: nvmeof.RDMARecFmt10, CRQSize: uint16(depth)}.Encode(rep[:])
 	cfg := fprdma.ConnConfig{

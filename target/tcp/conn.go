@@ -108,8 +108,8 @@ type conn struct {
 	shutdown bool                                            // guarded by sendMu
 
 	closeOnce sync.Once
-	gate      target.ExecGate // no socket close under a running command
-	leave     func()          // leaves the listener's busy-poll group
+	gate      *target.ExecGate // the queue's: no socket close under a command in the core
+	leave     func()           // leaves the listener's busy-poll group
 }
 
 func newConn(l *Listener, nc net.Conn) *conn {
@@ -132,6 +132,7 @@ func newConn(l *Listener, nc net.Conn) *conn {
 		c.rd, c.leave = nc, func() {}
 	}
 	c.q = l.t.NewQueue(c, hostAddr(nc.LocalAddr()))
+	c.gate = c.q.Gate()
 	// The reader runs what one receive gave it, then flushes the
 	// completions (flushIfIdle): one clock reading per batch for the
 	// statistics.
