@@ -476,7 +476,7 @@ func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 	case n.EUI64 != "":
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: eui64: flashpath derives the EUI-64: leave it out (uuid and nguid may be set)")
 	case n.PTPLFile != "":
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: ptpl_file: flashpath has no reservations: leave it out")
+		return nil, errorf(CodeInvalidParams, "Invalid parameters: ptpl_file: flashpath keeps reservations in memory only (no persistence through power loss): leave it out")
 	case n.ANAGrpID > target.MaxANAGroups:
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: anagrpid %d: flashpath has ANA groups 1 to %d", n.ANAGrpID, target.MaxANAGroups)
 	case n.NoAutoVisible || n.HideMetadata:

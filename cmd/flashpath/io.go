@@ -133,7 +133,8 @@ func newIOCmd() *cobra.Command {
 		Example: `  flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo identify
   flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo write --offset 0 --in data.bin
   flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo read --offset 0 --length 4KiB --out copy.bin
-  flashpath io --addr tcp://10.0.0.1:4420,10.0.0.2:4420 --nqn nqn.2026-11.io.flashpath:demo paths`,
+  flashpath io --addr tcp://10.0.0.1:4420,10.0.0.2:4420 --nqn nqn.2026-11.io.flashpath:demo paths
+  flashpath io --addr tcp://127.0.0.1:4420 --nqn nqn.2026-11.io.flashpath:demo resv-acquire --crkey 0xb --prkey 0xa --rtype 1 --racqa 2`,
 	}
 	fl := cmd.PersistentFlags()
 	fl.StringVar(&f.addr, "addr", "", "target address, tcp://HOST:PORT or rdma://HOST:PORT (port default 4420); several, comma-separated, are paths to one namespace (multipath)")
@@ -142,7 +143,8 @@ func newIOCmd() *cobra.Command {
 	durationVar(fl, &f.reconnectDelay, "reconnect-delay", 2*time.Second, "wait between reconnect attempts after a lost connection (2, 2s, 500ms)")
 	durationVar(fl, &f.ctrlLossTmo, "ctrl-loss-tmo", time.Minute, "how long to keep reconnecting (I/O waits meanwhile): 600, 600s, 10m; 0 fails at once, -1 reconnects forever")
 	f.host.add(cmd)
-	cmd.AddCommand(newIdentifyCmd(&f), newReadCmd(&f), newWriteCmd(&f), newPathsCmd(&f))
+	cmd.AddCommand(newIdentifyCmd(&f), newReadCmd(&f), newWriteCmd(&f), newPathsCmd(&f),
+		newResvRegisterCmd(&f), newResvAcquireCmd(&f), newResvReleaseCmd(&f), newResvReportCmd(&f))
 	return cmd
 }
 

@@ -882,9 +882,7 @@ func (c *nvmetConverter) namespace(i, j int, raw json.RawMessage, nsids map[int6
 	}
 	ana.done()
 	resv := o.obj("resv")
-	if on, _ := resv.bool("enable"); on {
-		c.errorf(resv.key("enable"), ": flashpath does not implement reservations: set it to 0")
-	}
+	resv.bool("enable") // either way: flashpath's namespaces always take reservations
 	resv.done()
 	return nc, nc.Backend != ""
 }

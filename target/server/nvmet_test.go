@@ -182,7 +182,6 @@ subsystems:
 		"refuse-attrs": {errs: []string{
 			`subsystems[0].attr.cntlid_min "0": want a controller ID from 1 to 65519`,
 			`subsystems[0].attr.frobnicate "7": not something flashpath knows from nvmet`,
-			"subsystems[0].namespaces[0].resv.enable: flashpath does not implement reservations",
 		}},
 		"refuse-tls-no-key":   {errs: []string{`ports[0].addr.tsas "tls1.3": no host allowed by a subsystem has a TLS PSK: nvmet finds TLS PSKs in the kernel's .nvme keyring`}},
 		"refuse-tls-any-host": {errs: []string{"subsystems[1].attr.allow_any_host: 1, but every port requires TLS"}},
