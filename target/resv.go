@@ -20,6 +20,11 @@ import (
 // reservation live as long as the namespace (no persistence through power
 // loss); they outlive controllers and connections.
 
+// MaxRegistrants bounds the hosts registered on one namespace: a host
+// that connects under ever new Host Identifiers cannot grow the list
+// without end. Past it, Register fails with Internal Error.
+const MaxRegistrants = 1024
+
 // registrant is a host registered on a namespace, with its key.
 type registrant struct {
 	host [16]byte
@@ -207,6 +212,9 @@ func (s *resvState) register(host [16]byte, cdw10 uint32, data []byte) (nvmeof.S
 				return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, nil
 			}
 			return nvmeof.StatusSuccess, nil
+		}
+		if len(s.regs) >= MaxRegistrants {
+			return nvmeof.StatusInternalError | nvmeof.StatusDNR, nil
 		}
 		s.regs = append(s.regs, registrant{host: host, key: nkey})
 	case nvmeof.ResvUnregister:

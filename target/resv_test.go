@@ -438,3 +438,16 @@ func FuzzReservation(f *testing.F) {
 		}
 	})
 }
+
+// TestReservationRegistrantLimit: registrations stop at MaxRegistrants.
+func TestReservationRegistrantLimit(t *testing.T) {
+	var s resvState
+	for i := range MaxRegistrants + 1 {
+		var host [16]byte
+		binary.LittleEndian.PutUint32(host[:], uint32(i)+1)
+		st, _ := s.register(host, nvmeof.ResvRegister, keys(0, 1))
+		if want := i < MaxRegistrants; st.OK() != want {
+			t.Fatalf("registrant %d: %v", i+1, st)
+		}
+	}
+}
