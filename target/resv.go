@@ -2,6 +2,7 @@ package target
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -395,7 +396,17 @@ func (q *Queue) reservation(r *Request, ns *Namespace) nvmeof.Status {
 		st, ev = ns.resv.release(host, cdw10, r.Data)
 	}
 	q.ctrl.subsys.resvNotify(ns.ID, ev)
-	if st.OK() && len(gone) > 0 && cdw10&7 == nvmeof.ResvPreemptAndAbort {
+	if !st.OK() || len(gone) == 0 {
+		return st
+	}
+	abort := cdw10&7 == nvmeof.ResvPreemptAndAbort
+	ids := make([]string, len(gone))
+	for i, h := range gone {
+		ids[i] = hex.EncodeToString(h[:])
+	}
+	q.log.Info("reservation: hosts preempted", "nsid", ns.ID, "hostid", hex.EncodeToString(host[:]),
+		"preempted", ids, "abort", abort)
+	if abort {
 		q.ctrl.subsys.waitHosts(gone, q)
 	}
 	return st
