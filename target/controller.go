@@ -473,15 +473,34 @@ func (c *Controller) notice(cfg uint32, info, lid uint8) {
 		return
 	}
 	dw0 := nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, info, lid)
-	if len(c.aers) == 0 {
+	r := c.takeAER(&c.aenMasked)
+	if r == nil {
 		c.aenPending = dw0
-		c.mu.Unlock()
-		return
+	}
+	c.mu.Unlock()
+	completeAER(r, dw0)
+}
+
+// takeAER takes the oldest outstanding Asynchronous Event Request for an
+// event, whose kind it masks (*masked) until the host reads its log; nil
+// if none is outstanding (the caller keeps the event for the next).
+// Called with mu held.
+func (c *Controller) takeAER(masked *bool) *Request {
+	if len(c.aers) == 0 {
+		return nil
 	}
 	r := c.aers[0]
 	c.aers = c.aers[1:]
-	c.aenMasked = true
-	c.mu.Unlock()
+	*masked = true
+	return r
+}
+
+// completeAER completes r (from takeAER, if not nil) with the event dw0,
+// once mu is released.
+func completeAER(r *Request, dw0 uint32) {
+	if r == nil {
+		return
+	}
 	r.Rsp.SetDW0(dw0)
 	r.SetStatus(nvmeof.StatusSuccess)
 	r.Deferred = true

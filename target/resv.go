@@ -510,19 +510,10 @@ func (c *Controller) resvEvent(nsid uint32, typ uint8) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.aers) == 0 {
-		c.resvPending = true
-		c.mu.Unlock()
-		return
-	}
-	r := c.aers[0]
-	c.aers = c.aers[1:]
-	c.resvMasked = true
+	r := c.takeAER(&c.resvMasked)
+	c.resvPending = r == nil
 	c.mu.Unlock()
-	r.Rsp.SetDW0(resvAEN)
-	r.SetStatus(nvmeof.StatusSuccess)
-	r.Deferred = true
-	r.queue.tr.Complete(r)
+	completeAER(r, resvAEN)
 }
 
 // resvLogPage takes the oldest unread notification (an empty page if
