@@ -142,9 +142,15 @@ func (l *ConnLimits) Leave(addr netip.Addr) {
 // connection, once.
 type ExecGate struct {
 	mu      sync.Mutex
-	n       int           // commands begun and not yet ended; guarded by mu
-	ended   bool          // guarded by mu: Close or End has said to end it
-	drained chan struct{} // guarded by mu: closed when n drops to 0 (Wait)
+	n       int        // commands begun and not yet ended; guarded by mu
+	parked  int        // guarded by mu: of those, reservation commands waiting in waitIdle of other gates
+	ended   bool       // guarded by mu: Close or End has said to end it
+	waiters int        // guarded by mu: goroutines in Wait or waitIdle
+	idle    *sync.Cond // on mu, made by the first waiter
+	// zeros and idles count the times n, and n less parked, dropped to 0
+	// (guarded by mu): a waiter returns on the first, even if a command
+	// begins before it runs again, so a busy queue cannot starve it.
+	zeros, idles uint64
 	closing atomic.Bool
 }
 
@@ -188,41 +194,81 @@ func (g *ExecGate) End(r *Request) (endNow bool) {
 	r.gated = false
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.n--; g.n > 0 {
-		return false
-	}
-	if g.drained != nil {
-		close(g.drained)
-		g.drained = nil
-	}
-	if !g.closing.Load() || g.ended {
+	g.n--
+	g.counted()
+	if g.n > 0 || !g.closing.Load() || g.ended {
 		return false
 	}
 	g.ended = true
 	return true
 }
 
-// Wait returns once no command is in the core. A transport calls it after
-// Close, before tearing the connection down.
-func (g *ExecGate) Wait() {
-	g.mu.Lock()
+// counted notes n or parked changed, and wakes the waiters when either
+// count reached 0. Called with mu held.
+func (g *ExecGate) counted() {
 	if g.n == 0 {
-		g.mu.Unlock()
-		return
+		g.zeros++
 	}
-	if g.drained == nil {
-		g.drained = make(chan struct{})
+	if g.n == g.parked {
+		g.idles++
 	}
-	ch := g.drained
-	g.mu.Unlock()
-	<-ch
+	if g.waiters > 0 && g.n == g.parked {
+		g.idle.Broadcast()
+	}
 }
 
-// waiting reports whether a Wait waits (for tests).
+// wait returns once *count moves on from what it was when called, or
+// busy() is false. Called with mu held.
+func (g *ExecGate) wait(count *uint64, busy func() bool) {
+	if g.idle == nil {
+		g.idle = sync.NewCond(&g.mu)
+	}
+	g.waiters++
+	for at := *count; busy() && *count == at; {
+		g.idle.Wait()
+	}
+	g.waiters--
+}
+
+// Wait returns once no command is in the core (at some moment since it
+// was called). A transport calls it after Close, before tearing the
+// connection down.
+func (g *ExecGate) Wait() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wait(&g.zeros, func() bool { return g.n > 0 })
+}
+
+// waitIdle returns once no command is in the core but reservation
+// commands that themselves wait for other gates (park): two hosts that
+// preempt each other with abort, on two namespaces at once, each wait for
+// the other's writes, not for each other's waiting command.
+func (g *ExecGate) waitIdle() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.wait(&g.idles, func() bool { return g.n > g.parked })
+}
+
+// park and unpark bracket a command of this gate's that waits in
+// waitIdle of others.
+func (g *ExecGate) park() {
+	g.mu.Lock()
+	g.parked++
+	g.counted()
+	g.mu.Unlock()
+}
+
+func (g *ExecGate) unpark() {
+	g.mu.Lock()
+	g.parked--
+	g.mu.Unlock()
+}
+
+// waiting reports whether a Wait or waitIdle waits (for tests).
 func (g *ExecGate) waiting() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.drained != nil
+	return g.waiters > 0
 }
 
 // Closing reports whether Close was called.

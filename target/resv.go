@@ -427,8 +427,10 @@ func (s *Subsystem) waitHosts(hosts [][16]byte, except *Queue) {
 		}
 	}
 	s.mu.Unlock()
+	except.gate.park()
+	defer except.gate.unpark()
 	for _, q := range qs {
-		q.gate.Wait()
+		q.gate.waitIdle()
 	}
 }
 

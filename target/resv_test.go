@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/flashpath/flashpath/nvmeof"
 	"github.com/flashpath/flashpath/target/backend"
@@ -449,5 +450,68 @@ func TestReservationRegistrantLimit(t *testing.T) {
 		if want := i < MaxRegistrants; st.OK() != want {
 			t.Fatalf("registrant %d: %v", i+1, st)
 		}
+	}
+}
+
+// TestPreemptAndAbortEachOther: two hosts preempt each other with abort
+// on two namespaces at once. Each waits for the other's writes, not for
+// the other's waiting Acquire: both complete.
+func TestPreemptAndAbortEachOther(t *testing.T) {
+	tgt := newTestTarget(t)
+	ss := addSubsys(t, tgt, testNQN)
+	be := &heldAsyncWrites{Backend: memBackend(t, 1<<20, testBlock), held: make(chan backend.Completer, 1)}
+	addNS(t, ss, 1, be)
+	addMemNS(t, ss, 2, 1<<20, testBlock)
+	var x, y *peer
+	for _, h := range []struct {
+		p   **peer
+		nqn string
+		id  [16]byte
+	}{{&x, hostA, hostIDA}, {&y, hostB, hostIDB}} {
+		admin := connectAdmin(t, tgt, testNQN, h.nqn, h.id, 0)
+		*h.p = connectIO(t, tgt, testNQN, h.nqn, h.id, admin.q.Controller().ID(), 1)
+		(*h.p).tr.gate = (*h.p).q.Gate()
+	}
+	for nsid := uint32(1); nsid <= 2; nsid++ {
+		for _, p := range []*peer{x, y} {
+			sqe := resvSQE(nvmeof.NVMResvRegister, nvmeof.ResvRegister)
+			sqe.SetNSID(nsid)
+			key := uint64(0xA)
+			if p == y {
+				key = 0xB
+			}
+			p.ok(sqe, keys(0, key))
+		}
+	}
+	y.gatedExec(rwSQE(nvmeof.NVMWrite, 1, 0, 1), make([]byte, testBlock))
+	write := <-be.held // Y's write on namespace 1 is in flight
+
+	preempt := func(p *peer, nsid uint32, cur, pkey uint64, done chan<- nvmeof.Status) {
+		sqe := resvSQE(nvmeof.NVMResvAcquire, nvmeof.ResvPreemptAndAbort|nvmeof.ResvWriteExclusive<<8)
+		sqe.SetNSID(nsid)
+		done <- p.gatedExec(sqe, keys(cur, pkey)).Status()
+	}
+	xDone, yDone := make(chan nvmeof.Status, 1), make(chan nvmeof.Status, 1)
+	go preempt(x, 1, 0xA, 0xB, xDone) // waits for Y's write
+	for !y.q.Gate().waiting() {
+		select {
+		case st := <-xDone:
+			t.Fatalf("X's Preempt and Abort completed (%v) while Y's write was in flight", st)
+		default:
+			runtime.Gosched()
+		}
+	}
+	go preempt(y, 2, 0xB, 0xA, yDone) // X has no write in flight: only its waiting Acquire
+	select {
+	case st := <-yDone:
+		if !st.OK() {
+			t.Fatalf("Y's Preempt and Abort: %v", st)
+		}
+	case <-time.After(30 * time.Second): // a deadlock's bound, not a timing check
+		t.Fatal("Y's Preempt and Abort waits for X's, which waits for Y's: deadlock")
+	}
+	write.IODone(nil)
+	if st := <-xDone; !st.OK() {
+		t.Fatalf("X's Preempt and Abort: %v", st)
 	}
 }
