@@ -151,7 +151,7 @@ type ExecGate struct {
 	// (guarded by mu): a waiter returns on the first, even if a command
 	// begins before it runs again, so a busy queue cannot starve it.
 	zeros, idles uint64
-	closing atomic.Bool
+	closing      atomic.Bool
 }
 
 // Close marks the connection closing and reports whether the caller ends
