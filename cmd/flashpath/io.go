@@ -111,7 +111,7 @@ func (f *ioFlags) open(ctx context.Context) (*initiator.Controller, *initiator.N
 		return nil, nil, err
 	}
 	if strings.Contains(cfg.Addr, ",") {
-		return nil, nil, fmt.Errorf("--addr %s: several paths; identify talks to one controller: give one address", cfg.Addr)
+		return nil, nil, fmt.Errorf("--addr %s: several paths; identify and the reservation commands talk to one controller: give one address (reservations are the host's on every path)", cfg.Addr)
 	}
 	c, err := initiator.Connect(ctx, cfg)
 	if err != nil {
