@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/flashpath/flashpath/nvmeof"
 )
@@ -273,3 +275,32 @@ func (g *ExecGate) waiting() bool {
 
 // Closing reports whether Close was called.
 func (g *ExecGate) Closing() bool { return g.closing.Load() }
+
+// closingWarnAfter is how long a Connect waits for a host's closing
+// queues before it says so in the log (it waits on).
+var closingWarnAfter = 5 * time.Second
+
+// waitClosing returns once the I/O queues of host that are closing have
+// no command in the core: a host that reconnects after giving up on a
+// connection (an I/O timeout, a reset) sends its writes again, and one
+// still in flight from before must land first.
+func (s *Subsystem) waitClosing(host [16]byte, log *slog.Logger) {
+	s.mu.Lock()
+	var qs []*Queue
+	for q := range s.ioqs {
+		if q.ctrl.hostID == host && q.gate.Closing() {
+			qs = append(qs, q)
+		}
+	}
+	s.mu.Unlock()
+	if len(qs) == 0 {
+		return
+	}
+	warn := time.AfterFunc(closingWarnAfter, func() {
+		log.Warn("connect waits for commands of the host's earlier connections still running on the backend (a slow or hung drive)", "queues", len(qs))
+	})
+	defer warn.Stop()
+	for _, q := range qs {
+		q.gate.Wait()
+	}
+}

@@ -3,8 +3,12 @@ package target
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
+
+	"github.com/flashpath/flashpath/nvmeof"
+	"github.com/flashpath/flashpath/target/backend"
 )
 
 type testConn struct {
@@ -51,5 +55,46 @@ func TestConnsShutdownClosesAndWaits(t *testing.T) {
 	}
 	if err := s.Shutdown(context.Background(), func() error { return errors.New("twice") }, nil); err != nil {
 		t.Fatalf("second Shutdown: %v", err)
+	}
+}
+
+// TestReconnectWaitsForClosingQueues: a host whose connection ended
+// while its write was still in flight on the backend (it gave up: an I/O
+// timeout, a reset) connects again; its Connect completes only once that
+// write has, so the write it sends again cannot be overtaken by the old
+// one.
+func TestReconnectWaitsForClosingQueues(t *testing.T) {
+	tgt := newTestTarget(t)
+	ss := addSubsys(t, tgt, testNQN)
+	be := &heldAsyncWrites{Backend: memBackend(t, 1<<20, testBlock), held: make(chan backend.Completer, 1)}
+	addNS(t, ss, 1, be)
+	admin := connectAdmin(t, tgt, testNQN, hostA, hostIDA, 0)
+	io := connectIO(t, tgt, testNQN, hostA, hostIDA, admin.q.Controller().ID(), 1)
+	io.tr.gate = io.q.Gate()
+	io.gatedExec(rwSQE(nvmeof.NVMWrite, 1, 0, 1), make([]byte, testBlock))
+	write := <-be.held
+	io.q.Gate().Close() // the connection ends, as its transport closes it
+	admin.q.Closed()    // and the controller goes with its admin queue
+
+	// Another host connects at once.
+	connectAdmin(t, tgt, testNQN, hostB, hostIDB, 0)
+	again := newPeer(t, tgt)
+	r := &Request{Cmd: connectSQE(0, 31, 0), Data: connectData(t, testNQN, hostA, hostIDA, nvmeof.CntlIDDynamic)}
+	done := make(chan nvmeof.Status, 1)
+	go func() {
+		again.q.Execute(r)
+		done <- r.Status()
+	}()
+	for !io.q.Gate().waiting() {
+		select {
+		case <-done:
+			t.Fatal("the host's Connect completed while its earlier write was in flight")
+		default:
+			runtime.Gosched()
+		}
+	}
+	write.IODone(nil)
+	if st := <-done; !st.OK() {
+		t.Fatalf("Connect: %v", st)
 	}
 }

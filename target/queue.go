@@ -343,6 +343,10 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 		if d.CntlID != nvmeof.CntlIDDynamic {
 			return fail(nvmeof.StatusConnectInvalidParam, true, nvmeof.ConnectDataOffCntlID, "CNTLID %#x: only the dynamic controller model (0xFFFF) is supported", d.CntlID)
 		}
+		// The host's earlier connections may still have writes in the core
+		// (a hung drive the host gave up on): a write it sends again on
+		// the new controller must not be overtaken by the old one.
+		s.waitClosing(d.HostID, log)
 		c, err := newController(t, s, q, d, time.Duration(r.Cmd.KATO())*time.Millisecond)
 		if err != nil {
 			return fail(nvmeof.StatusConnectCtrlBusy, false, 0, "%v", err)
