@@ -30,6 +30,7 @@ func (q *Queue) execIO(r *Request) (st nvmeof.Status, held bool) {
 		return st, false
 	}
 	if !ns.resv.allows(q.ctrl.hostID, r.Cmd.Opcode()) {
+		q.t.Stats.ResvConflicts.Add(1)
 		ns.refs.release()
 		return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, false
 	}

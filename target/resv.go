@@ -399,6 +399,7 @@ func (q *Queue) reservation(r *Request, ns *Namespace) nvmeof.Status {
 	if !st.OK() || len(gone) == 0 {
 		return st
 	}
+	q.t.Stats.ResvPreempted.Add(uint64(len(gone)))
 	abort := cdw10&7 == nvmeof.ResvPreemptAndAbort
 	ids := make([]string, len(gone))
 	for i, h := range gone {

@@ -92,6 +92,10 @@ type Stats struct {
 	ConnectErrors    atomic.Uint64
 	KeepAliveExpired atomic.Uint64
 	ProtocolErrors   atomic.Uint64
+	// ResvConflicts counts I/O commands a reservation refused;
+	// ResvPreempted the registrations that preemptions removed.
+	ResvConflicts atomic.Uint64
+	ResvPreempted atomic.Uint64
 	// BufferShortages counts commands failed because the data buffer
 	// pool was exhausted.
 	BufferShortages atomic.Uint64

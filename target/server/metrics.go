@@ -16,6 +16,7 @@ type collector struct {
 	s *Server
 
 	controllers, connects, connectErrors, kaExpired, protoErrors, noBuffer, accepted, rejected *prometheus.Desc
+	resvConflicts, resvPreempted                                                               *prometheus.Desc
 	auths, authFailures, hostBufLimited, bufHeld, logSuppressed                                *prometheus.Desc
 	tlsHandshakes, tlsFailures, plainRefused                                                   *prometheus.Desc
 	nsOps, nsBytes, nsErrors, nsSize, nsLatency, nsInFlight, nsSendfile                        *prometheus.Desc
@@ -41,6 +42,8 @@ func newCollector(s *Server) *collector {
 		connects:       d("connects_total", "Successful Connect commands (admin and I/O queues)."),
 		connectErrors:  d("connect_errors_total", "Refused Connect commands."),
 		kaExpired:      d("keepalive_expired_total", "Controllers deleted because their keep-alive timer expired."),
+		resvConflicts:  d("reservation_conflicts_total", "I/O commands refused by a namespace's reservation (status Reservation Conflict)."),
+		resvPreempted:  d("reservation_preemptions_total", "Host registrations removed by a Reservation Acquire that preempted them (a failover fencing the old host)."),
 		protoErrors:    d("protocol_errors_total", "Connections terminated for transport protocol errors, by kind: the NVMe/TCP fatal error status (invalid_pdu, pdu_sequence, header_digest, data_out_of_range, data_limit_exceeded, unsupported_parameter) or data_digest.", "kind"),
 		noBuffer:       d("buffer_shortages_total", "Commands failed because the data buffer pool was exhausted."),
 		logSuppressed:  d("log_lines_suppressed_total", "Warning and error lines held back by the log rate limits (a burst of 10, then one a second per kind)."),
@@ -87,6 +90,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.connects, t.Stats.Connects.Load())
 	counter(c.connectErrors, t.Stats.ConnectErrors.Load())
 	counter(c.kaExpired, t.Stats.KeepAliveExpired.Load())
+	counter(c.resvConflicts, t.Stats.ResvConflicts.Load())
+	counter(c.resvPreempted, t.Stats.ResvPreempted.Load())
 	for k := range target.NumProtocolErrorKinds {
 		counter(c.protoErrors, t.Stats.ProtocolErrorKinds[k].Load(), k.String())
 	}

@@ -78,7 +78,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	connect := func(host string) *initiator.Controller {
 		t.Helper()
-		c, err := initiator.Connect(ctx, initiator.Config{Addr: addr, SubNQN: nqn, Options: initiator.Options{HostNQN: host}, IOQueues: 1})
+		id := [16]byte{host[len(host)-1]} // each its own host ID (reservations)
+		c, err := initiator.Connect(ctx, initiator.Config{Addr: addr, SubNQN: nqn, Options: initiator.Options{HostNQN: host, HostID: id}, IOQueues: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,6 +106,27 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := connect(hostB)
+	// A reserves the namespace; B's write is refused, then B preempts A.
+	nsB, err := b.Namespace(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{
+		func() error { return ns.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xA) },
+		func() error { return ns.ResvAcquire(ctx, nvmeof.ResvAcquire, nvmeof.ResvWriteExclusive, 0xA, 0) },
+		func() error {
+			if _, err := nsB.WriteAt(buf, 0); !strings.Contains(fmt.Sprint(err), "reservation conflict") {
+				return fmt.Errorf("B's write: %v, want a reservation conflict", err)
+			}
+			return nil
+		},
+		func() error { return nsB.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xB) },
+		func() error { return nsB.ResvAcquire(ctx, nvmeof.ResvPreempt, nvmeof.ResvWriteExclusive, 0xB, 0xA) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	m := scrape(t, srv.MetricsAddr())
 	ns1 := func(name, op string) string {
@@ -136,6 +158,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		`flashpath_target_host_connections{host="other"}`:                                         2,
 		`flashpath_target_controller_io_queues{ctrl="other",host="other",subsys="` + nqn + `"}`:   1,
 		`flashpath_target_controller_queue_depth{ctrl="other",host="other",subsys="` + nqn + `"}`: 0,
+		`flashpath_target_reservation_conflicts_total`:                                            1,
+		`flashpath_target_reservation_preemptions_total`:                                          1,
 	}
 	for k, v := range want {
 		got, ok := m[k]
