@@ -287,13 +287,10 @@ func (s *resvState) acquire(host [16]byte, cdw10 uint32, data []byte) (st nvmeof
 		if !s.preemptKey(pkey, host, false, &ev, &gone) {
 			return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, nil, nil
 		}
-	case s.holder == host:
-		// The holder changes its reservation's type.
-		if s.rtype != rtype && regOnly(s.rtype) {
-			s.released(host, &ev)
-		}
-		s.rtype = rtype
 	case pkey == s.regs[s.find(s.holder)].key:
+		// The holder's key: the requester takes the reservation over
+		// (the holder itself, with its own key, changes its type), and
+		// the other registrants with that key go.
 		old := s.rtype
 		s.rtype, s.holder = rtype, host
 		s.preemptKey(pkey, host, true, &ev, &gone)
@@ -301,6 +298,8 @@ func (s *resvState) acquire(host [16]byte, cdw10 uint32, data []byte) (st nvmeof
 			s.released(host, &ev)
 		}
 	case pkey != 0:
+		// Another key: its registrants go; the reservation stays (also
+		// when the requester holds it).
 		if !s.preemptKey(pkey, host, false, &ev, &gone) {
 			return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, nil, nil
 		}

@@ -232,6 +232,19 @@ func TestReservationPreempt(t *testing.T) {
 		}
 	}
 
+	// The holder preempts a registrant by key: C goes, B keeps holding;
+	// then B changes its reservation's type by preempting its own key.
+	b.acquire(ok, nvmeof.ResvPreempt, nvmeof.ResvWriteExclusive, 0xB, 0xC)
+	if rep := a.report(); rep.Type != nvmeof.ResvWriteExclusive || rep.Regs != 1 || rep.List[0].Key != 0xB || !rep.List[0].Holds {
+		t.Fatalf("report after the holder preempted C %+v", rep)
+	}
+	b.acquire(ok, nvmeof.ResvPreempt, nvmeof.ResvExclusiveAccess, 0xB, 0xB)
+	if got := c.io(nvmeof.NVMRead); got != conflict {
+		t.Errorf("C's read under B's exclusive access: %v", got)
+	}
+	b.acquire(ok, nvmeof.ResvPreempt, nvmeof.ResvWriteExclusive, 0xB, 0xB)
+	c.register(ok, nvmeof.ResvRegister, 0, 0xC)
+
 	// B's controller goes (its admin connection closes) and comes back:
 	// it still holds the reservation.
 	admin[1].q.Closed()
