@@ -3,7 +3,6 @@ package target
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -85,14 +84,7 @@ func TestReconnectWaitsForClosingQueues(t *testing.T) {
 		again.q.Execute(r)
 		done <- r.Status()
 	}()
-	for !io.q.Gate().waiting() {
-		select {
-		case <-done:
-			t.Fatal("the host's Connect completed while its earlier write was in flight")
-		default:
-			runtime.Gosched()
-		}
-	}
+	untilWaiting(t, io.q.Gate(), done, "the host's Connect", "its earlier write")
 	write.IODone(nil)
 	if st := <-done; !st.OK() {
 		t.Fatalf("Connect: %v", st)

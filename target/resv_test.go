@@ -331,14 +331,7 @@ func TestPreemptAndAbortWaits(t *testing.T) {
 		r := a.gatedExec(resvSQE(nvmeof.NVMResvAcquire, nvmeof.ResvPreemptAndAbort|nvmeof.ResvWriteExclusive<<8), keys(0xA, 0xB))
 		done <- r.Status()
 	}()
-	for !b.q.Gate().waiting() {
-		select {
-		case st := <-done:
-			t.Fatalf("Preempt and Abort completed (%v) while B's write was in flight", st)
-		default:
-			runtime.Gosched()
-		}
-	}
+	untilWaiting(t, b.q.Gate(), done, "Preempt and Abort", "B's write")
 	write.IODone(nil)
 	if st := <-done; !st.OK() {
 		t.Fatalf("Preempt and Abort: %v", st)
@@ -506,14 +499,7 @@ func TestPreemptAndAbortEachOther(t *testing.T) {
 	}
 	xDone, yDone := make(chan nvmeof.Status, 1), make(chan nvmeof.Status, 1)
 	go preempt(x, 1, 0xA, 0xB, xDone) // waits for Y's write
-	for !y.q.Gate().waiting() {
-		select {
-		case st := <-xDone:
-			t.Fatalf("X's Preempt and Abort completed (%v) while Y's write was in flight", st)
-		default:
-			runtime.Gosched()
-		}
-	}
+	untilWaiting(t, y.q.Gate(), xDone, "X's Preempt and Abort", "Y's write")
 	go preempt(y, 2, 0xB, 0xA, yDone) // X has no write in flight: only its waiting Acquire
 	select {
 	case st := <-yDone:
@@ -526,5 +512,20 @@ func TestPreemptAndAbortEachOther(t *testing.T) {
 	write.IODone(nil)
 	if st := <-xDone; !st.OK() {
 		t.Fatalf("X's Preempt and Abort: %v", st)
+	}
+}
+
+// untilWaiting returns once something waits on g (Wait, waitIdle): the
+// command that done reports must then be waiting for write, still held.
+// It fails the test if done delivers first.
+func untilWaiting(t *testing.T, g *ExecGate, done <-chan nvmeof.Status, what, write string) {
+	t.Helper()
+	for !g.waiting() {
+		select {
+		case st := <-done:
+			t.Fatalf("%s completed (%v) while %s was in flight", what, st, write)
+		default:
+			runtime.Gosched()
+		}
 	}
 }
