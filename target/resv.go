@@ -171,8 +171,9 @@ func (s *resvState) released(host [16]byte, ev *resvEvents) {
 	}
 }
 
-// preemptKey unregisters the hosts registered with key, but not except
-// (zero: none spared), noting each as preempted; false if there was none.
+// preemptKey unregisters the hosts registered with key (but except, the
+// requester, when spare), noting each but except as preempted; false if
+// there was none.
 func (s *resvState) preemptKey(key uint64, except [16]byte, spare bool, ev *resvEvents, gone *[][16]byte) bool {
 	found := false
 	for i := 0; i < len(s.regs); {
