@@ -170,6 +170,13 @@ func (g *ExecGate) Close() (endNow bool) {
 	return true
 }
 
+// AwaitsEvent reports whether r, a command of queue qid, is an
+// Asynchronous Event Request: the core holds it until an event happens,
+// and drops it with its controller, so nothing waits for its completion.
+func AwaitsEvent(r *Request, qid uint16) bool {
+	return qid == 0 && r.Cmd.Opcode() == nvmeof.AdminAsyncEvent
+}
+
 // Begin hands r, a command of queue qid, to the core; false: the
 // connection is closing, so the transport runs nothing and leaves the
 // end to Close or End.
@@ -179,7 +186,7 @@ func (g *ExecGate) Begin(r *Request, qid uint16) bool {
 	if g.closing.Load() {
 		return false
 	}
-	r.gated = qid != 0 || r.Cmd.Opcode() != nvmeof.AdminAsyncEvent
+	r.gated = !AwaitsEvent(r, qid)
 	if r.gated {
 		g.n++
 	}
@@ -276,6 +283,19 @@ func (g *ExecGate) waiting() bool {
 // Closing reports whether Close was called.
 func (g *ExecGate) Closing() bool { return g.closing.Load() }
 
+// ioQueues returns the subsystem's I/O queues (ioqs) that pick chooses.
+func (s *Subsystem) ioQueues(pick func(*Queue) bool) []*Queue {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var qs []*Queue
+	for q := range s.ioqs {
+		if pick(q) {
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
 // closingWarnAfter is how long a Connect waits for a host's closing
 // queues before it says so in the log (it waits on).
 var closingWarnAfter = 5 * time.Second
@@ -285,14 +305,7 @@ var closingWarnAfter = 5 * time.Second
 // connection (an I/O timeout, a reset) sends its writes again, and one
 // still in flight from before must land first.
 func (s *Subsystem) waitClosing(host [16]byte, log *slog.Logger) {
-	s.mu.Lock()
-	var qs []*Queue
-	for q := range s.ioqs {
-		if q.ctrl.hostID == host && q.gate.Closing() {
-			qs = append(qs, q)
-		}
-	}
-	s.mu.Unlock()
+	qs := s.ioQueues(func(q *Queue) bool { return q.ctrl.hostID == host && q.gate.Closing() })
 	if len(qs) == 0 {
 		return
 	}

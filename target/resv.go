@@ -420,14 +420,7 @@ func (q *Queue) reservation(r *Request, ns *Namespace) nvmeof.Status {
 // check (ExecGate.Begin) to its completion, so none that passed the check
 // before the preemption is missed.
 func (s *Subsystem) waitHosts(hosts [][16]byte, except *Queue) {
-	s.mu.Lock()
-	var qs []*Queue
-	for q := range s.ioqs {
-		if q != except && slices.Contains(hosts, q.ctrl.hostID) {
-			qs = append(qs, q)
-		}
-	}
-	s.mu.Unlock()
+	qs := s.ioQueues(func(q *Queue) bool { return q != except && slices.Contains(hosts, q.ctrl.hostID) })
 	except.gate.park()
 	defer except.gate.unpark()
 	for _, q := range qs {

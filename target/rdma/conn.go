@@ -198,7 +198,7 @@ func (c *conn) serve() {
 	c.torn = true
 	for i := range c.slots {
 		s := &c.slots[i]
-		if s.inCore && c.qid == 0 && s.Cmd.Opcode() == nvmeof.AdminAsyncEvent {
+		if s.inCore && target.AwaitsEvent(&s.Request, c.qid) {
 			// The controller went with its admin queue (Closed above) and
 			// dropped its outstanding Asynchronous Event Requests: they
 			// never complete, so nothing holds these slots any more.
