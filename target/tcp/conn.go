@@ -184,6 +184,9 @@ func (c *conn) serve() {
 	c.leave()
 	c.Close(errOrEOF(err))
 	c.gate.Wait() // for writes still in flight on the backend: the last one's Complete closes the socket
+	// Its End woke Wait before that close: close it here too, so the
+	// socket is closed when serve returns (a second Close does nothing).
+	c.nc.Close()
 	c.q.Closed()
 	c.sendMu.Lock()
 	c.shutdown = true
