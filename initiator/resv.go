@@ -34,9 +34,11 @@ func (n *Namespace) resv(ctx context.Context, name string, op uint8, cdw10, cdw1
 
 // ResvRegister registers this host's key nrkey (act nvmeof.ResvRegister),
 // removes its registration (ResvUnregister) or replaces its key crkey
-// with nrkey (ResvReplace); iekey skips the check of crkey.
-func (n *Namespace) ResvRegister(ctx context.Context, act uint8, iekey bool, crkey, nrkey uint64) error {
-	cdw10 := uint32(act & 7)
+// with nrkey (ResvReplace); iekey skips the check of crkey. cptpl 3
+// turns the namespace's persistence through power loss on, 2 off, 0
+// leaves it (nvme resv-register --cptpl).
+func (n *Namespace) ResvRegister(ctx context.Context, act uint8, iekey bool, cptpl uint8, crkey, nrkey uint64) error {
+	cdw10 := uint32(act&7) | uint32(cptpl&3)<<30
 	if iekey {
 		cdw10 |= nvmeof.ResvIEKEY
 	}

@@ -126,6 +126,7 @@ type (
 			UUID     string `json:"uuid,omitempty"`
 			NGUID    string `json:"nguid,omitempty"`
 			ANAGrpID uint32 `json:"anagrpid,omitempty"`
+			PTPLFile string `json:"ptpl_file,omitempty"`
 		} `json:"namespace"`
 	}
 	listenerConfig struct {
@@ -247,6 +248,7 @@ func (s *Server) nvmfConfig(cfg *server.Config) (any, *Error) {
 			if nc.ANAGroup > 1 {
 				ns.Namespace.ANAGrpID = nc.ANAGroup
 			}
+			ns.Namespace.PTPLFile = nc.PTPLFile
 			if b := s.bdevOf(sc.NQN, nc); b != nil {
 				ns.Namespace.BdevName = b.name
 			}

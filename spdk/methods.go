@@ -475,8 +475,6 @@ func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: namespace.bdev_name is required")
 	case n.EUI64 != "":
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: eui64: flashpath derives the EUI-64: leave it out (uuid and nguid may be set)")
-	case n.PTPLFile != "":
-		return nil, errorf(CodeInvalidParams, "Invalid parameters: ptpl_file: flashpath keeps reservations in memory only (no persistence through power loss): leave it out")
 	case n.ANAGrpID > target.MaxANAGroups:
 		return nil, errorf(CodeInvalidParams, "Invalid parameters: anagrpid %d: flashpath has ANA groups 1 to %d", n.ANAGrpID, target.MaxANAGroups)
 	case n.NoAutoVisible || n.HideMetadata:
@@ -527,7 +525,7 @@ func (s *Server) addNS(params json.RawMessage) (any, *Error) {
 		if uuid == "" {
 			uuid = b.uuid
 		}
-		sc.Namespaces = append(sc.Namespaces, server.NamespaceConfig{NSID: nsid, Backend: b.spec, UUID: uuid, NGUID: n.NGUID, ANAGroup: n.ANAGrpID})
+		sc.Namespaces = append(sc.Namespaces, server.NamespaceConfig{NSID: nsid, Backend: b.spec, UUID: uuid, NGUID: n.NGUID, ANAGroup: n.ANAGrpID, PTPLFile: n.PTPLFile})
 		return nil
 	})
 	if e != nil {

@@ -145,6 +145,9 @@ func (ns *Namespace) identify() nvmeof.IdentifyNamespace {
 	if ro, ok := ns.Backend.(interface{ ReadOnly() bool }); ok && ro.ReadOnly() {
 		id.NSATTR = nvmeof.NSATTRWriteProtected
 	}
+	if ns.resv.file != "" {
+		id.RESCAP |= nvmeof.RescapPTPL
+	}
 	id.LBAF[0] = nvmeof.LBAFormat{LBADS: ns.blkShift}
 	capBytes := uint64(ns.Backend.Size())
 	for i := 0; i < 8; i++ {

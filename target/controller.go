@@ -392,6 +392,8 @@ func (c *Controller) getFeatures(r *Request) nvmeof.Status {
 		}
 		if r.Cmd.FID() == nvmeof.FeatResvMask {
 			v = c.resvMaskOf(nsid)
+		} else if c.subsys.ns.Load().get(nsid).resv.ptplOn() {
+			v = 1
 		}
 	case nvmeof.FeatArbitration, nvmeof.FeatPowerMgmt, nvmeof.FeatErrorRecovery,
 		nvmeof.FeatIRQCoalesce, nvmeof.FeatWriteAtomicity:

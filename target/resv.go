@@ -3,6 +3,7 @@ package target
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,10 +17,10 @@ import (
 // A host that takes over from a failed one preempts it: from then on the
 // failed host's I/O fails with Reservation Conflict, and Preempt and Abort
 // returns only once every command of its that was already past that check
-// has run, so a write of the failed host cannot land after it. Like
-// Linux's nvmet and SPDK without a ptpl_file, registrations and the
-// reservation live as long as the namespace (no persistence through power
-// loss); they outlive controllers and connections.
+// has run, so a write of the failed host cannot land after it.
+// Registrations and the reservation outlive controllers and connections;
+// they outlive the namespace (a restart of the target) where it has a
+// PTPL file and hosts turned persistence through power loss on (ptpl.go).
 
 // MaxRegistrants bounds the hosts registered on one namespace: a host
 // that connects under ever new Host Identifiers cannot grow the list
@@ -49,6 +50,12 @@ type resvState struct {
 	rtype  uint8        // guarded by mu: 0 when no reservation is held
 	holder [16]byte     // guarded by mu: the holder, where rtype is not 0
 	gen    uint32       // guarded by mu: bumped by each change of registrations
+	ptpl   bool         // guarded by mu: persistence through power loss is on
+	// file is the PTPL file ("": not capable) and uuid the namespace's
+	// UUID, which the file names; both set before hosts see it (ptpl.go).
+	file string
+	uuid [16]byte
+	log  *slog.Logger
 	// view is nil while no reservation is held: then nothing is refused.
 	view atomic.Pointer[resvView]
 }
@@ -193,19 +200,26 @@ func (s *resvState) preemptKey(key uint64, except [16]byte, spare bool, ev *resv
 }
 
 // register runs Reservation Register for host.
-func (s *resvState) register(host [16]byte, cdw10 uint32, data []byte) (nvmeof.Status, resvEvents) {
+func (s *resvState) register(host [16]byte, cdw10 uint32, data []byte) (st nvmeof.Status, ev resvEvents) {
 	cur, nkey, ok := nvmeof.ResvKeys(data)
 	if !ok {
 		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR, nil
 	}
-	switch cdw10 >> 30 { // CPTPL
-	case 1, 3: // reserved; persistence through power loss is not supported
-		return nvmeof.StatusInvalidField | nvmeof.StatusDNR, nil
+	cptpl := cdw10 >> 30 // 0: no change, 2: off, 3: on
+	if cptpl == 1 || cptpl == 3 && s.file == "" {
+		return nvmeof.StatusInvalidField | nvmeof.StatusDNR, nil // reserved; not capable
 	}
 	ignore := cdw10&nvmeof.ResvIEKEY != 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var ev resvEvents
+	defer s.persist(s.undo(), &st, &ev, nil)
+	if cptpl >= 2 {
+		defer func() {
+			if st.OK() {
+				s.ptpl = cptpl == 3
+			}
+		}()
+	}
 	i := s.find(host)
 	switch cdw10 & 7 {
 	case nvmeof.ResvRegister:
@@ -251,6 +265,7 @@ func (s *resvState) acquire(host [16]byte, cdw10 uint32, data []byte) (st nvmeof
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.persist(s.undo(), &st, &ev, &gone)
 	i := s.find(host)
 	if i < 0 || s.regs[i].key != cur {
 		return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, nil, nil
@@ -313,7 +328,7 @@ func (s *resvState) acquire(host [16]byte, cdw10 uint32, data []byte) (st nvmeof
 }
 
 // release runs Reservation Release for host.
-func (s *resvState) release(host [16]byte, cdw10 uint32, data []byte) (nvmeof.Status, resvEvents) {
+func (s *resvState) release(host [16]byte, cdw10 uint32, data []byte) (st nvmeof.Status, ev resvEvents) {
 	if len(data) < nvmeof.ResvReleaseSize {
 		return nvmeof.StatusDataSGLLengthInvalid | nvmeof.StatusDNR, nil
 	}
@@ -324,11 +339,11 @@ func (s *resvState) release(host [16]byte, cdw10 uint32, data []byte) (nvmeof.St
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.persist(s.undo(), &st, &ev, nil)
 	i := s.find(host)
 	if i < 0 || s.regs[i].key != cur {
 		return nvmeof.StatusReservationConflict | nvmeof.StatusDNR, nil
 	}
-	var ev resvEvents
 	if cdw10&7 == nvmeof.ResvClear {
 		for _, g := range s.regs {
 			if g.host != host {
@@ -357,7 +372,7 @@ func (s *resvState) release(host [16]byte, cdw10 uint32, data []byte) (nvmeof.St
 // report fills a Reservation Report (extended data structure) into b.
 func (s *resvState) report(b []byte) {
 	s.mu.Lock()
-	rep := nvmeof.ResvReport{Gen: s.gen, Type: s.rtype, Regs: uint16(len(s.regs))}
+	rep := nvmeof.ResvReport{Gen: s.gen, Type: s.rtype, Regs: uint16(len(s.regs)), PTPLS: s.ptpl}
 	rep.List = make([]nvmeof.ResvRegistrant, len(s.regs))
 	for i, g := range s.regs {
 		rep.List[i] = nvmeof.ResvRegistrant{CntlID: 0xFFFF, Holds: s.holds(g.host), Key: g.key, HostID: g.host}
@@ -467,8 +482,19 @@ func (c *Controller) setResvFeature(r *Request, v uint32) nvmeof.Status {
 		return nvmeof.StatusInvalidNamespace | nvmeof.StatusDNR
 	}
 	if r.Cmd.FID() == nvmeof.FeatResvPersist {
-		if v&1 != 0 {
-			return nvmeof.StatusInvalidField | nvmeof.StatusDNR // no persistence through power loss
+		if v&^1 != 0 {
+			return nvmeof.StatusInvalidField | nvmeof.StatusDNR
+		}
+		if nsid != 0xFFFFFFFF {
+			return c.subsys.ns.Load().get(nsid).resv.setPTPL(v == 1)
+		}
+		// Every namespace that can persist (SPDK's reading).
+		for _, ns := range c.subsys.ns.Load().byID {
+			if ns.resv.file != "" {
+				if st := ns.resv.setPTPL(v == 1); !st.OK() {
+					return st
+				}
+			}
 		}
 		return nvmeof.StatusSuccess
 	}

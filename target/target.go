@@ -629,6 +629,10 @@ type NamespaceConfig struct {
 	NGUID [16]byte
 	// ANAGroup is the namespace's ANA group, 1 to MaxANAGroups (0: 1).
 	ANAGroup uint32
+	// PTPLFile, where set, keeps the reservations through a restart
+	// once a host turns persistence through power loss on (ptpl.go);
+	// what it holds is restored. Its directory must exist.
+	PTPLFile string
 }
 
 // MaxNSID is the largest namespace ID (Identify Controller NN).
@@ -713,6 +717,13 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 	for ns.blkShift = 9; 1<<ns.blkShift < bs; ns.blkShift++ {
 	}
 	ns.nblocks = uint64(cfg.Backend.Size()) >> ns.blkShift
+	ns.resv.log = s.t.log.With("subsys", s.cfg.NQN, "nsid", id)
+	if cfg.PTPLFile != "" {
+		if err := ns.resv.openPTPL(cfg.PTPLFile, ns.UUID); err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("add namespace %d: %w", id, err)
+		}
+	}
 	next := &nsTable{byID: make(map[uint32]*Namespace, len(old.byID)+1)}
 	for k, v := range old.byID {
 		next.byID[k] = v

@@ -168,6 +168,7 @@ func TestIOMultipath(t *testing.T) {
 // between two hosts (two --hostid): a write exclusive reservation refuses
 // the other host's write with "reservation conflict"; that host preempts
 // it with abort and its write goes through; resv-report shows who holds.
+// --cptpl is checked, and refused by a namespace without a ptpl_file.
 func TestIOReservations(t *testing.T) {
 	addr := startIOTarget(t)
 	host := func(id string) []string {
@@ -210,4 +211,11 @@ func TestIOReservations(t *testing.T) {
 	}
 	run(append(b, "resv-release", "-c", "11", "-t", "1")...)
 	run(append(a, "write", "--in", block)...) // A is not registered, but nothing is reserved
+	if _, err := runCLI(t, nil, append(b, "resv-register", "-k", "11", "--cptpl", "1")...); err == nil || !strings.Contains(err.Error(), "--cptpl 1") {
+		t.Errorf("resv-register --cptpl 1: %v", err)
+	}
+	// The namespace has no ptpl_file: persistence through power loss is refused.
+	if _, err := runCLI(t, nil, append(b, "resv-register", "-k", "11", "--cptpl", "3")...); err == nil || !strings.Contains(err.Error(), "invalid field") {
+		t.Errorf("resv-register --cptpl 3 without a ptpl_file: %v", err)
+	}
 }

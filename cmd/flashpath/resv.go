@@ -16,7 +16,7 @@ import (
 
 func newResvRegisterCmd(f *ioFlags) *cobra.Command {
 	var crkey, nrkey uint64
-	var rrega uint8
+	var rrega, cptpl uint8
 	var iekey bool
 	cmd := &cobra.Command{
 		Use:   "resv-register",
@@ -26,12 +26,15 @@ func newResvRegisterCmd(f *ioFlags) *cobra.Command {
 			if rrega > nvmeof.ResvReplace {
 				return fmt.Errorf("--rrega %d: want 0 (register), 1 (unregister) or 2 (replace)", rrega)
 			}
+			if cptpl == 1 || cptpl > 3 {
+				return fmt.Errorf("--cptpl %d: want 0 (no change), 2 (registrations do not survive a restart of the target) or 3 (they do: the namespace needs a ptpl_file)", cptpl)
+			}
 			c, ns, err := f.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			return ns.ResvRegister(cmd.Context(), rrega, iekey, crkey, nrkey)
+			return ns.ResvRegister(cmd.Context(), rrega, iekey, cptpl, crkey, nrkey)
 		},
 	}
 	fl := cmd.Flags()
@@ -39,6 +42,7 @@ func newResvRegisterCmd(f *ioFlags) *cobra.Command {
 	fl.Uint64VarP(&nrkey, "nrkey", "k", 0, "new reservation key (register, replace)")
 	fl.Uint8VarP(&rrega, "rrega", "r", 0, "action: 0 register, 1 unregister, 2 replace")
 	fl.BoolVarP(&iekey, "iekey", "i", false, "ignore the current key (unregister, replace)")
+	fl.Uint8VarP(&cptpl, "cptpl", "p", 0, "persistence through power loss: 0 no change, 2 off, 3 on (the namespace needs a ptpl_file)")
 	return cmd
 }
 
@@ -108,6 +112,7 @@ type resvJSON struct {
 	Gen         uint32        `json:"gen"`
 	RType       uint8         `json:"rtype"`
 	Type        string        `json:"type"`
+	PTPLS       uint8         `json:"ptpls"`
 	Registrants []resvRegJSON `json:"registrants"`
 }
 
@@ -137,6 +142,9 @@ func newResvReportCmd(f *ioFlags) *cobra.Command {
 				return err
 			}
 			j := resvJSON{Gen: rep.Gen, RType: rep.Type, Type: nvmeof.ResvTypeName(rep.Type), Registrants: []resvRegJSON{}}
+			if rep.PTPLS {
+				j.PTPLS = 1
+			}
 			for _, g := range rep.List {
 				j.Registrants = append(j.Registrants, resvRegJSON{HostID: hex.EncodeToString(g.HostID[:]), Key: g.Key, Holds: g.Holds})
 			}
@@ -146,7 +154,11 @@ func newResvReportCmd(f *ioFlags) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(j)
 			}
-			fmt.Fprintf(w, "%s namespace %d: generation %d, reservation: %s\n", f.nqn, ns.ID(), j.Gen, j.Type)
+			ptpl := "off"
+			if rep.PTPLS {
+				ptpl = "on"
+			}
+			fmt.Fprintf(w, "%s namespace %d: generation %d, reservation: %s, persist through power loss: %s\n", f.nqn, ns.ID(), j.Gen, j.Type, ptpl)
 			for _, g := range j.Registrants {
 				fmt.Fprintf(w, " +- host %s key %#x", g.HostID, g.Key)
 				if g.Holds {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -173,6 +174,11 @@ type NamespaceConfig struct {
 	// ANAGroup is the namespace's ANA group, 1 to 32 (default 1); its
 	// state per listener is the subsystem's ana_states.
 	ANAGroup uint32 `json:"ana_group,omitempty"`
+	// PTPLFile keeps the namespace's reservations through a restart once
+	// a host turns persistence through power loss on (nvme resv-register
+	// --cptpl=3); SPDK's ptpl_file, in its format. One file per
+	// namespace, in a directory that exists.
+	PTPLFile string `json:"ptpl_file,omitempty"`
 }
 
 // BusyPollWindow is BusyPoll, or its default.
@@ -315,6 +321,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("pprof: profiles are served on the metrics endpoint: give metrics an address too, e.g. 127.0.0.1:9420"))
 	}
 	seen := map[string]bool{}
+	ptpl := map[string]string{} // ptpl_file: the namespace that has it
 	for i, s := range c.Subsystems {
 		if err := target.ValidateNQN(s.NQN); err != nil {
 			errs = append(errs, fmt.Errorf("subsystems[%d].nqn: %w", i, err))
@@ -365,6 +372,13 @@ func (c *Config) Validate() error {
 				if _, err := parseHex16(ns.NGUID); err != nil {
 					errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].nguid: %w", i, j, err))
 				}
+			}
+			if f := ns.PTPLFile; f != "" {
+				key := filepath.Clean(f)
+				if other, ok := ptpl[key]; ok {
+					errs = append(errs, fmt.Errorf("subsystems[%d].namespaces[%d].ptpl_file: %s is also the file of %s: give each namespace its own", i, j, f, other))
+				}
+				ptpl[key] = fmt.Sprintf("subsystems[%d].namespaces[%d]", i, j)
 			}
 		}
 	}

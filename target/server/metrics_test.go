@@ -112,7 +112,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, step := range []func() error{
-		func() error { return ns.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xA) },
+		func() error { return ns.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0, 0xA) },
 		func() error { return ns.ResvAcquire(ctx, nvmeof.ResvAcquire, nvmeof.ResvWriteExclusive, 0xA, 0) },
 		func() error {
 			if _, err := nsB.WriteAt(buf, 0); !strings.Contains(fmt.Sprint(err), "reservation conflict") {
@@ -120,7 +120,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 			}
 			return nil
 		},
-		func() error { return nsB.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xB) },
+		func() error { return nsB.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0, 0xB) },
 		func() error { return nsB.ResvAcquire(ctx, nvmeof.ResvPreempt, nvmeof.ResvWriteExclusive, 0xB, 0xA) },
 	} {
 		if err := step(); err != nil {

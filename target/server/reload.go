@@ -398,7 +398,7 @@ func openNamespace(nc NamespaceConfig) (target.NamespaceConfig, error) {
 	if err != nil {
 		return target.NamespaceConfig{}, err
 	}
-	tc := target.NamespaceConfig{NSID: nc.NSID, Backend: be, ANAGroup: nc.ANAGroup}
+	tc := target.NamespaceConfig{NSID: nc.NSID, Backend: be, ANAGroup: nc.ANAGroup, PTPLFile: nc.PTPLFile}
 	if nc.UUID != "" {
 		tc.UUID, _ = parseHex16(nc.UUID) // validated
 	}

@@ -50,6 +50,8 @@ subsystems: [{nqn: nqn.a, namespaces: [{backend: ""}]}]`, "subsystems[0].namespa
 		{`listeners: [tcp://x:1]
 subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M, uuid: xyz}]}]`, "subsystems[0].namespaces[0].uuid"},
 		{`listeners: [tcp://x:1]
+subsystems: [{nqn: nqn.a, namespaces: [{backend: mem:1M, ptpl_file: /var/lib/fp/a}]}, {nqn: nqn.b, namespaces: [{backend: mem:1M, ptpl_file: /var/lib/fp//a}]}]`, "subsystems[1].namespaces[0].ptpl_file: /var/lib/fp//a is also the file of subsystems[0].namespaces[0]"},
+		{`listeners: [tcp://x:1]
 subsystems: [{nqn: nqn.a, allow_any_host: true, allowed_hosts: [nqn.h], namespaces: [{backend: mem:1M}]}]`, "choose one"},
 		{`listeners: [tcp://x:1]
 subsystems: [{nqn: nqn.a, min_cntlid: 200, max_cntlid: 100, namespaces: [{backend: mem:1M}]}]`, "subsystems[0].min_cntlid, max_cntlid: controller ID range 200-100"},

@@ -43,10 +43,10 @@ func TestReservationFencing(t *testing.T) {
 		c.Options.HostNQN, c.Options.HostID = resvHostB, [16]byte{0xB}
 	}), tt.nsid)
 
-	if err := nsA.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xA); err != nil {
+	if err := nsA.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0, 0xA); err != nil {
 		t.Fatal(err)
 	}
-	if err := nsB.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xB); err != nil {
+	if err := nsB.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0, 0xB); err != nil {
 		t.Fatal(err)
 	}
 	if err := nsA.ResvAcquire(ctx, nvmeof.ResvAcquire, nvmeof.ResvWriteExclusive, 0xA, 0); err != nil {
@@ -110,7 +110,7 @@ func TestReservationFencing(t *testing.T) {
 	if rep.Type != nvmeof.ResvWriteExclusive || rep.Regs != 1 || !rep.List[0].Holds || rep.List[0].Key != 0xB {
 		t.Fatalf("report %+v, want B alone, holding", rep)
 	}
-	if err := nsA.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0xA); err != nil {
+	if err := nsA.ResvRegister(ctx, nvmeof.ResvRegister, false, 0, 0, 0xA); err != nil {
 		t.Fatalf("A registers again: %v", err)
 	}
 	if err := nsB.ResvRelease(ctx, nvmeof.ResvClear, 0, 0xB); err != nil {

@@ -9,7 +9,11 @@
 #      preempts it with abort and writes its pattern over fio's region:
 #      fio's writes fail from then on, and the kernel host reads back only
 #      flashpath's pattern (no write of the preempted host landed late);
-#   3. nvme resv-report shows the new holder; a clear lets everyone write.
+#   3. nvme resv-report shows the new holder; a clear lets everyone write;
+#   4. persistence through power loss: the kernel host registers with
+#      nvme resv-register --cptpl=3 and reserves; the target is killed
+#      (kill -9) and started again; its registration and reservation are
+#      back, enforced, and --cptpl=2 turns it off.
 # Run from the checkout: ../shared/lab/vm-run test/lab/reservations.sh
 set -euo pipefail
 . "$LAB_DIR/guest-lib.sh"
@@ -22,7 +26,7 @@ listeners: [tcp://127.0.0.1:$FP_PORT]
 subsystems:
   - nqn: $NQN
     allowed_hosts: [$FP_HOSTNQN, $FP_HOST2NQN]
-    namespaces: [{nsid: 1, backend: "file:$FP_WORK/ns.img:64MiB"}]
+    namespaces: [{nsid: 1, backend: "file:$FP_WORK/ns.img:64MiB", ptpl_file: "$FP_WORK/ns1.ptpl"}]
 EOC
 fp_target_start "$FP_WORK/target.yaml"
 fpio() { timeout 60 "$FP" io --addr "tcp://127.0.0.1:$FP_PORT" --nqn "$NQN" --hostnqn "$FP_HOST2NQN" --hostid "$FP_HOST2ID" "$@"; }
@@ -32,7 +36,7 @@ fp_step "kernel host connects; nvme id-ns shows the reservation types"
 fp_connect -n "$NQN"
 dev=$(fp_ns "$NQN" 1) || lab_fail "no namespace appeared"
 rescap=$(nvme id-ns "$dev" -o json | jq -r .rescap)
-[ "$rescap" = 254 ] || lab_fail "id-ns rescap $rescap, want 254 (all six types, IEKEY)"
+[ "$rescap" = 255 ] || lab_fail "id-ns rescap $rescap, want 255 (persistence through power loss, all six types, IEKEY)"
 oncs=$(nvme id-ctrl "$dev" -o json | jq -r .oncs)
 [ $((oncs & 0x20)) != 0 ] || lab_fail "id-ctrl oncs $oncs lacks reservations"
 
@@ -80,5 +84,29 @@ fpio resv-release --crkey=0xb --rrela=1
 fp_write "$dev" 0 "$FP_WORK/pat" || lab_fail "write after the clear failed"
 report | tee "$FP_WORK/report3.json"
 [ "$(jq -r .regctl "$FP_WORK/report3.json")" = 0 ] || lab_fail "registrants left after the clear"
+[ ! -e "$FP_WORK/ns1.ptpl" ] || lab_fail "ptpl file written while persistence was off"
+
+fp_step "nvme resv-register --cptpl=3: the registration and reservation survive kill -9 of the target"
+timeout 30 nvme resv-register "$dev" --nrkey=0xc --cptpl=3
+timeout 30 nvme resv-acquire "$dev" --crkey=0xc --rtype=2 --racqa=0
+jq -e '.ptpl and .rtype == 2 and (.registrants | length) == 1' "$FP_WORK/ns1.ptpl" ||
+	lab_fail "ptpl file: $(cat "$FP_WORK/ns1.ptpl")"
+fp_disconnect "$NQN"
+fp_target_stop KILL
+fp_target_start "$FP_WORK/target.yaml"
+fp_connect -n "$NQN"
+dev=$(fp_ns "$NQN" 1) || lab_fail "no namespace after the restart"
+report | tee "$FP_WORK/report4.json"
+[ "$(jq -r .rtype "$FP_WORK/report4.json")" = 2 ] || lab_fail "resv-report rtype is not 2 after the restart"
+[ "$(jq -r .regctl "$FP_WORK/report4.json")" = 1 ] || lab_fail "resv-report regctl is not 1 after the restart"
+[ "$(jq -r .ptpls "$FP_WORK/report4.json")" = 1 ] || lab_fail "resv-report ptpls is not 1 after the restart"
+fpio resv-report | grep -q "persist through power loss: on" || lab_fail "flashpath's resv-report: persistence is not on"
+if fpio read --length 4KiB --out /dev/null 2>/dev/null; then lab_fail "flashpath's host read under the restored exclusive access reservation"; fi
+fp_write "$dev" 0 "$FP_WORK/pat" || lab_fail "the restored holder's write failed"
+
+fp_step "nvme resv-register --cptpl=2 turns persistence off: the file goes"
+timeout 30 nvme resv-register "$dev" --nrkey=0xc --cptpl=2
+[ ! -e "$FP_WORK/ns1.ptpl" ] || lab_fail "ptpl file left after --cptpl=2"
+timeout 30 nvme resv-release "$dev" --crkey=0xc --rrela=1
 fp_disconnect "$NQN"
 echo PASS
