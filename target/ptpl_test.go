@@ -32,14 +32,7 @@ func ptplHosts(t *testing.T, file string) (admin, io [3]*peer) {
 	if _, err := ss.AddNamespace(NamespaceConfig{NSID: 1, Backend: be, PTPLFile: file}); err != nil {
 		t.Fatal(err)
 	}
-	for i, h := range []struct {
-		nqn string
-		id  [16]byte
-	}{{hostA, hostIDA}, {hostB, hostIDB}, {hostC, hostIDC}} {
-		admin[i] = connectAdmin(t, tgt, testNQN, h.nqn, h.id, 0)
-		io[i] = connectIO(t, tgt, testNQN, h.nqn, h.id, admin[i].q.Controller().ID(), 1)
-	}
-	return admin, io
+	return connectHosts(t, tgt)
 }
 
 // ptplFeature gets or sets Reservation Persistence of nsid.

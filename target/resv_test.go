@@ -69,6 +69,13 @@ func resvHosts(t *testing.T) (tgt *Target, admin, io [3]*peer) {
 	tgt = newTestTarget(t)
 	ss := addSubsys(t, tgt, testNQN)
 	addMemNS(t, ss, 1, 1<<20, testBlock)
+	admin, io = connectHosts(t, tgt)
+	return tgt, admin, io
+}
+
+// connectHosts connects hosts A, B and C to testNQN: an admin and an I/O
+// queue each.
+func connectHosts(t *testing.T, tgt *Target) (admin, io [3]*peer) {
 	for i, h := range []struct {
 		nqn string
 		id  [16]byte
@@ -76,7 +83,7 @@ func resvHosts(t *testing.T) (tgt *Target, admin, io [3]*peer) {
 		admin[i] = connectAdmin(t, tgt, testNQN, h.nqn, h.id, 0)
 		io[i] = connectIO(t, tgt, testNQN, h.nqn, h.id, admin[i].q.Controller().ID(), 1)
 	}
-	return tgt, admin, io
+	return admin, io
 }
 
 // TestReservationAccess: each reservation type refuses what NVMe Base 2.0
