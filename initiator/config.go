@@ -3,7 +3,6 @@ package initiator
 import (
 	"bytes"
 	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/flashpath/flashpath/internal/dhchap"
 )
@@ -289,21 +290,11 @@ func nameUUID(s string) string {
 }
 
 func parseUUID(s string) ([16]byte, bool) {
-	var u [16]byte
-	h := strings.ReplaceAll(s, "-", "")
-	if len(h) != 32 {
-		return u, false
-	}
-	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
-		return u, false
-	}
-	return u, true
+	u, err := uuid.Parse(s)
+	return u, err == nil
 }
 
-func formatUUID(u [16]byte) string {
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
+func formatUUID(u [16]byte) string { return uuid.UUID(u).String() }
 
 // defaultHostID: /etc/nvme/hostid, the UUID inside a uuid-style NQN, or
 // a UUID derived from the NQN.

@@ -1,13 +1,14 @@
 package spdk
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/flashpath/flashpath/target/backend"
 	"github.com/flashpath/flashpath/target/server"
@@ -75,13 +76,7 @@ func (b *bdev) probe() *Error {
 }
 
 // newUUID returns a random (version 4) UUID in SPDK's text form.
-func newUUID() string {
-	var u [16]byte
-	rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
+func newUUID() string { return uuid.NewString() }
 
 // checkUUID validates a UUID given as a parameter.
 func checkUUID(param, u string) *Error {
@@ -357,9 +352,7 @@ func (s *Server) getBdevs(params json.RawMessage) (any, *Error) {
 	return out, nil
 }
 
-func formatUUID(u [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
+func formatUUID(u [16]byte) string { return uuid.UUID(u).String() }
 
 // bdev_get_iostat: the namespaces' counters under their bdev names. A bdev
 // that is not a namespace has none (zeros); flashpath counts no latency
