@@ -140,6 +140,10 @@ func (q *Queue) ExecuteFromFile(r *Request) bool {
 	if !st.OK() {
 		return false
 	}
+	if !ns.resv.allows(q.ctrl.hostID, nvmeof.NVMRead) {
+		ns.refs.release() // Execute refuses it, and counts the conflict
+		return false
+	}
 	start := q.startTime()
 	off, _, st := ns.dataRange(r, n)
 	fd, ok := 0, st.OK() && ns.source != nil

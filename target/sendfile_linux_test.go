@@ -138,6 +138,39 @@ func TestExecuteFromFileRefuses(t *testing.T) {
 	}
 }
 
+// TestReadFromFileReservation: a read that a reservation refuses is not
+// sent from the file: Execute fails it with Reservation Conflict. The
+// holder's read still goes from the file.
+func TestReadFromFileReservation(t *testing.T) {
+	q, ns, _, _ := fileQueue(t)
+	a := connectAdmin(t, q.t, testNQN, hostB, hostIDB, 0)
+	other := connectIO(t, q.t, testNQN, hostB, hostIDB, a.q.Controller().ID(), 1).q
+	other.SendFromFiles(64 << 10)
+	if st, _ := ns.resv.register(hostIDA, nvmeof.ResvRegister, keys(0, 0xA)); !st.OK() {
+		t.Fatal(st)
+	}
+	if st, _, _ := ns.resv.acquire(hostIDA, nvmeof.ResvAcquire|nvmeof.ResvExclusiveAccess<<8, keys(0xA, 0)); !st.OK() {
+		t.Fatal(st)
+	}
+	r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 32)}
+	if other.ExecuteFromFile(r) {
+		t.Fatalf("another host's read under Exclusive Access sent from the file (status %v)", r.Status())
+	}
+	r.Data = make([]byte, 32*4096)
+	other.Execute(r)
+	if r.Status().Code() != nvmeof.StatusReservationConflict {
+		t.Errorf("another host's read: %v, want reservation conflict", r.Status())
+	}
+	r = &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 32)}
+	if !q.ExecuteFromFile(r) || !r.Status().OK() {
+		t.Fatalf("the holder's read: not sent from the file (%v)", r.Status())
+	}
+	r.FileSent(nil)
+	if n := ns.InFlight(); n != 0 {
+		t.Errorf("InFlight %d, want 0", n)
+	}
+}
+
 // TestReadFromFileDoesNotAllocate: leaving a read in the file and
 // releasing it allocate nothing.
 func TestReadFromFileDoesNotAllocate(t *testing.T) {
