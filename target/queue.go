@@ -53,6 +53,7 @@ type Queue struct {
 	// from the file, on namespaces whose backend is a backend.FileSource
 	// (SendFromFiles); 0: never.
 	fromFiles int64
+	fromMem   bool // SendFromMem
 
 	// clk reads the clock for the I/O statistics once per batch where
 	// the transport asks for it (BatchClock); owned by the queue's
@@ -92,8 +93,18 @@ func (q *Queue) SetPort(id uint16) { q.port = id }
 // backend.FileSource) then leave their data in the page cache, and the
 // transport sends it from there with sendfile(2), without the copy into
 // a buffer and the copy from it into the socket. The transport runs such
-// reads with ExecuteFromFile, before it takes a buffer.
+// reads with ExecuteInPlace, before it takes a buffer.
 func (q *Queue) SendFromFiles(min int) { q.fromFiles = int64(max(min, 1)) }
+
+// SendFromMem tells the queue, before its first command, that its
+// transport sends a read's Data once the command has completed, and
+// holds nothing else to it: reads of namespaces in memory (mem,
+// backend.MemSource) then leave Data pointing at the namespace's memory,
+// without the copy into a buffer. The transport runs reads with
+// ExecuteInPlace, before it takes a buffer, and calls FileSent once the
+// data is sent. Not where the transport reads the data twice (a data
+// digest): a concurrent write could change it in between.
+func (q *Queue) SendFromMem() { q.fromMem = true }
 
 // ID is the queue ID (0 for the admin queue); valid after Connect.
 func (q *Queue) ID() uint16 { return q.id }
@@ -361,10 +372,12 @@ func (q *Queue) connect(r *Request) nvmeof.Status {
 		if err := c.addQueue(q, qid); err != nil {
 			return fail(nvmeof.StatusConnectInvalidParam, false, 42, "%v", err)
 		}
+		// ioqs' readers (waitHosts, waitClosing) look at q.ctrl under
+		// s.mu: it is set before q is there.
 		s.mu.Lock()
+		q.ctrl = c
 		s.ioqs[q] = struct{}{}
 		s.mu.Unlock()
-		q.ctrl = c
 		q.log = log.With("ctrl", c.id)
 	}
 	q.id = qid
