@@ -123,16 +123,20 @@ func (q *Queue) startAsync(r *Request, ns *Namespace, start int64) bool {
 	return ok
 }
 
-// ExecuteFromFile runs a Read that needs no data buffer: one of at least
-// SendFromFiles' minimum, of a namespace whose file holds the data
-// (backend.FileSource). It leaves the data in the file (Request.File) for
-// the transport to send, and completes the command. It reports whether
-// it ran r; where it did not, nothing has changed, and the transport
-// takes a buffer and calls Execute. The transport calls it once Admit
-// has passed r, with r.Data nil; it does not allocate.
-func (q *Queue) ExecuteFromFile(r *Request) bool {
+// ExecuteInPlace runs a Read that needs no data buffer, and completes
+// it: on a queue that sends from memory (SendFromMem), one below its
+// maximum of a namespace whose data lies in memory (backend.MemSource),
+// leaving Request.Data
+// pointing there; or one of at least SendFromFiles' minimum, of a
+// namespace whose file holds the data (backend.FileSource), leaving the
+// data in the file (Request.File). Either way the namespace stays
+// referenced until the transport calls FileSent. It reports whether it
+// ran r; where it did not, nothing has changed, and the transport takes a
+// buffer and calls Execute. The transport calls it once Admit has passed
+// r, with r.Data nil; it does not allocate.
+func (q *Queue) ExecuteInPlace(r *Request) bool {
 	n := int64(r.Cmd.SGL().Length())
-	if q.fromFiles == 0 || n < q.fromFiles || q.id == 0 || r.Cmd.Opcode() != nvmeof.NVMRead ||
+	if q.fromFiles == 0 && q.fromMem == 0 || q.id == 0 || r.Cmd.Opcode() != nvmeof.NVMRead ||
 		!q.connected || !q.authenticated() || !q.ctrl.ready.Load() {
 		return false
 	}
@@ -146,8 +150,16 @@ func (q *Queue) ExecuteFromFile(r *Request) bool {
 	}
 	start := q.startTime()
 	off, _, st := ns.dataRange(r, n)
-	fd, ok := 0, st.OK() && ns.source != nil
-	if ok {
+	var (
+		b  []byte
+		fd int
+		ok bool
+	)
+	switch {
+	case !st.OK():
+	case ns.mem != nil && n < q.fromMem:
+		b, ok = ns.mem.SendBytes(off, n)
+	case ns.source != nil && q.fromFiles != 0 && n >= q.fromFiles:
 		fd, ok = ns.source.SendSource(off, n)
 	}
 	if !ok {
@@ -155,8 +167,13 @@ func (q *Queue) ExecuteFromFile(r *Request) bool {
 		return false
 	}
 	q.begin(r)
-	r.File, r.fileNS = FileSpan{FD: fd, Off: off, N: n}, ns // referenced until FileSent
-	ns.fromFile.Add(uint64(n))
+	r.fileNS = ns // referenced until FileSent
+	if b != nil {
+		r.Data = b
+	} else {
+		r.File = FileSpan{FD: fd, Off: off, N: n}
+		ns.fromFile.Add(uint64(n))
+	}
 	q.doneHere(ns, OpRead, n, start)
 	q.finish(r, nvmeof.StatusSuccess)
 	return true

@@ -53,7 +53,7 @@ type Queue struct {
 	// from the file, on namespaces whose backend is a backend.FileSource
 	// (SendFromFiles); 0: never.
 	fromFiles int64
-	fromMem   bool // SendFromMem
+	fromMem   int64 // SendFromMem's max; 0: never
 
 	// clk reads the clock for the I/O statistics once per batch where
 	// the transport asks for it (BatchClock); owned by the queue's
@@ -98,13 +98,13 @@ func (q *Queue) SendFromFiles(min int) { q.fromFiles = int64(max(min, 1)) }
 
 // SendFromMem tells the queue, before its first command, that its
 // transport sends a read's Data once the command has completed, and
-// holds nothing else to it: reads of namespaces in memory (mem,
-// backend.MemSource) then leave Data pointing at the namespace's memory,
-// without the copy into a buffer. The transport runs reads with
-// ExecuteInPlace, before it takes a buffer, and calls FileSent once the
-// data is sent. Not where the transport reads the data twice (a data
-// digest): a concurrent write could change it in between.
-func (q *Queue) SendFromMem() { q.fromMem = true }
+// holds nothing else to it: reads of less than max bytes of namespaces in
+// memory (mem, backend.MemSource) then leave Data pointing at the
+// namespace's memory, without the copy into a buffer. The transport runs
+// reads with ExecuteInPlace, before it takes a buffer, and calls FileSent
+// once the data is sent. Not where the transport reads the data twice (a
+// data digest): a concurrent write could change it in between.
+func (q *Queue) SendFromMem(max int) { q.fromMem = int64(max) }
 
 // ID is the queue ID (0 for the admin queue); valid after Connect.
 func (q *Queue) ID() uint16 { return q.id }

@@ -37,7 +37,7 @@ type Request struct {
 	File FileSpan
 
 	queue   *Queue
-	fileNS  *Namespace // of File: referenced until FileSent
+	fileNS  *Namespace // of File, or of Data in its memory: referenced until FileSent
 	ns      *Namespace // of a read or write in flight on an async backend
 	ioWrite bool
 	start   int64 // nanotime when the read or write started
@@ -75,8 +75,8 @@ type FileSpan struct {
 }
 
 // FileSent ends a read whose data the transport sent from its file
-// (File). err is the failure to read the file (a *sockio.FileError), or
-// nil: after a failure the namespace's later reads go through copies,
+// (File) or from the namespace's memory (ExecuteInPlace). err is the
+// failure to read the file (a *sockio.FileError), or nil: after a failure the namespace's later reads go through copies,
 // which report such errors to the host as NVMe statuses. It releases the
 // namespace, which stays open until then; a transport also calls it for
 // a request it drops unsent. Later calls do nothing.
@@ -86,7 +86,7 @@ func (r *Request) FileSent(err error) {
 		return
 	}
 	r.fileNS, r.File = nil, FileSpan{}
-	if err != nil {
+	if err != nil && ns.source != nil {
 		ns.source.SendFailed(err)
 	}
 	ns.refs.release()

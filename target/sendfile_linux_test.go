@@ -68,7 +68,7 @@ func TestReadFromFile(t *testing.T) {
 	// core can, else into a buffer.
 	read := func(slba uint64, blocks uint32) *Request {
 		r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, slba, blocks)}
-		if !q.ExecuteFromFile(r) {
+		if !q.ExecuteInPlace(r) {
 			r.Data = make([]byte, int(blocks)*4096)
 			q.Execute(r)
 		}
@@ -110,11 +110,11 @@ func TestReadFromFile(t *testing.T) {
 	}
 }
 
-// TestExecuteFromFileRefuses: ExecuteFromFile leaves to Execute, without
+// TestExecuteInPlaceRefuses: ExecuteInPlace leaves to Execute, without
 // touching the request or the namespace, what it cannot send from a file:
 // a small read, a write, a missing namespace, a range past the end.
 // Execute then reports the error or copies.
-func TestExecuteFromFileRefuses(t *testing.T) {
+func TestExecuteInPlaceRefuses(t *testing.T) {
 	q, ns, _, _ := fileQueue(t)
 	for name, cmd := range map[string]nvmeof.SQE{
 		"small read":        sglSQE(nvmeof.NVMRead, 1, 0, 15),
@@ -123,8 +123,8 @@ func TestExecuteFromFileRefuses(t *testing.T) {
 		"past the end":      sglSQE(nvmeof.NVMRead, 1, 240, 32),
 	} {
 		r := &Request{Cmd: cmd}
-		if q.ExecuteFromFile(r) {
-			t.Errorf("%s: ExecuteFromFile ran it (status %v, File %+v)", name, r.Status(), r.File)
+		if q.ExecuteInPlace(r) {
+			t.Errorf("%s: ExecuteInPlace ran it (status %v, File %+v)", name, r.Status(), r.File)
 		}
 		if r.File.N != 0 || r.queue != nil {
 			t.Errorf("%s: refused, but the request was changed: File %+v", name, r.File)
@@ -153,7 +153,7 @@ func TestReadFromFileReservation(t *testing.T) {
 		t.Fatal(st)
 	}
 	r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 32)}
-	if other.ExecuteFromFile(r) {
+	if other.ExecuteInPlace(r) {
 		t.Fatalf("another host's read under Exclusive Access sent from the file (status %v)", r.Status())
 	}
 	r.Data = make([]byte, 32*4096)
@@ -162,7 +162,7 @@ func TestReadFromFileReservation(t *testing.T) {
 		t.Errorf("another host's read: %v, want reservation conflict", r.Status())
 	}
 	r = &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 32)}
-	if !q.ExecuteFromFile(r) || !r.Status().OK() {
+	if !q.ExecuteInPlace(r) || !r.Status().OK() {
 		t.Fatalf("the holder's read: not sent from the file (%v)", r.Status())
 	}
 	r.FileSent(nil)
@@ -178,10 +178,84 @@ func TestReadFromFileDoesNotAllocate(t *testing.T) {
 	r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 32)}
 	ran := true
 	allocs := testing.AllocsPerRun(200, func() {
-		ran = ran && q.ExecuteFromFile(r)
+		ran = ran && q.ExecuteInPlace(r)
 		r.FileSent(nil)
 	})
 	if allocs != 0 || !ran || !r.Status().OK() {
-		t.Errorf("ExecuteFromFile + FileSent allocate %.1f times per call (ran %v, status %v), want 0", allocs, ran, r.Status())
+		t.Errorf("ExecuteInPlace + FileSent allocate %.1f times per call (ran %v, status %v), want 0", allocs, ran, r.Status())
+	}
+}
+
+// TestReadFromMem: on a queue that sends from memory, a read of a mem
+// namespace leaves Data pointing into the namespace's memory, with the
+// namespace held until FileSent; reads a reservation refuses, past the
+// end or of SendFromMem's maximum, and writes go to Execute. None of it
+// allocates.
+func TestReadFromMem(t *testing.T) {
+	tgt := newTestTarget(t)
+	ss := addSubsys(t, tgt, testNQN)
+	ns := addMemNS(t, ss, 1, 1<<20, 4096)
+	mem := ns.Backend.(*backend.Mem)
+	data := mem.Bytes()
+	for i := range data {
+		data[i] = byte(i*5 + i>>12)
+	}
+	a := connectAdmin(t, tgt, testNQN, hostA, hostIDA, 0)
+	q := connectIO(t, tgt, testNQN, hostA, hostIDA, a.q.Controller().ID(), 1).q
+	q.SendFromMem(1 << 20)
+
+	r := &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 16, 32)}
+	if !q.ExecuteInPlace(r) || !r.Status().OK() {
+		t.Fatalf("read: not run in place (%v)", r.Status())
+	}
+	if r.File.N != 0 || len(r.Data) != 32*4096 || &r.Data[0] != &data[16*4096] || cap(r.Data) != len(r.Data) {
+		t.Fatalf("read: Data is not the namespace's memory at 64 KiB (File %+v, %d bytes)", r.File, len(r.Data))
+	}
+	if n := ns.InFlight(); n != 1 {
+		t.Errorf("InFlight %d while the transport sends, want 1", n)
+	}
+	r.FileSent(nil)
+	if n := ns.InFlight(); n != 0 {
+		t.Errorf("InFlight %d after FileSent, want 0", n)
+	}
+	if got := ns.Stats(); got.BytesRead != 128<<10 || got.BytesFromFile != 0 {
+		t.Errorf("BytesRead %d, BytesFromFile %d; want %d and 0", got.BytesRead, got.BytesFromFile, 128<<10)
+	}
+
+	for name, cmd := range map[string]nvmeof.SQE{
+		"write":          sglSQE(nvmeof.NVMWrite, 1, 0, 1),
+		"past the end":   sglSQE(nvmeof.NVMRead, 1, 255, 2),
+		"of the maximum": sglSQE(nvmeof.NVMRead, 1, 0, 256),
+	} {
+		r := &Request{Cmd: cmd}
+		if q.ExecuteInPlace(r) || r.Data != nil {
+			t.Errorf("%s: run in place", name)
+		}
+	}
+	if st, _ := ns.resv.register(hostIDB, nvmeof.ResvRegister, keys(0, 0xB)); !st.OK() {
+		t.Fatal(st)
+	}
+	if st, _, _ := ns.resv.acquire(hostIDB, nvmeof.ResvAcquire|nvmeof.ResvExclusiveAccess<<8, keys(0xB, 0)); !st.OK() {
+		t.Fatal(st)
+	}
+	if r := (&Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 1)}); q.ExecuteInPlace(r) {
+		t.Errorf("read under another host's Exclusive Access: run in place (%v)", r.Status())
+	}
+	if st, _ := ns.resv.release(hostIDB, nvmeof.ResvClear, keys(0xB, 0)[:8]); !st.OK() {
+		t.Fatal(st)
+	}
+	if n := ns.InFlight(); n != 0 {
+		t.Errorf("InFlight %d after refusals, want 0", n)
+	}
+
+	r = &Request{Cmd: sglSQE(nvmeof.NVMRead, 1, 0, 1)}
+	ran := true
+	allocs := testing.AllocsPerRun(200, func() {
+		ran = ran && q.ExecuteInPlace(r)
+		r.FileSent(nil)
+		r.Data = nil
+	})
+	if allocs != 0 || !ran {
+		t.Errorf("ExecuteInPlace + FileSent allocate %.1f times per call (ran %v), want 0", allocs, ran)
 	}
 }

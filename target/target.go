@@ -650,6 +650,7 @@ type Namespace struct {
 	stats    nsStats
 	async    backend.Async      // Backend, where it runs I/O asynchronously
 	source   backend.FileSource // Backend, where transports may send reads from its file
+	mem      backend.MemSource  // Backend, where transports may send reads from its memory
 	fromFile atomic.Uint64      // read bytes sent from the file (SendFromFiles)
 	refs     *ioRefs            // commands using Backend
 	resv     resvState          // registrations and reservation (resv.go)
@@ -703,6 +704,7 @@ func (s *Subsystem) AddNamespace(cfg NamespaceConfig) (*Namespace, error) {
 	ns := &Namespace{ID: id, Backend: cfg.Backend, UUID: cfg.UUID, NGUID: cfg.NGUID, anaGroup: cfg.ANAGroup}
 	ns.async, _ = cfg.Backend.(backend.Async)
 	ns.source, _ = cfg.Backend.(backend.FileSource)
+	ns.mem, _ = cfg.Backend.(backend.MemSource)
 	ns.refs = newIORefs()
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", s.cfg.NQN, id))
 	if ns.UUID == ([16]byte{}) {

@@ -72,6 +72,17 @@ type FileSource interface {
 	SendFailed(err error)
 }
 
+// MemSource is implemented by backends whose data lies in this process's
+// memory (mem): a transport may send a read straight from there instead
+// of from a copy.
+type MemSource interface {
+	// SendBytes returns the n bytes at off, or ok false (a bad range, a
+	// closed backend). They stay mapped while the namespace's I/O
+	// reference is held. A concurrent write to the range may change them
+	// before they are sent, as it may tear a copy that overlaps it.
+	SendBytes(off, n int64) (b []byte, ok bool)
+}
+
 // Completer receives the outcome of an asynchronous I/O: nil, or an error
 // as ReadAt or WriteAt would have returned it.
 type Completer interface {

@@ -19,7 +19,10 @@ type Mem struct {
 	closed atomic.Bool
 }
 
-var _ Backend = (*Mem)(nil)
+var (
+	_ Backend   = (*Mem)(nil)
+	_ MemSource = (*Mem)(nil)
+)
 
 // NewMem maps size bytes of anonymous memory with logical block size
 // blockSize (512 or 4096; 0 means 512). size must be a positive multiple of
@@ -58,6 +61,15 @@ func (m *Mem) ReadAt(p []byte, off int64) error {
 	}
 	copy(p, m.b[off:])
 	return nil
+}
+
+// SendBytes returns the n bytes at off, for a transport to send from
+// (MemSource).
+func (m *Mem) SendBytes(off, n int64) ([]byte, bool) {
+	if m.check(off, n) != nil {
+		return nil, false
+	}
+	return m.b[off : off+n : off+n], true
 }
 
 // WriteAt copies p into the range at off. Memory has no volatile cache, so

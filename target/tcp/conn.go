@@ -265,6 +265,17 @@ func (c *conn) run() error {
 		// under TLS, which encrypts it in user space.
 		c.q.SendFromFiles(sendfileMin)
 	}
+	if !c.ddgst {
+		// Small reads of mem namespaces are copied from the namespace's
+		// memory into the writer's buffer, not first into a data buffer
+		// and from there. Not larger ones, which the writer would hand
+		// to the kernel to copy: measured at 128 KiB from a 1 GiB
+		// namespace, the kernel's copy out of cold memory cost the
+		// target more CPU per GB (0.30-0.34 CPU-s/GB) than our copy into
+		// a cache-warm buffer plus the kernel's from it (0.24-0.26). Not
+		// with a data digest, computed before the data is written.
+		c.q.SendFromMem(directWrite)
+	}
 	for {
 		if err := c.flushIfIdle(); err != nil {
 			return err
@@ -604,7 +615,7 @@ func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 	if st := c.q.Admit(r); !st.OK() {
 		return c.completeError(r, st)
 	}
-	if dir == target.DirC2H && c.q.ExecuteFromFile(r) {
+	if dir == target.DirC2H && c.q.ExecuteInPlace(r) {
 		// Completed, without a buffer: its data goes from the page
 		// cache (sendFile).
 		return nil

@@ -401,6 +401,7 @@ func TestConnectTimeout(t *testing.T) {
 // not need the pool), its I/O fails with an error status instead of a
 // dropped connection, and once the first host goes it runs normally. The
 // security issue found the new host's connection closed without a word.
+// A read sent from the mem namespace's memory needs no buffer.
 func TestExhaustedPool(t *testing.T) {
 	// One slab, which one host may hold whole.
 	tt := startTargetOpts(t, nil, target.Options{BufferMemory: 4 << 20, MaxHostBuffer: 4 << 20})
@@ -416,7 +417,12 @@ func TestExhaustedPool(t *testing.T) {
 		}
 	}
 	before := tt.tgt.Stats.BufferShortages.Load()
-	s := tt.session(t, false, false) // fails the test if it cannot connect
+	// With a data digest, reads of the mem namespace are copied into a
+	// buffer too; without, they go from its memory and need none.
+	s := tt.session(t, false, true) // fails the test if it cannot connect
+	if _, st := tt.session(t, false, false).Read(0, 4096); !st.OK() {
+		t.Errorf("read from memory with the pool exhausted: %v, want success (it needs no buffer)", st)
+	}
 	if st := s.Write(0, make([]byte, 4096), false); st.Code() != nvmeof.StatusInternalError.Code() {
 		t.Errorf("write with the pool exhausted: %v, want internal error", st)
 	}
