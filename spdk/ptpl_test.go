@@ -43,6 +43,10 @@ func TestPTPLFileRPC(t *testing.T) {
 	if ns := srv.Applied().Subsystems[0].Namespaces; len(ns) != 1 || ns[0].PTPLFile != good {
 		t.Fatalf("namespaces %+v", ns)
 	}
+	c.must("bdev_malloc_create", obj{"name": "M2", "num_blocks": 256, "block_size": 512})
+	if _, e := c.call("nvmf_subsystem_add_ns", obj{"nqn": nqn1, "namespace": obj{"bdev_name": "M2", "ptpl_file": good}}); e == nil || !strings.Contains(e.Message, "also the file of") {
+		t.Errorf("a second namespace with the same ptpl_file: %v", e)
+	}
 	saved := saveConfig(t, rs.Path())
 	doc := mustJSON(t, saved)
 	if !strings.Contains(doc, `"ptpl_file":"`+good+`"`) {
