@@ -126,10 +126,9 @@ func (q *Queue) startAsync(r *Request, ns *Namespace, start int64) bool {
 // ExecuteInPlace runs a Read that needs no data buffer, and completes
 // it: on a queue that sends from memory (SendFromMem), one below its
 // maximum of a namespace whose data lies in memory (backend.MemSource),
-// leaving Request.Data
-// pointing there; or one of at least SendFromFiles' minimum, of a
-// namespace whose file holds the data (backend.FileSource), leaving the
-// data in the file (Request.File). Either way the namespace stays
+// leaving Request.Data pointing there; or one of at least SendFromFiles'
+// minimum, of a namespace whose file holds the data (backend.FileSource),
+// leaving the data in the file (Request.File). Either way the namespace stays
 // referenced until the transport calls FileSent. It reports whether it
 // ran r; where it did not, nothing has changed, and the transport takes a
 // buffer and calls Execute. The transport calls it once Admit has passed

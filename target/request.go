@@ -76,8 +76,9 @@ type FileSpan struct {
 
 // FileSent ends a read whose data the transport sent from its file
 // (File) or from the namespace's memory (ExecuteInPlace). err is the
-// failure to read the file (a *sockio.FileError), or nil: after a failure the namespace's later reads go through copies,
-// which report such errors to the host as NVMe statuses. It releases the
+// failure to read the file (a *sockio.FileError), or nil: after a
+// failure the namespace's later reads go through copies, which report
+// such errors to the host as NVMe statuses. It releases the
 // namespace, which stays open until then; a transport also calls it for
 // a request it drops unsent. Later calls do nothing.
 func (r *Request) FileSent(err error) {

@@ -617,7 +617,7 @@ func (c *conn) handleCapsule(h nvmeof.Header, lay nvmeof.Layout, hlen int) error
 	}
 	if dir == target.DirC2H && c.q.ExecuteInPlace(r) {
 		// Completed, without a buffer: its data goes from the page
-		// cache (sendFile).
+		// cache (sendFile) or from the namespace's memory.
 		return nil
 	}
 	if err := c.getBuf(r, int(dlen)); err != nil {
