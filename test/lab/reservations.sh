@@ -76,7 +76,8 @@ cmp <(fp_read "$dev" 0 $((1 << 20))) "$FP_WORK/pat" ||
 fp_step "nvme resv-report shows flashpath's host holding; the kernel host's write is refused"
 report | tee "$FP_WORK/report2.json"
 [ "$(jq -r .regctl "$FP_WORK/report2.json")" = 1 ] || lab_fail "resv-report regctl is not 1 after the preemption"
-fpio resv-report | grep -q "key 0xb (holds)" || lab_fail "flashpath's resv-report does not show itself holding"
+rep=$(fpio resv-report) # not piped into grep -q: with pipefail, its early exit can fail fpio (SIGPIPE)
+grep -q "key 0xb (holds)" <<<"$rep" || lab_fail "flashpath's resv-report does not show itself holding: $rep"
 ! fp_write "$dev" 0 "$FP_WORK/pat" 2>/dev/null || lab_fail "the preempted kernel host's write succeeded"
 
 fp_step "resv-release --rrela=1 (clear): the kernel host writes again"
@@ -100,7 +101,8 @@ report | tee "$FP_WORK/report4.json"
 [ "$(jq -r .rtype "$FP_WORK/report4.json")" = 2 ] || lab_fail "resv-report rtype is not 2 after the restart"
 [ "$(jq -r .regctl "$FP_WORK/report4.json")" = 1 ] || lab_fail "resv-report regctl is not 1 after the restart"
 [ "$(jq -r .ptpls "$FP_WORK/report4.json")" = 1 ] || lab_fail "resv-report ptpls is not 1 after the restart"
-fpio resv-report | grep -q "persist through power loss: on" || lab_fail "flashpath's resv-report: persistence is not on"
+rep=$(fpio resv-report)
+grep -q "persist through power loss: on" <<<"$rep" || lab_fail "flashpath's resv-report: persistence is not on: $rep"
 if fpio read --length 4KiB --out /dev/null 2>/dev/null; then lab_fail "flashpath's host read under the restored exclusive access reservation"; fi
 fp_write "$dev" 0 "$FP_WORK/pat" || lab_fail "the restored holder's write failed"
 
