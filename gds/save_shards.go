@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/flashpath/flashpath/gds/internal/cuda"
 	"github.com/flashpath/flashpath/gds/safetensors"
+	"github.com/flashpath/flashpath/internal/durable"
 )
 
 // SaveShard is one shard of a save: its name in the index, where it goes
@@ -306,35 +306,14 @@ func buildIndex(ss []*saveShard, complete bool) *safetensors.Index {
 	return idx
 }
 
-// writeIndex writes idx to path durably: a temporary file, fsync, rename,
-// fsync of the folder.
+// writeIndex writes idx to path durably.
 func writeIndex(path string, idx *safetensors.Index) error {
 	b, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := durable.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write index %s: %w", path, err)
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync()
-		dir.Close()
 	}
 	return nil
 }

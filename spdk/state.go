@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/flashpath/flashpath/internal/durable"
 )
 
 // The state file (Options.StateFile) keeps what the JSON-RPC made across
@@ -53,37 +55,13 @@ func (s *Server) SaveState() error {
 	return writeAtomic(s.opts.StateFile, append(b, '\n'))
 }
 
-// writeAtomic replaces path with b: a temporary file beside it, synced,
-// renamed over it, and the folder synced.
+// writeAtomic replaces path with b durably, creating its folder.
 func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := durable.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("state file %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/flashpath/flashpath/internal/durable"
 	"github.com/flashpath/flashpath/nvmeof"
 )
 
@@ -158,44 +159,9 @@ func (s *resvState) openPTPL(file string, ns [16]byte) error {
 // when persistence is off. Called with mu held.
 func (s *resvState) storePTPL() error {
 	if !s.ptpl {
-		if err := os.Remove(s.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return syncDir(filepath.Dir(s.file))
+		return durable.Remove(s.file)
 	}
-	tmp := s.file + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(s.encodePTPL())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.file)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(s.file))
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return durable.WriteFile(s.file, s.encodePTPL(), 0o600)
 }
 
 // resvUndo is the state before a command, to restore if persisting its

@@ -181,8 +181,11 @@ func TestPTPLWriteFails(t *testing.T) {
 	a.register(nvmeof.StatusSuccess, nvmeof.ResvRegister|cptplOn, 0, 0xA)
 	b.register(nvmeof.StatusSuccess, nvmeof.ResvRegister, 0, 0xB)
 	a.acquire(nvmeof.StatusSuccess, nvmeof.ResvAcquire, nvmeof.ResvWriteExclusive, 0xA, 0)
-	// The new file's name is taken by a directory: it cannot be created.
-	if err := os.Mkdir(file+".tmp", 0o700); err != nil {
+	// A directory takes the file's name: nothing can be renamed over it.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(file, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	c.register(nvmeof.StatusInternalError, nvmeof.ResvRegister, 0, 0xC)
@@ -198,8 +201,11 @@ func TestPTPLWriteFails(t *testing.T) {
 	if st := b.io(nvmeof.NVMWrite); st != nvmeof.StatusReservationConflict {
 		t.Errorf("B's write: %v", st)
 	}
-	if err := os.Remove(file + ".tmp"); err != nil {
+	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
+	}
+	if es, _ := os.ReadDir(filepath.Dir(file)); len(es) != 0 {
+		t.Errorf("the failed writes left %v", es)
 	}
 	c.register(nvmeof.StatusSuccess, nvmeof.ResvRegister, 0, 0xC)
 	_, io = ptplHosts(t, file)
