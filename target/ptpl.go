@@ -48,19 +48,11 @@ type ptplReg struct {
 	HostUUID string `json:"host_uuid"`
 }
 
-// ptplState is what a PTPL file restores.
-type ptplState struct {
-	on     bool
-	regs   []registrant
-	rtype  uint8
-	holder [16]byte
-}
-
 // parsePTPL decodes and checks a PTPL file of the namespace with UUID ns.
 // An empty file (SPDK's, once persistence was turned off) restores
 // nothing.
-func parsePTPL(b []byte, ns [16]byte) (ptplState, error) {
-	var st ptplState
+func parsePTPL(b []byte, ns [16]byte) (resvData, error) {
+	var st resvData
 	if len(bytes.TrimSpace(b)) == 0 {
 		return st, nil
 	}
@@ -85,13 +77,13 @@ func parsePTPL(b []byte, ns [16]byte) (ptplState, error) {
 	if f.RType > nvmeof.ResvExclusiveAccessAllRegs {
 		return st, fmt.Errorf("rtype %d: reservation types are 1 to 6 (0: none held)", f.RType)
 	}
-	st.on, st.rtype = true, uint8(f.RType)
+	st.ptpl, st.rtype = true, uint8(f.RType)
 	for i, g := range f.Registrants {
 		u, err := uuid.Parse(g.HostUUID)
 		if err != nil {
 			return st, fmt.Errorf("registrants[%d].host_uuid %q: %v", i, g.HostUUID, err)
 		}
-		if slices.ContainsFunc(st.regs, func(r registrant) bool { return r.host == u }) {
+		if st.find(u) >= 0 {
 			return st, fmt.Errorf("registrants[%d].host_uuid %s: registered twice", i, u)
 		}
 		st.regs = append(st.regs, registrant{host: u, key: g.RKey})
@@ -104,7 +96,7 @@ func parsePTPL(b []byte, ns [16]byte) (ptplState, error) {
 		st.holder = st.regs[0].host
 	default:
 		u, err := uuid.Parse(f.HolderUUID)
-		if err != nil || !slices.ContainsFunc(st.regs, func(r registrant) bool { return r.host == u }) {
+		if err != nil || st.find(u) < 0 {
 			return st, fmt.Errorf("holder_uuid %q: not a registrant", f.HolderUUID)
 		}
 		st.holder = u
@@ -150,7 +142,7 @@ func (s *resvState) openPTPL(file string, ns [16]byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.file, s.uuid = file, ns
-	s.ptpl, s.regs, s.rtype, s.holder = st.on, st.regs, st.rtype, st.holder
+	s.resvData = st
 	s.publish()
 	return nil
 }
@@ -164,22 +156,15 @@ func (s *resvState) storePTPL() error {
 	return durable.WriteFile(s.file, s.encodePTPL(), 0o600)
 }
 
-// resvUndo is the state before a command, to restore if persisting its
-// change fails.
-type resvUndo struct {
-	ptpl   bool
-	regs   []registrant
-	rtype  uint8
-	holder [16]byte
-	gen    uint32
-}
-
-// undo records the state where persistence is possible (mu held).
-func (s *resvState) undo() *resvUndo {
+// undo is the state before a command, to go back to if persisting its
+// change fails; nil where persistence is not possible (mu held).
+func (s *resvState) undo() *resvData {
 	if s.file == "" {
 		return nil
 	}
-	return &resvUndo{s.ptpl, slices.Clone(s.regs), s.rtype, s.holder, s.gen}
+	u := s.resvData
+	u.regs = slices.Clone(s.regs)
+	return &u
 }
 
 // persist makes a command's change durable where persistence is on, or
@@ -187,7 +172,7 @@ func (s *resvState) undo() *resvUndo {
 // back to u and the command fails with Internal Error, no event and no
 // host preempted. Deferred, with mu held, by each command that changes
 // the state.
-func (s *resvState) persist(u *resvUndo, st *nvmeof.Status, ev *resvEvents, gone *[][16]byte) {
+func (s *resvState) persist(u *resvData, st *nvmeof.Status, ev *resvEvents, gone *[][16]byte) {
 	if u == nil || !st.OK() || !s.ptpl && !u.ptpl {
 		return
 	}
@@ -201,7 +186,7 @@ func (s *resvState) persist(u *resvUndo, st *nvmeof.Status, ev *resvEvents, gone
 	}
 	log.Error("reservation: cannot persist the change through power loss: command failed (check the ptpl_file's disk and permissions)",
 		"ptpl_file", s.file, "err", err)
-	s.ptpl, s.regs, s.rtype, s.holder, s.gen = u.ptpl, u.regs, u.rtype, u.holder, u.gen
+	s.resvData = *u
 	s.publish()
 	*st = nvmeof.StatusInternalError | nvmeof.StatusDNR
 	*ev = nil

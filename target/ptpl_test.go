@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
@@ -274,7 +273,7 @@ func TestPTPLSPDKFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.on || st.rtype != nvmeof.ResvExclusiveAccessRegOnly || len(st.regs) != 2 || st.holder != st.regs[1].host || st.regs[1].key != f.CRKey {
+	if !st.ptpl || st.rtype != nvmeof.ResvExclusiveAccessRegOnly || len(st.regs) != 2 || st.holder != st.regs[1].host || st.regs[1].key != f.CRKey {
 		t.Fatalf("restored %+v from %s", st, spdkFile)
 	}
 	var s resvState
@@ -286,7 +285,7 @@ func TestPTPLSPDKFile(t *testing.T) {
 	if b, w := mustJSON(t, again), mustJSON(t, f); b != w {
 		t.Errorf("written back as %s, SPDK wrote %s", b, w)
 	}
-	if st, err := parsePTPL(nil, nsUUID); err != nil || st.on || len(st.regs) != 0 {
+	if st, err := parsePTPL(nil, nsUUID); err != nil || st.ptpl || len(st.regs) != 0 {
 		t.Errorf("empty file: %+v, %v", st, err)
 	}
 }
@@ -307,16 +306,16 @@ func FuzzPTPLFile(f *testing.F) {
 	f.Add([]byte(`{"ptpl": true, "rtype": 6, "crkey": 0, "bdev_uuid": "` + sf.BdevUUID + `", "registrants": [{"rkey": 0, "host_uuid": "` + sf.Registrants[0].HostUUID + `"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := parsePTPL(b, nsUUID)
-		if err != nil || !st.on {
+		if err != nil || !st.ptpl {
 			return
 		}
 		switch {
 		case len(st.regs) > MaxRegistrants, st.rtype > nvmeof.ResvExclusiveAccessAllRegs:
 			t.Fatalf("accepted %+v", st)
-		case st.rtype != 0 && !slices.ContainsFunc(st.regs, func(g registrant) bool { return g.host == st.holder }):
+		case st.rtype != 0 && st.find(st.holder) < 0:
 			t.Fatalf("holder %x not registered", st.holder)
 		}
-		s := resvState{uuid: nsUUID, regs: st.regs, rtype: st.rtype, holder: st.holder, ptpl: true}
+		s := resvState{uuid: nsUUID, resvData: st}
 		again, err := parsePTPL(s.encodePTPL(), nsUUID)
 		if err != nil || !reflect.DeepEqual(again, st) {
 			t.Fatalf("written back: %+v (%v), was %+v", again, err, st)

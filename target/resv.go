@@ -45,12 +45,8 @@ func (v *resvView) registered(host [16]byte) bool { return slices.Contains(v.reg
 
 // resvState is a namespace's registrations and reservation.
 type resvState struct {
-	mu     sync.Mutex
-	regs   []registrant // guarded by mu, in registration order
-	rtype  uint8        // guarded by mu: 0 when no reservation is held
-	holder [16]byte     // guarded by mu: the holder, where rtype is not 0
-	gen    uint32       // guarded by mu: bumped by each change of registrations
-	ptpl   bool         // guarded by mu: persistence through power loss is on
+	mu       sync.Mutex
+	resvData // guarded by mu
 	// file is the PTPL file ("": not capable) and uuid the namespace's
 	// UUID, which the file names; both set before hosts see it (ptpl.go).
 	file string
@@ -58,6 +54,17 @@ type resvState struct {
 	log  *slog.Logger
 	// view is nil while no reservation is held: then nothing is refused.
 	view atomic.Pointer[resvView]
+}
+
+// resvData is what a namespace's reservations are: what a PTPL file
+// restores, and what a command whose change cannot be persisted goes back
+// to.
+type resvData struct {
+	regs   []registrant // in registration order
+	rtype  uint8        // 0 when no reservation is held
+	holder [16]byte     // the holder, where rtype is not 0
+	gen    uint32       // bumped by each change of registrations (not persisted)
+	ptpl   bool         // persistence through power loss is on
 }
 
 // allRegs reports whether t is a type held by every registrant.
@@ -121,8 +128,8 @@ func (s *resvState) publish() {
 	s.view.Store(v)
 }
 
-func (s *resvState) find(host [16]byte) int {
-	return slices.IndexFunc(s.regs, func(g registrant) bool { return g.host == host })
+func (d *resvData) find(host [16]byte) int {
+	return slices.IndexFunc(d.regs, func(g registrant) bool { return g.host == host })
 }
 
 // holds reports whether host holds the reservation. Called with mu held.
