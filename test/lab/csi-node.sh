@@ -40,7 +40,7 @@ fp_step "TestLabBinaries: flashpath target (JSON-RPC over HTTPS) and flashpath c
 FLASHPATH_LAB_CSI=1 FP=$FP timeout 300 "$TEST" -test.run '^TestLabBinaries$' -test.v -test.count=1 || lab_fail "TestLabBinaries failed"
 
 fp_step "no controller of a CSI volume is left, and the kernel logged no warning"
-if ls /sys/class/nvme 2>/dev/null | grep -q .; then
+if ls /sys/class/nvme 2>/dev/null | fp_has .; then
 	grep -l 'nqn.2026-12.io.flashpath:csi:' /sys/class/nvme/*/subsysnqn && lab_fail "a CSI volume's controller is left"
 fi
 if dmesg | tail -n +"$((FP_DMESG_MARK + 1))" | grep -E 'WARNING|BUG|Call Trace'; then

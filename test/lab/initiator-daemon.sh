@@ -95,7 +95,7 @@ done
 fp_step "metrics: both controllers live, the namespace's bytes counted"
 m=$(metrics)
 echo "$m" | grep -E '^flashpath_initiator_(controller_live|namespace_bytes_total|connects_total)' | sed 's/^/  /'
-echo "$m" | grep -q "^flashpath_initiator_controller_live{ctrl=\"$c1\",subsys=\"$NQN1\"} 1$" || lab_fail "controller_live of $c1 missing"
+echo "$m" | fp_has "^flashpath_initiator_controller_live{ctrl=\"$c1\",subsys=\"$NQN1\"} 1$" || lab_fail "controller_live of $c1 missing"
 w=$(echo "$m" | awk -v k="flashpath_initiator_namespace_bytes_total{device=\"${dev1#/dev/}\",op=\"write\",subsys=\"$NQN1\"}" '$1 == k { print $2 }')
 [ -n "$w" ] && awk -v w="$w" 'BEGIN { exit !(w >= 4194304) }' || lab_fail "write bytes of $dev1: '$w', want >= 4 MiB"
 
@@ -112,7 +112,7 @@ dev3=$(fp_ns "$NQN3" 1 60) || lab_fail "$NQN3 not connected"
 [ "$(blockdev --getsize64 "$dev3")" = $((16 << 20)) ] || lab_fail "$dev3 is not 16 MiB"
 wait_metric flashpath_initiator_subsystems_wanted 3
 grep 'msg="pass done"' "$FP_INI_LOG" | tail -n 1 | sed 's/^/  /'
-grep 'msg="pass done"' "$FP_INI_LOG" | grep -q 'why="discovery log change"' || lab_fail "no pass for a discovery log change"
+grep 'msg="pass done"' "$FP_INI_LOG" | fp_has 'why="discovery log change"' || lab_fail "no pass for a discovery log change"
 n=$(grep -c 'msg=connected' "$FP_INI_LOG")
 [ "$n" = 4 ] || { grep 'msg=connected' "$FP_INI_LOG"; lab_fail "$n connects logged, want 4 (2 + reconnect + new)"; }
 
@@ -133,9 +133,9 @@ grep -q 'msg=stopped' "$FP_INI_LOG" || lab_fail "no 'stopped' in the daemon's lo
 fp_step "--once: one pass connects everything, a second finds it connected"
 out=$(timeout 120 "$FP" initiator --discover "tcp://127.0.0.1:$FP_PORT" --once --nr-poll-queues 1 --log-level warn)
 echo "$out" | sed 's/^/  /'
-echo "$out" | grep -q '^3 subsystems: 3 connected now, 0 already connected$' || lab_fail "--once did not connect 3"
+echo "$out" | fp_has '^3 subsystems: 3 connected now, 0 already connected$' || lab_fail "--once did not connect 3"
 out=$(timeout 120 "$FP" initiator --discover "tcp://127.0.0.1:$FP_PORT" --once --log-level warn)
-echo "$out" | grep -q '^3 subsystems: 0 connected now, 3 already connected$' || lab_fail "second --once: $out"
+echo "$out" | fp_has '^3 subsystems: 0 connected now, 3 already connected$' || lab_fail "second --once: $out"
 fp_step "polled I/O (fio's hipri) on a namespace connected with --nr-poll-queues 1"
 dev1=$(fp_ns "$NQN1" 1 30) || lab_fail "$NQN1: no namespace"
 cat >"$FP_WORK/hipri.fio" <<EOF
@@ -167,7 +167,7 @@ if out=$(timeout 120 "$FP" initiator --connect "tcp://127.0.0.1:4499/$NQN1" --on
 	lab_fail "--once to a closed port succeeded: $out"
 fi
 echo "  closed port: ${out##*$'\n'}"
-echo "$out" | grep -q 'is the target listening there' || lab_fail "no hint in: $out"
+echo "$out" | fp_has 'is the target listening there' || lab_fail "no hint in: $out"
 timeout 30 nvme disconnect-all >/dev/null
 
 fp_step "NVMe/RDMA: the kernel target on rxe, connected through an rdma:// entry"

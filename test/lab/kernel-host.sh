@@ -111,7 +111,7 @@ dev=$(fp_ns "$NQN" 1) || lab_fail "no namespace appeared"
 dev2=$(fp_ns "$NQN" 2) || lab_fail "no namespace 2"
 ctrl=/dev/$(fp_ctrl "$NQN")
 nvme list
-nvme list | grep -F "$dev" | grep -F "$MODEL" | grep -qF "$SERIAL" || lab_fail "nvme list: $dev lacks model or serial"
+nvme list | grep -F "$dev" | grep -F "$MODEL" | fp_has -F "$SERIAL" || lab_fail "nvme list: $dev lacks model or serial"
 idc=$FP_WORK/id-ctrl.json
 nvme id-ctrl "$ctrl" -o json >"$idc"
 jq -c '{sn, mn, fr, subnqn, mdts, cntlid, ver, oncs, vwc, kas, nn, sgls, ioccsz, iorcsz}' "$idc"
@@ -137,8 +137,8 @@ lbads=$(jq '.lbafs[.flbas % 16].ds' "$idn")
 [ $(( $(jq .dlfeat "$idn") & 7 )) = 1 ] || lab_fail "id-ns dlfeat: deallocated blocks should read as zeros"
 [ "$(blockdev --getsize64 "$dev")" = $NS1_SIZE ] || lab_fail "block device size"
 nvme ns-descs "$dev"
-nvme ns-descs "$dev" | grep -q '^uuid' || lab_fail "ns-descs: no UUID"
-nvme ns-descs "$dev" | grep -q '^nguid' || lab_fail "ns-descs: no NGUID"
+nvme ns-descs "$dev" | fp_has '^uuid' || lab_fail "ns-descs: no UUID"
+nvme ns-descs "$dev" | fp_has '^nguid' || lab_fail "ns-descs: no NGUID"
 [ "$(cat /sys/block/${dev##*/}/uuid)" != "$(cat /sys/block/${dev2##*/}/uuid)" ] || lab_fail "namespaces 1 and 2 share a UUID"
 
 nvme smart-log "$ctrl" -o json | tee "$FP_WORK/smart.json" | jq -c '{critical_warning, temperature, avail_spare, percent_used, data_units_read, data_units_written, host_read_commands, host_write_commands, power_on_hours}'

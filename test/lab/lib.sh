@@ -231,6 +231,16 @@ fp_nvmet_file() {
 	echo 1 >"$s/namespaces/1/enable"
 }
 
+# fp_has GREP_ARGS... — grep -q GREP_ARGS on stdin, read to its end first.
+# Piped straight into grep -q, a command whose match comes early dies of
+# SIGPIPE when grep exits before it has written the rest, and pipefail then
+# fails the check: `CMD | fp_has PATTERN` never does.
+fp_has() {
+	local in
+	in=$(cat)
+	grep -q "$@" <<<"$in"
+}
+
 # fp_dmesg_mark — later fp_dmesg_new shows only what follows.
 fp_dmesg_mark() { FP_DMESG_MARK=$(dmesg | wc -l); }
 fp_dmesg_new() { dmesg | tail -n +"$((FP_DMESG_MARK + 1))"; }
@@ -380,7 +390,7 @@ fp_pkg_status() { dpkg-query -W -f='${db:Status-Abbrev}${Version}' flashpath 2>/
 fp_pkg_installed() {
 	local v=$1 deb=$2 d f u
 	[ "$(fp_pkg_status)" = "ii $v" ] || lab_fail "status: $(fp_pkg_status)"
-	getent passwd flashpath | grep -q ':/var/lib/flashpath:/usr/sbin/nologin$' || lab_fail "no system user flashpath: $(getent passwd flashpath)"
+	getent passwd flashpath | fp_has ':/var/lib/flashpath:/usr/sbin/nologin$' || lab_fail "no system user flashpath: $(getent passwd flashpath)"
 	[ "$(id -u flashpath)" -lt 1000 ] || lab_fail "flashpath is not a system user (uid $(id -u flashpath))"
 	for d in /var/lib/flashpath /run/flashpath; do
 		[ "$(stat -c '%U:%G %a' $d)" = "flashpath:flashpath 750" ] || lab_fail "$d: $(stat -c '%U:%G %a' $d)"
@@ -392,7 +402,7 @@ fp_pkg_installed() {
 		[ -s "$f" ] || lab_fail "$f missing"
 	done
 	for f in target initiator; do
-		dpkg-query -W -f='${Conffiles}\n' flashpath | grep -q "/etc/flashpath/$f.yaml.example [0-9a-f]\{32\}$" ||
+		dpkg-query -W -f='${Conffiles}\n' flashpath | fp_has "/etc/flashpath/$f.yaml.example [0-9a-f]\{32\}$" ||
 			lab_fail "$f.yaml.example is not a conffile"
 	done
 	for u in flashpath-target flashpath-initiator; do
@@ -478,7 +488,7 @@ fp_pkg_upgrade() {
 	[ "$(fp_pkg_status)" = "ii $FP_V2" ] || lab_fail "status after the upgrade: $(fp_pkg_status)"
 	! dpkg --audit | grep . || lab_fail "dpkg --audit after the upgrade"
 	cmp /etc/flashpath/target.yaml "$FP_WORK/target.yaml.before" || lab_fail "the upgrade changed the admin's target.yaml"
-	$FP version | grep -q rebuild1 || lab_fail "/usr/bin/flashpath is still $($FP version)"
+	$FP version | fp_has rebuild1 || lab_fail "/usr/bin/flashpath is still $($FP version)"
 }
 
 # fp_pkg_serves_v2 — the running target answers its JSON-RPC as FP_V2.

@@ -98,7 +98,7 @@ fp_host_id
 fp_step "dpkg -i flashpath $FP_V1"
 dpkg -i "$FP_DEB1" </dev/null || lab_fail "dpkg -i $FP_DEB1"
 fp_pkg_installed "$FP_V1" "$FP_DEB1"
-! $FP version | grep -q rebuild1 || lab_fail "$FP_V1 has the rebuild's binary"
+! $FP version | fp_has rebuild1 || lab_fail "$FP_V1 has the rebuild's binary"
 echo "  $($FP version); user $(id flashpath); units enabled, nothing started"
 
 fp_step "configure: a file namespace in /var/lib/flashpath and a block device (group disk)"

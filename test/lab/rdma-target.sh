@@ -64,8 +64,8 @@ dev2=$(fp_ns "$NQN" 2 20) || lab_fail "namespace 2 did not appear"
 ctrl=$(fp_ctrl "$NQN")
 [ "$(cat "/sys/class/nvme/$ctrl/transport")" = rdma ] || lab_fail "$ctrl is not an rdma controller"
 fp_dmesg_new
-fp_dmesg_new | grep -qE "$ctrl: mapped 2/0/0 default/read/poll queues" || lab_fail "want 2 I/O queues"
-nvme list | grep -F "$dev" | grep -qF "$MODEL" || lab_fail "nvme list: $dev lacks the model"
+fp_dmesg_new | fp_has -E "$ctrl: mapped 2/0/0 default/read/poll queues" || lab_fail "want 2 I/O queues"
+nvme list | grep -F "$dev" | fp_has -F "$MODEL" || lab_fail "nvme list: $dev lacks the model"
 nvme id-ctrl "/dev/$ctrl" -o json >"$FP_WORK/id-ctrl.json"
 jq -c '{sn, mn, subnqn, mdts, sgls, ioccsz, iorcsz, msdbd}' "$FP_WORK/id-ctrl.json"
 sgls=$(jq .sgls "$FP_WORK/id-ctrl.json")

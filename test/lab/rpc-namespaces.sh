@@ -43,7 +43,7 @@ echo "namespace 2 is $ns2"
 head -c 1M /dev/urandom >"$FP_WORK/pat"
 fp_write "$ns2" 4096 "$FP_WORK/pat"
 cmp <(fp_read "$ns2" 4096 $((1 << 20))) "$FP_WORK/pat" || lab_fail "namespace 2 read back differs"
-rpc nvmf_get_subsystems | grep -q '"bdev_name": "Malloc1"' || lab_fail "nvmf_get_subsystems does not list Malloc1"
+rpc nvmf_get_subsystems | fp_has '"bdev_name": "Malloc1"' || lab_fail "nvmf_get_subsystems does not list Malloc1"
 
 fp_step "nvmf_subsystem_remove_ns over the RPC: namespace 2 disappears from the host"
 rpc nvmf_subsystem_remove_ns "{\"nqn\": \"$NQN\", \"nsid\": 2}"

@@ -89,7 +89,7 @@ ctrl=$(fp_ctrl "$NQN") || lab_fail "no controller for $NQN"
 fp_dmesg_mark
 echo "$new_key" >"/sys/class/nvme/$ctrl/dhchap_secret"
 t=300
-until fp_dmesg_new | grep -q "qid 0: authenticated"; do
+until fp_dmesg_new | fp_has "qid 0: authenticated"; do
 	t=$((t - 1)); [ $t -gt 0 ] || { fp_dmesg_new; lab_fail "no re-authentication within 30 s"; }
 	sleep 0.1
 done

@@ -52,7 +52,7 @@ CONF
 
 fp_step "flashpath target --config setup.json (SPDK's JSON config)"
 fp_target_start "$FP_WORK/setup.json"
-rpc keyring_get_keys | grep -q '"name": "ckey0"' || lab_fail "keyring_get_keys lacks ckey0"
+rpc keyring_get_keys | fp_has '"name": "ckey0"' || lab_fail "keyring_get_keys lacks ckey0"
 if fp_connect -n "$NQN" --hostnqn "$FP_HOSTNQN" 2>"$FP_WORK/refused.err"; then
 	lab_fail "the kernel host connected without its DH-HMAC-CHAP key"
 fi
@@ -60,7 +60,7 @@ echo "refused without a key: $(tail -n 1 "$FP_WORK/refused.err")"
 fp_dmesg_mark
 fp_connect -n "$NQN" --hostnqn "$FP_HOSTNQN" --dhchap-secret "$host_key" --dhchap-ctrl-secret "$ctrl_key"
 ns1=$(fp_ns "$NQN" 1 30) || lab_fail "no namespace 1"
-nvme id-ctrl "$ns1" | grep -qE '^sn +: SPDK00000000000001' || lab_fail "serial: $(nvme id-ctrl "$ns1" | grep '^sn')"
+nvme id-ctrl "$ns1" | fp_has -E '^sn +: SPDK00000000000001' || lab_fail "serial: $(nvme id-ctrl "$ns1" | grep '^sn')"
 fp_write "$ns1" $((8 << 20)) "$FP_WORK/pat"
 cmp <(fp_read "$ns1" $((8 << 20)) $((4 << 20))) "$FP_WORK/pat" || lab_fail "namespace 1 read back differs"
 fp_disconnect "$NQN"

@@ -70,7 +70,7 @@ timeout 60 nvme discover -t tcp -a 127.0.0.1 -s "$OPT_PORT" -o json >"$FP_WORK/d
 jq -c '.records[] | {trsvcid, subnqn, treq, sectype}' "$FP_WORK/disc.json"
 [ "$(jq -r --arg p "$FP_PORT" '.records[] | select(.trsvcid == $p) | .treq' "$FP_WORK/disc.json")" = "required" ] ||
 	lab_fail "the tls=required port is not reported as requiring a secure channel"
-jq -r --arg p "$OPT_PORT" '.records[] | select(.trsvcid == $p) | .treq' "$FP_WORK/disc.json" | grep -q "^not required" ||
+jq -r --arg p "$OPT_PORT" '.records[] | select(.trsvcid == $p) | .treq' "$FP_WORK/disc.json" | fp_has "^not required" ||
 	lab_fail "the tls=optional port is not reported as not requiring a secure channel"
 [ "$(jq -r '[.records[] | .sectype] | unique | join(",")' "$FP_WORK/disc.json")" = "tls13" ] ||
 	lab_fail "TSAS sectype is not tls13 on both ports"
