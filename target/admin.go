@@ -192,14 +192,14 @@ func (c *Controller) getLogPage(q *Queue, r *Request) nvmeof.Status {
 		nvmeof.EncodeChangedNSList(page, c.changedNS)
 		c.changedNS = c.changedNS[:0]
 		if !r.Cmd.RAE() {
-			c.aenMasked = false
+			c.unmask(aenNSChanged)
 		}
 		c.mu.Unlock()
 	case nvmeof.LogANA:
 		page = c.anaLog(r.Cmd.LSP()&nvmeof.ANALogRGO != 0)
 		if !r.Cmd.RAE() {
 			c.mu.Lock()
-			c.aenMasked = false
+			c.unmask(aenANAChange)
 			c.mu.Unlock()
 		}
 	case nvmeof.LogResvNotification:
@@ -214,7 +214,7 @@ func (c *Controller) getLogPage(q *Queue, r *Request) nvmeof.Status {
 		entries := c.t.discoveryEntries(c.hostNQN, q.local)
 		if !r.Cmd.RAE() {
 			c.mu.Lock()
-			c.aenMasked = false
+			c.unmask(aenDiscovery)
 			c.mu.Unlock()
 		}
 		page = make([]byte, nvmeof.DiscoveryLogSize(len(entries)))

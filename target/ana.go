@@ -178,5 +178,5 @@ func (c *Controller) anaLog(rgo bool) []byte {
 
 // anaChanged raises the ANA change notice.
 func (c *Controller) anaChanged() {
-	c.notice(nvmeof.OAESANAChange, nvmeof.AENoticeANAChange, nvmeof.LogANA)
+	c.notice(nvmeof.OAESANAChange, aenANAChange)
 }

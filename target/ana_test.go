@@ -2,6 +2,7 @@ package target
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/flashpath/flashpath/nvmeof"
@@ -129,4 +130,58 @@ func TestANA(t *testing.T) {
 	if err := ss.SetANAState(keyA, 1, nvmeof.ANAState(7)); err == nil {
 		t.Error("undefined state set")
 	}
+}
+
+// TestAsyncEventKindsApart: each kind of event is masked on its own until
+// its own log page is read, as nvmet and SPDK do: an ANA change while a
+// namespace notice is masked is still reported, reading the ANA log does
+// not unmask namespace notices, and events of two kinds wait for two AERs.
+func TestAsyncEventKindsApart(t *testing.T) {
+	tgt := newTestTarget(t)
+	ss := addSubsys(t, tgt, testNQN)
+	addMemNS(t, ss, 1, 1<<20, 512)
+	key := PortKey{nvmeof.TrTypeTCP, netip.MustParseAddrPort("127.0.0.1:4420")}
+	a := connectVia(t, tgt, tgt.AddPort(PortInfo{TrType: key.TrType, Addr: key.Addr}), hostA, hostIDA)
+	a.ok(setFeatSQE(nvmeof.FeatAsyncEvent, nvmeof.OAESNamespaceAttr|nvmeof.OAESANAChange), nil)
+
+	a.hold(adminSQE(nvmeof.AdminAsyncEvent))
+	addMemNS(t, ss, 2, 1<<20, 512)
+	if r := a.event(); r.Rsp.DW0() != nsChangedDW0 {
+		t.Fatalf("first AEN DW0 %#x, want the namespace notice", r.Rsp.DW0())
+	}
+	// Namespace notices are masked; an ANA change still waits for an AER.
+	if err := ss.SetANAState(key, 1, nvmeof.ANANonOptimized); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.ok(adminSQE(nvmeof.AdminAsyncEvent), nil); r.Rsp.DW0() != anaChangedDW0 {
+		t.Fatalf("AER after the ANA change: DW0 %#x, want %#x", r.Rsp.DW0(), anaChangedDW0)
+	}
+	// Reading the ANA log unmasks ANA notices only.
+	anaLog(t, a, false)
+	a.hold(adminSQE(nvmeof.AdminAsyncEvent))
+	addMemNS(t, ss, 3, 1<<20, 512)
+	a.noEvent()
+	if ids := changedNS(t, a, false); !slices.Equal(ids, []uint32{2, 3}) {
+		t.Errorf("changed list %v, want [2 3]", ids)
+	}
+	// Both kinds unmasked, no AER waiting after this one: one event
+	// each, in the order they came.
+	if err := ss.SetANAState(key, 1, nvmeof.ANAOptimized); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.event(); r.Rsp.DW0() != anaChangedDW0 {
+		t.Fatalf("AEN DW0 %#x, want the ANA notice", r.Rsp.DW0())
+	}
+	anaLog(t, a, false)
+	addMemNS(t, ss, 4, 1<<20, 512)
+	if err := ss.SetANAState(key, 1, nvmeof.ANANonOptimized); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint32{nsChangedDW0, anaChangedDW0} {
+		if r := a.ok(adminSQE(nvmeof.AdminAsyncEvent), nil); r.Rsp.DW0() != want {
+			t.Errorf("AER DW0 %#x, want %#x", r.Rsp.DW0(), want)
+		}
+	}
+	a.hold(adminSQE(nvmeof.AdminAsyncEvent))
+	a.noEvent()
 }

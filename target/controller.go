@@ -40,8 +40,8 @@ type Controller struct {
 	kaTimer    *time.Timer            // guarded by mu
 	aers       []*Request             // guarded by mu: outstanding Asynchronous Event Requests
 	aenCfg     uint32                 // guarded by mu: Asynchronous Event Configuration
-	aenMasked  bool                   // guarded by mu: a notice was sent; masked until its log is read
-	aenPending uint32                 // guarded by mu: DW0 of a notice that waits for an AER (0: none)
+	aenMasked  uint8                  // guarded by mu: kinds (1<<aenKind) reported, masked until their log is read
+	aenPending []aenKind              // guarded by mu: kinds that wait for an AER, oldest first
 	changedNS  []uint32               // guarded by mu
 	errLog     []nvmeof.ErrorLogEntry // guarded by mu, newest last
 	errCount   uint64                 // guarded by mu
@@ -49,14 +49,12 @@ type Controller struct {
 	hostDone   bool                   // guarded by mu: the host shut the controller down or disabled it
 
 	// Reservation notifications (resv.go), guarded by mu: the log pages
-	// not yet read, the count of the last one made, whether an event
-	// waits for an AER or was sent and is masked until the log is read,
-	// and the Reservation Notification Mask (per NSID, else all).
-	resvLogs                []nvmeof.ResvLog
-	resvCount               uint64
-	resvPending, resvMasked bool
-	resvMask                map[uint32]uint32
-	resvMaskAll             uint32
+	// not yet read, the count of the last one made, and the Reservation
+	// Notification Mask (per NSID, else all).
+	resvLogs    []nvmeof.ResvLog
+	resvCount   uint64
+	resvMask    map[uint32]uint32
+	resvMaskAll uint32
 
 	deleteOnce sync.Once
 
@@ -428,17 +426,12 @@ func (c *Controller) asyncEventRequest(r *Request) (nvmeof.Status, bool) {
 		c.mu.Unlock()
 		return nvmeof.StatusAERLimitExceeded | nvmeof.StatusDNR, false
 	}
-	if dw0 := c.aenPending; dw0 != 0 && !c.aenMasked {
-		c.aenPending = 0
-		c.aenMasked = true
+	if len(c.aenPending) > 0 {
+		k := c.aenPending[0]
+		c.aenPending = slices.Delete(c.aenPending, 0, 1)
+		c.aenMasked |= 1 << k
 		c.mu.Unlock()
-		r.Rsp.SetDW0(dw0)
-		return nvmeof.StatusSuccess, false
-	}
-	if c.resvPending && !c.resvMasked {
-		c.resvPending, c.resvMasked = false, true
-		c.mu.Unlock()
-		r.Rsp.SetDW0(resvAEN)
+		r.Rsp.SetDW0(aenDW0[k])
 		return nvmeof.StatusSuccess, false
 	}
 	c.aers = append(c.aers, r)
@@ -453,48 +446,73 @@ func (c *Controller) namespaceChanged(nsid uint32) {
 		c.changedNS = append(c.changedNS, nsid)
 	}
 	c.mu.Unlock()
-	c.notice(nvmeof.OAESNamespaceAttr, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList)
+	c.notice(nvmeof.OAESNamespaceAttr, aenNSChanged)
 }
 
 // discoveryChanged raises the Discovery Log Page Change notice on a
 // discovery controller (a persistent one, which the Linux host turns into
 // a uevent for nvme connect-all).
 func (c *Controller) discoveryChanged() {
-	c.notice(nvmeof.OAESDiscoveryChange, nvmeof.AENoticeDiscoveryLogChange, nvmeof.LogDiscovery)
+	c.notice(nvmeof.OAESDiscoveryChange, aenDiscovery)
 }
 
-// notice completes an outstanding AER with a notice about log page lid
-// when the host enabled it (Asynchronous Event Configuration bit cfg),
-// or keeps it for the next AER. Until the host reads that log page the
-// notices are masked (NVMe Base 2.0 §5.2), so one read answers many
-// changes.
-func (c *Controller) notice(cfg uint32, info, lid uint8) {
+// aenKind is a kind of asynchronous event. Once reported, a kind is
+// masked until the host reads its log page without RAE (NVMe Base 2.0
+// §5.2), so one read answers many changes; kinds are masked apart, as
+// nvmet and SPDK do. At most one event of a kind waits for an AER: its
+// log page holds the rest.
+type aenKind uint8
+
+const (
+	aenNSChanged aenKind = iota
+	aenANAChange
+	aenDiscovery
+	aenResv
+	aenKinds
+)
+
+// aenDW0 is the AER completion's DW0 of each kind.
+var aenDW0 = [aenKinds]uint32{
+	aenNSChanged: nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeNSAttrChanged, nvmeof.LogChangedNSList),
+	aenANAChange: nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeANAChange, nvmeof.LogANA),
+	aenDiscovery: nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, nvmeof.AENoticeDiscoveryLogChange, nvmeof.LogDiscovery),
+	aenResv:      nvmeof.AsyncEventDW0(nvmeof.AEIOCmdSpecific, nvmeof.AEInfoResvLogAvailable, nvmeof.LogResvNotification),
+}
+
+// notice reports an event of kind k where the host enabled it
+// (Asynchronous Event Configuration bit cfg).
+func (c *Controller) notice(cfg uint32, k aenKind) {
 	c.mu.Lock()
-	if c.dead || c.aenCfg&cfg == 0 || c.aenMasked {
-		c.mu.Unlock()
-		return
-	}
-	dw0 := nvmeof.AsyncEventDW0(nvmeof.AEReasonNotice, info, lid)
-	r := c.takeAER(&c.aenMasked)
-	if r == nil {
-		c.aenPending = dw0
+	var r *Request
+	if c.aenCfg&cfg != 0 {
+		r = c.raise(k)
 	}
 	c.mu.Unlock()
-	completeAER(r, dw0)
+	completeAER(r, aenDW0[k])
 }
 
-// takeAER takes the oldest outstanding Asynchronous Event Request for an
-// event, whose kind it masks (*masked) until the host reads its log; nil
-// if none is outstanding (the caller keeps the event for the next).
-// Called with mu held.
-func (c *Controller) takeAER(masked *bool) *Request {
+// raise reports an event of kind k unless that kind is masked or already
+// waiting: it takes the oldest outstanding AER, for the caller to
+// complete once mu is released, and masks k; with none outstanding, k
+// waits for the next (nil). Called with mu held.
+func (c *Controller) raise(k aenKind) *Request {
+	if c.dead || c.aenMasked&(1<<k) != 0 || slices.Contains(c.aenPending, k) {
+		return nil
+	}
 	if len(c.aers) == 0 {
+		c.aenPending = append(c.aenPending, k)
 		return nil
 	}
 	r := c.aers[0]
 	c.aers = c.aers[1:]
-	*masked = true
+	c.aenMasked |= 1 << k
 	return r
+}
+
+// unmask lets kind k be reported again: the host read its log page
+// without RAE. Called with mu held.
+func (c *Controller) unmask(k aenKind) {
+	c.aenMasked &^= 1 << k
 }
 
 // completeAER completes r (from takeAER, if not nil) with the event dw0,

@@ -464,9 +464,6 @@ func (s *Subsystem) resvNotify(nsid uint32, ev resvEvents) {
 	}
 }
 
-// resvAEN is the Asynchronous Event of a reservation notification.
-var resvAEN = nvmeof.AsyncEventDW0(nvmeof.AEIOCmdSpecific, nvmeof.AEInfoResvLogAvailable, nvmeof.LogResvNotification)
-
 // resvLogMax bounds the notifications kept unread; past it, the count
 // skips, which tells the host some were lost.
 const resvLogMax = 64
@@ -535,14 +532,9 @@ func (c *Controller) resvEvent(nsid uint32, typ uint8) {
 	if len(c.resvLogs) < resvLogMax {
 		c.resvLogs = append(c.resvLogs, nvmeof.ResvLog{Count: c.resvCount, Type: typ, NSID: nsid})
 	}
-	if c.resvMasked || c.resvPending {
-		c.mu.Unlock()
-		return
-	}
-	r := c.takeAER(&c.resvMasked)
-	c.resvPending = r == nil
+	r := c.raise(aenResv)
 	c.mu.Unlock()
-	completeAER(r, resvAEN)
+	completeAER(r, aenDW0[aenResv])
 }
 
 // resvLogPage takes the oldest unread notification (an empty page if
@@ -553,7 +545,7 @@ func (c *Controller) resvLogPage(rae bool) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !rae {
-		c.resvMasked = false
+		c.unmask(aenResv)
 	}
 	if len(c.resvLogs) == 0 {
 		return page

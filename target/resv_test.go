@@ -218,8 +218,8 @@ func TestReservationPreempt(t *testing.T) {
 	if got := c.io(nvmeof.NVMWrite); got != conflict {
 		t.Errorf("C's write under B's write exclusive: %v", got)
 	}
-	if r := admin[0].event(); r != aer || r.Rsp.DW0() != resvAEN {
-		t.Fatalf("A's event DW0 %#x, want %#x", r.Rsp.DW0(), resvAEN)
+	if r := admin[0].event(); r != aer || r.Rsp.DW0() != aenDW0[aenResv] {
+		t.Fatalf("A's event DW0 %#x, want %#x", r.Rsp.DW0(), aenDW0[aenResv])
 	}
 	admin[1].noEvent()
 	// A: Registration Preempted. C: Reservation Released (its registrants-only
