@@ -280,8 +280,18 @@ func (g *ExecGate) waiting() bool {
 	return g.waiters > 0
 }
 
-// Closing reports whether Close was called.
+// Closing reports whether Close or Fence was called.
 func (g *ExecGate) Closing() bool { return g.closing.Load() }
+
+// Fence marks the connection closing from outside its transport: the host
+// closed it, and the transport's goroutine has not seen that yet. No
+// command begins from here on; the transport ends the connection as
+// usual, by its Close or the last End.
+func (g *ExecGate) Fence() {
+	g.mu.Lock()
+	g.closing.Store(true)
+	g.mu.Unlock()
+}
 
 // ioQueues returns the subsystem's I/O queues (ioqs) that pick chooses.
 func (s *Subsystem) ioQueues(pick func(*Queue) bool) []*Queue {
@@ -296,6 +306,14 @@ func (s *Subsystem) ioQueues(pick func(*Queue) bool) []*Queue {
 	return qs
 }
 
+// PeerCloseChecker is a QueueTransport that can tell, without reading,
+// that the host closed its end of the connection (NVMe/TCP: a FIN or a
+// reset in the socket), before the queue's goroutine sees it: busy in a
+// command on a slow drive, or behind commands still buffered.
+type PeerCloseChecker interface {
+	PeerClosed() bool
+}
+
 // closingWarnAfter is how long a Connect waits for a host's closing
 // queues before it says so in the log (it waits on).
 var closingWarnAfter = 5 * time.Second
@@ -303,11 +321,31 @@ var closingWarnAfter = 5 * time.Second
 // waitClosing returns once the I/O queues of host that are closing have
 // no command in the core: a host that reconnects after giving up on a
 // connection (an I/O timeout, a reset) sends its writes again, and one
-// still in flight from before must land first.
+// still in flight from before must land first. A queue whose host closed
+// it, though its goroutine has not seen that yet, is fenced first, so
+// that commands it has yet to read from the socket (sent before the host
+// gave up, and sent again now) never run.
 func (s *Subsystem) waitClosing(host [16]byte, log *slog.Logger) {
-	qs := s.ioQueues(func(q *Queue) bool { return q.ctrl.hostID == host && q.gate.Closing() })
+	fenced := 0
+	qs := s.ioQueues(func(q *Queue) bool {
+		if q.ctrl.hostID != host {
+			return false
+		}
+		if q.gate.Closing() {
+			return true
+		}
+		if pc, ok := q.tr.(PeerCloseChecker); ok && pc.PeerClosed() {
+			q.gate.Fence()
+			fenced++
+			return true
+		}
+		return false
+	})
 	if len(qs) == 0 {
 		return
+	}
+	if fenced > 0 {
+		log.Info("connect: the host closed earlier I/O connections the target had not yet seen end: what they still held unread will not run", "queues", fenced)
 	}
 	warn := time.AfterFunc(closingWarnAfter, func() {
 		log.Warn("connect waits for commands of the host's earlier connections still running on the backend (a slow or hung drive)", "queues", len(qs))

@@ -90,3 +90,44 @@ func TestReconnectWaitsForClosingQueues(t *testing.T) {
 		t.Fatalf("Connect: %v", st)
 	}
 }
+
+// TestReconnectFencesClosedQueues: a host closed its I/O connection while
+// a write was in flight, and connects again before the queue's goroutine
+// has seen the end. Connect fences that queue (nothing more it reads
+// runs) and waits for the write; a live queue of the same host, with its
+// own write in flight, is neither fenced nor waited for.
+func TestReconnectFencesClosedQueues(t *testing.T) {
+	tgt := newTestTarget(t)
+	ss := addSubsys(t, tgt, testNQN)
+	be := &heldAsyncWrites{Backend: memBackend(t, 1<<20, testBlock), held: make(chan backend.Completer, 2)}
+	addNS(t, ss, 1, be)
+	admin := connectAdmin(t, tgt, testNQN, hostA, hostIDA, 0)
+	live := connectIO(t, tgt, testNQN, hostA, hostIDA, admin.q.Controller().ID(), 1)
+	gone := connectIO(t, tgt, testNQN, hostA, hostIDA, admin.q.Controller().ID(), 2)
+	for _, p := range []*peer{live, gone} {
+		p.tr.gate = p.q.Gate()
+		p.gatedExec(rwSQE(nvmeof.NVMWrite, 1, 0, 1), make([]byte, testBlock))
+	}
+	liveWrite, goneWrite := <-be.held, <-be.held
+	gone.tr.peerClosed.Store(true) // closed by the host; its goroutine has not read the end
+
+	again := newPeer(t, tgt)
+	r := &Request{Cmd: connectSQE(0, 31, 0), Data: connectData(t, testNQN, hostA, hostIDA, nvmeof.CntlIDDynamic)}
+	done := make(chan nvmeof.Status, 1)
+	go func() {
+		again.q.Execute(r)
+		done <- r.Status()
+	}()
+	untilWaiting(t, gone.q.Gate(), done, "the host's Connect", "the write of its closed connection")
+	if !gone.q.Gate().Closing() || live.q.Gate().Closing() {
+		t.Fatalf("fenced: closed queue %v, live queue %v; want true, false", gone.q.Gate().Closing(), live.q.Gate().Closing())
+	}
+	if gone.q.Gate().Begin(&Request{Cmd: rwSQE(nvmeof.NVMWrite, 1, 0, 1)}, gone.q.ID()) {
+		t.Fatal("the fenced queue began a command it read after the host closed it")
+	}
+	goneWrite.IODone(nil)
+	if st := <-done; !st.OK() {
+		t.Fatalf("Connect: %v", st)
+	}
+	liveWrite.IODone(nil)
+}

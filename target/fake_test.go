@@ -24,9 +24,16 @@ type fakeTransport struct {
 	reason    atomic.Pointer[error]
 
 	gate *ExecGate // where set, each completion Ends its command (peer.gatedExec)
+
+	peerClosed atomic.Bool // the host closed the connection (PeerClosed)
 }
 
-var _ QueueTransport = (*fakeTransport)(nil)
+var (
+	_ QueueTransport   = (*fakeTransport)(nil)
+	_ PeerCloseChecker = (*fakeTransport)(nil)
+)
+
+func (f *fakeTransport) PeerClosed() bool { return f.peerClosed.Load() }
 
 func newFakeTransport() *fakeTransport {
 	return &fakeTransport{deferred: make(chan *Request, 16), closed: make(chan struct{})}

@@ -1,15 +1,19 @@
 package tcp
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/flashpath/flashpath/internal/sockio"
 	"github.com/flashpath/flashpath/internal/tcppeer"
 	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
@@ -172,5 +176,135 @@ func testCloseWaits(t *testing.T, async, hostErr bool) {
 	<-done
 	if !rec.recorded.Load() || rec.closedBeforeWrite.Load() {
 		t.Fatalf("socket closed %d times, before the write had run: %v", rec.closes.Load(), rec.closedBeforeWrite.Load())
+	}
+}
+
+// socketConn serves one connection of l over a loopback TCP socket (the
+// target needs a socket to see the host's end): the host's end and the
+// target's.
+func socketConn(t *testing.T, l *Listener) (*tcppeer.Host, net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hostEnd, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostEnd.Close() })
+	tgtEnd, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(l, tgtEnd)
+	c.leave = func() {}
+	l.conns.Go(c, c.serve)
+	hostEnd.SetDeadline(time.Now().Add(30 * time.Second)) // a safety net, not synchronisation
+	return &tcppeer.Host{T: t, NC: hostEnd}, tgtEnd
+}
+
+// TestReconnectFencesUnreadCommands: a host gives up on an I/O connection
+// while a write runs on a slow drive, with a second write still unread in
+// the socket, and connects a new controller. The reader, stuck in the
+// first write, has not seen the end, and the old controller lives on (its
+// admin connection is open: had it closed, deleting the controller would
+// close the queue); the new Connect sees the end in the socket, waits for
+// the first write, and the second never runs: the host sends it again on
+// its new connection, and the old one must not land after that.
+func TestReconnectFencesUnreadCommands(t *testing.T) {
+	mem, err := backend.NewMem(1<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &gatedBackend{Backend: mem, entered: make(chan struct{}, 2), release: make(chan struct{})}
+	fenced := testutil.NewLogSignal("closed earlier I/O connections", 1)
+	tgt := target.New(target.Options{Logger: slog.New(fenced), MaxQueueDepth: 32})
+	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ss.AddNamespace(target.NamespaceConfig{NSID: 1, Backend: be}); err != nil {
+		t.Fatal(err)
+	}
+	l := &Listener{t: tgt, log: quietLogger(), opts: Options{MaxH2CData: 32 << 10, ICTimeout: 5 * time.Second,
+		ConnectTimeout: 5 * time.Second, SendTimeout: 5 * time.Second}}
+	var release sync.Once
+	t.Cleanup(func() {
+		release.Do(func() { close(be.release) })
+		l.conns.Shutdown(context.Background(), func() error { return nil }, nil)
+		tgt.Close()
+	})
+
+	admin, _ := socketConn(t, l)
+	admin.Init(false, false)
+	cntlID, st := admin.ConnectAdmin(testNQN, hostNQN, hostID, 0)
+	if !st.OK() {
+		t.Fatal(st)
+	}
+	(&tcppeer.Session{Admin: admin, CntlID: cntlID}).SetEnabled(true)
+	io1, io1Target := socketConn(t, l)
+	io1.Init(false, false)
+	if st := io1.ConnectIO(1, 31, cntlID, testNQN, hostNQN, hostID); !st.OK() {
+		t.Fatal(st)
+	}
+	// The first write runs, in the backend, on the connection's reader.
+	cid := io1.NextCID()
+	io1.Write(io1.Capsule(tcppeer.IOCommand(nvmeof.NVMWrite, cid, 0, 4096), nil))
+	hd, b := io1.ReadPDU()
+	r2t, err := nvmeof.DecodeDataPDU(b)
+	if hd.Type != nvmeof.PDUR2T || err != nil {
+		t.Fatalf("PDU type %#x (%v), want an R2T", hd.Type, err)
+	}
+	io1.Write(io1.H2CData(cid, r2t.TTag, 0, make([]byte, 4096)))
+	<-be.entered
+	// The second, with its data in the capsule, waits unread; then the
+	// host closes the connection.
+	second := tcppeer.IOCommand(nvmeof.NVMWrite, io1.NextCID(), 8192, 512)
+	second.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, 512)
+	io1.Write(io1.Capsule(second, bytes.Repeat([]byte{0xEE}, 512)))
+	io1.NC.Close()
+	// The end reaches the target's socket (the kernel's doing: a bounded
+	// wait, not a sleep).
+	for deadline := time.Now().Add(30 * time.Second); !sockio.PeerClosed(io1Target); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the host's end never reached the target's socket")
+		}
+	}
+
+	again, _ := socketConn(t, l)
+	again.Init(false, false)
+	var sqe nvmeof.SQE
+	sqe.SetConnect(0, 31, 0)
+	sqe.SetCID(again.NextCID())
+	sqe.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, nvmeof.ConnectDataSize)
+	cd := make([]byte, nvmeof.ConnectDataSize)
+	conn := nvmeof.ConnectData{HostID: hostID, CntlID: nvmeof.CntlIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}
+	if err := conn.Encode(cd); err != nil {
+		t.Fatal(err)
+	}
+	again.Write(again.Capsule(sqe, cd))
+	rsp := make(chan error, 1)
+	go func() {
+		_, _, err := tcppeer.ReadPDU(again.NC)
+		rsp <- err
+	}()
+	select {
+	case <-fenced.C():
+	case err := <-rsp:
+		t.Fatalf("Connect answered (%v) while the closed connection's write ran, its next one unread", err)
+	}
+	release.Do(func() { close(be.release) })
+	if err := <-rsp; err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	// Waits for the old connection's end.
+	l.conns.Shutdown(context.Background(), func() error { return nil }, nil)
+	got := make([]byte, 512)
+	if err := mem.ReadAt(got, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, make([]byte, 512)) || len(be.entered) != 0 {
+		t.Fatal("the write left unread in the closed connection ran")
 	}
 }

@@ -950,3 +950,7 @@ func (c *conn) encodeC2HHeader(r *target.Request, success bool) int {
 	}
 	return int(pdo)
 }
+
+// PeerClosed reports whether the host has closed the connection, though
+// the reader may not have seen it yet (target.PeerCloseChecker).
+func (c *conn) PeerClosed() bool { return sockio.PeerClosed(c.nc) }
