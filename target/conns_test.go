@@ -57,6 +57,19 @@ func TestConnsShutdownClosesAndWaits(t *testing.T) {
 	}
 }
 
+// connectAsync connects an admin queue of host on a new goroutine; the
+// status comes on the channel.
+func connectAsync(t *testing.T, tgt *Target, host string, hostID [16]byte) <-chan nvmeof.Status {
+	p := newPeer(t, tgt)
+	r := &Request{Cmd: connectSQE(0, 31, 0), Data: connectData(t, testNQN, host, hostID, nvmeof.CntlIDDynamic)}
+	done := make(chan nvmeof.Status, 1)
+	go func() {
+		p.q.Execute(r)
+		done <- r.Status()
+	}()
+	return done
+}
+
 // TestReconnectWaitsForClosingQueues: a host whose connection ended
 // while its write was still in flight on the backend (it gave up: an I/O
 // timeout, a reset) connects again; its Connect completes only once that
@@ -77,13 +90,7 @@ func TestReconnectWaitsForClosingQueues(t *testing.T) {
 
 	// Another host connects at once.
 	connectAdmin(t, tgt, testNQN, hostB, hostIDB, 0)
-	again := newPeer(t, tgt)
-	r := &Request{Cmd: connectSQE(0, 31, 0), Data: connectData(t, testNQN, hostA, hostIDA, nvmeof.CntlIDDynamic)}
-	done := make(chan nvmeof.Status, 1)
-	go func() {
-		again.q.Execute(r)
-		done <- r.Status()
-	}()
+	done := connectAsync(t, tgt, hostA, hostIDA)
 	untilWaiting(t, io.q.Gate(), done, "the host's Connect", "its earlier write")
 	write.IODone(nil)
 	if st := <-done; !st.OK() {
@@ -111,13 +118,7 @@ func TestReconnectFencesClosedQueues(t *testing.T) {
 	liveWrite, goneWrite := <-be.held, <-be.held
 	gone.tr.peerClosed.Store(true) // closed by the host; its goroutine has not read the end
 
-	again := newPeer(t, tgt)
-	r := &Request{Cmd: connectSQE(0, 31, 0), Data: connectData(t, testNQN, hostA, hostIDA, nvmeof.CntlIDDynamic)}
-	done := make(chan nvmeof.Status, 1)
-	go func() {
-		again.q.Execute(r)
-		done <- r.Status()
-	}()
+	done := connectAsync(t, tgt, hostA, hostIDA)
 	untilWaiting(t, gone.q.Gate(), done, "the host's Connect", "the write of its closed connection")
 	if !gone.q.Gate().Closing() || live.q.Gate().Closing() {
 		t.Fatalf("fenced: closed queue %v, live queue %v; want true, false", gone.q.Gate().Closing(), live.q.Gate().Closing())

@@ -132,6 +132,15 @@ func (h *Host) ConnectIO(qid, sqsize, cntlID uint16, subnqn, hostnqn string, hos
 
 func (h *Host) connect(qid, sqsize uint16, kato uint32, cd nvmeof.ConnectData) (uint16, nvmeof.Status) {
 	h.T.Helper()
+	h.SendConnect(qid, sqsize, kato, cd)
+	cqe := h.ReadRsp()
+	return uint16(cqe.DW0()), cqe.Status()
+}
+
+// SendConnect sends Fabrics Connect for queue qid with in-capsule data,
+// leaving its response unread.
+func (h *Host) SendConnect(qid, sqsize uint16, kato uint32, cd nvmeof.ConnectData) {
+	h.T.Helper()
 	var sqe nvmeof.SQE
 	sqe.SetConnect(qid, sqsize, kato)
 	sqe.SetCID(h.NextCID())
@@ -141,8 +150,6 @@ func (h *Host) connect(qid, sqsize uint16, kato uint32, cd nvmeof.ConnectData) (
 		h.T.Fatal(err)
 	}
 	h.Write(h.Capsule(sqe, data))
-	cqe := h.ReadRsp()
-	return uint16(cqe.DW0()), cqe.Status()
 }
 
 // ReadRsp reads PDUs up to the next response capsule.

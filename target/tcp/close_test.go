@@ -85,6 +85,21 @@ func pipeConn(t *testing.T, l *Listener, be *gatedBackend) (*tcppeer.Host, *conn
 	return &tcppeer.Host{T: t, NC: hostEnd}, c, rec, done
 }
 
+// heldWrite sends a 4 KiB write at offset 0 (its capsule, the R2T, its
+// data) and returns once the core runs it and it waits in the backend.
+func heldWrite(t *testing.T, h *tcppeer.Host, be *gatedBackend) {
+	t.Helper()
+	cid := h.NextCID()
+	h.Write(h.Capsule(tcppeer.IOCommand(nvmeof.NVMWrite, cid, 0, 4096), nil))
+	hd, b := h.ReadPDU()
+	r2t, err := nvmeof.DecodeDataPDU(b)
+	if hd.Type != nvmeof.PDUR2T || err != nil {
+		t.Fatalf("PDU type %#x (%v), want an R2T", hd.Type, err)
+	}
+	h.Write(h.H2CData(cid, r2t.TTag, 0, make([]byte, 4096)))
+	<-be.entered
+}
+
 // TestCloseWaitsForCommandsInCore: a connection that ends while a write
 // is in the core (running, or in flight on an asynchronous backend after
 // Execute returned) keeps its socket open until the write has run, and
@@ -146,17 +161,7 @@ func testCloseWaits(t *testing.T, async, hostErr bool) {
 		t.Fatal(st)
 	}
 
-	// A write: its capsule, the R2T, its data; the core runs it and
-	// waits in the backend.
-	cid := io1.NextCID()
-	io1.Write(io1.Capsule(tcppeer.IOCommand(nvmeof.NVMWrite, cid, 0, 4096), nil))
-	hd, b := io1.ReadPDU()
-	r2t, err := nvmeof.DecodeDataPDU(b)
-	if hd.Type != nvmeof.PDUR2T || err != nil {
-		t.Fatalf("PDU type %#x (%v), want an R2T", hd.Type, err)
-	}
-	io1.Write(io1.H2CData(cid, r2t.TTag, 0, make([]byte, 4096)))
-	<-be.entered
+	heldWrite(t, io1, be)
 
 	if hostErr {
 		// A PDU type no host sends: the target terminates the connection.
@@ -248,16 +253,7 @@ func TestReconnectFencesUnreadCommands(t *testing.T) {
 	if st := io1.ConnectIO(1, 31, cntlID, testNQN, hostNQN, hostID); !st.OK() {
 		t.Fatal(st)
 	}
-	// The first write runs, in the backend, on the connection's reader.
-	cid := io1.NextCID()
-	io1.Write(io1.Capsule(tcppeer.IOCommand(nvmeof.NVMWrite, cid, 0, 4096), nil))
-	hd, b := io1.ReadPDU()
-	r2t, err := nvmeof.DecodeDataPDU(b)
-	if hd.Type != nvmeof.PDUR2T || err != nil {
-		t.Fatalf("PDU type %#x (%v), want an R2T", hd.Type, err)
-	}
-	io1.Write(io1.H2CData(cid, r2t.TTag, 0, make([]byte, 4096)))
-	<-be.entered
+	heldWrite(t, io1, be) // on the connection's reader
 	// The second, with its data in the capsule, waits unread; then the
 	// host closes the connection.
 	second := tcppeer.IOCommand(nvmeof.NVMWrite, io1.NextCID(), 8192, 512)
@@ -274,16 +270,7 @@ func TestReconnectFencesUnreadCommands(t *testing.T) {
 
 	again, _ := socketConn(t, l)
 	again.Init(false, false)
-	var sqe nvmeof.SQE
-	sqe.SetConnect(0, 31, 0)
-	sqe.SetCID(again.NextCID())
-	sqe.SGL().SetDataBlock(nvmeof.SGLInCapsule, 0, nvmeof.ConnectDataSize)
-	cd := make([]byte, nvmeof.ConnectDataSize)
-	conn := nvmeof.ConnectData{HostID: hostID, CntlID: nvmeof.CntlIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}
-	if err := conn.Encode(cd); err != nil {
-		t.Fatal(err)
-	}
-	again.Write(again.Capsule(sqe, cd))
+	again.SendConnect(0, 31, 0, nvmeof.ConnectData{HostID: hostID, CntlID: nvmeof.CntlIDDynamic, SubNQN: testNQN, HostNQN: hostNQN})
 	rsp := make(chan error, 1)
 	go func() {
 		_, _, err := tcppeer.ReadPDU(again.NC)
