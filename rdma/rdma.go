@@ -191,6 +191,10 @@ type Conn interface {
 	// Disconnect starts an orderly disconnect: outstanding requests
 	// flush. It does not block.
 	Disconnect() error
+	// Down reports whether the connection went down (the peer
+	// disconnected, an error, the device left), perhaps before Poll has
+	// returned the flushes. It never blocks.
+	Down() bool
 	// Close disconnects and destroys the queue pair: after it returns the
 	// device touches none of the connection's buffers again.
 	Close() error

@@ -232,6 +232,9 @@ func (c *conn) runEvents() {
 	}
 }
 
+// Down reports whether the connection manager said the connection went.
+func (c *conn) Down() bool { return c.down.Load() }
+
 // PeerPrivateData is the private data of the peer's connection request
 // (accepted connections) or accept reply (dialed ones).
 func (c *conn) PeerPrivateData() []byte { return c.peerPriv }

@@ -3,8 +3,10 @@ package rdma
 import (
 	"bytes"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flashpath/flashpath/internal/testutil"
 	"github.com/flashpath/flashpath/nvmeof"
@@ -109,5 +111,82 @@ func testShutdownWaits(t *testing.T, async bool) {
 	got := make([]byte, len(data))
 	if err := mem.ReadAt(got, 8*512); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the write did not land: %v", err)
+	}
+}
+
+// TestReconnectFencesUnreadCommands: NVMe/RDMA's case of the NVMe/TCP
+// test of that name. The host disconnects an I/O queue pair while a write
+// runs on the connection's poll goroutine, a second write received and
+// not yet polled, and connects a new controller (the old one lives on:
+// its admin queue pair is up). The Connect waits for the first write, and
+// the second never runs.
+func TestReconnectFencesUnreadCommands(t *testing.T) {
+	mem, err := backend.NewMem(1<<20, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &heldWrites{Backend: mem, entered: make(chan struct{}, 2), release: make(chan struct{})}
+	fenced := testutil.NewLogSignal("closed earlier I/O connections", 1)
+	tt := startTargetLog(t, be, Options{}, slog.New(fenced))
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(be.release) }) })
+	_, cntlid := tt.controller(t)
+	q := tt.ioQueue(t, cntlid, 1, 4)
+
+	first := rw(nvmeof.NVMWrite, 0, 8)
+	first.inline = make([]byte, 4096)
+	q.submit(&first, 1)
+	<-be.entered
+	second := rw(nvmeof.NVMWrite, 16, 1)
+	second.inline = bytes.Repeat([]byte{0xEE}, 512)
+	q.submit(&second, 2)
+	for sent := 0; sent < 2; { // both SENDs done: the second is in the target's receive
+		if wc := <-q.comps; wc.Err != nil || wc.Op != fprdma.OpSend {
+			t.Fatalf("completion %+v, want the capsules' SENDs", wc)
+		}
+		sent++
+	}
+	if err := q.qp.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	// The host's side goes down once the target's has (bounded).
+	for deadline := time.Now().Add(wait); !q.qp.Down(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the queue pair did not go down")
+		}
+	}
+
+	again, err := tt.dial(t, 0, 32, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cmd{}
+	c.sqe.SetConnect(0, 31, 0)
+	c.keyed = again.data[:nvmeof.ConnectDataSize]
+	if err := (&nvmeof.ConnectData{HostID: hostID, CntlID: nvmeof.CntlIDDynamic, SubNQN: testNQN, HostNQN: hostNQN}).Encode(c.keyed); err != nil {
+		t.Fatal(err)
+	}
+	again.submit(c, 7)
+	for waiting := true; waiting; {
+		select {
+		case <-fenced.C():
+			waiting = false
+		case wc := <-again.comps:
+			if wc.Op == fprdma.OpRecv {
+				t.Fatal("Connect answered while the disconnected queue's write ran, its next one unpolled")
+			}
+		}
+	}
+	release.Do(func() { close(be.release) })
+	cqe, _, err := again.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "admin connect", cqe)
+	if err := tt.shutdown(); err != nil { // waits for the old connection's end
+		t.Fatal(err)
+	}
+	if len(be.entered) != 0 {
+		t.Fatal("the write left unpolled on the disconnected queue pair ran")
 	}
 }

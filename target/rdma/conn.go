@@ -526,3 +526,7 @@ func (c *conn) releaseSlot(s *slot) {
 	c.free = append(c.free, s.Slot)
 	c.slotMu.Unlock()
 }
+
+// PeerClosed reports whether the host's queue pair went down, though the
+// poll goroutine may not have seen it yet (target.PeerCloseChecker).
+func (c *conn) PeerClosed() bool { return c.qp.Down() }

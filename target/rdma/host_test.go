@@ -80,8 +80,14 @@ func startTargetWith(t testing.TB, be backend.Backend) *testTarget {
 // is set here, and the logger unless given).
 func startTargetOpts(t testing.TB, be backend.Backend, opts Options) *testTarget {
 	t.Helper()
+	return startTargetLog(t, be, opts, quietLogger())
+}
+
+// startTargetLog is startTargetOpts with the target core's logger.
+func startTargetLog(t testing.TB, be backend.Backend, opts Options, log *slog.Logger) *testTarget {
+	t.Helper()
 	prov, addr := provider(t)
-	tgt := target.New(target.Options{Logger: quietLogger(), MaxQueueDepth: 128})
+	tgt := target.New(target.Options{Logger: log, MaxQueueDepth: 128})
 	ss, err := tgt.AddSubsystem(target.SubsystemConfig{NQN: testNQN, AllowedHosts: []string{hostNQN}})
 	if err != nil {
 		t.Fatal(err)
