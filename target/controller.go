@@ -515,7 +515,7 @@ func (c *Controller) unmask(k aenKind) {
 	c.aenMasked &^= 1 << k
 }
 
-// completeAER completes r (from takeAER, if not nil) with the event dw0,
+// completeAER completes r (from raise, if not nil) with the event dw0,
 // once mu is released.
 func completeAER(r *Request, dw0 uint32) {
 	if r == nil {

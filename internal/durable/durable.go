@@ -46,7 +46,7 @@ func WriteFile(path string, b []byte, perm fs.FileMode) error {
 		os.Remove(f.Name())
 		return err
 	}
-	return SyncDir(dir)
+	return syncDir(dir)
 }
 
 // Remove removes path, durably: the folder is fsynced. A path that does
@@ -55,12 +55,12 @@ func Remove(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return SyncDir(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
 }
 
-// SyncDir makes the creation, rename or removal of an entry in dir
+// syncDir makes the creation, rename or removal of an entry in dir
 // durable.
-func SyncDir(dir string) error {
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -62,7 +62,7 @@ func TestRemove(t *testing.T) {
 		t.Fatalf("removing what is gone: %v", err)
 	}
 	onlyEntries(t, dir)
-	if err := SyncDir(filepath.Join(dir, "none")); err == nil {
+	if err := syncDir(filepath.Join(dir, "none")); err == nil {
 		t.Error("syncing a missing folder succeeded")
 	}
 }

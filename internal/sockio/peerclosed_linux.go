@@ -1,7 +1,6 @@
 package sockio
 
 import (
-	"crypto/tls"
 	"net"
 	"syscall"
 
@@ -12,12 +11,10 @@ import (
 // a reset has arrived), without reading: a goroutine busy elsewhere, or
 // with data still buffered before the end, has not seen it yet. It polls
 // the socket for POLLRDHUP, POLLHUP or POLLERR and never blocks, so it
-// may run beside the connection's reader. False where nc is not a socket
-// (a pipe in tests).
+// may run beside the connection's reader. nc is the socket itself (under
+// TLS, the connection TLS runs on); false where it is not a socket (a
+// pipe in tests).
 func PeerClosed(nc net.Conn) bool {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return false
